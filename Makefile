@@ -1,0 +1,33 @@
+# Tidal: `make run` and `make test` install what is missing, build, and run or test.
+BUILD_DIR ?= build
+JOBS ?= $(shell nproc)
+DATA_DIR ?= $(HOME)/.local/share/tidal
+CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=Release
+
+.PHONY: all deps configure build run test bench clean format
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+configure: deps
+	@cmake -S . -B $(BUILD_DIR) $(CMAKE_FLAGS) >/dev/null
+
+build: configure
+	@cmake --build $(BUILD_DIR) -j $(JOBS)
+
+run: build
+	@bash scripts/run.sh $(BUILD_DIR) $(DATA_DIR)
+
+test: build
+	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 600
+
+bench: build
+	@bash bench/run_all.sh $(BUILD_DIR)
+
+format:
+	@find src tests bench examples -name '*.cc' -o -name '*.h' | xargs clang-format -i
+
+clean:
+	@rm -rf $(BUILD_DIR)

@@ -1,0 +1,65 @@
+#pragma once
+
+// App specs: YAML (Kubernetes-style, apiVersion tidal.dev/v1, kind App) to
+// proto and back, with whole, strict validation. Every error names the
+// source, line, column and field path, e.g.
+//   hello.yaml:12:7: spec.scaling.minReplicas: must be <= maxReplicas (5 > 3)
+// Pure functions; thread-safe.
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "tidal/v1/app.pb.h"
+
+namespace tidal::spec {
+
+struct SpecError {
+  std::string source;  // file name, "<stdin>", or "" for API objects
+  int line = 0;        // 1-based; 0 when unknown
+  int column = 0;      // 1-based; 0 when unknown
+  std::string field;   // "spec.scaling.minReplicas"; "" for document-level errors
+  std::string message;
+  std::string ToString() const;
+};
+
+struct ParsedApp {
+  tidal::v1::App app;
+  std::string source;
+  int line = 0;  // where the document starts
+};
+
+struct ParseResult {
+  std::vector<ParsedApp> apps;
+  std::vector<SpecError> errors;
+  bool ok() const { return errors.empty(); }
+  // InvalidArgument listing every error, one per line; OK when there is none.
+  absl::Status ToStatus() const;
+};
+
+// Parses and validates every document in `yaml`. Documents without
+// metadata.namespace get `default_namespace` ("default" when empty). When any
+// document is invalid, `errors` lists every problem found in every document
+// (the caller must then apply nothing).
+ParseResult ParseApps(std::string_view yaml, std::string_view source,
+                      std::string_view default_namespace = "default");
+
+// Validates an App built in code (no line numbers): the same rules as
+// ParseApps after parsing.
+std::vector<SpecError> ValidateApp(const tidal::v1::App& app);
+
+// Serializes an App in the YAML form users write (status included when set).
+std::string AppToYaml(const tidal::v1::App& app);
+// The same document as JSON.
+std::string AppToJson(const tidal::v1::App& app);
+
+// A stable content hash of a template (hex), which names a revision.
+std::string TemplateHash(const tidal::v1::Template& tmpl);
+
+// The replica floor the controller keeps before the scaler knows better:
+// spec.replicas when set, else scaling.minReplicas, else 1.
+int32_t BaseReplicas(const tidal::v1::AppSpec& spec);
+
+}  // namespace tidal::spec

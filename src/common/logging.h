@@ -1,0 +1,18 @@
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <spdlog/spdlog.h>
+
+namespace tidal {
+
+// Returns the named logger of a component ("controller", "store", ...),
+// creating it with the process-wide sink and level on first use. Thread-safe.
+std::shared_ptr<spdlog::logger> GetLogger(const std::string& component);
+
+// Sets up every logger: level ("debug", "info", "warn", "error") and format
+// ("text" or "json"). Call once at start-up; later loggers follow it too.
+void InitLogging(const std::string& level, const std::string& format);
+
+}  // namespace tidal

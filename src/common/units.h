@@ -1,0 +1,23 @@
+#pragma once
+
+// Durations ("250ms", "30s", "5m", "1h30m") and quantities ("500m", "2",
+// "256Mi", "1G") as written in specs.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+
+namespace tidal {
+
+// Milliseconds. InvalidArgument with a readable message on bad input.
+absl::StatusOr<int64_t> ParseDurationMs(std::string_view text);
+std::string FormatDurationMs(int64_t ms);  // shortest exact form: "1m30s", "250ms"
+
+// CPU in millicores ("500m" -> 500, "2" -> 2000).
+absl::StatusOr<int64_t> ParseCpuMillis(std::string_view text);
+// Bytes ("256Mi", "1G", "1024").
+absl::StatusOr<int64_t> ParseBytes(std::string_view text);
+
+}  // namespace tidal

@@ -1,0 +1,77 @@
+#pragma once
+
+// The Runtime: where instances run. The process runtime (default) runs each
+// instance as a local child process; a Kubernetes runtime maps instances to
+// pods. The runtime owns the instance lifecycle below the controller: it
+// probes readiness and liveness, restarts crashed instances with backoff
+// (CrashLoopBackOff), stops them gracefully and adopts them again after a
+// restart of tidald. The controller decides how many exist and of which
+// template; the runtime reports what is.
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "tidal/v1/app.pb.h"
+
+namespace tidal {
+
+// What to start.
+struct InstanceRequest {
+  std::string namespace_;
+  std::string app;
+  std::string template_hash;
+  int64_t revision = 0;
+  tidal::v1::Template tmpl;
+};
+
+// Something that changed about an instance; the runtime calls the listener
+// for every state change (started, became ready, not ready, crashed,
+// restarted, stopped) and for events worth showing to users.
+struct InstanceChange {
+  tidal::v1::Instance instance;  // its state after the change
+  bool removed = false;          // the instance is gone (stopped for good)
+  // Set when the change deserves an event ("BackOff", "Unhealthy", "Started"...).
+  std::string event_type;  // Normal | Warning, empty for no event
+  std::string event_reason;
+  std::string event_message;
+};
+
+// Thread-safe.
+class Runtime {
+ public:
+  using Listener = std::function<void(const InstanceChange&)>;
+  virtual ~Runtime() = default;
+
+  // Starts a new instance and returns it at once (phase Starting); readiness
+  // is reported later through the listener.
+  virtual absl::StatusOr<tidal::v1::Instance> Start(const InstanceRequest& req) = 0;
+
+  // Stops an instance: SIGTERM, up to `grace`, then SIGKILL. Returns at once;
+  // the instance shows phase Terminating until it is gone (listener: removed).
+  virtual absl::Status Stop(const std::string& instance_id, absl::Duration grace) = 0;
+
+  // The instances of one app (namespace_ and app set), or of all apps.
+  virtual std::vector<tidal::v1::Instance> List(const std::string& namespace_ = "",
+                                                const std::string& app = "") = 0;
+
+  // Registers the one listener for instance changes. Call before Start/Adopt.
+  virtual void SetListener(Listener listener) = 0;
+
+  // Finds instances left running by a previous tidald and takes them over.
+  // Called once at start-up, before the controller reconciles.
+  virtual absl::Status Adopt() = 0;
+
+  // Path of an instance's log file (stdout and stderr), for `tidalctl logs`.
+  virtual absl::StatusOr<std::string> LogPath(const std::string& instance_id) = 0;
+
+  // Stops probing and supervising; with stop_instances, stops every instance
+  // too (else they keep running for the next tidald to adopt).
+  virtual void Shutdown(bool stop_instances) = 0;
+};
+
+}  // namespace tidal

@@ -1,0 +1,112 @@
+#pragma once
+
+// The Store: Tidal's source of truth. A flat, ordered key space of versioned
+// values with compare-and-swap writes, multi-key transactions and ordered
+// watches, modelled on etcd v3 so the embedded SQLite store and the etcd store
+// behave alike. Values are serialized protos (see store/keys.h for the layout).
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace tidal {
+
+// One stored value. `resource_version` is the store-wide revision of its last
+// write (strictly increasing across the whole store, like etcd's mod_revision).
+struct KeyValue {
+  std::string key;
+  std::string value;
+  int64_t resource_version = 0;
+  int64_t create_version = 0;
+};
+
+// A write inside a transaction.
+struct Op {
+  enum class Type { kPut, kDelete };
+  Type type = Type::kPut;
+  std::string key;
+  std::string value;
+  // Precondition on the key's current resource_version:
+  //   kAny: none;  0: the key must not exist;  N > 0: it must be at exactly N.
+  static constexpr int64_t kAny = -1;
+  int64_t expected_version = kAny;
+
+  static Op Put(std::string key, std::string value, int64_t expected = kAny) {
+    return Op{Type::kPut, std::move(key), std::move(value), expected};
+  }
+  static Op Delete(std::string key, int64_t expected = kAny) {
+    return Op{Type::kDelete, std::move(key), "", expected};
+  }
+};
+
+struct ListResult {
+  std::vector<KeyValue> items;  // ordered by key
+  int64_t resource_version = 0;  // the store's revision the list was read at
+};
+
+struct WatchEvent {
+  enum class Type { kPut, kDelete };
+  Type type = Type::kPut;
+  // For kPut the new value; for kDelete the key and the deleting revision
+  // (value is the last value before deletion when the store knows it).
+  KeyValue kv;
+  int64_t prev_version = 0;  // 0: the key was created by this event
+};
+
+// A stream of changes under a prefix, in revision order. Thread-compatible:
+// one reader at a time; Cancel() may be called from any thread.
+class Watch {
+ public:
+  virtual ~Watch() = default;
+  // Waits up to `timeout` for the next events. Returns an empty vector on
+  // timeout. Errors: OutOfRange when the watcher fell too far behind (or its
+  // start revision was compacted) — re-list and watch again from the list's
+  // revision; Cancelled after Cancel() or store shutdown.
+  virtual absl::StatusOr<std::vector<WatchEvent>> Next(absl::Duration timeout) = 0;
+  virtual void Cancel() = 0;
+};
+
+// Thread-safe.
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Applies every op or none. Errors: FailedPrecondition naming the key when
+  // an expected_version does not match (Aborted is reserved for retryable
+  // backend conflicts); Unavailable when the backend cannot be reached.
+  // Returns the revision of the commit.
+  virtual absl::StatusOr<int64_t> Txn(const std::vector<Op>& ops) = 0;
+
+  // NotFound when the key does not exist.
+  virtual absl::StatusOr<KeyValue> Get(const std::string& key) = 0;
+
+  // Every key starting with `prefix`, read at one revision. limit 0 = all.
+  virtual absl::StatusOr<ListResult> List(const std::string& prefix, int64_t limit = 0) = 0;
+
+  // Changes under `prefix` with revision > from_version.
+  virtual absl::StatusOr<std::unique_ptr<Watch>> WatchPrefix(const std::string& prefix,
+                                                             int64_t from_version) = 0;
+
+  // The store's current revision.
+  virtual absl::StatusOr<int64_t> CurrentVersion() = 0;
+
+  // Convenience wrappers over Txn.
+  absl::StatusOr<int64_t> Create(const std::string& key, const std::string& value) {
+    return Txn({Op::Put(key, value, 0)});
+  }
+  absl::StatusOr<int64_t> Update(const std::string& key, const std::string& value,
+                                 int64_t expected_version) {
+    return Txn({Op::Put(key, value, expected_version)});
+  }
+  absl::StatusOr<int64_t> Delete(const std::string& key, int64_t expected_version = Op::kAny) {
+    return Txn({Op::Delete(key, expected_version)});
+  }
+};
+
+}  // namespace tidal
