@@ -1,0 +1,790 @@
+#include "store/sqlite_store.h"
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <set>
+#include <unordered_map>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+
+namespace tidal {
+namespace sqlite_internal {
+
+constexpr int kSchemaVersion = 1;
+
+namespace {
+
+// Most events one Next() call returns.
+constexpr size_t kMaxWatchBatch = 1000;
+// Rough per-event overhead counted against watch_history_bytes.
+constexpr int64_t kEventOverheadBytes = 96;
+
+absl::Status SqliteError(sqlite3* db, int rc, absl::string_view what) {
+  std::string msg = absl::StrCat("sqlite ", what, ": ",
+                                 db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+  switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_IOERR:
+    case SQLITE_FULL:
+    case SQLITE_CANTOPEN:
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+      return absl::UnavailableError(msg);
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return absl::DataLossError(msg);
+    default:
+      return absl::InternalError(msg);
+  }
+}
+
+// Smallest key greater than every key starting with `prefix`; empty when
+// there is none (the prefix is empty or all 0xff).
+std::string PrefixEnd(const std::string& prefix) {
+  std::string end = prefix;
+  while (!end.empty()) {
+    unsigned char c = static_cast<unsigned char>(end.back());
+    if (c != 0xff) {
+      end.back() = static_cast<char>(c + 1);
+      return end;
+    }
+    end.pop_back();
+  }
+  return end;
+}
+
+std::string ColumnBlob(sqlite3_stmt* stmt, int col) {
+  const void* data = sqlite3_column_blob(stmt, col);
+  int n = sqlite3_column_bytes(stmt, col);
+  return data ? std::string(static_cast<const char*>(data), n) : std::string();
+}
+
+void BindBlob(sqlite3_stmt* stmt, int idx, const std::string& s) {
+  // A zero-length blob must not be bound as NULL.
+  sqlite3_bind_blob(stmt, idx, s.empty() ? "" : s.data(),
+                    static_cast<int>(s.size()), SQLITE_STATIC);
+}
+
+// Resets a cached statement when it goes out of scope.
+class StmtScope {
+ public:
+  explicit StmtScope(sqlite3_stmt* stmt) : stmt_(stmt) {}
+  ~StmtScope() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+  sqlite3_stmt* get() const { return stmt_; }
+
+ private:
+  sqlite3_stmt* stmt_;
+};
+
+}  // namespace
+
+// One SQLite connection and its cached prepared statements. Not thread-safe:
+// the store hands each connection to one thread at a time.
+class Connection {
+ public:
+  static absl::StatusOr<std::unique_ptr<Connection>> Open(
+      const std::string& path, int busy_timeout_ms) {
+    sqlite3* db = nullptr;
+    int rc = sqlite3_open_v2(
+        path.c_str(), &db,
+        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+        nullptr);
+    if (rc != SQLITE_OK) {
+      absl::Status s = SqliteError(db, rc, absl::StrCat("open ", path));
+      sqlite3_close_v2(db);
+      return s;
+    }
+    auto conn = std::unique_ptr<Connection>(new Connection(db));
+    sqlite3_busy_timeout(db, busy_timeout_ms);
+    return conn;
+  }
+
+  ~Connection() {
+    for (auto& [sql, stmt] : stmts_) sqlite3_finalize(stmt);
+    sqlite3_close_v2(db_);
+  }
+
+  sqlite3* db() const { return db_; }
+
+  absl::Status Exec(const char* sql) {
+    char* err = nullptr;
+    int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &err);
+    if (rc == SQLITE_OK) return absl::OkStatus();
+    sqlite3_free(err);
+    return SqliteError(db_, rc, sql);
+  }
+
+  // Returns the cached statement for `sql` (a string literal).
+  absl::StatusOr<sqlite3_stmt*> Prepare(const char* sql) {
+    auto it = stmts_.find(sql);
+    if (it != stmts_.end()) return it->second;
+    sqlite3_stmt* stmt = nullptr;
+    int rc = sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt,
+                                nullptr);
+    if (rc != SQLITE_OK)
+      return SqliteError(db_, rc, absl::StrCat("prepare ", sql));
+    stmts_.emplace(sql, stmt);
+    return stmt;
+  }
+
+  // Steps a statement that returns no rows.
+  absl::Status Run(sqlite3_stmt* stmt) {
+    int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_DONE || rc == SQLITE_ROW) return absl::OkStatus();
+    return SqliteError(db_, rc, sqlite3_sql(stmt));
+  }
+
+  // Steps a query: true on a row, false when done.
+  absl::StatusOr<bool> Step(sqlite3_stmt* stmt) {
+    int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    return SqliteError(db_, rc, sqlite3_sql(stmt));
+  }
+
+ private:
+  explicit Connection(sqlite3* db) : db_(db) {}
+
+  sqlite3* const db_;
+  std::unordered_map<const char*, sqlite3_stmt*> stmts_;
+};
+
+namespace {
+
+constexpr char kSelectVersion[] =
+    "SELECT resource_version, create_version FROM kv WHERE key = ?1";
+constexpr char kSelectFull[] =
+    "SELECT value, resource_version, create_version FROM kv WHERE key = ?1";
+constexpr char kUpsert[] =
+    "INSERT OR REPLACE INTO kv (key, value, resource_version, create_version) "
+    "VALUES (?1, ?2, ?3, ?4)";
+constexpr char kDelete[] = "DELETE FROM kv WHERE key = ?1";
+constexpr char kSelectRevision[] = "SELECT revision FROM meta WHERE id = 1";
+constexpr char kUpdateRevision[] = "UPDATE meta SET revision = ?1 WHERE id = 1";
+constexpr char kListRange[] =
+    "SELECT key, value, resource_version, create_version FROM kv "
+    "WHERE key >= ?1 AND key < ?2 ORDER BY key LIMIT ?3";
+constexpr char kListFrom[] =
+    "SELECT key, value, resource_version, create_version FROM kv "
+    "WHERE key >= ?1 ORDER BY key LIMIT ?2";
+
+absl::StatusOr<int64_t> ReadRevision(Connection* conn) {
+  ASSIGN_OR_RETURN(sqlite3_stmt * stmt, conn->Prepare(kSelectRevision));
+  StmtScope scope(stmt);
+  ASSIGN_OR_RETURN(bool row, conn->Step(stmt));
+  if (!row) return absl::DataLossError("store meta row is missing");
+  return sqlite3_column_int64(stmt, 0);
+}
+
+std::string TooOld(int64_t from, int64_t oldest) {
+  return absl::StrCat("watch from revision ", from,
+                      " is too old (oldest retained revision: ", oldest,
+                      "); re-list");
+}
+
+}  // namespace
+
+// The in-memory ring of recent changes and its waiting watchers. Shared by
+// the store and its watches (a watch may outlive the store). Thread-safe.
+class WatchHub {
+ public:
+  WatchHub(int64_t start_revision, int64_t max_events, int64_t max_bytes)
+      : max_events_(std::max<int64_t>(1, max_events)),
+        max_bytes_(std::max<int64_t>(1, max_bytes)),
+        compacted_rev_(start_revision) {}
+
+  // Appends the events of newly committed revisions, in revision order.
+  void Publish(std::vector<WatchEvent> events) {
+    if (events.empty()) return;
+    absl::MutexLock lock(&mu_);
+    for (auto& ev : events) {
+      bytes_ += EventBytes(ev);
+      ring_.push_back(std::move(ev));
+    }
+    while (!ring_.empty() &&
+           (static_cast<int64_t>(ring_.size()) > max_events_ ||
+            bytes_ > max_bytes_)) {
+      // Evict whole revisions so a retained revision is always complete.
+      int64_t rev = ring_.front().kv.resource_version;
+      while (!ring_.empty() && ring_.front().kv.resource_version == rev) {
+        bytes_ -= EventBytes(ring_.front());
+        ring_.pop_front();
+        ++base_seq_;
+      }
+      compacted_rev_ = rev;
+    }
+    cv_.SignalAll();
+  }
+
+  void Close() {
+    absl::MutexLock lock(&mu_);
+    closed_ = true;
+    cv_.SignalAll();
+  }
+
+  static absl::StatusOr<std::unique_ptr<Watch>> NewWatch(
+      std::shared_ptr<WatchHub> hub, const std::string& prefix, int64_t from);
+
+ private:
+  friend class HubWatch;
+
+  static int64_t EventBytes(const WatchEvent& ev) {
+    return static_cast<int64_t>(ev.kv.key.size() + ev.kv.value.size()) +
+           kEventOverheadBytes;
+  }
+
+  const int64_t max_events_;
+  const int64_t max_bytes_;
+
+  absl::Mutex mu_;
+  absl::CondVar cv_;
+  std::deque<WatchEvent> ring_ ABSL_GUARDED_BY(mu_);
+  // Sequence number of ring_.front(); counts every event ever published.
+  int64_t base_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  // Every revision > compacted_rev_ is retained in full.
+  int64_t compacted_rev_ ABSL_GUARDED_BY(mu_);
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// A watch reading the hub's ring through its own cursor. One reader at a
+// time; Cancel() from any thread.
+class HubWatch : public Watch {
+ public:
+  HubWatch(std::shared_ptr<WatchHub> hub, std::string prefix, int64_t from,
+           int64_t next_seq)
+      : hub_(std::move(hub)),
+        prefix_(std::move(prefix)),
+        from_(from),
+        last_rev_(from),
+        next_seq_(next_seq) {}
+
+  ~HubWatch() override = default;
+
+  absl::StatusOr<std::vector<WatchEvent>> Next(
+      absl::Duration timeout) override {
+    const absl::Time deadline = absl::Now() + timeout;
+    WatchHub& h = *hub_;
+    absl::MutexLock lock(&h.mu_);
+    bool timed_out = false;
+    while (true) {
+      if (cancelled_ || h.closed_)
+        return absl::CancelledError("watch cancelled");
+      if (!error_.ok()) return error_;
+      if (next_seq_ < h.base_seq_) {
+        error_ = absl::OutOfRangeError(TooOld(last_rev_, h.compacted_rev_ + 1));
+        return error_;
+      }
+      std::vector<WatchEvent> out;
+      const int64_t end = h.base_seq_ + static_cast<int64_t>(h.ring_.size());
+      while (next_seq_ < end && out.size() < kMaxWatchBatch) {
+        const WatchEvent& ev = h.ring_[next_seq_ - h.base_seq_];
+        // Never split a revision across batches once the batch is full.
+        if (out.size() + 1 >= kMaxWatchBatch && !out.empty() &&
+            ev.kv.resource_version != out.back().kv.resource_version) {
+          break;
+        }
+        ++next_seq_;
+        if (ev.kv.resource_version > from_ &&
+            absl::StartsWith(ev.kv.key, prefix_)) {
+          out.push_back(ev);
+        }
+      }
+      if (!out.empty()) {
+        last_rev_ = out.back().kv.resource_version;
+        return out;
+      }
+      if (timed_out) return out;
+      timed_out = h.cv_.WaitWithDeadline(&h.mu_, deadline);
+    }
+  }
+
+  void Cancel() override {
+    absl::MutexLock lock(&hub_->mu_);
+    cancelled_ = true;
+    hub_->cv_.SignalAll();
+  }
+
+ private:
+  const std::shared_ptr<WatchHub> hub_;
+  const std::string prefix_;
+  const int64_t from_;
+
+  // Guarded by hub_->mu_.
+  int64_t last_rev_;
+  int64_t next_seq_;
+  bool cancelled_ = false;
+  absl::Status error_;
+};
+
+absl::StatusOr<std::unique_ptr<Watch>> WatchHub::NewWatch(
+    std::shared_ptr<WatchHub> hub, const std::string& prefix, int64_t from) {
+  int64_t next_seq;
+  {
+    absl::MutexLock lock(&hub->mu_);
+    if (hub->closed_) return absl::CancelledError("store closed");
+    if (from < hub->compacted_rev_) {
+      return absl::OutOfRangeError(TooOld(from, hub->compacted_rev_ + 1));
+    }
+    auto it = std::upper_bound(hub->ring_.begin(), hub->ring_.end(), from,
+                               [](int64_t rev, const WatchEvent& ev) {
+                                 return rev < ev.kv.resource_version;
+                               });
+    next_seq = hub->base_seq_ + (it - hub->ring_.begin());
+  }
+  return std::unique_ptr<Watch>(
+      new HubWatch(std::move(hub), prefix, from, next_seq));
+}
+
+}  // namespace sqlite_internal
+
+using sqlite_internal::Connection;
+using sqlite_internal::StmtScope;
+using sqlite_internal::WatchHub;
+
+struct SqliteStore::Writer {
+  const std::vector<Op>* ops = nullptr;
+  absl::StatusOr<int64_t> result = absl::InternalError("not committed");
+  bool done = false;
+  absl::CondVar cv;
+};
+
+absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
+    const std::string& path, Options options) {
+  auto log = GetLogger("store");
+  const std::string lock_path = path + ".lock";
+  int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd < 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot open ", lock_path, ": ", std::strerror(errno)));
+  }
+  if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    int err = errno;
+    ::close(lock_fd);
+    return absl::FailedPreconditionError(
+        absl::StrCat("store ", path, " is in use by another process (",
+                     std::strerror(err), ")"));
+  }
+  auto fail = [&](absl::Status s) {
+    ::close(lock_fd);
+    return s;
+  };
+
+  auto writer_or = Connection::Open(path, options.busy_timeout_ms);
+  if (!writer_or.ok()) return fail(writer_or.status());
+  std::unique_ptr<Connection> writer = std::move(writer_or).value();
+
+  // WAL: readers never block the writer; synchronous=FULL: a commit is on
+  // disk (WAL fsync'd) before Txn returns.
+  {
+    auto stmt = writer->Prepare("PRAGMA journal_mode=WAL");
+    if (!stmt.ok()) return fail(stmt.status());
+    StmtScope scope(*stmt);
+    auto row = writer->Step(*stmt);
+    if (!row.ok()) return fail(row.status());
+    std::string mode =
+        *row ? reinterpret_cast<const char*>(sqlite3_column_text(*stmt, 0))
+             : "";
+    if (mode != "wal") {
+      return fail(absl::UnavailableError(absl::StrCat(
+          "cannot enable WAL mode on ", path, " (got '", mode, "')")));
+    }
+  }
+  for (const char* sql :
+       {"PRAGMA synchronous=FULL", "PRAGMA foreign_keys=OFF"}) {
+    absl::Status s = writer->Exec(sql);
+    if (!s.ok()) return fail(s);
+  }
+  {
+    auto stmt = writer->Prepare("PRAGMA user_version");
+    if (!stmt.ok()) return fail(stmt.status());
+    StmtScope scope(*stmt);
+    auto row = writer->Step(*stmt);
+    if (!row.ok()) return fail(row.status());
+    int version = *row ? sqlite3_column_int(*stmt, 0) : 0;
+    if (version > sqlite_internal::kSchemaVersion) {
+      return fail(absl::FailedPreconditionError(absl::StrCat(
+          "store ", path, " has schema version ", version,
+          ", newer than this binary's ", sqlite_internal::kSchemaVersion)));
+    }
+  }
+  absl::Status s = writer->Exec(
+      "BEGIN IMMEDIATE;"
+      "CREATE TABLE IF NOT EXISTS kv ("
+      "  key BLOB PRIMARY KEY NOT NULL,"
+      "  value BLOB NOT NULL,"
+      "  resource_version INTEGER NOT NULL,"
+      "  create_version INTEGER NOT NULL) WITHOUT ROWID;"
+      "CREATE TABLE IF NOT EXISTS meta ("
+      "  id INTEGER PRIMARY KEY CHECK (id = 1),"
+      "  revision INTEGER NOT NULL);"
+      "INSERT OR IGNORE INTO meta (id, revision) VALUES (1, 0);"
+      "PRAGMA user_version=1;"
+      "COMMIT;");
+  if (!s.ok()) {
+    writer->Exec("ROLLBACK").IgnoreError();
+    return fail(s);
+  }
+  auto revision = sqlite_internal::ReadRevision(writer.get());
+  if (!revision.ok()) return fail(revision.status());
+
+  log->info("opened store {} at revision {}", path, *revision);
+  return std::unique_ptr<SqliteStore>(
+      new SqliteStore(path, options, lock_fd, std::move(writer), *revision));
+}
+
+SqliteStore::SqliteStore(std::string path, Options options, int lock_fd,
+                         std::unique_ptr<Connection> writer, int64_t revision)
+    : path_(std::move(path)),
+      options_(options),
+      lock_fd_(lock_fd),
+      hub_(std::make_shared<WatchHub>(revision, options.watch_history_events,
+                                      options.watch_history_bytes)),
+      writer_(std::move(writer)),
+      revision_(revision) {}
+
+SqliteStore::~SqliteStore() {
+  hub_->Close();
+  {
+    absl::MutexLock lock(&pool_mu_);
+    readers_.clear();
+  }
+  // Close every connection before releasing the process lock.
+  writer_.reset();
+  ::close(lock_fd_);
+}
+
+namespace {
+
+absl::Status ValidateOps(const std::vector<Op>& ops) {
+  if (ops.empty()) return absl::InvalidArgumentError("empty transaction");
+  std::set<absl::string_view> keys;
+  for (const Op& op : ops) {
+    if (op.key.empty())
+      return absl::InvalidArgumentError("empty key in transaction");
+    if (op.expected_version < Op::kAny) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("key \"", op.key, "\": invalid expected version ",
+                       op.expected_version));
+    }
+    if (!keys.insert(op.key).second) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "key \"", op.key, "\" appears twice in one transaction"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The current state of a key as read inside a write transaction.
+struct Current {
+  bool exists = false;
+  std::string value;
+  int64_t resource_version = 0;
+  int64_t create_version = 0;
+};
+
+absl::Status CheckPrecondition(const Op& op, const Current& cur) {
+  if (op.expected_version == Op::kAny) {
+    if (op.type == Op::Type::kDelete && !cur.exists) {
+      return absl::NotFoundError(
+          absl::StrCat("key \"", op.key, "\" not found"));
+    }
+    return absl::OkStatus();
+  }
+  if (op.expected_version == 0) {
+    if (cur.exists) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("key \"", op.key,
+                       "\" already exists (expected no key, found version ",
+                       cur.resource_version, ")"));
+    }
+    if (op.type == Op::Type::kDelete) {
+      return absl::NotFoundError(
+          absl::StrCat("key \"", op.key, "\" not found"));
+    }
+    return absl::OkStatus();
+  }
+  if (!cur.exists) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("key \"", op.key, "\": expected version ",
+                     op.expected_version, ", but it does not exist"));
+  }
+  if (cur.resource_version != op.expected_version) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "key \"", op.key, "\": expected version ", op.expected_version,
+        ", found version ", cur.resource_version));
+  }
+  return absl::OkStatus();
+}
+
+// Applies one txn at `rev` inside an open write transaction. A logical
+// failure (precondition, missing key) is returned with nothing written and
+// *fatal false; an SQL error sets *fatal (the whole batch must roll back).
+absl::Status ApplyTxn(Connection* conn, const std::vector<Op>& ops, int64_t rev,
+                      std::vector<WatchEvent>* events, bool* fatal) {
+  *fatal = false;
+  std::vector<Current> current(ops.size());
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const Op& op = ops[i];
+    const bool full = op.type == Op::Type::kDelete;
+    auto stmt_or = conn->Prepare(full ? sqlite_internal::kSelectFull
+                                      : sqlite_internal::kSelectVersion);
+    if (!stmt_or.ok()) {
+      *fatal = true;
+      return stmt_or.status();
+    }
+    StmtScope scope(*stmt_or);
+    sqlite_internal::BindBlob(scope.get(), 1, op.key);
+    auto row = conn->Step(scope.get());
+    if (!row.ok()) {
+      *fatal = true;
+      return row.status();
+    }
+    Current& cur = current[i];
+    if (*row) {
+      cur.exists = true;
+      if (full) {
+        cur.value = sqlite_internal::ColumnBlob(scope.get(), 0);
+        cur.resource_version = sqlite3_column_int64(scope.get(), 1);
+        cur.create_version = sqlite3_column_int64(scope.get(), 2);
+      } else {
+        cur.resource_version = sqlite3_column_int64(scope.get(), 0);
+        cur.create_version = sqlite3_column_int64(scope.get(), 1);
+      }
+    }
+    RETURN_IF_ERROR(CheckPrecondition(op, cur));
+  }
+
+  *fatal = true;  // From here on any error is an SQL error.
+  for (size_t i = 0; i < ops.size(); ++i) {
+    const Op& op = ops[i];
+    Current& cur = current[i];
+    WatchEvent ev;
+    ev.prev_version = cur.exists ? cur.resource_version : 0;
+    ev.kv.key = op.key;
+    ev.kv.resource_version = rev;
+    if (op.type == Op::Type::kPut) {
+      ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                       conn->Prepare(sqlite_internal::kUpsert));
+      StmtScope scope(stmt);
+      const int64_t create = cur.exists ? cur.create_version : rev;
+      sqlite_internal::BindBlob(stmt, 1, op.key);
+      sqlite_internal::BindBlob(stmt, 2, op.value);
+      sqlite3_bind_int64(stmt, 3, rev);
+      sqlite3_bind_int64(stmt, 4, create);
+      RETURN_IF_ERROR(conn->Run(stmt));
+      ev.type = WatchEvent::Type::kPut;
+      ev.kv.value = op.value;
+      ev.kv.create_version = create;
+    } else {
+      ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                       conn->Prepare(sqlite_internal::kDelete));
+      StmtScope scope(stmt);
+      sqlite_internal::BindBlob(stmt, 1, op.key);
+      RETURN_IF_ERROR(conn->Run(stmt));
+      ev.type = WatchEvent::Type::kDelete;
+      ev.kv.value = std::move(cur.value);
+      ev.kv.create_version = cur.create_version;
+    }
+    events->push_back(std::move(ev));
+  }
+  *fatal = false;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<int64_t> SqliteStore::Txn(const std::vector<Op>& ops) {
+  RETURN_IF_ERROR(ValidateOps(ops));
+  Writer w;
+  w.ops = &ops;
+  std::vector<Writer*> batch;
+  {
+    absl::MutexLock lock(&queue_mu_);
+    queue_.push_back(&w);
+    while (!w.done && queue_.front() != &w) w.cv.Wait(&queue_mu_);
+    if (w.done) return std::move(w.result);
+    // This writer leads: commit it together with whoever queued behind it.
+    for (Writer* q : queue_) {
+      if (static_cast<int>(batch.size()) >=
+          std::max(1, options_.max_group_commit))
+        break;
+      batch.push_back(q);
+    }
+  }
+  CommitBatch(batch);
+  {
+    absl::MutexLock lock(&queue_mu_);
+    for (Writer* q : batch) {
+      queue_.pop_front();
+      if (q != &w) {
+        q->done = true;
+        q->cv.Signal();
+      }
+    }
+    if (!queue_.empty()) queue_.front()->cv.Signal();
+  }
+  return std::move(w.result);
+}
+
+void SqliteStore::CommitBatch(const std::vector<Writer*>& batch) {
+  Connection* conn = writer_.get();
+  const int64_t start = revision_.load();
+  int64_t rev = start;
+  std::vector<WatchEvent> events;
+
+  absl::Status s = conn->Exec("BEGIN IMMEDIATE");
+  if (!s.ok()) {
+    for (Writer* w : batch) w->result = s;
+    return;
+  }
+  for (Writer* w : batch) {
+    bool fatal = false;
+    absl::Status txn = ApplyTxn(conn, *w->ops, rev + 1, &events, &fatal);
+    if (fatal) {
+      s = txn;
+      break;
+    }
+    if (txn.ok()) {
+      w->result = ++rev;
+    } else {
+      w->result = txn;
+    }
+  }
+  if (s.ok() && rev != start) {
+    auto stmt = conn->Prepare(sqlite_internal::kUpdateRevision);
+    if (stmt.ok()) {
+      StmtScope scope(*stmt);
+      sqlite3_bind_int64(*stmt, 1, rev);
+      s = conn->Run(*stmt);
+    } else {
+      s = stmt.status();
+    }
+  }
+  if (s.ok()) s = conn->Exec("COMMIT");
+  if (!s.ok()) {
+    GetLogger("store")->error("commit of {} txns failed: {}", batch.size(),
+                              s.ToString());
+    if (!sqlite3_get_autocommit(conn->db()))
+      conn->Exec("ROLLBACK").IgnoreError();
+    // Every txn of the batch was evaluated against state that is now gone.
+    for (Writer* w : batch) w->result = s;
+    return;
+  }
+  revision_.store(rev);
+  hub_->Publish(std::move(events));
+}
+
+absl::StatusOr<std::unique_ptr<Connection>> SqliteStore::AcquireReader() {
+  {
+    absl::MutexLock lock(&pool_mu_);
+    if (!readers_.empty()) {
+      auto conn = std::move(readers_.back());
+      readers_.pop_back();
+      return conn;
+    }
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn,
+                   Connection::Open(path_, options_.busy_timeout_ms));
+  RETURN_IF_ERROR(conn->Exec("PRAGMA query_only=1"));
+  return conn;
+}
+
+void SqliteStore::ReleaseReader(std::unique_ptr<Connection> conn) {
+  absl::MutexLock lock(&pool_mu_);
+  readers_.push_back(std::move(conn));
+}
+
+absl::StatusOr<KeyValue> SqliteStore::Get(const std::string& key) {
+  ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, AcquireReader());
+  absl::StatusOr<KeyValue> result = [&]() -> absl::StatusOr<KeyValue> {
+    ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                     conn->Prepare(sqlite_internal::kSelectFull));
+    StmtScope scope(stmt);
+    sqlite_internal::BindBlob(stmt, 1, key);
+    ASSIGN_OR_RETURN(bool row, conn->Step(stmt));
+    if (!row)
+      return absl::NotFoundError(absl::StrCat("key \"", key, "\" not found"));
+    KeyValue kv;
+    kv.key = key;
+    kv.value = sqlite_internal::ColumnBlob(stmt, 0);
+    kv.resource_version = sqlite3_column_int64(stmt, 1);
+    kv.create_version = sqlite3_column_int64(stmt, 2);
+    return kv;
+  }();
+  ReleaseReader(std::move(conn));
+  return result;
+}
+
+absl::StatusOr<ListResult> SqliteStore::List(const std::string& prefix,
+                                             int64_t limit) {
+  if (limit < 0) return absl::InvalidArgumentError("negative list limit");
+  ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, AcquireReader());
+  absl::StatusOr<ListResult> result = [&]() -> absl::StatusOr<ListResult> {
+    // One read transaction: the revision and the rows come from one snapshot.
+    RETURN_IF_ERROR(conn->Exec("BEGIN"));
+    auto body = [&]() -> absl::StatusOr<ListResult> {
+      ListResult out;
+      ASSIGN_OR_RETURN(out.resource_version,
+                       sqlite_internal::ReadRevision(conn.get()));
+      const std::string end = sqlite_internal::PrefixEnd(prefix);
+      ASSIGN_OR_RETURN(
+          sqlite3_stmt * stmt,
+          conn->Prepare(end.empty() ? sqlite_internal::kListFrom
+                                    : sqlite_internal::kListRange));
+      StmtScope scope(stmt);
+      sqlite_internal::BindBlob(stmt, 1, prefix);
+      int limit_idx = 2;
+      if (!end.empty()) {
+        sqlite_internal::BindBlob(stmt, 2, end);
+        limit_idx = 3;
+      }
+      sqlite3_bind_int64(stmt, limit_idx, limit == 0 ? -1 : limit);
+      while (true) {
+        ASSIGN_OR_RETURN(bool row, conn->Step(stmt));
+        if (!row) break;
+        KeyValue kv;
+        kv.key = sqlite_internal::ColumnBlob(stmt, 0);
+        kv.value = sqlite_internal::ColumnBlob(stmt, 1);
+        kv.resource_version = sqlite3_column_int64(stmt, 2);
+        kv.create_version = sqlite3_column_int64(stmt, 3);
+        out.items.push_back(std::move(kv));
+      }
+      return out;
+    };
+    absl::StatusOr<ListResult> r = body();
+    absl::Status end_status = conn->Exec(r.ok() ? "COMMIT" : "ROLLBACK");
+    if (r.ok() && !end_status.ok()) return end_status;
+    return r;
+  }();
+  ReleaseReader(std::move(conn));
+  return result;
+}
+
+absl::StatusOr<std::unique_ptr<Watch>> SqliteStore::WatchPrefix(
+    const std::string& prefix, int64_t from_version) {
+  if (from_version < 0)
+    return absl::InvalidArgumentError("negative watch revision");
+  return WatchHub::NewWatch(hub_, prefix, from_version);
+}
+
+absl::StatusOr<int64_t> SqliteStore::CurrentVersion() {
+  return revision_.load();
+}
+
+}  // namespace tidal
