@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <set>
 #include <unordered_map>
 #include <utility>
 
@@ -17,6 +16,7 @@
 #include "absl/time/clock.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "store/txn_check.h"
 
 namespace tidal {
 namespace sqlite_internal {
@@ -48,21 +48,6 @@ absl::Status SqliteError(sqlite3* db, int rc, absl::string_view what) {
     default:
       return absl::InternalError(msg);
   }
-}
-
-// Smallest key greater than every key starting with `prefix`; empty when
-// there is none (the prefix is empty or all 0xff).
-std::string PrefixEnd(const std::string& prefix) {
-  std::string end = prefix;
-  while (!end.empty()) {
-    unsigned char c = static_cast<unsigned char>(end.back());
-    if (c != 0xff) {
-      end.back() = static_cast<char>(c + 1);
-      return end;
-    }
-    end.pop_back();
-  }
-  return end;
 }
 
 std::string ColumnBlob(sqlite3_stmt* stmt, int col) {
@@ -191,12 +176,6 @@ absl::StatusOr<int64_t> ReadRevision(Connection* conn) {
   return sqlite3_column_int64(stmt, 0);
 }
 
-std::string TooOld(int64_t from, int64_t oldest) {
-  return absl::StrCat("watch from revision ", from,
-                      " is too old (oldest retained revision: ", oldest,
-                      "); re-list");
-}
-
 }  // namespace
 
 // The in-memory ring of recent changes and its waiting watchers. Shared by
@@ -287,7 +266,8 @@ class HubWatch : public Watch {
         return absl::CancelledError("watch cancelled");
       if (!error_.ok()) return error_;
       if (next_seq_ < h.base_seq_) {
-        error_ = absl::OutOfRangeError(TooOld(last_rev_, h.compacted_rev_ + 1));
+        error_ = absl::OutOfRangeError(
+            store_internal::WatchTooOld(last_rev_, h.compacted_rev_ + 1));
         return error_;
       }
       std::vector<WatchEvent> out;
@@ -339,7 +319,8 @@ absl::StatusOr<std::unique_ptr<Watch>> WatchHub::NewWatch(
     absl::MutexLock lock(&hub->mu_);
     if (hub->closed_) return absl::CancelledError("store closed");
     if (from < hub->compacted_rev_) {
-      return absl::OutOfRangeError(TooOld(from, hub->compacted_rev_ + 1));
+      return absl::OutOfRangeError(
+          store_internal::WatchTooOld(from, hub->compacted_rev_ + 1));
     }
     auto it = std::upper_bound(hub->ring_.begin(), hub->ring_.end(), from,
                                [](int64_t rev, const WatchEvent& ev) {
@@ -471,66 +452,11 @@ SqliteStore::~SqliteStore() {
 
 namespace {
 
-absl::Status ValidateOps(const std::vector<Op>& ops) {
-  if (ops.empty()) return absl::InvalidArgumentError("empty transaction");
-  std::set<absl::string_view> keys;
-  for (const Op& op : ops) {
-    if (op.key.empty())
-      return absl::InvalidArgumentError("empty key in transaction");
-    if (op.expected_version < Op::kAny) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("key \"", op.key, "\": invalid expected version ",
-                       op.expected_version));
-    }
-    if (!keys.insert(op.key).second) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "key \"", op.key, "\" appears twice in one transaction"));
-    }
-  }
-  return absl::OkStatus();
-}
-
 // The current state of a key as read inside a write transaction.
-struct Current {
-  bool exists = false;
+struct Current : store_internal::KeyState {
   std::string value;
-  int64_t resource_version = 0;
   int64_t create_version = 0;
 };
-
-absl::Status CheckPrecondition(const Op& op, const Current& cur) {
-  if (op.expected_version == Op::kAny) {
-    if (op.type == Op::Type::kDelete && !cur.exists) {
-      return absl::NotFoundError(
-          absl::StrCat("key \"", op.key, "\" not found"));
-    }
-    return absl::OkStatus();
-  }
-  if (op.expected_version == 0) {
-    if (cur.exists) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("key \"", op.key,
-                       "\" already exists (expected no key, found version ",
-                       cur.resource_version, ")"));
-    }
-    if (op.type == Op::Type::kDelete) {
-      return absl::NotFoundError(
-          absl::StrCat("key \"", op.key, "\" not found"));
-    }
-    return absl::OkStatus();
-  }
-  if (!cur.exists) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("key \"", op.key, "\": expected version ",
-                     op.expected_version, ", but it does not exist"));
-  }
-  if (cur.resource_version != op.expected_version) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "key \"", op.key, "\": expected version ", op.expected_version,
-        ", found version ", cur.resource_version));
-  }
-  return absl::OkStatus();
-}
 
 // Applies one txn at `rev` inside an open write transaction. A logical
 // failure (precondition, missing key) is returned with nothing written and
@@ -567,7 +493,7 @@ absl::Status ApplyTxn(Connection* conn, const std::vector<Op>& ops, int64_t rev,
         cur.create_version = sqlite3_column_int64(scope.get(), 1);
       }
     }
-    RETURN_IF_ERROR(CheckPrecondition(op, cur));
+    RETURN_IF_ERROR(store_internal::CheckPrecondition(op, cur));
   }
 
   *fatal = true;  // From here on any error is an SQL error.
@@ -610,7 +536,7 @@ absl::Status ApplyTxn(Connection* conn, const std::vector<Op>& ops, int64_t rev,
 }  // namespace
 
 absl::StatusOr<int64_t> SqliteStore::Txn(const std::vector<Op>& ops) {
-  RETURN_IF_ERROR(ValidateOps(ops));
+  RETURN_IF_ERROR(store_internal::ValidateOps(ops));
   Writer w;
   w.ops = &ops;
   std::vector<Writer*> batch;
@@ -742,7 +668,7 @@ absl::StatusOr<ListResult> SqliteStore::List(const std::string& prefix,
       ListResult out;
       ASSIGN_OR_RETURN(out.resource_version,
                        sqlite_internal::ReadRevision(conn.get()));
-      const std::string end = sqlite_internal::PrefixEnd(prefix);
+      const std::string end = store_internal::PrefixEnd(prefix);
       ASSIGN_OR_RETURN(
           sqlite3_stmt * stmt,
           conn->Prepare(end.empty() ? sqlite_internal::kListFrom

@@ -1,0 +1,38 @@
+#pragma once
+
+// Helpers shared by the Store implementations so they agree on semantics:
+// which txns are valid, how a precondition is checked and what its error
+// says, and how a key prefix becomes a key range. Stateless, thread-safe.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "store/store.h"
+
+namespace tidal::store_internal {
+
+// InvalidArgument for an empty txn, an empty key, a bad expected_version or
+// a key written twice in one txn.
+absl::Status ValidateOps(const std::vector<Op>& ops);
+
+// The state of one key when a txn is checked.
+struct KeyState {
+  bool exists = false;
+  int64_t resource_version = 0;
+};
+
+// OK when `op` may apply to a key in state `cur`. FailedPrecondition (naming
+// the key, the expected and the actual version) when the expected version
+// does not match; NotFound for a delete of a key that does not exist.
+absl::Status CheckPrecondition(const Op& op, const KeyState& cur);
+
+// The smallest key greater than every key starting with `prefix`; empty when
+// there is none (empty prefix, or all 0xff bytes).
+std::string PrefixEnd(const std::string& prefix);
+
+// The OutOfRange message for a watch that cannot resume at `from`.
+std::string WatchTooOld(int64_t from, int64_t oldest_retained);
+
+}  // namespace tidal::store_internal
