@@ -13,9 +13,9 @@ namespace tidal {
 
 // One second of one app's (or one revision's) traffic.
 struct MetricSample {
-  absl::Time time;           // start of the second
-  double concurrency = 0;    // in-flight requests averaged over the second
-  double requests = 0;       // requests that arrived in the second
+  absl::Time time;         // start of the second
+  double concurrency = 0;  // in-flight requests averaged over the second
+  double requests = 0;     // requests that arrived in the second
 };
 
 // Aggregates over a window, for rollout analysis and `tidalctl top`.
@@ -39,11 +39,13 @@ class MetricsSource {
   // Complete one-second samples strictly after `after`, oldest first.
   // `revision` 0 means every revision of the app. Seconds without traffic are
   // included as zero samples (the source knows the app exists).
-  virtual std::vector<MetricSample> Samples(const std::string& ns, const std::string& app,
-                                            int64_t revision, absl::Time after) = 0;
+  virtual std::vector<MetricSample> Samples(const std::string& ns,
+                                            const std::string& app,
+                                            int64_t revision,
+                                            absl::Time after) = 0;
   // Totals over the last `window` (revision 0: all revisions).
-  virtual RequestStats Stats(const std::string& ns, const std::string& app, int64_t revision,
-                             absl::Duration window) = 0;
+  virtual RequestStats Stats(const std::string& ns, const std::string& app,
+                             int64_t revision, absl::Duration window) = 0;
 };
 
 }  // namespace tidal

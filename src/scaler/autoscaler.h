@@ -1,0 +1,156 @@
+#pragma once
+
+// AppScaler: one app's autoscaler, a pure deterministic state machine over an
+// injected time. The controller (or the simulator) feeds it one-second metric
+// samples and the instance counts, and asks Decide(now) every tick; the same
+// inputs always give the same decisions. Algorithms: `tidal` (default), `kpa`
+// (Knative KPA), `hpa` (Kubernetes HPA), `keepalive` (fixed keep-alive, a
+// baseline). Not thread-safe: one owner calls it (the controller serializes
+// per app key).
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "scaler/config.h"
+#include "scaler/hpa.h"
+#include "scaler/idle_histogram.h"
+#include "scaler/kpa.h"
+#include "scaler/metrics_source.h"
+#include "scaler/predictor.h"
+#include "scaler/schedule.h"
+#include "scaler/windows.h"
+#include "tidal/v1/app.pb.h"
+
+namespace tidal::scaler {
+
+// One scaling decision.
+struct Decision {
+  int32_t desired_replicas = 0;
+  int32_t current_replicas = 0;  // what SetInstances() last said
+  Metric metric = Metric::kConcurrency;
+  double value = 0;   // stable-window value: total for concurrency/rps, per
+                      // instance for cpu/memory
+  double target = 0;  // per instance (after utilization)
+  bool panic = false;
+  std::string reason;  // "concurrency 95 over target 7 per instance: 10 → 14"
+  std::vector<std::string> active_schedules;
+  int32_t min_replicas =
+      0;  // effective, after schedules, prediction and keep-warm
+  int32_t max_replicas = 0;  // effective; 0 = unbounded
+  bool scaled() const { return desired_replicas != current_replicas; }
+};
+
+struct AppScalerOptions {
+  int32_t container_concurrency = 0;  // template.concurrency
+  int32_t ready_at_start = 0;  // ready instances when the scaler is (re)created
+  int32_t current_at_start = 0;
+  absl::Duration start_duration = absl::Seconds(1);  // until measured
+  // Tidal: keep-alive used until an app's idle-time histogram is trusted.
+  absl::Duration tidal_fallback_keep_alive = absl::Minutes(10);
+  double tidal_headroom_beta =
+      1.0;  // square-root staffing factor (0: Knative sizing)
+};
+
+class AppScaler {
+ public:
+  // InvalidArgument when `spec` is invalid.
+  static absl::StatusOr<std::unique_ptr<AppScaler>> Create(
+      const tidal::v1::Scaling& spec, absl::Time now,
+      const AppScalerOptions& opts = {});
+  AppScaler(ScalerConfig config, absl::Time now, const AppScalerOptions& opts);
+  AppScaler(const AppScaler&) = delete;
+  AppScaler& operator=(const AppScaler&) = delete;
+
+  // One complete second of the app's traffic, in time order. A sample for the
+  // second already recorded by a wake-up (SetWaiting) replaces it.
+  void Record(const MetricSample& sample);
+  // Average utilization per ready instance over one second, in percent of the
+  // instance's request (cpu) or limit (memory).
+  void RecordUtilization(absl::Time second, double cpu_percent,
+                         double memory_percent);
+  // Instance counts: ready (serving) and current (ready + starting).
+  void SetInstances(int32_t ready, int32_t current);
+  // Requests the gateway holds because no instance is ready (the activator).
+  // With requests waiting and no instance, Decide() scales from zero at once.
+  void SetWaiting(absl::Time now, int32_t waiting);
+  // A measured instance start time (start to ready); feeds pre-warming.
+  void ObserveStartDuration(absl::Duration d);
+
+  Decision Decide(absl::Time now);
+
+  // The tick period (2 s; hpa 15 s).
+  absl::Duration tick() const { return config_.tick; }
+  const ScalerConfig& config() const { return config_; }
+
+  // Learned state to persist in the store (idle histogram, daily pattern,
+  // measured start time): a few KB at most. RestoreState accepts what
+  // SaveState produced, InvalidArgument otherwise.
+  std::string SaveState() const;
+  absl::Status RestoreState(std::string_view state);
+
+ private:
+  enum class Cause {
+    kMetric,
+    kNoData,
+    kActiveWindow,
+    kGrace,
+    kIdle,
+    kKeepWarm,
+    kPrewarm,
+    kInitial,
+    kMin,
+    kMax,
+    kSchedule,
+    kPredicted,
+    kTolerance
+  };
+  int32_t DecideKpa(absl::Time now, int64_t eval, Cause* cause);
+  int32_t DecideTidal(absl::Time now, int64_t eval, Cause* cause);
+  int32_t DecideHpa(absl::Time now, int64_t eval, int32_t min_r, int32_t max_r,
+                    Cause* cause);
+  int32_t DecideKeepAlive(int64_t eval, Cause* cause);
+  void RecordValue(int64_t sec, double value, bool partial);
+  std::string Reason(Cause cause, int32_t from, int32_t to, int32_t min_r,
+                     int32_t max_r, const ScheduleTracker::Bounds* sb) const;
+
+  // Constant after construction.
+  const ScalerConfig config_;
+  const AppScalerOptions opts_;
+
+  KpaDecider kpa_;
+  HpaDecider hpa_;
+  TimedBuckets stable_;
+  TimedBuckets panic_;
+  TimedBuckets hpa_window_;                 // one HPA sync period
+  MaxWindow<int32_t, int64_t> keep_alive_;  // keepalive: pods needed per second
+  IdleHistogram idle_;
+  DailyPredictor predictor_;
+  ScheduleTracker schedules_;
+
+  int32_t ready_ = 0;
+  int32_t current_ = 0;
+  int32_t waiting_ = 0;
+  bool partial_second_ = false;  // the last bucket came from a wake-up
+  bool initial_reached_ = false;
+  bool became_active_ = false;
+  bool seen_traffic_ = false;
+  int64_t last_idle_s_ = 0;
+  double last_predicted_ = 0;
+  absl::Duration start_duration_;
+  absl::Time active_since_;
+  absl::Time inactive_since_ = absl::InfinitePast();
+  int64_t last_traffic_end_ =
+      0;  // second after the last one with traffic (or creation)
+  double last_value_ = 0;  // latest stable value (for the decision)
+  double last_stable_ = 0;
+  bool last_panic_ = false;
+  int32_t last_desired_ = -1;
+  std::string last_reason_;
+};
+
+}  // namespace tidal::scaler

@@ -1,0 +1,111 @@
+#pragma once
+
+// Metric windows with Knative's semantics (pkg/autoscaler/aggregation):
+// per-second buckets averaged over a window, partial windows after a gap, and
+// a max-over-time window for the scale-down delay. Times are whole seconds
+// (Unix). Not thread-safe: owned by one AppScaler.
+
+#include <algorithm>
+#include <cstdint>
+#include <deque>
+#include <utility>
+#include <vector>
+
+namespace tidal::scaler {
+
+// Knative's TimedFloat64Buckets with a 1 s granularity.
+class TimedBuckets {
+ public:
+  explicit TimedBuckets(int window_seconds)
+      : window_(std::max(1, window_seconds)), buckets_(window_, 0.0) {}
+
+  int window() const { return window_; }
+  bool empty() const { return !written_; }
+  int64_t last_write() const { return last_write_; }
+
+  // Adds `value` to the bucket of second `sec`. Writes older than the last one
+  // are ignored (samples arrive in order).
+  void Record(int64_t sec, double value) {
+    if (!written_ || sec - last_write_ > window_) {
+      std::fill(buckets_.begin(), buckets_.end(), 0.0);
+      total_ = 0;
+      first_write_ = sec;
+      last_write_ = sec;
+      written_ = true;
+    } else if (sec < last_write_) {
+      return;
+    } else if (sec > last_write_) {
+      for (int64_t i = last_write_ + 1; i <= sec; ++i) {
+        double& b = buckets_[Index(i)];
+        total_ -= b;
+        b = 0;
+      }
+      last_write_ = sec;
+    }
+    buckets_[Index(sec)] += value;
+    total_ += value;
+  }
+
+  // Replaces the value of the last written second (used when a partial
+  // second reported by a wake-up is followed by the complete second).
+  void ReplaceLast(double value) {
+    double& b = buckets_[Index(last_write_)];
+    total_ += value - b;
+    b = value;
+  }
+  double Last() const { return written_ ? buckets_[Index(last_write_)] : 0; }
+
+  // Knative's WindowAverage at second `now`.
+  double WindowAverage(int64_t now) const {
+    if (!written_) return 0;
+    int64_t d = now - last_write_;
+    if (d <= 0) {
+      double nb = std::min<double>(last_write_ - first_write_ + 1, window_);
+      return total_ / nb;
+    }
+    if (d < window_) {
+      double ret = total_;
+      for (int64_t i = last_write_ + 1; i <= now; ++i)
+        ret -= buckets_[Index(i)];
+      double nb = std::min<double>(last_write_ - first_write_ + 1, window_ - d);
+      return ret / nb;
+    }
+    return 0;
+  }
+
+ private:
+  size_t Index(int64_t sec) const {
+    int64_t m = sec % window_;
+    return static_cast<size_t>(m < 0 ? m + window_ : m);
+  }
+
+  int window_;
+  std::vector<double> buckets_;
+  double total_ = 0;
+  int64_t first_write_ = 0;
+  int64_t last_write_ = 0;
+  bool written_ = false;
+};
+
+// The maximum of values recorded within the last `window` (exclusive of the
+// value exactly `window` old), as Knative's max.TimeWindow.
+template <typename T, typename Time>
+class MaxWindow {
+ public:
+  void Record(Time now, T value) {
+    while (!q_.empty() && q_.back().second <= value) q_.pop_back();
+    q_.emplace_back(now, value);
+  }
+  // Max over entries with time > now - window; `fallback` when none.
+  template <typename Dur>
+  T Current(Time now, Dur window, T fallback) {
+    while (!q_.empty() && !(q_.front().first > now - window)) q_.pop_front();
+    return q_.empty() ? fallback : q_.front().second;
+  }
+  void Clear() { q_.clear(); }
+
+ private:
+  std::deque<std::pair<Time, T>> q_;
+};
+
+}  // namespace tidal::scaler
