@@ -1,0 +1,141 @@
+#include "controller/informer.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/logging.h"
+#include "store/keys.h"
+
+namespace tidal {
+
+std::string AppKeyFromStoreKey(const std::string& store_key) {
+  // "/apps/<ns>/<name>"
+  std::vector<std::string> parts = absl::StrSplit(store_key, '/');
+  if (parts.size() != 4) return "";
+  return absl::StrCat(parts[2], "/", parts[3]);
+}
+
+AppInformer::AppInformer(Store* store, Handler handler)
+    : store_(store), handler_(std::move(handler)) {}
+
+AppInformer::~AppInformer() { Stop(); }
+
+absl::Status AppInformer::Relist() {
+  auto list = store_->List(keys::AppPrefix());
+  if (!list.ok()) return list.status();
+  absl::flat_hash_map<std::string, tidal::v1::App> fresh;
+  for (const auto& kv : list->items) {
+    tidal::v1::App app;
+    if (!app.ParseFromString(kv.value)) continue;
+    app.mutable_metadata()->set_resource_version(kv.resource_version);
+    fresh[AppKeyFromStoreKey(kv.key)] = std::move(app);
+  }
+  std::vector<std::pair<std::string, std::optional<tidal::v1::App>>> changes;
+  auto watch = store_->WatchPrefix(keys::AppPrefix(), list->resource_version);
+  if (!watch.ok()) return watch.status();
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [key, app] : cache_) {
+      if (!fresh.contains(key)) changes.emplace_back(key, std::nullopt);
+    }
+    for (const auto& [key, app] : fresh) {
+      auto it = cache_.find(key);
+      if (it == cache_.end() || it->second.metadata().resource_version() !=
+                                    app.metadata().resource_version()) {
+        changes.emplace_back(key, app);
+      }
+    }
+    cache_ = std::move(fresh);
+    version_ = list->resource_version;
+    watch_ = std::move(*watch);
+  }
+  for (const auto& [key, app] : changes) handler_(key, app ? &*app : nullptr);
+  return absl::OkStatus();
+}
+
+absl::Status AppInformer::Start() {
+  absl::Status st = Relist();
+  if (!st.ok()) return st;
+  thread_ = std::thread([this] { Run(); });
+  return absl::OkStatus();
+}
+
+void AppInformer::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return;
+    stopping_ = true;
+    if (watch_) watch_->Cancel();
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+void AppInformer::Run() {
+  auto log = GetLogger("controller");
+  while (true) {
+    Watch* watch;
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+      watch = watch_.get();
+    }
+    auto events = watch->Next(absl::Seconds(1));
+    if (!events.ok()) {
+      {
+        absl::MutexLock lock(&mu_);
+        if (stopping_) return;
+      }
+      log->warn("app watch ended ({}); listing again",
+                events.status().ToString());
+      absl::Status st = Relist();
+      if (!st.ok()) {
+        log->error("re-listing apps failed: {}", st.ToString());
+        absl::SleepFor(absl::Milliseconds(200));
+      }
+      continue;
+    }
+    for (const auto& ev : *events) {
+      std::string key = AppKeyFromStoreKey(ev.kv.key);
+      if (key.empty()) continue;
+      if (ev.type == WatchEvent::Type::kDelete) {
+        {
+          absl::MutexLock lock(&mu_);
+          cache_.erase(key);
+          version_ = ev.kv.resource_version;
+        }
+        handler_(key, nullptr);
+        continue;
+      }
+      tidal::v1::App app;
+      if (!app.ParseFromString(ev.kv.value)) continue;
+      app.mutable_metadata()->set_resource_version(ev.kv.resource_version);
+      {
+        absl::MutexLock lock(&mu_);
+        cache_[key] = app;
+        version_ = ev.kv.resource_version;
+      }
+      handler_(key, &app);
+    }
+  }
+}
+
+std::optional<tidal::v1::App> AppInformer::Get(const std::string& key) {
+  absl::MutexLock lock(&mu_);
+  auto it = cache_.find(key);
+  if (it == cache_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::vector<std::string> AppInformer::Keys() {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> keys;
+  keys.reserve(cache_.size());
+  for (const auto& [key, app] : cache_) keys.push_back(key);
+  return keys;
+}
+
+size_t AppInformer::Size() {
+  absl::MutexLock lock(&mu_);
+  return cache_.size();
+}
+
+}  // namespace tidal

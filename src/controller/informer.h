@@ -1,0 +1,63 @@
+#pragma once
+
+// AppInformer: keeps a read-only cache of every App in the store — one List,
+// then a Watch from the list's revision — and calls its handler for every
+// change. When the watch falls too far behind (OutOfRange) it lists again and
+// reports the differences, so no change is lost. Thread-safe; the handler runs
+// on the informer's thread.
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "store/store.h"
+#include "tidal/v1/app.pb.h"
+
+namespace tidal {
+
+class AppInformer {
+ public:
+  // key is "namespace/name"; app is null when the object was deleted.
+  using Handler =
+      std::function<void(const std::string& key, const tidal::v1::App* app)>;
+
+  AppInformer(Store* store, Handler handler);
+  ~AppInformer();
+
+  // Lists (synchronously: the cache is complete when this returns OK) and
+  // starts watching.
+  absl::Status Start();
+  void Stop();
+
+  std::optional<tidal::v1::App> Get(const std::string& key);
+  std::vector<std::string> Keys();
+  size_t Size();
+
+ private:
+  absl::Status Relist();
+  void Run();
+
+  // Constant after construction.
+  Store* const store_;
+  const Handler handler_;
+
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, tidal::v1::App> cache_ ABSL_GUARDED_BY(mu_);
+  int64_t version_ ABSL_GUARDED_BY(mu_) = 0;
+  std::unique_ptr<Watch> watch_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+
+  std::thread thread_;
+};
+
+// "namespace/name" from an app key in the store ("/apps/ns/name").
+std::string AppKeyFromStoreKey(const std::string& store_key);
+
+}  // namespace tidal

@@ -1,0 +1,280 @@
+#include "controller/app_reconciler.h"
+
+#include <gtest/gtest.h>
+
+#include "api/spec.h"
+#include "common/proto_time.h"
+#include "fakes/fake_clock.h"
+#include "fakes/fake_runtime.h"
+#include "fakes/memory_store.h"
+#include "store/keys.h"
+
+namespace tidal {
+namespace {
+
+using tidal::v1::App;
+using tidal::v1::Instance;
+
+App MakeApp(int replicas, const std::string& version = "v1") {
+  App app;
+  app.set_api_version("tidal.dev/v1");
+  app.set_kind("App");
+  app.mutable_metadata()->set_name("hello");
+  app.mutable_metadata()->set_namespace_("default");
+  app.mutable_metadata()->set_generation(1);
+  app.mutable_spec()->set_replicas(replicas);
+  auto* t = app.mutable_spec()->mutable_template_();
+  t->add_command("tidal-sample-app");
+  t->add_args("--version");
+  t->add_args(version);
+  return app;
+}
+
+// An instance to seed the runtime with before the reconcile.
+struct Seed {
+  bool current_template = true;  // else an older template
+  bool ready = true;
+  std::string phase = "";  // "" keeps what SetReady sets
+};
+
+// One row: the world before, what Reconcile must do, and the status after.
+struct Row {
+  std::string name;
+  int replicas = 3;
+  bool in_store = true;
+  bool deleting = false;
+  std::vector<Seed> seeds;
+  int want_starts = 0;
+  int want_stops = 0;
+  bool want_in_store = true;
+  int want_desired = 0;
+  int want_current = 0;
+  int want_ready = 0;
+  std::string want_ready_reason;  // "" skips the check
+  // After the reconcile, of the stopped instances: how many were ready.
+  int want_ready_stopped = -1;  // -1 skips the check
+};
+
+class ReconcileTableTest : public ::testing::TestWithParam<Row> {};
+
+TEST_P(ReconcileTableTest, Row) {
+  const Row& row = GetParam();
+  testing::MemoryStore store;
+  testing::FakeRuntime runtime;
+  testing::FakeClock clock;
+  EventRecorder events(&store, &clock);
+  AppReconciler reconciler(&store, &runtime, &events, &clock, {});
+
+  App app = MakeApp(row.replicas);
+  if (row.deleting)
+    *app.mutable_metadata()->mutable_deletion_timestamp() =
+        ToProtoTime(clock.Now());
+  if (row.in_store)
+    ASSERT_TRUE(
+        store.Create(keys::App("default", "hello"), app.SerializeAsString())
+            .ok());
+  std::string hash = spec::TemplateHash(app.spec().template_());
+  for (const auto& seed : row.seeds) {
+    InstanceRequest req;
+    req.namespace_ = "default";
+    req.app = "hello";
+    req.template_hash = seed.current_template ? hash : "0ldtemplate";
+    auto inst = runtime.Start(req);
+    ASSERT_TRUE(inst.ok());
+    runtime.SetReady(inst->id(), seed.ready);
+  }
+  std::vector<Instance> before = runtime.List();
+  int starts_before = runtime.starts();
+
+  auto result = reconciler.Reconcile("default/hello");
+  ASSERT_TRUE(result.ok()) << result.status();
+
+  EXPECT_EQ(runtime.starts() - starts_before, row.want_starts);
+  EXPECT_EQ(runtime.stops(), row.want_stops);
+  if (row.want_ready_stopped >= 0) {
+    std::vector<Instance> after = runtime.List();
+    int ready_stopped = 0;
+    for (const auto& b : before) {
+      bool still = false;
+      for (const auto& a : after) still |= a.id() == b.id();
+      if (!still && b.ready()) ++ready_stopped;
+    }
+    EXPECT_EQ(ready_stopped, row.want_ready_stopped);
+  }
+  auto kv = store.Get(keys::App("default", "hello"));
+  EXPECT_EQ(kv.ok(), row.want_in_store) << kv.status();
+  if (!kv.ok() || !row.want_in_store || row.deleting) return;
+  App stored;
+  ASSERT_TRUE(stored.ParseFromString(kv->value));
+  EXPECT_EQ(stored.status().desired_replicas(), row.want_desired);
+  EXPECT_EQ(stored.status().current_replicas(), row.want_current);
+  EXPECT_EQ(stored.status().ready_replicas(), row.want_ready);
+  EXPECT_EQ(stored.status().observed_generation(), 1);
+  EXPECT_EQ(stored.status().template_hash(), hash);
+  if (!row.want_ready_reason.empty()) {
+    bool found = false;
+    for (const auto& c : stored.status().conditions()) {
+      if (c.type() == "Ready") {
+        found = true;
+        EXPECT_EQ(c.reason(), row.want_ready_reason);
+      }
+    }
+    EXPECT_TRUE(found);
+  }
+}
+
+std::vector<Row> Rows() {
+  std::vector<Row> rows;
+  {
+    Row r{"NewAppStartsAll"};
+    r.replicas = 3, r.want_starts = 3, r.want_desired = 3, r.want_current = 3,
+    r.want_ready = 0;
+    r.want_ready_reason = "InstancesNotReady";
+    rows.push_back(r);
+  }
+  {
+    Row r{"SteadyStateDoesNothing"};
+    r.seeds = {{}, {}, {}};
+    r.want_desired = 3, r.want_current = 3, r.want_ready = 3;
+    r.want_ready_reason = "AllInstancesReady";
+    rows.push_back(r);
+  }
+  {
+    Row r{"ScaleUpStartsTheDifference"};
+    r.replicas = 5, r.seeds = {{}, {}, {}};
+    r.want_starts = 2, r.want_desired = 5, r.want_current = 5, r.want_ready = 3;
+    rows.push_back(r);
+  }
+  {
+    Row r{"ScaleDownStopsNotReadyFirst"};
+    r.replicas = 2, r.seeds = {{true, true}, {true, false}, {true, true}};
+    r.want_stops = 1, r.want_ready_stopped = 0;
+    r.want_desired = 2, r.want_current = 2, r.want_ready = 2;
+    rows.push_back(r);
+  }
+  {
+    Row r{"ScaleToZero"};
+    r.replicas = 0, r.seeds = {{}, {}};
+    r.want_stops = 2, r.want_desired = 0, r.want_current = 0, r.want_ready = 0;
+    r.want_ready_reason = "AllInstancesReady";
+    rows.push_back(r);
+  }
+  {
+    Row r{"TemplateChangeStartsNewKeepsOldUntilReady"};
+    r.replicas = 2, r.seeds = {{false, true}, {false, true}};
+    r.want_starts = 2, r.want_stops = 0;
+    r.want_desired = 2, r.want_current = 4, r.want_ready = 2;
+    r.want_ready_reason = "InstancesNotReady";
+    rows.push_back(r);
+  }
+  {
+    Row r{"TemplateChangeStopsOldAsNewBecomeReady"};
+    r.replicas = 2,
+    r.seeds = {{false, true}, {false, true}, {true, true}, {true, false}};
+    r.want_stops = 1, r.want_desired = 2, r.want_current = 3, r.want_ready = 2;
+    rows.push_back(r);
+  }
+  {
+    Row r{"TemplateChangeDoneStopsAllOld"};
+    r.replicas = 2, r.seeds = {{false, true}, {true, true}, {true, true}};
+    r.want_stops = 1, r.want_desired = 2, r.want_current = 2, r.want_ready = 2;
+    r.want_ready_reason = "AllInstancesReady";
+    rows.push_back(r);
+  }
+  {
+    Row r{"DeletingStopsInstancesKeepsApp"};
+    r.deleting = true, r.seeds = {{}, {}};
+    r.want_stops = 2, r.want_in_store = true;
+    rows.push_back(r);
+  }
+  {
+    Row r{"DeletingWithNoInstancesRemovesApp"};
+    r.deleting = true, r.want_in_store = false;
+    rows.push_back(r);
+  }
+  {
+    Row r{"OrphanInstancesOfMissingAppAreStopped"};
+    r.in_store = false, r.seeds = {{}, {false, true}};
+    r.want_stops = 2, r.want_in_store = false;
+    rows.push_back(r);
+  }
+  return rows;
+}
+
+INSTANTIATE_TEST_SUITE_P(Table, ReconcileTableTest, ::testing::ValuesIn(Rows()),
+                         [](const auto& info) { return info.param.name; });
+
+TEST(AppReconcilerTest, CrashLoopShowsInReadyCondition) {
+  testing::MemoryStore store;
+  testing::FakeRuntime runtime;
+  testing::FakeClock clock;
+  EventRecorder events(&store, &clock);
+  AppReconciler reconciler(&store, &runtime, &events, &clock, {});
+  App app = MakeApp(1);
+  ASSERT_TRUE(
+      store.Create(keys::App("default", "hello"), app.SerializeAsString())
+          .ok());
+  ASSERT_TRUE(reconciler.Reconcile("default/hello").ok());
+  ASSERT_EQ(runtime.List().size(), 1u);
+  auto inst = runtime.List()[0];
+  runtime.SetPhase(inst.id(), "CrashLoopBackOff",
+                   "back-off 20s restarting failed instance");
+  auto result = reconciler.Reconcile("default/hello");
+  ASSERT_TRUE(result.ok());
+  auto kv = store.Get(keys::App("default", "hello"));
+  ASSERT_TRUE(kv.ok());
+  App stored;
+  ASSERT_TRUE(stored.ParseFromString(kv->value));
+  EXPECT_EQ(stored.status().ready_replicas(), 0);
+  ASSERT_FALSE(stored.status().conditions().empty());
+  EXPECT_EQ(stored.status().conditions(0).reason(), "CrashLoopBackOff");
+  EXPECT_NE(stored.status().conditions(0).message().find("back-off 20s"),
+            std::string::npos);
+  EXPECT_EQ(runtime.starts(),
+            1);  // the runtime restarts it; the controller does not add one
+}
+
+TEST(AppReconcilerTest, StatusUnchangedMeansNoWrite) {
+  testing::MemoryStore store;
+  testing::FakeRuntime runtime(/*auto_ready=*/true);
+  testing::FakeClock clock;
+  EventRecorder events(&store, &clock);
+  AppReconciler reconciler(&store, &runtime, &events, &clock, {});
+  App app = MakeApp(2);
+  ASSERT_TRUE(
+      store.Create(keys::App("default", "hello"), app.SerializeAsString())
+          .ok());
+  ASSERT_TRUE(reconciler.Reconcile("default/hello").ok());
+  ASSERT_TRUE(reconciler.Reconcile("default/hello").ok());
+  int64_t v1 = store.Get(keys::App("default", "hello"))->resource_version;
+  ASSERT_TRUE(reconciler.Reconcile("default/hello").ok());
+  EXPECT_EQ(store.Get(keys::App("default", "hello"))->resource_version, v1);
+}
+
+TEST(AppReconcilerTest, ScalingRecordsAnEvent) {
+  testing::MemoryStore store;
+  testing::FakeRuntime runtime(true);
+  testing::FakeClock clock;
+  EventRecorder events(&store, &clock);
+  AppReconciler reconciler(&store, &runtime, &events, &clock, {});
+  App app = MakeApp(3);
+  ASSERT_TRUE(
+      store.Create(keys::App("default", "hello"), app.SerializeAsString())
+          .ok());
+  ASSERT_TRUE(reconciler.Reconcile("default/hello").ok());
+  auto list = store.List(keys::EventPrefix("default", "hello"));
+  ASSERT_TRUE(list.ok());
+  bool scaled = false;
+  for (const auto& kv : list->items) {
+    tidal::v1::Event ev;
+    ASSERT_TRUE(ev.ParseFromString(kv.value));
+    if (ev.reason() == "ScaledUp") {
+      scaled = true;
+      EXPECT_EQ(ev.message(), "Scaled up from 0 to 3 instances");
+    }
+  }
+  EXPECT_TRUE(scaled);
+}
+
+}  // namespace
+}  // namespace tidal

@@ -1,0 +1,153 @@
+#include "controller/controller.h"
+
+#include <gtest/gtest.h>
+
+#include <functional>
+
+#include "api/spec.h"
+#include "common/proto_time.h"
+#include "fakes/fake_clock.h"
+#include "fakes/fake_runtime.h"
+#include "fakes/memory_store.h"
+#include "store/keys.h"
+
+namespace tidal {
+namespace {
+
+using tidal::v1::App;
+
+bool WaitFor(const std::function<bool()>& cond,
+             absl::Duration timeout = absl::Seconds(10)) {
+  absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    if (cond()) return true;
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  return cond();
+}
+
+App MakeApp(int replicas) {
+  App app;
+  app.mutable_metadata()->set_name("web");
+  app.mutable_metadata()->set_namespace_("prod");
+  app.mutable_metadata()->set_generation(1);
+  app.mutable_spec()->set_replicas(replicas);
+  app.mutable_spec()->mutable_template_()->add_command("tidal-sample-app");
+  return app;
+}
+
+class ControllerTest : public ::testing::Test {
+ protected:
+  ControllerTest()
+      : runtime_(/*auto_ready=*/true),
+        events_(&store_, &clock_),
+        reconciler_(&store_, &runtime_, &events_, &clock_, {}),
+        controller_(&store_, &runtime_, &reconciler_, &events_, {}) {}
+
+  App Stored() {
+    App app;
+    auto kv = store_.Get(keys::App("prod", "web"));
+    if (kv.ok()) app.ParseFromString(kv->value);
+    return app;
+  }
+  void Put(const App& app) {
+    auto kv = store_.Get(keys::App("prod", "web"));
+    ASSERT_TRUE(kv.ok());
+    ASSERT_TRUE(store_
+                    .Update(keys::App("prod", "web"), app.SerializeAsString(),
+                            kv->resource_version)
+                    .ok());
+  }
+
+  testing::MemoryStore store_;
+  testing::FakeRuntime runtime_;
+  testing::FakeClock clock_;
+  EventRecorder events_;
+  AppReconciler reconciler_;
+  Controller controller_;
+};
+
+TEST_F(ControllerTest, CreateScaleAndDeleteThroughTheStore) {
+  ASSERT_TRUE(controller_.Start().ok());
+  ASSERT_TRUE(
+      store_.Create(keys::App("prod", "web"), MakeApp(3).SerializeAsString())
+          .ok());
+  ASSERT_TRUE(WaitFor([&] { return Stored().status().ready_replicas() == 3; }));
+  EXPECT_EQ(runtime_.List("prod", "web").size(), 3u);
+
+  App app = Stored();
+  app.mutable_spec()->set_replicas(5);
+  app.mutable_metadata()->set_generation(2);
+  Put(app);
+  ASSERT_TRUE(WaitFor([&] {
+    return Stored().status().ready_replicas() == 5 &&
+           Stored().status().observed_generation() == 2;
+  }));
+  EXPECT_EQ(runtime_.List("prod", "web").size(), 5u);
+
+  app = Stored();
+  *app.mutable_metadata()->mutable_deletion_timestamp() =
+      ToProtoTime(clock_.Now());
+  Put(app);
+  ASSERT_TRUE(
+      WaitFor([&] { return !store_.Get(keys::App("prod", "web")).ok(); }));
+  EXPECT_TRUE(runtime_.List("prod", "web").empty());
+  controller_.Stop();
+}
+
+TEST_F(ControllerTest, SlowStopsFinishDeletionWhenTheRuntimeReportsThem) {
+  runtime_.set_instant_stop(false);
+  ASSERT_TRUE(controller_.Start().ok());
+  ASSERT_TRUE(
+      store_.Create(keys::App("prod", "web"), MakeApp(2).SerializeAsString())
+          .ok());
+  ASSERT_TRUE(WaitFor([&] { return Stored().status().ready_replicas() == 2; }));
+  App app = Stored();
+  *app.mutable_metadata()->mutable_deletion_timestamp() =
+      ToProtoTime(clock_.Now());
+  Put(app);
+  ASSERT_TRUE(WaitFor([&] { return runtime_.stops() == 2; }));
+  // Instances still terminating: the app must stay.
+  EXPECT_TRUE(store_.Get(keys::App("prod", "web")).ok());
+  runtime_.FinishStops();
+  ASSERT_TRUE(
+      WaitFor([&] { return !store_.Get(keys::App("prod", "web")).ok(); }));
+}
+
+TEST_F(ControllerTest, ReplacesAnInstanceThatVanishes) {
+  runtime_.set_instant_stop(true);
+  ASSERT_TRUE(controller_.Start().ok());
+  ASSERT_TRUE(
+      store_.Create(keys::App("prod", "web"), MakeApp(2).SerializeAsString())
+          .ok());
+  ASSERT_TRUE(
+      WaitFor([&] { return runtime_.List("prod", "web").size() == 2; }));
+  // Something outside the controller stops an instance for good.
+  auto victim = runtime_.List("prod", "web")[0];
+  ASSERT_TRUE(runtime_.Stop(victim.id(), absl::ZeroDuration()).ok());
+  ASSERT_TRUE(WaitFor([&] { return runtime_.starts() == 3; }));
+  ASSERT_TRUE(
+      WaitFor([&] { return runtime_.List("prod", "web").size() == 2; }));
+}
+
+TEST_F(ControllerTest, RetriesWhenStartsFailAndRecordsWarning) {
+  runtime_.set_fail_starts(true);
+  ASSERT_TRUE(controller_.Start().ok());
+  ASSERT_TRUE(
+      store_.Create(keys::App("prod", "web"), MakeApp(1).SerializeAsString())
+          .ok());
+  ASSERT_TRUE(
+      WaitFor([&] { return controller_.queue()->Failures("prod/web") >= 2; }));
+  auto list = store_.List(keys::EventPrefix("prod", "web"));
+  ASSERT_TRUE(list.ok());
+  ASSERT_FALSE(list->items.empty());
+  tidal::v1::Event ev;
+  ASSERT_TRUE(ev.ParseFromString(list->items.back().value));
+  EXPECT_EQ(ev.reason(), "FailedCreate");
+  EXPECT_GE(ev.count(), 2);  // repeats fold into one event
+  runtime_.set_fail_starts(false);
+  ASSERT_TRUE(WaitFor([&] { return Stored().status().ready_replicas() == 1; }));
+}
+
+}  // namespace
+}  // namespace tidal

@@ -1,0 +1,99 @@
+#include "controller/work_queue.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+#include "absl/time/clock.h"
+
+namespace tidal {
+namespace {
+
+TEST(WorkQueueTest, DeduplicatesQueuedKeys) {
+  WorkQueue q;
+  q.Add("a");
+  q.Add("a");
+  q.Add("b");
+  EXPECT_EQ(q.Len(), 2u);
+  EXPECT_EQ(*q.Get(), "a");
+  EXPECT_EQ(*q.Get(), "b");
+}
+
+TEST(WorkQueueTest, KeyAddedWhileProcessingComesBackAfterDone) {
+  WorkQueue q;
+  q.Add("a");
+  auto k = q.Get();
+  ASSERT_EQ(*k, "a");
+  q.Add("a");
+  EXPECT_EQ(q.Len(), 0u);  // not handed out while processing
+  q.Done("a");
+  EXPECT_EQ(q.Len(), 1u);
+  EXPECT_EQ(*q.Get(), "a");
+}
+
+TEST(WorkQueueTest, NeverTwoWorkersOnOneKey) {
+  WorkQueue q;
+  std::atomic<int> active{0};
+  std::atomic<bool> overlap{false};
+  std::atomic<int> processed{0};
+  std::vector<std::thread> workers;
+  for (int i = 0; i < 4; ++i) {
+    workers.emplace_back([&] {
+      while (auto k = q.Get()) {
+        if (active.fetch_add(1) != 0) overlap = true;
+        std::this_thread::yield();
+        active.fetch_sub(1);
+        processed++;
+        q.Done(*k);
+      }
+    });
+  }
+  for (int i = 0; i < 2000; ++i) q.Add("same");
+  absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (q.Len() > 0 && absl::Now() < deadline) std::this_thread::yield();
+  q.ShutDown();
+  for (auto& w : workers) w.join();
+  EXPECT_FALSE(overlap);
+  EXPECT_GE(processed.load(), 1);
+}
+
+TEST(WorkQueueTest, AddAfterWaitsAndEarlierDelayWins) {
+  WorkQueue q;
+  absl::Time start = absl::Now();
+  q.AddAfter("late", absl::Seconds(5));
+  q.AddAfter("soon", absl::Milliseconds(30));
+  auto k = q.Get();
+  ASSERT_TRUE(k.has_value());
+  EXPECT_EQ(*k, "soon");
+  absl::Duration waited = absl::Now() - start;
+  EXPECT_GE(waited, absl::Milliseconds(30));
+  EXPECT_LT(waited, absl::Seconds(4));
+}
+
+TEST(WorkQueueTest, RateLimitedBackoffGrowsAndForgetResets) {
+  WorkQueue::Options o;
+  o.base_delay = absl::Milliseconds(10);
+  WorkQueue q(o);
+  q.AddRateLimited("k");
+  q.AddRateLimited("k");
+  q.AddRateLimited("k");
+  EXPECT_EQ(q.Failures("k"), 3);
+  q.Forget("k");
+  EXPECT_EQ(q.Failures("k"), 0);
+  // The first retry's delay is the base delay: the key arrives after ~10ms.
+  absl::Time start = absl::Now();
+  q.AddRateLimited("k");
+  ASSERT_EQ(*q.Get(), "k");
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(10));
+}
+
+TEST(WorkQueueTest, ShutDownUnblocksGet) {
+  WorkQueue q;
+  std::thread t([&] { EXPECT_FALSE(q.Get().has_value()); });
+  q.ShutDown();
+  t.join();
+}
+
+}  // namespace
+}  // namespace tidal

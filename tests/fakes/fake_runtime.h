@@ -1,0 +1,70 @@
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "runtime/runtime.h"
+
+namespace tidal::testing {
+
+// An in-memory Runtime: instances are records, not processes. Tests make them
+// ready, crash or vanish by hand (or set auto_ready), and read what the code
+// under test asked for. Thread-safe; the listener is called without the lock.
+class FakeRuntime : public Runtime {
+ public:
+  explicit FakeRuntime(bool auto_ready = false) : auto_ready_(auto_ready) {}
+
+  absl::StatusOr<tidal::v1::Instance> Start(
+      const InstanceRequest& req) override;
+  absl::Status Stop(const std::string& instance_id,
+                    absl::Duration grace) override;
+  std::vector<tidal::v1::Instance> List(const std::string& ns = "",
+                                        const std::string& app = "") override;
+  void SetListener(Listener listener) override;
+  absl::Status Adopt() override { return absl::OkStatus(); }
+  absl::StatusOr<std::string> LogPath(const std::string& instance_id) override;
+  void Shutdown(bool stop_instances) override {}
+
+  // Test controls.
+  void SetReady(const std::string& id, bool ready);
+  void SetAllReady();
+  // Sets the phase and message (e.g. CrashLoopBackOff) and marks it not ready.
+  void SetPhase(const std::string& id, const std::string& phase,
+                const std::string& message);
+  // Finishes pending stops (Terminating instances disappear).
+  void FinishStops();
+  // When set, Stop removes the instance at once.
+  void set_instant_stop(bool v) {
+    absl::MutexLock l(&mu_);
+    instant_stop_ = v;
+  }
+  void set_fail_starts(bool v) {
+    absl::MutexLock l(&mu_);
+    fail_starts_ = v;
+  }
+  int starts() {
+    absl::MutexLock l(&mu_);
+    return starts_;
+  }
+  int stops() {
+    absl::MutexLock l(&mu_);
+    return stops_;
+  }
+
+ private:
+  void Notify(const InstanceChange& change);
+
+  const bool auto_ready_;
+  absl::Mutex mu_;
+  std::map<std::string, tidal::v1::Instance> instances_ ABSL_GUARDED_BY(mu_);
+  Listener listener_ ABSL_GUARDED_BY(mu_);
+  bool instant_stop_ ABSL_GUARDED_BY(mu_) = true;
+  bool fail_starts_ ABSL_GUARDED_BY(mu_) = false;
+  int next_id_ ABSL_GUARDED_BY(mu_) = 0;
+  int starts_ ABSL_GUARDED_BY(mu_) = 0;
+  int stops_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace tidal::testing
