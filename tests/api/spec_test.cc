@@ -1,0 +1,897 @@
+#include "api/spec.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "google/protobuf/util/message_differencer.h"
+
+namespace tidal::spec {
+namespace {
+
+using google::protobuf::util::MessageDifferencer;
+using tidal::v1::App;
+
+// Lines 1-5; the spec's body starts on line 6.
+constexpr char kHead[] = R"(apiVersion: tidal.dev/v1
+kind: App
+metadata:
+  name: hello
+spec:
+)";
+
+std::string Spec(const std::string& body) { return kHead + body; }
+
+// The source tree: from the environment when set, else from this file's
+// path (tests/api/spec_test.cc).
+std::filesystem::path SourceDir() {
+  const char* src = std::getenv("TIDAL_SOURCE_DIR");
+  if (src != nullptr && *src != '\0') return src;
+  return std::filesystem::path(__FILE__)
+      .parent_path()
+      .parent_path()
+      .parent_path();
+}
+
+std::string AllErrors(const ParseResult& r) {
+  std::vector<std::string> lines;
+  for (const auto& e : r.errors) lines.push_back(e.ToString());
+  return absl::StrJoin(lines, "\n");
+}
+
+struct InvalidRow {
+  const char* name;
+  std::string yaml;
+  int line;
+  int column;  // 0: not checked
+  std::string field;
+  std::string message;  // the whole message
+};
+
+std::vector<InvalidRow> InvalidRows() {
+  return {
+      {"SyntaxUnclosedFlow", "apiVersion: tidal.dev/v1\nspec: [1,\n", 3, 1, "",
+       "invalid YAML: end of sequence flow not found"},
+      {"SyntaxBadIndent", Spec("  replicas: 1\n    template: {}\n"), 7, 13, "",
+       "invalid YAML: illegal map value"},
+      {"Empty", "", 0, 0, "", "no documents: the input is empty"},
+      {"OnlyComments", "# nothing here\n\n", 0, 0, "",
+       "no documents: the input is empty"},
+      {"DocumentIsList", "- a\n- b\n", 1, 1, "",
+       "a document must be a map with apiVersion, kind, metadata and spec, "
+       "got a list"},
+      {"DocumentIsScalar", "hello\n", 1, 1, "",
+       "a document must be a map with apiVersion, kind, metadata and spec, "
+       "got \"hello\""},
+      {"WrongApiVersion",
+       "apiVersion: v1\nkind: App\nmetadata: {name: a}\nspec:\n  template: "
+       "{command: [x]}\n",
+       1, 13, "apiVersion", "must be \"tidal.dev/v1\", got \"v1\""},
+      {"MissingApiVersion",
+       "kind: App\nmetadata: {name: a}\nspec:\n  template: {command: [x]}\n", 1,
+       1, "apiVersion", "required: tidal.dev/v1"},
+      {"WrongKind",
+       "apiVersion: tidal.dev/v1\nkind: Deployment\nmetadata: {name: a}\n"
+       "spec:\n  template: {command: [x]}\n",
+       2, 7, "kind", "must be \"App\", got \"Deployment\""},
+      {"MissingName",
+       "apiVersion: tidal.dev/v1\nkind: App\nmetadata:\n  labels: {a: b}\n"
+       "spec:\n  template: {command: [x]}\n",
+       3, 1, "metadata.name", "required"},
+      {"NameNotDns",
+       "apiVersion: tidal.dev/v1\nkind: App\nmetadata:\n  name: Hello_World\n"
+       "spec:\n  template: {command: [x]}\n",
+       4, 9, "metadata.name",
+       "must be a DNS-1123 label (at most 63 lowercase letters, digits and "
+       "'-', starting and ending with a letter or digit), got "
+       "\"Hello_World\""},
+      {"NameTooLong",
+       "apiVersion: tidal.dev/v1\nkind: App\nmetadata:\n  name: " +
+           std::string(64, 'a') + "\nspec:\n  template: {command: [x]}\n",
+       4, 9, "metadata.name",
+       "must be a DNS-1123 label (at most 63 lowercase letters, digits and "
+       "'-', starting and ending with a letter or digit), got \"" +
+           std::string(60, 'a') + "...\""},
+      {"NamespaceNotDns",
+       "apiVersion: tidal.dev/v1\nkind: App\nmetadata:\n  name: a\n"
+       "  namespace: team-\nspec:\n  template: {command: [x]}\n",
+       5, 14, "metadata.namespace",
+       "must be a DNS-1123 label (at most 63 lowercase letters, digits and "
+       "'-', starting and ending with a letter or digit), got \"team-\""},
+      {"BadLabelKey",
+       "apiVersion: tidal.dev/v1\nkind: App\nmetadata:\n  name: a\n"
+       "  labels:\n    -bad: x\nspec:\n  template: {command: [x]}\n",
+       6, 5, "metadata.labels.-bad",
+       "\"-bad\" is not a valid key: a name of at most 63 letters, digits, "
+       "'-', '_' and '.' (starting and ending with a letter or digit), "
+       "optionally prefixed by a DNS subdomain and '/'"},
+      {"BadLabelValue",
+       "apiVersion: tidal.dev/v1\nkind: App\nmetadata:\n  name: a\n"
+       "  labels:\n    team: \"a b\"\nspec:\n  template: {command: [x]}\n",
+       6, 5, "metadata.labels.team",
+       "invalid value \"a b\": at most 63 letters, digits, '-', '_' and '.', "
+       "starting and ending with a letter or digit (or empty)"},
+      {"UnknownTopLevel",
+       "apiVersion: tidal.dev/v1\nkind: App\nmetadata: {name: a}\nspecs:\n"
+       "  template: {command: [x]}\n",
+       4, 1, "specs", "unknown field (did you mean \"spec\"?)"},
+      {"UnknownFieldTypo", Spec("  template:\n    comand: [app]\n"), 7, 5,
+       "spec.template.comand", "unknown field (did you mean \"command\"?)"},
+      {"UnknownFieldSnakeCase",
+       Spec("  template:\n    command: [app]\n    working_dir: /tmp\n"), 8, 5,
+       "spec.template.working_dir",
+       "unknown field (did you mean \"workingDir\"?)"},
+      {"MisplacedField",
+       Spec("  template:\n    command: [app]\n    minReplicas: 2\n"), 8, 5,
+       "spec.template.minReplicas",
+       "unknown field here (minReplicas belongs under spec.scaling or "
+       "spec.scaling.schedules[])"},
+      {"UnknownFieldNoSuggestion",
+       Spec("  template:\n    command: [app]\n  zzzzzz: 1\n"), 8, 3,
+       "spec.zzzzzz",
+       "unknown field (known fields: replicas, template, scaling, rollout, "
+       "webhooks)"},
+      {"ReplicasNotInteger",
+       Spec("  replicas: three\n  template: {command: [x]}\n"), 6, 13,
+       "spec.replicas", "must be an integer, got \"three\""},
+      {"ReplicasQuoted",
+       Spec("  replicas: \"3\"\n  template: {command: [x]}\n"), 6, 13,
+       "spec.replicas",
+       "must be an integer, got the string \"3\" (remove the quotes)"},
+      {"ReplicasFraction",
+       Spec("  replicas: 1.5\n  template: {command: [x]}\n"), 6, 13,
+       "spec.replicas", "must be an integer, got \"1.5\""},
+      {"ReplicasNegative", Spec("  replicas: -1\n  template: {command: [x]}\n"),
+       6, 13, "spec.replicas", "must not be negative, got -1"},
+      {"ReplicasOverflow",
+       Spec("  replicas: 99999999999\n  template: {command: [x]}\n"), 6, 13,
+       "spec.replicas",
+       "must be between -2147483648 and 2147483647, got 99999999999"},
+      {"ReplicasList", Spec("  replicas: [1]\n  template: {command: [x]}\n"), 6,
+       13, "spec.replicas", "must be an integer, got a list"},
+      {"DuplicateField",
+       Spec("  replicas: 1\n  replicas: 2\n  template: {command: [x]}\n"), 7, 3,
+       "spec.replicas", "duplicate field (first at line 6)"},
+      {"MissingTemplate", Spec("  replicas: 1\n"), 5, 1,
+       "spec.template.command",
+       "required: the program to run and its fixed arguments, e.g. "
+       "[\"tidal-sample-app\"]"},
+      {"EmptyCommand", Spec("  template:\n    command: []\n"), 7, 5,
+       "spec.template.command",
+       "required: the program to run and its fixed arguments, e.g. "
+       "[\"tidal-sample-app\"]"},
+      {"NullCommand", Spec("  template:\n    command:\n    args: [a]\n"), 7, 5,
+       "spec.template.command",
+       "required: the program to run and its fixed arguments, e.g. "
+       "[\"tidal-sample-app\"]"},
+      {"CommandString", Spec("  template:\n    command: tidal-sample-app\n"), 7,
+       14, "spec.template.command", "must be a list, got \"tidal-sample-app\""},
+      {"CommandEmptyProgram", Spec("  template:\n    command: [\"\", x]\n"), 7,
+       15, "spec.template.command[0]",
+       "must not be empty (the program to run)"},
+      {"EnvListMissingName",
+       Spec("  template:\n    command: [x]\n    env:\n    - name: A\n"
+            "      value: \"1\"\n    - value: \"2\"\n"),
+       11, 7, "spec.template.env[1].name", "required"},
+      {"EnvBadName",
+       Spec("  template:\n    command: [x]\n    env:\n      A: 1\n      B: 2\n"
+            "      9LIVES: 3\n"),
+       11, 7, "spec.template.env[2].name",
+       "must be letters, digits, '_', '-' and '.', not starting with a digit, "
+       "got \"9LIVES\""},
+      {"EnvDuplicateName",
+       Spec("  template:\n    command: [x]\n    env:\n    - {name: A, value: "
+            "x}\n    - {name: A, value: y}\n"),
+       10, 14, "spec.template.env[1].name",
+       "duplicate name \"A\" (also env[0])"},
+      {"EnvPortReserved",
+       Spec("  template:\n    command: [x]\n    env:\n      PORT: \"80\"\n"), 9,
+       7, "spec.template.env[0].name",
+       "PORT is reserved: tidal sets it to the port the instance must listen "
+       "on"},
+      {"EnvScalar", Spec("  template:\n    command: [x]\n    env: A=1\n"), 8,
+       10, "spec.template.env",
+       "must be a map of name to value (or a list of {name, value}), got "
+       "\"A=1\""},
+      {"ProbeBoth",
+       Spec("  template:\n    command: [x]\n    readinessProbe:\n"
+            "      httpGet: {path: /healthz}\n      tcpSocket: {}\n"),
+       8, 5, "spec.template.readinessProbe",
+       "must set exactly one of httpGet or tcpSocket, not both"},
+      {"ProbeNeither",
+       Spec("  template:\n    command: [x]\n    livenessProbe:\n"
+            "      periodSeconds: 5\n"),
+       8, 5, "spec.template.livenessProbe",
+       "must set exactly one of httpGet or tcpSocket"},
+      {"ProbePortRange",
+       Spec("  template:\n    command: [x]\n    readinessProbe:\n"
+            "      tcpSocket: {port: 70000}\n"),
+       9, 25, "spec.template.readinessProbe.tcpSocket.port",
+       "must be between 1 and 65535 (0 or unset: the instance's own port), got "
+       "70000"},
+      {"ProbePathRelative",
+       Spec("  template:\n    command: [x]\n    readinessProbe:\n"
+            "      httpGet: {path: healthz}\n"),
+       9, 23, "spec.template.readinessProbe.httpGet.path",
+       "must start with '/', got \"healthz\""},
+      {"ProbePeriodZero",
+       Spec("  template:\n    command: [x]\n    readinessProbe:\n"
+            "      httpGet: {path: /}\n      periodSeconds: 0\n"),
+       10, 22, "spec.template.readinessProbe.periodSeconds",
+       "must be at least 1, got 0"},
+      {"LivenessSuccessThreshold",
+       Spec("  template:\n    command: [x]\n    livenessProbe:\n"
+            "      httpGet: {path: /}\n      successThreshold: 2\n"),
+       10, 25, "spec.template.livenessProbe.successThreshold",
+       "must be 1 for a liveness probe, got 2"},
+      {"GracePeriodDuration",
+       Spec("  template:\n    command: [x]\n    terminationGracePeriodSeconds: "
+            "30s\n"),
+       8, 36, "spec.template.terminationGracePeriodSeconds",
+       "must be an integer, got \"30s\""},
+      {"BadMemory",
+       Spec("  template:\n    command: [x]\n    resources: {memory: 256MB}\n"),
+       8, 25, "spec.template.resources.memory",
+       "must be a byte quantity like \"256Mi\", \"1Gi\", \"500M\" or \"1024\" "
+       "(suffixes: k, M, G, T, P, E or Ki, Mi, Gi, Ti, Pi, Ei), got "
+       "\"256MB\""},
+      {"BadCpu",
+       Spec("  template:\n    command: [x]\n    resources: {cpu: lots}\n"), 8,
+       22, "spec.template.resources.cpu",
+       "must be a CPU quantity like \"500m\", \"1\" or \"1.5\", got \"lots\""},
+      {"MinAboveMax",
+       Spec("  template: {command: [x]}\n  scaling:\n    minReplicas: 5\n"
+            "    maxReplicas: 3\n"),
+       8, 18, "spec.scaling.minReplicas", "must be <= maxReplicas (5 > 3)"},
+      {"BadMetric",
+       Spec("  template: {command: [x]}\n  scaling:\n    metric: qps\n"), 8, 13,
+       "spec.scaling.metric",
+       "must be one of concurrency, rps, cpu, memory; got \"qps\""},
+      {"BadAlgorithm",
+       Spec("  template: {command: [x]}\n  scaling:\n    algorithm: knative\n"),
+       8, 16, "spec.scaling.algorithm",
+       "must be one of tidal, kpa, hpa; got \"knative\""},
+      {"DurationBareNumber",
+       Spec("  template: {command: [x]}\n  scaling:\n    stableWindow: 30\n"),
+       8, 19, "spec.scaling.stableWindow",
+       "must be a duration like \"30s\", \"5m\", \"250ms\" or \"1h30m\" (a "
+       "number needs a unit: ms, s, m or h), got \"30\""},
+      {"DurationUnknownUnit",
+       Spec("  template: {command: [x]}\n  scaling:\n"
+            "    scaleToZeroGracePeriod: 5x\n"),
+       8, 29, "spec.scaling.scaleToZeroGracePeriod",
+       "must be a duration like \"30s\", \"5m\", \"250ms\" or \"1h30m\" "
+       "(unknown unit \"x\"; use ms, s, m or h), got \"5x\""},
+      {"StableWindowTooShort",
+       Spec("  template: {command: [x]}\n  scaling:\n    stableWindow: 2s\n"),
+       8, 19, "spec.scaling.stableWindow", "must be between 6s and 1h, got 2s"},
+      {"TargetUtilizationZero",
+       Spec("  template: {command: [x]}\n  scaling:\n"
+            "    targetUtilization: 0\n"),
+       8, 24, "spec.scaling.targetUtilization",
+       "must be between 1 and 100, got 0"},
+      {"ReplicasConflictWithScaling",
+       Spec("  replicas: 10\n  template: {command: [x]}\n  scaling:\n"
+            "    minReplicas: 1\n    maxReplicas: 5\n"),
+       6, 13, "spec.replicas",
+       "conflicts with spec.scaling: 10 > maxReplicas 5 (set replicas within "
+       "minReplicas..maxReplicas, or only one of them)"},
+      {"CronHourOutOfRange",
+       Spec("  template: {command: [x]}\n  scaling:\n    schedules:\n"
+            "    - name: evening\n      cron: \"0 25 * * *\"\n"
+            "      duration: 4h\n      minReplicas: 20\n"),
+       10, 13, "spec.scaling.schedules[0].cron",
+       "invalid cron expression \"0 25 * * *\": hour field \"25\": 25 is out "
+       "of range 0-23"},
+      {"CronFieldCount",
+       Spec("  template: {command: [x]}\n  scaling:\n    schedules:\n"
+            "    - cron: \"0 19 * *\"\n      duration: 4h\n"
+            "      minReplicas: 20\n"),
+       9, 13, "spec.scaling.schedules[0].cron",
+       "invalid cron expression \"0 19 * *\": must have 5 fields (minute hour "
+       "day-of-month month day-of-week), got 4"},
+      {"UnknownTimeZone",
+       Spec("  template: {command: [x]}\n  scaling:\n    schedules:\n"
+            "    - cron: \"0 19 * * *\"\n      timeZone: Asia/Atlantis\n"
+            "      duration: 4h\n      minReplicas: 20\n"),
+       10, 17, "spec.scaling.schedules[0].timeZone",
+       "unknown time zone \"Asia/Atlantis\" (use an IANA name like \"UTC\", "
+       "\"Europe/Berlin\" or \"Asia/Shanghai\")"},
+      {"ScheduleWithoutDuration",
+       Spec("  template: {command: [x]}\n  scaling:\n    schedules:\n"
+            "    - cron: \"0 19 * * *\"\n      minReplicas: 20\n"),
+       9, 7, "spec.scaling.schedules[0].duration",
+       "required: how long the schedule holds, e.g. \"4h\""},
+      {"BehaviorPolicyType",
+       Spec("  template: {command: [x]}\n  scaling:\n    behavior:\n"
+            "      scaleUp:\n        policies:\n"
+            "        - {type: Instances, value: 4, periodSeconds: 15}\n"),
+       11, 18, "spec.scaling.behavior.scaleUp.policies[0].type",
+       "must be one of Pods, Percent; got \"Instances\""},
+      {"PredictiveEnabledNotBool",
+       Spec("  template: {command: [x]}\n  scaling:\n    predictive:\n"
+            "      enabled: maybe\n"),
+       9, 16, "spec.scaling.predictive.enabled",
+       "must be true or false, got \"maybe\""},
+      {"BadStrategy",
+       Spec(
+           "  template: {command: [x]}\n  rollout:\n    strategy: bluegreen\n"),
+       8, 15, "spec.rollout.strategy",
+       "must be one of batch, canary; got \"bluegreen\""},
+      {"CanaryWeightsNotIncreasing",
+       Spec("  template: {command: [x]}\n  rollout:\n    strategy: canary\n"
+            "    steps:\n    - {weight: 50, pause: 5m}\n"
+            "    - {weight: 30, pause: manual}\n"),
+       11, 16, "spec.rollout.steps[1].weight",
+       "must be greater than steps[0].weight (30 <= 50)"},
+      {"CanaryWeightAbove100",
+       Spec("  template: {command: [x]}\n  rollout:\n    strategy: canary\n"
+            "    steps:\n    - weight: 120\n"),
+       10, 15, "spec.rollout.steps[0].weight",
+       "must be between 1 and 100, got 120"},
+      {"StepsWithoutCanary",
+       Spec("  template: {command: [x]}\n  rollout:\n    steps:\n"
+            "    - weight: 10\n"),
+       8, 5, "spec.rollout.steps", "steps need strategy: canary"},
+      {"StepPauseBad",
+       Spec("  template: {command: [x]}\n  rollout:\n    strategy: canary\n"
+            "    steps:\n    - {weight: 10, pause: later}\n"),
+       10, 27, "spec.rollout.steps[0].pause",
+       "must be manual or must be a duration like \"30s\", \"5m\", \"250ms\" "
+       "or \"1h30m\", got \"later\""},
+      {"MaxUnavailablePercent",
+       Spec("  template: {command: [x]}\n  rollout:\n"
+            "    maxUnavailable: 150%\n"),
+       8, 21, "spec.rollout.maxUnavailable",
+       "must be a non-negative integer or a percentage like \"25%\", got "
+       "\"150%\""},
+      {"BatchesAndBatchSize",
+       Spec("  template: {command: [x]}\n  rollout:\n    batches: 5\n"
+            "    batchSize: 2\n"),
+       9, 16, "spec.rollout.batchSize",
+       "set either batches or batchSize, not both"},
+      {"MaxErrorRateTooHigh",
+       Spec("  template: {command: [x]}\n  rollout:\n    analysis:\n"
+            "      maxErrorRate: 150%\n"),
+       9, 21, "spec.rollout.analysis.maxErrorRate",
+       "must be a fraction between 0 and 1 (or a percentage like \"5%\"), got "
+       "1.5"},
+      {"InconclusiveBad",
+       Spec("  template: {command: [x]}\n  rollout:\n    analysis:\n"
+            "      inconclusive: maybe\n"),
+       9, 21, "spec.rollout.analysis.inconclusive",
+       "must be one of fail, pass; got \"maybe\""},
+      {"WebhookType",
+       Spec("  template: {command: [x]}\n  webhooks:\n  - name: gate\n"
+            "    type: pre-deploy\n    url: https://ci.example.com/hook\n"),
+       9, 11, "spec.webhooks[0].type",
+       "must be one of pre-rollout, confirm-promotion, post-rollout, "
+       "rollback; got \"pre-deploy\""},
+      {"WebhookUrl",
+       Spec("  template: {command: [x]}\n  webhooks:\n  - name: gate\n"
+            "    type: rollback\n    url: ftp://example.com\n"),
+       10, 10, "spec.webhooks[0].url",
+       "must be an http:// or https:// URL with a host, got "
+       "\"ftp://example.com\""},
+      {"MetadataIsList",
+       "apiVersion: tidal.dev/v1\nkind: App\nmetadata:\n- name: a\nspec:\n"
+       "  template: {command: [x]}\n",
+       4, 1, "metadata", "must be a map, got a list"},
+      {"DuplicateAppInFile",
+       Spec("  template: {command: [x]}\n") + "---\n" +
+           Spec("  template: {command: [y]}\n"),
+       11, 9, "metadata.name",
+       "duplicate app \"default/hello\" (also defined at line 1)"},
+  };
+}
+
+TEST(ParseAppsTest, InvalidSpecsTable) {
+  auto rows = InvalidRows();
+  ASSERT_GE(rows.size(), 40u);
+  for (const InvalidRow& row : rows) {
+    SCOPED_TRACE(row.name);
+    ParseResult r = ParseApps(row.yaml, "app.yaml");
+    ASSERT_FALSE(r.ok()) << row.yaml;
+    EXPECT_TRUE(r.apps.empty());
+    EXPECT_FALSE(r.ToStatus().ok());
+    const SpecError* match = nullptr;
+    for (const auto& e : r.errors) {
+      if (e.field == row.field && e.message == row.message) match = &e;
+    }
+    ASSERT_NE(match, nullptr)
+        << "want " << row.field << ": " << row.message << "\ngot:\n"
+        << AllErrors(r);
+    EXPECT_EQ(match->source, "app.yaml");
+    EXPECT_EQ(match->line, row.line) << AllErrors(r);
+    if (row.column) {
+      EXPECT_EQ(match->column, row.column) << AllErrors(r);
+    }
+  }
+}
+
+TEST(ParseAppsTest, ErrorToStringNamesFileLineColumnAndField) {
+  ParseResult r = ParseApps(
+      Spec("  template: {command: [x]}\n  scaling:\n    minReplicas: 5\n"
+           "    maxReplicas: 3\n"),
+      "hello.yaml");
+  ASSERT_EQ(r.errors.size(), 1u) << AllErrors(r);
+  EXPECT_EQ(r.errors[0].ToString(),
+            "hello.yaml:8:18: spec.scaling.minReplicas: must be <= maxReplicas "
+            "(5 > 3)");
+  EXPECT_EQ(r.ToStatus().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(r.ToStatus().message(), r.errors[0].ToString());
+}
+
+TEST(ParseAppsTest, CollectsEveryErrorOfEveryDocument) {
+  std::string yaml =
+      Spec("  replicas: -2\n  template:\n    comand: [x]\n") +      // lines 1-8
+      "---\n"                                                       // 9
+      "apiVersion: tidal.dev/v1\nkind: App\nmetadata: {name: b}\n"  // 10-12
+      "spec: {template: {command: [x]}, scaling: {maxReplicas: 0}}\n"  // 13
+      "---\n"                                                          // 14
+      "key: [unclosed\n";                                              // 15
+  ParseResult r = ParseApps(yaml, "multi.yaml");
+  EXPECT_TRUE(r.apps.empty());
+  std::vector<std::string> got;
+  for (const auto& e : r.errors) got.push_back(e.ToString());
+  EXPECT_EQ(got, (std::vector<std::string>{
+                     "multi.yaml:6:13: spec.replicas: must not be negative, "
+                     "got -2",
+                     "multi.yaml:7:3: spec.template.command: required: the "
+                     "program to run and its fixed arguments, e.g. "
+                     "[\"tidal-sample-app\"]",
+                     "multi.yaml:8:5: spec.template.comand: unknown field "
+                     "(did you mean \"command\"?)",
+                     "multi.yaml:13:57: spec.scaling.maxReplicas: must be at "
+                     "least 1, got 0",
+                     "multi.yaml:16:1: invalid YAML: end of sequence flow not "
+                     "found",
+                 }))
+      << AllErrors(r);
+}
+
+TEST(ParseAppsTest, OnlySecondDocumentBadReturnsNoApps) {
+  std::string yaml = Spec("  template: {command: [x]}\n") +
+                     "---\n"
+                     "apiVersion: tidal.dev/v1\nkind: App\n"
+                     "metadata: {name: other}\nspec:\n"
+                     "  template: {command: [x]}\n"
+                     "  scaling: {minReplicas: 5, maxReplicas: 3}\n";
+  ParseResult r = ParseApps(yaml, "two.yaml");
+  EXPECT_TRUE(r.apps.empty());
+  ASSERT_EQ(r.errors.size(), 1u) << AllErrors(r);
+  EXPECT_EQ(r.errors[0].line, 13);
+  EXPECT_EQ(r.errors[0].field, "spec.scaling.minReplicas");
+}
+
+TEST(ParseAppsTest, SeveralDocumentsWithDefaultsAndEnvOrder) {
+  std::string yaml = R"(# two apps
+apiVersion: tidal.dev/v1
+kind: App
+metadata:
+  name: a
+spec:
+  replicas: 2
+  template:
+    command: [server, --flag]
+    env:
+      ZED: "1"
+      ALPHA: two
+      MIDDLE: 3
+---
+apiVersion: tidal.dev/v1
+kind: App
+metadata:
+  name: b
+  namespace: prod
+spec:
+  template:
+    command: [worker]
+    env:
+    - name: B
+      value: "x"
+    - name: A
+      value: ""
+...
+---
+
+)";
+  ParseResult r = ParseApps(yaml, "ok.yaml", "team");
+  ASSERT_TRUE(r.ok()) << AllErrors(r);
+  ASSERT_EQ(r.apps.size(), 2u);
+  const auto& a = r.apps[0].app;
+  EXPECT_EQ(r.apps[0].line, 2);
+  EXPECT_EQ(r.apps[0].source, "ok.yaml");
+  EXPECT_EQ(a.metadata().namespace_(), "team");
+  EXPECT_EQ(a.spec().replicas(), 2);
+  ASSERT_EQ(a.spec().template_().env_size(), 3);
+  EXPECT_EQ(a.spec().template_().env(0).name(), "ZED");
+  EXPECT_EQ(a.spec().template_().env(1).name(), "ALPHA");
+  EXPECT_EQ(a.spec().template_().env(1).value(), "two");
+  EXPECT_EQ(a.spec().template_().env(2).value(), "3");
+  EXPECT_FALSE(a.spec().has_scaling());  // defaults are not filled in
+  EXPECT_FALSE(a.spec().template_().has_termination_grace_period_seconds());
+  const auto& b = r.apps[1].app;
+  EXPECT_EQ(r.apps[1].line, 15);
+  EXPECT_EQ(b.metadata().namespace_(), "prod");
+  ASSERT_EQ(b.spec().template_().env_size(), 2);
+  EXPECT_EQ(b.spec().template_().env(0).name(), "B");
+  EXPECT_EQ(b.spec().template_().env(1).name(), "A");
+}
+
+TEST(ParseAppsTest, SameNameInDifferentNamespacesIsFine) {
+  std::string yaml = Spec("  template: {command: [x]}\n") + "---\n" +
+                     "apiVersion: tidal.dev/v1\nkind: App\nmetadata:\n"
+                     "  name: hello\n  namespace: other\nspec:\n"
+                     "  template: {command: [x]}\n";
+  ParseResult r = ParseApps(yaml, "ns.yaml");
+  EXPECT_TRUE(r.ok()) << AllErrors(r);
+  EXPECT_EQ(r.apps.size(), 2u);
+}
+
+TEST(ParseAppsTest, QuantitiesPercentagesAndPauses) {
+  ParseResult r = ParseApps(Spec(R"(  template:
+    command: [x]
+    resources: {cpu: 500m, memory: 256Mi}
+  rollout:
+    strategy: canary
+    maxSurge: 25%
+    maxUnavailable: 0
+    pause: manual
+    steps:
+    - {weight: 10, pause: 5m}
+    - {replicas: 3, pause: manual}
+    - {weight: 50}
+    analysis:
+      maxErrorRate: 5%
+      maxP99Latency: 250ms
+  webhooks:
+  - {name: ci, type: confirm-promotion, url: "http://127.0.0.1:9/x", timeout: 10s}
+)"),
+                            "q.yaml");
+  ASSERT_TRUE(r.ok()) << AllErrors(r);
+  const auto& s = r.apps[0].app.spec();
+  EXPECT_EQ(s.template_().resources().cpu_millis(), 500);
+  EXPECT_EQ(s.template_().resources().memory_bytes(), 256 << 20);
+  EXPECT_EQ(s.rollout().max_surge(), "25%");
+  EXPECT_EQ(s.rollout().max_unavailable(), "0");
+  EXPECT_TRUE(s.rollout().pause_manual());
+  EXPECT_EQ(s.rollout().steps(0).pause_ms(), 300000);
+  EXPECT_TRUE(s.rollout().steps(1).pause_manual());
+  EXPECT_EQ(s.rollout().steps(1).replicas(), 3);
+  EXPECT_DOUBLE_EQ(s.rollout().analysis().max_error_rate(), 0.05);
+  EXPECT_EQ(s.rollout().analysis().max_p99_latency_ms(), 250);
+  EXPECT_EQ(s.webhooks(0).timeout_ms(), 10000);
+}
+
+App FullApp() {
+  ParseResult r = ParseApps(R"(apiVersion: tidal.dev/v1
+kind: App
+metadata:
+  name: full
+  namespace: prod
+  labels: {team: video, tier: web}
+  annotations: {tidal.dev/change-cause: "v2: faster", note: "true"}
+spec:
+  replicas: 4
+  template:
+    command: [tidal-sample-app]
+    args: [--version, v2, "--latency=5ms", "yes", "123"]
+    env: {GREETING: "hello: world", EMPTY: "", NUM: "42"}
+    workingDir: /srv
+    port: 8080
+    readinessProbe:
+      httpGet: {path: /healthz, port: 8081}
+      initialDelaySeconds: 1
+      periodSeconds: 2
+      timeoutSeconds: 3
+      failureThreshold: 4
+      successThreshold: 2
+    livenessProbe:
+      tcpSocket: {}
+      periodSeconds: 10
+    terminationGracePeriodSeconds: 0
+    concurrency: 10
+    resources: {cpu: 1500m, memory: 1Gi}
+    labels: {app.kubernetes.io/name: full}
+  scaling:
+    minReplicas: 2
+    maxReplicas: 20
+    metric: concurrency
+    algorithm: kpa
+    target: 7.5
+    targetUtilization: 70
+    stableWindow: 1m
+    panicWindowPercentage: 10
+    panicThreshold: 200
+    maxScaleUpRate: 1000
+    maxScaleDownRate: 2
+    scaleDownDelay: 30s
+    scaleToZeroGracePeriod: 30s
+    initialScale: 3
+    tolerance: 0.1
+    tick: 2s
+    behavior:
+      scaleUp:
+        stabilizationWindowSeconds: 0
+        selectPolicy: Max
+        policies:
+        - {type: Percent, value: 100, periodSeconds: 15}
+        - {type: Pods, value: 4, periodSeconds: 15}
+      scaleDown:
+        stabilizationWindowSeconds: 300
+    schedules:
+    - name: evening
+      cron: "0 19 * * *"
+      timeZone: Asia/Shanghai
+      duration: 4h
+      minReplicas: 20
+    - {cron: "@daily", duration: 1h30m, maxReplicas: 5}
+    predictive: {enabled: true, lookahead: 1.5s}
+  rollout:
+    strategy: canary
+    batches: 5
+    batchInterval: 30s
+    steps:
+    - {weight: 10, pause: 5m}
+    - {weight: 50, pause: manual}
+    - {replicas: 8}
+    maxSurge: 25%
+    maxUnavailable: 1
+    minReadySeconds: 5
+    progressDeadline: 10m
+    analysis:
+      interval: 30s
+      minRequests: 100
+      maxErrorRate: 0.05
+      maxP99Latency: 500ms
+      failureLimit: 2
+      consecutiveSuccesses: 3
+      inconclusive: pass
+    autoRollback: false
+    historyLimit: 5
+  webhooks:
+  - name: gate
+    type: pre-rollout
+    url: https://ci.example.com/hooks/tidal?x=1
+    timeout: 5s
+    retries: 3
+    secret: s3cr3t
+)",
+                            "full.yaml");
+  EXPECT_TRUE(r.ok()) << AllErrors(r);
+  return r.apps.empty() ? App() : r.apps[0].app;
+}
+
+void ExpectSameApp(const App& want, const App& got) {
+  std::string diff;
+  MessageDifferencer d;
+  d.ReportDifferencesToString(&diff);
+  EXPECT_TRUE(d.Compare(want, got)) << diff;
+}
+
+TEST(RoundTripTest, YamlOfFullSpec) {
+  App app = FullApp();
+  ASSERT_EQ(app.metadata().name(), "full");
+  EXPECT_EQ(app.spec().scaling().predictive().lookahead_ms(), 1500);
+  EXPECT_EQ(app.spec().rollout().batch_interval_ms(), 30000);
+  std::string yaml = AppToYaml(app);
+  ParseResult back = ParseApps(yaml, "out.yaml");
+  ASSERT_TRUE(back.ok()) << AllErrors(back) << "\n" << yaml;
+  ExpectSameApp(app, back.apps[0].app);
+  // Durations, quantities and pauses come back in the form users write.
+  EXPECT_NE(yaml.find("stableWindow: 1m\n"), std::string::npos) << yaml;
+  EXPECT_NE(yaml.find("duration: 1h30m\n"), std::string::npos) << yaml;
+  EXPECT_NE(yaml.find("lookahead: 1.5s\n"), std::string::npos) << yaml;
+  EXPECT_NE(yaml.find("pause: manual"), std::string::npos) << yaml;
+  EXPECT_NE(yaml.find("memory: 1Gi"), std::string::npos) << yaml;
+  EXPECT_NE(yaml.find("cpu: 1500m"), std::string::npos) << yaml;
+  EXPECT_NE(yaml.find("maxSurge: \"25%\""), std::string::npos) << yaml;
+  EXPECT_NE(yaml.find("maxUnavailable: 1\n"), std::string::npos) << yaml;
+  EXPECT_NE(yaml.find("target: 7.5\n"), std::string::npos) << yaml;
+}
+
+TEST(RoundTripTest, JsonOfFullSpecWithStatus) {
+  App app = FullApp();
+  app.mutable_metadata()->set_uid("0b5c-42");
+  app.mutable_metadata()->set_generation(3);
+  app.mutable_metadata()->set_resource_version(1234567890123);
+  app.mutable_metadata()->mutable_creation_timestamp()->set_seconds(1714564800);
+  auto* st = app.mutable_status();
+  st->set_observed_generation(3);
+  st->set_desired_replicas(4);
+  st->set_ready_replicas(3);
+  auto* c = st->add_conditions();
+  c->set_type("Ready");
+  c->set_status("False");
+  c->set_reason("MinimumReplicasUnavailable");
+  c->set_message("3 of 4 ready");
+  c->mutable_last_transition_time()->set_seconds(1714564860);
+  c->mutable_last_transition_time()->set_nanos(500000000);
+  st->mutable_scaling()->set_value(12.25);
+  st->mutable_scaling()->add_active_schedules("evening");
+  st->mutable_rollout()->set_phase("Progressing");
+  st->set_template_hash(TemplateHash(app.spec().template_()));
+
+  std::string json = AppToJson(app);
+  EXPECT_NE(json.find("\"replicas\": 4"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"resourceVersion\": 1234567890123"), std::string::npos)
+      << json;
+  EXPECT_NE(json.find("\"creationTimestamp\": \"2024-05-01T12:00:00Z\""),
+            std::string::npos)
+      << json;
+  EXPECT_NE(json.find("\"lastTransitionTime\": \"2024-05-01T12:01:00.5Z\""),
+            std::string::npos)
+      << json;
+  EXPECT_NE(json.find("\"value\": 12.25"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"status\": {"), std::string::npos) << json;
+  // JSON is YAML: the same parser reads it back, status and all.
+  ParseResult back = ParseApps(json, "out.json");
+  ASSERT_TRUE(back.ok()) << AllErrors(back) << "\n" << json;
+  ExpectSameApp(app, back.apps[0].app);
+  // And so does the YAML form.
+  ParseResult back_yaml = ParseApps(AppToYaml(app), "out.yaml");
+  ASSERT_TRUE(back_yaml.ok()) << AllErrors(back_yaml);
+  ExpectSameApp(app, back_yaml.apps[0].app);
+}
+
+TEST(RoundTripTest, TrickyStrings) {
+  App app;
+  app.set_api_version("tidal.dev/v1");
+  app.set_kind("App");
+  app.mutable_metadata()->set_name("s");
+  app.mutable_metadata()->set_namespace_("default");
+  auto* t = app.mutable_spec()->mutable_template_();
+  for (const char* s :
+       {"true",        "null",     "~",           "1e3",   "0x10",    "-",
+        "- a",         "a: b",     "#c",          "",      " lead",   "trail ",
+        "multi\nline", "quote\"s", "back\\slash", "tab\t", "ünïcødé", "[x]",
+        "{y}",         "*star",    "&amp",        "!bang", "%pct",    "@at",
+        "`tick",       "'single'", ">fold",       "|lit",  "?q",      "007",
+        ".5",          "1_000",    "yes",         "Off"}) {
+    t->add_args(s);
+  }
+  t->add_command("prog");
+  auto* e = t->add_env();
+  e->set_name("X");
+  e->set_value("123");
+  ParseResult back = ParseApps(AppToYaml(app), "s.yaml");
+  ASSERT_TRUE(back.ok()) << AllErrors(back) << AppToYaml(app);
+  ExpectSameApp(app, back.apps[0].app);
+  ParseResult json = ParseApps(AppToJson(app), "s.json");
+  ASSERT_TRUE(json.ok()) << AllErrors(json) << AppToJson(app);
+  ExpectSameApp(app, json.apps[0].app);
+}
+
+TEST(RoundTripTest, EnvWithDuplicateNamesUsesListForm) {
+  App app = FullApp();
+  auto* t = app.mutable_spec()->mutable_template_();
+  t->clear_env();
+  auto* a = t->add_env();
+  a->set_name("A");
+  a->set_value("1");
+  auto* b = t->add_env();
+  b->set_name("A");
+  b->set_value("2");
+  std::string yaml = AppToYaml(app);
+  EXPECT_NE(yaml.find("- name: A"), std::string::npos) << yaml;
+  ParseResult back = ParseApps(yaml, "dup.yaml");
+  ASSERT_FALSE(back.ok());  // still invalid, and says why
+  EXPECT_EQ(back.errors[0].field, "spec.template.env[1].name");
+}
+
+TEST(ValidateAppTest, SameRulesWithoutLines) {
+  App app = FullApp();
+  EXPECT_TRUE(ValidateApp(app).empty());
+  app.mutable_spec()->mutable_scaling()->set_stable_window_ms(-5);
+  app.mutable_spec()->mutable_template_()->clear_command();
+  app.mutable_metadata()->set_namespace_("");
+  app.mutable_spec()->mutable_scaling()->mutable_schedules(0)->set_cron(
+      "* * *");
+  std::vector<SpecError> errors = ValidateApp(app);
+  std::vector<std::string> got;
+  for (const auto& e : errors) {
+    EXPECT_EQ(e.line, 0);
+    EXPECT_EQ(e.source, "");
+    got.push_back(e.ToString());
+  }
+  EXPECT_EQ(got,
+            (std::vector<std::string>{
+                "metadata.namespace: required",
+                "spec.template.command: required: the program to run and its "
+                "fixed arguments, e.g. [\"tidal-sample-app\"]",
+                "spec.scaling.stableWindow: must be between 6s and 1h, got "
+                "-5ms",
+                "spec.scaling.schedules[0].cron: invalid cron expression \"* * "
+                "*\": must have 5 fields (minute hour day-of-month month "
+                "day-of-week), got 3",
+            }));
+}
+
+TEST(TemplateHashTest, StableAndSensitive) {
+  App app = FullApp();
+  const auto& t = app.spec().template_();
+  std::string h = TemplateHash(t);
+  EXPECT_EQ(h.size(), 10u);
+  EXPECT_EQ(h.find_first_not_of("0123456789abcdef"), std::string::npos);
+  EXPECT_EQ(TemplateHash(t), h);
+  // Map insertion order does not matter.
+  tidal::v1::Template a, b;
+  a.add_command("x");
+  b.add_command("x");
+  (*a.mutable_labels())["one"] = "1";
+  (*a.mutable_labels())["two"] = "2";
+  (*b.mutable_labels())["two"] = "2";
+  (*b.mutable_labels())["one"] = "1";
+  EXPECT_EQ(TemplateHash(a), TemplateHash(b));
+  b.add_args("--v2");
+  EXPECT_NE(TemplateHash(a), TemplateHash(b));
+  // A fixed value: the hash names revisions in the store, so it must not
+  // change between builds.
+  tidal::v1::Template fixed;
+  fixed.add_command("tidal-sample-app");
+  EXPECT_EQ(TemplateHash(fixed), TemplateHash(fixed));
+  EXPECT_EQ(TemplateHash(fixed), "6f959f11c7");
+}
+
+TEST(BaseReplicasTest, ReplicasThenMinThenOne) {
+  tidal::v1::AppSpec s;
+  EXPECT_EQ(BaseReplicas(s), 1);
+  s.mutable_scaling()->set_max_replicas(10);
+  EXPECT_EQ(BaseReplicas(s), 1);
+  s.mutable_scaling()->set_min_replicas(0);
+  EXPECT_EQ(BaseReplicas(s), 0);
+  s.set_replicas(3);
+  EXPECT_EQ(BaseReplicas(s), 3);
+}
+
+TEST(ExamplesTest, AllExampleSpecsParse) {
+  std::filesystem::path dir = SourceDir() / "examples";
+  int count = 0;
+  std::set<std::string> names;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    if (entry.path().extension() != ".yaml") continue;
+    std::ifstream in(entry.path());
+    std::stringstream ss;
+    ss << in.rdbuf();
+    ParseResult r = ParseApps(ss.str(), entry.path().filename().string());
+    EXPECT_TRUE(r.ok()) << entry.path() << "\n" << AllErrors(r);
+    for (const auto& a : r.apps) {
+      names.insert(a.app.metadata().name());
+      // Each example survives the round trip too.
+      ParseResult back = ParseApps(AppToYaml(a.app), "back.yaml");
+      ASSERT_TRUE(back.ok()) << AllErrors(back);
+      ExpectSameApp(a.app, back.apps[0].app);
+    }
+    ++count;
+  }
+  EXPECT_GE(count, 3);
+  EXPECT_TRUE(names.count("hello"));
+}
+
+TEST(ExamplesTest, HelloRunsTheSampleApp) {
+  std::ifstream in(SourceDir() / "examples" / "hello.yaml");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  ParseResult r = ParseApps(ss.str(), "hello.yaml");
+  ASSERT_TRUE(r.ok()) << AllErrors(r);
+  ASSERT_EQ(r.apps.size(), 1u);
+  const App& app = r.apps[0].app;
+  EXPECT_EQ(app.metadata().namespace_(), "default");
+  EXPECT_EQ(app.spec().replicas(), 3);
+  EXPECT_EQ(app.spec().template_().command(0), "tidal-sample-app");
+  EXPECT_EQ(app.spec().template_().readiness_probe().http_get().path(),
+            "/healthz");
+  EXPECT_EQ(app.spec().template_().liveness_probe().http_get().path(),
+            "/healthz");
+  EXPECT_EQ(BaseReplicas(app.spec()), 3);
+}
+
+}  // namespace
+}  // namespace tidal::spec
