@@ -1,0 +1,1206 @@
+#include "gateway/gateway.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <list>
+#include <optional>
+#include <thread>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
+#include "common/logging.h"
+#include "gateway/request_metrics.h"
+#include "gateway/route_table.h"
+
+namespace tidal::gateway {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+constexpr size_t kBodyChunk = 64 * 1024;
+constexpr int64_t kSweepMs = 50;
+constexpr int64_t kDownForNs =
+    1'000'000'000;  // skip a refusing instance for 1 s
+
+int64_t NowNs() { return absl::GetCurrentTimeNanos(); }
+int64_t MonoMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Hop-by-hop headers (RFC 9110 7.6.1) plus the ones named in Connection.
+// Transfer-Encoding is kept: Beast re-frames the body with it.
+template <bool isRequest, class Fields>
+void StripHopByHop(http::header<isRequest, Fields>& h) {
+  std::string connection(h[http::field::connection]);
+  for (absl::string_view token : absl::StrSplit(connection, ',')) {
+    token = absl::StripAsciiWhitespace(token);
+    if (token.empty() || absl::EqualsIgnoreCase(token, "close") ||
+        absl::EqualsIgnoreCase(token, "keep-alive") ||
+        absl::EqualsIgnoreCase(token, "transfer-encoding")) {
+      continue;
+    }
+    h.erase(beast::string_view(token.data(), token.size()));
+  }
+  h.erase(http::field::connection);
+  h.erase(http::field::keep_alive);
+  h.erase(http::field::proxy_connection);
+  h.erase(http::field::te);
+  h.erase(http::field::trailer);
+  h.erase(http::field::upgrade);
+  h.erase(http::field::proxy_authenticate);
+  h.erase(http::field::proxy_authorization);
+}
+
+bool Idempotent(http::verb v) {
+  switch (v) {
+    case http::verb::get:
+    case http::verb::head:
+    case http::verb::options:
+    case http::verb::put:
+    case http::verb::delete_:
+    case http::verb::trace:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// True if a pooled upstream connection is still open and has no stray bytes.
+bool StillOpen(tcp::socket& s) {
+  char c;
+  ssize_t n = ::recv(s.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+const char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+}  // namespace
+
+struct RouteTable {
+  struct Entry {
+    std::shared_ptr<AppState> state;
+    std::shared_ptr<const AppRoute> route;
+  };
+  uint64_t version = 0;
+  absl::flat_hash_map<std::string, Entry> apps;  // key "<app>.<ns>"
+};
+
+class Session;
+
+// One I/O thread: its io_context, its SO_REUSEPORT acceptor, its pools of
+// idle upstream connections and its sessions. Everything here is touched only
+// by the worker's thread, except `ioc` (post from anywhere).
+struct Worker {
+  struct IdleConn {
+    tcp::socket socket;
+    int64_t since_ms;
+  };
+  struct Pool {
+    std::shared_ptr<EndpointState> endpoint;
+    std::vector<IdleConn> idle;
+  };
+
+  Worker(Gateway::Impl* gw, int index)
+      : gw(gw),
+        index(index),
+        rng(0x5851f42d4c957f2dull * (index + 1) ^ NowNs()) {}
+
+  const RouteTable& Table();
+  void Accept();
+  void Sweep();
+
+  Gateway::Impl* const gw;
+  const int index;
+  std::list<Session*> sessions;  // declared before ioc: sessions die with it
+  asio::io_context ioc{1};
+  tcp::acceptor acceptor{ioc};
+  asio::steady_timer sweep_timer{ioc};
+  absl::flat_hash_map<uint64_t, Pool> pools;
+  std::shared_ptr<const RouteTable> table;
+  uint64_t table_version = ~uint64_t{0};
+  uint64_t rng;
+  std::thread thread;
+};
+
+class Gateway::Impl {
+ public:
+  explicit Impl(GatewayOptions o)
+      : opts(std::move(o)), log(GetLogger("gateway")) {
+    if (opts.threads <= 0)
+      opts.threads = std::max(1u, std::thread::hardware_concurrency());
+    config.shards = opts.threads;
+    config.queue_size = opts.queue_size;
+    config.on_demand = opts.on_demand;
+    config.drain_mu = &drain_mu;
+    config.drain_cv = &drain_cv;
+    table_ = std::make_shared<RouteTable>();
+  }
+
+  absl::Status Start();
+  void Stop();
+  void SetRoute(const Route& route);
+  void RemoveRoute(const std::string& ns, const std::string& app);
+  std::shared_ptr<AppState> FindApp(const std::string& ns,
+                                    const std::string& app) const;
+  std::shared_ptr<EndpointState> FindInstance(const std::string& id) const;
+  std::string PrometheusText() const;
+  std::shared_ptr<const RouteTable> CurrentTable() const {
+    return std::atomic_load(&table_);
+  }
+  void TickLoop();
+
+  GatewayOptions opts;
+  AppConfig config;
+  std::shared_ptr<spdlog::logger> log;
+  std::vector<std::unique_ptr<Worker>> workers;
+  int port = 0;
+  std::atomic<uint64_t> table_version{0};
+  std::atomic<uint64_t> unknown_host_total{0};
+  std::atomic<uint64_t> next_uid{1};
+
+  mutable absl::Mutex drain_mu;
+  absl::CondVar drain_cv;
+
+ private:
+  void PublishLocked(std::shared_ptr<RouteTable> t)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  mutable absl::Mutex mu_;
+  std::shared_ptr<const RouteTable>
+      table_;  // written under mu_, read with atomic_load
+  absl::flat_hash_map<std::string, std::weak_ptr<EndpointState>> instances_
+      ABSL_GUARDED_BY(mu_);
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+
+  absl::Mutex tick_mu_;
+  bool stopping_ ABSL_GUARDED_BY(tick_mu_) = false;
+  std::thread ticker_;
+};
+
+const RouteTable& Worker::Table() {
+  if (gw->table_version.load(std::memory_order_acquire) != table_version) {
+    table = gw->CurrentTable();
+    table_version = table->version;
+  }
+  return *table;
+}
+
+// One client connection: reads requests, routes each, relays it to an
+// instance and the response back, streaming both bodies through fixed
+// 64 KiB buffers. Runs on its worker's thread only; Dispatch() (activator,
+// concurrency queue) posts back to it.
+class Session : public Waiter, public std::enable_shared_from_this<Session> {
+ public:
+  Session(Worker* w, tcp::socket socket)
+      : w_(w),
+        opts_(w->gw->opts),
+        client_(std::move(socket)),
+        upstream_(w->ioc) {
+    beast::error_code ec;
+    auto remote = client_.remote_endpoint(ec);
+    if (!ec) client_ip_ = remote.address().to_string();
+    client_.set_option(tcp::no_delay(true), ec);
+  }
+  ~Session() override {
+    if (lease_) app_->Release(lease_);
+    w_->sessions.erase(self_it_);
+  }
+
+  void Start() {
+    self_it_ = w_->sessions.insert(w_->sessions.end(), this);
+    ReadRequest();
+  }
+
+  void Dispatch(std::shared_ptr<EndpointState> lease) override {
+    asio::post(w_->ioc,
+               [self = shared_from_this(), lease = std::move(lease)]() mutable {
+                 self->OnDispatched(std::move(lease));
+               });
+  }
+
+  int64_t deadline_ms() const { return deadline_ms_; }
+  void OnDeadline();
+
+ private:
+  enum class Phase {
+    kReadHeader,
+    kQueued,
+    kConnect,
+    kSendRequest,
+    kAwaitResponse,
+    kRelayResponse,
+    kRespond,
+    kClosed
+  };
+
+  void SetDeadline(absl::Duration d) {
+    deadline_ms_ = MonoMs() + absl::ToInt64Milliseconds(d);
+  }
+
+  void ReadRequest();
+  void OnRequestHeader(beast::error_code ec);
+  void PrepareRequest(http::request<http::buffer_body>& req);
+  void Acquire();
+  void OnDispatched(std::shared_ptr<EndpointState> lease);
+  void OnLease(std::shared_ptr<EndpointState> lease);
+  void OnConnect(beast::error_code ec);
+  void UpstreamFailed(bool connect_failure);
+  void SendRequest();
+  void RelayRequestStep();
+  void OnRequestWritten(beast::error_code ec);
+  void ReadResponseHeader();
+  void OnResponseHeader(beast::error_code ec);
+  void RelayResponseStep();
+  void OnResponseWritten(beast::error_code ec);
+  void FinishExchange();
+  void Respond(http::status status, std::string body, bool retry_after = false);
+  void ReleaseLease();
+  void FinishMetrics(int status);
+  void Abort();
+  void CloseClient();
+
+  Worker* const w_;
+  const GatewayOptions& opts_;
+  tcp::socket client_;
+  tcp::socket upstream_;
+  std::string client_ip_;
+  std::list<Session*>::iterator self_it_;
+  int64_t deadline_ms_ = 0;
+  Phase phase_ = Phase::kReadHeader;
+  bool timed_out_ = false;
+
+  beast::flat_buffer cbuf_;
+  beast::flat_buffer ubuf_;
+  std::optional<http::request_parser<http::buffer_body>> req_parser_;
+  std::optional<http::serializer<true, http::buffer_body>> req_sr_;
+  std::optional<http::response_parser<http::buffer_body>> res_parser_;
+  std::optional<http::serializer<false, http::buffer_body>> res_sr_;
+  std::unique_ptr<http::response<http::string_body>> gen_res_;
+  std::unique_ptr<char[]> req_buf_;
+  std::unique_ptr<char[]> res_buf_;
+
+  // Per request.
+  std::string host_;
+  std::shared_ptr<AppState> app_;
+  std::shared_ptr<const AppRoute> route_;
+  std::shared_ptr<EndpointState> lease_;
+  std::vector<const EndpointState*> excluded_;
+  std::vector<std::shared_ptr<EndpointState>> excluded_hold_;
+  std::shared_ptr<TrafficMetrics> rev_metrics_;
+  int64_t start_ns_ = 0;
+  int64_t rev_start_ns_ = 0;
+  bool app_started_ = false;
+  bool client_keep_alive_ = false;
+  bool upstream_keep_alive_ = false;
+  bool idempotent_ = false;
+  bool is_head_ = false;
+  bool expect_continue_ = false;
+  bool body_started_ = false;
+  bool reused_ = false;
+  bool response_started_ = false;
+  int attempts_ = 0;
+  int status_ = 0;
+};
+
+void Session::ReadRequest() {
+  phase_ = Phase::kReadHeader;
+  timed_out_ = false;
+  SetDeadline(opts_.client_idle_timeout);
+  req_parser_.emplace();
+  req_parser_->header_limit(static_cast<std::uint32_t>(opts_.max_header_bytes));
+  if (opts_.max_body_bytes > 0) {
+    req_parser_->body_limit(opts_.max_body_bytes);
+  } else {
+    req_parser_->body_limit(boost::none);
+  }
+  http::async_read_header(
+      client_, cbuf_, *req_parser_,
+      [self = shared_from_this()](beast::error_code ec, size_t) {
+        self->OnRequestHeader(ec);
+      });
+}
+
+void Session::OnRequestHeader(beast::error_code ec) {
+  deadline_ms_ = 0;
+  if (ec) {
+    client_keep_alive_ = false;
+    if (ec == http::error::header_limit) {
+      Respond(http::status::request_header_fields_too_large,
+              "request header too large\n");
+    } else if (ec == http::error::body_limit) {
+      Respond(http::status::payload_too_large, "request body too large\n");
+    } else if (ec == http::error::end_of_stream || timed_out_ ||
+               ec == asio::error::eof || ec == asio::error::connection_reset ||
+               ec == asio::error::operation_aborted) {
+      CloseClient();
+    } else {
+      Respond(http::status::bad_request, "bad request\n");
+    }
+    return;
+  }
+  auto& req = req_parser_->get();
+  client_keep_alive_ = req.keep_alive();
+  idempotent_ = Idempotent(req.method());
+  is_head_ = req.method() == http::verb::head;
+  body_started_ = false;
+  response_started_ = false;
+  attempts_ = 0;
+  status_ = 0;
+  excluded_.clear();
+  excluded_hold_.clear();
+
+  // Route by Host: <app>.<namespace>.<domain>[:port].
+  absl::string_view host(req[http::field::host].data(),
+                         req[http::field::host].size());
+  size_t colon = host.rfind(':');
+  if (colon != absl::string_view::npos) host = host.substr(0, colon);
+  host_ = absl::AsciiStrToLower(host);
+  absl::string_view prefix = host_;
+  const RouteTable::Entry* entry = nullptr;
+  if (absl::ConsumeSuffix(&prefix, opts_.domain) &&
+      absl::ConsumeSuffix(&prefix, ".")) {
+    const RouteTable& table = w_->Table();
+    auto it = table.apps.find(prefix);
+    if (it != table.apps.end()) entry = &it->second;
+  }
+  if (entry == nullptr) {
+    w_->gw->unknown_host_total.fetch_add(1, std::memory_order_relaxed);
+    app_ = nullptr;
+    Respond(http::status::not_found,
+            absl::StrCat("no app for host \"", host_, "\"\n"));
+    return;
+  }
+  app_ = entry->state;
+  route_ = entry->route;
+  start_ns_ = NowNs();
+  app_->last_request_ns.store(start_ns_, std::memory_order_relaxed);
+  app_->metrics.Start(w_->index, start_ns_);
+  app_started_ = true;
+  PrepareRequest(req);
+  Acquire();
+}
+
+void Session::PrepareRequest(http::request<http::buffer_body>& req) {
+  auto expect = req[http::field::expect];
+  expect_continue_ = beast::iequals(expect, "100-continue");
+  if (!expect.empty()) req.erase(http::field::expect);
+  StripHopByHop(req);
+  auto xff = req["X-Forwarded-For"];
+  if (xff.empty()) {
+    req.set("X-Forwarded-For", client_ip_);
+  } else {
+    req.set("X-Forwarded-For",
+            absl::StrCat(absl::string_view(xff.data(), xff.size()), ", ",
+                         client_ip_));
+  }
+  req.set("X-Forwarded-Proto", "http");
+  if (req["X-Request-Id"].empty()) {
+    static const char kHex[] = "0123456789abcdef";
+    char id[32];
+    uint64_t a = NextRandom(&w_->rng), b = NextRandom(&w_->rng);
+    for (int i = 0; i < 16; ++i) {
+      id[i] = kHex[(a >> (i * 4)) & 15];
+      id[16 + i] = kHex[(b >> (i * 4)) & 15];
+    }
+    req.set("X-Request-Id", beast::string_view(id, 32));
+  }
+  req.version(11);
+  req.keep_alive(true);
+}
+
+void Session::Acquire() {
+  std::shared_ptr<EndpointState> lease;
+  switch (app_->AcquireOrWait(*route_, shared_from_this(), excluded_, &w_->rng,
+                              NowNs(), &lease)) {
+    case AppState::Outcome::kLeased:
+      OnLease(std::move(lease));
+      return;
+    case AppState::Outcome::kQueued:
+      phase_ = Phase::kQueued;
+      SetDeadline(opts_.queue_timeout);
+      return;
+    case AppState::Outcome::kOverflow:
+      Respond(http::status::service_unavailable, "queue full, retry later\n",
+              true);
+      return;
+    case AppState::Outcome::kGone:
+      Respond(http::status::not_found,
+              absl::StrCat("no app for host \"", host_, "\"\n"));
+      return;
+  }
+}
+
+void Session::OnDispatched(std::shared_ptr<EndpointState> lease) {
+  if (phase_ != Phase::kQueued) {  // cannot happen: Cancel() and Dispatch()
+                                   // exclude each other
+    if (lease) app_->Release(lease);
+    return;
+  }
+  deadline_ms_ = 0;
+  if (!lease) {
+    Respond(http::status::not_found,
+            absl::StrCat("no app for host \"", host_, "\"\n"));
+    return;
+  }
+  OnLease(std::move(lease));
+}
+
+void Session::OnLease(std::shared_ptr<EndpointState> lease) {
+  lease_ = std::move(lease);
+  auto it = w_->pools.find(lease_->uid);
+  if (it != w_->pools.end()) {
+    auto& idle = it->second.idle;
+    while (!idle.empty()) {
+      tcp::socket s = std::move(idle.back().socket);
+      idle.pop_back();
+      if (StillOpen(s)) {
+        upstream_ = std::move(s);
+        reused_ = true;
+        ubuf_.clear();
+        SendRequest();
+        return;
+      }
+      beast::error_code ignored;
+      s.close(ignored);
+    }
+  }
+  reused_ = false;
+  beast::error_code ec;
+  auto address = asio::ip::make_address(lease_->host, ec);
+  if (ec) {
+    UpstreamFailed(true);
+    return;
+  }
+  upstream_ = tcp::socket(w_->ioc);
+  ubuf_.clear();
+  phase_ = Phase::kConnect;
+  SetDeadline(opts_.connect_timeout);
+  upstream_.async_connect(
+      tcp::endpoint(address, static_cast<uint16_t>(lease_->port)),
+      [self = shared_from_this()](beast::error_code ec) {
+        self->OnConnect(ec);
+      });
+}
+
+void Session::OnConnect(beast::error_code ec) {
+  deadline_ms_ = 0;
+  if (ec || timed_out_) {
+    lease_->down_until_ns.store(NowNs() + kDownForNs,
+                                std::memory_order_relaxed);
+    timed_out_ = false;
+    UpstreamFailed(true);
+    return;
+  }
+  upstream_.set_option(tcp::no_delay(true), ec);
+  SendRequest();
+}
+
+// The instance could not be reached, or a pooled connection failed before any
+// response byte. Retries on another instance when that is safe, else 502/504.
+void Session::UpstreamFailed(bool connect_failure) {
+  beast::error_code ignored;
+  upstream_.close(ignored);
+  bool timed_out = timed_out_;
+  timed_out_ = false;
+  const EndpointState* failed = lease_.get();
+  if (failed != nullptr) {
+    excluded_hold_.push_back(lease_);
+    if (connect_failure) excluded_.push_back(failed);
+  }
+  ReleaseLease();
+  ++attempts_;
+  bool can_retry = !body_started_ && !timed_out &&
+                   attempts_ < opts_.max_connect_attempts && idempotent_;
+  reused_ = false;
+  if (can_retry) {
+    route_ = app_->route();
+    Acquire();
+    return;
+  }
+  if (timed_out) {
+    Respond(http::status::gateway_timeout, "upstream timed out\n");
+  } else {
+    Respond(http::status::bad_gateway,
+            "bad gateway: no instance could be reached\n");
+  }
+}
+
+void Session::SendRequest() {
+  phase_ = Phase::kSendRequest;
+  if (!rev_metrics_) {
+    rev_metrics_ = lease_->revision_metrics;
+    rev_start_ns_ = NowNs();
+    rev_metrics_->Start(w_->index, rev_start_ns_);
+  }
+  req_sr_.emplace(req_parser_->get());
+  if (expect_continue_ && !req_parser_->is_done()) {
+    expect_continue_ = false;
+    SetDeadline(opts_.client_idle_timeout);
+    asio::async_write(
+        client_, asio::buffer(kContinue, sizeof(kContinue) - 1),
+        [self = shared_from_this()](beast::error_code ec, size_t) {
+          self->deadline_ms_ = 0;
+          if (ec) return self->Abort();
+          self->RelayRequestStep();
+        });
+    return;
+  }
+  RelayRequestStep();
+}
+
+void Session::RelayRequestStep() {
+  auto& body = req_parser_->get().body();
+  if (!req_parser_->is_done()) {
+    if (!req_buf_) req_buf_.reset(new char[kBodyChunk]);
+    body.data = req_buf_.get();
+    body.size = kBodyChunk;
+    body_started_ = true;
+    SetDeadline(opts_.client_idle_timeout);
+    http::async_read_some(
+        client_, cbuf_, *req_parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) {
+          self->deadline_ms_ = 0;
+          if (ec == http::error::need_buffer) ec = {};
+          if (ec) {
+            if (ec == http::error::body_limit) {
+              self->client_keep_alive_ = false;
+              beast::error_code ignored;
+              self->upstream_.close(ignored);
+              self->ReleaseLease();
+              return self->Respond(http::status::payload_too_large,
+                                   "request body too large\n");
+            }
+            return self->Abort();
+          }
+          auto& b = self->req_parser_->get().body();
+          b.size = kBodyChunk - b.size;
+          b.data = self->req_buf_.get();
+          b.more = !self->req_parser_->is_done();
+          self->SetDeadline(self->opts_.client_idle_timeout);
+          http::async_write(self->upstream_, *self->req_sr_,
+                            [self](beast::error_code ec, size_t) {
+                              self->OnRequestWritten(ec);
+                            });
+        });
+    return;
+  }
+  body.data = nullptr;
+  body.size = 0;
+  body.more = false;
+  SetDeadline(opts_.client_idle_timeout);
+  http::async_write(upstream_, *req_sr_,
+                    [self = shared_from_this()](beast::error_code ec, size_t) {
+                      self->OnRequestWritten(ec);
+                    });
+}
+
+void Session::OnRequestWritten(beast::error_code ec) {
+  deadline_ms_ = 0;
+  if (ec == http::error::need_buffer) ec = {};
+  if (ec || timed_out_) {
+    if (body_started_) return Abort();
+    return UpstreamFailed(false);
+  }
+  if (!req_sr_->is_done()) return RelayRequestStep();
+  ReadResponseHeader();
+}
+
+void Session::ReadResponseHeader() {
+  phase_ = Phase::kAwaitResponse;
+  res_parser_.emplace();
+  res_parser_->body_limit(boost::none);
+  res_parser_->header_limit(64 * 1024);
+  if (is_head_) res_parser_->skip(true);
+  SetDeadline(opts_.response_header_timeout);
+  http::async_read_header(
+      upstream_, ubuf_, *res_parser_,
+      [self = shared_from_this()](beast::error_code ec, size_t) {
+        self->OnResponseHeader(ec);
+      });
+}
+
+void Session::OnResponseHeader(beast::error_code ec) {
+  deadline_ms_ = 0;
+  if (ec || timed_out_) {
+    if (!timed_out_ && reused_ && !body_started_ && idempotent_ &&
+        (ec == http::error::end_of_stream ||
+         ec == asio::error::connection_reset || ec == asio::error::eof)) {
+      // The pooled connection was closed by the instance: try a fresh one.
+      return UpstreamFailed(false);
+    }
+    if (timed_out_) {
+      beast::error_code ignored;
+      upstream_.close(ignored);
+      timed_out_ = false;
+      ReleaseLease();
+      return Respond(http::status::gateway_timeout, "upstream timed out\n");
+    }
+    beast::error_code ignored;
+    upstream_.close(ignored);
+    ReleaseLease();
+    return Respond(http::status::bad_gateway,
+                   "bad gateway: upstream closed the connection\n");
+  }
+  auto& res = res_parser_->get();
+  status_ = res.result_int();
+  upstream_keep_alive_ = res.keep_alive() && !res_parser_->need_eof();
+  StripHopByHop(res);
+  if (!is_head_ && !res.has_content_length() && !res.chunked() &&
+      res_parser_->need_eof()) {
+    if (req_parser_->get().version() >= 11) {
+      res.chunked(true);
+    } else {
+      client_keep_alive_ = false;
+    }
+  }
+  if (req_parser_->get().version() < 11 && res.chunked()) {
+    res.chunked(false);
+    client_keep_alive_ = false;
+  }
+  res.keep_alive(client_keep_alive_);
+  res_sr_.emplace(res);
+  response_started_ = true;
+  if (is_head_) {
+    phase_ = Phase::kRelayResponse;
+    SetDeadline(opts_.client_idle_timeout);
+    http::async_write_header(
+        client_, *res_sr_,
+        [self = shared_from_this()](beast::error_code ec, size_t) {
+          self->deadline_ms_ = 0;
+          if (ec) return self->Abort();
+          self->FinishExchange();
+        });
+    return;
+  }
+  RelayResponseStep();
+}
+
+void Session::RelayResponseStep() {
+  phase_ = Phase::kRelayResponse;
+  auto& body = res_parser_->get().body();
+  if (!res_parser_->is_done()) {
+    if (!res_buf_) res_buf_.reset(new char[kBodyChunk]);
+    body.data = res_buf_.get();
+    body.size = kBodyChunk;
+    SetDeadline(opts_.client_idle_timeout);
+    http::async_read_some(
+        upstream_, ubuf_, *res_parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) {
+          self->deadline_ms_ = 0;
+          if (ec == http::error::need_buffer) ec = {};
+          if (ec) return self->Abort();
+          auto& b = self->res_parser_->get().body();
+          b.size = kBodyChunk - b.size;
+          b.data = self->res_buf_.get();
+          b.more = !self->res_parser_->is_done();
+          self->SetDeadline(self->opts_.client_idle_timeout);
+          http::async_write(self->client_, *self->res_sr_,
+                            [self](beast::error_code ec, size_t) {
+                              self->OnResponseWritten(ec);
+                            });
+        });
+    return;
+  }
+  body.data = nullptr;
+  body.size = 0;
+  body.more = false;
+  SetDeadline(opts_.client_idle_timeout);
+  http::async_write(client_, *res_sr_,
+                    [self = shared_from_this()](beast::error_code ec, size_t) {
+                      self->OnResponseWritten(ec);
+                    });
+}
+
+void Session::OnResponseWritten(beast::error_code ec) {
+  deadline_ms_ = 0;
+  if (ec == http::error::need_buffer) ec = {};
+  if (ec || timed_out_) return Abort();
+  if (!res_sr_->is_done()) return RelayResponseStep();
+  FinishExchange();
+}
+
+void Session::FinishExchange() {
+  // Back to the pool if the exchange ended cleanly.
+  if (upstream_keep_alive_ && res_parser_->is_done() && ubuf_.size() == 0 &&
+      req_sr_->is_done() && !lease_->removed.load(std::memory_order_relaxed)) {
+    auto& pool = w_->pools[lease_->uid];
+    if (!pool.endpoint) pool.endpoint = lease_;
+    if (pool.idle.size() < opts_.max_idle_upstream_per_instance) {
+      pool.idle.push_back({std::move(upstream_), MonoMs()});
+      upstream_ = tcp::socket(w_->ioc);
+    }
+  }
+  beast::error_code ignored;
+  if (upstream_.is_open()) upstream_.close(ignored);
+  FinishMetrics(status_);
+  ReleaseLease();
+  req_sr_.reset();
+  res_sr_.reset();
+  res_parser_.reset();
+  if (client_keep_alive_) {
+    ReadRequest();
+  } else {
+    CloseClient();
+  }
+}
+
+void Session::Respond(http::status status, std::string body, bool retry_after) {
+  phase_ = Phase::kRespond;
+  status_ = static_cast<int>(status);
+  bool keep = client_keep_alive_ && req_parser_ && req_parser_->is_done() &&
+              !body_started_;
+  client_keep_alive_ = keep;
+  gen_res_ = std::make_unique<http::response<http::string_body>>(status, 11);
+  gen_res_->set(http::field::content_type, "text/plain; charset=utf-8");
+  gen_res_->set(http::field::server, "tidal-gateway");
+  if (retry_after) gen_res_->set(http::field::retry_after, "1");
+  gen_res_->body() = std::move(body);
+  gen_res_->keep_alive(keep);
+  gen_res_->prepare_payload();
+  SetDeadline(opts_.client_idle_timeout);
+  http::async_write(client_, *gen_res_,
+                    [self = shared_from_this()](beast::error_code ec, size_t) {
+                      self->deadline_ms_ = 0;
+                      self->FinishMetrics(self->status_);
+                      self->gen_res_.reset();
+                      if (ec || !self->client_keep_alive_)
+                        return self->CloseClient();
+                      self->ReadRequest();
+                    });
+}
+
+void Session::ReleaseLease() {
+  if (rev_metrics_) {
+    rev_metrics_->Finish(w_->index, rev_start_ns_, NowNs(), status_);
+    rev_metrics_ = nullptr;
+  }
+  if (lease_) {
+    auto lease = std::move(lease_);
+    lease_ = nullptr;
+    app_->Release(lease);
+  }
+}
+
+void Session::FinishMetrics(int status) {
+  if (app_started_) {
+    app_->metrics.Finish(w_->index, start_ns_, NowNs(), status);
+    app_started_ = false;
+  }
+}
+
+void Session::Abort() {
+  beast::error_code ignored;
+  upstream_.close(ignored);
+  FinishMetrics(response_started_ ? status_ : 0);
+  if (!response_started_) status_ = 0;
+  ReleaseLease();
+  CloseClient();
+}
+
+void Session::CloseClient() {
+  phase_ = Phase::kClosed;
+  deadline_ms_ = 0;
+  beast::error_code ignored;
+  client_.shutdown(tcp::socket::shutdown_send, ignored);
+  client_.close(ignored);
+  if (upstream_.is_open()) upstream_.close(ignored);
+}
+
+void Session::OnDeadline() {
+  auto self = shared_from_this();
+  deadline_ms_ = 0;
+  beast::error_code ignored;
+  switch (phase_) {
+    case Phase::kQueued:
+      if (app_->Cancel(this)) {
+        Respond(http::status::gateway_timeout,
+                "timed out waiting for an instance\n");
+      }
+      return;
+    case Phase::kConnect:
+    case Phase::kAwaitResponse:
+      timed_out_ = true;
+      upstream_.close(ignored);
+      return;
+    case Phase::kSendRequest:
+    case Phase::kRelayResponse:
+    case Phase::kReadHeader:
+    case Phase::kRespond:
+      timed_out_ = true;
+      client_.close(ignored);
+      upstream_.close(ignored);
+      return;
+    case Phase::kClosed:
+      return;
+  }
+}
+
+void Worker::Accept() {
+  acceptor.async_accept(ioc, [this](beast::error_code ec, tcp::socket socket) {
+    if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
+    if (!ec) std::make_shared<Session>(this, std::move(socket))->Start();
+    Accept();
+  });
+}
+
+void Worker::Sweep() {
+  sweep_timer.expires_after(std::chrono::milliseconds(kSweepMs));
+  sweep_timer.async_wait([this](beast::error_code ec) {
+    if (ec) return;
+    int64_t now = MonoMs();
+    std::vector<std::shared_ptr<Session>> due;
+    for (Session* s : sessions) {
+      if (s->deadline_ms() != 0 && s->deadline_ms() <= now)
+        due.push_back(s->shared_from_this());
+    }
+    for (auto& s : due) s->OnDeadline();
+    due.clear();
+    // Idle upstream connections: expire, and drop pools of removed endpoints.
+    int64_t idle_ms = absl::ToInt64Milliseconds(gw->opts.upstream_idle_timeout);
+    for (auto it = pools.begin(); it != pools.end();) {
+      auto& idle = it->second.idle;
+      idle.erase(std::remove_if(
+                     idle.begin(), idle.end(),
+                     [&](IdleConn& c) { return now - c.since_ms > idle_ms; }),
+                 idle.end());
+      if (it->second.endpoint &&
+          it->second.endpoint->removed.load(std::memory_order_relaxed)) {
+        idle.clear();
+      }
+      if (idle.empty()) {
+        pools.erase(it++);
+      } else {
+        ++it;
+      }
+    }
+    Sweep();
+  });
+}
+
+absl::Status Gateway::Impl::Start() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (started_)
+      return absl::FailedPreconditionError("gateway already started");
+    started_ = true;
+  }
+  beast::error_code ec;
+  auto address = asio::ip::make_address(opts.listen_address, ec);
+  if (ec)
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad listen address ", opts.listen_address));
+  int bind_port = opts.port;
+  for (int i = 0; i < opts.threads; ++i) {
+    auto w = std::make_unique<Worker>(this, i);
+    tcp::endpoint ep(address, static_cast<uint16_t>(bind_port));
+    w->acceptor.open(ep.protocol(), ec);
+    if (!ec) w->acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) {
+      using reuse_port =
+          asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+      w->acceptor.set_option(reuse_port(true), ec);
+    }
+    if (!ec) w->acceptor.bind(ep, ec);
+    if (!ec) w->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      workers.clear();
+      return absl::UnavailableError(
+          absl::StrCat("gateway: cannot listen on ", opts.listen_address, ":",
+                       bind_port, ": ", ec.message()));
+    }
+    if (i == 0) bind_port = w->acceptor.local_endpoint().port();
+    workers.push_back(std::move(w));
+  }
+  port = bind_port;
+  for (auto& w : workers) {
+    Worker* wp = w.get();
+    wp->Accept();
+    wp->Sweep();
+    wp->thread = std::thread([wp] { wp->ioc.run(); });
+  }
+  ticker_ = std::thread([this] { TickLoop(); });
+  log->info("gateway listening on {}:{} with {} threads, domain {}",
+            opts.listen_address, port, opts.threads, opts.domain);
+  return absl::OkStatus();
+}
+
+void Gateway::Impl::Stop() {
+  {
+    absl::MutexLock lock(&tick_mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  if (ticker_.joinable()) ticker_.join();
+  for (auto& w : workers) w->ioc.stop();
+  for (auto& w : workers) {
+    if (w->thread.joinable()) w->thread.join();
+  }
+  // Release held requests (their handlers die with the io_contexts).
+  auto table = CurrentTable();
+  for (auto& [key, entry] : table->apps) entry.state->Remove();
+  workers.clear();
+  absl::MutexLock lock(&mu_);
+  table_ = std::make_shared<RouteTable>();
+}
+
+void Gateway::Impl::TickLoop() {
+  absl::MutexLock lock(&tick_mu_);
+  while (!stopping_) {
+    absl::Time now = absl::Now();
+    absl::Time next = absl::FromUnixSeconds(absl::ToUnixSeconds(now) + 1);
+    if (tick_mu_.AwaitWithDeadline(absl::Condition(&stopping_), next)) break;
+    int64_t now_ns = NowNs();
+    auto table = CurrentTable();
+    for (auto& [key, entry] : table->apps)
+      entry.state->Tick(next - absl::Seconds(1), now_ns);
+  }
+}
+
+void Gateway::Impl::PublishLocked(std::shared_ptr<RouteTable> t) {
+  t->version = table_->version + 1;
+  std::atomic_store(&table_, std::shared_ptr<const RouteTable>(std::move(t)));
+  table_version.store(table_->version, std::memory_order_release);
+}
+
+void Gateway::Impl::SetRoute(const Route& in) {
+  Route route = in;
+  for (auto& rev : route.revisions) {
+    for (auto& e : rev.endpoints) {
+      beast::error_code ec;
+      asio::ip::make_address(e.host, ec);
+      if (!ec) continue;
+      // Names are resolved once here (the controller's thread), not per
+      // request.
+      asio::io_context ioc;
+      tcp::resolver resolver(ioc);
+      auto results = resolver.resolve(e.host, std::to_string(e.port), ec);
+      if (!ec && !results.empty()) {
+        e.host = results.begin()->endpoint().address().to_string();
+      } else {
+        log->warn("app={}/{} instance {}: cannot resolve {}", route.ns,
+                  route.app, e.instance_id, e.host);
+      }
+    }
+  }
+  std::string key = absl::StrCat(route.app, ".", route.ns);
+  absl::MutexLock lock(&mu_);
+  auto table = std::make_shared<RouteTable>(*table_);
+  auto& entry = table->apps[key];
+  if (!entry.state)
+    entry.state =
+        std::make_shared<AppState>(route.ns, route.app, &config, NowNs());
+  std::vector<std::shared_ptr<EndpointState>> added;
+  entry.route = entry.state->Update(route, &next_uid, &added);
+  for (auto& e : added) instances_[e->instance_id] = e;
+  for (auto it = instances_.begin(); it != instances_.end();) {
+    if (it->second.expired()) {
+      instances_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
+  PublishLocked(std::move(table));
+}
+
+void Gateway::Impl::RemoveRoute(const std::string& ns, const std::string& app) {
+  std::shared_ptr<AppState> state;
+  {
+    absl::MutexLock lock(&mu_);
+    auto table = std::make_shared<RouteTable>(*table_);
+    auto it = table->apps.find(absl::StrCat(app, ".", ns));
+    if (it == table->apps.end()) return;
+    state = it->second.state;
+    table->apps.erase(it);
+    PublishLocked(std::move(table));
+  }
+  state->Remove();
+}
+
+std::shared_ptr<AppState> Gateway::Impl::FindApp(const std::string& ns,
+                                                 const std::string& app) const {
+  auto table = CurrentTable();
+  auto it = table->apps.find(absl::StrCat(app, ".", ns));
+  return it == table->apps.end() ? nullptr : it->second.state;
+}
+
+std::shared_ptr<EndpointState> Gateway::Impl::FindInstance(
+    const std::string& id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = instances_.find(id);
+  return it == instances_.end() ? nullptr : it->second.lock();
+}
+
+std::string Gateway::Impl::PrometheusText() const {
+  auto table = CurrentTable();
+  std::vector<const RouteTable::Entry*> apps;
+  for (auto& [key, entry] : table->apps) apps.push_back(&entry);
+  std::sort(apps.begin(), apps.end(), [](auto* a, auto* b) {
+    return std::tie(a->state->ns, a->state->app) <
+           std::tie(b->state->ns, b->state->app);
+  });
+  int64_t now = NowNs();
+  std::string requests, durations, in_flight, queue, held, last;
+  static const char* kClasses[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+  for (auto* e : apps) {
+    const AppState& s = *e->state;
+    std::string labels =
+        absl::StrCat("namespace=\"", s.ns, "\",app=\"", s.app, "\"");
+    for (auto& [rev, m] : s.RevisionMetrics()) {
+      Totals t = m->Read(now);
+      std::string rl = absl::StrCat(labels, ",revision=\"", rev, "\"");
+      for (int c = 0; c < 5; ++c) {
+        if (t.classes[c] == 0 && c != 1) continue;
+        absl::StrAppend(&requests, "tidal_gateway_requests_total{", rl,
+                        ",code_class=\"", kClasses[c], "\"} ", t.classes[c],
+                        "\n");
+      }
+      uint64_t cum = 0;
+      for (int b = 0; b < kFiniteBuckets; ++b) {
+        cum += t.buckets[b];
+        if (b % 4 != 0) continue;  // every doubling: 0.1ms, 0.2ms, ... ~105s
+        absl::StrAppend(&durations,
+                        "tidal_gateway_request_duration_seconds_bucket{", rl,
+                        ",le=\"", BucketBoundSeconds(b), "\"} ", cum, "\n");
+      }
+      cum += t.buckets[kFiniteBuckets];
+      absl::StrAppend(&durations,
+                      "tidal_gateway_request_duration_seconds_bucket{", rl,
+                      ",le=\"+Inf\"} ", cum, "\n");
+      absl::StrAppend(&durations, "tidal_gateway_request_duration_seconds_sum{",
+                      rl, "} ", t.latency_sum_s, "\n");
+      absl::StrAppend(&durations,
+                      "tidal_gateway_request_duration_seconds_count{", rl, "} ",
+                      cum, "\n");
+    }
+    Totals app_totals = s.metrics.Read(now);
+    absl::StrAppend(&in_flight, "tidal_gateway_in_flight{", labels, "} ",
+                    app_totals.in_flight, "\n");
+    absl::StrAppend(&queue, "tidal_gateway_queue_length{", labels, "} ",
+                    s.queued(), "\n");
+    absl::StrAppend(&held, "tidal_gateway_activator_held{", labels, "} ",
+                    s.held(), "\n");
+    int64_t lr = s.last_request_ns.load(std::memory_order_relaxed);
+    if (lr != 0) {
+      absl::StrAppend(&last, "tidal_gateway_last_request_timestamp_seconds{",
+                      labels, "} ", absl::StrFormat("%.3f", lr / 1e9), "\n");
+    }
+  }
+  std::string out;
+  absl::StrAppend(&out,
+                  "# HELP tidal_gateway_requests_total Responses by app, "
+                  "revision and status class.\n"
+                  "# TYPE tidal_gateway_requests_total counter\n",
+                  requests,
+                  "# HELP tidal_gateway_request_duration_seconds Time from "
+                  "request sent to the "
+                  "instance to response end.\n"
+                  "# TYPE tidal_gateway_request_duration_seconds histogram\n",
+                  durations,
+                  "# HELP tidal_gateway_in_flight Requests in flight per app, "
+                  "queued ones included.\n"
+                  "# TYPE tidal_gateway_in_flight gauge\n",
+                  in_flight,
+                  "# HELP tidal_gateway_queue_length Requests waiting for "
+                  "capacity per app.\n"
+                  "# TYPE tidal_gateway_queue_length gauge\n",
+                  queue,
+                  "# HELP tidal_gateway_activator_held Requests held while the "
+                  "app has no ready "
+                  "instance.\n"
+                  "# TYPE tidal_gateway_activator_held gauge\n",
+                  held,
+                  "# HELP tidal_gateway_last_request_timestamp_seconds Arrival "
+                  "of the app's last "
+                  "request.\n"
+                  "# TYPE tidal_gateway_last_request_timestamp_seconds gauge\n",
+                  last,
+                  "# HELP tidal_gateway_unknown_host_total Requests for a host "
+                  "with no app.\n"
+                  "# TYPE tidal_gateway_unknown_host_total counter\n"
+                  "tidal_gateway_unknown_host_total ",
+                  unknown_host_total.load(), "\n");
+  return out;
+}
+
+Gateway::Gateway(GatewayOptions options)
+    : impl_(std::make_unique<Impl>(std::move(options))) {}
+Gateway::~Gateway() { impl_->Stop(); }
+absl::Status Gateway::Start() { return impl_->Start(); }
+void Gateway::Stop() { impl_->Stop(); }
+int Gateway::port() const { return impl_->port; }
+void Gateway::SetRoute(const Route& route) { impl_->SetRoute(route); }
+void Gateway::RemoveRoute(const std::string& ns, const std::string& app) {
+  impl_->RemoveRoute(ns, app);
+}
+
+int Gateway::InFlight(const std::string& instance_id) const {
+  auto e = impl_->FindInstance(instance_id);
+  return e ? e->outstanding.load() : 0;
+}
+
+bool Gateway::WaitDrained(const std::string& instance_id,
+                          absl::Time deadline) const {
+  auto e = impl_->FindInstance(instance_id);
+  if (!e) return true;
+  absl::MutexLock lock(&impl_->drain_mu);
+  while (e->outstanding.load() > 0) {
+    if (impl_->drain_cv.WaitWithDeadline(&impl_->drain_mu, deadline)) {
+      return e->outstanding.load() == 0;
+    }
+  }
+  return true;
+}
+
+absl::Time Gateway::LastRequestTime(const std::string& ns,
+                                    const std::string& app) const {
+  auto s = impl_->FindApp(ns, app);
+  if (!s) return absl::InfinitePast();
+  int64_t ns_time = s->last_request_ns.load(std::memory_order_relaxed);
+  return ns_time == 0 ? absl::InfinitePast() : absl::FromUnixNanos(ns_time);
+}
+
+int Gateway::Queued(const std::string& ns, const std::string& app) const {
+  auto s = impl_->FindApp(ns, app);
+  return s ? s->queued() : 0;
+}
+
+std::vector<MetricSample> Gateway::Samples(const std::string& ns,
+                                           const std::string& app,
+                                           int64_t revision, absl::Time after) {
+  auto s = impl_->FindApp(ns, app);
+  if (!s) return {};
+  if (revision == 0) return s->metrics.Samples(after);
+  auto m = s->RevisionMetrics(revision);
+  return m ? m->Samples(after) : std::vector<MetricSample>{};
+}
+
+RequestStats Gateway::Stats(const std::string& ns, const std::string& app,
+                            int64_t revision, absl::Duration window) {
+  auto s = impl_->FindApp(ns, app);
+  if (!s) return {};
+  if (revision == 0) return s->metrics.Stats(window, NowNs());
+  auto m = s->RevisionMetrics(revision);
+  return m ? m->Stats(window, NowNs()) : RequestStats{};
+}
+
+std::string Gateway::PrometheusText() const { return impl_->PrometheusText(); }
+
+}  // namespace tidal::gateway

@@ -1,0 +1,128 @@
+#pragma once
+
+// Gateway: Tidal's HTTP/1.1 reverse proxy. Routes requests by Host
+// (<app>.<namespace>.<domain>) to ready instances, balances load, splits
+// traffic by revision, holds requests while an app scales from zero
+// (activator), and measures the traffic the scaler acts on.
+//
+// Boost.Beast/Asio stay in gateway.cc (pimpl): include this header freely.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "scaler/metrics_source.h"
+
+namespace tidal::gateway {
+
+// One instance of a revision, as the controller sees it.
+struct Endpoint {
+  std::string instance_id;         // unique across the gateway
+  std::string host = "127.0.0.1";  // numeric address or resolvable name
+  int port = 0;
+  // A draining endpoint gets no new requests; its in-flight requests finish.
+  bool draining = false;
+};
+
+// One revision's share of an app's traffic.
+struct RevisionRoute {
+  int64_t revision = 0;
+  int weight_percent = 100;  // relative weight; weights need not sum to 100
+  std::vector<Endpoint> endpoints;  // ready (and draining) instances
+};
+
+// The complete route of one app. Replaces the previous route of the app.
+struct Route {
+  std::string ns;
+  std::string app;
+  int concurrency = 0;  // per-instance in-flight limit; 0 = unlimited
+  std::vector<RevisionRoute> revisions;
+};
+
+struct GatewayOptions {
+  std::string listen_address = "127.0.0.1";
+  int port = 8080;  // 0 picks a free port; see Gateway::port()
+  int threads = 0;  // 0 = hardware concurrency
+  std::string domain = "tidal.localhost";
+
+  // Limits.
+  size_t max_header_bytes = 16 * 1024;
+  uint64_t max_body_bytes = 1ull << 32;  // per request body; 0 = unlimited
+  size_t max_idle_upstream_per_instance = 64;  // per thread
+
+  // Timeouts.
+  absl::Duration connect_timeout = absl::Seconds(2);
+  absl::Duration response_header_timeout = absl::Seconds(60);
+  absl::Duration client_idle_timeout =
+      absl::Seconds(60);  // keep-alive and body gaps
+  absl::Duration upstream_idle_timeout =
+      absl::Seconds(30);  // pooled connections
+
+  // Per-app queue (activator at zero, or every instance at its concurrency
+  // limit): overflow -> 503 with Retry-After, timeout -> 504.
+  int queue_size = 1000;
+  absl::Duration queue_timeout = absl::Seconds(30);
+
+  // Connect retries on other instances for idempotent requests.
+  int max_connect_attempts = 3;
+
+  // Called once when a request is held for an app that has no ready endpoint
+  // (and again only after that queue has emptied). Runs on a gateway I/O
+  // thread: it must return quickly (enqueue work) and must not block.
+  std::function<void(const std::string& ns, const std::string& app)> on_demand;
+};
+
+// The reverse proxy. Thread-safe: SetRoute/RemoveRoute/InFlight/metrics may be
+// called from any thread while traffic flows. Start() once; Stop() (or the
+// destructor) stops serving and joins the I/O threads.
+class Gateway : public MetricsSource {
+ public:
+  explicit Gateway(GatewayOptions options);
+  ~Gateway() override;
+  Gateway(const Gateway&) = delete;
+  Gateway& operator=(const Gateway&) = delete;
+
+  // Binds (SO_REUSEPORT, one acceptor per thread) and starts the threads.
+  absl::Status Start();
+  void Stop();
+  int port() const;  // the bound port, valid after Start()
+
+  // Route table. Cheap, copy-on-write; requests held by the activator or the
+  // concurrency queue are dispatched at once if the new route can take them.
+  void SetRoute(const Route& route);
+  // Removes the app: later requests get 404, held requests get 404.
+  void RemoveRoute(const std::string& ns, const std::string& app);
+
+  // Requests currently being served by an instance (0 if unknown).
+  int InFlight(const std::string& instance_id) const;
+  // Waits until the instance has no in-flight request. Returns false on
+  // deadline. Mark it draining (or remove it) with SetRoute first.
+  bool WaitDrained(const std::string& instance_id, absl::Time deadline) const;
+
+  // Time of the last request that arrived for the app (InfinitePast if none).
+  absl::Time LastRequestTime(const std::string& ns,
+                             const std::string& app) const;
+  // Requests waiting in the app's queue (activator and concurrency queue).
+  int Queued(const std::string& ns, const std::string& app) const;
+
+  // MetricsSource.
+  std::vector<MetricSample> Samples(const std::string& ns,
+                                    const std::string& app, int64_t revision,
+                                    absl::Time after) override;
+  RequestStats Stats(const std::string& ns, const std::string& app,
+                     int64_t revision, absl::Duration window) override;
+
+  // tidal_gateway_* metrics in Prometheus text exposition format.
+  std::string PrometheusText() const;
+
+  class Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tidal::gateway

@@ -1,0 +1,311 @@
+#include "gateway/route_table.h"
+
+#include <algorithm>
+
+namespace tidal::gateway {
+
+uint64_t NextRandom(uint64_t* state) {
+  // xorshift64*: fast, good enough for balancing choices.
+  uint64_t x = *state;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  *state = x;
+  return x * 0x2545F4914F6CDD1Dull;
+}
+
+namespace {
+
+bool Reserve(EndpointState& e, int limit) {
+  if (limit <= 0) {
+    e.outstanding.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+  int cur = e.outstanding.load(std::memory_order_relaxed);
+  while (cur < limit) {
+    if (e.outstanding.compare_exchange_weak(cur, cur + 1,
+                                            std::memory_order_relaxed))
+      return true;
+  }
+  return false;
+}
+
+bool Excluded(const EndpointState* e,
+              const std::vector<const EndpointState*>& exclude) {
+  return std::find(exclude.begin(), exclude.end(), e) != exclude.end();
+}
+
+// Load used to compare endpoints: endpoints that recently refused a
+// connection rank after every healthy one.
+int64_t Load(const EndpointState& e, int64_t now_ns) {
+  int64_t load = e.outstanding.load(std::memory_order_relaxed);
+  if (e.down_until_ns.load(std::memory_order_relaxed) > now_ns)
+    load += int64_t{1} << 32;
+  return load;
+}
+
+}  // namespace
+
+std::shared_ptr<EndpointState> AppState::TryAcquire(
+    const AppRoute& route, const std::vector<const EndpointState*>& exclude,
+    uint64_t* rng, int64_t now_ns) {
+  if (route.total_ready == 0) return nullptr;
+  // Revision by weight among revisions that have ready endpoints.
+  const AppRoute::Revision* rev = nullptr;
+  if (route.revisions.size() == 1) {
+    rev = &route.revisions[0];
+  } else {
+    int64_t total = 0;
+    for (const auto& r : route.revisions) {
+      if (!r.ready.empty()) total += std::max(r.weight, 0);
+    }
+    if (total > 0) {
+      int64_t x =
+          static_cast<int64_t>(NextRandom(rng) % static_cast<uint64_t>(total));
+      for (const auto& r : route.revisions) {
+        if (r.ready.empty() || r.weight <= 0) continue;
+        if (x < r.weight) {
+          rev = &r;
+          break;
+        }
+        x -= r.weight;
+      }
+    } else {
+      for (const auto& r : route.revisions) {
+        if (!r.ready.empty()) {
+          rev = &r;
+          break;
+        }
+      }
+    }
+  }
+  if (rev == nullptr || rev->ready.empty()) return nullptr;
+  const auto& eps = rev->ready;
+  const size_t n = eps.size();
+  if (n == 1) {
+    if (Excluded(eps[0].get(), exclude)) return nullptr;
+    return Reserve(*eps[0], route.concurrency) ? eps[0] : nullptr;
+  }
+  // Two random choices, least outstanding first.
+  size_t i = NextRandom(rng) % n;
+  size_t j = NextRandom(rng) % (n - 1);
+  if (j >= i) ++j;
+  if (Excluded(eps[i].get(), exclude)) std::swap(i, j);
+  if (!Excluded(eps[j].get(), exclude) &&
+      Load(*eps[j], now_ns) < Load(*eps[i], now_ns)) {
+    std::swap(i, j);
+  }
+  for (size_t c : {i, j}) {
+    if (!Excluded(eps[c].get(), exclude) && Reserve(*eps[c], route.concurrency))
+      return eps[c];
+  }
+  // Both full or excluded: any endpoint with room, least loaded first.
+  const EndpointState* best = nullptr;
+  size_t best_idx = 0;
+  for (size_t k = 0; k < n; ++k) {
+    const EndpointState* e = eps[k].get();
+    if (Excluded(e, exclude)) continue;
+    if (route.concurrency > 0 &&
+        e->outstanding.load(std::memory_order_relaxed) >= route.concurrency)
+      continue;
+    if (best == nullptr || Load(*e, now_ns) < Load(*best, now_ns)) {
+      best = e;
+      best_idx = k;
+    }
+  }
+  if (best != nullptr && Reserve(*eps[best_idx], route.concurrency))
+    return eps[best_idx];
+  return nullptr;
+}
+
+AppState::AppState(std::string ns, std::string app, const AppConfig* config,
+                   int64_t created_ns)
+    : ns(std::move(ns)),
+      app(std::move(app)),
+      metrics(config->shards, created_ns),
+      config_(config),
+      created_ns_(created_ns),
+      route_(std::make_shared<AppRoute>()) {}
+
+std::shared_ptr<const AppRoute> AppState::route() const {
+  absl::MutexLock lock(&mu_);
+  return route_;
+}
+
+int AppState::held() const {
+  absl::MutexLock lock(&mu_);
+  return route_->total_ready == 0 ? static_cast<int>(queue_.size()) : 0;
+}
+
+AppState::Outcome AppState::AcquireOrWait(
+    const AppRoute& snapshot, const std::shared_ptr<Waiter>& waiter,
+    const std::vector<const EndpointState*>& exclude, uint64_t* rng,
+    int64_t now_ns, std::shared_ptr<EndpointState>* lease) {
+  if (queued_count_.load() == 0) {
+    *lease = TryAcquire(snapshot, exclude, rng, now_ns);
+    if (*lease) return Outcome::kLeased;
+  }
+  Dispatches d;
+  bool demand = false;
+  Outcome outcome;
+  {
+    absl::MutexLock lock(&mu_);
+    if (gone_) return Outcome::kGone;
+    if (static_cast<int>(queue_.size()) >= config_->queue_size)
+      return Outcome::kOverflow;
+    waiter->queued_ = true;
+    queue_.push_back(waiter);
+    queued_count_.fetch_add(1);
+    if (route_->total_ready == 0 && !demand_signalled_) {
+      demand_signalled_ = true;
+      demand = true;
+    }
+    DispatchLocked(&d);
+    outcome = Outcome::kQueued;
+  }
+  Run(d);
+  if (demand && config_->on_demand) config_->on_demand(ns, app);
+  return outcome;
+}
+
+bool AppState::Cancel(Waiter* waiter) {
+  absl::MutexLock lock(&mu_);
+  if (!waiter->queued_) return false;
+  for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+    if (it->get() == waiter) {
+      queue_.erase(it);
+      break;
+    }
+  }
+  waiter->queued_ = false;
+  queued_count_.fetch_sub(1);
+  if (queue_.empty()) demand_signalled_ = false;
+  return true;
+}
+
+void AppState::Release(const std::shared_ptr<EndpointState>& lease) {
+  int left = lease->outstanding.fetch_sub(1) - 1;
+  if (left == 0 && (lease->draining.load() || lease->removed.load()) &&
+      config_->drain_mu) {
+    absl::MutexLock lock(config_->drain_mu);
+    config_->drain_cv->SignalAll();
+  }
+  if (queued_count_.load() > 0) {
+    Dispatches d;
+    {
+      absl::MutexLock lock(&mu_);
+      DispatchLocked(&d);
+    }
+    Run(d);
+  }
+}
+
+void AppState::DispatchLocked(Dispatches* out) {
+  static const std::vector<const EndpointState*> kNone;
+  while (!queue_.empty()) {
+    if (gone_) {
+      out->emplace_back(queue_.front(), nullptr);
+    } else {
+      auto lease = TryAcquire(*route_, kNone, &dispatch_rng_, 0);
+      if (!lease) break;
+      out->emplace_back(queue_.front(), std::move(lease));
+    }
+    queue_.front()->queued_ = false;
+    queue_.pop_front();
+    queued_count_.fetch_sub(1);
+  }
+  if (queue_.empty()) demand_signalled_ = false;
+}
+
+void AppState::Run(Dispatches& d) {
+  for (auto& [waiter, lease] : d) waiter->Dispatch(std::move(lease));
+}
+
+std::shared_ptr<const AppRoute> AppState::Update(
+    const Route& route, std::atomic<uint64_t>* next_uid,
+    std::vector<std::shared_ptr<EndpointState>>* added) {
+  auto next = std::make_shared<AppRoute>();
+  next->concurrency = std::max(route.concurrency, 0);
+  Dispatches d;
+  {
+    absl::MutexLock lock(&mu_);
+    absl::flat_hash_map<std::string, std::shared_ptr<EndpointState>> endpoints;
+    for (const RevisionRoute& rr : route.revisions) {
+      auto& metrics = revision_metrics_[rr.revision];
+      if (!metrics)
+        metrics =
+            std::make_shared<TrafficMetrics>(config_->shards, created_ns_);
+      AppRoute::Revision rev;
+      rev.revision = rr.revision;
+      rev.weight = rr.weight_percent;
+      for (const Endpoint& e : rr.endpoints) {
+        std::shared_ptr<EndpointState> state;
+        auto it = endpoints_.find(e.instance_id);
+        if (it != endpoints_.end() && it->second->host == e.host &&
+            it->second->port == e.port && it->second->revision == rr.revision) {
+          state = it->second;
+        } else {
+          state = std::make_shared<EndpointState>(next_uid->fetch_add(1), e,
+                                                  rr.revision, metrics);
+          added->push_back(state);
+        }
+        state->draining.store(e.draining);
+        endpoints[e.instance_id] = state;
+        if (!e.draining) rev.ready.push_back(state);
+      }
+      next->total_ready += static_cast<int>(rev.ready.size());
+      next->revisions.push_back(std::move(rev));
+    }
+    for (auto& [id, state] : endpoints_) {
+      auto it = endpoints.find(id);
+      if (it == endpoints.end() || it->second != state)
+        state->removed.store(true);
+    }
+    endpoints_ = std::move(endpoints);
+    route_ = next;
+    DispatchLocked(&d);
+  }
+  if (config_->drain_mu) {
+    absl::MutexLock lock(config_->drain_mu);
+    config_->drain_cv->SignalAll();
+  }
+  Run(d);
+  return next;
+}
+
+void AppState::Remove() {
+  Dispatches d;
+  {
+    absl::MutexLock lock(&mu_);
+    gone_ = true;
+    for (auto& [id, state] : endpoints_) state->removed.store(true);
+    endpoints_.clear();
+    route_ = std::make_shared<AppRoute>();
+    DispatchLocked(&d);
+  }
+  if (config_->drain_mu) {
+    absl::MutexLock lock(config_->drain_mu);
+    config_->drain_cv->SignalAll();
+  }
+  Run(d);
+}
+
+std::vector<std::pair<int64_t, std::shared_ptr<TrafficMetrics>>>
+AppState::RevisionMetrics() const {
+  absl::MutexLock lock(&mu_);
+  return {revision_metrics_.begin(), revision_metrics_.end()};
+}
+
+std::shared_ptr<TrafficMetrics> AppState::RevisionMetrics(
+    int64_t revision) const {
+  absl::MutexLock lock(&mu_);
+  auto it = revision_metrics_.find(revision);
+  return it == revision_metrics_.end() ? nullptr : it->second;
+}
+
+void AppState::Tick(absl::Time second, int64_t now_ns) {
+  metrics.Tick(second, now_ns);
+  for (auto& [rev, m] : RevisionMetrics()) m->Tick(second, now_ns);
+}
+
+}  // namespace tidal::gateway

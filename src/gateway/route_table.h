@@ -1,0 +1,164 @@
+#pragma once
+
+// The gateway's routing state, free of any networking: endpoints with their
+// outstanding-request counters, immutable per-app route snapshots, and the
+// per-app queue of requests waiting for capacity (activator at zero, or every
+// instance at its concurrency limit).
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "gateway/gateway.h"
+#include "gateway/request_metrics.h"
+
+namespace tidal::gateway {
+
+// One instance as the balancer sees it. Identity is kept across route updates
+// (same instance_id, host and port), so counters survive them. Counters are
+// atomics: any thread.
+struct EndpointState {
+  EndpointState(uint64_t uid, const Endpoint& e, int64_t revision,
+                std::shared_ptr<TrafficMetrics> revision_metrics)
+      : uid(uid),
+        instance_id(e.instance_id),
+        host(e.host),
+        port(e.port),
+        revision(revision),
+        revision_metrics(std::move(revision_metrics)) {}
+
+  const uint64_t uid;  // unique per gateway, never reused
+  const std::string instance_id;
+  const std::string host;
+  const int port;
+  const int64_t revision;
+  const std::shared_ptr<TrafficMetrics> revision_metrics;
+
+  std::atomic<int> outstanding{0};  // leases held (requests at the instance)
+  std::atomic<bool> draining{false};
+  std::atomic<bool> removed{false};       // no longer in the route
+  std::atomic<int64_t> down_until_ns{0};  // after a failed connect
+};
+
+// Immutable snapshot of one app's route: ready, non-draining endpoints.
+struct AppRoute {
+  struct Revision {
+    int64_t revision = 0;
+    int weight = 0;
+    std::vector<std::shared_ptr<EndpointState>> ready;
+  };
+  int concurrency = 0;
+  std::vector<Revision> revisions;
+  int total_ready = 0;
+};
+
+// A request waiting in an app's queue.
+class Waiter {
+ public:
+  virtual ~Waiter() = default;
+  // Hands the waiter a lease (or null: the app was removed). Called from any
+  // thread, without locks held: implementations post to their own thread.
+  virtual void Dispatch(std::shared_ptr<EndpointState> lease) = 0;
+
+ private:
+  friend class AppState;
+  bool queued_ = false;  // guarded by the owning AppState's mu_
+};
+
+// Settings and hooks shared by every AppState of a gateway.
+struct AppConfig {
+  int shards = 1;
+  int queue_size = 1000;
+  std::function<void(const std::string&, const std::string&)> on_demand;
+  // Signalled when a draining or removed endpoint's last request ends.
+  absl::Mutex* drain_mu = nullptr;
+  absl::CondVar* drain_cv = nullptr;
+};
+
+// Mutable, long-lived state of one app: the current route, the endpoint
+// identities, the waiting queue, the metrics. Thread-safe.
+class AppState {
+ public:
+  AppState(std::string ns, std::string app, const AppConfig* config,
+           int64_t created_ns);
+
+  const std::string ns;
+  const std::string app;
+  TrafficMetrics metrics;  // whole app, from arrival to response end
+  std::atomic<int64_t> last_request_ns{0};
+
+  enum class Outcome { kLeased, kQueued, kOverflow, kGone };
+
+  // Reserves an endpoint of `route` (no lock): a revision by weight, then
+  // the less loaded of two random ready endpoints that is under the
+  // concurrency limit. Skips `exclude`. Null if none is available.
+  static std::shared_ptr<EndpointState> TryAcquire(
+      const AppRoute& route, const std::vector<const EndpointState*>& exclude,
+      uint64_t* rng, int64_t now_ns);
+
+  // TryAcquire on the fast path, else queues `waiter` (kQueued: Dispatch will
+  // be called, possibly at once), or kOverflow / kGone.
+  Outcome AcquireOrWait(const AppRoute& snapshot,
+                        const std::shared_ptr<Waiter>& waiter,
+                        const std::vector<const EndpointState*>& exclude,
+                        uint64_t* rng, int64_t now_ns,
+                        std::shared_ptr<EndpointState>* lease);
+
+  // Removes a queued waiter (timeout). False if it was already dispatched.
+  bool Cancel(Waiter* waiter);
+
+  // Ends a lease; hands freed capacity to waiters.
+  void Release(const std::shared_ptr<EndpointState>& lease);
+
+  // Applies a new route; returns the new snapshot. `next_uid` numbers new
+  // endpoints. Dispatches waiters that can now be served.
+  std::shared_ptr<const AppRoute> Update(
+      const Route& route, std::atomic<uint64_t>* next_uid,
+      std::vector<std::shared_ptr<EndpointState>>* added);
+  // The app is gone: waiters get null leases, endpoints are marked removed.
+  void Remove();
+
+  std::shared_ptr<const AppRoute> route() const;
+  int queued() const { return queued_count_.load(std::memory_order_relaxed); }
+  int held() const;  // queued while the app has no ready endpoint
+  std::vector<std::pair<int64_t, std::shared_ptr<TrafficMetrics>>>
+  RevisionMetrics() const;
+  std::shared_ptr<TrafficMetrics> RevisionMetrics(int64_t revision) const;
+
+  // Closes one second of every metric of the app.
+  void Tick(absl::Time second, int64_t now_ns);
+
+ private:
+  using Dispatches = std::vector<
+      std::pair<std::shared_ptr<Waiter>, std::shared_ptr<EndpointState>>>;
+  void DispatchLocked(Dispatches* out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static void Run(Dispatches& d);
+
+  const AppConfig* const config_;
+  const int64_t created_ns_;
+  std::atomic<int> queued_count_{0};
+
+  mutable absl::Mutex mu_;
+  std::shared_ptr<const AppRoute> route_ ABSL_GUARDED_BY(mu_);
+  bool gone_ ABSL_GUARDED_BY(mu_) = false;
+  bool demand_signalled_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t dispatch_rng_ ABSL_GUARDED_BY(mu_) = 0x9e3779b97f4a7c15ull;
+  std::deque<std::shared_ptr<Waiter>> queue_ ABSL_GUARDED_BY(mu_);
+  // instance_id -> endpoint, for every endpoint in the route (draining too).
+  absl::flat_hash_map<std::string, std::shared_ptr<EndpointState>> endpoints_
+      ABSL_GUARDED_BY(mu_);
+  std::map<int64_t, std::shared_ptr<TrafficMetrics>> revision_metrics_
+      ABSL_GUARDED_BY(mu_);
+};
+
+uint64_t NextRandom(uint64_t* state);
+
+}  // namespace tidal::gateway

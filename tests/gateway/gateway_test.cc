@@ -1,0 +1,557 @@
+// Gateway tests over real HTTP on 127.0.0.1: a Gateway on port 0 in front of
+// TestUpstream servers.
+
+#include "gateway/gateway.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "test_client.h"
+#include "test_upstream.h"
+
+namespace tidal::gateway {
+namespace {
+
+namespace http = boost::beast::http;
+using testing::Client;
+using testing::Fetch;
+using testing::Reply;
+using testing::TestUpstream;
+
+const char kHost[] = "hello.default.tidal.localhost";
+
+// Polls `cond` every millisecond until it holds or `timeout` passes.
+bool WaitFor(const std::function<bool()>& cond,
+             absl::Duration timeout = absl::Seconds(10)) {
+  absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return cond();
+}
+
+Endpoint Ep(const TestUpstream& u, bool draining = false) {
+  Endpoint e;
+  e.instance_id = u.name();
+  e.host = "127.0.0.1";
+  e.port = u.port();
+  e.draining = draining;
+  return e;
+}
+
+Route MakeRoute(std::vector<Endpoint> eps, int concurrency = 0) {
+  Route r;
+  r.ns = "default";
+  r.app = "hello";
+  r.concurrency = concurrency;
+  RevisionRoute rev;
+  rev.revision = 1;
+  rev.weight_percent = 100;
+  rev.endpoints = std::move(eps);
+  r.revisions.push_back(rev);
+  return r;
+}
+
+// A port nothing listens on.
+int DeadPort() {
+  boost::asio::io_context ioc;
+  boost::asio::ip::tcp::acceptor a(
+      ioc, {boost::asio::ip::make_address("127.0.0.1"), 0});
+  return a.local_endpoint().port();
+}
+
+int64_t VmHwmKb() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6));
+  }
+  return -1;
+}
+
+class GatewayTest : public ::testing::Test {
+ protected:
+  void StartGateway(GatewayOptions o = {}) {
+    o.port = 0;
+    if (o.threads == 0) o.threads = 2;
+    gw_ = std::make_unique<Gateway>(std::move(o));
+    ASSERT_TRUE(gw_->Start().ok());
+  }
+  int port() const { return gw_->port(); }
+  std::unique_ptr<Gateway> gw_;
+};
+
+TEST_F(GatewayTest, RoutesByHostAndAnswers404ForUnknownHost) {
+  TestUpstream a("a");
+  StartGateway();
+  gw_->SetRoute(MakeRoute({Ep(a)}));
+  Reply r = Fetch(port(), "hello.default.tidal.localhost:8080", "/");
+  EXPECT_EQ(r.status, 200) << r.error;
+  EXPECT_EQ(r.body, "a");
+  Reply upper = Fetch(port(), "HELLO.default.Tidal.Localhost", "/");
+  EXPECT_EQ(upper.status, 200);
+  Reply missing = Fetch(port(), "x.y.tidal.localhost:8080", "/");
+  EXPECT_EQ(missing.status, 404);
+  EXPECT_EQ(missing.body, "no app for host \"x.y.tidal.localhost\"\n");
+  Reply other_domain = Fetch(port(), "hello.default.example.com", "/");
+  EXPECT_EQ(other_domain.status, 404);
+  gw_->RemoveRoute("default", "hello");
+  EXPECT_EQ(Fetch(port(), kHost, "/").status, 404);
+}
+
+TEST_F(GatewayTest, KeepAliveOnBothSides) {
+  TestUpstream a("a");
+  StartGateway();
+  gw_->SetRoute(MakeRoute({Ep(a)}));
+  Client c(port());
+  for (int i = 0; i < 50; ++i) {
+    Reply r = c.Send(kHost, "/");
+    ASSERT_EQ(r.status, 200) << r.error;
+  }
+  EXPECT_EQ(a.requests(), 50);
+  EXPECT_EQ(a.connections(), 1);  // the upstream connection was reused
+}
+
+TEST_F(GatewayTest, StreamsLargeBodiesWithBoundedMemory) {
+  TestUpstream a("a");
+  StartGateway();
+  gw_->SetRoute(MakeRoute({Ep(a)}));
+  const uint64_t kSize = 192ull << 20;
+  int64_t hwm_before = VmHwmKb();
+
+  // Upload: the client streams a generated body; the upstream counts it.
+  {
+    Client c(port());
+    std::string head = absl::StrCat("POST /upload HTTP/1.1\r\nHost: ", kHost,
+                                    "\r\nContent-Length: ", kSize, "\r\n\r\n");
+    boost::asio::write(c.socket(), boost::asio::buffer(head));
+    std::vector<char> chunk(256 * 1024);
+    uint64_t sum = 0;
+    for (uint64_t off = 0; off < kSize; off += chunk.size()) {
+      for (size_t i = 0; i < chunk.size(); ++i)
+        chunk[i] = testing::PatternByte(off + i);
+      sum = testing::Checksum(sum, chunk.data(), chunk.size());
+      boost::asio::write(c.socket(), boost::asio::buffer(chunk));
+    }
+    http::response<http::string_body> res;
+    http::read(c.socket(), c.buffer(), res);
+    EXPECT_EQ(res.result_int(), 200);
+    EXPECT_EQ(res.body(), absl::StrCat(kSize, " ", sum));
+  }
+  // Download: the client reads it in pieces and checks it.
+  {
+    Client c(port());
+    http::request<http::empty_body> req(http::verb::get,
+                                        absl::StrCat("/bytes?n=", kSize), 11);
+    req.set(http::field::host, kHost);
+    http::write(c.socket(), req);
+    http::response_parser<http::buffer_body> p;
+    p.body_limit(boost::none);
+    http::read_header(c.socket(), c.buffer(), p);
+    EXPECT_EQ(p.get().result_int(), 200);
+    std::vector<char> buf(64 * 1024);
+    uint64_t got = 0, sum = 0, want_sum = 0;
+    while (!p.is_done()) {
+      p.get().body().data = buf.data();
+      p.get().body().size = buf.size();
+      boost::system::error_code ec;
+      http::read(c.socket(), c.buffer(), p, ec);
+      if (ec == http::error::need_buffer) ec = {};
+      ASSERT_FALSE(ec) << ec.message();
+      size_t n = buf.size() - p.get().body().size;
+      sum = testing::Checksum(sum, buf.data(), n);
+      got += n;
+    }
+    std::vector<char> expect(1 << 20);
+    for (uint64_t off = 0; off < kSize; off += expect.size()) {
+      for (size_t i = 0; i < expect.size(); ++i)
+        expect[i] = testing::PatternByte(off + i);
+      want_sum = testing::Checksum(want_sum, expect.data(), expect.size());
+    }
+    EXPECT_EQ(got, kSize);
+    EXPECT_EQ(sum, want_sum);
+  }
+  int64_t growth_mb = (VmHwmKb() - hwm_before) / 1024;
+  EXPECT_LT(growth_mb, 32) << "peak memory grew by " << growth_mb
+                           << " MiB for 2 x 192 MiB";
+}
+
+TEST_F(GatewayTest, RemovesHopByHopHeadersAndAddsForwardedHeaders) {
+  TestUpstream a("a");
+  StartGateway();
+  gw_->SetRoute(MakeRoute({Ep(a)}));
+  Reply r = Fetch(port(), kHost, "/echo-headers",
+                  {{"Connection", "keep-alive, X-Secret"},
+                   {"X-Secret", "1"},
+                   {"Keep-Alive", "timeout=5"},
+                   {"TE", "trailers"},
+                   {"Proxy-Authorization", "Basic abc"},
+                   {"X-Forwarded-For", "10.1.2.3"},
+                   {"X-Custom", "kept"}});
+  ASSERT_EQ(r.status, 200) << r.error;
+  std::string h = r.body;
+  EXPECT_EQ(h.find("X-Secret"), std::string::npos) << h;
+  EXPECT_EQ(h.find("Keep-Alive"), std::string::npos) << h;
+  EXPECT_EQ(h.find("TE:"), std::string::npos) << h;
+  EXPECT_EQ(h.find("Proxy-Authorization"), std::string::npos) << h;
+  EXPECT_NE(h.find("X-Custom: kept"), std::string::npos) << h;
+  EXPECT_NE(h.find("X-Forwarded-For: 10.1.2.3, 127.0.0.1"), std::string::npos)
+      << h;
+  EXPECT_NE(h.find("X-Forwarded-Proto: http"), std::string::npos) << h;
+  EXPECT_NE(h.find("X-Request-Id: "), std::string::npos) << h;
+  // Response side: the upstream's hop-by-hop headers do not reach the client.
+  EXPECT_EQ(r.header("x-upstream-hop"), "");
+  EXPECT_EQ(r.header("keep-alive"), "");
+  EXPECT_EQ(r.header("x-instance"), "a");
+  // A request id from the client is kept.
+  Reply r2 =
+      Fetch(port(), kHost, "/echo-headers", {{"X-Request-Id", "abc-123"}});
+  EXPECT_NE(r2.body.find("X-Request-Id: abc-123"), std::string::npos)
+      << r2.body;
+}
+
+TEST_F(GatewayTest, RejectsOversizedHeadersAndBodies) {
+  TestUpstream a("a");
+  GatewayOptions o;
+  o.max_header_bytes = 4096;
+  o.max_body_bytes = 1024;
+  StartGateway(o);
+  gw_->SetRoute(MakeRoute({Ep(a)}));
+  EXPECT_EQ(
+      Fetch(port(), kHost, "/", {{"X-Big", std::string(8000, 'x')}}).status,
+      431);
+  EXPECT_EQ(Fetch(port(), kHost, "/upload", {}, http::verb::post,
+                  std::string(2000, 'x'))
+                .status,
+            413);
+  EXPECT_EQ(Fetch(port(), kHost, "/upload", {}, http::verb::post,
+                  std::string(1000, 'x'))
+                .status,
+            200);
+}
+
+TEST_F(GatewayTest, SpreadsLoadAcrossInstances) {
+  TestUpstream a("a"), b("b"), c("c");
+  StartGateway();
+  gw_->SetRoute(MakeRoute({Ep(a), Ep(b), Ep(c)}));
+  std::vector<std::thread> clients;
+  std::atomic<int> ok{0};
+  for (int t = 0; t < 6; ++t) {
+    clients.emplace_back([&] {
+      Client cl(port());
+      for (int i = 0; i < 50; ++i) {
+        if (cl.Send(kHost, "/sleep?ms=2").status == 200) ++ok;
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(ok, 300);
+  for (auto* u : {&a, &b, &c}) {
+    EXPECT_GT(u->requests(), 50)
+        << u->name() << " got " << u->requests() << " of 300";
+  }
+}
+
+TEST_F(GatewayTest, QueuesWhenEveryInstanceIsAtItsConcurrencyLimit) {
+  TestUpstream a("a", 2), b("b", 2);
+  StartGateway();
+  gw_->SetRoute(MakeRoute({Ep(a), Ep(b)}, /*concurrency=*/2));
+  std::vector<std::thread> clients;
+  std::atomic<int> ok{0};
+  std::atomic<int> max_queued{0};
+  for (int t = 0; t < 12; ++t) {
+    clients.emplace_back([&] {
+      if (Fetch(port(), kHost, "/sleep?ms=100").status == 200) ++ok;
+    });
+  }
+  WaitFor([&] {
+    max_queued = std::max(max_queued.load(), gw_->Queued("default", "hello"));
+    return ok == 12;
+  });
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(ok, 12);
+  EXPECT_EQ(a.max_in_flight(), 2);
+  EXPECT_EQ(b.max_in_flight(), 2);
+  EXPECT_GT(max_queued, 0);
+}
+
+TEST_F(GatewayTest, RetriesIdempotentRequestsOnADeadInstance) {
+  TestUpstream a("a");
+  StartGateway();
+  Endpoint dead;
+  dead.instance_id = "dead";
+  dead.port = DeadPort();
+  gw_->SetRoute(MakeRoute({Ep(a), dead}));
+  for (int i = 0; i < 20; ++i) {
+    Reply r = Fetch(port(), kHost, "/");
+    ASSERT_EQ(r.status, 200) << i << " " << r.body << r.error;
+    EXPECT_EQ(r.body, "a");
+  }
+}
+
+TEST_F(GatewayTest, AnswersBadGatewayWhenNoInstanceCanBeReached) {
+  StartGateway();
+  Endpoint dead;
+  dead.instance_id = "dead";
+  dead.port = DeadPort();
+  gw_->SetRoute(MakeRoute({dead}));
+  EXPECT_EQ(
+      Fetch(port(), kHost, "/upload", {}, http::verb::post, "data").status,
+      502);
+  EXPECT_EQ(Fetch(port(), kHost, "/").status, 502);
+}
+
+TEST_F(GatewayTest, PostIsNotRetried) {
+  // Two dead instances and a live one: a POST that meets a dead one fails
+  // with 502 instead of being sent elsewhere; a GET always succeeds.
+  TestUpstream a("a");
+  StartGateway();
+  Endpoint d1{"dead1", "127.0.0.1", DeadPort(), false};
+  Endpoint d2{"dead2", "127.0.0.1", DeadPort(), false};
+  int post_502 = 0, post_200 = 0;
+  for (int i = 0; i < 30; ++i) {
+    // Re-set the route each time so no endpoint is remembered as down.
+    gw_->SetRoute(MakeRoute({}));
+    gw_->SetRoute(MakeRoute({Ep(a), d1, d2}));
+    int s = Fetch(port(), kHost, "/upload", {}, http::verb::post, "x").status;
+    (s == 502 ? post_502 : post_200)++;
+    EXPECT_TRUE(s == 502 || s == 200) << s;
+  }
+  EXPECT_GT(post_502, 0);
+  EXPECT_GT(post_200, 0);
+}
+
+TEST_F(GatewayTest, ActivatorHoldsRequestsUntilAnInstanceIsReady) {
+  TestUpstream a("a");
+  std::atomic<int> demands{0};
+  GatewayOptions o;
+  o.on_demand = [&](const std::string& ns, const std::string& app) {
+    EXPECT_EQ(ns, "default");
+    EXPECT_EQ(app, "hello");
+    ++demands;
+  };
+  StartGateway(o);
+  gw_->SetRoute(MakeRoute({}));
+  std::vector<std::thread> clients;
+  std::atomic<int> ok{0};
+  for (int t = 0; t < 20; ++t) {
+    clients.emplace_back([&] {
+      if (Fetch(port(), kHost, "/").status == 200) ++ok;
+    });
+  }
+  ASSERT_TRUE(WaitFor([&] { return gw_->Queued("default", "hello") == 20; }));
+  EXPECT_EQ(demands, 1);
+  EXPECT_EQ(ok, 0);
+  EXPECT_NE(gw_->PrometheusText().find("tidal_gateway_activator_held{namespace="
+                                       "\"default\",app=\"hello\"} 20"),
+            std::string::npos);
+  auto released = absl::Now();
+  gw_->SetRoute(MakeRoute({Ep(a)}));
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(ok, 20);
+  EXPECT_LT(absl::Now() - released, absl::Seconds(1));
+  EXPECT_EQ(demands, 1);
+  // Back to zero: the next held request asks again.
+  gw_->SetRoute(MakeRoute({}));
+  std::thread late([&] { Fetch(port(), kHost, "/"); });
+  ASSERT_TRUE(WaitFor([&] { return demands == 2; }));
+  gw_->SetRoute(MakeRoute({Ep(a)}));
+  late.join();
+}
+
+TEST_F(GatewayTest, ActivatorQueueOverflowGets503Fast) {
+  TestUpstream a("a");
+  GatewayOptions o;
+  o.queue_size = 5;
+  o.queue_timeout = absl::Seconds(30);
+  StartGateway(o);
+  gw_->SetRoute(MakeRoute({}));
+  std::vector<std::thread> clients;
+  std::atomic<int> ok{0};
+  for (int t = 0; t < 5; ++t) {
+    clients.emplace_back([&] {
+      if (Fetch(port(), kHost, "/").status == 200) ++ok;
+    });
+  }
+  ASSERT_TRUE(WaitFor([&] { return gw_->Queued("default", "hello") == 5; }));
+  auto start = absl::Now();
+  for (int i = 0; i < 20; ++i) {
+    Reply r = Fetch(port(), kHost, "/");
+    EXPECT_EQ(r.status, 503);
+    EXPECT_EQ(r.header("retry-after"), "1");
+  }
+  EXPECT_LT(absl::Now() - start, absl::Seconds(1));
+  gw_->SetRoute(MakeRoute({Ep(a)}));
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(ok, 5);
+  EXPECT_EQ(Fetch(port(), kHost, "/").status, 200);
+}
+
+TEST_F(GatewayTest, ActivatorTimeoutGets504) {
+  GatewayOptions o;
+  o.queue_timeout = absl::Milliseconds(300);
+  StartGateway(o);
+  gw_->SetRoute(MakeRoute({}));
+  auto start = absl::Now();
+  Reply r = Fetch(port(), kHost, "/");
+  absl::Duration took = absl::Now() - start;
+  EXPECT_EQ(r.status, 504);
+  EXPECT_GE(took, absl::Milliseconds(290));
+  EXPECT_LT(took, absl::Seconds(2));
+  EXPECT_EQ(gw_->Queued("default", "hello"), 0);
+}
+
+TEST_F(GatewayTest, RemovedAppAnswers404ToHeldRequests) {
+  StartGateway();
+  gw_->SetRoute(MakeRoute({}));
+  Reply r;
+  std::thread held([&] { r = Fetch(port(), kHost, "/"); });
+  ASSERT_TRUE(WaitFor([&] { return gw_->Queued("default", "hello") == 1; }));
+  gw_->RemoveRoute("default", "hello");
+  held.join();
+  EXPECT_EQ(r.status, 404);
+}
+
+TEST_F(GatewayTest, SplitsTrafficByRevisionWeight) {
+  TestUpstream stable("stable"), canary("canary");
+  StartGateway();
+  Route r = MakeRoute({Ep(stable)});
+  r.revisions[0].weight_percent = 80;
+  RevisionRoute rev2;
+  rev2.revision = 2;
+  rev2.weight_percent = 20;
+  rev2.endpoints = {Ep(canary)};
+  r.revisions.push_back(rev2);
+  gw_->SetRoute(r);
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 4; ++t) {
+    clients.emplace_back([&] {
+      Client c(port());
+      for (int i = 0; i < 500; ++i) ASSERT_EQ(c.Send(kHost, "/").status, 200);
+    });
+  }
+  for (auto& t : clients) t.join();
+  double share = canary.requests() / 2000.0;
+  EXPECT_NEAR(share, 0.20, 0.03)
+      << canary.requests() << " of 2000 to the canary";
+  EXPECT_EQ(stable.requests() + canary.requests(), 2000);
+  // Revision metrics see the split too.
+  RequestStats s2 = gw_->Stats("default", "hello", 2, absl::Minutes(1));
+  EXPECT_EQ(s2.requests, canary.requests());
+}
+
+TEST_F(GatewayTest, DrainingInstanceGetsNoNewRequestsAndDrains) {
+  TestUpstream a("a"), b("b");
+  StartGateway();
+  gw_->SetRoute(MakeRoute({Ep(a)}));
+  Reply held;
+  std::thread t([&] { held = Fetch(port(), kHost, "/hold"); });
+  ASSERT_TRUE(WaitFor([&] { return a.holds() == 1; }));
+  EXPECT_EQ(gw_->InFlight("a"), 1);
+  gw_->SetRoute(MakeRoute({Ep(a, /*draining=*/true), Ep(b)}));
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(Fetch(port(), kHost, "/").body, "b");
+  EXPECT_EQ(a.requests(), 1);
+  EXPECT_FALSE(gw_->WaitDrained("a", absl::Now() + absl::Milliseconds(50)));
+  std::thread releaser([&] { a.ReleaseHolds(); });
+  EXPECT_TRUE(gw_->WaitDrained("a", absl::Now() + absl::Seconds(10)));
+  EXPECT_EQ(gw_->InFlight("a"), 0);
+  releaser.join();
+  t.join();
+  EXPECT_EQ(held.status, 200);
+  EXPECT_EQ(held.body, "a");
+  // Removing the instance entirely is fine too.
+  gw_->SetRoute(MakeRoute({Ep(b)}));
+  EXPECT_TRUE(gw_->WaitDrained("a", absl::Now()));
+}
+
+TEST_F(GatewayTest, MeasuresConcurrencyRateStatusesAndLatency) {
+  TestUpstream a("a", 4);
+  StartGateway();
+  gw_->SetRoute(MakeRoute({Ep(a)}));
+  absl::Time begin = absl::Now();
+  // 4 clients back to back on 50 ms requests for 3.2 s: concurrency 4, ~80 rps.
+  std::atomic<int> sent{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 4; ++t) {
+    clients.emplace_back([&] {
+      Client c(port());
+      while (absl::Now() - begin < absl::Milliseconds(3200)) {
+        ASSERT_EQ(c.Send(kHost, "/sleep?ms=50").status, 200);
+        ++sent;
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  for (int i = 0; i < 10; ++i)
+    EXPECT_EQ(Fetch(port(), kHost, "/status?code=503").status, 503);
+  for (int i = 0; i < 5; ++i)
+    EXPECT_EQ(Fetch(port(), kHost, "/status?code=404").status, 404);
+
+  // Whole seconds fully inside the load: concurrency ~4, ~76 requests.
+  std::vector<MetricSample> samples;
+  ASSERT_TRUE(WaitFor([&] {
+    samples = gw_->Samples("default", "hello", 0, begin);
+    return samples.size() >= 3;
+  }));
+  int checked = 0;
+  for (const MetricSample& s : samples) {
+    if (s.time < begin + absl::Milliseconds(200) ||
+        s.time + absl::Seconds(1) > begin + absl::Seconds(3))
+      continue;
+    EXPECT_NEAR(s.concurrency, 4.0, 0.8) << absl::FormatTime(s.time);
+    EXPECT_NEAR(s.requests, 76, 25) << absl::FormatTime(s.time);
+    ++checked;
+  }
+  EXPECT_GE(checked, 1);
+  auto rev_samples = gw_->Samples("default", "hello", 1, begin);
+  EXPECT_FALSE(rev_samples.empty());
+
+  RequestStats st = gw_->Stats("default", "hello", 0, absl::Minutes(1));
+  EXPECT_EQ(st.requests, sent + 15);
+  EXPECT_EQ(st.responses_2xx, sent);
+  EXPECT_EQ(st.responses_4xx, 5);
+  EXPECT_EQ(st.responses_5xx, 10);
+  EXPECT_GT(st.p50_ms, 45);
+  EXPECT_LT(st.p50_ms, 90);
+  EXPECT_GT(st.p99_ms, 45);
+  EXPECT_LT(st.p99_ms, 200);
+  EXPECT_GT(gw_->LastRequestTime("default", "hello"), begin);
+
+  std::string prom = gw_->PrometheusText();
+  EXPECT_NE(
+      prom.find(absl::StrCat(
+          "tidal_gateway_requests_total{namespace=\"default\",app=\"hello\","
+          "revision=\"1\",code_class=\"2xx\"} ",
+          sent.load())),
+      std::string::npos)
+      << prom;
+  EXPECT_NE(prom.find("code_class=\"5xx\"} 10"), std::string::npos);
+  EXPECT_NE(
+      prom.find(
+          "tidal_gateway_request_duration_seconds_bucket{namespace=\"default\","
+          "app=\"hello\",revision=\"1\",le=\"+Inf\"}"),
+      std::string::npos);
+  EXPECT_NE(
+      prom.find(
+          "tidal_gateway_in_flight{namespace=\"default\",app=\"hello\"} 0"),
+      std::string::npos);
+  EXPECT_NE(prom.find("tidal_gateway_unknown_host_total 0"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace tidal::gateway
