@@ -379,6 +379,22 @@ std::vector<InvalidRow> InvalidRows() {
        10, 10, "spec.webhooks[0].url",
        "must be an http:// or https:// URL with a host, got "
        "\"ftp://example.com\""},
+      {"RolloutPauseAndBatchInterval",
+       Spec("  template: {command: [x]}\n  rollout:\n    batchInterval: 10s\n"
+            "    pause: 30s\n"),
+       9, 12, "spec.rollout.pause",
+       "a pause duration is the batchInterval: set one of them"},
+      {"StatusTimestampBad",
+       Spec("  template: {command: [x]}\n") +
+           "status:\n  conditions:\n  - type: Ready\n"
+           "    lastTransitionTime: yesterday\n",
+       10, 25, "status.conditions[0].lastTransitionTime",
+       "must be an RFC 3339 time like \"2024-05-01T12:00:00Z\", got "
+       "\"yesterday\""},
+      {"LabelsNotAMap",
+       "apiVersion: tidal.dev/v1\nkind: App\nmetadata:\n  name: a\n"
+       "  labels: [a, b]\nspec:\n  template: {command: [x]}\n",
+       5, 11, "metadata.labels", "must be a map, got a list"},
       {"MetadataIsList",
        "apiVersion: tidal.dev/v1\nkind: App\nmetadata:\n- name: a\nspec:\n"
        "  template: {command: [x]}\n",
@@ -784,6 +800,41 @@ TEST(RoundTripTest, EnvWithDuplicateNamesUsesListForm) {
   ParseResult back = ParseApps(yaml, "dup.yaml");
   ASSERT_FALSE(back.ok());  // still invalid, and says why
   EXPECT_EQ(back.errors[0].field, "spec.template.env[1].name");
+}
+
+TEST(ParseAppsTest, MangledInputNeverCrashes) {
+  // Every prefix and every single-character deletion of a full spec either
+  // parses or reports errors with a line; none crashes or half-applies.
+  std::string yaml = AppToYaml(FullApp());
+  int failures = 0;
+  for (size_t i = 0; i < yaml.size(); i += 3) {
+    for (const std::string& input :
+         {yaml.substr(0, i), yaml.substr(0, i) + yaml.substr(i + 1),
+          yaml.substr(0, i) + "\t: [{" + yaml.substr(i)}) {
+      ParseResult r = ParseApps(input, "m.yaml");
+      if (r.ok()) {
+        EXPECT_EQ(r.apps.size(), 1u);
+        continue;
+      }
+      ++failures;
+      EXPECT_TRUE(r.apps.empty());
+      for (const auto& e : r.errors) {
+        EXPECT_FALSE(e.message.empty());
+        if (!input.empty()) {
+          EXPECT_GT(e.line, 0) << e.ToString();
+        }
+      }
+    }
+  }
+  EXPECT_GT(failures, 100);
+}
+
+TEST(ParseAppsTest, DeepNestingIsAnErrorNotACrash) {
+  std::string deep = Spec("  template:\n    command: ") +
+                     std::string(100000, '[') + std::string(100000, ']') + "\n";
+  ParseResult r = ParseApps(deep, "deep.yaml");
+  EXPECT_FALSE(r.ok());
+  EXPECT_TRUE(r.apps.empty());
 }
 
 TEST(ValidateAppTest, SameRulesWithoutLines) {
