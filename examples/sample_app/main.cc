@@ -5,6 +5,7 @@
 //   GET /healthz     200 "ok\n" (500 once --unhealthy-after is reached)
 //   ANY /echo        the request body back
 //   GET /bytes?n=N   N bytes of 'x'
+//   GET /stats       "requests=N inflight=M\n" (M: other requests in progress)
 //   any path         ?latency=5ms overrides --latency for that request
 //
 // Every response carries X-Version. Keep-alive, multithreaded (Boost.Beast on
@@ -200,6 +201,7 @@ Config ParseConfig(int argc, char** argv) {
 // Process-wide server state.
 Config g_config;
 std::atomic<int64_t> g_requests{0};
+std::atomic<int64_t> g_inflight{0};
 std::atomic<bool> g_draining{false};
 std::chrono::steady_clock::time_point g_start;
 std::string g_hello;
@@ -280,6 +282,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void OnRead(beast::error_code ec) {
     if (ec) return Close();
     busy_ = true;
+    g_inflight.fetch_add(1, std::memory_order_relaxed);
     req_ = parser_->release();
     Handle();
   }
@@ -311,6 +314,10 @@ class Session : public std::enable_shared_from_this<Session> {
                    g_config.error_rate) {
       res_.result(http::status::internal_server_error);
       res_.body() = "injected error\n";
+    } else if (path == "/stats") {
+      res_.result(http::status::ok);
+      res_.body() = "requests=" + std::to_string(g_requests.load()) +
+                    " inflight=" + std::to_string(g_inflight.load() - 1) + "\n";
     } else if (path == "/") {
       res_.result(http::status::ok);
       res_.body() = g_hello;
@@ -354,6 +361,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void OnWrite(beast::error_code ec) {
+    g_inflight.fetch_sub(1, std::memory_order_relaxed);
     int64_t n = g_requests.fetch_add(1, std::memory_order_relaxed) + 1;
     if (g_config.crash_after > 0 && n >= g_config.crash_after) {
       std::fprintf(stderr, "tidal-sample-app: crashing after %lld requests\n",

@@ -1,0 +1,90 @@
+#pragma once
+
+// ProcessRuntime: the default Runtime. Each instance is a local child process
+// in its own session and process group, with its own port from a range,
+// stdout/stderr appended to a capped log file, readiness and liveness probes,
+// restarts with exponential backoff (CrashLoopBackOff), graceful stops and
+// adoption of instances left running by a previous tidald (see
+// docs/runtime.md).
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "runtime/runtime.h"
+
+namespace tidal {
+
+struct ProcessRuntimeOptions {
+  // Holds instances/<id>.pb (adoption records) and logs/<ns>_<app>_<id>.log.
+  std::string data_dir;
+  // Ports handed out as $PORT, inclusive; each is checked free by binding.
+  int port_min = 20000;
+  int port_max = 29999;
+  // A log file larger than this is copied to <log>.1 (replacing it) and
+  // truncated, so an instance uses at most about twice this on disk.
+  int64_t log_max_bytes = 10 << 20;
+  absl::Duration log_check_interval = absl::Seconds(1);
+  // Directories put in front of PATH for instances (tidald passes its own
+  // binary directory, so the sample app is found by name).
+  std::vector<std::string> extra_path;
+  // Timestamps (start_time, ready_time) and "ran fine for a while"; timers
+  // run on the steady clock. Defaults to RealClock.
+  Clock* clock = nullptr;
+  // Restart back-off after a crash: base * 2^(n-1), capped (kubelet: 10s, 5m);
+  // reset once an instance ran longer than backoff_reset before crashing.
+  absl::Duration backoff_base = absl::Seconds(10);
+  absl::Duration backoff_max = absl::Minutes(5);
+  absl::Duration backoff_reset = absl::Minutes(10);
+  // Until an instance is first ready, readiness is probed every
+  // fast_probe_interval while the port refuses connections (every
+  // fast_probe_connected_interval once it accepts but the probe fails), for
+  // at most fast_probe_window; then every periodSeconds.
+  absl::Duration fast_probe_interval = absl::Milliseconds(1);
+  absl::Duration fast_probe_connected_interval = absl::Milliseconds(10);
+  absl::Duration fast_probe_window = absl::Seconds(60);
+  // Exit detection uses pidfds (instant); without them, polling at this rate.
+  absl::Duration exit_poll_interval = absl::Milliseconds(10);
+  // fsync adoption records before renaming them into place.
+  bool sync_records = true;
+  // Address probes connect to and instances report as host.
+  std::string host = "127.0.0.1";
+};
+
+// Runs instances as local processes, supervised by one thread (an event loop
+// with timers; no thread per instance). Thread-safe: every public method may
+// be called from any thread. The listener is called on the supervisor thread,
+// in order, without internal locks held; it must not block for long.
+class ProcessRuntime : public Runtime {
+ public:
+  explicit ProcessRuntime(ProcessRuntimeOptions options);
+  // Shutdown(false) if not done yet: instances keep running.
+  ~ProcessRuntime() override;
+
+  ProcessRuntime(const ProcessRuntime&) = delete;
+  ProcessRuntime& operator=(const ProcessRuntime&) = delete;
+
+  absl::StatusOr<tidal::v1::Instance> Start(
+      const InstanceRequest& req) override;
+  absl::Status Stop(const std::string& instance_id,
+                    absl::Duration grace) override;
+  std::vector<tidal::v1::Instance> List(const std::string& namespace_ = "",
+                                        const std::string& app = "") override;
+  void SetListener(Listener listener) override;
+  absl::Status Adopt() override;
+  absl::StatusOr<std::string> LogPath(const std::string& instance_id) override;
+  void Shutdown(bool stop_instances) override;
+
+  // Waits until no instance is left (after Stop calls); false on timeout.
+  bool WaitForNoInstances(absl::Duration timeout);
+
+  class Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tidal

@@ -1,0 +1,527 @@
+// ProcessRuntime with real child processes of tidal-sample-app and /bin/sh.
+
+#include "runtime/process_runtime.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <set>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "gtest/gtest.h"
+#include "runtime/instance_record.pb.h"
+#include "runtime/test_util.h"
+
+namespace tidal {
+namespace {
+
+using testing::HttpConn;
+using testing::HttpGet;
+using testing::ReadFile;
+using testing::SampleAppPath;
+using testing::TempDir;
+using testing::WaitFor;
+
+// Collects every change the runtime reports.
+class Recorder {
+ public:
+  Runtime::Listener listener() {
+    return [this](const InstanceChange& c) {
+      absl::MutexLock l(&mu_);
+      changes_.push_back(c);
+    };
+  }
+  std::vector<InstanceChange> changes() {
+    absl::MutexLock l(&mu_);
+    return changes_;
+  }
+  std::vector<InstanceChange> events(const std::string& reason) {
+    std::vector<InstanceChange> out;
+    for (const auto& c : changes()) {
+      if (c.event_reason == reason) out.push_back(c);
+    }
+    return out;
+  }
+  bool Removed(const std::string& id) {
+    for (const auto& c : changes()) {
+      if (c.removed && c.instance.id() == id) return true;
+    }
+    return false;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<InstanceChange> changes_ ABSL_GUARDED_BY(mu_);
+};
+
+bool Alive(pid_t pid) { return pid > 0 && kill(pid, 0) == 0; }
+
+class ProcessRuntimeTest : public ::testing::Test {
+ protected:
+  ProcessRuntimeOptions Options() {
+    ProcessRuntimeOptions o;
+    o.data_dir = dir_.path();
+    o.port_min = 30000;
+    o.port_max = 39999;
+    o.backoff_base = absl::Milliseconds(100);
+    o.backoff_max = absl::Seconds(2);
+    o.log_check_interval = absl::Milliseconds(50);
+    o.extra_path = {testing::BuildDir() + "/examples"};
+    return o;
+  }
+
+  void SetUp() override {
+    rt_ = std::make_unique<ProcessRuntime>(Options());
+    rt_->SetListener(rec_.listener());
+  }
+
+  void TearDown() override {
+    if (rt_) rt_->Shutdown(true);
+    for (pid_t pid : extra_pids_) {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+  }
+
+  InstanceRequest SampleApp(std::vector<std::string> args = {}) {
+    InstanceRequest req;
+    req.namespace_ = "default";
+    req.app = "hello";
+    req.template_hash = "abc123";
+    req.revision = 1;
+    req.tmpl.add_command("tidal-sample-app");
+    for (auto& a : args) req.tmpl.add_args(a);
+    req.tmpl.set_termination_grace_period_seconds(5);
+    return req;
+  }
+
+  InstanceRequest Shell(const std::string& script) {
+    InstanceRequest req;
+    req.namespace_ = "default";
+    req.app = "sh";
+    req.template_hash = "sh1";
+    req.revision = 1;
+    req.tmpl.add_command("/bin/sh");
+    req.tmpl.add_args("-c");
+    req.tmpl.add_args(script);
+    return req;
+  }
+
+  std::optional<tidal::v1::Instance> Find(const std::string& id,
+                                          Runtime* rt = nullptr) {
+    for (const auto& i : (rt != nullptr ? rt : rt_.get())->List()) {
+      if (i.id() == id) return i;
+    }
+    return std::nullopt;
+  }
+
+  bool WaitReady(const std::string& id, int restarts = -1,
+                 absl::Duration timeout = absl::Seconds(10),
+                 Runtime* rt = nullptr) {
+    return WaitFor(
+        [&] {
+          auto i = Find(id, rt);
+          return i && i->ready() && (restarts < 0 || i->restarts() == restarts);
+        },
+        timeout);
+  }
+
+  TempDir dir_;
+  Recorder rec_;
+  std::unique_ptr<ProcessRuntime> rt_;
+  std::vector<pid_t> extra_pids_;
+};
+
+TEST_F(ProcessRuntimeTest, StartBecomesReadyQuicklyAndServes) {
+  auto t0 = std::chrono::steady_clock::now();
+  auto inst = rt_->Start(SampleApp({"--version", "v9"}));
+  ASSERT_TRUE(inst.ok()) << inst.status();
+  EXPECT_EQ(inst->phase(), "Starting");
+  EXPECT_FALSE(inst->ready());
+  EXPECT_GT(inst->pid(), 0);
+  EXPECT_GE(inst->port(), 30000);
+  EXPECT_LE(inst->port(), 39999);
+  EXPECT_TRUE(absl::StartsWith(inst->id(), "hello-"));
+  EXPECT_EQ(inst->id().size(), std::string("hello-").size() + 5);
+
+  ASSERT_TRUE(WaitReady(inst->id()));
+  double ms = std::chrono::duration<double, std::milli>(
+                  std::chrono::steady_clock::now() - t0)
+                  .count();
+  std::printf("start -> ready (as seen by List): %.2f ms\n", ms);
+  EXPECT_LT(ms, 2000);
+  auto now = Find(inst->id());
+  EXPECT_EQ(now->phase(), "Running");
+  EXPECT_TRUE(now->has_ready_time());
+
+  auto r = HttpGet(inst->port(), "/");
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, absl::StrCat("hello from v9 (pid ", inst->pid(), ")\n"));
+  EXPECT_EQ(r->headers["x-version"], "v9");
+
+  // Events: Started, then a readiness change.
+  auto started = rec_.events("Started");
+  ASSERT_EQ(started.size(), 1u);
+  EXPECT_EQ(started[0].event_type, "Normal");
+  EXPECT_TRUE(WaitFor([&] {
+    for (const auto& c : rec_.changes()) {
+      if (c.instance.ready()) return true;
+    }
+    return false;
+  }));
+  // Log file has the app's output; the record exists.
+  auto log = rt_->LogPath(inst->id());
+  ASSERT_TRUE(log.ok());
+  EXPECT_EQ(*log, absl::StrCat(dir_.path(), "/logs/default_hello_", inst->id(),
+                               ".log"));
+  EXPECT_TRUE(WaitFor(
+      [&] { return absl::StrContains(ReadFile(*log), "listening on"); }));
+  struct stat st;
+  EXPECT_EQ(
+      stat(absl::StrCat(dir_.path(), "/instances/", inst->id(), ".pb").c_str(),
+           &st),
+      0);
+}
+
+TEST_F(ProcessRuntimeTest, EnvironmentPortAndPath) {
+  std::string envfile = dir_.path() + "/env.txt";
+  InstanceRequest req = Shell("env > " + envfile + "; exec tidal-sample-app");
+  auto* e = req.tmpl.add_env();
+  e->set_name("GREETING");
+  e->set_value("hi there");
+  auto* p = req.tmpl.add_env();
+  p->set_name("PORT");
+  p->set_value("1");  // overridden by the runtime
+  req.tmpl.set_working_dir(dir_.path());
+  req.revision = 7;
+  auto inst = rt_->Start(req);
+  ASSERT_TRUE(inst.ok()) << inst.status();
+  ASSERT_TRUE(WaitReady(inst->id()));
+  std::string env = ReadFile(envfile);
+  EXPECT_TRUE(
+      absl::StrContains(env, absl::StrCat("\nPORT=", inst->port(), "\n")))
+      << env;
+  EXPECT_TRUE(absl::StrContains(env, "TIDAL_APP=sh\n")) << env;
+  EXPECT_TRUE(absl::StrContains(env, "TIDAL_NAMESPACE=default\n")) << env;
+  EXPECT_TRUE(absl::StrContains(
+      env, absl::StrCat("TIDAL_INSTANCE=", inst->id(), "\n")));
+  EXPECT_TRUE(absl::StrContains(env, "TIDAL_REVISION=7\n")) << env;
+  EXPECT_TRUE(absl::StrContains(env, "GREETING=hi there\n")) << env;
+  EXPECT_TRUE(
+      absl::StrContains(env, "PATH=" + testing::BuildDir() + "/examples:"))
+      << env;
+  EXPECT_TRUE(absl::StrContains(env, "PWD=" + dir_.path())) << env;
+  auto r = HttpGet(inst->port(), "/healthz");
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200);
+}
+
+TEST_F(ProcessRuntimeTest, PortsAreDistinct) {
+  std::set<int> ports;
+  std::vector<std::string> ids;
+  for (int i = 0; i < 4; ++i) {
+    auto inst = rt_->Start(SampleApp());
+    ASSERT_TRUE(inst.ok()) << inst.status();
+    ports.insert(inst->port());
+    ids.push_back(inst->id());
+  }
+  EXPECT_EQ(ports.size(), 4u);
+  for (const auto& id : ids) EXPECT_TRUE(WaitReady(id));
+  EXPECT_EQ(rt_->List("default", "hello").size(), 4u);
+  EXPECT_EQ(rt_->List("other", "").size(), 0u);
+}
+
+TEST_F(ProcessRuntimeTest, KillNineRestartsWithBackoffAndEvent) {
+  auto inst = rt_->Start(SampleApp());
+  ASSERT_TRUE(inst.ok());
+  ASSERT_TRUE(WaitReady(inst->id()));
+  pid_t old_pid = static_cast<pid_t>(inst->pid());
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(kill(old_pid, SIGKILL), 0);
+  ASSERT_TRUE(WaitFor([&] { return !rec_.events("BackOff").empty(); }));
+  double noticed_ms = std::chrono::duration<double, std::milli>(
+                          std::chrono::steady_clock::now() - t0)
+                          .count();
+  std::printf("kill -9 -> BackOff event: %.2f ms\n", noticed_ms);
+  auto backoff = rec_.events("BackOff")[0];
+  EXPECT_EQ(backoff.event_type, "Warning");
+  EXPECT_EQ(backoff.event_message,
+            "back-off 100ms restarting failed instance (killed by signal 9)");
+  EXPECT_EQ(backoff.instance.phase(), "CrashLoopBackOff");
+  EXPECT_EQ(backoff.instance.reason(), "CrashLoopBackOff");
+  ASSERT_TRUE(WaitReady(inst->id(), 1));
+  auto now = Find(inst->id());
+  EXPECT_NE(now->pid(), old_pid);
+  EXPECT_EQ(now->restarts(), 1);
+  EXPECT_EQ(now->port(), inst->port());
+  EXPECT_TRUE(WaitFor([&] {
+    return ReadFile(absl::StrCat("/proc/", old_pid, "/stat")).empty();
+  })) << "old process not reaped";
+  auto r = HttpGet(now->port(), "/");
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->body, absl::StrCat("hello from v1 (pid ", now->pid(), ")\n"));
+}
+
+TEST_F(ProcessRuntimeTest, CrashLoopBackOffGrows) {
+  auto inst = rt_->Start(SampleApp({"--exit-at-start", "3"}));
+  ASSERT_TRUE(inst.ok());
+  ASSERT_TRUE(WaitFor([&] { return rec_.events("BackOff").size() >= 3; }));
+  auto events = rec_.events("BackOff");
+  EXPECT_EQ(events[0].event_message,
+            "back-off 100ms restarting failed instance (exit code 3)");
+  EXPECT_EQ(events[1].event_message,
+            "back-off 200ms restarting failed instance (exit code 3)");
+  EXPECT_EQ(events[2].event_message,
+            "back-off 400ms restarting failed instance (exit code 3)");
+  EXPECT_EQ(events[2].instance.restarts(), 2);
+  auto now = Find(inst->id());
+  ASSERT_TRUE(now.has_value());
+  EXPECT_FALSE(now->ready());
+  EXPECT_GE(now->restarts(), 2);
+  // Stopping while in back-off removes it at once.
+  ASSERT_TRUE(rt_->Stop(inst->id(), absl::Seconds(1)).ok());
+  EXPECT_TRUE(WaitFor([&] { return rec_.Removed(inst->id()); }));
+  EXPECT_TRUE(rt_->List().empty());
+}
+
+TEST_F(ProcessRuntimeTest, MissingExecutableBacksOff) {
+  InstanceRequest req = SampleApp();
+  req.tmpl.set_command(0, "no-such-binary-tidal");
+  auto inst = rt_->Start(req);
+  ASSERT_TRUE(inst.ok()) << inst.status();
+  ASSERT_TRUE(WaitFor([&] { return !rec_.events("BackOff").empty(); }));
+  EXPECT_TRUE(absl::StrContains(
+      rec_.events("BackOff")[0].event_message,
+      "executable \"no-such-binary-tidal\" not found in PATH"));
+}
+
+TEST_F(ProcessRuntimeTest, LivenessFailureRestarts) {
+  InstanceRequest req = SampleApp({"--unhealthy-after", "200ms"});
+  auto* probe = req.tmpl.mutable_liveness_probe();
+  probe->mutable_http_get()->set_path("/healthz");
+  probe->set_initial_delay_seconds(
+      1);  // liveness probes from the start, like kubelet
+  probe->set_period_seconds(1);
+  probe->set_failure_threshold(1);
+  auto inst = rt_->Start(req);
+  ASSERT_TRUE(inst.ok());
+  ASSERT_TRUE(WaitReady(inst->id()));
+  ASSERT_TRUE(WaitFor([&] { return !rec_.events("Killing").empty(); },
+                      absl::Seconds(15)));
+  auto unhealthy = rec_.events("Unhealthy");
+  ASSERT_FALSE(unhealthy.empty());
+  EXPECT_EQ(unhealthy[0].event_type, "Warning");
+  EXPECT_EQ(unhealthy[0].event_message,
+            "Liveness probe failed: HTTP probe failed with statuscode: 500");
+  ASSERT_TRUE(WaitFor([&] { return !rec_.events("BackOff").empty(); }));
+  EXPECT_EQ(
+      rec_.events("BackOff")[0].event_message,
+      "back-off 100ms restarting failed instance (liveness probe failed)");
+  ASSERT_TRUE(WaitReady(inst->id(), 1));
+  EXPECT_NE(Find(inst->id())->pid(), inst->pid());
+}
+
+TEST_F(ProcessRuntimeTest, ReadinessHttpProbe) {
+  InstanceRequest req = SampleApp({"--startup-delay", "150ms"});
+  auto* probe = req.tmpl.mutable_readiness_probe();
+  probe->mutable_http_get()->set_path("/healthz");
+  auto inst = rt_->Start(req);
+  ASSERT_TRUE(inst.ok());
+  ASSERT_TRUE(WaitReady(inst->id()));
+  auto r = HttpGet(inst->port(), "/healthz");
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200);
+}
+
+TEST_F(ProcessRuntimeTest, GracefulStopWithSigterm) {
+  auto inst = rt_->Start(SampleApp());
+  ASSERT_TRUE(inst.ok());
+  ASSERT_TRUE(WaitReady(inst->id()));
+  pid_t pid = static_cast<pid_t>(inst->pid());
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(rt_->Stop(inst->id(), absl::Seconds(10)).ok());
+  auto during = Find(inst->id());
+  if (during) {
+    EXPECT_EQ(during->phase(), "Terminating");
+  }
+  ASSERT_TRUE(WaitFor([&] { return rec_.Removed(inst->id()); }));
+  double ms = std::chrono::duration<double, std::milli>(
+                  std::chrono::steady_clock::now() - t0)
+                  .count();
+  EXPECT_LT(ms, 5000);
+  EXPECT_TRUE(rec_.events("Killing").empty());
+  EXPECT_TRUE(ReadFile(absl::StrCat("/proc/", pid, "/stat")).empty());
+  EXPECT_TRUE(
+      absl::StrContains(ReadFile(inst->log_path()), "drained, exiting"));
+  struct stat st;
+  EXPECT_NE(
+      stat(absl::StrCat(dir_.path(), "/instances/", inst->id(), ".pb").c_str(),
+           &st),
+      0);
+  EXPECT_TRUE(rt_->List().empty());
+  EXPECT_EQ(rt_->Stop(inst->id(), absl::Seconds(1)).code(),
+            absl::StatusCode::kNotFound);
+  // The log stays readable after the instance is gone.
+  auto log = rt_->LogPath(inst->id());
+  ASSERT_TRUE(log.ok());
+  EXPECT_EQ(*log, inst->log_path());
+}
+
+TEST_F(ProcessRuntimeTest, SigkillAfterGrace) {
+  auto inst = rt_->Start(Shell("trap '' TERM; sleep 100"));
+  ASSERT_TRUE(inst.ok());
+  pid_t pid = static_cast<pid_t>(inst->pid());
+  // Wait for the shell to have started its sleep (a second process in the
+  // group).
+  ASSERT_TRUE(WaitFor([&] {
+    std::string children =
+        ReadFile(absl::StrCat("/proc/", pid, "/task/", pid, "/children"));
+    return !children.empty();
+  }));
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(rt_->Stop(inst->id(), absl::Milliseconds(300)).ok());
+  ASSERT_TRUE(WaitFor([&] { return rec_.Removed(inst->id()); }));
+  double ms = std::chrono::duration<double, std::milli>(
+                  std::chrono::steady_clock::now() - t0)
+                  .count();
+  EXPECT_GE(ms, 290);
+  EXPECT_LT(ms, 5000);
+  auto killing = rec_.events("Killing");
+  ASSERT_EQ(killing.size(), 1u);
+  EXPECT_EQ(killing[0].event_message,
+            "instance did not exit within 300ms of SIGTERM; sent SIGKILL");
+  EXPECT_EQ(kill(-pid, 0), -1) << "process group still has members";
+  EXPECT_TRUE(ReadFile(absl::StrCat("/proc/", pid, "/stat")).empty());
+}
+
+TEST_F(ProcessRuntimeTest, LogFileIsCapped) {
+  rt_->Shutdown(true);
+  ProcessRuntimeOptions o = Options();
+  o.log_max_bytes = 64 << 10;
+  rt_ = std::make_unique<ProcessRuntime>(o);
+  auto inst =
+      rt_->Start(Shell("i=0; while [ $i -lt 4000 ]; do echo \"line $i "
+                       "...................................\"; "
+                       "i=$((i+1)); done; echo done >&2; exec sleep 100"));
+  ASSERT_TRUE(inst.ok());
+  std::string log = inst->log_path();
+  ASSERT_TRUE(WaitFor([&] {
+    struct stat st;
+    return stat((log + ".1").c_str(), &st) == 0 &&
+           stat(log.c_str(), &st) == 0 && st.st_size <= (64 << 10) &&
+           absl::StrContains(ReadFile(log), "done");
+  }));
+  std::string rotated = ReadFile(log + ".1");
+  EXPECT_GT(rotated.size(), 64u << 10);
+  EXPECT_TRUE(absl::StrContains(rotated, "line "));
+}
+
+TEST_F(ProcessRuntimeTest, AdoptionAfterRuntimeIsGone) {
+  auto a = rt_->Start(SampleApp());
+  auto b = rt_->Start(SampleApp({"--version", "v2"}));
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_TRUE(WaitReady(a->id()));
+  ASSERT_TRUE(WaitReady(b->id()));
+  // tidald goes away without stopping its instances.
+  rt_->Shutdown(false);
+  rt_.reset();
+  EXPECT_TRUE(Alive(a->pid()));
+  EXPECT_TRUE(Alive(b->pid()));
+
+  // A record of a dead process and one whose pid was reused: both dropped.
+  pid_t dead = fork();
+  if (dead == 0) _exit(0);
+  waitpid(dead, nullptr, 0);
+  runtime::InstanceRecord stale;
+  stale.set_id("hello-dead1");
+  stale.set_namespace_("default");
+  stale.set_app("hello");
+  stale.set_pid(dead);
+  stale.set_start_ticks(12345);
+  std::string data;
+  stale.SerializeToString(&data);
+  std::string stale_path = dir_.path() + "/instances/hello-dead1.pb";
+  { std::ofstream(stale_path, std::ios::binary) << data; }
+  runtime::InstanceRecord reused = stale;
+  reused.set_id("hello-reuse");
+  reused.set_pid(getpid());  // alive, but a different start time
+  reused.set_start_ticks(1);
+  reused.SerializeToString(&data);
+  std::string reused_path = dir_.path() + "/instances/hello-reuse.pb";
+  { std::ofstream(reused_path, std::ios::binary) << data; }
+
+  Recorder rec2;
+  rt_ = std::make_unique<ProcessRuntime>(Options());
+  rt_->SetListener(rec2.listener());
+  ASSERT_TRUE(rt_->Adopt().ok());
+  auto list = rt_->List();
+  ASSERT_EQ(list.size(), 2u);
+  std::set<std::string> ids = {list[0].id(), list[1].id()};
+  EXPECT_EQ(ids, (std::set<std::string>{a->id(), b->id()}));
+  struct stat st;
+  EXPECT_NE(stat(stale_path.c_str(), &st), 0);
+  EXPECT_NE(stat(reused_path.c_str(), &st), 0);
+  ASSERT_TRUE(WaitReady(a->id()));
+  ASSERT_TRUE(WaitReady(b->id()));
+  EXPECT_EQ(Find(a->id())->pid(), a->pid());
+  EXPECT_EQ(Find(a->id())->port(), a->port());
+  EXPECT_EQ(rec2.events("Adopted").size(), 2u);
+  // Adopting again is a no-op (no duplicates).
+  ASSERT_TRUE(rt_->Adopt().ok());
+  EXPECT_EQ(rt_->List().size(), 2u);
+
+  // Still supervised: a crash of an adopted instance is noticed and restarted.
+  ASSERT_EQ(kill(static_cast<pid_t>(a->pid()), SIGKILL), 0);
+  ASSERT_TRUE(WaitFor([&] { return !rec2.events("BackOff").empty(); }));
+  ASSERT_TRUE(WaitReady(a->id(), 1));
+  EXPECT_NE(Find(a->id())->pid(), a->pid());
+  EXPECT_TRUE(WaitFor([&] {
+    return ReadFile(absl::StrCat("/proc/", a->pid(), "/stat")).empty();
+  })) << "adopted process left as a zombie";
+  // New instances never get an adopted instance's port.
+  auto c = rt_->Start(SampleApp());
+  ASSERT_TRUE(c.ok());
+  EXPECT_NE(c->port(), a->port());
+  EXPECT_NE(c->port(), b->port());
+  // Stopping an adopted instance works too.
+  ASSERT_TRUE(rt_->Stop(b->id(), absl::Seconds(5)).ok());
+  ASSERT_TRUE(WaitFor([&] { return rec2.Removed(b->id()); }));
+  EXPECT_TRUE(WaitFor([&] {
+    return ReadFile(absl::StrCat("/proc/", b->pid(), "/stat")).empty();
+  }));
+}
+
+TEST_F(ProcessRuntimeTest, ShutdownStopsInstances) {
+  auto a = rt_->Start(SampleApp());
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE(WaitReady(a->id()));
+  rt_->Shutdown(true);
+  EXPECT_TRUE(ReadFile(absl::StrCat("/proc/", a->pid(), "/stat")).empty());
+  EXPECT_EQ(rt_->Start(SampleApp()).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(ProcessRuntimeTest, RecordWrittenForEveryInstance) {
+  // A record is on disk before the process runs: every live instance has one.
+  auto a = rt_->Start(SampleApp());
+  ASSERT_TRUE(a.ok());
+  runtime::InstanceRecord rec;
+  std::ifstream in(absl::StrCat(dir_.path(), "/instances/", a->id(), ".pb"),
+                   std::ios::binary);
+  ASSERT_TRUE(rec.ParseFromIstream(&in));
+  EXPECT_EQ(rec.pid(), a->pid());
+  EXPECT_GT(rec.start_ticks(), 0u);
+  EXPECT_EQ(rec.port(), a->port());
+  EXPECT_EQ(rec.template_().command(0), "tidal-sample-app");
+}
+
+}  // namespace
+}  // namespace tidal
