@@ -1629,51 +1629,6 @@ bool NeedsQuotes(const std::string& s) {
   return false;
 }
 
-void EmitYaml(YAML::Emitter& e, const Value& v) {
-  switch (v.type) {
-    case Value::kBool:
-      e << (v.b ? "true" : "false");
-      return;
-    case Value::kInt:
-      e << v.i;
-      return;
-    case Value::kDouble:
-      e << FormatDouble(v.d);
-      return;
-    case Value::kString:
-      if (NeedsQuotes(v.s)) {
-        e << YAML::DoubleQuoted << v.s;
-      } else {
-        e << v.s;
-      }
-      return;
-    case Value::kList: {
-      bool flow = std::all_of(v.list.begin(), v.list.end(),
-                              [](const Value& x) { return x.IsScalar(); });
-      if (flow) e << YAML::Flow;
-      e << YAML::BeginSeq;
-      for (const Value& x : v.list) EmitYaml(e, x);
-      e << YAML::EndSeq;
-      return;
-    }
-    case Value::kMap:
-      if (v.map.empty()) e << YAML::Flow;
-      e << YAML::BeginMap;
-      for (const auto& [k, x] : v.map) {
-        e << YAML::Key;
-        if (NeedsQuotes(k)) {
-          e << YAML::DoubleQuoted << k;
-        } else {
-          e << k;
-        }
-        e << YAML::Value;
-        EmitYaml(e, x);
-      }
-      e << YAML::EndMap;
-      return;
-  }
-}
-
 void JsonString(std::string* out, const std::string& s) {
   out->push_back('"');
   for (unsigned char c : s) {
@@ -1749,6 +1704,68 @@ void EmitJson(std::string* out, const Value& v, int indent) {
       }
       out->append(std::string(indent, ' ')).append("}");
       return;
+  }
+}
+
+std::string YamlScalar(const Value& v) {
+  switch (v.type) {
+    case Value::kBool:
+      return v.b ? "true" : "false";
+    case Value::kInt:
+      return absl::StrCat(v.i);
+    case Value::kDouble:
+      return FormatDouble(v.d);
+    case Value::kString:
+      if (NeedsQuotes(v.s)) {
+        // JSON's escapes are valid in a YAML double-quoted scalar.
+        std::string out;
+        JsonString(&out, v.s);
+        return out;
+      }
+      return v.s;
+    default:
+      return "";
+  }
+}
+
+// Block style with two-space indents, list items indented under their key
+// ("  - name: x"), lists of scalars in flow style ("[a, b]").
+void EmitYamlMap(std::string* out, const Value& m, int indent) {
+  const std::string pad(indent, ' ');
+  for (const auto& [k, v] : m.map) {
+    Value key = Value::Str(k);
+    absl::StrAppend(out, pad, YamlScalar(key), ":");
+    if (v.IsScalar()) {
+      absl::StrAppend(out, " ", YamlScalar(v), "\n");
+    } else if (v.type == Value::kMap) {
+      if (v.map.empty()) {
+        out->append(" {}\n");
+      } else {
+        out->append("\n");
+        EmitYamlMap(out, v, indent + 2);
+      }
+    } else if (v.list.empty() ||
+               std::all_of(v.list.begin(), v.list.end(),
+                           [](const Value& x) { return x.IsScalar(); })) {
+      std::vector<std::string> items;
+      for (const Value& x : v.list) items.push_back(YamlScalar(x));
+      absl::StrAppend(out, " [", absl::StrJoin(items, ", "), "]\n");
+    } else {
+      out->append("\n");
+      const std::string dash = std::string(indent + 2, ' ') + "- ";
+      for (const Value& x : v.list) {
+        if (x.IsScalar()) {
+          absl::StrAppend(out, dash, YamlScalar(x), "\n");
+        } else if (x.type == Value::kMap && !x.map.empty()) {
+          std::string item;
+          EmitYamlMap(&item, x, indent + 4);
+          item.replace(0, dash.size(), dash);
+          out->append(item);
+        } else {
+          absl::StrAppend(out, dash, x.type == Value::kMap ? "{}" : "[]", "\n");
+        }
+      }
+    }
   }
 }
 
@@ -1862,11 +1879,10 @@ std::vector<SpecError> ValidateApp(const tidal::v1::App& app) {
 }
 
 std::string AppToYaml(const tidal::v1::App& app) {
-  YAML::Emitter e;
-  e.SetIndent(2);
-  EmitYaml(e, ToValue(app));
-  std::string out = e.c_str();
-  if (!out.empty() && out.back() != '\n') out.push_back('\n');
+  std::string out;
+  Value v = ToValue(app);
+  if (v.map.empty()) return "{}\n";
+  EmitYamlMap(&out, v, 0);
   return out;
 }
 
