@@ -1,0 +1,189 @@
+// AppScaler: schedules (midnight, DST, overlaps), the predictive floor,
+// determinism, reasons and persisted state.
+
+#include "scaler/autoscaler.h"
+
+#include <random>
+
+#include "absl/time/civil_time.h"
+#include "gtest/gtest.h"
+
+namespace tidal::scaler {
+namespace {
+
+absl::Time At(const char* zone, int y, int mo, int d, int h, int mi) {
+  absl::TimeZone tz;
+  EXPECT_TRUE(absl::LoadTimeZone(zone, &tz));
+  return absl::FromCivil(absl::CivilMinute(y, mo, d, h, mi), tz);
+}
+
+tidal::v1::ScalingSchedule* AddSchedule(tidal::v1::Scaling* s, const char* name,
+                                        const char* cron, const char* zone,
+                                        int64_t hours, int min) {
+  auto* sc = s->add_schedules();
+  sc->set_name(name);
+  sc->set_cron(cron);
+  sc->set_time_zone(zone);
+  sc->set_duration_ms(hours * 3600 * 1000);
+  sc->set_min_replicas(min);
+  return sc;
+}
+
+int MinAt(const tidal::v1::Scaling& spec, absl::Time t) {
+  auto s = AppScaler::Create(spec, t - absl::Hours(30));
+  EXPECT_TRUE(s.ok()) << s.status();
+  return (*s)->Decide(t).min_replicas;
+}
+
+TEST(ScheduleTest, AcrossMidnight) {
+  tidal::v1::Scaling spec;
+  spec.set_algorithm("kpa");
+  AddSchedule(&spec, "night", "0 22 * * *", "Asia/Shanghai", 4, 20);
+  EXPECT_EQ(MinAt(spec, At("Asia/Shanghai", 2024, 5, 6, 21, 59)), 0);
+  EXPECT_EQ(MinAt(spec, At("Asia/Shanghai", 2024, 5, 6, 22, 0)), 20);
+  EXPECT_EQ(MinAt(spec, At("Asia/Shanghai", 2024, 5, 6, 23, 30)), 20);
+  EXPECT_EQ(MinAt(spec, At("Asia/Shanghai", 2024, 5, 7, 1, 59)), 20);
+  EXPECT_EQ(MinAt(spec, At("Asia/Shanghai", 2024, 5, 7, 2, 0)), 0);
+  // The desired count follows, with the schedule named.
+  auto s = AppScaler::Create(spec, At("Asia/Shanghai", 2024, 5, 6, 12, 0));
+  Decision d = (*s)->Decide(At("Asia/Shanghai", 2024, 5, 6, 23, 0));
+  EXPECT_EQ(d.desired_replicas, 20);
+  EXPECT_EQ(d.active_schedules, std::vector<std::string>{"night"});
+  EXPECT_EQ(d.reason, "schedule night min 20: 0 → 20");
+}
+
+TEST(ScheduleTest, AcrossDstChange) {
+  tidal::v1::Scaling spec;
+  AddSchedule(&spec, "early", "30 1 * * *", "America/New_York", 2, 5);
+  // 2024-03-10: clocks go from 02:00 EST to 03:00 EDT. The window opens at
+  // 01:30 EST and lasts two real hours: until 04:30 EDT.
+  EXPECT_EQ(MinAt(spec, At("America/New_York", 2024, 3, 10, 1, 29)), 0);
+  EXPECT_EQ(MinAt(spec, At("America/New_York", 2024, 3, 10, 1, 31)), 5);
+  EXPECT_EQ(MinAt(spec, At("America/New_York", 2024, 3, 10, 4, 29)), 5);
+  EXPECT_EQ(MinAt(spec, At("America/New_York", 2024, 3, 10, 4, 31)), 0);
+  // 2024-11-03: 01:30 happens twice; the schedule fires at the first one
+  // and lasts two real hours: until 02:30 EST.
+  EXPECT_EQ(MinAt(spec, At("America/New_York", 2024, 11, 3, 2, 29)), 5);
+  EXPECT_EQ(MinAt(spec, At("America/New_York", 2024, 11, 3, 2, 31)), 0);
+}
+
+TEST(ScheduleTest, OverlappingTakeLargestMinimum) {
+  tidal::v1::Scaling spec;
+  spec.set_min_replicas(2);
+  AddSchedule(&spec, "lunch", "0 12 * * *", "UTC", 2, 5);
+  AddSchedule(&spec, "launch", "0 13 * * *", "UTC", 1, 20);
+  auto s = AppScaler::Create(spec, At("UTC", 2024, 1, 1, 0, 0));
+  EXPECT_EQ((*s)->Decide(At("UTC", 2024, 1, 1, 11, 0)).min_replicas, 2);
+  EXPECT_EQ((*s)->Decide(At("UTC", 2024, 1, 1, 12, 30)).min_replicas, 5);
+  Decision d = (*s)->Decide(At("UTC", 2024, 1, 1, 13, 30));
+  EXPECT_EQ(d.min_replicas, 20);
+  EXPECT_EQ(d.active_schedules, (std::vector<std::string>{"lunch", "launch"}));
+  EXPECT_EQ((*s)->Decide(At("UTC", 2024, 1, 1, 14, 30)).min_replicas, 2);
+}
+
+TEST(PredictionTest, RaisesFloorAheadOfDailyPeak) {
+  tidal::v1::Scaling spec;
+  spec.mutable_predictive()->set_enabled(true);
+  AppScalerOptions o;
+  o.container_concurrency = 1;
+  o.start_duration = absl::Seconds(30);
+  const absl::Time day0 = At("UTC", 2024, 1, 1, 0, 0);
+  auto s = AppScaler::Create(spec, day0, o);
+  ASSERT_TRUE(s.ok());
+  // Day 0: 10 concurrent requests from 12:00 to 13:00 UTC, nothing else.
+  for (int sec = 0; sec < 86400; ++sec) {
+    MetricSample m;
+    m.time = day0 + absl::Seconds(sec);
+    const bool peak = sec >= 12 * 3600 && sec < 13 * 3600;
+    m.concurrency = peak ? 10 : 0;
+    m.requests = peak ? 10 : 0;
+    (*s)->Record(m);
+  }
+  const absl::Time day1 = day0 + absl::Hours(24);
+  // Before the lookahead (start time 30 s + tick 2 s): no floor.
+  EXPECT_EQ(
+      (*s)->Decide(day1 + absl::Hours(12) - absl::Minutes(5)).min_replicas, 0);
+  // 20 s ahead of the peak, with no traffic yet: the floor is up.
+  Decision d = (*s)->Decide(day1 + absl::Hours(12) - absl::Seconds(20));
+  EXPECT_EQ(d.min_replicas, 14);  // min(ceil(10 / 0.7), ceil(10 + sqrt(10)))
+  EXPECT_EQ(d.desired_replicas, 14);
+  EXPECT_NE(d.reason.find("predicted concurrency 10"), std::string::npos)
+      << d.reason;
+  // And it persists: a new scaler restored from the state predicts the same.
+  auto s2 = AppScaler::Create(spec, day1, o);
+  ASSERT_TRUE((*s2)->RestoreState((*s)->SaveState()).ok());
+  EXPECT_EQ((*s2)->SaveState(), (*s)->SaveState());
+  EXPECT_EQ(
+      (*s2)->Decide(day1 + absl::Hours(12) - absl::Seconds(20)).min_replicas,
+      14);
+  EXPECT_FALSE((*s2)->RestoreState("garbage").ok());
+}
+
+std::vector<std::pair<int, std::string>> RunScaler(
+    const tidal::v1::Scaling& spec) {
+  const absl::Time t0 = At("UTC", 2024, 1, 1, 0, 0);
+  AppScalerOptions o;
+  o.container_concurrency = 4;
+  auto s = AppScaler::Create(spec, t0, o);
+  std::mt19937_64 rng(42);
+  std::vector<std::pair<int, std::string>> out;
+  int ready = 1;
+  for (int sec = 0; sec < 3600; ++sec) {
+    MetricSample m;
+    m.time = t0 + absl::Seconds(sec);
+    m.concurrency = (sec / 600) % 2 ? static_cast<double>(rng() % 40) : 0;
+    m.requests = m.concurrency;
+    (*s)->Record(m);
+    if (sec % 2 == 0) {
+      (*s)->SetInstances(ready, ready);
+      Decision d = (*s)->Decide(t0 + absl::Seconds(sec + 1));
+      out.push_back({d.desired_replicas, d.reason});
+      ready = d.desired_replicas;
+    }
+  }
+  return out;
+}
+
+TEST(DeterminismTest, SameInputsSameDecisions) {
+  for (const char* algo : {"tidal", "kpa", "hpa", "keepalive"}) {
+    tidal::v1::Scaling spec;
+    spec.set_algorithm(algo);
+    auto a = RunScaler(spec), b = RunScaler(spec);
+    EXPECT_EQ(a, b) << algo;
+    int changes = 0;
+    for (size_t i = 1; i < a.size(); ++i)
+      changes += a[i].first != a[i - 1].first;
+    EXPECT_GT(changes, 2) << algo;
+  }
+}
+
+TEST(AppScalerTest, ReasonNamesMetricTargetAndChange) {
+  tidal::v1::Scaling spec;
+  spec.set_algorithm("kpa");
+  spec.set_target(10);
+  const absl::Time t0 = At("UTC", 2024, 1, 1, 0, 0);
+  auto s = AppScaler::Create(spec, t0);
+  (*s)->SetInstances(10, 10);
+  for (int i = 0; i < 60; ++i) {
+    (*s)->Record({t0 + absl::Seconds(i), 95, 95});
+  }
+  Decision d = (*s)->Decide(t0 + absl::Seconds(60));
+  EXPECT_EQ(d.desired_replicas, 14);  // ceil(95 / 7)
+  EXPECT_EQ(d.reason, "concurrency 95 over target 7 per instance: 10 → 14");
+  EXPECT_DOUBLE_EQ(d.value, 95);
+  EXPECT_DOUBLE_EQ(d.target, 7);
+  EXPECT_FALSE(d.panic);
+}
+
+TEST(AppScalerTest, InvalidSpecIsRejected) {
+  tidal::v1::Scaling spec;
+  spec.set_metric("latency");
+  EXPECT_EQ(AppScaler::Create(spec, absl::UnixEpoch()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  tidal::v1::Scaling bad_cron;
+  AddSchedule(&bad_cron, "x", "61 * * * *", "UTC", 1, 1);
+  EXPECT_FALSE(AppScaler::Create(bad_cron, absl::UnixEpoch()).ok());
+}
+
+}  // namespace
+}  // namespace tidal::scaler
