@@ -339,6 +339,7 @@ struct Proc {
   int crash_count = 0;
   absl::Time run_start;
   std::chrono::steady_clock::time_point probing_since;
+  std::chrono::steady_clock::time_point spawned_at;
   int ready_successes = 0;
   int ready_failures = 0;
   int live_failures = 0;
@@ -536,6 +537,7 @@ class ProcessRuntime::Impl {
         p->own_child = false;
         p->gen = 1;
         p->run_start = clock_->Now();
+        p->spawned_at = std::chrono::steady_clock::now();
         auto& info = p->info;
         info.set_id(rec.id());
         info.set_namespace_(rec.namespace_());
@@ -841,6 +843,7 @@ class ProcessRuntime::Impl {
       return absl::InternalError(absl::StrCat("fork: ", strerror(fork_errno)));
     }
     p.pid = pid;
+    p.spawned_at = std::chrono::steady_clock::now();
     p.start_ticks = 0;
     ReadProcStat(pid, &p.start_ticks, nullptr);
     p.run_start = clock_->Now();
@@ -1019,11 +1022,10 @@ class ProcessRuntime::Impl {
           p->info.clear_message();
           *p->info.mutable_ready_time() = ToProtoTime(clock_->Now());
           if (!p->ever_ready) {
-            log_->info(
-                "app={}/{} instance {} ready after {}", p->info.namespace_(),
-                p->info.app(), p->info.id(),
-                ShortDuration(absl::FromChrono(
-                    std::chrono::steady_clock::now() - p->probing_since)));
+            log_->info("app={}/{} instance {} ready {} after start",
+                       p->info.namespace_(), p->info.app(), p->info.id(),
+                       absl::FormatDuration(absl::FromChrono(
+                           std::chrono::steady_clock::now() - p->spawned_at)));
           }
           p->ever_ready = true;
           changes.push_back(Change(*p));
