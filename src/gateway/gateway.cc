@@ -35,6 +35,8 @@ using tcp = asio::ip::tcp;
 
 constexpr size_t kBodyChunk = 64 * 1024;
 constexpr int64_t kSweepMs = 50;
+constexpr int64_t kTrustIdleMs =
+    100;  // pooled connections younger than this are used unchecked
 constexpr int64_t kDownForNs =
     1'000'000'000;  // skip a refusing instance for 1 s
 
@@ -470,8 +472,11 @@ void Session::OnLease(std::shared_ptr<EndpointState> lease) {
     auto& idle = it->second.idle;
     while (!idle.empty()) {
       tcp::socket s = std::move(idle.back().socket);
+      int64_t idle_for = MonoMs() - idle.back().since_ms;
       idle.pop_back();
-      if (StillOpen(s)) {
+      // Under load a connection is idle for microseconds: skip the check (a
+      // syscall). After a pause the instance may have closed it.
+      if (idle_for < kTrustIdleMs || StillOpen(s)) {
         upstream_ = std::move(s);
         reused_ = true;
         ubuf_.clear();
