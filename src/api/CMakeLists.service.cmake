@@ -1,0 +1,8 @@
+# tidal_api: the gRPC service (TidalService, StartServer), label selectors and
+# the grpc::Status <-> absl::Status helper.
+add_library(tidal_api
+  ${CMAKE_CURRENT_LIST_DIR}/service.cc
+  ${CMAKE_CURRENT_LIST_DIR}/grpc_status.cc
+  ${CMAKE_CURRENT_LIST_DIR}/label_selector.cc)
+target_link_libraries(tidal_api PUBLIC tidal_proto tidal_spec tidal_common gRPC::grpc++
+  absl::random_random absl::str_format)

@@ -1,0 +1,779 @@
+#include "api/service.h"
+
+#include <google/protobuf/util/message_differencer.h>
+#include <grpcpp/grpcpp.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <set>
+#include <utility>
+#include <vector>
+
+#include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
+#include "api/grpc_status.h"
+#include "api/label_selector.h"
+#include "api/spec.h"
+#include "common/logging.h"
+#include "common/proto_time.h"
+#include "common/status_macros.h"
+#include "store/keys.h"
+#include "tidal/v1/api.grpc.pb.h"
+
+namespace tidal {
+namespace {
+
+using google::protobuf::util::MessageDifferencer;
+
+std::string NamespaceOr(const std::string& ns) {
+  return ns.empty() ? "default" : ns;
+}
+
+absl::Status AppNotFound(const std::string& ns, const std::string& name) {
+  return absl::NotFoundError(
+      absl::StrCat("app \"", name, "\" not found in namespace \"", ns, "\""));
+}
+
+absl::StatusOr<v1::App> DecodeApp(const KeyValue& kv) {
+  v1::App app;
+  if (!app.ParseFromString(kv.value)) {
+    return absl::DataLossError(
+        absl::StrCat("cannot decode the app stored at ", kv.key));
+  }
+  app.mutable_metadata()->set_resource_version(kv.resource_version);
+  return app;
+}
+
+std::string EncodeApp(v1::App app) {
+  app.mutable_metadata()->set_resource_version(0);
+  return app.SerializeAsString();
+}
+
+template <typename MapT>
+std::map<std::string, std::string> ToStdMap(const MapT& m) {
+  return std::map<std::string, std::string>(m.begin(), m.end());
+}
+
+bool SameMetaAndSpec(const v1::App& a, const v1::App& b) {
+  return MessageDifferencer::Equals(a.spec(), b.spec()) &&
+         ToStdMap(a.metadata().labels()) == ToStdMap(b.metadata().labels()) &&
+         ToStdMap(a.metadata().annotations()) ==
+             ToStdMap(b.metadata().annotations());
+}
+
+// "/apps/ns/name" -> (ns, name).
+std::pair<std::string, std::string> SplitAppKey(const std::string& key) {
+  absl::string_view rest = key;
+  absl::ConsumePrefix(&rest, keys::AppPrefix());
+  size_t slash = rest.find('/');
+  if (slash == absl::string_view::npos) return {"", std::string(rest)};
+  return {std::string(rest.substr(0, slash)),
+          std::string(rest.substr(slash + 1))};
+}
+
+// Last `n` lines of `data` (all when n <= 0).
+std::string TailLines(const std::string& data, int64_t n) {
+  if (n <= 0) return data;
+  size_t end = data.size();
+  if (end > 0 && data[end - 1] == '\n') --end;
+  size_t pos = end;
+  int64_t lines = 0;
+  while (pos > 0) {
+    if (data[pos - 1] == '\n' && ++lines == n) break;
+    --pos;
+  }
+  return data.substr(pos);
+}
+
+struct FileId {
+  dev_t dev = 0;
+  ino_t ino = 0;
+  bool operator!=(const FileId& o) const {
+    return dev != o.dev || ino != o.ino;
+  }
+};
+
+bool StatFile(const std::string& path, FileId* id, int64_t* size) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return false;
+  id->dev = st.st_dev;
+  id->ino = st.st_ino;
+  *size = st.st_size;
+  return true;
+}
+
+// Reads [offset, offset+max) of a file.
+std::string ReadRange(const std::string& path, int64_t offset, int64_t max) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return "";
+  in.seekg(offset);
+  std::string buf(static_cast<size_t>(max), '\0');
+  in.read(buf.data(), max);
+  buf.resize(static_cast<size_t>(in.gcount()));
+  return buf;
+}
+
+constexpr int64_t kLogChunk = 64 * 1024;
+
+}  // namespace
+
+struct TidalService::Impl {
+  Impl(Store* s, Runtime* r, Clock* c, ServiceOptions o)
+      : store(s),
+        runtime(r),
+        clock(c),
+        options(std::move(o)),
+        log(GetLogger("api")) {}
+
+  std::string NewUid() {
+    absl::MutexLock lock(&mu);
+    uint64_t hi = absl::Uniform<uint64_t>(bitgen);
+    uint64_t lo = absl::Uniform<uint64_t>(bitgen);
+    hi = (hi & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;  // version 4
+    lo = (lo & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;  // variant 10
+    return absl::StrFormat("%08x-%04x-%04x-%04x-%012x", hi >> 32,
+                           (hi >> 16) & 0xffff, hi & 0xffff, lo >> 48,
+                           lo & 0xffffffffffffULL);
+  }
+
+  // Constant after construction.
+  Store* const store;
+  Runtime* const runtime;
+  Clock* const clock;
+  const ServiceOptions options;
+  const std::shared_ptr<spdlog::logger> log;
+
+  absl::Mutex mu;
+  absl::BitGen bitgen ABSL_GUARDED_BY(mu);
+};
+
+TidalService::TidalService(Store* store, Runtime* runtime, Clock* clock,
+                           ServiceOptions options)
+    : impl_(std::make_unique<Impl>(store, runtime, clock, std::move(options))) {
+}
+
+TidalService::~TidalService() = default;
+
+absl::StatusOr<v1::ApplyResponse> TidalService::Apply(
+    const v1::ApplyRequest& req) {
+  const std::string default_ns = NamespaceOr(req.default_namespace());
+  std::vector<v1::App> apps;
+  std::vector<std::string> errors;
+  if (!req.yaml().empty()) {
+    spec::ParseResult parsed = spec::ParseApps(
+        req.yaml(), req.source().empty() ? "<request>" : req.source(),
+        default_ns);
+    for (const auto& e : parsed.errors) errors.push_back(e.ToString());
+    for (auto& p : parsed.apps) apps.push_back(std::move(p.app));
+  }
+  for (int i = 0; i < req.apps_size(); ++i) {
+    v1::App app = req.apps(i);
+    if (app.metadata().namespace_().empty())
+      app.mutable_metadata()->set_namespace_(default_ns);
+    for (const auto& e : spec::ValidateApp(app)) {
+      std::string where =
+          app.metadata().name().empty()
+              ? absl::StrCat("apps[", i, "]")
+              : absl::StrCat("app ", app.metadata().namespace_(), "/",
+                             app.metadata().name());
+      errors.push_back(absl::StrCat(where, ": ", e.ToString()));
+    }
+    apps.push_back(std::move(app));
+  }
+  if (errors.empty()) {
+    std::set<std::string> seen;
+    for (const auto& app : apps) {
+      std::string key =
+          keys::App(app.metadata().namespace_(), app.metadata().name());
+      if (!seen.insert(key).second) {
+        errors.push_back(
+            absl::StrCat("app \"", app.metadata().name(), "\" in namespace \"",
+                         app.metadata().namespace_(),
+                         "\" appears more than once in this apply"));
+      }
+    }
+  }
+  if (!errors.empty())
+    return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));
+  if (apps.empty())
+    return absl::InvalidArgumentError("nothing to apply: no App documents");
+
+  absl::Status last;
+  for (int attempt = 0; attempt < std::max(1, impl_->options.apply_attempts);
+       ++attempt) {
+    v1::ApplyResponse resp;
+    std::vector<Op> ops;
+    std::vector<int> written;  // result index of each op
+    const absl::Time now = impl_->clock->Now();
+    for (const v1::App& in : apps) {
+      const std::string& ns = in.metadata().namespace_();
+      const std::string& name = in.metadata().name();
+      const std::string key = keys::App(ns, name);
+      v1::App out;
+      std::string action;
+      int64_t expected = 0;
+      auto cur = impl_->store->Get(key);
+      if (cur.ok()) {
+        ASSIGN_OR_RETURN(v1::App existing, DecodeApp(*cur));
+        if (existing.metadata().has_deletion_timestamp()) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "app \"", name, "\" in namespace \"", ns,
+              "\" is being deleted; apply it again once it is gone"));
+        }
+        expected = cur->resource_version;
+        out = existing;
+        *out.mutable_spec() = in.spec();
+        *out.mutable_metadata()->mutable_labels() = in.metadata().labels();
+        *out.mutable_metadata()->mutable_annotations() =
+            in.metadata().annotations();
+        if (!req.change_cause().empty()) {
+          (*out.mutable_metadata()
+                ->mutable_annotations())[kChangeCauseAnnotation] =
+              req.change_cause();
+        }
+        if (SameMetaAndSpec(existing, out)) {
+          action = "unchanged";
+        } else {
+          action = "configured";
+          out.mutable_metadata()->set_generation(
+              existing.metadata().generation() + 1);
+        }
+      } else if (absl::IsNotFound(cur.status())) {
+        action = "created";
+        out = in;
+        out.clear_status();
+        auto* md = out.mutable_metadata();
+        md->set_uid(impl_->NewUid());
+        md->set_generation(1);
+        md->set_resource_version(0);
+        *md->mutable_creation_timestamp() = ToProtoTime(now);
+        md->clear_deletion_timestamp();
+        if (!req.change_cause().empty()) {
+          (*md->mutable_annotations())[kChangeCauseAnnotation] =
+              req.change_cause();
+        }
+      } else {
+        return cur.status();
+      }
+      if (out.api_version().empty()) out.set_api_version("tidal.dev/v1");
+      if (out.kind().empty()) out.set_kind("App");
+      v1::ApplyResult* r = resp.add_results();
+      r->set_namespace_(ns);
+      r->set_name(name);
+      r->set_action(action);
+      if (action != "unchanged") {
+        ops.push_back(Op::Put(key, EncodeApp(out), expected));
+        written.push_back(resp.results_size() - 1);
+      }
+      *r->mutable_app() = std::move(out);
+    }
+    if (req.dry_run() || ops.empty()) return resp;
+    auto rev = impl_->store->Txn(ops);
+    if (rev.ok()) {
+      for (int i : written)
+        resp.mutable_results(i)
+            ->mutable_app()
+            ->mutable_metadata()
+            ->set_resource_version(*rev);
+      for (const auto& r : resp.results()) {
+        impl_->log->info("apply app={}/{} action={} generation={}",
+                         r.namespace_(), r.name(), r.action(),
+                         r.app().metadata().generation());
+      }
+      return resp;
+    }
+    if (!absl::IsFailedPrecondition(rev.status())) return rev.status();
+    last = rev.status();
+    impl_->log->debug("apply conflict (attempt {}): {}", attempt + 1,
+                      last.ToString());
+  }
+  return absl::AbortedError(absl::StrCat(
+      "apply kept conflicting with concurrent writers: ", last.message()));
+}
+
+absl::StatusOr<v1::App> TidalService::Get(const v1::GetRequest& req) {
+  const std::string ns = NamespaceOr(req.namespace_());
+  if (req.name().empty())
+    return absl::InvalidArgumentError("app name is required");
+  auto kv = impl_->store->Get(keys::App(ns, req.name()));
+  if (absl::IsNotFound(kv.status())) return AppNotFound(ns, req.name());
+  if (!kv.ok()) return kv.status();
+  return DecodeApp(*kv);
+}
+
+absl::StatusOr<v1::ListResponse> TidalService::List(
+    const v1::ListRequest& req) {
+  ASSIGN_OR_RETURN(LabelSelector sel,
+                   LabelSelector::Parse(req.label_selector()));
+  std::string prefix = req.all_namespaces()
+                           ? keys::AppPrefix()
+                           : keys::AppPrefix(NamespaceOr(req.namespace_()));
+  ASSIGN_OR_RETURN(ListResult list, impl_->store->List(prefix));
+  v1::ListResponse resp;
+  resp.set_resource_version(list.resource_version);
+  for (const KeyValue& kv : list.items) {
+    ASSIGN_OR_RETURN(v1::App app, DecodeApp(kv));
+    if (!sel.Matches(ToStdMap(app.metadata().labels()))) continue;
+    *resp.add_apps() = std::move(app);
+  }
+  return resp;
+}
+
+absl::StatusOr<v1::DeleteResponse> TidalService::Delete(
+    const v1::DeleteRequest& req) {
+  const std::string ns = NamespaceOr(req.namespace_());
+  if (req.name().empty())
+    return absl::InvalidArgumentError("app name is required");
+  const std::string key = keys::App(ns, req.name());
+  absl::Status last;
+  for (int attempt = 0; attempt < std::max(1, impl_->options.apply_attempts);
+       ++attempt) {
+    auto kv = impl_->store->Get(key);
+    if (absl::IsNotFound(kv.status())) return AppNotFound(ns, req.name());
+    if (!kv.ok()) return kv.status();
+    ASSIGN_OR_RETURN(v1::App app, DecodeApp(*kv));
+    v1::DeleteResponse resp;
+    if (app.metadata().has_deletion_timestamp()) {
+      *resp.mutable_app() = std::move(app);
+      return resp;  // already marked
+    }
+    *app.mutable_metadata()->mutable_deletion_timestamp() =
+        ToProtoTime(impl_->clock->Now());
+    if (req.dry_run()) {
+      *resp.mutable_app() = std::move(app);
+      return resp;
+    }
+    auto rev =
+        impl_->store->Txn({Op::Put(key, EncodeApp(app), kv->resource_version)});
+    if (rev.ok()) {
+      app.mutable_metadata()->set_resource_version(*rev);
+      impl_->log->info("delete app={}/{}: marked for deletion", ns, req.name());
+      *resp.mutable_app() = std::move(app);
+      return resp;
+    }
+    if (!absl::IsFailedPrecondition(rev.status())) return rev.status();
+    last = rev.status();
+  }
+  return absl::AbortedError(absl::StrCat(
+      "delete kept conflicting with concurrent writers: ", last.message()));
+}
+
+absl::StatusOr<v1::ListInstancesResponse> TidalService::ListInstances(
+    const v1::ListInstancesRequest& req) {
+  if (impl_->runtime == nullptr) {
+    return absl::FailedPreconditionError(
+        "this tidald runs no runtime, so it has no instances");
+  }
+  std::string ns = req.all_namespaces() ? "" : NamespaceOr(req.namespace_());
+  v1::ListInstancesResponse resp;
+  std::vector<v1::Instance> list = impl_->runtime->List(ns, req.app());
+  std::sort(list.begin(), list.end(),
+            [](const v1::Instance& a, const v1::Instance& b) {
+              return std::tie(a.namespace_(), a.app(), a.id()) <
+                     std::tie(b.namespace_(), b.app(), b.id());
+            });
+  for (auto& inst : list) *resp.add_instances() = std::move(inst);
+  return resp;
+}
+
+absl::StatusOr<v1::ListEventsResponse> TidalService::ListEvents(
+    const v1::ListEventsRequest& req) {
+  std::string prefix;
+  if (req.all_namespaces()) {
+    prefix = "/events/";
+  } else if (req.app().empty()) {
+    prefix = absl::StrCat("/events/", NamespaceOr(req.namespace_()), "/");
+  } else {
+    prefix = keys::EventPrefix(NamespaceOr(req.namespace_()), req.app());
+  }
+  ASSIGN_OR_RETURN(ListResult list, impl_->store->List(prefix));
+  std::vector<std::pair<v1::Event, int64_t>> events;
+  for (const KeyValue& kv : list.items) {
+    v1::Event e;
+    if (!e.ParseFromString(kv.value)) {
+      impl_->log->warn("cannot decode the event stored at {}", kv.key);
+      continue;
+    }
+    if (req.all_namespaces() && !req.app().empty() &&
+        e.involved().name() != req.app())
+      continue;
+    events.emplace_back(std::move(e), kv.resource_version);
+  }
+  auto when = [](const v1::Event& e) {
+    return e.has_last_time() ? FromProtoTime(e.last_time())
+                             : FromProtoTime(e.first_time());
+  };
+  std::stable_sort(events.begin(), events.end(),
+                   [&](const auto& a, const auto& b) {
+                     absl::Time ta = when(a.first), tb = when(b.first);
+                     if (ta != tb) return ta < tb;
+                     return a.second < b.second;
+                   });
+  size_t start = 0;
+  if (req.limit() > 0 && events.size() > static_cast<size_t>(req.limit())) {
+    start = events.size() - req.limit();
+  }
+  v1::ListEventsResponse resp;
+  for (size_t i = start; i < events.size(); ++i)
+    *resp.add_events() = std::move(events[i].first);
+  return resp;
+}
+
+v1::VersionResponse TidalService::Version() const {
+  v1::VersionResponse v;
+  v.set_version(impl_->options.version);
+  v.set_store(impl_->options.store_name);
+  v.set_runtime(impl_->options.runtime_name);
+  return v;
+}
+
+absl::Status TidalService::Watch(
+    const v1::WatchRequest& req,
+    const std::function<bool(const v1::WatchEvent&)>& send,
+    const Cancelled& cancelled) {
+  ASSIGN_OR_RETURN(LabelSelector sel,
+                   LabelSelector::Parse(req.label_selector()));
+  const std::string prefix =
+      req.all_namespaces() ? keys::AppPrefix()
+                           : keys::AppPrefix(NamespaceOr(req.namespace_()));
+  // What this client has been told: key -> the app as last sent (matching
+  // only).
+  std::map<std::string, v1::App> known;
+  auto done = [&] { return stopping() || (cancelled && cancelled()); };
+  auto emit = [&](const char* type, const v1::App& app) {
+    v1::WatchEvent ev;
+    ev.set_type(type);
+    *ev.mutable_app() = app;
+    return send(ev);
+  };
+  // Lists the current state and sends the differences from `known`.
+  auto relist = [&](int64_t* from) -> absl::Status {
+    ASSIGN_OR_RETURN(ListResult list, impl_->store->List(prefix));
+    std::map<std::string, v1::App> now;
+    for (const KeyValue& kv : list.items) {
+      ASSIGN_OR_RETURN(v1::App app, DecodeApp(kv));
+      if (sel.Matches(ToStdMap(app.metadata().labels())))
+        now.emplace(kv.key, std::move(app));
+    }
+    for (const auto& [key, app] : known) {
+      if (!now.count(key) && !emit("DELETED", app))
+        return absl::CancelledError("client gone");
+    }
+    for (const auto& [key, app] : now) {
+      auto it = known.find(key);
+      if (it == known.end()) {
+        if (!emit("ADDED", app)) return absl::CancelledError("client gone");
+      } else if (it->second.metadata().resource_version() !=
+                 app.metadata().resource_version()) {
+        if (!emit("MODIFIED", app)) return absl::CancelledError("client gone");
+      }
+    }
+    known = std::move(now);
+    *from = list.resource_version;
+    return absl::OkStatus();
+  };
+
+  int64_t from = req.resource_version();
+  const bool resumed = from > 0;
+  if (!resumed) RETURN_IF_ERROR(relist(&from));
+  std::unique_ptr<tidal::Watch> watch;
+  while (!done()) {
+    if (!watch) {
+      auto w = impl_->store->WatchPrefix(prefix, from);
+      if (absl::IsOutOfRange(w.status())) {
+        RETURN_IF_ERROR(relist(&from));
+        continue;
+      }
+      if (!w.ok()) return w.status();
+      watch = std::move(*w);
+    }
+    auto events = watch->Next(impl_->options.poll_interval);
+    if (absl::IsOutOfRange(events.status())) {
+      impl_->log->info("watch {} fell behind; re-listing", prefix);
+      watch.reset();
+      RETURN_IF_ERROR(relist(&from));
+      continue;
+    }
+    if (!events.ok()) {
+      if (done()) break;
+      return events.status();
+    }
+    for (const tidal::WatchEvent& e : *events) {
+      from = std::max(from, e.kv.resource_version);
+      auto it = known.find(e.kv.key);
+      if (e.type == tidal::WatchEvent::Type::kDelete) {
+        v1::App app;
+        if (it != known.end()) {
+          app = it->second;
+        } else if (e.kv.value.empty() || !app.ParseFromString(e.kv.value)) {
+          if (!sel.empty()) continue;
+          auto [ns, name] = SplitAppKey(e.kv.key);
+          app.mutable_metadata()->set_namespace_(ns);
+          app.mutable_metadata()->set_name(name);
+        } else if (!sel.Matches(ToStdMap(app.metadata().labels()))) {
+          continue;
+        }
+        app.mutable_metadata()->set_resource_version(e.kv.resource_version);
+        if (it != known.end()) known.erase(it);
+        if (!emit("DELETED", app)) return absl::OkStatus();
+        continue;
+      }
+      auto decoded = DecodeApp(e.kv);
+      if (!decoded.ok()) {
+        impl_->log->warn("{}", decoded.status().ToString());
+        continue;
+      }
+      const bool matches = sel.Matches(ToStdMap(decoded->metadata().labels()));
+      const char* type = nullptr;
+      if (matches) {
+        if (it != known.end()) {
+          type = "MODIFIED";
+        } else if (e.prev_version != 0 && resumed) {
+          type = "MODIFIED";  // the client may know it from its own list
+        } else {
+          type = "ADDED";  // new, or newly selected
+        }
+        known[e.kv.key] = *decoded;
+      } else if (it != known.end()) {
+        type = "DELETED";  // no longer selected
+        known.erase(it);
+      }
+      if (type != nullptr && !emit(type, *decoded)) return absl::OkStatus();
+    }
+  }
+  if (watch) watch->Cancel();
+  return absl::OkStatus();
+}
+
+absl::Status TidalService::Logs(
+    const v1::LogsRequest& req,
+    const std::function<bool(const v1::LogChunk&)>& send,
+    const Cancelled& cancelled) {
+  if (impl_->runtime == nullptr) {
+    return absl::FailedPreconditionError(
+        "this tidald runs no runtime, so it has no logs");
+  }
+  const std::string ns = NamespaceOr(req.namespace_());
+  if (req.app().empty())
+    return absl::InvalidArgumentError("app name is required");
+  auto list_instances = [&]() {
+    std::vector<v1::Instance> out;
+    for (auto& inst : impl_->runtime->List(ns, req.app())) {
+      if (req.instance().empty() || inst.id() == req.instance())
+        out.push_back(std::move(inst));
+    }
+    std::sort(out.begin(), out.end(),
+              [](const v1::Instance& a, const v1::Instance& b) {
+                return a.id() < b.id();
+              });
+    return out;
+  };
+  std::vector<v1::Instance> instances = list_instances();
+  if (instances.empty()) {
+    if (!req.instance().empty()) {
+      return absl::NotFoundError(
+          absl::StrCat("instance \"", req.instance(), "\" of app \"", req.app(),
+                       "\" not found in namespace \"", ns, "\""));
+    }
+    auto app = impl_->store->Get(keys::App(ns, req.app()));
+    if (absl::IsNotFound(app.status())) return AppNotFound(ns, req.app());
+    if (!req.follow()) return absl::OkStatus();
+  }
+  struct Tail {
+    std::string path;
+    FileId id;
+    int64_t offset = 0;
+  };
+  std::map<std::string, Tail> tails;
+  auto send_data = [&](const std::string& instance, const std::string& data) {
+    for (size_t pos = 0; pos < data.size(); pos += kLogChunk) {
+      v1::LogChunk chunk;
+      chunk.set_instance(instance);
+      chunk.set_data(data.substr(pos, kLogChunk));
+      if (!send(chunk)) return false;
+    }
+    return true;
+  };
+  // Starts following an instance: sends its current content (tail_lines of it).
+  auto open = [&](const v1::Instance& inst, bool initial) -> absl::Status {
+    auto path = impl_->runtime->LogPath(inst.id());
+    if (!path.ok()) {
+      if (!initial) return absl::OkStatus();
+      return path.status();
+    }
+    Tail t;
+    t.path = *path;
+    int64_t size = 0;
+    if (!StatFile(t.path, &t.id, &size)) {
+      tails[inst.id()] = t;  // not written yet
+      return absl::OkStatus();
+    }
+    std::string data = ReadRange(t.path, 0, size);
+    t.offset = static_cast<int64_t>(data.size());
+    if (initial && req.tail_lines() > 0)
+      data = TailLines(data, req.tail_lines());
+    tails[inst.id()] = t;
+    if (!send_data(inst.id(), data)) return absl::CancelledError("client gone");
+    return absl::OkStatus();
+  };
+  for (const auto& inst : instances) {
+    absl::Status s = open(inst, true);
+    if (absl::IsCancelled(s)) return absl::OkStatus();
+    if (!s.ok()) return s;
+  }
+  if (!req.follow()) return absl::OkStatus();
+  auto done = [&] { return stopping() || (cancelled && cancelled()); };
+  while (!done()) {
+    impl_->clock->SleepFor(impl_->options.poll_interval);
+    for (const auto& inst : list_instances()) {
+      if (!tails.count(inst.id())) {
+        absl::Status s = open(inst, false);
+        if (absl::IsCancelled(s)) return absl::OkStatus();
+      }
+    }
+    for (auto& [id, t] : tails) {
+      FileId fid;
+      int64_t size = 0;
+      if (!StatFile(t.path, &fid, &size)) continue;
+      if (fid != t.id ||
+          size < t.offset) {  // rotated or truncated: start the new file
+        t.id = fid;
+        t.offset = 0;
+      }
+      while (t.offset < size) {
+        std::string data = ReadRange(t.path, t.offset,
+                                     std::min(size - t.offset, kLogChunk * 16));
+        if (data.empty()) break;
+        t.offset += static_cast<int64_t>(data.size());
+        if (!send_data(id, data)) return absl::OkStatus();
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+// ---- gRPC ----
+
+namespace {
+
+// Adapts TidalService to the generated gRPC service. Thread-safe.
+class GrpcTidal final : public v1::Tidal::Service {
+ public:
+  explicit GrpcTidal(TidalService* s) : s_(s) {}
+
+  template <typename T>
+  static grpc::Status Reply(absl::StatusOr<T> r, T* out) {
+    if (!r.ok()) return ToGrpc(r.status());
+    *out = std::move(*r);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Apply(grpc::ServerContext*, const v1::ApplyRequest* req,
+                     v1::ApplyResponse* resp) override {
+    return Reply(s_->Apply(*req), resp);
+  }
+  grpc::Status Get(grpc::ServerContext*, const v1::GetRequest* req,
+                   v1::App* resp) override {
+    return Reply(s_->Get(*req), resp);
+  }
+  grpc::Status List(grpc::ServerContext*, const v1::ListRequest* req,
+                    v1::ListResponse* resp) override {
+    return Reply(s_->List(*req), resp);
+  }
+  grpc::Status Delete(grpc::ServerContext*, const v1::DeleteRequest* req,
+                      v1::DeleteResponse* resp) override {
+    return Reply(s_->Delete(*req), resp);
+  }
+  grpc::Status ListInstances(grpc::ServerContext*,
+                             const v1::ListInstancesRequest* req,
+                             v1::ListInstancesResponse* resp) override {
+    return Reply(s_->ListInstances(*req), resp);
+  }
+  grpc::Status ListEvents(grpc::ServerContext*,
+                          const v1::ListEventsRequest* req,
+                          v1::ListEventsResponse* resp) override {
+    return Reply(s_->ListEvents(*req), resp);
+  }
+  grpc::Status Version(grpc::ServerContext*, const v1::VersionRequest*,
+                       v1::VersionResponse* resp) override {
+    *resp = s_->Version();
+    return grpc::Status::OK;
+  }
+  grpc::Status Watch(grpc::ServerContext* ctx, const v1::WatchRequest* req,
+                     grpc::ServerWriter<v1::WatchEvent>* writer) override {
+    return ToGrpc(s_->Watch(
+        *req, [&](const v1::WatchEvent& e) { return writer->Write(e); },
+        [ctx] { return ctx->IsCancelled(); }));
+  }
+  grpc::Status Logs(grpc::ServerContext* ctx, const v1::LogsRequest* req,
+                    grpc::ServerWriter<v1::LogChunk>* writer) override {
+    return ToGrpc(s_->Logs(
+        *req, [&](const v1::LogChunk& c) { return writer->Write(c); },
+        [ctx] { return ctx->IsCancelled(); }));
+  }
+
+ private:
+  TidalService* const s_;
+};
+
+}  // namespace
+
+struct ApiServer::Impl {
+  TidalService* service = nullptr;
+  std::unique_ptr<GrpcTidal> grpc_service;
+  std::unique_ptr<grpc::Server> server;
+  int port = 0;
+  absl::Mutex mu;
+  bool shut_down ABSL_GUARDED_BY(mu) = false;
+};
+
+ApiServer::ApiServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+ApiServer::~ApiServer() { Shutdown(); }
+
+int ApiServer::port() const { return impl_->port; }
+
+void ApiServer::Shutdown(absl::Duration grace) {
+  {
+    absl::MutexLock lock(&impl_->mu);
+    if (impl_->shut_down) return;
+    impl_->shut_down = true;
+  }
+  impl_->service->Stop();
+  impl_->server->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+}
+
+void ApiServer::Wait() { impl_->server->Wait(); }
+
+absl::StatusOr<std::unique_ptr<ApiServer>> StartServer(
+    const std::string& address, TidalService* service) {
+  auto impl = std::make_unique<ApiServer::Impl>();
+  impl->service = service;
+  impl->grpc_service = std::make_unique<GrpcTidal>(service);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials(),
+                           &impl->port);
+  builder.RegisterService(impl->grpc_service.get());
+  builder.SetMaxReceiveMessageSize(64 << 20);
+  builder.SetMaxSendMessageSize(64 << 20);
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT,
+                             0);  // a busy port is an error
+  impl->server = builder.BuildAndStart();
+  if (!impl->server || impl->port == 0) {
+    if (impl->server) impl->server->Shutdown();
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on ", address, " (address in use or not valid)"));
+  }
+  GetLogger("api")->info("tidal API listening on {} (port {})", address,
+                         impl->port);
+  return std::make_unique<ApiServer>(std::move(impl));
+}
+
+}  // namespace tidal

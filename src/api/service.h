@@ -1,0 +1,113 @@
+#pragma once
+
+// TidalService: the tidal.v1.Tidal API (proto/tidal/v1/api.proto) over a
+// Store, a Runtime and a Clock. Apps live in the store at keys::App(ns, name)
+// as serialized tidal.v1.App with metadata.resource_version left 0 (it is
+// filled from the store's revision on every read). Apply writes every
+// document of one request in one CAS transaction; Delete only marks an app
+// (metadata.deletion_timestamp) so the controller can stop its instances and
+// then remove the key.
+//
+// The methods below are the whole behaviour, callable in-process; StartServer
+// serves them over gRPC. gRPC types stay in service.cc.
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "runtime/runtime.h"
+#include "store/store.h"
+#include "tidal/v1/api.pb.h"
+
+namespace tidal {
+
+struct ServiceOptions {
+  std::string version = TIDAL_VERSION;
+  std::string store_name =
+      "sqlite";  // Version(): which store backs this tidald
+  std::string runtime_name = "process";  // Version(): which runtime
+  int apply_attempts =
+      5;  // whole-apply retries on a concurrent writer's conflict
+  // How often Watch and Logs(follow) look for cancellation and new data.
+  absl::Duration poll_interval = absl::Milliseconds(100);
+};
+
+// Thread-safe: every method may be called from many threads at once (the
+// gRPC server does). Streaming methods return when `cancelled()` becomes
+// true, when Stop() is called or on error.
+class TidalService {
+ public:
+  // `store` and `clock` are required; `runtime` may be null (ListInstances
+  // and Logs then fail with FailedPrecondition). None is owned.
+  TidalService(Store* store, Runtime* runtime, Clock* clock,
+               ServiceOptions options = {});
+  ~TidalService();
+  TidalService(const TidalService&) = delete;
+  TidalService& operator=(const TidalService&) = delete;
+
+  absl::StatusOr<v1::ApplyResponse> Apply(const v1::ApplyRequest& req);
+  absl::StatusOr<v1::App> Get(const v1::GetRequest& req);
+  absl::StatusOr<v1::ListResponse> List(const v1::ListRequest& req);
+  absl::StatusOr<v1::DeleteResponse> Delete(const v1::DeleteRequest& req);
+  absl::StatusOr<v1::ListInstancesResponse> ListInstances(
+      const v1::ListInstancesRequest& req);
+  absl::StatusOr<v1::ListEventsResponse> ListEvents(
+      const v1::ListEventsRequest& req);
+  v1::VersionResponse Version() const;
+
+  // `send` returns false when the client is gone (the stream then ends).
+  using Cancelled = std::function<bool()>;
+  absl::Status Watch(const v1::WatchRequest& req,
+                     const std::function<bool(const v1::WatchEvent&)>& send,
+                     const Cancelled& cancelled);
+  absl::Status Logs(const v1::LogsRequest& req,
+                    const std::function<bool(const v1::LogChunk&)>& send,
+                    const Cancelled& cancelled);
+
+  // Ends every running Watch and Logs stream (server shutdown).
+  void Stop() { stopping_.store(true); }
+  bool stopping() const { return stopping_.load(); }
+
+  // The annotation that records `apply --message`.
+  static constexpr const char* kChangeCauseAnnotation =
+      "tidal.dev/change-cause";
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::atomic<bool> stopping_{false};
+};
+
+// A running gRPC server for a TidalService. Shuts down when destroyed.
+// Thread-safe.
+class ApiServer {
+ public:
+  ~ApiServer();
+  // The port actually bound (useful with port 0).
+  int port() const;
+  // Stops the service's streams, then the server (waits at most `grace` for
+  // calls in flight before cancelling them).
+  void Shutdown(absl::Duration grace = absl::Seconds(2));
+  // Blocks until Shutdown() (from another thread) has finished.
+  void Wait();
+
+  struct Impl;
+  explicit ApiServer(std::unique_ptr<Impl> impl);
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// Serves `service` (not owned; must outlive the server) on `address`
+// ("127.0.0.1:7070", "0.0.0.0:0", "[::1]:0"). Unavailable when the address
+// cannot be bound.
+absl::StatusOr<std::unique_ptr<ApiServer>> StartServer(
+    const std::string& address, TidalService* service);
+
+}  // namespace tidal

@@ -1,0 +1,682 @@
+// TidalService over a MemoryStore, served by a real gRPC server on
+// 127.0.0.1:0 and called through a real client stub.
+
+#include "api/service.h"
+
+#include <grpcpp/grpcpp.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "api/grpc_status.h"
+#include "common/proto_time.h"
+#include "fakes/fake_clock.h"
+#include "fakes/fake_runtime.h"
+#include "fakes/memory_store.h"
+#include "gtest/gtest.h"
+#include "store/keys.h"
+#include "tidal/v1/api.grpc.pb.h"
+
+namespace tidal {
+namespace {
+
+using testing::FakeClock;
+using testing::FakeRuntime;
+using testing::MemoryStore;
+
+// Polls `cond` until it holds or `timeout` passes.
+template <typename F>
+bool Eventually(F cond, absl::Duration timeout = absl::Seconds(10)) {
+  absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    if (cond()) return true;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return cond();
+}
+
+v1::App MakeApp(const std::string& name, int replicas,
+                std::map<std::string, std::string> labels = {}) {
+  v1::App app;
+  app.set_api_version("tidal.dev/v1");
+  app.set_kind("App");
+  app.mutable_metadata()->set_name(name);
+  for (const auto& [k, v] : labels)
+    (*app.mutable_metadata()->mutable_labels())[k] = v;
+  app.mutable_spec()->set_replicas(replicas);
+  app.mutable_spec()->mutable_template_()->add_command("/bin/sleep");
+  app.mutable_spec()->mutable_template_()->add_args("1000");
+  return app;
+}
+
+v1::App InvalidApp(const std::string& name) {
+  v1::App app = MakeApp(name, 1);
+  app.mutable_spec()->clear_replicas();
+  app.mutable_spec()->mutable_scaling()->set_min_replicas(5);
+  app.mutable_spec()->mutable_scaling()->set_max_replicas(3);
+  return app;
+}
+
+// A runtime whose instances have real log files in a temp directory.
+class LoggingRuntime : public FakeRuntime {
+ public:
+  explicit LoggingRuntime(std::string dir)
+      : FakeRuntime(true), dir_(std::move(dir)) {}
+  absl::StatusOr<std::string> LogPath(const std::string& id) override {
+    return absl::StrCat(dir_, "/", id, ".log");
+  }
+
+ private:
+  std::string dir_;
+};
+
+// A store that lets a "concurrent writer" write the key first, `conflicts`
+// times, whenever the service commits a transaction.
+class InterferingStore : public MemoryStore {
+ public:
+  absl::StatusOr<int64_t> Txn(const std::vector<Op>& ops) override {
+    if (conflicts_ > 0 && !ops.empty()) {
+      --conflicts_;
+      ++interfered_;
+      auto cur = MemoryStore::Get(ops[0].key);
+      v1::App other = MakeApp("other-writer", 7);
+      if (cur.ok()) other.ParseFromString(cur->value);
+      other.mutable_status()->set_ready_replicas(interfered_);
+      auto r =
+          MemoryStore::Txn({Op::Put(ops[0].key, other.SerializeAsString())});
+      if (!r.ok()) return r.status();
+    }
+    return MemoryStore::Txn(ops);
+  }
+  std::atomic<int> conflicts_{0};
+  std::atomic<int> interfered_{0};
+};
+
+class ServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           absl::StrCat("tidal-service-test-", getpid(), "-", counter_++);
+    std::filesystem::create_directories(dir_);
+    runtime_ = std::make_unique<LoggingRuntime>(dir_.string());
+    Start(&store_);
+  }
+  void Start(Store* store) {
+    server_.reset();
+    ServiceOptions opts;
+    opts.store_name = "memory";
+    opts.runtime_name = "fake";
+    opts.poll_interval = absl::Milliseconds(20);
+    service_ =
+        std::make_unique<TidalService>(store, runtime_.get(), &clock_, opts);
+    auto server = StartServer("127.0.0.1:0", service_.get());
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    ASSERT_GT(server_->port(), 0);
+    auto channel =
+        grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
+                            grpc::InsecureChannelCredentials());
+    stub_ = v1::Tidal::NewStub(channel);
+  }
+  void TearDown() override {
+    server_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  absl::StatusOr<v1::ApplyResponse> Apply(std::vector<v1::App> apps,
+                                          bool dry_run = false,
+                                          const std::string& cause = "") {
+    v1::ApplyRequest req;
+    for (auto& a : apps) *req.add_apps() = a;
+    req.set_dry_run(dry_run);
+    req.set_change_cause(cause);
+    grpc::ClientContext ctx;
+    v1::ApplyResponse resp;
+    absl::Status s = FromGrpc(stub_->Apply(&ctx, req, &resp));
+    if (!s.ok()) return s;
+    return resp;
+  }
+  absl::StatusOr<v1::App> Get(const std::string& name,
+                              const std::string& ns = "") {
+    v1::GetRequest req;
+    req.set_namespace_(ns);
+    req.set_name(name);
+    grpc::ClientContext ctx;
+    v1::App app;
+    absl::Status s = FromGrpc(stub_->Get(&ctx, req, &app));
+    if (!s.ok()) return s;
+    return app;
+  }
+  std::vector<std::string> ListNames(const std::string& selector,
+                                     bool all = false,
+                                     absl::Status* status = nullptr) {
+    v1::ListRequest req;
+    req.set_label_selector(selector);
+    req.set_all_namespaces(all);
+    grpc::ClientContext ctx;
+    v1::ListResponse resp;
+    absl::Status s = FromGrpc(stub_->List(&ctx, req, &resp));
+    if (status) *status = s;
+    std::vector<std::string> names;
+    for (const auto& a : resp.apps()) names.push_back(a.metadata().name());
+    return names;
+  }
+
+  static inline int counter_ = 0;
+  std::filesystem::path dir_;
+  FakeClock clock_;
+  MemoryStore store_;
+  std::unique_ptr<LoggingRuntime> runtime_;
+  std::unique_ptr<TidalService> service_;
+  std::unique_ptr<ApiServer> server_;
+  std::unique_ptr<v1::Tidal::Stub> stub_;
+};
+
+TEST_F(ServiceTest, ApplyCreatesConfiguresAndLeavesUnchanged) {
+  auto r = Apply({MakeApp("hello", 2)});
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->results_size(), 1);
+  EXPECT_EQ(r->results(0).action(), "created");
+  EXPECT_EQ(r->results(0).namespace_(), "default");
+  const v1::ObjectMeta md = r->results(0).app().metadata();
+  EXPECT_TRUE(std::regex_match(md.uid(),
+                               std::regex("[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}"
+                                          "-[89ab][0-9a-f]{3}-[0-9a-f]{12}")))
+      << md.uid();
+  EXPECT_EQ(md.generation(), 1);
+  EXPECT_EQ(FromProtoTime(md.creation_timestamp()), clock_.Now());
+  EXPECT_GT(md.resource_version(), 0);
+
+  auto got = Get("hello");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->metadata().uid(), md.uid());
+  EXPECT_EQ(got->metadata().resource_version(), md.resource_version());
+  EXPECT_EQ(got->spec().replicas(), 2);
+
+  // The controller writes status; apply keeps it.
+  v1::App with_status = *got;
+  with_status.mutable_status()->set_ready_replicas(2);
+  with_status.mutable_metadata()->set_resource_version(0);
+  ASSERT_TRUE(store_
+                  .Update(keys::App("default", "hello"),
+                          with_status.SerializeAsString(),
+                          got->metadata().resource_version())
+                  .ok());
+
+  const int64_t txns = store_.txn_count();
+  r = Apply({MakeApp("hello", 2)});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->results(0).action(), "unchanged");
+  EXPECT_EQ(r->results(0).app().metadata().generation(), 1);
+  EXPECT_EQ(store_.txn_count(), txns) << "unchanged apply must not write";
+
+  clock_.Advance(absl::Minutes(1));
+  r = Apply({MakeApp("hello", 5)});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->results(0).action(), "configured");
+  got = Get("hello");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->metadata().generation(), 2);
+  EXPECT_EQ(got->metadata().uid(), md.uid());
+  EXPECT_EQ(got->metadata().creation_timestamp().seconds(),
+            md.creation_timestamp().seconds());
+  EXPECT_EQ(got->spec().replicas(), 5);
+  EXPECT_EQ(got->status().ready_replicas(), 2);
+
+  // Labels and annotations count as changes too.
+  r = Apply({MakeApp("hello", 5, {{"team", "core"}})});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->results(0).action(), "configured");
+  r = Apply({MakeApp("hello", 5, {{"team", "core"}})}, false, "bump");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->results(0).action(), "configured");
+  got = Get("hello");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->metadata().generation(), 4);
+  EXPECT_EQ(
+      got->metadata().annotations().at(TidalService::kChangeCauseAnnotation),
+      "bump");
+}
+
+TEST_F(ServiceTest, ApplyIsAllOrNothing) {
+  auto r = Apply({MakeApp("good", 1), InvalidApp("bad")});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(r.status().message(), "bad")) << r.status();
+  EXPECT_TRUE(absl::StrContains(r.status().message(), "minReplicas"))
+      << r.status();
+  EXPECT_EQ(store_.txn_count(), 0);
+  EXPECT_TRUE(ListNames("").empty());
+  EXPECT_EQ(Get("good").status().code(), absl::StatusCode::kNotFound);
+
+  // The same name twice in one apply is refused too.
+  r = Apply({MakeApp("twice", 1), MakeApp("twice", 2)});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_.txn_count(), 0);
+
+  // Two valid documents are written in one transaction.
+  r = Apply({MakeApp("a", 1), MakeApp("b", 1)});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(store_.txn_count(), 1);
+  EXPECT_EQ(r->results(0).app().metadata().resource_version(),
+            r->results(1).app().metadata().resource_version());
+}
+
+TEST_F(ServiceTest, ApplyYamlReportsEveryErrorWithLines) {
+  v1::ApplyRequest req;
+  req.set_source("hello.yaml");
+  req.set_yaml(R"(apiVersion: tidal.dev/v1
+kind: App
+metadata:
+  name: ok
+spec:
+  replicas: 1
+  template:
+    command: ["/bin/sleep", "1000"]
+---
+apiVersion: tidal.dev/v1
+kind: App
+metadata:
+  name: broken
+spec:
+  scaling:
+    minReplicas: 5
+    maxReplicas: 3
+  template:
+    command: ["/bin/sleep", "1000"]
+)");
+  grpc::ClientContext ctx;
+  v1::ApplyResponse resp;
+  absl::Status s = FromGrpc(stub_->Apply(&ctx, req, &resp));
+  ASSERT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "hello.yaml:")) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "spec.scaling.minReplicas")) << s;
+  EXPECT_EQ(store_.txn_count(), 0);
+
+  // The valid document alone goes through, with -n as its namespace.
+  v1::ApplyRequest ok_req;
+  ok_req.set_source("ok.yaml");
+  ok_req.set_default_namespace("team-a");
+  ok_req.set_yaml(req.yaml().substr(0, req.yaml().find("---")));
+  grpc::ClientContext ctx2;
+  s = FromGrpc(stub_->Apply(&ctx2, ok_req, &resp));
+  ASSERT_TRUE(s.ok()) << s;
+  ASSERT_EQ(resp.results_size(), 1);
+  EXPECT_EQ(resp.results(0).namespace_(), "team-a");
+  EXPECT_TRUE(Get("ok", "team-a").ok());
+}
+
+TEST_F(ServiceTest, DryRunWritesNothing) {
+  auto r = Apply({MakeApp("hello", 1)}, /*dry_run=*/true);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->results(0).action(), "created");
+  EXPECT_EQ(store_.txn_count(), 0);
+  ASSERT_TRUE(Apply({MakeApp("hello", 1)}).ok());
+  r = Apply({MakeApp("hello", 3)}, true);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->results(0).action(), "configured");
+  EXPECT_EQ(Get("hello")->spec().replicas(), 1);
+  EXPECT_EQ(store_.txn_count(), 1);
+}
+
+TEST_F(ServiceTest, ApplyRetriesOnConcurrentWriterAndGivesUpWhenItNeverStops) {
+  InterferingStore store;
+  Start(&store);
+  ASSERT_TRUE(Apply({MakeApp("hello", 1)}).ok());
+  store.conflicts_ = 2;
+  auto r = Apply({MakeApp("hello", 4)});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(store.interfered_, 2);
+  auto got = Get("hello");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->spec().replicas(), 4);
+  EXPECT_EQ(got->status().ready_replicas(), 2) << "built on the latest write";
+
+  store.conflicts_ = 1000;
+  r = Apply({MakeApp("hello", 9)});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kAborted) << r.status();
+  store.conflicts_ = 0;
+  server_.reset();
+}
+
+TEST_F(ServiceTest, ConcurrentAppliesAllLandWithoutLostUpdates) {
+  ASSERT_TRUE(Apply({MakeApp("hello", 0)}).ok());
+  constexpr int kThreads = 4, kEach = 10;
+  std::atomic<int> configured{0}, failed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        auto r = Apply({MakeApp("hello", 1 + t * kEach + i)});
+        if (!r.ok()) {
+          ++failed;
+        } else if (r->results(0).action() == "configured") {
+          ++configured;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failed, 0);
+  EXPECT_EQ(configured, kThreads * kEach);
+  EXPECT_EQ(Get("hello")->metadata().generation(), 1 + kThreads * kEach);
+}
+
+TEST_F(ServiceTest, ListFiltersByNamespaceAndLabelSelector) {
+  ASSERT_TRUE(Apply({MakeApp("web", 1, {{"tier", "frontend"}, {"env", "prod"}}),
+                     MakeApp("api", 1, {{"tier", "backend"}, {"env", "prod"}}),
+                     MakeApp("batch", 1, {{"env", "dev"}})})
+                  .ok());
+  v1::App other = MakeApp("web", 1, {{"tier", "frontend"}});
+  other.mutable_metadata()->set_namespace_("team-b");
+  ASSERT_TRUE(Apply({other}).ok());
+
+  using V = std::vector<std::string>;
+  EXPECT_EQ(ListNames(""), (V{"api", "batch", "web"}));
+  EXPECT_EQ(ListNames("", true), (V{"api", "batch", "web", "web"}));
+  EXPECT_EQ(ListNames("tier=frontend"), (V{"web"}));
+  EXPECT_EQ(ListNames("tier=frontend", true), (V{"web", "web"}));
+  EXPECT_EQ(ListNames("env!=prod"), (V{"batch"}));
+  EXPECT_EQ(ListNames("tier in (frontend,backend)"), (V{"api", "web"}));
+  EXPECT_EQ(ListNames("tier notin (frontend)"), (V{"api", "batch"}));
+  EXPECT_EQ(ListNames("tier"), (V{"api", "web"}));
+  EXPECT_EQ(ListNames("!tier"), (V{"batch"}));
+  EXPECT_EQ(ListNames("env=prod,tier=backend"), (V{"api"}));
+  absl::Status s;
+  ListNames("tier in frontend", false, &s);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(ServiceTest, DeleteMarksAndKeepsTheObject) {
+  auto missing = Get("nope");
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(missing.status().message(),
+            "app \"nope\" not found in namespace \"default\"");
+
+  ASSERT_TRUE(Apply({MakeApp("hello", 1)}).ok());
+  v1::DeleteRequest req;
+  req.set_name("hello");
+  req.set_dry_run(true);
+  v1::DeleteResponse resp;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub_->Delete(&ctx, req, &resp).ok());
+  }
+  EXPECT_TRUE(resp.app().metadata().has_deletion_timestamp());
+  EXPECT_FALSE(Get("hello")->metadata().has_deletion_timestamp())
+      << "dry run marks nothing";
+
+  req.set_dry_run(false);
+  clock_.Advance(absl::Seconds(30));
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub_->Delete(&ctx, req, &resp).ok());
+  }
+  auto got = Get("hello");
+  ASSERT_TRUE(got.ok()) << "the controller removes the key, not Delete";
+  EXPECT_EQ(FromProtoTime(got->metadata().deletion_timestamp()), clock_.Now());
+
+  // Applying an app that is being deleted is refused; deleting again is fine.
+  auto r = Apply({MakeApp("hello", 2)});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition)
+      << r.status();
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub_->Delete(&ctx, req, &resp).ok());
+  }
+  req.set_name("nope");
+  grpc::ClientContext ctx;
+  EXPECT_EQ(stub_->Delete(&ctx, req, &resp).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+}
+
+// Reads watch events on a thread into a vector.
+class WatchReader {
+ public:
+  WatchReader(v1::Tidal::Stub* stub, v1::WatchRequest req) {
+    reader_ = stub->Watch(&ctx_, req);
+    thread_ = std::thread([this] {
+      v1::WatchEvent e;
+      while (reader_->Read(&e)) {
+        absl::MutexLock lock(&mu_);
+        events_.push_back(absl::StrCat(e.type(), " ", e.app().metadata().name(),
+                                       " ", e.app().spec().replicas()));
+      }
+    });
+  }
+  ~WatchReader() {
+    ctx_.TryCancel();
+    thread_.join();
+    reader_->Finish();
+  }
+  std::vector<std::string> events() {
+    absl::MutexLock lock(&mu_);
+    return events_;
+  }
+  bool WaitFor(size_t n) {
+    return Eventually([&] { return events().size() >= n; });
+  }
+
+ private:
+  grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientReader<v1::WatchEvent>> reader_;
+  std::thread thread_;
+  absl::Mutex mu_;
+  std::vector<std::string> events_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST_F(ServiceTest, WatchSendsCurrentStateThenChanges) {
+  ASSERT_TRUE(
+      Apply({MakeApp("a", 1, {{"watch", "yes"}}), MakeApp("b", 1)}).ok());
+  using V = std::vector<std::string>;
+  {
+    WatchReader all(stub_.get(), v1::WatchRequest());
+    v1::WatchRequest selected;
+    selected.set_label_selector("watch=yes");
+    WatchReader sel(stub_.get(), selected);
+    ASSERT_TRUE(all.WaitFor(2));
+    ASSERT_TRUE(sel.WaitFor(1));
+    ASSERT_TRUE(Apply({MakeApp("c", 1)}).ok());
+    ASSERT_TRUE(Apply({MakeApp("a", 3, {{"watch", "yes"}})}).ok());
+    ASSERT_TRUE(
+        Apply({MakeApp("b", 2, {{"watch", "yes"}})}).ok());  // newly selected
+    ASSERT_TRUE(Apply({MakeApp("a", 3)}).ok());  // no longer selected
+    ASSERT_TRUE(store_.Delete(keys::App("default", "c"))
+                    .ok());  // the controller's removal
+    ASSERT_TRUE(all.WaitFor(7));
+    ASSERT_TRUE(sel.WaitFor(4));
+    EXPECT_EQ(all.events(),
+              (V{"ADDED a 1", "ADDED b 1", "ADDED c 1", "MODIFIED a 3",
+                 "MODIFIED b 2", "MODIFIED a 3", "DELETED c 1"}));
+    EXPECT_EQ(sel.events(),
+              (V{"ADDED a 1", "MODIFIED a 3", "ADDED b 2", "DELETED a 3"}));
+    EXPECT_EQ(store_.watch_count(), 2);
+  }
+  // The client cancelled: the server-side watches end.
+  EXPECT_TRUE(Eventually([&] { return store_.watch_count() == 0; }));
+}
+
+TEST_F(ServiceTest, WatchRelistsWhenItFallsBehind) {
+  MemoryStore small(/*max_backlog=*/2);
+  Start(&small);
+  ASSERT_TRUE(Apply({MakeApp("a", 1)}).ok());
+  WatchReader w(stub_.get(), v1::WatchRequest());
+  ASSERT_TRUE(w.WaitFor(1));
+  // One transaction of 4 documents overflows the backlog of 2: the service
+  // re-lists and sends the differences.
+  ASSERT_TRUE(Apply({MakeApp("a", 2), MakeApp("b", 1), MakeApp("c", 1),
+                     MakeApp("d", 1)})
+                  .ok());
+  ASSERT_TRUE(w.WaitFor(5));
+  using V = std::vector<std::string>;
+  EXPECT_EQ(w.events(), (V{"ADDED a 1", "MODIFIED a 2", "ADDED b 1",
+                           "ADDED c 1", "ADDED d 1"}));
+  ASSERT_TRUE(Apply({MakeApp("d", 7)}).ok());
+  ASSERT_TRUE(w.WaitFor(6));
+  EXPECT_EQ(w.events().back(), "MODIFIED d 7");
+  server_.reset();  // before `small` goes away
+}
+
+TEST_F(ServiceTest, ListEventsNewestLastWithLimit) {
+  auto put_event = [&](const std::string& app, const std::string& id, int64_t t,
+                       const std::string& reason) {
+    v1::Event e;
+    e.set_id(id);
+    e.mutable_involved()->set_kind("App");
+    e.mutable_involved()->set_namespace_("default");
+    e.mutable_involved()->set_name(app);
+    e.set_reason(reason);
+    *e.mutable_last_time() = ToProtoTime(absl::FromUnixSeconds(t));
+    ASSERT_TRUE(
+        store_.Create(keys::Event("default", app, id), e.SerializeAsString())
+            .ok());
+  };
+  put_event("hello", "z", 100, "Scheduled");
+  put_event("hello", "a", 300, "Ready");
+  put_event("hello", "m", 200, "Started");
+  put_event("other", "b", 250, "Elsewhere");
+
+  v1::ListEventsRequest req;
+  req.set_app("hello");
+  v1::ListEventsResponse resp;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub_->ListEvents(&ctx, req, &resp).ok());
+  }
+  std::vector<std::string> reasons;
+  for (const auto& e : resp.events()) reasons.push_back(e.reason());
+  EXPECT_EQ(reasons,
+            (std::vector<std::string>{"Scheduled", "Started", "Ready"}));
+
+  req.set_limit(2);
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub_->ListEvents(&ctx, req, &resp).ok());
+  }
+  reasons.clear();
+  for (const auto& e : resp.events()) reasons.push_back(e.reason());
+  EXPECT_EQ(reasons, (std::vector<std::string>{"Started", "Ready"}));
+
+  req.set_app("");
+  req.set_limit(0);
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(stub_->ListEvents(&ctx, req, &resp).ok());
+  EXPECT_EQ(resp.events_size(), 4);
+}
+
+TEST_F(ServiceTest, ListInstancesComesFromTheRuntime) {
+  InstanceRequest ir;
+  ir.namespace_ = "default";
+  ir.app = "hello";
+  ASSERT_TRUE(runtime_->Start(ir).ok());
+  ASSERT_TRUE(runtime_->Start(ir).ok());
+  ir.app = "other";
+  ASSERT_TRUE(runtime_->Start(ir).ok());
+  v1::ListInstancesRequest req;
+  req.set_app("hello");
+  v1::ListInstancesResponse resp;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(stub_->ListInstances(&ctx, req, &resp).ok());
+  ASSERT_EQ(resp.instances_size(), 2);
+  EXPECT_EQ(resp.instances(0).app(), "hello");
+}
+
+TEST_F(ServiceTest, LogsTailAndFollowAcrossRotation) {
+  InstanceRequest ir;
+  ir.namespace_ = "default";
+  ir.app = "hello";
+  auto inst = runtime_->Start(ir);
+  ASSERT_TRUE(inst.ok());
+  const std::string path = *runtime_->LogPath(inst->id());
+  {
+    std::ofstream out(path);
+    out << "one\ntwo\nthree\n";
+  }
+  v1::LogsRequest req;
+  req.set_app("hello");
+  req.set_tail_lines(2);
+  {
+    grpc::ClientContext ctx;
+    auto reader = stub_->Logs(&ctx, req);
+    std::string all;
+    v1::LogChunk c;
+    while (reader->Read(&c)) {
+      EXPECT_EQ(c.instance(), inst->id());
+      all += c.data();
+    }
+    ASSERT_TRUE(reader->Finish().ok());
+    EXPECT_EQ(all, "two\nthree\n");
+  }
+
+  req.set_follow(true);
+  req.set_tail_lines(1);
+  grpc::ClientContext ctx;
+  auto reader = stub_->Logs(&ctx, req);
+  absl::Mutex mu;
+  std::string got;
+  std::thread t([&] {
+    v1::LogChunk c;
+    while (reader->Read(&c)) {
+      absl::MutexLock lock(&mu);
+      got += c.data();
+    }
+  });
+  auto seen = [&](const std::string& want) {
+    return Eventually([&] {
+      absl::MutexLock lock(&mu);
+      return got == want;
+    });
+  };
+  EXPECT_TRUE(seen("three\n"));
+  {
+    std::ofstream out(path, std::ios::app);
+    out << "four\n";
+  }
+  EXPECT_TRUE(seen("three\nfour\n"));
+  // Rotation: the file is renamed and a new one started.
+  std::filesystem::rename(path, path + ".1");
+  {
+    std::ofstream out(path);
+    out << "five\n";
+  }
+  EXPECT_TRUE(seen("three\nfour\nfive\n"));
+  ctx.TryCancel();
+  t.join();
+  reader->Finish();
+}
+
+TEST_F(ServiceTest, VersionAndStatusConversion) {
+  v1::VersionResponse v;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(stub_->Version(&ctx, v1::VersionRequest(), &v).ok());
+  EXPECT_EQ(v.version(), TIDAL_VERSION);
+  EXPECT_EQ(v.store(), "memory");
+  EXPECT_EQ(v.runtime(), "fake");
+
+  absl::Status s = absl::FailedPreconditionError("busy");
+  EXPECT_EQ(FromGrpc(ToGrpc(s)), s);
+  EXPECT_TRUE(FromGrpc(ToGrpc(absl::OkStatus())).ok());
+  EXPECT_EQ(ToGrpc(absl::NotFoundError("x")).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(ServiceTest, StartServerFailsOnABusyPort) {
+  auto second =
+      StartServer(absl::StrCat("127.0.0.1:", server_->port()), service_.get());
+  ASSERT_FALSE(second.ok()) << "two servers on one port";
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
+  auto bad = StartServer("not an address", service_.get());
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace tidal

@@ -1,0 +1,222 @@
+#include "fakes/memory_store.h"
+
+#include <deque>
+#include <map>
+#include <set>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+
+namespace tidal::testing {
+
+class MemoryWatch;
+
+struct MemoryStore::Core {
+  struct Entry {
+    std::string value;
+    int64_t resource_version = 0;
+    int64_t create_version = 0;
+  };
+  explicit Core(size_t backlog) : max_backlog(backlog) {}
+
+  const size_t max_backlog;
+  absl::Mutex mu;
+  std::map<std::string, Entry> data ABSL_GUARDED_BY(mu);
+  int64_t revision ABSL_GUARDED_BY(mu) = 0;
+  int64_t compacted ABSL_GUARDED_BY(mu) =
+      0;  // history holds revisions > compacted
+  std::vector<WatchEvent> history ABSL_GUARDED_BY(mu);
+  std::set<MemoryWatch*> watches ABSL_GUARDED_BY(mu);
+  absl::Status fail ABSL_GUARDED_BY(mu);
+  int64_t txns ABSL_GUARDED_BY(mu) = 0;
+  bool closed ABSL_GUARDED_BY(mu) = false;
+};
+
+// A prefix watch over a MemoryStore. Its queue is guarded by the store's
+// mutex; the commit path appends to it.
+class MemoryWatch : public Watch {
+ public:
+  MemoryWatch(std::shared_ptr<MemoryStore::Core> core, std::string prefix)
+      : core_(std::move(core)), prefix_(std::move(prefix)) {}
+
+  ~MemoryWatch() override {
+    absl::MutexLock lock(&core_->mu);
+    core_->watches.erase(this);
+  }
+
+  absl::StatusOr<std::vector<WatchEvent>> Next(
+      absl::Duration timeout) override {
+    absl::MutexLock lock(&core_->mu);
+    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu) {
+      return !pending_.empty() || overflow_ || cancelled_ || core_->closed;
+    };
+    core_->mu.AwaitWithTimeout(absl::Condition(&ready), timeout);
+    if (cancelled_ || core_->closed)
+      return absl::CancelledError("watch cancelled");
+    if (overflow_) {
+      return absl::OutOfRangeError(
+          absl::StrCat("watch on ", prefix_,
+                       " fell too far behind; re-list and watch again"));
+    }
+    std::vector<WatchEvent> out(pending_.begin(), pending_.end());
+    pending_.clear();
+    return out;
+  }
+
+  void Cancel() override {
+    absl::MutexLock lock(&core_->mu);
+    cancelled_ = true;
+  }
+
+  // Called with core_->mu held.
+  void Push(const WatchEvent& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu) {
+    if (overflow_ || !absl::StartsWith(e.kv.key, prefix_)) return;
+    if (pending_.size() >= core_->max_backlog) {
+      overflow_ = true;
+      pending_.clear();
+      return;
+    }
+    pending_.push_back(e);
+  }
+  void SetOverflow() ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu) {
+    overflow_ = true;
+  }
+
+ private:
+  const std::shared_ptr<MemoryStore::Core> core_;
+  const std::string prefix_;
+  std::deque<WatchEvent> pending_ ABSL_GUARDED_BY(core_->mu);
+  bool overflow_ ABSL_GUARDED_BY(core_->mu) = false;
+  bool cancelled_ ABSL_GUARDED_BY(core_->mu) = false;
+};
+
+MemoryStore::MemoryStore(size_t max_backlog)
+    : core_(std::make_shared<Core>(max_backlog)) {}
+
+MemoryStore::~MemoryStore() {
+  absl::MutexLock lock(&core_->mu);
+  core_->closed = true;
+}
+
+absl::StatusOr<int64_t> MemoryStore::Txn(const std::vector<Op>& ops) {
+  absl::MutexLock lock(&core_->mu);
+  if (core_->closed) return absl::UnavailableError("store closed");
+  if (!core_->fail.ok()) return core_->fail;
+  // Check every precondition first: all or nothing.
+  std::set<std::string> seen;
+  for (const Op& op : ops) {
+    if (!seen.insert(op.key).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("duplicate key in txn: ", op.key));
+    }
+    if (op.expected_version == Op::kAny) continue;
+    auto it = core_->data.find(op.key);
+    int64_t current = it == core_->data.end() ? 0 : it->second.resource_version;
+    if (current != op.expected_version) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("key ", op.key, " is at version ", current,
+                       ", expected ", op.expected_version));
+    }
+  }
+  const int64_t rev = ++core_->revision;
+  ++core_->txns;
+  for (const Op& op : ops) {
+    WatchEvent e;
+    auto it = core_->data.find(op.key);
+    if (op.type == Op::Type::kPut) {
+      e.type = WatchEvent::Type::kPut;
+      Core::Entry entry;
+      entry.value = op.value;
+      entry.resource_version = rev;
+      if (it == core_->data.end()) {
+        entry.create_version = rev;
+        e.prev_version = 0;
+      } else {
+        entry.create_version = it->second.create_version;
+        e.prev_version = it->second.resource_version;
+      }
+      core_->data[op.key] = entry;
+      e.kv = KeyValue{op.key, op.value, rev, entry.create_version};
+    } else {
+      if (it == core_->data.end())
+        continue;  // deleting a missing key is a no-op
+      e.type = WatchEvent::Type::kDelete;
+      e.prev_version = it->second.resource_version;
+      e.kv = KeyValue{op.key, it->second.value, rev, it->second.create_version};
+      core_->data.erase(it);
+    }
+    core_->history.push_back(e);
+    for (MemoryWatch* w : core_->watches) w->Push(e);
+  }
+  return rev;
+}
+
+absl::StatusOr<KeyValue> MemoryStore::Get(const std::string& key) {
+  absl::MutexLock lock(&core_->mu);
+  auto it = core_->data.find(key);
+  if (it == core_->data.end())
+    return absl::NotFoundError(absl::StrCat("key ", key, " not found"));
+  return KeyValue{key, it->second.value, it->second.resource_version,
+                  it->second.create_version};
+}
+
+absl::StatusOr<ListResult> MemoryStore::List(const std::string& prefix,
+                                             int64_t limit) {
+  absl::MutexLock lock(&core_->mu);
+  ListResult out;
+  out.resource_version = core_->revision;
+  for (auto it = core_->data.lower_bound(prefix);
+       it != core_->data.end() && absl::StartsWith(it->first, prefix); ++it) {
+    if (limit > 0 && static_cast<int64_t>(out.items.size()) >= limit) break;
+    out.items.push_back(KeyValue{it->first, it->second.value,
+                                 it->second.resource_version,
+                                 it->second.create_version});
+  }
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<Watch>> MemoryStore::WatchPrefix(
+    const std::string& prefix, int64_t from_version) {
+  auto w = std::make_unique<MemoryWatch>(core_, prefix);
+  absl::MutexLock lock(&core_->mu);
+  if (core_->closed) return absl::UnavailableError("store closed");
+  if (from_version < core_->compacted) {
+    w->SetOverflow();
+  } else {
+    for (const WatchEvent& e : core_->history) {
+      if (e.kv.resource_version > from_version) w->Push(e);
+    }
+  }
+  core_->watches.insert(w.get());
+  return std::unique_ptr<Watch>(std::move(w));
+}
+
+absl::StatusOr<int64_t> MemoryStore::CurrentVersion() {
+  absl::MutexLock lock(&core_->mu);
+  return core_->revision;
+}
+
+void MemoryStore::Compact() {
+  absl::MutexLock lock(&core_->mu);
+  core_->history.clear();
+  core_->compacted = core_->revision;
+}
+
+void MemoryStore::FailTxns(absl::Status status) {
+  absl::MutexLock lock(&core_->mu);
+  core_->fail = std::move(status);
+}
+
+int64_t MemoryStore::txn_count() {
+  absl::MutexLock lock(&core_->mu);
+  return core_->txns;
+}
+
+int MemoryStore::watch_count() {
+  absl::MutexLock lock(&core_->mu);
+  return static_cast<int>(core_->watches.size());
+}
+
+}  // namespace tidal::testing
