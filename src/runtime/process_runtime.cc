@@ -96,6 +96,13 @@ bool ProcessMatches(pid_t pid, uint64_t start_ticks) {
   return ticks == start_ticks && state != 'Z' && state != 'X';
 }
 
+std::string BootId() {
+  std::ifstream in("/proc/sys/kernel/random/boot_id");
+  std::string id;
+  std::getline(in, id);
+  return id;
+}
+
 bool PortFree(int port) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return false;
@@ -515,7 +522,8 @@ class ProcessRuntime::Impl {
         }
         if (procs_.count(rec.id()) > 0) continue;
         pid_t pid = static_cast<pid_t>(rec.pid());
-        if (!ProcessMatches(pid, rec.start_ticks())) {
+        if ((!rec.boot_id().empty() && rec.boot_id() != boot_id_) ||
+            !ProcessMatches(pid, rec.start_ticks())) {
           log_->info(
               "app={}/{} instance {} (pid {}) is gone; dropping its record",
               rec.namespace_(), rec.app(), rec.id(), pid);
@@ -691,6 +699,7 @@ class ProcessRuntime::Impl {
   absl::Status WriteRecordLocked(Proc& p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     p.rec.set_pid(p.pid);
     p.rec.set_start_ticks(p.start_ticks);
+    p.rec.set_boot_id(boot_id_);
     p.rec.set_restarts(p.info.restarts());
     p.rec.set_port(p.info.port());
     *p.rec.mutable_start_time() = p.info.start_time();
@@ -1326,6 +1335,7 @@ class ProcessRuntime::Impl {
   std::shared_ptr<spdlog::logger> log_;
   std::string instances_dir_;
   std::string logs_dir_;
+  const std::string boot_id_ = BootId();
 
   // Supervisor thread (io_ is thread-safe; the timers below are its own).
   net::io_context io_;

@@ -48,8 +48,12 @@ struct ProcessRuntimeOptions {
   absl::Duration fast_probe_window = absl::Seconds(60);
   // Exit detection uses pidfds (instant); without them, polling at this rate.
   absl::Duration exit_poll_interval = absl::Milliseconds(10);
-  // fsync adoption records before renaming them into place.
-  bool sync_records = true;
+  // fsync adoption records before renaming them into place. Off by default:
+  // a record only has to outlive a crash of tidald (the page cache survives
+  // it), while a machine crash ends every instance anyway and records carry
+  // the boot id, so a lost or stale record is harmless; the fsync would add
+  // 5-30 ms to every cold start.
+  bool sync_records = false;
   // Address probes connect to and instances report as host.
   std::string host = "127.0.0.1";
 };

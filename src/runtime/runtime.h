@@ -35,7 +35,8 @@ struct InstanceRequest {
 struct InstanceChange {
   tidal::v1::Instance instance;  // its state after the change
   bool removed = false;          // the instance is gone (stopped for good)
-  // Set when the change deserves an event ("BackOff", "Unhealthy", "Started"...).
+  // Set when the change deserves an event ("BackOff", "Unhealthy",
+  // "Started"...).
   std::string event_type;  // Normal | Warning, empty for no event
   std::string event_reason;
   std::string event_message;
@@ -49,15 +50,17 @@ class Runtime {
 
   // Starts a new instance and returns it at once (phase Starting); readiness
   // is reported later through the listener.
-  virtual absl::StatusOr<tidal::v1::Instance> Start(const InstanceRequest& req) = 0;
+  virtual absl::StatusOr<tidal::v1::Instance> Start(
+      const InstanceRequest& req) = 0;
 
   // Stops an instance: SIGTERM, up to `grace`, then SIGKILL. Returns at once;
   // the instance shows phase Terminating until it is gone (listener: removed).
-  virtual absl::Status Stop(const std::string& instance_id, absl::Duration grace) = 0;
+  virtual absl::Status Stop(const std::string& instance_id,
+                            absl::Duration grace) = 0;
 
   // The instances of one app (namespace_ and app set), or of all apps.
-  virtual std::vector<tidal::v1::Instance> List(const std::string& namespace_ = "",
-                                                const std::string& app = "") = 0;
+  virtual std::vector<tidal::v1::Instance> List(
+      const std::string& namespace_ = "", const std::string& app = "") = 0;
 
   // Registers the one listener for instance changes. Call before Start/Adopt.
   virtual void SetListener(Listener listener) = 0;
@@ -67,7 +70,8 @@ class Runtime {
   virtual absl::Status Adopt() = 0;
 
   // Path of an instance's log file (stdout and stderr), for `tidalctl logs`.
-  virtual absl::StatusOr<std::string> LogPath(const std::string& instance_id) = 0;
+  virtual absl::StatusOr<std::string> LogPath(
+      const std::string& instance_id) = 0;
 
   // Stops probing and supervising; with stop_instances, stops every instance
   // too (else they keep running for the next tidald to adopt).

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <set>
 #include <vector>
@@ -163,6 +164,10 @@ TEST_F(ProcessRuntimeTest, StartBecomesReadyQuicklyAndServes) {
   auto t0 = std::chrono::steady_clock::now();
   auto inst = rt_->Start(SampleApp({"--version", "v9"}));
   ASSERT_TRUE(inst.ok()) << inst.status();
+  std::printf("Start() call: %.2f ms\n",
+              std::chrono::duration<double, std::milli>(
+                  std::chrono::steady_clock::now() - t0)
+                  .count());
   EXPECT_EQ(inst->phase(), "Starting");
   EXPECT_FALSE(inst->ready());
   EXPECT_GT(inst->pid(), 0);
@@ -480,6 +485,21 @@ TEST_F(ProcessRuntimeTest, AdoptionAfterRuntimeIsGone) {
   std::string reused_path = dir_.path() + "/instances/hello-reuse.pb";
   { std::ofstream(reused_path, std::ios::binary) << data; }
 
+  // This process with its true start time, but recorded in an earlier boot.
+  runtime::InstanceRecord old_boot = stale;
+  old_boot.set_id("hello-oboot");
+  old_boot.set_pid(getpid());
+  {
+    std::string st = ReadFile("/proc/self/stat");
+    const char* f = st.c_str() + st.rfind(')') + 2;
+    for (int field = 3; field < 22; ++field) f = strchr(f, ' ') + 1;
+    old_boot.set_start_ticks(strtoull(f, nullptr, 10));
+  }
+  old_boot.set_boot_id("00000000-0000-0000-0000-000000000000");
+  old_boot.SerializeToString(&data);
+  std::string old_boot_path = dir_.path() + "/instances/hello-oboot.pb";
+  { std::ofstream(old_boot_path, std::ios::binary) << data; }
+
   Recorder& rec2 = rec2_;  // outlives rt_ (TearDown stops it)
   rt_ = std::make_unique<ProcessRuntime>(Options());
   rt_->SetListener(rec2.listener());
@@ -491,6 +511,7 @@ TEST_F(ProcessRuntimeTest, AdoptionAfterRuntimeIsGone) {
   struct stat st;
   EXPECT_NE(stat(stale_path.c_str(), &st), 0);
   EXPECT_NE(stat(reused_path.c_str(), &st), 0);
+  EXPECT_NE(stat(old_boot_path.c_str(), &st), 0);
   ASSERT_TRUE(WaitReady(a->id()));
   ASSERT_TRUE(WaitReady(b->id()));
   EXPECT_EQ(Find(a->id())->pid(), a->pid());
@@ -541,6 +562,7 @@ TEST_F(ProcessRuntimeTest, RecordWrittenForEveryInstance) {
   ASSERT_TRUE(rec.ParseFromIstream(&in));
   EXPECT_EQ(rec.pid(), a->pid());
   EXPECT_GT(rec.start_ticks(), 0u);
+  EXPECT_FALSE(rec.boot_id().empty());
   EXPECT_EQ(rec.port(), a->port());
   EXPECT_EQ(rec.template_().command(0), "tidal-sample-app");
 }
