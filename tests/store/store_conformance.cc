@@ -18,7 +18,8 @@ using ::testing::HasSubstr;
 
 void StoreConformanceTest::SetUp() {
   env_ = GetParam().make_env();
-  ASSERT_NE(env_, nullptr);
+  if (env_ == nullptr)
+    GTEST_SKIP() << GetParam().name << " backend is not available here";
   auto store = env_->Open();
   ASSERT_TRUE(store.ok()) << store.status();
   store_ = std::move(store).value();

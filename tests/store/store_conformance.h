@@ -14,6 +14,7 @@
 
 #include <functional>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -51,8 +52,13 @@ class StoreTestEnv {
 
 struct StoreImpl {
   std::string name;
+  // Returns nullptr when the backend cannot run here (the tests then skip).
   std::function<std::unique_ptr<StoreTestEnv>()> make_env;
 };
+
+inline void PrintTo(const StoreImpl& impl, std::ostream* os) {
+  *os << impl.name;
+}
 
 inline std::string StoreImplName(
     const ::testing::TestParamInfo<StoreImpl>& info) {

@@ -1,0 +1,516 @@
+#include "store/etcd_store.h"
+
+#include <grpcpp/grpcpp.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include <deque>
+#include <set>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "etcdpb/rpc.grpc.pb.h"
+#include "store/txn_check.h"
+
+namespace tidal {
+namespace etcd_internal {
+namespace {
+
+absl::Status FromGrpc(const grpc::Status& s, absl::string_view what) {
+  if (s.ok()) return absl::OkStatus();
+  std::string msg = absl::StrCat("etcd ", what, ": ", s.error_message());
+  switch (s.error_code()) {
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+    case grpc::StatusCode::UNAVAILABLE:
+      return absl::UnavailableError(msg);
+    default:
+      return absl::Status(static_cast<absl::StatusCode>(s.error_code()), msg);
+  }
+}
+
+// The etcd key range covering every key that starts with `prefix`.
+void PrefixRange(const std::string& prefix, std::string* key,
+                 std::string* range_end) {
+  if (prefix.empty()) {
+    *key = std::string(1, '\0');
+    *range_end = std::string(1, '\0');
+    return;
+  }
+  *key = prefix;
+  *range_end = store_internal::PrefixEnd(prefix);
+  if (range_end->empty()) *range_end = std::string(1, '\0');
+}
+
+// Resolves "HOST:PORT[,HOST:PORT]" into a gRPC target listing every address.
+absl::StatusOr<std::string> ResolveEndpoints(const std::string& endpoints) {
+  std::vector<std::string> v4, v6;
+  for (absl::string_view ep :
+       absl::StrSplit(endpoints, ',', absl::SkipWhitespace())) {
+    ep = absl::StripAsciiWhitespace(ep);
+    ep = absl::StripPrefix(ep, "http://");
+    std::string host, port;
+    if (absl::ConsumePrefix(&ep, "[")) {
+      size_t close = ep.find("]:");
+      if (close == absl::string_view::npos) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("bad etcd endpoint \"", ep, "\""));
+      }
+      host = std::string(ep.substr(0, close));
+      port = std::string(ep.substr(close + 2));
+    } else {
+      size_t colon = ep.rfind(':');
+      if (colon == absl::string_view::npos) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("bad etcd endpoint \"", ep, "\": want HOST:PORT"));
+      }
+      host = std::string(ep.substr(0, colon));
+      port = std::string(ep.substr(colon + 1));
+    }
+    int port_num;
+    if (host.empty() || !absl::SimpleAtoi(port, &port_num) || port_num <= 0 ||
+        port_num > 65535) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("bad etcd endpoint \"", ep, "\": want HOST:PORT"));
+    }
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* res = nullptr;
+    int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &res);
+    if (rc != 0) {
+      return absl::UnavailableError(absl::StrCat(
+          "cannot resolve etcd endpoint ", host, ": ", gai_strerror(rc)));
+    }
+    for (addrinfo* ai = res; ai; ai = ai->ai_next) {
+      char buf[NI_MAXHOST];
+      if (getnameinfo(ai->ai_addr, ai->ai_addrlen, buf, sizeof(buf), nullptr, 0,
+                      NI_NUMERICHOST) != 0) {
+        continue;
+      }
+      if (ai->ai_family == AF_INET) v4.push_back(absl::StrCat(buf, ":", port));
+      if (ai->ai_family == AF_INET6)
+        v6.push_back(absl::StrCat("[", buf, "]:", port));
+    }
+    freeaddrinfo(res);
+  }
+  auto dedup = [](std::vector<std::string>* v) {
+    std::set<std::string> seen;
+    std::vector<std::string> out;
+    for (auto& s : *v) {
+      if (seen.insert(s).second) out.push_back(s);
+    }
+    *v = out;
+  };
+  dedup(&v4);
+  dedup(&v6);
+  if (!v4.empty()) return absl::StrCat("ipv4:", absl::StrJoin(v4, ","));
+  if (!v6.empty()) return absl::StrCat("ipv6:", absl::StrJoin(v6, ","));
+  return absl::InvalidArgumentError(
+      absl::StrCat("no etcd endpoints in \"", endpoints, "\""));
+}
+
+WatchEvent ToWatchEvent(const mvccpb::Event& e) {
+  WatchEvent ev;
+  ev.kv.key = e.kv().key();
+  ev.kv.resource_version = e.kv().mod_revision();
+  if (e.type() == mvccpb::Event::PUT) {
+    ev.type = WatchEvent::Type::kPut;
+    ev.kv.value = e.kv().value();
+    ev.kv.create_version = e.kv().create_revision();
+    ev.prev_version = (e.kv().version() > 1 && e.has_prev_kv())
+                          ? e.prev_kv().mod_revision()
+                          : 0;
+  } else {
+    ev.type = WatchEvent::Type::kDelete;
+    if (e.has_prev_kv()) {
+      ev.kv.value = e.prev_kv().value();
+      ev.kv.create_version = e.prev_kv().create_revision();
+      ev.prev_version = e.prev_kv().mod_revision();
+    }
+  }
+  return ev;
+}
+
+}  // namespace
+
+// The gRPC channel and stubs. Thread-safe (gRPC stubs are).
+class Client {
+ public:
+  Client(std::shared_ptr<grpc::Channel> channel, absl::Duration rpc_timeout)
+      : channel_(std::move(channel)),
+        kv_(etcdserverpb::KV::NewStub(channel_)),
+        watch_(etcdserverpb::Watch::NewStub(channel_)),
+        rpc_timeout_(rpc_timeout) {}
+
+  etcdserverpb::KV::Stub* kv() { return kv_.get(); }
+  etcdserverpb::Watch::Stub* watch() { return watch_.get(); }
+
+  void SetDeadline(grpc::ClientContext* ctx, absl::Duration timeout) const {
+    ctx->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  }
+  absl::Duration rpc_timeout() const { return rpc_timeout_; }
+
+ private:
+  const std::shared_ptr<grpc::Channel> channel_;
+  const std::unique_ptr<etcdserverpb::KV::Stub> kv_;
+  const std::unique_ptr<etcdserverpb::Watch::Stub> watch_;
+  const absl::Duration rpc_timeout_;
+};
+
+class EtcdWatch;
+
+// The store's open watches, so closing the store cancels them. Thread-safe.
+class WatchRegistry {
+ public:
+  void Add(EtcdWatch* w) {
+    absl::MutexLock lock(&mu_);
+    live_.insert(w);
+  }
+  void Remove(EtcdWatch* w) {
+    absl::MutexLock lock(&mu_);
+    live_.erase(w);
+  }
+  bool closed() {
+    absl::MutexLock lock(&mu_);
+    return closed_;
+  }
+  void CloseAll();
+
+ private:
+  absl::Mutex mu_;
+  std::set<EtcdWatch*> live_ ABSL_GUARDED_BY(mu_);
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// One etcd watch on its own gRPC stream. A reader thread moves events into a
+// bounded buffer; Next() drains it. One reader of Next() at a time; Cancel()
+// from any thread.
+class EtcdWatch : public Watch {
+ public:
+  EtcdWatch(std::shared_ptr<Client> client,
+            std::shared_ptr<WatchRegistry> registry, std::string prefix,
+            int64_t from, int64_t max_buffer)
+      : client_(std::move(client)),
+        registry_(std::move(registry)),
+        prefix_(std::move(prefix)),
+        from_(from),
+        max_buffer_(std::max<int64_t>(1, max_buffer)) {}
+
+  ~EtcdWatch() override {
+    registry_->Remove(this);
+    Cancel();
+    if (reader_.joinable()) reader_.join();
+  }
+
+  // Opens the stream and waits for etcd to confirm the watch.
+  absl::Status Start() {
+    stream_ = client_->watch()->Watch(&ctx_);
+    etcdserverpb::WatchRequest req;
+    auto* create = req.mutable_create_request();
+    PrefixRange(prefix_, create->mutable_key(), create->mutable_range_end());
+    create->set_start_revision(from_ + 1);
+    create->set_prev_kv(true);
+    if (!stream_->Write(req)) {
+      ctx_.TryCancel();
+      grpc::Status s = stream_->Finish();
+      return absl::UnavailableError(
+          absl::StrCat("etcd watch: cannot open stream: ", s.error_message()));
+    }
+    reader_ = std::thread([this] { ReadLoop(); });
+    absl::MutexLock lock(&mu_);
+    const absl::Time deadline = absl::Now() + client_->rpc_timeout();
+    while (!created_ && error_.ok() && !cancelled_) {
+      if (cv_.WaitWithDeadline(&mu_, deadline)) break;
+    }
+    if (created_) return absl::OkStatus();
+    if (!error_.ok()) return error_;
+    if (cancelled_) return absl::CancelledError("watch cancelled");
+    return absl::UnavailableError(
+        "etcd watch: no confirmation from etcd in time");
+  }
+
+  absl::StatusOr<std::vector<WatchEvent>> Next(
+      absl::Duration timeout) override {
+    const absl::Time deadline = absl::Now() + timeout;
+    absl::MutexLock lock(&mu_);
+    while (buffer_.empty() && error_.ok() && !cancelled_) {
+      if (cv_.WaitWithDeadline(&mu_, deadline)) break;
+    }
+    if (cancelled_) return absl::CancelledError("watch cancelled");
+    if (!buffer_.empty()) {
+      std::vector<WatchEvent> out(std::make_move_iterator(buffer_.begin()),
+                                  std::make_move_iterator(buffer_.end()));
+      buffer_.clear();
+      return out;
+    }
+    if (!error_.ok()) return error_;
+    return std::vector<WatchEvent>();
+  }
+
+  void Cancel() override {
+    {
+      absl::MutexLock lock(&mu_);
+      cancelled_ = true;
+      cv_.SignalAll();
+    }
+    ctx_.TryCancel();
+  }
+
+ private:
+  void ReadLoop() {
+    etcdserverpb::WatchResponse resp;
+    bool failed = false;
+    while (stream_->Read(&resp)) {
+      if (failed) continue;  // draining after TryCancel
+      absl::MutexLock lock(&mu_);
+      if (resp.created()) created_ = true;
+      for (const auto& e : resp.events()) buffer_.push_back(ToWatchEvent(e));
+      if (resp.compact_revision() != 0) {
+        error_ = absl::OutOfRangeError(
+            store_internal::WatchTooOld(last_rev_, resp.compact_revision()));
+        failed = true;
+      } else if (resp.canceled()) {
+        error_ = absl::UnavailableError(
+            absl::StrCat("etcd cancelled the watch: ", resp.cancel_reason()));
+        failed = true;
+      } else if (static_cast<int64_t>(buffer_.size()) > max_buffer_) {
+        error_ = absl::OutOfRangeError(absl::StrCat(
+            "watch on \"", prefix_, "\" fell behind (more than ", max_buffer_,
+            " unread events after revision ", last_rev_, "); re-list"));
+        buffer_.clear();
+        failed = true;
+      }
+      if (!resp.events().empty()) {
+        last_rev_ = resp.events(resp.events_size() - 1).kv().mod_revision();
+      }
+      cv_.SignalAll();
+      if (failed) ctx_.TryCancel();
+    }
+    grpc::Status s = stream_->Finish();
+    absl::MutexLock lock(&mu_);
+    if (error_.ok() && !cancelled_) {
+      error_ = absl::UnavailableError(absl::StrCat(
+          "etcd watch stream ended: ", s.error_message(), "; re-list"));
+    }
+    cv_.SignalAll();
+  }
+
+  const std::shared_ptr<Client> client_;
+  const std::shared_ptr<WatchRegistry> registry_;
+  const std::string prefix_;
+  const int64_t from_;
+  const int64_t max_buffer_;
+
+  grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientReaderWriter<etcdserverpb::WatchRequest,
+                                           etcdserverpb::WatchResponse>>
+      stream_;
+  std::thread reader_;
+
+  absl::Mutex mu_;
+  absl::CondVar cv_;
+  std::deque<WatchEvent> buffer_ ABSL_GUARDED_BY(mu_);
+  absl::Status error_ ABSL_GUARDED_BY(mu_);
+  bool created_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t last_rev_ ABSL_GUARDED_BY(mu_) = from_;
+};
+
+void WatchRegistry::CloseAll() {
+  absl::MutexLock lock(&mu_);
+  closed_ = true;
+  for (EtcdWatch* w : live_) w->Cancel();
+}
+
+}  // namespace etcd_internal
+
+using etcd_internal::Client;
+using etcd_internal::EtcdWatch;
+using etcd_internal::WatchRegistry;
+
+absl::StatusOr<std::unique_ptr<EtcdStore>> EtcdStore::Open(
+    const std::string& endpoints, Options options) {
+  ASSIGN_OR_RETURN(std::string target,
+                   etcd_internal::ResolveEndpoints(endpoints));
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(-1);
+  args.SetMaxSendMessageSize(-1);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  auto channel = grpc::CreateCustomChannel(
+      target, grpc::InsecureChannelCredentials(), args);
+  auto client =
+      std::make_shared<Client>(std::move(channel), options.rpc_timeout);
+
+  // A first call proves an endpoint answers.
+  etcdserverpb::RangeRequest req;
+  req.set_key(std::string(1, '\0'));
+  req.set_keys_only(true);
+  req.set_limit(1);
+  etcdserverpb::RangeResponse resp;
+  grpc::ClientContext ctx;
+  ctx.set_wait_for_ready(true);
+  client->SetDeadline(&ctx, options.connect_timeout);
+  grpc::Status s = client->kv()->Range(&ctx, req, &resp);
+  if (!s.ok()) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot reach etcd at ", endpoints, ": ", s.error_message()));
+  }
+  GetLogger("store")->info("connected to etcd at {} ({}), revision {}",
+                           endpoints, target, resp.header().revision());
+  return std::unique_ptr<EtcdStore>(new EtcdStore(options, std::move(client)));
+}
+
+EtcdStore::EtcdStore(Options options, std::shared_ptr<Client> client)
+    : options_(options),
+      client_(std::move(client)),
+      watches_(std::make_shared<WatchRegistry>()) {}
+
+EtcdStore::~EtcdStore() { watches_->CloseAll(); }
+
+absl::StatusOr<int64_t> EtcdStore::Txn(const std::vector<Op>& ops) {
+  RETURN_IF_ERROR(store_internal::ValidateOps(ops));
+  etcdserverpb::TxnRequest req;
+  using etcdserverpb::Compare;
+  for (const Op& op : ops) {
+    auto add_compare = [&](Compare::CompareTarget target,
+                           Compare::CompareResult result, int64_t value) {
+      Compare* c = req.add_compare();
+      c->set_key(op.key);
+      c->set_target(target);
+      c->set_result(result);
+      if (target == Compare::MOD) {
+        c->set_mod_revision(value);
+      } else {
+        c->set_version(value);
+      }
+    };
+    if (op.expected_version > 0) {
+      add_compare(Compare::MOD, Compare::EQUAL, op.expected_version);
+    } else if (op.expected_version == 0) {
+      add_compare(Compare::VERSION, Compare::EQUAL, 0);
+    }
+    if (op.type == Op::Type::kDelete && op.expected_version <= 0) {
+      // A delete needs the key to exist (with expected 0 this cannot hold:
+      // the txn fails and is reported as for the SQLite store).
+      add_compare(Compare::VERSION, Compare::GREATER, 0);
+    }
+    if (op.type == Op::Type::kPut) {
+      auto* put = req.add_success()->mutable_request_put();
+      put->set_key(op.key);
+      put->set_value(op.value);
+    } else {
+      req.add_success()->mutable_request_delete_range()->set_key(op.key);
+    }
+    // On failure, read every key to say which precondition failed.
+    auto* range = req.add_failure()->mutable_request_range();
+    range->set_key(op.key);
+    range->set_keys_only(true);
+  }
+  etcdserverpb::TxnResponse resp;
+  grpc::ClientContext ctx;
+  client_->SetDeadline(&ctx, options_.rpc_timeout);
+  RETURN_IF_ERROR(
+      etcd_internal::FromGrpc(client_->kv()->Txn(&ctx, req, &resp), "txn"));
+  if (resp.succeeded()) return resp.header().revision();
+  for (size_t i = 0;
+       i < ops.size() && static_cast<int>(i) < resp.responses_size(); ++i) {
+    const auto& range = resp.responses(i).response_range();
+    store_internal::KeyState cur;
+    if (range.kvs_size() > 0) {
+      cur.exists = true;
+      cur.resource_version = range.kvs(0).mod_revision();
+    }
+    RETURN_IF_ERROR(store_internal::CheckPrecondition(ops[i], cur));
+  }
+  return absl::AbortedError(
+      "etcd txn compare failed without a failing precondition");
+}
+
+absl::StatusOr<KeyValue> EtcdStore::Get(const std::string& key) {
+  etcdserverpb::RangeRequest req;
+  req.set_key(key);
+  etcdserverpb::RangeResponse resp;
+  grpc::ClientContext ctx;
+  client_->SetDeadline(&ctx, options_.rpc_timeout);
+  RETURN_IF_ERROR(
+      etcd_internal::FromGrpc(client_->kv()->Range(&ctx, req, &resp), "get"));
+  if (resp.kvs_size() == 0)
+    return absl::NotFoundError(absl::StrCat("key \"", key, "\" not found"));
+  const auto& kv = resp.kvs(0);
+  return KeyValue{kv.key(), kv.value(), kv.mod_revision(),
+                  kv.create_revision()};
+}
+
+absl::StatusOr<ListResult> EtcdStore::List(const std::string& prefix,
+                                           int64_t limit) {
+  if (limit < 0) return absl::InvalidArgumentError("negative list limit");
+  etcdserverpb::RangeRequest req;
+  etcd_internal::PrefixRange(prefix, req.mutable_key(),
+                             req.mutable_range_end());
+  req.set_limit(limit);
+  req.set_sort_order(etcdserverpb::RangeRequest::ASCEND);
+  req.set_sort_target(etcdserverpb::RangeRequest::KEY);
+  etcdserverpb::RangeResponse resp;
+  grpc::ClientContext ctx;
+  client_->SetDeadline(&ctx, options_.rpc_timeout);
+  RETURN_IF_ERROR(
+      etcd_internal::FromGrpc(client_->kv()->Range(&ctx, req, &resp), "list"));
+  ListResult out;
+  out.resource_version = resp.header().revision();
+  out.items.reserve(resp.kvs_size());
+  for (auto& kv : *resp.mutable_kvs()) {
+    out.items.push_back(KeyValue{std::move(*kv.mutable_key()),
+                                 std::move(*kv.mutable_value()),
+                                 kv.mod_revision(), kv.create_revision()});
+  }
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<Watch>> EtcdStore::WatchPrefix(
+    const std::string& prefix, int64_t from_version) {
+  if (from_version < 0)
+    return absl::InvalidArgumentError("negative watch revision");
+  if (watches_->closed()) return absl::CancelledError("store closed");
+  auto watch = std::make_unique<EtcdWatch>(
+      client_, watches_, prefix, from_version, options_.watch_buffer_events);
+  watches_->Add(watch.get());
+  RETURN_IF_ERROR(watch->Start());
+  return std::unique_ptr<Watch>(std::move(watch));
+}
+
+absl::StatusOr<int64_t> EtcdStore::CurrentVersion() {
+  etcdserverpb::RangeRequest req;
+  req.set_key(std::string(1, '\0'));
+  req.set_keys_only(true);
+  req.set_limit(1);
+  etcdserverpb::RangeResponse resp;
+  grpc::ClientContext ctx;
+  client_->SetDeadline(&ctx, options_.rpc_timeout);
+  RETURN_IF_ERROR(etcd_internal::FromGrpc(
+      client_->kv()->Range(&ctx, req, &resp), "current revision"));
+  return resp.header().revision();
+}
+
+absl::Status EtcdStore::Compact(int64_t revision) {
+  etcdserverpb::CompactionRequest req;
+  req.set_revision(revision);
+  req.set_physical(true);
+  etcdserverpb::CompactionResponse resp;
+  grpc::ClientContext ctx;
+  client_->SetDeadline(&ctx, options_.rpc_timeout);
+  return etcd_internal::FromGrpc(client_->kv()->Compact(&ctx, req, &resp),
+                                 "compact");
+}
+
+}  // namespace tidal

@@ -1,0 +1,84 @@
+#pragma once
+
+// The Store over an etcd v3 cluster (gRPC KV and Watch services), for running
+// several tidald replicas against one highly available source of truth.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "store/store.h"
+
+namespace tidal {
+
+namespace etcd_internal {
+class Client;
+class WatchRegistry;
+}  // namespace etcd_internal
+
+// EtcdStore implements Store with etcd's own revisions: a txn is one etcd Txn
+// whose compares check mod_revision (expected N), version == 0 (expected no
+// key) or version > 0 (delete of an existing key); resource_version is the
+// key's mod_revision, create_version its create_revision, and the store
+// revision etcd's header revision. Watches are etcd watches starting at
+// from_version + 1; a compacted start revision, or a watch whose client-side
+// buffer overflows because nobody reads it, fails with OutOfRange.
+//
+// Reads are linearizable. A Txn that fails with Unavailable may or may not
+// have been applied (etcd semantics): callers re-read before retrying.
+//
+// Thread-safe. Each watch runs one gRPC stream with one reader thread.
+class EtcdStore : public Store {
+ public:
+  struct Options {
+    // Deadline of each unary call (Txn, Range, Compact).
+    absl::Duration rpc_timeout = absl::Seconds(10);
+    // How long Open waits for a first successful call.
+    absl::Duration connect_timeout = absl::Seconds(5);
+    // Events a watch buffers before the reader is declared too slow.
+    int64_t watch_buffer_events = 100000;
+  };
+
+  // `endpoints` is "HOST:PORT[,HOST:PORT...]" (IPv4, [IPv6] or names, which
+  // are resolved once here); the client fails over between them. Errors:
+  // InvalidArgument for a malformed list, Unavailable when no endpoint
+  // answers within connect_timeout.
+  static absl::StatusOr<std::unique_ptr<EtcdStore>> Open(
+      const std::string& endpoints, Options options);
+  static absl::StatusOr<std::unique_ptr<EtcdStore>> Open(
+      const std::string& endpoints) {
+    return Open(endpoints, Options());
+  }
+
+  // Cancels open watches (their Next returns Cancelled).
+  ~EtcdStore() override;
+
+  EtcdStore(const EtcdStore&) = delete;
+  EtcdStore& operator=(const EtcdStore&) = delete;
+
+  absl::StatusOr<int64_t> Txn(const std::vector<Op>& ops) override;
+  absl::StatusOr<KeyValue> Get(const std::string& key) override;
+  absl::StatusOr<ListResult> List(const std::string& prefix,
+                                  int64_t limit = 0) override;
+  absl::StatusOr<std::unique_ptr<Watch>> WatchPrefix(
+      const std::string& prefix, int64_t from_version) override;
+  absl::StatusOr<int64_t> CurrentVersion() override;
+
+  // Discards history up to `revision` (etcd Compact, physical). Watches from
+  // older revisions then get OutOfRange.
+  absl::Status Compact(int64_t revision);
+
+ private:
+  EtcdStore(Options options, std::shared_ptr<etcd_internal::Client> client);
+
+  // Constant after construction.
+  const Options options_;
+  const std::shared_ptr<etcd_internal::Client> client_;
+  const std::shared_ptr<etcd_internal::WatchRegistry> watches_;
+};
+
+}  // namespace tidal
