@@ -1,7 +1,8 @@
 // tidal-gateway-bench: runs a Gateway with one static route, for
 // bench/gateway/run.sh and manual testing.
 //
-//   tidal-gateway-bench --port P --threads N --upstream 127.0.0.1:8081 [--upstream ...]
+//   tidal-gateway-bench --port P --threads N --upstream 127.0.0.1:8081
+//   [--upstream ...]
 //                       [--app bench] [--ns default] [--concurrency 0]
 //
 // Prints "listening on <port>" once serving; SIGINT/SIGTERM stops it.
@@ -20,9 +21,11 @@ namespace {
 
 [[noreturn]] void Usage(const std::string& error) {
   if (!error.empty()) std::fprintf(stderr, "error: %s\n", error.c_str());
-  std::fprintf(stderr,
-               "usage: tidal-gateway-bench [--port P] [--threads N] --upstream HOST:PORT...\n"
-               "       [--app NAME] [--ns NAME] [--concurrency N] [--domain D]\n");
+  std::fprintf(
+      stderr,
+      "usage: tidal-gateway-bench [--port P] [--threads N] --upstream "
+      "HOST:PORT...\n"
+      "       [--app NAME] [--ns NAME] [--concurrency N] [--domain D]\n");
   std::exit(2);
 }
 
@@ -55,7 +58,8 @@ int main(int argc, char** argv) {
       opts.domain = value;
     } else if (flag == "--upstream") {
       auto colon = value.rfind(':');
-      if (colon == std::string::npos || !absl::SimpleAtoi(value.substr(colon + 1), &n)) {
+      if (colon == std::string::npos ||
+          !absl::SimpleAtoi(value.substr(colon + 1), &n)) {
         Usage("bad --upstream " + value);
       }
       tidal::gateway::Endpoint e;
