@@ -1,0 +1,348 @@
+// apply, diff and delete: the commands that take specs (-f).
+
+#include <google/protobuf/util/message_differencer.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "api/grpc_status.h"
+#include "api/service.h"
+#include "api/spec.h"
+#include "cli/cli.h"
+#include "cli/diff.h"
+#include "cli/output.h"
+
+namespace tidal::cli {
+
+namespace fs = std::filesystem;
+
+absl::StatusOr<std::vector<Input>> ReadInputs(
+    const std::vector<std::string>& paths) {
+  std::vector<Input> out;
+  auto read_file = [&](const std::string& path) -> absl::Status {
+    std::ifstream in(path, std::ios::binary);
+    if (!in)
+      return absl::InvalidArgumentError(absl::StrCat("cannot read ", path));
+    std::string text((std::istreambuf_iterator<char>(in)),
+                     std::istreambuf_iterator<char>());
+    out.push_back({path, std::move(text)});
+    return absl::OkStatus();
+  };
+  for (const std::string& p : paths) {
+    if (p == "-") {
+      std::string text((std::istreambuf_iterator<char>(std::cin)),
+                       std::istreambuf_iterator<char>());
+      out.push_back({"<stdin>", std::move(text)});
+      continue;
+    }
+    std::error_code ec;
+    if (fs::is_directory(p, ec)) {
+      std::vector<std::string> files;
+      for (const auto& entry : fs::directory_iterator(p, ec)) {
+        std::string ext = entry.path().extension().string();
+        if (entry.is_regular_file() && (ext == ".yaml" || ext == ".yml")) {
+          files.push_back(entry.path().string());
+        }
+      }
+      if (ec)
+        return absl::InvalidArgumentError(
+            absl::StrCat("cannot list ", p, ": ", ec.message()));
+      std::sort(files.begin(), files.end());
+      if (files.empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("no *.yaml or *.yml files in ", p));
+      }
+      for (const auto& f : files) {
+        if (absl::Status s = read_file(f); !s.ok()) return s;
+      }
+      continue;
+    }
+    if (!fs::exists(p, ec)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the path \"", p, "\" does not exist"));
+    }
+    if (absl::Status s = read_file(p); !s.ok()) return s;
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<tidal::v1::App>> ParseInputs(
+    Context& ctx, const std::vector<Input>& inputs) {
+  std::vector<tidal::v1::App> apps;
+  int errors = 0;
+  for (const Input& in : inputs) {
+    spec::ParseResult r = spec::ParseApps(in.text, in.source, ctx.Namespace());
+    for (const auto& e : r.errors) {
+      ctx.err() << e.ToString() << "\n";
+      ++errors;
+    }
+    for (auto& p : r.apps) apps.push_back(std::move(p.app));
+  }
+  if (errors > 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(errors, errors == 1 ? " problem" : " problems",
+                     " in the specs; nothing was changed"));
+  }
+  return apps;
+}
+
+namespace {
+
+using google::protobuf::util::MessageDifferencer;
+
+struct ApplyFlags {
+  std::vector<std::string> files;
+  std::string dry_run = "none";
+  std::string message;
+};
+
+absl::StatusOr<tidal::v1::App> GetLive(Context& ctx, const std::string& ns,
+                                       const std::string& name) {
+  tidal::v1::GetRequest req;
+  req.set_namespace_(ns);
+  req.set_name(name);
+  tidal::v1::App app;
+  auto call = ctx.Call();
+  absl::Status s = FromGrpc(ctx.Stub().Get(call.get(), req, &app));
+  if (!s.ok()) return s;
+  return app;
+}
+
+// Local (client) dry run: validate here; compare with the server when it
+// answers.
+int ClientDryRun(Context& ctx, const std::vector<Input>& inputs,
+                 const ApplyFlags& f) {
+  auto apps = ParseInputs(ctx, inputs);
+  if (!apps.ok())
+    return ctx.Error(std::string(apps.status().message()), kExitUsage);
+  bool reachable = true;
+  for (tidal::v1::App& app : *apps) {
+    if (!f.message.empty()) {
+      (*app.mutable_metadata()
+            ->mutable_annotations())[TidalService::kChangeCauseAnnotation] =
+          f.message;
+    }
+    std::string action = "created";
+    if (reachable) {
+      auto live =
+          GetLive(ctx, app.metadata().namespace_(), app.metadata().name());
+      if (live.ok()) {
+        action = MessageDifferencer::Equals(DiffView(*live), DiffView(app))
+                     ? "unchanged"
+                     : "configured";
+      } else if (absl::IsUnavailable(live.status()) ||
+                 absl::IsDeadlineExceeded(live.status())) {
+        reachable = false;
+      } else if (!absl::IsNotFound(live.status())) {
+        return ctx.Fail(live.status());
+      }
+    }
+    if (reachable) {
+      ctx.out() << AppName(app) << " " << action << " (dry run)\n";
+    } else {
+      ctx.out() << AppName(app) << " valid (dry run; tidald at " << ctx.server()
+                << " not reachable to compare)\n";
+    }
+  }
+  return kExitOk;
+}
+
+int DoApply(Context& ctx, const ApplyFlags& f) {
+  auto inputs = ReadInputs(f.files);
+  if (!inputs.ok())
+    return ctx.Error(std::string(inputs.status().message()), kExitUsage);
+  if (f.dry_run == "client") return ClientDryRun(ctx, *inputs, f);
+
+  tidal::v1::ApplyRequest req;
+  req.set_dry_run(f.dry_run == "server");
+  req.set_change_cause(f.message);
+  req.set_default_namespace(ctx.Namespace());
+  if (inputs->size() == 1) {
+    // The server validates: its errors carry this file's lines.
+    req.set_yaml((*inputs)[0].text);
+    req.set_source((*inputs)[0].source);
+  } else {
+    // Several files: validate each here (errors name their file), then apply
+    // every document in one request, all or nothing.
+    auto apps = ParseInputs(ctx, *inputs);
+    if (!apps.ok())
+      return ctx.Error(std::string(apps.status().message()), kExitUsage);
+    for (auto& a : *apps) *req.add_apps() = std::move(a);
+  }
+  tidal::v1::ApplyResponse resp;
+  auto call = ctx.Call();
+  absl::Status s = FromGrpc(ctx.Stub().Apply(call.get(), req, &resp));
+  if (!s.ok()) return ctx.Fail(s);
+  for (const auto& r : resp.results()) {
+    ctx.out() << "app.tidal.dev/" << r.name() << " " << r.action()
+              << (req.dry_run() ? " (server dry run)" : "") << "\n";
+  }
+  return kExitOk;
+}
+
+struct DiffFlags {
+  std::vector<std::string> files;
+};
+
+int DoDiff(Context& ctx, const DiffFlags& f) {
+  auto inputs = ReadInputs(f.files);
+  if (!inputs.ok())
+    return ctx.Error(std::string(inputs.status().message()), kExitUsage);
+  auto apps = ParseInputs(ctx, *inputs);
+  if (!apps.ok())
+    return ctx.Error(std::string(apps.status().message()), kExitUsage);
+  bool different = false;
+  for (const tidal::v1::App& app : *apps) {
+    const std::string& ns = app.metadata().namespace_();
+    const std::string& name = app.metadata().name();
+    std::string live_yaml;
+    auto live = GetLive(ctx, ns, name);
+    if (live.ok()) {
+      live_yaml = spec::AppToYaml(DiffView(*live));
+    } else if (!absl::IsNotFound(live.status())) {
+      return std::max<int>(kExitUsage, ctx.Fail(live.status()));
+    }
+    std::string d = UnifiedDiff(live_yaml, spec::AppToYaml(DiffView(app)),
+                                absl::StrCat("live/", ns, "/", name),
+                                absl::StrCat("desired/", ns, "/", name));
+    if (!d.empty()) {
+      different = true;
+      ctx.out() << d;
+    }
+  }
+  return different ? kExitFailure : kExitOk;
+}
+
+struct DeleteFlags {
+  std::vector<std::string> args;
+  std::vector<std::string> files;
+  bool wait = false;
+  std::string dry_run = "none";
+};
+
+int DoDelete(Context& ctx, const DeleteFlags& f) {
+  std::vector<std::pair<std::string, std::string>> targets;  // (ns, name)
+  if (!f.files.empty()) {
+    if (!f.args.empty())
+      return ctx.Error("give either -f FILE or `app NAME`, not both",
+                       kExitUsage);
+    auto inputs = ReadInputs(f.files);
+    if (!inputs.ok())
+      return ctx.Error(std::string(inputs.status().message()), kExitUsage);
+    auto apps = ParseInputs(ctx, *inputs);
+    if (!apps.ok())
+      return ctx.Error(std::string(apps.status().message()), kExitUsage);
+    for (const auto& a : *apps)
+      targets.emplace_back(a.metadata().namespace_(), a.metadata().name());
+  } else {
+    if (f.args.empty() || (f.args[0] != "app" && f.args[0] != "apps")) {
+      return ctx.Error("usage: tidalctl delete app NAME... | delete -f FILE",
+                       kExitUsage);
+    }
+    if (f.args.size() < 2)
+      return ctx.Error("delete app: give at least one NAME", kExitUsage);
+    for (size_t i = 1; i < f.args.size(); ++i)
+      targets.emplace_back(ctx.Namespace(), f.args[i]);
+  }
+  const bool dry = f.dry_run != "none";
+  for (const auto& [ns, name] : targets) {
+    tidal::v1::DeleteRequest req;
+    req.set_namespace_(ns);
+    req.set_name(name);
+    req.set_dry_run(dry);
+    tidal::v1::DeleteResponse resp;
+    auto call = ctx.Call();
+    absl::Status s = FromGrpc(ctx.Stub().Delete(call.get(), req, &resp));
+    if (!s.ok()) return ctx.Fail(s);
+    ctx.out() << "app.tidal.dev \"" << name << "\" deleted"
+              << (dry ? " (server dry run)" : "") << "\n"
+              << std::flush;
+  }
+  if (!f.wait || dry) return kExitOk;
+  // --wait: until the controller has stopped the instances and removed the
+  // apps.
+  const absl::Time deadline = absl::Now() + ctx.timeout();
+  for (const auto& [ns, name] : targets) {
+    while (true) {
+      auto live = GetLive(ctx, ns, name);
+      if (absl::IsNotFound(live.status())) break;
+      if (!live.ok()) return ctx.Fail(live.status());
+      if (absl::Now() >= deadline) {
+        return ctx.Error(
+            absl::StrCat("timed out after ",
+                         absl::FormatDuration(ctx.timeout()),
+                         " waiting for app \"", name,
+                         "\" to be removed (is the controller running?)"),
+            kExitTimeout);
+      }
+      absl::SleepFor(absl::Milliseconds(200));
+    }
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+void AddApplyCommands(CLI::App& root, Context& ctx) {
+  auto apply_flags = std::make_shared<ApplyFlags>();
+  CLI::App* apply =
+      root.add_subcommand("apply",
+                          "Create or update apps from YAML files, directories "
+                          "or stdin (all or nothing)");
+  apply
+      ->add_option(
+          "-f,--filename", apply_flags->files,
+          "file, directory (every *.yaml/*.yml) or - for stdin; repeatable")
+      ->required();
+  apply
+      ->add_option("--dry-run", apply_flags->dry_run,
+                   "none | client (validate here) | server (validate on "
+                   "tidald, write nothing)")
+      ->check(CLI::IsMember({"none", "client", "server"}))
+      ->capture_default_str();
+  apply->add_option(
+      "--message", apply_flags->message,
+      "change cause, recorded in the annotation tidal.dev/change-cause");
+  apply->callback([&ctx, apply_flags] {
+    Run(ctx, [&] { return DoApply(ctx, *apply_flags); });
+  });
+
+  auto diff_flags = std::make_shared<DiffFlags>();
+  CLI::App* diff =
+      root.add_subcommand("diff",
+                          "Show how the live apps differ from the files (exit "
+                          "0 same, 1 different, >1 error)");
+  diff->add_option("-f,--filename", diff_flags->files,
+                   "file, directory or -; repeatable")
+      ->required();
+  diff->callback([&ctx, diff_flags] {
+    Run(ctx, [&] { return DoDiff(ctx, *diff_flags); });
+  });
+
+  auto delete_flags = std::make_shared<DeleteFlags>();
+  CLI::App* del =
+      root.add_subcommand("delete",
+                          "Delete apps: `delete app NAME...` or `delete -f "
+                          "FILE` (instances stop first)");
+  del->add_option("args", delete_flags->args, "app NAME...");
+  del->add_option("-f,--filename", delete_flags->files,
+                  "delete the apps named in these files");
+  del->add_flag(
+      "--wait", delete_flags->wait,
+      "wait until the apps are gone (instances stopped), up to --timeout");
+  del->add_option("--dry-run", delete_flags->dry_run, "none | server")
+      ->check(CLI::IsMember({"none", "server", "client"}))
+      ->capture_default_str();
+  del->callback([&ctx, delete_flags] {
+    Run(ctx, [&] { return DoDelete(ctx, *delete_flags); });
+  });
+}
+
+}  // namespace tidal::cli

@@ -1,0 +1,128 @@
+#include "cli/context.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cstdlib>
+#include <iostream>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/units.h"
+
+namespace tidal::cli {
+
+std::string ConfigPath() {
+  if (const char* xdg = std::getenv("XDG_CONFIG_HOME"); xdg && *xdg) {
+    return absl::StrCat(xdg, "/tidal/config.yaml");
+  }
+  if (const char* home = std::getenv("HOME"); home && *home) {
+    return absl::StrCat(home, "/.config/tidal/config.yaml");
+  }
+  return "";
+}
+
+std::string ResolveServer(const std::string& flag) {
+  if (!flag.empty()) return flag;
+  if (const char* env = std::getenv("TIDAL_SERVER"); env && *env) return env;
+  std::string path = ConfigPath();
+  if (!path.empty()) {
+    try {
+      YAML::Node cfg = YAML::LoadFile(path);
+      if (cfg.IsMap() && cfg["server"] && cfg["server"].IsScalar()) {
+        std::string s = cfg["server"].as<std::string>();
+        if (!s.empty()) return s;
+      }
+    } catch (const std::exception&) {
+      // A missing or unreadable config file means "use the default".
+    }
+  }
+  return kDefaultServer;
+}
+
+absl::Status Context::Prepare() {
+  server_ = ResolveServer(server_flag);
+  auto ms = ParseDurationMs(timeout_flag);
+  if (!ms.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--timeout: ", ms.status().message()));
+  }
+  if (*ms <= 0) return absl::InvalidArgumentError("--timeout must be positive");
+  timeout_ = absl::Milliseconds(*ms);
+  return absl::OkStatus();
+}
+
+tidal::v1::Tidal::Stub& Context::Stub() {
+  if (!stub_) {
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(64 << 20);
+    args.SetMaxSendMessageSize(64 << 20);
+    channel_ = grpc::CreateCustomChannel(
+        server_, grpc::InsecureChannelCredentials(), args);
+    stub_ = tidal::v1::Tidal::NewStub(channel_);
+  }
+  return *stub_;
+}
+
+std::unique_ptr<grpc::ClientContext> Context::Call(bool stream) {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  if (!stream) ctx->set_deadline(absl::ToChronoTime(absl::Now() + timeout_));
+  return ctx;
+}
+
+int Context::Error(const std::string& message, int code) {
+  err_ << "error: " << message << "\n";
+  return code;
+}
+
+namespace {
+
+// A short reason from gRPC's connection error text.
+std::string ConnectReason(absl::string_view msg) {
+  std::string lower = absl::AsciiStrToLower(msg);
+  if (absl::StrContains(lower, "connection refused"))
+    return "connection refused";
+  if (absl::StrContains(lower, "dns") || absl::StrContains(lower, "resolve")) {
+    return "the host name does not resolve";
+  }
+  if (absl::StrContains(lower, "timed out") ||
+      absl::StrContains(lower, "deadline")) {
+    return "connection timed out";
+  }
+  if (absl::StrContains(lower, "no route")) return "no route to host";
+  return std::string(msg);
+}
+
+}  // namespace
+
+int Context::Fail(const absl::Status& s) {
+  switch (s.code()) {
+    case absl::StatusCode::kOk:
+      return kExitOk;
+    case absl::StatusCode::kUnavailable:
+      err_ << "error: cannot reach tidald at " << server_ << ": "
+           << ConnectReason(s.message())
+           << " \u2014 is it running? (start it with `tidald` or `make run`)\n";
+      return kExitUnreachable;
+    case absl::StatusCode::kDeadlineExceeded:
+      err_ << "error: tidald at " << server_ << " did not answer within "
+           << absl::FormatDuration(timeout_) << " (raise it with --timeout)\n";
+      return kExitTimeout;
+    case absl::StatusCode::kInvalidArgument: {
+      std::vector<std::string> lines = absl::StrSplit(s.message(), '\n');
+      if (lines.size() == 1) {
+        err_ << "error: " << lines[0] << "\n";
+      } else {
+        for (const auto& l : lines) err_ << l << "\n";
+        err_ << "error: " << lines.size() << " problems; nothing was changed\n";
+      }
+      return kExitUsage;
+    }
+    default:
+      err_ << "error: " << s.message() << "\n";
+      return kExitFailure;
+  }
+}
+
+}  // namespace tidal::cli

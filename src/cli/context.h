@@ -1,0 +1,78 @@
+#pragma once
+
+// Shared state of one tidalctl invocation: global flags, the resolved server
+// address, the gRPC stub, output streams and the exit code. Every command
+// group registers its subcommands with a function taking (CLI::App&,
+// Context&) and reports through Context. Not thread-safe (one per process).
+
+#include <grpcpp/grpcpp.h>
+
+#include <iosfwd>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "tidal/v1/api.grpc.pb.h"
+
+namespace tidal::cli {
+
+// Exit codes (docs/cli.md).
+enum ExitCode : int {
+  kExitOk = 0,
+  kExitFailure = 1,  // the operation failed, or diff found differences
+  kExitUsage = 2,    // bad flags or arguments, unreadable files, invalid specs
+  kExitUnreachable = 3,  // tidald cannot be reached
+  kExitTimeout = 4,      // tidald did not answer within --timeout
+};
+
+constexpr const char* kDefaultServer = "127.0.0.1:7070";
+
+// Where the server address comes from, highest first: --server, the
+// TIDAL_SERVER environment variable, `server:` in the config file
+// ($XDG_CONFIG_HOME or ~/.config, then tidal/config.yaml), kDefaultServer.
+std::string ResolveServer(const std::string& flag);
+// The config file path ResolveServer reads.
+std::string ConfigPath();
+
+class Context {
+ public:
+  Context(std::ostream& out, std::ostream& err) : out_(out), err_(err) {}
+
+  // Global flags, bound by Main.
+  std::string server_flag;
+  std::string timeout_flag = "30s";
+  std::string ns;  // -n; empty = "default"
+
+  std::ostream& out() { return out_; }
+  std::ostream& err() { return err_; }
+  int exit_code = kExitOk;
+
+  // The resolved address (after Prepare()).
+  const std::string& server() const { return server_; }
+  absl::Duration timeout() const { return timeout_; }
+  std::string Namespace() const { return ns.empty() ? "default" : ns; }
+
+  // Resolves the address and parses --timeout. Called once before a command.
+  absl::Status Prepare();
+
+  // The stub (created on first use).
+  tidal::v1::Tidal::Stub& Stub();
+  // A call context with the --timeout deadline (none for streams).
+  std::unique_ptr<grpc::ClientContext> Call(bool stream = false);
+
+  // Prints `status` for a person and returns the exit code for it.
+  int Fail(const absl::Status& status);
+  // Prints "error: <message>" and returns `code`.
+  int Error(const std::string& message, int code = kExitFailure);
+
+ private:
+  std::ostream& out_;
+  std::ostream& err_;
+  std::string server_;
+  absl::Duration timeout_ = absl::Seconds(30);
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<tidal::v1::Tidal::Stub> stub_;
+};
+
+}  // namespace tidal::cli

@@ -1,0 +1,383 @@
+// get and describe: reading apps, instances and events.
+
+#include <yaml-cpp/yaml.h>
+
+#include <CLI/CLI.hpp>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "api/grpc_status.h"
+#include "api/label_selector.h"
+#include "cli/cli.h"
+#include "cli/output.h"
+
+namespace tidal::cli {
+namespace {
+
+struct GetFlags {
+  std::vector<std::string> args;  // TYPE [NAME]
+  bool all_namespaces = false;
+  std::string selector;
+  std::string output;
+  bool watch = false;
+};
+
+enum class Kind { kApps, kInstances, kEvents };
+
+bool ParseKind(const std::string& s, Kind* k) {
+  static const std::map<std::string, Kind> kinds = {
+      {"app", Kind::kApps},           {"apps", Kind::kApps},
+      {"application", Kind::kApps},   {"applications", Kind::kApps},
+      {"instance", Kind::kInstances}, {"instances", Kind::kInstances},
+      {"inst", Kind::kInstances},     {"event", Kind::kEvents},
+      {"events", Kind::kEvents},      {"ev", Kind::kEvents}};
+  auto it = kinds.find(s);
+  if (it == kinds.end()) return false;
+  *k = it->second;
+  return true;
+}
+
+// JSON text of a message, re-emitted as YAML.
+std::string JsonToYaml(const std::string& json) {
+  YAML::Emitter e;
+  e.SetIndent(2);
+  e << YAML::Load(json);
+  std::string out = e.c_str();
+  if (!out.empty() && out.back() != '\n') out += "\n";
+  return out;
+}
+
+// Prints rows of a table whose header went out first, keeping the columns of
+// the first print (as kubectl -w does).
+class RowPrinter {
+ public:
+  RowPrinter(Context& ctx, std::vector<std::string> header)
+      : ctx_(ctx), header_(header) {}
+  void PrintFirst(const std::vector<std::vector<std::string>>& rows) {
+    width_.assign(header_.size(), 0);
+    auto measure = [&](const std::vector<std::string>& r) {
+      for (size_t i = 0; i < r.size() && i < width_.size(); ++i) {
+        width_[i] = std::max(width_[i], r[i].size());
+      }
+    };
+    measure(header_);
+    for (const auto& r : rows) measure(r);
+    Print(header_);
+    for (const auto& r : rows) Print(r);
+  }
+  void Print(const std::vector<std::string>& row) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size() && i < width_.size()) {
+        line += std::string(
+            width_[i] > row[i].size() ? width_[i] - row[i].size() + 3 : 3, ' ');
+      }
+    }
+    ctx_.out() << line << "\n" << std::flush;
+  }
+
+ private:
+  Context& ctx_;
+  std::vector<std::string> header_;
+  std::vector<size_t> width_;
+};
+
+int GetApps(Context& ctx, const GetFlags& f, const std::string& name) {
+  TableOptions to;
+  to.wide = f.output == "wide";
+  to.show_namespace = f.all_namespaces;
+  std::vector<tidal::v1::App> apps;
+  int64_t rv = 0;
+  if (!name.empty()) {
+    tidal::v1::GetRequest req;
+    req.set_namespace_(ctx.Namespace());
+    req.set_name(name);
+    tidal::v1::App app;
+    auto call = ctx.Call();
+    absl::Status s = FromGrpc(ctx.Stub().Get(call.get(), req, &app));
+    if (!s.ok()) return ctx.Fail(s);
+    rv = app.metadata().resource_version();
+    apps.push_back(std::move(app));
+  } else {
+    tidal::v1::ListRequest req;
+    req.set_namespace_(ctx.Namespace());
+    req.set_all_namespaces(f.all_namespaces);
+    req.set_label_selector(f.selector);
+    tidal::v1::ListResponse resp;
+    auto call = ctx.Call();
+    absl::Status s = FromGrpc(ctx.Stub().List(call.get(), req, &resp));
+    if (!s.ok()) return ctx.Fail(s);
+    rv = resp.resource_version();
+    apps.assign(resp.apps().begin(), resp.apps().end());
+  }
+  const absl::Time now = absl::Now();
+  auto print_one = [&](const tidal::v1::App& app, bool first_doc) {
+    if (f.output == "yaml") {
+      if (!first_doc) ctx.out() << "---\n";
+      ctx.out() << AppsYaml({app});
+    } else if (f.output == "json") {
+      ctx.out() << AppsJson({app}, false);
+    } else if (f.output == "name") {
+      ctx.out() << AppName(app) << "\n";
+    }
+    ctx.out().flush();
+  };
+  RowPrinter rows(ctx, AppColumns(to));
+  if (f.output == "yaml") {
+    ctx.out() << AppsYaml(apps);
+  } else if (f.output == "json") {
+    ctx.out() << AppsJson(apps, name.empty());
+  } else if (f.output == "name") {
+    for (const auto& a : apps) ctx.out() << AppName(a) << "\n";
+  } else if (f.watch) {
+    std::vector<std::vector<std::string>> r;
+    for (const auto& a : apps) r.push_back(AppRow(a, to, now));
+    rows.PrintFirst(r);
+  } else if (apps.empty()) {
+    ctx.err() << (f.all_namespaces ? std::string("No apps found.")
+                                   : absl::StrCat("No apps found in namespace ",
+                                                  ctx.Namespace(), "."))
+              << "\n";
+  } else {
+    ctx.out() << AppsTable(apps, to, now);
+  }
+  ctx.out().flush();
+  if (!f.watch) return kExitOk;
+
+  tidal::v1::WatchRequest req;
+  req.set_namespace_(ctx.Namespace());
+  req.set_all_namespaces(f.all_namespaces);
+  req.set_label_selector(f.selector);
+  req.set_resource_version(rv);
+  auto call = ctx.Call(/*stream=*/true);
+  auto reader = ctx.Stub().Watch(call.get(), req);
+  tidal::v1::WatchEvent ev;
+  bool first_doc = apps.empty();
+  while (reader->Read(&ev)) {
+    if (!name.empty() && ev.app().metadata().name() != name) continue;
+    if (f.output == "yaml" || f.output == "json" || f.output == "name") {
+      print_one(ev.app(), first_doc);
+      first_doc = false;
+      continue;
+    }
+    std::vector<std::string> row = AppRow(ev.app(), to, absl::Now());
+    if (ev.type() == "DELETED") row[to.show_namespace ? 4 : 3] = "Deleted";
+    rows.Print(row);
+  }
+  absl::Status s = FromGrpc(reader->Finish());
+  return s.ok() ? kExitOk : ctx.Fail(s);
+}
+
+absl::StatusOr<std::vector<tidal::v1::Instance>> ListInstances(
+    Context& ctx, bool all, const std::string& app) {
+  tidal::v1::ListInstancesRequest req;
+  req.set_namespace_(ctx.Namespace());
+  req.set_all_namespaces(all);
+  req.set_app(app);
+  tidal::v1::ListInstancesResponse resp;
+  auto call = ctx.Call();
+  absl::Status s = FromGrpc(ctx.Stub().ListInstances(call.get(), req, &resp));
+  if (!s.ok()) return s;
+  return std::vector<tidal::v1::Instance>(resp.instances().begin(),
+                                          resp.instances().end());
+}
+
+absl::StatusOr<std::vector<tidal::v1::Event>> ListEvents(Context& ctx, bool all,
+                                                         const std::string& app,
+                                                         int limit) {
+  tidal::v1::ListEventsRequest req;
+  req.set_namespace_(ctx.Namespace());
+  req.set_all_namespaces(all);
+  req.set_app(app);
+  req.set_limit(limit);
+  tidal::v1::ListEventsResponse resp;
+  auto call = ctx.Call();
+  absl::Status s = FromGrpc(ctx.Stub().ListEvents(call.get(), req, &resp));
+  if (!s.ok()) return s;
+  return std::vector<tidal::v1::Event>(resp.events().begin(),
+                                       resp.events().end());
+}
+
+// Instances and events have no server-side watch: -w polls and prints the
+// rows that changed.
+template <typename T>
+int GetPolled(
+    Context& ctx, const GetFlags& f, const std::string& app,
+    const std::function<absl::StatusOr<std::vector<T>>()>& list,
+    const std::function<std::vector<std::string>(const TableOptions&)>& columns,
+    const std::function<std::vector<std::string>(const T&, const TableOptions&,
+                                                 absl::Time)>& row,
+    const std::function<std::string(const T&)>& key, const char* kind_name) {
+  TableOptions to;
+  to.wide = f.output == "wide";
+  to.show_namespace = f.all_namespaces;
+  auto items = list();
+  if (!items.ok()) return ctx.Fail(items.status());
+  auto print_machine = [&](const T& item) {
+    if (f.output == "json") {
+      ctx.out() << MessageJson(item);
+    } else if (f.output == "yaml") {
+      ctx.out() << JsonToYaml(MessageJson(item));
+    } else {
+      ctx.out() << kind_name << "/" << key(item) << "\n";
+    }
+  };
+  const bool machine =
+      f.output == "json" || f.output == "yaml" || f.output == "name";
+  std::map<std::string, std::string> seen;
+  RowPrinter rp(ctx, columns(to));
+  if (machine) {
+    if (f.output == "json" && !f.watch) {
+      ctx.out() << "{\n  \"items\": [\n";
+      for (size_t i = 0; i < items->size(); ++i) {
+        std::string j = MessageJson((*items)[i]);
+        while (!j.empty() && j.back() == '\n') j.pop_back();
+        ctx.out() << j << (i + 1 < items->size() ? ",\n" : "\n");
+      }
+      ctx.out() << "  ]\n}\n";
+    } else {
+      bool first = true;
+      for (const auto& it : *items) {
+        if (f.output == "yaml" && !first) ctx.out() << "---\n";
+        first = false;
+        print_machine(it);
+      }
+    }
+  } else if (f.watch) {
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& it : *items) rows.push_back(row(it, to, absl::Now()));
+    rp.PrintFirst(rows);
+  } else if (items->empty()) {
+    ctx.err() << "No " << kind_name << "s found"
+              << (app.empty() ? "" : absl::StrCat(" for app ", app)) << ".\n";
+  } else {
+    Table t(columns(to));
+    for (const auto& it : *items) t.AddRow(row(it, to, absl::Now()));
+    ctx.out() << t.Render();
+  }
+  ctx.out().flush();
+  if (!f.watch) return kExitOk;
+  for (const auto& it : *items) seen[key(it)] = it.SerializeAsString();
+  while (true) {
+    absl::SleepFor(absl::Seconds(1));
+    auto next = list();
+    if (!next.ok()) return ctx.Fail(next.status());
+    for (const auto& it : *next) {
+      std::string bytes = it.SerializeAsString();
+      auto [pos, inserted] = seen.emplace(key(it), bytes);
+      if (!inserted && pos->second == bytes) continue;
+      pos->second = bytes;
+      if (machine) {
+        if (f.output == "yaml") ctx.out() << "---\n";
+        print_machine(it);
+        ctx.out().flush();
+      } else {
+        rp.Print(row(it, to, absl::Now()));
+      }
+    }
+  }
+}
+
+int DoGet(Context& ctx, const GetFlags& f) {
+  Kind kind;
+  if (f.args.empty() || !ParseKind(f.args[0], &kind)) {
+    return ctx.Error(absl::StrCat(f.args.empty() ? "get: what? "
+                                                 : "get: unknown type \"" +
+                                                       f.args[0] + "\"; ",
+                                  "use apps, instances or events"),
+                     kExitUsage);
+  }
+  if (f.args.size() > 2)
+    return ctx.Error("get: give at most one NAME", kExitUsage);
+  const std::string name = f.args.size() > 1 ? f.args[1] : "";
+  if (!f.selector.empty()) {
+    auto sel = LabelSelector::Parse(f.selector);
+    if (!sel.ok())
+      return ctx.Error(std::string(sel.status().message()), kExitUsage);
+  }
+  switch (kind) {
+    case Kind::kApps:
+      return GetApps(ctx, f, name);
+    case Kind::kInstances:
+      return GetPolled<tidal::v1::Instance>(
+          ctx, f, name,
+          [&] { return ListInstances(ctx, f.all_namespaces, name); },
+          InstanceColumns, InstanceRow,
+          [](const tidal::v1::Instance& i) { return i.id(); }, "instance");
+    case Kind::kEvents:
+      return GetPolled<tidal::v1::Event>(
+          ctx, f, name,
+          [&] { return ListEvents(ctx, f.all_namespaces, name, 0); },
+          EventColumns, EventRow,
+          [](const tidal::v1::Event& e) {
+            return e.id().empty()
+                       ? absl::StrCat(e.involved().name(), "/", e.reason())
+                       : e.id();
+          },
+          "event");
+  }
+  return kExitUsage;
+}
+
+struct DescribeFlags {
+  std::vector<std::string> args;
+  int events = 20;
+};
+
+int DoDescribe(Context& ctx, const DescribeFlags& f) {
+  Kind kind;
+  if (f.args.size() != 2 || !ParseKind(f.args[0], &kind) ||
+      kind != Kind::kApps) {
+    return ctx.Error("usage: tidalctl describe app NAME", kExitUsage);
+  }
+  tidal::v1::GetRequest req;
+  req.set_namespace_(ctx.Namespace());
+  req.set_name(f.args[1]);
+  tidal::v1::App app;
+  auto call = ctx.Call();
+  absl::Status s = FromGrpc(ctx.Stub().Get(call.get(), req, &app));
+  if (!s.ok()) return ctx.Fail(s);
+  // Instances and events are best effort: a tidald without a runtime has none.
+  std::vector<tidal::v1::Instance> instances;
+  if (auto r = ListInstances(ctx, false, f.args[1]); r.ok())
+    instances = std::move(*r);
+  std::vector<tidal::v1::Event> events;
+  if (auto r = ListEvents(ctx, false, f.args[1], f.events); r.ok())
+    events = std::move(*r);
+  ctx.out() << DescribeApp(app, instances, events, absl::Now());
+  return kExitOk;
+}
+
+}  // namespace
+
+void AddGetCommands(CLI::App& root, Context& ctx) {
+  auto gf = std::make_shared<GetFlags>();
+  CLI::App* get =
+      root.add_subcommand("get",
+                          "List apps, instances or events: get apps|app [NAME] "
+                          "| instances [APP] | events [APP]");
+  get->add_option("args", gf->args, "TYPE [NAME]")->required();
+  get->add_flag("-A,--all-namespaces", gf->all_namespaces, "every namespace");
+  get->add_option("-l,--selector", gf->selector,
+                  "label selector: k=v, k!=v, k in (a,b), k notin (a), k, !k "
+                  "(comma = and)");
+  get->add_option("-o,--output", gf->output, "wide | yaml | json | name")
+      ->check(CLI::IsMember({"wide", "yaml", "json", "name"}));
+  get->add_flag("-w,--watch", gf->watch, "keep printing rows as they change");
+  get->callback([&ctx, gf] { Run(ctx, [&] { return DoGet(ctx, *gf); }); });
+
+  auto df = std::make_shared<DescribeFlags>();
+  CLI::App* describe =
+      root.add_subcommand("describe",
+                          "Show an app in detail: spec, status, conditions, "
+                          "instances, recent events");
+  describe->add_option("args", df->args, "app NAME")->required();
+  describe->add_option("--events", df->events, "how many recent events")
+      ->capture_default_str();
+  describe->callback(
+      [&ctx, df] { Run(ctx, [&] { return DoDescribe(ctx, *df); }); });
+}
+
+}  // namespace tidal::cli

@@ -1,0 +1,100 @@
+// logs and version.
+
+#include <CLI/CLI.hpp>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "api/grpc_status.h"
+#include "cli/cli.h"
+
+namespace tidal::cli {
+namespace {
+
+struct LogsFlags {
+  std::string app;
+  bool follow = false;
+  std::string instance;
+  int64_t tail = 0;
+  bool prefix = false;
+};
+
+int DoLogs(Context& ctx, const LogsFlags& f) {
+  tidal::v1::LogsRequest req;
+  req.set_namespace_(ctx.Namespace());
+  req.set_app(f.app);
+  req.set_instance(f.instance);
+  req.set_follow(f.follow);
+  req.set_tail_lines(f.tail);
+  auto call = ctx.Call(/*stream=*/f.follow);
+  auto reader = ctx.Stub().Logs(call.get(), req);
+  tidal::v1::LogChunk chunk;
+  // With --prefix, each line starts with "[instance] "; partial lines wait
+  // for their end.
+  std::map<std::string, std::string> partial;
+  while (reader->Read(&chunk)) {
+    if (!f.prefix) {
+      ctx.out() << chunk.data();
+    } else {
+      std::string& buf = partial[chunk.instance()];
+      buf += chunk.data();
+      size_t start = 0, nl;
+      while ((nl = buf.find('\n', start)) != std::string::npos) {
+        ctx.out() << "[" << chunk.instance() << "] "
+                  << buf.substr(start, nl - start + 1);
+        start = nl + 1;
+      }
+      buf.erase(0, start);
+    }
+    ctx.out().flush();
+  }
+  for (const auto& [id, rest] : partial) {
+    if (!rest.empty()) ctx.out() << "[" << id << "] " << rest << "\n";
+  }
+  absl::Status s = FromGrpc(reader->Finish());
+  return s.ok() ? kExitOk : ctx.Fail(s);
+}
+
+struct VersionFlags {
+  bool client_only = false;
+};
+
+int DoVersion(Context& ctx, const VersionFlags& f) {
+  ctx.out() << "Client: tidalctl " << TIDAL_VERSION << "\n";
+  if (f.client_only) return kExitOk;
+  tidal::v1::VersionResponse v;
+  auto call = ctx.Call();
+  absl::Status s =
+      FromGrpc(ctx.Stub().Version(call.get(), tidal::v1::VersionRequest(), &v));
+  if (!s.ok()) return ctx.Fail(s);
+  ctx.out() << "Server: tidald " << v.version() << " at " << ctx.server()
+            << " (store " << v.store() << ", runtime " << v.runtime() << ")\n";
+  return kExitOk;
+}
+
+}  // namespace
+
+void AddMiscCommands(CLI::App& root, Context& ctx) {
+  auto lf = std::make_shared<LogsFlags>();
+  CLI::App* logs = root.add_subcommand(
+      "logs", "Print the logs (stdout and stderr) of an app");
+  logs->add_option("app", lf->app, "app name")->required();
+  logs->add_flag("-f,--follow", lf->follow,
+                 "keep printing new output until interrupted");
+  logs->add_option("--instance", lf->instance,
+                   "only this instance (default: every instance)");
+  logs->add_option("--tail", lf->tail,
+                   "only the last N lines of each instance (0: all)")
+      ->check(CLI::NonNegativeNumber);
+  logs->add_flag("--prefix", lf->prefix, "start each line with [instance]");
+  logs->callback([&ctx, lf] { Run(ctx, [&] { return DoLogs(ctx, *lf); }); });
+
+  auto vf = std::make_shared<VersionFlags>();
+  CLI::App* version =
+      root.add_subcommand("version", "Print the client and server versions");
+  version->add_flag("--client", vf->client_only,
+                    "the client version only (no server needed)");
+  version->callback(
+      [&ctx, vf] { Run(ctx, [&] { return DoVersion(ctx, *vf); }); });
+}
+
+}  // namespace tidal::cli

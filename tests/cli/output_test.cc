@@ -1,0 +1,133 @@
+#include "cli/output.h"
+
+#include "absl/strings/match.h"
+#include "cli/diff.h"
+#include "common/proto_time.h"
+#include "gtest/gtest.h"
+
+namespace tidal::cli {
+namespace {
+
+TEST(FormatAgeTest, LikeKubectl) {
+  EXPECT_EQ(FormatAge(absl::Seconds(0)), "0s");
+  EXPECT_EQ(FormatAge(absl::Seconds(45)), "45s");
+  EXPECT_EQ(FormatAge(absl::Seconds(119)), "119s");
+  EXPECT_EQ(FormatAge(absl::Seconds(330)), "5m30s");
+  EXPECT_EQ(FormatAge(absl::Minutes(5)), "5m");
+  EXPECT_EQ(FormatAge(absl::Minutes(45)), "45m");
+  EXPECT_EQ(FormatAge(absl::Minutes(330)), "5h30m");
+  EXPECT_EQ(FormatAge(absl::Hours(30)), "30h");
+  EXPECT_EQ(FormatAge(absl::Hours(77)), "3d5h");
+  EXPECT_EQ(FormatAge(absl::Hours(24 * 20)), "20d");
+  EXPECT_EQ(FormatAge(absl::Seconds(-5)), "0s");
+}
+
+TEST(TableTest, AlignsColumnsWithThreeSpaces) {
+  Table t({"NAME", "READY", "AGE"});
+  t.AddRow({"hello", "2/3", "5m"});
+  t.AddRow({"a-much-longer-name", "10/10", "3d"});
+  EXPECT_EQ(t.Render(),
+            "NAME                 READY   AGE\n"
+            "hello                2/3     5m\n"
+            "a-much-longer-name   10/10   3d\n");
+  EXPECT_EQ(t.Render(false).find("NAME"), std::string::npos);
+}
+
+TEST(AppRowTest, ReadyDesiredStatusAndWideColumns) {
+  const absl::Time now = absl::FromUnixSeconds(1700000000);
+  v1::App app;
+  app.mutable_metadata()->set_name("hello");
+  app.mutable_metadata()->set_namespace_("team-a");
+  *app.mutable_metadata()->mutable_creation_timestamp() =
+      ToProtoTime(now - absl::Minutes(5));
+  app.mutable_spec()->set_replicas(3);
+  TableOptions o;
+  EXPECT_EQ(AppRow(app, o, now),
+            (std::vector<std::string>{"hello", "0/3", "3", "Pending", "5m"}));
+  app.mutable_status()->set_observed_generation(1);
+  app.mutable_status()->set_desired_replicas(3);
+  app.mutable_status()->set_ready_replicas(2);
+  auto* c = app.mutable_status()->add_conditions();
+  c->set_type("Ready");
+  c->set_status("False");
+  c->set_reason("MinimumReplicasUnavailable");
+  EXPECT_EQ(AppRow(app, o, now)[1], "2/3");
+  EXPECT_EQ(AppStatusWord(app), "MinimumReplicasUnavailable");
+  c->set_status("True");
+  EXPECT_EQ(AppStatusWord(app), "Ready");
+  *app.mutable_metadata()->mutable_deletion_timestamp() = ToProtoTime(now);
+  EXPECT_EQ(AppStatusWord(app), "Terminating");
+
+  o.wide = true;
+  o.show_namespace = true;
+  app.mutable_status()->set_url("http://hello.team-a.tidal.local");
+  app.mutable_status()->set_template_hash("abc123");
+  app.mutable_status()->mutable_rollout()->set_stable_revision(4);
+  app.mutable_status()->mutable_scaling()->set_metric("concurrency");
+  app.mutable_status()->mutable_scaling()->set_value(12.5);
+  app.mutable_status()->mutable_scaling()->set_target(10);
+  EXPECT_EQ(AppColumns(o),
+            (std::vector<std::string>{"NAMESPACE", "NAME", "READY", "DESIRED",
+                                      "STATUS", "AGE", "URL", "REVISION",
+                                      "TEMPLATE HASH", "METRIC"}));
+  EXPECT_EQ(
+      AppRow(app, o, now),
+      (std::vector<std::string>{"team-a", "hello", "2/3", "3", "Terminating",
+                                "5m", "http://hello.team-a.tidal.local", "4",
+                                "abc123", "concurrency 12.5/10"}));
+}
+
+TEST(DescribeTest, ShowsSpecStatusInstancesAndEvents) {
+  const absl::Time now = absl::FromUnixSeconds(1700000000);
+  v1::App app;
+  app.mutable_metadata()->set_name("hello");
+  app.mutable_metadata()->set_namespace_("default");
+  (*app.mutable_metadata()->mutable_labels())["team"] = "core";
+  app.mutable_spec()->mutable_scaling()->set_min_replicas(1);
+  app.mutable_spec()->mutable_scaling()->set_max_replicas(5);
+  app.mutable_spec()->mutable_template_()->add_command("./server");
+  app.mutable_spec()
+      ->mutable_template_()
+      ->mutable_readiness_probe()
+      ->mutable_http_get()
+      ->set_path("/healthz");
+  auto* cond = app.mutable_status()->add_conditions();
+  cond->set_type("Ready");
+  cond->set_status("True");
+  v1::Instance inst;
+  inst.set_id("hello-1");
+  inst.set_app("hello");
+  inst.set_phase("Running");
+  inst.set_ready(true);
+  v1::Event ev;
+  ev.set_type("Normal");
+  ev.set_reason("Started");
+  ev.set_message("Started instance hello-1");
+  *ev.mutable_last_time() = ToProtoTime(now - absl::Seconds(30));
+  std::string d = DescribeApp(app, {inst}, {ev}, now);
+  for (const char* want : {"Name:           hello", "Labels:         team=core",
+                           "1..5 (autoscaled)", "Command:      ./server",
+                           "Readiness:    http-get /healthz", "Ready   True",
+                           "hello-1", "30s   Normal   Started"}) {
+    EXPECT_TRUE(absl::StrContains(d, want)) << want << "\n" << d;
+  }
+}
+
+TEST(UnifiedDiffTest, HunksWithContext) {
+  EXPECT_EQ(UnifiedDiff("a\nb\n", "a\nb\n", "x", "y"), "");
+  EXPECT_EQ(UnifiedDiff("a\nb\nc\n", "a\nB\nc\n", "live", "desired"),
+            "--- live\n+++ desired\n@@ -1,3 +1,3 @@\n a\n-b\n+B\n c\n");
+  EXPECT_EQ(UnifiedDiff("", "a\nb\n", "live", "desired"),
+            "--- live\n+++ desired\n@@ -0,0 +1,2 @@\n+a\n+b\n");
+  std::string a, b;
+  for (int i = 0; i < 20; ++i) {
+    a += std::to_string(i) + "\n";
+    b += (i == 2 || i == 17 ? "x" : std::to_string(i)) + "\n";
+  }
+  std::string d = UnifiedDiff(a, b, "a", "b");
+  EXPECT_TRUE(absl::StrContains(d, "@@ -1,6 +1,6 @@")) << d;
+  EXPECT_TRUE(absl::StrContains(d, "@@ -15,6 +15,6 @@")) << d;
+}
+
+}  // namespace
+}  // namespace tidal::cli

@@ -1,0 +1,470 @@
+// Runs the real tidalctl binary ($TIDAL_BUILD_DIR/src/cli/tidalctl) against a
+// TidalService over a MemoryStore, served on 127.0.0.1:0 in this process.
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "api/service.h"
+#include "common/proto_time.h"
+#include "fakes/fake_clock.h"
+#include "fakes/fake_runtime.h"
+#include "fakes/memory_store.h"
+#include "gtest/gtest.h"
+#include "store/keys.h"
+
+extern char** environ;
+
+namespace tidal {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Result {
+  int code = -1;
+  std::string out;
+  std::string err;
+};
+
+std::string ReadAll(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+template <typename F>
+bool Eventually(F cond, absl::Duration timeout = absl::Seconds(20)) {
+  absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    if (cond()) return true;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return cond();
+}
+
+// A port nothing listens on.
+int ClosedPort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+class TidalctlTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    // $TIDAL_BUILD_DIR, else the build directory this test binary sits in
+    // (<build>/tests/cli/tidalctl_test).
+    const char* build = std::getenv("TIDAL_BUILD_DIR");
+    fs::path build_dir = build != nullptr && *build
+                             ? fs::path(build)
+                             : fs::read_symlink("/proc/self/exe")
+                                   .parent_path()
+                                   .parent_path()
+                                   .parent_path();
+    binary_ = build_dir / "src/cli/tidalctl";
+    ASSERT_TRUE(fs::exists(binary_)) << binary_;
+    dir_ = fs::temp_directory_path() /
+           absl::StrCat("tidalctl-test-", getpid(), "-", ++counter_);
+    fs::create_directories(dir_ / "home");
+    ServiceOptions opts;
+    opts.store_name = "memory";
+    opts.runtime_name = "fake";
+    opts.poll_interval = absl::Milliseconds(20);
+    service_ =
+        std::make_unique<TidalService>(&store_, &runtime_, &clock_, opts);
+    auto server = StartServer("127.0.0.1:0", service_.get());
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    address_ = absl::StrCat("127.0.0.1:", server_->port());
+  }
+  void TearDown() override {
+    for (pid_t pid : background_) {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+    server_.reset();
+    fs::remove_all(dir_);
+  }
+
+  std::vector<std::string> Env(const std::vector<std::string>& extra) {
+    std::vector<std::string> env = {
+        absl::StrCat("HOME=", (dir_ / "home").string()), "PATH=/usr/bin:/bin"};
+    for (const auto& e : extra) env.push_back(e);
+    return env;
+  }
+
+  // Starts tidalctl with stdout/stderr to files; returns its pid.
+  pid_t Spawn(const std::vector<std::string>& args,
+              const std::vector<std::string>& env, const std::string& tag,
+              const std::string& stdin_path = "/dev/null") {
+    std::vector<std::string> argv_s = {binary_.string()};
+    argv_s.insert(argv_s.end(), args.begin(), args.end());
+    std::vector<char*> argv, envp;
+    for (auto& a : argv_s) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    std::vector<std::string> env_s = env;
+    for (auto& e : env_s) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, stdin_path.c_str(), O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, (dir_ / (tag + ".out")).c_str(),
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&fa, 2, (dir_ / (tag + ".err")).c_str(),
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    pid_t pid = -1;
+    int rc = posix_spawn(&pid, binary_.c_str(), &fa, nullptr, argv.data(),
+                         envp.data());
+    posix_spawn_file_actions_destroy(&fa);
+    EXPECT_EQ(rc, 0);
+    return pid;
+  }
+
+  // Runs tidalctl against the test server (unless args name another).
+  Result Run(std::vector<std::string> args,
+             std::vector<std::string> extra_env = {},
+             const std::string& stdin_path = "/dev/null") {
+    bool has_server = false;
+    for (const auto& a : args)
+      has_server = has_server || absl::StartsWith(a, "--server");
+    // "--no-server-flag": leave the address to TIDAL_SERVER / the config file.
+    auto marker = std::find(args.begin(), args.end(), "--no-server-flag");
+    if (marker != args.end()) {
+      args.erase(marker);
+      has_server = true;
+    }
+    if (!has_server) args.insert(args.begin(), {"--server", address_});
+    const std::string tag = absl::StrCat("run", ++runs_);
+    pid_t pid = Spawn(args, Env(extra_env), tag, stdin_path);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    Result r;
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    r.out = ReadAll(dir_ / (tag + ".out"));
+    r.err = ReadAll(dir_ / (tag + ".err"));
+    return r;
+  }
+
+  std::string WriteFile(const std::string& name, const std::string& text) {
+    fs::path p = dir_ / name;
+    fs::create_directories(p.parent_path());
+    std::ofstream(p) << text;
+    return p.string();
+  }
+
+  static std::string AppYaml(const std::string& name, int replicas,
+                             const std::string& extra_labels = "") {
+    return absl::StrCat(
+        "apiVersion: tidal.dev/v1\nkind: App\nmetadata:\n  name: ", name,
+        "\n  labels:\n    team: core\n", extra_labels,
+        "spec:\n  replicas: ", replicas,
+        "\n  template:\n    command: [\"/bin/sleep\", \"1000\"]\n");
+  }
+
+  static inline int counter_ = 0;
+  int runs_ = 0;
+  fs::path binary_, dir_;
+  std::string address_;
+  testing::FakeClock clock_{absl::Now()};
+  testing::MemoryStore store_;
+  testing::FakeRuntime runtime_{true};
+  std::unique_ptr<TidalService> service_;
+  std::unique_ptr<ApiServer> server_;
+  std::vector<pid_t> background_;
+};
+
+TEST_F(TidalctlTest, ApplyGetAndOutputFormats) {
+  std::string file = WriteFile("hello.yaml", AppYaml("hello", 2));
+  Result r = Run({"apply", "-f", file});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "app.tidal.dev/hello created\n");
+  r = Run({"apply", "-f", file});
+  EXPECT_EQ(r.out, "app.tidal.dev/hello unchanged\n");
+  r = Run({"apply", "-f", WriteFile("hello.yaml", AppYaml("hello", 3)),
+           "--message", "more"});
+  EXPECT_EQ(r.out, "app.tidal.dev/hello configured\n");
+
+  r = Run({"get", "apps"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "NAME    READY   DESIRED   STATUS    AGE\n"
+            "hello   0/3     3         Pending   0s\n");
+
+  r = Run({"get", "app", "hello", "-o", "yaml"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.out, "name: hello")) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "replicas: 3")) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "tidal.dev/change-cause: more"))
+      << r.out;
+
+  r = Run({"get", "app", "hello", "-o", "json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.out, "\"name\": \"hello\"")) << r.out;
+  EXPECT_EQ(r.out.front(), '{');
+
+  r = Run({"get", "apps", "-o", "json"});
+  EXPECT_TRUE(absl::StrContains(r.out, "\"kind\": \"List\"")) << r.out;
+
+  r = Run({"get", "apps", "-o", "name", "-l", "team=core"});
+  EXPECT_EQ(r.out, "app.tidal.dev/hello\n");
+  r = Run({"get", "apps", "-l", "team in (web)"});
+  EXPECT_EQ(r.code, 0);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "No apps found in namespace default.\n");
+  r = Run({"get", "apps", "-l", "team in web"});
+  EXPECT_EQ(r.code, 2);
+
+  r = Run({"get", "apps", "-A", "-o", "wide"});
+  EXPECT_TRUE(absl::StartsWith(r.out,
+                               "NAMESPACE   NAME    READY   DESIRED   STATUS   "
+                               " AGE   URL   REVISION   TEMPLATE HASH"))
+      << r.out;
+
+  r = Run({"get", "app", "nope"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.err, "error: app \"nope\" not found in namespace \"default\"\n");
+}
+
+TEST_F(TidalctlTest, ApplyDirectoryStdinAndNamespace) {
+  WriteFile("dir/b.yaml", AppYaml("bravo", 1));
+  WriteFile("dir/a.yml", AppYaml("alpha", 1));
+  WriteFile("dir/ignored.txt", "not yaml");
+  Result r = Run({"apply", "-f", (dir_ / "dir").string(), "-n", "team-a"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "app.tidal.dev/alpha created\napp.tidal.dev/bravo created\n");
+  r = Run({"get", "apps", "-n", "team-a", "-o", "name"});
+  EXPECT_EQ(r.out, "app.tidal.dev/alpha\napp.tidal.dev/bravo\n");
+
+  std::string in = WriteFile("stdin.yaml", AppYaml("charlie", 1));
+  r = Run({"apply", "-f", "-"}, {}, in);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "app.tidal.dev/charlie created\n");
+}
+
+TEST_F(TidalctlTest, SpecErrorsOnePerLineAndNothingApplied) {
+  std::string bad = WriteFile(
+      "bad.yaml",
+      "apiVersion: tidal.dev/v1\nkind: App\nmetadata:\n  name: bad\nspec:\n"
+      "  scaling:\n    minReplicas: 5\n    maxReplicas: 3\n  template:\n"
+      "    command: [\"/bin/sleep\"]\n  colour: blue\n");
+  Result r = Run({"apply", "-f", bad});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(absl::StrContains(r.err, "bad.yaml:7:")) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "spec.scaling.minReplicas")) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "colour")) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "nothing was changed")) << r.err;
+  EXPECT_EQ(store_.txn_count(), 0);
+
+  // Two files, the second invalid: neither is applied.
+  std::string good = WriteFile("good.yaml", AppYaml("good", 1));
+  r = Run({"apply", "-f", good, "-f", bad});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(absl::StrContains(r.err, "bad.yaml:")) << r.err;
+  EXPECT_EQ(store_.txn_count(), 0);
+}
+
+TEST_F(TidalctlTest, ClientAndServerDryRun) {
+  std::string file = WriteFile("hello.yaml", AppYaml("hello", 2));
+  Result r = Run({"apply", "-f", file, "--dry-run=client"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "app.tidal.dev/hello created (dry run)\n");
+  r = Run({"apply", "-f", file, "--dry-run=server"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "app.tidal.dev/hello created (server dry run)\n");
+  EXPECT_EQ(store_.txn_count(), 0);
+
+  ASSERT_EQ(Run({"apply", "-f", file}).code, 0);
+  r = Run({"apply", "-f", file, "--dry-run=client"});
+  EXPECT_EQ(r.out, "app.tidal.dev/hello unchanged (dry run)\n");
+  r = Run({"apply", "-f", WriteFile("hello3.yaml", AppYaml("hello", 3)),
+           "--dry-run=client"});
+  EXPECT_EQ(r.out, "app.tidal.dev/hello configured (dry run)\n");
+  EXPECT_EQ(store_.txn_count(), 1);
+
+  // Client dry run validates locally even with no server.
+  r = Run({"--server", absl::StrCat("127.0.0.1:", ClosedPort()), "apply", "-f",
+           file, "--dry-run=client"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.out, "app.tidal.dev/hello valid (dry run"))
+      << r.out;
+  std::string bad = WriteFile("bad.yaml", AppYaml("Bad_Name", 1));
+  r = Run({"apply", "-f", bad, "--dry-run=client"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(absl::StrContains(r.err, "bad.yaml:4:")) << r.err;
+}
+
+TEST_F(TidalctlTest, DiffExitCodes) {
+  std::string file = WriteFile("hello.yaml", AppYaml("hello", 2));
+  Result r = Run({"diff", "-f", file});
+  EXPECT_EQ(r.code, 1) << "not yet created: different";
+  EXPECT_TRUE(absl::StrContains(r.out, "+++ desired/default/hello")) << r.out;
+
+  ASSERT_EQ(Run({"apply", "-f", file}).code, 0);
+  r = Run({"diff", "-f", file});
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_EQ(r.out, "");
+
+  r = Run({"diff", "-f", WriteFile("hello3.yaml", AppYaml("hello", 3))});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_TRUE(absl::StrContains(
+      r.out, "--- live/default/hello\n+++ desired/default/hello\n"))
+      << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "\n-  replicas: 2\n+  replicas: 3\n"))
+      << r.out;
+
+  r = Run({"diff", "-f", WriteFile("bad.yaml", "kind: [\n")});
+  EXPECT_EQ(r.code, 2) << r.err;
+  r = Run({"diff", "-f", (dir_ / "missing.yaml").string()});
+  EXPECT_EQ(r.code, 2) << r.err;
+  r = Run({"--server", absl::StrCat("127.0.0.1:", ClosedPort()), "diff", "-f",
+           file});
+  EXPECT_EQ(r.code, 3) << r.err;
+}
+
+TEST_F(TidalctlTest, UnreachableServerSaysWhatToDo) {
+  const std::string addr = absl::StrCat("127.0.0.1:", ClosedPort());
+  Result r = Run({"--server", addr, "get", "apps"});
+  EXPECT_EQ(r.code, 3);
+  EXPECT_EQ(
+      r.err,
+      absl::StrCat("error: cannot reach tidald at ", addr,
+                   ": connection refused \u2014 is it running? (start it with "
+                   "`tidald` or `make run`)\n"));
+  // The address comes from TIDAL_SERVER, then the config file.
+  r = Run({"--no-server-flag", "version"},
+          {absl::StrCat("TIDAL_SERVER=", addr)});
+  EXPECT_EQ(r.code, 3);
+  EXPECT_TRUE(absl::StrContains(r.err, addr)) << r.err;
+  WriteFile("home/.config/tidal/config.yaml",
+            absl::StrCat("server: ", address_, "\n"));
+  r = Run({"--no-server-flag", "version"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, absl::StrCat("Client: tidalctl ", TIDAL_VERSION,
+                                "\nServer: tidald ", TIDAL_VERSION, " at ",
+                                address_, " (store memory, runtime fake)\n"));
+  r = Run({"--no-server-flag", "version"},
+          {absl::StrCat("TIDAL_SERVER=", addr)});
+  EXPECT_EQ(r.code, 3) << "the environment wins over the config file";
+
+  r = Run({"frobnicate"});
+  EXPECT_EQ(r.code, 2);
+  r = Run({"get", "apps", "--timeout", "soon"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(absl::StrContains(r.err, "--timeout")) << r.err;
+}
+
+TEST_F(TidalctlTest, DeleteDescribeInstancesEventsAndLogs) {
+  std::string file = WriteFile("hello.yaml", AppYaml("hello", 1));
+  ASSERT_EQ(Run({"apply", "-f", file}).code, 0);
+  InstanceRequest ir;
+  ir.namespace_ = "default";
+  ir.app = "hello";
+  ASSERT_TRUE(runtime_.Start(ir).ok());
+  v1::Event ev;
+  ev.set_id("e1");
+  ev.mutable_involved()->set_kind("App");
+  ev.mutable_involved()->set_namespace_("default");
+  ev.mutable_involved()->set_name("hello");
+  ev.set_type("Normal");
+  ev.set_reason("Started");
+  ev.set_message("Started instance hello-0");
+  *ev.mutable_last_time() = ToProtoTime(absl::Now());
+  ASSERT_TRUE(
+      store_
+          .Create(keys::Event("default", "hello", "e1"), ev.SerializeAsString())
+          .ok());
+
+  Result r = Run({"get", "instances", "hello"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(absl::StartsWith(
+      r.out, "NAME      APP     READY   STATUS    RESTARTS   PORT"))
+      << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "hello-0   hello   1/1     Running"))
+      << r.out;
+  r = Run({"get", "events", "hello"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(absl::StrContains(
+      r.out, "Normal   Started   app/hello   Started instance hello-0"))
+      << r.out;
+  r = Run({"get", "instances", "-o", "json"});
+  EXPECT_TRUE(absl::StrContains(r.out, "\"id\": \"hello-0\"")) << r.out;
+
+  r = Run({"describe", "app", "hello"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const char* want :
+       {"Name:           hello", "Replicas:       1 (fixed)",
+        "Command:      /bin/sleep 1000", "hello-0", "Started instance"}) {
+    EXPECT_TRUE(absl::StrContains(r.out, want)) << want << "\n" << r.out;
+  }
+
+  r = Run({"logs", "hello"});
+  EXPECT_EQ(r.code, 1) << "the fake runtime keeps no logs";
+  EXPECT_TRUE(absl::StartsWith(r.err, "error: ")) << r.err;
+
+  r = Run({"delete", "app", "hello", "--dry-run=server"});
+  EXPECT_EQ(r.out, "app.tidal.dev \"hello\" deleted (server dry run)\n");
+  r = Run({"delete", "app", "hello"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "app.tidal.dev \"hello\" deleted\n");
+  r = Run({"get", "apps"});
+  EXPECT_TRUE(absl::StrContains(r.out, "Terminating")) << r.out;
+  // --wait returns once the controller (here: the test) removes the app.
+  pid_t waiter = Spawn({"--server", address_, "delete", "-f", file, "--wait"},
+                       Env({}), "wait");
+  ASSERT_TRUE(Eventually([&] {
+    return absl::StrContains(ReadAll(dir_ / "wait.out"), "deleted");
+  }));
+  ASSERT_TRUE(store_.Delete(keys::App("default", "hello")).ok());
+  int status = 0;
+  waitpid(waiter, &status, 0);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << ReadAll(dir_ / "wait.err");
+  r = Run({"delete", "app", "hello"});
+  EXPECT_EQ(r.code, 1);
+}
+
+TEST_F(TidalctlTest, GetWatchPrintsRowsAsTheyChange) {
+  ASSERT_EQ(Run({"apply", "-f", WriteFile("a.yaml", AppYaml("alpha", 1))}).code,
+            0);
+  pid_t pid =
+      Spawn({"--server", address_, "get", "apps", "-w"}, Env({}), "watch");
+  background_.push_back(pid);
+  auto out = [&] { return ReadAll(dir_ / "watch.out"); };
+  ASSERT_TRUE(Eventually([&] { return absl::StrContains(out(), "alpha"); }))
+      << out();
+  ASSERT_EQ(Run({"apply", "-f", WriteFile("b.yaml", AppYaml("bravo", 2))}).code,
+            0);
+  ASSERT_TRUE(Eventually([&] { return absl::StrContains(out(), "bravo"); }))
+      << out();
+  ASSERT_TRUE(store_.Delete(keys::App("default", "alpha")).ok());
+  ASSERT_TRUE(Eventually([&] { return absl::StrContains(out(), "Deleted"); }))
+      << out();
+  std::string text = out();
+  EXPECT_TRUE(
+      absl::StartsWith(text, "NAME    READY   DESIRED   STATUS    AGE\n"))
+      << text;
+  EXPECT_EQ(text.find("NAME", 1), std::string::npos) << "one header only\n"
+                                                     << text;
+}
+
+}  // namespace
+}  // namespace tidal
