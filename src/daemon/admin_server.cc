@@ -1,0 +1,176 @@
+#include "daemon/admin_server.h"
+
+#include <unistd.h>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/logging.h"
+
+namespace tidal {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+class AdminServer::Impl {
+ public:
+  Impl(std::function<std::string()> metrics, std::function<bool()> ready)
+      : metrics_(std::move(metrics)),
+        ready_(std::move(ready)),
+        acceptor_(io_) {}
+
+  absl::Status Start(const std::string& address) {
+    std::vector<std::string> hp =
+        absl::StrSplit(address, absl::MaxSplits(':', 1));
+    int port = 0;
+    if (hp.size() != 2 || !absl::SimpleAtoi(hp[1], &port)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("bad admin address \"", address, "\""));
+    }
+    beast::error_code ec;
+    auto addr = asio::ip::make_address(hp[0], ec);
+    if (ec)
+      return absl::InvalidArgumentError(
+          absl::StrCat("bad admin host: ", ec.message()));
+    tcp::endpoint ep(addr, static_cast<uint16_t>(port));
+    acceptor_.open(ep.protocol(), ec);
+    if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor_.bind(ep, ec);
+    if (!ec) acceptor_.listen(64, ec);
+    if (ec) {
+      return absl::UnavailableError(absl::StrCat("cannot listen on ", address,
+                                                 " (admin): ", ec.message()));
+    }
+    port_ = acceptor_.local_endpoint().port();
+    Accept();
+    thread_ = std::thread([this] { io_.run(); });
+    return absl::OkStatus();
+  }
+
+  void Stop() {
+    io_.stop();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  int port() const { return port_; }
+
+ private:
+  void Accept() {
+    acceptor_.async_accept([this](beast::error_code ec, tcp::socket socket) {
+      if (!ec) Serve(std::make_shared<tcp::socket>(std::move(socket)));
+      if (acceptor_.is_open()) Accept();
+    });
+  }
+
+  void Serve(std::shared_ptr<tcp::socket> socket) {
+    auto buffer = std::make_shared<beast::flat_buffer>();
+    auto req = std::make_shared<http::request<http::string_body>>();
+    http::async_read(
+        *socket, *buffer, *req,
+        [this, socket, buffer, req](beast::error_code ec, size_t) {
+          if (ec) return;
+          auto res = std::make_shared<http::response<http::string_body>>();
+          Handle(*req, res.get());
+          http::async_write(
+              *socket, *res,
+              [this, socket, buffer, req, res](beast::error_code ec, size_t) {
+                if (ec || res->need_eof()) return;
+                req->clear();
+                req->body().clear();
+                Serve(socket);
+              });
+        });
+  }
+
+  void Handle(const http::request<http::string_body>& req,
+              http::response<http::string_body>* res) {
+    res->version(req.version());
+    res->keep_alive(req.keep_alive());
+    res->set(http::field::server, "tidald");
+    std::string target(req.target());
+    if (target == "/metrics") {
+      res->result(http::status::ok);
+      res->set(http::field::content_type, "text/plain; version=0.0.4");
+      res->body() = metrics_();
+    } else if (target == "/healthz") {
+      res->result(http::status::ok);
+      res->body() = "ok\n";
+    } else if (target == "/readyz") {
+      bool ok = ready_();
+      res->result(ok ? http::status::ok : http::status::service_unavailable);
+      res->body() = ok ? "ready\n" : "not ready\n";
+    } else {
+      res->result(http::status::not_found);
+      res->body() = "not found: try /metrics, /healthz or /readyz\n";
+    }
+    res->prepare_payload();
+  }
+
+  std::function<std::string()> metrics_;
+  std::function<bool()> ready_;
+  asio::io_context io_;
+  tcp::acceptor acceptor_;
+  std::thread thread_;
+  int port_ = 0;
+};
+
+AdminServer::AdminServer(std::function<std::string()> metrics,
+                         std::function<bool()> ready)
+    : impl_(std::make_unique<Impl>(std::move(metrics), std::move(ready))) {}
+AdminServer::~AdminServer() { Stop(); }
+absl::Status AdminServer::Start(const std::string& address) {
+  return impl_->Start(address);
+}
+void AdminServer::Stop() { impl_->Stop(); }
+int AdminServer::port() const { return impl_->port(); }
+
+std::string ProcessMetricsText() {
+  std::string out;
+  std::ifstream stat("/proc/self/stat");
+  std::string line;
+  std::getline(stat, line);
+  auto rp = line.rfind(')');
+  if (rp != std::string::npos) {
+    std::vector<std::string> f = absl::StrSplit(line.substr(rp + 2), ' ');
+    // Fields after ")" start at field 3 (state): utime=14, stime=15,
+    // threads=20, rss=24.
+    auto field = [&](int n) -> double {
+      double v = 0;
+      if (n - 3 < static_cast<int>(f.size()))
+        (void)absl::SimpleAtod(f[n - 3], &v);
+      return v;
+    };
+    double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+    double page = static_cast<double>(sysconf(_SC_PAGESIZE));
+    absl::StrAppend(
+        &out, "# HELP process_cpu_seconds_total User and system CPU time.\n",
+        "# TYPE process_cpu_seconds_total counter\n",
+        "process_cpu_seconds_total ", (field(14) + field(15)) / ticks, "\n",
+        "# HELP process_resident_memory_bytes Resident memory.\n",
+        "# TYPE process_resident_memory_bytes gauge\n",
+        "process_resident_memory_bytes ",
+        static_cast<int64_t>(field(24) * page), "\n",
+        "# TYPE process_threads gauge\n", "process_threads ", field(20), "\n");
+  }
+  std::error_code ec;
+  int fds = 0;
+  for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    ++fds;
+  }
+  absl::StrAppend(&out, "# TYPE process_open_fds gauge\nprocess_open_fds ", fds,
+                  "\n");
+  return out;
+}
+
+}  // namespace tidal

@@ -1,0 +1,36 @@
+#pragma once
+
+// AdminServer: tidald's small HTTP endpoint for operators and Prometheus:
+// GET /metrics (text format 0.0.4), /healthz, /readyz. One thread; admin
+// traffic is light. Boost.Beast stays in the .cc. Thread-safe.
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+
+namespace tidal {
+
+class AdminServer {
+ public:
+  // `metrics` renders the whole /metrics body; `ready` answers /readyz.
+  AdminServer(std::function<std::string()> metrics,
+              std::function<bool()> ready);
+  ~AdminServer();
+
+  // address "host:port" (port 0: any free port).
+  absl::Status Start(const std::string& address);
+  void Stop();
+  int port() const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Process figures in Prometheus format (resident memory, CPU seconds,
+// threads, open fds, start time) read from /proc/self.
+std::string ProcessMetricsText();
+
+}  // namespace tidal

@@ -1,0 +1,143 @@
+#include "daemon/gateway_routes.h"
+
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+
+namespace tidal {
+
+GatewayRoutes::GatewayRoutes(gateway::Gateway* gw) : gw_(gw) {
+  drainer_ = std::thread([this] { DrainLoop(); });
+}
+
+GatewayRoutes::~GatewayRoutes() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  drainer_.join();
+}
+
+void GatewayRoutes::PublishLocked(const std::string& key) {
+  const AppEntry& entry = apps_[key];
+  std::vector<std::string> parts = absl::StrSplit(key, absl::MaxSplits('/', 1));
+  gateway::Route route;
+  route.ns = parts[0];
+  route.app = parts[1];
+  route.concurrency = entry.concurrency;
+  std::map<int64_t, gateway::RevisionRoute> by_revision;
+  for (const auto& inst : entry.serving) {
+    if (!inst.ready() || draining_.contains(inst.id())) continue;
+    auto& rev = by_revision[inst.revision()];
+    rev.revision = inst.revision();
+    gateway::Endpoint ep;
+    ep.instance_id = inst.id();
+    ep.host = inst.host().empty() ? "127.0.0.1" : inst.host();
+    ep.port = inst.port();
+    rev.endpoints.push_back(ep);
+  }
+  int listed = 0, unlisted = 0;
+  for (auto& [revision, rev] : by_revision) {
+    bool found = false;
+    for (const auto& [r, w] : entry.weights) {
+      if (r == revision) {
+        rev.weight_percent = w;
+        listed += w;
+        found = true;
+      }
+    }
+    if (!found) ++unlisted;
+  }
+  for (auto& [revision, rev] : by_revision) {
+    bool found = false;
+    for (const auto& [r, w] : entry.weights) found |= r == revision;
+    if (entry.weights.empty()) {
+      rev.weight_percent = static_cast<int>(rev.endpoints.size());
+    } else if (!found) {
+      rev.weight_percent = std::max(0, 100 - listed) / std::max(1, unlisted);
+    }
+    route.revisions.push_back(std::move(rev));
+  }
+  if (route.revisions.empty()) {
+    // No ready instance: the app keeps a route without endpoints, so the
+    // gateway holds its requests (activator) instead of answering 404.
+    route.revisions.push_back(gateway::RevisionRoute{});
+  }
+  gw_->SetRoute(route);
+}
+
+void GatewayRoutes::UpdateRoute(
+    const tidal::v1::App& app,
+    const std::vector<tidal::v1::Instance>& serving) {
+  std::string key =
+      absl::StrCat(app.metadata().namespace_(), "/", app.metadata().name());
+  absl::MutexLock lock(&mu_);
+  AppEntry& entry = apps_[key];
+  entry.concurrency = app.spec().template_().concurrency();
+  entry.serving = serving;
+  PublishLocked(key);
+}
+
+void GatewayRoutes::RemoveRoute(const std::string& ns,
+                                const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  apps_.erase(absl::StrCat(ns, "/", name));
+  gw_->RemoveRoute(ns, name);
+}
+
+void GatewayRoutes::SetWeights(const std::string& ns, const std::string& name,
+                               std::vector<std::pair<int64_t, int>> weights) {
+  std::string key = absl::StrCat(ns, "/", name);
+  absl::MutexLock lock(&mu_);
+  auto it = apps_.find(key);
+  if (it == apps_.end()) return;
+  if (it->second.weights == weights) return;
+  it->second.weights = std::move(weights);
+  PublishLocked(key);
+}
+
+void GatewayRoutes::Drain(const tidal::v1::Instance& instance,
+                          absl::Duration grace, std::function<void()> stop) {
+  std::string key = absl::StrCat(instance.namespace_(), "/", instance.app());
+  absl::MutexLock lock(&mu_);
+  draining_.insert(instance.id());
+  if (apps_.contains(key)) PublishLocked(key);
+  pending_.push_back(
+      Pending{instance.id(), absl::Now() + grace, std::move(stop)});
+}
+
+bool GatewayRoutes::IsDraining(const std::string& instance_id) {
+  absl::MutexLock lock(&mu_);
+  return draining_.contains(instance_id);
+}
+
+void GatewayRoutes::DrainLoop() {
+  while (true) {
+    std::vector<Pending> due;
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_ && pending_.empty()) return;
+      absl::Time now = absl::Now();
+      for (auto it = pending_.begin(); it != pending_.end();) {
+        if (stopping_ || now >= it->deadline ||
+            gw_->InFlight(it->instance_id) == 0) {
+          due.push_back(std::move(*it));
+          it = pending_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    // Stop first, then forget the drain: the runtime shows the instance
+    // Terminating before the reconciler can count it as live again.
+    for (auto& p : due) p.stop();
+    absl::MutexLock lock(&mu_);
+    for (auto& p : due) draining_.erase(p.instance_id);
+    mu_.AwaitWithTimeout(absl::Condition(&stopping_),
+                         absl::Milliseconds(pending_.empty() ? 50 : 2));
+  }
+}
+
+}  // namespace tidal

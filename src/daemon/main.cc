@@ -1,0 +1,308 @@
+// tidald: the Tidal daemon. One process runs the API, the store, the
+// controller, the runtime supervisor, the gateway and the admin endpoint.
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "api/service.h"
+#include "common/logging.h"
+#include "common/units.h"
+#include "controller/app_reconciler.h"
+#include "controller/controller.h"
+#include "controller/events.h"
+#include "daemon/admin_server.h"
+#include "daemon/gateway_routes.h"
+#include "gateway/gateway.h"
+#include "runtime/process_runtime.h"
+#include "store/sqlite_store.h"
+
+namespace tidal {
+namespace {
+
+struct Flags {
+  std::string data_dir;
+  std::string listen = "127.0.0.1:7070";
+  std::string gateway_listen = "127.0.0.1:8080";
+  std::string admin_listen = "127.0.0.1:9090";
+  std::string domain = "tidal.localhost";
+  std::string store;
+  std::string log_level = "info";
+  std::string log_format = "text";
+  std::string port_range = "20000-29999";
+  std::vector<std::string> instance_path;
+  bool stop_instances_on_exit = false;
+  int workers = 4;
+  std::string resync = "5m";
+  int gateway_threads = 0;
+};
+
+std::string DefaultDataDir() {
+  const char* xdg = getenv("XDG_DATA_HOME");
+  if (xdg && *xdg) return absl::StrCat(xdg, "/tidal");
+  const char* home = getenv("HOME");
+  if (geteuid() == 0 && (home == nullptr || std::string(home) == "/root"))
+    return "/var/lib/tidal";
+  return absl::StrCat(home ? home : ".", "/.local/share/tidal");
+}
+
+absl::StatusOr<std::pair<std::string, int>> SplitHostPort(
+    const std::string& addr, const std::string& flag) {
+  auto colon = addr.rfind(':');
+  int port = 0;
+  if (colon == std::string::npos ||
+      !absl::SimpleAtoi(addr.substr(colon + 1), &port) || port < 0 ||
+      port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--", flag, ": \"", addr, "\" is not host:port (e.g. 127.0.0.1:8080)"));
+  }
+  return std::make_pair(addr.substr(0, colon), port);
+}
+
+// Holds an exclusive lock on the data directory for the life of the process,
+// so two tidalds can never supervise the same instances.
+absl::Status LockDataDir(const std::string& dir) {
+  std::string path = dir + "/tidald.lock";
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return absl::UnavailableError(absl::StrCat("cannot open ", path));
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("another tidald is running with data directory ", dir));
+  }
+  std::string pid = absl::StrCat(getpid(), "\n");
+  (void)!ftruncate(fd, 0);
+  (void)!write(fd, pid.data(), pid.size());
+  return absl::OkStatus();  // fd stays open on purpose
+}
+
+int Run(const Flags& flags) {
+  InitLogging(flags.log_level, flags.log_format);
+  auto log = GetLogger("tidald");
+
+  // Signals are taken by sigwait in this thread only.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  std::string data_dir =
+      flags.data_dir.empty() ? DefaultDataDir() : flags.data_dir;
+  std::error_code ec;
+  std::filesystem::create_directories(data_dir, ec);
+  if (ec) {
+    log->error("cannot create data directory {}: {}", data_dir, ec.message());
+    return 1;
+  }
+  if (auto st = LockDataDir(data_dir); !st.ok()) {
+    log->error("{}", std::string(st.message()));
+    return 1;
+  }
+
+  // Store.
+  std::string store_spec =
+      flags.store.empty() ? "sqlite:" + data_dir + "/tidal.db" : flags.store;
+  if (!absl::StartsWith(store_spec, "sqlite:")) {
+    log->error(
+        "--store: \"{}\" is not supported by this build (use sqlite:PATH)",
+        store_spec);
+    return 2;
+  }
+  auto store = SqliteStore::Open(store_spec.substr(strlen("sqlite:")));
+  if (!store.ok()) {
+    log->error("opening the store failed: {}", store.status().ToString());
+    return 1;
+  }
+
+  // Runtime.
+  std::vector<std::string> range = absl::StrSplit(flags.port_range, '-');
+  ProcessRuntimeOptions ropts;
+  ropts.data_dir = data_dir;
+  if (range.size() != 2 || !absl::SimpleAtoi(range[0], &ropts.port_min) ||
+      !absl::SimpleAtoi(range[1], &ropts.port_max) ||
+      ropts.port_min > ropts.port_max) {
+    log->error("--port-range: \"{}\" is not MIN-MAX (e.g. 20000-29999)",
+               flags.port_range);
+    return 2;
+  }
+  // Instances find Tidal's own binaries (and the sample app) on their PATH.
+  char self[4096];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (n > 0) {
+    self[n] = '\0';
+    ropts.extra_path.push_back(
+        std::filesystem::path(self).parent_path().string());
+  }
+  for (const auto& p : flags.instance_path) {
+    for (absl::string_view part : absl::StrSplit(p, ':', absl::SkipEmpty())) {
+      ropts.extra_path.push_back(
+          std::filesystem::absolute(std::string(part)).string());
+    }
+  }
+  ProcessRuntime runtime(ropts);
+  if (auto st = runtime.Adopt(); !st.ok()) {
+    log->error("adopting running instances failed: {}", st.ToString());
+    return 1;
+  }
+
+  // Gateway.
+  auto gw_addr = SplitHostPort(flags.gateway_listen, "gateway-listen");
+  if (!gw_addr.ok()) {
+    log->error("{}", std::string(gw_addr.status().message()));
+    return 2;
+  }
+  gateway::GatewayOptions gopts;
+  gopts.listen_address = gw_addr->first;
+  gopts.port = gw_addr->second;
+  gopts.domain = flags.domain;
+  gopts.threads = flags.gateway_threads;
+  std::atomic<Controller*> controller_ptr{nullptr};
+  gopts.on_demand = [&controller_ptr](const std::string& ns,
+                                      const std::string& app) {
+    Controller* c = controller_ptr.load();
+    if (c != nullptr) c->Enqueue(absl::StrCat(ns, "/", app));
+  };
+  gateway::Gateway gw(gopts);
+  if (auto st = gw.Start(); !st.ok()) {
+    log->error("starting the gateway failed: {}", st.ToString());
+    return 1;
+  }
+  GatewayRoutes routes(&gw);
+
+  // Controller.
+  EventRecorder events(store->get(), RealClock::Get());
+  AppReconciler::Options recopts;
+  int gw_port = gw.port();
+  std::string domain = flags.domain;
+  recopts.url = [gw_port, domain](const std::string& ns,
+                                  const std::string& name) {
+    return absl::StrCat("http://", name, ".", ns, ".", domain,
+                        gw_port == 80 ? "" : absl::StrCat(":", gw_port));
+  };
+  AppReconciler reconciler(store->get(), &runtime, &events, RealClock::Get(),
+                           recopts);
+  reconciler.set_route_sink(&routes);
+  Controller::Options copts;
+  copts.workers = flags.workers;
+  auto resync = ParseDurationMs(flags.resync);
+  if (!resync.ok()) {
+    log->error("--resync: {}", std::string(resync.status().message()));
+    return 2;
+  }
+  copts.resync = absl::Milliseconds(*resync);
+  Controller controller(store->get(), &runtime, &reconciler, &events, copts);
+  controller_ptr.store(&controller);
+
+  // API.
+  TidalService service(store->get(), &runtime, RealClock::Get());
+  auto server = StartServer(flags.listen, &service);
+  if (!server.ok()) {
+    log->error("starting the API on {} failed: {}", flags.listen,
+               server.status().ToString());
+    return 1;
+  }
+  if (auto st = controller.Start(); !st.ok()) {
+    log->error("starting the controller failed: {}", st.ToString());
+    return 1;
+  }
+
+  // Admin.
+  AdminServer admin(
+      [&] {
+        std::string text = ProcessMetricsText();
+        absl::StrAppend(
+            &text, "# TYPE tidal_apps gauge\ntidal_apps ",
+            controller.informer()->Size(), "\n",
+            "# TYPE tidal_workqueue_depth gauge\ntidal_workqueue_depth ",
+            controller.queue()->Len(), "\n",
+            "# TYPE tidal_instances gauge\ntidal_instances ",
+            runtime.List().size(), "\n");
+        absl::StrAppend(&text, gw.PrometheusText());
+        return text;
+      },
+      [] { return true; });
+  if (auto st = admin.Start(flags.admin_listen); !st.ok()) {
+    log->error("{}", std::string(st.message()));
+    return 1;
+  }
+
+  log->info("tidald {} ready: api {}, gateway {}:{} (*.{}), admin {}, data {}",
+            TIDAL_VERSION, flags.listen, gopts.listen_address, gw.port(),
+            flags.domain, flags.admin_listen, data_dir);
+
+  int sig = 0;
+  sigwait(&sigs, &sig);
+  log->info("received {}, shutting down",
+            sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  (*server)->Shutdown(absl::Seconds(2));
+  controller_ptr.store(nullptr);
+  controller.Stop();
+  admin.Stop();
+  runtime.Shutdown(flags.stop_instances_on_exit);
+  gw.Stop();
+  log->info("stopped{}", flags.stop_instances_on_exit
+                             ? " (instances stopped)"
+                             : "; instances keep running for the next start");
+  return 0;
+}
+
+}  // namespace
+}  // namespace tidal
+
+int main(int argc, char** argv) {
+  tidal::Flags flags;
+  CLI::App app{
+      "tidald: the Tidal daemon (API, controller, scaler, deployer, runtime, "
+      "gateway)"};
+  app.add_option("--data-dir", flags.data_dir,
+                 "State directory: store, instance records, logs (default "
+                 "~/.local/share/tidal)");
+  app.add_option("--listen", flags.listen, "gRPC API address")
+      ->capture_default_str();
+  app.add_option("--gateway-listen", flags.gateway_listen,
+                 "HTTP gateway address")
+      ->capture_default_str();
+  app.add_option("--admin-listen", flags.admin_listen,
+                 "Admin address (/metrics, /healthz)")
+      ->capture_default_str();
+  app.add_option("--domain", flags.domain,
+                 "Apps are served at <app>.<namespace>.<domain>")
+      ->capture_default_str();
+  app.add_option("--store", flags.store,
+                 "sqlite:PATH (default: DATA_DIR/tidal.db)");
+  app.add_option("--log-level", flags.log_level, "debug|info|warn|error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
+      ->capture_default_str();
+  app.add_option("--log-format", flags.log_format, "text|json")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+  app.add_option("--port-range", flags.port_range, "Ports for local instances")
+      ->capture_default_str();
+  app.add_option(
+      "--instance-path", flags.instance_path,
+      "Directories put first on instances' PATH (repeatable, or a:b)");
+  app.add_flag("--stop-instances-on-exit", flags.stop_instances_on_exit,
+               "Stop every instance on SIGTERM (default: leave them for the "
+               "next start)");
+  app.add_option("--workers", flags.workers, "Reconcile workers")
+      ->capture_default_str();
+  app.add_option("--resync", flags.resync, "Periodic full reconcile")
+      ->capture_default_str();
+  app.add_option("--gateway-threads", flags.gateway_threads, "0 = one per core")
+      ->capture_default_str();
+  app.set_version_flag("--version", TIDAL_VERSION);
+  CLI11_PARSE(app, argc, argv);
+  return tidal::Run(flags);
+}

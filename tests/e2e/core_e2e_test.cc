@@ -1,0 +1,158 @@
+// End-to-end tests of the core (issue 2): real tidald, real tidalctl, real
+// sample-app processes.
+
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/time/clock.h"
+#include "e2e/e2e_util.h"
+
+namespace tidal::e2e {
+namespace {
+
+// An app spec whose processes carry a unique marker in their command line,
+// so tests can count them in /proc.
+std::string AppYaml(const std::string& name, int replicas,
+                    const std::string& marker, const std::string& version) {
+  return absl::StrCat(R"(apiVersion: tidal.dev/v1
+kind: App
+metadata:
+  name: )",
+                      name, R"(
+spec:
+  replicas: )",
+                      replicas, R"(
+  template:
+    command: [")",
+                      BuildDir(), R"(/examples/tidal-sample-app"]
+    args: ["--version", ")",
+                      version, "-", marker, R"("]
+    readinessProbe:
+      httpGet: {path: /healthz}
+      periodSeconds: 1
+    terminationGracePeriodSeconds: 5
+)");
+}
+
+class CoreE2ETest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    marker_ = absl::StrCat(
+        "e2e-", getpid(), "-",
+        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    daemon_ = std::make_unique<Daemon>(dir_.path());
+    ASSERT_TRUE(daemon_->Start())
+        << "tidald did not start; see " << daemon_->log_path();
+  }
+  void TearDown() override {
+    daemon_.reset();
+    // Nothing of ours may outlive the test.
+    for (pid_t pid : FindProcesses(marker_)) kill(pid, SIGKILL);
+  }
+  CommandResult Apply(const std::string& yaml) {
+    std::string path = dir_.path() + "/app.yaml";
+    WriteFile(path, yaml);
+    return daemon_->Ctl({"apply", "-f", path});
+  }
+  int Count() { return static_cast<int>(FindProcesses(marker_).size()); }
+  int Ready(const std::string& name) {
+    auto r = daemon_->Ctl({"get", "app", name, "-o", "json"});
+    if (r.exit_code != 0) return -1;
+    auto pos = r.out.find("\"readyReplicas\":");
+    if (pos == std::string::npos) return 0;
+    return atoi(r.out.c_str() + pos + strlen("\"readyReplicas\":"));
+  }
+
+  TempDir dir_;
+  std::string marker_;
+  std::unique_ptr<Daemon> daemon_;
+};
+
+TEST_F(CoreE2ETest, ScaleReplaceCrashAndDelete) {
+  auto r = Apply(AppYaml("hello", 3, marker_, "v1"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.out, "created")) << r.out;
+  ASSERT_TRUE(WaitFor([&] { return Ready("hello") == 3; }))
+      << daemon_->Ctl({"describe", "app", "hello"}).out;
+  EXPECT_EQ(Count(), 3);
+
+  // 3 -> 5
+  r = Apply(AppYaml("hello", 5, marker_, "v1"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_TRUE(WaitFor([&] { return Ready("hello") == 5 && Count() == 5; }));
+
+  // Kill one instance: it is replaced, and an event says why.
+  auto pids = FindProcesses(marker_);
+  ASSERT_EQ(pids.size(), 5u);
+  kill(pids[0], SIGKILL);
+  ASSERT_TRUE(WaitFor([&] {
+    auto now = FindProcesses(marker_);
+    return now.size() == 5 &&
+           std::find(now.begin(), now.end(), pids[0]) == now.end() &&
+           Ready("hello") == 5;
+  }));
+  auto events = daemon_->Ctl({"get", "events", "hello"});
+  ASSERT_EQ(events.exit_code, 0) << events.err;
+  EXPECT_TRUE(absl::StrContains(events.out, "signal 9") ||
+              absl::StrContains(events.out, "killed"))
+      << events.out;
+
+  // New template: every instance replaced.
+  r = Apply(AppYaml("hello", 5, marker_, "v2"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return FindProcesses("--version v2-" + marker_).size() == 5 &&
+               FindProcesses("--version v1-" + marker_).empty() &&
+               Ready("hello") == 5;
+      },
+      absl::Seconds(40)))
+      << daemon_->Ctl({"describe", "app", "hello"}).out;
+
+  // Delete: no process left, and the app is gone.
+  r = daemon_->Ctl({"delete", "app", "hello"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_TRUE(WaitFor([&] { return Count() == 0; }));
+  ASSERT_TRUE(WaitFor([&] {
+    return daemon_->Ctl({"get", "app", "hello"}).exit_code != 0;
+  }));
+}
+
+TEST_F(CoreE2ETest, Kill9WhileRunningAndWhileReconciling) {
+  ASSERT_EQ(Apply(AppYaml("steady", 3, marker_, "v1")).exit_code, 0);
+  ASSERT_TRUE(WaitFor([&] { return Ready("steady") == 3; }));
+  auto before = FindProcesses(marker_);
+  ASSERT_EQ(before.size(), 3u);
+
+  // kill -9 tidald while the instances run: they keep running and are adopted.
+  daemon_->Kill9();
+  EXPECT_EQ(Count(), 3);
+  ASSERT_TRUE(daemon_->Start());
+  ASSERT_TRUE(WaitFor([&] { return Ready("steady") == 3; }));
+  auto after = FindProcesses(marker_);
+  std::sort(before.begin(), before.end());
+  std::sort(after.begin(), after.end());
+  EXPECT_EQ(before, after) << "instances were not adopted";
+
+  // kill -9 while an apply is being reconciled (scale 3 -> 8), then restart.
+  ASSERT_EQ(Apply(AppYaml("steady", 8, marker_, "v1")).exit_code, 0);
+  WaitFor([&] { return Count() > 3; }, absl::Seconds(5));
+  daemon_->Kill9();
+  ASSERT_TRUE(daemon_->Start());
+  auto spec = daemon_->Ctl({"get", "app", "steady", "-o", "yaml"});
+  ASSERT_EQ(spec.exit_code, 0) << spec.err;
+  EXPECT_TRUE(absl::StrContains(spec.out, "replicas: 8")) << spec.out;
+  ASSERT_TRUE(WaitFor([&] { return Ready("steady") == 8; }));
+  // Exactly the desired number, now and a moment later (no late duplicates).
+  EXPECT_EQ(Count(), 8);
+  for (int i = 0; i < 20; ++i) {
+    absl::SleepFor(absl::Milliseconds(50));
+    ASSERT_EQ(Count(), 8);
+  }
+}
+
+}  // namespace
+}  // namespace tidal::e2e

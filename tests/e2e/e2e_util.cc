@@ -1,0 +1,275 @@
+#include "e2e/e2e_util.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+
+namespace tidal::e2e {
+
+bool WaitFor(const std::function<bool()>& cond, absl::Duration timeout) {
+  absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    if (cond()) return true;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return cond();
+}
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  int port = ntohs(addr.sin_port);
+  close(fd);
+  return port;
+}
+
+TempDir::TempDir() {
+  const char* tmp = getenv("TMPDIR");
+  std::string tmpl = absl::StrCat(tmp ? tmp : "/tmp", "/tidal-e2e-XXXXXX");
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  path_ = mkdtemp(buf.data());
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+std::string BuildDir() {
+  const char* d = getenv("TIDAL_BUILD_DIR");
+  return d ? d : TIDAL_BUILD_DIR_DEFAULT;
+}
+
+std::string SourceDir() {
+  const char* d = getenv("TIDAL_SOURCE_DIR");
+  return d ? d : TIDAL_SOURCE_DIR_DEFAULT;
+}
+
+Child::~Child() {
+  if (pid_ > 0 && Running()) {
+    Signal(SIGKILL);
+    Wait(absl::Seconds(5));
+  }
+}
+
+bool Child::Start(const std::vector<std::string>& argv,
+                  const std::string& log_path,
+                  const std::map<std::string, std::string>& env) {
+  pid_ = fork();
+  if (pid_ < 0) return false;
+  if (pid_ == 0) {
+    setpgid(0, 0);
+    int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+      dup2(fd, 1);
+      dup2(fd, 2);
+      close(fd);
+    }
+    int devnull = open("/dev/null", O_RDONLY);
+    dup2(devnull, 0);
+    for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  return true;
+}
+
+void Child::Signal(int sig) {
+  if (pid_ > 0) kill(pid_, sig);
+}
+
+int Child::Wait(absl::Duration timeout) {
+  if (pid_ <= 0) return -1;
+  absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    int status = 0;
+    pid_t r = waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      pid_ = -1;
+      return status;
+    }
+    if (absl::Now() >= deadline) return -1;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+}
+
+bool Child::Running() {
+  if (pid_ <= 0) return false;
+  int status = 0;
+  pid_t r = waitpid(pid_, &status, WNOHANG);
+  if (r == pid_) {
+    pid_ = -1;
+    return false;
+  }
+  return true;
+}
+
+CommandResult Run(const std::vector<std::string>& argv,
+                  const std::string& input, absl::Duration timeout) {
+  CommandResult result;
+  int in[2], out[2], err[2];
+  if (pipe(in) || pipe(out) || pipe(err)) return result;
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(in[0], 0);
+    dup2(out[1], 1);
+    dup2(err[1], 2);
+    close(in[1]);
+    close(out[0]);
+    close(err[0]);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  close(in[0]);
+  close(out[1]);
+  close(err[1]);
+  if (!input.empty()) {
+    size_t off = 0;
+    while (off < input.size()) {
+      ssize_t n = write(in[1], input.data() + off, input.size() - off);
+      if (n <= 0) break;
+      off += n;
+    }
+  }
+  close(in[1]);
+  absl::Time deadline = absl::Now() + timeout;
+  pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
+  int open_fds = 2;
+  char buf[65536];
+  while (open_fds > 0 && absl::Now() < deadline) {
+    if (poll(fds, 2, 100) <= 0) continue;
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP))) continue;
+      ssize_t n = read(fds[i].fd, buf, sizeof(buf));
+      if (n <= 0) {
+        close(fds[i].fd);
+        fds[i].fd = -1;
+        --open_fds;
+      } else {
+        (i == 0 ? result.out : result.err).append(buf, n);
+      }
+    }
+  }
+  for (auto& f : fds) {
+    if (f.fd >= 0) close(f.fd);
+  }
+  int status = 0;
+  if (open_fds > 0) kill(pid, SIGKILL);
+  waitpid(pid, &status, 0);
+  result.exit_code =
+      WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return result;
+}
+
+std::vector<pid_t> FindProcesses(const std::string& needle) {
+  std::vector<pid_t> pids;
+  DIR* dir = opendir("/proc");
+  if (!dir) return pids;
+  while (dirent* e = readdir(dir)) {
+    pid_t pid = atoi(e->d_name);
+    if (pid <= 0) continue;
+    std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
+    std::string line;
+    std::getline(stat, line);
+    auto rp = line.rfind(')');
+    if (rp == std::string::npos || rp + 2 >= line.size() || line[rp + 2] == 'Z')
+      continue;
+    std::ifstream f(absl::StrCat("/proc/", pid, "/cmdline"));
+    std::stringstream ss;
+    ss << f.rdbuf();
+    std::string cmd = ss.str();
+    for (char& c : cmd) {
+      if (c == '\0') c = ' ';
+    }
+    if (cmd.find(needle) != std::string::npos) pids.push_back(pid);
+  }
+  closedir(dir);
+  return pids;
+}
+
+Daemon::Daemon(std::string data_dir, std::vector<std::string> extra_flags)
+    : data_dir_(std::move(data_dir)),
+      extra_flags_(std::move(extra_flags)),
+      api_port_(FreePort()),
+      gateway_port_(FreePort()),
+      admin_port_(FreePort()),
+      log_path_(data_dir_ + "/tidald.log") {}
+
+Daemon::~Daemon() {
+  if (child_.Running()) {
+    child_.Signal(SIGTERM);
+    if (child_.Wait(absl::Seconds(10)) == -1) {
+      child_.Signal(SIGKILL);
+      child_.Wait(absl::Seconds(5));
+    }
+  }
+}
+
+bool Daemon::Start() {
+  std::vector<std::string> argv = {
+      BuildDir() + "/src/daemon/tidald",
+      "--data-dir=" + data_dir_,
+      "--listen=" + api(),
+      "--gateway-listen=127.0.0.1:" + std::to_string(gateway_port_),
+      "--admin-listen=127.0.0.1:" + std::to_string(admin_port_),
+      "--log-level=debug"};
+  argv.insert(argv.end(), extra_flags_.begin(), extra_flags_.end());
+  ++starts_;
+  if (!child_.Start(argv, log_path_)) return false;
+  return WaitFor(
+      [&] { return child_.Running() && Ctl({"version"}).exit_code == 0; },
+      absl::Seconds(30));
+}
+
+void Daemon::Kill9() {
+  child_.Signal(SIGKILL);
+  child_.Wait(absl::Seconds(10));
+}
+
+bool Daemon::Stop() {
+  child_.Signal(SIGTERM);
+  return child_.Wait(absl::Seconds(30)) != -1;
+}
+
+CommandResult Daemon::Ctl(const std::vector<std::string>& args,
+                          const std::string& input) {
+  std::vector<std::string> argv = {BuildDir() + "/src/cli/tidalctl",
+                                   "--server=" + api()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return Run(argv, input);
+}
+
+void WriteFile(const std::string& path, const std::string& text) {
+  std::ofstream f(path, std::ios::trunc);
+  f << text;
+}
+
+}  // namespace tidal::e2e

@@ -1,0 +1,100 @@
+#pragma once
+
+// Helpers for end-to-end tests: real tidald and tidalctl processes, real app
+// processes, free loopback ports, temp dirs, and polling with deadlines.
+
+#include <sys/types.h>
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+
+namespace tidal::e2e {
+
+// Polls `cond` every few ms until it holds or `timeout` passes.
+bool WaitFor(const std::function<bool()>& cond,
+             absl::Duration timeout = absl::Seconds(20));
+
+int FreePort();
+
+// A fresh directory under $TMPDIR, removed (recursively) on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+std::string BuildDir();   // $TIDAL_BUILD_DIR
+std::string SourceDir();  // $TIDAL_SOURCE_DIR
+
+// A child process with stdout+stderr to a file.
+class Child {
+ public:
+  Child() = default;
+  ~Child();
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+  // Starts argv[0] (a path) with the extra environment.
+  bool Start(const std::vector<std::string>& argv, const std::string& log_path,
+             const std::map<std::string, std::string>& env = {});
+  void Signal(int sig);
+  // Waits up to `timeout` for exit; returns the wait status or -1.
+  int Wait(absl::Duration timeout);
+  bool Running();
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+// Runs a command to completion (with stdin from `input`), capturing output.
+CommandResult Run(const std::vector<std::string>& argv,
+                  const std::string& input = "",
+                  absl::Duration timeout = absl::Seconds(60));
+
+// Pids of live processes (not zombies) whose command line contains `needle`.
+std::vector<pid_t> FindProcesses(const std::string& needle);
+
+// A running tidald on free ports in a temp data dir.
+class Daemon {
+ public:
+  explicit Daemon(std::string data_dir,
+                  std::vector<std::string> extra_flags = {});
+  ~Daemon();
+  bool Start();  // waits until the API answers
+  void Kill9();
+  bool Stop();  // SIGTERM and wait
+  std::string api() const { return "127.0.0.1:" + std::to_string(api_port_); }
+  int gateway_port() const { return gateway_port_; }
+  int admin_port() const { return admin_port_; }
+  const std::string& log_path() const { return log_path_; }
+  // Runs tidalctl against this daemon.
+  CommandResult Ctl(const std::vector<std::string>& args,
+                    const std::string& input = "");
+
+ private:
+  std::string data_dir_;
+  std::vector<std::string> extra_flags_;
+  int api_port_, gateway_port_, admin_port_;
+  std::string log_path_;
+  Child child_;
+  int starts_ = 0;
+};
+
+// Writes `text` to `path`.
+void WriteFile(const std::string& path, const std::string& text);
+
+}  // namespace tidal::e2e
