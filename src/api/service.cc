@@ -326,6 +326,110 @@ absl::StatusOr<v1::ListResponse> TidalService::List(
   return resp;
 }
 
+absl::StatusOr<v1::App> TidalService::Scale(const v1::ScaleRequest& req) {
+  const std::string ns = NamespaceOr(req.namespace_());
+  if (req.name().empty())
+    return absl::InvalidArgumentError("app name is required");
+  if (!req.has_replicas() && !req.has_min_replicas() &&
+      !req.has_max_replicas()) {
+    return absl::InvalidArgumentError("scale needs --replicas, --min or --max");
+  }
+  const std::string key = keys::App(ns, req.name());
+  absl::Status last;
+  for (int attempt = 0; attempt < std::max(1, impl_->options.apply_attempts);
+       ++attempt) {
+    auto kv = impl_->store->Get(key);
+    if (absl::IsNotFound(kv.status())) return AppNotFound(ns, req.name());
+    if (!kv.ok()) return kv.status();
+    ASSIGN_OR_RETURN(v1::App app, DecodeApp(*kv));
+    auto* spec = app.mutable_spec();
+    if (req.has_replicas()) {
+      spec->set_replicas(req.replicas());
+    }
+    if (req.has_min_replicas() || req.has_max_replicas()) {
+      // Scaling bounds replace a fixed replica count.
+      spec->clear_replicas();
+      if (req.has_min_replicas())
+        spec->mutable_scaling()->set_min_replicas(req.min_replicas());
+      if (req.has_max_replicas())
+        spec->mutable_scaling()->set_max_replicas(req.max_replicas());
+    }
+    std::vector<spec::SpecError> errors = spec::ValidateApp(app);
+    if (!errors.empty()) {
+      std::string msg;
+      for (const auto& e : errors)
+        absl::StrAppend(&msg, msg.empty() ? "" : "\n", e.ToString());
+      return absl::InvalidArgumentError(msg);
+    }
+    app.mutable_metadata()->set_generation(app.metadata().generation() + 1);
+    auto rev =
+        impl_->store->Txn({Op::Put(key, EncodeApp(app), kv->resource_version)});
+    if (rev.ok()) {
+      app.mutable_metadata()->set_resource_version(*rev);
+      impl_->log->info("scale app={}/{}: {}", ns, req.name(),
+                       req.ShortDebugString());
+      return app;
+    }
+    if (!absl::IsFailedPrecondition(rev.status())) return rev.status();
+    last = rev.status();
+  }
+  return absl::AbortedError(absl::StrCat(
+      "scale kept conflicting with concurrent writers: ", last.message()));
+}
+
+absl::StatusOr<v1::TopResponse> TidalService::Top(const v1::TopRequest& req) {
+  if (metrics_ == nullptr) {
+    return absl::FailedPreconditionError(
+        "this tidald serves no request metrics (no gateway)");
+  }
+  v1::ListRequest list_req;
+  list_req.set_namespace_(req.namespace_());
+  list_req.set_all_namespaces(req.all_namespaces());
+  ASSIGN_OR_RETURN(v1::ListResponse apps, List(list_req));
+  absl::Duration window =
+      absl::Seconds(req.window_seconds() > 0 ? req.window_seconds() : 60);
+  v1::TopResponse resp;
+  for (const auto& app : apps.apps()) {
+    if (!req.app().empty() && app.metadata().name() != req.app()) continue;
+    RequestStats st = metrics_->Stats(app.metadata().namespace_(),
+                                      app.metadata().name(), 0, window);
+    auto* m = resp.add_apps();
+    m->set_namespace_(app.metadata().namespace_());
+    m->set_app(app.metadata().name());
+    m->set_rps(st.rps);
+    m->set_concurrency(st.concurrency);
+    m->set_p50_ms(st.p50_ms);
+    m->set_p90_ms(st.p90_ms);
+    m->set_p99_ms(st.p99_ms);
+    m->set_requests(st.requests);
+    m->set_responses_2xx(st.responses_2xx);
+    m->set_responses_3xx(st.responses_3xx);
+    m->set_responses_4xx(st.responses_4xx);
+    m->set_responses_5xx(st.responses_5xx);
+    m->set_ready_replicas(app.status().ready_replicas());
+    m->set_desired_replicas(app.status().desired_replicas());
+  }
+  if (!req.app().empty() && resp.apps().empty()) {
+    return AppNotFound(NamespaceOr(req.namespace_()), req.app());
+  }
+  return resp;
+}
+
+absl::StatusOr<v1::App> TidalService::Rollout(const v1::RolloutRequest& req) {
+  if (rollouts_ == nullptr) {
+    return absl::FailedPreconditionError("this tidald runs no deployer");
+  }
+  return rollouts_->Rollout(req);
+}
+
+absl::StatusOr<v1::ListRevisionsResponse> TidalService::ListRevisions(
+    const v1::ListRevisionsRequest& req) {
+  if (rollouts_ == nullptr) {
+    return absl::FailedPreconditionError("this tidald runs no deployer");
+  }
+  return rollouts_->ListRevisions(req);
+}
+
 absl::StatusOr<v1::DeleteResponse> TidalService::Delete(
     const v1::DeleteRequest& req) {
   const std::string ns = NamespaceOr(req.namespace_());
@@ -705,6 +809,23 @@ class GrpcTidal final : public v1::Tidal::Service {
                        v1::VersionResponse* resp) override {
     *resp = s_->Version();
     return grpc::Status::OK;
+  }
+  grpc::Status Scale(grpc::ServerContext*, const v1::ScaleRequest* req,
+                     v1::App* resp) override {
+    return Reply(s_->Scale(*req), resp);
+  }
+  grpc::Status Top(grpc::ServerContext*, const v1::TopRequest* req,
+                   v1::TopResponse* resp) override {
+    return Reply(s_->Top(*req), resp);
+  }
+  grpc::Status Rollout(grpc::ServerContext*, const v1::RolloutRequest* req,
+                       v1::App* resp) override {
+    return Reply(s_->Rollout(*req), resp);
+  }
+  grpc::Status ListRevisions(grpc::ServerContext*,
+                             const v1::ListRevisionsRequest* req,
+                             v1::ListRevisionsResponse* resp) override {
+    return Reply(s_->ListRevisions(*req), resp);
   }
   grpc::Status Watch(grpc::ServerContext* ctx, const v1::WatchRequest* req,
                      grpc::ServerWriter<v1::WatchEvent>* writer) override {

@@ -20,8 +20,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "api/rollout_control.h"
 #include "common/clock.h"
 #include "runtime/runtime.h"
+#include "scaler/metrics_source.h"
 #include "store/store.h"
 #include "tidal/v1/api.pb.h"
 
@@ -60,6 +62,16 @@ class TidalService {
   absl::StatusOr<v1::ListEventsResponse> ListEvents(
       const v1::ListEventsRequest& req);
   v1::VersionResponse Version() const;
+  absl::StatusOr<v1::App> Scale(const v1::ScaleRequest& req);
+  absl::StatusOr<v1::TopResponse> Top(const v1::TopRequest& req);
+  absl::StatusOr<v1::App> Rollout(const v1::RolloutRequest& req);
+  absl::StatusOr<v1::ListRevisionsResponse> ListRevisions(
+      const v1::ListRevisionsRequest& req);
+
+  // Optional collaborators, set before serving (not owned). Without them
+  // Top and Rollout/ListRevisions answer FailedPrecondition.
+  void set_metrics(MetricsSource* metrics) { metrics_ = metrics; }
+  void set_rollout_control(RolloutControl* rollouts) { rollouts_ = rollouts; }
 
   // `send` returns false when the client is gone (the stream then ends).
   using Cancelled = std::function<bool()>;
@@ -82,6 +94,8 @@ class TidalService {
   struct Impl;
   std::unique_ptr<Impl> impl_;
   std::atomic<bool> stopping_{false};
+  MetricsSource* metrics_ = nullptr;
+  RolloutControl* rollouts_ = nullptr;
 };
 
 // A running gRPC server for a TidalService. Shuts down when destroyed.

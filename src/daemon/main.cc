@@ -207,6 +207,7 @@ int Run(const Flags& flags) {
 
   // API.
   TidalService service(store->get(), &runtime, RealClock::Get());
+  service.set_metrics(&gw);
   auto server = StartServer(flags.listen, &service);
   if (!server.ok()) {
     log->error("starting the API on {} failed: {}", flags.listen,
