@@ -22,8 +22,12 @@
 #include "controller/app_reconciler.h"
 #include "controller/controller.h"
 #include "controller/events.h"
+#include "controller/scaler_planner.h"
 #include "daemon/admin_server.h"
 #include "daemon/gateway_routes.h"
+#include "deployer/control.h"
+#include "deployer/deployer.h"
+#include "deployer/webhooks.h"
 #include "gateway/gateway.h"
 #include "runtime/process_runtime.h"
 #include "store/sqlite_store.h"
@@ -46,6 +50,8 @@ struct Flags {
   int workers = 4;
   std::string resync = "5m";
   int gateway_threads = 0;
+  int gateway_queue_size = 1000;
+  std::string gateway_queue_timeout = "30s";
 };
 
 std::string DefaultDataDir() {
@@ -168,9 +174,23 @@ int Run(const Flags& flags) {
   gopts.port = gw_addr->second;
   gopts.domain = flags.domain;
   gopts.threads = flags.gateway_threads;
+  gopts.queue_size = flags.gateway_queue_size;
+  auto queue_timeout = ParseDurationMs(flags.gateway_queue_timeout);
+  if (!queue_timeout.ok() || gopts.queue_size < 0) {
+    log->error("--gateway-queue-size/--gateway-queue-timeout: {}",
+               queue_timeout.ok()
+                   ? "must be >= 0"
+                   : std::string(queue_timeout.status().message()));
+    return 2;
+  }
+  gopts.queue_timeout = absl::Milliseconds(*queue_timeout);
   std::atomic<Controller*> controller_ptr{nullptr};
-  gopts.on_demand = [&controller_ptr](const std::string& ns,
-                                      const std::string& app) {
+  std::atomic<ScalerPlanner*> planner_ptr{nullptr};
+  // Scale from zero: the scaler decides at once, then the app is reconciled.
+  gopts.on_demand = [&controller_ptr, &planner_ptr](const std::string& ns,
+                                                    const std::string& app) {
+    ScalerPlanner* p = planner_ptr.load();
+    if (p != nullptr) p->Wake(ns, app);
     Controller* c = controller_ptr.load();
     if (c != nullptr) c->Enqueue(absl::StrCat(ns, "/", app));
   };
@@ -194,6 +214,17 @@ int Run(const Flags& flags) {
   AppReconciler reconciler(store->get(), &runtime, &events, RealClock::Get(),
                            recopts);
   reconciler.set_route_sink(&routes);
+  // Deployer: revisions, rollouts gated on the gateway's metrics, webhooks.
+  deployer::CurlWebhookSender webhooks;
+  deployer::Deployer deployer(store->get(), RealClock::Get(), &gw, &webhooks);
+  reconciler.set_deployer(&deployer);
+  ScalerPlanner planner(
+      store->get(), &runtime, &gw,
+      [&gw](const std::string& ns, const std::string& app) {
+        return gw.Queued(ns, app);
+      },
+      RealClock::Get());
+  reconciler.set_planner(&planner);
   Controller::Options copts;
   copts.workers = flags.workers;
   auto resync = ParseDurationMs(flags.resync);
@@ -204,10 +235,20 @@ int Run(const Flags& flags) {
   copts.resync = absl::Milliseconds(*resync);
   Controller controller(store->get(), &runtime, &reconciler, &events, copts);
   controller_ptr.store(&controller);
+  planner.set_on_change(
+      [&controller](const std::string& key) { controller.Enqueue(key); });
+  planner_ptr.store(&planner);
+  planner.Start();
 
   // API.
   TidalService service(store->get(), &runtime, RealClock::Get());
   service.set_metrics(&gw);
+  deployer::DeployerControl rollouts(
+      store->get(), RealClock::Get(), [&controller_ptr](const std::string& key) {
+        Controller* c = controller_ptr.load();
+        if (c != nullptr) c->Enqueue(key);
+      });
+  service.set_rollout_control(&rollouts);
   auto server = StartServer(flags.listen, &service);
   if (!server.ok()) {
     log->error("starting the API on {} failed: {}", flags.listen,
@@ -249,6 +290,8 @@ int Run(const Flags& flags) {
             sig == SIGTERM ? "SIGTERM" : "SIGINT");
   (*server)->Shutdown(absl::Seconds(2));
   controller_ptr.store(nullptr);
+  planner_ptr.store(nullptr);
+  planner.Stop();  // saves the scalers' learned state
   controller.Stop();
   admin.Stop();
   runtime.Shutdown(flags.stop_instances_on_exit);
@@ -302,6 +345,13 @@ int main(int argc, char** argv) {
   app.add_option("--resync", flags.resync, "Periodic full reconcile")
       ->capture_default_str();
   app.add_option("--gateway-threads", flags.gateway_threads, "0 = one per core")
+      ->capture_default_str();
+  app.add_option("--gateway-queue-size", flags.gateway_queue_size,
+                 "Requests held per app while it has no ready instance (or "
+                 "every instance is at its concurrency limit); more get 503")
+      ->capture_default_str();
+  app.add_option("--gateway-queue-timeout", flags.gateway_queue_timeout,
+                 "How long a held request waits before 504")
       ->capture_default_str();
   app.set_version_flag("--version", TIDAL_VERSION);
   CLI11_PARSE(app, argc, argv);

@@ -1,0 +1,380 @@
+#include "controller/scaler_planner.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "api/spec.h"
+#include "common/logging.h"
+#include "common/proto_time.h"
+#include "scaler/autoscaler.h"
+#include "store/keys.h"
+
+namespace tidal {
+namespace {
+
+using tidal::v1::App;
+using tidal::v1::Instance;
+
+// Apps with a fixed replica count (or no scaling section) are not scaled.
+bool Scaled(const App& app) {
+  return !app.spec().has_replicas() && app.spec().has_scaling();
+}
+
+// What a scaler is built from: a change recreates it.
+std::string Fingerprint(const App& app) {
+  return absl::StrCat(app.spec().scaling().SerializeAsString(), "|",
+                      app.spec().template_().concurrency());
+}
+
+double Round(double v) { return std::round(v * 100) / 100; }
+
+}  // namespace
+
+struct ScalerPlanner::Entry {
+  // Constant after creation.
+  std::string ns, name, key, fingerprint;
+  absl::Duration tick;
+  // Read and written by RunDue only (under the planner's mu_ for the
+  // snapshot); atomic so a concurrent Wake never races on it.
+  std::atomic<int64_t> next_tick_ns{0};
+
+  absl::Mutex mu;
+  bool retired ABSL_GUARDED_BY(mu) = false;  // forgotten or replaced
+  std::unique_ptr<scaler::AppScaler> scaler ABSL_GUARDED_BY(mu);
+  absl::Time last_sample ABSL_GUARDED_BY(mu);
+  absl::Time last_save ABSL_GUARDED_BY(mu);
+  std::string saved_state ABSL_GUARDED_BY(mu);
+  absl::flat_hash_set<std::string> ready_seen ABSL_GUARDED_BY(mu);
+  bool has_plan ABSL_GUARDED_BY(mu) = false;
+  Plan plan ABSL_GUARDED_BY(mu);
+};
+
+ScalerPlanner::ScalerPlanner(Store* store, Runtime* runtime,
+                             MetricsSource* metrics, QueuedFn queued,
+                             Clock* clock, Options options)
+    : store_(store),
+      runtime_(runtime),
+      metrics_(metrics),
+      queued_(std::move(queued)),
+      clock_(clock),
+      options_(options) {}
+
+ScalerPlanner::~ScalerPlanner() { Stop(); }
+
+void ScalerPlanner::Start() {
+  absl::MutexLock lock(&mu_);
+  if (thread_.joinable() || stopping_) return;
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void ScalerPlanner::Stop() {
+  if (stopped_.exchange(true)) return;
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+  SaveAll();
+}
+
+size_t ScalerPlanner::size() const {
+  absl::MutexLock lock(&mu_);
+  return apps_.size();
+}
+
+void ScalerPlanner::Loop() {
+  while (true) {
+    RunDue();
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return;
+    const int64_t now_ns = absl::ToUnixNanos(clock_->Now());
+    int64_t wait_ns = absl::ToInt64Nanoseconds(options_.max_idle_wait);
+    for (const auto& [key, e] : apps_) {
+      wait_ns = std::min(wait_ns, e->next_tick_ns.load() - now_ns);
+    }
+    wait_ns = std::max<int64_t>(wait_ns, 1000000);  // at least 1 ms
+    mu_.AwaitWithTimeout(absl::Condition(&stopping_),
+                         absl::Nanoseconds(wait_ns));
+    if (stopping_) return;
+  }
+}
+
+bool ScalerPlanner::Step(Entry* e, absl::Time now) {
+  scaler::AppScaler* s = e->scaler.get();
+  // Complete seconds of traffic, in order.
+  if (metrics_ != nullptr) {
+    for (const MetricSample& m :
+         metrics_->Samples(e->ns, e->name, 0, e->last_sample)) {
+      s->Record(m);
+      e->last_sample = std::max(e->last_sample, m.time);
+    }
+  }
+  // Instances: ready, and ready + starting. Newly ready ones tell how long an
+  // instance takes to start.
+  int32_t ready = 0, current = 0;
+  absl::flat_hash_set<std::string> ready_now;
+  std::vector<absl::Duration> starts;
+  for (const Instance& inst : runtime_->List(e->ns, e->name)) {
+    if (inst.phase() == "Terminating") continue;
+    ++current;
+    if (!inst.ready()) continue;
+    ++ready;
+    ready_now.insert(inst.id());
+    if (!e->ready_seen.contains(inst.id()) && inst.has_ready_time() &&
+        inst.has_start_time()) {
+      starts.push_back(FromProtoTime(inst.ready_time()) -
+                       FromProtoTime(inst.start_time()));
+    }
+  }
+  e->ready_seen = std::move(ready_now);
+  s->SetInstances(ready, current);
+  s->SetWaiting(now, queued_ ? queued_(e->ns, e->name) : 0);
+  for (absl::Duration d : starts) s->ObserveStartDuration(d);
+
+  Plan before = e->plan;
+  bool had = e->has_plan;
+  Publish(e, now);
+  // Only what the reconciler acts on or users watch for; the value alone
+  // moving does not cost a reconcile.
+  return !had || before.replicas != e->plan.replicas ||
+         before.status.panic() != e->plan.status.panic() ||
+         before.status.min_replicas() != e->plan.status.min_replicas() ||
+         before.status.max_replicas() != e->plan.status.max_replicas() ||
+         before.status.active_schedules_size() !=
+             e->plan.status.active_schedules_size();
+}
+
+void ScalerPlanner::Publish(Entry* e, absl::Time now) {
+  scaler::Decision d = e->scaler->Decide(now);
+  Plan& p = e->plan;
+  const bool changed = !e->has_plan || p.replicas != d.desired_replicas;
+  p.replicas = d.desired_replicas;
+  p.reason = d.reason;
+  p.has_status = true;
+  tidal::v1::ScalingStatus& st = p.status;
+  st.set_metric(scaler::MetricName(d.metric));
+  st.set_value(Round(d.value));
+  st.set_target(Round(d.target));
+  st.set_panic(d.panic);
+  st.set_last_reason(d.reason);
+  st.clear_active_schedules();
+  for (const auto& a : d.active_schedules) st.add_active_schedules(a);
+  st.set_min_replicas(d.min_replicas);
+  st.set_max_replicas(d.max_replicas);
+  if (changed && e->has_plan) *st.mutable_last_scale_time() = ToProtoTime(now);
+  e->has_plan = true;
+}
+
+void ScalerPlanner::Save(Entry* e) {
+  e->last_save = clock_->Now();
+  std::string state = e->scaler->SaveState();
+  if (state == e->saved_state) return;
+  auto st = store_->Txn({Op::Put(keys::ScalerStateKey(e->ns, e->name), state)});
+  if (!st.ok()) {
+    GetLogger("scaler")->warn("app={} saving scaler state failed: {}", e->key,
+                              st.status().ToString());
+    return;
+  }
+  e->saved_state = std::move(state);
+}
+
+std::shared_ptr<ScalerPlanner::Entry> ScalerPlanner::Create(
+    const App& app, const std::string& fingerprint,
+    const std::vector<Instance>& insts, Entry* previous) {
+  auto log = GetLogger("scaler");
+  const absl::Time now = clock_->Now();
+  auto e = std::make_shared<Entry>();
+  e->ns = app.metadata().namespace_();
+  e->name = app.metadata().name();
+  e->key = absl::StrCat(e->ns, "/", e->name);
+  e->fingerprint = fingerprint;
+
+  tidal::v1::Scaling scaling = app.spec().scaling();
+  // minReplicas 0 without initialScale: the app starts with no instance and
+  // the first request starts one.
+  if (scaling.has_min_replicas() && scaling.min_replicas() == 0 &&
+      !scaling.has_initial_scale()) {
+    scaling.set_initial_scale(0);
+  }
+  scaler::AppScalerOptions opts;
+  opts.container_concurrency = app.spec().template_().concurrency();
+  for (const Instance& inst : insts) {
+    if (inst.phase() == "Terminating") continue;
+    ++opts.current_at_start;
+    if (inst.ready()) {
+      ++opts.ready_at_start;
+      e->ready_seen.insert(inst.id());
+    }
+  }
+  // An explicit grace period is also how long the tidal algorithm keeps an
+  // idle app warm until it has learned the app's idle times.
+  if (scaling.has_scale_to_zero_grace_period_ms()) {
+    opts.tidal_fallback_keep_alive =
+        absl::Milliseconds(scaling.scale_to_zero_grace_period_ms());
+  }
+  auto s = scaler::AppScaler::Create(scaling, now, opts);
+  if (!s.ok()) {
+    log->warn(
+        "app={} scaling spec rejected, keeping the base replica count: {}",
+        e->key, s.status().ToString());
+    return nullptr;
+  }
+  std::string state;
+  if (previous != nullptr) {
+    absl::MutexLock lock(&previous->mu);
+    if (previous->scaler) state = previous->scaler->SaveState();
+    previous->retired = true;
+  } else if (store_ != nullptr) {
+    auto kv = store_->Get(keys::ScalerStateKey(e->ns, e->name));
+    if (kv.ok()) {
+      state = kv->value;
+      e->saved_state = state;
+    }
+  }
+  if (!state.empty()) {
+    if (auto st = (*s)->RestoreState(state); !st.ok()) {
+      log->warn("app={} ignoring saved scaler state: {}", e->key,
+                st.ToString());
+    }
+  }
+  e->tick = (*s)->tick();
+  e->scaler = std::move(*s);
+  e->last_sample = now - e->scaler->config().stable_window;
+  e->last_save = now;
+  e->next_tick_ns = absl::ToUnixNanos(now + e->tick);
+  absl::MutexLock lock(&e->mu);
+  Step(e.get(), now);
+  log->info("app={} scaler {} ({} on {}): {} replicas ({})", e->key,
+            previous != nullptr ? "recreated" : "created",
+            scaler::AlgorithmName(e->scaler->config().algorithm),
+            scaler::MetricName(e->scaler->config().metric), e->plan.replicas,
+            e->plan.reason);
+  return e;
+}
+
+ReplicaPlanner::Plan ScalerPlanner::Desired(
+    const App& app, const std::vector<Instance>& instances) {
+  const std::string key =
+      absl::StrCat(app.metadata().namespace_(), "/", app.metadata().name());
+  if (!Scaled(app)) {
+    std::shared_ptr<Entry> gone;
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = apps_.find(key);
+      if (it != apps_.end()) {
+        gone = std::move(it->second);
+        apps_.erase(it);
+      }
+    }
+    if (gone) {
+      absl::MutexLock lock(&gone->mu);
+      gone->retired = true;
+      Save(gone.get());
+    }
+    Plan plan;
+    plan.replicas = spec::BaseReplicas(app.spec());
+    return plan;
+  }
+  const std::string fp = Fingerprint(app);
+  std::shared_ptr<Entry> e;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = apps_.find(key);
+    if (it != apps_.end()) e = it->second;
+  }
+  if (e == nullptr || e->fingerprint != fp) {
+    std::shared_ptr<Entry> fresh = Create(app, fp, instances, e.get());
+    if (fresh == nullptr) {
+      Plan plan;
+      plan.replicas = spec::BaseReplicas(app.spec());
+      return plan;
+    }
+    absl::MutexLock lock(&mu_);
+    apps_[key] = fresh;
+    e = std::move(fresh);
+  }
+  absl::MutexLock lock(&e->mu);
+  return e->plan;
+}
+
+void ScalerPlanner::Forget(const std::string& ns, const std::string& name) {
+  std::shared_ptr<Entry> gone;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = apps_.find(absl::StrCat(ns, "/", name));
+    if (it == apps_.end() && store_ == nullptr) return;
+    if (it != apps_.end()) {
+      gone = std::move(it->second);
+      apps_.erase(it);
+    }
+  }
+  if (gone) {
+    absl::MutexLock lock(&gone->mu);
+    gone->retired = true;
+  }
+  if (store_ != nullptr) {
+    auto st = store_->Delete(keys::ScalerStateKey(ns, name));
+    if (!st.ok() && !absl::IsNotFound(st.status())) {
+      GetLogger("scaler")->warn("app={}/{} deleting scaler state failed: {}",
+                                ns, name, st.status().ToString());
+    }
+  }
+}
+
+void ScalerPlanner::Wake(const std::string& ns, const std::string& name) {
+  std::shared_ptr<Entry> e;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = apps_.find(absl::StrCat(ns, "/", name));
+    if (it == apps_.end()) return;
+    e = it->second;
+  }
+  bool changed;
+  {
+    absl::MutexLock lock(&e->mu);
+    if (e->retired) return;
+    changed = Step(e.get(), clock_->Now());
+  }
+  if (changed && on_change_) on_change_(e->key);
+}
+
+void ScalerPlanner::RunDue() {
+  const absl::Time now = clock_->Now();
+  const int64_t now_ns = absl::ToUnixNanos(now);
+  std::vector<std::shared_ptr<Entry>> due;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [key, e] : apps_) {
+      if (e->next_tick_ns.load() > now_ns) continue;
+      e->next_tick_ns = now_ns + absl::ToInt64Nanoseconds(e->tick);
+      due.push_back(e);
+    }
+  }
+  std::vector<std::string> changed;
+  for (const auto& e : due) {
+    absl::MutexLock lock(&e->mu);
+    if (e->retired) continue;
+    if (Step(e.get(), now)) changed.push_back(e->key);
+    if (now - e->last_save >= options_.save_interval) Save(e.get());
+  }
+  if (on_change_) {
+    for (const auto& key : changed) on_change_(key);
+  }
+}
+
+void ScalerPlanner::SaveAll() {
+  if (store_ == nullptr) return;
+  std::vector<std::shared_ptr<Entry>> all;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [key, e] : apps_) all.push_back(e);
+  }
+  for (const auto& e : all) {
+    absl::MutexLock lock(&e->mu);
+    if (!e->retired) Save(e.get());
+  }
+}
+
+}  // namespace tidal

@@ -1,0 +1,121 @@
+#pragma once
+
+// ScalerPlanner: the reconciler's ReplicaPlanner over the scaler library. It
+// keeps one scaler::AppScaler per app that has `spec.scaling` (and no fixed
+// `spec.replicas`), recreated when the scaling spec changes and forgotten
+// when the app is deleted. A tick thread feeds every scaled app's scaler with
+// the gateway's one-second samples, the runtime's instance counts, the
+// requests the gateway holds and measured start times, then asks for a
+// decision; when the decision changes it calls `on_change(key)` (tidald
+// passes Controller::Enqueue), and the reconciler reads it back through
+// Desired(), which never advances any state. Wake() decides at once for an
+// app the gateway holds requests for (scale from zero without waiting for a
+// tick). Learned state (AppScaler::SaveState) is kept in the store under
+// keys::ScalerStateKey every few minutes and on Stop(), and restored when a
+// scaler is created.
+//
+// Thread-safe: Desired/Forget (reconcile workers), Wake (gateway I/O
+// threads), the tick thread and RunDue (tests) may run concurrently. Apps
+// without a scaling section cost one hash lookup per reconcile.
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "controller/app_reconciler.h"
+#include "runtime/runtime.h"
+#include "scaler/metrics_source.h"
+#include "store/store.h"
+
+namespace tidal {
+
+class ScalerPlanner : public ReplicaPlanner {
+ public:
+  // Requests the gateway holds for an app (activator and concurrency queue).
+  using QueuedFn =
+      std::function<int(const std::string& ns, const std::string& name)>;
+  struct Options {
+    // How often each scaler's learned state is written to the store.
+    absl::Duration save_interval = absl::Minutes(5);
+    // Longest sleep of the tick thread between checks for due apps.
+    absl::Duration max_idle_wait = absl::Milliseconds(500);
+  };
+
+  ScalerPlanner(Store* store, Runtime* runtime, MetricsSource* metrics,
+                QueuedFn queued, Clock* clock, Options options);
+  ScalerPlanner(Store* store, Runtime* runtime, MetricsSource* metrics,
+                QueuedFn queued, Clock* clock)
+      : ScalerPlanner(store, runtime, metrics, std::move(queued), clock,
+                      Options()) {}
+  ~ScalerPlanner() override;
+  ScalerPlanner(const ScalerPlanner&) = delete;
+  ScalerPlanner& operator=(const ScalerPlanner&) = delete;
+
+  // Called with "ns/name" when an app's decision changes (outside any lock).
+  // Set before Start().
+  void set_on_change(std::function<void(const std::string& key)> f) {
+    on_change_ = std::move(f);
+  }
+
+  // Starts the tick thread (real time between ticks; decisions use `clock`).
+  void Start();
+  // Stops the tick thread and saves every scaler's state. Idempotent.
+  void Stop();
+
+  // ReplicaPlanner. Desired creates (or recreates) the app's scaler when it
+  // first sees the app or its scaling spec changed; otherwise it only returns
+  // the latest decision.
+  Plan Desired(const tidal::v1::App& app,
+               const std::vector<tidal::v1::Instance>& instances) override;
+  void Forget(const std::string& ns, const std::string& name) override;
+
+  // The gateway holds requests for the app: decide for it now.
+  void Wake(const std::string& ns, const std::string& name);
+
+  // Runs the tick of every app whose tick is due at clock->Now(). The tick
+  // thread calls it; tests with a fake clock call it directly.
+  void RunDue();
+  // Writes every scaler's state to the store now.
+  void SaveAll();
+
+  // Scaled apps known (for tests and metrics).
+  size_t size() const;
+
+ private:
+  struct Entry;
+  // Feeds metrics and counts, decides, and reports whether the published
+  // plan changed.
+  bool Step(Entry* e, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(e->mu);
+  void Publish(Entry* e, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(e->mu);
+  void Save(Entry* e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(e->mu);
+  std::shared_ptr<Entry> Create(const tidal::v1::App& app,
+                                const std::string& fingerprint,
+                                const std::vector<tidal::v1::Instance>& insts,
+                                Entry* previous);
+  void Loop();
+
+  // Constant after construction.
+  Store* const store_;
+  Runtime* const runtime_;
+  MetricsSource* const metrics_;
+  const QueuedFn queued_;
+  Clock* const clock_;
+  const Options options_;
+  std::function<void(const std::string& key)> on_change_;
+
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::string, std::shared_ptr<Entry>> apps_
+      ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+  std::atomic<bool> stopped_{false};
+};
+
+}  // namespace tidal

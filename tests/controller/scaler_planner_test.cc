@@ -1,0 +1,274 @@
+#include "controller/scaler_planner.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "absl/strings/match.h"
+#include "absl/synchronization/notification.h"
+#include "common/proto_time.h"
+#include "fakes/fake_clock.h"
+#include "fakes/fake_runtime.h"
+#include "fakes/memory_store.h"
+#include "store/keys.h"
+
+namespace tidal {
+namespace {
+
+using tidal::v1::App;
+
+// Request metrics set by hand: every second after `after` up to the clock's
+// current second carries the current concurrency.
+class FakeMetrics : public MetricsSource {
+ public:
+  explicit FakeMetrics(Clock* clock) : clock_(clock) {}
+  std::vector<MetricSample> Samples(const std::string&, const std::string&,
+                                    int64_t, absl::Time after) override {
+    absl::MutexLock l(&mu_);
+    std::vector<MetricSample> out;
+    int64_t now_s = absl::ToUnixSeconds(clock_->Now());
+    int64_t from = after == absl::InfinitePast()
+                       ? now_s - 60
+                       : absl::ToUnixSeconds(after) + 1;
+    for (int64_t s = std::max(from, now_s - 120); s < now_s; ++s) {
+      MetricSample m;
+      m.time = absl::FromUnixSeconds(s);
+      m.concurrency = concurrency_;
+      m.requests = concurrency_ * 10;
+      out.push_back(m);
+    }
+    return out;
+  }
+  RequestStats Stats(const std::string&, const std::string&, int64_t,
+                     absl::Duration) override {
+    return {};
+  }
+  void set_concurrency(double c) {
+    absl::MutexLock l(&mu_);
+    concurrency_ = c;
+  }
+
+ private:
+  Clock* clock_;
+  absl::Mutex mu_;
+  double concurrency_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+App ScaledApp(const std::string& name, int min, int max, double target) {
+  App app;
+  app.mutable_metadata()->set_name(name);
+  app.mutable_metadata()->set_namespace_("default");
+  app.mutable_spec()->mutable_template_()->add_command("tidal-sample-app");
+  auto* s = app.mutable_spec()->mutable_scaling();
+  s->set_min_replicas(min);
+  if (max > 0) s->set_max_replicas(max);
+  s->set_metric("concurrency");
+  s->set_target(target);
+  s->set_scale_to_zero_grace_period_ms(3000);
+  return app;
+}
+
+class ScalerPlannerTest : public ::testing::Test {
+ protected:
+  ScalerPlannerTest()
+      : metrics_(&clock_),
+        planner_(
+            &store_, &runtime_, &metrics_,
+            [this](const std::string&, const std::string&) { return queued_; },
+            &clock_) {
+    planner_.set_on_change([this](const std::string& key) {
+      absl::MutexLock l(&mu_);
+      ++changes_[key];
+    });
+  }
+  int Changes(const std::string& key) {
+    absl::MutexLock l(&mu_);
+    return changes_[key];
+  }
+  // Brings the fake runtime to `n` ready instances of the app.
+  void SetInstances(const App& app, int n) {
+    auto insts = runtime_.List("default", app.metadata().name());
+    while (static_cast<int>(insts.size()) < n) {
+      InstanceRequest req;
+      req.namespace_ = "default";
+      req.app = app.metadata().name();
+      ASSERT_TRUE(runtime_.Start(req).ok());
+      insts = runtime_.List("default", app.metadata().name());
+    }
+    while (static_cast<int>(insts.size()) > n) {
+      ASSERT_TRUE(runtime_.Stop(insts.back().id(), absl::ZeroDuration()).ok());
+      insts.pop_back();
+    }
+    runtime_.SetAllReady();
+  }
+  ReplicaPlanner::Plan Desired(const App& app) {
+    return planner_.Desired(app,
+                            runtime_.List("default", app.metadata().name()));
+  }
+  // Advances the clock tick by tick, running the planner's due ticks.
+  void Run(absl::Duration d) {
+    for (absl::Duration t; t < d; t += absl::Seconds(1)) {
+      clock_.Advance(absl::Seconds(1));
+      planner_.RunDue();
+    }
+  }
+
+  testing::FakeClock clock_;
+  testing::MemoryStore store_;
+  testing::FakeRuntime runtime_;
+  FakeMetrics metrics_;
+  int queued_ = 0;
+  ScalerPlanner planner_;
+  absl::Mutex mu_;
+  std::map<std::string, int> changes_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST_F(ScalerPlannerTest, FixedReplicasStayFixedAndCostNoScaler) {
+  App app = ScaledApp("fixed", 0, 5, 10);
+  app.mutable_spec()->set_replicas(3);
+  auto plan = Desired(app);
+  EXPECT_EQ(plan.replicas, 3);
+  EXPECT_FALSE(plan.has_status);
+  App plain;
+  plain.mutable_metadata()->set_name("plain");
+  plain.mutable_metadata()->set_namespace_("default");
+  EXPECT_EQ(Desired(plain).replicas, 1);
+  EXPECT_EQ(planner_.size(), 0u);
+}
+
+TEST_F(ScalerPlannerTest, MinZeroStartsAtZeroAndWakeScalesFromZeroAtOnce) {
+  App app = ScaledApp("zero", 0, 10, 100);
+  auto plan = Desired(app);
+  EXPECT_EQ(plan.replicas, 0);
+  ASSERT_TRUE(plan.has_status);
+  EXPECT_EQ(plan.status.metric(), "concurrency");
+  EXPECT_EQ(plan.status.target(), 70);  // 100 x 70% utilization
+  EXPECT_EQ(planner_.size(), 1u);
+  int before = Changes("default/zero");
+
+  // The gateway holds a request: the decision changes without a tick.
+  queued_ = 1;
+  planner_.Wake("default", "zero");
+  EXPECT_EQ(Changes("default/zero"), before + 1);
+  plan = Desired(app);
+  EXPECT_EQ(plan.replicas, 1);
+  EXPECT_FALSE(plan.reason.empty());
+
+  // Desired does not advance anything: asking again changes nothing.
+  EXPECT_EQ(Desired(app).replicas, 1);
+  EXPECT_EQ(Changes("default/zero"), before + 1);
+}
+
+TEST_F(ScalerPlannerTest, ScalesUpWithLoadAndBackToZeroAfterGrace) {
+  App app = ScaledApp("load", 0, 20, 10);  // target 7 per instance
+  EXPECT_EQ(Desired(app).replicas, 0);
+  queued_ = 5;
+  planner_.Wake("default", "load");
+  SetInstances(app, Desired(app).replicas);
+  queued_ = 0;
+  metrics_.set_concurrency(70);
+  Run(absl::Seconds(6));
+  auto plan = Desired(app);
+  EXPECT_GE(plan.replicas, 8) << plan.reason;
+  EXPECT_LE(plan.replicas, 10) << plan.reason;
+  EXPECT_TRUE(absl::StrContains(plan.reason, "concurrency")) << plan.reason;
+  EXPECT_EQ(plan.status.value(), 70);
+  EXPECT_TRUE(plan.status.has_last_scale_time());
+  SetInstances(app, plan.replicas);
+
+  // Idle: back to zero once the panic window and the grace period passed.
+  metrics_.set_concurrency(0);
+  Run(absl::Seconds(90));
+  plan = Desired(app);
+  EXPECT_EQ(plan.replicas, 0) << plan.reason;
+}
+
+TEST_F(ScalerPlannerTest, SpecChangeRecreatesTheScaler) {
+  App app = ScaledApp("bounds", 2, 0, 10);
+  EXPECT_EQ(Desired(app).replicas, 2);
+  SetInstances(app, 2);
+  app.mutable_spec()->mutable_scaling()->set_min_replicas(4);
+  auto plan = Desired(app);
+  EXPECT_EQ(plan.replicas, 4);
+  EXPECT_EQ(plan.status.min_replicas(), 4);
+  EXPECT_EQ(planner_.size(), 1u);
+  // A fixed count takes the app away from the scaler.
+  app.mutable_spec()->set_replicas(1);
+  EXPECT_EQ(Desired(app).replicas, 1);
+  EXPECT_EQ(planner_.size(), 0u);
+}
+
+TEST_F(ScalerPlannerTest, StateIsSavedRestoredAndForgotten) {
+  App app = ScaledApp("state", 1, 0, 10);
+  Desired(app);
+  planner_.SaveAll();
+  auto kv = store_.Get(keys::ScalerStateKey("default", "state"));
+  ASSERT_TRUE(kv.ok()) << kv.status();
+  EXPECT_TRUE(absl::StartsWith(kv->value, "tidal-scaler-v1")) << kv->value;
+
+  planner_.Forget("default", "state");
+  EXPECT_EQ(planner_.size(), 0u);
+  EXPECT_TRUE(absl::IsNotFound(
+      store_.Get(keys::ScalerStateKey("default", "state")).status()));
+}
+
+// Instances whose ready time is 5 s after their start time.
+class TimedRuntime : public testing::FakeRuntime {
+ public:
+  std::vector<tidal::v1::Instance> List(const std::string& ns,
+                                        const std::string& app) override {
+    auto out = FakeRuntime::List(ns, app);
+    for (auto& inst : out) {
+      *inst.mutable_start_time() = ToProtoTime(absl::FromUnixSeconds(100));
+      if (inst.ready())
+        *inst.mutable_ready_time() = ToProtoTime(absl::FromUnixSeconds(105));
+    }
+    return out;
+  }
+};
+
+TEST_F(ScalerPlannerTest, ObservesStartDurationsOfNewlyReadyInstances) {
+  TimedRuntime runtime;
+  ScalerPlanner planner(&store_, &runtime, &metrics_, nullptr, &clock_);
+  App app = ScaledApp("starts", 1, 0, 10);
+  planner.Desired(app, {});
+  InstanceRequest req;
+  req.namespace_ = "default";
+  req.app = "starts";
+  ASSERT_TRUE(runtime.Start(req).ok());
+  runtime.SetAllReady();
+  for (int i = 0; i < 6; ++i) {
+    clock_.Advance(absl::Seconds(1));
+    planner.RunDue();
+  }
+  planner.SaveAll();
+  auto kv = store_.Get(keys::ScalerStateKey("default", "starts"));
+  ASSERT_TRUE(kv.ok());
+  // Observed once (not every tick): 0.75 x 1 s (default) + 0.25 x 5 s.
+  EXPECT_TRUE(absl::StrContains(kv->value, "start_ms=2000\n")) << kv->value;
+}
+
+TEST_F(ScalerPlannerTest, TickThreadDecidesWithoutHelp) {
+  std::atomic<int> held{0};
+  ScalerPlanner planner(
+      &store_, &runtime_, &metrics_,
+      [&held](const std::string&, const std::string&) { return held.load(); },
+      RealClock::Get(),
+      ScalerPlanner::Options{absl::Minutes(5), absl::Milliseconds(20)});
+  absl::Notification changed;
+  planner.set_on_change([&](const std::string& key) {
+    if (key == "default/tick" && !changed.HasBeenNotified()) changed.Notify();
+  });
+  App app = ScaledApp("tick", 0, 5, 10);
+  app.mutable_spec()->mutable_scaling()->set_tick_ms(100);
+  EXPECT_EQ(planner.Desired(app, {}).replicas, 0);
+  held = 3;
+  planner.Start();
+  // Requests are held and no one calls Wake: the next tick scales up.
+  EXPECT_TRUE(changed.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  EXPECT_EQ(planner.Desired(app, {}).replicas, 1);
+  planner.Stop();
+}
+
+}  // namespace
+}  // namespace tidal
