@@ -33,6 +33,8 @@ void AddApplyCommands(CLI::App& root, Context& ctx);
 void AddGetCommands(CLI::App& root, Context& ctx);
 // logs, version.
 void AddMiscCommands(CLI::App& root, Context& ctx);
+// scale, top, simulate.
+void AddScaleCommands(CLI::App& root, Context& ctx);
 
 // Resolves global flags (ctx.Prepare()), runs `body` and stores its exit
 // code in ctx.exit_code; a failing Prepare is a usage error.

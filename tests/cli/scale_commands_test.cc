@@ -1,0 +1,249 @@
+// `tidalctl scale`, `top apps` and `simulate`: the real binary against a
+// TidalService (MemoryStore, fake runtime, fake request metrics) served on
+// 127.0.0.1:0 in this process, as in tidalctl_test.cc.
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "api/service.h"
+#include "fakes/fake_clock.h"
+#include "fakes/fake_runtime.h"
+#include "fakes/memory_store.h"
+#include "gtest/gtest.h"
+#include "store/keys.h"
+
+namespace tidal {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Result {
+  int code = -1;
+  std::string out;
+  std::string err;
+};
+
+std::string ReadAll(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Fixed figures for every app.
+class FixedMetrics : public MetricsSource {
+ public:
+  std::vector<MetricSample> Samples(const std::string&, const std::string&,
+                                    int64_t, absl::Time) override {
+    return {};
+  }
+  RequestStats Stats(const std::string&, const std::string& app, int64_t,
+                     absl::Duration) override {
+    RequestStats s;
+    if (app != "hello") return s;
+    s.requests = 1200;
+    s.responses_2xx = 1190;
+    s.responses_5xx = 10;
+    s.rps = 20;
+    s.concurrency = 3.5;
+    s.p50_ms = 4.2;
+    s.p90_ms = 12;
+    s.p99_ms = 1500;
+    return s;
+  }
+};
+
+class ScaleCommandsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* build = std::getenv("TIDAL_BUILD_DIR");
+    fs::path build_dir = build != nullptr && *build
+                             ? fs::path(build)
+                             : fs::read_symlink("/proc/self/exe")
+                                   .parent_path()
+                                   .parent_path()
+                                   .parent_path();
+    binary_ = build_dir / "src/cli/tidalctl";
+    ASSERT_TRUE(fs::exists(binary_)) << binary_;
+    dir_ = fs::temp_directory_path() /
+           absl::StrCat("tidalctl-scale-test-", getpid(), "-", ++counter_);
+    fs::create_directories(dir_ / "home");
+    ServiceOptions opts;
+    opts.store_name = "memory";
+    opts.runtime_name = "fake";
+    service_ =
+        std::make_unique<TidalService>(&store_, &runtime_, &clock_, opts);
+    service_->set_metrics(&metrics_);
+    auto server = StartServer("127.0.0.1:0", service_.get());
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    address_ = absl::StrCat("127.0.0.1:", server_->port());
+  }
+  void TearDown() override {
+    server_.reset();
+    fs::remove_all(dir_);
+  }
+
+  Result Run(std::vector<std::string> args) {
+    args.insert(args.begin(), {binary_.string(), "--server", address_});
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    std::string home = absl::StrCat("HOME=", (dir_ / "home").string());
+    std::string path = "PATH=/usr/bin:/bin";
+    char* envp[] = {home.data(), path.data(), nullptr};
+    const std::string tag = absl::StrCat("run", ++runs_);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, (dir_ / (tag + ".out")).c_str(),
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&fa, 2, (dir_ / (tag + ".err")).c_str(),
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    pid_t pid = -1;
+    EXPECT_EQ(
+        posix_spawn(&pid, binary_.c_str(), &fa, nullptr, argv.data(), envp), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    Result r;
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    r.out = ReadAll(dir_ / (tag + ".out"));
+    r.err = ReadAll(dir_ / (tag + ".err"));
+    return r;
+  }
+
+  std::string WriteFile(const std::string& name, const std::string& text) {
+    fs::path p = dir_ / name;
+    std::ofstream(p) << text;
+    return p.string();
+  }
+
+  static std::string AppYaml(const std::string& name, const std::string& spec) {
+    return absl::StrCat(
+        "apiVersion: tidal.dev/v1\nkind: App\nmetadata:\n  name: ", name,
+        "\nspec:\n", spec,
+        "  template:\n    command: [\"/bin/sleep\", \"1000\"]\n");
+  }
+
+  static inline int counter_ = 0;
+  int runs_ = 0;
+  fs::path binary_, dir_;
+  std::string address_;
+  testing::FakeClock clock_{absl::Now()};
+  testing::MemoryStore store_;
+  testing::FakeRuntime runtime_{true};
+  FixedMetrics metrics_;
+  std::unique_ptr<TidalService> service_;
+  std::unique_ptr<ApiServer> server_;
+};
+
+TEST_F(ScaleCommandsTest, ScaleSetsReplicasOrBounds) {
+  Result r = Run({"apply", "-f",
+                  WriteFile("a.yaml", AppYaml("hello", "  replicas: 2\n"))});
+  ASSERT_EQ(r.code, 0) << r.err;
+
+  r = Run({"scale", "hello", "--replicas", "5"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "app.tidal.dev/hello scaled\n");
+  r = Run({"get", "app", "hello", "-o", "yaml"});
+  EXPECT_TRUE(absl::StrContains(r.out, "replicas: 5")) << r.out;
+
+  // Bounds turn autoscaling on: the fixed count goes.
+  r = Run({"scale", "hello", "--min", "0", "--max", "7"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = Run({"get", "app", "hello", "-o", "yaml"});
+  EXPECT_TRUE(absl::StrContains(r.out, "minReplicas: 0")) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "maxReplicas: 7")) << r.out;
+  EXPECT_FALSE(absl::StrContains(r.out, "\n  replicas:")) << r.out;
+
+  r = Run({"scale", "hello", "--min", "9"});
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.err, "maxReplicas")) << r.err;
+
+  r = Run({"scale", "hello"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.err, "error: scale needs --replicas, --min or --max\n");
+  r = Run({"scale", "nope", "--replicas", "1"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_TRUE(absl::StrContains(r.err, "not found")) << r.err;
+}
+
+TEST_F(ScaleCommandsTest, TopAppsShowsRequestMetrics) {
+  ASSERT_EQ(Run({"apply", "-f",
+                 WriteFile("a.yaml", AppYaml("hello", "  replicas: 2\n"))})
+                .code,
+            0);
+  ASSERT_EQ(Run({"apply", "-f",
+                 WriteFile("b.yaml", AppYaml("idle", "  replicas: 1\n"))})
+                .code,
+            0);
+  Result r = Run({"top", "apps"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "NAME    READY   RPS   CONCURRENCY   P50      P90    P99     2XX "
+            "   3XX   4XX   5XX\n"
+            "hello   0/0     20    3.5           4.20ms   12ms   1.50s   1190 "
+            "  0     0     10\n"
+            "idle    0/0     0     0             -        -      -       0    "
+            "  0     0     0\n");
+  r = Run({"top", "apps", "hello", "-A"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(absl::StartsWith(r.out, "NAMESPACE   NAME    READY")) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "default     hello")) << r.out;
+  EXPECT_FALSE(absl::StrContains(r.out, "idle")) << r.out;
+
+  r = Run({"top", "apps", "nope"});
+  EXPECT_EQ(r.code, 1);
+  r = Run({"top", "instances"});
+  EXPECT_EQ(r.code, 2);
+  r = Run({"top", "apps", "--window", "soon"});
+  EXPECT_EQ(r.code, 2);
+}
+
+TEST_F(ScaleCommandsTest, SimulateReplaysATrace) {
+  std::string spec = WriteFile(
+      "s.yaml", AppYaml("sim",
+                        "  scaling:\n    minReplicas: 0\n    target: 1\n"
+                        "    targetUtilization: 100\n"));
+  // arrival_s,service_ms: 200 requests over 100 s, then silence.
+  std::string trace = "arrival_s,service_ms\n";
+  for (int i = 0; i < 200; ++i) absl::StrAppend(&trace, i * 0.5, ",100\n");
+  absl::StrAppend(&trace, "400,100\n");
+  std::string trace_path = WriteFile("trace.csv", trace);
+  std::string plot = (dir_ / "plot.svg").string();
+  Result r = Run({"simulate", "-f", spec, "--trace", trace_path, "--plot", plot,
+                  "--start-delay", "500ms"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.out, "201 requests")) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "algorithm tidal")) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "start delay 500ms")) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "cold starts")) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "plot written to")) << r.out;
+  EXPECT_TRUE(absl::StartsWith(ReadAll(plot), "<svg")) << ReadAll(plot);
+
+  r = Run(
+      {"simulate", "-f", spec, "--trace", trace_path, "--algorithm", "kpa"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.out, "algorithm kpa")) << r.out;
+
+  r = Run({"simulate", "-f", (dir_ / "missing.yaml").string(), "--trace",
+           trace_path});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(absl::StrContains(r.err, "missing.yaml")) << r.err;
+  r = Run(
+      {"simulate", "-f", spec, "--trace", trace_path, "--start-delay", "x"});
+  EXPECT_EQ(r.code, 2);
+}
+
+}  // namespace
+}  // namespace tidal
