@@ -7,6 +7,7 @@
 #include "api/spec.h"
 #include "common/logging.h"
 #include "common/proto_time.h"
+#include "common/status_macros.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "store/keys.h"
 
@@ -59,7 +60,9 @@ AppReconciler::AppReconciler(Store* store, Runtime* runtime,
       runtime_(runtime),
       events_(events),
       clock_(clock),
-      options_(std::move(options)) {}
+      options_(std::move(options)),
+      own_deployer_(store, clock, nullptr, nullptr),
+      deployer_(&own_deployer_) {}
 
 bool AppReconciler::Live(const Instance& inst) {
   if (inst.phase() == "Terminating") return false;
@@ -91,6 +94,7 @@ absl::StatusOr<AppReconciler::Result> AppReconciler::ReconcileDeleted(
   }
   if (app == nullptr) {
     if (planner_ != nullptr) planner_->Forget(ns, name);
+    if (instances.empty()) RETURN_IF_ERROR(deployer_->Forget(ns, name));
     return Result{};
   }
   if (stopping > 0) {
@@ -104,6 +108,7 @@ absl::StatusOr<AppReconciler::Result> AppReconciler::ReconcileDeleted(
   auto st = store_->Delete(keys::App(ns, name), version);
   if (!st.ok() && !absl::IsNotFound(st.status())) return st.status();
   events_->Purge(ns, name);
+  RETURN_IF_ERROR(deployer_->Forget(ns, name));
   if (planner_ != nullptr) planner_->Forget(ns, name);
   GetLogger("controller")->info("app={}/{} deleted", ns, name);
   return Result{};
@@ -134,11 +139,9 @@ absl::StatusOr<AppReconciler::Result> AppReconciler::Reconcile(
   const absl::Time now = clock_->Now();
   const std::string hash = spec::TemplateHash(app.spec().template_());
   std::vector<Instance> all = runtime_->List(ns, name);
-  std::vector<Instance> current, old;
-  for (const auto& inst : all) {
-    if (!Live(inst)) continue;
-    (inst.template_hash() == hash ? current : old).push_back(inst);
-  }
+  std::vector<Instance> live;
+  for (const auto& inst : all)
+    if (Live(inst)) live.push_back(inst);
 
   ReplicaPlanner::Plan plan;
   if (planner_ != nullptr) {
@@ -148,40 +151,123 @@ absl::StatusOr<AppReconciler::Result> AppReconciler::Reconcile(
   }
   const int32_t desired = std::max(0, plan.replicas);
   const absl::Duration grace = GraceOf(app);
-  const int32_t before = static_cast<int32_t>(current.size());
 
-  // Scale the current template's instances to the target.
+  auto dp_or = deployer_->Plan(app, desired, live);
+  if (!dp_or.ok()) return dp_or.status();
+  const deployer::DeployPlan& dp = *dp_or;
+  for (const auto& ev : dp.events)
+    events_->Record(ns, name, ev.type, ev.reason, ev.message, "deployer");
+
+  // Instances by revision: the update, the stable one, and any other.
+  std::vector<Instance> upd, stable, other;
+  int force_stopped = 0;
+  for (const auto& inst : live) {
+    if (dp.has_update && inst.template_hash() == dp.update.hash) {
+      upd.push_back(inst);
+    } else if (inst.template_hash() == dp.stable.hash) {
+      stable.push_back(inst);
+    } else if (std::find(dp.stop_now_hashes.begin(), dp.stop_now_hashes.end(),
+                         inst.template_hash()) != dp.stop_now_hashes.end()) {
+      absl::Status st = StopInstance(inst, grace);
+      if (!st.ok() && !absl::IsNotFound(st)) return st;
+      ++force_stopped;
+    } else {
+      other.push_back(inst);
+    }
+  }
+  if (force_stopped > 0) {
+    events_->Record(ns, name, "Normal", "Stopping",
+                    absl::StrCat("Draining and stopping ", force_stopped,
+                                 " instance(s) of the rolled-back revision"),
+                    "deployer");
+  }
+  const int32_t before =
+      static_cast<int32_t>(upd.size() + stable.size() + other.size());
+  const int32_t max_total = desired + dp.max_surge;
+  const int32_t min_available = std::max(0, desired - dp.max_unavailable);
+  int32_t room = max_total - before;
+
+  // Starts, within maxSurge: the update first, then the stable revision.
   absl::Status start_error;
   int started = 0;
-  while (static_cast<int32_t>(current.size()) < desired) {
-    InstanceRequest req;
-    req.namespace_ = ns;
-    req.app = name;
-    req.template_hash = hash;
-    req.tmpl = app.spec().template_();
-    auto inst = runtime_->Start(req);
-    if (!inst.ok()) {
-      start_error = inst.status();
-      events_->Record(ns, name, "Warning", "FailedCreate",
-                      absl::StrCat("Starting an instance failed: ",
-                                   inst.status().message()));
-      break;
+  auto start = [&](const deployer::RevisionTarget& t,
+                   std::vector<Instance>* group) {
+    while (start_error.ok() && room > 0 &&
+           static_cast<int32_t>(group->size()) < t.target) {
+      InstanceRequest req;
+      req.namespace_ = ns;
+      req.app = name;
+      req.template_hash = t.hash;
+      req.revision = t.revision;
+      req.tmpl = t.tmpl;
+      auto inst = runtime_->Start(req);
+      if (!inst.ok()) {
+        start_error = inst.status();
+        events_->Record(ns, name, "Warning", "FailedCreate",
+                        absl::StrCat("Starting an instance failed: ",
+                                     inst.status().message()));
+        break;
+      }
+      group->push_back(*inst);
+      --room;
+      ++started;
     }
-    current.push_back(*inst);
-    ++started;
-  }
-  int stopped = 0;
-  if (static_cast<int32_t>(current.size()) > desired) {
-    std::sort(current.begin(), current.end(), StopFirst);
-    while (static_cast<int32_t>(current.size()) > desired) {
-      absl::Status st = StopInstance(current.front(), grace);
-      if (!st.ok() && !absl::IsNotFound(st)) return st;
-      current.erase(current.begin());
-      ++stopped;
+  };
+  if (dp.has_update) start(dp.update, &upd);
+  start(dp.stable, &stable);
+
+  // Stops, within maxUnavailable: instances of other revisions and the
+  // surplus of each; unavailable ones first (they cost no capacity).
+  std::vector<Instance> candidates = other;
+  auto surplus = [&](std::vector<Instance>* group, int32_t target) {
+    std::sort(group->begin(), group->end(), StopFirst);
+    int32_t extra = static_cast<int32_t>(group->size()) - target;
+    for (int32_t i = 0; i < extra; ++i) candidates.push_back((*group)[i]);
+  };
+  surplus(&stable, dp.stable.target);
+  if (dp.has_update) surplus(&upd, dp.update.target);
+  auto available = [&](const Instance& i) {
+    return deployer::Available(i, dp.min_ready, now);
+  };
+  std::stable_sort(candidates.begin(), candidates.end(),
+                   [&](const Instance& a, const Instance& b) {
+                     return !available(a) && available(b);
+                   });
+  int32_t available_count = 0;
+  for (const auto* g : {&upd, &stable, &other})
+    for (const auto& i : *g) available_count += available(i) ? 1 : 0;
+  std::vector<std::string> stopped_ids;
+  for (const auto& c : candidates) {
+    if (available(c)) {
+      if (available_count - 1 < min_available) continue;
+      --available_count;
     }
+    absl::Status st = StopInstance(c, grace);
+    if (!st.ok() && !absl::IsNotFound(st)) return st;
+    stopped_ids.push_back(c.id());
   }
-  if (started > 0 || stopped > 0) {
-    int32_t after = static_cast<int32_t>(current.size());
+  auto drop_stopped = [&](std::vector<Instance>* g) {
+    g->erase(std::remove_if(g->begin(), g->end(),
+                            [&](const Instance& i) {
+                              return std::find(stopped_ids.begin(),
+                                               stopped_ids.end(),
+                                               i.id()) != stopped_ids.end();
+                            }),
+             g->end());
+  };
+  drop_stopped(&upd);
+  drop_stopped(&stable);
+  drop_stopped(&other);
+  const int stopped = static_cast<int>(stopped_ids.size());
+
+  // Where the app is heading: the update while one runs, else stable.
+  std::vector<Instance>& current = dp.has_update ? upd : stable;
+  std::vector<Instance> old = dp.has_update ? stable : std::vector<Instance>{};
+  old.insert(old.end(), other.begin(), other.end());
+  const int32_t after =
+      static_cast<int32_t>(upd.size() + stable.size() + other.size());
+  if ((started > 0 || stopped > 0) && !dp.has_update && other.empty() &&
+      after != before) {
     std::string why =
         plan.reason.empty() ? "" : absl::StrCat(" (", plan.reason, ")");
     events_->Record(
@@ -189,51 +275,43 @@ absl::StatusOr<AppReconciler::Result> AppReconciler::Reconcile(
         absl::StrCat("Scaled ", after > before ? "up" : "down", " from ",
                      before, " to ", after, " instances", why));
     log->info("app={} scaled {} -> {}{}", key, before, after, why);
-  }
-
-  // Replace instances of an older template: keep only as many old ones as
-  // needed to cover the current template's instances that are not ready yet.
-  int32_t ready_current = 0;
-  for (const auto& inst : current) ready_current += inst.ready() ? 1 : 0;
-  int32_t keep_old = std::max(0, desired - ready_current);
-  int replaced = 0;
-  if (static_cast<int32_t>(old.size()) > keep_old) {
-    std::sort(old.begin(), old.end(), StopFirst);
-    while (static_cast<int32_t>(old.size()) > keep_old) {
-      absl::Status st = StopInstance(old.front(), grace);
-      if (!st.ok() && !absl::IsNotFound(st)) return st;
-      old.erase(old.begin());
-      ++replaced;
-    }
-  }
-  if (replaced > 0) {
+  } else if (started > 0 || stopped > 0) {
     events_->Record(
-        ns, name, "Normal", "Replaced",
-        absl::StrCat("Stopped ", replaced,
-                     " instance(s) of the previous template; template ", hash,
-                     " has ", ready_current, "/", desired, " ready"));
+        ns, name, "Normal", "Replacing",
+        absl::StrCat("Started ", started, ", stopped ", stopped,
+                     " instance(s); revision ",
+                     dp.has_update ? dp.update.revision : dp.stable.revision,
+                     " has ", current.size(), "/",
+                     dp.has_update ? dp.update.target : dp.stable.target,
+                     ", other revisions ", old.size()),
+        "deployer");
   }
 
   std::vector<Instance> serving = current;
   serving.insert(serving.end(), old.begin(), old.end());
-  if (routes_ != nullptr) routes_->UpdateRoute(app, serving);
+  if (routes_ != nullptr) {
+    routes_->UpdateRoute(app, serving);
+    routes_->SetWeights(ns, name, dp.weights);
+  }
 
   // Status.
   tidal::v1::AppStatus status = app.status();
-  int32_t ready = 0;
+  int32_t ready = 0, ready_current = 0;
   const Instance* crashing = nullptr;
-  for (const auto& inst : serving) {
-    ready += inst.ready() ? 1 : 0;
-    if (inst.phase() == "CrashLoopBackOff" && inst.template_hash() == hash)
-      crashing = &inst;
+  for (const auto& inst : serving) ready += inst.ready() ? 1 : 0;
+  for (const auto& inst : current) {
+    ready_current += inst.ready() ? 1 : 0;
+    if (inst.phase() == "CrashLoopBackOff") crashing = &inst;
   }
   status.set_observed_generation(app.metadata().generation());
   status.set_desired_replicas(desired);
   status.set_current_replicas(static_cast<int32_t>(serving.size()));
   status.set_ready_replicas(ready);
   status.set_template_hash(hash);
+  *status.mutable_rollout() = dp.status;
   if (options_.url) status.set_url(options_.url(ns, name));
   if (plan.has_status) *status.mutable_scaling() = plan.status;
+  const std::string& phase = dp.status.phase();
   if (crashing != nullptr) {
     SetCondition(
         &status, "Ready", "False", "CrashLoopBackOff",
@@ -244,18 +322,35 @@ absl::StatusOr<AppReconciler::Result> AppReconciler::Reconcile(
                  absl::StrCat(ready_current, "/", desired, " instances ready"),
                  now);
   } else {
-    SetCondition(&status, "Ready", "False", "InstancesNotReady",
-                 absl::StrCat(ready_current, "/", desired,
-                              " instances of template ", hash, " ready"),
-                 now);
+    SetCondition(
+        &status, "Ready", "False", "InstancesNotReady",
+        absl::StrCat(ready_current, "/", desired, " instances of revision ",
+                     dp.has_update ? dp.update.revision : dp.stable.revision,
+                     " ready"),
+        now);
   }
-  if (old.empty() && static_cast<int32_t>(current.size()) == desired) {
+  if (phase == "RolledBack") {
+    SetCondition(&status, "Progressing", "False", "RolledBack",
+                 dp.status.message(), now);
+  } else if (phase == "Failed") {
+    SetCondition(&status, "Progressing", "False", "RolloutFailed",
+                 dp.status.message(), now);
+  } else if (dp.has_update) {
+    SetCondition(&status, "Progressing", "True",
+                 phase == "Paused" ? "Paused" : "Updating",
+                 absl::StrCat("revision ", dp.update.revision, ": ",
+                              dp.status.message()),
+                 now);
+  } else if (old.empty() && static_cast<int32_t>(current.size()) == desired) {
     SetCondition(&status, "Progressing", "True", "Complete",
-                 absl::StrCat("template ", hash, " is rolled out"), now);
+                 absl::StrCat("revision ", dp.stable.revision, " (template ",
+                              dp.stable.hash, ") is rolled out"),
+                 now);
   } else {
     SetCondition(&status, "Progressing", "True", "Updating",
-                 absl::StrCat(current.size(), " instance(s) of template ", hash,
-                              ", ", old.size(), " of older templates"),
+                 absl::StrCat(current.size(), " instance(s) of revision ",
+                              dp.stable.revision, ", ", old.size(),
+                              " of other revisions"),
                  now);
   }
   if (!google::protobuf::util::MessageDifferencer::Equals(status,
@@ -273,7 +368,15 @@ absl::StatusOr<AppReconciler::Result> AppReconciler::Reconcile(
     }
   }
   if (!start_error.ok()) return start_error;
-  return Result{};
+  Result result;
+  result.requeue_after = dp.requeue_after;
+  if (!old.empty() || static_cast<int32_t>(current.size()) != desired ||
+      ready_current < desired) {
+    // Capacity-limited steps continue as instances change; poll too, in
+    // case a change is missed.
+    result.requeue_after = std::min(result.requeue_after, absl::Seconds(2));
+  }
+  return result;
 }
 
 }  // namespace tidal

@@ -1,6 +1,9 @@
 #pragma once
 
-// AppReconciler: makes the instances of one App match its spec. Level
+// AppReconciler: makes the instances of one App match its spec. The
+// deployer decides how many instances of which revision (stable, update)
+// should run and the traffic split; the reconciler starts and stops
+// instances towards those targets within maxSurge / maxUnavailable. Level
 // triggered and idempotent: each call reads the App from the store and the
 // instances from the runtime, acts on the difference, and writes the status.
 // It never depends on having seen earlier events, so a restart of tidald in
@@ -16,6 +19,7 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "controller/events.h"
+#include "deployer/deployer.h"
 #include "runtime/runtime.h"
 #include "store/store.h"
 #include "tidal/v1/app.pb.h"
@@ -54,6 +58,10 @@ class RouteSink {
                      std::function<void()> stop) = 0;
   // True while the instance drains (it counts as already stopped).
   virtual bool IsDraining(const std::string& instance_id) = 0;
+  // Traffic percent per revision while a rollout splits it (empty: by ready
+  // instances).
+  virtual void SetWeights(const std::string& ns, const std::string& name,
+                          std::vector<std::pair<int64_t, int>> weights) {}
 };
 
 class AppReconciler {
@@ -74,6 +82,9 @@ class AppReconciler {
   // Optional seams, set before the first Reconcile.
   void set_planner(ReplicaPlanner* planner) { planner_ = planner; }
   void set_route_sink(RouteSink* routes) { routes_ = routes; }
+  // The deployer that splits the total between revisions (default: one over
+  // the same store and clock, without metrics or webhooks).
+  void set_deployer(deployer::Deployer* d) { deployer_ = d; }
 
   // key: "namespace/name". Errors are retried with backoff by the caller.
   absl::StatusOr<Result> Reconcile(const std::string& key);
@@ -95,6 +106,8 @@ class AppReconciler {
   const Options options_;
   ReplicaPlanner* planner_ = nullptr;
   RouteSink* routes_ = nullptr;
+  deployer::Deployer own_deployer_;
+  deployer::Deployer* deployer_;
 };
 
 // Sets a condition, moving last_transition_time only when its status changes.

@@ -160,10 +160,11 @@ std::vector<Row> Rows() {
     rows.push_back(r);
   }
   {
+    // maxSurge 25% of 2 rounds up to 1, maxUnavailable down to 0.
     Row r{"TemplateChangeStartsNewKeepsOldUntilReady"};
     r.replicas = 2, r.seeds = {{false, true}, {false, true}};
-    r.want_starts = 2, r.want_stops = 0;
-    r.want_desired = 2, r.want_current = 4, r.want_ready = 2;
+    r.want_starts = 1, r.want_stops = 0;
+    r.want_desired = 2, r.want_current = 3, r.want_ready = 2;
     r.want_ready_reason = "InstancesNotReady";
     rows.push_back(r);
   }

@@ -1,0 +1,197 @@
+#include "deployer/control.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "api/spec.h"
+#include "common/proto_time.h"
+#include "deployer/deployer.h"
+#include "store/keys.h"
+
+namespace tidal::deployer {
+namespace {
+
+absl::StatusOr<std::pair<v1::App, int64_t>> GetApp(Store* store,
+                                                   const std::string& ns,
+                                                   const std::string& name) {
+  auto kv = store->Get(keys::App(ns, name));
+  if (absl::IsNotFound(kv.status())) {
+    return absl::NotFoundError(
+        absl::StrCat("app \"", name, "\" not found in namespace \"", ns, "\""));
+  }
+  if (!kv.ok()) return kv.status();
+  v1::App app;
+  if (!app.ParseFromString(kv->value))
+    return absl::DataLossError(
+        absl::StrCat("app ", ns, "/", name, " in the store does not parse"));
+  app.mutable_metadata()->set_resource_version(kv->resource_version);
+  return std::make_pair(app, kv->resource_version);
+}
+
+}  // namespace
+
+DeployerControl::DeployerControl(
+    Store* store, Clock* clock,
+    std::function<void(const std::string&)> on_change)
+    : store_(store),
+      clock_(clock),
+      on_change_(std::move(on_change)),
+      history_(store, clock) {}
+
+absl::Status DeployerControl::ChangeState(const std::string& ns,
+                                          const std::string& name,
+                                          const v1::RolloutRequest& req) {
+  const std::string& action = req.action();
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    int64_t version = 0;
+    auto loaded = LoadRolloutState(store_, ns, name, &version);
+    if (!loaded.ok()) return loaded.status();
+    v1::RolloutState st = *loaded;
+    if (version == 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "app ", name, " has not been reconciled yet; try again"));
+    }
+    const bool in_progress = st.update_revision() != 0;
+    if (action == "pause" || action == "resume" || action == "promote" ||
+        action == "abort") {
+      if (!in_progress) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("app ", name, " has no rollout in progress (phase ",
+                         st.phase(), ", revision ", st.stable_revision(), ")"));
+      }
+    }
+    if (action == "pause") {
+      st.set_paused(true);
+    } else if (action == "resume") {
+      st.set_paused(false);
+    } else if (action == "promote") {
+      st.set_paused(false);
+      st.set_promote(true);
+      if (req.full()) st.set_promote_full(true);
+    } else if (action == "abort") {
+      st.set_abort(true);
+    } else if (action == "retry") {
+      if (st.phase() == "Failed" && in_progress) {
+        st.set_phase("Progressing");
+        st.clear_reason();
+        *st.mutable_step_started() = ToProtoTime(clock_->Now());
+        st.clear_step_ready();
+        st.clear_next_analysis();
+        st.set_successes(0);
+        st.set_failures(0);
+      } else if (!st.failed_hash().empty()) {
+        st.clear_failed_hash();
+      } else {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "app ", name, " has no failed rollout to retry (phase ", st.phase(),
+            ")"));
+      }
+    }
+    auto w = store_->Txn(
+        {Op::Put(keys::RolloutKey(ns, name), st.SerializeAsString(), version)});
+    if (w.ok()) return absl::OkStatus();
+    if (!absl::IsFailedPrecondition(w.status())) return w.status();
+  }
+  return absl::AbortedError("the rollout state kept changing; try again");
+}
+
+absl::Status DeployerControl::ChangeSpec(const std::string& ns,
+                                         const std::string& name,
+                                         const v1::RolloutRequest& req) {
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    auto got = GetApp(store_, ns, name);
+    if (!got.ok()) return got.status();
+    auto [app, version] = *got;
+    std::string cause;
+    if (req.action() == "undo") {
+      int64_t version_unused = 0;
+      auto st = LoadRolloutState(store_, ns, name, &version_unused);
+      if (!st.ok()) return st.status();
+      auto list = history_.List(ns, name);
+      if (!list.ok()) return list.status();
+      const std::string hash = spec::TemplateHash(app.spec().template_());
+      int64_t target = req.to_revision();
+      if (target == 0) {
+        if (st->stable_revision() != 0 && st->stable_hash() != hash) {
+          target = st->stable_revision();
+        } else {
+          for (const auto& r : *list)
+            if (r.number() < st->stable_revision() && r.template_hash() != hash)
+              target = r.number();
+        }
+        if (target == 0)
+          return absl::FailedPreconditionError(absl::StrCat(
+              "app ", name, " has no earlier revision to undo to"));
+      }
+      const v1::Revision* found = nullptr;
+      for (const auto& r : *list)
+        if (r.number() == target) found = &r;
+      if (found == nullptr) {
+        return absl::NotFoundError(
+            absl::StrCat("app ", name, " has no revision ", target,
+                         " (see `tidalctl rollout history ", name, "`)"));
+      }
+      *app.mutable_spec()->mutable_template_() = found->template_();
+      cause = absl::StrCat("undo to revision ", target);
+    } else {  // restart
+      (*app.mutable_spec()
+            ->mutable_template_()
+            ->mutable_labels())[kRestartedAtLabel] =
+          absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", clock_->Now(),
+                           absl::UTCTimeZone());
+      cause = "rollout restart";
+    }
+    (*app.mutable_metadata()->mutable_annotations())[kChangeCauseAnnotation] =
+        cause;
+    app.mutable_metadata()->set_generation(app.metadata().generation() + 1);
+    app.mutable_metadata()->set_resource_version(0);
+    auto w =
+        store_->Update(keys::App(ns, name), app.SerializeAsString(), version);
+    if (w.ok()) return absl::OkStatus();
+    if (!absl::IsFailedPrecondition(w.status())) return w.status();
+  }
+  return absl::AbortedError("the app kept changing; try again");
+}
+
+absl::StatusOr<v1::App> DeployerControl::Rollout(
+    const v1::RolloutRequest& req) {
+  const std::string ns =
+      req.namespace_().empty() ? "default" : req.namespace_();
+  const std::string& name = req.name();
+  const std::string& action = req.action();
+  if (name.empty()) return absl::InvalidArgumentError("rollout: give an APP");
+  auto got = GetApp(store_, ns, name);
+  if (!got.ok()) return got.status();
+  if (action == "status" || action.empty()) return got->first;
+  absl::Status s;
+  if (action == "pause" || action == "resume" || action == "promote" ||
+      action == "abort" || action == "retry") {
+    s = ChangeState(ns, name, req);
+  } else if (action == "undo" || action == "restart") {
+    s = ChangeSpec(ns, name, req);
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rollout: unknown action \"", action,
+        "\" (status, pause, resume, promote, abort, undo, retry, restart)"));
+  }
+  if (!s.ok()) return s;
+  if (on_change_) on_change_(absl::StrCat(ns, "/", name));
+  got = GetApp(store_, ns, name);
+  if (!got.ok()) return got.status();
+  return got->first;
+}
+
+absl::StatusOr<v1::ListRevisionsResponse> DeployerControl::ListRevisions(
+    const v1::ListRevisionsRequest& req) {
+  const std::string ns =
+      req.namespace_().empty() ? "default" : req.namespace_();
+  auto got = GetApp(store_, ns, req.app());
+  if (!got.ok()) return got.status();
+  auto list = history_.List(ns, req.app());
+  if (!list.ok()) return list.status();
+  v1::ListRevisionsResponse resp;
+  for (auto& r : *list) *resp.add_revisions() = std::move(r);
+  return resp;
+}
+
+}  // namespace tidal::deployer

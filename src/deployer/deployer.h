@@ -1,0 +1,96 @@
+#pragma once
+
+// Deployer: the rollout state machine. For one app it decides which
+// revisions should run and how many instances each gets (the scaler's total
+// split by the current step), the traffic weights, and when a step advances,
+// completes or fails (readiness, minReadySeconds, analysis of the new
+// revision's own metrics, pauses, webhooks, the progress deadline). Its
+// state (RolloutState) lives in the store under keys::RolloutKey and is
+// written with CAS before the reconciler acts on a plan, so a restart of
+// tidald resumes from the same step. Deterministic over the injected Clock,
+// MetricsSource and WebhookSender. Thread-safe for different apps; one app
+// is planned by one caller at a time (the controller's work queue).
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "deployer/revisions.h"
+#include "deployer/webhooks.h"
+#include "scaler/metrics_source.h"
+#include "store/store.h"
+#include "tidal/v1/app.pb.h"
+
+namespace tidal::deployer {
+
+// How many instances of one revision should run.
+struct RevisionTarget {
+  int64_t revision = 0;
+  std::string hash;
+  tidal::v1::Template tmpl;
+  int32_t target = 0;
+};
+
+struct DeployEvent {
+  std::string type;  // Normal | Warning
+  std::string reason;
+  std::string message;
+};
+
+// What the reconciler should make true now.
+struct DeployPlan {
+  RevisionTarget stable;
+  bool has_update = false;
+  RevisionTarget update;
+  // Instances of any other template (older or failed revisions) go; those
+  // whose hash is listed here go at once, without waiting for capacity.
+  std::vector<std::string> stop_now_hashes;
+  int32_t max_surge = 0;
+  int32_t max_unavailable = 0;
+  absl::Duration min_ready;  // minReadySeconds
+  // Traffic percent per revision; empty: by ready instance count.
+  std::vector<std::pair<int64_t, int>> weights;
+  tidal::v1::RolloutStatus status;
+  std::vector<DeployEvent> events;
+  absl::Duration requeue_after = absl::InfiniteDuration();
+};
+
+// True when the instance is ready and has been for `min_ready`.
+bool Available(const tidal::v1::Instance& inst, absl::Duration min_ready,
+               absl::Time now);
+
+class Deployer {
+ public:
+  // `metrics` and `webhooks` may be null: no analysis / no webhooks.
+  Deployer(Store* store, Clock* clock, MetricsSource* metrics,
+           WebhookSender* webhooks);
+
+  // `total`: the scaler's target; `live`: the app's instances that are not
+  // stopping. Writes the rollout state (CAS; Aborted on a conflict) and
+  // revisions, and returns the plan.
+  absl::StatusOr<DeployPlan> Plan(const tidal::v1::App& app, int32_t total,
+                                  const std::vector<tidal::v1::Instance>& live);
+
+  // The app is gone: drops its rollout state and revisions.
+  absl::Status Forget(const std::string& ns, const std::string& name);
+
+  RevisionHistory* history() { return &history_; }
+
+ private:
+  Store* const store_;
+  Clock* const clock_;
+  MetricsSource* const metrics_;
+  WebhookSender* const webhooks_;
+  RevisionHistory history_;
+};
+
+// Reads an app's rollout state; `version` 0 when there is none yet.
+absl::StatusOr<tidal::v1::RolloutState> LoadRolloutState(
+    Store* store, const std::string& ns, const std::string& name,
+    int64_t* version);
+
+}  // namespace tidal::deployer

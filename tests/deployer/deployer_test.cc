@@ -1,0 +1,635 @@
+// The rollout state machine driven through the AppReconciler with fakes: a
+// MemoryStore, a FakeRuntime, a FakeClock, scripted metrics and webhooks.
+
+#include "deployer/deployer.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "api/spec.h"
+#include "controller/app_reconciler.h"
+#include "deployer/control.h"
+#include "fakes/fake_clock.h"
+#include "fakes/fake_runtime.h"
+#include "fakes/memory_store.h"
+#include "store/keys.h"
+
+namespace tidal::deployer {
+namespace {
+
+using tidal::v1::App;
+using tidal::v1::Instance;
+
+// Metrics per revision, set by the test.
+class FakeMetrics : public MetricsSource {
+ public:
+  std::vector<MetricSample> Samples(const std::string&, const std::string&,
+                                    int64_t, absl::Time) override {
+    return {};
+  }
+  RequestStats Stats(const std::string&, const std::string&, int64_t revision,
+                     absl::Duration) override {
+    absl::MutexLock l(&mu_);
+    ++calls_;
+    return stats_[revision];
+  }
+  void Set(int64_t revision, int64_t requests, int64_t errors, double p99) {
+    absl::MutexLock l(&mu_);
+    RequestStats s;
+    s.requests = requests;
+    s.responses_5xx = errors;
+    s.responses_2xx = requests - errors;
+    s.p99_ms = p99;
+    stats_[revision] = s;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::map<int64_t, RequestStats> stats_ ABSL_GUARDED_BY(mu_);
+  int calls_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+class FakeWebhooks : public WebhookSender {
+ public:
+  absl::Status Call(const tidal::v1::Webhook& hook,
+                    const std::string& payload) override {
+    absl::MutexLock l(&mu_);
+    calls.push_back(hook.type());
+    payloads.push_back(payload);
+    auto it = answers.find(hook.type());
+    return it == answers.end() ? absl::OkStatus() : it->second;
+  }
+  void Notify(const tidal::v1::Webhook& hook,
+              const std::string& payload) override {
+    absl::MutexLock l(&mu_);
+    notified.push_back(hook.type());
+    payloads.push_back(payload);
+  }
+  absl::Mutex mu_;
+  std::vector<std::string> calls, notified, payloads;
+  std::map<std::string, absl::Status> answers;
+};
+
+// Records the weights the reconciler publishes.
+class FakeRoutes : public RouteSink {
+ public:
+  void UpdateRoute(const App&, const std::vector<Instance>&) override {}
+  void RemoveRoute(const std::string&, const std::string&) override {}
+  void Drain(const Instance&, absl::Duration,
+             std::function<void()> stop) override {
+    stop();
+  }
+  bool IsDraining(const std::string&) override { return false; }
+  void SetWeights(const std::string&, const std::string&,
+                  std::vector<std::pair<int64_t, int>> w) override {
+    weights = w;
+  }
+  std::vector<std::pair<int64_t, int>> weights;
+};
+
+class DeployerTest : public ::testing::Test {
+ protected:
+  DeployerTest()
+      : events_(&store_, &clock_),
+        deployer_(
+            std::make_unique<Deployer>(&store_, &clock_, &metrics_, &hooks_)),
+        reconciler_(std::make_unique<AppReconciler>(
+            &store_, &runtime_, &events_, &clock_, AppReconciler::Options{})) {
+    reconciler_->set_deployer(deployer_.get());
+    reconciler_->set_route_sink(&routes_);
+  }
+
+  App MakeApp(int replicas, const std::string& version) {
+    App app;
+    app.set_api_version("tidal.dev/v1");
+    app.set_kind("App");
+    app.mutable_metadata()->set_name("web");
+    app.mutable_metadata()->set_namespace_("default");
+    app.mutable_spec()->set_replicas(replicas);
+    auto* t = app.mutable_spec()->mutable_template_();
+    t->add_command("tidal-sample-app");
+    t->add_args("--version");
+    t->add_args(version);
+    *app.mutable_spec()->mutable_rollout() = rollout_;
+    for (const auto& h : hooks_spec_) *app.mutable_spec()->add_webhooks() = h;
+    return app;
+  }
+  // Writes the app as `apply` would (generation + 1).
+  void Apply(int replicas, const std::string& version) {
+    App app = MakeApp(replicas, version);
+    auto kv = store_.Get(keys::App("default", "web"));
+    if (kv.ok()) {
+      App old;
+      ASSERT_TRUE(old.ParseFromString(kv->value));
+      app.mutable_metadata()->set_generation(old.metadata().generation() + 1);
+      *app.mutable_status() = old.status();
+      ASSERT_TRUE(store_
+                      .Update(keys::App("default", "web"),
+                              app.SerializeAsString(), kv->resource_version)
+                      .ok());
+    } else {
+      app.mutable_metadata()->set_generation(1);
+      ASSERT_TRUE(
+          store_.Create(keys::App("default", "web"), app.SerializeAsString())
+              .ok());
+    }
+  }
+  void Reconcile() {
+    auto r = reconciler_->Reconcile("default/web");
+    ASSERT_TRUE(r.ok()) << r.status();
+  }
+  App Stored() {
+    App app;
+    auto kv = store_.Get(keys::App("default", "web"));
+    EXPECT_TRUE(kv.ok());
+    if (kv.ok()) EXPECT_TRUE(app.ParseFromString(kv->value));
+    return app;
+  }
+  tidal::v1::RolloutStatus Rollout() { return Stored().status().rollout(); }
+  std::vector<Instance> Live() {
+    std::vector<Instance> out;
+    for (auto& i : runtime_.List("default", "web"))
+      if (i.phase() != "Terminating") out.push_back(i);
+    return out;
+  }
+  int CountRevision(int64_t revision, bool ready_only = false) {
+    int n = 0;
+    for (const auto& i : Live())
+      if (i.revision() == revision && (!ready_only || i.ready())) ++n;
+    return n;
+  }
+  int ReadyLive() {
+    int n = 0;
+    for (const auto& i : Live()) n += i.ready() ? 1 : 0;
+    return n;
+  }
+  // Deploys v1 with `replicas` ready instances.
+  void Steady(int replicas) {
+    Apply(replicas, "v1");
+    Reconcile();
+    runtime_.SetAllReady();
+    Reconcile();
+    ASSERT_EQ(CountRevision(1, true), replicas);
+    ASSERT_EQ(Rollout().phase(), "Succeeded");
+  }
+  // Simulates a restart of tidald: new deployer and reconciler, same store
+  // and runtime.
+  void Restart() {
+    deployer_ =
+        std::make_unique<Deployer>(&store_, &clock_, &metrics_, &hooks_);
+    reconciler_ = std::make_unique<AppReconciler>(
+        &store_, &runtime_, &events_, &clock_, AppReconciler::Options{});
+    reconciler_->set_deployer(deployer_.get());
+    reconciler_->set_route_sink(&routes_);
+  }
+  bool HasEvent(const std::string& reason) {
+    auto list = store_.List(keys::EventPrefix("default", "web"));
+    for (const auto& kv : list->items) {
+      tidal::v1::Event ev;
+      ev.ParseFromString(kv.value);
+      if (ev.reason() == reason) return true;
+    }
+    return false;
+  }
+
+  testing::MemoryStore store_;
+  testing::FakeRuntime runtime_;
+  testing::FakeClock clock_;
+  EventRecorder events_;
+  FakeMetrics metrics_;
+  FakeWebhooks hooks_;
+  FakeRoutes routes_;
+  tidal::v1::RolloutSpec rollout_;
+  std::vector<tidal::v1::Webhook> hooks_spec_;
+  std::unique_ptr<Deployer> deployer_;
+  std::unique_ptr<AppReconciler> reconciler_;
+};
+
+TEST_F(DeployerTest, RevisionsOnTemplateChangesOnly) {
+  Steady(2);
+  Apply(4, "v1");  // scaling only
+  Reconcile();
+  auto list = deployer_->history()->List("default", "web");
+  ASSERT_TRUE(list.ok());
+  EXPECT_EQ(list->size(), 1u);
+  App app = MakeApp(4, "v2");
+  Apply(4, "v2");
+  Reconcile();
+  list = deployer_->history()->List("default", "web");
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[1].number(), 2);
+  EXPECT_EQ((*list)[1].template_hash(),
+            spec::TemplateHash(app.spec().template_()));
+  EXPECT_TRUE(HasEvent("RevisionCreated"));
+}
+
+TEST_F(DeployerTest, BatchRolloutKeepsCapacityAndCompletes) {
+  rollout_.set_batches(5);
+  Steady(10);
+  Apply(10, "v2");
+  Reconcile();
+  std::vector<int32_t> targets = {Rollout().update_target()};
+  for (int i = 0; i < 40 && Rollout().phase() != "Succeeded"; ++i) {
+    Reconcile();
+    // maxUnavailable 25% of 10 = 2: never fewer than 8 ready; maxSurge 3.
+    EXPECT_GE(ReadyLive(), 8);
+    EXPECT_LE(static_cast<int>(Live().size()), 13);
+    auto r = Rollout();
+    if (r.phase() == "Progressing" &&
+        (targets.empty() || targets.back() != r.update_target()))
+      targets.push_back(r.update_target());
+    runtime_.SetAllReady();
+  }
+  EXPECT_EQ(Rollout().phase(), "Succeeded");
+  EXPECT_EQ(targets, (std::vector<int32_t>{2, 4, 6, 8, 10}));
+  EXPECT_EQ(CountRevision(2, true), 10);
+  EXPECT_EQ(CountRevision(1), 0);
+  EXPECT_EQ(Rollout().stable_revision(), 2);
+  EXPECT_TRUE(HasEvent("RolloutSucceeded"));
+}
+
+TEST_F(DeployerTest, BatchIntervalHoldsBetweenBatches) {
+  rollout_.set_batches(2);
+  rollout_.set_batch_interval_ms(30000);
+  Steady(4);
+  Apply(4, "v2");
+  for (int i = 0; i < 5; ++i) {
+    Reconcile();
+    runtime_.SetAllReady();
+  }
+  EXPECT_EQ(Rollout().step(), 1);
+  EXPECT_EQ(CountRevision(2), 2);
+  clock_.Advance(absl::Seconds(31));
+  for (int i = 0; i < 5; ++i) {
+    Reconcile();
+    runtime_.SetAllReady();
+  }
+  EXPECT_EQ(Rollout().phase(), "Succeeded");
+  EXPECT_EQ(CountRevision(2), 4);
+}
+
+TEST_F(DeployerTest, CanaryAnalysisFailureRollsBackAndIsNotRetried) {
+  rollout_.set_strategy("canary");
+  rollout_.add_steps()->set_weight(20);
+  rollout_.mutable_analysis()->set_interval_ms(10000);
+  rollout_.mutable_analysis()->set_min_requests(20);
+  rollout_.mutable_analysis()->set_max_error_rate(0.1);
+  tidal::v1::Webhook rb;
+  rb.set_name("chat");
+  rb.set_type("rollback");
+  rb.set_url("http://127.0.0.1:1/");
+  hooks_spec_.push_back(rb);
+  Steady(10);
+  Apply(10, "v2");
+  Reconcile();
+  runtime_.SetAllReady();
+  Reconcile();
+  EXPECT_EQ(CountRevision(2), 2);
+  EXPECT_EQ(routes_.weights,
+            (std::vector<std::pair<int64_t, int>>{{2, 20}, {1, 80}}));
+  // Too little traffic: inconclusive, no verdict.
+  metrics_.Set(2, 5, 5, 10);
+  Reconcile();
+  EXPECT_EQ(Rollout().phase(), "Progressing");
+  EXPECT_NE(Rollout().analysis().find("inconclusive"), std::string::npos);
+  // Enough traffic, 50% errors: rolled back at once.
+  metrics_.Set(2, 40, 20, 10);
+  Reconcile();
+  auto r = Rollout();
+  EXPECT_EQ(r.phase(), "RolledBack");
+  EXPECT_EQ(r.reason(), "AnalysisFailed");
+  EXPECT_NE(r.message().find("5xx rate 50.0% > 10.0%"), std::string::npos)
+      << r.message();
+  EXPECT_EQ(r.failed_revision(), 2);
+  EXPECT_EQ(CountRevision(2), 0);
+  EXPECT_EQ(routes_.weights.size(), 0u);  // none left: by instances again
+  EXPECT_EQ(hooks_.notified, (std::vector<std::string>{"rollback"}));
+  EXPECT_TRUE(HasEvent("RolledBack"));
+  // The stable revision is back to full strength, and v2 is not retried.
+  for (int i = 0; i < 3; ++i) {
+    Reconcile();
+    runtime_.SetAllReady();
+  }
+  EXPECT_EQ(CountRevision(1, true), 10);
+  EXPECT_EQ(CountRevision(2), 0);
+  EXPECT_EQ(Rollout().phase(), "RolledBack");
+  // `rollout retry` starts it again.
+  DeployerControl control(&store_, &clock_, nullptr);
+  v1::RolloutRequest req;
+  req.set_name("web");
+  req.set_action("retry");
+  ASSERT_TRUE(control.Rollout(req).ok());
+  metrics_.Set(2, 0, 0, 0);
+  Reconcile();
+  EXPECT_EQ(Rollout().phase(), "Progressing");
+  EXPECT_EQ(CountRevision(2), 2);
+}
+
+TEST_F(DeployerTest, AnalysisPassesThenCanaryCompletes) {
+  rollout_.set_strategy("canary");
+  rollout_.add_steps()->set_weight(20);
+  rollout_.mutable_analysis()->set_interval_ms(10000);
+  rollout_.mutable_analysis()->set_min_requests(20);
+  rollout_.mutable_analysis()->set_max_error_rate(0.1);
+  rollout_.mutable_analysis()->set_max_p99_latency_ms(200);
+  rollout_.mutable_analysis()->set_consecutive_successes(2);
+  Steady(5);
+  Apply(5, "v2");
+  Reconcile();
+  runtime_.SetAllReady();
+  metrics_.Set(2, 100, 1, 50);
+  Reconcile();
+  EXPECT_EQ(Rollout().step(), 1);  // one success of two
+  clock_.Advance(absl::Seconds(10));
+  Reconcile();
+  EXPECT_EQ(Rollout().step(), 2);
+  for (int i = 0; i < 5; ++i) {
+    runtime_.SetAllReady();
+    clock_.Advance(absl::Seconds(10));
+    Reconcile();
+  }
+  EXPECT_EQ(Rollout().phase(), "Succeeded");
+  EXPECT_EQ(CountRevision(2, true), 5);
+}
+
+TEST_F(DeployerTest, LatencyOverLimitFails) {
+  rollout_.mutable_analysis()->set_min_requests(10);
+  rollout_.mutable_analysis()->set_max_p99_latency_ms(100);
+  rollout_.mutable_analysis()->set_failure_limit(1);
+  Steady(2);
+  Apply(2, "v2");
+  Reconcile();
+  runtime_.SetAllReady();
+  metrics_.Set(2, 50, 0, 400);
+  Reconcile();
+  EXPECT_EQ(Rollout().phase(), "Progressing");  // one failure tolerated
+  clock_.Advance(absl::Seconds(30));
+  Reconcile();
+  EXPECT_EQ(Rollout().phase(), "RolledBack");
+  EXPECT_NE(Rollout().message().find("p99 400ms > 100ms"), std::string::npos);
+}
+
+TEST_F(DeployerTest, CrashLoopFailsFastWithoutTheDeadline) {
+  Steady(3);
+  Apply(3, "v2");
+  Reconcile();
+  auto live = Live();
+  for (const auto& i : live)
+    if (i.revision() == 2)
+      runtime_.SetPhase(i.id(), "CrashLoopBackOff", "exit code 1");
+  Reconcile();  // no time has passed
+  EXPECT_EQ(Rollout().phase(), "RolledBack");
+  EXPECT_EQ(Rollout().reason(), "CrashLoop");
+  EXPECT_EQ(CountRevision(2), 0);
+  EXPECT_EQ(CountRevision(1, true), 3);
+}
+
+TEST_F(DeployerTest, ResumesFromItsStepAfterARestart) {
+  rollout_.set_batches(5);
+  Steady(10);
+  Apply(10, "v2");
+  for (int i = 0; i < 40; ++i) {
+    Reconcile();
+    if (Rollout().step() == 3) break;
+    runtime_.SetAllReady();
+  }
+  ASSERT_EQ(Rollout().step(), 3);
+  int starts = runtime_.starts();
+  Restart();
+  Reconcile();
+  EXPECT_EQ(Rollout().step(), 3);
+  EXPECT_EQ(Rollout().phase(), "Progressing");
+  EXPECT_EQ(runtime_.starts(), starts);  // nothing doubled
+  for (int i = 0; i < 20 && Rollout().phase() != "Succeeded"; ++i) {
+    runtime_.SetAllReady();
+    Reconcile();
+  }
+  EXPECT_EQ(CountRevision(2, true), 10);
+  EXPECT_EQ(static_cast<int>(Live().size()), 10);
+}
+
+TEST_F(DeployerTest, PassedDeadlineRollsBackAfterRestart) {
+  rollout_.set_progress_deadline_ms(60000);
+  Steady(2);
+  Apply(2, "v2");
+  Reconcile();  // new instances never become ready
+  clock_.Advance(absl::Minutes(5));
+  Restart();
+  Reconcile();
+  EXPECT_EQ(Rollout().phase(), "RolledBack");
+  EXPECT_EQ(Rollout().reason(), "ProgressDeadlineExceeded");
+  EXPECT_EQ(CountRevision(2), 0);
+}
+
+TEST_F(DeployerTest, NoTrafficIsInconclusiveUntilTheDeadline) {
+  rollout_.set_progress_deadline_ms(60000);
+  rollout_.mutable_analysis()->set_min_requests(10);
+  Steady(2);
+  Apply(2, "v2");
+  Reconcile();
+  runtime_.SetAllReady();
+  Reconcile();
+  clock_.Advance(absl::Seconds(59));
+  Reconcile();
+  EXPECT_EQ(Rollout().phase(), "Progressing");
+  clock_.Advance(absl::Seconds(2));
+  Reconcile();
+  EXPECT_EQ(Rollout().phase(), "RolledBack");
+  EXPECT_NE(Rollout().message().find("inconclusive"), std::string::npos)
+      << Rollout().message();
+}
+
+TEST_F(DeployerTest, InconclusivePassAtTheDeadline) {
+  rollout_.set_progress_deadline_ms(60000);
+  rollout_.mutable_analysis()->set_min_requests(10);
+  rollout_.mutable_analysis()->set_inconclusive("pass");
+  Steady(2);
+  Apply(2, "v2");
+  for (int i = 0; i < 4; ++i) {
+    Reconcile();
+    runtime_.SetAllReady();
+  }
+  EXPECT_EQ(Rollout().phase(), "Progressing");
+  clock_.Advance(absl::Seconds(61));
+  for (int i = 0; i < 4; ++i) {
+    Reconcile();
+    runtime_.SetAllReady();
+  }
+  EXPECT_EQ(Rollout().phase(), "Succeeded");
+}
+
+TEST_F(DeployerTest, ManualPauseWaitsForPromote) {
+  rollout_.set_batches(2);
+  rollout_.set_pause_manual(true);
+  Steady(4);
+  Apply(4, "v2");
+  for (int i = 0; i < 5; ++i) {
+    Reconcile();
+    runtime_.SetAllReady();
+  }
+  clock_.Advance(absl::Hours(1));  // no deadline while waiting by hand
+  Reconcile();
+  EXPECT_EQ(Rollout().phase(), "Paused");
+  EXPECT_EQ(CountRevision(2), 2);
+  DeployerControl control(&store_, &clock_, nullptr);
+  v1::RolloutRequest req;
+  req.set_name("web");
+  req.set_action("promote");
+  ASSERT_TRUE(control.Rollout(req).ok());
+  for (int i = 0; i < 5; ++i) {
+    Reconcile();
+    runtime_.SetAllReady();
+  }
+  EXPECT_EQ(Rollout().phase(), "Succeeded");
+}
+
+TEST_F(DeployerTest, PauseAbortAndUndo) {
+  rollout_.set_batches(4);
+  Steady(4);
+  Apply(4, "v2");
+  Reconcile();
+  DeployerControl control(&store_, &clock_, nullptr);
+  v1::RolloutRequest req;
+  req.set_name("web");
+  req.set_action("pause");
+  ASSERT_TRUE(control.Rollout(req).ok());
+  for (int i = 0; i < 4; ++i) {
+    runtime_.SetAllReady();
+    Reconcile();
+  }
+  EXPECT_EQ(Rollout().phase(), "Paused");
+  EXPECT_EQ(Rollout().step(), 1);
+  req.set_action("abort");
+  ASSERT_TRUE(control.Rollout(req).ok());
+  Reconcile();
+  EXPECT_EQ(Rollout().phase(), "RolledBack");
+  EXPECT_EQ(Rollout().reason(), "Aborted");
+  EXPECT_EQ(CountRevision(2), 0);
+  // undo: the spec goes back to revision 1's template; nothing to release.
+  req.set_action("undo");
+  ASSERT_TRUE(control.Rollout(req).ok());
+  Reconcile();
+  App app = Stored();
+  EXPECT_EQ(spec::TemplateHash(app.spec().template_()),
+            spec::TemplateHash(MakeApp(4, "v1").spec().template_()));
+  EXPECT_EQ(app.metadata().annotations().at(kChangeCauseAnnotation),
+            "undo to revision 1");
+  // Unknown revision.
+  req.set_to_revision(42);
+  EXPECT_TRUE(absl::IsNotFound(control.Rollout(req).status()));
+}
+
+TEST_F(DeployerTest, NewSpecSupersedesFromTheCurrentStep) {
+  rollout_.set_batches(5);
+  Steady(10);
+  Apply(10, "v2");
+  while (Rollout().step() < 2) {
+    Reconcile();
+    runtime_.SetAllReady();
+  }
+  Apply(10, "v3");
+  Reconcile();
+  EXPECT_EQ(Rollout().update_revision(), 3);
+  EXPECT_EQ(Rollout().step(), 2);
+  for (int i = 0; i < 30 && Rollout().phase() != "Succeeded"; ++i) {
+    runtime_.SetAllReady();
+    Reconcile();
+    EXPECT_GE(ReadyLive(), 8);
+  }
+  EXPECT_EQ(CountRevision(3, true), 10);
+  EXPECT_EQ(static_cast<int>(Live().size()), 10);
+}
+
+TEST_F(DeployerTest, BothRevisionsGetTheirShareWhenTheTotalChanges) {
+  rollout_.set_batches(5);
+  Steady(10);
+  Apply(10, "v2");
+  while (Rollout().step() < 2) {
+    Reconcile();
+    runtime_.SetAllReady();
+  }
+  Apply(20, "v2");  // the target doubles mid-release
+  for (int i = 0; i < 6; ++i) {
+    Reconcile();
+    runtime_.SetAllReady();
+  }
+  auto r = Rollout();
+  EXPECT_EQ(r.update_target() + r.stable_target(), 20);
+  EXPECT_EQ(r.update_target(), 4 * r.step());
+}
+
+TEST_F(DeployerTest, WebhookGates) {
+  rollout_.set_batches(2);
+  tidal::v1::Webhook pre;
+  pre.set_name("gate");
+  pre.set_type("pre-rollout");
+  pre.set_url("http://127.0.0.1:1/");
+  tidal::v1::Webhook confirm = pre;
+  confirm.set_type("confirm-promotion");
+  tidal::v1::Webhook post = pre;
+  post.set_type("post-rollout");
+  hooks_spec_ = {pre, confirm, post};
+  Steady(4);
+  Apply(4, "v2");
+  for (int i = 0; i < 6; ++i) {
+    Reconcile();
+    runtime_.SetAllReady();
+  }
+  EXPECT_EQ(Rollout().phase(), "Succeeded");
+  EXPECT_EQ(hooks_.calls,
+            (std::vector<std::string>{"pre-rollout", "confirm-promotion"}));
+  EXPECT_EQ(hooks_.notified, (std::vector<std::string>{"post-rollout"}));
+  EXPECT_NE(hooks_.payloads[0].find("\"toRevision\":2"), std::string::npos);
+  // A refused confirm-promotion fails the step and rolls back.
+  hooks_.answers["confirm-promotion"] =
+      absl::FailedPreconditionError("webhook gate answered 403");
+  Apply(4, "v3");
+  for (int i = 0; i < 6; ++i) {
+    Reconcile();
+    runtime_.SetAllReady();
+  }
+  EXPECT_EQ(Rollout().phase(), "RolledBack");
+  EXPECT_EQ(Rollout().reason(), "ConfirmPromotionWebhookFailed");
+  EXPECT_EQ(CountRevision(2, true), 4);
+}
+
+TEST_F(DeployerTest, AutoRollbackOffHoldsTheStep) {
+  rollout_.set_auto_rollback(false);
+  Steady(2);
+  Apply(2, "v2");
+  Reconcile();
+  for (const auto& i : Live())
+    if (i.revision() == 2) runtime_.SetPhase(i.id(), "CrashLoopBackOff", "x");
+  Reconcile();
+  EXPECT_EQ(Rollout().phase(), "Failed");
+  EXPECT_GT(CountRevision(2), 0);  // held for inspection
+  DeployerControl control(&store_, &clock_, nullptr);
+  v1::RolloutRequest req;
+  req.set_name("web");
+  req.set_action("abort");
+  ASSERT_TRUE(control.Rollout(req).ok());
+  Reconcile();
+  EXPECT_EQ(Rollout().phase(), "RolledBack");
+  EXPECT_EQ(CountRevision(2), 0);
+}
+
+TEST_F(DeployerTest, HistoryLimitPrunesOldRevisions) {
+  rollout_.set_history_limit(3);
+  Steady(1);
+  for (int v = 2; v <= 6; ++v) {
+    Apply(1, "v" + std::to_string(v));
+    for (int i = 0; i < 4; ++i) {
+      Reconcile();
+      runtime_.SetAllReady();
+    }
+    ASSERT_EQ(Rollout().phase(), "Succeeded") << v;
+  }
+  auto list = deployer_->history()->List("default", "web");
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 3u);
+  EXPECT_EQ(list->back().number(), 6);
+}
+
+}  // namespace
+}  // namespace tidal::deployer
