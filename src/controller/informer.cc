@@ -14,6 +14,28 @@ std::string AppKeyFromStoreKey(const std::string& store_key) {
   return absl::StrCat(parts[2], "/", parts[3]);
 }
 
+bool SameDesiredState(const tidal::v1::App& a, const tidal::v1::App& b) {
+  const auto& ma = a.metadata();
+  const auto& mb = b.metadata();
+  if (ma.generation() != mb.generation() || ma.uid() != mb.uid() ||
+      ma.has_deletion_timestamp() != mb.has_deletion_timestamp()) {
+    return false;
+  }
+  if (ma.labels_size() != mb.labels_size() ||
+      ma.annotations_size() != mb.annotations_size()) {
+    return false;
+  }
+  for (const auto& [k, v] : ma.labels()) {
+    auto it = mb.labels().find(k);
+    if (it == mb.labels().end() || it->second != v) return false;
+  }
+  for (const auto& [k, v] : ma.annotations()) {
+    auto it = mb.annotations().find(k);
+    if (it == mb.annotations().end() || it->second != v) return false;
+  }
+  return true;
+}
+
 AppInformer::AppInformer(Store* store, Handler handler)
     : store_(store), handler_(std::move(handler)) {}
 
@@ -108,12 +130,17 @@ void AppInformer::Run() {
       tidal::v1::App app;
       if (!app.ParseFromString(ev.kv.value)) continue;
       app.mutable_metadata()->set_resource_version(ev.kv.resource_version);
+      bool spec_changed = true;
       {
         absl::MutexLock lock(&mu_);
+        auto it = cache_.find(key);
+        if (it != cache_.end())
+          spec_changed = !SameDesiredState(it->second, app);
         cache_[key] = app;
         version_ = ev.kv.resource_version;
       }
-      handler_(key, &app);
+      // A write of status alone (the controller's own) needs no reconcile.
+      if (spec_changed) handler_(key, &app);
     }
   }
 }

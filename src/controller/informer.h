@@ -2,9 +2,10 @@
 
 // AppInformer: keeps a read-only cache of every App in the store — one List,
 // then a Watch from the list's revision — and calls its handler for every
-// change. When the watch falls too far behind (OutOfRange) it lists again and
-// reports the differences, so no change is lost. Thread-safe; the handler runs
-// on the informer's thread.
+// change of an app's desired state (status-only writes update the cache
+// without a call: they are the controller's own). When the watch falls too far
+// behind (OutOfRange) it lists again and reports the differences, so no change
+// is lost. Thread-safe; the handler runs on the informer's thread.
 
 #include <functional>
 #include <memory>
@@ -56,6 +57,10 @@ class AppInformer {
 
   std::thread thread_;
 };
+
+// True when two versions of an App differ at most in status (the
+// generation, uid, deletion mark, labels and annotations are the same).
+bool SameDesiredState(const tidal::v1::App& a, const tidal::v1::App& b);
 
 // "namespace/name" from an app key in the store ("/apps/ns/name").
 std::string AppKeyFromStoreKey(const std::string& store_key);

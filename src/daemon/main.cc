@@ -47,7 +47,7 @@ struct Flags {
   std::string port_range = "20000-29999";
   std::vector<std::string> instance_path;
   bool stop_instances_on_exit = false;
-  int workers = 4;
+  int workers = 16;
   std::string resync = "5m";
   int gateway_threads = 0;
   int gateway_queue_size = 1000;
@@ -203,6 +203,7 @@ int Run(const Flags& flags) {
 
   // Controller.
   EventRecorder events(store->get(), RealClock::Get());
+  events.StartFlusher();
   AppReconciler::Options recopts;
   int gw_port = gw.port();
   std::string domain = flags.domain;

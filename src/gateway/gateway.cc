@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -14,6 +15,7 @@
 #include <thread>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/hash/hash.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -96,13 +98,36 @@ const char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
 }  // namespace
 
+// An immutable snapshot of every app's entry, split into shards so that
+// adding or removing an app copies one small shard, not the whole table.
 struct RouteTable {
   struct Entry {
-    std::shared_ptr<AppState> state;
-    std::shared_ptr<const AppRoute> route;
+    std::shared_ptr<AppState> state;  // holds the app's current route snapshot
   };
+  using Shard = absl::flat_hash_map<std::string, Entry>;  // key "<app>.<ns>"
+  static constexpr size_t kShards = 256;
+
+  RouteTable() {
+    auto empty = std::make_shared<const Shard>();
+    shards.fill(empty);
+  }
+  static size_t ShardOf(absl::string_view key) {
+    return absl::Hash<absl::string_view>{}(key) % kShards;
+  }
+  const Entry* Find(absl::string_view key) const {
+    const Shard& shard = *shards[ShardOf(key)];
+    auto it = shard.find(key);
+    return it == shard.end() ? nullptr : &it->second;
+  }
+  template <typename F>
+  void ForEach(F f) const {
+    for (const auto& shard : shards) {
+      for (const auto& [key, entry] : *shard) f(entry);
+    }
+  }
+
   uint64_t version = 0;
-  absl::flat_hash_map<std::string, Entry> apps;  // key "<app>.<ns>"
+  std::array<std::shared_ptr<const Shard>, kShards> shards;
 };
 
 class Session;
@@ -379,9 +404,7 @@ void Session::OnRequestHeader(beast::error_code ec) {
   const RouteTable::Entry* entry = nullptr;
   if (absl::ConsumeSuffix(&prefix, opts_.domain) &&
       absl::ConsumeSuffix(&prefix, ".")) {
-    const RouteTable& table = w_->Table();
-    auto it = table.apps.find(prefix);
-    if (it != table.apps.end()) entry = &it->second;
+    entry = w_->Table().Find(prefix);
   }
   if (entry == nullptr) {
     w_->gw->unknown_host_total.fetch_add(1, std::memory_order_relaxed);
@@ -391,7 +414,7 @@ void Session::OnRequestHeader(beast::error_code ec) {
     return;
   }
   app_ = entry->state;
-  route_ = entry->route;
+  route_ = app_->route();
   start_ns_ = NowNs();
   app_->last_request_ns.store(start_ns_, std::memory_order_relaxed);
   app_->metrics.Start(w_->index, start_ns_);
@@ -960,7 +983,7 @@ void Gateway::Impl::Stop() {
   }
   // Release held requests (their handlers die with the io_contexts).
   auto table = CurrentTable();
-  for (auto& [key, entry] : table->apps) entry.state->Remove();
+  table->ForEach([](const RouteTable::Entry& e) { e.state->Remove(); });
   workers.clear();
   absl::MutexLock lock(&mu_);
   table_ = std::make_shared<RouteTable>();
@@ -974,8 +997,9 @@ void Gateway::Impl::TickLoop() {
     if (tick_mu_.AwaitWithDeadline(absl::Condition(&stopping_), next)) break;
     int64_t now_ns = NowNs();
     auto table = CurrentTable();
-    for (auto& [key, entry] : table->apps)
-      entry.state->Tick(next - absl::Seconds(1), now_ns);
+    table->ForEach([&](const RouteTable::Entry& e) {
+      e.state->Tick(next - absl::Seconds(1), now_ns);
+    });
   }
 }
 
@@ -1007,33 +1031,47 @@ void Gateway::Impl::SetRoute(const Route& in) {
   }
   std::string key = absl::StrCat(route.app, ".", route.ns);
   absl::MutexLock lock(&mu_);
-  auto table = std::make_shared<RouteTable>(*table_);
-  auto& entry = table->apps[key];
-  if (!entry.state)
-    entry.state =
-        std::make_shared<AppState>(route.ns, route.app, &config, NowNs());
+  // The table is copied (copy-on-write) only when an app is added; a route
+  // change of a known app swaps the snapshot inside its AppState, so updates
+  // cost the same with 10 apps or 10,000.
+  const RouteTable::Entry* found = table_->Find(key);
+  std::shared_ptr<AppState> state =
+      found != nullptr
+          ? found->state
+          : std::make_shared<AppState>(route.ns, route.app, &config, NowNs());
   std::vector<std::shared_ptr<EndpointState>> added;
-  entry.route = entry.state->Update(route, &next_uid, &added);
+  state->Update(route, &next_uid, &added);
   for (auto& e : added) instances_[e->instance_id] = e;
-  for (auto it = instances_.begin(); it != instances_.end();) {
-    if (it->second.expired()) {
-      instances_.erase(it++);
+  for (auto i = instances_.begin(); i != instances_.end();) {
+    if (i->second.expired()) {
+      instances_.erase(i++);
     } else {
-      ++it;
+      ++i;
     }
   }
-  PublishLocked(std::move(table));
+  if (found == nullptr) {
+    auto table = std::make_shared<RouteTable>(*table_);
+    size_t i = RouteTable::ShardOf(key);
+    auto shard = std::make_shared<RouteTable::Shard>(*table->shards[i]);
+    (*shard)[key].state = std::move(state);
+    table->shards[i] = std::move(shard);
+    PublishLocked(std::move(table));
+  }
 }
 
 void Gateway::Impl::RemoveRoute(const std::string& ns, const std::string& app) {
   std::shared_ptr<AppState> state;
   {
     absl::MutexLock lock(&mu_);
+    std::string key = absl::StrCat(app, ".", ns);
+    const RouteTable::Entry* found = table_->Find(key);
+    if (found == nullptr) return;
+    state = found->state;
     auto table = std::make_shared<RouteTable>(*table_);
-    auto it = table->apps.find(absl::StrCat(app, ".", ns));
-    if (it == table->apps.end()) return;
-    state = it->second.state;
-    table->apps.erase(it);
+    size_t i = RouteTable::ShardOf(key);
+    auto shard = std::make_shared<RouteTable::Shard>(*table->shards[i]);
+    shard->erase(key);
+    table->shards[i] = std::move(shard);
     PublishLocked(std::move(table));
   }
   state->Remove();
@@ -1042,8 +1080,8 @@ void Gateway::Impl::RemoveRoute(const std::string& ns, const std::string& app) {
 std::shared_ptr<AppState> Gateway::Impl::FindApp(const std::string& ns,
                                                  const std::string& app) const {
   auto table = CurrentTable();
-  auto it = table->apps.find(absl::StrCat(app, ".", ns));
-  return it == table->apps.end() ? nullptr : it->second.state;
+  const RouteTable::Entry* e = table->Find(absl::StrCat(app, ".", ns));
+  return e == nullptr ? nullptr : e->state;
 }
 
 std::shared_ptr<EndpointState> Gateway::Impl::FindInstance(
@@ -1056,7 +1094,7 @@ std::shared_ptr<EndpointState> Gateway::Impl::FindInstance(
 std::string Gateway::Impl::PrometheusText() const {
   auto table = CurrentTable();
   std::vector<const RouteTable::Entry*> apps;
-  for (auto& [key, entry] : table->apps) apps.push_back(&entry);
+  table->ForEach([&](const RouteTable::Entry& e) { apps.push_back(&e); });
   std::sort(apps.begin(), apps.end(), [](auto* a, auto* b) {
     return std::tie(a->state->ns, a->state->app) <
            std::tie(b->state->ns, b->state->app);

@@ -126,13 +126,27 @@ void TrafficMetrics::Tick(absl::Time second, int64_t now_ns) {
   Totals prev;
   prev.time_ns = created_ns_;
   if (!history_.empty()) prev = history_.back();
+  if (first_tick_ == absl::InfiniteFuture()) first_tick_ = second;
+  last_tick_ = second;
+  // Memory follows activity, not the number of apps: an idle second (nothing
+  // started, finished or in flight) stores neither a sample (Samples() fills
+  // in zeros) nor a snapshot (the last one still holds every counter).
+  const bool idle = !history_.empty() && now.started == prev.started &&
+                    now.finished == prev.finished && now.in_flight == 0 &&
+                    prev.in_flight == 0;
+  const int64_t horizon_ns = now_ns - absl::ToInt64Nanoseconds(kStatsWindow);
+  while (history_.size() > 1 && history_[1].time_ns <= horizon_ns)
+    history_.pop_front();
+  while (!samples_.empty() && samples_.front().time <= second - kSampleWindow) {
+    samples_.pop_front();
+  }
+  if (idle) return;
   MetricSample sample;
   sample.time = second;
   double elapsed = (now.time_ns - prev.time_ns) / 1e9;
   sample.concurrency = elapsed > 0 ? (now.area - prev.area) / elapsed : 0;
   sample.requests = static_cast<double>(now.started - prev.started);
-  samples_.push_back(sample);
-  if (samples_.size() > kSampleHistory) samples_.pop_front();
+  if (sample.concurrency > 0 || sample.requests > 0) samples_.push_back(sample);
   history_.push_back(now);
   if (history_.size() > kStatsHistory) history_.pop_front();
 }
@@ -140,8 +154,23 @@ void TrafficMetrics::Tick(absl::Time second, int64_t now_ns) {
 std::vector<MetricSample> TrafficMetrics::Samples(absl::Time after) const {
   absl::MutexLock lock(&mu_);
   std::vector<MetricSample> out;
-  for (const MetricSample& s : samples_) {
-    if (s.time > after) out.push_back(s);
+  if (last_tick_ == absl::InfinitePast()) return out;
+  // Every ticked second after `after`, within the kept window; seconds
+  // without a stored sample had no traffic.
+  absl::Time start =
+      std::max(first_tick_, last_tick_ - kSampleWindow + absl::Seconds(1));
+  if (after >= start)
+    start = after + absl::Seconds(1) - (after - start) % absl::Seconds(1);
+  auto it = samples_.begin();
+  for (absl::Time t = start; t <= last_tick_; t += absl::Seconds(1)) {
+    while (it != samples_.end() && it->time < t) ++it;
+    if (it != samples_.end() && it->time == t) {
+      out.push_back(*it);
+    } else {
+      MetricSample zero;
+      zero.time = t;
+      out.push_back(zero);
+    }
   }
   return out;
 }
@@ -164,7 +193,14 @@ RequestStats TrafficMetrics::Stats(absl::Duration window,
         break;
       }
     }
-    if (!found && history_.size() >= kStatsHistory) base = history_.front();
+    if (!found && !history_.empty() &&
+        history_.front().time_ns <= horizon_ns(now_ns)) {
+      base = history_.front();
+    }
+    // Snapshots are kept only when something changed, so the counters at the
+    // window start equal the newest snapshot before it.
+    if (found && base.time_ns < from && base.in_flight == 0)
+      base.time_ns = from;
   }
   RequestStats st;
   st.requests = static_cast<int64_t>(now.started - base.started);

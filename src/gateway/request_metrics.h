@@ -63,6 +63,12 @@ class TrafficMetrics {
   std::vector<MetricSample> Samples(absl::Time after) const;
   RequestStats Stats(absl::Duration window, int64_t now_ns) const;
 
+  // Snapshots plus samples held (memory follows traffic, not time).
+  size_t stored_for_test() const {
+    absl::MutexLock lock(&mu_);
+    return history_.size() + samples_.size();
+  }
+
  private:
   struct alignas(64) Shard {
     std::atomic<uint32_t> seq{0};
@@ -77,15 +83,24 @@ class TrafficMetrics {
   };
   void Step(Shard& s, int64_t now_ns, int delta);
 
-  static constexpr size_t kSampleHistory = 900;  // 15 minutes of samples
-  static constexpr size_t kStatsHistory = 301;   // Stats windows up to 5 min
+  // Samples for 15 minutes; snapshots for Stats windows up to 5 minutes, one
+  // per second with traffic at most.
+  static constexpr absl::Duration kSampleWindow = absl::Minutes(15);
+  static constexpr absl::Duration kStatsWindow = absl::Minutes(5);
+  static constexpr size_t kStatsHistory = 302;
+  static int64_t horizon_ns(int64_t now_ns) {
+    return now_ns - absl::ToInt64Nanoseconds(kStatsWindow);
+  }
 
   const int64_t created_ns_;
   std::unique_ptr<Shard[]> shards_;
   const int num_shards_;
 
   mutable absl::Mutex mu_;
-  std::deque<MetricSample> samples_ ABSL_GUARDED_BY(mu_);
+  std::deque<MetricSample> samples_
+      ABSL_GUARDED_BY(mu_);  // non-zero seconds only
+  absl::Time first_tick_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  absl::Time last_tick_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   std::deque<Totals> history_ ABSL_GUARDED_BY(mu_);  // one per Tick
 };
 

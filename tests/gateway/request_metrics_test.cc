@@ -38,6 +38,35 @@ TEST(TrafficMetricsTest, ConcurrencyIsTimeWeightedPerSecond) {
   EXPECT_EQ(m.Samples(absl::FromUnixNanos(kT0)).size(), 2u);
 }
 
+TEST(TrafficMetricsTest, IdleSecondsCostNoMemoryButStillReadAsZeros) {
+  TrafficMetrics m(1, kT0);
+  // 10 requests in second 0, then 20 idle minutes.
+  for (int i = 0; i < 10; ++i) {
+    m.Start(0, kT0 + i * 10 * kMs);
+    m.Finish(0, kT0 + i * 10 * kMs, kT0 + i * 10 * kMs + kMs, 200);
+  }
+  for (int sec = 0; sec < 1200; ++sec) {
+    m.Tick(absl::FromUnixNanos(kT0 + sec * kSec), kT0 + (sec + 1) * kSec);
+  }
+  EXPECT_LE(m.stored_for_test(), 2u);  // one snapshot (+ no samples)
+  // The last 15 minutes of samples are all there, as zeros.
+  auto s = m.Samples(absl::InfinitePast());
+  ASSERT_EQ(s.size(), 900u);
+  for (const auto& x : s) EXPECT_EQ(x.requests, 0);
+  EXPECT_EQ(s.back().time, absl::FromUnixNanos(kT0 + 1199 * kSec));
+  // A reader that saw second 1195 gets the four after it.
+  EXPECT_EQ(m.Samples(absl::FromUnixNanos(kT0 + 1195 * kSec)).size(), 4u);
+  // Traffic again: a 60 s window counts only it, over the full window.
+  m.Start(0, kT0 + 1200 * kSec);
+  m.Finish(0, kT0 + 1200 * kSec, kT0 + 1200 * kSec + kMs, 200);
+  m.Tick(absl::FromUnixNanos(kT0 + 1200 * kSec), kT0 + 1201 * kSec);
+  RequestStats st = m.Stats(absl::Seconds(60), kT0 + 1201 * kSec);
+  EXPECT_EQ(st.requests, 1);
+  EXPECT_NEAR(st.rps, 1.0 / 60, 1e-6);
+  EXPECT_EQ(m.Samples(absl::FromUnixNanos(kT0 + 1199 * kSec)).back().requests,
+            1);
+}
+
 TEST(TrafficMetricsTest, StatsCountClassesAndPercentiles) {
   TrafficMetrics m(1, kT0);
   // 100 requests with latencies 1..100 ms over 10 s.

@@ -1,0 +1,98 @@
+#include "controller/informer.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+
+#include "absl/time/clock.h"
+#include "fakes/memory_store.h"
+#include "store/keys.h"
+
+namespace tidal {
+namespace {
+
+using tidal::v1::App;
+
+bool WaitFor(const std::function<bool()>& cond) {
+  absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (absl::Now() < deadline) {
+    if (cond()) return true;
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  return cond();
+}
+
+App MakeApp(int64_t generation) {
+  App app;
+  app.mutable_metadata()->set_name("a");
+  app.mutable_metadata()->set_namespace_("ns");
+  app.mutable_metadata()->set_generation(generation);
+  return app;
+}
+
+TEST(AppInformerTest, ListsThenWatchesAndSkipsStatusOnlyWrites) {
+  testing::MemoryStore store;
+  ASSERT_TRUE(
+      store.Create(keys::App("ns", "pre"), MakeApp(1).SerializeAsString())
+          .ok());
+  std::atomic<int> calls{0}, deletes{0};
+  AppInformer informer(&store, [&](const std::string& key, const App* app) {
+    calls++;
+    if (app == nullptr) deletes++;
+  });
+  ASSERT_TRUE(informer.Start().ok());
+  EXPECT_EQ(calls.load(), 1);  // the listed app
+  EXPECT_TRUE(informer.Get("ns/pre").has_value());
+
+  auto v = store.Create(keys::App("ns", "a"), MakeApp(1).SerializeAsString());
+  ASSERT_TRUE(v.ok());
+  ASSERT_TRUE(WaitFor([&] { return calls.load() == 2; }));
+
+  // A status-only write updates the cache but calls nobody.
+  App with_status = MakeApp(1);
+  with_status.mutable_status()->set_ready_replicas(3);
+  v = store.Update(keys::App("ns", "a"), with_status.SerializeAsString(), *v);
+  ASSERT_TRUE(v.ok());
+  ASSERT_TRUE(WaitFor([&] {
+    auto a = informer.Get("ns/a");
+    return a && a->status().ready_replicas() == 3;
+  }));
+  EXPECT_EQ(calls.load(), 2);
+
+  // A new generation and a label change are reconciled.
+  App next = with_status;
+  next.mutable_metadata()->set_generation(2);
+  v = store.Update(keys::App("ns", "a"), next.SerializeAsString(), *v);
+  ASSERT_TRUE(WaitFor([&] { return calls.load() == 3; }));
+  (*next.mutable_metadata()->mutable_labels())["tier"] = "web";
+  v = store.Update(keys::App("ns", "a"), next.SerializeAsString(), *v);
+  ASSERT_TRUE(WaitFor([&] { return calls.load() == 4; }));
+
+  ASSERT_TRUE(store.Delete(keys::App("ns", "a")).ok());
+  ASSERT_TRUE(WaitFor([&] { return deletes.load() == 1; }));
+  EXPECT_FALSE(informer.Get("ns/a").has_value());
+  informer.Stop();
+}
+
+TEST(AppInformerTest, RelistsAfterFallingBehind) {
+  testing::MemoryStore store(/*max_backlog=*/4);
+  std::atomic<int> calls{0};
+  AppInformer informer(&store,
+                       [&](const std::string&, const App*) { calls++; });
+  ASSERT_TRUE(informer.Start().ok());
+  store.Compact();
+  for (int i = 0; i < 20; ++i) {
+    App app = MakeApp(1);
+    app.mutable_metadata()->set_name("app" + std::to_string(i));
+    ASSERT_TRUE(store
+                    .Create(keys::App("ns", "app" + std::to_string(i)),
+                            app.SerializeAsString())
+                    .ok());
+  }
+  ASSERT_TRUE(WaitFor([&] { return informer.Size() == 20; }));
+  EXPECT_GE(calls.load(), 20);
+  informer.Stop();
+}
+
+}  // namespace
+}  // namespace tidal
