@@ -156,10 +156,10 @@ std::string AppStatusWord(const tidal::v1::App& app) {
 std::vector<std::string> AppColumns(const TableOptions& o) {
   std::vector<std::string> cols;
   if (o.show_namespace) cols.push_back("NAMESPACE");
-  for (const char* c : {"NAME", "READY", "DESIRED", "STATUS", "AGE"})
+  for (const char* c : {"NAME", "READY", "DESIRED", "STATUS", "URL", "AGE"})
     cols.push_back(c);
   if (o.wide) {
-    for (const char* c : {"URL", "REVISION", "TEMPLATE HASH", "METRIC"})
+    for (const char* c : {"REVISION", "TEMPLATE HASH", "METRIC"})
       cols.push_back(c);
   }
   return cols;
@@ -174,9 +174,9 @@ std::vector<std::string> AppRow(const tidal::v1::App& app,
   row.push_back(absl::StrCat(app.status().ready_replicas(), "/", desired));
   row.push_back(absl::StrCat(desired));
   row.push_back(AppStatusWord(app));
+  row.push_back(OrDash(app.status().url()));
   row.push_back(AgeOf(app.metadata().creation_timestamp(), now));
   if (o.wide) {
-    row.push_back(OrDash(app.status().url()));
     const auto& ro = app.status().rollout();
     int64_t rev =
         ro.update_revision() ? ro.update_revision() : ro.stable_revision();

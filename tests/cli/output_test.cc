@@ -43,7 +43,7 @@ TEST(AppRowTest, ReadyDesiredStatusAndWideColumns) {
   app.mutable_spec()->set_replicas(3);
   TableOptions o;
   EXPECT_EQ(AppRow(app, o, now),
-            (std::vector<std::string>{"hello", "0/3", "3", "Pending", "5m"}));
+            (std::vector<std::string>{"hello", "0/3", "3", "Pending", "-", "5m"}));
   app.mutable_status()->set_observed_generation(1);
   app.mutable_status()->set_desired_replicas(3);
   app.mutable_status()->set_ready_replicas(2);
@@ -68,12 +68,12 @@ TEST(AppRowTest, ReadyDesiredStatusAndWideColumns) {
   app.mutable_status()->mutable_scaling()->set_target(10);
   EXPECT_EQ(AppColumns(o),
             (std::vector<std::string>{"NAMESPACE", "NAME", "READY", "DESIRED",
-                                      "STATUS", "AGE", "URL", "REVISION",
+                                      "STATUS", "URL", "AGE", "REVISION",
                                       "TEMPLATE HASH", "METRIC"}));
   EXPECT_EQ(
       AppRow(app, o, now),
       (std::vector<std::string>{"team-a", "hello", "2/3", "3", "Terminating",
-                                "5m", "http://hello.team-a.tidal.local", "4",
+                                "http://hello.team-a.tidal.local", "5m", "4",
                                 "abc123", "concurrency 12.5/10"}));
 }
 

@@ -206,8 +206,8 @@ TEST_F(TidalctlTest, ApplyGetAndOutputFormats) {
   r = Run({"get", "apps"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out,
-            "NAME    READY   DESIRED   STATUS    AGE\n"
-            "hello   0/3     3         Pending   0s\n");
+            "NAME    READY   DESIRED   STATUS    URL   AGE\n"
+            "hello   0/3     3         Pending   -     0s\n");
 
   r = Run({"get", "app", "hello", "-o", "yaml"});
   ASSERT_EQ(r.code, 0) << r.err;
@@ -236,7 +236,7 @@ TEST_F(TidalctlTest, ApplyGetAndOutputFormats) {
   r = Run({"get", "apps", "-A", "-o", "wide"});
   EXPECT_TRUE(absl::StartsWith(r.out,
                                "NAMESPACE   NAME    READY   DESIRED   STATUS   "
-                               " AGE   URL   REVISION   TEMPLATE HASH"))
+                               " URL   AGE   REVISION   TEMPLATE HASH"))
       << r.out;
 
   r = Run({"get", "app", "nope"});
@@ -460,7 +460,7 @@ TEST_F(TidalctlTest, GetWatchPrintsRowsAsTheyChange) {
       << out();
   std::string text = out();
   EXPECT_TRUE(
-      absl::StartsWith(text, "NAME    READY   DESIRED   STATUS    AGE\n"))
+      absl::StartsWith(text, "NAME    READY   DESIRED   STATUS    URL   AGE\n"))
       << text;
   EXPECT_EQ(text.find("NAME", 1), std::string::npos) << "one header only\n"
                                                      << text;
