@@ -101,6 +101,8 @@ struct ApplyFlags {
   std::vector<std::string> files;
   std::string dry_run = "none";
   std::string message;
+  bool wait = false;
+  std::string output;
 };
 
 absl::StatusOr<tidal::v1::App> GetLive(Context& ctx, const std::string& ns,
@@ -180,11 +182,27 @@ int DoApply(Context& ctx, const ApplyFlags& f) {
   auto call = ctx.Call();
   absl::Status s = FromGrpc(ctx.Stub().Apply(call.get(), req, &resp));
   if (!s.ok()) return ctx.Fail(s);
+  const bool json = f.output == "json";
   for (const auto& r : resp.results()) {
-    ctx.out() << "app.tidal.dev/" << r.name() << " " << r.action()
-              << (req.dry_run() ? " (server dry run)" : "") << "\n";
+    (json && f.wait ? ctx.err() : ctx.out())
+        << "app.tidal.dev/" << r.name() << " " << r.action()
+        << (req.dry_run() ? " (server dry run)" : "") << "\n";
   }
-  return kExitOk;
+  if (!f.wait || req.dry_run()) return kExitOk;
+  // --wait: until every applied app's release is fully out (the CI gate).
+  const absl::Time deadline = absl::Now() + ctx.timeout();
+  int rc = kExitOk;
+  for (const auto& r : resp.results()) {
+    Context* c = &ctx;
+    std::string saved_ns = ctx.ns;
+    c->ns = r.namespace_();
+    int one = WaitForRollout(ctx, r.name(), r.app().metadata().generation(),
+                             deadline, json);
+    c->ns = saved_ns;
+    rc = std::max(rc, one);
+    if (one == kExitTimeout) break;
+  }
+  return rc;
 }
 
 struct DiffFlags {
@@ -310,6 +328,13 @@ void AddApplyCommands(CLI::App& root, Context& ctx) {
   apply->add_option(
       "--message", apply_flags->message,
       "change cause, recorded in the annotation tidal.dev/change-cause");
+  apply->add_flag("--wait", apply_flags->wait,
+                  "wait until the release is fully out, up to --timeout: exit "
+                  "0 rolled out, 1 rolled back or failed, 4 timeout");
+  apply
+      ->add_option("-o,--output", apply_flags->output,
+                   "json: with --wait, one JSON object per app at the end")
+      ->check(CLI::IsMember({"json"}));
   apply->callback([&ctx, apply_flags] {
     Run(ctx, [&] { return DoApply(ctx, *apply_flags); });
   });

@@ -40,6 +40,7 @@ int Main(int argc, char** argv) {
   AddApplyCommands(app, ctx);
   AddGetCommands(app, ctx);
   AddMiscCommands(app, ctx);
+  AddRolloutCommands(app, ctx);
   AddScaleCommands(app, ctx);
 
   try {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "cli/context.h"
 #include "tidal/v1/app.pb.h"
 
@@ -35,6 +36,17 @@ void AddGetCommands(CLI::App& root, Context& ctx);
 void AddMiscCommands(CLI::App& root, Context& ctx);
 // scale, top, simulate.
 void AddScaleCommands(CLI::App& root, Context& ctx);
+
+// rollout status|pause|resume|promote|abort|undo|retry|restart|history.
+void AddRolloutCommands(CLI::App& root, Context& ctx);
+// Polls the app until the release of `generation` is fully out (0), rolled
+// back or failed (1), or `deadline` passes (4), printing progress (a live
+// line on a terminal, plain lines otherwise; one JSON object with `json`).
+int WaitForRollout(Context& ctx, const std::string& name, int64_t generation,
+                   absl::Time deadline, bool json);
+// `get revisions APP`: args = {"revisions", APP}.
+int GetRevisions(Context& ctx, const std::vector<std::string>& args,
+                 const std::string& output);
 
 // Resolves global flags (ctx.Prepare()), runs `body` and stores its exit
 // code in ctx.exit_code; a failing Prepare is a usage error.

@@ -281,6 +281,10 @@ int GetPolled(
 }
 
 int DoGet(Context& ctx, const GetFlags& f) {
+  if (!f.args.empty() && (f.args[0] == "revisions" || f.args[0] == "revision" ||
+                          f.args[0] == "rev")) {
+    return GetRevisions(ctx, f.args, f.output);  // rollout_commands.cc
+  }
   Kind kind;
   if (f.args.empty() || !ParseKind(f.args[0], &kind)) {
     return ctx.Error(absl::StrCat(f.args.empty() ? "get: what? "

@@ -34,10 +34,11 @@ bool Crashing(const Instance& i) {
          i.restarts() > 0;
 }
 
-void ResetStep(RolloutState* st, absl::Time now) {
+// A step observes its own analysis interval before a success counts.
+void ResetStep(RolloutState* st, absl::Time now, absl::Duration interval) {
   *st->mutable_step_started() = ToProtoTime(now);
   st->clear_step_ready();
-  st->clear_next_analysis();
+  *st->mutable_next_analysis() = ToProtoTime(now + interval);
   st->set_successes(0);
   st->set_failures(0);
   st->set_promote(false);
@@ -121,6 +122,8 @@ absl::StatusOr<DeployPlan> Deployer::Plan(const App& app, int32_t total,
     st.set_phase("Succeeded");
   }
 
+  const absl::Duration interval = absl::Milliseconds(
+      rs.analysis().interval_ms() > 0 ? rs.analysis().interval_ms() : 30000);
   std::vector<std::pair<Webhook, std::string>> notify;
   auto hooks_of = [&](const std::string& type) {
     std::vector<Webhook> out;
@@ -193,7 +196,7 @@ absl::StatusOr<DeployPlan> Deployer::Plan(const App& app, int32_t total,
     st.clear_analysis();
     st.clear_failed_hash();
     st.set_failed_revision(0);
-    ResetStep(&st, now);
+    ResetStep(&st, now, interval);
     plan.events.push_back(
         {"Normal", "RolloutStarted",
          absl::StrCat(why.empty() ? "Revision " : why + "revision ",
@@ -336,14 +339,16 @@ absl::StatusOr<DeployPlan> Deployer::Plan(const App& app, int32_t total,
     const bool analysis_needed =
         AnalysisConfigured(an) && metrics_ != nullptr && !st.promote_full();
     bool analysis_passed = !analysis_needed;
-    const absl::Duration interval =
-        absl::Milliseconds(an.interval_ms() > 0 ? an.interval_ms() : 30000);
     const int32_t needed = std::max(1, an.consecutive_successes());
     if (analysis_needed && upd_ready > 0) {
       absl::Time next = st.has_next_analysis()
                             ? FromProtoTime(st.next_analysis())
                             : absl::InfinitePast();
-      if (now >= next) {
+      // Successes count once per interval; a failing window counts at once
+      // when it is the step's first failure (fast rollback), else once per
+      // interval too.
+      const bool due = now >= next;
+      {
         RequestStats s =
             metrics_->Stats(ns, name, st.update_revision(), interval);
         const double rate =
@@ -353,7 +358,14 @@ absl::StatusOr<DeployPlan> Deployer::Plan(const App& app, int32_t total,
             absl::StrFormat("requests=%d 5xx=%.1f%% p99=%.0fms over %s",
                             s.requests, rate * 100, s.p99_ms, Dur(interval));
         const int64_t min_requests = std::max<int64_t>(1, an.min_requests());
-        if (s.requests < min_requests) {
+        const bool failing =
+            s.requests >= min_requests &&
+            ((an.has_max_error_rate() && rate > an.max_error_rate()) ||
+             (an.max_p99_latency_ms() > 0 &&
+              s.p99_ms > an.max_p99_latency_ms()));
+        if (!due && !(failing && st.failures() == 0)) {
+          requeue_at(std::min(next, now + absl::Milliseconds(250)));
+        } else if (s.requests < min_requests) {
           st.set_analysis(absl::StrCat(figures, " (inconclusive: fewer than ",
                                        min_requests, " requests)"));
           requeue_at(now + std::min(interval, absl::Milliseconds(500)));
@@ -388,10 +400,8 @@ absl::StatusOr<DeployPlan> Deployer::Plan(const App& app, int32_t total,
                    false);
             }
           }
-          requeue_at(now + interval);
+          requeue_at(now + std::min(interval, absl::Milliseconds(250)));
         }
-      } else {
-        requeue_at(next);
       }
       analysis_passed = st.successes() >= needed;
     } else if (analysis_needed) {
@@ -482,7 +492,7 @@ absl::StatusOr<DeployPlan> Deployer::Plan(const App& app, int32_t total,
         }
         if (active()) {
           st.set_step(next);
-          ResetStep(&st, now);
+          ResetStep(&st, now, interval);
           const RolloutStep& ns_step = steps[next];
           plan.events.push_back(
               {"Normal", "RolloutStep",

@@ -290,11 +290,13 @@ TEST_F(DeployerTest, CanaryAnalysisFailureRollsBackAndIsNotRetried) {
             (std::vector<std::pair<int64_t, int>>{{2, 20}, {1, 80}}));
   // Too little traffic: inconclusive, no verdict.
   metrics_.Set(2, 5, 5, 10);
+  clock_.Advance(absl::Seconds(10));
   Reconcile();
   EXPECT_EQ(Rollout().phase(), "Progressing");
   EXPECT_NE(Rollout().analysis().find("inconclusive"), std::string::npos);
-  // Enough traffic, 50% errors: rolled back at once.
+  // Enough traffic, 50% errors: rolled back at once (no interval to wait).
   metrics_.Set(2, 40, 20, 10);
+  clock_.Advance(absl::Milliseconds(100));
   Reconcile();
   auto r = Rollout();
   EXPECT_EQ(r.phase(), "RolledBack");
@@ -339,6 +341,9 @@ TEST_F(DeployerTest, AnalysisPassesThenCanaryCompletes) {
   Reconcile();
   runtime_.SetAllReady();
   metrics_.Set(2, 100, 1, 50);
+  Reconcile();
+  EXPECT_EQ(Rollout().analysis(), "");  // a success needs a whole interval
+  clock_.Advance(absl::Seconds(10));
   Reconcile();
   EXPECT_EQ(Rollout().step(), 1);  // one success of two
   clock_.Advance(absl::Seconds(10));

@@ -1,0 +1,343 @@
+// End-to-end tests of releases (issue 5): real tidald, tidalctl, sample-app
+// processes and HTTP load through the gateway.
+
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <atomic>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "e2e/e2e_util.h"
+#include "e2e/http_client.h"
+
+namespace tidal::e2e {
+namespace {
+
+// An app whose processes carry "<version>-<marker>" in their command line.
+std::string AppYaml(const std::string& name, int replicas,
+                    const std::string& marker, const std::string& version,
+                    const std::string& extra_args, const std::string& rollout) {
+  return absl::StrCat(R"(apiVersion: tidal.dev/v1
+kind: App
+metadata:
+  name: )",
+                      name, R"(
+spec:
+  replicas: )",
+                      replicas, R"(
+  template:
+    command: [")",
+                      BuildDir(), R"(/examples/tidal-sample-app"]
+    args: ["--version", ")",
+                      version, "-", marker, "\"", extra_args, R"(]
+    readinessProbe:
+      httpGet: {path: /healthz}
+      periodSeconds: 1
+    terminationGracePeriodSeconds: 5
+  rollout:
+)",
+                      rollout);
+}
+
+// Steady GET load through the gateway on one keep-alive connection,
+// counting answers per version and keeping every failure.
+class Load {
+ public:
+  Load(int port, std::string host) : port_(port), host_(std::move(host)) {
+    thread_ = std::thread([this] { Loop(); });
+  }
+  ~Load() { Stop(); }
+  void Stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  struct Failure {
+    int status;
+    std::string version;
+    std::string error;
+  };
+  int64_t Count(const std::string& version_prefix) {
+    absl::MutexLock l(&mu_);
+    int64_t n = 0;
+    for (const auto& [v, c] : by_version_)
+      if (absl::StartsWith(v, version_prefix)) n += c;
+    return n;
+  }
+  int64_t total() {
+    absl::MutexLock l(&mu_);
+    return total_;
+  }
+  std::vector<Failure> failures() {
+    absl::MutexLock l(&mu_);
+    return failures_;
+  }
+
+ private:
+  void Loop() {
+    HttpClient client(port_, host_, absl::Seconds(10));
+    while (!stop_) {
+      HttpResponse r = client.Get("/");
+      std::string version;
+      auto it = r.headers.find("x-version");
+      if (it != r.headers.end()) version = it->second;
+      {
+        absl::MutexLock l(&mu_);
+        ++total_;
+        ++by_version_[version];
+        if (r.status != 200) failures_.push_back({r.status, version, r.error});
+      }
+      absl::SleepFor(absl::Milliseconds(4));
+    }
+  }
+  const int port_;
+  const std::string host_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+  absl::Mutex mu_;
+  std::map<std::string, int64_t> by_version_ ABSL_GUARDED_BY(mu_);
+  std::vector<Failure> failures_ ABSL_GUARDED_BY(mu_);
+  int64_t total_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// A number after `"field":` in JSON text (0 when absent).
+int64_t JsonInt(const std::string& json, const std::string& field) {
+  auto pos = json.find("\"" + field + "\":");
+  if (pos == std::string::npos) return 0;
+  pos += field.size() + 3;
+  while (pos < json.size() && (json[pos] == ' ' || json[pos] == '"')) ++pos;
+  return atoll(json.c_str() + pos);
+}
+
+class RolloutE2ETest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    marker_ = absl::StrCat(
+        "ro-", getpid(), "-",
+        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    daemon_ = std::make_unique<Daemon>(dir_.path());
+    ASSERT_TRUE(daemon_->Start())
+        << "tidald did not start; see " << daemon_->log_path();
+  }
+  void TearDown() override {
+    daemon_.reset();
+    for (pid_t pid : FindProcesses(marker_)) kill(pid, SIGKILL);
+  }
+  // tidalctl with a long enough process timeout for --wait.
+  CommandResult Ctl(std::vector<std::string> args) {
+    std::vector<std::string> argv = {BuildDir() + "/src/cli/tidalctl",
+                                     "--server=" + daemon_->api()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return tidal::e2e::Run(argv, "", absl::Seconds(120));
+  }
+  CommandResult Apply(const std::string& yaml, bool wait,
+                      const std::string& timeout = "90s") {
+    std::string path = absl::StrCat(dir_.path(), "/app-", ++applies_, ".yaml");
+    WriteFile(path, yaml);
+    if (!wait) return Ctl({"apply", "-f", path});
+    return Ctl({"apply", "-f", path, "--wait", "--timeout", timeout});
+  }
+  int Count(const std::string& version) {
+    return static_cast<int>(
+        FindProcesses("--version " + version + "-" + marker_).size());
+  }
+  std::string AppJson(const std::string& name) {
+    return daemon_->Ctl({"get", "app", name, "-o", "json"}).out;
+  }
+  std::string Describe(const std::string& name) {
+    return daemon_->Ctl({"describe", "app", name}).out;
+  }
+
+  TempDir dir_;
+  std::string marker_;
+  std::unique_ptr<Daemon> daemon_;
+  int applies_ = 0;
+};
+
+constexpr char kBatches[] = R"(    batches: 5
+    maxSurge: "2"
+    maxUnavailable: "0"
+    progressDeadline: 60s
+    analysis: {interval: 1s, minRequests: 3, maxErrorRate: "1%"}
+)";
+
+TEST_F(RolloutE2ETest, GoodReleaseInFiveBatchesUnderLoad) {
+  auto r = Apply(AppYaml("web", 10, marker_, "v1", "", kBatches), true);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  ASSERT_EQ(Count("v1"), 10);
+
+  Load load(daemon_->gateway_port(), AppHost("web"));
+  ASSERT_TRUE(WaitFor([&] { return load.total() > 50; }));
+  absl::Time start = absl::Now();
+  r = Apply(AppYaml("web", 10, marker_, "v2", "", kBatches), true);
+  absl::Duration took = absl::Now() - start;
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err << Describe("web");
+  // Plain progress lines (stdout is not a terminal), batch by batch.
+  EXPECT_TRUE(absl::StrContains(r.out, "step 5/5"))
+      << r.out << daemon_->Ctl({"get", "events", "web"}).out;
+  EXPECT_TRUE(absl::StrContains(r.out, "is rolled out")) << r.out;
+  ASSERT_TRUE(WaitFor([&] { return Count("v2") == 10 && Count("v1") == 0; }));
+  // New traffic goes to v2 only.
+  int64_t v2_before = load.Count("v2");
+  ASSERT_TRUE(WaitFor([&] { return load.Count("v2") > v2_before + 50; }));
+  load.Stop();
+  auto failures = load.failures();
+  EXPECT_TRUE(failures.empty())
+      << failures.size() << " of " << load.total() << " requests failed, e.g. "
+      << failures[0].status << " " << failures[0].error;
+  EXPECT_GT(load.Count("v1"), 0);
+  std::cout << "good release: " << absl::FormatDuration(took) << ", "
+            << load.total() << " requests, 0 failed\n";
+
+  auto hist = daemon_->Ctl({"rollout", "history", "web"});
+  EXPECT_EQ(hist.exit_code, 0) << hist.err;
+  EXPECT_TRUE(absl::StrContains(hist.out, "stable")) << hist.out;
+  auto revs = daemon_->Ctl({"get", "revisions", "web"});
+  EXPECT_EQ(revs.exit_code, 0) << revs.err;
+  EXPECT_TRUE(absl::StrContains(revs.out, "REVISION")) << revs.out;
+}
+
+TEST_F(RolloutE2ETest, BadReleaseRollsBackWithinOneInterval) {
+  const std::string canary = R"(    strategy: canary
+    steps: [{weight: 20, pause: 30s}]
+    maxSurge: "2"
+    maxUnavailable: "0"
+    progressDeadline: 60s
+    analysis: {interval: 2s, minRequests: 20, maxErrorRate: "10%"}
+)";
+  auto r = Apply(AppYaml("shop", 5, marker_, "v1", "", canary), true);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  Load load(daemon_->gateway_port(), AppHost("shop"));
+  ASSERT_TRUE(WaitFor([&] { return load.total() > 50; }));
+
+  std::atomic<bool> done{false};
+  CommandResult wait_result;
+  absl::Time done_at;
+  std::thread waiter([&] {
+    wait_result = Apply(
+        AppYaml("shop", 5, marker_, "v2", R"(, "--error-rate", "0.5")", canary),
+        true);
+    done_at = absl::Now();
+    done = true;
+  });
+  // When the canary has answered the minimum request count.
+  absl::Time min_reached = absl::InfiniteFuture();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        if (min_reached == absl::InfiniteFuture() && load.Count("v2") >= 20)
+          min_reached = absl::Now();
+        return done.load();
+      },
+      absl::Seconds(90)));
+  waiter.join();
+  EXPECT_EQ(wait_result.exit_code, 1) << wait_result.out << wait_result.err;
+  EXPECT_TRUE(absl::StrContains(wait_result.err, "rolled back"))
+      << wait_result.err;
+  EXPECT_TRUE(absl::StrContains(wait_result.err, "5xx")) << wait_result.err;
+  ASSERT_NE(min_reached, absl::InfiniteFuture());
+  // One analysis interval (2s), plus the CLI's poll and process start.
+  EXPECT_LE(done_at - min_reached, absl::Seconds(3))
+      << absl::FormatDuration(done_at - min_reached);
+
+  // The old revision serves everything again.
+  ASSERT_TRUE(WaitFor([&] { return Count("v2") == 0; }));
+  EXPECT_EQ(Count("v1"), 5);
+  int64_t v1_before = load.Count("v1"), v2_before = load.Count("v2");
+  ASSERT_TRUE(WaitFor([&] { return load.Count("v1") > v1_before + 100; }));
+  EXPECT_EQ(load.Count("v2"), v2_before);
+  load.Stop();
+  // Only requests that went to the canary failed.
+  auto failures = load.failures();
+  EXPECT_FALSE(failures.empty());
+  for (const auto& f : failures) {
+    ASSERT_TRUE(absl::StartsWith(f.version, "v2-"))
+        << "a request to " << f.version << " failed: " << f.status << " "
+        << f.error;
+  }
+  std::cout << "bad release: rolled back "
+            << absl::FormatDuration(done_at - min_reached)
+            << " after the canary's 20th request; " << failures.size()
+            << " canary failures of " << load.total() << " requests\n";
+  auto status = daemon_->Ctl({"rollout", "status", "shop"});
+  EXPECT_EQ(status.exit_code, 1);
+  // Not retried by itself; `rollout retry` would.
+  EXPECT_EQ(Count("v2"), 0);
+}
+
+TEST_F(RolloutE2ETest, CrashLoopFailsFast) {
+  const std::string batch = R"(    batches: 2
+    progressDeadline: 5m
+)";
+  auto r = Apply(AppYaml("crash", 4, marker_, "v1", "", batch), true);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  absl::Time start = absl::Now();
+  r = Apply(
+      AppYaml("crash", 4, marker_, "v2", R"(, "--exit-at-start", "1")", batch),
+      true);
+  absl::Duration took = absl::Now() - start;
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "CrashLoop")) << r.err;
+  EXPECT_LT(took, absl::Seconds(30));
+  ASSERT_TRUE(WaitFor([&] { return Count("v2") == 0; }));
+  EXPECT_EQ(Count("v1"), 4);
+  std::cout << "crash loop: rolled back in " << absl::FormatDuration(took)
+            << "\n";
+  // -o json says the same for machines.
+  auto j = Ctl({"rollout", "status", "crash", "-o", "json"});
+  EXPECT_EQ(j.exit_code, 1);
+  EXPECT_TRUE(absl::StrContains(j.out, "\"result\":\"rolledBack\"")) << j.out;
+}
+
+TEST_F(RolloutE2ETest, Kill9DuringBatchThreeResumes) {
+  const std::string batch = R"(    batches: 5
+    batchInterval: 2s
+    maxSurge: "2"
+    maxUnavailable: "0"
+    progressDeadline: 2m
+)";
+  auto r = Apply(AppYaml("resume", 10, marker_, "v1", "", batch), true);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  r = Apply(AppYaml("resume", 10, marker_, "v2", "", batch), false);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::string j = AppJson("resume");
+        return JsonInt(j, "step") == 3 && JsonInt(j, "updateRevision") == 2;
+      },
+      absl::Seconds(60)))
+      << Describe("resume");
+  daemon_->Kill9();
+  int v2_at_kill = Count("v2");
+  EXPECT_GE(v2_at_kill, 4);
+  ASSERT_TRUE(daemon_->Start());
+  // From now on: never more than 10 + maxSurge 2 (+2 draining), never fewer
+  // than 10, until it is done.
+  int max_seen = 0, min_seen = 1000;
+  bool done = WaitFor(
+      [&] {
+        int n = Count("v1") + Count("v2");
+        max_seen = std::max(max_seen, n);
+        min_seen = std::min(min_seen, n);
+        return Count("v2") == 10 && Count("v1") == 0;
+      },
+      absl::Seconds(60));
+  ASSERT_TRUE(done) << Describe("resume");
+  EXPECT_LE(max_seen, 14);
+  EXPECT_GE(min_seen, 10);
+  auto st = Ctl({"rollout", "status", "resume", "--timeout", "30s"});
+  EXPECT_EQ(st.exit_code, 0) << st.out << st.err;
+  for (int i = 0; i < 20; ++i) {
+    absl::SleepFor(absl::Milliseconds(50));
+    ASSERT_EQ(Count("v2"), 10);
+    ASSERT_EQ(Count("v1"), 0);
+  }
+  std::cout << "kill -9 at step 3 with " << v2_at_kill
+            << " new instances; after restart " << min_seen << ".." << max_seen
+            << " processes\n";
+}
+
+}  // namespace
+}  // namespace tidal::e2e
