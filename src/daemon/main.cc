@@ -30,6 +30,7 @@
 #include "deployer/webhooks.h"
 #include "gateway/gateway.h"
 #include "runtime/process_runtime.h"
+#include "store/etcd_store.h"
 #include "store/sqlite_store.h"
 
 namespace tidal {
@@ -120,15 +121,23 @@ int Run(const Flags& flags) {
   // Store.
   std::string store_spec =
       flags.store.empty() ? "sqlite:" + data_dir + "/tidal.db" : flags.store;
-  if (!absl::StartsWith(store_spec, "sqlite:")) {
+  absl::StatusOr<std::unique_ptr<Store>> store;
+  std::string store_name;
+  if (absl::StartsWith(store_spec, "sqlite:")) {
+    store_name = "sqlite";
+    store = SqliteStore::Open(store_spec.substr(strlen("sqlite:")));
+  } else if (absl::StartsWith(store_spec, "etcd:")) {
+    store_name = "etcd";
+    store = EtcdStore::Open(store_spec.substr(strlen("etcd:")));
+  } else {
     log->error(
-        "--store: \"{}\" is not supported by this build (use sqlite:PATH)",
+        "--store: \"{}\" is neither sqlite:PATH nor etcd:HOST:PORT[,HOST:PORT]",
         store_spec);
     return 2;
   }
-  auto store = SqliteStore::Open(store_spec.substr(strlen("sqlite:")));
   if (!store.ok()) {
-    log->error("opening the store failed: {}", store.status().ToString());
+    log->error("opening the store {} failed: {}", store_spec,
+               store.status().ToString());
     return 1;
   }
 
@@ -242,13 +251,15 @@ int Run(const Flags& flags) {
   planner.Start();
 
   // API.
-  TidalService service(store->get(), &runtime, RealClock::Get());
+  ServiceOptions sopts;
+  sopts.store_name = store_name;
+  TidalService service(store->get(), &runtime, RealClock::Get(), sopts);
   service.set_metrics(&gw);
-  deployer::DeployerControl rollouts(
-      store->get(), RealClock::Get(), [&controller_ptr](const std::string& key) {
-        Controller* c = controller_ptr.load();
-        if (c != nullptr) c->Enqueue(key);
-      });
+  deployer::DeployerControl rollouts(store->get(), RealClock::Get(),
+                                     [&controller_ptr](const std::string& key) {
+                                       Controller* c = controller_ptr.load();
+                                       if (c != nullptr) c->Enqueue(key);
+                                     });
   service.set_rollout_control(&rollouts);
   auto server = StartServer(flags.listen, &service);
   if (!server.ok()) {
