@@ -277,13 +277,18 @@ absl::StatusOr<DeployPlan> Deployer::Plan(const App& app, int32_t total,
   int32_t upd_live = 0, upd_ready = 0, upd_avail = 0, old_live = 0,
           stable_ready = 0, failed_live = 0;
   const Instance* crash = nullptr;
+  int32_t crashed = 0;
   plan.min_ready = absl::Seconds(rs.min_ready_seconds());
   for (const auto& inst : live) {
     if (st.update_revision() != 0 && inst.template_hash() == st.update_hash()) {
       ++upd_live;
       upd_ready += inst.ready() ? 1 : 0;
       upd_avail += Available(inst, plan.min_ready, now) ? 1 : 0;
-      if (crash == nullptr && Crashing(inst)) crash = &inst;
+      if (Crashing(inst)) {
+        ++crashed;
+        if (crash == nullptr || inst.restarts() > crash->restarts())
+          crash = &inst;
+      }
     } else {
       ++old_live;
       if (inst.template_hash() == st.stable_hash() && inst.ready())
@@ -313,7 +318,11 @@ absl::StatusOr<DeployPlan> Deployer::Plan(const App& app, int32_t total,
       if (active()) st.set_pre_rollout_done(true);
     }
   }
-  if (active() && crash != nullptr) {
+  // A crash loop fails at once: two new instances crashed, the only one
+  // did, or one crashed twice. A single crash among several (a port taken
+  // for a moment) is left to the runtime's restart.
+  if (active() && crash != nullptr &&
+      (crashed >= 2 || upd_live == 1 || crash->restarts() >= 2)) {
     fail("CrashLoop",
          absl::StrCat(
              "revision ", st.update_revision(), " does not start: instance ",

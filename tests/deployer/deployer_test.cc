@@ -390,6 +390,24 @@ TEST_F(DeployerTest, CrashLoopFailsFastWithoutTheDeadline) {
   EXPECT_EQ(CountRevision(1, true), 3);
 }
 
+TEST_F(DeployerTest, OneCrashAmongSeveralIsLeftToTheRuntime) {
+  rollout_.set_max_surge("4");
+  Steady(4);
+  Apply(4, "v2");
+  Reconcile();
+  std::vector<std::string> news;
+  for (const auto& i : Live())
+    if (i.revision() == 2) news.push_back(i.id());
+  ASSERT_EQ(news.size(), 4u);
+  runtime_.SetPhase(news[0], "CrashLoopBackOff", "address in use");
+  Reconcile();
+  EXPECT_EQ(Rollout().phase(), "Progressing");
+  runtime_.SetPhase(news[1], "CrashLoopBackOff", "exit code 1");
+  Reconcile();
+  EXPECT_EQ(Rollout().phase(), "RolledBack");
+  EXPECT_EQ(Rollout().reason(), "CrashLoop");
+}
+
 TEST_F(DeployerTest, ResumesFromItsStepAfterARestart) {
   rollout_.set_batches(5);
   Steady(10);
