@@ -64,6 +64,8 @@ absl::Status DeployerControl::ChangeState(const std::string& ns,
       st.set_paused(true);
     } else if (action == "resume") {
       st.set_paused(false);
+      // The progress deadline counts again from now.
+      *st.mutable_step_started() = ToProtoTime(clock_->Now());
     } else if (action == "promote") {
       st.set_paused(false);
       st.set_promote(true);
