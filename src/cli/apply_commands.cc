@@ -190,7 +190,7 @@ int DoApply(Context& ctx, const ApplyFlags& f) {
   }
   if (!f.wait || req.dry_run()) return kExitOk;
   // --wait: until every applied app's release is fully out (the CI gate).
-  const absl::Time deadline = absl::Now() + ctx.timeout();
+  const absl::Time deadline = absl::Now() + ctx.wait_timeout();
   int rc = kExitOk;
   for (const auto& r : resp.results()) {
     Context* c = &ctx;
@@ -286,7 +286,7 @@ int DoDelete(Context& ctx, const DeleteFlags& f) {
   if (!f.wait || dry) return kExitOk;
   // --wait: until the controller has stopped the instances and removed the
   // apps.
-  const absl::Time deadline = absl::Now() + ctx.timeout();
+  const absl::Time deadline = absl::Now() + ctx.wait_timeout();
   for (const auto& [ns, name] : targets) {
     while (true) {
       auto live = GetLive(ctx, ns, name);
@@ -295,7 +295,7 @@ int DoDelete(Context& ctx, const DeleteFlags& f) {
       if (absl::Now() >= deadline) {
         return ctx.Error(
             absl::StrCat("timed out after ",
-                         absl::FormatDuration(ctx.timeout()),
+                         absl::FormatDuration(ctx.wait_timeout()),
                          " waiting for app \"", name,
                          "\" to be removed (is the controller running?)"),
             kExitTimeout);

@@ -32,9 +32,10 @@ int Main(int argc, char** argv) {
       "--server", ctx.server_flag,
       "tidald API address host:port (default: $TIDAL_SERVER, then `server:` in "
       "~/.config/tidal/config.yaml, then 127.0.0.1:7070)");
-  app.add_option("--timeout", ctx.timeout_flag,
-                 "deadline of each request (30s, 2m)")
-      ->capture_default_str();
+  app.add_option(
+      "--timeout", ctx.timeout_flag,
+      "deadline of each request (default 30s), and of the whole wait of "
+      "apply --wait, rollout status and delete --wait (default 10m)");
   app.add_option("-n,--namespace", ctx.ns, "namespace (default: default)");
 
   AddApplyCommands(app, ctx);

@@ -43,6 +43,13 @@ std::string ResolveServer(const std::string& flag) {
 
 absl::Status Context::Prepare() {
   server_ = ResolveServer(server_flag);
+  if (timeout_flag.empty()) {
+    // No --timeout: each request gets 30s, a wait (apply --wait, rollout
+    // status, delete --wait) 10m, the default progressDeadline.
+    timeout_ = absl::Seconds(30);
+    wait_timeout_ = absl::Minutes(10);
+    return absl::OkStatus();
+  }
   auto ms = ParseDurationMs(timeout_flag);
   if (!ms.ok()) {
     return absl::InvalidArgumentError(
@@ -50,6 +57,7 @@ absl::Status Context::Prepare() {
   }
   if (*ms <= 0) return absl::InvalidArgumentError("--timeout must be positive");
   timeout_ = absl::Milliseconds(*ms);
+  wait_timeout_ = timeout_;
   return absl::OkStatus();
 }
 

@@ -41,8 +41,8 @@ class Context {
 
   // Global flags, bound by Main.
   std::string server_flag;
-  std::string timeout_flag = "30s";
-  std::string ns;  // -n; empty = "default"
+  std::string timeout_flag;  // empty: 30s per request, 10m per wait
+  std::string ns;            // -n; empty = "default"
 
   std::ostream& out() { return out_; }
   std::ostream& err() { return err_; }
@@ -51,6 +51,8 @@ class Context {
   // The resolved address (after Prepare()).
   const std::string& server() const { return server_; }
   absl::Duration timeout() const { return timeout_; }
+  // How long apply --wait, rollout status and delete --wait wait in all.
+  absl::Duration wait_timeout() const { return wait_timeout_; }
   std::string Namespace() const { return ns.empty() ? "default" : ns; }
 
   // Resolves the address and parses --timeout. Called once before a command.
@@ -71,6 +73,7 @@ class Context {
   std::ostream& err_;
   std::string server_;
   absl::Duration timeout_ = absl::Seconds(30);
+  absl::Duration wait_timeout_ = absl::Minutes(10);
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<tidal::v1::Tidal::Stub> stub_;
 };

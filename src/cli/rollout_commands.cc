@@ -256,8 +256,9 @@ int WaitForRollout(Context& ctx, const std::string& name, int64_t generation,
   }
   if (tty && !json) ctx.out() << "\n";
   if (json && have) ctx.out() << StatusJson(app, "timeout");
-  ctx.err() << "error: timed out after " << absl::FormatDuration(ctx.timeout())
-            << " waiting for app " << name
+  ctx.err() << "error: timed out after "
+            << absl::FormatDuration(ctx.wait_timeout()) << " waiting for app "
+            << name
             << " to roll out (raise it with --timeout); the rollout goes on: "
                "see `tidalctl rollout status "
             << name << "`\n";
@@ -297,7 +298,8 @@ void AddRolloutCommands(CLI::App& root, Context& ctx) {
         auto app = GetApp(ctx, f->app);
         if (!app.ok()) return ctx.Fail(app.status());
         return WaitForRollout(ctx, f->app, app->metadata().generation(),
-                              absl::Now() + ctx.timeout(), f->output == "json");
+                              absl::Now() + ctx.wait_timeout(),
+                              f->output == "json");
       });
     });
   }
