@@ -30,6 +30,97 @@ std::string Fingerprint(const App& app) {
 
 double Round(double v) { return std::round(v * 100) / 100; }
 
+// What cpu and memory utilization are measured against when the template
+// sets no resources: one core, and 512 MiB (docs/scaling.md).
+constexpr int64_t kDefaultCpuMillis = 1000;
+constexpr int64_t kDefaultMemoryBytes = int64_t{512} << 20;
+
+// Metrics cpu and memory: turns the runtime's usage figures into the
+// per-instance utilization the scaler records, once per complete second.
+// Owned by one planner entry, used under its lock.
+class UtilizationSampler {
+ public:
+  static bool Wanted(const App& app) {
+    const std::string& m = app.spec().scaling().metric();
+    return m == "cpu" || m == "memory";
+  }
+
+  UtilizationSampler(const App& app, absl::Time now)
+      : next_sec_(absl::ToUnixSeconds(now)) {
+    SetResources(app);
+  }
+
+  // The template's resources (they may change without recreating the
+  // scaler).
+  void SetResources(const App& app) {
+    const tidal::v1::Resources& r = app.spec().template_().resources();
+    cpu_millis_ = r.cpu_millis() > 0 ? r.cpu_millis() : kDefaultCpuMillis;
+    memory_bytes_ =
+        r.memory_bytes() > 0 ? r.memory_bytes() : kDefaultMemoryBytes;
+  }
+
+  // Reads the usage of the app's instances and records, for every complete
+  // second since the last recording (at most one stable window of them),
+  // the average utilization over the `ready` instances: CPU from the CPU
+  // seconds used since this instance's previous sample over the time between
+  // the samples, memory from the resident bytes now.
+  void Sample(Runtime* runtime, const std::string& ns, const std::string& name,
+              const absl::flat_hash_set<std::string>& ready, absl::Time now,
+              scaler::AppScaler* s) {
+    const int64_t now_sec = absl::ToUnixSeconds(now);
+    if (now_sec <= next_sec_) return;  // nothing complete since last time
+    double cpu_sum = 0, mem_sum = 0;
+    int cpu_n = 0, mem_n = 0;
+    absl::flat_hash_map<std::string, Prev> next;
+    if (!ready.empty()) {
+      for (const InstanceUsage& u : runtime->Usage(ns, name)) {
+        if (!ready.contains(u.instance_id)) continue;
+        next[u.instance_id] = Prev{u.cpu_seconds, u.sampled_at};
+        mem_sum += 100.0 * static_cast<double>(u.memory_bytes) /
+                   static_cast<double>(memory_bytes_);
+        ++mem_n;
+        auto it = prev_.find(u.instance_id);
+        // A restarted process starts its CPU seconds again: a new baseline.
+        if (it == prev_.end() || u.sampled_at <= it->second.at ||
+            u.cpu_seconds < it->second.cpu_seconds) {
+          continue;
+        }
+        const double wall = absl::ToDoubleSeconds(u.sampled_at - it->second.at);
+        cpu_sum += 100.0 * (u.cpu_seconds - it->second.cpu_seconds) / wall /
+                   (static_cast<double>(cpu_millis_) / 1000.0);
+        ++cpu_n;
+      }
+    }
+    prev_ = std::move(next);
+    const bool cpu = s->config().metric == scaler::Metric::kCpu;
+    const int n = cpu ? cpu_n : mem_n;
+    // Ready instances but no rate yet (their first sample): wait for the
+    // next tick, which fills these seconds too.
+    if (n == 0 && !prev_.empty()) return;
+    if (n > 0) {
+      const double cpu_pct = cpu_n > 0 ? cpu_sum / cpu_n : 0;
+      const double mem_pct = mem_n > 0 ? mem_sum / mem_n : 0;
+      const int64_t window =
+          absl::ToInt64Seconds(s->config().stable_window) + 1;
+      for (int64_t sec = std::max(next_sec_, now_sec - window); sec < now_sec;
+           ++sec) {
+        s->RecordUtilization(absl::FromUnixSeconds(sec), cpu_pct, mem_pct);
+      }
+    }
+    next_sec_ = now_sec;
+  }
+
+ private:
+  struct Prev {
+    double cpu_seconds;
+    absl::Time at;
+  };
+  int64_t cpu_millis_ = kDefaultCpuMillis;
+  int64_t memory_bytes_ = kDefaultMemoryBytes;
+  absl::flat_hash_map<std::string, Prev> prev_;  // by instance id
+  int64_t next_sec_;  // first second not recorded yet
+};
+
 }  // namespace
 
 struct ScalerPlanner::Entry {
@@ -49,6 +140,8 @@ struct ScalerPlanner::Entry {
   absl::flat_hash_set<std::string> ready_seen ABSL_GUARDED_BY(mu);
   bool has_plan ABSL_GUARDED_BY(mu) = false;
   Plan plan ABSL_GUARDED_BY(mu);
+  // Metrics cpu and memory only.
+  std::unique_ptr<UtilizationSampler> usage ABSL_GUARDED_BY(mu);
 };
 
 ScalerPlanner::ScalerPlanner(Store* store, Runtime* runtime,
@@ -128,8 +221,9 @@ bool ScalerPlanner::Step(Entry* e, absl::Time now) {
                        FromProtoTime(inst.start_time()));
     }
   }
-  e->ready_seen = std::move(ready_now);
   s->SetInstances(ready, current);
+  if (e->usage) e->usage->Sample(runtime_, e->ns, e->name, ready_now, now, s);
+  e->ready_seen = std::move(ready_now);
   s->SetWaiting(now, queued_ ? queued_(e->ns, e->name) : 0);
   for (absl::Duration d : starts) s->ObserveStartDuration(d);
 
@@ -245,6 +339,9 @@ std::shared_ptr<ScalerPlanner::Entry> ScalerPlanner::Create(
   e->last_save = now;
   e->next_tick_ns = absl::ToUnixNanos(now + e->tick);
   absl::MutexLock lock(&e->mu);
+  if (UtilizationSampler::Wanted(app)) {
+    e->usage = std::make_unique<UtilizationSampler>(app, now);
+  }
   Step(e.get(), now);
   log->info("app={} scaler {} ({} on {}): {} replicas ({})", e->key,
             previous != nullptr ? "recreated" : "created",
@@ -296,6 +393,7 @@ ReplicaPlanner::Plan ScalerPlanner::Desired(
     e = std::move(fresh);
   }
   absl::MutexLock lock(&e->mu);
+  if (e->usage) e->usage->SetResources(app);
   return e->plan;
 }
 

@@ -96,6 +96,48 @@ bool ProcessMatches(pid_t pid, uint64_t start_ticks) {
   return ticks == start_ticks && state != 'Z' && state != 'X';
 }
 
+// CPU and memory of one process, from /proc/<pid>/stat.
+struct ProcStatUsage {
+  pid_t pgid = 0;
+  uint64_t start_ticks = 0;
+  uint64_t cpu_ticks = 0;  // utime + stime + cutime + cstime
+  int64_t rss_pages = 0;
+};
+
+// Parses /proc/<pid>/stat (path given); false if unreadable.
+bool ReadProcUsage(const char* path, ProcStatUsage* out) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buf[1024];
+  ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  if (n <= 0) return false;
+  buf[n] = '\0';
+  const char* p = strrchr(buf, ')');
+  if (p == nullptr) return false;
+  // Fields after the command name, from field 3 (state) on.
+  std::array<uint64_t, 25> f{};
+  p += 2;
+  for (int field = 3; field <= 24; ++field) {
+    const char* sp = strchr(p, ' ');
+    if (field > 3) {
+      // cutime/cstime and rss are signed in the kernel's format; negative
+      // values do not occur for them in practice.
+      f[field] = strtoull(p, nullptr, 10);
+    }
+    if (sp == nullptr) {
+      if (field < 24) return false;
+      break;
+    }
+    p = sp + 1;
+  }
+  out->pgid = static_cast<pid_t>(f[5]);
+  out->cpu_ticks = f[14] + f[15] + f[16] + f[17];
+  out->start_ticks = f[22];
+  out->rss_pages = static_cast<int64_t>(f[24]);
+  return true;
+}
+
 std::string BootId() {
   std::ifstream in("/proc/sys/kernel/random/boot_id");
   std::string id;
@@ -479,6 +521,74 @@ class ProcessRuntime::Impl {
       if (!ns.empty() && p->info.namespace_() != ns) continue;
       if (!app.empty() && p->info.app() != app) continue;
       out.push_back(p->info);
+    }
+    return out;
+  }
+
+  // One pass over /proc: sums the figures of every process in the process
+  // group of each running instance (each instance leads its own session and
+  // group, so the group is the instance with all its children).
+  std::vector<InstanceUsage> Usage(const std::string& ns,
+                                   const std::string& app) {
+    struct Want {
+      std::string id;
+      pid_t pid;
+      uint64_t start_ticks;
+    };
+    std::vector<Want> wants;
+    {
+      absl::MutexLock l(&mu_);
+      for (const auto& [id, p] : procs_) {
+        if (!ns.empty() && p->info.namespace_() != ns) continue;
+        if (!app.empty() && p->info.app() != app) continue;
+        if (p->pid <= 0) continue;
+        wants.push_back({id, p->pid, p->start_ticks});
+      }
+    }
+    std::vector<InstanceUsage> out;
+    if (wants.empty()) return out;
+    const absl::Time now = absl::Now();
+    struct Sum {
+      uint64_t ticks = 0;
+      int64_t pages = 0;
+      bool leader_ok = false;
+    };
+    std::map<pid_t, Sum> groups;
+    for (const Want& w : wants) groups[w.pid];
+    DIR* dir = opendir("/proc");
+    if (dir == nullptr) return out;
+    char path[sizeof(dirent::d_name) + 16];
+    while (dirent* e = readdir(dir)) {
+      if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+      snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+      ProcStatUsage u;
+      if (!ReadProcUsage(path, &u)) continue;
+      auto it = groups.find(u.pgid);
+      if (it == groups.end()) continue;
+      it->second.ticks += u.cpu_ticks;
+      it->second.pages += u.rss_pages;
+      const pid_t pid = static_cast<pid_t>(strtol(e->d_name, nullptr, 10));
+      if (pid == u.pgid) {
+        for (const Want& w : wants) {
+          if (w.pid == pid && w.start_ticks == u.start_ticks)
+            it->second.leader_ok = true;
+        }
+      }
+    }
+    closedir(dir);
+    static const double kTicksPerSecond =
+        static_cast<double>(sysconf(_SC_CLK_TCK));
+    static const int64_t kPageSize = sysconf(_SC_PAGESIZE);
+    for (const Want& w : wants) {
+      const Sum& sum = groups[w.pid];
+      // The group's leader is gone or is another process now: no figures.
+      if (!sum.leader_ok) continue;
+      InstanceUsage u;
+      u.instance_id = w.id;
+      u.cpu_seconds = static_cast<double>(sum.ticks) / kTicksPerSecond;
+      u.memory_bytes = sum.pages * kPageSize;
+      u.sampled_at = now;
+      out.push_back(std::move(u));
     }
     return out;
   }
@@ -1372,6 +1482,11 @@ absl::Status ProcessRuntime::Stop(const std::string& instance_id,
 std::vector<tidal::v1::Instance> ProcessRuntime::List(
     const std::string& namespace_, const std::string& app) {
   return impl_->List(namespace_, app);
+}
+
+std::vector<InstanceUsage> ProcessRuntime::Usage(const std::string& namespace_,
+                                                 const std::string& app) {
+  return impl_->Usage(namespace_, app);
 }
 
 void ProcessRuntime::SetListener(Listener listener) {

@@ -77,6 +77,11 @@ class ProcessRuntime : public Runtime {
                     absl::Duration grace) override;
   std::vector<tidal::v1::Instance> List(const std::string& namespace_ = "",
                                         const std::string& app = "") override;
+  // Reads /proc/<pid>/stat of every process on the machine once per call
+  // and sums utime+stime+cutime+cstime and rss over each instance's process
+  // group.
+  std::vector<InstanceUsage> Usage(const std::string& namespace_ = "",
+                                   const std::string& app = "") override;
   void SetListener(Listener listener) override;
   absl::Status Adopt() override;
   absl::StatusOr<std::string> LogPath(const std::string& instance_id) override;

@@ -42,6 +42,22 @@ struct InstanceChange {
   std::string event_message;
 };
 
+// What one instance uses at one moment (Runtime::Usage). Callers turn two
+// samples of the same instance into a CPU rate: (cpu_seconds delta) /
+// (sampled_at delta).
+struct InstanceUsage {
+  std::string instance_id;
+  // CPU time (user + system) used by the instance: every process of it (the
+  // process runtime: its process group), including its children that have
+  // exited and been waited for. It only grows while the instance runs; it
+  // starts again from about zero when the instance's process is restarted.
+  double cpu_seconds = 0;
+  // Resident memory (RSS) of the instance's processes, summed.
+  int64_t memory_bytes = 0;
+  // When the figures were read.
+  absl::Time sampled_at;
+};
+
 // Thread-safe.
 class Runtime {
  public:
@@ -68,6 +84,16 @@ class Runtime {
   // Finds instances left running by a previous tidald and takes them over.
   // Called once at start-up, before the controller reconciles.
   virtual absl::Status Adopt() = 0;
+
+  // CPU and memory usage of the running instances of one app (namespace_
+  // and app set), or of all apps, read when asked (nothing is sampled in the
+  // background). Instances without a running process (waiting to restart,
+  // gone) are left out; a runtime without the figures returns nothing (the
+  // default).
+  virtual std::vector<InstanceUsage> Usage(const std::string& namespace_ = "",
+                                           const std::string& app = "") {
+    return {};
+  }
 
   // Path of an instance's log file (stdout and stderr), for `tidalctl logs`.
   virtual absl::StatusOr<std::string> LogPath(

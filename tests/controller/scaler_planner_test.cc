@@ -113,7 +113,23 @@ class ScalerPlannerTest : public ::testing::Test {
     }
   }
 
+  // Advances the clock second by second; before each tick every instance of
+  // `app` has used `cores` of CPU over the second and holds `memory` bytes.
+  void RunWithUsage(const App& app, absl::Duration d, double cores,
+                    int64_t memory) {
+    for (absl::Duration t; t < d; t += absl::Seconds(1)) {
+      clock_.Advance(absl::Seconds(1));
+      for (const auto& inst : runtime_.List("default", app.metadata().name())) {
+        double& cpu = cpu_seconds_[inst.id()];
+        cpu += cores;
+        runtime_.SetUsage(inst.id(), cpu, memory, clock_.Now());
+      }
+      planner_.RunDue();
+    }
+  }
+
   testing::FakeClock clock_;
+  std::map<std::string, double> cpu_seconds_;
   testing::MemoryStore store_;
   testing::FakeRuntime runtime_;
   FakeMetrics metrics_;
@@ -268,6 +284,111 @@ TEST_F(ScalerPlannerTest, TickThreadDecidesWithoutHelp) {
   EXPECT_TRUE(changed.WaitForNotificationWithTimeout(absl::Seconds(5)));
   EXPECT_EQ(planner.Desired(app, {}).replicas, 1);
   planner.Stop();
+}
+
+// An app scaled on cpu or memory utilization (KPA's rules, so the expected
+// counts are Knative's).
+App UtilizationApp(const std::string& name, const std::string& metric, int min,
+                   int max, double target) {
+  App app = ScaledApp(name, min, max, 0);
+  auto* s = app.mutable_spec()->mutable_scaling();
+  s->set_metric(metric);
+  s->clear_target();
+  s->set_target(target);
+  s->set_algorithm("kpa");
+  return app;
+}
+
+TEST_F(ScalerPlannerTest, CpuOverTargetScalesUp) {
+  App app = UtilizationApp("cpu", "cpu", 1, 10, 50);
+  app.mutable_spec()->mutable_template_()->mutable_resources()->set_cpu_millis(
+      500);
+  EXPECT_EQ(Desired(app).replicas, 1);
+  SetInstances(app, 2);
+  // Each instance uses half a core: 100% of its 500m.
+  RunWithUsage(app, absl::Seconds(6), 0.5, 10 << 20);
+  auto plan = Desired(app);
+  // 2 instances x 100% against 50% per instance: 4.
+  EXPECT_EQ(plan.replicas, 4) << plan.reason;
+  EXPECT_EQ(plan.status.metric(), "cpu");
+  EXPECT_NEAR(plan.status.value(), 100, 0.5) << plan.reason;
+  EXPECT_EQ(plan.status.target(), 50);
+  EXPECT_TRUE(absl::StrContains(plan.reason, "cpu 100 over target 50"))
+      << plan.reason;
+  EXPECT_GT(runtime_.usage_calls(), 0);
+}
+
+TEST_F(ScalerPlannerTest, LowCpuScalesDown) {
+  App app = UtilizationApp("idlecpu", "cpu", 1, 10, 50);
+  app.mutable_spec()->mutable_template_()->mutable_resources()->set_cpu_millis(
+      1000);
+  SetInstances(app, 4);
+  EXPECT_EQ(Desired(app).replicas, 4);  // no data yet: keeps what runs
+  // 5% of a core each: 4 x 5% = 20%, one instance is enough.
+  RunWithUsage(app, absl::Seconds(70), 0.05, 10 << 20);
+  auto plan = Desired(app);
+  EXPECT_LT(plan.replicas, 4) << plan.reason;
+  EXPECT_GE(plan.replicas, 1) << plan.reason;
+  EXPECT_NEAR(plan.status.value(), 5, 0.5) << plan.reason;
+  EXPECT_TRUE(absl::StrContains(plan.reason, "under target 50")) << plan.reason;
+  SetInstances(app, plan.replicas);
+  RunWithUsage(app, absl::Seconds(10), 0.05, 10 << 20);
+  EXPECT_EQ(Desired(app).replicas, 1) << Desired(app).reason;
+}
+
+TEST_F(ScalerPlannerTest, CpuWithoutResourcesIsMeasuredAgainstOneCore) {
+  App app = UtilizationApp("onecore", "cpu", 1, 10, 50);
+  SetInstances(app, 1);
+  Desired(app);
+  // A whole core: 100%.
+  RunWithUsage(app, absl::Seconds(6), 1.0, 10 << 20);
+  auto plan = Desired(app);
+  EXPECT_NEAR(plan.status.value(), 100, 0.5) << plan.reason;
+  EXPECT_EQ(plan.replicas, 2) << plan.reason;
+}
+
+TEST_F(ScalerPlannerTest, MemoryOverTargetScalesUp) {
+  App app = UtilizationApp("mem", "memory", 1, 10, 60);
+  app.mutable_spec()
+      ->mutable_template_()
+      ->mutable_resources()
+      ->set_memory_bytes(100 << 20);
+  SetInstances(app, 2);
+  Desired(app);
+  // 90 MiB of 100 MiB each: 2 x 90% against 60%: 3.
+  RunWithUsage(app, absl::Seconds(6), 0.01, 90 << 20);
+  auto plan = Desired(app);
+  EXPECT_EQ(plan.status.metric(), "memory");
+  EXPECT_NEAR(plan.status.value(), 90, 0.5) << plan.reason;
+  EXPECT_EQ(plan.replicas, 3) << plan.reason;
+}
+
+TEST_F(ScalerPlannerTest, ResourcesChangeTakesEffectWithoutRecreating) {
+  App app = UtilizationApp("memres", "memory", 1, 10, 60);
+  SetInstances(app, 1);
+  Desired(app);
+  // 256 MiB against the 512 MiB default: 50%, under the target.
+  RunWithUsage(app, absl::Seconds(6), 0.01, 256 << 20);
+  auto plan = Desired(app);
+  EXPECT_NEAR(plan.status.value(), 50, 0.5) << plan.reason;
+  EXPECT_EQ(plan.replicas, 1);
+  app.mutable_spec()
+      ->mutable_template_()
+      ->mutable_resources()
+      ->set_memory_bytes(256 << 20);
+  Desired(app);
+  RunWithUsage(app, absl::Seconds(70), 0.01, 256 << 20);
+  plan = Desired(app);
+  EXPECT_NEAR(plan.status.value(), 100, 0.5) << plan.reason;
+  EXPECT_EQ(plan.replicas, 2) << plan.reason;
+}
+
+TEST_F(ScalerPlannerTest, RequestMetricsNeverReadUsage) {
+  App app = ScaledApp("conc", 1, 10, 10);
+  SetInstances(app, 1);
+  Desired(app);
+  RunWithUsage(app, absl::Seconds(6), 0.5, 10 << 20);
+  EXPECT_EQ(runtime_.usage_calls(), 0);
 }
 
 }  // namespace

@@ -137,4 +137,29 @@ void FakeRuntime::FinishStops() {
   for (const auto& c : changes) Notify(c);
 }
 
+std::vector<InstanceUsage> FakeRuntime::Usage(const std::string& ns,
+                                              const std::string& app) {
+  absl::MutexLock lock(&mu_);
+  ++usage_calls_;
+  std::vector<InstanceUsage> out;
+  for (const auto& [id, u] : usage_) {
+    auto it = instances_.find(id);
+    if (it == instances_.end()) continue;
+    if (!ns.empty() && it->second.namespace_() != ns) continue;
+    if (!app.empty() && it->second.app() != app) continue;
+    out.push_back(u);
+  }
+  return out;
+}
+
+void FakeRuntime::SetUsage(const std::string& id, double cpu_seconds,
+                           int64_t memory_bytes, absl::Time sampled_at) {
+  absl::MutexLock lock(&mu_);
+  InstanceUsage& u = usage_[id];
+  u.instance_id = id;
+  u.cpu_seconds = cpu_seconds;
+  u.memory_bytes = memory_bytes;
+  u.sampled_at = sampled_at;
+}
+
 }  // namespace tidal::testing

@@ -23,6 +23,9 @@ class FakeRuntime : public Runtime {
   std::vector<tidal::v1::Instance> List(const std::string& ns = "",
                                         const std::string& app = "") override;
   void SetListener(Listener listener) override;
+  // The figures set with SetUsage, for instances that still exist.
+  std::vector<InstanceUsage> Usage(const std::string& ns = "",
+                                   const std::string& app = "") override;
   absl::Status Adopt() override { return absl::OkStatus(); }
   absl::StatusOr<std::string> LogPath(const std::string& instance_id) override;
   void Shutdown(bool stop_instances) override {}
@@ -33,6 +36,14 @@ class FakeRuntime : public Runtime {
   // Sets the phase and message (e.g. CrashLoopBackOff) and marks it not ready.
   void SetPhase(const std::string& id, const std::string& phase,
                 const std::string& message);
+  // Sets what Usage reports for an instance (cpu_seconds is cumulative).
+  void SetUsage(const std::string& id, double cpu_seconds, int64_t memory_bytes,
+                absl::Time sampled_at);
+  // Times Usage was called.
+  int usage_calls() {
+    absl::MutexLock l(&mu_);
+    return usage_calls_;
+  }
   // Finishes pending stops (Terminating instances disappear).
   void FinishStops();
   // When set, Stop removes the instance at once.
@@ -65,6 +76,8 @@ class FakeRuntime : public Runtime {
   int next_id_ ABSL_GUARDED_BY(mu_) = 0;
   int starts_ ABSL_GUARDED_BY(mu_) = 0;
   int stops_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<std::string, InstanceUsage> usage_ ABSL_GUARDED_BY(mu_);
+  int usage_calls_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace tidal::testing

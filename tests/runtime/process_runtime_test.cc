@@ -568,4 +568,63 @@ TEST_F(ProcessRuntimeTest, RecordWrittenForEveryInstance) {
 }
 
 }  // namespace
+// The usage of `id` from Usage(), if it is there.
+std::optional<InstanceUsage> UsageOf(Runtime* rt, const std::string& id) {
+  for (const InstanceUsage& u : rt->Usage("default", "")) {
+    if (u.instance_id == id) return u;
+  }
+  return std::nullopt;
+}
+
+TEST_F(ProcessRuntimeTest, UsageOfBusyProcessGrows) {
+  auto inst = rt_->Start(Shell("while :; do :; done"));
+  ASSERT_TRUE(inst.ok());
+  std::optional<InstanceUsage> first;
+  // Right after the fork (before exec) the RSS can read 0; the shell soon
+  // has resident pages.
+  ASSERT_TRUE(WaitFor([&] {
+    first = UsageOf(rt_.get(), inst->id());
+    return first.has_value() && first->memory_bytes > 0;
+  }));
+  // Busy for real: CPU seconds grow (the machine is shared, so allow time).
+  std::optional<InstanceUsage> later;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        later = UsageOf(rt_.get(), inst->id());
+        return later && later->cpu_seconds >= first->cpu_seconds + 0.3;
+      },
+      absl::Seconds(30)))
+      << "cpu seconds stayed at " << (later ? later->cpu_seconds : -1);
+  EXPECT_GT(later->sampled_at, first->sampled_at);
+  EXPECT_GT(later->memory_bytes, 0);
+  // Filtered by app.
+  EXPECT_TRUE(rt_->Usage("default", "other").empty());
+  EXPECT_EQ(rt_->Usage("default", "sh").size(), 1u);
+  // Gone once stopped.
+  ASSERT_TRUE(rt_->Stop(inst->id(), absl::Seconds(1)).ok());
+  ASSERT_TRUE(WaitFor([&] { return rec_.Removed(inst->id()); }));
+  EXPECT_FALSE(UsageOf(rt_.get(), inst->id()).has_value());
+}
+
+TEST_F(ProcessRuntimeTest, UsageCountsTheWholeProcessGroup) {
+  // The shell itself only waits; a child shell burns the CPU.
+  auto inst = rt_->Start(Shell("/bin/sh -c 'while :; do :; done' & wait"));
+  ASSERT_TRUE(inst.ok());
+  std::optional<InstanceUsage> first;
+  ASSERT_TRUE(WaitFor([&] {
+    first = UsageOf(rt_.get(), inst->id());
+    return first.has_value();
+  }));
+  std::optional<InstanceUsage> later;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        later = UsageOf(rt_.get(), inst->id());
+        return later && later->cpu_seconds >= first->cpu_seconds + 0.3;
+      },
+      absl::Seconds(30)))
+      << "cpu seconds stayed at " << (later ? later->cpu_seconds : -1);
+  // Two processes' resident memory, each more than zero.
+  EXPECT_GT(later->memory_bytes, 0);
+}
+
 }  // namespace tidal
