@@ -337,7 +337,7 @@ std::shared_ptr<ScalerPlanner::Entry> ScalerPlanner::Create(
   e->scaler = std::move(*s);
   e->last_sample = now - e->scaler->config().stable_window;
   e->last_save = now;
-  e->next_tick_ns = absl::ToUnixNanos(now + e->tick);
+  e->next_tick_ns = NextTickNs(*e, absl::ToUnixNanos(now));
   absl::MutexLock lock(&e->mu);
   if (UtilizationSampler::Wanted(app)) {
     e->usage = std::make_unique<UtilizationSampler>(app, now);
@@ -438,6 +438,17 @@ void ScalerPlanner::Wake(const std::string& ns, const std::string& name) {
   if (changed && on_change_) on_change_(e->key);
 }
 
+int64_t ScalerPlanner::NextTickNs(const Entry& e, int64_t now_ns) const {
+  const int64_t tick = std::max<int64_t>(1, absl::ToInt64Nanoseconds(e.tick));
+  const int64_t offset = std::clamp<int64_t>(
+      absl::ToInt64Nanoseconds(options_.tick_offset), 0, tick / 2);
+  // The first k * tick + offset strictly after now_ns.
+  int64_t base = now_ns - offset;
+  int64_t k = base / tick;
+  if (base % tick < 0) --k;  // floor for times before the epoch
+  return (k + 1) * tick + offset;
+}
+
 void ScalerPlanner::RunDue() {
   const absl::Time now = clock_->Now();
   const int64_t now_ns = absl::ToUnixNanos(now);
@@ -446,19 +457,21 @@ void ScalerPlanner::RunDue() {
     absl::MutexLock lock(&mu_);
     for (const auto& [key, e] : apps_) {
       if (e->next_tick_ns.load() > now_ns) continue;
-      e->next_tick_ns = now_ns + absl::ToInt64Nanoseconds(e->tick);
+      e->next_tick_ns = NextTickNs(*e, now_ns);
       due.push_back(e);
     }
   }
-  std::vector<std::string> changed;
   for (const auto& e : due) {
-    absl::MutexLock lock(&e->mu);
-    if (e->retired) continue;
-    if (Step(e.get(), now)) changed.push_back(e->key);
-    if (now - e->last_save >= options_.save_interval) Save(e.get());
-  }
-  if (on_change_) {
-    for (const auto& key : changed) on_change_(key);
+    bool changed;
+    {
+      absl::MutexLock lock(&e->mu);
+      if (e->retired) continue;
+      changed = Step(e.get(), now);
+      if (now - e->last_save >= options_.save_interval) Save(e.get());
+    }
+    // At once (a scale-up starts instances now, not after the other apps'
+    // ticks), outside the entry's lock.
+    if (changed && on_change_) on_change_(e->key);
   }
 }
 

@@ -10,7 +10,10 @@
 // passes Controller::Enqueue), and the reconciler reads it back through
 // Desired(), which never advances any state. Wake() decides at once for an
 // app the gateway holds requests for (scale from zero without waiting for a
-// tick). Learned state (AppScaler::SaveState) is kept in the store under
+// tick). Ticks are aligned to whole multiples of the tick plus a small offset
+// (Options::tick_offset), so each sees the second the gateway just closed; a
+// changed decision is reported as soon as that app's tick has run. Learned
+// state (AppScaler::SaveState) is kept in the store under
 // keys::ScalerStateKey every few minutes and on Stop(), and restored when a
 // scaler is created.
 //
@@ -46,6 +49,10 @@ class ScalerPlanner : public ReplicaPlanner {
     absl::Duration save_interval = absl::Minutes(5);
     // Longest sleep of the tick thread between checks for due apps.
     absl::Duration max_idle_wait = absl::Milliseconds(500);
+    // Ticks fall on whole multiples of the app's tick (Unix time) plus this
+    // offset (at most half a tick): the gateway closes each second at its
+    // boundary, so every tick sees the second that has just ended.
+    absl::Duration tick_offset = absl::Milliseconds(100);
   };
 
   ScalerPlanner(Store* store, Runtime* runtime, MetricsSource* metrics,
@@ -95,6 +102,8 @@ class ScalerPlanner : public ReplicaPlanner {
   bool Step(Entry* e, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(e->mu);
   void Publish(Entry* e, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(e->mu);
   void Save(Entry* e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(e->mu);
+  // The first tick time of `e` strictly after `now`, in Unix nanoseconds.
+  int64_t NextTickNs(const Entry& e, int64_t now_ns) const;
   std::shared_ptr<Entry> Create(const tidal::v1::App& app,
                                 const std::string& fingerprint,
                                 const std::vector<tidal::v1::Instance>& insts,

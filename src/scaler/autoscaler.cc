@@ -192,8 +192,23 @@ int32_t AppScaler::DecideKpa(absl::Time now, int64_t eval, Cause* cause) {
 
 int32_t AppScaler::DecideTidal(absl::Time now, int64_t eval, Cause* cause) {
   const double stable = stable_.WindowAverage(eval);
-  const double panic = panic_.WindowAverage(eval);
+  double panic = panic_.WindowAverage(eval);
   last_stable_ = stable;
+  // Burst: when the latest complete seconds alone need at least the panic
+  // threshold times the ready instances, size on their peak rather than on
+  // the panic-window average (which takes the whole window to take a step
+  // in). KPA's panic rules then hold the count: no scale-down while
+  // panicking.
+  last_burst_ = false;
+  double recent = 0;
+  for (int64_t sec = eval - kBurstSeconds + 1; sec <= eval; ++sec)
+    recent = std::max(recent, panic_.At(sec));
+  if (recent > panic && kpa_.PodsFor(recent) / std::max(1, ready_) >=
+                            kpa_.params().panic_threshold) {
+    panic = recent;
+    last_burst_ = true;
+    last_burst_value_ = recent;
+  }
   KpaDecider::Result r = kpa_.Scale(now, stable, panic, ready_);
   last_panic_ = r.panic;
   *cause = Cause::kMetric;
@@ -355,10 +370,13 @@ std::string AppScaler::Reason(Cause cause, int32_t from, int32_t to,
       per_instance ? last_stable_ / std::max(1, ready_) : last_stable_;
   switch (cause) {
     case Cause::kMetric:
-      return absl::StrCat(metric, " ", Num(value),
-                          to >= from ? " over" : " under", " target ",
-                          Num(config_.TargetValue()), " per instance",
-                          last_panic_ ? " (panic)" : "", arrow);
+      return absl::StrCat(
+          metric, " ", Num(value), to >= from ? " over" : " under", " target ",
+          Num(config_.TargetValue()), " per instance",
+          last_burst_ ? absl::StrCat(" (burst: ", Num(last_burst_value_),
+                                     " in the last ", kBurstSeconds, "s)")
+                      : "",
+          last_panic_ ? " (panic)" : "", arrow);
     case Cause::kNoData:
       return absl::StrCat("no ", metric, " data yet", arrow);
     case Cause::kActiveWindow:

@@ -58,6 +58,10 @@ struct AppScalerOptions {
 
 class AppScaler {
  public:
+  // Tidal: a burst is judged on the peak of this many latest complete
+  // seconds (a step that starts mid-second fills only the second after).
+  static constexpr int kBurstSeconds = 2;
+
   // InvalidArgument when `spec` is invalid.
   static absl::StatusOr<std::unique_ptr<AppScaler>> Create(
       const tidal::v1::Scaling& spec, absl::Time now,
@@ -83,7 +87,7 @@ class AppScaler {
 
   Decision Decide(absl::Time now);
 
-  // The tick period (2 s; hpa 15 s).
+  // The tick period (tidal 1 s; kpa and keepalive 2 s; hpa 15 s).
   absl::Duration tick() const { return config_.tick; }
   const ScalerConfig& config() const { return config_; }
 
@@ -149,6 +153,8 @@ class AppScaler {
   double last_value_ = 0;  // latest stable value (for the decision)
   double last_stable_ = 0;
   bool last_panic_ = false;
+  bool last_burst_ = false;      // tidal: the last decision sized on a burst
+  double last_burst_value_ = 0;  // the burst's peak (metric units)
   int32_t last_desired_ = -1;
   std::string last_reason_;
 };

@@ -151,6 +151,9 @@ absl::StatusOr<ScalerConfig> ResolveConfig(const tidal::v1::Scaling& spec,
     c.tick = absl::Seconds(15);
     c.min_replicas = 1;
   }
+  // Tidal decides every second, so a step in load is acted on within a
+  // second of its first complete second (Knative's KPA: 2 s).
+  if (c.algorithm == Algorithm::kTidal) c.tick = absl::Seconds(1);
   if (spec.has_min_replicas()) {
     if (spec.min_replicas() < 0) return Invalid("minReplicas", "must be >= 0");
     c.min_replicas = spec.min_replicas();

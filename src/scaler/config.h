@@ -70,7 +70,7 @@ struct ScalerConfig {
   bool predictive = false;
   absl::Duration predictive_lookahead =
       absl::ZeroDuration();                       // 0: measured start time
-  absl::Duration tick = absl::Seconds(2);         // hpa: 15s
+  absl::Duration tick = absl::Seconds(2);         // tidal: 1s; hpa: 15s
   absl::Duration keep_alive = absl::Minutes(10);  // algorithm keepalive
 
   // The per-instance value the windows are compared against: target *

@@ -55,6 +55,16 @@ class TimedBuckets {
   }
   double Last() const { return written_ ? buckets_[Index(last_write_)] : 0; }
 
+  // The value of second `sec`: 0 when nothing was written for it (after the
+  // last write, or older than the window, or before the first write).
+  double At(int64_t sec) const {
+    if (!written_ || sec > last_write_ || sec <= last_write_ - window_ ||
+        sec < first_write_) {
+      return 0;
+    }
+    return buckets_[Index(sec)];
+  }
+
   // Knative's WindowAverage at second `now`.
   double WindowAverage(int64_t now) const {
     if (!written_) return 0;

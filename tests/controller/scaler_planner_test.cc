@@ -391,5 +391,28 @@ TEST_F(ScalerPlannerTest, RequestMetricsNeverReadUsage) {
   EXPECT_EQ(runtime_.usage_calls(), 0);
 }
 
+// Ticks fall 100 ms after whole seconds (the gateway closes a second at its
+// boundary), whenever the app was created, and a raised count is reported
+// at that tick: a step in load in second S is acted on at S + 1.1 s.
+TEST_F(ScalerPlannerTest, TicksAlignToSecondsAndReportAScaleUpAtOnce) {
+  clock_.Set(absl::FromUnixSeconds(1700000000) + absl::Milliseconds(500));
+  App app = ScaledApp("aligned", 1, 30, 5);  // tidal: 1 s tick, 3.5 each
+  SetInstances(app, 1);
+  EXPECT_EQ(Desired(app).replicas, 1);
+  metrics_.set_concurrency(50);  // second 1700000000 on
+  clock_.Set(absl::FromUnixSeconds(1700000001) + absl::Milliseconds(50));
+  planner_.RunDue();  // not due yet: the tick is at .100
+  EXPECT_EQ(Changes("default/aligned"), 0);
+  EXPECT_EQ(Desired(app).replicas, 1);
+  clock_.Set(absl::FromUnixSeconds(1700000001) + absl::Milliseconds(100));
+  planner_.RunDue();
+  EXPECT_EQ(Changes("default/aligned"), 1);
+  auto plan = Desired(app);
+  // min(ceil(50 / 3.5), ceil((50 + sqrt(250)) / 5))
+  EXPECT_EQ(plan.replicas, 14) << plan.reason;
+  EXPECT_TRUE(plan.status.panic());
+  EXPECT_TRUE(absl::StrContains(plan.reason, "burst")) << plan.reason;
+}
+
 }  // namespace
 }  // namespace tidal

@@ -100,7 +100,7 @@ TEST(PredictionTest, RaisesFloorAheadOfDailyPeak) {
     (*s)->Record(m);
   }
   const absl::Time day1 = day0 + absl::Hours(24);
-  // Before the lookahead (start time 30 s + tick 2 s): no floor.
+  // Before the lookahead (start time 30 s + tick 1 s): no floor.
   EXPECT_EQ(
       (*s)->Decide(day1 + absl::Hours(12) - absl::Minutes(5)).min_replicas, 0);
   // 20 s ahead of the peak, with no traffic yet: the floor is up.
