@@ -121,6 +121,32 @@ Totals TrafficMetrics::Read(int64_t now_ns) const {
 }
 
 void TrafficMetrics::Tick(absl::Time second, int64_t now_ns) {
+  // Cheap check first: an app with nothing started, finished or in flight
+  // since the last snapshot skips the full read of every bucket.
+  uint64_t started = 0, finished = 0;
+  int64_t in_flight = 0;
+  for (int i = 0; i < num_shards_; ++i) {
+    started += shards_[i].started.load(std::memory_order_relaxed);
+    finished += shards_[i].finished.load(std::memory_order_relaxed);
+    in_flight += shards_[i].in_flight.load(std::memory_order_relaxed);
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    if (!history_.empty() && in_flight == 0 && history_.back().in_flight == 0 &&
+        history_.back().started == started &&
+        history_.back().finished == finished) {
+      if (first_tick_ == absl::InfiniteFuture()) first_tick_ = second;
+      last_tick_ = second;
+      const int64_t horizon = now_ns - absl::ToInt64Nanoseconds(kStatsWindow);
+      while (history_.size() > 1 && history_[1].time_ns <= horizon)
+        history_.pop_front();
+      while (!samples_.empty() &&
+             samples_.front().time <= second - kSampleWindow) {
+        samples_.pop_front();
+      }
+      return;
+    }
+  }
   Totals now = Read(now_ns);
   absl::MutexLock lock(&mu_);
   Totals prev;

@@ -628,6 +628,9 @@ absl::StatusOr<std::unique_ptr<Connection>> SqliteStore::AcquireReader() {
   ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn,
                    Connection::Open(path_, options_.busy_timeout_ms));
   RETURN_IF_ERROR(conn->Exec("PRAGMA query_only=1"));
+  // Readers are many (one per concurrent caller); the OS page cache serves
+  // them all, so each keeps a small cache of its own.
+  RETURN_IF_ERROR(conn->Exec("PRAGMA cache_size=-256"));
   return conn;
 }
 

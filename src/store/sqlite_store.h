@@ -47,8 +47,8 @@ class SqliteStore : public Store {
   struct Options {
     // Bounds on the watch ring; the oldest whole revisions are evicted when
     // either is exceeded.
-    int64_t watch_history_events = 100000;
-    int64_t watch_history_bytes = 64 << 20;
+    int64_t watch_history_events = 50000;
+    int64_t watch_history_bytes = 16 << 20;
     // How long SQLite waits for a lock held by another connection.
     int busy_timeout_ms = 5000;
     // Upper bound on txns committed together in one SQLite transaction.
