@@ -1192,6 +1192,10 @@ class ProcessRuntime::Impl {
       if (p->gen != gen || p->gone || p->stopping || p->liveness_killed) return;
       if (r.ok) {
         p->live_failures = 0;
+      } else if (!p->ever_ready) {
+        // Liveness counts once the instance has been ready: a slow start is
+        // not a failure (a never-ready instance is the deployer's
+        // progressDeadline to judge, as with a Kubernetes startupProbe).
       } else {
         ++p->live_failures;
         changes.push_back(Change(*p, "Warning", "Unhealthy",

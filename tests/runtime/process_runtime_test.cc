@@ -354,6 +354,23 @@ TEST_F(ProcessRuntimeTest, LivenessFailureRestarts) {
   EXPECT_NE(Find(inst->id())->pid(), inst->pid());
 }
 
+TEST_F(ProcessRuntimeTest, LivenessWaitsForFirstReadiness) {
+  // Starts slowly; a liveness probe from t=0 with threshold 1 would kill it
+  // before it listens. Liveness counts only once the instance was ready.
+  InstanceRequest req = SampleApp({"--startup-delay", "1500ms"});
+  auto* probe = req.tmpl.mutable_liveness_probe();
+  probe->mutable_http_get()->set_path("/healthz");
+  probe->set_period_seconds(1);
+  probe->set_failure_threshold(1);
+  auto inst = rt_->Start(req);
+  ASSERT_TRUE(inst.ok());
+  ASSERT_TRUE(WaitReady(inst->id()));
+  EXPECT_TRUE(rec_.events("Unhealthy").empty());
+  EXPECT_TRUE(rec_.events("Killing").empty());
+  EXPECT_EQ(Find(inst->id())->pid(), inst->pid());
+  EXPECT_EQ(Find(inst->id())->restarts(), 0);
+}
+
 TEST_F(ProcessRuntimeTest, ReadinessHttpProbe) {
   InstanceRequest req = SampleApp({"--startup-delay", "150ms"});
   auto* probe = req.tmpl.mutable_readiness_probe();
