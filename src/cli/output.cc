@@ -457,6 +457,9 @@ tidal::v1::App DiffView(const tidal::v1::App& app) {
   v.mutable_metadata()->set_namespace_(app.metadata().namespace_());
   *v.mutable_metadata()->mutable_labels() = app.metadata().labels();
   *v.mutable_metadata()->mutable_annotations() = app.metadata().annotations();
+  // tidald records `apply --message` here; it is history, not desired state
+  // (as kubectl ignores its last-applied-configuration annotation).
+  v.mutable_metadata()->mutable_annotations()->erase("tidal.dev/change-cause");
   *v.mutable_spec() = app.spec();
   return v;
 }

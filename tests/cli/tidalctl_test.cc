@@ -319,7 +319,8 @@ TEST_F(TidalctlTest, DiffExitCodes) {
   EXPECT_EQ(r.code, 1) << "not yet created: different";
   EXPECT_TRUE(absl::StrContains(r.out, "+++ desired/default/hello")) << r.out;
 
-  ASSERT_EQ(Run({"apply", "-f", file}).code, 0);
+  // Applied with a change cause: the annotation is history, not a difference.
+  ASSERT_EQ(Run({"apply", "-f", file, "--message", "release 7"}).code, 0);
   r = Run({"diff", "-f", file});
   EXPECT_EQ(r.code, 0) << r.out << r.err;
   EXPECT_EQ(r.out, "");
