@@ -15,6 +15,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "gateway/gateway.h"
 
 namespace {
@@ -32,6 +33,7 @@ namespace {
 }  // namespace
 
 int main(int argc, char** argv) {
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   tidal::gateway::GatewayOptions opts;
   opts.port = 0;
   tidal::gateway::Route route;

@@ -16,6 +16,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "api/service.h"
 #include "common/logging.h"
 #include "common/units.h"
@@ -318,6 +319,10 @@ int Run(const Flags& flags) {
 }  // namespace tidal
 
 int main(int argc, char** argv) {
+  // Debian's Abseil checks every Mutex acquisition for lock-order cycles
+  // (a debug aid that costs more than the locking itself); the clang
+  // -Wthread-safety build checks lock discipline at compile time instead.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   tidal::Flags flags;
   CLI::App app{
       "tidald: the Tidal daemon (API, controller, scaler, deployer, runtime, "

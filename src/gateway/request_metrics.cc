@@ -49,10 +49,23 @@ double PercentileMs(const std::array<uint64_t, kBuckets>& buckets, double q) {
 }
 
 TrafficMetrics::TrafficMetrics(int shards, int64_t created_ns)
-    : created_ns_(created_ns),
-      shards_(new Shard[std::max(shards, 1)]),
-      num_shards_(std::max(shards, 1)) {
-  for (int i = 0; i < num_shards_; ++i) shards_[i].last_ns.store(created_ns);
+    : created_ns_(created_ns), num_shards_(std::max(shards, 1)) {}
+
+TrafficMetrics::~TrafficMetrics() {
+  delete[] shards_.load(std::memory_order_acquire);
+}
+
+// The shards are allocated on the first request: an app that never gets
+// traffic costs a few bytes, not a histogram per I/O thread.
+TrafficMetrics::Shard* TrafficMetrics::Shards() {
+  Shard* s = shards_.load(std::memory_order_acquire);
+  if (s != nullptr) return s;
+  Shard* fresh = new Shard[num_shards_];
+  for (int i = 0; i < num_shards_; ++i) fresh[i].last_ns.store(created_ns_);
+  if (shards_.compare_exchange_strong(s, fresh, std::memory_order_acq_rel))
+    return fresh;
+  delete[] fresh;  // another thread won
+  return s;
 }
 
 void TrafficMetrics::Step(Shard& s, int64_t now_ns, int delta) {
@@ -72,14 +85,14 @@ void TrafficMetrics::Step(Shard& s, int64_t now_ns, int delta) {
 }
 
 void TrafficMetrics::Start(int shard, int64_t now_ns) {
-  Shard& s = shards_[shard % num_shards_];
+  Shard& s = Shards()[shard % num_shards_];
   Step(s, now_ns, +1);
   Add<uint64_t>(s.started, 1);
 }
 
 void TrafficMetrics::Finish(int shard, int64_t start_ns, int64_t now_ns,
                             int status) {
-  Shard& s = shards_[shard % num_shards_];
+  Shard& s = Shards()[shard % num_shards_];
   Step(s, now_ns, -1);
   Add<uint64_t>(s.finished, 1);
   if (status >= 100 && status < 600) {
@@ -93,8 +106,9 @@ void TrafficMetrics::Finish(int shard, int64_t start_ns, int64_t now_ns,
 Totals TrafficMetrics::Read(int64_t now_ns) const {
   Totals t;
   t.time_ns = now_ns;
-  for (int i = 0; i < num_shards_; ++i) {
-    const Shard& s = shards_[i];
+  const Shard* shards = shards_.load(std::memory_order_acquire);
+  for (int i = 0; shards != nullptr && i < num_shards_; ++i) {
+    const Shard& s = shards[i];
     double area;
     int64_t in_flight, last;
     while (true) {
@@ -125,16 +139,21 @@ void TrafficMetrics::Tick(absl::Time second, int64_t now_ns) {
   // since the last snapshot skips the full read of every bucket.
   uint64_t started = 0, finished = 0;
   int64_t in_flight = 0;
-  for (int i = 0; i < num_shards_; ++i) {
-    started += shards_[i].started.load(std::memory_order_relaxed);
-    finished += shards_[i].finished.load(std::memory_order_relaxed);
-    in_flight += shards_[i].in_flight.load(std::memory_order_relaxed);
+  const Shard* shards = shards_.load(std::memory_order_acquire);
+  for (int i = 0; shards != nullptr && i < num_shards_; ++i) {
+    started += shards[i].started.load(std::memory_order_relaxed);
+    finished += shards[i].finished.load(std::memory_order_relaxed);
+    in_flight += shards[i].in_flight.load(std::memory_order_relaxed);
   }
   {
     absl::MutexLock lock(&mu_);
-    if (!history_.empty() && in_flight == 0 && history_.back().in_flight == 0 &&
-        history_.back().started == started &&
-        history_.back().finished == finished) {
+    // Idle: nothing since the last snapshot (or, before any snapshot,
+    // nothing at all: the creation-time zeros are the base).
+    const bool never = history_.empty() && started == 0 && finished == 0;
+    if (in_flight == 0 &&
+        (never || (!history_.empty() && history_.back().in_flight == 0 &&
+                   history_.back().started == started &&
+                   history_.back().finished == finished))) {
       if (first_tick_ == absl::InfiniteFuture()) first_tick_ = second;
       last_tick_ = second;
       const int64_t horizon = now_ns - absl::ToInt64Nanoseconds(kStatsWindow);

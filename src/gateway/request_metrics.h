@@ -48,6 +48,9 @@ double PercentileMs(const std::array<uint64_t, kBuckets>& buckets, double q);
 class TrafficMetrics {
  public:
   TrafficMetrics(int shards, int64_t created_ns);
+  ~TrafficMetrics();
+  TrafficMetrics(const TrafficMetrics&) = delete;
+  TrafficMetrics& operator=(const TrafficMetrics&) = delete;
 
   // A request arrived (in flight from now on).
   void Start(int shard, int64_t now_ns);
@@ -93,7 +96,8 @@ class TrafficMetrics {
   }
 
   const int64_t created_ns_;
-  std::unique_ptr<Shard[]> shards_;
+  Shard* Shards();  // allocates on first use
+  std::atomic<Shard*> shards_{nullptr};
   const int num_shards_;
 
   mutable absl::Mutex mu_;

@@ -513,8 +513,10 @@ TEST_F(GatewayTest, MeasuresConcurrencyRateStatusesAndLatency) {
     if (s.time < begin + absl::Milliseconds(200) ||
         s.time + absl::Seconds(1) > begin + absl::Seconds(3))
       continue;
-    EXPECT_NEAR(s.concurrency, 4.0, 0.8) << absl::FormatTime(s.time);
-    EXPECT_NEAR(s.requests, 76, 25) << absl::FormatTime(s.time);
+    // Loose enough for a loaded 2-core CI machine, tight enough to catch a
+    // wrong integral (off by a factor) or lost requests.
+    EXPECT_NEAR(s.concurrency, 4.0, 1.0) << absl::FormatTime(s.time);
+    EXPECT_NEAR(s.requests, 76, 30) << absl::FormatTime(s.time);
     ++checked;
   }
   EXPECT_GE(checked, 1);

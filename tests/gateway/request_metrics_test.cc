@@ -38,6 +38,20 @@ TEST(TrafficMetricsTest, ConcurrencyIsTimeWeightedPerSecond) {
   EXPECT_EQ(m.Samples(absl::FromUnixNanos(kT0)).size(), 2u);
 }
 
+TEST(TrafficMetricsTest, AnAppWithoutTrafficHoldsNothing) {
+  TrafficMetrics m(4, kT0);
+  for (int sec = 0; sec < 10; ++sec) {
+    m.Tick(absl::FromUnixNanos(kT0 + sec * kSec), kT0 + (sec + 1) * kSec);
+  }
+  EXPECT_EQ(m.stored_for_test(), 0u);
+  auto s = m.Samples(absl::InfinitePast());
+  ASSERT_EQ(s.size(), 10u);
+  for (const auto& x : s) EXPECT_EQ(x.concurrency, 0);
+  RequestStats st = m.Stats(absl::Minutes(1), kT0 + 10 * kSec);
+  EXPECT_EQ(st.requests, 0);
+  EXPECT_EQ(m.Read(kT0 + 10 * kSec).started, 0u);
+}
+
 TEST(TrafficMetricsTest, IdleSecondsCostNoMemoryButStillReadAsZeros) {
   TrafficMetrics m(1, kT0);
   // 10 requests in second 0, then 20 idle minutes.
