@@ -13,4 +13,4 @@ API=127.0.0.1:$(port)
   --stop-instances-on-exit 2>"$TMP/tidald.log" &
 TIDALD=$!
 for i in $(seq 100); do "$BUILD"/src/cli/tidalctl --server "$API" version >/dev/null 2>&1 && break; sleep 0.1; done
-"$BUILD"/bench/apply/apply_bench --server "$API" --pid "$TIDALD" --apps "$APPS" --threads 8
+"$BUILD"/bench/apply/apply_bench --server "$API" --pid "$TIDALD" --apps "$APPS" --threads 10

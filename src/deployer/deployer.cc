@@ -97,7 +97,8 @@ absl::StatusOr<DeployPlan> Deployer::Plan(const App& app, int32_t total,
   auto log = GetLogger("deployer");
 
   bool created = false;
-  auto rev_or = history_.Ensure(app, &created);
+  std::vector<Op> writes;  // a new revision, committed with the state below
+  auto rev_or = history_.Ensure(app, &created, &writes);
   if (!rev_or.ok()) return rev_or.status();
   const Revision rev = *rev_or;
   if (created) {
@@ -562,14 +563,16 @@ absl::StatusOr<DeployPlan> Deployer::Plan(const App& app, int32_t total,
   plan.requeue_after = requeue;
 
   // Persist before anyone acts on the plan.
-  if (version == 0 ||
+  if (!writes.empty() || version == 0 ||
       !google::protobuf::util::MessageDifferencer::Equals(st, before)) {
-    auto w = store_->Txn(
-        {Op::Put(keys::RolloutKey(ns, name), st.SerializeAsString(), version)});
+    writes.push_back(
+        Op::Put(keys::RolloutKey(ns, name), st.SerializeAsString(), version));
+    auto w = store_->Txn(writes);
     if (!w.ok()) {
       if (absl::IsFailedPrecondition(w.status())) {
-        return absl::AbortedError(absl::StrCat(
-            "rollout state of ", ns, "/", name, " changed while planning"));
+        return absl::AbortedError(absl::StrCat("rollout state or revisions of ",
+                                               ns, "/", name,
+                                               " changed while planning"));
       }
       return w.status();
     }

@@ -54,7 +54,8 @@ absl::StatusOr<Revision> RevisionHistory::Get(const std::string& ns,
 }
 
 absl::StatusOr<Revision> RevisionHistory::Ensure(const tidal::v1::App& app,
-                                                 bool* created) {
+                                                 bool* created,
+                                                 std::vector<Op>* deferred) {
   *created = false;
   const std::string& ns = app.metadata().namespace_();
   const std::string& name = app.metadata().name();
@@ -76,6 +77,12 @@ absl::StatusOr<Revision> RevisionHistory::Ensure(const tidal::v1::App& app,
   if (cause != app.metadata().annotations().end())
     r.set_change_cause(cause->second);
   *r.mutable_created() = ToProtoTime(clock_->Now());
+  if (deferred != nullptr) {
+    deferred->push_back(
+        Op::Put(RevisionKey(ns, name, r.number()), r.SerializeAsString(), 0));
+    *created = true;
+    return r;
+  }
   auto st =
       store_->Create(RevisionKey(ns, name, r.number()), r.SerializeAsString());
   if (!st.ok()) {

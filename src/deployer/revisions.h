@@ -36,8 +36,12 @@ class RevisionHistory {
                                           int64_t number);
   // The revision of the app's current template, made when new (`created`).
   // Aborted when another writer made the same number first (retry).
-  absl::StatusOr<tidal::v1::Revision> Ensure(const tidal::v1::App& app,
-                                             bool* created);
+  // With `deferred`, a new revision is not written but its create op is
+  // appended there, for the caller to commit with its own writes (one
+  // durable transaction instead of two).
+  absl::StatusOr<tidal::v1::Revision> Ensure(
+      const tidal::v1::App& app, bool* created,
+      std::vector<Op>* deferred = nullptr);
   // Deletes the oldest revisions beyond `limit`, never one in `keep`.
   absl::Status Prune(const std::string& ns, const std::string& app,
                      int32_t limit, const std::set<int64_t>& keep);
