@@ -9,6 +9,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/time/clock.h"
 #include "e2e/e2e_util.h"
+#include "e2e/http_client.h"
 
 namespace tidal::e2e {
 namespace {
@@ -78,6 +79,25 @@ TEST_F(CoreE2ETest, ScaleReplaceCrashAndDelete) {
   ASSERT_TRUE(WaitFor([&] { return Ready("hello") == 3; }))
       << daemon_->Ctl({"describe", "app", "hello"}).out;
   EXPECT_EQ(Count(), 3);
+
+  // The gateway serves the app by Host, and the admin port exposes
+  // Prometheus metrics for tidald and the gateway.
+  auto hello = HttpGet(daemon_->gateway_port(), AppHost("hello"), "/");
+  EXPECT_EQ(hello.status, 200) << hello.error;
+  EXPECT_TRUE(absl::StrContains(hello.body, "hello from v1-" + marker_))
+      << hello.body;
+  auto metrics = HttpGet(daemon_->admin_port(), "127.0.0.1", "/metrics");
+  ASSERT_EQ(metrics.status, 200) << metrics.error;
+  EXPECT_TRUE(absl::StrContains(metrics.body, "tidal_apps 1\n"))
+      << metrics.body;
+  EXPECT_TRUE(absl::StrContains(metrics.body, "tidal_instances 3\n"))
+      << metrics.body;
+  EXPECT_TRUE(absl::StrContains(metrics.body, "process_resident_memory_bytes "))
+      << metrics.body;
+  EXPECT_TRUE(absl::StrContains(
+      metrics.body,
+      "tidal_gateway_requests_total{namespace=\"default\",app=\"hello\""))
+      << metrics.body;
 
   // 3 -> 5
   r = Apply(AppYaml("hello", 5, marker_, "v1"));
