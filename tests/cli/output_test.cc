@@ -42,8 +42,9 @@ TEST(AppRowTest, ReadyDesiredStatusAndWideColumns) {
       ToProtoTime(now - absl::Minutes(5));
   app.mutable_spec()->set_replicas(3);
   TableOptions o;
-  EXPECT_EQ(AppRow(app, o, now),
-            (std::vector<std::string>{"hello", "0/3", "3", "Pending", "-", "5m"}));
+  EXPECT_EQ(
+      AppRow(app, o, now),
+      (std::vector<std::string>{"hello", "0/3", "3", "Pending", "-", "5m"}));
   app.mutable_status()->set_observed_generation(1);
   app.mutable_status()->set_desired_replicas(3);
   app.mutable_status()->set_ready_replicas(2);
