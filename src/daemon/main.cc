@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "api/service.h"
 #include "common/logging.h"
 #include "common/units.h"
@@ -84,9 +85,16 @@ absl::Status LockDataDir(const std::string& dir) {
   std::string path = dir + "/tidald.lock";
   int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) return absl::UnavailableError(absl::StrCat("cannot open ", path));
-  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("another tidald is running with data directory ", dir));
+  // A child forked by a tidald killed a moment ago shares its lock until it
+  // execs (the descriptor is close-on-exec), so wait a little before saying
+  // another tidald runs.
+  absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    if (absl::Now() >= deadline) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("another tidald is running with data directory ", dir));
+    }
+    absl::SleepFor(absl::Milliseconds(20));
   }
   std::string pid = absl::StrCat(getpid(), "\n");
   (void)!ftruncate(fd, 0);
@@ -126,7 +134,10 @@ int Run(const Flags& flags) {
   std::string store_name;
   if (absl::StartsWith(store_spec, "sqlite:")) {
     store_name = "sqlite";
-    store = SqliteStore::Open(store_spec.substr(strlen("sqlite:")));
+    SqliteStore::Options sqlite_opts;
+    sqlite_opts.lock_wait = absl::Seconds(10);
+    store =
+        SqliteStore::Open(store_spec.substr(strlen("sqlite:")), sqlite_opts);
   } else if (absl::StartsWith(store_spec, "etcd:")) {
     store_name = "etcd";
     store = EtcdStore::Open(store_spec.substr(strlen("etcd:")));

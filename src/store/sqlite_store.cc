@@ -354,6 +354,11 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
     return absl::UnavailableError(
         absl::StrCat("cannot open ", lock_path, ": ", std::strerror(errno)));
   }
+  const absl::Time lock_deadline = absl::Now() + options.lock_wait;
+  while (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0 &&
+         absl::Now() < lock_deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
   if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
     int err = errno;
     ::close(lock_fd);

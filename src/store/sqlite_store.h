@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "store/store.h"
 
 namespace tidal {
@@ -51,6 +52,9 @@ class SqliteStore : public Store {
     int64_t watch_history_bytes = 16 << 20;
     // How long SQLite waits for a lock held by another connection.
     int busy_timeout_ms = 5000;
+    // How long Open waits for the store's lock file before giving up (a
+    // child forked by a just-killed tidald holds it until it execs).
+    absl::Duration lock_wait = absl::ZeroDuration();
     // Upper bound on txns committed together in one SQLite transaction.
     int max_group_commit = 256;
   };

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -244,9 +245,27 @@ bool Daemon::Start() {
   argv.insert(argv.end(), extra_flags_.begin(), extra_flags_.end());
   ++starts_;
   if (!child_.Start(argv, log_path_)) return false;
-  return WaitFor(
+  bool up = WaitFor(
       [&] { return child_.Running() && Ctl({"version"}).exit_code == 0; },
       absl::Seconds(30));
+  if (!up) {
+    // Say why: the end of tidald's log and what tidalctl saw.
+    std::ifstream log(log_path_);
+    std::string line, tail;
+    std::deque<std::string> last;
+    while (std::getline(log, line)) {
+      last.push_back(line);
+      if (last.size() > 40) last.pop_front();
+    }
+    for (const auto& l : last) tail += l + "\n";
+    auto v = Ctl({"version"});
+    fprintf(stderr,
+            "tidald did not come up (running=%d); tidalctl version: %d %s\n"
+            "--- %s ---\n%s",
+            child_.Running() ? 1 : 0, v.exit_code, v.err.c_str(),
+            log_path_.c_str(), tail.c_str());
+  }
+  return up;
 }
 
 void Daemon::Kill9() {
