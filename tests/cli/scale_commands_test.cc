@@ -15,6 +15,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "api/service.h"
+#include "cli/tidalctl_fixture.h"
 #include "fakes/fake_clock.h"
 #include "fakes/fake_runtime.h"
 #include "fakes/memory_store.h"
@@ -26,18 +27,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct Result {
-  int code = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string ReadAll(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using cli_test::ReadAll;
+using cli_test::Result;
 
 // Fixed figures for every app.
 class FixedMetrics : public MetricsSource {
@@ -62,70 +53,10 @@ class FixedMetrics : public MetricsSource {
   }
 };
 
-class ScaleCommandsTest : public ::testing::Test {
+class ScaleCommandsTest : public cli_test::TidalctlFixture {
  protected:
-  void SetUp() override {
-    const char* build = std::getenv("TIDAL_BUILD_DIR");
-    fs::path build_dir = build != nullptr && *build
-                             ? fs::path(build)
-                             : fs::read_symlink("/proc/self/exe")
-                                   .parent_path()
-                                   .parent_path()
-                                   .parent_path();
-    binary_ = build_dir / "src/cli/tidalctl";
-    ASSERT_TRUE(fs::exists(binary_)) << binary_;
-    dir_ = fs::temp_directory_path() /
-           absl::StrCat("tidalctl-scale-test-", getpid(), "-", ++counter_);
-    fs::create_directories(dir_ / "home");
-    ServiceOptions opts;
-    opts.store_name = "memory";
-    opts.runtime_name = "fake";
-    service_ =
-        std::make_unique<TidalService>(&store_, &runtime_, &clock_, opts);
-    service_->set_metrics(&metrics_);
-    auto server = StartServer("127.0.0.1:0", service_.get());
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = std::move(*server);
-    address_ = absl::StrCat("127.0.0.1:", server_->port());
-  }
-  void TearDown() override {
-    server_.reset();
-    fs::remove_all(dir_);
-  }
-
-  Result Run(std::vector<std::string> args) {
-    args.insert(args.begin(), {binary_.string(), "--server", address_});
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    std::string home = absl::StrCat("HOME=", (dir_ / "home").string());
-    std::string path = "PATH=/usr/bin:/bin";
-    char* envp[] = {home.data(), path.data(), nullptr};
-    const std::string tag = absl::StrCat("run", ++runs_);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, (dir_ / (tag + ".out")).c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&fa, 2, (dir_ / (tag + ".err")).c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    pid_t pid = -1;
-    EXPECT_EQ(
-        posix_spawn(&pid, binary_.c_str(), &fa, nullptr, argv.data(), envp), 0);
-    posix_spawn_file_actions_destroy(&fa);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    Result r;
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    r.out = ReadAll(dir_ / (tag + ".out"));
-    r.err = ReadAll(dir_ / (tag + ".err"));
-    return r;
-  }
-
-  std::string WriteFile(const std::string& name, const std::string& text) {
-    fs::path p = dir_ / name;
-    std::ofstream(p) << text;
-    return p.string();
+  void Serve(TidalService* service) override {
+    service->set_metrics(&metrics_);
   }
 
   static std::string AppYaml(const std::string& name, const std::string& spec) {
@@ -135,16 +66,7 @@ class ScaleCommandsTest : public ::testing::Test {
         "  template:\n    command: [\"/bin/sleep\", \"1000\"]\n");
   }
 
-  static inline int counter_ = 0;
-  int runs_ = 0;
-  fs::path binary_, dir_;
-  std::string address_;
-  testing::FakeClock clock_{absl::Now()};
-  testing::MemoryStore store_;
-  testing::FakeRuntime runtime_{true};
   FixedMetrics metrics_;
-  std::unique_ptr<TidalService> service_;
-  std::unique_ptr<ApiServer> server_;
 };
 
 TEST_F(ScaleCommandsTest, ScaleSetsReplicasOrBounds) {
