@@ -928,6 +928,12 @@ class ProcessRuntime::Impl {
           if (fd != go[0] && fd != err[1]) fcntl(fd, F_SETFD, FD_CLOEXEC);
         }
       }
+      // Only the parent may hold the write end: if tidald dies before it
+      // recorded us, the read sees EOF and we exit (and drop every
+      // descriptor we inherited, its locks among them) instead of waiting
+      // forever.
+      close(go[1]);
+      close(err[0]);
       char c;
       ssize_t n;
       do {
