@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <set>
 #include <utility>
@@ -131,6 +132,34 @@ struct TidalService::Impl {
         clock(c),
         options(std::move(o)),
         log(GetLogger("api")) {}
+
+  // Reads the app, lets `change` edit it (it returns whether to write), and
+  // writes it back with compare-and-swap, retrying on a concurrent writer.
+  absl::StatusOr<v1::App> UpdateApp(
+      const std::string& ns, const std::string& name, const char* verb,
+      const std::function<absl::StatusOr<bool>(v1::App*)>& change) {
+    const std::string key = keys::App(ns, name);
+    absl::Status last;
+    for (int attempt = 0; attempt < std::max(1, options.apply_attempts);
+         ++attempt) {
+      auto kv = store->Get(key);
+      if (absl::IsNotFound(kv.status())) return AppNotFound(ns, name);
+      if (!kv.ok()) return kv.status();
+      ASSIGN_OR_RETURN(v1::App app, DecodeApp(*kv));
+      ASSIGN_OR_RETURN(bool write, change(&app));
+      if (!write) return app;
+      auto rev =
+          store->Txn({Op::Put(key, EncodeApp(app), kv->resource_version)});
+      if (rev.ok()) {
+        app.mutable_metadata()->set_resource_version(*rev);
+        return app;
+      }
+      if (!absl::IsFailedPrecondition(rev.status())) return rev.status();
+      last = rev.status();
+    }
+    return absl::AbortedError(absl::StrCat(
+        verb, " kept conflicting with concurrent writers: ", last.message()));
+  }
 
   std::string NewUid() {
     absl::MutexLock lock(&mu);
@@ -334,47 +363,34 @@ absl::StatusOr<v1::App> TidalService::Scale(const v1::ScaleRequest& req) {
       !req.has_max_replicas()) {
     return absl::InvalidArgumentError("scale needs --replicas, --min or --max");
   }
-  const std::string key = keys::App(ns, req.name());
-  absl::Status last;
-  for (int attempt = 0; attempt < std::max(1, impl_->options.apply_attempts);
-       ++attempt) {
-    auto kv = impl_->store->Get(key);
-    if (absl::IsNotFound(kv.status())) return AppNotFound(ns, req.name());
-    if (!kv.ok()) return kv.status();
-    ASSIGN_OR_RETURN(v1::App app, DecodeApp(*kv));
-    auto* spec = app.mutable_spec();
-    if (req.has_replicas()) {
-      spec->set_replicas(req.replicas());
-    }
-    if (req.has_min_replicas() || req.has_max_replicas()) {
-      // Scaling bounds replace a fixed replica count.
-      spec->clear_replicas();
-      if (req.has_min_replicas())
-        spec->mutable_scaling()->set_min_replicas(req.min_replicas());
-      if (req.has_max_replicas())
-        spec->mutable_scaling()->set_max_replicas(req.max_replicas());
-    }
-    std::vector<spec::SpecError> errors = spec::ValidateApp(app);
-    if (!errors.empty()) {
-      std::string msg;
-      for (const auto& e : errors)
-        absl::StrAppend(&msg, msg.empty() ? "" : "\n", e.ToString());
-      return absl::InvalidArgumentError(msg);
-    }
-    app.mutable_metadata()->set_generation(app.metadata().generation() + 1);
-    auto rev =
-        impl_->store->Txn({Op::Put(key, EncodeApp(app), kv->resource_version)});
-    if (rev.ok()) {
-      app.mutable_metadata()->set_resource_version(*rev);
-      impl_->log->info("scale app={}/{}: {}", ns, req.name(),
-                       req.ShortDebugString());
-      return app;
-    }
-    if (!absl::IsFailedPrecondition(rev.status())) return rev.status();
-    last = rev.status();
-  }
-  return absl::AbortedError(absl::StrCat(
-      "scale kept conflicting with concurrent writers: ", last.message()));
+  ASSIGN_OR_RETURN(
+      v1::App app,
+      impl_->UpdateApp(
+          ns, req.name(), "scale", [&](v1::App* app) -> absl::StatusOr<bool> {
+            auto* spec = app->mutable_spec();
+            if (req.has_replicas()) spec->set_replicas(req.replicas());
+            if (req.has_min_replicas() || req.has_max_replicas()) {
+              // Scaling bounds replace a fixed replica count.
+              spec->clear_replicas();
+              if (req.has_min_replicas())
+                spec->mutable_scaling()->set_min_replicas(req.min_replicas());
+              if (req.has_max_replicas())
+                spec->mutable_scaling()->set_max_replicas(req.max_replicas());
+            }
+            std::vector<spec::SpecError> errors = spec::ValidateApp(*app);
+            if (!errors.empty()) {
+              std::string msg;
+              for (const auto& e : errors)
+                absl::StrAppend(&msg, msg.empty() ? "" : "\n", e.ToString());
+              return absl::InvalidArgumentError(msg);
+            }
+            app->mutable_metadata()->set_generation(
+                app->metadata().generation() + 1);
+            return true;
+          }));
+  impl_->log->info("scale app={}/{}: {}", ns, req.name(),
+                   req.ShortDebugString());
+  return app;
 }
 
 absl::StatusOr<v1::TopResponse> TidalService::Top(const v1::TopRequest& req) {
@@ -435,38 +451,23 @@ absl::StatusOr<v1::DeleteResponse> TidalService::Delete(
   const std::string ns = NamespaceOr(req.namespace_());
   if (req.name().empty())
     return absl::InvalidArgumentError("app name is required");
-  const std::string key = keys::App(ns, req.name());
-  absl::Status last;
-  for (int attempt = 0; attempt < std::max(1, impl_->options.apply_attempts);
-       ++attempt) {
-    auto kv = impl_->store->Get(key);
-    if (absl::IsNotFound(kv.status())) return AppNotFound(ns, req.name());
-    if (!kv.ok()) return kv.status();
-    ASSIGN_OR_RETURN(v1::App app, DecodeApp(*kv));
-    v1::DeleteResponse resp;
-    if (app.metadata().has_deletion_timestamp()) {
-      *resp.mutable_app() = std::move(app);
-      return resp;  // already marked
-    }
-    *app.mutable_metadata()->mutable_deletion_timestamp() =
-        ToProtoTime(impl_->clock->Now());
-    if (req.dry_run()) {
-      *resp.mutable_app() = std::move(app);
-      return resp;
-    }
-    auto rev =
-        impl_->store->Txn({Op::Put(key, EncodeApp(app), kv->resource_version)});
-    if (rev.ok()) {
-      app.mutable_metadata()->set_resource_version(*rev);
-      impl_->log->info("delete app={}/{}: marked for deletion", ns, req.name());
-      *resp.mutable_app() = std::move(app);
-      return resp;
-    }
-    if (!absl::IsFailedPrecondition(rev.status())) return rev.status();
-    last = rev.status();
+  bool marked_now = false;
+  v1::DeleteResponse resp;
+  ASSIGN_OR_RETURN(
+      *resp.mutable_app(),
+      impl_->UpdateApp(
+          ns, req.name(), "delete", [&](v1::App* app) -> absl::StatusOr<bool> {
+            marked_now = false;
+            if (app->metadata().has_deletion_timestamp()) return false;
+            *app->mutable_metadata()->mutable_deletion_timestamp() =
+                ToProtoTime(impl_->clock->Now());
+            marked_now = !req.dry_run();
+            return marked_now;
+          }));
+  if (marked_now) {
+    impl_->log->info("delete app={}/{}: marked for deletion", ns, req.name());
   }
-  return absl::AbortedError(absl::StrCat(
-      "delete kept conflicting with concurrent writers: ", last.message()));
+  return resp;
 }
 
 absl::StatusOr<v1::ListInstancesResponse> TidalService::ListInstances(
