@@ -88,7 +88,9 @@ absl::StatusOr<AppReconciler::Result> AppReconciler::ReconcileDeleted(
   int stopping = 0;
   for (const auto& inst : instances) {
     if (!Live(inst)) continue;
-    absl::Status st = runtime_->Stop(inst.id(), grace);
+    // New requests already get 404; the ones in flight finish (within the
+    // grace period) before the instance gets SIGTERM.
+    absl::Status st = StopInstance(inst, grace);
     if (!st.ok() && !absl::IsNotFound(st)) return st;
     ++stopping;
   }

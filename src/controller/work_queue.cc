@@ -36,7 +36,7 @@ void WorkQueue::AddAfter(const std::string& key, absl::Duration delay) {
   ++delayed_gen_;
 }
 
-void WorkQueue::AddRateLimited(const std::string& key) {
+absl::Duration WorkQueue::AddRateLimited(const std::string& key) {
   absl::Duration delay;
   {
     absl::MutexLock lock(&mu_);
@@ -59,6 +59,7 @@ void WorkQueue::AddRateLimited(const std::string& key) {
     }
   }
   AddAfter(key, delay);
+  return delay;
 }
 
 void WorkQueue::Forget(const std::string& key) {

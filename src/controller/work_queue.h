@@ -37,8 +37,9 @@ class WorkQueue {
   // Queues `key` after `delay`.
   void AddAfter(const std::string& key, absl::Duration delay);
   // Queues `key` after its backoff (base * 2^failures, capped) and the
-  // overall rate limit; counts a failure for the key.
-  void AddRateLimited(const std::string& key);
+  // overall rate limit; counts a failure for the key. Returns the delay
+  // chosen (client-go's RateLimiter.When).
+  absl::Duration AddRateLimited(const std::string& key);
   // Clears the key's failure count (after a successful reconcile).
   void Forget(const std::string& key);
   int Failures(const std::string& key);

@@ -169,8 +169,15 @@ int Run(const Flags& flags) {
   ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
   if (n > 0) {
     self[n] = '\0';
-    ropts.extra_path.push_back(
-        std::filesystem::path(self).parent_path().string());
+    auto dir = std::filesystem::path(self).parent_path();
+    ropts.extra_path.push_back(dir.string());
+    // In a build tree tidald is build/src/daemon/tidald and the sample app
+    // build/examples/tidal-sample-app: examples/hello.yaml runs as written.
+    std::error_code ec;
+    auto examples = dir.parent_path().parent_path() / "examples";
+    if (std::filesystem::exists(examples / "tidal-sample-app", ec)) {
+      ropts.extra_path.push_back(examples.lexically_normal().string());
+    }
   }
   for (const auto& p : flags.instance_path) {
     for (absl::string_view part : absl::StrSplit(p, ':', absl::SkipEmpty())) {

@@ -247,6 +247,7 @@ class Session : public Waiter, public std::enable_shared_from_this<Session> {
     client_.set_option(tcp::no_delay(true), ec);
   }
   ~Session() override {
+    if (rev_metrics_) rev_metrics_->Finish(w_->index, rev_start_ns_, NowNs(), 0);
     if (lease_) app_->Release(lease_);
     w_->sessions.erase(self_it_);
   }
@@ -299,7 +300,9 @@ class Session : public Waiter, public std::enable_shared_from_this<Session> {
   void OnResponseWritten(beast::error_code ec);
   void FinishExchange();
   void Respond(http::status status, std::string body, bool retry_after = false);
-  void ReleaseLease();
+  // Ends the attempt on the leased instance; `status` is what its revision's
+  // metrics record for it (0: not counted as a response).
+  void ReleaseLease(int status);
   void FinishMetrics(int status);
   void Abort();
   void CloseClient();
@@ -490,6 +493,11 @@ void Session::OnDispatched(std::shared_ptr<EndpointState> lease) {
 
 void Session::OnLease(std::shared_ptr<EndpointState> lease) {
   lease_ = std::move(lease);
+  // Each attempt counts for the revision of the instance it went to, from
+  // here: a canary that refuses connections shows 5xx in its own figures.
+  rev_metrics_ = lease_->revision_metrics;
+  rev_start_ns_ = NowNs();
+  rev_metrics_->Start(w_->index, rev_start_ns_);
   auto it = w_->pools.find(lease_->uid);
   if (it != w_->pools.end()) {
     auto& idle = it->second.idle;
@@ -553,10 +561,18 @@ void Session::UpstreamFailed(bool connect_failure) {
     excluded_hold_.push_back(lease_);
     if (connect_failure) excluded_.push_back(failed);
   }
-  ReleaseLease();
   ++attempts_;
   bool can_retry = !body_started_ && !timed_out &&
                    attempts_ < opts_.max_connect_attempts && idempotent_;
+  // A refused connection or a timeout is the instance's failure; a pooled
+  // connection the instance had closed (retried on a fresh one) is not.
+  int attempt_status = 0;
+  if (timed_out) {
+    attempt_status = 504;
+  } else if (connect_failure || !can_retry) {
+    attempt_status = 502;
+  }
+  ReleaseLease(attempt_status);
   reused_ = false;
   if (can_retry) {
     route_ = app_->route();
@@ -573,11 +589,6 @@ void Session::UpstreamFailed(bool connect_failure) {
 
 void Session::SendRequest() {
   phase_ = Phase::kSendRequest;
-  if (!rev_metrics_) {
-    rev_metrics_ = lease_->revision_metrics;
-    rev_start_ns_ = NowNs();
-    rev_metrics_->Start(w_->index, rev_start_ns_);
-  }
   req_sr_.emplace(req_parser_->get());
   if (expect_continue_ && !req_parser_->is_done()) {
     expect_continue_ = false;
@@ -612,7 +623,7 @@ void Session::RelayRequestStep() {
               self->client_keep_alive_ = false;
               beast::error_code ignored;
               self->upstream_.close(ignored);
-              self->ReleaseLease();
+              self->ReleaseLease(413);
               return self->Respond(http::status::payload_too_large,
                                    "request body too large\n");
             }
@@ -678,12 +689,12 @@ void Session::OnResponseHeader(beast::error_code ec) {
       beast::error_code ignored;
       upstream_.close(ignored);
       timed_out_ = false;
-      ReleaseLease();
+      ReleaseLease(504);
       return Respond(http::status::gateway_timeout, "upstream timed out\n");
     }
     beast::error_code ignored;
     upstream_.close(ignored);
-    ReleaseLease();
+    ReleaseLease(502);
     return Respond(http::status::bad_gateway,
                    "bad gateway: upstream closed the connection\n");
   }
@@ -779,7 +790,7 @@ void Session::FinishExchange() {
   beast::error_code ignored;
   if (upstream_.is_open()) upstream_.close(ignored);
   FinishMetrics(status_);
-  ReleaseLease();
+  ReleaseLease(status_);
   req_sr_.reset();
   res_sr_.reset();
   res_parser_.reset();
@@ -815,9 +826,9 @@ void Session::Respond(http::status status, std::string body, bool retry_after) {
                     });
 }
 
-void Session::ReleaseLease() {
+void Session::ReleaseLease(int status) {
   if (rev_metrics_) {
-    rev_metrics_->Finish(w_->index, rev_start_ns_, NowNs(), status_);
+    rev_metrics_->Finish(w_->index, rev_start_ns_, NowNs(), status);
     rev_metrics_ = nullptr;
   }
   if (lease_) {
@@ -839,7 +850,7 @@ void Session::Abort() {
   upstream_.close(ignored);
   FinishMetrics(response_started_ ? status_ : 0);
   if (!response_started_) status_ = 0;
-  ReleaseLease();
+  ReleaseLease(status_);
   CloseClient();
 }
 
@@ -1100,7 +1111,14 @@ std::string Gateway::Impl::PrometheusText() const {
            std::tie(b->state->ns, b->state->app);
   });
   int64_t now = NowNs();
-  std::string requests, durations, in_flight, queue, held, last;
+  std::string requests, app_requests, concurrency, rps, durations, in_flight,
+      queue, held, last;
+  auto per_second = [&](const std::string& labels, const MetricSample& m) {
+    absl::StrAppend(&concurrency, "tidal_gateway_concurrency{", labels, "} ",
+                    absl::StrFormat("%.3f", m.concurrency), "\n");
+    absl::StrAppend(&rps, "tidal_gateway_requests_per_second{", labels, "} ",
+                    absl::StrFormat("%.3f", m.requests), "\n");
+  };
   static const char* kClasses[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
   for (auto* e : apps) {
     const AppState& s = *e->state;
@@ -1109,6 +1127,7 @@ std::string Gateway::Impl::PrometheusText() const {
     for (auto& [rev, m] : s.RevisionMetrics()) {
       Totals t = m->Read(now);
       std::string rl = absl::StrCat(labels, ",revision=\"", rev, "\"");
+      per_second(rl, m->LastSecond());
       for (int c = 0; c < 5; ++c) {
         if (t.classes[c] == 0 && c != 1) continue;
         absl::StrAppend(&requests, "tidal_gateway_requests_total{", rl,
@@ -1134,6 +1153,15 @@ std::string Gateway::Impl::PrometheusText() const {
                       cum, "\n");
     }
     Totals app_totals = s.metrics.Read(now);
+    per_second(labels, s.metrics.LastSecond());
+    // Every response of the app, the gateway's own (503 queue full, 504
+    // queue timeout, 502 no instance reachable) included.
+    for (int c = 0; c < 5; ++c) {
+      if (app_totals.classes[c] == 0 && c != 1) continue;
+      absl::StrAppend(&app_requests, "tidal_gateway_app_requests_total{",
+                      labels, ",code_class=\"", kClasses[c], "\"} ",
+                      app_totals.classes[c], "\n");
+    }
     absl::StrAppend(&in_flight, "tidal_gateway_in_flight{", labels, "} ",
                     app_totals.in_flight, "\n");
     absl::StrAppend(&queue, "tidal_gateway_queue_length{", labels, "} ",
@@ -1152,6 +1180,21 @@ std::string Gateway::Impl::PrometheusText() const {
                   "revision and status class.\n"
                   "# TYPE tidal_gateway_requests_total counter\n",
                   requests,
+                  "# HELP tidal_gateway_app_requests_total Responses by app "
+                  "and status class, the gateway's own 502/503/504 "
+                  "included.\n"
+                  "# TYPE tidal_gateway_app_requests_total counter\n",
+                  app_requests,
+                  "# HELP tidal_gateway_concurrency Requests in flight "
+                  "averaged over the latest complete second, per app and "
+                  "revision (what the scaler reads).\n"
+                  "# TYPE tidal_gateway_concurrency gauge\n",
+                  concurrency,
+                  "# HELP tidal_gateway_requests_per_second Requests that "
+                  "arrived in the latest complete second, per app and "
+                  "revision.\n"
+                  "# TYPE tidal_gateway_requests_per_second gauge\n",
+                  rps,
                   "# HELP tidal_gateway_request_duration_seconds Time from "
                   "request sent to the "
                   "instance to response end.\n"

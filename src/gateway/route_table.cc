@@ -55,15 +55,24 @@ std::shared_ptr<EndpointState> AppState::TryAcquire(
   if (route.revisions.size() == 1) {
     rev = &route.revisions[0];
   } else {
+    // A retry skips revisions whose every ready endpoint already failed it,
+    // so a canary that refuses connections does not hold the request back.
+    auto eligible = [&](const AppRoute::Revision& r) {
+      if (r.ready.empty()) return false;
+      if (exclude.empty()) return true;
+      for (const auto& e : r.ready)
+        if (!Excluded(e.get(), exclude)) return true;
+      return false;
+    };
     int64_t total = 0;
     for (const auto& r : route.revisions) {
-      if (!r.ready.empty()) total += std::max(r.weight, 0);
+      if (eligible(r)) total += std::max(r.weight, 0);
     }
     if (total > 0) {
       int64_t x =
           static_cast<int64_t>(NextRandom(rng) % static_cast<uint64_t>(total));
       for (const auto& r : route.revisions) {
-        if (r.ready.empty() || r.weight <= 0) continue;
+        if (!eligible(r) || r.weight <= 0) continue;
         if (x < r.weight) {
           rev = &r;
           break;
@@ -72,7 +81,7 @@ std::shared_ptr<EndpointState> AppState::TryAcquire(
       }
     } else {
       for (const auto& r : route.revisions) {
-        if (!r.ready.empty()) {
+        if (eligible(r)) {
           rev = &r;
           break;
         }

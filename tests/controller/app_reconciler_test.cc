@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
+#include <map>
+
 #include "api/spec.h"
 #include "common/proto_time.h"
 #include "fakes/fake_clock.h"
@@ -275,6 +278,76 @@ TEST(AppReconcilerTest, ScalingRecordsAnEvent) {
     }
   }
   EXPECT_TRUE(scaled);
+}
+
+// A RouteSink that records what the reconciler asks of the gateway and runs
+// a drain's stop only when the test says the in-flight requests are done.
+class RecordingRoutes : public RouteSink {
+ public:
+  void UpdateRoute(const App& app, const std::vector<Instance>&) override {
+    ++updates;
+  }
+  void RemoveRoute(const std::string& ns, const std::string& name) override {
+    removed.push_back(ns + "/" + name);
+  }
+  void Drain(const Instance& instance, absl::Duration grace,
+             std::function<void()> stop) override {
+    draining[instance.id()] = std::move(stop);
+  }
+  bool IsDraining(const std::string& id) override {
+    return draining.count(id) > 0;
+  }
+  void FinishDrains() {
+    for (auto& [id, stop] : draining) stop();
+    draining.clear();
+  }
+  int updates = 0;
+  std::vector<std::string> removed;
+  std::map<std::string, std::function<void()>> draining;
+};
+
+TEST(AppReconcilerTest, DeleteRemovesTheRouteThenDrainsBeforeStopping) {
+  testing::MemoryStore store;
+  testing::FakeRuntime runtime(true);
+  testing::FakeClock clock;
+  EventRecorder events(&store, &clock);
+  RecordingRoutes routes;
+  AppReconciler reconciler(&store, &runtime, &events, &clock, {});
+  reconciler.set_route_sink(&routes);
+  App app = MakeApp(2);
+  ASSERT_TRUE(
+      store.Create(keys::App("default", "hello"), app.SerializeAsString())
+          .ok());
+  ASSERT_TRUE(reconciler.Reconcile("default/hello").ok());
+  ASSERT_EQ(runtime.List().size(), 2u);
+
+  // Marked for deletion: new requests get 404 (route removed) and both
+  // instances drain; none is stopped while its requests are in flight.
+  auto kv = store.Get(keys::App("default", "hello"));
+  ASSERT_TRUE(kv.ok());
+  App deleting;
+  ASSERT_TRUE(deleting.ParseFromString(kv->value));
+  *deleting.mutable_metadata()->mutable_deletion_timestamp() =
+      ToProtoTime(clock.Now());
+  ASSERT_TRUE(store
+                  .Update(keys::App("default", "hello"),
+                          deleting.SerializeAsString(), kv->resource_version)
+                  .ok());
+  ASSERT_TRUE(reconciler.Reconcile("default/hello").ok());
+  EXPECT_EQ(routes.removed, std::vector<std::string>{"default/hello"});
+  EXPECT_EQ(routes.draining.size(), 2u);
+  EXPECT_EQ(runtime.stops(), 0);
+  EXPECT_TRUE(store.Get(keys::App("default", "hello")).ok());
+  // A second reconcile while they drain does not drain or stop them twice.
+  ASSERT_TRUE(reconciler.Reconcile("default/hello").ok());
+  EXPECT_EQ(routes.draining.size(), 2u);
+  EXPECT_EQ(runtime.stops(), 0);
+
+  // Drained: they are stopped, and then the app goes.
+  routes.FinishDrains();
+  EXPECT_EQ(runtime.stops(), 2);
+  ASSERT_TRUE(reconciler.Reconcile("default/hello").ok());
+  EXPECT_TRUE(absl::IsNotFound(store.Get(keys::App("default", "hello")).status()));
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 
 namespace tidal {
@@ -86,6 +87,47 @@ TEST(WorkQueueTest, RateLimitedBackoffGrowsAndForgetResets) {
   q.AddRateLimited("k");
   ASSERT_EQ(*q.Get(), "k");
   EXPECT_GE(absl::Now() - start, absl::Milliseconds(10));
+}
+
+TEST(WorkQueueTest, BackoffDoublesPerKeyUpToTheCap) {
+  WorkQueue::Options o;
+  o.base_delay = absl::Milliseconds(5);
+  o.max_delay = absl::Milliseconds(100);
+  o.retry_burst = 1000;  // the bucket never binds here
+  WorkQueue q(o);
+  std::vector<absl::Duration> got;
+  for (int i = 0; i < 7; ++i) got.push_back(q.AddRateLimited("k"));
+  std::vector<absl::Duration> want = {
+      absl::Milliseconds(5),  absl::Milliseconds(10), absl::Milliseconds(20),
+      absl::Milliseconds(40), absl::Milliseconds(80), absl::Milliseconds(100),
+      absl::Milliseconds(100)};
+  EXPECT_EQ(got, want);
+  // Another key has its own count.
+  EXPECT_EQ(q.AddRateLimited("other"), absl::Milliseconds(5));
+  q.Forget("k");
+  EXPECT_EQ(q.AddRateLimited("k"), absl::Milliseconds(5));
+}
+
+TEST(WorkQueueTest, OverallTokenBucketSpacesRetriesOnceTheBurstIsSpent) {
+  WorkQueue::Options o;
+  o.base_delay = absl::Milliseconds(1);
+  o.retry_qps = 10;  // one retry every 100 ms once the burst is spent
+  o.retry_burst = 3;
+  WorkQueue q(o);
+  // Fresh keys (per-key delay 1 ms): the first three ride the burst.
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(q.AddRateLimited(absl::StrCat("burst", i)),
+              absl::Milliseconds(1));
+  }
+  // Then each further retry waits for its own slot, 100 ms after the last.
+  absl::Duration prev = absl::ZeroDuration();
+  for (int i = 0; i < 4; ++i) {
+    absl::Duration d = q.AddRateLimited(absl::StrCat("slot", i));
+    EXPECT_GE(d, absl::Milliseconds(90) * (i + 1) - absl::Milliseconds(5))
+        << i;  // the bucket refills a little while the loop runs
+    EXPECT_GT(d, prev) << i;
+    prev = d;
+  }
 }
 
 TEST(WorkQueueTest, ShutDownUnblocksGet) {

@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
+#include <iostream>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
@@ -17,7 +20,8 @@ namespace {
 // An app spec whose processes carry a unique marker in their command line,
 // so tests can count them in /proc.
 std::string AppYaml(const std::string& name, int replicas,
-                    const std::string& marker, const std::string& version) {
+                    const std::string& marker, const std::string& version,
+                    const std::string& extra_args = "") {
   return absl::StrCat(R"(apiVersion: tidal.dev/v1
 kind: App
 metadata:
@@ -30,7 +34,7 @@ spec:
     command: [")",
                       BuildDir(), R"(/examples/tidal-sample-app"]
     args: ["--version", ")",
-                      version, "-", marker, R"("]
+                      version, "-", marker, "\"", extra_args, R"(]
     readinessProbe:
       httpGet: {path: /healthz}
       periodSeconds: 1
@@ -142,7 +146,10 @@ TEST_F(CoreE2ETest, ScaleReplaceCrashAndDelete) {
 }
 
 TEST_F(CoreE2ETest, Kill9WhileRunningAndWhileReconciling) {
-  ASSERT_EQ(Apply(AppYaml("steady", 3, marker_, "v1")).exit_code, 0);
+  // Instances take 1 s to become ready, so the second kill lands while new
+  // instances are still starting.
+  const std::string slow = R"(, "--startup-delay", "1s")";
+  ASSERT_EQ(Apply(AppYaml("steady", 3, marker_, "v1", slow)).exit_code, 0);
   ASSERT_TRUE(WaitFor([&] { return Ready("steady") == 3; }));
   auto before = FindProcesses(marker_);
   ASSERT_EQ(before.size(), 3u);
@@ -157,10 +164,15 @@ TEST_F(CoreE2ETest, Kill9WhileRunningAndWhileReconciling) {
   std::sort(after.begin(), after.end());
   EXPECT_EQ(before, after) << "instances were not adopted";
 
-  // kill -9 while an apply is being reconciled (scale 3 -> 8), then restart.
-  ASSERT_EQ(Apply(AppYaml("steady", 8, marker_, "v1")).exit_code, 0);
-  WaitFor([&] { return Count() > 3; }, absl::Seconds(5));
+  // kill -9 while an apply is being reconciled (scale 3 -> 8): some new
+  // instances have been started and none of them is ready yet.
+  ASSERT_EQ(Apply(AppYaml("steady", 8, marker_, "v1", slow)).exit_code, 0);
+  ASSERT_TRUE(WaitFor([&] { return Count() > 3; }, absl::Seconds(10)));
   daemon_->Kill9();
+  const int at_kill = Count();
+  EXPECT_GT(at_kill, 3);
+  std::cout << "[ figures  ] killed tidald with " << at_kill
+            << " of 8 processes started\n";
   ASSERT_TRUE(daemon_->Start());
   auto spec = daemon_->Ctl({"get", "app", "steady", "-o", "yaml"});
   ASSERT_EQ(spec.exit_code, 0) << spec.err;
@@ -172,6 +184,33 @@ TEST_F(CoreE2ETest, Kill9WhileRunningAndWhileReconciling) {
     absl::SleepFor(absl::Milliseconds(50));
     ASSERT_EQ(Count(), 8);
   }
+}
+
+TEST_F(CoreE2ETest, SigtermLeavesInstancesForTheNextStartOrStopsThem) {
+  ASSERT_EQ(Apply(AppYaml("kept", 2, marker_, "v1")).exit_code, 0);
+  ASSERT_TRUE(WaitFor([&] { return Ready("kept") == 2; }));
+  auto before = FindProcesses(marker_);
+  ASSERT_EQ(before.size(), 2u);
+
+  // SIGTERM: tidald exits and leaves the instances running.
+  ASSERT_TRUE(daemon_->Stop());
+  EXPECT_EQ(Count(), 2);
+  ASSERT_TRUE(daemon_->Start());
+  ASSERT_TRUE(WaitFor([&] { return Ready("kept") == 2; }));
+  auto after = FindProcesses(marker_);
+  std::sort(before.begin(), before.end());
+  std::sort(after.begin(), after.end());
+  EXPECT_EQ(before, after) << "the next start did not adopt the instances";
+
+  // With --stop-instances-on-exit, SIGTERM stops every instance first.
+  daemon_->Stop();
+  daemon_ = std::make_unique<Daemon>(
+      dir_.path(), std::vector<std::string>{"--stop-instances-on-exit"});
+  ASSERT_TRUE(daemon_->Start());
+  ASSERT_TRUE(WaitFor([&] { return Ready("kept") == 2; }));
+  EXPECT_EQ(Count(), 2);
+  ASSERT_TRUE(daemon_->Stop());
+  EXPECT_EQ(Count(), 0) << "instances outlived tidald --stop-instances-on-exit";
 }
 
 }  // namespace

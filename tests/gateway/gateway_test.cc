@@ -455,6 +455,104 @@ TEST_F(GatewayTest, SplitsTrafficByRevisionWeight) {
   EXPECT_EQ(s2.requests, canary.requests());
 }
 
+TEST_F(GatewayTest, ACanaryThatRefusesConnectionsShowsErrorsInItsOwnFigures) {
+  // The canary's only instance refuses connections: GETs are retried on the
+  // stable revision and succeed, but each failed attempt is a 502 of the
+  // canary, so its analysis sees the failures instead of "no traffic".
+  TestUpstream stable("stable");
+  StartGateway();
+  Route r = MakeRoute({Ep(stable)});
+  r.revisions[0].weight_percent = 50;
+  RevisionRoute canary;
+  canary.revision = 2;
+  canary.weight_percent = 50;
+  canary.endpoints = {Endpoint{"dead", "127.0.0.1", DeadPort(), false}};
+  r.revisions.push_back(canary);
+  int posts_502 = 0;
+  for (int i = 0; i < 40; ++i) {
+    // Re-set the route so the dead instance is not remembered as down.
+    gw_->SetRoute(MakeRoute({}));
+    gw_->SetRoute(r);
+    if (Fetch(port(), kHost, "/upload", {}, http::verb::post, "x").status ==
+        502)
+      ++posts_502;
+    gw_->SetRoute(MakeRoute({}));
+    gw_->SetRoute(r);
+    Reply get = Fetch(port(), kHost, "/");
+    EXPECT_EQ(get.status, 200) << get.body << get.error;
+  }
+  // A response is recorded just after its last byte is written: wait for the
+  // final one.
+  RequestStats c, s, app;
+  WaitFor([&] {
+    c = gw_->Stats("default", "hello", 2, absl::Minutes(1));
+    s = gw_->Stats("default", "hello", 1, absl::Minutes(1));
+    app = gw_->Stats("default", "hello", 0, absl::Minutes(1));
+    return s.responses_2xx == 80 - posts_502 &&
+           app.responses_2xx + app.responses_5xx == 80;
+  });
+  EXPECT_GT(posts_502, 0);
+  EXPECT_GT(c.responses_5xx, posts_502);  // the retried GETs count too
+  EXPECT_EQ(c.responses_2xx, 0);
+  EXPECT_EQ(s.responses_5xx, 0);
+  EXPECT_EQ(s.responses_2xx, 80 - posts_502);
+  // The app's own figures count each client request once.
+  EXPECT_EQ(app.requests, 80);
+  EXPECT_EQ(app.responses_5xx, posts_502);
+}
+
+TEST_F(GatewayTest, GatewayMadeResponsesAndPerSecondFiguresReachMetrics) {
+  GatewayOptions o;
+  o.queue_size = 1;
+  o.queue_timeout = absl::Milliseconds(200);
+  StartGateway(o);
+  gw_->SetRoute(MakeRoute({}));
+  Reply held;
+  std::thread t([&] { held = Fetch(port(), kHost, "/"); });
+  ASSERT_TRUE(WaitFor([&] { return gw_->Queued("default", "hello") == 1; }));
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(Fetch(port(), kHost, "/").status, 503);
+  t.join();
+  EXPECT_EQ(held.status, 504);
+  std::string prom;
+  // The per-second gauges follow the gateway's once-a-second tick.
+  ASSERT_TRUE(WaitFor([&] {
+    prom = gw_->PrometheusText();
+    return prom.find("tidal_gateway_requests_per_second{namespace=\"default\","
+                     "app=\"hello\"} ") != std::string::npos;
+  }));
+  EXPECT_NE(prom.find("tidal_gateway_app_requests_total{namespace=\"default\","
+                      "app=\"hello\",code_class=\"5xx\"} 4"),
+            std::string::npos)
+      << prom;
+  EXPECT_NE(prom.find("tidal_gateway_concurrency{namespace=\"default\","
+                      "app=\"hello\"} "),
+            std::string::npos)
+      << prom;
+}
+
+TEST_F(GatewayTest, PerSecondGaugesShowTheLatestSecond) {
+  TestUpstream a("a", 4);
+  StartGateway();
+  gw_->SetRoute(MakeRoute({Ep(a)}));
+  // Two requests of 2.5 s each, side by side: whatever the start's offset in
+  // its second, a whole second inside them has concurrency 2 for the app and
+  // for revision 1.
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 2; ++i)
+    clients.emplace_back([&] { Fetch(port(), kHost, "/sleep?ms=2500"); });
+  std::string prom;
+  bool seen = WaitFor([&] {
+    prom = gw_->PrometheusText();
+    return prom.find("tidal_gateway_concurrency{namespace=\"default\","
+                     "app=\"hello\",revision=\"1\"} 2.000") !=
+               std::string::npos &&
+           prom.find("tidal_gateway_concurrency{namespace=\"default\","
+                     "app=\"hello\"} 2.000") != std::string::npos;
+  }, absl::Seconds(5));
+  for (auto& t : clients) t.join();
+  EXPECT_TRUE(seen) << prom;
+}
+
 TEST_F(GatewayTest, DrainingInstanceGetsNoNewRequestsAndDrains) {
   TestUpstream a("a"), b("b");
   StartGateway();

@@ -66,6 +66,7 @@ class UpSession : public std::enable_shared_from_this<UpSession> {
         s_, buf_, *parser_,
         [self = shared_from_this()](beast::error_code ec, size_t) {
           if (ec) return self->Close();
+          self->counted_ = true;
           int64_t now = ++self->up_->in_flight;
           int64_t prev = self->up_->max_in_flight.load();
           while (now > prev &&
@@ -89,7 +90,7 @@ class UpSession : public std::enable_shared_from_this<UpSession> {
         [self = shared_from_this()](beast::error_code ec, size_t) {
           if (ec == http::error::need_buffer) ec = {};
           if (ec) {
-            --self->up_->in_flight;
+            self->Finish();
             return self->Close();
           }
           size_t n = sizeof(self->scratch_) - self->parser_->get().body().size;
@@ -158,6 +159,9 @@ class UpSession : public std::enable_shared_from_this<UpSession> {
       res->set(http::field::keep_alive, "timeout=5");
     }
     res->prepare_payload();
+    // Off the in-flight count before the response can reach the gateway: the
+    // gateway may hand this instance its next request as soon as it reads it.
+    Finish();
     http::async_write(s_, *res,
                       [self = shared_from_this(), res](
                           beast::error_code ec, size_t) { self->Done(ec); });
@@ -184,6 +188,7 @@ class UpSession : public std::enable_shared_from_this<UpSession> {
     b.data = n ? scratch_ : nullptr;
     b.size = n;
     b.more = remaining_ > 0;
+    if (!b.more) Finish();
     http::async_write(
         s_, *sr_, [self = shared_from_this()](beast::error_code ec, size_t) {
           if (ec == http::error::need_buffer) ec = {};
@@ -197,8 +202,14 @@ class UpSession : public std::enable_shared_from_this<UpSession> {
         });
   }
 
+  // Ends this request's share of in_flight, once.
+  void Finish() {
+    if (counted_) --up_->in_flight;
+    counted_ = false;
+  }
+
   void Done(beast::error_code ec) {
-    --up_->in_flight;
+    Finish();
     if (ec || !keep_alive_) return Close();
     Read();
   }
@@ -219,6 +230,7 @@ class UpSession : public std::enable_shared_from_this<UpSession> {
   char scratch_[64 * 1024];
   uint64_t body_bytes_ = 0, body_sum_ = 0, remaining_ = 0, offset_ = 0;
   bool keep_alive_ = true;
+  bool counted_ = false;  // this request is in in_flight
 };
 
 }  // namespace

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# `make bench`: every benchmark in bench/, each printing its figure next to its
+# reference from the same run. Figures go to docs/benchmarks.md by hand.
+# Usage: bench/run_all.sh [BUILD_DIR]
+set -euo pipefail
+BUILD=${1:-build}
+cd "$(dirname "$0")/.."
+section() { printf '\n=== %s ===\n' "$1"; }
+section "bench/apply (10,000 apps over gRPC)"
+bash bench/apply/run.sh "$BUILD" 10000
+section "bench/scaler_decision (one decision)"
+"$BUILD"/bench/scaler_decision/scaler_decision
+section "bench/scaler_traces (policies on the shared traces)"
+"$BUILD"/bench/scaler_traces/scaler_traces
+section "bench/gateway (gateway vs nginx vs direct)"
+bash bench/gateway/run.sh "$BUILD"
+section "bench/coldstart (activator, runtime stand-in)"
+"$BUILD"/bench/coldstart/tidal-coldstart-bench --app "$BUILD"/examples/tidal-sample-app --runs 30
+section "bench/coldstart (through a real tidald)"
+"$BUILD"/bench/coldstart/tidal-coldstart-tidald-bench --runs 30
+section "bench/rollout (100 instances in 10 batches)"
+bash bench/rollout/run.sh "$BUILD" 100 10
