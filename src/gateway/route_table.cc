@@ -16,18 +16,25 @@ uint64_t NextRandom(uint64_t* state) {
 
 namespace {
 
+// Takes a slot on `e`. A session may still hold a route snapshot from before
+// `e` was drained or removed: the flag is checked after the increment (both
+// sequentially consistent), so either the drainer sees this request in
+// flight or this request sees the flag and backs off; never neither.
 bool Reserve(EndpointState& e, int limit) {
   if (limit <= 0) {
-    e.outstanding.fetch_add(1, std::memory_order_relaxed);
-    return true;
+    e.outstanding.fetch_add(1);
+  } else {
+    int cur = e.outstanding.load(std::memory_order_relaxed);
+    while (true) {
+      if (cur >= limit) return false;
+      if (e.outstanding.compare_exchange_weak(cur, cur + 1)) break;
+    }
   }
-  int cur = e.outstanding.load(std::memory_order_relaxed);
-  while (cur < limit) {
-    if (e.outstanding.compare_exchange_weak(cur, cur + 1,
-                                            std::memory_order_relaxed))
-      return true;
+  if (e.draining.load() || e.removed.load()) {
+    e.outstanding.fetch_sub(1);
+    return false;
   }
-  return false;
+  return true;
 }
 
 bool Excluded(const EndpointState* e,
