@@ -4,10 +4,14 @@
 #include <google/protobuf/util/json_util.h>
 #include <unistd.h>
 
+#include <yaml-cpp/yaml.h>
+
 #include <CLI/CLI.hpp>
 #include <iostream>
 #include <map>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "api/grpc_status.h"
@@ -35,6 +39,25 @@ const tidal::v1::Condition* FindCondition(const tidal::v1::AppStatus& s,
   for (const auto& c : s.conditions())
     if (c.type() == type) return &c;
   return nullptr;
+}
+
+// Errors a restart of tidald gives while it is down (connection refused, a
+// request that times out, or cancelled by a server shutting down: tidalctl
+// never cancels its own requests): the wait goes on.
+bool Transient(const absl::Status& s) {
+  return absl::IsUnavailable(s) || absl::IsDeadlineExceeded(s) ||
+         absl::IsCancelled(s);
+}
+
+std::string ShortReason(const absl::Status& s) {
+  std::string lower = absl::AsciiStrToLower(s.message());
+  if (absl::StrContains(lower, "connection refused"))
+    return "connection refused";
+  if (absl::IsCancelled(s)) return "it is shutting down";
+  if (absl::IsDeadlineExceeded(s) || absl::StrContains(lower, "deadline") ||
+      absl::StrContains(lower, "timed out"))
+    return "no answer in time";
+  return std::string(s.message());
 }
 
 enum class Outcome { kPending, kDone, kFailed };
@@ -138,17 +161,44 @@ std::string RevisionState(const tidal::v1::App& app, int64_t number) {
   return "";
 }
 
+// Emits a node loaded from JSON (flow style) as block YAML.
+void BlockStyle(YAML::Node node) {
+  node.SetStyle(YAML::EmitterStyle::Block);
+  if (node.IsMap()) {
+    for (auto it = node.begin(); it != node.end(); ++it) BlockStyle(it->second);
+  } else if (node.IsSequence()) {
+    for (auto it = node.begin(); it != node.end(); ++it) BlockStyle(*it);
+  }
+}
+
 int DoHistory(Context& ctx, const SimpleFlags& f, bool as_get) {
   auto app = GetApp(ctx, f.app);
   if (!app.ok()) return ctx.Fail(app.status());
   auto revs = Revisions(ctx, f.app);
   if (!revs.ok()) return ctx.Fail(revs.status());
-  if (f.output == "json" || f.output == "yaml") {
+  if (f.output == "json") {
     tidal::v1::ListRevisionsResponse resp;
     for (const auto& r : *revs) *resp.add_revisions() = r;
     std::string json;
     (void)google::protobuf::util::MessageToJsonString(resp, &json);
     ctx.out() << json << "\n";
+    return kExitOk;
+  }
+  if (f.output == "yaml") {
+    // The same object as -o json, in block YAML.
+    tidal::v1::ListRevisionsResponse resp;
+    for (const auto& r : *revs) *resp.add_revisions() = r;
+    std::string json;
+    (void)google::protobuf::util::MessageToJsonString(resp, &json);
+    try {
+      YAML::Node node = YAML::Load(json);
+      BlockStyle(node);
+      YAML::Emitter out;
+      out << node;
+      ctx.out() << out.c_str() << "\n";
+    } catch (const YAML::Exception& e) {
+      return ctx.Error(absl::StrCat("rendering YAML: ", e.what()));
+    }
     return kExitOk;
   }
   if (f.revision != 0) {
@@ -204,11 +254,33 @@ int WaitForRollout(Context& ctx, const std::string& name, int64_t generation,
   std::string last;
   tidal::v1::App app;
   bool have = false;
+  // While tidald is unreachable (it restarts): back-off between attempts.
+  absl::Duration backoff = absl::ZeroDuration();
   while (true) {
     auto got = GetApp(ctx, name);
     if (!got.ok()) {
+      if (Transient(got.status()) && absl::Now() < deadline) {
+        if (backoff == absl::ZeroDuration()) {
+          if (tty && !last.empty()) ctx.out() << "\n";
+          ctx.err() << name << ": tidald at " << ctx.server()
+                    << " is unreachable (" << ShortReason(got.status())
+                    << "); still waiting until the --timeout\n"
+                    << std::flush;
+          last.clear();
+          backoff = absl::Milliseconds(250);
+        } else {
+          backoff = std::min(backoff * 2, absl::Seconds(5));
+        }
+        absl::SleepFor(std::min(backoff, deadline - absl::Now()));
+        continue;
+      }
       if (tty && !last.empty()) ctx.out() << "\n";
+      if (Transient(got.status()) && have) break;  // timed out while down
       return ctx.Fail(got.status());
+    }
+    if (backoff != absl::ZeroDuration()) {
+      ctx.err() << name << ": tidald answers again\n" << std::flush;
+      backoff = absl::ZeroDuration();
     }
     app = *got;
     have = true;
@@ -241,8 +313,9 @@ int WaitForRollout(Context& ctx, const std::string& name, int64_t generation,
             app, r.phase() == "RolledBack" ? "rolledBack" : "failed");
       } else {
         ctx.err() << "error: app " << name << ": revision "
-                  << (r.failed_revision() != 0 ? r.failed_revision()
-                                               : r.update_revision())
+                  << (r.failed_revision() != 0   ? r.failed_revision()
+                      : r.update_revision() != 0 ? r.update_revision()
+                                                 : r.stable_revision())
                   << " "
                   << (r.phase() == "RolledBack" ? "was rolled back" : "failed")
                   << " (" << r.reason() << "): " << r.message() << "\n";

@@ -170,6 +170,12 @@ absl::StatusOr<AppReconciler::Result> AppReconciler::Reconcile(
       stable.push_back(inst);
     } else if (std::find(dp.stop_now_hashes.begin(), dp.stop_now_hashes.end(),
                          inst.template_hash()) != dp.stop_now_hashes.end()) {
+      // A rolled-back revision (Argo Rollouts' abort): it gets no traffic
+      // from this plan on, so it is drained and stopped at once, outside
+      // maxUnavailable (it is not capacity worth keeping), and it does not
+      // count against maxSurge below, so the stable revision is started
+      // back up to the full target in this same reconcile
+      // (docs/rollouts.md, "Capacity during a rollback").
       absl::Status st = StopInstance(inst, grace);
       if (!st.ok() && !absl::IsNotFound(st)) return st;
       ++force_stopped;
@@ -303,7 +309,10 @@ absl::StatusOr<AppReconciler::Result> AppReconciler::Reconcile(
   for (const auto& inst : serving) ready += inst.ready() ? 1 : 0;
   for (const auto& inst : current) {
     ready_current += inst.ready() ? 1 : 0;
-    if (inst.phase() == "CrashLoopBackOff") crashing = &inst;
+    if (inst.phase() == "CrashLoopBackOff" ||
+        (!inst.ready() && (inst.reason() == kReasonReadinessProbeFailed ||
+                           inst.reason() == kReasonStartupTimeout)))
+      crashing = &inst;
   }
   status.set_observed_generation(app.metadata().generation());
   status.set_desired_replicas(desired);
@@ -316,7 +325,9 @@ absl::StatusOr<AppReconciler::Result> AppReconciler::Reconcile(
   const std::string& phase = dp.status.phase();
   if (crashing != nullptr) {
     SetCondition(
-        &status, "Ready", "False", "CrashLoopBackOff",
+        &status, "Ready", "False",
+        crashing->phase() == "CrashLoopBackOff" ? "CrashLoopBackOff"
+                                                : crashing->reason(),
         absl::StrCat("instance ", crashing->id(), ": ", crashing->message()),
         now);
   } else if (ready_current >= desired && old.empty()) {

@@ -73,7 +73,9 @@ absl::Status DeployerControl::ChangeState(const std::string& ns,
     } else if (action == "abort") {
       st.set_abort(true);
     } else if (action == "retry") {
-      if (st.phase() == "Failed" && in_progress) {
+      // A failed step (autoRollback off), or an app's first revision that
+      // failed (nothing to roll back to): the same template again.
+      if (st.phase() == "Failed") {
         st.set_phase("Progressing");
         st.clear_reason();
         *st.mutable_step_started() = ToProtoTime(clock_->Now());
@@ -89,8 +91,24 @@ absl::Status DeployerControl::ChangeState(const std::string& ns,
             ")"));
       }
     }
-    auto w = store_->Txn(
-        {Op::Put(keys::RolloutKey(ns, name), st.SerializeAsString(), version)});
+    std::vector<Op> ops = {
+        Op::Put(keys::RolloutKey(ns, name), st.SerializeAsString(), version)};
+    if (action == "retry") {
+      // The app's status says so in the same transaction, so a `rollout
+      // status` right after the retry does not read the old RolledBack or
+      // Failed verdict before the controller has run.
+      auto got = GetApp(store_, ns, name);
+      if (!got.ok()) return got.status();
+      auto [app, app_version] = *got;
+      auto* rs = app.mutable_status()->mutable_rollout();
+      rs->set_phase("Progressing");
+      rs->clear_reason();
+      rs->set_message("retry requested; waiting for the controller");
+      app.mutable_metadata()->set_resource_version(0);
+      ops.push_back(
+          Op::Put(keys::App(ns, name), app.SerializeAsString(), app_version));
+    }
+    auto w = store_->Txn(ops);
     if (w.ok()) return absl::OkStatus();
     if (!absl::IsFailedPrecondition(w.status())) return w.status();
   }

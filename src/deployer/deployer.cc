@@ -12,6 +12,7 @@
 #include "common/status_macros.h"
 #include "deployer/steps.h"
 #include "google/protobuf/util/message_differencer.h"
+#include "runtime/runtime.h"
 #include "store/keys.h"
 
 namespace tidal::deployer {
@@ -33,6 +34,62 @@ bool Crashing(const Instance& i) {
   return i.phase() == "CrashLoopBackOff" || i.phase() == "Failed" ||
          i.restarts() > 0;
 }
+
+// An instance the runtime gave up waiting for (docs/rollouts.md, "Fail
+// fast"): its process runs, but its readiness probe answered "not ready"
+// failureThreshold times in a row after it started listening
+// (ReadinessProbeFailed), or it never opened its port within the startup
+// bound (StartupTimeout). Only before the instance was first ready.
+bool NeverReady(const Instance& i) {
+  return !i.ready() && (i.reason() == kReasonReadinessProbeFailed ||
+                        i.reason() == kReasonStartupTimeout);
+}
+
+// The instances of one revision that fail it at once: two failing, the only
+// one, or one that crashed twice. A single crash among several (a port taken
+// for a moment) is left to the runtime's restart.
+struct FailFast {
+  int32_t live = 0;
+  int32_t crashed = 0;
+  int32_t never_ready = 0;
+  const Instance* crash = nullptr;
+  const Instance* stuck = nullptr;
+
+  void Add(const Instance& inst) {
+    ++live;
+    if (Crashing(inst)) {
+      ++crashed;
+      if (crash == nullptr || inst.restarts() > crash->restarts())
+        crash = &inst;
+    } else if (NeverReady(inst)) {
+      ++never_ready;
+      if (stuck == nullptr) stuck = &inst;
+    }
+  }
+  // Empty when the revision is not failing; else the rollout's reason.
+  std::string Reason() const {
+    const int32_t failing = crashed + never_ready;
+    if (failing == 0) return "";
+    if (!(failing >= 2 || live == 1 ||
+          (crash != nullptr && crash->restarts() >= 2)))
+      return "";
+    return crash != nullptr ? "CrashLoop" : "NeverReady";
+  }
+  std::string Message(int64_t revision) const {
+    if (crash != nullptr) {
+      return absl::StrCat(
+          "revision ", revision, " does not start: instance ", crash->id(),
+          " is ", crash->phase(), " after ", crash->restarts(), " restart(s)",
+          crash->message().empty() ? ""
+                                   : absl::StrCat(": ", crash->message()));
+    }
+    return absl::StrCat("revision ", revision, " never gets ready: instance ",
+                        stuck->id(), " (", stuck->reason(), ")",
+                        stuck->message().empty()
+                            ? ""
+                            : absl::StrCat(": ", stuck->message()));
+  }
+};
 
 // A step observes its own analysis interval before a success counts.
 void ResetStep(RolloutState* st, absl::Time now, absl::Duration interval) {
@@ -116,11 +173,31 @@ absl::StatusOr<DeployPlan> Deployer::Plan(const App& app, int32_t total,
   if (!loaded.ok()) return loaded.status();
   RolloutState st = *loaded;
   const RolloutState before = st;
-  if (st.stable_revision() == 0) {
-    // The app's first template is stable at once: nothing to release from.
+  // The app's first template is its stable revision at once (there is
+  // nothing to release from or roll back to), but its first rollout still
+  // has to come up: it is Progressing until its instances are available and
+  // Failed when it crash-loops, never gets ready or misses its deadline. A
+  // new template while it is Progressing or Failed replaces it directly.
+  auto first_rollout = [&] {
+    return st.update_revision() == 0 &&
+           (st.phase() == "Progressing" || st.phase() == "Failed");
+  };
+  if (st.stable_revision() == 0 ||
+      (first_rollout() && hash != st.stable_hash())) {
+    if (st.stable_revision() != 0) {
+      plan.events.push_back(
+          {"Normal", "RolloutStarted",
+           absl::StrCat("Revision ", rev.number(), " replaces revision ",
+                        st.stable_revision(),
+                        ", which never came up (nothing to roll back to)")});
+    }
     st.set_stable_revision(rev.number());
     st.set_stable_hash(hash);
-    st.set_phase("Succeeded");
+    st.set_phase("Progressing");
+    st.clear_reason();
+    st.clear_analysis();
+    *st.mutable_started() = ToProtoTime(now);
+    *st.mutable_step_started() = ToProtoTime(now);
   }
 
   const absl::Duration interval = absl::Milliseconds(
@@ -276,28 +353,26 @@ absl::StatusOr<DeployPlan> Deployer::Plan(const App& app, int32_t total,
   const std::vector<RolloutStep> steps = BuildSteps(rs, total);
   const int32_t n = static_cast<int32_t>(steps.size());
   int32_t upd_live = 0, upd_ready = 0, upd_avail = 0, old_live = 0,
-          stable_ready = 0, failed_live = 0;
-  const Instance* crash = nullptr;
-  int32_t crashed = 0;
+          stable_ready = 0, stable_avail = 0;
+  FailFast upd_fail, stable_fail;
   plan.min_ready = absl::Seconds(rs.min_ready_seconds());
   for (const auto& inst : live) {
     if (st.update_revision() != 0 && inst.template_hash() == st.update_hash()) {
       ++upd_live;
       upd_ready += inst.ready() ? 1 : 0;
       upd_avail += Available(inst, plan.min_ready, now) ? 1 : 0;
-      if (Crashing(inst)) {
-        ++crashed;
-        if (crash == nullptr || inst.restarts() > crash->restarts())
-          crash = &inst;
-      }
+      upd_fail.Add(inst);
     } else {
       ++old_live;
-      if (inst.template_hash() == st.stable_hash() && inst.ready())
-        ++stable_ready;
-      if (!st.failed_hash().empty() && inst.template_hash() == st.failed_hash())
-        ++failed_live;
+      if (inst.template_hash() == st.stable_hash()) {
+        if (inst.ready()) ++stable_ready;
+        if (Available(inst, plan.min_ready, now)) ++stable_avail;
+        stable_fail.Add(inst);
+      }
     }
   }
+  const absl::Duration deadline = absl::Milliseconds(
+      rs.has_progress_deadline_ms() ? rs.progress_deadline_ms() : 600000);
   absl::Duration requeue = absl::InfiniteDuration();
   auto requeue_at = [&](absl::Time t) {
     requeue = std::min(requeue, std::max(absl::Milliseconds(50), t - now));
@@ -319,19 +394,55 @@ absl::StatusOr<DeployPlan> Deployer::Plan(const App& app, int32_t total,
       if (active()) st.set_pre_rollout_done(true);
     }
   }
-  // A crash loop fails at once: two new instances crashed, the only one
-  // did, or one crashed twice. A single crash among several (a port taken
-  // for a moment) is left to the runtime's restart.
-  if (active() && crash != nullptr &&
-      (crashed >= 2 || upd_live == 1 || crash->restarts() >= 2)) {
-    fail("CrashLoop",
-         absl::StrCat(
-             "revision ", st.update_revision(), " does not start: instance ",
-             crash->id(), " is ", crash->phase(), " after ", crash->restarts(),
-             " restart(s)",
-             crash->message().empty() ? ""
-                                      : absl::StrCat(": ", crash->message())),
-         false);
+  // A crash loop or a never-ready revision fails at once (FailFast).
+  if (active()) {
+    const std::string why = upd_fail.Reason();
+    if (!why.empty())
+      fail(why, upd_fail.Message(st.update_revision()), false);
+  }
+
+  // The first revision's rollout: no steps, no analysis; it fails (there is
+  // nothing to roll back to: its instances stay for `logs`/`describe`) or
+  // succeeds once `total` instances are available.
+  if (first_rollout() && st.phase() == "Progressing") {
+    std::string why = stable_fail.Reason();
+    std::string message;
+    if (!why.empty()) {
+      message = stable_fail.Message(st.stable_revision());
+    } else if (stable_avail >= total) {
+      st.set_phase("Succeeded");
+      st.set_message(absl::StrCat("revision ", st.stable_revision(),
+                                  " is fully rolled out"));
+    } else {
+      const absl::Time first_deadline =
+          FromProtoTime(st.step_started()) + deadline;
+      if (now >= first_deadline) {
+        why = "ProgressDeadlineExceeded";
+        message = absl::StrCat("revision ", st.stable_revision(),
+                               " made no progress within ", Dur(deadline), ": ",
+                               stable_avail, "/", total,
+                               " instance(s) available");
+      } else {
+        st.set_message(absl::StrCat("revision ", st.stable_revision(), ": ",
+                                    stable_avail, "/", total,
+                                    " instance(s) available"));
+        requeue_at(first_deadline);
+        requeue_at(now + absl::Seconds(1));
+      }
+    }
+    if (!why.empty()) {
+      st.set_phase("Failed");
+      st.set_reason(why);
+      st.set_message(message);
+      log->warn("app={}/{} first revision {} failed ({}): {}", ns, name,
+                st.stable_revision(), why, message);
+      plan.events.push_back(
+          {"Warning", "RolloutFailed",
+           absl::StrCat("Revision ", st.stable_revision(), " failed (", why,
+                        "): ", message,
+                        "; it is the app's first revision: nothing to roll "
+                        "back to")});
+    }
   }
 
   std::string step_note;
@@ -418,14 +529,24 @@ absl::StatusOr<DeployPlan> Deployer::Plan(const App& app, int32_t total,
       requeue_at(now + absl::Milliseconds(500));
     }
 
-    // The progress deadline (not while paused by hand).
+    // The progress deadline measures lack of progress: time the step waits
+    // for its instances and its analysis. It stops while the rollout is
+    // paused by hand or a manual step waits for `promote`, and the time
+    // spent in a timed pause (the step's `pause`, `batchInterval`) does not
+    // count (as in Kubernetes and Argo Rollouts).
     const bool waiting_manual =
         st.paused() ||
         (instances_done && analysis_passed && step.manual && !last);
-    const absl::Duration deadline = absl::Milliseconds(
-        rs.has_progress_deadline_ms() ? rs.progress_deadline_ms() : 600000);
+    absl::Duration held = absl::ZeroDuration();
+    if (st.has_step_ready() && step.pause > absl::ZeroDuration()) {
+      const absl::Time ready_at = FromProtoTime(st.step_ready());
+      const absl::Time hold_from =
+          std::max(ready_at, FromProtoTime(st.step_started()));
+      const absl::Time hold_to = std::min(now, ready_at + step.pause);
+      held = std::max(absl::ZeroDuration(), hold_to - hold_from);
+    }
     const absl::Time step_deadline =
-        FromProtoTime(st.step_started()) + deadline;
+        FromProtoTime(st.step_started()) + deadline + held;
     if (active() && !waiting_manual) {
       if (now >= step_deadline) {
         if (instances_done && !analysis_passed && an.inconclusive() == "pass" &&
@@ -524,7 +645,7 @@ absl::StatusOr<DeployPlan> Deployer::Plan(const App& app, int32_t total,
   }
 
   // Targets.
-  if (active() || st.phase() == "Failed") {
+  if (st.update_revision() != 0 && (active() || st.phase() == "Failed")) {
     const RolloutStep& step = steps[std::min(st.step(), n - 1)];
     plan.has_update = true;
     RETURN_IF_ERROR(
@@ -551,6 +672,13 @@ absl::StatusOr<DeployPlan> Deployer::Plan(const App& app, int32_t total,
     }
   } else {
     plan.stable.target = total;
+    // Counted after this plan's decisions, so the plan that rolls back
+    // already sends all traffic to the stable revision and drains the failed
+    // instances (not one requeue later).
+    int32_t failed_live = 0;
+    for (const auto& inst : live)
+      if (!st.failed_hash().empty() && inst.template_hash() == st.failed_hash())
+        ++failed_live;
     if (failed_live > 0) {
       plan.stop_now_hashes.push_back(st.failed_hash());
       plan.weights = {{st.stable_revision(), 100}};

@@ -260,6 +260,7 @@ struct ProbeResult {
   bool ok = false;
   bool connected = false;
   std::string message;
+  bool answered = false;  // an HTTP status line came back (ok or not)
 };
 
 // One probe attempt: TCP connect, and for HTTP a GET whose status line must
@@ -338,17 +339,19 @@ class ProbeOp : public std::enable_shared_from_this<ProbeOp> {
               false, true,
               code == 0
                   ? "malformed HTTP status line"
-                  : absl::StrCat("HTTP probe failed with statuscode: ", code));
+                  : absl::StrCat("HTTP probe failed with statuscode: ", code),
+              code != 0);
         });
   }
 
-  void Finish(bool ok, bool connected, const std::string& message) {
+  void Finish(bool ok, bool connected, const std::string& message,
+              bool answered = false) {
     if (done_) return;
     done_ = true;
     boost::system::error_code ignored;
     timer_.cancel();
     socket_.close(ignored);
-    cb_(ProbeResult{ok, connected, message});
+    cb_(ProbeResult{ok, connected, message, answered || (ok && cfg_.http)});
   }
 
   tcp::socket socket_;
@@ -393,6 +396,10 @@ struct Proc {
   int ready_failures = 0;
   int live_failures = 0;
   bool ever_ready = false;  // this process has been ready once
+  // Before ever_ready (ProcessRuntimeOptions::startup_timeout):
+  bool ever_connected = false;  // a probe connected to this process
+  int answered_failures = 0;    // "not ready" answers in a row, per period
+  std::chrono::steady_clock::time_point last_answered_failure;
   bool gone = false;        // removed from the map
 
   // Supervisor thread only.
@@ -877,6 +884,8 @@ class ProcessRuntime::Impl {
     p.sigkilled = false;
     p.ready_successes = p.ready_failures = p.live_failures = 0;
     p.ever_ready = false;
+    p.ever_connected = false;
+    p.answered_failures = 0;
     p.gen++;
     if (exe.empty()) {
       p.spawn_error =
@@ -1164,6 +1173,7 @@ class ProcessRuntime::Impl {
                                    "Readiness probe failed: " + r.message));
         }
       }
+      if (!p->ever_ready) StartupCheckLocked(*p, cfg, r, &changes);
       bool fast = !p->ever_ready &&
                   std::chrono::steady_clock::now() - p->probing_since <
                       ToChrono(opts_.fast_probe_window);
@@ -1174,6 +1184,65 @@ class ProcessRuntime::Impl {
     }
     Deliver(changes);
     ScheduleReadiness(p, gen, cfg, next);
+  }
+
+  // Before an instance is first ready: marks it ReadinessProbeFailed or
+  // StartupTimeout (runtime.h), and clears the mark when it no longer holds.
+  void StartupCheckLocked(Proc& p, const ProbeConfig& cfg,
+                          const ProbeResult& r,
+                          std::vector<InstanceChange>* changes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const auto now = std::chrono::steady_clock::now();
+    const std::string& reason = p.info.reason();
+    auto clear = [&] {
+      p.info.clear_reason();
+      p.info.clear_message();
+      changes->push_back(Change(p));
+    };
+    if (r.connected) p.ever_connected = true;
+    if (r.ok) {
+      p.answered_failures = 0;
+      if (reason == kReasonReadinessProbeFailed) clear();
+    } else if (r.answered) {
+      // Fast probing may ask every few ms: count one answer per period.
+      if (p.answered_failures == 0 ||
+          now - p.last_answered_failure >= ToChrono(cfg.period)) {
+        ++p.answered_failures;
+        p.last_answered_failure = now;
+      }
+      if (p.answered_failures >= cfg.failure_threshold &&
+          reason != kReasonReadinessProbeFailed) {
+        p.info.set_reason(kReasonReadinessProbeFailed);
+        p.info.set_message(absl::StrCat(
+            "readiness probe answered not ready ", p.answered_failures,
+            " times in a row (failureThreshold ", cfg.failure_threshold,
+            ", every ", ShortDuration(cfg.period),
+            ") after the instance started listening: ", r.message));
+        changes->push_back(Change(p, "Warning", "Unhealthy",
+                                  "Never ready: " + p.info.message()));
+        log_->warn("app={}/{} instance {}: {}", p.info.namespace_(),
+                   p.info.app(), p.info.id(), p.info.message());
+      }
+    }
+    if (p.ever_connected) {
+      if (reason == kReasonStartupTimeout) clear();
+      return;
+    }
+    const absl::Duration bound = cfg.initial_delay + opts_.startup_timeout;
+    if (reason != kReasonStartupTimeout &&
+        now - p.probing_since >= ToChrono(bound)) {
+      p.info.set_reason(kReasonStartupTimeout);
+      p.info.set_message(absl::StrCat(
+          "port ", cfg.port, " still refuses connections ",
+          ShortDuration(bound), " after start (startup bound: ",
+          "readinessProbe.initialDelaySeconds ",
+          ShortDuration(cfg.initial_delay), " + ",
+          ShortDuration(opts_.startup_timeout), "): ", r.message));
+      changes->push_back(
+          Change(p, "Warning", "StartupTimeout", p.info.message()));
+      log_->warn("app={}/{} instance {}: {}", p.info.namespace_(), p.info.app(),
+                 p.info.id(), p.info.message());
+    }
   }
 
   void ScheduleLiveness(const std::shared_ptr<Proc>& p, uint64_t gen,

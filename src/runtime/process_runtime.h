@@ -46,6 +46,16 @@ struct ProcessRuntimeOptions {
   absl::Duration fast_probe_interval = absl::Milliseconds(1);
   absl::Duration fast_probe_connected_interval = absl::Milliseconds(10);
   absl::Duration fast_probe_window = absl::Seconds(60);
+  // Before an instance is first ready: when its port still refuses
+  // connections this long after readiness probing began (plus the probe's
+  // initialDelaySeconds), it is marked reason StartupTimeout; when it
+  // listens but its HTTP readiness probe answers "not ready" (a status
+  // outside 2xx/3xx) failureThreshold times in a row, counted once per
+  // periodSeconds, reason ReadinessProbeFailed (runtime.h). The process keeps
+  // running and being probed: either mark goes away if it becomes ready. The
+  // deployer fails a release on these marks without waiting for its
+  // progress deadline (docs/rollouts.md).
+  absl::Duration startup_timeout = absl::Minutes(2);
   // Exit detection uses pidfds (instant); without them, polling at this rate.
   absl::Duration exit_poll_interval = absl::Milliseconds(10);
   // fsync adoption records before renaming them into place. Off by default:

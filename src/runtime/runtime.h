@@ -20,6 +20,18 @@
 
 namespace tidal {
 
+// Instance.reason values a runtime sets on an instance that runs but, before
+// it was first ready, gave up on getting ready (docs/rollouts.md, "Fail
+// fast"); the deployer fails a release on them without waiting for its
+// progress deadline.
+//  ReadinessProbeFailed: the instance listens, but its readiness probe
+//    answered "not ready" (an HTTP status outside 2xx/3xx) failureThreshold
+//    times in a row, counted once per periodSeconds.
+//  StartupTimeout: its port still refuses connections after the startup
+//    bound (initialDelaySeconds + ProcessRuntimeOptions::startup_timeout).
+inline constexpr char kReasonReadinessProbeFailed[] = "ReadinessProbeFailed";
+inline constexpr char kReasonStartupTimeout[] = "StartupTimeout";
+
 // What to start.
 struct InstanceRequest {
   std::string namespace_;

@@ -88,6 +88,52 @@ class FakeRoutes : public RouteSink {
   std::vector<std::pair<int64_t, int>> weights;
 };
 
+// The FakeRuntime, with Instance.reason/message overridden per instance (a
+// runtime's never-ready marks, runtime.h).
+class MarkingRuntime : public Runtime {
+ public:
+  explicit MarkingRuntime(testing::FakeRuntime* base) : base_(base) {}
+  void Mark(const std::string& id, const std::string& reason,
+            const std::string& message) {
+    absl::MutexLock l(&mu_);
+    marks_[id] = {reason, message};
+  }
+  absl::StatusOr<Instance> Start(const InstanceRequest& req) override {
+    return base_->Start(req);
+  }
+  absl::Status Stop(const std::string& id, absl::Duration grace) override {
+    return base_->Stop(id, grace);
+  }
+  std::vector<Instance> List(const std::string& ns = "",
+                             const std::string& app = "") override {
+    std::vector<Instance> out = base_->List(ns, app);
+    absl::MutexLock l(&mu_);
+    for (auto& i : out) {
+      auto it = marks_.find(i.id());
+      if (it == marks_.end() || i.ready()) continue;
+      i.set_reason(it->second.first);
+      i.set_message(it->second.second);
+    }
+    return out;
+  }
+  void SetListener(Listener listener) override {
+    base_->SetListener(std::move(listener));
+  }
+  absl::Status Adopt() override { return base_->Adopt(); }
+  absl::StatusOr<std::string> LogPath(const std::string& id) override {
+    return base_->LogPath(id);
+  }
+  void Shutdown(bool stop_instances) override {
+    base_->Shutdown(stop_instances);
+  }
+
+ private:
+  testing::FakeRuntime* const base_;
+  absl::Mutex mu_;
+  std::map<std::string, std::pair<std::string, std::string>> marks_
+      ABSL_GUARDED_BY(mu_);
+};
+
 class DeployerTest : public ::testing::Test {
  protected:
   DeployerTest()
@@ -95,7 +141,7 @@ class DeployerTest : public ::testing::Test {
         deployer_(
             std::make_unique<Deployer>(&store_, &clock_, &metrics_, &hooks_)),
         reconciler_(std::make_unique<AppReconciler>(
-            &store_, &runtime_, &events_, &clock_, AppReconciler::Options{})) {
+            &store_, &marking_, &events_, &clock_, AppReconciler::Options{})) {
     reconciler_->set_deployer(deployer_.get());
     reconciler_->set_route_sink(&routes_);
   }
@@ -179,7 +225,7 @@ class DeployerTest : public ::testing::Test {
     deployer_ =
         std::make_unique<Deployer>(&store_, &clock_, &metrics_, &hooks_);
     reconciler_ = std::make_unique<AppReconciler>(
-        &store_, &runtime_, &events_, &clock_, AppReconciler::Options{});
+        &store_, &marking_, &events_, &clock_, AppReconciler::Options{});
     reconciler_->set_deployer(deployer_.get());
     reconciler_->set_route_sink(&routes_);
   }
@@ -195,6 +241,7 @@ class DeployerTest : public ::testing::Test {
 
   testing::MemoryStore store_;
   testing::FakeRuntime runtime_;
+  MarkingRuntime marking_{&runtime_};
   testing::FakeClock clock_;
   EventRecorder events_;
   FakeMetrics metrics_;
@@ -305,7 +352,8 @@ TEST_F(DeployerTest, CanaryAnalysisFailureRollsBackAndIsNotRetried) {
       << r.message();
   EXPECT_EQ(r.failed_revision(), 2);
   EXPECT_EQ(CountRevision(2), 0);
-  EXPECT_EQ(routes_.weights.size(), 0u);  // none left: by instances again
+  // The deciding plan itself sends everything to the stable revision.
+  EXPECT_EQ(routes_.weights, (std::vector<std::pair<int64_t, int>>{{1, 100}}));
   EXPECT_EQ(hooks_.notified, (std::vector<std::string>{"rollback"}));
   EXPECT_TRUE(HasEvent("RolledBack"));
   // The stable revision is back to full strength, and v2 is not retried.
@@ -315,6 +363,7 @@ TEST_F(DeployerTest, CanaryAnalysisFailureRollsBackAndIsNotRetried) {
   }
   EXPECT_EQ(CountRevision(1, true), 10);
   EXPECT_EQ(CountRevision(2), 0);
+  EXPECT_EQ(routes_.weights.size(), 0u);  // none left: by instances again
   EXPECT_EQ(Rollout().phase(), "RolledBack");
   // `rollout retry` starts it again.
   DeployerControl control(&store_, &clock_, nullptr);
@@ -652,6 +701,200 @@ TEST_F(DeployerTest, HistoryLimitPrunesOldRevisions) {
   ASSERT_TRUE(list.ok());
   ASSERT_EQ(list->size(), 3u);
   EXPECT_EQ(list->back().number(), 6);
+}
+
+// A canary bigger than maxUnavailable: the plan that decides the rollback
+// moves all traffic to the stable revision and drains every canary instance
+// at once (not one requeue later, and not within maxUnavailable), and the
+// stable revision is started back up to the full target in the same
+// reconcile (within maxSurge).
+TEST_F(DeployerTest, RollbackMovesTrafficAndDrainsAtOnce) {
+  rollout_.set_strategy("canary");
+  rollout_.add_steps()->set_weight(50);
+  rollout_.set_max_surge("5");
+  rollout_.set_max_unavailable("0");
+  rollout_.mutable_analysis()->set_interval_ms(10000);
+  rollout_.mutable_analysis()->set_min_requests(20);
+  rollout_.mutable_analysis()->set_max_error_rate(0.1);
+  Steady(10);
+  Apply(10, "v2");
+  for (int i = 0; i < 6 && CountRevision(2, true) < 5; ++i) {
+    Reconcile();
+    runtime_.SetAllReady();
+  }
+  Reconcile();
+  ASSERT_EQ(CountRevision(2, true), 5);
+  ASSERT_EQ(CountRevision(1, true), 5);
+  ASSERT_EQ(routes_.weights,
+            (std::vector<std::pair<int64_t, int>>{{2, 50}, {1, 50}}));
+  metrics_.Set(2, 40, 20, 10);
+  clock_.Advance(absl::Milliseconds(100));
+  const int stops = runtime_.stops();
+  Reconcile();  // the deciding plan
+  EXPECT_EQ(Rollout().phase(), "RolledBack");
+  EXPECT_EQ(routes_.weights, (std::vector<std::pair<int64_t, int>>{{1, 100}}));
+  EXPECT_EQ(CountRevision(2), 0);
+  EXPECT_EQ(runtime_.stops() - stops, 5);
+  // No stable instance was stopped, and the missing 5 were all started.
+  EXPECT_EQ(CountRevision(1, true), 5);
+  EXPECT_EQ(CountRevision(1), 10);
+  EXPECT_LE(static_cast<int>(Live().size()), 10 + 5);
+}
+
+// A timed pause is a deliberate hold, not a lack of progress: a canary step
+// {weight: 10, pause: 15m} with the default 10m deadline goes on; the
+// deadline still counts the time spent waiting on analysis after it.
+TEST_F(DeployerTest, TimedPauseDoesNotCountTowardsTheDeadline) {
+  rollout_.set_strategy("canary");
+  auto* step = rollout_.add_steps();
+  step->set_weight(10);
+  step->set_pause_ms(absl::ToInt64Milliseconds(absl::Minutes(15)));
+  Steady(10);
+  Apply(10, "v2");
+  Reconcile();
+  runtime_.SetAllReady();
+  Reconcile();
+  ASSERT_EQ(CountRevision(2, true), 1);
+  clock_.Advance(absl::Minutes(11));  // past the 10m deadline, in the pause
+  Reconcile();
+  EXPECT_EQ(Rollout().phase(), "Progressing") << Rollout().message();
+  EXPECT_EQ(Rollout().step(), 1);
+  clock_.Advance(absl::Minutes(4) + absl::Seconds(1));  // the pause is over
+  Reconcile();
+  EXPECT_EQ(Rollout().step(), 2);
+  for (int i = 0; i < 10 && Rollout().phase() != "Succeeded"; ++i) {
+    runtime_.SetAllReady();
+    Reconcile();
+  }
+  EXPECT_EQ(Rollout().phase(), "Succeeded");
+}
+
+TEST_F(DeployerTest, LongBatchIntervalDoesNotCountTowardsTheDeadline) {
+  rollout_.set_batches(2);
+  rollout_.set_batch_interval_ms(absl::ToInt64Milliseconds(absl::Minutes(20)));
+  rollout_.set_progress_deadline_ms(60000);
+  Steady(4);
+  Apply(4, "v2");
+  for (int i = 0; i < 5; ++i) {
+    Reconcile();
+    runtime_.SetAllReady();
+  }
+  ASSERT_EQ(Rollout().step(), 1);
+  clock_.Advance(absl::Minutes(19));
+  Reconcile();
+  EXPECT_EQ(Rollout().phase(), "Progressing") << Rollout().message();
+  clock_.Advance(absl::Minutes(1) + absl::Seconds(1));
+  for (int i = 0; i < 5; ++i) {
+    Reconcile();
+    runtime_.SetAllReady();
+  }
+  EXPECT_EQ(Rollout().phase(), "Succeeded");
+}
+
+TEST_F(DeployerTest, DeadlineStillCountsAnalysisWaitAfterAPause) {
+  rollout_.set_strategy("canary");
+  auto* step = rollout_.add_steps();
+  step->set_weight(10);
+  step->set_pause_ms(absl::ToInt64Milliseconds(absl::Minutes(15)));
+  rollout_.mutable_analysis()->set_min_requests(10);  // no traffic comes
+  Steady(10);
+  Apply(10, "v2");
+  Reconcile();
+  runtime_.SetAllReady();
+  Reconcile();
+  ASSERT_EQ(CountRevision(2, true), 1);
+  // 15m of pause + 10m of deadline, less a second: still waiting.
+  clock_.Advance(absl::Minutes(24) + absl::Seconds(59));
+  Reconcile();
+  EXPECT_EQ(Rollout().phase(), "Progressing") << Rollout().message();
+  clock_.Advance(absl::Seconds(2));
+  Reconcile();
+  EXPECT_EQ(Rollout().phase(), "RolledBack");
+  EXPECT_EQ(Rollout().reason(), "ProgressDeadlineExceeded");
+}
+
+// A new revision whose instances run but never get ready (the runtime marks
+// them, runtime.h) fails at once, without the deadline.
+TEST_F(DeployerTest, NeverReadyFailsFastWithoutTheDeadline) {
+  rollout_.set_max_surge("2");
+  Steady(4);
+  Apply(4, "v2");
+  Reconcile();
+  std::vector<std::string> news;
+  for (const auto& i : Live())
+    if (i.revision() == 2) news.push_back(i.id());
+  ASSERT_EQ(news.size(), 2u);
+  marking_.Mark(news[0], kReasonReadinessProbeFailed,
+                "readiness probe answered not ready 3 times in a row");
+  Reconcile();
+  EXPECT_EQ(Rollout().phase(), "Progressing");  // one among several
+  marking_.Mark(news[1], kReasonStartupTimeout,
+                "port 20001 still refuses connections 2m after start");
+  Reconcile();  // no time has passed
+  auto r = Rollout();
+  EXPECT_EQ(r.phase(), "RolledBack");
+  EXPECT_EQ(r.reason(), "NeverReady");
+  EXPECT_NE(r.message().find("never gets ready"), std::string::npos)
+      << r.message();
+  EXPECT_EQ(CountRevision(2), 0);
+  EXPECT_EQ(CountRevision(1), 4);
+}
+
+// The app's first revision has nothing to roll back to: when it crash-loops
+// it is Failed (not Succeeded), and a fixed template replaces it directly.
+TEST_F(DeployerTest, FirstRevisionThatCrashLoopsFails) {
+  Apply(2, "v1");
+  Reconcile();
+  EXPECT_EQ(Rollout().phase(), "Progressing");
+  for (const auto& i : Live())
+    runtime_.SetPhase(i.id(), "CrashLoopBackOff", "exit code 3");
+  Reconcile();
+  auto r = Rollout();
+  EXPECT_EQ(r.phase(), "Failed");
+  EXPECT_EQ(r.reason(), "CrashLoop");
+  EXPECT_EQ(r.stable_revision(), 1);
+  EXPECT_TRUE(HasEvent("RolloutFailed"));
+  EXPECT_EQ(CountRevision(1), 2);  // kept, for logs and describe
+  // A fixed template: the new revision replaces it without a rollout.
+  Apply(2, "v2");
+  for (int i = 0; i < 5; ++i) {
+    Reconcile();
+    runtime_.SetAllReady();
+  }
+  Reconcile();
+  r = Rollout();
+  EXPECT_EQ(r.phase(), "Succeeded");
+  EXPECT_EQ(r.stable_revision(), 2);
+  EXPECT_EQ(r.update_revision(), 0);
+  EXPECT_EQ(CountRevision(2, true), 2);
+  EXPECT_EQ(CountRevision(1), 0);
+}
+
+TEST_F(DeployerTest, FirstRevisionNeverReadyOrPastItsDeadlineFails) {
+  rollout_.set_progress_deadline_ms(60000);
+  Apply(1, "v1");
+  Reconcile();
+  ASSERT_EQ(Live().size(), 1u);
+  marking_.Mark(Live()[0].id(), kReasonStartupTimeout, "port refuses");
+  Reconcile();
+  EXPECT_EQ(Rollout().phase(), "Failed");
+  EXPECT_EQ(Rollout().reason(), "NeverReady");
+  // `rollout retry`, then it just never gets ready: the deadline.
+  marking_.Mark(Live()[0].id(), "", "");
+  DeployerControl control(&store_, &clock_, nullptr);
+  v1::RolloutRequest req;
+  req.set_name("web");
+  req.set_action("retry");
+  ASSERT_TRUE(control.Rollout(req).ok());
+  Reconcile();
+  EXPECT_EQ(Rollout().phase(), "Progressing");
+  clock_.Advance(absl::Seconds(59));
+  Reconcile();
+  EXPECT_EQ(Rollout().phase(), "Progressing");
+  clock_.Advance(absl::Seconds(2));
+  Reconcile();
+  EXPECT_EQ(Rollout().phase(), "Failed");
+  EXPECT_EQ(Rollout().reason(), "ProgressDeadlineExceeded");
 }
 
 }  // namespace

@@ -291,6 +291,24 @@ TEST_F(RolloutE2ETest, CrashLoopFailsFast) {
   EXPECT_TRUE(absl::StrContains(j.out, "\"result\":\"rolledBack\"")) << j.out;
 }
 
+// The app's first revision crash-loops: there is nothing to roll back to, so
+// it is reported Failed and `apply --wait` exits 1 (not 4 at the timeout).
+TEST_F(RolloutE2ETest, FirstDeployThatCrashLoopsFails) {
+  const std::string batch = R"(    progressDeadline: 5m
+)";
+  absl::Time start = absl::Now();
+  auto r = Apply(
+      AppYaml("first", 2, marker_, "v1", R"(, "--exit-at-start", "1")", batch),
+      true, "60s");
+  absl::Duration took = absl::Now() - start;
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "revision 1 failed (CrashLoop)"))
+      << r.err;
+  EXPECT_LT(took, absl::Seconds(30));
+  std::cout << "first deploy crash loop: failed in "
+            << absl::FormatDuration(took) << "\n";
+}
+
 TEST_F(RolloutE2ETest, Kill9DuringBatchThreeResumes) {
   const std::string batch = R"(    batches: 5
     batchInterval: 2s
@@ -302,8 +320,13 @@ TEST_F(RolloutE2ETest, Kill9DuringBatchThreeResumes) {
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   r = Apply(AppYaml("resume", 10, marker_, "v2", "", batch), false);
   ASSERT_EQ(r.exit_code, 0) << r.err;
+  // Asks tidald (a tidalctl process) at most every 100 ms; the process
+  // counts below read /proc and cost nothing.
+  absl::Time next_ask = absl::InfinitePast();
   ASSERT_TRUE(WaitFor(
       [&] {
+        if (absl::Now() < next_ask) return false;
+        next_ask = absl::Now() + absl::Milliseconds(100);
         std::string j = AppJson("resume");
         return JsonInt(j, "step") == 3 && JsonInt(j, "updateRevision") == 2;
       },
@@ -313,20 +336,34 @@ TEST_F(RolloutE2ETest, Kill9DuringBatchThreeResumes) {
   int v2_at_kill = Count("v2");
   EXPECT_GE(v2_at_kill, 4);
   ASSERT_TRUE(daemon_->Start());
-  // From now on: never more than 10 + maxSurge 2 (+2 draining), never fewer
-  // than 10, until it is done.
-  int max_seen = 0, min_seen = 1000;
+  // From now on, until it is done: the release goes on from its step (the
+  // new instances never drop below their number at the kill), never more
+  // than 10 + maxSurge 2 live processes (+2 that may still be exiting after
+  // SIGTERM), never fewer than 10 processes, and the app's status never
+  // reports fewer than 10 ready (maxUnavailable 0).
+  int max_seen = 0, min_seen = 1000, min_v2 = 1000, min_ready = 1000;
+  next_ask = absl::InfinitePast();
   bool done = WaitFor(
       [&] {
-        int n = Count("v1") + Count("v2");
-        max_seen = std::max(max_seen, n);
-        min_seen = std::min(min_seen, n);
-        return Count("v2") == 10 && Count("v1") == 0;
+        const int v1 = Count("v1"), v2 = Count("v2");
+        max_seen = std::max(max_seen, v1 + v2);
+        min_seen = std::min(min_seen, v1 + v2);
+        min_v2 = std::min(min_v2, v2);
+        if (absl::Now() >= next_ask) {
+          next_ask = absl::Now() + absl::Milliseconds(200);
+          std::string j = AppJson("resume");
+          if (!j.empty() && JsonInt(j, "observedGeneration") > 0)
+            min_ready = std::min(
+                min_ready, static_cast<int>(JsonInt(j, "readyReplicas")));
+        }
+        return v2 == 10 && v1 == 0;
       },
       absl::Seconds(60));
   ASSERT_TRUE(done) << Describe("resume");
   EXPECT_LE(max_seen, 14);
   EXPECT_GE(min_seen, 10);
+  EXPECT_GE(min_v2, v2_at_kill);
+  EXPECT_GE(min_ready, 10);
   auto st = Ctl({"rollout", "status", "resume", "--timeout", "30s"});
   EXPECT_EQ(st.exit_code, 0) << st.out << st.err;
   for (int i = 0; i < 20; ++i) {
@@ -336,7 +373,8 @@ TEST_F(RolloutE2ETest, Kill9DuringBatchThreeResumes) {
   }
   std::cout << "kill -9 at step 3 with " << v2_at_kill
             << " new instances; after restart " << min_seen << ".." << max_seen
-            << " processes\n";
+            << " processes, new ones never below " << min_v2
+            << ", ready never below " << min_ready << "\n";
 }
 
 }  // namespace

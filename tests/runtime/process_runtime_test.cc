@@ -383,6 +383,64 @@ TEST_F(ProcessRuntimeTest, ReadinessHttpProbe) {
   EXPECT_EQ(r->status, 200);
 }
 
+// Listens, but its readiness probe answers 500: marked ReadinessProbeFailed
+// after failureThreshold answers counted once per period (not per fast
+// probe), while the process keeps running.
+TEST_F(ProcessRuntimeTest, NotReadyAnswersMarkTheInstance) {
+  InstanceRequest req = SampleApp({"--unhealthy-after", "0"});
+  auto* probe = req.tmpl.mutable_readiness_probe();
+  probe->mutable_http_get()->set_path("/healthz");
+  probe->set_period_seconds(1);
+  probe->set_failure_threshold(2);
+  const absl::Time started = absl::Now();
+  auto inst = rt_->Start(req);
+  ASSERT_TRUE(inst.ok());
+  ASSERT_TRUE(WaitFor([&] {
+    auto i = Find(inst->id());
+    return i && i->reason() == kReasonReadinessProbeFailed;
+  }));
+  // Two answers one period apart: not before a second.
+  EXPECT_GE(absl::Now() - started, absl::Seconds(1));
+  auto i = Find(inst->id());
+  EXPECT_FALSE(i->ready());
+  EXPECT_EQ(i->restarts(), 0);
+  EXPECT_EQ(i->pid(), inst->pid());
+  EXPECT_NE(i->message().find("statuscode: 500"), std::string::npos)
+      << i->message();
+  EXPECT_TRUE(Alive(static_cast<pid_t>(inst->pid())));
+  ASSERT_FALSE(rec_.events("Unhealthy").empty());
+  EXPECT_EQ(rec_.events("Unhealthy")[0].instance.reason(),
+            kReasonReadinessProbeFailed);
+}
+
+// Never opens its port: StartupTimeout once the startup bound passes, not
+// before; a slow starter that listens within the bound is never marked.
+TEST_F(ProcessRuntimeTest, StartupTimeoutOnlyPastTheBound) {
+  rt_->Shutdown(true);
+  ProcessRuntimeOptions o = Options();
+  o.startup_timeout = absl::Milliseconds(1500);
+  rt_ = std::make_unique<ProcessRuntime>(o);
+  rt_->SetListener(rec_.listener());
+  const absl::Time started = absl::Now();
+  auto stuck = rt_->Start(SampleApp({"--startup-delay", "60s"}));
+  auto slow = rt_->Start(SampleApp({"--startup-delay", "700ms"}));
+  ASSERT_TRUE(stuck.ok());
+  ASSERT_TRUE(slow.ok());
+  ASSERT_TRUE(WaitReady(slow->id()));
+  ASSERT_TRUE(WaitFor([&] {
+    auto i = Find(stuck->id());
+    return i && i->reason() == kReasonStartupTimeout;
+  }));
+  EXPECT_GE(absl::Now() - started, absl::Milliseconds(1500));
+  EXPECT_NE(Find(stuck->id())->message().find("refuses connections"),
+            std::string::npos);
+  EXPECT_EQ(Find(stuck->id())->restarts(), 0);
+  auto marked = rec_.events("StartupTimeout");
+  ASSERT_EQ(marked.size(), 1u);
+  EXPECT_EQ(marked[0].instance.id(), stuck->id());
+  EXPECT_TRUE(Find(slow->id())->reason().empty());
+}
+
 TEST_F(ProcessRuntimeTest, GracefulStopWithSigterm) {
   auto inst = rt_->Start(SampleApp());
   ASSERT_TRUE(inst.ok());

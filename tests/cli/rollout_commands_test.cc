@@ -1,0 +1,203 @@
+// The CI gate and rollout commands of the real tidalctl binary against a
+// TidalService over a MemoryStore (TidalctlFixture). No controller runs: the
+// tests write the app's status and rollout state as the controller would.
+
+#include <signal.h>
+#include <sys/wait.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "cli/tidalctl_fixture.h"
+#include "deployer/control.h"
+#include "deployer/revisions.h"
+#include "gtest/gtest.h"
+#include "store/keys.h"
+
+namespace tidal {
+namespace {
+
+using cli_test::ReadAll;
+
+template <typename F>
+bool Eventually(F cond, absl::Duration timeout = absl::Seconds(20)) {
+  absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    if (cond()) return true;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return cond();
+}
+
+class RolloutCommandsTest : public cli_test::TidalctlFixture {
+ protected:
+  void Serve(TidalService* service) override {
+    control_ = std::make_unique<deployer::DeployerControl>(&store_, &clock_,
+                                                           nullptr);
+    service->set_rollout_control(control_.get());
+  }
+
+  // Writes app "web" (generation 1) with the given rollout status.
+  void PutApp(const std::string& phase, bool complete,
+              const std::string& reason = "") {
+    v1::App app;
+    auto kv = store_.Get(keys::App("default", "web"));
+    int64_t version = 0;
+    if (kv.ok()) {
+      ASSERT_TRUE(app.ParseFromString(kv->value));
+      version = kv->resource_version;
+    } else {
+      app.set_api_version("tidal.dev/v1");
+      app.set_kind("App");
+      app.mutable_metadata()->set_name("web");
+      app.mutable_metadata()->set_namespace_("default");
+      app.mutable_metadata()->set_generation(1);
+      app.mutable_spec()->set_replicas(2);
+      app.mutable_spec()->mutable_template_()->add_command("tidal-sample-app");
+    }
+    auto* st = app.mutable_status();
+    st->set_observed_generation(1);
+    st->set_desired_replicas(2);
+    st->set_ready_replicas(complete ? 2 : 0);
+    st->clear_conditions();
+    auto* c = st->add_conditions();
+    c->set_type("Progressing");
+    c->set_status(complete ? "True" : "False");
+    c->set_reason(complete ? "Complete" : "Updating");
+    auto* r = st->mutable_rollout();
+    r->set_phase(phase);
+    r->set_stable_revision(1);
+    r->set_reason(reason);
+    r->set_message(reason.empty() ? "" : "revision 1 does not start");
+    r->set_observed_generation(1);
+    app.mutable_metadata()->set_resource_version(0);
+    if (version == 0) {
+      ASSERT_TRUE(store_
+                      .Create(keys::App("default", "web"),
+                              app.SerializeAsString())
+                      .ok());
+    } else {
+      ASSERT_TRUE(store_
+                      .Update(keys::App("default", "web"),
+                              app.SerializeAsString(), version)
+                      .ok());
+    }
+  }
+
+  // Waits for a background tidalctl; -1 if it does not exit in time.
+  int WaitExit(pid_t pid, absl::Duration timeout) {
+    int status = 0;
+    const bool done = Eventually(
+        [&] { return waitpid(pid, &status, WNOHANG) == pid; }, timeout);
+    if (!done) return -1;
+    background_.erase(
+        std::remove(background_.begin(), background_.end(), pid),
+        background_.end());
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+
+  std::unique_ptr<deployer::DeployerControl> control_;
+};
+
+// tidald goes away in the middle of the wait and comes back on the same
+// address: the gate says so once, keeps waiting, and exits 0 when the
+// release is out (not 3 at the first failed request).
+TEST_F(RolloutCommandsTest, WaitSurvivesARestartOfTidald) {
+  PutApp("Progressing", false);
+  pid_t pid = Spawn({"--server", address_, "rollout", "status", "web",
+                     "--timeout", "60s"},
+                    Env({}), "wait");
+  background_.push_back(pid);
+  const std::string out = (dir_ / "wait.out").string();
+  const std::string err = (dir_ / "wait.err").string();
+  ASSERT_TRUE(Eventually(
+      [&] { return absl::StrContains(ReadAll(out), "Progressing"); }))
+      << ReadAll(err);
+  const int port = server_->port();
+  server_.reset();  // tidald is down
+  ASSERT_TRUE(Eventually(
+      [&] { return absl::StrContains(ReadAll(err), "is unreachable"); }))
+      << ReadAll(err);
+  EXPECT_NE(ReadAll(err).find("still waiting until the --timeout"),
+            std::string::npos);
+  // The release finishes while tidald is down; it comes back.
+  PutApp("Succeeded", true);
+  auto server = StartServer(absl::StrCat("127.0.0.1:", port), service_.get());
+  ASSERT_TRUE(server.ok()) << server.status();
+  server_ = std::move(*server);
+  const int code = WaitExit(pid, absl::Seconds(30));
+  EXPECT_EQ(code, 0) << ReadAll(err);
+  EXPECT_NE(ReadAll(out).find("is rolled out"), std::string::npos)
+      << ReadAll(out);
+  EXPECT_NE(ReadAll(err).find("tidald answers again"), std::string::npos);
+}
+
+// Unreachable for the whole --timeout: exit 4 (timeout), not 3.
+TEST_F(RolloutCommandsTest, WaitTimesOutWhileTidaldStaysDown) {
+  PutApp("Progressing", false);
+  pid_t pid = Spawn({"--server", address_, "rollout", "status", "web",
+                     "--timeout", "3s"},
+                    Env({}), "wait");
+  background_.push_back(pid);
+  const std::string out = (dir_ / "wait.out").string();
+  ASSERT_TRUE(Eventually(
+      [&] { return absl::StrContains(ReadAll(out), "Progressing"); }));
+  server_.reset();
+  const int code = WaitExit(pid, absl::Seconds(30));
+  EXPECT_EQ(code, 4) << ReadAll(dir_ / "wait.err");
+}
+
+// An app's first revision that failed (nothing to roll back to): exit 1,
+// naming that revision.
+TEST_F(RolloutCommandsTest, FailedFirstRevisionExitsOne) {
+  PutApp("Failed", false, "CrashLoop");
+  auto r = Run({"rollout", "status", "web", "--timeout", "10s"});
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.err.find("revision 1 failed (CrashLoop)"), std::string::npos)
+      << r.err;
+}
+
+// `rollout retry` then at once `rollout status`: the old RolledBack verdict
+// is not reported again before the controller has run.
+TEST_F(RolloutCommandsTest, StatusRightAfterRetryIsNotTheOldVerdict) {
+  PutApp("RolledBack", false, "AnalysisFailed");
+  v1::RolloutState st;
+  st.set_stable_revision(1);
+  st.set_stable_hash("aaa");
+  st.set_phase("RolledBack");
+  st.set_failed_hash("bbb");
+  st.set_failed_revision(2);
+  ASSERT_TRUE(store_
+                  .Create(keys::RolloutKey("default", "web"),
+                          st.SerializeAsString())
+                  .ok());
+  auto before = Run({"rollout", "status", "web", "--timeout", "5s"});
+  EXPECT_EQ(before.code, 1) << before.err;
+  auto retry = Run({"rollout", "retry", "web"});
+  ASSERT_EQ(retry.code, 0) << retry.err;
+  auto after = Run({"rollout", "status", "web", "--timeout", "1s"});
+  EXPECT_EQ(after.code, 4) << after.out << after.err;  // pending, no verdict
+}
+
+TEST_F(RolloutCommandsTest, HistoryYamlIsYaml) {
+  PutApp("Succeeded", true);
+  v1::Revision rev;
+  rev.set_namespace_("default");
+  rev.set_app("web");
+  rev.set_number(1);
+  rev.set_template_hash("aaa");
+  rev.set_change_cause("first");
+  ASSERT_TRUE(store_
+                  .Create(deployer::RevisionKey("default", "web", 1),
+                          rev.SerializeAsString())
+                  .ok());
+  auto r = Run({"rollout", "history", "web", "-o", "json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(absl::StartsWith(r.out, "{")) << r.out;
+  auto y = Run({"rollout", "history", "web", "-o", "yaml"});
+  ASSERT_EQ(y.code, 0) << y.err;
+  EXPECT_TRUE(absl::StartsWith(y.out, "revisions:\n")) << y.out;
+  EXPECT_NE(y.out.find("changeCause: first"), std::string::npos) << y.out;
+}
+
+}  // namespace
+}  // namespace tidal
