@@ -55,6 +55,7 @@ struct Flags {
   int gateway_threads = 0;
   int gateway_queue_size = 1000;
   std::string gateway_queue_timeout = "30s";
+  std::string startup_timeout = "2m";
 };
 
 std::string DefaultDataDir() {
@@ -164,6 +165,15 @@ int Run(const Flags& flags) {
                flags.port_range);
     return 2;
   }
+  auto startup_timeout = ParseDurationMs(flags.startup_timeout);
+  if (!startup_timeout.ok() || *startup_timeout <= 0) {
+    log->error("--startup-timeout: {}",
+               startup_timeout.ok()
+                   ? "must be > 0"
+                   : std::string(startup_timeout.status().message()));
+    return 2;
+  }
+  ropts.startup_timeout = absl::Milliseconds(*startup_timeout);
   // Instances find Tidal's own binaries (and the sample app) on their PATH.
   char self[4096];
   ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -375,6 +385,11 @@ int main(int argc, char** argv) {
   app.add_flag("--stop-instances-on-exit", flags.stop_instances_on_exit,
                "Stop every instance on SIGTERM (default: leave them for the "
                "next start)");
+  app.add_option("--startup-timeout", flags.startup_timeout,
+                 "An instance whose port still refuses connections this long "
+                 "after its readinessProbe.initialDelaySeconds is marked "
+                 "StartupTimeout (a rollout of it fails fast)")
+      ->capture_default_str();
   app.add_option("--workers", flags.workers, "Reconcile workers")
       ->capture_default_str();
   app.add_option("--resync", flags.resync, "Periodic full reconcile")
