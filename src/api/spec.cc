@@ -498,11 +498,13 @@ void CheckScaling(const std::string& path, const tidal::v1::Scaling& s,
     CheckMin<int32_t>(JoinPath(path, "minReplicas"), s.min_replicas(), 0,
                       report);
   }
+  // maxReplicas 0 means unbounded (as in the scaler and `tidalctl scale
+  // --max 0`).
   if (s.has_max_replicas()) {
-    CheckMin<int32_t>(JoinPath(path, "maxReplicas"), s.max_replicas(), 1,
+    CheckMin<int32_t>(JoinPath(path, "maxReplicas"), s.max_replicas(), 0,
                       report);
   }
-  if (s.has_min_replicas() && s.has_max_replicas() &&
+  if (s.has_min_replicas() && s.has_max_replicas() && s.max_replicas() > 0 &&
       s.min_replicas() > s.max_replicas()) {
     report(JoinPath(path, "minReplicas"),
            absl::StrCat("must be <= maxReplicas (", s.min_replicas(), " > ",
@@ -510,8 +512,8 @@ void CheckScaling(const std::string& path, const tidal::v1::Scaling& s,
   }
   CheckEnum(JoinPath(path, "metric"), s.metric(),
             {"concurrency", "rps", "cpu", "memory"}, report);
-  CheckEnum(JoinPath(path, "algorithm"), s.algorithm(), {"tidal", "kpa", "hpa"},
-            report);
+  CheckEnum(JoinPath(path, "algorithm"), s.algorithm(),
+            {"tidal", "kpa", "hpa", "keepalive"}, report);
   if (s.has_target() && !(s.target() > 0)) {
     report(JoinPath(path, "target"),
            absl::StrCat("must be greater than 0, got ", s.target()));
@@ -552,7 +554,8 @@ void CheckScaling(const std::string& path, const tidal::v1::Scaling& s,
   if (s.has_initial_scale()) {
     CheckMin<int32_t>(JoinPath(path, "initialScale"), s.initial_scale(), 0,
                       report);
-    if (s.has_max_replicas() && s.initial_scale() > s.max_replicas()) {
+    if (s.has_max_replicas() && s.max_replicas() > 0 &&
+        s.initial_scale() > s.max_replicas()) {
       report(JoinPath(path, "initialScale"),
              absl::StrCat("must be <= maxReplicas (", s.initial_scale(), " > ",
                           s.max_replicas(), ")"));
@@ -613,8 +616,9 @@ void CheckScaling(const std::string& path, const tidal::v1::Scaling& s,
       CheckMin<int32_t>(JoinPath(sp, "maxReplicas"), sc.max_replicas(), 0,
                         report);
     }
+    // A schedule's maxReplicas 0 is "no cap", as the spec's.
     if (sc.has_min_replicas() && sc.has_max_replicas() &&
-        sc.min_replicas() > sc.max_replicas()) {
+        sc.max_replicas() > 0 && sc.min_replicas() > sc.max_replicas()) {
       report(JoinPath(sp, "minReplicas"),
              absl::StrCat("must be <= maxReplicas (", sc.min_replicas(), " > ",
                           sc.max_replicas(), ")"));
@@ -845,7 +849,8 @@ void CheckApp(const App& app, const Reporter& report) {
     CheckScaling("spec.scaling", s, report);
     if (spec.has_replicas() && spec.replicas() >= 0) {
       bool below = s.has_min_replicas() && spec.replicas() < s.min_replicas();
-      bool above = s.has_max_replicas() && spec.replicas() > s.max_replicas();
+      bool above = s.has_max_replicas() && s.max_replicas() > 0 &&
+                   spec.replicas() > s.max_replicas();
       if (below || above) {
         report("spec.replicas",
                absl::StrCat(

@@ -263,6 +263,8 @@ void ScalerPlanner::Publish(Entry* e, absl::Time now) {
 
 void ScalerPlanner::Save(Entry* e) {
   e->last_save = clock_->Now();
+  // Without a store (tests, the simulator's wiring) there is nowhere to save.
+  if (store_ == nullptr || e->scaler == nullptr) return;
   std::string state = e->scaler->SaveState();
   if (state == e->saved_state) return;
   auto st = store_->Txn({Op::Put(keys::ScalerStateKey(e->ns, e->name), state)});

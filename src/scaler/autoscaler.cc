@@ -209,14 +209,20 @@ int32_t AppScaler::DecideTidal(absl::Time now, int64_t eval, Cause* cause) {
     last_burst_ = true;
     last_burst_value_ = recent;
   }
-  KpaDecider::Result r = kpa_.Scale(now, stable, panic, ready_);
-  last_panic_ = r.panic;
-  *cause = Cause::kMetric;
   const int64_t now_s = absl::ToUnixSeconds(now);
   const bool busy = waiting_ > 0 || last_traffic_end_ > eval;
   last_idle_s_ = busy ? 0 : now_s - last_traffic_end_;
-  if (busy || last_idle_s_ < Seconds(config_.PanicWindow())) return r.desired;
-  // Idle: the keep-warm policy learned from this app's idle times decides.
+  idle_held_ = IdleHold::kNone;
+  if (busy || last_idle_s_ < Seconds(config_.PanicWindow())) {
+    KpaDecider::Result r = kpa_.Scale(now, stable, panic, ready_);
+    last_panic_ = r.panic;
+    *cause = Cause::kMetric;
+    return r.desired;
+  }
+  // Idle: the keep-warm policy learned from this app's idle times gives the
+  // count (1 or 0) in place of the stable recommendation; KPA's rules still
+  // apply to it, so the status never contradicts the count: no scale-down
+  // while panicking, at most maxScaleDownRate per tick, and scaleDownDelay.
   const IdleHistogram::Policy& p = idle_.policy();
   const int64_t lead = absl::ToInt64Seconds(start_duration_ + config_.tick) + 1;
   bool warm;
@@ -233,7 +239,22 @@ int32_t AppScaler::DecideTidal(absl::Time now, int64_t eval, Cause* cause) {
     warm = last_idle_s_ <= absl::ToInt64Seconds(ka);
     *cause = warm ? Cause::kKeepWarm : Cause::kIdle;
   }
-  return warm ? 1 : 0;
+  const int32_t keep = warm ? 1 : 0;
+  KpaDecider::Result r = kpa_.Scale(now, stable, panic, ready_, keep);
+  last_panic_ = r.panic;
+  if (r.desired > keep) {
+    const int32_t rate_floor = static_cast<int32_t>(
+        std::floor(std::max(1, ready_) / kpa_.params().max_scale_down_rate));
+    if (r.panic) {
+      idle_held_ = IdleHold::kPanic;
+    } else if (config_.scale_down_delay > absl::ZeroDuration() &&
+               r.desired > rate_floor) {
+      idle_held_ = IdleHold::kDelay;
+    } else {
+      idle_held_ = IdleHold::kRate;
+    }
+  }
+  return r.desired;
 }
 
 int32_t AppScaler::DecideHpa(absl::Time now, int64_t eval, int32_t min_r,
@@ -289,25 +310,32 @@ Decision AppScaler::Decide(absl::Time now) {
   const ScheduleTracker::Bounds* sb = nullptr;
   if (!config_.schedules.empty()) {
     sb = &schedules_.At(now);
-    if (sb->max_replicas >= 0) max_r = std::max(sb->max_replicas, 0);
+    // A schedule's maxReplicas is > 0 here (0, "no cap", is not recorded).
+    if (sb->max_replicas > 0) max_r = sb->max_replicas;
     if (sb->min_replicas > min_r) {
       min_r = sb->min_replicas;
       bound_cause = Cause::kSchedule;
     }
   }
+  // Only a schedule's minimum can exceed the maximum (the spec's own min <=
+  // max is validated): the schedule asks for that capacity explicitly, so
+  // it raises the maximum (docs/scaling.md).
+  if (max_r < min_r) max_r = min_r;
   if (config_.predictive) {
     const absl::Duration look =
         config_.predictive_lookahead > absl::ZeroDuration()
             ? config_.predictive_lookahead
             : start_duration_ + config_.tick;
+    last_lookahead_ = look;
     last_predicted_ = predictor_.PredictMax(now, look);
-    const int32_t pods = static_cast<int32_t>(kpa_.PodsFor(last_predicted_));
+    // A prediction never overrides maxReplicas.
+    const int32_t pods = static_cast<int32_t>(
+        std::min<double>(kpa_.PodsFor(last_predicted_), max_r));
     if (pods > min_r) {
       min_r = pods;
       bound_cause = Cause::kPredicted;
     }
   }
-  if (max_r < min_r) max_r = min_r;
 
   Cause cause = Cause::kMetric;
   int32_t desired = 0;
@@ -390,14 +418,14 @@ std::string AppScaler::Reason(Cause cause, int32_t from, int32_t to,
       return absl::StrCat(
           "idle",
           last_idle_s_ > 0 ? absl::StrCat(" for ", last_idle_s_, "s") : "",
-          arrow);
+          IdleHeld(), arrow);
     case Cause::kKeepWarm:
       return absl::StrCat("keep warm: idle ", last_idle_s_,
-                          "s within the keep-alive window", arrow);
+                          "s within the keep-alive window", IdleHeld(), arrow);
     case Cause::kPrewarm:
       return absl::StrCat("pre-warm: idle ", last_idle_s_,
                           "s, next request expected after ",
-                          idle_.policy().prewarm_s, "s", arrow);
+                          idle_.policy().prewarm_s, "s", IdleHeld(), arrow);
     case Cause::kInitial:
       return absl::StrCat("initial scale ", config_.initial_scale, arrow);
     case Cause::kMin:
@@ -410,13 +438,29 @@ std::string AppScaler::Reason(Cause cause, int32_t from, int32_t to,
     case Cause::kPredicted:
       return absl::StrCat(
           "predicted ", metric, " ", Num(last_predicted_), " within ",
-          absl::FormatDuration(start_duration_ + config_.tick), arrow);
+          absl::FormatDuration(last_lookahead_), arrow);
     case Cause::kTolerance:
       return absl::StrCat(metric, " ", Num(value),
                           " within tolerance of target ",
                           Num(config_.TargetValue()), arrow);
   }
   return absl::StrCat("scale", arrow);
+}
+
+std::string AppScaler::IdleHeld() const {
+  switch (idle_held_) {
+    case IdleHold::kNone:
+      return "";
+    case IdleHold::kPanic:
+      return " (held: no scale-down while panicking)";
+    case IdleHold::kRate:
+      return absl::StrCat(" (held: maxScaleDownRate ",
+                          Num(config_.max_scale_down_rate), ")");
+    case IdleHold::kDelay:
+      return absl::StrCat(" (held: scaleDownDelay ",
+                          absl::FormatDuration(config_.scale_down_delay), ")");
+  }
+  return "";
 }
 
 std::string AppScaler::SaveState() const {

@@ -119,6 +119,9 @@ class AppScaler {
                     Cause* cause);
   int32_t DecideKeepAlive(int64_t eval, Cause* cause);
   void RecordValue(int64_t sec, double value, bool partial);
+  // Tidal, idle: what held the count above the keep-warm count.
+  enum class IdleHold { kNone, kPanic, kRate, kDelay };
+  std::string IdleHeld() const;
   std::string Reason(Cause cause, int32_t from, int32_t to, int32_t min_r,
                      int32_t max_r, const ScheduleTracker::Bounds* sb) const;
 
@@ -145,6 +148,7 @@ class AppScaler {
   bool seen_traffic_ = false;
   int64_t last_idle_s_ = 0;
   double last_predicted_ = 0;
+  absl::Duration last_lookahead_;  // of the last prediction
   absl::Duration start_duration_;
   absl::Time active_since_;
   absl::Time inactive_since_ = absl::InfinitePast();
@@ -153,6 +157,7 @@ class AppScaler {
   double last_value_ = 0;  // latest stable value (for the decision)
   double last_stable_ = 0;
   bool last_panic_ = false;
+  IdleHold idle_held_ = IdleHold::kNone;
   bool last_burst_ = false;      // tidal: the last decision sized on a burst
   double last_burst_value_ = 0;  // the burst's peak (metric units)
   int32_t last_desired_ = -1;

@@ -224,8 +224,9 @@ absl::StatusOr<ScalerConfig> ResolveConfig(const tidal::v1::Scaling& spec,
     c.tolerance = spec.tolerance();
   }
   if (spec.has_tick_ms()) {
-    if (spec.tick_ms() < 100 || spec.tick_ms() > 600000) {
-      return Invalid("tick", "must be within 100ms..10m");
+    // The same range as the API's validation (src/api/spec.cc).
+    if (spec.tick_ms() < 100 || spec.tick_ms() > 60000) {
+      return Invalid("tick", "must be within 100ms..1m");
     }
     c.tick = absl::Milliseconds(spec.tick_ms());
   }
@@ -269,7 +270,8 @@ absl::StatusOr<ScalerConfig> ResolveConfig(const tidal::v1::Scaling& spec,
     if (s.has_max_replicas()) {
       if (s.max_replicas() < 0)
         return Invalid(f + ".maxReplicas", "must be >= 0");
-      ss.max_replicas = s.max_replicas();
+      // 0: no cap (as the spec's maxReplicas), not "force zero replicas".
+      if (s.max_replicas() > 0) ss.max_replicas = s.max_replicas();
     }
     if (!s.has_min_replicas() && !s.has_max_replicas()) {
       return Invalid(f, "sets neither minReplicas nor maxReplicas");

@@ -26,7 +26,8 @@ double KpaDecider::PodsFor(double v) const {
 }
 
 KpaDecider::Result KpaDecider::Scale(absl::Time now, double stable,
-                                     double panic, int32_t ready) {
+                                     double panic, int32_t ready,
+                                     int32_t stable_pods_override) {
   Result r;
   const double ready_pods = std::max(1.0, static_cast<double>(ready));
   const double max_scale_up = std::ceil(params_.max_scale_up_rate * ready_pods);
@@ -34,7 +35,8 @@ KpaDecider::Result KpaDecider::Scale(absl::Time now, double stable,
   if (params_.reachable)
     max_scale_down = std::floor(ready_pods / params_.max_scale_down_rate);
 
-  const double dspc = PodsFor(stable);
+  const double dspc =
+      stable_pods_override >= 0 ? stable_pods_override : PodsFor(stable);
   const double dppc = PodsFor(panic);
   r.stable_pods = dspc;
   r.panic_pods = dppc;

@@ -42,7 +42,11 @@ class KpaDecider {
     double stable_pods = 0;  // ceil(stable / target)
     double panic_pods = 0;
   };
-  Result Scale(absl::Time now, double stable, double panic, int32_t ready);
+  // `stable_pods_override` >= 0 replaces the stable recommendation
+  // (ceil(stable / target)) before the rate limits, panic mode and the
+  // scale-down delay apply: Tidal's keep-warm count for an idle app.
+  Result Scale(absl::Time now, double stable, double panic, int32_t ready,
+               int32_t stable_pods_override = -1);
 
   // Pods for a load `v` under these parameters.
   double PodsFor(double v) const;

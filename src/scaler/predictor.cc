@@ -64,11 +64,21 @@ void DailyPredictor::Add(absl::Time second, double value) {
 
 double DailyPredictor::Predict(absl::Time t) const {
   const int64_t sec = absl::ToUnixSeconds(t);
-  const float d = daily_[FloorDiv(sec, kSlotSeconds) % kDaySlots];
+  const int64_t slot = FloorDiv(sec, kSlotSeconds) % kDaySlots;
+  const float d = daily_[slot];
   if (d < 0) return 0;
   const float w = weekly_[HourOfWeek(FloorDiv(sec, 3600))];
-  if (w >= 0 && days_observed() >= 7) return std::min(d, w);
-  return d;
+  if (w < 0 || days_observed() < 7) return d;
+  // A week is known: scale the daily shape of this hour to the level the
+  // same hour of the week had a week ago. Quiet weekends stay quiet (w = 0),
+  // and a rise seen only on one day of the week (Monday mornings), which the
+  // daily average has smoothed away, is predicted at its weekly level.
+  const int64_t first = slot / (3600 / kSlotSeconds) * (3600 / kSlotSeconds);
+  float hour_peak = 0;
+  for (int64_t i = first; i < first + 3600 / kSlotSeconds; ++i)
+    hour_peak = std::max(hour_peak, daily_[i]);
+  if (hour_peak <= 0) return w;
+  return d * (w / hour_peak);
 }
 
 double DailyPredictor::PredictMax(absl::Time from, absl::Duration span) const {

@@ -29,9 +29,10 @@ class DailyPredictor {
   void Add(absl::Time second, double value);
 
   // The expected load at `t`: the daily slot's average (an exponentially
-  // weighted mean over days); once the hour of the week has been seen, capped
-  // by that hour's peak slot a week ago (quiet weekends stay quiet). 0 when
-  // the slot has never been seen.
+  // weighted mean over days); once a week has been observed, that daily
+  // shape scaled so the hour's peak slot matches the same hour of the week a
+  // week ago (quiet weekends stay quiet; a Monday-only peak is predicted on
+  // Mondays). 0 when the slot has never been seen.
   double Predict(absl::Time t) const;
   // The maximum prediction over [from, from + span].
   double PredictMax(absl::Time from, absl::Duration span) const;

@@ -42,6 +42,7 @@ class AppSim {
         waits_(waits),
         delay_(absl::ToDoubleSeconds(opts.model.start_delay)),
         timeout_(absl::ToDoubleSeconds(opts.model.request_timeout)),
+        measure_from_(opts.measure_from_s),
         cap_(opts.model.concurrency) {
     AppScalerOptions so = opts.scaler;
     so.container_concurrency = opts.model.concurrency;
@@ -141,7 +142,9 @@ class AppSim {
 
   void Advance(double t) {
     if (t > now_) {
-      stats_->instance_seconds += alive_ * (t - now_);
+      if (t > measure_from_)
+        stats_->instance_seconds +=
+            alive_ * (t - std::max(now_, measure_from_));
       const double from = std::max(now_, static_cast<double>(sec_start_));
       if (t > from)
         conc_integral_ += (in_flight_ + waiting_.size()) * (t - from);
@@ -168,15 +171,19 @@ class AppSim {
     Instance& in = insts_[idx];
     ++in.active;
     ++in_flight_;
-    waits_->push_back(static_cast<float>(wait));
-    if (wait > kEps) ++stats_->waited;
+    if (r.arrival_s >= measure_from_) {
+      waits_->push_back(static_cast<float>(wait));
+      if (wait > kEps) ++stats_->waited;
+    }
     done_.push({now_ + r.service_s, idx});
   }
 
   void Arrive(const TraceRequest& r) {
-    ++stats_->requests;
     ++arrivals_this_sec_;
-    if (ready_ == 0) ++stats_->cold_starts;
+    if (r.arrival_s >= measure_from_) {
+      ++stats_->requests;
+      if (ready_ == 0) ++stats_->cold_starts;
+    }
     int idx = FindSlot();
     if (idx >= 0 && waiting_.empty()) {
       Serve(idx, r, 0);
@@ -226,8 +233,8 @@ class AppSim {
 
   void ExpireWaiting(double t) {
     while (!waiting_.empty() && t - waiting_.front().arrival_s > timeout_) {
+      if (waiting_.front().arrival_s >= measure_from_) ++stats_->dropped;
       waiting_.pop_front();
-      ++stats_->dropped;
     }
   }
 
@@ -289,6 +296,7 @@ class AppSim {
   std::vector<float>* waits_;
   const double delay_;
   const double timeout_;
+  const double measure_from_;
   const int32_t cap_;
   std::unique_ptr<AppScaler> scaler_;
   double tick_ = 2;
@@ -322,6 +330,25 @@ double Percentile(std::vector<float>* v, double q) {
 }
 
 }  // namespace
+
+Trace RepeatTrace(const Trace& trace, int times) {
+  Trace out;
+  out.start = trace.start;
+  out.duration_s = trace.duration_s * std::max(1, times);
+  for (const AppTrace& app : trace.apps) {
+    AppTrace a;
+    a.name = app.name;
+    a.requests.reserve(app.requests.size() * std::max(1, times));
+    for (int k = 0; k < std::max(1, times); ++k) {
+      for (TraceRequest r : app.requests) {
+        r.arrival_s += k * trace.duration_s;
+        a.requests.push_back(r);
+      }
+    }
+    out.apps.push_back(std::move(a));
+  }
+  return out;
+}
 
 absl::StatusOr<SimResult> Simulate(const Trace& trace,
                                    const SimOptions& options) {

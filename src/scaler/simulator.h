@@ -51,6 +51,10 @@ struct SimOptions {
   bool record_series =
       false;  // aggregated load/desired/ready per second (for plots)
   size_t max_events = 1000;  // scale events kept (all are counted)
+  // Statistics (requests, cold starts, waits, drops, instance-seconds) count
+  // from this second of the trace on; what comes before is warm-up (e.g. a
+  // day for the scaler to learn from).
+  double measure_from_s = 0;
 };
 
 struct SimStats {
@@ -89,6 +93,10 @@ struct SimResult {
   std::vector<ScaleEvent> events;   // the first max_events
   std::vector<SeriesPoint> series;  // one per second when record_series
 };
+
+// `trace` played `times` times back to back (each copy shifted by the
+// trace's duration): a one-day trace as several days.
+Trace RepeatTrace(const Trace& trace, int times);
 
 // InvalidArgument when the scaling spec is invalid.
 absl::StatusOr<SimResult> Simulate(const Trace& trace,

@@ -256,7 +256,7 @@ std::vector<InvalidRow> InvalidRows() {
       {"BadAlgorithm",
        Spec("  template: {command: [x]}\n  scaling:\n    algorithm: knative\n"),
        8, 16, "spec.scaling.algorithm",
-       "must be one of tidal, kpa, hpa; got \"knative\""},
+       "must be one of tidal, kpa, hpa, keepalive; got \"knative\""},
       {"DurationBareNumber",
        Spec("  template: {command: [x]}\n  scaling:\n    stableWindow: 30\n"),
        8, 19, "spec.scaling.stableWindow",
@@ -449,9 +449,9 @@ TEST(ParseAppsTest, CollectsEveryErrorOfEveryDocument) {
       Spec("  replicas: -2\n  template:\n    comand: [x]\n") +      // lines 1-8
       "---\n"                                                       // 9
       "apiVersion: tidal.dev/v1\nkind: App\nmetadata: {name: b}\n"  // 10-12
-      "spec: {template: {command: [x]}, scaling: {maxReplicas: 0}}\n"  // 13
-      "---\n"                                                          // 14
-      "key: [unclosed\n";                                              // 15
+      "spec: {template: {command: [x]}, scaling: {maxReplicas: -1}}\n"  // 13
+      "---\n"                                                           // 14
+      "key: [unclosed\n";                                               // 15
   ParseResult r = ParseApps(yaml, "multi.yaml");
   EXPECT_TRUE(r.apps.empty());
   std::vector<std::string> got;
@@ -464,8 +464,8 @@ TEST(ParseAppsTest, CollectsEveryErrorOfEveryDocument) {
                      "[\"tidal-sample-app\"]",
                      "multi.yaml:8:5: spec.template.comand: unknown field "
                      "(did you mean \"command\"?)",
-                     "multi.yaml:13:57: spec.scaling.maxReplicas: must be at "
-                     "least 1, got 0",
+                     "multi.yaml:13:57: spec.scaling.maxReplicas: must not "
+                     "be negative, got -1",
                      "multi.yaml:16:1: invalid YAML: end of sequence flow not "
                      "found",
                  }))
@@ -835,6 +835,40 @@ TEST(ParseAppsTest, DeepNestingIsAnErrorNotACrash) {
   ParseResult r = ParseApps(deep, "deep.yaml");
   EXPECT_FALSE(r.ok());
   EXPECT_TRUE(r.apps.empty());
+}
+
+// The API accepts what the scaler library (src/scaler/config.cc) and
+// docs/scaling.md accept: maxReplicas 0 is unbounded (as `tidalctl scale
+// --max 0`), algorithm keepalive, a schedule's maxReplicas 0 is no cap; and
+// the tick range is 100ms..1m in both.
+TEST(ParseAppsTest, ScalingAgreesWithTheScalerLibrary) {
+  ParseResult ok = ParseApps(
+      Spec("  template: {command: [x]}\n"
+           "  scaling:\n"
+           "    algorithm: keepalive\n"
+           "    minReplicas: 5\n"
+           "    maxReplicas: 0\n"
+           "    initialScale: 8\n"
+           "    tick: 1m\n"
+           "    schedules:\n"
+           "    - {cron: \"0 19 * * *\", duration: 1h, minReplicas: 9, "
+           "maxReplicas: 0}\n"),
+      "ok.yaml");
+  EXPECT_TRUE(ok.errors.empty()) << AllErrors(ok);
+  ASSERT_EQ(ok.apps.size(), 1u);
+  EXPECT_EQ(ok.apps[0].app.spec().scaling().max_replicas(), 0);
+
+  ParseResult fixed =
+      ParseApps(Spec("  replicas: 40\n  template: {command: [x]}\n"
+                     "  scaling: {maxReplicas: 0}\n"),
+                "fixed.yaml");
+  EXPECT_TRUE(fixed.errors.empty()) << AllErrors(fixed);
+
+  ParseResult tick =
+      ParseApps(Spec("  template: {command: [x]}\n  scaling:\n    tick: 2m\n"),
+                "tick.yaml");
+  ASSERT_EQ(tick.errors.size(), 1u) << AllErrors(tick);
+  EXPECT_EQ(tick.errors[0].field, "spec.scaling.tick");
 }
 
 TEST(ValidateAppTest, SameRulesWithoutLines) {

@@ -192,11 +192,23 @@ TEST_F(ScalerPlannerTest, ScalesUpWithLoadAndBackToZeroAfterGrace) {
   EXPECT_TRUE(plan.status.has_last_scale_time());
   SetInstances(app, plan.replicas);
 
-  // Idle: back to zero once the panic window and the grace period passed.
+  // Idle: back to zero once the panic window and the grace period passed,
+  // the instances following the plan (as the reconciler does): at most
+  // maxScaleDownRate (2) per tick, so 10 -> 5 -> 2 -> 1, never straight to 0.
   metrics_.set_concurrency(0);
-  Run(absl::Seconds(90));
-  plan = Desired(app);
+  std::vector<int> counts;
+  for (int i = 0; i < 90; ++i) {
+    Run(absl::Seconds(1));
+    plan = Desired(app);
+    if (counts.empty() || counts.back() != plan.replicas)
+      counts.push_back(plan.replicas);
+    SetInstances(app, plan.replicas);
+  }
   EXPECT_EQ(plan.replicas, 0) << plan.reason;
+  ASSERT_GE(counts.size(), 2u);
+  for (size_t i = 1; i < counts.size(); ++i) {
+    EXPECT_GE(counts[i], counts[i - 1] / 2) << "step " << i;
+  }
 }
 
 TEST_F(ScalerPlannerTest, SpecChangeRecreatesTheScaler) {
@@ -226,6 +238,26 @@ TEST_F(ScalerPlannerTest, StateIsSavedRestoredAndForgotten) {
   EXPECT_EQ(planner_.size(), 0u);
   EXPECT_TRUE(absl::IsNotFound(
       store_.Get(keys::ScalerStateKey("default", "state")).status()));
+}
+
+// Without a store, the periodic save in RunDue (and Forget, SaveAll) must
+// not touch one: the tick path used to call store_->Txn unconditionally.
+TEST_F(ScalerPlannerTest, NoStoreTicksPastTheSaveIntervalAndForgets) {
+  ScalerPlanner planner(
+      nullptr, &runtime_, &metrics_,
+      [](const std::string&, const std::string&) { return 0; }, &clock_,
+      ScalerPlanner::Options{absl::Seconds(2), absl::Milliseconds(20)});
+  App app = ScaledApp("nostore", 1, 5, 10);
+  EXPECT_EQ(planner.Desired(app, {}).replicas, 1);
+  metrics_.set_concurrency(30);
+  for (int i = 0; i < 10; ++i) {  // five save intervals
+    clock_.Advance(absl::Seconds(1));
+    planner.RunDue();
+  }
+  EXPECT_GE(planner.Desired(app, {}).replicas, 2);
+  planner.SaveAll();
+  planner.Forget("default", "nostore");
+  EXPECT_EQ(planner.size(), 0u);
 }
 
 // Instances whose ready time is 5 s after their start time.

@@ -1,8 +1,8 @@
 // End-to-end surge (issue 4): the sample app under 10 concurrent clients, then
-// a sudden step to 50. Real tidald, real sample-app processes, real HTTP. The
-// gateway must fail no request, replicas must reach what the load needs
-// within 2 s plus the app's start time (with the default knobs), and the
-// test prints the time until p99 latency is back under its pre-step value.
+// a sudden step to 50 for a minute. Real tidald, real sample-app processes,
+// real HTTP. The gateway must fail no request, replicas must reach what the
+// load needs within 2 s plus the app's start time (with the default knobs), and
+// the test prints the time until p99 latency is back under its pre-step value.
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -29,12 +29,13 @@ constexpr int kPerInstance = 5;  // template.concurrency and scaling.target
 constexpr int kBefore = 10;      // clients before the step
 constexpr int kAfter = 50;       // clients after it
 constexpr absl::Duration kLatency = absl::Milliseconds(100);
-constexpr absl::Duration kSurge = absl::Seconds(20);
 
-// One run of the story: the scaling knobs beyond the defaults.
+// One run of the story: the scaling knobs beyond the defaults, and how long
+// the 50 clients last.
 struct Surge {
   std::string name;
   std::string knobs;  // extra lines under spec.scaling
+  absl::Duration surge = absl::Minutes(1);
 };
 
 // The bar: the needed instances are ready within 2 s plus the app's start
@@ -137,8 +138,8 @@ TEST_P(ScalingE2ETest, SurgeFromTenToFiftyClients) {
     clients.emplace_back([&, c] {
       HttpClient client(daemon.gateway_port(), AppHost("surge"));
       if (c >= kBefore) go.WaitForNotification();
-      // Bounded: at most 1,200 requests per client (2 min at 100 ms).
-      for (int i = 0; i < 1200 && !stop.load(); ++i) {
+      // Bounded: at most 3,000 requests per client (5 min at 100 ms).
+      for (int i = 0; i < 3000 && !stop.load(); ++i) {
         absl::Time sent = absl::Now();
         HttpResponse r = client.Get("/");
         std::lock_guard<std::mutex> l(mu);
@@ -173,12 +174,15 @@ TEST_P(ScalingE2ETest, SurgeFromTenToFiftyClients) {
   std::atomic<int64_t> step_ns{INT64_MAX};
   std::atomic<int64_t> desired_at_ns{INT64_MAX};
   std::atomic<int> peak_desired{0};
+  std::atomic<bool> ready_seen{false};  // status.readyReplicas >= needed
   std::atomic<bool> stop_monitor{false};
   std::thread monitor([&] {
     while (!stop_monitor.load()) {
-      int desired = JsonInt(json(), "desiredReplicas");
+      const std::string j = json();
+      int desired = JsonInt(j, "desiredReplicas");
       int64_t now = absl::GetCurrentTimeNanos();
       if (now >= step_ns.load()) {
+        if (JsonInt(j, "readyReplicas") >= needed) ready_seen = true;
         peak_desired = std::max(peak_desired.load(), desired);
         if (desired >= needed && desired_at_ns.load() == INT64_MAX)
           desired_at_ns = now;
@@ -187,15 +191,20 @@ TEST_P(ScalingE2ETest, SurgeFromTenToFiftyClients) {
     }
   });
   const absl::Time steady_from = absl::Now();
-  // 8 s of steady load, then the step, then the surge (measurement periods,
-  // not waits for a condition).
+  // 8 s of steady load (a measurement period), then the step.
   WaitFor([&] { return absl::Now() - steady_from > absl::Seconds(8); },
           absl::Seconds(10));
   const absl::Time step = absl::Now();
   step_ns = absl::ToUnixNanos(step);
   go.Notify();
-  WaitFor([&] { return absl::Now() - step > kSurge; },
-          kSurge + absl::Seconds(1));
+  // The condition: the instances the 50 clients need are ready (as the
+  // monitor polls the status, so the wait adds no tidalctl calls), with the
+  // surge as the deadline; the bar itself is checked on the runtime's ready
+  // times below. Then the load holds for the rest of the surge.
+  const bool reached = WaitFor([&] { return ready_seen.load(); }, surge.surge);
+  const absl::Duration reached_after = absl::Now() - step;
+  WaitFor([&] { return absl::Now() - step > surge.surge; },
+          surge.surge + absl::Seconds(1));
   stop = true;
   for (auto& t : clients) t.join();
   stop_monitor = true;
@@ -248,9 +257,10 @@ TEST_P(ScalingE2ETest, SurgeFromTenToFiftyClients) {
     }
   }
   std::cout << "[ figures  ] surge " << kBefore << " -> " << kAfter
-            << " clients (" << absl::FormatDuration(kLatency)
-            << " per request, " << kPerInstance << " per instance): " << total
-            << " requests, " << failed << " failed\n"
+            << " clients for " << absl::FormatDuration(surge.surge) << " ("
+            << absl::FormatDuration(kLatency) << " per request, "
+            << kPerInstance << " per instance): " << total << " requests, "
+            << failed << " failed\n"
             << "[ figures  ] replicas before the step " << settled
             << ", needed after " << needed << ", peak desired "
             << peak_desired.load() << "\n[ figures  ] desired >= " << needed
@@ -267,6 +277,9 @@ TEST_P(ScalingE2ETest, SurgeFromTenToFiftyClients) {
             << "\n";
 
   EXPECT_EQ(failed, 0) << (errors.empty() ? "" : errors.front());
+  EXPECT_TRUE(reached) << "ready replicas never reached " << needed
+                       << " during the surge (polled for "
+                       << absl::FormatDuration(reached_after) << ")";
   ASSERT_NE(ready_at, absl::InfiniteFuture()) << "never reached " << needed;
   // The bar: 2 s plus the start time (plus the tick alignment above).
   EXPECT_LE(ready_at - step, absl::Seconds(2) + start_time + kTickAlignment)
@@ -278,14 +291,16 @@ TEST_P(ScalingE2ETest, SurgeFromTenToFiftyClients) {
 
 // Defaults (algorithm tidal: a 1 s tick, and a burst in the latest complete
 // seconds is sized on its peak, not on the 6 s panic-window average): the
-// bar holds (measured: ready about 1 s after the step). "fast" also shortens
-// the panic window to 1 s (panicWindowPercentage 2 of 60 s) and sets the
-// tick explicitly: the same bar.
+// bar holds over the issue's minute of 50 clients (measured: ready about 1 s
+// after the step). "fast" also shortens the panic window to 1 s
+// (panicWindowPercentage 2 of 60 s) and sets the tick explicitly: the same
+// bar, over a 20 s surge to keep the suite's time reasonable.
 INSTANTIATE_TEST_SUITE_P(
     Surges, ScalingE2ETest,
-    ::testing::Values(Surge{"defaults", ""},
+    ::testing::Values(Surge{"defaults", "", absl::Minutes(1)},
                       Surge{"fast",
-                            "    tick: 1s\n    panicWindowPercentage: 2\n"}),
+                            "    tick: 1s\n    panicWindowPercentage: 2\n",
+                            absl::Seconds(20)}),
     [](const ::testing::TestParamInfo<Surge>& info) {
       return info.param.name;
     });
