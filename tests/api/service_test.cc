@@ -20,6 +20,7 @@
 #include "fakes/fake_runtime.h"
 #include "fakes/memory_store.h"
 #include "gtest/gtest.h"
+#include "invalid_specs.h"
 #include "store/keys.h"
 #include "tidal/v1/api.grpc.pb.h"
 
@@ -311,6 +312,55 @@ spec:
   ASSERT_EQ(resp.results_size(), 1);
   EXPECT_EQ(resp.results(0).namespace_(), "team-a");
   EXPECT_TRUE(Get("ok", "team-a").ok());
+}
+
+// Every row of the parser's table of invalid specs, applied through the API
+// on top of an existing app: refused with its own error (file, line and
+// field), and the store is left exactly as it was.
+TEST_F(ServiceTest, EveryInvalidSpecIsRefusedWholeAndChangesNothing) {
+  ASSERT_TRUE(Apply({MakeApp("existing", 2)}).ok());
+  const int64_t txns = store_.txn_count();
+  auto before = store_.List("");
+  ASSERT_TRUE(before.ok());
+  auto rows = spec::testing::InvalidRows();
+  ASSERT_GE(rows.size(), 40u);
+  for (const auto& row : rows) {
+    SCOPED_TRACE(row.name);
+    for (bool dry_run : {false, true}) {
+      v1::ApplyRequest req;
+      req.set_source("app.yaml");
+      req.set_yaml(row.yaml);
+      req.set_dry_run(dry_run);
+      grpc::ClientContext ctx;
+      v1::ApplyResponse resp;
+      absl::Status st = FromGrpc(stub_->Apply(&ctx, req, &resp));
+      ASSERT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+      std::string msg(st.message());
+      // An empty request is refused before it is parsed.
+      EXPECT_TRUE(absl::StrContains(
+          msg, row.yaml.empty() ? "nothing to apply" : row.message))
+          << msg;
+      if (row.line > 0) {
+        EXPECT_TRUE(absl::StrContains(msg, absl::StrCat("app.yaml:", row.line,
+                                                        ":")))
+            << msg;
+      }
+      if (!row.field.empty()) {
+        EXPECT_TRUE(absl::StrContains(msg, row.field)) << msg;
+      }
+      EXPECT_EQ(resp.results_size(), 0);
+    }
+  }
+  EXPECT_EQ(store_.txn_count(), txns);
+  auto after = store_.List("");
+  ASSERT_TRUE(after.ok());
+  ASSERT_EQ(after->items.size(), before->items.size());
+  for (size_t i = 0; i < after->items.size(); ++i) {
+    EXPECT_EQ(after->items[i].key, before->items[i].key);
+    EXPECT_EQ(after->items[i].value, before->items[i].value);
+    EXPECT_EQ(after->items[i].resource_version,
+              before->items[i].resource_version);
+  }
 }
 
 TEST_F(ServiceTest, DryRunWritesNothing) {
