@@ -53,6 +53,8 @@ AppScaler::AppScaler(ScalerConfig config, absl::Time now,
       opts_(opts),
       kpa_(MakeKpaParams(config_, opts), now, opts.ready_at_start),
       hpa_(config_.scale_up, config_.scale_down, config_.tolerance),
+      behavior_(config_.user_scale_up, config_.user_scale_down,
+                config_.tolerance),
       stable_(Seconds(config_.stable_window)),
       panic_(Seconds(config_.PanicWindow())),
       hpa_window_(Seconds(config_.tick)),
@@ -367,6 +369,19 @@ Decision AppScaler::Decide(absl::Time now) {
     desired = max_r;
     cause = Cause::kMax;
   }
+  // A user's `behavior` (HPA's stabilization windows and Pods/Percent
+  // policies) also binds tidal and kpa; hpa applied it already. Scaling from
+  // zero is the activator's path and is never held back.
+  if (config_.user_behavior && config_.algorithm != Algorithm::kHpa &&
+      current_ > 0) {
+    behavior_wanted_ = desired;
+    const int32_t held =
+        behavior_.Normalize(now, desired, current_, min_r, max_r);
+    if (held != desired) {
+      desired = held;
+      cause = Cause::kBehavior;
+    }
+  }
 
   Decision d;
   d.desired_replicas = desired;
@@ -443,6 +458,11 @@ std::string AppScaler::Reason(Cause cause, int32_t from, int32_t to,
       return absl::StrCat(metric, " ", Num(value),
                           " within tolerance of target ",
                           Num(config_.TargetValue()), arrow);
+    case Cause::kBehavior:
+      return absl::StrCat(metric, " ", Num(value), " wants ", behavior_wanted_,
+                          "; held by behavior.",
+                          behavior_wanted_ > from ? "scaleUp" : "scaleDown",
+                          arrow);
   }
   return absl::StrCat("scale", arrow);
 }

@@ -111,7 +111,8 @@ class AppScaler {
     kMax,
     kSchedule,
     kPredicted,
-    kTolerance
+    kTolerance,
+    kBehavior
   };
   int32_t DecideKpa(absl::Time now, int64_t eval, Cause* cause);
   int32_t DecideTidal(absl::Time now, int64_t eval, Cause* cause);
@@ -131,6 +132,8 @@ class AppScaler {
 
   KpaDecider kpa_;
   HpaDecider hpa_;
+  HpaDecider behavior_;  // a user's behavior over tidal and kpa
+  int32_t behavior_wanted_ = 0;  // the decision before behavior held it
   TimedBuckets stable_;
   TimedBuckets panic_;
   TimedBuckets hpa_window_;                 // one HPA sync period

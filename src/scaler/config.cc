@@ -241,11 +241,24 @@ absl::StatusOr<ScalerConfig> ResolveConfig(const tidal::v1::Scaling& spec,
   down.stabilization = absl::Seconds(300);
   down.select = HpaRules::kMax;
   down.policies = {{HpaPolicy::kPercent, 100, absl::Seconds(15)}};
+
   c.user_behavior = spec.has_behavior();
   ASSIGN_OR_RETURN(c.scale_up, ResolveRules(spec.behavior().scale_up(), up,
                                             "behavior.scaleUp"));
   ASSIGN_OR_RETURN(c.scale_down, ResolveRules(spec.behavior().scale_down(),
                                               down, "behavior.scaleDown"));
+  // tidal, kpa, keepalive: a `behavior` the user sets applies on top of the
+  // algorithm's own decision, and what it leaves out restricts nothing (no
+  // stabilization, no rate limit).
+  HpaRules free_up;
+  free_up.policies = {{HpaPolicy::kPods, 1 << 30, absl::Seconds(1)}};
+  HpaRules free_down;
+  free_down.policies = {{HpaPolicy::kPercent, 100, absl::Seconds(1)}};
+  ASSIGN_OR_RETURN(c.user_scale_up, ResolveRules(spec.behavior().scale_up(),
+                                                 free_up, "behavior.scaleUp"));
+  ASSIGN_OR_RETURN(c.user_scale_down,
+                   ResolveRules(spec.behavior().scale_down(), free_down,
+                                "behavior.scaleDown"));
 
   for (int i = 0; i < spec.schedules_size(); ++i) {
     const auto& s = spec.schedules(i);

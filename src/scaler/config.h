@@ -63,8 +63,11 @@ struct ScalerConfig {
   int32_t activation_scale =
       1;                   // Knative's activation-scale (not in the spec yet)
   double tolerance = 0.1;  // hpa
-  HpaRules scale_up;       // hpa (and user behavior)
+  HpaRules scale_up;       // hpa: spec.behavior over HPA's defaults
   HpaRules scale_down;
+  // tidal, kpa, keepalive: spec.behavior over no restriction at all.
+  HpaRules user_scale_up;
+  HpaRules user_scale_down;
   bool user_behavior = false;  // spec.behavior was set
   std::vector<ScheduleSpec> schedules;
   bool predictive = false;

@@ -422,5 +422,63 @@ TEST(TidalHistoryTable, IdleRespectsPanicRatesAndDelay) {
   RunTable("tidal", rows);
 }
 
+// A `behavior` the user sets binds tidal and kpa too (on top of their own
+// decision); the directions it leaves out stay unrestricted.
+TEST(BehaviorHistoryTable, UserBehaviorBindsTidalAndKpa) {
+  auto pods = [](tidal::v1::HPAScalingRules* r, int value, int period) {
+    auto* p = r->add_policies();
+    p->set_type("Pods");
+    p->set_value(value);
+    p->set_period_seconds(period);
+  };
+  for (const char* algorithm : {"tidal", "kpa"}) {
+    SCOPED_TRACE(algorithm);
+    // 30 s at 14 in flight, then 10 s of a surge to 140, instant starts.
+    Row surge{"surge", nullptr, {{30, 14}, {10, 140}}, 2, 0, -1, true, 2};
+    const int32_t free_up = Replay(algorithm, surge, {}).last.desired_replicas;
+    Row before{"before", nullptr, {{30, 14}}, 2, 0, -1, true, 2};
+    const int32_t base = Replay(algorithm, before, {}).last.desired_replicas;
+    ASSERT_GE(free_up, base + 6) << "the surge alone scales well up";
+
+    // scaleUp: 2 pods per 60 s: the surge gets base + 2, and says why.
+    surge.config = [&](tidal::v1::Scaling* s) {
+      pods(s->mutable_behavior()->mutable_scale_up(), 2, 60);
+    };
+    Outcome held = Replay(algorithm, surge, {});
+    EXPECT_EQ(held.last.desired_replicas, base + 2) << held.last.reason;
+    // Held at the last tick, or held earlier and unchanged since.
+    const bool says = held.last.reason.find("held by behavior.scaleUp") !=
+                      std::string::npos;
+    EXPECT_TRUE(says) << held.last.reason;
+
+    // Only scaleDown set: scale-up is as free as without behavior.
+    surge.config = [&](tidal::v1::Scaling* s) {
+      pods(s->mutable_behavior()->mutable_scale_down(), 1, 60);
+    };
+    EXPECT_EQ(Replay(algorithm, surge, {}).last.desired_replicas, free_up);
+
+    // scaleDown: 1 pod per 60 s after a drop from 140 to 14 in flight: one
+    // step down in the minute after the drop, where kpa alone halves.
+    // It starts from the algorithm's own steady count for 140 in flight.
+    const int32_t top =
+        Replay(algorithm, Row{"top", nullptr, {{70, 140}}, 20, 0, -1, true, 20},
+               {})
+            .last.desired_replicas;
+    ASSERT_EQ(Replay(algorithm,
+                     Row{"steady", nullptr, {{70, 140}}, top, 0, -1, true, top},
+                     {})
+                  .last.desired_replicas,
+              top);
+    Row drop{"drop", nullptr, {{70, 140}, {60, 14}}, top, 0, -1, true, top};
+    const int32_t free_down = Replay(algorithm, drop, {}).last.desired_replicas;
+    ASSERT_LE(free_down, top - 2);
+    drop.config = [&](tidal::v1::Scaling* s) {
+      pods(s->mutable_behavior()->mutable_scale_down(), 1, 60);
+    };
+    Outcome slow = Replay(algorithm, drop, {});
+    EXPECT_EQ(slow.last.desired_replicas, top - 1) << slow.last.reason;
+  }
+}
+
 }  // namespace
 }  // namespace tidal::scaler
