@@ -58,6 +58,9 @@ struct Row {
   int want_ready_stopped = -1;  // -1 skips the check
 };
 
+// Test names show the row, not its bytes.
+void PrintTo(const Row& r, std::ostream* os) { *os << r.name; }
+
 class ReconcileTableTest : public ::testing::TestWithParam<Row> {};
 
 TEST_P(ReconcileTableTest, Row) {

@@ -37,6 +37,8 @@ struct Surge {
   std::string knobs;  // extra lines under spec.scaling
   absl::Duration surge = absl::Minutes(1);
 };
+// Test names show the case, not its bytes.
+void PrintTo(const Surge& s, std::ostream* os) { *os << s.name; }
 
 // The bar: the needed instances are ready within 2 s plus the app's start
 // time after the step. The only tolerance is tick alignment: the planner
