@@ -350,9 +350,13 @@ std::string DescribeApp(const tidal::v1::App& app,
     replicas = absl::StrCat(sp.replicas(), " (fixed)");
   } else if (sp.has_scaling()) {
     const auto& sc = sp.scaling();
+    // Defaults as the scaler applies them: min 0 (hpa: 1), max 0 = none.
+    const int32_t min_default = sc.algorithm() == "hpa" ? 1 : 0;
     replicas = absl::StrCat(
-        sc.has_min_replicas() ? absl::StrCat(sc.min_replicas()) : "1", "..",
-        sc.has_max_replicas() ? absl::StrCat(sc.max_replicas()) : "unbounded",
+        sc.has_min_replicas() ? std::max(sc.min_replicas(), min_default)
+                              : min_default,
+        "..",
+        sc.max_replicas() > 0 ? absl::StrCat(sc.max_replicas()) : "unbounded",
         " (autoscaled",
         sc.metric().empty() ? "" : absl::StrCat(" on ", sc.metric()),
         sc.has_target() ? absl::StrCat(", target ", FormatNumber(sc.target()))
@@ -403,7 +407,32 @@ std::string DescribeApp(const tidal::v1::App& app,
                        ro.total_steps(), ", weight ", ro.weight(), "%)",
                        ro.message().empty() ? "" : ": ", ro.message()));
   }
-  if (!st.scaling().metric().empty()) field("Scaling", MetricCell(app));
+  if (!st.scaling().metric().empty()) {
+    const auto& sc = st.scaling();
+    const bool per_instance = sc.metric() == "cpu" || sc.metric() == "memory";
+    field("Scaling",
+          absl::StrCat(sc.metric(), " ", FormatNumber(sc.value()),
+                       per_instance ? " per instance" : " in total",
+                       " against a target of ", FormatNumber(sc.target()),
+                       " per instance", sc.panic() ? " (panic mode)" : ""));
+    field("Bounds", absl::StrCat(sc.min_replicas(), "..",
+                                 sc.max_replicas() > 0
+                                     ? absl::StrCat(sc.max_replicas())
+                                     : "unbounded",
+                                 " (after schedules and prediction)"));
+    if (sc.active_schedules_size() > 0) {
+      field("Schedules", absl::StrCat(absl::StrJoin(sc.active_schedules(), ", "),
+                                      " (active)"));
+    }
+    if (!sc.last_reason().empty()) {
+      field("Last scale",
+            absl::StrCat(sc.has_last_scale_time()
+                             ? absl::StrCat(AgeOf(sc.last_scale_time(), now),
+                                            " ago: ")
+                             : "",
+                         sc.last_reason()));
+    }
+  }
 
   out += "Conditions:\n";
   if (st.conditions().empty()) {

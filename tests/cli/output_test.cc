@@ -114,6 +114,34 @@ TEST(DescribeTest, ShowsSpecStatusInstancesAndEvents) {
   }
 }
 
+TEST(DescribeTest, ShowsTheScalerStatus) {
+  const absl::Time now = absl::FromUnixSeconds(1700000000);
+  v1::App app;
+  app.mutable_metadata()->set_name("hello");
+  app.mutable_spec()->mutable_scaling()->set_max_replicas(0);
+  auto* sc = app.mutable_status()->mutable_scaling();
+  sc->set_metric("concurrency");
+  sc->set_value(95);
+  sc->set_target(7);
+  sc->set_panic(true);
+  sc->set_min_replicas(20);
+  sc->set_max_replicas(0);
+  sc->add_active_schedules("evening");
+  sc->set_last_reason("concurrency 95 over target 7 per instance: 10 → 14");
+  *sc->mutable_last_scale_time() = ToProtoTime(now - absl::Seconds(12));
+  std::string d = DescribeApp(app, {}, {}, now);
+  for (const char* want :
+       {"0..unbounded (autoscaled)",
+        "Scaling:        concurrency 95 in total against a target of 7 per "
+        "instance (panic mode)",
+        "Bounds:         20..unbounded (after schedules and prediction)",
+        "Schedules:      evening (active)",
+        "Last scale:     12s ago: concurrency 95 over target 7 per instance: "
+        "10 → 14"}) {
+    EXPECT_TRUE(absl::StrContains(d, want)) << want << "\n" << d;
+  }
+}
+
 TEST(UnifiedDiffTest, HunksWithContext) {
   EXPECT_EQ(UnifiedDiff("a\nb\n", "a\nb\n", "x", "y"), "");
   EXPECT_EQ(UnifiedDiff("a\nb\nc\n", "a\nB\nc\n", "live", "desired"),
