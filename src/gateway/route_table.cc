@@ -1,5 +1,7 @@
 #include "gateway/route_table.h"
 
+#include "absl/time/clock.h"
+
 #include <algorithm>
 
 namespace tidal::gateway {
@@ -246,11 +248,17 @@ std::shared_ptr<const AppRoute> AppState::Update(
   {
     absl::MutexLock lock(&mu_);
     absl::flat_hash_map<std::string, std::shared_ptr<EndpointState>> endpoints;
+    const int64_t now_ns = absl::GetCurrentTimeNanos();
     for (const RevisionRoute& rr : route.revisions) {
-      auto& metrics = revision_metrics_[rr.revision];
-      if (!metrics)
-        metrics =
-            std::make_shared<TrafficMetrics>(config_->shards, created_ns_);
+      // The placeholder of an app with no ready instance (revision 0, no
+      // endpoint) serves nothing and gets no metrics of its own.
+      std::shared_ptr<TrafficMetrics> metrics;
+      if (rr.revision != 0 || !rr.endpoints.empty()) {
+        auto& m = revision_metrics_[rr.revision];
+        if (!m) m = std::make_shared<TrafficMetrics>(config_->shards, created_ns_);
+        metrics = m;
+        revision_routed_ns_[rr.revision] = now_ns;
+      }
       AppRoute::Revision rev;
       rev.revision = rr.revision;
       rev.weight = rr.weight_percent;
@@ -276,6 +284,18 @@ std::shared_ptr<const AppRoute> AppState::Update(
       auto it = endpoints.find(id);
       if (it == endpoints.end() || it->second != state)
         state->removed.store(true);
+    }
+    // Forget revisions long out of the route (a request still in flight
+    // keeps its TrafficMetrics alive through its own reference).
+    constexpr int64_t kForgetAfterNs = 15LL * 60 * 1000 * 1000 * 1000;
+    for (auto it = revision_routed_ns_.begin();
+         it != revision_routed_ns_.end();) {
+      if (now_ns - it->second > kForgetAfterNs) {
+        revision_metrics_.erase(it->first);
+        it = revision_routed_ns_.erase(it);
+      } else {
+        ++it;
+      }
     }
     endpoints_ = std::move(endpoints);
     route_ = next;

@@ -157,6 +157,9 @@ class AppState {
       ABSL_GUARDED_BY(mu_);
   std::map<int64_t, std::shared_ptr<TrafficMetrics>> revision_metrics_
       ABSL_GUARDED_BY(mu_);
+  // When each revision was last in the route: a revision out of it for
+  // longer than the metrics keep samples (15 min) is forgotten.
+  std::map<int64_t, int64_t> revision_routed_ns_ ABSL_GUARDED_BY(mu_);
 };
 
 uint64_t NextRandom(uint64_t* state);

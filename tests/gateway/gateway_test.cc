@@ -530,6 +530,23 @@ TEST_F(GatewayTest, GatewayMadeResponsesAndPerSecondFiguresReachMetrics) {
       << prom;
 }
 
+TEST_F(GatewayTest, AnAppWithNoReadyInstanceHasNoRevisionZeroSeries) {
+  // tidald's route for an app without ready instances: one empty revision 0
+  // (so requests are held, not 404).
+  StartGateway();
+  Route r;
+  r.ns = "default";
+  r.app = "hello";
+  r.revisions.push_back(RevisionRoute{});
+  gw_->SetRoute(r);
+  std::string prom = gw_->PrometheusText();
+  EXPECT_NE(prom.find("tidal_gateway_queue_length{namespace=\"default\","
+                      "app=\"hello\"} 0"),
+            std::string::npos)
+      << prom;
+  EXPECT_EQ(prom.find("revision=\"0\""), std::string::npos) << prom;
+}
+
 TEST_F(GatewayTest, PerSecondGaugesShowTheLatestSecond) {
   TestUpstream a("a", 4);
   StartGateway();
