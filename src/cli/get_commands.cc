@@ -4,6 +4,8 @@
 
 #include <CLI/CLI.hpp>
 #include <map>
+#include <optional>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -11,6 +13,7 @@
 #include "api/label_selector.h"
 #include "cli/cli.h"
 #include "cli/output.h"
+#include "common/status_macros.h"
 
 namespace tidal::cli {
 namespace {
@@ -301,19 +304,62 @@ int DoGet(Context& ctx, const GetFlags& f) {
     if (!sel.ok())
       return ctx.Error(std::string(sel.status().message()), kExitUsage);
   }
+  // -l on instances and events selects by their app's labels (as kubectl's
+  // selectors select pods by their own labels, which an instance takes
+  // from its app): the apps that match, read afresh on each poll.
+  auto selected_apps =
+      [&]() -> absl::StatusOr<std::optional<std::set<std::string>>> {
+    if (f.selector.empty()) return std::optional<std::set<std::string>>();
+    tidal::v1::ListRequest req;
+    req.set_namespace_(ctx.Namespace());
+    req.set_all_namespaces(f.all_namespaces);
+    req.set_label_selector(f.selector);
+    tidal::v1::ListResponse resp;
+    auto call = ctx.Call();
+    absl::Status s = FromGrpc(ctx.Stub().List(call.get(), req, &resp));
+    if (!s.ok()) return s;
+    std::set<std::string> keys;
+    for (const auto& a : resp.apps())
+      keys.insert(absl::StrCat(a.metadata().namespace_(), "/",
+                               a.metadata().name()));
+    return std::optional<std::set<std::string>>(std::move(keys));
+  };
   switch (kind) {
     case Kind::kApps:
       return GetApps(ctx, f, name);
     case Kind::kInstances:
       return GetPolled<tidal::v1::Instance>(
           ctx, f, name,
-          [&] { return ListInstances(ctx, f.all_namespaces, name); },
+          [&]() -> absl::StatusOr<std::vector<tidal::v1::Instance>> {
+            ASSIGN_OR_RETURN(auto keep, selected_apps());
+            ASSIGN_OR_RETURN(auto list,
+                             ListInstances(ctx, f.all_namespaces, name));
+            if (!keep) return list;
+            std::vector<tidal::v1::Instance> out;
+            for (auto& i : list) {
+              if (keep->count(absl::StrCat(i.namespace_(), "/", i.app())))
+                out.push_back(std::move(i));
+            }
+            return out;
+          },
           InstanceColumns, InstanceRow,
           [](const tidal::v1::Instance& i) { return i.id(); }, "instance");
     case Kind::kEvents:
       return GetPolled<tidal::v1::Event>(
           ctx, f, name,
-          [&] { return ListEvents(ctx, f.all_namespaces, name, 0); },
+          [&]() -> absl::StatusOr<std::vector<tidal::v1::Event>> {
+            ASSIGN_OR_RETURN(auto keep, selected_apps());
+            ASSIGN_OR_RETURN(auto list,
+                             ListEvents(ctx, f.all_namespaces, name, 0));
+            if (!keep) return list;
+            std::vector<tidal::v1::Event> out;
+            for (auto& e : list) {
+              if (keep->count(absl::StrCat(e.involved().namespace_(), "/",
+                                           e.involved().name())))
+                out.push_back(std::move(e));
+            }
+            return out;
+          },
           EventColumns, EventRow,
           [](const tidal::v1::Event& e) {
             return e.id().empty()

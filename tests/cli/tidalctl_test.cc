@@ -326,6 +326,48 @@ TEST_F(TidalctlTest, DeleteDescribeInstancesEventsAndLogs) {
   EXPECT_EQ(r.code, 1);
 }
 
+TEST_F(TidalctlTest, SelectorOnInstancesAndEventsGoesByTheirAppsLabels) {
+  ASSERT_EQ(Run({"apply", "-f",
+                 WriteFile("a.yaml", AppYaml("web", 1, "    tier: front\n") +
+                                         "---\n" + AppYaml("db", 1))})
+                .code,
+            0);
+  for (const char* app : {"web", "db"}) {
+    InstanceRequest ir;
+    ir.namespace_ = "default";
+    ir.app = app;
+    ASSERT_TRUE(runtime_.Start(ir).ok());
+    v1::Event ev;
+    ev.set_id(absl::StrCat("e-", app));
+    ev.mutable_involved()->set_kind("App");
+    ev.mutable_involved()->set_namespace_("default");
+    ev.mutable_involved()->set_name(app);
+    ev.set_type("Normal");
+    ev.set_reason("Started");
+    ev.set_message(absl::StrCat("Started an instance of ", app));
+    *ev.mutable_last_time() = ToProtoTime(absl::Now());
+    ASSERT_TRUE(store_
+                    .Create(keys::Event("default", app, ev.id()),
+                            ev.SerializeAsString())
+                    .ok());
+  }
+  Result r = Run({"get", "instances", "-l", "tier=front", "-o", "name"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.out, "web-")) << r.out;
+  EXPECT_FALSE(absl::StrContains(r.out, "db-")) << r.out;
+  r = Run({"get", "instances", "-l", "team=core"});
+  EXPECT_TRUE(absl::StrContains(r.out, "web-") &&
+              absl::StrContains(r.out, "db-"))
+      << r.out;
+  r = Run({"get", "events", "-l", "tier!=front"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.out, "Started an instance of db")) << r.out;
+  EXPECT_FALSE(absl::StrContains(r.out, "Started an instance of web"))
+      << r.out;
+  r = Run({"get", "instances", "-l", "tier in (x"});
+  EXPECT_EQ(r.code, 2) << r.out << r.err;
+}
+
 TEST_F(TidalctlTest, GetWatchPrintsRowsAsTheyChange) {
   ASSERT_EQ(Run({"apply", "-f", WriteFile("a.yaml", AppYaml("alpha", 1))}).code,
             0);
