@@ -132,7 +132,8 @@ int DoSimulate(Context& ctx, SimulateFlags& f) {
   }
   f.opts.start_delay = absl::Milliseconds(*delay);
   f.opts.request_timeout = absl::Milliseconds(*timeout);
-  absl::Status s = scaler::RunSimulateCommand(f.opts, ctx.out());
+  // Spec errors are printed as `apply` prints them, one per line.
+  absl::Status s = scaler::RunSimulateCommand(f.opts, ctx.out(), ctx.err());
   if (s.ok()) return kExitOk;
   // A bad spec, trace or path is the user's input: a usage error.
   const bool input = absl::IsInvalidArgument(s) || absl::IsNotFound(s);
@@ -177,8 +178,12 @@ void AddScaleCommands(CLI::App& root, Context& ctx) {
       "Replay a traffic trace through an app's scaling spec (no server "
       "needed)");
   sim->add_option("-f,--filename", mf->opts.spec_path,
-                  "app spec (YAML); its spec.scaling is simulated")
+                  "app spec (YAML), validated as apply does; its "
+                  "spec.scaling is simulated")
       ->required();
+  sim->add_option("--app", mf->opts.app,
+                  "the app of the file to simulate (needed when it has "
+                  "several)");
   sim->add_option("--trace", mf->opts.trace_path,
                   "trace file: Azure Functions *-inv.csv, Azure LLM csv, or "
                   "arrival_s,service_ms[,app]")

@@ -8,6 +8,7 @@
 #include "api/spec.h"
 #include "common/logging.h"
 #include "common/proto_time.h"
+#include "scaler/app_inputs.h"
 #include "scaler/autoscaler.h"
 #include "store/keys.h"
 
@@ -287,15 +288,11 @@ std::shared_ptr<ScalerPlanner::Entry> ScalerPlanner::Create(
   e->key = absl::StrCat(e->ns, "/", e->name);
   e->fingerprint = fingerprint;
 
-  tidal::v1::Scaling scaling = app.spec().scaling();
-  // minReplicas 0 without initialScale: the app starts with no instance and
-  // the first request starts one.
-  if (scaling.has_min_replicas() && scaling.min_replicas() == 0 &&
-      !scaling.has_initial_scale()) {
-    scaling.set_initial_scale(0);
-  }
-  scaler::AppScalerOptions opts;
-  opts.container_concurrency = app.spec().template_().concurrency();
+  // The spec's scaling with the planner's rules (minReplicas 0 starts at
+  // zero; an explicit grace period is the tidal fallback keep-alive), shared
+  // with `tidalctl simulate`.
+  scaler::AppScalerInputs in = scaler::AppScalerInputsFor(app.spec());
+  scaler::AppScalerOptions& opts = in.options;
   for (const Instance& inst : insts) {
     if (inst.phase() == "Terminating") continue;
     ++opts.current_at_start;
@@ -304,13 +301,7 @@ std::shared_ptr<ScalerPlanner::Entry> ScalerPlanner::Create(
       e->ready_seen.insert(inst.id());
     }
   }
-  // An explicit grace period is also how long the tidal algorithm keeps an
-  // idle app warm until it has learned the app's idle times.
-  if (scaling.has_scale_to_zero_grace_period_ms()) {
-    opts.tidal_fallback_keep_alive =
-        absl::Milliseconds(scaling.scale_to_zero_grace_period_ms());
-  }
-  auto s = scaler::AppScaler::Create(scaling, now, opts);
+  auto s = scaler::AppScaler::Create(in.scaling, now, opts);
   if (!s.ok()) {
     log->warn(
         "app={} scaling spec rejected, keeping the base replica count: {}",

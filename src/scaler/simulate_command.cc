@@ -1,171 +1,114 @@
 #include "scaler/simulate_command.h"
 
+#include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <sstream>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "api/spec.h"
 #include "common/status_macros.h"
-#include "common/units.h"
+#include "scaler/app_inputs.h"
 #include "scaler/simulator.h"
-#include "yaml-cpp/yaml.h"
 
 namespace tidal::scaler {
 
 namespace {
 
-// Reads spec.scaling (camelCase YAML, as in docs/scaling.md) into the proto.
-// yaml-cpp stays inside this file; its exceptions are caught here.
-class ScalingReader {
- public:
-  explicit ScalingReader(std::string source) : source_(std::move(source)) {}
-
-  absl::Status Read(const YAML::Node& scaling, tidal::v1::Scaling* s) {
-    if (!scaling) return absl::OkStatus();
-    if (!scaling.IsMap())
-      return Err(scaling, "spec.scaling", "must be a mapping");
-    for (const auto& kv : scaling) {
-      const std::string key = kv.first.as<std::string>();
-      const YAML::Node& v = kv.second;
-      const std::string f = "spec.scaling." + key;
-      if (key == "minReplicas") {
-        s->set_min_replicas(v.as<int32_t>());
-      } else if (key == "maxReplicas") {
-        s->set_max_replicas(v.as<int32_t>());
-      } else if (key == "metric") {
-        s->set_metric(v.as<std::string>());
-      } else if (key == "algorithm") {
-        s->set_algorithm(v.as<std::string>());
-      } else if (key == "target") {
-        s->set_target(v.as<double>());
-      } else if (key == "targetUtilization") {
-        s->set_target_utilization(v.as<double>());
-      } else if (key == "panicWindowPercentage") {
-        s->set_panic_window_percentage(v.as<double>());
-      } else if (key == "panicThreshold") {
-        s->set_panic_threshold(v.as<double>());
-      } else if (key == "maxScaleUpRate") {
-        s->set_max_scale_up_rate(v.as<double>());
-      } else if (key == "maxScaleDownRate") {
-        s->set_max_scale_down_rate(v.as<double>());
-      } else if (key == "initialScale") {
-        s->set_initial_scale(v.as<int32_t>());
-      } else if (key == "tolerance") {
-        s->set_tolerance(v.as<double>());
-      } else if (key == "stableWindow" || key == "scaleDownDelay" ||
-                 key == "scaleToZeroGracePeriod" || key == "tick") {
-        ASSIGN_OR_RETURN(int64_t ms, Duration(v, f));
-        if (key == "stableWindow") s->set_stable_window_ms(ms);
-        if (key == "scaleDownDelay") s->set_scale_down_delay_ms(ms);
-        if (key == "scaleToZeroGracePeriod")
-          s->set_scale_to_zero_grace_period_ms(ms);
-        if (key == "tick") s->set_tick_ms(ms);
-      } else if (key == "behavior") {
-        RETURN_IF_ERROR(Rules(v["scaleUp"], f + ".scaleUp",
-                              s->mutable_behavior()->mutable_scale_up()));
-        RETURN_IF_ERROR(Rules(v["scaleDown"], f + ".scaleDown",
-                              s->mutable_behavior()->mutable_scale_down()));
-      } else if (key == "schedules") {
-        for (const auto& e : v) {
-          auto* sc = s->add_schedules();
-          if (e["name"]) sc->set_name(e["name"].as<std::string>());
-          if (e["cron"]) sc->set_cron(e["cron"].as<std::string>());
-          if (e["timeZone"]) sc->set_time_zone(e["timeZone"].as<std::string>());
-          if (e["duration"]) {
-            ASSIGN_OR_RETURN(int64_t ms,
-                             Duration(e["duration"], f + ".duration"));
-            sc->set_duration_ms(ms);
-          }
-          if (e["minReplicas"])
-            sc->set_min_replicas(e["minReplicas"].as<int32_t>());
-          if (e["maxReplicas"])
-            sc->set_max_replicas(e["maxReplicas"].as<int32_t>());
-        }
-      } else if (key == "predictive") {
-        if (v["enabled"])
-          s->mutable_predictive()->set_enabled(v["enabled"].as<bool>());
-        if (v["lookahead"]) {
-          ASSIGN_OR_RETURN(int64_t ms,
-                           Duration(v["lookahead"], f + ".lookahead"));
-          s->mutable_predictive()->set_lookahead_ms(ms);
-        }
-      } else {
-        return Err(kv.first, f, "unknown field");
-      }
-    }
-    return absl::OkStatus();
-  }
-
- private:
-  absl::Status Err(const YAML::Node& n, const std::string& field,
-                   const std::string& msg) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(source_, ":", n.Mark().line + 1, ":", n.Mark().column + 1,
-                     ": ", field, ": ", msg));
-  }
-  absl::StatusOr<int64_t> Duration(const YAML::Node& v,
-                                   const std::string& field) {
-    auto ms = ParseDurationMs(v.as<std::string>());
-    if (!ms.ok()) return Err(v, field, std::string(ms.status().message()));
-    return *ms;
-  }
-  absl::Status Rules(const YAML::Node& n, const std::string& field,
-                     tidal::v1::HPAScalingRules* r) {
-    if (!n) return absl::OkStatus();
-    if (n["stabilizationWindowSeconds"]) {
-      r->set_stabilization_window_seconds(
-          n["stabilizationWindowSeconds"].as<int32_t>());
-    }
-    if (n["selectPolicy"])
-      r->set_select_policy(n["selectPolicy"].as<std::string>());
-    for (const auto& p : n["policies"]) {
-      auto* hp = r->add_policies();
-      hp->set_type(p["type"].as<std::string>(""));
-      hp->set_value(p["value"].as<int32_t>(0));
-      hp->set_period_seconds(p["periodSeconds"].as<int32_t>(0));
-    }
-    return absl::OkStatus();
-  }
-  std::string source_;
-};
-
-absl::Status ReadSpec(const std::string& path, tidal::v1::Scaling* scaling,
-                      int32_t* concurrency) {
-  std::ifstream in(path);
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
-  try {
-    std::vector<YAML::Node> docs = YAML::LoadAll(in);
-    for (const YAML::Node& doc : docs) {
-      if (!doc.IsMap() || !doc["spec"]) continue;
-      const YAML::Node spec = doc["spec"];
-      if (spec["template"] && spec["template"]["concurrency"]) {
-        *concurrency = spec["template"]["concurrency"].as<int32_t>();
-      }
-      return ScalingReader(path).Read(spec["scaling"], scaling);
-    }
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": no document with a spec"));
-  } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ":", e.mark.line + 1, ":", e.mark.column + 1, ": ", e.msg));
-  }
+  std::string text((std::istreambuf_iterator<char>(in)),
+                   std::istreambuf_iterator<char>());
+  if (in.bad()) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  return text;
 }
 
 }  // namespace
 
-absl::Status RunSimulateCommand(const SimulateOptions& opts,
-                                std::ostream& out) {
+absl::StatusOr<tidal::v1::App> ReadSimulatedApp(const std::string& path,
+                                                const std::string& app_name,
+                                                std::ostream& err) {
+  ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  spec::ParseResult r = spec::ParseApps(text, path);
+  if (!r.ok()) {
+    for (const spec::SpecError& e : r.errors) err << e.ToString() << "\n";
+    const size_t n = r.errors.size();
+    return absl::InvalidArgumentError(
+        absl::StrCat(n, n == 1 ? " problem" : " problems",
+                     " in the spec; nothing was simulated"));
+  }
+  if (r.apps.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": no App document"));
+  }
+  if (app_name.empty()) {
+    if (r.apps.size() == 1) return std::move(r.apps[0].app);
+    std::vector<std::string> names;
+    for (const spec::ParsedApp& p : r.apps)
+      names.push_back(p.app.metadata().name());
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": ", r.apps.size(), " apps; choose one with --app (",
+        absl::StrJoin(names, ", "), ")"));
+  }
+  const spec::ParsedApp* found = nullptr;
+  for (const spec::ParsedApp& p : r.apps) {
+    if (p.app.metadata().name() != app_name) continue;
+    if (found != nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": several apps are named \"", app_name,
+                       "\" (lines ", found->line, " and ", p.line, ")"));
+    }
+    found = &p;
+  }
+  if (found == nullptr) {
+    std::vector<std::string> names;
+    for (const spec::ParsedApp& p : r.apps)
+      names.push_back(p.app.metadata().name());
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": no app named \"", app_name, "\" (the file has ",
+                     absl::StrJoin(names, ", "), ")"));
+  }
+  return found->app;
+}
+
+SimOptions SimOptionsFor(const tidal::v1::App& app,
+                         const SimulateOptions& opts) {
   SimOptions so;
-  int32_t concurrency = 0;
-  if (!opts.spec_path.empty())
-    RETURN_IF_ERROR(ReadSpec(opts.spec_path, &so.scaling, &concurrency));
+  AppScalerInputs in = AppScalerInputsFor(app.spec());
+  so.scaling = std::move(in.scaling);
+  so.scaler = in.options;
   if (!opts.algorithm.empty()) so.scaling.set_algorithm(opts.algorithm);
-  so.model.concurrency = opts.concurrency >= 0
-                             ? opts.concurrency
-                             : (concurrency > 0 ? concurrency : 1);
+  const int32_t template_concurrency = app.spec().template_().concurrency();
+  so.model.concurrency =
+      opts.concurrency >= 0
+          ? opts.concurrency
+          : (template_concurrency > 0 ? template_concurrency : 1);
+  // The simulator passes the model's concurrency to the scaler as the
+  // container concurrency (what the planner takes from the template).
+  so.scaler.container_concurrency = so.model.concurrency;
   so.model.start_delay = opts.start_delay;
   so.model.request_timeout = opts.request_timeout;
   so.record_series = !opts.plot_path.empty();
   so.max_events = opts.max_events;
+  return so;
+}
+
+absl::Status RunSimulateCommand(const SimulateOptions& opts,
+                                std::ostream& out) {
+  std::ostringstream err;
+  absl::Status s = RunSimulateCommand(opts, out, err);
+  if (s.ok() || err.str().empty()) return s;
+  return absl::Status(s.code(), absl::StrCat(err.str(), s.message()));
+}
+
+absl::Status RunSimulateCommand(const SimulateOptions& opts, std::ostream& out,
+                                std::ostream& err) {
+  ASSIGN_OR_RETURN(tidal::v1::App app,
+                   ReadSimulatedApp(opts.spec_path, opts.app, err));
+  const SimOptions so = SimOptionsFor(app, opts);
   TraceOptions to;
   to.seed = opts.seed;
   to.max_apps = opts.max_apps;
@@ -178,9 +121,10 @@ absl::Status RunSimulateCommand(const SimulateOptions& opts,
                          opts.trace_path, r.all.apps, r.all.requests,
                          trace.duration_s);
   out << absl::StrFormat(
-      "algorithm %s, metric %s, target %.4g per instance, start delay %s, %d "
-      "per instance\n",
-      AlgorithmName(cfg.algorithm), MetricName(cfg.metric), cfg.TargetValue(),
+      "app %s: algorithm %s, metric %s, target %.4g per instance, start delay "
+      "%s, %d per instance\n",
+      app.metadata().name(), AlgorithmName(cfg.algorithm),
+      MetricName(cfg.metric), cfg.TargetValue(),
       absl::FormatDuration(opts.start_delay), so.model.concurrency);
   auto line = [&](const char* label, const SimStats& s) {
     out << absl::StrFormat(
@@ -208,8 +152,12 @@ absl::Status RunSimulateCommand(const SimulateOptions& opts,
     if (!f)
       return absl::InvalidArgumentError(
           absl::StrCat("cannot write ", opts.plot_path));
-    f << RenderSvg(r.series, absl::StrCat("tidal simulate: ",
-                                          AlgorithmName(cfg.algorithm)));
+    f << RenderSvg(
+        r.series,
+        absl::StrCat(
+            "tidal simulate: ", app.metadata().name(), " (",
+            AlgorithmName(cfg.algorithm), ") on ",
+            std::filesystem::path(opts.trace_path).filename().string()));
     if (!f)
       return absl::InternalError(
           absl::StrCat("writing ", opts.plot_path, " failed"));

@@ -1,20 +1,28 @@
 #pragma once
 
-// `tidalctl simulate -f app.yaml --trace FILE [--plot out.svg]`: replays a
-// trace through the app's scaling spec in the simulator and prints the
-// figures and the scale events. Thread-compatible.
+// `tidalctl simulate -f app.yaml --trace FILE [--app NAME] [--plot out.svg]`:
+// replays a trace through an app's scaling spec in the simulator and prints
+// the figures and the scale events. The spec file is parsed and validated by
+// the API's parser (spec::ParseApps, as `tidalctl apply` does), and the
+// AppScaler is built from the parsed App by the planner's rules
+// (AppScalerInputsFor), so a simulated spec behaves as it would in tidald.
+// Thread-compatible.
 
 #include <cstdint>
 #include <ostream>
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "scaler/simulator.h"
+#include "tidal/v1/app.pb.h"
 
 namespace tidal::scaler {
 
 struct SimulateOptions {
-  std::string spec_path;  // YAML; the first App document's spec.scaling is used
+  std::string spec_path;   // YAML App documents, as `tidalctl apply -f` takes
+  std::string app;         // metadata.name; "" = the file's only app
   std::string trace_path;  // any format ReadTrace() knows
   std::string plot_path;   // "" = no plot
   absl::Duration start_delay = absl::Seconds(1);
@@ -27,8 +35,30 @@ struct SimulateOptions {
   std::string algorithm;   // "" = the spec's
 };
 
+// Reads and validates `path` and returns the app named `app_name` ("" = the
+// only app of the file). A spec error is written to `err` exactly as
+// `tidalctl apply` prints it ("FILE:LINE:COL: FIELD: message", one per line)
+// and gives InvalidArgument "N problem(s) in the spec; nothing was
+// simulated"; a missing file is NotFound; no app, an unknown --app or several
+// apps without --app are InvalidArgument.
+absl::StatusOr<tidal::v1::App> ReadSimulatedApp(const std::string& path,
+                                                const std::string& app_name,
+                                                std::ostream& err);
+
+// The simulator's options for `app`: spec.scaling and the AppScaler options
+// as the planner builds them (AppScalerInputsFor), the --algorithm override,
+// and the instance model (per-instance concurrency: opts.concurrency when >=
+// 0, else template.concurrency, else 1).
+SimOptions SimOptionsFor(const tidal::v1::App& app,
+                         const SimulateOptions& opts);
+
+// Runs the command. Spec errors go to `err` (see ReadSimulatedApp);
 // InvalidArgument for a bad spec or trace (naming the file), NotFound for a
 // missing file.
+absl::Status RunSimulateCommand(const SimulateOptions& opts, std::ostream& out,
+                                std::ostream& err);
+// As above, with the spec errors prepended to the returned status's message
+// (one per line).
 absl::Status RunSimulateCommand(const SimulateOptions& opts, std::ostream& out);
 
 }  // namespace tidal::scaler

@@ -390,6 +390,38 @@ absl::StatusOr<SimResult> Simulate(const Trace& trace,
   return res;
 }
 
+namespace {
+
+// Text for an SVG (XML) element: &, <, >, " and ' escaped.
+std::string XmlEscape(const std::string& in) {
+  std::string out;
+  out.reserve(in.size());
+  for (char c : in) {
+    switch (c) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&apos;";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string RenderSvg(const std::vector<SeriesPoint>& series,
                       const std::string& title) {
   const int W = 1000, H = 420, L = 60, R = 20, T = 40, B = 40;
@@ -426,7 +458,7 @@ std::string RenderSvg(const std::vector<SeriesPoint>& series,
       "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%%\" "
       "height=\"100%%\" "
       "fill=\"white\"/>\n<text x=\"%d\" y=\"20\" font-size=\"14\">%s</text>\n",
-      W, H, L, title);
+      W, H, L, XmlEscape(title));
   absl::StrAppend(
       &out,
       absl::StrFormat(

@@ -102,7 +102,8 @@ Trace RepeatTrace(const Trace& trace, int times);
 absl::StatusOr<SimResult> Simulate(const Trace& trace,
                                    const SimOptions& options);
 
-// Load, desired and ready replicas over time as a self-contained SVG.
+// Load, desired and ready replicas over time as a self-contained SVG; `title`
+// is plain text (XML-escaped here).
 std::string RenderSvg(const std::vector<SeriesPoint>& series,
                       const std::string& title);
 

@@ -167,5 +167,56 @@ TEST_F(ScaleCommandsTest, SimulateReplaysATrace) {
   EXPECT_EQ(r.code, 2);
 }
 
+TEST_F(ScaleCommandsTest, SimulateValidatesTheSpecAsApplyDoes) {
+  std::string trace_path =
+      WriteFile("trace.csv", "arrival_s,service_ms\n10,100\n");
+  // Line 8: initialScale over maxReplicas; line 13: an unknown schedule field.
+  std::string spec =
+      WriteFile("bad.yaml", AppYaml("bad",
+                                    "  scaling:\n    maxReplicas: 3\n"
+                                    "    initialScale: 5\n"
+                                    "    schedules:\n"
+                                    "      - cron: \"0 19 * * *\"\n"
+                                    "        duration: 4h\n"
+                                    "        minReplicas: 2\n"
+                                    "        timezone: UTC\n"));
+  Result r = Run({"simulate", "-f", spec, "--trace", trace_path});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.out, "");
+  EXPECT_TRUE(absl::StrContains(
+      r.err, spec + ":8:19: spec.scaling.initialScale: must be <= maxReplicas "
+                    "(5 > 3)\n"))
+      << r.err;
+  EXPECT_TRUE(absl::StrContains(
+      r.err, spec + ":13:9: spec.scaling.schedules[0].timezone: unknown field"))
+      << r.err;
+  EXPECT_TRUE(absl::StrContains(
+      r.err, "error: 2 problems in the spec; nothing was simulated"))
+      << r.err;
+  // The same lines as apply's.
+  Result a = Run({"apply", "--dry-run=client", "-f", spec});
+  EXPECT_EQ(a.code, 2);
+  auto lines = [](const std::string& err) {
+    return err.substr(0, err.find("error: "));
+  };
+  EXPECT_EQ(lines(r.err), lines(a.err)) << a.err;
+  EXPECT_FALSE(lines(r.err).empty());
+
+  // Several apps: --app picks one; without it the command asks.
+  std::string two = WriteFile(
+      "two.yaml",
+      absl::StrCat(AppYaml("one", "  scaling:\n    algorithm: kpa\n"), "---\n",
+                   AppYaml("two", "  scaling:\n    algorithm: hpa\n")));
+  r = Run({"simulate", "-f", two, "--trace", trace_path});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(absl::StrContains(r.err, "--app")) << r.err;
+  r = Run({"simulate", "-f", two, "--trace", trace_path, "--app", "two"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.out, "app two: algorithm hpa")) << r.out;
+  r = Run({"simulate", "-f", two, "--trace", trace_path, "--app", "three"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(absl::StrContains(r.err, "no app named \"three\"")) << r.err;
+}
+
 }  // namespace
 }  // namespace tidal

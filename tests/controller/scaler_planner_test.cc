@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <map>
+#include <sstream>
 
 #include "absl/strings/match.h"
 #include "absl/synchronization/notification.h"
@@ -10,6 +12,7 @@
 #include "fakes/fake_clock.h"
 #include "fakes/fake_runtime.h"
 #include "fakes/memory_store.h"
+#include "scaler/simulate_command.h"
 #include "store/keys.h"
 
 namespace tidal {
@@ -173,6 +176,41 @@ TEST_F(ScalerPlannerTest, MinZeroStartsAtZeroAndWakeScalesFromZeroAtOnce) {
   // Desired does not advance anything: asking again changes nothing.
   EXPECT_EQ(Desired(app).replicas, 1);
   EXPECT_EQ(Changes("default/zero"), before + 1);
+}
+
+// `tidalctl simulate` builds the AppScaler of a spec file as the planner does
+// (scaler::AppScalerInputsFor): the same config, the same first decision.
+TEST_F(ScalerPlannerTest, SimulateBuildsTheSameScalerAsThePlanner) {
+  const std::string path = ::testing::TempDir() + "/planner_same.yaml";
+  std::ofstream(path) << "apiVersion: tidal.dev/v1\nkind: App\n"
+                         "metadata: {name: same}\nspec:\n"
+                         "  template:\n    command: [x]\n    concurrency: 4\n"
+                         "  scaling:\n    minReplicas: 0\n"
+                         "    maxReplicas: 30\n    target: 3\n"
+                         "    scaleToZeroGracePeriod: 45s\n";
+  std::ostringstream err;
+  auto app = scaler::ReadSimulatedApp(path, "", err);
+  ASSERT_TRUE(app.ok()) << app.status() << err.str();
+  const auto plan = Desired(*app);
+  ASSERT_TRUE(plan.has_status);
+
+  const scaler::SimOptions so =
+      scaler::SimOptionsFor(*app, scaler::SimulateOptions{});
+  auto cfg = scaler::ResolveConfig(so.scaling, so.model.concurrency);
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  EXPECT_EQ(cfg->initial_scale, 0);  // minReplicas 0 starts at zero
+  EXPECT_EQ(so.scaler.tidal_fallback_keep_alive, absl::Seconds(45));
+  scaler::AppScalerOptions opts = so.scaler;
+  scaler::AppScaler sim(*cfg, clock_.Now(), opts);
+  sim.SetInstances(0, 0);
+  const scaler::Decision d = sim.Decide(clock_.Now());
+  EXPECT_EQ(plan.replicas, 0);
+  EXPECT_EQ(d.desired_replicas, plan.replicas);
+  EXPECT_EQ(plan.status.target(), d.target);
+  EXPECT_EQ(plan.status.target(), 2.1);  // 3 x 70%
+  EXPECT_EQ(plan.status.min_replicas(), d.min_replicas);
+  EXPECT_EQ(plan.status.max_replicas(), d.max_replicas);
+  EXPECT_EQ(plan.status.metric(), scaler::MetricName(d.metric));
 }
 
 TEST_F(ScalerPlannerTest, ScalesUpWithLoadAndBackToZeroAfterGrace) {
