@@ -29,10 +29,36 @@ bool AnalysisConfigured(const tidal::v1::Analysis& a) {
          a.max_p99_latency_ms() > 0;
 }
 
-// A new revision that cannot start fails its release at once.
-bool Crashing(const Instance& i) {
-  return i.phase() == "CrashLoopBackOff" || i.phase() == "Failed" ||
-         i.restarts() > 0;
+// How far back a crash still counts towards a crash loop (docs/rollouts.md,
+// "Fail fast"): the process runtime's own horizon, a run this long resets
+// its restart back-off (ProcessRuntime::Options::backoff_reset).
+constexpr absl::Duration kCrashWindow = absl::Minutes(10);
+
+// What an instance's recent behaviour says (docs/rollouts.md, "Fail fast").
+// Only an instance that is down after a crash right now (CrashLoopBackOff)
+// or that the runtime gave up on (Failed) can count: a restart long ago, an
+// instance that restarted and is starting or running again, says nothing by
+// itself. start_time is the start of the run that crashed (the runtime sets
+// it on every (re)start), so when that run was itself a restart
+// (restarts >= 1) and began within kCrashWindow, the instance crashed twice
+// within the window.
+enum class CrashState {
+  kNone,
+  kCrashed,  // failing: it crashed before it got ready (or the runtime gave up)
+  kLoop,     // crashed twice within kCrashWindow: fails the revision alone
+};
+CrashState Crash(const Instance& i, absl::Time now) {
+  if (i.phase() == "Failed") return CrashState::kCrashed;
+  if (i.phase() != "CrashLoopBackOff") return CrashState::kNone;
+  // A run that began long ago (e.g. adopted after a restart of tidald, or
+  // ready for hours) and then crashed once is left to the runtime.
+  const bool recent = !i.has_start_time() ||
+                      now - FromProtoTime(i.start_time()) < kCrashWindow;
+  if (!recent) return CrashState::kNone;
+  if (i.restarts() >= 1) return CrashState::kLoop;
+  // The first run crashed: failing when it never got ready (a crash at
+  // start-up); one crash after being ready is the runtime's to restart.
+  return i.has_ready_time() ? CrashState::kNone : CrashState::kCrashed;
 }
 
 // An instance the runtime gave up waiting for (docs/rollouts.md, "Fail
@@ -46,21 +72,30 @@ bool NeverReady(const Instance& i) {
 }
 
 // The instances of one revision that fail it at once: two failing, the only
-// one, or one that crashed twice. A single crash among several (a port taken
-// for a moment) is left to the runtime's restart.
+// one, or one that crashed twice within kCrashWindow. A single crash among
+// several (a port taken for a moment) is left to the runtime's restart.
 struct FailFast {
+  explicit FailFast(absl::Time now) : now(now) {}
+  const absl::Time now;
   int32_t live = 0;
   int32_t crashed = 0;
   int32_t never_ready = 0;
+  bool loop = false;
   const Instance* crash = nullptr;
   const Instance* stuck = nullptr;
 
   void Add(const Instance& inst) {
     ++live;
-    if (Crashing(inst)) {
+    const CrashState c = Crash(inst, now);
+    if (c != CrashState::kNone) {
       ++crashed;
-      if (crash == nullptr || inst.restarts() > crash->restarts())
+      // The message names a looping instance first, then the one with the
+      // most restarts.
+      const bool is_loop = c == CrashState::kLoop;
+      if (crash == nullptr || (is_loop && !loop) ||
+          (is_loop == loop && inst.restarts() > crash->restarts()))
         crash = &inst;
+      loop = loop || is_loop;
     } else if (NeverReady(inst)) {
       ++never_ready;
       if (stuck == nullptr) stuck = &inst;
@@ -70,9 +105,7 @@ struct FailFast {
   std::string Reason() const {
     const int32_t failing = crashed + never_ready;
     if (failing == 0) return "";
-    if (!(failing >= 2 || live == 1 ||
-          (crash != nullptr && crash->restarts() >= 2)))
-      return "";
+    if (!(failing >= 2 || live == 1 || loop)) return "";
     return crash != nullptr ? "CrashLoop" : "NeverReady";
   }
   std::string Message(int64_t revision) const {
@@ -354,7 +387,7 @@ absl::StatusOr<DeployPlan> Deployer::Plan(const App& app, int32_t total,
   const int32_t n = static_cast<int32_t>(steps.size());
   int32_t upd_live = 0, upd_ready = 0, upd_avail = 0, old_live = 0,
           stable_ready = 0, stable_avail = 0;
-  FailFast upd_fail, stable_fail;
+  FailFast upd_fail(now), stable_fail(now);
   plan.min_ready = absl::Seconds(rs.min_ready_seconds());
   for (const auto& inst : live) {
     if (st.update_revision() != 0 && inst.template_hash() == st.update_hash()) {
@@ -571,6 +604,15 @@ absl::StatusOr<DeployPlan> Deployer::Plan(const App& app, int32_t total,
       } else {
         requeue_at(step_deadline);
       }
+    } else if (active() && waiting_manual && !st.paused()) {
+      // While the step waits for `promote`, its deadline clock stays at
+      // zero (as `rollout resume` sets it): when the wait ends without a
+      // promote (an instance of the step crashed once and is restarting),
+      // the step has its whole deadline again, not what was left when the
+      // wait began. Moved in ticks, so a long wait is not a write per plan.
+      const absl::Duration tick = std::min(absl::Minutes(1), deadline / 10);
+      if (now - FromProtoTime(st.step_started()) >= tick)
+        *st.mutable_step_started() = ToProtoTime(now);
     }
 
     // Advance.

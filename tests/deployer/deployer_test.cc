@@ -8,6 +8,7 @@
 #include <map>
 
 #include "api/spec.h"
+#include "common/proto_time.h"
 #include "controller/app_reconciler.h"
 #include "deployer/control.h"
 #include "fakes/fake_clock.h"
@@ -455,6 +456,228 @@ TEST_F(DeployerTest, OneCrashAmongSeveralIsLeftToTheRuntime) {
   Reconcile();
   EXPECT_EQ(Rollout().phase(), "RolledBack");
   EXPECT_EQ(Rollout().reason(), "CrashLoop");
+}
+
+// Fail fast looks at recent behaviour (docs/rollouts.md, "Fail fast"): the
+// only canary instance crashing once after hours of being ready, and its
+// restart count afterwards, do not fail the release; a crash loop now does.
+TEST_F(DeployerTest, OldRestartDoesNotFailALaterStepButACrashLoopDoes) {
+  rollout_.set_strategy("canary");
+  auto* s1 = rollout_.add_steps();
+  s1->set_weight(25);
+  s1->set_pause_ms(absl::ToInt64Milliseconds(absl::Hours(3)));
+  auto* s2 = rollout_.add_steps();
+  s2->set_weight(50);
+  s2->set_pause_ms(absl::ToInt64Milliseconds(absl::Hours(3)));
+  Steady(4);
+  // What the process runtime does to an instance (process_runtime.cc).
+  auto ready = [&](const std::string& id) {
+    runtime_.Update(id, [&](Instance* i) {
+      i->set_phase("Running");
+      i->set_ready(true);
+      *i->mutable_ready_time() = ToProtoTime(clock_.Now());
+    });
+  };
+  auto crash = [&](const std::string& id) {
+    runtime_.Update(id, [&](Instance* i) {
+      i->set_phase("CrashLoopBackOff");
+      i->set_ready(false);
+      i->set_message("back-off 10s restarting failed instance (exit code 1)");
+    });
+  };
+  auto restart = [&](const std::string& id) {
+    runtime_.Update(id, [&](Instance* i) {
+      i->set_phase("Starting");
+      i->set_restarts(i->restarts() + 1);
+      i->clear_ready_time();
+      *i->mutable_start_time() = ToProtoTime(clock_.Now());
+    });
+  };
+  auto new_ids = [&] {
+    std::vector<std::string> ids;
+    for (const auto& i : Live())
+      if (i.revision() == 2) ids.push_back(i.id());
+    return ids;
+  };
+  auto settle = [&] {
+    for (int i = 0; i < 4; ++i) {
+      Reconcile();
+      for (const auto& inst : Live())
+        if (!inst.ready()) {
+          runtime_.Update(inst.id(), [&](Instance* x) {
+            if (!x->has_start_time())
+              *x->mutable_start_time() = ToProtoTime(clock_.Now());
+          });
+          ready(inst.id());
+        }
+    }
+  };
+
+  Apply(4, "v2");
+  settle();
+  ASSERT_EQ(Rollout().step(), 1);
+  ASSERT_EQ(new_ids().size(), 1u);
+  const std::string canary = new_ids()[0];
+
+  // An hour in, the only canary instance crashes once after being ready all
+  // along: the runtime restarts it, the release goes on.
+  clock_.Advance(absl::Hours(1));
+  crash(canary);
+  Reconcile();
+  EXPECT_EQ(Rollout().phase(), "Progressing") << Rollout().message();
+  clock_.Advance(absl::Seconds(10));
+  restart(canary);
+  Reconcile();
+  EXPECT_EQ(Rollout().phase(), "Progressing") << Rollout().message();
+  ready(canary);
+  Reconcile();
+  EXPECT_EQ(Rollout().phase(), "Progressing") << Rollout().message();
+
+  // Hours later the next step starts, the canary still with its old restart.
+  clock_.Advance(absl::Hours(2) + absl::Minutes(1));
+  settle();
+  EXPECT_EQ(Rollout().phase(), "Progressing") << Rollout().message();
+  ASSERT_EQ(Rollout().step(), 2);
+  ASSERT_EQ(new_ids().size(), 2u);
+  clock_.Advance(absl::Hours(1));
+  Reconcile();
+  EXPECT_EQ(Rollout().phase(), "Progressing") << Rollout().message();
+  // Its second crash comes three hours after its first: still no loop.
+  crash(canary);
+  Reconcile();
+  EXPECT_EQ(Rollout().phase(), "Progressing") << Rollout().message();
+  restart(canary);
+  ready(canary);
+  Reconcile();
+  EXPECT_EQ(Rollout().phase(), "Progressing") << Rollout().message();
+
+  // Now it crashes again 30 s after that restart: two crashes within the
+  // window fail the release at once, though it is one instance of two.
+  clock_.Advance(absl::Seconds(30));
+  crash(canary);
+  Reconcile();
+  EXPECT_EQ(Rollout().phase(), "RolledBack");
+  EXPECT_EQ(Rollout().reason(), "CrashLoop");
+  EXPECT_NE(Rollout().message().find(canary), std::string::npos)
+      << Rollout().message();
+  EXPECT_NE(Rollout().message().find("after 2 restart(s)"), std::string::npos)
+      << Rollout().message();
+  EXPECT_EQ(CountRevision(2), 0);
+}
+
+// A crash at start-up (before it was ever ready) of the only new instance
+// still fails at once.
+TEST_F(DeployerTest, StartupCrashOfTheOnlyNewInstanceFailsFast) {
+  Steady(1);
+  Apply(1, "v2");
+  Reconcile();
+  std::string id;
+  for (const auto& i : Live())
+    if (i.revision() == 2) id = i.id();
+  ASSERT_FALSE(id.empty());
+  runtime_.Update(id, [&](Instance* i) {
+    *i->mutable_start_time() = ToProtoTime(clock_.Now());
+  });
+  clock_.Advance(absl::Seconds(1));
+  runtime_.SetPhase(id, "CrashLoopBackOff", "exit code 1");
+  Reconcile();
+  EXPECT_EQ(Rollout().phase(), "RolledBack");
+  EXPECT_EQ(Rollout().reason(), "CrashLoop");
+}
+
+// Among several new instances, the first crash after being ready is the
+// runtime's to restart; a second one minutes later fails the release.
+TEST_F(DeployerTest, SecondCrashWithinMinutesFailsFastAmongSeveral) {
+  rollout_.set_batches(2);
+  rollout_.set_max_surge("2");
+  rollout_.set_batch_interval_ms(absl::ToInt64Milliseconds(absl::Hours(1)));
+  Steady(4);
+  Apply(4, "v2");
+  for (int k = 0; k < 3; ++k) {
+    Reconcile();
+    runtime_.SetAllReady();
+  }
+  ASSERT_EQ(Rollout().update_revision(), 2);
+  ASSERT_EQ(CountRevision(2, true), 2);
+  std::string one;
+  for (const auto& i : Live())
+    if (i.revision() == 2) one = i.id();
+  ASSERT_FALSE(one.empty());
+  runtime_.Update(one, [&](Instance* i) {
+    *i->mutable_start_time() = ToProtoTime(clock_.Now());
+    *i->mutable_ready_time() = ToProtoTime(clock_.Now());
+  });
+  clock_.Advance(absl::Minutes(2));
+  runtime_.Update(one, [&](Instance* i) {
+    i->set_phase("CrashLoopBackOff");
+    i->set_ready(false);
+  });
+  Reconcile();
+  EXPECT_EQ(Rollout().phase(), "Progressing") << Rollout().message();
+  clock_.Advance(absl::Seconds(10));
+  runtime_.Update(one, [&](Instance* i) {
+    i->set_phase("Starting");
+    i->set_restarts(1);
+    i->clear_ready_time();
+    *i->mutable_start_time() = ToProtoTime(clock_.Now());
+  });
+  Reconcile();
+  EXPECT_EQ(Rollout().phase(), "Progressing") << Rollout().message();
+  clock_.Advance(absl::Seconds(3));
+  runtime_.Update(one, [&](Instance* i) {
+    i->set_phase("CrashLoopBackOff");
+    i->set_ready(false);
+  });
+  Reconcile();
+  EXPECT_EQ(Rollout().phase(), "RolledBack");
+  EXPECT_EQ(Rollout().reason(), "CrashLoop");
+}
+
+// The same on a step held for a manual promote: one crash of the only
+// canary instance an hour into the hold fails neither fast nor on the
+// deadline (which does not run while the step waits for `promote`).
+TEST_F(DeployerTest, OneCrashDuringAManualHoldIsLeftToTheRuntime) {
+  rollout_.set_strategy("canary");
+  auto* s1 = rollout_.add_steps();
+  s1->set_weight(25);
+  s1->set_pause_manual(true);
+  Steady(4);
+  Apply(4, "v2");
+  for (int k = 0; k < 4; ++k) {
+    Reconcile();
+    runtime_.SetAllReady();
+  }
+  ASSERT_EQ(Rollout().phase(), "Paused") << Rollout().message();
+  std::string canary;
+  for (const auto& i : Live())
+    if (i.revision() == 2) canary = i.id();
+  ASSERT_FALSE(canary.empty());
+  runtime_.Update(canary, [&](Instance* i) {
+    *i->mutable_start_time() = ToProtoTime(clock_.Now());
+    *i->mutable_ready_time() = ToProtoTime(clock_.Now());
+  });
+  clock_.Advance(absl::Hours(1));
+  Reconcile();
+  ASSERT_EQ(Rollout().phase(), "Paused") << Rollout().message();
+  runtime_.Update(canary, [&](Instance* i) {
+    i->set_phase("CrashLoopBackOff");
+    i->set_ready(false);
+  });
+  Reconcile();
+  EXPECT_NE(Rollout().phase(), "RolledBack") << Rollout().message();
+  clock_.Advance(absl::Seconds(10));
+  runtime_.Update(canary, [&](Instance* i) {
+    i->set_phase("Starting");
+    i->set_restarts(1);
+    i->clear_ready_time();
+    *i->mutable_start_time() = ToProtoTime(clock_.Now());
+  });
+  Reconcile();
+  EXPECT_NE(Rollout().phase(), "RolledBack") << Rollout().message();
+  clock_.Advance(absl::Seconds(2));
+  runtime_.SetReady(canary, true);
+  Reconcile();
+  EXPECT_EQ(Rollout().phase(), "Paused") << Rollout().message();
 }
 
 TEST_F(DeployerTest, ResumesFromItsStepAfterARestart) {

@@ -1,14 +1,26 @@
 // End-to-end tests of releases (issue 5): real tidald, tidalctl, sample-app
 // processes and HTTP load through the gateway.
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <map>
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "e2e/e2e_util.h"
@@ -110,6 +122,145 @@ int64_t JsonInt(const std::string& json, const std::string& field) {
   pos += field.size() + 3;
   while (pos < json.size() && (json[pos] == ' ' || json[pos] == '"')) ++pos;
   return atoll(json.c_str() + pos);
+}
+
+// A webhook receiver on 127.0.0.1 (plain sockets, one connection at a time):
+// it records every request and answers the status named by its path,
+// `/status/<code>` (200 for any other path).
+class WebhookReceiver {
+ public:
+  struct Request {
+    std::string method, path;
+    std::map<std::string, std::string> headers;  // lower-case names
+    std::string body;
+  };
+  WebhookReceiver() {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = 0;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int one = 1;
+    setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+        listen(fd_, 16) != 0) {
+      close(fd_);
+      fd_ = -1;
+      return;
+    }
+    socklen_t len = sizeof(addr);
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] { Loop(); });
+  }
+  ~WebhookReceiver() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+    if (fd_ >= 0) close(fd_);
+  }
+  int port() const { return port_; }
+  std::string Url(int status) const {
+    return absl::StrCat("http://127.0.0.1:", port_, "/status/", status);
+  }
+  std::vector<Request> requests() {
+    absl::MutexLock l(&mu_);
+    return requests_;
+  }
+  // The requests whose X-Tidal-Event is `type`.
+  std::vector<Request> Of(const std::string& type) {
+    std::vector<Request> out;
+    for (auto& r : requests()) {
+      auto it = r.headers.find("x-tidal-event");
+      if (it != r.headers.end() && it->second == type) out.push_back(r);
+    }
+    return out;
+  }
+
+ private:
+  void Loop() {
+    while (!stop_) {
+      pollfd p{fd_, POLLIN, 0};
+      if (poll(&p, 1, 20) <= 0) continue;
+      int c = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c < 0) continue;
+      timeval tv{5, 0};
+      setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+      Serve(c);
+      close(c);
+    }
+  }
+  static bool ReadMore(int c, std::string* buf) {
+    char chunk[4096];
+    ssize_t n = read(c, chunk, sizeof(chunk));
+    if (n <= 0) return false;
+    buf->append(chunk, n);
+    return true;
+  }
+  void Serve(int c) {
+    std::string buf;
+    size_t end;
+    while ((end = buf.find("\r\n\r\n")) == std::string::npos)
+      if (!ReadMore(c, &buf)) return;
+    Request r;
+    std::vector<std::string> lines =
+        absl::StrSplit(buf.substr(0, end), "\r\n");
+    std::vector<std::string> first = absl::StrSplit(lines[0], ' ');
+    if (first.size() >= 2) {
+      r.method = first[0];
+      r.path = first[1];
+    }
+    for (size_t i = 1; i < lines.size(); ++i) {
+      auto colon = lines[i].find(':');
+      if (colon == std::string::npos) continue;
+      r.headers[absl::AsciiStrToLower(lines[i].substr(0, colon))] =
+          std::string(absl::StripAsciiWhitespace(lines[i].substr(colon + 1)));
+    }
+    buf.erase(0, end + 4);
+    if (absl::AsciiStrToLower(r.headers["expect"]) == "100-continue") {
+      const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+      (void)!send(c, cont, sizeof(cont) - 1, MSG_NOSIGNAL);
+    }
+    size_t len = 0;
+    (void)absl::SimpleAtoi(r.headers["content-length"], &len);
+    while (buf.size() < len)
+      if (!ReadMore(c, &buf)) return;
+    r.body = buf.substr(0, len);
+    int status = 200;
+    absl::string_view path = r.path;
+    if (absl::ConsumePrefix(&path, "/status/"))
+      (void)absl::SimpleAtoi(path, &status);
+    {
+      absl::MutexLock l(&mu_);
+      requests_.push_back(r);
+    }
+    std::string resp = absl::StrCat("HTTP/1.1 ", status,
+                                    " X\r\nContent-Length: 0\r\nConnection: "
+                                    "close\r\n\r\n");
+    (void)!send(c, resp.data(), resp.size(), MSG_NOSIGNAL);
+  }
+
+  int fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+  absl::Mutex mu_;
+  std::vector<Request> requests_ ABSL_GUARDED_BY(mu_);
+};
+
+// "sha256=<hex HMAC-SHA256(key, body)>", computed here with OpenSSL.
+std::string Signature(const std::string& key, const std::string& body) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+       reinterpret_cast<const unsigned char*>(body.data()), body.size(), digest,
+       &len);
+  std::string out = "sha256=";
+  char hex[3];
+  for (unsigned int i = 0; i < len; ++i) {
+    snprintf(hex, sizeof(hex), "%02x", digest[i]);
+    out += hex;
+  }
+  return out;
 }
 
 class RolloutE2ETest : public ::testing::Test {
@@ -375,6 +526,118 @@ TEST_F(RolloutE2ETest, Kill9DuringBatchThreeResumes) {
             << " new instances; after restart " << min_seen << ".." << max_seen
             << " processes, new ones never below " << min_v2
             << ", ready never below " << min_ready << "\n";
+}
+
+// Webhooks (docs/rollouts.md, "Webhooks") against a real receiver: a
+// pre-rollout gate that answers 500 fails the release (after its retries)
+// and notifies `rollback`; gates that answer 200 let it out, with a JSON
+// payload signed with HMAC-SHA256, and `post-rollout` is notified.
+TEST_F(RolloutE2ETest, WebhookGatesAndNotifications) {
+  WebhookReceiver rx;
+  ASSERT_GT(rx.port(), 0);
+  const std::string secret = "s3cret-key";
+  const std::string batch = R"(    batches: 2
+    maxSurge: "1"
+    maxUnavailable: "0"
+    progressDeadline: 60s
+)";
+  auto hook = [&](const std::string& name, const std::string& type,
+                  int status, bool signed_) {
+    return absl::StrCat("  - {name: ", name, ", type: ", type, ", url: \"",
+                        rx.Url(status), "\", timeout: 2s, retries: 1",
+                        signed_ ? ", secret: " + secret : std::string(),
+                        "}\n");
+  };
+  auto r = Apply(AppYaml("hooks", 2, marker_, "v1", "", batch), true);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  // The app's first revision has nothing to release from: no webhooks.
+  EXPECT_TRUE(rx.requests().empty());
+
+  // (a) pre-rollout answers 500: the release fails before any new instance.
+  r = Apply(AppYaml("hooks", 2, marker_, "v2", "",
+                    batch + "  webhooks:\n" +
+                        hook("gate", "pre-rollout", 500, true) +
+                        hook("chat", "rollback", 200, false)),
+            true);
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "PreRolloutWebhookFailed")) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "answered 500")) << r.err;
+  // 1 + retries attempts, each signed.
+  auto pre = rx.Of("pre-rollout");
+  ASSERT_EQ(pre.size(), 2u);
+  for (const auto& q : pre) {
+    EXPECT_EQ(q.method, "POST");
+    EXPECT_EQ(q.headers.at("content-type"), "application/json");
+    EXPECT_EQ(q.headers.at("x-tidal-signature"), Signature(secret, q.body));
+  }
+  ASSERT_TRUE(WaitFor([&] { return !rx.Of("rollback").empty(); },
+                      absl::Seconds(10)));
+  auto rb = rx.Of("rollback")[0];
+  EXPECT_TRUE(absl::StrContains(rb.body, "\"type\":\"rollback\"")) << rb.body;
+  EXPECT_TRUE(absl::StrContains(rb.body, "\"app\":\"hooks\"")) << rb.body;
+  EXPECT_TRUE(absl::StrContains(rb.body, "\"toRevision\":2")) << rb.body;
+  EXPECT_TRUE(absl::StrContains(rb.body, "\"reason\":\"PreRolloutWebhookFailed\""))
+      << rb.body;
+  EXPECT_EQ(rb.headers.count("x-tidal-signature"), 0u);  // no secret
+  auto status = Ctl({"rollout", "status", "hooks"});
+  EXPECT_EQ(status.exit_code, 1);
+  EXPECT_TRUE(absl::StrContains(status.out + status.err,
+                                "PreRolloutWebhookFailed"))
+      << status.out << status.err;
+  // The old revision keeps serving; no new instance ran.
+  EXPECT_EQ(Count("v2"), 0);
+  EXPECT_EQ(Count("v1"), 2);
+  HttpResponse g = HttpGet(daemon_->gateway_port(), AppHost("hooks"));
+  EXPECT_EQ(g.status, 200) << g.error;
+  EXPECT_TRUE(absl::StartsWith(g.headers["x-version"], "v1-"))
+      << g.headers["x-version"];
+  EXPECT_TRUE(rx.Of("post-rollout").empty());
+
+  // (b) the gates answer 200: the release goes out.
+  r = Apply(AppYaml("hooks", 2, marker_, "v3", "",
+                    batch + "  webhooks:\n" +
+                        hook("gate", "pre-rollout", 200, true) +
+                        hook("ci", "confirm-promotion", 200, true) +
+                        hook("chat", "rollback", 200, false) +
+                        hook("done", "post-rollout", 200, true)),
+            true);
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err << Describe("hooks");
+  ASSERT_TRUE(WaitFor([&] { return !rx.Of("post-rollout").empty(); },
+                      absl::Seconds(10)));
+  pre = rx.Of("pre-rollout");
+  ASSERT_EQ(pre.size(), 3u);  // two failed attempts of (a), one here
+  auto confirm = rx.Of("confirm-promotion");
+  ASSERT_EQ(confirm.size(), 1u);
+  auto post = rx.Of("post-rollout");
+  ASSERT_EQ(post.size(), 1u);
+  for (const auto& [type, q] :
+       std::vector<std::pair<std::string, WebhookReceiver::Request>>{
+           {"pre-rollout", pre[2]},
+           {"confirm-promotion", confirm[0]},
+           {"post-rollout", post[0]}}) {
+    SCOPED_TRACE(type);
+    EXPECT_EQ(q.method, "POST");
+    EXPECT_EQ(q.headers.at("content-type"), "application/json");
+    EXPECT_EQ(q.headers.at("x-tidal-signature"), Signature(secret, q.body));
+    EXPECT_NE(q.headers.at("x-tidal-signature"), Signature("wrong", q.body));
+    EXPECT_TRUE(absl::StartsWith(q.body, "{") && absl::EndsWith(q.body, "}"))
+        << q.body;
+    EXPECT_TRUE(absl::StrContains(q.body, "\"type\":\"" + type + "\""))
+        << q.body;
+    EXPECT_TRUE(absl::StrContains(q.body, "\"namespace\":\"default\""))
+        << q.body;
+    EXPECT_TRUE(absl::StrContains(q.body, "\"app\":\"hooks\"")) << q.body;
+    EXPECT_EQ(JsonInt(q.body, "fromRevision"), 1) << q.body;
+    EXPECT_EQ(JsonInt(q.body, "toRevision"), 3) << q.body;
+    EXPECT_EQ(JsonInt(q.body, "totalSteps"), 2) << q.body;
+  }
+  EXPECT_TRUE(absl::StrContains(post[0].body, "\"phase\":\"Succeeded\""))
+      << post[0].body;
+  EXPECT_EQ(rx.Of("rollback").size(), 1u);  // only (a)'s
+  ASSERT_TRUE(WaitFor([&] { return Count("v3") == 2 && Count("v1") == 0; }));
+  g = HttpGet(daemon_->gateway_port(), AppHost("hooks"));
+  EXPECT_TRUE(absl::StartsWith(g.headers["x-version"], "v3-"))
+      << g.headers["x-version"];
 }
 
 }  // namespace

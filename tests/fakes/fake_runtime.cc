@@ -111,6 +111,20 @@ void FakeRuntime::SetPhase(const std::string& id, const std::string& phase,
   Notify(c);
 }
 
+void FakeRuntime::Update(
+    const std::string& id,
+    const std::function<void(tidal::v1::Instance*)>& change) {
+  InstanceChange c;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = instances_.find(id);
+    if (it == instances_.end()) return;
+    change(&it->second);
+    c.instance = it->second;
+  }
+  Notify(c);
+}
+
 void FakeRuntime::SetAllReady() {
   for (const auto& inst : List()) {
     if (!inst.ready() && inst.phase() != "Terminating")

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -36,6 +37,10 @@ class FakeRuntime : public Runtime {
   // Sets the phase and message (e.g. CrashLoopBackOff) and marks it not ready.
   void SetPhase(const std::string& id, const std::string& phase,
                 const std::string& message);
+  // Changes an instance as the runtime would (e.g. restarts, start_time,
+  // ready_time) and notifies the listener.
+  void Update(const std::string& id,
+              const std::function<void(tidal::v1::Instance*)>& change);
   // Sets what Usage reports for an instance (cpu_seconds is cumulative).
   void SetUsage(const std::string& id, double cpu_seconds, int64_t memory_bytes,
                 absl::Time sampled_at);
