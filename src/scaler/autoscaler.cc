@@ -212,10 +212,15 @@ int32_t AppScaler::DecideTidal(absl::Time now, int64_t eval, Cause* cause) {
     last_burst_value_ = recent;
   }
   const int64_t now_s = absl::ToUnixSeconds(now);
-  const bool busy = waiting_ > 0 || last_traffic_end_ > eval;
+  const bool busy =
+      waiting_ > 0 || (seen_traffic_ && last_traffic_end_ > eval);
   last_idle_s_ = busy ? 0 : now_s - last_traffic_end_;
   idle_held_ = IdleHold::kNone;
-  if (busy || last_idle_s_ < Seconds(config_.PanicWindow())) {
+  // An app that has had no request yet is idle from its creation: the
+  // keep-warm rules below decide (it keeps the instances it was created
+  // with for the keep-alive, and one created at zero stays at zero).
+  if (busy ||
+      (seen_traffic_ && last_idle_s_ < Seconds(config_.PanicWindow()))) {
     KpaDecider::Result r = kpa_.Scale(now, stable, panic, ready_);
     last_panic_ = r.panic;
     *cause = Cause::kMetric;
@@ -238,7 +243,11 @@ int32_t AppScaler::DecideTidal(absl::Time now, int64_t eval, Cause* cause) {
         idle_.out_of_bounds() > 0 && idle_.out_of_bounds() * 2 > idle_.total();
     const absl::Duration ka =
         rare ? config_.stable_window : opts_.tidal_fallback_keep_alive;
-    warm = last_idle_s_ <= absl::ToInt64Seconds(ka);
+    // An app that has had no request yet and has no instance stays at zero
+    // (minReplicas: 0 means no process until the first request): its
+    // "idle time" counts from its creation, not from any traffic.
+    warm = (seen_traffic_ || current_ > 0) &&
+           last_idle_s_ <= absl::ToInt64Seconds(ka);
     *cause = warm ? Cause::kKeepWarm : Cause::kIdle;
   }
   const int32_t keep = warm ? 1 : 0;

@@ -314,6 +314,30 @@ TEST(TidalHistoryTable, IdleRespectsPanicRatesAndDelay) {
   // {name, overrides, history {seconds, concurrency[, rps]}, ready, want,
   //  want_panic, follow, ready_at_start, reason substring}
   const std::vector<Row> rows = {
+      // Created at zero (minReplicas 0, initialScale 0) and no request yet:
+      // it stays at zero (its creation is not traffic; it used to start one
+      // at 6 s, "keep warm: idle 6s").
+      {"AtZeroWithoutRequestsStaysAtZero",
+       [](S* s) {
+         s->set_min_replicas(0);
+         s->set_initial_scale(0);
+       },
+       {{30, 0}},
+       0,
+       0,
+       -1,
+       true,
+       0},
+      // Created with one instance and no request yet: it keeps it warm (it
+      // used to drop it at the first tick and start one again at 6 s).
+      {"CreatedWithOneKeepsItBeforeTheFirstRequest",
+       nullptr,
+       {{4, 0}},
+       1,
+       1,
+       -1,
+       true,
+       1},
       // 10 concurrent (2 pods), a 3 s burst at 95 (13 pods: min(ceil(95 /
       // 7), ceil((95 + sqrt(950)) / 10))), then idle: the app is panicking
       // (entered at 11.1 s), so the 13 hold while idle (the keep-warm count
