@@ -426,6 +426,21 @@ absl::StatusOr<DeployPlan> Deployer::Plan(const App& app, int32_t total,
       }
       if (active()) st.set_pre_rollout_done(true);
     }
+    // One step (no batches, no canary steps): that step is the full
+    // promotion, so confirm-promotion gates it before it starts.
+    if (active() && n == 1 && !st.confirmed()) {
+      for (const auto& h : hooks_of("confirm-promotion")) {
+        absl::Status s = webhooks_ != nullptr
+                             ? webhooks_->Call(h, payload("confirm-promotion"))
+                             : absl::OkStatus();
+        if (!s.ok()) {
+          fail("ConfirmPromotionWebhookFailed", std::string(s.message()),
+               false);
+          break;
+        }
+      }
+      if (active()) st.set_confirmed(true);
+    }
   }
   // A crash loop or a never-ready revision fails at once (FailFast).
   if (active()) {

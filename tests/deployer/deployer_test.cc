@@ -889,6 +889,37 @@ TEST_F(DeployerTest, WebhookGates) {
   EXPECT_EQ(CountRevision(2, true), 4);
 }
 
+TEST_F(DeployerTest, ConfirmPromotionGatesASingleStepReleaseBeforeItStarts) {
+  // No batches, no steps: the one step is the full promotion.
+  tidal::v1::Webhook confirm;
+  confirm.set_name("gate");
+  confirm.set_type("confirm-promotion");
+  confirm.set_url("http://127.0.0.1:1/");
+  hooks_spec_ = {confirm};
+  Steady(3);
+  hooks_.answers["confirm-promotion"] =
+      absl::FailedPreconditionError("webhook gate answered 403");
+  Apply(3, "v2");
+  for (int i = 0; i < 4; ++i) {
+    Reconcile();
+    runtime_.SetAllReady();
+  }
+  EXPECT_EQ(Rollout().phase(), "RolledBack");
+  EXPECT_EQ(Rollout().reason(), "ConfirmPromotionWebhookFailed");
+  EXPECT_EQ(CountRevision(1, true), 3);
+  EXPECT_EQ(CountRevision(2), 0) << "no new instance before the gate passed";
+
+  hooks_.answers.clear();
+  hooks_.calls.clear();
+  Apply(3, "v3");
+  for (int i = 0; i < 12; ++i) {
+    Reconcile();
+    runtime_.SetAllReady();
+  }
+  EXPECT_EQ(Rollout().phase(), "Succeeded") << Rollout().ShortDebugString();
+  EXPECT_EQ(hooks_.calls, std::vector<std::string>{"confirm-promotion"});
+}
+
 TEST_F(DeployerTest, AutoRollbackOffHoldsTheStep) {
   rollout_.set_auto_rollback(false);
   Steady(2);
