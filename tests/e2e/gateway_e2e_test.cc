@@ -118,6 +118,17 @@ TEST_F(GatewayE2ETest, ScaleFromZeroServesABurstThenReturnsToZero) {
     slowest = std::max(slowest, r.latency);
   }
   EXPECT_EQ(Count(), 1);
+  // Exactly one instance was started for the burst (not one started and
+  // another stopped): one Started event, once.
+  CommandResult events = daemon_->Ctl({"get", "events", "zero", "-o", "json"});
+  ASSERT_EQ(events.exit_code, 0) << events.err;
+  size_t started = 0;
+  for (size_t at = events.out.find("\"reason\": \"Started\"");
+       at != std::string::npos;
+       at = events.out.find("\"reason\": \"Started\"", at + 1)) {
+    ++started;
+  }
+  EXPECT_EQ(started, 1u) << events.out;
   std::cout << "[ figures  ] 100 concurrent requests to an app at zero: all "
             << "done in " << absl::FormatDuration(all) << ", slowest "
             << absl::FormatDuration(slowest) << "\n";
