@@ -118,11 +118,15 @@ TEST_F(CoreE2ETest, ScaleReplaceCrashAndDelete) {
            std::find(now.begin(), now.end(), pids[0]) == now.end() &&
            Ready("hello") == 5;
   }));
-  auto events = daemon_->Ctl({"get", "events", "hello"});
-  ASSERT_EQ(events.exit_code, 0) << events.err;
-  EXPECT_TRUE(absl::StrContains(events.out, "signal 9") ||
-              absl::StrContains(events.out, "killed"))
-      << events.out;
+  // Events are written in batches off the reconcile path.
+  CommandResult events;
+  EXPECT_TRUE(WaitFor([&] {
+    events = daemon_->Ctl({"get", "events", "hello"});
+    return events.exit_code == 0 &&
+           (absl::StrContains(events.out, "signal 9") ||
+            absl::StrContains(events.out, "killed"));
+  }, absl::Seconds(10)))
+      << events.out << events.err;
 
   // New template: every instance replaced.
   r = Apply(AppYaml("hello", 5, marker_, "v2"));

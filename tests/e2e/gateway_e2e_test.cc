@@ -120,20 +120,29 @@ TEST_F(GatewayE2ETest, ScaleFromZeroServesABurstThenReturnsToZero) {
   EXPECT_EQ(Count(), 1);
   // Exactly one instance was started for the burst (not one started and
   // another stopped): one Started event, once.
-  CommandResult events = daemon_->Ctl({"get", "events", "zero", "-o", "json"});
-  ASSERT_EQ(events.exit_code, 0) << events.err;
-  size_t started = 0;
-  for (size_t at = events.out.find("\"reason\": \"Started\"");
-       at != std::string::npos;
-       at = events.out.find("\"reason\": \"Started\"", at + 1)) {
-    ++started;
-  }
-  EXPECT_EQ(started, 1u) << events.out;
+  // Events are written in batches off the reconcile path: wait for it.
+  CommandResult events;
+  auto started = [&] {
+    events = daemon_->Ctl({"get", "events", "zero", "-o", "json"});
+    size_t n = 0;
+    for (size_t at = events.out.find("\"reason\": \"Started\"");
+         at != std::string::npos;
+         at = events.out.find("\"reason\": \"Started\"", at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  ASSERT_TRUE(WaitFor([&] { return started() >= 1; }, absl::Seconds(10)))
+      << events.out << events.err;
+  EXPECT_EQ(started(), 1u) << events.out;
   std::cout << "[ figures  ] 100 concurrent requests to an app at zero: all "
             << "done in " << absl::FormatDuration(all) << ", slowest "
             << absl::FormatDuration(slowest) << "\n";
-  std::string described = Describe("zero");
-  EXPECT_TRUE(absl::StrContains(described, "ScaledUp")) << described;
+  std::string described;
+  EXPECT_TRUE(WaitFor([&] {
+    described = Describe("zero");
+    return absl::StrContains(described, "ScaledUp");
+  }, absl::Seconds(10))) << described;
 
   // Back to zero after the grace period (plus the panic window of quiet the
   // scaler waits for), and the process is gone.
@@ -143,8 +152,10 @@ TEST_F(GatewayE2ETest, ScaleFromZeroServesABurstThenReturnsToZero) {
   std::cout << "[ figures  ] back to zero "
             << absl::FormatDuration(absl::Now() - idle_from)
             << " after the last request\n";
-  described = Describe("zero");
-  EXPECT_TRUE(absl::StrContains(described, "ScaledDown")) << described;
+  EXPECT_TRUE(WaitFor([&] {
+    described = Describe("zero");
+    return absl::StrContains(described, "ScaledDown");
+  }, absl::Seconds(10))) << described;
   EXPECT_TRUE(absl::StrContains(described, "idle")) << described;
 
   // And it comes back on the next request.
