@@ -256,6 +256,15 @@ int Run(const Flags& flags) {
   // Deployer: revisions, rollouts gated on the gateway's metrics, webhooks.
   deployer::CurlWebhookSender webhooks;
   deployer::Deployer deployer(store->get(), RealClock::Get(), &gw, &webhooks);
+  // Notifications committed by an earlier tidald but not delivered go out
+  // first.
+  deployer::NotificationOutbox outbox(store->get(), &webhooks);
+  if (auto st = outbox.Resume(); !st.ok()) {
+    log->error("reading the notification outbox: {}", st.ToString());
+    return 1;
+  }
+  outbox.Start();
+  deployer.set_outbox(&outbox);
   reconciler.set_deployer(&deployer);
   ScalerPlanner planner(
       store->get(), &runtime, &gw,

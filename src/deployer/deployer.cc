@@ -747,6 +747,14 @@ absl::StatusOr<DeployPlan> Deployer::Plan(const App& app, int32_t total,
   plan.max_unavailable = cap.max_unavailable;
   plan.requeue_after = requeue;
 
+  // Notifications are committed with the state that caused them.
+  std::vector<std::string> outbox_keys;
+  if (outbox_ != nullptr) {
+    for (auto& [h, body] : notify) {
+      outbox_keys.emplace_back();
+      writes.push_back(outbox_->Stage(ns, name, h, body, &outbox_keys.back()));
+    }
+  }
   // Persist before anyone acts on the plan.
   if (!writes.empty() || version == 0 ||
       !google::protobuf::util::MessageDifferencer::Equals(st, before)) {
@@ -769,7 +777,10 @@ absl::StatusOr<DeployPlan> Deployer::Plan(const App& app, int32_t total,
         log->warn("app={}/{} pruning revisions: {}", ns, name, s.ToString());
     }
   }
-  if (webhooks_ != nullptr) {
+  if (outbox_ != nullptr) {
+    for (size_t i = 0; i < notify.size(); ++i)
+      outbox_->Send(outbox_keys[i], notify[i].first, notify[i].second);
+  } else if (webhooks_ != nullptr) {
     for (auto& [h, body] : notify) webhooks_->Notify(h, body);
   }
 

@@ -20,6 +20,7 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "deployer/revisions.h"
+#include "deployer/outbox.h"
 #include "deployer/webhooks.h"
 #include "scaler/metrics_source.h"
 #include "store/store.h"
@@ -80,11 +81,17 @@ class Deployer {
 
   RevisionHistory* history() { return &history_; }
 
+  // Optional, set before the first Plan: notifications go through the store
+  // (committed with the rollout state, delivered after a crash too) instead
+  // of WebhookSender::Notify's memory queue.
+  void set_outbox(NotificationOutbox* outbox) { outbox_ = outbox; }
+
  private:
   Store* const store_;
   Clock* const clock_;
   MetricsSource* const metrics_;
   WebhookSender* const webhooks_;
+  NotificationOutbox* outbox_ = nullptr;
   RevisionHistory history_;
 };
 

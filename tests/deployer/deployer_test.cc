@@ -21,6 +21,7 @@ namespace {
 
 using tidal::v1::App;
 using tidal::v1::Instance;
+using tidal::v1::Webhook;
 
 // Metrics per revision, set by the test.
 class FakeMetrics : public MetricsSource {
@@ -918,6 +919,70 @@ TEST_F(DeployerTest, ConfirmPromotionGatesASingleStepReleaseBeforeItStarts) {
   }
   EXPECT_EQ(Rollout().phase(), "Succeeded") << Rollout().ShortDebugString();
   EXPECT_EQ(hooks_.calls, std::vector<std::string>{"confirm-promotion"});
+}
+
+TEST_F(DeployerTest, NotificationsSurviveACrashThroughTheOutbox) {
+  tidal::v1::Webhook post;
+  post.set_name("notify");
+  post.set_type("post-rollout");
+  post.set_url("http://127.0.0.1:1/");
+  hooks_spec_ = {post};
+  // tidald commits the release's end and dies before delivering: its outbox
+  // never runs.
+  NotificationOutbox dead(&store_, &hooks_);
+  deployer_->set_outbox(&dead);
+  Steady(2);
+  Apply(2, "v2");
+  for (int i = 0; i < 6; ++i) {
+    Reconcile();
+    runtime_.SetAllReady();
+  }
+  ASSERT_EQ(Rollout().phase(), "Succeeded");
+  EXPECT_TRUE(hooks_.notified.empty());
+  EXPECT_TRUE(hooks_.calls.empty());
+  auto stored = store_.List("/outbox/");
+  ASSERT_TRUE(stored.ok());
+  ASSERT_EQ(stored->items.size(), 1u);
+  Webhook hook;
+  std::string payload;
+  ASSERT_TRUE(
+      NotificationOutbox::Decode(stored->items[0].value, &hook, &payload));
+  EXPECT_EQ(hook.type(), "post-rollout");
+  EXPECT_NE(payload.find("\"toRevision\":2"), std::string::npos) << payload;
+
+  // The next tidald sends it, then forgets it.
+  NotificationOutbox next(&store_, &hooks_);
+  ASSERT_TRUE(next.Resume().ok());
+  EXPECT_EQ(next.pending(), 1u);
+  next.Start();
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (next.pending() > 0 && absl::Now() < deadline)
+    absl::SleepFor(absl::Milliseconds(1));
+  EXPECT_EQ(next.pending(), 0u);
+  {
+    absl::MutexLock l(&hooks_.mu_);
+    EXPECT_EQ(hooks_.calls, std::vector<std::string>{"post-rollout"});
+  }
+  stored = store_.List("/outbox/");
+  ASSERT_TRUE(stored.ok());
+  EXPECT_TRUE(stored->items.empty());
+  deployer_->set_outbox(nullptr);
+}
+
+TEST(NotificationOutboxTest, EncodeDecodeRoundTripAndRejectsGarbage) {
+  tidal::v1::Webhook h;
+  h.set_name("n");
+  h.set_type("rollback");
+  h.set_url("http://x/");
+  const std::string payload = "{\"a\":\"b:c\"}";
+  Webhook got;
+  std::string body;
+  ASSERT_TRUE(NotificationOutbox::Decode(NotificationOutbox::Encode(h, payload),
+                                         &got, &body));
+  EXPECT_EQ(got.url(), "http://x/");
+  EXPECT_EQ(body, payload);
+  EXPECT_FALSE(NotificationOutbox::Decode("zz", &got, &body));
+  EXPECT_FALSE(NotificationOutbox::Decode("99:short", &got, &body));
 }
 
 TEST_F(DeployerTest, AutoRollbackOffHoldsTheStep) {
