@@ -270,6 +270,17 @@ int DoDelete(Context& ctx, const DeleteFlags& f) {
       targets.emplace_back(ctx.Namespace(), f.args[i]);
   }
   const bool dry = f.dry_run != "none";
+  if (f.dry_run == "client") {
+    // kubectl's client dry run: nothing is sent but reads; each app must
+    // exist (a missing one is the same error a real delete gives).
+    for (const auto& [ns, name] : targets) {
+      auto live = GetLive(ctx, ns, name);
+      if (!live.ok()) return ctx.Fail(live.status());
+      ctx.out() << "app.tidal.dev \"" << name << "\" deleted (dry run)\n"
+                << std::flush;
+    }
+    return kExitOk;
+  }
   for (const auto& [ns, name] : targets) {
     tidal::v1::DeleteRequest req;
     req.set_namespace_(ns);
@@ -362,7 +373,9 @@ void AddApplyCommands(CLI::App& root, Context& ctx) {
   del->add_flag(
       "--wait", delete_flags->wait,
       "wait until the apps are gone (instances stopped), up to --timeout");
-  del->add_option("--dry-run", delete_flags->dry_run, "none | server")
+  del->add_option("--dry-run", delete_flags->dry_run,
+                  "none | server (validated and not written) | client "
+                  "(only checks that the apps exist)")
       ->check(CLI::IsMember({"none", "server", "client"}))
       ->capture_default_str();
   del->callback([&ctx, delete_flags] {

@@ -324,7 +324,12 @@ int Run(const Flags& flags) {
         absl::StrAppend(&text, gw.PrometheusText());
         return text;
       },
-      [] { return true; });
+      // Ready: everything above has started (the admin server starts last)
+      // and the store answers.
+      [&] {
+        auto r = store->get()->Get("/readyz");
+        return r.ok() || absl::IsNotFound(r.status());
+      });
   if (auto st = admin.Start(flags.admin_listen); !st.ok()) {
     log->error("{}", std::string(st.message()));
     return 1;
@@ -373,14 +378,16 @@ int main(int argc, char** argv) {
                  "HTTP gateway address")
       ->capture_default_str();
   app.add_option("--admin-listen", flags.admin_listen,
-                 "Admin address (/metrics, /healthz)")
+                 "Admin address (/metrics, /healthz, /readyz)")
       ->capture_default_str();
   app.add_option("--domain", flags.domain,
                  "Apps are served at <app>.<namespace>.<domain>")
       ->capture_default_str();
   app.add_option("--store", flags.store,
-                 "sqlite:PATH (default: DATA_DIR/tidal.db)");
-  app.add_option("--log-level", flags.log_level, "debug|info|warn|error")
+                 "sqlite:PATH (default: DATA_DIR/tidal.db) or "
+                 "etcd:HOST:PORT[,HOST:PORT...]");
+  app.add_option("--log-level", flags.log_level,
+                 "trace|debug|info|warn|error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();
   app.add_option("--log-format", flags.log_format, "text|json")

@@ -305,6 +305,12 @@ TEST_F(TidalctlTest, DeleteDescribeInstancesEventsAndLogs) {
   EXPECT_EQ(r.code, 1) << "the fake runtime keeps no logs";
   EXPECT_TRUE(absl::StartsWith(r.err, "error: ")) << r.err;
 
+  r = Run({"delete", "app", "hello", "--dry-run=client"});
+  EXPECT_EQ(r.out, "app.tidal.dev \"hello\" deleted (dry run)\n");
+  r = Run({"delete", "app", "nothere", "--dry-run=client"});
+  EXPECT_EQ(r.code, 1) << r.out;
+  r = Run({"get", "apps"});
+  EXPECT_FALSE(absl::StrContains(r.out, "Terminating")) << r.out;
   r = Run({"delete", "app", "hello", "--dry-run=server"});
   EXPECT_EQ(r.out, "app.tidal.dev \"hello\" deleted (server dry run)\n");
   r = Run({"delete", "app", "hello"});

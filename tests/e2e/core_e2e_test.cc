@@ -90,6 +90,8 @@ TEST_F(CoreE2ETest, ScaleReplaceCrashAndDelete) {
   EXPECT_EQ(hello.status, 200) << hello.error;
   EXPECT_TRUE(absl::StrContains(hello.body, "hello from v1-" + marker_))
       << hello.body;
+  auto ready = HttpGet(daemon_->admin_port(), "127.0.0.1", "/readyz");
+  EXPECT_EQ(ready.status, 200) << ready.error << ready.body;
   auto metrics = HttpGet(daemon_->admin_port(), "127.0.0.1", "/metrics");
   ASSERT_EQ(metrics.status, 200) << metrics.error;
   EXPECT_TRUE(absl::StrContains(metrics.body, "tidal_apps 1\n"))
