@@ -638,7 +638,15 @@ TEST_F(GatewayTest, MeasuresConcurrencyRateStatusesAndLatency) {
   auto rev_samples = gw_->Samples("default", "hello", 1, begin);
   EXPECT_FALSE(rev_samples.empty());
 
-  RequestStats st = gw_->Stats("default", "hello", 0, absl::Minutes(1));
+  // A response is recorded just after its last byte is written: wait until
+  // the last one is.
+  RequestStats st;
+  WaitFor([&] {
+    st = gw_->Stats("default", "hello", 0, absl::Minutes(1));
+    return st.responses_2xx + st.responses_3xx + st.responses_4xx +
+               st.responses_5xx ==
+           sent + 15;
+  });
   EXPECT_EQ(st.requests, sent + 15);
   EXPECT_EQ(st.responses_2xx, sent);
   EXPECT_EQ(st.responses_4xx, 5);
