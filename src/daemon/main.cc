@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <tuple>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -55,6 +56,10 @@ struct Flags {
   int gateway_threads = 0;
   int gateway_queue_size = 1000;
   std::string gateway_queue_timeout = "30s";
+  std::string gateway_max_body = "4Gi";
+  std::string gateway_connect_timeout = "2s";
+  std::string gateway_response_timeout = "60s";
+  std::string gateway_idle_timeout = "60s";
   std::string startup_timeout = "2m";
 };
 
@@ -222,6 +227,30 @@ int Run(const Flags& flags) {
     return 2;
   }
   gopts.queue_timeout = absl::Milliseconds(*queue_timeout);
+  auto max_body = ParseBytes(flags.gateway_max_body);
+  if (!max_body.ok() || *max_body < 0) {
+    log->error("--gateway-max-body: {}",
+               max_body.ok() ? "must be >= 0 (0 = unlimited)"
+                             : std::string(max_body.status().message()));
+    return 2;
+  }
+  gopts.max_body_bytes = static_cast<uint64_t>(*max_body);
+  for (auto [flag, text, out] :
+       {std::make_tuple("--gateway-connect-timeout",
+                        &flags.gateway_connect_timeout, &gopts.connect_timeout),
+        std::make_tuple("--gateway-response-timeout",
+                        &flags.gateway_response_timeout,
+                        &gopts.response_header_timeout),
+        std::make_tuple("--gateway-idle-timeout", &flags.gateway_idle_timeout,
+                        &gopts.client_idle_timeout)}) {
+    auto ms = ParseDurationMs(*text);
+    if (!ms.ok() || *ms <= 0) {
+      log->error("{}: {}", flag,
+                 ms.ok() ? "must be > 0" : std::string(ms.status().message()));
+      return 2;
+    }
+    *out = absl::Milliseconds(*ms);
+  }
   std::atomic<Controller*> controller_ptr{nullptr};
   std::atomic<ScalerPlanner*> planner_ptr{nullptr};
   // Scale from zero: the scaler decides at once, then the app is reconciled.
@@ -386,8 +415,7 @@ int main(int argc, char** argv) {
   app.add_option("--store", flags.store,
                  "sqlite:PATH (default: DATA_DIR/tidal.db) or "
                  "etcd:HOST:PORT[,HOST:PORT...]");
-  app.add_option("--log-level", flags.log_level,
-                 "trace|debug|info|warn|error")
+  app.add_option("--log-level", flags.log_level, "trace|debug|info|warn|error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();
   app.add_option("--log-format", flags.log_format, "text|json")
@@ -415,6 +443,19 @@ int main(int argc, char** argv) {
   app.add_option("--gateway-queue-size", flags.gateway_queue_size,
                  "Requests held per app while it has no ready instance (or "
                  "every instance is at its concurrency limit); more get 503")
+      ->capture_default_str();
+  app.add_option("--gateway-max-body", flags.gateway_max_body,
+                 "Largest request body (413 beyond; 0 = unlimited)")
+      ->capture_default_str();
+  app.add_option("--gateway-connect-timeout", flags.gateway_connect_timeout,
+                 "Connecting to an instance (then another instance for "
+                 "idempotent requests, else 502)")
+      ->capture_default_str();
+  app.add_option("--gateway-response-timeout", flags.gateway_response_timeout,
+                 "Waiting for an instance's response headers (then 504)")
+      ->capture_default_str();
+  app.add_option("--gateway-idle-timeout", flags.gateway_idle_timeout,
+                 "A client connection idle (keep-alive, or a gap in a body)")
       ->capture_default_str();
   app.add_option("--gateway-queue-timeout", flags.gateway_queue_timeout,
                  "How long a held request waits before 504")

@@ -139,10 +139,13 @@ TEST_F(GatewayE2ETest, ScaleFromZeroServesABurstThenReturnsToZero) {
             << "done in " << absl::FormatDuration(all) << ", slowest "
             << absl::FormatDuration(slowest) << "\n";
   std::string described;
-  EXPECT_TRUE(WaitFor([&] {
-    described = Describe("zero");
-    return absl::StrContains(described, "ScaledUp");
-  }, absl::Seconds(10))) << described;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        described = Describe("zero");
+        return absl::StrContains(described, "ScaledUp");
+      },
+      absl::Seconds(10)))
+      << described;
 
   // Back to zero after the grace period (plus the panic window of quiet the
   // scaler waits for), and the process is gone.
@@ -152,10 +155,13 @@ TEST_F(GatewayE2ETest, ScaleFromZeroServesABurstThenReturnsToZero) {
   std::cout << "[ figures  ] back to zero "
             << absl::FormatDuration(absl::Now() - idle_from)
             << " after the last request\n";
-  EXPECT_TRUE(WaitFor([&] {
-    described = Describe("zero");
-    return absl::StrContains(described, "ScaledDown");
-  }, absl::Seconds(10))) << described;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        described = Describe("zero");
+        return absl::StrContains(described, "ScaledDown");
+      },
+      absl::Seconds(10)))
+      << described;
   EXPECT_TRUE(absl::StrContains(described, "idle")) << described;
 
   // And it comes back on the next request.
@@ -315,6 +321,38 @@ TEST_F(GatewayE2ETest, QueueOverflowAtZeroGets503QuicklyAndRecovers) {
   std::cout << "[ figures  ] tidald RSS " << rss_before / 1048576 << " MiB → "
             << rss_after / 1048576 << " MiB\n";
   EXPECT_EQ(Count(), 1);
+}
+
+// The gateway's limits are tidald flags: a body over --gateway-max-body gets
+// 413, and a bad value is refused at start with the flag's name.
+TEST_F(GatewayE2ETest, GatewayLimitsAreFlags) {
+  CommandResult bad = e2e::Run(
+      {BuildDir() + "/src/daemon/tidald", "--data-dir=" + dir_.path() + "/bad",
+       "--listen=127.0.0.1:" + std::to_string(FreePort()),
+       "--gateway-listen=127.0.0.1:" + std::to_string(FreePort()),
+       "--admin-listen=127.0.0.1:" + std::to_string(FreePort()),
+       "--gateway-connect-timeout=soon"});
+  EXPECT_EQ(bad.exit_code, 2) << bad.out << bad.err;
+  EXPECT_TRUE(absl::StrContains(bad.err, "--gateway-connect-timeout"))
+      << bad.err;
+
+  StartDaemon({"--gateway-max-body=1Ki", "--gateway-response-timeout=5s"});
+  ASSERT_EQ(Apply(AppYaml("limits", marker_, "  replicas: 1\n", "")).exit_code,
+            0);
+  ASSERT_TRUE(WaitFor([&] {
+    return JsonInt(Json("limits"), "readyReplicas") == 1;
+  })) << Describe("limits");
+  const std::string url =
+      absl::StrCat("http://127.0.0.1:", daemon_->gateway_port(), "/");
+  auto post = [&](size_t bytes) {
+    std::string body_path = dir_.path() + "/body";
+    WriteFile(body_path, std::string(bytes, 'x'));
+    return e2e::Run({"/usr/bin/curl", "-s", "-o", "/dev/null", "-w",
+                     "%{http_code}", "-H", "Host: " + AppHost("limits"),
+                     "--data-binary", "@" + body_path, url});
+  };
+  EXPECT_EQ(post(100).out, "200");
+  EXPECT_EQ(post(4096).out, "413");
 }
 
 }  // namespace
