@@ -18,6 +18,20 @@ using tidal::scaler::SimOptions;
 using tidal::scaler::SimResult;
 using tidal::scaler::Trace;
 
+namespace {
+
+// One policy's line: all apps, then the sparse ones.
+void PrintRow(const char* name, int width, const SimResult& r) {
+  const auto& a = r.all;
+  const auto& s = r.sparse;
+  std::printf("%-*s %12.1f %10.3f %9.3f %9.3f | %12.1f %10.3f %9.3f %9.3f\n",
+              width, name, a.instance_seconds / 3600, 100 * a.ColdStartRate(),
+              a.p50_wait_s, a.p99_wait_s, s.instance_seconds / 3600,
+              100 * s.ColdStartRate(), s.p50_wait_s, s.p99_wait_s);
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   std::string dir = argc > 1 ? argv[1] : "/work/shared/data/traces";
   tidal::scaler::TraceOptions to;
@@ -68,13 +82,7 @@ int main(int argc, char** argv) {
           std::fprintf(stderr, "%s\n", r.status().ToString().c_str());
           return 1;
         }
-        const auto& a = r->all;
-        const auto& s = r->sparse;
-        std::printf(
-            "%-14s %12.1f %10.3f %9.3f %9.3f | %12.1f %10.3f %9.3f %9.3f\n",
-            p.name, a.instance_seconds / 3600, 100 * a.ColdStartRate(),
-            a.p50_wait_s, a.p99_wait_s, s.instance_seconds / 3600,
-            100 * s.ColdStartRate(), s.p50_wait_s, s.p99_wait_s);
+        PrintRow(p.name, 14, *r);
         results.push_back(*std::move(r));
       }
       const auto& t = results[0].all;
@@ -132,13 +140,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "%s\n", r.status().ToString().c_str());
         return 1;
       }
-      const auto& a = r->all;
-      const auto& s = r->sparse;
-      std::printf(
-          "%-18s %12.1f %10.3f %9.3f %9.3f | %12.1f %10.3f %9.3f %9.3f\n",
-          v.name, a.instance_seconds / 3600, 100 * a.ColdStartRate(),
-          a.p50_wait_s, a.p99_wait_s, s.instance_seconds / 3600,
-          100 * s.ColdStartRate(), s.p50_wait_s, s.p99_wait_s);
+      PrintRow(v.name, 18, *r);
       results.push_back(*std::move(r));
     }
     const auto& off = results[0].all;

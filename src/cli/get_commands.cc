@@ -3,8 +3,8 @@
 #include <yaml-cpp/yaml.h>
 
 #include <CLI/CLI.hpp>
+#include <functional>
 #include <map>
-#include <optional>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -87,6 +87,39 @@ class RowPrinter {
   std::vector<size_t> width_;
 };
 
+// Apps in the context's namespace (or all) that match the selector.
+absl::StatusOr<tidal::v1::ListResponse> ListApps(Context& ctx, bool all,
+                                                 const std::string& selector) {
+  tidal::v1::ListRequest req;
+  req.set_namespace_(ctx.Namespace());
+  req.set_all_namespaces(all);
+  req.set_label_selector(selector);
+  tidal::v1::ListResponse resp;
+  auto call = ctx.Call();
+  absl::Status s = FromGrpc(ctx.Stub().List(call.get(), req, &resp));
+  if (!s.ok()) return s;
+  return resp;
+}
+
+// -l on instances and events selects by their app's labels (as kubectl's
+// selectors select pods by their own labels, which an instance takes from
+// its app): keeps the items of the apps that match, read afresh each call.
+template <typename T>
+absl::StatusOr<std::vector<T>> OfSelectedApps(
+    Context& ctx, const GetFlags& f, absl::StatusOr<std::vector<T>> items,
+    const std::function<std::string(const T&)>& app_key) {
+  if (!items.ok() || f.selector.empty()) return items;
+  ASSIGN_OR_RETURN(auto apps, ListApps(ctx, f.all_namespaces, f.selector));
+  std::set<std::string> keep;
+  for (const auto& a : apps.apps())
+    keep.insert(
+        absl::StrCat(a.metadata().namespace_(), "/", a.metadata().name()));
+  std::vector<T> out;
+  for (auto& item : *items)
+    if (keep.count(app_key(item))) out.push_back(std::move(item));
+  return out;
+}
+
 int GetApps(Context& ctx, const GetFlags& f, const std::string& name) {
   TableOptions to;
   to.wide = f.output == "wide";
@@ -104,16 +137,10 @@ int GetApps(Context& ctx, const GetFlags& f, const std::string& name) {
     rv = app.metadata().resource_version();
     apps.push_back(std::move(app));
   } else {
-    tidal::v1::ListRequest req;
-    req.set_namespace_(ctx.Namespace());
-    req.set_all_namespaces(f.all_namespaces);
-    req.set_label_selector(f.selector);
-    tidal::v1::ListResponse resp;
-    auto call = ctx.Call();
-    absl::Status s = FromGrpc(ctx.Stub().List(call.get(), req, &resp));
-    if (!s.ok()) return ctx.Fail(s);
-    rv = resp.resource_version();
-    apps.assign(resp.apps().begin(), resp.apps().end());
+    auto resp = ListApps(ctx, f.all_namespaces, f.selector);
+    if (!resp.ok()) return ctx.Fail(resp.status());
+    rv = resp->resource_version();
+    apps.assign(resp->apps().begin(), resp->apps().end());
   }
   const absl::Time now = absl::Now();
   auto print_one = [&](const tidal::v1::App& app, bool first_doc) {
@@ -304,61 +331,31 @@ int DoGet(Context& ctx, const GetFlags& f) {
     if (!sel.ok())
       return ctx.Error(std::string(sel.status().message()), kExitUsage);
   }
-  // -l on instances and events selects by their app's labels (as kubectl's
-  // selectors select pods by their own labels, which an instance takes
-  // from its app): the apps that match, read afresh on each poll.
-  auto selected_apps =
-      [&]() -> absl::StatusOr<std::optional<std::set<std::string>>> {
-    if (f.selector.empty()) return std::optional<std::set<std::string>>();
-    tidal::v1::ListRequest req;
-    req.set_namespace_(ctx.Namespace());
-    req.set_all_namespaces(f.all_namespaces);
-    req.set_label_selector(f.selector);
-    tidal::v1::ListResponse resp;
-    auto call = ctx.Call();
-    absl::Status s = FromGrpc(ctx.Stub().List(call.get(), req, &resp));
-    if (!s.ok()) return s;
-    std::set<std::string> keys;
-    for (const auto& a : resp.apps())
-      keys.insert(absl::StrCat(a.metadata().namespace_(), "/",
-                               a.metadata().name()));
-    return std::optional<std::set<std::string>>(std::move(keys));
-  };
   switch (kind) {
     case Kind::kApps:
       return GetApps(ctx, f, name);
     case Kind::kInstances:
       return GetPolled<tidal::v1::Instance>(
           ctx, f, name,
-          [&]() -> absl::StatusOr<std::vector<tidal::v1::Instance>> {
-            ASSIGN_OR_RETURN(auto keep, selected_apps());
-            ASSIGN_OR_RETURN(auto list,
-                             ListInstances(ctx, f.all_namespaces, name));
-            if (!keep) return list;
-            std::vector<tidal::v1::Instance> out;
-            for (auto& i : list) {
-              if (keep->count(absl::StrCat(i.namespace_(), "/", i.app())))
-                out.push_back(std::move(i));
-            }
-            return out;
+          [&] {
+            return OfSelectedApps<tidal::v1::Instance>(
+                ctx, f, ListInstances(ctx, f.all_namespaces, name),
+                [](const tidal::v1::Instance& i) {
+                  return absl::StrCat(i.namespace_(), "/", i.app());
+                });
           },
           InstanceColumns, InstanceRow,
           [](const tidal::v1::Instance& i) { return i.id(); }, "instance");
     case Kind::kEvents:
       return GetPolled<tidal::v1::Event>(
           ctx, f, name,
-          [&]() -> absl::StatusOr<std::vector<tidal::v1::Event>> {
-            ASSIGN_OR_RETURN(auto keep, selected_apps());
-            ASSIGN_OR_RETURN(auto list,
-                             ListEvents(ctx, f.all_namespaces, name, 0));
-            if (!keep) return list;
-            std::vector<tidal::v1::Event> out;
-            for (auto& e : list) {
-              if (keep->count(absl::StrCat(e.involved().namespace_(), "/",
-                                           e.involved().name())))
-                out.push_back(std::move(e));
-            }
-            return out;
+          [&] {
+            return OfSelectedApps<tidal::v1::Event>(
+                ctx, f, ListEvents(ctx, f.all_namespaces, name, 0),
+                [](const tidal::v1::Event& e) {
+                  return absl::StrCat(e.involved().namespace_(), "/",
+                                      e.involved().name());
+                });
           },
           EventColumns, EventRow,
           [](const tidal::v1::Event& e) {

@@ -415,22 +415,23 @@ std::string DescribeApp(const tidal::v1::App& app,
                        per_instance ? " per instance" : " in total",
                        " against a target of ", FormatNumber(sc.target()),
                        " per instance", sc.panic() ? " (panic mode)" : ""));
-    field("Bounds", absl::StrCat(sc.min_replicas(), "..",
-                                 sc.max_replicas() > 0
-                                     ? absl::StrCat(sc.max_replicas())
-                                     : "unbounded",
-                                 " (after schedules and prediction)"));
+    field("Bounds",
+          absl::StrCat(sc.min_replicas(), "..",
+                       sc.max_replicas() > 0 ? absl::StrCat(sc.max_replicas())
+                                             : "unbounded",
+                       " (after schedules and prediction)"));
     if (sc.active_schedules_size() > 0) {
-      field("Schedules", absl::StrCat(absl::StrJoin(sc.active_schedules(), ", "),
-                                      " (active)"));
+      field("Schedules",
+            absl::StrCat(absl::StrJoin(sc.active_schedules(), ", "),
+                         " (active)"));
     }
     if (!sc.last_reason().empty()) {
       field("Last scale",
-            absl::StrCat(sc.has_last_scale_time()
-                             ? absl::StrCat(AgeOf(sc.last_scale_time(), now),
-                                            " ago: ")
-                             : "",
-                         sc.last_reason()));
+            absl::StrCat(
+                sc.has_last_scale_time()
+                    ? absl::StrCat(AgeOf(sc.last_scale_time(), now), " ago: ")
+                    : "",
+                sc.last_reason()));
     }
   }
 

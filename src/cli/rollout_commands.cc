@@ -3,7 +3,6 @@
 
 #include <google/protobuf/util/json_util.h>
 #include <unistd.h>
-
 #include <yaml-cpp/yaml.h>
 
 #include <CLI/CLI.hpp>

@@ -1,9 +1,9 @@
 #include "common/logging.h"
 
-#include <mutex>
-
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
+
+#include <mutex>
 
 namespace tidal {
 namespace {
@@ -45,7 +45,7 @@ class JsonMessageFlag : public spdlog::custom_flag_formatter {
           break;
         default:
           if (static_cast<unsigned char>(c) < 0x20) {
-            char esc[6] = {'\\', 'u', '0', '0', kHex[(c >> 4) & 0xf],
+            char esc[6] = {'\\',         'u', '0', '0', kHex[(c >> 4) & 0xf],
                            kHex[c & 0xf]};
             dest.append(esc, esc + 6);
           } else {

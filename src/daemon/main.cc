@@ -11,7 +11,6 @@
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
-#include <tuple>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -70,6 +69,21 @@ std::string DefaultDataDir() {
   if (geteuid() == 0 && (home == nullptr || std::string(home) == "/root"))
     return "/var/lib/tidal";
   return absl::StrCat(home ? home : ".", "/.local/share/tidal");
+}
+
+// Parses a duration flag that must be positive into `out`; says why on the
+// log ("FLAG: ...") and returns false when it is not.
+bool PositiveDurationFlag(const std::string& flag, const std::string& text,
+                          absl::Duration* out) {
+  auto ms = ParseDurationMs(text);
+  if (!ms.ok() || *ms <= 0) {
+    GetLogger("tidald")->error(
+        "{}: {}", flag,
+        ms.ok() ? "must be > 0" : std::string(ms.status().message()));
+    return false;
+  }
+  *out = absl::Milliseconds(*ms);
+  return true;
 }
 
 absl::StatusOr<std::pair<std::string, int>> SplitHostPort(
@@ -170,15 +184,9 @@ int Run(const Flags& flags) {
                flags.port_range);
     return 2;
   }
-  auto startup_timeout = ParseDurationMs(flags.startup_timeout);
-  if (!startup_timeout.ok() || *startup_timeout <= 0) {
-    log->error("--startup-timeout: {}",
-               startup_timeout.ok()
-                   ? "must be > 0"
-                   : std::string(startup_timeout.status().message()));
+  if (!PositiveDurationFlag("--startup-timeout", flags.startup_timeout,
+                            &ropts.startup_timeout))
     return 2;
-  }
-  ropts.startup_timeout = absl::Milliseconds(*startup_timeout);
   // Instances find Tidal's own binaries (and the sample app) on their PATH.
   char self[4096];
   ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -235,22 +243,16 @@ int Run(const Flags& flags) {
     return 2;
   }
   gopts.max_body_bytes = static_cast<uint64_t>(*max_body);
-  for (auto [flag, text, out] :
-       {std::make_tuple("--gateway-connect-timeout",
-                        &flags.gateway_connect_timeout, &gopts.connect_timeout),
-        std::make_tuple("--gateway-response-timeout",
-                        &flags.gateway_response_timeout,
-                        &gopts.response_header_timeout),
-        std::make_tuple("--gateway-idle-timeout", &flags.gateway_idle_timeout,
-                        &gopts.client_idle_timeout)}) {
-    auto ms = ParseDurationMs(*text);
-    if (!ms.ok() || *ms <= 0) {
-      log->error("{}: {}", flag,
-                 ms.ok() ? "must be > 0" : std::string(ms.status().message()));
-      return 2;
-    }
-    *out = absl::Milliseconds(*ms);
-  }
+  if (!PositiveDurationFlag("--gateway-connect-timeout",
+                            flags.gateway_connect_timeout,
+                            &gopts.connect_timeout) ||
+      !PositiveDurationFlag("--gateway-response-timeout",
+                            flags.gateway_response_timeout,
+                            &gopts.response_header_timeout) ||
+      !PositiveDurationFlag("--gateway-idle-timeout",
+                            flags.gateway_idle_timeout,
+                            &gopts.client_idle_timeout))
+    return 2;
   std::atomic<Controller*> controller_ptr{nullptr};
   std::atomic<ScalerPlanner*> planner_ptr{nullptr};
   // Scale from zero: the scaler decides at once, then the app is reconciled.

@@ -52,8 +52,8 @@ CrashState Crash(const Instance& i, absl::Time now) {
   if (i.phase() != "CrashLoopBackOff") return CrashState::kNone;
   // A run that began long ago (e.g. adopted after a restart of tidald, or
   // ready for hours) and then crashed once is left to the runtime.
-  const bool recent = !i.has_start_time() ||
-                      now - FromProtoTime(i.start_time()) < kCrashWindow;
+  const bool recent =
+      !i.has_start_time() || now - FromProtoTime(i.start_time()) < kCrashWindow;
   if (!recent) return CrashState::kNone;
   if (i.restarts() >= 1) return CrashState::kLoop;
   // The first run crashed: failing when it never got ready (a crash at
@@ -113,14 +113,12 @@ struct FailFast {
       return absl::StrCat(
           "revision ", revision, " does not start: instance ", crash->id(),
           " is ", crash->phase(), " after ", crash->restarts(), " restart(s)",
-          crash->message().empty() ? ""
-                                   : absl::StrCat(": ", crash->message()));
+          crash->message().empty() ? "" : absl::StrCat(": ", crash->message()));
     }
-    return absl::StrCat("revision ", revision, " never gets ready: instance ",
-                        stuck->id(), " (", stuck->reason(), ")",
-                        stuck->message().empty()
-                            ? ""
-                            : absl::StrCat(": ", stuck->message()));
+    return absl::StrCat(
+        "revision ", revision, " never gets ready: instance ", stuck->id(),
+        " (", stuck->reason(), ")",
+        stuck->message().empty() ? "" : absl::StrCat(": ", stuck->message()));
   }
 };
 
@@ -404,6 +402,19 @@ absl::StatusOr<DeployPlan> Deployer::Plan(const App& app, int32_t total,
       }
     }
   }
+  // Calls every webhook of a gating type; the first that refuses fails the
+  // rollout with `reason`. True when all passed.
+  auto gate = [&](const std::string& type, const std::string& reason) {
+    for (const auto& h : hooks_of(type)) {
+      absl::Status s = webhooks_ != nullptr ? webhooks_->Call(h, payload(type))
+                                            : absl::OkStatus();
+      if (!s.ok()) {
+        fail(reason, std::string(s.message()), false);
+        return false;
+      }
+    }
+    return true;
+  };
   const absl::Duration deadline = absl::Milliseconds(
       rs.has_progress_deadline_ms() ? rs.progress_deadline_ms() : 600000);
   absl::Duration requeue = absl::InfiniteDuration();
@@ -414,39 +425,21 @@ absl::StatusOr<DeployPlan> Deployer::Plan(const App& app, int32_t total,
   if (active()) {
     st.set_total_steps(n);
     if (st.step() >= n) st.set_step(n - 1);
-    if (!st.pre_rollout_done()) {
-      for (const auto& h : hooks_of("pre-rollout")) {
-        absl::Status s = webhooks_ != nullptr
-                             ? webhooks_->Call(h, payload("pre-rollout"))
-                             : absl::OkStatus();
-        if (!s.ok()) {
-          fail("PreRolloutWebhookFailed", std::string(s.message()), false);
-          break;
-        }
-      }
-      if (active()) st.set_pre_rollout_done(true);
+    if (!st.pre_rollout_done() &&
+        gate("pre-rollout", "PreRolloutWebhookFailed")) {
+      st.set_pre_rollout_done(true);
     }
     // One step (no batches, no canary steps): that step is the full
     // promotion, so confirm-promotion gates it before it starts.
-    if (active() && n == 1 && !st.confirmed()) {
-      for (const auto& h : hooks_of("confirm-promotion")) {
-        absl::Status s = webhooks_ != nullptr
-                             ? webhooks_->Call(h, payload("confirm-promotion"))
-                             : absl::OkStatus();
-        if (!s.ok()) {
-          fail("ConfirmPromotionWebhookFailed", std::string(s.message()),
-               false);
-          break;
-        }
-      }
-      if (active()) st.set_confirmed(true);
+    if (active() && n == 1 && !st.confirmed() &&
+        gate("confirm-promotion", "ConfirmPromotionWebhookFailed")) {
+      st.set_confirmed(true);
     }
   }
   // A crash loop or a never-ready revision fails at once (FailFast).
   if (active()) {
     const std::string why = upd_fail.Reason();
-    if (!why.empty())
-      fail(why, upd_fail.Message(st.update_revision()), false);
+    if (!why.empty()) fail(why, upd_fail.Message(st.update_revision()), false);
   }
 
   // The first revision's rollout: no steps, no analysis; it fails (there is
@@ -466,10 +459,10 @@ absl::StatusOr<DeployPlan> Deployer::Plan(const App& app, int32_t total,
           FromProtoTime(st.step_started()) + deadline;
       if (now >= first_deadline) {
         why = "ProgressDeadlineExceeded";
-        message = absl::StrCat("revision ", st.stable_revision(),
-                               " made no progress within ", Dur(deadline), ": ",
-                               stable_avail, "/", total,
-                               " instance(s) available");
+        message =
+            absl::StrCat("revision ", st.stable_revision(),
+                         " made no progress within ", Dur(deadline), ": ",
+                         stable_avail, "/", total, " instance(s) available");
       } else {
         st.set_message(absl::StrCat("revision ", st.stable_revision(), ": ",
                                     stable_avail, "/", total,
@@ -664,19 +657,9 @@ absl::StatusOr<DeployPlan> Deployer::Plan(const App& app, int32_t total,
         plan.stable.tmpl = app.spec().template_();
       } else if (go) {
         const int32_t next = st.promote_full() ? n - 1 : k + 1;
-        if (next == n - 1 && !st.confirmed()) {
-          for (const auto& h : hooks_of("confirm-promotion")) {
-            absl::Status s =
-                webhooks_ != nullptr
-                    ? webhooks_->Call(h, payload("confirm-promotion"))
-                    : absl::OkStatus();
-            if (!s.ok()) {
-              fail("ConfirmPromotionWebhookFailed", std::string(s.message()),
-                   false);
-              break;
-            }
-          }
-          if (active()) st.set_confirmed(true);
+        if (next == n - 1 && !st.confirmed() &&
+            gate("confirm-promotion", "ConfirmPromotionWebhookFailed")) {
+          st.set_confirmed(true);
         }
         if (active()) {
           st.set_step(next);

@@ -119,7 +119,8 @@ void NotificationOutbox::Loop() {
     }
     // Delivered, or given up after the hook's retries: either way it is
     // done (a notification never blocks a release).
-    if (auto d = store_->Delete(item.key); !d.ok() && !absl::IsNotFound(d.status()))
+    if (auto d = store_->Delete(item.key);
+        !d.ok() && !absl::IsNotFound(d.status()))
       log->warn("outbox: deleting {}: {}", item.key, d.status().ToString());
     absl::MutexLock lock(&mu_);
     --in_flight_;

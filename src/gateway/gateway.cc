@@ -247,7 +247,8 @@ class Session : public Waiter, public std::enable_shared_from_this<Session> {
     client_.set_option(tcp::no_delay(true), ec);
   }
   ~Session() override {
-    if (rev_metrics_) rev_metrics_->Finish(w_->index, rev_start_ns_, NowNs(), 0);
+    if (rev_metrics_)
+      rev_metrics_->Finish(w_->index, rev_start_ns_, NowNs(), 0);
     if (lease_) app_->Release(lease_);
     w_->sessions.erase(self_it_);
   }

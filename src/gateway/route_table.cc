@@ -1,8 +1,8 @@
 #include "gateway/route_table.h"
 
-#include "absl/time/clock.h"
-
 #include <algorithm>
+
+#include "absl/time/clock.h"
 
 namespace tidal::gateway {
 
@@ -250,12 +250,13 @@ std::shared_ptr<const AppRoute> AppState::Update(
     absl::flat_hash_map<std::string, std::shared_ptr<EndpointState>> endpoints;
     const int64_t now_ns = absl::GetCurrentTimeNanos();
     for (const RevisionRoute& rr : route.revisions) {
-      // The placeholder of an app with no ready instance (revision 0, no
+      // The empty route of an app with no ready instance (revision 0, no
       // endpoint) serves nothing and gets no metrics of its own.
       std::shared_ptr<TrafficMetrics> metrics;
       if (rr.revision != 0 || !rr.endpoints.empty()) {
         auto& m = revision_metrics_[rr.revision];
-        if (!m) m = std::make_shared<TrafficMetrics>(config_->shards, created_ns_);
+        if (!m)
+          m = std::make_shared<TrafficMetrics>(config_->shards, created_ns_);
         metrics = m;
         revision_routed_ns_[rr.revision] = now_ns;
       }

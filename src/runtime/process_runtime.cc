@@ -400,7 +400,7 @@ struct Proc {
   bool ever_connected = false;  // a probe connected to this process
   int answered_failures = 0;    // "not ready" answers in a row, per period
   std::chrono::steady_clock::time_point last_answered_failure;
-  bool gone = false;        // removed from the map
+  bool gone = false;  // removed from the map
 
   // Supervisor thread only.
   std::unique_ptr<net::posix::stream_descriptor> pidfd;
@@ -1188,8 +1188,7 @@ class ProcessRuntime::Impl {
 
   // Before an instance is first ready: marks it ReadinessProbeFailed or
   // StartupTimeout (runtime.h), and clears the mark when it no longer holds.
-  void StartupCheckLocked(Proc& p, const ProbeConfig& cfg,
-                          const ProbeResult& r,
+  void StartupCheckLocked(Proc& p, const ProbeConfig& cfg, const ProbeResult& r,
                           std::vector<InstanceChange>* changes)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const auto now = std::chrono::steady_clock::now();
@@ -1232,12 +1231,12 @@ class ProcessRuntime::Impl {
     if (reason != kReasonStartupTimeout &&
         now - p.probing_since >= ToChrono(bound)) {
       p.info.set_reason(kReasonStartupTimeout);
-      p.info.set_message(absl::StrCat(
-          "port ", cfg.port, " still refuses connections ",
-          ShortDuration(bound), " after start (startup bound: ",
-          "readinessProbe.initialDelaySeconds ",
-          ShortDuration(cfg.initial_delay), " + ",
-          ShortDuration(opts_.startup_timeout), "): ", r.message));
+      p.info.set_message(
+          absl::StrCat("port ", cfg.port, " still refuses connections ",
+                       ShortDuration(bound), " after start (startup bound: ",
+                       "readinessProbe.initialDelaySeconds ",
+                       ShortDuration(cfg.initial_delay), " + ",
+                       ShortDuration(opts_.startup_timeout), "): ", r.message));
       changes->push_back(
           Change(p, "Warning", "StartupTimeout", p.info.message()));
       log_->warn("app={}/{} instance {}: {}", p.info.namespace_(), p.info.app(),

@@ -212,8 +212,7 @@ int32_t AppScaler::DecideTidal(absl::Time now, int64_t eval, Cause* cause) {
     last_burst_value_ = recent;
   }
   const int64_t now_s = absl::ToUnixSeconds(now);
-  const bool busy =
-      waiting_ > 0 || (seen_traffic_ && last_traffic_end_ > eval);
+  const bool busy = waiting_ > 0 || (seen_traffic_ && last_traffic_end_ > eval);
   last_idle_s_ = busy ? 0 : now_s - last_traffic_end_;
   idle_held_ = IdleHold::kNone;
   // An app that has had no request yet is idle from its creation: the
@@ -460,9 +459,9 @@ std::string AppScaler::Reason(Cause cause, int32_t from, int32_t to,
       return absl::StrCat("schedule ", sb ? absl::StrJoin(sb->active, ",") : "",
                           " min ", min_r, arrow);
     case Cause::kPredicted:
-      return absl::StrCat(
-          "predicted ", metric, " ", Num(last_predicted_), " within ",
-          absl::FormatDuration(last_lookahead_), arrow);
+      return absl::StrCat("predicted ", metric, " ", Num(last_predicted_),
+                          " within ", absl::FormatDuration(last_lookahead_),
+                          arrow);
     case Cause::kTolerance:
       return absl::StrCat(metric, " ", Num(value),
                           " within tolerance of target ",

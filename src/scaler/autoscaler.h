@@ -132,7 +132,7 @@ class AppScaler {
 
   KpaDecider kpa_;
   HpaDecider hpa_;
-  HpaDecider behavior_;  // a user's behavior over tidal and kpa
+  HpaDecider behavior_;          // a user's behavior over tidal and kpa
   int32_t behavior_wanted_ = 0;  // the decision before behavior held it
   TimedBuckets stable_;
   TimedBuckets panic_;

@@ -341,8 +341,8 @@ TEST_F(ServiceTest, EveryInvalidSpecIsRefusedWholeAndChangesNothing) {
           msg, row.yaml.empty() ? "nothing to apply" : row.message))
           << msg;
       if (row.line > 0) {
-        EXPECT_TRUE(absl::StrContains(msg, absl::StrCat("app.yaml:", row.line,
-                                                        ":")))
+        EXPECT_TRUE(
+            absl::StrContains(msg, absl::StrCat("app.yaml:", row.line, ":")))
             << msg;
       }
       if (!row.field.empty()) {

@@ -1,7 +1,5 @@
 #include "api/spec.h"
 
-#include "invalid_specs.h"
-
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -13,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "google/protobuf/util/message_differencer.h"
+#include "invalid_specs.h"
 
 namespace tidal::spec {
 namespace {

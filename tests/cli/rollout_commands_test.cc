@@ -16,23 +16,14 @@
 namespace tidal {
 namespace {
 
+using cli_test::Eventually;
 using cli_test::ReadAll;
-
-template <typename F>
-bool Eventually(F cond, absl::Duration timeout = absl::Seconds(20)) {
-  absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline) {
-    if (cond()) return true;
-    absl::SleepFor(absl::Milliseconds(10));
-  }
-  return cond();
-}
 
 class RolloutCommandsTest : public cli_test::TidalctlFixture {
  protected:
   void Serve(TidalService* service) override {
-    control_ = std::make_unique<deployer::DeployerControl>(&store_, &clock_,
-                                                           nullptr);
+    control_ =
+        std::make_unique<deployer::DeployerControl>(&store_, &clock_, nullptr);
     service->set_rollout_control(control_.get());
   }
 
@@ -71,10 +62,9 @@ class RolloutCommandsTest : public cli_test::TidalctlFixture {
     r->set_observed_generation(1);
     app.mutable_metadata()->set_resource_version(0);
     if (version == 0) {
-      ASSERT_TRUE(store_
-                      .Create(keys::App("default", "web"),
-                              app.SerializeAsString())
-                      .ok());
+      ASSERT_TRUE(
+          store_.Create(keys::App("default", "web"), app.SerializeAsString())
+              .ok());
     } else {
       ASSERT_TRUE(store_
                       .Update(keys::App("default", "web"),
@@ -89,9 +79,8 @@ class RolloutCommandsTest : public cli_test::TidalctlFixture {
     const bool done = Eventually(
         [&] { return waitpid(pid, &status, WNOHANG) == pid; }, timeout);
     if (!done) return -1;
-    background_.erase(
-        std::remove(background_.begin(), background_.end(), pid),
-        background_.end());
+    background_.erase(std::remove(background_.begin(), background_.end(), pid),
+                      background_.end());
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   }
 
@@ -103,20 +92,20 @@ class RolloutCommandsTest : public cli_test::TidalctlFixture {
 // release is out (not 3 at the first failed request).
 TEST_F(RolloutCommandsTest, WaitSurvivesARestartOfTidald) {
   PutApp("Progressing", false);
-  pid_t pid = Spawn({"--server", address_, "rollout", "status", "web",
-                     "--timeout", "60s"},
-                    Env({}), "wait");
+  pid_t pid = Spawn(
+      {"--server", address_, "rollout", "status", "web", "--timeout", "60s"},
+      Env({}), "wait");
   background_.push_back(pid);
   const std::string out = (dir_ / "wait.out").string();
   const std::string err = (dir_ / "wait.err").string();
-  ASSERT_TRUE(Eventually(
-      [&] { return absl::StrContains(ReadAll(out), "Progressing"); }))
-      << ReadAll(err);
+  ASSERT_TRUE(Eventually([&] {
+    return absl::StrContains(ReadAll(out), "Progressing");
+  })) << ReadAll(err);
   const int port = server_->port();
   server_.reset();  // tidald is down
-  ASSERT_TRUE(Eventually(
-      [&] { return absl::StrContains(ReadAll(err), "is unreachable"); }))
-      << ReadAll(err);
+  ASSERT_TRUE(Eventually([&] {
+    return absl::StrContains(ReadAll(err), "is unreachable");
+  })) << ReadAll(err);
   EXPECT_NE(ReadAll(err).find("still waiting until the --timeout"),
             std::string::npos);
   // The release finishes while tidald is down; it comes back.
@@ -134,9 +123,9 @@ TEST_F(RolloutCommandsTest, WaitSurvivesARestartOfTidald) {
 // Unreachable for the whole --timeout: exit 4 (timeout), not 3.
 TEST_F(RolloutCommandsTest, WaitTimesOutWhileTidaldStaysDown) {
   PutApp("Progressing", false);
-  pid_t pid = Spawn({"--server", address_, "rollout", "status", "web",
-                     "--timeout", "3s"},
-                    Env({}), "wait");
+  pid_t pid = Spawn(
+      {"--server", address_, "rollout", "status", "web", "--timeout", "3s"},
+      Env({}), "wait");
   background_.push_back(pid);
   const std::string out = (dir_ / "wait.out").string();
   ASSERT_TRUE(Eventually(
@@ -166,10 +155,9 @@ TEST_F(RolloutCommandsTest, StatusRightAfterRetryIsNotTheOldVerdict) {
   st.set_phase("RolledBack");
   st.set_failed_hash("bbb");
   st.set_failed_revision(2);
-  ASSERT_TRUE(store_
-                  .Create(keys::RolloutKey("default", "web"),
-                          st.SerializeAsString())
-                  .ok());
+  ASSERT_TRUE(
+      store_.Create(keys::RolloutKey("default", "web"), st.SerializeAsString())
+          .ok());
   auto before = Run({"rollout", "status", "web", "--timeout", "5s"});
   EXPECT_EQ(before.code, 1) << before.err;
   auto retry = Run({"rollout", "retry", "web"});

@@ -22,6 +22,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "api/service.h"
 #include "fakes/fake_clock.h"
 #include "fakes/fake_runtime.h"
@@ -43,6 +44,17 @@ inline std::string ReadAll(const fs::path& p) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+// Polls `cond` every 10 ms until it holds or `timeout` passes.
+template <typename F>
+bool Eventually(F cond, absl::Duration timeout = absl::Seconds(20)) {
+  absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    if (cond()) return true;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return cond();
 }
 
 class TidalctlFixture : public ::testing::Test {

@@ -33,18 +33,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
+using cli_test::Eventually;
 using cli_test::ReadAll;
 using cli_test::Result;
-
-template <typename F>
-bool Eventually(F cond, absl::Duration timeout = absl::Seconds(20)) {
-  absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline) {
-    if (cond()) return true;
-    absl::SleepFor(absl::Milliseconds(10));
-  }
-  return cond();
-}
 
 // A port nothing listens on.
 int ClosedPort() {
@@ -368,8 +359,7 @@ TEST_F(TidalctlTest, SelectorOnInstancesAndEventsGoesByTheirAppsLabels) {
   r = Run({"get", "events", "-l", "tier!=front"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_TRUE(absl::StrContains(r.out, "Started an instance of db")) << r.out;
-  EXPECT_FALSE(absl::StrContains(r.out, "Started an instance of web"))
-      << r.out;
+  EXPECT_FALSE(absl::StrContains(r.out, "Started an instance of web")) << r.out;
   r = Run({"get", "instances", "-l", "tier in (x"});
   EXPECT_EQ(r.code, 2) << r.out << r.err;
 }
