@@ -8,8 +8,8 @@
 #include "api/grpc_status.h"
 #include "cli/cli.h"
 #include "cli/output.h"
+#include "cli/simulate_command.h"
 #include "common/units.h"
-#include "scaler/simulate_command.h"
 
 namespace tidal::cli {
 namespace {
@@ -112,7 +112,7 @@ int DoTop(Context& ctx, const TopFlags& f) {
 }
 
 struct SimulateFlags {
-  scaler::SimulateOptions opts;
+  SimulateOptions opts;
   std::string start_delay = "1s";
   std::string request_timeout = "5m";
 };
@@ -133,7 +133,7 @@ int DoSimulate(Context& ctx, SimulateFlags& f) {
   f.opts.start_delay = absl::Milliseconds(*delay);
   f.opts.request_timeout = absl::Milliseconds(*timeout);
   // Spec errors are printed as `apply` prints them, one per line.
-  absl::Status s = scaler::RunSimulateCommand(f.opts, ctx.out(), ctx.err());
+  absl::Status s = RunSimulateCommand(f.opts, ctx.out(), ctx.err());
   if (s.ok()) return kExitOk;
   // A bad spec, trace or path is the user's input: a usage error.
   const bool input = absl::IsInvalidArgument(s) || absl::IsNotFound(s);

@@ -6,6 +6,7 @@
 // (Unix). Not thread-safe: owned by one AppScaler.
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <deque>
 #include <utility>
@@ -39,6 +40,10 @@ class TimedBuckets {
         double& b = buckets_[Index(i)];
         total_ -= b;
         b = 0;
+        // A running total drifts: values that leave the window are never
+        // subtracted exactly as they were added. Re-sum once a lap (amortized
+        // O(1)) so the drift never outlives one window.
+        if (Index(i) == 0) Resum();
       }
       last_write_ = sec;
     }
@@ -53,6 +58,11 @@ class TimedBuckets {
     total_ += value - b;
     b = value;
   }
+
+  // Knative's WindowAverage rounds to 6 decimal digits (bucketing.go,
+  // roundToNDigits): a residue such as 3.5e-13 left by the running total must
+  // read as 0, or ceil(v / target) keeps an instance forever. Never -0.
+  static double Round6(double v) { return std::round(v * 1e6) / 1e6 + 0.0; }
   double Last() const { return written_ ? buckets_[Index(last_write_)] : 0; }
 
   // The value of second `sec`: 0 when nothing was written for it (after the
@@ -71,19 +81,24 @@ class TimedBuckets {
     int64_t d = now - last_write_;
     if (d <= 0) {
       double nb = std::min<double>(last_write_ - first_write_ + 1, window_);
-      return total_ / nb;
+      return Round6(total_ / nb);
     }
     if (d < window_) {
       double ret = total_;
       for (int64_t i = last_write_ + 1; i <= now; ++i)
         ret -= buckets_[Index(i)];
       double nb = std::min<double>(last_write_ - first_write_ + 1, window_ - d);
-      return ret / nb;
+      return Round6(ret / nb);
     }
     return 0;
   }
 
  private:
+  void Resum() {
+    total_ = 0;
+    for (double b : buckets_) total_ += b;
+  }
+
   size_t Index(int64_t sec) const {
     int64_t m = sec % window_;
     return static_cast<size_t>(m < 0 ? m + window_ : m);

@@ -8,11 +8,11 @@
 
 #include "absl/strings/match.h"
 #include "absl/synchronization/notification.h"
+#include "cli/simulate_command.h"
 #include "common/proto_time.h"
 #include "fakes/fake_clock.h"
 #include "fakes/fake_runtime.h"
 #include "fakes/memory_store.h"
-#include "scaler/simulate_command.h"
 #include "store/keys.h"
 
 namespace tidal {
@@ -189,13 +189,13 @@ TEST_F(ScalerPlannerTest, SimulateBuildsTheSameScalerAsThePlanner) {
                          "    maxReplicas: 30\n    target: 3\n"
                          "    scaleToZeroGracePeriod: 45s\n";
   std::ostringstream err;
-  auto app = scaler::ReadSimulatedApp(path, "", err);
+  auto app = cli::ReadSimulatedApp(path, "", err);
   ASSERT_TRUE(app.ok()) << app.status() << err.str();
   const auto plan = Desired(*app);
   ASSERT_TRUE(plan.has_status);
 
   const scaler::SimOptions so =
-      scaler::SimOptionsFor(*app, scaler::SimulateOptions{});
+      cli::SimOptionsFor(*app, cli::SimulateOptions{});
   auto cfg = scaler::ResolveConfig(so.scaling, so.model.concurrency);
   ASSERT_TRUE(cfg.ok()) << cfg.status();
   EXPECT_EQ(cfg->initial_scale, 0);  // minReplicas 0 starts at zero

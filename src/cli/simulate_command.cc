@@ -1,4 +1,4 @@
-#include "scaler/simulate_command.h"
+#include "cli/simulate_command.h"
 
 #include <filesystem>
 #include <fstream>
@@ -14,7 +14,23 @@
 #include "scaler/app_inputs.h"
 #include "scaler/simulator.h"
 
-namespace tidal::scaler {
+namespace tidal::cli {
+
+using scaler::AlgorithmName;
+using scaler::AppScalerInputs;
+using scaler::AppScalerInputsFor;
+using scaler::MetricName;
+using scaler::ReadTrace;
+using scaler::RenderSvg;
+using scaler::ResolveConfig;
+using scaler::ScaleEvent;
+using scaler::ScalerConfig;
+using scaler::SimOptions;
+using scaler::SimResult;
+using scaler::SimStats;
+using scaler::Simulate;
+using scaler::Trace;
+using scaler::TraceOptions;
 
 namespace {
 
@@ -166,4 +182,4 @@ absl::Status RunSimulateCommand(const SimulateOptions& opts, std::ostream& out,
   return absl::OkStatus();
 }
 
-}  // namespace tidal::scaler
+}  // namespace tidal::cli

@@ -6,6 +6,7 @@
 // the API's parser (spec::ParseApps, as `tidalctl apply` does), and the
 // AppScaler is built from the parsed App by the planner's rules
 // (AppScalerInputsFor), so a simulated spec behaves as it would in tidald.
+// Lives in the CLI: the scaler library does not depend on the API parser.
 // Thread-compatible.
 
 #include <cstdint>
@@ -18,7 +19,7 @@
 #include "scaler/simulator.h"
 #include "tidal/v1/app.pb.h"
 
-namespace tidal::scaler {
+namespace tidal::cli {
 
 struct SimulateOptions {
   std::string spec_path;   // YAML App documents, as `tidalctl apply -f` takes
@@ -49,8 +50,8 @@ absl::StatusOr<tidal::v1::App> ReadSimulatedApp(const std::string& path,
 // as the planner builds them (AppScalerInputsFor), the --algorithm override,
 // and the instance model (per-instance concurrency: opts.concurrency when >=
 // 0, else template.concurrency, else 1).
-SimOptions SimOptionsFor(const tidal::v1::App& app,
-                         const SimulateOptions& opts);
+scaler::SimOptions SimOptionsFor(const tidal::v1::App& app,
+                                 const SimulateOptions& opts);
 
 // Runs the command. Spec errors go to `err` (see ReadSimulatedApp);
 // InvalidArgument for a bad spec or trace (naming the file), NotFound for a
@@ -61,4 +62,4 @@ absl::Status RunSimulateCommand(const SimulateOptions& opts, std::ostream& out,
 // (one per line).
 absl::Status RunSimulateCommand(const SimulateOptions& opts, std::ostream& out);
 
-}  // namespace tidal::scaler
+}  // namespace tidal::cli
