@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 DATA_DIR ?= $(HOME)/.local/share/tidal
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=Release
 
-.PHONY: all deps configure build run test bench clean format
+.PHONY: all deps configure build run test check check-thread-safety check-sanitizers check-fuzz bench clean format
 
 all: build
 
@@ -22,6 +22,21 @@ run: build
 
 test: build
 	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 600
+
+# The checks beyond the suite (scripts/check.sh): clang's thread-safety
+# analysis, the suite under ASan+UBSan, the concurrent components under TSan,
+# and a short libFuzzer run of each fuzz target. CI runs `make test check`.
+check: build
+	@bash scripts/check.sh $(BUILD_DIR)
+
+check-thread-safety: build
+	@bash scripts/check.sh $(BUILD_DIR) thread-safety
+
+check-sanitizers: deps
+	@bash scripts/check.sh $(BUILD_DIR) asan tsan
+
+check-fuzz: deps
+	@bash scripts/check.sh $(BUILD_DIR) fuzz
 
 bench: build
 	@bash bench/run_all.sh $(BUILD_DIR)

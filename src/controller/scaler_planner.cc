@@ -36,6 +36,8 @@ double Round(double v) { return std::round(v * 100) / 100; }
 constexpr int64_t kDefaultCpuMillis = 1000;
 constexpr int64_t kDefaultMemoryBytes = int64_t{512} << 20;
 
+}  // namespace
+
 // Metrics cpu and memory: turns the runtime's usage figures into the
 // per-instance utilization the scaler records, once per complete second.
 // Owned by one planner entry, used under its lock.
@@ -122,28 +124,7 @@ class UtilizationSampler {
   int64_t next_sec_;  // first second not recorded yet
 };
 
-}  // namespace
-
-struct ScalerPlanner::Entry {
-  // Constant after creation.
-  std::string ns, name, key, fingerprint;
-  absl::Duration tick;
-  // Read and written by RunDue only (under the planner's mu_ for the
-  // snapshot); atomic so a concurrent Wake never races on it.
-  std::atomic<int64_t> next_tick_ns{0};
-
-  absl::Mutex mu;
-  bool retired ABSL_GUARDED_BY(mu) = false;  // forgotten or replaced
-  std::unique_ptr<scaler::AppScaler> scaler ABSL_GUARDED_BY(mu);
-  absl::Time last_sample ABSL_GUARDED_BY(mu);
-  absl::Time last_save ABSL_GUARDED_BY(mu);
-  std::string saved_state ABSL_GUARDED_BY(mu);
-  absl::flat_hash_set<std::string> ready_seen ABSL_GUARDED_BY(mu);
-  bool has_plan ABSL_GUARDED_BY(mu) = false;
-  Plan plan ABSL_GUARDED_BY(mu);
-  // Metrics cpu and memory only.
-  std::unique_ptr<UtilizationSampler> usage ABSL_GUARDED_BY(mu);
-};
+namespace {}  // namespace
 
 ScalerPlanner::ScalerPlanner(Store* store, Runtime* runtime,
                              MetricsSource* metrics, QueuedFn queued,
@@ -287,6 +268,8 @@ std::shared_ptr<ScalerPlanner::Entry> ScalerPlanner::Create(
   e->name = app.metadata().name();
   e->key = absl::StrCat(e->ns, "/", e->name);
   e->fingerprint = fingerprint;
+  // Nobody else sees `e` yet; the lock is for the guarded fields' contract.
+  absl::MutexLock lock(&e->mu);
 
   // The spec's scaling with the planner's rules (minReplicas 0 starts at
   // zero; an explicit grace period is the tidal fallback keep-alive), shared
@@ -310,7 +293,7 @@ std::shared_ptr<ScalerPlanner::Entry> ScalerPlanner::Create(
   }
   std::string state;
   if (previous != nullptr) {
-    absl::MutexLock lock(&previous->mu);
+    absl::MutexLock previous_lock(&previous->mu);
     if (previous->scaler) state = previous->scaler->SaveState();
     previous->retired = true;
   } else if (store_ != nullptr) {
@@ -331,7 +314,6 @@ std::shared_ptr<ScalerPlanner::Entry> ScalerPlanner::Create(
   e->last_sample = now - e->scaler->config().stable_window;
   e->last_save = now;
   e->next_tick_ns = NextTickNs(*e, absl::ToUnixNanos(now));
-  absl::MutexLock lock(&e->mu);
   if (UtilizationSampler::Wanted(app)) {
     e->usage = std::make_unique<UtilizationSampler>(app, now);
   }

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
@@ -38,6 +39,11 @@
 #include "store/store.h"
 
 namespace tidal {
+
+namespace scaler {
+class AppScaler;
+}  // namespace scaler
+class UtilizationSampler;
 
 class ScalerPlanner : public ReplicaPlanner {
  public:
@@ -96,7 +102,29 @@ class ScalerPlanner : public ReplicaPlanner {
   size_t size() const;
 
  private:
-  struct Entry;
+  // One app's scaler. Defined here (not only declared) so that clang's
+  // thread-safety analysis can check ABSL_EXCLUSIVE_LOCKS_REQUIRED(e->mu).
+  struct Entry {
+    // Constant after creation.
+    std::string ns, name, key, fingerprint;
+    absl::Duration tick;
+    // Read and written by RunDue only (under the planner's mu_ for the
+    // snapshot); atomic so a concurrent Wake never races on it.
+    std::atomic<int64_t> next_tick_ns{0};
+
+    absl::Mutex mu;
+    bool retired ABSL_GUARDED_BY(mu) = false;  // forgotten or replaced
+    std::unique_ptr<scaler::AppScaler> scaler ABSL_GUARDED_BY(mu);
+    absl::Time last_sample ABSL_GUARDED_BY(mu);
+    absl::Time last_save ABSL_GUARDED_BY(mu);
+    std::string saved_state ABSL_GUARDED_BY(mu);
+    absl::flat_hash_set<std::string> ready_seen ABSL_GUARDED_BY(mu);
+    bool has_plan ABSL_GUARDED_BY(mu) = false;
+    Plan plan ABSL_GUARDED_BY(mu);
+    // Metrics cpu and memory only.
+    std::unique_ptr<UtilizationSampler> usage ABSL_GUARDED_BY(mu);
+  };
+
   // Feeds metrics and counts, decides, and reports whether the published
   // plan changed.
   bool Step(Entry* e, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(e->mu);

@@ -34,7 +34,7 @@ class GatewayRoutes : public RouteSink {
   // Traffic weight (percent) of each revision while a rollout splits it;
   // revisions not listed share what is left. Empty: by ready instances.
   void SetWeights(const std::string& ns, const std::string& name,
-                  std::vector<std::pair<int64_t, int>> weights);
+                  std::vector<std::pair<int64_t, int>> weights) override;
 
  private:
   struct AppEntry {

@@ -70,8 +70,11 @@ class MemoryWatch : public Watch {
     cancelled_ = true;
   }
 
-  // Called with core_->mu held.
-  void Push(const WatchEvent& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu) {
+  // Called by the store with its mutex held: the same mutex as core_->mu,
+  // which the analysis cannot prove from the caller (w->core_ is core_), so
+  // the callee asserts it.
+  void Push(const WatchEvent& e) {
+    core_->mu.AssertHeld();
     if (overflow_ || !absl::StartsWith(e.kv.key, prefix_)) return;
     if (pending_.size() >= core_->max_backlog) {
       overflow_ = true;
@@ -80,7 +83,8 @@ class MemoryWatch : public Watch {
     }
     pending_.push_back(e);
   }
-  void SetOverflow() ABSL_EXCLUSIVE_LOCKS_REQUIRED(core_->mu) {
+  void SetOverflow() {
+    core_->mu.AssertHeld();
     overflow_ = true;
   }
 
