@@ -7,10 +7,15 @@
 
 namespace tidal {
 
-WorkQueue::WorkQueue(Options options)
+// While Get waits for a delayed key under a clock that is not the wall
+// clock, it looks at that clock again this often.
+constexpr absl::Duration kFakeClockPoll = absl::Milliseconds(5);
+
+WorkQueue::WorkQueue(Options options, Clock* clock)
     : options_(options),
+      clock_(clock),
       tokens_(options.retry_burst),
-      last_refill_(absl::Now()),
+      last_refill_(clock->Now()),
       bucket_next_(absl::InfinitePast()) {}
 
 void WorkQueue::AddLocked(const std::string& key) {
@@ -32,7 +37,7 @@ void WorkQueue::AddAfter(const std::string& key, absl::Duration delay) {
     AddLocked(key);
     return;
   }
-  delayed_.push(Delayed{absl::Now() + delay, key});
+  delayed_.push(Delayed{clock_->Now() + delay, key});
   ++delayed_gen_;
 }
 
@@ -45,7 +50,7 @@ absl::Duration WorkQueue::AddRateLimited(const std::string& key) {
     delay = std::min(options_.base_delay * factor, options_.max_delay);
     // Overall token bucket: each retry takes a slot 1/qps after the previous
     // one once the burst is spent.
-    absl::Time now = absl::Now();
+    absl::Time now = clock_->Now();
     double refill =
         absl::ToDoubleSeconds(now - last_refill_) * options_.retry_qps;
     tokens_ = std::min<double>(options_.retry_burst, tokens_ + refill);
@@ -84,7 +89,8 @@ void WorkQueue::PromoteDueLocked(absl::Time now) {
 std::optional<std::string> WorkQueue::Get() {
   absl::MutexLock lock(&mu_);
   while (true) {
-    PromoteDueLocked(absl::Now());
+    const absl::Time now = clock_->Now();
+    PromoteDueLocked(now);
     if (!queue_.empty()) break;
     if (shutdown_) return std::nullopt;
     // Wake for: a queued key, shutdown, a newly delayed key (it may be due
@@ -97,9 +103,13 @@ std::optional<std::string> WorkQueue::Get() {
                w->q->delayed_gen_ != w->gen;
       }
     } waiter{this, delayed_gen_};
-    absl::Time deadline =
-        delayed_.empty() ? absl::InfiniteFuture() : delayed_.top().when;
-    mu_.AwaitWithDeadline(absl::Condition(&Waiter::Ready, &waiter), deadline);
+    if (delayed_.empty()) {
+      mu_.Await(absl::Condition(&Waiter::Ready, &waiter));
+      continue;
+    }
+    absl::Duration wait = delayed_.top().when - now;
+    if (clock_ != RealClock::Get()) wait = std::min(wait, kFakeClockPoll);
+    mu_.AwaitWithTimeout(absl::Condition(&Waiter::Ready, &waiter), wait);
   }
   std::string key = std::move(queue_.front());
   queue_.pop_front();

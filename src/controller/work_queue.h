@@ -5,7 +5,10 @@
 // (deduplication); a key being processed is never handed to a second worker —
 // if it is added meanwhile it is queued again when the first worker calls
 // Done. Failed keys come back with per-key exponential backoff, and an
-// overall token bucket bounds retries across all keys. Thread-safe.
+// overall token bucket bounds retries across all keys. Times come from the
+// injected Clock (a fake clock drives delays and the bucket in tests; Get
+// re-reads a non-real clock every few milliseconds while it waits).
+// Thread-safe.
 
 #include <cstdint>
 #include <deque>
@@ -18,6 +21,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/clock.h"
 
 namespace tidal {
 
@@ -30,7 +34,7 @@ class WorkQueue {
     int retry_burst = 200;
   };
   WorkQueue() : WorkQueue(Options()) {}
-  explicit WorkQueue(Options options);
+  explicit WorkQueue(Options options, Clock* clock = RealClock::Get());
 
   // Queues `key` now (no-op when already queued).
   void Add(const std::string& key);
@@ -64,6 +68,7 @@ class WorkQueue {
 
   // Constant after construction.
   const Options options_;
+  Clock* const clock_;
 
   absl::Mutex mu_;
   std::deque<std::string> queue_ ABSL_GUARDED_BY(mu_);
