@@ -596,6 +596,15 @@ void Session::OnConnect(beast::error_code ec) {
   deadline_ms_ = 0;
   if (stalled_) return Stall();
   if (ec || timed_out_) {
+    if (timed_out_ && hold_deadline_ms_ != 0) {
+      // A held request at its queue deadline: answered now, not retried.
+      timed_out_ = false;
+      beast::error_code ignored;
+      upstream_.close(ignored);
+      ReleaseLease(504);
+      return Respond(http::status::gateway_timeout,
+                     "timed out waiting for an instance\n");
+    }
     lease_->down_until_ns.store(NowNs() + kDownForNs,
                                 std::memory_order_relaxed);
     timed_out_ = false;
@@ -650,7 +659,11 @@ void Session::CheckDelivery() {
       return;
     case Delivery::kLost:
       if (!body_started_ && !expect_continue_) {
+        // Reset, not FIN: the unacknowledged request must not reach the
+        // instance later (a retransmission accepted once its backlog has
+        // room), as the request is sent again on a new connection.
         stalled_ = true;
+        upstream_.set_option(asio::socket_base::linger(true, 0), ignored);
         upstream_.close(ignored);
         return;
       }
