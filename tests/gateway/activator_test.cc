@@ -238,7 +238,8 @@ TEST(ActivatorTest, HeldRequestsGetTheirAnswerByTheQueueTimeout) {
   Burst b = HoldThenRelease(gw, kRequests, upstream.port(), absl::Seconds(20));
   absl::Duration slowest;
   for (int i = 0; i < kRequests; ++i) {
-    EXPECT_EQ(b.replies[i].status, 504) << b.replies[i].error << b.replies[i].body;
+    EXPECT_EQ(b.replies[i].status, 504)
+        << b.replies[i].error << b.replies[i].body;
     slowest = std::max(slowest, b.latency[i]);
   }
   std::cout << "[ figures  ] " << kRequests
