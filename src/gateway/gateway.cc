@@ -1,6 +1,7 @@
 #include "gateway/gateway.h"
 
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -95,6 +96,23 @@ bool StillOpen(tcp::socket& s) {
 }
 
 const char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+// What the kernel knows of a fresh upstream connection's request bytes.
+enum class Delivery { kAcked, kPending, kLost };
+// kAcked: the instance's kernel acknowledged everything sent (the
+// connection sits in its accept queue or is accepted). kLost: the bytes were
+// retransmitted and still not acknowledged: the instance's kernel has no
+// such connection (its accept queue was full when the handshake's last ACK
+// came, a SYN cookie connection it dropped), so nothing reached the app.
+// kPending: neither yet.
+Delivery RequestDelivery(tcp::socket& s) {
+  tcp_info info{};
+  socklen_t len = sizeof(info);
+  if (::getsockopt(s.native_handle(), IPPROTO_TCP, TCP_INFO, &info, &len) != 0)
+    return Delivery::kPending;
+  if (info.tcpi_unacked == 0) return Delivery::kAcked;
+  return info.tcpi_retransmits > 0 ? Delivery::kLost : Delivery::kPending;
+}
 
 }  // namespace
 
@@ -249,7 +267,10 @@ class Session : public Waiter, public std::enable_shared_from_this<Session> {
   ~Session() override {
     if (rev_metrics_)
       rev_metrics_->Finish(w_->index, rev_start_ns_, NowNs(), 0);
-    if (lease_) app_->Release(lease_);
+    if (lease_) {
+      SettleAttempt(AppState::Attempt::kAbandoned);
+      app_->Release(lease_);
+    }
     w_->sessions.erase(self_it_);
   }
 
@@ -287,10 +308,17 @@ class Session : public Waiter, public std::enable_shared_from_this<Session> {
   void ReadRequest();
   void OnRequestHeader(beast::error_code ec);
   void PrepareRequest(http::request<http::buffer_body>& req);
-  void Acquire();
+  void Acquire(bool retry = false);
   void OnDispatched(std::shared_ptr<EndpointState> lease);
   void OnLease(std::shared_ptr<EndpointState> lease);
   void OnConnect(beast::error_code ec);
+  void OnConnectDeadline();
+  void CheckDelivery();
+  void Stall();
+  void SettleAttempt(AppState::Attempt how);
+  int64_t HoldDeadlineOr(int64_t ms) const {
+    return hold_deadline_ms_ != 0 ? std::min(ms, hold_deadline_ms_) : ms;
+  }
   void UpstreamFailed(bool connect_failure);
   void SendRequest();
   void RelayRequestStep();
@@ -317,6 +345,15 @@ class Session : public Waiter, public std::enable_shared_from_this<Session> {
   int64_t deadline_ms_ = 0;
   Phase phase_ = Phase::kReadHeader;
   bool timed_out_ = false;
+  // The connect path (slow start, EndpointState::unconfirmed). A request that
+  // waited in the app's queue keeps its queue deadline while it is queued
+  // again or connecting: it gets an answer by then at the latest.
+  int64_t hold_deadline_ms_ = 0;  // 0: never queued
+  int64_t connect_start_ms_ = 0;
+  int64_t connect_deadline_ms_ = 0;
+  int64_t response_deadline_ms_ = 0;
+  bool unconfirmed_ = false;  // the lease's attempt is not settled yet
+  bool stalled_ = false;      // upstream_ closed because the connect stalled
 
   beast::flat_buffer cbuf_;
   beast::flat_buffer ubuf_;
@@ -395,6 +432,7 @@ void Session::OnRequestHeader(beast::error_code ec) {
   response_started_ = false;
   attempts_ = 0;
   status_ = 0;
+  hold_deadline_ms_ = 0;
   excluded_.clear();
   excluded_hold_.clear();
 
@@ -455,16 +493,21 @@ void Session::PrepareRequest(http::request<http::buffer_body>& req) {
   req.keep_alive(true);
 }
 
-void Session::Acquire() {
+void Session::Acquire(bool retry) {
   std::shared_ptr<EndpointState> lease;
+  // Queued first (Dispatch may run at once on another thread, but it posts
+  // OnDispatched to this one, which runs after this returns).
   switch (app_->AcquireOrWait(*route_, shared_from_this(), excluded_, &w_->rng,
-                              NowNs(), &lease)) {
+                              NowNs(), &lease, retry)) {
     case AppState::Outcome::kLeased:
       OnLease(std::move(lease));
       return;
     case AppState::Outcome::kQueued:
       phase_ = Phase::kQueued;
-      SetDeadline(opts_.queue_timeout);
+      if (hold_deadline_ms_ == 0)
+        hold_deadline_ms_ =
+            MonoMs() + absl::ToInt64Milliseconds(opts_.queue_timeout);
+      deadline_ms_ = hold_deadline_ms_;
       return;
     case AppState::Outcome::kOverflow:
       Respond(http::status::service_unavailable, "queue full, retry later\n",
@@ -480,7 +523,10 @@ void Session::Acquire() {
 void Session::OnDispatched(std::shared_ptr<EndpointState> lease) {
   if (phase_ != Phase::kQueued) {  // cannot happen: Cancel() and Dispatch()
                                    // exclude each other
-    if (lease) app_->Release(lease);
+    if (lease) {
+      app_->Settle(*lease, AppState::Attempt::kAbandoned);
+      app_->Release(lease);
+    }
     return;
   }
   deadline_ms_ = 0;
@@ -494,6 +540,7 @@ void Session::OnDispatched(std::shared_ptr<EndpointState> lease) {
 
 void Session::OnLease(std::shared_ptr<EndpointState> lease) {
   lease_ = std::move(lease);
+  unconfirmed_ = true;
   // Each attempt counts for the revision of the instance it went to, from
   // here: a canary that refuses connections shows 5xx in its own figures.
   rev_metrics_ = lease_->revision_metrics;
@@ -509,6 +556,8 @@ void Session::OnLease(std::shared_ptr<EndpointState> lease) {
       // Under load a connection is idle for microseconds: skip the check (a
       // syscall). After a pause the instance may have closed it.
       if (idle_for < kTrustIdleMs || StillOpen(s)) {
+        // The instance accepted this connection long ago.
+        SettleAttempt(AppState::Attempt::kAbandoned);
         upstream_ = std::move(s);
         reused_ = true;
         ubuf_.clear();
@@ -529,7 +578,13 @@ void Session::OnLease(std::shared_ptr<EndpointState> lease) {
   upstream_ = tcp::socket(w_->ioc);
   ubuf_.clear();
   phase_ = Phase::kConnect;
-  SetDeadline(opts_.connect_timeout);
+  connect_start_ms_ = MonoMs();
+  connect_deadline_ms_ =
+      connect_start_ms_ + absl::ToInt64Milliseconds(opts_.connect_timeout);
+  deadline_ms_ = HoldDeadlineOr(
+      std::min(connect_deadline_ms_,
+               connect_start_ms_ +
+                   absl::ToInt64Milliseconds(opts_.connect_stall_threshold)));
   upstream_.async_connect(
       tcp::endpoint(address, static_cast<uint16_t>(lease_->port)),
       [self = shared_from_this()](beast::error_code ec) {
@@ -539,7 +594,17 @@ void Session::OnLease(std::shared_ptr<EndpointState> lease) {
 
 void Session::OnConnect(beast::error_code ec) {
   deadline_ms_ = 0;
+  if (stalled_) return Stall();
   if (ec || timed_out_) {
+    if (timed_out_ && hold_deadline_ms_ != 0) {
+      // A held request at its queue deadline: answered now, not retried.
+      timed_out_ = false;
+      beast::error_code ignored;
+      upstream_.close(ignored);
+      ReleaseLease(504);
+      return Respond(http::status::gateway_timeout,
+                     "timed out waiting for an instance\n");
+    }
     lease_->down_until_ns.store(NowNs() + kDownForNs,
                                 std::memory_order_relaxed);
     timed_out_ = false;
@@ -548,6 +613,98 @@ void Session::OnConnect(beast::error_code ec) {
   }
   upstream_.set_option(tcp::no_delay(true), ec);
   SendRequest();
+}
+
+// The connect of a fresh connection is slow. A stall (the instance's accept
+// backlog is full and drops the SYN) when it passed the stall threshold while
+// other unconfirmed attempts are pending on the instance, or when a request
+// that was held passed the connect timeout: nothing was sent, so the request
+// goes back to the queue whatever its method. A request never held that
+// passes the connect timeout gets 504 as before; a held one gets 504 at its
+// queue deadline.
+void Session::OnConnectDeadline() {
+  const int64_t now = MonoMs();
+  beast::error_code ignored;
+  if ((hold_deadline_ms_ != 0 && now >= hold_deadline_ms_) ||
+      (hold_deadline_ms_ == 0 && now >= connect_deadline_ms_)) {
+    timed_out_ = true;
+    upstream_.close(ignored);
+    return;
+  }
+  const int64_t stall_ms =
+      absl::ToInt64Milliseconds(opts_.connect_stall_threshold);
+  if (now >= connect_deadline_ms_ ||
+      (now - connect_start_ms_ >= stall_ms &&
+       lease_->unconfirmed.load(std::memory_order_relaxed) > 1)) {
+    stalled_ = true;
+    upstream_.close(ignored);
+    return;
+  }
+  deadline_ms_ = HoldDeadlineOr(std::min(connect_deadline_ms_, now + stall_ms));
+}
+
+// A fresh connection's request awaits its response and the attempt is not
+// confirmed: every stall threshold, ask the kernel whether the instance got
+// the request. Acknowledged: confirmed, the response timeout applies. Lost
+// (the instance's kernel dropped the connection when its backlog was full):
+// nothing reached the app, so the request is queued again. Pending: wait,
+// until the queue deadline of a held request at the latest.
+void Session::CheckDelivery() {
+  const int64_t now = MonoMs();
+  beast::error_code ignored;
+  switch (RequestDelivery(upstream_)) {
+    case Delivery::kAcked:
+      SettleAttempt(AppState::Attempt::kConfirmed);
+      deadline_ms_ = response_deadline_ms_;
+      return;
+    case Delivery::kLost:
+      if (!body_started_ && !expect_continue_) {
+        // Reset, not FIN: the unacknowledged request must not reach the
+        // instance later (a retransmission accepted once its backlog has
+        // room), as the request is sent again on a new connection.
+        stalled_ = true;
+        upstream_.set_option(asio::socket_base::linger(true, 0), ignored);
+        upstream_.close(ignored);
+        return;
+      }
+      break;
+    case Delivery::kPending:
+      break;
+  }
+  if (now >= HoldDeadlineOr(response_deadline_ms_)) {
+    timed_out_ = true;
+    upstream_.close(ignored);
+    return;
+  }
+  deadline_ms_ = HoldDeadlineOr(
+      std::min(response_deadline_ms_,
+               now + absl::ToInt64Milliseconds(opts_.connect_stall_threshold)));
+}
+
+// Backs off on the instance (its connect window halves) and queues the
+// request again, at the front (it has waited longest), keeping its queue
+// deadline.
+void Session::Stall() {
+  stalled_ = false;
+  beast::error_code ignored;
+  upstream_.close(ignored);
+  w_->gw->log->debug(
+      "app={}/{} instance {}: connect stalled after {} ms, queued again",
+      app_->ns, app_->app, lease_->instance_id, MonoMs() - connect_start_ms_);
+  SettleAttempt(AppState::Attempt::kStalled);
+  ReleaseLease(0);
+  reused_ = false;
+  if (hold_deadline_ms_ == 0)
+    hold_deadline_ms_ =
+        MonoMs() + absl::ToInt64Milliseconds(opts_.queue_timeout);
+  route_ = app_->route();
+  Acquire(/*retry=*/true);
+}
+
+void Session::SettleAttempt(AppState::Attempt how) {
+  if (!unconfirmed_ || !lease_) return;
+  unconfirmed_ = false;
+  app_->Settle(*lease_, how);
 }
 
 // The instance could not be reached, or a pooled connection failed before any
@@ -670,9 +827,19 @@ void Session::ReadResponseHeader() {
   res_parser_->header_limit(64 * 1024);
   if (is_head_) res_parser_->skip(true);
   SetDeadline(opts_.response_header_timeout);
+  if (unconfirmed_) {
+    // A fresh connection: check its delivery (CheckDelivery) meanwhile.
+    response_deadline_ms_ = deadline_ms_;
+    deadline_ms_ = HoldDeadlineOr(std::min(
+        deadline_ms_,
+        MonoMs() + absl::ToInt64Milliseconds(opts_.connect_stall_threshold)));
+  }
   http::async_read_header(
       upstream_, ubuf_, *res_parser_,
       [self = shared_from_this()](beast::error_code ec, size_t) {
+        if (self->stalled_) return self->Stall();
+        self->SettleAttempt(ec ? AppState::Attempt::kAbandoned
+                               : AppState::Attempt::kConfirmed);
         self->OnResponseHeader(ec);
       });
 }
@@ -833,6 +1000,7 @@ void Session::ReleaseLease(int status) {
     rev_metrics_ = nullptr;
   }
   if (lease_) {
+    SettleAttempt(AppState::Attempt::kAbandoned);
     auto lease = std::move(lease_);
     lease_ = nullptr;
     app_->Release(lease);
@@ -876,7 +1044,13 @@ void Session::OnDeadline() {
       }
       return;
     case Phase::kConnect:
+      OnConnectDeadline();
+      return;
     case Phase::kAwaitResponse:
+      if (unconfirmed_) {
+        CheckDelivery();
+        return;
+      }
       timed_out_ = true;
       upstream_.close(ignored);
       return;

@@ -70,6 +70,13 @@ struct GatewayOptions {
   // Connect retries on other instances for idempotent requests.
   int max_connect_attempts = 3;
 
+  // A fresh upstream connection whose connect (or whose request's delivery)
+  // takes longer than this, while other new connections to the instance are
+  // pending, is taken for an overflowing accept backlog: the instance's
+  // connect window halves and the request is queued again (docs/gateway.md,
+  // "Scale from zero in tidald").
+  absl::Duration connect_stall_threshold = absl::Milliseconds(250);
+
   // Called once when a request is held for an app that has no ready endpoint
   // (and again only after that queue has emptied). Runs on a gateway I/O
   // thread: it must return quickly (enqueue work) and must not block.

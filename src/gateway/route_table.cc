@@ -18,25 +18,43 @@ uint64_t NextRandom(uint64_t* state) {
 
 namespace {
 
-// Takes a slot on `e`. A session may still hold a route snapshot from before
-// `e` was drained or removed: the flag is checked after the increment (both
-// sequentially consistent), so either the drainer sees this request in
-// flight or this request sees the flag and backs off; never neither.
+// Takes a slot on `e`: a request under the concurrency limit and an
+// unconfirmed attempt inside the connect window. A session may still hold a
+// route snapshot from before `e` was drained or removed: the flag is checked
+// after the increment (both sequentially consistent), so either the drainer
+// sees this request in flight or this request sees the flag and backs off;
+// never neither.
 bool Reserve(EndpointState& e, int limit) {
+  int pending = e.unconfirmed.load(std::memory_order_relaxed);
+  while (true) {
+    if (pending >= e.window.load(std::memory_order_relaxed)) return false;
+    if (e.unconfirmed.compare_exchange_weak(pending, pending + 1)) break;
+  }
   if (limit <= 0) {
     e.outstanding.fetch_add(1);
   } else {
     int cur = e.outstanding.load(std::memory_order_relaxed);
     while (true) {
-      if (cur >= limit) return false;
+      if (cur >= limit) {
+        e.unconfirmed.fetch_sub(1);
+        return false;
+      }
       if (e.outstanding.compare_exchange_weak(cur, cur + 1)) break;
     }
   }
   if (e.draining.load() || e.removed.load()) {
     e.outstanding.fetch_sub(1);
+    e.unconfirmed.fetch_sub(1);
     return false;
   }
   return true;
+}
+
+bool HasRoom(const EndpointState& e, int limit) {
+  if (e.unconfirmed.load(std::memory_order_relaxed) >=
+      e.window.load(std::memory_order_relaxed))
+    return false;
+  return limit <= 0 || e.outstanding.load(std::memory_order_relaxed) < limit;
 }
 
 bool Excluded(const EndpointState* e,
@@ -123,9 +141,7 @@ std::shared_ptr<EndpointState> AppState::TryAcquire(
   for (size_t k = 0; k < n; ++k) {
     const EndpointState* e = eps[k].get();
     if (Excluded(e, exclude)) continue;
-    if (route.concurrency > 0 &&
-        e->outstanding.load(std::memory_order_relaxed) >= route.concurrency)
-      continue;
+    if (!HasRoom(*e, route.concurrency)) continue;
     if (best == nullptr || Load(*e, now_ns) < Load(*best, now_ns)) {
       best = e;
       best_idx = k;
@@ -158,8 +174,8 @@ int AppState::held() const {
 AppState::Outcome AppState::AcquireOrWait(
     const AppRoute& snapshot, const std::shared_ptr<Waiter>& waiter,
     const std::vector<const EndpointState*>& exclude, uint64_t* rng,
-    int64_t now_ns, std::shared_ptr<EndpointState>* lease) {
-  if (queued_count_.load() == 0) {
+    int64_t now_ns, std::shared_ptr<EndpointState>* lease, bool retry) {
+  if (!retry && queued_count_.load() == 0) {
     *lease = TryAcquire(snapshot, exclude, rng, now_ns);
     if (*lease) return Outcome::kLeased;
   }
@@ -169,10 +185,14 @@ AppState::Outcome AppState::AcquireOrWait(
   {
     absl::MutexLock lock(&mu_);
     if (gone_) return Outcome::kGone;
-    if (static_cast<int>(queue_.size()) >= config_->queue_size)
+    if (!retry && static_cast<int>(queue_.size()) >= config_->queue_size)
       return Outcome::kOverflow;
     waiter->queued_ = true;
-    queue_.push_back(waiter);
+    if (retry) {
+      queue_.push_front(waiter);
+    } else {
+      queue_.push_back(waiter);
+    }
     queued_count_.fetch_add(1);
     if (route_->total_ready == 0 && !demand_signalled_) {
       demand_signalled_ = true;
@@ -199,6 +219,33 @@ bool AppState::Cancel(Waiter* waiter) {
   queued_count_.fetch_sub(1);
   if (queue_.empty()) demand_signalled_ = false;
   return true;
+}
+
+void AppState::Settle(EndpointState& e, Attempt how) {
+  e.unconfirmed.fetch_sub(1);
+  int w = e.window.load(std::memory_order_relaxed);
+  int next = w;
+  do {
+    switch (how) {
+      case Attempt::kConfirmed:
+        next = std::min(w + 1, kMaxConnectWindow);
+        break;
+      case Attempt::kStalled:
+        next = std::max(w / 2, 1);
+        break;
+      case Attempt::kAbandoned:
+        next = w;
+        break;
+    }
+  } while (next != w && !e.window.compare_exchange_weak(w, next));
+  if (queued_count_.load() > 0) {
+    Dispatches d;
+    {
+      absl::MutexLock lock(&mu_);
+      DispatchLocked(&d);
+    }
+    Run(d);
+  }
 }
 
 void AppState::Release(const std::shared_ptr<EndpointState>& lease) {

@@ -1,9 +1,10 @@
 #pragma once
 
 // The gateway's routing state, free of any networking: endpoints with their
-// outstanding-request counters, immutable per-app route snapshots, and the
-// per-app queue of requests waiting for capacity (activator at zero, or every
-// instance at its concurrency limit).
+// outstanding-request counters and connect windows, immutable per-app route
+// snapshots, and the per-app queue of requests waiting for capacity (activator
+// at zero, every instance at its concurrency limit, or every instance's
+// connect window full).
 
 #include <atomic>
 #include <cstdint>
@@ -21,6 +22,10 @@
 #include "gateway/request_metrics.h"
 
 namespace tidal::gateway {
+
+// Slow start of a new endpoint (see EndpointState::unconfirmed).
+constexpr int kInitialConnectWindow = 4;
+constexpr int kMaxConnectWindow = 1024;
 
 // One instance as the balancer sees it. Identity is kept across route updates
 // (same instance_id, host and port), so counters survive them. Counters are
@@ -46,6 +51,18 @@ struct EndpointState {
   std::atomic<bool> draining{false};
   std::atomic<bool> removed{false};       // no longer in the route
   std::atomic<int64_t> down_until_ns{0};  // after a failed connect
+
+  // Connect window (slow start). An attempt is unconfirmed from its lease
+  // until the instance has shown it took the request: a pooled connection
+  // (at once), the response header, or the request bytes acknowledged by the
+  // instance's kernel. A fresh connection that is not confirmed may be stuck
+  // in (or dropped by) a full accept backlog, so at most `window` of them
+  // exist per endpoint; more requests wait in the app's queue. The window
+  // starts at kInitialConnectWindow, grows by one per confirmed attempt (it
+  // doubles per round trip, as TCP's slow start) up to kMaxConnectWindow,
+  // and halves (to at least 1) when a connect stalls.
+  std::atomic<int> unconfirmed{0};
+  std::atomic<int> window{kInitialConnectWindow};
 };
 
 // Immutable snapshot of one app's route: ready, non-draining endpoints.
@@ -96,21 +113,36 @@ class AppState {
   std::atomic<int64_t> last_request_ns{0};
 
   enum class Outcome { kLeased, kQueued, kOverflow, kGone };
+  // How an unconfirmed attempt ended (EndpointState::unconfirmed).
+  enum class Attempt {
+    kConfirmed,  // the instance took the request: the window grows
+    kStalled,    // the connect stalled: the window halves
+    kAbandoned,  // neither (pooled connection, error, client gone)
+  };
 
   // Reserves an endpoint of `route` (no lock): a revision by weight, then
   // the less loaded of two random ready endpoints that is under the
-  // concurrency limit. Skips `exclude`. Null if none is available.
+  // concurrency limit and has room in its connect window. Skips `exclude`.
+  // Null if none is available. A lease starts unconfirmed: end it with
+  // Settle() (before or with Release()).
   static std::shared_ptr<EndpointState> TryAcquire(
       const AppRoute& route, const std::vector<const EndpointState*>& exclude,
       uint64_t* rng, int64_t now_ns);
 
   // TryAcquire on the fast path, else queues `waiter` (kQueued: Dispatch will
-  // be called, possibly at once), or kOverflow / kGone.
+  // be called, possibly at once), or kOverflow / kGone. `retry`: a request
+  // whose connect stalled goes back to the front of the queue, over the
+  // queue's size limit (it was admitted once).
   Outcome AcquireOrWait(const AppRoute& snapshot,
                         const std::shared_ptr<Waiter>& waiter,
                         const std::vector<const EndpointState*>& exclude,
                         uint64_t* rng, int64_t now_ns,
-                        std::shared_ptr<EndpointState>* lease);
+                        std::shared_ptr<EndpointState>* lease,
+                        bool retry = false);
+
+  // Ends the unconfirmed state of an attempt on `e` (once per lease); moves
+  // its connect window and hands room to waiters.
+  void Settle(EndpointState& e, Attempt how);
 
   // Removes a queued waiter (timeout). False if it was already dispatched.
   bool Cancel(Waiter* waiter);
