@@ -26,8 +26,8 @@ configure() {  # DIR, extra cmake args...
 # The concurrent components' test binaries (TSan): store, work queue,
 # gateway, runtime. gRPC's and Abseil's Debian builds are not instrumented;
 # scripts/tsan.supp lists what TSan cannot see through them.
-tsan_targets=(sqlite_store_test controller_test gateway_test process_runtime_test)
-tsan_tests='^(SqliteStoreTest|Sqlite/StoreConformanceTest|WorkQueueTest|ControllerTest|GatewayTest|ProcessRuntimeTest)\.'
+tsan_targets=(sqlite_store_test controller_test gateway_test activator_test process_runtime_test)
+tsan_tests='^(SqliteStoreTest|Sqlite/StoreConformanceTest|WorkQueueTest|ControllerTest|GatewayTest|ActivatorTest|ProcessRuntimeTest)\.'
 
 for check in "${checks[@]}"; do
   start=$(date +%s)
@@ -58,7 +58,7 @@ for check in "${checks[@]}"; do
       cxx=$(command -v clang++-14 || command -v clang++)
       configure "$build-fuzz" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER="$cxx" \
         -DTIDAL_FUZZ=ON
-      targets=(spec label_selector units)
+      targets=(spec label_selector units gateway)
       cmake --build "$build-fuzz" -j "$jobs" --target "${targets[@]/%/_fuzz}"
       for t in "${targets[@]}"; do
         work="$build-fuzz/corpus/$t"
