@@ -203,8 +203,10 @@ struct TidalService::Impl {
   absl::StatusOr<std::optional<v1::App>> RemoveDamagedApp(
       const std::string& ns, const std::string& name, bool dry_run) {
     auto kv = store->Get(keys::App(ns, name));
-    if (!kv.ok() || DecodeApp(*kv).ok()) return std::nullopt;
-    v1::App app = DamagedApp(*kv, DecodeApp(*kv).status());
+    if (!kv.ok()) return std::nullopt;
+    auto decoded = DecodeApp(*kv);
+    if (decoded.ok()) return std::nullopt;
+    v1::App app = DamagedApp(*kv, decoded.status());
     if (dry_run) return app;
     RETURN_IF_ERROR(
         store->Txn({Op::Delete(kv->key, kv->resource_version)}).status());
