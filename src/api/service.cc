@@ -9,6 +9,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <utility>
 #include <vector>
@@ -42,14 +43,49 @@ absl::Status AppNotFound(const std::string& ns, const std::string& name) {
       absl::StrCat("app \"", name, "\" not found in namespace \"", ns, "\""));
 }
 
+// "/apps/ns/name" -> (ns, name).
+std::pair<std::string, std::string> SplitAppKey(const std::string& key);
+
 absl::StatusOr<v1::App> DecodeApp(const KeyValue& kv) {
   v1::App app;
   if (!app.ParseFromString(kv.value)) {
-    return absl::DataLossError(
-        absl::StrCat("cannot decode the app stored at ", kv.key));
+    auto [ns, name] = SplitAppKey(kv.key);
+    return absl::DataLossError(absl::StrCat(
+        "app \"", name, "\" in namespace \"", ns,
+        "\" is damaged in the store: its value at ", kv.key, " (",
+        kv.value.size(), " bytes, revision ", kv.resource_version,
+        ") cannot be decoded; delete it (tidalctl delete app ", name, " -n ",
+        ns, ") and apply it again, or restore a backup (docs/store.md)"));
   }
   app.mutable_metadata()->set_resource_version(kv.resource_version);
   return app;
+}
+
+// What lists and watches show for an app whose stored value cannot be
+// decoded: its name, and a Ready=False condition with reason StoreDamaged.
+v1::App DamagedApp(const KeyValue& kv, const absl::Status& why) {
+  auto [ns, name] = SplitAppKey(kv.key);
+  v1::App app;
+  app.set_api_version("tidal.dev/v1");
+  app.set_kind("App");
+  app.mutable_metadata()->set_namespace_(ns);
+  app.mutable_metadata()->set_name(name);
+  app.mutable_metadata()->set_resource_version(kv.resource_version);
+  v1::Condition* c = app.mutable_status()->add_conditions();
+  c->set_type("Ready");
+  c->set_status("False");
+  c->set_reason("StoreDamaged");
+  c->set_message(std::string(why.message()));
+  return app;
+}
+
+// Decodes an app for a list or a watch: a value that cannot be decoded is
+// logged and shown as a damaged app, so the others are still served.
+v1::App DecodeOrDamaged(const KeyValue& kv, spdlog::logger& log) {
+  auto app = DecodeApp(kv);
+  if (app.ok()) return *std::move(app);
+  log.error("{}", std::string(app.status().message()));
+  return DamagedApp(kv, app.status());
 }
 
 std::string EncodeApp(v1::App app) {
@@ -159,6 +195,26 @@ struct TidalService::Impl {
     }
     return absl::AbortedError(absl::StrCat(
         verb, " kept conflicting with concurrent writers: ", last.message()));
+  }
+
+  // Removes the app at ns/name from the store when its value cannot be
+  // decoded (there is nothing to mark for deletion; the controller then
+  // stops its instances). nullopt when the app is not damaged.
+  absl::StatusOr<std::optional<v1::App>> RemoveDamagedApp(
+      const std::string& ns, const std::string& name, bool dry_run) {
+    auto kv = store->Get(keys::App(ns, name));
+    if (!kv.ok()) return std::nullopt;
+    auto decoded = DecodeApp(*kv);
+    if (decoded.ok()) return std::nullopt;
+    v1::App app = DamagedApp(*kv, decoded.status());
+    if (dry_run) return app;
+    RETURN_IF_ERROR(
+        store->Txn({Op::Delete(kv->key, kv->resource_version)}).status());
+    log->warn(
+        "delete app={}/{}: its stored value could not be decoded; "
+        "removed it from the store",
+        ns, name);
+    return app;
   }
 
   std::string NewUid() {
@@ -348,7 +404,7 @@ absl::StatusOr<v1::ListResponse> TidalService::List(
   v1::ListResponse resp;
   resp.set_resource_version(list.resource_version);
   for (const KeyValue& kv : list.items) {
-    ASSIGN_OR_RETURN(v1::App app, DecodeApp(kv));
+    v1::App app = DecodeOrDamaged(kv, *impl_->log);
     if (!sel.Matches(ToStdMap(app.metadata().labels()))) continue;
     *resp.add_apps() = std::move(app);
   }
@@ -453,6 +509,12 @@ absl::StatusOr<v1::DeleteResponse> TidalService::Delete(
     return absl::InvalidArgumentError("app name is required");
   bool marked_now = false;
   v1::DeleteResponse resp;
+  auto damaged = impl_->RemoveDamagedApp(ns, req.name(), req.dry_run());
+  if (!damaged.ok() || damaged->has_value()) {
+    RETURN_IF_ERROR(damaged.status());
+    *resp.mutable_app() = **damaged;
+    return resp;
+  }
   ASSIGN_OR_RETURN(
       *resp.mutable_app(),
       impl_->UpdateApp(
@@ -563,7 +625,7 @@ absl::Status TidalService::Watch(
     ASSIGN_OR_RETURN(ListResult list, impl_->store->List(prefix));
     std::map<std::string, v1::App> now;
     for (const KeyValue& kv : list.items) {
-      ASSIGN_OR_RETURN(v1::App app, DecodeApp(kv));
+      v1::App app = DecodeOrDamaged(kv, *impl_->log);
       if (sel.Matches(ToStdMap(app.metadata().labels())))
         now.emplace(kv.key, std::move(app));
     }
@@ -630,12 +692,8 @@ absl::Status TidalService::Watch(
         if (!emit("DELETED", app)) return absl::OkStatus();
         continue;
       }
-      auto decoded = DecodeApp(e.kv);
-      if (!decoded.ok()) {
-        impl_->log->warn("{}", decoded.status().ToString());
-        continue;
-      }
-      const bool matches = sel.Matches(ToStdMap(decoded->metadata().labels()));
+      v1::App decoded = DecodeOrDamaged(e.kv, *impl_->log);
+      const bool matches = sel.Matches(ToStdMap(decoded.metadata().labels()));
       const char* type = nullptr;
       if (matches) {
         if (it != known.end()) {
@@ -645,12 +703,12 @@ absl::Status TidalService::Watch(
         } else {
           type = "ADDED";  // new, or newly selected
         }
-        known[e.kv.key] = *decoded;
+        known[e.kv.key] = decoded;
       } else if (it != known.end()) {
         type = "DELETED";  // no longer selected
         known.erase(it);
       }
-      if (type != nullptr && !emit(type, *decoded)) return absl::OkStatus();
+      if (type != nullptr && !emit(type, decoded)) return absl::OkStatus();
     }
   }
   if (watch) watch->Cancel();

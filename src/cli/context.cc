@@ -113,6 +113,13 @@ int Context::Fail(const absl::Status& s) {
            << ConnectReason(s.message())
            << " \u2014 is it running? (start it with `tidald` or `make run`)\n";
       return kExitUnreachable;
+    case absl::StatusCode::kResourceExhausted:
+      err_ << "error: tidald at " << server_ << ": " << s.message() << "\n";
+      // tidald's "the data directory is full: DIR ..." (gRPC also uses this
+      // code for a message over its size limit).
+      return absl::StrContains(s.message(), "data directory is full")
+                 ? kExitStoreFull
+                 : kExitFailure;
     case absl::StatusCode::kDeadlineExceeded:
       err_ << "error: tidald at " << server_ << " did not answer within "
            << absl::FormatDuration(timeout_) << " (raise it with --timeout)\n";

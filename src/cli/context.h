@@ -24,6 +24,7 @@ enum ExitCode : int {
   kExitUsage = 2,    // bad flags or arguments, unreadable files, invalid specs
   kExitUnreachable = 3,  // tidald cannot be reached
   kExitTimeout = 4,      // tidald did not answer within --timeout
+  kExitStoreFull = 5,    // tidald's data directory (its store) is full
 };
 
 constexpr const char* kDefaultServer = "127.0.0.1:7070";

@@ -36,6 +36,22 @@ bool SameDesiredState(const tidal::v1::App& a, const tidal::v1::App& b) {
   return true;
 }
 
+namespace {
+
+// An app whose stored value cannot be decoded is left out of the cache (its
+// instances are left as they are: the reconciler fails on it with DataLoss);
+// the rest are reconciled.
+void LogDamaged(const KeyValue& kv) {
+  GetLogger("controller")
+      ->error(
+          "app={} is damaged in the store: its value ({} bytes, revision "
+          "{}) cannot be decoded, so it is not reconciled; delete it and "
+          "apply it again, or restore a backup (docs/store.md)",
+          AppKeyFromStoreKey(kv.key), kv.value.size(), kv.resource_version);
+}
+
+}  // namespace
+
 AppInformer::AppInformer(Store* store, Handler handler)
     : store_(store), handler_(std::move(handler)) {}
 
@@ -47,7 +63,10 @@ absl::Status AppInformer::Relist() {
   absl::flat_hash_map<std::string, tidal::v1::App> fresh;
   for (const auto& kv : list->items) {
     tidal::v1::App app;
-    if (!app.ParseFromString(kv.value)) continue;
+    if (!app.ParseFromString(kv.value)) {
+      LogDamaged(kv);
+      continue;
+    }
     app.mutable_metadata()->set_resource_version(kv.resource_version);
     fresh[AppKeyFromStoreKey(kv.key)] = std::move(app);
   }
@@ -128,7 +147,10 @@ void AppInformer::Run() {
         continue;
       }
       tidal::v1::App app;
-      if (!app.ParseFromString(ev.kv.value)) continue;
+      if (!app.ParseFromString(ev.kv.value)) {
+        LogDamaged(ev.kv);
+        continue;
+      }
       app.mutable_metadata()->set_resource_version(ev.kv.resource_version);
       bool spec_changed = true;
       {

@@ -24,7 +24,8 @@ using tcp = asio::ip::tcp;
 
 class AdminServer::Impl {
  public:
-  Impl(std::function<std::string()> metrics, std::function<bool()> ready)
+  Impl(std::function<std::string()> metrics,
+       std::function<absl::Status()> ready)
       : metrics_(std::move(metrics)),
         ready_(std::move(ready)),
         acceptor_(io_) {}
@@ -106,9 +107,12 @@ class AdminServer::Impl {
       res->result(http::status::ok);
       res->body() = "ok\n";
     } else if (target == "/readyz") {
-      bool ok = ready_();
-      res->result(ok ? http::status::ok : http::status::service_unavailable);
-      res->body() = ok ? "ready\n" : "not ready\n";
+      absl::Status ready = ready_();
+      res->result(ready.ok() ? http::status::ok
+                             : http::status::service_unavailable);
+      res->body() = ready.ok()
+                        ? "ready\n"
+                        : absl::StrCat("not ready: ", ready.message(), "\n");
     } else {
       res->result(http::status::not_found);
       res->body() = "not found: try /metrics, /healthz or /readyz\n";
@@ -117,7 +121,7 @@ class AdminServer::Impl {
   }
 
   std::function<std::string()> metrics_;
-  std::function<bool()> ready_;
+  std::function<absl::Status()> ready_;
   asio::io_context io_;
   tcp::acceptor acceptor_;
   std::thread thread_;
@@ -125,7 +129,7 @@ class AdminServer::Impl {
 };
 
 AdminServer::AdminServer(std::function<std::string()> metrics,
-                         std::function<bool()> ready)
+                         std::function<absl::Status()> ready)
     : impl_(std::make_unique<Impl>(std::move(metrics), std::move(ready))) {}
 AdminServer::~AdminServer() { Stop(); }
 absl::Status AdminServer::Start(const std::string& address) {

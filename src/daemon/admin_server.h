@@ -14,9 +14,10 @@ namespace tidal {
 
 class AdminServer {
  public:
-  // `metrics` renders the whole /metrics body; `ready` answers /readyz.
+  // `metrics` renders the whole /metrics body; `ready` answers /readyz (200
+  // "ready", or 503 "not ready: <its message>").
   AdminServer(std::function<std::string()> metrics,
-              std::function<bool()> ready);
+              std::function<absl::Status()> ready);
   ~AdminServer();
 
   // address "host:port" (port 0: any free port).

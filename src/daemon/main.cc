@@ -27,6 +27,7 @@
 #include "controller/scaler_planner.h"
 #include "daemon/admin_server.h"
 #include "daemon/gateway_routes.h"
+#include "daemon/store_commands.h"
 #include "deployer/control.h"
 #include "deployer/deployer.h"
 #include "deployer/webhooks.h"
@@ -60,6 +61,9 @@ struct Flags {
   std::string gateway_response_timeout = "60s";
   std::string gateway_idle_timeout = "60s";
   std::string startup_timeout = "2m";
+  bool store_check = false;
+  std::string store_backup;
+  std::string store_restore;
 };
 
 std::string DefaultDataDir() {
@@ -136,6 +140,25 @@ int Run(const Flags& flags) {
 
   std::string data_dir =
       flags.data_dir.empty() ? DefaultDataDir() : flags.data_dir;
+  const std::string store_flags = flags.store.empty()
+                                      ? absl::StrCat("--data-dir ", data_dir)
+                                      : absl::StrCat("--store ", flags.store);
+  if (flags.store_check || !flags.store_backup.empty() ||
+      !flags.store_restore.empty()) {
+    std::string spec =
+        flags.store.empty() ? "sqlite:" + data_dir + "/tidal.db" : flags.store;
+    if (!absl::StartsWith(spec, "sqlite:")) {
+      std::cerr
+          << "error: --store-check, --store-backup and --store-restore "
+             "work on SQLite stores; for etcd use etcdctl (docs/store.md)\n";
+      return kStoreUsage;
+    }
+    const std::string path = spec.substr(strlen("sqlite:"));
+    if (flags.store_check) return StoreCheckCommand(path, std::cout);
+    if (!flags.store_backup.empty())
+      return StoreBackupCommand(path, flags.store_backup, std::cout);
+    return StoreRestoreCommand(path, data_dir, flags.store_restore, std::cout);
+  }
   std::error_code ec;
   std::filesystem::create_directories(data_dir, ec);
   if (ec) {
@@ -170,6 +193,8 @@ int Run(const Flags& flags) {
   if (!store.ok()) {
     log->error("opening the store {} failed: {}", store_spec,
                store.status().ToString());
+    if (absl::IsDataLoss(store.status()))
+      log->error("{}", StoreRecoveryHint(store_flags));
     return 1;
   }
 
@@ -356,11 +381,8 @@ int Run(const Flags& flags) {
         return text;
       },
       // Ready: everything above has started (the admin server starts last)
-      // and the store answers.
-      [&] {
-        auto r = store->get()->Get("/readyz");
-        return r.ok() || absl::IsNotFound(r.status());
-      });
+      // and the store's data can be read (and, after a full disk, written).
+      [&] { return store->get()->Health(); });
   if (auto st = admin.Start(flags.admin_listen); !st.ok()) {
     log->error("{}", std::string(st.message()));
     return 1;
@@ -462,6 +484,17 @@ int main(int argc, char** argv) {
   app.add_option("--gateway-queue-timeout", flags.gateway_queue_timeout,
                  "How long a held request waits before 504")
       ->capture_default_str();
+  app.add_flag("--store-check", flags.store_check,
+               "Check the SQLite store (integrity, schema, identity, every "
+               "value), print a report and exit 0 (healthy) or 1 (damaged); "
+               "safe while tidald runs");
+  app.add_option("--store-backup", flags.store_backup,
+                 "Write a verified copy of the SQLite store to FILE and exit; "
+                 "safe while tidald runs");
+  app.add_option("--store-restore", flags.store_restore,
+                 "Replace the SQLite store with the backup FILE once it "
+                 "verifies (the old one is kept aside) and exit; tidald must "
+                 "be stopped");
   app.set_version_flag("--version", TIDAL_VERSION);
   CLI11_PARSE(app, argc, argv);
   return tidal::Run(flags);

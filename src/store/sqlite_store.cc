@@ -8,20 +8,21 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <unordered_map>
 #include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "store/sqlite_integrity.h"
 #include "store/txn_check.h"
 
 namespace tidal {
 namespace sqlite_internal {
-
-constexpr int kSchemaVersion = 1;
 
 namespace {
 
@@ -30,14 +31,26 @@ constexpr size_t kMaxWatchBatch = 1000;
 // Rough per-event overhead counted against watch_history_bytes.
 constexpr int64_t kEventOverheadBytes = 96;
 
+}  // namespace
+
 absl::Status SqliteError(sqlite3* db, int rc, absl::string_view what) {
   std::string msg = absl::StrCat("sqlite ", what, ": ",
                                  db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+  const int sys = db ? sqlite3_system_errno(db) : 0;
+  if ((rc & 0xff) == SQLITE_FULL ||
+      ((rc & 0xff) == SQLITE_IOERR && (sys == ENOSPC || sys == EDQUOT))) {
+    const char* file = db ? sqlite3_db_filename(db, "main") : nullptr;
+    std::string path = file ? file : "";
+    std::string dir = std::filesystem::path(path).parent_path().string();
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the data directory is full: ", dir.empty() ? "." : dir, " (writing ",
+        path, ": ", sys == EDQUOT ? "disk quota exceeded" : sqlite3_errstr(rc),
+        "); free space there, then retry"));
+  }
   switch (rc & 0xff) {
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
     case SQLITE_IOERR:
-    case SQLITE_FULL:
     case SQLITE_CANTOPEN:
     case SQLITE_READONLY:
     case SQLITE_PERM:
@@ -49,6 +62,8 @@ absl::Status SqliteError(sqlite3* db, int rc, absl::string_view what) {
       return absl::InternalError(msg);
   }
 }
+
+namespace {
 
 std::string ColumnBlob(sqlite3_stmt* stmt, int col) {
   const void* data = sqlite3_column_blob(stmt, col);
@@ -85,10 +100,11 @@ class Connection {
   static absl::StatusOr<std::unique_ptr<Connection>> Open(
       const std::string& path, int busy_timeout_ms) {
     sqlite3* db = nullptr;
-    int rc = sqlite3_open_v2(
-        path.c_str(), &db,
-        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-        nullptr);
+    // Never SQLITE_OPEN_CREATE: a store file that vanished must not come
+    // back empty (Open creates new stores itself).
+    int rc =
+        sqlite3_open_v2(path.c_str(), &db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
     if (rc != SQLITE_OK) {
       absl::Status s = SqliteError(db, rc, absl::StrCat("open ", path));
       sqlite3_close_v2(db);
@@ -340,10 +356,107 @@ using sqlite_internal::WatchHub;
 
 struct SqliteStore::Writer {
   const std::vector<Op>* ops = nullptr;
+  // A write probe (Health() while the disk is full): commits a one-row write
+  // that changes no key and no revision.
+  bool probe = false;
   absl::StatusOr<int64_t> result = absl::InternalError("not committed");
   bool done = false;
   absl::CondVar cv;
 };
+
+namespace {
+
+constexpr char kCreateSchema[] =
+    "CREATE TABLE IF NOT EXISTS kv ("
+    "  key BLOB PRIMARY KEY NOT NULL,"
+    "  value BLOB NOT NULL,"
+    "  resource_version INTEGER NOT NULL,"
+    "  create_version INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS meta ("
+    "  id INTEGER PRIMARY KEY CHECK (id = 1),"
+    "  revision INTEGER NOT NULL);"
+    "INSERT OR IGNORE INTO meta (id, revision) VALUES (1, 0);";
+constexpr char kCreateIdentity[] =
+    "CREATE TABLE identity ("
+    "  id INTEGER PRIMARY KEY CHECK (id = 1),"
+    "  store_id TEXT NOT NULL,"
+    "  created_at TEXT NOT NULL,"
+    "  probe INTEGER NOT NULL DEFAULT 0);"
+    "INSERT INTO identity (id, store_id, created_at) VALUES (1, ?1, ?2);";
+constexpr char kProbeWrite[] =
+    "UPDATE identity SET probe = probe + 1 WHERE id = 1";
+
+// Runs the statements in `sql` (one at a time), binding ?1 and ?2 to `a` and
+// `b` where they appear.
+absl::Status ExecBound(sqlite3* db, const char* sql, const std::string& a = "",
+                       const std::string& b = "") {
+  const char* tail = sql;
+  while (tail != nullptr && *tail != '\0') {
+    sqlite3_stmt* stmt = nullptr;
+    int rc = sqlite3_prepare_v2(db, tail, -1, &stmt, &tail);
+    if (rc != SQLITE_OK) return sqlite_internal::SqliteError(db, rc, "prepare");
+    if (stmt == nullptr) break;  // trailing whitespace
+    if (sqlite3_bind_parameter_count(stmt) >= 1)
+      sqlite3_bind_text(stmt, 1, a.c_str(), -1, SQLITE_TRANSIENT);
+    if (sqlite3_bind_parameter_count(stmt) >= 2)
+      sqlite3_bind_text(stmt, 2, b.c_str(), -1, SQLITE_TRANSIENT);
+    rc = sqlite3_step(stmt);
+    std::string text = sqlite3_sql(stmt);
+    sqlite3_finalize(stmt);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+      return sqlite_internal::SqliteError(db, rc, text);
+  }
+  return absl::OkStatus();
+}
+
+// Creates a new store at `path` whole: the schema and the identity record are
+// written to PATH.new, which is then renamed into place, so a crash never
+// leaves a half-created store that a later start would call damaged.
+absl::StatusOr<std::string> CreateStore(const std::string& path) {
+  const std::string tmp = path + ".new";
+  for (const char* suffix : {"", "-journal", "-wal", "-shm"})
+    ::unlink((tmp + suffix).c_str());
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(tmp.c_str(), &db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+  if (rc != SQLITE_OK) {
+    absl::Status s =
+        sqlite_internal::SqliteError(db, rc, absl::StrCat("create ", tmp));
+    sqlite3_close_v2(db);
+    return s;
+  }
+  const std::string id = sqlite_internal::NewStoreId();
+  absl::Status s = ExecBound(db, "PRAGMA synchronous=FULL; BEGIN IMMEDIATE;");
+  if (s.ok()) s = ExecBound(db, kCreateSchema);
+  if (s.ok())
+    s = ExecBound(db, kCreateIdentity, id, sqlite_internal::NowRfc3339());
+  if (s.ok())
+    s = ExecBound(db, absl::StrCat("PRAGMA user_version=",
+                                   sqlite_internal::kSchemaVersion, ";COMMIT;")
+                          .c_str());
+  // WAL mode is recorded in the file's header.
+  if (s.ok()) s = ExecBound(db, "PRAGMA journal_mode=WAL");
+  sqlite3_close_v2(db);  // checkpoints and removes the WAL
+  if (s.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) {
+    s = absl::UnavailableError(absl::StrCat("cannot rename ", tmp, " to ", path,
+                                            ": ", std::strerror(errno)));
+  }
+  if (s.ok()) s = sqlite_internal::SyncParentDir(path);
+  if (!s.ok()) {
+    ::unlink(tmp.c_str());
+    return s;
+  }
+  return id;
+}
+
+// Turns the store's checkpoint-on-close off (while it is not known to be
+// sound: a checkpoint would fold a damaged log into the database and delete
+// the evidence) or back on.
+void SetCheckpointOnClose(sqlite3* db, bool on) {
+  sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, on ? 0 : 1, nullptr);
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
     const std::string& path, Options options) {
@@ -371,9 +484,57 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
     return s;
   };
 
+  // A missing file is a new store; an existing one must prove it is sound.
+  int64_t size = 0;
+  auto exists = sqlite_internal::FileExists(path, &size);
+  if (!exists.ok()) return fail(exists.status());
+  const std::string wal_path = path + "-wal";
+  if (!*exists) {
+    int64_t wal_size = 0;
+    auto wal = sqlite_internal::FileExists(wal_path, &wal_size);
+    if (!wal.ok()) return fail(wal.status());
+    if (*wal && wal_size > 0) {
+      return fail(sqlite_internal::Damaged(
+          path, absl::StrCat("the database file is missing but its "
+                             "write-ahead log ",
+                             wal_path, " (", wal_size, " bytes) is there")));
+    }
+    auto id = CreateStore(path);
+    if (!id.ok()) return fail(id.status());
+    log->info("created a new store {} (id {})", path, *id);
+  } else if (size == 0) {
+    return fail(sqlite_internal::Damaged(
+        path,
+        "the database file is empty (0 bytes): it was truncated or "
+        "replaced"));
+  } else {
+    // Before SQLite reads the log (and a write overwrites what follows the
+    // point where it stops verifying).
+    auto scan = sqlite_internal::ScanWal(wal_path);
+    if (!scan.ok()) return fail(scan.status());
+    if (!scan->problem.empty())
+      return fail(sqlite_internal::Damaged(path, scan->problem));
+  }
+
   auto writer_or = Connection::Open(path, options.busy_timeout_ms);
   if (!writer_or.ok()) return fail(writer_or.status());
   std::unique_ptr<Connection> writer = std::move(writer_or).value();
+  SetCheckpointOnClose(writer->db(), false);
+
+  const absl::Time check_start = absl::Now();
+  sqlite_internal::DbFacts facts =
+      sqlite_internal::InspectDb(writer->db(), /*full=*/true);
+  if (facts.newer_schema) {
+    return fail(absl::FailedPreconditionError(absl::StrCat(
+        "store ", path, " has schema version ", facts.user_version,
+        ", newer than this binary's ", sqlite_internal::kSchemaVersion)));
+  }
+  if (!facts.problems.empty()) {
+    return fail(
+        sqlite_internal::Damaged(path, absl::StrJoin(facts.problems, "; ")));
+  }
+  log->debug("store {}: integrity check of {} keys took {}", path, facts.keys,
+             absl::FormatDuration(absl::Now() - check_start));
 
   // WAL: readers never block the writer; synchronous=FULL: a commit is on
   // disk (WAL fsync'd) before Txn returns.
@@ -396,49 +557,50 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
     absl::Status s = writer->Exec(sql);
     if (!s.ok()) return fail(s);
   }
-  {
-    auto stmt = writer->Prepare("PRAGMA user_version");
-    if (!stmt.ok()) return fail(stmt.status());
-    StmtScope scope(*stmt);
-    auto row = writer->Step(*stmt);
-    if (!row.ok()) return fail(row.status());
-    int version = *row ? sqlite3_column_int(*stmt, 0) : 0;
-    if (version > sqlite_internal::kSchemaVersion) {
-      return fail(absl::FailedPreconditionError(absl::StrCat(
-          "store ", path, " has schema version ", version,
-          ", newer than this binary's ", sqlite_internal::kSchemaVersion)));
-    }
+  if (options.max_pages > 0) {
+    absl::Status s = ExecBound(
+        writer->db(),
+        absl::StrCat("PRAGMA max_page_count=", options.max_pages).c_str());
+    if (!s.ok()) return fail(s);
   }
-  absl::Status s = writer->Exec(
-      "BEGIN IMMEDIATE;"
-      "CREATE TABLE IF NOT EXISTS kv ("
-      "  key BLOB PRIMARY KEY NOT NULL,"
-      "  value BLOB NOT NULL,"
-      "  resource_version INTEGER NOT NULL,"
-      "  create_version INTEGER NOT NULL) WITHOUT ROWID;"
-      "CREATE TABLE IF NOT EXISTS meta ("
-      "  id INTEGER PRIMARY KEY CHECK (id = 1),"
-      "  revision INTEGER NOT NULL);"
-      "INSERT OR IGNORE INTO meta (id, revision) VALUES (1, 0);"
-      "PRAGMA user_version=1;"
-      "COMMIT;");
-  if (!s.ok()) {
-    writer->Exec("ROLLBACK").IgnoreError();
-    return fail(s);
+  std::string store_id = facts.store_id;
+  if (facts.user_version < sqlite_internal::kSchemaVersion) {
+    // A store from before identity records: sound (checked above), so record
+    // its identity now.
+    store_id = sqlite_internal::NewStoreId();
+    absl::Status s = ExecBound(writer->db(), "BEGIN IMMEDIATE");
+    if (s.ok())
+      s = ExecBound(writer->db(), kCreateIdentity, store_id,
+                    sqlite_internal::NowRfc3339());
+    if (s.ok())
+      s = ExecBound(writer->db(),
+                    absl::StrCat("PRAGMA user_version=",
+                                 sqlite_internal::kSchemaVersion, ";COMMIT;")
+                        .c_str());
+    if (!s.ok()) {
+      writer->Exec("ROLLBACK").IgnoreError();
+      return fail(s);
+    }
+    log->info("store {} predates identity records; recorded id {}", path,
+              store_id);
   }
   auto revision = sqlite_internal::ReadRevision(writer.get());
   if (!revision.ok()) return fail(revision.status());
+  SetCheckpointOnClose(writer->db(), true);
 
-  log->info("opened store {} at revision {}", path, *revision);
-  return std::unique_ptr<SqliteStore>(
-      new SqliteStore(path, options, lock_fd, std::move(writer), *revision));
+  log->info("opened store {} (id {}) at revision {} with {} keys", path,
+            store_id, *revision, facts.keys);
+  return std::unique_ptr<SqliteStore>(new SqliteStore(
+      path, options, lock_fd, std::move(writer), *revision, store_id));
 }
 
 SqliteStore::SqliteStore(std::string path, Options options, int lock_fd,
-                         std::unique_ptr<Connection> writer, int64_t revision)
+                         std::unique_ptr<Connection> writer, int64_t revision,
+                         std::string store_id)
     : path_(std::move(path)),
       options_(options),
       lock_fd_(lock_fd),
+      store_id_(std::move(store_id)),
       hub_(std::make_shared<WatchHub>(revision, options.watch_history_events,
                                       options.watch_history_bytes)),
       writer_(std::move(writer)),
@@ -544,6 +706,11 @@ absl::StatusOr<int64_t> SqliteStore::Txn(const std::vector<Op>& ops) {
   RETURN_IF_ERROR(store_internal::ValidateOps(ops));
   Writer w;
   w.ops = &ops;
+  return Submit(&w);
+}
+
+absl::StatusOr<int64_t> SqliteStore::Submit(Writer* wp) {
+  Writer& w = *wp;
   std::vector<Writer*> batch;
   {
     absl::MutexLock lock(&queue_mu_);
@@ -581,10 +748,16 @@ void SqliteStore::CommitBatch(const std::vector<Writer*>& batch) {
 
   absl::Status s = conn->Exec("BEGIN IMMEDIATE");
   if (!s.ok()) {
+    Observe(s).IgnoreError();
     for (Writer* w : batch) w->result = s;
     return;
   }
+  bool probe = false;
   for (Writer* w : batch) {
+    if (w->probe) {
+      probe = true;
+      continue;
+    }
     bool fatal = false;
     absl::Status txn = ApplyTxn(conn, *w->ops, rev + 1, &events, &fatal);
     if (fatal) {
@@ -607,8 +780,10 @@ void SqliteStore::CommitBatch(const std::vector<Writer*>& batch) {
       s = stmt.status();
     }
   }
+  if (s.ok() && probe && rev == start) s = conn->Exec(kProbeWrite);
   if (s.ok()) s = conn->Exec("COMMIT");
   if (!s.ok()) {
+    Observe(s).IgnoreError();
     GetLogger("store")->error("commit of {} txns failed: {}", batch.size(),
                               s.ToString());
     if (!sqlite3_get_autocommit(conn->db()))
@@ -617,8 +792,70 @@ void SqliteStore::CommitBatch(const std::vector<Writer*>& batch) {
     for (Writer* w : batch) w->result = s;
     return;
   }
+  for (Writer* w : batch) {
+    if (w->probe) w->result = rev;
+  }
   revision_.store(rev);
   hub_->Publish(std::move(events));
+  absl::MutexLock lock(&fault_mu_);
+  if (absl::IsResourceExhausted(fault_)) {
+    GetLogger("store")->warn("store {} is writable again", path_);
+    fault_ = absl::OkStatus();
+  }
+}
+
+absl::Status SqliteStore::Observe(absl::Status s) {
+  if (!absl::IsDataLoss(s) && !absl::IsResourceExhausted(s)) return s;
+  absl::MutexLock lock(&fault_mu_);
+  if (absl::IsDataLoss(fault_)) return s;
+  if (absl::IsDataLoss(s)) {
+    GetLogger("store")->critical(
+        "store {} is damaged: {}. tidald keeps serving what it can read and "
+        "/readyz fails; stop tidald, run `tidald --store-check`, and restore "
+        "a backup (docs/store.md, Recovery)",
+        path_, s.ToString());
+    fault_ = absl::DataLossError(
+        absl::StrCat("store ", path_, " is damaged: ", s.message()));
+  } else if (fault_.ok()) {
+    GetLogger("store")->error("{}", std::string(s.message()));
+    fault_ = s;
+  }
+  return s;
+}
+
+absl::Status SqliteStore::Health() {
+  absl::Status fault;
+  {
+    absl::MutexLock lock(&fault_mu_);
+    fault = fault_;
+  }
+  if (absl::IsDataLoss(fault)) return fault;
+  // A real read: the revision and the identity in one read transaction.
+  ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, AcquireReader());
+  absl::Status read = [&]() -> absl::Status {
+    RETURN_IF_ERROR(conn->Exec("BEGIN"));
+    auto body = [&]() -> absl::Status {
+      ASSIGN_OR_RETURN(int64_t rev, sqlite_internal::ReadRevision(conn.get()));
+      (void)rev;
+      ASSIGN_OR_RETURN(
+          sqlite3_stmt * stmt,
+          conn->Prepare("SELECT store_id FROM identity WHERE id = 1"));
+      StmtScope scope(stmt);
+      ASSIGN_OR_RETURN(bool row, conn->Step(stmt));
+      if (!row)
+        return absl::DataLossError("the store identity record is missing");
+      return absl::OkStatus();
+    };
+    absl::Status st = body();
+    conn->Exec(st.ok() ? "COMMIT" : "ROLLBACK").IgnoreError();
+    return st;
+  }();
+  ReleaseReader(std::move(conn));
+  RETURN_IF_ERROR(Observe(read));
+  if (!absl::IsResourceExhausted(fault)) return absl::OkStatus();
+  Writer w;
+  w.probe = true;
+  return Submit(&w).status();
 }
 
 absl::StatusOr<std::unique_ptr<Connection>> SqliteStore::AcquireReader() {
@@ -630,9 +867,10 @@ absl::StatusOr<std::unique_ptr<Connection>> SqliteStore::AcquireReader() {
       return conn;
     }
   }
-  ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn,
-                   Connection::Open(path_, options_.busy_timeout_ms));
-  RETURN_IF_ERROR(conn->Exec("PRAGMA query_only=1"));
+  auto opened = Connection::Open(path_, options_.busy_timeout_ms);
+  if (!opened.ok()) return Observe(opened.status());
+  std::unique_ptr<Connection> conn = std::move(opened).value();
+  RETURN_IF_ERROR(Observe(conn->Exec("PRAGMA query_only=1")));
   // Readers are many (one per concurrent caller); the OS page cache serves
   // them all, so each keeps a small cache of its own.
   RETURN_IF_ERROR(conn->Exec("PRAGMA cache_size=-256"));
@@ -662,6 +900,7 @@ absl::StatusOr<KeyValue> SqliteStore::Get(const std::string& key) {
     return kv;
   }();
   ReleaseReader(std::move(conn));
+  Observe(result.status()).IgnoreError();
   return result;
 }
 
@@ -707,6 +946,7 @@ absl::StatusOr<ListResult> SqliteStore::List(const std::string& prefix,
     return r;
   }();
   ReleaseReader(std::move(conn));
+  Observe(result.status()).IgnoreError();
   return result;
 }
 

@@ -46,7 +46,7 @@ struct Op {
 };
 
 struct ListResult {
-  std::vector<KeyValue> items;  // ordered by key
+  std::vector<KeyValue> items;   // ordered by key
   int64_t resource_version = 0;  // the store's revision the list was read at
 };
 
@@ -68,7 +68,8 @@ class Watch {
   // timeout. Errors: OutOfRange when the watcher fell too far behind (or its
   // start revision was compacted) — re-list and watch again from the list's
   // revision; Cancelled after Cancel() or store shutdown.
-  virtual absl::StatusOr<std::vector<WatchEvent>> Next(absl::Duration timeout) = 0;
+  virtual absl::StatusOr<std::vector<WatchEvent>> Next(
+      absl::Duration timeout) = 0;
   virtual void Cancel() = 0;
 };
 
@@ -79,7 +80,8 @@ class Store {
 
   // Applies every op or none. Errors: FailedPrecondition naming the key when
   // an expected_version does not match (Aborted is reserved for retryable
-  // backend conflicts); Unavailable when the backend cannot be reached.
+  // backend conflicts); Unavailable when the backend cannot be reached;
+  // ResourceExhausted when its disk is full; DataLoss when it is damaged.
   // Returns the revision of the commit.
   virtual absl::StatusOr<int64_t> Txn(const std::vector<Op>& ops) = 0;
 
@@ -87,24 +89,33 @@ class Store {
   virtual absl::StatusOr<KeyValue> Get(const std::string& key) = 0;
 
   // Every key starting with `prefix`, read at one revision. limit 0 = all.
-  virtual absl::StatusOr<ListResult> List(const std::string& prefix, int64_t limit = 0) = 0;
+  virtual absl::StatusOr<ListResult> List(const std::string& prefix,
+                                          int64_t limit = 0) = 0;
 
   // Changes under `prefix` with revision > from_version.
-  virtual absl::StatusOr<std::unique_ptr<Watch>> WatchPrefix(const std::string& prefix,
-                                                             int64_t from_version) = 0;
+  virtual absl::StatusOr<std::unique_ptr<Watch>> WatchPrefix(
+      const std::string& prefix, int64_t from_version) = 0;
 
   // The store's current revision.
   virtual absl::StatusOr<int64_t> CurrentVersion() = 0;
 
+  // Whether the store can serve reads now, from a real read of its data (for
+  // /readyz). DataLoss when it is damaged, ResourceExhausted while its disk
+  // is full, Unavailable when it cannot be reached.
+  virtual absl::Status Health() { return CurrentVersion().status(); }
+
   // Convenience wrappers over Txn.
-  absl::StatusOr<int64_t> Create(const std::string& key, const std::string& value) {
+  absl::StatusOr<int64_t> Create(const std::string& key,
+                                 const std::string& value) {
     return Txn({Op::Put(key, value, 0)});
   }
-  absl::StatusOr<int64_t> Update(const std::string& key, const std::string& value,
+  absl::StatusOr<int64_t> Update(const std::string& key,
+                                 const std::string& value,
                                  int64_t expected_version) {
     return Txn({Op::Put(key, value, expected_version)});
   }
-  absl::StatusOr<int64_t> Delete(const std::string& key, int64_t expected_version = Op::kAny) {
+  absl::StatusOr<int64_t> Delete(const std::string& key,
+                                 int64_t expected_version = Op::kAny) {
     return Txn({Op::Delete(key, expected_version)});
   }
 };

@@ -3,3 +3,5 @@
 tidal_add_test(service_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/service_test.cc LIBS tidal_api tidal_invalid_specs)
 tidal_add_test(label_selector_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/label_selector_test.cc
   LIBS tidal_api)
+# One undecodable app in a real SQLite store: the rest are served.
+tidal_add_test(service_damage_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/service_damage_test.cc LIBS tidal_api tidal_store)
