@@ -48,7 +48,7 @@ for check in "${checks[@]}"; do
       ;;
     tsan)
       configure "$build-tsan" -DCMAKE_BUILD_TYPE=Release \
-        -DCMAKE_CXX_FLAGS_RELEASE="-O1 -g -DNDEBUG" -DTIDAL_SANITIZE=thread
+        -DCMAKE_CXX_FLAGS_RELEASE="-O1 -g -DNDEBUG -Wno-tsan" -DTIDAL_SANITIZE=thread
       cmake --build "$build-tsan" -j "$jobs" --target "${tsan_targets[@]}" tidal-sample-app
       TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/scripts/tsan.supp" \
         ctest --test-dir "$build-tsan" --output-on-failure -j "$jobs" --timeout 900 \

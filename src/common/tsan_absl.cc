@@ -5,8 +5,9 @@
 // entry points: each calls the real one in libabsl_synchronization (found
 // with dlsym(RTLD_NEXT)) and tells TSan about the happens-before edge it
 // makes (__tsan_release before an unlock or a wait, __tsan_acquire after a
-// lock or a wake-up). Definitions in the executable take precedence over the
-// shared library's for every caller, Abseil's own and gRPC's included.
+// lock or a wake-up, and before a waiter's Condition is evaluated). Definitions
+// in the executable take precedence over the shared library's for every caller,
+// Abseil's own and gRPC's included.
 
 #include <dlfcn.h>
 #include <sanitizer/tsan_interface.h>
@@ -49,6 +50,22 @@ F Real(const char* prefix, const char* rest) {
 
 namespace absl {
 ABSL_NAMESPACE_BEGIN
+namespace {
+
+// Abseil evaluates a waiter's Condition with the mutex held, but inside its
+// own (uninstrumented) code: after re-taking the mutex in the waiting thread,
+// or in the thread that is unlocking. The wrapper tells TSan the mutex was
+// acquired before the condition reads the guarded state.
+struct TsanCondition {
+  const Condition* cond;
+  Mutex* mu;
+  static bool Eval(TsanCondition* c) {
+    __tsan_acquire(c->mu);
+    return c->cond->Eval();
+  }
+};
+
+}  // namespace
 
 #define TIDAL_REAL(type, prefix, rest) \
   static const auto real = Real<type>(prefix, rest)
@@ -88,26 +105,30 @@ void Mutex::ReaderUnlock() {
 void Mutex::LockWhen(const Condition& c) {
   TIDAL_REAL(void (*)(Mutex*, const Condition&), "_ZN",
              "5Mutex8LockWhenERKNS0_9ConditionE");
-  real(this, c);
+  TsanCondition tc{&c, this};
+  real(this, Condition(&TsanCondition::Eval, &tc));
   __tsan_acquire(this);
 }
 void Mutex::ReaderLockWhen(const Condition& c) {
   TIDAL_REAL(void (*)(Mutex*, const Condition&), "_ZN",
              "5Mutex14ReaderLockWhenERKNS0_9ConditionE");
-  real(this, c);
+  TsanCondition tc{&c, this};
+  real(this, Condition(&TsanCondition::Eval, &tc));
   __tsan_acquire(this);
 }
 bool Mutex::LockWhenWithTimeout(const Condition& c, Duration d) {
   TIDAL_REAL(bool (*)(Mutex*, const Condition&, Duration), "_ZN",
              "5Mutex19LockWhenWithTimeoutERKNS0_9ConditionENS0_8DurationE");
-  bool ok = real(this, c, d);
+  TsanCondition tc{&c, this};
+  bool ok = real(this, Condition(&TsanCondition::Eval, &tc), d);
   __tsan_acquire(this);
   return ok;
 }
 bool Mutex::LockWhenWithDeadline(const Condition& c, Time t) {
   TIDAL_REAL(bool (*)(Mutex*, const Condition&, Time), "_ZN",
              "5Mutex20LockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE");
-  bool ok = real(this, c, t);
+  TsanCondition tc{&c, this};
+  bool ok = real(this, Condition(&TsanCondition::Eval, &tc), t);
   __tsan_acquire(this);
   return ok;
 }
@@ -115,14 +136,16 @@ void Mutex::Await(const Condition& c) {
   TIDAL_REAL(void (*)(Mutex*, const Condition&), "_ZN",
              "5Mutex5AwaitERKNS0_9ConditionE");
   __tsan_release(this);
-  real(this, c);
+  TsanCondition tc{&c, this};
+  real(this, Condition(&TsanCondition::Eval, &tc));
   __tsan_acquire(this);
 }
 bool Mutex::AwaitWithTimeout(const Condition& c, Duration d) {
   TIDAL_REAL(bool (*)(Mutex*, const Condition&, Duration), "_ZN",
              "5Mutex16AwaitWithTimeoutERKNS0_9ConditionENS0_8DurationE");
   __tsan_release(this);
-  bool ok = real(this, c, d);
+  TsanCondition tc{&c, this};
+  bool ok = real(this, Condition(&TsanCondition::Eval, &tc), d);
   __tsan_acquire(this);
   return ok;
 }
@@ -130,7 +153,8 @@ bool Mutex::AwaitWithDeadline(const Condition& c, Time t) {
   TIDAL_REAL(bool (*)(Mutex*, const Condition&, Time), "_ZN",
              "5Mutex17AwaitWithDeadlineERKNS0_9ConditionENS0_4TimeE");
   __tsan_release(this);
-  bool ok = real(this, c, t);
+  TsanCondition tc{&c, this};
+  bool ok = real(this, Condition(&TsanCondition::Eval, &tc), t);
   __tsan_acquire(this);
   return ok;
 }
