@@ -359,7 +359,9 @@ TEST(AppReconcilerTest, DeleteRemovesTheRouteThenDrainsBeforeStopping) {
 // A FakeRuntime that records the grace period of each Stop.
 class GraceRecordingRuntime : public testing::FakeRuntime {
  public:
-  GraceRecordingRuntime() : FakeRuntime(true) {}
+  // Stopped instances stay Terminating until FinishStops (they ignore
+  // SIGTERM).
+  GraceRecordingRuntime() : FakeRuntime(true) { set_instant_stop(false); }
   absl::Status Stop(const std::string& id, absl::Duration grace) override {
     graces.push_back(grace);
     return FakeRuntime::Stop(id, grace);
@@ -385,7 +387,7 @@ TEST(AppReconcilerTest, DeleteGracePeriodOverridesTheTemplatesAndCutsTheWait) {
 
   auto mark = [&](std::optional<int64_t> grace) {
     auto kv = store.Get(key);
-    ASSERT_TRUE(kv.ok());
+    ASSERT_TRUE(kv.ok()) << kv.status();
     App a;
     ASSERT_TRUE(a.ParseFromString(kv->value));
     *a.mutable_metadata()->mutable_deletion_timestamp() =
