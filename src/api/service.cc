@@ -22,6 +22,7 @@
 #include "absl/synchronization/mutex.h"
 #include "api/grpc_status.h"
 #include "api/label_selector.h"
+#include "api/limits.h"
 #include "api/spec.h"
 #include "common/logging.h"
 #include "common/proto_time.h"
@@ -217,6 +218,64 @@ struct TidalService::Impl {
     return app;
   }
 
+  // The per-app bound that an unbounded maxReplicas stands for.
+  int64_t PerAppMax() const {
+    int64_t m = INT32_MAX;
+    const auto& v = options.validation;
+    if (v.max_instances_per_app > 0)
+      m = std::min<int64_t>(m, v.max_instances_per_app);
+    if (v.ports > 0) m = std::min<int64_t>(m, v.ports);
+    return m;
+  }
+
+  // For each of `apps` (to be written over the stored apps of the same
+  // names), why its namespace would exceed --max-instances-per-namespace,
+  // or "" when it does not. A namespace already over the limit (lowered
+  // since) may keep or lower its total, not raise it.
+  absl::StatusOr<std::vector<std::string>> OverNamespaceLimit(
+      const std::vector<v1::App>& apps) {
+    std::vector<std::string> why(apps.size());
+    const int64_t limit = options.max_instances_per_namespace;
+    if (limit <= 0) return why;
+    const int64_t unbounded = PerAppMax();
+    std::map<std::string, std::vector<size_t>> by_ns;
+    for (size_t i = 0; i < apps.size(); ++i)
+      by_ns[apps[i].metadata().namespace_()].push_back(i);
+    for (const auto& [ns, idx] : by_ns) {
+      ASSIGN_OR_RETURN(ListResult list, store->List(keys::AppPrefix(ns)));
+      std::map<std::string, int64_t> stored;  // name -> instances
+      for (const KeyValue& kv : list.items) {
+        v1::App app;
+        if (!app.ParseFromString(kv.value)) continue;
+        if (app.metadata().has_deletion_timestamp()) continue;
+        stored[app.metadata().name()] =
+            spec::MaxInstances(app.spec(), unbounded);
+      }
+      int64_t before = 0;
+      for (const auto& [name, n] : stored) before += n;
+      std::map<std::string, int64_t> after_map = stored;
+      for (size_t i : idx) {
+        after_map[apps[i].metadata().name()] =
+            spec::MaxInstances(apps[i].spec(), unbounded);
+      }
+      int64_t after = 0;
+      for (const auto& [name, n] : after_map) after += n;
+      if (after <= limit || after <= before) continue;
+      for (size_t i : idx) {
+        int64_t mine = after_map[apps[i].metadata().name()];
+        why[i] = absl::StrCat(
+            "namespace \"", ns, "\" could run ", after,
+            " instances with this app's ", mine,
+            " (the other apps: ", after - mine,
+            "); the per-namespace maximum is ", limit,
+            " (tidald --max-instances-per-namespace). Counted: spec.replicas, "
+            "else the largest of scaling.maxReplicas (unset or 0: ",
+            unbounded, "), its schedules and initialScale");
+      }
+    }
+    return why;
+  }
+
   std::string NewUid() {
     absl::MutexLock lock(&mu);
     uint64_t hi = absl::Uniform<uint64_t>(bitgen);
@@ -237,6 +296,10 @@ struct TidalService::Impl {
 
   absl::Mutex mu;
   absl::BitGen bitgen ABSL_GUARDED_BY(mu);
+  // Held by Apply and Scale from reading the namespace's apps to writing,
+  // while a per-namespace limit is set, so that two of them cannot both
+  // take the last room.
+  absl::Mutex quota_mu;
 };
 
 TidalService::TidalService(Store* store, Runtime* runtime, Clock* clock,
@@ -249,28 +312,46 @@ TidalService::~TidalService() = default;
 absl::StatusOr<v1::ApplyResponse> TidalService::Apply(
     const v1::ApplyRequest& req) {
   const std::string default_ns = NamespaceOr(req.default_namespace());
+  const spec::ValidationOptions& vopts = impl_->options.validation;
   std::vector<v1::App> apps;
+  // Where each app was written, for errors found after parsing:
+  // "file:line: field: " of a field path.
+  std::vector<std::function<std::string(const std::string&)>> where;
   std::vector<std::string> errors;
   if (!req.yaml().empty()) {
     spec::ParseResult parsed = spec::ParseApps(
         req.yaml(), req.source().empty() ? "<request>" : req.source(),
-        default_ns);
+        default_ns, vopts);
     for (const auto& e : parsed.errors) errors.push_back(e.ToString());
-    for (auto& p : parsed.apps) apps.push_back(std::move(p.app));
+    for (auto& p : parsed.apps) {
+      apps.push_back(std::move(p.app));
+      where.push_back([p = std::make_shared<spec::ParsedApp>(std::move(p))](
+                          const std::string& path) {
+        return absl::StrCat(p->source, ":", p->LineOf(path), ": ", path, ": ");
+      });
+    }
   }
   for (int i = 0; i < req.apps_size(); ++i) {
     v1::App app = req.apps(i);
     if (app.metadata().namespace_().empty())
       app.mutable_metadata()->set_namespace_(default_ns);
-    for (const auto& e : spec::ValidateApp(app)) {
-      std::string where =
-          app.metadata().name().empty()
-              ? absl::StrCat("apps[", i, "]")
-              : absl::StrCat("app ", app.metadata().namespace_(), "/",
-                             app.metadata().name());
-      errors.push_back(absl::StrCat(where, ": ", e.ToString()));
+    std::string name = app.metadata().name().empty()
+                           ? absl::StrCat("apps[", i, "]")
+                           : absl::StrCat("app ", app.metadata().namespace_(),
+                                          "/", app.metadata().name());
+    for (const auto& e : spec::ValidateApp(app, vopts)) {
+      errors.push_back(absl::StrCat(name, ": ", e.ToString()));
     }
     apps.push_back(std::move(app));
+    where.push_back([name](const std::string& path) {
+      return absl::StrCat(name, ": ", path, ": ");
+    });
+  }
+  if (req.change_cause().find('\0') != std::string::npos ||
+      req.change_cause().size() > 64 * 1024) {
+    errors.push_back(
+        "--message (change cause): must be at most 65536 bytes, without NUL "
+        "bytes");
   }
   if (errors.empty()) {
     std::set<std::string> seen;
@@ -290,9 +371,21 @@ absl::StatusOr<v1::ApplyResponse> TidalService::Apply(
   if (apps.empty())
     return absl::InvalidArgumentError("nothing to apply: no App documents");
 
+  std::optional<absl::MutexLock> quota_lock;
+  if (impl_->options.max_instances_per_namespace > 0)
+    quota_lock.emplace(&impl_->quota_mu);
   absl::Status last;
   for (int attempt = 0; attempt < std::max(1, impl_->options.apply_attempts);
        ++attempt) {
+    ASSIGN_OR_RETURN(std::vector<std::string> over,
+                     impl_->OverNamespaceLimit(apps));
+    for (size_t i = 0; i < over.size(); ++i) {
+      if (over[i].empty()) continue;
+      errors.push_back(absl::StrCat(
+          where[i](spec::MaxInstancesField(apps[i].spec())), over[i]));
+    }
+    if (!errors.empty())
+      return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));
     v1::ApplyResponse resp;
     std::vector<Op> ops;
     std::vector<int> written;  // result index of each op
@@ -340,6 +433,7 @@ absl::StatusOr<v1::ApplyResponse> TidalService::Apply(
         md->set_resource_version(0);
         *md->mutable_creation_timestamp() = ToProtoTime(now);
         md->clear_deletion_timestamp();
+        md->clear_deletion_grace_period_seconds();
         if (!req.change_cause().empty()) {
           (*md->mutable_annotations())[kChangeCauseAnnotation] =
               req.change_cause();
@@ -419,6 +513,9 @@ absl::StatusOr<v1::App> TidalService::Scale(const v1::ScaleRequest& req) {
       !req.has_max_replicas()) {
     return absl::InvalidArgumentError("scale needs --replicas, --min or --max");
   }
+  std::optional<absl::MutexLock> quota_lock;
+  if (impl_->options.max_instances_per_namespace > 0)
+    quota_lock.emplace(&impl_->quota_mu);
   ASSIGN_OR_RETURN(
       v1::App app,
       impl_->UpdateApp(
@@ -433,7 +530,14 @@ absl::StatusOr<v1::App> TidalService::Scale(const v1::ScaleRequest& req) {
               if (req.has_max_replicas())
                 spec->mutable_scaling()->set_max_replicas(req.max_replicas());
             }
-            std::vector<spec::SpecError> errors = spec::ValidateApp(*app);
+            std::vector<spec::SpecError> errors =
+                spec::ValidateApp(*app, impl_->options.validation);
+            ASSIGN_OR_RETURN(std::vector<std::string> over,
+                             impl_->OverNamespaceLimit({*app}));
+            if (!over[0].empty()) {
+              errors.push_back(
+                  {"", 0, 0, spec::MaxInstancesField(app->spec()), over[0]});
+            }
             if (!errors.empty()) {
               std::string msg;
               for (const auto& e : errors)
@@ -507,7 +611,24 @@ absl::StatusOr<v1::DeleteResponse> TidalService::Delete(
   const std::string ns = NamespaceOr(req.namespace_());
   if (req.name().empty())
     return absl::InvalidArgumentError("app name is required");
-  bool marked_now = false;
+  // kubectl's rules: --force alone is a grace period of 0, and 0 needs
+  // --force.
+  std::optional<int64_t> grace;
+  if (req.has_grace_period_seconds()) {
+    grace = req.grace_period_seconds();
+    if (*grace < 0 || *grace > spec::limits::kMaxTerminationGracePeriodSeconds)
+      return absl::InvalidArgumentError(
+          absl::StrCat("grace period: must be between 0 and ",
+                       spec::limits::kMaxTerminationGracePeriodSeconds,
+                       " seconds, got ", *grace));
+    if (*grace == 0 && !req.force())
+      return absl::InvalidArgumentError(
+          "grace period 0 (kill at once) needs force (tidalctl delete "
+          "--grace-period=0 --force)");
+  } else if (req.force()) {
+    grace = 0;
+  }
+  bool marked_now = false, shortened = false;
   v1::DeleteResponse resp;
   auto damaged = impl_->RemoveDamagedApp(ns, req.name(), req.dry_run());
   if (!damaged.ok() || damaged->has_value()) {
@@ -519,15 +640,37 @@ absl::StatusOr<v1::DeleteResponse> TidalService::Delete(
       *resp.mutable_app(),
       impl_->UpdateApp(
           ns, req.name(), "delete", [&](v1::App* app) -> absl::StatusOr<bool> {
-            marked_now = false;
-            if (app->metadata().has_deletion_timestamp()) return false;
-            *app->mutable_metadata()->mutable_deletion_timestamp() =
+            marked_now = shortened = false;
+            auto* md = app->mutable_metadata();
+            if (md->has_deletion_timestamp()) {
+              // Already being deleted: a shorter grace period cuts the
+              // wait of the instances still stopping; a longer one is
+              // ignored.
+              const auto& t = app->spec().template_();
+              int64_t current = md->has_deletion_grace_period_seconds()
+                                    ? md->deletion_grace_period_seconds()
+                                : t.has_termination_grace_period_seconds()
+                                    ? t.termination_grace_period_seconds()
+                                    : 30;
+              if (!grace.has_value() || *grace >= current) return false;
+              md->set_deletion_grace_period_seconds(*grace);
+              shortened = !req.dry_run();
+              return shortened;
+            }
+            *md->mutable_deletion_timestamp() =
                 ToProtoTime(impl_->clock->Now());
+            if (grace.has_value())
+              md->set_deletion_grace_period_seconds(*grace);
             marked_now = !req.dry_run();
             return marked_now;
           }));
   if (marked_now) {
-    impl_->log->info("delete app={}/{}: marked for deletion", ns, req.name());
+    impl_->log->info(
+        "delete app={}/{}: marked for deletion{}", ns, req.name(),
+        grace.has_value() ? absl::StrCat(" (grace period ", *grace, "s)") : "");
+  } else if (shortened) {
+    impl_->log->info("delete app={}/{}: grace period shortened to {}s", ns,
+                     req.name(), *grace);
   }
   return resp;
 }

@@ -20,6 +20,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "api/limits.h"
 #include "api/rollout_control.h"
 #include "common/clock.h"
 #include "runtime/runtime.h"
@@ -38,6 +39,13 @@ struct ServiceOptions {
       5;  // whole-apply retries on a concurrent writer's conflict
   // How often Watch and Logs(follow) look for cancellation and new data.
   absl::Duration poll_interval = absl::Milliseconds(100);
+  // tidald's limits on specs, checked by Apply and Scale (tidald
+  // --max-instances-per-app, --port-range, --allow-private-webhooks).
+  spec::ValidationOptions validation = spec::DefaultServerOptions();
+  // The most instances the apps of one namespace may run together, by their
+  // specs (spec::MaxInstances; apps being deleted do not count); 0: no
+  // limit. tidald --max-instances-per-namespace.
+  int64_t max_instances_per_namespace = 0;
 };
 
 // Thread-safe: every method may be called from many threads at once (the

@@ -23,6 +23,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "api/limits.h"
 #include "common/cron.h"
 #include "common/units.h"
 #include "google/protobuf/descriptor.h"
@@ -220,8 +221,6 @@ std::string Suggest(absl::string_view word,
 
 // ---------------------------------------------------------------------------
 // Field checks shared by ParseApps and ValidateApp.
-
-using Reporter = std::function<void(const std::string& path, std::string msg)>;
 
 bool IsDnsLabel(absl::string_view s) {
   if (s.empty() || s.size() > 63) return false;
@@ -821,7 +820,8 @@ void CheckWebhooks(const std::string& path,
   }
 }
 
-void CheckApp(const App& app, const Reporter& report) {
+void CheckApp(const App& app, const ValidationOptions& opts,
+              const Reporter& report) {
   if (app.api_version().empty()) {
     report("apiVersion", absl::StrCat("required: ", kApiVersion));
   } else if (app.api_version() != kApiVersion) {
@@ -864,6 +864,7 @@ void CheckApp(const App& app, const Reporter& report) {
   }
   if (spec.has_rollout()) CheckRollout("spec.rollout", spec.rollout(), report);
   CheckWebhooks("spec.webhooks", spec.webhooks(), report);
+  CheckLimits(app, opts, report);
 }
 
 // ---------------------------------------------------------------------------
@@ -944,6 +945,14 @@ class DocParser {
       if (p == path || under(path, p) || under(p, path)) return true;
     }
     return false;
+  }
+
+  std::map<std::string, int> Lines() const {
+    std::map<std::string, int> out;
+    for (const auto& [path, loc] : marks_) {
+      if (loc.line > 0) out[path] = loc.line;
+    }
+    return out;
   }
 
   void ParseRoot(const YAML::Node& root, App* app) {
@@ -1788,6 +1797,15 @@ std::string SpecError::ToString() const {
   return out;
 }
 
+int ParsedApp::LineOf(std::string path) const {
+  while (!path.empty()) {
+    if (auto it = lines.find(path); it != lines.end()) return it->second;
+    size_t cut = path.find_last_of(".[");
+    path = cut == std::string::npos ? "" : path.substr(0, cut);
+  }
+  return line;
+}
+
 absl::Status ParseResult::ToStatus() const {
   if (errors.empty()) return absl::OkStatus();
   std::vector<std::string> lines;
@@ -1796,7 +1814,8 @@ absl::Status ParseResult::ToStatus() const {
 }
 
 ParseResult ParseApps(std::string_view yaml, std::string_view source,
-                      std::string_view default_namespace) {
+                      std::string_view default_namespace,
+                      const ValidationOptions& opts) {
   ParseResult result;
   const std::string src(source);
   const std::string ns =
@@ -1843,7 +1862,7 @@ ParseResult ParseApps(std::string_view yaml, std::string_view source,
     }
     auto* meta = parsed.app.mutable_metadata();
     if (meta->namespace_().empty()) meta->set_namespace_(ns);
-    CheckApp(parsed.app, [&](const std::string& path, std::string msg) {
+    CheckApp(parsed.app, opts, [&](const std::string& path, std::string msg) {
       if (parser.Covered(path)) return;
       Loc l = parser.Find(path);
       errors.push_back({src, l.line, l.column, path, std::move(msg)});
@@ -1865,6 +1884,7 @@ ParseResult ParseApps(std::string_view yaml, std::string_view source,
                               std::tie(b.line, b.column);
                      });
     for (auto& e : errors) result.errors.push_back(std::move(e));
+    parsed.lines = parser.Lines();
     result.apps.push_back(std::move(parsed));
   }
   if (documents == 0 && result.errors.empty()) {
@@ -1875,9 +1895,10 @@ ParseResult ParseApps(std::string_view yaml, std::string_view source,
   return result;
 }
 
-std::vector<SpecError> ValidateApp(const tidal::v1::App& app) {
+std::vector<SpecError> ValidateApp(const tidal::v1::App& app,
+                                   const ValidationOptions& opts) {
   std::vector<SpecError> errors;
-  CheckApp(app, [&](const std::string& path, std::string msg) {
+  CheckApp(app, opts, [&](const std::string& path, std::string msg) {
     errors.push_back({"", 0, 0, path, std::move(msg)});
   });
   return errors;

@@ -6,12 +6,14 @@
 //   hello.yaml:12:7: spec.scaling.minReplicas: must be <= maxReplicas (5 > 3)
 // Pure functions; thread-safe.
 
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "api/limits.h"
 #include "tidal/v1/app.pb.h"
 
 namespace tidal::spec {
@@ -20,7 +22,8 @@ struct SpecError {
   std::string source;  // file name, "<stdin>", or "" for API objects
   int line = 0;        // 1-based; 0 when unknown
   int column = 0;      // 1-based; 0 when unknown
-  std::string field;   // "spec.scaling.minReplicas"; "" for document-level errors
+  std::string
+      field;  // "spec.scaling.minReplicas"; "" for document-level errors
   std::string message;
   std::string ToString() const;
 };
@@ -29,6 +32,11 @@ struct ParsedApp {
   tidal::v1::App app;
   std::string source;
   int line = 0;  // where the document starts
+  // The line of each field path written in the document.
+  std::map<std::string, int> lines;
+  // The line of `path` ("spec.scaling.maxReplicas"), else of its nearest
+  // written ancestor, else of the document.
+  int LineOf(std::string path) const;
 };
 
 struct ParseResult {
@@ -42,13 +50,16 @@ struct ParseResult {
 // Parses and validates every document in `yaml`. Documents without
 // metadata.namespace get `default_namespace` ("default" when empty). When any
 // document is invalid, `errors` lists every problem found in every document
-// (the caller must then apply nothing).
+// (the caller must then apply nothing). `opts` adds the server's limits
+// (api/limits.h); the defaults check only what holds everywhere.
 ParseResult ParseApps(std::string_view yaml, std::string_view source,
-                      std::string_view default_namespace = "default");
+                      std::string_view default_namespace = "default",
+                      const ValidationOptions& opts = {});
 
 // Validates an App built in code (no line numbers): the same rules as
 // ParseApps after parsing.
-std::vector<SpecError> ValidateApp(const tidal::v1::App& app);
+std::vector<SpecError> ValidateApp(const tidal::v1::App& app,
+                                   const ValidationOptions& opts = {});
 
 // Serializes an App in the YAML form users write (status included when set).
 std::string AppToYaml(const tidal::v1::App& app);

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <optional>
 #include <sstream>
 
 #include "absl/strings/match.h"
@@ -243,9 +244,22 @@ struct DeleteFlags {
   std::vector<std::string> files;
   bool wait = false;
   std::string dry_run = "none";
+  int64_t grace_period = -1;  // -1: the template's
+  bool force = false;
 };
 
 int DoDelete(Context& ctx, const DeleteFlags& f) {
+  // kubectl's rules: a negative grace period is the template's;
+  // --grace-period=0 without --force becomes 1; --force alone is 0.
+  std::optional<int64_t> grace;
+  if (f.grace_period >= 0) grace = f.grace_period;
+  if (grace == 0 && !f.force) grace = 1;
+  if (!grace.has_value() && f.force) grace = 0;
+  if (grace == 0) {
+    ctx.err() << "warning: immediate deletion: the instances are killed "
+                 "(SIGKILL) at once, without draining or waiting for them to "
+                 "finish\n";
+  }
   std::vector<std::pair<std::string, std::string>> targets;  // (ns, name)
   if (!f.files.empty()) {
     if (!f.args.empty())
@@ -286,6 +300,8 @@ int DoDelete(Context& ctx, const DeleteFlags& f) {
     req.set_namespace_(ns);
     req.set_name(name);
     req.set_dry_run(dry);
+    if (grace.has_value()) req.set_grace_period_seconds(*grace);
+    req.set_force(f.force);
     tidal::v1::DeleteResponse resp;
     auto call = ctx.Call();
     absl::Status s = FromGrpc(ctx.Stub().Delete(call.get(), req, &resp));
@@ -378,6 +394,15 @@ void AddApplyCommands(CLI::App& root, Context& ctx) {
                   "(only checks that the apps exist)")
       ->check(CLI::IsMember({"none", "server", "client"}))
       ->capture_default_str();
+  del->add_option("--grace-period", delete_flags->grace_period,
+                  "seconds each instance gets between SIGTERM and SIGKILL, "
+                  "instead of its terminationGracePeriodSeconds (0-3600; "
+                  "negative: the template's; 0 needs --force, else it is 1); "
+                  "shortens the wait of an app already being deleted")
+      ->capture_default_str();
+  del->add_flag("--force", delete_flags->force,
+                "with no --grace-period (or 0): kill the instances at once "
+                "(SIGKILL, no draining), so the name is free again at once");
   del->callback([&ctx, delete_flags] {
     Run(ctx, [&] { return DoDelete(ctx, *delete_flags); });
   });

@@ -26,6 +26,11 @@ bool StopFirst(const Instance& a, const Instance& b) {
 }
 
 absl::Duration GraceOf(const App& app) {
+  // `tidalctl delete --grace-period/--force` overrides the template's.
+  if (app.metadata().has_deletion_timestamp() &&
+      app.metadata().has_deletion_grace_period_seconds()) {
+    return absl::Seconds(app.metadata().deletion_grace_period_seconds());
+  }
   const auto& t = app.spec().template_();
   return absl::Seconds(t.has_termination_grace_period_seconds()
                            ? t.termination_grace_period_seconds()
@@ -87,7 +92,16 @@ absl::StatusOr<AppReconciler::Result> AppReconciler::ReconcileDeleted(
   absl::Duration grace = app != nullptr ? GraceOf(*app) : absl::Seconds(30);
   int stopping = 0;
   for (const auto& inst : instances) {
-    if (!Live(inst)) continue;
+    if (!Live(inst)) {
+      // Already stopping: a delete with a shorter grace period (--force)
+      // cuts its wait (the runtime ignores a longer one).
+      if (app != nullptr &&
+          app->metadata().has_deletion_grace_period_seconds()) {
+        absl::Status st = runtime_->Stop(inst.id(), grace);
+        if (!st.ok() && !absl::IsNotFound(st)) return st;
+      }
+      continue;
+    }
     // New requests already get 404; the ones in flight finish (within the
     // grace period) before the instance gets SIGTERM.
     absl::Status st = StopInstance(inst, grace);
@@ -151,7 +165,15 @@ absl::StatusOr<AppReconciler::Result> AppReconciler::Reconcile(
   } else {
     plan.replicas = spec::BaseReplicas(app.spec());
   }
-  const int32_t desired = std::max(0, plan.replicas);
+  int32_t desired = std::max(0, plan.replicas);
+  if (options_.max_instances > 0 && desired > options_.max_instances) {
+    // An unbounded maxReplicas stands for the per-app maximum.
+    events_->Record(ns, name, "Warning", "InstanceLimit",
+                    absl::StrCat(desired, " instances wanted; held to ",
+                                 options_.max_instances,
+                                 " (tidald --max-instances-per-app)"));
+    desired = options_.max_instances;
+  }
   const absl::Duration grace = GraceOf(app);
 
   auto dp_or = deployer_->Plan(app, desired, live);

@@ -70,6 +70,9 @@ class AppReconciler {
     // Returns the app's URL for status.url ("" for none).
     std::function<std::string(const std::string& ns, const std::string& name)>
         url;
+    // The most instances one app runs, whatever the scaler wants (tidald
+    // --max-instances-per-app, bounded by its port range); 0: no cap.
+    int32_t max_instances = 0;
   };
   // What the caller should do after a successful reconcile.
   struct Result {

@@ -18,7 +18,11 @@ bool SameDesiredState(const tidal::v1::App& a, const tidal::v1::App& b) {
   const auto& ma = a.metadata();
   const auto& mb = b.metadata();
   if (ma.generation() != mb.generation() || ma.uid() != mb.uid() ||
-      ma.has_deletion_timestamp() != mb.has_deletion_timestamp()) {
+      ma.has_deletion_timestamp() != mb.has_deletion_timestamp() ||
+      ma.has_deletion_grace_period_seconds() !=
+          mb.has_deletion_grace_period_seconds() ||
+      ma.deletion_grace_period_seconds() !=
+          mb.deletion_grace_period_seconds()) {
     return false;
   }
   if (ma.labels_size() != mb.labels_size() ||

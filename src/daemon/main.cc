@@ -18,6 +18,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "api/addresses.h"
+#include "api/limits.h"
 #include "api/service.h"
 #include "common/logging.h"
 #include "common/units.h"
@@ -64,6 +66,9 @@ struct Flags {
   bool store_check = false;
   std::string store_backup;
   std::string store_restore;
+  int max_instances_per_app = spec::limits::kDefaultMaxInstancesPerApp;
+  int64_t max_instances_per_namespace = 0;
+  std::string allow_private_webhooks = "auto";
 };
 
 std::string DefaultDataDir() {
@@ -212,6 +217,41 @@ int Run(const Flags& flags) {
   if (!PositiveDurationFlag("--startup-timeout", flags.startup_timeout,
                             &ropts.startup_timeout))
     return 2;
+  // Limits on specs, checked at apply and scale.
+  spec::ValidationOptions vopts = spec::DefaultServerOptions();
+  if (flags.max_instances_per_app < 1) {
+    log->error("--max-instances-per-app: must be at least 1, got {}",
+               flags.max_instances_per_app);
+    return 2;
+  }
+  if (flags.max_instances_per_namespace < 0) {
+    log->error(
+        "--max-instances-per-namespace: must be >= 0 (0: no limit), "
+        "got {}",
+        flags.max_instances_per_namespace);
+    return 2;
+  }
+  vopts.max_instances_per_app = flags.max_instances_per_app;
+  vopts.ports = ropts.port_max - ropts.port_min + 1;
+  vopts.port_range = flags.port_range;
+  if (vopts.max_instances_per_app > vopts.ports) {
+    log->warn(
+        "--max-instances-per-app {} exceeds the {} ports of --port-range {}: "
+        "an app may ask for at most {} instances",
+        vopts.max_instances_per_app, vopts.ports, flags.port_range,
+        vopts.ports);
+  }
+  {
+    // auto: allowed only when the API itself is bound to loopback (a
+    // single-user machine), refused when it is reachable from elsewhere.
+    auto api_addr = SplitHostPort(flags.listen, "listen");
+    std::string host = api_addr.ok() ? api_addr->first : "";
+    bool loopback =
+        host == "localhost" || ClassifyLiteral(host) == AddressClass::kLoopback;
+    vopts.allow_private_webhooks =
+        flags.allow_private_webhooks == "true" ||
+        (flags.allow_private_webhooks == "auto" && loopback);
+  }
   // Instances find Tidal's own binaries (and the sample app) on their PATH.
   char self[4096];
   ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -299,6 +339,7 @@ int Run(const Flags& flags) {
   EventRecorder events(store->get(), RealClock::Get());
   events.StartFlusher();
   AppReconciler::Options recopts;
+  recopts.max_instances = std::min(vopts.max_instances_per_app, vopts.ports);
   int gw_port = gw.port();
   std::string domain = flags.domain;
   recopts.url = [gw_port, domain](const std::string& ns,
@@ -310,7 +351,9 @@ int Run(const Flags& flags) {
                            recopts);
   reconciler.set_route_sink(&routes);
   // Deployer: revisions, rollouts gated on the gateway's metrics, webhooks.
-  deployer::CurlWebhookSender webhooks;
+  deployer::WebhookSenderOptions wopts;
+  wopts.allow_private = vopts.allow_private_webhooks;
+  deployer::CurlWebhookSender webhooks(wopts);
   deployer::Deployer deployer(store->get(), RealClock::Get(), &gw, &webhooks);
   // Notifications committed by an earlier tidald but not delivered go out
   // first.
@@ -347,6 +390,8 @@ int Run(const Flags& flags) {
   // API.
   ServiceOptions sopts;
   sopts.store_name = store_name;
+  sopts.validation = vopts;
+  sopts.max_instances_per_namespace = flags.max_instances_per_namespace;
   TidalService service(store->get(), &runtime, RealClock::Get(), sopts);
   service.set_metrics(&gw);
   deployer::DeployerControl rollouts(store->get(), RealClock::Get(),
@@ -495,6 +540,20 @@ int main(int argc, char** argv) {
                  "Replace the SQLite store with the backup FILE once it "
                  "verifies (the old one is kept aside) and exit; tidald must "
                  "be stopped");
+  app.add_option("--max-instances-per-app", flags.max_instances_per_app,
+                 "Most instances one app may ask for (replicas, minReplicas, "
+                 "maxReplicas, schedules, scale); more is refused at apply")
+      ->capture_default_str();
+  app.add_option("--max-instances-per-namespace",
+                 flags.max_instances_per_namespace,
+                 "Most instances the apps of a namespace may run together by "
+                 "their specs (0 = no limit); more is refused at apply")
+      ->capture_default_str();
+  app.add_flag("--allow-private-webhooks{true}", flags.allow_private_webhooks,
+               "Let webhooks reach private, loopback and link-local addresses "
+               "(auto: only when --listen is a loopback address)")
+      ->check(CLI::IsMember({"auto", "true", "false"}))
+      ->capture_default_str();
   app.set_version_flag("--version", TIDAL_VERSION);
   CLI11_PARSE(app, argc, argv);
   return tidal::Run(flags);

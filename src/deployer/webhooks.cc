@@ -3,11 +3,13 @@
 #include <curl/curl.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <sys/socket.h>
 
 #include <mutex>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "api/addresses.h"
 #include "common/logging.h"
 
 namespace tidal::deployer {
@@ -47,6 +49,28 @@ std::string JsonString(const std::string& s) {
 
 size_t Discard(char*, size_t size, size_t n, void*) { return size * n; }
 
+// Checks each address curl is about to connect to (after its DNS lookup, so
+// a name that resolves, or re-resolves, to a private address is caught on
+// the exact address used).
+struct TargetGuard {
+  bool allow_private = false;
+  std::string refused;  // why the last address was refused
+};
+
+curl_socket_t OpenSocket(void* clientp, curlsocktype purpose,
+                         struct curl_sockaddr* addr) {
+  auto* guard = static_cast<TargetGuard*>(clientp);
+  if (purpose == CURLSOCKTYPE_IPCXN && !guard->allow_private) {
+    AddressClass c = ClassifySockaddr(&addr->addr);
+    if (c != AddressClass::kPublic) {
+      guard->refused = absl::StrCat(SockaddrText(&addr->addr), " is ",
+                                    AddressClassName(c), " address");
+      return CURL_SOCKET_BAD;
+    }
+  }
+  return socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+}
+
 void GlobalInit() {
   static std::once_flag once;
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
@@ -77,7 +101,8 @@ std::string HmacSha256Hex(const std::string& key, const std::string& body) {
       absl::string_view(reinterpret_cast<const char*>(digest), len));
 }
 
-CurlWebhookSender::CurlWebhookSender() {
+CurlWebhookSender::CurlWebhookSender(WebhookSenderOptions options)
+    : options_(options) {
   GlobalInit();
   worker_ = std::thread([this] { Loop(); });
 }
@@ -115,11 +140,28 @@ absl::Status CurlWebhookSender::Once(const tidal::v1::Webhook& hook,
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, Discard);
   curl_easy_setopt(curl, CURLOPT_USERAGENT, "tidal-deployer");
+#if LIBCURL_VERSION_NUM >= 0x075500
+  curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+#endif
+  TargetGuard guard;
+  guard.allow_private = options_.allow_private;
+  curl_easy_setopt(curl, CURLOPT_OPENSOCKETFUNCTION, OpenSocket);
+  curl_easy_setopt(curl, CURLOPT_OPENSOCKETDATA, &guard);
+  if (!options_.allow_private) {
+    // A proxy would make the connection for us, to an address not checked.
+    curl_easy_setopt(curl, CURLOPT_PROXY, "");
+  }
   CURLcode rc = curl_easy_perform(curl);
   long code = 0;
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
   curl_slist_free_all(headers);
   curl_easy_cleanup(curl);
+  if (rc != CURLE_OK && !guard.refused.empty()) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "webhook ", hook.name(), " (", hook.url(), ") refused: ", guard.refused,
+        "; tidald sends webhooks only to public addresses unless started "
+        "with --allow-private-webhooks"));
+  }
   if (rc == CURLE_OPERATION_TIMEDOUT) {
     return absl::DeadlineExceededError(
         absl::StrCat("webhook ", hook.name(), " (", hook.url(),
@@ -143,7 +185,7 @@ absl::Status CurlWebhookSender::Call(const tidal::v1::Webhook& hook,
   for (int attempt = 0; attempt <= std::max(0, hook.retries()); ++attempt) {
     if (attempt > 0) absl::SleepFor(absl::Milliseconds(200 * attempt));
     last = Once(hook, payload);
-    if (last.ok()) return last;
+    if (last.ok() || absl::IsPermissionDenied(last)) return last;
     GetLogger("deployer")
         ->warn("webhook {} attempt {}: {}", hook.name(), attempt + 1,
                last.ToString());

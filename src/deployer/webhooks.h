@@ -49,11 +49,22 @@ std::string WebhookPayload(const WebhookEvent& ev);
 // Lower-case hex of HMAC-SHA256(key, body).
 std::string HmacSha256Hex(const std::string& key, const std::string& body);
 
+struct WebhookSenderOptions {
+  // Whether webhooks may reach private, loopback, link-local, unique-local,
+  // multicast, unspecified and reserved addresses (tidald
+  // --allow-private-webhooks). When not, the address curl is about to
+  // connect to (after DNS) is checked, so a name that resolves to such an
+  // address is refused too, and no proxy is used.
+  bool allow_private = false;
+};
+
 // WebhookSender over libcurl (http and https). One background thread sends
 // notifications in order; the destructor sends what is queued, then joins.
+// A refused target is PermissionDenied ("... refused: 127.0.0.1 is a
+// loopback address ..."), not retried.
 class CurlWebhookSender : public WebhookSender {
  public:
-  CurlWebhookSender();
+  explicit CurlWebhookSender(WebhookSenderOptions options = {});
   ~CurlWebhookSender() override;
   absl::Status Call(const tidal::v1::Webhook& hook,
                     const std::string& payload) override;
@@ -64,6 +75,7 @@ class CurlWebhookSender : public WebhookSender {
   absl::Status Once(const tidal::v1::Webhook& hook, const std::string& payload);
   void Loop();
 
+  const WebhookSenderOptions options_;
   absl::Mutex mu_;
   std::deque<std::pair<tidal::v1::Webhook, std::string>> queue_
       ABSL_GUARDED_BY(mu_);

@@ -356,6 +356,177 @@ std::vector<InvalidRow> InvalidRows() {
        "apiVersion: tidal.dev/v1\nkind: App\nmetadata:\n- name: a\nspec:\n"
        "  template: {command: [x]}\n",
        4, 1, "metadata", "must be a map, got a list"},
+      // Bounds (api/limits.h, docs/spec.md "Limits"), with tidald's
+      // default server options (DefaultServerOptions).
+      {"ReplicasAbovePerAppMaximum",
+       Spec("  replicas: 2147483647\n  template: {command: [x]}\n"), 6, 13,
+       "spec.replicas",
+       "2147483647 exceeds the per-app maximum of 1000 instances (tidald "
+       "--max-instances-per-app)"},
+      {"MaxReplicasAbovePerAppMaximum",
+       Spec("  template: {command: [x]}\n  scaling:\n    maxReplicas: 5000\n"),
+       8, 18, "spec.scaling.maxReplicas",
+       "5000 exceeds the per-app maximum of 1000 instances (tidald "
+       "--max-instances-per-app)"},
+      {"MinReplicasAbovePerAppMaximum",
+       Spec("  template: {command: [x]}\n  scaling:\n    minReplicas: 1001\n"),
+       8, 18, "spec.scaling.minReplicas",
+       "1001 exceeds the per-app maximum of 1000 instances (tidald "
+       "--max-instances-per-app)"},
+      {"ScheduleMinReplicasAbovePerAppMaximum",
+       Spec("  template: {command: [x]}\n  scaling:\n    schedules:\n"
+            "    - cron: \"0 19 * * *\"\n      duration: 4h\n"
+            "      minReplicas: 100000\n"),
+       11, 20, "spec.scaling.schedules[0].minReplicas",
+       "100000 exceeds the per-app maximum of 1000 instances (tidald "
+       "--max-instances-per-app)"},
+      {"CanaryStepReplicasAbovePerAppMaximum",
+       Spec("  template: {command: [x]}\n  rollout:\n    strategy: canary\n"
+            "    steps:\n    - replicas: 100000\n"),
+       10, 17, "spec.rollout.steps[0].replicas",
+       "100000 exceeds the per-app maximum of 1000 instances (tidald "
+       "--max-instances-per-app)"},
+      {"TerminationGracePeriodTooLong",
+       Spec("  template:\n    command: [x]\n"
+            "    terminationGracePeriodSeconds: 2147483647\n"),
+       8, 36, "spec.template.terminationGracePeriodSeconds",
+       "must be at most 3600, got 2147483647"},
+      {"BatchIntervalTooLong",
+       Spec("  template: {command: [x]}\n  rollout:\n"
+            "    batchInterval: 9223372036854775807ms\n"),
+       8, 20, "spec.rollout.batchInterval",
+       "must be at most 24h, got 2562047788015h12m55.807s"},
+      {"ProbePeriodTooLong",
+       Spec("  template:\n    command: [x]\n    readinessProbe:\n"
+            "      httpGet: {path: /}\n      periodSeconds: 2147483647\n"),
+       10, 22, "spec.template.readinessProbe.periodSeconds",
+       "must be at most 3600, got 2147483647"},
+      {"ProbeFailureThresholdTooHigh",
+       Spec("  template:\n    command: [x]\n    livenessProbe:\n"
+            "      tcpSocket: {}\n      failureThreshold: 1000000\n"),
+       10, 25, "spec.template.livenessProbe.failureThreshold",
+       "must be at most 1000, got 1000000"},
+      {"ProgressDeadlineTooLong",
+       Spec("  template: {command: [x]}\n  rollout:\n"
+            "    progressDeadline: 1000h\n"),
+       8, 23, "spec.rollout.progressDeadline",
+       "must be at most 24h, got 1000h"},
+      {"AnalysisIntervalTooLong",
+       Spec("  template: {command: [x]}\n  rollout:\n    analysis:\n"
+            "      interval: 2h\n"),
+       9, 17, "spec.rollout.analysis.interval", "must be at most 1h, got 2h"},
+      {"MaxSurgeTooLarge",
+       Spec(
+           "  template: {command: [x]}\n  rollout:\n    maxSurge: 999999999\n"),
+       8, 15, "spec.rollout.maxSurge", "must be at most 100000, got 999999999"},
+      {"HistoryLimitTooLarge",
+       Spec("  template: {command: [x]}\n  rollout:\n    historyLimit: "
+            "100000\n"),
+       8, 19, "spec.rollout.historyLimit", "must be at most 1000, got 100000"},
+      {"ScaleToZeroGracePeriodTooLong",
+       Spec("  template: {command: [x]}\n  scaling:\n"
+            "    scaleToZeroGracePeriod: 48h\n"),
+       8, 29, "spec.scaling.scaleToZeroGracePeriod",
+       "must be at most 24h, got 48h"},
+      {"TargetTooLarge",
+       Spec("  template: {command: [x]}\n  scaling:\n    target: 1e300\n"), 8,
+       13, "spec.scaling.target", "must be at most 1000000, got 1e+300"},
+      {"WebhookTimeoutTooLong",
+       Spec("  template: {command: [x]}\n  webhooks:\n  - name: gate\n"
+            "    type: rollback\n    url: https://ci.example.com/hook\n"
+            "    timeout: 1h\n"),
+       11, 14, "spec.webhooks[0].timeout", "must be at most 5m, got 1h"},
+      {"TooManySchedules",
+       [] {
+         std::string body =
+             "  template: {command: [x]}\n  scaling:\n"
+             "    schedules:\n";
+         for (int i = 0; i < 101; ++i)
+           body +=
+               "    - {cron: \"0 1 * * *\", duration: 1h, minReplicas: 1}\n";
+         return Spec(body);
+       }(),
+       8, 5, "spec.scaling.schedules",
+       "must have at most 100 entries, got 101"},
+      {"TooManyLabels",
+       [] {
+         std::string y =
+             "apiVersion: tidal.dev/v1\nkind: App\nmetadata:\n"
+             "  name: a\n  labels:\n";
+         for (int i = 0; i < 65; ++i)
+           y += "    l" + std::to_string(i) + ": v\n";
+         return y + "spec:\n  template: {command: [x]}\n";
+       }(),
+       5, 3, "metadata.labels", "must have at most 64 entries, got 65"},
+      {"TooManyEnv",
+       [] {
+         std::string body = "  template:\n    command: [x]\n    env:\n";
+         for (int i = 0; i < 1025; ++i)
+           body += "      V" + std::to_string(i) + ": x\n";
+         return Spec(body);
+       }(),
+       8, 5, "spec.template.env", "must have at most 1024 entries, got 1025"},
+      {"ArgTooLong",
+       Spec("  template:\n    command: [x]\n    args: [" +
+            std::string(128 * 1024, 'a') + "]\n"),
+       8, 12, "spec.template.args[0]",
+       "must be at most 131071 bytes, got 131072"},
+      // NUL bytes: exec would cut the string there.
+      {"NulInCommand", Spec("  template: {command: [\"/bin/sh\\0-c\"]}\n"), 6,
+       24, "spec.template.command[0]",
+       "must not contain a NUL byte (found at byte 7; the string would be "
+       "cut there)"},
+      {"NulInArgs",
+       Spec("  template:\n    command: [x]\n    args: [ok, \"rm\\0-rf\"]\n"), 8,
+       16, "spec.template.args[1]",
+       "must not contain a NUL byte (found at byte 2; the string would be "
+       "cut there)"},
+      {"NulInEnvValue",
+       Spec("  template:\n    command: [x]\n    env:\n      MODE: "
+            "\"safe\\0x\"\n"),
+       9, 13, "spec.template.env[0].value",
+       "must not contain a NUL byte (found at byte 4; the string would be "
+       "cut there)"},
+      {"NulInWorkingDir",
+       Spec("  template:\n    command: [x]\n    workingDir: \"/srv\\0/x\"\n"),
+       8, 17, "spec.template.workingDir",
+       "must not contain a NUL byte (found at byte 4; the string would be "
+       "cut there)"},
+      {"NulInAnnotation",
+       "apiVersion: tidal.dev/v1\nkind: App\nmetadata:\n  name: a\n"
+       "  annotations:\n    note: \"a\\0b\"\nspec:\n  template: {command: "
+       "[x]}\n",
+       6, 5, "metadata.annotations.note",
+       "must not contain a NUL byte (found at byte 1; the string would be "
+       "cut there)"},
+      // Webhook targets: tidald refuses private addresses by default
+      // (--allow-private-webhooks); literal ones already at apply.
+      {"WebhookLoopbackAddress",
+       Spec("  template: {command: [x]}\n  webhooks:\n  - name: gate\n"
+            "    type: pre-rollout\n"
+            "    url: http://127.0.0.1:9090/internal-admin/x\n"),
+       10, 10, "spec.webhooks[0].url",
+       "127.0.0.1 is a loopback address; this tidald refuses private webhook "
+       "targets (tidald --allow-private-webhooks)"},
+      {"WebhookMetadataAddress",
+       Spec("  template: {command: [x]}\n  webhooks:\n  - name: n\n"
+            "    type: rollback\n"
+            "    url: http://169.254.169.254/latest/meta-data/\n"),
+       10, 10, "spec.webhooks[0].url",
+       "169.254.169.254 is a link-local address; this tidald refuses private "
+       "webhook targets (tidald --allow-private-webhooks)"},
+      {"WebhookMappedIpv6Loopback",
+       Spec("  template: {command: [x]}\n  webhooks:\n  - name: n\n"
+            "    type: rollback\n    url: \"http://[::ffff:127.0.0.1]:80/\"\n"),
+       10, 10, "spec.webhooks[0].url",
+       "::ffff:127.0.0.1 is a loopback address; this tidald refuses private "
+       "webhook targets (tidald --allow-private-webhooks)"},
+      {"WebhookShortIpv4Loopback",
+       Spec("  template: {command: [x]}\n  webhooks:\n  - name: n\n"
+            "    type: rollback\n    url: http://user@127.1/\n"),
+       10, 10, "spec.webhooks[0].url",
+       "127.1 is a loopback address; this tidald refuses private webhook "
+       "targets (tidald --allow-private-webhooks)"},
       {"DuplicateAppInFile",
        Spec("  template: {command: [x]}\n") + "---\n" +
            Spec("  template: {command: [y]}\n"),

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <regex>
 #include <thread>
 
@@ -108,9 +109,8 @@ class ServiceTest : public ::testing::Test {
     runtime_ = std::make_unique<LoggingRuntime>(dir_.string());
     Start(&store_);
   }
-  void Start(Store* store) {
+  void Start(Store* store, ServiceOptions opts = {}) {
     server_.reset();
-    ServiceOptions opts;
     opts.store_name = "memory";
     opts.runtime_name = "fake";
     opts.poll_interval = absl::Milliseconds(20);
@@ -486,6 +486,180 @@ TEST_F(ServiceTest, DeleteMarksAndKeepsTheObject) {
   grpc::ClientContext ctx;
   EXPECT_EQ(stub_->Delete(&ctx, req, &resp).error_code(),
             grpc::StatusCode::NOT_FOUND);
+}
+
+absl::Status DeleteApp(v1::Tidal::Stub* stub, const std::string& name,
+                       std::optional<int64_t> grace, bool force,
+                       v1::App* out = nullptr) {
+  v1::DeleteRequest req;
+  req.set_name(name);
+  if (grace.has_value()) req.set_grace_period_seconds(*grace);
+  req.set_force(force);
+  v1::DeleteResponse resp;
+  grpc::ClientContext ctx;
+  absl::Status s = FromGrpc(stub->Delete(&ctx, req, &resp));
+  if (out != nullptr) *out = resp.app();
+  return s;
+}
+
+// delete --grace-period / --force: the period is stored on the app for the
+// controller (metadata.deletionGracePeriodSeconds); a later delete can only
+// shorten it; 0 needs force, and the period is bounded as the template's.
+TEST_F(ServiceTest, DeleteGracePeriodAndForce) {
+  v1::App app = MakeApp("hello", 1);
+  app.mutable_spec()->mutable_template_()->set_termination_grace_period_seconds(
+      600);
+  ASSERT_TRUE(Apply({app}).ok());
+  absl::Status s = DeleteApp(stub_.get(), "hello", 0, false);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_EQ(s.message(),
+            "grace period 0 (kill at once) needs force (tidalctl delete "
+            "--grace-period=0 --force)");
+  s = DeleteApp(stub_.get(), "hello", 3601, true);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_EQ(s.message(),
+            "grace period: must be between 0 and 3600 seconds, got 3601");
+  s = DeleteApp(stub_.get(), "hello", -1, false);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_FALSE(Get("hello")->metadata().has_deletion_timestamp());
+
+  v1::App out;
+  ASSERT_TRUE(DeleteApp(stub_.get(), "hello", 120, false, &out).ok());
+  EXPECT_EQ(out.metadata().deletion_grace_period_seconds(), 120);
+  EXPECT_EQ(Get("hello")->metadata().deletion_grace_period_seconds(), 120);
+  const int64_t version = Get("hello")->metadata().resource_version();
+  // Longer, or none: nothing changes.
+  ASSERT_TRUE(DeleteApp(stub_.get(), "hello", 300, false).ok());
+  ASSERT_TRUE(DeleteApp(stub_.get(), "hello", std::nullopt, false).ok());
+  EXPECT_EQ(Get("hello")->metadata().resource_version(), version);
+  EXPECT_EQ(Get("hello")->metadata().deletion_grace_period_seconds(), 120);
+  // Shorter: stored. --force alone is 0.
+  ASSERT_TRUE(DeleteApp(stub_.get(), "hello", 10, false).ok());
+  EXPECT_EQ(Get("hello")->metadata().deletion_grace_period_seconds(), 10);
+  ASSERT_TRUE(DeleteApp(stub_.get(), "hello", std::nullopt, true).ok());
+  auto got = Get("hello");
+  EXPECT_TRUE(got->metadata().has_deletion_grace_period_seconds());
+  EXPECT_EQ(got->metadata().deletion_grace_period_seconds(), 0);
+
+  // On an app marked without a period, a shorter one than the template's
+  // (600s) is stored.
+  ASSERT_TRUE(Apply({MakeApp("other", 1)}).ok());
+  ASSERT_TRUE(DeleteApp(stub_.get(), "other", std::nullopt, false).ok());
+  EXPECT_FALSE(Get("other")->metadata().has_deletion_grace_period_seconds());
+  ASSERT_TRUE(DeleteApp(stub_.get(), "other", 0, true).ok());
+  EXPECT_TRUE(Get("other")->metadata().has_deletion_grace_period_seconds());
+}
+
+TEST_F(ServiceTest, ScaleAndApplyAboveThePerAppMaximumAreRefused) {
+  ASSERT_TRUE(Apply({MakeApp("web", 2)}).ok());
+  const int64_t txns = store_.txn_count();
+  v1::ScaleRequest req;
+  req.set_name("web");
+  req.set_replicas(2147483647);
+  v1::App out;
+  grpc::ClientContext ctx;
+  absl::Status s = FromGrpc(stub_->Scale(&ctx, req, &out));
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_EQ(s.message(),
+            "spec.replicas: 2147483647 exceeds the per-app maximum of 1000 "
+            "instances (tidald --max-instances-per-app)");
+  v1::ScaleRequest max_req;
+  max_req.set_name("web");
+  max_req.set_max_replicas(1001);
+  grpc::ClientContext ctx2;
+  s = FromGrpc(stub_->Scale(&ctx2, max_req, &out));
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(),
+                                "spec.scaling.maxReplicas: 1001 "
+                                "exceeds the per-app maximum"))
+      << s;
+  EXPECT_EQ(store_.txn_count(), txns);
+  EXPECT_EQ(Get("web")->spec().replicas(), 2);
+
+  // The port range bounds it further: each local instance needs a port.
+  ServiceOptions opts;
+  opts.validation.ports = 100;
+  opts.validation.port_range = "20000-20099";
+  Start(&store_, opts);
+  auto r = Apply({MakeApp("big", 101)});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(r.status().message(),
+            "app default/big: spec.replicas: 101 exceeds the 100 ports of "
+            "tidald --port-range 20000-20099 (each instance needs its own "
+            "port)");
+  EXPECT_TRUE(Apply({MakeApp("big", 100)}).ok());
+}
+
+// --max-instances-per-namespace: the sum over the namespace's apps of the
+// most instances each may run by its spec (replicas, else maxReplicas with
+// unbounded as the per-app maximum); a change that would raise it above
+// the limit is refused with the file, line and field.
+TEST_F(ServiceTest, PerNamespaceMaximumCountsEveryAppsMostInstances) {
+  ServiceOptions opts;
+  opts.max_instances_per_namespace = 10;
+  Start(&store_, opts);
+  v1::App b = MakeApp("b", 0);
+  b.mutable_spec()->clear_replicas();
+  b.mutable_spec()->mutable_scaling()->set_max_replicas(5);
+  ASSERT_TRUE(Apply({MakeApp("a", 4), b}).ok());
+  // Another namespace has its own room.
+  v1::App other = MakeApp("c", 10);
+  other.mutable_metadata()->set_namespace_("team-b");
+  ASSERT_TRUE(Apply({other}).ok());
+
+  const int64_t txns = store_.txn_count();
+  for (bool dry_run : {false, true}) {
+    v1::ApplyRequest req;
+    req.set_source("c.yaml");
+    req.set_dry_run(dry_run);
+    req.set_yaml(
+        "apiVersion: tidal.dev/v1\nkind: App\nmetadata:\n  name: c\nspec:\n"
+        "  replicas: 2\n  template: {command: [x]}\n");
+    grpc::ClientContext ctx;
+    v1::ApplyResponse resp;
+    absl::Status s = FromGrpc(stub_->Apply(&ctx, req, &resp));
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_EQ(s.message(),
+              "c.yaml:6: spec.replicas: namespace \"default\" could run 11 "
+              "instances with this app's 2 (the other apps: 9); the "
+              "per-namespace maximum is 10 (tidald "
+              "--max-instances-per-namespace). Counted: spec.replicas, else "
+              "the largest of scaling.maxReplicas (unset or 0: 1000), its "
+              "schedules and initialScale");
+  }
+  // An autoscaled app without maxReplicas counts as the per-app maximum.
+  v1::App unbounded = MakeApp("d", 0);
+  unbounded.mutable_spec()->clear_replicas();
+  unbounded.mutable_spec()->mutable_scaling()->set_min_replicas(0);
+  auto r = Apply({unbounded});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(r.status().message(),
+                                "app default/d: spec.scaling.maxReplicas: "
+                                "namespace \"default\" could run 1009"))
+      << r.status();
+  // Scale is held to it too.
+  v1::ScaleRequest req;
+  req.set_name("b");
+  req.set_max_replicas(7);
+  v1::App out;
+  {
+    grpc::ClientContext ctx;
+    absl::Status s = FromGrpc(stub_->Scale(&ctx, req, &out));
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_TRUE(absl::StrContains(s.message(),
+                                  "spec.scaling.maxReplicas: namespace "
+                                  "\"default\" could run 11"))
+        << s;
+  }
+  EXPECT_EQ(store_.txn_count(), txns);
+  // Room made by scaling one app down, or by deleting one, can be taken.
+  ASSERT_TRUE(Apply({MakeApp("a", 2)}).ok());
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub_->Scale(&ctx, req, &out).ok());
+  }
+  ASSERT_TRUE(DeleteApp(stub_.get(), "a", std::nullopt, false).ok());
+  EXPECT_TRUE(Apply({MakeApp("c", 3)}).ok());
 }
 
 // Reads watch events on a thread into a vector.

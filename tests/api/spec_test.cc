@@ -45,7 +45,8 @@ TEST(ParseAppsTest, InvalidSpecsTable) {
   ASSERT_GE(rows.size(), 40u);
   for (const InvalidRow& row : rows) {
     SCOPED_TRACE(row.name);
-    ParseResult r = ParseApps(row.yaml, "app.yaml");
+    ParseResult r =
+        ParseApps(row.yaml, "app.yaml", "default", DefaultServerOptions());
     ASSERT_FALSE(r.ok()) << row.yaml;
     EXPECT_TRUE(r.apps.empty());
     EXPECT_FALSE(r.ToStatus().ok());

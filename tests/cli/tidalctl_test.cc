@@ -323,6 +323,60 @@ TEST_F(TidalctlTest, DeleteDescribeInstancesEventsAndLogs) {
   EXPECT_EQ(r.code, 1);
 }
 
+// delete --grace-period / --force with kubectl's rules, down to the app the
+// controller reads (metadata.deletionGracePeriodSeconds).
+TEST_F(TidalctlTest, DeleteGracePeriodAndForce) {
+  ASSERT_EQ(
+      Run({"apply", "-f",
+           WriteFile("a.yaml", AppYaml("a", 1) + "---\n" + AppYaml("b", 1) +
+                                   "---\n" + AppYaml("c", 1) + "---\n" +
+                                   AppYaml("d", 1))})
+          .code,
+      0);
+  auto grace = [&](const std::string& name) -> int64_t {
+    v1::GetRequest req;
+    req.set_name(name);
+    auto app = service_->Get(req);
+    if (!app.ok() || !app->metadata().has_deletion_timestamp()) return -2;
+    if (!app->metadata().has_deletion_grace_period_seconds()) return -1;
+    return app->metadata().deletion_grace_period_seconds();
+  };
+  Result r = Run({"delete", "app", "a", "--grace-period=5000"});
+  EXPECT_EQ(r.code, 2) << "an invalid request is a usage error";
+  EXPECT_EQ(r.err,
+            "error: grace period: must be between 0 and 3600 seconds, got "
+            "5000\n");
+  EXPECT_EQ(grace("a"), -2) << "nothing marked";
+
+  r = Run({"delete", "app", "a", "--grace-period=7"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "app.tidal.dev \"a\" deleted\n");
+  EXPECT_EQ(grace("a"), 7);
+  // 0 without --force is 1 (kubectl's rule).
+  r = Run({"delete", "app", "b", "--grace-period=0"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  EXPECT_EQ(grace("b"), 1);
+  // --force alone, and --grace-period=0 --force: kill at once, with a warning.
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"delete", "app", "c", "--force"},
+           {"delete", "app", "a", "--grace-period=0", "--force"}}) {
+    r = Run(args);
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_TRUE(absl::StartsWith(r.err, "warning: immediate deletion"))
+        << r.err;
+  }
+  EXPECT_EQ(grace("c"), 0);
+  EXPECT_EQ(grace("a"), 0) << "a shorter period on an app being deleted";
+  // No flag: the template's period (nothing stored); a dry run stores none.
+  r = Run({"delete", "app", "d", "--force", "--dry-run=server"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(grace("d"), -2);
+  r = Run({"delete", "app", "d"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(grace("d"), -1);
+}
+
 TEST_F(TidalctlTest, SelectorOnInstancesAndEventsGoesByTheirAppsLabels) {
   ASSERT_EQ(Run({"apply", "-f",
                  WriteFile("a.yaml", AppYaml("web", 1, "    tier: front\n") +

@@ -4,6 +4,8 @@
 
 #include <functional>
 #include <map>
+#include <optional>
+#include <vector>
 
 #include "api/spec.h"
 #include "common/proto_time.h"
@@ -350,7 +352,101 @@ TEST(AppReconcilerTest, DeleteRemovesTheRouteThenDrainsBeforeStopping) {
   routes.FinishDrains();
   EXPECT_EQ(runtime.stops(), 2);
   ASSERT_TRUE(reconciler.Reconcile("default/hello").ok());
-  EXPECT_TRUE(absl::IsNotFound(store.Get(keys::App("default", "hello")).status()));
+  EXPECT_TRUE(
+      absl::IsNotFound(store.Get(keys::App("default", "hello")).status()));
+}
+
+// A FakeRuntime that records the grace period of each Stop.
+class GraceRecordingRuntime : public testing::FakeRuntime {
+ public:
+  // Stopped instances stay Terminating until FinishStops (they ignore
+  // SIGTERM).
+  GraceRecordingRuntime() : FakeRuntime(true) { set_instant_stop(false); }
+  absl::Status Stop(const std::string& id, absl::Duration grace) override {
+    graces.push_back(grace);
+    return FakeRuntime::Stop(id, grace);
+  }
+  std::vector<absl::Duration> graces;
+};
+
+// delete --grace-period/--force (metadata.deletionGracePeriodSeconds)
+// replaces the template's period, also for instances already stopping.
+TEST(AppReconcilerTest, DeleteGracePeriodOverridesTheTemplatesAndCutsTheWait) {
+  testing::MemoryStore store;
+  GraceRecordingRuntime runtime;
+  testing::FakeClock clock;
+  EventRecorder events(&store, &clock);
+  AppReconciler reconciler(&store, &runtime, &events, &clock, {});
+  App app = MakeApp(2);
+  app.mutable_spec()->mutable_template_()->set_termination_grace_period_seconds(
+      3600);
+  const std::string key = keys::App("default", "hello");
+  ASSERT_TRUE(store.Create(key, app.SerializeAsString()).ok());
+  ASSERT_TRUE(reconciler.Reconcile("default/hello").ok());
+  ASSERT_EQ(runtime.List().size(), 2u);
+
+  auto mark = [&](std::optional<int64_t> grace) {
+    auto kv = store.Get(key);
+    ASSERT_TRUE(kv.ok()) << kv.status();
+    App a;
+    ASSERT_TRUE(a.ParseFromString(kv->value));
+    *a.mutable_metadata()->mutable_deletion_timestamp() =
+        ToProtoTime(clock.Now());
+    if (grace.has_value()) {
+      a.mutable_metadata()->set_deletion_grace_period_seconds(*grace);
+    }
+    ASSERT_TRUE(
+        store.Update(key, a.SerializeAsString(), kv->resource_version).ok());
+  };
+  mark(std::nullopt);
+  ASSERT_TRUE(reconciler.Reconcile("default/hello").ok());
+  EXPECT_EQ(runtime.graces,
+            std::vector<absl::Duration>(2, absl::Seconds(3600)));
+  // Both are Terminating (they ignore SIGTERM): a plain reconcile leaves
+  // them; --force (0) stops them again at once.
+  ASSERT_TRUE(reconciler.Reconcile("default/hello").ok());
+  EXPECT_EQ(runtime.graces.size(), 2u);
+  mark(0);
+  ASSERT_TRUE(reconciler.Reconcile("default/hello").ok());
+  ASSERT_EQ(runtime.graces.size(), 4u);
+  EXPECT_EQ(runtime.graces[2], absl::ZeroDuration());
+  EXPECT_EQ(runtime.graces[3], absl::ZeroDuration());
+  runtime.FinishStops();
+  ASSERT_TRUE(reconciler.Reconcile("default/hello").ok());
+  EXPECT_TRUE(absl::IsNotFound(store.Get(key).status()));
+}
+
+// The scaler may want more than tidald allows (an unbounded maxReplicas):
+// the reconciler holds the app to --max-instances-per-app, with an event.
+TEST(AppReconcilerTest, InstancesAreHeldToThePerAppMaximum) {
+  testing::MemoryStore store;
+  testing::FakeRuntime runtime(true);
+  testing::FakeClock clock;
+  EventRecorder events(&store, &clock);
+  AppReconciler::Options opts;
+  opts.max_instances = 3;
+  AppReconciler reconciler(&store, &runtime, &events, &clock, opts);
+  ASSERT_TRUE(
+      store
+          .Create(keys::App("default", "hello"), MakeApp(5).SerializeAsString())
+          .ok());
+  ASSERT_TRUE(reconciler.Reconcile("default/hello").ok());
+  EXPECT_EQ(runtime.List().size(), 3u);
+  auto list = store.List(keys::EventPrefix("default", "hello"));
+  ASSERT_TRUE(list.ok());
+  bool held = false;
+  for (const auto& kv : list->items) {
+    tidal::v1::Event ev;
+    ASSERT_TRUE(ev.ParseFromString(kv.value));
+    if (ev.reason() == "InstanceLimit") {
+      held = true;
+      EXPECT_EQ(ev.type(), "Warning");
+      EXPECT_EQ(ev.message(),
+                "5 instances wanted; held to 3 (tidald "
+                "--max-instances-per-app)");
+    }
+  }
+  EXPECT_TRUE(held);
 }
 
 }  // namespace

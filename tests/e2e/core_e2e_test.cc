@@ -219,5 +219,72 @@ TEST_F(CoreE2ETest, SigtermLeavesInstancesForTheNextStartOrStopsThem) {
   EXPECT_EQ(Count(), 0) << "instances outlived tidald --stop-instances-on-exit";
 }
 
+// An instance that ignores SIGTERM, with the longest grace period allowed:
+// a plain delete would wait an hour and block the name; delete --force
+// kills it at once and the name can be applied again. Specs beyond the
+// limits are refused by tidald with file, line and field.
+TEST_F(CoreE2ETest, ForceDeleteOfAnInstanceThatIgnoresSigterm) {
+  const std::string spec = absl::StrCat(R"(apiVersion: tidal.dev/v1
+kind: App
+metadata:
+  name: stubborn
+spec:
+  replicas: 1
+  template:
+    command: ["/bin/sh", "-c", "trap '' TERM; while :; do sleep 1; done; : )",
+                                        marker_, R"("]
+    terminationGracePeriodSeconds: 3600
+)");
+  auto r = Apply(spec);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_TRUE(WaitFor([&] { return Count() == 1; })) << Count();
+
+  r = daemon_->Ctl({"delete", "app", "stubborn"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // Being deleted (the instance has an hour to go): the name is taken.
+  r = Apply(spec);
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.err, "is being deleted")) << r.err;
+  EXPECT_EQ(Count(), 1) << "SIGTERM is ignored";
+
+  const absl::Time start = absl::Now();
+  r = daemon_->Ctl(
+      {"delete", "app", "stubborn", "--force", "--wait", "--timeout", "30s"});
+  const absl::Duration took = absl::Now() - start;
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "warning: immediate deletion")) << r.err;
+  EXPECT_LT(took, absl::Seconds(15));
+  std::cerr << "delete --force --wait of an instance ignoring SIGTERM took "
+            << absl::FormatDuration(took) << "\n";
+  EXPECT_TRUE(WaitFor([&] { return Count() == 0; })) << Count();
+  r = Apply(spec);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.out, "created")) << r.out;
+  ASSERT_TRUE(WaitFor([&] { return Count() == 1; })) << Count();
+  r = daemon_->Ctl({"delete", "app", "stubborn", "--grace-period=0", "--force",
+                    "--wait", "--timeout", "30s"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(WaitFor([&] { return Count() == 0; })) << Count();
+
+  // Beyond the limits: refused by tidald, naming file, line and field.
+  std::string huge = absl::StrReplaceAll(
+      spec, {{"replicas: 1", "replicas: 2147483647"},
+             {"terminationGracePeriodSeconds: 3600",
+              "terminationGracePeriodSeconds: 2147483647"}});
+  r = Apply(huge);
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_TRUE(absl::StrContains(
+      r.err,
+      "app.yaml:6:13: spec.replicas: 2147483647 exceeds the per-app maximum "
+      "of 1000 instances (tidald --max-instances-per-app)"))
+      << r.err;
+  EXPECT_TRUE(absl::StrContains(
+      r.err,
+      "app.yaml:9:36: spec.template.terminationGracePeriodSeconds: must be "
+      "at most 3600, got 2147483647"))
+      << r.err;
+  EXPECT_EQ(Count(), 0);
+}
+
 }  // namespace
 }  // namespace tidal::e2e
