@@ -50,7 +50,8 @@ int64_t MonoMs() {
 }
 
 // Hop-by-hop headers (RFC 9110 7.6.1) plus the ones named in Connection.
-// Transfer-Encoding is kept: Beast re-frames the body with it.
+// Transfer-Encoding is kept: the body is re-framed with it. Trailer is kept:
+// trailer fields are relayed when the outgoing body is chunked.
 template <bool isRequest, class Fields>
 void StripHopByHop(http::header<isRequest, Fields>& h) {
   std::string connection(h[http::field::connection]);
@@ -67,7 +68,6 @@ void StripHopByHop(http::header<isRequest, Fields>& h) {
   h.erase(http::field::keep_alive);
   h.erase(http::field::proxy_connection);
   h.erase(http::field::te);
-  h.erase(http::field::trailer);
   h.erase(http::field::upgrade);
   h.erase(http::field::proxy_authenticate);
   h.erase(http::field::proxy_authorization);
@@ -95,6 +95,103 @@ bool StillOpen(tcp::socket& s) {
 }
 
 const char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+// Fields that framing or routing own: never relayed as trailer fields
+// (RFC 9110 6.5.1).
+bool ForbiddenTrailer(beast::string_view name) {
+  static const char* const kNames[] = {
+      "content-length", "transfer-encoding", "host",
+      "connection",     "keep-alive",        "te",
+      "trailer",        "upgrade",           "proxy-connection",
+      "content-type",   "content-encoding",  "content-range",
+      "authorization",  "cache-control",     "expect"};
+  for (const char* n : kNames) {
+    if (beast::iequals(name, n)) return true;
+  }
+  return false;
+}
+
+// The outgoing side of one message's body. Beast's chunked serializer cannot
+// relay a body read piece by piece (it turns an empty piece into the last
+// chunk "0\r\n\r\n", and writes no trailers), so the serializer writes the
+// header only and the body is framed here: raw bytes (Content-Length, or
+// until close) or chunks, ending with the last chunk and the trailer fields
+// the parser appended to the message after its header.
+struct BodyOut {
+  // Starts a message: `sr` (kept alive by the caller until the first write
+  // completes) gives the header; `has_body` is false when the message ends
+  // with its header (HEAD, 204, 304, Content-Length: 0).
+  template <class Serializer, class Fields>
+  void Begin(Serializer& sr, const Fields& fields, bool has_body,
+             bool chunked_out, bool chunked_in) {
+    bufs.clear();
+    sr.split(true);
+    beast::error_code ec;
+    sr.next(ec, [&](beast::error_code&, const auto& buffers) {
+      for (auto b : beast::buffers_range_ref(buffers)) bufs.push_back(b);
+    });
+    header_pending = true;
+    body = has_body;
+    chunked = has_body && chunked_out;
+    header_fields.clear();
+    if (chunked && chunked_in) {
+      // Trailer fields arrive in the same field list: remember which
+      // fields were the header's.
+      for (const auto& f : fields) header_fields.push_back(&f);
+      std::sort(header_fields.begin(), header_fields.end());
+    }
+  }
+
+  // Buffers for one write: the header if not yet written, then `n` bytes at
+  // `data` (n may be 0), then the end of the body if `last`. The buffers
+  // stay valid until the next call.
+  template <class Fields>
+  const std::vector<asio::const_buffer>& Frame(const char* data, size_t n,
+                                               bool last,
+                                               const Fields& fields) {
+    if (!header_pending) bufs.clear();
+    header_pending = false;
+    if (!body) return bufs;
+    if (!chunked) {
+      if (n > 0) bufs.emplace_back(data, n);
+      return bufs;
+    }
+    if (n > 0) {
+      int len = absl::SNPrintF(size_line, sizeof(size_line), "%x\r\n", n);
+      bufs.emplace_back(size_line, static_cast<size_t>(len));
+      bufs.emplace_back(data, n);
+      bufs.emplace_back("\r\n", 2);
+    }
+    if (last) {
+      tail = "0\r\n";
+      if (!header_fields.empty()) {
+        for (const auto& f : fields) {
+          if (std::binary_search(header_fields.begin(), header_fields.end(),
+                                 static_cast<const void*>(&f)) ||
+              ForbiddenTrailer(f.name_string())) {
+            continue;
+          }
+          absl::StrAppend(
+              &tail,
+              absl::string_view(f.name_string().data(), f.name_string().size()),
+              ": ", absl::string_view(f.value().data(), f.value().size()),
+              "\r\n");
+        }
+      }
+      tail += "\r\n";
+      bufs.emplace_back(tail.data(), tail.size());
+    }
+    return bufs;
+  }
+
+  std::vector<asio::const_buffer> bufs;
+  std::vector<const void*> header_fields;  // sorted
+  std::string tail;
+  char size_line[20];
+  bool header_pending = false;
+  bool body = false;
+  bool chunked = false;
+};
 
 }  // namespace
 
@@ -294,10 +391,12 @@ class Session : public Waiter, public std::enable_shared_from_this<Session> {
   void UpstreamFailed(bool connect_failure);
   void SendRequest();
   void RelayRequestStep();
+  void WriteRequest(const char* data, size_t n, bool last);
   void OnRequestWritten(beast::error_code ec);
   void ReadResponseHeader();
   void OnResponseHeader(beast::error_code ec);
   void RelayResponseStep();
+  void WriteResponse(const char* data, size_t n, bool last);
   void OnResponseWritten(beast::error_code ec);
   void FinishExchange();
   void Respond(http::status status, std::string body, bool retry_after = false);
@@ -327,6 +426,8 @@ class Session : public Waiter, public std::enable_shared_from_this<Session> {
   std::unique_ptr<http::response<http::string_body>> gen_res_;
   std::unique_ptr<char[]> req_buf_;
   std::unique_ptr<char[]> res_buf_;
+  BodyOut req_out_;
+  BodyOut res_out_;
 
   // Per request.
   std::string host_;
@@ -347,8 +448,11 @@ class Session : public Waiter, public std::enable_shared_from_this<Session> {
   bool body_started_ = false;
   bool reused_ = false;
   bool response_started_ = false;
+  bool request_sent_ = false;   // the request's last byte went upstream
+  bool response_sent_ = false;  // the response's last byte went to the client
   int attempts_ = 0;
   int status_ = 0;
+  int client_version_ = 11;
 };
 
 void Session::ReadRequest() {
@@ -389,6 +493,7 @@ void Session::OnRequestHeader(beast::error_code ec) {
   }
   auto& req = req_parser_->get();
   client_keep_alive_ = req.keep_alive();
+  client_version_ = req.version();  // the upstream request is HTTP/1.1
   idempotent_ = Idempotent(req.method());
   is_head_ = req.method() == http::verb::head;
   body_started_ = false;
@@ -590,7 +695,11 @@ void Session::UpstreamFailed(bool connect_failure) {
 
 void Session::SendRequest() {
   phase_ = Phase::kSendRequest;
-  req_sr_.emplace(req_parser_->get());
+  auto& req = req_parser_->get();
+  req_sr_.emplace(req);
+  req_out_.Begin(*req_sr_, req.base(), !req_parser_->is_done(), req.chunked(),
+                 req.chunked());
+  request_sent_ = false;
   if (expect_continue_ && !req_parser_->is_done()) {
     expect_continue_ = false;
     SetDeadline(opts_.client_idle_timeout);
@@ -606,47 +715,45 @@ void Session::SendRequest() {
   RelayRequestStep();
 }
 
+// Reads the next piece of the request body from the client and writes it
+// upstream (with the header, the first time).
 void Session::RelayRequestStep() {
+  if (req_parser_->is_done()) return WriteRequest(nullptr, 0, true);
   auto& body = req_parser_->get().body();
-  if (!req_parser_->is_done()) {
-    if (!req_buf_) req_buf_.reset(new char[kBodyChunk]);
-    body.data = req_buf_.get();
-    body.size = kBodyChunk;
-    body_started_ = true;
-    SetDeadline(opts_.client_idle_timeout);
-    http::async_read_some(
-        client_, cbuf_, *req_parser_,
-        [self = shared_from_this()](beast::error_code ec, size_t) {
-          self->deadline_ms_ = 0;
-          if (ec == http::error::need_buffer) ec = {};
-          if (ec) {
-            if (ec == http::error::body_limit) {
-              self->client_keep_alive_ = false;
-              beast::error_code ignored;
-              self->upstream_.close(ignored);
-              self->ReleaseLease(413);
-              return self->Respond(http::status::payload_too_large,
-                                   "request body too large\n");
-            }
-            return self->Abort();
-          }
-          auto& b = self->req_parser_->get().body();
-          b.size = kBodyChunk - b.size;
-          b.data = self->req_buf_.get();
-          b.more = !self->req_parser_->is_done();
-          self->SetDeadline(self->opts_.client_idle_timeout);
-          http::async_write(self->upstream_, *self->req_sr_,
-                            [self](beast::error_code ec, size_t) {
-                              self->OnRequestWritten(ec);
-                            });
-        });
-    return;
-  }
-  body.data = nullptr;
-  body.size = 0;
-  body.more = false;
+  if (!req_buf_) req_buf_.reset(new char[kBodyChunk]);
+  body.data = req_buf_.get();
+  body.size = kBodyChunk;
+  body_started_ = true;
   SetDeadline(opts_.client_idle_timeout);
-  http::async_write(upstream_, *req_sr_,
+  http::async_read_some(
+      client_, cbuf_, *req_parser_,
+      [self = shared_from_this()](beast::error_code ec, size_t) {
+        self->deadline_ms_ = 0;
+        if (ec == http::error::need_buffer) ec = {};
+        if (ec) {
+          if (ec == http::error::body_limit) {
+            self->client_keep_alive_ = false;
+            beast::error_code ignored;
+            self->upstream_.close(ignored);
+            self->ReleaseLease(413);
+            return self->Respond(http::status::payload_too_large,
+                                 "request body too large\n");
+          }
+          return self->Abort();
+        }
+        size_t n = kBodyChunk - self->req_parser_->get().body().size;
+        bool last = self->req_parser_->is_done();
+        // A chunk header or a chunk's CRLF: nothing to write yet.
+        if (n == 0 && !last) return self->RelayRequestStep();
+        self->WriteRequest(self->req_buf_.get(), n, last);
+      });
+}
+
+void Session::WriteRequest(const char* data, size_t n, bool last) {
+  request_sent_ = last;
+  SetDeadline(opts_.client_idle_timeout);
+  asio::async_write(upstream_,
+                    req_out_.Frame(data, n, last, req_parser_->get().base()),
                     [self = shared_from_this()](beast::error_code ec, size_t) {
                       self->OnRequestWritten(ec);
                     });
@@ -654,12 +761,11 @@ void Session::RelayRequestStep() {
 
 void Session::OnRequestWritten(beast::error_code ec) {
   deadline_ms_ = 0;
-  if (ec == http::error::need_buffer) ec = {};
   if (ec || timed_out_) {
     if (body_started_) return Abort();
     return UpstreamFailed(false);
   }
-  if (!req_sr_->is_done()) return RelayRequestStep();
+  if (!request_sent_) return RelayRequestStep();
   ReadResponseHeader();
 }
 
@@ -703,67 +809,59 @@ void Session::OnResponseHeader(beast::error_code ec) {
   status_ = res.result_int();
   upstream_keep_alive_ = res.keep_alive() && !res_parser_->need_eof();
   StripHopByHop(res);
+  bool chunked_in = res.chunked();
   if (!is_head_ && !res.has_content_length() && !res.chunked() &&
       res_parser_->need_eof()) {
-    if (req_parser_->get().version() >= 11) {
+    if (client_version_ >= 11) {
       res.chunked(true);
     } else {
       client_keep_alive_ = false;
     }
   }
-  if (req_parser_->get().version() < 11 && res.chunked()) {
+  if (client_version_ < 11 && res.chunked()) {
     res.chunked(false);
     client_keep_alive_ = false;
   }
+  if (!res.chunked()) res.erase(http::field::trailer);  // nothing to announce
   res.keep_alive(client_keep_alive_);
   res_sr_.emplace(res);
+  // No body: HEAD, 1xx/204/304, Content-Length: 0 (the parser is done with
+  // the header).
+  res_out_.Begin(*res_sr_, res.base(), !res_parser_->is_done(), res.chunked(),
+                 chunked_in);
+  response_sent_ = false;
   response_started_ = true;
-  if (is_head_) {
-    phase_ = Phase::kRelayResponse;
-    SetDeadline(opts_.client_idle_timeout);
-    http::async_write_header(
-        client_, *res_sr_,
-        [self = shared_from_this()](beast::error_code ec, size_t) {
-          self->deadline_ms_ = 0;
-          if (ec) return self->Abort();
-          self->FinishExchange();
-        });
-    return;
-  }
   RelayResponseStep();
 }
 
+// Reads the next piece of the response body from the instance and writes it
+// to the client (with the header, the first time).
 void Session::RelayResponseStep() {
   phase_ = Phase::kRelayResponse;
+  if (res_parser_->is_done()) return WriteResponse(nullptr, 0, true);
   auto& body = res_parser_->get().body();
-  if (!res_parser_->is_done()) {
-    if (!res_buf_) res_buf_.reset(new char[kBodyChunk]);
-    body.data = res_buf_.get();
-    body.size = kBodyChunk;
-    SetDeadline(opts_.client_idle_timeout);
-    http::async_read_some(
-        upstream_, ubuf_, *res_parser_,
-        [self = shared_from_this()](beast::error_code ec, size_t) {
-          self->deadline_ms_ = 0;
-          if (ec == http::error::need_buffer) ec = {};
-          if (ec) return self->Abort();
-          auto& b = self->res_parser_->get().body();
-          b.size = kBodyChunk - b.size;
-          b.data = self->res_buf_.get();
-          b.more = !self->res_parser_->is_done();
-          self->SetDeadline(self->opts_.client_idle_timeout);
-          http::async_write(self->client_, *self->res_sr_,
-                            [self](beast::error_code ec, size_t) {
-                              self->OnResponseWritten(ec);
-                            });
-        });
-    return;
-  }
-  body.data = nullptr;
-  body.size = 0;
-  body.more = false;
+  if (!res_buf_) res_buf_.reset(new char[kBodyChunk]);
+  body.data = res_buf_.get();
+  body.size = kBodyChunk;
   SetDeadline(opts_.client_idle_timeout);
-  http::async_write(client_, *res_sr_,
+  http::async_read_some(
+      upstream_, ubuf_, *res_parser_,
+      [self = shared_from_this()](beast::error_code ec, size_t) {
+        self->deadline_ms_ = 0;
+        if (ec == http::error::need_buffer) ec = {};
+        if (ec) return self->Abort();
+        size_t n = kBodyChunk - self->res_parser_->get().body().size;
+        bool last = self->res_parser_->is_done();
+        if (n == 0 && !last) return self->RelayResponseStep();
+        self->WriteResponse(self->res_buf_.get(), n, last);
+      });
+}
+
+void Session::WriteResponse(const char* data, size_t n, bool last) {
+  response_sent_ = last;
+  SetDeadline(opts_.client_idle_timeout);
+  asio::async_write(client_,
+                    res_out_.Frame(data, n, last, res_parser_->get().base()),
                     [self = shared_from_this()](beast::error_code ec, size_t) {
                       self->OnResponseWritten(ec);
                     });
@@ -771,16 +869,15 @@ void Session::RelayResponseStep() {
 
 void Session::OnResponseWritten(beast::error_code ec) {
   deadline_ms_ = 0;
-  if (ec == http::error::need_buffer) ec = {};
   if (ec || timed_out_) return Abort();
-  if (!res_sr_->is_done()) return RelayResponseStep();
+  if (!response_sent_) return RelayResponseStep();
   FinishExchange();
 }
 
 void Session::FinishExchange() {
   // Back to the pool if the exchange ended cleanly.
   if (upstream_keep_alive_ && res_parser_->is_done() && ubuf_.size() == 0 &&
-      req_sr_->is_done() && !lease_->removed.load(std::memory_order_relaxed)) {
+      request_sent_ && !lease_->removed.load(std::memory_order_relaxed)) {
     auto& pool = w_->pools[lease_->uid];
     if (!pool.endpoint) pool.endpoint = lease_;
     if (pool.idle.size() < opts_.max_idle_upstream_per_instance) {

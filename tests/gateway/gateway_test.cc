@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "gtest/gtest.h"
 #include "test_client.h"
 #include "test_upstream.h"
@@ -189,6 +190,215 @@ TEST_F(GatewayTest, StreamsLargeBodiesWithBoundedMemory) {
   int64_t growth_mb = (VmHwmKb() - hwm_before) / 1024;
   EXPECT_LT(growth_mb, 32) << "peak memory grew by " << growth_mb
                            << " MiB for 2 x 192 MiB";
+}
+
+// One I/O thread: every connection shares one upstream pool.
+GatewayOptions OneThread() {
+  GatewayOptions o;
+  o.threads = 1;
+  return o;
+}
+
+// The pattern body of `n` bytes and its checksum.
+std::string Pattern(uint64_t n, uint64_t offset = 0) {
+  std::string s(n, '\0');
+  for (uint64_t i = 0; i < n; ++i) s[i] = testing::PatternByte(offset + i);
+  return s;
+}
+uint64_t Sum(const std::string& s) {
+  return testing::Checksum(0, s.data(), s.size());
+}
+
+// Reads one response on `c` (chunked bodies and trailers decoded by Beast;
+// trailer fields land in Reply::headers).
+Reply ReadReply(Client& c, bool head = false) {
+  Reply r;
+  http::response_parser<http::string_body> p;
+  p.body_limit(boost::none);
+  if (head) p.skip(true);
+  boost::system::error_code ec;
+  http::read(c.socket(), c.buffer(), p, ec);
+  if (ec) {
+    r.error = ec.message();
+    return r;
+  }
+  r.status = p.get().result_int();
+  r.body = p.get().body();
+  for (auto& f : p.get()) {
+    std::string name(f.name_string());
+    for (auto& ch : name)
+      ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    r.headers[name] = std::string(f.value());
+  }
+  return r;
+}
+
+// Sends POST /upload with a chunked body, one write per piece of the wire
+// (size line, data, CRLF apart), ending with `trailers` ("Name: v\r\n"...).
+Reply PostChunked(Client& c, const std::vector<std::string>& chunks,
+                  const std::string& trailers = "") {
+  std::vector<std::string> wire;
+  wire.push_back(absl::StrCat("POST /upload HTTP/1.1\r\nHost: ", kHost,
+                              "\r\nTransfer-Encoding: chunked\r\n\r\n"));
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    wire.push_back(absl::StrCat(absl::Hex(chunks[i].size()),
+                                i % 2 ? ";name=value" : "", "\r\n"));
+    wire.push_back(chunks[i]);
+    wire.push_back("\r\n");
+  }
+  wire.push_back(absl::StrCat("0\r\n", trailers, "\r\n"));
+  boost::system::error_code ec;
+  for (const auto& piece : wire) {
+    boost::asio::write(c.socket(), boost::asio::buffer(piece), ec);
+    if (ec) {
+      Reply r;
+      r.error = ec.message();
+      return r;
+    }
+  }
+  return ReadReply(c);
+}
+
+TEST_F(GatewayTest, ChunkedRequestBodiesReachTheInstanceIntact) {
+  TestUpstream a("a");
+  StartGateway(OneThread());
+  gw_->SetRoute(MakeRoute({Ep(a)}));
+  Client c(port());
+  ASSERT_TRUE(c.connected());
+  // Several chunks of odd sizes (one over the gateway's 64 KiB buffer), then
+  // a large body, then an empty one; each followed by a Content-Length POST
+  // on the same client connection (and so the same pooled upstream one).
+  std::vector<std::vector<std::string>> bodies;
+  bodies.push_back({"hello"});
+  bodies.push_back(
+      {"a", Pattern(10), Pattern(1000, 11), Pattern(70000, 1011), "z"});
+  std::vector<std::string> large;
+  for (uint64_t off = 0; off < (3u << 20); off += 10007)
+    large.push_back(Pattern(std::min<uint64_t>(10007, (3u << 20) - off), off));
+  bodies.push_back(large);
+  bodies.push_back({});
+  for (int round = 0; round < 3; ++round) {
+    for (const auto& chunks : bodies) {
+      std::string whole = absl::StrJoin(chunks, "");
+      Reply r = PostChunked(c, chunks, "X-T-Sum: 42\r\nX-T-Round: r\r\n");
+      ASSERT_EQ(r.status, 200) << r.error;
+      EXPECT_EQ(r.body, absl::StrCat(whole.size(), " ", Sum(whole)));
+      EXPECT_EQ(r.header("x-trailers"), "X-T-Sum=42;X-T-Round=r;");
+      Reply plain = c.Send(kHost, "/upload", {}, http::verb::post, "hello");
+      ASSERT_EQ(plain.status, 200) << plain.error;
+      EXPECT_EQ(plain.body, absl::StrCat(5, " ", Sum("hello")));
+      EXPECT_EQ(c.buffer().size(), 0u);
+    }
+  }
+  // Without trailers too.
+  Reply r = PostChunked(c, {"abc", "de"});
+  ASSERT_EQ(r.status, 200) << r.error;
+  EXPECT_EQ(r.body, absl::StrCat(5, " ", Sum("abcde")));
+  EXPECT_EQ(r.header("x-trailers"), "");
+  EXPECT_EQ(a.connections(), 1);  // the pooled connection stayed clean
+  EXPECT_EQ(a.requests(), 3 * 2 * 4 + 1);
+}
+
+TEST_F(GatewayTest, ChunkedResponsesReachTheClientIntact) {
+  TestUpstream a("a");
+  StartGateway(OneThread());
+  gw_->SetRoute(MakeRoute({Ep(a)}));
+  Client c(port());
+  ASSERT_TRUE(c.connected());
+  struct Case {
+    uint64_t n;
+    size_t chunk;
+    bool trailers;
+  };
+  std::vector<Case> cases = {{5, 5, false},         {1, 1, true},
+                             {30, 7, true},         {200000, 70000, true},
+                             {3 << 20, 4099, true}, {0, 1, true}};
+  for (const Case& k : cases) {
+    Reply r = c.Send(kHost, absl::StrCat("/chunked?n=", k.n, "&chunk=", k.chunk,
+                                         "&trailers=", k.trailers ? 1 : 0));
+    ASSERT_EQ(r.status, 200) << r.error;
+    EXPECT_EQ(r.header("transfer-encoding"), "chunked");
+    std::string want = Pattern(k.n);
+    EXPECT_EQ(r.body.size(), want.size());
+    EXPECT_TRUE(r.body == want) << "body differs for n=" << k.n;
+    if (k.trailers) {
+      EXPECT_EQ(r.header("x-checksum"), std::to_string(Sum(want)));
+      EXPECT_EQ(r.header("trailer"), "X-Checksum, X-Chunks");
+    }
+    EXPECT_EQ(c.buffer().size(), 0u) << "leftover bytes after the response";
+    Reply plain = c.Send(kHost, "/upload", {}, http::verb::post, "hello");
+    ASSERT_EQ(plain.status, 200) << plain.error;
+    EXPECT_EQ(plain.body, absl::StrCat(5, " ", Sum("hello")));
+    Reply bytes = c.Send(kHost, "/bytes?n=100");
+    ASSERT_EQ(bytes.status, 200) << bytes.error;
+    EXPECT_EQ(bytes.body, Pattern(100));
+  }
+  // HEAD of a chunked resource: header only, the connection stays usable.
+  c.Send(kHost, "/chunked?n=10", {}, http::verb::head);
+  Reply after_head = c.Send(kHost, "/bytes?n=3");
+  EXPECT_EQ(after_head.status, 200) << after_head.error;
+  EXPECT_EQ(a.connections(), 1);
+}
+
+// Reads everything until the gateway closes the connection.
+std::string ReadUntilClose(Client& c) {
+  std::string out(static_cast<const char*>(c.buffer().data().data()),
+                  c.buffer().size());
+  c.buffer().consume(c.buffer().size());
+  char buf[65536];
+  boost::system::error_code ec;
+  for (;;) {
+    size_t n = c.socket().read_some(boost::asio::buffer(buf), ec);
+    out.append(buf, n);
+    if (ec) break;
+  }
+  return out;
+}
+
+TEST_F(GatewayTest, HttpOneZeroClientsAndResponsesFramedByClose) {
+  TestUpstream a("a");
+  StartGateway(OneThread());
+  gw_->SetRoute(MakeRoute({Ep(a)}));
+  // HTTP/1.1 client, response framed by close: re-chunked, connection kept.
+  {
+    Client c(port());
+    for (uint64_t n : {0ull, 10ull, 150000ull}) {
+      Reply r = c.Send(kHost, absl::StrCat("/eof?n=", n));
+      ASSERT_EQ(r.status, 200) << r.error;
+      EXPECT_EQ(r.header("transfer-encoding"), "chunked");
+      EXPECT_TRUE(r.body == Pattern(n)) << "n=" << n;
+      Reply next = c.Send(kHost, "/upload", {}, http::verb::post, "hi");
+      ASSERT_EQ(next.status, 200) << next.error;
+      EXPECT_EQ(next.body, absl::StrCat(2, " ", Sum("hi")));
+    }
+  }
+  // HTTP/1.0 clients: a chunked or close-framed response arrives raw, ended
+  // by the gateway closing the connection; no chunk framing, no trailers.
+  for (std::string target :
+       {"/chunked?n=100000&chunk=999&trailers=1", "/eof?n=100000"}) {
+    Client c(port());
+    std::string req =
+        absl::StrCat("GET ", target, " HTTP/1.0\r\nHost: ", kHost, "\r\n\r\n");
+    boost::asio::write(c.socket(), boost::asio::buffer(req));
+    std::string raw = ReadUntilClose(c);
+    size_t end = raw.find("\r\n\r\n");
+    ASSERT_NE(end, std::string::npos) << raw.substr(0, 200);
+    std::string head = raw.substr(0, end);
+    EXPECT_EQ(head.find("chunked"), std::string::npos) << head;
+    EXPECT_EQ(head.find("Trailer"), std::string::npos) << head;
+    EXPECT_TRUE(raw.substr(end + 4) == Pattern(100000)) << target;
+  }
+  // HTTP/1.0 client, Content-Length response: kept whole.
+  {
+    Client c(port());
+    std::string req =
+        absl::StrCat("GET /bytes?n=5000 HTTP/1.0\r\nHost: ", kHost, "\r\n\r\n");
+    boost::asio::write(c.socket(), boost::asio::buffer(req));
+    std::string raw = ReadUntilClose(c);
+    size_t end = raw.find("\r\n\r\n");
+    ASSERT_NE(end, std::string::npos);
+    EXPECT_TRUE(raw.substr(end + 4) == Pattern(5000));
+  }
 }
 
 TEST_F(GatewayTest, RemovesHopByHopHeadersAndAddsForwardedHeaders) {
@@ -517,8 +727,9 @@ TEST_F(GatewayTest, GatewayMadeResponsesAndPerSecondFiguresReachMetrics) {
   // The per-second gauges follow the gateway's once-a-second tick.
   ASSERT_TRUE(WaitFor([&] {
     prom = gw_->PrometheusText();
-    return prom.find("tidal_gateway_requests_per_second{namespace=\"default\","
-                     "app=\"hello\"} ") != std::string::npos;
+    return prom.find(
+               "tidal_gateway_requests_per_second{namespace=\"default\","
+               "app=\"hello\"} ") != std::string::npos;
   }));
   EXPECT_NE(prom.find("tidal_gateway_app_requests_total{namespace=\"default\","
                       "app=\"hello\",code_class=\"5xx\"} 4"),
@@ -558,14 +769,18 @@ TEST_F(GatewayTest, PerSecondGaugesShowTheLatestSecond) {
   for (int i = 0; i < 2; ++i)
     clients.emplace_back([&] { Fetch(port(), kHost, "/sleep?ms=2500"); });
   std::string prom;
-  bool seen = WaitFor([&] {
-    prom = gw_->PrometheusText();
-    return prom.find("tidal_gateway_concurrency{namespace=\"default\","
-                     "app=\"hello\",revision=\"1\"} 2.000") !=
-               std::string::npos &&
-           prom.find("tidal_gateway_concurrency{namespace=\"default\","
-                     "app=\"hello\"} 2.000") != std::string::npos;
-  }, absl::Seconds(5));
+  bool seen = WaitFor(
+      [&] {
+        prom = gw_->PrometheusText();
+        return prom.find(
+                   "tidal_gateway_concurrency{namespace=\"default\","
+                   "app=\"hello\",revision=\"1\"} 2.000") !=
+                   std::string::npos &&
+               prom.find(
+                   "tidal_gateway_concurrency{namespace=\"default\","
+                   "app=\"hello\"} 2.000") != std::string::npos;
+      },
+      absl::Seconds(5));
   for (auto& t : clients) t.join();
   EXPECT_TRUE(seen) << prom;
 }
