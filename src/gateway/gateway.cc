@@ -37,6 +37,7 @@ using tcp = asio::ip::tcp;
 
 constexpr size_t kBodyChunk = 64 * 1024;
 constexpr int64_t kSweepMs = 50;
+constexpr int64_t kAcceptBackoffMs = 50;
 constexpr int64_t kTrustIdleMs =
     100;  // pooled connections younger than this are used unchecked
 constexpr int64_t kDownForNs =
@@ -249,7 +250,11 @@ struct Worker {
 
   const RouteTable& Table();
   void Accept();
+  void OnAccept(beast::error_code ec, tcp::socket socket);
   void Sweep();
+  // Closes up to `n` idle pooled connections (oldest pools first); returns
+  // how many it closed.
+  int DropIdle(int n);
 
   Gateway::Impl* const gw;
   const int index;
@@ -257,6 +262,11 @@ struct Worker {
   asio::io_context ioc{1};
   tcp::acceptor acceptor{ioc};
   asio::steady_timer sweep_timer{ioc};
+  asio::steady_timer accept_timer{ioc};  // backoff after EMFILE and the like
+  int64_t accept_error_logged_ms = 0;
+  uint64_t accept_errors_unlogged = 0;
+  int64_t refused_logged_ms = 0;
+  uint64_t refused_unlogged = 0;
   absl::flat_hash_map<uint64_t, Pool> pools;
   std::shared_ptr<const RouteTable> table;
   uint64_t table_version = ~uint64_t{0};
@@ -298,6 +308,26 @@ class Gateway::Impl {
   int port = 0;
   std::atomic<uint64_t> table_version{0};
   std::atomic<uint64_t> unknown_host_total{0};
+  std::atomic<uint64_t> client_closed_total{0};
+  std::atomic<uint64_t> connections_refused_total{0};
+  std::atomic<uint64_t> accept_errors_total{0};
+  // Sockets the gateway holds or has reserved (opts.max_connections bounds
+  // it): each client connection reserves two (itself and the upstream
+  // connection it may open), each idle pooled connection one.
+  std::atomic<int64_t> open_slots{0};
+
+  bool Reserve(int64_t n) {
+    int64_t cur = open_slots.load(std::memory_order_relaxed);
+    do {
+      if (opts.max_connections > 0 && cur + n > opts.max_connections)
+        return false;
+    } while (!open_slots.compare_exchange_weak(cur, cur + n,
+                                               std::memory_order_relaxed));
+    return true;
+  }
+  void Unreserve(int64_t n) {
+    open_slots.fetch_sub(n, std::memory_order_relaxed);
+  }
   std::atomic<uint64_t> next_uid{1};
 
   mutable absl::Mutex drain_mu;
@@ -344,6 +374,7 @@ class Session : public Waiter, public std::enable_shared_from_this<Session> {
     client_.set_option(tcp::no_delay(true), ec);
   }
   ~Session() override {
+    w_->gw->Unreserve(2);
     if (rev_metrics_)
       rev_metrics_->Finish(w_->index, rev_start_ns_, NowNs(), 0);
     if (lease_) app_->Release(lease_);
@@ -406,6 +437,14 @@ class Session : public Waiter, public std::enable_shared_from_this<Session> {
   void FinishMetrics(int status);
   void Abort();
   void CloseClient();
+  // While the request waits for an instance (queued, connecting, awaiting
+  // the response), watches the client connection: a client that hangs up
+  // (EOF or reset) ends the exchange at once, closing the upstream
+  // connection and releasing the lease, instead of holding both until the
+  // response timeout.
+  void WatchClient();
+  void StopWatchingClient();
+  void OnClientReadable(beast::error_code ec, uint64_t gen);
 
   Worker* const w_;
   const GatewayOptions& opts_;
@@ -416,6 +455,8 @@ class Session : public Waiter, public std::enable_shared_from_this<Session> {
   int64_t deadline_ms_ = 0;
   Phase phase_ = Phase::kReadHeader;
   bool timed_out_ = false;
+  bool watching_client_ = false;
+  uint64_t watch_gen_ = 0;
 
   beast::flat_buffer cbuf_;
   beast::flat_buffer ubuf_;
@@ -456,6 +497,7 @@ class Session : public Waiter, public std::enable_shared_from_this<Session> {
 };
 
 void Session::ReadRequest() {
+  StopWatchingClient();
   phase_ = Phase::kReadHeader;
   timed_out_ = false;
   SetDeadline(opts_.client_idle_timeout);
@@ -561,6 +603,7 @@ void Session::PrepareRequest(http::request<http::buffer_body>& req) {
 }
 
 void Session::Acquire() {
+  WatchClient();
   std::shared_ptr<EndpointState> lease;
   switch (app_->AcquireOrWait(*route_, shared_from_this(), excluded_, &w_->rng,
                               NowNs(), &lease)) {
@@ -611,6 +654,7 @@ void Session::OnLease(std::shared_ptr<EndpointState> lease) {
       tcp::socket s = std::move(idle.back().socket);
       int64_t idle_for = MonoMs() - idle.back().since_ms;
       idle.pop_back();
+      w_->gw->Unreserve(1);  // this session's own slot covers it now
       // Under load a connection is idle for microseconds: skip the check (a
       // syscall). After a pause the instance may have closed it.
       if (idle_for < kTrustIdleMs || StillOpen(s)) {
@@ -643,6 +687,7 @@ void Session::OnLease(std::shared_ptr<EndpointState> lease) {
 }
 
 void Session::OnConnect(beast::error_code ec) {
+  if (phase_ == Phase::kClosed) return;  // the client went away
   deadline_ms_ = 0;
   if (ec || timed_out_) {
     lease_->down_until_ns.store(NowNs() + kDownForNs,
@@ -719,6 +764,7 @@ void Session::SendRequest() {
 // upstream (with the header, the first time).
 void Session::RelayRequestStep() {
   if (req_parser_->is_done()) return WriteRequest(nullptr, 0, true);
+  StopWatchingClient();  // reading the client notices it going away
   auto& body = req_parser_->get().body();
   if (!req_buf_) req_buf_.reset(new char[kBodyChunk]);
   body.data = req_buf_.get();
@@ -760,6 +806,7 @@ void Session::WriteRequest(const char* data, size_t n, bool last) {
 }
 
 void Session::OnRequestWritten(beast::error_code ec) {
+  if (phase_ == Phase::kClosed) return;  // the client went away
   deadline_ms_ = 0;
   if (ec || timed_out_) {
     if (body_started_) return Abort();
@@ -771,6 +818,7 @@ void Session::OnRequestWritten(beast::error_code ec) {
 
 void Session::ReadResponseHeader() {
   phase_ = Phase::kAwaitResponse;
+  WatchClient();
   res_parser_.emplace();
   res_parser_->body_limit(boost::none);
   res_parser_->header_limit(64 * 1024);
@@ -784,6 +832,8 @@ void Session::ReadResponseHeader() {
 }
 
 void Session::OnResponseHeader(beast::error_code ec) {
+  if (phase_ == Phase::kClosed) return;  // the client went away
+  StopWatchingClient();
   deadline_ms_ = 0;
   if (ec || timed_out_) {
     if (!timed_out_ && reused_ && !body_started_ && idempotent_ &&
@@ -880,7 +930,8 @@ void Session::FinishExchange() {
       request_sent_ && !lease_->removed.load(std::memory_order_relaxed)) {
     auto& pool = w_->pools[lease_->uid];
     if (!pool.endpoint) pool.endpoint = lease_;
-    if (pool.idle.size() < opts_.max_idle_upstream_per_instance) {
+    if (pool.idle.size() < opts_.max_idle_upstream_per_instance &&
+        w_->gw->Reserve(1)) {
       pool.idle.push_back({std::move(upstream_), MonoMs()});
       upstream_ = tcp::socket(w_->ioc);
     }
@@ -900,6 +951,7 @@ void Session::FinishExchange() {
 }
 
 void Session::Respond(http::status status, std::string body, bool retry_after) {
+  StopWatchingClient();
   phase_ = Phase::kRespond;
   status_ = static_cast<int>(status);
   bool keep = client_keep_alive_ && req_parser_ && req_parser_->is_done() &&
@@ -953,6 +1005,7 @@ void Session::Abort() {
 }
 
 void Session::CloseClient() {
+  StopWatchingClient();
   phase_ = Phase::kClosed;
   deadline_ms_ = 0;
   beast::error_code ignored;
@@ -990,12 +1043,132 @@ void Session::OnDeadline() {
   }
 }
 
+void Session::WatchClient() {
+  if (watching_client_ || !req_parser_ || !req_parser_->is_done() ||
+      !client_.is_open()) {
+    return;
+  }
+  watching_client_ = true;
+  client_.async_wait(
+      tcp::socket::wait_read,
+      [self = shared_from_this(), gen = ++watch_gen_](beast::error_code ec) {
+        self->OnClientReadable(ec, gen);
+      });
+}
+
+void Session::StopWatchingClient() {
+  if (!watching_client_) return;
+  watching_client_ = false;
+  ++watch_gen_;
+  beast::error_code ignored;
+  client_.cancel(ignored);  // nothing else is pending on the client
+}
+
+void Session::OnClientReadable(beast::error_code ec, uint64_t gen) {
+  if (gen != watch_gen_ || ec) return;  // stopped
+  watching_client_ = false;
+  char c;
+  ssize_t n;
+  do {
+    n = ::recv(client_.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    return WatchClient();  // spurious wakeup
+  }
+  // n > 0: the client sent more (a pipelined request): it is still there and
+  // its bytes wait for the next exchange. Nothing more to watch.
+  if (n > 0) return;
+  // EOF or reset: the client is gone (nginx's and Envoy's reading too: a
+  // half-closed client has abandoned the request).
+  w_->gw->client_closed_total.fetch_add(1, std::memory_order_relaxed);
+  w_->gw->log->debug(
+      "app={}/{}: client {} went away while {}", app_->ns, app_->app,
+      client_ip_,
+      phase_ == Phase::kQueued ? "queued" : "awaiting the response");
+  if (phase_ == Phase::kQueued) {
+    // If Dispatch() already won, OnDispatched() releases its lease (the
+    // phase is no longer kQueued).
+    app_->Cancel(this);
+  }
+  client_keep_alive_ = false;
+  beast::error_code ignored;
+  upstream_.close(ignored);
+  FinishMetrics(0);
+  ReleaseLease(0);
+  CloseClient();
+}
+
 void Worker::Accept() {
   acceptor.async_accept(ioc, [this](beast::error_code ec, tcp::socket socket) {
-    if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
-    if (!ec) std::make_shared<Session>(this, std::move(socket))->Start();
-    Accept();
+    OnAccept(ec, std::move(socket));
   });
+}
+
+void Worker::OnAccept(beast::error_code ec, tcp::socket socket) {
+  if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
+  int64_t now = MonoMs();
+  if (ec) {
+    gw->accept_errors_total.fetch_add(1, std::memory_order_relaxed);
+    ++accept_errors_unlogged;
+    if (now - accept_error_logged_ms >= 10'000) {
+      gw->log->error(
+          "gateway: accepting connections failed {} time(s): {}; retrying "
+          "(tidal_gateway_accept_errors_total)",
+          accept_errors_unlogged, ec.message());
+      accept_error_logged_ms = now;
+      accept_errors_unlogged = 0;
+    }
+    // Out of descriptors or memory: the connection stays in the backlog.
+    // Accepting again at once would spin; wait a little, as nginx does.
+    if (ec == asio::error::no_descriptors || ec.value() == ENFILE ||
+        ec == asio::error::no_buffer_space || ec == asio::error::no_memory) {
+      accept_timer.expires_after(std::chrono::milliseconds(kAcceptBackoffMs));
+      accept_timer.async_wait([this](beast::error_code ec) {
+        if (!ec) Accept();
+      });
+      return;
+    }
+    return Accept();  // ECONNABORTED and the like: the next one
+  }
+  if (gw->Reserve(2) || (DropIdle(2) > 0 && gw->Reserve(2))) {
+    std::make_shared<Session>(this, std::move(socket))->Start();
+    return Accept();
+  }
+  // At the connection limit: refuse rather than take the process's last
+  // descriptors (the API, the store and the instances need them).
+  gw->connections_refused_total.fetch_add(1, std::memory_order_relaxed);
+  ++refused_unlogged;
+  if (now - refused_logged_ms >= 10'000) {
+    gw->log->warn(
+        "gateway: at its limit of {} connections (--gateway-max-connections): "
+        "refused {} connection(s) (tidal_gateway_connections_refused_total)",
+        gw->opts.max_connections, refused_unlogged);
+    refused_logged_ms = now;
+    refused_unlogged = 0;
+  }
+  static const char kBusy[] =
+      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+      "Retry-After: 1\r\nConnection: close\r\nContent-Length: 29\r\n\r\n"
+      "gateway at connection limit\r\n";
+  (void)!::send(socket.native_handle(), kBusy, sizeof(kBusy) - 1,
+                MSG_DONTWAIT | MSG_NOSIGNAL);
+  beast::error_code ignored;
+  socket.shutdown(tcp::socket::shutdown_send, ignored);
+  socket.close(ignored);
+  Accept();
+}
+
+int Worker::DropIdle(int n) {
+  int dropped = 0;
+  for (auto it = pools.begin(); it != pools.end() && dropped < n; ++it) {
+    auto& idle = it->second.idle;
+    while (!idle.empty() && dropped < n) {
+      idle.erase(idle.begin());  // the oldest
+      ++dropped;
+    }
+  }
+  gw->Unreserve(dropped);
+  return dropped;
 }
 
 void Worker::Sweep() {
@@ -1014,6 +1187,7 @@ void Worker::Sweep() {
     int64_t idle_ms = absl::ToInt64Milliseconds(gw->opts.upstream_idle_timeout);
     for (auto it = pools.begin(); it != pools.end();) {
       auto& idle = it->second.idle;
+      size_t before = idle.size();
       idle.erase(std::remove_if(
                      idle.begin(), idle.end(),
                      [&](IdleConn& c) { return now - c.since_ms > idle_ms; }),
@@ -1022,6 +1196,7 @@ void Worker::Sweep() {
           it->second.endpoint->removed.load(std::memory_order_relaxed)) {
         idle.clear();
       }
+      gw->Unreserve(static_cast<int64_t>(before - idle.size()));
       if (idle.empty()) {
         pools.erase(it++);
       } else {
@@ -1320,7 +1495,34 @@ std::string Gateway::Impl::PrometheusText() const {
                   "with no app.\n"
                   "# TYPE tidal_gateway_unknown_host_total counter\n"
                   "tidal_gateway_unknown_host_total ",
-                  unknown_host_total.load(), "\n");
+                  unknown_host_total.load(), "\n",
+                  "# HELP tidal_gateway_client_closed_total Requests whose "
+                  "client went away before the response began (the upstream "
+                  "connection is closed at once).\n"
+                  "# TYPE tidal_gateway_client_closed_total counter\n"
+                  "tidal_gateway_client_closed_total ",
+                  client_closed_total.load(), "\n",
+                  "# HELP tidal_gateway_connections_refused_total Client "
+                  "connections refused at the connection limit.\n"
+                  "# TYPE tidal_gateway_connections_refused_total counter\n"
+                  "tidal_gateway_connections_refused_total ",
+                  connections_refused_total.load(), "\n",
+                  "# HELP tidal_gateway_accept_errors_total Failed accepts "
+                  "(EMFILE and the like; retried after a short pause).\n"
+                  "# TYPE tidal_gateway_accept_errors_total counter\n"
+                  "tidal_gateway_accept_errors_total ",
+                  accept_errors_total.load(), "\n",
+                  "# HELP tidal_gateway_connection_slots Sockets held or "
+                  "reserved: two per client connection, one per idle pooled "
+                  "upstream connection.\n"
+                  "# TYPE tidal_gateway_connection_slots gauge\n"
+                  "tidal_gateway_connection_slots ",
+                  open_slots.load(), "\n",
+                  "# HELP tidal_gateway_max_connections The limit on "
+                  "connection slots (0: none).\n"
+                  "# TYPE tidal_gateway_max_connections gauge\n"
+                  "tidal_gateway_max_connections ",
+                  opts.max_connections, "\n");
   return out;
 }
 

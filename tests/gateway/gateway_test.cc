@@ -3,6 +3,7 @@
 
 #include "gateway/gateway.h"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -10,6 +11,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -399,6 +401,180 @@ TEST_F(GatewayTest, HttpOneZeroClientsAndResponsesFramedByClose) {
     ASSERT_NE(end, std::string::npos);
     EXPECT_TRUE(raw.substr(end + 4) == Pattern(5000));
   }
+}
+
+// The value of a metric line "name value" (no labels) in Prometheus text.
+double Metric(const std::string& text, const std::string& name) {
+  size_t pos = text.find("\n" + name + " ");
+  if (pos == std::string::npos) return -1;
+  return std::stod(text.substr(pos + name.size() + 2));
+}
+
+// Writes a raw request on a fresh connection (left open).
+std::unique_ptr<Client> SendRaw(int port, const std::string& target) {
+  auto c = std::make_unique<Client>(port);
+  std::string req =
+      absl::StrCat("GET ", target, " HTTP/1.1\r\nHost: ", kHost, "\r\n\r\n");
+  boost::system::error_code ec;
+  boost::asio::write(c->socket(), boost::asio::buffer(req), ec);
+  return c;
+}
+
+TEST_F(GatewayTest, AClientThatHangsUpReleasesItsInstanceAtOnce) {
+  TestUpstream a("a");
+  GatewayOptions o;
+  o.response_header_timeout = absl::Seconds(60);
+  o.queue_timeout = absl::Seconds(60);
+  StartGateway(o);
+  gw_->SetRoute(MakeRoute({Ep(a)}));
+  // Awaiting the response: 20 clients wait on /hold, then hang up (FIN) or
+  // reset.
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int i = 0; i < 20; ++i) clients.push_back(SendRaw(port(), "/hold"));
+  ASSERT_TRUE(WaitFor([&] { return a.holds() == 20; }));
+  EXPECT_EQ(gw_->InFlight("a"), 20);
+  for (int i = 0; i < 20; ++i) {
+    if (i % 2 == 0) {
+      clients[i]->socket().set_option(
+          boost::asio::socket_base::linger(true, 0));  // RST
+    }
+    clients[i]->socket().close();
+  }
+  absl::Time closed = absl::Now();
+  ASSERT_TRUE(
+      WaitFor([&] { return gw_->InFlight("a") == 0; }, absl::Seconds(5)));
+  EXPECT_LT(absl::Now() - closed, absl::Seconds(2));
+  EXPECT_EQ(Metric(gw_->PrometheusText(), "tidal_gateway_client_closed_total"),
+            20);
+  // Held by the activator (no instance): the queue empties as well.
+  gw_->SetRoute(MakeRoute({}));
+  clients.clear();
+  for (int i = 0; i < 10; ++i) clients.push_back(SendRaw(port(), "/"));
+  ASSERT_TRUE(WaitFor([&] { return gw_->Queued("default", "hello") == 10; }));
+  for (auto& c : clients) c->socket().close();
+  ASSERT_TRUE(WaitFor([&] { return gw_->Queued("default", "hello") == 0; },
+                      absl::Seconds(2)));
+  EXPECT_EQ(Metric(gw_->PrometheusText(), "tidal_gateway_client_closed_total"),
+            30);
+  // A client that pipelines its next request is not taken for gone.
+  gw_->SetRoute(MakeRoute({Ep(a)}));
+  Client p(port());
+  std::string two =
+      absl::StrCat("GET /sleep?ms=200 HTTP/1.1\r\nHost: ", kHost,
+                   "\r\n\r\nGET / HTTP/1.1\r\nHost: ", kHost, "\r\n\r\n");
+  boost::asio::write(p.socket(), boost::asio::buffer(two));
+  Reply first = ReadReply(p);
+  Reply second = ReadReply(p);
+  EXPECT_EQ(first.status, 200) << first.error;
+  EXPECT_EQ(second.status, 200) << second.error;
+  EXPECT_EQ(second.body, "a");
+  a.ReleaseHolds();
+}
+
+TEST_F(GatewayTest, RefusesConnectionsBeyondItsLimit) {
+  TestUpstream a("a");
+  GatewayOptions o;
+  o.threads = 1;
+  o.max_connections = 10;  // 5 client connections
+  StartGateway(o);
+  gw_->SetRoute(MakeRoute({Ep(a)}));
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int i = 0; i < 5; ++i) clients.push_back(SendRaw(port(), "/hold"));
+  ASSERT_TRUE(WaitFor([&] { return a.holds() == 5; }));
+  // The sixth gets a 503 and is closed; the five are served.
+  Client extra(port());
+  Reply refused = extra.Send(kHost, "/");
+  EXPECT_EQ(refused.status, 503) << refused.error;
+  EXPECT_EQ(refused.header("connection"), "close");
+  EXPECT_EQ(
+      Metric(gw_->PrometheusText(), "tidal_gateway_connections_refused_total"),
+      1);
+  a.ReleaseHolds();
+  for (auto& c : clients) {
+    Reply r = ReadReply(*c);
+    EXPECT_EQ(r.status, 200) << r.error;
+  }
+  // Their upstream connections went to the pool; closing the clients frees
+  // room, and idle pooled connections make way for new clients.
+  clients.clear();
+  ASSERT_TRUE(WaitFor([&] {
+    return Metric(gw_->PrometheusText(), "tidal_gateway_connection_slots") <= 5;
+  }));
+  std::vector<std::unique_ptr<Client>> again;
+  for (int i = 0; i < 5; ++i) {
+    again.push_back(std::make_unique<Client>(port()));
+    Reply r = again.back()->Send(kHost, "/");
+    EXPECT_EQ(r.status, 200) << r.error;
+  }
+  EXPECT_LE(Metric(gw_->PrometheusText(), "tidal_gateway_connection_slots"),
+            10);
+}
+
+// Seconds of CPU this process has used.
+double CpuSeconds() {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+         (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+int OpenFds() {
+  int n = 0;
+  for (auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    (void)e;
+    ++n;
+  }
+  return n;
+}
+
+TEST_F(GatewayTest, AcceptSurvivesRunningOutOfDescriptors) {
+  TestUpstream a("a");
+  StartGateway(OneThread());
+  gw_->SetRoute(MakeRoute({Ep(a)}));
+  ASSERT_EQ(Fetch(port(), kHost, "/").status, 200);
+  struct rlimit saved;
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  // Connections wait in the backlog while the process has no descriptor
+  // left: accept4 fails with EMFILE. (The client sockets are made first.)
+  std::vector<std::unique_ptr<Client>> waiting;
+  for (int i = 0; i < 3; ++i) {
+    waiting.push_back(std::make_unique<Client>(DeadPort()));
+    boost::system::error_code ignored;
+    waiting.back()->socket().close(ignored);
+    waiting.back()->socket().open(boost::asio::ip::tcp::v4(), ignored);
+  }
+  struct rlimit low = saved;
+  low.rlim_cur = OpenFds() - 1;  // every descriptor taken (less the one
+                                 // OpenFds used for the listing)
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  std::string req = absl::StrCat("GET / HTTP/1.1\r\nHost: ", kHost, "\r\n\r\n");
+  for (auto& c : waiting) {
+    boost::system::error_code ec;
+    c->socket().connect({boost::asio::ip::make_address("127.0.0.1"),
+                         static_cast<uint16_t>(port())},
+                        ec);
+    ASSERT_FALSE(ec) << ec.message();
+    boost::asio::write(c->socket(), boost::asio::buffer(req), ec);
+  }
+  // Let the gateway hit it for a while.
+  ASSERT_TRUE(WaitFor([&] {
+    return Metric(gw_->PrometheusText(), "tidal_gateway_accept_errors_total") >
+           0;
+  }));
+  double cpu_before = CpuSeconds();
+  absl::Time t0 = absl::Now();
+  absl::SleepFor(absl::Milliseconds(500));  // measuring a rate over a window
+  double cpu = CpuSeconds() - cpu_before;
+  double wall = absl::ToDoubleSeconds(absl::Now() - t0);
+  // Backing off, not spinning on accept4.
+  EXPECT_LT(cpu, 0.1 * wall) << "cpu " << cpu << " s in " << wall << " s";
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  // Descriptors are back: the waiting connections are served.
+  for (auto& c : waiting) {
+    Reply r = ReadReply(*c);
+    EXPECT_EQ(r.status, 200) << r.error;
+  }
+  EXPECT_EQ(Fetch(port(), kHost, "/").status, 200);
 }
 
 TEST_F(GatewayTest, RemovesHopByHopHeadersAndAddsForwardedHeaders) {
