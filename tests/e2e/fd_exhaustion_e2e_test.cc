@@ -233,6 +233,7 @@ TEST_F(FdExhaustionE2ETest, TheApiAnswersAgainAfterDescriptorsRunOut) {
   EXPECT_NE(Ctl({"version"}).exit_code, 0);
   EXPECT_NE(Readyz(), 200);
   HangUp();
+  absl::Time hung_up = absl::Now();
   // Recovery: poll both; whenever /readyz says ready, the API answers.
   absl::Time deadline = absl::Now() + absl::Seconds(40);
   bool recovered = false;
@@ -250,8 +251,10 @@ TEST_F(FdExhaustionE2ETest, TheApiAnswersAgainAfterDescriptorsRunOut) {
   ASSERT_TRUE(recovered) << "the API did not answer again within 40 s; see "
                          << log_path_;
   EXPECT_EQ(lies, 0) << "/readyz said ready while the API did not answer";
-  printf("not ready (503) while the API did not answer: %d polls\n",
-         truthful_not_ready);
+  printf(
+      "the API answered again %.1f s after the clients hung up; /readyz said "
+      "503 while it did not answer in %d polls\n",
+      absl::ToDoubleSeconds(absl::Now() - hung_up), truthful_not_ready);
   EXPECT_EQ(Ctl({"get", "apps"}).exit_code, 0);
   EXPECT_EQ(HttpGet(gateway_port_, AppHost("slow"), "/").status, 200);
   EXPECT_GT(Metric(Metrics(), "tidal_gateway_client_closed_total"), 0);
