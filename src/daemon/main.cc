@@ -435,7 +435,7 @@ int Run(const Flags& flags) {
   api_health.Stop();
   {
     absl::MutexLock lock(&api_mu);
-    api_server->Shutdown(absl::Seconds(2));
+    if (api_server) api_server->Shutdown(absl::Seconds(2));
   }
   controller_ptr.store(nullptr);
   planner_ptr.store(nullptr);
