@@ -5,6 +5,7 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -68,8 +69,28 @@ class AdminServer::Impl {
  private:
   void Accept() {
     acceptor_.async_accept([this](beast::error_code ec, tcp::socket socket) {
-      if (!ec) Serve(std::make_shared<tcp::socket>(std::move(socket)));
-      if (acceptor_.is_open()) Accept();
+      if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
+      if (!ec) {
+        Serve(std::make_shared<tcp::socket>(std::move(socket)));
+        return Accept();
+      }
+      // Out of descriptors (EMFILE, ENFILE) or memory: the connection waits
+      // in the backlog; retrying at once would spin. Pause, as nginx does.
+      auto now = std::chrono::steady_clock::now();
+      if (now - last_error_log_ >= std::chrono::seconds(10)) {
+        GetLogger("admin")->error(
+            "admin: accepting connections failed: {}; retrying", ec.message());
+        last_error_log_ = now;
+      }
+      if (ec == asio::error::no_descriptors || ec.value() == ENFILE ||
+          ec == asio::error::no_buffer_space || ec == asio::error::no_memory) {
+        backoff_.expires_after(std::chrono::milliseconds(50));
+        backoff_.async_wait([this](beast::error_code ec) {
+          if (!ec) Accept();
+        });
+        return;
+      }
+      Accept();
     });
   }
 
@@ -124,6 +145,8 @@ class AdminServer::Impl {
   std::function<absl::Status()> ready_;
   asio::io_context io_;
   tcp::acceptor acceptor_;
+  asio::steady_timer backoff_{io_};
+  std::chrono::steady_clock::time_point last_error_log_{};
   std::thread thread_;
   int port_ = 0;
 };

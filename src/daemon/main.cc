@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -28,6 +29,7 @@
 #include "controller/events.h"
 #include "controller/scaler_planner.h"
 #include "daemon/admin_server.h"
+#include "daemon/api_health.h"
 #include "daemon/gateway_routes.h"
 #include "daemon/store_commands.h"
 #include "deployer/control.h"
@@ -62,6 +64,7 @@ struct Flags {
   std::string gateway_connect_timeout = "2s";
   std::string gateway_response_timeout = "60s";
   std::string gateway_idle_timeout = "60s";
+  int64_t gateway_max_connections = 0;  // 0: derived from the fd limit
   std::string startup_timeout = "2m";
   bool store_check = false;
   std::string store_backup;
@@ -131,9 +134,32 @@ absl::Status LockDataDir(const std::string& dir) {
   return absl::OkStatus();  // fd stays open on purpose
 }
 
+// Raises the soft RLIMIT_NOFILE to the hard limit (every connection, pipe,
+// log and store file is a descriptor) and returns the soft limit in force.
+int64_t RaiseFdLimit() {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 1024;
+  if (rl.rlim_cur < rl.rlim_max) {
+    struct rlimit raised = rl;
+    raised.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) rl = raised;
+  }
+  if (rl.rlim_cur == RLIM_INFINITY) return int64_t{1} << 20;
+  return static_cast<int64_t>(rl.rlim_cur);
+}
+
+// The gateway's default connection budget: the descriptor limit less a
+// reserve for the API, the store, instances' pipes and logs, probes and
+// webhooks (a quarter of the limit, at least 128).
+int64_t DefaultGatewayMaxConnections(int64_t fd_limit) {
+  int64_t reserve = std::max<int64_t>(128, fd_limit / 4);
+  return std::max<int64_t>(16, fd_limit - reserve);
+}
+
 int Run(const Flags& flags) {
   InitLogging(flags.log_level, flags.log_format);
   auto log = GetLogger("tidald");
+  const int64_t fd_limit = RaiseFdLimit();
 
   // Signals are taken by sigwait in this thread only.
   sigset_t sigs;
@@ -300,6 +326,17 @@ int Run(const Flags& flags) {
     return 2;
   }
   gopts.queue_timeout = absl::Milliseconds(*queue_timeout);
+  if (flags.gateway_max_connections < 0) {
+    log->error(
+        "--gateway-max-connections: must be >= 0 (0 = derived from "
+        "the file descriptor limit)");
+    return 2;
+  }
+  gopts.max_connections = flags.gateway_max_connections > 0
+                              ? flags.gateway_max_connections
+                              : DefaultGatewayMaxConnections(fd_limit);
+  log->info("file descriptor limit {}; gateway connection budget {}", fd_limit,
+            gopts.max_connections);
   auto max_body = ParseBytes(flags.gateway_max_body);
   if (!max_body.ok() || *max_body < 0) {
     log->error("--gateway-max-body: {}",
@@ -387,25 +424,46 @@ int Run(const Flags& flags) {
   planner_ptr.store(&planner);
   planner.Start();
 
-  // API.
+  // API. The server is replaced by a fresh one (a new service object, same
+  // address) when it stops accepting connections: see ApiHealth.
   ServiceOptions sopts;
   sopts.store_name = store_name;
   sopts.validation = vopts;
   sopts.max_instances_per_namespace = flags.max_instances_per_namespace;
-  TidalService service(store->get(), &runtime, RealClock::Get(), sopts);
-  service.set_metrics(&gw);
   deployer::DeployerControl rollouts(store->get(), RealClock::Get(),
                                      [&controller_ptr](const std::string& key) {
                                        Controller* c = controller_ptr.load();
                                        if (c != nullptr) c->Enqueue(key);
                                      });
-  service.set_rollout_control(&rollouts);
-  auto server = StartServer(flags.listen, &service);
-  if (!server.ok()) {
+  absl::Mutex api_mu;
+  std::unique_ptr<ApiServer> api_server;      // guarded by api_mu
+  std::unique_ptr<TidalService> api_service;  // guarded by api_mu
+  std::string api_address = flags.listen;
+  auto start_api = [&]() -> absl::Status {
+    absl::MutexLock lock(&api_mu);
+    if (api_server) api_server->Shutdown(absl::Seconds(1));
+    api_server.reset();  // the service outlives its server
+    api_service = std::make_unique<TidalService>(store->get(), &runtime,
+                                                 RealClock::Get(), sopts);
+    api_service->set_metrics(&gw);
+    api_service->set_rollout_control(&rollouts);
+    auto server = StartServer(api_address, api_service.get());
+    if (!server.ok()) return server.status();
+    api_server = std::move(*server);
+    // A restart binds the port the first start got (--listen may say 0).
+    api_address = absl::StrCat(api_address.substr(0, api_address.rfind(':')),
+                               ":", api_server->port());
+    return absl::OkStatus();
+  };
+  if (auto st = start_api(); !st.ok()) {
     log->error("starting the API on {} failed: {}", flags.listen,
-               server.status().ToString());
+               st.ToString());
     return 1;
   }
+  ApiHealth::Options health_opts;
+  health_opts.target = ApiHealth::DialTarget(api_address);
+  ApiHealth api_health(health_opts, start_api);
+  api_health.Start();
   if (auto st = controller.Start(); !st.ok()) {
     log->error("starting the controller failed: {}", st.ToString());
     return 1;
@@ -425,9 +483,17 @@ int Run(const Flags& flags) {
         absl::StrAppend(&text, gw.PrometheusText());
         return text;
       },
-      // Ready: everything above has started (the admin server starts last)
-      // and the store's data can be read (and, after a full disk, written).
-      [&] { return store->get()->Health(); });
+      // Ready: everything above has started (the admin server starts last),
+      // the store's data can be read (and, after a full disk, written), and
+      // the API answers a new connection.
+      [&]() -> absl::Status {
+        if (auto st = store->get()->Health(); !st.ok()) return st;
+        if (!api_health.Healthy()) {
+          return absl::UnavailableError(
+              "the API does not answer a new connection");
+        }
+        return absl::OkStatus();
+      });
   if (auto st = admin.Start(flags.admin_listen); !st.ok()) {
     log->error("{}", std::string(st.message()));
     return 1;
@@ -441,7 +507,11 @@ int Run(const Flags& flags) {
   sigwait(&sigs, &sig);
   log->info("received {}, shutting down",
             sig == SIGTERM ? "SIGTERM" : "SIGINT");
-  (*server)->Shutdown(absl::Seconds(2));
+  api_health.Stop();
+  {
+    absl::MutexLock lock(&api_mu);
+    if (api_server) api_server->Shutdown(absl::Seconds(2));
+  }
   controller_ptr.store(nullptr);
   planner_ptr.store(nullptr);
   planner.Stop();  // saves the scalers' learned state
@@ -525,6 +595,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--gateway-idle-timeout", flags.gateway_idle_timeout,
                  "A client connection idle (keep-alive, or a gap in a body)")
+      ->capture_default_str();
+  app.add_option("--gateway-max-connections", flags.gateway_max_connections,
+                 "Sockets the gateway may hold: two per client connection, "
+                 "one per idle pooled upstream connection; beyond it new "
+                 "connections get 503 (0 = the file descriptor limit less a "
+                 "reserve of a quarter, at least 128)")
       ->capture_default_str();
   app.add_option("--gateway-queue-timeout", flags.gateway_queue_timeout,
                  "How long a held request waits before 504")

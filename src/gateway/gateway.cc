@@ -38,6 +38,7 @@ using tcp = asio::ip::tcp;
 
 constexpr size_t kBodyChunk = 64 * 1024;
 constexpr int64_t kSweepMs = 50;
+constexpr int64_t kAcceptBackoffMs = 50;
 constexpr int64_t kTrustIdleMs =
     100;  // pooled connections younger than this are used unchecked
 constexpr int64_t kDownForNs =
@@ -51,7 +52,8 @@ int64_t MonoMs() {
 }
 
 // Hop-by-hop headers (RFC 9110 7.6.1) plus the ones named in Connection.
-// Transfer-Encoding is kept: Beast re-frames the body with it.
+// Transfer-Encoding is kept: the body is re-framed with it. Trailer is kept:
+// trailer fields are relayed when the outgoing body is chunked.
 template <bool isRequest, class Fields>
 void StripHopByHop(http::header<isRequest, Fields>& h) {
   std::string connection(h[http::field::connection]);
@@ -68,7 +70,6 @@ void StripHopByHop(http::header<isRequest, Fields>& h) {
   h.erase(http::field::keep_alive);
   h.erase(http::field::proxy_connection);
   h.erase(http::field::te);
-  h.erase(http::field::trailer);
   h.erase(http::field::upgrade);
   h.erase(http::field::proxy_authenticate);
   h.erase(http::field::proxy_authorization);
@@ -113,6 +114,103 @@ Delivery RequestDelivery(tcp::socket& s) {
   if (info.tcpi_unacked == 0) return Delivery::kAcked;
   return info.tcpi_retransmits > 0 ? Delivery::kLost : Delivery::kPending;
 }
+
+// Fields that framing or routing own: never relayed as trailer fields
+// (RFC 9110 6.5.1).
+bool ForbiddenTrailer(beast::string_view name) {
+  static const char* const kNames[] = {
+      "content-length", "transfer-encoding", "host",
+      "connection",     "keep-alive",        "te",
+      "trailer",        "upgrade",           "proxy-connection",
+      "content-type",   "content-encoding",  "content-range",
+      "authorization",  "cache-control",     "expect"};
+  for (const char* n : kNames) {
+    if (beast::iequals(name, n)) return true;
+  }
+  return false;
+}
+
+// The outgoing side of one message's body. Beast's chunked serializer cannot
+// relay a body read piece by piece (it turns an empty piece into the last
+// chunk "0\r\n\r\n", and writes no trailers), so the serializer writes the
+// header only and the body is framed here: raw bytes (Content-Length, or
+// until close) or chunks, ending with the last chunk and the trailer fields
+// the parser appended to the message after its header.
+struct BodyOut {
+  // Starts a message: `sr` (kept alive by the caller until the first write
+  // completes) gives the header; `has_body` is false when the message ends
+  // with its header (HEAD, 204, 304, Content-Length: 0).
+  template <class Serializer, class Fields>
+  void Begin(Serializer& sr, const Fields& fields, bool has_body,
+             bool chunked_out, bool chunked_in) {
+    bufs.clear();
+    sr.split(true);
+    beast::error_code ec;
+    sr.next(ec, [&](beast::error_code&, const auto& buffers) {
+      for (auto b : beast::buffers_range_ref(buffers)) bufs.push_back(b);
+    });
+    header_pending = true;
+    body = has_body;
+    chunked = has_body && chunked_out;
+    header_fields.clear();
+    if (chunked && chunked_in) {
+      // Trailer fields arrive in the same field list: remember which
+      // fields were the header's.
+      for (const auto& f : fields) header_fields.push_back(&f);
+      std::sort(header_fields.begin(), header_fields.end());
+    }
+  }
+
+  // Buffers for one write: the header if not yet written, then `n` bytes at
+  // `data` (n may be 0), then the end of the body if `last`. The buffers
+  // stay valid until the next call.
+  template <class Fields>
+  const std::vector<asio::const_buffer>& Frame(const char* data, size_t n,
+                                               bool last,
+                                               const Fields& fields) {
+    if (!header_pending) bufs.clear();
+    header_pending = false;
+    if (!body) return bufs;
+    if (!chunked) {
+      if (n > 0) bufs.emplace_back(data, n);
+      return bufs;
+    }
+    if (n > 0) {
+      int len = absl::SNPrintF(size_line, sizeof(size_line), "%x\r\n", n);
+      bufs.emplace_back(size_line, static_cast<size_t>(len));
+      bufs.emplace_back(data, n);
+      bufs.emplace_back("\r\n", 2);
+    }
+    if (last) {
+      tail = "0\r\n";
+      if (!header_fields.empty()) {
+        for (const auto& f : fields) {
+          if (std::binary_search(header_fields.begin(), header_fields.end(),
+                                 static_cast<const void*>(&f)) ||
+              ForbiddenTrailer(f.name_string())) {
+            continue;
+          }
+          absl::StrAppend(
+              &tail,
+              absl::string_view(f.name_string().data(), f.name_string().size()),
+              ": ", absl::string_view(f.value().data(), f.value().size()),
+              "\r\n");
+        }
+      }
+      tail += "\r\n";
+      bufs.emplace_back(tail.data(), tail.size());
+    }
+    return bufs;
+  }
+
+  std::vector<asio::const_buffer> bufs;
+  std::vector<const void*> header_fields;  // sorted
+  std::string tail;
+  char size_line[20];
+  bool header_pending = false;
+  bool body = false;
+  bool chunked = false;
+};
 
 }  // namespace
 
@@ -170,7 +268,11 @@ struct Worker {
 
   const RouteTable& Table();
   void Accept();
+  void OnAccept(beast::error_code ec, tcp::socket socket);
   void Sweep();
+  // Closes up to `n` idle pooled connections (oldest pools first); returns
+  // how many it closed.
+  int DropIdle(int n);
 
   Gateway::Impl* const gw;
   const int index;
@@ -178,6 +280,11 @@ struct Worker {
   asio::io_context ioc{1};
   tcp::acceptor acceptor{ioc};
   asio::steady_timer sweep_timer{ioc};
+  asio::steady_timer accept_timer{ioc};  // backoff after EMFILE and the like
+  int64_t accept_error_logged_ms = 0;
+  uint64_t accept_errors_unlogged = 0;
+  int64_t refused_logged_ms = 0;
+  uint64_t refused_unlogged = 0;
   absl::flat_hash_map<uint64_t, Pool> pools;
   std::shared_ptr<const RouteTable> table;
   uint64_t table_version = ~uint64_t{0};
@@ -219,6 +326,26 @@ class Gateway::Impl {
   int port = 0;
   std::atomic<uint64_t> table_version{0};
   std::atomic<uint64_t> unknown_host_total{0};
+  std::atomic<uint64_t> client_closed_total{0};
+  std::atomic<uint64_t> connections_refused_total{0};
+  std::atomic<uint64_t> accept_errors_total{0};
+  // Sockets the gateway holds or has reserved (opts.max_connections bounds
+  // it): each client connection reserves two (itself and the upstream
+  // connection it may open), each idle pooled connection one.
+  std::atomic<int64_t> open_slots{0};
+
+  bool Reserve(int64_t n) {
+    int64_t cur = open_slots.load(std::memory_order_relaxed);
+    do {
+      if (opts.max_connections > 0 && cur + n > opts.max_connections)
+        return false;
+    } while (!open_slots.compare_exchange_weak(cur, cur + n,
+                                               std::memory_order_relaxed));
+    return true;
+  }
+  void Unreserve(int64_t n) {
+    open_slots.fetch_sub(n, std::memory_order_relaxed);
+  }
   std::atomic<uint64_t> next_uid{1};
 
   mutable absl::Mutex drain_mu;
@@ -265,6 +392,7 @@ class Session : public Waiter, public std::enable_shared_from_this<Session> {
     client_.set_option(tcp::no_delay(true), ec);
   }
   ~Session() override {
+    w_->gw->Unreserve(2);
     if (rev_metrics_)
       rev_metrics_->Finish(w_->index, rev_start_ns_, NowNs(), 0);
     if (lease_) {
@@ -322,10 +450,12 @@ class Session : public Waiter, public std::enable_shared_from_this<Session> {
   void UpstreamFailed(bool connect_failure);
   void SendRequest();
   void RelayRequestStep();
+  void WriteRequest(const char* data, size_t n, bool last);
   void OnRequestWritten(beast::error_code ec);
   void ReadResponseHeader();
   void OnResponseHeader(beast::error_code ec);
   void RelayResponseStep();
+  void WriteResponse(const char* data, size_t n, bool last);
   void OnResponseWritten(beast::error_code ec);
   void FinishExchange();
   void Respond(http::status status, std::string body, bool retry_after = false);
@@ -335,6 +465,14 @@ class Session : public Waiter, public std::enable_shared_from_this<Session> {
   void FinishMetrics(int status);
   void Abort();
   void CloseClient();
+  // While the request waits for an instance (queued, connecting, awaiting
+  // the response), watches the client connection: a client that hangs up
+  // (EOF or reset) ends the exchange at once, closing the upstream
+  // connection and releasing the lease, instead of holding both until the
+  // response timeout.
+  void WatchClient();
+  void StopWatchingClient();
+  void OnClientReadable(beast::error_code ec, uint64_t gen);
 
   Worker* const w_;
   const GatewayOptions& opts_;
@@ -354,6 +492,8 @@ class Session : public Waiter, public std::enable_shared_from_this<Session> {
   int64_t response_deadline_ms_ = 0;
   bool unconfirmed_ = false;  // the lease's attempt is not settled yet
   bool stalled_ = false;      // upstream_ closed because the connect stalled
+  bool watching_client_ = false;
+  uint64_t watch_gen_ = 0;
 
   beast::flat_buffer cbuf_;
   beast::flat_buffer ubuf_;
@@ -364,6 +504,8 @@ class Session : public Waiter, public std::enable_shared_from_this<Session> {
   std::unique_ptr<http::response<http::string_body>> gen_res_;
   std::unique_ptr<char[]> req_buf_;
   std::unique_ptr<char[]> res_buf_;
+  BodyOut req_out_;
+  BodyOut res_out_;
 
   // Per request.
   std::string host_;
@@ -384,11 +526,15 @@ class Session : public Waiter, public std::enable_shared_from_this<Session> {
   bool body_started_ = false;
   bool reused_ = false;
   bool response_started_ = false;
+  bool request_sent_ = false;   // the request's last byte went upstream
+  bool response_sent_ = false;  // the response's last byte went to the client
   int attempts_ = 0;
   int status_ = 0;
+  int client_version_ = 11;
 };
 
 void Session::ReadRequest() {
+  StopWatchingClient();
   phase_ = Phase::kReadHeader;
   timed_out_ = false;
   SetDeadline(opts_.client_idle_timeout);
@@ -426,6 +572,7 @@ void Session::OnRequestHeader(beast::error_code ec) {
   }
   auto& req = req_parser_->get();
   client_keep_alive_ = req.keep_alive();
+  client_version_ = req.version();  // the upstream request is HTTP/1.1
   idempotent_ = Idempotent(req.method());
   is_head_ = req.method() == http::verb::head;
   body_started_ = false;
@@ -494,6 +641,7 @@ void Session::PrepareRequest(http::request<http::buffer_body>& req) {
 }
 
 void Session::Acquire(bool retry) {
+  WatchClient();
   std::shared_ptr<EndpointState> lease;
   // Queued first (Dispatch may run at once on another thread, but it posts
   // OnDispatched to this one, which runs after this returns).
@@ -553,6 +701,7 @@ void Session::OnLease(std::shared_ptr<EndpointState> lease) {
       tcp::socket s = std::move(idle.back().socket);
       int64_t idle_for = MonoMs() - idle.back().since_ms;
       idle.pop_back();
+      w_->gw->Unreserve(1);  // this session's own slot covers it now
       // Under load a connection is idle for microseconds: skip the check (a
       // syscall). After a pause the instance may have closed it.
       if (idle_for < kTrustIdleMs || StillOpen(s)) {
@@ -593,6 +742,7 @@ void Session::OnLease(std::shared_ptr<EndpointState> lease) {
 }
 
 void Session::OnConnect(beast::error_code ec) {
+  if (phase_ == Phase::kClosed) return;  // the client went away
   deadline_ms_ = 0;
   if (stalled_) return Stall();
   if (ec || timed_out_) {
@@ -747,7 +897,11 @@ void Session::UpstreamFailed(bool connect_failure) {
 
 void Session::SendRequest() {
   phase_ = Phase::kSendRequest;
-  req_sr_.emplace(req_parser_->get());
+  auto& req = req_parser_->get();
+  req_sr_.emplace(req);
+  req_out_.Begin(*req_sr_, req.base(), !req_parser_->is_done(), req.chunked(),
+                 req.chunked());
+  request_sent_ = false;
   if (expect_continue_ && !req_parser_->is_done()) {
     expect_continue_ = false;
     SetDeadline(opts_.client_idle_timeout);
@@ -763,65 +917,65 @@ void Session::SendRequest() {
   RelayRequestStep();
 }
 
+// Reads the next piece of the request body from the client and writes it
+// upstream (with the header, the first time).
 void Session::RelayRequestStep() {
+  if (req_parser_->is_done()) return WriteRequest(nullptr, 0, true);
+  StopWatchingClient();  // reading the client notices it going away
   auto& body = req_parser_->get().body();
-  if (!req_parser_->is_done()) {
-    if (!req_buf_) req_buf_.reset(new char[kBodyChunk]);
-    body.data = req_buf_.get();
-    body.size = kBodyChunk;
-    body_started_ = true;
-    SetDeadline(opts_.client_idle_timeout);
-    http::async_read_some(
-        client_, cbuf_, *req_parser_,
-        [self = shared_from_this()](beast::error_code ec, size_t) {
-          self->deadline_ms_ = 0;
-          if (ec == http::error::need_buffer) ec = {};
-          if (ec) {
-            if (ec == http::error::body_limit) {
-              self->client_keep_alive_ = false;
-              beast::error_code ignored;
-              self->upstream_.close(ignored);
-              self->ReleaseLease(413);
-              return self->Respond(http::status::payload_too_large,
-                                   "request body too large\n");
-            }
-            return self->Abort();
-          }
-          auto& b = self->req_parser_->get().body();
-          b.size = kBodyChunk - b.size;
-          b.data = self->req_buf_.get();
-          b.more = !self->req_parser_->is_done();
-          self->SetDeadline(self->opts_.client_idle_timeout);
-          http::async_write(self->upstream_, *self->req_sr_,
-                            [self](beast::error_code ec, size_t) {
-                              self->OnRequestWritten(ec);
-                            });
-        });
-    return;
-  }
-  body.data = nullptr;
-  body.size = 0;
-  body.more = false;
+  if (!req_buf_) req_buf_.reset(new char[kBodyChunk]);
+  body.data = req_buf_.get();
+  body.size = kBodyChunk;
+  body_started_ = true;
   SetDeadline(opts_.client_idle_timeout);
-  http::async_write(upstream_, *req_sr_,
+  http::async_read_some(
+      client_, cbuf_, *req_parser_,
+      [self = shared_from_this()](beast::error_code ec, size_t) {
+        self->deadline_ms_ = 0;
+        if (ec == http::error::need_buffer) ec = {};
+        if (ec) {
+          if (ec == http::error::body_limit) {
+            self->client_keep_alive_ = false;
+            beast::error_code ignored;
+            self->upstream_.close(ignored);
+            self->ReleaseLease(413);
+            return self->Respond(http::status::payload_too_large,
+                                 "request body too large\n");
+          }
+          return self->Abort();
+        }
+        size_t n = kBodyChunk - self->req_parser_->get().body().size;
+        bool last = self->req_parser_->is_done();
+        // A chunk header or a chunk's CRLF: nothing to write yet.
+        if (n == 0 && !last) return self->RelayRequestStep();
+        self->WriteRequest(self->req_buf_.get(), n, last);
+      });
+}
+
+void Session::WriteRequest(const char* data, size_t n, bool last) {
+  request_sent_ = last;
+  SetDeadline(opts_.client_idle_timeout);
+  asio::async_write(upstream_,
+                    req_out_.Frame(data, n, last, req_parser_->get().base()),
                     [self = shared_from_this()](beast::error_code ec, size_t) {
                       self->OnRequestWritten(ec);
                     });
 }
 
 void Session::OnRequestWritten(beast::error_code ec) {
+  if (phase_ == Phase::kClosed) return;  // the client went away
   deadline_ms_ = 0;
-  if (ec == http::error::need_buffer) ec = {};
   if (ec || timed_out_) {
     if (body_started_) return Abort();
     return UpstreamFailed(false);
   }
-  if (!req_sr_->is_done()) return RelayRequestStep();
+  if (!request_sent_) return RelayRequestStep();
   ReadResponseHeader();
 }
 
 void Session::ReadResponseHeader() {
   phase_ = Phase::kAwaitResponse;
+  WatchClient();
   res_parser_.emplace();
   res_parser_->body_limit(boost::none);
   res_parser_->header_limit(64 * 1024);
@@ -845,6 +999,8 @@ void Session::ReadResponseHeader() {
 }
 
 void Session::OnResponseHeader(beast::error_code ec) {
+  if (phase_ == Phase::kClosed) return;  // the client went away
+  StopWatchingClient();
   deadline_ms_ = 0;
   if (ec || timed_out_) {
     if (!timed_out_ && reused_ && !body_started_ && idempotent_ &&
@@ -870,67 +1026,59 @@ void Session::OnResponseHeader(beast::error_code ec) {
   status_ = res.result_int();
   upstream_keep_alive_ = res.keep_alive() && !res_parser_->need_eof();
   StripHopByHop(res);
+  bool chunked_in = res.chunked();
   if (!is_head_ && !res.has_content_length() && !res.chunked() &&
       res_parser_->need_eof()) {
-    if (req_parser_->get().version() >= 11) {
+    if (client_version_ >= 11) {
       res.chunked(true);
     } else {
       client_keep_alive_ = false;
     }
   }
-  if (req_parser_->get().version() < 11 && res.chunked()) {
+  if (client_version_ < 11 && res.chunked()) {
     res.chunked(false);
     client_keep_alive_ = false;
   }
+  if (!res.chunked()) res.erase(http::field::trailer);  // nothing to announce
   res.keep_alive(client_keep_alive_);
   res_sr_.emplace(res);
+  // No body: HEAD, 1xx/204/304, Content-Length: 0 (the parser is done with
+  // the header).
+  res_out_.Begin(*res_sr_, res.base(), !res_parser_->is_done(), res.chunked(),
+                 chunked_in);
+  response_sent_ = false;
   response_started_ = true;
-  if (is_head_) {
-    phase_ = Phase::kRelayResponse;
-    SetDeadline(opts_.client_idle_timeout);
-    http::async_write_header(
-        client_, *res_sr_,
-        [self = shared_from_this()](beast::error_code ec, size_t) {
-          self->deadline_ms_ = 0;
-          if (ec) return self->Abort();
-          self->FinishExchange();
-        });
-    return;
-  }
   RelayResponseStep();
 }
 
+// Reads the next piece of the response body from the instance and writes it
+// to the client (with the header, the first time).
 void Session::RelayResponseStep() {
   phase_ = Phase::kRelayResponse;
+  if (res_parser_->is_done()) return WriteResponse(nullptr, 0, true);
   auto& body = res_parser_->get().body();
-  if (!res_parser_->is_done()) {
-    if (!res_buf_) res_buf_.reset(new char[kBodyChunk]);
-    body.data = res_buf_.get();
-    body.size = kBodyChunk;
-    SetDeadline(opts_.client_idle_timeout);
-    http::async_read_some(
-        upstream_, ubuf_, *res_parser_,
-        [self = shared_from_this()](beast::error_code ec, size_t) {
-          self->deadline_ms_ = 0;
-          if (ec == http::error::need_buffer) ec = {};
-          if (ec) return self->Abort();
-          auto& b = self->res_parser_->get().body();
-          b.size = kBodyChunk - b.size;
-          b.data = self->res_buf_.get();
-          b.more = !self->res_parser_->is_done();
-          self->SetDeadline(self->opts_.client_idle_timeout);
-          http::async_write(self->client_, *self->res_sr_,
-                            [self](beast::error_code ec, size_t) {
-                              self->OnResponseWritten(ec);
-                            });
-        });
-    return;
-  }
-  body.data = nullptr;
-  body.size = 0;
-  body.more = false;
+  if (!res_buf_) res_buf_.reset(new char[kBodyChunk]);
+  body.data = res_buf_.get();
+  body.size = kBodyChunk;
   SetDeadline(opts_.client_idle_timeout);
-  http::async_write(client_, *res_sr_,
+  http::async_read_some(
+      upstream_, ubuf_, *res_parser_,
+      [self = shared_from_this()](beast::error_code ec, size_t) {
+        self->deadline_ms_ = 0;
+        if (ec == http::error::need_buffer) ec = {};
+        if (ec) return self->Abort();
+        size_t n = kBodyChunk - self->res_parser_->get().body().size;
+        bool last = self->res_parser_->is_done();
+        if (n == 0 && !last) return self->RelayResponseStep();
+        self->WriteResponse(self->res_buf_.get(), n, last);
+      });
+}
+
+void Session::WriteResponse(const char* data, size_t n, bool last) {
+  response_sent_ = last;
+  SetDeadline(opts_.client_idle_timeout);
+  asio::async_write(client_,
+                    res_out_.Frame(data, n, last, res_parser_->get().base()),
                     [self = shared_from_this()](beast::error_code ec, size_t) {
                       self->OnResponseWritten(ec);
                     });
@@ -938,19 +1086,19 @@ void Session::RelayResponseStep() {
 
 void Session::OnResponseWritten(beast::error_code ec) {
   deadline_ms_ = 0;
-  if (ec == http::error::need_buffer) ec = {};
   if (ec || timed_out_) return Abort();
-  if (!res_sr_->is_done()) return RelayResponseStep();
+  if (!response_sent_) return RelayResponseStep();
   FinishExchange();
 }
 
 void Session::FinishExchange() {
   // Back to the pool if the exchange ended cleanly.
   if (upstream_keep_alive_ && res_parser_->is_done() && ubuf_.size() == 0 &&
-      req_sr_->is_done() && !lease_->removed.load(std::memory_order_relaxed)) {
+      request_sent_ && !lease_->removed.load(std::memory_order_relaxed)) {
     auto& pool = w_->pools[lease_->uid];
     if (!pool.endpoint) pool.endpoint = lease_;
-    if (pool.idle.size() < opts_.max_idle_upstream_per_instance) {
+    if (pool.idle.size() < opts_.max_idle_upstream_per_instance &&
+        w_->gw->Reserve(1)) {
       pool.idle.push_back({std::move(upstream_), MonoMs()});
       upstream_ = tcp::socket(w_->ioc);
     }
@@ -970,6 +1118,7 @@ void Session::FinishExchange() {
 }
 
 void Session::Respond(http::status status, std::string body, bool retry_after) {
+  StopWatchingClient();
   phase_ = Phase::kRespond;
   status_ = static_cast<int>(status);
   bool keep = client_keep_alive_ && req_parser_ && req_parser_->is_done() &&
@@ -1024,6 +1173,7 @@ void Session::Abort() {
 }
 
 void Session::CloseClient() {
+  StopWatchingClient();
   phase_ = Phase::kClosed;
   deadline_ms_ = 0;
   beast::error_code ignored;
@@ -1067,12 +1217,132 @@ void Session::OnDeadline() {
   }
 }
 
+void Session::WatchClient() {
+  if (watching_client_ || !req_parser_ || !req_parser_->is_done() ||
+      !client_.is_open()) {
+    return;
+  }
+  watching_client_ = true;
+  client_.async_wait(
+      tcp::socket::wait_read,
+      [self = shared_from_this(), gen = ++watch_gen_](beast::error_code ec) {
+        self->OnClientReadable(ec, gen);
+      });
+}
+
+void Session::StopWatchingClient() {
+  if (!watching_client_) return;
+  watching_client_ = false;
+  ++watch_gen_;
+  beast::error_code ignored;
+  client_.cancel(ignored);  // nothing else is pending on the client
+}
+
+void Session::OnClientReadable(beast::error_code ec, uint64_t gen) {
+  if (gen != watch_gen_ || ec) return;  // stopped
+  watching_client_ = false;
+  char c;
+  ssize_t n;
+  do {
+    n = ::recv(client_.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    return WatchClient();  // spurious wakeup
+  }
+  // n > 0: the client sent more (a pipelined request): it is still there and
+  // its bytes wait for the next exchange. Nothing more to watch.
+  if (n > 0) return;
+  // EOF or reset: the client is gone (nginx's and Envoy's reading too: a
+  // half-closed client has abandoned the request).
+  w_->gw->client_closed_total.fetch_add(1, std::memory_order_relaxed);
+  w_->gw->log->debug(
+      "app={}/{}: client {} went away while {}", app_->ns, app_->app,
+      client_ip_,
+      phase_ == Phase::kQueued ? "queued" : "awaiting the response");
+  if (phase_ == Phase::kQueued) {
+    // If Dispatch() already won, OnDispatched() releases its lease (the
+    // phase is no longer kQueued).
+    app_->Cancel(this);
+  }
+  client_keep_alive_ = false;
+  beast::error_code ignored;
+  upstream_.close(ignored);
+  FinishMetrics(0);
+  ReleaseLease(0);
+  CloseClient();
+}
+
 void Worker::Accept() {
   acceptor.async_accept(ioc, [this](beast::error_code ec, tcp::socket socket) {
-    if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
-    if (!ec) std::make_shared<Session>(this, std::move(socket))->Start();
-    Accept();
+    OnAccept(ec, std::move(socket));
   });
+}
+
+void Worker::OnAccept(beast::error_code ec, tcp::socket socket) {
+  if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
+  int64_t now = MonoMs();
+  if (ec) {
+    gw->accept_errors_total.fetch_add(1, std::memory_order_relaxed);
+    ++accept_errors_unlogged;
+    if (now - accept_error_logged_ms >= 10'000) {
+      gw->log->error(
+          "gateway: accepting connections failed {} time(s): {}; retrying "
+          "(tidal_gateway_accept_errors_total)",
+          accept_errors_unlogged, ec.message());
+      accept_error_logged_ms = now;
+      accept_errors_unlogged = 0;
+    }
+    // Out of descriptors or memory: the connection stays in the backlog.
+    // Accepting again at once would spin; wait a little, as nginx does.
+    if (ec == asio::error::no_descriptors || ec.value() == ENFILE ||
+        ec == asio::error::no_buffer_space || ec == asio::error::no_memory) {
+      accept_timer.expires_after(std::chrono::milliseconds(kAcceptBackoffMs));
+      accept_timer.async_wait([this](beast::error_code ec) {
+        if (!ec) Accept();
+      });
+      return;
+    }
+    return Accept();  // ECONNABORTED and the like: the next one
+  }
+  if (gw->Reserve(2) || (DropIdle(2) > 0 && gw->Reserve(2))) {
+    std::make_shared<Session>(this, std::move(socket))->Start();
+    return Accept();
+  }
+  // At the connection limit: refuse rather than take the process's last
+  // descriptors (the API, the store and the instances need them).
+  gw->connections_refused_total.fetch_add(1, std::memory_order_relaxed);
+  ++refused_unlogged;
+  if (now - refused_logged_ms >= 10'000) {
+    gw->log->warn(
+        "gateway: at its limit of {} connections (--gateway-max-connections): "
+        "refused {} connection(s) (tidal_gateway_connections_refused_total)",
+        gw->opts.max_connections, refused_unlogged);
+    refused_logged_ms = now;
+    refused_unlogged = 0;
+  }
+  static const char kBusy[] =
+      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+      "Retry-After: 1\r\nConnection: close\r\nContent-Length: 29\r\n\r\n"
+      "gateway at connection limit\r\n";
+  (void)!::send(socket.native_handle(), kBusy, sizeof(kBusy) - 1,
+                MSG_DONTWAIT | MSG_NOSIGNAL);
+  beast::error_code ignored;
+  socket.shutdown(tcp::socket::shutdown_send, ignored);
+  socket.close(ignored);
+  Accept();
+}
+
+int Worker::DropIdle(int n) {
+  int dropped = 0;
+  for (auto it = pools.begin(); it != pools.end() && dropped < n; ++it) {
+    auto& idle = it->second.idle;
+    while (!idle.empty() && dropped < n) {
+      idle.erase(idle.begin());  // the oldest
+      ++dropped;
+    }
+  }
+  gw->Unreserve(dropped);
+  return dropped;
 }
 
 void Worker::Sweep() {
@@ -1091,6 +1361,7 @@ void Worker::Sweep() {
     int64_t idle_ms = absl::ToInt64Milliseconds(gw->opts.upstream_idle_timeout);
     for (auto it = pools.begin(); it != pools.end();) {
       auto& idle = it->second.idle;
+      size_t before = idle.size();
       idle.erase(std::remove_if(
                      idle.begin(), idle.end(),
                      [&](IdleConn& c) { return now - c.since_ms > idle_ms; }),
@@ -1099,6 +1370,7 @@ void Worker::Sweep() {
           it->second.endpoint->removed.load(std::memory_order_relaxed)) {
         idle.clear();
       }
+      gw->Unreserve(static_cast<int64_t>(before - idle.size()));
       if (idle.empty()) {
         pools.erase(it++);
       } else {
@@ -1397,7 +1669,34 @@ std::string Gateway::Impl::PrometheusText() const {
                   "with no app.\n"
                   "# TYPE tidal_gateway_unknown_host_total counter\n"
                   "tidal_gateway_unknown_host_total ",
-                  unknown_host_total.load(), "\n");
+                  unknown_host_total.load(), "\n",
+                  "# HELP tidal_gateway_client_closed_total Requests whose "
+                  "client went away before the response began (the upstream "
+                  "connection is closed at once).\n"
+                  "# TYPE tidal_gateway_client_closed_total counter\n"
+                  "tidal_gateway_client_closed_total ",
+                  client_closed_total.load(), "\n",
+                  "# HELP tidal_gateway_connections_refused_total Client "
+                  "connections refused at the connection limit.\n"
+                  "# TYPE tidal_gateway_connections_refused_total counter\n"
+                  "tidal_gateway_connections_refused_total ",
+                  connections_refused_total.load(), "\n",
+                  "# HELP tidal_gateway_accept_errors_total Failed accepts "
+                  "(EMFILE and the like; retried after a short pause).\n"
+                  "# TYPE tidal_gateway_accept_errors_total counter\n"
+                  "tidal_gateway_accept_errors_total ",
+                  accept_errors_total.load(), "\n",
+                  "# HELP tidal_gateway_connection_slots Sockets held or "
+                  "reserved: two per client connection, one per idle pooled "
+                  "upstream connection.\n"
+                  "# TYPE tidal_gateway_connection_slots gauge\n"
+                  "tidal_gateway_connection_slots ",
+                  open_slots.load(), "\n",
+                  "# HELP tidal_gateway_max_connections The limit on "
+                  "connection slots (0: none).\n"
+                  "# TYPE tidal_gateway_max_connections gauge\n"
+                  "tidal_gateway_max_connections ",
+                  opts.max_connections, "\n");
   return out;
 }
 

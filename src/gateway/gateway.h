@@ -53,6 +53,12 @@ struct GatewayOptions {
   size_t max_header_bytes = 16 * 1024;
   uint64_t max_body_bytes = 1ull << 32;  // per request body; 0 = unlimited
   size_t max_idle_upstream_per_instance = 64;  // per thread
+  // Sockets the gateway may hold: each client connection counts two (itself
+  // and the upstream connection it may open), each idle pooled upstream
+  // connection one (closed first when a client needs room). Beyond it new
+  // client connections get a 503 and are closed, so the gateway never takes
+  // the descriptors the rest of the process needs. 0 = unlimited.
+  int64_t max_connections = 0;
 
   // Timeouts.
   absl::Duration connect_timeout = absl::Seconds(2);

@@ -105,6 +105,7 @@ class UpSession : public std::enable_shared_from_this<UpSession> {
     beast::string_view target = req.target();
     beast::string_view path = target.substr(0, target.find('?'));
     keep_alive_ = req.keep_alive();
+    head_request_ = req.method() == http::verb::head;
     if (path == "/sleep") {
       timer_->expires_after(
           std::chrono::milliseconds(QueryInt(target, "ms", 0)));
@@ -129,9 +130,25 @@ class UpSession : public std::enable_shared_from_this<UpSession> {
     }
     if (path == "/status")
       return Reply(static_cast<int>(QueryInt(target, "code", 200)), "status\n");
-    if (path == "/upload")
+    if (path == "/upload") {
+      // Trailer fields of a chunked body are appended to the header's by the
+      // parser: X-T-* ones are echoed in X-Trailers.
+      std::string trailers;
+      for (auto& f : req) {
+        std::string name(f.name_string());
+        if (name.size() > 4 && beast::iequals(name.substr(0, 4), "x-t-"))
+          trailers += name + "=" + std::string(f.value()) + ";";
+      }
       return Reply(
-          200, std::to_string(body_bytes_) + " " + std::to_string(body_sum_));
+          200, std::to_string(body_bytes_) + " " + std::to_string(body_sum_),
+          false, trailers);
+    }
+    if (path == "/chunked")
+      return StreamChunked(static_cast<uint64_t>(QueryInt(target, "n", 0)),
+                           static_cast<size_t>(QueryInt(target, "chunk", 1000)),
+                           QueryInt(target, "trailers", 0) != 0);
+    if (path == "/eof")
+      return StreamUntilClose(static_cast<uint64_t>(QueryInt(target, "n", 0)));
     if (path == "/echo-headers") {
       std::string out;
       for (auto& f : req)
@@ -144,10 +161,12 @@ class UpSession : public std::enable_shared_from_this<UpSession> {
     Reply(200, up_->name);
   }
 
-  void Reply(int status, std::string body, bool hop_headers = false) {
+  void Reply(int status, std::string body, bool hop_headers = false,
+             const std::string& trailers = "") {
     auto res = std::make_shared<http::response<http::string_body>>(
         static_cast<http::status>(status), 11);
     res->set("X-Instance", up_->name);
+    if (!trailers.empty()) res->set("X-Trailers", trailers);
     res->set(http::field::content_type, "text/plain");
     res->body() = std::move(body);
     res->keep_alive(keep_alive_);
@@ -202,6 +221,79 @@ class UpSession : public std::enable_shared_from_this<UpSession> {
         });
   }
 
+  // A chunked response written raw, each chunk's size line, data and CRLF in
+  // separate writes (the gateway sees them in pieces), then the last chunk
+  // with trailer fields X-Checksum and X-Chunks when `trailers`.
+  void StreamChunked(uint64_t n, size_t chunk, bool trailers) {
+    pieces_.clear();
+    std::string head = "HTTP/1.1 200 OK\r\nX-Instance: " + up_->name +
+                       "\r\nTransfer-Encoding: chunked\r\n";
+    if (trailers) head += "Trailer: X-Checksum, X-Chunks\r\n";
+    if (!keep_alive_) head += "Connection: close\r\n";
+    pieces_.push_back(head + "\r\n");
+    if (head_request_) n = 0, trailers = false;
+    uint64_t sum = 0, offset = 0;
+    int chunks = 0;
+    chunk = std::max<size_t>(chunk, 1);
+    while (offset < n) {
+      size_t len = static_cast<size_t>(std::min<uint64_t>(chunk, n - offset));
+      std::string data(len, '\0');
+      for (size_t i = 0; i < len; ++i) data[i] = PatternByte(offset + i);
+      sum = Checksum(sum, data.data(), len);
+      offset += len;
+      char line[32];
+      snprintf(line, sizeof(line), "%zx%s\r\n", len,
+               chunks % 3 == 1 ? ";ext=1" : "");
+      pieces_.push_back(line);
+      pieces_.push_back(std::move(data));
+      pieces_.push_back("\r\n");
+      ++chunks;
+    }
+    std::string last = head_request_ ? "" : "0\r\n";
+    if (trailers) {
+      last += "X-Checksum: " + std::to_string(sum) +
+              "\r\nX-Chunks: " + std::to_string(chunks) + "\r\n";
+    }
+    if (!head_request_) pieces_.push_back(last + "\r\n");
+    next_piece_ = 0;
+    WritePieces(false);
+  }
+
+  // A response framed by closing the connection (no Content-Length, not
+  // chunked).
+  void StreamUntilClose(uint64_t n) {
+    pieces_.clear();
+    pieces_.push_back("HTTP/1.1 200 OK\r\nX-Instance: " + up_->name +
+                      "\r\nConnection: close\r\n\r\n");
+    for (uint64_t offset = 0; offset < n; offset += 10000) {
+      size_t len = static_cast<size_t>(std::min<uint64_t>(10000, n - offset));
+      std::string data(len, '\0');
+      for (size_t i = 0; i < len; ++i) data[i] = PatternByte(offset + i);
+      pieces_.push_back(std::move(data));
+    }
+    next_piece_ = 0;
+    WritePieces(true);
+  }
+
+  void WritePieces(bool close_after) {
+    if (next_piece_ == pieces_.size()) {
+      pieces_.clear();
+      if (close_after) {
+        Finish();
+        return Close();
+      }
+      return Done({});
+    }
+    if (next_piece_ + 1 == pieces_.size()) Finish();
+    const std::string& piece = pieces_[next_piece_++];
+    asio::async_write(
+        s_, asio::buffer(piece),
+        [self = shared_from_this(), close_after](beast::error_code ec, size_t) {
+          if (ec) return self->Done(ec);
+          self->WritePieces(close_after);
+        });
+  }
+
   // Ends this request's share of in_flight, once.
   void Finish() {
     if (counted_) --up_->in_flight;
@@ -228,8 +320,11 @@ class UpSession : public std::enable_shared_from_this<UpSession> {
   std::optional<http::response<http::buffer_body>> res_;
   std::optional<http::serializer<false, http::buffer_body>> sr_;
   char scratch_[64 * 1024];
+  std::vector<std::string> pieces_;
+  size_t next_piece_ = 0;
   uint64_t body_bytes_ = 0, body_sum_ = 0, remaining_ = 0, offset_ = 0;
   bool keep_alive_ = true;
+  bool head_request_ = false;
   bool counted_ = false;  // this request is in in_flight
 };
 

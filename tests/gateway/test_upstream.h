@@ -8,6 +8,11 @@
 //   /status?code=N
 //   /bytes?n=N   -> N bytes of a fixed pattern, streamed
 //   /upload      -> reads the body streaming, replies "<bytes> <checksum>"
+//                   and echoes trailer fields X-T-* as X-Trailers: "n=v;..."
+//   /chunked?n=N&chunk=C&trailers=1
+//                -> N pattern bytes in chunks of C, written piece by piece,
+//                   trailers X-Checksum and X-Chunks
+//   /eof?n=N     -> N pattern bytes framed by closing the connection
 //   /hold        -> replies when ReleaseHolds() is called
 // Every response carries "X-Instance: <name>". Thread-safe; runs its own
 // threads; Stop() or the destructor ends them.
