@@ -32,6 +32,8 @@ constexpr int64_t kReadPerWake = 1 << 20;
 constexpr int kPipeSize = 1 << 20;
 constexpr auto kWindow = std::chrono::milliseconds(100);
 constexpr auto kFreeSpaceCheck = std::chrono::milliseconds(100);
+// How often the loop resumes paused readers and writes due marker lines.
+constexpr auto kPassInterval = std::chrono::milliseconds(20);
 
 std::string Errno(const std::string& what, int err) {
   return absl::StrCat(what, ": ", strerror(err));
@@ -205,16 +207,25 @@ class LogPump::Impl {
 
   void Loop() {
     std::vector<epoll_event> events(64);
+    int timeout_ms = -1;
+    SteadyClock::time_point last_pass;
     for (;;) {
-      int timeout_ms = -1;
       std::vector<std::shared_ptr<Sink>> all;
+      const auto now = SteadyClock::now();
+      // At most every kPassInterval (the pass locks every sink).
+      const bool pass = now - last_pass >= kPassInterval;
       {
         absl::MutexLock l(&mu_);
         if (stop_) return;
-        for (const auto& [key, s] : sinks_) all.push_back(s);
+        if (pass) {
+          for (const auto& [key, s] : sinks_) all.push_back(s);
+        }
+      }
+      if (pass) {
+        last_pass = now;
+        timeout_ms = -1;
       }
       // Resume paused readers whose window is over; write marker lines due.
-      const auto now = SteadyClock::now();
       for (const auto& s : all) {
         absl::MutexLock sl(&s->mu);
         if (s->closed) continue;
@@ -228,7 +239,8 @@ class LogPump::Impl {
           epoll_ctl(epfd_, EPOLL_CTL_MOD, s->fd, &ev);
         }
         FlushMarkerLocked(*s, now, /*force=*/false);
-        if (s->paused || s->pending_drop > 0) timeout_ms = 20;
+        if (s->paused || s->pending_drop > 0)
+          timeout_ms = kPassInterval.count();
       }
       int n = epoll_wait(epfd_, events.data(), static_cast<int>(events.size()),
                          timeout_ms);
@@ -253,6 +265,9 @@ class LogPump::Impl {
         absl::MutexLock sl(&s->mu);
         if (s->closed) continue;
         ReadLocked(*s, kReadPerWake, /*bounded=*/true);
+        // A paused reader or a marker line due needs the next pass.
+        if (s->paused || s->pending_drop > 0)
+          timeout_ms = kPassInterval.count();
       }
     }
   }
@@ -276,7 +291,6 @@ class LogPump::Impl {
           ev.events = 0;
           ev.data.u64 = s.key;
           epoll_ctl(epfd_, EPOLL_CTL_MOD, s.fd, &ev);
-          Wake();  // the loop recomputes its timeout
           return;
         }
       }

@@ -904,8 +904,11 @@ class ProcessRuntime::Impl {
       std::string id = app + "-";
       for (int i = 0; i < 5; ++i) id += kAlnum[rng_() % 36];
       struct stat st;
-      if (procs_.count(id) == 0 && stat(RecordPath(id).c_str(), &st) != 0)
+      // Not in use here, nor by another tidald sharing the cgroup root.
+      if (procs_.count(id) == 0 && stat(RecordPath(id).c_str(), &st) != 0 &&
+          (!cgroups_ || stat(cgroups_->PathOf(id).c_str(), &st) != 0)) {
         return id;
+      }
     }
   }
 
