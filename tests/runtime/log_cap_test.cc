@@ -70,6 +70,10 @@ class LogCapTest : public ::testing::Test {
     return o;
   }
 
+  void TearDown() override {
+    if (rt_) rt_->Shutdown(true);
+  }
+
   void Make(ProcessRuntimeOptions o) {
     if (rt_) rt_->Shutdown(true);
     rt_ = std::make_unique<ProcessRuntime>(o);
