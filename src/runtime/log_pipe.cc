@@ -326,7 +326,9 @@ class LogPump::Impl {
       s.tokens -= static_cast<double>(keep);
     }
     if (keep > 0) {
-      FlushMarkerLocked(s, now, /*force=*/true);
+      // The marker goes before what is kept, at most once per interval (a
+      // bucket that refills keeps a little of nearly every read).
+      FlushMarkerLocked(s, now, /*force=*/false);
       Write(s, data, keep);
     }
     if (keep < n) {
@@ -343,8 +345,9 @@ class LogPump::Impl {
     s.drop_reason = std::move(reason);
   }
 
-  // A marker line for what was dropped: with force as soon as output is
-  // kept again, else at most once per marker_interval while dropping goes on.
+  // A marker line for what was dropped: at most once per marker_interval
+  // (when output is kept again, or by the loop's pass while dropping goes
+  // on); with force now (the instance is going away).
   void FlushMarkerLocked(Sink& s, SteadyClock::time_point now, bool force)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(s.mu) {
     if (s.pending_drop == 0) return;

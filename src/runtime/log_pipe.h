@@ -7,7 +7,8 @@
 //    ones shift to .2 ... .rotated_files) and a new one is started;
 //  - beyond rate_bytes per second (a token bucket of burst_bytes), and while
 //    the log filesystem has less free space than the reserve, output is
-//    read and dropped; the bytes are counted and a marker line says so;
+//    read and dropped; the bytes are counted and a marker line says so (at
+//    most once per marker_interval);
 //  - beyond max_read_bytes per second an instance is no longer read at all
 //    for the rest of that 100 ms window, so its writes block instead of
 //    costing tidald a core.
