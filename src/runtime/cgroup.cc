@@ -23,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "absl/time/clock.h"
 
 namespace tidal {
 namespace {
@@ -210,6 +211,28 @@ absl::StatusOr<std::string> InstanceCgroups::Create(
   if (mkdir(path.c_str(), 0755) != 0 && errno != EEXIST)
     return absl::InternalError(Errno("mkdir " + path, errno));
   return path;
+}
+
+int InstanceCgroups::RemoveStale(absl::Duration min_age) const {
+  DIR* dir = opendir(root_.c_str());
+  if (dir == nullptr) return 0;
+  std::vector<std::string> candidates;
+  const absl::Time now = absl::Now();
+  while (dirent* d = readdir(dir)) {
+    if (d->d_name[0] == '.' || d->d_type != DT_DIR) continue;
+    std::string path = absl::StrCat(root_, "/", d->d_name);
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0) continue;
+    if (now - absl::FromTimeT(st.st_mtime) < min_age) continue;
+    candidates.push_back(path);
+  }
+  closedir(dir);
+  int removed = 0;
+  for (const auto& path : candidates) {
+    // rmdir refuses a populated cgroup (EBUSY), so only empty ones go.
+    if (!Populated(path) && rmdir(path.c_str()) == 0) ++removed;
+  }
+  return removed;
 }
 
 absl::Status InstanceCgroups::AddProcess(const std::string& path, pid_t pid) {

@@ -18,6 +18,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 
 namespace tidal {
 
@@ -37,6 +38,11 @@ class InstanceCgroups {
 
   // Creates <root>/<id> (fine if it exists) and returns its path.
   absl::StatusOr<std::string> Create(const std::string& instance_id) const;
+
+  // Removes the empty instance cgroups under the root that are older than
+  // `min_age` (left by instances whose records are gone; one being set up
+  // right now is younger). Returns how many were removed.
+  int RemoveStale(absl::Duration min_age) const;
 
   // Moves `pid` into the cgroup at `path` (its later children follow).
   static absl::Status AddProcess(const std::string& path, pid_t pid);

@@ -759,6 +759,13 @@ class ProcessRuntime::Impl {
         log_->info("app={}/{} adopted instance {} pid={} port={}",
                    rec.namespace_(), rec.app(), rec.id(), pid, rec.port());
       }
+      if (cgroups_) {
+        // Instance cgroups nothing refers to any more (an instance whose
+        // record went with its data directory, or a failed rmdir).
+        int stale = cgroups_->RemoveStale(absl::Minutes(1));
+        if (stale > 0)
+          log_->info("runtime: removed {} empty instance cgroups", stale);
+      }
       log_->info("runtime: adoption done: {} adopted, {} records dropped", kept,
                  dropped);
     }

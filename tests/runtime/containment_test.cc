@@ -5,6 +5,8 @@
 
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <iostream>
@@ -291,6 +293,34 @@ TEST_P(ContainmentTest, DaemonWithCleanEnvironmentDiesWithDelete) {
   ASSERT_TRUE(rt_->Stop(inst->id(), absl::Seconds(2)).ok());
   ASSERT_TRUE(rt_->WaitForNoInstances(absl::Seconds(10)));
   ExpectAllDead();
+}
+
+// Empty instance cgroups that nothing refers to (their records went with a
+// data directory) are removed at adoption once a minute old.
+TEST_P(ContainmentTest, StaleEmptyCgroupsAreRemovedAtAdoption) {
+  if (GetParam() != "cgroup") GTEST_SKIP() << "cgroup mode only";
+  auto inst = rt_->Start(Escapers());
+  ASSERT_TRUE(inst.ok()) << inst.status();
+  const std::string root =
+      rt_->CgroupOf(inst->id()).substr(0, rt_->CgroupOf(inst->id()).rfind('/'));
+  const std::string stale = root + "/stale-" + std::to_string(getpid());
+  const std::string fresh = root + "/fresh-" + std::to_string(getpid());
+  ASSERT_EQ(mkdir(stale.c_str(), 0755), 0);
+  ASSERT_EQ(mkdir(fresh.c_str(), 0755), 0);
+  timeval old[2] = {{time(nullptr) - 120, 0}, {time(nullptr) - 120, 0}};
+  ASSERT_EQ(utimes(stale.c_str(), old), 0);
+  // Another runtime (its own data directory) sharing the cgroup root.
+  ProcessRuntimeOptions o = Options();
+  o.data_dir = dir_.path() + "/data2";
+  auto second = std::make_unique<ProcessRuntime>(o);
+  ASSERT_TRUE(second->Adopt().ok());
+  struct stat st;
+  EXPECT_NE(stat(stale.c_str(), &st), 0) << "stale cgroup kept";
+  EXPECT_EQ(stat(fresh.c_str(), &st), 0) << "a young cgroup was removed";
+  // The running instance's cgroup (populated) stays.
+  EXPECT_EQ(stat(rt_->CgroupOf(inst->id()).c_str(), &st), 0);
+  second->Shutdown(false);
+  rmdir(fresh.c_str());
 }
 
 INSTANTIATE_TEST_SUITE_P(Mechanisms, ContainmentTest,
