@@ -473,6 +473,8 @@ TEST_F(ProcessRuntimeTest, StartupTimeoutOnlyPastTheBound) {
   EXPECT_NE(Find(stuck->id())->message().find("refuses connections"),
             std::string::npos);
   EXPECT_EQ(Find(stuck->id())->restarts(), 0);
+  // The event reaches the listener just after the mark is set.
+  ASSERT_TRUE(WaitFor([&] { return !rec_.events("StartupTimeout").empty(); }));
   auto marked = rec_.events("StartupTimeout");
   ASSERT_EQ(marked.size(), 1u);
   EXPECT_EQ(marked[0].instance.id(), stuck->id());
