@@ -17,6 +17,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "api/addresses.h"
@@ -72,6 +73,14 @@ struct Flags {
   int max_instances_per_app = spec::limits::kDefaultMaxInstancesPerApp;
   int64_t max_instances_per_namespace = 0;
   std::string allow_private_webhooks = "auto";
+  // Runtime: containment and logs (docs/runtime.md).
+  std::string instance_cgroup = "auto";
+  int max_instances = 1000;
+  std::string log_dir;
+  std::string log_max_size = "10Mi";
+  int log_max_files = 1;
+  std::string log_rate_limit = "4Mi";
+  std::string log_min_free = "512Mi";
 };
 
 std::string DefaultDataDir() {
@@ -278,6 +287,54 @@ int Run(const Flags& flags) {
         flags.allow_private_webhooks == "true" ||
         (flags.allow_private_webhooks == "auto" && loopback);
   }
+  ropts.cgroup_root =
+      flags.instance_cgroup == "auto" ? "" : flags.instance_cgroup;
+  if (flags.max_instances < 0) {
+    log->error("--max-instances: must be >= 0 (0 = no limit)");
+    return 2;
+  }
+  ropts.max_instances = flags.max_instances;
+  ropts.log_dir = flags.log_dir;
+  auto log_max = ParseBytes(flags.log_max_size);
+  auto log_rate = ParseBytes(flags.log_rate_limit);
+  if (!log_max.ok() || *log_max < 0) {
+    log->error("--log-max-size: {}",
+               log_max.ok() ? "must be >= 0 (0 = no cap)"
+                            : std::string(log_max.status().message()));
+    return 2;
+  }
+  if (!log_rate.ok() || *log_rate < 0) {
+    log->error("--log-rate-limit: {}",
+               log_rate.ok() ? "must be >= 0 (0 = no limit)"
+                             : std::string(log_rate.status().message()));
+    return 2;
+  }
+  if (flags.log_max_files < 1) {
+    log->error("--log-max-files: must be >= 1");
+    return 2;
+  }
+  ropts.log_max_bytes = *log_max;
+  ropts.log_rate_bytes = *log_rate;
+  ropts.log_rotated_files = flags.log_max_files;
+  if (absl::EndsWith(flags.log_min_free, "%")) {
+    double pct = 0;
+    if (!absl::SimpleAtod(absl::StripSuffix(flags.log_min_free, "%"), &pct) ||
+        pct < 0 || pct >= 100) {
+      log->error("--log-min-free: \"{}\" is not a percentage in [0, 100)",
+                 flags.log_min_free);
+      return 2;
+    }
+    ropts.log_min_free_ratio = pct / 100;
+  } else {
+    auto min_free = ParseBytes(flags.log_min_free);
+    if (!min_free.ok() || *min_free < 0) {
+      log->error("--log-min-free: {}",
+                 min_free.ok() ? "must be >= 0"
+                               : std::string(min_free.status().message()));
+      return 2;
+    }
+    ropts.log_min_free_bytes = *min_free;
+  }
   // Instances find Tidal's own binaries (and the sample app) on their PATH.
   char self[4096];
   ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -480,6 +537,18 @@ int Run(const Flags& flags) {
             controller.queue()->Len(), "\n",
             "# TYPE tidal_instances gauge\ntidal_instances ",
             runtime.List().size(), "\n");
+        absl::StrAppend(&text,
+                        "# HELP tidal_instance_log_dropped_bytes_total Output "
+                        "of an instance dropped by the log cap (rate limit, "
+                        "free-space reserve)\n"
+                        "# TYPE tidal_instance_log_dropped_bytes_total "
+                        "counter\n");
+        for (const auto& inst : runtime.List()) {
+          absl::StrAppend(
+              &text, "tidal_instance_log_dropped_bytes_total{namespace=\"",
+              inst.namespace_(), "\",app=\"", inst.app(), "\",instance=\"",
+              inst.id(), "\"} ", inst.log_dropped_bytes(), "\n");
+        }
         absl::StrAppend(&text, gw.PrometheusText());
         return text;
       },
@@ -572,6 +641,34 @@ int main(int argc, char** argv) {
                  "An instance whose port still refuses connections this long "
                  "after its readinessProbe.initialDelaySeconds is marked "
                  "StartupTimeout (a rollout of it fails fast)")
+      ->capture_default_str();
+  app.add_option("--instance-cgroup", flags.instance_cgroup,
+                 "auto: each instance in its own cgroup v2 under "
+                 "<tidald's cgroup>/tidal when cgroup v2 is writable, else a "
+                 "child subreaper; off: always the subreaper; or a cgroup v2 "
+                 "directory to use as the root")
+      ->capture_default_str();
+  app.add_option("--max-instances", flags.max_instances,
+                 "Instances this tidald runs at most (more fail to start, "
+                 "with an event saying so; 0 = no limit)")
+      ->capture_default_str();
+  app.add_option("--log-dir", flags.log_dir,
+                 "Instance logs (default DATA_DIR/logs; may be on another "
+                 "filesystem than the store)");
+  app.add_option("--log-max-size", flags.log_max_size,
+                 "Largest instance log file; then it is rotated (0 = no cap)")
+      ->capture_default_str();
+  app.add_option("--log-max-files", flags.log_max_files,
+                 "Rotated log files kept per instance (<log>.1 ... .N)")
+      ->capture_default_str();
+  app.add_option("--log-rate-limit", flags.log_rate_limit,
+                 "Instance output kept per second (burst: 4 seconds' worth); "
+                 "the rest is dropped and counted (0 = no limit)")
+      ->capture_default_str();
+  app.add_option("--log-min-free", flags.log_min_free,
+                 "Drop instance output while the log filesystem has less free "
+                 "space than this (bytes such as 512Mi, or a percentage such "
+                 "as 5%)")
       ->capture_default_str();
   app.add_option("--workers", flags.workers, "Reconcile workers")
       ->capture_default_str();

@@ -30,9 +30,12 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "common/logging.h"
 #include "common/proto_time.h"
+#include "runtime/cgroup.h"
 #include "runtime/instance_record.pb.h"
+#include "runtime/log_pipe.h"
 
 extern char** environ;
 
@@ -50,6 +53,9 @@ using tidal::runtime::InstanceRecord;
 std::chrono::nanoseconds ToChrono(absl::Duration d) {
   return std::chrono::nanoseconds(absl::ToInt64Nanoseconds(d));
 }
+
+// How long a stop waits for SIGKILLed descendants to be gone.
+constexpr auto kDrainTimeout = std::chrono::seconds(5);
 
 std::string ShortDuration(absl::Duration d) {
   // "10s", "2m40s", "100ms": like kubelet's messages.
@@ -374,7 +380,8 @@ struct Proc {
         live_timer(io),
         restart_timer(io),
         kill_timer(io),
-        poll_timer(io) {}
+        poll_timer(io),
+        drain_timer(io) {}
 
   tidal::v1::Instance info;
   InstanceRecord rec;
@@ -401,11 +408,13 @@ struct Proc {
   int answered_failures = 0;    // "not ready" answers in a row, per period
   std::chrono::steady_clock::time_point last_answered_failure;
   bool gone = false;  // removed from the map
+  // When a stop escalates to SIGKILL (a second Stop may bring it forward).
+  std::chrono::steady_clock::time_point kill_at;
 
   // Supervisor thread only.
   std::unique_ptr<net::posix::stream_descriptor> pidfd;
   net::steady_timer probe_timer, live_timer, restart_timer, kill_timer,
-      poll_timer;
+      poll_timer, drain_timer;
 };
 
 }  // namespace
@@ -420,11 +429,37 @@ class ProcessRuntime::Impl {
         log_timer_(io_),
         rng_(std::random_device{}()) {
     instances_dir_ = opts_.data_dir + "/instances";
-    logs_dir_ = opts_.data_dir + "/logs";
+    logs_dir_ =
+        opts_.log_dir.empty() ? opts_.data_dir + "/logs" : opts_.log_dir;
     for (const auto& dir : {instances_dir_, logs_dir_}) {
       absl::Status s = MakeDirs(dir);
       if (!s.ok()) log_->error("runtime: {}", s.ToString());
     }
+    if (opts_.cgroup_root != "off") {
+      auto cg = InstanceCgroups::Open(opts_.cgroup_root);
+      if (cg.ok()) {
+        cgroups_.emplace(*cg);
+        log_->info("runtime: each instance runs in its own cgroup under {}",
+                   cg->root());
+      } else {
+        log_->warn(
+            "runtime: no usable cgroup v2 ({}); falling back to a child "
+            "subreaper",
+            std::string(cg.status().message()));
+      }
+    }
+    if (!cgroups_) {
+      absl::Status s = BecomeSubreaper();
+      if (!s.ok()) log_->error("runtime: {}", s.ToString());
+    }
+    LogLimits limits;
+    limits.max_bytes = opts_.log_max_bytes;
+    limits.rotated_files = opts_.log_rotated_files;
+    limits.rate_bytes = opts_.log_rate_bytes;
+    limits.burst_bytes = opts_.log_burst_bytes;
+    limits.min_free_bytes = opts_.log_min_free_bytes;
+    limits.min_free_ratio = opts_.log_min_free_ratio;
+    pump_ = std::make_unique<LogPump>(limits);
     int span = std::max(1, opts_.port_max - opts_.port_min + 1);
     port_cursor_ =
         opts_.port_min + static_cast<int>(rng_() % static_cast<uint64_t>(span));
@@ -446,6 +481,13 @@ class ProcessRuntime::Impl {
       absl::MutexLock l(&mu_);
       if (shut_down_)
         return absl::FailedPreconditionError("runtime is shut down");
+      if (opts_.max_instances > 0 &&
+          static_cast<int>(procs_.size()) >= opts_.max_instances) {
+        return absl::ResourceExhaustedError(
+            absl::StrCat("instance limit reached: ", procs_.size(),
+                         " instances run on this tidald (--max-instances ",
+                         opts_.max_instances, ")"));
+      }
       int port = 0;
       {
         absl::StatusOr<int> got = AllocatePortLocked();
@@ -474,10 +516,14 @@ class ProcessRuntime::Impl {
       rec.set_log_path(info.log_path());
       *rec.mutable_template_() = req.tmpl;
       p->own_child = true;
-      ports_.insert(port);
-      absl::Status s = SpawnLocked(*p);
+      absl::Status s = PrepareLocked(*p);
+      if (s.ok()) {
+        ports_.insert(port);
+        s = SpawnLocked(*p);
+        if (!s.ok()) ports_.erase(port);
+      }
       if (!s.ok()) {
-        ports_.erase(port);
+        CleanUpLocked(*p);
         return s;
       }
       procs_[id] = p;
@@ -507,8 +553,9 @@ class ProcessRuntime::Impl {
       if (it == procs_.end())
         return absl::NotFoundError(absl::StrCat("no instance ", id));
       p = it->second;
-      if (p->stopping) {
-        if (grace >= p->grace) return absl::OkStatus();
+      if (p->stopping &&
+          std::chrono::steady_clock::now() + ToChrono(grace) >= p->kill_at) {
+        return absl::OkStatus();  // SIGKILL comes sooner already
       }
       BeginStopLocked(*p, grace);
       changes.push_back(Change(*p));
@@ -528,8 +575,19 @@ class ProcessRuntime::Impl {
       if (!ns.empty() && p->info.namespace_() != ns) continue;
       if (!app.empty() && p->info.app() != app) continue;
       out.push_back(p->info);
+      if (pump_) {
+        out.back().set_log_dropped_bytes(pump_->Stats(id).dropped_bytes);
+      }
     }
     return out;
+  }
+
+  std::string Containment() const { return cgroups_ ? "cgroup" : "subreaper"; }
+
+  std::string CgroupOf(const std::string& id) {
+    absl::MutexLock l(&mu_);
+    auto it = procs_.find(id);
+    return it == procs_.end() ? "" : it->second->rec.cgroup();
   }
 
   // One pass over /proc: sums the figures of every process in the process
@@ -651,6 +709,7 @@ class ProcessRuntime::Impl {
               ticks == rec.start_ticks()) {
             waitpid(pid, nullptr, WNOHANG);
           }
+          RemoveLeftoversLocked(rec);
           unlink(file.c_str());
           ++dropped;
           continue;
@@ -678,6 +737,14 @@ class ProcessRuntime::Impl {
         *info.mutable_start_time() = rec.start_time();
         ports_.insert(rec.port());
         procs_[rec.id()] = p;
+        if (!rec.log_fifo().empty() && pump_) {
+          absl::Status s =
+              pump_->Attach(rec.id(), rec.log_fifo(), rec.log_path());
+          if (!s.ok()) {
+            log_->warn("app={}/{} instance {}: its output is not read: {}",
+                       rec.namespace_(), rec.app(), rec.id(), s.ToString());
+          }
+        }
         if (rec.terminating()) {
           BeginStopLocked(*p, absl::Milliseconds(rec.grace_ms()));
           changes.push_back(Change(*p));
@@ -691,6 +758,13 @@ class ProcessRuntime::Impl {
         ++kept;
         log_->info("app={}/{} adopted instance {} pid={} port={}",
                    rec.namespace_(), rec.app(), rec.id(), pid, rec.port());
+      }
+      if (cgroups_) {
+        // Instance cgroups nothing refers to any more (an instance whose
+        // record went with its data directory, or a failed rmdir).
+        int stale = cgroups_->RemoveStale(absl::Minutes(1));
+        if (stale > 0)
+          log_->info("runtime: removed {} empty instance cgroups", stale);
       }
       log_->info("runtime: adoption done: {} adopted, {} records dropped", kept,
                  dropped);
@@ -709,6 +783,38 @@ class ProcessRuntime::Impl {
       }
     });
     return absl::OkStatus();
+  }
+
+  // The leader of a recorded instance is gone (tidald was away when it
+  // exited): whatever it left running is killed now, so that setsid'd or
+  // double-forked processes do not pile up over restarts.
+  void RemoveLeftoversLocked(const InstanceRecord& rec)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    int left = 0;
+    if (!rec.cgroup().empty()) {
+      left = static_cast<int>(InstanceCgroups::Pids(rec.cgroup()).size());
+      InstanceCgroups::Kill(rec.cgroup()).IgnoreError();
+      // The killed processes exit in a moment; until then rmdir says EBUSY.
+      for (int i = 0; i < 200 && InstanceCgroups::Populated(rec.cgroup());
+           ++i) {
+        absl::SleepFor(absl::Milliseconds(5));
+      }
+      absl::Status s = InstanceCgroups::Remove(rec.cgroup());
+      if (!s.ok()) log_->warn("runtime: {}", s.ToString());
+    } else if (!cgroups_ && !rec.id().empty()) {
+      // Only by the environment: the leader's pid may have been reused, so
+      // its process group and session prove nothing.
+      std::vector<ProcEntry> procs = ScanProcesses();
+      for (pid_t pid : InstanceDescendants(procs, 0, 0, rec.id())) {
+        kill(pid, SIGKILL);
+        ++left;
+      }
+    }
+    if (left > 0) {
+      log_->info("app={}/{} instance {}: killed {} process(es) it left behind",
+                 rec.namespace_(), rec.app(), rec.id(), left);
+    }
+    if (!rec.log_fifo().empty()) unlink(rec.log_fifo().c_str());
   }
 
   absl::StatusOr<std::string> LogPath(const std::string& id) {
@@ -777,6 +883,7 @@ class ProcessRuntime::Impl {
     for (const auto& [proc, fd] : pending_pidfd_) close(fd);
     pending_pidfd_.clear();
     procs_.clear();
+    pump_.reset();  // instances keep their FIFOs for the next tidald
     ports_.clear();
   }
 
@@ -804,8 +911,11 @@ class ProcessRuntime::Impl {
       std::string id = app + "-";
       for (int i = 0; i < 5; ++i) id += kAlnum[rng_() % 36];
       struct stat st;
-      if (procs_.count(id) == 0 && stat(RecordPath(id).c_str(), &st) != 0)
+      // Not in use here, nor by another tidald sharing the cgroup root.
+      if (procs_.count(id) == 0 && stat(RecordPath(id).c_str(), &st) != 0 &&
+          (!cgroups_ || stat(cgroups_->PathOf(id).c_str(), &st) != 0)) {
         return id;
+      }
     }
   }
 
@@ -869,6 +979,60 @@ class ProcessRuntime::Impl {
     return "";
   }
 
+  // Creates what an instance keeps across restarts: its log FIFO and its
+  // cgroup (both named in its record, so the next tidald finds them).
+  absl::Status PrepareLocked(Proc& p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const std::string fifo = instances_dir_ + "/" + p.info.id() + ".fifo";
+    absl::Status s = LogPump::MakeFifo(fifo);
+    if (!s.ok()) return s;
+    p.rec.set_log_fifo(fifo);
+    if (cgroups_) {
+      auto cg = cgroups_->Create(p.info.id());
+      if (!cg.ok()) return cg.status();
+      p.rec.set_cgroup(*cg);
+    }
+    return absl::OkStatus();
+  }
+
+  // Undoes PrepareLocked (and SpawnLocked's attach) for an instance that
+  // never ran or is gone.
+  void CleanUpLocked(Proc& p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!p.rec.log_fifo().empty()) {
+      if (pump_) pump_->Detach(p.info.id(), /*remove_fifo=*/false);
+      unlink(p.rec.log_fifo().c_str());
+    }
+    if (!p.rec.cgroup().empty()) {
+      absl::Status s = InstanceCgroups::Remove(p.rec.cgroup());
+      if (!s.ok()) log_->warn("runtime: {}", s.ToString());
+    }
+  }
+
+  // SIGKILLs every process of the instance but the leader's own pid: the
+  // whole cgroup, or (subreaper) every descendant found in /proc. Returns
+  // how many processes may still be alive (0: none left).
+  int KillRestLocked(const Proc& p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!p.rec.cgroup().empty()) {
+      absl::Status s = InstanceCgroups::Kill(p.rec.cgroup());
+      if (!s.ok()) log_->warn("runtime: {}", s.ToString());
+      return InstanceCgroups::Populated(p.rec.cgroup()) ? 1 : 0;
+    }
+    std::vector<ProcEntry> procs = ScanProcesses();
+    std::vector<pid_t> rest = InstanceDescendants(
+        procs, p.pid, static_cast<pid_t>(p.rec.pid()), p.info.id());
+    for (pid_t pid : rest) kill(pid, SIGKILL);
+    ReapZombieChildren(procs, LeadersLocked());
+    return static_cast<int>(rest.size());
+  }
+
+  // Pids of instance processes someone waits for (never reaped elsewhere).
+  std::vector<pid_t> LeadersLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::vector<pid_t> out;
+    for (const auto& [id, p] : procs_) {
+      if (p->pid > 0) out.push_back(p->pid);
+    }
+    return out;
+  }
+
   // Forks and execs the instance's process. The child waits on a pipe until
   // the record with its pid is on disk, so a crash of tidald in between never
   // leaves an unrecorded process (the child sees EOF and exits). On an exec
@@ -899,9 +1063,20 @@ class ProcessRuntime::Impl {
     envp.push_back(nullptr);
     const std::string& workdir = tmpl.working_dir();
 
-    int logfd =
-        AboveStdio(open(p.info.log_path().c_str(),
-                        O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644));
+    int logfd = -1;
+    if (!p.rec.log_fifo().empty()) {
+      absl::Status s =
+          pump_
+              ? pump_->Attach(p.info.id(), p.rec.log_fifo(), p.info.log_path())
+              : absl::FailedPreconditionError("runtime is shut down");
+      if (!s.ok()) return s;
+      auto fd = LogPump::OpenForInstance(p.rec.log_fifo());
+      if (!fd.ok()) return fd.status();
+      logfd = AboveStdio(*fd);
+    } else {
+      logfd = AboveStdio(open(p.info.log_path().c_str(),
+                              O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644));
+    }
     if (logfd < 0) {
       return absl::InternalError(
           absl::StrCat("open ", p.info.log_path(), ": ", strerror(errno)));
@@ -976,6 +1151,16 @@ class ProcessRuntime::Impl {
       close(err[0]);
       return absl::InternalError(absl::StrCat("fork: ", strerror(fork_errno)));
     }
+    if (!p.rec.cgroup().empty()) {
+      // Before the child may exec: everything it starts stays in the cgroup.
+      absl::Status cs = InstanceCgroups::AddProcess(p.rec.cgroup(), pid);
+      if (!cs.ok()) {
+        close(go[1]);  // the child sees EOF and exits without exec
+        close(err[0]);
+        waitpid(pid, nullptr, 0);
+        return cs;
+      }
+    }
     p.pid = pid;
     p.spawned_at = std::chrono::steady_clock::now();
     p.start_ticks = 0;
@@ -1032,6 +1217,7 @@ class ProcessRuntime::Impl {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     p.stopping = true;
     p.grace = grace;
+    p.kill_at = std::chrono::steady_clock::now() + ToChrono(grace);
     p.info.set_phase("Terminating");
     p.info.set_ready(false);
     p.rec.set_terminating(true);
@@ -1341,6 +1527,7 @@ class ProcessRuntime::Impl {
         p->sigkilled = true;
         kill(-p->pid, SIGKILL);
         kill(p->pid, SIGKILL);
+        KillRestLocked(*p);
         changes.push_back(Change(*p, "Warning", "Killing",
                                  absl::StrCat("instance did not exit within ",
                                               ShortDuration(p->grace),
@@ -1355,6 +1542,7 @@ class ProcessRuntime::Impl {
     p.info.set_ready(false);
     p.info.set_pid(0);
     unlink(RecordPath(p.info.id()).c_str());
+    CleanUpLocked(p);
     ports_.erase(p.info.port());
     procs_.erase(p.info.id());
     pending_pidfd_.erase(&p);
@@ -1365,12 +1553,15 @@ class ProcessRuntime::Impl {
     std::vector<InstanceChange> changes;
     absl::Duration delay;
     bool restart = false;
+    bool drain = false;
     {
       absl::MutexLock l(&mu_);
       if (p->gen != gen || p->gone || p->pid <= 0) return;
       pid_t pid = p->pid;
-      // Take the rest of the process group down with it, then reap.
+      // Take the rest of the instance down with it (its process group, and
+      // its cgroup or the descendants that left the group), then reap.
       kill(-pid, SIGKILL);
+      const int rest = KillRestLocked(*p);
       int status = 0;
       pid_t w;
       do {
@@ -1395,8 +1586,12 @@ class ProcessRuntime::Impl {
                    p->sigkilled ? ", after SIGKILL" : "");
         p->info.set_reason(p->sigkilled ? "Killed" : "Completed");
         p->info.set_message(why);
-        RemoveLocked(*p);
-        changes.push_back(Change(*p));
+        if (rest == 0) {
+          RemoveLocked(*p);
+          changes.push_back(Change(*p));
+        } else {
+          drain = true;  // removed once the rest is gone
+        }
       } else {
         absl::Time now = clock_->Now();
         if (now - p->run_start >= opts_.backoff_reset) p->crash_count = 0;
@@ -1423,12 +1618,44 @@ class ProcessRuntime::Impl {
     p->poll_timer.cancel();
     p->pidfd.reset();
     Deliver(changes);
+    if (drain) DrainRest(p, std::chrono::steady_clock::now() + kDrainTimeout);
     if (restart) {
       p->restart_timer.expires_after(ToChrono(delay));
       p->restart_timer.async_wait([this, p, gen](boost::system::error_code ec) {
         if (!ec) Restart(p, gen);
       });
     }
+  }
+
+  // A stopped instance's leader is gone but SIGKILLed descendants may not be
+  // yet: checks every few ms (killing again) until none is left, then
+  // reports the instance removed. Past the deadline it is removed anyway.
+  void DrainRest(const std::shared_ptr<Proc>& p,
+                 std::chrono::steady_clock::time_point deadline) {
+    p->drain_timer.expires_after(std::chrono::milliseconds(5));
+    p->drain_timer.async_wait(
+        [this, p, deadline](boost::system::error_code ec) {
+          if (ec) return;
+          std::vector<InstanceChange> changes;
+          {
+            absl::MutexLock l(&mu_);
+            if (p->gone) return;
+            int rest = KillRestLocked(*p);
+            if (rest > 0 && std::chrono::steady_clock::now() < deadline) {
+              DrainRest(p, deadline);
+              return;
+            }
+            if (rest > 0) {
+              log_->warn(
+                  "app={}/{} instance {}: {} process(es) still alive after "
+                  "SIGKILL; giving up on them",
+                  p->info.namespace_(), p->info.app(), p->info.id(), rest);
+            }
+            RemoveLocked(*p);
+            changes.push_back(Change(*p));
+          }
+          Deliver(changes);
+        });
   }
 
   void Restart(const std::shared_ptr<Proc>& p, uint64_t gen) {
@@ -1449,7 +1676,9 @@ class ProcessRuntime::Impl {
       }
       p->own_child = true;
       p->info.set_restarts(p->info.restarts() + 1);
-      absl::Status s = SpawnLocked(*p);
+      // An instance adopted from an older tidald gets its FIFO and cgroup now.
+      absl::Status s = PrepareLocked(*p);
+      if (s.ok()) s = SpawnLocked(*p);
       if (!s.ok()) {
         log_->error("app={}/{} instance {}: restart failed: {}",
                     p->info.namespace_(), p->info.app(), p->info.id(),
@@ -1477,8 +1706,10 @@ class ProcessRuntime::Impl {
     Supervise(p, new_gen);
   }
 
-  // Caps log files: copy to <log>.1 and truncate in place (instances write
-  // with O_APPEND, so they continue at the start of the emptied file).
+  // Housekeeping every log_check_interval: caps the log files of instances
+  // adopted from a tidald without log FIFOs (copy to <log>.1 and truncate in
+  // place: they write with O_APPEND, so they continue at the start of the
+  // emptied file), and in subreaper mode reaps orphaned zombies.
   void ScheduleLogCheck() {
     log_timer_.expires_after(ToChrono(opts_.log_check_interval));
     log_timer_.async_wait([this](boost::system::error_code ec) {
@@ -1486,7 +1717,11 @@ class ProcessRuntime::Impl {
       std::vector<std::string> paths;
       {
         absl::MutexLock l(&mu_);
-        for (const auto& [id, p] : procs_) paths.push_back(p->info.log_path());
+        for (const auto& [id, p] : procs_) {
+          if (p->rec.log_fifo().empty()) paths.push_back(p->info.log_path());
+        }
+        // Subreaper: orphans of instances that exited on their own.
+        if (!cgroups_) ReapZombieChildren(ScanProcesses(), LeadersLocked());
       }
       for (const auto& path : paths) RotateIfNeeded(path);
       ScheduleLogCheck();
@@ -1523,6 +1758,7 @@ class ProcessRuntime::Impl {
   std::shared_ptr<spdlog::logger> log_;
   std::string instances_dir_;
   std::string logs_dir_;
+  std::optional<InstanceCgroups> cgroups_;  // unset: subreaper
   const std::string boot_id_ = BootId();
 
   // Supervisor thread (io_ is thread-safe; the timers below are its own).
@@ -1540,6 +1776,8 @@ class ProcessRuntime::Impl {
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
   Listener listener_ ABSL_GUARDED_BY(mu_);
   bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
+  // Copies every instance's output into its log; reset by Shutdown.
+  std::unique_ptr<LogPump> pump_ ABSL_GUARDED_BY(mu_);
 };
 
 ProcessRuntime::ProcessRuntime(ProcessRuntimeOptions options)
@@ -1580,6 +1818,12 @@ absl::StatusOr<std::string> ProcessRuntime::LogPath(
 
 void ProcessRuntime::Shutdown(bool stop_instances) {
   impl_->Shutdown(stop_instances);
+}
+
+std::string ProcessRuntime::Containment() const { return impl_->Containment(); }
+
+std::string ProcessRuntime::CgroupOf(const std::string& instance_id) {
+  return impl_->CgroupOf(instance_id);
 }
 
 bool ProcessRuntime::WaitForNoInstances(absl::Duration timeout) {

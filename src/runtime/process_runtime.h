@@ -1,8 +1,9 @@
 #pragma once
 
 // ProcessRuntime: the default Runtime. Each instance is a local child process
-// in its own session and process group, with its own port from a range,
-// stdout/stderr appended to a capped log file, readiness and liveness probes,
+// in its own session, process group and cgroup (or, without cgroup v2, below
+// tidald as a child subreaper), with its own port from a range, stdout/stderr
+// copied into capped log files through a FIFO, readiness and liveness probes,
 // restarts with exponential backoff (CrashLoopBackOff), graceful stops and
 // adoption of instances left running by a previous tidald (see
 // docs/runtime.md).
@@ -24,10 +25,34 @@ struct ProcessRuntimeOptions {
   // Ports handed out as $PORT, inclusive; each is checked free by binding.
   int port_min = 20000;
   int port_max = 29999;
-  // A log file larger than this is copied to <log>.1 (replacing it) and
-  // truncated, so an instance uses at most about twice this on disk.
+  // Logs (LogPump, log_pipe.h): instances write to a FIFO that tidald
+  // copies into <log_dir>/<ns>_<app>_<id>.log; a file never passes
+  // log_max_bytes (it is rotated to .1 ... .log_rotated_files), so an
+  // instance uses at most log_max_bytes * (1 + log_rotated_files) on disk.
+  // Output over log_rate_bytes per second (burst log_burst_bytes), or while
+  // the log filesystem has less free space than log_min_free_bytes /
+  // log_min_free_ratio of its size, is dropped and counted
+  // (Instance.log_dropped_bytes). log_dir empty: <data_dir>/logs.
+  std::string log_dir;
   int64_t log_max_bytes = 10 << 20;
+  int log_rotated_files = 1;
+  int64_t log_rate_bytes = 0;
+  int64_t log_burst_bytes = 0;
+  int64_t log_min_free_bytes = 0;
+  double log_min_free_ratio = 0;
+  // Instances adopted from a tidald older than log FIFOs write straight to
+  // their log file; that file is copied to <log>.1 and truncated when it is
+  // over log_max_bytes, checked at this interval.
   absl::Duration log_check_interval = absl::Seconds(1);
+  // Containment of each instance's processes (cgroup.h): "" finds cgroup v2
+  // and uses <its mount>/<tidald's cgroup>/tidal/<instance id>; "off" never
+  // uses cgroups; anything else is the root directory to use. Without a
+  // usable cgroup v2 tidald becomes a child subreaper and finds descendants
+  // by scanning /proc.
+  std::string cgroup_root;
+  // Start() fails with RESOURCE_EXHAUSTED beyond this many instances; 0 = no
+  // limit.
+  int max_instances = 0;
   // Directories put in front of PATH for instances (tidald passes its own
   // binary directory, so the sample app is found by name).
   std::vector<std::string> extra_path;
@@ -96,6 +121,11 @@ class ProcessRuntime : public Runtime {
   absl::Status Adopt() override;
   absl::StatusOr<std::string> LogPath(const std::string& instance_id) override;
   void Shutdown(bool stop_instances) override;
+
+  // How instances' processes are kept together: "cgroup" or "subreaper".
+  std::string Containment() const;
+  // The cgroup directory of an instance ("" without cgroups or instance).
+  std::string CgroupOf(const std::string& instance_id);
 
   // Waits until no instance is left (after Stop calls); false on timeout.
   bool WaitForNoInstances(absl::Duration timeout);

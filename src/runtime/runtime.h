@@ -82,7 +82,12 @@ class Runtime {
       const InstanceRequest& req) = 0;
 
   // Stops an instance: SIGTERM, up to `grace`, then SIGKILL. Returns at once;
-  // the instance shows phase Terminating until it is gone (listener: removed).
+  // the instance shows phase Terminating until it is gone (listener: removed)
+  // with every process it started. Callers pass the template's
+  // terminationGracePeriodSeconds unless told otherwise (a delete with
+  // --grace-period); a zero grace kills at once (--force). Calling it again
+  // with a shorter grace brings the SIGKILL forward; a longer one changes
+  // nothing.
   virtual absl::Status Stop(const std::string& instance_id,
                             absl::Duration grace) = 0;
 

@@ -216,6 +216,44 @@ TEST_F(ProcessRuntimeTest, StartBecomesReadyQuicklyAndServes) {
       0);
 }
 
+// A start refused for a limit says which one (the reconciler turns it into
+// a FailedCreate event on the app).
+TEST_F(ProcessRuntimeTest, StartBeyondALimitSaysWhy) {
+  rt_->Shutdown(true);
+  ProcessRuntimeOptions o = Options();
+  o.max_instances = 2;
+  rt_ = std::make_unique<ProcessRuntime>(o);
+  ASSERT_TRUE(rt_->Start(Shell("exec sleep 100")).ok());
+  ASSERT_TRUE(rt_->Start(Shell("exec sleep 100")).ok());
+  auto third = rt_->Start(Shell("exec sleep 100"));
+  EXPECT_EQ(third.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_TRUE(absl::StrContains(third.status().message(),
+                                "instance limit reached: 2 instances"))
+      << third.status();
+  EXPECT_EQ(rt_->List().size(), 2u);
+
+  // One port in the range, held by the first instance.
+  rt_->Shutdown(true);
+  o = Options();
+  o.port_min = o.port_max = 39998;
+  rt_ = std::make_unique<ProcessRuntime>(o);
+  ASSERT_TRUE(rt_->Start(Shell("exec sleep 100")).ok());
+  auto second = rt_->Start(Shell("exec sleep 100"));
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_TRUE(
+      absl::StrContains(second.status().message(), "no free port in 39998"))
+      << second.status();
+  // Nothing is left of the refused starts: no record, FIFO or cgroup.
+  EXPECT_EQ(rt_->List().size(), 1u);
+  int files = 0;
+  for (const auto& e :
+       std::filesystem::directory_iterator(dir_.path() + "/instances")) {
+    (void)e;
+    ++files;
+  }
+  EXPECT_EQ(files, 2);  // the running instance's record and FIFO
+}
+
 TEST_F(ProcessRuntimeTest, EnvironmentPortAndPath) {
   std::string envfile = dir_.path() + "/env.txt";
   InstanceRequest req = Shell("env > " + envfile + "; exec tidal-sample-app");
@@ -435,6 +473,8 @@ TEST_F(ProcessRuntimeTest, StartupTimeoutOnlyPastTheBound) {
   EXPECT_NE(Find(stuck->id())->message().find("refuses connections"),
             std::string::npos);
   EXPECT_EQ(Find(stuck->id())->restarts(), 0);
+  // The event reaches the listener just after the mark is set.
+  ASSERT_TRUE(WaitFor([&] { return !rec_.events("StartupTimeout").empty(); }));
   auto marked = rec_.events("StartupTimeout");
   ASSERT_EQ(marked.size(), 1u);
   EXPECT_EQ(marked[0].instance.id(), stuck->id());
@@ -521,8 +561,10 @@ TEST_F(ProcessRuntimeTest, LogFileIsCapped) {
            stat(log.c_str(), &st) == 0 && st.st_size <= (64 << 10) &&
            absl::StrContains(ReadFile(log) + ReadFile(log + ".1"), "done");
   }));
+  // The cap holds as bytes are written: no file is ever over it.
   std::string rotated = ReadFile(log + ".1");
-  EXPECT_GT(rotated.size(), 64u << 10);
+  EXPECT_EQ(rotated.size(), 64u << 10);
+  EXPECT_LE(ReadFile(log).size(), 64u << 10);
   EXPECT_TRUE(absl::StrContains(rotated, "line "));
 }
 
