@@ -94,11 +94,14 @@ bool Mutex::ReaderTryLock() {
 }
 void Mutex::Unlock() {
   TIDAL_REAL(void (*)(Mutex*), "_ZN", "5Mutex6UnlockEv");
+  // Unlocking evaluates waiters' Conditions, built before they waited.
+  __tsan_acquire(this);
   __tsan_release(this);
   real(this);
 }
 void Mutex::ReaderUnlock() {
   TIDAL_REAL(void (*)(Mutex*), "_ZN", "5Mutex12ReaderUnlockEv");
+  __tsan_acquire(this);
   __tsan_release(this);
   real(this);
 }
@@ -106,21 +109,27 @@ void Mutex::LockWhen(const Condition& c) {
   TIDAL_REAL(void (*)(Mutex*, const Condition&), "_ZN",
              "5Mutex8LockWhenERKNS0_9ConditionE");
   TsanCondition tc{&c, this};
-  real(this, Condition(&TsanCondition::Eval, &tc));
+  const Condition wrapped(&TsanCondition::Eval, &tc);
+  __tsan_release(this);  // the unlocker reads `wrapped`
+  real(this, wrapped);
   __tsan_acquire(this);
 }
 void Mutex::ReaderLockWhen(const Condition& c) {
   TIDAL_REAL(void (*)(Mutex*, const Condition&), "_ZN",
              "5Mutex14ReaderLockWhenERKNS0_9ConditionE");
   TsanCondition tc{&c, this};
-  real(this, Condition(&TsanCondition::Eval, &tc));
+  const Condition wrapped(&TsanCondition::Eval, &tc);
+  __tsan_release(this);  // the unlocker reads `wrapped`
+  real(this, wrapped);
   __tsan_acquire(this);
 }
 bool Mutex::LockWhenWithTimeout(const Condition& c, Duration d) {
   TIDAL_REAL(bool (*)(Mutex*, const Condition&, Duration), "_ZN",
              "5Mutex19LockWhenWithTimeoutERKNS0_9ConditionENS0_8DurationE");
   TsanCondition tc{&c, this};
-  bool ok = real(this, Condition(&TsanCondition::Eval, &tc), d);
+  const Condition wrapped(&TsanCondition::Eval, &tc);
+  __tsan_release(this);  // the unlocker reads `wrapped`
+  bool ok = real(this, wrapped, d);
   __tsan_acquire(this);
   return ok;
 }
@@ -128,33 +137,38 @@ bool Mutex::LockWhenWithDeadline(const Condition& c, Time t) {
   TIDAL_REAL(bool (*)(Mutex*, const Condition&, Time), "_ZN",
              "5Mutex20LockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE");
   TsanCondition tc{&c, this};
-  bool ok = real(this, Condition(&TsanCondition::Eval, &tc), t);
+  const Condition wrapped(&TsanCondition::Eval, &tc);
+  __tsan_release(this);  // the unlocker reads `wrapped`
+  bool ok = real(this, wrapped, t);
   __tsan_acquire(this);
   return ok;
 }
 void Mutex::Await(const Condition& c) {
   TIDAL_REAL(void (*)(Mutex*, const Condition&), "_ZN",
              "5Mutex5AwaitERKNS0_9ConditionE");
-  __tsan_release(this);
   TsanCondition tc{&c, this};
-  real(this, Condition(&TsanCondition::Eval, &tc));
+  const Condition wrapped(&TsanCondition::Eval, &tc);
+  __tsan_release(this);  // after `wrapped` is built: the unlocker reads it
+  real(this, wrapped);
   __tsan_acquire(this);
 }
 bool Mutex::AwaitWithTimeout(const Condition& c, Duration d) {
   TIDAL_REAL(bool (*)(Mutex*, const Condition&, Duration), "_ZN",
              "5Mutex16AwaitWithTimeoutERKNS0_9ConditionENS0_8DurationE");
-  __tsan_release(this);
   TsanCondition tc{&c, this};
-  bool ok = real(this, Condition(&TsanCondition::Eval, &tc), d);
+  const Condition wrapped(&TsanCondition::Eval, &tc);
+  __tsan_release(this);  // after `wrapped` is built: the unlocker reads it
+  bool ok = real(this, wrapped, d);
   __tsan_acquire(this);
   return ok;
 }
 bool Mutex::AwaitWithDeadline(const Condition& c, Time t) {
   TIDAL_REAL(bool (*)(Mutex*, const Condition&, Time), "_ZN",
              "5Mutex17AwaitWithDeadlineERKNS0_9ConditionENS0_4TimeE");
-  __tsan_release(this);
   TsanCondition tc{&c, this};
-  bool ok = real(this, Condition(&TsanCondition::Eval, &tc), t);
+  const Condition wrapped(&TsanCondition::Eval, &tc);
+  __tsan_release(this);  // after `wrapped` is built: the unlocker reads it
+  bool ok = real(this, wrapped, t);
   __tsan_acquire(this);
   return ok;
 }
