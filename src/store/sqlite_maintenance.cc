@@ -202,6 +202,22 @@ std::string TimeStamp() {
   return absl::FormatTime("%Y%m%dT%H%M%SZ", absl::Now(), absl::UTCTimeZone());
 }
 
+// Copies the database at `from` to `tmp` with SQLite's backup API, checks
+// the copy as a store (`copy`) and syncs it. On failure `tmp` is removed.
+absl::Status CopyAndVerify(const std::string& from, const std::string& tmp,
+                           SqliteStore::CheckReport* copy) {
+  absl::Status s = CopyDb(from, tmp);
+  if (s.ok()) s = Inspect(tmp, /*scan_wal=*/true, copy);
+  if (s.ok() && !copy->problems.empty()) {
+    s = absl::DataLossError(absl::StrCat(
+        "the copy at ", tmp,
+        " does not verify: ", absl::StrJoin(copy->problems, "; ")));
+  }
+  if (s.ok()) s = SyncFile(tmp);
+  if (!s.ok()) ::unlink(tmp.c_str());
+  return s;
+}
+
 }  // namespace
 
 absl::StatusOr<SqliteStore::CheckReport> SqliteStore::Check(
@@ -228,16 +244,10 @@ absl::StatusOr<SqliteStore::CheckReport> SqliteStore::Backup(
         "; no backup was written (a copy would carry the damage)"));
   }
   const std::string tmp = dest + ".tmp";
-  absl::Status s = CopyDb(path, tmp);
   CheckReport copy;
-  if (s.ok()) s = Inspect(tmp, /*scan_wal=*/true, &copy);
-  if (s.ok() && !copy.problems.empty()) {
-    s = absl::DataLossError(
-        absl::StrCat("the copy at ", tmp,
-                     " does not verify: ", absl::StrJoin(copy.problems, "; ")));
-  }
-  if (s.ok()) s = SyncFile(tmp);
-  if (s.ok() && ::rename(tmp.c_str(), dest.c_str()) != 0) {
+  RETURN_IF_ERROR(CopyAndVerify(path, tmp, &copy));
+  absl::Status s;
+  if (::rename(tmp.c_str(), dest.c_str()) != 0) {
     s = absl::UnavailableError(absl::StrCat("cannot rename ", tmp, " to ", dest,
                                             ": ", std::strerror(errno)));
   }
@@ -268,19 +278,8 @@ absl::StatusOr<SqliteStore::CheckReport> SqliteStore::Restore(
         "; nothing was changed"));
   }
   const std::string tmp = path + ".restore";
-  absl::Status s = CopyDb(backup, tmp);
   CheckReport copy;
-  if (s.ok()) s = Inspect(tmp, /*scan_wal=*/true, &copy);
-  if (s.ok() && !copy.problems.empty()) {
-    s = absl::DataLossError(
-        absl::StrCat("the copy at ", tmp,
-                     " does not verify: ", absl::StrJoin(copy.problems, "; ")));
-  }
-  if (s.ok()) s = SyncFile(tmp);
-  if (!s.ok()) {
-    ::unlink(tmp.c_str());
-    return s;
-  }
+  RETURN_IF_ERROR(CopyAndVerify(backup, tmp, &copy));
   // Keep what is replaced (the database and its log, renamed as a pair).
   ASSIGN_OR_RETURN(bool exists, sqlite_internal::FileExists(path, nullptr));
   if (exists) {
