@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 DATA_DIR ?= $(HOME)/.local/share/tidal
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=Release
 
-.PHONY: all deps configure build run test check check-thread-safety check-sanitizers check-fuzz bench clean format
+.PHONY: all deps configure build run test ci-checks check check-thread-safety check-sanitizers check-fuzz bench clean format
 
 all: build
 
@@ -25,9 +25,15 @@ test: build
 
 # The checks beyond the suite (scripts/check.sh): clang's thread-safety
 # analysis, the suite under ASan+UBSan, the concurrent components under TSan,
-# and a short libFuzzer run of each fuzz target. CI runs `make test check`.
+# and a short libFuzzer run of each fuzz target. CHECKS picks some of them
+# (default: all); CI runs `make test` then `make ci-checks` (CI_CHECKS).
+CHECKS ?=
+CI_CHECKS = thread-safety tsan fuzz
 check: build
-	@bash scripts/check.sh $(BUILD_DIR)
+	@bash scripts/check.sh $(BUILD_DIR) $(CHECKS)
+
+ci-checks: build
+	@bash scripts/check.sh $(BUILD_DIR) $(CI_CHECKS)
 
 check-thread-safety: build
 	@bash scripts/check.sh $(BUILD_DIR) thread-safety

@@ -29,6 +29,7 @@ configure() {  # DIR, extra cmake args...
 tsan_targets=(sqlite_store_test controller_test gateway_test activator_test process_runtime_test)
 tsan_tests='^(SqliteStoreTest|Sqlite/StoreConformanceTest|WorkQueueTest|ControllerTest|GatewayTest|ActivatorTest|ProcessRuntimeTest)\.'
 
+passed=0
 for check in "${checks[@]}"; do
   start=$(date +%s)
   echo "== check $check"
@@ -83,4 +84,7 @@ for check in "${checks[@]}"; do
       ;;
   esac
   echo "== check $check passed in $(( $(date +%s) - start )) s"
+  passed=$((passed + 1))
 done
+# Any failure above exits at once (set -e), so reaching here means all passed.
+echo "checks: $passed passed, 0 failed"

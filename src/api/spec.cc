@@ -966,8 +966,11 @@ class DocParser {
     const MessageInfo& info = GetSchema().Get(msg->GetDescriptor());
     std::map<std::string, Loc> seen;
     for (auto it = node.begin(); it != node.end(); ++it) {
-      const YAML::Node& key = it->first;
-      const YAML::Node& value = it->second;
+      // Copies, not references: yaml-cpp's iterator returns its key/value
+      // pair by value, so a reference to it->first dangles (found by
+      // tests/fuzz/spec_fuzz under ASan). Nodes are cheap handles.
+      const YAML::Node key = it->first;
+      const YAML::Node value = it->second;
       Loc key_loc = ToLoc(key.Mark());
       if (!key.IsScalar()) {
         Error(key_loc, path,
