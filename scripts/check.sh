@@ -26,6 +26,8 @@ configure() {  # DIR, extra cmake args...
 # The concurrent components' test binaries (TSan): store, work queue,
 # gateway, runtime. gRPC's and Abseil's Debian builds are not instrumented;
 # scripts/tsan.supp lists what TSan cannot see through them.
+# Tests that assert a speed bar: meaningless under a sanitizer's slowdown.
+timing_tests='IsFast'
 tsan_targets=(sqlite_store_test controller_test gateway_test activator_test process_runtime_test)
 tsan_tests='^(SqliteStoreTest|Sqlite/StoreConformanceTest|WorkQueueTest|ControllerTest|GatewayTest|ActivatorTest|ProcessRuntimeTest)\.'
 
@@ -45,7 +47,8 @@ for check in "${checks[@]}"; do
       ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=0 \
       UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
       LSAN_OPTIONS=suppressions=$PWD/scripts/lsan.supp \
-        ctest --test-dir "$build-asan" --output-on-failure -j "$jobs" --timeout 900
+        ctest --test-dir "$build-asan" --output-on-failure -j "$jobs" --timeout 900 \
+        -E "$timing_tests"
       ;;
     tsan)
       configure "$build-tsan" -DCMAKE_BUILD_TYPE=Release \
@@ -53,7 +56,7 @@ for check in "${checks[@]}"; do
       cmake --build "$build-tsan" -j "$jobs" --target "${tsan_targets[@]}" tidal-sample-app
       TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/scripts/tsan.supp" \
         ctest --test-dir "$build-tsan" --output-on-failure -j "$jobs" --timeout 900 \
-        -R "$tsan_tests"
+        -R "$tsan_tests" -E "$timing_tests"
       ;;
     fuzz)
       cxx=$(command -v clang++-14 || command -v clang++)

@@ -55,13 +55,17 @@ namespace {
 // Abseil evaluates a waiter's Condition with the mutex held, but inside its
 // own (uninstrumented) code: after re-taking the mutex in the waiting thread,
 // or in the thread that is unlocking. The wrapper tells TSan the mutex was
-// acquired before the condition reads the guarded state.
+// acquired before the condition reads the guarded state, and released after.
 struct TsanCondition {
   const Condition* cond;
   Mutex* mu;
   static bool Eval(TsanCondition* c) {
     __tsan_acquire(c->mu);
-    return c->cond->Eval();
+    const bool ready = c->cond->Eval();
+    // A false condition makes the waiter give the mutex up inside Abseil:
+    // what the condition read must come before the next holder's writes.
+    __tsan_release(c->mu);
+    return ready;
   }
 };
 
