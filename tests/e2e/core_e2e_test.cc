@@ -122,12 +122,14 @@ TEST_F(CoreE2ETest, ScaleReplaceCrashAndDelete) {
   }));
   // Events are written in batches off the reconcile path.
   CommandResult events;
-  EXPECT_TRUE(WaitFor([&] {
-    events = daemon_->Ctl({"get", "events", "hello"});
-    return events.exit_code == 0 &&
-           (absl::StrContains(events.out, "signal 9") ||
-            absl::StrContains(events.out, "killed"));
-  }, absl::Seconds(10)))
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        events = daemon_->Ctl({"get", "events", "hello"});
+        return events.exit_code == 0 &&
+               (absl::StrContains(events.out, "signal 9") ||
+                absl::StrContains(events.out, "killed"));
+      },
+      absl::Seconds(10)))
       << events.out << events.err;
 
   // New template: every instance replaced.
