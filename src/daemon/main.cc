@@ -107,6 +107,21 @@ bool PositiveDurationFlag(const std::string& flag, const std::string& text,
   return true;
 }
 
+// A byte quantity flag ("10Mi"), at least 0; `zero` says what 0 means.
+bool BytesFlag(const std::string& flag, const std::string& text,
+               const char* zero, int64_t* out) {
+  auto n = ParseBytes(text);
+  if (!n.ok() || *n < 0) {
+    GetLogger("tidald")->error(
+        "{}: {}", flag,
+        n.ok() ? absl::StrCat("must be >= 0 (0 = ", zero, ")")
+               : std::string(n.status().message()));
+    return false;
+  }
+  *out = *n;
+  return true;
+}
+
 absl::StatusOr<std::pair<std::string, int>> SplitHostPort(
     const std::string& addr, const std::string& flag) {
   auto colon = addr.rfind(':');
@@ -295,26 +310,16 @@ int Run(const Flags& flags) {
   }
   ropts.max_instances = flags.max_instances;
   ropts.log_dir = flags.log_dir;
-  auto log_max = ParseBytes(flags.log_max_size);
-  auto log_rate = ParseBytes(flags.log_rate_limit);
-  if (!log_max.ok() || *log_max < 0) {
-    log->error("--log-max-size: {}",
-               log_max.ok() ? "must be >= 0 (0 = no cap)"
-                            : std::string(log_max.status().message()));
-    return 2;
-  }
-  if (!log_rate.ok() || *log_rate < 0) {
-    log->error("--log-rate-limit: {}",
-               log_rate.ok() ? "must be >= 0 (0 = no limit)"
-                             : std::string(log_rate.status().message()));
+  if (!BytesFlag("--log-max-size", flags.log_max_size, "no cap",
+                 &ropts.log_max_bytes) ||
+      !BytesFlag("--log-rate-limit", flags.log_rate_limit, "no limit",
+                 &ropts.log_rate_bytes)) {
     return 2;
   }
   if (flags.log_max_files < 1) {
     log->error("--log-max-files: must be >= 1");
     return 2;
   }
-  ropts.log_max_bytes = *log_max;
-  ropts.log_rate_bytes = *log_rate;
   ropts.log_rotated_files = flags.log_max_files;
   if (absl::EndsWith(flags.log_min_free, "%")) {
     double pct = 0;
@@ -325,15 +330,9 @@ int Run(const Flags& flags) {
       return 2;
     }
     ropts.log_min_free_ratio = pct / 100;
-  } else {
-    auto min_free = ParseBytes(flags.log_min_free);
-    if (!min_free.ok() || *min_free < 0) {
-      log->error("--log-min-free: {}",
-                 min_free.ok() ? "must be >= 0"
-                               : std::string(min_free.status().message()));
-      return 2;
-    }
-    ropts.log_min_free_bytes = *min_free;
+  } else if (!BytesFlag("--log-min-free", flags.log_min_free, "no reserve",
+                        &ropts.log_min_free_bytes)) {
+    return 2;
   }
   // Instances find Tidal's own binaries (and the sample app) on their PATH.
   char self[4096];
