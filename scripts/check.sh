@@ -70,7 +70,7 @@ for check in "${checks[@]}"; do
         log="$build-fuzz/$t.log"
         rc=0
         "$build-fuzz/tests/fuzz/${t}_fuzz" -max_total_time="${FUZZ_SECONDS:-20}" \
-          -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+          -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$build-fuzz/" \
           "$work" "tests/fuzz/corpus/$t" >"$log" 2>&1 || rc=$?
         runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
         if [ "$rc" -ne 0 ]; then

@@ -11,6 +11,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -71,6 +72,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   size_t off = 0;
   while (off < size) {
     ssize_t n = ::send(fd, data + off, size - off, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;  // libFuzzer's SIGALRM timer
     if (n <= 0) break;  // the gateway may answer and close early (400, 413)
     off += static_cast<size_t>(n);
   }
@@ -79,6 +81,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   char buf[16384];
   while (true) {
     ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+    // libFuzzer's -timeout runs a SIGALRM timer; a socket with SO_RCVTIMEO
+    // is not restarted after a handler (signal(7)), so EINTR is no answer.
+    if (n < 0 && errno == EINTR) continue;
     if (n == 0) break;
     if (n < 0) {
       Check(errno == ECONNRESET,
