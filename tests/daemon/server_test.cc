@@ -179,6 +179,40 @@ TEST_F(ServerTest, ReconcilingResumesAfterTheControllerSideRestarts) {
   ASSERT_TRUE(WaitFor([&] { return Reconciled(1, 3); }))
       << Stored().status().ShortDebugString();
 
+  // Scale from zero after the restart: the request the gateway holds wakes
+  // the scaler (the DemandSignal, at once; its next tick would see it too)
+  // and queues the app; it is answered once an instance is ready.
+  App zero = SampleApp(0, 1);
+  zero.mutable_metadata()->set_name("zero");
+  zero.mutable_metadata()->set_uid("uid-zero");
+  zero.mutable_spec()->clear_replicas();
+  auto* scaling = zero.mutable_spec()->mutable_scaling();
+  scaling->set_min_replicas(0);
+  scaling->set_max_replicas(1);
+  scaling->set_initial_scale(0);
+  scaling->set_metric("concurrency");
+  scaling->set_target(10);
+  scaling->set_scale_to_zero_grace_period_ms(60000);
+  ASSERT_TRUE(
+      server_->store()
+          ->Create(keys::App("default", "zero"), zero.SerializeAsString())
+          .ok());
+  auto stored_zero = [&] {
+    App app;
+    auto kv = server_->store()->Get(keys::App("default", "zero"));
+    if (kv.ok()) app.ParseFromString(kv->value);
+    return app;
+  };
+  ASSERT_TRUE(WaitFor(
+      [&] { return stored_zero().status().observed_generation() == 1; }));
+  EXPECT_EQ(stored_zero().status().ready_replicas(), 0);
+  resp = e2e::HttpGet(server_->gateway_port(), e2e::AppHost("zero"), "/",
+                      absl::Seconds(30));
+  EXPECT_EQ(resp.status, 200) << resp.error;
+  EXPECT_TRUE(WaitFor([&] {
+    return stored_zero().status().ready_replicas() == 1;
+  })) << stored_zero().status().ShortDebugString();
+
   server_->Stop();
   server_->Stop();  // idempotent
   EXPECT_FALSE(server_->controller_side_running());
