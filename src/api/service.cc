@@ -304,7 +304,8 @@ struct TidalService::Impl {
 
 TidalService::TidalService(Store* store, Runtime* runtime, Clock* clock,
                            ServiceOptions options)
-    : impl_(std::make_unique<Impl>(store, runtime, clock, std::move(options))) {
+    : metrics_(options.metrics), rollouts_(options.rollouts) {
+  impl_ = std::make_unique<Impl>(store, runtime, clock, std::move(options));
 }
 
 TidalService::~TidalService() = default;

@@ -46,6 +46,10 @@ struct ServiceOptions {
   // specs (spec::MaxInstances; apps being deleted do not count); 0: no
   // limit. tidald --max-instances-per-namespace.
   int64_t max_instances_per_namespace = 0;
+  // Optional collaborators (not owned; they outlive the service). Without
+  // them Top and Rollout/ListRevisions answer FailedPrecondition.
+  MetricsSource* metrics = nullptr;
+  RolloutControl* rollouts = nullptr;
 };
 
 // Thread-safe: every method may be called from many threads at once (the
@@ -76,11 +80,6 @@ class TidalService {
   absl::StatusOr<v1::ListRevisionsResponse> ListRevisions(
       const v1::ListRevisionsRequest& req);
 
-  // Optional collaborators, set before serving (not owned). Without them
-  // Top and Rollout/ListRevisions answer FailedPrecondition.
-  void set_metrics(MetricsSource* metrics) { metrics_ = metrics; }
-  void set_rollout_control(RolloutControl* rollouts) { rollouts_ = rollouts; }
-
   // `send` returns false when the client is gone (the stream then ends).
   using Cancelled = std::function<bool()>;
   absl::Status Watch(const v1::WatchRequest& req,
@@ -102,8 +101,8 @@ class TidalService {
   struct Impl;
   std::unique_ptr<Impl> impl_;
   std::atomic<bool> stopping_{false};
-  MetricsSource* metrics_ = nullptr;
-  RolloutControl* rollouts_ = nullptr;
+  MetricsSource* const metrics_;    // options.metrics
+  RolloutControl* const rollouts_;  // options.rollouts
 };
 
 // A running gRPC server for a TidalService. Shuts down when destroyed.

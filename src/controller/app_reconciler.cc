@@ -66,8 +66,11 @@ AppReconciler::AppReconciler(Store* store, Runtime* runtime,
       events_(events),
       clock_(clock),
       options_(std::move(options)),
+      planner_(options_.planner),
+      routes_(options_.routes),
       own_deployer_(store, clock, nullptr, nullptr),
-      deployer_(&own_deployer_) {}
+      deployer_(options_.deployer != nullptr ? options_.deployer
+                                             : &own_deployer_) {}
 
 bool AppReconciler::Live(const Instance& inst) {
   if (inst.phase() == "Terminating") return false;

@@ -20,49 +20,13 @@
 #include "common/clock.h"
 #include "controller/events.h"
 #include "deployer/deployer.h"
+#include "gateway/route_sink.h"
 #include "runtime/runtime.h"
+#include "scaler/replica_planner.h"
 #include "store/store.h"
 #include "tidal/v1/app.pb.h"
 
 namespace tidal {
-
-// The scaler's seam: the total number of instances an app should have now.
-// Without one, the reconciler keeps spec.replicas (or minReplicas).
-class ReplicaPlanner {
- public:
-  virtual ~ReplicaPlanner() = default;
-  struct Plan {
-    int32_t replicas = 0;
-    std::string
-        reason;  // why it changed, for the event ("concurrency 95 over ...")
-    tidal::v1::ScalingStatus status;
-    bool has_status = false;
-  };
-  virtual Plan Desired(const tidal::v1::App& app,
-                       const std::vector<tidal::v1::Instance>& instances) = 0;
-  virtual void Forget(const std::string& ns, const std::string& name) {}
-};
-
-// The gateway's seam: which instances receive traffic, and draining before
-// an instance is stopped.
-class RouteSink {
- public:
-  virtual ~RouteSink() = default;
-  // `serving` lists the live instances; the sink routes to the ready ones.
-  virtual void UpdateRoute(const tidal::v1::App& app,
-                           const std::vector<tidal::v1::Instance>& serving) = 0;
-  virtual void RemoveRoute(const std::string& ns, const std::string& name) = 0;
-  // Takes the instance out of the route, waits (asynchronously) until its
-  // in-flight requests finish or `grace` passes, then calls `stop`.
-  virtual void Drain(const tidal::v1::Instance& instance, absl::Duration grace,
-                     std::function<void()> stop) = 0;
-  // True while the instance drains (it counts as already stopped).
-  virtual bool IsDraining(const std::string& instance_id) = 0;
-  // Traffic percent per revision while a rollout splits it (empty: by ready
-  // instances).
-  virtual void SetWeights(const std::string& ns, const std::string& name,
-                          std::vector<std::pair<int64_t, int>> weights) {}
-};
 
 class AppReconciler {
  public:
@@ -73,6 +37,15 @@ class AppReconciler {
     // The most instances one app runs, whatever the scaler wants (tidald
     // --max-instances-per-app, bounded by its port range); 0: no cap.
     int32_t max_instances = 0;
+    // Optional seams (not owned; they outlive the reconciler).
+    // The scaler: the total number of instances (null: spec.replicas or
+    // minReplicas).
+    ReplicaPlanner* planner = nullptr;
+    // The gateway: routes and draining (null: instances stop at once).
+    RouteSink* routes = nullptr;
+    // The deployer that splits the total between revisions (null: one over
+    // the same store and clock, without metrics or webhooks).
+    deployer::Deployer* deployer = nullptr;
   };
   // What the caller should do after a successful reconcile.
   struct Result {
@@ -81,13 +54,6 @@ class AppReconciler {
 
   AppReconciler(Store* store, Runtime* runtime, EventRecorder* events,
                 Clock* clock, Options options);
-
-  // Optional seams, set before the first Reconcile.
-  void set_planner(ReplicaPlanner* planner) { planner_ = planner; }
-  void set_route_sink(RouteSink* routes) { routes_ = routes; }
-  // The deployer that splits the total between revisions (default: one over
-  // the same store and clock, without metrics or webhooks).
-  void set_deployer(deployer::Deployer* d) { deployer_ = d; }
 
   // key: "namespace/name". Errors are retried with backoff by the caller.
   absl::StatusOr<Result> Reconcile(const std::string& key);
@@ -107,10 +73,10 @@ class AppReconciler {
   EventRecorder* const events_;
   Clock* const clock_;
   const Options options_;
-  ReplicaPlanner* planner_ = nullptr;
-  RouteSink* routes_ = nullptr;
+  ReplicaPlanner* const planner_;
+  RouteSink* const routes_;
   deployer::Deployer own_deployer_;
-  deployer::Deployer* deployer_;
+  deployer::Deployer* const deployer_;
 };
 
 // Sets a condition, moving last_transition_time only when its status changes.

@@ -7,11 +7,12 @@ namespace tidal {
 
 Controller::Controller(Store* store, Runtime* runtime,
                        AppReconciler* reconciler, EventRecorder* events,
-                       Options options)
+                       WorkQueue* queue, Options options)
     : store_(store),
       runtime_(runtime),
       reconciler_(reconciler),
       events_(events),
+      queue_(queue),
       options_(options),
       informer_(store, [this](const std::string& key, const tidal::v1::App*) {
         Enqueue(key);
@@ -30,10 +31,21 @@ void Controller::OnInstanceChange(const InstanceChange& change) {
 }
 
 absl::Status Controller::Start() {
+  if (running_) return absl::OkStatus();
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = false;
+  }
+  queue_->Resume();
   runtime_->SetListener(
       [this](const InstanceChange& c) { OnInstanceChange(c); });
   absl::Status st = informer_.Start();
-  if (!st.ok()) return st;
+  if (!st.ok()) {
+    runtime_->SetListener(nullptr);
+    queue_->ShutDown();
+    return st;
+  }
+  running_ = true;
   EnqueueAll();
   for (int i = 0; i < options_.workers; ++i)
     threads_.emplace_back([this] { Worker(); });
@@ -45,51 +57,63 @@ absl::Status Controller::Start() {
 }
 
 void Controller::Stop() {
-  if (stop_.HasBeenNotified()) return;
-  stop_.Notify();
-  queue_.ShutDown();
+  if (!running_) return;
+  running_ = false;
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  queue_->ShutDown();
   for (auto& t : threads_) t.join();
   threads_.clear();
   informer_.Stop();
   runtime_->SetListener(nullptr);
 }
 
-void Controller::Enqueue(const std::string& key) { queue_.Add(key); }
+void Controller::Enqueue(const std::string& key) { queue_->Add(key); }
 
 void Controller::EnqueueAll() {
-  for (const auto& key : informer_.Keys()) queue_.Add(key);
+  for (const auto& key : informer_.Keys()) queue_->Add(key);
   for (const auto& inst : runtime_->List()) {
-    queue_.Add(absl::StrCat(inst.namespace_(), "/", inst.app()));
+    queue_->Add(absl::StrCat(inst.namespace_(), "/", inst.app()));
   }
 }
 
 void Controller::Resync() {
-  while (!stop_.WaitForNotificationWithTimeout(options_.resync)) EnqueueAll();
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.resync)) {
+        return;
+      }
+    }
+    EnqueueAll();
+  }
 }
 
 void Controller::Worker() {
   auto log = GetLogger("controller");
-  while (auto key = queue_.Get()) {
+  while (auto key = queue_->Get()) {
     auto result = reconciler_->Reconcile(*key);
     if (result.ok()) {
-      queue_.Forget(*key);
+      queue_->Forget(*key);
       if (result->requeue_after != absl::InfiniteDuration()) {
-        queue_.AddAfter(*key, result->requeue_after);
+        queue_->AddAfter(*key, result->requeue_after);
       }
     } else if (absl::IsInvalidArgument(result.status()) ||
                absl::IsFailedPrecondition(result.status()) ||
                absl::IsDataLoss(result.status())) {
       log->error("app={} reconcile failed permanently: {}", *key,
                  result.status().ToString());
-      queue_.Forget(*key);
+      queue_->Forget(*key);
     } else {
-      int failures = queue_.Failures(*key);
+      int failures = queue_->Failures(*key);
       auto level = failures < 3 ? spdlog::level::debug : spdlog::level::warn;
       log->log(level, "app={} reconcile failed (retry {}): {}", *key,
                failures + 1, result.status().ToString());
-      queue_.AddRateLimited(*key);
+      queue_->AddRateLimited(*key);
     }
-    queue_.Done(*key);
+    queue_->Done(*key);
   }
 }
 

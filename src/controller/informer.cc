@@ -98,6 +98,11 @@ absl::Status AppInformer::Relist() {
 }
 
 absl::Status AppInformer::Start() {
+  if (thread_.joinable()) return absl::OkStatus();  // started already
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = false;
+  }
   absl::Status st = Relist();
   if (!st.ok()) return st;
   thread_ = std::thread([this] { Run(); });

@@ -33,7 +33,8 @@ class AppInformer {
   ~AppInformer();
 
   // Lists (synchronously: the cache is complete when this returns OK) and
-  // starts watching.
+  // starts watching. Start and Stop may alternate (one caller thread): a
+  // new Start lists again and reports what changed meanwhile.
   absl::Status Start();
   void Stop();
 

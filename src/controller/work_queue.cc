@@ -129,6 +129,11 @@ void WorkQueue::ShutDown() {
   shutdown_ = true;
 }
 
+void WorkQueue::Resume() {
+  absl::MutexLock lock(&mu_);
+  shutdown_ = false;
+}
+
 size_t WorkQueue::Len() {
   absl::MutexLock lock(&mu_);
   return queue_.size();

@@ -53,7 +53,11 @@ class WorkQueue {
   // Marks the key processed; re-queues it if it was added while processing.
   void Done(const std::string& key);
 
+  // Get returns nullopt to every waiter and later Adds are dropped, until
+  // Resume. Keys already queued stay queued.
   void ShutDown();
+  // Undoes ShutDown (a controller started again after Stop).
+  void Resume();
   // Keys queued now (not counting delayed ones or those in processing).
   size_t Len();
 

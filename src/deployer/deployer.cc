@@ -160,11 +160,12 @@ absl::StatusOr<RolloutState> LoadRolloutState(Store* store,
 }
 
 Deployer::Deployer(Store* store, Clock* clock, MetricsSource* metrics,
-                   WebhookSender* webhooks)
+                   WebhookSender* webhooks, NotificationOutbox* outbox)
     : store_(store),
       clock_(clock),
       metrics_(metrics),
       webhooks_(webhooks),
+      outbox_(outbox),
       history_(store, clock) {}
 
 absl::Status Deployer::Forget(const std::string& ns, const std::string& name) {

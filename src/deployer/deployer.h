@@ -67,8 +67,11 @@ bool Available(const tidal::v1::Instance& inst, absl::Duration min_ready,
 class Deployer {
  public:
   // `metrics` and `webhooks` may be null: no analysis / no webhooks.
+  // `outbox` (optional, not owned): notifications go through the store
+  // (committed with the rollout state, delivered after a crash too) instead
+  // of WebhookSender::Notify's memory queue.
   Deployer(Store* store, Clock* clock, MetricsSource* metrics,
-           WebhookSender* webhooks);
+           WebhookSender* webhooks, NotificationOutbox* outbox = nullptr);
 
   // `total`: the scaler's target; `live`: the app's instances that are not
   // stopping. Writes the rollout state (CAS; Aborted on a conflict) and
@@ -81,17 +84,12 @@ class Deployer {
 
   RevisionHistory* history() { return &history_; }
 
-  // Optional, set before the first Plan: notifications go through the store
-  // (committed with the rollout state, delivered after a crash too) instead
-  // of WebhookSender::Notify's memory queue.
-  void set_outbox(NotificationOutbox* outbox) { outbox_ = outbox; }
-
  private:
   Store* const store_;
   Clock* const clock_;
   MetricsSource* const metrics_;
   WebhookSender* const webhooks_;
-  NotificationOutbox* outbox_ = nullptr;
+  NotificationOutbox* const outbox_;
   RevisionHistory history_;
 };
 

@@ -1,5 +1,6 @@
 #include "deployer/outbox.h"
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -71,7 +72,10 @@ absl::Status NotificationOutbox::Resume() {
   if (!list.ok()) return list.status();
   auto log = GetLogger("deployer");
   absl::MutexLock lock(&mu_);
+  absl::flat_hash_set<std::string> queued;
+  for (const auto& item : queue_) queued.insert(item.key);
   for (const auto& kv : list->items) {
+    if (queued.contains(kv.key)) continue;  // sent while stopped
     Item item;
     item.key = kv.key;
     if (!Decode(kv.value, &item.hook, &item.payload)) {
@@ -89,7 +93,23 @@ absl::Status NotificationOutbox::Resume() {
 }
 
 void NotificationOutbox::Start() {
+  if (worker_.joinable()) return;
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = false;
+  }
   worker_ = std::thread([this] { Loop(); });
+}
+
+void NotificationOutbox::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (worker_.joinable()) worker_.join();
+  // What was not delivered stays in the store; Resume queues it again.
+  absl::MutexLock lock(&mu_);
+  queue_.clear();
 }
 
 size_t NotificationOutbox::pending() {

@@ -37,10 +37,14 @@ class NotificationOutbox {
   // Queues a committed notification for delivery.
   void Send(const std::string& key, const tidal::v1::Webhook& hook,
             const std::string& payload);
-  // Queues every notification in the store (call once, before Start).
+  // Queues every notification in the store that is not queued yet (before
+  // each Start).
   absl::Status Resume();
-  // Starts the delivery thread.
+  // Starts the delivery thread (no effect when it runs).
   void Start();
+  // Finishes the delivery in progress and stops the thread; what is left
+  // stays in the store for the next Resume. Start may follow.
+  void Stop();
   // Notifications queued or being delivered.
   size_t pending();
 

@@ -1,7 +1,7 @@
 #pragma once
 
 // What an app's AppScaler is built from, derived from its AppSpec by the rules
-// tidald's planner applies (src/controller/scaler_planner.cc) on top of
+// tidald's planner applies (src/scaler/multi_scaler.cc) on top of
 // ResolveConfig's defaults. The planner and `tidalctl simulate` both call
 // AppScalerInputsFor, so a simulated spec behaves as it would in tidald.
 // Pure; thread-safe.

@@ -21,10 +21,10 @@ using cli_test::ReadAll;
 
 class RolloutCommandsTest : public cli_test::TidalctlFixture {
  protected:
-  void Serve(TidalService* service) override {
+  void Configure(ServiceOptions* opts) override {
     control_ =
         std::make_unique<deployer::DeployerControl>(&store_, &clock_, nullptr);
-    service->set_rollout_control(control_.get());
+    opts->rollouts = control_.get();
   }
 
   // Writes app "web" (generation 1) with the given rollout status.

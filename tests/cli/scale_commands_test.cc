@@ -55,9 +55,7 @@ class FixedMetrics : public MetricsSource {
 
 class ScaleCommandsTest : public cli_test::TidalctlFixture {
  protected:
-  void Serve(TidalService* service) override {
-    service->set_metrics(&metrics_);
-  }
+  void Configure(ServiceOptions* opts) override { opts->metrics = &metrics_; }
 
   static std::string AppYaml(const std::string& name, const std::string& spec) {
     return absl::StrCat(

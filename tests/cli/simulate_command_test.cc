@@ -299,7 +299,7 @@ TEST(SimulateCommandTest, SameScalerConfigAsThePlanner) {
   std::ostringstream err;
   auto app = ReadSimulatedApp(spec, "", err);
   ASSERT_TRUE(app.ok()) << app.status() << err.str();
-  // What the planner builds (scaler_planner.cc: AppScalerInputsFor, then
+  // What the planner builds (multi_scaler.cc: AppScalerInputsFor, then
   // AppScaler::Create).
   const AppScalerInputs planner = AppScalerInputsFor(app->spec());
   auto planner_scaler =

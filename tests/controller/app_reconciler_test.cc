@@ -317,8 +317,9 @@ TEST(AppReconcilerTest, DeleteRemovesTheRouteThenDrainsBeforeStopping) {
   testing::FakeClock clock;
   EventRecorder events(&store, &clock);
   RecordingRoutes routes;
-  AppReconciler reconciler(&store, &runtime, &events, &clock, {});
-  reconciler.set_route_sink(&routes);
+  AppReconciler::Options opts;
+  opts.routes = &routes;
+  AppReconciler reconciler(&store, &runtime, &events, &clock, opts);
   App app = MakeApp(2);
   ASSERT_TRUE(
       store.Create(keys::App("default", "hello"), app.SerializeAsString())

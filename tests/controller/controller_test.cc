@@ -42,7 +42,7 @@ class ControllerTest : public ::testing::Test {
       : runtime_(/*auto_ready=*/true),
         events_(&store_, &clock_),
         reconciler_(&store_, &runtime_, &events_, &clock_, {}),
-        controller_(&store_, &runtime_, &reconciler_, &events_, {}) {}
+        controller_(&store_, &runtime_, &reconciler_, &events_, &queue_, {}) {}
 
   App Stored() {
     App app;
@@ -64,6 +64,7 @@ class ControllerTest : public ::testing::Test {
   testing::FakeClock clock_;
   EventRecorder events_;
   AppReconciler reconciler_;
+  WorkQueue queue_;
   Controller controller_;
 };
 
@@ -92,6 +93,41 @@ TEST_F(ControllerTest, CreateScaleAndDeleteThroughTheStore) {
   ASSERT_TRUE(
       WaitFor([&] { return !store_.Get(keys::App("prod", "web")).ok(); }));
   EXPECT_TRUE(runtime_.List("prod", "web").empty());
+  controller_.Stop();
+}
+
+// Stop and Start alternate (leadership lost and won back): while stopped
+// nothing is queued or reconciled; a new Start lists the apps again and
+// reconciles what changed meanwhile.
+TEST_F(ControllerTest, StartsAgainAfterStop) {
+  ASSERT_TRUE(controller_.Start().ok());
+  ASSERT_TRUE(
+      store_.Create(keys::App("prod", "web"), MakeApp(2).SerializeAsString())
+          .ok());
+  ASSERT_TRUE(WaitFor([&] { return Stored().status().ready_replicas() == 2; }));
+  controller_.Stop();
+  controller_.Stop();  // idempotent
+
+  App app = Stored();
+  app.mutable_spec()->set_replicas(4);
+  app.mutable_metadata()->set_generation(2);
+  Put(app);
+  queue_.Add("prod/web");  // dropped: the queue is shut down
+  EXPECT_EQ(queue_.Len(), 0u);
+  EXPECT_EQ(runtime_.List("prod", "web").size(), 2u);
+
+  ASSERT_TRUE(controller_.Start().ok());
+  ASSERT_TRUE(WaitFor([&] {
+    return Stored().status().ready_replicas() == 4 &&
+           Stored().status().observed_generation() == 2;
+  }));
+  EXPECT_EQ(runtime_.List("prod", "web").size(), 4u);
+  // And it keeps watching.
+  app = Stored();
+  app.mutable_spec()->set_replicas(1);
+  app.mutable_metadata()->set_generation(3);
+  Put(app);
+  ASSERT_TRUE(WaitFor([&] { return Stored().status().ready_replicas() == 1; }));
   controller_.Stop();
 }
 

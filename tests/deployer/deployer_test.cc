@@ -138,15 +138,7 @@ class MarkingRuntime : public Runtime {
 
 class DeployerTest : public ::testing::Test {
  protected:
-  DeployerTest()
-      : events_(&store_, &clock_),
-        deployer_(
-            std::make_unique<Deployer>(&store_, &clock_, &metrics_, &hooks_)),
-        reconciler_(std::make_unique<AppReconciler>(
-            &store_, &marking_, &events_, &clock_, AppReconciler::Options{})) {
-    reconciler_->set_deployer(deployer_.get());
-    reconciler_->set_route_sink(&routes_);
-  }
+  DeployerTest() : events_(&store_, &clock_) { Restart(); }
 
   App MakeApp(int replicas, const std::string& version) {
     App app;
@@ -223,13 +215,15 @@ class DeployerTest : public ::testing::Test {
   }
   // Simulates a restart of tidald: new deployer and reconciler, same store
   // and runtime.
-  void Restart() {
-    deployer_ =
-        std::make_unique<Deployer>(&store_, &clock_, &metrics_, &hooks_);
-    reconciler_ = std::make_unique<AppReconciler>(
-        &store_, &marking_, &events_, &clock_, AppReconciler::Options{});
-    reconciler_->set_deployer(deployer_.get());
-    reconciler_->set_route_sink(&routes_);
+  // `outbox`: the deployer's notification outbox (none by default).
+  void Restart(NotificationOutbox* outbox = nullptr) {
+    deployer_ = std::make_unique<Deployer>(&store_, &clock_, &metrics_, &hooks_,
+                                           outbox);
+    AppReconciler::Options opts;
+    opts.deployer = deployer_.get();
+    opts.routes = &routes_;
+    reconciler_ = std::make_unique<AppReconciler>(&store_, &marking_, &events_,
+                                                  &clock_, opts);
   }
   bool HasEvent(const std::string& reason) {
     auto list = store_.List(keys::EventPrefix("default", "web"));
@@ -930,7 +924,7 @@ TEST_F(DeployerTest, NotificationsSurviveACrashThroughTheOutbox) {
   // tidald commits the release's end and dies before delivering: its outbox
   // never runs.
   NotificationOutbox dead(&store_, &hooks_);
-  deployer_->set_outbox(&dead);
+  Restart(&dead);
   Steady(2);
   Apply(2, "v2");
   for (int i = 0; i < 6; ++i) {
@@ -966,7 +960,7 @@ TEST_F(DeployerTest, NotificationsSurviveACrashThroughTheOutbox) {
   stored = store_.List("/outbox/");
   ASSERT_TRUE(stored.ok());
   EXPECT_TRUE(stored->items.empty());
-  deployer_->set_outbox(nullptr);
+  Restart();
 }
 
 TEST(NotificationOutboxTest, EncodeDecodeRoundTripAndRejectsGarbage) {

@@ -13,7 +13,7 @@
 //
 // Time is virtual: second i of the history is recorded as one complete
 // MetricSample, and the scaler decides at every tick 100 ms after the
-// second that ends it (as ScalerPlanner does). No sleeps.
+// second that ends it (as MultiScaler does). No sleeps.
 
 #include <cstdint>
 #include <functional>

@@ -1,4 +1,4 @@
-#include "controller/scaler_planner.h"
+#include "scaler/multi_scaler.h"
 
 #include <algorithm>
 #include <cmath>
@@ -126,26 +126,37 @@ class UtilizationSampler {
 
 namespace {}  // namespace
 
-ScalerPlanner::ScalerPlanner(Store* store, Runtime* runtime,
-                             MetricsSource* metrics, QueuedFn queued,
-                             Clock* clock, Options options)
-    : store_(store),
-      runtime_(runtime),
-      metrics_(metrics),
-      queued_(std::move(queued)),
-      clock_(clock),
+MultiScaler::MultiScaler(Inputs inputs, Options options)
+    : store_(inputs.store),
+      runtime_(inputs.runtime),
+      metrics_(inputs.metrics),
+      queued_(std::move(inputs.queued)),
+      clock_(inputs.clock),
+      on_change_(std::move(inputs.on_change)),
+      demand_(inputs.demand),
       options_(options) {}
 
-ScalerPlanner::~ScalerPlanner() { Stop(); }
+MultiScaler::~MultiScaler() { Stop(); }
 
-void ScalerPlanner::Start() {
-  absl::MutexLock lock(&mu_);
-  if (thread_.joinable() || stopping_) return;
-  thread_ = std::thread([this] { Loop(); });
+void MultiScaler::Start() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (thread_.joinable()) return;
+    stopping_ = false;
+    stopped_ = false;
+    thread_ = std::thread([this] { Loop(); });
+  }
+  if (demand_ != nullptr) {
+    demand_->Listen([this](const std::string& ns, const std::string& app) {
+      Wake(ns, app);
+    });
+  }
 }
 
-void ScalerPlanner::Stop() {
+void MultiScaler::Stop() {
   if (stopped_.exchange(true)) return;
+  // No wake-up runs once Unlisten returns.
+  if (demand_ != nullptr) demand_->Unlisten();
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
@@ -154,12 +165,12 @@ void ScalerPlanner::Stop() {
   SaveAll();
 }
 
-size_t ScalerPlanner::size() const {
+size_t MultiScaler::size() const {
   absl::MutexLock lock(&mu_);
   return apps_.size();
 }
 
-void ScalerPlanner::Loop() {
+void MultiScaler::Loop() {
   while (true) {
     RunDue();
     absl::MutexLock lock(&mu_);
@@ -176,7 +187,7 @@ void ScalerPlanner::Loop() {
   }
 }
 
-bool ScalerPlanner::Step(Entry* e, absl::Time now) {
+bool MultiScaler::Step(Entry* e, absl::Time now) {
   scaler::AppScaler* s = e->scaler.get();
   // Complete seconds of traffic, in order.
   if (metrics_ != nullptr) {
@@ -222,7 +233,7 @@ bool ScalerPlanner::Step(Entry* e, absl::Time now) {
              e->plan.status.active_schedules_size();
 }
 
-void ScalerPlanner::Publish(Entry* e, absl::Time now) {
+void MultiScaler::Publish(Entry* e, absl::Time now) {
   scaler::Decision d = e->scaler->Decide(now);
   Plan& p = e->plan;
   const bool changed = !e->has_plan || p.replicas != d.desired_replicas;
@@ -243,7 +254,7 @@ void ScalerPlanner::Publish(Entry* e, absl::Time now) {
   e->has_plan = true;
 }
 
-void ScalerPlanner::Save(Entry* e) {
+void MultiScaler::Save(Entry* e) {
   e->last_save = clock_->Now();
   // Without a store (tests, the simulator's wiring) there is nowhere to save.
   if (store_ == nullptr || e->scaler == nullptr) return;
@@ -258,7 +269,7 @@ void ScalerPlanner::Save(Entry* e) {
   e->saved_state = std::move(state);
 }
 
-std::shared_ptr<ScalerPlanner::Entry> ScalerPlanner::Create(
+std::shared_ptr<MultiScaler::Entry> MultiScaler::Create(
     const App& app, const std::string& fingerprint,
     const std::vector<Instance>& insts, Entry* previous) {
   auto log = GetLogger("scaler");
@@ -326,7 +337,7 @@ std::shared_ptr<ScalerPlanner::Entry> ScalerPlanner::Create(
   return e;
 }
 
-ReplicaPlanner::Plan ScalerPlanner::Desired(
+ReplicaPlanner::Plan MultiScaler::Desired(
     const App& app, const std::vector<Instance>& instances) {
   const std::string key =
       absl::StrCat(app.metadata().namespace_(), "/", app.metadata().name());
@@ -372,7 +383,7 @@ ReplicaPlanner::Plan ScalerPlanner::Desired(
   return e->plan;
 }
 
-void ScalerPlanner::Forget(const std::string& ns, const std::string& name) {
+void MultiScaler::Forget(const std::string& ns, const std::string& name) {
   std::shared_ptr<Entry> gone;
   {
     absl::MutexLock lock(&mu_);
@@ -396,7 +407,7 @@ void ScalerPlanner::Forget(const std::string& ns, const std::string& name) {
   }
 }
 
-void ScalerPlanner::Wake(const std::string& ns, const std::string& name) {
+void MultiScaler::Wake(const std::string& ns, const std::string& name) {
   std::shared_ptr<Entry> e;
   {
     absl::MutexLock lock(&mu_);
@@ -413,7 +424,7 @@ void ScalerPlanner::Wake(const std::string& ns, const std::string& name) {
   if (changed && on_change_) on_change_(e->key);
 }
 
-int64_t ScalerPlanner::NextTickNs(const Entry& e, int64_t now_ns) const {
+int64_t MultiScaler::NextTickNs(const Entry& e, int64_t now_ns) const {
   const int64_t tick = std::max<int64_t>(1, absl::ToInt64Nanoseconds(e.tick));
   const int64_t offset = std::clamp<int64_t>(
       absl::ToInt64Nanoseconds(options_.tick_offset), 0, tick / 2);
@@ -424,7 +435,7 @@ int64_t ScalerPlanner::NextTickNs(const Entry& e, int64_t now_ns) const {
   return (k + 1) * tick + offset;
 }
 
-void ScalerPlanner::RunDue() {
+void MultiScaler::RunDue() {
   const absl::Time now = clock_->Now();
   const int64_t now_ns = absl::ToUnixNanos(now);
   std::vector<std::shared_ptr<Entry>> due;
@@ -450,7 +461,7 @@ void ScalerPlanner::RunDue() {
   }
 }
 
-void ScalerPlanner::SaveAll() {
+void MultiScaler::SaveAll() {
   if (store_ == nullptr) return;
   std::vector<std::shared_ptr<Entry>> all;
   {

@@ -1,4 +1,4 @@
-#include "controller/scaler_planner.h"
+#include "scaler/multi_scaler.h"
 
 #include <gtest/gtest.h>
 
@@ -71,18 +71,26 @@ App ScaledApp(const std::string& name, int min, int max, double target) {
   return app;
 }
 
-class ScalerPlannerTest : public ::testing::Test {
+class MultiScalerTest : public ::testing::Test {
  protected:
-  ScalerPlannerTest()
-      : metrics_(&clock_),
-        planner_(
-            &store_, &runtime_, &metrics_,
-            [this](const std::string&, const std::string&) { return queued_; },
-            &clock_) {
-    planner_.set_on_change([this](const std::string& key) {
+  MultiScalerTest() : metrics_(&clock_), planner_(Inputs()) {}
+
+  // The fixture's store, runtime, metrics, held requests and clock; changed
+  // decisions are counted in changes_.
+  MultiScaler::Inputs Inputs() {
+    MultiScaler::Inputs in;
+    in.store = &store_;
+    in.runtime = &runtime_;
+    in.metrics = &metrics_;
+    in.queued = [this](const std::string&, const std::string&) {
+      return queued_;
+    };
+    in.clock = &clock_;
+    in.on_change = [this](const std::string& key) {
       absl::MutexLock l(&mu_);
       ++changes_[key];
-    });
+    };
+    return in;
   }
   int Changes(const std::string& key) {
     absl::MutexLock l(&mu_);
@@ -137,12 +145,12 @@ class ScalerPlannerTest : public ::testing::Test {
   testing::FakeRuntime runtime_;
   FakeMetrics metrics_;
   int queued_ = 0;
-  ScalerPlanner planner_;
+  MultiScaler planner_;
   absl::Mutex mu_;
   std::map<std::string, int> changes_ ABSL_GUARDED_BY(mu_);
 };
 
-TEST_F(ScalerPlannerTest, FixedReplicasStayFixedAndCostNoScaler) {
+TEST_F(MultiScalerTest, FixedReplicasStayFixedAndCostNoScaler) {
   App app = ScaledApp("fixed", 0, 5, 10);
   app.mutable_spec()->set_replicas(3);
   auto plan = Desired(app);
@@ -155,7 +163,7 @@ TEST_F(ScalerPlannerTest, FixedReplicasStayFixedAndCostNoScaler) {
   EXPECT_EQ(planner_.size(), 0u);
 }
 
-TEST_F(ScalerPlannerTest, MinZeroStartsAtZeroAndWakeScalesFromZeroAtOnce) {
+TEST_F(MultiScalerTest, MinZeroStartsAtZeroAndWakeScalesFromZeroAtOnce) {
   App app = ScaledApp("zero", 0, 10, 100);
   auto plan = Desired(app);
   EXPECT_EQ(plan.replicas, 0);
@@ -180,7 +188,7 @@ TEST_F(ScalerPlannerTest, MinZeroStartsAtZeroAndWakeScalesFromZeroAtOnce) {
 
 // `tidalctl simulate` builds the AppScaler of a spec file as the planner does
 // (scaler::AppScalerInputsFor): the same config, the same first decision.
-TEST_F(ScalerPlannerTest, SimulateBuildsTheSameScalerAsThePlanner) {
+TEST_F(MultiScalerTest, SimulateBuildsTheSameScalerAsThePlanner) {
   const std::string path = ::testing::TempDir() + "/planner_same.yaml";
   std::ofstream(path) << "apiVersion: tidal.dev/v1\nkind: App\n"
                          "metadata: {name: same}\nspec:\n"
@@ -213,7 +221,7 @@ TEST_F(ScalerPlannerTest, SimulateBuildsTheSameScalerAsThePlanner) {
   EXPECT_EQ(plan.status.metric(), scaler::MetricName(d.metric));
 }
 
-TEST_F(ScalerPlannerTest, ScalesUpWithLoadAndBackToZeroAfterGrace) {
+TEST_F(MultiScalerTest, ScalesUpWithLoadAndBackToZeroAfterGrace) {
   App app = ScaledApp("load", 0, 20, 10);  // target 7 per instance
   EXPECT_EQ(Desired(app).replicas, 0);
   queued_ = 5;
@@ -249,7 +257,7 @@ TEST_F(ScalerPlannerTest, ScalesUpWithLoadAndBackToZeroAfterGrace) {
   }
 }
 
-TEST_F(ScalerPlannerTest, SpecChangeRecreatesTheScaler) {
+TEST_F(MultiScalerTest, SpecChangeRecreatesTheScaler) {
   App app = ScaledApp("bounds", 2, 0, 10);
   EXPECT_EQ(Desired(app).replicas, 2);
   SetInstances(app, 2);
@@ -264,7 +272,7 @@ TEST_F(ScalerPlannerTest, SpecChangeRecreatesTheScaler) {
   EXPECT_EQ(planner_.size(), 0u);
 }
 
-TEST_F(ScalerPlannerTest, StateIsSavedRestoredAndForgotten) {
+TEST_F(MultiScalerTest, StateIsSavedRestoredAndForgotten) {
   App app = ScaledApp("state", 1, 0, 10);
   Desired(app);
   planner_.SaveAll();
@@ -280,11 +288,13 @@ TEST_F(ScalerPlannerTest, StateIsSavedRestoredAndForgotten) {
 
 // Without a store, the periodic save in RunDue (and Forget, SaveAll) must
 // not touch one: the tick path used to call store_->Txn unconditionally.
-TEST_F(ScalerPlannerTest, NoStoreTicksPastTheSaveIntervalAndForgets) {
-  ScalerPlanner planner(
-      nullptr, &runtime_, &metrics_,
-      [](const std::string&, const std::string&) { return 0; }, &clock_,
-      ScalerPlanner::Options{absl::Seconds(2), absl::Milliseconds(20)});
+TEST_F(MultiScalerTest, NoStoreTicksPastTheSaveIntervalAndForgets) {
+  MultiScaler::Inputs in = Inputs();
+  in.store = nullptr;
+  in.queued = [](const std::string&, const std::string&) { return 0; };
+  in.on_change = nullptr;
+  MultiScaler planner(
+      in, MultiScaler::Options{absl::Seconds(2), absl::Milliseconds(20)});
   App app = ScaledApp("nostore", 1, 5, 10);
   EXPECT_EQ(planner.Desired(app, {}).replicas, 1);
   metrics_.set_concurrency(30);
@@ -313,9 +323,13 @@ class TimedRuntime : public testing::FakeRuntime {
   }
 };
 
-TEST_F(ScalerPlannerTest, ObservesStartDurationsOfNewlyReadyInstances) {
+TEST_F(MultiScalerTest, ObservesStartDurationsOfNewlyReadyInstances) {
   TimedRuntime runtime;
-  ScalerPlanner planner(&store_, &runtime, &metrics_, nullptr, &clock_);
+  MultiScaler::Inputs in = Inputs();
+  in.runtime = &runtime;
+  in.queued = nullptr;
+  in.on_change = nullptr;
+  MultiScaler planner(in);
   App app = ScaledApp("starts", 1, 0, 10);
   planner.Desired(app, {});
   InstanceRequest req;
@@ -334,17 +348,19 @@ TEST_F(ScalerPlannerTest, ObservesStartDurationsOfNewlyReadyInstances) {
   EXPECT_TRUE(absl::StrContains(kv->value, "start_ms=2000\n")) << kv->value;
 }
 
-TEST_F(ScalerPlannerTest, TickThreadDecidesWithoutHelp) {
+TEST_F(MultiScalerTest, TickThreadDecidesWithoutHelp) {
   std::atomic<int> held{0};
-  ScalerPlanner planner(
-      &store_, &runtime_, &metrics_,
-      [&held](const std::string&, const std::string&) { return held.load(); },
-      RealClock::Get(),
-      ScalerPlanner::Options{absl::Minutes(5), absl::Milliseconds(20)});
   absl::Notification changed;
-  planner.set_on_change([&](const std::string& key) {
+  MultiScaler::Inputs in = Inputs();
+  in.queued = [&held](const std::string&, const std::string&) {
+    return held.load();
+  };
+  in.clock = RealClock::Get();
+  in.on_change = [&](const std::string& key) {
     if (key == "default/tick" && !changed.HasBeenNotified()) changed.Notify();
-  });
+  };
+  MultiScaler planner(
+      in, MultiScaler::Options{absl::Minutes(5), absl::Milliseconds(20)});
   App app = ScaledApp("tick", 0, 5, 10);
   app.mutable_spec()->mutable_scaling()->set_tick_ms(100);
   EXPECT_EQ(planner.Desired(app, {}).replicas, 0);
@@ -354,6 +370,57 @@ TEST_F(ScalerPlannerTest, TickThreadDecidesWithoutHelp) {
   EXPECT_TRUE(changed.WaitForNotificationWithTimeout(absl::Seconds(5)));
   EXPECT_EQ(planner.Desired(app, {}).replicas, 1);
   planner.Stop();
+}
+
+// The gateway's on-demand hook reaches the scaler through a DemandSignal
+// made before both: heard only while the scaler is started, and again after
+// a Stop and a new Start (the controller side restarted).
+TEST_F(MultiScalerTest, WakesOnDemandOnlyWhileStarted) {
+  DemandSignal demand;
+  MultiScaler::Inputs in = Inputs();
+  in.demand = &demand;
+  MultiScaler planner(in);
+  // The longest tick, and the fake clock stands still: only wake-ups decide
+  // in this test.
+  App app = ScaledApp("wake", 0, 5, 10);
+  app.mutable_spec()->mutable_scaling()->set_tick_ms(60 * 1000);
+  EXPECT_EQ(planner.Desired(app, {}).replicas, 0);
+  queued_ = 3;
+
+  demand.Notify("default", "wake");  // not started: nobody listens
+  EXPECT_EQ(Changes("default/wake"), 0);
+  EXPECT_EQ(planner.Desired(app, {}).replicas, 0);
+
+  planner.Start();
+  demand.Notify("default", "wake");  // decides at once, on this thread
+  EXPECT_GE(Changes("default/wake"), 1);
+  EXPECT_EQ(planner.Desired(app, {}).replicas, 1);
+  planner.Stop();
+
+  // Stopped: the state was saved; a notification changes nothing.
+  EXPECT_TRUE(store_.Get(keys::ScalerStateKey("default", "wake")).ok());
+  const int changes = Changes("default/wake");
+  demand.Notify("default", "other");
+  demand.Notify("default", "wake");
+  EXPECT_EQ(Changes("default/wake"), changes);
+
+  // Started again: still the same decision, and listening again.
+  planner.Start();
+  EXPECT_EQ(planner.Desired(app, {}).replicas, 1);
+  planner.Stop();
+}
+
+TEST(DemandSignalTest, CallsTheListenerUntilUnlisten) {
+  DemandSignal demand;
+  std::vector<std::string> heard;
+  demand.Notify("default", "a");  // no listener: dropped
+  demand.Listen([&](const std::string& ns, const std::string& app) {
+    heard.push_back(ns + "/" + app);
+  });
+  demand.Notify("default", "b");
+  demand.Unlisten();
+  demand.Notify("default", "c");
+  EXPECT_EQ(heard, std::vector<std::string>{"default/b"});
 }
 
 // An app scaled on cpu or memory utilization (KPA's rules, so the expected
@@ -369,7 +436,7 @@ App UtilizationApp(const std::string& name, const std::string& metric, int min,
   return app;
 }
 
-TEST_F(ScalerPlannerTest, CpuOverTargetScalesUp) {
+TEST_F(MultiScalerTest, CpuOverTargetScalesUp) {
   App app = UtilizationApp("cpu", "cpu", 1, 10, 50);
   app.mutable_spec()->mutable_template_()->mutable_resources()->set_cpu_millis(
       500);
@@ -388,7 +455,7 @@ TEST_F(ScalerPlannerTest, CpuOverTargetScalesUp) {
   EXPECT_GT(runtime_.usage_calls(), 0);
 }
 
-TEST_F(ScalerPlannerTest, LowCpuScalesDown) {
+TEST_F(MultiScalerTest, LowCpuScalesDown) {
   App app = UtilizationApp("idlecpu", "cpu", 1, 10, 50);
   app.mutable_spec()->mutable_template_()->mutable_resources()->set_cpu_millis(
       1000);
@@ -406,7 +473,7 @@ TEST_F(ScalerPlannerTest, LowCpuScalesDown) {
   EXPECT_EQ(Desired(app).replicas, 1) << Desired(app).reason;
 }
 
-TEST_F(ScalerPlannerTest, CpuWithoutResourcesIsMeasuredAgainstOneCore) {
+TEST_F(MultiScalerTest, CpuWithoutResourcesIsMeasuredAgainstOneCore) {
   App app = UtilizationApp("onecore", "cpu", 1, 10, 50);
   SetInstances(app, 1);
   Desired(app);
@@ -417,7 +484,7 @@ TEST_F(ScalerPlannerTest, CpuWithoutResourcesIsMeasuredAgainstOneCore) {
   EXPECT_EQ(plan.replicas, 2) << plan.reason;
 }
 
-TEST_F(ScalerPlannerTest, MemoryOverTargetScalesUp) {
+TEST_F(MultiScalerTest, MemoryOverTargetScalesUp) {
   App app = UtilizationApp("mem", "memory", 1, 10, 60);
   app.mutable_spec()
       ->mutable_template_()
@@ -433,7 +500,7 @@ TEST_F(ScalerPlannerTest, MemoryOverTargetScalesUp) {
   EXPECT_EQ(plan.replicas, 3) << plan.reason;
 }
 
-TEST_F(ScalerPlannerTest, ResourcesChangeTakesEffectWithoutRecreating) {
+TEST_F(MultiScalerTest, ResourcesChangeTakesEffectWithoutRecreating) {
   App app = UtilizationApp("memres", "memory", 1, 10, 60);
   SetInstances(app, 1);
   Desired(app);
@@ -453,7 +520,7 @@ TEST_F(ScalerPlannerTest, ResourcesChangeTakesEffectWithoutRecreating) {
   EXPECT_EQ(plan.replicas, 2) << plan.reason;
 }
 
-TEST_F(ScalerPlannerTest, RequestMetricsNeverReadUsage) {
+TEST_F(MultiScalerTest, RequestMetricsNeverReadUsage) {
   App app = ScaledApp("conc", 1, 10, 10);
   SetInstances(app, 1);
   Desired(app);
@@ -464,7 +531,7 @@ TEST_F(ScalerPlannerTest, RequestMetricsNeverReadUsage) {
 // Ticks fall 100 ms after whole seconds (the gateway closes a second at its
 // boundary), whenever the app was created, and a raised count is reported
 // at that tick: a step in load in second S is acted on at S + 1.1 s.
-TEST_F(ScalerPlannerTest, TicksAlignToSecondsAndReportAScaleUpAtOnce) {
+TEST_F(MultiScalerTest, TicksAlignToSecondsAndReportAScaleUpAtOnce) {
   clock_.Set(absl::FromUnixSeconds(1700000000) + absl::Milliseconds(500));
   App app = ScaledApp("aligned", 1, 30, 5);  // tidal: 1 s tick, 3.5 each
   SetInstances(app, 1);

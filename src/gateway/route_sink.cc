@@ -1,14 +1,40 @@
-#include "daemon/gateway_routes.h"
+#include "gateway/route_sink.h"
 
 #include <map>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "absl/time/clock.h"
 
-namespace tidal {
+namespace tidal::gateway {
+namespace {
 
-GatewayRoutes::GatewayRoutes(gateway::Gateway* gw) : gw_(gw) {
+// The gateway as a RouteTarget (Gateway itself stays free of this seam).
+class GatewayTarget : public RouteTarget {
+ public:
+  explicit GatewayTarget(Gateway* gw) : gw_(gw) {}
+  void SetRoute(const Route& route) override { gw_->SetRoute(route); }
+  void RemoveRoute(const std::string& ns, const std::string& app) override {
+    gw_->RemoveRoute(ns, app);
+  }
+  int InFlight(const std::string& instance_id) const override {
+    return gw_->InFlight(instance_id);
+  }
+
+ private:
+  Gateway* const gw_;
+};
+
+}  // namespace
+
+GatewayRoutes::GatewayRoutes(Gateway* gw, Clock* clock)
+    : own_target_(std::make_unique<GatewayTarget>(gw)),
+      target_(own_target_.get()),
+      clock_(clock) {
+  drainer_ = std::thread([this] { DrainLoop(); });
+}
+
+GatewayRoutes::GatewayRoutes(RouteTarget* target, Clock* clock)
+    : target_(target), clock_(clock) {
   drainer_ = std::thread([this] { DrainLoop(); });
 }
 
@@ -23,16 +49,16 @@ GatewayRoutes::~GatewayRoutes() {
 void GatewayRoutes::PublishLocked(const std::string& key) {
   const AppEntry& entry = apps_[key];
   std::vector<std::string> parts = absl::StrSplit(key, absl::MaxSplits('/', 1));
-  gateway::Route route;
+  Route route;
   route.ns = parts[0];
   route.app = parts[1];
   route.concurrency = entry.concurrency;
-  std::map<int64_t, gateway::RevisionRoute> by_revision;
+  std::map<int64_t, RevisionRoute> by_revision;
   for (const auto& inst : entry.serving) {
     if (!inst.ready() || draining_.contains(inst.id())) continue;
     auto& rev = by_revision[inst.revision()];
     rev.revision = inst.revision();
-    gateway::Endpoint ep;
+    Endpoint ep;
     ep.instance_id = inst.id();
     ep.host = inst.host().empty() ? "127.0.0.1" : inst.host();
     ep.port = inst.port();
@@ -63,9 +89,9 @@ void GatewayRoutes::PublishLocked(const std::string& key) {
   if (route.revisions.empty()) {
     // No ready instance: the app keeps a route without endpoints, so the
     // gateway holds its requests (activator) instead of answering 404.
-    route.revisions.push_back(gateway::RevisionRoute{});
+    route.revisions.push_back(RevisionRoute{});
   }
-  gw_->SetRoute(route);
+  target_->SetRoute(route);
 }
 
 void GatewayRoutes::UpdateRoute(
@@ -84,7 +110,7 @@ void GatewayRoutes::RemoveRoute(const std::string& ns,
                                 const std::string& name) {
   absl::MutexLock lock(&mu_);
   apps_.erase(absl::StrCat(ns, "/", name));
-  gw_->RemoveRoute(ns, name);
+  target_->RemoveRoute(ns, name);
 }
 
 void GatewayRoutes::SetWeights(const std::string& ns, const std::string& name,
@@ -105,7 +131,7 @@ void GatewayRoutes::Drain(const tidal::v1::Instance& instance,
   draining_.insert(instance.id());
   if (apps_.contains(key)) PublishLocked(key);
   pending_.push_back(
-      Pending{instance.id(), absl::Now() + grace, std::move(stop)});
+      Pending{instance.id(), clock_->Now() + grace, std::move(stop)});
 }
 
 bool GatewayRoutes::IsDraining(const std::string& instance_id) {
@@ -119,10 +145,10 @@ void GatewayRoutes::DrainLoop() {
     {
       absl::MutexLock lock(&mu_);
       if (stopping_ && pending_.empty()) return;
-      absl::Time now = absl::Now();
+      absl::Time now = clock_->Now();
       for (auto it = pending_.begin(); it != pending_.end();) {
         if (stopping_ || now >= it->deadline ||
-            gw_->InFlight(it->instance_id) == 0) {
+            target_->InFlight(it->instance_id) == 0) {
           due.push_back(std::move(*it));
           it = pending_.erase(it);
         } else {
@@ -140,4 +166,4 @@ void GatewayRoutes::DrainLoop() {
   }
 }
 
-}  // namespace tidal
+}  // namespace tidal::gateway

@@ -1,24 +1,30 @@
 #pragma once
 
-// ScalerPlanner: the reconciler's ReplicaPlanner over the scaler library. It
+// MultiScaler: the reconciler's ReplicaPlanner over the scaler library. It
 // keeps one scaler::AppScaler per app that has `spec.scaling` (and no fixed
 // `spec.replicas`), recreated when the scaling spec changes and forgotten
 // when the app is deleted. A tick thread feeds every scaled app's scaler with
 // the gateway's one-second samples, the runtime's instance counts, the
 // requests the gateway holds and measured start times, then asks for a
 // decision; when the decision changes it calls `on_change(key)` (tidald
-// passes Controller::Enqueue), and the reconciler reads it back through
-// Desired(), which never advances any state. Wake() decides at once for an
-// app the gateway holds requests for (scale from zero without waiting for a
-// tick). Ticks are aligned to whole multiples of the tick plus a small offset
-// (Options::tick_offset), so each sees the second the gateway just closed; a
-// changed decision is reported as soon as that app's tick has run. Learned
-// state (AppScaler::SaveState) is kept in the store under
-// keys::ScalerStateKey every few minutes and on Stop(), and restored when a
-// scaler is created.
+// adds the key to the controller's work queue), and the reconciler reads it
+// back through Desired(), which never advances any state. Wake() decides at
+// once for an app the gateway holds requests for (scale from zero without
+// waiting for a tick); while started, the MultiScaler listens to a
+// DemandSignal for those wake-ups. Everything it reads from outside comes
+// through the Inputs given to its constructor (interfaces and functions): it
+// knows nothing of the controller, the gateway or the API. Ticks are aligned to
+// whole multiples of the tick plus a small offset (Options::tick_offset), so
+// each sees the second the gateway just closed; a changed decision is reported
+// as soon as that app's tick has run. Learned state (AppScaler::SaveState) is
+// kept in the store under keys::ScalerStateKey every few minutes and on Stop(),
+// and restored when a scaler is created.
 //
 // Thread-safe: Desired/Forget (reconcile workers), Wake (gateway I/O
-// threads), the tick thread and RunDue (tests) may run concurrently. Apps
+// threads), the tick thread and RunDue (tests) may run concurrently. Start
+// and Stop are called by the owner's thread and may alternate (the
+// controller side stopped and started again): Stop saves every scaler's
+// state, and the scalers carry on from it after the next Start. Apps
 // without a scaling section cost one hash lookup per reconcile.
 
 #include <atomic>
@@ -33,9 +39,10 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
-#include "controller/app_reconciler.h"
 #include "runtime/runtime.h"
+#include "scaler/demand_signal.h"
 #include "scaler/metrics_source.h"
+#include "scaler/replica_planner.h"
 #include "store/store.h"
 
 namespace tidal {
@@ -45,11 +52,23 @@ class AppScaler;
 }  // namespace scaler
 class UtilizationSampler;
 
-class ScalerPlanner : public ReplicaPlanner {
+class MultiScaler : public ReplicaPlanner {
  public:
   // Requests the gateway holds for an app (activator and concurrency queue).
   using QueuedFn =
       std::function<int(const std::string& ns, const std::string& name)>;
+  // Called with "ns/name" when an app's decision changes (outside any lock).
+  using OnChangeFn = std::function<void(const std::string& key)>;
+  // What the MultiScaler reads and tells (none owned; all outlive it).
+  struct Inputs {
+    Store* store = nullptr;            // learned state (null: not kept)
+    Runtime* runtime = nullptr;        // instances and their usage (required)
+    MetricsSource* metrics = nullptr;  // request samples (null: none)
+    QueuedFn queued;                   // requests held per app (null: none)
+    Clock* clock = nullptr;            // decisions' time (required)
+    OnChangeFn on_change;              // changed decisions (null: nobody told)
+    DemandSignal* demand = nullptr;    // wake-ups, heard while started
+  };
   struct Options {
     // How often each scaler's learned state is written to the store.
     absl::Duration save_interval = absl::Minutes(5);
@@ -61,25 +80,18 @@ class ScalerPlanner : public ReplicaPlanner {
     absl::Duration tick_offset = absl::Milliseconds(100);
   };
 
-  ScalerPlanner(Store* store, Runtime* runtime, MetricsSource* metrics,
-                QueuedFn queued, Clock* clock, Options options);
-  ScalerPlanner(Store* store, Runtime* runtime, MetricsSource* metrics,
-                QueuedFn queued, Clock* clock)
-      : ScalerPlanner(store, runtime, metrics, std::move(queued), clock,
-                      Options()) {}
-  ~ScalerPlanner() override;
-  ScalerPlanner(const ScalerPlanner&) = delete;
-  ScalerPlanner& operator=(const ScalerPlanner&) = delete;
+  MultiScaler(Inputs inputs, Options options);
+  explicit MultiScaler(Inputs inputs)
+      : MultiScaler(std::move(inputs), Options()) {}
+  ~MultiScaler() override;
+  MultiScaler(const MultiScaler&) = delete;
+  MultiScaler& operator=(const MultiScaler&) = delete;
 
-  // Called with "ns/name" when an app's decision changes (outside any lock).
-  // Set before Start().
-  void set_on_change(std::function<void(const std::string& key)> f) {
-    on_change_ = std::move(f);
-  }
-
-  // Starts the tick thread (real time between ticks; decisions use `clock`).
+  // Starts the tick thread (real time between ticks; decisions use `clock`)
+  // and listens to the demand signal. No effect when started already.
   void Start();
-  // Stops the tick thread and saves every scaler's state. Idempotent.
+  // Stops listening and the tick thread, and saves every scaler's state.
+  // Idempotent; Start may follow.
   void Stop();
 
   // ReplicaPlanner. Desired creates (or recreates) the app's scaler when it
@@ -144,8 +156,9 @@ class ScalerPlanner : public ReplicaPlanner {
   MetricsSource* const metrics_;
   const QueuedFn queued_;
   Clock* const clock_;
+  const OnChangeFn on_change_;
+  DemandSignal* const demand_;
   const Options options_;
-  std::function<void(const std::string& key)> on_change_;
 
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<Entry>> apps_

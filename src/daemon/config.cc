@@ -1,0 +1,286 @@
+#include "daemon/config.h"
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "api/addresses.h"
+#include "common/status_macros.h"
+#include "common/units.h"
+
+namespace tidal {
+namespace {
+
+absl::Status FlagError(absl::string_view flag, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat(flag, ": ", what));
+}
+
+// A duration flag that must be positive.
+absl::StatusOr<absl::Duration> PositiveDurationFlag(const std::string& flag,
+                                                    const std::string& text) {
+  auto ms = ParseDurationMs(text);
+  if (!ms.ok() || *ms <= 0) {
+    return FlagError(
+        flag, ms.ok() ? "must be > 0" : std::string(ms.status().message()));
+  }
+  return absl::Milliseconds(*ms);
+}
+
+// A byte quantity flag ("10Mi"), at least 0; `zero` says what 0 means.
+absl::StatusOr<int64_t> BytesFlag(const std::string& flag,
+                                  const std::string& text, const char* zero) {
+  auto n = ParseBytes(text);
+  if (!n.ok() || *n < 0) {
+    return FlagError(flag, n.ok()
+                               ? absl::StrCat("must be >= 0 (0 = ", zero, ")")
+                               : std::string(n.status().message()));
+  }
+  return *n;
+}
+
+absl::StatusOr<std::pair<std::string, int>> SplitHostPort(
+    const std::string& addr, const std::string& flag) {
+  auto colon = addr.rfind(':');
+  int port = 0;
+  if (colon == std::string::npos ||
+      !absl::SimpleAtoi(addr.substr(colon + 1), &port) || port < 0 ||
+      port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--", flag, ": \"", addr, "\" is not host:port (e.g. 127.0.0.1:8080)"));
+  }
+  return std::make_pair(addr.substr(0, colon), port);
+}
+
+// Instances find Tidal's own binaries (and the sample app) on their PATH:
+// the directory of this executable and, in a build tree, the examples.
+void AddOwnDirectories(std::vector<std::string>* path) {
+  char self[4096];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (n <= 0) return;
+  self[n] = '\0';
+  auto dir = std::filesystem::path(self).parent_path();
+  path->push_back(dir.string());
+  // In a build tree tidald is build/src/daemon/tidald and the sample app
+  // build/examples/tidal-sample-app: examples/hello.yaml runs as written.
+  std::error_code ec;
+  auto examples = dir.parent_path().parent_path() / "examples";
+  if (std::filesystem::exists(examples / "tidal-sample-app", ec)) {
+    path->push_back(examples.lexically_normal().string());
+  }
+}
+
+}  // namespace
+
+int64_t RaiseFdLimit() {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 1024;
+  if (rl.rlim_cur < rl.rlim_max) {
+    struct rlimit raised = rl;
+    raised.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) rl = raised;
+  }
+  if (rl.rlim_cur == RLIM_INFINITY) return int64_t{1} << 20;
+  return static_cast<int64_t>(rl.rlim_cur);
+}
+
+std::string DefaultDataDir() {
+  const char* xdg = getenv("XDG_DATA_HOME");
+  if (xdg && *xdg) return absl::StrCat(xdg, "/tidal");
+  const char* home = getenv("HOME");
+  if (geteuid() == 0 && (home == nullptr || std::string(home) == "/root"))
+    return "/var/lib/tidal";
+  return absl::StrCat(home ? home : ".", "/.local/share/tidal");
+}
+
+std::string DataDir(const DaemonFlags& flags) {
+  return flags.data_dir.empty() ? DefaultDataDir() : flags.data_dir;
+}
+
+std::string StoreSpec(const DaemonFlags& flags) {
+  return flags.store.empty() ? "sqlite:" + DataDir(flags) + "/tidal.db"
+                             : flags.store;
+}
+
+int64_t DefaultGatewayMaxConnections(int64_t fd_limit) {
+  int64_t reserve = std::max<int64_t>(128, fd_limit / 4);
+  return std::max<int64_t>(16, fd_limit - reserve);
+}
+
+absl::StatusOr<DaemonConfig> MakeDaemonConfig(const DaemonFlags& flags,
+                                              int64_t fd_limit) {
+  DaemonConfig c;
+  c.fd_limit = fd_limit;
+  c.data_dir = DataDir(flags);
+  c.store_flags = flags.store.empty() ? absl::StrCat("--data-dir ", c.data_dir)
+                                      : absl::StrCat("--store ", flags.store);
+  c.api_listen = flags.listen;
+  c.admin_listen = flags.admin_listen;
+  c.domain = flags.domain;
+  c.stop_instances_on_exit = flags.stop_instances_on_exit;
+
+  // Store.
+  c.store_spec = StoreSpec(flags);
+  if (absl::StartsWith(c.store_spec, "sqlite:")) {
+    c.store_name = "sqlite";
+  } else if (absl::StartsWith(c.store_spec, "etcd:")) {
+    c.store_name = "etcd";
+  } else {
+    return FlagError("--store", absl::StrCat("\"", c.store_spec,
+                                             "\" is neither sqlite:PATH nor "
+                                             "etcd:HOST:PORT[,HOST:PORT]"));
+  }
+
+  // Runtime.
+  ProcessRuntimeOptions& ropts = c.runtime;
+  ropts.data_dir = c.data_dir;
+  std::vector<std::string> range = absl::StrSplit(flags.port_range, '-');
+  if (range.size() != 2 || !absl::SimpleAtoi(range[0], &ropts.port_min) ||
+      !absl::SimpleAtoi(range[1], &ropts.port_max) ||
+      ropts.port_min > ropts.port_max) {
+    return FlagError("--port-range",
+                     absl::StrCat("\"", flags.port_range,
+                                  "\" is not MIN-MAX (e.g. 20000-29999)"));
+  }
+  ASSIGN_OR_RETURN(
+      ropts.startup_timeout,
+      PositiveDurationFlag("--startup-timeout", flags.startup_timeout));
+
+  // Limits on specs, checked at apply and scale.
+  spec::ValidationOptions& vopts = c.validation;
+  vopts = spec::DefaultServerOptions();
+  if (flags.max_instances_per_app < 1) {
+    return FlagError(
+        "--max-instances-per-app",
+        absl::StrCat("must be at least 1, got ", flags.max_instances_per_app));
+  }
+  if (flags.max_instances_per_namespace < 0) {
+    return FlagError("--max-instances-per-namespace",
+                     absl::StrCat("must be >= 0 (0: no limit), got ",
+                                  flags.max_instances_per_namespace));
+  }
+  vopts.max_instances_per_app = flags.max_instances_per_app;
+  vopts.ports = ropts.port_max - ropts.port_min + 1;
+  vopts.port_range = flags.port_range;
+  if (vopts.max_instances_per_app > vopts.ports) {
+    c.warnings.push_back(
+        absl::StrCat("--max-instances-per-app ", vopts.max_instances_per_app,
+                     " exceeds the ", vopts.ports, " ports of --port-range ",
+                     flags.port_range, ": an app may ask for at most ",
+                     vopts.ports, " instances"));
+  }
+  c.max_instances_per_namespace = flags.max_instances_per_namespace;
+  c.max_instances_per_app = std::min(vopts.max_instances_per_app, vopts.ports);
+  {
+    // auto: allowed only when the API itself is bound to loopback (a
+    // single-user machine), refused when it is reachable from elsewhere.
+    auto api_addr = SplitHostPort(flags.listen, "listen");
+    std::string host = api_addr.ok() ? api_addr->first : "";
+    bool loopback =
+        host == "localhost" || ClassifyLiteral(host) == AddressClass::kLoopback;
+    vopts.allow_private_webhooks =
+        flags.allow_private_webhooks == "true" ||
+        (flags.allow_private_webhooks == "auto" && loopback);
+  }
+
+  // Runtime: containment and logs.
+  ropts.cgroup_root =
+      flags.instance_cgroup == "auto" ? "" : flags.instance_cgroup;
+  if (flags.max_instances < 0) {
+    return FlagError("--max-instances", "must be >= 0 (0 = no limit)");
+  }
+  ropts.max_instances = flags.max_instances;
+  ropts.log_dir = flags.log_dir;
+  ASSIGN_OR_RETURN(ropts.log_max_bytes,
+                   BytesFlag("--log-max-size", flags.log_max_size, "no cap"));
+  ASSIGN_OR_RETURN(
+      ropts.log_rate_bytes,
+      BytesFlag("--log-rate-limit", flags.log_rate_limit, "no limit"));
+  if (flags.log_max_files < 1) {
+    return FlagError("--log-max-files", "must be >= 1");
+  }
+  ropts.log_rotated_files = flags.log_max_files;
+  if (absl::EndsWith(flags.log_min_free, "%")) {
+    double pct = 0;
+    if (!absl::SimpleAtod(absl::StripSuffix(flags.log_min_free, "%"), &pct) ||
+        pct < 0 || pct >= 100) {
+      return FlagError("--log-min-free",
+                       absl::StrCat("\"", flags.log_min_free,
+                                    "\" is not a percentage in [0, 100)"));
+    }
+    ropts.log_min_free_ratio = pct / 100;
+  } else {
+    ASSIGN_OR_RETURN(
+        ropts.log_min_free_bytes,
+        BytesFlag("--log-min-free", flags.log_min_free, "no reserve"));
+  }
+  AddOwnDirectories(&ropts.extra_path);
+  for (const auto& p : flags.instance_path) {
+    for (absl::string_view part : absl::StrSplit(p, ':', absl::SkipEmpty())) {
+      ropts.extra_path.push_back(
+          std::filesystem::absolute(std::string(part)).string());
+    }
+  }
+
+  // Gateway.
+  auto gw_addr = SplitHostPort(flags.gateway_listen, "gateway-listen");
+  if (!gw_addr.ok()) return gw_addr.status();
+  gateway::GatewayOptions& gopts = c.gateway;
+  gopts.listen_address = gw_addr->first;
+  gopts.port = gw_addr->second;
+  gopts.domain = flags.domain;
+  gopts.threads = flags.gateway_threads;
+  gopts.queue_size = flags.gateway_queue_size;
+  auto queue_timeout = ParseDurationMs(flags.gateway_queue_timeout);
+  if (!queue_timeout.ok() || gopts.queue_size < 0) {
+    return FlagError("--gateway-queue-size/--gateway-queue-timeout",
+                     queue_timeout.ok()
+                         ? "must be >= 0"
+                         : std::string(queue_timeout.status().message()));
+  }
+  gopts.queue_timeout = absl::Milliseconds(*queue_timeout);
+  if (flags.gateway_max_connections < 0) {
+    return FlagError("--gateway-max-connections",
+                     "must be >= 0 (0 = derived from the file descriptor "
+                     "limit)");
+  }
+  gopts.max_connections = flags.gateway_max_connections > 0
+                              ? flags.gateway_max_connections
+                              : DefaultGatewayMaxConnections(fd_limit);
+  auto max_body = ParseBytes(flags.gateway_max_body);
+  if (!max_body.ok() || *max_body < 0) {
+    return FlagError("--gateway-max-body",
+                     max_body.ok() ? "must be >= 0 (0 = unlimited)"
+                                   : std::string(max_body.status().message()));
+  }
+  gopts.max_body_bytes = static_cast<uint64_t>(*max_body);
+  ASSIGN_OR_RETURN(gopts.connect_timeout,
+                   PositiveDurationFlag("--gateway-connect-timeout",
+                                        flags.gateway_connect_timeout));
+  ASSIGN_OR_RETURN(gopts.response_header_timeout,
+                   PositiveDurationFlag("--gateway-response-timeout",
+                                        flags.gateway_response_timeout));
+  ASSIGN_OR_RETURN(gopts.client_idle_timeout,
+                   PositiveDurationFlag("--gateway-idle-timeout",
+                                        flags.gateway_idle_timeout));
+
+  // Controller.
+  c.workers = flags.workers;
+  auto resync = ParseDurationMs(flags.resync);
+  if (!resync.ok()) {
+    return FlagError("--resync", std::string(resync.status().message()));
+  }
+  c.resync = absl::Milliseconds(*resync);
+  return c;
+}
+
+}  // namespace tidal

@@ -1,0 +1,118 @@
+#pragma once
+
+// DaemonFlags and DaemonConfig: tidald's command line, raw and checked.
+// main() binds CLI11 options to a DaemonFlags; MakeDaemonConfig checks every
+// value and turns them into the options of each component (the Server's
+// input). An error names its flag ("--port-range: ..."); tidald prints it
+// and exits 2.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "api/limits.h"
+#include "gateway/gateway.h"
+#include "runtime/process_runtime.h"
+
+namespace tidal {
+
+// The flags as typed (defaults are tidald's).
+struct DaemonFlags {
+  std::string data_dir;
+  std::string listen = "127.0.0.1:7070";
+  std::string gateway_listen = "127.0.0.1:8080";
+  std::string admin_listen = "127.0.0.1:9090";
+  std::string domain = "tidal.localhost";
+  std::string store;
+  std::string log_level = "info";
+  std::string log_format = "text";
+  std::string port_range = "20000-29999";
+  std::vector<std::string> instance_path;
+  bool stop_instances_on_exit = false;
+  int workers = 16;
+  std::string resync = "5m";
+  int gateway_threads = 0;
+  int gateway_queue_size = 1000;
+  std::string gateway_queue_timeout = "30s";
+  std::string gateway_max_body = "4Gi";
+  std::string gateway_connect_timeout = "2s";
+  std::string gateway_response_timeout = "60s";
+  std::string gateway_idle_timeout = "60s";
+  int64_t gateway_max_connections = 0;  // 0: derived from the fd limit
+  std::string startup_timeout = "2m";
+  bool store_check = false;
+  std::string store_backup;
+  std::string store_restore;
+  int max_instances_per_app = spec::limits::kDefaultMaxInstancesPerApp;
+  int64_t max_instances_per_namespace = 0;
+  std::string allow_private_webhooks = "auto";
+  // Runtime: containment and logs (docs/runtime.md).
+  std::string instance_cgroup = "auto";
+  int max_instances = 1000;
+  std::string log_dir;
+  std::string log_max_size = "10Mi";
+  int log_max_files = 1;
+  std::string log_rate_limit = "4Mi";
+  std::string log_min_free = "512Mi";
+};
+
+// Everything the Server is built from.
+struct DaemonConfig {
+  std::string data_dir;
+  // "sqlite:PATH" or "etcd:HOST:PORT[,...]"; store_name is "sqlite" or
+  // "etcd"; store_flags is how the user named it ("--data-dir D" or
+  // "--store S"), for recovery hints.
+  std::string store_spec;
+  std::string store_name;
+  std::string store_flags;
+
+  ProcessRuntimeOptions runtime;
+  // Without on_demand: the Server wires it.
+  gateway::GatewayOptions gateway;
+  std::string api_listen;
+  std::string admin_listen;
+  std::string domain;
+
+  // Limits on specs (Apply, Scale) and on what the reconciler starts.
+  spec::ValidationOptions validation;
+  int64_t max_instances_per_namespace = 0;
+  int32_t max_instances_per_app = 0;  // bounded by the port range
+
+  // Controller.
+  int workers = 16;
+  absl::Duration resync = absl::Minutes(5);
+
+  bool stop_instances_on_exit = false;
+  // The soft descriptor limit the gateway's budget was derived from.
+  int64_t fd_limit = 0;
+  // Said once at startup (a flag that works but is odd).
+  std::vector<std::string> warnings;
+};
+
+// Raises the process's soft RLIMIT_NOFILE to the hard limit (every
+// connection, pipe, log and store file is a descriptor) and returns the soft
+// limit in force.
+int64_t RaiseFdLimit();
+
+// $XDG_DATA_HOME/tidal, /var/lib/tidal for root, else
+// ~/.local/share/tidal.
+std::string DefaultDataDir();
+// --data-dir, or the default.
+std::string DataDir(const DaemonFlags& flags);
+// --store, or the SQLite file in the data directory.
+std::string StoreSpec(const DaemonFlags& flags);
+
+// The gateway's default connection budget: the descriptor limit less a
+// reserve for the API, the store, instances' pipes and logs, probes and
+// webhooks (a quarter of the limit, at least 128).
+int64_t DefaultGatewayMaxConnections(int64_t fd_limit);
+
+// Checks the flags (the first bad one is the error, InvalidArgument, its
+// message starting with the flag's name) and builds the config. `fd_limit`:
+// the process's soft RLIMIT_NOFILE.
+absl::StatusOr<DaemonConfig> MakeDaemonConfig(const DaemonFlags& flags,
+                                              int64_t fd_limit);
+
+}  // namespace tidal

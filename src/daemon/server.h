@@ -1,0 +1,154 @@
+#pragma once
+
+// Server: tidald's components, owned as members and built in dependency
+// order (after Envoy's server.h: one object owns the whole process's
+// parts; main() only parses flags and waits for a signal). Every dependency
+// is passed to a constructor; nothing is set afterwards.
+//
+// Construction order (members below, in this order; destruction is the
+// reverse):
+//   data directory lock, store, runtime,
+//   work queue      built FIRST: the gateway's on-demand hook, the scaler's
+//                   on-change and the rollout commands (DeployerControl) add
+//                   app keys to it; the controller's workers take them,
+//   demand signal   the gateway -> scaler wake-ups (see below),
+//   gateway, routes (GatewayRoutes: the reconciler's RouteSink),
+//   events, webhooks, outbox, deployer, scaler (MultiScaler), reconciler,
+//   controller, rollout control, API (with ApiHealth restarts), admin.
+//
+// The gateway <-> scaler cycle is broken by ordering: the scaler reads the
+// gateway's metrics and held requests, so it is built after the gateway; the
+// gateway's on-demand hook cannot name the scaler, so it notifies a
+// DemandSignal built before both, which the scaler listens to while it is
+// started. The same hook adds the app's key to the work queue.
+//
+// Start order: runtime (adopt running instances), gateway, events, API
+// (and its health check), the controller side, admin (last: /readyz is
+// ready once it answers). Stop is the reverse for what serves requests:
+// API, controller side, admin, runtime (instances stop only with
+// --stop-instances-on-exit), gateway.
+//
+// The controller side — the notification outbox, the scaler and the
+// controller (informer, workers, resync) — starts and stops on its own
+// (StartControllerSide / StopControllerSide) while the API, the gateway and
+// the runtime keep running: what a leader election switches on and off.
+// While it is stopped nothing reconciles, scales or sends notifications;
+// the API still serves (its writes are reconciled when the side starts
+// again, which lists every app anew).
+//
+// Threading: Start, Stop, StartControllerSide and StopControllerSide are
+// called from one thread at a time (main's, or a leader election's). The
+// accessors are thread-safe.
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "api/service.h"
+#include "controller/app_reconciler.h"
+#include "controller/controller.h"
+#include "controller/events.h"
+#include "controller/work_queue.h"
+#include "daemon/admin_server.h"
+#include "daemon/api_health.h"
+#include "daemon/config.h"
+#include "deployer/control.h"
+#include "deployer/deployer.h"
+#include "deployer/outbox.h"
+#include "deployer/webhooks.h"
+#include "gateway/gateway.h"
+#include "gateway/route_sink.h"
+#include "runtime/process_runtime.h"
+#include "scaler/demand_signal.h"
+#include "scaler/multi_scaler.h"
+#include "store/store.h"
+
+namespace tidal {
+
+class Server {
+ public:
+  // Creates and locks the data directory, opens the store and builds every
+  // component; starts nothing. The error's message is what tidald says
+  // before it exits 1 (a damaged store is DataLoss).
+  static absl::StatusOr<std::unique_ptr<Server>> Create(DaemonConfig config);
+  // Stops what still runs (without Stop's log lines when Start failed).
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Starts everything in order and says "tidald ... ready". On error (the
+  // message is what tidald says before it exits 1) what started is stopped
+  // by the destructor.
+  absl::Status Start();
+  // Stops everything in reverse order and says "stopped". Idempotent; no
+  // effect before a successful Start.
+  void Stop();
+
+  // The controller side: outbox, scaler, controller. Start is OK without
+  // effect when it runs already; Stop is idempotent.
+  absl::Status StartControllerSide();
+  void StopControllerSide();
+  bool controller_side_running() const;
+
+  // Bound ports (after Start).
+  int api_port() const;
+  int gateway_port() const;
+  int admin_port() const;
+  Store* store() { return store_.get(); }
+
+ private:
+  // Closes the lock's descriptor when destroyed.
+  struct DataDirLock {
+    explicit DataDirLock(int fd) : fd(fd) {}
+    ~DataDirLock();
+    DataDirLock(const DataDirLock&) = delete;
+    DataDirLock& operator=(const DataDirLock&) = delete;
+    const int fd;
+  };
+
+  Server(DaemonConfig config, std::unique_ptr<DataDirLock> lock,
+         std::unique_ptr<Store> store);
+
+  // (Re)starts the API server: a new service object on the same address.
+  absl::Status StartApi() ABSL_LOCKS_EXCLUDED(api_mu_);
+  std::string MetricsText();
+  absl::Status Ready();
+
+  // Constant after construction, in construction order.
+  const DaemonConfig config_;
+  std::unique_ptr<DataDirLock> lock_;
+  std::unique_ptr<Store> store_;
+  ProcessRuntime runtime_;
+  WorkQueue queue_;
+  DemandSignal demand_;
+  gateway::Gateway gateway_;
+  gateway::GatewayRoutes routes_;
+  EventRecorder events_;
+  deployer::CurlWebhookSender webhooks_;
+  deployer::NotificationOutbox outbox_;
+  deployer::Deployer deployer_;
+  MultiScaler scaler_;
+  AppReconciler reconciler_;
+  Controller controller_;
+  deployer::DeployerControl rollouts_;
+
+  // The API is replaced by a fresh one (a new service object, same address)
+  // when it stops accepting connections: see ApiHealth.
+  mutable absl::Mutex api_mu_;
+  std::unique_ptr<ApiServer> api_server_ ABSL_GUARDED_BY(api_mu_);
+  std::unique_ptr<TidalService> api_service_ ABSL_GUARDED_BY(api_mu_);
+  // --listen, then the address the first start bound (a restart binds the
+  // same port when --listen said 0).
+  std::string api_address_ ABSL_GUARDED_BY(api_mu_);
+  // Made once the API has its port (Start).
+  std::unique_ptr<ApiHealth> api_health_;
+  AdminServer admin_;
+
+  // Owner's thread only (see the threading contract above).
+  bool started_ = false;
+  bool controller_side_running_ = false;
+};
+
+}  // namespace tidal

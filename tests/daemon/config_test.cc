@@ -1,0 +1,253 @@
+// MakeDaemonConfig: good flags become the components' options; each bad
+// value is refused with a message that starts with its flag (tidald prints
+// it and exits 2).
+
+#include "daemon/config.h"
+
+#include <gtest/gtest.h>
+
+#include <functional>
+
+#include "absl/strings/match.h"
+
+namespace tidal {
+namespace {
+
+constexpr int64_t kFdLimit = 4096;
+
+DaemonFlags Defaults() {
+  DaemonFlags f;
+  f.data_dir = "/tmp/tidal-config-test";
+  return f;
+}
+
+TEST(DaemonConfigTest, DefaultsBecomeTheComponentsOptions) {
+  auto c = MakeDaemonConfig(Defaults(), kFdLimit);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->data_dir, "/tmp/tidal-config-test");
+  EXPECT_EQ(c->store_spec, "sqlite:/tmp/tidal-config-test/tidal.db");
+  EXPECT_EQ(c->store_name, "sqlite");
+  EXPECT_EQ(c->store_flags, "--data-dir /tmp/tidal-config-test");
+  EXPECT_EQ(c->api_listen, "127.0.0.1:7070");
+  EXPECT_EQ(c->admin_listen, "127.0.0.1:9090");
+  EXPECT_EQ(c->domain, "tidal.localhost");
+  // Runtime.
+  EXPECT_EQ(c->runtime.data_dir, "/tmp/tidal-config-test");
+  EXPECT_EQ(c->runtime.port_min, 20000);
+  EXPECT_EQ(c->runtime.port_max, 29999);
+  EXPECT_EQ(c->runtime.startup_timeout, absl::Minutes(2));
+  EXPECT_EQ(c->runtime.cgroup_root, "");
+  EXPECT_EQ(c->runtime.max_instances, 1000);
+  EXPECT_EQ(c->runtime.log_max_bytes, 10 << 20);
+  EXPECT_EQ(c->runtime.log_rate_bytes, 4 << 20);
+  EXPECT_EQ(c->runtime.log_rotated_files, 1);
+  EXPECT_EQ(c->runtime.log_min_free_bytes, int64_t{512} << 20);
+  EXPECT_FALSE(c->runtime.extra_path.empty());  // this binary's directory
+  // Gateway.
+  EXPECT_EQ(c->gateway.listen_address, "127.0.0.1");
+  EXPECT_EQ(c->gateway.port, 8080);
+  EXPECT_EQ(c->gateway.domain, "tidal.localhost");
+  EXPECT_EQ(c->gateway.queue_size, 1000);
+  EXPECT_EQ(c->gateway.queue_timeout, absl::Seconds(30));
+  EXPECT_EQ(c->gateway.max_body_bytes, uint64_t{4} << 30);
+  EXPECT_EQ(c->gateway.connect_timeout, absl::Seconds(2));
+  EXPECT_EQ(c->gateway.response_header_timeout, absl::Seconds(60));
+  EXPECT_EQ(c->gateway.client_idle_timeout, absl::Seconds(60));
+  EXPECT_EQ(c->gateway.max_connections, DefaultGatewayMaxConnections(kFdLimit));
+  EXPECT_EQ(DefaultGatewayMaxConnections(kFdLimit), 4096 - 1024);
+  EXPECT_EQ(DefaultGatewayMaxConnections(256), 128);
+  EXPECT_FALSE(c->gateway.on_demand);  // the Server wires it
+  // Limits.
+  EXPECT_EQ(c->validation.max_instances_per_app, 1000);
+  EXPECT_EQ(c->validation.ports, 10000);
+  EXPECT_EQ(c->validation.port_range, "20000-29999");
+  EXPECT_TRUE(c->validation.allow_private_webhooks);  // loopback API
+  EXPECT_EQ(c->max_instances_per_app, 1000);
+  EXPECT_EQ(c->max_instances_per_namespace, 0);
+  // Controller.
+  EXPECT_EQ(c->workers, 16);
+  EXPECT_EQ(c->resync, absl::Minutes(5));
+  EXPECT_FALSE(c->stop_instances_on_exit);
+  EXPECT_TRUE(c->warnings.empty());
+}
+
+TEST(DaemonConfigTest, GoodValues) {
+  DaemonFlags f = Defaults();
+  f.store = "etcd:127.0.0.1:2379,127.0.0.1:2380";
+  f.listen = "0.0.0.0:0";
+  f.gateway_listen = "0.0.0.0:0";
+  f.port_range = "30000-30009";
+  f.max_instances_per_app = 50;  // more than the ports: a warning
+  f.max_instances_per_namespace = 7;
+  f.startup_timeout = "10s";
+  f.instance_cgroup = "/sys/fs/cgroup/tidal";
+  f.max_instances = 0;
+  f.log_max_size = "0";
+  f.log_rate_limit = "1Mi";
+  f.log_max_files = 3;
+  f.log_min_free = "5%";
+  f.instance_path = {"/opt/a:/opt/b", "/opt/c"};
+  f.gateway_queue_size = 0;
+  f.gateway_queue_timeout = "1s";
+  f.gateway_max_body = "0";
+  f.gateway_max_connections = 10;
+  f.gateway_connect_timeout = "100ms";
+  f.workers = 2;
+  f.resync = "30s";
+  f.stop_instances_on_exit = true;
+  auto c = MakeDaemonConfig(f, kFdLimit);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->store_spec, "etcd:127.0.0.1:2379,127.0.0.1:2380");
+  EXPECT_EQ(c->store_name, "etcd");
+  EXPECT_EQ(c->store_flags, "--store etcd:127.0.0.1:2379,127.0.0.1:2380");
+  EXPECT_EQ(c->runtime.port_min, 30000);
+  EXPECT_EQ(c->runtime.port_max, 30009);
+  EXPECT_EQ(c->validation.ports, 10);
+  EXPECT_EQ(c->max_instances_per_app, 10);
+  EXPECT_EQ(c->max_instances_per_namespace, 7);
+  ASSERT_EQ(c->warnings.size(), 1u);
+  EXPECT_EQ(c->warnings[0],
+            "--max-instances-per-app 50 exceeds the 10 ports of --port-range "
+            "30000-30009: an app may ask for at most 10 instances");
+  // auto: the API is not on loopback, so private webhooks are refused.
+  EXPECT_FALSE(c->validation.allow_private_webhooks);
+  EXPECT_EQ(c->runtime.startup_timeout, absl::Seconds(10));
+  EXPECT_EQ(c->runtime.cgroup_root, "/sys/fs/cgroup/tidal");
+  EXPECT_EQ(c->runtime.max_instances, 0);
+  EXPECT_EQ(c->runtime.log_max_bytes, 0);
+  EXPECT_EQ(c->runtime.log_rate_bytes, 1 << 20);
+  EXPECT_EQ(c->runtime.log_rotated_files, 3);
+  EXPECT_DOUBLE_EQ(c->runtime.log_min_free_ratio, 0.05);
+  const auto& path = c->runtime.extra_path;
+  ASSERT_GE(path.size(), 3u);
+  EXPECT_EQ(std::vector<std::string>(path.end() - 3, path.end()),
+            (std::vector<std::string>{"/opt/a", "/opt/b", "/opt/c"}));
+  EXPECT_EQ(c->gateway.listen_address, "0.0.0.0");
+  EXPECT_EQ(c->gateway.port, 0);
+  EXPECT_EQ(c->gateway.queue_size, 0);
+  EXPECT_EQ(c->gateway.queue_timeout, absl::Seconds(1));
+  EXPECT_EQ(c->gateway.max_body_bytes, 0u);
+  EXPECT_EQ(c->gateway.max_connections, 10);
+  EXPECT_EQ(c->gateway.connect_timeout, absl::Milliseconds(100));
+  EXPECT_EQ(c->workers, 2);
+  EXPECT_EQ(c->resync, absl::Seconds(30));
+  EXPECT_TRUE(c->stop_instances_on_exit);
+
+  f.allow_private_webhooks = "true";
+  c = MakeDaemonConfig(f, kFdLimit);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->validation.allow_private_webhooks);
+  f.allow_private_webhooks = "false";
+  f.listen = "127.0.0.1:7070";
+  c = MakeDaemonConfig(f, kFdLimit);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_FALSE(c->validation.allow_private_webhooks);
+}
+
+struct BadCase {
+  std::string name;
+  std::function<void(DaemonFlags*)> set;
+  std::string message;  // the whole message, or its start when `prefix`
+  bool prefix = false;
+};
+
+TEST(DaemonConfigTest, EachBadValueNamesItsFlag) {
+  const std::vector<BadCase> cases = {
+      {"store", [](DaemonFlags* f) { f->store = "redis:1"; },
+       "--store: \"redis:1\" is neither sqlite:PATH nor "
+       "etcd:HOST:PORT[,HOST:PORT]"},
+      {"port-range", [](DaemonFlags* f) { f->port_range = "3000"; },
+       "--port-range: \"3000\" is not MIN-MAX (e.g. 20000-29999)"},
+      {"port-range reversed", [](DaemonFlags* f) { f->port_range = "9-1"; },
+       "--port-range: \"9-1\" is not MIN-MAX (e.g. 20000-29999)"},
+      {"startup-timeout zero",
+       [](DaemonFlags* f) { f->startup_timeout = "0s"; },
+       "--startup-timeout: must be > 0"},
+      {"startup-timeout garbage",
+       [](DaemonFlags* f) { f->startup_timeout = "soon"; },
+       "--startup-timeout: ", true},
+      {"max-instances-per-app",
+       [](DaemonFlags* f) { f->max_instances_per_app = 0; },
+       "--max-instances-per-app: must be at least 1, got 0"},
+      {"max-instances-per-namespace",
+       [](DaemonFlags* f) { f->max_instances_per_namespace = -1; },
+       "--max-instances-per-namespace: must be >= 0 (0: no limit), got -1"},
+      {"max-instances", [](DaemonFlags* f) { f->max_instances = -1; },
+       "--max-instances: must be >= 0 (0 = no limit)"},
+      {"log-max-size negative", [](DaemonFlags* f) { f->log_max_size = "-1"; },
+       "--log-max-size: ", true},
+      {"log-max-size garbage", [](DaemonFlags* f) { f->log_max_size = "big"; },
+       "--log-max-size: ", true},
+      {"log-rate-limit", [](DaemonFlags* f) { f->log_rate_limit = "fast"; },
+       "--log-rate-limit: ", true},
+      {"log-max-files", [](DaemonFlags* f) { f->log_max_files = 0; },
+       "--log-max-files: must be >= 1"},
+      {"log-min-free percent", [](DaemonFlags* f) { f->log_min_free = "100%"; },
+       "--log-min-free: \"100%\" is not a percentage in [0, 100)"},
+      {"log-min-free bytes", [](DaemonFlags* f) { f->log_min_free = "lots"; },
+       "--log-min-free: ", true},
+      {"gateway-listen", [](DaemonFlags* f) { f->gateway_listen = "nohost"; },
+       "--gateway-listen: \"nohost\" is not host:port (e.g. 127.0.0.1:8080)"},
+      {"gateway-listen port",
+       [](DaemonFlags* f) { f->gateway_listen = "127.0.0.1:70000"; },
+       "--gateway-listen: \"127.0.0.1:70000\" is not host:port (e.g. "
+       "127.0.0.1:8080)"},
+      {"gateway-queue-size", [](DaemonFlags* f) { f->gateway_queue_size = -1; },
+       "--gateway-queue-size/--gateway-queue-timeout: must be >= 0"},
+      {"gateway-queue-timeout",
+       [](DaemonFlags* f) { f->gateway_queue_timeout = "later"; },
+       "--gateway-queue-size/--gateway-queue-timeout: ", true},
+      {"gateway-max-connections",
+       [](DaemonFlags* f) { f->gateway_max_connections = -1; },
+       "--gateway-max-connections: must be >= 0 (0 = derived from the file "
+       "descriptor limit)"},
+      {"gateway-max-body", [](DaemonFlags* f) { f->gateway_max_body = "-5"; },
+       "--gateway-max-body: ", true},
+      {"gateway-connect-timeout",
+       [](DaemonFlags* f) { f->gateway_connect_timeout = "0ms"; },
+       "--gateway-connect-timeout: must be > 0"},
+      {"gateway-response-timeout",
+       [](DaemonFlags* f) { f->gateway_response_timeout = "0s"; },
+       "--gateway-response-timeout: must be > 0"},
+      {"gateway-idle-timeout",
+       [](DaemonFlags* f) { f->gateway_idle_timeout = "x"; },
+       "--gateway-idle-timeout: ", true},
+      {"resync", [](DaemonFlags* f) { f->resync = "often"; },
+       "--resync: ", true},
+  };
+  for (const auto& tc : cases) {
+    DaemonFlags f = Defaults();
+    tc.set(&f);
+    auto c = MakeDaemonConfig(f, kFdLimit);
+    ASSERT_FALSE(c.ok()) << tc.name;
+    EXPECT_TRUE(absl::IsInvalidArgument(c.status())) << tc.name;
+    const std::string msg(c.status().message());
+    if (tc.prefix) {
+      EXPECT_TRUE(absl::StartsWith(msg, tc.message)) << tc.name << ": " << msg;
+      EXPECT_GT(msg.size(), tc.message.size()) << tc.name << ": " << msg;
+    } else {
+      EXPECT_EQ(msg, tc.message) << tc.name;
+    }
+  }
+}
+
+TEST(DaemonConfigTest, ParseErrorsKeepTheParsersWords) {
+  DaemonFlags f = Defaults();
+  f.log_max_size = "-1";
+  auto c = MakeDaemonConfig(f, kFdLimit);
+  ASSERT_FALSE(c.ok());
+  std::string msg(c.status().message());
+  EXPECT_TRUE(absl::StartsWith(msg, "--log-max-size: must be a byte quantity"))
+      << msg;
+  EXPECT_TRUE(absl::StrContains(msg, "not negative")) << msg;
+
+  f = Defaults();
+  f.resync = "often";
+  c = MakeDaemonConfig(f, kFdLimit);
+  ASSERT_FALSE(c.ok());
+  msg = std::string(c.status().message());
+  EXPECT_TRUE(absl::StrContains(msg, "often")) << msg;
+}
+
+}  // namespace
+}  // namespace tidal
