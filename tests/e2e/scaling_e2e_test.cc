@@ -42,7 +42,7 @@ void PrintTo(const Surge& s, std::ostream* os) { *os << s.name; }
 
 // The bar: the needed instances are ready within 2 s plus the app's start
 // time after the step. The only tolerance is tick alignment: the planner
-// ticks 100 ms after each whole second (ScalerPlanner::Options::tick_offset),
+// ticks 100 ms after each whole second (MultiScaler::Options::tick_offset),
 // once the gateway has closed the second, so a decision can come up to
 // 100 ms later than "the end of the step's first complete second". Ready
 // times are the runtime's own timestamps, not polled.
