@@ -21,6 +21,7 @@
 #include "common/clock.h"
 #include "deployer/outbox.h"
 #include "deployer/revisions.h"
+#include "deployer/transitions.h"
 #include "deployer/webhooks.h"
 #include "scaler/metrics_source.h"
 #include "store/store.h"
@@ -34,12 +35,6 @@ struct RevisionTarget {
   std::string hash;
   tidal::v1::Template tmpl;
   int32_t target = 0;
-};
-
-struct DeployEvent {
-  std::string type;  // Normal | Warning
-  std::string reason;
-  std::string message;
 };
 
 // What the reconciler should make true now.

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "api/grpc_status.h"
 #include "common/proto_time.h"
+#include "fakes/eventually.h"
 #include "fakes/fake_clock.h"
 #include "fakes/fake_runtime.h"
 #include "fakes/memory_store.h"
@@ -28,20 +29,10 @@
 namespace tidal {
 namespace {
 
+using testing::Eventually;
 using testing::FakeClock;
 using testing::FakeRuntime;
 using testing::MemoryStore;
-
-// Polls `cond` until it holds or `timeout` passes.
-template <typename F>
-bool Eventually(F cond, absl::Duration timeout = absl::Seconds(10)) {
-  absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline) {
-    if (cond()) return true;
-    absl::SleepFor(absl::Milliseconds(5));
-  }
-  return cond();
-}
 
 v1::App MakeApp(const std::string& name, int replicas,
                 std::map<std::string, std::string> labels = {}) {

@@ -17,6 +17,7 @@
 #include "api/service.h"
 #include "cli/tidalctl_fixture.h"
 #include "fakes/fake_clock.h"
+#include "fakes/fake_metrics.h"
 #include "fakes/fake_runtime.h"
 #include "fakes/memory_store.h"
 #include "gtest/gtest.h"
@@ -30,17 +31,11 @@ namespace fs = std::filesystem;
 using cli_test::ReadAll;
 using cli_test::Result;
 
-// Fixed figures for every app.
-class FixedMetrics : public MetricsSource {
- public:
-  std::vector<MetricSample> Samples(const std::string&, const std::string&,
-                                    int64_t, absl::Time) override {
-    return {};
-  }
-  RequestStats Stats(const std::string&, const std::string& app, int64_t,
-                     absl::Duration) override {
+class ScaleCommandsTest : public cli_test::TidalctlFixture {
+ protected:
+  void Configure(ServiceOptions* opts) override {
+    // Fixed figures for "hello", none for other apps.
     RequestStats s;
-    if (app != "hello") return s;
     s.requests = 1200;
     s.responses_2xx = 1190;
     s.responses_5xx = 10;
@@ -49,13 +44,9 @@ class FixedMetrics : public MetricsSource {
     s.p50_ms = 4.2;
     s.p90_ms = 12;
     s.p99_ms = 1500;
-    return s;
+    metrics_.SetAppStats("hello", 0, s);
+    opts->metrics = &metrics_;
   }
-};
-
-class ScaleCommandsTest : public cli_test::TidalctlFixture {
- protected:
-  void Configure(ServiceOptions* opts) override { opts->metrics = &metrics_; }
 
   static std::string AppYaml(const std::string& name, const std::string& spec) {
     return absl::StrCat(
@@ -64,7 +55,7 @@ class ScaleCommandsTest : public cli_test::TidalctlFixture {
         "  template:\n    command: [\"/bin/sleep\", \"1000\"]\n");
   }
 
-  FixedMetrics metrics_;
+  testing::FakeMetrics metrics_;
 };
 
 TEST_F(ScaleCommandsTest, ScaleSetsReplicasOrBounds) {

@@ -24,12 +24,15 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "api/service.h"
+#include "fakes/eventually.h"
 #include "fakes/fake_clock.h"
 #include "fakes/fake_runtime.h"
 #include "fakes/memory_store.h"
 #include "gtest/gtest.h"
 
 namespace tidal::cli_test {
+
+using ::tidal::testing::Eventually;
 
 namespace fs = std::filesystem;
 
@@ -44,17 +47,6 @@ inline std::string ReadAll(const fs::path& p) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
-}
-
-// Polls `cond` every 10 ms until it holds or `timeout` passes.
-template <typename F>
-bool Eventually(F cond, absl::Duration timeout = absl::Seconds(20)) {
-  absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline) {
-    if (cond()) return true;
-    absl::SleepFor(absl::Milliseconds(10));
-  }
-  return cond();
 }
 
 class TidalctlFixture : public ::testing::Test {

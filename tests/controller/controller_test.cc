@@ -6,6 +6,7 @@
 
 #include "api/spec.h"
 #include "common/proto_time.h"
+#include "fakes/eventually.h"
 #include "fakes/fake_clock.h"
 #include "fakes/fake_runtime.h"
 #include "fakes/memory_store.h"
@@ -14,17 +15,8 @@
 namespace tidal {
 namespace {
 
+using testing::Eventually;
 using tidal::v1::App;
-
-bool WaitFor(const std::function<bool()>& cond,
-             absl::Duration timeout = absl::Seconds(10)) {
-  absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline) {
-    if (cond()) return true;
-    absl::SleepFor(absl::Milliseconds(2));
-  }
-  return cond();
-}
 
 App MakeApp(int replicas) {
   App app;
@@ -73,14 +65,15 @@ TEST_F(ControllerTest, CreateScaleAndDeleteThroughTheStore) {
   ASSERT_TRUE(
       store_.Create(keys::App("prod", "web"), MakeApp(3).SerializeAsString())
           .ok());
-  ASSERT_TRUE(WaitFor([&] { return Stored().status().ready_replicas() == 3; }));
+  ASSERT_TRUE(
+      Eventually([&] { return Stored().status().ready_replicas() == 3; }));
   EXPECT_EQ(runtime_.List("prod", "web").size(), 3u);
 
   App app = Stored();
   app.mutable_spec()->set_replicas(5);
   app.mutable_metadata()->set_generation(2);
   Put(app);
-  ASSERT_TRUE(WaitFor([&] {
+  ASSERT_TRUE(Eventually([&] {
     return Stored().status().ready_replicas() == 5 &&
            Stored().status().observed_generation() == 2;
   }));
@@ -91,7 +84,7 @@ TEST_F(ControllerTest, CreateScaleAndDeleteThroughTheStore) {
       ToProtoTime(clock_.Now());
   Put(app);
   ASSERT_TRUE(
-      WaitFor([&] { return !store_.Get(keys::App("prod", "web")).ok(); }));
+      Eventually([&] { return !store_.Get(keys::App("prod", "web")).ok(); }));
   EXPECT_TRUE(runtime_.List("prod", "web").empty());
   controller_.Stop();
 }
@@ -137,17 +130,18 @@ TEST_F(ControllerTest, SlowStopsFinishDeletionWhenTheRuntimeReportsThem) {
   ASSERT_TRUE(
       store_.Create(keys::App("prod", "web"), MakeApp(2).SerializeAsString())
           .ok());
-  ASSERT_TRUE(WaitFor([&] { return Stored().status().ready_replicas() == 2; }));
+  ASSERT_TRUE(
+      Eventually([&] { return Stored().status().ready_replicas() == 2; }));
   App app = Stored();
   *app.mutable_metadata()->mutable_deletion_timestamp() =
       ToProtoTime(clock_.Now());
   Put(app);
-  ASSERT_TRUE(WaitFor([&] { return runtime_.stops() == 2; }));
+  ASSERT_TRUE(Eventually([&] { return runtime_.stops() == 2; }));
   // Instances still terminating: the app must stay.
   EXPECT_TRUE(store_.Get(keys::App("prod", "web")).ok());
   runtime_.FinishStops();
   ASSERT_TRUE(
-      WaitFor([&] { return !store_.Get(keys::App("prod", "web")).ok(); }));
+      Eventually([&] { return !store_.Get(keys::App("prod", "web")).ok(); }));
 }
 
 TEST_F(ControllerTest, ReplacesAnInstanceThatVanishes) {
@@ -157,13 +151,13 @@ TEST_F(ControllerTest, ReplacesAnInstanceThatVanishes) {
       store_.Create(keys::App("prod", "web"), MakeApp(2).SerializeAsString())
           .ok());
   ASSERT_TRUE(
-      WaitFor([&] { return runtime_.List("prod", "web").size() == 2; }));
+      Eventually([&] { return runtime_.List("prod", "web").size() == 2; }));
   // Something outside the controller stops an instance for good.
   auto victim = runtime_.List("prod", "web")[0];
   ASSERT_TRUE(runtime_.Stop(victim.id(), absl::ZeroDuration()).ok());
-  ASSERT_TRUE(WaitFor([&] { return runtime_.starts() == 3; }));
+  ASSERT_TRUE(Eventually([&] { return runtime_.starts() == 3; }));
   ASSERT_TRUE(
-      WaitFor([&] { return runtime_.List("prod", "web").size() == 2; }));
+      Eventually([&] { return runtime_.List("prod", "web").size() == 2; }));
 }
 
 TEST_F(ControllerTest, RetriesWhenStartsFailAndRecordsWarning) {
@@ -172,8 +166,8 @@ TEST_F(ControllerTest, RetriesWhenStartsFailAndRecordsWarning) {
   ASSERT_TRUE(
       store_.Create(keys::App("prod", "web"), MakeApp(1).SerializeAsString())
           .ok());
-  ASSERT_TRUE(
-      WaitFor([&] { return controller_.queue()->Failures("prod/web") >= 2; }));
+  ASSERT_TRUE(Eventually(
+      [&] { return controller_.queue()->Failures("prod/web") >= 2; }));
   auto list = store_.List(keys::EventPrefix("prod", "web"));
   ASSERT_TRUE(list.ok());
   ASSERT_FALSE(list->items.empty());
@@ -182,7 +176,8 @@ TEST_F(ControllerTest, RetriesWhenStartsFailAndRecordsWarning) {
   EXPECT_EQ(ev.reason(), "FailedCreate");
   EXPECT_GE(ev.count(), 2);  // repeats fold into one event
   runtime_.set_fail_starts(false);
-  ASSERT_TRUE(WaitFor([&] { return Stored().status().ready_replicas() == 1; }));
+  ASSERT_TRUE(
+      Eventually([&] { return Stored().status().ready_replicas() == 1; }));
 }
 
 }  // namespace

@@ -5,22 +5,15 @@
 #include <atomic>
 
 #include "absl/time/clock.h"
+#include "fakes/eventually.h"
 #include "fakes/memory_store.h"
 #include "store/keys.h"
 
 namespace tidal {
 namespace {
 
+using testing::Eventually;
 using tidal::v1::App;
-
-bool WaitFor(const std::function<bool()>& cond) {
-  absl::Time deadline = absl::Now() + absl::Seconds(10);
-  while (absl::Now() < deadline) {
-    if (cond()) return true;
-    absl::SleepFor(absl::Milliseconds(1));
-  }
-  return cond();
-}
 
 App MakeApp(int64_t generation) {
   App app;
@@ -46,14 +39,14 @@ TEST(AppInformerTest, ListsThenWatchesAndSkipsStatusOnlyWrites) {
 
   auto v = store.Create(keys::App("ns", "a"), MakeApp(1).SerializeAsString());
   ASSERT_TRUE(v.ok());
-  ASSERT_TRUE(WaitFor([&] { return calls.load() == 2; }));
+  ASSERT_TRUE(Eventually([&] { return calls.load() == 2; }));
 
   // A status-only write updates the cache but calls nobody.
   App with_status = MakeApp(1);
   with_status.mutable_status()->set_ready_replicas(3);
   v = store.Update(keys::App("ns", "a"), with_status.SerializeAsString(), *v);
   ASSERT_TRUE(v.ok());
-  ASSERT_TRUE(WaitFor([&] {
+  ASSERT_TRUE(Eventually([&] {
     auto a = informer.Get("ns/a");
     return a && a->status().ready_replicas() == 3;
   }));
@@ -63,13 +56,13 @@ TEST(AppInformerTest, ListsThenWatchesAndSkipsStatusOnlyWrites) {
   App next = with_status;
   next.mutable_metadata()->set_generation(2);
   v = store.Update(keys::App("ns", "a"), next.SerializeAsString(), *v);
-  ASSERT_TRUE(WaitFor([&] { return calls.load() == 3; }));
+  ASSERT_TRUE(Eventually([&] { return calls.load() == 3; }));
   (*next.mutable_metadata()->mutable_labels())["tier"] = "web";
   v = store.Update(keys::App("ns", "a"), next.SerializeAsString(), *v);
-  ASSERT_TRUE(WaitFor([&] { return calls.load() == 4; }));
+  ASSERT_TRUE(Eventually([&] { return calls.load() == 4; }));
 
   ASSERT_TRUE(store.Delete(keys::App("ns", "a")).ok());
-  ASSERT_TRUE(WaitFor([&] { return deletes.load() == 1; }));
+  ASSERT_TRUE(Eventually([&] { return deletes.load() == 1; }));
   EXPECT_FALSE(informer.Get("ns/a").has_value());
   informer.Stop();
 }
@@ -89,7 +82,7 @@ TEST(AppInformerTest, RelistsAfterFallingBehind) {
                             app.SerializeAsString())
                     .ok());
   }
-  ASSERT_TRUE(WaitFor([&] { return informer.Size() == 20; }));
+  ASSERT_TRUE(Eventually([&] { return informer.Size() == 20; }));
   EXPECT_GE(calls.load(), 20);
   informer.Stop();
 }

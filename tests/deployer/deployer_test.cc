@@ -12,6 +12,7 @@
 #include "controller/app_reconciler.h"
 #include "deployer/control.h"
 #include "fakes/fake_clock.h"
+#include "fakes/fake_metrics.h"
 #include "fakes/fake_runtime.h"
 #include "fakes/memory_store.h"
 #include "store/keys.h"
@@ -22,35 +23,6 @@ namespace {
 using tidal::v1::App;
 using tidal::v1::Instance;
 using tidal::v1::Webhook;
-
-// Metrics per revision, set by the test.
-class FakeMetrics : public MetricsSource {
- public:
-  std::vector<MetricSample> Samples(const std::string&, const std::string&,
-                                    int64_t, absl::Time) override {
-    return {};
-  }
-  RequestStats Stats(const std::string&, const std::string&, int64_t revision,
-                     absl::Duration) override {
-    absl::MutexLock l(&mu_);
-    ++calls_;
-    return stats_[revision];
-  }
-  void Set(int64_t revision, int64_t requests, int64_t errors, double p99) {
-    absl::MutexLock l(&mu_);
-    RequestStats s;
-    s.requests = requests;
-    s.responses_5xx = errors;
-    s.responses_2xx = requests - errors;
-    s.p99_ms = p99;
-    stats_[revision] = s;
-  }
-
- private:
-  absl::Mutex mu_;
-  std::map<int64_t, RequestStats> stats_ ABSL_GUARDED_BY(mu_);
-  int calls_ ABSL_GUARDED_BY(mu_) = 0;
-};
 
 class FakeWebhooks : public WebhookSender {
  public:
@@ -240,7 +212,7 @@ class DeployerTest : public ::testing::Test {
   MarkingRuntime marking_{&runtime_};
   testing::FakeClock clock_;
   EventRecorder events_;
-  FakeMetrics metrics_;
+  testing::FakeMetrics metrics_;
   FakeWebhooks hooks_;
   FakeRoutes routes_;
   tidal::v1::RolloutSpec rollout_;

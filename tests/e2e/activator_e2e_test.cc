@@ -108,7 +108,7 @@ class ActivatorE2ETest : public ::testing::Test {
 // without a herd of connections that overflows the instance's backlog).
 TEST_F(ActivatorE2ETest, BurstFromZeroToASmallBacklogServerAllSucceed) {
   ASSERT_EQ(Apply(PythonAppYaml("py", marker_)).exit_code, 0);
-  ASSERT_TRUE(WaitFor([&] {
+  ASSERT_TRUE(Eventually([&] {
     return absl::StrContains(Json("py"), "\"lastReason\"");
   })) << Json("py");
   ASSERT_TRUE(FindProcesses(marker_).empty());

@@ -80,7 +80,7 @@ TEST_F(CoreE2ETest, ScaleReplaceCrashAndDelete) {
   auto r = Apply(AppYaml("hello", 3, marker_, "v1"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(absl::StrContains(r.out, "created")) << r.out;
-  ASSERT_TRUE(WaitFor([&] { return Ready("hello") == 3; }))
+  ASSERT_TRUE(Eventually([&] { return Ready("hello") == 3; }))
       << daemon_->Ctl({"describe", "app", "hello"}).out;
   EXPECT_EQ(Count(), 3);
 
@@ -108,13 +108,13 @@ TEST_F(CoreE2ETest, ScaleReplaceCrashAndDelete) {
   // 3 -> 5
   r = Apply(AppYaml("hello", 5, marker_, "v1"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  ASSERT_TRUE(WaitFor([&] { return Ready("hello") == 5 && Count() == 5; }));
+  ASSERT_TRUE(Eventually([&] { return Ready("hello") == 5 && Count() == 5; }));
 
   // Kill one instance: it is replaced, and an event says why.
   auto pids = FindProcesses(marker_);
   ASSERT_EQ(pids.size(), 5u);
   kill(pids[0], SIGKILL);
-  ASSERT_TRUE(WaitFor([&] {
+  ASSERT_TRUE(Eventually([&] {
     auto now = FindProcesses(marker_);
     return now.size() == 5 &&
            std::find(now.begin(), now.end(), pids[0]) == now.end() &&
@@ -122,7 +122,7 @@ TEST_F(CoreE2ETest, ScaleReplaceCrashAndDelete) {
   }));
   // Events are written in batches off the reconcile path.
   CommandResult events;
-  EXPECT_TRUE(WaitFor(
+  EXPECT_TRUE(Eventually(
       [&] {
         events = daemon_->Ctl({"get", "events", "hello"});
         return events.exit_code == 0 &&
@@ -135,7 +135,7 @@ TEST_F(CoreE2ETest, ScaleReplaceCrashAndDelete) {
   // New template: every instance replaced.
   r = Apply(AppYaml("hello", 5, marker_, "v2"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  ASSERT_TRUE(WaitFor(
+  ASSERT_TRUE(Eventually(
       [&] {
         return FindProcesses("--version v2-" + marker_).size() == 5 &&
                FindProcesses("--version v1-" + marker_).empty() &&
@@ -147,8 +147,8 @@ TEST_F(CoreE2ETest, ScaleReplaceCrashAndDelete) {
   // Delete: no process left, and the app is gone.
   r = daemon_->Ctl({"delete", "app", "hello"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  ASSERT_TRUE(WaitFor([&] { return Count() == 0; }));
-  ASSERT_TRUE(WaitFor([&] {
+  ASSERT_TRUE(Eventually([&] { return Count() == 0; }));
+  ASSERT_TRUE(Eventually([&] {
     return daemon_->Ctl({"get", "app", "hello"}).exit_code != 0;
   }));
 }
@@ -158,7 +158,7 @@ TEST_F(CoreE2ETest, Kill9WhileRunningAndWhileReconciling) {
   // instances are still starting.
   const std::string slow = R"(, "--startup-delay", "1s")";
   ASSERT_EQ(Apply(AppYaml("steady", 3, marker_, "v1", slow)).exit_code, 0);
-  ASSERT_TRUE(WaitFor([&] { return Ready("steady") == 3; }));
+  ASSERT_TRUE(Eventually([&] { return Ready("steady") == 3; }));
   auto before = FindProcesses(marker_);
   ASSERT_EQ(before.size(), 3u);
 
@@ -166,7 +166,7 @@ TEST_F(CoreE2ETest, Kill9WhileRunningAndWhileReconciling) {
   daemon_->Kill9();
   EXPECT_EQ(Count(), 3);
   ASSERT_TRUE(daemon_->Start());
-  ASSERT_TRUE(WaitFor([&] { return Ready("steady") == 3; }));
+  ASSERT_TRUE(Eventually([&] { return Ready("steady") == 3; }));
   auto after = FindProcesses(marker_);
   std::sort(before.begin(), before.end());
   std::sort(after.begin(), after.end());
@@ -175,7 +175,7 @@ TEST_F(CoreE2ETest, Kill9WhileRunningAndWhileReconciling) {
   // kill -9 while an apply is being reconciled (scale 3 -> 8): some new
   // instances have been started and none of them is ready yet.
   ASSERT_EQ(Apply(AppYaml("steady", 8, marker_, "v1", slow)).exit_code, 0);
-  ASSERT_TRUE(WaitFor([&] { return Count() > 3; }, absl::Seconds(10)));
+  ASSERT_TRUE(Eventually([&] { return Count() > 3; }, absl::Seconds(10)));
   daemon_->Kill9();
   const int at_kill = Count();
   EXPECT_GT(at_kill, 3);
@@ -185,7 +185,7 @@ TEST_F(CoreE2ETest, Kill9WhileRunningAndWhileReconciling) {
   auto spec = daemon_->Ctl({"get", "app", "steady", "-o", "yaml"});
   ASSERT_EQ(spec.exit_code, 0) << spec.err;
   EXPECT_TRUE(absl::StrContains(spec.out, "replicas: 8")) << spec.out;
-  ASSERT_TRUE(WaitFor([&] { return Ready("steady") == 8; }));
+  ASSERT_TRUE(Eventually([&] { return Ready("steady") == 8; }));
   // Exactly the desired number, now and a moment later (no late duplicates).
   EXPECT_EQ(Count(), 8);
   for (int i = 0; i < 20; ++i) {
@@ -196,7 +196,7 @@ TEST_F(CoreE2ETest, Kill9WhileRunningAndWhileReconciling) {
 
 TEST_F(CoreE2ETest, SigtermLeavesInstancesForTheNextStartOrStopsThem) {
   ASSERT_EQ(Apply(AppYaml("kept", 2, marker_, "v1")).exit_code, 0);
-  ASSERT_TRUE(WaitFor([&] { return Ready("kept") == 2; }));
+  ASSERT_TRUE(Eventually([&] { return Ready("kept") == 2; }));
   auto before = FindProcesses(marker_);
   ASSERT_EQ(before.size(), 2u);
 
@@ -204,7 +204,7 @@ TEST_F(CoreE2ETest, SigtermLeavesInstancesForTheNextStartOrStopsThem) {
   ASSERT_TRUE(daemon_->Stop());
   EXPECT_EQ(Count(), 2);
   ASSERT_TRUE(daemon_->Start());
-  ASSERT_TRUE(WaitFor([&] { return Ready("kept") == 2; }));
+  ASSERT_TRUE(Eventually([&] { return Ready("kept") == 2; }));
   auto after = FindProcesses(marker_);
   std::sort(before.begin(), before.end());
   std::sort(after.begin(), after.end());
@@ -215,7 +215,7 @@ TEST_F(CoreE2ETest, SigtermLeavesInstancesForTheNextStartOrStopsThem) {
   daemon_ = std::make_unique<Daemon>(
       dir_.path(), std::vector<std::string>{"--stop-instances-on-exit"});
   ASSERT_TRUE(daemon_->Start());
-  ASSERT_TRUE(WaitFor([&] { return Ready("kept") == 2; }));
+  ASSERT_TRUE(Eventually([&] { return Ready("kept") == 2; }));
   EXPECT_EQ(Count(), 2);
   ASSERT_TRUE(daemon_->Stop());
   EXPECT_EQ(Count(), 0) << "instances outlived tidald --stop-instances-on-exit";
@@ -239,7 +239,7 @@ spec:
 )");
   auto r = Apply(spec);
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  ASSERT_TRUE(WaitFor([&] { return Count() == 1; })) << Count();
+  ASSERT_TRUE(Eventually([&] { return Count() == 1; })) << Count();
 
   r = daemon_->Ctl({"delete", "app", "stubborn"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -258,15 +258,15 @@ spec:
   EXPECT_LT(took, absl::Seconds(15));
   std::cerr << "delete --force --wait of an instance ignoring SIGTERM took "
             << absl::FormatDuration(took) << "\n";
-  EXPECT_TRUE(WaitFor([&] { return Count() == 0; })) << Count();
+  EXPECT_TRUE(Eventually([&] { return Count() == 0; })) << Count();
   r = Apply(spec);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(absl::StrContains(r.out, "created")) << r.out;
-  ASSERT_TRUE(WaitFor([&] { return Count() == 1; })) << Count();
+  ASSERT_TRUE(Eventually([&] { return Count() == 1; })) << Count();
   r = daemon_->Ctl({"delete", "app", "stubborn", "--grace-period=0", "--force",
                     "--wait", "--timeout", "30s"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_TRUE(WaitFor([&] { return Count() == 0; })) << Count();
+  EXPECT_TRUE(Eventually([&] { return Count() == 0; })) << Count();
 
   // Beyond the limits: refused by tidald, naming file, line and field.
   std::string huge = absl::StrReplaceAll(

@@ -22,15 +22,6 @@
 
 namespace tidal::e2e {
 
-bool WaitFor(const std::function<bool()>& cond, absl::Duration timeout) {
-  absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline) {
-    if (cond()) return true;
-    absl::SleepFor(absl::Milliseconds(5));
-  }
-  return cond();
-}
-
 int FreePort() {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
@@ -245,7 +236,7 @@ bool Daemon::Start() {
   argv.insert(argv.end(), extra_flags_.begin(), extra_flags_.end());
   ++starts_;
   if (!child_.Start(argv, log_path_)) return false;
-  bool up = WaitFor(
+  bool up = Eventually(
       [&] { return child_.Running() && Ctl({"version"}).exit_code == 0; },
       absl::Seconds(30));
   if (!up) {

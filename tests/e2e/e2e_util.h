@@ -11,12 +11,11 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "fakes/eventually.h"
 
 namespace tidal::e2e {
 
-// Polls `cond` every few ms until it holds or `timeout` passes.
-bool WaitFor(const std::function<bool()>& cond,
-             absl::Duration timeout = absl::Seconds(20));
+using ::tidal::testing::Eventually;
 
 int FreePort();
 

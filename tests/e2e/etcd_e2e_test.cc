@@ -53,17 +53,17 @@ spec:
     auto g = daemon.Ctl({"get", "app", "web", "-o", "json"});
     return absl::StrContains(g.out, "\"readyReplicas\": 2");
   };
-  ASSERT_TRUE(WaitFor(ready)) << daemon.Ctl({"describe", "app", "web"}).out;
+  ASSERT_TRUE(Eventually(ready)) << daemon.Ctl({"describe", "app", "web"}).out;
   EXPECT_EQ(FindProcesses(marker).size(), 2u);
 
   daemon.Kill9();
   ASSERT_TRUE(daemon.Start());
-  ASSERT_TRUE(WaitFor(ready));
+  ASSERT_TRUE(Eventually(ready));
   EXPECT_EQ(FindProcesses(marker).size(), 2u);
 
   ASSERT_EQ(daemon.Ctl({"delete", "app", "web"}).exit_code, 0);
-  ASSERT_TRUE(WaitFor([&] { return FindProcesses(marker).empty(); }));
-  ASSERT_TRUE(WaitFor([&] {
+  ASSERT_TRUE(Eventually([&] { return FindProcesses(marker).empty(); }));
+  ASSERT_TRUE(Eventually([&] {
     return daemon.Ctl({"get", "app", "web"}).exit_code != 0;
   }));
   for (pid_t pid : FindProcesses(marker)) kill(pid, SIGKILL);

@@ -106,7 +106,7 @@ class FdExhaustionE2ETest : public ::testing::Test {
         "--gateway-threads=2"};
     argv.insert(argv.end(), flags.begin(), flags.end());
     ASSERT_TRUE(tidald_.Start(argv, log_path_));
-    ASSERT_TRUE(WaitFor([&] { return ApiAnswers(); }, absl::Seconds(30)))
+    ASSERT_TRUE(Eventually([&] { return ApiAnswers(); }, absl::Seconds(30)))
         << "tidald did not come up; see " << log_path_;
   }
 
@@ -149,7 +149,7 @@ spec:
     WriteFile(path, yaml);
     auto r = Ctl({"apply", "-f", path});
     ASSERT_EQ(r.exit_code, 0) << r.err;
-    ASSERT_TRUE(WaitFor(
+    ASSERT_TRUE(Eventually(
         [&] {
           return HttpGet(gateway_port_, AppHost("slow"), "/", absl::Seconds(2))
                      .status == 200;
@@ -195,7 +195,7 @@ TEST_F(FdExhaustionE2ETest, HungUpClientsOfASlowAppDoNotTakeTheApiDown) {
   pid_t pid = tidald_.pid();
   int baseline = CountFds(pid);
   OpenSlowClients(300);  // 600 descriptors' worth against a limit of 256
-  ASSERT_TRUE(WaitFor([&] {
+  ASSERT_TRUE(Eventually([&] {
     return Metric(Metrics(), "tidal_gateway_connections_refused_total") > 0;
   }));
   EXPECT_LT(CountFds(pid), kNoFile);
@@ -206,8 +206,8 @@ TEST_F(FdExhaustionE2ETest, HungUpClientsOfASlowAppDoNotTakeTheApiDown) {
   HangUp();
   // The gateway closes each upstream connection when its client goes, not
   // at the 60 s response timeout.
-  ASSERT_TRUE(
-      WaitFor([&] { return CountFds(pid) <= baseline + 8; }, absl::Seconds(10)))
+  ASSERT_TRUE(Eventually([&] { return CountFds(pid) <= baseline + 8; },
+                         absl::Seconds(10)))
       << CountFds(pid) << " descriptors open, " << baseline << " before";
   EXPECT_LT(absl::Now() - hung_up, absl::Seconds(5));
   EXPECT_GT(Metric(Metrics(), "tidal_gateway_client_closed_total"), 0);
@@ -224,8 +224,8 @@ TEST_F(FdExhaustionE2ETest, TheApiAnswersAgainAfterDescriptorsRunOut) {
   DeploySlowApp();
   pid_t pid = tidald_.pid();
   OpenSlowClients(200);
-  ASSERT_TRUE(
-      WaitFor([&] { return CountFds(pid) >= kNoFile - 2; }, absl::Seconds(20)))
+  ASSERT_TRUE(Eventually([&] { return CountFds(pid) >= kNoFile - 2; },
+                         absl::Seconds(20)))
       << CountFds(pid) << " descriptors open";
   // Exhausted. Whether a new API connection is accepted now depends on who
   // gets the next free descriptor first; what must hold is that /readyz

@@ -95,7 +95,7 @@ TEST_F(GatewayE2ETest, ScaleFromZeroServesABurstThenReturnsToZero) {
                 .exit_code,
             0);
   // The app is reconciled (its status written) and has no instance.
-  ASSERT_TRUE(WaitFor([&] {
+  ASSERT_TRUE(Eventually([&] {
     return absl::StrContains(Json("zero"), "\"lastReason\"");
   })) << Describe("zero");
   EXPECT_EQ(Count(), 0);
@@ -132,14 +132,14 @@ TEST_F(GatewayE2ETest, ScaleFromZeroServesABurstThenReturnsToZero) {
     }
     return n;
   };
-  ASSERT_TRUE(WaitFor([&] { return started() >= 1; }, absl::Seconds(10)))
+  ASSERT_TRUE(Eventually([&] { return started() >= 1; }, absl::Seconds(10)))
       << events.out << events.err;
   EXPECT_EQ(started(), 1u) << events.out;
   std::cout << "[ figures  ] 100 concurrent requests to an app at zero: all "
             << "done in " << absl::FormatDuration(all) << ", slowest "
             << absl::FormatDuration(slowest) << "\n";
   std::string described;
-  EXPECT_TRUE(WaitFor(
+  EXPECT_TRUE(Eventually(
       [&] {
         described = Describe("zero");
         return absl::StrContains(described, "ScaledUp");
@@ -150,12 +150,12 @@ TEST_F(GatewayE2ETest, ScaleFromZeroServesABurstThenReturnsToZero) {
   // Back to zero after the grace period (plus the panic window of quiet the
   // scaler waits for), and the process is gone.
   const absl::Time idle_from = absl::Now();
-  ASSERT_TRUE(WaitFor([&] { return Count() == 0; }, absl::Seconds(40)))
+  ASSERT_TRUE(Eventually([&] { return Count() == 0; }, absl::Seconds(40)))
       << Describe("zero");
   std::cout << "[ figures  ] back to zero "
             << absl::FormatDuration(absl::Now() - idle_from)
             << " after the last request\n";
-  EXPECT_TRUE(WaitFor(
+  EXPECT_TRUE(Eventually(
       [&] {
         described = Describe("zero");
         return absl::StrContains(described, "ScaledDown");
@@ -178,7 +178,7 @@ TEST_F(GatewayE2ETest, ScaleDownAndDeleteUnderLoadFailNoRequest) {
                           R"(, "--latency", "20ms")"))
                 .exit_code,
             0);
-  ASSERT_TRUE(WaitFor([&] {
+  ASSERT_TRUE(Eventually([&] {
     return JsonInt(Json("steady"), "readyReplicas") == 3;
   })) << Describe("steady");
 
@@ -210,18 +210,18 @@ TEST_F(GatewayE2ETest, ScaleDownAndDeleteUnderLoadFailNoRequest) {
     for (auto& [s, c] : before_delete) n += c;
     return n;
   };
-  ASSERT_TRUE(WaitFor([&] { return total() > 400; }));
+  ASSERT_TRUE(Eventually([&] { return total() > 400; }));
   auto r = daemon_->Ctl({"scale", "steady", "--replicas", "1"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  ASSERT_TRUE(WaitFor([&] { return Count() == 1; }, absl::Seconds(30)))
+  ASSERT_TRUE(Eventually([&] { return Count() == 1; }, absl::Seconds(30)))
       << Describe("steady");
   const int at_one = total();
-  ASSERT_TRUE(WaitFor([&] { return total() > at_one + 400; }));
+  ASSERT_TRUE(Eventually([&] { return total() > at_one + 400; }));
 
   delete_sent_ns = absl::GetCurrentTimeNanos();
   r = daemon_->Ctl({"delete", "app", "steady"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  ASSERT_TRUE(WaitFor([&] {
+  ASSERT_TRUE(Eventually([&] {
     std::lock_guard<std::mutex> l(mu);
     return after_delete[404] >= 20;
   })) << Describe("steady");
@@ -242,7 +242,7 @@ TEST_F(GatewayE2ETest, ScaleDownAndDeleteUnderLoadFailNoRequest) {
         << count << " requests got " << status;
   }
   EXPECT_TRUE(errors.empty()) << errors.front();
-  EXPECT_TRUE(WaitFor([&] { return Count() == 0; }));
+  EXPECT_TRUE(Eventually([&] { return Count() == 0; }));
 }
 
 // Bar 3: more concurrent requests than the queue holds, to an app at zero:
@@ -259,7 +259,7 @@ TEST_F(GatewayE2ETest, QueueOverflowAtZeroGets503QuicklyAndRecovers) {
                           R"(, "--startup-delay", "3s")"))
                 .exit_code,
             0);
-  ASSERT_TRUE(WaitFor([&] {
+  ASSERT_TRUE(Eventually([&] {
     return absl::StrContains(Json("burst"), "\"lastReason\"");
   })) << Describe("burst");
   ASSERT_EQ(Count(), 0);
@@ -339,7 +339,7 @@ TEST_F(GatewayE2ETest, GatewayLimitsAreFlags) {
   StartDaemon({"--gateway-max-body=1Ki", "--gateway-response-timeout=5s"});
   ASSERT_EQ(Apply(AppYaml("limits", marker_, "  replicas: 1\n", "")).exit_code,
             0);
-  ASSERT_TRUE(WaitFor([&] {
+  ASSERT_TRUE(Eventually([&] {
     return JsonInt(Json("limits"), "readyReplicas") == 1;
   })) << Describe("limits");
   const std::string url =

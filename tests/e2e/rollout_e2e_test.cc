@@ -321,7 +321,7 @@ TEST_F(RolloutE2ETest, GoodReleaseInFiveBatchesUnderLoad) {
   ASSERT_EQ(Count("v1"), 10);
 
   Load load(daemon_->gateway_port(), AppHost("web"));
-  ASSERT_TRUE(WaitFor([&] { return load.total() > 50; }));
+  ASSERT_TRUE(Eventually([&] { return load.total() > 50; }));
   absl::Time start = absl::Now();
   r = Apply(AppYaml("web", 10, marker_, "v2", "", kBatches), true);
   absl::Duration took = absl::Now() - start;
@@ -330,10 +330,11 @@ TEST_F(RolloutE2ETest, GoodReleaseInFiveBatchesUnderLoad) {
   EXPECT_TRUE(absl::StrContains(r.out, "step 5/5"))
       << r.out << daemon_->Ctl({"get", "events", "web"}).out;
   EXPECT_TRUE(absl::StrContains(r.out, "is rolled out")) << r.out;
-  ASSERT_TRUE(WaitFor([&] { return Count("v2") == 10 && Count("v1") == 0; }));
+  ASSERT_TRUE(
+      Eventually([&] { return Count("v2") == 10 && Count("v1") == 0; }));
   // New traffic goes to v2 only.
   int64_t v2_before = load.Count("v2");
-  ASSERT_TRUE(WaitFor([&] { return load.Count("v2") > v2_before + 50; }));
+  ASSERT_TRUE(Eventually([&] { return load.Count("v2") > v2_before + 50; }));
   load.Stop();
   auto failures = load.failures();
   EXPECT_TRUE(failures.empty())
@@ -362,7 +363,7 @@ TEST_F(RolloutE2ETest, BadReleaseRollsBackWithinOneInterval) {
   auto r = Apply(AppYaml("shop", 5, marker_, "v1", "", canary), true);
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   Load load(daemon_->gateway_port(), AppHost("shop"));
-  ASSERT_TRUE(WaitFor([&] { return load.total() > 50; }));
+  ASSERT_TRUE(Eventually([&] { return load.total() > 50; }));
 
   std::atomic<bool> done{false};
   CommandResult wait_result;
@@ -376,7 +377,7 @@ TEST_F(RolloutE2ETest, BadReleaseRollsBackWithinOneInterval) {
   });
   // When the canary has answered the minimum request count.
   absl::Time min_reached = absl::InfiniteFuture();
-  ASSERT_TRUE(WaitFor(
+  ASSERT_TRUE(Eventually(
       [&] {
         if (min_reached == absl::InfiniteFuture() && load.Count("v2") >= 20)
           min_reached = absl::Now();
@@ -394,10 +395,10 @@ TEST_F(RolloutE2ETest, BadReleaseRollsBackWithinOneInterval) {
       << absl::FormatDuration(done_at - min_reached);
 
   // The old revision serves everything again.
-  ASSERT_TRUE(WaitFor([&] { return Count("v2") == 0; }));
+  ASSERT_TRUE(Eventually([&] { return Count("v2") == 0; }));
   EXPECT_EQ(Count("v1"), 5);
   int64_t v1_before = load.Count("v1"), v2_before = load.Count("v2");
-  ASSERT_TRUE(WaitFor([&] { return load.Count("v1") > v1_before + 100; }));
+  ASSERT_TRUE(Eventually([&] { return load.Count("v1") > v1_before + 100; }));
   EXPECT_EQ(load.Count("v2"), v2_before);
   load.Stop();
   // Only requests that went to the canary failed.
@@ -432,7 +433,7 @@ TEST_F(RolloutE2ETest, CrashLoopFailsFast) {
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
   EXPECT_TRUE(absl::StrContains(r.err, "CrashLoop")) << r.err;
   EXPECT_LT(took, absl::Seconds(30));
-  ASSERT_TRUE(WaitFor([&] { return Count("v2") == 0; }));
+  ASSERT_TRUE(Eventually([&] { return Count("v2") == 0; }));
   EXPECT_EQ(Count("v1"), 4);
   std::cout << "crash loop: rolled back in " << absl::FormatDuration(took)
             << "\n";
@@ -474,7 +475,7 @@ TEST_F(RolloutE2ETest, Kill9DuringBatchThreeResumes) {
   // Asks tidald (a tidalctl process) at most every 100 ms; the process
   // counts below read /proc and cost nothing.
   absl::Time next_ask = absl::InfinitePast();
-  ASSERT_TRUE(WaitFor(
+  ASSERT_TRUE(Eventually(
       [&] {
         if (absl::Now() < next_ask) return false;
         next_ask = absl::Now() + absl::Milliseconds(100);
@@ -494,7 +495,7 @@ TEST_F(RolloutE2ETest, Kill9DuringBatchThreeResumes) {
   // reports fewer than 10 ready (maxUnavailable 0).
   int max_seen = 0, min_seen = 1000, min_v2 = 1000, min_ready = 1000;
   next_ask = absl::InfinitePast();
-  bool done = WaitFor(
+  bool done = Eventually(
       [&] {
         const int v1 = Count("v1"), v2 = Count("v2");
         max_seen = std::max(max_seen, v1 + v2);
@@ -570,8 +571,8 @@ TEST_F(RolloutE2ETest, WebhookGatesAndNotifications) {
     EXPECT_EQ(q.headers.at("content-type"), "application/json");
     EXPECT_EQ(q.headers.at("x-tidal-signature"), Signature(secret, q.body));
   }
-  ASSERT_TRUE(WaitFor([&] { return !rx.Of("rollback").empty(); },
-                      absl::Seconds(10)));
+  ASSERT_TRUE(Eventually([&] { return !rx.Of("rollback").empty(); },
+                         absl::Seconds(10)));
   auto rb = rx.Of("rollback")[0];
   EXPECT_TRUE(absl::StrContains(rb.body, "\"type\":\"rollback\"")) << rb.body;
   EXPECT_TRUE(absl::StrContains(rb.body, "\"app\":\"hooks\"")) << rb.body;
@@ -602,8 +603,8 @@ TEST_F(RolloutE2ETest, WebhookGatesAndNotifications) {
                         hook("done", "post-rollout", 200, true)),
             true);
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err << Describe("hooks");
-  ASSERT_TRUE(WaitFor([&] { return !rx.Of("post-rollout").empty(); },
-                      absl::Seconds(10)));
+  ASSERT_TRUE(Eventually([&] { return !rx.Of("post-rollout").empty(); },
+                         absl::Seconds(10)));
   pre = rx.Of("pre-rollout");
   ASSERT_EQ(pre.size(), 3u);  // two failed attempts of (a), one here
   auto confirm = rx.Of("confirm-promotion");
@@ -634,7 +635,7 @@ TEST_F(RolloutE2ETest, WebhookGatesAndNotifications) {
   EXPECT_TRUE(absl::StrContains(post[0].body, "\"phase\":\"Succeeded\""))
       << post[0].body;
   EXPECT_EQ(rx.Of("rollback").size(), 1u);  // only (a)'s
-  ASSERT_TRUE(WaitFor([&] { return Count("v3") == 2 && Count("v1") == 0; }));
+  ASSERT_TRUE(Eventually([&] { return Count("v3") == 2 && Count("v1") == 0; }));
   g = HttpGet(daemon_->gateway_port(), AppHost("hooks"));
   EXPECT_TRUE(absl::StartsWith(g.headers["x-version"], "v3-"))
       << g.headers["x-version"];

@@ -128,7 +128,8 @@ TEST_P(ScalingE2ETest, SurgeFromTenToFiftyClients) {
   auto json = [&] {
     return daemon.Ctl({"get", "app", "surge", "-o", "json"}).out;
   };
-  ASSERT_TRUE(WaitFor([&] { return JsonInt(json(), "readyReplicas") >= 1; }));
+  ASSERT_TRUE(
+      Eventually([&] { return JsonInt(json(), "readyReplicas") >= 1; }));
 
   std::mutex mu;
   std::vector<Sample> samples;
@@ -156,7 +157,7 @@ TEST_P(ScalingE2ETest, SurgeFromTenToFiftyClients) {
   // Before the step: the replicas settle for 10 clients, then 8 s of steady
   // load give the pre-step p99.
   int settled = 0;
-  bool settled_ok = WaitFor(
+  bool settled_ok = Eventually(
       [&] {
         std::string j = json();
         int ready = JsonInt(j, "readyReplicas");
@@ -194,8 +195,8 @@ TEST_P(ScalingE2ETest, SurgeFromTenToFiftyClients) {
   });
   const absl::Time steady_from = absl::Now();
   // 8 s of steady load (a measurement period), then the step.
-  WaitFor([&] { return absl::Now() - steady_from > absl::Seconds(8); },
-          absl::Seconds(10));
+  Eventually([&] { return absl::Now() - steady_from > absl::Seconds(8); },
+             absl::Seconds(10));
   const absl::Time step = absl::Now();
   step_ns = absl::ToUnixNanos(step);
   go.Notify();
@@ -203,10 +204,11 @@ TEST_P(ScalingE2ETest, SurgeFromTenToFiftyClients) {
   // monitor polls the status, so the wait adds no tidalctl calls), with the
   // surge as the deadline; the bar itself is checked on the runtime's ready
   // times below. Then the load holds for the rest of the surge.
-  const bool reached = WaitFor([&] { return ready_seen.load(); }, surge.surge);
+  const bool reached =
+      Eventually([&] { return ready_seen.load(); }, surge.surge);
   const absl::Duration reached_after = absl::Now() - step;
-  WaitFor([&] { return absl::Now() - step > surge.surge; },
-          surge.surge + absl::Seconds(1));
+  Eventually([&] { return absl::Now() - step > surge.surge; },
+             surge.surge + absl::Seconds(1));
   stop = true;
   for (auto& t : clients) t.join();
   stop_monitor = true;
@@ -287,7 +289,7 @@ TEST_P(ScalingE2ETest, SurgeFromTenToFiftyClients) {
   EXPECT_LE(ready_at - step, absl::Seconds(2) + start_time + kTickAlignment)
       << "start time " << absl::FormatDuration(start_time);
   daemon.Ctl({"delete", "app", "surge"});
-  EXPECT_TRUE(WaitFor([&] { return FindProcesses(marker).empty(); }));
+  EXPECT_TRUE(Eventually([&] { return FindProcesses(marker).empty(); }));
   for (pid_t pid : FindProcesses(marker)) kill(pid, SIGKILL);
 }
 

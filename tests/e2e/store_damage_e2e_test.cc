@@ -215,8 +215,8 @@ TEST(StoreDamageE2E, FullDataDirectoryIsReportedAsSuchUntilSpaceIsFreed) {
   EXPECT_EQ(ListedApps(d), 2);  // reads go on
 
   std::filesystem::remove(filler);
-  EXPECT_TRUE(WaitFor([&] { return admin.Get("/readyz").status == 200; },
-                      absl::Seconds(10)));
+  EXPECT_TRUE(Eventually([&] { return admin.Get("/readyz").status == 200; },
+                         absl::Seconds(10)));
   auto later = d.Ctl({"apply", "-f", "-"}, AppsYaml(2, kApps));
   EXPECT_EQ(later.exit_code, 0) << later.err;
   EXPECT_EQ(ListedApps(d), kApps + 2);

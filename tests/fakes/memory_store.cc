@@ -8,17 +8,28 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "store/txn_check.h"
 
 namespace tidal::testing {
 
 class MemoryWatch;
 
+namespace {
+struct Entry {
+  std::string value;
+  int64_t resource_version = 0;
+  int64_t create_version = 0;
+};
+}  // namespace
+
+struct MemoryStore::Snapshot {
+  std::map<std::string, Entry> data;
+  int64_t revision = 0;
+  int64_t compacted = 0;
+  std::vector<WatchEvent> history;
+};
+
 struct MemoryStore::Core {
-  struct Entry {
-    std::string value;
-    int64_t resource_version = 0;
-    int64_t create_version = 0;
-  };
   explicit Core(size_t backlog) : max_backlog(backlog) {}
 
   const size_t max_backlog;
@@ -57,8 +68,10 @@ class MemoryWatch : public Watch {
       return absl::CancelledError("watch cancelled");
     if (overflow_) {
       return absl::OutOfRangeError(
-          absl::StrCat("watch on ", prefix_,
-                       " fell too far behind; re-list and watch again"));
+          !too_old_.empty()
+              ? too_old_
+              : absl::StrCat("watch on ", prefix_,
+                             " fell too far behind; re-list and watch again"));
     }
     std::vector<WatchEvent> out(pending_.begin(), pending_.end());
     pending_.clear();
@@ -83,9 +96,11 @@ class MemoryWatch : public Watch {
     }
     pending_.push_back(e);
   }
-  void SetOverflow() {
+  // The watch starts before the retained history.
+  void SetOverflow(std::string message) {
     core_->mu.AssertHeld();
     overflow_ = true;
+    too_old_ = std::move(message);
   }
 
  private:
@@ -93,11 +108,33 @@ class MemoryWatch : public Watch {
   const std::string prefix_;
   std::deque<WatchEvent> pending_ ABSL_GUARDED_BY(core_->mu);
   bool overflow_ ABSL_GUARDED_BY(core_->mu) = false;
+  std::string too_old_ ABSL_GUARDED_BY(core_->mu);
   bool cancelled_ ABSL_GUARDED_BY(core_->mu) = false;
 };
 
 MemoryStore::MemoryStore(size_t max_backlog)
     : core_(std::make_shared<Core>(max_backlog)) {}
+
+MemoryStore::MemoryStore(std::shared_ptr<const Snapshot> from,
+                         size_t max_backlog)
+    : core_(std::make_shared<Core>(max_backlog)) {
+  if (from == nullptr) return;
+  absl::MutexLock lock(&core_->mu);
+  core_->data = from->data;
+  core_->revision = from->revision;
+  core_->compacted = from->compacted;
+  core_->history = from->history;
+}
+
+std::shared_ptr<const MemoryStore::Snapshot> MemoryStore::TakeSnapshot() {
+  auto snap = std::make_shared<Snapshot>();
+  absl::MutexLock lock(&core_->mu);
+  snap->data = core_->data;
+  snap->revision = core_->revision;
+  snap->compacted = core_->compacted;
+  snap->history = core_->history;
+  return snap;
+}
 
 MemoryStore::~MemoryStore() {
   absl::MutexLock lock(&core_->mu);
@@ -105,24 +142,22 @@ MemoryStore::~MemoryStore() {
 }
 
 absl::StatusOr<int64_t> MemoryStore::Txn(const std::vector<Op>& ops) {
+  // The same validation and preconditions as the real stores (txn_check.h).
+  absl::Status valid = store_internal::ValidateOps(ops);
+  if (!valid.ok()) return valid;
   absl::MutexLock lock(&core_->mu);
   if (core_->closed) return absl::UnavailableError("store closed");
   if (!core_->fail.ok()) return core_->fail;
   // Check every precondition first: all or nothing.
-  std::set<std::string> seen;
   for (const Op& op : ops) {
-    if (!seen.insert(op.key).second) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("duplicate key in txn: ", op.key));
-    }
-    if (op.expected_version == Op::kAny) continue;
     auto it = core_->data.find(op.key);
-    int64_t current = it == core_->data.end() ? 0 : it->second.resource_version;
-    if (current != op.expected_version) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("key ", op.key, " is at version ", current,
-                       ", expected ", op.expected_version));
+    store_internal::KeyState cur;
+    if (it != core_->data.end()) {
+      cur.exists = true;
+      cur.resource_version = it->second.resource_version;
     }
+    absl::Status s = store_internal::CheckPrecondition(op, cur);
+    if (!s.ok()) return s;
   }
   const int64_t rev = ++core_->revision;
   ++core_->txns;
@@ -131,7 +166,7 @@ absl::StatusOr<int64_t> MemoryStore::Txn(const std::vector<Op>& ops) {
     auto it = core_->data.find(op.key);
     if (op.type == Op::Type::kPut) {
       e.type = WatchEvent::Type::kPut;
-      Core::Entry entry;
+      Entry entry;
       entry.value = op.value;
       entry.resource_version = rev;
       if (it == core_->data.end()) {
@@ -144,8 +179,6 @@ absl::StatusOr<int64_t> MemoryStore::Txn(const std::vector<Op>& ops) {
       core_->data[op.key] = entry;
       e.kv = KeyValue{op.key, op.value, rev, entry.create_version};
     } else {
-      if (it == core_->data.end())
-        continue;  // deleting a missing key is a no-op
       e.type = WatchEvent::Type::kDelete;
       e.prev_version = it->second.resource_version;
       e.kv = KeyValue{op.key, it->second.value, rev, it->second.create_version};
@@ -168,6 +201,7 @@ absl::StatusOr<KeyValue> MemoryStore::Get(const std::string& key) {
 
 absl::StatusOr<ListResult> MemoryStore::List(const std::string& prefix,
                                              int64_t limit) {
+  if (limit < 0) return absl::InvalidArgumentError("negative list limit");
   absl::MutexLock lock(&core_->mu);
   ListResult out;
   out.resource_version = core_->revision;
@@ -183,11 +217,14 @@ absl::StatusOr<ListResult> MemoryStore::List(const std::string& prefix,
 
 absl::StatusOr<std::unique_ptr<Watch>> MemoryStore::WatchPrefix(
     const std::string& prefix, int64_t from_version) {
+  if (from_version < 0)
+    return absl::InvalidArgumentError("negative watch revision");
   auto w = std::make_unique<MemoryWatch>(core_, prefix);
   absl::MutexLock lock(&core_->mu);
   if (core_->closed) return absl::UnavailableError("store closed");
   if (from_version < core_->compacted) {
-    w->SetOverflow();
+    w->SetOverflow(
+        store_internal::WatchTooOld(from_version, core_->compacted + 1));
   } else {
     for (const WatchEvent& e : core_->history) {
       if (e.kv.resource_version > from_version) w->Push(e);

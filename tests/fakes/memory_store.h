@@ -20,6 +20,13 @@ class MemoryWatch;
 class MemoryStore : public Store {
  public:
   explicit MemoryStore(size_t max_backlog = 10000);
+  // What a store committed: its data, revision and change history.
+  struct Snapshot;
+  // A store that continues from `from` (nullptr: an empty one), as a
+  // reopened store continues from its files.
+  MemoryStore(std::shared_ptr<const Snapshot> from, size_t max_backlog);
+  MemoryStore(const MemoryStore&) = delete;
+  MemoryStore& operator=(const MemoryStore&) = delete;
   ~MemoryStore() override;
 
   absl::StatusOr<int64_t> Txn(const std::vector<Op>& ops) override;
@@ -40,6 +47,8 @@ class MemoryStore : public Store {
   int64_t txn_count();
   // Number of open watches.
   int watch_count();
+  // What the store committed so far, for a MemoryStore(snapshot, ...).
+  std::shared_ptr<const Snapshot> TakeSnapshot();
 
  private:
   friend class MemoryWatch;

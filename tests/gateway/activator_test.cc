@@ -19,6 +19,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "fakes/eventually.h"
 #include "gateway/gateway.h"
 #include "gtest/gtest.h"
 #include "test_client.h"
@@ -28,18 +29,9 @@ namespace {
 
 using testing::Client;
 using testing::Reply;
+using ::tidal::testing::Eventually;
 
 const char kHost[] = "hello.default.tidal.localhost";
-
-bool WaitFor(const std::function<bool()>& cond,
-             absl::Duration timeout = absl::Seconds(10)) {
-  absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return cond();
-}
 
 // An HTTP/1.0-style instance (one request per connection) listening with an
 // accept backlog of 1 (the kernel queues 2 connections) whose acceptor
@@ -87,8 +79,8 @@ class TinyBacklogUpstream {
  private:
   void AcceptLoop() {
     // Late: only once the accept queue is full (or after 5 s).
-    WaitFor([&] { return stop_ || AcceptQueue() > AcceptQueueLimit(); },
-            absl::Seconds(5));
+    Eventually([&] { return stop_ || AcceptQueue() > AcceptQueueLimit(); },
+               absl::Seconds(5));
     accepting_ = true;
     while (!stop_) {
       pollfd p{fd_, POLLIN, 0};
@@ -174,7 +166,7 @@ Burst HoldThenRelease(Gateway& gw, int n, int port, absl::Duration timeout) {
       b.latency[i] = absl::Now() - start;
     });
   }
-  EXPECT_TRUE(WaitFor([&] { return gw.Queued("default", "hello") == n; }));
+  EXPECT_TRUE(Eventually([&] { return gw.Queued("default", "hello") == n; }));
   gw.SetRoute(MakeRoute(port));
   for (auto& t : clients) t.join();
   return b;
@@ -208,7 +200,7 @@ TEST(ActivatorTest, HeldRequestsAllReachATinyBacklogThatIsSlowToAccept) {
   // Each request reached the app once: a request sent on a connection the
   // instance's kernel dropped is sent again only on a new connection, and
   // the dropped one is reset so its bytes never arrive.
-  EXPECT_TRUE(WaitFor([&] { return upstream.served() >= kRequests; }));
+  EXPECT_TRUE(Eventually([&] { return upstream.served() >= kRequests; }));
   EXPECT_EQ(upstream.served(), kRequests);
 }
 
@@ -225,7 +217,7 @@ TEST(ActivatorTest, HeldRequestsGetTheirAnswerByTheQueueTimeout) {
     fillers.back().connect({boost::asio::ip::make_address("127.0.0.1"),
                             static_cast<uint16_t>(upstream.port())});
   }
-  ASSERT_TRUE(WaitFor([&] { return upstream.AcceptQueue() == 2; }));
+  ASSERT_TRUE(Eventually([&] { return upstream.AcceptQueue() == 2; }));
   GatewayOptions o;
   o.port = 0;
   o.threads = 2;

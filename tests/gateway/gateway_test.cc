@@ -22,6 +22,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "fakes/eventually.h"
 #include "gtest/gtest.h"
 #include "test_client.h"
 #include "test_upstream.h"
@@ -34,19 +35,9 @@ using testing::Client;
 using testing::Fetch;
 using testing::Reply;
 using testing::TestUpstream;
+using ::tidal::testing::Eventually;
 
 const char kHost[] = "hello.default.tidal.localhost";
-
-// Polls `cond` every millisecond until it holds or `timeout` passes.
-bool WaitFor(const std::function<bool()>& cond,
-             absl::Duration timeout = absl::Seconds(10)) {
-  absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return cond();
-}
 
 Endpoint Ep(const TestUpstream& u, bool draining = false) {
   Endpoint e;
@@ -431,7 +422,7 @@ TEST_F(GatewayTest, AClientThatHangsUpReleasesItsInstanceAtOnce) {
   // reset.
   std::vector<std::unique_ptr<Client>> clients;
   for (int i = 0; i < 20; ++i) clients.push_back(SendRaw(port(), "/hold"));
-  ASSERT_TRUE(WaitFor([&] { return a.holds() == 20; }));
+  ASSERT_TRUE(Eventually([&] { return a.holds() == 20; }));
   EXPECT_EQ(gw_->InFlight("a"), 20);
   for (int i = 0; i < 20; ++i) {
     if (i % 2 == 0) {
@@ -442,7 +433,7 @@ TEST_F(GatewayTest, AClientThatHangsUpReleasesItsInstanceAtOnce) {
   }
   absl::Time closed = absl::Now();
   ASSERT_TRUE(
-      WaitFor([&] { return gw_->InFlight("a") == 0; }, absl::Seconds(5)));
+      Eventually([&] { return gw_->InFlight("a") == 0; }, absl::Seconds(5)));
   EXPECT_LT(absl::Now() - closed, absl::Seconds(2));
   EXPECT_EQ(Metric(gw_->PrometheusText(), "tidal_gateway_client_closed_total"),
             20);
@@ -450,10 +441,11 @@ TEST_F(GatewayTest, AClientThatHangsUpReleasesItsInstanceAtOnce) {
   gw_->SetRoute(MakeRoute({}));
   clients.clear();
   for (int i = 0; i < 10; ++i) clients.push_back(SendRaw(port(), "/"));
-  ASSERT_TRUE(WaitFor([&] { return gw_->Queued("default", "hello") == 10; }));
+  ASSERT_TRUE(
+      Eventually([&] { return gw_->Queued("default", "hello") == 10; }));
   for (auto& c : clients) c->socket().close();
-  ASSERT_TRUE(WaitFor([&] { return gw_->Queued("default", "hello") == 0; },
-                      absl::Seconds(2)));
+  ASSERT_TRUE(Eventually([&] { return gw_->Queued("default", "hello") == 0; },
+                         absl::Seconds(2)));
   EXPECT_EQ(Metric(gw_->PrometheusText(), "tidal_gateway_client_closed_total"),
             30);
   // A client that pipelines its next request is not taken for gone.
@@ -480,7 +472,7 @@ TEST_F(GatewayTest, RefusesConnectionsBeyondItsLimit) {
   gw_->SetRoute(MakeRoute({Ep(a)}));
   std::vector<std::unique_ptr<Client>> clients;
   for (int i = 0; i < 5; ++i) clients.push_back(SendRaw(port(), "/hold"));
-  ASSERT_TRUE(WaitFor([&] { return a.holds() == 5; }));
+  ASSERT_TRUE(Eventually([&] { return a.holds() == 5; }));
   // The sixth gets a 503 and is closed; the five are served.
   Client extra(port());
   Reply refused = extra.Send(kHost, "/");
@@ -497,7 +489,7 @@ TEST_F(GatewayTest, RefusesConnectionsBeyondItsLimit) {
   // Their upstream connections went to the pool; closing the clients frees
   // room, and idle pooled connections make way for new clients.
   clients.clear();
-  ASSERT_TRUE(WaitFor([&] {
+  ASSERT_TRUE(Eventually([&] {
     return Metric(gw_->PrometheusText(), "tidal_gateway_connection_slots") <= 5;
   }));
   std::vector<std::unique_ptr<Client>> again;
@@ -557,7 +549,7 @@ TEST_F(GatewayTest, AcceptSurvivesRunningOutOfDescriptors) {
     boost::asio::write(c->socket(), boost::asio::buffer(req), ec);
   }
   // Let the gateway hit it for a while.
-  ASSERT_TRUE(WaitFor([&] {
+  ASSERT_TRUE(Eventually([&] {
     return Metric(gw_->PrometheusText(), "tidal_gateway_accept_errors_total") >
            0;
   }));
@@ -667,7 +659,7 @@ TEST_F(GatewayTest, QueuesWhenEveryInstanceIsAtItsConcurrencyLimit) {
       if (Fetch(port(), kHost, "/sleep?ms=100").status == 200) ++ok;
     });
   }
-  WaitFor([&] {
+  Eventually([&] {
     max_queued = std::max(max_queued.load(), gw_->Queued("default", "hello"));
     return ok == 12;
   });
@@ -742,7 +734,8 @@ TEST_F(GatewayTest, ActivatorHoldsRequestsUntilAnInstanceIsReady) {
       if (Fetch(port(), kHost, "/").status == 200) ++ok;
     });
   }
-  ASSERT_TRUE(WaitFor([&] { return gw_->Queued("default", "hello") == 20; }));
+  ASSERT_TRUE(
+      Eventually([&] { return gw_->Queued("default", "hello") == 20; }));
   EXPECT_EQ(demands, 1);
   EXPECT_EQ(ok, 0);
   EXPECT_NE(gw_->PrometheusText().find("tidal_gateway_activator_held{namespace="
@@ -757,7 +750,7 @@ TEST_F(GatewayTest, ActivatorHoldsRequestsUntilAnInstanceIsReady) {
   // Back to zero: the next held request asks again.
   gw_->SetRoute(MakeRoute({}));
   std::thread late([&] { Fetch(port(), kHost, "/"); });
-  ASSERT_TRUE(WaitFor([&] { return demands == 2; }));
+  ASSERT_TRUE(Eventually([&] { return demands == 2; }));
   gw_->SetRoute(MakeRoute({Ep(a)}));
   late.join();
 }
@@ -776,7 +769,7 @@ TEST_F(GatewayTest, ActivatorQueueOverflowGets503Fast) {
       if (Fetch(port(), kHost, "/").status == 200) ++ok;
     });
   }
-  ASSERT_TRUE(WaitFor([&] { return gw_->Queued("default", "hello") == 5; }));
+  ASSERT_TRUE(Eventually([&] { return gw_->Queued("default", "hello") == 5; }));
   auto start = absl::Now();
   for (int i = 0; i < 20; ++i) {
     Reply r = Fetch(port(), kHost, "/");
@@ -809,7 +802,7 @@ TEST_F(GatewayTest, RemovedAppAnswers404ToHeldRequests) {
   gw_->SetRoute(MakeRoute({}));
   Reply r;
   std::thread held([&] { r = Fetch(port(), kHost, "/"); });
-  ASSERT_TRUE(WaitFor([&] { return gw_->Queued("default", "hello") == 1; }));
+  ASSERT_TRUE(Eventually([&] { return gw_->Queued("default", "hello") == 1; }));
   gw_->RemoveRoute("default", "hello");
   held.join();
   EXPECT_EQ(r.status, 404);
@@ -872,7 +865,7 @@ TEST_F(GatewayTest, ACanaryThatRefusesConnectionsShowsErrorsInItsOwnFigures) {
   // A response is recorded just after its last byte is written: wait for the
   // final one.
   RequestStats c, s, app;
-  WaitFor([&] {
+  Eventually([&] {
     c = gw_->Stats("default", "hello", 2, absl::Minutes(1));
     s = gw_->Stats("default", "hello", 1, absl::Minutes(1));
     app = gw_->Stats("default", "hello", 0, absl::Minutes(1));
@@ -897,13 +890,13 @@ TEST_F(GatewayTest, GatewayMadeResponsesAndPerSecondFiguresReachMetrics) {
   gw_->SetRoute(MakeRoute({}));
   Reply held;
   std::thread t([&] { held = Fetch(port(), kHost, "/"); });
-  ASSERT_TRUE(WaitFor([&] { return gw_->Queued("default", "hello") == 1; }));
+  ASSERT_TRUE(Eventually([&] { return gw_->Queued("default", "hello") == 1; }));
   for (int i = 0; i < 3; ++i) EXPECT_EQ(Fetch(port(), kHost, "/").status, 503);
   t.join();
   EXPECT_EQ(held.status, 504);
   std::string prom;
   // The per-second gauges follow the gateway's once-a-second tick.
-  ASSERT_TRUE(WaitFor([&] {
+  ASSERT_TRUE(Eventually([&] {
     prom = gw_->PrometheusText();
     return prom.find(
                "tidal_gateway_requests_per_second{namespace=\"default\","
@@ -947,7 +940,7 @@ TEST_F(GatewayTest, PerSecondGaugesShowTheLatestSecond) {
   for (int i = 0; i < 2; ++i)
     clients.emplace_back([&] { Fetch(port(), kHost, "/sleep?ms=2500"); });
   std::string prom;
-  bool seen = WaitFor(
+  bool seen = Eventually(
       [&] {
         prom = gw_->PrometheusText();
         return prom.find(
@@ -969,7 +962,7 @@ TEST_F(GatewayTest, DrainingInstanceGetsNoNewRequestsAndDrains) {
   gw_->SetRoute(MakeRoute({Ep(a)}));
   Reply held;
   std::thread t([&] { held = Fetch(port(), kHost, "/hold"); });
-  ASSERT_TRUE(WaitFor([&] { return a.holds() == 1; }));
+  ASSERT_TRUE(Eventually([&] { return a.holds() == 1; }));
   EXPECT_EQ(gw_->InFlight("a"), 1);
   gw_->SetRoute(MakeRoute({Ep(a, /*draining=*/true), Ep(b)}));
   for (int i = 0; i < 20; ++i) EXPECT_EQ(Fetch(port(), kHost, "/").body, "b");
@@ -1012,7 +1005,7 @@ TEST_F(GatewayTest, MeasuresConcurrencyRateStatusesAndLatency) {
 
   // Whole seconds fully inside the load: concurrency ~4, ~76 requests.
   std::vector<MetricSample> samples;
-  ASSERT_TRUE(WaitFor([&] {
+  ASSERT_TRUE(Eventually([&] {
     samples = gw_->Samples("default", "hello", 0, begin);
     return samples.size() >= 3;
   }));
@@ -1034,7 +1027,7 @@ TEST_F(GatewayTest, MeasuresConcurrencyRateStatusesAndLatency) {
   // A response is recorded just after its last byte is written: wait until
   // the last one is.
   RequestStats st;
-  WaitFor([&] {
+  Eventually([&] {
     st = gw_->Stats("default", "hello", 0, absl::Minutes(1));
     return st.responses_2xx + st.responses_3xx + st.responses_4xx +
                st.responses_5xx ==

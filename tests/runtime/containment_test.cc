@@ -27,9 +27,9 @@
 namespace tidal {
 namespace {
 
+using testing::Eventually;
 using testing::ReadFile;
 using testing::TempDir;
-using testing::WaitFor;
 
 // A process as it was when first seen: pid and start time (so a reused pid
 // is not mistaken for it).
@@ -109,7 +109,7 @@ class ContainmentTest : public ::testing::TestWithParam<std::string> {
   void SeeEscapers(pid_t leader) {
     for (const char* name : {"double", "setsid", "both"}) {
       std::string path = dir_.path() + "/" + name;
-      ASSERT_TRUE(WaitFor([&] { return !ReadFile(path).empty(); })) << name;
+      ASSERT_TRUE(Eventually([&] { return !ReadFile(path).empty(); })) << name;
       Seen s;
       ASSERT_TRUE(
           absl::SimpleAtoi(absl::StripAsciiWhitespace(ReadFile(path)), &s.pid));
@@ -117,7 +117,7 @@ class ContainmentTest : public ::testing::TestWithParam<std::string> {
       s.what = name;
       ASSERT_FALSE(s.start.empty()) << name << " is not running";
       // Until it runs sleep, setsid(1) may not have called setsid() yet.
-      EXPECT_TRUE(WaitFor([&] {
+      EXPECT_TRUE(Eventually([&] {
         return ReadFile(absl::StrCat("/proc/", s.pid, "/comm")) == "sleep\n";
       })) << name;
       // Not in the leader's session (except the double fork, which only
@@ -142,7 +142,7 @@ class ContainmentTest : public ::testing::TestWithParam<std::string> {
     if (GetParam() == "subreaper") {
       // Orphans were reparented to this process (the subreaper) and reaped.
       for (const auto& s : seen_) {
-        EXPECT_TRUE(WaitFor([&] { return Reaped(s); }))
+        EXPECT_TRUE(Eventually([&] { return Reaped(s); }))
             << s.what << " (pid " << s.pid << ") left as a zombie";
       }
     }
@@ -200,13 +200,13 @@ TEST_P(ContainmentTest, DescendantsOfACrashedInstanceDie) {
   SeeEscapers(static_cast<pid_t>(inst->pid()));
   seen_.pop_back();  // the leader exits by itself
   { std::ofstream(go) << "go"; }
-  ASSERT_TRUE(WaitFor([&] {
+  ASSERT_TRUE(Eventually([&] {
     for (const auto& i : rt_->List()) {
       if (i.id() == inst->id()) return i.phase() == "CrashLoopBackOff";
     }
     return false;
   }));
-  EXPECT_TRUE(WaitFor([&] {
+  EXPECT_TRUE(Eventually([&] {
     for (const auto& s : seen_) {
       if (Alive(s)) return false;
     }
@@ -239,7 +239,7 @@ TEST_P(ContainmentTest, LeftoversOfALeaderThatDiedMeanwhileAreKilled) {
   // The leader dies while no tidald runs; its descendants live on.
   Seen leader = seen_.back();
   ASSERT_EQ(kill(leader.pid, SIGKILL), 0);
-  ASSERT_TRUE(WaitFor([&] { return !Alive(leader); }));
+  ASSERT_TRUE(Eventually([&] { return !Alive(leader); }));
   for (size_t i = 0; i + 1 < seen_.size(); ++i) {
     ASSERT_TRUE(Alive(seen_[i])) << seen_[i].what;
   }
@@ -247,7 +247,7 @@ TEST_P(ContainmentTest, LeftoversOfALeaderThatDiedMeanwhileAreKilled) {
   rt_ = std::make_unique<ProcessRuntime>(Options());
   ASSERT_TRUE(rt_->Adopt().ok());
   EXPECT_TRUE(rt_->List().empty());
-  EXPECT_TRUE(WaitFor([&] {
+  EXPECT_TRUE(Eventually([&] {
     for (const auto& s : seen_) {
       if (Alive(s)) return false;
     }
@@ -282,14 +282,14 @@ TEST_P(ContainmentTest, DaemonWithCleanEnvironmentDiesWithDelete) {
                    "time.sleep(1000)\n"));
   auto inst = rt_->Start(req);
   ASSERT_TRUE(inst.ok()) << inst.status();
-  ASSERT_TRUE(
-      WaitFor([&] { return !ReadFile(pidfile).empty(); }, absl::Seconds(20)));
+  ASSERT_TRUE(Eventually([&] { return !ReadFile(pidfile).empty(); },
+                         absl::Seconds(20)));
   Seen d;
   ASSERT_TRUE(absl::SimpleAtoi(ReadFile(pidfile), &d.pid));
   d.start = StatField(d.pid, 22);
   d.what = "daemon";
   seen_.push_back(d);
-  ASSERT_TRUE(WaitFor([&] { return Alive(d); }));
+  ASSERT_TRUE(Eventually([&] { return Alive(d); }));
   ASSERT_TRUE(rt_->Stop(inst->id(), absl::Seconds(2)).ok());
   ASSERT_TRUE(rt_->WaitForNoInstances(absl::Seconds(10)));
   ExpectAllDead();

@@ -28,9 +28,9 @@
 namespace tidal {
 namespace {
 
+using testing::Eventually;
 using testing::ReadFile;
 using testing::TempDir;
-using testing::WaitFor;
 
 constexpr int64_t kCap = 1 << 20;
 
@@ -115,7 +115,7 @@ class LogCapTest : public ::testing::Test {
     // cap x (1 + rotated files): marker lines count against the cap too.
     const int64_t bound = kCap * 2;
     int64_t most = 0;
-    bool done = WaitFor(
+    bool done = Eventually(
         [&] {
           int64_t now = OnDisk(log);
           most = std::max(most, now);
@@ -148,7 +148,7 @@ TEST_F(LogCapTest, YesStaysUnderTheCapAndDropsAreCounted) {
   EXPECT_LE(static_cast<int64_t>(text.size()), kCap + 200);
   // Rotated: the current file and .1 hold `yes` lines and marker lines.
   EXPECT_GT(FileSize(log + ".1"), 0);
-  EXPECT_TRUE(WaitFor([&] {
+  EXPECT_TRUE(Eventually([&] {
     return absl::StrContains(ReadFile(log) + ReadFile(log + ".1"),
                              "[tidal] dropped ");
   })) << "no marker line for the dropped output";
@@ -196,7 +196,7 @@ TEST_F(LogCapTest, NothingIsWrittenBelowTheFreeSpaceReserve) {
   auto inst = rt_->Start(
       Shell("/bin/sh", {"-c", "head -c 100000 /dev/zero; exec sleep 1000"}));
   ASSERT_TRUE(inst.ok()) << inst.status();
-  ASSERT_TRUE(WaitFor([&] { return Dropped(inst->id()) == 100000; }))
+  ASSERT_TRUE(Eventually([&] { return Dropped(inst->id()) == 100000; }))
       << Dropped(inst->id());
   EXPECT_EQ(OnDisk(inst->log_path()), 0);
 }
@@ -211,13 +211,13 @@ TEST_F(LogCapTest, WriterSurvivesARestartOfTheRuntimeAndKeepsLogging) {
             {"-c", "i=0; while :; do echo \"line $i\"; i=$((i+1)); done"}));
   ASSERT_TRUE(inst.ok()) << inst.status();
   const std::string log = inst->log_path();
-  ASSERT_TRUE(WaitFor([&] { return LastLine(log) > 1000; }));
+  ASSERT_TRUE(Eventually([&] { return LastLine(log) > 1000; }));
   const pid_t pid = static_cast<pid_t>(inst->pid());
   rt_->Shutdown(false);
   rt_.reset();
   // Nobody reads: the pipe fills and the writer blocks in write() (with an
   // anonymous pipe it would have died of SIGPIPE instead).
-  ASSERT_TRUE(WaitFor([&] {
+  ASSERT_TRUE(Eventually([&] {
     return absl::StrContains(ReadFile(absl::StrCat("/proc/", pid, "/wchan")),
                              "pipe_write");
   })) << "writer is not blocked on its pipe: "
@@ -230,7 +230,7 @@ TEST_F(LogCapTest, WriterSurvivesARestartOfTheRuntimeAndKeepsLogging) {
   ASSERT_TRUE(adopted.has_value());
   EXPECT_EQ(adopted->pid(), pid);
   // The new runtime drains the FIFO and the writer goes on.
-  EXPECT_TRUE(WaitFor([&] { return LastLine(log) > before + 100000; }))
+  EXPECT_TRUE(Eventually([&] { return LastLine(log) > before + 100000; }))
       << "before " << before << ", now " << LastLine(log);
   EXPECT_LE(OnDisk(log), kCap * 2 + 400);
   EXPECT_EQ(kill(pid, 0), 0);
@@ -252,7 +252,7 @@ TEST_F(LogCapTest, LogsAndFollowReadThroughRotations) {
                         "i=0; while [ $i -lt 40000 ]; do echo \"line $i\"; "
                         "i=$((i+1)); done; echo finished; exec sleep 1000"}));
   ASSERT_TRUE(inst.ok()) << inst.status();
-  ASSERT_TRUE(WaitFor([&] { return FileSize(inst->log_path()) > 0; }));
+  ASSERT_TRUE(Eventually([&] { return FileSize(inst->log_path()) > 0; }));
 
   v1::LogsRequest req;
   req.set_namespace_("default");

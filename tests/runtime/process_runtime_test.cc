@@ -23,12 +23,12 @@
 namespace tidal {
 namespace {
 
+using testing::Eventually;
 using testing::HttpConn;
 using testing::HttpGet;
 using testing::ReadFile;
 using testing::SampleAppPath;
 using testing::TempDir;
-using testing::WaitFor;
 
 // Collects every change the runtime reports.
 class Recorder {
@@ -145,7 +145,7 @@ class ProcessRuntimeTest : public ::testing::Test {
   bool WaitReady(const std::string& id, int restarts = -1,
                  absl::Duration timeout = absl::Seconds(10),
                  Runtime* rt = nullptr) {
-    return WaitFor(
+    return Eventually(
         [&] {
           auto i = Find(id, rt);
           return i && i->ready() && (restarts < 0 || i->restarts() == restarts);
@@ -196,7 +196,7 @@ TEST_F(ProcessRuntimeTest, StartBecomesReadyQuicklyAndServes) {
   auto started = rec_.events("Started");
   ASSERT_EQ(started.size(), 1u);
   EXPECT_EQ(started[0].event_type, "Normal");
-  EXPECT_TRUE(WaitFor([&] {
+  EXPECT_TRUE(Eventually([&] {
     for (const auto& c : rec_.changes()) {
       if (c.instance.ready()) return true;
     }
@@ -207,7 +207,7 @@ TEST_F(ProcessRuntimeTest, StartBecomesReadyQuicklyAndServes) {
   ASSERT_TRUE(log.ok());
   EXPECT_EQ(*log, absl::StrCat(dir_.path(), "/logs/default_hello_", inst->id(),
                                ".log"));
-  EXPECT_TRUE(WaitFor(
+  EXPECT_TRUE(Eventually(
       [&] { return absl::StrContains(ReadFile(*log), "listening on"); }));
   struct stat st;
   EXPECT_EQ(
@@ -309,7 +309,7 @@ TEST_F(ProcessRuntimeTest, KillNineRestartsWithBackoffAndEvent) {
   pid_t old_pid = static_cast<pid_t>(inst->pid());
   auto t0 = std::chrono::steady_clock::now();
   ASSERT_EQ(kill(old_pid, SIGKILL), 0);
-  ASSERT_TRUE(WaitFor([&] { return !rec_.events("BackOff").empty(); }));
+  ASSERT_TRUE(Eventually([&] { return !rec_.events("BackOff").empty(); }));
   double noticed_ms = std::chrono::duration<double, std::milli>(
                           std::chrono::steady_clock::now() - t0)
                           .count();
@@ -325,7 +325,7 @@ TEST_F(ProcessRuntimeTest, KillNineRestartsWithBackoffAndEvent) {
   EXPECT_NE(now->pid(), old_pid);
   EXPECT_EQ(now->restarts(), 1);
   EXPECT_EQ(now->port(), inst->port());
-  EXPECT_TRUE(WaitFor([&] {
+  EXPECT_TRUE(Eventually([&] {
     return ReadFile(absl::StrCat("/proc/", old_pid, "/stat")).empty();
   })) << "old process not reaped";
   auto r = HttpGet(now->port(), "/");
@@ -336,7 +336,7 @@ TEST_F(ProcessRuntimeTest, KillNineRestartsWithBackoffAndEvent) {
 TEST_F(ProcessRuntimeTest, CrashLoopBackOffGrows) {
   auto inst = rt_->Start(SampleApp({"--exit-at-start", "3"}));
   ASSERT_TRUE(inst.ok());
-  ASSERT_TRUE(WaitFor([&] { return rec_.events("BackOff").size() >= 3; }));
+  ASSERT_TRUE(Eventually([&] { return rec_.events("BackOff").size() >= 3; }));
   auto events = rec_.events("BackOff");
   EXPECT_EQ(events[0].event_message,
             "back-off 100ms restarting failed instance (exit code 3)");
@@ -351,7 +351,7 @@ TEST_F(ProcessRuntimeTest, CrashLoopBackOffGrows) {
   EXPECT_GE(now->restarts(), 2);
   // Stopping while in back-off removes it at once.
   ASSERT_TRUE(rt_->Stop(inst->id(), absl::Seconds(1)).ok());
-  EXPECT_TRUE(WaitFor([&] { return rec_.Removed(inst->id()); }));
+  EXPECT_TRUE(Eventually([&] { return rec_.Removed(inst->id()); }));
   EXPECT_TRUE(rt_->List().empty());
 }
 
@@ -360,7 +360,7 @@ TEST_F(ProcessRuntimeTest, MissingExecutableBacksOff) {
   req.tmpl.set_command(0, "no-such-binary-tidal");
   auto inst = rt_->Start(req);
   ASSERT_TRUE(inst.ok()) << inst.status();
-  ASSERT_TRUE(WaitFor([&] { return !rec_.events("BackOff").empty(); }));
+  ASSERT_TRUE(Eventually([&] { return !rec_.events("BackOff").empty(); }));
   EXPECT_TRUE(absl::StrContains(
       rec_.events("BackOff")[0].event_message,
       "executable \"no-such-binary-tidal\" not found in PATH"));
@@ -377,14 +377,14 @@ TEST_F(ProcessRuntimeTest, LivenessFailureRestarts) {
   auto inst = rt_->Start(req);
   ASSERT_TRUE(inst.ok());
   ASSERT_TRUE(WaitReady(inst->id()));
-  ASSERT_TRUE(WaitFor([&] { return !rec_.events("Killing").empty(); },
-                      absl::Seconds(15)));
+  ASSERT_TRUE(Eventually([&] { return !rec_.events("Killing").empty(); },
+                         absl::Seconds(15)));
   auto unhealthy = rec_.events("Unhealthy");
   ASSERT_FALSE(unhealthy.empty());
   EXPECT_EQ(unhealthy[0].event_type, "Warning");
   EXPECT_EQ(unhealthy[0].event_message,
             "Liveness probe failed: HTTP probe failed with statuscode: 500");
-  ASSERT_TRUE(WaitFor([&] { return !rec_.events("BackOff").empty(); }));
+  ASSERT_TRUE(Eventually([&] { return !rec_.events("BackOff").empty(); }));
   EXPECT_EQ(
       rec_.events("BackOff")[0].event_message,
       "back-off 100ms restarting failed instance (liveness probe failed)");
@@ -433,7 +433,7 @@ TEST_F(ProcessRuntimeTest, NotReadyAnswersMarkTheInstance) {
   const absl::Time started = absl::Now();
   auto inst = rt_->Start(req);
   ASSERT_TRUE(inst.ok());
-  ASSERT_TRUE(WaitFor([&] {
+  ASSERT_TRUE(Eventually([&] {
     auto i = Find(inst->id());
     return i && i->reason() == kReasonReadinessProbeFailed;
   }));
@@ -465,7 +465,7 @@ TEST_F(ProcessRuntimeTest, StartupTimeoutOnlyPastTheBound) {
   ASSERT_TRUE(stuck.ok());
   ASSERT_TRUE(slow.ok());
   ASSERT_TRUE(WaitReady(slow->id()));
-  ASSERT_TRUE(WaitFor([&] {
+  ASSERT_TRUE(Eventually([&] {
     auto i = Find(stuck->id());
     return i && i->reason() == kReasonStartupTimeout;
   }));
@@ -474,7 +474,8 @@ TEST_F(ProcessRuntimeTest, StartupTimeoutOnlyPastTheBound) {
             std::string::npos);
   EXPECT_EQ(Find(stuck->id())->restarts(), 0);
   // The event reaches the listener just after the mark is set.
-  ASSERT_TRUE(WaitFor([&] { return !rec_.events("StartupTimeout").empty(); }));
+  ASSERT_TRUE(
+      Eventually([&] { return !rec_.events("StartupTimeout").empty(); }));
   auto marked = rec_.events("StartupTimeout");
   ASSERT_EQ(marked.size(), 1u);
   EXPECT_EQ(marked[0].instance.id(), stuck->id());
@@ -492,7 +493,7 @@ TEST_F(ProcessRuntimeTest, GracefulStopWithSigterm) {
   if (during) {
     EXPECT_EQ(during->phase(), "Terminating");
   }
-  ASSERT_TRUE(WaitFor([&] { return rec_.Removed(inst->id()); }));
+  ASSERT_TRUE(Eventually([&] { return rec_.Removed(inst->id()); }));
   double ms = std::chrono::duration<double, std::milli>(
                   std::chrono::steady_clock::now() - t0)
                   .count();
@@ -521,14 +522,14 @@ TEST_F(ProcessRuntimeTest, SigkillAfterGrace) {
   pid_t pid = static_cast<pid_t>(inst->pid());
   // Wait for the shell to have started its sleep (a second process in the
   // group).
-  ASSERT_TRUE(WaitFor([&] {
+  ASSERT_TRUE(Eventually([&] {
     std::string children =
         ReadFile(absl::StrCat("/proc/", pid, "/task/", pid, "/children"));
     return !children.empty();
   }));
   auto t0 = std::chrono::steady_clock::now();
   ASSERT_TRUE(rt_->Stop(inst->id(), absl::Milliseconds(300)).ok());
-  ASSERT_TRUE(WaitFor([&] { return rec_.Removed(inst->id()); }));
+  ASSERT_TRUE(Eventually([&] { return rec_.Removed(inst->id()); }));
   double ms = std::chrono::duration<double, std::milli>(
                   std::chrono::steady_clock::now() - t0)
                   .count();
@@ -539,7 +540,7 @@ TEST_F(ProcessRuntimeTest, SigkillAfterGrace) {
   EXPECT_EQ(killing[0].event_message,
             "instance did not exit within 300ms of SIGTERM; sent SIGKILL");
   // The sleep got SIGKILL too (it may linger briefly as a zombie of init).
-  EXPECT_TRUE(WaitFor([&] { return LiveGroupMembers(pid) == 0; }))
+  EXPECT_TRUE(Eventually([&] { return LiveGroupMembers(pid) == 0; }))
       << "process group still has live members";
   EXPECT_TRUE(ReadFile(absl::StrCat("/proc/", pid, "/stat")).empty());
 }
@@ -555,7 +556,7 @@ TEST_F(ProcessRuntimeTest, LogFileIsCapped) {
                        "i=$((i+1)); done; echo done >&2; exec sleep 100"));
   ASSERT_TRUE(inst.ok());
   std::string log = inst->log_path();
-  ASSERT_TRUE(WaitFor([&] {
+  ASSERT_TRUE(Eventually([&] {
     struct stat st;
     return stat((log + ".1").c_str(), &st) == 0 &&
            stat(log.c_str(), &st) == 0 && st.st_size <= (64 << 10) &&
@@ -640,10 +641,10 @@ TEST_F(ProcessRuntimeTest, AdoptionAfterRuntimeIsGone) {
 
   // Still supervised: a crash of an adopted instance is noticed and restarted.
   ASSERT_EQ(kill(static_cast<pid_t>(a->pid()), SIGKILL), 0);
-  ASSERT_TRUE(WaitFor([&] { return !rec2.events("BackOff").empty(); }));
+  ASSERT_TRUE(Eventually([&] { return !rec2.events("BackOff").empty(); }));
   ASSERT_TRUE(WaitReady(a->id(), 1));
   EXPECT_NE(Find(a->id())->pid(), a->pid());
-  EXPECT_TRUE(WaitFor([&] {
+  EXPECT_TRUE(Eventually([&] {
     return ReadFile(absl::StrCat("/proc/", a->pid(), "/stat")).empty();
   })) << "adopted process left as a zombie";
   // New instances never get an adopted instance's port.
@@ -653,8 +654,8 @@ TEST_F(ProcessRuntimeTest, AdoptionAfterRuntimeIsGone) {
   EXPECT_NE(c->port(), b->port());
   // Stopping an adopted instance works too.
   ASSERT_TRUE(rt_->Stop(b->id(), absl::Seconds(5)).ok());
-  ASSERT_TRUE(WaitFor([&] { return rec2.Removed(b->id()); }));
-  EXPECT_TRUE(WaitFor([&] {
+  ASSERT_TRUE(Eventually([&] { return rec2.Removed(b->id()); }));
+  EXPECT_TRUE(Eventually([&] {
     return ReadFile(absl::StrCat("/proc/", b->pid(), "/stat")).empty();
   }));
 }
@@ -699,13 +700,13 @@ TEST_F(ProcessRuntimeTest, UsageOfBusyProcessGrows) {
   std::optional<InstanceUsage> first;
   // Right after the fork (before exec) the RSS can read 0; the shell soon
   // has resident pages.
-  ASSERT_TRUE(WaitFor([&] {
+  ASSERT_TRUE(Eventually([&] {
     first = UsageOf(rt_.get(), inst->id());
     return first.has_value() && first->memory_bytes > 0;
   }));
   // Busy for real: CPU seconds grow (the machine is shared, so allow time).
   std::optional<InstanceUsage> later;
-  ASSERT_TRUE(WaitFor(
+  ASSERT_TRUE(Eventually(
       [&] {
         later = UsageOf(rt_.get(), inst->id());
         return later && later->cpu_seconds >= first->cpu_seconds + 0.3;
@@ -719,7 +720,7 @@ TEST_F(ProcessRuntimeTest, UsageOfBusyProcessGrows) {
   EXPECT_EQ(rt_->Usage("default", "sh").size(), 1u);
   // Gone once stopped.
   ASSERT_TRUE(rt_->Stop(inst->id(), absl::Seconds(1)).ok());
-  ASSERT_TRUE(WaitFor([&] { return rec_.Removed(inst->id()); }));
+  ASSERT_TRUE(Eventually([&] { return rec_.Removed(inst->id()); }));
   EXPECT_FALSE(UsageOf(rt_.get(), inst->id()).has_value());
 }
 
@@ -728,12 +729,12 @@ TEST_F(ProcessRuntimeTest, UsageCountsTheWholeProcessGroup) {
   auto inst = rt_->Start(Shell("/bin/sh -c 'while :; do :; done' & wait"));
   ASSERT_TRUE(inst.ok());
   std::optional<InstanceUsage> first;
-  ASSERT_TRUE(WaitFor([&] {
+  ASSERT_TRUE(Eventually([&] {
     first = UsageOf(rt_.get(), inst->id());
     return first.has_value();
   }));
   std::optional<InstanceUsage> later;
-  ASSERT_TRUE(WaitFor(
+  ASSERT_TRUE(Eventually(
       [&] {
         later = UsageOf(rt_.get(), inst->id());
         return later && later->cpu_seconds >= first->cpu_seconds + 0.3;

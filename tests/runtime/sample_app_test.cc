@@ -22,10 +22,10 @@ extern char** environ;
 namespace tidal {
 namespace {
 
+using testing::Eventually;
 using testing::HttpConn;
 using testing::HttpGet;
 using testing::SampleAppPath;
-using testing::WaitFor;
 
 // The sample app on --port 0; the port comes from its "listening on" line.
 class App {
@@ -70,7 +70,7 @@ class App {
   // Waits for exit; returns the wait status or -1 on timeout.
   int Wait(absl::Duration timeout = absl::Seconds(10)) {
     int status = -1;
-    bool done = WaitFor(
+    bool done = Eventually(
         [&] {
           pid_t w = waitpid(pid_, &status, WNOHANG);
           return w == pid_;
@@ -178,7 +178,7 @@ TEST(SampleAppTest, LatencyDoesNotBlockOtherRequests) {
     EXPECT_TRUE(r.has_value());
   });
   // While the slow one waits, a fast one on the same single thread completes.
-  ASSERT_TRUE(WaitFor([&] {
+  ASSERT_TRUE(Eventually([&] {
     auto st = HttpGet(app.port(), "/stats");
     return st.has_value() && absl::StrContains(st->body, "inflight=1");
   }));
@@ -262,7 +262,7 @@ TEST(SampleAppTest, SigtermDrainsInFlightRequests) {
   std::thread slow(
       [&] { slow_result = HttpGet(app.port(), "/?latency=400ms"); });
   // Wait until the slow request is in progress in the server.
-  ASSERT_TRUE(WaitFor([&] {
+  ASSERT_TRUE(Eventually([&] {
     auto st = HttpGet(app.port(), "/stats");
     return st.has_value() && absl::StrContains(st->body, "inflight=1");
   }));

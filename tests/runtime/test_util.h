@@ -26,6 +26,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "fakes/eventually.h"
 
 namespace tidal::testing {
 
@@ -61,17 +62,6 @@ class TempDir {
  private:
   std::string path_;
 };
-
-// Polls `cond` every millisecond until it holds or `timeout` passes.
-inline bool WaitFor(const std::function<bool()>& cond,
-                    absl::Duration timeout = absl::Seconds(10)) {
-  absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return cond();
-}
 
 inline std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

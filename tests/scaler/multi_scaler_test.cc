@@ -11,6 +11,7 @@
 #include "cli/simulate_command.h"
 #include "common/proto_time.h"
 #include "fakes/fake_clock.h"
+#include "fakes/fake_metrics.h"
 #include "fakes/fake_runtime.h"
 #include "fakes/memory_store.h"
 #include "store/keys.h"
@@ -19,43 +20,6 @@ namespace tidal {
 namespace {
 
 using tidal::v1::App;
-
-// Request metrics set by hand: every second after `after` up to the clock's
-// current second carries the current concurrency.
-class FakeMetrics : public MetricsSource {
- public:
-  explicit FakeMetrics(Clock* clock) : clock_(clock) {}
-  std::vector<MetricSample> Samples(const std::string&, const std::string&,
-                                    int64_t, absl::Time after) override {
-    absl::MutexLock l(&mu_);
-    std::vector<MetricSample> out;
-    int64_t now_s = absl::ToUnixSeconds(clock_->Now());
-    int64_t from = after == absl::InfinitePast()
-                       ? now_s - 60
-                       : absl::ToUnixSeconds(after) + 1;
-    for (int64_t s = std::max(from, now_s - 120); s < now_s; ++s) {
-      MetricSample m;
-      m.time = absl::FromUnixSeconds(s);
-      m.concurrency = concurrency_;
-      m.requests = concurrency_ * 10;
-      out.push_back(m);
-    }
-    return out;
-  }
-  RequestStats Stats(const std::string&, const std::string&, int64_t,
-                     absl::Duration) override {
-    return {};
-  }
-  void set_concurrency(double c) {
-    absl::MutexLock l(&mu_);
-    concurrency_ = c;
-  }
-
- private:
-  Clock* clock_;
-  absl::Mutex mu_;
-  double concurrency_ ABSL_GUARDED_BY(mu_) = 0;
-};
 
 App ScaledApp(const std::string& name, int min, int max, double target) {
   App app;
@@ -143,7 +107,7 @@ class MultiScalerTest : public ::testing::Test {
   std::map<std::string, double> cpu_seconds_;
   testing::MemoryStore store_;
   testing::FakeRuntime runtime_;
-  FakeMetrics metrics_;
+  testing::FakeMetrics metrics_;
   int queued_ = 0;
   MultiScaler planner_;
   absl::Mutex mu_;
