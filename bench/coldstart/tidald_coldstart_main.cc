@@ -109,7 +109,7 @@ int main(int argc, char** argv) {
     WriteFile(path, AppYaml(name));
     if (daemon.Ctl({"apply", "-f", path}).exit_code != 0) return 1;
     // Reconciled: the scaler has decided (0) and the route exists.
-    if (!WaitFor([&] {
+    if (!Eventually([&] {
           return absl::StrContains(
               daemon.Ctl({"get", "app", name, "-o", "json"}).out,
               "\"lastReason\"");

@@ -97,7 +97,8 @@ TEST_F(ControllerTest, StartsAgainAfterStop) {
   ASSERT_TRUE(
       store_.Create(keys::App("prod", "web"), MakeApp(2).SerializeAsString())
           .ok());
-  ASSERT_TRUE(WaitFor([&] { return Stored().status().ready_replicas() == 2; }));
+  ASSERT_TRUE(
+      Eventually([&] { return Stored().status().ready_replicas() == 2; }));
   controller_.Stop();
   controller_.Stop();  // idempotent
 
@@ -110,7 +111,7 @@ TEST_F(ControllerTest, StartsAgainAfterStop) {
   EXPECT_EQ(runtime_.List("prod", "web").size(), 2u);
 
   ASSERT_TRUE(controller_.Start().ok());
-  ASSERT_TRUE(WaitFor([&] {
+  ASSERT_TRUE(Eventually([&] {
     return Stored().status().ready_replicas() == 4 &&
            Stored().status().observed_generation() == 2;
   }));
@@ -120,7 +121,8 @@ TEST_F(ControllerTest, StartsAgainAfterStop) {
   app.mutable_spec()->set_replicas(1);
   app.mutable_metadata()->set_generation(3);
   Put(app);
-  ASSERT_TRUE(WaitFor([&] { return Stored().status().ready_replicas() == 1; }));
+  ASSERT_TRUE(
+      Eventually([&] { return Stored().status().ready_replicas() == 1; }));
   controller_.Stop();
 }
 
