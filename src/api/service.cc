@@ -2,11 +2,9 @@
 
 #include <google/protobuf/util/message_differencer.h>
 #include <grpcpp/grpcpp.h>
-#include <sys/stat.h>
 
 #include <algorithm>
 #include <cstdio>
-#include <fstream>
 #include <functional>
 #include <map>
 #include <optional>
@@ -114,48 +112,6 @@ std::pair<std::string, std::string> SplitAppKey(const std::string& key) {
   if (slash == absl::string_view::npos) return {"", std::string(rest)};
   return {std::string(rest.substr(0, slash)),
           std::string(rest.substr(slash + 1))};
-}
-
-// Last `n` lines of `data` (all when n <= 0).
-std::string TailLines(const std::string& data, int64_t n) {
-  if (n <= 0) return data;
-  size_t end = data.size();
-  if (end > 0 && data[end - 1] == '\n') --end;
-  size_t pos = end;
-  int64_t lines = 0;
-  while (pos > 0) {
-    if (data[pos - 1] == '\n' && ++lines == n) break;
-    --pos;
-  }
-  return data.substr(pos);
-}
-
-struct FileId {
-  dev_t dev = 0;
-  ino_t ino = 0;
-  bool operator!=(const FileId& o) const {
-    return dev != o.dev || ino != o.ino;
-  }
-};
-
-bool StatFile(const std::string& path, FileId* id, int64_t* size) {
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0) return false;
-  id->dev = st.st_dev;
-  id->ino = st.st_ino;
-  *size = st.st_size;
-  return true;
-}
-
-// Reads [offset, offset+max) of a file.
-std::string ReadRange(const std::string& path, int64_t offset, int64_t max) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return "";
-  in.seekg(offset);
-  std::string buf(static_cast<size_t>(max), '\0');
-  in.read(buf.data(), max);
-  buf.resize(static_cast<size_t>(in.gcount()));
-  return buf;
 }
 
 constexpr int64_t kLogChunk = 64 * 1024;
@@ -892,12 +848,8 @@ absl::Status TidalService::Logs(
     if (absl::IsNotFound(app.status())) return AppNotFound(ns, req.app());
     if (!req.follow()) return absl::OkStatus();
   }
-  struct Tail {
-    std::string path;
-    FileId id;
-    int64_t offset = 0;
-  };
-  std::map<std::string, Tail> tails;
+  // One stream per instance, opened once (nullptr: ended or unreadable).
+  std::map<std::string, std::unique_ptr<LogStream>> streams;
   auto send_data = [&](const std::string& instance, const std::string& data) {
     for (size_t pos = 0; pos < data.size(); pos += kLogChunk) {
       v1::LogChunk chunk;
@@ -907,26 +859,39 @@ absl::Status TidalService::Logs(
     }
     return true;
   };
-  // Starts following an instance: sends its current content (tail_lines of it).
+  // Sends what the instance's stream has now; false when the client is
+  // gone. A stream that ended is dropped.
+  auto drain = [&](const std::string& id) {
+    std::unique_ptr<LogStream>& stream = streams[id];
+    while (stream != nullptr) {
+      absl::StatusOr<std::string> data = stream->Next(absl::ZeroDuration());
+      if (!data.ok()) {
+        if (!absl::IsOutOfRange(data.status())) {
+          impl_->log->warn("logs app={}/{} instance {}: {}", ns, req.app(), id,
+                           data.status().ToString());
+        }
+        stream.reset();
+        break;
+      }
+      if (data->empty()) break;
+      if (!send_data(id, *data)) return false;
+    }
+    return true;
+  };
+  // Starts reading an instance: its current output (the last tail_lines of
+  // it at first), then, with follow, what it writes.
   auto open = [&](const v1::Instance& inst, bool initial) -> absl::Status {
-    auto path = impl_->runtime->LogPath(inst.id());
-    if (!path.ok()) {
+    LogOptions options;
+    options.tail_lines = initial ? req.tail_lines() : 0;
+    options.follow = req.follow();
+    auto stream = impl_->runtime->OpenLogs(inst.id(), options);
+    if (!stream.ok()) {
+      streams[inst.id()] = nullptr;
       if (!initial) return absl::OkStatus();
-      return path.status();
+      return stream.status();
     }
-    Tail t;
-    t.path = *path;
-    int64_t size = 0;
-    if (!StatFile(t.path, &t.id, &size)) {
-      tails[inst.id()] = t;  // not written yet
-      return absl::OkStatus();
-    }
-    std::string data = ReadRange(t.path, 0, size);
-    t.offset = static_cast<int64_t>(data.size());
-    if (initial && req.tail_lines() > 0)
-      data = TailLines(data, req.tail_lines());
-    tails[inst.id()] = t;
-    if (!send_data(inst.id(), data)) return absl::CancelledError("client gone");
+    streams[inst.id()] = *std::move(stream);
+    if (!drain(inst.id())) return absl::CancelledError("client gone");
     return absl::OkStatus();
   };
   for (const auto& inst : instances) {
@@ -939,27 +904,13 @@ absl::Status TidalService::Logs(
   while (!done()) {
     impl_->clock->SleepFor(impl_->options.poll_interval);
     for (const auto& inst : list_instances()) {
-      if (!tails.count(inst.id())) {
+      if (!streams.count(inst.id())) {
         absl::Status s = open(inst, false);
         if (absl::IsCancelled(s)) return absl::OkStatus();
       }
     }
-    for (auto& [id, t] : tails) {
-      FileId fid;
-      int64_t size = 0;
-      if (!StatFile(t.path, &fid, &size)) continue;
-      if (fid != t.id ||
-          size < t.offset) {  // rotated or truncated: start the new file
-        t.id = fid;
-        t.offset = 0;
-      }
-      while (t.offset < size) {
-        std::string data = ReadRange(t.path, t.offset,
-                                     std::min(size - t.offset, kLogChunk * 16));
-        if (data.empty()) break;
-        t.offset += static_cast<int64_t>(data.size());
-        if (!send_data(id, data)) return absl::OkStatus();
-      }
+    for (auto& [id, stream] : streams) {
+      if (!drain(id)) return absl::OkStatus();
     }
   }
   return absl::OkStatus();

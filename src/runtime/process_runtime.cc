@@ -34,6 +34,7 @@
 #include "common/logging.h"
 #include "common/proto_time.h"
 #include "runtime/cgroup.h"
+#include "runtime/file_log_stream.h"
 #include "runtime/instance_record.pb.h"
 #include "runtime/instance_records.h"
 #include "runtime/log_pipe.h"
@@ -453,7 +454,16 @@ class ProcessRuntime::Impl {
     if (!rec.log_fifo().empty()) unlink(rec.log_fifo().c_str());
   }
 
-  absl::StatusOr<std::string> LogPath(const std::string& id) {
+  absl::StatusOr<std::unique_ptr<LogStream>> OpenLogs(
+      const std::string& id, const LogOptions& options) {
+    absl::StatusOr<std::string> path = LogPathOf(id);
+    if (!path.ok()) return path.status();
+    return std::unique_ptr<LogStream>(
+        std::make_unique<FileLogStream>(*path, options));
+  }
+
+  // The log file of an instance, running or stopped.
+  absl::StatusOr<std::string> LogPathOf(const std::string& id) {
     {
       absl::MutexLock l(&mu_);
       auto it = procs_.find(id);
@@ -1263,9 +1273,9 @@ void ProcessRuntime::SetListener(Listener listener) {
 
 absl::Status ProcessRuntime::Adopt() { return impl_->Adopt(); }
 
-absl::StatusOr<std::string> ProcessRuntime::LogPath(
-    const std::string& instance_id) {
-  return impl_->LogPath(instance_id);
+absl::StatusOr<std::unique_ptr<LogStream>> ProcessRuntime::OpenLogs(
+    const std::string& instance_id, const LogOptions& options) {
+  return impl_->OpenLogs(instance_id, options);
 }
 
 void ProcessRuntime::Shutdown(bool stop_instances) {
