@@ -2,6 +2,11 @@
 # the grpc::Status <-> absl::Status helper.
 add_library(tidal_api
   ${CMAKE_CURRENT_LIST_DIR}/service.cc
+  ${CMAKE_CURRENT_LIST_DIR}/service_apps.cc
+  ${CMAKE_CURRENT_LIST_DIR}/service_rollouts.cc
+  ${CMAKE_CURRENT_LIST_DIR}/service_status.cc
+  ${CMAKE_CURRENT_LIST_DIR}/service_instances.cc
+  ${CMAKE_CURRENT_LIST_DIR}/service_grpc.cc
   ${CMAKE_CURRENT_LIST_DIR}/grpc_status.cc
   ${CMAKE_CURRENT_LIST_DIR}/label_selector.cc)
 target_link_libraries(tidal_api PUBLIC tidal_proto tidal_spec tidal_common gRPC::grpc++

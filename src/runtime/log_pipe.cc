@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -492,6 +493,32 @@ bool LogPump::Attached(const std::string& id) const {
 
 LogStats LogPump::Stats(const std::string& id) const {
   return impl_->Stats(id);
+}
+
+absl::Status CopyTruncateIfOver(const std::string& path, int64_t max_bytes) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0 || st.st_size <= max_bytes)
+    return absl::OkStatus();
+  int in = open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (in < 0) return absl::OkStatus();
+  absl::Status result;
+  std::string old = path + ".1";
+  std::string tmp = old + ".tmp";
+  int out = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (out >= 0) {
+    off_t off = 0;
+    while (off < st.st_size) {
+      ssize_t n =
+          sendfile(out, in, &off, static_cast<size_t>(st.st_size - off));
+      if (n <= 0) break;
+    }
+    close(out);
+    rename(tmp.c_str(), old.c_str());
+    if (ftruncate(in, 0) != 0)
+      result = absl::InternalError(Errno("truncate " + path, errno));
+  }
+  close(in);
+  return result;
 }
 
 }  // namespace tidal

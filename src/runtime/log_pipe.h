@@ -86,4 +86,12 @@ class LogPump {
   std::unique_ptr<Impl> impl_;
 };
 
+// Log rotation for instances that write straight to their log file (adopted
+// from a tidald older than log FIFOs): when `path` is larger than
+// `max_bytes`, copies it to <path>.1 and truncates it in place (the instance
+// writes with O_APPEND, so it continues at the start of the emptied file).
+// Missing or small files are left alone; an error only when the truncate
+// failed.
+absl::Status CopyTruncateIfOver(const std::string& path, int64_t max_bytes);
+
 }  // namespace tidal

@@ -34,10 +34,13 @@
 #include "common/logging.h"
 #include "common/proto_time.h"
 #include "runtime/cgroup.h"
+#include "runtime/file_log_stream.h"
 #include "runtime/instance_record.pb.h"
+#include "runtime/instance_records.h"
 #include "runtime/log_pipe.h"
-
-extern char** environ;
+#include "runtime/prober.h"
+#include "runtime/proc_stat.h"
+#include "runtime/spawner.h"
 
 namespace tidal {
 namespace {
@@ -46,331 +49,12 @@ namespace net = boost::asio;
 using tcp = net::ip::tcp;
 using tidal::runtime::InstanceRecord;
 
-#ifndef CLOSE_RANGE_CLOEXEC
-#define CLOSE_RANGE_CLOEXEC (1U << 2)
-#endif
-
 std::chrono::nanoseconds ToChrono(absl::Duration d) {
   return std::chrono::nanoseconds(absl::ToInt64Nanoseconds(d));
 }
 
 // How long a stop waits for SIGKILLed descendants to be gone.
 constexpr auto kDrainTimeout = std::chrono::seconds(5);
-
-std::string ShortDuration(absl::Duration d) {
-  // "10s", "2m40s", "100ms": like kubelet's messages.
-  int64_t ms = absl::ToInt64Milliseconds(d);
-  if (ms % 1000 != 0) return absl::StrCat(ms, "ms");
-  int64_t s = ms / 1000;
-  if (s < 60) return absl::StrCat(s, "s");
-  if (s % 60 == 0) return absl::StrCat(s / 60, "m");
-  return absl::StrCat(s / 60, "m", s % 60, "s");
-}
-
-// /proc/<pid>/stat: field 22 (start time in clock ticks since boot) and the
-// state letter. False if the process does not exist.
-bool ReadProcStat(pid_t pid, uint64_t* start_ticks, char* state) {
-  char path[64];
-  snprintf(path, sizeof(path), "/proc/%d/stat", static_cast<int>(pid));
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  char buf[1024];
-  ssize_t n = read(fd, buf, sizeof(buf) - 1);
-  close(fd);
-  if (n <= 0) return false;
-  buf[n] = '\0';
-  // The command name (field 2) is in parentheses and may hold spaces.
-  const char* p = strrchr(buf, ')');
-  if (p == nullptr) return false;
-  p += 2;  // field 3: state
-  if (state != nullptr) *state = *p;
-  // Fields 3..22: skip 19 separators to reach field 22.
-  for (int field = 3; field < 22; ++field) {
-    p = strchr(p, ' ');
-    if (p == nullptr) return false;
-    ++p;
-  }
-  if (start_ticks != nullptr) *start_ticks = strtoull(p, nullptr, 10);
-  return true;
-}
-
-// Alive and the same process (not a reused pid); zombies count as dead.
-bool ProcessMatches(pid_t pid, uint64_t start_ticks) {
-  uint64_t ticks = 0;
-  char state = 0;
-  if (pid <= 0 || !ReadProcStat(pid, &ticks, &state)) return false;
-  return ticks == start_ticks && state != 'Z' && state != 'X';
-}
-
-// CPU and memory of one process, from /proc/<pid>/stat.
-struct ProcStatUsage {
-  pid_t pgid = 0;
-  uint64_t start_ticks = 0;
-  uint64_t cpu_ticks = 0;  // utime + stime + cutime + cstime
-  int64_t rss_pages = 0;
-};
-
-// Parses /proc/<pid>/stat (path given); false if unreadable.
-bool ReadProcUsage(const char* path, ProcStatUsage* out) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  char buf[1024];
-  ssize_t n = read(fd, buf, sizeof(buf) - 1);
-  close(fd);
-  if (n <= 0) return false;
-  buf[n] = '\0';
-  const char* p = strrchr(buf, ')');
-  if (p == nullptr) return false;
-  // Fields after the command name, from field 3 (state) on.
-  std::array<uint64_t, 25> f{};
-  p += 2;
-  for (int field = 3; field <= 24; ++field) {
-    const char* sp = strchr(p, ' ');
-    if (field > 3) {
-      // cutime/cstime and rss are signed in the kernel's format; negative
-      // values do not occur for them in practice.
-      f[field] = strtoull(p, nullptr, 10);
-    }
-    if (sp == nullptr) {
-      if (field < 24) return false;
-      break;
-    }
-    p = sp + 1;
-  }
-  out->pgid = static_cast<pid_t>(f[5]);
-  out->cpu_ticks = f[14] + f[15] + f[16] + f[17];
-  out->start_ticks = f[22];
-  out->rss_pages = static_cast<int64_t>(f[24]);
-  return true;
-}
-
-std::string BootId() {
-  std::ifstream in("/proc/sys/kernel/random/boot_id");
-  std::string id;
-  std::getline(in, id);
-  return id;
-}
-
-bool PortFree(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_ANY);
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-  close(fd);
-  return ok;
-}
-
-absl::Status WriteFileAtomic(const std::string& path, const std::string& data,
-                             bool sync) {
-  std::string tmp = path + ".tmp";
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0)
-    return absl::InternalError(
-        absl::StrCat("open ", tmp, ": ", strerror(errno)));
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = write(fd, data.data() + off, data.size() - off);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      close(fd);
-      unlink(tmp.c_str());
-      return absl::InternalError(
-          absl::StrCat("write ", tmp, ": ", strerror(err)));
-    }
-    off += static_cast<size_t>(n);
-  }
-  if (sync && fdatasync(fd) != 0) {
-    int err = errno;
-    close(fd);
-    unlink(tmp.c_str());
-    return absl::InternalError(
-        absl::StrCat("fsync ", tmp, ": ", strerror(err)));
-  }
-  close(fd);
-  if (rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    unlink(tmp.c_str());
-    return absl::InternalError(
-        absl::StrCat("rename ", tmp, ": ", strerror(err)));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status MakeDirs(const std::string& path) {
-  std::string cur;
-  for (absl::string_view part : absl::StrSplit(path, '/')) {
-    if (cur.empty() && path[0] == '/') cur = "/";
-    if (part.empty()) continue;
-    if (!cur.empty() && cur.back() != '/') cur += '/';
-    cur.append(part.data(), part.size());
-    if (mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST) {
-      return absl::InternalError(
-          absl::StrCat("mkdir ", cur, ": ", strerror(errno)));
-    }
-  }
-  return absl::OkStatus();
-}
-
-// Moves fd to a descriptor >= 3 (stdio slots may be closed in a daemon).
-int AboveStdio(int fd) {
-  if (fd < 0 || fd > 2) return fd;
-  int moved = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-  close(fd);
-  return moved;
-}
-
-// A probe resolved against its defaults and the instance's port.
-struct ProbeConfig {
-  bool http = false;
-  std::string path = "/";
-  int port = 0;
-  absl::Duration initial_delay;
-  absl::Duration period;
-  absl::Duration timeout;
-  int failure_threshold = 3;
-  int success_threshold = 1;
-};
-
-ProbeConfig ResolveProbe(const tidal::v1::Probe& p, bool liveness,
-                         int instance_port) {
-  ProbeConfig c;
-  if (p.has_http_get()) {
-    c.http = true;
-    c.path = p.http_get().path().empty() ? "/" : p.http_get().path();
-    if (c.path[0] != '/') c.path = "/" + c.path;
-    c.port = p.http_get().port();
-  } else if (p.has_tcp_socket()) {
-    c.port = p.tcp_socket().port();
-  }
-  if (c.port <= 0) c.port = instance_port;
-  c.initial_delay = absl::Seconds(std::max(0, p.initial_delay_seconds()));
-  int period =
-      p.has_period_seconds() ? p.period_seconds() : (liveness ? 10 : 1);
-  c.period = absl::Seconds(std::max(1, period));
-  c.timeout = absl::Seconds(
-      std::max(1, p.has_timeout_seconds() ? p.timeout_seconds() : 1));
-  c.failure_threshold =
-      std::max(1, p.has_failure_threshold() ? p.failure_threshold() : 3);
-  c.success_threshold =
-      std::max(1, p.has_success_threshold() ? p.success_threshold() : 1);
-  return c;
-}
-
-struct ProbeResult {
-  bool ok = false;
-  bool connected = false;
-  std::string message;
-  bool answered = false;  // an HTTP status line came back (ok or not)
-};
-
-// One probe attempt: TCP connect, and for HTTP a GET whose status line must
-// be 2xx/3xx. Runs on the supervisor's io_context; a timer bounds it.
-class ProbeOp : public std::enable_shared_from_this<ProbeOp> {
- public:
-  using Callback = std::function<void(const ProbeResult&)>;
-  ProbeOp(net::io_context& io, const ProbeConfig& cfg, const std::string& host,
-          Callback cb)
-      : socket_(io), timer_(io), cfg_(cfg), host_(host), cb_(std::move(cb)) {}
-
-  void Run() {
-    boost::system::error_code ec;
-    auto addr = net::ip::make_address(host_, ec);
-    if (ec) return Finish(false, false, "bad probe host " + host_);
-    timer_.expires_after(ToChrono(cfg_.timeout));
-    timer_.async_wait(
-        [self = shared_from_this()](boost::system::error_code ec) {
-          if (!ec)
-            self->Finish(false, self->connected_,
-                         "timeout after " + ShortDuration(self->cfg_.timeout));
-        });
-    socket_.async_connect(
-        tcp::endpoint(addr, static_cast<uint16_t>(cfg_.port)),
-        [self = shared_from_this()](boost::system::error_code ec) {
-          self->OnConnect(ec);
-        });
-  }
-
- private:
-  void OnConnect(boost::system::error_code ec) {
-    if (done_) return;
-    if (ec) {
-      return Finish(
-          false, false,
-          absl::StrCat("dial tcp ", host_, ":", cfg_.port, ": ", ec.message()));
-    }
-    connected_ = true;
-    if (!cfg_.http) return Finish(true, true, "");
-    request_ = absl::StrCat(
-        "GET ", cfg_.path, " HTTP/1.1\r\nHost: ", host_, ":", cfg_.port,
-        "\r\nUser-Agent: tidal-probe\r\nConnection: close\r\n\r\n");
-    net::async_write(
-        socket_, net::buffer(request_),
-        [self = shared_from_this()](boost::system::error_code ec, size_t) {
-          if (self->done_) return;
-          if (ec) return self->Finish(false, true, "write: " + ec.message());
-          self->ReadMore();
-        });
-  }
-
-  void ReadMore() {
-    socket_.async_read_some(
-        net::buffer(buf_.data() + got_, buf_.size() - got_),
-        [self = shared_from_this()](boost::system::error_code ec, size_t n) {
-          if (self->done_) return;
-          self->got_ += n;
-          std::string_view data(self->buf_.data(), self->got_);
-          size_t eol = data.find("\r\n");
-          if (eol == std::string_view::npos) {
-            if (ec || self->got_ == self->buf_.size()) {
-              return self->Finish(false, true,
-                                  "no HTTP status line in response");
-            }
-            return self->ReadMore();
-          }
-          // "HTTP/1.1 200 OK"
-          std::string_view line = data.substr(0, eol);
-          size_t sp = line.find(' ');
-          int code = 0;
-          if (sp != std::string_view::npos && line.size() >= sp + 4) {
-            code = atoi(std::string(line.substr(sp + 1, 3)).c_str());
-          }
-          if (code >= 200 && code < 400) return self->Finish(true, true, "");
-          self->Finish(
-              false, true,
-              code == 0
-                  ? "malformed HTTP status line"
-                  : absl::StrCat("HTTP probe failed with statuscode: ", code),
-              code != 0);
-        });
-  }
-
-  void Finish(bool ok, bool connected, const std::string& message,
-              bool answered = false) {
-    if (done_) return;
-    done_ = true;
-    boost::system::error_code ignored;
-    timer_.cancel();
-    socket_.close(ignored);
-    cb_(ProbeResult{ok, connected, message, answered || (ok && cfg_.http)});
-  }
-
-  tcp::socket socket_;
-  net::steady_timer timer_;
-  ProbeConfig cfg_;
-  std::string host_;
-  Callback cb_;
-  std::string request_;
-  std::array<char, 512> buf_{};
-  size_t got_ = 0;
-  bool done_ = false;
-  bool connected_ = false;
-};
 
 // One instance. Fields are guarded by Impl::mu_; the asio objects are used
 // only on the supervisor thread.
@@ -425,13 +109,13 @@ class ProcessRuntime::Impl {
       : opts_(std::move(options)),
         clock_(opts_.clock != nullptr ? opts_.clock : RealClock::Get()),
         log_(GetLogger("runtime")),
+        records_(opts_.data_dir + "/instances", opts_.sync_records),
         work_(net::make_work_guard(io_)),
         log_timer_(io_),
         rng_(std::random_device{}()) {
-    instances_dir_ = opts_.data_dir + "/instances";
     logs_dir_ =
         opts_.log_dir.empty() ? opts_.data_dir + "/logs" : opts_.log_dir;
-    for (const auto& dir : {instances_dir_, logs_dir_}) {
+    for (const auto& dir : {records_.dir(), logs_dir_}) {
       absl::Status s = MakeDirs(dir);
       if (!s.ok()) log_->error("runtime: {}", s.ToString());
     }
@@ -613,45 +297,17 @@ class ProcessRuntime::Impl {
     std::vector<InstanceUsage> out;
     if (wants.empty()) return out;
     const absl::Time now = absl::Now();
-    struct Sum {
-      uint64_t ticks = 0;
-      int64_t pages = 0;
-      bool leader_ok = false;
-    };
-    std::map<pid_t, Sum> groups;
-    for (const Want& w : wants) groups[w.pid];
-    DIR* dir = opendir("/proc");
-    if (dir == nullptr) return out;
-    char path[sizeof(dirent::d_name) + 16];
-    while (dirent* e = readdir(dir)) {
-      if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
-      snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
-      ProcStatUsage u;
-      if (!ReadProcUsage(path, &u)) continue;
-      auto it = groups.find(u.pgid);
-      if (it == groups.end()) continue;
-      it->second.ticks += u.cpu_ticks;
-      it->second.pages += u.rss_pages;
-      const pid_t pid = static_cast<pid_t>(strtol(e->d_name, nullptr, 10));
-      if (pid == u.pgid) {
-        for (const Want& w : wants) {
-          if (w.pid == pid && w.start_ticks == u.start_ticks)
-            it->second.leader_ok = true;
-        }
-      }
-    }
-    closedir(dir);
-    static const double kTicksPerSecond =
-        static_cast<double>(sysconf(_SC_CLK_TCK));
-    static const int64_t kPageSize = sysconf(_SC_PAGESIZE);
+    std::map<pid_t, uint64_t> leaders;
+    for (const Want& w : wants) leaders[w.pid] = w.start_ticks;
+    const std::map<pid_t, GroupUsage> groups = ReadGroupUsage(leaders);
     for (const Want& w : wants) {
-      const Sum& sum = groups[w.pid];
+      const GroupUsage& sum = groups.at(w.pid);
       // The group's leader is gone or is another process now: no figures.
       if (!sum.leader_ok) continue;
       InstanceUsage u;
       u.instance_id = w.id;
-      u.cpu_seconds = static_cast<double>(sum.ticks) / kTicksPerSecond;
-      u.memory_bytes = sum.pages * kPageSize;
+      u.cpu_seconds = static_cast<double>(sum.cpu_ticks) / TicksPerSecond();
+      u.memory_bytes = sum.rss_pages * PageSize();
       u.sampled_at = now;
       out.push_back(std::move(u));
     }
@@ -670,43 +326,24 @@ class ProcessRuntime::Impl {
       absl::MutexLock l(&mu_);
       if (shut_down_)
         return absl::FailedPreconditionError("runtime is shut down");
-      DIR* dir = opendir(instances_dir_.c_str());
-      if (dir == nullptr) {
-        return absl::InternalError(
-            absl::StrCat("opendir ", instances_dir_, ": ", strerror(errno)));
+      absl::StatusOr<InstanceRecords::Loaded> loaded = records_.LoadAll();
+      if (!loaded.ok()) return loaded.status();
+      int kept = 0;
+      int dropped = static_cast<int>(loaded->unreadable.size());
+      for (const auto& file : loaded->unreadable) {
+        log_->warn("runtime: dropped unreadable instance record {}", file);
       }
-      std::vector<std::string> files;
-      while (dirent* e = readdir(dir)) {
-        std::string name = e->d_name;
-        if (absl::EndsWith(name, ".pb"))
-          files.push_back(instances_dir_ + "/" + name);
-        if (absl::EndsWith(name, ".pb.tmp"))
-          unlink((instances_dir_ + "/" + name).c_str());
-      }
-      closedir(dir);
-      std::sort(files.begin(), files.end());
-      int kept = 0, dropped = 0;
-      for (const auto& file : files) {
-        InstanceRecord rec;
-        std::ifstream in(file, std::ios::binary);
-        if (!in || !rec.ParseFromIstream(&in) || rec.id().empty()) {
-          log_->warn("runtime: dropping unreadable instance record {}", file);
-          unlink(file.c_str());
-          ++dropped;
-          continue;
-        }
+      for (const auto& [file, rec] : loaded->records) {
         if (procs_.count(rec.id()) > 0) continue;
         pid_t pid = static_cast<pid_t>(rec.pid());
-        if ((!rec.boot_id().empty() && rec.boot_id() != boot_id_) ||
-            !ProcessMatches(pid, rec.start_ticks())) {
+        if (!RecordedProcessRuns(rec, boot_id_)) {
           log_->info(
               "app={}/{} instance {} (pid {}) is gone; dropping its record",
               rec.namespace_(), rec.app(), rec.id(), pid);
           // Our own zombie (same process, an earlier runtime object): reap it.
-          uint64_t ticks = 0;
-          char state = 0;
-          if (pid > 0 && ReadProcStat(pid, &ticks, &state) && state == 'Z' &&
-              ticks == rec.start_ticks()) {
+          ProcStat st;
+          if (pid > 0 && ReadProcStat(pid, &st) && st.state == 'Z' &&
+              st.start_ticks == rec.start_ticks()) {
             waitpid(pid, nullptr, WNOHANG);
           }
           RemoveLeftoversLocked(rec);
@@ -817,7 +454,16 @@ class ProcessRuntime::Impl {
     if (!rec.log_fifo().empty()) unlink(rec.log_fifo().c_str());
   }
 
-  absl::StatusOr<std::string> LogPath(const std::string& id) {
+  absl::StatusOr<std::unique_ptr<LogStream>> OpenLogs(
+      const std::string& id, const LogOptions& options) {
+    absl::StatusOr<std::string> path = LogPathOf(id);
+    if (!path.ok()) return path.status();
+    return std::unique_ptr<LogStream>(
+        std::make_unique<FileLogStream>(*path, options));
+  }
+
+  // The log file of an instance, running or stopped.
+  absl::StatusOr<std::string> LogPathOf(const std::string& id) {
     {
       absl::MutexLock l(&mu_);
       auto it = procs_.find(id);
@@ -912,15 +558,11 @@ class ProcessRuntime::Impl {
       for (int i = 0; i < 5; ++i) id += kAlnum[rng_() % 36];
       struct stat st;
       // Not in use here, nor by another tidald sharing the cgroup root.
-      if (procs_.count(id) == 0 && stat(RecordPath(id).c_str(), &st) != 0 &&
+      if (procs_.count(id) == 0 && !records_.Exists(id) &&
           (!cgroups_ || stat(cgroups_->PathOf(id).c_str(), &st) != 0)) {
         return id;
       }
     }
-  }
-
-  std::string RecordPath(const std::string& id) const {
-    return instances_dir_ + "/" + id + ".pb";
   }
 
   absl::Status WriteRecordLocked(Proc& p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -930,59 +572,13 @@ class ProcessRuntime::Impl {
     p.rec.set_restarts(p.info.restarts());
     p.rec.set_port(p.info.port());
     *p.rec.mutable_start_time() = p.info.start_time();
-    std::string data;
-    p.rec.SerializeToString(&data);
-    return WriteFileAtomic(RecordPath(p.info.id()), data, opts_.sync_records);
-  }
-
-  // The environment of an instance: a few variables of tidald's own, then the
-  // template's, then PORT and TIDAL_*; PATH gets extra_path in front.
-  std::vector<std::string> BuildEnv(const Proc& p) const {
-    static const char* kInherit[] = {"PATH",     "HOME", "USER",
-                                     "LOGNAME",  "LANG", "LC_ALL",
-                                     "LC_CTYPE", "TZ",   "TMPDIR"};
-    std::map<std::string, std::string> env;
-    for (const char* name : kInherit) {
-      if (const char* v = getenv(name)) env[name] = v;
-    }
-    for (const auto& e : p.rec.template_().env()) env[e.name()] = e.value();
-    env["PORT"] = std::to_string(p.info.port());
-    env["TIDAL_APP"] = p.info.app();
-    env["TIDAL_NAMESPACE"] = p.info.namespace_();
-    env["TIDAL_INSTANCE"] = p.info.id();
-    env["TIDAL_REVISION"] = std::to_string(p.info.revision());
-    if (env.count("PATH") == 0) env["PATH"] = "/usr/local/bin:/usr/bin:/bin";
-    if (!opts_.extra_path.empty()) {
-      env["PATH"] =
-          absl::StrCat(absl::StrJoin(opts_.extra_path, ":"), ":", env["PATH"]);
-    }
-    std::vector<std::string> out;
-    for (const auto& [k, v] : env) out.push_back(k + "=" + v);
-    return out;
-  }
-
-  static std::string ResolveCommand(const std::string& cmd,
-                                    const std::vector<std::string>& env) {
-    if (cmd.find('/') != std::string::npos) return cmd;
-    std::string path;
-    for (const auto& e : env) {
-      if (absl::StartsWith(e, "PATH=")) path = e.substr(5);
-    }
-    for (absl::string_view dir : absl::StrSplit(path, ':')) {
-      std::string candidate = absl::StrCat(dir.empty() ? "." : dir, "/", cmd);
-      struct stat st;
-      if (stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
-          access(candidate.c_str(), X_OK) == 0) {
-        return candidate;
-      }
-    }
-    return "";
+    return records_.Write(p.rec);
   }
 
   // Creates what an instance keeps across restarts: its log FIFO and its
   // cgroup (both named in its record, so the next tidald finds them).
   absl::Status PrepareLocked(Proc& p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    const std::string fifo = instances_dir_ + "/" + p.info.id() + ".fifo";
+    const std::string fifo = records_.FifoPathOf(p.info.id());
     absl::Status s = LogPump::MakeFifo(fifo);
     if (!s.ok()) return s;
     p.rec.set_log_fifo(fifo);
@@ -1033,16 +629,18 @@ class ProcessRuntime::Impl {
     return out;
   }
 
-  // Forks and execs the instance's process. The child waits on a pipe until
-  // the record with its pid is on disk, so a crash of tidald in between never
-  // leaves an unrecorded process (the child sees EOF and exits). On an exec
+  // Starts the instance's process (spawner.h) with its output going to its
+  // log FIFO (or, adopted from a tidald without FIFOs, its log file). The
+  // process runs only once its record with the pid is on disk. On an exec
   // failure the process exits 127 and spawn_error says why.
   absl::Status SpawnLocked(Proc& p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const auto& tmpl = p.rec.template_();
-    std::vector<std::string> env = BuildEnv(p);
-    std::vector<std::string> args(tmpl.command().begin(), tmpl.command().end());
-    args.insert(args.end(), tmpl.args().begin(), tmpl.args().end());
-    std::string exe = ResolveCommand(args[0], env);
+    SpawnSpec spec;
+    spec.env = BuildInstanceEnv(p.info, tmpl, opts_.extra_path);
+    spec.argv.assign(tmpl.command().begin(), tmpl.command().end());
+    spec.argv.insert(spec.argv.end(), tmpl.args().begin(), tmpl.args().end());
+    spec.working_dir = tmpl.working_dir();
+    spec.cgroup = p.rec.cgroup();
     p.spawn_error.clear();
     p.liveness_killed = false;
     p.sigkilled = false;
@@ -1051,17 +649,6 @@ class ProcessRuntime::Impl {
     p.ever_connected = false;
     p.answered_failures = 0;
     p.gen++;
-    if (exe.empty()) {
-      p.spawn_error =
-          absl::StrCat("executable \"", args[0], "\" not found in PATH");
-      exe = args[0];
-    }
-    std::vector<char*> argv, envp;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    for (auto& e : env) envp.push_back(e.data());
-    envp.push_back(nullptr);
-    const std::string& workdir = tmpl.working_dir();
 
     int logfd = -1;
     if (!p.rec.log_fifo().empty()) {
@@ -1081,135 +668,33 @@ class ProcessRuntime::Impl {
       return absl::InternalError(
           absl::StrCat("open ", p.info.log_path(), ": ", strerror(errno)));
     }
-    int nullfd = AboveStdio(open("/dev/null", O_RDONLY | O_CLOEXEC));
-    int go[2] = {-1, -1}, err[2] = {-1, -1};
-    if (nullfd < 0 || pipe2(go, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
-      int e = errno;
-      for (int fd : {logfd, nullfd, go[0], go[1], err[0], err[1]}) {
-        if (fd >= 0) close(fd);
-      }
-      return absl::InternalError(absl::StrCat("spawn: ", strerror(e)));
-    }
-    for (int* fd : {&go[0], &go[1], &err[0], &err[1]}) *fd = AboveStdio(*fd);
-    bool spawn_failed = !p.spawn_error.empty();
-
-    pid_t pid = fork();
-    if (pid == 0) {
-      // Child: async-signal-safe calls only.
-      setsid();
-      dup2(nullfd, 0);
-      dup2(logfd, 1);
-      dup2(logfd, 2);
-      sigset_t none;
-      sigemptyset(&none);
-      sigprocmask(SIG_SETMASK, &none, nullptr);
-      struct sigaction dfl;
-      memset(&dfl, 0, sizeof(dfl));
-      dfl.sa_handler = SIG_DFL;
-      for (int sig = 1; sig < NSIG; ++sig) sigaction(sig, &dfl, nullptr);
-      if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
-        for (int fd = 3; fd < 4096; ++fd) {
-          if (fd != go[0] && fd != err[1]) fcntl(fd, F_SETFD, FD_CLOEXEC);
-        }
-      }
-      // Only the parent may hold the write end: if tidald dies before it
-      // recorded us, the read sees EOF and we exit (and drop every
-      // descriptor we inherited, its locks among them) instead of waiting
-      // forever.
-      close(go[1]);
-      close(err[0]);
-      char c;
-      ssize_t n;
-      do {
-        n = read(go[0], &c, 1);
-      } while (n < 0 && errno == EINTR);
-      if (n != 1) _exit(127);  // tidald died before recording us
-      int e = 0;
-      if (!spawn_failed) {
-        if (!workdir.empty() && chdir(workdir.c_str()) != 0) {
-          e = errno;
-          char tag = 'c';
-          (void)!write(err[1], &tag, 1);
-          (void)!write(err[1], &e, sizeof(e));
-          _exit(127);
-        }
-        execve(exe.c_str(), argv.data(), envp.data());
-        e = errno;
-        char tag = 'e';
-        (void)!write(err[1], &tag, 1);
-        (void)!write(err[1], &e, sizeof(e));
-      }
-      _exit(127);
-    }
-    int fork_errno = errno;
-    close(logfd);
-    close(nullfd);
-    close(go[0]);
-    close(err[1]);
-    if (pid < 0) {
-      close(go[1]);
-      close(err[0]);
-      return absl::InternalError(absl::StrCat("fork: ", strerror(fork_errno)));
-    }
-    if (!p.rec.cgroup().empty()) {
-      // Before the child may exec: everything it starts stays in the cgroup.
-      absl::Status cs = InstanceCgroups::AddProcess(p.rec.cgroup(), pid);
-      if (!cs.ok()) {
-        close(go[1]);  // the child sees EOF and exits without exec
-        close(err[0]);
-        waitpid(pid, nullptr, 0);
-        return cs;
-      }
-    }
-    p.pid = pid;
-    p.spawned_at = std::chrono::steady_clock::now();
-    p.start_ticks = 0;
-    ReadProcStat(pid, &p.start_ticks, nullptr);
-    p.run_start = clock_->Now();
-    p.info.set_pid(pid);
-    p.info.set_phase("Starting");
-    p.info.set_ready(false);
-    p.info.clear_reason();
-    p.info.clear_message();
-    p.info.clear_ready_time();
-    *p.info.mutable_start_time() = ToProtoTime(p.run_start);
-    absl::Status rs = WriteRecordLocked(p);
-    if (!rs.ok()) {
-      close(go[1]);  // the child sees EOF and exits without exec
-      close(err[0]);
-      waitpid(pid, nullptr, 0);
-      p.pid = 0;
-      return rs;
-    }
-    char go_byte = 'g';
-    (void)!write(go[1], &go_byte, 1);
-    close(go[1]);
-    // Wait for exec (EOF through O_CLOEXEC) or the child's error report.
-    char buf[1 + sizeof(int)];
-    size_t got = 0;
-    while (got < sizeof(buf)) {
-      ssize_t n = read(err[0], buf + got, sizeof(buf) - got);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      got += static_cast<size_t>(n);
-    }
-    close(err[0]);
-    if (got == sizeof(buf)) {
-      int e;
-      memcpy(&e, buf + 1, sizeof(e));
-      p.spawn_error = buf[0] == 'c'
-                          ? absl::StrCat("chdir ", workdir, ": ", strerror(e))
-                          : absl::StrCat("exec ", exe, ": ", strerror(e));
-    }
+    spec.output_fd = logfd;
+    absl::StatusOr<Spawned> spawned =
+        Spawn(std::move(spec),
+              [&](pid_t pid, uint64_t start_ticks)
+                  ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+                    p.pid = pid;
+                    p.spawned_at = std::chrono::steady_clock::now();
+                    p.start_ticks = start_ticks;
+                    p.run_start = clock_->Now();
+                    p.info.set_pid(pid);
+                    p.info.set_phase("Starting");
+                    p.info.set_ready(false);
+                    p.info.clear_reason();
+                    p.info.clear_message();
+                    p.info.clear_ready_time();
+                    *p.info.mutable_start_time() = ToProtoTime(p.run_start);
+                    absl::Status rs = WriteRecordLocked(p);
+                    if (!rs.ok()) p.pid = 0;
+                    return rs;
+                  });
+    if (!spawned.ok()) return spawned.status();
+    p.spawn_error = spawned->error;
     if (!p.spawn_error.empty()) {
       log_->warn("app={}/{} instance {}: {}", p.info.namespace_(), p.info.app(),
                  p.info.id(), p.spawn_error);
     }
-    int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
-    if (pidfd >= 0) {
-      fcntl(pidfd, F_SETFD, FD_CLOEXEC);
-      pending_pidfd_[&p] = pidfd;
-    }
+    if (spawned->pidfd >= 0) pending_pidfd_[&p] = spawned->pidfd;
     return absl::OkStatus();
   }
 
@@ -1314,15 +799,13 @@ class ProcessRuntime::Impl {
   void ScheduleReadiness(const std::shared_ptr<Proc>& p, uint64_t gen,
                          const ProbeConfig& cfg, absl::Duration delay) {
     p->probe_timer.expires_after(ToChrono(delay));
-    p->probe_timer.async_wait(
-        [this, p, gen, cfg](boost::system::error_code ec) {
-          if (ec) return;
-          std::make_shared<ProbeOp>(io_, cfg, opts_.host,
-                                    [this, p, gen, cfg](const ProbeResult& r) {
-                                      OnReadiness(p, gen, cfg, r);
-                                    })
-              ->Run();
-        });
+    p->probe_timer.async_wait([this, p, gen,
+                               cfg](boost::system::error_code ec) {
+      if (ec) return;
+      RunProbe(io_, cfg, opts_.host, [this, p, gen, cfg](const ProbeResult& r) {
+        OnReadiness(p, gen, cfg, r);
+      });
+    });
   }
 
   void OnReadiness(const std::shared_ptr<Proc>& p, uint64_t gen,
@@ -1435,11 +918,9 @@ class ProcessRuntime::Impl {
     p->live_timer.expires_after(ToChrono(delay));
     p->live_timer.async_wait([this, p, gen, cfg](boost::system::error_code ec) {
       if (ec) return;
-      std::make_shared<ProbeOp>(io_, cfg, opts_.host,
-                                [this, p, gen, cfg](const ProbeResult& r) {
-                                  OnLiveness(p, gen, cfg, r);
-                                })
-          ->Run();
+      RunProbe(io_, cfg, opts_.host, [this, p, gen, cfg](const ProbeResult& r) {
+        OnLiveness(p, gen, cfg, r);
+      });
     });
   }
 
@@ -1541,7 +1022,7 @@ class ProcessRuntime::Impl {
     p.gone = true;
     p.info.set_ready(false);
     p.info.set_pid(0);
-    unlink(RecordPath(p.info.id()).c_str());
+    records_.Remove(p.info.id());
     CleanUpLocked(p);
     ports_.erase(p.info.port());
     procs_.erase(p.info.id());
@@ -1729,34 +1210,15 @@ class ProcessRuntime::Impl {
   }
 
   void RotateIfNeeded(const std::string& path) {
-    struct stat st;
-    if (stat(path.c_str(), &st) != 0 || st.st_size <= opts_.log_max_bytes)
-      return;
-    int in = open(path.c_str(), O_RDWR | O_CLOEXEC);
-    if (in < 0) return;
-    std::string old = path + ".1";
-    std::string tmp = old + ".tmp";
-    int out = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (out >= 0) {
-      off_t off = 0;
-      while (off < st.st_size) {
-        ssize_t n =
-            sendfile(out, in, &off, static_cast<size_t>(st.st_size - off));
-        if (n <= 0) break;
-      }
-      close(out);
-      rename(tmp.c_str(), old.c_str());
-      if (ftruncate(in, 0) != 0)
-        log_->warn("runtime: truncate {}: {}", path, strerror(errno));
-    }
-    close(in);
+    absl::Status s = CopyTruncateIfOver(path, opts_.log_max_bytes);
+    if (!s.ok()) log_->warn("runtime: {}", s.ToString());
   }
 
   // Constant after construction.
   const ProcessRuntimeOptions opts_;
   Clock* const clock_;
   std::shared_ptr<spdlog::logger> log_;
-  std::string instances_dir_;
+  const InstanceRecords records_;
   std::string logs_dir_;
   std::optional<InstanceCgroups> cgroups_;  // unset: subreaper
   const std::string boot_id_ = BootId();
@@ -1811,9 +1273,9 @@ void ProcessRuntime::SetListener(Listener listener) {
 
 absl::Status ProcessRuntime::Adopt() { return impl_->Adopt(); }
 
-absl::StatusOr<std::string> ProcessRuntime::LogPath(
-    const std::string& instance_id) {
-  return impl_->LogPath(instance_id);
+absl::StatusOr<std::unique_ptr<LogStream>> ProcessRuntime::OpenLogs(
+    const std::string& instance_id, const LogOptions& options) {
+  return impl_->OpenLogs(instance_id, options);
 }
 
 void ProcessRuntime::Shutdown(bool stop_instances) {

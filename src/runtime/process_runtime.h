@@ -119,7 +119,11 @@ class ProcessRuntime : public Runtime {
                                    const std::string& app = "") override;
   void SetListener(Listener listener) override;
   absl::Status Adopt() override;
-  absl::StatusOr<std::string> LogPath(const std::string& instance_id) override;
+  // Reads the instance's log file (a FileLogStream), following it across
+  // rotations; also the log of an instance that has stopped. With follow,
+  // the stream goes on until cancelled.
+  absl::StatusOr<std::unique_ptr<LogStream>> OpenLogs(
+      const std::string& instance_id, const LogOptions& options) override;
   void Shutdown(bool stop_instances) override;
 
   // How instances' processes are kept together: "cgroup" or "subreaper".

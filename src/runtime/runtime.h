@@ -16,6 +16,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "runtime/log_stream.h"
 #include "tidal/v1/app.pb.h"
 
 namespace tidal {
@@ -112,9 +113,11 @@ class Runtime {
     return {};
   }
 
-  // Path of an instance's log file (stdout and stderr), for `tidalctl logs`.
-  virtual absl::StatusOr<std::string> LogPath(
-      const std::string& instance_id) = 0;
+  // A reader of an instance's output (stdout and stderr, log_stream.h), for
+  // `tidalctl logs`: of a running instance, and of one that has stopped as
+  // long as the runtime still has its output. NotFound when it has none.
+  virtual absl::StatusOr<std::unique_ptr<LogStream>> OpenLogs(
+      const std::string& instance_id, const LogOptions& options) = 0;
 
   // Stops probing and supervising; with stop_instances, stops every instance
   // too (else they keep running for the next tidald to adopt).

@@ -7,10 +7,9 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <optional>
 #include <regex>
+#include <set>
 #include <thread>
 
 #include "absl/strings/match.h"
@@ -56,19 +55,6 @@ v1::App InvalidApp(const std::string& name) {
   return app;
 }
 
-// A runtime whose instances have real log files in a temp directory.
-class LoggingRuntime : public FakeRuntime {
- public:
-  explicit LoggingRuntime(std::string dir)
-      : FakeRuntime(true), dir_(std::move(dir)) {}
-  absl::StatusOr<std::string> LogPath(const std::string& id) override {
-    return absl::StrCat(dir_, "/", id, ".log");
-  }
-
- private:
-  std::string dir_;
-};
-
 // A store that lets a "concurrent writer" write the key first, `conflicts`
 // times, whenever the service commits a transaction.
 class InterferingStore : public MemoryStore {
@@ -94,10 +80,7 @@ class InterferingStore : public MemoryStore {
 class ServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           absl::StrCat("tidal-service-test-", getpid(), "-", counter_++);
-    std::filesystem::create_directories(dir_);
-    runtime_ = std::make_unique<LoggingRuntime>(dir_.string());
+    runtime_ = std::make_unique<FakeRuntime>(true);
     Start(&store_);
   }
   void Start(Store* store, ServiceOptions opts = {}) {
@@ -116,10 +99,7 @@ class ServiceTest : public ::testing::Test {
                             grpc::InsecureChannelCredentials());
     stub_ = v1::Tidal::NewStub(channel);
   }
-  void TearDown() override {
-    server_.reset();
-    std::filesystem::remove_all(dir_);
-  }
+  void TearDown() override { server_.reset(); }
 
   absl::StatusOr<v1::ApplyResponse> Apply(std::vector<v1::App> apps,
                                           bool dry_run = false,
@@ -160,11 +140,9 @@ class ServiceTest : public ::testing::Test {
     return names;
   }
 
-  static inline int counter_ = 0;
-  std::filesystem::path dir_;
   FakeClock clock_;
   MemoryStore store_;
-  std::unique_ptr<LoggingRuntime> runtime_;
+  std::unique_ptr<FakeRuntime> runtime_;
   std::unique_ptr<TidalService> service_;
   std::unique_ptr<ApiServer> server_;
   std::unique_ptr<v1::Tidal::Stub> stub_;
@@ -804,19 +782,25 @@ TEST_F(ServiceTest, ListInstancesComesFromTheRuntime) {
   EXPECT_EQ(resp.instances(0).app(), "hello");
 }
 
-TEST_F(ServiceTest, LogsTailAndFollowAcrossRotation) {
+// The Logs RPC over the runtime's log streams (rotation of log files is the
+// process runtime's: tests/runtime/file_log_stream_test.cc, log_cap_test.cc).
+TEST_F(ServiceTest, LogsTailAndFollow) {
   InstanceRequest ir;
   ir.namespace_ = "default";
   ir.app = "hello";
   auto inst = runtime_->Start(ir);
   ASSERT_TRUE(inst.ok());
-  const std::string path = *runtime_->LogPath(inst->id());
-  {
-    std::ofstream out(path);
-    out << "one\ntwo\nthree\n";
-  }
   v1::LogsRequest req;
   req.set_app("hello");
+  {
+    // The runtime has no output of it: an error, as for a missing log.
+    grpc::ClientContext ctx;
+    auto reader = stub_->Logs(&ctx, req);
+    v1::LogChunk c;
+    EXPECT_FALSE(reader->Read(&c));
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+  }
+  runtime_->AppendLog(inst->id(), "one\ntwo\nthree\n");
   req.set_tail_lines(2);
   {
     grpc::ClientContext ctx;
@@ -837,11 +821,13 @@ TEST_F(ServiceTest, LogsTailAndFollowAcrossRotation) {
   auto reader = stub_->Logs(&ctx, req);
   absl::Mutex mu;
   std::string got;
+  std::set<std::string> from;
   std::thread t([&] {
     v1::LogChunk c;
     while (reader->Read(&c)) {
       absl::MutexLock lock(&mu);
       got += c.data();
+      from.insert(c.instance());
     }
   });
   auto seen = [&](const std::string& want) {
@@ -851,21 +837,20 @@ TEST_F(ServiceTest, LogsTailAndFollowAcrossRotation) {
     });
   };
   EXPECT_TRUE(seen("three\n"));
-  {
-    std::ofstream out(path, std::ios::app);
-    out << "four\n";
-  }
+  runtime_->AppendLog(inst->id(), "four\n");
   EXPECT_TRUE(seen("three\nfour\n"));
-  // Rotation: the file is renamed and a new one started.
-  std::filesystem::rename(path, path + ".1");
-  {
-    std::ofstream out(path);
-    out << "five\n";
-  }
+  runtime_->AppendLog(inst->id(), "five\n");
   EXPECT_TRUE(seen("three\nfour\nfive\n"));
+  // An instance started while following: all of its output (no tail).
+  auto second = runtime_->Start(ir);
+  ASSERT_TRUE(second.ok());
+  runtime_->AppendLog(second->id(), "a\nb\n");
+  EXPECT_TRUE(seen("three\nfour\nfive\na\nb\n"));
   ctx.TryCancel();
   t.join();
   reader->Finish();
+  absl::MutexLock lock(&mu);
+  EXPECT_EQ(from, (std::set<std::string>{inst->id(), second->id()}));
 }
 
 TEST_F(ServiceTest, VersionAndStatusConversion) {

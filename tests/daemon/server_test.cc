@@ -16,6 +16,7 @@
 #include "absl/time/clock.h"
 #include "common/logging.h"
 #include "e2e/http_client.h"
+#include "fakes/eventually.h"
 #include "store/keys.h"
 #include "tidal/v1/app.pb.h"
 
@@ -23,17 +24,8 @@ namespace tidal {
 namespace {
 
 namespace fs = std::filesystem;
+using ::tidal::testing::Eventually;
 using tidal::v1::App;
-
-bool WaitFor(const std::function<bool()>& cond,
-             absl::Duration timeout = absl::Seconds(60)) {
-  absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline) {
-    if (cond()) return true;
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  return cond();
-}
 
 std::string BuildDir() {
   const char* env = std::getenv("TIDAL_BUILD_DIR");
@@ -147,7 +139,7 @@ TEST_F(ServerTest, ReconcilingResumesAfterTheControllerSideRestarts) {
 
   // One app, applied through the store: reconciled and served.
   PutSpec(SampleApp(1, 1));
-  ASSERT_TRUE(WaitFor([&] { return Reconciled(1, 1); }))
+  ASSERT_TRUE(Eventually([&] { return Reconciled(1, 1); }))
       << Stored().status().ShortDebugString();
   EXPECT_EQ(Stored().status().url(),
             absl::StrCat("http://web.default.tidal.localhost:",
@@ -172,11 +164,11 @@ TEST_F(ServerTest, ReconcilingResumesAfterTheControllerSideRestarts) {
   ASSERT_TRUE(server_->StartControllerSide().ok());
   ASSERT_TRUE(server_->StartControllerSide().ok());  // no effect
   EXPECT_TRUE(server_->controller_side_running());
-  ASSERT_TRUE(WaitFor([&] { return Reconciled(2, 2); }))
+  ASSERT_TRUE(Eventually([&] { return Reconciled(2, 2); }))
       << Stored().status().ShortDebugString();
   // And it keeps watching.
   PutSpec(SampleApp(1, 3));
-  ASSERT_TRUE(WaitFor([&] { return Reconciled(1, 3); }))
+  ASSERT_TRUE(Eventually([&] { return Reconciled(1, 3); }))
       << Stored().status().ShortDebugString();
 
   // Scale from zero after the restart: the request the gateway holds wakes
@@ -203,13 +195,13 @@ TEST_F(ServerTest, ReconcilingResumesAfterTheControllerSideRestarts) {
     if (kv.ok()) app.ParseFromString(kv->value);
     return app;
   };
-  ASSERT_TRUE(WaitFor(
+  ASSERT_TRUE(Eventually(
       [&] { return stored_zero().status().observed_generation() == 1; }));
   EXPECT_EQ(stored_zero().status().ready_replicas(), 0);
   resp = e2e::HttpGet(server_->gateway_port(), e2e::AppHost("zero"), "/",
                       absl::Seconds(30));
   EXPECT_EQ(resp.status, 200) << resp.error;
-  EXPECT_TRUE(WaitFor([&] {
+  EXPECT_TRUE(Eventually([&] {
     return stored_zero().status().ready_replicas() == 1;
   })) << stored_zero().status().ShortDebugString();
 

@@ -94,8 +94,9 @@ class MarkingRuntime : public Runtime {
     base_->SetListener(std::move(listener));
   }
   absl::Status Adopt() override { return base_->Adopt(); }
-  absl::StatusOr<std::string> LogPath(const std::string& id) override {
-    return base_->LogPath(id);
+  absl::StatusOr<std::unique_ptr<LogStream>> OpenLogs(
+      const std::string& id, const LogOptions& options) override {
+    return base_->OpenLogs(id, options);
   }
   void Shutdown(bool stop_instances) override {
     base_->Shutdown(stop_instances);

@@ -1,5 +1,7 @@
 #include "fakes/fake_runtime.h"
 
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 
 namespace tidal::testing {
@@ -79,8 +81,82 @@ void FakeRuntime::SetListener(Listener listener) {
   listener_ = std::move(listener);
 }
 
-absl::StatusOr<std::string> FakeRuntime::LogPath(const std::string& id) {
-  return absl::NotFoundError("fake runtime keeps no logs");
+struct FakeRuntime::Log {
+  absl::Mutex mu;
+  std::string data ABSL_GUARDED_BY(mu);
+};
+
+namespace {
+
+// Reads a FakeRuntime::Log from memory (a template parameter, as the type is
+// private to FakeRuntime).
+template <typename Log>
+class MemoryLogStream : public LogStream {
+ public:
+  MemoryLogStream(std::shared_ptr<Log> log, const LogOptions& options)
+      : log_(std::move(log)), follow_(options.follow) {
+    absl::MutexLock l(&log_->mu);
+    const std::string& data = log_->data;
+    pending_ = TailLines(data, options.tail_lines);
+    offset_ = data.size();
+  }
+
+  absl::StatusOr<std::string> Next(absl::Duration wait) override {
+    absl::MutexLock l(&log_->mu);
+    if (cancelled_) return absl::CancelledError("log stream cancelled");
+    if (!pending_.empty()) return std::exchange(pending_, std::string());
+    if (!follow_) return absl::OutOfRangeError("end of log");
+    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(log_->mu) {
+      return cancelled_ || log_->data.size() > offset_;
+    };
+    log_->mu.AwaitWithTimeout(absl::Condition(&ready), wait);
+    if (cancelled_) return absl::CancelledError("log stream cancelled");
+    std::string out = log_->data.substr(offset_);
+    offset_ = log_->data.size();
+    return out;
+  }
+
+  void Cancel() override {
+    absl::MutexLock l(&log_->mu);
+    cancelled_ = true;
+  }
+
+ private:
+  const std::shared_ptr<Log> log_;
+  const bool follow_;
+  std::string pending_ ABSL_GUARDED_BY(log_->mu);
+  size_t offset_ ABSL_GUARDED_BY(log_->mu) = 0;
+  bool cancelled_ ABSL_GUARDED_BY(log_->mu) = false;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<LogStream>> FakeRuntime::OpenLogs(
+    const std::string& id, const LogOptions& options) {
+  std::shared_ptr<Log> log;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = logs_.find(id);
+    if (it == logs_.end()) {
+      return absl::NotFoundError(
+          absl::StrCat("the fake runtime has no logs of instance ", id));
+    }
+    log = it->second;
+  }
+  return std::unique_ptr<LogStream>(
+      std::make_unique<MemoryLogStream<Log>>(std::move(log), options));
+}
+
+void FakeRuntime::AppendLog(const std::string& id, const std::string& data) {
+  std::shared_ptr<Log> log;
+  {
+    absl::MutexLock lock(&mu_);
+    auto& slot = logs_[id];
+    if (slot == nullptr) slot = std::make_shared<Log>();
+    log = slot;
+  }
+  absl::MutexLock l(&log->mu);
+  log->data += data;
 }
 
 void FakeRuntime::SetReady(const std::string& id, bool ready) {

@@ -2,6 +2,7 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -28,7 +29,10 @@ class FakeRuntime : public Runtime {
   std::vector<InstanceUsage> Usage(const std::string& ns = "",
                                    const std::string& app = "") override;
   absl::Status Adopt() override { return absl::OkStatus(); }
-  absl::StatusOr<std::string> LogPath(const std::string& instance_id) override;
+  // Streams what AppendLog wrote for the instance (following: as it is
+  // appended); NotFound for an instance nothing was written for.
+  absl::StatusOr<std::unique_ptr<LogStream>> OpenLogs(
+      const std::string& instance_id, const LogOptions& options) override;
   void Shutdown(bool stop_instances) override {}
 
   // Test controls.
@@ -41,6 +45,9 @@ class FakeRuntime : public Runtime {
   // ready_time) and notifies the listener.
   void Update(const std::string& id,
               const std::function<void(tidal::v1::Instance*)>& change);
+  // Appends to an instance's output (the instance need not exist: a log may
+  // outlive its instance).
+  void AppendLog(const std::string& id, const std::string& data);
   // Sets what Usage reports for an instance (cpu_seconds is cumulative).
   void SetUsage(const std::string& id, double cpu_seconds, int64_t memory_bytes,
                 absl::Time sampled_at);
@@ -82,6 +89,9 @@ class FakeRuntime : public Runtime {
   int starts_ ABSL_GUARDED_BY(mu_) = 0;
   int stops_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, InstanceUsage> usage_ ABSL_GUARDED_BY(mu_);
+  // Each instance's output; shared with its open streams.
+  struct Log;
+  std::map<std::string, std::shared_ptr<Log>> logs_ ABSL_GUARDED_BY(mu_);
   int usage_calls_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

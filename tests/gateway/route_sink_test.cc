@@ -12,11 +12,13 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "fakes/eventually.h"
 #include "fakes/fake_clock.h"
 
 namespace tidal::gateway {
 namespace {
 
+using ::tidal::testing::Eventually;
 using tidal::v1::App;
 using tidal::v1::Instance;
 
@@ -108,17 +110,6 @@ std::vector<std::string> EndpointIds(const Route& route, int64_t revision) {
     for (const auto& ep : r.endpoints) ids.push_back(ep.instance_id);
   }
   return ids;
-}
-
-// Waits (real time, bounded) until `cond` holds.
-template <typename F>
-bool WaitFor(F cond, absl::Duration timeout = absl::Seconds(10)) {
-  absl::Time deadline = absl::Now() + timeout;
-  while (!cond()) {
-    if (absl::Now() >= deadline) return false;
-    absl::SleepFor(absl::Milliseconds(1));
-  }
-  return true;
 }
 
 TEST(GatewayRoutesTest, RoutesReadyInstancesByRevision) {
@@ -241,12 +232,12 @@ TEST(GatewayRoutesTest, DrainStopsWhenInFlightRequestsFinish) {
   // Still serving requests, grace not over (the clock has not moved): the
   // drainer looks again and again and keeps waiting.
   const int polls = target.polls("a");
-  ASSERT_TRUE(WaitFor([&] { return target.polls("a") >= polls + 3; }));
+  ASSERT_TRUE(Eventually([&] { return target.polls("a") >= polls + 3; }));
   EXPECT_EQ(stopped.load(), 0);
   EXPECT_TRUE(routes.IsDraining("a"));
 
   target.set_in_flight("a", 0);
-  ASSERT_TRUE(WaitFor([&] { return !routes.IsDraining("a"); }));
+  ASSERT_TRUE(Eventually([&] { return !routes.IsDraining("a"); }));
   EXPECT_EQ(stopped.load(), 1);
 }
 
@@ -262,13 +253,13 @@ TEST(GatewayRoutesTest, DrainStopsWhenTheGraceOnTheClockEnds) {
   clock.Advance(absl::Seconds(29));
   // The drainer has looked at least twice since: one second of grace left.
   const int polls = target.polls("a");
-  ASSERT_TRUE(WaitFor([&] { return target.polls("a") >= polls + 2; }));
+  ASSERT_TRUE(Eventually([&] { return target.polls("a") >= polls + 2; }));
   EXPECT_EQ(stopped.load(), 0);
   EXPECT_TRUE(routes.IsDraining("a"));
 
   clock.Advance(absl::Seconds(1));
-  ASSERT_TRUE(WaitFor([&] { return stopped.load() == 1; }));
-  EXPECT_TRUE(WaitFor([&] { return !routes.IsDraining("a"); }));
+  ASSERT_TRUE(Eventually([&] { return stopped.load() == 1; }));
+  EXPECT_TRUE(Eventually([&] { return !routes.IsDraining("a"); }));
   // No ready instance left: an empty route, so requests are held.
   auto route = target.route("default/hello");
   ASSERT_TRUE(route.has_value());

@@ -27,6 +27,7 @@ using testing::Eventually;
 using testing::HttpConn;
 using testing::HttpGet;
 using testing::ReadFile;
+using testing::ReadLogs;
 using testing::SampleAppPath;
 using testing::TempDir;
 
@@ -203,12 +204,13 @@ TEST_F(ProcessRuntimeTest, StartBecomesReadyQuicklyAndServes) {
     return false;
   }));
   // Log file has the app's output; the record exists.
-  auto log = rt_->LogPath(inst->id());
-  ASSERT_TRUE(log.ok());
-  EXPECT_EQ(*log, absl::StrCat(dir_.path(), "/logs/default_hello_", inst->id(),
-                               ".log"));
-  EXPECT_TRUE(Eventually(
-      [&] { return absl::StrContains(ReadFile(*log), "listening on"); }));
+  EXPECT_EQ(inst->log_path(), absl::StrCat(dir_.path(), "/logs/default_hello_",
+                                           inst->id(), ".log"));
+  EXPECT_TRUE(Eventually([&] {
+    return absl::StrContains(ReadFile(inst->log_path()), "listening on");
+  }));
+  // The same through the runtime's log stream.
+  EXPECT_TRUE(absl::StrContains(ReadLogs(*rt_, inst->id()), "listening on"));
   struct stat st;
   EXPECT_EQ(
       stat(absl::StrCat(dir_.path(), "/instances/", inst->id(), ".pb").c_str(),
@@ -511,9 +513,11 @@ TEST_F(ProcessRuntimeTest, GracefulStopWithSigterm) {
   EXPECT_EQ(rt_->Stop(inst->id(), absl::Seconds(1)).code(),
             absl::StatusCode::kNotFound);
   // The log stays readable after the instance is gone.
-  auto log = rt_->LogPath(inst->id());
-  ASSERT_TRUE(log.ok());
-  EXPECT_EQ(*log, inst->log_path());
+  const std::string on_disk = ReadFile(inst->log_path());
+  EXPECT_FALSE(on_disk.empty());
+  EXPECT_EQ(ReadLogs(*rt_, inst->id()), on_disk);
+  EXPECT_EQ(rt_->OpenLogs("no-such-instance", LogOptions()).status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 TEST_F(ProcessRuntimeTest, SigkillAfterGrace) {

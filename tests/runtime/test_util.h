@@ -27,6 +27,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "fakes/eventually.h"
+#include "runtime/runtime.h"
 
 namespace tidal::testing {
 
@@ -176,6 +177,19 @@ inline std::optional<HttpResponse> HttpGet(int port,
 
 inline bool CanConnect(int port) {
   return HttpConn(port, absl::Milliseconds(200)).connected();
+}
+
+// Everything a runtime's log stream of `id` has now (without follow); ""
+// when it has none.
+inline std::string ReadLogs(Runtime& rt, const std::string& id) {
+  auto stream = rt.OpenLogs(id, LogOptions());
+  if (!stream.ok()) return "";
+  std::string out;
+  for (;;) {
+    auto data = (*stream)->Next(absl::ZeroDuration());
+    if (!data.ok() || data->empty()) return out;
+    out += *data;
+  }
 }
 
 }  // namespace tidal::testing

@@ -1,0 +1,339 @@
+// TidalService: apps (Apply, Get, List, Scale, Delete).
+#include <algorithm>
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "api/label_selector.h"
+#include "api/limits.h"
+#include "api/service.h"
+#include "api/service_internal.h"
+#include "api/spec.h"
+#include "common/proto_time.h"
+#include "common/status_macros.h"
+#include "store/keys.h"
+
+namespace tidal {
+
+using namespace service_internal;  // NOLINT: the service's own helpers
+
+absl::StatusOr<v1::ApplyResponse> TidalService::Apply(
+    const v1::ApplyRequest& req) {
+  const std::string default_ns = NamespaceOr(req.default_namespace());
+  const spec::ValidationOptions& vopts = impl_->options.validation;
+  std::vector<v1::App> apps;
+  // Where each app was written, for errors found after parsing:
+  // "file:line: field: " of a field path.
+  std::vector<std::function<std::string(const std::string&)>> where;
+  std::vector<std::string> errors;
+  if (!req.yaml().empty()) {
+    spec::ParseResult parsed = spec::ParseApps(
+        req.yaml(), req.source().empty() ? "<request>" : req.source(),
+        default_ns, vopts);
+    for (const auto& e : parsed.errors) errors.push_back(e.ToString());
+    for (auto& p : parsed.apps) {
+      apps.push_back(std::move(p.app));
+      where.push_back([p = std::make_shared<spec::ParsedApp>(std::move(p))](
+                          const std::string& path) {
+        return absl::StrCat(p->source, ":", p->LineOf(path), ": ", path, ": ");
+      });
+    }
+  }
+  for (int i = 0; i < req.apps_size(); ++i) {
+    v1::App app = req.apps(i);
+    if (app.metadata().namespace_().empty())
+      app.mutable_metadata()->set_namespace_(default_ns);
+    std::string name = app.metadata().name().empty()
+                           ? absl::StrCat("apps[", i, "]")
+                           : absl::StrCat("app ", app.metadata().namespace_(),
+                                          "/", app.metadata().name());
+    for (const auto& e : spec::ValidateApp(app, vopts)) {
+      errors.push_back(absl::StrCat(name, ": ", e.ToString()));
+    }
+    apps.push_back(std::move(app));
+    where.push_back([name](const std::string& path) {
+      return absl::StrCat(name, ": ", path, ": ");
+    });
+  }
+  if (req.change_cause().find('\0') != std::string::npos ||
+      req.change_cause().size() > 64 * 1024) {
+    errors.push_back(
+        "--message (change cause): must be at most 65536 bytes, without NUL "
+        "bytes");
+  }
+  if (errors.empty()) {
+    std::set<std::string> seen;
+    for (const auto& app : apps) {
+      std::string key =
+          keys::App(app.metadata().namespace_(), app.metadata().name());
+      if (!seen.insert(key).second) {
+        errors.push_back(
+            absl::StrCat("app \"", app.metadata().name(), "\" in namespace \"",
+                         app.metadata().namespace_(),
+                         "\" appears more than once in this apply"));
+      }
+    }
+  }
+  if (!errors.empty())
+    return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));
+  if (apps.empty())
+    return absl::InvalidArgumentError("nothing to apply: no App documents");
+
+  std::optional<absl::MutexLock> quota_lock;
+  if (impl_->options.max_instances_per_namespace > 0)
+    quota_lock.emplace(&impl_->quota_mu);
+  absl::Status last;
+  for (int attempt = 0; attempt < std::max(1, impl_->options.apply_attempts);
+       ++attempt) {
+    ASSIGN_OR_RETURN(std::vector<std::string> over,
+                     impl_->OverNamespaceLimit(apps));
+    for (size_t i = 0; i < over.size(); ++i) {
+      if (over[i].empty()) continue;
+      errors.push_back(absl::StrCat(
+          where[i](spec::MaxInstancesField(apps[i].spec())), over[i]));
+    }
+    if (!errors.empty())
+      return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));
+    v1::ApplyResponse resp;
+    std::vector<Op> ops;
+    std::vector<int> written;  // result index of each op
+    const absl::Time now = impl_->clock->Now();
+    for (const v1::App& in : apps) {
+      const std::string& ns = in.metadata().namespace_();
+      const std::string& name = in.metadata().name();
+      const std::string key = keys::App(ns, name);
+      v1::App out;
+      std::string action;
+      int64_t expected = 0;
+      auto cur = impl_->store->Get(key);
+      if (cur.ok()) {
+        ASSIGN_OR_RETURN(v1::App existing, DecodeApp(*cur));
+        if (existing.metadata().has_deletion_timestamp()) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "app \"", name, "\" in namespace \"", ns,
+              "\" is being deleted; apply it again once it is gone"));
+        }
+        expected = cur->resource_version;
+        out = existing;
+        *out.mutable_spec() = in.spec();
+        *out.mutable_metadata()->mutable_labels() = in.metadata().labels();
+        *out.mutable_metadata()->mutable_annotations() =
+            in.metadata().annotations();
+        if (!req.change_cause().empty()) {
+          (*out.mutable_metadata()
+                ->mutable_annotations())[kChangeCauseAnnotation] =
+              req.change_cause();
+        }
+        if (SameMetaAndSpec(existing, out)) {
+          action = "unchanged";
+        } else {
+          action = "configured";
+          out.mutable_metadata()->set_generation(
+              existing.metadata().generation() + 1);
+        }
+      } else if (absl::IsNotFound(cur.status())) {
+        action = "created";
+        out = in;
+        out.clear_status();
+        auto* md = out.mutable_metadata();
+        md->set_uid(impl_->NewUid());
+        md->set_generation(1);
+        md->set_resource_version(0);
+        *md->mutable_creation_timestamp() = ToProtoTime(now);
+        md->clear_deletion_timestamp();
+        md->clear_deletion_grace_period_seconds();
+        if (!req.change_cause().empty()) {
+          (*md->mutable_annotations())[kChangeCauseAnnotation] =
+              req.change_cause();
+        }
+      } else {
+        return cur.status();
+      }
+      if (out.api_version().empty()) out.set_api_version("tidal.dev/v1");
+      if (out.kind().empty()) out.set_kind("App");
+      v1::ApplyResult* r = resp.add_results();
+      r->set_namespace_(ns);
+      r->set_name(name);
+      r->set_action(action);
+      if (action != "unchanged") {
+        ops.push_back(Op::Put(key, EncodeApp(out), expected));
+        written.push_back(resp.results_size() - 1);
+      }
+      *r->mutable_app() = std::move(out);
+    }
+    if (req.dry_run() || ops.empty()) return resp;
+    auto rev = impl_->store->Txn(ops);
+    if (rev.ok()) {
+      for (int i : written)
+        resp.mutable_results(i)
+            ->mutable_app()
+            ->mutable_metadata()
+            ->set_resource_version(*rev);
+      for (const auto& r : resp.results()) {
+        impl_->log->info("apply app={}/{} action={} generation={}",
+                         r.namespace_(), r.name(), r.action(),
+                         r.app().metadata().generation());
+      }
+      return resp;
+    }
+    if (!absl::IsFailedPrecondition(rev.status())) return rev.status();
+    last = rev.status();
+    impl_->log->debug("apply conflict (attempt {}): {}", attempt + 1,
+                      last.ToString());
+  }
+  return absl::AbortedError(absl::StrCat(
+      "apply kept conflicting with concurrent writers: ", last.message()));
+}
+
+absl::StatusOr<v1::App> TidalService::Get(const v1::GetRequest& req) {
+  const std::string ns = NamespaceOr(req.namespace_());
+  if (req.name().empty())
+    return absl::InvalidArgumentError("app name is required");
+  auto kv = impl_->store->Get(keys::App(ns, req.name()));
+  if (absl::IsNotFound(kv.status())) return AppNotFound(ns, req.name());
+  if (!kv.ok()) return kv.status();
+  return DecodeApp(*kv);
+}
+
+absl::StatusOr<v1::ListResponse> TidalService::List(
+    const v1::ListRequest& req) {
+  ASSIGN_OR_RETURN(LabelSelector sel,
+                   LabelSelector::Parse(req.label_selector()));
+  std::string prefix = req.all_namespaces()
+                           ? keys::AppPrefix()
+                           : keys::AppPrefix(NamespaceOr(req.namespace_()));
+  ASSIGN_OR_RETURN(ListResult list, impl_->store->List(prefix));
+  v1::ListResponse resp;
+  resp.set_resource_version(list.resource_version);
+  for (const KeyValue& kv : list.items) {
+    v1::App app = DecodeOrDamaged(kv, *impl_->log);
+    if (!sel.Matches(ToStdMap(app.metadata().labels()))) continue;
+    *resp.add_apps() = std::move(app);
+  }
+  return resp;
+}
+
+absl::StatusOr<v1::App> TidalService::Scale(const v1::ScaleRequest& req) {
+  const std::string ns = NamespaceOr(req.namespace_());
+  if (req.name().empty())
+    return absl::InvalidArgumentError("app name is required");
+  if (!req.has_replicas() && !req.has_min_replicas() &&
+      !req.has_max_replicas()) {
+    return absl::InvalidArgumentError("scale needs --replicas, --min or --max");
+  }
+  std::optional<absl::MutexLock> quota_lock;
+  if (impl_->options.max_instances_per_namespace > 0)
+    quota_lock.emplace(&impl_->quota_mu);
+  ASSIGN_OR_RETURN(
+      v1::App app,
+      impl_->UpdateApp(
+          ns, req.name(), "scale", [&](v1::App* app) -> absl::StatusOr<bool> {
+            auto* spec = app->mutable_spec();
+            if (req.has_replicas()) spec->set_replicas(req.replicas());
+            if (req.has_min_replicas() || req.has_max_replicas()) {
+              // Scaling bounds replace a fixed replica count.
+              spec->clear_replicas();
+              if (req.has_min_replicas())
+                spec->mutable_scaling()->set_min_replicas(req.min_replicas());
+              if (req.has_max_replicas())
+                spec->mutable_scaling()->set_max_replicas(req.max_replicas());
+            }
+            std::vector<spec::SpecError> errors =
+                spec::ValidateApp(*app, impl_->options.validation);
+            ASSIGN_OR_RETURN(std::vector<std::string> over,
+                             impl_->OverNamespaceLimit({*app}));
+            if (!over[0].empty()) {
+              errors.push_back(
+                  {"", 0, 0, spec::MaxInstancesField(app->spec()), over[0]});
+            }
+            if (!errors.empty()) {
+              std::string msg;
+              for (const auto& e : errors)
+                absl::StrAppend(&msg, msg.empty() ? "" : "\n", e.ToString());
+              return absl::InvalidArgumentError(msg);
+            }
+            app->mutable_metadata()->set_generation(
+                app->metadata().generation() + 1);
+            return true;
+          }));
+  impl_->log->info("scale app={}/{}: {}", ns, req.name(),
+                   req.ShortDebugString());
+  return app;
+}
+
+absl::StatusOr<v1::DeleteResponse> TidalService::Delete(
+    const v1::DeleteRequest& req) {
+  const std::string ns = NamespaceOr(req.namespace_());
+  if (req.name().empty())
+    return absl::InvalidArgumentError("app name is required");
+  // kubectl's rules: --force alone is a grace period of 0, and 0 needs
+  // --force.
+  std::optional<int64_t> grace;
+  if (req.has_grace_period_seconds()) {
+    grace = req.grace_period_seconds();
+    if (*grace < 0 || *grace > spec::limits::kMaxTerminationGracePeriodSeconds)
+      return absl::InvalidArgumentError(
+          absl::StrCat("grace period: must be between 0 and ",
+                       spec::limits::kMaxTerminationGracePeriodSeconds,
+                       " seconds, got ", *grace));
+    if (*grace == 0 && !req.force())
+      return absl::InvalidArgumentError(
+          "grace period 0 (kill at once) needs force (tidalctl delete "
+          "--grace-period=0 --force)");
+  } else if (req.force()) {
+    grace = 0;
+  }
+  bool marked_now = false, shortened = false;
+  v1::DeleteResponse resp;
+  auto damaged = impl_->RemoveDamagedApp(ns, req.name(), req.dry_run());
+  if (!damaged.ok() || damaged->has_value()) {
+    RETURN_IF_ERROR(damaged.status());
+    *resp.mutable_app() = **damaged;
+    return resp;
+  }
+  ASSIGN_OR_RETURN(
+      *resp.mutable_app(),
+      impl_->UpdateApp(
+          ns, req.name(), "delete", [&](v1::App* app) -> absl::StatusOr<bool> {
+            marked_now = shortened = false;
+            auto* md = app->mutable_metadata();
+            if (md->has_deletion_timestamp()) {
+              // Already being deleted: a shorter grace period cuts the
+              // wait of the instances still stopping; a longer one is
+              // ignored.
+              const auto& t = app->spec().template_();
+              int64_t current = md->has_deletion_grace_period_seconds()
+                                    ? md->deletion_grace_period_seconds()
+                                : t.has_termination_grace_period_seconds()
+                                    ? t.termination_grace_period_seconds()
+                                    : 30;
+              if (!grace.has_value() || *grace >= current) return false;
+              md->set_deletion_grace_period_seconds(*grace);
+              shortened = !req.dry_run();
+              return shortened;
+            }
+            *md->mutable_deletion_timestamp() =
+                ToProtoTime(impl_->clock->Now());
+            if (grace.has_value())
+              md->set_deletion_grace_period_seconds(*grace);
+            marked_now = !req.dry_run();
+            return marked_now;
+          }));
+  if (marked_now) {
+    impl_->log->info(
+        "delete app={}/{}: marked for deletion{}", ns, req.name(),
+        grace.has_value() ? absl::StrCat(" (grace period ", *grace, "s)") : "");
+  } else if (shortened) {
+    impl_->log->info("delete app={}/{}: grace period shortened to {}s", ns,
+                     req.name(), *grace);
+  }
+  return resp;
+}
+
+}  // namespace tidal

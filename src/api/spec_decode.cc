@@ -1,0 +1,704 @@
+// YAML -> App: ParseApps (spec.h), with the line of every field.
+
+#include "api/spec.h"
+
+// GCC 12 warns about yaml-cpp's own iterator proxies (a false positive).
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+#pragma GCC diagnostic ignored "-Wdangling-pointer"
+#endif
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <set>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "api/limits.h"
+#include "api/spec_internal.h"
+#include "common/cron.h"
+#include "common/units.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/message.h"
+#include "google/protobuf/reflection.h"
+#include "google/protobuf/timestamp.pb.h"
+
+namespace tidal::spec {
+namespace {
+
+using namespace internal;  // NOLINT: this file is the decoder's half of it
+using tidal::v1::App;
+
+// ---------------------------------------------------------------------------
+// YAML -> proto.
+
+struct Loc {
+  int line = 0;  // 1-based
+  int column = 0;
+};
+
+std::string Got(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Map:
+      return "a map";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Null:
+      return "null";
+    case YAML::NodeType::Scalar:
+      return Quote(n.Scalar());
+    default:
+      return "nothing";
+  }
+}
+
+bool IsPlain(const YAML::Node& n) { return n.Tag() == "?"; }
+
+// Parses one document into an App, recording where each field path was
+// written. Errors found while reading the YAML (types, unknown fields, bad
+// durations) are collected; semantic checks run afterwards on the proto.
+class DocParser {
+ public:
+  DocParser(const std::string& source, int line_offset,
+            std::vector<SpecError>* errors)
+      : source_(source), line_offset_(line_offset), errors_(errors) {}
+
+  Loc ToLoc(const YAML::Mark& m) const {
+    if (m.is_null()) return {};
+    return {m.line + 1 + line_offset_, m.column + 1};
+  }
+
+  void Error(const Loc& loc, const std::string& path, std::string msg) {
+    errors_->push_back({source_, loc.line, loc.column, path, std::move(msg)});
+    error_paths_.push_back(path);
+  }
+
+  void Record(const std::string& path, const YAML::Node& value,
+              const Loc& key_loc) {
+    // Scalars point at the value; maps and lists at their key, which reads
+    // better for "required" and "exactly one of" errors about them.
+    Loc l = key_loc;
+    if (value.IsScalar() && !value.Mark().is_null()) {
+      l = ToLoc(value.Mark());
+    }
+    marks_[path] = l;
+  }
+
+  // The location of `path`, or of its nearest recorded ancestor.
+  Loc Find(std::string path) const {
+    while (true) {
+      auto it = marks_.find(path);
+      if (it != marks_.end()) return it->second;
+      if (path.empty()) return {};
+      size_t cut = path.find_last_of(".[");
+      path = cut == std::string::npos ? "" : path.substr(0, cut);
+    }
+  }
+
+  // Whether a semantic error at `path` would repeat a YAML error already
+  // reported at, above or below it.
+  bool Covered(const std::string& path) const {
+    auto under = [](const std::string& a, const std::string& b) {
+      return a.size() > b.size() && a.compare(0, b.size(), b) == 0 &&
+             (a[b.size()] == '.' || a[b.size()] == '[');
+    };
+    for (const std::string& p : error_paths_) {
+      if (p.empty()) continue;
+      if (p == path || under(path, p) || under(p, path)) return true;
+    }
+    return false;
+  }
+
+  std::map<std::string, int> Lines() const {
+    std::map<std::string, int> out;
+    for (const auto& [path, loc] : marks_) {
+      if (loc.line > 0) out[path] = loc.line;
+    }
+    return out;
+  }
+
+  void ParseRoot(const YAML::Node& root, App* app) {
+    marks_[""] = ToLoc(root.Mark());
+    ParseMessage(root, app, "");
+  }
+
+ private:
+  void ParseMessage(const YAML::Node& node, pb::Message* msg,
+                    const std::string& path) {
+    const MessageInfo& info = GetSchema().Get(msg->GetDescriptor());
+    std::map<std::string, Loc> seen;
+    for (auto it = node.begin(); it != node.end(); ++it) {
+      // Copies, not references: yaml-cpp's iterator returns its key/value
+      // pair by value, so a reference to it->first dangles (found by
+      // tests/fuzz/spec_fuzz under ASan). Nodes are cheap handles.
+      const YAML::Node key = it->first;
+      const YAML::Node value = it->second;
+      Loc key_loc = ToLoc(key.Mark());
+      if (!key.IsScalar()) {
+        Error(key_loc, path,
+              absl::StrCat("field names must be strings, got ", Got(key)));
+        continue;
+      }
+      const std::string& name = key.Scalar();
+      std::string child = JoinPath(path, name);
+      if (auto s = seen.find(name); s != seen.end()) {
+        Error(key_loc, child,
+              absl::StrCat("duplicate field (first at line ", s->second.line,
+                           ")"));
+        continue;
+      }
+      seen[name] = key_loc;
+      const FieldInfo* f = info.Find(name);
+      if (f == nullptr) {
+        Error(key_loc, child, UnknownField(name, info, path));
+        continue;
+      }
+      Record(child, value, key_loc);
+      if (value.IsNull()) continue;  // written but empty: the same as absent
+      ParseField(*f, node, value, msg, child);
+    }
+  }
+
+  std::string UnknownField(const std::string& name, const MessageInfo& info,
+                           const std::string& path) {
+    std::vector<std::string> names;
+    for (const FieldInfo& f : info.fields) names.push_back(f.name);
+    std::string s = Suggest(name, names);
+    if (!s.empty()) {
+      return absl::StrCat("unknown field (did you mean \"", s, "\"?)");
+    }
+    const auto& where = GetSchema().where;
+    if (auto it = where.find(name); it != where.end() && !path.empty()) {
+      return absl::StrCat("unknown field here (", name, " belongs under ",
+                          absl::StrJoin(it->second, " or "), ")");
+    }
+    return absl::StrCat(
+        "unknown field (known fields: ", absl::StrJoin(names, ", "), ")");
+  }
+
+  bool ExpectMap(const YAML::Node& value, const std::string& path) {
+    if (value.IsMap()) return true;
+    Error(ToLoc(value.Mark()), path,
+          absl::StrCat("must be a map, got ", Got(value)));
+    return false;
+  }
+
+  bool ExpectScalar(const YAML::Node& value, const std::string& path,
+                    absl::string_view what) {
+    if (value.IsScalar()) return true;
+    Error(ToLoc(value.Mark()), path,
+          absl::StrCat("must be ", what, ", got ", Got(value)));
+    return false;
+  }
+
+  // A plain (unquoted) integer scalar.
+  bool ReadInt(const YAML::Node& value, const std::string& path, int64_t lo,
+               int64_t hi, int64_t* out) {
+    if (!ExpectScalar(value, path, "an integer")) return false;
+    const std::string& s = value.Scalar();
+    bool digits = !s.empty();
+    for (size_t i = 0; i < s.size(); ++i) {
+      if (!(absl::ascii_isdigit(s[i]) ||
+            (i == 0 && s[i] == '-' && s.size() > 1))) {
+        digits = false;
+      }
+    }
+    int64_t v = 0;
+    if (!digits) {
+      Error(ToLoc(value.Mark()), path,
+            absl::StrCat("must be an integer, got ", Got(value)));
+      return false;
+    }
+    if (!IsPlain(value)) {
+      Error(ToLoc(value.Mark()), path,
+            absl::StrCat("must be an integer, got the string ", Got(value),
+                         " (remove the quotes)"));
+      return false;
+    }
+    if (!absl::SimpleAtoi(s, &v) || v < lo || v > hi) {
+      Error(ToLoc(value.Mark()), path,
+            absl::StrCat("must be between ", lo, " and ", hi, ", got ", s));
+      return false;
+    }
+    *out = v;
+    return true;
+  }
+
+  bool ParseNumber(absl::string_view s, double* out) {
+    if (s.empty()) return false;
+    for (char c : s) {
+      if (!(absl::ascii_isdigit(c) || c == '.' || c == '-' || c == '+' ||
+            c == 'e' || c == 'E')) {
+        return false;
+      }
+    }
+    return absl::SimpleAtod(s, out) && std::isfinite(*out);
+  }
+
+  bool ReadDouble(const YAML::Node& value, const std::string& path,
+                  double* out) {
+    if (!ExpectScalar(value, path, "a number")) return false;
+    if (!ParseNumber(value.Scalar(), out)) {
+      Error(ToLoc(value.Mark()), path,
+            absl::StrCat("must be a number, got ", Got(value)));
+      return false;
+    }
+    if (!IsPlain(value)) {
+      Error(ToLoc(value.Mark()), path,
+            absl::StrCat("must be a number, got the string ", Got(value),
+                         " (remove the quotes)"));
+      return false;
+    }
+    return true;
+  }
+
+  bool ReadBool(const YAML::Node& value, const std::string& path, bool* out) {
+    if (!ExpectScalar(value, path, "true or false")) return false;
+    std::string s = absl::AsciiStrToLower(value.Scalar());
+    if (IsPlain(value) && (s == "true" || s == "false")) {
+      *out = s == "true";
+      return true;
+    }
+    Error(ToLoc(value.Mark()), path,
+          absl::StrCat("must be true or false, got ", Got(value)));
+    return false;
+  }
+
+  bool ReadString(const YAML::Node& value, const std::string& path,
+                  std::string* out) {
+    if (!ExpectScalar(value, path, "a string")) return false;
+    *out = value.Scalar();
+    return true;
+  }
+
+  bool ReadDuration(const YAML::Node& value, const std::string& path,
+                    int64_t* out) {
+    if (!ExpectScalar(value, path, "a duration like \"30s\"")) return false;
+    auto ms = ParseDurationMs(value.Scalar());
+    if (!ms.ok()) {
+      Error(ToLoc(value.Mark()), path, std::string(ms.status().message()));
+      return false;
+    }
+    *out = *ms;
+    return true;
+  }
+
+  void ParseField(const FieldInfo& f, const YAML::Node& parent,
+                  const YAML::Node& value, pb::Message* msg,
+                  const std::string& path) {
+    const pb::Reflection* r = msg->GetReflection();
+    const pb::FieldDescriptor* fd = f.field;
+    switch (f.kind) {
+      case Kind::kEnv:
+        ParseEnv(value, msg, fd, path);
+        return;
+      case Kind::kDuration: {
+        int64_t ms;
+        if (ReadDuration(value, path, &ms)) r->SetInt64(msg, fd, ms);
+        return;
+      }
+      case Kind::kCpu:
+      case Kind::kBytes: {
+        if (!ExpectScalar(value, path, "a quantity")) return;
+        auto v = f.kind == Kind::kCpu ? ParseCpuMillis(value.Scalar())
+                                      : ParseBytes(value.Scalar());
+        if (!v.ok()) {
+          Error(ToLoc(value.Mark()), path, std::string(v.status().message()));
+          return;
+        }
+        r->SetInt64(msg, fd, *v);
+        return;
+      }
+      case Kind::kErrorRate: {
+        if (!ExpectScalar(value, path, "a fraction like 0.05 or \"5%\"")) {
+          return;
+        }
+        absl::string_view s = value.Scalar();
+        double v;
+        bool percent = absl::EndsWith(s, "%");
+        if (percent) s.remove_suffix(1);
+        if (!ParseNumber(s, &v)) {
+          Error(ToLoc(value.Mark()), path,
+                absl::StrCat("must be a fraction like 0.05 or a percentage "
+                             "like \"5%\", got ",
+                             Got(value)));
+          return;
+        }
+        r->SetDouble(msg, fd, percent ? v / 100 : v);
+        return;
+      }
+      case Kind::kIntOrPercent: {
+        std::string s;
+        if (ReadString(value, path, &s)) r->SetString(msg, fd, s);
+        return;
+      }
+      case Kind::kStepPause:
+      case Kind::kRolloutPause: {
+        if (!ExpectScalar(value, path, "a duration like \"5m\" or manual")) {
+          return;
+        }
+        const pb::Descriptor* d = msg->GetDescriptor();
+        if (value.Scalar() == "manual") {
+          r->SetBool(msg, d->FindFieldByName("pause_manual"), true);
+          return;
+        }
+        auto ms = ParseDurationMs(value.Scalar());
+        if (!ms.ok()) {
+          Error(ToLoc(value.Mark()), path,
+                absl::StrCat("must be manual or ", ms.status().message()));
+          return;
+        }
+        if (f.kind == Kind::kStepPause) {
+          r->SetInt64(msg, fd, *ms);
+          return;
+        }
+        bool has_interval = false;
+        for (auto it = parent.begin(); it != parent.end(); ++it) {
+          if (it->first.IsScalar() && it->first.Scalar() == "batchInterval") {
+            has_interval = true;
+          }
+        }
+        if (has_interval) {
+          Error(ToLoc(value.Mark()), path,
+                "a pause duration is the batchInterval: set one of them");
+          return;
+        }
+        r->SetInt64(msg, d->FindFieldByName("batch_interval_ms"), *ms);
+        return;
+      }
+      case Kind::kTimestamp: {
+        std::string s;
+        if (!ReadString(value, path, &s)) return;
+        absl::Time t;
+        std::string err;
+        if (!absl::ParseTime(absl::RFC3339_full, s, &t, &err)) {
+          Error(ToLoc(value.Mark()), path,
+                absl::StrCat("must be an RFC 3339 time like "
+                             "\"2024-05-01T12:00:00Z\", got ",
+                             Got(value)));
+          return;
+        }
+        auto* ts = static_cast<pb::Timestamp*>(r->MutableMessage(msg, fd));
+        ts->set_seconds(absl::ToUnixSeconds(t));
+        ts->set_nanos(static_cast<int32_t>(
+            (t - absl::FromUnixSeconds(ts->seconds())) / absl::Nanoseconds(1)));
+        return;
+      }
+      case Kind::kGeneric:
+        break;
+    }
+    if (fd->is_map()) {
+      ParseStringMap(value, msg, fd, path);
+    } else if (fd->is_repeated()) {
+      if (!value.IsSequence()) {
+        Error(ToLoc(value.Mark()), path,
+              absl::StrCat("must be a list, got ", Got(value)));
+        return;
+      }
+      int i = 0;
+      for (const YAML::Node& elem : value) {
+        std::string ep = IndexPath(path, i++);
+        marks_[ep] = ToLoc(elem.Mark());
+        if (fd->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE) {
+          if (!ExpectMap(elem, ep)) continue;
+          ParseMessage(elem, r->AddMessage(msg, fd), ep);
+        } else if (fd->cpp_type() == pb::FieldDescriptor::CPPTYPE_STRING) {
+          std::string s;
+          if (ReadString(elem, ep, &s)) r->AddString(msg, fd, s);
+        } else {
+          Error(ToLoc(elem.Mark()), ep, "unsupported list element");
+        }
+      }
+    } else {
+      ParseSingular(value, msg, fd, path);
+    }
+  }
+
+  void ParseSingular(const YAML::Node& value, pb::Message* msg,
+                     const pb::FieldDescriptor* fd, const std::string& path) {
+    const pb::Reflection* r = msg->GetReflection();
+    switch (fd->cpp_type()) {
+      case pb::FieldDescriptor::CPPTYPE_INT32: {
+        int64_t v;
+        if (ReadInt(value, path, INT32_MIN, INT32_MAX, &v)) {
+          r->SetInt32(msg, fd, static_cast<int32_t>(v));
+        }
+        return;
+      }
+      case pb::FieldDescriptor::CPPTYPE_INT64: {
+        int64_t v;
+        if (ReadInt(value, path, INT64_MIN, INT64_MAX, &v)) {
+          r->SetInt64(msg, fd, v);
+        }
+        return;
+      }
+      case pb::FieldDescriptor::CPPTYPE_DOUBLE: {
+        double v;
+        if (ReadDouble(value, path, &v)) r->SetDouble(msg, fd, v);
+        return;
+      }
+      case pb::FieldDescriptor::CPPTYPE_BOOL: {
+        bool v;
+        if (ReadBool(value, path, &v)) r->SetBool(msg, fd, v);
+        return;
+      }
+      case pb::FieldDescriptor::CPPTYPE_STRING: {
+        std::string v;
+        if (ReadString(value, path, &v)) r->SetString(msg, fd, v);
+        return;
+      }
+      case pb::FieldDescriptor::CPPTYPE_MESSAGE:
+        if (ExpectMap(value, path)) {
+          ParseMessage(value, r->MutableMessage(msg, fd), path);
+        }
+        return;
+      default:
+        Error(ToLoc(value.Mark()), path, "unsupported field type");
+    }
+  }
+
+  void ParseStringMap(const YAML::Node& value, pb::Message* msg,
+                      const pb::FieldDescriptor* fd, const std::string& path) {
+    if (!ExpectMap(value, path)) return;
+    const pb::Reflection* r = msg->GetReflection();
+    std::set<std::string> seen;
+    for (auto it = value.begin(); it != value.end(); ++it) {
+      Loc key_loc = ToLoc(it->first.Mark());
+      if (!it->first.IsScalar()) {
+        Error(key_loc, path,
+              absl::StrCat("keys must be strings, got ", Got(it->first)));
+        continue;
+      }
+      const std::string& k = it->first.Scalar();
+      std::string kp = JoinPath(path, k);
+      marks_[kp] = key_loc;
+      if (!seen.insert(k).second) {
+        Error(key_loc, kp, "duplicate key");
+        continue;
+      }
+      std::string v;
+      if (!it->second.IsNull() && !ReadString(it->second, kp, &v)) continue;
+      pb::Message* entry = r->AddMessage(msg, fd);
+      const pb::Reflection* er = entry->GetReflection();
+      er->SetString(entry, entry->GetDescriptor()->FindFieldByNumber(1), k);
+      er->SetString(entry, entry->GetDescriptor()->FindFieldByNumber(2), v);
+    }
+  }
+
+  void ParseEnv(const YAML::Node& value, pb::Message* msg,
+                const pb::FieldDescriptor* fd, const std::string& path) {
+    auto* tmpl = static_cast<tidal::v1::Template*>(msg);
+    if (value.IsMap()) {
+      int i = 0;
+      for (auto it = value.begin(); it != value.end(); ++it, ++i) {
+        std::string ep = IndexPath(path, i);
+        Loc key_loc = ToLoc(it->first.Mark());
+        marks_[ep] = key_loc;
+        marks_[JoinPath(ep, "name")] = key_loc;
+        Record(JoinPath(ep, "value"), it->second, key_loc);
+        auto* var = tmpl->add_env();
+        if (!it->first.IsScalar()) {
+          Error(key_loc, ep,
+                absl::StrCat("names must be strings, got ", Got(it->first)));
+          continue;
+        }
+        var->set_name(it->first.Scalar());
+        std::string v;
+        if (!it->second.IsNull() &&
+            ReadString(it->second, JoinPath(ep, "value"), &v)) {
+          var->set_value(v);
+        }
+      }
+      return;
+    }
+    if (!value.IsSequence()) {
+      Error(ToLoc(value.Mark()), path,
+            absl::StrCat("must be a map of name to value (or a list of "
+                         "{name, value}), got ",
+                         Got(value)));
+      return;
+    }
+    int i = 0;
+    for (const YAML::Node& elem : value) {
+      std::string ep = IndexPath(path, i++);
+      marks_[ep] = ToLoc(elem.Mark());
+      if (!ExpectMap(elem, ep)) continue;
+      ParseMessage(elem, tmpl->add_env(), ep);
+    }
+  }
+
+  const std::string& source_;
+  int line_offset_;
+  std::vector<SpecError>* errors_;
+  std::map<std::string, Loc> marks_;
+  std::vector<std::string> error_paths_;
+};
+
+// One YAML document of the input, with the line where its text starts.
+struct Chunk {
+  std::string text;
+  int first_line = 0;  // 0-based line of the input where `text` starts
+};
+
+// Splits a YAML stream at document markers ("---" and "..." at the start of
+// a line) so that each document is parsed alone: a syntax error in one does
+// not hide the errors of the others.
+std::vector<Chunk> SplitDocuments(absl::string_view yaml) {
+  std::vector<Chunk> chunks;
+  Chunk cur;
+  int line_no = 0;
+  size_t pos = 0;
+  while (pos <= yaml.size()) {
+    size_t end = yaml.find('\n', pos);
+    bool last = end == absl::string_view::npos;
+    absl::string_view line =
+        yaml.substr(pos, last ? absl::string_view::npos : end - pos);
+    auto marker = [&](absl::string_view m) {
+      return absl::StartsWith(line, m) && (line.size() == 3 || line[3] == ' ' ||
+                                           line[3] == '\t' || line[3] == '\r');
+    };
+    if (marker("---")) {
+      chunks.push_back(std::move(cur));
+      cur = Chunk{};
+      cur.first_line = line_no;
+      // Keep what follows the marker on its line, at the same columns.
+      absl::StrAppend(&cur.text, "   ", line.substr(3), "\n");
+    } else if (marker("...")) {
+      chunks.push_back(std::move(cur));
+      cur = Chunk{};
+      cur.first_line = line_no + 1;
+    } else {
+      absl::StrAppend(&cur.text, line, last ? "" : "\n");
+    }
+    if (last) break;
+    pos = end + 1;
+    ++line_no;
+  }
+  chunks.push_back(std::move(cur));
+  return chunks;
+}
+
+}  // namespace
+
+std::string SpecError::ToString() const {
+  std::string out = source;
+  if (line > 0) {
+    out = absl::StrCat(source.empty() ? "line " : source + ":", line);
+    if (column > 0) absl::StrAppend(&out, ":", column);
+  }
+  if (!out.empty()) out += ": ";
+  if (!field.empty()) absl::StrAppend(&out, field, ": ");
+  out += message;
+  return out;
+}
+
+int ParsedApp::LineOf(std::string path) const {
+  while (!path.empty()) {
+    if (auto it = lines.find(path); it != lines.end()) return it->second;
+    size_t cut = path.find_last_of(".[");
+    path = cut == std::string::npos ? "" : path.substr(0, cut);
+  }
+  return line;
+}
+
+absl::Status ParseResult::ToStatus() const {
+  if (errors.empty()) return absl::OkStatus();
+  std::vector<std::string> lines;
+  for (const SpecError& e : errors) lines.push_back(e.ToString());
+  return absl::InvalidArgumentError(absl::StrJoin(lines, "\n"));
+}
+
+ParseResult ParseApps(std::string_view yaml, std::string_view source,
+                      std::string_view default_namespace,
+                      const ValidationOptions& opts) {
+  ParseResult result;
+  const std::string src(source);
+  const std::string ns =
+      default_namespace.empty() ? "default" : std::string(default_namespace);
+  std::map<std::pair<std::string, std::string>, int> names;  // -> line
+  int documents = 0;
+  for (const Chunk& chunk : SplitDocuments(AV(yaml))) {
+    std::vector<SpecError> errors;
+    DocParser parser(src, chunk.first_line, &errors);
+    YAML::Node root;
+    try {
+      root = YAML::Load(chunk.text);
+    } catch (const YAML::ParserException& e) {
+      ++documents;
+      Loc l = parser.ToLoc(e.mark);
+      result.errors.push_back(
+          {src, l.line, l.column, "", absl::StrCat("invalid YAML: ", e.msg)});
+      continue;
+    } catch (const YAML::Exception& e) {
+      ++documents;
+      result.errors.push_back({src, chunk.first_line + 1, 0, "",
+                               absl::StrCat("invalid YAML: ", e.msg)});
+      continue;
+    }
+    if (!root.IsDefined() || root.IsNull()) continue;  // an empty document
+    ++documents;
+    Loc start = parser.ToLoc(root.Mark());
+    if (!root.IsMap()) {
+      result.errors.push_back(
+          {src, start.line, start.column, "",
+           absl::StrCat("a document must be a map with apiVersion, kind, "
+                        "metadata and spec, got ",
+                        root.IsSequence() ? "a list" : Got(root))});
+      continue;
+    }
+    ParsedApp parsed;
+    parsed.source = src;
+    parsed.line = start.line;
+    try {
+      parser.ParseRoot(root, &parsed.app);
+    } catch (const YAML::Exception& e) {
+      errors.push_back({src, start.line, start.column, "",
+                        absl::StrCat("invalid YAML: ", e.msg)});
+    }
+    auto* meta = parsed.app.mutable_metadata();
+    if (meta->namespace_().empty()) meta->set_namespace_(ns);
+    CheckApp(parsed.app, opts, [&](const std::string& path, std::string msg) {
+      if (parser.Covered(path)) return;
+      Loc l = parser.Find(path);
+      errors.push_back({src, l.line, l.column, path, std::move(msg)});
+    });
+    if (!meta->name().empty()) {
+      auto key = std::make_pair(meta->namespace_(), meta->name());
+      auto [it, inserted] = names.emplace(key, start.line);
+      if (!inserted) {
+        Loc l = parser.Find("metadata.name");
+        errors.push_back(
+            {src, l.line, l.column, "metadata.name",
+             absl::StrCat("duplicate app \"", key.first, "/", key.second,
+                          "\" (also defined at line ", it->second, ")")});
+      }
+    }
+    std::stable_sort(errors.begin(), errors.end(),
+                     [](const SpecError& a, const SpecError& b) {
+                       return std::tie(a.line, a.column) <
+                              std::tie(b.line, b.column);
+                     });
+    for (auto& e : errors) result.errors.push_back(std::move(e));
+    parsed.lines = parser.Lines();
+    result.apps.push_back(std::move(parsed));
+  }
+  if (documents == 0 && result.errors.empty()) {
+    result.errors.push_back(
+        {src, 0, 0, "", "no documents: the input is empty"});
+  }
+  if (!result.errors.empty()) result.apps.clear();
+  return result;
+}
+
+}  // namespace tidal::spec

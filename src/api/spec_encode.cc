@@ -1,0 +1,422 @@
+// App -> YAML and JSON: AppToYaml, AppToJson (spec.h).
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <set>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "api/limits.h"
+#include "api/spec.h"
+#include "api/spec_internal.h"
+#include "common/cron.h"
+#include "common/units.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/message.h"
+#include "google/protobuf/reflection.h"
+#include "google/protobuf/timestamp.pb.h"
+
+namespace tidal::spec {
+namespace {
+
+using namespace internal;  // NOLINT: this file is the encoder's half of it
+using tidal::v1::App;
+
+// ---------------------------------------------------------------------------
+// proto -> YAML / JSON, through a small ordered tree.
+
+struct Value {
+  enum Type { kBool, kInt, kDouble, kString, kList, kMap } type = kMap;
+  bool b = false;
+  int64_t i = 0;
+  double d = 0;
+  std::string s;
+  std::vector<Value> list;
+  std::vector<std::pair<std::string, Value>> map;
+
+  static Value Str(std::string v) {
+    Value x;
+    x.type = kString;
+    x.s = std::move(v);
+    return x;
+  }
+  static Value Int(int64_t v) {
+    Value x;
+    x.type = kInt;
+    x.i = v;
+    return x;
+  }
+  static Value Double(double v) {
+    Value x;
+    x.type = kDouble;
+    x.d = v;
+    return x;
+  }
+  static Value Bool(bool v) {
+    Value x;
+    x.type = kBool;
+    x.b = v;
+    return x;
+  }
+  static Value List() {
+    Value x;
+    x.type = kList;
+    return x;
+  }
+  bool IsScalar() const { return type != kList && type != kMap; }
+};
+
+std::string FormatDouble(double d) {
+  char buf[64];
+  auto res = std::to_chars(buf, buf + sizeof(buf), d);
+  return std::string(buf, res.ptr);
+}
+
+std::string FormatTimestamp(const pb::Timestamp& ts) {
+  absl::Time t =
+      absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
+  return absl::FormatTime("%Y-%m-%d%ET%H:%M:%E*SZ", t, absl::UTCTimeZone());
+}
+
+Value ToValue(const pb::Message& msg);
+
+Value SingularValue(const pb::Message& msg, const pb::FieldDescriptor* fd) {
+  const pb::Reflection* r = msg.GetReflection();
+  switch (fd->cpp_type()) {
+    case pb::FieldDescriptor::CPPTYPE_INT32:
+      return Value::Int(r->GetInt32(msg, fd));
+    case pb::FieldDescriptor::CPPTYPE_INT64:
+      return Value::Int(r->GetInt64(msg, fd));
+    case pb::FieldDescriptor::CPPTYPE_UINT32:
+      return Value::Int(r->GetUInt32(msg, fd));
+    case pb::FieldDescriptor::CPPTYPE_UINT64:
+      return Value::Int(static_cast<int64_t>(r->GetUInt64(msg, fd)));
+    case pb::FieldDescriptor::CPPTYPE_DOUBLE:
+      return Value::Double(r->GetDouble(msg, fd));
+    case pb::FieldDescriptor::CPPTYPE_FLOAT:
+      return Value::Double(r->GetFloat(msg, fd));
+    case pb::FieldDescriptor::CPPTYPE_BOOL:
+      return Value::Bool(r->GetBool(msg, fd));
+    case pb::FieldDescriptor::CPPTYPE_STRING:
+      return Value::Str(r->GetString(msg, fd));
+    case pb::FieldDescriptor::CPPTYPE_ENUM:
+      return Value::Str(r->GetEnum(msg, fd)->name());
+    case pb::FieldDescriptor::CPPTYPE_MESSAGE:
+      return ToValue(r->GetMessage(msg, fd));
+  }
+  return Value::Str("");
+}
+
+Value ToValue(const pb::Message& msg) {
+  Value out;
+  const MessageInfo& info = GetSchema().Get(msg.GetDescriptor());
+  const pb::Reflection* r = msg.GetReflection();
+  for (const FieldInfo& f : info.fields) {
+    const pb::FieldDescriptor* fd = f.field;
+    switch (f.kind) {
+      case Kind::kStepPause: {
+        bool manual = r->GetBool(
+            msg, msg.GetDescriptor()->FindFieldByName("pause_manual"));
+        if (manual) {
+          out.map.emplace_back(f.name, Value::Str("manual"));
+        } else if (r->GetInt64(msg, fd) != 0) {
+          out.map.emplace_back(
+              f.name, Value::Str(FormatDurationMs(r->GetInt64(msg, fd))));
+        }
+        continue;
+      }
+      case Kind::kRolloutPause:
+        if (r->GetBool(msg, fd)) {
+          out.map.emplace_back(f.name, Value::Str("manual"));
+        }
+        continue;
+      default:
+        break;
+    }
+    if (fd->is_repeated()) {
+      if (r->FieldSize(msg, fd) == 0) continue;
+    } else if (!r->HasField(msg, fd)) {
+      continue;
+    }
+    switch (f.kind) {
+      case Kind::kDuration:
+        out.map.emplace_back(
+            f.name, Value::Str(FormatDurationMs(r->GetInt64(msg, fd))));
+        continue;
+      case Kind::kCpu:
+        out.map.emplace_back(f.name,
+                             Value::Str(FormatCpuMillis(r->GetInt64(msg, fd))));
+        continue;
+      case Kind::kBytes:
+        out.map.emplace_back(f.name,
+                             Value::Str(FormatBytes(r->GetInt64(msg, fd))));
+        continue;
+      case Kind::kTimestamp:
+        out.map.emplace_back(
+            f.name,
+            Value::Str(FormatTimestamp(
+                static_cast<const pb::Timestamp&>(r->GetMessage(msg, fd)))));
+        continue;
+      case Kind::kIntOrPercent: {
+        const std::string& s = r->GetString(msg, fd);
+        int64_t n;
+        bool digits = !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+          return absl::ascii_isdigit(c);
+        });
+        if (digits && s.size() < 10 && absl::SimpleAtoi(s, &n)) {
+          out.map.emplace_back(f.name, Value::Int(n));
+        } else {
+          out.map.emplace_back(f.name, Value::Str(s));
+        }
+        continue;
+      }
+      default:
+        break;
+    }
+    if (fd->is_map()) {
+      // Sorted by key, so that the output is deterministic.
+      std::vector<std::pair<std::string, std::string>> entries;
+      for (int i = 0; i < r->FieldSize(msg, fd); ++i) {
+        const pb::Message& e = r->GetRepeatedMessage(msg, fd, i);
+        const pb::Reflection* er = e.GetReflection();
+        entries.emplace_back(
+            er->GetString(e, e.GetDescriptor()->FindFieldByNumber(1)),
+            er->GetString(e, e.GetDescriptor()->FindFieldByNumber(2)));
+      }
+      std::sort(entries.begin(), entries.end());
+      Value m;
+      for (auto& [k, v] : entries) m.map.emplace_back(k, Value::Str(v));
+      out.map.emplace_back(f.name, std::move(m));
+      continue;
+    }
+    if (f.kind == Kind::kEnv) {
+      // The map form when names are unique and non-empty, else the list.
+      const auto& tmpl = static_cast<const tidal::v1::Template&>(msg);
+      std::set<std::string> names;
+      bool as_map = true;
+      for (const auto& e : tmpl.env()) {
+        if (e.name().empty() || !names.insert(e.name()).second) as_map = false;
+      }
+      Value v;
+      if (as_map) {
+        for (const auto& e : tmpl.env()) {
+          v.map.emplace_back(e.name(), Value::Str(e.value()));
+        }
+      } else {
+        v = Value::List();
+        for (const auto& e : tmpl.env()) v.list.push_back(ToValue(e));
+      }
+      out.map.emplace_back(f.name, std::move(v));
+      continue;
+    }
+    if (fd->is_repeated()) {
+      Value list = Value::List();
+      for (int i = 0; i < r->FieldSize(msg, fd); ++i) {
+        if (fd->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE) {
+          list.list.push_back(ToValue(r->GetRepeatedMessage(msg, fd, i)));
+        } else if (fd->cpp_type() == pb::FieldDescriptor::CPPTYPE_STRING) {
+          list.list.push_back(Value::Str(r->GetRepeatedString(msg, fd, i)));
+        }
+      }
+      out.map.emplace_back(f.name, std::move(list));
+      continue;
+    }
+    out.map.emplace_back(f.name, SingularValue(msg, fd));
+  }
+  return out;
+}
+
+// Whether a YAML reader would take `s`, written plain, as something other
+// than this string.
+bool NeedsQuotes(const std::string& s) {
+  if (s.empty()) return true;
+  std::string lower = absl::AsciiStrToLower(s);
+  static const std::set<std::string> kWords = {
+      "true", "false", "yes", "no",   "on",    "off",   "y",
+      "n",    "null",  "~",   ".inf", "-.inf", "+.inf", ".nan"};
+  if (kWords.count(lower)) return true;
+  double d;
+  if (absl::SimpleAtod(s, &d)) return true;
+  int64_t i;
+  if (absl::SimpleAtoi(s, &i)) return true;
+  if (absl::ascii_isspace(s.front()) || absl::ascii_isspace(s.back())) {
+    return true;
+  }
+  if (s.find_first_of("\n\r\t\"'\\#:{}[],&*!|>%@`") != std::string::npos) {
+    return true;
+  }
+  if (s[0] == '-' || s[0] == '?') return true;
+  for (unsigned char c : s) {
+    if (c < 0x20 || c == 0x7f) return true;
+  }
+  return false;
+}
+
+void JsonString(std::string* out, const std::string& s) {
+  out->push_back('"');
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"':
+        out->append("\\\"");
+        break;
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
+      default:
+        if (c < 0x20 || c == 0x7f) {
+          char buf[8];
+          snprintf(buf, sizeof(buf), "\\u%04x", c);
+          out->append(buf);
+        } else {
+          out->push_back(static_cast<char>(c));
+        }
+    }
+  }
+  out->push_back('"');
+}
+
+void EmitJson(std::string* out, const Value& v, int indent) {
+  std::string pad(indent + 2, ' ');
+  switch (v.type) {
+    case Value::kBool:
+      out->append(v.b ? "true" : "false");
+      return;
+    case Value::kInt:
+      absl::StrAppend(out, v.i);
+      return;
+    case Value::kDouble:
+      out->append(FormatDouble(v.d));
+      return;
+    case Value::kString:
+      JsonString(out, v.s);
+      return;
+    case Value::kList:
+      if (v.list.empty()) {
+        out->append("[]");
+        return;
+      }
+      out->append("[\n");
+      for (size_t i = 0; i < v.list.size(); ++i) {
+        out->append(pad);
+        EmitJson(out, v.list[i], indent + 2);
+        out->append(i + 1 < v.list.size() ? ",\n" : "\n");
+      }
+      out->append(std::string(indent, ' ')).append("]");
+      return;
+    case Value::kMap:
+      if (v.map.empty()) {
+        out->append("{}");
+        return;
+      }
+      out->append("{\n");
+      for (size_t i = 0; i < v.map.size(); ++i) {
+        out->append(pad);
+        JsonString(out, v.map[i].first);
+        out->append(": ");
+        EmitJson(out, v.map[i].second, indent + 2);
+        out->append(i + 1 < v.map.size() ? ",\n" : "\n");
+      }
+      out->append(std::string(indent, ' ')).append("}");
+      return;
+  }
+}
+
+std::string YamlScalar(const Value& v) {
+  switch (v.type) {
+    case Value::kBool:
+      return v.b ? "true" : "false";
+    case Value::kInt:
+      return absl::StrCat(v.i);
+    case Value::kDouble:
+      return FormatDouble(v.d);
+    case Value::kString:
+      if (NeedsQuotes(v.s)) {
+        // JSON's escapes are valid in a YAML double-quoted scalar.
+        std::string out;
+        JsonString(&out, v.s);
+        return out;
+      }
+      return v.s;
+    default:
+      return "";
+  }
+}
+
+// Block style with two-space indents, list items indented under their key
+// ("  - name: x"), lists of scalars in flow style ("[a, b]").
+void EmitYamlMap(std::string* out, const Value& m, int indent) {
+  const std::string pad(indent, ' ');
+  for (const auto& [k, v] : m.map) {
+    Value key = Value::Str(k);
+    absl::StrAppend(out, pad, YamlScalar(key), ":");
+    if (v.IsScalar()) {
+      absl::StrAppend(out, " ", YamlScalar(v), "\n");
+    } else if (v.type == Value::kMap) {
+      if (v.map.empty()) {
+        out->append(" {}\n");
+      } else {
+        out->append("\n");
+        EmitYamlMap(out, v, indent + 2);
+      }
+    } else if (v.list.empty() ||
+               std::all_of(v.list.begin(), v.list.end(),
+                           [](const Value& x) { return x.IsScalar(); })) {
+      std::vector<std::string> items;
+      for (const Value& x : v.list) items.push_back(YamlScalar(x));
+      absl::StrAppend(out, " [", absl::StrJoin(items, ", "), "]\n");
+    } else {
+      out->append("\n");
+      const std::string dash = std::string(indent + 2, ' ') + "- ";
+      for (const Value& x : v.list) {
+        if (x.IsScalar()) {
+          absl::StrAppend(out, dash, YamlScalar(x), "\n");
+        } else if (x.type == Value::kMap && !x.map.empty()) {
+          std::string item;
+          EmitYamlMap(&item, x, indent + 4);
+          item.replace(0, dash.size(), dash);
+          out->append(item);
+        } else {
+          absl::StrAppend(out, dash, x.type == Value::kMap ? "{}" : "[]", "\n");
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+std::string AppToYaml(const tidal::v1::App& app) {
+  std::string out;
+  Value v = ToValue(app);
+  if (v.map.empty()) return "{}\n";
+  EmitYamlMap(&out, v, 0);
+  return out;
+}
+
+std::string AppToJson(const tidal::v1::App& app) {
+  std::string out;
+  EmitJson(&out, ToValue(app), 0);
+  out.push_back('\n');
+  return out;
+}
+
+}  // namespace tidal::spec
