@@ -2,6 +2,7 @@
 
 #include <boost/asio/error.hpp>
 #include <boost/beast/http/error.hpp>
+#include <iterator>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -35,6 +36,14 @@ std::optional<Rejection> RejectUnreadRequest(boost::system::error_code ec,
     return std::nullopt;
   }
   return Rejection{http::status::bad_request, "bad request\n"};
+}
+
+std::optional<Rejection> RejectUnrelayable(const http::fields& header) {
+  auto te = header.equal_range(http::field::transfer_encoding);
+  if (te.first != te.second && std::next(te.first) != te.second) {
+    return Rejection{http::status::bad_request, "bad request\n"};
+  }
+  return std::nullopt;
 }
 
 Rejection BodyTooLarge() {

@@ -8,6 +8,7 @@
 // Beast).
 
 #include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/fields.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/status.hpp>
 #include <boost/beast/http/verb.hpp>
@@ -42,6 +43,17 @@ struct Rejection {
 // client went away or idled.
 std::optional<Rejection> RejectUnreadRequest(boost::system::error_code ec,
                                              bool timed_out);
+
+// What a client gets whose request header was read but cannot be relayed as
+// it was read: 400 for a Transfer-Encoding split over several fields. The
+// parser reads the body as chunked when the last field ends with chunked,
+// but the message's own framing (what the upstream request would be framed
+// by) reads the first field only: the body would go out raw under a chunked
+// header, and whatever it held would reach the instance as the next request
+// on the connection (request smuggling). One field listing every coding is
+// relayed. nullopt: relay it.
+std::optional<Rejection> RejectUnrelayable(
+    const boost::beast::http::fields& header);
 
 // 413: the request body passed max_body_bytes while it was relayed.
 Rejection BodyTooLarge();

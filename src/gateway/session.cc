@@ -100,6 +100,11 @@ void Session::OnRequestHeader(beast::error_code ec) {
   hold_deadline_ms_ = 0;
   excluded_.clear();
   excluded_hold_.clear();
+  if (auto rejection = RejectUnrelayable(req)) {
+    client_keep_alive_ = false;
+    Respond(std::move(*rejection));
+    return;
+  }
 
   // Route by Host: <app>.<namespace>.<domain>[:port].
   auto host_field = req[http::field::host];

@@ -39,6 +39,9 @@ int Answer(const std::string& bytes, size_t max_header = 0,
     auto r = RejectUnreadRequest(ec, false);
     return r ? static_cast<int>(r->status) : -1;
   }
+  if (auto r = RejectUnrelayable(parser.get())) {
+    return static_cast<int>(r->status);
+  }
   std::string body;
   ec = testing::ReadBody(stream, buf, parser, &body);
   if (ec == http::error::body_limit) {
@@ -73,6 +76,17 @@ TEST(RequestPolicyTest, WhatIsRejectedWithWhichStatus) {
        400},
       {"Content-Length and chunked: 400",
        kGet + "Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+              "3\r\nabc\r\n0\r\n\r\n",
+       400},
+      {"codings in one Transfer-Encoding field",
+       kGet + "Transfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+       0},
+      {"Transfer-Encoding split over two fields: 400",
+       kGet + "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
+              "3\r\nabc\r\n0\r\n\r\n",
+       400},
+      {"Transfer-Encoding: chunked twice: 400",
+       kGet + "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
               "3\r\nabc\r\n0\r\n\r\n",
        400},
       {"Content-Length over the body limit: 413",
