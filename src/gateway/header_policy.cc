@@ -59,9 +59,12 @@ std::string NewRequestId(uint64_t* rng) {
 
 bool PrepareUpstreamRequest(ProxyRequest& req, absl::string_view client_ip,
                             uint64_t* rng) {
-  auto expect = req[http::field::expect];
-  const bool expect_continue = beast::iequals(expect, "100-continue");
-  if (!expect.empty()) req.erase(http::field::expect);
+  const bool expect_continue =
+      beast::iequals(req[http::field::expect], "100-continue");
+  // Every Expect field, empty ones too: an instance that saw "Expect:
+  // 100-continue" (say after an empty first field) would answer 100 Continue,
+  // which the gateway would take for the final response.
+  req.erase(http::field::expect);
   StripHopByHop(req);
   auto xff = req["X-Forwarded-For"];
   if (xff.empty()) {

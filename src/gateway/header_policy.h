@@ -43,7 +43,8 @@ bool ForbiddenTrailer(absl::string_view name);
 std::string NewRequestId(uint64_t* rng);
 
 // Rewrites a client's request header into the one sent to the instance:
-// drops Expect (the gateway answers 100-continue itself) and the hop-by-hop
+// drops every Expect field (the gateway answers 100-continue itself, when the
+// first Expect field asks for it) and the hop-by-hop
 // fields, appends the client's address to X-Forwarded-For (or sets it), sets
 // X-Forwarded-Proto: http, adds an X-Request-Id when there is none (from
 // `rng`), and makes it HTTP/1.1 keep-alive (the upstream connection is

@@ -148,6 +148,19 @@ TEST(HeaderPolicyTest, ExpectIsAnsweredByTheGatewayNotRelayed) {
   }
 }
 
+// An empty Expect field went upstream, and with it any later one: an instance
+// answering "100-continue" there sends a 100 the gateway would relay as the
+// final response. Found by gateway_request_fuzz.
+TEST(HeaderPolicyTest, EveryExpectFieldIsDropped) {
+  uint64_t rng = 1;
+  ProxyRequest req = ParseRequest(
+      "PUT / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nExpect: \r\n"
+      "Expect: 100-continue\r\n\r\n");
+  // Only the first field says whether the gateway answers 100 Continue.
+  EXPECT_FALSE(PrepareUpstreamRequest(req, "127.0.0.1", &rng));
+  EXPECT_FALSE(Has(req, "Expect"));
+}
+
 TEST(HeaderPolicyTest, RequestIdsAreHexAndDiffer) {
   uint64_t rng = 7;
   std::set<std::string> ids;
