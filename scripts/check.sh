@@ -62,7 +62,7 @@ for check in "${checks[@]}"; do
       cxx=$(command -v clang++-14 || command -v clang++)
       configure "$build-fuzz" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER="$cxx" \
         -DTIDAL_FUZZ=ON
-      targets=(spec label_selector units gateway)
+      targets=(spec label_selector units gateway gateway_request)
       cmake --build "$build-fuzz" -j "$jobs" --target "${targets[@]/%/_fuzz}"
       for t in "${targets[@]}"; do
         work="$build-fuzz/corpus/$t"

@@ -5,7 +5,8 @@
 // traffic by revision, holds requests while an app scales from zero
 // (activator), and measures the traffic the scaler acts on.
 //
-// Boost.Beast/Asio stay in gateway.cc (pimpl): include this header freely.
+// Boost.Beast/Asio stay in the gateway's .cc files and internal headers
+// (pimpl): include this header freely.
 
 #include <cstdint>
 #include <functional>

@@ -4,8 +4,9 @@
 // outstanding-request counters and connect windows, immutable per-app route
 // snapshots, and the per-app queue of requests waiting for capacity (activator
 // at zero, every instance at its concurrency limit, or every instance's
-// connect window full).
+// connect window full), and the gateway's table of apps by Host key.
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <deque>
@@ -17,6 +18,8 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/hash/hash.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "gateway/gateway.h"
 #include "gateway/request_metrics.h"
@@ -192,6 +195,40 @@ class AppState {
   // When each revision was last in the route: a revision out of it for
   // longer than the metrics keep samples (15 min) is forgotten.
   std::map<int64_t, int64_t> revision_routed_ns_ ABSL_GUARDED_BY(mu_);
+};
+
+// Every app of a gateway by Host key "<app>.<ns>": an immutable snapshot,
+// split into shards so that adding or removing an app copies one small
+// shard, not the whole table. Readers hold a shared_ptr to a snapshot; the
+// gateway publishes a new one (copy-on-write) per added or removed app.
+struct RouteTable {
+  struct Entry {
+    std::shared_ptr<AppState> state;  // holds the app's current route snapshot
+  };
+  using Shard = absl::flat_hash_map<std::string, Entry>;  // key "<app>.<ns>"
+  static constexpr size_t kShards = 256;
+
+  RouteTable() {
+    auto empty = std::make_shared<const Shard>();
+    shards.fill(empty);
+  }
+  static size_t ShardOf(absl::string_view key) {
+    return absl::Hash<absl::string_view>{}(key) % kShards;
+  }
+  const Entry* Find(absl::string_view key) const {
+    const Shard& shard = *shards[ShardOf(key)];
+    auto it = shard.find(key);
+    return it == shard.end() ? nullptr : &it->second;
+  }
+  template <typename F>
+  void ForEach(F f) const {
+    for (const auto& shard : shards) {
+      for (const auto& [key, entry] : *shard) f(entry);
+    }
+  }
+
+  uint64_t version = 0;
+  std::array<std::shared_ptr<const Shard>, kShards> shards;
 };
 
 uint64_t NextRandom(uint64_t* state);

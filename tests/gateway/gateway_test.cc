@@ -625,6 +625,45 @@ TEST_F(GatewayTest, RejectsOversizedHeadersAndBodies) {
             200);
 }
 
+// A request whose Transfer-Encoding is split over several fields: the
+// gateway's parser reads the body as chunked (the last field says so), and
+// an instance reading the fields as one list would too, but the first field
+// alone does not say chunked. Relayed, the de-chunked body went out raw under
+// a chunked header, and whatever it held (here "0" and a second request)
+// reached the instance as the rest of the connection: a request smuggled
+// past the gateway. Found by gateway_request_fuzz. It gets 400 now.
+TEST_F(GatewayTest, RejectsARequestWithSeveralTransferEncodingFields) {
+  TestUpstream a("a");
+  StartGateway(OneThread());
+  gw_->SetRoute(MakeRoute({Ep(a)}));
+  const std::string inner = absl::StrCat(
+      "0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: ", kHost, "\r\n\r\n");
+  auto post = [&](const std::string& transfer_encoding) {
+    return absl::StrCat("POST /upload HTTP/1.1\r\nHost: ", kHost, "\r\n",
+                        transfer_encoding, "\r\n", absl::Hex(inner.size()),
+                        "\r\n", inner, "\r\n0\r\n\r\n");
+  };
+  {
+    Client c(port());
+    boost::asio::write(
+        c.socket(),
+        boost::asio::buffer(
+            post("Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n")));
+    std::string raw = ReadUntilClose(c);
+    EXPECT_EQ(raw.rfind("HTTP/1.1 400 ", 0), 0u) << raw;
+  }
+  EXPECT_EQ(a.requests(), 0);
+  // The same codings in one field: relayed, the body intact.
+  Client c(port());
+  boost::asio::write(
+      c.socket(),
+      boost::asio::buffer(post("Transfer-Encoding: gzip, chunked\r\n")));
+  Reply r = ReadReply(c);
+  ASSERT_EQ(r.status, 200) << r.error;
+  EXPECT_EQ(r.body, absl::StrCat(inner.size(), " ", Sum(inner)));
+  EXPECT_EQ(a.requests(), 1);
+}
+
 TEST_F(GatewayTest, SpreadsLoadAcrossInstances) {
   TestUpstream a("a"), b("b"), c("c");
   StartGateway();

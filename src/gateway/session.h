@@ -1,0 +1,186 @@
+#pragma once
+
+// Session: one client connection of the gateway, as a state machine on its
+// worker's thread. Reads a request header (request_policy.h: limits and
+// rejections), routes it by Host, leases an instance from the app
+// (AppState: at once, or held in the app's queue by the activator until one
+// can take it), connects or takes a pooled connection (upstream_pool.h:
+// reuse, connect stall, delivery checks), forwards the header rewritten by
+// header_policy.h and streams the body, then streams the response back
+// (body_out.h frames both bodies), and reads the next request on a
+// keep-alive connection. Internal to the gateway.
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/serializer.hpp>
+#include <boost/beast/http/status.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "gateway/body_out.h"
+#include "gateway/clocks.h"
+#include "gateway/gateway.h"
+#include "gateway/request_metrics.h"
+#include "gateway/request_policy.h"
+#include "gateway/route_table.h"
+#include "gateway/upstream_pool.h"
+
+namespace tidal::gateway {
+
+struct Worker;
+
+// One client connection: reads requests, routes each, relays it to an
+// instance and the response back, streaming both bodies through fixed
+// 64 KiB buffers. Runs on its worker's thread only; Dispatch() (activator,
+// concurrency queue) posts back to it.
+class Session : public Waiter, public std::enable_shared_from_this<Session> {
+ public:
+  Session(Worker* w, boost::asio::ip::tcp::socket socket);
+  ~Session() override;
+
+  // Registers with the worker and reads the first request.
+  void Start();
+
+  // Waiter: posts the lease (or null: the app is gone) to the session's
+  // thread.
+  void Dispatch(std::shared_ptr<EndpointState> lease) override;
+
+  // When the worker's sweep calls OnDeadline (monotonic ms; 0: none).
+  int64_t deadline_ms() const { return deadline_ms_; }
+  void OnDeadline();
+
+ private:
+  enum class Phase {
+    kReadHeader,
+    kQueued,
+    kConnect,
+    kSendRequest,
+    kAwaitResponse,
+    kRelayResponse,
+    kRespond,
+    kClosed
+  };
+
+  void SetDeadline(absl::Duration d) {
+    deadline_ms_ = MonoMs() + absl::ToInt64Milliseconds(d);
+  }
+
+  void ReadRequest();
+  void OnRequestHeader(boost::system::error_code ec);
+  void Acquire(bool retry = false);
+  void OnDispatched(std::shared_ptr<EndpointState> lease);
+  void OnLease(std::shared_ptr<EndpointState> lease);
+  void OnConnect(boost::system::error_code ec);
+  void OnConnectDeadline();
+  void CheckDelivery();
+  void Stall();
+  void SettleAttempt(AppState::Attempt how);
+  int64_t HoldDeadlineOr(int64_t ms) const {
+    return gateway::HoldDeadlineOr(hold_deadline_ms_, ms);
+  }
+  void UpstreamFailed(bool connect_failure);
+  void SendRequest();
+  void RelayRequestStep();
+  void WriteRequest(const char* data, size_t n, bool last);
+  void OnRequestWritten(boost::system::error_code ec);
+  void ReadResponseHeader();
+  void OnResponseHeader(boost::system::error_code ec);
+  void RelayResponseStep();
+  void WriteResponse(const char* data, size_t n, bool last);
+  void OnResponseWritten(boost::system::error_code ec);
+  void FinishExchange();
+  void Respond(boost::beast::http::status status, std::string body,
+               bool retry_after = false);
+  void Respond(Rejection rejection);
+  // Ends the attempt on the leased instance; `status` is what its revision's
+  // metrics record for it (0: not counted as a response).
+  void ReleaseLease(int status);
+  void FinishMetrics(int status);
+  void Abort();
+  void CloseClient();
+  // While the request waits for an instance (queued, connecting, awaiting
+  // the response), watches the client connection: a client that hangs up
+  // (EOF or reset) ends the exchange at once, closing the upstream
+  // connection and releasing the lease, instead of holding both until the
+  // response timeout.
+  void WatchClient();
+  void StopWatchingClient();
+  void OnClientReadable(boost::system::error_code ec, uint64_t gen);
+
+  Worker* const w_;
+  const GatewayOptions& opts_;
+  boost::asio::ip::tcp::socket client_;
+  boost::asio::ip::tcp::socket upstream_;
+  std::string client_ip_;
+  std::list<Session*>::iterator self_it_;
+  int64_t deadline_ms_ = 0;
+  Phase phase_ = Phase::kReadHeader;
+  bool timed_out_ = false;
+  // The connect path (slow start, EndpointState::unconfirmed). A request that
+  // waited in the app's queue keeps its queue deadline while it is queued
+  // again or connecting: it gets an answer by then at the latest.
+  int64_t hold_deadline_ms_ = 0;  // 0: never queued
+  int64_t connect_start_ms_ = 0;
+  int64_t connect_deadline_ms_ = 0;
+  int64_t response_deadline_ms_ = 0;
+  bool unconfirmed_ = false;  // the lease's attempt is not settled yet
+  bool stalled_ = false;      // upstream_ closed because the connect stalled
+  bool watching_client_ = false;
+  uint64_t watch_gen_ = 0;
+
+  boost::beast::flat_buffer cbuf_;
+  boost::beast::flat_buffer ubuf_;
+  std::optional<
+      boost::beast::http::request_parser<boost::beast::http::buffer_body>>
+      req_parser_;
+  std::optional<
+      boost::beast::http::serializer<true, boost::beast::http::buffer_body>>
+      req_sr_;
+  std::optional<
+      boost::beast::http::response_parser<boost::beast::http::buffer_body>>
+      res_parser_;
+  std::optional<
+      boost::beast::http::serializer<false, boost::beast::http::buffer_body>>
+      res_sr_;
+  std::unique_ptr<boost::beast::http::response<boost::beast::http::string_body>>
+      gen_res_;
+  std::unique_ptr<char[]> req_buf_;
+  std::unique_ptr<char[]> res_buf_;
+  BodyOut req_out_;
+  BodyOut res_out_;
+
+  // Per request.
+  std::string host_;
+  std::shared_ptr<AppState> app_;
+  std::shared_ptr<const AppRoute> route_;
+  std::shared_ptr<EndpointState> lease_;
+  std::vector<const EndpointState*> excluded_;
+  std::vector<std::shared_ptr<EndpointState>> excluded_hold_;
+  std::shared_ptr<TrafficMetrics> rev_metrics_;
+  int64_t start_ns_ = 0;
+  int64_t rev_start_ns_ = 0;
+  bool app_started_ = false;
+  bool client_keep_alive_ = false;
+  bool upstream_keep_alive_ = false;
+  bool idempotent_ = false;
+  bool is_head_ = false;
+  bool expect_continue_ = false;
+  bool body_started_ = false;
+  bool reused_ = false;
+  bool response_started_ = false;
+  bool request_sent_ = false;   // the request's last byte went upstream
+  bool response_sent_ = false;  // the response's last byte went to the client
+  int attempts_ = 0;
+  int status_ = 0;
+  int client_version_ = 11;
+};
+
+}  // namespace tidal::gateway

@@ -1,0 +1,57 @@
+#pragma once
+
+// One I/O thread of the gateway: its io_context, its SO_REUSEPORT acceptor
+// (client connections within the connection budget, a 503 beyond it, a short
+// pause after EMFILE and the like), its pool of idle upstream connections,
+// its sessions and the sweep that fires their deadlines. Everything here is
+// touched only by the worker's thread, except `ioc` (post from anywhere).
+// Internal to the gateway.
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <thread>
+
+#include "gateway/gateway_impl.h"
+#include "gateway/route_table.h"
+#include "gateway/upstream_pool.h"
+
+namespace tidal::gateway {
+
+class Session;
+
+struct Worker {
+  Worker(Gateway::Impl* gw, int index);
+
+  // The current route table (refreshed when the gateway published a new
+  // one).
+  const RouteTable& Table();
+  void Accept();
+  void OnAccept(boost::system::error_code ec,
+                boost::asio::ip::tcp::socket socket);
+  // Every kSweepMs: fires due session deadlines, expires idle upstream
+  // connections.
+  void Sweep();
+
+  Gateway::Impl* const gw;
+  const int index;
+  std::list<Session*> sessions;  // declared before ioc: sessions die with it
+  boost::asio::io_context ioc{1};
+  boost::asio::ip::tcp::acceptor acceptor{ioc};
+  boost::asio::steady_timer sweep_timer{ioc};
+  boost::asio::steady_timer accept_timer{ioc};  // backoff after EMFILE &c.
+  int64_t accept_error_logged_ms = 0;
+  uint64_t accept_errors_unlogged = 0;
+  int64_t refused_logged_ms = 0;
+  uint64_t refused_unlogged = 0;
+  UpstreamPool pool;
+  std::shared_ptr<const RouteTable> table;
+  uint64_t table_version = ~uint64_t{0};
+  uint64_t rng;
+  std::thread thread;
+};
+
+}  // namespace tidal::gateway
