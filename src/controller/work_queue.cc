@@ -121,7 +121,14 @@ std::optional<std::string> WorkQueue::Get() {
 void WorkQueue::Done(const std::string& key) {
   absl::MutexLock lock(&mu_);
   processing_.erase(key);
-  if (dirty_.contains(key) && !shutdown_) queue_.push_back(key);
+  if (!dirty_.contains(key)) return;
+  // Added again while it was processed: queue it, unless the queue is shut
+  // down; then forget it, or an Add after Resume would think it queued.
+  if (shutdown_) {
+    dirty_.erase(key);
+  } else {
+    queue_.push_back(key);
+  }
 }
 
 void WorkQueue::ShutDown() {

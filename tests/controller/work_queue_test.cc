@@ -169,5 +169,22 @@ TEST(WorkQueueTest, ShutDownUnblocksGet) {
   t.join();
 }
 
+// A key added again while a worker held it, when the queue shuts down
+// before the worker is done: after Resume, adding it must queue it (the
+// controller's restart after a stop lost every app this way).
+TEST(WorkQueueTest, KeyDirtyAtShutDownIsQueuedAgainAfterResume) {
+  WorkQueue q;
+  q.Add("a");
+  ASSERT_EQ(*q.Get(), "a");
+  q.Add("a");  // changed while processed
+  q.ShutDown();
+  q.Done("a");
+  EXPECT_EQ(q.Len(), 0u);
+  q.Resume();
+  q.Add("a");
+  EXPECT_EQ(q.Len(), 1u);
+  EXPECT_EQ(*q.Get(), "a");
+}
+
 }  // namespace
 }  // namespace tidal

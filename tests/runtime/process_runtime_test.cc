@@ -16,6 +16,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "fakes/free_port.h"
 #include "gtest/gtest.h"
 #include "runtime/instance_record.pb.h"
 #include "runtime/test_util.h"
@@ -24,6 +25,7 @@ namespace tidal {
 namespace {
 
 using testing::Eventually;
+using testing::FreeLoopbackPort;
 using testing::HttpConn;
 using testing::HttpGet;
 using testing::ReadFile;
@@ -237,13 +239,15 @@ TEST_F(ProcessRuntimeTest, StartBeyondALimitSaysWhy) {
   // One port in the range, held by the first instance.
   rt_->Shutdown(true);
   o = Options();
-  o.port_min = o.port_max = 39998;
+  const int port = FreeLoopbackPort();
+  ASSERT_NE(port, 0);
+  o.port_min = o.port_max = port;
   rt_ = std::make_unique<ProcessRuntime>(o);
   ASSERT_TRUE(rt_->Start(Shell("exec sleep 100")).ok());
   auto second = rt_->Start(Shell("exec sleep 100"));
   EXPECT_EQ(second.status().code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_TRUE(
-      absl::StrContains(second.status().message(), "no free port in 39998"))
+  EXPECT_TRUE(absl::StrContains(second.status().message(),
+                                absl::StrCat("no free port in ", port)))
       << second.status();
   // Nothing is left of the refused starts: no record, FIFO or cgroup.
   EXPECT_EQ(rt_->List().size(), 1u);
