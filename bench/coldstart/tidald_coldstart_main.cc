@@ -92,11 +92,16 @@ double Percentile(std::vector<double> v, double q) {
 
 int main(int argc, char** argv) {
   int runs = 20;
+  // --tidald-flag F (repeatable) is passed to tidald, e.g. to compare
+  // `--instance-cgroup off` with the default.
+  std::vector<std::string> tidald_flags = {"--stop-instances-on-exit"};
   for (int i = 1; i + 1 < argc; i += 2) {
     if (std::string(argv[i]) == "--runs") absl::SimpleAtoi(argv[i + 1], &runs);
+    if (std::string(argv[i]) == "--tidald-flag")
+      tidald_flags.push_back(argv[i + 1]);
   }
   TempDir dir;
-  Daemon daemon(dir.path(), {"--stop-instances-on-exit"});
+  Daemon daemon(dir.path(), tidald_flags);
   if (!daemon.Start()) {
     std::cerr << "tidald did not start; see " << daemon.log_path() << "\n";
     return 1;
