@@ -26,8 +26,16 @@ configure() {  # DIR, extra cmake args...
 # The concurrent components' test binaries (TSan): store, work queue,
 # gateway, runtime. gRPC's and Abseil's Debian builds are not instrumented;
 # scripts/tsan.supp lists what TSan cannot see through them.
-# Tests that assert a speed bar: meaningless under a sanitizer's slowdown.
-timing_tests='IsFast'
+# Tests that assert a speed or memory bar: meaningless under a sanitizer's
+# slowdown and ASan's quarantine of freed memory (RSS grows by design).
+timing_tests='IsFast|BoundedMemory'
+# Under UBSan: a test that runs tidald out of file descriptors on purpose.
+# UBSan's vptr check asks the kernel whether memory is readable through a
+# pipe(2); with no descriptor left the pipe fails and it reports "invalid
+# vptr ... memory cannot be printed" on a shared_ptr's control block, then
+# halts tidald (seen on 2026-12-03; the same test passes in the Release
+# build and the TSan build).
+asan_excluded='TheApiAnswersAgainAfterDescriptorsRunOut'
 tsan_targets=(sqlite_store_test controller_test gateway_test activator_test process_runtime_test)
 tsan_tests='^(SqliteStoreTest|Sqlite/StoreConformanceTest|WorkQueueTest|ControllerTest|GatewayTest|ActivatorTest|ProcessRuntimeTest)\.'
 
@@ -48,7 +56,7 @@ for check in "${checks[@]}"; do
       UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
       LSAN_OPTIONS=suppressions=$PWD/scripts/lsan.supp \
         ctest --test-dir "$build-asan" --output-on-failure -j "$jobs" --timeout 900 \
-        -E "$timing_tests"
+        -E "$timing_tests|$asan_excluded"
       ;;
     tsan)
       configure "$build-tsan" -DCMAKE_BUILD_TYPE=Release \
