@@ -24,6 +24,7 @@
 #include "deployer/revisions.h"
 #include "fakes/fake_clock.h"
 #include "fakes/fake_runtime.h"
+#include "fakes/forwarding_runtime.h"
 #include "fakes/memory_store.h"
 #include "store/keys.h"
 
@@ -158,38 +159,20 @@ void PrintTo(const TableRow& r, std::ostream* os) { *os << r.name; }
 
 // The runtime as the reconciler sees it: the FakeRuntime, with every Start
 // and Stop recorded.
-class RecordingRuntime : public Runtime {
+class RecordingRuntime : public testing::ForwardingRuntime {
  public:
-  explicit RecordingRuntime(testing::FakeRuntime* base) : base_(base) {}
+  using ForwardingRuntime::ForwardingRuntime;
   absl::StatusOr<Instance> Start(const InstanceRequest& req) override {
     starts.push_back(req);
-    return base_->Start(req);
+    return ForwardingRuntime::Start(req);
   }
   absl::Status Stop(const std::string& id, absl::Duration grace) override {
     stops.push_back(id);
-    return base_->Stop(id, grace);
-  }
-  std::vector<Instance> List(const std::string& ns = "",
-                             const std::string& app = "") override {
-    return base_->List(ns, app);
-  }
-  void SetListener(Listener listener) override {
-    base_->SetListener(std::move(listener));
-  }
-  absl::Status Adopt() override { return base_->Adopt(); }
-  absl::StatusOr<std::unique_ptr<LogStream>> OpenLogs(
-      const std::string& id, const LogOptions& options) override {
-    return base_->OpenLogs(id, options);
-  }
-  void Shutdown(bool stop_instances) override {
-    base_->Shutdown(stop_instances);
+    return ForwardingRuntime::Stop(id, grace);
   }
 
   std::vector<InstanceRequest> starts;
   std::vector<std::string> stops;
-
- private:
-  testing::FakeRuntime* const base_;
 };
 
 // What a reconciler is made of.
@@ -201,8 +184,7 @@ struct Deps {
   AppReconciler::Options options;
 };
 
-// The one place that builds the reconciler under test (its constructor is
-// about to take the planner, route sink and deployer).
+// The one place that builds the reconciler under test.
 std::unique_ptr<AppReconciler> MakeReconciler(const Deps& d) {
   return std::make_unique<AppReconciler>(d.store, d.runtime, d.events, d.clock,
                                          d.options);

@@ -183,8 +183,7 @@ struct Deps {
   WebhookSender* webhooks;
 };
 
-// The one place that builds the deployer under test (its constructor is
-// about to take the notification outbox).
+// The one place that builds the deployer under test.
 std::unique_ptr<Deployer> MakeDeployer(const Deps& d) {
   return std::make_unique<Deployer>(d.store, d.clock, d.metrics, d.webhooks);
 }

@@ -14,6 +14,7 @@
 #include "fakes/fake_clock.h"
 #include "fakes/fake_metrics.h"
 #include "fakes/fake_runtime.h"
+#include "fakes/forwarding_runtime.h"
 #include "fakes/memory_store.h"
 #include "store/keys.h"
 
@@ -64,23 +65,18 @@ class FakeRoutes : public RouteSink {
 
 // The FakeRuntime, with Instance.reason/message overridden per instance (a
 // runtime's never-ready marks, runtime.h).
-class MarkingRuntime : public Runtime {
+class MarkingRuntime : public testing::ForwardingRuntime {
  public:
-  explicit MarkingRuntime(testing::FakeRuntime* base) : base_(base) {}
+  explicit MarkingRuntime(testing::FakeRuntime* base)
+      : ForwardingRuntime(base) {}
   void Mark(const std::string& id, const std::string& reason,
             const std::string& message) {
     absl::MutexLock l(&mu_);
     marks_[id] = {reason, message};
   }
-  absl::StatusOr<Instance> Start(const InstanceRequest& req) override {
-    return base_->Start(req);
-  }
-  absl::Status Stop(const std::string& id, absl::Duration grace) override {
-    return base_->Stop(id, grace);
-  }
   std::vector<Instance> List(const std::string& ns = "",
                              const std::string& app = "") override {
-    std::vector<Instance> out = base_->List(ns, app);
+    std::vector<Instance> out = ForwardingRuntime::List(ns, app);
     absl::MutexLock l(&mu_);
     for (auto& i : out) {
       auto it = marks_.find(i.id());
@@ -90,20 +86,8 @@ class MarkingRuntime : public Runtime {
     }
     return out;
   }
-  void SetListener(Listener listener) override {
-    base_->SetListener(std::move(listener));
-  }
-  absl::Status Adopt() override { return base_->Adopt(); }
-  absl::StatusOr<std::unique_ptr<LogStream>> OpenLogs(
-      const std::string& id, const LogOptions& options) override {
-    return base_->OpenLogs(id, options);
-  }
-  void Shutdown(bool stop_instances) override {
-    base_->Shutdown(stop_instances);
-  }
 
  private:
-  testing::FakeRuntime* const base_;
   absl::Mutex mu_;
   std::map<std::string, std::pair<std::string, std::string>> marks_
       ABSL_GUARDED_BY(mu_);

@@ -202,8 +202,7 @@ class WebhookReceiver {
     while ((end = buf.find("\r\n\r\n")) == std::string::npos)
       if (!ReadMore(c, &buf)) return;
     Request r;
-    std::vector<std::string> lines =
-        absl::StrSplit(buf.substr(0, end), "\r\n");
+    std::vector<std::string> lines = absl::StrSplit(buf.substr(0, end), "\r\n");
     std::vector<std::string> first = absl::StrSplit(lines[0], ' ');
     if (first.size() >= 2) {
       r.method = first[0];
@@ -505,8 +504,8 @@ TEST_F(RolloutE2ETest, Kill9DuringBatchThreeResumes) {
           next_ask = absl::Now() + absl::Milliseconds(200);
           std::string j = AppJson("resume");
           if (!j.empty() && JsonInt(j, "observedGeneration") > 0)
-            min_ready = std::min(
-                min_ready, static_cast<int>(JsonInt(j, "readyReplicas")));
+            min_ready = std::min(min_ready,
+                                 static_cast<int>(JsonInt(j, "readyReplicas")));
         }
         return v2 == 10 && v1 == 0;
       },
@@ -542,12 +541,11 @@ TEST_F(RolloutE2ETest, WebhookGatesAndNotifications) {
     maxUnavailable: "0"
     progressDeadline: 60s
 )";
-  auto hook = [&](const std::string& name, const std::string& type,
-                  int status, bool signed_) {
+  auto hook = [&](const std::string& name, const std::string& type, int status,
+                  bool signed_) {
     return absl::StrCat("  - {name: ", name, ", type: ", type, ", url: \"",
                         rx.Url(status), "\", timeout: 2s, retries: 1",
-                        signed_ ? ", secret: " + secret : std::string(),
-                        "}\n");
+                        signed_ ? ", secret: " + secret : std::string(), "}\n");
   };
   auto r = Apply(AppYaml("hooks", 2, marker_, "v1", "", batch), true);
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
@@ -555,11 +553,11 @@ TEST_F(RolloutE2ETest, WebhookGatesAndNotifications) {
   EXPECT_TRUE(rx.requests().empty());
 
   // (a) pre-rollout answers 500: the release fails before any new instance.
-  r = Apply(AppYaml("hooks", 2, marker_, "v2", "",
-                    batch + "  webhooks:\n" +
-                        hook("gate", "pre-rollout", 500, true) +
-                        hook("chat", "rollback", 200, false)),
-            true);
+  r = Apply(
+      AppYaml("hooks", 2, marker_, "v2", "",
+              batch + "  webhooks:\n" + hook("gate", "pre-rollout", 500, true) +
+                  hook("chat", "rollback", 200, false)),
+      true);
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
   EXPECT_TRUE(absl::StrContains(r.err, "PreRolloutWebhookFailed")) << r.err;
   EXPECT_TRUE(absl::StrContains(r.err, "answered 500")) << r.err;
@@ -577,13 +575,14 @@ TEST_F(RolloutE2ETest, WebhookGatesAndNotifications) {
   EXPECT_TRUE(absl::StrContains(rb.body, "\"type\":\"rollback\"")) << rb.body;
   EXPECT_TRUE(absl::StrContains(rb.body, "\"app\":\"hooks\"")) << rb.body;
   EXPECT_TRUE(absl::StrContains(rb.body, "\"toRevision\":2")) << rb.body;
-  EXPECT_TRUE(absl::StrContains(rb.body, "\"reason\":\"PreRolloutWebhookFailed\""))
+  EXPECT_TRUE(
+      absl::StrContains(rb.body, "\"reason\":\"PreRolloutWebhookFailed\""))
       << rb.body;
   EXPECT_EQ(rb.headers.count("x-tidal-signature"), 0u);  // no secret
   auto status = Ctl({"rollout", "status", "hooks"});
   EXPECT_EQ(status.exit_code, 1);
-  EXPECT_TRUE(absl::StrContains(status.out + status.err,
-                                "PreRolloutWebhookFailed"))
+  EXPECT_TRUE(
+      absl::StrContains(status.out + status.err, "PreRolloutWebhookFailed"))
       << status.out << status.err;
   // The old revision keeps serving; no new instance ran.
   EXPECT_EQ(Count("v2"), 0);
@@ -595,13 +594,13 @@ TEST_F(RolloutE2ETest, WebhookGatesAndNotifications) {
   EXPECT_TRUE(rx.Of("post-rollout").empty());
 
   // (b) the gates answer 200: the release goes out.
-  r = Apply(AppYaml("hooks", 2, marker_, "v3", "",
-                    batch + "  webhooks:\n" +
-                        hook("gate", "pre-rollout", 200, true) +
-                        hook("ci", "confirm-promotion", 200, true) +
-                        hook("chat", "rollback", 200, false) +
-                        hook("done", "post-rollout", 200, true)),
-            true);
+  r = Apply(
+      AppYaml("hooks", 2, marker_, "v3", "",
+              batch + "  webhooks:\n" + hook("gate", "pre-rollout", 200, true) +
+                  hook("ci", "confirm-promotion", 200, true) +
+                  hook("chat", "rollback", 200, false) +
+                  hook("done", "post-rollout", 200, true)),
+      true);
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err << Describe("hooks");
   ASSERT_TRUE(Eventually([&] { return !rx.Of("post-rollout").empty(); },
                          absl::Seconds(10)));

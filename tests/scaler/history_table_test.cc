@@ -471,8 +471,8 @@ TEST(BehaviorHistoryTable, UserBehaviorBindsTidalAndKpa) {
     Outcome held = Replay(algorithm, surge, {});
     EXPECT_EQ(held.last.desired_replicas, base + 2) << held.last.reason;
     // Held at the last tick, or held earlier and unchanged since.
-    const bool says = held.last.reason.find("held by behavior.scaleUp") !=
-                      std::string::npos;
+    const bool says =
+        held.last.reason.find("held by behavior.scaleUp") != std::string::npos;
     EXPECT_TRUE(says) << held.last.reason;
 
     // Only scaleDown set: scale-up is as free as without behavior.
@@ -488,11 +488,11 @@ TEST(BehaviorHistoryTable, UserBehaviorBindsTidalAndKpa) {
         Replay(algorithm, Row{"top", nullptr, {{70, 140}}, 20, 0, -1, true, 20},
                {})
             .last.desired_replicas;
-    ASSERT_EQ(Replay(algorithm,
-                     Row{"steady", nullptr, {{70, 140}}, top, 0, -1, true, top},
-                     {})
-                  .last.desired_replicas,
-              top);
+    ASSERT_EQ(
+        Replay(algorithm,
+               Row{"steady", nullptr, {{70, 140}}, top, 0, -1, true, top}, {})
+            .last.desired_replicas,
+        top);
     Row drop{"drop", nullptr, {{70, 140}, {60, 14}}, top, 0, -1, true, top};
     const int32_t free_down = Replay(algorithm, drop, {}).last.desired_replicas;
     ASSERT_LE(free_down, top - 2);
