@@ -39,4 +39,36 @@ inline std::string ScalerStateKey(const std::string& ns,
   return absl::StrCat("/scaler/", ns, "/", app);
 }
 
+// Highly available mode (docs/ha.md, proto/tidal/v1/ha.proto).
+inline std::string LeaderKey() { return "/tidal/leader"; }
+inline std::string NodePrefix() { return "/nodes/"; }
+inline std::string Node(const std::string& node) {
+  return absl::StrCat("/nodes/", node);
+}
+inline std::string AssignmentPrefix() { return "/assign/"; }
+inline std::string AssignmentPrefix(const std::string& node) {
+  return absl::StrCat("/assign/", node, "/");
+}
+inline std::string Assignment(const std::string& node, const std::string& id) {
+  return absl::StrCat("/assign/", node, "/", id);
+}
+// Instance status records, written by the node that runs the instance.
+inline std::string InstancePrefix() { return "/instances/"; }
+inline std::string InstancePrefix(const std::string& node) {
+  return absl::StrCat("/instances/", node, "/");
+}
+inline std::string Instance(const std::string& node, const std::string& id) {
+  return absl::StrCat("/instances/", node, "/", id);
+}
+// Traffic (proto/tidal/v1/traffic.proto).
+inline std::string RoutePrefix() { return "/routes/"; }
+inline std::string Route(const std::string& ns, const std::string& app) {
+  return absl::StrCat("/routes/", ns, "/", app);
+}
+inline std::string DemandPrefix() { return "/demand/"; }
+inline std::string MetricsPrefix() { return "/metrics/"; }
+inline std::string Metrics(const std::string& node) {
+  return absl::StrCat("/metrics/", node);
+}
+
 }  // namespace tidal::keys
