@@ -223,4 +223,31 @@ v1::VersionResponse TidalService::Version() const {
   return v;
 }
 
+absl::StatusOr<v1::GetClusterResponse> TidalService::GetCluster(
+    const v1::GetClusterRequest&) {
+  v1::GetClusterResponse resp;
+  resp.set_ha(impl_->options.ha);
+  resp.set_answered_by(impl_->options.node_name);
+  if (!impl_->options.ha) return resp;
+  Store* store = impl_->store;
+  auto leader = store->Get(keys::LeaderKey());
+  if (leader.ok()) {
+    if (!resp.mutable_leader()->ParseFromString(leader->value)) {
+      return absl::DataLossError(absl::StrCat(
+          "the leader record at ", keys::LeaderKey(), " cannot be decoded"));
+    }
+    resp.set_fencing_token(leader->create_version);
+  } else if (!absl::IsNotFound(leader.status())) {
+    return leader.status();
+  }
+  ASSIGN_OR_RETURN(ListResult nodes, store->List(keys::NodePrefix()));
+  for (const KeyValue& kv : nodes.items) {
+    if (!resp.add_nodes()->ParseFromString(kv.value)) {
+      return absl::DataLossError(
+          absl::StrCat("the node record at ", kv.key, " cannot be decoded"));
+    }
+  }
+  return resp;
+}
+
 }  // namespace tidal

@@ -35,6 +35,10 @@ struct ServiceOptions {
   std::string store_name =
       "sqlite";  // Version(): which store backs this tidald
   std::string runtime_name = "process";  // Version(): which runtime
+  // GetCluster(): whether this tidald is one node of a highly available
+  // control plane (the etcd store; docs/ha.md), and its node name.
+  bool ha = false;
+  std::string node_name;
   int apply_attempts =
       5;  // whole-apply retries on a concurrent writer's conflict
   // How often Watch and Logs(follow) look for cancellation and new data.
@@ -74,6 +78,10 @@ class TidalService {
   absl::StatusOr<v1::ListEventsResponse> ListEvents(
       const v1::ListEventsRequest& req);
   v1::VersionResponse Version() const;
+  // The leader and the nodes, read from the store (HA), or this tidald
+  // alone (single node).
+  absl::StatusOr<v1::GetClusterResponse> GetCluster(
+      const v1::GetClusterRequest& req);
   absl::StatusOr<v1::App> Scale(const v1::ScaleRequest& req);
   absl::StatusOr<v1::TopResponse> Top(const v1::TopRequest& req);
   absl::StatusOr<v1::App> Rollout(const v1::RolloutRequest& req);

@@ -59,6 +59,11 @@ class GrpcTidal final : public v1::Tidal::Service {
     *resp = s_->Version();
     return grpc::Status::OK;
   }
+  grpc::Status GetCluster(grpc::ServerContext*,
+                          const v1::GetClusterRequest* req,
+                          v1::GetClusterResponse* resp) override {
+    return Reply(s_->GetCluster(*req), resp);
+  }
   grpc::Status Scale(grpc::ServerContext*, const v1::ScaleRequest* req,
                      v1::App* resp) override {
     return Reply(s_->Scale(*req), resp);

@@ -47,6 +47,10 @@ int WaitForRollout(Context& ctx, const std::string& name, int64_t generation,
 // `get revisions APP`: args = {"revisions", APP}.
 int GetRevisions(Context& ctx, const std::vector<std::string>& args,
                  const std::string& output);
+// `get leader` and `get nodes` (cluster_commands.cc): args = {"leader"} or
+// {"nodes"}.
+int GetCluster(Context& ctx, const std::vector<std::string>& args,
+               const std::string& output);
 
 // Resolves global flags (ctx.Prepare()), runs `body` and stores its exit
 // code in ctx.exit_code; a failing Prepare is a usage error.

@@ -315,12 +315,16 @@ int DoGet(Context& ctx, const GetFlags& f) {
                           f.args[0] == "rev")) {
     return GetRevisions(ctx, f.args, f.output);  // rollout_commands.cc
   }
+  if (!f.args.empty() && (f.args[0] == "leader" || f.args[0] == "nodes" ||
+                          f.args[0] == "node")) {
+    return GetCluster(ctx, f.args, f.output);  // cluster_commands.cc
+  }
   Kind kind;
   if (f.args.empty() || !ParseKind(f.args[0], &kind)) {
     return ctx.Error(absl::StrCat(f.args.empty() ? "get: what? "
                                                  : "get: unknown type \"" +
                                                        f.args[0] + "\"; ",
-                                  "use apps, instances or events"),
+                                  "use apps, instances, events, revisions, leader or nodes"),
                      kExitUsage);
   }
   if (f.args.size() > 2)
@@ -404,7 +408,8 @@ void AddGetCommands(CLI::App& root, Context& ctx) {
   CLI::App* get =
       root.add_subcommand("get",
                           "List apps, instances or events: get apps|app [NAME] "
-                          "| instances [APP] | events [APP]");
+                          "| instances [APP] | events [APP] | revisions APP "
+                          "| leader | nodes");
   get->add_option("args", gf->args, "TYPE [NAME]")->required();
   get->add_flag("-A,--all-namespaces", gf->all_namespaces, "every namespace");
   get->add_option("-l,--selector", gf->selector,

@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -115,6 +116,76 @@ int64_t DefaultGatewayMaxConnections(int64_t fd_limit) {
   int64_t reserve = std::max<int64_t>(128, fd_limit / 4);
   return std::max<int64_t>(16, fd_limit - reserve);
 }
+
+namespace {
+
+bool IsWildcard(const std::string& host) {
+  return host.empty() || host == "0.0.0.0" || host == "::" || host == "[::]";
+}
+
+absl::Status MakeHaOptions(const DaemonFlags& flags,
+                           const std::pair<std::string, int>& gateway,
+                           DaemonConfig* c) {
+  HaOptions& ha = c->ha;
+  ha.enabled = true;
+  ha.node = flags.node_name;
+  if (ha.node.empty()) {
+    char host[256] = {};
+    if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == 0) {
+      return FlagError("--node-name", "not given and no host name to use");
+    }
+    ha.node = host;
+  }
+  for (char ch : ha.node) {
+    if (!(absl::ascii_isalnum(ch) || ch == '-' || ch == '.' || ch == '_')) {
+      return FlagError("--node-name",
+                       absl::StrCat("\"", ha.node,
+                                    "\" may hold only letters, digits, '-', "
+                                    "'.' and '_'"));
+    }
+  }
+  ha.advertise_address = flags.advertise_address;
+  if (ha.advertise_address.empty()) {
+    if (IsWildcard(gateway.first)) {
+      return FlagError("--advertise-address",
+                       "required with the etcd store when --gateway-listen is "
+                       "a wildcard address: the address other nodes reach "
+                       "this one at");
+    }
+    ha.advertise_address = gateway.first;
+  }
+  auto api = SplitHostPort(flags.listen, "listen");
+  if (!api.ok()) return api.status();
+  ha.api_address =
+      absl::StrCat(IsWildcard(api->first) ? ha.advertise_address : api->first,
+                   ":", api->second);
+  ASSIGN_OR_RETURN(ha.election_ttl,
+                   PositiveDurationFlag("--election-ttl", flags.election_ttl));
+  if (ha.election_ttl < absl::Seconds(2)) {
+    return FlagError("--election-ttl",
+                     "must be at least 2s (etcd's shortest lease)");
+  }
+  ASSIGN_OR_RETURN(
+      ha.node_lost_timeout,
+      PositiveDurationFlag("--node-lost-timeout", flags.node_lost_timeout));
+  if (ha.node_lost_timeout <= ha.election_ttl) {
+    c->warnings.push_back(
+        "--node-lost-timeout is not longer than --election-ttl: a node whose "
+        "tidald restarts may have its instances replaced before it is back");
+  }
+  if (flags.etcd_compact_keep < 0) {
+    return FlagError("--etcd-compact-keep", "must be >= 0 (0 = no compaction)");
+  }
+  ha.compact_keep = flags.etcd_compact_keep;
+  ASSIGN_OR_RETURN(ha.compact_interval,
+                   PositiveDurationFlag("--etcd-compact-interval",
+                                        flags.etcd_compact_interval));
+  // Instances listen where other nodes reach them.
+  c->runtime.host = ha.advertise_address;
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 absl::StatusOr<DaemonConfig> MakeDaemonConfig(const DaemonFlags& flags,
                                               int64_t fd_limit) {
@@ -280,6 +351,11 @@ absl::StatusOr<DaemonConfig> MakeDaemonConfig(const DaemonFlags& flags,
     return FlagError("--resync", std::string(resync.status().message()));
   }
   c.resync = absl::Milliseconds(*resync);
+
+  // Highly available mode.
+  if (c.store_name == "etcd") {
+    RETURN_IF_ERROR(MakeHaOptions(flags, *gw_addr, &c));
+  }
   return c;
 }
 

@@ -56,6 +56,30 @@ struct DaemonFlags {
   int log_max_files = 1;
   std::string log_rate_limit = "4Mi";
   std::string log_min_free = "512Mi";
+  // Highly available mode (etcd store; docs/ha.md).
+  std::string node_name;  // default: the host name
+  std::string advertise_address;
+  std::string election_ttl = "10s";
+  std::string node_lost_timeout = "30s";
+  int64_t etcd_compact_keep = 10000;
+  std::string etcd_compact_interval = "5m";
+};
+
+// A highly available control plane: several tidald nodes on one etcd
+// cluster, one leader (docs/ha.md). On with the etcd store.
+struct HaOptions {
+  bool enabled = false;
+  std::string node;  // this node's name, unique in the cluster
+  // The host other nodes reach this node's gateway, API and instances at.
+  std::string advertise_address;
+  // The API's address as other nodes and tidalctl reach it (host:port).
+  std::string api_address;
+  absl::Duration election_ttl = absl::Seconds(10);
+  absl::Duration node_lost_timeout = absl::Seconds(30);
+  // Leader only: compact etcd's history to the newest `compact_keep`
+  // revisions every `compact_interval` (0 keep: never).
+  int64_t compact_keep = 10000;
+  absl::Duration compact_interval = absl::Minutes(5);
 };
 
 // Everything the Server is built from.
@@ -83,6 +107,8 @@ struct DaemonConfig {
   // Controller.
   int workers = 16;
   absl::Duration resync = absl::Minutes(5);
+
+  HaOptions ha;
 
   bool stop_instances_on_exit = false;
   // The soft descriptor limit the gateway's budget was derived from.

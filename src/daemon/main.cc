@@ -216,6 +216,28 @@ int main(int argc, char** argv) {
                "(auto: only when --listen is a loopback address)")
       ->check(CLI::IsMember({"auto", "true", "false"}))
       ->capture_default_str();
+  // Highly available mode (docs/ha.md): with --store=etcd:...
+  app.add_option("--node-name", flags.node_name,
+                 "This node's name in a highly available cluster (etcd "
+                 "store; default: the host name)");
+  app.add_option("--advertise-address", flags.advertise_address,
+                 "The address other nodes reach this node's gateway and "
+                 "instances at (default: the --gateway-listen host)");
+  app.add_option("--election-ttl", flags.election_ttl,
+                 "Lease of the leader (etcd store): a standby takes over "
+                 "within about this long after the leader dies")
+      ->capture_default_str();
+  app.add_option("--node-lost-timeout", flags.node_lost_timeout,
+                 "A node silent this long is lost: its instances are "
+                 "replaced on other nodes")
+      ->capture_default_str();
+  app.add_option("--etcd-compact-keep", flags.etcd_compact_keep,
+                 "The leader compacts etcd's history to this many newest "
+                 "revisions (0 = never)")
+      ->capture_default_str();
+  app.add_option("--etcd-compact-interval", flags.etcd_compact_interval,
+                 "How often the leader compacts etcd's history")
+      ->capture_default_str();
   app.set_version_flag("--version", TIDAL_VERSION);
   CLI11_PARSE(app, argc, argv);
   return tidal::Run(flags);

@@ -76,6 +76,7 @@ TEST(DaemonConfigTest, GoodValues) {
   f.store = "etcd:127.0.0.1:2379,127.0.0.1:2380";
   f.listen = "0.0.0.0:0";
   f.gateway_listen = "0.0.0.0:0";
+  f.advertise_address = "10.0.0.5";  // needed with etcd and a wildcard
   f.port_range = "30000-30009";
   f.max_instances_per_app = 50;  // more than the ports: a warning
   f.max_instances_per_namespace = 7;
@@ -247,6 +248,66 @@ TEST(DaemonConfigTest, ParseErrorsKeepTheParsersWords) {
   ASSERT_FALSE(c.ok());
   msg = std::string(c.status().message());
   EXPECT_TRUE(absl::StrContains(msg, "often")) << msg;
+}
+
+TEST(DaemonConfigTest, TheEtcdStoreMakesANodeOfAHighlyAvailableCluster) {
+  DaemonFlags f = Defaults();
+  auto single = MakeDaemonConfig(f, kFdLimit);
+  ASSERT_TRUE(single.ok()) << single.status();
+  EXPECT_FALSE(single->ha.enabled);
+
+  f.store = "etcd:127.0.0.1:2379";
+  f.node_name = "n1";
+  f.gateway_listen = "10.0.0.1:8080";
+  f.listen = "0.0.0.0:7070";
+  auto c = MakeDaemonConfig(f, kFdLimit);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->ha.enabled);
+  EXPECT_EQ(c->ha.node, "n1");
+  EXPECT_EQ(c->ha.advertise_address, "10.0.0.1");  // the gateway's host
+  EXPECT_EQ(c->ha.api_address, "10.0.0.1:7070");   // wildcard -> advertised
+  EXPECT_EQ(c->ha.election_ttl, absl::Seconds(10));
+  EXPECT_EQ(c->ha.node_lost_timeout, absl::Seconds(30));
+  EXPECT_EQ(c->ha.compact_keep, 10000);
+  EXPECT_EQ(c->ha.compact_interval, absl::Minutes(5));
+  EXPECT_EQ(c->runtime.host, "10.0.0.1");  // instances other nodes reach
+
+  f.node_name = "";  // the host name
+  c = MakeDaemonConfig(f, kFdLimit);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_FALSE(c->ha.node.empty());
+
+  struct Bad {
+    std::function<void(DaemonFlags*)> set;
+    std::string prefix;
+  };
+  for (const Bad& b : std::vector<Bad>{
+           {[](DaemonFlags* f) { f->node_name = "a/b"; }, "--node-name: "},
+           {[](DaemonFlags* f) { f->gateway_listen = "0.0.0.0:8080"; },
+            "--advertise-address: required"},
+           {[](DaemonFlags* f) { f->election_ttl = "1s"; },
+            "--election-ttl: must be at least 2s"},
+           {[](DaemonFlags* f) { f->election_ttl = "soon"; },
+            "--election-ttl: "},
+           {[](DaemonFlags* f) { f->node_lost_timeout = "0s"; },
+            "--node-lost-timeout: "},
+           {[](DaemonFlags* f) { f->etcd_compact_keep = -1; },
+            "--etcd-compact-keep: "},
+       }) {
+    DaemonFlags bad = f;
+    bad.node_name = "n1";
+    b.set(&bad);
+    auto r = MakeDaemonConfig(bad, kFdLimit);
+    ASSERT_FALSE(r.ok()) << b.prefix;
+    EXPECT_TRUE(absl::StartsWith(r.status().message(), b.prefix)) << r.status();
+  }
+  DaemonFlags wildcard = f;
+  wildcard.node_name = "n1";
+  wildcard.gateway_listen = "0.0.0.0:8080";
+  wildcard.advertise_address = "10.0.0.9";
+  c = MakeDaemonConfig(wildcard, kFdLimit);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->ha.api_address, "10.0.0.9:7070");
 }
 
 }  // namespace

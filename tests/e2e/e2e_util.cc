@@ -196,9 +196,11 @@ std::vector<pid_t> FindProcesses(const std::string& needle) {
   return pids;
 }
 
-Daemon::Daemon(std::string data_dir, std::vector<std::string> extra_flags)
+Daemon::Daemon(std::string data_dir, std::vector<std::string> extra_flags,
+               DaemonPlace place)
     : data_dir_(std::move(data_dir)),
       extra_flags_(std::move(extra_flags)),
+      place_(std::move(place)),
       api_port_(FreePort()),
       gateway_port_(FreePort()),
       admin_port_(FreePort()),
@@ -215,13 +217,15 @@ Daemon::~Daemon() {
 }
 
 bool Daemon::Start() {
-  std::vector<std::string> argv = {
-      BuildDir() + "/src/daemon/tidald",
-      "--data-dir=" + data_dir_,
-      "--listen=" + api(),
-      "--gateway-listen=127.0.0.1:" + std::to_string(gateway_port_),
-      "--admin-listen=127.0.0.1:" + std::to_string(admin_port_),
-      "--log-level=debug"};
+  std::vector<std::string> argv = place_.exec_prefix;
+  for (const std::string& a :
+       {BuildDir() + "/src/daemon/tidald", "--data-dir=" + data_dir_,
+        "--listen=" + api(),
+        "--gateway-listen=" + place_.host + ":" + std::to_string(gateway_port_),
+        "--admin-listen=" + place_.host + ":" + std::to_string(admin_port_),
+        std::string("--log-level=debug")}) {
+    argv.push_back(a);
+  }
   argv.insert(argv.end(), extra_flags_.begin(), extra_flags_.end());
   ++starts_;
   if (!child_.Start(argv, log_path_)) return false;
@@ -260,8 +264,9 @@ bool Daemon::Stop() {
 
 CommandResult Daemon::Ctl(const std::vector<std::string>& args,
                           const std::string& input) {
-  std::vector<std::string> argv = {BuildDir() + "/src/cli/tidalctl",
-                                   "--server=" + api()};
+  std::vector<std::string> argv = place_.exec_prefix;
+  argv.push_back(BuildDir() + "/src/cli/tidalctl");
+  argv.push_back("--server=" + api());
   argv.insert(argv.end(), args.begin(), args.end());
   return Run(argv, input);
 }

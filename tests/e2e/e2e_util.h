@@ -67,16 +67,30 @@ CommandResult Run(const std::vector<std::string>& argv,
 // Pids of live processes (not zombies) whose command line contains `needle`.
 std::vector<pid_t> FindProcesses(const std::string& needle);
 
+// Where a Daemon runs: its listen host, and a command prefix that puts it
+// (and the tidalctl calls against it) on a test host, e.g. {"ip", "netns",
+// "exec", NS} (tests/e2e/netns.h).
+struct DaemonPlace {
+  std::string host = "127.0.0.1";
+  std::vector<std::string> exec_prefix;
+};
+
 // A running tidald on free ports in a temp data dir.
 class Daemon {
  public:
   explicit Daemon(std::string data_dir,
-                  std::vector<std::string> extra_flags = {});
+                  std::vector<std::string> extra_flags = {},
+                  DaemonPlace place = {});
   ~Daemon();
   bool Start();  // waits until the API answers
   void Kill9();
   bool Stop();  // SIGTERM and wait
-  std::string api() const { return "127.0.0.1:" + std::to_string(api_port_); }
+  std::string api() const {
+    return place_.host + ":" + std::to_string(api_port_);
+  }
+  const std::string& host() const { return place_.host; }
+  bool Running() { return child_.Running(); }
+  pid_t pid() const { return child_.pid(); }
   int gateway_port() const { return gateway_port_; }
   int admin_port() const { return admin_port_; }
   const std::string& log_path() const { return log_path_; }
@@ -87,6 +101,7 @@ class Daemon {
  private:
   std::string data_dir_;
   std::vector<std::string> extra_flags_;
+  DaemonPlace place_;
   int api_port_, gateway_port_, admin_port_;
   std::string log_path_;
   Child child_;

@@ -22,8 +22,12 @@ std::string AppHost(const std::string& app, const std::string& ns) {
   return absl::StrCat(app, ".", ns, ".tidal.localhost");
 }
 
-HttpClient::HttpClient(int port, std::string host, absl::Duration timeout)
-    : port_(port), host_(std::move(host)), timeout_(timeout) {}
+HttpClient::HttpClient(int port, std::string host, absl::Duration timeout,
+                       std::string address)
+    : port_(port),
+      host_(std::move(host)),
+      address_(std::move(address)),
+      timeout_(timeout) {}
 
 HttpClient::~HttpClient() { Close(); }
 
@@ -47,7 +51,11 @@ bool HttpClient::Connect(std::string* error) {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(port_);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (inet_pton(AF_INET, address_.c_str(), &addr.sin_addr) != 1) {
+    *error = absl::StrCat("not an IPv4 address: ", address_);
+    Close();
+    return false;
+  }
   if (connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
     *error = absl::StrCat("connect: ", strerror(errno));
     Close();
@@ -172,8 +180,8 @@ HttpResponse HttpClient::Get(const std::string& path) {
 }
 
 HttpResponse HttpGet(int port, const std::string& host, const std::string& path,
-                     absl::Duration timeout) {
-  HttpClient c(port, host, timeout);
+                     absl::Duration timeout, const std::string& address) {
+  HttpClient c(port, host, timeout, address);
   return c.Get(path);
 }
 

@@ -22,9 +22,10 @@ struct HttpResponse {
 
 class HttpClient {
  public:
-  // Requests go to 127.0.0.1:port with `Host: host`.
+  // Requests go to address:port (an IPv4 literal) with `Host: host`.
   HttpClient(int port, std::string host,
-             absl::Duration timeout = absl::Seconds(30));
+             absl::Duration timeout = absl::Seconds(30),
+             std::string address = "127.0.0.1");
   ~HttpClient();
   HttpClient(const HttpClient&) = delete;
   HttpClient& operator=(const HttpClient&) = delete;
@@ -42,6 +43,7 @@ class HttpClient {
 
   const int port_;
   const std::string host_;
+  const std::string address_;
   const absl::Duration timeout_;
   int fd_ = -1;
   std::string buf_;
@@ -50,7 +52,8 @@ class HttpClient {
 // One GET on a fresh connection that is closed after the response.
 HttpResponse HttpGet(int port, const std::string& host,
                      const std::string& path = "/",
-                     absl::Duration timeout = absl::Seconds(30));
+                     absl::Duration timeout = absl::Seconds(30),
+                     const std::string& address = "127.0.0.1");
 
 // "<app>.<ns>.tidal.localhost".
 std::string AppHost(const std::string& app, const std::string& ns = "default");

@@ -1,0 +1,92 @@
+// get leader | nodes: the highly available control plane (docs/ha.md).
+
+#include <yaml-cpp/yaml.h>
+
+#include "absl/strings/str_cat.h"
+#include "api/grpc_status.h"
+#include "cli/cli.h"
+#include "cli/output.h"
+#include "common/proto_time.h"
+
+namespace tidal::cli {
+namespace {
+
+// -o yaml: the same object as -o json, in block YAML.
+std::string YamlOf(const google::protobuf::Message& m) {
+  YAML::Emitter e;
+  e.SetIndent(2);
+  e << YAML::Load(MessageJson(m));
+  std::string out = e.c_str();
+  if (!out.empty() && out.back() != '\n') out += "\n";
+  return out;
+}
+
+}  // namespace
+
+int GetCluster(Context& ctx, const std::vector<std::string>& args,
+               const std::string& output) {
+  const bool leader = args[0] == "leader";
+  if (args.size() > 1) {
+    return ctx.Error(absl::StrCat("usage: tidalctl get ", args[0]), kExitUsage);
+  }
+  tidal::v1::GetClusterResponse resp;
+  auto call = ctx.Call();
+  absl::Status s = FromGrpc(
+      ctx.Stub().GetCluster(call.get(), tidal::v1::GetClusterRequest(), &resp));
+  if (!s.ok()) return ctx.Fail(s);
+  if (output == "json") {
+    ctx.out() << MessageJson(resp);
+    return kExitOk;
+  }
+  if (output == "yaml") {
+    ctx.out() << YamlOf(resp);
+    return kExitOk;
+  }
+  const absl::Time now = absl::Now();
+  if (!resp.ha()) {
+    ctx.out() << "single node (the embedded store): this tidald reconciles, "
+                 "scales and rolls out; no election runs (docs/ha.md)\n";
+    return kExitOk;
+  }
+  if (leader) {
+    if (resp.leader().node().empty()) {
+      ctx.out() << "no leader at the moment (an election is under way, or "
+                   "no tidald runs)\n";
+      return kExitOk;
+    }
+    if (output == "name") {
+      ctx.out() << resp.leader().node() << "\n";
+      return kExitOk;
+    }
+    Table t({"NODE", "API", "TOKEN", "SINCE"});
+    t.AddRow({resp.leader().node(), resp.leader().api_address(),
+              absl::StrCat(resp.fencing_token()),
+              AgeOf(resp.leader().since(), now)});
+    ctx.out() << t.Render();
+    return kExitOk;
+  }
+  Table t(output == "wide"
+              ? std::vector<std::string>{"NAME", "ROLE", "ADDRESS", "API",
+                                         "GATEWAY", "HEARTBEAT", "AGE",
+                                         "HEARTBEATS"}
+              : std::vector<std::string>{"NAME", "ROLE", "ADDRESS", "API",
+                                         "HEARTBEAT", "AGE"});
+  for (const auto& n : resp.nodes()) {
+    if (output == "name") {
+      ctx.out() << "node/" << n.name() << "\n";
+      continue;
+    }
+    std::vector<std::string> row = {
+        n.name(), n.name() == resp.leader().node() ? "leader" : "standby",
+        n.address(), n.api_address()};
+    if (output == "wide") row.push_back(absl::StrCat(n.gateway_port()));
+    row.push_back(AgeOf(n.heartbeat(), now));
+    row.push_back(AgeOf(n.started(), now));
+    if (output == "wide") row.push_back(absl::StrCat(n.heartbeats()));
+    t.AddRow(std::move(row));
+  }
+  if (output != "name") ctx.out() << t.Render();
+  return kExitOk;
+}
+
+}  // namespace tidal::cli
