@@ -17,6 +17,8 @@ constexpr int64_t kSampleSeconds = 15 * 60;
 constexpr absl::Duration kStatsHistory = absl::Minutes(5);
 // Totals snapshots closer than this replace each other (memory).
 constexpr absl::Duration kSnapshotSpacing = absl::Seconds(5);
+// Without live_nodes: a node that reported within this long counts as live.
+constexpr absl::Duration kUnwatchedLive = absl::Seconds(30);
 
 }  // namespace
 
@@ -62,9 +64,12 @@ void ClusterMetrics::Apply(const std::string& value) {
   tidal::v1::TrafficReport r;
   if (!r.ParseFromString(value) || r.node().empty()) return;
   Node& n = nodes_[r.node()];
-  if (r.sequence() == n.sequence) return;  // seen (a re-list)
+  const absl::Time sent = absl::FromUnixSeconds(r.time().seconds()) +
+                          absl::Nanoseconds(r.time().nanos());
+  if (r.sequence() == n.sequence && sent == n.sent) return;  // seen
   const absl::Time now = options_.clock->Now();
   n.sequence = r.sequence();
+  n.sent = sent;
   n.received = now;
   n.through = std::max(n.through, r.through_second());
   n.routes_version = r.routes_version();
@@ -182,9 +187,13 @@ std::vector<std::string> ClusterMetrics::LiveOthers() {
     }
     return out;
   }
+  // Without a liveness source: the nodes that reported lately.
+  const absl::Time horizon = options_.clock->Now() - kUnwatchedLive;
   absl::MutexLock lock(&mu_);
   for (const auto& [name, node] : nodes_) {
-    if (name != options_.node) out.push_back(name);
+    if (name != options_.node && node.received >= horizon) {
+      out.push_back(name);
+    }
   }
   return out;
 }

@@ -49,8 +49,9 @@ class ClusterMetrics : public MetricsSource, public InFlightView {
     std::string node;                // this node's name (required)
     Clock* clock = nullptr;          // (required)
     MetricsSource* local = nullptr;  // this node's gateway (null: none)
-    // Live nodes (this one may be listed). Null: every node that has a
-    // report in the store.
+    // Live nodes (this one may be listed); pass the node liveness in
+    // production. Null: the nodes whose report arrived within the last 30 s
+    // (a dead node's report stays in the store).
     LiveNodesFn live_nodes;
     // A live node without a report for this long makes the figures
     // incomplete.
@@ -96,6 +97,7 @@ class ClusterMetrics : public MetricsSource, public InFlightView {
   };
   struct Node {
     int64_t sequence = -1;
+    absl::Time sent;  // the report's own time (node's clock)
     int64_t through = 0;
     absl::Time received;  // on clock_
     int64_t routes_version = 0;

@@ -75,6 +75,16 @@ class StoreRouteSink::Publisher : public gateway::RouteTarget {
     return writes_;
   }
 
+  void Resync() {
+    absl::MutexLock lock(&mu_);
+    for (auto& [key, e] : entries_) {
+      e.known = false;
+      e.published.reset();
+    }
+    published_index_.clear();
+    dirty_ = true;
+  }
+
  private:
   struct Entry {
     std::optional<std::string> desired;
@@ -249,6 +259,8 @@ void StoreRouteSink::SetWeights(const std::string& ns, const std::string& name,
                                 std::vector<std::pair<int64_t, int>> weights) {
   routes_->SetWeights(ns, name, std::move(weights));
 }
+
+void StoreRouteSink::Resync() { publisher_->Resync(); }
 
 int64_t StoreRouteSink::writes() const { return publisher_->writes(); }
 

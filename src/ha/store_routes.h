@@ -64,6 +64,11 @@ class StoreRouteSink : public RouteSink {
   void SetWeights(const std::string& ns, const std::string& name,
                   std::vector<std::pair<int64_t, int>> weights) override;
 
+  // Forgets what it believes the store holds, so the next route of each
+  // app is compared with the store again. Call when this node becomes the
+  // leader (another leader may have written meanwhile).
+  void Resync();
+
   // Writes committed (tests, metrics).
   int64_t writes() const;
 

@@ -152,6 +152,38 @@ TEST_F(RoutesTest, NewLeaderDoesNotRewriteIdenticalRoutes) {
             hello_version);
 }
 
+// Leadership went elsewhere and came back: what the sink believed it had
+// published may have been overwritten; Resync compares with the store again.
+TEST_F(RoutesTest, ResyncRepublishesRoutesAnotherLeaderChanged) {
+  StoreRouteSink::Options o;
+  o.clock = &clock_;
+  StoreRouteSink sink(&store_, o);
+  sink.UpdateRoute(MakeApp("hello"), {MakeInstance("x", 1, "10.0.0.1", 1)});
+  ASSERT_TRUE(Eventually([&] {
+    return Ids(target_b_.route("default/hello")) ==
+           std::vector<std::string>{"x"};
+  }));
+  // Another leader's route.
+  tidal::v1::RouteRecord other;
+  other.set_namespace_("default");
+  other.set_app("hello");
+  other.add_revisions()->add_endpoints()->set_instance_id("z");
+  ASSERT_TRUE(store_
+                  .Txn({Op::Put(keys::Route("default", "hello"),
+                                other.SerializeAsString())})
+                  .ok());
+  ASSERT_TRUE(Eventually([&] {
+    return Ids(target_b_.route("default/hello")) ==
+           std::vector<std::string>{"z"};
+  }));
+  sink.Resync();
+  sink.UpdateRoute(MakeApp("hello"), {MakeInstance("x", 1, "10.0.0.1", 1)});
+  EXPECT_TRUE(Eventually([&] {
+    return Ids(target_b_.route("default/hello")) ==
+           std::vector<std::string>{"x"};
+  }));
+}
+
 TEST_F(RoutesTest, FailedWritesAreRetried) {
   StoreRouteSink::Options o;
   o.clock = &clock_;
