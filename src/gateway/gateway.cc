@@ -281,6 +281,31 @@ RequestStats Gateway::Stats(const std::string& ns, const std::string& app,
   return m ? m->Stats(window, NowNs()) : RequestStats{};
 }
 
+std::vector<CumulativeTraffic> Gateway::Traffic() const {
+  std::vector<CumulativeTraffic> out;
+  const int64_t now = NowNs();
+  auto add = [&](const AppState& s, int64_t revision, const TrafficMetrics& m) {
+    Totals t = m.Read(now);
+    CumulativeTraffic c;
+    c.ns = s.ns;
+    c.app = s.app;
+    c.revision = revision;
+    c.requests = t.started;
+    c.classes = t.classes;
+    c.latency_buckets.assign(t.buckets.begin(), t.buckets.end());
+    c.area = t.area;
+    c.in_flight = t.in_flight;
+    out.push_back(std::move(c));
+  };
+  impl_->CurrentTable()->ForEach([&](const RouteTable::Entry& e) {
+    add(*e.state, 0, e.state->metrics);
+    for (const auto& [revision, m] : e.state->RevisionMetrics()) {
+      add(*e.state, revision, *m);
+    }
+  });
+  return out;
+}
+
 std::string Gateway::PrometheusText() const { return impl_->PrometheusText(); }
 
 }  // namespace tidal::gateway

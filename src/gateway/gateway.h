@@ -8,6 +8,7 @@
 // Boost.Beast/Asio stay in the gateway's .cc files and internal headers
 // (pimpl): include this header freely.
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -42,6 +43,21 @@ struct Route {
   std::string app;
   int concurrency = 0;  // per-instance in-flight limit; 0 = unlimited
   std::vector<RevisionRoute> revisions;
+};
+
+// Cumulative figures of one app (revision 0) or one revision since the
+// gateway began routing it, in a form that sums across gateways (the metrics
+// reports of highly available mode, src/ha/cluster_metrics.h).
+struct CumulativeTraffic {
+  std::string ns;
+  std::string app;
+  int64_t revision = 0;
+  uint64_t requests = 0;
+  std::array<uint64_t, 5> classes{};  // responses 1xx..5xx
+  // request_metrics.h's latency buckets (BucketFor), kBuckets of them.
+  std::vector<uint64_t> latency_buckets;
+  double area = 0;  // integral of in-flight requests over time (req-seconds)
+  int64_t in_flight = 0;
 };
 
 struct GatewayOptions {
@@ -129,6 +145,10 @@ class Gateway : public MetricsSource {
                                     absl::Time after) override;
   RequestStats Stats(const std::string& ns, const std::string& app,
                      int64_t revision, absl::Duration window) override;
+
+  // Every app and revision the gateway routes (or measured recently), with
+  // its cumulative figures.
+  std::vector<CumulativeTraffic> Traffic() const;
 
   // tidal_gateway_* metrics in Prometheus text exposition format.
   std::string PrometheusText() const;

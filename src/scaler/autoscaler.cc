@@ -363,6 +363,15 @@ Decision AppScaler::Decide(absl::Time now) {
       desired = DecideKeepAlive(eval, &cause);
       break;
   }
+  // Figures missing from a gateway: what the scaler saw understates the
+  // traffic by an unknown amount, so it never scales down on it.
+  const int32_t hold = std::max(current_, last_decided_);
+  if (metrics_unknown_ && desired < hold &&
+      (config_.metric == Metric::kConcurrency ||
+       config_.metric == Metric::kRps)) {
+    desired = hold;
+    cause = Cause::kUnknown;
+  }
   if (!initial_reached_ && ready_ >= config_.initial_scale)
     initial_reached_ = true;
   if (!initial_reached_ && desired < config_.initial_scale) {
@@ -391,6 +400,7 @@ Decision AppScaler::Decide(absl::Time now) {
     }
   }
 
+  last_decided_ = desired;
   Decision d;
   d.desired_replicas = desired;
   d.current_replicas = current_;
@@ -430,6 +440,11 @@ std::string AppScaler::Reason(Cause cause, int32_t from, int32_t to,
           last_panic_ ? " (panic)" : "", arrow);
     case Cause::kNoData:
       return absl::StrCat("no ", metric, " data yet", arrow);
+    case Cause::kUnknown:
+      return absl::StrCat(metric,
+                          " unknown (a gateway's figures are missing): "
+                          "no scale-down",
+                          arrow);
     case Cause::kActiveWindow:
       return absl::StrCat("no traffic, active for less than the stable window ",
                           absl::FormatDuration(config_.stable_window), arrow);

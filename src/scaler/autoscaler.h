@@ -82,6 +82,12 @@ class AppScaler {
   // Requests the gateway holds because no instance is ready (the activator).
   // With requests waiting and no instance, Decide() scales from zero at once.
   void SetWaiting(absl::Time now, int32_t waiting);
+  // Whether the request figures are incomplete now (a gateway's reports are
+  // missing, MetricsSource::Incomplete): while they are, Decide() does not
+  // go below the current instances (or its previous decision) on concurrency or
+  // rps (scale-ups and the maxReplicas bound still apply). Metrics cpu and
+  // memory are not affected.
+  void SetMetricsUnknown(bool unknown) { metrics_unknown_ = unknown; }
   // A measured instance start time (start to ready); feeds pre-warming.
   void ObserveStartDuration(absl::Duration d);
 
@@ -101,6 +107,7 @@ class AppScaler {
   enum class Cause {
     kMetric,
     kNoData,
+    kUnknown,
     kActiveWindow,
     kGrace,
     kIdle,
@@ -145,6 +152,8 @@ class AppScaler {
   int32_t ready_ = 0;
   int32_t current_ = 0;
   int32_t waiting_ = 0;
+  bool metrics_unknown_ = false;
+  int32_t last_decided_ = 0;     // the previous decision
   bool partial_second_ = false;  // the last bucket came from a wake-up
   bool initial_reached_ = false;
   bool became_active_ = false;

@@ -46,6 +46,15 @@ class MetricsSource {
   // Totals over the last `window` (revision 0: all revisions).
   virtual RequestStats Stats(const std::string& ns, const std::string& app,
                              int64_t revision, absl::Duration window) = 0;
+  // True while a part of the app's figures is missing: a source that merges
+  // several gateways (src/ha/cluster_metrics.h) lacks the reports of one that
+  // should report. Samples then stops at the last second every part
+  // reported, and the traffic after it is unknown: the scaler does not scale
+  // down on it (as Knative does on missing metrics). A single gateway's
+  // figures are never incomplete.
+  virtual bool Incomplete(const std::string& ns, const std::string& app) {
+    return false;
+  }
 };
 
 }  // namespace tidal

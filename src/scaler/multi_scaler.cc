@@ -218,6 +218,8 @@ bool MultiScaler::Step(Entry* e, absl::Time now) {
   if (e->usage) e->usage->Sample(runtime_, e->ns, e->name, ready_now, now, s);
   e->ready_seen = std::move(ready_now);
   s->SetWaiting(now, queued_ ? queued_(e->ns, e->name) : 0);
+  s->SetMetricsUnknown(metrics_ != nullptr &&
+                       metrics_->Incomplete(e->ns, e->name));
   for (absl::Duration d : starts) s->ObserveStartDuration(d);
 
   Plan before = e->plan;

@@ -187,3 +187,63 @@ TEST(AppScalerTest, InvalidSpecIsRejected) {
 
 }  // namespace
 }  // namespace tidal::scaler
+
+namespace tidal::scaler {
+namespace {
+
+// KPA and tidal: when the samples stop coming because a gateway's figures
+// are missing (MetricsSource::Incomplete), the scaler must not scale down
+// on the windows emptying; with the figures known again (here: none, the
+// load is gone) it does.
+TEST(AppScalerTest, NoScaleDownWhileMetricsAreUnknown) {
+  for (const char* algorithm : {"kpa", "tidal", "hpa"}) {
+    SCOPED_TRACE(algorithm);
+    tidal::v1::Scaling spec;
+    spec.set_algorithm(algorithm);
+    spec.set_metric("concurrency");
+    spec.set_target(10);
+    spec.set_min_replicas(0);
+    spec.set_max_replicas(50);
+    absl::Time t = absl::FromUnixSeconds(1700000000);
+    auto s = AppScaler::Create(spec, t);
+    ASSERT_TRUE(s.ok()) << s.status();
+    AppScaler& a = **s;
+    a.SetInstances(10, 10);
+    for (int i = 0; i < 120; ++i) {
+      MetricSample m;
+      m.time = t;
+      m.concurrency = 70;
+      m.requests = 700;
+      a.Record(m);
+      t += absl::Seconds(1);
+      Decision d = a.Decide(t);
+      a.SetInstances(d.desired_replicas, d.desired_replicas);
+    }
+    const int32_t loaded = a.Decide(t).desired_replicas;
+    ASSERT_GE(loaded, 8);
+    a.SetInstances(loaded, loaded);
+    // No samples for five minutes, the figures unknown: held.
+    a.SetMetricsUnknown(true);
+    for (int i = 0; i < 300; ++i) {
+      t += absl::Seconds(1);
+      Decision d = a.Decide(t);
+      ASSERT_GE(d.desired_replicas, loaded)
+          << "second " << i << ": " << d.reason;
+    }
+    // Known again, and idle: the count comes down.
+    a.SetMetricsUnknown(false);
+    int32_t last = loaded;
+    for (int i = 0; i < 600; ++i) {
+      t += absl::Seconds(1);
+      MetricSample m;
+      m.time = t - absl::Seconds(1);
+      a.Record(m);
+      last = a.Decide(t).desired_replicas;
+      a.SetInstances(last, last);
+    }
+    EXPECT_LT(last, loaded);
+  }
+}
+
+}  // namespace
+}  // namespace tidal::scaler
