@@ -22,6 +22,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -619,11 +620,67 @@ absl::Status ParseResult::ToStatus() const {
   return absl::InvalidArgumentError(absl::StrJoin(lines, "\n"));
 }
 
+namespace {
+
+// The offset of the first byte of `text` that is not part of well-formed
+// UTF-8 (no overlong forms, surrogates or code points past U+10FFFF), or
+// npos. YAML streams are Unicode; specs are stored and served as text (JSON
+// needs valid UTF-8), so a spec whose bytes are not is refused up front.
+size_t FirstInvalidUtf8(std::string_view text) {
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  const size_t n = text.size();
+  size_t i = 0;
+  while (i < n) {
+    const unsigned char c = p[i];
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t len = 0;
+    unsigned char lo = 0x80, hi = 0xBF;  // bounds of the second byte
+    if (c >= 0xC2 && c <= 0xDF) {
+      len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      len = 3;
+      if (c == 0xE0) lo = 0xA0;  // no overlong forms
+      if (c == 0xED) hi = 0x9F;  // no surrogates
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      len = 4;
+      if (c == 0xF0) lo = 0x90;  // no overlong forms
+      if (c == 0xF4) hi = 0x8F;  // nothing past U+10FFFF
+    } else {
+      return i;
+    }
+    if (i + len > n || p[i + 1] < lo || p[i + 1] > hi) return i;
+    for (size_t k = 2; k < len; ++k) {
+      if (p[i + k] < 0x80 || p[i + k] > 0xBF) return i;
+    }
+    i += len;
+  }
+  return std::string_view::npos;
+}
+
+}  // namespace
+
 ParseResult ParseApps(std::string_view yaml, std::string_view source,
                       std::string_view default_namespace,
                       const ValidationOptions& opts) {
   ParseResult result;
   const std::string src(source);
+  if (size_t bad = FirstInvalidUtf8(yaml); bad != std::string_view::npos) {
+    const std::string_view before = yaml.substr(0, bad);
+    const int line = 1 + static_cast<int>(std::count(
+                             before.begin(), before.end(), '\n'));
+    const size_t nl = before.rfind('\n');
+    const int column = static_cast<int>(
+        bad - (nl == std::string_view::npos ? 0 : nl + 1) + 1);
+    result.errors.push_back(
+        {src, line, column, "",
+         absl::StrFormat("the text is not valid UTF-8 (byte 0x%02x); save the "
+                         "file as UTF-8",
+                         static_cast<unsigned char>(yaml[bad]))});
+    return result;
+  }
   const std::string ns =
       default_namespace.empty() ? "default" : std::string(default_namespace);
   std::map<std::pair<std::string, std::string>, int> names;  // -> line

@@ -8,6 +8,7 @@
 #include <set>
 #include <sstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "google/protobuf/util/message_differencer.h"
@@ -76,6 +77,34 @@ TEST(ParseAppsTest, ErrorToStringNamesFileLineColumnAndField) {
             "(5 > 3)");
   EXPECT_EQ(r.ToStatus().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(r.ToStatus().message(), r.errors[0].ToString());
+}
+
+// Found by spec_fuzz: bytes that are not UTF-8 inside a flow sequence were
+// accepted, and the app's YAML (get -o yaml) then did not parse back.
+TEST(ParseAppsTest, TextThatIsNotUtf8IsRefusedWhereItStarts) {
+  const std::string good = Spec("  template: {command: [x], args: [\"caf\xc3\xa9\"]}\n");
+  ParseResult ok = ParseApps(good, "ok.yaml");
+  ASSERT_TRUE(ok.ok()) << AllErrors(ok);
+  EXPECT_EQ(ok.apps[0].app.spec().template_().args(0), "caf\xc3\xa9");
+  for (const std::string& bad :
+       {std::string("\xff\xff"), std::string("\xc0\xaf"),  // overlong '/'
+        std::string("\xed\xa0\x80"),                         // a surrogate
+        std::string("\xf4\x90\x80\x80"),  // past U+10FFFF
+        std::string("\xe2\x82")}) {         // cut short
+    const std::string yaml = Spec(
+        "  template:\n    command: [x]\n    args: [\"--version\", v1," + bad +
+        " \"--latency\"]\n");
+    ParseResult r = ParseApps(yaml, "bad.yaml");
+    ASSERT_EQ(r.errors.size(), 1u) << AllErrors(r);
+    EXPECT_TRUE(r.apps.empty());
+    const size_t at = yaml.find(bad);
+    const size_t nl = yaml.rfind('\n', at);
+    EXPECT_EQ(r.errors[0].line,
+              1 + std::count(yaml.begin(), yaml.begin() + at, '\n'));
+    EXPECT_EQ(r.errors[0].column, static_cast<int>(at - nl));
+    EXPECT_TRUE(absl::StrContains(r.errors[0].message, "not valid UTF-8"))
+        << r.errors[0].ToString();
+  }
 }
 
 TEST(ParseAppsTest, CollectsEveryErrorOfEveryDocument) {
