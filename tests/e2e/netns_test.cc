@@ -55,7 +55,10 @@ TEST(TestNetworkTest, HostsTalkUntilPartitionedAndNothingIsLeftBehind) {
     });
     ASSERT_GT(port, 0);
     bool before = false, during = true, after = false, from_root = true;
-    net->RunOn(0, [&] { before = Connects(net->address(1), port); });
+    // The new links may take a moment to carry traffic.
+    net->RunOn(0, [&] {
+      before = Eventually([&] { return Connects(net->address(1), port); });
+    });
     ASSERT_TRUE(net->SetLinkUp(1, false));
     net->RunOn(0, [&] { during = Connects(net->address(1), port); });
     ASSERT_TRUE(net->SetLinkUp(1, true));
