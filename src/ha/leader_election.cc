@@ -322,8 +322,8 @@ void LeaderElector::Deposed(const std::string& why) {
   if (!resigning) lease_ = 0;
 }
 
-absl::Status LeaderElector::OpenWatch(int64_t from) {
-  auto watch = store_->WatchPrefix(options_.key, from);
+absl::Status LeaderElector::OpenWatch(int64_t from, absl::Duration timeout) {
+  auto watch = store_->WatchPrefixWithin(options_.key, from, timeout);
   if (!watch.ok()) return watch.status();
   absl::MutexLock lock(&mu_);
   if (exit_ != Exit::kNone) return absl::CancelledError("stopping");
@@ -352,7 +352,20 @@ LeaderElector::KeyEvent LeaderElector::WaitForKey(absl::Duration timeout,
     if (exit_ != Exit::kNone) return KeyEvent::kStopped;
     watch = watch_.get();
   }
-  if (watch == nullptr) {
+  if (watch == nullptr && token != 0) {
+    // Leading: nothing here may block past the local deadline, so no list:
+    // resume the watch from the last revision seen, within `timeout`. When
+    // that history is gone, go on without a watch (keepalives decide).
+    if (watch_from_ < 0) return pause();
+    absl::Status s = OpenWatch(watch_from_, timeout);
+    if (!s.ok()) {
+      if (absl::IsOutOfRange(s)) watch_from_ = -1;
+      return pause();
+    }
+    absl::MutexLock lock(&mu_);
+    watch = watch_.get();
+    if (watch == nullptr) return KeyEvent::kStopped;
+  } else if (watch == nullptr) {
     if (watch_from_ == 0) {
       // Where the key stands now, and a revision to watch from.
       auto list = store_->List(options_.key);
@@ -365,7 +378,7 @@ LeaderElector::KeyEvent LeaderElector::WaitForKey(absl::Duration timeout,
       if (token != 0 && kv->create_version != token) return KeyEvent::kChanged;
       watch_from_ = list->resource_version;
     }
-    absl::Status s = OpenWatch(watch_from_);
+    absl::Status s = OpenWatch(watch_from_, options_.ttl);
     if (!s.ok()) {
       watch_from_ = 0;
       return pause();
@@ -381,7 +394,11 @@ LeaderElector::KeyEvent LeaderElector::WaitForKey(absl::Duration timeout,
         ->info("node {}: watch on {} ended ({}); reopening", options_.identity,
                options_.key, events.status().ToString());
     DropWatch();
-    watch_from_ = 0;  // list again: events may have been missed
+    if (token == 0) {
+      watch_from_ = 0;  // list again: events may have been missed
+    } else if (absl::IsOutOfRange(events.status())) {
+      watch_from_ = -1;  // that history is gone (see above)
+    }
     return KeyEvent::kNone;
   }
   KeyEvent result = KeyEvent::kNone;

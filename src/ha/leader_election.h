@@ -118,10 +118,10 @@ class LeaderElector {
   bool Campaign();
   // Leads until deposed or stopped.
   void Lead();
-  // Waits up to `timeout` for a change of the key seen by the watch
-  // (opened from `from` when there is none).
+  // Waits up to `timeout` for a change of the key seen by the watch (opened
+  // when there is none). `token`: leading with it (0: a standby).
   KeyEvent WaitForKey(absl::Duration timeout, int64_t token);
-  absl::Status OpenWatch(int64_t from);
+  absl::Status OpenWatch(int64_t from, absl::Duration timeout);
   void DropWatch();
   void Deposed(const std::string& why);
   bool stopping() const;
@@ -136,6 +136,8 @@ class LeaderElector {
   // Used by the elector's thread only.
   int64_t lease_ = 0;
   std::chrono::steady_clock::time_point deadline_;
+  // The revision the key's watch resumes after (0: list first; -1: leading
+  // without a watch).
   int64_t watch_from_ = 0;
 
   mutable absl::Mutex mu_;

@@ -215,8 +215,9 @@ class EtcdWatch : public Watch {
     if (reader_.joinable()) reader_.join();
   }
 
-  // Opens the stream and waits for etcd to confirm the watch.
-  absl::Status Start() {
+  // Opens the stream and waits up to `timeout` for etcd to confirm the
+  // watch.
+  absl::Status Start(absl::Duration timeout) {
     stream_ = client_->watch()->Watch(&ctx_);
     etcdserverpb::WatchRequest req;
     auto* create = req.mutable_create_request();
@@ -231,7 +232,7 @@ class EtcdWatch : public Watch {
     }
     reader_ = std::thread([this] { ReadLoop(); });
     absl::MutexLock lock(&mu_);
-    const absl::Time deadline = absl::Now() + client_->rpc_timeout();
+    const absl::Time deadline = absl::Now() + timeout;
     while (!created_ && error_.ok() && !cancelled_) {
       if (cv_.WaitWithDeadline(&mu_, deadline)) break;
     }
@@ -492,13 +493,18 @@ absl::StatusOr<ListResult> EtcdStore::List(const std::string& prefix,
 
 absl::StatusOr<std::unique_ptr<Watch>> EtcdStore::WatchPrefix(
     const std::string& prefix, int64_t from_version) {
+  return WatchPrefixWithin(prefix, from_version, options_.rpc_timeout);
+}
+
+absl::StatusOr<std::unique_ptr<Watch>> EtcdStore::WatchPrefixWithin(
+    const std::string& prefix, int64_t from_version, absl::Duration timeout) {
   if (from_version < 0)
     return absl::InvalidArgumentError("negative watch revision");
   if (watches_->closed()) return absl::CancelledError("store closed");
   auto watch = std::make_unique<EtcdWatch>(
       client_, watches_, prefix, from_version, options_.watch_buffer_events);
   watches_->Add(watch.get());
-  RETURN_IF_ERROR(watch->Start());
+  RETURN_IF_ERROR(watch->Start(timeout));
   return std::unique_ptr<Watch>(std::move(watch));
 }
 

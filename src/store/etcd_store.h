@@ -69,6 +69,11 @@ class EtcdStore : public Store {
       const std::string& prefix, int64_t from_version) override;
   absl::StatusOr<int64_t> CurrentVersion() override;
 
+  // WatchPrefix that waits at most `timeout` (instead of rpc_timeout) for
+  // etcd to confirm the watch: Unavailable after that.
+  absl::StatusOr<std::unique_ptr<Watch>> WatchPrefixWithin(
+      const std::string& prefix, int64_t from_version, absl::Duration timeout);
+
   // Discards history up to `revision` (etcd Compact, physical). Watches from
   // older revisions then get OutOfRange. OutOfRange when `revision` was
   // compacted already (or is in the future).
