@@ -62,6 +62,20 @@ AppInformer::AppInformer(Store* store, Handler handler)
 AppInformer::~AppInformer() { Stop(); }
 
 absl::Status AppInformer::Relist() {
+  // A store may report a compacted start revision from WatchPrefix itself
+  // (SQLite, the tests' MemoryStore) rather than from Next (etcd): the history
+  // moved on between the list and the watch, so list again.
+  absl::Status st;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    st = ListAndWatch();
+    if (!absl::IsOutOfRange(st)) return st;
+    GetLogger("controller")
+        ->warn("app watch could not start ({}); listing again", st.ToString());
+  }
+  return st;
+}
+
+absl::Status AppInformer::ListAndWatch() {
   auto list = store_->List(keys::AppPrefix());
   if (!list.ok()) return list.status();
   absl::flat_hash_map<std::string, tidal::v1::App> fresh;

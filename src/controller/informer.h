@@ -44,6 +44,7 @@ class AppInformer {
 
  private:
   absl::Status Relist();
+  absl::Status ListAndWatch();
   void Run();
 
   // Constant after construction.

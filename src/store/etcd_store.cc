@@ -150,10 +150,12 @@ class Client {
       : channel_(std::move(channel)),
         kv_(etcdserverpb::KV::NewStub(channel_)),
         watch_(etcdserverpb::Watch::NewStub(channel_)),
+        lease_(etcdserverpb::Lease::NewStub(channel_)),
         rpc_timeout_(rpc_timeout) {}
 
   etcdserverpb::KV::Stub* kv() { return kv_.get(); }
   etcdserverpb::Watch::Stub* watch() { return watch_.get(); }
+  etcdserverpb::Lease::Stub* lease() { return lease_.get(); }
 
   void SetDeadline(grpc::ClientContext* ctx, absl::Duration timeout) const {
     ctx->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
@@ -164,6 +166,7 @@ class Client {
   const std::shared_ptr<grpc::Channel> channel_;
   const std::unique_ptr<etcdserverpb::KV::Stub> kv_;
   const std::unique_ptr<etcdserverpb::Watch::Stub> watch_;
+  const std::unique_ptr<etcdserverpb::Lease::Stub> lease_;
   const absl::Duration rpc_timeout_;
 };
 
@@ -212,8 +215,9 @@ class EtcdWatch : public Watch {
     if (reader_.joinable()) reader_.join();
   }
 
-  // Opens the stream and waits for etcd to confirm the watch.
-  absl::Status Start() {
+  // Opens the stream and waits up to `timeout` for etcd to confirm the
+  // watch.
+  absl::Status Start(absl::Duration timeout) {
     stream_ = client_->watch()->Watch(&ctx_);
     etcdserverpb::WatchRequest req;
     auto* create = req.mutable_create_request();
@@ -228,7 +232,7 @@ class EtcdWatch : public Watch {
     }
     reader_ = std::thread([this] { ReadLoop(); });
     absl::MutexLock lock(&mu_);
-    const absl::Time deadline = absl::Now() + client_->rpc_timeout();
+    const absl::Time deadline = absl::Now() + timeout;
     while (!created_ && error_.ok() && !cancelled_) {
       if (cv_.WaitWithDeadline(&mu_, deadline)) break;
     }
@@ -395,7 +399,14 @@ absl::StatusOr<int64_t> EtcdStore::Txn(const std::vector<Op>& ops) {
         c->set_version(value);
       }
     };
-    if (op.expected_version > 0) {
+    if (op.type == Op::Type::kCheck) {
+      // A missing key has create revision 0, never equal to N > 0.
+      Compare* c = req.add_compare();
+      c->set_key(op.key);
+      c->set_target(Compare::CREATE);
+      c->set_result(Compare::EQUAL);
+      c->set_create_revision(op.create_version);
+    } else if (op.expected_version > 0) {
       add_compare(Compare::MOD, Compare::EQUAL, op.expected_version);
     } else if (op.expected_version == 0) {
       add_compare(Compare::VERSION, Compare::EQUAL, 0);
@@ -409,7 +420,8 @@ absl::StatusOr<int64_t> EtcdStore::Txn(const std::vector<Op>& ops) {
       auto* put = req.add_success()->mutable_request_put();
       put->set_key(op.key);
       put->set_value(op.value);
-    } else {
+      put->set_lease(op.lease);
+    } else if (op.type == Op::Type::kDelete) {
       req.add_success()->mutable_request_delete_range()->set_key(op.key);
     }
     // On failure, read every key to say which precondition failed.
@@ -420,6 +432,7 @@ absl::StatusOr<int64_t> EtcdStore::Txn(const std::vector<Op>& ops) {
   etcdserverpb::TxnResponse resp;
   grpc::ClientContext ctx;
   client_->SetDeadline(&ctx, options_.rpc_timeout);
+  // A put on a lease that is gone fails with NotFound.
   RETURN_IF_ERROR(
       etcd_internal::FromGrpc(client_->kv()->Txn(&ctx, req, &resp), "txn"));
   if (resp.succeeded()) return resp.header().revision();
@@ -430,6 +443,7 @@ absl::StatusOr<int64_t> EtcdStore::Txn(const std::vector<Op>& ops) {
     if (range.kvs_size() > 0) {
       cur.exists = true;
       cur.resource_version = range.kvs(0).mod_revision();
+      cur.create_version = range.kvs(0).create_revision();
     }
     RETURN_IF_ERROR(store_internal::CheckPrecondition(ops[i], cur));
   }
@@ -479,13 +493,18 @@ absl::StatusOr<ListResult> EtcdStore::List(const std::string& prefix,
 
 absl::StatusOr<std::unique_ptr<Watch>> EtcdStore::WatchPrefix(
     const std::string& prefix, int64_t from_version) {
+  return WatchPrefixWithin(prefix, from_version, options_.rpc_timeout);
+}
+
+absl::StatusOr<std::unique_ptr<Watch>> EtcdStore::WatchPrefixWithin(
+    const std::string& prefix, int64_t from_version, absl::Duration timeout) {
   if (from_version < 0)
     return absl::InvalidArgumentError("negative watch revision");
   if (watches_->closed()) return absl::CancelledError("store closed");
   auto watch = std::make_unique<EtcdWatch>(
       client_, watches_, prefix, from_version, options_.watch_buffer_events);
   watches_->Add(watch.get());
-  RETURN_IF_ERROR(watch->Start());
+  RETURN_IF_ERROR(watch->Start(timeout));
   return std::unique_ptr<Watch>(std::move(watch));
 }
 
@@ -511,6 +530,61 @@ absl::Status EtcdStore::Compact(int64_t revision) {
   client_->SetDeadline(&ctx, options_.rpc_timeout);
   return etcd_internal::FromGrpc(client_->kv()->Compact(&ctx, req, &resp),
                                  "compact");
+}
+
+absl::StatusOr<int64_t> EtcdStore::GrantLease(absl::Duration ttl) {
+  if (ttl <= absl::ZeroDuration())
+    return absl::InvalidArgumentError("lease TTL must be positive");
+  etcdserverpb::LeaseGrantRequest req;
+  req.set_ttl(std::max<int64_t>(
+      1, absl::ToInt64Seconds(absl::Ceil(ttl, absl::Seconds(1)))));
+  etcdserverpb::LeaseGrantResponse resp;
+  grpc::ClientContext ctx;
+  client_->SetDeadline(&ctx, options_.rpc_timeout);
+  RETURN_IF_ERROR(etcd_internal::FromGrpc(
+      client_->lease()->LeaseGrant(&ctx, req, &resp), "lease grant"));
+  if (!resp.error().empty()) {
+    return absl::UnavailableError(
+        absl::StrCat("etcd lease grant: ", resp.error()));
+  }
+  return resp.id();
+}
+
+absl::StatusOr<absl::Duration> EtcdStore::KeepAliveOnce(
+    int64_t id, absl::Duration timeout) {
+  if (timeout <= absl::ZeroDuration()) timeout = options_.rpc_timeout;
+  grpc::ClientContext ctx;
+  client_->SetDeadline(&ctx, timeout);
+  auto stream = client_->lease()->LeaseKeepAlive(&ctx);
+  etcdserverpb::LeaseKeepAliveRequest req;
+  req.set_id(id);
+  etcdserverpb::LeaseKeepAliveResponse resp;
+  bool got = false;
+  if (stream->Write(req)) {
+    stream->WritesDone();
+    got = stream->Read(&resp);
+  }
+  if (!got) ctx.TryCancel();
+  grpc::Status s = stream->Finish();
+  if (!got) {
+    RETURN_IF_ERROR(etcd_internal::FromGrpc(s, "lease keepalive"));
+    return absl::UnavailableError("etcd lease keepalive: no answer");
+  }
+  if (resp.ttl() <= 0) {
+    return absl::NotFoundError(absl::StrCat("etcd lease ", id, " not found"));
+  }
+  return absl::Seconds(resp.ttl());
+}
+
+absl::Status EtcdStore::RevokeLease(int64_t id, absl::Duration timeout) {
+  if (timeout <= absl::ZeroDuration()) timeout = options_.rpc_timeout;
+  etcdserverpb::LeaseRevokeRequest req;
+  req.set_id(id);
+  etcdserverpb::LeaseRevokeResponse resp;
+  grpc::ClientContext ctx;
+  client_->SetDeadline(&ctx, timeout);
+  return etcd_internal::FromGrpc(
+      client_->lease()->LeaseRevoke(&ctx, req, &resp), "lease revoke");
 }
 
 }  // namespace tidal

@@ -24,7 +24,8 @@ class WatchRegistry;
 // whose compares check mod_revision (expected N), version == 0 (expected no
 // key) or version > 0 (delete of an existing key); resource_version is the
 // key's mod_revision, create_version its create_revision, and the store
-// revision etcd's header revision. Watches are etcd watches starting at
+// revision etcd's header revision; an Op::Check compares the key's create
+// revision. Watches are etcd watches starting at
 // from_version + 1; a compacted start revision, or a watch whose client-side
 // buffer overflows because nobody reads it, fails with OutOfRange.
 //
@@ -68,9 +69,32 @@ class EtcdStore : public Store {
       const std::string& prefix, int64_t from_version) override;
   absl::StatusOr<int64_t> CurrentVersion() override;
 
+  // WatchPrefix that waits at most `timeout` (instead of rpc_timeout) for
+  // etcd to confirm the watch: Unavailable after that.
+  absl::StatusOr<std::unique_ptr<Watch>> WatchPrefixWithin(
+      const std::string& prefix, int64_t from_version, absl::Duration timeout);
+
   // Discards history up to `revision` (etcd Compact, physical). Watches from
-  // older revisions then get OutOfRange.
+  // older revisions then get OutOfRange. OutOfRange when `revision` was
+  // compacted already (or is in the future).
   absl::Status Compact(int64_t revision);
+
+  // Leases (etcd's Lease service). A put with Op::lease attaches the key to
+  // a lease; etcd deletes the key when the lease is revoked or expires.
+  //
+  // Grants a lease of at least `ttl` (rounded up to whole seconds; etcd may
+  // raise a small TTL to its minimum) and returns its id.
+  absl::StatusOr<int64_t> GrantLease(absl::Duration ttl);
+  // Renews lease `id` once (one round trip on a LeaseKeepAlive stream) and
+  // returns its remaining TTL, counted from when etcd answered. NotFound
+  // when the lease is gone (revoked or expired). `timeout` bounds the call
+  // (zero: Options::rpc_timeout); Unavailable when it passes.
+  absl::StatusOr<absl::Duration> KeepAliveOnce(
+      int64_t id, absl::Duration timeout = absl::ZeroDuration());
+  // Revokes lease `id`, deleting its keys. NotFound when it is gone.
+  // `timeout` as for KeepAliveOnce.
+  absl::Status RevokeLease(int64_t id,
+                           absl::Duration timeout = absl::ZeroDuration());
 
  private:
   EtcdStore(Options options, std::shared_ptr<etcd_internal::Client> client);

@@ -622,7 +622,6 @@ namespace {
 // The current state of a key as read inside a write transaction.
 struct Current : store_internal::KeyState {
   std::string value;
-  int64_t create_version = 0;
 };
 
 // Applies one txn at `rev` inside an open write transaction. A logical
@@ -666,6 +665,7 @@ absl::Status ApplyTxn(Connection* conn, const std::vector<Op>& ops, int64_t rev,
   *fatal = true;  // From here on any error is an SQL error.
   for (size_t i = 0; i < ops.size(); ++i) {
     const Op& op = ops[i];
+    if (op.type == Op::Type::kCheck) continue;  // writes nothing
     Current& cur = current[i];
     WatchEvent ev;
     ev.prev_version = cur.exists ? cur.resource_version : 0;
@@ -704,6 +704,7 @@ absl::Status ApplyTxn(Connection* conn, const std::vector<Op>& ops, int64_t rev,
 
 absl::StatusOr<int64_t> SqliteStore::Txn(const std::vector<Op>& ops) {
   RETURN_IF_ERROR(store_internal::ValidateOps(ops));
+  RETURN_IF_ERROR(store_internal::RejectLeases(ops));
   Writer w;
   w.ops = &ops;
   return Submit(&w);
@@ -765,7 +766,8 @@ void SqliteStore::CommitBatch(const std::vector<Writer*>& batch) {
       break;
     }
     if (txn.ok()) {
-      w->result = ++rev;
+      // Checks alone write nothing: the revision stays.
+      w->result = store_internal::ChecksOnly(*w->ops) ? rev : ++rev;
     } else {
       w->result = txn;
     }

@@ -26,22 +26,35 @@ struct KeyValue {
   int64_t create_version = 0;
 };
 
-// A write inside a transaction.
+// One operation inside a transaction: a write (kPut, kDelete) or a check
+// (kCheck) that writes nothing and only guards the others.
 struct Op {
-  enum class Type { kPut, kDelete };
+  enum class Type { kPut, kDelete, kCheck };
   Type type = Type::kPut;
   std::string key;
   std::string value;
-  // Precondition on the key's current resource_version:
+  // Precondition on the key's current resource_version (kPut, kDelete):
   //   kAny: none;  0: the key must not exist;  N > 0: it must be at exactly N.
   static constexpr int64_t kAny = -1;
   int64_t expected_version = kAny;
+  // kCheck only: the key must exist with exactly this create_version (> 0).
+  // A fencing guard: the key's creation revision identifies one "life" of it.
+  int64_t create_version = 0;
+  // kPut only: an etcd lease the key is attached to (it is deleted when the
+  // lease ends). 0 = none. Only the etcd store supports leases; the others
+  // reject a txn that sets one (InvalidArgument).
+  int64_t lease = 0;
 
   static Op Put(std::string key, std::string value, int64_t expected = kAny) {
     return Op{Type::kPut, std::move(key), std::move(value), expected};
   }
   static Op Delete(std::string key, int64_t expected = kAny) {
     return Op{Type::kDelete, std::move(key), "", expected};
+  }
+  // Fails the whole txn (FailedPrecondition naming the key) unless `key`
+  // exists and its create_version is `create_version`.
+  static Op Check(std::string key, int64_t create_version) {
+    return Op{Type::kCheck, std::move(key), "", kAny, create_version};
   }
 };
 
@@ -79,10 +92,12 @@ class Store {
   virtual ~Store() = default;
 
   // Applies every op or none. Errors: FailedPrecondition naming the key when
-  // an expected_version does not match (Aborted is reserved for retryable
-  // backend conflicts); Unavailable when the backend cannot be reached;
-  // ResourceExhausted when its disk is full; DataLoss when it is damaged.
-  // Returns the revision of the commit.
+  // an expected_version or a kCheck does not match (Aborted is reserved for
+  // retryable backend conflicts); Unavailable when the backend cannot be
+  // reached; ResourceExhausted when its disk is full; DataLoss when it is
+  // damaged; InvalidArgument for a malformed txn or (stores without leases)
+  // an op with a lease. Returns the revision of the commit (a txn of checks
+  // alone writes nothing and returns the current revision).
   virtual absl::StatusOr<int64_t> Txn(const std::vector<Op>& ops) = 0;
 
   // NotFound when the key does not exist.

@@ -18,6 +18,25 @@ absl::Status ValidateOps(const std::vector<Op>& ops) {
           absl::StrCat("key \"", op.key, "\": invalid expected version ",
                        op.expected_version));
     }
+    if (op.type == Op::Type::kCheck) {
+      if (op.create_version <= 0 || op.expected_version != Op::kAny ||
+          !op.value.empty() || op.lease != 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "key \"", op.key,
+            "\": a check needs a create version > 0 and nothing else (got ",
+            op.create_version, ")"));
+      }
+      continue;
+    }
+    if (op.create_version != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "key \"", op.key, "\": create_version is for checks only"));
+    }
+    if (op.lease < 0 || (op.lease != 0 && op.type != Op::Type::kPut)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("key \"", op.key, "\": invalid lease ", op.lease,
+                       " (only puts take a lease)"));
+    }
     if (!keys.insert(op.key).second) {
       return absl::InvalidArgumentError(absl::StrCat(
           "key \"", op.key, "\" appears twice in one transaction"));
@@ -26,7 +45,37 @@ absl::Status ValidateOps(const std::vector<Op>& ops) {
   return absl::OkStatus();
 }
 
+absl::Status RejectLeases(const std::vector<Op>& ops) {
+  for (const Op& op : ops) {
+    if (op.lease != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("key \"", op.key, "\": leases need the etcd store"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+bool ChecksOnly(const std::vector<Op>& ops) {
+  for (const Op& op : ops) {
+    if (op.type != Op::Type::kCheck) return false;
+  }
+  return true;
+}
+
 absl::Status CheckPrecondition(const Op& op, const KeyState& cur) {
+  if (op.type == Op::Type::kCheck) {
+    if (!cur.exists) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("key \"", op.key, "\": expected create version ",
+                       op.create_version, ", but it does not exist"));
+    }
+    if (cur.create_version != op.create_version) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "key \"", op.key, "\": expected create version ", op.create_version,
+          ", found create version ", cur.create_version));
+    }
+    return absl::OkStatus();
+  }
   if (op.expected_version == Op::kAny) {
     if (op.type == Op::Type::kDelete && !cur.exists) {
       return absl::NotFoundError(

@@ -13,19 +13,29 @@
 
 namespace tidal::store_internal {
 
-// InvalidArgument for an empty txn, an empty key, a bad expected_version or
-// a key written twice in one txn.
+// InvalidArgument for an empty txn, an empty key, a bad expected_version, a
+// key written twice in one txn (checks may name a key written too), a check
+// without a create_version > 0 or with a value, expected version or lease, or
+// a negative lease or a lease on a delete.
 absl::Status ValidateOps(const std::vector<Op>& ops);
+
+// InvalidArgument when an op sets a lease: for the stores without leases.
+absl::Status RejectLeases(const std::vector<Op>& ops);
+
+// Whether the txn writes nothing (checks alone).
+bool ChecksOnly(const std::vector<Op>& ops);
 
 // The state of one key when a txn is checked.
 struct KeyState {
   bool exists = false;
   int64_t resource_version = 0;
+  int64_t create_version = 0;
 };
 
 // OK when `op` may apply to a key in state `cur`. FailedPrecondition (naming
 // the key, the expected and the actual version) when the expected version
-// does not match; NotFound for a delete of a key that does not exist.
+// does not match, or (kCheck) the key is missing or has another
+// create_version; NotFound for a delete of a key that does not exist.
 absl::Status CheckPrecondition(const Op& op, const KeyState& cur);
 
 // The smallest key greater than every key starting with `prefix`; empty when

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <functional>
 
 #include "absl/time/clock.h"
 #include "fakes/eventually.h"
@@ -84,6 +85,65 @@ TEST(AppInformerTest, RelistsAfterFallingBehind) {
   }
   ASSERT_TRUE(Eventually([&] { return informer.Size() == 20; }));
   EXPECT_GE(calls.load(), 20);
+  informer.Stop();
+}
+
+// A Store whose first List runs a hook after reading, so the store changes
+// and compacts between the informer's list and its watch.
+class ListHookStore : public testing::MemoryStore {
+ public:
+  explicit ListHookStore(std::function<void()> hook) : hook_(std::move(hook)) {}
+  absl::StatusOr<ListResult> List(const std::string& prefix,
+                                  int64_t limit) override {
+    auto list = MemoryStore::List(prefix, limit);
+    ++lists_;
+    std::function<void()> hook;
+    hook.swap(hook_);  // the informer lists from one thread at a time
+    if (hook) hook();
+    return list;
+  }
+  // As the SQLite store does: a start revision before the last compaction
+  // is refused by WatchPrefix itself.
+  absl::StatusOr<std::unique_ptr<Watch>> WatchPrefix(
+      const std::string& prefix, int64_t from_version) override {
+    if (from_version < compacted_.load())
+      return absl::OutOfRangeError("watch start compacted; re-list");
+    return MemoryStore::WatchPrefix(prefix, from_version);
+  }
+  void CompactNow() {
+    Compact();
+    compacted_ = *CurrentVersion();
+  }
+  std::atomic<int> lists_{0};
+  std::atomic<int64_t> compacted_{0};
+
+ private:
+  std::function<void()> hook_;
+};
+
+// A store that reports a compacted start revision from WatchPrefix itself
+// (SQLite): Start lists again instead of failing.
+TEST(AppInformerTest, ListsAgainWhenTheWatchStartWasCompacted) {
+  ListHookStore* raw = nullptr;
+  ListHookStore store([&] {
+    EXPECT_TRUE(raw->Txn({Op::Put(keys::App("ns", "a"),
+                                  MakeApp(2).SerializeAsString())})
+                    .ok());
+    raw->CompactNow();
+  });
+  raw = &store;
+  ASSERT_TRUE(
+      store.Create(keys::App("ns", "a"), MakeApp(1).SerializeAsString()).ok());
+  std::atomic<int64_t> generation{0};
+  AppInformer informer(&store, [&](const std::string&, const App* app) {
+    if (app) generation = app->metadata().generation();
+  });
+  absl::Status st = informer.Start();
+  ASSERT_TRUE(st.ok()) << st;
+  EXPECT_EQ(store.lists_.load(), 2);
+  EXPECT_EQ(generation.load(), 2);
+  ASSERT_TRUE(informer.Get("ns/a").has_value());
+  EXPECT_EQ(informer.Get("ns/a")->metadata().generation(), 2);
   informer.Stop();
 }
 

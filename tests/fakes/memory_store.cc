@@ -144,6 +144,7 @@ MemoryStore::~MemoryStore() {
 absl::StatusOr<int64_t> MemoryStore::Txn(const std::vector<Op>& ops) {
   // The same validation and preconditions as the real stores (txn_check.h).
   absl::Status valid = store_internal::ValidateOps(ops);
+  if (valid.ok()) valid = store_internal::RejectLeases(ops);
   if (!valid.ok()) return valid;
   absl::MutexLock lock(&core_->mu);
   if (core_->closed) return absl::UnavailableError("store closed");
@@ -155,13 +156,17 @@ absl::StatusOr<int64_t> MemoryStore::Txn(const std::vector<Op>& ops) {
     if (it != core_->data.end()) {
       cur.exists = true;
       cur.resource_version = it->second.resource_version;
+      cur.create_version = it->second.create_version;
     }
     absl::Status s = store_internal::CheckPrecondition(op, cur);
     if (!s.ok()) return s;
   }
+  // Checks alone write nothing (as an etcd txn without writes).
+  if (store_internal::ChecksOnly(ops)) return core_->revision;
   const int64_t rev = ++core_->revision;
   ++core_->txns;
   for (const Op& op : ops) {
+    if (op.type == Op::Type::kCheck) continue;
     WatchEvent e;
     auto it = core_->data.find(op.key);
     if (op.type == Op::Type::kPut) {

@@ -1,21 +1,13 @@
 #include "store/etcd_store.h"
 
-#include <fcntl.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <stdlib.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
-
-#include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "fakes/etcd_process.h"
+#include "fakes/eventually.h"
+#include "fakes/free_port.h"
 #include "store/store_conformance.h"
 
 namespace tidal {
@@ -25,103 +17,10 @@ using testing::StoreConformanceTest;
 using testing::StoreImpl;
 using testing::StoreTestEnv;
 
-constexpr char kEtcdBinary[] = "/usr/bin/etcd";
+using testing::EtcdProcess;
+using testing::HaveEtcd;
+
 constexpr int64_t kWatchBuffer = 200;
-
-// A free TCP port on 127.0.0.1 (bound and released; etcd binds it next).
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return -1;
-  }
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
-// A single-member etcd running as a child process on loopback ports, with
-// its data in a temp dir. Stopped and removed on destruction.
-class EtcdProcess {
- public:
-  EtcdProcess() {
-    std::string tmpl =
-        (std::filesystem::temp_directory_path() / "tidal-etcd-XXXXXX").string();
-    if (mkdtemp(tmpl.data()) == nullptr) return;
-    dir_ = tmpl;
-    client_port_ = FreePort();
-    const int peer_port = FreePort();
-    const std::string client_url =
-        absl::StrCat("http://127.0.0.1:", client_port_);
-    const std::string peer_url = absl::StrCat("http://127.0.0.1:", peer_port);
-    std::vector<std::string> args = {
-        kEtcdBinary,
-        "--name=tidal-test",
-        "--data-dir=" + dir_ + "/data",
-        "--listen-client-urls=" + client_url,
-        "--advertise-client-urls=" + client_url,
-        "--listen-peer-urls=" + peer_url,
-        "--initial-advertise-peer-urls=" + peer_url,
-        "--initial-cluster=tidal-test=" + peer_url,
-        "--logger=zap",
-        "--log-level=error"};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const std::string log = dir_ + "/etcd.log";
-    pid_ = fork();
-    if (pid_ == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      if (fd >= 0) {
-        dup2(fd, 1);
-        dup2(fd, 2);
-      }
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-  }
-
-  ~EtcdProcess() {
-    if (pid_ > 0) {
-      kill(pid_, SIGTERM);
-      const absl::Time deadline = absl::Now() + absl::Seconds(10);
-      int status;
-      while (waitpid(pid_, &status, WNOHANG) == 0) {
-        if (absl::Now() > deadline) {
-          kill(pid_, SIGKILL);
-          waitpid(pid_, &status, 0);
-          break;
-        }
-        absl::SleepFor(absl::Milliseconds(20));  // polling the child's exit
-      }
-    }
-    if (!dir_.empty()) {
-      std::error_code ec;
-      std::filesystem::remove_all(dir_, ec);
-    }
-  }
-
-  std::string endpoint() const {
-    return absl::StrCat("127.0.0.1:", client_port_);
-  }
-  std::string Log() const {
-    std::ifstream in(dir_ + "/etcd.log");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
-
- private:
-  std::string dir_;
-  int client_port_ = -1;
-  pid_t pid_ = -1;
-};
 
 class EtcdEnv : public StoreTestEnv {
  public:
@@ -135,19 +34,7 @@ class EtcdEnv : public StoreTestEnv {
   absl::StatusOr<std::unique_ptr<EtcdStore>> OpenEtcd() {
     EtcdStore::Options options;
     options.watch_buffer_events = kWatchBuffer;
-    options.connect_timeout = absl::Seconds(2);
-    const absl::Time deadline = absl::Now() + absl::Seconds(30);
-    while (true) {
-      auto store = EtcdStore::Open(etcd_.endpoint(), options);
-      if (store.ok() || absl::Now() > deadline) {
-        if (!store.ok()) {
-          return absl::Status(store.status().code(),
-                              absl::StrCat(store.status().message(),
-                                           "\netcd log:\n", etcd_.Log()));
-        }
-        return store;
-      }
-    }
+    return etcd_.Open(options);
   }
 
   // Writes ten times more events than a watch buffers, then waits until a
@@ -201,7 +88,7 @@ class EtcdEnv : public StoreTestEnv {
 };
 
 std::unique_ptr<StoreTestEnv> MakeEtcdEnv() {
-  if (access(kEtcdBinary, X_OK) != 0) return nullptr;
+  if (!HaveEtcd()) return nullptr;
   return std::make_unique<EtcdEnv>();
 }
 
@@ -212,7 +99,8 @@ INSTANTIATE_TEST_SUITE_P(Etcd, StoreConformanceTest,
 TEST(EtcdStoreTest, UnreachableEndpointIsUnavailable) {
   EtcdStore::Options options;
   options.connect_timeout = absl::Milliseconds(500);
-  auto store = EtcdStore::Open(absl::StrCat("127.0.0.1:", FreePort()), options);
+  auto store = EtcdStore::Open(
+      absl::StrCat("127.0.0.1:", testing::FreeLoopbackPort()), options);
   EXPECT_TRUE(absl::IsUnavailable(store.status())) << store.status();
 }
 
@@ -224,19 +112,69 @@ TEST(EtcdStoreTest, MalformedEndpointsAreInvalid) {
 }
 
 TEST(EtcdStoreTest, FailsOverToALiveEndpoint) {
-  if (access(kEtcdBinary, X_OK) != 0) GTEST_SKIP() << "no " << kEtcdBinary;
+  if (!HaveEtcd()) GTEST_SKIP() << "no " << testing::kEtcdBinary;
   EtcdEnv env;
   auto first = env.OpenEtcd();  // waits for etcd to be up
   ASSERT_TRUE(first.ok()) << first.status();
   // A dead endpoint first in the list: the client moves on to the live one.
   EtcdStore::Options options;
   options.connect_timeout = absl::Seconds(10);
-  auto store = EtcdStore::Open(
-      absl::StrCat("127.0.0.1:", FreePort(), ",", env.endpoint()), options);
+  auto store =
+      EtcdStore::Open(absl::StrCat("127.0.0.1:", testing::FreeLoopbackPort(),
+                                   ",", env.endpoint()),
+                      options);
   ASSERT_TRUE(store.ok()) << store.status();
   auto r = (*store)->Create("/failover", "x");
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ((*first)->Get("/failover")->resource_version, *r);
+}
+
+TEST(EtcdStoreTest, LeasesKeepAndDropTheirKeys) {
+  if (!HaveEtcd()) GTEST_SKIP() << "no " << testing::kEtcdBinary;
+  EtcdEnv env;
+  auto store = env.OpenEtcd();
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto lease = (*store)->GrantLease(absl::Seconds(30));
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  EXPECT_NE(*lease, 0);
+  Op put = Op::Put("/leased", "v", 0);
+  put.lease = *lease;
+  auto rev = (*store)->Txn({put, Op::Put("/plain", "v")});
+  ASSERT_TRUE(rev.ok()) << rev.status();
+
+  auto ttl = (*store)->KeepAliveOnce(*lease);
+  ASSERT_TRUE(ttl.ok()) << ttl.status();
+  EXPECT_GT(*ttl, absl::Seconds(25));
+  EXPECT_LE(*ttl, absl::Seconds(30));
+
+  // Revoking deletes the leased key (the other stays) and ends the lease.
+  ASSERT_TRUE((*store)->RevokeLease(*lease).ok());
+  EXPECT_TRUE(absl::IsNotFound((*store)->Get("/leased").status()));
+  EXPECT_TRUE((*store)->Get("/plain").ok());
+  EXPECT_TRUE(absl::IsNotFound((*store)->KeepAliveOnce(*lease).status()));
+  EXPECT_TRUE(absl::IsNotFound((*store)->RevokeLease(*lease)));
+  // A put on the revoked lease: NotFound, nothing of the txn applied.
+  auto late = (*store)->Txn({put, Op::Put("/plain", "w")});
+  EXPECT_TRUE(absl::IsNotFound(late.status())) << late.status();
+  EXPECT_EQ((*store)->Get("/plain")->value, "v");
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      (*store)->GrantLease(absl::ZeroDuration()).status()));
+}
+
+TEST(EtcdStoreTest, ExpiredLeaseDeletesItsKey) {
+  if (!HaveEtcd()) GTEST_SKIP() << "no " << testing::kEtcdBinary;
+  EtcdEnv env;
+  auto store = env.OpenEtcd();
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto lease = (*store)->GrantLease(absl::Seconds(2));
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  Op put = Op::Put("/short", "v");
+  put.lease = *lease;
+  ASSERT_TRUE((*store)->Txn({put}).ok());
+  ASSERT_TRUE(testing::Eventually(
+      [&] { return absl::IsNotFound((*store)->Get("/short").status()); },
+      absl::Seconds(10)));
+  EXPECT_TRUE(absl::IsNotFound((*store)->KeepAliveOnce(*lease).status()));
 }
 
 }  // namespace

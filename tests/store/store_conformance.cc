@@ -66,6 +66,96 @@ namespace {
 
 constexpr absl::Duration kDeadline = absl::Seconds(20);
 
+// Op::Check: a guard on a key's create_version that writes nothing; the
+// txn applies only when the key exists with that create_version.
+TEST_P(StoreConformanceTest, CheckGuardsOnCreateVersion) {
+  auto fence = store_->Create("/t/fence", "leader-1");
+  ASSERT_TRUE(fence.ok()) << fence.status();
+  // Rewriting the key keeps its create_version: the check still holds.
+  auto rewrite = store_->Txn({Op::Put("/t/fence", "leader-1b")});
+  ASSERT_TRUE(rewrite.ok()) << rewrite.status();
+
+  auto ok =
+      store_->Txn({Op::Put("/t/data", "a"), Op::Check("/t/fence", *fence)});
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_GT(*ok, *rewrite);
+  auto kv = store_->Get("/t/data");
+  ASSERT_TRUE(kv.ok()) << kv.status();
+  EXPECT_EQ(kv->value, "a");
+  EXPECT_EQ(kv->resource_version, *ok);
+  // The check wrote nothing: the fence key is as it was.
+  EXPECT_EQ(store_->Get("/t/fence")->resource_version, *rewrite);
+
+  // A check on another create_version fails the whole txn, naming the key.
+  auto wrong = store_->Txn({Op::Put("/t/data", "b"), Op::Put("/t/other", "b"),
+                            Op::Check("/t/fence", *fence + 1)});
+  ASSERT_TRUE(absl::IsFailedPrecondition(wrong.status())) << wrong.status();
+  EXPECT_THAT(std::string(wrong.status().message()), HasSubstr("/t/fence"));
+  EXPECT_EQ(store_->Get("/t/data")->value, "a");
+  EXPECT_TRUE(absl::IsNotFound(store_->Get("/t/other").status()));
+  EXPECT_EQ(*store_->CurrentVersion(), *ok);
+
+  // The key deleted and created again: a new create_version, the old check
+  // fails; so does a check on a key that does not exist.
+  ASSERT_TRUE(store_->Delete("/t/fence").ok());
+  auto missing =
+      store_->Txn({Op::Put("/t/data", "c"), Op::Check("/t/fence", *fence)});
+  ASSERT_TRUE(absl::IsFailedPrecondition(missing.status())) << missing.status();
+  EXPECT_THAT(std::string(missing.status().message()), HasSubstr("/t/fence"));
+  auto again = store_->Create("/t/fence", "leader-2");
+  ASSERT_TRUE(again.ok()) << again.status();
+  auto stale =
+      store_->Txn({Op::Put("/t/data", "c"), Op::Check("/t/fence", *fence)});
+  EXPECT_TRUE(absl::IsFailedPrecondition(stale.status())) << stale.status();
+  EXPECT_EQ(store_->Get("/t/data")->value, "a");
+  auto fresh =
+      store_->Txn({Op::Put("/t/data", "c"), Op::Check("/t/fence", *again)});
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  EXPECT_EQ(store_->Get("/t/data")->value, "c");
+
+  // A check next to a write of the same key sees the state before the txn.
+  auto same = store_->Txn(
+      {Op::Put("/t/fence", "leader-2b"), Op::Check("/t/fence", *again)});
+  ASSERT_TRUE(same.ok()) << same.status();
+  EXPECT_EQ(store_->Get("/t/fence")->create_version, *again);
+
+  // Checks alone write nothing and return the current revision.
+  auto before = store_->CurrentVersion();
+  ASSERT_TRUE(before.ok());
+  auto only = store_->Txn({Op::Check("/t/fence", *again)});
+  ASSERT_TRUE(only.ok()) << only.status();
+  EXPECT_EQ(*only, *before);
+  EXPECT_EQ(*store_->CurrentVersion(), *before);
+
+  // Malformed checks.
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      store_->Txn({Op::Check("/t/fence", 0)}).status()));
+  Op with_value = Op::Check("/t/fence", *again);
+  with_value.value = "x";
+  EXPECT_TRUE(absl::IsInvalidArgument(store_->Txn({with_value}).status()));
+}
+
+// Leases belong to etcd: a store without leases refuses a put that sets one
+// (InvalidArgument); etcd refuses a lease that does not exist (NotFound).
+// Either way nothing is applied.
+TEST_P(StoreConformanceTest, PutOnUnknownLeaseIsRefused) {
+  Op put = Op::Put("/t/leased", "v");
+  put.lease = 0x7eadbeef;
+  auto r = store_->Txn({Op::Put("/t/plain", "v"), put});
+  EXPECT_TRUE(absl::IsInvalidArgument(r.status()) ||
+              absl::IsNotFound(r.status()))
+      << r.status();
+  if (absl::IsInvalidArgument(r.status())) {
+    EXPECT_THAT(std::string(r.status().message()),
+                HasSubstr("leases need the etcd store"));
+  }
+  EXPECT_TRUE(absl::IsNotFound(store_->Get("/t/plain").status()));
+  EXPECT_TRUE(absl::IsNotFound(store_->Get("/t/leased").status()));
+  Op bad = Op::Delete("/t/plain");
+  bad.lease = 5;
+  EXPECT_TRUE(absl::IsInvalidArgument(store_->Txn({bad}).status()));
+}
+
 TEST_P(StoreConformanceTest, CreateGetUpdateDeleteWithCas) {
   auto r1 = store_->Create("/t/a", "v1");
   ASSERT_TRUE(r1.ok()) << r1.status();
