@@ -1,5 +1,7 @@
 #include "daemon/config.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -190,6 +192,22 @@ absl::StatusOr<DaemonConfig> MakeDaemonConfig(const DaemonFlags& flags,
     vopts.allow_private_webhooks =
         flags.allow_private_webhooks == "true" ||
         (flags.allow_private_webhooks == "auto" && loopback);
+  }
+
+  {
+    in_addr a{};
+    if (inet_pton(AF_INET, flags.instance_host.c_str(), &a) != 1) {
+      return FlagError("--instance-host",
+                       absl::StrCat("\"", flags.instance_host,
+                                    "\" is not an IPv4 address (e.g. the "
+                                    "address other nodes reach this host at)"));
+    }
+    if (a.s_addr == htonl(INADDR_ANY)) {
+      return FlagError("--instance-host",
+                       "0.0.0.0 is no address to reach instances at: give "
+                       "this host's address (instances listen on it)");
+    }
+    ropts.host = flags.instance_host;
   }
 
   // Runtime: containment and logs.
