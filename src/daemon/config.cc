@@ -1,5 +1,7 @@
 #include "daemon/config.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -180,8 +182,13 @@ absl::Status MakeHaOptions(const DaemonFlags& flags,
   ASSIGN_OR_RETURN(ha.compact_interval,
                    PositiveDurationFlag("--etcd-compact-interval",
                                         flags.etcd_compact_interval));
-  // Instances listen where other nodes reach them.
-  c->runtime.host = ha.advertise_address;
+  // Instances listen where other nodes reach them: the advertised address,
+  // unless --instance-host names another.
+  in_addr a{};
+  if (flags.instance_host == DaemonFlags().instance_host &&
+      inet_pton(AF_INET, ha.advertise_address.c_str(), &a) == 1) {
+    c->runtime.host = ha.advertise_address;
+  }
   return absl::OkStatus();
 }
 
@@ -261,6 +268,22 @@ absl::StatusOr<DaemonConfig> MakeDaemonConfig(const DaemonFlags& flags,
     vopts.allow_private_webhooks =
         flags.allow_private_webhooks == "true" ||
         (flags.allow_private_webhooks == "auto" && loopback);
+  }
+
+  {
+    in_addr a{};
+    if (inet_pton(AF_INET, flags.instance_host.c_str(), &a) != 1) {
+      return FlagError("--instance-host",
+                       absl::StrCat("\"", flags.instance_host,
+                                    "\" is not an IPv4 address (e.g. the "
+                                    "address other nodes reach this host at)"));
+    }
+    if (a.s_addr == htonl(INADDR_ANY)) {
+      return FlagError("--instance-host",
+                       "0.0.0.0 is no address to reach instances at: give "
+                       "this host's address (instances listen on it)");
+    }
+    ropts.host = flags.instance_host;
   }
 
   // Runtime: containment and logs.

@@ -56,6 +56,9 @@ struct DaemonFlags {
   int log_max_files = 1;
   std::string log_rate_limit = "4Mi";
   std::string log_min_free = "512Mi";
+  // The IPv4 address instances listen on (their HOST), are probed on and are
+  // reached at (Instance.host): on several hosts, one the other nodes reach.
+  std::string instance_host = "127.0.0.1";
   // Highly available mode (etcd store; docs/ha.md).
   std::string node_name;  // default: the host name
   std::string advertise_address;

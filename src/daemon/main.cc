@@ -223,6 +223,10 @@ int main(int argc, char** argv) {
   app.add_option("--advertise-address", flags.advertise_address,
                  "The address other nodes reach this node's gateway and "
                  "instances at (default: the --gateway-listen host)");
+  app.add_option("--instance-host", flags.instance_host,
+                 "The IPv4 address instances listen on and are reached at "
+                 "(their HOST; default 127.0.0.1, or --advertise-address "
+                 "with the etcd store)");
   app.add_option("--election-ttl", flags.election_ttl,
                  "Lease of the leader (etcd store): a standby takes over "
                  "within about this long after the leader dies")

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <array>
 #include <boost/asio.hpp>
+#include <cctype>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -48,6 +49,19 @@ namespace {
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 using tidal::runtime::InstanceRecord;
+
+// An id given in InstanceRequest::id: it names files, a FIFO and a cgroup.
+bool ValidInstanceId(const std::string& id) {
+  if (id.empty() || id.size() > 128) return false;
+  if (!std::isalnum(static_cast<unsigned char>(id[0]))) return false;
+  for (char c : id) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' &&
+        c != '.') {
+      return false;
+    }
+  }
+  return true;
+}
 
 std::chrono::nanoseconds ToChrono(absl::Duration d) {
   return std::chrono::nanoseconds(absl::ToInt64Nanoseconds(d));
@@ -159,6 +173,12 @@ class ProcessRuntime::Impl {
     if (req.tmpl.command().empty()) {
       return absl::InvalidArgumentError("template.command is empty");
     }
+    if (!req.id.empty() && !ValidInstanceId(req.id)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "bad instance id \"", req.id,
+          "\": letters, digits, '-', '_' and '.', starting with a letter or "
+          "digit, at most 128 characters"));
+    }
     std::vector<InstanceChange> changes;
     std::shared_ptr<Proc> p;
     {
@@ -172,6 +192,10 @@ class ProcessRuntime::Impl {
                          " instances run on this tidald (--max-instances ",
                          opts_.max_instances, ")"));
       }
+      if (!req.id.empty() && IdTakenLocked(req.id)) {
+        return absl::AlreadyExistsError(
+            absl::StrCat("instance ", req.id, " already exists"));
+      }
       int port = 0;
       {
         absl::StatusOr<int> got = AllocatePortLocked();
@@ -179,7 +203,7 @@ class ProcessRuntime::Impl {
         port = *got;
       }
       p = std::make_shared<Proc>(io_);
-      std::string id = NewIdLocked(req.app);
+      std::string id = req.id.empty() ? NewIdLocked(req.app) : req.id;
       auto& info = p->info;
       info.set_id(id);
       info.set_namespace_(req.namespace_);
@@ -550,18 +574,20 @@ class ProcessRuntime::Impl {
         absl::StrCat("no free port in ", opts_.port_min, "-", opts_.port_max));
   }
 
+  // In use here, or by another tidald sharing the cgroup root.
+  bool IdTakenLocked(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    struct stat st;
+    return procs_.count(id) > 0 || records_.Exists(id) ||
+           (cgroups_ && stat(cgroups_->PathOf(id).c_str(), &st) == 0);
+  }
+
   std::string NewIdLocked(const std::string& app)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     static constexpr char kAlnum[] = "abcdefghijklmnopqrstuvwxyz0123456789";
     for (;;) {
       std::string id = app + "-";
       for (int i = 0; i < 5; ++i) id += kAlnum[rng_() % 36];
-      struct stat st;
-      // Not in use here, nor by another tidald sharing the cgroup root.
-      if (procs_.count(id) == 0 && !records_.Exists(id) &&
-          (!cgroups_ || stat(cgroups_->PathOf(id).c_str(), &st) != 0)) {
-        return id;
-      }
+      if (!IdTakenLocked(id)) return id;
     }
   }
 

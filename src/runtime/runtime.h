@@ -40,6 +40,12 @@ struct InstanceRequest {
   std::string template_hash;
   int64_t revision = 0;
   tidal::v1::Template tmpl;
+  // The instance's id. Empty: the runtime picks one ("<app>-<5 chars>"). Set
+  // (highly available mode: the id of the node's Assignment), the instance
+  // runs under it: letters, digits, '-', '_' and '.', starting with a letter
+  // or digit, at most 128 characters (else InvalidArgument); AlreadyExists
+  // when an instance with that id exists.
+  std::string id;
 };
 
 // Something that changed about an instance; the runtime calls the listener

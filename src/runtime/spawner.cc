@@ -37,6 +37,7 @@ std::vector<std::string> BuildInstanceEnv(
   for (const char* name : kInherit) {
     if (const char* v = getenv(name)) env[name] = v;
   }
+  if (!instance.host().empty()) env["HOST"] = instance.host();
   for (const auto& e : tmpl.env()) env[e.name()] = e.value();
   env["PORT"] = std::to_string(instance.port());
   env["TIDAL_APP"] = instance.app();

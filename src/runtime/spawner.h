@@ -20,9 +20,11 @@ namespace tidal {
 
 // The environment of an instance ("NAME=value", sorted by name): a few
 // variables of tidald's own (PATH, HOME, USER, LOGNAME, LANG, LC_ALL,
-// LC_CTYPE, TZ, TMPDIR), then the template's env, then PORT, TIDAL_APP,
-// TIDAL_NAMESPACE, TIDAL_INSTANCE and TIDAL_REVISION from `instance`. PATH
-// gets `extra_path` in front (and a default when tidald has none).
+// LC_CTYPE, TZ, TMPDIR), then HOST (instance.host(): the address the instance
+// is reached at, so it listens there; the template may set another, e.g.
+// 0.0.0.0), then the template's env, then PORT, TIDAL_APP, TIDAL_NAMESPACE,
+// TIDAL_INSTANCE and TIDAL_REVISION from `instance`. PATH gets `extra_path`
+// in front (and a default when tidald has none).
 std::vector<std::string> BuildInstanceEnv(
     const tidal::v1::Instance& instance, const tidal::v1::Template& tmpl,
     const std::vector<std::string>& extra_path);

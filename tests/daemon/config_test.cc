@@ -36,6 +36,7 @@ TEST(DaemonConfigTest, DefaultsBecomeTheComponentsOptions) {
   EXPECT_EQ(c->runtime.port_min, 20000);
   EXPECT_EQ(c->runtime.port_max, 29999);
   EXPECT_EQ(c->runtime.startup_timeout, absl::Minutes(2));
+  EXPECT_EQ(c->runtime.host, "127.0.0.1");
   EXPECT_EQ(c->runtime.cgroup_root, "");
   EXPECT_EQ(c->runtime.max_instances, 1000);
   EXPECT_EQ(c->runtime.log_max_bytes, 10 << 20);
@@ -81,6 +82,7 @@ TEST(DaemonConfigTest, GoodValues) {
   f.max_instances_per_app = 50;  // more than the ports: a warning
   f.max_instances_per_namespace = 7;
   f.startup_timeout = "10s";
+  f.instance_host = "10.1.2.3";
   f.instance_cgroup = "/sys/fs/cgroup/tidal";
   f.max_instances = 0;
   f.log_max_size = "0";
@@ -113,6 +115,7 @@ TEST(DaemonConfigTest, GoodValues) {
   // auto: the API is not on loopback, so private webhooks are refused.
   EXPECT_FALSE(c->validation.allow_private_webhooks);
   EXPECT_EQ(c->runtime.startup_timeout, absl::Seconds(10));
+  EXPECT_EQ(c->runtime.host, "10.1.2.3");
   EXPECT_EQ(c->runtime.cgroup_root, "/sys/fs/cgroup/tidal");
   EXPECT_EQ(c->runtime.max_instances, 0);
   EXPECT_EQ(c->runtime.log_max_bytes, 0);
@@ -167,6 +170,14 @@ TEST(DaemonConfigTest, EachBadValueNamesItsFlag) {
       {"startup-timeout garbage",
        [](DaemonFlags* f) { f->startup_timeout = "soon"; },
        "--startup-timeout: ", true},
+      {"instance-host name",
+       [](DaemonFlags* f) { f->instance_host = "node-a"; },
+       "--instance-host: \"node-a\" is not an IPv4 address (e.g. the address "
+       "other nodes reach this host at)"},
+      {"instance-host wildcard",
+       [](DaemonFlags* f) { f->instance_host = "0.0.0.0"; },
+       "--instance-host: 0.0.0.0 is no address to reach instances at: give "
+       "this host's address (instances listen on it)"},
       {"max-instances-per-app",
        [](DaemonFlags* f) { f->max_instances_per_app = 0; },
        "--max-instances-per-app: must be at least 1, got 0"},

@@ -22,7 +22,12 @@ absl::StatusOr<tidal::v1::Instance> FakeRuntime::Start(
     absl::MutexLock lock(&mu_);
     if (fail_starts_)
       return absl::UnavailableError("fake runtime refuses to start instances");
-    inst.set_id(absl::StrCat(req.app, "-", next_id_++));
+    if (!req.id.empty() && instances_.count(req.id) > 0) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("instance ", req.id, " already exists"));
+    }
+    const int n = next_id_++;
+    inst.set_id(req.id.empty() ? absl::StrCat(req.app, "-", n) : req.id);
     inst.set_namespace_(req.namespace_);
     inst.set_app(req.app);
     inst.set_template_hash(req.template_hash);

@@ -11,7 +11,8 @@
 
 namespace tidal::testing {
 
-// An in-memory Runtime: instances are records, not processes. Tests make them
+// An in-memory Runtime: instances are records, not processes (ids are
+// "<app>-<n>", or InstanceRequest::id when set). Tests make them
 // ready, crash or vanish by hand (or set auto_ready), and read what the code
 // under test asked for. Thread-safe; the listener is called without the lock.
 class FakeRuntime : public Runtime {

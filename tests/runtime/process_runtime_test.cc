@@ -293,6 +293,83 @@ TEST_F(ProcessRuntimeTest, EnvironmentPortAndPath) {
   EXPECT_EQ(r->status, 200);
 }
 
+// Highly available mode: a node starts the instance its assignment names,
+// under the assignment's id.
+TEST_F(ProcessRuntimeTest, StartsUnderAGivenId) {
+  InstanceRequest req = SampleApp();
+  req.id = "hello-from-node-a.1";
+  auto inst = rt_->Start(req);
+  ASSERT_TRUE(inst.ok()) << inst.status();
+  EXPECT_EQ(inst->id(), "hello-from-node-a.1");
+  ASSERT_TRUE(WaitReady(inst->id()));
+  EXPECT_EQ(inst->log_path(), absl::StrCat(dir_.path(), "/logs/default_hello_",
+                                           inst->id(), ".log"));
+  auto r = HttpGet(inst->port(), "/");
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->status, 200);
+
+  // The same id again, while it lives: refused, and nothing else starts.
+  auto twice = rt_->Start(req);
+  EXPECT_EQ(twice.status().code(), absl::StatusCode::kAlreadyExists)
+      << twice.status();
+  EXPECT_EQ(rt_->List().size(), 1u);
+
+  for (const std::string& bad : std::vector<std::string>{
+           "../etc", "a/b", "-lead", "sp ace", std::string(129, 'x')}) {
+    req.id = bad;
+    EXPECT_EQ(rt_->Start(req).status().code(),
+              absl::StatusCode::kInvalidArgument)
+        << bad;
+  }
+  EXPECT_EQ(rt_->List().size(), 1u);
+
+  // Once it is gone, the id may be used again.
+  ASSERT_TRUE(rt_->Stop(inst->id(), absl::Seconds(5)).ok());
+  ASSERT_TRUE(rt_->WaitForNoInstances(absl::Seconds(10)));
+  req.id = "hello-from-node-a.1";
+  auto again = rt_->Start(req);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->id(), req.id);
+  EXPECT_TRUE(WaitReady(again->id()));
+}
+
+// Whether a TCP connection to ip:port is accepted.
+bool Connects(const std::string& ip, int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, ip.c_str(), &addr.sin_addr);
+  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  close(fd);
+  return ok;
+}
+
+// On several hosts instances must be reachable from the other nodes: the
+// runtime's host (tidald --instance-host) is where the instance listens
+// (HOST), where it is probed and what it reports.
+TEST_F(ProcessRuntimeTest, InstanceListensOnTheConfiguredHost) {
+  rt_->Shutdown(true);
+  ProcessRuntimeOptions o = Options();
+  o.host = "127.0.0.2";
+  rt_ = std::make_unique<ProcessRuntime>(o);
+  auto inst = rt_->Start(SampleApp());
+  ASSERT_TRUE(inst.ok()) << inst.status();
+  EXPECT_EQ(inst->host(), "127.0.0.2");
+  ASSERT_TRUE(WaitReady(inst->id()));
+  EXPECT_EQ(Find(inst->id())->host(), "127.0.0.2");
+  EXPECT_TRUE(Connects("127.0.0.2", inst->port()));
+  EXPECT_FALSE(Connects("127.0.0.1", inst->port()));
+
+  // Adopted by the next tidald: the same host.
+  rt_->Shutdown(false);
+  rt_ = std::make_unique<ProcessRuntime>(o);
+  ASSERT_TRUE(rt_->Adopt().ok());
+  ASSERT_TRUE(WaitReady(inst->id()));
+  EXPECT_EQ(Find(inst->id())->host(), "127.0.0.2");
+}
+
 TEST_F(ProcessRuntimeTest, PortsAreDistinct) {
   std::set<int> ports;
   std::vector<std::string> ids;

@@ -79,6 +79,20 @@ TEST(SpawnerTest, EnvironmentLayersTidaldsTheTemplateAndTheInstance) {
   setenv("PATH", saved.c_str(), 1);
 }
 
+TEST(SpawnerTest, HostIsTheInstancesAddressUnlessTheTemplateSetsOne) {
+  tidal::v1::Instance info = Info();
+  EXPECT_EQ(Get(BuildInstanceEnv(info, tidal::v1::Template(), {}), "HOST"),
+            "<unset>");
+  info.set_host("10.0.0.7");
+  EXPECT_EQ(Get(BuildInstanceEnv(info, tidal::v1::Template(), {}), "HOST"),
+            "10.0.0.7");
+  tidal::v1::Template tmpl;
+  auto* e = tmpl.add_env();
+  e->set_name("HOST");
+  e->set_value("0.0.0.0");
+  EXPECT_EQ(Get(BuildInstanceEnv(info, tmpl, {}), "HOST"), "0.0.0.0");
+}
+
 TEST(SpawnerTest, ResolveCommandSearchesThePathOfTheEnvironment) {
   TempDir dir;
   const std::string exe = dir.path() + "/tool";
