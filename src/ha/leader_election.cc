@@ -137,6 +137,12 @@ void LeaderElector::Run() {
   while (!stopping()) {
     if (Campaign()) {
       Lead();
+      // Deposed: give the standbys (who campaign as soon as the key goes)
+      // one retry period before campaigning again, so leadership moves
+      // rather than flapping back to a node that just lost its lease.
+      absl::MutexLock lock(&mu_);
+      if (exit_ == Exit::kNone)
+        cv_.WaitWithTimeout(&mu_, options_.retry_period);
       continue;
     }
     // Standby: campaign again when the key goes, or after retry_period.
