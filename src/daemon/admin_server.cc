@@ -26,9 +26,11 @@ using tcp = asio::ip::tcp;
 class AdminServer::Impl {
  public:
   Impl(std::function<std::string()> metrics,
-       std::function<absl::Status()> ready)
+       std::function<absl::Status()> ready,
+       std::function<std::string()> ready_detail)
       : metrics_(std::move(metrics)),
         ready_(std::move(ready)),
+        ready_detail_(std::move(ready_detail)),
         acceptor_(io_) {}
 
   absl::Status Start(const std::string& address) {
@@ -134,6 +136,7 @@ class AdminServer::Impl {
       res->body() = ready.ok()
                         ? "ready\n"
                         : absl::StrCat("not ready: ", ready.message(), "\n");
+      if (ready_detail_) res->body() += ready_detail_();
     } else {
       res->result(http::status::not_found);
       res->body() = "not found: try /metrics, /healthz or /readyz\n";
@@ -143,6 +146,7 @@ class AdminServer::Impl {
 
   std::function<std::string()> metrics_;
   std::function<absl::Status()> ready_;
+  std::function<std::string()> ready_detail_;
   asio::io_context io_;
   tcp::acceptor acceptor_;
   asio::steady_timer backoff_{io_};
@@ -152,8 +156,10 @@ class AdminServer::Impl {
 };
 
 AdminServer::AdminServer(std::function<std::string()> metrics,
-                         std::function<absl::Status()> ready)
-    : impl_(std::make_unique<Impl>(std::move(metrics), std::move(ready))) {}
+                         std::function<absl::Status()> ready,
+                         std::function<std::string()> ready_detail)
+    : impl_(std::make_unique<Impl>(std::move(metrics), std::move(ready),
+                                   std::move(ready_detail))) {}
 AdminServer::~AdminServer() { Stop(); }
 absl::Status AdminServer::Start(const std::string& address) {
   return impl_->Start(address);

@@ -15,9 +15,11 @@ namespace tidal {
 class AdminServer {
  public:
   // `metrics` renders the whole /metrics body; `ready` answers /readyz (200
-  // "ready", or 503 "not ready: <its message>").
+  // "ready", or 503 "not ready: <its message>"), followed by the lines
+  // `ready_detail` returns, if given ("leader: n1 since ...").
   AdminServer(std::function<std::string()> metrics,
-              std::function<absl::Status()> ready);
+              std::function<absl::Status()> ready,
+              std::function<std::string()> ready_detail = nullptr);
   ~AdminServer();
 
   // address "host:port" (port 0: any free port).

@@ -13,6 +13,7 @@
 #include "common/clock.h"
 #include "common/logging.h"
 #include "store/etcd_store.h"
+#include "store/keys.h"
 #include "store/sqlite_store.h"
 
 namespace tidal {
@@ -64,15 +65,43 @@ absl::StatusOr<std::unique_ptr<Store>> OpenStore(const DaemonConfig& config) {
 }
 
 gateway::GatewayOptions WithOnDemand(gateway::GatewayOptions options,
-                                     DemandSignal* demand, WorkQueue* queue) {
+                                     DemandSignal* demand, WorkQueue* queue,
+                                     ha::DemandRelay* relay) {
   // Scale from zero: the scaler decides at once (when the controller side
-  // runs), then the app is reconciled.
-  options.on_demand = [demand, queue](const std::string& ns,
-                                      const std::string& app) {
+  // runs), then the app is reconciled. In HA mode the demand also goes to
+  // the store, for the leader when it is another node.
+  options.on_demand = [demand, queue, relay](const std::string& ns,
+                                             const std::string& app) {
     demand->Notify(ns, app);
     queue->Add(absl::StrCat(ns, "/", app));
+    if (relay != nullptr) relay->Report(ns, app, 1);
   };
   return options;
+}
+
+EtcdStore* AsEtcd(Store* store) { return dynamic_cast<EtcdStore*>(store); }
+
+std::unique_ptr<ha::ClusterRuntime> MakeClusterRuntime(
+    const DaemonConfig& config, Store* store, FencedStore* fenced,
+    Runtime* local) {
+  if (!config.ha.enabled) return nullptr;
+  ha::ClusterRuntime::Options o;
+  o.node = config.ha.node;
+  o.node_lost_timeout = config.ha.node_lost_timeout;
+  o.clock = RealClock::Get();
+  return std::make_unique<ha::ClusterRuntime>(store, fenced, local, o);
+}
+
+// The nodes this one has heard from lately (the traffic parts' liveness).
+std::function<std::vector<std::string>()> LiveNodes(
+    ha::ClusterRuntime* cluster) {
+  return [cluster] {
+    std::vector<std::string> live;
+    for (const auto& n : cluster->Nodes()) {
+      if (n.live) live.push_back(n.name);
+    }
+    return live;
+  };
 }
 
 deployer::WebhookSenderOptions WebhookOptions(const DaemonConfig& config) {
@@ -82,14 +111,16 @@ deployer::WebhookSenderOptions WebhookOptions(const DaemonConfig& config) {
 }
 
 MultiScaler::Inputs ScalerInputs(Store* store, Runtime* runtime,
-                                 gateway::Gateway* gw, DemandSignal* demand,
+                                 gateway::Gateway* gw, MetricsSource* metrics,
+                                 ha::DemandRelay* relay, DemandSignal* demand,
                                  WorkQueue* queue) {
   MultiScaler::Inputs in;
   in.store = store;
   in.runtime = runtime;
-  in.metrics = gw;
-  in.queued = [gw](const std::string& ns, const std::string& app) {
-    return gw->Queued(ns, app);
+  in.metrics = metrics;
+  // Held requests: this gateway's, and (HA) those other nodes report.
+  in.queued = [gw, relay](const std::string& ns, const std::string& app) {
+    return gw->Queued(ns, app) + (relay ? relay->Held(ns, app) : 0);
   };
   in.clock = RealClock::Get();
   in.on_change = [queue](const std::string& key) { queue->Add(key); };
@@ -154,25 +185,126 @@ Server::Server(DaemonConfig config, std::unique_ptr<DataDirLock> lock,
     : config_(std::move(config)),
       lock_(std::move(lock)),
       store_(std::move(store)),
+      fenced_(store_.get()),
       runtime_(config_.runtime),
-      gateway_(WithOnDemand(config_.gateway, &demand_, &queue_)),
+      cluster_(MakeClusterRuntime(config_, store_.get(), &fenced_, &runtime_)),
+      instances_(cluster_ ? static_cast<Runtime*>(cluster_.get()) : &runtime_),
+      relay_(config_.ha.enabled ? std::make_unique<ha::DemandRelay>(
+                                      store_.get(), RelayOptions())
+                                : nullptr),
+      gateway_(WithOnDemand(config_.gateway, &demand_, &queue_, relay_.get())),
       routes_(&gateway_, RealClock::Get()),
-      events_(store_.get(), RealClock::Get()),
+      route_watcher_(config_.ha.enabled ? std::make_unique<ha::RouteWatcher>(
+                                              store_.get(), &gateway_,
+                                              ha::RouteWatcher::Options())
+                                        : nullptr),
+      cluster_metrics_(config_.ha.enabled
+                           ? std::make_unique<ha::ClusterMetrics>(
+                                 store_.get(), ClusterMetricsOptions())
+                           : nullptr),
+      metrics_(cluster_metrics_
+                   ? static_cast<MetricsSource*>(cluster_metrics_.get())
+                   : &gateway_),
+      publisher_(config_.ha.enabled ? std::make_unique<ha::MetricsPublisher>(
+                                          store_.get(), PublisherOptions())
+                                    : nullptr),
+      store_routes_(config_.ha.enabled ? std::make_unique<ha::StoreRouteSink>(
+                                             &fenced_, StoreRoutesOptions())
+                                       : nullptr),
+      route_sink_(store_routes_ ? static_cast<RouteSink*>(store_routes_.get())
+                                : &routes_),
+      events_(&fenced_, RealClock::Get()),
+      node_events_(config_.ha.enabled ? std::make_unique<EventRecorder>(
+                                            store_.get(), RealClock::Get())
+                                      : nullptr),
       webhooks_(WebhookOptions(config_)),
-      outbox_(store_.get(), &webhooks_),
-      deployer_(store_.get(), RealClock::Get(), &gateway_, &webhooks_,
-                &outbox_),
-      scaler_(
-          ScalerInputs(store_.get(), &runtime_, &gateway_, &demand_, &queue_)),
-      reconciler_(store_.get(), &runtime_, &events_, RealClock::Get(),
-                  ReconcilerOptions(config_, &gateway_, &scaler_, &routes_,
+      outbox_(&fenced_, &webhooks_),
+      deployer_(&fenced_, RealClock::Get(), metrics_, &webhooks_, &outbox_),
+      scaler_(ScalerInputs(&fenced_, instances_, &gateway_, metrics_,
+                           relay_.get(), &demand_, &queue_)),
+      reconciler_(&fenced_, instances_, &events_, RealClock::Get(),
+                  ReconcilerOptions(config_, &gateway_, &scaler_, route_sink_,
                                     &deployer_)),
-      controller_(store_.get(), &runtime_, &reconciler_, &events_, &queue_,
+      controller_(&fenced_, instances_, &reconciler_, &events_, &queue_,
                   ControllerOptions(config_)),
       rollouts_(store_.get(), RealClock::Get(),
                 [this](const std::string& key) { queue_.Add(key); }),
       api_address_(config_.api_listen),
-      admin_([this] { return MetricsText(); }, [this] { return Ready(); }) {}
+      admin_([this] { return MetricsText(); }, [this] { return Ready(); },
+             [this] { return ReadyDetail(); }) {
+  if (!config_.ha.enabled) return;
+  // A standby writes nothing of the controller side's.
+  fenced_.Refuse();
+  ha::NodeAgent::Options ao;
+  ao.node = config_.ha.node;
+  ao.address = config_.ha.advertise_address;
+  ao.api_address = config_.ha.api_address;
+  ao.clock = RealClock::Get();
+  ao.on_event = [this](const InstanceChange& c) {
+    node_events_->Record(c.instance.namespace_(), c.instance.app(),
+                         c.event_type.empty() ? "Normal" : c.event_type,
+                         c.event_reason, c.event_message,
+                         absl::StrCat("runtime/", config_.ha.node));
+  };
+  agent_ = std::make_unique<ha::NodeAgent>(store_.get(), &runtime_, ao);
+  LeaderElector::Options eo;
+  eo.identity = config_.ha.node;
+  eo.record.set_node(config_.ha.node);
+  eo.record.set_api_address(config_.ha.api_address);
+  eo.ttl = config_.ha.election_ttl;
+  eo.clock = RealClock::Get();
+  LeaderElector::Callbacks cb;
+  cb.on_elected = [this](int64_t token) { OnElected(token); };
+  cb.on_deposed = [this] { OnDeposed(); };
+  elector_ = std::make_unique<LeaderElector>(AsEtcd(store_.get()), eo, cb);
+  if (config_.ha.compact_keep > 0) {
+    Compactor::Options co;
+    co.interval = config_.ha.compact_interval;
+    co.keep = config_.ha.compact_keep;
+    compactor_ = std::make_unique<Compactor>(AsEtcd(store_.get()), co);
+  }
+}
+
+ha::DemandRelay::Options Server::RelayOptions() {
+  ha::DemandRelay::Options o;
+  o.node = config_.ha.node;
+  o.clock = RealClock::Get();
+  o.held = [this](const std::string& ns, const std::string& app) {
+    return gateway_.Queued(ns, app);
+  };
+  o.on_demand = [this](const std::string& ns, const std::string& app) {
+    demand_.Notify(ns, app);
+    queue_.Add(absl::StrCat(ns, "/", app));
+  };
+  o.live_nodes = LiveNodes(cluster_.get());
+  return o;
+}
+
+ha::ClusterMetrics::Options Server::ClusterMetricsOptions() {
+  ha::ClusterMetrics::Options o;
+  o.node = config_.ha.node;
+  o.clock = RealClock::Get();
+  o.local = &gateway_;
+  o.live_nodes = LiveNodes(cluster_.get());
+  return o;
+}
+
+ha::MetricsPublisher::Options Server::PublisherOptions() {
+  ha::MetricsPublisher::Options o;
+  o.node = config_.ha.node;
+  o.clock = RealClock::Get();
+  o.local = &gateway_;
+  o.traffic = [this] { return gateway_.Traffic(); };
+  o.routes = route_watcher_.get();
+  return o;
+}
+
+ha::StoreRouteSink::Options Server::StoreRoutesOptions() {
+  ha::StoreRouteSink::Options o;
+  o.clock = RealClock::Get();
+  o.views = {route_watcher_.get(), cluster_metrics_.get()};
+  return o;
+}
 
 Server::~Server() {
   // Members stop themselves in reverse order. First the API's health check
@@ -185,13 +317,29 @@ Server::~Server() {
 
 absl::Status Server::Start() {
   auto log = GetLogger("tidald");
-  if (auto st = runtime_.Adopt(); !st.ok()) {
+  if (agent_ != nullptr) {
+    // HA: the node agent adopts this node's instances and runs what is
+    // assigned here; the cluster view lists every node's.
+    if (auto st = agent_->Start(); !st.ok()) {
+      return Annotate(st, "adopting running instances failed: ");
+    }
+    if (auto st = cluster_->Adopt(); !st.ok()) {
+      return Annotate(st, "listing the cluster's instances failed: ");
+    }
+  } else if (auto st = runtime_.Adopt(); !st.ok()) {
     return Annotate(st, "adopting running instances failed: ");
   }
   log->info("file descriptor limit {}; gateway connection budget {}",
             config_.fd_limit, config_.gateway.max_connections);
   if (auto st = gateway_.Start(); !st.ok()) {
     return Annotate(st, "starting the gateway failed: ");
+  }
+  if (config_.ha.enabled) {
+    route_watcher_->Start();
+    cluster_metrics_->Start();
+    publisher_->Start();
+    relay_->Start();
+    node_events_->StartFlusher();
   }
   events_.StartFlusher();
   if (auto st = StartApi(); !st.ok()) {
@@ -206,13 +354,23 @@ absl::Status Server::Start() {
   api_health_ =
       std::make_unique<ApiHealth>(health_opts, [this] { return StartApi(); });
   api_health_->Start();
-  if (auto st = StartControllerSide(); !st.ok()) return st;
+  if (elector_ != nullptr) {
+    // The controller side starts when this node wins (OnElected).
+    if (auto st = elector_->Start(); !st.ok()) {
+      return Annotate(st, "starting the election failed: ");
+    }
+  } else if (auto st = StartControllerSide(); !st.ok()) {
+    return st;
+  }
   if (auto st = admin_.Start(config_.admin_listen); !st.ok()) return st;
   started_ = true;
-  log->info("tidald {} ready: api {}, gateway {}:{} (*.{}), admin {}, data {}",
-            TIDAL_VERSION, config_.api_listen, config_.gateway.listen_address,
-            gateway_.port(), config_.domain, config_.admin_listen,
-            config_.data_dir);
+  log->info(
+      "tidald {} ready: api {}, gateway {}:{} (*.{}), admin {}, data {}{}",
+      TIDAL_VERSION, config_.api_listen, config_.gateway.listen_address,
+      gateway_.port(), config_.domain, config_.admin_listen, config_.data_dir,
+      config_.ha.enabled ? absl::StrCat(", node ", config_.ha.node,
+                                        " (etcd: ", config_.store_spec, ")")
+                         : "");
   return absl::OkStatus();
 }
 
@@ -224,14 +382,72 @@ void Server::Stop() {
     absl::MutexLock lock(&api_mu_);
     if (api_server_) api_server_->Shutdown(absl::Seconds(2));
   }
+  if (elector_ != nullptr) {
+    // Stops acting (OnDeposed), then revokes the lease: a standby leads
+    // within about a second.
+    elector_->Resign();
+  }
   StopControllerSide();
   admin_.Stop();
+  if (config_.ha.enabled) {
+    relay_->Stop();
+    publisher_->Stop();
+    cluster_metrics_->Stop();
+    route_watcher_->Stop();
+    agent_->Stop();
+    cluster_->Shutdown(false);
+  }
   runtime_.Shutdown(config_.stop_instances_on_exit);
   gateway_.Stop();
   GetLogger("tidald")->info(
       "stopped{}", config_.stop_instances_on_exit
                        ? " (instances stopped)"
                        : "; instances keep running for the next start");
+}
+
+void Server::OnElected(int64_t token) {
+  // Every write of the controller side now carries the token: once another
+  // node wins, etcd refuses them.
+  fenced_.Fence(keys::LeaderKey(), token);
+  {
+    absl::MutexLock lock(&lead_mu_);
+    leading_ = true;
+    lead_changed_ = absl::Now();
+  }
+  GetLogger("election")
+      ->info("election: acting as leader (node {}, fencing token {})",
+             config_.ha.node, token);
+  cluster_->SetActing(true);
+  store_routes_->Resync();
+  relay_->StartWatching();
+  if (auto st = StartControllerSide(); !st.ok()) {
+    GetLogger("election")
+        ->error("starting the controller side: {}", st.ToString());
+  }
+  if (compactor_ != nullptr) compactor_->Start();
+}
+
+void Server::OnDeposed() {
+  // Refuse first: from here on nothing of the controller side is written.
+  fenced_.Refuse();
+  {
+    absl::MutexLock lock(&lead_mu_);
+    leading_ = false;
+    lead_changed_ = absl::Now();
+  }
+  GetLogger("election")
+      ->warn("election: stopped acting (node {} no longer leads)",
+             config_.ha.node);
+  if (compactor_ != nullptr) compactor_->Stop();
+  StopControllerSide();
+  relay_->StopWatching();
+  cluster_->SetActing(false);
+}
+
+bool Server::leading() const {
+  if (!config_.ha.enabled) return controller_side_running_;
+  absl::MutexLock lock(&lead_mu_);
+  return leading_;
 }
 
 absl::Status Server::StartControllerSide() {
@@ -279,11 +495,13 @@ absl::Status Server::StartApi() {
   api_server_.reset();  // the service outlives its server
   ServiceOptions sopts;
   sopts.store_name = config_.store_name;
+  sopts.ha = config_.ha.enabled;
+  sopts.node_name = config_.ha.node;
   sopts.validation = config_.validation;
   sopts.max_instances_per_namespace = config_.max_instances_per_namespace;
-  sopts.metrics = &gateway_;
+  sopts.metrics = metrics_;
   sopts.rollouts = &rollouts_;
-  api_service_ = std::make_unique<TidalService>(store_.get(), &runtime_,
+  api_service_ = std::make_unique<TidalService>(store_.get(), instances_,
                                                 RealClock::Get(), sopts);
   auto server = StartServer(api_address_, api_service_.get());
   if (!server.ok()) return server.status();
@@ -302,6 +520,22 @@ std::string Server::MetricsText() {
                   queue_.Len(), "\n",
                   "# TYPE tidal_instances gauge\ntidal_instances ",
                   runtime_.List().size(), "\n");
+  if (config_.ha.enabled) {
+    absl::StrAppend(
+        &text,
+        "# HELP tidal_leader 1 while this node leads the control plane\n"
+        "# TYPE tidal_leader gauge\ntidal_leader ",
+        leading() ? 1 : 0, "\n",
+        "# HELP tidal_leader_elections_total Elections this node won\n"
+        "# TYPE tidal_leader_elections_total counter\n"
+        "tidal_leader_elections_total ",
+        elector_->elections(), "\n",
+        "# HELP tidal_fenced_writes_refused_total Writes of the controller "
+        "side refused because this node did not (or no longer) lead\n"
+        "# TYPE tidal_fenced_writes_refused_total counter\n"
+        "tidal_fenced_writes_refused_total ",
+        fenced_.refused_writes(), "\n");
+  }
   absl::StrAppend(&text,
                   "# HELP tidal_instance_log_dropped_bytes_total Output "
                   "of an instance dropped by the log cap (rate limit, "
@@ -321,6 +555,25 @@ std::string Server::MetricsText() {
 // Ready: everything has started (the admin server starts last), the store's
 // data can be read (and, after a full disk, written), and the API answers a
 // new connection.
+std::string Server::ReadyDetail() {
+  if (!config_.ha.enabled) return "";
+  auto leader = CurrentLeader(store_.get());
+  if (!leader.ok()) {
+    return absl::StrCat("leader: unknown (", leader.status().ToString(), ")\n");
+  }
+  std::string out = absl::StrCat("node: ", config_.ha.node,
+                                 leading() ? " (leader)\n" : " (standby)\n");
+  if (!leader->present)
+    return out + "leader: none (an election is under way)\n";
+  const auto& since = leader->record.since();
+  absl::StrAppend(&out, "leader: ", leader->record.node(), " since ",
+                  absl::FormatTime(absl::RFC3339_sec,
+                                   absl::FromUnixSeconds(since.seconds()),
+                                   absl::UTCTimeZone()),
+                  " (token ", leader->token, ")\n");
+  return out;
+}
+
 absl::Status Server::Ready() {
   if (auto st = store_->Health(); !st.ok()) return st;
   if (api_health_ == nullptr || !api_health_->Healthy()) {

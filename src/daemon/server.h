@@ -36,10 +36,27 @@
 // the API still serves (its writes are reconciled when the side starts
 // again, which lists every app anew).
 //
+// Highly available mode (config.ha.enabled: the etcd store; docs/ha.md)
+// adds, in construction order: the FencedStore every controller-side writer
+// uses (it refuses writes until this node leads, then guards each with the
+// leader key's create revision), the ClusterRuntime (every node's instances,
+// through the store: what the controller, scaler and API see), the demand
+// relay, the RouteWatcher (the only thing that drives the local gateway's
+// routes), ClusterMetrics (every gateway's figures summed, for the scaler,
+// the deployer and `top`), the metrics publisher, the StoreRouteSink (the
+// reconciler's routes, published in the store), a second EventRecorder on
+// the plain store (the node agent's events), the NodeAgent (this node's
+// instances: it adopts them and runs what is assigned here), the
+// LeaderElector and the etcd history Compactor. Start then starts the
+// election instead of the controller side; winning fences the store and
+// starts the side, losing refuses writes first and then stops it; Stop
+// resigns.
+//
 // Threading: Start, Stop, StartControllerSide and StopControllerSide are
-// called from one thread at a time (main's, or a leader election's). The
-// accessors are thread-safe.
+// called from one thread at a time (main's, or the leader election's: Stop
+// joins it before going on). The accessors are thread-safe.
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -60,9 +77,19 @@
 #include "deployer/webhooks.h"
 #include "gateway/gateway.h"
 #include "gateway/route_sink.h"
+#include "ha/cluster_metrics.h"
+#include "ha/cluster_runtime.h"
+#include "ha/compactor.h"
+#include "ha/demand_relay.h"
+#include "ha/leader_election.h"
+#include "ha/metrics_publisher.h"
+#include "ha/node_agent.h"
+#include "ha/route_watcher.h"
+#include "ha/store_routes.h"
 #include "runtime/process_runtime.h"
 #include "scaler/demand_signal.h"
 #include "scaler/multi_scaler.h"
+#include "store/fenced_store.h"
 #include "store/store.h"
 
 namespace tidal {
@@ -97,6 +124,9 @@ class Server {
   int gateway_port() const;
   int admin_port() const;
   Store* store() { return store_.get(); }
+  // HA: whether this node leads now, and the writes its fence refused.
+  bool leading() const;
+  int64_t fenced_writes_refused() const { return fenced_.refused_writes(); }
 
  private:
   // Closes the lock's descriptor when destroyed.
@@ -115,17 +145,43 @@ class Server {
   absl::Status StartApi() ABSL_LOCKS_EXCLUDED(api_mu_);
   std::string MetricsText();
   absl::Status Ready();
+  std::string ReadyDetail();
+  // HA: the options of the parts built in the initializer list.
+  ha::DemandRelay::Options RelayOptions();
+  ha::ClusterMetrics::Options ClusterMetricsOptions();
+  ha::MetricsPublisher::Options PublisherOptions();
+  ha::StoreRouteSink::Options StoreRoutesOptions();
+  // HA: the election's callbacks (on its thread).
+  void OnElected(int64_t token);
+  void OnDeposed();
 
   // Constant after construction, in construction order.
   const DaemonConfig config_;
   std::unique_ptr<DataDirLock> lock_;
   std::unique_ptr<Store> store_;
-  ProcessRuntime runtime_;
+  // Every controller-side write goes through it: pass-through on a single
+  // node; in HA mode refusing until this node leads, then fenced.
+  FencedStore fenced_;
+  ProcessRuntime runtime_;                       // this node's instances
+  std::unique_ptr<ha::ClusterRuntime> cluster_;  // HA
+  // What the controller, the scaler and the API see: cluster_ or runtime_.
+  Runtime* const instances_;
   WorkQueue queue_;
   DemandSignal demand_;
+  std::unique_ptr<ha::DemandRelay> relay_;  // HA
   gateway::Gateway gateway_;
   gateway::GatewayRoutes routes_;
+  std::unique_ptr<ha::RouteWatcher> route_watcher_;      // HA
+  std::unique_ptr<ha::ClusterMetrics> cluster_metrics_;  // HA
+  // What the scaler, the deployer and `top` read: cluster_metrics_ or the
+  // gateway.
+  MetricsSource* const metrics_;
+  std::unique_ptr<ha::MetricsPublisher> publisher_;   // HA
+  std::unique_ptr<ha::StoreRouteSink> store_routes_;  // HA
+  // The reconciler's routes: store_routes_ or routes_.
+  RouteSink* const route_sink_;
   EventRecorder events_;
+  std::unique_ptr<EventRecorder> node_events_;  // HA: the node agent's
   deployer::CurlWebhookSender webhooks_;
   deployer::NotificationOutbox outbox_;
   deployer::Deployer deployer_;
@@ -133,6 +189,13 @@ class Server {
   AppReconciler reconciler_;
   Controller controller_;
   deployer::DeployerControl rollouts_;
+  std::unique_ptr<ha::NodeAgent> agent_;    // HA
+  std::unique_ptr<LeaderElector> elector_;  // HA
+  std::unique_ptr<Compactor> compactor_;    // HA, the leader's
+  // When this node last won or lost the lead (for /readyz).
+  mutable absl::Mutex lead_mu_;
+  bool leading_ ABSL_GUARDED_BY(lead_mu_) = false;
+  absl::Time lead_changed_ ABSL_GUARDED_BY(lead_mu_);
 
   // The API is replaced by a fresh one (a new service object, same address)
   // when it stops accepting connections: see ApiHealth.
@@ -148,7 +211,8 @@ class Server {
 
   // Owner's thread only (see the threading contract above).
   bool started_ = false;
-  bool controller_side_running_ = false;
+  // Written by the owner's thread (main's or the election's), read anywhere.
+  std::atomic<bool> controller_side_running_{false};
 };
 
 }  // namespace tidal

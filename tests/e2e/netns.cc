@@ -1,5 +1,6 @@
 #include "e2e/netns.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -48,6 +49,21 @@ std::unique_ptr<TestNetwork> TestNetwork::Create(int hosts, std::string* why) {
   if (access(kIp, X_OK) != 0) {
     *why = "iproute2 (/bin/ip) is not installed";
     return nullptr;
+  }
+  // Namespaces left by a test process that died without cleaning up (a
+  // crash): theirs are named after a pid that no longer runs.
+  CommandResult list = Run({kIp, "netns", "list"}, "", absl::Seconds(10));
+  for (absl::string_view line :
+       absl::StrSplit(list.out, '\n', absl::SkipEmpty())) {
+    std::string name(line.substr(0, line.find(' ')));
+    std::vector<std::string> parts = absl::StrSplit(name, '-');
+    int pid = 0;
+    if (parts.size() == 3 && parts[0] == "tidal" &&
+        absl::SimpleAtoi(parts[1], &pid) && pid > 0 && kill(pid, 0) != 0 &&
+        errno == ESRCH) {
+      KillAll(name);
+      Ip({"netns", "del", name}, nullptr);
+    }
   }
   std::unique_ptr<TestNetwork> net(new TestNetwork());
   const std::string base = absl::StrCat("tidal-", getpid(), "-");
