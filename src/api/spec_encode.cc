@@ -252,7 +252,9 @@ bool NeedsQuotes(const std::string& s) {
   if (absl::ascii_isspace(s.front()) || absl::ascii_isspace(s.back())) {
     return true;
   }
-  if (s.find_first_of("\n\r\t\"'\\#:{}[],&*!|>%@`") != std::string::npos) {
+  // '?' too: yaml-cpp's reader refuses a plain "v?" inside a flow list
+  // (found by spec_fuzz's long run).
+  if (s.find_first_of("\n\r\t\"'\\#:{}[],&*!|>%@`?") != std::string::npos) {
     return true;
   }
   if (s[0] == '-' || s[0] == '?') return true;

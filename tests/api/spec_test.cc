@@ -107,6 +107,19 @@ TEST(ParseAppsTest, TextThatIsNotUtf8IsRefusedWhereItStarts) {
   }
 }
 
+// Found by spec_fuzz: "v?" was written plain inside a flow list, which
+// yaml-cpp then refused to read back.
+TEST(ParseAppsTest, ArgsWithQuestionMarksRoundTrip) {
+  ParseResult r = ParseApps(
+      Spec("  template: {command: [x], args: [\"v?\", \"a?b\", \"?\"]}\n"),
+      "q.yaml");
+  ASSERT_TRUE(r.ok()) << AllErrors(r);
+  ParseResult again = ParseApps(AppToYaml(r.apps[0].app), "again.yaml");
+  ASSERT_TRUE(again.ok()) << AllErrors(again) << AppToYaml(r.apps[0].app);
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(
+      r.apps[0].app, again.apps[0].app));
+}
+
 TEST(ParseAppsTest, CollectsEveryErrorOfEveryDocument) {
   std::string yaml =
       Spec("  replicas: -2\n  template:\n    comand: [x]\n") +      // lines 1-8
