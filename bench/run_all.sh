@@ -20,3 +20,5 @@ section "bench/coldstart (through a real tidald)"
 "$BUILD"/bench/coldstart/tidal-coldstart-tidald-bench --runs 30
 section "bench/rollout (100 instances in 10 batches)"
 bash bench/rollout/run.sh "$BUILD" 100 10
+section "bench/failover (3 etcd + 3 tidald, 20 kill -9 trials of the leader)"
+bash bench/failover/run.sh "$BUILD" 20 10

@@ -14,12 +14,14 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <map>
 #include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "e2e/e2e_util.h"
 #include "e2e/ha_cluster.h"
@@ -28,9 +30,22 @@
 namespace tidal::e2e {
 namespace {
 
+// Requests through one node's gateway. A node is "up" from the return of its
+// Daemon::Start (its API answers, so its gateway listens) until just before
+// it is killed or stopped; requests to a node that is down are not sent (a
+// request in flight when it goes down finishes first: `mu`).
 struct Load {
+  absl::Mutex mu;
+  bool up ABSL_GUARDED_BY(mu) = true;
   std::atomic<int64_t> ok{0}, failed{0};
+  absl::Mutex errors_mu;
+  std::map<std::string, int> errors ABSL_GUARDED_BY(errors_mu);
 };
+
+void SetUp(Load* l, bool up) {
+  absl::MutexLock lock(&l->mu);
+  l->up = up;
+}
 
 double Percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
@@ -41,12 +56,14 @@ double Percentile(std::vector<double> v, double p) {
 
 // Time from the kill (or SIGTERM) of the leader until another node is the
 // leader every running node agrees on; restarts the old leader afterwards.
-absl::StatusOr<absl::Duration> OneFailover(HaCluster& c, int sig) {
+absl::StatusOr<absl::Duration> OneFailover(HaCluster& c, int sig,
+                                           std::vector<Load>& loads) {
   int leader = -1;
   if (!Eventually([&] { return (leader = c.AgreedLeader()) >= 0; },
                   absl::Seconds(60))) {
     return absl::DeadlineExceededError("no leader before the trial");
   }
+  SetUp(&loads[leader], false);
   const absl::Time t0 = absl::Now();
   if (sig == SIGKILL) {
     c.node(leader).Kill9();
@@ -66,6 +83,7 @@ absl::StatusOr<absl::Duration> OneFailover(HaCluster& c, int sig) {
   if (!c.node(leader).Start()) {
     return absl::InternalError("the old leader did not come back");
   }
+  SetUp(&loads[leader], true);
   return d;
 }
 
@@ -82,8 +100,7 @@ int Main(int argc, char** argv) {
     places.push_back(DaemonPlace{absl::StrCat("127.0.0.", 21 + i), {}});
   }
   HaCluster c(dir.path(), places, absl::Seconds(ttl_s),
-              {"--node-lost-timeout=120s", "--stop-instances-on-exit",
-               "--log-level=info"});
+              {"--node-lost-timeout=120s", "--stop-instances-on-exit"});
   if (!c.Start()) {
     fprintf(stderr, "the cluster did not start; logs in %s\n",
             dir.path().c_str());
@@ -114,14 +131,22 @@ spec:
   std::vector<std::thread> threads;
   for (int i = 0; i < 3; ++i) {
     threads.emplace_back([&, i] {
+      Load& l = loads[i];
       while (!stop.load()) {
-        if (c.node(i).Running()) {
-          HttpResponse resp = HttpGet(c.node(i).gateway_port(), AppHost("web"),
-                                      "/", absl::Seconds(10), c.node(i).host());
-          if (resp.status == 200) {
-            loads[i].ok++;
-          } else if (c.node(i).Running()) {
-            loads[i].failed++;
+        {
+          absl::MutexLock lock(&l.mu);
+          if (l.up) {
+            HttpResponse resp =
+                HttpGet(c.node(i).gateway_port(), AppHost("web"), "/",
+                        absl::Seconds(10), c.node(i).host());
+            if (resp.status == 200) {
+              l.ok++;
+            } else {
+              l.failed++;
+              absl::MutexLock elock(&l.errors_mu);
+              l.errors[resp.status != 0 ? absl::StrCat("HTTP ", resp.status)
+                                        : resp.error]++;
+            }
           }
         }
         absl::SleepFor(absl::Milliseconds(20));
@@ -130,7 +155,7 @@ spec:
   }
   std::vector<double> kill_ms, term_ms;
   for (int t = 0; t < trials; ++t) {
-    auto d = OneFailover(c, SIGKILL);
+    auto d = OneFailover(c, SIGKILL, loads);
     if (!d.ok()) {
       fprintf(stderr, "trial %d: %s\n", t, d.status().ToString().c_str());
       break;
@@ -139,8 +164,12 @@ spec:
     fprintf(stderr, "kill -9 trial %d: %.0f ms\n", t, kill_ms.back());
   }
   for (int t = 0; t < graceful; ++t) {
-    auto d = OneFailover(c, SIGTERM);
-    if (!d.ok()) break;
+    auto d = OneFailover(c, SIGTERM, loads);
+    if (!d.ok()) {
+      fprintf(stderr, "graceful trial %d: %s\n", t,
+              d.status().ToString().c_str());
+      break;
+    }
     term_ms.push_back(absl::ToDoubleMilliseconds(*d));
   }
   stop = true;
@@ -159,9 +188,15 @@ spec:
       "%zu trials\n",
       Percentile(term_ms, 0.5), term_ms.size());
   for (int i = 0; i < 3; ++i) {
-    printf("  node n%d gateway: %lld requests answered 200, %lld failed\n", i,
-           static_cast<long long>(loads[i].ok.load()),
-           static_cast<long long>(loads[i].failed.load()));
+    printf(
+        "  node n%d gateway (while up): %lld requests answered 200, %lld "
+        "failed\n",
+        i, static_cast<long long>(loads[i].ok.load()),
+        static_cast<long long>(loads[i].failed.load()));
+    absl::MutexLock lock(&loads[i].errors_mu);
+    for (const auto& [what, n] : loads[i].errors) {
+      printf("    %d x %s\n", n, what.c_str());
+    }
   }
   return kill_ms.size() == static_cast<size_t>(trials) ? 0 : 1;
 }

@@ -13,15 +13,18 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <fstream>
 #include <memory>
 #include <optional>
 #include <regex>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "e2e/e2e_util.h"
@@ -243,6 +246,96 @@ TEST(HaE2ETest, LoopbackARequestHeldAtZeroOnAStandbyIsServed) {
   ASSERT_TRUE(Eventually([&] { return count() == 0; }, absl::Seconds(30)));
 }
 
+// A surge through the standbys' gateways scales the app (their metrics reach
+// the leader's scaler), goes on scaling after kill -9 of the leader, and the
+// processes always match the instances the cluster knows: none orphaned,
+// none doubled.
+TEST(HaE2ETest, LoopbackKillTheLeaderDuringASurge) {
+  if (access(kEtcd, X_OK) != 0) GTEST_SKIP() << "etcd-server is not installed";
+  TempDir dir;
+  std::vector<DaemonPlace> places;
+  for (int i = 0; i < kNodes; ++i) {
+    places.push_back(DaemonPlace{absl::StrCat("127.0.0.", 41 + i), {}});
+  }
+  HaCluster c(dir.path(), places, kTtl,
+              {"--node-lost-timeout=60s", "--stop-instances-on-exit"});
+  ASSERT_TRUE(c.Start());
+  int leader = -1;
+  ASSERT_TRUE(Eventually([&] { return (leader = c.AgreedLeader()) >= 0; },
+                         absl::Seconds(30)));
+  const std::string marker = absl::StrCat("ha-surge-", getpid());
+  auto count = [&] {
+    return static_cast<int>(FindProcesses("v1-" + marker).size());
+  };
+  const std::string path = dir.path() + "/surge.yaml";
+  std::string yaml = AppYaml("surge", 0, marker, "v1", R"(  scaling:
+    minReplicas: 1
+    maxReplicas: 8
+    metric: concurrency
+    target: 2
+)");
+  // Each request takes 200 ms: 12 clients keep about 12 in flight.
+  yaml = absl::StrReplaceAll(
+      yaml, {{"\"v1-" + marker + "\"]",
+              "\"v1-" + marker + "\", \"--latency\", \"200ms\"]"}});
+  WriteFile(path, yaml);
+  auto r =
+      c.node(leader).Ctl({"apply", "-f", path, "--wait", "--timeout", "90s"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  ASSERT_EQ(count(), 1);
+  // The surge, through the two standbys only.
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok{0}, failed{0};
+  std::vector<std::thread> clients;
+  for (int k = 0; k < 12; ++k) {
+    const int node = (leader + 1 + k % 2) % kNodes;
+    clients.emplace_back([&, node] {
+      HttpClient client(c.node(node).gateway_port(), AppHost("surge"),
+                        absl::Seconds(30), c.node(node).host());
+      while (!stop.load()) {
+        HttpResponse resp = client.Get("/");
+        (resp.status == 200 ? ok : failed)++;
+      }
+    });
+  }
+  // Scaled by the leader from the standbys' figures.
+  EXPECT_TRUE(Eventually([&] { return count() >= 3; }, absl::Seconds(60)))
+      << count();
+  c.node(leader).Kill9();
+  int next = -1;
+  ASSERT_TRUE(Eventually(
+      [&] {
+        next = c.AgreedLeader();
+        return next >= 0 && next != leader;
+      },
+      absl::Seconds(30)));
+  ASSERT_TRUE(c.node(leader).Start());
+  // The new leader carries on: the surge wants about 6.
+  EXPECT_TRUE(Eventually([&] { return count() >= 5; }, absl::Seconds(60)))
+      << count();
+  stop = true;
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(failed.load(), 0) << ok.load() << " answered";
+  // Processes match the instances the cluster knows, and stay so.
+  auto instances = [&] {
+    auto g = c.node(next).Ctl({"get", "instances", "surge", "-o", "name"});
+    int n = 0;
+    for (absl::string_view line : absl::StrSplit(g.out, '\n')) {
+      if (!line.empty()) ++n;
+    }
+    return n;
+  };
+  ASSERT_TRUE(Eventually([&] { return instances() == count(); }))
+      << instances() << " instances, " << count() << " processes";
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(instances(), count());
+  }
+  std::cout << "surge through the standbys: " << ok.load()
+            << " answered, scaled to " << count() << " across a kill -9\n";
+  ASSERT_EQ(c.node(next).Ctl({"delete", "app", "surge"}).exit_code, 0);
+  ASSERT_TRUE(Eventually([&] { return count() == 0; }, absl::Seconds(30)));
+}
+
 TEST(HaE2ETest, NetnsKillTheLeaderAndPartitionIt) {
   if (access(kEtcd, X_OK) != 0) GTEST_SKIP() << "etcd-server is not installed";
   std::string why;
@@ -278,8 +371,8 @@ TEST(HaE2ETest, NetnsKillTheLeaderAndPartitionIt) {
     return static_cast<int>(FindProcesses("v1-" + marker).size());
   };
   WriteFile(dir.path() + "/part.yaml", AppYaml("part", 2, marker, "v1"));
-  auto applied = c.node(leader).Ctl({"apply", "-f", dir.path() + "/part.yaml",
-                                     "--wait", "--timeout", "90s"});
+  auto applied = c.node(leader).Ctl(
+      {"apply", "-f", dir.path() + "/part.yaml", "--wait", "--timeout", "90s"});
   ASSERT_EQ(applied.exit_code, 0) << applied.out << applied.err;
   ASSERT_EQ(count(), 2);
   ASSERT_TRUE(net->SetLinkUp(leader, false));
@@ -336,12 +429,12 @@ TEST(HaE2ETest, NetnsKillTheLeaderAndPartitionIt) {
     EXPECT_TRUE(Eventually([&] {
       resp = get(i, "part");
       return resp.status == 200;
-    })) << "node " << i << ": " << resp.status << " " << resp.error;
+    })) << "node "
+        << i << ": " << resp.status << " " << resp.error;
   }
   std::cout << "partitioned leader n" << leader << " stopped acting "
             << absl::FormatDuration(*started - *stopped) << " before n" << next
-            << " started; its writes refused by the fence: " << refused
-            << "\n";
+            << " started; its writes refused by the fence: " << refused << "\n";
 }
 
 }  // namespace
