@@ -606,8 +606,30 @@ absl::Status ClusterRuntime::Adopt() {
 
 std::vector<InstanceUsage> ClusterRuntime::Usage(const std::string& namespace_,
                                                  const std::string& app) {
-  if (local_ == nullptr) return {};
-  return local_->Usage(namespace_, app);
+  std::vector<InstanceUsage> out;
+  if (local_ != nullptr) out = local_->Usage(namespace_, app);
+  // Instances on other nodes: the figures their agents put in their last
+  // heartbeat (nothing for a lost node: its instances left the view).
+  absl::MutexLock l(&mu_);
+  for (const auto& [name, node] : nodes_) {
+    if (name == options_.node || !node.has_record || node.lost) continue;
+    for (const tidal::v1::InstanceUsageRecord& r : node.record.usage()) {
+      auto it = shown_.find(r.instance_id());
+      if (it == shown_.end() || it->second.node() != name) continue;
+      const tidal::v1::Instance& inst = it->second;
+      if ((!namespace_.empty() && inst.namespace_() != namespace_) ||
+          (!app.empty() && inst.app() != app)) {
+        continue;
+      }
+      InstanceUsage u;
+      u.instance_id = r.instance_id();
+      u.cpu_seconds = r.cpu_seconds();
+      u.memory_bytes = r.memory_bytes();
+      u.sampled_at = FromProtoTime(r.sampled_at());
+      out.push_back(std::move(u));
+    }
+  }
+  return out;
 }
 
 absl::StatusOr<std::unique_ptr<LogStream>> ClusterRuntime::OpenLogs(

@@ -98,8 +98,9 @@ class ClusterRuntime : public Runtime {
   // calls it at start-up (its API lists from it). It does not adopt local
   // processes: the node's NodeAgent does (it owns the local runtime).
   absl::Status Adopt() override;
-  // The local runtime's figures (instances of this node); instances on other
-  // nodes are left out.
+  // The local runtime's figures for this node's instances, and for other
+  // live nodes' the figures their agents put in their last heartbeat
+  // (NodeRecord.usage, at most a heartbeat period old).
   std::vector<InstanceUsage> Usage(const std::string& namespace_ = "",
                                    const std::string& app = "") override;
   // The local runtime's stream for an instance of this node (or one no node

@@ -127,6 +127,13 @@ absl::Status NodeAgent::Heartbeat() {
   *rec.mutable_started() = ToProtoTime(started_);
   *rec.mutable_heartbeat() = ToProtoTime(clock_->Now());
   rec.set_heartbeats(n);
+  for (const InstanceUsage& u : local_->Usage()) {
+    tidal::v1::InstanceUsageRecord* r = rec.add_usage();
+    r->set_instance_id(u.instance_id);
+    r->set_cpu_seconds(u.cpu_seconds);
+    r->set_memory_bytes(u.memory_bytes);
+    *r->mutable_sampled_at() = ToProtoTime(u.sampled_at);
+  }
   absl::StatusOr<int64_t> rev = store_->Txn(
       {Op::Put(keys::Node(options_.node), rec.SerializeAsString())});
   if (!rev.ok()) return rev.status();

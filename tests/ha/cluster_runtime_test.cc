@@ -353,11 +353,21 @@ TEST_F(ClusterRuntimeTest, OpenLogsOfLocalAndRemoteInstances) {
   EXPECT_EQ(cr_->OpenLogs("nope", LogOptions()).status().code(),
             absl::StatusCode::kNotFound);
 
-  // Usage: the local runtime's figures.
+  // Usage: the local runtime's figures, and the other node's from its
+  // heartbeat.
   rt_a_.SetUsage(on_a->id(), 1.5, 1 << 20, clock_.Now());
   auto usage = cr_->Usage();
   ASSERT_EQ(usage.size(), 1u);
   EXPECT_EQ(usage[0].instance_id, on_a->id());
+  rt_b_.SetUsage(on_b->id(), 2.5, 3 << 20, clock_.Now());
+  ASSERT_TRUE(Eventually([&] { return cr_->Usage().size() == 2; }));
+  for (const InstanceUsage& u : cr_->Usage("default", "hello")) {
+    if (u.instance_id != on_b->id()) continue;
+    EXPECT_DOUBLE_EQ(u.cpu_seconds, 2.5);
+    EXPECT_EQ(u.memory_bytes, 3 << 20);
+    EXPECT_EQ(u.sampled_at, clock_.Now());
+  }
+  EXPECT_EQ(cr_->Usage("default", "other").size(), 0u);
 }
 
 // Writes go through `writes` (the leader's fenced store): a standby's
