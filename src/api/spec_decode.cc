@@ -660,6 +660,63 @@ size_t FirstInvalidUtf8(std::string_view text) {
   return std::string_view::npos;
 }
 
+// Reports every string of `m` (at any depth) that is not valid UTF-8: YAML
+// escapes such as "\\_" or "\\N" decode to single bytes that are not
+// (yaml-cpp writes U+00A0 and U+0085 as raw bytes), and such a spec could
+// not be written back (found by spec_fuzz's long run).
+void CheckStringsAreUtf8(
+    const google::protobuf::Message& m, const std::string& prefix,
+    const std::function<void(const std::string&, std::string)>& report) {
+  using google::protobuf::FieldDescriptor;
+  const google::protobuf::Reflection* r = m.GetReflection();
+  std::vector<const FieldDescriptor*> fields;
+  r->ListFields(m, &fields);
+  auto bad = [&](const std::string& path, const std::string& v) {
+    if (FirstInvalidUtf8(v) == std::string_view::npos) return;
+    report(path,
+           "not valid UTF-8 once its escapes are decoded (\\_ and \\N are "
+           "not supported; write the characters themselves)");
+  };
+  for (const FieldDescriptor* f : fields) {
+    const std::string name = prefix.empty()
+                                 ? f->json_name()
+                                 : absl::StrCat(prefix, ".", f->json_name());
+    if (f->is_map()) {
+      const int n = r->FieldSize(m, f);
+      for (int i = 0; i < n; ++i) {
+        const auto& entry = r->GetRepeatedMessage(m, f, i);
+        const auto* er = entry.GetReflection();
+        const FieldDescriptor* kf = entry.GetDescriptor()->map_key();
+        const FieldDescriptor* vf = entry.GetDescriptor()->map_value();
+        std::string key = kf->type() == FieldDescriptor::TYPE_STRING
+                              ? er->GetString(entry, kf)
+                              : "";
+        bad(name, key);
+        const std::string path = absl::StrCat(name, ".", key);
+        if (vf->type() == FieldDescriptor::TYPE_STRING) {
+          bad(path, er->GetString(entry, vf));
+        } else if (vf->type() == FieldDescriptor::TYPE_MESSAGE) {
+          CheckStringsAreUtf8(er->GetMessage(entry, vf), path, report);
+        }
+      }
+    } else if (f->is_repeated()) {
+      const int n = r->FieldSize(m, f);
+      for (int i = 0; i < n; ++i) {
+        const std::string path = absl::StrCat(name, "[", i, "]");
+        if (f->type() == FieldDescriptor::TYPE_STRING) {
+          bad(path, r->GetRepeatedString(m, f, i));
+        } else if (f->type() == FieldDescriptor::TYPE_MESSAGE) {
+          CheckStringsAreUtf8(r->GetRepeatedMessage(m, f, i), path, report);
+        }
+      }
+    } else if (f->type() == FieldDescriptor::TYPE_STRING) {
+      bad(name, r->GetString(m, f));
+    } else if (f->type() == FieldDescriptor::TYPE_MESSAGE) {
+      CheckStringsAreUtf8(r->GetMessage(m, f), name, report);
+    }
+  }
+}
+
 }  // namespace
 
 ParseResult ParseApps(std::string_view yaml, std::string_view source,
@@ -669,11 +726,11 @@ ParseResult ParseApps(std::string_view yaml, std::string_view source,
   const std::string src(source);
   if (size_t bad = FirstInvalidUtf8(yaml); bad != std::string_view::npos) {
     const std::string_view before = yaml.substr(0, bad);
-    const int line = 1 + static_cast<int>(std::count(
-                             before.begin(), before.end(), '\n'));
+    const int line =
+        1 + static_cast<int>(std::count(before.begin(), before.end(), '\n'));
     const size_t nl = before.rfind('\n');
-    const int column = static_cast<int>(
-        bad - (nl == std::string_view::npos ? 0 : nl + 1) + 1);
+    const int column =
+        static_cast<int>(bad - (nl == std::string_view::npos ? 0 : nl + 1) + 1);
     result.errors.push_back(
         {src, line, column, "",
          absl::StrFormat("the text is not valid UTF-8 (byte 0x%02x); save the "
@@ -730,6 +787,11 @@ ParseResult ParseApps(std::string_view yaml, std::string_view source,
       Loc l = parser.Find(path);
       errors.push_back({src, l.line, l.column, path, std::move(msg)});
     });
+    CheckStringsAreUtf8(
+        parsed.app, "", [&](const std::string& path, std::string msg) {
+          Loc l = parser.Find(path);
+          errors.push_back({src, l.line, l.column, path, std::move(msg)});
+        });
     if (!meta->name().empty()) {
       auto key = std::make_pair(meta->namespace_(), meta->name());
       auto [it, inserted] = names.emplace(key, start.line);

@@ -204,7 +204,8 @@ std::vector<std::string> InstanceColumns(const TableOptions& o) {
     cols.push_back(c);
   }
   if (o.wide) {
-    for (const char* c : {"PID", "REVISION", "TEMPLATE HASH", "REASON"})
+    for (const char* c :
+         {"PID", "REVISION", "TEMPLATE HASH", "REASON", "NODE", "HOST"})
       cols.push_back(c);
   }
   return cols;
@@ -226,6 +227,8 @@ std::vector<std::string> InstanceRow(const tidal::v1::Instance& inst,
     row.push_back(inst.revision() ? absl::StrCat(inst.revision()) : "-");
     row.push_back(OrDash(inst.template_hash()));
     row.push_back(OrDash(inst.reason()));
+    row.push_back(OrDash(inst.node()));  // empty on a single node
+    row.push_back(OrDash(inst.host()));
   }
   return row;
 }

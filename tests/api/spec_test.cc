@@ -82,18 +82,19 @@ TEST(ParseAppsTest, ErrorToStringNamesFileLineColumnAndField) {
 // Found by spec_fuzz: bytes that are not UTF-8 inside a flow sequence were
 // accepted, and the app's YAML (get -o yaml) then did not parse back.
 TEST(ParseAppsTest, TextThatIsNotUtf8IsRefusedWhereItStarts) {
-  const std::string good = Spec("  template: {command: [x], args: [\"caf\xc3\xa9\"]}\n");
+  const std::string good =
+      Spec("  template: {command: [x], args: [\"caf\xc3\xa9\"]}\n");
   ParseResult ok = ParseApps(good, "ok.yaml");
   ASSERT_TRUE(ok.ok()) << AllErrors(ok);
   EXPECT_EQ(ok.apps[0].app.spec().template_().args(0), "caf\xc3\xa9");
   for (const std::string& bad :
        {std::string("\xff\xff"), std::string("\xc0\xaf"),  // overlong '/'
-        std::string("\xed\xa0\x80"),                         // a surrogate
-        std::string("\xf4\x90\x80\x80"),  // past U+10FFFF
-        std::string("\xe2\x82")}) {         // cut short
-    const std::string yaml = Spec(
-        "  template:\n    command: [x]\n    args: [\"--version\", v1," + bad +
-        " \"--latency\"]\n");
+        std::string("\xed\xa0\x80"),                       // a surrogate
+        std::string("\xf4\x90\x80\x80"),                   // past U+10FFFF
+        std::string("\xe2\x82")}) {                        // cut short
+    const std::string yaml =
+        Spec("  template:\n    command: [x]\n    args: [\"--version\", v1," +
+             bad + " \"--latency\"]\n");
     ParseResult r = ParseApps(yaml, "bad.yaml");
     ASSERT_EQ(r.errors.size(), 1u) << AllErrors(r);
     EXPECT_TRUE(r.apps.empty());
@@ -118,6 +119,28 @@ TEST(ParseAppsTest, ArgsWithQuestionMarksRoundTrip) {
   ASSERT_TRUE(again.ok()) << AllErrors(again) << AppToYaml(r.apps[0].app);
   EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(
       r.apps[0].app, again.apps[0].app));
+}
+
+// Found by spec_fuzz: YAML escapes that yaml-cpp decodes to bytes that are
+// not UTF-8 ("\_" is U+00A0, "\N" U+0085, both written as one raw byte).
+TEST(ParseAppsTest, EscapesThatDecodeToInvalidUtf8AreRefused) {
+  for (const std::string& esc : {std::string("\\_"), std::string("\\N")}) {
+    ParseResult r = ParseApps(
+        Spec("  template:\n    command: [x]\n    args: [\"a" + esc + "b\"]\n"),
+        "esc.yaml");
+    ASSERT_EQ(r.errors.size(), 1u) << esc << AllErrors(r);
+    EXPECT_TRUE(r.apps.empty());
+    EXPECT_EQ(r.errors[0].field, "spec.template.args[0]");
+    EXPECT_GT(r.errors[0].line, 0);
+    EXPECT_TRUE(absl::StrContains(r.errors[0].message, "not valid UTF-8"))
+        << r.errors[0].ToString();
+  }
+  // Escapes that decode to valid UTF-8 are fine.
+  ParseResult ok = ParseApps(
+      Spec("  template:\n    command: [x]\n    args: [\"caf\\u00e9\"]\n"),
+      "ok.yaml");
+  ASSERT_TRUE(ok.ok()) << AllErrors(ok);
+  EXPECT_EQ(ok.apps[0].app.spec().template_().args(0), "caf\xc3\xa9");
 }
 
 TEST(ParseAppsTest, CollectsEveryErrorOfEveryDocument) {
