@@ -121,8 +121,19 @@ absl::Status TidalService::Logs(
     options.follow = req.follow();
     auto stream = impl_->runtime->OpenLogs(inst.id(), options);
     if (!stream.ok()) {
-      streams[inst.id()] = nullptr;
+      // An instance found while following may have no output yet (NotFound
+      // until it writes): asked again at the next poll, not given up.
       if (!initial) return absl::OkStatus();
+      streams[inst.id()] = nullptr;
+      // All of an app's instances: one on another node (HA) is left out
+      // rather than failing the rest; asked for by name, the error says
+      // which node's API has it.
+      if (req.instance().empty() &&
+          absl::IsFailedPrecondition(stream.status())) {
+        impl_->log->info("logs app={}/{}: {}", ns, req.app(),
+                         std::string(stream.status().message()));
+        return absl::OkStatus();
+      }
       return stream.status();
     }
     streams[inst.id()] = *std::move(stream);
