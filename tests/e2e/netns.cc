@@ -94,6 +94,11 @@ std::unique_ptr<TestNetwork> TestNetwork::Create(int hosts, std::string* why) {
       return nullptr;
     }
   }
+  // The tests reach the hosts from threads that enter their namespaces.
+  if (!net->RunOn(0, [] {})) {
+    *why = "a thread cannot enter a network namespace (setns)";
+    return nullptr;
+  }
   return net;
 }
 
@@ -117,8 +122,9 @@ bool TestNetwork::SetLinkUp(int i, bool up) {
             nullptr);
 }
 
-void TestNetwork::RunOn(int i, const std::function<void()>& fn) const {
+bool TestNetwork::RunOn(int i, const std::function<void()>& fn) const {
   const std::string path = "/var/run/netns/" + names_[i];
+  bool ran = false;
   std::thread t([&] {
     int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0 || setns(fd, CLONE_NEWNET) != 0) {
@@ -127,8 +133,10 @@ void TestNetwork::RunOn(int i, const std::function<void()>& fn) const {
     }
     close(fd);
     fn();
+    ran = true;
   });
   t.join();
+  return ran;
 }
 
 }  // namespace tidal::e2e

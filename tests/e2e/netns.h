@@ -33,8 +33,9 @@ class TestNetwork {
   // Takes host i's link to the bridge down (a partition) or up again.
   bool SetLinkUp(int i, bool up);
   // Runs `fn` on a thread inside host i's namespace (sockets it opens
-  // belong to that host) and waits for it.
-  void RunOn(int i, const std::function<void()>& fn) const;
+  // belong to that host) and waits for it. False (fn not run) when the
+  // thread cannot enter the namespace.
+  bool RunOn(int i, const std::function<void()>& fn) const;
 
  private:
   TestNetwork() = default;
