@@ -28,6 +28,8 @@ namespace {
 
 // The largest LogChunk sent.
 constexpr int64_t kLogChunk = 64 * 1024;
+// Without follow: how long a log stream's next piece is waited for.
+constexpr absl::Duration kRemoteLogWait = absl::Seconds(10);
 
 }  // namespace
 
@@ -95,11 +97,15 @@ absl::Status TidalService::Logs(
     return true;
   };
   // Sends what the instance's stream has now; false when the client is
-  // gone. A stream that ended is dropped.
+  // gone. A stream that ended is dropped. Without follow every stream ends,
+  // so it is read to its end (one from another node's API comes with a
+  // delay: each piece is waited for).
+  const absl::Duration wait =
+      req.follow() ? absl::ZeroDuration() : kRemoteLogWait;
   auto drain = [&](const std::string& id) {
     std::unique_ptr<LogStream>& stream = streams[id];
     while (stream != nullptr) {
-      absl::StatusOr<std::string> data = stream->Next(absl::ZeroDuration());
+      absl::StatusOr<std::string> data = stream->Next(wait);
       if (!data.ok()) {
         if (!absl::IsOutOfRange(data.status())) {
           impl_->log->warn("logs app={}/{} instance {}: {}", ns, req.app(), id,
@@ -119,14 +125,16 @@ absl::Status TidalService::Logs(
     LogOptions options;
     options.tail_lines = initial ? req.tail_lines() : 0;
     options.follow = req.follow();
+    options.local_only = req.from_node();
     auto stream = impl_->runtime->OpenLogs(inst.id(), options);
     if (!stream.ok()) {
       // An instance found while following may have no output yet (NotFound
       // until it writes): asked again at the next poll, not given up.
       if (!initial) return absl::OkStatus();
       streams[inst.id()] = nullptr;
-      // All of an app's instances: one on another node (HA) is left out
-      // rather than failing the rest; asked for by name, the error says
+      // All of an app's instances: one on another node (HA) whose logs
+      // cannot be had from here (asked by another node: from_node) is left
+      // out rather than failing the rest; asked for by name, the error says
       // which node's API has it.
       if (req.instance().empty() &&
           absl::IsFailedPrecondition(stream.status())) {

@@ -89,6 +89,7 @@ std::unique_ptr<ha::ClusterRuntime> MakeClusterRuntime(
   o.node = config.ha.node;
   o.node_lost_timeout = config.ha.node_lost_timeout;
   o.clock = RealClock::Get();
+  o.remote_logs = ha::GrpcRemoteLogOpener();
   return std::make_unique<ha::ClusterRuntime>(store, fenced, local, o);
 }
 

@@ -634,6 +634,7 @@ std::vector<InstanceUsage> ClusterRuntime::Usage(const std::string& namespace_,
 
 absl::StatusOr<std::unique_ptr<LogStream>> ClusterRuntime::OpenLogs(
     const std::string& instance_id, const LogOptions& options) {
+  std::optional<RemoteLogTarget> remote;
   {
     absl::MutexLock l(&mu_);
     auto it = entries_.find(instance_id);
@@ -642,14 +643,31 @@ absl::StatusOr<std::unique_ptr<LogStream>> ClusterRuntime::OpenLogs(
       const std::string& node = e.assignment ? e.assign_node : e.status_node;
       if (node != options_.node) {
         auto n = nodes_.find(node);
-        std::string address = n != nodes_.end() && n->second.has_record
-                                  ? n->second.record.api_address()
-                                  : "";
-        return absl::FailedPreconditionError(absl::StrCat(
-            "instance ", instance_id, " runs on node ", node,
-            "; ask its API at ", address.empty() ? "(unknown)" : address));
+        RemoteLogTarget t;
+        t.node = node;
+        t.api_address = n != nodes_.end() && n->second.has_record
+                            ? n->second.record.api_address()
+                            : "";
+        t.instance_id = instance_id;
+        if (e.status) {
+          t.namespace_ = e.status->namespace_();
+          t.app = e.status->app();
+        } else {
+          t.namespace_ = e.assignment->namespace_();
+          t.app = e.assignment->app();
+        }
+        remote = std::move(t);
       }
     }
+  }
+  if (remote) {
+    if (options.local_only || !options_.remote_logs) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "instance ", instance_id, " runs on node ", remote->node,
+          "; ask its API at ",
+          remote->api_address.empty() ? "(unknown)" : remote->api_address));
+    }
+    return options_.remote_logs(*remote, options);
   }
   if (local_ == nullptr) {
     return absl::NotFoundError(absl::StrCat("no logs of ", instance_id));

@@ -41,6 +41,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "ha/remote_logs.h"
 #include "ha/store_mirror.h"
 #include "runtime/runtime.h"
 #include "store/store.h"
@@ -61,6 +62,10 @@ struct ClusterRuntimeOptions {
   Clock* clock = nullptr;
   // The watches' back-off and poll (tests shorten them).
   StoreMirror::Options mirror;
+  // Opens the logs of an instance on another node (GrpcRemoteLogOpener: its
+  // node's API). Unset, or with LogOptions::local_only: OpenLogs of such an
+  // instance is FailedPrecondition naming the node and its API address.
+  RemoteLogOpener remote_logs;
 };
 
 class ClusterRuntime : public Runtime {

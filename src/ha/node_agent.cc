@@ -343,7 +343,10 @@ std::optional<Instance> NodeAgent::StartLocal(const std::string& id,
   req.tmpl = a.template_();
   req.id = id;
   absl::StatusOr<Instance> inst = local_->Start(req);
-  if (inst.ok() || absl::IsAlreadyExists(inst.status())) {
+  // AlreadyExists is a success only when the instance does run here (started
+  // meanwhile by another of the agent's threads); otherwise something left
+  // under that id keeps it from starting: a failed start, tried again.
+  if (inst.ok() || (absl::IsAlreadyExists(inst.status()) && RunsHere(id))) {
     absl::MutexLock l(&mu_);
     failed_starts_.erase(id);
     if (inst.ok()) return *inst;
@@ -377,6 +380,13 @@ std::optional<Instance> NodeAgent::StartLocal(const std::string& id,
   unpublished_[id] = c;
   events_.push_back(std::move(c));
   return std::nullopt;
+}
+
+bool NodeAgent::RunsHere(const std::string& id) {
+  for (const Instance& inst : local_->List()) {
+    if (inst.id() == id) return true;
+  }
+  return false;
 }
 
 void NodeAgent::RetryStarts() {

@@ -114,6 +114,8 @@ class NodeAgent {
   std::optional<tidal::v1::Instance> StartLocal(const std::string& id,
                                                 const tidal::v1::Assignment& a);
   std::map<std::string, tidal::v1::Instance> LocalInstances();
+  // Whether the local runtime lists an instance with this id.
+  bool RunsHere(const std::string& id);
   // Deletes what is left in the store of an instance that is gone: its
   // status record and its assignment, in one transaction. OK when neither
   // exists.

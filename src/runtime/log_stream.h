@@ -21,6 +21,10 @@ struct LogOptions {
   // Keep reading what the instance writes from then on, until Cancel().
   // Without follow the stream ends after what was there when it opened.
   bool follow = false;
+  // Only from this node (HA, docs/ha.md): a runtime that would ask another
+  // node for an instance's logs answers FailedPrecondition instead (set when
+  // another node asks, so no request goes round).
+  bool local_only = false;
 };
 
 // One reader of one instance's log. Next is called from one thread at a

@@ -192,9 +192,9 @@ class ProcessRuntime::Impl {
                          " instances run on this tidald (--max-instances ",
                          opts_.max_instances, ")"));
       }
-      if (!req.id.empty() && IdTakenLocked(req.id)) {
-        return absl::AlreadyExistsError(
-            absl::StrCat("instance ", req.id, " already exists"));
+      if (!req.id.empty()) {
+        absl::Status free = ReclaimIdLocked(req.id);
+        if (!free.ok()) return free;
       }
       int port = 0;
       {
@@ -579,6 +579,41 @@ class ProcessRuntime::Impl {
     struct stat st;
     return procs_.count(id) > 0 || records_.Exists(id) ||
            (cgroups_ && stat(cgroups_->PathOf(id).c_str(), &st) == 0);
+  }
+
+  // For a start under a given id (one the leader assigned): AlreadyExists
+  // when an instance here has it. A cgroup of that name with no instance
+  // and no record is what a tidald killed while starting the instance left
+  // (its child exits without exec when its parent dies): it is removed, and
+  // the id is free. Unavailable while processes are still in it (they are
+  // killed; a later start succeeds).
+  absl::Status ReclaimIdLocked(const std::string& id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (procs_.count(id) > 0 || records_.Exists(id)) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("instance ", id, " already exists"));
+    }
+    struct stat st;
+    if (!cgroups_ || stat(cgroups_->PathOf(id).c_str(), &st) != 0) {
+      return absl::OkStatus();
+    }
+    const std::string path = cgroups_->PathOf(id);
+    if (InstanceCgroups::Populated(path)) {
+      absl::Status k = InstanceCgroups::Kill(path);
+      if (!k.ok()) log_->warn("runtime: {}", k.ToString());
+    }
+    absl::Status s = InstanceCgroups::Remove(path);
+    if (!s.ok()) {
+      return absl::UnavailableError(absl::StrCat(
+          "instance ", id, ": the cgroup an earlier start left (", path,
+          ") still holds processes; they were killed, try again: ",
+          s.message()));
+    }
+    log_->info(
+        "runtime: instance {}: removed the cgroup an interrupted start "
+        "left ({})",
+        id, path);
+    return absl::OkStatus();
   }
 
   std::string NewIdLocked(const std::string& app)

@@ -135,6 +135,19 @@ void KillTheLeaderDuringARollout(
         << i << ": " << resp.status << " " << resp.error;
     EXPECT_TRUE(absl::StrContains(resp.body, "v1-" + marker)) << resp.body;
   }
+  // Every node's API gives the logs of every instance, wherever it runs
+  // (one per node: the others' come from their nodes' APIs).
+  const std::string started = "tidal-sample-app v1-" + marker + " listening";
+  for (int i = 0; i < kNodes; ++i) {
+    auto logs = c.node(i).Ctl({"logs", "web"});
+    EXPECT_EQ(logs.exit_code, 0) << logs.err;
+    size_t n = 0;
+    for (size_t at = logs.out.find(started); at != std::string::npos;
+         at = logs.out.find(started, at + 1)) {
+      ++n;
+    }
+    EXPECT_EQ(n, 3u) << "node " << i << ":\n" << logs.out << logs.err;
+  }
 
   // A release, and the leader killed in its middle.
   WriteFile(path, AppYaml("web", 3, marker, "v2"));

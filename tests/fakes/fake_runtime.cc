@@ -20,8 +20,7 @@ absl::StatusOr<tidal::v1::Instance> FakeRuntime::Start(
   tidal::v1::Instance inst;
   {
     absl::MutexLock lock(&mu_);
-    if (fail_starts_)
-      return absl::UnavailableError("fake runtime refuses to start instances");
+    if (!start_error_.ok()) return start_error_;
     if (!req.id.empty() && instances_.count(req.id) > 0) {
       return absl::AlreadyExistsError(
           absl::StrCat("instance ", req.id, " already exists"));

@@ -65,8 +65,14 @@ class FakeRuntime : public Runtime {
     instant_stop_ = v;
   }
   void set_fail_starts(bool v) {
+    set_start_error(
+        v ? absl::UnavailableError("fake runtime refuses to start instances")
+          : absl::OkStatus());
+  }
+  // Every Start fails with this (OK: starts succeed).
+  void set_start_error(absl::Status s) {
     absl::MutexLock l(&mu_);
-    fail_starts_ = v;
+    start_error_ = std::move(s);
   }
   int starts() {
     absl::MutexLock l(&mu_);
@@ -85,7 +91,7 @@ class FakeRuntime : public Runtime {
   std::map<std::string, tidal::v1::Instance> instances_ ABSL_GUARDED_BY(mu_);
   Listener listener_ ABSL_GUARDED_BY(mu_);
   bool instant_stop_ ABSL_GUARDED_BY(mu_) = true;
-  bool fail_starts_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status start_error_ ABSL_GUARDED_BY(mu_);
   int next_id_ ABSL_GUARDED_BY(mu_) = 0;
   int starts_ ABSL_GUARDED_BY(mu_) = 0;
   int stops_ ABSL_GUARDED_BY(mu_) = 0;

@@ -370,6 +370,48 @@ TEST_F(ClusterRuntimeTest, OpenLogsOfLocalAndRemoteInstances) {
   EXPECT_EQ(cr_->Usage("default", "other").size(), 0u);
 }
 
+// With a remote opener (tidald: GrpcRemoteLogOpener), the logs of an
+// instance on another node come from that node; asked on another node's
+// behalf (local_only), the answer names the node instead.
+TEST_F(ClusterRuntimeTest, OpenLogsOfARemoteInstanceAsksItsNode) {
+  auto on_a = cr_->Start(Request());  // ties go to "a"
+  auto on_b = cr_->Start(Request());
+  ASSERT_TRUE(on_a.ok() && on_b.ok());
+  ASSERT_TRUE(
+      Eventually([&] { return Find(rt_b_.List(), on_b->id()).has_value(); }));
+  rt_b_.AppendLog(on_b->id(), "hello from b\n");
+  std::vector<RemoteLogTarget> asked;
+  ClusterRuntime::Options o = ClusterOptions("a", &clock_);
+  o.remote_logs = [&](const RemoteLogTarget& t, const LogOptions& lo) {
+    asked.push_back(t);
+    return rt_b_.OpenLogs(t.instance_id, lo);
+  };
+  ClusterRuntime cr(&store_, &store_, &rt_a_, o);
+  ASSERT_TRUE(cr.Adopt().ok());
+  ASSERT_TRUE(Eventually([&] {
+    auto b = NodeOf(cr, "b");
+    return b && b->heartbeating && Find(cr.List(), on_b->id()).has_value();
+  }));
+  auto stream = cr.OpenLogs(on_b->id(), LogOptions());
+  ASSERT_TRUE(stream.ok()) << stream.status();
+  auto chunk = (*stream)->Next(absl::Seconds(1));
+  ASSERT_TRUE(chunk.ok()) << chunk.status();
+  EXPECT_EQ(*chunk, "hello from b\n");
+  ASSERT_EQ(asked.size(), 1u);
+  EXPECT_EQ(asked[0].node, "b");
+  EXPECT_EQ(asked[0].api_address, "10.0.0.2:7070");
+  EXPECT_EQ(asked[0].namespace_, "default");
+  EXPECT_EQ(asked[0].app, "hello");
+  EXPECT_EQ(asked[0].instance_id, on_b->id());
+
+  LogOptions local_only;
+  local_only.local_only = true;
+  auto refused = cr.OpenLogs(on_b->id(), local_only);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(asked.size(), 1u);
+  cr.Shutdown(false);
+}
+
 // Writes go through `writes` (the leader's fenced store): a standby's
 // refuses, and nothing is written.
 TEST_F(ClusterRuntimeTest, WritesGoThroughTheWritesStore) {

@@ -232,6 +232,25 @@ TEST_F(NodeAgentTest, FailedStartIsReportedAndTriedAgain) {
   EXPECT_EQ(rt_.starts(), 1);
 }
 
+// A start refused with AlreadyExists while nothing of that id runs here
+// (something an interrupted start left keeps the id) is a failed start: said
+// so and tried again, not taken for a running instance.
+TEST_F(NodeAgentTest, AlreadyExistsWithoutAnInstanceIsAFailedStart) {
+  rt_.set_start_error(
+      absl::AlreadyExistsError("instance hello-aaaaa already exists"));
+  StartAgent();
+  ASSERT_TRUE(PutAssignment(&store_, "a", MakeAssignment("hello-aaaaa")).ok());
+  ASSERT_TRUE(Eventually([&] {
+    auto s = GetStatus(&store_, "a", "hello-aaaaa");
+    return s && s->phase() == "Failed" && s->reason() == "StartFailed";
+  }));
+  rt_.set_start_error(absl::OkStatus());
+  ASSERT_TRUE(Eventually([&] {
+    auto st = GetStatus(&store_, "a", "hello-aaaaa");
+    return Runs("hello-aaaaa") && st && st->phase() == "Running";
+  }));
+}
+
 TEST_F(NodeAgentTest, SurvivesStoreErrors) {
   StartAgent();
   ASSERT_TRUE(PutAssignment(&store_, "a", MakeAssignment("hello-aaaaa")).ok());

@@ -323,6 +323,38 @@ TEST_P(ContainmentTest, StaleEmptyCgroupsAreRemovedAtAdoption) {
   rmdir(fresh.c_str());
 }
 
+// A tidald killed while starting an instance under a given id leaves its
+// cgroup (empty: the child exits when its parent dies) and no record. The
+// next start under that id reclaims it instead of refusing the id.
+TEST_P(ContainmentTest, StartUnderAnIdReclaimsTheCgroupAnInterruptedStartLeft) {
+  if (GetParam() != "cgroup") GTEST_SKIP() << "cgroup mode only";
+  InstanceRequest req;
+  req.namespace_ = "default";
+  req.app = "left";
+  req.template_hash = "h1";
+  req.revision = 1;
+  req.tmpl.add_command("/bin/sleep");
+  req.tmpl.add_args("1005");
+  auto first = rt_->Start(req);
+  ASSERT_TRUE(first.ok()) << first.status();
+  const std::string cg = rt_->CgroupOf(first->id());
+  req.id = "left-" + std::to_string(getpid());
+  const std::string left = cg.substr(0, cg.rfind('/')) + "/" + req.id;
+  ASSERT_EQ(mkdir(left.c_str(), 0755), 0);
+  auto inst = rt_->Start(req);
+  ASSERT_TRUE(inst.ok()) << inst.status();
+  EXPECT_EQ(inst->id(), req.id);
+  EXPECT_EQ(rt_->CgroupOf(req.id), left);
+  EXPECT_TRUE(Eventually([&] {
+    return absl::StrContains(
+        ReadFile(absl::StrCat("/proc/", inst->pid(), "/cgroup")),
+        left.substr(left.rfind('/')));
+  }));
+  // Under an id that does run here: still refused.
+  auto again = rt_->Start(req);
+  EXPECT_TRUE(absl::IsAlreadyExists(again.status())) << again.status();
+}
+
 INSTANTIATE_TEST_SUITE_P(Mechanisms, ContainmentTest,
                          ::testing::Values("cgroup", "subreaper"),
                          [](const auto& info) { return info.param; });

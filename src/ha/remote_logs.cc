@@ -1,0 +1,124 @@
+#include "ha/remote_logs.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <deque>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "tidal/v1/api.grpc.pb.h"
+
+namespace tidal::ha {
+namespace {
+
+class GrpcLogStream : public LogStream {
+ public:
+  GrpcLogStream(RemoteLogTarget target, const LogOptions& options)
+      : target_(std::move(target)) {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, 16 << 20);
+    auto channel = grpc::CreateCustomChannel(
+        target_.api_address, grpc::InsecureChannelCredentials(), args);
+    stub_ = v1::Tidal::NewStub(channel);
+    v1::LogsRequest req;
+    req.set_namespace_(target_.namespace_);
+    req.set_app(target_.app);
+    req.set_instance(target_.instance_id);
+    req.set_follow(options.follow);
+    req.set_tail_lines(options.tail_lines);
+    req.set_from_node(true);
+    reader_ = stub_->Logs(&ctx_, req);
+    thread_ = std::thread([this] { Read(); });
+  }
+
+  ~GrpcLogStream() override {
+    Cancel();
+    thread_.join();
+  }
+
+  absl::StatusOr<std::string> Next(absl::Duration wait) override {
+    absl::MutexLock l(&mu_);
+    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return cancelled_ || !chunks_.empty() || done_;
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&ready), wait);
+    if (cancelled_) return absl::CancelledError("log stream cancelled");
+    if (!chunks_.empty()) {
+      std::string out = std::move(chunks_.front());
+      chunks_.pop_front();
+      queued_ -= out.size();
+      return out;
+    }
+    if (done_) return end_;
+    return std::string();
+  }
+
+  void Cancel() override {
+    {
+      absl::MutexLock l(&mu_);
+      cancelled_ = true;
+    }
+    ctx_.TryCancel();
+  }
+
+ private:
+  void Read() {
+    v1::LogChunk chunk;
+    while (reader_->Read(&chunk)) {
+      if (chunk.data().empty()) continue;
+      absl::MutexLock l(&mu_);
+      // Bounded: a slow reader holds the remote node back (flow control).
+      auto room = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return cancelled_ || queued_ < kMaxQueued;
+      };
+      mu_.Await(absl::Condition(&room));
+      if (cancelled_) break;
+      queued_ += chunk.data().size();
+      chunks_.push_back(std::move(*chunk.mutable_data()));
+    }
+    grpc::Status s = reader_->Finish();
+    absl::MutexLock l(&mu_);
+    done_ = true;
+    if (s.ok()) {
+      end_ = absl::OutOfRangeError("end of the log");
+    } else {
+      end_ = absl::Status(
+          static_cast<absl::StatusCode>(s.error_code()),
+          absl::StrCat("logs of instance ", target_.instance_id, " from node ",
+                       target_.node, " (", target_.api_address,
+                       "): ", s.error_message()));
+    }
+  }
+
+  const RemoteLogTarget target_;
+  grpc::ClientContext ctx_;
+  std::unique_ptr<v1::Tidal::Stub> stub_;
+  std::unique_ptr<grpc::ClientReader<v1::LogChunk>> reader_;
+  std::thread thread_;
+
+  absl::Mutex mu_;
+  static constexpr size_t kMaxQueued = 4 << 20;
+  std::deque<std::string> chunks_ ABSL_GUARDED_BY(mu_);
+  size_t queued_ ABSL_GUARDED_BY(mu_) = 0;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status end_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+RemoteLogOpener GrpcRemoteLogOpener() {
+  return [](const RemoteLogTarget& target, const LogOptions& options)
+             -> absl::StatusOr<std::unique_ptr<LogStream>> {
+    if (target.api_address.empty()) {
+      return absl::UnavailableError(
+          absl::StrCat("instance ", target.instance_id, " runs on node ",
+                       target.node, ", whose API address is not known"));
+    }
+    return std::make_unique<GrpcLogStream>(target, options);
+  };
+}
+
+}  // namespace tidal::ha
