@@ -250,4 +250,85 @@ absl::StatusOr<v1::GetClusterResponse> TidalService::GetCluster(
   return resp;
 }
 
+absl::StatusOr<v1::DeleteNodeResponse> TidalService::DeleteNode(
+    const v1::DeleteNodeRequest& req) {
+  if (!impl_->options.ha) {
+    return absl::FailedPreconditionError(
+        "this tidald is a single node (the embedded store): there are no "
+        "nodes to delete");
+  }
+  const std::string& name = req.name();
+  if (name.empty() || name.find('/') != std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad node name \"", name, "\""));
+  }
+  Store* store = impl_->store;
+  auto node = store->Get(keys::Node(name));
+  if (absl::IsNotFound(node.status())) {
+    return absl::NotFoundError(absl::StrCat("node \"", name, "\" not found"));
+  }
+  if (!node.ok()) return node.status();
+  v1::DeleteNodeResponse resp;
+  if (!resp.mutable_node()->ParseFromString(node->value)) {
+    return absl::DataLossError(absl::StrCat(
+        "the node record at ", keys::Node(name), " cannot be decoded"));
+  }
+  // Live by this process's clock (the node's heartbeat changed lately), so
+  // no clock skew between nodes counts.
+  const absl::Duration timeout = impl_->options.node_lost_timeout;
+  std::optional<absl::Time> seen;
+  if (impl_->options.node_last_seen) seen = impl_->options.node_last_seen(name);
+  const bool live = name == impl_->options.node_name ||
+                    !impl_->options.node_last_seen ||
+                    (seen && impl_->clock->Now() - *seen < timeout);
+  if (live) {
+    std::string heard =
+        seen ? absl::StrCat("heard from ",
+                            absl::FormatDuration(absl::Trunc(
+                                impl_->clock->Now() - *seen, absl::Seconds(1))),
+                            " ago")
+             : "live";
+    return absl::FailedPreconditionError(absl::StrCat(
+        "node ", name, " is live (", heard, ", within --node-lost-timeout ",
+        absl::FormatDuration(timeout),
+        "): stop its tidald first; its next heartbeat would add it back"));
+  }
+  // The node record first, on its version: a heartbeat meanwhile refuses
+  // the whole deletion.
+  std::vector<Op> ops = {Op::Delete(keys::Node(name), node->resource_version)};
+  auto metrics = store->Get(keys::Metrics(name));
+  if (metrics.ok()) {
+    ops.push_back(Op::Delete(metrics->key));
+  } else if (!absl::IsNotFound(metrics.status())) {
+    return metrics.status();
+  }
+  for (const std::string& prefix :
+       {keys::AssignmentPrefix(name), keys::InstancePrefix(name),
+        absl::StrCat(keys::DemandPrefix(), name, "/")}) {
+    ASSIGN_OR_RETURN(ListResult list, store->List(prefix));
+    for (const KeyValue& kv : list.items) {
+      ops.push_back(Op::Delete(kv.key));
+    }
+  }
+  resp.set_records(static_cast<int32_t>(ops.size()));
+  if (req.dry_run()) return resp;
+  // In pieces etcd accepts (--max-txn-ops defaults to 128).
+  constexpr size_t kPiece = 100;
+  for (size_t at = 0; at < ops.size(); at += kPiece) {
+    std::vector<Op> piece(ops.begin() + at,
+                          ops.begin() + std::min(ops.size(), at + kPiece));
+    absl::StatusOr<int64_t> rev = store->Txn(piece);
+    if (rev.ok()) continue;
+    if (at == 0 && absl::IsFailedPrecondition(rev.status())) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "node ", name,
+          " changed while being deleted (a heartbeat?): nothing deleted"));
+    }
+    // Deleted meanwhile (the leader's clean-up of a lost node): fine.
+    if (!absl::IsNotFound(rev.status())) return rev.status();
+  }
+  impl_->log->info("deleted node {} ({} records)", name, ops.size());
+  return resp;
+}
+
 }  // namespace tidal

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -39,6 +40,12 @@ struct ServiceOptions {
   // control plane (the etcd store; docs/ha.md), and its node name.
   bool ha = false;
   std::string node_name;
+  // DeleteNode(): when this process last heard from a node (nullopt: never),
+  // and how long after that a node counts as gone (tidald
+  // --node-lost-timeout). Unset: every node counts as live.
+  std::function<std::optional<absl::Time>(const std::string& node)>
+      node_last_seen;
+  absl::Duration node_lost_timeout = absl::Seconds(30);
   int apply_attempts =
       5;  // whole-apply retries on a concurrent writer's conflict
   // How often Watch and Logs(follow) look for cancellation and new data.
@@ -82,6 +89,9 @@ class TidalService {
   // alone (single node).
   absl::StatusOr<v1::GetClusterResponse> GetCluster(
       const v1::GetClusterRequest& req);
+  // Deletes a node's records (HA); FailedPrecondition while it is live.
+  absl::StatusOr<v1::DeleteNodeResponse> DeleteNode(
+      const v1::DeleteNodeRequest& req);
   absl::StatusOr<v1::App> Scale(const v1::ScaleRequest& req);
   absl::StatusOr<v1::TopResponse> Top(const v1::TopRequest& req);
   absl::StatusOr<v1::App> Rollout(const v1::RolloutRequest& req);

@@ -59,6 +59,11 @@ class GrpcTidal final : public v1::Tidal::Service {
     *resp = s_->Version();
     return grpc::Status::OK;
   }
+  grpc::Status DeleteNode(grpc::ServerContext*,
+                          const v1::DeleteNodeRequest* req,
+                          v1::DeleteNodeResponse* resp) override {
+    return Reply(s_->DeleteNode(*req), resp);
+  }
   grpc::Status GetCluster(grpc::ServerContext*,
                           const v1::GetClusterRequest* req,
                           v1::GetClusterResponse* resp) override {

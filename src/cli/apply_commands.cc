@@ -274,9 +274,14 @@ int DoDelete(Context& ctx, const DeleteFlags& f) {
     for (const auto& a : *apps)
       targets.emplace_back(a.metadata().namespace_(), a.metadata().name());
   } else {
+    if (!f.args.empty() && (f.args[0] == "node" || f.args[0] == "nodes")) {
+      return DeleteNodes(ctx, f.args, f.dry_run);  // cluster_commands.cc
+    }
     if (f.args.empty() || (f.args[0] != "app" && f.args[0] != "apps")) {
-      return ctx.Error("usage: tidalctl delete app NAME... | delete -f FILE",
-                       kExitUsage);
+      return ctx.Error(
+          "usage: tidalctl delete app NAME... | delete -f FILE | delete node "
+          "NAME...",
+          kExitUsage);
     }
     if (f.args.size() < 2)
       return ctx.Error("delete app: give at least one NAME", kExitUsage);
@@ -382,7 +387,8 @@ void AddApplyCommands(CLI::App& root, Context& ctx) {
   CLI::App* del =
       root.add_subcommand("delete",
                           "Delete apps: `delete app NAME...` or `delete -f "
-                          "FILE` (instances stop first)");
+                          "FILE` (instances stop first); `delete node NAME` "
+                          "(HA: a node gone for good)");
   del->add_option("args", delete_flags->args, "app NAME...");
   del->add_option("-f,--filename", delete_flags->files,
                   "delete the apps named in these files");

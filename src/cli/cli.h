@@ -49,6 +49,9 @@ int GetRevisions(Context& ctx, const std::vector<std::string>& args,
                  const std::string& output);
 // `get leader` and `get nodes` (cluster_commands.cc): args = {"leader"} or
 // {"nodes"}.
+// delete node NAME...: args[0] is "node"; dry_run none | server | client.
+int DeleteNodes(Context& ctx, const std::vector<std::string>& args,
+                const std::string& dry_run);
 int GetCluster(Context& ctx, const std::vector<std::string>& args,
                const std::string& output);
 

@@ -89,4 +89,32 @@ int GetCluster(Context& ctx, const std::vector<std::string>& args,
   return kExitOk;
 }
 
+int DeleteNodes(Context& ctx, const std::vector<std::string>& args,
+                const std::string& dry_run) {
+  if (args.size() < 2) {
+    return ctx.Error("delete node: give at least one NAME", kExitUsage);
+  }
+  int rc = kExitOk;
+  for (size_t i = 1; i < args.size(); ++i) {
+    tidal::v1::DeleteNodeRequest req;
+    req.set_name(args[i]);
+    // A client dry run reads only: the server's dry run deletes nothing.
+    req.set_dry_run(dry_run != "none");
+    tidal::v1::DeleteNodeResponse resp;
+    auto call = ctx.Call();
+    absl::Status s = FromGrpc(ctx.Stub().DeleteNode(call.get(), req, &resp));
+    if (!s.ok()) {
+      rc = ctx.Fail(s);
+      continue;
+    }
+    ctx.out() << "node \"" << args[i] << "\" deleted"
+              << (dry_run == "server"   ? " (server dry run)"
+                  : dry_run == "client" ? " (dry run)"
+                                        : "")
+              << " (" << resp.records()
+              << (resp.records() == 1 ? " record" : " records") << ")\n";
+  }
+  return rc;
+}
+
 }  // namespace tidal::cli

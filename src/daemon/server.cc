@@ -498,6 +498,17 @@ absl::Status Server::StartApi() {
   sopts.store_name = config_.store_name;
   sopts.ha = config_.ha.enabled;
   sopts.node_name = config_.ha.node;
+  if (cluster_) {
+    ha::ClusterRuntime* cluster = cluster_.get();
+    sopts.node_last_seen =
+        [cluster](const std::string& node) -> std::optional<absl::Time> {
+      for (const auto& n : cluster->Nodes()) {
+        if (n.name == node) return n.last_seen;
+      }
+      return std::nullopt;
+    };
+    sopts.node_lost_timeout = config_.ha.node_lost_timeout;
+  }
   sopts.validation = config_.validation;
   sopts.max_instances_per_namespace = config_.max_instances_per_namespace;
   sopts.metrics = metrics_;

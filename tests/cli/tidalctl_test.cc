@@ -164,6 +164,12 @@ TEST_F(TidalctlTest, SpecErrorsOnePerLineAndNothingApplied) {
   EXPECT_EQ(store_.txn_count(), 0);
 }
 
+TEST_F(TidalctlTest, DeleteNodeOnASingleNodeIsRefused) {
+  Result r = Run({"delete", "node", "n1"});
+  EXPECT_NE(r.code, 0);
+  EXPECT_TRUE(absl::StrContains(r.err, "single node")) << r.err;
+}
+
 TEST_F(TidalctlTest, ClientAndServerDryRun) {
   std::string file = WriteFile("hello.yaml", AppYaml("hello", 2));
   Result r = Run({"apply", "-f", file, "--dry-run=client"});
