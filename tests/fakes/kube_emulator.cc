@@ -14,6 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "runtime/kubernetes/kube_json.h"
+#include "runtime/log_stream.h"
 
 namespace tidal::testing {
 
@@ -101,6 +102,8 @@ struct KubeEmulator::State {
   mutable absl::Mutex mu;
   // Deployments and pods by "plural/ns/name".
   std::map<std::string, json::value> objects ABSL_GUARDED_BY(mu);
+  // Pod output by "pods/ns/name".
+  std::map<std::string, std::string> logs ABSL_GUARDED_BY(mu);
   std::vector<Event> events ABSL_GUARDED_BY(mu);
   std::vector<RecordedRequest> requests ABSL_GUARDED_BY(mu);
   int64_t rv ABSL_GUARDED_BY(mu) = 0;
@@ -267,11 +270,15 @@ KubeEmulator::KubeEmulator(KubeEmulatorOptions options)
 }
 
 KubeEmulator::~KubeEmulator() {
-  State& s = *state_;
   {
-    absl::MutexLock lock(&s.mu);
-    s.stopping = true;
+    absl::MutexLock lock(&state_->mu);
+    state_->stopping = true;
   }
+  StopListening();
+}
+
+void KubeEmulator::StopListening() {
+  State& s = *state_;
   boost::system::error_code ec;
   if (s.acceptor.is_open()) {
     ::shutdown(s.acceptor.native_handle(), SHUT_RDWR);
@@ -283,9 +290,20 @@ KubeEmulator::~KubeEmulator() {
     std::lock_guard<std::mutex> lock(s.threads_mu);
     for (auto& sock : s.sockets) ::shutdown(sock->native_handle(), SHUT_RDWR);
     threads.swap(s.threads);
+    s.sockets.clear();
   }
   for (std::thread& t : threads) t.join();
 }
+
+void KubeEmulator::GoDown() {
+  {
+    absl::MutexLock lock(&state_->mu);
+    ++state_->drop_gen;  // open watches and followed logs end
+  }
+  StopListening();
+}
+
+absl::Status KubeEmulator::ComeBack() { return Listen(state_->port); }
 
 int KubeEmulator::port() const { return state_->port; }
 
@@ -350,11 +368,15 @@ Target ParseTarget(absl::string_view t) {
 
 }  // namespace
 
-absl::Status KubeEmulator::Start() {
+absl::Status KubeEmulator::Start() { return Listen(0); }
+
+absl::Status KubeEmulator::Listen(int port) {
   State& s = *state_;
   boost::system::error_code ec;
-  tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), 0);
+  tcp::endpoint ep(asio::ip::make_address("127.0.0.1"),
+                   static_cast<uint16_t>(port));
   s.acceptor.open(ep.protocol(), ec);
+  if (!ec) s.acceptor.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) s.acceptor.bind(ep, ec);
   if (!ec) s.acceptor.listen(64, ec);
   if (ec) return absl::UnavailableError("emulator listen: " + ec.message());
@@ -437,7 +459,8 @@ void KubeEmulator::Serve(std::shared_ptr<void> socket) {
   const std::string sub = segs.size() > at + 4 ? segs[at + 4] : "";
   const bool is_dep = plural == "deployments" && api_version == "apps/v1";
   const bool is_pod = plural == "pods" && api_version == "v1";
-  if ((!is_dep && !is_pod) || (!sub.empty() && !(is_dep && sub == "scale"))) {
+  if ((!is_dep && !is_pod) || (!sub.empty() && !(is_dep && sub == "scale") &&
+                               !(is_pod && sub == "log"))) {
     return not_found("the server could not find the requested resource");
   }
   const std::string kind = is_dep ? "Deployment" : "Pod";
@@ -578,6 +601,48 @@ void KubeEmulator::Serve(std::shared_ptr<void> socket) {
   }
 
   auto it = s.objects.find(key);
+  if (sub == "log") {
+    if (it == s.objects.end()) return missing();
+    int64_t tail = 0;
+    absl::SimpleAtoi(get_q("tailLines"), &tail);
+    const bool follow = get_q("follow") == "true";
+    std::string text = TailLines(s.logs[key], tail);
+    size_t sent = s.logs[key].size();
+    const int64_t drop_gen = s.drop_gen;
+    lock.Release();
+    http::response<http::empty_body> res{http::status::ok, 11};
+    res.set(http::field::content_type, "text/plain");
+    res.chunked(true);
+    res.keep_alive(false);
+    http::response_serializer<http::empty_body> sr{res};
+    http::write_header(sock, sr, ec);
+    bool dropped = false;
+    while (!ec) {
+      if (!text.empty()) {
+        asio::write(sock, http::make_chunk(asio::buffer(text)), ec);
+      }
+      if (ec || !follow) break;
+      absl::MutexLock l2(&s.mu);
+      auto ready = [&] {
+        return s.stopping || s.drop_gen != drop_gen ||
+               s.objects.count(key) == 0 || s.logs[key].size() != sent;
+      };
+      s.mu.Await(absl::Condition(&ready));
+      if (s.stopping || s.drop_gen != drop_gen) {
+        dropped = true;
+        break;
+      }
+      if (s.objects.count(key) == 0) break;  // the pod is gone: log ends
+      text = s.logs[key].substr(sent);
+      sent = s.logs[key].size();
+    }
+    if (dropped) {
+      ::shutdown(sock.native_handle(), SHUT_RDWR);
+    } else if (!ec) {
+      asio::write(sock, http::make_chunk_last(), ec);
+    }
+    return;
+  }
   if (method == "GET" && sub.empty()) {
     if (it == s.objects.end()) return missing();
     return reply(200, it->second);
@@ -826,6 +891,57 @@ absl::Status KubeEmulator::SetPodReady(const std::string& ns,
     }
   }
   s.Put("pods", "MODIFIED", p);
+  return absl::OkStatus();
+}
+
+absl::Status KubeEmulator::SetContainerWaiting(const std::string& ns,
+                                               const std::string& pod,
+                                               const std::string& reason,
+                                               int restart_count) {
+  State& s = *state_;
+  absl::MutexLock lock(&s.mu);
+  auto it = s.objects.find(State::Key("pods", ns, pod));
+  if (it == s.objects.end()) return absl::NotFoundError("no pod " + pod);
+  json::value p = it->second;
+  json::object& status = p.as_object()["status"].as_object();
+  status["phase"] = "Running";
+  for (json::value& c : status["conditions"].as_array()) {
+    const std::string type = GetString(c, {"type"});
+    if (type == "Ready" || type == "ContainersReady") {
+      c.as_object()["status"] = "False";
+    }
+  }
+  json::array statuses;
+  if (const json::value* cs = Find(p, {"spec", "containers"});
+      cs && cs->is_array()) {
+    for (const json::value& c : cs->get_array()) {
+      statuses.push_back(json::object{
+          {"name", GetString(c, {"name"})},
+          {"image", GetString(c, {"image"})},
+          {"ready", false},
+          {"started", false},
+          {"restartCount", restart_count},
+          {"state",
+           json::object{{"waiting", json::object{{"reason", reason},
+                                                 {"message", "emulated"}}}}},
+          {"lastState",
+           json::object{{"terminated", json::object{{"exitCode", 1},
+                                                    {"reason", "Error"}}}}}});
+    }
+  }
+  status["containerStatuses"] = std::move(statuses);
+  s.Put("pods", "MODIFIED", p);
+  return absl::OkStatus();
+}
+
+absl::Status KubeEmulator::AppendPodLog(const std::string& ns,
+                                        const std::string& pod,
+                                        const std::string& text) {
+  State& s = *state_;
+  absl::MutexLock lock(&s.mu);
+  const std::string key = State::Key("pods", ns, pod);
+  if (s.objects.count(key) == 0) return absl::NotFoundError("no pod " + pod);
+  s.logs[key] += text;
   return absl::OkStatus();
 }
 

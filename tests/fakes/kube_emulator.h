@@ -8,11 +8,14 @@
 //    yaml with a JSON body, fieldManager recorded in metadata.managedFields),
 //    get, list, delete (propagationPolicy, preconditions), labelSelector;
 //    the /scale subresource (autoscaling/v1 Scale, GET and PUT);
-//  - core/v1 Pods: get, list, watch, delete. The emulator is the Deployment
+//  - core/v1 Pods: get, list, watch, delete, log. The emulator is the
+//  Deployment
 //    controller too: it keeps spec.replicas Pods per Deployment, named
 //    <deployment>-<pod-template-hash>-<5 chars>, Pending and not Ready until
 //    a test says otherwise (SetPodReady);
-// Not yet: EndpointSlices, pod logs, container states (docs/kubernetes.md).
+//  - pod logs (plain text, tailLines, follow), container states
+//    (SetContainerWaiting: CrashLoopBackOff).
+// Not yet: EndpointSlices (docs/kubernetes.md).
 // Lists and watches use one monotonic resourceVersion; watches stream
 // newline-delimited watch events (chunked), send BOOKMARK events when asked
 // (SendBookmarks) and if allowWatchBookmarks=true, end cleanly at
@@ -28,7 +31,7 @@
 //
 // Every request is recorded (Requests()) for golden files. Fault hooks:
 // DropWatches, Throttle (429 + Retry-After), FailNext (e.g. 409 Conflict),
-// RotateToken (401 for the old token).
+// RotateToken (401 for the old token), GoDown / ComeBack.
 //
 // Thread-safe: one thread per connection (one request each, then the
 // connection closes), one mutex over the state.
@@ -95,6 +98,16 @@ class KubeEmulator {
   // pod.
   absl::Status SetPodReady(const std::string& ns, const std::string& pod,
                            bool ready);
+  // Every container waiting with `reason` (e.g. "CrashLoopBackOff") after
+  // `restart_count` restarts; the pod not Ready.
+  absl::Status SetContainerWaiting(const std::string& ns,
+                                   const std::string& pod,
+                                   const std::string& reason,
+                                   int restart_count);
+  // Adds output to a pod's log (GET .../pods/<name>/log; followed logs get
+  // it at once). NotFound for an unknown pod.
+  absl::Status AppendPodLog(const std::string& ns, const std::string& pod,
+                            const std::string& text);
 
   // History before now is gone: a watch from an older version gets 410.
   void Compact();
@@ -116,6 +129,10 @@ class KubeEmulator {
                 const std::string& message);
   // From now on only `token` is accepted (the old one gets 401).
   void RotateToken(const std::string& token);
+  // Stops listening and closes every connection (clients get "connection
+  // refused"); ComeBack listens on the same port again, state intact.
+  void GoDown();
+  absl::Status ComeBack();
 
   struct State;
 
@@ -123,6 +140,8 @@ class KubeEmulator {
   // One connection (a std::shared_ptr<tcp::socket>, kept out of this
   // header): one request, its answer, then close.
   void Serve(std::shared_ptr<void> socket);
+  absl::Status Listen(int port);
+  void StopListening();
 
   const KubeEmulatorOptions options_;
   std::unique_ptr<State> state_;

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "fakes/eventually.h"
 #include "fakes/kube_emulator.h"
@@ -311,6 +312,88 @@ TEST_F(KubeClientTest, ManifestWithoutNameIsRefusedLocally) {
   a = client_->Apply(kDeployments, kNs, "web-r1", "{not json");
   EXPECT_TRUE(absl::IsInvalidArgument(a.status())) << a.status();
   EXPECT_TRUE(emu_.Requests().empty());
+}
+
+TEST_F(KubeClientTest, PodLogsTailAndFollow) {
+  ASSERT_TRUE(
+      client_->Apply(kDeployments, kNs, "web-r1", Manifest("web-r1", "v1"))
+          .ok());
+  const std::string pod = emu_.PodsOf(kNs, "web-r1").at(0);
+  ASSERT_TRUE(emu_.AppendPodLog(kNs, pod, "one\ntwo\nthree\n").ok());
+  std::string got;
+  PodLogOptions lo;
+  lo.tail_lines = 2;
+  absl::Status st = client_->PodLogs(kNs, pod, lo, [&](std::string_view d) {
+    got.append(d);
+    return true;
+  });
+  ASSERT_TRUE(st.ok()) << st;
+  EXPECT_EQ(got, "two\nthree\n");
+  EXPECT_EQ(
+      emu_.Requests().back().target,
+      absl::StrCat("/api/v1/namespaces/team-a/pods/", pod, "/log?tailLines=2"));
+
+  // Follow: what comes later arrives; the stream ends with the pod.
+  std::atomic<size_t> size{0};
+  std::string followed;
+  absl::Mutex mu;
+  std::thread reader([&] {
+    PodLogOptions fo;
+    fo.follow = true;
+    st = client_->PodLogs(kNs, pod, fo, [&](std::string_view d) {
+      absl::MutexLock lock(&mu);
+      followed.append(d);
+      size = followed.size();
+      return true;
+    });
+  });
+  ASSERT_TRUE(Eventually([&] { return size == 14; }));
+  ASSERT_TRUE(emu_.AppendPodLog(kNs, pod, "four\n").ok());
+  ASSERT_TRUE(Eventually([&] { return size == 19; }));
+  ASSERT_TRUE(client_->Delete(kPods, kNs, pod).ok());
+  reader.join();
+  EXPECT_TRUE(st.ok()) << st;
+  EXPECT_EQ(followed, "one\ntwo\nthree\nfour\n");
+  // The pod was replaced by the controller.
+  EXPECT_EQ(emu_.PodsOf(kNs, "web-r1").size(), 1u);
+  absl::Status missing =
+      client_->PodLogs(kNs, pod, {}, [](std::string_view) { return true; });
+  EXPECT_TRUE(absl::IsNotFound(missing)) << missing;
+}
+
+TEST_F(KubeClientTest, PodStatesReadyAndCrashLoop) {
+  ASSERT_TRUE(
+      client_->Apply(kDeployments, kNs, "web-r1", Manifest("web-r1", "v1"))
+          .ok());
+  const std::string pod = emu_.PodsOf(kNs, "web-r1").at(0);
+  EXPECT_THAT(pod, ::testing::StartsWith("web-r1-"));
+  ASSERT_TRUE(emu_.SetPodReady(kNs, pod, true).ok());
+  absl::StatusOr<KubeObject> p = client_->Get(kPods, kNs, pod);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_THAT(p->json, HasSubstr(R"({"type":"Ready","status":"True"})"));
+  EXPECT_THAT(p->json, HasSubstr(R"("phase":"Running")"));
+  ASSERT_TRUE(emu_.SetContainerWaiting(kNs, pod, "CrashLoopBackOff", 3).ok());
+  p = client_->Get(kPods, kNs, pod);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_THAT(p->json, HasSubstr(R"({"type":"Ready","status":"False"})"));
+  EXPECT_THAT(p->json, HasSubstr(R"("reason":"CrashLoopBackOff")"));
+  EXPECT_THAT(p->json, HasSubstr(R"("restartCount":3)"));
+}
+
+TEST_F(KubeClientTest, ServerDownThenBack) {
+  ASSERT_TRUE(
+      client_->Apply(kDeployments, kNs, "web-r1", Manifest("web-r1", "v1"))
+          .ok());
+  emu_.GoDown();
+  absl::StatusOr<KubeObject> got = client_->Get(kDeployments, kNs, "web-r1");
+  EXPECT_TRUE(absl::IsUnavailable(got.status())) << got.status();
+  EXPECT_THAT(
+      std::string(got.status().message()),
+      HasSubstr("GET /apis/apps/v1/namespaces/team-a/deployments/web-r1"));
+  ASSERT_TRUE(emu_.ComeBack().ok());
+  got = client_->Get(kDeployments, kNs, "web-r1");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->name, "web-r1");
 }
 
 }  // namespace
