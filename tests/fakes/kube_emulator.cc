@@ -166,7 +166,96 @@ struct KubeEmulator::State {
     } else {
       objects[key] = obj;
     }
+    const std::string owner =
+        plural == "pods" ? GetString(obj, {"metadata", "annotations",
+                                           "emulator.tidal.dev/deployment"})
+                         : "";
     events.push_back(Event{rv, plural, ns, type, std::move(obj)});
+    if (!owner.empty()) UpdateSlice(ns, owner);
+  }
+
+  // The EndpointSlice of a Deployment's Pods (as if a Service named after
+  // it selected them): an endpoint per Pod with an IP.
+  void UpdateSlice(const std::string& ns, const std::string& deployment)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    const std::string name =
+        absl::StrCat(deployment, "-", TemplateHash(json::value(deployment)));
+    const std::string key = Key("endpointslices", ns, name);
+    auto old = objects.find(key);
+    auto dep = objects.find(Key("deployments", ns, deployment));
+    if (dep == objects.end()) {
+      if (old != objects.end()) Put("endpointslices", "DELETED", old->second);
+      return;
+    }
+    json::array endpoints;
+    for (const std::string& p : PodsOfLocked(ns, deployment)) {
+      const json::value& pod = objects[Key("pods", ns, p)];
+      const std::string ip = GetString(pod, {"status", "podIP"});
+      if (ip.empty()) continue;
+      bool ready = false;
+      if (const json::value* cs = Find(pod, {"status", "conditions"});
+          cs && cs->is_array()) {
+        for (const json::value& c : cs->get_array()) {
+          if (GetString(c, {"type"}) == "Ready") {
+            ready = GetString(c, {"status"}) == "True";
+          }
+        }
+      }
+      endpoints.push_back(json::object{
+          {"addresses", json::array{json::value(ip)}},
+          {"conditions",
+           json::object{
+               {"ready", ready}, {"serving", ready}, {"terminating", false}}},
+          {"nodeName", "emulator-node"},
+          {"targetRef",
+           json::object{{"kind", "Pod"},
+                        {"namespace", ns},
+                        {"name", p},
+                        {"uid", GetString(pod, {"metadata", "uid"})}}}});
+    }
+    json::array ports;
+    if (const json::value* cs =
+            Find(dep->second, {"spec", "template", "spec", "containers"});
+        cs && cs->is_array() && !cs->get_array().empty()) {
+      if (const json::value* ps = Find(cs->get_array()[0], {"ports"});
+          ps && ps->is_array()) {
+        for (const json::value& port : ps->get_array()) {
+          ports.push_back(
+              json::object{{"name", GetString(port, {"name"})},
+                           {"port", GetInt(port, {"containerPort"})},
+                           {"protocol", GetString(port, {"protocol"}, "TCP")}});
+        }
+      }
+    }
+    json::object labels;
+    if (const json::value* l = Find(dep->second, {"metadata", "labels"});
+        l && l->is_object()) {
+      labels = l->get_object();
+    }
+    labels["kubernetes.io/service-name"] = deployment;
+    labels["endpointslice.kubernetes.io/managed-by"] =
+        "endpointslice-controller.k8s.io";
+    json::value slice = json::object{
+        {"kind", "EndpointSlice"},
+        {"apiVersion", "discovery.k8s.io/v1"},
+        {"metadata",
+         json::object{{"name", name},
+                      {"namespace", ns},
+                      {"uid", old != objects.end()
+                                  ? json::value(GetString(old->second,
+                                                          {"metadata", "uid"}))
+                                  : json::value(NextUid())},
+                      {"labels", labels}}},
+        {"addressType", "IPv4"},
+        {"endpoints", endpoints},
+        {"ports", ports}};
+    if (old != objects.end()) {
+      json::value cmp = old->second;
+      cmp.as_object()["metadata"].as_object().erase("resourceVersion");
+      if (cmp == slice) return;
+    }
+    Put("endpointslices", old == objects.end() ? "ADDED" : "MODIFIED",
+        std::move(slice));
   }
 
   std::vector<std::string> PodsOfLocked(const std::string& ns,
@@ -459,12 +548,22 @@ void KubeEmulator::Serve(std::shared_ptr<void> socket) {
   const std::string sub = segs.size() > at + 4 ? segs[at + 4] : "";
   const bool is_dep = plural == "deployments" && api_version == "apps/v1";
   const bool is_pod = plural == "pods" && api_version == "v1";
-  if ((!is_dep && !is_pod) || (!sub.empty() && !(is_dep && sub == "scale") &&
-                               !(is_pod && sub == "log"))) {
+  const bool is_slice =
+      plural == "endpointslices" && api_version == "discovery.k8s.io/v1";
+  if (is_slice && method != "GET") {
+    return reply(405, StatusObject(405, "MethodNotAllowed",
+                                   "endpointslices are read-only here"));
+  }
+  if ((!is_dep && !is_pod && !is_slice) ||
+      (!sub.empty() && !(is_dep && sub == "scale") &&
+       !(is_pod && sub == "log"))) {
     return not_found("the server could not find the requested resource");
   }
-  const std::string kind = is_dep ? "Deployment" : "Pod";
-  const std::string group_res = is_dep ? "deployments.apps" : "pods";
+  const std::string kind =
+      is_dep ? "Deployment" : (is_pod ? "Pod" : "EndpointSlice");
+  const std::string group_res =
+      is_dep ? "deployments.apps"
+             : (is_pod ? "pods" : "endpointslices.discovery.k8s.io");
   const std::string key = State::Key(plural, ns, name);
   auto get_q = [&](const std::string& k) {
     auto it = target.query.find(k);
@@ -738,6 +837,7 @@ void KubeEmulator::Serve(std::shared_ptr<void> socket) {
       if (GetString(*body, {"propagationPolicy"}) != "Orphan") {
         s.Reconcile(ns, name);
       }
+      s.UpdateSlice(ns, name);
       return reply(200,
                    json::object{{"kind", "Status"},
                                 {"apiVersion", "v1"},

@@ -15,7 +15,10 @@
 //    a test says otherwise (SetPodReady);
 //  - pod logs (plain text, tailLines, follow), container states
 //    (SetContainerWaiting: CrashLoopBackOff).
-// Not yet: EndpointSlices (docs/kubernetes.md).
+//  - discovery.k8s.io/v1 EndpointSlices (get, list, watch): one per
+//    Deployment, as if a Service of the same name selected its Pods (label
+//    kubernetes.io/service-name), an endpoint per Pod with an IP, ready or
+//    not.
 // Lists and watches use one monotonic resourceVersion; watches stream
 // newline-delimited watch events (chunked), send BOOKMARK events when asked
 // (SendBookmarks) and if allowWatchBookmarks=true, end cleanly at

@@ -380,6 +380,35 @@ TEST_F(KubeClientTest, PodStatesReadyAndCrashLoop) {
   EXPECT_THAT(p->json, HasSubstr(R"("restartCount":3)"));
 }
 
+TEST_F(KubeClientTest, EndpointSlicesOfReadyPods) {
+  ASSERT_TRUE(
+      client_->Apply(kDeployments, kNs, "web-r1", Manifest("web-r1", "v1"))
+          .ok());
+  ASSERT_TRUE(client_->UpdateScale(kDeployments, kNs, "web-r1", 2).ok());
+  const std::vector<std::string> pods = emu_.PodsOf(kNs, "web-r1");
+  ASSERT_EQ(pods.size(), 2u);
+  ASSERT_TRUE(emu_.SetPodReady(kNs, pods[0], true).ok());
+  ListOptions lo;
+  lo.label_selector = "kubernetes.io/service-name=web-r1";
+  absl::StatusOr<KubeList> slices = client_->List(kEndpointSlices, kNs, lo);
+  ASSERT_TRUE(slices.ok()) << slices.status();
+  ASSERT_EQ(slices->items.size(), 1u);
+  const std::string& json = slices->items[0].json;
+  EXPECT_THAT(json, HasSubstr(R"("addressType":"IPv4")"));
+  EXPECT_THAT(json, HasSubstr(R"("conditions":{"ready":true)"));
+  EXPECT_THAT(json, HasSubstr(pods[0]));
+  EXPECT_THAT(json, ::testing::Not(HasSubstr(pods[1])));  // no IP yet
+  ASSERT_TRUE(emu_.SetPodReady(kNs, pods[0], false).ok());
+  slices = client_->List(kEndpointSlices, kNs, lo);
+  ASSERT_TRUE(slices.ok()) << slices.status();
+  EXPECT_THAT(slices->items[0].json,
+              HasSubstr(R"("conditions":{"ready":false)"));
+  ASSERT_TRUE(client_->Delete(kDeployments, kNs, "web-r1").ok());
+  slices = client_->List(kEndpointSlices, kNs, lo);
+  ASSERT_TRUE(slices.ok()) << slices.status();
+  EXPECT_TRUE(slices->items.empty());
+}
+
 TEST_F(KubeClientTest, ServerDownThenBack) {
   ASSERT_TRUE(
       client_->Apply(kDeployments, kNs, "web-r1", Manifest("web-r1", "v1"))
