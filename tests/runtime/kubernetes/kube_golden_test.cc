@@ -120,5 +120,30 @@ TEST_F(KubeGoldenTest, PodsListWatch) {
   CheckGolden("pods_list_watch", Normalize(emu_.Requests()));
 }
 
+TEST_F(KubeGoldenTest, PodLogsDeleteEndpointSlices) {
+  ASSERT_TRUE(client_->Apply(kDeployments, "team-a", "web-r1", kManifest).ok());
+  const std::string pod = emu_.PodsOf("team-a", "web-r1").at(0);
+  ASSERT_TRUE(emu_.AppendPodLog("team-a", pod, "hello\n").ok());
+  emu_.ClearRequests();
+  PodLogOptions lo;
+  lo.container = "app";
+  lo.tail_lines = 100;
+  ASSERT_TRUE(
+      client_->PodLogs("team-a", pod, lo, [](std::string_view) { return true; })
+          .ok());
+  DeleteOptions d;
+  d.grace_period_seconds = 30;
+  ASSERT_TRUE(client_->Delete(kPods, "team-a", pod, d).ok());
+  ListOptions sl;
+  sl.label_selector = "kubernetes.io/service-name=web-r1";
+  ASSERT_TRUE(client_->List(kEndpointSlices, "team-a", sl).ok());
+  // Pod names are random: the golden file has <pod>.
+  std::string got = Normalize(emu_.Requests());
+  for (size_t at; (at = got.find(pod)) != std::string::npos;) {
+    got.replace(at, pod.size(), "<pod>");
+  }
+  CheckGolden("pod_logs_delete_endpointslices", got);
+}
+
 }  // namespace
 }  // namespace tidal::kube
