@@ -504,10 +504,13 @@ void KubeEmulator::Serve(std::shared_ptr<void> socket) {
 
   absl::ReleasableMutexLock lock(&s.mu);
   s.requests.push_back(rec);
-  auto reply = [&](int code, const json::value& body, int retry_after = 0) {
-    lock.Release();
-    WriteJson(sock, code, body, retry_after);
-  };
+  // Answers and gives up the lock (clang cannot follow the scoped lock into
+  // a lambda).
+  auto reply = [&](int code, const json::value& body, int retry_after = 0)
+                   ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                     lock.Release();
+                     WriteJson(sock, code, body, retry_after);
+                   };
   if (!s.token.empty() && rec.authorization != "Bearer " + s.token) {
     return reply(401, StatusObject(401, "Unauthorized", "Unauthorized"));
   }
@@ -603,7 +606,7 @@ void KubeEmulator::Serve(std::shared_ptr<void> socket) {
     const std::string rv_q = get_q("resourceVersion");
     const bool bookmarks = get_q("allowWatchBookmarks") == "true";
     int64_t timeout_s = 0;
-    absl::SimpleAtoi(get_q("timeoutSeconds"), &timeout_s);
+    (void)absl::SimpleAtoi(get_q("timeoutSeconds"), &timeout_s);
     const absl::Time deadline = timeout_s > 0
                                     ? absl::Now() + absl::Seconds(timeout_s)
                                     : absl::InfiniteFuture();
@@ -656,6 +659,7 @@ void KubeEmulator::Serve(std::shared_ptr<void> socket) {
       if (ec || gone) break;
       absl::MutexLock l2(&s.mu);
       auto ready = [&] {
+        s.mu.AssertHeld();  // Await calls it with the lock held
         return s.stopping || s.drop_gen != drop_gen ||
                s.bookmark_gen != bookmark_gen ||
                (!s.events.empty() && s.events.back().rv > from);
@@ -703,7 +707,7 @@ void KubeEmulator::Serve(std::shared_ptr<void> socket) {
   if (sub == "log") {
     if (it == s.objects.end()) return missing();
     int64_t tail = 0;
-    absl::SimpleAtoi(get_q("tailLines"), &tail);
+    (void)absl::SimpleAtoi(get_q("tailLines"), &tail);
     const bool follow = get_q("follow") == "true";
     std::string text = TailLines(s.logs[key], tail);
     size_t sent = s.logs[key].size();
@@ -723,6 +727,7 @@ void KubeEmulator::Serve(std::shared_ptr<void> socket) {
       if (ec || !follow) break;
       absl::MutexLock l2(&s.mu);
       auto ready = [&] {
+        s.mu.AssertHeld();  // Await calls it with the lock held
         return s.stopping || s.drop_gen != drop_gen ||
                s.objects.count(key) == 0 || s.logs[key].size() != sent;
       };
@@ -747,6 +752,7 @@ void KubeEmulator::Serve(std::shared_ptr<void> socket) {
     return reply(200, it->second);
   }
   auto scale_of = [&](const json::value& d) {
+    s.mu.AssertHeld();
     std::string selector;
     if (const json::value* m = Find(d, {"spec", "selector", "matchLabels"});
         m && m->is_object()) {
