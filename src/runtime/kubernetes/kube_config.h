@@ -1,0 +1,116 @@
+#pragma once
+
+// Connection settings for a Kubernetes API server: where it is, how to trust
+// it and who we are. Two sources, as client-go has them:
+//  - in-cluster: KUBERNETES_SERVICE_HOST/PORT and the pod's service account
+//    (token, ca.crt, namespace under /var/run/secrets/kubernetes.io/
+//    serviceaccount); the token file is rotated by the kubelet, so it is
+//    re-read when it changes (TokenSource);
+//  - a kubeconfig file (YAML): its current context (or a named one) gives the
+//    cluster (server, certificate-authority[-data],
+//    insecure-skip-tls-verify) and the user (token, tokenFile,
+//    client-certificate[-data], client-key[-data]).
+// Errors name the file and the field.
+
+#include <cstdint>
+#include <ctime>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+
+namespace tidal::kube {
+
+struct KubeConfig {
+  // "https://10.0.0.1:443"; no trailing '/'.
+  std::string server;
+  // Trust: a CA bundle file, or PEM data (certificate-authority-data,
+  // decoded); both empty: the system's trust store.
+  std::string ca_file;
+  std::string ca_data;
+  bool insecure_skip_tls_verify = false;
+  // Client certificate authentication: a file or PEM data each.
+  std::string client_cert_file;
+  std::string client_cert_data;
+  std::string client_key_file;
+  std::string client_key_data;
+  // Bearer token: fixed, or read from a file (re-read when it changes;
+  // wins over `token` when set).
+  std::string token;
+  std::string token_file;
+  // The namespace to use when none is given ("default" unless the source
+  // says otherwise).
+  std::string namespace_ = "default";
+  // Where this came from, for messages: "in-cluster" or the kubeconfig path
+  // and context.
+  std::string source;
+};
+
+// The service account paths and the environment of an in-cluster config;
+// tests point them elsewhere.
+struct InClusterOptions {
+  std::string token_file =
+      "/var/run/secrets/kubernetes.io/serviceaccount/token";
+  std::string ca_file = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
+  std::string namespace_file =
+      "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+  // Empty: KUBERNETES_SERVICE_HOST / KUBERNETES_SERVICE_PORT.
+  std::string host;
+  std::string port;
+  // "https" in a cluster; tests may say "http".
+  std::string scheme = "https";
+};
+
+// The in-cluster config: FailedPrecondition when not in a cluster (no
+// KUBERNETES_SERVICE_HOST/PORT), NotFound/InvalidArgument naming the file
+// when the token is missing or empty. The CA file is used only if it exists.
+absl::StatusOr<KubeConfig> LoadInClusterConfig(
+    const InClusterOptions& options = {});
+
+// A kubeconfig file: the context `context` (empty: current-context).
+// Relative file paths in it are relative to the file's directory.
+absl::StatusOr<KubeConfig> LoadKubeconfig(const std::string& path,
+                                          const std::string& context = "");
+
+// The same from text; `path` names it in errors and anchors relative paths.
+absl::StatusOr<KubeConfig> ParseKubeconfig(const std::string& yaml,
+                                           const std::string& path,
+                                           const std::string& context = "");
+
+// The default choice: $KUBECONFIG (first path) or ~/.kube/config when
+// `kubeconfig` is empty and the file exists, else in-cluster.
+absl::StatusOr<KubeConfig> LoadDefaultConfig(const std::string& kubeconfig);
+
+// The bearer token of a config, kept current: a token file is re-read when
+// its modification time or size changes (checked on every Token() call, a
+// stat), and on Refresh() (the client calls it after a 401). A fixed token
+// never changes. Thread-safe.
+class TokenSource {
+ public:
+  explicit TokenSource(const KubeConfig& config);
+
+  // The token to send; "" when the config has none (client certificates).
+  // An error when the token file cannot be read or is empty.
+  absl::StatusOr<std::string> Token();
+
+  // Reads the token file again whatever its mtime says; returns true when
+  // the token changed (worth retrying the request).
+  bool Refresh();
+
+ private:
+  absl::Status ReadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Constant after construction.
+  const std::string fixed_token_;
+  const std::string token_file_;
+
+  absl::Mutex mu_;
+  std::string token_ ABSL_GUARDED_BY(mu_);
+  bool read_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t mtime_ns_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t size_ ABSL_GUARDED_BY(mu_) = -1;
+};
+
+}  // namespace tidal::kube
