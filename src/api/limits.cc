@@ -163,6 +163,7 @@ void CheckTemplate(Checker& c, const std::string& path,
                                 " may be passed to exec"));
   }
   c.Text(Join(path, "workingDir"), t.working_dir(), kMaxPath);
+  c.Text(Join(path, "image"), t.image(), kMaxPath);
   if (t.has_readiness_probe()) {
     CheckProbe(c, Join(path, "readinessProbe"), t.readiness_probe());
   }

@@ -34,6 +34,10 @@ struct ValidationOptions {
   // link-local, unique-local, multicast or unspecified address is refused
   // (tidald --allow-private-webhooks). Host names are checked when sent.
   bool allow_private_webhooks = true;
+  // Where instances run (tidald --runtime): "process" (local processes:
+  // spec.template.command is required) or "kubernetes" (Pods:
+  // spec.template.image is required, docs/kubernetes.md).
+  std::string runtime = "process";
 };
 
 // The defaults tidald runs with (tests validate with these).

@@ -228,11 +228,13 @@ bool IsEnvName(absl::string_view s) {
 void CheckTemplate(const std::string& path, const tidal::v1::Template& t,
                    const Reporter& report) {
   std::string cmd = JoinPath(path, "command");
-  if (t.command().empty()) {
+  // With an image (the Kubernetes runtime), an empty command runs the
+  // image's entrypoint, as in a Pod.
+  if (t.command().empty() && t.image().empty()) {
     report(cmd,
            "required: the program to run and its fixed arguments, e.g. "
            "[\"tidal-sample-app\"]");
-  } else if (t.command(0).empty()) {
+  } else if (!t.command().empty() && t.command(0).empty()) {
     report(IndexPath(cmd, 0), "must not be empty (the program to run)");
   }
   std::map<std::string, int> seen;
@@ -275,6 +277,24 @@ void CheckTemplate(const std::string& path, const tidal::v1::Template& t,
   CheckMin<int64_t>(JoinPath(path, "resources.memory"),
                     t.resources().memory_bytes(), 0, report);
   CheckLabels(JoinPath(path, "labels"), t.labels(), true, report);
+}
+
+// What the runtime tidald runs with needs of a template.
+void CheckTemplateForRuntime(const std::string& path,
+                             const tidal::v1::Template& t,
+                             const std::string& runtime,
+                             const Reporter& report) {
+  if (runtime == "kubernetes") {
+    if (t.image().empty()) {
+      report(JoinPath(path, "image"),
+             "required: instances run as Kubernetes Pods (tidald "
+             "--runtime=kubernetes), e.g. \"registry.example.com/web:1.4\"");
+    }
+  } else if (!t.image().empty() && t.command().empty()) {
+    report(JoinPath(path, "command"),
+           "required: tidald runs instances as local processes "
+           "(--runtime=process), which do not use spec.template.image");
+  }
 }
 
 void CheckRules(const std::string& path, const tidal::v1::HPAScalingRules& r,
@@ -660,6 +680,8 @@ void CheckApp(const App& app, const ValidationOptions& opts,
     CheckMin<int32_t>("spec.replicas", spec.replicas(), 0, report);
   }
   CheckTemplate("spec.template", spec.template_(), report);
+  CheckTemplateForRuntime("spec.template", spec.template_(), opts.runtime,
+                          report);
   if (spec.has_scaling()) {
     const auto& s = spec.scaling();
     CheckScaling("spec.scaling", s, report);

@@ -379,6 +379,7 @@ std::string DescribeApp(const tidal::v1::App& app,
   };
   std::vector<std::string> cmd(t.command().begin(), t.command().end());
   cmd.insert(cmd.end(), t.args().begin(), t.args().end());
+  sub("Image", t.image());
   sub("Command", absl::StrJoin(cmd, " "));
   sub("Working dir", t.working_dir());
   if (t.port()) sub("Port", absl::StrCat(t.port()));

@@ -379,6 +379,36 @@ absl::StatusOr<DaemonConfig> MakeDaemonConfig(const DaemonFlags& flags,
   if (c.store_name == "etcd") {
     RETURN_IF_ERROR(MakeHaOptions(flags, *gw_addr, &c));
   }
+
+  // Where instances run.
+  if (flags.runtime != "process" && flags.runtime != "kubernetes") {
+    return FlagError("--runtime", absl::StrCat("\"", flags.runtime,
+                                               "\" is not process or "
+                                               "kubernetes"));
+  }
+  vopts.runtime = flags.runtime;
+  if (flags.runtime == "kubernetes") {
+    KubeRuntimeFlags& k = c.kube;
+    k.enabled = true;
+    k.kubeconfig = flags.kube_config;
+    k.context = flags.kube_context;
+    k.default_namespace = flags.kube_namespace;
+    for (const std::string& m : flags.kube_namespace_map) {
+      std::vector<std::string> kv = absl::StrSplit(m, absl::MaxSplits('=', 1));
+      if (kv.size() != 2 || kv[0].empty() || kv[1].empty()) {
+        return FlagError("--kube-namespace-map",
+                         absl::StrCat("\"", m, "\" is not TIDAL_NS=KUBE_NS"));
+      }
+      k.namespace_map[kv[0]] = kv[1];
+    }
+    // Pods need no port of this machine.
+    vopts.ports = 0;
+    vopts.port_range.clear();
+  } else if (!flags.kube_config.empty() || !flags.kube_namespace.empty() ||
+             !flags.kube_namespace_map.empty() || !flags.kube_context.empty()) {
+    return FlagError("--kube-config",
+                     "the --kube-* flags need --runtime=kubernetes");
+  }
   return c;
 }
 

@@ -7,6 +7,7 @@
 // and exits 2.
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -66,6 +67,21 @@ struct DaemonFlags {
   std::string node_lost_timeout = "30s";
   int64_t etcd_compact_keep = 10000;
   std::string etcd_compact_interval = "5m";
+  // Where instances run (docs/kubernetes.md): "process" or "kubernetes".
+  std::string runtime = "process";
+  std::string kube_config;     // a kubeconfig; empty: in-cluster
+  std::string kube_context;    // the kubeconfig's context; empty: current
+  std::string kube_namespace;  // default: the config's namespace
+  std::vector<std::string> kube_namespace_map;  // "tidal-ns=kube-ns"
+};
+
+// The Kubernetes runtime's settings (--runtime=kubernetes).
+struct KubeRuntimeFlags {
+  bool enabled = false;
+  std::string kubeconfig;  // empty: in-cluster
+  std::string context;
+  std::string default_namespace;  // empty: the config's namespace
+  std::map<std::string, std::string> namespace_map;
 };
 
 // A highly available control plane: several tidald nodes on one etcd
@@ -112,6 +128,7 @@ struct DaemonConfig {
   absl::Duration resync = absl::Minutes(5);
 
   HaOptions ha;
+  KubeRuntimeFlags kube;
 
   bool stop_instances_on_exit = false;
   // The soft descriptor limit the gateway's budget was derived from.

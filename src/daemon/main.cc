@@ -242,6 +242,23 @@ int main(int argc, char** argv) {
   app.add_option("--etcd-compact-interval", flags.etcd_compact_interval,
                  "How often the leader compacts etcd's history")
       ->capture_default_str();
+  // Instances on Kubernetes (docs/kubernetes.md).
+  app.add_option("--runtime", flags.runtime,
+                 "Where instances run: process (local child processes) or "
+                 "kubernetes (Pods of Deployments)")
+      ->check(CLI::IsMember({"process", "kubernetes"}))
+      ->capture_default_str();
+  app.add_option("--kube-config", flags.kube_config,
+                 "A kubeconfig file (--runtime=kubernetes; default: the "
+                 "in-cluster service account)");
+  app.add_option("--kube-context", flags.kube_context,
+                 "The kubeconfig's context to use (default: its current one)");
+  app.add_option("--kube-namespace", flags.kube_namespace,
+                 "The Kubernetes namespace instances go to (default: the "
+                 "service account's or the context's namespace)");
+  app.add_option("--kube-namespace-map", flags.kube_namespace_map,
+                 "TIDAL_NS=KUBE_NS: the instances of a Tidal namespace go to "
+                 "their own Kubernetes namespace (repeatable)");
   app.set_version_flag("--version", TIDAL_VERSION);
   CLI11_PARSE(app, argc, argv);
   return tidal::Run(flags);

@@ -12,6 +12,9 @@
 #include "absl/time/clock.h"
 #include "common/clock.h"
 #include "common/logging.h"
+#include "runtime/kubernetes/kube_client.h"
+#include "runtime/kubernetes/kube_config.h"
+#include "runtime/kubernetes/kubernetes_runtime.h"
 #include "store/etcd_store.h"
 #include "store/keys.h"
 #include "store/sqlite_store.h"
@@ -177,19 +180,55 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(DaemonConfig config) {
         store.status(),
         absl::StrCat("opening the store ", config.store_spec, " failed: "));
   }
-  return std::unique_ptr<Server>(
-      new Server(std::move(config), std::move(lock), std::move(*store)));
+  std::unique_ptr<kube::KubeClient> kube_client;
+  if (config.kube.enabled) {
+    absl::StatusOr<kube::KubeConfig> kc =
+        config.kube.kubeconfig.empty()
+            ? kube::LoadInClusterConfig()
+            : kube::LoadKubeconfig(config.kube.kubeconfig, config.kube.context);
+    if (!kc.ok()) {
+      return Annotate(kc.status(),
+                      "--runtime=kubernetes: the cluster's connection "
+                      "settings: ");
+    }
+    if (config.kube.default_namespace.empty()) {
+      config.kube.default_namespace = kc->namespace_;
+    }
+    GetLogger("tidald")->info(
+        "runtime: kubernetes at {} ({}), instances in namespace {}", kc->server,
+        kc->source, config.kube.default_namespace);
+    kube_client = std::make_unique<kube::KubeClient>(std::move(*kc));
+  }
+  return std::unique_ptr<Server>(new Server(std::move(config), std::move(lock),
+                                            std::move(*store),
+                                            std::move(kube_client)));
 }
 
+namespace {
+std::unique_ptr<kube::KubernetesRuntime> MakeKubeRuntime(
+    const DaemonConfig& config, kube::KubeClient* client) {
+  if (client == nullptr) return nullptr;
+  kube::KubernetesRuntimeOptions o;
+  o.default_namespace = config.kube.default_namespace;
+  o.namespace_map = config.kube.namespace_map;
+  return std::make_unique<kube::KubernetesRuntime>(client, o);
+}
+}  // namespace
+
 Server::Server(DaemonConfig config, std::unique_ptr<DataDirLock> lock,
-               std::unique_ptr<Store> store)
+               std::unique_ptr<Store> store,
+               std::unique_ptr<kube::KubeClient> kube_client)
     : config_(std::move(config)),
       lock_(std::move(lock)),
       store_(std::move(store)),
       fenced_(store_.get()),
       runtime_(config_.runtime),
+      kube_client_(std::move(kube_client)),
+      kube_runtime_(MakeKubeRuntime(config_, kube_client_.get())),
       cluster_(MakeClusterRuntime(config_, store_.get(), &fenced_, &runtime_)),
-      instances_(cluster_ ? static_cast<Runtime*>(cluster_.get()) : &runtime_),
+      instances_(kube_runtime_ ? static_cast<Runtime*>(kube_runtime_.get())
+                 : cluster_    ? static_cast<Runtime*>(cluster_.get())
+                               : &runtime_),
       relay_(config_.ha.enabled ? std::make_unique<ha::DemandRelay>(
                                       store_.get(), RelayOptions())
                                 : nullptr),
@@ -330,6 +369,13 @@ absl::Status Server::Start() {
   } else if (auto st = runtime_.Adopt(); !st.ok()) {
     return Annotate(st, "adopting running instances failed: ");
   }
+  if (kube_runtime_ != nullptr) {
+    // A standby (HA) watches the Pods too but changes nothing.
+    kube_runtime_->SetActing(!config_.ha.enabled);
+    if (auto st = kube_runtime_->Adopt(); !st.ok()) {
+      return Annotate(st, "listing the instances on Kubernetes failed: ");
+    }
+  }
   log->info("file descriptor limit {}; gateway connection budget {}",
             config_.fd_limit, config_.gateway.max_connections);
   if (auto st = gateway_.Start(); !st.ok()) {
@@ -398,6 +444,10 @@ void Server::Stop() {
     agent_->Stop();
     cluster_->Shutdown(false);
   }
+  if (kube_runtime_ != nullptr) {
+    kube_runtime_->Shutdown(config_.stop_instances_on_exit &&
+                            !config_.ha.enabled);
+  }
   runtime_.Shutdown(config_.stop_instances_on_exit);
   gateway_.Stop();
   GetLogger("tidald")->info(
@@ -419,6 +469,7 @@ void Server::OnElected(int64_t token) {
       ->info("election: acting as leader (node {}, fencing token {})",
              config_.ha.node, token);
   cluster_->SetActing(true);
+  if (kube_runtime_ != nullptr) kube_runtime_->SetActing(true);
   store_routes_->Resync();
   relay_->StartWatching();
   if (auto st = StartControllerSide(); !st.ok()) {
@@ -443,6 +494,7 @@ void Server::OnDeposed() {
   StopControllerSide();
   relay_->StopWatching();
   cluster_->SetActing(false);
+  if (kube_runtime_ != nullptr) kube_runtime_->SetActing(false);
 }
 
 bool Server::leading() const {
@@ -526,12 +578,12 @@ absl::Status Server::StartApi() {
 
 std::string Server::MetricsText() {
   std::string text = ProcessMetricsText();
-  absl::StrAppend(&text, "# TYPE tidal_apps gauge\ntidal_apps ",
-                  controller_.informer()->Size(), "\n",
-                  "# TYPE tidal_workqueue_depth gauge\ntidal_workqueue_depth ",
-                  queue_.Len(), "\n",
-                  "# TYPE tidal_instances gauge\ntidal_instances ",
-                  runtime_.List().size(), "\n");
+  absl::StrAppend(
+      &text, "# TYPE tidal_apps gauge\ntidal_apps ",
+      controller_.informer()->Size(), "\n",
+      "# TYPE tidal_workqueue_depth gauge\ntidal_workqueue_depth ",
+      queue_.Len(), "\n", "# TYPE tidal_instances gauge\ntidal_instances ",
+      (kube_runtime_ ? instances_ : &runtime_)->List().size(), "\n");
   if (config_.ha.enabled) {
     absl::StrAppend(
         &text,

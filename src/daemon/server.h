@@ -93,6 +93,10 @@
 #include "store/store.h"
 
 namespace tidal {
+namespace kube {
+class KubeClient;
+class KubernetesRuntime;
+}  // namespace kube
 
 class Server {
  public:
@@ -139,7 +143,8 @@ class Server {
   };
 
   Server(DaemonConfig config, std::unique_ptr<DataDirLock> lock,
-         std::unique_ptr<Store> store);
+         std::unique_ptr<Store> store,
+         std::unique_ptr<kube::KubeClient> kube_client);
 
   // (Re)starts the API server: a new service object on the same address.
   absl::Status StartApi() ABSL_LOCKS_EXCLUDED(api_mu_);
@@ -162,9 +167,15 @@ class Server {
   // Every controller-side write goes through it: pass-through on a single
   // node; in HA mode refusing until this node leads, then fenced.
   FencedStore fenced_;
-  ProcessRuntime runtime_;                       // this node's instances
-  std::unique_ptr<ha::ClusterRuntime> cluster_;  // HA
-  // What the controller, the scaler and the API see: cluster_ or runtime_.
+  ProcessRuntime runtime_;  // this node's instances
+  // --runtime=kubernetes (docs/kubernetes.md): the instances are Pods.
+  std::unique_ptr<kube::KubeClient> kube_client_;
+  std::unique_ptr<kube::KubernetesRuntime> kube_runtime_;
+  // HA; with kube_runtime_ it only tracks the nodes (no instance is
+  // assigned to a node).
+  std::unique_ptr<ha::ClusterRuntime> cluster_;
+  // What the controller, the scaler and the API see: kube_runtime_, else
+  // cluster_ or runtime_.
   Runtime* const instances_;
   WorkQueue queue_;
   DemandSignal demand_;

@@ -1,5 +1,6 @@
 #include "api/spec.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -675,6 +676,45 @@ TEST(ExamplesTest, HelloRunsTheSampleApp) {
   EXPECT_EQ(app.spec().template_().liveness_probe().http_get().path(),
             "/healthz");
   EXPECT_EQ(BaseReplicas(app.spec()), 3);
+}
+
+// The runtime tidald runs with decides between command and image.
+TEST(ParseAppsTest, TheRuntimeDecidesWhatATemplateNeeds) {
+  const std::string no_image = R"(apiVersion: tidal.dev/v1
+kind: App
+metadata: {name: web}
+spec:
+  template:
+    command: ["/bin/web"]
+)";
+  const std::string image_only = R"(apiVersion: tidal.dev/v1
+kind: App
+metadata: {name: web}
+spec:
+  template:
+    image: registry.example.com/web:1.4
+)";
+  ValidationOptions kube = DefaultServerOptions();
+  kube.runtime = "kubernetes";
+  ParseResult r = ParseApps(no_image, "app.yaml", "default", kube);
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].line, 5);
+  EXPECT_THAT(r.errors[0].ToString(),
+              ::testing::HasSubstr("spec.template.image: required"));
+  EXPECT_TRUE(ParseApps(image_only, "app.yaml", "default", kube).ok());
+  // Local processes need a command; the image alone is not enough.
+  r = ParseApps(image_only, "app.yaml", "default", DefaultServerOptions());
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_THAT(r.errors[0].ToString(),
+              ::testing::HasSubstr("spec.template.command: required: tidald "
+                                   "runs instances as local processes"));
+  EXPECT_TRUE(
+      ParseApps(no_image, "app.yaml", "default", DefaultServerOptions()).ok());
+  // The image round-trips through YAML.
+  ParseResult ok = ParseApps(image_only, "app.yaml", "default", kube);
+  ASSERT_TRUE(ok.ok());
+  EXPECT_THAT(AppToYaml(ok.apps[0].app),
+              ::testing::HasSubstr("image: \"registry.example.com/web:1.4\""));
 }
 
 }  // namespace

@@ -155,6 +155,26 @@ struct BadCase {
   bool prefix = false;
 };
 
+TEST(DaemonConfigTest, TheKubernetesRuntimeTakesItsFlags) {
+  DaemonFlags f = Defaults();
+  f.runtime = "kubernetes";
+  f.kube_config = "/etc/tidal/kubeconfig";
+  f.kube_namespace = "apps";
+  f.kube_namespace_map = {"team-a=a-apps", "team-b=b-apps"};
+  auto c = MakeDaemonConfig(f, kFdLimit);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->kube.enabled);
+  EXPECT_EQ(c->kube.kubeconfig, "/etc/tidal/kubeconfig");
+  EXPECT_EQ(c->kube.default_namespace, "apps");
+  EXPECT_EQ(c->kube.namespace_map.at("team-b"), "b-apps");
+  EXPECT_EQ(c->validation.runtime, "kubernetes");
+  EXPECT_EQ(c->validation.ports, 0) << "Pods need no port of this machine";
+  auto p = MakeDaemonConfig(Defaults(), kFdLimit);
+  ASSERT_TRUE(p.ok());
+  EXPECT_FALSE(p->kube.enabled);
+  EXPECT_EQ(p->validation.runtime, "process");
+}
+
 TEST(DaemonConfigTest, EachBadValueNamesItsFlag) {
   const std::vector<BadCase> cases = {
       {"store", [](DaemonFlags* f) { f->store = "redis:1"; },
@@ -190,6 +210,17 @@ TEST(DaemonConfigTest, EachBadValueNamesItsFlag) {
        "--log-max-size: ", true},
       {"log-max-size garbage", [](DaemonFlags* f) { f->log_max_size = "big"; },
        "--log-max-size: ", true},
+      {"runtime", [](DaemonFlags* f) { f->runtime = "docker"; },
+       "--runtime: \"docker\" is not process or kubernetes"},
+      {"kube-namespace-map",
+       [](DaemonFlags* f) {
+         f->runtime = "kubernetes";
+         f->kube_namespace_map = {"team-a"};
+       },
+       "--kube-namespace-map: \"team-a\" is not TIDAL_NS=KUBE_NS"},
+      {"kube flags without the runtime",
+       [](DaemonFlags* f) { f->kube_namespace = "apps"; },
+       "--kube-config: the --kube-* flags need --runtime=kubernetes"},
       {"log-rate-limit", [](DaemonFlags* f) { f->log_rate_limit = "fast"; },
        "--log-rate-limit: ", true},
       {"log-max-files", [](DaemonFlags* f) { f->log_max_files = 0; },

@@ -28,16 +28,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Flags of the Kubernetes runtime that the manifests use before tidald has
-// them: added by the runtime change (tidald --runtime=kubernetes). Remove
-// this list once tidald accepts them; a flag listed here that tidald already
-// has is accepted anyway.
-const std::set<std::string>& PendingRuntimeFlags() {
-  static const auto* flags = new std::set<std::string>{
-      "--runtime", "--kube-config", "--kube-namespace", "--kube-namespace-map"};
-  return *flags;
-}
-
 fs::path SourceDir() {
   const char* d = std::getenv("TIDAL_SOURCE_DIR");
   return d != nullptr ? fs::path(d) : fs::path(TIDAL_SOURCE_DIR_DEFAULT);
@@ -377,7 +367,7 @@ TEST_F(ManifestsTest, TidaldArgsAreFlagsTidaldAccepts) {
         ASSERT_EQ(arg.rfind("--", 0), 0u)
             << d.Where() << ": argument " << arg << " is not --flag=value";
         const std::string flag = FlagName(arg);
-        EXPECT_TRUE(known.count(flag) || PendingRuntimeFlags().count(flag))
+        EXPECT_TRUE(known.count(flag))
             << d.Where() << ": tidald has no flag " << flag;
         // Kubernetes leaves $(VAR) as it is when VAR is not in env.
         for (auto it = std::sregex_iterator(arg.begin(), arg.end(), ref);

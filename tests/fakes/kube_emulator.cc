@@ -1,5 +1,6 @@
 #include "fakes/kube_emulator.h"
 
+#include <algorithm>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -36,6 +37,20 @@ struct Event {
   std::string type;
   json::value object;
 };
+
+// The Pod's Ready condition is True.
+bool PodReady(const json::value& pod) {
+  bool ready = false;
+  if (const json::value* cs = Find(pod, {"status", "conditions"});
+      cs && cs->is_array()) {
+    for (const json::value& c : cs->get_array()) {
+      if (GetString(c, {"type"}) == "Ready") {
+        ready = GetString(c, {"status"}) == "True";
+      }
+    }
+  }
+  return ready;
+}
 
 std::string Now() {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::Now(),
@@ -110,6 +125,9 @@ struct KubeEmulator::State {
   int64_t compacted ABSL_GUARDED_BY(mu) = 0;
   int64_t bookmark_gen ABSL_GUARDED_BY(mu) = 0;
   int64_t drop_gen ABSL_GUARDED_BY(mu) = 0;
+  // Not listening (GoDown): a stream that began as the listener closed
+  // ends too, whatever drop_gen it saw.
+  bool down ABSL_GUARDED_BY(mu) = false;
   int watches ABSL_GUARDED_BY(mu) = 0;
   int throttle ABSL_GUARDED_BY(mu) = 0;
   int retry_after ABSL_GUARDED_BY(mu) = 1;
@@ -192,15 +210,7 @@ struct KubeEmulator::State {
       const json::value& pod = objects[Key("pods", ns, p)];
       const std::string ip = GetString(pod, {"status", "podIP"});
       if (ip.empty()) continue;
-      bool ready = false;
-      if (const json::value* cs = Find(pod, {"status", "conditions"});
-          cs && cs->is_array()) {
-        for (const json::value& c : cs->get_array()) {
-          if (GetString(c, {"type"}) == "Ready") {
-            ready = GetString(c, {"status"}) == "True";
-          }
-        }
-      }
+      const bool ready = PodReady(pod);
       endpoints.push_back(json::object{
           {"addresses", json::array{json::value(ip)}},
           {"conditions",
@@ -299,9 +309,25 @@ struct KubeEmulator::State {
         current.push_back(p);
       }
     }
+    if (static_cast<int64_t>(current.size()) > want) {
+      // As a ReplicaSet ranks Pods to delete: not ready before ready, then
+      // the newest first (uids here grow with creation).
+      auto rank = [&](const std::string& p) {
+        mu.AssertHeld();  // called under Reconcile's lock
+        const json::value& pod = objects[Key("pods", ns, p)];
+        return std::make_pair(PodReady(pod),
+                              GetString(pod, {"metadata", "uid"}));
+      };
+      std::sort(current.begin(), current.end(),
+                [&](const std::string& a, const std::string& b) {
+                  auto ra = rank(a), rb = rank(b);
+                  if (ra.first != rb.first) return !ra.first;
+                  return ra.second > rb.second;
+                });
+    }
     while (static_cast<int64_t>(current.size()) > want) {
-      Put("pods", "DELETED", objects[Key("pods", ns, current.back())]);
-      current.pop_back();
+      Put("pods", "DELETED", objects[Key("pods", ns, current.front())]);
+      current.erase(current.begin());
     }
     while (static_cast<int64_t>(current.size()) < want) {
       json::object labels;
@@ -368,6 +394,10 @@ KubeEmulator::~KubeEmulator() {
 
 void KubeEmulator::StopListening() {
   State& s = *state_;
+  {
+    absl::MutexLock lock(&s.mu);
+    s.down = true;
+  }
   boost::system::error_code ec;
   if (s.acceptor.is_open()) {
     ::shutdown(s.acceptor.native_handle(), SHUT_RDWR);
@@ -470,6 +500,10 @@ absl::Status KubeEmulator::Listen(int port) {
   if (!ec) s.acceptor.listen(64, ec);
   if (ec) return absl::UnavailableError("emulator listen: " + ec.message());
   s.port = s.acceptor.local_endpoint().port();
+  {
+    absl::MutexLock lock(&s.mu);
+    s.down = false;
+  }
   s.accept_thread = std::thread([this] {
     State& s = *state_;
     for (;;) {
@@ -553,20 +587,25 @@ void KubeEmulator::Serve(std::shared_ptr<void> socket) {
   const bool is_pod = plural == "pods" && api_version == "v1";
   const bool is_slice =
       plural == "endpointslices" && api_version == "discovery.k8s.io/v1";
+  const bool is_svc = plural == "services" && api_version == "v1";
   if (is_slice && method != "GET") {
     return reply(405, StatusObject(405, "MethodNotAllowed",
                                    "endpointslices are read-only here"));
   }
-  if ((!is_dep && !is_pod && !is_slice) ||
+  if ((!is_dep && !is_pod && !is_slice && !is_svc) ||
       (!sub.empty() && !(is_dep && sub == "scale") &&
        !(is_pod && sub == "log"))) {
     return not_found("the server could not find the requested resource");
   }
   const std::string kind =
-      is_dep ? "Deployment" : (is_pod ? "Pod" : "EndpointSlice");
+      is_dep ? "Deployment"
+             : (is_pod ? "Pod" : (is_svc ? "Service" : "EndpointSlice"));
   const std::string group_res =
-      is_dep ? "deployments.apps"
-             : (is_pod ? "pods" : "endpointslices.discovery.k8s.io");
+      is_dep
+          ? "deployments.apps"
+          : (is_pod
+                 ? "pods"
+                 : (is_svc ? "services" : "endpointslices.discovery.k8s.io"));
   const std::string key = State::Key(plural, ns, name);
   auto get_q = [&](const std::string& k) {
     auto it = target.query.find(k);
@@ -660,7 +699,7 @@ void KubeEmulator::Serve(std::shared_ptr<void> socket) {
       absl::MutexLock l2(&s.mu);
       auto ready = [&] {
         s.mu.AssertHeld();  // Await calls it with the lock held
-        return s.stopping || s.drop_gen != drop_gen ||
+        return s.stopping || s.down || s.drop_gen != drop_gen ||
                s.bookmark_gen != bookmark_gen ||
                (!s.events.empty() && s.events.back().rv > from);
       };
@@ -668,7 +707,7 @@ void KubeEmulator::Serve(std::shared_ptr<void> socket) {
       while (!ready() && absl::Now() < wake) {
         s.mu.AwaitWithDeadline(absl::Condition(&ready), wake);
       }
-      if (s.stopping || s.drop_gen != drop_gen) {
+      if (s.stopping || s.down || s.drop_gen != drop_gen) {
         dropped = true;
         break;
       }
@@ -728,11 +767,11 @@ void KubeEmulator::Serve(std::shared_ptr<void> socket) {
       absl::MutexLock l2(&s.mu);
       auto ready = [&] {
         s.mu.AssertHeld();  // Await calls it with the lock held
-        return s.stopping || s.drop_gen != drop_gen ||
+        return s.stopping || s.down || s.drop_gen != drop_gen ||
                s.objects.count(key) == 0 || s.logs[key].size() != sent;
       };
       s.mu.Await(absl::Condition(&ready));
-      if (s.stopping || s.drop_gen != drop_gen) {
+      if (s.stopping || s.down || s.drop_gen != drop_gen) {
         dropped = true;
         break;
       }
@@ -859,6 +898,47 @@ void KubeEmulator::Serve(std::shared_ptr<void> socket) {
         obj, {"metadata", "annotations", "emulator.tidal.dev/deployment"});
     if (!owner.empty()) s.Reconcile(ns, owner);
     return reply(200, obj);
+  }
+  if (method == "PATCH" && is_svc) {
+    // Server-side apply of a Service: created, or its labels, annotations
+    // and spec replaced (no cluster IP is allocated: Tidal's are headless).
+    if (rec.content_type != "application/apply-patch+yaml" ||
+        get_q("fieldManager").empty()) {
+      return reply(415, StatusObject(415, "UnsupportedMediaType",
+                                     "the emulator only takes server-side "
+                                     "apply patches with a fieldManager"));
+    }
+    absl::StatusOr<json::value> body = kube::ParseJson(req.body());
+    if (!body.ok() || !body->is_object() ||
+        GetString(*body, {"apiVersion"}) != "v1" ||
+        GetString(*body, {"kind"}) != "Service" ||
+        GetString(*body, {"metadata", "name"}) != name) {
+      return reply(400, StatusObject(400, "BadRequest",
+                                     "a JSON v1 Service named as in the URL "
+                                     "is expected"));
+    }
+    json::value svc =
+        it != s.objects.end()
+            ? it->second
+            : json::value(json::object{
+                  {"kind", "Service"},
+                  {"apiVersion", "v1"},
+                  {"metadata", json::object{{"name", name},
+                                            {"namespace", ns},
+                                            {"uid", s.NextUid()},
+                                            {"creationTimestamp", Now()}}}});
+    const json::value before = svc;
+    json::object& meta = svc.as_object()["metadata"].as_object();
+    for (const char* f : {"labels", "annotations"}) {
+      if (const json::value* v = Find(*body, {"metadata", f}); v) meta[f] = *v;
+    }
+    if (const json::value* v = Find(*body, {"spec"}); v) {
+      svc.as_object()["spec"] = *v;
+    }
+    if (svc == before) return reply(200, svc);
+    const bool created = it == s.objects.end();
+    s.Put("services", created ? "ADDED" : "MODIFIED", svc);
+    return reply(created ? 201 : 200, s.objects[key]);
   }
   if (method == "PATCH" && is_dep) {
     if (rec.content_type != "application/apply-patch+yaml") {
@@ -1000,10 +1080,9 @@ absl::Status KubeEmulator::SetPodReady(const std::string& ns,
   return absl::OkStatus();
 }
 
-absl::Status KubeEmulator::SetContainerWaiting(const std::string& ns,
-                                               const std::string& pod,
-                                               const std::string& reason,
-                                               int restart_count) {
+absl::Status KubeEmulator::SetContainerWaiting(
+    const std::string& ns, const std::string& pod, const std::string& reason,
+    int restart_count, const std::string& last_terminated_reason) {
   State& s = *state_;
   absl::MutexLock lock(&s.mu);
   auto it = s.objects.find(State::Key("pods", ns, pod));
@@ -1031,8 +1110,11 @@ absl::Status KubeEmulator::SetContainerWaiting(const std::string& ns,
            json::object{{"waiting", json::object{{"reason", reason},
                                                  {"message", "emulated"}}}}},
           {"lastState",
-           json::object{{"terminated", json::object{{"exitCode", 1},
-                                                    {"reason", "Error"}}}}}});
+           json::object{
+               {"terminated",
+                json::object{{"exitCode",
+                              last_terminated_reason == "OOMKilled" ? 137 : 1},
+                             {"reason", last_terminated_reason}}}}}});
     }
   }
   status["containerStatuses"] = std::move(statuses);

@@ -15,6 +15,8 @@
 //    a test says otherwise (SetPodReady);
 //  - pod logs (plain text, tailLines, follow), container states
 //    (SetContainerWaiting: CrashLoopBackOff).
+//  - core/v1 Services: server-side apply, get, delete (stored only: no
+//    cluster IP; the EndpointSlices below do not depend on them);
 //  - discovery.k8s.io/v1 EndpointSlices (get, list, watch): one per
 //    Deployment, as if a Service of the same name selected its Pods (label
 //    kubernetes.io/service-name), an endpoint per Pod with an IP, ready or
@@ -103,10 +105,11 @@ class KubeEmulator {
                            bool ready);
   // Every container waiting with `reason` (e.g. "CrashLoopBackOff") after
   // `restart_count` restarts; the pod not Ready.
-  absl::Status SetContainerWaiting(const std::string& ns,
-                                   const std::string& pod,
-                                   const std::string& reason,
-                                   int restart_count);
+  // `last_terminated_reason`: lastState.terminated.reason ("Error",
+  // "OOMKilled").
+  absl::Status SetContainerWaiting(
+      const std::string& ns, const std::string& pod, const std::string& reason,
+      int restart_count, const std::string& last_terminated_reason = "Error");
   // Adds output to a pod's log (GET .../pods/<name>/log; followed logs get
   // it at once). NotFound for an unknown pod.
   absl::Status AppendPodLog(const std::string& ns, const std::string& pod,

@@ -551,7 +551,9 @@ absl::StatusOr<KubeObject> KubeClient::Apply(const Resource& r,
   req.body = manifest_json;
   ASSIGN_OR_RETURN(Response resp, Do(req));
   ASSIGN_OR_RETURN(json::value v, ParseJson(resp.body));
-  return ToObject(v);
+  KubeObject o = ToObject(v);
+  o.created = resp.code == 201;
+  return o;
 }
 
 namespace {

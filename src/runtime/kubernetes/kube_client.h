@@ -64,6 +64,8 @@ struct KubeObject {
   std::string namespace_;
   std::string uid;
   std::string resource_version;
+  // Apply: the request created the object (201 Created).
+  bool created = false;
 };
 
 struct KubeList {

@@ -7,9 +7,12 @@
 #include <regex>
 #include <sstream>
 
+#include "fakes/eventually.h"
 #include "fakes/kube_emulator.h"
 #include "gtest/gtest.h"
 #include "runtime/kubernetes/kube_client.h"
+#include "runtime/kubernetes/kubernetes_runtime.h"
+#include "runtime/kubernetes/pod_template.h"
 
 namespace tidal::kube {
 namespace {
@@ -143,6 +146,49 @@ TEST_F(KubeGoldenTest, PodLogsDeleteEndpointSlices) {
     got.replace(at, pod.size(), "<pod>");
   }
   CheckGolden("pod_logs_delete_endpointslices", got);
+}
+
+// What KubernetesRuntime itself sends to start an instance of a revision,
+// stop it and collect the revision: the writes and the /scale reads (the
+// background lists and watches are left out; their form is in
+// pods_list_watch).
+TEST_F(KubeGoldenTest, RuntimeStartStopCollect) {
+  KubernetesRuntimeOptions o;
+  o.default_namespace = "tidal-apps";
+  o.gc_interval = absl::Hours(1);
+  KubernetesRuntime rt(client_.get(), o);
+  ASSERT_TRUE(rt.Adopt().ok());
+  InstanceRequest req;
+  req.namespace_ = "team-a";
+  req.app = "web";
+  req.template_hash = "0123456789";
+  req.revision = 3;
+  req.tmpl.set_image("registry.example.com/web:1.4");
+  req.tmpl.add_args("--serve");
+  req.tmpl.set_port(8080);
+  ASSERT_TRUE(rt.Start(req).ok());
+  std::string pod;
+  ASSERT_TRUE(tidal::testing::Eventually([&] {
+    for (const auto& i : rt.List()) {
+      if (i.id().find("-pending-") == std::string::npos) pod = i.id();
+    }
+    return !pod.empty();
+  }));
+  ASSERT_TRUE(rt.Stop(pod, absl::Seconds(15)).ok());
+  ASSERT_TRUE(tidal::testing::Eventually([&] {
+    rt.CollectGarbage();
+    return !emu_.GetObject("deployments", "tidal-apps",
+                           RevisionName("team-a", "web", "0123456789"))
+                .has_value();
+  }));
+  rt.Shutdown(false);
+  std::vector<RecordedRequest> writes;
+  for (const RecordedRequest& r : emu_.Requests()) {
+    const bool collection_read =
+        r.method == "GET" && r.target.find("/scale") == std::string::npos;
+    if (!collection_read) writes.push_back(r);
+  }
+  CheckGolden("runtime_start_stop_collect", Normalize(writes));
 }
 
 }  // namespace

@@ -1,0 +1,449 @@
+// KubernetesRuntime against the API emulator (tests/fakes/kube_emulator.h):
+// revisions as Deployments scaled only through /scale, Pods as instances,
+// stops of one chosen Pod, garbage collection, adoption, the API's faults
+// (watches dropped, 410 Gone, conflicts, the API server down), Pod states
+// as instance phases and reasons, logs; and every request it sends is one
+// the Role in deploy/kubernetes grants (kube_rbac.h).
+#include "runtime/kubernetes/kubernetes_runtime.h"
+
+#include <memory>
+#include <set>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "fakes/eventually.h"
+#include "fakes/kube_emulator.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "runtime/kubernetes/kube_json.h"
+#include "runtime/kubernetes/kube_rbac.h"
+#include "runtime/kubernetes/pod_template.h"
+
+namespace tidal::kube {
+namespace {
+
+using ::testing::HasSubstr;
+using tidal::testing::Eventually;
+using tidal::testing::KubeEmulator;
+using tidal::v1::Instance;
+
+constexpr char kKubeNs[] = "tidal-apps";
+
+InstanceRequest Request(const std::string& app, const std::string& hash,
+                        int64_t revision = 1) {
+  InstanceRequest r;
+  r.namespace_ = "team-a";
+  r.app = app;
+  r.template_hash = hash;
+  r.revision = revision;
+  r.tmpl.set_image("registry.example.com/web:1.4");
+  r.tmpl.add_args("--serve");
+  r.tmpl.set_port(9000);
+  return r;
+}
+
+class KubernetesRuntimeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(emu_.Start().ok());
+    KubeConfig c;
+    c.server = emu_.url();
+    c.token = "emulator-token";
+    KubeClientOptions co;
+    co.request_timeout = absl::Seconds(5);
+    co.connect_timeout = absl::Seconds(1);
+    co.max_retries = 2;
+    co.max_retry_after = absl::Seconds(1);
+    client_ = std::make_unique<KubeClient>(c, co);
+    options_.default_namespace = kKubeNs;
+    options_.retry_interval = absl::Milliseconds(50);
+    options_.max_retry_interval = absl::Milliseconds(500);
+    options_.gc_interval = absl::Hours(1);  // tests collect garbage by hand
+  }
+
+  void TearDown() override {
+    if (rt_ != nullptr) rt_->Shutdown(false);
+    rt_.reset();
+    // Every request the runtime sent is one the Role grants.
+    for (const auto& r : emu_.Requests()) {
+      const RbacNeed need = RbacNeedOf(r.method, r.target);
+      EXPECT_TRUE(RbacAllows(need))
+          << r.method << " " << r.target << " needs " << need.verb << " on "
+          << need.api_group << "/" << need.resource
+          << ", which deploy/kubernetes/role.yaml does not grant";
+    }
+  }
+
+  void MakeRuntime() {
+    rt_ = std::make_unique<KubernetesRuntime>(client_.get(), options_);
+    rt_->SetListener([this](const InstanceChange& c) {
+      absl::MutexLock lock(&mu_);
+      changes_.push_back(c);
+    });
+    ASSERT_TRUE(rt_->Adopt().ok());
+  }
+
+  // Pods (not placeholders) of the runtime's view.
+  std::vector<Instance> Pods(const std::string& app = "") {
+    std::vector<Instance> out;
+    for (auto& i : rt_->List("team-a", app)) {
+      if (!absl::StrContains(i.id(), "-pending-")) out.push_back(i);
+    }
+    return out;
+  }
+
+  std::optional<Instance> Find(const std::string& id) {
+    for (auto& i : rt_->List()) {
+      if (i.id() == id) return i;
+    }
+    return std::nullopt;
+  }
+
+  int64_t SpecReplicas(const std::string& deployment) {
+    auto d = emu_.GetObject("deployments", kKubeNs, deployment);
+    if (!d.has_value()) return -1;
+    auto v = ParseJson(*d);
+    return GetInt(*v, {"spec", "replicas"}, -1);
+  }
+
+  std::vector<InstanceChange> Changes() {
+    absl::MutexLock lock(&mu_);
+    return changes_;
+  }
+
+  KubeEmulator emu_;
+  std::unique_ptr<KubeClient> client_;
+  KubernetesRuntimeOptions options_;
+  std::unique_ptr<KubernetesRuntime> rt_;
+  absl::Mutex mu_;
+  std::vector<InstanceChange> changes_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST_F(KubernetesRuntimeTest, StartAppliesARevisionAndScalesItThroughScale) {
+  MakeRuntime();
+  const InstanceRequest req = Request("web", "abc123");
+  absl::StatusOr<Instance> a = rt_->Start(req);
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->phase(), "Starting");
+  const std::string dep = RevisionName("team-a", "web", "abc123");
+  ASSERT_TRUE(emu_.GetObject("deployments", kKubeNs, dep).has_value());
+  ASSERT_TRUE(emu_.GetObject("services", kKubeNs, dep).has_value());
+  EXPECT_EQ(SpecReplicas(dep), 1);
+  ASSERT_TRUE(rt_->Start(req).ok());
+  EXPECT_EQ(SpecReplicas(dep), 2);
+  // Applies never carry spec.replicas; /scale sets it.
+  int applies = 0, scales = 0;
+  for (const auto& r : emu_.Requests()) {
+    if (r.method == "PATCH" && absl::StrContains(r.target, "/deployments/")) {
+      ++applies;
+      EXPECT_EQ(r.content_type, "application/apply-patch+yaml");
+      EXPECT_THAT(r.target, HasSubstr("fieldManager=tidal"));
+      EXPECT_FALSE(absl::StrContains(r.body, "\"replicas\"")) << r.body;
+    }
+    if (r.method == "PUT" && absl::EndsWith(r.target, "/scale")) ++scales;
+  }
+  EXPECT_EQ(applies, 1);  // the revision is applied once
+  EXPECT_EQ(scales, 2);
+  // The Pods become the instances, with the revision's labels.
+  ASSERT_TRUE(Eventually([&] { return Pods("web").size() == 2; }));
+  EXPECT_EQ(rt_->List("team-a", "web").size(), 2u);  // no placeholder left
+  for (const Instance& i : Pods("web")) {
+    EXPECT_EQ(i.template_hash(), "abc123");
+    EXPECT_EQ(i.revision(), 1);
+    EXPECT_EQ(i.port(), 9000);
+    EXPECT_FALSE(i.ready());
+  }
+  // Ready from the Pod's Ready condition; the address from the
+  // EndpointSlice.
+  const std::string pod = Pods("web")[0].id();
+  ASSERT_TRUE(emu_.SetPodReady(kKubeNs, pod, true).ok());
+  ASSERT_TRUE(Eventually([&] {
+    auto i = Find(pod);
+    return i && i->ready() && i->phase() == "Running" && !i->host().empty();
+  }));
+  bool told = false;
+  for (const auto& c : Changes()) {
+    told |= c.instance.id() == pod && c.instance.ready();
+  }
+  EXPECT_TRUE(told) << "the listener heard of the ready Pod";
+}
+
+TEST_F(KubernetesRuntimeTest, StopTakesThatPodAndScalesDown) {
+  MakeRuntime();
+  const InstanceRequest req = Request("web", "abc123");
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(rt_->Start(req).ok());
+  ASSERT_TRUE(Eventually([&] { return Pods("web").size() == 3; }));
+  std::set<std::string> before;
+  for (const auto& p : Pods("web")) {
+    before.insert(p.id());
+    ASSERT_TRUE(emu_.SetPodReady(kKubeNs, p.id(), true).ok());
+  }
+  const std::string victim = *std::next(before.begin());
+  ASSERT_TRUE(rt_->Stop(victim, absl::Seconds(5)).ok());
+  const std::string dep = RevisionName("team-a", "web", "abc123");
+  EXPECT_EQ(SpecReplicas(dep), 2);
+  ASSERT_TRUE(Eventually([&] { return !Find(victim).has_value(); }));
+  // The two others are still there, and nothing replaced the victim.
+  ASSERT_TRUE(Eventually([&] { return Pods("web").size() == 2; }));
+  for (const auto& p : Pods("web")) {
+    EXPECT_TRUE(before.count(p.id()) > 0) << p.id() << " is new";
+    EXPECT_NE(p.id(), victim);
+  }
+  // The delete carried the grace period.
+  bool graced = false;
+  for (const auto& r : emu_.Requests()) {
+    if (r.method == "DELETE" && absl::EndsWith(r.target, "/pods/" + victim)) {
+      graced = absl::StrContains(r.body, "\"gracePeriodSeconds\":5");
+    }
+  }
+  EXPECT_TRUE(graced);
+  EXPECT_TRUE(absl::IsNotFound(rt_->Stop("no-such-pod", absl::Seconds(1))));
+}
+
+TEST_F(KubernetesRuntimeTest, StopOfAPlaceholderScalesDown) {
+  MakeRuntime();
+  // Placeholders stand for Pods the Deployment still has to make; the
+  // emulator makes them at once, so hold the scale on the API side: ask for
+  // one, then take the placeholder the runtime reported before its Pod.
+  const InstanceRequest req = Request("web", "abc123");
+  absl::StatusOr<Instance> a = rt_->Start(req);
+  ASSERT_TRUE(a.ok());
+  const std::string dep = RevisionName("team-a", "web", "abc123");
+  if (absl::StrContains(a->id(), "-pending-") && Find(a->id()).has_value()) {
+    ASSERT_TRUE(rt_->Stop(a->id(), absl::Seconds(1)).ok());
+  } else {
+    ASSERT_TRUE(Eventually([&] { return Pods("web").size() == 1; }));
+    ASSERT_TRUE(rt_->Stop(Pods("web")[0].id(), absl::Seconds(1)).ok());
+  }
+  EXPECT_EQ(SpecReplicas(dep), 0);
+  ASSERT_TRUE(Eventually([&] { return rt_->List("team-a", "web").empty(); }));
+}
+
+TEST_F(KubernetesRuntimeTest, GarbageIsRevisionsWithNoPodWantedAndOnlyThose) {
+  // Not Tidal's: never touched.
+  ASSERT_TRUE(
+      client_
+          ->Apply(kDeployments, kKubeNs, "someone-elses",
+                  R"({"apiVersion":"apps/v1","kind":"Deployment",)"
+                  R"("metadata":{"name":"someone-elses"},"spec":{)"
+                  R"("replicas":0,"selector":{"matchLabels":{"a":"b"}},)"
+                  R"("template":{"metadata":{"labels":{"a":"b"}},)"
+                  R"("spec":{"containers":[{"name":"c","image":"i"}]}}}})")
+          .ok());
+  MakeRuntime();
+  const InstanceRequest v1 = Request("web", "rev1", 1);
+  const InstanceRequest v2 = Request("web", "rev2", 2);
+  ASSERT_TRUE(rt_->Start(v1).ok());
+  ASSERT_TRUE(rt_->Start(v2).ok());
+  ASSERT_TRUE(Eventually([&] { return Pods("web").size() == 2; }));
+  // Revision 1 stopped: its Deployment and Service go; revision 2's stay.
+  for (const auto& p : Pods("web")) {
+    if (p.template_hash() == "rev1") {
+      ASSERT_TRUE(rt_->Stop(p.id(), absl::Seconds(1)).ok());
+    }
+  }
+  const std::string d1 = RevisionName("team-a", "web", "rev1");
+  const std::string d2 = RevisionName("team-a", "web", "rev2");
+  ASSERT_TRUE(Eventually([&] {
+    rt_->CollectGarbage();
+    return !emu_.GetObject("deployments", kKubeNs, d1).has_value();
+  }));
+  EXPECT_FALSE(emu_.GetObject("services", kKubeNs, d1).has_value());
+  EXPECT_TRUE(emu_.GetObject("deployments", kKubeNs, d2).has_value());
+  EXPECT_TRUE(emu_.GetObject("services", kKubeNs, d2).has_value());
+  EXPECT_TRUE(
+      emu_.GetObject("deployments", kKubeNs, "someone-elses").has_value());
+  for (const auto& r : emu_.Requests()) {
+    EXPECT_FALSE(absl::StrContains(r.target, "someone-elses") &&
+                 r.method != "PATCH")
+        << r.method << " " << r.target;
+  }
+}
+
+TEST_F(KubernetesRuntimeTest, AdoptTakesOverWhatAPreviousTidaldLeft) {
+  MakeRuntime();
+  const InstanceRequest req = Request("web", "abc123");
+  ASSERT_TRUE(rt_->Start(req).ok());
+  ASSERT_TRUE(rt_->Start(req).ok());
+  ASSERT_TRUE(Eventually([&] { return Pods("web").size() == 2; }));
+  std::set<std::string> before;
+  for (const auto& p : Pods("web")) before.insert(p.id());
+  // An app whose revision was scaled to zero just before the crash.
+  const InstanceRequest gone = Request("old", "zzz");
+  ASSERT_TRUE(rt_->Start(gone).ok());
+  ASSERT_TRUE(Eventually([&] { return Pods("old").size() == 1; }));
+  ASSERT_TRUE(rt_->Stop(Pods("old")[0].id(), absl::Seconds(1)).ok());
+  rt_->Shutdown(false);  // the instances keep running
+
+  rt_ = std::make_unique<KubernetesRuntime>(client_.get(), options_);
+  ASSERT_TRUE(rt_->Adopt().ok());
+  std::set<std::string> after;
+  for (const auto& p : Pods("web")) after.insert(p.id());
+  EXPECT_EQ(before, after);
+  EXPECT_FALSE(emu_.GetObject("deployments", kKubeNs,
+                              RevisionName("team-a", "old", "zzz"))
+                   .has_value())
+      << "a revision left at zero replicas is garbage";
+  // Counting goes on from the cluster's replicas, on the same Deployment.
+  ASSERT_TRUE(rt_->Start(req).ok());
+  EXPECT_EQ(SpecReplicas(RevisionName("team-a", "web", "abc123")), 3);
+  ASSERT_TRUE(Eventually([&] { return Pods("web").size() == 3; }));
+}
+
+TEST_F(KubernetesRuntimeTest, WatchDroppedOrExpiredIsResumedOrListedAgain) {
+  MakeRuntime();
+  const InstanceRequest req = Request("web", "abc123");
+  ASSERT_TRUE(rt_->Start(req).ok());
+  ASSERT_TRUE(Eventually([&] { return Pods("web").size() == 1; }));
+  const std::string pod = Pods("web")[0].id();
+  ASSERT_TRUE(Eventually([&] { return emu_.open_watches() >= 2; }));
+  emu_.DropWatches();
+  ASSERT_TRUE(emu_.SetPodReady(kKubeNs, pod, true).ok());
+  ASSERT_TRUE(Eventually([&] {
+    auto i = Find(pod);
+    return i && i->ready();
+  }));
+  // History compacted while the watches are down: the re-watch gets 410
+  // and the runtime lists again.
+  emu_.Compact();
+  emu_.DropWatches();
+  ASSERT_TRUE(emu_.SetPodReady(kKubeNs, pod, false).ok());
+  ASSERT_TRUE(Eventually([&] {
+    auto i = Find(pod);
+    return i && !i->ready();
+  }));
+  ASSERT_TRUE(rt_->Start(req).ok());
+  ASSERT_TRUE(Eventually([&] { return Pods("web").size() == 2; }));
+}
+
+TEST_F(KubernetesRuntimeTest, AConflictFailsOneStartAndTheNextOneWorks) {
+  MakeRuntime();
+  // Both watches open (they send nothing more for minutes), so the fault
+  // meets the start's first request: the Service's apply.
+  ASSERT_TRUE(Eventually([&] { return emu_.open_watches() >= 2; }));
+  emu_.FailNext(1, 409, "Conflict", "Apply failed with 1 conflict");
+  absl::StatusOr<Instance> a = rt_->Start(Request("web", "abc123"));
+  ASSERT_FALSE(a.ok());
+  EXPECT_THAT(std::string(a.status().message()), HasSubstr("409"));
+  ASSERT_TRUE(rt_->Start(Request("web", "abc123")).ok());
+  const std::string dep = RevisionName("team-a", "web", "abc123");
+  EXPECT_EQ(SpecReplicas(dep), 1);
+  ASSERT_TRUE(Eventually([&] { return Pods("web").size() == 1; }));
+}
+
+TEST_F(KubernetesRuntimeTest, TheApiServerDownFor30SecondsIsRecoveredFrom) {
+  MakeRuntime();
+  const InstanceRequest req = Request("web", "abc123");
+  ASSERT_TRUE(rt_->Start(req).ok());
+  ASSERT_TRUE(Eventually([&] { return Pods("web").size() == 1; }));
+  const std::string pod = Pods("web")[0].id();
+  emu_.GoDown();
+  const absl::Time back = absl::Now() + absl::Seconds(30);
+  absl::StatusOr<Instance> failed = rt_->Start(req);
+  EXPECT_FALSE(failed.ok());
+  EXPECT_EQ(Pods("web").size(), 1u) << "what was known stays listed";
+  // Down for 30 s in all; the runtime keeps retrying meanwhile.
+  absl::SleepFor(back - absl::Now());
+  ASSERT_TRUE(emu_.ComeBack().ok());
+  ASSERT_TRUE(emu_.SetPodReady(kKubeNs, pod, true).ok());
+  ASSERT_TRUE(Eventually([&] {
+    auto i = Find(pod);
+    return i && i->ready();
+  })) << "the watch came back";
+  ASSERT_TRUE(rt_->Start(req).ok());
+  ASSERT_TRUE(Eventually([&] { return Pods("web").size() == 2; }));
+  // One Deployment for the revision, at the replicas asked for.
+  ListOptions lo;
+  lo.label_selector = ManagedSelector();
+  absl::StatusOr<KubeList> deps = client_->List(kDeployments, kKubeNs, lo);
+  ASSERT_TRUE(deps.ok());
+  EXPECT_EQ(deps->items.size(), 1u);
+  EXPECT_EQ(SpecReplicas(RevisionName("team-a", "web", "abc123")), 2);
+}
+
+TEST_F(KubernetesRuntimeTest, PodStatesBecomePhasesReasonsAndEvents) {
+  MakeRuntime();
+  const InstanceRequest req = Request("web", "abc123");
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(rt_->Start(req).ok());
+  ASSERT_TRUE(Eventually([&] { return Pods("web").size() == 3; }));
+  std::vector<Instance> pods = Pods("web");
+  ASSERT_TRUE(
+      emu_.SetContainerWaiting(kKubeNs, pods[0].id(), "CrashLoopBackOff", 2)
+          .ok());
+  ASSERT_TRUE(
+      emu_.SetContainerWaiting(kKubeNs, pods[1].id(), "ImagePullBackOff", 0, "")
+          .ok());
+  ASSERT_TRUE(emu_.SetContainerWaiting(kKubeNs, pods[2].id(),
+                                       "CrashLoopBackOff", 1, "OOMKilled")
+                  .ok());
+  ASSERT_TRUE(Eventually([&] {
+    auto a = Find(pods[0].id()), b = Find(pods[1].id()), c = Find(pods[2].id());
+    return a && a->phase() == "CrashLoopBackOff" && a->restarts() == 2 && b &&
+           b->phase() == "Failed" && b->reason() == "ImagePullBackOff" && c &&
+           c->phase() == "CrashLoopBackOff" && c->reason() == "OOMKilled";
+  }));
+  std::set<std::string> reasons;
+  for (const auto& c : Changes()) {
+    if (!c.event_reason.empty()) reasons.insert(c.event_reason);
+  }
+  EXPECT_TRUE(reasons.count("BackOff") > 0);
+  EXPECT_TRUE(reasons.count("ImagePullBackOff") > 0);
+}
+
+TEST_F(KubernetesRuntimeTest, LogsComeFromThePodLogApi) {
+  MakeRuntime();
+  ASSERT_TRUE(rt_->Start(Request("web", "abc123")).ok());
+  ASSERT_TRUE(Eventually([&] { return Pods("web").size() == 1; }));
+  const std::string pod = Pods("web")[0].id();
+  ASSERT_TRUE(emu_.AppendPodLog(kKubeNs, pod, "one\ntwo\nthree\n").ok());
+  LogOptions tail;
+  tail.tail_lines = 2;
+  auto s = rt_->OpenLogs(pod, tail);
+  ASSERT_TRUE(s.ok()) << s.status();
+  std::string text;
+  for (;;) {
+    absl::StatusOr<std::string> n = (*s)->Next(absl::Seconds(5));
+    if (!n.ok()) {
+      EXPECT_TRUE(absl::IsOutOfRange(n.status())) << n.status();
+      break;
+    }
+    text += *n;
+  }
+  EXPECT_EQ(text, "two\nthree\n");
+  LogOptions follow;
+  follow.follow = true;
+  auto f = rt_->OpenLogs(pod, follow);
+  ASSERT_TRUE(f.ok());
+  std::string got;
+  ASSERT_TRUE(Eventually([&] {
+    absl::StatusOr<std::string> n = (*f)->Next(absl::Milliseconds(100));
+    if (n.ok()) got += *n;
+    if (got == "one\ntwo\nthree\n") {
+      (void)emu_.AppendPodLog(kKubeNs, pod, "four\n");
+    }
+    return absl::EndsWith(got, "four\n");
+  }));
+  (*f)->Cancel();
+  EXPECT_TRUE(absl::IsNotFound(rt_->OpenLogs("nope", {}).status()));
+}
+
+TEST_F(KubernetesRuntimeTest, NamespacesMapToKubernetesNamespaces) {
+  options_.namespace_map["team-b"] = "b-apps";
+  MakeRuntime();
+  InstanceRequest b = Request("api", "h1");
+  b.namespace_ = "team-b";
+  ASSERT_TRUE(rt_->Start(b).ok());
+  EXPECT_TRUE(emu_.GetObject("deployments", "b-apps",
+                             RevisionName("team-b", "api", "h1"))
+                  .has_value());
+  ASSERT_TRUE(
+      Eventually([&] { return rt_->List("team-b", "api").size() == 1; }));
+  ASSERT_TRUE(Eventually([&] {
+    auto l = rt_->List("team-b", "api");
+    return l.size() == 1 && !absl::StrContains(l[0].id(), "-pending-");
+  }));
+}
+
+}  // namespace
+}  // namespace tidal::kube
