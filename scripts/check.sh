@@ -24,7 +24,7 @@ configure() {  # DIR, extra cmake args...
 }
 
 # The concurrent components' test binaries (TSan): store, work queue,
-# gateway, runtime. gRPC's and Abseil's Debian builds are not instrumented;
+# gateway, runtime, the Kubernetes runtime. gRPC's and Abseil's Debian builds are not instrumented;
 # scripts/tsan.supp lists what TSan cannot see through them.
 # Tests that assert a speed or memory bar: meaningless under a sanitizer's
 # slowdown and ASan's quarantine of freed memory (RSS grows by design).
@@ -36,8 +36,8 @@ timing_tests='IsFast|BoundedMemory'
 # halts tidald (seen on 2026-12-03; the same test passes in the Release
 # build and the TSan build).
 asan_excluded='TheApiAnswersAgainAfterDescriptorsRunOut'
-tsan_targets=(sqlite_store_test controller_test gateway_test activator_test process_runtime_test)
-tsan_tests='^(SqliteStoreTest|Sqlite/StoreConformanceTest|WorkQueueTest|ControllerTest|GatewayTest|ActivatorTest|ProcessRuntimeTest)\.'
+tsan_targets=(sqlite_store_test controller_test gateway_test activator_test process_runtime_test kubernetes_runtime_test)
+tsan_tests='^(SqliteStoreTest|Sqlite/StoreConformanceTest|WorkQueueTest|ControllerTest|GatewayTest|ActivatorTest|ProcessRuntimeTest|KubernetesRuntimeTest)\.'
 
 passed=0
 for check in "${checks[@]}"; do
