@@ -117,6 +117,8 @@ struct KubeEmulator::State {
   mutable absl::Mutex mu;
   // Deployments and pods by "plural/ns/name".
   std::map<std::string, json::value> objects ABSL_GUARDED_BY(mu);
+  // PodMetrics (metrics.k8s.io/v1beta1) by "pods/ns/name".
+  std::map<std::string, json::value> metrics ABSL_GUARDED_BY(mu);
   // Pod output by "pods/ns/name".
   std::map<std::string, std::string> logs ABSL_GUARDED_BY(mu);
   std::vector<Event> events ABSL_GUARDED_BY(mu);
@@ -588,6 +590,27 @@ void KubeEmulator::Serve(std::shared_ptr<void> socket) {
   const bool is_slice =
       plural == "endpointslices" && api_version == "discovery.k8s.io/v1";
   const bool is_svc = plural == "services" && api_version == "v1";
+  if (plural == "pods" && api_version == "metrics.k8s.io/v1beta1") {
+    // The resource metrics API (metrics-server): list only.
+    if (method != "GET" || segs.size() != at + 3) {
+      return not_found("the server could not find the requested resource");
+    }
+    const std::string selector = target.query.count("labelSelector") > 0
+                                     ? target.query.at("labelSelector")
+                                     : std::string();
+    json::array items;
+    const std::string prefix = State::Key("pods", ns, "");
+    for (auto it = s.metrics.lower_bound(prefix);
+         it != s.metrics.end() && it->first.rfind(prefix, 0) == 0; ++it) {
+      if (s.objects.count(it->first) > 0 && Matches(it->second, selector)) {
+        items.push_back(it->second);
+      }
+    }
+    return reply(200, json::object{{"kind", "PodMetricsList"},
+                                   {"apiVersion", "metrics.k8s.io/v1beta1"},
+                                   {"metadata", json::object{}},
+                                   {"items", items}});
+  }
   if (is_slice && method != "GET") {
     return reply(405, StatusObject(405, "MethodNotAllowed",
                                    "endpointslices are read-only here"));
@@ -1119,6 +1142,36 @@ absl::Status KubeEmulator::SetContainerWaiting(
   }
   status["containerStatuses"] = std::move(statuses);
   s.Put("pods", "MODIFIED", p);
+  return absl::OkStatus();
+}
+
+absl::Status KubeEmulator::SetPodMetrics(const std::string& ns,
+                                         const std::string& pod,
+                                         const std::string& cpu,
+                                         const std::string& memory,
+                                         absl::Time timestamp) {
+  State& s = *state_;
+  absl::MutexLock lock(&s.mu);
+  const std::string key = State::Key("pods", ns, pod);
+  auto it = s.objects.find(key);
+  if (it == s.objects.end()) return absl::NotFoundError("no pod " + pod);
+  json::object labels;
+  if (const json::value* l = Find(it->second, {"metadata", "labels"});
+      l && l->is_object()) {
+    labels = l->get_object();
+  }
+  s.metrics[key] = json::object{
+      {"kind", "PodMetrics"},
+      {"apiVersion", "metrics.k8s.io/v1beta1"},
+      {"metadata",
+       json::object{{"name", pod}, {"namespace", ns}, {"labels", labels}}},
+      {"timestamp",
+       absl::FormatTime(absl::RFC3339_sec, timestamp, absl::UTCTimeZone())},
+      {"window", "15s"},
+      {"containers",
+       json::array{json::object{
+           {"name", "app"},
+           {"usage", json::object{{"cpu", cpu}, {"memory", memory}}}}}}};
   return absl::OkStatus();
 }
 

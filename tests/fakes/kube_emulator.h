@@ -17,6 +17,7 @@
 //    (SetContainerWaiting: CrashLoopBackOff).
 //  - core/v1 Services: server-side apply, get, delete (stored only: no
 //    cluster IP; the EndpointSlices below do not depend on them);
+//  - metrics.k8s.io/v1beta1 PodMetrics (list; SetPodMetrics);
 //  - discovery.k8s.io/v1 EndpointSlices (get, list, watch): one per
 //    Deployment, as if a Service of the same name selected its Pods (label
 //    kubernetes.io/service-name), an endpoint per Pod with an IP, ready or
@@ -110,6 +111,13 @@ class KubeEmulator {
   absl::Status SetContainerWaiting(
       const std::string& ns, const std::string& pod, const std::string& reason,
       int restart_count, const std::string& last_terminated_reason = "Error");
+  // The pod's figures in the resource metrics API (metrics.k8s.io/v1beta1
+  // PodMetrics, as metrics-server serves them: one container "app", CPU
+  // like "250000000n", memory like "20Mi", a 15 s window ending at
+  // `timestamp`). NotFound for an unknown pod.
+  absl::Status SetPodMetrics(const std::string& ns, const std::string& pod,
+                             const std::string& cpu, const std::string& memory,
+                             absl::Time timestamp);
   // Adds output to a pod's log (GET .../pods/<name>/log; followed logs get
   // it at once). NotFound for an unknown pod.
   absl::Status AppendPodLog(const std::string& ns, const std::string& pod,

@@ -28,6 +28,8 @@ inline const std::vector<RbacRule>& RequiredRbacRules() {
       {"", "pods/log", {"get"}},
       {"", "services", {"create", "patch", "delete"}},
       {"discovery.k8s.io", "endpointslices", {"list", "watch"}},
+      // CPU and memory of the Pods (metrics-server), for metric: cpu|memory.
+      {"metrics.k8s.io", "pods", {"list"}},
   };
   return *rules;
 }

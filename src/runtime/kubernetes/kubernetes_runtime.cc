@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstring>
 #include <deque>
 #include <utility>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "runtime/kubernetes/kube_json.h"
@@ -742,6 +744,126 @@ absl::Status KubernetesRuntime::Adopt() {
     gc_thread_ = std::thread([this] { GcLoop(); });
   }
   return absl::OkStatus();
+}
+
+namespace {
+const Resource kPodMetrics{"/apis/metrics.k8s.io/v1beta1", "pods",
+                           "metrics.k8s.io/v1beta1", "PodMetrics"};
+
+// A resource quantity as the metrics API writes it: CPU in cores with an
+// optional n/u/m suffix ("123456789n"), memory in bytes with an optional
+// binary or decimal suffix ("20Mi", "1k"). -1 when it does not parse.
+double Quantity(const std::string& text) {
+  static const std::pair<const char*, double> kSuffixes[] = {
+      {"Ki", 1024.0},       {"Mi", 1048576.0},
+      {"Gi", 1073741824.0}, {"Ti", 1099511627776.0},
+      {"n", 1e-9},          {"u", 1e-6},
+      {"m", 1e-3},          {"k", 1e3},
+      {"M", 1e6},           {"G", 1e9},
+      {"T", 1e12}};
+  double scale = 1;
+  std::string digits = text;
+  for (const auto& [suffix, factor] : kSuffixes) {
+    if (absl::EndsWith(text, suffix)) {
+      scale = factor;
+      digits = text.substr(0, text.size() - std::strlen(suffix));
+      break;
+    }
+  }
+  double v = 0;
+  if (digits.empty() || !absl::SimpleAtod(digits, &v) || v < 0) return -1;
+  return v * scale;
+}
+}  // namespace
+
+std::vector<InstanceUsage> KubernetesRuntime::Usage(
+    const std::string& namespace_, const std::string& app) {
+  std::set<std::string> namespaces;
+  std::vector<std::pair<std::string, std::string>> wanted;  // kube ns, pod
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [key, pod] : pods_) {
+      if (!namespace_.empty() && pod.inst.namespace_() != namespace_) continue;
+      if (!app.empty() && pod.inst.app() != app) continue;
+      if (pod.inst.phase() != "Running") continue;
+      namespaces.insert(pod.kube_ns);
+      wanted.emplace_back(pod.kube_ns, pod.inst.id());
+    }
+  }
+  absl::MutexLock lock(&usage_mu_);
+  const absl::Time now = absl::Now();
+  for (const std::string& kube_ns : namespaces) {
+    NamespaceUsage& u = usage_[kube_ns];
+    if (now - u.read < options_.usage_refresh) continue;
+    u.read = now;
+    ListOptions lo;
+    lo.label_selector = ManagedSelector();
+    absl::StatusOr<KubeList> list = client_->List(kPodMetrics, kube_ns, lo);
+    if (!list.ok()) {
+      if (!u.failed_before) {
+        GetLogger("runtime")->warn(
+            "kubernetes: no CPU and memory figures for namespace {} (is "
+            "metrics-server installed?): {}",
+            kube_ns, list.status().ToString());
+      }
+      u.failed_before = true;
+      continue;
+    }
+    u.failed_before = false;
+    std::map<std::string, PodUsage> next;
+    for (const KubeObject& o : list->items) {
+      absl::StatusOr<json::value> v = ParseJson(o.json);
+      if (!v.ok()) continue;
+      absl::Time ts;
+      std::string err;
+      if (!absl::ParseTime(absl::RFC3339_full, GetString(*v, {"timestamp"}),
+                           &ts, &err)) {
+        continue;
+      }
+      double cores = 0, bytes = 0;
+      if (const json::value* cs = Find(*v, {"containers"});
+          cs != nullptr && cs->is_array()) {
+        for (const json::value& c : cs->get_array()) {
+          cores += std::max(0.0, Quantity(GetString(c, {"usage", "cpu"})));
+          bytes += std::max(0.0, Quantity(GetString(c, {"usage", "memory"})));
+        }
+      }
+      PodUsage p;
+      auto old = u.pods.find(o.name);
+      if (old != u.pods.end() && ts <= old->second.at) {
+        p = old->second;  // the same sample again
+      } else {
+        absl::Duration span =
+            old != u.pods.end() ? ts - old->second.at : absl::ZeroDuration();
+        if (old == u.pods.end()) {
+          absl::Duration window;
+          if (absl::ParseDuration(GetString(*v, {"window"}, "0s"), &window)) {
+            span = window;
+          }
+        }
+        p.cpu_seconds = (old != u.pods.end() ? old->second.cpu_seconds : 0) +
+                        cores * absl::ToDoubleSeconds(span);
+        p.memory_bytes = static_cast<int64_t>(bytes);
+        p.at = ts;
+      }
+      next[o.name] = p;
+    }
+    u.pods = std::move(next);
+  }
+  std::vector<InstanceUsage> out;
+  for (const auto& [kube_ns, pod] : wanted) {
+    auto ns_it = usage_.find(kube_ns);
+    if (ns_it == usage_.end()) continue;
+    auto it = ns_it->second.pods.find(pod);
+    if (it == ns_it->second.pods.end()) continue;
+    InstanceUsage iu;
+    iu.instance_id = pod;
+    iu.cpu_seconds = it->second.cpu_seconds;
+    iu.memory_bytes = it->second.memory_bytes;
+    iu.sampled_at = it->second.at;
+    out.push_back(std::move(iu));
+  }
+  return out;
 }
 
 absl::StatusOr<std::unique_ptr<LogStream>> KubernetesRuntime::OpenLogs(

@@ -60,6 +60,9 @@ struct KubernetesRuntimeOptions {
   // How often garbage (revisions with no Pod wanted and none left) is
   // looked for, besides after every stop.
   absl::Duration gc_interval = absl::Seconds(5);
+  // Usage reads the metrics API at most this often per namespace
+  // (metrics-server itself samples every 15 s by default).
+  absl::Duration usage_refresh = absl::Seconds(5);
   // Adopt waits this long for the first list of every namespace.
   absl::Duration adopt_timeout = absl::Seconds(30);
 };
@@ -83,6 +86,15 @@ class KubernetesRuntime final : public Runtime {
   // namespace, starts the watches and waits (adopt_timeout) until each has
   // listed its Pods once, then collects garbage.
   absl::Status Adopt() override;
+  // CPU and memory of the running Pods, from the resource metrics API
+  // (metrics.k8s.io/v1beta1 PodMetrics, served by metrics-server), read at
+  // most every usage_refresh per namespace. Each sample is a CPU rate over
+  // the sample's window; the rates are summed into CPU seconds per Pod
+  // (rate × time since the Pod's previous sample) so the scaler's
+  // (seconds delta) / (time delta) gives the rate back. Nothing for a
+  // namespace whose metrics cannot be read (no metrics-server: logged once).
+  std::vector<InstanceUsage> Usage(const std::string& namespace_ = "",
+                                   const std::string& app = "") override;
   absl::StatusOr<std::unique_ptr<LogStream>> OpenLogs(
       const std::string& instance_id, const LogOptions& options) override;
   // Ends the watches; with stop_instances, scales every revision to zero
@@ -182,6 +194,20 @@ class KubernetesRuntime final : public Runtime {
   std::vector<std::unique_ptr<Watcher>> watchers_ ABSL_GUARDED_BY(mu_);
   bool gc_started_ ABSL_GUARDED_BY(mu_) = false;
   std::atomic<bool> acting_{true};
+
+  // Usage: CPU seconds summed per Pod, and when each namespace was read.
+  struct PodUsage {
+    double cpu_seconds = 0;
+    int64_t memory_bytes = 0;
+    absl::Time at = absl::InfinitePast();  // the sample's timestamp
+  };
+  struct NamespaceUsage {
+    absl::Time read = absl::InfinitePast();
+    bool failed_before = false;
+    std::map<std::string, PodUsage> pods;  // by Pod name
+  };
+  absl::Mutex usage_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  std::map<std::string, NamespaceUsage> usage_ ABSL_GUARDED_BY(usage_mu_);
   // Notified by Shutdown: watches and waits end.
   absl::Notification stop_;
   std::thread gc_thread_;

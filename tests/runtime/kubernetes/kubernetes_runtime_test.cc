@@ -445,5 +445,41 @@ TEST_F(KubernetesRuntimeTest, NamespacesMapToKubernetesNamespaces) {
   }));
 }
 
+TEST_F(KubernetesRuntimeTest, UsageComesFromTheMetricsApi) {
+  options_.usage_refresh = absl::ZeroDuration();
+  MakeRuntime();
+  ASSERT_TRUE(rt_->Start(Request("web", "abc123")).ok());
+  ASSERT_TRUE(Eventually([&] { return Pods("web").size() == 1; }));
+  const std::string pod = Pods("web")[0].id();
+  ASSERT_TRUE(emu_.SetPodReady(kKubeNs, pod, true).ok());
+  ASSERT_TRUE(Eventually([&] {
+    auto i = Find(pod);
+    return i && i->phase() == "Running";
+  }));
+  EXPECT_TRUE(rt_->Usage("team-a", "web").empty()) << "no sample yet";
+  const absl::Time t0 = absl::FromUnixSeconds(1800000000);
+  ASSERT_TRUE(emu_.SetPodMetrics(kKubeNs, pod, "250000000n", "20Mi", t0).ok());
+  std::vector<InstanceUsage> u = rt_->Usage("team-a", "web");
+  ASSERT_EQ(u.size(), 1u);
+  EXPECT_EQ(u[0].instance_id, pod);
+  EXPECT_EQ(u[0].memory_bytes, 20 << 20);
+  EXPECT_EQ(u[0].sampled_at, t0);
+  EXPECT_NEAR(u[0].cpu_seconds, 0.25 * 15, 1e-9)  // the first 15 s window
+      << "a quarter of a core";
+  // The same sample read again changes nothing; a new one adds its rate
+  // times the time since the last: the scaler's delta gives the rate back.
+  EXPECT_EQ(rt_->Usage("team-a", "web")[0].cpu_seconds, u[0].cpu_seconds);
+  ASSERT_TRUE(
+      emu_.SetPodMetrics(kKubeNs, pod, "500m", "30Mi", t0 + absl::Seconds(15))
+          .ok());
+  std::vector<InstanceUsage> v = rt_->Usage("team-a", "web");
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_NEAR((v[0].cpu_seconds - u[0].cpu_seconds) /
+                  absl::ToDoubleSeconds(v[0].sampled_at - u[0].sampled_at),
+              0.5, 1e-9);
+  EXPECT_EQ(v[0].memory_bytes, 30 << 20);
+  EXPECT_TRUE(rt_->Usage("team-a", "other").empty());
+}
+
 }  // namespace
 }  // namespace tidal::kube
