@@ -1,0 +1,160 @@
+// KubeClient over TLS, as it talks to a real API server: the server's
+// certificate checked against the cluster's CA (a file or PEM data), a
+// client certificate (mutual TLS) from files or PEM data, and
+// insecure-skip-tls-verify. The emulator speaks plain HTTP; a TLS front
+// (tests/fakes/tls_proxy.py, Python's ssl module) terminates TLS before it,
+// with certificates made by the openssl command for each run.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "e2e/e2e_util.h"
+#include "fakes/kube_emulator.h"
+#include "runtime/kubernetes/kube_client.h"
+
+namespace tidal::kube {
+namespace {
+
+using tidal::e2e::Child;
+using Cmd = tidal::e2e::CommandResult;
+Cmd Sh(const std::vector<std::string>& argv) { return tidal::e2e::Run(argv); }
+using tidal::e2e::TempDir;
+using tidal::testing::Eventually;
+using tidal::testing::KubeEmulator;
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+class KubeTlsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (Sh({"/usr/bin/openssl", "version"}).exit_code != 0 ||
+        Sh({"/usr/bin/python3", "-c", "import ssl"}).exit_code != 0) {
+      GTEST_SKIP() << "openssl or python3 is not installed";
+    }
+    ASSERT_TRUE(emu_.Start().ok());
+    const std::string d = dir_.path();
+    // A CA, a server certificate for 127.0.0.1 and a client certificate.
+    auto ok = [](const e2e::CommandResult& r) {
+      EXPECT_EQ(r.exit_code, 0) << r.err;
+      return r.exit_code == 0;
+    };
+    ASSERT_TRUE(
+        ok(Sh({"/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048",
+               "-nodes", "-days", "2", "-subj", "/CN=test-ca", "-keyout",
+               d + "/ca.key", "-out", d + "/ca.crt"})));
+    ASSERT_TRUE(
+        ok(Sh({"/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048",
+               "-nodes", "-days", "2", "-subj", "/CN=other-ca", "-keyout",
+               d + "/other.key", "-out", d + "/other.crt"})));
+    for (const std::string& who :
+         {std::string("server"), std::string("client")}) {
+      ASSERT_TRUE(
+          ok(Sh({"/usr/bin/openssl", "req", "-newkey", "rsa:2048", "-nodes",
+                 "-subj", "/CN=" + who, "-keyout", d + "/" + who + ".key",
+                 "-out", d + "/" + who + ".csr"})));
+      tidal::e2e::WriteFile(d + "/" + who + ".ext",
+                            who == "server" ? "subjectAltName=IP:127.0.0.1\n"
+                                            : "extendedKeyUsage=clientAuth\n");
+      ASSERT_TRUE(
+          ok(Sh({"/usr/bin/openssl", "x509", "-req", "-in",
+                 d + "/" + who + ".csr", "-CA", d + "/ca.crt", "-CAkey",
+                 d + "/ca.key", "-CAcreateserial", "-days", "2", "-extfile",
+                 d + "/" + who + ".ext", "-out", d + "/" + who + ".crt"})));
+    }
+  }
+
+  // The TLS front; with mutual TLS it asks for a client certificate of the
+  // test CA.
+  void StartFront(bool mutual) {
+    const std::string d = dir_.path();
+    std::vector<std::string> argv = {
+        "/usr/bin/python3",
+        std::string(TIDAL_SOURCE_DIR_DEFAULT) + "/tests/fakes/tls_proxy.py",
+        "--cert",
+        d + "/server.crt",
+        "--key",
+        d + "/server.key",
+        "--target-port",
+        absl::StrCat(emu_.port())};
+    if (mutual) {
+      argv.push_back("--client-ca");
+      argv.push_back(d + "/ca.crt");
+    }
+    const std::string log = d + "/front.log";
+    ASSERT_TRUE(front_.Start(argv, log));
+    ASSERT_TRUE(Eventually([&] {
+      std::string first = ReadAll(log);
+      first = first.substr(0, first.find('\n'));
+      return absl::SimpleAtoi(first, &port_) && port_ > 0;
+    })) << ReadAll(log);
+  }
+
+  KubeConfig Config() {
+    KubeConfig c;
+    c.server = absl::StrCat("https://127.0.0.1:", port_);
+    c.token = "emulator-token";
+    return c;
+  }
+
+  absl::Status ListPods(const KubeConfig& c) {
+    KubeClientOptions o;
+    o.request_timeout = absl::Seconds(10);
+    o.max_retries = 0;
+    KubeClient client(c, o);
+    return client.List(kPods, "team-a").status();
+  }
+
+  TempDir dir_;
+  KubeEmulator emu_;
+  Child front_;
+  int port_ = 0;
+};
+
+TEST_F(KubeTlsTest, TheServerIsCheckedAgainstTheClustersCa) {
+  StartFront(/*mutual=*/false);
+  KubeConfig c = Config();
+  c.ca_file = dir_.path() + "/ca.crt";
+  EXPECT_TRUE(ListPods(c).ok()) << ListPods(c);
+  // The same CA as PEM data (certificate-authority-data, decoded).
+  c.ca_file.clear();
+  c.ca_data = ReadAll(dir_.path() + "/ca.crt");
+  EXPECT_TRUE(ListPods(c).ok()) << ListPods(c);
+  // Another CA: refused, and the error says why.
+  c.ca_data = ReadAll(dir_.path() + "/other.crt");
+  absl::Status wrong = ListPods(c);
+  EXPECT_FALSE(wrong.ok());
+  EXPECT_TRUE(absl::IsUnavailable(wrong)) << wrong;
+  // insecure-skip-tls-verify accepts any server.
+  c.ca_data.clear();
+  c.insecure_skip_tls_verify = true;
+  EXPECT_TRUE(ListPods(c).ok()) << ListPods(c);
+}
+
+TEST_F(KubeTlsTest, AClientCertificateIsSentWhenTheServerAsks) {
+  StartFront(/*mutual=*/true);
+  KubeConfig c = Config();
+  c.ca_file = dir_.path() + "/ca.crt";
+  EXPECT_FALSE(ListPods(c).ok()) << "no client certificate: refused";
+  c.client_cert_file = dir_.path() + "/client.crt";
+  c.client_key_file = dir_.path() + "/client.key";
+  EXPECT_TRUE(ListPods(c).ok()) << ListPods(c);
+  // From PEM data (client-certificate-data, client-key-data).
+  c.client_cert_file.clear();
+  c.client_key_file.clear();
+  c.client_cert_data = ReadAll(dir_.path() + "/client.crt");
+  c.client_key_data = ReadAll(dir_.path() + "/client.key");
+  EXPECT_TRUE(ListPods(c).ok()) << ListPods(c);
+}
+
+}  // namespace
+}  // namespace tidal::kube
