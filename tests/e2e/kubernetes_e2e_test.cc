@@ -146,6 +146,26 @@ spec:
   auto instances = daemon.Ctl({"get", "instances", "web"});
   EXPECT_TRUE(absl::StrContains(instances.out, dep)) << instances.out;
 
+  // Logs come from the Pod log API through tidalctl, as with local
+  // instances (against a real cluster: whatever the image writes).
+  if (emu_ != nullptr) {
+    kube::ListOptions lo;
+    lo.label_selector = kube::ManagedSelector();
+    auto pods = client_->List(kube::kPods, kube_ns_, lo);
+    ASSERT_TRUE(pods.ok());
+    for (const auto& p : pods->items) {
+      ASSERT_TRUE(
+          emu_->AppendPodLog(kube_ns_, p.name, "hello from " + p.name + "\n")
+              .ok());
+    }
+    auto logs = daemon.Ctl({"logs", "web"});
+    EXPECT_EQ(logs.exit_code, 0) << logs.err;
+    for (const auto& p : pods->items) {
+      EXPECT_TRUE(absl::StrContains(logs.out, "hello from " + p.name))
+          << logs.out;
+    }
+  }
+
   // A crash of tidald: the Pods keep running and are taken over, and no
   // second Deployment appears.
   daemon.Kill9();
