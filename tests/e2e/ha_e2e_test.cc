@@ -348,8 +348,8 @@ TEST(HaE2ETest, LoopbackKillTheLeaderDuringASurge) {
   // stopped), so each later look may catch a start or a stop half done, but
   // must come back to equal (a double or an orphan never would).
   for (int i = 0; i < 5; ++i) {
-    EXPECT_TRUE(Eventually([&] { return instances() == count(); },
-                           absl::Seconds(15)))
+    EXPECT_TRUE(
+        Eventually([&] { return instances() == count(); }, absl::Seconds(15)))
         << instances() << " instances, " << count() << " processes";
   }
   std::cout << "surge through the standbys: " << ok.load()

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
-#include <cstring>
 #include <deque>
 #include <utility>
 
@@ -11,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/units.h"
 #include "runtime/kubernetes/kube_json.h"
 #include "runtime/kubernetes/pod_template.h"
 
@@ -55,7 +55,7 @@ void AddEvent(const Instance* before, const Instance& after,
     c->event_message =
         absl::StrCat("instance ", after.id(), " was killed: out of memory");
   } else if (before != nullptr && before->phase() == "Starting" &&
-             absl::StrContains(before->id(), kPendingInfix) == false &&
+             !absl::StrContains(before->id(), kPendingInfix) &&
              after.phase() == "Running" && after.ready() && !before->ready()) {
     c->event_type = "Normal";
     c->event_reason = "Ready";
@@ -750,28 +750,23 @@ namespace {
 const Resource kPodMetrics{"/apis/metrics.k8s.io/v1beta1", "pods",
                            "metrics.k8s.io/v1beta1", "PodMetrics"};
 
-// A resource quantity as the metrics API writes it: CPU in cores with an
-// optional n/u/m suffix ("123456789n"), memory in bytes with an optional
-// binary or decimal suffix ("20Mi", "1k"). -1 when it does not parse.
-double Quantity(const std::string& text) {
-  static const std::pair<const char*, double> kSuffixes[] = {
-      {"Ki", 1024.0},       {"Mi", 1048576.0},
-      {"Gi", 1073741824.0}, {"Ti", 1099511627776.0},
-      {"n", 1e-9},          {"u", 1e-6},
-      {"m", 1e-3},          {"k", 1e3},
-      {"M", 1e6},           {"G", 1e9},
-      {"T", 1e12}};
+// CPU in cores as the metrics API writes it: with an optional n/u/m suffix
+// ("123456789n", "250m", "2"). 0 when it does not parse. (Memory is a byte
+// quantity: ParseBytes.)
+double CpuCores(const std::string& text) {
+  static const std::pair<char, double> kSuffixes[] = {
+      {'n', 1e-9}, {'u', 1e-6}, {'m', 1e-3}};
   double scale = 1;
   std::string digits = text;
   for (const auto& [suffix, factor] : kSuffixes) {
-    if (absl::EndsWith(text, suffix)) {
+    if (!text.empty() && text.back() == suffix) {
       scale = factor;
-      digits = text.substr(0, text.size() - std::strlen(suffix));
+      digits.pop_back();
       break;
     }
   }
   double v = 0;
-  if (digits.empty() || !absl::SimpleAtod(digits, &v) || v < 0) return -1;
+  if (digits.empty() || !absl::SimpleAtod(digits, &v) || v < 0) return 0;
   return v * scale;
 }
 }  // namespace
@@ -820,12 +815,13 @@ std::vector<InstanceUsage> KubernetesRuntime::Usage(
                            &ts, &err)) {
         continue;
       }
-      double cores = 0, bytes = 0;
+      double cores = 0;
+      int64_t bytes = 0;
       if (const json::value* cs = Find(*v, {"containers"});
           cs != nullptr && cs->is_array()) {
         for (const json::value& c : cs->get_array()) {
-          cores += std::max(0.0, Quantity(GetString(c, {"usage", "cpu"})));
-          bytes += std::max(0.0, Quantity(GetString(c, {"usage", "memory"})));
+          cores += CpuCores(GetString(c, {"usage", "cpu"}));
+          bytes += ParseBytes(GetString(c, {"usage", "memory"})).value_or(0);
         }
       }
       PodUsage p;
@@ -843,7 +839,7 @@ std::vector<InstanceUsage> KubernetesRuntime::Usage(
         }
         p.cpu_seconds = (old != u.pods.end() ? old->second.cpu_seconds : 0) +
                         cores * absl::ToDoubleSeconds(span);
-        p.memory_bytes = static_cast<int64_t>(bytes);
+        p.memory_bytes = bytes;
         p.at = ts;
       }
       next[o.name] = p;

@@ -289,8 +289,8 @@ absl::StatusOr<PodView> PodToInstance(const std::string& pod_json) {
   }
   inst.set_restarts(restarts);
   const std::string phase = GetString(pod, {"status", "phase"});
-  view.deleting = Find(pod, {"metadata", "deletionTimestamp"}) != nullptr &&
-                  !Find(pod, {"metadata", "deletionTimestamp"})->is_null();
+  const json::value* deletion = Find(pod, {"metadata", "deletionTimestamp"});
+  view.deleting = deletion != nullptr && !deletion->is_null();
   if (view.deleting) {
     inst.set_phase("Terminating");
   } else if (phase == "Failed" || phase == "Succeeded" ||
