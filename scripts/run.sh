@@ -16,13 +16,21 @@ for _ in $(seq 100); do
   kill -0 $TIDALD 2>/dev/null || { echo "tidald exited; see the messages above" >&2; exit 1; }
   sleep 0.1
 done
+# tidald made a bootstrap admin token (docs/auth.md); tidalctl on this
+# machine finds it in the default data directory, else give it:
+TOKEN_HINT=""
+if [ -r "$DATA/admin.token" ]; then
+  export TIDAL_TOKEN=$(cat "$DATA/admin.token")
+  [ "$DATA" = "$HOME/.local/share/tidal" ] || TOKEN_HINT="  export TIDAL_TOKEN=\$(cat $DATA/admin.token)
+"
+fi
 "$BIN/src/cli/tidalctl" apply -f examples/hello.yaml
 cat <<MSG
 
 tidald is running (API 127.0.0.1:7070, gateway 127.0.0.1:8080, metrics 127.0.0.1:9090/metrics).
 Try, in another terminal:
   export PATH=$BIN/src/cli:\$PATH
-  tidalctl get apps -o wide
+${TOKEN_HINT}  tidalctl get apps -o wide
   curl http://hello.default.tidal.localhost:8080/
   tidalctl describe app hello
 Ctrl-C stops tidald and its instances.

@@ -57,8 +57,10 @@ int main(int argc, char** argv) {
   std::string server = "127.0.0.1:7070";
   int pid = 0, apps = 10000, threads = 8, idle_seconds = 10;
   std::string ns = "bench";
+  std::string token;
   CLI::App app{"apply benchmark"};
   app.add_option("--server", server);
+  app.add_option("--token", token, "API token (tidald --auth=token)");
   app.add_option("--pid", pid, "tidald's pid (for CPU and memory)")->required();
   app.add_option("--apps", apps);
   app.add_option("--threads", threads);
@@ -69,6 +71,9 @@ int main(int argc, char** argv) {
   auto channel =
       grpc::CreateChannel(server, grpc::InsecureChannelCredentials());
   auto stub = Tidal::NewStub(channel);
+  auto authorize = [&](grpc::ClientContext* ctx) {
+    if (!token.empty()) ctx->AddMetadata("authorization", "Bearer " + token);
+  };
 
   // Watch for observed status before applying anything.
   std::mutex mu;
@@ -81,6 +86,7 @@ int main(int argc, char** argv) {
   {
     // Only changes from now on: watch from the current revision.
     grpc::ClientContext lctx;
+    authorize(&lctx);
     tidal::v1::ListRequest lreq;
     lreq.set_namespace_(ns);
     tidal::v1::ListResponse lresp;
@@ -92,6 +98,7 @@ int main(int argc, char** argv) {
     }
     wreq.set_resource_version(lresp.resource_version());
   }
+  authorize(&watch_ctx);
   auto reader = stub->Watch(&watch_ctx, wreq);
   std::thread watcher([&] {
     tidal::v1::WatchEvent ev;
@@ -132,6 +139,7 @@ int main(int argc, char** argv) {
         a->mutable_spec()->mutable_template_()->add_command("tidal-sample-app");
         tidal::v1::ApplyResponse resp;
         grpc::ClientContext ctx;
+        authorize(&ctx);
         absl::Time t0 = absl::Now();
         {
           std::lock_guard<std::mutex> l(mu);

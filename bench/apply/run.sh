@@ -1,16 +1,44 @@
 #!/usr/bin/env bash
-# bench/apply: 10,000 apps applied to a fresh tidald over gRPC.
-# Usage: bench/apply/run.sh [BUILD_DIR] [APPS]
+# bench/apply: APPS apps applied to a fresh tidald over gRPC, with token
+# authentication (tidald's default: every call verified against the store,
+# audited) and with --auth=none, ROUNDS times each, alternating; prints each
+# run and the ratio of the best applies/s with auth to the best without.
+# Usage: bench/apply/run.sh [BUILD_DIR] [APPS] [ROUNDS]
 set -euo pipefail
 BUILD=${1:-build}
 APPS=${2:-10000}
+ROUNDS=${3:-2}
 TMP=$(mktemp -d)
+TIDALD=
 trap 'kill $TIDALD 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$TMP"' EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-API=127.0.0.1:$(port)
-"$BUILD"/src/daemon/tidald --data-dir "$TMP" --listen "$API" \
-  --gateway-listen 127.0.0.1:$(port) --admin-listen 127.0.0.1:$(port) --log-level warn \
-  --stop-instances-on-exit 2>"$TMP/tidald.log" &
-TIDALD=$!
-for i in $(seq 100); do "$BUILD"/src/cli/tidalctl --server "$API" version >/dev/null 2>&1 && break; sleep 0.1; done
-"$BUILD"/bench/apply/apply_bench --server "$API" --pid "$TIDALD" --apps "$APPS" --threads 10
+
+# one MODE (token|none) N: prints the bench's report, appends applies/s.
+one() {
+  local mode=$1 dir="$TMP/$1-$2" api token=""
+  api=127.0.0.1:$(port)
+  mkdir -p "$dir"
+  "$BUILD"/src/daemon/tidald --data-dir "$dir" --listen "$api" --auth "$mode" \
+    --gateway-listen 127.0.0.1:$(port) --admin-listen 127.0.0.1:$(port) --log-level warn \
+    --stop-instances-on-exit 2>"$dir/tidald.log" &
+  TIDALD=$!
+  for _ in $(seq 100); do
+    [ "$mode" = token ] && [ -s "$dir/admin.token" ] && token=$(cat "$dir/admin.token")
+    "$BUILD"/src/cli/tidalctl --server "$api" ${token:+--token "$token"} version >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  echo "--- --auth=$mode, round $2"
+  "$BUILD"/bench/apply/apply_bench --server "$api" --pid "$TIDALD" --apps "$APPS" \
+    --threads 10 ${token:+--token "$token"} | tee "$dir/report"
+  kill $TIDALD; wait $TIDALD 2>/dev/null || true
+  awk '/applies per second/ {print $4}' "$dir/report" >> "$TMP/$mode.rates"
+}
+
+for r in $(seq "$ROUNDS"); do one none "$r"; one token "$r"; done
+best() { sort -n "$TMP/$1.rates" | tail -1; }
+python3 - "$(best token)" "$(best none)" <<'PY'
+import sys
+t, n = float(sys.argv[1]), float(sys.argv[2])
+print(f"applies/s with token auth {t:.0f}, with --auth=none {n:.0f}: ratio {t/n:.3f} "
+      f"(auth costs {100*(1-t/n):.1f}%; target < 5%)")
+PY

@@ -9,7 +9,7 @@ TMP=$(mktemp -d); echo "data: $TMP" >&2
 trap 'kill $TIDALD 2>/dev/null || true; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$TMP"' EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 API=127.0.0.1:$(port)
-"$BUILD"/src/daemon/tidald --data-dir "$TMP" --listen "$API" \
+"$BUILD"/src/daemon/tidald --data-dir "$TMP" --listen "$API" --auth none \
   --gateway-listen 127.0.0.1:$(port) --admin-listen 127.0.0.1:$(port) --log-level warn \
   --stop-instances-on-exit 2>"$TMP/tidald.log" &
 TIDALD=$!

@@ -31,6 +31,10 @@
 
 namespace tidal {
 
+namespace auth {
+class ApiAuth;
+}
+
 struct ServiceOptions {
   std::string version = TIDAL_VERSION;
   std::string store_name =
@@ -76,7 +80,14 @@ class TidalService {
   TidalService(const TidalService&) = delete;
   TidalService& operator=(const TidalService&) = delete;
 
-  absl::StatusOr<v1::ApplyResponse> Apply(const v1::ApplyRequest& req);
+  // Called for each object of an Apply once the request is parsed and
+  // valid, before the store is read (resource "apps", its namespace and
+  // name): an error (PermissionDenied) ends the Apply with nothing written.
+  using Admit = std::function<absl::Status(const std::string& resource,
+                                           const std::string& ns,
+                                           const std::string& name)>;
+  absl::StatusOr<v1::ApplyResponse> Apply(const v1::ApplyRequest& req,
+                                          const Admit& admit = nullptr);
   absl::StatusOr<v1::App> Get(const v1::GetRequest& req);
   absl::StatusOr<v1::ListResponse> List(const v1::ListRequest& req);
   absl::StatusOr<v1::DeleteResponse> Delete(const v1::DeleteRequest& req);
@@ -146,7 +157,10 @@ class ApiServer {
 // Serves `service` (not owned; must outlive the server) on `address`
 // ("127.0.0.1:7070", "0.0.0.0:0", "[::1]:0"). Unavailable when the address
 // cannot be bound.
+// `auth` (not owned; may be null: every call allowed, nothing audited)
+// authenticates, authorizes and audits each call (docs/auth.md).
 absl::StatusOr<std::unique_ptr<ApiServer>> StartServer(
-    const std::string& address, TidalService* service);
+    const std::string& address, TidalService* service,
+    const auth::ApiAuth* auth = nullptr);
 
 }  // namespace tidal

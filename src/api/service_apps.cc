@@ -24,7 +24,7 @@ namespace tidal {
 using namespace service_internal;  // NOLINT: the service's own helpers
 
 absl::StatusOr<v1::ApplyResponse> TidalService::Apply(
-    const v1::ApplyRequest& req) {
+    const v1::ApplyRequest& req, const Admit& admit) {
   const std::string default_ns = NamespaceOr(req.default_namespace());
   const spec::ValidationOptions& vopts = impl_->options.validation;
   std::vector<v1::App> apps;
@@ -84,6 +84,12 @@ absl::StatusOr<v1::ApplyResponse> TidalService::Apply(
     return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));
   if (apps.empty())
     return absl::InvalidArgumentError("nothing to apply: no App documents");
+  if (admit) {
+    for (const v1::App& app : apps) {
+      RETURN_IF_ERROR(
+          admit("apps", app.metadata().namespace_(), app.metadata().name()));
+    }
+  }
 
   std::optional<absl::MutexLock> quota_lock;
   if (impl_->options.max_instances_per_namespace > 0)

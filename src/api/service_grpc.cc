@@ -1,106 +1,430 @@
 // TidalService over gRPC: the generated service's adapter, ApiServer and
 // StartServer.
+#include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <utility>
 
+#include "absl/random/random.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "api/api_auth.h"
 #include "api/grpc_status.h"
 #include "api/service.h"
 #include "common/logging.h"
+#include "common/proto_time.h"
 #include "tidal/v1/api.grpc.pb.h"
 
 namespace tidal {
 
 namespace {
 
-// Adapts TidalService to the generated gRPC service. Thread-safe.
+using auth::ApiAuth;
+using auth::Principal;
+
+std::string NsOr(const std::string& ns) { return ns.empty() ? "default" : ns; }
+
+// One API call as the guard sees it: who makes it (the bearer token in the
+// `authorization` metadata), what it does (verb and resource), on which
+// objects, and how it ended, for the authorization checks and the audit
+// log. Not thread-safe (one per call).
+class Call {
+ public:
+  Call(const ApiAuth* auth, grpc::ServerContext* ctx, const char* method,
+       std::string verb, std::string resource, bool mutating)
+      : auth_(auth),
+        ctx_(ctx),
+        method_(method),
+        verb_(std::move(verb)),
+        resource_(std::move(resource)),
+        mutating_(mutating),
+        received_(absl::Now()) {
+    request_id_ = RequestId();
+    ctx_->AddInitialMetadata("x-request-id", request_id_);
+    if (!auth_) {
+      principal_ = Principal::Unrestricted();
+      return;
+    }
+    auto p = auth_->Authenticate(Bearer());
+    if (p.ok()) {
+      principal_ = std::move(*p);
+    } else {
+      denied_ = p.status();
+    }
+  }
+
+  // The caller may `verb` `resource` in `ns` (recorded as an object of the
+  // call). After a denial, the call's status says why.
+  bool Admit(const std::string& ns, const std::string& name = "") {
+    Object(resource_, ns, name);
+    if (!denied_.ok()) return false;
+    absl::Status s = auth::Authorize(principal_, verb_, resource_, ns);
+    if (!s.ok()) denied_ = s;
+    return s.ok();
+  }
+  // For calls on no namespace (Version-like, whoami, cluster objects).
+  bool AdmitCluster(const std::string& name = "") { return Admit("", name); }
+  // Authenticated at all (the checks are the callee's: tokens, can-i).
+  bool Authenticated() const { return denied_.ok(); }
+  absl::Status Admission(const std::string& resource, const std::string& ns,
+                         const std::string& name) {
+    Object(resource, ns, name);
+    absl::Status s = auth::Authorize(principal_, verb_, resource, ns);
+    if (!s.ok() && denied_.ok()) denied_ = s;
+    return s;
+  }
+  // For lists across namespaces: whether the caller may see `ns`.
+  bool CanSee(const std::string& ns) const {
+    return auth::Allowed(principal_, verb_, resource_, ns);
+  }
+
+  const Principal& principal() const { return principal_; }
+  void Object(const std::string& resource, const std::string& ns,
+              const std::string& name) {
+    if (!Auditing()) return;
+    auto* ref = event_.add_object_refs();
+    ref->set_resource(resource);
+    ref->set_namespace_(ns);
+    ref->set_name(name);
+  }
+  // What was asked, for the Request audit level.
+  void Request(const google::protobuf::Message& m) {
+    if (!auth_ || !auth_->audit() ||
+        auth_->audit()->level() != auth::AuditLevel::kRequest) {
+      return;
+    }
+    std::string json;
+    if (google::protobuf::util::MessageToJsonString(m, &json).ok()) {
+      (void)google::protobuf::util::JsonStringToMessage(
+          json, event_.mutable_request_object());
+    }
+  }
+
+  // Ends the call: audits it (mutating calls and denials) and returns
+  // its status.
+  grpc::Status Finish(const absl::Status& status) {
+    const absl::Status& s = denied_.ok() ? status : denied_;
+    if (Auditing() && (mutating_ || !denied_.ok())) {
+      event_.set_audit_id(request_id_);
+      event_.set_stage("ResponseComplete");
+      *event_.mutable_request_received_timestamp() = ToProtoTime(received_);
+      *event_.mutable_stage_timestamp() = ToProtoTime(absl::Now());
+      event_.mutable_user()->set_username(principal_.name);
+      event_.mutable_user()->set_token_id(principal_.token_id);
+      event_.set_verb(verb_);
+      event_.set_method(method_);
+      auto* rs = event_.mutable_response_status();
+      rs->set_code(static_cast<int>(s.code()));
+      rs->set_status(absl::StatusCodeToString(s.code()));
+      rs->set_message(std::string(s.message()));
+      event_.set_outcome(!denied_.ok() ? "denied"
+                         : s.ok()      ? "allowed"
+                                       : "error");
+      event_.add_source_ips(Peer());
+      auth_->audit()->Write(event_);
+    }
+    return ToGrpc(s);
+  }
+  grpc::Status Denied() { return Finish(absl::OkStatus()); }
+
+ private:
+  bool Auditing() const {
+    return auth_ && auth_->audit() &&
+           auth_->audit()->level() != auth::AuditLevel::kNone;
+  }
+  std::string Bearer() const {
+    const auto& md = ctx_->client_metadata();
+    auto it = md.find("authorization");
+    if (it == md.end()) return "";
+    std::string v(it->second.data(), it->second.size());
+    if (absl::StartsWithIgnoreCase(v, "bearer ")) v = v.substr(7);
+    return std::string(absl::StripAsciiWhitespace(v));
+  }
+  std::string RequestId() const {
+    const auto& md = ctx_->client_metadata();
+    auto it = md.find("x-request-id");
+    if (it != md.end() && it->second.size() > 0 && it->second.size() <= 64) {
+      return std::string(it->second.data(), it->second.size());
+    }
+    static const uint64_t prefix = absl::Uniform<uint64_t>(absl::BitGen());
+    static std::atomic<uint64_t> next{1};
+    return absl::StrCat(absl::Hex(prefix, absl::kZeroPad16), "-",
+                        next.fetch_add(1));
+  }
+  std::string Peer() const {
+    // "ipv4:127.0.0.1:5555", "ipv6:%5B::1%5D:5555": the address alone.
+    std::string peer =
+        absl::StrReplaceAll(ctx_->peer(), {{"%5B", "["}, {"%5D", "]"}});
+    size_t colon = peer.find(':');
+    if (colon != std::string::npos) peer = peer.substr(colon + 1);
+    const size_t port = peer.rfind(':');
+    const size_t bracket = peer.rfind(']');
+    if (port != std::string::npos &&
+        (bracket == std::string::npos || port > bracket)) {
+      peer = peer.substr(0, port);
+    }
+    if (peer.size() > 2 && peer.front() == '[') {
+      peer = peer.substr(1, peer.size() - 2);
+    }
+    return peer;
+  }
+
+  const ApiAuth* const auth_;
+  grpc::ServerContext* const ctx_;
+  const char* const method_;
+  const std::string verb_;
+  const std::string resource_;
+  const bool mutating_;
+  const absl::Time received_;
+  std::string request_id_;
+  Principal principal_;
+  absl::Status denied_;
+  v1::AuditEvent event_;
+};
+
+// Adapts TidalService to the generated gRPC service, behind the guard:
+// every call is authenticated and authorized (auth: null means everything
+// is allowed), mutating and denied calls are audited. Thread-safe.
 class GrpcTidal final : public v1::Tidal::Service {
  public:
-  explicit GrpcTidal(TidalService* s) : s_(s) {}
+  GrpcTidal(TidalService* s, const ApiAuth* auth) : s_(s), auth_(auth) {}
 
   template <typename T>
-  static grpc::Status Reply(absl::StatusOr<T> r, T* out) {
-    if (!r.ok()) return ToGrpc(r.status());
+  static absl::Status Reply(absl::StatusOr<T> r, T* out) {
+    if (!r.ok()) return r.status();
     *out = std::move(*r);
-    return grpc::Status::OK;
+    return absl::OkStatus();
   }
 
-  grpc::Status Apply(grpc::ServerContext*, const v1::ApplyRequest* req,
+  grpc::Status Apply(grpc::ServerContext* ctx, const v1::ApplyRequest* req,
                      v1::ApplyResponse* resp) override {
-    return Reply(s_->Apply(*req), resp);
+    Call c(auth_, ctx, "Apply", "apply", "apps", true);
+    if (!c.Authenticated()) return c.Denied();
+    absl::Status r =
+        Reply(s_->Apply(*req,
+                        [&](const std::string& resource, const std::string& ns,
+                            const std::string& name) {
+                          return c.Admission(resource, ns, name);
+                        }),
+              resp);
+    if (r.ok()) {
+      v1::ApplyResponse objects;  // the request, as applied
+      for (const auto& result : resp->results()) {
+        *objects.add_results()->mutable_app() = result.app();
+      }
+      c.Request(objects);
+    }
+    return c.Finish(r);
   }
-  grpc::Status Get(grpc::ServerContext*, const v1::GetRequest* req,
+  grpc::Status Get(grpc::ServerContext* ctx, const v1::GetRequest* req,
                    v1::App* resp) override {
-    return Reply(s_->Get(*req), resp);
+    Call c(auth_, ctx, "Get", "get", "apps", false);
+    if (!c.Admit(NsOr(req->namespace_()), req->name())) return c.Denied();
+    return c.Finish(Reply(s_->Get(*req), resp));
   }
-  grpc::Status List(grpc::ServerContext*, const v1::ListRequest* req,
+  grpc::Status List(grpc::ServerContext* ctx, const v1::ListRequest* req,
                     v1::ListResponse* resp) override {
-    return Reply(s_->List(*req), resp);
+    Call c(auth_, ctx, "List", "list", "apps", false);
+    if (!req->all_namespaces()) {
+      if (!c.Admit(NsOr(req->namespace_()))) return c.Denied();
+      return c.Finish(Reply(s_->List(*req), resp));
+    }
+    if (!c.Authenticated()) return c.Denied();
+    absl::Status r = Reply(s_->List(*req), resp);
+    Keep(resp->mutable_apps(),
+         [&](const v1::App& a) { return c.CanSee(a.metadata().namespace_()); });
+    return c.Finish(r);
   }
-  grpc::Status Delete(grpc::ServerContext*, const v1::DeleteRequest* req,
+  grpc::Status Delete(grpc::ServerContext* ctx, const v1::DeleteRequest* req,
                       v1::DeleteResponse* resp) override {
-    return Reply(s_->Delete(*req), resp);
+    Call c(auth_, ctx, "Delete", "delete", "apps", true);
+    if (!c.Admit(NsOr(req->namespace_()), req->name())) return c.Denied();
+    return c.Finish(Reply(s_->Delete(*req), resp));
   }
-  grpc::Status ListInstances(grpc::ServerContext*,
+  grpc::Status ListInstances(grpc::ServerContext* ctx,
                              const v1::ListInstancesRequest* req,
                              v1::ListInstancesResponse* resp) override {
-    return Reply(s_->ListInstances(*req), resp);
+    Call c(auth_, ctx, "ListInstances", "list", "instances", false);
+    if (!req->all_namespaces()) {
+      if (!c.Admit(NsOr(req->namespace_()), req->app())) return c.Denied();
+      return c.Finish(Reply(s_->ListInstances(*req), resp));
+    }
+    if (!c.Authenticated()) return c.Denied();
+    absl::Status r = Reply(s_->ListInstances(*req), resp);
+    Keep(resp->mutable_instances(),
+         [&](const v1::Instance& i) { return c.CanSee(i.namespace_()); });
+    return c.Finish(r);
   }
-  grpc::Status ListEvents(grpc::ServerContext*,
+  grpc::Status ListEvents(grpc::ServerContext* ctx,
                           const v1::ListEventsRequest* req,
                           v1::ListEventsResponse* resp) override {
-    return Reply(s_->ListEvents(*req), resp);
+    Call c(auth_, ctx, "ListEvents", "list", "events", false);
+    if (!req->all_namespaces()) {
+      if (!c.Admit(NsOr(req->namespace_()), req->app())) return c.Denied();
+      return c.Finish(Reply(s_->ListEvents(*req), resp));
+    }
+    if (!c.Authenticated()) return c.Denied();
+    absl::Status r = Reply(s_->ListEvents(*req), resp);
+    Keep(resp->mutable_events(), [&](const v1::Event& e) {
+      return c.CanSee(e.involved().namespace_());
+    });
+    return c.Finish(r);
   }
   grpc::Status Version(grpc::ServerContext*, const v1::VersionRequest*,
                        v1::VersionResponse* resp) override {
+    // Open to all, like Kubernetes' /version: health probes use it.
     *resp = s_->Version();
     return grpc::Status::OK;
   }
-  grpc::Status DeleteNode(grpc::ServerContext*,
+  grpc::Status DeleteNode(grpc::ServerContext* ctx,
                           const v1::DeleteNodeRequest* req,
                           v1::DeleteNodeResponse* resp) override {
-    return Reply(s_->DeleteNode(*req), resp);
+    Call c(auth_, ctx, "DeleteNode", "delete", "nodes", !req->dry_run());
+    if (!c.AdmitCluster(req->name())) return c.Denied();
+    return c.Finish(Reply(s_->DeleteNode(*req), resp));
   }
-  grpc::Status GetCluster(grpc::ServerContext*,
+  grpc::Status GetCluster(grpc::ServerContext* ctx,
                           const v1::GetClusterRequest* req,
                           v1::GetClusterResponse* resp) override {
-    return Reply(s_->GetCluster(*req), resp);
+    Call c(auth_, ctx, "GetCluster", "list", "nodes", false);
+    if (!c.AdmitCluster()) return c.Denied();
+    return c.Finish(Reply(s_->GetCluster(*req), resp));
   }
-  grpc::Status Scale(grpc::ServerContext*, const v1::ScaleRequest* req,
+  grpc::Status Scale(grpc::ServerContext* ctx, const v1::ScaleRequest* req,
                      v1::App* resp) override {
-    return Reply(s_->Scale(*req), resp);
+    Call c(auth_, ctx, "Scale", "scale", "apps", true);
+    if (!c.Admit(NsOr(req->namespace_()), req->name())) return c.Denied();
+    c.Request(*req);
+    return c.Finish(Reply(s_->Scale(*req), resp));
   }
-  grpc::Status Top(grpc::ServerContext*, const v1::TopRequest* req,
+  grpc::Status Top(grpc::ServerContext* ctx, const v1::TopRequest* req,
                    v1::TopResponse* resp) override {
-    return Reply(s_->Top(*req), resp);
+    Call c(auth_, ctx, "Top", "get", "metrics", false);
+    if (!req->all_namespaces()) {
+      if (!c.Admit(NsOr(req->namespace_()), req->app())) return c.Denied();
+      return c.Finish(Reply(s_->Top(*req), resp));
+    }
+    if (!c.Authenticated()) return c.Denied();
+    absl::Status r = Reply(s_->Top(*req), resp);
+    Keep(resp->mutable_apps(),
+         [&](const v1::AppMetrics& m) { return c.CanSee(m.namespace_()); });
+    return c.Finish(r);
   }
-  grpc::Status Rollout(grpc::ServerContext*, const v1::RolloutRequest* req,
+  grpc::Status Rollout(grpc::ServerContext* ctx, const v1::RolloutRequest* req,
                        v1::App* resp) override {
-    return Reply(s_->Rollout(*req), resp);
+    const bool status = req->action() == "status" || req->action().empty();
+    Call c(auth_, ctx, "Rollout", status ? "get" : "rollout", "apps", !status);
+    if (!c.Admit(NsOr(req->namespace_()), req->name())) return c.Denied();
+    c.Request(*req);
+    return c.Finish(Reply(s_->Rollout(*req), resp));
   }
-  grpc::Status ListRevisions(grpc::ServerContext*,
+  grpc::Status ListRevisions(grpc::ServerContext* ctx,
                              const v1::ListRevisionsRequest* req,
                              v1::ListRevisionsResponse* resp) override {
-    return Reply(s_->ListRevisions(*req), resp);
+    Call c(auth_, ctx, "ListRevisions", "list", "revisions", false);
+    if (!c.Admit(NsOr(req->namespace_()), req->app())) return c.Denied();
+    return c.Finish(Reply(s_->ListRevisions(*req), resp));
   }
   grpc::Status Watch(grpc::ServerContext* ctx, const v1::WatchRequest* req,
                      grpc::ServerWriter<v1::WatchEvent>* writer) override {
-    return ToGrpc(s_->Watch(
-        *req, [&](const v1::WatchEvent& e) { return writer->Write(e); },
+    Call c(auth_, ctx, "Watch", "watch", "apps", false);
+    if (req->all_namespaces() ? !c.Authenticated()
+                              : !c.Admit(NsOr(req->namespace_()))) {
+      return c.Denied();
+    }
+    return c.Finish(s_->Watch(
+        *req,
+        [&](const v1::WatchEvent& e) {
+          // Across namespaces, only what the caller may watch.
+          if (!c.CanSee(e.app().metadata().namespace_())) return true;
+          return writer->Write(e);
+        },
         [ctx] { return ctx->IsCancelled(); }));
   }
   grpc::Status Logs(grpc::ServerContext* ctx, const v1::LogsRequest* req,
                     grpc::ServerWriter<v1::LogChunk>* writer) override {
-    return ToGrpc(s_->Logs(
-        *req, [&](const v1::LogChunk& c) { return writer->Write(c); },
+    Call c(auth_, ctx, "Logs", "get", "logs", false);
+    if (!c.Admit(NsOr(req->namespace_()), req->app())) return c.Denied();
+    return c.Finish(s_->Logs(
+        *req, [&](const v1::LogChunk& ch) { return writer->Write(ch); },
         [ctx] { return ctx->IsCancelled(); }));
   }
 
+  // Tokens and the caller's own access.
+  grpc::Status CreateToken(grpc::ServerContext* ctx,
+                           const v1::CreateTokenRequest* req,
+                           v1::CreateTokenResponse* resp) override {
+    Call c(auth_, ctx, "CreateToken", "create", "tokens", true);
+    c.Object("tokens", req->namespace_(), req->name());
+    if (!c.Authenticated()) return c.Denied();
+    c.Request(*req);
+    if (!auth_) return c.Finish(NoAuth());
+    return c.Finish(Reply(auth_->CreateToken(c.principal(), *req), resp));
+  }
+  grpc::Status ListTokens(grpc::ServerContext* ctx,
+                          const v1::ListTokensRequest* req,
+                          v1::ListTokensResponse* resp) override {
+    Call c(auth_, ctx, "ListTokens", "list", "tokens", false);
+    if (!c.Authenticated()) return c.Denied();
+    if (!auth_) return c.Finish(NoAuth());
+    return c.Finish(Reply(auth_->ListTokens(c.principal(), *req), resp));
+  }
+  grpc::Status RevokeToken(grpc::ServerContext* ctx,
+                           const v1::RevokeTokenRequest* req,
+                           v1::RevokeTokenResponse* resp) override {
+    Call c(auth_, ctx, "RevokeToken", "delete", "tokens", true);
+    c.Object("tokens", "", req->name());
+    if (!c.Authenticated()) return c.Denied();
+    if (!auth_) return c.Finish(NoAuth());
+    return c.Finish(Reply(auth_->RevokeToken(c.principal(), *req), resp));
+  }
+  grpc::Status WhoAmI(grpc::ServerContext* ctx, const v1::WhoAmIRequest*,
+                      v1::WhoAmIResponse* resp) override {
+    Call c(auth_, ctx, "WhoAmI", "get", "self", false);
+    if (!c.Authenticated()) return c.Denied();
+    if (auth_) {
+      *resp = auth_->WhoAmI(c.principal());
+    } else {
+      resp->set_name(c.principal().name);
+      resp->set_auth_mode("none");
+    }
+    return c.Finish(absl::OkStatus());
+  }
+  grpc::Status CanI(grpc::ServerContext* ctx, const v1::CanIRequest* req,
+                    v1::CanIResponse* resp) override {
+    Call c(auth_, ctx, "CanI", "get", "self", false);
+    if (!c.Authenticated()) return c.Denied();
+    auto r = auth::Authorize(c.principal(), req->verb(), req->resource(),
+                             NsOr(req->namespace_()));
+    resp->set_allowed(r.ok());
+    resp->set_reason(r.ok() ? "yes" : std::string(r.message()));
+    return c.Finish(absl::OkStatus());
+  }
+
  private:
+  template <typename Field, typename Pred>
+  static void Keep(Field* items, Pred keep) {
+    int out = 0;
+    for (int i = 0; i < items->size(); ++i) {
+      if (keep(items->Get(i))) {
+        if (out != i) items->SwapElements(out, i);
+        ++out;
+      }
+    }
+    while (items->size() > out) items->RemoveLast();
+  }
+  static absl::Status NoAuth() {
+    return absl::FailedPreconditionError(
+        "this API server has no token store (tidald --auth=none)");
+  }
+
   TidalService* const s_;
+  const ApiAuth* const auth_;
 };
 
 }  // namespace
@@ -133,10 +457,11 @@ void ApiServer::Shutdown(absl::Duration grace) {
 void ApiServer::Wait() { impl_->server->Wait(); }
 
 absl::StatusOr<std::unique_ptr<ApiServer>> StartServer(
-    const std::string& address, TidalService* service) {
+    const std::string& address, TidalService* service,
+    const auth::ApiAuth* auth) {
   auto impl = std::make_unique<ApiServer::Impl>();
   impl->service = service;
-  impl->grpc_service = std::make_unique<GrpcTidal>(service);
+  impl->grpc_service = std::make_unique<GrpcTidal>(service, auth);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(address, grpc::InsecureServerCredentials(),
                            &impl->port);

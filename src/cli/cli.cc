@@ -36,9 +36,17 @@ int Main(int argc, char** argv) {
       "--timeout", ctx.timeout_flag,
       "deadline of each request (default 30s), and of the whole wait of "
       "apply --wait, rollout status and delete --wait (default 10m)");
-  app.add_option("-n,--namespace", ctx.ns, "namespace (default: default)");
+  app.add_option("-n,--namespace", ctx.ns,
+                 "namespace (default: the context's, else default)");
+  app.add_option("--token", ctx.token_flag,
+                 "API token (default: $TIDAL_TOKEN, then the context's, then "
+                 "a local tidald's bootstrap token if readable)");
+  app.add_option("--context", ctx.context_flag,
+                 "the context of ~/.config/tidal/config.yaml to use (default: "
+                 "its current-context)");
 
   AddApplyCommands(app, ctx);
+  AddAuthCommands(app, ctx);
   AddGetCommands(app, ctx);
   AddMiscCommands(app, ctx);
   AddRolloutCommands(app, ctx);

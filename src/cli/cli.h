@@ -30,6 +30,8 @@ int Main(int argc, char** argv);
 
 // apply, diff, delete.
 void AddApplyCommands(CLI::App& root, Context& ctx);
+// auth (tokens, whoami, can-i) and config (contexts).
+void AddAuthCommands(CLI::App& root, Context& ctx);
 // get, describe.
 void AddGetCommands(CLI::App& root, Context& ctx);
 // logs, version.

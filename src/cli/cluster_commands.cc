@@ -1,7 +1,5 @@
 // get leader | nodes: the highly available control plane (docs/ha.md).
 
-#include <yaml-cpp/yaml.h>
-
 #include "absl/strings/str_cat.h"
 #include "api/grpc_status.h"
 #include "cli/cli.h"
@@ -9,20 +7,6 @@
 #include "common/proto_time.h"
 
 namespace tidal::cli {
-namespace {
-
-// -o yaml: the same object as -o json, in block YAML.
-std::string YamlOf(const google::protobuf::Message& m) {
-  YAML::Emitter e;
-  e.SetIndent(2);
-  e << YAML::Load(MessageJson(m));
-  std::string out = e.c_str();
-  if (!out.empty() && out.back() != '\n') out += "\n";
-  return out;
-}
-
-}  // namespace
-
 int GetCluster(Context& ctx, const std::vector<std::string>& args,
                const std::string& output) {
   const bool leader = args[0] == "leader";
@@ -39,7 +23,7 @@ int GetCluster(Context& ctx, const std::vector<std::string>& args,
     return kExitOk;
   }
   if (output == "yaml") {
-    ctx.out() << YamlOf(resp);
+    ctx.out() << MessageYaml(resp);
     return kExitOk;
   }
   const absl::Time now = absl::Now();

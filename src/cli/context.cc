@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "cli/config_file.h"
 #include "common/units.h"
 
 namespace tidal::cli {
@@ -23,26 +24,68 @@ std::string ConfigPath() {
   return "";
 }
 
+namespace {
+
+bool LoopbackServer(const std::string& server) {
+  std::string host = server;
+  if (absl::StartsWith(host, "dns:")) host = host.substr(4);
+  if (absl::StartsWith(host, "ipv4:")) host = host.substr(5);
+  if (absl::StartsWith(host, "ipv6:")) host = host.substr(5);
+  if (absl::StartsWith(host, "[")) return absl::StartsWith(host, "[::1]");
+  host = host.substr(0, host.rfind(':'));
+  return host == "localhost" || absl::StartsWith(host, "127.");
+}
+
+}  // namespace
+
 std::string ResolveServer(const std::string& flag) {
   if (!flag.empty()) return flag;
   if (const char* env = std::getenv("TIDAL_SERVER"); env && *env) return env;
-  std::string path = ConfigPath();
-  if (!path.empty()) {
-    try {
-      YAML::Node cfg = YAML::LoadFile(path);
-      if (cfg.IsMap() && cfg["server"] && cfg["server"].IsScalar()) {
-        std::string s = cfg["server"].as<std::string>();
-        if (!s.empty()) return s;
-      }
-    } catch (const std::exception&) {
-      // A missing or unreadable config file means "use the default".
+  auto config = LoadClientConfig(ConfigPath());
+  if (config.ok()) {
+    if (const ClientContext* c = config->Find(""); c && !c->server.empty()) {
+      return c->server;
     }
+    if (!config->server.empty()) return config->server;
   }
   return kDefaultServer;
 }
 
 absl::Status Context::Prepare() {
-  server_ = ResolveServer(server_flag);
+  // The context: --context, else the config file's current one.
+  auto config = LoadClientConfig(ConfigPath());
+  if (!config.ok()) return config.status();
+  const ClientContext* cc = config->Find(context_flag);
+  if (!context_flag.empty() && cc == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--context: there is no context \"", context_flag,
+                     "\" in ", ConfigPath()));
+  }
+  if (cc) context_ = *cc;
+  if (!server_flag.empty()) {
+    server_ = server_flag;
+  } else if (const char* env = std::getenv("TIDAL_SERVER"); env && *env) {
+    server_ = env;
+  } else if (cc && !cc->server.empty()) {
+    server_ = cc->server;
+  } else if (!config->server.empty()) {
+    server_ = config->server;
+  } else {
+    server_ = kDefaultServer;
+  }
+  if (ns.empty() && cc) ns = cc->ns;
+  // The token: --token, TIDAL_TOKEN, the context's, or (tidald on this
+  // machine) the bootstrap admin token this user can read.
+  if (!token_flag.empty()) {
+    token_ = token_flag;
+  } else if (const char* env = std::getenv("TIDAL_TOKEN"); env && *env) {
+    token_ = env;
+  } else if (cc) {
+    auto t = ContextToken(*cc);
+    if (!t.ok()) return t.status();
+    token_ = *t;
+  }
+  if (token_.empty() && LoopbackServer(server_)) token_ = LocalBootstrapToken();
   if (timeout_flag.empty()) {
     // No --timeout: each request gets 30s, a wait (apply --wait, rollout
     // status, delete --wait) 10m, the default progressDeadline.
@@ -75,6 +118,7 @@ tidal::v1::Tidal::Stub& Context::Stub() {
 
 std::unique_ptr<grpc::ClientContext> Context::Call(bool stream) {
   auto ctx = std::make_unique<grpc::ClientContext>();
+  if (!token_.empty()) ctx->AddMetadata("authorization", "Bearer " + token_);
   if (!stream) ctx->set_deadline(absl::ToChronoTime(absl::Now() + timeout_));
   return ctx;
 }
@@ -124,6 +168,10 @@ int Context::Fail(const absl::Status& s) {
       err_ << "error: tidald at " << server_ << " did not answer within "
            << absl::FormatDuration(timeout_) << " (raise it with --timeout)\n";
       return kExitTimeout;
+    case absl::StatusCode::kUnauthenticated:
+      err_ << "error: tidald at " << server_ << ": " << s.message()
+           << (token_.empty() ? "" : " (docs/auth.md)") << "\n";
+      return kExitFailure;
     case absl::StatusCode::kInvalidArgument: {
       std::vector<std::string> lines = absl::StrSplit(s.message(), '\n');
       if (lines.size() == 1) {

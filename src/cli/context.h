@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "cli/config_file.h"
 #include "tidal/v1/api.grpc.pb.h"
 
 namespace tidal::cli {
@@ -30,8 +31,9 @@ enum ExitCode : int {
 constexpr const char* kDefaultServer = "127.0.0.1:7070";
 
 // Where the server address comes from, highest first: --server, the
-// TIDAL_SERVER environment variable, `server:` in the config file
-// ($XDG_CONFIG_HOME or ~/.config, then tidal/config.yaml), kDefaultServer.
+// TIDAL_SERVER environment variable, the current context's `server:` in the
+// config file ($XDG_CONFIG_HOME or ~/.config, then tidal/config.yaml; see
+// config_file.h), its top-level `server:`, kDefaultServer.
 std::string ResolveServer(const std::string& flag);
 // The config file path ResolveServer reads.
 std::string ConfigPath();
@@ -43,7 +45,9 @@ class Context {
   // Global flags, bound by Main.
   std::string server_flag;
   std::string timeout_flag;  // empty: 30s per request, 10m per wait
-  std::string ns;            // -n; empty = "default"
+  std::string ns;            // -n; empty = the context's, else "default"
+  std::string token_flag;    // --token
+  std::string context_flag;  // --context
 
   std::ostream& out() { return out_; }
   std::ostream& err() { return err_; }
@@ -52,6 +56,10 @@ class Context {
   // The resolved address (after Prepare()).
   const std::string& server() const { return server_; }
   absl::Duration timeout() const { return timeout_; }
+  // The bearer token sent with every call ("" for none), and the context
+  // the config file gave (empty without one).
+  const std::string& token() const { return token_; }
+  const ClientContext& client_context() const { return context_; }
   // How long apply --wait, rollout status and delete --wait wait in all.
   absl::Duration wait_timeout() const { return wait_timeout_; }
   std::string Namespace() const { return ns.empty() ? "default" : ns; }
@@ -73,6 +81,8 @@ class Context {
   std::ostream& out_;
   std::ostream& err_;
   std::string server_;
+  std::string token_;
+  ClientContext context_;
   absl::Duration timeout_ = absl::Seconds(30);
   absl::Duration wait_timeout_ = absl::Minutes(10);
   std::shared_ptr<grpc::Channel> channel_;

@@ -1,6 +1,7 @@
 #include "cli/output.h"
 
 #include <google/protobuf/util/json_util.h>
+#include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <map>
@@ -314,6 +315,15 @@ std::string MessageJson(const google::protobuf::Message& m) {
   opts.always_print_primitive_fields = false;
   (void)google::protobuf::util::MessageToJsonString(m, &out, opts);
   if (out.empty() || out.back() != '\n') out += "\n";
+  return out;
+}
+
+std::string MessageYaml(const google::protobuf::Message& m) {
+  YAML::Emitter e;
+  e.SetIndent(2);
+  e << YAML::Load(MessageJson(m));
+  std::string out = e.c_str();
+  if (!out.empty() && out.back() != '\n') out += "\n";
   return out;
 }
 

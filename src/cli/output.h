@@ -67,6 +67,8 @@ std::string AppsYaml(const std::vector<tidal::v1::App>& apps);
 std::string AppsJson(const std::vector<tidal::v1::App>& apps, bool as_list);
 // Any message as JSON (instances, events).
 std::string MessageJson(const google::protobuf::Message& m);
+// -o yaml: the same object as MessageJson, in block YAML.
+std::string MessageYaml(const google::protobuf::Message& m);
 
 // `tidalctl describe app`: spec summary, status, conditions, instances and
 // recent events.

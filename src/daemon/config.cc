@@ -271,6 +271,43 @@ absl::StatusOr<DaemonConfig> MakeDaemonConfig(const DaemonFlags& flags,
   }
 
   {
+    // Authentication: --auth=none only while the API is reachable from this
+    // machine alone.
+    if (flags.auth != "token" && flags.auth != "none") {
+      return FlagError(
+          "--auth", absl::StrCat("\"", flags.auth, "\" is not token or none"));
+    }
+    c.auth.tokens = flags.auth == "token";
+    auto api_addr = SplitHostPort(flags.listen, "listen");
+    std::string host = api_addr.ok() ? api_addr->first : "";
+    if (!c.auth.tokens && host != "localhost" &&
+        ClassifyLiteral(host) != AddressClass::kLoopback) {
+      return FlagError(
+          "--auth",
+          absl::StrCat("none would let anyone who reaches ", flags.listen,
+                       " (--listen) do anything; unauthenticated access is "
+                       "for a loopback API only (127.0.0.1, ::1)"));
+    }
+    c.auth.token_file = flags.auth_token_file;
+    c.auth.default_token_file = c.data_dir + "/admin.token";
+    auto level = auth::ParseAuditLevel(flags.audit_level);
+    if (!level.ok())
+      return FlagError("--audit-level", level.status().message());
+    c.auth.audit.level = *level;
+    c.auth.audit.path = flags.audit_log.empty()  ? c.data_dir + "/audit.log"
+                        : flags.audit_log == "-" ? std::string()
+                                                 : flags.audit_log;
+    auto size = BytesFlag("--audit-max-size", flags.audit_max_size, "");
+    if (!size.ok()) return size.status();
+    if (*size < 4096) return FlagError("--audit-max-size", "must be >= 4Ki");
+    c.auth.audit.max_size = *size;
+    if (flags.audit_max_files < 1 || flags.audit_max_files > 1000) {
+      return FlagError("--audit-max-files", "must be 1 to 1000");
+    }
+    c.auth.audit.max_files = flags.audit_max_files;
+  }
+
+  {
     in_addr a{};
     if (inet_pton(AF_INET, flags.instance_host.c_str(), &a) != 1) {
       return FlagError("--instance-host",

@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "api/audit.h"
 #include "api/limits.h"
 #include "gateway/gateway.h"
 #include "runtime/process_runtime.h"
@@ -73,6 +74,23 @@ struct DaemonFlags {
   std::string kube_context;    // the kubeconfig's context; empty: current
   std::string kube_namespace;  // default: the config's namespace
   std::vector<std::string> kube_namespace_map;  // "tidal-ns=kube-ns"
+  // Authentication, authorization and audit (docs/auth.md).
+  std::string auth = "token";   // token | none (none: loopback API only)
+  std::string auth_token_file;  // the bootstrap admin token's file
+  std::string audit_log;        // default: <data dir>/audit.log; "-": off
+  std::string audit_level = "Metadata";
+  std::string audit_max_size = "100Mi";
+  int audit_max_files = 5;
+};
+
+// The API's authentication and audit settings.
+struct AuthConfig {
+  bool tokens = true;  // false: --auth=none
+  // The bootstrap admin token: read from (made in, when missing) this file
+  // when the store has no token yet; default <data dir>/admin.token.
+  std::string token_file;
+  std::string default_token_file;
+  auth::AuditOptions audit;
 };
 
 // The Kubernetes runtime's settings (--runtime=kubernetes).
@@ -129,6 +147,7 @@ struct DaemonConfig {
 
   HaOptions ha;
   KubeRuntimeFlags kube;
+  AuthConfig auth;
 
   bool stop_instances_on_exit = false;
   // The soft descriptor limit the gateway's budget was derived from.

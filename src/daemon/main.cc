@@ -259,6 +259,29 @@ int main(int argc, char** argv) {
   app.add_option("--kube-namespace-map", flags.kube_namespace_map,
                  "TIDAL_NS=KUBE_NS: the instances of a Tidal namespace go to "
                  "their own Kubernetes namespace (repeatable)");
+  app.add_option("--auth", flags.auth,
+                 "token: every API call needs a token (docs/auth.md); none: "
+                 "anyone may do anything (loopback --listen only)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"token", "none"}));
+  app.add_option("--auth-token-file", flags.auth_token_file,
+                 "The bootstrap admin token: made in this file (0600) when "
+                 "the store has no token yet, or read from it (the same "
+                 "file on every node of an HA cluster); default "
+                 "<data dir>/admin.token");
+  app.add_option("--audit-log", flags.audit_log,
+                 "Where the audit log goes (one JSON line per mutating or "
+                 "denied call; default <data dir>/audit.log; - for none)");
+  app.add_option("--audit-level", flags.audit_level,
+                 "None, Metadata or Request (Request also records what was "
+                 "asked, secret values never)")
+      ->capture_default_str();
+  app.add_option("--audit-max-size", flags.audit_max_size,
+                 "The audit log rotates at this size")
+      ->capture_default_str();
+  app.add_option("--audit-max-files", flags.audit_max_files,
+                 "Rotated audit files kept")
+      ->capture_default_str();
   app.set_version_flag("--version", TIDAL_VERSION);
   CLI11_PARSE(app, argc, argv);
   return tidal::Run(flags);

@@ -86,13 +86,13 @@ EtcdStore* AsEtcd(Store* store) { return dynamic_cast<EtcdStore*>(store); }
 
 std::unique_ptr<ha::ClusterRuntime> MakeClusterRuntime(
     const DaemonConfig& config, Store* store, FencedStore* fenced,
-    Runtime* local) {
+    Runtime* local, std::function<std::string()> node_token) {
   if (!config.ha.enabled) return nullptr;
   ha::ClusterRuntime::Options o;
   o.node = config.ha.node;
   o.node_lost_timeout = config.ha.node_lost_timeout;
   o.clock = RealClock::Get();
-  o.remote_logs = ha::GrpcRemoteLogOpener();
+  o.remote_logs = ha::GrpcRemoteLogOpener(std::move(node_token));
   return std::make_unique<ha::ClusterRuntime>(store, fenced, local, o);
 }
 
@@ -225,7 +225,8 @@ Server::Server(DaemonConfig config, std::unique_ptr<DataDirLock> lock,
       runtime_(config_.runtime),
       kube_client_(std::move(kube_client)),
       kube_runtime_(MakeKubeRuntime(config_, kube_client_.get())),
-      cluster_(MakeClusterRuntime(config_, store_.get(), &fenced_, &runtime_)),
+      cluster_(MakeClusterRuntime(config_, store_.get(), &fenced_, &runtime_,
+                                  [this] { return NodeToken(); })),
       instances_(kube_runtime_ ? static_cast<Runtime*>(kube_runtime_.get())
                  : cluster_    ? static_cast<Runtime*>(cluster_.get())
                                : &runtime_),
@@ -389,6 +390,7 @@ absl::Status Server::Start() {
     node_events_->StartFlusher();
   }
   events_.StartFlusher();
+  if (auto st = StartAuth(); !st.ok()) return st;
   if (auto st = StartApi(); !st.ok()) {
     return Annotate(st, absl::StrCat("starting the API on ", config_.api_listen,
                                      " failed: "));
@@ -542,6 +544,61 @@ int Server::gateway_port() const { return gateway_.port(); }
 
 int Server::admin_port() const { return admin_.port(); }
 
+absl::Status Server::StartAuth() {
+  auto log = GetLogger("tidald");
+  auto audit = auth::AuditLog::Open(config_.auth.audit);
+  if (!audit.ok()) return Annotate(audit.status(), "--audit-log: ");
+  audit_ = std::move(*audit);
+  if (!config_.auth.audit.path.empty() &&
+      config_.auth.audit.level != auth::AuditLevel::kNone) {
+    log->info("audit log {} (level {})", config_.auth.audit.path,
+              auth::AuditLevelName(config_.auth.audit.level));
+  }
+  if (!config_.auth.tokens) {
+    log->warn(
+        "--auth=none: every caller of the API (on this machine) may do "
+        "anything");
+    api_auth_ = std::make_unique<auth::ApiAuth>(auth::AuthMode::kNone, nullptr,
+                                                audit_.get());
+    return absl::OkStatus();
+  }
+  tokens_ = std::make_unique<auth::TokenStore>(store_.get(), RealClock::Get());
+  auto file = auth::EnsureBootstrapToken(tokens_.get(), config_.auth.token_file,
+                                         config_.auth.default_token_file);
+  if (!file.ok()) {
+    return Annotate(file.status(), config_.auth.token_file.empty()
+                                       ? "making the bootstrap admin token: "
+                                       : "--auth-token-file: ");
+  }
+  if (!file->empty()) {
+    log->info("bootstrap admin token written to {} (mode 0600)", *file);
+  }
+  if (config_.ha.enabled) {
+    // This node's own token, for calls to the other nodes' APIs (the logs
+    // of instances that run there): in memory only, made anew each start.
+    const std::string name = absl::StrCat("node:", config_.ha.node);
+    absl::Status gone = tokens_->Revoke(name).status();
+    if (!gone.ok() && !absl::IsNotFound(gone)) {
+      return Annotate(gone, "replacing this node's token: ");
+    }
+    auto made =
+        tokens_->Create(name, {{auth::kAllNamespaces, auth::Role::kViewer}},
+                        absl::ZeroDuration(), "tidald");
+    if (!made.ok())
+      return Annotate(made.status(), "making this node's token: ");
+    absl::MutexLock lock(&node_token_mu_);
+    node_token_ = made->token;
+  }
+  api_auth_ = std::make_unique<auth::ApiAuth>(auth::AuthMode::kToken,
+                                              tokens_.get(), audit_.get());
+  return absl::OkStatus();
+}
+
+std::string Server::NodeToken() const {
+  absl::MutexLock lock(&node_token_mu_);
+  return node_token_;
+}
+
 absl::Status Server::StartApi() {
   absl::MutexLock lock(&api_mu_);
   if (api_server_) api_server_->Shutdown(absl::Seconds(1));
@@ -567,7 +624,7 @@ absl::Status Server::StartApi() {
   sopts.rollouts = &rollouts_;
   api_service_ = std::make_unique<TidalService>(store_.get(), instances_,
                                                 RealClock::Get(), sopts);
-  auto server = StartServer(api_address_, api_service_.get());
+  auto server = StartServer(api_address_, api_service_.get(), api_auth_.get());
   if (!server.ok()) return server.status();
   api_server_ = std::move(*server);
   // A restart binds the port the first start got (--listen may say 0).

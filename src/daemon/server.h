@@ -63,6 +63,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "api/api_auth.h"
 #include "api/service.h"
 #include "controller/app_reconciler.h"
 #include "controller/controller.h"
@@ -147,6 +148,7 @@ class Server {
          std::unique_ptr<kube::KubeClient> kube_client);
 
   // (Re)starts the API server: a new service object on the same address.
+  absl::Status StartAuth();
   absl::Status StartApi() ABSL_LOCKS_EXCLUDED(api_mu_);
   std::string MetricsText();
   absl::Status Ready();
@@ -211,6 +213,14 @@ class Server {
   // The API is replaced by a fresh one (a new service object, same address)
   // when it stops accepting connections: see ApiHealth.
   mutable absl::Mutex api_mu_;
+  // Authentication and audit (docs/auth.md); set by Start, before the API.
+  std::unique_ptr<auth::TokenStore> tokens_;
+  std::unique_ptr<auth::AuditLog> audit_;
+  std::unique_ptr<auth::ApiAuth> api_auth_;
+  // HA: the token this node calls the other nodes' APIs with.
+  mutable absl::Mutex node_token_mu_;
+  std::string node_token_ ABSL_GUARDED_BY(node_token_mu_);
+  std::string NodeToken() const ABSL_LOCKS_EXCLUDED(node_token_mu_);
   std::unique_ptr<ApiServer> api_server_ ABSL_GUARDED_BY(api_mu_);
   std::unique_ptr<TidalService> api_service_ ABSL_GUARDED_BY(api_mu_);
   // --listen, then the address the first start bound (a restart binds the

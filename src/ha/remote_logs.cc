@@ -15,8 +15,10 @@ namespace {
 
 class GrpcLogStream : public LogStream {
  public:
-  GrpcLogStream(RemoteLogTarget target, const LogOptions& options)
+  GrpcLogStream(RemoteLogTarget target, const LogOptions& options,
+                const std::string& token)
       : target_(std::move(target)) {
+    if (!token.empty()) ctx_.AddMetadata("authorization", "Bearer " + token);
     grpc::ChannelArguments args;
     args.SetInt(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, 16 << 20);
     auto channel = grpc::CreateCustomChannel(
@@ -109,15 +111,16 @@ class GrpcLogStream : public LogStream {
 
 }  // namespace
 
-RemoteLogOpener GrpcRemoteLogOpener() {
-  return [](const RemoteLogTarget& target, const LogOptions& options)
+RemoteLogOpener GrpcRemoteLogOpener(std::function<std::string()> token) {
+  return [token](const RemoteLogTarget& target, const LogOptions& options)
              -> absl::StatusOr<std::unique_ptr<LogStream>> {
     if (target.api_address.empty()) {
       return absl::UnavailableError(
           absl::StrCat("instance ", target.instance_id, " runs on node ",
                        target.node, ", whose API address is not known"));
     }
-    return std::make_unique<GrpcLogStream>(target, options);
+    return std::make_unique<GrpcLogStream>(target, options,
+                                           token ? token() : std::string());
   };
 }
 

@@ -31,7 +31,10 @@ using RemoteLogOpener =
 // A RemoteLogOpener over gRPC: one channel per call to the node's API, the
 // Logs call read on a thread of its own. Next waits on what that thread
 // read; Cancel cancels the call. An API that cannot be reached or fails is
-// an error of Next naming the node and its address.
-RemoteLogOpener GrpcRemoteLogOpener();
+// an error of Next naming the node and its address. `token` (may be null)
+// gives the bearer token this node calls other nodes' APIs with (its node
+// token: docs/auth.md).
+RemoteLogOpener GrpcRemoteLogOpener(
+    std::function<std::string()> token = nullptr);
 
 }  // namespace tidal::ha

@@ -39,6 +39,16 @@ inline std::string ScalerStateKey(const std::string& ns,
   return absl::StrCat("/scaler/", ns, "/", app);
 }
 
+// API tokens (docs/auth.md): the record by its id, and the id by its name
+// (unique; both written in one transaction).
+inline std::string TokenPrefix() { return "/tokens/"; }
+inline std::string Token(const std::string& id) {
+  return absl::StrCat("/tokens/", id);
+}
+inline std::string TokenName(const std::string& name) {
+  return absl::StrCat("/tokennames/", name);
+}
+
 // Highly available mode (docs/ha.md, proto/tidal/v1/ha.proto).
 inline std::string LeaderKey() { return "/tidal/leader"; }
 inline std::string NodePrefix() { return "/nodes/"; }

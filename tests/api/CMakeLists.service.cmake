@@ -5,3 +5,9 @@ tidal_add_test(label_selector_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/label_selec
   LIBS tidal_api)
 # One undecodable app in a real SQLite store: the rest are served.
 tidal_add_test(service_damage_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/service_damage_test.cc LIBS tidal_api tidal_store)
+# Authentication and authorization: the isolation matrix over a real gRPC
+# server on a real SQLite file; tokens, roles and the audit log.
+tidal_add_test(authz_matrix_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/authz_matrix_test.cc
+  LIBS tidal_api tidal_store tidal_fakes)
+tidal_add_test(auth_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/auth_test.cc
+  LIBS tidal_api tidal_store tidal_fakes)

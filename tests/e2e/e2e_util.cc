@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <deque>
 #include <filesystem>
@@ -204,7 +205,8 @@ Daemon::Daemon(std::string data_dir, std::vector<std::string> extra_flags,
       api_port_(FreePort()),
       gateway_port_(FreePort()),
       admin_port_(FreePort()),
-      log_path_(data_dir_ + "/tidald.log") {}
+      log_path_(data_dir_ + "/tidald.log"),
+      token_file_(data_dir_ + "/admin.token") {}
 
 Daemon::~Daemon() {
   if (child_.Running()) {
@@ -227,6 +229,10 @@ bool Daemon::Start() {
     argv.push_back(a);
   }
   argv.insert(argv.end(), extra_flags_.begin(), extra_flags_.end());
+  if (std::find(extra_flags_.begin(), extra_flags_.end(), "--auth=none") ==
+      extra_flags_.end()) {
+    argv.push_back("--auth-token-file=" + token_file_);
+  }
   ++starts_;
   if (!child_.Start(argv, log_path_)) return false;
   bool up = Eventually(
@@ -267,8 +273,16 @@ CommandResult Daemon::Ctl(const std::vector<std::string>& args,
   std::vector<std::string> argv = place_.exec_prefix;
   argv.push_back(BuildDir() + "/src/cli/tidalctl");
   argv.push_back("--server=" + api());
+  if (std::string token = TokenFlag(); !token.empty()) argv.push_back(token);
   argv.insert(argv.end(), args.begin(), args.end());
   return Run(argv, input);
+}
+
+std::string Daemon::TokenFlag() const {
+  std::ifstream f(token_file_);
+  std::string token;
+  if (!std::getline(f, token) || token.empty()) return "";
+  return "--token=" + token;
 }
 
 void WriteFile(const std::string& path, const std::string& text) {

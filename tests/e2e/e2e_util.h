@@ -94,9 +94,15 @@ class Daemon {
   int gateway_port() const { return gateway_port_; }
   int admin_port() const { return admin_port_; }
   const std::string& log_path() const { return log_path_; }
-  // Runs tidalctl against this daemon.
+  // Runs tidalctl against this daemon (with the bootstrap admin token).
   CommandResult Ctl(const std::vector<std::string>& args,
                     const std::string& input = "");
+  // The bootstrap admin token's file (tidald --auth-token-file; default
+  // <data dir>/admin.token; the same for every node of an HA cluster), and
+  // "--token=<it>" for a tidalctl of a test's own ("" with --auth=none).
+  void set_token_file(std::string path) { token_file_ = std::move(path); }
+  const std::string& token_file() const { return token_file_; }
+  std::string TokenFlag() const;
 
  private:
   std::string data_dir_;
@@ -104,6 +110,7 @@ class Daemon {
   DaemonPlace place_;
   int api_port_, gateway_port_, admin_port_;
   std::string log_path_;
+  std::string token_file_;
   Child child_;
   int starts_ = 0;
 };

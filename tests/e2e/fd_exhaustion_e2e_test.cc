@@ -103,7 +103,8 @@ class FdExhaustionE2ETest : public ::testing::Test {
         absl::StrCat("--listen=127.0.0.1:", api_port_),
         absl::StrCat("--gateway-listen=127.0.0.1:", gateway_port_),
         absl::StrCat("--admin-listen=127.0.0.1:", admin_port_),
-        "--gateway-threads=2"};
+        "--gateway-threads=2",
+        "--auth=none"};
     argv.insert(argv.end(), flags.begin(), flags.end());
     ASSERT_TRUE(tidald_.Start(argv, log_path_));
     ASSERT_TRUE(Eventually([&] { return ApiAnswers(); }, absl::Seconds(30)))

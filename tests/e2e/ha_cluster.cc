@@ -82,6 +82,8 @@ bool HaCluster::Start() {
         absl::StrCat("--port-range=", lo, "-", lo + 999)};
     flags.insert(flags.end(), extra_flags_.begin(), extra_flags_.end());
     nodes_.push_back(std::make_unique<Daemon>(data, flags, places_[i]));
+    // One bootstrap admin token for the cluster (docs/auth.md).
+    nodes_.back()->set_token_file(dir_ + "/admin.token");
   }
   for (auto& n : nodes_) {
     if (!n->Start()) return false;

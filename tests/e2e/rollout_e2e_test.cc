@@ -279,7 +279,8 @@ class RolloutE2ETest : public ::testing::Test {
   // tidalctl with a long enough process timeout for --wait.
   CommandResult Ctl(std::vector<std::string> args) {
     std::vector<std::string> argv = {BuildDir() + "/src/cli/tidalctl",
-                                     "--server=" + daemon_->api()};
+                                     "--server=" + daemon_->api(),
+                                     daemon_->TokenFlag()};
     argv.insert(argv.end(), args.begin(), args.end());
     return tidal::e2e::Run(argv, "", absl::Seconds(120));
   }

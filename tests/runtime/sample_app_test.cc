@@ -261,9 +261,13 @@ TEST(SampleAppTest, SigtermDrainsInFlightRequests) {
   std::optional<testing::HttpResponse> slow_result;
   std::thread slow(
       [&] { slow_result = HttpGet(app.port(), "/?latency=400ms"); });
-  // Wait until the slow request is in progress in the server.
+  // Wait until the slow request is in progress in the server. One
+  // keep-alive connection for the polls: the server reads the next one only
+  // after it has counted the last one out (on separate connections a poll
+  // could still count the one before it).
+  HttpConn stats(app.port());
   ASSERT_TRUE(Eventually([&] {
-    auto st = HttpGet(app.port(), "/stats");
+    auto st = stats.Request("GET", "/stats");
     return st.has_value() && absl::StrContains(st->body, "inflight=1");
   }));
   auto t0 = std::chrono::steady_clock::now();

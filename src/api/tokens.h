@@ -1,0 +1,80 @@
+#pragma once
+
+// API tokens (docs/auth.md). A token reads "tidal_<id>_<secret>": the id (16
+// hex digits) finds its record at keys::Token(id), the secret (43 base64url
+// characters, 256 random bits) is never stored: only SHA-256(salt || secret)
+// with 16 random bytes of salt per token. Names are unique (an index key at
+// keys::TokenName(name), written in the same transaction as the record).
+// Thread-safe; every method reads the store afresh (a revoked token stops
+// working on every node at once).
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "api/auth.h"
+#include "common/clock.h"
+#include "store/store.h"
+#include "tidal/v1/auth.pb.h"
+
+namespace tidal::auth {
+
+class TokenStore {
+ public:
+  // `store` and `clock` are not owned and must outlive this.
+  TokenStore(Store* store, Clock* clock) : store_(store), clock_(clock) {}
+
+  struct Created {
+    std::string token;  // the whole token, to show once
+    v1::TokenInfo info;
+  };
+  // AlreadyExists when the name is taken; InvalidArgument for a bad name,
+  // namespace or ttl. `secret` empty: a random one (else: the given token,
+  // which must be well-formed; used by the bootstrap token file).
+  absl::StatusOr<Created> Create(const std::string& name,
+                                 std::vector<Binding> bindings,
+                                 absl::Duration ttl,
+                                 const std::string& created_by,
+                                 const std::string& token = "");
+
+  // The principal a token stands for; Unauthenticated for a malformed,
+  // unknown, revoked or expired token (the message does not say which).
+  absl::StatusOr<Principal> Verify(const std::string& token);
+
+  absl::StatusOr<std::vector<v1::TokenInfo>> List();
+  // By name or id; NotFound when there is none.
+  absl::StatusOr<v1::TokenInfo> Get(const std::string& name_or_id);
+  absl::StatusOr<v1::TokenInfo> Revoke(const std::string& name_or_id);
+
+  // Whether any token exists (the bootstrap token is made when none does).
+  absl::StatusOr<bool> Empty();
+
+  // A fresh random token (well-formed, not stored).
+  static std::string NewToken();
+  // Splits "tidal_<id>_<secret>"; InvalidArgument when malformed.
+  static absl::Status Parse(const std::string& token, std::string* id,
+                            std::string* secret);
+
+ private:
+  absl::StatusOr<v1::TokenRecord> Find(const std::string& name_or_id,
+                                       int64_t* version);
+
+  Store* const store_;
+  Clock* const clock_;
+};
+
+v1::TokenInfo InfoOf(const v1::TokenRecord& r);
+std::vector<Binding> BindingsOf(const v1::TokenRecord& r);
+
+// Makes the first cluster-wide admin token when the store has no token yet:
+// from `token_file` when given (an operator's file, the same on every node
+// of an HA cluster; made with a random token and mode 0600 when missing),
+// else written to `default_file` (0600). Returns the file that holds it,
+// or "" when tokens existed already.
+absl::StatusOr<std::string> EnsureBootstrapToken(
+    TokenStore* tokens, const std::string& token_file,
+    const std::string& default_file);
+
+}  // namespace tidal::auth
