@@ -9,5 +9,5 @@ add_library(tidal_api
   ${CMAKE_CURRENT_LIST_DIR}/service_grpc.cc
   ${CMAKE_CURRENT_LIST_DIR}/grpc_status.cc
   ${CMAKE_CURRENT_LIST_DIR}/label_selector.cc)
-target_link_libraries(tidal_api PUBLIC tidal_proto tidal_spec tidal_common gRPC::grpc++
+target_link_libraries(tidal_api PUBLIC tidal_proto tidal_spec tidal_common gRPC::grpc++ tidal_tls_files
   absl::random_random absl::str_format)

@@ -21,6 +21,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "api/api_tls.h"
 #include "api/limits.h"
 #include "api/rollout_control.h"
 #include "common/clock.h"
@@ -144,9 +145,11 @@ class ApiServer {
 };
 
 // Serves `service` (not owned; must outlive the server) on `address`
-// ("127.0.0.1:7070", "0.0.0.0:0", "[::1]:0"). Unavailable when the address
-// cannot be bound.
+// ("127.0.0.1:7070", "0.0.0.0:0", "[::1]:0"), over TLS when `tls` says so
+// (the files are checked first: InvalidArgument naming the file). Unavailable
+// when the address cannot be bound.
 absl::StatusOr<std::unique_ptr<ApiServer>> StartServer(
-    const std::string& address, TidalService* service);
+    const std::string& address, TidalService* service,
+    const ApiTlsOptions& tls = {});
 
 }  // namespace tidal

@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "api/api_tls.h"
 #include "api/limits.h"
 #include "gateway/gateway.h"
 #include "runtime/process_runtime.h"
@@ -73,6 +74,14 @@ struct DaemonFlags {
   std::string kube_context;    // the kubeconfig's context; empty: current
   std::string kube_namespace;  // default: the config's namespace
   std::vector<std::string> kube_namespace_map;  // "tidal-ns=kube-ns"
+  // TLS (docs/tls.md): the API, and the gateway's HTTPS listener.
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_client_ca;
+  std::string tls_reload_interval = "10s";
+  std::string gateway_tls_listen;
+  std::vector<std::string> gateway_tls_cert;  // [DOMAIN=]CERT,KEY
+  bool gateway_https_redirect = false;
 };
 
 // The Kubernetes runtime's settings (--runtime=kubernetes).
@@ -115,6 +124,7 @@ struct DaemonConfig {
   // Without on_demand: the Server wires it.
   gateway::GatewayOptions gateway;
   std::string api_listen;
+  ApiTlsOptions api_tls;
   std::string admin_listen;
   std::string domain;
 

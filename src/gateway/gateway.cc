@@ -226,6 +226,7 @@ Gateway::~Gateway() { impl_->Stop(); }
 absl::Status Gateway::Start() { return impl_->Start(); }
 void Gateway::Stop() { impl_->Stop(); }
 int Gateway::port() const { return impl_->port; }
+int Gateway::tls_port() const { return impl_->tls_port; }
 void Gateway::SetRoute(const Route& route) { impl_->SetRoute(route); }
 void Gateway::RemoveRoute(const std::string& ns, const std::string& app) {
   impl_->RemoveRoute(ns, app);

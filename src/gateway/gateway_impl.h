@@ -52,6 +52,7 @@ class Gateway::Impl {
   ConnectionBudget budget;
   std::vector<std::unique_ptr<Worker>> workers;  // set by Start
   int port = 0;
+  int tls_port = -1;
   std::atomic<uint64_t> table_version{0};
   std::atomic<uint64_t> unknown_host_total{0};
   std::atomic<uint64_t> client_closed_total{0};

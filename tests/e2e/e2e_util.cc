@@ -267,6 +267,7 @@ CommandResult Daemon::Ctl(const std::vector<std::string>& args,
   std::vector<std::string> argv = place_.exec_prefix;
   argv.push_back(BuildDir() + "/src/cli/tidalctl");
   argv.push_back("--server=" + api());
+  argv.insert(argv.end(), ctl_flags_.begin(), ctl_flags_.end());
   argv.insert(argv.end(), args.begin(), args.end());
   return Run(argv, input);
 }
@@ -274,6 +275,13 @@ CommandResult Daemon::Ctl(const std::vector<std::string>& args,
 void WriteFile(const std::string& path, const std::string& text) {
   std::ofstream f(path, std::ios::trunc);
   f << text;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
 }
 
 }  // namespace tidal::e2e
