@@ -172,5 +172,80 @@ TEST_F(TlsE2eTest, BadFilesStopTidaldNamingTheFlag) {
       << missing.out << missing.err;
 }
 
+TEST_F(TlsE2eTest, GatewayServesHttpsForTwoNamesAndRedirectsHttp) {
+  // A certificate for the apps (*.apps.test: hello.default.apps.test), one
+  // for another name, and the default.
+  ASSERT_TRUE(ca_->Issue("apps", "gw-apps", {"DNS:*.default.apps.test"}));
+  ASSERT_TRUE(ca_->Issue("other", "gw-other", {"DNS:other.test"}));
+  ASSERT_TRUE(ca_->Issue("fallback", "gw-default", {"IP:127.0.0.1"}));
+  const int https_port = FreePort();
+  Daemon d(data_.path(),
+           {"--domain=apps.test",
+            absl::StrCat("--gateway-tls-listen=127.0.0.1:", https_port),
+            "--gateway-tls-cert=*.apps.test=" + Path("apps", ".crt") + "," +
+                Path("apps", ".key"),
+            "--gateway-tls-cert=other.test=" + Path("other", ".crt") + "," +
+                Path("other", ".key"),
+            "--gateway-tls-cert=" + Path("fallback", ".crt") + "," +
+                Path("fallback", ".key"),
+            "--gateway-https-redirect", "--tls-reload-interval=1s"});
+  ASSERT_TRUE(d.Start());
+  const std::string yaml = absl::StrCat(R"(apiVersion: tidal.dev/v1
+kind: App
+metadata:
+  name: hello
+spec:
+  replicas: 1
+  template:
+    command: [")",
+                                        BuildDir(),
+                                        R"(/examples/tidal-sample-app"]
+    readinessProbe:
+      httpGet: {path: /healthz}
+      periodSeconds: 1
+)");
+  WriteFile(dir_.path() + "/hello.yaml", yaml);
+  auto applied = d.Ctl({"apply", "-f", dir_.path() + "/hello.yaml"});
+  ASSERT_EQ(applied.exit_code, 0) << applied.err;
+
+  // HTTPS to the app, its name checked against the test CA by curl.
+  const std::string host = "hello.default.apps.test";
+  auto curl = [&](const std::string& name, const std::string& path) {
+    return Sh({"/usr/bin/curl", "-sS", "--max-time", "10", "--cacert",
+               ca_->cert(), "--resolve",
+               absl::StrCat(name, ":", https_port, ":127.0.0.1"), "-o",
+               "/dev/null", "-w", "%{http_code}",
+               absl::StrCat("https://", name, ":", https_port, path)});
+  };
+  EXPECT_TRUE(Eventually([&] { return curl(host, "/").out == "200"; },
+                         absl::Seconds(60)))
+      << curl(host, "/").err;
+
+  // Each name gets its own certificate (SNI); no name, the default.
+  EXPECT_TRUE(absl::StrContains(SClient(https_port, host), "CN = gw-apps"));
+  EXPECT_TRUE(
+      absl::StrContains(SClient(https_port, "other.test"), "CN = gw-other"));
+  EXPECT_TRUE(absl::StrContains(SClient(https_port), "CN = gw-default"));
+  // other.test has a certificate but no app: the gateway's 404, over TLS.
+  EXPECT_EQ(curl("other.test", "/").out, "404");
+
+  // The plain listener redirects to HTTPS, path and query kept.
+  auto redirected = HttpGet(d.gateway_port(), host, "/stats?x=1");
+  EXPECT_EQ(redirected.status, 308);
+  EXPECT_EQ(redirected.headers["location"],
+            absl::StrCat("https://", host, ":", https_port, "/stats?x=1"));
+
+  // A rotated certificate reaches new connections without a restart.
+  ASSERT_TRUE(ca_->Issue("other2", "gw-other-2", {"DNS:other.test"}));
+  WriteFile(Path("other", ".key"), ReadFile(Path("other2", ".key")));
+  WriteFile(Path("other", ".crt"), ReadFile(Path("other2", ".crt")));
+  EXPECT_TRUE(Eventually([&] {
+    return absl::StrContains(SClient(https_port, "other.test"),
+                             "CN = gw-other-2");
+  }));
+  EXPECT_TRUE(absl::StrContains(SClient(https_port, host), "CN = gw-apps"));
+  EXPECT_EQ(curl(host, "/").out, "200");
+}
+
 }  // namespace
 }  // namespace tidal::e2e
