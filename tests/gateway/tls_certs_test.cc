@@ -10,9 +10,11 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "common/logging.h"
 #include "e2e/e2e_util.h"
 #include "e2e/test_ca.h"
+#include "test_upstream.h"
 
 namespace tidal::gateway {
 namespace {
@@ -148,6 +150,53 @@ TEST_F(TlsCertsTest, ChangedFilesAreReloadedAndABadOneKeepsTheOld) {
   std::remove(key.c_str());
   EXPECT_EQ(certs.Reload(), 0);
   EXPECT_EQ(ServedCn(certs.Current()->initial()), "apps-v2");
+}
+
+// The HTTPS listener end to end in one process: the handshake by SNI, keep-
+// alive over TLS, X-Forwarded-Proto: https to the instance, and the plain
+// listener's redirect (curl as the client, trusting the test CA).
+TEST_F(TlsCertsTest, TheHttpsListenerProxiesAndThePlainOneRedirects) {
+  ASSERT_TRUE(ca_->Issue("site", "site", {"DNS:*.default.tidal.localhost"}));
+  testing::TestUpstream upstream("a");
+  GatewayOptions o;
+  o.port = 0;
+  o.threads = 2;
+  o.tls_port = 0;
+  o.tls_certs = {Cert("", "default"), Cert("*.tidal.localhost", "site")};
+  o.https_redirect = true;
+  Gateway gw(std::move(o));
+  ASSERT_TRUE(gw.Start().ok());
+  ASSERT_GT(gw.tls_port(), 0);
+  Route route;
+  route.ns = "default";
+  route.app = "hello";
+  route.revisions.push_back(
+      {1, 100, {Endpoint{"a-1", "127.0.0.1", upstream.port()}}});
+  gw.SetRoute(route);
+
+  const std::string host = "hello.default.tidal.localhost";
+  const std::string url =
+      "https://" + host + ":" + std::to_string(gw.tls_port());
+  // Two requests on one connection (curl reuses it): the second one
+  // proves the session reads the next request over TLS.
+  auto r = e2e::Run(
+      {"/usr/bin/curl", "-sS", "--max-time", "10", "--cacert", ca_->cert(),
+       "--resolve", host + ":" + std::to_string(gw.tls_port()) + ":127.0.0.1",
+       "-w", " connects=%{num_connects}", url + "/echo-headers", url + "/"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("X-Forwarded-Proto: https"), std::string::npos) << r.out;
+  // The instance's name, on the connection of the first request.
+  EXPECT_TRUE(absl::EndsWith(r.out, " connects=1a connects=0")) << r.out;
+  EXPECT_EQ(upstream.requests(), 2);
+
+  // Plain HTTP: 308 to the HTTPS port, the instance not asked.
+  auto plain = e2e::Run(
+      {"/usr/bin/curl", "-sS", "--max-time", "10", "-o", "/dev/null", "-w",
+       "%{http_code} %{redirect_url}", "-H", "Host: " + host + ":1234",
+       "http://127.0.0.1:" + std::to_string(gw.port()) + "/x?y=1"});
+  EXPECT_EQ(plain.out, "308 " + url + "/x?y=1") << plain.err;
+  EXPECT_EQ(upstream.requests(), 2);
+  gw.Stop();
 }
 
 }  // namespace
