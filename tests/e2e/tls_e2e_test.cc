@@ -73,9 +73,9 @@ TEST_F(TlsE2eTest, TidalctlOverTlsAndARotatedCertificate) {
   }));
 
   // https:// in --server and the CA from the environment work as well.
-  auto https =
-      Sh({BuildDir() + "/src/cli/tidalctl", "--server=https://" + d.api(),
-          "--certificate-authority=" + ca_->cert(), "version"});
+  auto https = Sh({"/usr/bin/env", "TIDAL_CA=" + ca_->cert(),
+                   BuildDir() + "/src/cli/tidalctl",
+                   "--server=https://" + d.api(), "version"});
   EXPECT_EQ(https.exit_code, 0) << https.err;
 
   // A client that trusts another CA is told why it cannot connect.
@@ -95,7 +95,8 @@ TEST_F(TlsE2eTest, TidalctlOverTlsAndARotatedCertificate) {
   // Rotation: a new certificate from another CA, with another name,
   // written over the served files. New connections get it without a
   // restart: a client that trusts only the new CA gets through.
-  ASSERT_TRUE(other.Issue("api2", "tidal-api-2", {"IP:127.0.0.1"}))
+  ASSERT_TRUE(other.Issue("api2", "tidal-api-2",
+                          {"IP:127.0.0.1", "DNS:api.tidal.test"}))
       << other.error();
   const pid_t pid = d.pid();
   WriteFile(Path("api", ".key"), ReadFile(other.Path("api2", ".key")));
@@ -110,6 +111,18 @@ TEST_F(TlsE2eTest, TidalctlOverTlsAndARotatedCertificate) {
       "CN = tidal-api-2"));
   EXPECT_EQ(d.pid(), pid);
   EXPECT_TRUE(d.Running());
+
+  // --tls-server-name: the name checked instead of the dialled address.
+  auto named = Sh({BuildDir() + "/src/cli/tidalctl", "--server=" + d.api(),
+                   "--certificate-authority=" + other.cert(),
+                   "--tls-server-name=api.tidal.test", "version"});
+  EXPECT_EQ(named.exit_code, 0) << named.err;
+  auto misnamed = Sh({BuildDir() + "/src/cli/tidalctl", "--server=" + d.api(),
+                      "--certificate-authority=" + other.cert(),
+                      "--tls-server-name=wrong.tidal.test", "version"});
+  EXPECT_EQ(misnamed.exit_code, 3);
+  EXPECT_TRUE(absl::StrContains(misnamed.err, "TLS handshake failed"))
+      << misnamed.err;
 }
 
 TEST_F(TlsE2eTest, MutualTlsRejectsAClientWithoutACertificate) {
