@@ -13,6 +13,6 @@ add_library(tidal_api
   ${CMAKE_CURRENT_LIST_DIR}/audit.cc
   ${CMAKE_CURRENT_LIST_DIR}/api_auth.cc
   ${CMAKE_CURRENT_LIST_DIR}/label_selector.cc)
-target_link_libraries(tidal_api PUBLIC tidal_proto tidal_spec tidal_common gRPC::grpc++
+target_link_libraries(tidal_api PUBLIC tidal_proto tidal_spec tidal_common gRPC::grpc++ tidal_tls_files
   absl::random_random absl::str_format
   PRIVATE OpenSSL::Crypto spdlog::spdlog)

@@ -21,6 +21,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "api/api_tls.h"
 #include "api/limits.h"
 #include "api/rollout_control.h"
 #include "common/clock.h"
@@ -155,12 +156,13 @@ class ApiServer {
 };
 
 // Serves `service` (not owned; must outlive the server) on `address`
-// ("127.0.0.1:7070", "0.0.0.0:0", "[::1]:0"). Unavailable when the address
-// cannot be bound.
-// `auth` (not owned; may be null: every call allowed, nothing audited)
-// authenticates, authorizes and audits each call (docs/auth.md).
+// ("127.0.0.1:7070", "0.0.0.0:0", "[::1]:0"), over TLS when `tls` says so
+// (the files are checked first: InvalidArgument naming the file). Unavailable
+// when the address cannot be bound. `auth` (not owned; may be null: every
+// call allowed, nothing audited) authenticates, authorizes and audits each
+// call (docs/auth.md).
 absl::StatusOr<std::unique_ptr<ApiServer>> StartServer(
     const std::string& address, TidalService* service,
-    const auth::ApiAuth* auth = nullptr);
+    const ApiTlsOptions& tls = {}, const auth::ApiAuth* auth = nullptr);
 
 }  // namespace tidal

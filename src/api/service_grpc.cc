@@ -2,8 +2,12 @@
 // StartServer.
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_credentials_options.h>
 
 #include <atomic>
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <utility>
@@ -18,6 +22,8 @@
 #include "api/service.h"
 #include "common/logging.h"
 #include "common/proto_time.h"
+#include "common/status_macros.h"
+#include "common/tls_files.h"
 #include "tidal/v1/api.grpc.pb.h"
 
 namespace tidal {
@@ -427,6 +433,39 @@ class GrpcTidal final : public v1::Tidal::Service {
   const ApiAuth* const auth_;
 };
 
+// Credentials that read the files now and re-read them every
+// reload_interval (gRPC's file watcher): rotated certificates reach new
+// connections without a restart; a bad file keeps the last good ones.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> TlsServerCredentials(
+    const ApiTlsOptions& tls) {
+  if (tls.key_file.empty()) {
+    return absl::InvalidArgumentError("--tls-key: needed with --tls-cert");
+  }
+  RETURN_IF_ERROR(CheckKeyPairFiles(tls.cert_file, "--tls-cert", tls.key_file,
+                                    "--tls-key"));
+  if (!tls.client_ca_file.empty()) {
+    RETURN_IF_ERROR(CheckCaFile(tls.client_ca_file, "--tls-client-ca"));
+  }
+  unsigned refresh = static_cast<unsigned>(
+      std::max<int64_t>(1, absl::ToInt64Seconds(tls.reload_interval)));
+  auto provider =
+      std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+          tls.key_file, tls.cert_file, tls.client_ca_file, refresh);
+  grpc::experimental::TlsServerCredentialsOptions opts(provider);
+  opts.watch_identity_key_cert_pairs();
+  if (tls.client_ca_file.empty()) {
+    opts.set_cert_request_type(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  } else {
+    opts.watch_root_certs();
+    opts.set_cert_request_type(
+        GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  }
+  auto creds = grpc::experimental::TlsServerCredentials(opts);
+  if (!creds)
+    return absl::InternalError("cannot make the API's TLS credentials");
+  return creds;
+}
+
 }  // namespace
 
 struct ApiServer::Impl {
@@ -458,13 +497,20 @@ void ApiServer::Wait() { impl_->server->Wait(); }
 
 absl::StatusOr<std::unique_ptr<ApiServer>> StartServer(
     const std::string& address, TidalService* service,
-    const auth::ApiAuth* auth) {
+    const ApiTlsOptions& tls, const auth::ApiAuth* auth) {
   auto impl = std::make_unique<ApiServer::Impl>();
   impl->service = service;
   impl->grpc_service = std::make_unique<GrpcTidal>(service, auth);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(),
-                           &impl->port);
+  std::shared_ptr<grpc::ServerCredentials> creds;
+  if (tls.enabled()) {
+    auto c = TlsServerCredentials(tls);
+    if (!c.ok()) return c.status();
+    creds = std::move(*c);
+  } else {
+    creds = grpc::InsecureServerCredentials();
+  }
+  builder.AddListeningPort(address, creds, &impl->port);
   builder.RegisterService(impl->grpc_service.get());
   builder.SetMaxReceiveMessageSize(64 << 20);
   builder.SetMaxSendMessageSize(64 << 20);
@@ -476,8 +522,13 @@ absl::StatusOr<std::unique_ptr<ApiServer>> StartServer(
     return absl::UnavailableError(absl::StrCat(
         "cannot listen on ", address, " (address in use or not valid)"));
   }
-  GetLogger("api")->info("tidal API listening on {} (port {})", address,
-                         impl->port);
+  GetLogger("api")->info(
+      "tidal API listening on {} (port {}){}", address, impl->port,
+      !tls.enabled() ? ""
+      : tls.client_ca_file.empty()
+          ? absl::StrCat(", TLS with ", tls.cert_file)
+          : absl::StrCat(", mutual TLS with ", tls.cert_file,
+                         ", client certificates of ", tls.client_ca_file));
   return std::make_unique<ApiServer>(std::move(impl));
 }
 

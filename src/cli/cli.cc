@@ -44,6 +44,19 @@ int Main(int argc, char** argv) {
   app.add_option("--context", ctx.context_flag,
                  "the context of ~/.config/tidal/config.yaml to use (default: "
                  "its current-context)");
+  // TLS (docs/tls.md): any of these, or --server https://..., means TLS.
+  app.add_option("--certificate-authority", ctx.ca_file,
+                 "PEM CA certificate(s) that signed tidald's API certificate "
+                 "(default: $TIDAL_CA, else the system's roots)");
+  app.add_option("--client-certificate", ctx.cert_file,
+                 "PEM client certificate for mutual TLS (default: "
+                 "$TIDAL_CLIENT_CERT)");
+  app.add_option("--client-key", ctx.key_file,
+                 "PEM private key of --client-certificate (default: "
+                 "$TIDAL_CLIENT_KEY)");
+  app.add_option("--tls-server-name", ctx.tls_server_name,
+                 "The name tidald's certificate must carry, when it is not the "
+                 "host of --server (default: $TIDAL_TLS_SERVER_NAME)");
 
   AddApplyCommands(app, ctx);
   AddAuthCommands(app, ctx);

@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 
 #include "absl/strings/ascii.h"
@@ -10,6 +11,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "cli/config_file.h"
+#include "common/status_macros.h"
+#include "common/tls_files.h"
 #include "common/units.h"
 
 namespace tidal::cli {
@@ -28,6 +31,7 @@ namespace {
 
 bool LoopbackServer(const std::string& server) {
   std::string host = server;
+  if (absl::StartsWith(host, "https://")) host = host.substr(8);
   if (absl::StartsWith(host, "dns:")) host = host.substr(4);
   if (absl::StartsWith(host, "ipv4:")) host = host.substr(5);
   if (absl::StartsWith(host, "ipv6:")) host = host.substr(5);
@@ -49,6 +53,54 @@ std::string ResolveServer(const std::string& flag) {
     if (!config->server.empty()) return config->server;
   }
   return kDefaultServer;
+}
+
+absl::Status Context::PrepareTls(const ClientContext* cc) {
+  auto env = [](std::string* field, const char* name) {
+    if (!field->empty()) return;
+    if (const char* v = std::getenv(name); v && *v) *field = v;
+  };
+  env(&ca_file, "TIDAL_CA");
+  env(&cert_file, "TIDAL_CLIENT_CERT");
+  env(&key_file, "TIDAL_CLIENT_KEY");
+  env(&tls_server_name, "TIDAL_TLS_SERVER_NAME");
+  if (cc) {  // then the context's (docs/auth.md)
+    auto from = [](std::string* field, const std::string& value) {
+      if (field->empty()) *field = value;
+    };
+    from(&ca_file, cc->certificate_authority);
+    from(&cert_file, cc->client_certificate);
+    from(&key_file, cc->client_key);
+    from(&tls_server_name, cc->tls_server_name);
+  }
+  const bool https = absl::StartsWith(server_, "https://");
+  if (https) server_ = server_.substr(strlen("https://"));
+  tls_ = https || !ca_file.empty() || !cert_file.empty() || !key_file.empty() ||
+         !tls_server_name.empty();
+  if (!tls_) {
+    credentials_ = grpc::InsecureChannelCredentials();
+    return absl::OkStatus();
+  }
+  if (cert_file.empty() != key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--client-certificate and --client-key go together");
+  }
+  grpc::SslCredentialsOptions opts;
+  if (!ca_file.empty()) {
+    RETURN_IF_ERROR(CheckCaFile(ca_file, "--certificate-authority"));
+    ASSIGN_OR_RETURN(opts.pem_root_certs,
+                     ReadFlagFile(ca_file, "--certificate-authority"));
+  }
+  if (!cert_file.empty()) {
+    RETURN_IF_ERROR(CheckKeyPairFiles(cert_file, "--client-certificate",
+                                      key_file, "--client-key"));
+    ASSIGN_OR_RETURN(opts.pem_cert_chain,
+                     ReadFlagFile(cert_file, "--client-certificate"));
+    ASSIGN_OR_RETURN(opts.pem_private_key,
+                     ReadFlagFile(key_file, "--client-key"));
+  }
+  credentials_ = grpc::SslCredentials(opts);
+  return absl::OkStatus();
 }
 
 absl::Status Context::Prepare() {
@@ -86,6 +138,7 @@ absl::Status Context::Prepare() {
     token_ = *t;
   }
   if (token_.empty() && LoopbackServer(server_)) token_ = LocalBootstrapToken();
+  RETURN_IF_ERROR(PrepareTls(cc));
   if (timeout_flag.empty()) {
     // No --timeout: each request gets 30s, a wait (apply --wait, rollout
     // status, delete --wait) 10m, the default progressDeadline.
@@ -109,8 +162,10 @@ tidal::v1::Tidal::Stub& Context::Stub() {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(64 << 20);
     args.SetMaxSendMessageSize(64 << 20);
-    channel_ = grpc::CreateCustomChannel(
-        server_, grpc::InsecureChannelCredentials(), args);
+    if (!tls_server_name.empty()) {
+      args.SetSslTargetNameOverride(tls_server_name);
+    }
+    channel_ = grpc::CreateCustomChannel(server_, credentials_, args);
     stub_ = tidal::v1::Tidal::NewStub(channel_);
   }
   return *stub_;
@@ -146,6 +201,56 @@ std::string ConnectReason(absl::string_view msg) {
   return std::string(msg);
 }
 
+// What a failed TLS connection says, for a person; empty when `msg` is not
+// about TLS. `tls`: tidalctl spoke TLS; `client_cert`: it had a client
+// certificate to show.
+std::string TlsReason(absl::string_view msg, bool tls, bool client_cert) {
+  std::string lower = absl::AsciiStrToLower(msg);
+  auto has = [&](absl::string_view s) { return absl::StrContains(lower, s); };
+  if (has("certificate required") || has("peer did not return a certificate")) {
+    return "the TLS handshake failed: tidald requires a client certificate "
+           "(--client-certificate and --client-key)";
+  }
+  if (has("certificate verify failed") || has("unknown ca") ||
+      has("unable to get local issuer")) {
+    return "the TLS handshake failed: tidald's certificate is not signed by "
+           "a trusted CA (give its CA with --certificate-authority)";
+  }
+  if (has("bad certificate") || has("unsupported certificate") ||
+      has("certificate unknown") || has("decrypt error")) {
+    return "the TLS handshake failed: tidald refused the client certificate "
+           "(not signed by its --tls-client-ca?)";
+  }
+  if (has("wrong version number") || has("packet length too long") ||
+      has("record layer failure")) {
+    return "the TLS handshake failed: tidald does not speak TLS on this "
+           "address (drop --certificate-authority and https://)";
+  }
+  if (has("peer name") || has("hostname") || has("subject alternative")) {
+    return "the TLS handshake failed: tidald's certificate is not for this "
+           "name (see --tls-server-name)";
+  }
+  if (has("handshake") || has("ssl") || has("tls")) {
+    return absl::StrCat("the TLS handshake failed: ", msg);
+  }
+  if (has("socket closed") || has("connection reset")) {
+    if (!tls) {
+      return "the connection was closed at once: does tidald require TLS? "
+             "(give --certificate-authority, or https:// in --server)";
+    }
+    // TLS 1.3: the server checks the client's certificate after the
+    // client has finished its handshake, and just closes the connection.
+    return client_cert
+               ? "the TLS connection was closed during the handshake: "
+                 "tidald refused the client certificate (not signed by its "
+                 "--tls-client-ca?)"
+               : "the TLS connection was closed during the handshake: "
+                 "tidald requires a client certificate "
+                 "(--client-certificate and --client-key)";
+  }
+  return "";
+}
+
 }  // namespace
 
 int Context::Fail(const absl::Status& s) {
@@ -153,6 +258,12 @@ int Context::Fail(const absl::Status& s) {
     case absl::StatusCode::kOk:
       return kExitOk;
     case absl::StatusCode::kUnavailable:
+      if (std::string why = TlsReason(s.message(), tls_, !cert_file.empty());
+          !why.empty()) {
+        err_ << "error: cannot reach tidald at " << server_ << ": " << why
+             << "\n";
+        return kExitUnreachable;
+      }
       err_ << "error: cannot reach tidald at " << server_ << ": "
            << ConnectReason(s.message())
            << " \u2014 is it running? (start it with `tidald` or `make run`)\n";

@@ -48,6 +48,14 @@ class Context {
   std::string ns;            // -n; empty = the context's, else "default"
   std::string token_flag;    // --token
   std::string context_flag;  // --context
+  // TLS (docs/tls.md), bound by Main; each falls back to its environment
+  // variable (TIDAL_CA, TIDAL_CLIENT_CERT, TIDAL_CLIENT_KEY,
+  // TIDAL_TLS_SERVER_NAME). Any of them, or a server given as
+  // https://host:port, means TLS.
+  std::string ca_file;          // --certificate-authority: PEM CA bundle
+  std::string cert_file;        // --client-certificate (mutual TLS)
+  std::string key_file;         // --client-key
+  std::string tls_server_name;  // --tls-server-name: the name to verify
 
   std::ostream& out() { return out_; }
   std::ostream& err() { return err_; }
@@ -66,6 +74,8 @@ class Context {
 
   // Resolves the address and parses --timeout. Called once before a command.
   absl::Status Prepare();
+  // Whether the channel speaks TLS (after Prepare()).
+  bool tls() const { return tls_; }
 
   // The stub (created on first use).
   tidal::v1::Tidal::Stub& Stub();
@@ -85,6 +95,11 @@ class Context {
   ClientContext context_;
   absl::Duration timeout_ = absl::Seconds(30);
   absl::Duration wait_timeout_ = absl::Minutes(10);
+  // TLS: resolves the fields above (and an https:// server) into
+  // credentials, reading the files (an error names the flag and the file).
+  absl::Status PrepareTls(const ClientContext* cc);
+  bool tls_ = false;
+  std::shared_ptr<grpc::ChannelCredentials> credentials_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<tidal::v1::Tidal::Stub> stub_;
 };

@@ -1,11 +1,21 @@
 #include "daemon/api_health.h"
 
 #include <grpcpp/grpcpp.h>
+#include <netdb.h>
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <poll.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -28,6 +38,98 @@ int FreeDescriptors() {
   return static_cast<int>(rl.rlim_cur) - open;
 }
 
+namespace {
+
+struct SslCtxFree {
+  void operator()(SSL_CTX* c) const { SSL_CTX_free(c); }
+};
+struct SslFree {
+  void operator()(SSL* s) const { SSL_free(s); }
+};
+
+// Connects to `target` ("host:port", "[::1]:port"), sends a TLS ClientHello
+// and waits for the server's answer, all within `deadline`. The handshake is
+// left unfinished (no certificate is checked or sent): the server sees a
+// client that went away, nothing it logs as a failed handshake.
+absl::Status ProbeTls(const std::string& target, absl::Duration deadline) {
+  const absl::Time end = absl::Now() + deadline;
+  auto fail = [&](absl::string_view why) {
+    return absl::UnavailableError(absl::StrCat(
+        "the API on ", target, " did not answer a TLS handshake within ",
+        absl::FormatDuration(deadline), ": ", why));
+  };
+  auto colon = target.rfind(':');
+  if (colon == std::string::npos) return fail("not host:port");
+  std::string host = target.substr(0, colon);
+  if (host.size() > 1 && host.front() == '[')
+    host = host.substr(1, host.size() - 2);
+  std::string port = target.substr(colon + 1);
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  if (getaddrinfo(host.c_str(), port.c_str(), &hints, &res) != 0 || !res) {
+    return fail("the address does not resolve");
+  }
+  int fd =
+      socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    freeaddrinfo(res);
+    return fail(strerror(errno));
+  }
+  auto close_fd = absl::MakeCleanup([fd] { close(fd); });
+  int rc = connect(fd, res->ai_addr, res->ai_addrlen);
+  freeaddrinfo(res);
+  auto wait = [&](short events) {
+    for (;;) {
+      int ms = static_cast<int>(absl::ToInt64Milliseconds(end - absl::Now()));
+      if (ms <= 0) return false;
+      pollfd p{fd, events, 0};
+      int n = poll(&p, 1, ms);
+      if (n > 0) return true;
+      if (n == 0 || errno != EINTR) return false;
+    }
+  };
+  if (rc != 0) {
+    if (errno != EINPROGRESS) return fail(strerror(errno));
+    if (!wait(POLLOUT)) return fail("connect timed out");
+    int err = 0;
+    socklen_t len = sizeof(err);
+    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err != 0) return fail(strerror(err));
+  }
+  std::unique_ptr<SSL_CTX, SslCtxFree> ctx(SSL_CTX_new(TLS_client_method()));
+  if (!ctx) return fail("no TLS context");
+  std::unique_ptr<SSL, SslFree> ssl(SSL_new(ctx.get()));
+  BIO* in = BIO_new(BIO_s_mem());
+  BIO* out = BIO_new(BIO_s_mem());
+  SSL_set_bio(ssl.get(), in, out);  // owned by ssl now
+  SSL_set_connect_state(ssl.get());
+  SSL_do_handshake(ssl.get());  // writes the ClientHello to `out`
+  ERR_clear_error();
+  char* data = nullptr;
+  long n = BIO_get_mem_data(out, &data);
+  for (long sent = 0; sent < n;) {
+    ssize_t w = send(fd, data + sent, n - sent, MSG_NOSIGNAL);
+    if (w > 0) {
+      sent += w;
+    } else if (w < 0 && errno == EAGAIN) {
+      if (!wait(POLLOUT)) return fail("sending timed out");
+    } else if (!(w < 0 && errno == EINTR)) {
+      return fail(strerror(errno));
+    }
+  }
+  for (;;) {
+    if (!wait(POLLIN)) return fail("no answer");
+    char buf[1];
+    ssize_t r = recv(fd, buf, sizeof(buf), 0);
+    if (r > 0) return absl::OkStatus();
+    if (r == 0) return fail("the connection was closed");
+    if (errno != EAGAIN && errno != EINTR) return fail(strerror(errno));
+  }
+}
+
+}  // namespace
+
 class ApiHealth::Impl {
  public:
   Impl(Options o, std::function<absl::Status()> restart)
@@ -36,6 +138,7 @@ class ApiHealth::Impl {
         log(GetLogger("api-health")) {}
 
   absl::Status Probe() const {
+    if (opts.tls) return ProbeTls(opts.target, opts.deadline);
     grpc::ChannelArguments args;
     // A connection of its own (not one shared with an earlier probe): an
     // open connection keeps working after the listener has stopped.

@@ -29,6 +29,11 @@ class ApiHealth {
  public:
   struct Options {
     std::string target;  // "host:port" of the API listener
+    // The listener speaks TLS (--tls-cert): a probe is a TLS ClientHello
+    // over a fresh connection, answered by the server's first handshake
+    // bytes (a Version call would need the clients' certificates with
+    // mutual TLS; the listener's polling is what the probe is after).
+    bool tls = false;
     absl::Duration period = absl::Seconds(1);
     absl::Duration deadline = absl::Seconds(1);
     int failures_before_restart = 3;

@@ -19,6 +19,7 @@
 #include "absl/strings/strip.h"
 #include "api/addresses.h"
 #include "common/status_macros.h"
+#include "common/tls_files.h"
 #include "common/units.h"
 
 namespace tidal {
@@ -188,6 +189,84 @@ absl::Status MakeHaOptions(const DaemonFlags& flags,
   if (flags.instance_host == DaemonFlags().instance_host &&
       inet_pton(AF_INET, ha.advertise_address.c_str(), &a) == 1) {
     c->runtime.host = ha.advertise_address;
+  }
+  return absl::OkStatus();
+}
+
+// --tls-*, --gateway-tls-*: the files are read and checked here, so that a
+// missing file or a key of another certificate stops tidald at once.
+absl::Status MakeTlsOptions(const DaemonFlags& flags, DaemonConfig* c) {
+  absl::Duration reload;
+  ASSIGN_OR_RETURN(reload, PositiveDurationFlag("--tls-reload-interval",
+                                                flags.tls_reload_interval));
+  if (reload < absl::Seconds(1)) {
+    return FlagError("--tls-reload-interval", "must be at least 1s");
+  }
+  ApiTlsOptions& api = c->api_tls;
+  if (!flags.tls_cert.empty() || !flags.tls_key.empty() ||
+      !flags.tls_client_ca.empty()) {
+    if (flags.tls_cert.empty() || flags.tls_key.empty()) {
+      return FlagError(flags.tls_cert.empty() ? "--tls-cert" : "--tls-key",
+                       "--tls-cert and --tls-key go together");
+    }
+    RETURN_IF_ERROR(CheckKeyPairFiles(flags.tls_cert, "--tls-cert",
+                                      flags.tls_key, "--tls-key"));
+    if (!flags.tls_client_ca.empty()) {
+      RETURN_IF_ERROR(CheckCaFile(flags.tls_client_ca, "--tls-client-ca"));
+    }
+    api.cert_file = std::filesystem::absolute(flags.tls_cert).string();
+    api.key_file = std::filesystem::absolute(flags.tls_key).string();
+    if (!flags.tls_client_ca.empty()) {
+      api.client_ca_file =
+          std::filesystem::absolute(flags.tls_client_ca).string();
+    }
+  }
+  api.reload_interval = reload;
+
+  gateway::GatewayOptions& g = c->gateway;
+  g.tls_reload_interval = reload;
+  g.https_redirect = flags.gateway_https_redirect;
+  if (flags.gateway_tls_listen.empty()) {
+    if (!flags.gateway_tls_cert.empty() || flags.gateway_https_redirect) {
+      return FlagError(flags.gateway_https_redirect ? "--gateway-https-redirect"
+                                                    : "--gateway-tls-cert",
+                       "needs --gateway-tls-listen (the HTTPS address)");
+    }
+    return absl::OkStatus();
+  }
+  ASSIGN_OR_RETURN(
+      auto addr, SplitHostPort(flags.gateway_tls_listen, "gateway-tls-listen"));
+  g.tls_listen_address = addr.first;
+  g.tls_port = addr.second;
+  if (flags.gateway_tls_cert.empty()) {
+    return FlagError("--gateway-tls-listen",
+                     "needs at least one --gateway-tls-cert [DOMAIN=]CERT,KEY");
+  }
+  for (const std::string& spec : flags.gateway_tls_cert) {
+    gateway::GatewayTlsCert cert;
+    absl::string_view files = spec;
+    if (auto eq = spec.find('='); eq != std::string::npos) {
+      cert.domain = absl::AsciiStrToLower(spec.substr(0, eq));
+      files = absl::string_view(spec).substr(eq + 1);
+    }
+    std::vector<std::string> parts = absl::StrSplit(files, ',');
+    bool domain_ok =
+        cert.domain.empty() ||
+        (!absl::StrContains(absl::StripPrefix(cert.domain, "*."), "*") &&
+         !absl::StripPrefix(cert.domain, "*.").empty());
+    if (parts.size() != 2 || parts[0].empty() || parts[1].empty() ||
+        (spec.find('=') != std::string::npos && cert.domain.empty()) ||
+        !domain_ok) {
+      return FlagError("--gateway-tls-cert",
+                       absl::StrCat("\"", spec,
+                                    "\" is not [DOMAIN=]CERT,KEY (e.g. "
+                                    "*.apps.example.com=apps.crt,apps.key)"));
+    }
+    RETURN_IF_ERROR(CheckKeyPairFiles(parts[0], "--gateway-tls-cert", parts[1],
+                                      "--gateway-tls-cert"));
+    cert.cert_file = std::filesystem::absolute(parts[0]).string();
+    cert.key_file = std::filesystem::absolute(parts[1]).string();
+    g.tls_certs.push_back(std::move(cert));
   }
   return absl::OkStatus();
 }
@@ -403,6 +482,8 @@ absl::StatusOr<DaemonConfig> MakeDaemonConfig(const DaemonFlags& flags,
   ASSIGN_OR_RETURN(gopts.client_idle_timeout,
                    PositiveDurationFlag("--gateway-idle-timeout",
                                         flags.gateway_idle_timeout));
+
+  RETURN_IF_ERROR(MakeTlsOptions(flags, &c));
 
   // Controller.
   c.workers = flags.workers;

@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "api/audit.h"
+#include "api/api_tls.h"
 #include "api/limits.h"
 #include "gateway/gateway.h"
 #include "runtime/process_runtime.h"
@@ -81,6 +82,14 @@ struct DaemonFlags {
   std::string audit_level = "Metadata";
   std::string audit_max_size = "100Mi";
   int audit_max_files = 5;
+  // TLS (docs/tls.md): the API, and the gateway's HTTPS listener.
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_client_ca;
+  std::string tls_reload_interval = "10s";
+  std::string gateway_tls_listen;
+  std::vector<std::string> gateway_tls_cert;  // [DOMAIN=]CERT,KEY
+  bool gateway_https_redirect = false;
 };
 
 // The API's authentication and audit settings.
@@ -133,6 +142,7 @@ struct DaemonConfig {
   // Without on_demand: the Server wires it.
   gateway::GatewayOptions gateway;
   std::string api_listen;
+  ApiTlsOptions api_tls;
   std::string admin_listen;
   std::string domain;
 

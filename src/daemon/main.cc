@@ -282,6 +282,30 @@ int main(int argc, char** argv) {
   app.add_option("--audit-max-files", flags.audit_max_files,
                  "Rotated audit files kept")
       ->capture_default_str();
+  // TLS (docs/tls.md).
+  app.add_option("--tls-cert", flags.tls_cert,
+                 "PEM certificate (chain) of the gRPC API: the API speaks TLS "
+                 "(with --tls-key)");
+  app.add_option("--tls-key", flags.tls_key, "PEM private key of --tls-cert");
+  app.add_option("--tls-client-ca", flags.tls_client_ca,
+                 "PEM CA certificate(s): the API requires a client "
+                 "certificate signed by one of them (mutual TLS)");
+  app.add_option("--tls-reload-interval", flags.tls_reload_interval,
+                 "How often the certificate files (API and gateway) are "
+                 "checked for changes; changed ones are served to new "
+                 "connections without a restart")
+      ->capture_default_str();
+  app.add_option("--gateway-tls-listen", flags.gateway_tls_listen,
+                 "HTTPS gateway address (e.g. 0.0.0.0:8443); needs "
+                 "--gateway-tls-cert");
+  app.add_option("--gateway-tls-cert", flags.gateway_tls_cert,
+                 "[DOMAIN=]CERT,KEY: a certificate of the HTTPS gateway for "
+                 "the server names DOMAIN (and under it; *.DOMAIN: only under "
+                 "it) by SNI; without DOMAIN the default (else the first "
+                 "one). Repeatable");
+  app.add_flag("--gateway-https-redirect", flags.gateway_https_redirect,
+               "The plain HTTP gateway answers every request with 308 to "
+               "the same URL on https:// (needs --gateway-tls-listen)");
   app.set_version_flag("--version", TIDAL_VERSION);
   CLI11_PARSE(app, argc, argv);
   return tidal::Run(flags);

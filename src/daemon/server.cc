@@ -399,6 +399,7 @@ absl::Status Server::Start() {
   {
     absl::MutexLock lock(&api_mu_);
     health_opts.target = ApiHealth::DialTarget(api_address_);
+    health_opts.tls = config_.api_tls.enabled();
   }
   api_health_ =
       std::make_unique<ApiHealth>(health_opts, [this] { return StartApi(); });
@@ -624,7 +625,8 @@ absl::Status Server::StartApi() {
   sopts.rollouts = &rollouts_;
   api_service_ = std::make_unique<TidalService>(store_.get(), instances_,
                                                 RealClock::Get(), sopts);
-  auto server = StartServer(api_address_, api_service_.get(), api_auth_.get());
+  auto server = StartServer(api_address_, api_service_.get(), config_.api_tls,
+                            api_auth_.get());
   if (!server.ok()) return server.status();
   api_server_ = std::move(*server);
   // A restart binds the port the first start got (--listen may say 0).

@@ -11,6 +11,7 @@
 #include "gateway/clocks.h"
 #include "gateway/gateway_impl.h"
 #include "gateway/prometheus_text.h"
+#include "gateway/tls_certs.h"
 #include "gateway/worker.h"
 
 namespace tidal::gateway {
@@ -18,6 +19,30 @@ namespace {
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
+
+// Opens, binds (SO_REUSEPORT: one acceptor per thread on one port) and
+// listens; a `*port` of 0 becomes the port bound.
+absl::Status Listen(tcp::acceptor& acceptor, const asio::ip::address& address,
+                    int* port) {
+  boost::system::error_code ec;
+  tcp::endpoint ep(address, static_cast<uint16_t>(*port));
+  acceptor.open(ep.protocol(), ec);
+  if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) {
+    using reuse_port =
+        asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+    acceptor.set_option(reuse_port(true), ec);
+  }
+  if (!ec) acceptor.bind(ep, ec);
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return absl::UnavailableError(absl::StrCat("gateway: cannot listen on ",
+                                               address.to_string(), ":", *port,
+                                               ": ", ec.message()));
+  }
+  if (*port == 0) *port = acceptor.local_endpoint().port();
+  return absl::OkStatus();
+}
 
 }  // namespace
 
@@ -49,38 +74,47 @@ absl::Status Gateway::Impl::Start() {
   if (ec)
     return absl::InvalidArgumentError(
         absl::StrCat("bad listen address ", opts.listen_address));
+  const bool https = opts.tls_port >= 0;
+  asio::ip::address tls_address;
+  if (https) {
+    tls_address = asio::ip::make_address(opts.tls_listen_address, ec);
+    if (ec)
+      return absl::InvalidArgumentError(
+          absl::StrCat("bad HTTPS listen address ", opts.tls_listen_address));
+    auto certs = TlsCerts::Load(opts.tls_certs, log);
+    if (!certs.ok()) return certs.status();
+    tls_certs = std::move(*certs);
+  }
   int bind_port = opts.port;
+  int bind_tls_port = opts.tls_port;
   for (int i = 0; i < opts.threads; ++i) {
     auto w = std::make_unique<Worker>(this, i);
-    tcp::endpoint ep(address, static_cast<uint16_t>(bind_port));
-    w->acceptor.open(ep.protocol(), ec);
-    if (!ec) w->acceptor.set_option(asio::socket_base::reuse_address(true), ec);
-    if (!ec) {
-      using reuse_port =
-          asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
-      w->acceptor.set_option(reuse_port(true), ec);
-    }
-    if (!ec) w->acceptor.bind(ep, ec);
-    if (!ec) w->acceptor.listen(asio::socket_base::max_listen_connections, ec);
-    if (ec) {
+    absl::Status st = Listen(w->acceptor, address, &bind_port);
+    if (st.ok() && https)
+      st = Listen(w->tls_acceptor, tls_address, &bind_tls_port);
+    if (!st.ok()) {
       workers.clear();
-      return absl::UnavailableError(
-          absl::StrCat("gateway: cannot listen on ", opts.listen_address, ":",
-                       bind_port, ": ", ec.message()));
+      return st;
     }
-    if (i == 0) bind_port = w->acceptor.local_endpoint().port();
     workers.push_back(std::move(w));
   }
   port = bind_port;
+  tls_port = https ? bind_tls_port : -1;
   for (auto& w : workers) {
     Worker* wp = w.get();
     wp->Accept();
+    if (https) wp->Accept(/*tls=*/true);
     wp->Sweep();
     wp->thread = std::thread([wp] { wp->ioc.run(); });
   }
   ticker_ = std::thread([this] { TickLoop(); });
   log->info("gateway listening on {}:{} with {} threads, domain {}",
             opts.listen_address, port, opts.threads, opts.domain);
+  if (https) {
+    log->info("gateway listening for HTTPS on {}:{} with {} certificate(s){}",
+              opts.tls_listen_address, tls_port, opts.tls_certs.size(),
+              opts.https_redirect ? "; plain HTTP is redirected to it" : "");
+  }
   return absl::OkStatus();
 }
 
@@ -105,6 +139,7 @@ void Gateway::Impl::Stop() {
 
 void Gateway::Impl::TickLoop() {
   absl::MutexLock lock(&tick_mu_);
+  absl::Time next_reload = absl::Now() + opts.tls_reload_interval;
   while (!stopping_) {
     absl::Time now = absl::Now();
     absl::Time next = absl::FromUnixSeconds(absl::ToUnixSeconds(now) + 1);
@@ -114,6 +149,10 @@ void Gateway::Impl::TickLoop() {
     table->ForEach([&](const RouteTable::Entry& e) {
       e.state->Tick(next - absl::Seconds(1), now_ns);
     });
+    if (tls_certs && absl::Now() >= next_reload) {
+      tls_certs->Reload();
+      next_reload = absl::Now() + opts.tls_reload_interval;
+    }
   }
 }
 
@@ -215,6 +254,7 @@ std::string Gateway::Impl::PrometheusText() const {
   c.client_closed_total = client_closed_total.load();
   c.connections_refused_total = connections_refused_total.load();
   c.accept_errors_total = accept_errors_total.load();
+  c.tls_handshake_errors_total = tls_handshake_errors_total.load();
   c.connection_slots = budget.held();
   c.max_connections = opts.max_connections;
   return RenderPrometheusText(std::move(apps), c, NowNs());
@@ -226,6 +266,7 @@ Gateway::~Gateway() { impl_->Stop(); }
 absl::Status Gateway::Start() { return impl_->Start(); }
 void Gateway::Stop() { impl_->Stop(); }
 int Gateway::port() const { return impl_->port; }
+int Gateway::tls_port() const { return impl_->tls_port; }
 void Gateway::SetRoute(const Route& route) { impl_->SetRoute(route); }
 void Gateway::RemoveRoute(const std::string& ns, const std::string& app) {
   impl_->RemoveRoute(ns, app);

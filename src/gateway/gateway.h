@@ -60,6 +60,17 @@ struct CumulativeTraffic {
   int64_t in_flight = 0;
 };
 
+// A certificate the HTTPS listener serves (docs/tls.md).
+struct GatewayTlsCert {
+  // The server names (SNI) it is for: "apps.example.com" (that name and every
+  // name under it), "*.apps.example.com" (every name under it); the longest
+  // match wins. Empty: the default, for clients that send no name or a name
+  // no certificate matches (without one, the first certificate).
+  std::string domain;
+  std::string cert_file;  // PEM chain, the leaf first
+  std::string key_file;   // PEM private key
+};
+
 struct GatewayOptions {
   std::string listen_address = "127.0.0.1";
   int port = 8080;  // 0 picks a free port; see Gateway::port()
@@ -100,6 +111,18 @@ struct GatewayOptions {
   // "Scale from zero in tidald").
   absl::Duration connect_stall_threshold = absl::Milliseconds(250);
 
+  // HTTPS (docs/tls.md): a second listener when tls_port >= 0 (0 picks a
+  // free port; see Gateway::tls_port()), serving tls_certs by SNI. Their
+  // files are checked every tls_reload_interval and a changed certificate is
+  // served to new connections (a bad one keeps the old and is logged).
+  std::string tls_listen_address = "127.0.0.1";
+  int tls_port = -1;
+  std::vector<GatewayTlsCert> tls_certs;
+  absl::Duration tls_reload_interval = absl::Seconds(10);
+  // The plain listener answers every request with 308 to https://
+  // (but /.well-known/acme-challenge/, relayed for certificate issuers).
+  bool https_redirect = false;
+
   // Called once when a request is held for an app that has no ready endpoint
   // (and again only after that queue has emptied). Runs on a gateway I/O
   // thread: it must return quickly (enqueue work) and must not block.
@@ -119,7 +142,8 @@ class Gateway : public MetricsSource {
   // Binds (SO_REUSEPORT, one acceptor per thread) and starts the threads.
   absl::Status Start();
   void Stop();
-  int port() const;  // the bound port, valid after Start()
+  int port() const;      // the bound port, valid after Start()
+  int tls_port() const;  // the bound HTTPS port (-1: none), after Start()
 
   // Route table. Cheap, copy-on-write; requests held by the activator or the
   // concurrency queue are dispatched at once if the new route can take them.

@@ -24,6 +24,7 @@
 namespace tidal::gateway {
 
 struct Worker;
+class TlsCerts;
 
 class Gateway::Impl {
  public:
@@ -52,11 +53,16 @@ class Gateway::Impl {
   ConnectionBudget budget;
   std::vector<std::unique_ptr<Worker>> workers;  // set by Start
   int port = 0;
+  int tls_port = -1;
+  // The HTTPS listener's certificates (null without one); reloaded by the
+  // ticker every opts.tls_reload_interval.
+  std::unique_ptr<TlsCerts> tls_certs;
   std::atomic<uint64_t> table_version{0};
   std::atomic<uint64_t> unknown_host_total{0};
   std::atomic<uint64_t> client_closed_total{0};
   std::atomic<uint64_t> connections_refused_total{0};
   std::atomic<uint64_t> accept_errors_total{0};
+  std::atomic<uint64_t> tls_handshake_errors_total{0};
   std::atomic<uint64_t> next_uid{1};
 
   mutable absl::Mutex drain_mu;

@@ -58,7 +58,7 @@ std::string NewRequestId(uint64_t* rng) {
 }
 
 bool PrepareUpstreamRequest(ProxyRequest& req, absl::string_view client_ip,
-                            uint64_t* rng) {
+                            uint64_t* rng, absl::string_view proto) {
   const bool expect_continue =
       beast::iequals(req[http::field::expect], "100-continue");
   // Every Expect field, empty ones too: an instance that saw "Expect:
@@ -75,7 +75,8 @@ bool PrepareUpstreamRequest(ProxyRequest& req, absl::string_view client_ip,
             absl::StrCat(absl::string_view(xff.data(), xff.size()), ", ",
                          client_ip));
   }
-  req.set("X-Forwarded-Proto", "http");
+  req.set("X-Forwarded-Proto",
+          boost::beast::string_view(proto.data(), proto.size()));
   if (req["X-Request-Id"].empty()) req.set("X-Request-Id", NewRequestId(rng));
   req.version(11);
   req.keep_alive(true);

@@ -46,11 +46,12 @@ std::string NewRequestId(uint64_t* rng);
 // drops every Expect field (the gateway answers 100-continue itself, when the
 // first Expect field asks for it) and the hop-by-hop
 // fields, appends the client's address to X-Forwarded-For (or sets it), sets
-// X-Forwarded-Proto: http, adds an X-Request-Id when there is none (from
-// `rng`), and makes it HTTP/1.1 keep-alive (the upstream connection is
-// pooled). Returns true if the client sent "Expect: 100-continue".
+// X-Forwarded-Proto to `proto` (https on the HTTPS listener), adds an
+// X-Request-Id when there is none (from `rng`), and makes it HTTP/1.1
+// keep-alive (the upstream connection is pooled). Returns true if the client
+// sent "Expect: 100-continue".
 bool PrepareUpstreamRequest(ProxyRequest& req, absl::string_view client_ip,
-                            uint64_t* rng);
+                            uint64_t* rng, absl::string_view proto = "http");
 
 // How a response travels on to the client.
 struct ResponseFraming {

@@ -144,6 +144,11 @@ std::string RenderPrometheusText(std::vector<const AppState*> apps,
                   "# TYPE tidal_gateway_accept_errors_total counter\n"
                   "tidal_gateway_accept_errors_total ",
                   counters.accept_errors_total, "\n",
+                  "# HELP tidal_gateway_tls_handshake_errors_total Failed "
+                  "TLS handshakes on the HTTPS listener.\n"
+                  "# TYPE tidal_gateway_tls_handshake_errors_total counter\n"
+                  "tidal_gateway_tls_handshake_errors_total ",
+                  counters.tls_handshake_errors_total, "\n",
                   "# HELP tidal_gateway_connection_slots Sockets held or "
                   "reserved: two per client connection, one per idle pooled "
                   "upstream connection.\n"

@@ -5,6 +5,7 @@
 #include <iterator>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 
@@ -81,6 +82,28 @@ bool Idempotent(http::verb v) {
     default:
       return false;
   }
+}
+
+std::optional<std::string> HttpsRedirectLocation(absl::string_view host_field,
+                                                 absl::string_view target,
+                                                 int https_port) {
+  if (absl::StartsWith(target, "/.well-known/acme-challenge/")) {
+    return std::nullopt;
+  }
+  absl::string_view host = host_field;
+  // Without the port: "[::1]:8080" -> "[::1]", "a.example:8080" -> "a.example".
+  size_t colon = host.rfind(':');
+  if (colon != absl::string_view::npos &&
+      host.find(']', colon) == absl::string_view::npos) {
+    host = host.substr(0, colon);
+  }
+  if (host.empty()) return std::nullopt;
+  std::string location = absl::StrCat("https://", host);
+  if (https_port > 0 && https_port != 443) {
+    absl::StrAppend(&location, ":", https_port);
+  }
+  absl::StrAppend(&location, absl::StartsWith(target, "/") ? target : "/");
+  return location;
 }
 
 }  // namespace tidal::gateway

@@ -70,6 +70,16 @@ struct HostRoute {
 };
 HostRoute RouteForHost(absl::string_view host_field, absl::string_view domain);
 
+// Where the plain listener redirects a request with
+// GatewayOptions::https_redirect: https:// and the request's host (its port
+// replaced by `https_port`, left out when it is 443) and target. nullopt: the
+// request is served as it is: an ACME HTTP-01 challenge
+// (/.well-known/acme-challenge/, which certificate issuers ask over plain
+// HTTP), or no Host to redirect to.
+std::optional<std::string> HttpsRedirectLocation(absl::string_view host_field,
+                                                 absl::string_view target,
+                                                 int https_port);
+
 // Methods that may be sent again, to another instance, when the first could
 // not be reached (RFC 9110 9.2.2): GET, HEAD, OPTIONS, PUT, DELETE, TRACE.
 bool Idempotent(boost::beast::http::verb method);

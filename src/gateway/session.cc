@@ -10,6 +10,7 @@
 #include <cerrno>
 
 #include "absl/strings/str_cat.h"
+#include "gateway/client_stream_tls.h"
 #include "gateway/gateway_impl.h"
 #include "gateway/header_policy.h"
 #include "gateway/request_policy.h"
@@ -32,12 +33,22 @@ const char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
 }  // namespace
 
-Session::Session(Worker* w, tcp::socket socket)
+ClientStream::ClientStream(tcp::socket socket) : socket_(std::move(socket)) {}
+
+ClientStream::~ClientStream() = default;
+
+void ClientStream::StartTls(std::shared_ptr<const CertSet> certs) {
+  tls_ = std::make_unique<TlsLayer>(socket_, std::move(certs));
+}
+
+Session::Session(Worker* w, tcp::socket socket,
+                 std::shared_ptr<const CertSet> certs)
     : w_(w), opts_(w->gw->opts), client_(std::move(socket)), upstream_(w->ioc) {
   beast::error_code ec;
-  auto remote = client_.remote_endpoint(ec);
+  auto remote = client_.socket().remote_endpoint(ec);
   if (!ec) client_ip_ = remote.address().to_string();
-  client_.set_option(tcp::no_delay(true), ec);
+  client_.socket().set_option(tcp::no_delay(true), ec);
+  if (certs) client_.StartTls(std::move(certs));
 }
 
 Session::~Session() {
@@ -52,7 +63,20 @@ Session::~Session() {
 
 void Session::Start() {
   self_it_ = w_->sessions.insert(w_->sessions.end(), this);
-  ReadRequest();
+  if (!client_.tls()) return ReadRequest();
+  // The TLS handshake, within the idle timeout (OnDeadline closes it).
+  SetDeadline(opts_.client_idle_timeout);
+  client_.async_handshake([self = shared_from_this()](beast::error_code ec) {
+    self->deadline_ms_ = 0;
+    if (ec) {
+      self->w_->gw->tls_handshake_errors_total.fetch_add(
+          1, std::memory_order_relaxed);
+      self->w_->gw->log->debug("gateway: TLS handshake with {} failed: {}",
+                               self->client_ip_, ec.message());
+      return self->CloseClient();
+    }
+    self->ReadRequest();
+  });
 }
 
 void Session::Dispatch(std::shared_ptr<EndpointState> lease) {
@@ -106,8 +130,20 @@ void Session::OnRequestHeader(beast::error_code ec) {
     return;
   }
 
-  // Route by Host: <app>.<namespace>.<domain>[:port].
   auto host_field = req[http::field::host];
+  if (opts_.https_redirect && !client_.tls()) {
+    auto target = req.target();
+    if (auto location = HttpsRedirectLocation(
+            absl::string_view(host_field.data(), host_field.size()),
+            absl::string_view(target.data(), target.size()),
+            w_->gw->tls_port)) {
+      app_ = nullptr;
+      Respond(http::status::permanent_redirect, "see " + *location + "\n",
+              false, *location);
+      return;
+    }
+  }
+  // Route by Host: <app>.<namespace>.<domain>[:port].
   HostRoute host_route = RouteForHost(
       absl::string_view(host_field.data(), host_field.size()), opts_.domain);
   host_ = std::move(host_route.host);
@@ -125,7 +161,8 @@ void Session::OnRequestHeader(beast::error_code ec) {
   app_->last_request_ns.store(start_ns_, std::memory_order_relaxed);
   app_->metrics.Start(w_->index, start_ns_);
   app_started_ = true;
-  expect_continue_ = PrepareUpstreamRequest(req, client_ip_, &w_->rng);
+  expect_continue_ = PrepareUpstreamRequest(req, client_ip_, &w_->rng,
+                                            client_.tls() ? "https" : "http");
   Acquire();
 }
 
@@ -567,7 +604,8 @@ void Session::FinishExchange() {
   }
 }
 
-void Session::Respond(http::status status, std::string body, bool retry_after) {
+void Session::Respond(http::status status, std::string body, bool retry_after,
+                      const std::string& location) {
   StopWatchingClient();
   phase_ = Phase::kRespond;
   status_ = static_cast<int>(status);
@@ -576,6 +614,7 @@ void Session::Respond(http::status status, std::string body, bool retry_after) {
   client_keep_alive_ = keep;
   gen_res_ = std::make_unique<http::response<http::string_body>>(
       GatewayResponse(status, std::move(body), retry_after, keep));
+  if (!location.empty()) gen_res_->set(http::field::location, location);
   SetDeadline(opts_.client_idle_timeout);
   http::async_write(client_, *gen_res_,
                     [self = shared_from_this()](beast::error_code ec, size_t) {
@@ -626,8 +665,8 @@ void Session::CloseClient() {
   phase_ = Phase::kClosed;
   deadline_ms_ = 0;
   beast::error_code ignored;
-  client_.shutdown(tcp::socket::shutdown_send, ignored);
-  client_.close(ignored);
+  client_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  client_.socket().close(ignored);
   if (upstream_.is_open()) upstream_.close(ignored);
 }
 
@@ -658,7 +697,7 @@ void Session::OnDeadline() {
     case Phase::kReadHeader:
     case Phase::kRespond:
       timed_out_ = true;
-      client_.close(ignored);
+      client_.socket().close(ignored);
       upstream_.close(ignored);
       return;
     case Phase::kClosed:
@@ -668,11 +707,11 @@ void Session::OnDeadline() {
 
 void Session::WatchClient() {
   if (watching_client_ || !req_parser_ || !req_parser_->is_done() ||
-      !client_.is_open()) {
+      !client_.socket().is_open()) {
     return;
   }
   watching_client_ = true;
-  client_.async_wait(
+  client_.socket().async_wait(
       tcp::socket::wait_read,
       [self = shared_from_this(), gen = ++watch_gen_](beast::error_code ec) {
         self->OnClientReadable(ec, gen);
@@ -684,7 +723,7 @@ void Session::StopWatchingClient() {
   watching_client_ = false;
   ++watch_gen_;
   beast::error_code ignored;
-  client_.cancel(ignored);  // nothing else is pending on the client
+  client_.socket().cancel(ignored);  // nothing else is pending on the client
 }
 
 void Session::OnClientReadable(beast::error_code ec, uint64_t gen) {
@@ -693,7 +732,8 @@ void Session::OnClientReadable(beast::error_code ec, uint64_t gen) {
   char c;
   ssize_t n;
   do {
-    n = ::recv(client_.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    n = ::recv(client_.socket().native_handle(), &c, 1,
+               MSG_PEEK | MSG_DONTWAIT);
   } while (n < 0 && errno == EINTR);
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
     return WatchClient();  // spurious wakeup

@@ -26,6 +26,7 @@
 
 #include "absl/time/time.h"
 #include "gateway/body_out.h"
+#include "gateway/client_stream.h"
 #include "gateway/clocks.h"
 #include "gateway/gateway.h"
 #include "gateway/request_metrics.h"
@@ -43,7 +44,10 @@ struct Worker;
 // concurrency queue) posts back to it.
 class Session : public Waiter, public std::enable_shared_from_this<Session> {
  public:
-  Session(Worker* w, boost::asio::ip::tcp::socket socket);
+  // A plain connection, or (with `certs`) one of the HTTPS listener: Start()
+  // then begins with the TLS handshake.
+  Session(Worker* w, boost::asio::ip::tcp::socket socket,
+          std::shared_ptr<const CertSet> certs = nullptr);
   ~Session() override;
 
   // Registers with the worker and reads the first request.
@@ -98,7 +102,7 @@ class Session : public Waiter, public std::enable_shared_from_this<Session> {
   void OnResponseWritten(boost::system::error_code ec);
   void FinishExchange();
   void Respond(boost::beast::http::status status, std::string body,
-               bool retry_after = false);
+               bool retry_after = false, const std::string& location = "");
   void Respond(Rejection rejection);
   // Ends the attempt on the leased instance; `status` is what its revision's
   // metrics record for it (0: not counted as a response).
@@ -117,7 +121,7 @@ class Session : public Waiter, public std::enable_shared_from_this<Session> {
 
   Worker* const w_;
   const GatewayOptions& opts_;
-  boost::asio::ip::tcp::socket client_;
+  ClientStream client_;
   boost::asio::ip::tcp::socket upstream_;
   std::string client_ip_;
   std::list<Session*>::iterator self_it_;

@@ -10,6 +10,7 @@
 #include "absl/time/time.h"
 #include "gateway/clocks.h"
 #include "gateway/session.h"
+#include "gateway/tls_certs.h"
 
 namespace tidal::gateway {
 namespace {
@@ -36,15 +37,20 @@ const RouteTable& Worker::Table() {
   return *table;
 }
 
-void Worker::Accept() {
-  acceptor.async_accept(
-      ioc, [this](boost::system::error_code ec, tcp::socket socket) {
-        OnAccept(ec, std::move(socket));
-      });
+void Worker::Accept(bool tls) {
+  (tls ? tls_acceptor : acceptor)
+      .async_accept(
+          ioc, [this, tls](boost::system::error_code ec, tcp::socket socket) {
+            OnAccept(ec, std::move(socket), tls);
+          });
 }
 
-void Worker::OnAccept(boost::system::error_code ec, tcp::socket socket) {
-  if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
+void Worker::OnAccept(boost::system::error_code ec, tcp::socket socket,
+                      bool tls) {
+  if (ec == asio::error::operation_aborted ||
+      !(tls ? tls_acceptor : acceptor).is_open()) {
+    return;
+  }
   int64_t now = MonoMs();
   if (ec) {
     gw->accept_errors_total.fetch_add(1, std::memory_order_relaxed);
@@ -61,18 +67,22 @@ void Worker::OnAccept(boost::system::error_code ec, tcp::socket socket) {
     // Accepting again at once would spin; wait a little, as nginx does.
     if (ec == asio::error::no_descriptors || ec.value() == ENFILE ||
         ec == asio::error::no_buffer_space || ec == asio::error::no_memory) {
-      accept_timer.expires_after(std::chrono::milliseconds(kAcceptBackoffMs));
-      accept_timer.async_wait([this](boost::system::error_code ec) {
-        if (!ec) Accept();
+      auto& timer = tls ? tls_accept_timer : accept_timer;
+      timer.expires_after(std::chrono::milliseconds(kAcceptBackoffMs));
+      timer.async_wait([this, tls](boost::system::error_code ec) {
+        if (!ec) Accept(tls);
       });
       return;
     }
-    return Accept();  // ECONNABORTED and the like: the next one
+    return Accept(tls);  // ECONNABORTED and the like: the next one
   }
   if (gw->budget.Reserve(2) ||
       (pool.DropIdle(2) > 0 && gw->budget.Reserve(2))) {
-    std::make_shared<Session>(this, std::move(socket))->Start();
-    return Accept();
+    std::shared_ptr<const CertSet> certs;
+    if (tls) certs = gw->tls_certs->Current();
+    std::make_shared<Session>(this, std::move(socket), std::move(certs))
+        ->Start();
+    return Accept(tls);
   }
   // At the connection limit: refuse rather than take the process's last
   // descriptors (the API, the store and the instances need them).
@@ -90,12 +100,15 @@ void Worker::OnAccept(boost::system::error_code ec, tcp::socket socket) {
       "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
       "Retry-After: 1\r\nConnection: close\r\nContent-Length: 29\r\n\r\n"
       "gateway at connection limit\r\n";
-  (void)!::send(socket.native_handle(), kBusy, sizeof(kBusy) - 1,
-                MSG_DONTWAIT | MSG_NOSIGNAL);
+  // (A TLS client gets the connection closed: no plain answer reaches it.)
+  if (!tls) {
+    (void)!::send(socket.native_handle(), kBusy, sizeof(kBusy) - 1,
+                  MSG_DONTWAIT | MSG_NOSIGNAL);
+  }
   boost::system::error_code ignored;
   socket.shutdown(tcp::socket::shutdown_send, ignored);
   socket.close(ignored);
-  Accept();
+  Accept(tls);
 }
 
 void Worker::Sweep() {

@@ -1,11 +1,11 @@
 #pragma once
 
-// One I/O thread of the gateway: its io_context, its SO_REUSEPORT acceptor
-// (client connections within the connection budget, a 503 beyond it, a short
-// pause after EMFILE and the like), its pool of idle upstream connections,
-// its sessions and the sweep that fires their deadlines. Everything here is
-// touched only by the worker's thread, except `ioc` (post from anywhere).
-// Internal to the gateway.
+// One I/O thread of the gateway: its io_context, its SO_REUSEPORT acceptors
+// (plain and HTTPS; client connections within the connection budget, a 503
+// beyond it, a short pause after EMFILE and the like), its pool of idle
+// upstream connections, its sessions and the sweep that fires their deadlines.
+// Everything here is touched only by the worker's thread, except `ioc` (post
+// from anywhere). Internal to the gateway.
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -29,9 +29,11 @@ struct Worker {
   // The current route table (refreshed when the gateway published a new
   // one).
   const RouteTable& Table();
-  void Accept();
+  // Accepts the next connection of the plain listener, or of the HTTPS one
+  // (`tls`).
+  void Accept(bool tls = false);
   void OnAccept(boost::system::error_code ec,
-                boost::asio::ip::tcp::socket socket);
+                boost::asio::ip::tcp::socket socket, bool tls);
   // Every kSweepMs: fires due session deadlines, expires idle upstream
   // connections.
   void Sweep();
@@ -43,6 +45,9 @@ struct Worker {
   boost::asio::ip::tcp::acceptor acceptor{ioc};
   boost::asio::steady_timer sweep_timer{ioc};
   boost::asio::steady_timer accept_timer{ioc};  // backoff after EMFILE &c.
+  // The HTTPS listener (open when GatewayOptions::tls_port >= 0).
+  boost::asio::ip::tcp::acceptor tls_acceptor{ioc};
+  boost::asio::steady_timer tls_accept_timer{ioc};
   int64_t accept_error_logged_ms = 0;
   uint64_t accept_errors_unlogged = 0;
   int64_t refused_logged_ms = 0;

@@ -93,7 +93,8 @@ class AuthzMatrixTest : public ::testing::Test {
     audit_ = std::move(*audit);
     api_auth_ = std::make_unique<auth::ApiAuth>(auth::AuthMode::kToken,
                                                 tokens_.get(), audit_.get());
-    auto server = StartServer("127.0.0.1:0", service_.get(), api_auth_.get());
+    auto server =
+        StartServer("127.0.0.1:0", service_.get(), {}, api_auth_.get());
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
     stub_ = v1::Tidal::NewStub(

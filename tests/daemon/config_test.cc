@@ -257,6 +257,57 @@ TEST(DaemonConfigTest, EachBadValueNamesItsFlag) {
        "--gateway-idle-timeout: ", true},
       {"resync", [](DaemonFlags* f) { f->resync = "often"; },
        "--resync: ", true},
+      // TLS (docs/tls.md); the files' checks are in tls_e2e_test.
+      {"tls-cert alone",
+       [](DaemonFlags* f) { f->tls_cert = "/nonexistent/api.crt"; },
+       "--tls-key: --tls-cert and --tls-key go together"},
+      {"tls-cert missing",
+       [](DaemonFlags* f) {
+         f->tls_cert = "/nonexistent/api.crt";
+         f->tls_key = "/nonexistent/api.key";
+       },
+       "--tls-cert: /nonexistent/api.crt: No such file or directory"},
+      {"tls-reload-interval",
+       [](DaemonFlags* f) { f->tls_reload_interval = "500ms"; },
+       "--tls-reload-interval: must be at least 1s"},
+      {"gateway-tls-cert without a listener",
+       [](DaemonFlags* f) { f->gateway_tls_cert = {"a.crt,a.key"}; },
+       "--gateway-tls-cert: needs --gateway-tls-listen (the HTTPS address)"},
+      {"gateway-https-redirect without a listener",
+       [](DaemonFlags* f) { f->gateway_https_redirect = true; },
+       "--gateway-https-redirect: needs --gateway-tls-listen (the HTTPS "
+       "address)"},
+      {"gateway-tls-listen without a certificate",
+       [](DaemonFlags* f) { f->gateway_tls_listen = "127.0.0.1:8443"; },
+       "--gateway-tls-listen: needs at least one --gateway-tls-cert "
+       "[DOMAIN=]CERT,KEY"},
+      {"gateway-tls-listen not host:port",
+       [](DaemonFlags* f) {
+         f->gateway_tls_listen = "8443";
+         f->gateway_tls_cert = {"a.crt,a.key"};
+       },
+       "--gateway-tls-listen: \"8443\" is not host:port (e.g. "
+       "127.0.0.1:8080)"},
+      {"gateway-tls-cert one file",
+       [](DaemonFlags* f) {
+         f->gateway_tls_listen = "127.0.0.1:8443";
+         f->gateway_tls_cert = {"a.example=a.crt"};
+       },
+       "--gateway-tls-cert: \"a.example=a.crt\" is not [DOMAIN=]CERT,KEY "
+       "(e.g. *.apps.example.com=apps.crt,apps.key)"},
+      {"gateway-tls-cert bad wildcard",
+       [](DaemonFlags* f) {
+         f->gateway_tls_listen = "127.0.0.1:8443";
+         f->gateway_tls_cert = {"a.*.example=a.crt,a.key"};
+       },
+       "--gateway-tls-cert: \"a.*.example=a.crt,a.key\" is not "
+       "[DOMAIN=]CERT,KEY (e.g. *.apps.example.com=apps.crt,apps.key)"},
+      {"gateway-tls-cert missing",
+       [](DaemonFlags* f) {
+         f->gateway_tls_listen = "127.0.0.1:8443";
+         f->gateway_tls_cert = {"/nonexistent/a.crt,/nonexistent/a.key"};
+       },
+       "--gateway-tls-cert: /nonexistent/a.crt: No such file or directory"},
   };
   for (const auto& tc : cases) {
     DaemonFlags f = Defaults();

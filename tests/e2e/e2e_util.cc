@@ -274,6 +274,7 @@ CommandResult Daemon::Ctl(const std::vector<std::string>& args,
   argv.push_back(BuildDir() + "/src/cli/tidalctl");
   argv.push_back("--server=" + api());
   if (std::string token = TokenFlag(); !token.empty()) argv.push_back(token);
+  argv.insert(argv.end(), ctl_flags_.begin(), ctl_flags_.end());
   argv.insert(argv.end(), args.begin(), args.end());
   return Run(argv, input);
 }
@@ -288,6 +289,13 @@ std::string Daemon::TokenFlag() const {
 void WriteFile(const std::string& path, const std::string& text) {
   std::ofstream f(path, std::ios::trunc);
   f << text;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
 }
 
 }  // namespace tidal::e2e

@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/time/time.h"
@@ -103,10 +104,16 @@ class Daemon {
   void set_token_file(std::string path) { token_file_ = std::move(path); }
   const std::string& token_file() const { return token_file_; }
   std::string TokenFlag() const;
+  // Flags every Ctl call (Start's readiness check included) passes before
+  // its arguments, e.g. --certificate-authority for a daemon with TLS.
+  void set_ctl_flags(std::vector<std::string> flags) {
+    ctl_flags_ = std::move(flags);
+  }
 
  private:
   std::string data_dir_;
   std::vector<std::string> extra_flags_;
+  std::vector<std::string> ctl_flags_;
   DaemonPlace place_;
   int api_port_, gateway_port_, admin_port_;
   std::string log_path_;
@@ -117,5 +124,7 @@ class Daemon {
 
 // Writes `text` to `path`.
 void WriteFile(const std::string& path, const std::string& text);
+// The contents of `path` (empty if it cannot be read).
+std::string ReadFile(const std::string& path);
 
 }  // namespace tidal::e2e

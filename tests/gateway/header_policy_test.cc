@@ -128,6 +128,17 @@ TEST(HeaderPolicyTest, XForwardedForIsAppendedAndARequestIdKept) {
   EXPECT_EQ(rng, 42u);  // no id drawn
 }
 
+TEST(HeaderPolicyTest, XForwardedProtoSaysHowTheClientCame) {
+  uint64_t rng = 42;
+  ProxyRequest plain = ParseRequest(
+      "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-Proto: https\r\n\r\n");
+  PrepareUpstreamRequest(plain, "192.0.2.7", &rng);
+  EXPECT_EQ(Field(plain, "X-Forwarded-Proto"), "http");  // not the client's
+  ProxyRequest tls = ParseRequest("GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+  PrepareUpstreamRequest(tls, "192.0.2.7", &rng, "https");
+  EXPECT_EQ(Field(tls, "X-Forwarded-Proto"), "https");
+}
+
 TEST(HeaderPolicyTest, ExpectIsAnsweredByTheGatewayNotRelayed) {
   struct Row {
     const char* expect;

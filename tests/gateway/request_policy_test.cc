@@ -184,6 +184,31 @@ TEST(RequestPolicyTest, HostRouting) {
             "a.b");
 }
 
+TEST(RequestPolicyTest, HttpsRedirectKeepsHostAndTarget) {
+  struct Row {
+    const char* host_field;
+    const char* target;
+    int https_port;
+    const char* location;  // "" = not redirected
+  };
+  const std::vector<Row> rows = {
+      {"a.b.tidal.localhost:8080", "/x?y=1", 8443,
+       "https://a.b.tidal.localhost:8443/x?y=1"},
+      {"a.b.tidal.localhost", "/", 443, "https://a.b.tidal.localhost/"},
+      {"[::1]:8080", "/p", 8443, "https://[::1]:8443/p"},
+      {"[::1]", "/p", 443, "https://[::1]/p"},
+      {"a.example", "http://a.example/abs", 443, "https://a.example/"},
+      {"a.example", "/.well-known/acme-challenge/token", 443, ""},
+      {"", "/", 443, ""},
+  };
+  for (const Row& row : rows) {
+    auto location =
+        HttpsRedirectLocation(row.host_field, row.target, row.https_port);
+    EXPECT_EQ(location.value_or(""), row.location)
+        << row.host_field << " " << row.target;
+  }
+}
+
 TEST(RequestPolicyTest, OnlyIdempotentMethodsAreRetried) {
   for (auto v : {http::verb::get, http::verb::head, http::verb::options,
                  http::verb::put, http::verb::delete_, http::verb::trace}) {

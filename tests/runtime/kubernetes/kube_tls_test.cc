@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "e2e/e2e_util.h"
+#include "e2e/test_ca.h"
 #include "fakes/kube_emulator.h"
 #include "runtime/kubernetes/kube_client.h"
 
@@ -27,50 +28,25 @@ using tidal::e2e::TempDir;
 using tidal::testing::Eventually;
 using tidal::testing::KubeEmulator;
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using tidal::e2e::ReadFile;
 
 class KubeTlsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (Sh({"/usr/bin/openssl", "version"}).exit_code != 0 ||
+    if (!e2e::TestCa::Available() ||
         Sh({"/usr/bin/python3", "-c", "import ssl"}).exit_code != 0) {
       GTEST_SKIP() << "openssl or python3 is not installed";
     }
     ASSERT_TRUE(emu_.Start().ok());
-    const std::string d = dir_.path();
-    // A CA, a server certificate for 127.0.0.1 and a client certificate.
-    auto ok = [](const e2e::CommandResult& r) {
-      EXPECT_EQ(r.exit_code, 0) << r.err;
-      return r.exit_code == 0;
-    };
-    ASSERT_TRUE(
-        ok(Sh({"/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048",
-               "-nodes", "-days", "2", "-subj", "/CN=test-ca", "-keyout",
-               d + "/ca.key", "-out", d + "/ca.crt"})));
-    ASSERT_TRUE(
-        ok(Sh({"/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048",
-               "-nodes", "-days", "2", "-subj", "/CN=other-ca", "-keyout",
-               d + "/other.key", "-out", d + "/other.crt"})));
-    for (const std::string& who :
-         {std::string("server"), std::string("client")}) {
-      ASSERT_TRUE(
-          ok(Sh({"/usr/bin/openssl", "req", "-newkey", "rsa:2048", "-nodes",
-                 "-subj", "/CN=" + who, "-keyout", d + "/" + who + ".key",
-                 "-out", d + "/" + who + ".csr"})));
-      tidal::e2e::WriteFile(d + "/" + who + ".ext",
-                            who == "server" ? "subjectAltName=IP:127.0.0.1\n"
-                                            : "extendedKeyUsage=clientAuth\n");
-      ASSERT_TRUE(
-          ok(Sh({"/usr/bin/openssl", "x509", "-req", "-in",
-                 d + "/" + who + ".csr", "-CA", d + "/ca.crt", "-CAkey",
-                 d + "/ca.key", "-CAcreateserial", "-days", "2", "-extfile",
-                 d + "/" + who + ".ext", "-out", d + "/" + who + ".crt"})));
-    }
+    // A CA, another one, a server certificate for 127.0.0.1 and a client
+    // certificate (DIR/ca.crt, other.crt, server.crt, client.crt, keys).
+    e2e::TestCa ca(dir_.path(), "ca");
+    ASSERT_TRUE(ca.ok()) << ca.error();
+    e2e::TestCa other(dir_.path(), "other");
+    ASSERT_TRUE(other.ok()) << other.error();
+    ASSERT_TRUE(ca.Issue("server", "server", {"IP:127.0.0.1"})) << ca.error();
+    ASSERT_TRUE(ca.Issue("client", "client", {}, /*client=*/true))
+        << ca.error();
   }
 
   // The TLS front; with mutual TLS it asks for a client certificate of the
@@ -93,10 +69,10 @@ class KubeTlsTest : public ::testing::Test {
     const std::string log = d + "/front.log";
     ASSERT_TRUE(front_.Start(argv, log));
     ASSERT_TRUE(Eventually([&] {
-      std::string first = ReadAll(log);
+      std::string first = ReadFile(log);
       first = first.substr(0, first.find('\n'));
       return absl::SimpleAtoi(first, &port_) && port_ > 0;
-    })) << ReadAll(log);
+    })) << ReadFile(log);
   }
 
   KubeConfig Config() {
@@ -127,10 +103,10 @@ TEST_F(KubeTlsTest, TheServerIsCheckedAgainstTheClustersCa) {
   EXPECT_TRUE(ListPods(c).ok()) << ListPods(c);
   // The same CA as PEM data (certificate-authority-data, decoded).
   c.ca_file.clear();
-  c.ca_data = ReadAll(dir_.path() + "/ca.crt");
+  c.ca_data = ReadFile(dir_.path() + "/ca.crt");
   EXPECT_TRUE(ListPods(c).ok()) << ListPods(c);
   // Another CA: refused, and the error says why.
-  c.ca_data = ReadAll(dir_.path() + "/other.crt");
+  c.ca_data = ReadFile(dir_.path() + "/other.crt");
   absl::Status wrong = ListPods(c);
   EXPECT_FALSE(wrong.ok());
   EXPECT_TRUE(absl::IsUnavailable(wrong)) << wrong;
@@ -151,8 +127,8 @@ TEST_F(KubeTlsTest, AClientCertificateIsSentWhenTheServerAsks) {
   // From PEM data (client-certificate-data, client-key-data).
   c.client_cert_file.clear();
   c.client_key_file.clear();
-  c.client_cert_data = ReadAll(dir_.path() + "/client.crt");
-  c.client_key_data = ReadAll(dir_.path() + "/client.key");
+  c.client_cert_data = ReadFile(dir_.path() + "/client.crt");
+  c.client_key_data = ReadFile(dir_.path() + "/client.key");
   EXPECT_TRUE(ListPods(c).ok()) << ListPods(c);
 }
 
