@@ -121,6 +121,7 @@ int main(int argc, char** argv) {
   std::vector<double> apply_ms;
   std::mutex amu;
   absl::Time start = absl::Now();
+  const double cpu_start = CpuSeconds(pid);
   std::vector<std::thread> workers;
   for (int t = 0; t < threads; ++t) {
     workers.emplace_back([&] {
@@ -160,6 +161,7 @@ int main(int argc, char** argv) {
   }
   for (auto& w : workers) w.join();
   double secs = absl::ToDoubleSeconds(absl::Now() - start);
+  const double apply_cpu = CpuSeconds(pid) - cpu_start;
   absl::Time deadline = absl::Now() + absl::Seconds(60);
   while (observed.load() < apps - failures.load() && absl::Now() < deadline) {
     absl::SleepFor(absl::Milliseconds(20));
@@ -180,6 +182,7 @@ int main(int argc, char** argv) {
   printf("apps applied:            %d (%d failed) by %d client threads\n", apps,
          failures.load(), threads);
   printf("applies per second:      %.0f   (target >= 2000)\n", apps / secs);
+  printf("tidald CPU per 1000 applies: %.3f s\n", 1000 * apply_cpu / apps);
   printf("apply RPC latency:       p50 %.2f ms, p99 %.2f ms\n",
          Pct(apply_ms, 50), Pct(apply_ms, 99));
   printf(
