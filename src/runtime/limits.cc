@@ -36,12 +36,8 @@ bool HasWord(const std::string& text, const std::string& word) {
   return false;
 }
 
-// Makes cgroup v2 controller `c` usable by the children of `root` (the
-// instance cgroups): enabled in the cgroup.subtree_control of each ancestor
-// from `mount` down that does not offer it to its child yet, then in
-// root's. An ancestor that holds processes (tidald's own cgroup, say) cannot
-// enable a controller for its children (cgroup v2's "no internal processes"
-// rule, EBUSY): then the controller is not used and the error says why.
+}  // namespace
+
 absl::Status EnableV2Controller(const std::string& mount,
                                 const std::string& root, const std::string& c) {
   std::vector<std::string> chain;  // mount ... root
@@ -80,6 +76,8 @@ absl::Status EnableV2Controller(const std::string& mount,
   }
   return absl::OkStatus();
 }
+
+namespace {
 
 // A cgroup v1 hierarchy with `controller`: <mount>/<this process's cgroup
 // there>/tidal, made and checked (a short-lived child moved below it).

@@ -43,6 +43,16 @@ struct AppliedLimits {
   int64_t rlimit_as = 0;
 };
 
+// Makes cgroup v2 controller `c` usable by the children of `root` (the
+// instance cgroups): enabled in the cgroup.subtree_control of each cgroup
+// from `mount` (the cgroup2 mount point) down to `root` that does not enable
+// it yet. A cgroup that holds processes (tidald's own, say) cannot enable a
+// controller for its children (cgroup v2's "no internal processes" rule,
+// EBUSY; only the root cgroup is exempt): then it fails, saying why, and
+// the caller falls back to another mechanism. tidald never moves itself.
+absl::Status EnableV2Controller(const std::string& mount,
+                                const std::string& root, const std::string& c);
+
 class InstanceLimits {
  public:
   // The CFS period written with a CPU quota (100 ms, as Kubernetes).

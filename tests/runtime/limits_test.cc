@@ -6,7 +6,12 @@
 // mechanism it exercised and skips, saying why, only where that mechanism is
 // unavailable.
 
+#include "runtime/limits.h"
+
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <iostream>
@@ -20,6 +25,7 @@
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
+#include "runtime/cgroup.h"
 #include "runtime/process_runtime.h"
 #include "runtime/test_util.h"
 
@@ -309,6 +315,86 @@ TEST_F(LimitsTest, WorkingDirClosedToTheUserIsReported) {
   EXPECT_TRUE(absl::StrContains(i->message(), "Permission denied"))
       << i->message();
   EXPECT_EQ(i->last_state().reason(), "StartError");
+}
+
+bool Enables(const std::string& dir, const std::string& c) {
+  for (absl::string_view w :
+       absl::StrSplit(ReadFile(dir + "/cgroup.subtree_control"),
+                      absl::ByAnyChar(" \n"), absl::SkipEmpty())) {
+    if (w == c) return true;
+  }
+  return false;
+}
+
+// The cgroup v2 design (limits.h, EnableV2Controller): a controller is
+// enabled down the chain of cgroups to the instance root, and refused where
+// a cgroup on the way holds processes ("no internal processes"), as tidald's
+// own would. Exercised with whatever controller this machine's cgroup v2
+// offers (here: hugetlb; memory and cpu are on cgroup v1), in a test
+// subtree below the cgroup2 mount.
+TEST(CgroupV2ControllersTest, EnabledDownTheChainRefusedThroughProcesses) {
+  auto mount_or = Cgroup2MountPoint();
+  if (!mount_or.ok()) GTEST_SKIP() << mount_or.status();
+  const std::string mount(absl::StripSuffix(*mount_or, "/"));
+  std::vector<std::string> offered =
+      absl::StrSplit(ReadFile(mount + "/cgroup.controllers"),
+                     absl::ByAnyChar(" \n"), absl::SkipEmpty());
+  if (offered.empty())
+    GTEST_SKIP() << mount << " offers no controller to exercise with";
+  // One that is not enabled below the mount yet, if any (then the test
+  // enables it at the top too, and disables it again after).
+  std::string c = offered.front();
+  for (const auto& o : offered) {
+    if (!Enables(mount, o)) c = o;
+  }
+  const bool top_had = Enables(mount, c);
+  const std::string base = absl::StrCat(mount, "/tidal-limits-test-", getpid());
+  if (mkdir(base.c_str(), 0755) != 0)
+    GTEST_SKIP() << "cannot make cgroups under " << mount;
+  std::cout << "mechanism exercised: cgroup2 controller " << c << " under "
+            << base << "\n";
+  const std::string root = base + "/ok/tidal";
+  ASSERT_TRUE(MakeCgroupDirs(root).ok());
+  absl::Status s = EnableV2Controller(mount, root, c);
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_TRUE(Enables(base, c));
+  EXPECT_TRUE(Enables(base + "/ok", c));
+  EXPECT_TRUE(Enables(root, c));
+  // An instance cgroup below the root gets the controller's files.
+  ASSERT_TRUE(MakeCgroupDirs(root + "/inst").ok());
+  EXPECT_TRUE(
+      absl::StrContains(ReadFile(root + "/inst/cgroup.controllers"), c));
+
+  // A cgroup with a process in it (like tidald's own) on the way: refused,
+  // and said why.
+  const std::string busy = base + "/busy";
+  ASSERT_TRUE(MakeCgroupDirs(busy + "/tidal").ok());
+  int hold[2];
+  ASSERT_EQ(pipe2(hold, O_CLOEXEC), 0);
+  pid_t child = fork();
+  if (child == 0) {
+    close(hold[1]);  // EOF once the parent closes its end
+    char x;
+    (void)!read(hold[0], &x, 1);
+    _exit(0);
+  }
+  close(hold[0]);
+  ASSERT_TRUE(InstanceCgroups::AddProcess(busy, child).ok());
+  s = EnableV2Controller(mount, busy + "/tidal", c);
+  EXPECT_FALSE(s.ok());
+  EXPECT_TRUE(absl::StrContains(s.message(), "holds processes")) << s;
+  std::cout << "refused: " << s.message() << "\n";
+  EXPECT_FALSE(Enables(busy, c));
+  close(hold[1]);
+  waitpid(child, nullptr, 0);
+
+  for (const std::string& d :
+       {root + "/inst", root, base + "/ok", busy + "/tidal", busy, base}) {
+    EXPECT_EQ(rmdir(d.c_str()), 0) << d << ": " << strerror(errno);
+  }
+  if (!top_had) {
+    WriteCgroupFile(mount + "/cgroup.subtree_control", "-" + c).IgnoreError();
+  }
 }
 
 }  // namespace
