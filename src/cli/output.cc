@@ -472,6 +472,22 @@ std::string DescribeApp(const tidal::v1::App& app,
                                         absl::SkipEmpty())) {
       absl::StrAppend(&out, "  ", l, "\n");
     }
+    // How each instance's process last ended (Kubernetes' Last State).
+    bool header = false;
+    for (const auto& i : instances) {
+      if (!i.has_last_state()) continue;
+      if (!header) out += "Last state:\n";
+      header = true;
+      const auto& t = i.last_state();
+      absl::StrAppend(
+          &out, "  ", i.id(), ": Terminated, ", OrDash(t.reason()),
+          " (exit code ", t.exit_code(),
+          t.signal() ? absl::StrCat(", signal ", t.signal()) : "", ")",
+          t.has_finished_at()
+              ? absl::StrCat(", ", AgeOf(t.finished_at(), now), " ago")
+              : "",
+          t.message().empty() ? "" : absl::StrCat(": ", t.message()), "\n");
+    }
   }
   out += "Events:\n";
   if (events.empty()) {

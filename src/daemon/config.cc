@@ -21,6 +21,7 @@
 #include "common/status_macros.h"
 #include "common/tls_files.h"
 #include "common/units.h"
+#include "runtime/spawner.h"
 
 namespace tidal {
 namespace {
@@ -405,6 +406,31 @@ absl::StatusOr<DaemonConfig> MakeDaemonConfig(const DaemonFlags& flags,
   // Runtime: containment and logs.
   ropts.cgroup_root =
       flags.instance_cgroup == "auto" ? "" : flags.instance_cgroup;
+  if (flags.instance_limits != "auto" && flags.instance_limits != "rlimit" &&
+      flags.instance_limits != "off") {
+    return FlagError("--instance-limits",
+                     absl::StrCat("\"", flags.instance_limits,
+                                  "\" is not one of auto, rlimit, off"));
+  }
+  ropts.limits = flags.instance_limits;
+  {
+    // Root runs instances as nobody unless told; anyone else as itself
+    // (only root may switch users).
+    std::string user = flags.instance_user;
+    if (user.empty()) user = geteuid() == 0 ? "nobody" : "";
+    if (!user.empty()) {
+      absl::StatusOr<InstanceUser> u = LookupUser(user);
+      if (!u.ok()) return FlagError("--instance-user", u.status().message());
+      if (u->uid != geteuid() && geteuid() != 0) {
+        return FlagError(
+            "--instance-user",
+            absl::StrCat("tidald runs as uid ", geteuid(),
+                         " and cannot run instances as ", u->name, " (uid ",
+                         u->uid, "): only root can switch users"));
+      }
+    }
+    ropts.instance_user = user;
+  }
   if (flags.max_instances < 0) {
     return FlagError("--max-instances", "must be >= 0 (0 = no limit)");
   }

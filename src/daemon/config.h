@@ -53,6 +53,11 @@ struct DaemonFlags {
   std::string allow_private_webhooks = "auto";
   // Runtime: containment and logs (docs/runtime.md).
   std::string instance_cgroup = "auto";
+  // The user instances run as; "" = nobody when tidald runs as root, else
+  // tidald's own user.
+  std::string instance_user;
+  // auto | rlimit | off (runtime/limits.h).
+  std::string instance_limits = "auto";
   int max_instances = 1000;
   std::string log_dir;
   std::string log_max_size = "10Mi";

@@ -137,6 +137,15 @@ int main(int argc, char** argv) {
                  "child subreaper; off: always the subreaper; or a cgroup v2 "
                  "directory to use as the root")
       ->capture_default_str();
+  app.add_option("--instance-user", flags.instance_user,
+                 "User (name or uid) instances run as (default: nobody when "
+                 "tidald runs as root, else tidald's own user)");
+  app.add_option("--instance-limits", flags.instance_limits,
+                 "auto: resources.memory/cpu enforced with cgroup v2 "
+                 "controllers, else cgroup v1, else RLIMIT_AS for memory; "
+                 "rlimit: RLIMIT_AS only; off: not enforced")
+      ->check(CLI::IsMember({"auto", "rlimit", "off"}))
+      ->capture_default_str();
   app.add_option("--max-instances", flags.max_instances,
                  "Instances this tidald runs at most (more fail to start, "
                  "with an event saying so; 0 = no limit)")

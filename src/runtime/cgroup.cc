@@ -166,6 +166,24 @@ bool EnvironHas(pid_t pid, const std::string& entry) {
 
 }  // namespace
 
+std::string ReadCgroupFile(const std::string& path) {
+  return ReadSmallFile(path);
+}
+
+absl::Status WriteCgroupFile(const std::string& path, const std::string& data) {
+  return WriteSmallFile(path, data);
+}
+
+absl::Status MakeCgroupDirs(const std::string& path) { return MakeDirs(path); }
+
+absl::Status ProbeCgroupDir(const std::string& dir) { return Probe(dir); }
+
+absl::StatusOr<std::string> Cgroup2MountPoint() {
+  auto mount = Cgroup2Mount();
+  if (!mount.ok()) return mount.status();
+  return mount->first;
+}
+
 absl::StatusOr<InstanceCgroups> InstanceCgroups::Open(const std::string& root) {
   std::string dir = root;
   if (dir.empty()) {
@@ -213,22 +231,27 @@ absl::StatusOr<std::string> InstanceCgroups::Create(
   return path;
 }
 
-int InstanceCgroups::RemoveStale(absl::Duration min_age) const {
-  DIR* dir = opendir(root_.c_str());
-  if (dir == nullptr) return 0;
-  std::vector<std::string> candidates;
+std::vector<std::string> OldCgroupDirs(const std::string& root,
+                                       absl::Duration min_age) {
+  std::vector<std::string> out;
+  DIR* dir = opendir(root.c_str());
+  if (dir == nullptr) return out;
   const absl::Time now = absl::Now();
   while (dirent* d = readdir(dir)) {
     if (d->d_name[0] == '.' || d->d_type != DT_DIR) continue;
-    std::string path = absl::StrCat(root_, "/", d->d_name);
+    std::string path = absl::StrCat(root, "/", d->d_name);
     struct stat st;
     if (stat(path.c_str(), &st) != 0) continue;
     if (now - absl::FromTimeT(st.st_mtime) < min_age) continue;
-    candidates.push_back(path);
+    out.push_back(path);
   }
   closedir(dir);
+  return out;
+}
+
+int InstanceCgroups::RemoveStale(absl::Duration min_age) const {
   int removed = 0;
-  for (const auto& path : candidates) {
+  for (const auto& path : OldCgroupDirs(root_, min_age)) {
     // rmdir refuses a populated cgroup (EBUSY), so only empty ones go.
     if (!Populated(path) && rmdir(path.c_str()) == 0) ++removed;
   }

@@ -61,6 +61,23 @@ class InstanceCgroups {
   std::string root_;
 };
 
+// Small helpers for cgroup files (v1 and v2), shared with limits.h.
+// Reads a file whole; "" if it cannot be read.
+std::string ReadCgroupFile(const std::string& path);
+// Writes `data` in one write(); the error names the file and the value.
+absl::Status WriteCgroupFile(const std::string& path, const std::string& data);
+// mkdir -p (mode 0755).
+absl::Status MakeCgroupDirs(const std::string& path);
+// Moves a short-lived child into <dir>/.probe-<pid> and removes it again:
+// proves that processes can be placed below `dir`.
+absl::Status ProbeCgroupDir(const std::string& dir);
+// The child directories of `root` (not starting with '.') last modified at
+// least `min_age` ago.
+std::vector<std::string> OldCgroupDirs(const std::string& root,
+                                       absl::Duration min_age);
+// Where cgroup v2 is mounted (from /proc/self/mountinfo).
+absl::StatusOr<std::string> Cgroup2MountPoint();
+
 // One process as /proc/<pid>/stat shows it.
 struct ProcEntry {
   pid_t pid = 0;

@@ -34,10 +34,12 @@
 #include "absl/time/clock.h"
 #include "common/logging.h"
 #include "common/proto_time.h"
+#include "common/units.h"
 #include "runtime/cgroup.h"
 #include "runtime/file_log_stream.h"
 #include "runtime/instance_record.pb.h"
 #include "runtime/instance_records.h"
+#include "runtime/limits.h"
 #include "runtime/log_pipe.h"
 #include "runtime/prober.h"
 #include "runtime/proc_stat.h"
@@ -150,6 +152,17 @@ class ProcessRuntime::Impl {
       absl::Status s = BecomeSubreaper();
       if (!s.ok()) log_->error("runtime: {}", s.ToString());
     }
+    limits_ =
+        InstanceLimits::Open(opts_.limits, cgroups_ ? cgroups_->root() : "");
+    log_->info("runtime: instance limits: {}", limits_.Describe());
+    user_ = OpenUser(opts_.instance_user);
+    if (user_.ok()) {
+      log_->info("runtime: instances run as user {} (uid {}, gid {})",
+                 user_->name, user_->uid, user_->gid);
+    } else {
+      log_->error("runtime: instances cannot start: {}",
+                  user_.status().ToString());
+    }
     LogLimits limits;
     limits.max_bytes = opts_.log_max_bytes;
     limits.rotated_files = opts_.log_rotated_files;
@@ -166,6 +179,22 @@ class ProcessRuntime::Impl {
   }
 
   ~Impl() { Shutdown(false); }
+
+  // The user instances run as: `name` ("" = this process's own user).
+  static absl::StatusOr<InstanceUser> OpenUser(const std::string& name) {
+    absl::StatusOr<InstanceUser> u =
+        LookupUser(name.empty() ? std::to_string(geteuid()) : name);
+    if (!u.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("instance user: ", u.status().message()));
+    }
+    if (u->uid != geteuid() && geteuid() != 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "instance user ", u->name, " (uid ", u->uid, "): tidald runs as uid ",
+          geteuid(), " and only root can run processes as another user"));
+    }
+    return u;
+  }
 
   // ---- public API ----
 
@@ -185,6 +214,7 @@ class ProcessRuntime::Impl {
       absl::MutexLock l(&mu_);
       if (shut_down_)
         return absl::FailedPreconditionError("runtime is shut down");
+      if (!user_.ok()) return user_.status();
       if (opts_.max_instances > 0 &&
           static_cast<int>(procs_.size()) >= opts_.max_instances) {
         return absl::ResourceExhaustedError(
@@ -291,6 +321,16 @@ class ProcessRuntime::Impl {
   }
 
   std::string Containment() const { return cgroups_ ? "cgroup" : "subreaper"; }
+  const InstanceLimits& Limits() const { return limits_; }
+  std::string UserName() const { return user_.ok() ? user_->name : ""; }
+
+  std::vector<std::string> LimitCgroupsOf(const std::string& id) {
+    absl::MutexLock l(&mu_);
+    auto it = procs_.find(id);
+    if (it == procs_.end()) return {};
+    const auto& cg = it->second->rec.limit_cgroups();
+    return std::vector<std::string>(cg.begin(), cg.end());
+  }
 
   std::string CgroupOf(const std::string& id) {
     absl::MutexLock l(&mu_);
@@ -424,6 +464,7 @@ class ProcessRuntime::Impl {
         // Instance cgroups nothing refers to any more (an instance whose
         // record went with its data directory, or a failed rmdir).
         int stale = cgroups_->RemoveStale(absl::Minutes(1));
+        stale += limits_.RemoveStale(absl::Minutes(1));
         if (stale > 0)
           log_->info("runtime: removed {} empty instance cgroups", stale);
       }
@@ -476,6 +517,16 @@ class ProcessRuntime::Impl {
                  rec.namespace_(), rec.app(), rec.id(), left);
     }
     if (!rec.log_fifo().empty()) unlink(rec.log_fifo().c_str());
+    RemoveLimitCgroups(rec);
+  }
+
+  // rmdir of the instance's cgroup v1 limit directories (its processes are
+  // gone); one that is still busy goes with a later RemoveStale.
+  void RemoveLimitCgroups(const InstanceRecord& rec) {
+    std::vector<std::string> dirs(rec.limit_cgroups().begin(),
+                                  rec.limit_cgroups().end());
+    absl::Status s = InstanceLimits::RemoveV1(dirs);
+    if (!s.ok()) log_->warn("runtime: {}", s.ToString());
   }
 
   absl::StatusOr<std::unique_ptr<LogStream>> OpenLogs(
@@ -648,6 +699,16 @@ class ProcessRuntime::Impl {
       if (!cg.ok()) return cg.status();
       p.rec.set_cgroup(*cg);
     }
+    // Its limits (limits.h): in its cgroup v2, or cgroup v1 directories of
+    // its own.
+    const auto& res = p.rec.template_().resources();
+    ResourceLimits want;
+    want.memory_bytes = res.memory_bytes();
+    want.cpu_millis = res.cpu_millis();
+    auto applied = limits_.Apply(p.info.id(), p.rec.cgroup(), want);
+    if (!applied.ok()) return applied.status();
+    p.rec.clear_limit_cgroups();
+    for (const auto& dir : applied->v1_cgroups) p.rec.add_limit_cgroups(dir);
     return absl::OkStatus();
   }
 
@@ -662,6 +723,7 @@ class ProcessRuntime::Impl {
       absl::Status s = InstanceCgroups::Remove(p.rec.cgroup());
       if (!s.ok()) log_->warn("runtime: {}", s.ToString());
     }
+    RemoveLimitCgroups(p.rec);
   }
 
   // SIGKILLs every process of the instance but the leader's own pid: the
@@ -681,6 +743,13 @@ class ProcessRuntime::Impl {
     return static_cast<int>(rest.size());
   }
 
+  int64_t OomKillsOf(
+      const std::string& cgroup,
+      const google::protobuf::RepeatedPtrField<std::string>& v1) const {
+    return limits_.OomKills(cgroup,
+                            std::vector<std::string>(v1.begin(), v1.end()));
+  }
+
   // Pids of instance processes someone waits for (never reaped elsewhere).
   std::vector<pid_t> LeadersLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     std::vector<pid_t> out;
@@ -697,7 +766,15 @@ class ProcessRuntime::Impl {
   absl::Status SpawnLocked(Proc& p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const auto& tmpl = p.rec.template_();
     SpawnSpec spec;
-    spec.env = BuildInstanceEnv(p.info, tmpl, opts_.extra_path);
+    // user_ is ok here (Start checks it; a restart keeps the one it had).
+    const bool other_user = user_.ok() && user_->uid != geteuid();
+    spec.env = BuildInstanceEnv(p.info, tmpl, opts_.extra_path,
+                                other_user ? &*user_ : nullptr);
+    if (other_user) spec.user = *user_;
+    spec.extra_cgroups.assign(p.rec.limit_cgroups().begin(),
+                              p.rec.limit_cgroups().end());
+    if (limits_.memory() == "rlimit")
+      spec.rlimit_as = tmpl.resources().memory_bytes();
     spec.argv.assign(tmpl.command().begin(), tmpl.command().end());
     spec.argv.insert(spec.argv.end(), tmpl.args().begin(), tmpl.args().end());
     spec.working_dir = tmpl.working_dir();
@@ -745,6 +822,8 @@ class ProcessRuntime::Impl {
                     p.info.clear_message();
                     p.info.clear_ready_time();
                     *p.info.mutable_start_time() = ToProtoTime(p.run_start);
+                    p.rec.set_oom_kills_at_start(
+                        OomKillsOf(p.rec.cgroup(), p.rec.limit_cgroups()));
                     absl::Status rs = WriteRecordLocked(p);
                     if (!rs.ok()) p.pid = 0;
                     return rs;
@@ -1100,6 +1179,10 @@ class ProcessRuntime::Impl {
       absl::MutexLock l(&mu_);
       if (p->gen != gen || p->gone || p->pid <= 0) return;
       pid_t pid = p->pid;
+      // Killed by the OOM killer (at its memory limit) since it started?
+      // Read before the rest is killed, which the counter does not count.
+      const int64_t ooms = OomKillsOf(p->rec.cgroup(), p->rec.limit_cgroups());
+      const bool oom_killed = ooms > 0 && ooms > p->rec.oom_kills_at_start();
       // Take the rest of the instance down with it (its process group, and
       // its cgroup or the descendants that left the group), then reap.
       kill(-pid, SIGKILL);
@@ -1110,15 +1193,40 @@ class ProcessRuntime::Impl {
         w = waitpid(pid, &status, p->own_child ? 0 : WNOHANG);
       } while (w < 0 && errno == EINTR);
       std::string why;
+      // How it ended, the Kubernetes way (Instance.last_state).
+      tidal::v1::InstanceTermination ended;
       if (w == pid && WIFEXITED(status)) {
         why = absl::StrCat("exit code ", WEXITSTATUS(status));
+        ended.set_exit_code(WEXITSTATUS(status));
+        ended.set_reason(WEXITSTATUS(status) == 0 ? "Completed" : "Error");
       } else if (w == pid && WIFSIGNALED(status)) {
         why = absl::StrCat("killed by signal ", WTERMSIG(status));
+        ended.set_exit_code(128 + WTERMSIG(status));
+        ended.set_signal(WTERMSIG(status));
+        ended.set_reason("Error");
       } else {
         why = "exited; status unknown";
+        ended.set_reason("Unknown");
       }
-      if (!p->spawn_error.empty()) why = p->spawn_error;
+      ended.set_message(why);
+      if (!p->spawn_error.empty()) {
+        why = p->spawn_error;
+        ended.set_reason("StartError");
+        ended.set_message(why);
+      }
       if (p->liveness_killed) why = "liveness probe failed";
+      const int64_t memory_limit =
+          p->rec.template_().resources().memory_bytes();
+      if (oom_killed) {
+        why = absl::StrCat("OOMKilled: out of memory at its limit of ",
+                           FormatBytes(memory_limit), " (resources.memory; ",
+                           limits_.memory(), "); ", why);
+        ended.set_reason("OOMKilled");
+        ended.set_message(why);
+      }
+      *ended.mutable_started_at() = p->info.start_time();
+      *ended.mutable_finished_at() = ToProtoTime(clock_->Now());
+      *p->info.mutable_last_state() = ended;
       p->pid = 0;
       p->info.set_pid(0);
       p->info.set_ready(false);
@@ -1146,10 +1254,19 @@ class ProcessRuntime::Impl {
             absl::StrCat("back-off ", ShortDuration(delay),
                          " restarting failed instance (", why, ")");
         p->info.set_phase("CrashLoopBackOff");
-        p->info.set_reason("CrashLoopBackOff");
+        // As Kubernetes shows it: the reason it last stopped when that is
+        // OOMKilled, else CrashLoopBackOff.
+        p->info.set_reason(oom_killed ? "OOMKilled" : "CrashLoopBackOff");
         p->info.set_message(msg);
         log_->warn("app={}/{} instance {}: {}", p->info.namespace_(),
                    p->info.app(), p->info.id(), msg);
+        if (oom_killed) {
+          changes.push_back(Change(
+              *p, "Warning", "OOMKilled",
+              absl::StrCat("instance ", p->info.id(),
+                           " was killed: out of memory (resources.memory ",
+                           FormatBytes(memory_limit), ")")));
+        }
         changes.push_back(Change(*p, "Warning", "BackOff", msg));
         restart = true;
       }
@@ -1282,6 +1399,8 @@ class ProcessRuntime::Impl {
   const InstanceRecords records_;
   std::string logs_dir_;
   std::optional<InstanceCgroups> cgroups_;  // unset: subreaper
+  InstanceLimits limits_;
+  absl::StatusOr<InstanceUser> user_;
   const std::string boot_id_ = BootId();
 
   // Supervisor thread (io_ is thread-safe; the timers below are its own).
@@ -1347,6 +1466,21 @@ std::string ProcessRuntime::Containment() const { return impl_->Containment(); }
 
 std::string ProcessRuntime::CgroupOf(const std::string& instance_id) {
   return impl_->CgroupOf(instance_id);
+}
+
+std::string ProcessRuntime::MemoryLimits() const {
+  return impl_->Limits().memory();
+}
+
+std::string ProcessRuntime::CpuLimits() const { return impl_->Limits().cpu(); }
+
+std::vector<std::string> ProcessRuntime::LimitCgroupsOf(
+    const std::string& instance_id) {
+  return impl_->LimitCgroupsOf(instance_id);
+}
+
+std::string ProcessRuntime::InstanceUserName() const {
+  return impl_->UserName();
 }
 
 bool ProcessRuntime::WaitForNoInstances(absl::Duration timeout) {

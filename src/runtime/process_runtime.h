@@ -2,7 +2,8 @@
 
 // ProcessRuntime: the default Runtime. Each instance is a local child process
 // in its own session, process group and cgroup (or, without cgroup v2, below
-// tidald as a child subreaper), with its own port from a range, stdout/stderr
+// tidald as a child subreaper), as an unprivileged user, within its memory
+// and CPU limits, with its own port from a range, stdout/stderr
 // copied into capped log files through a FIFO, readiness and liveness probes,
 // restarts with exponential backoff (CrashLoopBackOff), graceful stops and
 // adoption of instances left running by a previous tidald (see
@@ -50,6 +51,15 @@ struct ProcessRuntimeOptions {
   // usable cgroup v2 tidald becomes a child subreaper and finds descendants
   // by scanning /proc.
   std::string cgroup_root;
+  // Enforcement of resources.memory and resources.cpu (limits.h): "auto"
+  // (cgroup v2 controllers, else cgroup v1 hierarchies, else RLIMIT_AS for
+  // memory), "rlimit" (no cgroup controllers) or "off" (not enforced).
+  std::string limits = "auto";
+  // The user instances run as (a name or a uid): "" = tidald's own user.
+  // Another user than tidald's needs tidald to run as root; Start() fails
+  // with FailedPrecondition while it cannot be used (no such user, not
+  // root). tidald passes --instance-user (default nobody when root).
+  std::string instance_user;
   // Start() fails with RESOURCE_EXHAUSTED beyond this many instances; 0 = no
   // limit.
   int max_instances = 0;
@@ -130,6 +140,14 @@ class ProcessRuntime : public Runtime {
   std::string Containment() const;
   // The cgroup directory of an instance ("" without cgroups or instance).
   std::string CgroupOf(const std::string& instance_id);
+  // How resources.memory is enforced: "cgroup2", "cgroup1", "rlimit" or
+  // "none"; resources.cpu: "cgroup2", "cgroup1" or "none" (limits.h).
+  std::string MemoryLimits() const;
+  std::string CpuLimits() const;
+  // The cgroup v1 directories holding an instance's limits (limits.h).
+  std::vector<std::string> LimitCgroupsOf(const std::string& instance_id);
+  // The user instances run as ("" when it could not be looked up).
+  std::string InstanceUserName() const;
 
   // Waits until no instance is left (after Stop calls); false on timeout.
   bool WaitForNoInstances(absl::Duration timeout);

@@ -2,8 +2,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -15,6 +18,7 @@
 #include <map>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -27,15 +31,52 @@ namespace tidal {
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
 
+absl::StatusOr<InstanceUser> LookupUser(const std::string& name_or_uid) {
+  std::vector<char> buf(16384);
+  struct passwd pw, *found = nullptr;
+  uint32_t uid = 0;
+  int rc = absl::SimpleAtoi(name_or_uid, &uid)
+               ? getpwuid_r(uid, &pw, buf.data(), buf.size(), &found)
+               : getpwnam_r(name_or_uid.c_str(), &pw, buf.data(), buf.size(),
+                            &found);
+  if (found == nullptr) {
+    return absl::NotFoundError(
+        absl::StrCat("no user \"", name_or_uid, "\" in the passwd database",
+                     rc != 0 ? absl::StrCat(" (", strerror(rc), ")") : ""));
+  }
+  InstanceUser u;
+  u.name = pw.pw_name;
+  u.uid = pw.pw_uid;
+  u.gid = pw.pw_gid;
+  u.home = pw.pw_dir != nullptr ? pw.pw_dir : "/";
+  int n = 64;
+  for (int round = 0; round < 4; ++round) {
+    u.groups.assign(static_cast<size_t>(n), 0);
+    int got = n;
+    if (getgrouplist(u.name.c_str(), u.gid, u.groups.data(), &got) >= 0) {
+      u.groups.resize(static_cast<size_t>(got));
+      break;
+    }
+    n = std::max(got, n * 2);
+    u.groups.assign(1, u.gid);
+  }
+  return u;
+}
+
 std::vector<std::string> BuildInstanceEnv(
     const tidal::v1::Instance& instance, const tidal::v1::Template& tmpl,
-    const std::vector<std::string>& extra_path) {
+    const std::vector<std::string>& extra_path, const InstanceUser* user) {
   static const char* kInherit[] = {"PATH",     "HOME", "USER",
                                    "LOGNAME",  "LANG", "LC_ALL",
                                    "LC_CTYPE", "TZ",   "TMPDIR"};
   std::map<std::string, std::string> env;
   for (const char* name : kInherit) {
     if (const char* v = getenv(name)) env[name] = v;
+  }
+  if (user != nullptr && user->uid != geteuid()) {
+    env["HOME"] = user->home;
+    env["USER"] = user->name;
+    env["LOGNAME"] = user->name;
   }
   if (!instance.host().empty()) env["HOST"] = instance.host();
   for (const auto& e : tmpl.env()) env[e.name()] = e.value();
@@ -54,22 +95,29 @@ std::vector<std::string> BuildInstanceEnv(
   return out;
 }
 
-std::string ResolveCommand(const std::string& cmd,
-                           const std::vector<std::string>& env) {
-  if (cmd.find('/') != std::string::npos) return cmd;
+std::vector<std::string> CommandCandidates(
+    const std::string& cmd, const std::vector<std::string>& env) {
+  if (cmd.find('/') != std::string::npos) return {cmd};
   std::string path;
   for (const auto& e : env) {
     if (absl::StartsWith(e, "PATH=")) path = e.substr(5);
   }
+  std::vector<std::string> out;
   for (absl::string_view dir : absl::StrSplit(path, ':')) {
     std::string candidate = absl::StrCat(dir.empty() ? "." : dir, "/", cmd);
     struct stat st;
     if (stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
         access(candidate.c_str(), X_OK) == 0) {
-      return candidate;
+      out.push_back(std::move(candidate));
     }
   }
-  return "";
+  return out;
+}
+
+std::string ResolveCommand(const std::string& cmd,
+                           const std::vector<std::string>& env) {
+  std::vector<std::string> all = CommandCandidates(cmd, env);
+  return all.empty() ? "" : all.front();
 }
 
 bool PortFree(int port) {
@@ -104,12 +152,22 @@ absl::StatusOr<Spawned> Spawn(
     close(logfd);
     return absl::InvalidArgumentError("spawn: empty command");
   }
-  std::string exe = ResolveCommand(spec.argv[0], spec.env);
-  if (exe.empty()) {
+  std::vector<std::string> exes = CommandCandidates(spec.argv[0], spec.env);
+  if (exes.empty()) {
     out.error =
         absl::StrCat("executable \"", spec.argv[0], "\" not found in PATH");
-    exe = spec.argv[0];
+    exes.push_back(spec.argv[0]);
   }
+  const std::string& exe = exes.front();
+  std::vector<const char*> exe_list;
+  for (const auto& e : exes) exe_list.push_back(e.c_str());
+  const bool switch_user = spec.user.has_value();
+  const uid_t uid = switch_user ? spec.user->uid : 0;
+  const gid_t gid = switch_user ? spec.user->gid : 0;
+  const std::vector<gid_t> groups =
+      switch_user ? spec.user->groups : std::vector<gid_t>();
+  struct rlimit as_limit;
+  as_limit.rlim_cur = as_limit.rlim_max = static_cast<rlim_t>(spec.rlimit_as);
   std::vector<char*> argv, envp;
   for (auto& a : spec.argv) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -160,20 +218,33 @@ absl::StatusOr<Spawned> Spawn(
       n = read(go[0], &c, 1);
     } while (n < 0 && errno == EINTR);
     if (n != 1) _exit(127);  // tidald died before recording us
-    int e = 0;
-    if (!spawn_failed) {
-      if (!workdir.empty() && chdir(workdir.c_str()) != 0) {
-        e = errno;
-        char tag = 'c';
-        (void)!write(err[1], &tag, 1);
-        (void)!write(err[1], &e, sizeof(e));
-        _exit(127);
-      }
-      execve(exe.c_str(), argv.data(), envp.data());
-      e = errno;
-      char tag = 'e';
+    auto fail = [&](char tag) {
+      int e = errno;
       (void)!write(err[1], &tag, 1);
       (void)!write(err[1], &e, sizeof(e));
+      _exit(127);
+    };
+    if (!spawn_failed) {
+      if (as_limit.rlim_cur > 0 && setrlimit(RLIMIT_AS, &as_limit) != 0)
+        fail('r');
+      // Drop privileges: groups first, the uid last (after it nothing
+      // else could be changed).
+      if (switch_user) {
+        if (setgroups(groups.size(), groups.data()) != 0) fail('u');
+        if (setgid(gid) != 0 || setuid(uid) != 0) fail('u');
+      }
+      // As the instance's user: its working directory and command must be
+      // open to it.
+      if (!workdir.empty() && chdir(workdir.c_str()) != 0) fail('c');
+      // Like execvp: a candidate the user may not run gives way to the
+      // next one on PATH; the first error is reported.
+      int first = 0;
+      for (const char* path : exe_list) {
+        execve(path, argv.data(), envp.data());
+        if (first == 0) first = errno;
+      }
+      errno = first;
+      fail('e');
     }
     _exit(127);
   }
@@ -199,6 +270,10 @@ absl::StatusOr<Spawned> Spawn(
     absl::Status cs = InstanceCgroups::AddProcess(spec.cgroup, pid);
     if (!cs.ok()) return abandon(cs);
   }
+  for (const auto& cg : spec.extra_cgroups) {
+    absl::Status cs = InstanceCgroups::AddProcess(cg, pid);
+    if (!cs.ok()) return abandon(cs);
+  }
   out.pid = pid;
   ProcStat st;
   if (ReadProcStat(pid, &st)) out.start_ticks = st.start_ticks;
@@ -220,9 +295,30 @@ absl::StatusOr<Spawned> Spawn(
   if (got == sizeof(buf)) {
     int e;
     memcpy(&e, buf + 1, sizeof(e));
-    out.error = buf[0] == 'c'
-                    ? absl::StrCat("chdir ", workdir, ": ", strerror(e))
-                    : absl::StrCat("exec ", exe, ": ", strerror(e));
+    const std::string as =
+        switch_user
+            ? absl::StrCat(" as user ", spec.user->name, " (uid ", uid, ")")
+            : "";
+    switch (buf[0]) {
+      case 'c':
+        out.error = absl::StrCat("chdir ", workdir, as, ": ", strerror(e));
+        break;
+      case 'u':
+        out.error =
+            absl::StrCat("switching to user ", spec.user->name, " (uid ", uid,
+                         ", gid ", gid, "): ", strerror(e));
+        break;
+      case 'r':
+        out.error = absl::StrCat("setrlimit(RLIMIT_AS, ", spec.rlimit_as,
+                                 "): ", strerror(e));
+        break;
+      default:
+        out.error = absl::StrCat(
+            "exec ", exe, as, ": ", strerror(e),
+            exes.size() > 1
+                ? absl::StrCat(" (tried ", absl::StrJoin(exes, ", "), ")")
+                : "");
+    }
   }
   int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
   if (pidfd >= 0) {

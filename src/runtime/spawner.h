@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,21 +19,43 @@
 
 namespace tidal {
 
+// The user an instance's process runs as (tidald --instance-user).
+struct InstanceUser {
+  std::string name;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> groups;  // supplementary groups (getgrouplist)
+  std::string home;
+};
+
+// Looks a user up by name or numeric uid (the passwd database).
+absl::StatusOr<InstanceUser> LookupUser(const std::string& name_or_uid);
+
 // The environment of an instance ("NAME=value", sorted by name): a few
 // variables of tidald's own (PATH, HOME, USER, LOGNAME, LANG, LC_ALL,
 // LC_CTYPE, TZ, TMPDIR), then HOST (instance.host(): the address the instance
 // is reached at, so it listens there; the template may set another, e.g.
 // 0.0.0.0), then the template's env, then PORT, TIDAL_APP, TIDAL_NAMESPACE,
 // TIDAL_INSTANCE and TIDAL_REVISION from `instance`. PATH gets `extra_path`
-// in front (and a default when tidald has none).
+// in front (and a default when tidald has none). With a `user` other than
+// tidald's own, HOME, USER and LOGNAME are that user's (before the
+// template's env, which may set others).
 std::vector<std::string> BuildInstanceEnv(
     const tidal::v1::Instance& instance, const tidal::v1::Template& tmpl,
-    const std::vector<std::string>& extra_path);
+    const std::vector<std::string>& extra_path,
+    const InstanceUser* user = nullptr);
 
 // `cmd` itself when it holds a '/', else the first executable regular file
 // named `cmd` in the PATH of `env` ("NAME=value" entries); "" if none.
 std::string ResolveCommand(const std::string& cmd,
                            const std::vector<std::string>& env);
+
+// Every candidate for `cmd`: itself when it holds a '/', else each
+// executable regular file named `cmd` in the PATH of `env`, in PATH order
+// (as this process sees them; the instance's user may be refused some, so
+// the child tries them in turn, as execvp does).
+std::vector<std::string> CommandCandidates(const std::string& cmd,
+                                           const std::vector<std::string>& env);
 
 // Whether `port` can be bound on every address (SO_REUSEADDR) right now.
 bool PortFree(int port);
@@ -50,6 +73,12 @@ struct SpawnSpec {
   int output_fd = -1;
   // A cgroup directory the child joins before it may exec ("" = none).
   std::string cgroup;
+  // More cgroups it joins (cgroup v1 memory/cpu for its limits, limits.h).
+  std::vector<std::string> extra_cgroups;
+  // RLIMIT_AS of the child (0: inherited).
+  int64_t rlimit_as = 0;
+  // Drops to this user (setgroups, setgid, setuid) before chdir and exec.
+  std::optional<InstanceUser> user;
 };
 
 struct Spawned {
@@ -59,7 +88,7 @@ struct Spawned {
   // caller owns it.
   int pidfd = -1;
   // Why the process exits 127 without running the command: executable not
-  // found, or chdir/exec failed. Empty when it runs.
+  // found, or the user switch, chdir or exec failed. Empty when it runs.
   std::string error;
 };
 

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/time/clock.h"
+#include "e2e/daemon_test.h"
 #include "e2e/e2e_util.h"
 #include "e2e/http_client.h"
 
@@ -42,39 +43,7 @@ spec:
 )");
 }
 
-class CoreE2ETest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    marker_ = absl::StrCat(
-        "e2e-", getpid(), "-",
-        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    daemon_ = std::make_unique<Daemon>(dir_.path());
-    ASSERT_TRUE(daemon_->Start())
-        << "tidald did not start; see " << daemon_->log_path();
-  }
-  void TearDown() override {
-    daemon_.reset();
-    // Nothing of ours may outlive the test.
-    for (pid_t pid : FindProcesses(marker_)) kill(pid, SIGKILL);
-  }
-  CommandResult Apply(const std::string& yaml) {
-    std::string path = dir_.path() + "/app.yaml";
-    WriteFile(path, yaml);
-    return daemon_->Ctl({"apply", "-f", path});
-  }
-  int Count() { return static_cast<int>(FindProcesses(marker_).size()); }
-  int Ready(const std::string& name) {
-    auto r = daemon_->Ctl({"get", "app", name, "-o", "json"});
-    if (r.exit_code != 0) return -1;
-    auto pos = r.out.find("\"readyReplicas\":");
-    if (pos == std::string::npos) return 0;
-    return atoi(r.out.c_str() + pos + strlen("\"readyReplicas\":"));
-  }
-
-  TempDir dir_;
-  std::string marker_;
-  std::unique_ptr<Daemon> daemon_;
-};
+class CoreE2ETest : public DaemonTest {};
 
 TEST_F(CoreE2ETest, ScaleReplaceCrashAndDelete) {
   auto r = Apply(AppYaml("hello", 3, marker_, "v1"));

@@ -198,6 +198,62 @@ TEST(SpawnerTest, ExecFailuresAreReportedAndTheProcessExits127) {
   }
 }
 
+// As another user (root only): the first match on PATH that user may not
+// run (a directory closed to it, like /root/.pyenv/shims) gives way to the
+// next, as with execvp; HOME, USER and LOGNAME are the user's.
+TEST(SpawnerTest, AnotherUserRunsTheFirstCommandOnPathItMayRun) {
+  if (geteuid() != 0) GTEST_SKIP() << "only root can switch users";
+  auto nobody = LookupUser("nobody");
+  ASSERT_TRUE(nobody.ok()) << nobody.status();
+  TempDir closed, open, out_dir;  // mkdtemp: 0700, root's
+  ASSERT_EQ(chmod(open.path().c_str(), 0755), 0);
+  for (const auto* d : {&closed, &open}) {
+    const std::string tool = d->path() + "/tidal-spawner-tool";
+    std::ofstream(tool) << "#!/bin/sh\necho \"ran " << d->path()
+                        << " as $(id -u) $USER $HOME\"\n";
+    ASSERT_EQ(chmod(tool.c_str(), 0755), 0);
+  }
+  EXPECT_EQ(CommandCandidates("tidal-spawner-tool",
+                              {"PATH=" + closed.path() + ":" + open.path()})
+                .size(),
+            2u);
+  tidal::v1::Template tmpl;
+  std::vector<std::string> env = BuildInstanceEnv(Info(), tmpl, {}, &*nobody);
+  EXPECT_EQ(Get(env, "USER"), "nobody");
+  EXPECT_EQ(Get(env, "HOME"), nobody->home);
+  for (auto& e : env) {
+    if (absl::StartsWith(e, "PATH="))
+      e = "PATH=" + closed.path() + ":" + open.path() + ":/usr/bin:/bin";
+  }
+  const std::string out = out_dir.path() + "/out";
+  SpawnSpec spec;
+  spec.argv = {"tidal-spawner-tool"};
+  spec.env = env;
+  spec.user = *nobody;
+  spec.output_fd = OpenOutput(out);
+  auto spawned = Spawn(spec, [](pid_t, uint64_t) { return absl::OkStatus(); });
+  ASSERT_TRUE(spawned.ok()) << spawned.status();
+  EXPECT_EQ(spawned->error, "");
+  if (spawned->pidfd >= 0) close(spawned->pidfd);
+  EXPECT_EQ(WaitExit(spawned->pid), 0);
+  EXPECT_EQ(ReadFile(out),
+            "ran " + open.path() + " as 65534 nobody " + nobody->home + "\n");
+
+  // Only the closed one: the error names the user and the files tried.
+  for (auto& e : spec.env) {
+    if (absl::StartsWith(e, "PATH=")) e = "PATH=" + closed.path();
+  }
+  spec.output_fd = OpenOutput(out);
+  spawned = Spawn(spec, [](pid_t, uint64_t) { return absl::OkStatus(); });
+  ASSERT_TRUE(spawned.ok()) << spawned.status();
+  if (spawned->pidfd >= 0) close(spawned->pidfd);
+  EXPECT_EQ(WaitExit(spawned->pid), 127);
+  EXPECT_TRUE(absl::StrContains(spawned->error, "as user nobody"))
+      << spawned->error;
+  EXPECT_TRUE(absl::StrContains(spawned->error, "Permission denied"))
+      << spawned->error;
+}
+
 TEST(SpawnerTest, PortFreeSeesABoundPort) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   ASSERT_GE(fd, 0);
