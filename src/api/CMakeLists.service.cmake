@@ -7,7 +7,9 @@ add_library(tidal_api
   ${CMAKE_CURRENT_LIST_DIR}/service_status.cc
   ${CMAKE_CURRENT_LIST_DIR}/service_instances.cc
   ${CMAKE_CURRENT_LIST_DIR}/service_grpc.cc
+  ${CMAKE_CURRENT_LIST_DIR}/service_secrets.cc
+  ${CMAKE_CURRENT_LIST_DIR}/secret_store.cc
   ${CMAKE_CURRENT_LIST_DIR}/grpc_status.cc
   ${CMAKE_CURRENT_LIST_DIR}/label_selector.cc)
-target_link_libraries(tidal_api PUBLIC tidal_proto tidal_spec tidal_common gRPC::grpc++
+target_link_libraries(tidal_api PUBLIC tidal_proto tidal_spec tidal_common tidal_secret_box gRPC::grpc++
   absl::random_random absl::str_format)

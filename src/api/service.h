@@ -31,6 +31,8 @@
 
 namespace tidal {
 
+class SecretBox;
+
 struct ServiceOptions {
   std::string version = TIDAL_VERSION;
   std::string store_name =
@@ -61,6 +63,10 @@ struct ServiceOptions {
   // them Top and Rollout/ListRevisions answer FailedPrecondition.
   MetricsSource* metrics = nullptr;
   RolloutControl* rollouts = nullptr;
+  // Seals the values of Secrets (docs/secrets.md). Without it Apply refuses
+  // Secret documents (FailedPrecondition); reading names, keys and sizes
+  // and deleting need no key.
+  const SecretBox* secret_box = nullptr;
 };
 
 // Thread-safe: every method may be called from many threads at once (the
@@ -97,6 +103,13 @@ class TidalService {
   absl::StatusOr<v1::App> Rollout(const v1::RolloutRequest& req);
   absl::StatusOr<v1::ListRevisionsResponse> ListRevisions(
       const v1::ListRevisionsRequest& req);
+  // Secrets (created and updated by Apply): never with values, keys and
+  // sizes only. DeleteSecret removes the secret at once (dry_run: checks
+  // that it exists); running instances keep the values they started with.
+  absl::StatusOr<v1::Secret> GetSecret(const v1::GetRequest& req);
+  absl::StatusOr<v1::ListSecretsResponse> ListSecrets(
+      const v1::ListSecretsRequest& req);
+  absl::StatusOr<v1::Secret> DeleteSecret(const v1::DeleteRequest& req);
 
   // `send` returns false when the client is gone (the stream then ends).
   using Cancelled = std::function<bool()>;

@@ -86,6 +86,19 @@ class GrpcTidal final : public v1::Tidal::Service {
                              v1::ListRevisionsResponse* resp) override {
     return Reply(s_->ListRevisions(*req), resp);
   }
+  grpc::Status GetSecret(grpc::ServerContext*, const v1::GetRequest* req,
+                         v1::Secret* resp) override {
+    return Reply(s_->GetSecret(*req), resp);
+  }
+  grpc::Status ListSecrets(grpc::ServerContext*,
+                           const v1::ListSecretsRequest* req,
+                           v1::ListSecretsResponse* resp) override {
+    return Reply(s_->ListSecrets(*req), resp);
+  }
+  grpc::Status DeleteSecret(grpc::ServerContext*, const v1::DeleteRequest* req,
+                            v1::Secret* resp) override {
+    return Reply(s_->DeleteSecret(*req), resp);
+  }
   grpc::Status Watch(grpc::ServerContext* ctx, const v1::WatchRequest* req,
                      grpc::ServerWriter<v1::WatchEvent>* writer) override {
     return ToGrpc(s_->Watch(
