@@ -4,12 +4,15 @@
 // tidalctl output, no tidald log line and no file under the data directory.
 
 #include <gtest/gtest.h>
+#include <openssl/sha.h>
 #include <signal.h>
 #include <sys/stat.h>
 
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <tuple>
+#include <vector>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
@@ -35,8 +38,10 @@ std::string ReadAll(const std::string& path) {
 }
 
 std::string Sha256Hex(const std::string& s) {
-  CommandResult r = Run({"sha256sum"}, s);
-  return r.out.substr(0, 64);
+  unsigned char d[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(s.data()), s.size(), d);
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(d), sizeof(d)));
 }
 
 class SecretsE2ETest : public ::testing::Test {
@@ -211,6 +216,30 @@ data:
   }
   EXPECT_GT(files, 3);  // the store, the key, instance records, logs
   EXPECT_TRUE(std::filesystem::exists(data_ + "/instances"));
+}
+
+// tidald refuses a key file others may read, or of the wrong size, naming
+// the flag and the file (run directly: it exits at once).
+TEST(SecretsKeyFileE2ETest, ABadKeyFileStopsTidald) {
+  TempDir dir;
+  const std::string key = dir.path() + "/k";
+  for (const auto& [bytes, mode, want] :
+       std::vector<std::tuple<std::string, mode_t, std::string>>{
+           {std::string(32, 'k'), 0644, "chmod 600"},
+           {std::string(31, 'k'), 0600, "exactly 32 bytes"}}) {
+    WriteFile(key, bytes);
+    chmod(key.c_str(), mode);
+    CommandResult r = e2e::Run(
+        {BuildDir() + "/src/daemon/tidald", "--data-dir", dir.path() + "/d",
+         "--secrets-key-file", key, "--listen", "127.0.0.1:0",
+         "--gateway-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"},
+        "", absl::Seconds(30));
+    EXPECT_NE(r.exit_code, 0);
+    const std::string all = r.out + r.err;
+    EXPECT_TRUE(absl::StrContains(all, "--secrets-key-file")) << all;
+    EXPECT_TRUE(absl::StrContains(all, key)) << all;
+    EXPECT_TRUE(absl::StrContains(all, want)) << all;
+  }
 }
 
 }  // namespace
