@@ -515,6 +515,12 @@ class DocParser {
           continue;
         }
         var->set_name(it->first.Scalar());
+        if (it->second.IsMap() && it->second["valueFrom"].IsDefined()) {
+          Error(ToLoc(it->second.Mark()), JoinPath(ep, "valueFrom"),
+                "valueFrom needs the list form of env: - name: " +
+                    it->first.Scalar() + " followed by valueFrom: ...");
+          continue;
+        }
         std::string v;
         if (!it->second.IsNull() &&
             ReadString(it->second, JoinPath(ep, "value"), &v)) {

@@ -171,6 +171,25 @@ spec:
       << e;
 }
 
+TEST(SecretSpecTest, ValueFromInTheMapFormOfEnvSaysToUseTheList) {
+  ParseResult r = ParseApps(R"(apiVersion: tidal.dev/v1
+kind: App
+metadata: {name: web}
+spec:
+  template:
+    command: [app]
+    env:
+      DB:
+        valueFrom: {secretKeyRef: {name: db, key: k}}
+)",
+                            "a.yaml");
+  EXPECT_TRUE(absl::StrContains(
+      Errors(r),
+      "a.yaml:9:9: spec.template.env[0].valueFrom: valueFrom needs the list "
+      "form of env"))
+      << Errors(r);
+}
+
 TEST(SecretSpecTest, RedactedYamlAndJsonShowKeysNeverValues) {
   v1::Secret s;
   s.set_api_version("tidal.dev/v1");
