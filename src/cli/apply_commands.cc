@@ -311,6 +311,7 @@ int DoDelete(Context& ctx, const DeleteFlags& f) {
                  "finish\n";
   }
   std::vector<std::pair<std::string, std::string>> targets;  // (ns, name)
+  std::vector<std::pair<std::string, std::string>> secret_targets;
   if (!f.files.empty()) {
     if (!f.args.empty())
       return ctx.Error("give either -f FILE or `app NAME`, not both",
@@ -318,11 +319,15 @@ int DoDelete(Context& ctx, const DeleteFlags& f) {
     auto inputs = ReadInputs(f.files);
     if (!inputs.ok())
       return ctx.Error(std::string(inputs.status().message()), kExitUsage);
-    auto apps = ParseInputs(ctx, *inputs);
+    std::vector<tidal::v1::Secret> secrets;
+    auto apps = ParseInputs(ctx, *inputs, &secrets);
     if (!apps.ok())
       return ctx.Error(std::string(apps.status().message()), kExitUsage);
     for (const auto& a : *apps)
       targets.emplace_back(a.metadata().namespace_(), a.metadata().name());
+    for (const auto& sec : secrets)
+      secret_targets.emplace_back(sec.metadata().namespace_(),
+                                  sec.metadata().name());
   } else {
     if (!f.args.empty() && (f.args[0] == "node" || f.args[0] == "nodes")) {
       return DeleteNodes(ctx, f.args, f.dry_run);  // cluster_commands.cc
@@ -342,6 +347,14 @@ int DoDelete(Context& ctx, const DeleteFlags& f) {
       targets.emplace_back(ctx.Namespace(), f.args[i]);
   }
   const bool dry = f.dry_run != "none";
+  // The secrets of the files go at once (nothing waits on them).
+  for (const auto& [ns, name] : secret_targets) {
+    std::string saved_ns = ctx.ns;
+    ctx.ns = ns;
+    int rc = DeleteSecrets(ctx, {"secret", name}, f.dry_run);
+    ctx.ns = saved_ns;
+    if (rc != kExitOk) return rc;
+  }
   if (f.dry_run == "client") {
     // kubectl's client dry run: nothing is sent but reads; each app must
     // exist (a missing one is the same error a real delete gives).

@@ -71,6 +71,9 @@ TEST_F(SecretCommandsTest, CreateGetDescribeDiffDelete) {
   ExpectClean(r);
   EXPECT_EQ(r.out, "secret/api valid (dry run)\n");
 
+  r = Run({"delete", "-f", a});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "secret \"api\" deleted\n");
   r = Run({"delete", "secret", "db"});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, "secret \"db\" deleted\n");
