@@ -57,6 +57,8 @@ inline constexpr int64_t kMaxMemoryBytes = int64_t{16} << 40;  // 16 TiB
 inline constexpr double kMaxTarget = 1e6;
 inline constexpr double kMaxScaleRate = 1e6;
 inline constexpr int32_t kMaxPolicyValue = 1000000;
+// A Secret's keys and values together, Kubernetes' 1MiB.
+inline constexpr size_t kMaxSecretBytes = 1 << 20;
 inline constexpr int32_t kMaxBatches = 1000;
 inline constexpr int32_t kMaxBatchSize = 100000;
 inline constexpr int64_t kMaxIntOrPercent = 100000;  // maxSurge, maxUnavailable

@@ -35,6 +35,7 @@ namespace tidal {
 namespace auth {
 class ApiAuth;
 }
+class SecretBox;
 
 struct ServiceOptions {
   std::string version = TIDAL_VERSION;
@@ -66,6 +67,10 @@ struct ServiceOptions {
   // them Top and Rollout/ListRevisions answer FailedPrecondition.
   MetricsSource* metrics = nullptr;
   RolloutControl* rollouts = nullptr;
+  // Seals the values of Secrets (docs/secrets.md). Without it Apply refuses
+  // Secret documents (FailedPrecondition); reading names, keys and sizes
+  // and deleting need no key.
+  const SecretBox* secret_box = nullptr;
 };
 
 // Thread-safe: every method may be called from many threads at once (the
@@ -82,8 +87,9 @@ class TidalService {
   TidalService& operator=(const TidalService&) = delete;
 
   // Called for each object of an Apply once the request is parsed and
-  // valid, before the store is read (resource "apps", its namespace and
-  // name): an error (PermissionDenied) ends the Apply with nothing written.
+  // valid, before the store is read (resource "apps" or "secrets", its
+  // namespace and name): an error (PermissionDenied) ends the Apply with
+  // nothing written.
   using Admit = std::function<absl::Status(const std::string& resource,
                                            const std::string& ns,
                                            const std::string& name)>;
@@ -109,6 +115,13 @@ class TidalService {
   absl::StatusOr<v1::App> Rollout(const v1::RolloutRequest& req);
   absl::StatusOr<v1::ListRevisionsResponse> ListRevisions(
       const v1::ListRevisionsRequest& req);
+  // Secrets (created and updated by Apply): never with values, keys and
+  // sizes only. DeleteSecret removes the secret at once (dry_run: checks
+  // that it exists); running instances keep the values they started with.
+  absl::StatusOr<v1::Secret> GetSecret(const v1::GetRequest& req);
+  absl::StatusOr<v1::ListSecretsResponse> ListSecrets(
+      const v1::ListSecretsRequest& req);
+  absl::StatusOr<v1::Secret> DeleteSecret(const v1::DeleteRequest& req);
 
   // `send` returns false when the client is gone (the stream then ends).
   using Cancelled = std::function<bool()>;

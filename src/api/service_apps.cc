@@ -12,6 +12,7 @@
 #include "absl/synchronization/mutex.h"
 #include "api/label_selector.h"
 #include "api/limits.h"
+#include "api/secret_store.h"
 #include "api/service.h"
 #include "api/service_internal.h"
 #include "api/spec.h"
@@ -32,11 +33,13 @@ absl::StatusOr<v1::ApplyResponse> TidalService::Apply(
   // "file:line: field: " of a field path.
   std::vector<std::function<std::string(const std::string&)>> where;
   std::vector<std::string> errors;
+  std::vector<v1::Secret> secrets;  // values in data (NormalizeSecret)
   if (!req.yaml().empty()) {
     spec::ParseResult parsed = spec::ParseApps(
         req.yaml(), req.source().empty() ? "<request>" : req.source(),
         default_ns, vopts);
     for (const auto& e : parsed.errors) errors.push_back(e.ToString());
+    for (auto& p : parsed.secrets) secrets.push_back(std::move(p.secret));
     for (auto& p : parsed.apps) {
       apps.push_back(std::move(p.app));
       where.push_back([p = std::make_shared<spec::ParsedApp>(std::move(p))](
@@ -61,6 +64,22 @@ absl::StatusOr<v1::ApplyResponse> TidalService::Apply(
       return absl::StrCat(name, ": ", path, ": ");
     });
   }
+  for (int i = 0; i < req.secrets_size(); ++i) {
+    v1::Secret secret = req.secrets(i);
+    auto* md = secret.mutable_metadata();
+    if (md->namespace_().empty()) md->set_namespace_(default_ns);
+    if (secret.api_version().empty()) secret.set_api_version("tidal.dev/v1");
+    if (secret.kind().empty()) secret.set_kind("Secret");
+    std::string name =
+        md->name().empty()
+            ? absl::StrCat("secrets[", i, "]")
+            : absl::StrCat("secret ", md->namespace_(), "/", md->name());
+    for (const auto& e : spec::ValidateSecret(secret)) {
+      errors.push_back(absl::StrCat(name, ": ", e.ToString()));
+    }
+    spec::NormalizeSecret(&secret);
+    secrets.push_back(std::move(secret));
+  }
   if (req.change_cause().find('\0') != std::string::npos ||
       req.change_cause().size() > 64 * 1024) {
     errors.push_back(
@@ -80,16 +99,37 @@ absl::StatusOr<v1::ApplyResponse> TidalService::Apply(
       }
     }
   }
+  if (errors.empty()) {
+    std::set<std::string> seen;
+    for (const auto& secret : secrets) {
+      const auto& md = secret.metadata();
+      if (!seen.insert(keys::Secret(md.namespace_(), md.name())).second) {
+        errors.push_back(absl::StrCat("secret \"", md.name(),
+                                      "\" in namespace \"", md.namespace_(),
+                                      "\" appears more than once in this "
+                                      "apply"));
+      }
+    }
+  }
   if (!errors.empty())
     return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));
-  if (apps.empty())
-    return absl::InvalidArgumentError("nothing to apply: no App documents");
+  if (apps.empty() && secrets.empty())
+    return absl::InvalidArgumentError(
+        "nothing to apply: no App or Secret documents");
   if (admit) {
     for (const v1::App& app : apps) {
       RETURN_IF_ERROR(
           admit("apps", app.metadata().namespace_(), app.metadata().name()));
     }
+    for (const v1::Secret& secret : secrets) {
+      RETURN_IF_ERROR(admit("secrets", secret.metadata().namespace_(),
+                            secret.metadata().name()));
+    }
   }
+  if (!secrets.empty() && impl_->options.secret_box == nullptr)
+    return absl::FailedPreconditionError(
+        "this tidald cannot store secrets: it has no secrets key "
+        "(--secrets-key-file)");
 
   std::optional<absl::MutexLock> quota_lock;
   if (impl_->options.max_instances_per_namespace > 0)
@@ -173,15 +213,36 @@ absl::StatusOr<v1::ApplyResponse> TidalService::Apply(
       }
       *r->mutable_app() = std::move(out);
     }
+    for (const v1::Secret& in : secrets) {
+      ASSIGN_OR_RETURN(Impl::SecretWrite w, impl_->PrepareSecret(in, now));
+      v1::ApplyResult* r = resp.add_results();
+      r->set_kind("Secret");
+      r->set_namespace_(in.metadata().namespace_());
+      r->set_name(in.metadata().name());
+      r->set_action(w.action);
+      *r->mutable_secret() = std::move(w.shown);
+      if (w.action != "unchanged") {
+        ops.push_back(std::move(w.op));
+        written.push_back(resp.results_size() - 1);
+      }
+    }
     if (req.dry_run() || ops.empty()) return resp;
     auto rev = impl_->store->Txn(ops);
     if (rev.ok()) {
-      for (int i : written)
-        resp.mutable_results(i)
-            ->mutable_app()
-            ->mutable_metadata()
+      for (int i : written) {
+        v1::ApplyResult* r = resp.mutable_results(i);
+        (r->kind() == "Secret" ? r->mutable_secret()->mutable_metadata()
+                               : r->mutable_app()->mutable_metadata())
             ->set_resource_version(*rev);
+      }
       for (const auto& r : resp.results()) {
+        if (r.kind() == "Secret") {
+          // Names and key counts only, never a value.
+          impl_->log->info("apply secret={}/{} action={} keys={}",
+                           r.namespace_(), r.name(), r.action(),
+                           r.secret().keys_size());
+          continue;
+        }
         impl_->log->info("apply app={}/{} action={} generation={}",
                          r.namespace_(), r.name(), r.action(),
                          r.app().metadata().generation());
@@ -195,6 +256,73 @@ absl::StatusOr<v1::ApplyResponse> TidalService::Apply(
   }
   return absl::AbortedError(absl::StrCat(
       "apply kept conflicting with concurrent writers: ", last.message()));
+}
+
+absl::StatusOr<TidalService::Impl::SecretWrite>
+TidalService::Impl::PrepareSecret(const v1::Secret& in, absl::Time now) {
+  const std::string& ns = in.metadata().namespace_();
+  const std::string& name = in.metadata().name();
+  const std::string key = keys::Secret(ns, name);
+  SecretWrite w;
+  v1::Secret out;
+  int64_t expected = 0;
+  auto cur = store->Get(key);
+  if (cur.ok()) {
+    expected = cur->resource_version;
+    absl::StatusOr<v1::Secret> existing =
+        secrets::Unseal(*options.secret_box, key, cur->value);
+    if (!existing.ok()) {
+      // Sealed with another key or damaged: the apply replaces it.
+      log->warn("apply secret={}/{}: the stored secret is replaced: {}", ns,
+                name, existing.status().ToString());
+      ASSIGN_OR_RETURN(existing, secrets::Redacted(*cur));
+      w.action = "configured";  // never "unchanged"
+    }
+    out = *existing;
+    out.set_type(in.type());
+    *out.mutable_data() = in.data();
+    *out.mutable_metadata()->mutable_labels() = in.metadata().labels();
+    *out.mutable_metadata()->mutable_annotations() =
+        in.metadata().annotations();
+    spec::NormalizeSecret(&out);
+    const bool same =
+        w.action.empty() &&
+        (existing->type().empty() ? "Opaque" : existing->type()) ==
+            (in.type().empty() ? "Opaque" : in.type()) &&
+        ToStdMap(existing->data()) == ToStdMap(in.data()) &&
+        ToStdMap(existing->metadata().labels()) ==
+            ToStdMap(in.metadata().labels()) &&
+        ToStdMap(existing->metadata().annotations()) ==
+            ToStdMap(in.metadata().annotations());
+    w.action = same ? "unchanged" : "configured";
+    if (!same) {
+      out.mutable_metadata()->set_generation(existing->metadata().generation() +
+                                             1);
+    }
+  } else if (absl::IsNotFound(cur.status())) {
+    w.action = "created";
+    out = in;
+    auto* md = out.mutable_metadata();
+    md->set_uid(NewUid());
+    md->set_generation(1);
+    md->set_resource_version(0);
+    *md->mutable_creation_timestamp() = ToProtoTime(now);
+    md->clear_deletion_timestamp();
+    md->clear_deletion_grace_period_seconds();
+  } else {
+    return cur.status();
+  }
+  out.set_api_version("tidal.dev/v1");
+  out.set_kind("Secret");
+  if (out.type().empty()) out.set_type("Opaque");
+  if (w.action != "unchanged") {
+    ASSIGN_OR_RETURN(std::string sealed,
+                     secrets::Seal(*options.secret_box, key, out));
+    w.op = Op::Put(key, std::move(sealed), expected);
+  }
+  w.shown = spec::RedactSecret(std::move(out));
+  if (cur.ok()) w.shown.mutable_metadata()->set_resource_version(expected);
+  return w;
 }
 
 absl::StatusOr<v1::App> TidalService::Get(const v1::GetRequest& req) {

@@ -6,8 +6,8 @@
 #include <grpcpp/security/tls_certificate_provider.h>
 #include <grpcpp/security/tls_credentials_options.h>
 
-#include <atomic>
 #include <algorithm>
+#include <atomic>
 #include <memory>
 #include <string>
 #include <utility>
@@ -218,13 +218,9 @@ class GrpcTidal final : public v1::Tidal::Service {
                           return c.Admission(resource, ns, name);
                         }),
               resp);
-    if (r.ok()) {
-      v1::ApplyResponse objects;  // the request, as applied
-      for (const auto& result : resp->results()) {
-        *objects.add_results()->mutable_app() = result.app();
-      }
-      c.Request(objects);
-    }
+    // Level Request: what was applied, as applied (the answer carries no
+    // secret value; the request's YAML and secrets would).
+    if (r.ok()) c.Request(*resp);
     return c.Finish(r);
   }
   grpc::Status Get(grpc::ServerContext* ctx, const v1::GetRequest* req,
@@ -335,6 +331,34 @@ class GrpcTidal final : public v1::Tidal::Service {
     Call c(auth_, ctx, "ListRevisions", "list", "revisions", false);
     if (!c.Admit(NsOr(req->namespace_()), req->app())) return c.Denied();
     return c.Finish(Reply(s_->ListRevisions(*req), resp));
+  }
+  grpc::Status GetSecret(grpc::ServerContext* ctx, const v1::GetRequest* req,
+                         v1::Secret* resp) override {
+    Call c(auth_, ctx, "GetSecret", "get", "secrets", false);
+    if (!c.Admit(NsOr(req->namespace_()), req->name())) return c.Denied();
+    return c.Finish(Reply(s_->GetSecret(*req), resp));
+  }
+  grpc::Status ListSecrets(grpc::ServerContext* ctx,
+                           const v1::ListSecretsRequest* req,
+                           v1::ListSecretsResponse* resp) override {
+    Call c(auth_, ctx, "ListSecrets", "list", "secrets", false);
+    if (!req->all_namespaces()) {
+      if (!c.Admit(NsOr(req->namespace_()))) return c.Denied();
+      return c.Finish(Reply(s_->ListSecrets(*req), resp));
+    }
+    if (!c.Authenticated()) return c.Denied();
+    absl::Status r = Reply(s_->ListSecrets(*req), resp);
+    Keep(resp->mutable_secrets(), [&](const v1::Secret& x) {
+      return c.CanSee(x.metadata().namespace_());
+    });
+    return c.Finish(r);
+  }
+  grpc::Status DeleteSecret(grpc::ServerContext* ctx,
+                            const v1::DeleteRequest* req,
+                            v1::Secret* resp) override {
+    Call c(auth_, ctx, "DeleteSecret", "delete", "secrets", !req->dry_run());
+    if (!c.Admit(NsOr(req->namespace_()), req->name())) return c.Denied();
+    return c.Finish(Reply(s_->DeleteSecret(*req), resp));
   }
   grpc::Status Watch(grpc::ServerContext* ctx, const v1::WatchRequest* req,
                      grpc::ServerWriter<v1::WatchEvent>* writer) override {
@@ -496,8 +520,8 @@ void ApiServer::Shutdown(absl::Duration grace) {
 void ApiServer::Wait() { impl_->server->Wait(); }
 
 absl::StatusOr<std::unique_ptr<ApiServer>> StartServer(
-    const std::string& address, TidalService* service,
-    const ApiTlsOptions& tls, const auth::ApiAuth* auth) {
+    const std::string& address, TidalService* service, const ApiTlsOptions& tls,
+    const auth::ApiAuth* auth) {
   auto impl = std::make_unique<ApiServer::Impl>();
   impl->service = service;
   impl->grpc_service = std::make_unique<GrpcTidal>(service, auth);

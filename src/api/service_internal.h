@@ -93,6 +93,18 @@ struct TidalService::Impl {
 
   std::string NewUid();
 
+  // A secret of an Apply (values in data), compared with the stored one:
+  // the action (created | configured | unchanged), the write unless
+  // unchanged (its values sealed), and what the answer shows (no values).
+  // Needs options.secret_box.
+  struct SecretWrite {
+    std::string action;
+    Op op;
+    v1::Secret shown;
+  };
+  absl::StatusOr<SecretWrite> PrepareSecret(const v1::Secret& in,
+                                            absl::Time now);
+
   // Constant after construction.
   Store* const store;
   Runtime* const runtime;

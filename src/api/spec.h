@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "api/limits.h"
 #include "tidal/v1/app.pb.h"
+#include "tidal/v1/secret.pb.h"
 
 namespace tidal::spec {
 
@@ -39,19 +40,31 @@ struct ParsedApp {
   int LineOf(std::string path) const;
 };
 
+// A Secret document (kind: Secret, docs/secrets.md). Its values are in
+// secret.data (stringData merged in): never print them.
+struct ParsedSecret {
+  tidal::v1::Secret secret;
+  std::string source;
+  int line = 0;  // where the document starts
+};
+
+// What a Secret's value is shown as, wherever one could be printed.
+inline constexpr char kRedacted[] = "<redacted>";
+
 struct ParseResult {
   std::vector<ParsedApp> apps;
+  std::vector<ParsedSecret> secrets;
   std::vector<SpecError> errors;
   bool ok() const { return errors.empty(); }
   // InvalidArgument listing every error, one per line; OK when there is none.
   absl::Status ToStatus() const;
 };
 
-// Parses and validates every document in `yaml`. Documents without
-// metadata.namespace get `default_namespace` ("default" when empty). When any
-// document is invalid, `errors` lists every problem found in every document
-// (the caller must then apply nothing). `opts` adds the server's limits
-// (api/limits.h); the defaults check only what holds everywhere.
+// Parses and validates every document in `yaml` (Apps and Secrets). Documents
+// without metadata.namespace get `default_namespace` ("default" when empty).
+// When any document is invalid, `errors` lists every problem found in every
+// document (the caller must then apply nothing). `opts` adds the server's
+// limits (api/limits.h); the defaults check only what holds everywhere.
 ParseResult ParseApps(std::string_view yaml, std::string_view source,
                       std::string_view default_namespace = "default",
                       const ValidationOptions& opts = {});
@@ -60,6 +73,23 @@ ParseResult ParseApps(std::string_view yaml, std::string_view source,
 // ParseApps after parsing.
 std::vector<SpecError> ValidateApp(const tidal::v1::App& app,
                                    const ValidationOptions& opts = {});
+
+// Validates a Secret built in code: apiVersion, kind, metadata, the keys of
+// data and stringData, the total size. Messages never quote a value.
+std::vector<SpecError> ValidateSecret(const tidal::v1::Secret& secret);
+
+// Moves stringData into data (a key in both takes the stringData value)
+// and sets `keys` (sorted names and sizes).
+void NormalizeSecret(tidal::v1::Secret* secret);
+
+// The secret without values: data and stringData cleared, keys kept (set
+// from them when empty).
+tidal::v1::Secret RedactSecret(tidal::v1::Secret secret);
+
+// A secret as YAML / JSON with every value shown as kRedacted (only its
+// keys are written, whatever `secret` holds).
+std::string SecretToYaml(const tidal::v1::Secret& secret);
+std::string SecretToJson(const tidal::v1::Secret& secret);
 
 // Serializes an App in the YAML form users write (status included when set).
 std::string AppToYaml(const tidal::v1::App& app);

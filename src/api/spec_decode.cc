@@ -515,6 +515,12 @@ class DocParser {
           continue;
         }
         var->set_name(it->first.Scalar());
+        if (it->second.IsMap() && it->second["valueFrom"].IsDefined()) {
+          Error(ToLoc(it->second.Mark()), JoinPath(ep, "valueFrom"),
+                "valueFrom needs the list form of env: - name: " +
+                    it->first.Scalar() + " followed by valueFrom: ...");
+          continue;
+        }
         std::string v;
         if (!it->second.IsNull() &&
             ReadString(it->second, JoinPath(ep, "value"), &v)) {
@@ -545,6 +551,180 @@ class DocParser {
   std::map<std::string, Loc> marks_;
   std::vector<std::string> error_paths_;
 };
+
+// Parses a Secret document (kind: Secret) into out->secret, stringData merged
+// into data. No message quotes a value of data or stringData.
+void ParseSecretDocument(const YAML::Node& root, const std::string& src,
+                         const std::string& default_ns, const DocParser& parser,
+                         std::vector<SpecError>* errors, ParsedSecret* out) {
+  std::map<std::string, Loc> marks;
+  auto loc = [&](const YAML::Node& n) { return parser.ToLoc(n.Mark()); };
+  auto error = [&](const Loc& l, const std::string& path, std::string msg) {
+    errors->push_back({src, l.line, l.column, path, std::move(msg)});
+  };
+  auto scalar = [&](const YAML::Node& v, const std::string& path,
+                    std::string* s) {
+    if (!v.IsScalar()) {
+      error(
+          loc(v), path,
+          absl::StrCat("must be a string, got ", v.IsMap()        ? "a map"
+                                                 : v.IsSequence() ? "a list"
+                                                                  : "nothing"));
+      return false;
+    }
+    *s = v.Scalar();
+    return true;
+  };
+  // A map of strings; `value` is called with each key, its value node and
+  // its path. Duplicate and non-string keys are errors.
+  auto each =
+      [&](const YAML::Node& v, const std::string& path,
+          const std::function<void(const std::string&, const YAML::Node&,
+                                   const std::string&)>& value) {
+        if (!v.IsMap()) {
+          error(loc(v), path, absl::StrCat("must be a map, got ", Got(v)));
+          return;
+        }
+        std::set<std::string> seen;
+        for (auto it = v.begin(); it != v.end(); ++it) {
+          const YAML::Node key = it->first;
+          const YAML::Node val = it->second;
+          if (!key.IsScalar()) {
+            error(loc(key), path, "keys must be strings");
+            continue;
+          }
+          const std::string kp = JoinPath(path, key.Scalar());
+          marks[kp] = loc(key);
+          if (!seen.insert(key.Scalar()).second) {
+            error(loc(key), kp, "duplicate key");
+            continue;
+          }
+          value(key.Scalar(), val, kp);
+        }
+      };
+  static const std::vector<std::string> kTop = {
+      "apiVersion", "kind", "metadata", "type", "data", "stringData"};
+  static const std::vector<std::string> kMeta = {"name", "namespace", "labels",
+                                                 "annotations"};
+  v1::Secret* secret = &out->secret;
+  each(
+      root, "",
+      [&](const std::string& name, const YAML::Node& v,
+          const std::string& path) {
+        if (std::find(kTop.begin(), kTop.end(), name) == kTop.end()) {
+          std::string s = Suggest(name, kTop);
+          error(marks[path], path,
+                s.empty() ? absl::StrCat("unknown field of a Secret (known "
+                                         "fields: ",
+                                         absl::StrJoin(kTop, ", "), ")")
+                          : absl::StrCat("unknown field (did you mean \"", s,
+                                         "\"?)"));
+          return;
+        }
+        if (v.IsNull()) return;
+        std::string str;
+        if (name == "apiVersion") {
+          if (scalar(v, path, &str)) secret->set_api_version(str);
+        } else if (name == "kind") {
+          if (scalar(v, path, &str)) secret->set_kind(str);
+        } else if (name == "type") {
+          if (scalar(v, path, &str)) secret->set_type(str);
+        } else if (name == "metadata") {
+          auto* md = secret->mutable_metadata();
+          each(v, path,
+               [&](const std::string& mname, const YAML::Node& mv,
+                   const std::string& mpath) {
+                 if (std::find(kMeta.begin(), kMeta.end(), mname) ==
+                     kMeta.end()) {
+                   error(marks[mpath], mpath,
+                         absl::StrCat(
+                             "unknown field of a Secret's metadata (known "
+                             "fields: ",
+                             absl::StrJoin(kMeta, ", "), ")"));
+                   return;
+                 }
+                 if (mv.IsNull()) return;
+                 std::string ms;
+                 if (mname == "name") {
+                   if (scalar(mv, mpath, &ms)) md->set_name(ms);
+                 } else if (mname == "namespace") {
+                   if (scalar(mv, mpath, &ms)) md->set_namespace_(ms);
+                 } else {
+                   auto* m = mname == "labels" ? md->mutable_labels()
+                                               : md->mutable_annotations();
+                   each(mv, mpath,
+                        [&](const std::string& k, const YAML::Node& lv,
+                            const std::string& lpath) {
+                          std::string l;
+                          if (lv.IsNull() || scalar(lv, lpath, &l)) (*m)[k] = l;
+                        });
+                 }
+               });
+        } else if (name == "data") {
+          each(
+              v, path,
+              [&](const std::string& k, const YAML::Node& dv,
+                  const std::string& dpath) {
+                std::string b64, raw;
+                if (dv.IsNull()) {
+                  (*secret->mutable_data())[k] = "";
+                  return;
+                }
+                if (!scalar(dv, dpath, &b64)) return;
+                // Whitespace (a folded block scalar) is not part of the value.
+                b64.erase(std::remove_if(
+                              b64.begin(), b64.end(),
+                              [](char c) { return absl::ascii_isspace(c); }),
+                          b64.end());
+                if (!absl::Base64Unescape(b64, &raw) ||
+                    absl::Base64Escape(raw) != b64) {
+                  error(
+                      loc(dv), dpath,
+                      "not valid base64 (padded, standard alphabet); write the "
+                      "plain value under stringData instead (the value is not "
+                      "shown)");
+                  return;
+                }
+                (*secret->mutable_data())[k] = std::move(raw);
+              });
+        } else if (name == "stringData") {
+          each(v, path,
+               [&](const std::string& k, const YAML::Node& sv,
+                   const std::string& spath) {
+                 std::string plain;
+                 if (sv.IsNull() || scalar(sv, spath, &plain)) {
+                   (*secret->mutable_string_data())[k] = std::move(plain);
+                 }
+               });
+        }
+      });
+  if (secret->metadata().namespace_().empty()) {
+    secret->mutable_metadata()->set_namespace_(default_ns);
+  }
+  CheckSecret(*secret, [&](const std::string& path, std::string msg) {
+    std::string p = path;
+    Loc l;
+    while (true) {
+      auto it = marks.find(p);
+      if (it != marks.end()) {
+        l = it->second;
+        break;
+      }
+      if (p.empty()) {
+        l = parser.ToLoc(root.Mark());
+        break;
+      }
+      size_t cut = p.find_last_of(".[");
+      p = cut == std::string::npos ? "" : p.substr(0, cut);
+    }
+    // A field reported already (a type error) is not reported twice.
+    for (const SpecError& e : *errors) {
+      if (e.field == path) return;
+    }
+    error(l, path, std::move(msg));
+  });
+  NormalizeSecret(secret);
+}
 
 // One YAML document of the input, with the line where its text starts.
 struct Chunk {
@@ -741,6 +921,7 @@ ParseResult ParseApps(std::string_view yaml, std::string_view source,
   const std::string ns =
       default_namespace.empty() ? "default" : std::string(default_namespace);
   std::map<std::pair<std::string, std::string>, int> names;  // -> line
+  std::map<std::pair<std::string, std::string>, int> secret_names;
   int documents = 0;
   for (const Chunk& chunk : SplitDocuments(AV(yaml))) {
     std::vector<SpecError> errors;
@@ -769,6 +950,39 @@ ParseResult ParseApps(std::string_view yaml, std::string_view source,
            absl::StrCat("a document must be a map with apiVersion, kind, "
                         "metadata and spec, got ",
                         root.IsSequence() ? "a list" : Got(root))});
+      continue;
+    }
+    if (const YAML::Node& croot = root; croot["kind"].IsDefined() &&
+                                        croot["kind"].IsScalar() &&
+                                        croot["kind"].Scalar() == kSecretKind) {
+      ParsedSecret secret;
+      secret.source = src;
+      secret.line = start.line;
+      try {
+        ParseSecretDocument(root, src, ns, parser, &errors, &secret);
+      } catch (const YAML::Exception& e) {
+        errors.push_back({src, start.line, start.column, "",
+                          absl::StrCat("invalid YAML: ", e.msg)});
+      }
+      const auto& md = secret.secret.metadata();
+      if (!md.name().empty()) {
+        auto [it, inserted] = secret_names.emplace(
+            std::make_pair(md.namespace_(), md.name()), start.line);
+        if (!inserted) {
+          errors.push_back(
+              {src, start.line, start.column, "metadata.name",
+               absl::StrCat("duplicate secret \"", md.namespace_(), "/",
+                            md.name(), "\" (also defined at line ", it->second,
+                            ")")});
+        }
+      }
+      std::stable_sort(errors.begin(), errors.end(),
+                       [](const SpecError& a, const SpecError& b) {
+                         return std::tie(a.line, a.column) <
+                                std::tie(b.line, b.column);
+                       });
+      for (auto& e : errors) result.errors.push_back(std::move(e));
+      result.secrets.push_back(std::move(secret));
       continue;
     }
     ParsedApp parsed;
@@ -816,7 +1030,10 @@ ParseResult ParseApps(std::string_view yaml, std::string_view source,
     result.errors.push_back(
         {src, 0, 0, "", "no documents: the input is empty"});
   }
-  if (!result.errors.empty()) result.apps.clear();
+  if (!result.errors.empty()) {
+    result.apps.clear();
+    result.secrets.clear();
+  }
   return result;
 }
 

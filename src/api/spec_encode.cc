@@ -205,7 +205,10 @@ Value ToValue(const pb::Message& msg) {
       std::set<std::string> names;
       bool as_map = true;
       for (const auto& e : tmpl.env()) {
-        if (e.name().empty() || !names.insert(e.name()).second) as_map = false;
+        if (e.name().empty() || !names.insert(e.name()).second ||
+            e.has_value_from()) {
+          as_map = false;  // valueFrom needs the list form
+        }
       }
       Value v;
       if (as_map) {
@@ -411,6 +414,42 @@ std::string AppToYaml(const tidal::v1::App& app) {
   Value v = ToValue(app);
   if (v.map.empty()) return "{}\n";
   EmitYamlMap(&out, v, 0);
+  return out;
+}
+
+namespace {
+
+// A secret's document with kRedacted for every value.
+Value SecretValue(const tidal::v1::Secret& secret) {
+  tidal::v1::Secret shown = RedactSecret(secret);
+  Value v;
+  v.map.emplace_back("apiVersion", Value::Str(shown.api_version().empty()
+                                                  ? kApiVersion
+                                                  : shown.api_version()));
+  v.map.emplace_back("kind", Value::Str(kSecretKind));
+  v.map.emplace_back("metadata", ToValue(shown.metadata()));
+  v.map.emplace_back(
+      "type", Value::Str(shown.type().empty() ? "Opaque" : shown.type()));
+  Value data;
+  for (const auto& k : shown.keys()) {
+    data.map.emplace_back(k.name(), Value::Str(kRedacted));
+  }
+  v.map.emplace_back("data", std::move(data));
+  return v;
+}
+
+}  // namespace
+
+std::string SecretToYaml(const tidal::v1::Secret& secret) {
+  std::string out;
+  EmitYamlMap(&out, SecretValue(secret), 0);
+  return out;
+}
+
+std::string SecretToJson(const tidal::v1::Secret& secret) {
+  std::string out;
+  EmitJson(&out, SecretValue(secret), 0);
+  out.push_back('\n');
   return out;
 }
 

@@ -15,6 +15,7 @@
 #include "api/limits.h"
 #include "google/protobuf/descriptor.h"
 #include "tidal/v1/app.pb.h"
+#include "tidal/v1/secret.pb.h"
 
 namespace tidal::spec::internal {
 
@@ -88,5 +89,11 @@ std::string Suggest(absl::string_view word,
 // with its field path.
 void CheckApp(const tidal::v1::App& app, const ValidationOptions& opts,
               const Reporter& report);
+
+inline constexpr char kSecretKind[] = "Secret";
+// Every check of a Secret (spec_validate.cc); messages never quote a value.
+void CheckSecret(const tidal::v1::Secret& secret, const Reporter& report);
+// Letters, digits, '-', '_' and '.', at most 253 (a Kubernetes Secret key).
+bool IsSecretKey(absl::string_view s);
 
 }  // namespace tidal::spec::internal

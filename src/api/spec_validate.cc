@@ -239,8 +239,35 @@ void CheckTemplate(const std::string& path, const tidal::v1::Template& t,
   }
   std::map<std::string, int> seen;
   for (int i = 0; i < t.env_size(); ++i) {
-    const std::string& name = t.env(i).name();
-    std::string p = JoinPath(IndexPath(JoinPath(path, "env"), i), "name");
+    const tidal::v1::EnvVar& var = t.env(i);
+    const std::string& name = var.name();
+    const std::string ep = IndexPath(JoinPath(path, "env"), i);
+    std::string p = JoinPath(ep, "name");
+    if (var.has_value_from()) {
+      const std::string vf = JoinPath(ep, "valueFrom");
+      if (!var.value().empty()) {
+        report(vf,
+               "set either value or valueFrom, not both (the value comes "
+               "from the secret)");
+      }
+      if (!var.value_from().has_secret_key_ref()) {
+        report(vf,
+               "required: secretKeyRef (the Secret and key to take the "
+               "value from)");
+      } else {
+        const auto& ref = var.value_from().secret_key_ref();
+        const std::string rp = JoinPath(vf, "secretKeyRef");
+        CheckName(JoinPath(rp, "name"), ref.name(), report);
+        if (ref.key().empty()) {
+          report(JoinPath(rp, "key"), "required");
+        } else if (!IsSecretKey(ref.key())) {
+          report(JoinPath(rp, "key"),
+                 absl::StrCat("must be letters, digits, '-', '_' and '.', "
+                              "at most 253, got ",
+                              Quote(ref.key())));
+        }
+      }
+    }
     if (name.empty()) {
       report(p, "required");
     } else if (!IsEnvName(name)) {
@@ -656,6 +683,62 @@ void CheckWebhooks(const std::string& path,
 
 }  // namespace
 
+bool IsSecretKey(absl::string_view s) {
+  if (s.empty() || s.size() > 253 || s == "." || s == "..") return false;
+  for (char c : s) {
+    if (!(absl::ascii_isalnum(c) || c == '-' || c == '_' || c == '.')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+void CheckSecret(const tidal::v1::Secret& secret, const Reporter& report) {
+  if (secret.api_version().empty()) {
+    report("apiVersion", absl::StrCat("required: ", kApiVersion));
+  } else if (secret.api_version() != kApiVersion) {
+    report("apiVersion", absl::StrCat("must be ", Quote(kApiVersion), ", got ",
+                                      Quote(secret.api_version())));
+  }
+  if (secret.kind() != kSecretKind) {
+    report("kind", absl::StrCat("must be ", Quote(kSecretKind), ", got ",
+                                Quote(secret.kind())));
+  }
+  CheckName("metadata.name", secret.metadata().name(), report);
+  CheckName("metadata.namespace", secret.metadata().namespace_(), report);
+  CheckLabels("metadata.labels", secret.metadata().labels(), true, report);
+  CheckLabels("metadata.annotations", secret.metadata().annotations(), false,
+              report);
+  if (secret.type().size() > 253) {
+    report("type", "must be at most 253 characters");
+  }
+  // Keys only: a value is never quoted in a message.
+  size_t total = 0;
+  auto check_keys = [&](const char* field, const auto& map) {
+    std::vector<std::string> keys;
+    for (const auto& [k, v] : map) {
+      keys.push_back(k);
+      total += k.size() + v.size();
+    }
+    std::sort(keys.begin(), keys.end());
+    for (const std::string& k : keys) {
+      if (!IsSecretKey(k)) {
+        report(JoinPath(field, k),
+               absl::StrCat(Quote(k),
+                            " is not a valid key: letters, digits, '-', '_' "
+                            "and '.', at most 253"));
+      }
+    }
+  };
+  check_keys("data", secret.data());
+  check_keys("stringData", secret.string_data());
+  if (total > limits::kMaxSecretBytes) {
+    report("data", absl::StrCat("must be at most 1MiB in total (keys and "
+                                "values), got ",
+                                total, " bytes"));
+  }
+}
+
 void CheckApp(const App& app, const ValidationOptions& opts,
               const Reporter& report) {
   if (app.api_version().empty()) {
@@ -706,6 +789,39 @@ void CheckApp(const App& app, const ValidationOptions& opts,
 }
 
 }  // namespace internal
+
+std::vector<SpecError> ValidateSecret(const tidal::v1::Secret& secret) {
+  std::vector<SpecError> errors;
+  internal::CheckSecret(secret, [&](const std::string& path, std::string msg) {
+    errors.push_back({"", 0, 0, path, std::move(msg)});
+  });
+  return errors;
+}
+
+void NormalizeSecret(tidal::v1::Secret* secret) {
+  for (const auto& [k, v] : secret->string_data()) {
+    (*secret->mutable_data())[k] = v;
+  }
+  secret->clear_string_data();
+  std::vector<std::pair<std::string, int64_t>> keys;
+  for (const auto& [k, v] : secret->data()) {
+    keys.emplace_back(k, static_cast<int64_t>(v.size()));
+  }
+  std::sort(keys.begin(), keys.end());
+  secret->clear_keys();
+  for (const auto& [k, n] : keys) {
+    auto* key = secret->add_keys();
+    key->set_name(k);
+    key->set_size(n);
+  }
+}
+
+tidal::v1::Secret RedactSecret(tidal::v1::Secret secret) {
+  if (secret.keys().empty()) NormalizeSecret(&secret);
+  secret.clear_data();
+  secret.clear_string_data();
+  return secret;
+}
 
 std::vector<SpecError> ValidateApp(const tidal::v1::App& app,
                                    const ValidationOptions& opts) {

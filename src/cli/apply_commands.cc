@@ -75,7 +75,8 @@ absl::StatusOr<std::vector<Input>> ReadInputs(
 }
 
 absl::StatusOr<std::vector<tidal::v1::App>> ParseInputs(
-    Context& ctx, const std::vector<Input>& inputs) {
+    Context& ctx, const std::vector<Input>& inputs,
+    std::vector<tidal::v1::Secret>* secrets) {
   std::vector<tidal::v1::App> apps;
   int errors = 0;
   for (const Input& in : inputs) {
@@ -85,6 +86,15 @@ absl::StatusOr<std::vector<tidal::v1::App>> ParseInputs(
       ++errors;
     }
     for (auto& p : r.apps) apps.push_back(std::move(p.app));
+    for (auto& p : r.secrets) {
+      if (secrets == nullptr) {
+        ctx.err() << p.source << ":" << p.line
+                  << ": kind: Secret is not supported by this command\n";
+        ++errors;
+        continue;
+      }
+      secrets->push_back(std::move(p.secret));
+    }
   }
   if (errors > 0) {
     return absl::InvalidArgumentError(
@@ -122,9 +132,13 @@ absl::StatusOr<tidal::v1::App> GetLive(Context& ctx, const std::string& ns,
 // answers.
 int ClientDryRun(Context& ctx, const std::vector<Input>& inputs,
                  const ApplyFlags& f) {
-  auto apps = ParseInputs(ctx, inputs);
+  std::vector<tidal::v1::Secret> secrets;
+  auto apps = ParseInputs(ctx, inputs, &secrets);
   if (!apps.ok())
     return ctx.Error(std::string(apps.status().message()), kExitUsage);
+  for (const auto& s : secrets) {
+    ctx.out() << "secret/" << s.metadata().name() << " valid (dry run)\n";
+  }
   bool reachable = true;
   for (tidal::v1::App& app : *apps) {
     if (!f.message.empty()) {
@@ -174,10 +188,12 @@ int DoApply(Context& ctx, const ApplyFlags& f) {
   } else {
     // Several files: validate each here (errors name their file), then apply
     // every document in one request, all or nothing.
-    auto apps = ParseInputs(ctx, *inputs);
+    std::vector<tidal::v1::Secret> secrets;
+    auto apps = ParseInputs(ctx, *inputs, &secrets);
     if (!apps.ok())
       return ctx.Error(std::string(apps.status().message()), kExitUsage);
     for (auto& a : *apps) *req.add_apps() = std::move(a);
+    for (auto& sec : secrets) *req.add_secrets() = std::move(sec);
   }
   tidal::v1::ApplyResponse resp;
   auto call = ctx.Call();
@@ -186,14 +202,16 @@ int DoApply(Context& ctx, const ApplyFlags& f) {
   const bool json = f.output == "json";
   for (const auto& r : resp.results()) {
     (json && f.wait ? ctx.err() : ctx.out())
-        << "app.tidal.dev/" << r.name() << " " << r.action()
-        << (req.dry_run() ? " (server dry run)" : "") << "\n";
+        << (r.kind() == "Secret" ? "secret/" : "app.tidal.dev/") << r.name()
+        << " " << r.action() << (req.dry_run() ? " (server dry run)" : "")
+        << "\n";
   }
   if (!f.wait || req.dry_run()) return kExitOk;
   // --wait: until every applied app's release is fully out (the CI gate).
   const absl::Time deadline = absl::Now() + ctx.wait_timeout();
   int rc = kExitOk;
   for (const auto& r : resp.results()) {
+    if (r.kind() == "Secret") continue;
     Context* c = &ctx;
     std::string saved_ns = ctx.ns;
     c->ns = r.namespace_();
@@ -214,10 +232,42 @@ int DoDiff(Context& ctx, const DiffFlags& f) {
   auto inputs = ReadInputs(f.files);
   if (!inputs.ok())
     return ctx.Error(std::string(inputs.status().message()), kExitUsage);
-  auto apps = ParseInputs(ctx, *inputs);
+  std::vector<tidal::v1::Secret> secrets;
+  auto apps = ParseInputs(ctx, *inputs, &secrets);
   if (!apps.ok())
     return ctx.Error(std::string(apps.status().message()), kExitUsage);
   bool different = false;
+  // Secrets: names, labels, type and keys; values are never read back, so
+  // a changed value does not show (every value reads <redacted>).
+  auto secret_view = [](const tidal::v1::Secret& s) {
+    tidal::v1::Secret v = spec::RedactSecret(s);
+    tidal::v1::Secret out;
+    *out.mutable_metadata()->mutable_labels() = v.metadata().labels();
+    *out.mutable_metadata()->mutable_annotations() = v.metadata().annotations();
+    out.mutable_metadata()->set_name(v.metadata().name());
+    out.mutable_metadata()->set_namespace_(v.metadata().namespace_());
+    out.set_type(v.type().empty() ? "Opaque" : v.type());
+    for (const auto& k : v.keys()) out.add_keys()->set_name(k.name());
+    return spec::SecretToYaml(out);
+  };
+  for (const tidal::v1::Secret& secret : secrets) {
+    const std::string& ns = secret.metadata().namespace_();
+    const std::string& name = secret.metadata().name();
+    std::string live_yaml;
+    auto live = GetSecret(ctx, ns, name);
+    if (live.ok()) {
+      live_yaml = secret_view(*live);
+    } else if (!absl::IsNotFound(live.status())) {
+      return std::max<int>(kExitUsage, ctx.Fail(live.status()));
+    }
+    std::string d = UnifiedDiff(live_yaml, secret_view(secret),
+                                absl::StrCat("live/secret/", ns, "/", name),
+                                absl::StrCat("desired/secret/", ns, "/", name));
+    if (!d.empty()) {
+      different = true;
+      ctx.out() << d;
+    }
+  }
   for (const tidal::v1::App& app : *apps) {
     const std::string& ns = app.metadata().namespace_();
     const std::string& name = app.metadata().name();
@@ -261,6 +311,7 @@ int DoDelete(Context& ctx, const DeleteFlags& f) {
                  "finish\n";
   }
   std::vector<std::pair<std::string, std::string>> targets;  // (ns, name)
+  std::vector<std::pair<std::string, std::string>> secret_targets;
   if (!f.files.empty()) {
     if (!f.args.empty())
       return ctx.Error("give either -f FILE or `app NAME`, not both",
@@ -268,19 +319,26 @@ int DoDelete(Context& ctx, const DeleteFlags& f) {
     auto inputs = ReadInputs(f.files);
     if (!inputs.ok())
       return ctx.Error(std::string(inputs.status().message()), kExitUsage);
-    auto apps = ParseInputs(ctx, *inputs);
+    std::vector<tidal::v1::Secret> secrets;
+    auto apps = ParseInputs(ctx, *inputs, &secrets);
     if (!apps.ok())
       return ctx.Error(std::string(apps.status().message()), kExitUsage);
     for (const auto& a : *apps)
       targets.emplace_back(a.metadata().namespace_(), a.metadata().name());
+    for (const auto& sec : secrets)
+      secret_targets.emplace_back(sec.metadata().namespace_(),
+                                  sec.metadata().name());
   } else {
     if (!f.args.empty() && (f.args[0] == "node" || f.args[0] == "nodes")) {
       return DeleteNodes(ctx, f.args, f.dry_run);  // cluster_commands.cc
     }
+    if (!f.args.empty() && (f.args[0] == "secret" || f.args[0] == "secrets")) {
+      return DeleteSecrets(ctx, f.args, f.dry_run);  // secret_commands.cc
+    }
     if (f.args.empty() || (f.args[0] != "app" && f.args[0] != "apps")) {
       return ctx.Error(
-          "usage: tidalctl delete app NAME... | delete -f FILE | delete node "
-          "NAME...",
+          "usage: tidalctl delete app NAME... | delete -f FILE | delete "
+          "secret NAME... | delete node NAME...",
           kExitUsage);
     }
     if (f.args.size() < 2)
@@ -289,6 +347,14 @@ int DoDelete(Context& ctx, const DeleteFlags& f) {
       targets.emplace_back(ctx.Namespace(), f.args[i]);
   }
   const bool dry = f.dry_run != "none";
+  // The secrets of the files go at once (nothing waits on them).
+  for (const auto& [ns, name] : secret_targets) {
+    std::string saved_ns = ctx.ns;
+    ctx.ns = ns;
+    int rc = DeleteSecrets(ctx, {"secret", name}, f.dry_run);
+    ctx.ns = saved_ns;
+    if (rc != kExitOk) return rc;
+  }
   if (f.dry_run == "client") {
     // kubectl's client dry run: nothing is sent but reads; each app must
     // exist (a missing one is the same error a real delete gives).
@@ -387,8 +453,9 @@ void AddApplyCommands(CLI::App& root, Context& ctx) {
   CLI::App* del =
       root.add_subcommand("delete",
                           "Delete apps: `delete app NAME...` or `delete -f "
-                          "FILE` (instances stop first); `delete node NAME` "
-                          "(HA: a node gone for good)");
+                          "FILE` (instances stop first); `delete secret "
+                          "NAME...`; `delete node NAME` (HA: a node gone for "
+                          "good)");
   del->add_option("args", delete_flags->args, "app NAME...");
   del->add_option("-f,--filename", delete_flags->files,
                   "delete the apps named in these files");

@@ -64,6 +64,7 @@ int Main(int argc, char** argv) {
   AddMiscCommands(app, ctx);
   AddRolloutCommands(app, ctx);
   AddScaleCommands(app, ctx);
+  AddSecretCommands(app, ctx);
 
   try {
     app.parse(argc, argv);

@@ -18,6 +18,7 @@
 #include "absl/time/time.h"
 #include "cli/context.h"
 #include "tidal/v1/app.pb.h"
+#include "tidal/v1/secret.pb.h"
 
 namespace CLI {
 class App;
@@ -57,6 +58,18 @@ int DeleteNodes(Context& ctx, const std::vector<std::string>& args,
 int GetCluster(Context& ctx, const std::vector<std::string>& args,
                const std::string& output);
 
+// Secrets (secret_commands.cc): `create secret generic`, and what get,
+// describe and delete do for secrets (args = {"secrets", NAME...}).
+void AddSecretCommands(CLI::App& root, Context& ctx);
+int GetSecrets(Context& ctx, const std::vector<std::string>& args, bool all,
+               const std::string& selector, const std::string& output);
+int DescribeSecret(Context& ctx, const std::string& name);
+int DeleteSecrets(Context& ctx, const std::vector<std::string>& args,
+                  const std::string& dry_run);
+// The secret ns/name without its values (keys and sizes).
+absl::StatusOr<tidal::v1::Secret> GetSecret(Context& ctx, const std::string& ns,
+                                            const std::string& name);
+
 // Resolves global flags (ctx.Prepare()), runs `body` and stores its exit
 // code in ctx.exit_code; a failing Prepare is a usage error.
 void Run(Context& ctx, const std::function<int()>& body);
@@ -72,8 +85,11 @@ absl::StatusOr<std::vector<Input>> ReadInputs(
     const std::vector<std::string>& paths);
 
 // Parses every input locally with spec::ParseApps. On errors prints each one
-// (one per line) to ctx.err() and returns InvalidArgument.
+// (one per line) to ctx.err() and returns InvalidArgument. The Secret
+// documents go to `secrets` (values included) when given, else they are
+// an error.
 absl::StatusOr<std::vector<tidal::v1::App>> ParseInputs(
-    Context& ctx, const std::vector<Input>& inputs);
+    Context& ctx, const std::vector<Input>& inputs,
+    std::vector<tidal::v1::Secret>* secrets = nullptr);
 
 }  // namespace tidal::cli

@@ -315,17 +315,23 @@ int DoGet(Context& ctx, const GetFlags& f) {
                           f.args[0] == "rev")) {
     return GetRevisions(ctx, f.args, f.output);  // rollout_commands.cc
   }
-  if (!f.args.empty() && (f.args[0] == "leader" || f.args[0] == "nodes" ||
-                          f.args[0] == "node")) {
+  if (!f.args.empty() &&
+      (f.args[0] == "leader" || f.args[0] == "nodes" || f.args[0] == "node")) {
     return GetCluster(ctx, f.args, f.output);  // cluster_commands.cc
+  }
+  if (!f.args.empty() && (f.args[0] == "secrets" || f.args[0] == "secret")) {
+    if (f.watch) return ctx.Error("get secrets: no --watch", kExitUsage);
+    return GetSecrets(ctx, f.args, f.all_namespaces, f.selector,
+                      f.output);  // secret_commands.cc
   }
   Kind kind;
   if (f.args.empty() || !ParseKind(f.args[0], &kind)) {
-    return ctx.Error(absl::StrCat(f.args.empty() ? "get: what? "
-                                                 : "get: unknown type \"" +
-                                                       f.args[0] + "\"; ",
-                                  "use apps, instances, events, revisions, leader or nodes"),
-                     kExitUsage);
+    return ctx.Error(
+        absl::StrCat(
+            f.args.empty() ? "get: what? "
+                           : "get: unknown type \"" + f.args[0] + "\"; ",
+            "use apps, instances, events, revisions, secrets, leader or nodes"),
+        kExitUsage);
   }
   if (f.args.size() > 2)
     return ctx.Error("get: give at most one NAME", kExitUsage);
@@ -378,10 +384,13 @@ struct DescribeFlags {
 };
 
 int DoDescribe(Context& ctx, const DescribeFlags& f) {
+  if (f.args.size() == 2 && (f.args[0] == "secret" || f.args[0] == "secrets"))
+    return DescribeSecret(ctx, f.args[1]);  // secret_commands.cc
   Kind kind;
   if (f.args.size() != 2 || !ParseKind(f.args[0], &kind) ||
       kind != Kind::kApps) {
-    return ctx.Error("usage: tidalctl describe app NAME", kExitUsage);
+    return ctx.Error("usage: tidalctl describe app NAME | secret NAME",
+                     kExitUsage);
   }
   tidal::v1::GetRequest req;
   req.set_namespace_(ctx.Namespace());
@@ -409,7 +418,7 @@ void AddGetCommands(CLI::App& root, Context& ctx) {
       root.add_subcommand("get",
                           "List apps, instances or events: get apps|app [NAME] "
                           "| instances [APP] | events [APP] | revisions APP "
-                          "| leader | nodes");
+                          "| secrets [NAME] | leader | nodes");
   get->add_option("args", gf->args, "TYPE [NAME]")->required();
   get->add_flag("-A,--all-namespaces", gf->all_namespaces, "every namespace");
   get->add_option("-l,--selector", gf->selector,
@@ -425,7 +434,7 @@ void AddGetCommands(CLI::App& root, Context& ctx) {
       root.add_subcommand("describe",
                           "Show an app in detail: spec, status, conditions, "
                           "instances, recent events");
-  describe->add_option("args", df->args, "app NAME")->required();
+  describe->add_option("args", df->args, "app NAME | secret NAME")->required();
   describe->add_option("--events", df->events, "how many recent events")
       ->capture_default_str();
   describe->callback(

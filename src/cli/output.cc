@@ -394,8 +394,17 @@ std::string DescribeApp(const tidal::v1::App& app,
   sub("Working dir", t.working_dir());
   if (t.port()) sub("Port", absl::StrCat(t.port()));
   std::vector<std::string> env;
-  for (const auto& e : t.env())
+  for (const auto& e : t.env()) {
+    if (e.value_from().has_secret_key_ref()) {
+      // kubectl's form: the reference, never the value.
+      const auto& ref = e.value_from().secret_key_ref();
+      env.push_back(absl::StrCat(e.name(), "=<set to the key '", ref.key(),
+                                 "' in secret '", ref.name(), "'",
+                                 ref.optional() ? " (optional)" : "", ">"));
+      continue;
+    }
     env.push_back(absl::StrCat(e.name(), "=", e.value()));
+  }
   sub("Env", absl::StrJoin(env, " "));
   sub("Readiness", ProbeText(t.readiness_probe()));
   sub("Liveness", ProbeText(t.liveness_probe()));

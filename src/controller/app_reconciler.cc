@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "api/spec.h"
@@ -236,9 +237,18 @@ absl::StatusOr<AppReconciler::Result> AppReconciler::Reconcile(
       auto inst = runtime_->Start(req);
       if (!inst.ok()) {
         start_error = inst.status();
-        events_->Record(ns, name, "Warning", "FailedCreate",
-                        absl::StrCat("Starting an instance failed: ",
-                                     inst.status().message()));
+        // A missing secret or key (docs/secrets.md): Kubernetes' reason.
+        constexpr absl::string_view kConfig = "CreateContainerConfigError: ";
+        absl::string_view msg = inst.status().message();
+        const bool config = absl::StartsWith(msg, kConfig);
+        if (config) {
+          msg.remove_prefix(kConfig.size());
+          // Retried with back-off: the secret may be created any time.
+          start_error = absl::UnavailableError(msg);
+        }
+        events_->Record(ns, name, "Warning",
+                        config ? "CreateContainerConfigError" : "FailedCreate",
+                        absl::StrCat("Starting an instance failed: ", msg));
         break;
       }
       group->push_back(*inst);

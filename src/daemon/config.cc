@@ -279,6 +279,9 @@ absl::StatusOr<DaemonConfig> MakeDaemonConfig(const DaemonFlags& flags,
   DaemonConfig c;
   c.fd_limit = fd_limit;
   c.data_dir = DataDir(flags);
+  c.secrets_key_file = flags.secrets_key_file.empty()
+                           ? absl::StrCat(c.data_dir, "/secrets.key")
+                           : flags.secrets_key_file;
   c.store_flags = flags.store.empty() ? absl::StrCat("--data-dir ", c.data_dir)
                                       : absl::StrCat("--store ", flags.store);
   c.api_listen = flags.listen;

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -21,9 +22,12 @@
 
 namespace tidal {
 
+class SecretBox;
+
 // The flags as typed (defaults are tidald's).
 struct DaemonFlags {
   std::string data_dir;
+  std::string secrets_key_file;  // default: <data_dir>/secrets.key
   std::string listen = "127.0.0.1:7070";
   std::string gateway_listen = "127.0.0.1:8080";
   std::string admin_listen = "127.0.0.1:9090";
@@ -136,6 +140,11 @@ struct HaOptions {
 // Everything the Server is built from.
 struct DaemonConfig {
   std::string data_dir;
+  // The key of Secrets at rest (--secrets-key-file, docs/secrets.md),
+  // loaded or created by Server::Create.
+  std::string secrets_key_file;
+  // Set by Server::Create from secrets_key_file.
+  std::shared_ptr<const SecretBox> secret_box;
   // "sqlite:PATH" or "etcd:HOST:PORT[,...]"; store_name is "sqlite" or
   // "etcd"; store_flags is how the user named it ("--data-dir D" or
   // "--store S"), for recovery hints.

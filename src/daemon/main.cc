@@ -98,6 +98,12 @@ int main(int argc, char** argv) {
   app.add_option("--data-dir", flags.data_dir,
                  "State directory: store, instance records, logs (default "
                  "~/.local/share/tidal)");
+  app.add_option("--secrets-key-file", flags.secrets_key_file,
+                 "the 32-byte key that encrypts Secrets at rest (AES-256-GCM; "
+                 "docs/secrets.md): created with mode 0600 when missing; "
+                 "refused when group/world-readable or of another size; "
+                 "every node of an etcd cluster needs the same file "
+                 "(default: <data-dir>/secrets.key)");
   app.add_option("--listen", flags.listen, "gRPC API address")
       ->capture_default_str();
   app.add_option("--gateway-listen", flags.gateway_listen,

@@ -10,8 +10,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "api/secret_store.h"
 #include "common/clock.h"
 #include "common/logging.h"
+#include "common/secret_box.h"
 #include "runtime/kubernetes/kube_client.h"
 #include "runtime/kubernetes/kube_config.h"
 #include "runtime/kubernetes/kubernetes_runtime.h"
@@ -179,6 +181,16 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(DaemonConfig config) {
     return Annotate(
         store.status(),
         absl::StrCat("opening the store ", config.store_spec, " failed: "));
+  }
+  {
+    absl::StatusOr<SecretBox> box = SecretBox::LoadOrCreateKeyFile(
+        config.secrets_key_file, "--secrets-key-file");
+    if (!box.ok()) return box.status();
+    GetLogger("tidald")->info("secrets: key {} from {}", box->key_id(),
+                              config.secrets_key_file);
+    config.secret_box = std::make_shared<const SecretBox>(std::move(*box));
+    config.runtime.secret_resolver =
+        secrets::MakeResolver(store->get(), config.secret_box);
   }
   std::unique_ptr<kube::KubeClient> kube_client;
   if (config.kube.enabled) {
@@ -623,6 +635,7 @@ absl::Status Server::StartApi() {
   sopts.max_instances_per_namespace = config_.max_instances_per_namespace;
   sopts.metrics = metrics_;
   sopts.rollouts = &rollouts_;
+  sopts.secret_box = config_.secret_box.get();
   api_service_ = std::make_unique<TidalService>(store_.get(), instances_,
                                                 RealClock::Get(), sopts);
   auto server = StartServer(api_address_, api_service_.get(), config_.api_tls,

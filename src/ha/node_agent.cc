@@ -365,10 +365,14 @@ std::optional<Instance> NodeAgent::StartLocal(const std::string& id,
   info.set_revision(a.revision());
   info.set_phase("Failed");
   info.set_ready(false);
-  info.set_reason("StartFailed");
+  // A secret reference that does not resolve here (docs/secrets.md):
+  // Kubernetes' reason.
+  const bool config =
+      absl::StartsWith(inst.status().message(), "CreateContainerConfigError: ");
+  info.set_reason(config ? "CreateContainerConfigError" : "StartFailed");
   info.set_message(std::string(inst.status().message()));
   c.event_type = "Warning";
-  c.event_reason = "FailedCreate";
+  c.event_reason = config ? "CreateContainerConfigError" : "FailedCreate";
   c.event_message =
       absl::StrCat("node ", options_.node, " could not start instance ", id,
                    ": ", inst.status().message());

@@ -95,6 +95,9 @@ struct Proc {
   absl::Duration grace;
   bool liveness_killed = false;
   std::string spawn_error;  // exec failed: why
+  // The values of the template's secret references (ResolveSecretEnv), in
+  // memory only; unset for an adopted instance until it restarts.
+  std::optional<std::map<std::string, std::string>> secret_env;
   int crash_count = 0;
   absl::Time run_start;
   std::chrono::steady_clock::time_point probing_since;
@@ -208,6 +211,10 @@ class ProcessRuntime::Impl {
           "\": letters, digits, '-', '_' and '.', starting with a letter or "
           "digit, at most 128 characters"));
     }
+    // Before the lock: the resolver reads the store.
+    absl::StatusOr<std::map<std::string, std::string>> secret_env =
+        ResolveSecretEnv(req.tmpl, req.namespace_, opts_.secret_resolver);
+    if (!secret_env.ok()) return secret_env.status();
     std::vector<InstanceChange> changes;
     std::shared_ptr<Proc> p;
     {
@@ -253,6 +260,7 @@ class ProcessRuntime::Impl {
       rec.set_port(port);
       rec.set_log_path(info.log_path());
       *rec.mutable_template_() = req.tmpl;
+      p->secret_env = std::move(*secret_env);
       p->own_child = true;
       absl::Status s = PrepareLocked(*p);
       if (s.ok()) {
@@ -765,10 +773,18 @@ class ProcessRuntime::Impl {
   // failure the process exits 127 and spawn_error says why.
   absl::Status SpawnLocked(Proc& p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     const auto& tmpl = p.rec.template_();
+    if (!p.secret_env.has_value()) {
+      // Adopted, now restarting: the references are resolved again (rare;
+      // a read of the store under the lock).
+      absl::StatusOr<std::map<std::string, std::string>> env =
+          ResolveSecretEnv(tmpl, p.info.namespace_(), opts_.secret_resolver);
+      if (!env.ok()) return env.status();
+      p.secret_env = std::move(*env);
+    }
     SpawnSpec spec;
     // user_ is ok here (Start checks it; a restart keeps the one it had).
     const bool other_user = user_.ok() && user_->uid != geteuid();
-    spec.env = BuildInstanceEnv(p.info, tmpl, opts_.extra_path,
+    spec.env = BuildInstanceEnv(p.info, tmpl, opts_.extra_path, *p.secret_env,
                                 other_user ? &*user_ : nullptr);
     if (other_user) spec.user = *user_;
     spec.extra_cgroups.assign(p.rec.limit_cgroups().begin(),

@@ -101,6 +101,12 @@ struct ProcessRuntimeOptions {
   bool sync_records = false;
   // Address probes connect to and instances report as host.
   std::string host = "127.0.0.1";
+  // Resolves template.env[].valueFrom.secretKeyRef (docs/secrets.md). Start
+  // resolves an instance's references (a missing secret or key fails it with
+  // FailedPrecondition "CreateContainerConfigError: ..."); the values live
+  // in memory only (never in the instance record) and serve the restarts of
+  // the instance; an adopted instance resolves them again when it restarts.
+  SecretResolver secret_resolver;
 };
 
 // Runs instances as local processes, supervised by one thread (an event loop

@@ -33,6 +33,12 @@ namespace tidal {
 inline constexpr char kReasonReadinessProbeFailed[] = "ReadinessProbeFailed";
 inline constexpr char kReasonStartupTimeout[] = "StartupTimeout";
 
+// Resolves template.env[].valueFrom.secretKeyRef (docs/secrets.md): the
+// value of `key` in the Secret `name` of namespace `ns`. NotFound when the
+// secret or the key does not exist; its message never holds a value.
+using SecretResolver = std::function<absl::StatusOr<std::string>(
+    const std::string& ns, const std::string& name, const std::string& key)>;
+
 // What to start.
 struct InstanceRequest {
   std::string namespace_;

@@ -63,9 +63,33 @@ absl::StatusOr<InstanceUser> LookupUser(const std::string& name_or_uid) {
   return u;
 }
 
+absl::StatusOr<std::map<std::string, std::string>> ResolveSecretEnv(
+    const tidal::v1::Template& tmpl, const std::string& ns,
+    const SecretResolver& resolver) {
+  std::map<std::string, std::string> out;
+  for (const auto& e : tmpl.env()) {
+    if (!e.value_from().has_secret_key_ref()) continue;
+    const auto& ref = e.value_from().secret_key_ref();
+    absl::StatusOr<std::string> v =
+        resolver ? resolver(ns, ref.name(), ref.key())
+                 : absl::FailedPreconditionError(
+                       "this tidald resolves no secrets (no secrets key)");
+    if (v.ok()) {
+      out[e.name()] = std::move(*v);
+    } else if (!(absl::IsNotFound(v.status()) && ref.optional())) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("CreateContainerConfigError: env ", e.name(), ": ",
+                       v.status().message()));
+    }
+  }
+  return out;
+}
+
 std::vector<std::string> BuildInstanceEnv(
     const tidal::v1::Instance& instance, const tidal::v1::Template& tmpl,
-    const std::vector<std::string>& extra_path, const InstanceUser* user) {
+    const std::vector<std::string>& extra_path,
+    const std::map<std::string, std::string>& secret_env,
+    const InstanceUser* user) {
   static const char* kInherit[] = {"PATH",     "HOME", "USER",
                                    "LOGNAME",  "LANG", "LC_ALL",
                                    "LC_CTYPE", "TZ",   "TMPDIR"};
@@ -79,7 +103,13 @@ std::vector<std::string> BuildInstanceEnv(
     env["LOGNAME"] = user->name;
   }
   if (!instance.host().empty()) env["HOST"] = instance.host();
-  for (const auto& e : tmpl.env()) env[e.name()] = e.value();
+  for (const auto& e : tmpl.env()) {
+    if (!e.has_value_from()) {
+      env[e.name()] = e.value();
+    } else if (auto it = secret_env.find(e.name()); it != secret_env.end()) {
+      env[e.name()] = it->second;
+    }
+  }
   env["PORT"] = std::to_string(instance.port());
   env["TIDAL_APP"] = instance.app();
   env["TIDAL_NAMESPACE"] = instance.namespace_();

@@ -9,12 +9,14 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "runtime/runtime.h"
 #include "tidal/v1/app.pb.h"
 
 namespace tidal {
@@ -37,13 +39,26 @@ absl::StatusOr<InstanceUser> LookupUser(const std::string& name_or_uid);
 // is reached at, so it listens there; the template may set another, e.g.
 // 0.0.0.0), then the template's env, then PORT, TIDAL_APP, TIDAL_NAMESPACE,
 // TIDAL_INSTANCE and TIDAL_REVISION from `instance`. PATH gets `extra_path`
-// in front (and a default when tidald has none). With a `user` other than
-// tidald's own, HOME, USER and LOGNAME are that user's (before the
-// template's env, which may set others).
+// in front (and a default when tidald has none).
+// Variables with valueFrom (secretKeyRef) take their value from
+// `secret_env` (ResolveSecretEnv) and are left out when it has none. With a
+// `user` other than tidald's own, HOME, USER and LOGNAME are that user's
+// (before the template's env, which may set others).
 std::vector<std::string> BuildInstanceEnv(
     const tidal::v1::Instance& instance, const tidal::v1::Template& tmpl,
     const std::vector<std::string>& extra_path,
+    const std::map<std::string, std::string>& secret_env = {},
     const InstanceUser* user = nullptr);
+
+// The values of the template's secret references (env[].valueFrom.
+// secretKeyRef in namespace `ns`) by variable name. An optional reference to
+// a missing secret or key is left out; a required one fails with
+// FailedPrecondition "CreateContainerConfigError: secret \"ns/db\" not
+// found" (no value is ever in a message). Without a resolver any reference
+// fails. Nothing is looked up for a template without references.
+absl::StatusOr<std::map<std::string, std::string>> ResolveSecretEnv(
+    const tidal::v1::Template& tmpl, const std::string& ns,
+    const SecretResolver& resolver);
 
 // `cmd` itself when it holds a '/', else the first executable regular file
 // named `cmd` in the PATH of `env` ("NAME=value" entries); "" if none.

@@ -17,6 +17,15 @@ inline std::string App(const std::string& ns, const std::string& name) {
   return absl::StrCat("/apps/", ns, "/", name);
 }
 
+// Secrets (docs/secrets.md): a SealedSecret, its values encrypted.
+inline std::string SecretPrefix() { return "/secrets/"; }
+inline std::string SecretPrefix(const std::string& ns) {
+  return absl::StrCat("/secrets/", ns, "/");
+}
+inline std::string Secret(const std::string& ns, const std::string& name) {
+  return absl::StrCat("/secrets/", ns, "/", name);
+}
+
 inline std::string EventPrefix(const std::string& ns, const std::string& app) {
   return absl::StrCat("/events/", ns, "/", app, "/");
 }

@@ -11,3 +11,5 @@ tidal_add_test(authz_matrix_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/authz_matrix_
   LIBS tidal_api tidal_store tidal_fakes)
 tidal_add_test(auth_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/auth_test.cc
   LIBS tidal_api tidal_store tidal_fakes)
+# Secrets: apply, get, list, delete; sealed in the store, no value answered.
+tidal_add_test(service_secrets_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/service_secrets_test.cc LIBS tidal_api)

@@ -18,6 +18,7 @@
 #include "api/api_auth.h"
 #include "api/grpc_status.h"
 #include "api/service.h"
+#include "common/secret_box.h"
 #include "fakes/fake_clock.h"
 #include "fakes/fake_runtime.h"
 #include "store/sqlite_store.h"
@@ -62,6 +63,10 @@ const Row kMatrix[] = {
     {"Scale",                   "-YY",     "---"},
     {"RolloutPause",            "-YY",     "---"},
     {"DeleteDryRun",            "-YY",     "---"},
+    {"GetSecret",               "-YY",     "---"},
+    {"ListSecrets",             "-YY",     "---"},
+    {"ApplySecret",             "-YY",     "---"},
+    {"DeleteSecretDryRun",      "-YY",     "---"},
     {"CreateToken",             "--Y",     "---"},
     {"ListTokens",              "--Y",     "---"},
     {"CanI",                    "YYY",     "YYY"},
@@ -81,8 +86,12 @@ class AuthzMatrixTest : public ::testing::Test {
     auto store = SqliteStore::Open(dir_ + "/tidal.db");
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = std::move(*store);
+    auto box = SecretBox::FromKey(std::string(SecretBox::kKeySize, 'k'));
+    ASSERT_TRUE(box.ok());
+    box_ = std::make_unique<SecretBox>(std::move(*box));
     ServiceOptions opts;
     opts.poll_interval = absl::Milliseconds(20);
+    opts.secret_box = box_.get();
     service_ =
         std::make_unique<TidalService>(store_.get(), &runtime_, &clock_, opts);
     tokens_ = std::make_unique<auth::TokenStore>(store_.get(), &clock_);
@@ -112,6 +121,12 @@ class AuthzMatrixTest : public ::testing::Test {
       app->mutable_spec()->set_replicas(1);
       app->mutable_spec()->mutable_template_()->add_command("sleep");
       ASSERT_TRUE(service_->Apply(req).ok());
+      v1::ApplyRequest sreq;
+      sreq.set_yaml(absl::StrCat(
+          "apiVersion: tidal.dev/v1\nkind: Secret\nmetadata:\n  name: db\n"
+          "  namespace: ",
+          ns, "\nstringData:\n  password: s3cret\n"));
+      ASSERT_TRUE(service_->Apply(sreq).ok());
       InstanceRequest ir;
       ir.namespace_ = ns;
       ir.app = "web";
@@ -239,6 +254,35 @@ class AuthzMatrixTest : public ::testing::Test {
       v1::ApplyResponse out;
       return FromGrpc(s->Apply(c.get(), r, &out));
     }
+    if (call == "GetSecret") {
+      v1::GetRequest r;
+      r.set_namespace_(ns);
+      r.set_name("db");
+      v1::Secret out;
+      return FromGrpc(s->GetSecret(c.get(), r, &out));
+    }
+    if (call == "ListSecrets") {
+      v1::ListSecretsRequest r;
+      r.set_namespace_(ns);
+      v1::ListSecretsResponse out;
+      return FromGrpc(s->ListSecrets(c.get(), r, &out));
+    }
+    if (call == "ApplySecret") {
+      v1::ApplyRequest r;
+      r.set_yaml(absl::StrCat(
+          "apiVersion: tidal.dev/v1\nkind: Secret\n", "metadata:\n  name: s-",
+          tag, "\n  namespace: ", ns, "\nstringData:\n  password: hunter2\n"));
+      v1::ApplyResponse out;
+      return FromGrpc(s->Apply(c.get(), r, &out));
+    }
+    if (call == "DeleteSecretDryRun") {
+      v1::DeleteRequest r;
+      r.set_namespace_(ns);
+      r.set_name("db");
+      r.set_dry_run(true);
+      v1::Secret out;
+      return FromGrpc(s->DeleteSecret(c.get(), r, &out));
+    }
     if (call == "Scale") {
       v1::ScaleRequest r;
       r.set_namespace_(ns);
@@ -303,6 +347,7 @@ class AuthzMatrixTest : public ::testing::Test {
   }
 
   std::string dir_;
+  std::unique_ptr<SecretBox> box_;
   FakeClock clock_;
   FakeRuntime runtime_{true};
   std::unique_ptr<SqliteStore> store_;

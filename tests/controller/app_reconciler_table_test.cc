@@ -140,6 +140,7 @@ struct TableRow {
   std::vector<Inst> instances;
   AppReconciler::Options options;
   bool fail_starts = false;
+  absl::Status start_error;  // when set, what every Start fails with
   // The reconcile.
   std::string key = kKey;
   bool want_err = false;
@@ -242,6 +243,7 @@ TEST_P(AppReconcilerTableTest, Row) {
     label_of[inst->id()] = i.label;
   }
   fake.set_fail_starts(row.fail_starts);
+  if (!row.start_error.ok()) fake.set_start_error(row.start_error);
 
   RecordingRuntime runtime(&fake);
   auto reconciler =
@@ -532,6 +534,23 @@ std::vector<TableRow> Rows() {
     r.want_err = true;
     r.want_starts = {{1, "v1"}};
     r.want_events = {"Warning FailedCreate"};
+    r.want_status = {1,          0,           0, "InstancesNotReady",
+                     "Updating", "Succeeded", 1, 0};
+    row(std::move(r));
+  }
+  {
+    // A secret reference that does not resolve (docs/secrets.md): Kubernetes'
+    // reason, and an error retried with backoff (the secret may come).
+    TableRow r{"MissingSecretIsCreateContainerConfigError"};
+    r.apps = {AppObj(1)};
+    r.revisions = {Rev(1, "v1")};
+    r.rollout = Settled(1, "v1");
+    r.start_error = absl::FailedPreconditionError(
+        "CreateContainerConfigError: env DB: secret \"default/db\" not "
+        "found");
+    r.want_err = true;
+    r.want_starts = {{1, "v1"}};
+    r.want_events = {"Warning CreateContainerConfigError"};
     r.want_status = {1,          0,           0, "InstancesNotReady",
                      "Updating", "Succeeded", 1, 0};
     row(std::move(r));

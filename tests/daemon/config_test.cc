@@ -28,6 +28,7 @@ TEST(DaemonConfigTest, DefaultsBecomeTheComponentsOptions) {
   EXPECT_EQ(c->store_spec, "sqlite:/tmp/tidal-config-test/tidal.db");
   EXPECT_EQ(c->store_name, "sqlite");
   EXPECT_EQ(c->store_flags, "--data-dir /tmp/tidal-config-test");
+  EXPECT_EQ(c->secrets_key_file, "/tmp/tidal-config-test/secrets.key");
   EXPECT_EQ(c->api_listen, "127.0.0.1:7070");
   EXPECT_EQ(c->admin_listen, "127.0.0.1:9090");
   EXPECT_EQ(c->domain, "tidal.localhost");

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <set>
 #include <vector>
@@ -291,6 +292,57 @@ TEST_F(ProcessRuntimeTest, EnvironmentPortAndPath) {
   auto r = HttpGet(inst->port(), "/healthz");
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->status, 200);
+}
+
+// Secrets (docs/secrets.md): a reference is resolved at Start, reaches the
+// process's environment (restarts included) and never the instance record;
+// a missing secret fails Start with CreateContainerConfigError.
+TEST_F(ProcessRuntimeTest, SecretReferencesReachOnlyTheEnvironment) {
+  rt_->Shutdown(true);
+  const std::string value = "Pr0c-Runt1me-S3cr3t";
+  int lookups = 0;
+  ProcessRuntimeOptions o = Options();
+  o.secret_resolver =
+      [&](const std::string& ns, const std::string& name,
+          const std::string& key) -> absl::StatusOr<std::string> {
+    ++lookups;
+    if (ns == "default" && name == "db" && key == "password") return value;
+    return absl::NotFoundError(
+        absl::StrCat("secret \"", ns, "/", name, "\" not found"));
+  };
+  rt_ = std::make_unique<ProcessRuntime>(o);
+  rt_->SetListener(rec_.listener());
+  const std::string envfile = dir_.path() + "/secret-env.txt";
+  InstanceRequest req =
+      Shell("echo \"DB=$DB\" >> " + envfile + "; exec tidal-sample-app");
+  auto* e = req.tmpl.add_env();
+  e->set_name("DB");
+  e->mutable_value_from()->mutable_secret_key_ref()->set_name("db");
+  e->mutable_value_from()->mutable_secret_key_ref()->set_key("password");
+  auto inst = rt_->Start(req);
+  ASSERT_TRUE(inst.ok()) << inst.status();
+  ASSERT_TRUE(WaitReady(inst->id()));
+  EXPECT_EQ(ReadFile(envfile), "DB=" + value + "\n");
+  EXPECT_EQ(lookups, 1);
+  // A restart after a crash keeps the value, without another lookup.
+  kill(Find(inst->id())->pid(), SIGKILL);
+  ASSERT_TRUE(WaitReady(inst->id(), 1));
+  EXPECT_EQ(ReadFile(envfile), "DB=" + value + "\nDB=" + value + "\n");
+  EXPECT_EQ(lookups, 1);
+  for (const auto& f :
+       std::filesystem::recursive_directory_iterator(dir_.path())) {
+    if (!f.is_regular_file() || f.path() == envfile) continue;
+    EXPECT_FALSE(absl::StrContains(ReadFile(f.path().string()), value))
+        << f.path();
+  }
+  // A missing secret: nothing starts.
+  e->mutable_value_from()->mutable_secret_key_ref()->set_name("gone");
+  auto missing = rt_->Start(req);
+  EXPECT_TRUE(absl::IsFailedPrecondition(missing.status()));
+  EXPECT_EQ(missing.status().message(),
+            "CreateContainerConfigError: env DB: secret \"default/gone\" not "
+            "found");
+  EXPECT_EQ(rt_->List().size(), 1u);
 }
 
 // Highly available mode: a node starts the instance its assignment names,

@@ -14,6 +14,7 @@
 #include <fstream>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "runtime/proc_stat.h"
 #include "runtime/test_util.h"
@@ -91,6 +92,48 @@ TEST(SpawnerTest, HostIsTheInstancesAddressUnlessTheTemplateSetsOne) {
   e->set_name("HOST");
   e->set_value("0.0.0.0");
   EXPECT_EQ(Get(BuildInstanceEnv(info, tmpl, {}), "HOST"), "0.0.0.0");
+}
+
+TEST(SpawnerTest, SecretReferencesTakeResolvedValues) {
+  tidal::v1::Template tmpl;
+  auto add = [&](const std::string& name, const std::string& secret,
+                 bool optional) {
+    auto* e = tmpl.add_env();
+    e->set_name(name);
+    auto* ref = e->mutable_value_from()->mutable_secret_key_ref();
+    ref->set_name(secret);
+    ref->set_key("k");
+    ref->set_optional(optional);
+  };
+  add("A", "db", false);
+  add("B", "gone", true);
+  std::vector<std::string> asked;
+  SecretResolver resolver =
+      [&](const std::string& ns, const std::string& name,
+          const std::string& key) -> absl::StatusOr<std::string> {
+    asked.push_back(absl::StrCat(ns, "/", name, "/", key));
+    if (name == "db") return std::string("v4lue");
+    return absl::NotFoundError(
+        absl::StrCat("secret \"", ns, "/", name, "\" not found"));
+  };
+  auto env = ResolveSecretEnv(tmpl, "team", resolver);
+  ASSERT_TRUE(env.ok()) << env.status();
+  EXPECT_EQ(asked, (std::vector<std::string>{"team/db/k", "team/gone/k"}));
+  EXPECT_EQ(env->size(), 1u);
+  auto built = BuildInstanceEnv(Info(), tmpl, {}, *env);
+  EXPECT_EQ(Get(built, "A"), "v4lue");
+  EXPECT_EQ(Get(built, "B"), "<unset>");  // optional and missing: unset
+
+  add("C", "gone", false);
+  env = ResolveSecretEnv(tmpl, "team", resolver);
+  EXPECT_TRUE(absl::IsFailedPrecondition(env.status()));
+  EXPECT_EQ(env.status().message(),
+            "CreateContainerConfigError: env C: secret \"team/gone\" not "
+            "found");
+  EXPECT_TRUE(absl::IsFailedPrecondition(
+      ResolveSecretEnv(tmpl, "team", nullptr).status()));
+  // No references: nothing is asked, even without a resolver.
+  EXPECT_TRUE(ResolveSecretEnv(tidal::v1::Template(), "team", nullptr).ok());
 }
 
 TEST(SpawnerTest, ResolveCommandSearchesThePathOfTheEnvironment) {
@@ -218,7 +261,8 @@ TEST(SpawnerTest, AnotherUserRunsTheFirstCommandOnPathItMayRun) {
                 .size(),
             2u);
   tidal::v1::Template tmpl;
-  std::vector<std::string> env = BuildInstanceEnv(Info(), tmpl, {}, &*nobody);
+  std::vector<std::string> env =
+      BuildInstanceEnv(Info(), tmpl, {}, {}, &*nobody);
   EXPECT_EQ(Get(env, "USER"), "nobody");
   EXPECT_EQ(Get(env, "HOME"), nobody->home);
   for (auto& e : env) {

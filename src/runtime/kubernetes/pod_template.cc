@@ -97,6 +97,18 @@ json::object Container(const Template& t) {
   json::array env{
       json::object{{"name", "PORT"}, {"value", absl::StrCat(port)}}};
   for (const auto& e : t.env()) {
+    if (e.value_from().has_secret_key_ref()) {
+      // A reference to the Kubernetes Secret of the same name in the Pod's
+      // namespace (docs/secrets.md): the value never enters the Pod
+      // template, the Deployment or tidald.
+      const auto& ref = e.value_from().secret_key_ref();
+      json::object sel{{"name", ref.name()}, {"key", ref.key()}};
+      if (ref.optional()) sel["optional"] = true;
+      env.push_back(json::object{
+          {"name", e.name()},
+          {"valueFrom", json::object{{"secretKeyRef", std::move(sel)}}}});
+      continue;
+    }
     env.push_back(json::object{{"name", e.name()}, {"value", e.value()}});
   }
   c["env"] = std::move(env);

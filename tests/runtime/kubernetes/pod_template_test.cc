@@ -76,6 +76,25 @@ TEST(PodTemplateTest, TheTemplateMapsToThePodSpec) {
   EXPECT_EQ(GetString(c, {"resources", "requests", "memory"}), "268435456");
 }
 
+TEST(PodTemplateTest, SecretReferencesStayReferences) {
+  InstanceRequest r = Full();
+  auto* e = r.tmpl.add_env();
+  e->set_name("DB_PASSWORD");
+  auto* ref = e->mutable_value_from()->mutable_secret_key_ref();
+  ref->set_name("db");
+  ref->set_key("password");
+  ref->set_optional(true);
+  absl::StatusOr<std::string> m = DeploymentManifest(r, "web-x");
+  ASSERT_TRUE(m.ok()) << m.status();
+  absl::StatusOr<json::value> d = ParseJson(*m);
+  ASSERT_TRUE(d.ok());
+  const json::value& c =
+      Find(*d, {"spec", "template", "spec"})->at("containers").as_array()[0];
+  EXPECT_EQ(json::serialize(c.at("env").as_array()[2]),
+            R"({"name":"DB_PASSWORD","valueFrom":{"secretKeyRef":{"name":"db",)"
+            R"("key":"password","optional":true}}})");
+}
+
 TEST(PodTemplateTest, WithoutAnImageTheFieldIsNamed) {
   InstanceRequest r = Full();
   r.tmpl.clear_image();
