@@ -180,13 +180,34 @@ absl::StatusOr<TokenStore::Created> TokenStore::Create(
 absl::StatusOr<Principal> TokenStore::Verify(const std::string& token) {
   std::string id, secret;
   if (!Parse(token, &id, &secret).ok()) return Unauthenticated();
-  auto kv = store_->Get(keys::Token(id));
-  if (absl::IsNotFound(kv.status())) return Unauthenticated();
-  RETURN_IF_ERROR(kv.status());
+  const absl::Time now = clock_->Now();
   v1::TokenRecord r;
-  if (!r.ParseFromString(kv->value)) {
-    return absl::DataLossError(
-        absl::StrCat("token record ", id, " cannot be decoded"));
+  bool cached = false;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = cache_.find(id);
+    if (it != cache_.end() && now - it->second.read_at < kRecordCacheTtl &&
+        now >= it->second.read_at) {
+      r = it->second.record;
+      cached = true;
+    }
+  }
+  if (!cached) {
+    auto kv = store_->Get(keys::Token(id));
+    if (absl::IsNotFound(kv.status())) {
+      absl::MutexLock lock(&mu_);
+      cache_.erase(id);
+      return Unauthenticated();
+    }
+    RETURN_IF_ERROR(kv.status());
+    if (!r.ParseFromString(kv->value)) {
+      return absl::DataLossError(
+          absl::StrCat("token record ", id, " cannot be decoded"));
+    }
+    absl::MutexLock lock(&mu_);
+    // Bounded: forged ids never get here (no record), and tokens are few.
+    if (cache_.size() > 10000) cache_.clear();
+    cache_[id] = Cached{r, now};
   }
   const std::string hash = Sha256(r.salt(), secret);
   if (hash.size() != r.hash().size() ||
@@ -199,7 +220,7 @@ absl::StatusOr<Principal> TokenStore::Verify(const std::string& token) {
   p.bindings = BindingsOf(r);
   if (r.has_expires()) {
     p.expires = FromProtoTime(r.expires());
-    if (clock_->Now() >= p.expires) return Unauthenticated();
+    if (now >= p.expires) return Unauthenticated();
   }
   return p;
 }
@@ -253,6 +274,10 @@ absl::StatusOr<v1::TokenInfo> TokenStore::Revoke(
   ASSIGN_OR_RETURN(v1::TokenRecord r, Find(name_or_id, &version));
   auto rev = store_->Txn({Op::Delete(keys::Token(r.id()), version),
                           Op::Delete(keys::TokenName(r.name()))});
+  {
+    absl::MutexLock lock(&mu_);
+    cache_.erase(r.id());
+  }
   if (absl::IsFailedPrecondition(rev.status())) {
     return absl::AbortedError(absl::StrCat(
         "token \"", r.name(), "\" changed while revoking it; try again"));

@@ -5,14 +5,19 @@
 // characters, 256 random bits) is never stored: only SHA-256(salt || secret)
 // with 16 random bytes of salt per token. Names are unique (an index key at
 // keys::TokenName(name), written in the same transaction as the record).
-// Thread-safe; every method reads the store afresh (a revoked token stops
-// working on every node at once).
+// Thread-safe. Verify keeps the records it read for a short while
+// (kRecordCacheTtl), so a busy API does not read the store on every call: a
+// token revoked on this node stops working at once, one revoked on another
+// node of an HA cluster within kRecordCacheTtl. Expiry is checked on every
+// call.
 
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "api/auth.h"
 #include "common/clock.h"
@@ -23,6 +28,8 @@ namespace tidal::auth {
 
 class TokenStore {
  public:
+  static constexpr absl::Duration kRecordCacheTtl = absl::Seconds(2);
+
   // `store` and `clock` are not owned and must outlive this.
   TokenStore(Store* store, Clock* clock) : store_(store), clock_(clock) {}
 
@@ -63,6 +70,12 @@ class TokenStore {
 
   Store* const store_;
   Clock* const clock_;
+  struct Cached {
+    v1::TokenRecord record;
+    absl::Time read_at;
+  };
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, Cached> cache_ ABSL_GUARDED_BY(mu_);
 };
 
 v1::TokenInfo InfoOf(const v1::TokenRecord& r);
