@@ -6,6 +6,12 @@
 //   ANY /echo        the request body back
 //   GET /bytes?n=N   N bytes of 'x'
 //   GET /stats       "requests=N inflight=M\n" (M: other requests in progress)
+//   GET /ws          WebSocket: every message echoed back as it came (text or
+//                    binary); closed with 1001 Going Away on SIGTERM
+//   GET /events?n=N&interval=D
+//                    server-sent events: N events (default 10), one every D
+//                    (default 100ms), each "data: <µs since the epoch when
+//                    written>", each written at once (chunked)
 //   any path         ?latency=5ms overrides --latency for that request
 //
 // Every response carries X-Version. Keep-alive, multithreaded (Boost.Beast on
@@ -28,6 +34,7 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -45,6 +52,7 @@
 namespace beast = boost::beast;
 namespace http = beast::http;
 namespace net = boost::asio;
+namespace websocket = beast::websocket;
 using tcp = net::ip::tcp;
 
 namespace {
@@ -209,6 +217,9 @@ std::string g_hello;
 class Session;
 std::mutex g_sessions_mu;
 std::unordered_map<Session*, std::weak_ptr<Session>> g_sessions;
+class WsSession;
+std::mutex g_ws_mu;
+std::unordered_map<WsSession*, std::weak_ptr<WsSession>> g_ws;
 
 std::string_view QueryParam(std::string_view query, std::string_view key) {
   while (!query.empty()) {
@@ -239,6 +250,59 @@ bool Healthy() {
   }
   return true;
 }
+
+// A WebSocket connection (GET /ws): echoes every message.
+class WsSession : public std::enable_shared_from_this<WsSession> {
+ public:
+  explicit WsSession(tcp::socket&& socket) : ws_(std::move(socket)) {}
+  ~WsSession() {
+    std::lock_guard<std::mutex> l(g_ws_mu);
+    g_ws.erase(this);
+  }
+
+  void Start(http::request<http::string_body> req) {
+    {
+      std::lock_guard<std::mutex> l(g_ws_mu);
+      g_ws[this] = weak_from_this();
+    }
+    ws_.set_option(
+        websocket::stream_base::decorator([](websocket::response_type& res) {
+          res.set("X-Version", g_config.version);
+        }));
+    ws_.async_accept(req, [self = shared_from_this()](beast::error_code ec) {
+      if (!ec) self->Read();
+    });
+  }
+
+  // On drain: 1001 Going Away.
+  void GoAway() {
+    net::post(ws_.get_executor(), [self = shared_from_this()] {
+      if (self->closing_) return;
+      self->closing_ = true;
+      self->ws_.async_close(websocket::close_code::going_away,
+                            [self](beast::error_code) {});
+    });
+  }
+
+ private:
+  void Read() {
+    ws_.async_read(
+        buffer_, [self = shared_from_this()](beast::error_code ec, size_t) {
+          if (ec) return;  // closed (by either side) or failed
+          self->ws_.text(self->ws_.got_text());
+          self->ws_.async_write(self->buffer_.data(),
+                                [self](beast::error_code ec, size_t) {
+                                  if (ec) return;
+                                  self->buffer_.consume(self->buffer_.size());
+                                  self->Read();
+                                });
+        });
+  }
+
+  websocket::stream<beast::tcp_stream> ws_;
+  beast::flat_buffer buffer_;
+  bool closing_ = false;
+};
 
 // One connection: reads requests and writes responses in order, on its strand.
 class Session : public std::enable_shared_from_this<Session> {
@@ -305,6 +369,14 @@ class Session : public std::enable_shared_from_this<Session> {
       ParseDurationUs(l, &latency_us);
     }
     thread_local std::mt19937_64 rng(std::random_device{}());
+    if (path == "/ws" && websocket::is_upgrade(req_)) {
+      g_inflight.fetch_sub(1, std::memory_order_relaxed);
+      g_requests.fetch_add(1, std::memory_order_relaxed);
+      std::make_shared<WsSession>(stream_.release_socket())
+          ->Start(std::move(req_));
+      return;
+    }
+    if (path == "/events") return StartEvents(query);
     if (path == "/healthz") {
       bool ok = Healthy();
       res_.result(ok ? http::status::ok : http::status::internal_server_error);
@@ -373,6 +445,58 @@ class Session : public std::enable_shared_from_this<Session> {
     Read();
   }
 
+  // Server-sent events: the header, then one chunk per event.
+  void StartEvents(std::string_view query) {
+    events_left_ = 10;
+    events_interval_us_ = 100000;
+    int64_t n = 0;
+    if (ParseInt(QueryParam(query, "n"), &n) && n >= 0) events_left_ = n;
+    if (std::string_view d = QueryParam(query, "interval"); !d.empty()) {
+      ParseDurationUs(d, &events_interval_us_);
+    }
+    events_res_.emplace(http::status::ok, req_.version());
+    events_res_->set(http::field::server, "tidal-sample-app");
+    events_res_->set("X-Version", g_config.version);
+    events_res_->set(http::field::content_type, "text/event-stream");
+    events_res_->set(http::field::cache_control, "no-cache");
+    events_res_->chunked(true);
+    events_res_->keep_alive(req_.keep_alive());
+    events_sr_.emplace(*events_res_);
+    http::async_write_header(
+        stream_, *events_sr_,
+        [self = shared_from_this()](beast::error_code ec, size_t) {
+          if (ec) return self->Close();
+          self->NextEvent();
+        });
+  }
+
+  void NextEvent() {
+    if (events_left_ == 0) {
+      return net::async_write(
+          stream_, http::make_chunk_last(),
+          [self = shared_from_this()](beast::error_code ec, size_t) {
+            self->events_sr_.reset();
+            self->events_res_.reset();
+            self->OnWrite(ec);
+          });
+    }
+    timer_.expires_after(std::chrono::microseconds(events_interval_us_));
+    timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (ec) return self->Close();
+      --self->events_left_;
+      auto now = std::chrono::duration_cast<std::chrono::microseconds>(
+                     std::chrono::system_clock::now().time_since_epoch())
+                     .count();
+      self->event_ = "data: " + std::to_string(now) + "\n\n";
+      net::async_write(self->stream_,
+                       http::make_chunk(net::buffer(self->event_)),
+                       [self](beast::error_code ec, size_t) {
+                         if (ec) return self->Close();
+                         self->NextEvent();
+                       });
+    });
+  }
+
   void Close() {
     beast::error_code ignored;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
@@ -387,6 +511,12 @@ class Session : public std::enable_shared_from_this<Session> {
   http::request<http::string_body> req_;
   http::response<http::string_body> res_;
   bool busy_ = false;
+  // GET /events.
+  int64_t events_left_ = 0;
+  int64_t events_interval_us_ = 0;
+  std::string event_;
+  std::optional<http::response<http::empty_body>> events_res_;
+  std::optional<http::response_serializer<http::empty_body>> events_sr_;
 };
 
 // Accepts connections until the drain starts.
@@ -476,6 +606,14 @@ int main(int argc, char** argv) {
       }
     }
     for (auto& s : sessions) s->CloseIfIdle();
+    std::vector<std::shared_ptr<WsSession>> ws;
+    {
+      std::lock_guard<std::mutex> l(g_ws_mu);
+      for (auto& [ptr, weak] : g_ws) {
+        if (auto s = weak.lock()) ws.push_back(std::move(s));
+      }
+    }
+    for (auto& s : ws) s->GoAway();
   });
 
   std::fprintf(stdout,

@@ -174,6 +174,12 @@ void CheckTemplate(Checker& c, const std::string& path,
                  t.termination_grace_period_seconds(),
                  kMaxTerminationGracePeriodSeconds);
   c.Max(Join(path, "concurrency"), t.concurrency(), kMaxConcurrency);
+  c.Max(Join(path, "timeoutSeconds"), t.timeout_seconds(),
+        kMaxRequestTimeoutSeconds);
+  c.Max(Join(path, "responseStartTimeoutSeconds"),
+        t.response_start_timeout_seconds(), kMaxRequestTimeoutSeconds);
+  c.Max(Join(path, "idleTimeoutSeconds"), t.idle_timeout_seconds(),
+        kMaxRequestTimeoutSeconds);
   c.Max<int64_t>(Join(path, "resources.cpu"), t.resources().cpu_millis(),
                  kMaxCpuMillis);
   c.Max<int64_t>(Join(path, "resources.memory"), t.resources().memory_bytes(),

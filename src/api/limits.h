@@ -52,6 +52,8 @@ inline constexpr int32_t kMaxProbeSeconds = 3600;  // initialDelay, period
 inline constexpr int32_t kMaxProbeTimeoutSeconds = 600;
 inline constexpr int32_t kMaxProbeThreshold = 1000;
 inline constexpr int32_t kMaxConcurrency = 1000000;
+// timeoutSeconds, responseStartTimeoutSeconds, idleTimeoutSeconds: a day.
+inline constexpr int32_t kMaxRequestTimeoutSeconds = 86400;
 inline constexpr int64_t kMaxCpuMillis = 1024 * 1000;          // 1024 cores
 inline constexpr int64_t kMaxMemoryBytes = int64_t{16} << 40;  // 16 TiB
 inline constexpr double kMaxTarget = 1e6;

@@ -299,6 +299,20 @@ void CheckTemplate(const std::string& path, const tidal::v1::Template& t,
                       t.termination_grace_period_seconds(), 0, report);
   }
   CheckMin<int32_t>(JoinPath(path, "concurrency"), t.concurrency(), 0, report);
+  CheckEnum(JoinPath(path, "protocol"), t.protocol(), {"http1", "h2c", "grpc"},
+            report);
+  if (t.has_timeout_seconds()) {
+    CheckMin<int32_t>(JoinPath(path, "timeoutSeconds"), t.timeout_seconds(), 1,
+                      report);
+  }
+  if (t.has_response_start_timeout_seconds()) {
+    CheckMin<int32_t>(JoinPath(path, "responseStartTimeoutSeconds"),
+                      t.response_start_timeout_seconds(), 1, report);
+  }
+  if (t.has_idle_timeout_seconds()) {
+    CheckMin<int32_t>(JoinPath(path, "idleTimeoutSeconds"),
+                      t.idle_timeout_seconds(), 1, report);
+  }
   CheckMin<int64_t>(JoinPath(path, "resources.cpu"), t.resources().cpu_millis(),
                     0, report);
   CheckMin<int64_t>(JoinPath(path, "resources.memory"),

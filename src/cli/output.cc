@@ -413,6 +413,23 @@ std::string DescribeApp(const tidal::v1::App& app,
         absl::StrCat(t.termination_grace_period_seconds(), "s"));
   }
   if (t.concurrency()) sub("Concurrency", absl::StrCat(t.concurrency()));
+  if (!t.protocol().empty()) sub("Protocol", t.protocol());
+  if (t.has_timeout_seconds() || t.has_response_start_timeout_seconds() ||
+      t.has_idle_timeout_seconds()) {
+    auto secs = [](bool set, int32_t s) {
+      return set ? absl::StrCat(s, "s") : std::string("default");
+    };
+    sub("Timeouts",
+        absl::StrCat(
+            "total ",
+            t.has_timeout_seconds() ? absl::StrCat(t.timeout_seconds(), "s")
+                                    : std::string("none"),
+            ", response start ",
+            secs(t.has_response_start_timeout_seconds(),
+                 t.response_start_timeout_seconds()),
+            ", idle ",
+            secs(t.has_idle_timeout_seconds(), t.idle_timeout_seconds())));
+  }
   if (t.resources().cpu_millis())
     sub("CPU", FormatCpuMillis(t.resources().cpu_millis()));
   if (t.resources().memory_bytes())

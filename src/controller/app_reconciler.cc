@@ -262,13 +262,25 @@ absl::StatusOr<AppReconciler::Result> AppReconciler::Reconcile(
   // Stops, within maxUnavailable: instances of other revisions and the
   // surplus of each; unavailable ones first (they cost no capacity).
   std::vector<Instance> candidates = other;
-  auto surplus = [&](std::vector<Instance>* group, int32_t target) {
+  // A scale-down keeps the instances that hold upgraded connections
+  // (WebSocket): the app runs above its target until they close. A release
+  // (the stable revision shrinking while an update grows, other revisions)
+  // drains them; the drain's end closes them.
+  auto surplus = [&](std::vector<Instance>* group, int32_t target,
+                     bool keep_tunnels) {
     std::sort(group->begin(), group->end(), StopFirst);
     int32_t extra = static_cast<int32_t>(group->size()) - target;
-    for (int32_t i = 0; i < extra; ++i) candidates.push_back((*group)[i]);
+    for (size_t i = 0; i < group->size() && extra > 0; ++i) {
+      if (keep_tunnels && routes_ != nullptr &&
+          routes_->Tunnels((*group)[i].id()) > 0) {
+        continue;
+      }
+      candidates.push_back((*group)[i]);
+      --extra;
+    }
   };
-  surplus(&stable, dp.stable.target);
-  if (dp.has_update) surplus(&upd, dp.update.target);
+  surplus(&stable, dp.stable.target, /*keep_tunnels=*/!dp.has_update);
+  if (dp.has_update) surplus(&upd, dp.update.target, /*keep_tunnels=*/true);
   auto available = [&](const Instance& i) {
     return deployer::Available(i, dp.min_ready, now);
   };

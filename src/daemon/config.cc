@@ -222,6 +222,13 @@ absl::Status MakeTlsOptions(const DaemonFlags& flags, DaemonConfig* c) {
           std::filesystem::absolute(flags.tls_client_ca).string();
     }
   }
+  if (!flags.tls_peer_ca.empty()) {
+    if (flags.tls_cert.empty()) {
+      return FlagError("--tls-peer-ca", "needs --tls-cert and --tls-key");
+    }
+    RETURN_IF_ERROR(CheckCaFile(flags.tls_peer_ca, "--tls-peer-ca"));
+    c->tls_peer_ca = std::filesystem::absolute(flags.tls_peer_ca).string();
+  }
   api.reload_interval = reload;
 
   gateway::GatewayOptions& g = c->gateway;
@@ -511,6 +518,9 @@ absl::StatusOr<DaemonConfig> MakeDaemonConfig(const DaemonFlags& flags,
   ASSIGN_OR_RETURN(gopts.client_idle_timeout,
                    PositiveDurationFlag("--gateway-idle-timeout",
                                         flags.gateway_idle_timeout));
+  ASSIGN_OR_RETURN(gopts.tunnel_idle_timeout,
+                   PositiveDurationFlag("--gateway-tunnel-idle-timeout",
+                                        flags.gateway_tunnel_idle_timeout));
 
   RETURN_IF_ERROR(MakeTlsOptions(flags, &c));
 

@@ -14,8 +14,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "api/audit.h"
 #include "api/api_tls.h"
+#include "api/audit.h"
 #include "api/limits.h"
 #include "gateway/gateway.h"
 #include "runtime/process_runtime.h"
@@ -47,6 +47,7 @@ struct DaemonFlags {
   std::string gateway_connect_timeout = "2s";
   std::string gateway_response_timeout = "60s";
   std::string gateway_idle_timeout = "60s";
+  std::string gateway_tunnel_idle_timeout = "1h";
   int64_t gateway_max_connections = 0;  // 0: derived from the fd limit
   std::string startup_timeout = "2m";
   bool store_check = false;
@@ -95,6 +96,7 @@ struct DaemonFlags {
   std::string tls_cert;
   std::string tls_key;
   std::string tls_client_ca;
+  std::string tls_peer_ca;
   std::string tls_reload_interval = "10s";
   std::string gateway_tls_listen;
   std::vector<std::string> gateway_tls_cert;  // [DOMAIN=]CERT,KEY
@@ -157,6 +159,9 @@ struct DaemonConfig {
   gateway::GatewayOptions gateway;
   std::string api_listen;
   ApiTlsOptions api_tls;
+  // CA file other nodes' API certificates are checked against (HA log
+  // relay); empty: api_tls.client_ca_file, else the system's roots.
+  std::string tls_peer_ca;
   std::string admin_listen;
   std::string domain;
 

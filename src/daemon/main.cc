@@ -197,6 +197,11 @@ int main(int argc, char** argv) {
   app.add_option("--gateway-idle-timeout", flags.gateway_idle_timeout,
                  "A client connection idle (keep-alive, or a gap in a body)")
       ->capture_default_str();
+  app.add_option("--gateway-tunnel-idle-timeout",
+                 flags.gateway_tunnel_idle_timeout,
+                 "An upgraded connection (WebSocket) with no byte either way "
+                 "this long is closed")
+      ->capture_default_str();
   app.add_option("--gateway-max-connections", flags.gateway_max_connections,
                  "Sockets the gateway may hold: two per client connection, "
                  "one per idle pooled upstream connection; beyond it new "
@@ -305,6 +310,10 @@ int main(int argc, char** argv) {
   app.add_option("--tls-client-ca", flags.tls_client_ca,
                  "PEM CA certificate(s): the API requires a client "
                  "certificate signed by one of them (mutual TLS)");
+  app.add_option("--tls-peer-ca", flags.tls_peer_ca,
+                 "PEM CA certificate(s) other nodes' API certificates are "
+                 "checked against when this node relays their logs (HA); "
+                 "default --tls-client-ca, else the system's roots");
   app.add_option("--tls-reload-interval", flags.tls_reload_interval,
                  "How often the certificate files (API and gateway) are "
                  "checked for changes; changed ones are served to new "

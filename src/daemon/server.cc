@@ -94,7 +94,15 @@ std::unique_ptr<ha::ClusterRuntime> MakeClusterRuntime(
   o.node = config.ha.node;
   o.node_lost_timeout = config.ha.node_lost_timeout;
   o.clock = RealClock::Get();
-  o.remote_logs = ha::GrpcRemoteLogOpener(std::move(node_token));
+  ha::PeerTls tls;
+  if (config.api_tls.enabled()) {
+    tls.enabled = true;
+    tls.ca_file = config.tls_peer_ca.empty() ? config.api_tls.client_ca_file
+                                             : config.tls_peer_ca;
+    tls.cert_file = config.api_tls.cert_file;
+    tls.key_file = config.api_tls.key_file;
+  }
+  o.remote_logs = ha::GrpcRemoteLogOpener(std::move(node_token), tls);
   return std::make_unique<ha::ClusterRuntime>(store, fenced, local, o);
 }
 

@@ -15,6 +15,7 @@
 namespace tidal::gateway {
 
 class CertSet;
+struct AlpnPolicy;
 struct TlsLayer;
 
 class ClientStream {
@@ -26,7 +27,11 @@ class ClientStream {
   ~ClientStream();
   // TLS over the socket with the certificates of `certs` (before any I/O;
   // the handshake is async_handshake).
-  void StartTls(std::shared_ptr<const CertSet> certs);
+  // `alpn` (optional, outliving the stream) decides whether ALPN offers h2.
+  void StartTls(std::shared_ptr<const CertSet> certs,
+                const AlpnPolicy* alpn = nullptr);
+  // After the handshake: ALPN chose HTTP/2.
+  bool h2() const;
   ClientStream(const ClientStream&) = delete;
   ClientStream& operator=(const ClientStream&) = delete;
 

@@ -5,12 +5,15 @@
 #include <algorithm>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "gateway/clocks.h"
 #include "gateway/gateway_impl.h"
 #include "gateway/prometheus_text.h"
+#include "gateway/request_policy.h"
+#include "gateway/session.h"
 #include "gateway/tls_certs.h"
 #include "gateway/worker.h"
 
@@ -58,6 +61,15 @@ Gateway::Impl::Impl(GatewayOptions o)
   config.drain_mu = &drain_mu;
   config.drain_cv = &drain_cv;
   table_ = std::make_shared<RouteTable>();
+  alpn.arg = this;
+  alpn.wants_h2 = [](const void* arg, absl::string_view server_name) {
+    const auto* impl = static_cast<const Impl*>(arg);
+    HostRoute r = RouteForHost(server_name, impl->opts.domain);
+    if (r.key.empty()) return false;
+    auto table = impl->CurrentTable();
+    const RouteTable::Entry* e = table->Find(r.key);
+    return e != nullptr && e->state->route()->h2;
+  };
 }
 
 Gateway::Impl::~Impl() = default;
@@ -255,6 +267,9 @@ std::string Gateway::Impl::PrometheusText() const {
   c.connections_refused_total = connections_refused_total.load();
   c.accept_errors_total = accept_errors_total.load();
   c.tls_handshake_errors_total = tls_handshake_errors_total.load();
+  c.tunnels_total = tunnels_total.load();
+  c.tunnels_open = tunnels_open.load();
+  c.tunnels_going_away_total = tunnels_going_away_total.load();
   c.connection_slots = budget.held();
   c.max_connections = opts.max_connections;
   return RenderPrometheusText(std::move(apps), c, NowNs());
@@ -275,6 +290,25 @@ void Gateway::RemoveRoute(const std::string& ns, const std::string& app) {
 int Gateway::InFlight(const std::string& instance_id) const {
   auto e = impl_->FindInstance(instance_id);
   return e ? e->outstanding.load() : 0;
+}
+
+int Gateway::Tunnels(const std::string& instance_id) const {
+  auto e = impl_->FindInstance(instance_id);
+  return e ? e->tunnels.load() : 0;
+}
+
+void Gateway::CloseTunnels(const std::string& instance_id) {
+  for (auto& w : impl_->workers) {
+    Worker* worker = w.get();
+    asio::post(worker->ioc, [worker, instance_id] {
+      // GoAway may end a session: walk a copy, holding each one.
+      std::vector<std::shared_ptr<Session>> tunnels;
+      for (Session* s : worker->sessions) {
+        if (s->TunnelTo(instance_id)) tunnels.push_back(s->shared_from_this());
+      }
+      for (auto& s : tunnels) s->GoAway();
+    });
+  }
 }
 
 bool Gateway::WaitDrained(const std::string& instance_id,

@@ -43,6 +43,18 @@ struct Route {
   std::string app;
   int concurrency = 0;  // per-instance in-flight limit; 0 = unlimited
   std::vector<RevisionRoute> revisions;
+  // The app's request timeouts (template.timeoutSeconds and friends, as
+  // Knative names them); zero: the gateway's. `timeout`: arrival to the
+  // response's last byte (none by default); `response_start_timeout`: to the
+  // response header (GatewayOptions::response_header_timeout);
+  // `idle_timeout`: the longest gap in a response body
+  // (GatewayOptions::client_idle_timeout).
+  absl::Duration timeout = absl::ZeroDuration();
+  absl::Duration response_start_timeout = absl::ZeroDuration();
+  absl::Duration idle_timeout = absl::ZeroDuration();
+  // The instances speak HTTP/2 without TLS (template.protocol h2c or grpc):
+  // HTTP/2 clients' streams are relayed to them as HTTP/2 streams.
+  bool h2 = false;
 };
 
 // Cumulative figures of one app (revision 0) or one revision since the
@@ -95,6 +107,9 @@ struct GatewayOptions {
       absl::Seconds(60);  // keep-alive and body gaps
   absl::Duration upstream_idle_timeout =
       absl::Seconds(30);  // pooled connections
+  // An upgraded connection (WebSocket) with no byte either way this long is
+  // closed.
+  absl::Duration tunnel_idle_timeout = absl::Hours(1);
 
   // Per-app queue (activator at zero, or every instance at its concurrency
   // limit): overflow -> 503 with Retry-After, timeout -> 504.
@@ -156,6 +171,14 @@ class Gateway : public MetricsSource {
   // Waits until the instance has no in-flight request. Returns false on
   // deadline. Mark it draining (or remove it) with SetRoute first.
   bool WaitDrained(const std::string& instance_id, absl::Time deadline) const;
+  // Upgraded connections (WebSocket and other tunnels) open to the instance.
+  // Each is also one in-flight request until it closes.
+  int Tunnels(const std::string& instance_id) const;
+  // Closes the upgraded connections to the instance (at the end of its
+  // drain): a WebSocket client gets a close frame 1001 Going Away (when the
+  // instance's side is between two frames), then the connection closes.
+  // Returns at once; the connections close on the gateway's threads.
+  void CloseTunnels(const std::string& instance_id);
 
   // Time of the last request that arrived for the app (InfinitePast if none).
   absl::Time LastRequestTime(const std::string& ns,

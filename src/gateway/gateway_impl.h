@@ -17,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "common/logging.h"
+#include "gateway/alpn_policy.h"
 #include "gateway/connection_budget.h"
 #include "gateway/gateway.h"
 #include "gateway/route_table.h"
@@ -57,12 +58,17 @@ class Gateway::Impl {
   // The HTTPS listener's certificates (null without one); reloaded by the
   // ticker every opts.tls_reload_interval.
   std::unique_ptr<TlsCerts> tls_certs;
+  // ALPN's h2 for the server names of apps that speak HTTP/2.
+  AlpnPolicy alpn;
   std::atomic<uint64_t> table_version{0};
   std::atomic<uint64_t> unknown_host_total{0};
   std::atomic<uint64_t> client_closed_total{0};
   std::atomic<uint64_t> connections_refused_total{0};
   std::atomic<uint64_t> accept_errors_total{0};
   std::atomic<uint64_t> tls_handshake_errors_total{0};
+  std::atomic<uint64_t> tunnels_total{0};  // upgraded connections opened
+  std::atomic<int64_t> tunnels_open{0};    // and open now
+  std::atomic<uint64_t> tunnels_going_away_total{0};  // closed by a drain
   std::atomic<uint64_t> next_uid{1};
 
   mutable absl::Mutex drain_mu;

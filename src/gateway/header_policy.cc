@@ -1,5 +1,6 @@
 #include "gateway/header_policy.h"
 
+#include <algorithm>
 #include <boost/beast/core/string.hpp>
 
 #include "absl/strings/ascii.h"
@@ -57,8 +58,66 @@ std::string NewRequestId(uint64_t* rng) {
   return id;
 }
 
+bool IsUpgradeRequest(const ProxyRequest& req) {
+  if (req.version() < 11 || req[http::field::upgrade].empty()) return false;
+  // HTTP/2 by Upgrade (RFC 7540's h2c) is not offered: the request is
+  // answered over HTTP/1.1, as RFC 9113 allows (Upgrade and HTTP2-Settings
+  // are hop-by-hop and go no further).
+  auto upgrade = req[http::field::upgrade];
+  if (absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(absl::string_view(
+                                 upgrade.data(), upgrade.size())),
+                             "h2c")) {
+    return false;
+  }
+  auto connection = req[http::field::connection];
+  for (absl::string_view token : absl::StrSplit(
+           absl::string_view(connection.data(), connection.size()), ',')) {
+    if (absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(token), "upgrade")) {
+      return true;
+    }
+  }
+  return false;
+}
+
+std::string PrepareSwitchingResponse(ProxyResponse& res) {
+  std::string protocol(res[http::field::upgrade]);
+  StripHopByHop(res);
+  res.set(http::field::upgrade, protocol);
+  res.set(http::field::connection, "Upgrade");
+  return absl::AsciiStrToLower(protocol);
+}
+
+void WsFrameBoundary::Consume(const unsigned char* data, size_t n) {
+  while (n > 0) {
+    if (need_ > 0) {
+      uint64_t take = std::min<uint64_t>(need_, n);
+      need_ -= take;
+      data += take;
+      n -= take;
+      continue;
+    }
+    header_[header_len_++] = *data++;
+    --n;
+    if (header_len_ < 2) continue;
+    const unsigned len7 = header_[1] & 0x7F;
+    const size_t ext = len7 == 126 ? 2 : len7 == 127 ? 8 : 0;
+    const size_t mask = (header_[1] & 0x80) ? 4 : 0;
+    if (header_len_ < 2 + ext + mask) continue;
+    uint64_t len = len7;
+    if (ext > 0) {
+      len = 0;
+      for (size_t i = 0; i < ext; ++i) len = (len << 8) | header_[2 + i];
+    }
+    need_ = len;
+    header_len_ = 0;
+  }
+}
+
 bool PrepareUpstreamRequest(ProxyRequest& req, absl::string_view client_ip,
-                            uint64_t* rng, absl::string_view proto) {
+                            uint64_t* rng, absl::string_view proto,
+                            bool upgrade) {
+  const std::string upgrade_to =
+      upgrade ? std::string(req[http::field::upgrade]) : std::string();
   const bool expect_continue =
       beast::iequals(req[http::field::expect], "100-continue");
   // Every Expect field, empty ones too: an instance that saw "Expect:
@@ -79,7 +138,12 @@ bool PrepareUpstreamRequest(ProxyRequest& req, absl::string_view client_ip,
           boost::beast::string_view(proto.data(), proto.size()));
   if (req["X-Request-Id"].empty()) req.set("X-Request-Id", NewRequestId(rng));
   req.version(11);
-  req.keep_alive(true);
+  if (upgrade) {
+    req.set(http::field::upgrade, upgrade_to);
+    req.set(http::field::connection, "Upgrade");
+  } else {
+    req.keep_alive(true);
+  }
   return expect_continue;
 }
 

@@ -50,8 +50,40 @@ std::string NewRequestId(uint64_t* rng);
 // X-Request-Id when there is none (from `rng`), and makes it HTTP/1.1
 // keep-alive (the upstream connection is pooled). Returns true if the client
 // sent "Expect: 100-continue".
+// With `upgrade` (IsUpgradeRequest), the Upgrade field is kept and the
+// Connection field says "Upgrade" instead of keep-alive.
 bool PrepareUpstreamRequest(ProxyRequest& req, absl::string_view client_ip,
-                            uint64_t* rng, absl::string_view proto = "http");
+                            uint64_t* rng, absl::string_view proto = "http",
+                            bool upgrade = false);
+
+// True for an HTTP/1.1 request that asks to switch protocols (RFC 9110
+// 7.8): an Upgrade field and the "upgrade" option in Connection. WebSocket
+// is one (RFC 6455).
+bool IsUpgradeRequest(const ProxyRequest& req);
+
+// Rewrites an instance's 101 Switching Protocols for the client: the
+// hop-by-hop fields go but Upgrade, and Connection says "Upgrade". Returns
+// the protocol switched to (the Upgrade field, lower case: "websocket").
+std::string PrepareSwitchingResponse(ProxyResponse& res);
+
+// Where the WebSocket frames (RFC 6455 5.2) a server sends through a tunnel
+// begin and end, so that the gateway adds its own close frame only between
+// two frames. Feed it every byte relayed, in order.
+class WsFrameBoundary {
+ public:
+  void Consume(const unsigned char* data, size_t n);
+  // Between two frames (and not inside a frame's header).
+  bool AtBoundary() const { return need_ == 0 && header_len_ == 0; }
+
+ private:
+  unsigned char header_[14] = {};
+  size_t header_len_ = 0;  // bytes of the current frame's header seen
+  uint64_t need_ = 0;      // payload bytes of the current frame still to come
+};
+
+// The close frame a server sends: 1001 Going Away (RFC 6455 7.4.1),
+// unmasked.
+inline constexpr unsigned char kWsGoingAway[] = {0x88, 0x02, 0x03, 0xE9};
 
 // How a response travels on to the client.
 struct ResponseFraming {

@@ -149,6 +149,22 @@ std::string RenderPrometheusText(std::vector<const AppState*> apps,
                   "# TYPE tidal_gateway_tls_handshake_errors_total counter\n"
                   "tidal_gateway_tls_handshake_errors_total ",
                   counters.tls_handshake_errors_total, "\n",
+                  "# HELP tidal_gateway_tunnels_total Upgraded connections "
+                  "(WebSocket and other Upgrades) opened.\n"
+                  "# TYPE tidal_gateway_tunnels_total counter\n"
+                  "tidal_gateway_tunnels_total ",
+                  counters.tunnels_total, "\n",
+                  "# HELP tidal_gateway_tunnels_open Upgraded connections "
+                  "open now.\n"
+                  "# TYPE tidal_gateway_tunnels_open gauge\n"
+                  "tidal_gateway_tunnels_open ",
+                  counters.tunnels_open, "\n",
+                  "# HELP tidal_gateway_tunnels_going_away_total Upgraded "
+                  "connections closed at the end of their instance's drain "
+                  "(WebSocket: 1001 Going Away).\n"
+                  "# TYPE tidal_gateway_tunnels_going_away_total counter\n"
+                  "tidal_gateway_tunnels_going_away_total ",
+                  counters.tunnels_going_away_total, "\n",
                   "# HELP tidal_gateway_connection_slots Sockets held or "
                   "reserved: two per client connection, one per idle pooled "
                   "upstream connection.\n"

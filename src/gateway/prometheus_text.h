@@ -20,6 +20,9 @@ struct GatewayCounters {
   uint64_t connections_refused_total = 0;
   uint64_t accept_errors_total = 0;
   uint64_t tls_handshake_errors_total = 0;
+  uint64_t tunnels_total = 0;
+  int64_t tunnels_open = 0;
+  uint64_t tunnels_going_away_total = 0;
   int64_t connection_slots = 0;  // held or reserved
   int64_t max_connections = 0;   // 0: no limit
 };

@@ -91,13 +91,13 @@ void TrafficMetrics::Start(int shard, int64_t now_ns) {
 }
 
 void TrafficMetrics::Finish(int shard, int64_t start_ns, int64_t now_ns,
-                            int status) {
+                            int status, int64_t response_ns) {
   Shard& s = Shards()[shard % num_shards_];
   Step(s, now_ns, -1);
   Add<uint64_t>(s.finished, 1);
   if (status >= 100 && status < 600) {
     Add<uint64_t>(s.classes[status / 100 - 1], 1);
-    int64_t latency = now_ns - start_ns;
+    int64_t latency = response_ns - start_ns;
     Add<uint64_t>(s.buckets[BucketFor(latency)], 1);
     Add<double>(s.latency_sum_s, latency / 1e9);
   }

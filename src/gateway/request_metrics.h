@@ -55,7 +55,13 @@ class TrafficMetrics {
   // A request arrived (in flight from now on).
   void Start(int shard, int64_t now_ns);
   // A request finished with `status` (0: no response, counts as nothing).
-  void Finish(int shard, int64_t start_ns, int64_t now_ns, int status);
+  void Finish(int shard, int64_t start_ns, int64_t now_ns, int status) {
+    Finish(shard, start_ns, now_ns, status, now_ns);
+  }
+  // The same, with the latency measured to `response_ns` (an upgraded
+  // connection: in flight until now_ns, answered at response_ns).
+  void Finish(int shard, int64_t start_ns, int64_t now_ns, int status,
+              int64_t response_ns);
 
   Totals Read(int64_t now_ns) const;
 

@@ -19,6 +19,12 @@ class GatewayTarget : public RouteTarget {
   int InFlight(const std::string& instance_id) const override {
     return gw_->InFlight(instance_id);
   }
+  int Tunnels(const std::string& instance_id) const override {
+    return gw_->Tunnels(instance_id);
+  }
+  void CloseTunnels(const std::string& instance_id) override {
+    gw_->CloseTunnels(instance_id);
+  }
 
  private:
   Gateway* const gw_;
@@ -53,6 +59,10 @@ void GatewayRoutes::PublishLocked(const std::string& key) {
   route.ns = parts[0];
   route.app = parts[1];
   route.concurrency = entry.concurrency;
+  route.timeout = entry.timeout;
+  route.response_start_timeout = entry.response_start_timeout;
+  route.idle_timeout = entry.idle_timeout;
+  route.h2 = entry.h2;
   std::map<int64_t, RevisionRoute> by_revision;
   for (const auto& inst : entry.serving) {
     if (!inst.ready() || draining_.contains(inst.id())) continue;
@@ -101,7 +111,13 @@ void GatewayRoutes::UpdateRoute(
       absl::StrCat(app.metadata().namespace_(), "/", app.metadata().name());
   absl::MutexLock lock(&mu_);
   AppEntry& entry = apps_[key];
-  entry.concurrency = app.spec().template_().concurrency();
+  const tidal::v1::Template& t = app.spec().template_();
+  entry.concurrency = t.concurrency();
+  entry.timeout = absl::Seconds(t.timeout_seconds());
+  entry.response_start_timeout =
+      absl::Seconds(t.response_start_timeout_seconds());
+  entry.idle_timeout = absl::Seconds(t.idle_timeout_seconds());
+  entry.h2 = t.protocol() == "h2c" || t.protocol() == "grpc";
   entry.serving = serving;
   PublishLocked(key);
 }
@@ -134,6 +150,10 @@ void GatewayRoutes::Drain(const tidal::v1::Instance& instance,
       Pending{instance.id(), clock_->Now() + grace, std::move(stop)});
 }
 
+int GatewayRoutes::Tunnels(const std::string& instance_id) {
+  return target_->Tunnels(instance_id);
+}
+
 bool GatewayRoutes::IsDraining(const std::string& instance_id) {
   absl::MutexLock lock(&mu_);
   return draining_.contains(instance_id);
@@ -147,8 +167,12 @@ void GatewayRoutes::DrainLoop() {
       if (stopping_ && pending_.empty()) return;
       absl::Time now = clock_->Now();
       for (auto it = pending_.begin(); it != pending_.end();) {
-        if (stopping_ || now >= it->deadline ||
-            target_->InFlight(it->instance_id) == 0) {
+        const bool idle = target_->InFlight(it->instance_id) == 0;
+        if (stopping_ || now >= it->deadline || idle) {
+          // The grace is over: what still holds the instance is a tunnel
+          // (WebSocket) or a slow request; tunnels are closed before the
+          // instance is stopped.
+          if (!idle) target_->CloseTunnels(it->instance_id);
           due.push_back(std::move(*it));
           it = pending_.erase(it);
         } else {

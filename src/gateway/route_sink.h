@@ -41,6 +41,9 @@ class RouteSink {
                      std::function<void()> stop) = 0;
   // True while the instance drains (it counts as already stopped).
   virtual bool IsDraining(const std::string& instance_id) = 0;
+  // Upgraded connections (WebSocket) open to the instance: a scale-down
+  // leaves such instances running (docs/gateway.md, "Protocols").
+  virtual int Tunnels(const std::string& instance_id) { return 0; }
   // Traffic percent per revision while a rollout splits it (empty: by ready
   // instances).
   virtual void SetWeights(const std::string& ns, const std::string& name,
@@ -57,6 +60,10 @@ class RouteTarget {
   virtual void SetRoute(const Route& route) = 0;
   virtual void RemoveRoute(const std::string& ns, const std::string& app) = 0;
   virtual int InFlight(const std::string& instance_id) const = 0;
+  virtual int Tunnels(const std::string& instance_id) const { return 0; }
+  // At the end of a drain: the instance's upgraded connections are closed
+  // (WebSocket: 1001 Going Away).
+  virtual void CloseTunnels(const std::string& instance_id) {}
 };
 
 // Thread-safe. A drainer thread runs from construction to destruction; the
@@ -77,6 +84,7 @@ class GatewayRoutes : public RouteSink {
   void Drain(const tidal::v1::Instance& instance, absl::Duration grace,
              std::function<void()> stop) override;
   bool IsDraining(const std::string& instance_id) override;
+  int Tunnels(const std::string& instance_id) override;
 
   // Traffic weight (percent) of each revision while a rollout splits it;
   // revisions not listed share what is left. Empty: by ready instances.
@@ -86,6 +94,10 @@ class GatewayRoutes : public RouteSink {
  private:
   struct AppEntry {
     int concurrency = 0;
+    absl::Duration timeout = absl::ZeroDuration();
+    absl::Duration response_start_timeout = absl::ZeroDuration();
+    absl::Duration idle_timeout = absl::ZeroDuration();
+    bool h2 = false;
     std::vector<tidal::v1::Instance> serving;
     std::vector<std::pair<int64_t, int>> weights;
   };

@@ -291,6 +291,11 @@ std::shared_ptr<const AppRoute> AppState::Update(
     std::vector<std::shared_ptr<EndpointState>>* added) {
   auto next = std::make_shared<AppRoute>();
   next->concurrency = std::max(route.concurrency, 0);
+  next->timeout_ms = absl::ToInt64Milliseconds(route.timeout);
+  next->response_start_timeout_ms =
+      absl::ToInt64Milliseconds(route.response_start_timeout);
+  next->idle_timeout_ms = absl::ToInt64Milliseconds(route.idle_timeout);
+  next->h2 = route.h2;
   Dispatches d;
   {
     absl::MutexLock lock(&mu_);

@@ -51,6 +51,7 @@ struct EndpointState {
   const std::shared_ptr<TrafficMetrics> revision_metrics;
 
   std::atomic<int> outstanding{0};  // leases held (requests at the instance)
+  std::atomic<int> tunnels{0};      // upgraded connections among them
   std::atomic<bool> draining{false};
   std::atomic<bool> removed{false};       // no longer in the route
   std::atomic<int64_t> down_until_ns{0};  // after a failed connect
@@ -78,6 +79,11 @@ struct AppRoute {
   int concurrency = 0;
   std::vector<Revision> revisions;
   int total_ready = 0;
+  // Route's timeouts (0: the gateway's), in milliseconds.
+  int64_t timeout_ms = 0;
+  int64_t response_start_timeout_ms = 0;
+  int64_t idle_timeout_ms = 0;
+  bool h2 = false;  // Route::h2
 };
 
 // A request waiting in an app's queue.

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "gateway/client_stream_tls.h"
 #include "gateway/gateway_impl.h"
+#include "gateway/h2_relay.h"
 #include "gateway/header_policy.h"
 #include "gateway/request_policy.h"
 #include "gateway/upstream_pool.h"
@@ -37,8 +38,13 @@ ClientStream::ClientStream(tcp::socket socket) : socket_(std::move(socket)) {}
 
 ClientStream::~ClientStream() = default;
 
-void ClientStream::StartTls(std::shared_ptr<const CertSet> certs) {
-  tls_ = std::make_unique<TlsLayer>(socket_, std::move(certs));
+void ClientStream::StartTls(std::shared_ptr<const CertSet> certs,
+                            const AlpnPolicy* alpn) {
+  tls_ = std::make_unique<TlsLayer>(socket_, std::move(certs), alpn);
+}
+
+bool ClientStream::h2() const {
+  return tls_ != nullptr && AlpnChoseH2(tls_->stream.native_handle());
 }
 
 Session::Session(Worker* w, tcp::socket socket,
@@ -48,11 +54,15 @@ Session::Session(Worker* w, tcp::socket socket,
   auto remote = client_.socket().remote_endpoint(ec);
   if (!ec) client_ip_ = remote.address().to_string();
   client_.socket().set_option(tcp::no_delay(true), ec);
-  if (certs) client_.StartTls(std::move(certs));
+  if (certs) client_.StartTls(std::move(certs), &w->gw->alpn);
 }
 
 Session::~Session() {
   w_->gw->budget.Unreserve(2);
+  if (tunnel_open_) {
+    lease_->tunnels.fetch_sub(1, std::memory_order_relaxed);
+    w_->gw->tunnels_open.fetch_sub(1, std::memory_order_relaxed);
+  }
   if (rev_metrics_) rev_metrics_->Finish(w_->index, rev_start_ns_, NowNs(), 0);
   if (lease_) {
     SettleAttempt(AppState::Attempt::kAbandoned);
@@ -75,6 +85,7 @@ void Session::Start() {
                                self->client_ip_, ec.message());
       return self->CloseClient();
     }
+    if (self->client_.h2()) return self->StartH2();
     self->ReadRequest();
   });
 }
@@ -90,6 +101,8 @@ void Session::ReadRequest() {
   StopWatchingClient();
   phase_ = Phase::kReadHeader;
   timed_out_ = false;
+  request_deadline_ms_ = 0;
+  upgrade_ = false;
   SetDeadline(opts_.client_idle_timeout);
   req_parser_.emplace();
   LimitRequestParser(*req_parser_, opts_.max_header_bytes,
@@ -103,6 +116,15 @@ void Session::ReadRequest() {
 
 void Session::OnRequestHeader(beast::error_code ec) {
   deadline_ms_ = 0;
+  if (ec == http::error::bad_version && phase_ == Phase::kReadHeader) {
+    // HTTP/2 with prior knowledge: the preface's "PRI * HTTP/2.0" is no
+    // HTTP/1.x request line, and nothing of it was consumed.
+    auto data = cbuf_.data();
+    if (IsH2Preface(absl::string_view(static_cast<const char*>(data.data()),
+                                      data.size()))) {
+      return StartH2();
+    }
+  }
   if (ec) {
     client_keep_alive_ = false;
     if (auto rejection = RejectUnreadRequest(ec, timed_out_)) {
@@ -157,12 +179,16 @@ void Session::OnRequestHeader(beast::error_code ec) {
   }
   app_ = entry->state;
   route_ = app_->route();
+  upgrade_ = IsUpgradeRequest(req) && req_parser_->is_done();
+  if (route_->timeout_ms > 0) {
+    request_deadline_ms_ = MonoMs() + route_->timeout_ms;
+  }
   start_ns_ = NowNs();
   app_->last_request_ns.store(start_ns_, std::memory_order_relaxed);
   app_->metrics.Start(w_->index, start_ns_);
   app_started_ = true;
-  expect_continue_ = PrepareUpstreamRequest(req, client_ip_, &w_->rng,
-                                            client_.tls() ? "https" : "http");
+  expect_continue_ = PrepareUpstreamRequest(
+      req, client_ip_, &w_->rng, client_.tls() ? "https" : "http", upgrade_);
   Acquire();
 }
 
@@ -178,9 +204,13 @@ void Session::Acquire(bool retry) {
       return;
     case AppState::Outcome::kQueued:
       phase_ = Phase::kQueued;
-      if (hold_deadline_ms_ == 0)
+      if (hold_deadline_ms_ == 0) {
         hold_deadline_ms_ =
             MonoMs() + absl::ToInt64Milliseconds(opts_.queue_timeout);
+        if (request_deadline_ms_ != 0) {
+          hold_deadline_ms_ = std::min(hold_deadline_ms_, request_deadline_ms_);
+        }
+      }
       deadline_ms_ = hold_deadline_ms_;
       return;
     case AppState::Outcome::kOverflow:
@@ -348,9 +378,13 @@ void Session::Stall() {
   SettleAttempt(AppState::Attempt::kStalled);
   ReleaseLease(0);
   reused_ = false;
-  if (hold_deadline_ms_ == 0)
+  if (hold_deadline_ms_ == 0) {
     hold_deadline_ms_ =
         MonoMs() + absl::ToInt64Milliseconds(opts_.queue_timeout);
+    if (request_deadline_ms_ != 0) {
+      hold_deadline_ms_ = std::min(hold_deadline_ms_, request_deadline_ms_);
+    }
+  }
   route_ = app_->route();
   Acquire(/*retry=*/true);
 }
@@ -483,7 +517,8 @@ void Session::ReadResponseHeader() {
   res_parser_->body_limit(boost::none);
   res_parser_->header_limit(64 * 1024);
   if (is_head_) res_parser_->skip(true);
-  SetDeadline(opts_.response_header_timeout);
+  SetExchangeDeadline(opts_.response_header_timeout,
+                      route_->response_start_timeout_ms);
   if (unconfirmed_) {
     // A fresh connection: check its delivery (CheckDelivery) meanwhile.
     response_deadline_ms_ = deadline_ms_;
@@ -527,6 +562,7 @@ void Session::OnResponseHeader(beast::error_code ec) {
   }
   auto& res = res_parser_->get();
   status_ = res.result_int();
+  if (upgrade_ && status_ == 101) return StartTunnel();
   ResponseFraming framing =
       PrepareClientResponse(res, res_parser_->need_eof(), is_head_,
                             client_version_, client_keep_alive_);
@@ -551,7 +587,7 @@ void Session::RelayResponseStep() {
   if (!res_buf_) res_buf_.reset(new char[kBodyChunk]);
   body.data = res_buf_.get();
   body.size = kBodyChunk;
-  SetDeadline(opts_.client_idle_timeout);
+  SetExchangeDeadline(opts_.client_idle_timeout, IdleTimeoutMs());
   http::async_read_some(
       upstream_, ubuf_, *res_parser_,
       [self = shared_from_this()](beast::error_code ec, size_t) {
@@ -567,7 +603,7 @@ void Session::RelayResponseStep() {
 
 void Session::WriteResponse(const char* data, size_t n, bool last) {
   response_sent_ = last;
-  SetDeadline(opts_.client_idle_timeout);
+  SetExchangeDeadline(opts_.client_idle_timeout, IdleTimeoutMs());
   asio::async_write(client_,
                     res_out_.Frame(data, n, last, res_parser_->get().base()),
                     [self = shared_from_this()](beast::error_code ec, size_t) {
@@ -700,9 +736,27 @@ void Session::OnDeadline() {
       client_.socket().close(ignored);
       upstream_.close(ignored);
       return;
+    case Phase::kTunnel:
+      EndTunnel();  // idle, or the client never closed after Going Away
+      return;
+    case Phase::kH2:
+      h2_->OnDeadline();
+      return;
     case Phase::kClosed:
       return;
   }
+}
+
+void Session::StartH2() {
+  phase_ = Phase::kH2;
+  deadline_ms_ = 0;
+  auto early = cbuf_.data();  // what the client sent: the preface and more
+  std::string received(static_cast<const char*>(early.data()), early.size());
+  cbuf_.consume(cbuf_.size());
+  req_parser_.reset();
+  h2_ = std::make_shared<H2Conn>(w_, client_, client_ip_, client_.tls(),
+                                 weak_from_this(), &deadline_ms_);
+  if (!h2_->Start(received)) CloseClient();
 }
 
 void Session::WatchClient() {
@@ -757,6 +811,195 @@ void Session::OnClientReadable(beast::error_code ec, uint64_t gen) {
   beast::error_code ignored;
   upstream_.close(ignored);
   FinishMetrics(0);
+  ReleaseLease(0);
+  CloseClient();
+}
+
+bool Session::TunnelTo(const std::string& instance_id) const {
+  return phase_ == Phase::kTunnel && lease_ &&
+         lease_->instance_id == instance_id;
+}
+
+void Session::StartTunnel() {
+  phase_ = Phase::kTunnel;
+  request_deadline_ms_ = 0;  // timeoutSeconds bounds the 101, not the tunnel
+  switch_ns_ = NowNs();
+  auto& res = res_parser_->get();
+  websocket_ = PrepareSwitchingResponse(res) == "websocket";
+  tunnel_open_ = true;
+  lease_->tunnels.fetch_add(1, std::memory_order_relaxed);
+  w_->gw->tunnels_total.fetch_add(1, std::memory_order_relaxed);
+  w_->gw->tunnels_open.fetch_add(1, std::memory_order_relaxed);
+  client_keep_alive_ = false;
+  upstream_keep_alive_ = false;
+  response_started_ = true;
+  res.body().data = nullptr;
+  res.body().more = false;
+  res_sr_.emplace(res);
+  TouchTunnel();
+  down_writing_ = true;
+  http::async_write_header(
+      client_, *res_sr_,
+      [self = shared_from_this()](beast::error_code ec, size_t) {
+        self->down_writing_ = false;
+        if (self->phase_ != Phase::kTunnel) return;
+        if (ec) return self->EndTunnel();
+        self->TouchTunnel();
+        self->TunnelUp();
+        self->TunnelDown();
+      });
+}
+
+void Session::TunnelUp() {
+  if (going_away_) cbuf_.consume(cbuf_.size());  // nobody to take it
+  auto written = [self = shared_from_this()](beast::error_code ec, size_t) {
+    if (self->phase_ != Phase::kTunnel) return;
+    if (ec && !self->going_away_) return self->EndTunnel();
+    self->TouchTunnel();
+    self->TunnelUp();
+  };
+  if (cbuf_.size() > 0) {
+    // What the client sent right after its request (its first frames).
+    std::string early(static_cast<const char*>(cbuf_.data().data()),
+                      cbuf_.size());
+    cbuf_.consume(cbuf_.size());
+    auto buf = std::make_shared<std::string>(std::move(early));
+    asio::async_write(
+        upstream_, asio::buffer(*buf),
+        [buf, written](beast::error_code ec, size_t n) { written(ec, n); });
+    return;
+  }
+  if (!req_buf_) req_buf_.reset(new char[kBodyChunk]);
+  client_.async_read_some(
+      asio::buffer(req_buf_.get(), kBodyChunk),
+      [self = shared_from_this(), written](beast::error_code ec, size_t n) {
+        if (self->phase_ != Phase::kTunnel) return;
+        if (ec) {
+          if (ec == asio::error::eof) return self->TunnelSideDone(true);
+          return self->EndTunnel();
+        }
+        self->TouchTunnel();
+        if (self->going_away_) return self->TunnelUp();  // discarded
+        asio::async_write(self->upstream_,
+                          asio::buffer(self->req_buf_.get(), n), written);
+      });
+}
+
+void Session::TunnelDown() {
+  if (going_away_) return SendGoingAway();
+  if (ubuf_.size() > 0) {
+    // What the instance sent right after its 101.
+    auto data = ubuf_.data();
+    ws_down_.Consume(static_cast<const unsigned char*>(data.data()),
+                     data.size());
+    down_writing_ = true;
+    asio::async_write(
+        client_, data,
+        [self = shared_from_this()](beast::error_code ec, size_t n) {
+          self->down_writing_ = false;
+          if (self->phase_ != Phase::kTunnel) return;
+          self->ubuf_.consume(n);
+          if (ec) return self->EndTunnel();
+          self->TouchTunnel();
+          self->TunnelDown();
+        });
+    return;
+  }
+  if (!res_buf_) res_buf_.reset(new char[kBodyChunk]);
+  upstream_.async_read_some(
+      asio::buffer(res_buf_.get(), kBodyChunk),
+      [self = shared_from_this()](beast::error_code ec, size_t n) {
+        if (self->phase_ != Phase::kTunnel) return;
+        if (self->going_away_) return self->SendGoingAway();
+        if (ec) {
+          if (ec == asio::error::eof) return self->TunnelSideDone(false);
+          return self->EndTunnel();
+        }
+        self->OnTunnelDown(self->res_buf_.get(), n);
+      });
+}
+
+void Session::OnTunnelDown(const char* data, size_t n) {
+  ws_down_.Consume(reinterpret_cast<const unsigned char*>(data), n);
+  TouchTunnel();
+  down_writing_ = true;
+  asio::async_write(client_, asio::buffer(data, n),
+                    [self = shared_from_this()](beast::error_code ec, size_t) {
+                      self->down_writing_ = false;
+                      if (self->phase_ != Phase::kTunnel) return;
+                      if (ec) return self->EndTunnel();
+                      self->TouchTunnel();
+                      self->TunnelDown();
+                    });
+}
+
+// One side closed its half: passed on as a half-close (a TLS client's
+// connection ends instead), and the tunnel ends when both sides are done.
+void Session::TunnelSideDone(bool up) {
+  beast::error_code ignored;
+  if (up) {
+    up_done_ = true;
+    upstream_.shutdown(tcp::socket::shutdown_send, ignored);
+  } else {
+    down_done_ = true;
+    if (client_.tls()) return EndTunnel();
+    client_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  }
+  if (up_done_ && down_done_) EndTunnel();
+}
+
+void Session::GoAway() {
+  if (phase_ != Phase::kTunnel || going_away_) return;
+  going_away_ = true;
+  w_->gw->tunnels_going_away_total.fetch_add(1, std::memory_order_relaxed);
+  w_->gw->log->debug("app={}/{} instance {}: tunnel of {} closed (drained)",
+                     app_->ns, app_->app, lease_->instance_id, client_ip_);
+  if (down_done_) return SendGoingAway();
+  // A write to the client in progress calls TunnelDown when done; a read
+  // from the instance ends now. Either way SendGoingAway runs next.
+  beast::error_code ignored;
+  if (!down_writing_) upstream_.cancel(ignored);
+}
+
+// 1001 Going Away to a WebSocket client, between two of the instance's
+// frames; then the client's close is awaited (2 s at most) before the
+// connection ends. Anything else just ends.
+void Session::SendGoingAway() {
+  if (phase_ != Phase::kTunnel) return;
+  if (!websocket_ || !ws_down_.AtBoundary() || down_done_) return EndTunnel();
+  down_writing_ = true;
+  SetDeadline(absl::Seconds(2));
+  asio::async_write(client_, asio::buffer(kWsGoingAway, sizeof(kWsGoingAway)),
+                    [self = shared_from_this()](beast::error_code ec, size_t) {
+                      self->down_writing_ = false;
+                      if (self->phase_ != Phase::kTunnel) return;
+                      if (ec || self->client_.tls()) return self->EndTunnel();
+                      beast::error_code ignored;
+                      self->client_.socket().shutdown(
+                          tcp::socket::shutdown_send, ignored);
+                      self->down_done_ = true;
+                      self->SetDeadline(absl::Seconds(2));
+                      if (self->up_done_) self->EndTunnel();
+                    });
+}
+
+void Session::EndTunnel() {
+  if (phase_ != Phase::kTunnel) return;
+  if (tunnel_open_) {
+    tunnel_open_ = false;
+    lease_->tunnels.fetch_sub(1, std::memory_order_relaxed);
+    w_->gw->tunnels_open.fetch_sub(1, std::memory_order_relaxed);
+  }
+  // In flight until now; its latency is that of the 101.
+  const int64_t now = NowNs();
+  if (app_started_) {
+    app_->metrics.Finish(w_->index, start_ns_, now, 101, switch_ns_);
+    app_started_ = false;
+  }
+  if (rev_metrics_) {
+    rev_metrics_->Finish(w_->index, rev_start_ns_, now, 101, switch_ns_);
+    rev_metrics_ = nullptr;
+  }
   ReleaseLease(0);
   CloseClient();
 }

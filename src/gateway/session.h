@@ -10,6 +10,7 @@
 // (body_out.h frames both bodies), and reads the next request on a
 // keep-alive connection. Internal to the gateway.
 
+#include <algorithm>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/buffer_body.hpp>
@@ -29,6 +30,7 @@
 #include "gateway/client_stream.h"
 #include "gateway/clocks.h"
 #include "gateway/gateway.h"
+#include "gateway/header_policy.h"
 #include "gateway/request_metrics.h"
 #include "gateway/request_policy.h"
 #include "gateway/route_table.h"
@@ -37,6 +39,7 @@
 namespace tidal::gateway {
 
 struct Worker;
+class H2Conn;
 
 // One client connection: reads requests, routes each, relays it to an
 // instance and the response back, streaming both bodies through fixed
@@ -61,6 +64,12 @@ class Session : public Waiter, public std::enable_shared_from_this<Session> {
   int64_t deadline_ms() const { return deadline_ms_; }
   void OnDeadline();
 
+  // An upgraded connection (WebSocket) to the instance.
+  bool TunnelTo(const std::string& instance_id) const;
+  // Ends the tunnel: a WebSocket client gets 1001 Going Away first when the
+  // instance's side is between two frames (Gateway::CloseTunnels).
+  void GoAway();
+
  private:
   enum class Phase {
     kReadHeader,
@@ -70,12 +79,23 @@ class Session : public Waiter, public std::enable_shared_from_this<Session> {
     kAwaitResponse,
     kRelayResponse,
     kRespond,
+    kTunnel,
+    kH2,  // the connection speaks HTTP/2: h2_ serves it
     kClosed
   };
 
   void SetDeadline(absl::Duration d) {
     deadline_ms_ = MonoMs() + absl::ToInt64Milliseconds(d);
   }
+  // A deadline of the exchange: `app_ms` (the app's own timeout) if set,
+  // else `d`, and never past the app's total request timeout.
+  void SetExchangeDeadline(absl::Duration d, int64_t app_ms) {
+    int64_t ms =
+        MonoMs() + (app_ms > 0 ? app_ms : absl::ToInt64Milliseconds(d));
+    if (request_deadline_ms_ != 0) ms = std::min(ms, request_deadline_ms_);
+    deadline_ms_ = ms;
+  }
+  int64_t IdleTimeoutMs() const { return route_ ? route_->idle_timeout_ms : 0; }
 
   void ReadRequest();
   void OnRequestHeader(boost::system::error_code ec);
@@ -118,6 +138,20 @@ class Session : public Waiter, public std::enable_shared_from_this<Session> {
   void WatchClient();
   void StopWatchingClient();
   void OnClientReadable(boost::system::error_code ec, uint64_t gen);
+  // The tunnel of an upgraded connection: the 101 to the client, then bytes
+  // both ways (what either side sent early first) until both sides closed
+  // or one failed.
+  void StartTunnel();
+  void TunnelUp();    // client -> instance
+  void TunnelDown();  // instance -> client
+  void OnTunnelDown(const char* data, size_t n);
+  void TunnelSideDone(bool up);
+  void SendGoingAway();
+  void EndTunnel();
+  // Hands the connection to an H2Conn (h2_relay.h) with what was read
+  // (cbuf_): at the prior knowledge preface, or after ALPN chose "h2".
+  void StartH2();
+  void TouchTunnel() { SetDeadline(opts_.tunnel_idle_timeout); }
 
   Worker* const w_;
   const GatewayOptions& opts_;
@@ -135,8 +169,9 @@ class Session : public Waiter, public std::enable_shared_from_this<Session> {
   int64_t connect_start_ms_ = 0;
   int64_t connect_deadline_ms_ = 0;
   int64_t response_deadline_ms_ = 0;
-  bool unconfirmed_ = false;  // the lease's attempt is not settled yet
-  bool stalled_ = false;      // upstream_ closed because the connect stalled
+  int64_t request_deadline_ms_ = 0;  // the app's timeoutSeconds; 0: none
+  bool unconfirmed_ = false;         // the lease's attempt is not settled yet
+  bool stalled_ = false;  // upstream_ closed because the connect stalled
   bool watching_client_ = false;
   uint64_t watch_gen_ = 0;
 
@@ -185,6 +220,19 @@ class Session : public Waiter, public std::enable_shared_from_this<Session> {
   int attempts_ = 0;
   int status_ = 0;
   int client_version_ = 11;
+
+  // Upgrade (WebSocket).
+  bool upgrade_ = false;  // the request asks to switch protocols
+  bool websocket_ = false;
+  bool tunnel_open_ = false;   // counted in the gateway's and instance's gauges
+  bool up_done_ = false;       // the client's side ended
+  bool down_done_ = false;     // the instance's side ended
+  bool down_writing_ = false;  // a write to the client is pending
+  bool going_away_ = false;
+  int64_t switch_ns_ = 0;
+  WsFrameBoundary ws_down_;
+
+  std::shared_ptr<H2Conn> h2_;
 };
 
 }  // namespace tidal::gateway

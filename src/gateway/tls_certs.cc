@@ -38,13 +38,32 @@ int OnServerName(SSL* ssl, int* /*alert*/, void* /*arg*/) {
   return SSL_TLSEXT_ERR_OK;
 }
 
-// ALPN: HTTP/1.1 when the client offers it (no protocol otherwise: a client
-// that offers only h2 is not refused, and speaks HTTP/1.1 or fails).
-int OnAlpn(SSL* /*ssl*/, const unsigned char** out, unsigned char* outlen,
+int AlpnPolicyIndex() {
+  static const int index =
+      SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
+// ALPN: h2 when the client offers it and the server name's app speaks
+// HTTP/2 (AlpnPolicy), else HTTP/1.1 when the client offers it (no protocol
+// otherwise: a client that offers only h2 is not refused, and speaks
+// HTTP/1.1 or fails).
+int OnAlpn(SSL* ssl, const unsigned char** out, unsigned char* outlen,
            const unsigned char* in, unsigned int inlen, void* /*arg*/) {
   static const unsigned char kHttp11[] = {8,   'h', 't', 't', 'p',
                                           '/', '1', '.', '1'};
+  static const unsigned char kH2[] = {2, 'h', '2'};
   unsigned char* selected = nullptr;
+  const auto* policy =
+      static_cast<const AlpnPolicy*>(SSL_get_ex_data(ssl, AlpnPolicyIndex()));
+  const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  if (policy != nullptr && policy->wants_h2 != nullptr && name != nullptr &&
+      policy->wants_h2(policy->arg, name) &&
+      SSL_select_next_proto(&selected, outlen, kH2, sizeof(kH2), in, inlen) ==
+          OPENSSL_NPN_NEGOTIATED) {
+    *out = selected;
+    return SSL_TLSEXT_ERR_OK;
+  }
   if (SSL_select_next_proto(&selected, outlen, kHttp11, sizeof(kHttp11), in,
                             inlen) == OPENSSL_NPN_NEGOTIATED) {
     *out = selected;
@@ -54,6 +73,17 @@ int OnAlpn(SSL* /*ssl*/, const unsigned char** out, unsigned char* outlen,
 }
 
 }  // namespace
+
+void AttachAlpnPolicy(SSL* ssl, const AlpnPolicy* policy) {
+  SSL_set_ex_data(ssl, AlpnPolicyIndex(), const_cast<AlpnPolicy*>(policy));
+}
+
+bool AlpnChoseH2(const SSL* ssl) {
+  const unsigned char* data = nullptr;
+  unsigned int len = 0;
+  SSL_get0_alpn_selected(ssl, &data, &len);
+  return len == 2 && data[0] == 'h' && data[1] == '2';
+}
 
 int MatchServerName(const std::vector<std::string>& domains,
                     absl::string_view server_name) {

@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "gateway/alpn_policy.h"
 #include "gateway/gateway.h"
 
 namespace spdlog {
@@ -30,6 +31,12 @@ namespace tidal::gateway {
 // default). Case-insensitive; a trailing dot is ignored. -1: no match.
 int MatchServerName(const std::vector<std::string>& domains,
                     absl::string_view server_name);
+
+// Makes the ALPN callback of `ssl` consult `policy` (kept alive by the
+// caller for the connection's life).
+void AttachAlpnPolicy(SSL* ssl, const AlpnPolicy* policy);
+// Whether ALPN chose "h2" on `ssl`.
+bool AlpnChoseH2(const SSL* ssl);
 
 // One generation of the certificates: immutable, shared by the connections
 // whose handshake began with it (each TLS connection holds it).

@@ -9,6 +9,7 @@
 
 #include "absl/time/time.h"
 #include "gateway/clocks.h"
+#include "gateway/h2_relay.h"
 #include "gateway/session.h"
 #include "gateway/tls_certs.h"
 
@@ -27,7 +28,10 @@ Worker::Worker(Gateway::Impl* gw, int index)
     : gw(gw),
       index(index),
       pool(&gw->budget),
+      h2_pool(std::make_unique<H2UpstreamPool>(this)),
       rng(0x5851f42d4c957f2dull * (index + 1) ^ NowNs()) {}
+
+Worker::~Worker() = default;
 
 const RouteTable& Worker::Table() {
   if (gw->table_version.load(std::memory_order_acquire) != table_version) {
@@ -125,6 +129,8 @@ void Worker::Sweep() {
     due.clear();
     // Idle upstream connections: expire, and drop pools of removed endpoints.
     pool.Expire(now, absl::ToInt64Milliseconds(gw->opts.upstream_idle_timeout));
+    h2_pool->Expire(now,
+                    absl::ToInt64Milliseconds(gw->opts.upstream_idle_timeout));
     Sweep();
   });
 }

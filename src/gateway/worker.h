@@ -22,9 +22,11 @@
 namespace tidal::gateway {
 
 class Session;
+class H2UpstreamPool;
 
 struct Worker {
   Worker(Gateway::Impl* gw, int index);
+  ~Worker();
 
   // The current route table (refreshed when the gateway published a new
   // one).
@@ -53,6 +55,8 @@ struct Worker {
   int64_t refused_logged_ms = 0;
   uint64_t refused_unlogged = 0;
   UpstreamPool pool;
+  // HTTP/2 connections to h2c instances (h2_relay.h).
+  std::unique_ptr<H2UpstreamPool> h2_pool;
   std::shared_ptr<const RouteTable> table;
   uint64_t table_version = ~uint64_t{0};
   uint64_t rng;

@@ -8,6 +8,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/status_macros.h"
+#include "common/tls_files.h"
 #include "tidal/v1/api.grpc.pb.h"
 
 namespace tidal::ha {
@@ -16,13 +18,14 @@ namespace {
 class GrpcLogStream : public LogStream {
  public:
   GrpcLogStream(RemoteLogTarget target, const LogOptions& options,
-                const std::string& token)
+                const std::string& token,
+                std::shared_ptr<grpc::ChannelCredentials> credentials)
       : target_(std::move(target)) {
     if (!token.empty()) ctx_.AddMetadata("authorization", "Bearer " + token);
     grpc::ChannelArguments args;
     args.SetInt(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, 16 << 20);
-    auto channel = grpc::CreateCustomChannel(
-        target_.api_address, grpc::InsecureChannelCredentials(), args);
+    auto channel = grpc::CreateCustomChannel(target_.api_address,
+                                             std::move(credentials), args);
     stub_ = v1::Tidal::NewStub(channel);
     v1::LogsRequest req;
     req.set_namespace_(target_.namespace_);
@@ -109,18 +112,38 @@ class GrpcLogStream : public LogStream {
   absl::Status end_ ABSL_GUARDED_BY(mu_);
 };
 
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> Credentials(
+    const PeerTls& tls) {
+  if (!tls.enabled) return grpc::InsecureChannelCredentials();
+  grpc::SslCredentialsOptions opts;
+  if (!tls.ca_file.empty()) {
+    ASSIGN_OR_RETURN(opts.pem_root_certs,
+                     ReadFlagFile(tls.ca_file, "--tls-peer-ca"));
+  }
+  if (!tls.cert_file.empty() && !tls.key_file.empty()) {
+    ASSIGN_OR_RETURN(opts.pem_cert_chain,
+                     ReadFlagFile(tls.cert_file, "--tls-cert"));
+    ASSIGN_OR_RETURN(opts.pem_private_key,
+                     ReadFlagFile(tls.key_file, "--tls-key"));
+  }
+  return grpc::SslCredentials(opts);
+}
+
 }  // namespace
 
-RemoteLogOpener GrpcRemoteLogOpener(std::function<std::string()> token) {
-  return [token](const RemoteLogTarget& target, const LogOptions& options)
+RemoteLogOpener GrpcRemoteLogOpener(std::function<std::string()> token,
+                                    PeerTls tls) {
+  return [token, tls](const RemoteLogTarget& target, const LogOptions& options)
              -> absl::StatusOr<std::unique_ptr<LogStream>> {
     if (target.api_address.empty()) {
       return absl::UnavailableError(
           absl::StrCat("instance ", target.instance_id, " runs on node ",
                        target.node, ", whose API address is not known"));
     }
+    ASSIGN_OR_RETURN(auto credentials, Credentials(tls));
     return std::make_unique<GrpcLogStream>(target, options,
-                                           token ? token() : std::string());
+                                           token ? token() : std::string(),
+                                           std::move(credentials));
   };
 }
 

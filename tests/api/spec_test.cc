@@ -314,6 +314,10 @@ spec:
       periodSeconds: 10
     terminationGracePeriodSeconds: 0
     concurrency: 10
+    protocol: grpc
+    timeoutSeconds: 600
+    responseStartTimeoutSeconds: 30
+    idleTimeoutSeconds: 120
     resources: {cpu: 1500m, memory: 1Gi}
     labels: {app.kubernetes.io/name: full}
   scaling:
@@ -397,6 +401,10 @@ TEST(RoundTripTest, YamlOfFullSpec) {
   ASSERT_EQ(app.metadata().name(), "full");
   EXPECT_EQ(app.spec().scaling().predictive().lookahead_ms(), 1500);
   EXPECT_EQ(app.spec().rollout().batch_interval_ms(), 30000);
+  EXPECT_EQ(app.spec().template_().protocol(), "grpc");
+  EXPECT_EQ(app.spec().template_().timeout_seconds(), 600);
+  EXPECT_EQ(app.spec().template_().response_start_timeout_seconds(), 30);
+  EXPECT_EQ(app.spec().template_().idle_timeout_seconds(), 120);
   std::string yaml = AppToYaml(app);
   ParseResult back = ParseApps(yaml, "out.yaml");
   ASSERT_TRUE(back.ok()) << AllErrors(back) << "\n" << yaml;

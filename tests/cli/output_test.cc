@@ -92,6 +92,8 @@ TEST(DescribeTest, ShowsSpecStatusInstancesAndEvents) {
       ->mutable_readiness_probe()
       ->mutable_http_get()
       ->set_path("/healthz");
+  app.mutable_spec()->mutable_template_()->set_protocol("grpc");
+  app.mutable_spec()->mutable_template_()->set_idle_timeout_seconds(120);
   auto* cond = app.mutable_status()->add_conditions();
   cond->set_type("Ready");
   cond->set_status("True");
@@ -106,10 +108,13 @@ TEST(DescribeTest, ShowsSpecStatusInstancesAndEvents) {
   ev.set_message("Started instance hello-1");
   *ev.mutable_last_time() = ToProtoTime(now - absl::Seconds(30));
   std::string d = DescribeApp(app, {inst}, {ev}, now);
-  for (const char* want : {"Name:           hello", "Labels:         team=core",
-                           "1..5 (autoscaled)", "Command:      ./server",
-                           "Readiness:    http-get /healthz", "Ready   True",
-                           "hello-1", "30s   Normal   Started"}) {
+  for (const char* want :
+       {"Name:           hello", "Labels:         team=core",
+        "1..5 (autoscaled)", "Command:      ./server",
+        "Readiness:    http-get /healthz", "Protocol:     grpc",
+        "Timeouts:     total none, response start default, "
+        "idle 120s",
+        "Ready   True", "hello-1", "30s   Normal   Started"}) {
     EXPECT_TRUE(absl::StrContains(d, want)) << want << "\n" << d;
   }
 }

@@ -306,10 +306,76 @@ class RecordingRoutes : public RouteSink {
     for (auto& [id, stop] : draining) stop();
     draining.clear();
   }
+  int Tunnels(const std::string& id) override {
+    return tunnels.count(id) ? tunnels[id] : 0;
+  }
   int updates = 0;
   std::vector<std::string> removed;
   std::map<std::string, std::function<void()>> draining;
+  std::map<std::string, int> tunnels;  // upgraded connections per instance
 };
+
+// A scale-down leaves the instances that hold WebSocket connections: the
+// app runs above its target until they close (docs/gateway.md).
+TEST(AppReconcilerTest, ScaleDownKeepsInstancesThatHoldTunnels) {
+  testing::MemoryStore store;
+  testing::FakeRuntime runtime(true);
+  testing::FakeClock clock;
+  EventRecorder events(&store, &clock);
+  RecordingRoutes routes;
+  AppReconciler::Options opts;
+  opts.routes = &routes;
+  AppReconciler reconciler(&store, &runtime, &events, &clock, opts);
+  const std::string key = keys::App("default", "hello");
+  ASSERT_TRUE(store.Create(key, MakeApp(3).SerializeAsString()).ok());
+  ASSERT_TRUE(reconciler.Reconcile("default/hello").ok());
+  auto running = runtime.List();
+  ASSERT_EQ(running.size(), 3u);
+  // Two of the three hold a WebSocket each.
+  routes.tunnels[running[0].id()] = 1;
+  routes.tunnels[running[2].id()] = 2;
+
+  auto scale = [&](int replicas) {
+    auto kv = store.Get(key);
+    ASSERT_TRUE(kv.ok());
+    App a;
+    ASSERT_TRUE(a.ParseFromString(kv->value));
+    a.mutable_spec()->set_replicas(replicas);
+    ASSERT_TRUE(
+        store.Update(key, a.SerializeAsString(), kv->resource_version).ok());
+    ASSERT_TRUE(reconciler.Reconcile("default/hello").ok());
+  };
+  scale(1);
+  // Only the idle one drains.
+  ASSERT_EQ(routes.draining.size(), 1u);
+  EXPECT_EQ(routes.draining.begin()->first, running[1].id());
+  routes.FinishDrains();
+  ASSERT_TRUE(reconciler.Reconcile("default/hello").ok());
+  EXPECT_TRUE(routes.draining.empty());
+  // One closes its connection: the next reconcile lets it go.
+  routes.tunnels.erase(running[0].id());
+  ASSERT_TRUE(reconciler.Reconcile("default/hello").ok());
+  ASSERT_EQ(routes.draining.size(), 1u);
+  EXPECT_EQ(routes.draining.begin()->first, running[0].id());
+  routes.FinishDrains();
+
+  // A release replaces the instance that still holds a connection: it
+  // drains (and the drain's end closes the connection) like any other.
+  auto kv = store.Get(key);
+  ASSERT_TRUE(kv.ok());
+  App a;
+  ASSERT_TRUE(a.ParseFromString(kv->value));
+  a.mutable_spec()->mutable_template_()->add_args("--v2");
+  ASSERT_TRUE(
+      store.Update(key, a.SerializeAsString(), kv->resource_version).ok());
+  bool drained = false;
+  for (int i = 0; i < 20 && !drained; ++i) {
+    ASSERT_TRUE(reconciler.Reconcile("default/hello").ok());
+    drained = routes.draining.count(running[2].id()) > 0;
+    routes.FinishDrains();
+  }
+  EXPECT_TRUE(drained) << "the release never replaced the busy instance";
+}
 
 TEST(AppReconcilerTest, DeleteRemovesTheRouteThenDrainsBeforeStopping) {
   testing::MemoryStore store;

@@ -268,6 +268,9 @@ TEST(DaemonConfigTest, EachBadValueNamesItsFlag) {
          f->tls_key = "/nonexistent/api.key";
        },
        "--tls-cert: /nonexistent/api.crt: No such file or directory"},
+      {"tls-peer-ca without a certificate",
+       [](DaemonFlags* f) { f->tls_peer_ca = "/nonexistent/ca.crt"; },
+       "--tls-peer-ca: needs --tls-cert and --tls-key"},
       {"tls-reload-interval",
        [](DaemonFlags* f) { f->tls_reload_interval = "500ms"; },
        "--tls-reload-interval: must be at least 1s"},

@@ -84,6 +84,7 @@ bool HaCluster::Start() {
     nodes_.push_back(std::make_unique<Daemon>(data, flags, places_[i]));
     // One bootstrap admin token for the cluster (docs/auth.md).
     nodes_.back()->set_token_file(dir_ + "/admin.token");
+    nodes_.back()->set_ctl_flags(ctl_flags_);
   }
   for (auto& n : nodes_) {
     if (!n->Start()) return false;

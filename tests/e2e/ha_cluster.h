@@ -41,6 +41,10 @@ class HaCluster {
             absl::Duration election_ttl,
             std::vector<std::string> extra_flags = {});
   bool Start();
+  // tidalctl flags for every node (TLS: Daemon::set_ctl_flags); before Start.
+  void set_ctl_flags(std::vector<std::string> flags) {
+    ctl_flags_ = std::move(flags);
+  }
   int size() const { return static_cast<int>(nodes_.size()); }
   Daemon& node(int i) { return *nodes_[i]; }
   // The leader as node i sees it ("" when none or on error).
@@ -53,6 +57,7 @@ class HaCluster {
   std::vector<DaemonPlace> places_;
   absl::Duration ttl_;
   std::vector<std::string> extra_flags_;
+  std::vector<std::string> ctl_flags_;
   EtcdCluster etcd_;
   std::vector<std::unique_ptr<Daemon>> nodes_;
 };

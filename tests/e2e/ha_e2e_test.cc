@@ -31,6 +31,7 @@
 #include "e2e/ha_cluster.h"
 #include "e2e/http_client.h"
 #include "e2e/netns.h"
+#include "e2e/test_ca.h"
 
 namespace tidal::e2e {
 namespace {
@@ -206,6 +207,59 @@ TEST(HaE2ETest, LoopbackKillTheLeaderDuringARollout) {
         return HttpGet(c.node(i).gateway_port(), AppHost(app), "/",
                        absl::Seconds(10), c.node(i).host());
       });
+}
+
+// The API over mutual TLS on every node (docs/tls.md): a node relays the
+// logs of another node's instances over TLS, trusting the peers' CA
+// (--tls-client-ca, as no --tls-peer-ca is given) and presenting its own
+// certificate, which names the addresses the nodes advertise.
+TEST(HaE2ETest, LoopbackLogsOfAnotherNodeOverMutualTls) {
+  if (access(kEtcd, X_OK) != 0) GTEST_SKIP() << "etcd-server is not installed";
+  if (!TestCa::Available()) GTEST_SKIP() << "openssl is not installed";
+  TempDir dir;
+  TestCa ca(dir.path(), "ca");
+  ASSERT_TRUE(ca.ok()) << ca.error();
+  std::vector<DaemonPlace> places;
+  std::vector<std::string> sans;
+  for (int i = 0; i < 2; ++i) {
+    places.push_back(DaemonPlace{absl::StrCat("127.0.0.", 51 + i), {}});
+    sans.push_back("IP:" + places.back().host);
+  }
+  ASSERT_TRUE(ca.Issue("node", "tidal-node", sans)) << ca.error();
+  ASSERT_TRUE(ca.Issue("admin", "admin", {}, /*client=*/true)) << ca.error();
+  HaCluster c(
+      dir.path(), places, kTtl,
+      {"--node-lost-timeout=60s", "--stop-instances-on-exit",
+       "--tls-cert=" + ca.Path("node", ".crt"),
+       "--tls-key=" + ca.Path("node", ".key"), "--tls-client-ca=" + ca.cert()});
+  c.set_ctl_flags({"--certificate-authority=" + ca.cert(),
+                   "--client-certificate=" + ca.Path("admin", ".crt"),
+                   "--client-key=" + ca.Path("admin", ".key")});
+  ASSERT_TRUE(c.Start());
+  ASSERT_TRUE(
+      Eventually([&] { return c.AgreedLeader() >= 0; }, absl::Seconds(30)));
+
+  const std::string marker = absl::StrCat("ha-tls-", getpid());
+  const std::string path = dir.path() + "/web.yaml";
+  WriteFile(path, AppYaml("web", 4, marker, "v1"));
+  auto r = c.node(0).Ctl({"apply", "-f", path, "--wait", "--timeout", "90s"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  // The instances' nodes: at least one node has to ask the other.
+  auto wide = c.node(0).Ctl({"get", "instances", "-o", "wide"});
+  ASSERT_EQ(wide.exit_code, 0) << wide.err;
+  const std::string started = "tidal-sample-app v1-" + marker + " listening";
+  for (int i = 0; i < c.size(); ++i) {
+    auto logs = c.node(i).Ctl({"logs", "web"});
+    EXPECT_EQ(logs.exit_code, 0) << logs.err;
+    size_t n = 0;
+    for (size_t at = logs.out.find(started); at != std::string::npos;
+         at = logs.out.find(started, at + 1)) {
+      ++n;
+    }
+    EXPECT_EQ(n, 4u) << "node " << i << ":\n"
+                     << logs.out << logs.err << "\n"
+                     << wide.out;
+  }
 }
 
 TEST(HaE2ETest, LoopbackARequestHeldAtZeroOnAStandbyIsServed) {

@@ -288,5 +288,98 @@ TEST(HeaderPolicyTest, GatewayResponsesAreComplete) {
   EXPECT_EQ(Field(kept, "Content-Length"), "7");
 }
 
+// WebSocket (RFC 6455) and any other Upgrade: asked for by an HTTP/1.1
+// request with the upgrade option in Connection, relayed with its Upgrade
+// field to the instance, and the 101 back with it.
+TEST(HeaderPolicyTest, UpgradeRequestsAreRecognizedAndRelayed) {
+  const std::string ws =
+      "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"
+      "Connection: keep-alive, Upgrade\r\nSec-WebSocket-Key: k\r\n"
+      "Sec-WebSocket-Version: 13\r\n\r\n";
+  ProxyRequest req = ParseRequest(ws);
+  EXPECT_TRUE(IsUpgradeRequest(req));
+  uint64_t rng = 1;
+  PrepareUpstreamRequest(req, "10.0.0.1", &rng, "http", /*upgrade=*/true);
+  EXPECT_EQ(req[http::field::upgrade], "websocket");
+  EXPECT_EQ(req[http::field::connection], "Upgrade");
+  EXPECT_EQ(req["Sec-WebSocket-Key"], "k");
+  EXPECT_EQ(req["X-Forwarded-For"], "10.0.0.1");
+
+  // Not an upgrade: no Connection option, HTTP/1.0, no Upgrade field. And a
+  // plain request loses its Upgrade field on the way.
+  ProxyRequest no_option =
+      ParseRequest("GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n");
+  EXPECT_FALSE(IsUpgradeRequest(no_option));
+  PrepareUpstreamRequest(no_option, "10.0.0.1", &rng);
+  EXPECT_EQ(no_option.count(http::field::upgrade), 0u);
+  EXPECT_FALSE(IsUpgradeRequest(ParseRequest(
+      "GET / HTTP/1.0\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n")));
+  EXPECT_FALSE(IsUpgradeRequest(ParseRequest(
+      "GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\n\r\n")));
+  // HTTP/2 by Upgrade is not offered: answered over HTTP/1.1, and neither
+  // Upgrade nor HTTP2-Settings reaches the instance.
+  ProxyRequest h2c = ParseRequest(
+      "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\n"
+      "Connection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAAQ\r\n"
+      "\r\n");
+  EXPECT_FALSE(IsUpgradeRequest(h2c));
+  PrepareUpstreamRequest(h2c, "10.0.0.1", &rng);
+  EXPECT_EQ(h2c.count(http::field::upgrade), 0u);
+  EXPECT_EQ(h2c.count("HTTP2-Settings"), 0u);
+
+  ParsedResponse r = ParseResponse(
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: WebSocket\r\n"
+      "Connection: Upgrade, X-Hop\r\nX-Hop: 1\r\n"
+      "Sec-WebSocket-Accept: a\r\n\r\n");
+  EXPECT_EQ(PrepareSwitchingResponse(r.res), "websocket");
+  EXPECT_EQ(r.res[http::field::upgrade], "WebSocket");
+  EXPECT_EQ(r.res[http::field::connection], "Upgrade");
+  EXPECT_EQ(r.res.count("X-Hop"), 0u);
+  EXPECT_EQ(r.res["Sec-WebSocket-Accept"], "a");
+}
+
+// The gateway's own close frame goes only between two of the instance's
+// frames: the boundary tracker follows 7-bit, 16-bit and 64-bit lengths and
+// masked frames, fed in pieces of any size.
+TEST(HeaderPolicyTest, WebSocketFrameBoundariesAreFollowed) {
+  std::string stream;
+  auto frame = [&](uint64_t len, bool masked) {
+    stream.push_back(static_cast<char>(0x82));  // FIN, binary
+    const char m = masked ? static_cast<char>(0x80) : 0;
+    if (len < 126) {
+      stream.push_back(static_cast<char>(m | len));
+    } else if (len < 65536) {
+      stream.push_back(static_cast<char>(m | 126));
+      stream.push_back(static_cast<char>(len >> 8));
+      stream.push_back(static_cast<char>(len & 0xFF));
+    } else {
+      stream.push_back(static_cast<char>(m | 127));
+      for (int i = 7; i >= 0; --i) {
+        stream.push_back(static_cast<char>((len >> (8 * i)) & 0xFF));
+      }
+    }
+    if (masked) stream.append("\x01\x02\x03\x04", 4);
+    stream.append(len, 'p');
+    return stream.size();  // the boundary after it
+  };
+  std::set<size_t> ends = {frame(0, false),     frame(5, false),
+                           frame(125, true),    frame(300, false),
+                           frame(70000, false), frame(3, true)};
+  for (size_t piece : {size_t{1}, size_t{7}, size_t{4096}}) {
+    WsFrameBoundary b;
+    EXPECT_TRUE(b.AtBoundary());
+    size_t at = 0;
+    while (at < stream.size()) {
+      size_t n = std::min(piece, stream.size() - at);
+      b.Consume(reinterpret_cast<const unsigned char*>(stream.data() + at), n);
+      at += n;
+      if (piece == 1) {
+        EXPECT_EQ(b.AtBoundary(), ends.count(at) > 0) << "at " << at;
+      }
+    }
+    EXPECT_TRUE(b.AtBoundary()) << "pieces of " << piece;
+  }
+}
+
 }  // namespace
 }  // namespace tidal::gateway

@@ -16,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "ha/cluster_fixture.h"
 #include "ha/node_agent.h"
+#include "ha/remote_logs.h"
 #include "runtime/process_runtime.h"
 #include "runtime/test_util.h"
 
@@ -370,7 +371,24 @@ TEST_F(ClusterRuntimeTest, OpenLogsOfLocalAndRemoteInstances) {
   EXPECT_EQ(cr_->Usage("default", "other").size(), 0u);
 }
 
-// With a remote opener (tidald: GrpcRemoteLogOpener), the logs of an
+// The gRPC opener with peer TLS reads its files at every call: one it
+// cannot read is an error naming the flag and the file, before dialling.
+TEST(GrpcRemoteLogOpenerTest, UnreadableTlsFilesAreNamed) {
+  PeerTls tls;
+  tls.enabled = true;
+  tls.ca_file = "/nonexistent/peer-ca.crt";
+  auto open = GrpcRemoteLogOpener(nullptr, tls);
+  RemoteLogTarget target{"b", "127.0.0.1:1", "default", "web", "web-1"};
+  auto logs = open(target, LogOptions{});
+  ASSERT_FALSE(logs.ok());
+  EXPECT_TRUE(absl::StrContains(logs.status().message(),
+                                "--tls-peer-ca: /nonexistent/peer-ca.crt"))
+      << logs.status();
+  target.api_address.clear();
+  EXPECT_EQ(open(target, LogOptions{}).status().code(),
+            absl::StatusCode::kUnavailable);
+}
+
 // instance on another node come from that node; asked on another node's
 // behalf (local_only), the answer names the node instead.
 TEST_F(ClusterRuntimeTest, OpenLogsOfARemoteInstanceAsksItsNode) {

@@ -12,6 +12,12 @@
 namespace tidal::kube {
 namespace {
 
+// The port's name says its protocol, as Knative names it: "h2c" for apps
+// whose instances speak HTTP/2 without TLS (template.protocol h2c, grpc).
+std::string PortName(const tidal::v1::Template& t) {
+  return t.protocol() == "h2c" || t.protocol() == "grpc" ? "h2c" : "http";
+}
+
 using tidal::v1::Probe;
 using tidal::v1::Template;
 
@@ -114,7 +120,7 @@ json::object Container(const Template& t) {
   c["env"] = std::move(env);
   if (!t.working_dir().empty()) c["workingDir"] = t.working_dir();
   c["ports"] = json::array{json::object{
-      {"name", "http"}, {"containerPort", port}, {"protocol", "TCP"}}};
+      {"name", PortName(t)}, {"containerPort", port}, {"protocol", "TCP"}}};
   // A template without a readiness probe is ready once its port accepts
   // connections, as a local instance is.
   c["readinessProbe"] = ProbeJson(
@@ -216,13 +222,13 @@ std::string ServiceManifest(const InstanceRequest& req,
       {"apiVersion", "v1"},
       {"kind", "Service"},
       {"metadata", Metadata(req, name)},
-      {"spec", json::object{
-                   {"clusterIP", "None"},
-                   {"selector", Selector(req)},
-                   {"ports", json::array{json::object{{"name", "http"},
-                                                      {"port", port},
-                                                      {"targetPort", port},
-                                                      {"protocol", "TCP"}}}}}}};
+      {"spec", json::object{{"clusterIP", "None"},
+                            {"selector", Selector(req)},
+                            {"ports", json::array{json::object{
+                                          {"name", PortName(req.tmpl)},
+                                          {"port", port},
+                                          {"targetPort", port},
+                                          {"protocol", "TCP"}}}}}}};
   return json::serialize(s);
 }
 

@@ -117,6 +117,27 @@ TEST(PodTemplateTest, DefaultsAPortAndAReadinessProbe) {
             kDefaultPort);
   EXPECT_EQ(GetInt(c, {"readinessProbe", "tcpSocket", "port"}), kDefaultPort);
   EXPECT_EQ(Find(c, {"command"}), nullptr) << "the image's entrypoint";
+  EXPECT_EQ(c.at("ports").as_array()[0].at("name").as_string(), "http");
+}
+
+// An app whose instances speak h2c names its ports "h2c", as Knative does,
+// for ingresses and meshes in front of the Service.
+TEST(PodTemplateTest, HttpTwoAppsNameTheirPortsH2c) {
+  for (const char* protocol : {"h2c", "grpc"}) {
+    InstanceRequest r;
+    r.namespace_ = "n";
+    r.app = "a";
+    r.template_hash = "h";
+    r.tmpl.set_image("i");
+    r.tmpl.set_protocol(protocol);
+    absl::StatusOr<json::value> d = ParseJson(*DeploymentManifest(r, "a-x"));
+    const json::value& c =
+        d->at("spec").at("template").at("spec").at("containers").as_array()[0];
+    EXPECT_EQ(c.at("ports").as_array()[0].at("name").as_string(), "h2c");
+    absl::StatusOr<json::value> s = ParseJson(ServiceManifest(r, "a-x"));
+    EXPECT_EQ(s->at("spec").at("ports").as_array()[0].at("name").as_string(),
+              "h2c");
+  }
 }
 
 TEST(PodTemplateTest, RevisionNamesAreServiceNames) {

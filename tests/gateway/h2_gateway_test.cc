@@ -1,0 +1,472 @@
+// The gateway's HTTP/2 relay (h2_relay.h) with real gRPC on 127.0.0.1: a
+// gRPC C++ client speaking h2c with prior knowledge to a Gateway on port 0,
+// in front of in-process gRPC servers (examples/grpc_echo/echo.proto).
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "e2e/e2e_util.h"
+#include "e2e/test_ca.h"
+#include "fakes/eventually.h"
+#include "gateway/gateway.h"
+#include "grpc_echo/echo.grpc.pb.h"
+#include "gtest/gtest.h"
+
+namespace tidal::gateway {
+namespace {
+
+using tidal::examples::Echo;
+using tidal::examples::EchoReply;
+using tidal::examples::EchoRequest;
+using tidal::examples::FailRequest;
+using tidal::examples::StreamRequest;
+using ::tidal::testing::Eventually;
+
+const char kHost[] = "echo.default.tidal.localhost";
+
+// The echo service, recording what it saw.
+class EchoService final : public Echo::Service {
+ public:
+  explicit EchoService(std::string name) : name_(std::move(name)) {}
+
+  grpc::Status Unary(grpc::ServerContext* ctx, const EchoRequest* req,
+                     EchoReply* reply) override {
+    calls++;
+    auto md = ctx->client_metadata().find("x-forwarded-for");
+    if (md != ctx->client_metadata().end()) {
+      last_forwarded_for = std::string(md->second.data(), md->second.size());
+    }
+    reply->set_message(req->message());
+    reply->set_instance(name_);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ServerStream(grpc::ServerContext* ctx, const StreamRequest* req,
+                            grpc::ServerWriter<EchoReply>* writer) override {
+    calls++;
+    for (int i = 0; i < req->count(); ++i) {
+      if (i > 0 && req->interval_ms() > 0) {
+        // A slow producer (the server's pace, not a test's wait).
+        std::this_thread::sleep_for(
+            std::chrono::milliseconds(req->interval_ms()));
+      }
+      EchoReply r;
+      r.set_message(req->message());
+      r.set_seq(i);
+      r.set_instance(name_);
+      if (ctx->IsCancelled() || !writer->Write(r)) {
+        cancelled++;
+        return grpc::Status::CANCELLED;
+      }
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Bidi(
+      grpc::ServerContext*,
+      grpc::ServerReaderWriter<EchoReply, EchoRequest>* stream) override {
+    calls++;
+    EchoRequest req;
+    int64_t seq = 0;
+    while (stream->Read(&req)) {
+      EchoReply r;
+      r.set_message(req.message());
+      r.set_seq(seq++);
+      if (!stream->Write(r)) break;
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Fail(grpc::ServerContext*, const FailRequest* req,
+                    EchoReply*) override {
+    calls++;
+    return grpc::Status(static_cast<grpc::StatusCode>(req->code()),
+                        req->message());
+  }
+
+  std::atomic<int> calls{0};
+  std::atomic<int> cancelled{0};
+  std::string last_forwarded_for;  // written by Unary before it answers
+
+ private:
+  std::string name_;
+};
+
+// A gRPC server on a free loopback port.
+class EchoServer {
+ public:
+  explicit EchoServer(std::string name) : service(std::move(name)) {
+    grpc::ServerBuilder b;
+    b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    b.RegisterService(&service);
+    b.SetMaxReceiveMessageSize(16 << 20);
+    server = b.BuildAndStart();
+  }
+  ~EchoServer() { server->Shutdown(std::chrono::system_clock::now()); }
+  EchoService service;
+  int port = 0;
+  std::unique_ptr<grpc::Server> server;
+};
+
+Endpoint Ep(const std::string& id, int port) {
+  Endpoint e;
+  e.instance_id = id;
+  e.host = "127.0.0.1";
+  e.port = port;
+  return e;
+}
+
+Route EchoRoute(std::vector<Endpoint> eps, bool h2 = true) {
+  Route r;
+  r.ns = "default";
+  r.app = "echo";
+  r.h2 = h2;
+  RevisionRoute rev;
+  rev.revision = 1;
+  rev.weight_percent = 100;
+  rev.endpoints = std::move(eps);
+  r.revisions.push_back(rev);
+  return r;
+}
+
+class H2GatewayTest : public ::testing::Test {
+ protected:
+  void StartGateway(GatewayOptions o = {}) {
+    o.port = 0;
+    if (o.threads == 0) o.threads = 2;
+    gw_ = std::make_unique<Gateway>(std::move(o));
+    ASSERT_TRUE(gw_->Start().ok());
+  }
+  std::unique_ptr<Echo::Stub> Stub(const std::string& host = kHost) {
+    grpc::ChannelArguments args;
+    args.SetString(GRPC_ARG_DEFAULT_AUTHORITY, host);
+    args.SetMaxReceiveMessageSize(16 << 20);
+    auto channel =
+        grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", gw_->port()),
+                                  grpc::InsecureChannelCredentials(), args);
+    return Echo::NewStub(channel);
+  }
+  static void Deadline(grpc::ClientContext* ctx, int ms) {
+    ctx->set_deadline(std::chrono::system_clock::now() +
+                      std::chrono::milliseconds(ms));
+  }
+  CumulativeTraffic AppTraffic() {
+    for (const auto& t : gw_->Traffic()) {
+      if (t.ns == "default" && t.app == "echo" && t.revision == 0) return t;
+    }
+    return {};
+  }
+  std::unique_ptr<Gateway> gw_;
+};
+
+TEST_F(H2GatewayTest, UnaryStreamingAndBidiRpcsAreRelayed) {
+  EchoServer a("a");
+  StartGateway();
+  gw_->SetRoute(EchoRoute({Ep("a", a.port)}));
+  auto stub = Stub();
+
+  for (int i = 0; i < 50; ++i) {
+    grpc::ClientContext ctx;
+    Deadline(&ctx, 10000);
+    EchoRequest req;
+    req.set_message(absl::StrCat("hello ", i));
+    EchoReply reply;
+    grpc::Status st = stub->Unary(&ctx, req, &reply);
+    ASSERT_TRUE(st.ok()) << st.error_code() << " " << st.error_message();
+    EXPECT_EQ(reply.message(), req.message());
+    EXPECT_EQ(reply.instance(), "a");
+  }
+  EXPECT_EQ(a.service.last_forwarded_for, "127.0.0.1");
+
+  {  // A 4 MiB message: far beyond the gateway's 256 KiB stream window.
+    grpc::ClientContext ctx;
+    Deadline(&ctx, 20000);
+    EchoRequest req;
+    req.set_message(std::string(4 << 20, 'x'));
+    EchoReply reply;
+    grpc::Status st = stub->Unary(&ctx, req, &reply);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    EXPECT_EQ(reply.message().size(), size_t{4 << 20});
+  }
+
+  {  // Server streaming: every message, in order.
+    grpc::ClientContext ctx;
+    Deadline(&ctx, 20000);
+    StreamRequest req;
+    req.set_message("s");
+    req.set_count(200);
+    auto reader = stub->ServerStream(&ctx, req);
+    EchoReply reply;
+    int64_t next = 0;
+    while (reader->Read(&reply)) {
+      ASSERT_EQ(reply.seq(), next);
+      ++next;
+    }
+    EXPECT_TRUE(reader->Finish().ok());
+    EXPECT_EQ(next, 200);
+  }
+
+  {  // Bidirectional: 1,000 messages, each answered before the next is sent.
+    grpc::ClientContext ctx;
+    Deadline(&ctx, 30000);
+    auto stream = stub->Bidi(&ctx);
+    for (int i = 0; i < 1000; ++i) {
+      EchoRequest req;
+      req.set_message(absl::StrCat("m", i));
+      ASSERT_TRUE(stream->Write(req)) << i;
+      EchoReply reply;
+      ASSERT_TRUE(stream->Read(&reply)) << i;
+      ASSERT_EQ(reply.message(), req.message());
+      ASSERT_EQ(reply.seq(), i);
+    }
+    stream->WritesDone();
+    EchoReply extra;
+    EXPECT_FALSE(stream->Read(&extra));
+    EXPECT_TRUE(stream->Finish().ok());
+  }
+
+  // Every stream ended its lease, and each counted as one request.
+  EXPECT_TRUE(Eventually([&] { return gw_->InFlight("a") == 0; }));
+  EXPECT_TRUE(Eventually([&] { return AppTraffic().requests == 53; }))
+      << AppTraffic().requests;
+  EXPECT_EQ(AppTraffic().classes[1], 53u);  // 2xx
+}
+
+TEST_F(H2GatewayTest, GrpcStatusesCountAsHttpClassesInTheMetrics) {
+  EchoServer a("a");
+  StartGateway();
+  gw_->SetRoute(EchoRoute({Ep("a", a.port)}));
+  auto stub = Stub();
+  auto fail = [&](grpc::StatusCode code) {
+    grpc::ClientContext ctx;
+    Deadline(&ctx, 10000);
+    FailRequest req;
+    req.set_code(code);
+    req.set_message("asked to");
+    EchoReply reply;
+    return stub->Fail(&ctx, req, &reply);
+  };
+  for (int i = 0; i < 3; ++i) {
+    grpc::Status st = fail(grpc::StatusCode::INTERNAL);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INTERNAL);
+    EXPECT_EQ(st.error_message(), "asked to");
+  }
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(fail(grpc::StatusCode::NOT_FOUND).error_code(),
+              grpc::StatusCode::NOT_FOUND);
+  }
+  EXPECT_TRUE(fail(grpc::StatusCode::OK).ok());
+  ASSERT_TRUE(Eventually([&] { return AppTraffic().requests == 6; }));
+  CumulativeTraffic t = AppTraffic();
+  EXPECT_EQ(t.classes[4], 3u);  // INTERNAL: 500
+  EXPECT_EQ(t.classes[3], 2u);  // NOT_FOUND: 404
+  EXPECT_EQ(t.classes[1], 1u);
+}
+
+TEST_F(H2GatewayTest, StreamsAreHeldAtZeroAndServedWhenAnInstanceIsReady) {
+  StartGateway();
+  gw_->SetRoute(EchoRoute({}));  // known app, no ready instance
+  auto stub = Stub();
+  std::atomic<bool> done{false};
+  grpc::Status result;
+  EchoReply reply;
+  std::thread caller([&] {
+    grpc::ClientContext ctx;
+    Deadline(&ctx, 30000);
+    EchoRequest req;
+    req.set_message("from zero");
+    result = stub->Unary(&ctx, req, &reply);
+    done = true;
+  });
+  ASSERT_TRUE(Eventually([&] { return gw_->Queued("default", "echo") == 1; }));
+  EXPECT_FALSE(done);
+  EchoServer a("a");
+  gw_->SetRoute(EchoRoute({Ep("a", a.port)}));
+  caller.join();
+  EXPECT_TRUE(result.ok()) << result.error_message();
+  EXPECT_EQ(reply.message(), "from zero");
+}
+
+TEST_F(H2GatewayTest, ErrorsTheGatewayAnswersAreGrpcStatuses) {
+  StartGateway();
+  EchoRequest req;
+  req.set_message("x");
+  EchoReply reply;
+  {  // No app for the host: UNIMPLEMENTED, as a 404 would be.
+    auto stub = Stub("nothing.default.tidal.localhost");
+    grpc::ClientContext ctx;
+    Deadline(&ctx, 10000);
+    grpc::Status st = stub->Unary(&ctx, req, &reply);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+    EXPECT_NE(st.error_message().find("no app for host"), std::string::npos)
+        << st.error_message();
+  }
+  {  // Nothing listens where the instance should: UNAVAILABLE, after the
+     // gateway tried it (and the retries found nothing else).
+    int dead_port;
+    {
+      EchoServer gone("gone");
+      dead_port = gone.port;
+    }
+    gw_->SetRoute(EchoRoute({Ep("gone", dead_port)}));
+    auto stub = Stub();
+    grpc::ClientContext ctx;
+    Deadline(&ctx, 10000);
+    grpc::Status st = stub->Unary(&ctx, req, &reply);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE)
+        << st.error_message();
+    EXPECT_TRUE(Eventually([&] { return gw_->InFlight("gone") == 0; }));
+  }
+  {  // An app that speaks HTTP/1.1: the stream is refused (HTTP_1_1_REQUIRED)
+     // and nothing reaches the instance.
+    EchoServer a("a");
+    gw_->SetRoute(EchoRoute({Ep("a", a.port)}, /*h2=*/false));
+    auto stub = Stub();
+    grpc::ClientContext ctx;
+    Deadline(&ctx, 10000);
+    grpc::Status st = stub->Unary(&ctx, req, &reply);
+    EXPECT_FALSE(st.ok());
+    EXPECT_EQ(a.service.calls, 0);
+  }
+}
+
+TEST_F(H2GatewayTest, TheAppsTimeoutEndsAStreamAndCancelsTheInstancesSide) {
+  EchoServer a("a");
+  StartGateway();
+  Route r = EchoRoute({Ep("a", a.port)});
+  r.timeout = absl::Milliseconds(300);
+  gw_->SetRoute(r);
+  auto stub = Stub();
+  grpc::ClientContext ctx;  // no deadline of its own
+  StreamRequest req;
+  req.set_count(200);
+  req.set_interval_ms(50);  // 10 s in all
+  auto reader = stub->ServerStream(&ctx, req);
+  EchoReply reply;
+  int got = 0;
+  while (reader->Read(&reply)) ++got;
+  grpc::Status st = reader->Finish();
+  EXPECT_FALSE(st.ok());
+  EXPECT_LT(got, 200);
+  EXPECT_TRUE(Eventually([&] { return a.service.cancelled == 1; }));
+  EXPECT_TRUE(Eventually([&] { return gw_->InFlight("a") == 0; }));
+}
+
+TEST_F(H2GatewayTest, GrpcTimeoutBeforeTheResponseIsDeadlineExceeded) {
+  StartGateway();
+  gw_->SetRoute(EchoRoute({}));  // held: no instance ever comes
+  auto stub = Stub();
+  grpc::ClientContext ctx;
+  Deadline(&ctx, 300);
+  EchoRequest req;
+  EchoReply reply;
+  grpc::Status st = stub->Unary(&ctx, req, &reply);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  // The gateway's own deadline ended the held stream too.
+  EXPECT_TRUE(Eventually([&] { return gw_->Queued("default", "echo") == 0; }));
+}
+
+TEST_F(H2GatewayTest, AClientThatGoesAwayCancelsTheInstancesStream) {
+  EchoServer a("a");
+  StartGateway();
+  gw_->SetRoute(EchoRoute({Ep("a", a.port)}));
+  auto stub = Stub();
+  {
+    grpc::ClientContext ctx;
+    StreamRequest req;
+    req.set_count(1000);
+    req.set_interval_ms(20);
+    auto reader = stub->ServerStream(&ctx, req);
+    EchoReply reply;
+    ASSERT_TRUE(reader->Read(&reply));
+    ctx.TryCancel();
+    while (reader->Read(&reply)) {
+    }
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  }
+  EXPECT_TRUE(Eventually([&] { return a.service.cancelled == 1; }));
+  EXPECT_TRUE(Eventually([&] { return gw_->InFlight("a") == 0; }));
+}
+
+// HTTPS: ALPN gives h2 to the server names of HTTP/2 apps (a gRPC client
+// over TLS) and HTTP/1.1 to the others, which speak only that.
+TEST_F(H2GatewayTest, AlpnChoosesH2ForHttpTwoAppsOnly) {
+  if (!e2e::TestCa::Available()) GTEST_SKIP() << "no openssl command";
+  e2e::TempDir dir;
+  e2e::TestCa ca(dir.path(), "ca");
+  ASSERT_TRUE(ca.ok()) << ca.error();
+  ASSERT_TRUE(ca.Issue("site", "site", {"DNS:*.default.tidal.localhost"}));
+  EchoServer a("a");
+  GatewayOptions o;
+  o.tls_port = 0;
+  o.tls_certs = {{"", ca.Path("site", ".crt"), ca.Path("site", ".key")}};
+  StartGateway(std::move(o));
+  gw_->SetRoute(EchoRoute({Ep("a", a.port)}));
+  Route plain = EchoRoute({Ep("a", a.port)}, /*h2=*/false);
+  plain.app = "plain";
+  gw_->SetRoute(plain);
+
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = e2e::ReadFile(ca.cert());
+  grpc::ChannelArguments args;
+  args.SetSslTargetNameOverride(kHost);  // SNI and the name checked
+  args.SetString(GRPC_ARG_DEFAULT_AUTHORITY, kHost);
+  auto stub = Echo::NewStub(
+      grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", gw_->tls_port()),
+                                grpc::SslCredentials(ssl), args));
+  grpc::ClientContext ctx;
+  Deadline(&ctx, 10000);
+  EchoRequest req;
+  req.set_message("over tls");
+  EchoReply reply;
+  grpc::Status st = stub->Unary(&ctx, req, &reply);
+  ASSERT_TRUE(st.ok()) << st.error_code() << " " << st.error_message();
+  EXPECT_EQ(reply.message(), "over tls");
+
+  // curl offers h2 and http/1.1: it gets what the app speaks.
+  auto version = [&](const std::string& host) {
+    const std::string port = std::to_string(gw_->tls_port());
+    auto r =
+        e2e::Run({"/usr/bin/curl", "-s", "--http2", "--max-time", "10",
+                  "--cacert", ca.cert(), "--resolve",
+                  host + ":" + port + ":127.0.0.1", "-o", "/dev/null", "-w",
+                  "%{http_version}", "https://" + host + ":" + port + "/"});
+    return r.out;
+  };
+  EXPECT_EQ(version(kHost), "2");
+  EXPECT_EQ(version("plain.default.tidal.localhost"), "1.1");
+}
+
+// An HTTP/2 connection with no stream open is closed after the idle
+// timeout, with GOAWAY.
+TEST_F(H2GatewayTest, AnIdleConnectionIsClosed) {
+  EchoServer a("a");
+  GatewayOptions o;
+  o.client_idle_timeout = absl::Milliseconds(300);
+  StartGateway(std::move(o));
+  gw_->SetRoute(EchoRoute({Ep("a", a.port)}));
+  grpc::ChannelArguments args;
+  args.SetString(GRPC_ARG_DEFAULT_AUTHORITY, kHost);
+  auto channel =
+      grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", gw_->port()),
+                                grpc::InsecureChannelCredentials(), args);
+  auto stub = Echo::NewStub(channel);
+  grpc::ClientContext ctx;
+  Deadline(&ctx, 10000);
+  EchoRequest req;
+  EchoReply reply;
+  ASSERT_TRUE(stub->Unary(&ctx, req, &reply).ok());
+  ASSERT_EQ(channel->GetState(false), GRPC_CHANNEL_READY);
+  EXPECT_TRUE(Eventually(
+      [&] { return channel->GetState(false) != GRPC_CHANNEL_READY; }));
+}
+
+}  // namespace
+}  // namespace tidal::gateway
