@@ -15,7 +15,6 @@
 namespace tidal::gateway {
 
 class CertSet;
-struct AlpnPolicy;
 struct TlsLayer;
 
 class ClientStream {
@@ -27,9 +26,7 @@ class ClientStream {
   ~ClientStream();
   // TLS over the socket with the certificates of `certs` (before any I/O;
   // the handshake is async_handshake).
-  // `alpn` (optional, outliving the stream) decides whether ALPN offers h2.
-  void StartTls(std::shared_ptr<const CertSet> certs,
-                const AlpnPolicy* alpn = nullptr);
+  void StartTls(std::shared_ptr<const CertSet> certs);
   // After the handshake: ALPN chose HTTP/2.
   bool h2() const;
   ClientStream(const ClientStream&) = delete;

@@ -15,10 +15,9 @@ namespace tidal::gateway {
 
 struct TlsLayer {
   TlsLayer(boost::asio::ip::tcp::socket& socket,
-           std::shared_ptr<const CertSet> set, const AlpnPolicy* alpn)
+           std::shared_ptr<const CertSet> set)
       : certs(std::move(set)), stream(socket, certs->initial()) {
     certs->Attach(stream.native_handle());
-    if (alpn != nullptr) AttachAlpnPolicy(stream.native_handle(), alpn);
   }
   // The certificates the handshake chooses from (SNI): kept alive for it.
   std::shared_ptr<const CertSet> certs;

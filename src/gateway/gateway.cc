@@ -12,7 +12,6 @@
 #include "gateway/clocks.h"
 #include "gateway/gateway_impl.h"
 #include "gateway/prometheus_text.h"
-#include "gateway/request_policy.h"
 #include "gateway/session.h"
 #include "gateway/tls_certs.h"
 #include "gateway/worker.h"
@@ -61,15 +60,6 @@ Gateway::Impl::Impl(GatewayOptions o)
   config.drain_mu = &drain_mu;
   config.drain_cv = &drain_cv;
   table_ = std::make_shared<RouteTable>();
-  alpn.arg = this;
-  alpn.wants_h2 = [](const void* arg, absl::string_view server_name) {
-    const auto* impl = static_cast<const Impl*>(arg);
-    HostRoute r = RouteForHost(server_name, impl->opts.domain);
-    if (r.key.empty()) return false;
-    auto table = impl->CurrentTable();
-    const RouteTable::Entry* e = table->Find(r.key);
-    return e != nullptr && e->state->route()->h2;
-  };
 }
 
 Gateway::Impl::~Impl() = default;

@@ -17,7 +17,6 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "common/logging.h"
-#include "gateway/alpn_policy.h"
 #include "gateway/connection_budget.h"
 #include "gateway/gateway.h"
 #include "gateway/route_table.h"
@@ -58,8 +57,6 @@ class Gateway::Impl {
   // The HTTPS listener's certificates (null without one); reloaded by the
   // ticker every opts.tls_reload_interval.
   std::unique_ptr<TlsCerts> tls_certs;
-  // ALPN's h2 for the server names of apps that speak HTTP/2.
-  AlpnPolicy alpn;
   std::atomic<uint64_t> table_version{0};
   std::atomic<uint64_t> unknown_host_total{0};
   std::atomic<uint64_t> client_closed_total{0};

@@ -9,12 +9,14 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "gateway/client_stream_tls.h"
 #include "gateway/clocks.h"
 #include "gateway/gateway_impl.h"
+#include "gateway/h2_stream.h"
 #include "gateway/header_policy.h"
 #include "gateway/request_policy.h"
 #include "gateway/route_table.h"
@@ -35,36 +37,6 @@ constexpr int32_t kConnectionWindow = 4 * 1024 * 1024;
 constexpr uint32_t kMaxConcurrentStreams = 256;
 constexpr int64_t kDownForNs = 1'000'000'000;
 
-// Bytes received from one side, not yet taken by the other.
-struct Buf {
-  std::string data;
-  size_t off = 0;
-  size_t size() const { return data.size() - off; }
-  bool empty() const { return size() == 0; }
-  void Append(const uint8_t* p, size_t n) {
-    if (off > 0 && off == data.size()) {
-      data.clear();
-      off = 0;
-    }
-    data.append(reinterpret_cast<const char*>(p), n);
-  }
-  size_t Take(uint8_t* out, size_t n) {
-    n = std::min(n, size());
-    std::memcpy(out, data.data() + off, n);
-    off += n;
-    if (off == data.size()) {
-      data.clear();
-      off = 0;
-    } else if (off >= 64 * 1024) {
-      data.erase(0, off);
-      off = 0;
-    }
-    return n;
-  }
-};
-
-using Headers = std::vector<std::pair<std::string, std::string>>;
-
 nghttp2_nv Nv(const std::string& name, const std::string& value) {
   return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
                     reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())),
@@ -80,75 +52,9 @@ std::vector<nghttp2_nv> Nvs(const Headers& h) {
 
 }  // namespace
 
-// One request of an HTTP/2 client: its request, where it was routed, and its
-// response on the way back. Shared by the client's H2Conn (which owns it)
-// and the H2Upstream that carries it (which refers to it until it detaches).
-struct H2Stream : public Waiter, public std::enable_shared_from_this<H2Stream> {
-  void Dispatch(std::shared_ptr<EndpointState> lease) override {
-    asio::post(w->ioc,
-               [self = shared_from_this(), lease = std::move(lease)]() mutable {
-                 if (auto c = self->conn.lock(); c && self->queued) {
-                   c->OnLease(self, std::move(lease));
-                 } else if (lease) {
-                   self->app->Settle(*lease, AppState::Attempt::kAbandoned);
-                   self->app->Release(lease);
-                 }
-               });
-  }
-
-  Worker* w = nullptr;
-  std::weak_ptr<H2Conn> conn;
-  int32_t id = 0;
-
-  // The request.
-  std::string method, scheme, authority, path, host_field;
-  Headers headers;  // regular fields, lower-case names
-  bool grpc = false;
-  int64_t grpc_timeout_ms = -1;
-  Buf req;
-  size_t req_unconsumed = 0;  // received, window not yet returned
-  bool req_ended = false;
-  bool routed = false;
-
-  // Routing.
-  std::shared_ptr<AppState> app;
-  std::shared_ptr<const AppRoute> route;
-  std::string host;
-  std::shared_ptr<EndpointState> lease;
-  std::shared_ptr<TrafficMetrics> rev_metrics;
-  std::vector<const EndpointState*> excluded;
-  std::vector<std::shared_ptr<EndpointState>> excluded_hold;
-  int attempts = 0;
-  int64_t start_ns = 0;
-  int64_t rev_start_ns = 0;
-  bool app_started = false;
-  bool queued = false;
-  int64_t hold_deadline_ms = 0;
-  int64_t response_deadline_ms = 0;  // until the response header
-  int64_t total_deadline_ms = 0;     // timeoutSeconds, grpc-timeout
-  int64_t idle_deadline_ms = 0;      // the response body's longest gap
-  int64_t idle_ms = 0;
-
-  // The upstream stream.
-  std::shared_ptr<H2Upstream> up;
-  int32_t up_id = -1;  // -1: not submitted yet
-
-  // The response.
-  Headers res_headers;
-  Headers trailers;
-  int status = 0;
-  int grpc_status = -1;
-  bool res_headers_done = false;
-  bool res_submitted = false;
-  Buf res;
-  size_t res_unconsumed = 0;
-  bool res_ended = false;
-  bool has_trailers = false;
-  bool finished = false;  // metrics recorded
-};
-
 // A multiplexed HTTP/2 (h2c) connection to one instance.
-class H2Upstream : public std::enable_shared_from_this<H2Upstream> {
+class H2Upstream : public StreamUpstream,
+                   public std::enable_shared_from_this<H2Upstream> {
  public:
   H2Upstream(Worker* w, std::shared_ptr<EndpointState> ep)
       : ep(std::move(ep)), w_(w), sock_(w->ioc) {}
@@ -162,15 +68,14 @@ class H2Upstream : public std::enable_shared_from_this<H2Upstream> {
   void Connect();
   void Submit(const std::shared_ptr<H2Stream>& s);
   // The client side is done with `s`: resets its upstream stream if open.
-  // `flush`: false while the worker stops (nothing is posted then).
-  void Detach(H2Stream* s, bool flush = true);
-  void Resume(H2Stream* s) {
+  void Detach(H2Stream* s, bool flush) override;
+  void Resume(H2Stream* s) override {
     if (s->up_id > 0 && session_ != nullptr) {
       nghttp2_session_resume_data(session_, s->up_id);
       ScheduleFlush();
     }
   }
-  void Consume(H2Stream* s, size_t n) {
+  void Consume(H2Stream* s, size_t n) override {
     if (n == 0 || session_ == nullptr || s->up_id <= 0) return;
     s->res_unconsumed -= std::min(n, s->res_unconsumed);
     nghttp2_session_consume(session_, s->up_id, n);
@@ -521,7 +426,7 @@ H2Conn::~H2Conn() {
   if (session_ != nullptr) nghttp2_session_del(session_);
 }
 
-bool H2Conn::Start(absl::string_view received) {
+bool H2Conn::Start(absl::string_view received, const H2Upgrade* upgrade) {
   nghttp2_session_callbacks* cbs;
   nghttp2_session_callbacks_new(&cbs);
   nghttp2_session_callbacks_set_on_begin_headers_callback(
@@ -541,6 +446,20 @@ bool H2Conn::Start(absl::string_view received) {
   nghttp2_option_del(opt);
   nghttp2_session_callbacks_del(cbs);
   if (rv != 0) return false;
+  if (upgrade != nullptr) {
+    // HTTP/1.1 Upgrade: h2c. The 101 goes first; the request becomes
+    // stream 1, half-closed: its answer is the first HTTP/2 response.
+    std::string settings;
+    if (!absl::WebSafeBase64Unescape(upgrade->http2_settings, &settings) ||
+        nghttp2_session_upgrade2(
+            session_, reinterpret_cast<const uint8_t*>(settings.data()),
+            settings.size(), upgrade->method == "HEAD", nullptr) != 0) {
+      return false;
+    }
+    prefix_ =
+        "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+        "Upgrade: h2c\r\n\r\n";
+  }
   nghttp2_settings_entry iv[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, kMaxConcurrentStreams},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kStreamWindow},
@@ -549,6 +468,25 @@ bool H2Conn::Start(absl::string_view received) {
   nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
                                         kConnectionWindow);
   MarkIdle();
+  if (upgrade != nullptr) {
+    auto s = std::make_shared<H2Stream>();
+    s->w = w_;
+    s->conn = weak_from_this();
+    s->id = 1;
+    s->method = upgrade->method;
+    s->path = upgrade->target;
+    s->scheme = "http";
+    s->authority = upgrade->host;
+    for (const auto& [n, v] : upgrade->fields) {
+      if (n == "content-type")
+        s->grpc = absl::StartsWith(v, "application/grpc");
+      s->headers.emplace_back(n, v);
+    }
+    s->req_ended = true;
+    nghttp2_session_set_stream_user_data(session_, 1, s.get());
+    streams_[1] = s;
+    OnRequest(s.get());
+  }
   if (!received.empty()) {
     ssize_t n = nghttp2_session_mem_recv(
         session_, reinterpret_cast<const uint8_t*>(received.data()),
@@ -600,6 +538,7 @@ void H2Conn::ScheduleFlush() {
 void H2Conn::Flush() {
   if (writing_ || closed_) return;
   wbuf_.clear();
+  wbuf_.swap(prefix_);  // the 101 of an upgrade, before any frame
   while (wbuf_.size() < kWriteBatch) {
     const uint8_t* data;
     ssize_t n = nghttp2_session_mem_send(session_, &data);
@@ -657,12 +596,6 @@ void H2Conn::OnRequest(H2Stream* s) {
   }
   s->app = entry->state;
   s->route = s->app->route();
-  if (!s->route->h2) {
-    // The app speaks HTTP/1.1: the client retries over HTTP/1.1 (not
-    // counted as a request of the app).
-    ResetStream(s, NGHTTP2_HTTP_1_1_REQUIRED);
-    return;
-  }
   s->start_ns = NowNs();
   s->app->last_request_ns.store(s->start_ns, std::memory_order_relaxed);
   s->app->metrics.Start(w_->index, s->start_ns);
@@ -746,8 +679,13 @@ void H2Conn::OnLease(const std::shared_ptr<H2Stream>& s,
                          : absl::ToInt64Milliseconds(o.response_header_timeout);
   s->response_deadline_ms = MonoMs() + start_ms;
   SetDeadlineAtMost(s->response_deadline_ms);
-  s->up = w_->h2_pool->Get(s->lease);
-  s->up->Submit(s);
+  if (s->route->h2) {
+    auto up = w_->h2_pool->Get(s->lease);
+    s->up = up;
+    up->Submit(s);
+  } else {
+    s->up = StartHttp1Exchange(w_, s);
+  }
 }
 
 void H2Conn::OnUpstreamConnectFailed(const std::shared_ptr<H2Stream>& s) {
@@ -825,7 +763,7 @@ void H2Conn::Respond(H2Stream* s, int status, const std::string& body) {
   s->res_submitted = true;
   s->status = status;
   s->res_headers_done = true;
-  if (s->up) s->up->Detach(s);
+  if (s->up) s->up->Detach(s, true);
   if (s->grpc) {
     // gRPC clients read the outcome from grpc-status (trailers-only).
     int code = status == 404 ? 12 : status == 504 ? 4 : 14;
@@ -854,7 +792,7 @@ void H2Conn::Respond(H2Stream* s, int status, const std::string& body) {
 }
 
 void H2Conn::ResetStream(H2Stream* s, uint32_t error_code) {
-  if (s->up) s->up->Detach(s);
+  if (s->up) s->up->Detach(s, true);
   nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, s->id, error_code);
   ScheduleFlush();
 }

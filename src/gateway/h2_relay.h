@@ -20,6 +20,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/string_view.h"
@@ -48,6 +49,16 @@ int GrpcStatusToHttp(int grpc_status);
 // it does not parse.
 int64_t ParseGrpcTimeoutMs(absl::string_view value);
 
+// An HTTP/1.1 request that asked for HTTP/2 (Upgrade: h2c, RFC 7540
+// section 3.2), without a body.
+struct H2Upgrade {
+  std::string http2_settings;  // the HTTP2-Settings field (base64url)
+  std::string method, target, host;
+  // The other fields, names lower-case, without the connection's own
+  // (Connection, Upgrade, HTTP2-Settings, Host, Keep-Alive, TE...).
+  std::vector<std::pair<std::string, std::string>> fields;
+};
+
 // One client connection speaking HTTP/2. Owned by its Session (which keeps
 // the socket).
 class H2Conn : public std::enable_shared_from_this<H2Conn> {
@@ -62,9 +73,10 @@ class H2Conn : public std::enable_shared_from_this<H2Conn> {
   H2Conn& operator=(const H2Conn&) = delete;
 
   // Starts the session with `received`: the bytes already read from the
-  // client (the preface). False: the session could not start (the
-  // connection closes).
-  bool Start(absl::string_view received);
+  // client (the preface). With `upgrade`, the connection switches from
+  // HTTP/1.1 (the 101 is sent first) and its request is stream 1. False: the
+  // session could not start (the connection closes).
+  bool Start(absl::string_view received, const H2Upgrade* upgrade = nullptr);
 
   // The sweep: expires held, silent or timed-out streams and an idle
   // connection.
@@ -114,6 +126,7 @@ class H2Conn : public std::enable_shared_from_this<H2Conn> {
   std::map<int32_t, std::shared_ptr<H2Stream>> streams_;
   std::unique_ptr<uint8_t[]> rbuf_;
   std::string wbuf_;
+  std::string prefix_;  // written before the frames: the 101 of an upgrade
   bool reading_ = false;
   bool writing_ = false;
   bool flush_posted_ = false;

@@ -79,6 +79,42 @@ bool IsUpgradeRequest(const ProxyRequest& req) {
   return false;
 }
 
+bool H2cUpgradeOf(const ProxyRequest& req, H2Upgrade* out) {
+  auto sv = [](boost::beast::string_view v) {
+    return absl::string_view(v.data(), v.size());
+  };
+  auto lists = [](absl::string_view list, absl::string_view token) {
+    for (absl::string_view t : absl::StrSplit(list, ',')) {
+      if (absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(t), token)) {
+        return true;
+      }
+    }
+    return false;
+  };
+  if (req.version() != 11 || req.count("HTTP2-Settings") != 1) return false;
+  const absl::string_view connection = sv(req[http::field::connection]);
+  if (!lists(sv(req[http::field::upgrade]), "h2c") ||
+      !lists(connection, "upgrade") || !lists(connection, "http2-settings")) {
+    return false;
+  }
+  out->http2_settings = std::string(sv(req["HTTP2-Settings"]));
+  out->method = std::string(sv(req.method_string()));
+  out->target = std::string(sv(req.target()));
+  out->host = std::string(sv(req[http::field::host]));
+  out->fields.clear();
+  for (const auto& f : req) {
+    std::string name = absl::AsciiStrToLower(sv(f.name_string()));
+    if (name == "connection" || name == "upgrade" || name == "http2-settings" ||
+        name == "host" || name == "keep-alive" || name == "proxy-connection" ||
+        name == "te" || name == "transfer-encoding" ||
+        lists(connection, name)) {
+      continue;
+    }
+    out->fields.emplace_back(std::move(name), std::string(sv(f.value())));
+  }
+  return true;
+}
+
 std::string PrepareSwitchingResponse(ProxyResponse& res) {
   std::string protocol(res[http::field::upgrade]);
   StripHopByHop(res);

@@ -17,6 +17,7 @@
 #include <string>
 
 #include "absl/strings/string_view.h"
+#include "gateway/h2_relay.h"
 
 namespace tidal::gateway {
 
@@ -60,6 +61,12 @@ bool PrepareUpstreamRequest(ProxyRequest& req, absl::string_view client_ip,
 // 7.8): an Upgrade field and the "upgrade" option in Connection. WebSocket
 // is one (RFC 6455).
 bool IsUpgradeRequest(const ProxyRequest& req);
+
+// An HTTP/1.1 request asking for HTTP/2 (Upgrade: h2c with one
+// HTTP2-Settings field, both named by Connection, RFC 7540 section 3.2):
+// fills `out` (the request for stream 1, without the connection's own
+// fields). The caller checks that it has no body.
+bool H2cUpgradeOf(const ProxyRequest& req, H2Upgrade* out);
 
 // Rewrites an instance's 101 Switching Protocols for the client: the
 // hop-by-hop fields go but Upgrade, and Connection says "Upgrade". Returns

@@ -38,9 +38,8 @@ ClientStream::ClientStream(tcp::socket socket) : socket_(std::move(socket)) {}
 
 ClientStream::~ClientStream() = default;
 
-void ClientStream::StartTls(std::shared_ptr<const CertSet> certs,
-                            const AlpnPolicy* alpn) {
-  tls_ = std::make_unique<TlsLayer>(socket_, std::move(certs), alpn);
+void ClientStream::StartTls(std::shared_ptr<const CertSet> certs) {
+  tls_ = std::make_unique<TlsLayer>(socket_, std::move(certs));
 }
 
 bool ClientStream::h2() const {
@@ -54,7 +53,7 @@ Session::Session(Worker* w, tcp::socket socket,
   auto remote = client_.socket().remote_endpoint(ec);
   if (!ec) client_ip_ = remote.address().to_string();
   client_.socket().set_option(tcp::no_delay(true), ec);
-  if (certs) client_.StartTls(std::move(certs), &w->gw->alpn);
+  if (certs) client_.StartTls(std::move(certs));
 }
 
 Session::~Session() {
@@ -135,6 +134,11 @@ void Session::OnRequestHeader(beast::error_code ec) {
     return;
   }
   auto& req = req_parser_->get();
+  if (!client_.tls() && req_parser_->is_done() &&
+      req[http::field::content_length].empty()) {
+    H2Upgrade upgrade;
+    if (H2cUpgradeOf(req, &upgrade)) return StartH2(&upgrade);
+  }
   client_keep_alive_ = req.keep_alive();
   client_version_ = req.version();  // the upstream request is HTTP/1.1
   idempotent_ = Idempotent(req.method());
@@ -747,7 +751,7 @@ void Session::OnDeadline() {
   }
 }
 
-void Session::StartH2() {
+void Session::StartH2(const H2Upgrade* upgrade) {
   phase_ = Phase::kH2;
   deadline_ms_ = 0;
   auto early = cbuf_.data();  // what the client sent: the preface and more
@@ -756,7 +760,7 @@ void Session::StartH2() {
   req_parser_.reset();
   h2_ = std::make_shared<H2Conn>(w_, client_, client_ip_, client_.tls(),
                                  weak_from_this(), &deadline_ms_);
-  if (!h2_->Start(received)) CloseClient();
+  if (!h2_->Start(received, upgrade)) CloseClient();
 }
 
 void Session::WatchClient() {

@@ -40,6 +40,7 @@ namespace tidal::gateway {
 
 struct Worker;
 class H2Conn;
+struct H2Upgrade;
 
 // One client connection: reads requests, routes each, relays it to an
 // instance and the response back, streaming both bodies through fixed
@@ -149,8 +150,9 @@ class Session : public Waiter, public std::enable_shared_from_this<Session> {
   void SendGoingAway();
   void EndTunnel();
   // Hands the connection to an H2Conn (h2_relay.h) with what was read
-  // (cbuf_): at the prior knowledge preface, or after ALPN chose "h2".
-  void StartH2();
+  // (cbuf_): at the prior knowledge preface, after ALPN chose "h2", or
+  // after an HTTP/1.1 request that asked for h2c (`upgrade`).
+  void StartH2(const H2Upgrade* upgrade = nullptr);
   void TouchTunnel() { SetDeadline(opts_.tunnel_idle_timeout); }
 
   Worker* const w_;

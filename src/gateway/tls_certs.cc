@@ -38,29 +38,17 @@ int OnServerName(SSL* ssl, int* /*alert*/, void* /*arg*/) {
   return SSL_TLSEXT_ERR_OK;
 }
 
-int AlpnPolicyIndex() {
-  static const int index =
-      SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
-  return index;
-}
-
-// ALPN: h2 when the client offers it and the server name's app speaks
-// HTTP/2 (AlpnPolicy), else HTTP/1.1 when the client offers it (no protocol
-// otherwise: a client that offers only h2 is not refused, and speaks
-// HTTP/1.1 or fails).
-int OnAlpn(SSL* ssl, const unsigned char** out, unsigned char* outlen,
+// ALPN: h2 when the client offers it (every app is reached over HTTP/2:
+// h2_relay.h), else HTTP/1.1 when the client offers it (no protocol
+// otherwise: such a client speaks HTTP/1.1 or fails).
+int OnAlpn(SSL* /*ssl*/, const unsigned char** out, unsigned char* outlen,
            const unsigned char* in, unsigned int inlen, void* /*arg*/) {
   static const unsigned char kHttp11[] = {8,   'h', 't', 't', 'p',
                                           '/', '1', '.', '1'};
   static const unsigned char kH2[] = {2, 'h', '2'};
   unsigned char* selected = nullptr;
-  const auto* policy =
-      static_cast<const AlpnPolicy*>(SSL_get_ex_data(ssl, AlpnPolicyIndex()));
-  const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-  if (policy != nullptr && policy->wants_h2 != nullptr && name != nullptr &&
-      policy->wants_h2(policy->arg, name) &&
-      SSL_select_next_proto(&selected, outlen, kH2, sizeof(kH2), in, inlen) ==
-          OPENSSL_NPN_NEGOTIATED) {
+  if (SSL_select_next_proto(&selected, outlen, kH2, sizeof(kH2), in, inlen) ==
+      OPENSSL_NPN_NEGOTIATED) {
     *out = selected;
     return SSL_TLSEXT_ERR_OK;
   }
@@ -73,10 +61,6 @@ int OnAlpn(SSL* ssl, const unsigned char** out, unsigned char* outlen,
 }
 
 }  // namespace
-
-void AttachAlpnPolicy(SSL* ssl, const AlpnPolicy* policy) {
-  SSL_set_ex_data(ssl, AlpnPolicyIndex(), const_cast<AlpnPolicy*>(policy));
-}
 
 bool AlpnChoseH2(const SSL* ssl) {
   const unsigned char* data = nullptr;

@@ -14,7 +14,6 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
-#include "gateway/alpn_policy.h"
 #include "gateway/gateway.h"
 
 namespace spdlog {
@@ -32,9 +31,6 @@ namespace tidal::gateway {
 int MatchServerName(const std::vector<std::string>& domains,
                     absl::string_view server_name);
 
-// Makes the ALPN callback of `ssl` consult `policy` (kept alive by the
-// caller for the connection's life).
-void AttachAlpnPolicy(SSL* ssl, const AlpnPolicy* policy);
 // Whether ALPN chose "h2" on `ssl`.
 bool AlpnChoseH2(const SSL* ssl);
 

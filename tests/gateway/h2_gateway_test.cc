@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "e2e/e2e_util.h"
 #include "e2e/test_ca.h"
@@ -18,6 +19,7 @@
 #include "gateway/gateway.h"
 #include "grpc_echo/echo.grpc.pb.h"
 #include "gtest/gtest.h"
+#include "test_upstream.h"
 
 namespace tidal::gateway {
 namespace {
@@ -164,6 +166,7 @@ class H2GatewayTest : public ::testing::Test {
     return {};
   }
   std::unique_ptr<Gateway> gw_;
+  e2e::TempDir testing_dir_;
 };
 
 TEST_F(H2GatewayTest, UnaryStreamingAndBidiRpcsAreRelayed) {
@@ -324,17 +327,74 @@ TEST_F(H2GatewayTest, ErrorsTheGatewayAnswersAreGrpcStatuses) {
         << st.error_message();
     EXPECT_TRUE(Eventually([&] { return gw_->InFlight("gone") == 0; }));
   }
-  {  // An app that speaks HTTP/1.1: the stream is refused (HTTP_1_1_REQUIRED)
-     // and nothing reaches the instance.
-    EchoServer a("a");
-    gw_->SetRoute(EchoRoute({Ep("a", a.port)}, /*h2=*/false));
-    auto stub = Stub();
-    grpc::ClientContext ctx;
-    Deadline(&ctx, 10000);
-    grpc::Status st = stub->Unary(&ctx, req, &reply);
-    EXPECT_FALSE(st.ok());
-    EXPECT_EQ(a.service.calls, 0);
-  }
+}
+
+// HTTP/2 clients of an app that speaks HTTP/1.1: each stream is one
+// HTTP/1.1 exchange (pooled keep-alive connections), bodies both ways,
+// status and fields relayed; reached with prior knowledge, by Upgrade: h2c,
+// and over TLS (ALPN h2).
+TEST_F(H2GatewayTest, Http2ClientsReachHttp1Apps) {
+  testing::TestUpstream up("plain-1");
+  StartGateway();
+  Route r = EchoRoute({Ep("plain-1", up.port())}, /*h2=*/false);
+  gw_->SetRoute(r);
+  const std::string base = absl::StrCat("http://127.0.0.1:", gw_->port());
+  auto curl = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv = {"/usr/bin/curl",
+                                     "-sS",
+                                     "--max-time",
+                                     "20",
+                                     "-H",
+                                     absl::StrCat("Host: ", kHost)};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return e2e::Run(argv);
+  };
+  // Three streams at once on one connection (nghttp; curl 7.88 cannot reuse
+  // a prior-knowledge connection, against nginx either).
+  auto many = e2e::Run({"/usr/bin/nghttp", "-v", "-H",
+                        absl::StrCat(":authority: ", kHost), base + "/",
+                        base + "/status?code=404", base + "/bytes?n=100000"});
+  ASSERT_EQ(many.exit_code, 0) << many.err;
+  auto count = [](const std::string& text, const std::string& what) {
+    int n = 0;
+    for (size_t at = text.find(what); at != std::string::npos;
+         at = text.find(what, at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  EXPECT_EQ(count(many.out, ":status: 200"), 2) << many.out;
+  EXPECT_EQ(count(many.out, ":status: 404"), 1) << many.out;
+  // A streamed upload (no length: chunked to the instance) and a large
+  // streamed download, beyond every window.
+  const std::string file = testing_dir_.path() + "/upload.bin";
+  e2e::WriteFile(file, std::string(3 << 20, 'u'));
+  auto upload =
+      curl({"--http2-prior-knowledge", "-H", "Transfer-Encoding: chunked",
+            "--data-binary", "@" + file, base + "/upload"});
+  ASSERT_EQ(upload.exit_code, 0) << upload.err;
+  EXPECT_TRUE(absl::StartsWith(upload.out, absl::StrCat(3 << 20, " ")))
+      << upload.out;
+  auto download =
+      curl({"--http2-prior-knowledge", "-o", "/dev/null", "-w",
+            "%{size_download} %{http_code}", base + "/bytes?n=5000000"});
+  EXPECT_EQ(download.out, "5000000 200") << download.err;
+  // Headers the instance saw: the gateway's, none of HTTP/2's own.
+  auto headers = curl({"--http2-prior-knowledge", base + "/echo-headers"});
+  EXPECT_TRUE(absl::StrContains(headers.out, "X-Forwarded-For: 127.0.0.1") ||
+              absl::StrContains(headers.out, "x-forwarded-for: 127.0.0.1"))
+      << headers.out;
+  // Upgrade: h2c from HTTP/1.1 (curl --http2 on http://): the first request
+  // is answered as stream 1, the next on the same connection.
+  auto upgraded =
+      curl({"--http2", "-w", " %{http_version}\n", base + "/", base + "/"});
+  ASSERT_EQ(upgraded.exit_code, 0) << upgraded.err;
+  EXPECT_EQ(upgraded.out, "plain-1 2\nplain-1 2\n");
+  EXPECT_TRUE(Eventually([&] { return gw_->InFlight("plain-1") == 0; }));
+  // Every exchange counted once, by status class.
+  ASSERT_TRUE(Eventually([&] { return AppTraffic().requests == 8; }))
+      << AppTraffic().requests;
+  EXPECT_EQ(AppTraffic().classes[3], 1u);
 }
 
 TEST_F(H2GatewayTest, TheAppsTimeoutEndsAStreamAndCancelsTheInstancesSide) {
@@ -395,9 +455,9 @@ TEST_F(H2GatewayTest, AClientThatGoesAwayCancelsTheInstancesStream) {
   EXPECT_TRUE(Eventually([&] { return gw_->InFlight("a") == 0; }));
 }
 
-// HTTPS: ALPN gives h2 to the server names of HTTP/2 apps (a gRPC client
-// over TLS) and HTTP/1.1 to the others, which speak only that.
-TEST_F(H2GatewayTest, AlpnChoosesH2ForHttpTwoAppsOnly) {
+// HTTPS: ALPN chooses h2 when the client offers it, whatever the app speaks
+// (a gRPC client over TLS; curl to an HTTP/1.1 app).
+TEST_F(H2GatewayTest, AlpnChoosesH2) {
   if (!e2e::TestCa::Available()) GTEST_SKIP() << "no openssl command";
   e2e::TempDir dir;
   e2e::TestCa ca(dir.path(), "ca");
@@ -409,7 +469,8 @@ TEST_F(H2GatewayTest, AlpnChoosesH2ForHttpTwoAppsOnly) {
   o.tls_certs = {{"", ca.Path("site", ".crt"), ca.Path("site", ".key")}};
   StartGateway(std::move(o));
   gw_->SetRoute(EchoRoute({Ep("a", a.port)}));
-  Route plain = EchoRoute({Ep("a", a.port)}, /*h2=*/false);
+  testing::TestUpstream up("plain-1");
+  Route plain = EchoRoute({Ep("plain-1", up.port())}, /*h2=*/false);
   plain.app = "plain";
   gw_->SetRoute(plain);
 
@@ -430,18 +491,14 @@ TEST_F(H2GatewayTest, AlpnChoosesH2ForHttpTwoAppsOnly) {
   ASSERT_TRUE(st.ok()) << st.error_code() << " " << st.error_message();
   EXPECT_EQ(reply.message(), "over tls");
 
-  // curl offers h2 and http/1.1: it gets what the app speaks.
-  auto version = [&](const std::string& host) {
-    const std::string port = std::to_string(gw_->tls_port());
-    auto r =
-        e2e::Run({"/usr/bin/curl", "-s", "--http2", "--max-time", "10",
-                  "--cacert", ca.cert(), "--resolve",
-                  host + ":" + port + ":127.0.0.1", "-o", "/dev/null", "-w",
-                  "%{http_version}", "https://" + host + ":" + port + "/"});
-    return r.out;
-  };
-  EXPECT_EQ(version(kHost), "2");
-  EXPECT_EQ(version("plain.default.tidal.localhost"), "1.1");
+  // curl offers h2 and http/1.1, and gets h2; an HTTP/1.1 app answers.
+  const std::string host = "plain.default.tidal.localhost";
+  const std::string port = std::to_string(gw_->tls_port());
+  auto r = e2e::Run({"/usr/bin/curl", "-sS", "--http2", "--max-time", "10",
+                     "--cacert", ca.cert(), "--resolve",
+                     host + ":" + port + ":127.0.0.1", "-w", " %{http_version}",
+                     "https://" + host + ":" + port + "/"});
+  EXPECT_EQ(r.out, "plain-1 2") << r.err;
 }
 
 // An HTTP/2 connection with no stream open is closed after the idle

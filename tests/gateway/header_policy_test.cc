@@ -338,6 +338,40 @@ TEST(HeaderPolicyTest, UpgradeRequestsAreRecognizedAndRelayed) {
   EXPECT_EQ(r.res["Sec-WebSocket-Accept"], "a");
 }
 
+// Upgrade: h2c (RFC 7540 section 3.2): recognized only with one
+// HTTP2-Settings field and both named by Connection; the request for stream
+// 1 keeps its own fields, lower-cased, and none of the connection's.
+TEST(HeaderPolicyTest, H2cUpgradeRequestsAreRecognized) {
+  H2Upgrade u;
+  ProxyRequest req = ParseRequest(
+      "GET /a?b=1 HTTP/1.1\r\nHost: app.ns.example\r\nUpgrade: h2c\r\n"
+      "Connection: Upgrade, HTTP2-Settings, X-Hop\r\nHTTP2-Settings: "
+      "AAMAAABk\r\n"
+      "X-Hop: 1\r\nKeep-Alive: timeout=5\r\nAccept: */*\r\nX-Trace: t\r\n\r\n");
+  ASSERT_TRUE(H2cUpgradeOf(req, &u));
+  EXPECT_EQ(u.http2_settings, "AAMAAABk");
+  EXPECT_EQ(u.method, "GET");
+  EXPECT_EQ(u.target, "/a?b=1");
+  EXPECT_EQ(u.host, "app.ns.example");
+  using Fields = std::vector<std::pair<std::string, std::string>>;
+  EXPECT_EQ(u.fields, (Fields{{"accept", "*/*"}, {"x-trace", "t"}}));
+
+  // Not an h2c upgrade: no HTTP2-Settings, two of them, Connection without
+  // HTTP2-Settings, another protocol, HTTP/1.0.
+  for (const char* text :
+       {"GET / HTTP/1.1\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",
+        "GET / HTTP/1.1\r\nUpgrade: h2c\r\nConnection: Upgrade, "
+        "HTTP2-Settings\r\nHTTP2-Settings: A\r\nHTTP2-Settings: B\r\n\r\n",
+        "GET / HTTP/1.1\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n"
+        "HTTP2-Settings: A\r\n\r\n",
+        "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade, "
+        "HTTP2-Settings\r\nHTTP2-Settings: A\r\n\r\n",
+        "GET / HTTP/1.0\r\nUpgrade: h2c\r\nConnection: Upgrade, "
+        "HTTP2-Settings\r\nHTTP2-Settings: A\r\n\r\n"}) {
+    EXPECT_FALSE(H2cUpgradeOf(ParseRequest(text), &u)) << text;
+  }
+}
+
 // The gateway's own close frame goes only between two of the instance's
 // frames: the boundary tracker follows 7-bit, 16-bit and 64-bit lengths and
 // masked frames, fed in pieces of any size.

@@ -177,12 +177,14 @@ TEST_F(TlsCertsTest, TheHttpsListenerProxiesAndThePlainOneRedirects) {
   const std::string host = "hello.default.tidal.localhost";
   const std::string url =
       "https://" + host + ":" + std::to_string(gw.tls_port());
-  // Two requests on one connection (curl reuses it): the second one
-  // proves the session reads the next request over TLS.
-  auto r = e2e::Run(
-      {"/usr/bin/curl", "-sS", "--max-time", "10", "--cacert", ca_->cert(),
-       "--resolve", host + ":" + std::to_string(gw.tls_port()) + ":127.0.0.1",
-       "-w", " connects=%{num_connects}", url + "/echo-headers", url + "/"});
+  // Two HTTP/1.1 requests on one connection (curl reuses it): the second
+  // one proves the session reads the next request over TLS. (HTTP/2 over
+  // TLS: H2GatewayTest.AlpnChoosesH2.)
+  auto r =
+      e2e::Run({"/usr/bin/curl", "-sS", "--http1.1", "--max-time", "10",
+                "--cacert", ca_->cert(), "--resolve",
+                host + ":" + std::to_string(gw.tls_port()) + ":127.0.0.1", "-w",
+                " connects=%{num_connects}", url + "/echo-headers", url + "/"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("X-Forwarded-Proto: https"), std::string::npos) << r.out;
   // The instance's name, on the connection of the first request.
