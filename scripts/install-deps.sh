@@ -8,7 +8,7 @@ PKGS=(
   libabsl-dev libspdlog-dev libfmt-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libboost1.81-dev libsqlite3-dev libcli11-dev libcurl4-openssl-dev libssl-dev libnghttp2-dev
-  etcd-server nginx wrk nghttp2-client curl procps python3 iproute2 openssl
+  etcd-server nginx wrk nghttp2-client curl strace valgrind procps python3 iproute2 openssl
   clang-14 libclang-rt-14-dev
 )
 missing=()

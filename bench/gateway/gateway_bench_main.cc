@@ -4,6 +4,7 @@
 //   tidal-gateway-bench --port P --threads N --upstream 127.0.0.1:8081
 //   [--upstream ...]
 //                       [--app bench] [--ns default] [--concurrency 0]
+//                       [--protocol http1|h2c|grpc]
 //
 // Prints "listening on <port>" once serving; SIGINT/SIGTERM stops it.
 
@@ -26,7 +27,8 @@ namespace {
       stderr,
       "usage: tidal-gateway-bench [--port P] [--threads N] --upstream "
       "HOST:PORT...\n"
-      "       [--app NAME] [--ns NAME] [--concurrency N] [--domain D]\n");
+      "       [--app NAME] [--ns NAME] [--concurrency N] [--domain D]\n"
+      "       [--protocol http1|h2c|grpc]\n");
   std::exit(2);
 }
 
@@ -56,6 +58,11 @@ int main(int argc, char** argv) {
       route.app = value;
     } else if (flag == "--ns") {
       route.ns = value;
+    } else if (flag == "--protocol") {
+      if (value != "http1" && value != "h2c" && value != "grpc") {
+        Usage("bad --protocol " + value);
+      }
+      route.h2 = value != "http1";
     } else if (flag == "--domain") {
       opts.domain = value;
     } else if (flag == "--upstream") {

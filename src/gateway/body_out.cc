@@ -6,6 +6,38 @@
 
 namespace tidal::gateway {
 
+namespace {
+
+void AppendVersion(std::string* out, unsigned version) {
+  char v[] = {'H', 'T',
+              'T', 'P',
+              '/', static_cast<char>('0' + version / 10),
+              '.', static_cast<char>('0' + version % 10)};
+  out->append(v, sizeof(v));
+}
+
+}  // namespace
+
+void BodyOut::AppendStartLine(const boost::beast::http::header<true>& h) {
+  head_.append(h.method_string().data(), h.method_string().size());
+  head_ += ' ';
+  head_.append(h.target().data(), h.target().size());
+  head_ += ' ';
+  AppendVersion(&head_, h.version());
+  head_.append("\r\n", 2);
+}
+
+void BodyOut::AppendStartLine(const boost::beast::http::header<false>& h) {
+  AppendVersion(&head_, h.version());
+  const unsigned status = h.result_int();
+  char code[] = {' ', static_cast<char>('0' + status / 100 % 10),
+                 static_cast<char>('0' + status / 10 % 10),
+                 static_cast<char>('0' + status % 10), ' '};
+  head_.append(code, sizeof(code));
+  head_.append(h.reason().data(), h.reason().size());
+  head_.append("\r\n", 2);
+}
+
 const std::vector<boost::asio::const_buffer>& BodyOut::Frame(
     const char* data, size_t n, bool last,
     const boost::beast::http::fields& fields) {

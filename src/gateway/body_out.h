@@ -13,6 +13,7 @@
 #include <boost/asio/buffer.hpp>
 #include <boost/beast/core/buffers_range.hpp>
 #include <boost/beast/http/fields.hpp>
+#include <boost/beast/http/message.hpp>
 #include <cstddef>
 #include <string>
 #include <vector>
@@ -21,22 +22,35 @@ namespace tidal::gateway {
 
 class BodyOut {
  public:
-  // Starts a message: `sr` (a split serializer, kept alive by the caller
-  // until the first write completes) gives the header; `fields` are the
-  // message's fields as parsed so far. `has_body` is false when the message
-  // ends with its header (HEAD, 204, 304, Content-Length: 0); `chunked_out`:
-  // the body goes out chunked; `chunked_in`: it came in chunked (trailer
-  // fields may be appended to `fields` while it is read).
-  template <class Serializer>
-  void Begin(Serializer& sr, const boost::beast::http::fields& fields,
-             bool has_body, bool chunked_out, bool chunked_in) {
+  // Starts a message: `header` (its start line and fields as parsed so far,
+  // written out here in one piece, with no serializer). `has_body` is false
+  // when the message ends with its header (HEAD, 204, 304, Content-Length:
+  // 0); `chunked_out`: the body goes out chunked; `chunked_in`: it came in
+  // chunked (trailer fields may be appended to the fields while it is read).
+  template <bool isRequest>
+  void Begin(const boost::beast::http::header<isRequest>& header, bool has_body,
+             bool chunked_out, bool chunked_in) {
+    const boost::beast::http::fields& fields = header;
+    head_.clear();
+    AppendStartLine(header);
+    for (const auto& f : fields) {
+      // Beast keeps each field as one "name: value\r\n" (its own writer
+      // sends them so): copied in one piece when laid out so.
+      const char* name = f.name_string().data();
+      const size_t n = f.name_string().size();
+      const char* value = f.value().data();
+      if (value == name + n + 2 && value[f.value().size()] == '\r') {
+        head_.append(name, n + 2 + f.value().size() + 2);
+      } else {
+        head_.append(name, n);
+        head_.append(": ", 2);
+        head_.append(value, f.value().size());
+        head_.append("\r\n", 2);
+      }
+    }
+    head_.append("\r\n", 2);
     bufs_.clear();
-    sr.split(true);
-    boost::beast::error_code ec;
-    sr.next(ec, [&](boost::beast::error_code&, const auto& buffers) {
-      for (auto b : boost::beast::buffers_range_ref(buffers))
-        bufs_.push_back(b);
-    });
+    bufs_.emplace_back(head_.data(), head_.size());
     header_pending_ = true;
     body_ = has_body;
     chunked_ = has_body && chunked_out;
@@ -58,6 +72,12 @@ class BodyOut {
       const boost::beast::http::fields& fields);
 
  private:
+  void AppendStartLine(
+      const boost::beast::http::header<true>& h);  // "GET / HTTP/1.1"
+  void AppendStartLine(
+      const boost::beast::http::header<false>& h);  // "HTTP/1.1 200 OK"
+
+  std::string head_;  // the header, written out
   std::vector<boost::asio::const_buffer> bufs_;
   std::vector<const void*> header_fields_;  // sorted
   std::string tail_;

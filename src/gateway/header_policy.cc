@@ -15,7 +15,30 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 
 void StripHopByHop(http::fields& h) {
-  std::string connection(h[http::field::connection]);
+  // One pass drops the fixed hop-by-hop fields and reads Connection (no
+  // lookups: each costs more than a pass over a dozen fields); a second one,
+  // only if Connection names other fields, drops those.
+  std::string connection;
+  for (auto it = h.begin(); it != h.end();) {
+    switch (it->name()) {
+      case http::field::connection:
+        if (!connection.empty()) connection += ',';
+        connection.append(it->value().data(), it->value().size());
+        [[fallthrough]];
+      case http::field::keep_alive:
+      case http::field::proxy_connection:
+      case http::field::te:
+      case http::field::upgrade:
+      case http::field::proxy_authenticate:
+      case http::field::proxy_authorization:
+        it = h.erase(it);
+        break;
+      default:
+        ++it;
+    }
+  }
+  if (connection.empty()) return;
+  std::vector<absl::string_view> listed;
   for (absl::string_view token : absl::StrSplit(connection, ',')) {
     token = absl::StripAsciiWhitespace(token);
     if (token.empty() || absl::EqualsIgnoreCase(token, "close") ||
@@ -23,15 +46,16 @@ void StripHopByHop(http::fields& h) {
         absl::EqualsIgnoreCase(token, "transfer-encoding")) {
       continue;
     }
-    h.erase(beast::string_view(token.data(), token.size()));
+    listed.push_back(token);
   }
-  h.erase(http::field::connection);
-  h.erase(http::field::keep_alive);
-  h.erase(http::field::proxy_connection);
-  h.erase(http::field::te);
-  h.erase(http::field::upgrade);
-  h.erase(http::field::proxy_authenticate);
-  h.erase(http::field::proxy_authorization);
+  if (listed.empty()) return;
+  for (auto it = h.begin(); it != h.end();) {
+    absl::string_view name(it->name_string().data(), it->name_string().size());
+    bool drop = false;
+    for (absl::string_view l : listed)
+      drop = drop || absl::EqualsIgnoreCase(l, name);
+    it = drop ? h.erase(it) : std::next(it);
+  }
 }
 
 bool ForbiddenTrailer(absl::string_view name) {
@@ -154,31 +178,60 @@ bool PrepareUpstreamRequest(ProxyRequest& req, absl::string_view client_ip,
                             bool upgrade) {
   const std::string upgrade_to =
       upgrade ? std::string(req[http::field::upgrade]) : std::string();
-  const bool expect_continue =
-      beast::iequals(req[http::field::expect], "100-continue");
-  // Every Expect field, empty ones too: an instance that saw "Expect:
-  // 100-continue" (say after an empty first field) would answer 100 Continue,
-  // which the gateway would take for the final response.
-  req.erase(http::field::expect);
-  StripHopByHop(req);
-  auto xff = req["X-Forwarded-For"];
-  if (xff.empty()) {
-    req.set("X-Forwarded-For",
-            beast::string_view(client_ip.data(), client_ip.size()));
-  } else {
-    req.set("X-Forwarded-For",
-            absl::StrCat(absl::string_view(xff.data(), xff.size()), ", ",
-                         client_ip));
+  // One pass over the fields (lookups cost more than a pass): Expect and
+  // the forwarding fields the gateway writes itself are taken out.
+  bool expect_continue = false;
+  bool seen_expect = false;
+  bool have_request_id = false;
+  std::string forwarded_for;  // the X-Forwarded-For fields, joined
+  for (auto it = req.begin(); it != req.end();) {
+    const absl::string_view value(it->value().data(), it->value().size());
+    if (it->name() == http::field::expect) {
+      // Every Expect field, empty ones too: an instance that saw "Expect:
+      // 100-continue" (say after an empty first field) would answer 100
+      // Continue, which the gateway would take for the final response. The
+      // first one decides whether the gateway answers 100 Continue.
+      if (!seen_expect) {
+        expect_continue = absl::EqualsIgnoreCase(value, "100-continue");
+      }
+      seen_expect = true;
+      it = req.erase(it);
+      continue;
+    }
+    if (it->name() == http::field::unknown) {  // X-* fields
+      const absl::string_view name(it->name_string().data(),
+                                   it->name_string().size());
+      if (absl::EqualsIgnoreCase(name, "X-Forwarded-For")) {
+        if (!forwarded_for.empty()) forwarded_for += ", ";
+        forwarded_for.append(value.data(), value.size());
+        it = req.erase(it);
+        continue;
+      }
+      if (absl::EqualsIgnoreCase(name, "X-Forwarded-Proto")) {
+        it = req.erase(it);
+        continue;
+      }
+      if (absl::EqualsIgnoreCase(name, "X-Request-Id") && !value.empty()) {
+        have_request_id = true;
+      }
+    }
+    ++it;
   }
-  req.set("X-Forwarded-Proto",
-          boost::beast::string_view(proto.data(), proto.size()));
-  if (req["X-Request-Id"].empty()) req.set("X-Request-Id", NewRequestId(rng));
+  StripHopByHop(req);
+  if (forwarded_for.empty()) {
+    req.insert("X-Forwarded-For",
+               beast::string_view(client_ip.data(), client_ip.size()));
+  } else {
+    req.insert("X-Forwarded-For", absl::StrCat(forwarded_for, ", ", client_ip));
+  }
+  req.insert("X-Forwarded-Proto",
+             boost::beast::string_view(proto.data(), proto.size()));
+  if (!have_request_id) req.insert("X-Request-Id", NewRequestId(rng));
+  // HTTP/1.1 keeps the connection by default, and Connection is gone.
   req.version(11);
   if (upgrade) {
     req.set(http::field::upgrade, upgrade_to);
     req.set(http::field::connection, "Upgrade");
-  } else {
-    req.keep_alive(true);
   }
   return expect_continue;
 }
@@ -191,20 +244,29 @@ ResponseFraming PrepareClientResponse(ProxyResponse& res, bool need_eof,
   f.client_keep_alive = client_keep_alive;
   StripHopByHop(res);
   f.chunked_in = res.chunked();
-  if (!is_head && !res.has_content_length() && !res.chunked() && need_eof) {
+  bool chunked = f.chunked_in;
+  if (!is_head && !chunked && need_eof && !res.has_content_length()) {
     // Delimited by the instance's close: chunked for an HTTP/1.1 client.
     if (client_version >= 11) {
       res.chunked(true);
+      chunked = true;
     } else {
       f.client_keep_alive = false;
     }
   }
-  if (client_version < 11 && res.chunked()) {
+  if (client_version < 11 && chunked) {
     res.chunked(false);
+    chunked = false;
     f.client_keep_alive = false;
   }
-  if (!res.chunked()) res.erase(http::field::trailer);  // nothing to announce
-  res.keep_alive(f.client_keep_alive);
+  if (!chunked) res.erase(http::field::trailer);  // nothing to announce
+  // Connection is gone (StripHopByHop): say what differs from the default
+  // of the response's version, as keep_alive() would.
+  if (res.version() >= 11) {
+    if (!f.client_keep_alive) res.set(http::field::connection, "close");
+  } else if (f.client_keep_alive) {
+    res.set(http::field::connection, "keep-alive");
+  }
   return f;
 }
 

@@ -134,7 +134,8 @@ void Session::OnRequestHeader(beast::error_code ec) {
     return;
   }
   auto& req = req_parser_->get();
-  if (!client_.tls() && req_parser_->is_done() &&
+  const bool asks_upgrade = req.count(http::field::upgrade) > 0;
+  if (asks_upgrade && !client_.tls() && req_parser_->is_done() &&
       req[http::field::content_length].empty()) {
     H2Upgrade upgrade;
     if (H2cUpgradeOf(req, &upgrade)) return StartH2(&upgrade);
@@ -183,7 +184,7 @@ void Session::OnRequestHeader(beast::error_code ec) {
   }
   app_ = entry->state;
   route_ = app_->route();
-  upgrade_ = IsUpgradeRequest(req) && req_parser_->is_done();
+  upgrade_ = asks_upgrade && IsUpgradeRequest(req) && req_parser_->is_done();
   if (route_->timeout_ms > 0) {
     request_deadline_ms_ = MonoMs() + route_->timeout_ms;
   }
@@ -440,9 +441,8 @@ void Session::UpstreamFailed(bool connect_failure) {
 void Session::SendRequest() {
   phase_ = Phase::kSendRequest;
   auto& req = req_parser_->get();
-  req_sr_.emplace(req);
-  req_out_.Begin(*req_sr_, req.base(), !req_parser_->is_done(), req.chunked(),
-                 req.chunked());
+  const bool chunked = req.chunked();
+  req_out_.Begin(req.base(), !req_parser_->is_done(), chunked, chunked);
   request_sent_ = false;
   if (expect_continue_ && !req_parser_->is_done()) {
     expect_continue_ = false;
@@ -572,10 +572,9 @@ void Session::OnResponseHeader(beast::error_code ec) {
                             client_version_, client_keep_alive_);
   upstream_keep_alive_ = framing.upstream_keep_alive;
   client_keep_alive_ = framing.client_keep_alive;
-  res_sr_.emplace(res);
   // No body: HEAD, 1xx/204/304, Content-Length: 0 (the parser is done with
   // the header).
-  res_out_.Begin(*res_sr_, res.base(), !res_parser_->is_done(), res.chunked(),
+  res_out_.Begin(res.base(), !res_parser_->is_done(), res.chunked(),
                  framing.chunked_in);
   response_sent_ = false;
   response_started_ = true;
@@ -634,7 +633,6 @@ void Session::FinishExchange() {
   if (upstream_.is_open()) upstream_.close(ignored);
   FinishMetrics(status_);
   ReleaseLease(status_);
-  req_sr_.reset();
   res_sr_.reset();
   res_parser_.reset();
   if (client_keep_alive_) {

@@ -183,9 +183,6 @@ class Session : public Waiter, public std::enable_shared_from_this<Session> {
       boost::beast::http::request_parser<boost::beast::http::buffer_body>>
       req_parser_;
   std::optional<
-      boost::beast::http::serializer<true, boost::beast::http::buffer_body>>
-      req_sr_;
-  std::optional<
       boost::beast::http::response_parser<boost::beast::http::buffer_body>>
       res_parser_;
   std::optional<

@@ -30,7 +30,6 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
-#include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 #include <cstddef>
@@ -233,9 +232,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Check(!req["X-Request-Id"].empty(), "no X-Request-Id");
 
     // The header and the body, framed as the session sends them.
-    http::serializer<true, http::buffer_body> sr(req);
     BodyOut out;
-    out.Begin(sr, req, !parser.is_done(), req.chunked(), req.chunked());
+    out.Begin(req.base(), !parser.is_done(), req.chunked(), req.chunked());
     std::string upstream, body;
     bool last = parser.is_done();
     if (last) Append(out.Frame(nullptr, 0, true, req), &upstream);
