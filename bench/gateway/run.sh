@@ -6,6 +6,8 @@
 # Usage: bench/gateway/run.sh [BUILD_DIR]
 #   env: THREADS (proxy threads/workers, 2)  APP_THREADS (2)  CONNS (64)
 #        WRK_THREADS (2)  DURATION (s per round, 5)  ROUNDS (3)  PATH_Q (/)
+#        UPSTREAM (app: tidal-sample-app; nginx: a fast upstream, an nginx
+#        `return 200` with APP_THREADS workers)
 # Needs: tidal-sample-app and tidal-gateway-bench built in BUILD_DIR, wrk, nginx.
 set -euo pipefail
 
@@ -50,7 +52,29 @@ wait_http() {  # url host
 }
 
 APP_PORT=$(free_port)
-"$APP" --port "$APP_PORT" --threads "$APP_THREADS" >"$TMP/app.log" 2>&1 &
+if [[ ${UPSTREAM:-app} == nginx ]]; then
+  mkdir -p "$TMP/up/logs"
+  cat >"$TMP/up/nginx.conf" <<NGX
+daemon off;
+worker_processes $APP_THREADS;
+pid $TMP/up/nginx.pid;
+error_log $TMP/up/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $TMP/up/body;
+  proxy_temp_path $TMP/up/proxy;
+  fastcgi_temp_path $TMP/up/fastcgi;
+  uwsgi_temp_path $TMP/up/uwsgi;
+  scgi_temp_path $TMP/up/scgi;
+  keepalive_requests 1000000;
+  server { listen 127.0.0.1:$APP_PORT reuseport; location / { return 200 "ok\n"; } }
+}
+NGX
+  "$NGINX" -p "$TMP/up" -c "$TMP/up/nginx.conf" -e "$TMP/up/logs/error.log" &
+else
+  "$APP" --port "$APP_PORT" --threads "$APP_THREADS" >"$TMP/app.log" 2>&1 &
+fi
 PIDS+=($!)
 wait_http "http://127.0.0.1:$APP_PORT/" x
 
@@ -118,7 +142,7 @@ run_wrk() {  # port
 }
 
 declare -A RPS P50 P99
-echo "threads=$THREADS app_threads=$APP_THREADS conns=$CONNS wrk_threads=$WRK_THREADS duration=${DURATION}s rounds=$ROUNDS path=$PATH_Q"
+echo "upstream=${UPSTREAM:-app} threads=$THREADS app_threads=$APP_THREADS conns=$CONNS wrk_threads=$WRK_THREADS duration=${DURATION}s rounds=$ROUNDS path=$PATH_Q"
 printf "%-6s %-8s %10s %9s %9s %6s\n" round target req/s p50_ms p99_ms non2xx
 run_wrk "$GW_PORT" >/dev/null  # warm-up
 run_wrk "$NGX_PORT" >/dev/null

@@ -261,5 +261,43 @@ TEST_F(ProtocolsE2eTest, ServerSentEventsArriveAsTheyAreWritten) {
               static_cast<long long>(delays_us.back()), delays_us.size());
 }
 
+// The template's timeouts (Knative's names) bound the app's requests in the
+// gateway: the wait for the response header, and a gap in an event stream.
+TEST_F(ProtocolsE2eTest, TheTemplatesTimeoutsBoundTheAppsRequests) {
+  WriteFile(path_, absl::StrCat(R"(apiVersion: tidal.dev/v1
+kind: App
+metadata: {name: chat}
+spec:
+  replicas: 1
+  template:
+    command: [")",
+                                BuildDir(), R"(/examples/tidal-sample-app"]
+    readinessProbe:
+      httpGet: {path: /healthz}
+      periodSeconds: 1
+    responseStartTimeoutSeconds: 1
+    idleTimeoutSeconds: 1
+)"));
+  auto r = daemon_->Ctl({"apply", "-f", path_, "--wait", "--timeout", "90s"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  const std::string host = AppHost("chat");
+  const int port = daemon_->gateway_port();
+  EXPECT_EQ(HttpGet(port, host, "/?latency=10ms").status, 200);
+  // A response that starts after 5 s: 504 at the app's 1 s.
+  HttpResponse slow = HttpGet(port, host, "/?latency=5s");
+  EXPECT_EQ(slow.status, 504) << slow.error;
+  EXPECT_LT(slow.latency, absl::Seconds(4));
+  // An event stream quiet for 3 s between events: cut after the first.
+  HttpResponse quiet = HttpGet(port, host, "/events?n=3&interval=3s");
+  EXPECT_LT(quiet.latency, absl::Seconds(5));
+  size_t events = 0;
+  for (size_t at = quiet.body.find("data: "); at != std::string::npos;
+       at = quiet.body.find("data: ", at + 1)) {
+    ++events;
+  }
+  EXPECT_LT(events, 3u) << quiet.status << " " << quiet.error << "\n"
+                        << quiet.body;
+}
+
 }  // namespace
 }  // namespace tidal::e2e

@@ -455,6 +455,23 @@ TEST_F(H2GatewayTest, AClientThatGoesAwayCancelsTheInstancesStream) {
   EXPECT_TRUE(Eventually([&] { return gw_->InFlight("a") == 0; }));
 }
 
+// grpc-timeout bounds a stream in the gateway itself, whatever the client
+// does: a client that sends it but never gives up gets 504 at the deadline.
+TEST_F(H2GatewayTest, GrpcTimeoutIsEnforcedByTheGateway) {
+  testing::TestUpstream up("plain-1");
+  StartGateway();
+  gw_->SetRoute(EchoRoute({Ep("plain-1", up.port())}, /*h2=*/false));
+  const absl::Time start = absl::Now();
+  auto r = e2e::Run(
+      {"/usr/bin/nghttp", "-v", "-H", absl::StrCat(":authority: ", kHost), "-H",
+       "grpc-timeout: 300m",
+       absl::StrCat("http://127.0.0.1:", gw_->port(), "/sleep?ms=5000")});
+  const absl::Duration took = absl::Now() - start;
+  EXPECT_TRUE(absl::StrContains(r.out, ":status: 504")) << r.out << r.err;
+  EXPECT_LT(took, absl::Seconds(3));
+  EXPECT_TRUE(Eventually([&] { return gw_->InFlight("plain-1") == 0; }));
+}
+
 // HTTPS: ALPN chooses h2 when the client offers it, whatever the app speaks
 // (a gRPC client over TLS; curl to an HTTP/1.1 app).
 TEST_F(H2GatewayTest, AlpnChoosesH2) {
