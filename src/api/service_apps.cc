@@ -156,6 +156,7 @@ absl::StatusOr<v1::ApplyResponse> TidalService::Apply(
       const std::string key = keys::App(ns, name);
       v1::App out;
       std::string action;
+      bool rewrite = false;  // written although "unchanged"
       int64_t expected = 0;
       auto cur = impl_->store->Get(key);
       if (cur.ok()) {
@@ -171,13 +172,27 @@ absl::StatusOr<v1::ApplyResponse> TidalService::Apply(
         *out.mutable_metadata()->mutable_labels() = in.metadata().labels();
         *out.mutable_metadata()->mutable_annotations() =
             in.metadata().annotations();
+        // A replica count set by `tidalctl scale` stays until the file
+        // sets the replica fields to something else (kubectl's merge).
+        spec::KeepScaledReplicas(existing, &out);
         if (!req.change_cause().empty()) {
           (*out.mutable_metadata()
                 ->mutable_annotations())[kChangeCauseAnnotation] =
               req.change_cause();
         }
+        // Only the bookkeeping of who owns the replica fields changed (the
+        // file now says what runs, so it owns them again): written, but
+        // nothing the user declared changed.
+        v1::App a = existing, b = out;
+        a.mutable_metadata()->mutable_annotations()->erase(
+            spec::kAppliedReplicasAnnotation);
+        b.mutable_metadata()->mutable_annotations()->erase(
+            spec::kAppliedReplicasAnnotation);
         if (SameMetaAndSpec(existing, out)) {
           action = "unchanged";
+        } else if (SameMetaAndSpec(a, b)) {
+          action = "unchanged";
+          rewrite = true;
         } else {
           action = "configured";
           out.mutable_metadata()->set_generation(
@@ -194,6 +209,7 @@ absl::StatusOr<v1::ApplyResponse> TidalService::Apply(
         *md->mutable_creation_timestamp() = ToProtoTime(now);
         md->clear_deletion_timestamp();
         md->clear_deletion_grace_period_seconds();
+        md->mutable_annotations()->erase(spec::kAppliedReplicasAnnotation);
         if (!req.change_cause().empty()) {
           (*md->mutable_annotations())[kChangeCauseAnnotation] =
               req.change_cause();
@@ -207,7 +223,7 @@ absl::StatusOr<v1::ApplyResponse> TidalService::Apply(
       r->set_namespace_(ns);
       r->set_name(name);
       r->set_action(action);
-      if (action != "unchanged") {
+      if (action != "unchanged" || rewrite) {
         ops.push_back(Op::Put(key, EncodeApp(out), expected));
         written.push_back(resp.results_size() - 1);
       }
@@ -368,6 +384,7 @@ absl::StatusOr<v1::App> TidalService::Scale(const v1::ScaleRequest& req) {
       v1::App app,
       impl_->UpdateApp(
           ns, req.name(), "scale", [&](v1::App* app) -> absl::StatusOr<bool> {
+            spec::MarkScaled(app);
             auto* spec = app->mutable_spec();
             if (req.has_replicas()) spec->set_replicas(req.replicas());
             if (req.has_min_replicas() || req.has_max_replicas()) {

@@ -74,12 +74,42 @@ absl::Status TidalService::Logs(
               });
     return out;
   };
-  std::vector<v1::Instance> instances = list_instances();
+  // Instances that have stopped and whose output the runtime keeps: all
+  // of them with `previous` (kubectl logs --previous), or the one named.
+  auto stopped_instances = [&]() {
+    std::vector<v1::Instance> out;
+    for (auto& id : impl_->runtime->StoppedInstances(ns, req.app())) {
+      if (!req.instance().empty() && id != req.instance()) continue;
+      v1::Instance inst;
+      inst.set_id(std::move(id));
+      out.push_back(std::move(inst));
+    }
+    return out;
+  };
+  bool stopped_only = req.previous();
+  std::vector<v1::Instance> instances =
+      stopped_only ? stopped_instances() : list_instances();
+  if (instances.empty() && !stopped_only && !req.instance().empty()) {
+    instances = stopped_instances();
+    stopped_only = !instances.empty();
+  }
   if (instances.empty()) {
     if (!req.instance().empty()) {
-      return absl::NotFoundError(
-          absl::StrCat("instance \"", req.instance(), "\" of app \"", req.app(),
-                       "\" not found in namespace \"", ns, "\""));
+      return absl::NotFoundError(absl::StrCat(
+          req.previous() ? "no log kept of a stopped instance \""
+                         : "instance \"",
+          req.instance(), "\" of app \"", req.app(),
+          "\" not found in namespace \"", ns,
+          "\" (tidald keeps the logs of stopped instances for a while: "
+          "see `tidalctl get events ",
+          req.app(), "`)"));
+    }
+    if (req.previous()) {
+      auto app = impl_->store->Get(keys::App(ns, req.app()));
+      if (absl::IsNotFound(app.status())) return AppNotFound(ns, req.app());
+      return absl::NotFoundError(absl::StrCat(
+          "app \"", req.app(), "\" in namespace \"", ns,
+          "\" has no stopped instance whose log tidald still keeps"));
     }
     auto app = impl_->store->Get(keys::App(ns, req.app()));
     if (absl::IsNotFound(app.status())) return AppNotFound(ns, req.app());
@@ -100,8 +130,9 @@ absl::Status TidalService::Logs(
   // gone. A stream that ended is dropped. Without follow every stream ends,
   // so it is read to its end (one from another node's API comes with a
   // delay: each piece is waited for).
-  const absl::Duration wait =
-      req.follow() ? absl::ZeroDuration() : kRemoteLogWait;
+  // A stopped instance's log has nothing more to come: never followed.
+  const bool follow = req.follow() && !stopped_only;
+  const absl::Duration wait = follow ? absl::ZeroDuration() : kRemoteLogWait;
   auto drain = [&](const std::string& id) {
     std::unique_ptr<LogStream>& stream = streams[id];
     while (stream != nullptr) {
@@ -124,7 +155,7 @@ absl::Status TidalService::Logs(
   auto open = [&](const v1::Instance& inst, bool initial) -> absl::Status {
     LogOptions options;
     options.tail_lines = initial ? req.tail_lines() : 0;
-    options.follow = req.follow();
+    options.follow = follow;
     options.local_only = req.from_node();
     auto stream = impl_->runtime->OpenLogs(inst.id(), options);
     if (!stream.ok()) {
@@ -153,7 +184,7 @@ absl::Status TidalService::Logs(
     if (absl::IsCancelled(s)) return absl::OkStatus();
     if (!s.ok()) return s;
   }
-  if (!req.follow()) return absl::OkStatus();
+  if (!follow) return absl::OkStatus();
   auto done = [&] { return stopping() || (cancelled && cancelled()); };
   while (!done()) {
     impl_->clock->SleepFor(impl_->options.poll_interval);

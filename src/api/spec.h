@@ -103,4 +103,27 @@ std::string TemplateHash(const tidal::v1::Template& tmpl);
 // spec.replicas when set, else scaling.minReplicas, else 1.
 int32_t BaseReplicas(const tidal::v1::AppSpec& spec);
 
+// Who owns the replica fields (spec.replicas, scaling.minReplicas,
+// scaling.maxReplicas) when `tidalctl scale` and `apply -f` both set them:
+// kubectl's three-way merge. `scale` records in this annotation what those
+// fields were before it changed them (what the last apply wrote); an apply
+// whose file still says that keeps the scaled values, and one whose file
+// says something else sets the file's values and drops the annotation.
+inline constexpr char kAppliedReplicasAnnotation[] =
+    "tidal.dev/applied-replicas";
+
+// The replica fields of `spec` as one string ("replicas=3",
+// "minReplicas=1,maxReplicas=10", "" when none is set).
+std::string ReplicaFields(const tidal::v1::AppSpec& spec);
+
+// Marks `app` as scaled by hand (the first scale records the fields it
+// replaces; a later one keeps that record). Call before changing them.
+void MarkScaled(tidal::v1::App* app);
+
+// Applies the rule above to `desired` (a file's app, about to replace
+// `live`): keeps live's scaled replica fields and the annotation when the
+// file's fields are those the annotation records; else the file's fields
+// win. An annotation written in the file itself is never taken.
+void KeepScaledReplicas(const tidal::v1::App& live, tidal::v1::App* desired);
+
 }  // namespace tidal::spec

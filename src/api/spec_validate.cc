@@ -318,6 +318,7 @@ void CheckTemplate(const std::string& path, const tidal::v1::Template& t,
   CheckMin<int64_t>(JoinPath(path, "resources.memory"),
                     t.resources().memory_bytes(), 0, report);
   CheckLabels(JoinPath(path, "labels"), t.labels(), true, report);
+  CheckLabels(JoinPath(path, "annotations"), t.annotations(), false, report);
 }
 
 // What the runtime tidald runs with needs of a template.

@@ -108,6 +108,37 @@ namespace {
 
 using google::protobuf::util::MessageDifferencer;
 
+// kubectl's rule: with -n, a document that sets another
+// metadata.namespace is an error (exit 2, nothing changed), never applied
+// silently elsewhere. Documents without one take -n.
+int CheckNamespaces(Context& ctx, const std::vector<Input>& inputs) {
+  if (!ctx.NamespaceGiven()) return kExitOk;
+  int problems = 0;
+  for (const Input& in : inputs) {
+    spec::ParseResult r = spec::ParseApps(in.text, in.source, ctx.Namespace());
+    auto check = [&](const std::string& kind, const std::string& name,
+                     const std::string& ns, int line) {
+      if (ns == ctx.Namespace()) return;
+      ctx.err() << in.source << ":" << line << ": " << kind << " \"" << name
+                << "\" sets metadata.namespace \"" << ns
+                << "\", which does not match -n \"" << ctx.Namespace()
+                << "\": drop -n or make them agree\n";
+      ++problems;
+    };
+    for (const auto& p : r.apps)
+      check("app", p.app.metadata().name(), p.app.metadata().namespace_(),
+            p.line);
+    for (const auto& p : r.secrets)
+      check("secret", p.secret.metadata().name(),
+            p.secret.metadata().namespace_(), p.line);
+  }
+  if (problems == 0) return kExitOk;
+  return ctx.Error(
+      "the namespace of the files and -n disagree; nothing was "
+      "changed",
+      kExitUsage);
+}
+
 struct ApplyFlags {
   std::vector<std::string> files;
   std::string dry_run = "none";
@@ -137,7 +168,8 @@ int ClientDryRun(Context& ctx, const std::vector<Input>& inputs,
   if (!apps.ok())
     return ctx.Error(std::string(apps.status().message()), kExitUsage);
   for (const auto& s : secrets) {
-    ctx.out() << "secret/" << s.metadata().name() << " valid (dry run)\n";
+    ctx.out() << "secret/" << s.metadata().name()
+              << InNamespace(s.metadata().namespace_()) << " valid (dry run)\n";
   }
   bool reachable = true;
   for (tidal::v1::App& app : *apps) {
@@ -151,6 +183,7 @@ int ClientDryRun(Context& ctx, const std::vector<Input>& inputs,
       auto live =
           GetLive(ctx, app.metadata().namespace_(), app.metadata().name());
       if (live.ok()) {
+        spec::KeepScaledReplicas(*live, &app);
         action = MessageDifferencer::Equals(DiffView(*live), DiffView(app))
                      ? "unchanged"
                      : "configured";
@@ -161,11 +194,12 @@ int ClientDryRun(Context& ctx, const std::vector<Input>& inputs,
         return ctx.Fail(live.status());
       }
     }
+    const std::string where = InNamespace(app.metadata().namespace_());
     if (reachable) {
-      ctx.out() << AppName(app) << " " << action << " (dry run)\n";
+      ctx.out() << AppName(app) << " " << action << where << " (dry run)\n";
     } else {
-      ctx.out() << AppName(app) << " valid (dry run; tidald at " << ctx.server()
-                << " not reachable to compare)\n";
+      ctx.out() << AppName(app) << " valid" << where << " (dry run; tidald at "
+                << ctx.server() << " not reachable to compare)\n";
     }
   }
   return kExitOk;
@@ -175,6 +209,7 @@ int DoApply(Context& ctx, const ApplyFlags& f) {
   auto inputs = ReadInputs(f.files);
   if (!inputs.ok())
     return ctx.Error(std::string(inputs.status().message()), kExitUsage);
+  if (int rc = CheckNamespaces(ctx, *inputs); rc != kExitOk) return rc;
   if (f.dry_run == "client") return ClientDryRun(ctx, *inputs, f);
 
   tidal::v1::ApplyRequest req;
@@ -203,8 +238,8 @@ int DoApply(Context& ctx, const ApplyFlags& f) {
   for (const auto& r : resp.results()) {
     (json && f.wait ? ctx.err() : ctx.out())
         << (r.kind() == "Secret" ? "secret/" : "app.tidal.dev/") << r.name()
-        << " " << r.action() << (req.dry_run() ? " (server dry run)" : "")
-        << "\n";
+        << " " << r.action() << InNamespace(r.namespace_())
+        << (req.dry_run() ? " (server dry run)" : "") << "\n";
   }
   if (!f.wait || req.dry_run()) return kExitOk;
   // --wait: until every applied app's release is fully out (the CI gate).
@@ -232,6 +267,7 @@ int DoDiff(Context& ctx, const DiffFlags& f) {
   auto inputs = ReadInputs(f.files);
   if (!inputs.ok())
     return ctx.Error(std::string(inputs.status().message()), kExitUsage);
+  if (int rc = CheckNamespaces(ctx, *inputs); rc != kExitOk) return rc;
   std::vector<tidal::v1::Secret> secrets;
   auto apps = ParseInputs(ctx, *inputs, &secrets);
   if (!apps.ok())
@@ -272,18 +308,35 @@ int DoDiff(Context& ctx, const DiffFlags& f) {
     const std::string& ns = app.metadata().namespace_();
     const std::string& name = app.metadata().name();
     std::string live_yaml;
+    tidal::v1::App desired = app;
     auto live = GetLive(ctx, ns, name);
     if (live.ok()) {
       live_yaml = spec::AppToYaml(DiffView(*live));
+      // What apply would write: replicas set by `scale` stay.
+      spec::KeepScaledReplicas(*live, &desired);
     } else if (!absl::IsNotFound(live.status())) {
       return std::max<int>(kExitUsage, ctx.Fail(live.status()));
     }
-    std::string d = UnifiedDiff(live_yaml, spec::AppToYaml(DiffView(app)),
+    std::string d = UnifiedDiff(live_yaml, spec::AppToYaml(DiffView(desired)),
                                 absl::StrCat("live/", ns, "/", name),
                                 absl::StrCat("desired/", ns, "/", name));
     if (!d.empty()) {
       different = true;
       ctx.out() << d;
+    }
+    // The spec may equal the file while another revision runs: the file's
+    // template was rolled back. What runs differs from the file.
+    const auto& ro = live.ok() ? live->status().rollout()
+                               : tidal::v1::RolloutStatus::default_instance();
+    if (ro.phase() == "RolledBack" && !ro.failed_hash().empty() &&
+        spec::TemplateHash(desired.spec().template_()) == ro.failed_hash()) {
+      different = true;
+      ctx.out() << "# app " << ns << "/" << name << ": this template (revision "
+                << ro.failed_revision() << ") was rolled back (" << ro.reason()
+                << "); revision " << ro.stable_revision()
+                << " runs. Applying the file again does not release it; "
+                   "`tidalctl rollout retry "
+                << name << "` does\n";
     }
   }
   return different ? kExitFailure : kExitOk;
@@ -319,6 +372,7 @@ int DoDelete(Context& ctx, const DeleteFlags& f) {
     auto inputs = ReadInputs(f.files);
     if (!inputs.ok())
       return ctx.Error(std::string(inputs.status().message()), kExitUsage);
+    if (int rc = CheckNamespaces(ctx, *inputs); rc != kExitOk) return rc;
     std::vector<tidal::v1::Secret> secrets;
     auto apps = ParseInputs(ctx, *inputs, &secrets);
     if (!apps.ok())
@@ -361,7 +415,8 @@ int DoDelete(Context& ctx, const DeleteFlags& f) {
     for (const auto& [ns, name] : targets) {
       auto live = GetLive(ctx, ns, name);
       if (!live.ok()) return ctx.Fail(live.status());
-      ctx.out() << "app.tidal.dev \"" << name << "\" deleted (dry run)\n"
+      ctx.out() << "app.tidal.dev \"" << name << "\" deleted" << InNamespace(ns)
+                << " (dry run)\n"
                 << std::flush;
     }
     return kExitOk;
@@ -377,7 +432,7 @@ int DoDelete(Context& ctx, const DeleteFlags& f) {
     auto call = ctx.Call();
     absl::Status s = FromGrpc(ctx.Stub().Delete(call.get(), req, &resp));
     if (!s.ok()) return ctx.Fail(s);
-    ctx.out() << "app.tidal.dev \"" << name << "\" deleted"
+    ctx.out() << "app.tidal.dev \"" << name << "\" deleted" << InNamespace(ns)
               << (dry ? " (server dry run)" : "") << "\n"
               << std::flush;
   }

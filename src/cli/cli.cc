@@ -4,7 +4,19 @@
 #include <exception>
 #include <iostream>
 
+#include "absl/strings/numbers.h"
+
 namespace tidal::cli {
+
+CLI::Validator NonNegativeCount() {
+  return CLI::Validator(
+      [](std::string& value) -> std::string {
+        int64_t n = 0;
+        if (absl::SimpleAtoi(value, &n) && n >= 0) return "";
+        return "must be a whole number >= 0, got " + value;
+      },
+      "N>=0", "NonNegativeCount");
+}
 
 void Run(Context& ctx, const std::function<int()>& body) {
   if (absl::Status s = ctx.Prepare(); !s.ok()) {

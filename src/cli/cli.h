@@ -22,6 +22,7 @@
 
 namespace CLI {
 class App;
+class Validator;
 }  // namespace CLI
 
 namespace tidal::cli {
@@ -47,6 +48,11 @@ void AddRolloutCommands(CLI::App& root, Context& ctx);
 // line on a terminal, plain lines otherwise; one JSON object with `json`).
 int WaitForRollout(Context& ctx, const std::string& name, int64_t generation,
                    absl::Time deadline, bool json);
+// One line of the progress WaitForRollout prints: "web: revision 2
+// Progressing step 3/5: new 6/6 ready, revision 1 4/4 ready, 60% traffic",
+// "web: revision 2 Succeeded: 3/3 ready", or "web: generation 4 waiting for
+// the controller" while the status is of an earlier generation.
+std::string ProgressLine(const tidal::v1::App& app);
 // `get revisions APP`: args = {"revisions", APP}.
 int GetRevisions(Context& ctx, const std::vector<std::string>& args,
                  const std::string& output);
@@ -69,6 +75,10 @@ int DeleteSecrets(Context& ctx, const std::vector<std::string>& args,
 // The secret ns/name without its values (keys and sizes).
 absl::StatusOr<tidal::v1::Secret> GetSecret(Context& ctx, const std::string& ns,
                                             const std::string& name);
+
+// Checks a count flag (--replicas, --tail): a whole number >= 0, else
+// "--replicas: must be a whole number >= 0, got -1" (exit 2).
+CLI::Validator NonNegativeCount();
 
 // Resolves global flags (ctx.Prepare()), runs `body` and stores its exit
 // code in ctx.exit_code; a failing Prepare is a usage error.

@@ -125,6 +125,7 @@ absl::Status Context::Prepare() {
   } else {
     server_ = kDefaultServer;
   }
+  ns_given_ = !ns.empty();
   if (ns.empty() && cc) ns = cc->ns;
   // The token: --token, TIDAL_TOKEN, the context's, or (tidald on this
   // machine) the bootstrap admin token this user can read.

@@ -71,6 +71,9 @@ class Context {
   // How long apply --wait, rollout status and delete --wait wait in all.
   absl::Duration wait_timeout() const { return wait_timeout_; }
   std::string Namespace() const { return ns.empty() ? "default" : ns; }
+  // Whether -n/--namespace was given (not the context's namespace): files
+  // that set another namespace are then an error, as in kubectl.
+  bool NamespaceGiven() const { return ns_given_; }
 
   // Resolves the address and parses --timeout. Called once before a command.
   absl::Status Prepare();
@@ -99,6 +102,7 @@ class Context {
   // credentials, reading the files (an error names the flag and the file).
   absl::Status PrepareTls(const ClientContext* cc);
   bool tls_ = false;
+  bool ns_given_ = false;  // -n given (set by Prepare)
   std::shared_ptr<grpc::ChannelCredentials> credentials_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<tidal::v1::Tidal::Stub> stub_;

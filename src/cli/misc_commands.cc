@@ -16,6 +16,7 @@ struct LogsFlags {
   std::string instance;
   int64_t tail = 0;
   bool prefix = false;
+  bool previous = false;
 };
 
 int DoLogs(Context& ctx, const LogsFlags& f) {
@@ -25,6 +26,7 @@ int DoLogs(Context& ctx, const LogsFlags& f) {
   req.set_instance(f.instance);
   req.set_follow(f.follow);
   req.set_tail_lines(f.tail);
+  req.set_previous(f.previous);
   auto call = ctx.Call(/*stream=*/f.follow);
   auto reader = ctx.Stub().Logs(call.get(), req);
   tidal::v1::LogChunk chunk;
@@ -84,8 +86,11 @@ void AddMiscCommands(CLI::App& root, Context& ctx) {
                    "only this instance (default: every instance)");
   logs->add_option("--tail", lf->tail,
                    "only the last N lines of each instance (0: all)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(NonNegativeCount());
   logs->add_flag("--prefix", lf->prefix, "start each line with [instance]");
+  logs->add_flag("-p,--previous", lf->previous,
+                 "the output of the app's instances that have stopped "
+                 "(crashed, replaced, scaled away), kept for a while (1h)");
   logs->callback([&ctx, lf] { Run(ctx, [&] { return DoLogs(ctx, *lf); }); });
 
   auto vf = std::make_shared<VersionFlags>();

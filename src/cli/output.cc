@@ -74,6 +74,11 @@ std::string AppName(const tidal::v1::App& app) {
   return absl::StrCat("app.tidal.dev/", app.metadata().name());
 }
 
+std::string InNamespace(const std::string& ns) {
+  return ns.empty() || ns == "default" ? ""
+                                       : absl::StrCat(" in namespace ", ns);
+}
+
 namespace {
 
 const tidal::v1::Condition* FindCondition(const tidal::v1::App& app,
@@ -99,6 +104,12 @@ std::string FormatNumber(double v) {
   return s;
 }
 
+std::string UtilizationNote(const tidal::v1::ScalingStatus& sc) {
+  const double u = sc.target_utilization();
+  if (u <= 0 || u == 100) return "";
+  return absl::StrCat(" (utilization ", FormatNumber(u), "%)");
+}
+
 std::string MetricCell(const tidal::v1::App& app) {
   const auto& sc = app.status().scaling();
   if (sc.metric().empty()) {
@@ -107,7 +118,8 @@ std::string MetricCell(const tidal::v1::App& app) {
                : app.spec().scaling().metric();
   }
   return absl::StrCat(sc.metric(), " ", FormatNumber(sc.value()), "/",
-                      FormatNumber(sc.target()), sc.panic() ? " (panic)" : "");
+                      FormatNumber(sc.target()), UtilizationNote(sc),
+                      sc.panic() ? " (panic)" : "");
 }
 
 std::string Labels(const google::protobuf::Map<std::string, std::string>& m) {
@@ -182,9 +194,15 @@ std::vector<std::string> AppRow(const tidal::v1::App& app,
     int64_t rev =
         ro.update_revision() ? ro.update_revision() : ro.stable_revision();
     row.push_back(rev ? absl::StrCat(rev) : "-");
-    row.push_back(OrDash(app.status().template_hash().empty()
-                             ? spec::TemplateHash(app.spec().template_())
-                             : app.status().template_hash()));
+    // The hash of that revision: what runs (after a rollback the spec's
+    // template is the rolled-back one, not the stable revision's).
+    if (!ro.update_revision() && !ro.stable_hash().empty()) {
+      row.push_back(ro.stable_hash());
+    } else {
+      row.push_back(OrDash(app.status().template_hash().empty()
+                               ? spec::TemplateHash(app.spec().template_())
+                               : app.status().template_hash()));
+    }
     row.push_back(MetricCell(app));
   }
   return row;
@@ -450,11 +468,20 @@ std::string DescribeApp(const tidal::v1::App& app,
   if (!st.scaling().metric().empty()) {
     const auto& sc = st.scaling();
     const bool per_instance = sc.metric() == "cpu" || sc.metric() == "memory";
-    field("Scaling",
-          absl::StrCat(sc.metric(), " ", FormatNumber(sc.value()),
-                       per_instance ? " per instance" : " in total",
-                       " against a target of ", FormatNumber(sc.target()),
-                       " per instance", sc.panic() ? " (panic mode)" : ""));
+    field(
+        "Scaling",
+        absl::StrCat(
+            sc.metric(), " ", FormatNumber(sc.value()),
+            per_instance ? " per instance" : " in total",
+            " against a target of ", FormatNumber(sc.target()), " per instance",
+            sc.target_utilization() > 0 && sc.target_utilization() != 100
+                ? absl::StrCat(
+                      ", scaling at ", FormatNumber(sc.target_utilization()),
+                      "% of it (",
+                      FormatNumber(sc.target() * sc.target_utilization() / 100),
+                      ")")
+                : "",
+            sc.panic() ? " (panic mode)" : ""));
     field("Bounds",
           absl::StrCat(sc.min_replicas(), "..",
                        sc.max_replicas() > 0 ? absl::StrCat(sc.max_replicas())
@@ -546,6 +573,10 @@ tidal::v1::App DiffView(const tidal::v1::App& app) {
   // tidald records `apply --message` here; it is history, not desired state
   // (as kubectl ignores its last-applied-configuration annotation).
   v.mutable_metadata()->mutable_annotations()->erase("tidal.dev/change-cause");
+  // Who owns the replica fields (`scale` or the file) is apply's
+  // bookkeeping too.
+  v.mutable_metadata()->mutable_annotations()->erase(
+      spec::kAppliedReplicasAnnotation);
   *v.mutable_spec() = app.spec();
   return v;
 }

@@ -40,6 +40,9 @@ struct TableOptions {
 
 // "app.tidal.dev/hello" (kubectl's resource/name form).
 std::string AppName(const tidal::v1::App& app);
+// " in namespace NS" for the result lines of apply, delete, scale and
+// rollout actions when NS is not "default"; "" for the default namespace.
+std::string InNamespace(const std::string& ns);
 // Ready, NotReady, Progressing, Terminating or Pending, from status.
 std::string AppStatusWord(const tidal::v1::App& app);
 

@@ -73,27 +73,44 @@ Outcome OutcomeOf(const tidal::v1::App& app, int64_t generation) {
   return Outcome::kPending;
 }
 
-// One line of progress: "web: revision 2 step 3/5: new 6/6 ready, ...".
+// "R/T ready", or "T/T ready, N stopping" while more than the target are
+// still up (instances on their way out are not more than wanted).
+std::string ReadyOf(int32_t ready, int32_t target) {
+  if (ready <= target) return absl::StrCat(ready, "/", target, " ready");
+  return absl::StrCat(target, "/", target, " ready, ", ready - target,
+                      " stopping");
+}
+
+}  // namespace
+
 std::string ProgressLine(const tidal::v1::App& app) {
   const auto& st = app.status();
   const auto& r = st.rollout();
   std::string line = absl::StrCat(app.metadata().name(), ": ");
+  if (st.observed_generation() < app.metadata().generation() ||
+      (r.phase().empty() && r.stable_revision() == 0)) {
+    // The status is of an earlier generation (or of none yet).
+    absl::StrAppend(&line, "generation ", app.metadata().generation(),
+                    " waiting for the controller");
+    return line;
+  }
   if (r.update_revision() != 0) {
     absl::StrAppend(&line, "revision ", r.update_revision(), " ", r.phase(),
                     " step ", r.step(), "/", r.total_steps(), ": new ",
-                    r.update_ready(), "/", r.update_target(),
-                    " ready, revision ", r.stable_revision(), " ",
-                    r.stable_ready(), "/", r.stable_target(), " ready");
+                    ReadyOf(r.update_ready(), r.update_target()), ", revision ",
+                    r.stable_revision(), " ",
+                    ReadyOf(r.stable_ready(), r.stable_target()));
     if (r.weight() > 0) absl::StrAppend(&line, ", ", r.weight(), "% traffic");
   } else {
-    absl::StrAppend(&line, "revision ", r.stable_revision(), " ",
-                    r.phase().empty() ? "Pending" : r.phase(), ": ",
-                    st.ready_replicas(), "/", st.desired_replicas(), " ready");
+    absl::StrAppend(&line, "revision ", r.stable_revision(), " ", r.phase(),
+                    ": ", ReadyOf(st.ready_replicas(), st.desired_replicas()));
   }
   if (!r.analysis().empty())
     absl::StrAppend(&line, "; analysis ", r.analysis());
   return line;
 }
+
+namespace {
 
 std::string StatusJson(const tidal::v1::App& app, const std::string& result) {
   std::string rollout;
@@ -135,7 +152,8 @@ int DoAction(Context& ctx, const std::string& action, const SimpleFlags& f) {
       {"undo", "rolled back"},  {"retry", "retrying"},
       {"restart", "restarting"}};
   ctx.out() << "app.tidal.dev/" << f.app << " " << done.at(action)
-            << (action == "promote" && f.full ? " (full)" : "") << "\n";
+            << (action == "promote" && f.full ? " (full)" : "")
+            << InNamespace(ctx.Namespace()) << "\n";
   return kExitOk;
 }
 

@@ -33,7 +33,8 @@ int DoScale(Context& ctx, const ScaleFlags& f) {
   auto call = ctx.Call();
   absl::Status s = FromGrpc(ctx.Stub().Scale(call.get(), req, &app));
   if (!s.ok()) return ctx.Fail(s);
-  ctx.out() << AppName(app) << " scaled\n";
+  ctx.out() << AppName(app) << " scaled"
+            << InNamespace(app.metadata().namespace_()) << "\n";
   return kExitOk;
 }
 
@@ -152,15 +153,15 @@ void AddScaleCommands(CLI::App& root, Context& ctx) {
   scale
       ->add_option("--replicas", sf->replicas,
                    "a fixed number of instances (turns autoscaling off)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(NonNegativeCount());
   scale
       ->add_option("--min", sf->min,
                    "scaling.minReplicas (turns autoscaling on)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(NonNegativeCount());
   scale
       ->add_option("--max", sf->max,
                    "scaling.maxReplicas (0: unbounded; turns autoscaling on)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(NonNegativeCount());
   scale->callback([&ctx, sf] { Run(ctx, [&] { return DoScale(ctx, *sf); }); });
 
   auto tf = std::make_shared<TopFlags>();

@@ -151,6 +151,7 @@ int DeleteSecrets(Context& ctx, const std::vector<std::string>& args,
     absl::Status s = FromGrpc(ctx.Stub().DeleteSecret(call.get(), req, &resp));
     if (!s.ok()) return ctx.Fail(s);
     ctx.out() << "secret \"" << args[i] << "\" deleted"
+              << InNamespace(ctx.Namespace())
               << (dry_run == "server" ? " (server dry run)" : "") << "\n"
               << std::flush;
   }
@@ -231,6 +232,7 @@ int DoCreateSecret(Context& ctx, const CreateSecretFlags& f) {
   if (!s.ok()) return ctx.Fail(s);
   for (const auto& r : resp.results()) {
     ctx.out() << "secret/" << r.name() << " " << r.action()
+              << InNamespace(r.namespace_())
               << (req.dry_run() ? " (server dry run)" : "") << "\n";
   }
   return kExitOk;

@@ -136,12 +136,19 @@ absl::Status RunSimulateCommand(const SimulateOptions& opts, std::ostream& out,
   out << absl::StrFormat("trace %s: %d apps, %d requests, %.0f s\n",
                          opts.trace_path, r.all.apps, r.all.requests,
                          trace.duration_s);
+  // The spec's target as written, and the utilization the scaler aims at
+  // apart (as `get apps -o wide` shows them).
+  std::string target = absl::StrFormat("target %.4g per instance", cfg.target);
+  if (cfg.TargetValue() != cfg.target) {
+    absl::StrAppendFormat(&target, " (scaling at %.4g%% of it: %.4g)",
+                          cfg.target_utilization, cfg.TargetValue());
+  }
   out << absl::StrFormat(
-      "app %s: algorithm %s, metric %s, target %.4g per instance, start delay "
-      "%s, %d per instance\n",
+      "app %s: algorithm %s, metric %s, %s, start delay %s, %d per "
+      "instance\n",
       app.metadata().name(), AlgorithmName(cfg.algorithm),
-      MetricName(cfg.metric), cfg.TargetValue(),
-      absl::FormatDuration(opts.start_delay), so.model.concurrency);
+      MetricName(cfg.metric), target, absl::FormatDuration(opts.start_delay),
+      so.model.concurrency);
   auto line = [&](const char* label, const SimStats& s) {
     out << absl::StrFormat(
         "%-8s apps %4d  requests %9d  instance-seconds %12.0f  cold starts %7d "

@@ -1,5 +1,8 @@
 #include "deployer/control.h"
 
+#include <optional>
+#include <vector>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
@@ -123,6 +126,7 @@ absl::Status DeployerControl::ChangeSpec(const std::string& ns,
     if (!got.ok()) return got.status();
     auto [app, version] = *got;
     std::string cause;
+    std::optional<Op> revision_op;  // undo: the revision's change cause
     if (req.action() == "undo") {
       int64_t version_unused = 0;
       auto st = LoadRolloutState(store_, ns, name, &version_unused);
@@ -153,20 +157,38 @@ absl::Status DeployerControl::ChangeSpec(const std::string& ns,
       }
       *app.mutable_spec()->mutable_template_() = found->template_();
       cause = absl::StrCat("undo to revision ", target);
+      // The template is that revision's again, so no new revision records
+      // the change cause: the revision does (kubectl shows the undo on the
+      // revision it brings back), keeping what it said before.
+      v1::Revision rev = *found;
+      std::string before = rev.change_cause();
+      if (absl::StartsWith(before, "undo to revision ")) {
+        const size_t was = before.find(" (was: ");
+        before = was == std::string::npos
+                     ? ""
+                     : before.substr(was + 7, before.size() - was - 8);
+      }
+      rev.set_change_cause(
+          before.empty() ? cause : absl::StrCat(cause, " (was: ", before, ")"));
+      auto rev_kv = store_->Get(RevisionKey(ns, name, target));
+      if (!rev_kv.ok()) return rev_kv.status();
+      revision_op = Op::Put(RevisionKey(ns, name, target),
+                            rev.SerializeAsString(), rev_kv->resource_version);
     } else {  // restart
-      (*app.mutable_spec()
-            ->mutable_template_()
-            ->mutable_labels())[kRestartedAtLabel] =
-          absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", clock_->Now(),
-                           absl::UTCTimeZone());
+      auto* tmpl = app.mutable_spec()->mutable_template_();
+      tmpl->mutable_labels()->erase(kRestartedAtAnnotation);
+      (*tmpl->mutable_annotations())[kRestartedAtAnnotation] = absl::FormatTime(
+          "%Y-%m-%dT%H:%M:%SZ", clock_->Now(), absl::UTCTimeZone());
       cause = "rollout restart";
     }
     (*app.mutable_metadata()->mutable_annotations())[kChangeCauseAnnotation] =
         cause;
     app.mutable_metadata()->set_generation(app.metadata().generation() + 1);
     app.mutable_metadata()->set_resource_version(0);
-    auto w =
-        store_->Update(keys::App(ns, name), app.SerializeAsString(), version);
+    std::vector<Op> ops = {
+        Op::Put(keys::App(ns, name), app.SerializeAsString(), version)};
+    if (revision_op) ops.push_back(*std::move(revision_op));
+    auto w = store_->Txn(ops);
     if (w.ok()) return absl::OkStatus();
     if (!absl::IsFailedPrecondition(w.status())) return w.status();
   }

@@ -16,7 +16,11 @@
 
 namespace tidal::deployer {
 
-constexpr const char* kRestartedAtLabel = "tidal.dev/restartedAt";
+// `rollout restart` writes the time into this template annotation (kubectl's
+// kubectl.kubernetes.io/restartedAt), so the template gets a new hash.
+// Earlier versions wrote it as a template label, whose value (with ':')
+// fails the label rule: a restart removes such a label.
+constexpr const char* kRestartedAtAnnotation = "tidal.dev/restartedAt";
 
 class DeployerControl : public RolloutControl {
  public:

@@ -209,6 +209,18 @@ bool Analyze(const Inputs& in, const Census& c, Rollout* ro, Requeue* rq) {
   const WindowAnalysis window = AnalyzeWindow(an, s, in.interval);
   if (!due && !(window.verdict.failed() && st.failures() == 0)) {
     rq->At(std::min(next, in.now + absl::Milliseconds(250)));
+  } else if (window.verdict.inconclusive() && st.analysis_passed()) {
+    // The revision passed analysis at an earlier step of this release: a
+    // window with too little traffic is no evidence against it, so it
+    // counts as a pass (a release that stops getting traffic still
+    // completes; a failing window still fails it).
+    WindowAnalysis counted = window;
+    counted.verdict = Verdict::Pass();
+    counted.figures = absl::StrCat(
+        window.figures, " (", window.verdict.message,
+        "; counted as passed: it passed analysis at an earlier step)");
+    ro->RecordAnalysis(counted, needed, an.failure_limit());
+    rq->At(in.now + std::min(in.interval, absl::Milliseconds(250)));
   } else if (window.verdict.inconclusive()) {
     ro->RecordInconclusive(window);
     rq->At(in.now + std::min(in.interval, absl::Milliseconds(500)));
@@ -264,12 +276,17 @@ std::string PlanStep(const Inputs& in, const Census& c, Rollout* ro,
                                    in.deadline + TimeInPause(*st, step, in.now);
   if (ro->Active() && !waiting_manual) {
     if (in.now >= step_deadline) {
-      if (instances_done && !analysis_passed && an.inconclusive() == "pass" &&
-          st->failures() == 0) {
+      // No verdict for lack of traffic is no reason to roll back a step
+      // whose instances are out: it passes with `inconclusive: pass`, or
+      // when the revision passed analysis at an earlier step.
+      if (instances_done && !analysis_passed && st->failures() == 0 &&
+          (an.inconclusive() == "pass" || st->analysis_passed())) {
         analysis_passed = true;
-        st->set_analysis(absl::StrCat(st->analysis(),
-                                      "; passed as inconclusive at the "
-                                      "deadline (inconclusive: pass)"));
+        st->set_analysis(absl::StrCat(
+            st->analysis(), "; passed as inconclusive at the deadline (",
+            st->analysis_passed() ? "passed at an earlier step"
+                                  : "inconclusive: pass",
+            ")"));
       } else {
         ro->Fail("ProgressDeadlineExceeded",
                  absl::StrCat(
@@ -325,6 +342,7 @@ std::string PlanStep(const Inputs& in, const Census& c, Rollout* ro,
         st->set_confirmed(true);
       }
       if (ro->Active()) {
+        if (analysis_needed && analysis_passed) st->set_analysis_passed(true);
         ro->Advance(d.next_step, in.steps, in.total);
         rq->At(in.now);
       }
@@ -554,6 +572,8 @@ absl::StatusOr<DeployPlan> Deployer::Plan(const App& app, int32_t total,
   s.set_stable_ready(census.stable_ready);
   s.set_stable_target(plan.stable.target);
   s.set_failed_revision(st.failed_revision());
+  s.set_stable_hash(st.stable_hash());
+  s.set_failed_hash(st.failed_hash());
   s.set_observed_generation(app.metadata().generation());
   return plan;
 }

@@ -178,6 +178,7 @@ void Rollout::Start(int64_t revision, const std::string& hash,
   st_->set_promote_full(false);
   st_->clear_reason();
   st_->clear_analysis();
+  st_->set_analysis_passed(false);
   st_->clear_failed_hash();
   st_->set_failed_revision(0);
   ResetStep();
@@ -201,6 +202,22 @@ void Rollout::Abort() {
 void Rollout::ApplySpec(int64_t revision, const std::string& hash) {
   switch (ClassifySpec(*st_, hash)) {
     case SpecChange::kNone:
+      // The spec is back at the stable template after a rollback (`rollout
+      // undo`, or the old file applied again): what runs is what the spec
+      // says, so the release of this generation is done. The rolled-back
+      // template stays marked (failed_hash): applying it again does not
+      // release it.
+      if (hash == st_->stable_hash() && st_->phase() == "RolledBack") {
+        events_.push_back(
+            {"Normal", "RolloutRestored",
+             absl::StrCat("The spec is back at revision ",
+                          st_->stable_revision(), ", which runs")});
+        st_->set_phase("Succeeded");
+        st_->clear_reason();
+        st_->set_message(absl::StrCat("revision ", st_->stable_revision(),
+                                      " restored by a spec change"));
+      }
+      break;
     case SpecChange::kCarryOn:
       break;
     case SpecChange::kCancel:
@@ -267,6 +284,9 @@ void Rollout::Advance(int32_t next, const std::vector<RolloutStep>& steps,
                       int32_t total) {
   st_->set_step(next);
   ResetStep();
+  // The last window was the previous step's verdict; this step has none
+  // yet (a stale "passed (2/2)" would say it had).
+  st_->clear_analysis();
   const RolloutStep& step = steps[next];
   const int32_t n = static_cast<int32_t>(steps.size());
   events_.push_back(

@@ -25,6 +25,7 @@
 #include <set>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -565,6 +566,67 @@ class ProcessRuntime::Impl {
       if (!found.empty()) return found;
     }
     return absl::NotFoundError(absl::StrCat("no instance ", id));
+  }
+
+  // The log files of instances this runtime does not run: (instance id,
+  // path, last write). With `prefix` ("<ns>_<app>_"), of one app only.
+  struct StoppedLog {
+    std::string id;
+    std::string path;
+    absl::Time modified;
+  };
+  std::vector<StoppedLog> StoppedLogs(const std::string& prefix) {
+    std::set<std::string> running;
+    {
+      absl::MutexLock l(&mu_);
+      for (const auto& [id, p] : procs_) running.insert(p->info.log_path());
+    }
+    std::vector<StoppedLog> out;
+    DIR* dir = opendir(logs_dir_.c_str());
+    if (dir == nullptr) return out;
+    while (dirent* e = readdir(dir)) {
+      absl::string_view name = e->d_name;
+      if (!absl::StartsWith(name, prefix) || !absl::EndsWith(name, ".log"))
+        continue;
+      std::string path = absl::StrCat(logs_dir_, "/", name);
+      if (running.count(path) > 0) continue;
+      struct stat st;
+      if (stat(path.c_str(), &st) != 0) continue;
+      name.remove_prefix(prefix.size());
+      name.remove_suffix(4);
+      out.push_back(
+          {std::string(name), std::move(path), absl::FromTimeT(st.st_mtime)});
+    }
+    closedir(dir);
+    std::sort(out.begin(), out.end(),
+              [](const StoppedLog& a, const StoppedLog& b) {
+                return std::tie(a.modified, a.id) < std::tie(b.modified, b.id);
+              });
+    return out;
+  }
+
+  std::vector<std::string> StoppedInstances(const std::string& ns,
+                                            const std::string& app) {
+    std::vector<std::string> ids;
+    for (auto& l : StoppedLogs(absl::StrCat(ns, "_", app, "_")))
+      ids.push_back(std::move(l.id));
+    return ids;
+  }
+
+  // Removes the logs (and their rotated files) of stopped instances that
+  // nothing wrote to for stopped_log_retention.
+  void PruneStoppedLogs() {
+    const absl::Time now = absl::Now();
+    if (now - last_prune_ < absl::Minutes(1)) return;
+    last_prune_ = now;
+    for (const auto& l : StoppedLogs("")) {
+      if (now - l.modified < opts_.stopped_log_retention) continue;
+      unlink(l.path.c_str());
+      for (int i = 1; i <= std::max(1, opts_.log_rotated_files); ++i)
+        unlink(absl::StrCat(l.path, ".", i).c_str());
+      log_->info("runtime: removed the log of stopped instance {} ({} old)",
+                 l.id, ShortDuration(now - l.modified));
+    }
   }
 
   bool WaitForNoInstances(absl::Duration timeout) {
@@ -1399,6 +1461,7 @@ class ProcessRuntime::Impl {
         if (!cgroups_) ReapZombieChildren(ScanProcesses(), LeadersLocked());
       }
       for (const auto& path : paths) RotateIfNeeded(path);
+      PruneStoppedLogs();
       ScheduleLogCheck();
     });
   }
@@ -1424,6 +1487,8 @@ class ProcessRuntime::Impl {
   net::executor_work_guard<net::io_context::executor_type> work_;
   net::steady_timer log_timer_;
   std::thread thread_;
+  // When PruneStoppedLogs last looked (the supervisor thread's own).
+  absl::Time last_prune_ = absl::InfinitePast();
 
   absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<Proc>> procs_ ABSL_GUARDED_BY(mu_);
@@ -1468,6 +1533,11 @@ void ProcessRuntime::SetListener(Listener listener) {
 }
 
 absl::Status ProcessRuntime::Adopt() { return impl_->Adopt(); }
+
+std::vector<std::string> ProcessRuntime::StoppedInstances(
+    const std::string& namespace_, const std::string& app) {
+  return impl_->StoppedInstances(namespace_, app);
+}
 
 absl::StatusOr<std::unique_ptr<LogStream>> ProcessRuntime::OpenLogs(
     const std::string& instance_id, const LogOptions& options) {

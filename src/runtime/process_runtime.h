@@ -45,6 +45,10 @@ struct ProcessRuntimeOptions {
   // their log file; that file is copied to <log>.1 and truncated when it is
   // over log_max_bytes, checked at this interval.
   absl::Duration log_check_interval = absl::Seconds(1);
+  // The log of an instance that has stopped is kept this long after its
+  // last write (for `tidalctl logs --previous`), then removed with its
+  // rotated files; checked about once a minute.
+  absl::Duration stopped_log_retention = absl::Hours(1);
   // Containment of each instance's processes (cgroup.h): "" finds cgroup v2
   // and uses <its mount>/<tidald's cgroup>/tidal/<instance id>; "off" never
   // uses cgroups; anything else is the root directory to use. Without a
@@ -140,6 +144,10 @@ class ProcessRuntime : public Runtime {
   // the stream goes on until cancelled.
   absl::StatusOr<std::unique_ptr<LogStream>> OpenLogs(
       const std::string& instance_id, const LogOptions& options) override;
+  // The log files in the log directory that belong to no instance it runs
+  // (kept for stopped_log_retention).
+  std::vector<std::string> StoppedInstances(const std::string& namespace_,
+                                            const std::string& app) override;
   void Shutdown(bool stop_instances) override;
 
   // How instances' processes are kept together: "cgroup" or "subreaper".

@@ -131,6 +131,15 @@ class Runtime {
   virtual absl::StatusOr<std::unique_ptr<LogStream>> OpenLogs(
       const std::string& instance_id, const LogOptions& options) = 0;
 
+  // The instances of one app that have stopped (crashed for good, replaced,
+  // scaled away) and whose output the runtime still keeps, oldest first:
+  // what `tidalctl logs --previous` reads through OpenLogs. None by
+  // default.
+  virtual std::vector<std::string> StoppedInstances(
+      const std::string& namespace_, const std::string& app) {
+    return {};
+  }
+
   // Stops probing and supervising; with stop_instances, stops every instance
   // too (else they keep running for the next tidald to adopt).
   virtual void Shutdown(bool stop_instances) = 0;

@@ -245,7 +245,13 @@ void MultiScaler::Publish(Entry* e, absl::Time now) {
   tidal::v1::ScalingStatus& st = p.status;
   st.set_metric(scaler::MetricName(d.metric));
   st.set_value(Round(d.value));
-  st.set_target(Round(d.target));
+  // The spec's target and the utilization the scaler aims at, apart (the
+  // decision's target is their product for concurrency and rps).
+  const scaler::ScalerConfig& cfg = e->scaler->config();
+  const bool utilized = cfg.metric == scaler::Metric::kConcurrency ||
+                        cfg.metric == scaler::Metric::kRps;
+  st.set_target(Round(utilized ? cfg.target : d.target));
+  st.set_target_utilization(utilized ? cfg.target_utilization : 100);
   st.set_panic(d.panic);
   st.set_last_reason(d.reason);
   st.clear_active_schedules();

@@ -162,13 +162,13 @@ absl::StatusOr<Trace> ReadLlmTrace(const std::string& path,
 
 namespace {
 
-// "arrival_s,service_ms[,app]" with a header line.
-absl::StatusOr<Trace> ReadPlainTrace(const std::string& path) {
+// "arrival_s,service_ms[,app]", with that header line or without one.
+absl::StatusOr<Trace> ReadPlainTrace(const std::string& path, bool header) {
   auto lines = ReadLines(path);
   if (!lines.ok()) return lines.status();
   std::map<std::string, AppTrace> apps;
   double last = 0;
-  for (size_t i = 1; i < lines->size(); ++i) {
+  for (size_t i = header ? 1 : 0; i < lines->size(); ++i) {
     std::vector<absl::string_view> f = absl::StrSplit((*lines)[i], ',');
     double at = 0, ms = 0;
     if (f.size() < 2 || !absl::SimpleAtod(f[0], &at) ||
@@ -210,7 +210,14 @@ absl::StatusOr<Trace> ReadTrace(const std::string& path,
     return ReadAzureFunctionsTrace(path, run, opts);
   }
   if (absl::StartsWith(header, "TIMESTAMP,")) return ReadLlmTrace(path, opts);
-  if (absl::StartsWith(header, "arrival_s,")) return ReadPlainTrace(path);
+  if (absl::StartsWith(header, "arrival_s,"))
+    return ReadPlainTrace(path, /*header=*/true);
+  // Headerless: the first line is already a request ("0.5,12").
+  std::vector<absl::string_view> first = absl::StrSplit(header, ',');
+  double at = 0, ms = 0;
+  if (first.size() >= 2 && absl::SimpleAtod(first[0], &at) &&
+      absl::SimpleAtod(first[1], &ms))
+    return ReadPlainTrace(path, /*header=*/false);
   return absl::InvalidArgumentError(
       absl::StrCat(path,
                    ": unknown trace format (expected the Azure Functions "

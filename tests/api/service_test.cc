@@ -15,6 +15,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "api/grpc_status.h"
+#include "api/spec.h"
 #include "common/proto_time.h"
 #include "fakes/eventually.h"
 #include "fakes/fake_clock.h"
@@ -519,6 +520,49 @@ TEST_F(ServiceTest, DeleteGracePeriodAndForce) {
   EXPECT_TRUE(Get("other")->metadata().has_deletion_grace_period_seconds());
 }
 
+// `scale` owns the replica fields until the file sets them again (kubectl's
+// three-way merge): re-applying the unchanged file keeps the scaled count
+// (the README's walkthrough: scale 5, apply, still 5); a file with another
+// count wins and the app is the file's again (issue 16).
+TEST_F(ServiceTest, ApplyKeepsAScaleUntilTheFileChangesReplicas) {
+  ASSERT_TRUE(Apply({MakeApp("web", 3)}).ok());
+  auto scale = [&](int32_t n) {
+    v1::ScaleRequest req;
+    req.set_name("web");
+    req.set_replicas(n);
+    v1::App out;
+    grpc::ClientContext ctx;
+    return FromGrpc(stub_->Scale(&ctx, req, &out));
+  };
+  ASSERT_TRUE(scale(5).ok());
+  ASSERT_TRUE(scale(6).ok());
+  auto r = Apply({MakeApp("web", 3)});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->results(0).action(), "unchanged");
+  EXPECT_EQ(Get("web")->spec().replicas(), 6);
+  // The annotation copied from `get -o yaml` is not taken from the file.
+  v1::App round_trip = MakeApp("web", 3);
+  (*round_trip.mutable_metadata()
+        ->mutable_annotations())[spec::kAppliedReplicasAnnotation] =
+      "replicas=6";
+  r = Apply({round_trip});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(Get("web")->spec().replicas(), 6);
+
+  r = Apply({MakeApp("web", 4)});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->results(0).action(), "configured");
+  auto got = Get("web");
+  EXPECT_EQ(got->spec().replicas(), 4);
+  EXPECT_EQ(
+      got->metadata().annotations().count(spec::kAppliedReplicasAnnotation),
+      0u);
+  // The file owns them again: the next apply of another count is taken.
+  r = Apply({MakeApp("web", 2)});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(Get("web")->spec().replicas(), 2);
+}
+
 TEST_F(ServiceTest, ScaleAndApplyAboveThePerAppMaximumAreRefused) {
   ASSERT_TRUE(Apply({MakeApp("web", 2)}).ok());
   const int64_t txns = store_.txn_count();
@@ -780,6 +824,48 @@ TEST_F(ServiceTest, ListInstancesComesFromTheRuntime) {
   ASSERT_TRUE(stub_->ListInstances(&ctx, req, &resp).ok());
   ASSERT_EQ(resp.instances_size(), 2);
   EXPECT_EQ(resp.instances(0).app(), "hello");
+}
+
+// Issue 16: the output of an instance that has stopped (crashed and was
+// replaced) is reachable by its name, and with `previous` (kubectl logs
+// --previous) for every stopped instance of the app; running ones are not
+// in `previous`, stopped ones not in a plain `logs APP`.
+TEST_F(ServiceTest, LogsOfStoppedInstances) {
+  InstanceRequest ir;
+  ir.namespace_ = "default";
+  ir.app = "hello";
+  auto crashed = runtime_->Start(ir);
+  auto running = runtime_->Start(ir);
+  ASSERT_TRUE(crashed.ok() && running.ok());
+  runtime_->AppendLog(crashed->id(), "panic: out of cheese\n");
+  runtime_->AppendLog(running->id(), "serving\n");
+  ASSERT_TRUE(runtime_->Stop(crashed->id(), absl::ZeroDuration()).ok());
+  auto read = [&](const std::string& instance, bool previous,
+                  grpc::Status* status) {
+    v1::LogsRequest req;
+    req.set_app("hello");
+    req.set_instance(instance);
+    req.set_previous(previous);
+    grpc::ClientContext ctx;
+    auto reader = stub_->Logs(&ctx, req);
+    std::string all;
+    v1::LogChunk c;
+    while (reader->Read(&c)) all += c.instance() + ": " + c.data();
+    *status = reader->Finish();
+    return all;
+  };
+  grpc::Status s;
+  EXPECT_EQ(read(crashed->id(), false, &s),
+            crashed->id() + ": panic: out of cheese\n");
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(read("", true, &s), crashed->id() + ": panic: out of cheese\n");
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(read("", false, &s), running->id() + ": serving\n");
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  read(running->id(), true, &s);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+  read("hello-nope", false, &s);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
 }
 
 // The Logs RPC over the runtime's log streams (rotation of log files is the

@@ -1,6 +1,7 @@
 #include "cli/output.h"
 
 #include "absl/strings/match.h"
+#include "cli/cli.h"
 #include "cli/diff.h"
 #include "common/proto_time.h"
 #include "gtest/gtest.h"
@@ -117,6 +118,63 @@ TEST(DescribeTest, ShowsSpecStatusInstancesAndEvents) {
         "Ready   True", "hello-1", "30s   Normal   Started"}) {
     EXPECT_TRUE(absl::StrContains(d, want)) << want << "\n" << d;
   }
+}
+
+// Issue 16: the target the spec writes and the utilization the scaler aims
+// at are shown apart (a target of 10 at 70% is not "/7").
+TEST(AppRowTest, MetricShowsTheSpecTargetAndTheUtilization) {
+  v1::App app;
+  app.mutable_metadata()->set_name("hello");
+  auto* sc = app.mutable_status()->mutable_scaling();
+  sc->set_metric("concurrency");
+  sc->set_value(12.5);
+  sc->set_target(10);
+  sc->set_target_utilization(70);
+  TableOptions o;
+  o.wide = true;
+  const auto row = AppRow(app, o, absl::FromUnixSeconds(1700000000));
+  EXPECT_EQ(row.back(), "concurrency 12.5/10 (utilization 70%)");
+  EXPECT_TRUE(absl::StrContains(
+      DescribeApp(app, {}, {}, absl::FromUnixSeconds(1700000000)),
+      "against a target of 10 per instance, scaling at 70% of it (7)"));
+  sc->set_target_utilization(100);
+  EXPECT_EQ(AppRow(app, o, absl::FromUnixSeconds(1700000000)).back(),
+            "concurrency 12.5/10");
+}
+
+// Issue 16: progress lines never say "revision 0 Pending: 0/0 ready" (the
+// status of no generation yet) nor "2/1 ready" (old instances stopping).
+TEST(ProgressLineTest, OneTruthAboutWhatRuns) {
+  v1::App app;
+  app.mutable_metadata()->set_name("hello");
+  app.mutable_metadata()->set_generation(1);
+  EXPECT_EQ(ProgressLine(app),
+            "hello: generation 1 waiting for the controller");
+  auto* st = app.mutable_status();
+  st->set_observed_generation(1);
+  st->set_desired_replicas(1);
+  st->set_ready_replicas(2);
+  st->mutable_rollout()->set_phase("Succeeded");
+  st->mutable_rollout()->set_stable_revision(2);
+  EXPECT_EQ(ProgressLine(app),
+            "hello: revision 2 Succeeded: 1/1 ready, 1 stopping");
+  app.mutable_metadata()->set_generation(2);  // applied, not yet seen
+  EXPECT_EQ(ProgressLine(app),
+            "hello: generation 2 waiting for the controller");
+  st->set_observed_generation(2);
+  auto* r = st->mutable_rollout();
+  r->set_phase("Progressing");
+  r->set_update_revision(3);
+  r->set_step(1);
+  r->set_total_steps(1);
+  r->set_update_ready(1);
+  r->set_update_target(3);
+  r->set_stable_ready(3);
+  r->set_stable_target(0);
+  r->set_weight(100);
+  EXPECT_EQ(ProgressLine(app),
+            "hello: revision 3 Progressing step 1/1: new 1/3 ready, revision 2 "
+            "0/0 ready, 3 stopping, 100% traffic");
 }
 
 TEST(DescribeTest, ShowsTheScalerStatus) {

@@ -7,6 +7,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "api/spec.h"
 #include "cli/tidalctl_fixture.h"
 #include "deployer/control.h"
 #include "deployer/revisions.h"
@@ -185,6 +186,91 @@ TEST_F(RolloutCommandsTest, HistoryYamlIsYaml) {
   ASSERT_EQ(y.code, 0) << y.err;
   EXPECT_TRUE(absl::StartsWith(y.out, "revisions:\n")) << y.out;
   EXPECT_NE(y.out.find("changeCause: first"), std::string::npos) << y.out;
+}
+
+// `rollout restart` marks the template with an annotation, never a label
+// value the label rule refuses: the app stays valid, so a scale, and the
+// round trip `get -o yaml | apply -f -`, still work afterwards (issue 16).
+TEST_F(RolloutCommandsTest, RestartLeavesAValidApp) {
+  PutApp("Succeeded", true);
+  auto restart = Run({"rollout", "restart", "web"});
+  ASSERT_EQ(restart.code, 0) << restart.err;
+  auto kv = store_.Get(keys::App("default", "web"));
+  ASSERT_TRUE(kv.ok());
+  v1::App app;
+  ASSERT_TRUE(app.ParseFromString(kv->value));
+  const auto& t = app.spec().template_();
+  EXPECT_EQ(t.labels().count("tidal.dev/restartedAt"), 0u);
+  ASSERT_EQ(t.annotations().count("tidal.dev/restartedAt"), 1u);
+  EXPECT_NE(t.annotations().at("tidal.dev/restartedAt").find('T'),
+            std::string::npos);
+
+  auto scale = Run({"scale", "web", "--replicas", "3"});
+  EXPECT_EQ(scale.code, 0) << scale.err;
+  auto yaml = Run({"get", "app", "web", "-o", "yaml"});
+  ASSERT_EQ(yaml.code, 0) << yaml.err;
+  EXPECT_NE(yaml.out.find("tidal.dev/restartedAt"), std::string::npos)
+      << yaml.out;
+  const std::string file = (dir_ / "web.yaml").string();
+  { std::ofstream(file) << yaml.out; }
+  auto apply = Run({"apply", "-f", "-"}, {}, file);
+  EXPECT_EQ(apply.code, 0) << apply.err;
+  EXPECT_NE(apply.out.find("app.tidal.dev/web unchanged"), std::string::npos)
+      << apply.out;
+}
+
+// Issue 16: `rollout undo` records its change cause (`undo to revision
+// N`) where history shows it, on the revision it brings back, keeping what
+// that revision said before.
+TEST_F(RolloutCommandsTest, UndoRecordsItsChangeCause) {
+  PutApp("Succeeded", true);
+  auto kv = store_.Get(keys::App("default", "web"));
+  ASSERT_TRUE(kv.ok());
+  v1::App app;
+  ASSERT_TRUE(app.ParseFromString(kv->value));
+  v1::Revision one;
+  one.set_namespace_("default");
+  one.set_app("web");
+  one.set_number(1);
+  *one.mutable_template_() = app.spec().template_();
+  one.mutable_template_()->add_args("v1");
+  one.set_template_hash(spec::TemplateHash(one.template_()));
+  one.set_change_cause("first release");
+  v1::Revision two = one;
+  two.set_number(2);
+  *two.mutable_template_() = app.spec().template_();
+  two.set_template_hash(spec::TemplateHash(two.template_()));
+  two.set_change_cause("second");
+  for (const auto& r : {one, two}) {
+    ASSERT_TRUE(store_
+                    .Create(deployer::RevisionKey("default", "web", r.number()),
+                            r.SerializeAsString())
+                    .ok());
+  }
+  v1::RolloutState st;
+  st.set_stable_revision(2);
+  st.set_stable_hash(two.template_hash());
+  st.set_phase("Succeeded");
+  ASSERT_TRUE(
+      store_.Create(keys::RolloutKey("default", "web"), st.SerializeAsString())
+          .ok());
+  auto undo = Run({"rollout", "undo", "web"});
+  ASSERT_EQ(undo.code, 0) << undo.err;
+  EXPECT_EQ(undo.out, "app.tidal.dev/web rolled back\n");
+  auto history = Run({"rollout", "history", "web"});
+  ASSERT_EQ(history.code, 0) << history.err;
+  EXPECT_TRUE(
+      absl::StrContains(history.out, "undo to revision 1 (was: first release)"))
+      << history.out;
+  // Undone twice: the cause says it once.
+  ASSERT_TRUE(store_.Get(keys::App("default", "web")).ok());
+  auto again = Run({"rollout", "undo", "web", "--to-revision", "1"});
+  ASSERT_EQ(again.code, 0) << again.err;
+  history = Run({"rollout", "history", "web"});
+  EXPECT_TRUE(
+      absl::StrContains(history.out, "undo to revision 1 (was: first release)"))
+      << history.out;
+  EXPECT_FALSE(absl::StrContains(history.out, "(was: undo")) << history.out;
 }
 
 }  // namespace

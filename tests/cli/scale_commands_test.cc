@@ -87,6 +87,12 @@ TEST_F(ScaleCommandsTest, ScaleSetsReplicasOrBounds) {
   r = Run({"scale", "nope", "--replicas", "1"});
   EXPECT_EQ(r.code, 1);
   EXPECT_TRUE(absl::StrContains(r.err, "not found")) << r.err;
+  // Issue 16: a negative count says what is wanted, not a double range.
+  r = Run({"scale", "hello", "--replicas", "-1"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(absl::StartsWith(
+      r.err, "--replicas: must be a whole number >= 0, got -1\n"))
+      << r.err;
 }
 
 TEST_F(ScaleCommandsTest, TopAppsShowsRequestMetrics) {
@@ -146,6 +152,20 @@ TEST_F(ScaleCommandsTest, SimulateReplaysATrace) {
       {"simulate", "-f", spec, "--trace", trace_path, "--algorithm", "kpa"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_TRUE(absl::StrContains(r.out, "algorithm kpa")) << r.out;
+
+  // Issue 16: the spec's target as written, the utilization apart (not
+  // "target 0.7" for target 1 at 70%); a headerless trace is taken.
+  std::string at70 =
+      WriteFile("s70.yaml", AppYaml("sim",
+                                    "  scaling:\n    minReplicas: 0\n"
+                                    "    target: 1\n"));
+  std::string bare = WriteFile("bare.csv", "0.5,100\n1.5,100\n");
+  r = Run({"simulate", "-f", at70, "--trace", bare});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(absl::StrContains(
+      r.out, "target 1 per instance (scaling at 70% of it: 0.7)"))
+      << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "2 requests")) << r.out;
 
   r = Run({"simulate", "-f", (dir_ / "missing.yaml").string(), "--trace",
            trace_path});

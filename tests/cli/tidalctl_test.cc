@@ -132,7 +132,8 @@ TEST_F(TidalctlTest, ApplyDirectoryStdinAndNamespace) {
   Result r = Run({"apply", "-f", (dir_ / "dir").string(), "-n", "team-a"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out,
-            "app.tidal.dev/alpha created\napp.tidal.dev/bravo created\n");
+            "app.tidal.dev/alpha created in namespace team-a\n"
+            "app.tidal.dev/bravo created in namespace team-a\n");
   r = Run({"get", "apps", "-n", "team-a", "-o", "name"});
   EXPECT_EQ(r.out, "app.tidal.dev/alpha\napp.tidal.dev/bravo\n");
 
@@ -140,6 +141,46 @@ TEST_F(TidalctlTest, ApplyDirectoryStdinAndNamespace) {
   r = Run({"apply", "-f", "-"}, {}, in);
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, "app.tidal.dev/charlie created\n");
+}
+
+// Issue 16: -n and a namespace written in the file must agree (kubectl):
+// a mismatch is a usage error naming the file and line, and nothing is
+// applied, diffed or deleted; the result lines name a namespace that is
+// not "default".
+TEST_F(TidalctlTest, NamespaceFlagMustMatchTheFile) {
+  std::string file = WriteFile(
+      "staging.yaml",
+      absl::StrCat("apiVersion: tidal.dev/v1\nkind: App\nmetadata:\n  name: "
+                   "web\n  namespace: staging\nspec:\n  replicas: 1\n  "
+                   "template:\n    command: [\"/bin/sleep\", \"1000\"]\n"));
+  for (const auto& cmd : {"apply", "diff", "delete"}) {
+    Result r = Run({cmd, "-f", file, "-n", "team-a"});
+    EXPECT_EQ(r.code, 2) << cmd << ": " << r.out << r.err;
+    EXPECT_TRUE(absl::StrContains(
+        r.err, absl::StrCat(file,
+                            ":1: app \"web\" sets metadata.namespace "
+                            "\"staging\", which does not match -n "
+                            "\"team-a\"")))
+        << cmd << ": " << r.err;
+  }
+  EXPECT_FALSE(store_.Get(keys::App("staging", "web")).ok());
+  EXPECT_FALSE(store_.Get(keys::App("team-a", "web")).ok());
+  Result r = Run({"apply", "-f", file, "-n", "staging"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "app.tidal.dev/web created in namespace staging\n");
+  r = Run({"apply", "-f", file});  // no -n: the file's namespace
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "app.tidal.dev/web unchanged in namespace staging\n");
+  r = Run({"scale", "web", "-n", "staging", "--replicas", "2"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "app.tidal.dev/web scaled in namespace staging\n");
+  // The scale stands through a diff and an apply of the unchanged file.
+  r = Run({"diff", "-f", file});
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+  r = Run({"apply", "-f", file});
+  EXPECT_EQ(r.out, "app.tidal.dev/web unchanged in namespace staging\n");
+  r = Run({"delete", "app", "web", "-n", "staging"});
+  EXPECT_EQ(r.out, "app.tidal.dev \"web\" deleted in namespace staging\n");
 }
 
 TEST_F(TidalctlTest, SpecErrorsOnePerLineAndNothingApplied) {

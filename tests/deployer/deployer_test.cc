@@ -687,6 +687,95 @@ TEST_F(DeployerTest, NoTrafficIsInconclusiveUntilTheDeadline) {
       << Rollout().message();
 }
 
+// Issue 16: a canary that passed analysis and reached its last step (100%)
+// must complete when its traffic stops, not roll back at the progress
+// deadline for "fewer than minRequests"; and the status does not show the
+// previous step's verdict as this step's.
+TEST_F(DeployerTest, PassedCanaryCompletesWhenTrafficStops) {
+  rollout_.set_strategy("canary");
+  rollout_.add_steps()->set_weight(50);
+  rollout_.set_progress_deadline_ms(60000);
+  auto* an = rollout_.mutable_analysis();
+  an->set_interval_ms(10000);
+  an->set_min_requests(20);
+  an->set_consecutive_successes(2);
+  an->set_inconclusive("fail");
+  Steady(4);
+  Apply(4, "v2");
+  Reconcile();
+  runtime_.SetAllReady();
+  Reconcile();
+  ASSERT_EQ(Rollout().step(), 1);  // status steps count from 1
+  metrics_.Set(2, 100, 0, 10);
+  for (int i = 0; i < 6 && Rollout().step() == 1; ++i) {
+    clock_.Advance(absl::Seconds(10));
+    Reconcile();
+    runtime_.SetAllReady();
+  }
+  ASSERT_EQ(Rollout().step(), 2) << Rollout().analysis();
+  EXPECT_EQ(Rollout().analysis().find("passed (2/2)"), std::string::npos)
+      << Rollout().analysis();
+  metrics_.Set(2, 0, 0, 0);  // nobody sends requests any more
+  for (int i = 0; i < 20 && Rollout().phase() == "Progressing"; ++i) {
+    clock_.Advance(absl::Seconds(10));
+    Reconcile();
+    runtime_.SetAllReady();
+  }
+  EXPECT_EQ(Rollout().phase(), "Succeeded")
+      << Rollout().reason() << ": " << Rollout().message();
+  EXPECT_EQ(Rollout().stable_revision(), 2);
+  EXPECT_EQ(CountRevision(2), 4);
+}
+
+// Issue 16: `rollout undo` after a rollback puts the spec back at the
+// stable revision, which runs: the release of that generation is done
+// (Succeeded, Progressing Complete), not still "RolledBack" (which made
+// `rollout status` exit 1 after a successful undo); the rolled-back
+// template stays marked, and the status names the hash of what runs.
+TEST_F(DeployerTest, UndoAfterRollbackCompletes) {
+  rollout_.set_strategy("canary");
+  rollout_.add_steps()->set_weight(50);
+  rollout_.mutable_analysis()->set_interval_ms(10000);
+  rollout_.mutable_analysis()->set_min_requests(20);
+  rollout_.mutable_analysis()->set_max_error_rate(0.1);
+  Steady(4);
+  const std::string v1_hash = Stored().status().template_hash();
+  Apply(4, "v2");
+  Reconcile();
+  runtime_.SetAllReady();
+  Reconcile();
+  metrics_.Set(2, 40, 20, 10);
+  clock_.Advance(absl::Milliseconds(100));
+  Reconcile();
+  ASSERT_EQ(Rollout().phase(), "RolledBack");
+  EXPECT_EQ(Rollout().stable_hash(), v1_hash);
+  EXPECT_FALSE(Rollout().failed_hash().empty());
+  EXPECT_NE(Rollout().failed_hash(), v1_hash);
+
+  DeployerControl control(&store_, &clock_, nullptr);
+  v1::RolloutRequest req;
+  req.set_name("web");
+  req.set_action("undo");
+  ASSERT_TRUE(control.Rollout(req).ok());
+  for (int i = 0; i < 3; ++i) {
+    Reconcile();
+    runtime_.SetAllReady();
+  }
+  const App app = Stored();
+  EXPECT_EQ(app.status().observed_generation(), app.metadata().generation());
+  EXPECT_EQ(app.status().rollout().phase(), "Succeeded")
+      << app.status().rollout().message();
+  EXPECT_EQ(app.status().rollout().stable_revision(), 1);
+  EXPECT_EQ(app.status().rollout().failed_revision(), 2);
+  bool complete = false;
+  for (const auto& c : app.status().conditions())
+    complete =
+        complete || (c.type() == "Progressing" && c.reason() == "Complete");
+  EXPECT_TRUE(complete);
+  EXPECT_TRUE(HasEvent("RolloutRestored"));
+  EXPECT_EQ(CountRevision(1, true), 4);
+}
+
 TEST_F(DeployerTest, InconclusivePassAtTheDeadline) {
   rollout_.set_progress_deadline_ms(60000);
   rollout_.mutable_analysis()->set_min_requests(10);

@@ -1,5 +1,6 @@
 #include "fakes/fake_runtime.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -60,6 +61,8 @@ absl::Status FakeRuntime::Stop(const std::string& id, absl::Duration grace) {
     it->second.set_ready(false);
     c.instance = it->second;
     if (instant_stop_) {
+      stopped_.emplace_back(it->second.namespace_(), it->second.app(),
+                            it->second.id());
       instances_.erase(it);
       c.removed = true;
     }
@@ -151,6 +154,19 @@ absl::StatusOr<std::unique_ptr<LogStream>> FakeRuntime::OpenLogs(
       std::make_unique<MemoryLogStream<Log>>(std::move(log), options));
 }
 
+std::vector<std::string> FakeRuntime::StoppedInstances(const std::string& ns,
+                                                       const std::string& app) {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> out;
+  for (const auto& [n, a, id] : stopped_) {
+    if (n == ns && a == app && logs_.count(id) > 0 &&
+        instances_.count(id) == 0 &&
+        std::find(out.begin(), out.end(), id) == out.end())
+      out.push_back(id);
+  }
+  return out;
+}
+
 void FakeRuntime::AppendLog(const std::string& id, const std::string& data) {
   std::shared_ptr<Log> log;
   {
@@ -222,6 +238,8 @@ void FakeRuntime::FinishStops() {
         c.instance = it->second;
         c.removed = true;
         changes.push_back(c);
+        stopped_.emplace_back(it->second.namespace_(), it->second.app(),
+                              it->second.id());
         it = instances_.erase(it);
       } else {
         ++it;

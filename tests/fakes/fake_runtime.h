@@ -4,6 +4,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
@@ -34,6 +35,10 @@ class FakeRuntime : public Runtime {
   // appended); NotFound for an instance nothing was written for.
   absl::StatusOr<std::unique_ptr<LogStream>> OpenLogs(
       const std::string& instance_id, const LogOptions& options) override;
+  // Instances that were stopped and removed and have a log (AppendLog),
+  // in the order they stopped.
+  std::vector<std::string> StoppedInstances(const std::string& ns,
+                                            const std::string& app) override;
   void Shutdown(bool stop_instances) override {}
 
   // Test controls.
@@ -100,6 +105,9 @@ class FakeRuntime : public Runtime {
   struct Log;
   std::map<std::string, std::shared_ptr<Log>> logs_ ABSL_GUARDED_BY(mu_);
   int usage_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  // (namespace, app, id) of each instance stopped and removed.
+  std::vector<std::tuple<std::string, std::string, std::string>> stopped_
+      ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace tidal::testing

@@ -822,6 +822,50 @@ TEST_F(ProcessRuntimeTest, RecordWrittenForEveryInstance) {
   EXPECT_EQ(rec.template_().command(0), "tidal-sample-app");
 }
 
+// Issue 16: the log of an instance that has stopped stays for `logs
+// --previous` (StoppedInstances lists it; running ones are not listed), and
+// goes once nothing wrote to it for stopped_log_retention, with its rotated
+// file (logs an earlier tidald left too).
+TEST_F(ProcessRuntimeTest, StoppedLogsAreKeptForTheirRetention) {
+  rt_->Shutdown(true);
+  rt_.reset();
+  const std::string logs = absl::StrCat(dir_.path(), "/logs");
+  std::filesystem::create_directories(logs);
+  const std::string old_log = logs + "/default_web_web-old01.log";
+  const std::string new_log = logs + "/default_web_web-new01.log";
+  for (const auto& p : {old_log, old_log + ".1", new_log}) {
+    FILE* f = fopen(p.c_str(), "w");
+    ASSERT_NE(f, nullptr) << p;
+    fputs("bye\n", f);
+    fclose(f);
+  }
+  const auto two_hours_ago =
+      std::filesystem::file_time_type::clock::now() - std::chrono::hours(2);
+  std::filesystem::last_write_time(old_log, two_hours_ago);
+  std::filesystem::last_write_time(old_log + ".1", two_hours_ago);
+  ProcessRuntimeOptions o = Options();
+  o.stopped_log_retention = absl::Minutes(30);
+  rt_ = std::make_unique<ProcessRuntime>(o);
+  rt_->SetListener(rec_.listener());
+  EXPECT_TRUE(Eventually([&] { return !std::filesystem::exists(old_log); }));
+  EXPECT_FALSE(std::filesystem::exists(old_log + ".1"));
+  EXPECT_TRUE(std::filesystem::exists(new_log));
+  EXPECT_EQ(rt_->StoppedInstances("default", "web"),
+            std::vector<std::string>{"web-new01"});
+
+  auto inst = rt_->Start(Shell("echo crashed; exec sleep 60"));
+  ASSERT_TRUE(inst.ok()) << inst.status();
+  ASSERT_TRUE(Eventually([&] {
+    return absl::StrContains(ReadFile(inst->log_path()), "crashed");
+  }));
+  EXPECT_TRUE(rt_->StoppedInstances("default", "sh").empty());
+  ASSERT_TRUE(rt_->Stop(inst->id(), absl::ZeroDuration()).ok());
+  ASSERT_TRUE(rt_->WaitForNoInstances(absl::Seconds(10)));
+  EXPECT_EQ(rt_->StoppedInstances("default", "sh"),
+            std::vector<std::string>{inst->id()});
+  EXPECT_TRUE(absl::StrContains(ReadLogs(*rt_, inst->id()), "crashed"));
+}
+
 }  // namespace
 // The usage of `id` from Usage(), if it is there.
 std::optional<InstanceUsage> UsageOf(Runtime* rt, const std::string& id) {

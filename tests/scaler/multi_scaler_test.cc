@@ -133,7 +133,10 @@ TEST_F(MultiScalerTest, MinZeroStartsAtZeroAndWakeScalesFromZeroAtOnce) {
   EXPECT_EQ(plan.replicas, 0);
   ASSERT_TRUE(plan.has_status);
   EXPECT_EQ(plan.status.metric(), "concurrency");
-  EXPECT_EQ(plan.status.target(), 70);  // 100 x 70% utilization
+  // The spec's target and the utilization apart (issue 16: a target of 100
+  // is shown as 100, not as 70).
+  EXPECT_EQ(plan.status.target(), 100);
+  EXPECT_EQ(plan.status.target_utilization(), 70);
   EXPECT_EQ(planner_.size(), 1u);
   int before = Changes("default/zero");
 
@@ -178,8 +181,10 @@ TEST_F(MultiScalerTest, SimulateBuildsTheSameScalerAsThePlanner) {
   const scaler::Decision d = sim.Decide(clock_.Now());
   EXPECT_EQ(plan.replicas, 0);
   EXPECT_EQ(d.desired_replicas, plan.replicas);
-  EXPECT_EQ(plan.status.target(), d.target);
-  EXPECT_EQ(plan.status.target(), 2.1);  // 3 x 70%
+  EXPECT_EQ(plan.status.target() * plan.status.target_utilization() / 100,
+            d.target);
+  EXPECT_EQ(plan.status.target(), 3);  // as written; the scaler aims at 2.1
+  EXPECT_EQ(plan.status.target_utilization(), 70);
   EXPECT_EQ(plan.status.min_replicas(), d.min_replicas);
   EXPECT_EQ(plan.status.max_replicas(), d.max_replicas);
   EXPECT_EQ(plan.status.metric(), scaler::MetricName(d.metric));

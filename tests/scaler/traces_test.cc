@@ -173,6 +173,17 @@ TEST(TracesTest, ReadTraceDetectsTheFormat) {
   EXPECT_DOUBLE_EQ(plain->apps[1].requests[0].service_s, 0.3);
   EXPECT_EQ(plain->duration_s, 60);
 
+  // Issue 16: without the header line (as docs/scaling.md shows it), the
+  // first line is a request, not refused as an unknown format.
+  auto headerless =
+      ReadTrace(Write("headerless.csv", "0.5,200\n1.0,300\n75,10\n"), o);
+  ASSERT_TRUE(headerless.ok()) << headerless.status();
+  ASSERT_EQ(headerless->apps.size(), 1u);
+  ASSERT_EQ(headerless->apps[0].requests.size(), 3u);
+  EXPECT_DOUBLE_EQ(headerless->apps[0].requests[0].arrival_s, 0.5);
+  EXPECT_DOUBLE_EQ(headerless->apps[0].requests[0].service_s, 0.2);
+  EXPECT_EQ(headerless->duration_s, 120);
+
   auto unknown = ReadTrace(Write("unknown.csv", "time,count\n1,2\n"), o);
   EXPECT_EQ(unknown.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(unknown.status().message().find("unknown trace format"),

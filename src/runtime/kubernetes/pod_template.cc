@@ -200,14 +200,19 @@ absl::StatusOr<std::string> DeploymentManifest(const InstanceRequest& req,
       // Instances find each other through Tidal's gateway, not through the
       // docker-link variables of every Service in the namespace.
       {"enableServiceLinks", false}};
+  json::object pod_meta{{"labels", pod_labels}};
+  if (!t.annotations().empty()) {
+    json::object pod_annotations;
+    for (const auto& [k, v] : t.annotations()) pod_annotations[k] = v;
+    pod_meta["annotations"] = std::move(pod_annotations);
+  }
   json::object spec{
       {"selector", json::object{{"matchLabels", Selector(req)}}},
       // Stops are Tidal's (a Pod is deleted before the scale goes down);
       // the Deployment never replaces a revision's template in place.
       {"strategy", json::object{{"type", "Recreate"}}},
       {"template",
-       json::object{{"metadata", json::object{{"labels", pod_labels}}},
-                    {"spec", pod_spec}}}};
+       json::object{{"metadata", std::move(pod_meta)}, {"spec", pod_spec}}}};
   json::value d = json::object{{"apiVersion", "apps/v1"},
                                {"kind", "Deployment"},
                                {"metadata", Metadata(req, name)},
