@@ -457,9 +457,14 @@ TEST(HaE2ETest, NetnsKillTheLeaderAndPartitionIt) {
       [&] {
         for (int i = 0; i < kNodes; ++i) {
           if (i == leader) continue;
+          // A node's answer while the election runs may name no node yet
+          // ("<none>"): only "n<index>" of another node counts.
           std::string l = c.LeaderSeenBy(i);
-          if (!l.empty() && l != absl::StrCat("n", leader)) {
-            next = l[1] - '0';
+          int idx = -1;
+          if (l.size() >= 2 && l[0] == 'n' &&
+              absl::SimpleAtoi(l.substr(1), &idx) && idx >= 0 && idx < kNodes &&
+              idx != leader) {
+            next = idx;
             return true;
           }
         }
