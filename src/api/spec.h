@@ -96,12 +96,22 @@ std::string AppToYaml(const tidal::v1::App& app);
 // The same document as JSON.
 std::string AppToJson(const tidal::v1::App& app);
 
+// `s` as a JSON string literal (quotes and escapes included).
+std::string JsonQuoted(const std::string& s);
+
 // A stable content hash of a template (hex), which names a revision.
 std::string TemplateHash(const tidal::v1::Template& tmpl);
 
 // The replica floor the controller keeps before the scaler knows better:
 // spec.replicas when set, else scaling.minReplicas, else 1.
 int32_t BaseReplicas(const tidal::v1::AppSpec& spec);
+
+// `tidalctl explain`: the App schema at `path` ("app", "app.spec.scaling",
+// "spec.template.env") as the validator knows it: the field's YAML name,
+// type and documentation (the comments of proto/tidal/v1/app.proto), and
+// its fields. InvalidArgument naming the part that is no field (with the
+// nearest name).
+absl::StatusOr<std::string> Explain(const std::string& path);
 
 // Who owns the replica fields (spec.replicas, scaling.minReplicas,
 // scaling.maxReplicas) when `tidalctl scale` and `apply -f` both set them:

@@ -460,4 +460,10 @@ std::string AppToJson(const tidal::v1::App& app) {
   return out;
 }
 
+std::string JsonQuoted(const std::string& s) {
+  std::string out;
+  JsonString(&out, s);
+  return out;
+}
+
 }  // namespace tidal::spec

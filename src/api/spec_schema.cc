@@ -1,9 +1,14 @@
 #include <algorithm>
+#include <map>
 #include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "api/spec.h"
 #include "api/spec_internal.h"
 
 namespace tidal::spec::internal {
@@ -144,3 +149,149 @@ std::string Suggest(absl::string_view word,
 }
 
 }  // namespace tidal::spec::internal
+
+namespace tidal::spec {
+namespace {
+
+using internal::FieldInfo;
+using internal::Kind;
+namespace pb = google::protobuf;
+
+// What app.proto's comments say of each field ("tidal.v1.Message.field").
+const std::map<std::string, std::string>& ProtoDocs() {
+  static const auto* docs = new std::map<std::string, std::string>{
+#include "proto_docs.inc"
+  };
+  return *docs;
+}
+
+std::string TypeOf(const FieldInfo& f) {
+  switch (f.kind) {
+    case Kind::kDuration:
+      return "duration";
+    case Kind::kCpu:
+      return "CPU quantity";
+    case Kind::kBytes:
+      return "byte quantity";
+    case Kind::kEnv:
+      return "[]EnvVar | map[string]string";
+    case Kind::kErrorRate:
+      return "fraction | percent";
+    case Kind::kIntOrPercent:
+      return "integer | percent";
+    case Kind::kStepPause:
+      return "duration | manual";
+    case Kind::kRolloutPause:
+      return "manual | duration";
+    case Kind::kTimestamp:
+      return "timestamp";
+    case Kind::kGeneric:
+      break;
+  }
+  const pb::FieldDescriptor* d = f.field;
+  if (d->is_map()) return "map[string]string";
+  std::string t;
+  switch (d->cpp_type()) {
+    case pb::FieldDescriptor::CPPTYPE_MESSAGE:
+      t = "Object";
+      break;
+    case pb::FieldDescriptor::CPPTYPE_STRING:
+      t = "string";
+      break;
+    case pb::FieldDescriptor::CPPTYPE_BOOL:
+      t = "boolean";
+      break;
+    case pb::FieldDescriptor::CPPTYPE_DOUBLE:
+    case pb::FieldDescriptor::CPPTYPE_FLOAT:
+      t = "number";
+      break;
+    default:
+      t = "integer";
+  }
+  return d->is_repeated() ? "[]" + t : t;
+}
+
+std::string DocOf(const FieldInfo& f) {
+  auto it = ProtoDocs().find(f.field->full_name());
+  return it == ProtoDocs().end() ? "" : it->second;
+}
+
+// `text` wrapped at 72 columns, each line indented by `indent`.
+std::string Wrap(const std::string& text, const std::string& indent) {
+  std::string out, line;
+  for (absl::string_view word : absl::StrSplit(text, ' ', absl::SkipEmpty())) {
+    if (!line.empty() && line.size() + word.size() + 1 > 72) {
+      absl::StrAppend(&out, indent, line, "\n");
+      line.clear();
+    }
+    absl::StrAppend(&line, line.empty() ? "" : " ", word);
+  }
+  if (!line.empty()) absl::StrAppend(&out, indent, line, "\n");
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> Explain(const std::string& path) {
+  std::vector<std::string> parts = absl::StrSplit(path, '.', absl::SkipEmpty());
+  if (!parts.empty() && (absl::AsciiStrToLower(parts[0]) == "app" ||
+                         absl::AsciiStrToLower(parts[0]) == "apps")) {
+    parts.erase(parts.begin());
+  }
+  const internal::Schema& schema = internal::GetSchema();
+  const pb::Descriptor* d = tidal::v1::App::descriptor();
+  const FieldInfo* field = nullptr;
+  std::string at;
+  for (std::string part : parts) {
+    if (absl::EndsWith(part, "[]")) part.resize(part.size() - 2);
+    auto it = d != nullptr ? schema.messages.find(d) : schema.messages.end();
+    if (it == schema.messages.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(at, " is a ", TypeOf(*field), ": it has no fields"));
+    }
+    const FieldInfo* f = it->second.Find(part);
+    if (f == nullptr) {
+      std::vector<std::string> names;
+      for (const auto& fi : it->second.fields) names.push_back(fi.name);
+      std::string near = internal::Suggest(part, names);
+      return absl::InvalidArgumentError(absl::StrCat(
+          "field \"", part, "\" does not exist in ", at.empty() ? "App" : at,
+          near.empty() ? "" : absl::StrCat(" (did you mean \"", near, "\"?)"),
+          "; its fields: ", absl::StrJoin(names, ", ")));
+    }
+    field = f;
+    at = internal::JoinPath(at, f->name);
+    const bool object =
+        f->field->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE &&
+        !f->field->is_map() && f->kind != Kind::kTimestamp;
+    d = object ? f->field->message_type() : nullptr;
+  }
+  std::string out = "KIND:     App\nVERSION:  tidal.dev/v1\n\n";
+  if (field == nullptr) {
+    absl::StrAppend(&out, "DESCRIPTION:\n",
+                    Wrap("An app: instances of one template, scaled with "
+                         "their load and released in steps (docs/spec.md).",
+                         "     "));
+  } else {
+    absl::StrAppend(&out, "FIELD:    ", field->name, " <", TypeOf(*field),
+                    ">\n\nDESCRIPTION:\n");
+    std::string doc = DocOf(*field);
+    absl::StrAppend(
+        &out,
+        Wrap(doc.empty() ? absl::StrCat("(docs/spec.md describes ", at, ")")
+                         : doc,
+             "     "));
+  }
+  auto it = d != nullptr ? schema.messages.find(d) : schema.messages.end();
+  if (it != schema.messages.end() && !it->second.fields.empty()) {
+    absl::StrAppend(&out, "\nFIELDS:\n");
+    for (const FieldInfo& f : it->second.fields) {
+      absl::StrAppend(&out, "   ", f.name, "\t<", TypeOf(f), ">\n");
+      std::string doc = DocOf(f);
+      if (!doc.empty()) absl::StrAppend(&out, Wrap(doc, "     "));
+    }
+  }
+  return out;
+}
+
+}  // namespace tidal::spec

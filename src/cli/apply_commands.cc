@@ -1,9 +1,14 @@
 // apply, diff and delete: the commands that take specs (-f).
 
 #include <google/protobuf/util/message_differencer.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -11,8 +16,10 @@
 #include <optional>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "api/grpc_status.h"
 #include "api/service.h"
 #include "api/spec.h"
@@ -349,6 +356,7 @@ struct DeleteFlags {
   std::string dry_run = "none";
   int64_t grace_period = -1;  // -1: the template's
   bool force = false;
+  bool ignore_not_found = false;
 };
 
 int DoDelete(Context& ctx, const DeleteFlags& f) {
@@ -414,6 +422,7 @@ int DoDelete(Context& ctx, const DeleteFlags& f) {
     // exist (a missing one is the same error a real delete gives).
     for (const auto& [ns, name] : targets) {
       auto live = GetLive(ctx, ns, name);
+      if (f.ignore_not_found && absl::IsNotFound(live.status())) continue;
       if (!live.ok()) return ctx.Fail(live.status());
       ctx.out() << "app.tidal.dev \"" << name << "\" deleted" << InNamespace(ns)
                 << " (dry run)\n"
@@ -431,6 +440,7 @@ int DoDelete(Context& ctx, const DeleteFlags& f) {
     tidal::v1::DeleteResponse resp;
     auto call = ctx.Call();
     absl::Status s = FromGrpc(ctx.Stub().Delete(call.get(), req, &resp));
+    if (f.ignore_not_found && absl::IsNotFound(s)) continue;
     if (!s.ok()) return ctx.Fail(s);
     ctx.out() << "app.tidal.dev \"" << name << "\" deleted" << InNamespace(ns)
               << (dry ? " (server dry run)" : "") << "\n"
@@ -457,6 +467,140 @@ int DoDelete(Context& ctx, const DeleteFlags& f) {
     }
   }
   return kExitOk;
+}
+
+struct EditFlags {
+  std::vector<std::string> args;  // app NAME
+};
+
+// Runs the user's editor on `path`: $TIDAL_EDITOR, $KUBE_EDITOR, $EDITOR,
+// else vi, through the shell (so "code -w" works). The exit code.
+int RunEditor(const std::string& path) {
+  std::string editor = "vi";
+  for (const char* var : {"TIDAL_EDITOR", "KUBE_EDITOR", "EDITOR"}) {
+    if (const char* e = std::getenv(var); e != nullptr && *e) {
+      editor = e;
+      break;
+    }
+  }
+  const std::string script = editor + " \"$1\"";
+  pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    execl("/bin/sh", "sh", "-c", script.c_str(), "sh", path.c_str(),
+          static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// The text without comment lines and surrounding blank space.
+std::string Significant(const std::string& text) {
+  std::string out;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (absl::StartsWith(absl::StripLeadingAsciiWhitespace(line), "#"))
+      continue;
+    absl::StrAppend(&out, line, "\n");
+  }
+  return std::string(absl::StripAsciiWhitespace(out));
+}
+
+// kubectl edit: the app as apply controls it, in $EDITOR; saved, it is
+// validated and applied; invalid, the editor opens again with the errors
+// on top; unchanged (or emptied), nothing happens.
+int DoEdit(Context& ctx, const EditFlags& f) {
+  if (f.args.size() != 2 || (f.args[0] != "app" && f.args[0] != "apps"))
+    return ctx.Error("usage: tidalctl edit app NAME", kExitUsage);
+  const std::string ns = ctx.Namespace();
+  const std::string& name = f.args[1];
+  auto live = GetLive(ctx, ns, name);
+  if (!live.ok()) return ctx.Fail(live.status());
+  const std::string header =
+      "# Please edit the app below. Lines beginning with '#' are ignored;\n"
+      "# an empty file, or no change, cancels the edit. Saved, it is\n"
+      "# validated and applied as `tidalctl apply -f` does.\n#\n";
+  const std::string original = spec::AppToYaml(DiffView(*live));
+  const char* tmpdir = std::getenv("TMPDIR");
+  std::string path = absl::StrCat(tmpdir && *tmpdir ? tmpdir : "/tmp",
+                                  "/tidalctl-edit-XXXXXX.yaml");
+  int fd = mkstemps(path.data(), 5);
+  if (fd < 0)
+    return ctx.Error(
+        absl::StrCat("cannot create a file for the editor: ", strerror(errno)));
+  close(fd);
+  std::string text = header + original;
+  std::string last;  // what the previous invalid attempt saved
+  while (true) {
+    {
+      std::ofstream out(path, std::ios::trunc);
+      out << text;
+    }
+    if (int rc = RunEditor(path); rc != 0) {
+      return ctx.Error(absl::StrCat("the editor exited with ", rc,
+                                    "; nothing was changed (the file is ", path,
+                                    ")"));
+    }
+    std::ifstream in(path);
+    std::string edited((std::istreambuf_iterator<char>(in)),
+                       std::istreambuf_iterator<char>());
+    const std::string kept = Significant(edited);
+    if (kept.empty() || kept == Significant(original)) {
+      unlink(path.c_str());
+      ctx.out() << "Edit cancelled, no changes made.\n";
+      return kExitOk;
+    }
+    std::vector<std::string> errors;
+    if (kept == last) {
+      ctx.err() << "error: edit cancelled, no valid changes were saved; "
+                   "your changes are in "
+                << path << "\n";
+      return kExitFailure;
+    }
+    spec::ParseResult parsed = spec::ParseApps(edited, path, ns);
+    for (const auto& e : parsed.errors) errors.push_back(e.ToString());
+    if (errors.empty() &&
+        (parsed.apps.size() != 1 || !parsed.secrets.empty())) {
+      errors.push_back("the file must hold the one app being edited");
+    } else if (errors.empty() &&
+               (parsed.apps[0].app.metadata().name() != name ||
+                parsed.apps[0].app.metadata().namespace_() != ns)) {
+      errors.push_back(absl::StrCat(
+          "metadata.name and metadata.namespace cannot change (", ns, "/", name,
+          "); apply a new file to make another app"));
+    }
+    if (errors.empty()) {
+      tidal::v1::ApplyRequest req;
+      req.set_yaml(edited);
+      req.set_source(path);
+      req.set_default_namespace(ns);
+      tidal::v1::ApplyResponse resp;
+      auto call = ctx.Call();
+      absl::Status s = FromGrpc(ctx.Stub().Apply(call.get(), req, &resp));
+      if (s.ok()) {
+        unlink(path.c_str());
+        ctx.out() << "app.tidal.dev/" << name << " "
+                  << (resp.results_size() > 0 &&
+                              resp.results(0).action() == "unchanged"
+                          ? "unchanged"
+                          : "edited")
+                  << InNamespace(ns) << "\n";
+        return kExitOk;
+      }
+      if (!absl::IsInvalidArgument(s)) return ctx.Fail(s);
+      for (absl::string_view e : absl::StrSplit(s.message(), '\n'))
+        errors.emplace_back(e);
+    }
+    for (const auto& e : errors) ctx.err() << e << "\n";
+    last = kept;
+    std::string again = header;
+    absl::StrAppend(&again, "# The edit could not be applied:\n");
+    for (const auto& e : errors) absl::StrAppend(&again, "#   ", e, "\n");
+    absl::StrAppend(&again, "#\n");
+    text = again + kept + "\n";
+  }
 }
 
 }  // namespace
@@ -528,11 +672,24 @@ void AddApplyCommands(CLI::App& root, Context& ctx) {
                   "negative: the template's; 0 needs --force, else it is 1); "
                   "shortens the wait of an app already being deleted")
       ->capture_default_str();
+  del->add_flag("--ignore-not-found", delete_flags->ignore_not_found,
+                "an app that does not exist is not an error (nothing is "
+                "printed for it)");
   del->add_flag("--force", delete_flags->force,
                 "with no --grace-period (or 0): kill the instances at once "
                 "(SIGKILL, no draining), so the name is free again at once");
   del->callback([&ctx, delete_flags] {
     Run(ctx, [&] { return DoDelete(ctx, *delete_flags); });
+  });
+
+  auto edit_flags = std::make_shared<EditFlags>();
+  CLI::App* edit = root.add_subcommand(
+      "edit",
+      "Edit an app in $EDITOR (TIDAL_EDITOR, KUBE_EDITOR, EDITOR, else vi); "
+      "saved, it is validated and applied");
+  edit->add_option("args", edit_flags->args, "app NAME")->required();
+  edit->callback([&ctx, edit_flags] {
+    Run(ctx, [&] { return DoEdit(ctx, *edit_flags); });
   });
 }
 

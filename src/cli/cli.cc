@@ -1,8 +1,11 @@
 #include "cli/cli.h"
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <exception>
 #include <iostream>
+#include <string>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 
@@ -17,6 +20,96 @@ CLI::Validator NonNegativeCount() {
       },
       "N>=0", "NonNegativeCount");
 }
+
+namespace {
+
+// Global options that take a value (the next argument unless written
+// --flag=value).
+bool TakesValue(const std::string& arg) {
+  static const char* const kWithValue[] = {"--server",
+                                           "--timeout",
+                                           "-n",
+                                           "--namespace",
+                                           "--token",
+                                           "--context",
+                                           "--certificate-authority",
+                                           "--client-certificate",
+                                           "--client-key",
+                                           "--tls-server-name"};
+  for (const char* f : kWithValue)
+    if (arg == f) return true;
+  return false;
+}
+
+// The closest names to `word` (kubectl's "Did you mean this?").
+std::vector<std::string> Suggest(const std::string& word,
+                                 const std::vector<std::string>& names) {
+  auto distance = [](const std::string& a, const std::string& b) {
+    std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+    for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+    for (size_t i = 1; i <= a.size(); ++i) {
+      cur[0] = i;
+      for (size_t j = 1; j <= b.size(); ++j) {
+        cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1,
+                           prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      }
+      std::swap(prev, cur);
+    }
+    return prev[b.size()];
+  };
+  std::vector<std::string> out;
+  for (const auto& n : names) {
+    if (distance(word, n) <= 2 ||
+        (word.size() >= 3 && n.compare(0, word.size(), word) == 0))
+      out.push_back(n);
+  }
+  return out;
+}
+
+// kubectl's answer to a command it does not have:
+//   error: unknown command "scael" for "tidalctl"
+//
+//   Did you mean this?
+//           scale
+// Looks at the first word that is not an option (and, for a command with
+// subcommands, at the word after it). Returns true when it printed one.
+bool UnknownCommand(const CLI::App& app, int argc, char** argv,
+                    std::ostream& err) {
+  const CLI::App* at = &app;
+  std::string path = "tidalctl";
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--") return false;
+    if (!arg.empty() && arg[0] == '-') {
+      if (TakesValue(arg)) ++i;
+      continue;
+    }
+    auto subs = at->get_subcommands([](const CLI::App*) { return true; });
+    if (subs.empty()) return false;
+    const CLI::App* next = nullptr;
+    std::vector<std::string> names;
+    for (const CLI::App* s : subs) {
+      names.push_back(s->get_name());
+      if (s->check_name(arg)) next = s;
+    }
+    if (next == nullptr) {
+      err << "error: unknown command \"" << arg << "\" for \"" << path
+          << "\"\n";
+      auto close = Suggest(arg, names);
+      if (!close.empty()) {
+        err << "\nDid you mean this?\n";
+        for (const auto& c : close) err << "        " << c << "\n";
+      }
+      err << "\nRun '" << path << " --help' for usage.\n";
+      return true;
+    }
+    at = next;
+    path += " " + arg;
+  }
+  return false;
+}
+
+}  // namespace
 
 void Run(Context& ctx, const std::function<int()>& body) {
   if (absl::Status s = ctx.Prepare(); !s.ok()) {
@@ -77,7 +170,10 @@ int Main(int argc, char** argv) {
   AddRolloutCommands(app, ctx);
   AddScaleCommands(app, ctx);
   AddSecretCommands(app, ctx);
+  AddExplainCommand(app, ctx);
+  AddCompletionCommand(app, ctx);
 
+  if (UnknownCommand(app, argc, argv, std::cerr)) return kExitUsage;
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -41,6 +41,12 @@ void AddMiscCommands(CLI::App& root, Context& ctx);
 // scale, top, simulate.
 void AddScaleCommands(CLI::App& root, Context& ctx);
 
+// completion bash|zsh|fish (completion_command.cc): register it last, as
+// its scripts list every command registered on `root`.
+void AddCompletionCommand(CLI::App& root, Context& ctx);
+// explain TYPE[.FIELD...]: the fields of the spec schema.
+void AddExplainCommand(CLI::App& root, Context& ctx);
+
 // rollout status|pause|resume|promote|abort|undo|retry|restart|history.
 void AddRolloutCommands(CLI::App& root, Context& ctx);
 // Polls the app until the release of `generation` is fully out (0), rolled

@@ -3,15 +3,18 @@
 #include <yaml-cpp/yaml.h>
 
 #include <CLI/CLI.hpp>
+#include <cstring>
 #include <functional>
 #include <map>
 #include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "api/grpc_status.h"
 #include "api/label_selector.h"
 #include "cli/cli.h"
+#include "cli/jsonpath.h"
 #include "cli/output.h"
 #include "common/status_macros.h"
 
@@ -24,7 +27,45 @@ struct GetFlags {
   std::string selector;
   std::string output;
   bool watch = false;
+  bool show_labels = false;
+  std::string sort_by;
 };
+
+// -o jsonpath=TEMPLATE and -o custom-columns=SPEC (kubectl's).
+bool Templated(const std::string& output) {
+  return absl::StartsWith(output, "jsonpath=") ||
+         absl::StartsWith(output, "custom-columns=");
+}
+
+// Prints by -o jsonpath= (over `doc`: the List, or the one object named)
+// or -o custom-columns= (a row per item).
+int PrintTemplated(Context& ctx, const std::string& output,
+                   const std::string& doc,
+                   const std::vector<std::string>& items) {
+  absl::StatusOr<std::string> text =
+      absl::StartsWith(output, "jsonpath=")
+          ? JsonPathTemplate(doc, output.substr(strlen("jsonpath=")))
+          : CustomColumns(items, output.substr(strlen("custom-columns=")));
+  if (!text.ok())
+    return ctx.Error(std::string(text.status().message()), kExitUsage);
+  ctx.out() << *text;
+  return kExitOk;
+}
+
+// --sort-by JSONPATH: reorders `items` by the value the path selects in
+// each one's JSON.
+template <typename T>
+absl::Status SortItems(std::vector<T>* items, const std::string& path,
+                       const std::function<std::string(const T&)>& json) {
+  if (path.empty()) return absl::OkStatus();
+  std::vector<std::string> docs;
+  for (const auto& it : *items) docs.push_back(json(it));
+  ASSIGN_OR_RETURN(std::vector<size_t> order, SortOrder(docs, path));
+  std::vector<T> sorted;
+  for (size_t i : order) sorted.push_back(std::move((*items)[i]));
+  *items = std::move(sorted);
+  return absl::OkStatus();
+}
 
 enum class Kind { kApps, kInstances, kEvents };
 
@@ -124,6 +165,7 @@ int GetApps(Context& ctx, const GetFlags& f, const std::string& name) {
   TableOptions to;
   to.wide = f.output == "wide";
   to.show_namespace = f.all_namespaces;
+  to.show_labels = f.show_labels;
   std::vector<tidal::v1::App> apps;
   int64_t rv = 0;
   if (!name.empty()) {
@@ -141,6 +183,15 @@ int GetApps(Context& ctx, const GetFlags& f, const std::string& name) {
     if (!resp.ok()) return ctx.Fail(resp.status());
     rv = resp->resource_version();
     apps.assign(resp->apps().begin(), resp->apps().end());
+  }
+  auto app_json = [](const tidal::v1::App& a) { return AppsJson({a}, false); };
+  if (absl::Status s = SortItems<tidal::v1::App>(&apps, f.sort_by, app_json);
+      !s.ok())
+    return ctx.Error(std::string(s.message()), kExitUsage);
+  if (Templated(f.output)) {
+    std::vector<std::string> items;
+    for (const auto& a : apps) items.push_back(app_json(a));
+    return PrintTemplated(ctx, f.output, AppsJson(apps, name.empty()), items);
   }
   const absl::Time now = absl::Now();
   auto print_one = [&](const tidal::v1::App& app, bool first_doc) {
@@ -245,6 +296,18 @@ int GetPolled(
   to.show_namespace = f.all_namespaces;
   auto items = list();
   if (!items.ok()) return ctx.Fail(items.status());
+  const std::function<std::string(const T&)> item_json = [](const T& it) {
+    return MessageJson(it);
+  };
+  if (absl::Status s = SortItems<T>(&*items, f.sort_by, item_json); !s.ok())
+    return ctx.Error(std::string(s.message()), kExitUsage);
+  if (Templated(f.output)) {
+    std::vector<std::string> docs;
+    for (const auto& it : *items) docs.push_back(item_json(it));
+    return PrintTemplated(
+        ctx, f.output,
+        absl::StrCat("{\"items\": [", absl::StrJoin(docs, ","), "]}"), docs);
+  }
   auto print_machine = [&](const T& item) {
     if (f.output == "json") {
       ctx.out() << MessageJson(item);
@@ -335,6 +398,16 @@ int DoGet(Context& ctx, const GetFlags& f) {
   }
   if (f.args.size() > 2)
     return ctx.Error("get: give at most one NAME", kExitUsage);
+  if (f.watch && (Templated(f.output) || !f.sort_by.empty()))
+    return ctx.Error(
+        "get: -w does not go with -o jsonpath=, custom-columns= "
+        "or --sort-by",
+        kExitUsage);
+  if (f.show_labels && kind != Kind::kApps)
+    return ctx.Error(
+        "get: --show-labels is for apps (instances and events "
+        "take their app's labels: -l selects by them)",
+        kExitUsage);
   const std::string name = f.args.size() > 1 ? f.args[1] : "";
   if (!f.selector.empty()) {
     auto sel = LabelSelector::Parse(f.selector);
@@ -424,9 +497,38 @@ void AddGetCommands(CLI::App& root, Context& ctx) {
   get->add_option("-l,--selector", gf->selector,
                   "label selector: k=v, k!=v, k in (a,b), k notin (a), k, !k "
                   "(comma = and)");
-  get->add_option("-o,--output", gf->output, "wide | yaml | json | name")
-      ->check(CLI::IsMember({"wide", "yaml", "json", "name"}));
+  get->add_option("-o,--output", gf->output,
+                  "wide | yaml | json | name | jsonpath=TEMPLATE | "
+                  "custom-columns=HEADER:JSONPATH,...")
+      ->transform(CLI::Validator(
+          [](std::string& v) -> std::string {
+            // kubectl's -o=FORMAT reaches here as "=FORMAT".
+            if (!v.empty() && v[0] == '=') v.erase(0, 1);
+            if (v == "wide" || v == "yaml" || v == "json" || v == "name" ||
+                Templated(v))
+              return "";
+            return "must be wide, yaml, json, name, jsonpath=TEMPLATE or "
+                   "custom-columns=SPEC, got " +
+                   v;
+          },
+          "FORMAT", "OutputFormat"));
   get->add_flag("-w,--watch", gf->watch, "keep printing rows as they change");
+  get->add_flag("--show-labels", gf->show_labels,
+                "apps: a LABELS column with every label");
+  get->add_option("--sort-by", gf->sort_by,
+                  "order the list by a JSONPath of each item, e.g. "
+                  ".metadata.creationTimestamp or .status.readyReplicas");
+  get->footer(
+      "Resource types (aliases):\n"
+      "  apps (app, application)      get apps [NAME]\n"
+      "  instances (instance, inst)   get instances [APP]\n"
+      "  events (event, ev)           get events [APP]\n"
+      "  revisions (revision, rev)    get revisions APP\n"
+      "  secrets (secret)             get secrets [NAME]\n"
+      "  leader                       get leader (HA)\n"
+      "  nodes (node)                 get nodes (HA)\n"
+      "Field paths for -o jsonpath=, custom-columns= and --sort-by: "
+      "`tidalctl get apps -o json`, `tidalctl explain app`.");
   get->callback([&ctx, gf] { Run(ctx, [&] { return DoGet(ctx, *gf); }); });
 
   auto df = std::make_shared<DescribeFlags>();

@@ -175,6 +175,7 @@ std::vector<std::string> AppColumns(const TableOptions& o) {
     for (const char* c : {"REVISION", "TEMPLATE HASH", "METRIC"})
       cols.push_back(c);
   }
+  if (o.show_labels) cols.push_back("LABELS");
   return cols;
 }
 
@@ -205,6 +206,7 @@ std::vector<std::string> AppRow(const tidal::v1::App& app,
     }
     row.push_back(MetricCell(app));
   }
+  if (o.show_labels) row.push_back(Labels(app.metadata().labels()));
   return row;
 }
 

@@ -36,6 +36,7 @@ class Table {
 struct TableOptions {
   bool wide = false;
   bool show_namespace = false;  // -A
+  bool show_labels = false;     // --show-labels: a LABELS column (apps)
 };
 
 // "app.tidal.dev/hello" (kubectl's resource/name form).

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <thread>
 
@@ -193,6 +194,7 @@ std::string ProcessMetricsText() {
         "# TYPE process_resident_memory_bytes gauge\n",
         "process_resident_memory_bytes ",
         static_cast<int64_t>(field(24) * page), "\n",
+        "# HELP process_threads OS threads of tidald.\n",
         "# TYPE process_threads gauge\n", "process_threads ", field(20), "\n");
   }
   std::error_code ec;
@@ -201,8 +203,56 @@ std::string ProcessMetricsText() {
        !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
     ++fds;
   }
-  absl::StrAppend(&out, "# TYPE process_open_fds gauge\nprocess_open_fds ", fds,
-                  "\n");
+  absl::StrAppend(&out,
+                  "# HELP process_open_fds Open file descriptors of tidald.\n"
+                  "# TYPE process_open_fds gauge\nprocess_open_fds ",
+                  fds, "\n");
+  return out;
+}
+
+std::string AppMetricsText(const std::vector<tidal::v1::App>& apps) {
+  struct Series {
+    const char* name;
+    const char* help;
+    std::function<double(const tidal::v1::App&)> value;
+  };
+  const std::vector<Series> series = {
+      {"tidal_app_desired_replicas",
+       "Instances the app should have (the scaler's decision, or its fixed "
+       "count)",
+       [](const tidal::v1::App& a) { return a.status().desired_replicas(); }},
+      {"tidal_app_ready_replicas", "Ready instances of the app",
+       [](const tidal::v1::App& a) { return a.status().ready_replicas(); }},
+      {"tidal_app_scaler_panic",
+       "1 while the app's scaler is in panic mode (a burst over its panic "
+       "threshold)",
+       [](const tidal::v1::App& a) {
+         return a.status().scaling().panic() ? 1 : 0;
+       }},
+  };
+  auto labels = [](const tidal::v1::App& a) {
+    return absl::StrCat("namespace=\"", a.metadata().namespace_(), "\",app=\"",
+                        a.metadata().name(), "\"");
+  };
+  std::string out;
+  for (const Series& s : series) {
+    absl::StrAppend(&out, "# HELP ", s.name, " ", s.help, "\n# TYPE ", s.name,
+                    " gauge\n");
+    for (const auto& a : apps)
+      absl::StrAppend(&out, s.name, "{", labels(a), "} ", s.value(a), "\n");
+  }
+  absl::StrAppend(&out,
+                  "# HELP tidal_app_rollout_phase The phase of the app's "
+                  "release: 1 for the current one, 0 for the others\n"
+                  "# TYPE tidal_app_rollout_phase gauge\n");
+  for (const auto& a : apps) {
+    for (const char* phase :
+         {"Progressing", "Paused", "Succeeded", "RolledBack", "Failed"}) {
+      absl::StrAppend(&out, "tidal_app_rollout_phase{", labels(a), ",phase=\"",
+                      phase, "\"} ",
+                      a.status().rollout().phase() == phase ? 1 : 0, "\n");
+    }
+  }
   return out;
 }
 

@@ -7,8 +7,10 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
+#include "tidal/v1/app.pb.h"
 
 namespace tidal {
 
@@ -35,5 +37,12 @@ class AdminServer {
 // Process figures in Prometheus format (resident memory, CPU seconds,
 // threads, open fds, start time) read from /proc/self.
 std::string ProcessMetricsText();
+
+// The scaler's and the deployer's series of each app, from its status
+// (docs/operations.md, "Metrics"): tidal_app_desired_replicas,
+// tidal_app_ready_replicas, tidal_app_scaler_panic (0/1) and
+// tidal_app_rollout_phase{phase} (1 for the app's phase, 0 for the others,
+// as kube-state-metrics writes a state), each with HELP and TYPE once.
+std::string AppMetricsText(const std::vector<tidal::v1::App>& apps);
 
 }  // namespace tidal

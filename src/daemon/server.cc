@@ -4,6 +4,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 
@@ -659,11 +660,22 @@ absl::Status Server::StartApi() {
 std::string Server::MetricsText() {
   std::string text = ProcessMetricsText();
   absl::StrAppend(
-      &text, "# TYPE tidal_apps gauge\ntidal_apps ",
-      controller_.informer()->Size(), "\n",
+      &text, "# HELP tidal_apps Apps in the store (the controller's cache)\n",
+      "# TYPE tidal_apps gauge\ntidal_apps ", controller_.informer()->Size(),
+      "\n",
+      "# HELP tidal_workqueue_depth Apps waiting for a reconcile\n"
       "# TYPE tidal_workqueue_depth gauge\ntidal_workqueue_depth ",
-      queue_.Len(), "\n", "# TYPE tidal_instances gauge\ntidal_instances ",
+      queue_.Len(), "\n",
+      "# HELP tidal_instances Instances this node's runtime runs\n"
+      "# TYPE tidal_instances gauge\ntidal_instances ",
       (kube_runtime_ ? instances_ : &runtime_)->List().size(), "\n");
+  std::vector<tidal::v1::App> apps;
+  std::vector<std::string> keys = controller_.informer()->Keys();
+  std::sort(keys.begin(), keys.end());
+  for (const auto& key : keys) {
+    if (auto app = controller_.informer()->Get(key)) apps.push_back(*app);
+  }
+  absl::StrAppend(&text, AppMetricsText(apps));
   if (config_.ha.enabled) {
     absl::StrAppend(
         &text,

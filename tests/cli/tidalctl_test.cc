@@ -496,5 +496,131 @@ TEST_F(TidalctlTest, GetWatchPrintsRowsAsTheyChange) {
                                                      << text;
 }
 
+// Issue 16, what kubectl users miss: unknown commands named (with a
+// suggestion), get --help listing every resource, --show-labels,
+// --sort-by, -o jsonpath= and custom-columns=, delete --ignore-not-found,
+// explain, completion.
+TEST_F(TidalctlTest, WhatKubectlUsersExpect) {
+  Result r = Run({"scael", "hello"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(absl::StartsWith(
+      r.err, "error: unknown command \"scael\" for \"tidalctl\"\n"))
+      << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "Did you mean this?\n        scale\n"))
+      << r.err;
+  r = Run({"rollout", "stauts", "hello"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(absl::StrContains(
+      r.err, "unknown command \"stauts\" for \"tidalctl rollout\""))
+      << r.err;
+  r = Run({"get", "--help"});
+  EXPECT_EQ(r.code, 0);
+  for (const char* type : {"apps", "instances", "events", "revisions",
+                           "secrets", "leader", "nodes"}) {
+    EXPECT_TRUE(absl::StrContains(r.out, absl::StrCat("\n  ", type, " ")))
+        << type << "\n"
+        << r.out;
+  }
+
+  ASSERT_EQ(Run({"apply", "-f", WriteFile("b.yaml", AppYaml("bravo", 3))}).code,
+            0);
+  ASSERT_EQ(Run({"apply", "-f",
+                 WriteFile("a.yaml", AppYaml("alpha", 10, "    tier: web\n"))})
+                .code,
+            0);
+  r = Run({"get", "apps", "--show-labels"});
+  EXPECT_TRUE(absl::StrContains(r.out, "   LABELS\n")) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "team=core,tier=web\n")) << r.out;
+  r = Run({"get", "apps", "-o", "jsonpath={.items[*].metadata.name}"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "alpha bravo");
+  r = Run({"get", "app", "bravo", "-o=jsonpath={.spec.replicas}"});
+  EXPECT_EQ(r.out, "3");
+  r = Run({"get", "apps", "--sort-by", ".spec.replicas", "-o",
+           "custom-columns=NAME:.metadata.name,REPLICAS:.spec.replicas,"
+           "TIER:.metadata.labels.tier"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "NAME    REPLICAS   TIER\n"
+            "bravo   3          <none>\n"
+            "alpha   10         web\n");
+  r = Run({"get", "apps", "-o", "yamlish"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(absl::StrContains(r.err, "jsonpath=TEMPLATE")) << r.err;
+
+  r = Run({"delete", "app", "nope", "--ignore-not-found"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "");
+  r = Run({"delete", "app", "nope"});
+  EXPECT_EQ(r.code, 1);
+
+  r = Run({"explain", "app.spec.template.annotations"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(
+      absl::StrContains(r.out, "FIELD:    annotations <map[string]string>"))
+      << r.out;
+  r = Run({"explain", "app.spec.scaling"});
+  EXPECT_TRUE(absl::StrContains(r.out, "\n   minReplicas\t<integer>\n"))
+      << r.out;
+  r = Run({"explain", "app.spec.scalng"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(absl::StrContains(r.err, "did you mean \"scaling\"")) << r.err;
+
+  for (const char* shell : {"bash", "zsh", "fish"}) {
+    r = Run({"completion", shell});
+    EXPECT_EQ(r.code, 0) << shell << r.err;
+    EXPECT_TRUE(absl::StrContains(r.out, "rollout")) << shell;
+    EXPECT_TRUE(absl::StrContains(r.out, "__tidalctl_apps")) << shell;
+  }
+  // The bash script is valid bash and completes commands and subcommands.
+  const std::string script =
+      WriteFile("completion.bash", Run({"completion", "bash"}).out);
+  auto complete = [&](const std::string& words, int cword) {
+    std::string cmd = absl::StrCat("bash -c 'source ", script, "; COMP_WORDS=(",
+                                   words, "); COMP_CWORD=", cword,
+                                   "; _tidalctl; echo \"${COMPREPLY[*]}\"'");
+    FILE* p = popen(cmd.c_str(), "r");
+    std::string out;
+    char buf[256];
+    while (p != nullptr && fgets(buf, sizeof(buf), p) != nullptr) out += buf;
+    if (p != nullptr) pclose(p);
+    return out;
+  };
+  EXPECT_EQ(complete("tidalctl rollo", 1), "rollout\n");
+  EXPECT_EQ(complete("tidalctl -n x rollout sta", 4), "status\n");
+  EXPECT_TRUE(
+      absl::StrContains(complete("tidalctl get --sho", 2), "--show-labels"));
+}
+
+// `tidalctl edit app NAME`: the editor's change is validated and applied;
+// an unchanged file cancels; an invalid one is shown again with its
+// errors and, saved unchanged, cancels with exit 1.
+TEST_F(TidalctlTest, EditValidatesAndApplies) {
+  ASSERT_EQ(Run({"apply", "-f", WriteFile("h.yaml", AppYaml("hello", 2))}).code,
+            0);
+  std::string to4 = WriteFile(
+      "to4.sh", "#!/bin/sh\nsed -i 's/replicas: 2/replicas: 4/' \"$1\"\n");
+  std::string keep = WriteFile("keep.sh", "#!/bin/sh\nexit 0\n");
+  std::string bad = WriteFile(
+      "bad.sh", "#!/bin/sh\nsed -i 's/replicas: .*/replicas: -1/' \"$1\"\n");
+  for (const auto& f : {to4, keep, bad})
+    fs::permissions(f, fs::perms::owner_all);
+  Result r = Run({"edit", "app", "hello"}, {"EDITOR=" + keep});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "Edit cancelled, no changes made.\n");
+  r = Run({"edit", "app", "hello"}, {"EDITOR=" + to4});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "app.tidal.dev/hello edited\n");
+  r = Run({"get", "app", "hello", "-o", "jsonpath={.spec.replicas}"});
+  EXPECT_EQ(r.out, "4");
+  r = Run({"edit", "app", "hello"}, {"EDITOR=" + bad});
+  EXPECT_EQ(r.code, 1) << r.out << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "spec.replicas")) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "edit cancelled, no valid changes"))
+      << r.err;
+  r = Run({"get", "app", "hello", "-o", "jsonpath={.spec.replicas}"});
+  EXPECT_EQ(r.out, "4");
+}
+
 }  // namespace
 }  // namespace tidal
