@@ -113,8 +113,9 @@ int64_t RunningInstances(Daemon& d) {
 class ProtocolsE2eTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    daemon_ = std::make_unique<Daemon>(data_.path(),
-                                       std::vector<std::string>{"--resync=1s"});
+    daemon_ = std::make_unique<Daemon>(
+        data_.path(),
+        std::vector<std::string>{"--resync=1s", "--stop-instances-on-exit"});
     ASSERT_TRUE(daemon_->Start());
     path_ = dir_.path() + "/chat.yaml";
   }
