@@ -20,50 +20,14 @@ for tool in valgrind strace h2load "$NGINX" "$GW"; do
   command -v "$tool" >/dev/null || { echo "cost.sh: $tool not found" >&2; exit 1; }
 done
 TMP=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 1 300); do
-    (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "cost.sh: nothing listens on $1" >&2; exit 1
-}
+source "$(dirname "$0")/lib.sh"
 HOST=bench.default.tidal.localhost
 UP_PORT=$(free_port)
 
-# nginx configs: the upstream (return 200), and the proxy (as run.sh's).
-nginx_conf() {  # dir port body
-  mkdir -p "$1/logs"
-  cat >"$1/nginx.conf" <<NGX
-daemon off;
-master_process off;
-worker_processes 1;
-pid $1/nginx.pid;
-error_log $1/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $1/body;
-  proxy_temp_path $1/proxy;
-  fastcgi_temp_path $1/fastcgi;
-  uwsgi_temp_path $1/uwsgi;
-  scgi_temp_path $1/scgi;
-  keepalive_requests 1000000;
-  $3
-}
-NGX
-}
-nginx_conf "$TMP/up" "$UP_PORT" "server { listen 127.0.0.1:$UP_PORT reuseport; location / { return 200 \"ok\\n\"; } }"
-"$NGINX" -p "$TMP/up" -c "$TMP/up/nginx.conf" -e "$TMP/up/logs/error.log" &
-PIDS+=($!)
+# The upstream (return 200), and the proxy (as run.sh's); one process each,
+# so that valgrind and strace see the worker.
+SOLO="master_process off;"
+start_nginx up 1 "server { listen 127.0.0.1:$UP_PORT reuseport; location / { return 200 \"ok\\n\"; } }" "$SOLO"
 wait_port "$UP_PORT"
 
 PROXY_BLOCK="upstream app { server 127.0.0.1:$UP_PORT; keepalive 256; keepalive_requests 1000000; }
@@ -82,7 +46,7 @@ measure() {
   if [[ $what == gateway ]]; then
     cmd=("$GW" --port "$port" --threads 1 --upstream "127.0.0.1:$UP_PORT")
   else
-    nginx_conf "$TMP/px$n$tool" "$port" "${PROXY_BLOCK//PORT/$port}"
+    nginx_conf "px$n$tool" 1 "${PROXY_BLOCK//PORT/$port}" "$SOLO"
     cmd=("$NGINX" -p "$TMP/px$n$tool" -c "$TMP/px$n$tool/nginx.conf" -e "$TMP/px$n$tool/logs/error.log")
   fi
   if [[ $tool == callgrind ]]; then

@@ -31,17 +31,7 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [[ -x $NGINX ]] || { echo "nginx not installed" >&2; exit 1; }
 
 TMP=$(mktemp -d /tmp/tidal-gw-bench.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+source "$(dirname "$0")/lib.sh"
 wait_http() {  # url host
   for _ in $(seq 1 500); do
     if curl -s -o /dev/null -H "Host: $2" "$1"; then return 0; fi
@@ -53,29 +43,12 @@ wait_http() {  # url host
 
 APP_PORT=$(free_port)
 if [[ ${UPSTREAM:-app} == nginx ]]; then
-  mkdir -p "$TMP/up/logs"
-  cat >"$TMP/up/nginx.conf" <<NGX
-daemon off;
-worker_processes $APP_THREADS;
-pid $TMP/up/nginx.pid;
-error_log $TMP/up/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $TMP/up/body;
-  proxy_temp_path $TMP/up/proxy;
-  fastcgi_temp_path $TMP/up/fastcgi;
-  uwsgi_temp_path $TMP/up/uwsgi;
-  scgi_temp_path $TMP/up/scgi;
-  keepalive_requests 1000000;
-  server { listen 127.0.0.1:$APP_PORT reuseport; location / { return 200 "ok\n"; } }
-}
-NGX
-  "$NGINX" -p "$TMP/up" -c "$TMP/up/nginx.conf" -e "$TMP/up/logs/error.log" &
+  start_nginx up "$APP_THREADS" \
+    "server { listen 127.0.0.1:$APP_PORT reuseport; location / { return 200 \"ok\\n\"; } }"
 else
   "$APP" --port "$APP_PORT" --threads "$APP_THREADS" >"$TMP/app.log" 2>&1 &
+  PIDS+=($!)
 fi
-PIDS+=($!)
 wait_http "http://127.0.0.1:$APP_PORT/" x
 
 GW_PORT=$(free_port)
@@ -159,7 +132,6 @@ for r in $(seq 1 "$ROUNDS"); do
   done
 done
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 echo
 echo "median over $ROUNDS rounds:"
 printf "%-8s %10s %9s %9s\n" target req/s p50_ms p99_ms

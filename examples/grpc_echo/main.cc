@@ -44,8 +44,8 @@ Config ParseConfig(int argc, char** argv) {
   if (const char* v = std::getenv("VERSION")) c.version = v;
   for (int i = 1; i < argc; ++i) {
     std::string flag = argv[i];
-    if (i + 1 >= argc || (flag != "--host" && flag != "--port" &&
-                          flag != "--version")) {
+    if (i + 1 >= argc ||
+        (flag != "--host" && flag != "--port" && flag != "--version")) {
       std::fprintf(stderr,
                    "usage: tidal-grpc-echo [--port N] [--host ADDR] "
                    "[--version S]\n");

@@ -34,11 +34,6 @@ constexpr size_t kChunk = 64 * 1024;
 // instance's connection is not read (TCP pushes back on it).
 constexpr size_t kMaxHeld = 256 * 1024;
 
-bool IdempotentMethod(absl::string_view m) {
-  return m == "GET" || m == "HEAD" || m == "PUT" || m == "DELETE" ||
-         m == "OPTIONS" || m == "TRACE";
-}
-
 // HTTP/1.1 fields that are about one connection and must not cross into
 // HTTP/2 (RFC 9113 section 8.2.2).
 bool ConnectionSpecific(absl::string_view name) {
@@ -195,7 +190,8 @@ class Http1Exchange : public StreamUpstream,
     if (ec) {
       // Nothing of a response: a pooled connection the instance had closed
       // is retried on a fresh one when that is safe.
-      if (reused_ && body_sent_ == 0 && IdempotentMethod(s_->method)) {
+      if (reused_ && body_sent_ == 0 &&
+          Idempotent(http::string_to_verb(s_->method))) {
         Close();
         return Connect();
       }

@@ -715,10 +715,7 @@ void H2Conn::OnResponseHeaders(H2Stream* s, bool end_stream) {
     s->idle_deadline_ms = MonoMs() + s->idle_ms;
     SetDeadlineAtMost(s->idle_deadline_ms);
   }
-  Headers h;
-  h.reserve(s->res_headers.size());
-  for (auto& kv : s->res_headers) h.push_back(kv);
-  auto nva = Nvs(h);
+  auto nva = Nvs(s->res_headers);
   nghttp2_data_provider prd;
   prd.source.ptr = nullptr;
   prd.read_callback = &H2Callbacks::ReadResponse;
