@@ -576,6 +576,11 @@ int main(int argc, char** argv) {
                  g_config.host.c_str());
     return 2;
   }
+  // SIGTERM is handled from before the port accepts connections: a
+  // readiness probe can succeed as soon as the socket listens, and a stop
+  // right after must drain, not kill the app with no output.
+  std::shared_ptr<Listener> listener;
+  net::signal_set signals(ioc, SIGTERM, SIGINT);
   tcp::acceptor acceptor(net::make_strand(ioc));
   tcp::endpoint endpoint(address, static_cast<unsigned short>(g_config.port));
   acceptor.open(endpoint.protocol(), ec);
@@ -588,10 +593,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   int port = acceptor.local_endpoint().port();
-  auto listener = std::make_shared<Listener>(ioc, std::move(acceptor));
+  listener = std::make_shared<Listener>(ioc, std::move(acceptor));
   listener->Accept();
 
-  net::signal_set signals(ioc, SIGTERM, SIGINT);
   signals.async_wait([&](beast::error_code ec, int sig) {
     if (ec) return;
     std::fprintf(stdout, "tidal-sample-app: signal %d, draining\n", sig);
