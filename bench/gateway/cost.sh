@@ -4,7 +4,10 @@
 # request (valgrind's callgrind: deterministic, unlike timings on a shared
 # machine) and system calls per request (strace -c), in one run.
 #
-#   bench/gateway/cost.sh BUILD_DIR          # env: REQUESTS=20000 CONNS=8
+#   bench/gateway/cost.sh BUILD_DIR          # env: REQUESTS=20000 CONNS=8 HISTORY=0
+#
+# HISTORY=1 runs the gateway with the dashboard's history recorder (one
+# point a second from the gateway's metrics, as in tidald; nobody watching).
 #
 # Each proxy runs one worker thread / process. Per-request figures are
 # marginal: (cost of REQUESTS*2 requests - cost of REQUESTS) / REQUESTS, so
@@ -14,6 +17,7 @@ set -euo pipefail
 BUILD=${1:-build}
 REQUESTS=${REQUESTS:-20000}
 CONNS=${CONNS:-8}
+HISTORY=${HISTORY:-0}
 GW=$BUILD/bench/gateway/tidal-gateway-bench
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 for tool in valgrind strace h2load "$NGINX" "$GW"; do
@@ -44,7 +48,7 @@ measure() {
   out="$TMP/$what.$tool.$n"
   local cmd
   if [[ $what == gateway ]]; then
-    cmd=("$GW" --port "$port" --threads 1 --upstream "127.0.0.1:$UP_PORT")
+    cmd=("$GW" --port "$port" --threads 1 --upstream "127.0.0.1:$UP_PORT" --history "$HISTORY")
   else
     nginx_conf "px$n$tool" 1 "${PROXY_BLOCK//PORT/$port}" "$SOLO"
     cmd=("$NGINX" -p "$TMP/px$n$tool" -c "$TMP/px$n$tool/nginx.conf" -e "$TMP/px$n$tool/logs/error.log")

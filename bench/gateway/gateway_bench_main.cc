@@ -4,7 +4,11 @@
 //   tidal-gateway-bench --port P --threads N --upstream 127.0.0.1:8081
 //   [--upstream ...]
 //                       [--app bench] [--ns default] [--concurrency 0]
-//                       [--protocol http1|h2c|grpc]
+//                       [--protocol http1|h2c|grpc] [--history 0|1]
+//
+// --history 1 also records the app's history once a second from the
+// gateway's metrics, as tidald does for its dashboard (docs/dashboard.md):
+// bench/gateway/cost.sh with HISTORY=1 measures what that costs a request.
 //
 // Prints "listening on <port>" once serving; SIGINT/SIGTERM stops it.
 
@@ -17,7 +21,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/clock.h"
 #include "gateway/gateway.h"
+#include "scaler/load_history.h"
 
 namespace {
 
@@ -28,7 +34,7 @@ namespace {
       "usage: tidal-gateway-bench [--port P] [--threads N] --upstream "
       "HOST:PORT...\n"
       "       [--app NAME] [--ns NAME] [--concurrency N] [--domain D]\n"
-      "       [--protocol http1|h2c|grpc]\n");
+      "       [--protocol http1|h2c|grpc] [--history 0|1]\n");
   std::exit(2);
 }
 
@@ -43,6 +49,7 @@ int main(int argc, char** argv) {
   route.app = "bench";
   tidal::gateway::RevisionRoute rev;
   rev.revision = 1;
+  bool history = false;
   for (int i = 1; i < argc; ++i) {
     std::string flag = argv[i];
     if (i + 1 >= argc) Usage("missing value for " + flag);
@@ -63,6 +70,8 @@ int main(int argc, char** argv) {
         Usage("bad --protocol " + value);
       }
       route.h2 = value != "http1";
+    } else if (flag == "--history" && (value == "0" || value == "1")) {
+      history = value == "1";
     } else if (flag == "--domain") {
       opts.domain = value;
     } else if (flag == "--upstream") {
@@ -96,10 +105,23 @@ int main(int argc, char** argv) {
     return 1;
   }
   gw.SetRoute(route);
+  tidal::LoadHistory load;
+  tidal::HistoryRecorder recorder(
+      &load, &gw,
+      [&route](const auto& visit) {
+        tidal::HistoryRecorder::AppNow app;
+        app.ns = route.ns;
+        app.name = route.app;
+        app.desired = app.ready = 1;
+        visit(app);
+      },
+      tidal::RealClock::Get());
+  if (history) recorder.Start();
   std::printf("listening on %d\n", gw.port());
   std::fflush(stdout);
   int sig = 0;
   sigwait(&set, &sig);
+  recorder.Stop();
   gw.Stop();
   return 0;
 }

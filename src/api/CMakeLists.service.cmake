@@ -7,6 +7,7 @@ add_library(tidal_api
   ${CMAKE_CURRENT_LIST_DIR}/service_status.cc
   ${CMAKE_CURRENT_LIST_DIR}/service_instances.cc
   ${CMAKE_CURRENT_LIST_DIR}/service_grpc.cc
+  ${CMAKE_CURRENT_LIST_DIR}/call_limiter.cc
   ${CMAKE_CURRENT_LIST_DIR}/service_secrets.cc
   ${CMAKE_CURRENT_LIST_DIR}/secret_store.cc
   ${CMAKE_CURRENT_LIST_DIR}/grpc_status.cc
@@ -15,6 +16,6 @@ add_library(tidal_api
   ${CMAKE_CURRENT_LIST_DIR}/audit.cc
   ${CMAKE_CURRENT_LIST_DIR}/api_auth.cc
   ${CMAKE_CURRENT_LIST_DIR}/label_selector.cc)
-target_link_libraries(tidal_api PUBLIC tidal_proto tidal_spec tidal_common tidal_secret_box gRPC::grpc++ tidal_tls_files
+target_link_libraries(tidal_api PUBLIC tidal_proto tidal_spec tidal_load_history tidal_common tidal_secret_box gRPC::grpc++ tidal_tls_files
   absl::random_random absl::str_format
   PRIVATE OpenSSL::Crypto spdlog::spdlog)

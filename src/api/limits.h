@@ -18,9 +18,27 @@
 
 namespace tidal::spec {
 
+// Bounds on the input of one apply (YAML text or apps built in code), checked
+// before a document is loaded, and on what a refusal reports. The defaults
+// hold everywhere (tidalctl's client-side validation too); tidald's flags
+// set them (docs/operations.md, "Limits of the API").
+struct InputLimits {
+  // Documents of one apply (every "---" starts one, empty ones too);
+  // tidald --api-max-documents.
+  int max_documents = 500;
+  // Bytes of one document's YAML text, and of one app built in code
+  // (encoded); tidald --api-max-spec-size.
+  size_t max_document_bytes = 2 << 20;
+  // Errors one refusal lists (then "... and K more errors"), fewer when
+  // they pass spec::kMaxRefusalBytes; tidald --api-max-errors.
+  int max_errors = 50;
+};
+
 // What tidald enforces beyond the static bounds. The defaults check none of
-// it (tidalctl validates with them: it does not know the server's flags).
+// it (tidalctl validates with them: it does not know the server's flags),
+// but `input`, whose defaults hold everywhere.
 struct ValidationOptions {
+  InputLimits input;
   // Largest number of instances one app may ask for (spec.replicas,
   // scaling.minReplicas/maxReplicas/initialScale, schedules' min/max,
   // canary steps' replicas); 0: not checked. tidald
@@ -90,6 +108,15 @@ inline constexpr int kMaxPolicies = 16;
 inline constexpr int kMaxSchedules = 100;
 inline constexpr int kMaxSteps = 100;
 inline constexpr int kMaxWebhooks = 20;
+
+// The YAML of one document, checked by an event scan before it is loaded:
+// nodes (keys, values and list items; an alias counts as the nodes it stands
+// for, so an alias bomb is refused before anything expands it), nesting
+// depth and aliases. The largest spec within the other bounds has about
+// 10,000 nodes and a depth of 8.
+inline constexpr int kMaxYamlNodes = 20000;
+inline constexpr int kMaxYamlDepth = 32;
+inline constexpr int kMaxYamlAliases = 100;
 
 // Strings (bytes).
 inline constexpr size_t kMaxExecString = 128 * 1024 - 1;  // MAX_ARG_STRLEN

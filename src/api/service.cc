@@ -220,6 +220,12 @@ v1::VersionResponse TidalService::Version() const {
   v.set_version(impl_->options.version);
   v.set_store(impl_->options.store_name);
   v.set_runtime(impl_->options.runtime_name);
+  const int dashboard =
+      impl_->options.dashboard_port ? impl_->options.dashboard_port() : 0;
+  if (dashboard > 0) {
+    v.set_dashboard_port(dashboard);
+    v.set_dashboard_path(impl_->options.dashboard_path);
+  }
   return v;
 }
 

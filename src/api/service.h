@@ -21,6 +21,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "api/api_limits.h"
 #include "api/api_tls.h"
 #include "api/limits.h"
 #include "api/rollout_control.h"
@@ -30,12 +31,17 @@
 #include "store/store.h"
 #include "tidal/v1/api.pb.h"
 
+namespace grpc {
+class Channel;
+}
+
 namespace tidal {
 
 namespace auth {
 class ApiAuth;
 }
 class SecretBox;
+class LoadHistory;
 
 struct ServiceOptions {
   std::string version = TIDAL_VERSION;
@@ -71,6 +77,13 @@ struct ServiceOptions {
   // Secret documents (FailedPrecondition); reading names, keys and sizes
   // and deleting need no key.
   const SecretBox* secret_box = nullptr;
+  // The per-app history History() serves (docs/dashboard.md); without it
+  // History answers FailedPrecondition.
+  const LoadHistory* history = nullptr;
+  // Version(): where this tidald serves the dashboard (null or port 0:
+  // nowhere).
+  std::function<int()> dashboard_port;
+  std::string dashboard_path;
 };
 
 // Thread-safe: every method may be called from many threads at once (the
@@ -112,6 +125,9 @@ class TidalService {
       const v1::DeleteNodeRequest& req);
   absl::StatusOr<v1::App> Scale(const v1::ScaleRequest& req);
   absl::StatusOr<v1::TopResponse> Top(const v1::TopRequest& req);
+  // The apps' recorded load and replicas (ServiceOptions::history), apps
+  // sorted by namespace and name.
+  absl::StatusOr<v1::HistoryResponse> History(const v1::HistoryRequest& req);
   absl::StatusOr<v1::App> Rollout(const v1::RolloutRequest& req);
   absl::StatusOr<v1::ListRevisionsResponse> ListRevisions(
       const v1::ListRevisionsRequest& req);
@@ -160,6 +176,15 @@ class ApiServer {
   void Shutdown(absl::Duration grace = absl::Seconds(2));
   // Blocks until Shutdown() (from another thread) has finished.
   void Wait();
+  // A channel to this server inside the process (no socket, no TLS): what
+  // the dashboard calls the API through, with the caller's token, so every
+  // check and audit line is the API's own. Dead once the server shuts down.
+  std::shared_ptr<grpc::Channel> InProcessChannel();
+  // tidal_api_calls_in_flight{kind} and tidal_api_calls_refused_total{kind}
+  // (kind: apply, read, stream) in the Prometheus text format, with HELP and
+  // TYPE. The counts are this server's: they start at zero when the API is
+  // restarted (Prometheus' rate() takes a counter reset in its stride).
+  std::string MetricsText() const;
 
   struct Impl;
   explicit ApiServer(std::unique_ptr<Impl> impl);
@@ -173,9 +198,11 @@ class ApiServer {
 // (the files are checked first: InvalidArgument naming the file). Unavailable
 // when the address cannot be bound. `auth` (not owned; may be null: every
 // call allowed, nothing audited) authenticates, authorizes and audits each
-// call (docs/auth.md).
+// call (docs/auth.md). `limits` bounds the messages it receives and the
+// calls in flight (api_limits.h).
 absl::StatusOr<std::unique_ptr<ApiServer>> StartServer(
     const std::string& address, TidalService* service,
-    const ApiTlsOptions& tls = {}, const auth::ApiAuth* auth = nullptr);
+    const ApiTlsOptions& tls = {}, const auth::ApiAuth* auth = nullptr,
+    const ApiLimits& limits = {});
 
 }  // namespace tidal

@@ -32,13 +32,47 @@ absl::StatusOr<v1::ApplyResponse> TidalService::Apply(
   // Where each app was written, for errors found after parsing:
   // "file:line: field: " of a field path.
   std::vector<std::function<std::string(const std::string&)>> where;
+  // The first vopts.input.max_errors errors; `more_errors` counts the rest.
   std::vector<std::string> errors;
+  int64_t more_errors = 0;
+  const size_t max_errors =
+      static_cast<size_t>(std::max(1, vopts.input.max_errors));
+  auto add_error = [&](std::string e) {
+    if (errors.size() < max_errors) {
+      errors.push_back(std::move(e));
+    } else {
+      ++more_errors;
+    }
+  };
+  // The errors that fit in spec::kMaxRefusalBytes, then how many more.
+  auto refusal = [&] {
+    std::string msg;
+    int listed = 0;
+    for (const std::string& e : errors) {
+      if (listed > 0 && msg.size() + 1 + e.size() > spec::kMaxRefusalBytes) {
+        break;
+      }
+      absl::StrAppend(&msg, listed > 0 ? "\n" : "", e);
+      ++listed;
+    }
+    const int64_t more =
+        more_errors + static_cast<int64_t>(errors.size()) - listed;
+    if (more > 0) absl::StrAppend(&msg, "\n", spec::MoreErrors(more, listed));
+    return absl::InvalidArgumentError(msg);
+  };
   std::vector<v1::Secret> secrets;  // values in data (NormalizeSecret)
+  if (req.apps_size() + req.secrets_size() > vopts.input.max_documents) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        req.apps_size() + req.secrets_size(),
+        " apps and secrets in one apply, more than ", vopts.input.max_documents,
+        " (tidald --api-max-documents); apply them in parts"));
+  }
   if (!req.yaml().empty()) {
     spec::ParseResult parsed = spec::ParseApps(
         req.yaml(), req.source().empty() ? "<request>" : req.source(),
         default_ns, vopts);
-    for (const auto& e : parsed.errors) errors.push_back(e.ToString());
+    for (const auto& e : parsed.errors) add_error(e.ToString());
+    more_errors += parsed.more_errors;
     for (auto& p : parsed.secrets) secrets.push_back(std::move(p.secret));
     for (auto& p : parsed.apps) {
       apps.push_back(std::move(p.app));
@@ -56,8 +90,16 @@ absl::StatusOr<v1::ApplyResponse> TidalService::Apply(
                            ? absl::StrCat("apps[", i, "]")
                            : absl::StrCat("app ", app.metadata().namespace_(),
                                           "/", app.metadata().name());
-    for (const auto& e : spec::ValidateApp(app, vopts)) {
-      errors.push_back(absl::StrCat(name, ": ", e.ToString()));
+    if (const size_t size = app.ByteSizeLong();
+        size > vopts.input.max_document_bytes) {
+      add_error(absl::StrCat(name, ": the app is ", size,
+                             " bytes encoded, more than the ",
+                             vopts.input.max_document_bytes,
+                             " a spec may have (tidald --api-max-spec-size)"));
+    } else {
+      for (const auto& e : spec::ValidateApp(app, vopts)) {
+        add_error(absl::StrCat(name, ": ", e.ToString()));
+      }
     }
     apps.push_back(std::move(app));
     where.push_back([name](const std::string& path) {
@@ -75,14 +117,14 @@ absl::StatusOr<v1::ApplyResponse> TidalService::Apply(
             ? absl::StrCat("secrets[", i, "]")
             : absl::StrCat("secret ", md->namespace_(), "/", md->name());
     for (const auto& e : spec::ValidateSecret(secret)) {
-      errors.push_back(absl::StrCat(name, ": ", e.ToString()));
+      add_error(absl::StrCat(name, ": ", e.ToString()));
     }
     spec::NormalizeSecret(&secret);
     secrets.push_back(std::move(secret));
   }
   if (req.change_cause().find('\0') != std::string::npos ||
       req.change_cause().size() > 64 * 1024) {
-    errors.push_back(
+    add_error(
         "--message (change cause): must be at most 65536 bytes, without NUL "
         "bytes");
   }
@@ -92,10 +134,10 @@ absl::StatusOr<v1::ApplyResponse> TidalService::Apply(
       std::string key =
           keys::App(app.metadata().namespace_(), app.metadata().name());
       if (!seen.insert(key).second) {
-        errors.push_back(
-            absl::StrCat("app \"", app.metadata().name(), "\" in namespace \"",
-                         app.metadata().namespace_(),
-                         "\" appears more than once in this apply"));
+        add_error(absl::StrCat("app \"", app.metadata().name(),
+                               "\" in namespace \"",
+                               app.metadata().namespace_(),
+                               "\" appears more than once in this apply"));
       }
     }
   }
@@ -104,15 +146,14 @@ absl::StatusOr<v1::ApplyResponse> TidalService::Apply(
     for (const auto& secret : secrets) {
       const auto& md = secret.metadata();
       if (!seen.insert(keys::Secret(md.namespace_(), md.name())).second) {
-        errors.push_back(absl::StrCat("secret \"", md.name(),
-                                      "\" in namespace \"", md.namespace_(),
-                                      "\" appears more than once in this "
-                                      "apply"));
+        add_error(absl::StrCat("secret \"", md.name(), "\" in namespace \"",
+                               md.namespace_(),
+                               "\" appears more than once in this "
+                               "apply"));
       }
     }
   }
-  if (!errors.empty())
-    return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));
+  if (!errors.empty()) return refusal();
   if (apps.empty() && secrets.empty())
     return absl::InvalidArgumentError(
         "nothing to apply: no App or Secret documents");
@@ -141,11 +182,10 @@ absl::StatusOr<v1::ApplyResponse> TidalService::Apply(
                      impl_->OverNamespaceLimit(apps));
     for (size_t i = 0; i < over.size(); ++i) {
       if (over[i].empty()) continue;
-      errors.push_back(absl::StrCat(
-          where[i](spec::MaxInstancesField(apps[i].spec())), over[i]));
+      add_error(absl::StrCat(where[i](spec::MaxInstancesField(apps[i].spec())),
+                             over[i]));
     }
-    if (!errors.empty())
-      return absl::InvalidArgumentError(absl::StrJoin(errors, "\n"));
+    if (!errors.empty()) return refusal();
     v1::ApplyResponse resp;
     std::vector<Op> ops;
     std::vector<int> written;  // result index of each op

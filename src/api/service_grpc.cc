@@ -5,11 +5,18 @@
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/security/tls_certificate_provider.h>
 #include <grpcpp/security/tls_credentials_options.h>
+#include <malloc.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <list>
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 
 #include "absl/random/random.h"
@@ -18,6 +25,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "api/api_auth.h"
+#include "api/call_limiter.h"
 #include "api/grpc_status.h"
 #include "api/service.h"
 #include "common/logging.h"
@@ -35,6 +43,22 @@ using auth::Principal;
 
 std::string NsOr(const std::string& ns) { return ns.empty() ? "default" : ns; }
 
+// ApiLimits::thread_nice of the running server (one API server per process).
+std::atomic<int> api_thread_nice{0};
+
+// Gives the calling thread (a gRPC server thread: it also receives and
+// parses the next calls' messages) the API's nice value, once per thread.
+void NiceApiThread() {
+  thread_local int applied = 0;
+  const int want = api_thread_nice.load(std::memory_order_relaxed);
+  if (want <= applied) return;
+  applied = want;  // tried once, whatever the outcome
+  if (setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), want) !=
+      0) {
+    GetLogger("api")->debug("setpriority({}) failed: errno {}", want, errno);
+  }
+}
+
 // One API call as the guard sees it: who makes it (the bearer token in the
 // `authorization` metadata), what it does (verb and resource), on which
 // objects, and how it ended, for the authorization checks and the audit
@@ -50,6 +74,7 @@ class Call {
         resource_(std::move(resource)),
         mutating_(mutating),
         received_(absl::Now()) {
+    NiceApiThread();
     request_id_ = RequestId();
     ctx_->AddInitialMetadata("x-request-id", request_id_);
     if (!auth_) {
@@ -90,6 +115,12 @@ class Call {
   }
 
   const Principal& principal() const { return principal_; }
+  // Who the call counts against for the limits of calls in flight: its
+  // token, else (no token: --auth=none, or the open Version) its address.
+  std::string Client() const {
+    if (!principal_.token_id.empty()) return "token " + principal_.token_id;
+    return "address " + Peer();
+  }
   void Object(const std::string& resource, const std::string& ns,
               const std::string& name) {
     if (!Auditing()) return;
@@ -163,6 +194,16 @@ class Call {
                         next.fetch_add(1));
   }
   std::string Peer() const {
+    // A call from inside the process (the dashboard's, through
+    // ApiServer::InProcessChannel) carries its client's address; no call
+    // over the network can be in-process, so none can pretend to be one.
+    if (!absl::StartsWith(ctx_->peer(), "ipv")) {
+      const auto& md = ctx_->client_metadata();
+      auto it = md.find("x-tidal-client-address");
+      if (it != md.end() && it->second.size() <= 64) {
+        return std::string(it->second.data(), it->second.size());
+      }
+    }
     // "ipv4:127.0.0.1:5555", "ipv6:%5B::1%5D:5555": the address alone.
     std::string peer =
         absl::StrReplaceAll(ctx_->peer(), {{"%5B", "["}, {"%5D", "]"}});
@@ -193,12 +234,98 @@ class Call {
   v1::AuditEvent event_;
 };
 
+// Gives memory that freed blocks left in glibc's arenas back to the system
+// (a refused multi-megabyte request would otherwise keep the process's
+// resident size up). Calls that overlap run one trim, which goes again for
+// those that came meanwhile.
+void ReleaseFreeMemory() {
+  static std::atomic<int> pending{0};
+  if (pending.fetch_add(1) != 0) return;
+  int seen = 0;
+  do {
+    seen = pending.load();
+    malloc_trim(0);
+  } while (pending.fetch_sub(seen) != seen);
+}
+
+// A request this large (bytes) that is refused releases its memory at once.
+constexpr size_t kTrimAfterRefusing = 1 << 20;
+
+// Cuts streams (Watch, Logs) whose client reads nothing: a write that has
+// waited on the client longer than `stall_timeout` cancels the call (which
+// ends the blocked write), so a stuck client holds no thread or buffer for
+// good. One thread checks every registered stream four times a second.
+class StallGuard {
+ public:
+  explicit StallGuard(absl::Duration stall_timeout)
+      : stall_timeout_(stall_timeout) {}
+  ~StallGuard() {
+    {
+      absl::MutexLock lock(&mu_);
+      stop_ = true;
+    }
+    if (thread_.joinable()) thread_.join();
+  }
+
+  // One stream's writes (register for the life of the stream).
+  struct Stream {
+    grpc::ServerContext* ctx = nullptr;
+    std::atomic<int64_t> write_since_ms{0};  // 0: no write waiting
+    std::atomic<bool> cut{false};
+  };
+  using Handle = std::list<Stream>::iterator;
+
+  Handle Add(grpc::ServerContext* ctx) {
+    absl::MutexLock lock(&mu_);
+    if (!thread_.joinable() && stall_timeout_ > absl::ZeroDuration()) {
+      thread_ = std::thread([this] { Run(); });
+    }
+    streams_.emplace_back();
+    streams_.back().ctx = ctx;
+    return std::prev(streams_.end());
+  }
+  void Remove(Handle h) {
+    absl::MutexLock lock(&mu_);
+    streams_.erase(h);
+  }
+  absl::Duration stall_timeout() const { return stall_timeout_; }
+
+ private:
+  void Run() {
+    absl::MutexLock lock(&mu_);
+    while (!mu_.AwaitWithTimeout(absl::Condition(&stop_),
+                                 absl::Milliseconds(250))) {
+      const int64_t now = absl::ToUnixMillis(absl::Now());
+      for (Stream& s : streams_) {
+        const int64_t since = s.write_since_ms.load();
+        if (since != 0 && !s.cut.load() &&
+            now - since > absl::ToInt64Milliseconds(stall_timeout_)) {
+          s.cut.store(true);
+          s.ctx->TryCancel();
+        }
+      }
+    }
+  }
+
+  const absl::Duration stall_timeout_;
+  absl::Mutex mu_;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::list<Stream> streams_ ABSL_GUARDED_BY(mu_);
+  std::thread thread_;
+};
+
 // Adapts TidalService to the generated gRPC service, behind the guard:
 // every call is authenticated and authorized (auth: null means everything
 // is allowed), mutating and denied calls are audited. Thread-safe.
 class GrpcTidal final : public v1::Tidal::Service {
  public:
-  GrpcTidal(TidalService* s, const ApiAuth* auth) : s_(s), auth_(auth) {}
+  GrpcTidal(TidalService* s, const ApiAuth* auth, const ApiLimits& limits)
+      : s_(s),
+        auth_(auth),
+        limiter_(limits),
+        stalls_(limits.stream_stall_timeout) {}
+
+  const CallLimiter& limiter() const { return limiter_; }
 
   template <typename T>
   static absl::Status Reply(absl::StatusOr<T> r, T* out) {
@@ -211,6 +338,9 @@ class GrpcTidal final : public v1::Tidal::Service {
                      v1::ApplyResponse* resp) override {
     Call c(auth_, ctx, "Apply", "apply", "apps", true);
     if (!c.Authenticated()) return c.Denied();
+    CallLimiter::Slot slot;
+    if (absl::Status s = Limit(CallLimiter::kApply, c, ctx, &slot); !s.ok())
+      return c.Finish(s);
     absl::Status r =
         Reply(s_->Apply(*req,
                         [&](const std::string& resource, const std::string& ns,
@@ -221,17 +351,27 @@ class GrpcTidal final : public v1::Tidal::Service {
     // Level Request: what was applied, as applied (the answer carries no
     // secret value; the request's YAML and secrets would).
     if (r.ok()) c.Request(*resp);
-    return c.Finish(r);
+    grpc::Status out = c.Finish(r);
+    if (!r.ok() && req->ByteSizeLong() >= kTrimAfterRefusing) {
+      ReleaseFreeMemory();
+    }
+    return out;
   }
   grpc::Status Get(grpc::ServerContext* ctx, const v1::GetRequest* req,
                    v1::App* resp) override {
     Call c(auth_, ctx, "Get", "get", "apps", false);
     if (!c.Admit(NsOr(req->namespace_()), req->name())) return c.Denied();
+    CallLimiter::Slot slot;
+    if (absl::Status s = Limit(CallLimiter::kRead, c, ctx, &slot); !s.ok())
+      return c.Finish(s);
     return c.Finish(Reply(s_->Get(*req), resp));
   }
   grpc::Status List(grpc::ServerContext* ctx, const v1::ListRequest* req,
                     v1::ListResponse* resp) override {
     Call c(auth_, ctx, "List", "list", "apps", false);
+    CallLimiter::Slot slot;
+    if (absl::Status s = Limit(CallLimiter::kRead, c, ctx, &slot); !s.ok())
+      return c.Finish(s);
     if (!req->all_namespaces()) {
       if (!c.Admit(NsOr(req->namespace_()))) return c.Denied();
       return c.Finish(Reply(s_->List(*req), resp));
@@ -246,12 +386,18 @@ class GrpcTidal final : public v1::Tidal::Service {
                       v1::DeleteResponse* resp) override {
     Call c(auth_, ctx, "Delete", "delete", "apps", true);
     if (!c.Admit(NsOr(req->namespace_()), req->name())) return c.Denied();
+    CallLimiter::Slot slot;
+    if (absl::Status s = Limit(CallLimiter::kApply, c, ctx, &slot); !s.ok())
+      return c.Finish(s);
     return c.Finish(Reply(s_->Delete(*req), resp));
   }
   grpc::Status ListInstances(grpc::ServerContext* ctx,
                              const v1::ListInstancesRequest* req,
                              v1::ListInstancesResponse* resp) override {
     Call c(auth_, ctx, "ListInstances", "list", "instances", false);
+    CallLimiter::Slot slot;
+    if (absl::Status s = Limit(CallLimiter::kRead, c, ctx, &slot); !s.ok())
+      return c.Finish(s);
     if (!req->all_namespaces()) {
       if (!c.Admit(NsOr(req->namespace_()), req->app())) return c.Denied();
       return c.Finish(Reply(s_->ListInstances(*req), resp));
@@ -266,6 +412,9 @@ class GrpcTidal final : public v1::Tidal::Service {
                           const v1::ListEventsRequest* req,
                           v1::ListEventsResponse* resp) override {
     Call c(auth_, ctx, "ListEvents", "list", "events", false);
+    CallLimiter::Slot slot;
+    if (absl::Status s = Limit(CallLimiter::kRead, c, ctx, &slot); !s.ok())
+      return c.Finish(s);
     if (!req->all_namespaces()) {
       if (!c.Admit(NsOr(req->namespace_()), req->app())) return c.Denied();
       return c.Finish(Reply(s_->ListEvents(*req), resp));
@@ -301,12 +450,18 @@ class GrpcTidal final : public v1::Tidal::Service {
                      v1::App* resp) override {
     Call c(auth_, ctx, "Scale", "scale", "apps", true);
     if (!c.Admit(NsOr(req->namespace_()), req->name())) return c.Denied();
+    CallLimiter::Slot slot;
+    if (absl::Status s = Limit(CallLimiter::kApply, c, ctx, &slot); !s.ok())
+      return c.Finish(s);
     c.Request(*req);
     return c.Finish(Reply(s_->Scale(*req), resp));
   }
   grpc::Status Top(grpc::ServerContext* ctx, const v1::TopRequest* req,
                    v1::TopResponse* resp) override {
     Call c(auth_, ctx, "Top", "get", "metrics", false);
+    CallLimiter::Slot slot;
+    if (absl::Status s = Limit(CallLimiter::kRead, c, ctx, &slot); !s.ok())
+      return c.Finish(s);
     if (!req->all_namespaces()) {
       if (!c.Admit(NsOr(req->namespace_()), req->app())) return c.Denied();
       return c.Finish(Reply(s_->Top(*req), resp));
@@ -317,11 +472,27 @@ class GrpcTidal final : public v1::Tidal::Service {
          [&](const v1::AppMetrics& m) { return c.CanSee(m.namespace_()); });
     return c.Finish(r);
   }
+  grpc::Status History(grpc::ServerContext* ctx, const v1::HistoryRequest* req,
+                       v1::HistoryResponse* resp) override {
+    Call c(auth_, ctx, "History", "get", "metrics", false);
+    if (!req->all_namespaces()) {
+      if (!c.Admit(NsOr(req->namespace_()), req->app())) return c.Denied();
+      return c.Finish(Reply(s_->History(*req), resp));
+    }
+    if (!c.Authenticated()) return c.Denied();
+    absl::Status r = Reply(s_->History(*req), resp);
+    Keep(resp->mutable_apps(),
+         [&](const v1::AppHistory& h) { return c.CanSee(h.namespace_()); });
+    return c.Finish(r);
+  }
   grpc::Status Rollout(grpc::ServerContext* ctx, const v1::RolloutRequest* req,
                        v1::App* resp) override {
     const bool status = req->action() == "status" || req->action().empty();
     Call c(auth_, ctx, "Rollout", status ? "get" : "rollout", "apps", !status);
     if (!c.Admit(NsOr(req->namespace_()), req->name())) return c.Denied();
+    CallLimiter::Slot slot;
+    if (absl::Status s = Limit(CallLimiter::kApply, c, ctx, &slot); !s.ok())
+      return c.Finish(s);
     c.Request(*req);
     return c.Finish(Reply(s_->Rollout(*req), resp));
   }
@@ -330,18 +501,27 @@ class GrpcTidal final : public v1::Tidal::Service {
                              v1::ListRevisionsResponse* resp) override {
     Call c(auth_, ctx, "ListRevisions", "list", "revisions", false);
     if (!c.Admit(NsOr(req->namespace_()), req->app())) return c.Denied();
+    CallLimiter::Slot slot;
+    if (absl::Status s = Limit(CallLimiter::kRead, c, ctx, &slot); !s.ok())
+      return c.Finish(s);
     return c.Finish(Reply(s_->ListRevisions(*req), resp));
   }
   grpc::Status GetSecret(grpc::ServerContext* ctx, const v1::GetRequest* req,
                          v1::Secret* resp) override {
     Call c(auth_, ctx, "GetSecret", "get", "secrets", false);
     if (!c.Admit(NsOr(req->namespace_()), req->name())) return c.Denied();
+    CallLimiter::Slot slot;
+    if (absl::Status s = Limit(CallLimiter::kRead, c, ctx, &slot); !s.ok())
+      return c.Finish(s);
     return c.Finish(Reply(s_->GetSecret(*req), resp));
   }
   grpc::Status ListSecrets(grpc::ServerContext* ctx,
                            const v1::ListSecretsRequest* req,
                            v1::ListSecretsResponse* resp) override {
     Call c(auth_, ctx, "ListSecrets", "list", "secrets", false);
+    CallLimiter::Slot slot;
+    if (absl::Status s = Limit(CallLimiter::kRead, c, ctx, &slot); !s.ok())
+      return c.Finish(s);
     if (!req->all_namespaces()) {
       if (!c.Admit(NsOr(req->namespace_()))) return c.Denied();
       return c.Finish(Reply(s_->ListSecrets(*req), resp));
@@ -367,22 +547,39 @@ class GrpcTidal final : public v1::Tidal::Service {
                               : !c.Admit(NsOr(req->namespace_()))) {
       return c.Denied();
     }
-    return c.Finish(s_->Watch(
+    CallLimiter::Slot slot;
+    if (absl::Status s = Limit(CallLimiter::kStream, c, ctx, &slot); !s.ok())
+      return c.Finish(s);
+    auto stream = stalls_.Add(ctx);
+    absl::Status r = s_->Watch(
         *req,
         [&](const v1::WatchEvent& e) {
           // Across namespaces, only what the caller may watch.
           if (!c.CanSee(e.app().metadata().namespace_())) return true;
-          return writer->Write(e);
+          return GuardedWrite(&*stream, writer, e);
         },
-        [ctx] { return ctx->IsCancelled(); }));
+        [ctx] { return ctx->IsCancelled(); });
+    if (stream->cut.load()) r = StalledStream("watch", c);
+    stalls_.Remove(stream);
+    return c.Finish(r);
   }
   grpc::Status Logs(grpc::ServerContext* ctx, const v1::LogsRequest* req,
                     grpc::ServerWriter<v1::LogChunk>* writer) override {
     Call c(auth_, ctx, "Logs", "get", "logs", false);
     if (!c.Admit(NsOr(req->namespace_()), req->app())) return c.Denied();
-    return c.Finish(s_->Logs(
-        *req, [&](const v1::LogChunk& ch) { return writer->Write(ch); },
-        [ctx] { return ctx->IsCancelled(); }));
+    CallLimiter::Slot slot;
+    if (absl::Status s = Limit(CallLimiter::kStream, c, ctx, &slot); !s.ok())
+      return c.Finish(s);
+    auto stream = stalls_.Add(ctx);
+    absl::Status r = s_->Logs(
+        *req,
+        [&](const v1::LogChunk& ch) {
+          return GuardedWrite(&*stream, writer, ch);
+        },
+        [ctx] { return ctx->IsCancelled(); });
+    if (stream->cut.load()) r = StalledStream("logs", c);
+    stalls_.Remove(stream);
+    return c.Finish(r);
   }
 
   // Tokens and the caller's own access.
@@ -448,6 +645,36 @@ class GrpcTidal final : public v1::Tidal::Service {
     }
     while (items->size() > out) items->RemoveLast();
   }
+  // Takes a slot of `kind` for the call, or says why not (and when to try
+  // again, also as trailing metadata retry-after-ms).
+  absl::Status Limit(CallLimiter::Kind kind, const Call& c,
+                     grpc::ServerContext* ctx, CallLimiter::Slot* slot) {
+    absl::Status s = limiter_.Acquire(kind, c.Client(), slot);
+    if (!s.ok()) {
+      ctx->AddTrailingMetadata("retry-after-ms",
+                               std::to_string(absl::ToInt64Milliseconds(
+                                   limiter_.limits().retry_after)));
+      GetLogger("api")->debug("{} refused: {}", c.Client(),
+                              std::string(s.message()));
+    }
+    return s;
+  }
+  // A stream's write, timed by the stall guard.
+  template <typename W, typename M>
+  static bool GuardedWrite(StallGuard::Stream* stream, W* writer, const M& m) {
+    stream->write_since_ms.store(absl::ToUnixMillis(absl::Now()));
+    const bool ok = writer->Write(m);
+    stream->write_since_ms.store(0);
+    return ok && !stream->cut.load();
+  }
+  absl::Status StalledStream(const char* what, const Call& c) {
+    std::string msg = absl::StrCat(
+        what, " stream cut: the client read nothing for ",
+        absl::FormatDuration(stalls_.stall_timeout()),
+        " (tidald --api-stream-stall-timeout); watch again from a fresh list");
+    GetLogger("api")->warn("{} of {}", msg, c.Client());
+    return absl::ResourceExhaustedError(msg);
+  }
   static absl::Status NoAuth() {
     return absl::FailedPreconditionError(
         "this API server has no token store (tidald --auth=none)");
@@ -455,6 +682,8 @@ class GrpcTidal final : public v1::Tidal::Service {
 
   TidalService* const s_;
   const ApiAuth* const auth_;
+  CallLimiter limiter_;
+  StallGuard stalls_;
 };
 
 // Credentials that read the files now and re-read them every
@@ -519,12 +748,43 @@ void ApiServer::Shutdown(absl::Duration grace) {
 
 void ApiServer::Wait() { impl_->server->Wait(); }
 
+std::string ApiServer::MetricsText() const {
+  const CallLimiter& l = impl_->grpc_service->limiter();
+  static constexpr std::pair<CallLimiter::Kind, const char*> kKinds[] = {
+      {CallLimiter::kApply, "apply"},
+      {CallLimiter::kRead, "read"},
+      {CallLimiter::kStream, "stream"}};
+  std::string text =
+      "# HELP tidal_api_calls_in_flight API calls being served, by kind "
+      "(apply: Apply, Delete and other writes; read: Get, List and the like; "
+      "stream: Watch and Logs)\n"
+      "# TYPE tidal_api_calls_in_flight gauge\n";
+  for (const auto& [kind, name] : kKinds) {
+    absl::StrAppend(&text, "tidal_api_calls_in_flight{kind=\"", name, "\"} ",
+                    l.in_flight(kind), "\n");
+  }
+  absl::StrAppend(&text,
+                  "# HELP tidal_api_calls_refused_total API calls refused "
+                  "with RESOURCE_EXHAUSTED at a limit of calls in flight "
+                  "(per client or in total, --api-max-*)\n"
+                  "# TYPE tidal_api_calls_refused_total counter\n");
+  for (const auto& [kind, name] : kKinds) {
+    absl::StrAppend(&text, "tidal_api_calls_refused_total{kind=\"", name,
+                    "\"} ", l.refused(kind), "\n");
+  }
+  return text;
+}
+
+std::shared_ptr<grpc::Channel> ApiServer::InProcessChannel() {
+  return impl_->server->InProcessChannel(grpc::ChannelArguments());
+}
+
 absl::StatusOr<std::unique_ptr<ApiServer>> StartServer(
     const std::string& address, TidalService* service, const ApiTlsOptions& tls,
-    const auth::ApiAuth* auth) {
+    const auth::ApiAuth* auth, const ApiLimits& limits) {
   auto impl = std::make_unique<ApiServer::Impl>();
   impl->service = service;
-  impl->grpc_service = std::make_unique<GrpcTidal>(service, auth);
+  impl->grpc_service = std::make_unique<GrpcTidal>(service, auth, limits);
   grpc::ServerBuilder builder;
   std::shared_ptr<grpc::ServerCredentials> creds;
   if (tls.enabled()) {
@@ -536,7 +796,9 @@ absl::StatusOr<std::unique_ptr<ApiServer>> StartServer(
   }
   builder.AddListeningPort(address, creds, &impl->port);
   builder.RegisterService(impl->grpc_service.get());
-  builder.SetMaxReceiveMessageSize(64 << 20);
+  api_thread_nice.store(std::clamp(limits.thread_nice, 0, 19));
+  builder.SetMaxReceiveMessageSize(
+      static_cast<int>(std::min<size_t>(limits.max_message_bytes, INT32_MAX)));
   builder.SetMaxSendMessageSize(64 << 20);
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT,
                              0);  // a busy port is an error

@@ -78,10 +78,10 @@ absl::Status TidalService::Logs(
   // of them with `previous` (kubectl logs --previous), or the one named.
   auto stopped_instances = [&]() {
     std::vector<v1::Instance> out;
-    for (auto& id : impl_->runtime->StoppedInstances(ns, req.app())) {
-      if (!req.instance().empty() && id != req.instance()) continue;
+    for (auto& s : impl_->runtime->StoppedInstances(ns, req.app())) {
+      if (!req.instance().empty() && s.id != req.instance()) continue;
       v1::Instance inst;
-      inst.set_id(std::move(id));
+      inst.set_id(std::move(s.id));
       out.push_back(std::move(inst));
     }
     return out;
@@ -157,6 +157,7 @@ absl::Status TidalService::Logs(
     options.tail_lines = initial ? req.tail_lines() : 0;
     options.follow = follow;
     options.local_only = req.from_node();
+    options.previous = stopped_only;
     auto stream = impl_->runtime->OpenLogs(inst.id(), options);
     if (!stream.ok()) {
       // An instance found while following may have no output yet (NotFound

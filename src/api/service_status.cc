@@ -17,6 +17,7 @@
 #include "api/spec.h"
 #include "common/proto_time.h"
 #include "common/status_macros.h"
+#include "scaler/load_history.h"
 #include "store/keys.h"
 
 namespace tidal {
@@ -57,6 +58,57 @@ absl::StatusOr<v1::TopResponse> TidalService::Top(const v1::TopRequest& req) {
   }
   if (!req.app().empty() && resp.apps().empty()) {
     return AppNotFound(NamespaceOr(req.namespace_()), req.app());
+  }
+  return resp;
+}
+
+absl::StatusOr<v1::HistoryResponse> TidalService::History(
+    const v1::HistoryRequest& req) {
+  const LoadHistory* history = impl_->options.history;
+  if (history == nullptr) {
+    return absl::FailedPreconditionError("this tidald keeps no history");
+  }
+  if (req.window_seconds() < 0 || req.window_seconds() > 86400) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("window_seconds: ", req.window_seconds(),
+                     " is not between 1 and 86400 (24 hours)"));
+  }
+  if (req.step_seconds() != 0 && req.step_seconds() != 1 &&
+      req.step_seconds() != 60) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("step_seconds: ", req.step_seconds(), " is not 1 or 60"));
+  }
+  const std::string ns = NamespaceOr(req.namespace_());
+  v1::HistoryResponse resp;
+  resp.set_now_unix(history->last_second());
+  // The history's own index: no store read, so a live view costs the store
+  // nothing.
+  for (const std::string& key : history->Keys()) {
+    const size_t slash = key.find('/');
+    const std::string app_ns = key.substr(0, slash);
+    const std::string name = key.substr(slash + 1);
+    if (!req.all_namespaces() && app_ns != ns) continue;
+    if (!req.app().empty() && name != req.app()) continue;
+    v1::AppHistory h;
+    if (!history->Read(app_ns, name, req, &h)) continue;
+    if (req.omit_idle() && h.scale_events().empty() &&
+        std::all_of(h.rps().begin(), h.rps().end(),
+                    [](double r) { return r == 0; })) {
+      continue;
+    }
+    *resp.add_apps() = std::move(h);
+  }
+  if (!req.app().empty() && resp.apps().empty() && !req.omit_idle()) {
+    // An app too new to have a second recorded has an empty history.
+    v1::GetRequest get;
+    get.set_namespace_(ns);
+    get.set_name(req.app());
+    RETURN_IF_ERROR(Get(get).status());
+    auto* h = resp.add_apps();
+    h->set_namespace_(ns);
+    h->set_app(req.app());
+    h->set_step_seconds(req.step_seconds() == 60 ? 60 : 1);
+    h->set_start_unix(resp.now_unix() + 1);
   }
   return resp;
 }

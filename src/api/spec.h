@@ -54,9 +54,13 @@ inline constexpr char kRedacted[] = "<redacted>";
 struct ParseResult {
   std::vector<ParsedApp> apps;
   std::vector<ParsedSecret> secrets;
+  // The first InputLimits::max_errors errors found; `more_errors` counts
+  // the others (not kept).
   std::vector<SpecError> errors;
+  int64_t more_errors = 0;
   bool ok() const { return errors.empty(); }
-  // InvalidArgument listing every error, one per line; OK when there is none.
+  // InvalidArgument listing the errors, one per line, then "... and K more
+  // errors" when some were not kept; OK when there is none.
   absl::Status ToStatus() const;
 };
 
@@ -68,6 +72,15 @@ struct ParseResult {
 ParseResult ParseApps(std::string_view yaml, std::string_view source,
                       std::string_view default_namespace = "default",
                       const ValidationOptions& opts = {});
+
+// The longest refusal message tidald sends (bytes): the errors that fit,
+// then "... and K more errors". gRPC carries a status message in trailing
+// metadata, which its clients refuse beyond 8 KiB by default.
+inline constexpr size_t kMaxRefusalBytes = 6000;
+
+// "... and K more errors (only the first N are listed)", the last line of a
+// refusal that lists N of N + K errors.
+std::string MoreErrors(int64_t more, int listed);
 
 // Validates an App built in code (no line numbers): the same rules as
 // ParseApps after parsing.

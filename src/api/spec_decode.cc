@@ -728,18 +728,48 @@ void ParseSecretDocument(const YAML::Node& root, const std::string& src,
 
 // One YAML document of the input, with the line where its text starts.
 struct Chunk {
-  std::string text;
+  std::string text;    // empty when `bytes` is over the split's cap
   int first_line = 0;  // 0-based line of the input where `text` starts
+  size_t bytes = 0;    // the document's size
 };
 
 // Splits a YAML stream at document markers ("---" and "..." at the start of
 // a line) so that each document is parsed alone: a syntax error in one does
 // not hide the errors of the others.
-std::vector<Chunk> SplitDocuments(absl::string_view yaml) {
+// Documents with nothing but blanks are left out. More than `max_chunks`
+// others: stops there and sets `*too_many_at` to the (1-based) line where
+// the first one too many starts; 0 otherwise. The text of a document over
+// `max_bytes` is not kept (only its size: it is refused unread).
+std::vector<Chunk> SplitDocuments(absl::string_view yaml, size_t max_chunks,
+                                  size_t max_bytes, int* too_many_at) {
   std::vector<Chunk> chunks;
+  // The document being read: what follows its "---" on that line (at the
+  // same columns), then yaml[from, to) verbatim. Copied once, when kept.
   Chunk cur;
+  std::string head;
+  size_t from = 0, to = 0;
   int line_no = 0;
   size_t pos = 0;
+  *too_many_at = 0;
+  // Keeps the document unless it is blank; false when it is one too many.
+  auto push = [&] {
+    const absl::string_view body = yaml.substr(from, to - from);
+    cur.bytes = head.size() + body.size();
+    if (absl::StripAsciiWhitespace(head).empty() &&
+        absl::StripAsciiWhitespace(body).empty()) {
+      return true;
+    }
+    if (chunks.size() >= max_chunks) {
+      *too_many_at = cur.first_line + 1;
+      return false;
+    }
+    if (cur.bytes <= max_bytes) {
+      cur.text.reserve(cur.bytes);
+      absl::StrAppend(&cur.text, head, body);
+    }
+    chunks.push_back(std::move(cur));
+    return true;
+  };
   while (pos <= yaml.size()) {
     size_t end = yaml.find('\n', pos);
     bool last = end == absl::string_view::npos;
@@ -749,24 +779,27 @@ std::vector<Chunk> SplitDocuments(absl::string_view yaml) {
       return absl::StartsWith(line, m) && (line.size() == 3 || line[3] == ' ' ||
                                            line[3] == '\t' || line[3] == '\r');
     };
+    const size_t next = last ? yaml.size() : end + 1;
     if (marker("---")) {
-      chunks.push_back(std::move(cur));
+      if (!push()) return chunks;
       cur = Chunk{};
       cur.first_line = line_no;
-      // Keep what follows the marker on its line, at the same columns.
-      absl::StrAppend(&cur.text, "   ", line.substr(3), "\n");
+      head = absl::StrCat("   ", line.substr(3), "\n");
+      from = to = next;
     } else if (marker("...")) {
-      chunks.push_back(std::move(cur));
+      if (!push()) return chunks;
       cur = Chunk{};
       cur.first_line = line_no + 1;
+      head.clear();
+      from = to = next;
     } else {
-      absl::StrAppend(&cur.text, line, last ? "" : "\n");
+      to = next;
     }
     if (last) break;
     pos = end + 1;
     ++line_no;
   }
-  chunks.push_back(std::move(cur));
+  push();
   return chunks;
 }
 
@@ -793,10 +826,18 @@ int ParsedApp::LineOf(std::string path) const {
   return line;
 }
 
+std::string MoreErrors(int64_t more, int listed) {
+  return absl::StrCat("... and ", more, " more error", more == 1 ? "" : "s",
+                      " (only the first ", listed, " are listed)");
+}
+
 absl::Status ParseResult::ToStatus() const {
   if (errors.empty()) return absl::OkStatus();
   std::vector<std::string> lines;
   for (const SpecError& e : errors) lines.push_back(e.ToString());
+  if (more_errors > 0) {
+    lines.push_back(MoreErrors(more_errors, static_cast<int>(errors.size())));
+  }
   return absl::InvalidArgumentError(absl::StrJoin(lines, "\n"));
 }
 
@@ -904,28 +945,83 @@ ParseResult ParseApps(std::string_view yaml, std::string_view source,
                       const ValidationOptions& opts) {
   ParseResult result;
   const std::string src(source);
-  if (size_t bad = FirstInvalidUtf8(yaml); bad != std::string_view::npos) {
-    const std::string_view before = yaml.substr(0, bad);
+  const InputLimits& in = opts.input;
+  const size_t max_errors = static_cast<size_t>(std::max(1, in.max_errors));
+  // Keeps the first max_errors errors and counts the others.
+  auto keep = [&](std::vector<SpecError>* errors) {
+    for (auto& e : *errors) {
+      if (result.errors.size() < max_errors) {
+        result.errors.push_back(std::move(e));
+      } else {
+        ++result.more_errors;
+      }
+    }
+    errors->clear();
+  };
+  // An error at byte `at` of the text.
+  auto at_byte = [&](size_t at, std::string msg) {
+    const std::string_view before = yaml.substr(0, at);
     const int line =
         1 + static_cast<int>(std::count(before.begin(), before.end(), '\n'));
     const size_t nl = before.rfind('\n');
     const int column =
-        static_cast<int>(bad - (nl == std::string_view::npos ? 0 : nl + 1) + 1);
-    result.errors.push_back(
-        {src, line, column, "",
-         absl::StrFormat("the text is not valid UTF-8 (byte 0x%02x); save the "
-                         "file as UTF-8",
-                         static_cast<unsigned char>(yaml[bad]))});
+        static_cast<int>(at - (nl == std::string_view::npos ? 0 : nl + 1) + 1);
+    result.errors.push_back({src, line, column, "", std::move(msg)});
     return result;
+  };
+  if (size_t bad = FirstInvalidUtf8(yaml); bad != std::string_view::npos) {
+    return at_byte(
+        bad,
+        absl::StrFormat("the text is not valid UTF-8 (byte 0x%02x); save the "
+                        "file as UTF-8",
+                        static_cast<unsigned char>(yaml[bad])));
+  }
+  if (size_t nul = yaml.find('\0'); nul != std::string_view::npos) {
+    // YAML text may not hold one (write "\0" in a double-quoted string).
+    return at_byte(nul, "the text holds a NUL byte, which YAML does not allow");
   }
   const std::string ns =
       default_namespace.empty() ? "default" : std::string(default_namespace);
   std::map<std::pair<std::string, std::string>, int> names;  // -> line
   std::map<std::pair<std::string, std::string>, int> secret_names;
   int documents = 0;
-  for (const Chunk& chunk : SplitDocuments(AV(yaml))) {
+  int too_many_at = 0;
+  std::vector<Chunk> chunks = SplitDocuments(
+      AV(yaml), static_cast<size_t>(std::max(1, in.max_documents)),
+      in.max_document_bytes, &too_many_at);
+  if (too_many_at > 0) {
+    result.errors.push_back(
+        {src, too_many_at, 0, "",
+         absl::StrCat("more than ", in.max_documents,
+                      " documents in one apply (tidald --api-max-documents); "
+                      "apply them in parts")});
+    return result;
+  }
+  for (const Chunk& chunk : chunks) {
+    if (result.errors.size() >= max_errors) {
+      ++result.more_errors;  // the rest is not even loaded
+      continue;
+    }
     std::vector<SpecError> errors;
     DocParser parser(src, chunk.first_line, &errors);
+    if (chunk.bytes > in.max_document_bytes) {
+      ++documents;
+      result.errors.push_back(
+          {src, chunk.first_line + 1, 0, "",
+           absl::StrCat("the document is ", chunk.bytes,
+                        " bytes, more than the ", in.max_document_bytes,
+                        " a spec may have (tidald --api-max-spec-size)")});
+      continue;
+    }
+    if (auto problem = internal::ScanDocument(chunk.text)) {
+      ++documents;
+      Loc l{problem->line > 0 ? problem->line + chunk.first_line : 0,
+            problem->column};
+      result.errors.push_back(
+          {src, l.line, l.column, "",
+           absl::StrCat("refused before loading: ", problem->message)});
+      continue;
+    }
     YAML::Node root;
     try {
       root = YAML::Load(chunk.text);
@@ -981,7 +1077,7 @@ ParseResult ParseApps(std::string_view yaml, std::string_view source,
                          return std::tie(a.line, a.column) <
                                 std::tie(b.line, b.column);
                        });
-      for (auto& e : errors) result.errors.push_back(std::move(e));
+      keep(&errors);
       result.secrets.push_back(std::move(secret));
       continue;
     }
@@ -1022,7 +1118,7 @@ ParseResult ParseApps(std::string_view yaml, std::string_view source,
                        return std::tie(a.line, a.column) <
                               std::tie(b.line, b.column);
                      });
-    for (auto& e : errors) result.errors.push_back(std::move(e));
+    keep(&errors);
     parsed.lines = parser.Lines();
     result.apps.push_back(std::move(parsed));
   }

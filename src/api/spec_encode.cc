@@ -20,6 +20,7 @@
 #include "api/spec.h"
 #include "api/spec_internal.h"
 #include "common/cron.h"
+#include "common/json_string.h"
 #include "common/units.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
@@ -267,38 +268,6 @@ bool NeedsQuotes(const std::string& s) {
   return false;
 }
 
-void JsonString(std::string* out, const std::string& s) {
-  out->push_back('"');
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out->append("\\\"");
-        break;
-      case '\\':
-        out->append("\\\\");
-        break;
-      case '\n':
-        out->append("\\n");
-        break;
-      case '\r':
-        out->append("\\r");
-        break;
-      case '\t':
-        out->append("\\t");
-        break;
-      default:
-        if (c < 0x20 || c == 0x7f) {
-          char buf[8];
-          snprintf(buf, sizeof(buf), "\\u%04x", c);
-          out->append(buf);
-        } else {
-          out->push_back(static_cast<char>(c));
-        }
-    }
-  }
-  out->push_back('"');
-}
-
 void EmitJson(std::string* out, const Value& v, int indent) {
   std::string pad(indent + 2, ' ');
   switch (v.type) {
@@ -312,7 +281,7 @@ void EmitJson(std::string* out, const Value& v, int indent) {
       out->append(FormatDouble(v.d));
       return;
     case Value::kString:
-      JsonString(out, v.s);
+      common::AppendJsonString(out, v.s);
       return;
     case Value::kList:
       if (v.list.empty()) {
@@ -335,7 +304,7 @@ void EmitJson(std::string* out, const Value& v, int indent) {
       out->append("{\n");
       for (size_t i = 0; i < v.map.size(); ++i) {
         out->append(pad);
-        JsonString(out, v.map[i].first);
+        common::AppendJsonString(out, v.map[i].first);
         out->append(": ");
         EmitJson(out, v.map[i].second, indent + 2);
         out->append(i + 1 < v.map.size() ? ",\n" : "\n");
@@ -357,7 +326,7 @@ std::string YamlScalar(const Value& v) {
       if (NeedsQuotes(v.s)) {
         // JSON's escapes are valid in a YAML double-quoted scalar.
         std::string out;
-        JsonString(&out, v.s);
+        common::AppendJsonString(&out, v.s);
         return out;
       }
       return v.s;
@@ -462,7 +431,7 @@ std::string AppToJson(const tidal::v1::App& app) {
 
 std::string JsonQuoted(const std::string& s) {
   std::string out;
-  JsonString(&out, s);
+  common::AppendJsonString(&out, s);
   return out;
 }
 

@@ -7,6 +7,7 @@
 // YAML into protos, spec_encode.cc writes protos as YAML and JSON.
 
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -95,5 +96,19 @@ inline constexpr char kSecretKind[] = "Secret";
 void CheckSecret(const tidal::v1::Secret& secret, const Reporter& report);
 // Letters, digits, '-', '_' and '.', at most 253 (a Kubernetes Secret key).
 bool IsSecretKey(absl::string_view s);
+
+// Why one document's YAML text may not be loaded: more nodes than
+// limits::kMaxYamlNodes (an alias counting as the nodes it stands for, so an
+// alias bomb is refused before YAML::Load or a walk over its nodes expands
+// it), nested deeper than kMaxYamlDepth, more aliases than kMaxYamlAliases,
+// or an alias inside the node it names (a cycle). Measured with yaml-cpp's
+// event parser, which builds nothing. nullopt: load it (a syntax error is
+// left to YAML::Load, which reports where).
+struct ScanProblem {
+  int line = 0;  // 1-based within `text`; 0 when unknown
+  int column = 0;
+  std::string message;
+};
+std::optional<ScanProblem> ScanDocument(const std::string& text);
 
 }  // namespace tidal::spec::internal

@@ -350,6 +350,9 @@ void CheckRules(const std::string& path, const tidal::v1::HPAScalingRules& r,
   }
   CheckEnum(JoinPath(path, "selectPolicy"), r.select_policy(),
             {"Max", "Min", "Disabled"}, report);
+  if (r.has_tolerance()) {
+    CheckRange(JoinPath(path, "tolerance"), r.tolerance(), 0, 10, report);
+  }
   for (int i = 0; i < r.policies_size(); ++i) {
     const auto& p = r.policies(i);
     std::string pp = IndexPath(JoinPath(path, "policies"), i);
@@ -388,7 +391,7 @@ void CheckScaling(const std::string& path, const tidal::v1::Scaling& s,
   CheckEnum(JoinPath(path, "metric"), s.metric(),
             {"concurrency", "rps", "cpu", "memory"}, report);
   CheckEnum(JoinPath(path, "algorithm"), s.algorithm(),
-            {"tidal", "kpa", "hpa", "keepalive"}, report);
+            {"tidal", "kpa", "hpa", "keepalive", "hybrid"}, report);
   if (s.has_target() && !(s.target() > 0)) {
     report(JoinPath(path, "target"),
            absl::StrCat("must be greater than 0, got ", s.target()));
@@ -442,6 +445,10 @@ void CheckScaling(const std::string& path, const tidal::v1::Scaling& s,
   }
   if (s.has_tick_ms()) {
     CheckDurationRange(JoinPath(path, "tick"), s.tick_ms(), 100, 60000, report);
+  }
+  if (s.has_target_wait_p99_ms()) {
+    CheckDurationRange(JoinPath(path, "targetWaitP99"), s.target_wait_p99_ms(),
+                       0, 600000, report);
   }
   if (s.has_behavior()) {
     std::string b = JoinPath(path, "behavior");

@@ -92,6 +92,12 @@ absl::StatusOr<std::vector<tidal::v1::App>> ParseInputs(
       ctx.err() << e.ToString() << "\n";
       ++errors;
     }
+    if (r.more_errors > 0) {
+      ctx.err() << spec::MoreErrors(r.more_errors,
+                                    static_cast<int>(r.errors.size()))
+                << "\n";
+      errors += static_cast<int>(r.more_errors);
+    }
     for (auto& p : r.apps) apps.push_back(std::move(p.app));
     for (auto& p : r.secrets) {
       if (secrets == nullptr) {
@@ -395,7 +401,8 @@ int DoDelete(Context& ctx, const DeleteFlags& f) {
       return DeleteNodes(ctx, f.args, f.dry_run);  // cluster_commands.cc
     }
     if (!f.args.empty() && (f.args[0] == "secret" || f.args[0] == "secrets")) {
-      return DeleteSecrets(ctx, f.args, f.dry_run);  // secret_commands.cc
+      return DeleteSecrets(ctx, f.args, f.dry_run,
+                           f.ignore_not_found);  // secret_commands.cc
     }
     if (f.args.empty() || (f.args[0] != "app" && f.args[0] != "apps")) {
       return ctx.Error(
@@ -413,7 +420,8 @@ int DoDelete(Context& ctx, const DeleteFlags& f) {
   for (const auto& [ns, name] : secret_targets) {
     std::string saved_ns = ctx.ns;
     ctx.ns = ns;
-    int rc = DeleteSecrets(ctx, {"secret", name}, f.dry_run);
+    int rc =
+        DeleteSecrets(ctx, {"secret", name}, f.dry_run, f.ignore_not_found);
     ctx.ns = saved_ns;
     if (rc != kExitOk) return rc;
   }
@@ -673,8 +681,8 @@ void AddApplyCommands(CLI::App& root, Context& ctx) {
                   "shortens the wait of an app already being deleted")
       ->capture_default_str();
   del->add_flag("--ignore-not-found", delete_flags->ignore_not_found,
-                "an app that does not exist is not an error (nothing is "
-                "printed for it)");
+                "an app or secret that does not exist is not an error "
+                "(nothing is printed for it)");
   del->add_flag("--force", delete_flags->force,
                 "with no --grace-period (or 0): kill the instances at once "
                 "(SIGKILL, no draining), so the name is free again at once");

@@ -76,8 +76,9 @@ void AddSecretCommands(CLI::App& root, Context& ctx);
 int GetSecrets(Context& ctx, const std::vector<std::string>& args, bool all,
                const std::string& selector, const std::string& output);
 int DescribeSecret(Context& ctx, const std::string& name);
+// `ignore_not_found`: a secret that does not exist is skipped silently.
 int DeleteSecrets(Context& ctx, const std::vector<std::string>& args,
-                  const std::string& dry_run);
+                  const std::string& dry_run, bool ignore_not_found = false);
 // The secret ns/name without its values (keys and sizes).
 absl::StatusOr<tidal::v1::Secret> GetSecret(Context& ctx, const std::string& ns,
                                             const std::string& name);

@@ -8,6 +8,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "cli/config_file.h"
@@ -290,7 +291,16 @@ int Context::Fail(const absl::Status& s) {
         err_ << "error: " << lines[0] << "\n";
       } else {
         for (const auto& l : lines) err_ << l << "\n";
-        err_ << "error: " << lines.size() << " problems; nothing was changed\n";
+        // tidald lists the first errors, then "... and K more errors".
+        int64_t problems = static_cast<int64_t>(lines.size());
+        int64_t more = 0;
+        if (absl::StartsWith(lines.back(), "... and ") &&
+            absl::SimpleAtoi(absl::string_view(lines.back())
+                                 .substr(8, lines.back().find(' ', 8) - 8),
+                             &more)) {
+          problems += more - 1;
+        }
+        err_ << "error: " << problems << " problems; nothing was changed\n";
       }
       return kExitUsage;
     }

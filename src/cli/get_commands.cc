@@ -479,7 +479,17 @@ int DoDescribe(Context& ctx, const DescribeFlags& f) {
   std::vector<tidal::v1::Event> events;
   if (auto r = ListEvents(ctx, false, f.args[1], f.events); r.ok())
     events = std::move(*r);
-  ctx.out() << DescribeApp(app, instances, events, absl::Now());
+  // The load of the last hour, from tidald's history (best effort too).
+  tidal::v1::HistoryRequest hreq;
+  hreq.set_namespace_(ctx.Namespace());
+  hreq.set_app(f.args[1]);
+  hreq.set_window_seconds(3600);
+  tidal::v1::HistoryResponse hist;
+  auto hcall = ctx.Call();
+  const bool loaded = ctx.Stub().History(hcall.get(), hreq, &hist).ok() &&
+                      hist.apps_size() == 1;
+  ctx.out() << DescribeApp(app, instances, events, absl::Now(),
+                           loaded ? &hist.apps(0) : nullptr);
   return kExitOk;
 }
 

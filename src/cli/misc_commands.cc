@@ -1,8 +1,14 @@
-// logs and version.
+// logs, version and dashboard.
+
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cstdlib>
+#include <cstring>
 #include <map>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "api/grpc_status.h"
 #include "cli/cli.h"
@@ -73,6 +79,67 @@ int DoVersion(Context& ctx, const VersionFlags& f) {
   return kExitOk;
 }
 
+struct DashboardFlags {
+  bool no_open = false;
+};
+
+// The dashboard's URL on the host tidalctl reaches tidald at (a wildcard
+// listen address means this machine).
+std::string DashboardUrl(const std::string& server, int port,
+                         const std::string& path) {
+  std::string host = server;
+  for (const char* scheme : {"https://", "http://"}) {
+    if (absl::StartsWith(host, scheme)) host = host.substr(strlen(scheme));
+  }
+  if (!host.empty() && host.front() == '[') {
+    host = host.substr(0, host.find(']') + 1);  // [::1]:7070
+  } else if (const size_t colon = host.rfind(':'); colon != std::string::npos) {
+    host = host.substr(0, colon);
+  }
+  if (host.empty() || host == "0.0.0.0" || host == "[::]" || host == "::") {
+    host = "127.0.0.1";
+  }
+  return absl::StrCat("http://", host, ":", port, path);
+}
+
+int DoDashboard(Context& ctx, const DashboardFlags& f) {
+  tidal::v1::VersionResponse v;
+  auto call = ctx.Call();
+  absl::Status s =
+      FromGrpc(ctx.Stub().Version(call.get(), tidal::v1::VersionRequest(), &v));
+  if (!s.ok()) return ctx.Fail(s);
+  if (v.dashboard_port() <= 0) {
+    return ctx.Error(
+        absl::StrCat("tidald at ", ctx.server(),
+                     " serves no dashboard (--dashboard-listen=off)"),
+        kExitFailure);
+  }
+  const std::string url =
+      DashboardUrl(ctx.server(), v.dashboard_port(), v.dashboard_path());
+  ctx.out() << url << "\n";
+  ctx.err() << "Sign in with a token (tidalctl auth create-token NAME -n NS "
+               "--role viewer); the page keeps it in the tab only.\n";
+  // A browser, where there is a desktop to show it on.
+  const bool desktop =
+      getenv("DISPLAY") != nullptr || getenv("WAYLAND_DISPLAY") != nullptr;
+  if (!f.no_open && desktop && access("/usr/bin/xdg-open", X_OK) == 0) {
+    pid_t pid = fork();
+    if (pid == 0) {
+      setsid();
+      int null = open("/dev/null", O_RDWR);
+      if (null >= 0) {
+        dup2(null, 0);
+        dup2(null, 1);
+        dup2(null, 2);
+      }
+      execl("/usr/bin/xdg-open", "xdg-open", url.c_str(),
+            static_cast<char*>(nullptr));
+      _exit(127);
+    }
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 void AddMiscCommands(CLI::App& root, Context& ctx) {
@@ -92,6 +159,15 @@ void AddMiscCommands(CLI::App& root, Context& ctx) {
                  "the output of the app's instances that have stopped "
                  "(crashed, replaced, scaled away), kept for a while (1h)");
   logs->callback([&ctx, lf] { Run(ctx, [&] { return DoLogs(ctx, *lf); }); });
+
+  auto df = std::make_shared<DashboardFlags>();
+  CLI::App* dashboard = root.add_subcommand(
+      "dashboard",
+      "Print the web dashboard's URL and open it in a browser (xdg-open)");
+  dashboard->add_flag("--no-open", df->no_open,
+                      "print the URL only, open no browser");
+  dashboard->callback(
+      [&ctx, df] { Run(ctx, [&] { return DoDashboard(ctx, *df); }); });
 
   auto vf = std::make_shared<VersionFlags>();
   CLI::App* version =

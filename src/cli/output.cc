@@ -4,6 +4,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <functional>
 #include <map>
 
 #include "absl/strings/ascii.h"
@@ -14,6 +15,7 @@
 #include "api/spec.h"
 #include "common/proto_time.h"
 #include "common/units.h"
+#include "tidal/v1/api.pb.h"
 
 namespace tidal::cli {
 
@@ -347,10 +349,89 @@ std::string MessageYaml(const google::protobuf::Message& m) {
   return out;
 }
 
+std::string Sparkline(const std::vector<double>& values, int width) {
+  static const char* kBlocks[] = {"\u2581", "\u2582", "\u2583", "\u2584",
+                                  "\u2585", "\u2586", "\u2587", "\u2588"};
+  std::vector<double> cells(width, 0);
+  if (!values.empty()) {
+    for (int c = 0; c < width; ++c) {
+      size_t from = values.size() * c / width;
+      size_t to = std::max(from + 1, values.size() * (c + 1) / width);
+      double sum = 0;
+      for (size_t i = from; i < to && i < values.size(); ++i) sum += values[i];
+      cells[c] = sum / static_cast<double>(to - from);
+    }
+  }
+  const double max = *std::max_element(cells.begin(), cells.end());
+  std::string out;
+  for (double v : cells) {
+    int level = max > 0 ? static_cast<int>(v / max * 7.0 + 0.5) : 0;
+    out += kBlocks[std::clamp(level, 0, 7)];
+  }
+  return out;
+}
+
+std::string DescribeLoad(const tidal::v1::AppHistory& h, absl::TimeZone tz) {
+  auto at = [&](int i) {
+    return absl::FormatTime(
+        "%H:%M:%S",
+        absl::FromUnixSeconds(h.start_unix() + i * h.step_seconds()), tz);
+  };
+  auto series = [&](const google::protobuf::RepeatedField<double>& v,
+                    const std::function<std::string(double)>& show) {
+    if (v.empty()) return std::string("-");
+    int peak = 0;
+    double sum = 0;
+    for (int i = 0; i < v.size(); ++i) {
+      if (v[i] > v[peak]) peak = i;
+      sum += v[i];
+    }
+    return absl::StrCat("now ", show(v[v.size() - 1]), ", mean ",
+                        show(sum / v.size()), ", peak ", show(v[peak]),
+                        v[peak] > 0 ? absl::StrCat(" at ", at(peak)) : "");
+  };
+  auto num = [](double v) { return absl::StrFormat("%.4g", v); };
+  auto ms = [](double v) { return absl::StrFormat("%.4gms", v); };
+  std::string out = "Load (last hour):\n";
+  auto line = [&](const std::string& name, const std::string& value) {
+    absl::StrAppend(&out, absl::StrFormat("  %-14s%s\n", name + ":", value));
+  };
+  if (h.rps().empty()) {
+    out += "  <none recorded yet>\n";
+    return out;
+  }
+  line("Requests/s", series(h.rps(), num));
+  line("Concurrency", series(h.concurrency(), num));
+  line("P99 latency", series(h.p99_ms(), ms));
+  auto range = [](const google::protobuf::RepeatedField<int32_t>& v) {
+    if (v.empty()) return std::string("-");
+    auto [lo, hi] = std::minmax_element(v.begin(), v.end());
+    return *lo == *hi ? absl::StrCat(*lo) : absl::StrCat(*lo, "-", *hi);
+  };
+  line("Replicas", absl::StrCat("desired ", range(h.desired_replicas()),
+                                ", ready ", range(h.ready_replicas())));
+  line("Requests/s",
+       absl::StrCat(Sparkline({h.rps().begin(), h.rps().end()}, 30), " (",
+                    at(0), " to ", at(h.rps().size() - 1), ")"));
+  if (!h.scale_events().empty()) {
+    out += "  Scale events:\n";
+    const int first = std::max(0, h.scale_events().size() - 10);
+    for (int i = first; i < h.scale_events().size(); ++i) {
+      const auto& e = h.scale_events(i);
+      absl::StrAppend(&out, "    ",
+                      absl::FormatTime(
+                          "%H:%M:%S", absl::FromUnixSeconds(e.time_unix()), tz),
+                      "  ", e.from_replicas(), " -> ", e.to_replicas(), "  ",
+                      e.reason(), "\n");
+    }
+  }
+  return out;
+}
+
 std::string DescribeApp(const tidal::v1::App& app,
                         const std::vector<tidal::v1::Instance>& instances,
                         const std::vector<tidal::v1::Event>& events,
-                        absl::Time now) {
+                        absl::Time now, const tidal::v1::AppHistory* load) {
   const auto& md = app.metadata();
   const auto& sp = app.spec();
   const auto& st = app.status();
@@ -544,6 +625,7 @@ std::string DescribeApp(const tidal::v1::App& app,
           t.message().empty() ? "" : absl::StrCat(": ", t.message()), "\n");
     }
   }
+  if (load != nullptr) out += DescribeLoad(*load, absl::LocalTimeZone());
   out += "Events:\n";
   if (events.empty()) {
     out += "  <none>\n";

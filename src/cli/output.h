@@ -10,6 +10,10 @@
 #include "absl/time/time.h"
 #include "tidal/v1/app.pb.h"
 
+namespace tidal::v1 {
+class AppHistory;  // tidal/v1/api.pb.h
+}  // namespace tidal::v1
+
 namespace tidal::cli {
 
 // kubectl's human durations: "45s", "5m30s", "45m", "5h30m", "30h", "3d5h",
@@ -76,10 +80,23 @@ std::string MessageYaml(const google::protobuf::Message& m);
 
 // `tidalctl describe app`: spec summary, status, conditions, instances and
 // recent events.
+// With `load` (tidald's history of the app: History), a "Load (last hour)"
+// section comes before the events.
 std::string DescribeApp(const tidal::v1::App& app,
                         const std::vector<tidal::v1::Instance>& instances,
                         const std::vector<tidal::v1::Event>& events,
-                        absl::Time now);
+                        absl::Time now,
+                        const tidal::v1::AppHistory* load = nullptr);
+
+// `values` as a line of `width` block characters (U+2581..U+2588), each the
+// mean of its share of the values, scaled to the largest; all zero: the
+// lowest block.
+std::string Sparkline(const std::vector<double>& values, int width);
+
+// The "Load (last hour)" section of describe: requests/s, concurrency and
+// p99 now and at their peak, the replicas' range, a sparkline, the scale
+// events with their reasons (times in `tz`).
+std::string DescribeLoad(const tidal::v1::AppHistory& h, absl::TimeZone tz);
 
 // The part of an app that `diff` compares: apiVersion, kind, metadata name,
 // namespace, labels and annotations, and the spec.

@@ -1,6 +1,8 @@
 // scale, top and simulate: the scaler's commands.
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <map>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
@@ -85,10 +87,32 @@ int DoTop(Context& ctx, const TopFlags& f) {
                                                   ctx.Namespace(), ".\n"));
     return kExitOk;
   }
+  // Each app's requests/s over the last 10 minutes, from tidald's history
+  // (docs/dashboard.md); "-" where it keeps none.
+  std::map<std::string, std::vector<double>> trend;
+  {
+    tidal::v1::HistoryRequest hreq;
+    hreq.set_namespace_(req.namespace_());
+    hreq.set_all_namespaces(req.all_namespaces());
+    hreq.set_app(req.app());
+    hreq.set_window_seconds(600);
+    hreq.set_step_seconds(1);
+    hreq.set_rps_only(true);
+    tidal::v1::HistoryResponse hist;
+    auto hcall = ctx.Call();
+    if (ctx.Stub().History(hcall.get(), hreq, &hist).ok()) {
+      for (const auto& h : hist.apps()) {
+        // Seconds before the app's first are zeros.
+        std::vector<double> v(std::max(0, 600 - h.rps_size()), 0.0);
+        v.insert(v.end(), h.rps().begin(), h.rps().end());
+        trend[absl::StrCat(h.namespace_(), "/", h.app())] = std::move(v);
+      }
+    }
+  }
   std::vector<std::string> cols;
   if (f.all_namespaces) cols.push_back("NAMESPACE");
   for (const char* c : {"NAME", "READY", "RPS", "CONCURRENCY", "P50", "P90",
-                        "P99", "2XX", "3XX", "4XX", "5XX"}) {
+                        "P99", "2XX", "3XX", "4XX", "5XX", "RPS(10M)"}) {
     cols.push_back(c);
   }
   Table t(cols);
@@ -106,6 +130,8 @@ int DoTop(Context& ctx, const TopFlags& f) {
     row.push_back(absl::StrCat(m.responses_3xx()));
     row.push_back(absl::StrCat(m.responses_4xx()));
     row.push_back(absl::StrCat(m.responses_5xx()));
+    auto tr = trend.find(absl::StrCat(m.namespace_(), "/", m.app()));
+    row.push_back(tr == trend.end() ? "-" : Sparkline(tr->second, 10));
     t.AddRow(std::move(row));
   }
   ctx.out() << t.Render();
@@ -202,7 +228,11 @@ void AddScaleCommands(CLI::App& root, Context& ctx) {
       ->capture_default_str();
   sim->add_option("--algorithm", mf->opts.algorithm,
                   "override spec.scaling.algorithm")
-      ->check(CLI::IsMember({"tidal", "kpa", "hpa", "keepalive"}));
+      ->check(CLI::IsMember({"tidal", "kpa", "hpa", "keepalive", "hybrid"}));
+  sim->add_flag("--compare", mf->opts.compare,
+                "every policy (tidal, kpa, hpa, keepalive, hybrid) on this "
+                "spec and trace, side by side; --plot draws their ready "
+                "replicas");
   sim->add_option("--seed", mf->opts.seed, "seed of the arrival process")
       ->capture_default_str();
   sim->add_option("--max-apps", mf->opts.max_apps,

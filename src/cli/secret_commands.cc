@@ -7,6 +7,7 @@
 #include <iterator>
 #include <map>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "api/grpc_status.h"
 #include "api/label_selector.h"
@@ -132,12 +133,13 @@ int DescribeSecret(Context& ctx, const std::string& name) {
 }
 
 int DeleteSecrets(Context& ctx, const std::vector<std::string>& args,
-                  const std::string& dry_run) {
+                  const std::string& dry_run, bool ignore_not_found) {
   if (args.size() < 2)
     return ctx.Error("delete secret: give at least one NAME", kExitUsage);
   for (size_t i = 1; i < args.size(); ++i) {
     if (dry_run == "client") {
       auto s = GetSecret(ctx, ctx.Namespace(), args[i]);
+      if (ignore_not_found && absl::IsNotFound(s.status())) continue;
       if (!s.ok()) return ctx.Fail(s.status());
       ctx.out() << "secret \"" << args[i] << "\" deleted (dry run)\n";
       continue;
@@ -149,6 +151,7 @@ int DeleteSecrets(Context& ctx, const std::vector<std::string>& args,
     tidal::v1::Secret resp;
     auto call = ctx.Call();
     absl::Status s = FromGrpc(ctx.Stub().DeleteSecret(call.get(), req, &resp));
+    if (ignore_not_found && absl::IsNotFound(s)) continue;
     if (!s.ok()) return ctx.Fail(s);
     ctx.out() << "secret \"" << args[i] << "\" deleted"
               << InNamespace(ctx.Namespace())

@@ -21,10 +21,12 @@ using scaler::AppScalerInputs;
 using scaler::AppScalerInputsFor;
 using scaler::MetricName;
 using scaler::ReadTrace;
+using scaler::RenderCompareSvg;
 using scaler::RenderSvg;
 using scaler::ResolveConfig;
 using scaler::ScaleEvent;
 using scaler::ScalerConfig;
+using scaler::SeriesPoint;
 using scaler::SimOptions;
 using scaler::SimResult;
 using scaler::SimStats;
@@ -41,6 +43,106 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
                    std::istreambuf_iterator<char>());
   if (in.bad()) return absl::NotFoundError(absl::StrCat("cannot read ", path));
   return text;
+}
+
+// "target 10 per instance (scaling at 70% of it: 7)": the spec's target as
+// written, and the utilization the scaler aims at apart (as `get apps -o
+// wide` shows them).
+std::string DescribeTarget(const ScalerConfig& cfg) {
+  std::string target = absl::StrFormat("target %.4g per instance", cfg.target);
+  if (cfg.TargetValue() != cfg.target) {
+    absl::StrAppendFormat(&target, " (scaling at %.4g%% of it: %.4g)",
+                          cfg.target_utilization, cfg.TargetValue());
+  }
+  return target;
+}
+
+// "metric concurrency, target ..., start delay 1s, 8 per instance".
+std::string DescribeModel(const ScalerConfig& cfg, const SimOptions& so) {
+  return absl::StrFormat("metric %s, %s, start delay %s, %d per instance",
+                         MetricName(cfg.metric), DescribeTarget(cfg),
+                         absl::FormatDuration(so.model.start_delay),
+                         so.model.concurrency);
+}
+
+absl::Status WritePlot(const std::string& path, const std::string& svg,
+                       std::ostream& out) {
+  std::ofstream f(path);
+  if (!f)
+    return absl::InvalidArgumentError(absl::StrCat("cannot write ", path));
+  f << svg;
+  if (!f) return absl::InternalError(absl::StrCat("writing ", path, " failed"));
+  out << "plot written to " << path << "\n";
+  return absl::OkStatus();
+}
+
+std::string PlotTitle(const tidal::v1::App& app, const std::string& what,
+                      const std::string& trace_path) {
+  return absl::StrCat("tidal simulate: ", app.metadata().name(), " (", what,
+                      ") on ",
+                      std::filesystem::path(trace_path).filename().string());
+}
+
+// --compare: the spec under each policy, one line of figures each.
+absl::Status RunCompare(const tidal::v1::App& app, const SimulateOptions& opts,
+                        const Trace& trace, std::ostream& out) {
+  SimOptions base = SimOptionsFor(app, opts);
+  ASSIGN_OR_RETURN(ScalerConfig spec_cfg,
+                   ResolveConfig(base.scaling, base.model.concurrency));
+  out << absl::StrFormat("app %s: %s; the spec's algorithm is %s (*)\n",
+                         app.metadata().name(), DescribeModel(spec_cfg, base),
+                         AlgorithmName(spec_cfg.algorithm));
+  struct Policy {
+    const char* algorithm;
+    const char* what;
+  };
+  const Policy policies[] = {
+      {"tidal", "default"},           {"kpa", "Knative KPA"},
+      {"hpa", "Kubernetes HPA"},      {"keepalive", "fixed keep-alive"},
+      {"hybrid", "hybrid histogram"},
+  };
+  out << absl::StrFormat("  %-34s %14s %12s %8s %9s %9s %9s %10s %8s %5s\n",
+                         "POLICY", "INSTANCE-HOURS", "COLD-STARTS", "COLD%",
+                         "WAITED", "P50-WAIT", "P99-WAIT", "P99.9-WAIT",
+                         "DROPPED", "PEAK");
+  std::vector<std::string> names;
+  std::vector<std::vector<SeriesPoint>> runs;
+  std::vector<SeriesPoint> load;
+  for (const Policy& p : policies) {
+    SimOptions so = base;
+    so.scaling.set_algorithm(p.algorithm);
+    // The keep-alive baseline is the fixed 10 minutes of FaaS platforms
+    // (bench/scaler_traces' keepalive-10m), unless the spec is that policy:
+    // the spec's scaleToZeroGracePeriod is Knative's grace period.
+    if (std::string(p.algorithm) == "keepalive" &&
+        spec_cfg.algorithm != scaler::Algorithm::kKeepAlive) {
+      so.scaling.set_scale_to_zero_grace_period_ms(10 * 60 * 1000);
+    }
+    ASSIGN_OR_RETURN(ScalerConfig cfg,
+                     ResolveConfig(so.scaling, so.model.concurrency));
+    ASSIGN_OR_RETURN(SimResult r, Simulate(trace, so));
+    std::string name = absl::StrCat(p.algorithm, " (", p.what);
+    if (cfg.algorithm == scaler::Algorithm::kKeepAlive) {
+      absl::StrAppend(&name, " ", absl::FormatDuration(cfg.keep_alive));
+    }
+    absl::StrAppend(&name, ")");
+    const bool own = cfg.algorithm == spec_cfg.algorithm;
+    const SimStats& s = r.all;
+    out << absl::StrFormat(
+        "%s %-34s %14.2f %12d %7.3f%% %9d %8.3fs %8.3fs %9.3fs %8d %5d\n",
+        own ? "*" : " ", name, s.instance_seconds / 3600, s.cold_starts,
+        100 * s.ColdStartRate(), s.waited, s.p50_wait_s, s.p99_wait_s,
+        s.p999_wait_s, s.dropped, r.peak_replicas);
+    names.push_back(std::move(name));
+    if (load.empty()) load = r.series;
+    runs.push_back(std::move(r.series));
+  }
+  if (opts.plot_path.empty()) return absl::OkStatus();
+  return WritePlot(
+      opts.plot_path,
+      RenderCompareSvg(load, names, runs,
+                       PlotTitle(app, "policies compared", opts.trace_path)),
+      out);
 }
 
 }  // namespace
@@ -122,33 +224,29 @@ absl::Status RunSimulateCommand(const SimulateOptions& opts,
 
 absl::Status RunSimulateCommand(const SimulateOptions& opts, std::ostream& out,
                                 std::ostream& err) {
+  if (opts.compare && !opts.algorithm.empty()) {
+    return absl::InvalidArgumentError(
+        "--compare runs every algorithm; it cannot be combined with "
+        "--algorithm");
+  }
   ASSIGN_OR_RETURN(tidal::v1::App app,
                    ReadSimulatedApp(opts.spec_path, opts.app, err));
-  const SimOptions so = SimOptionsFor(app, opts);
   TraceOptions to;
   to.seed = opts.seed;
   to.max_apps = opts.max_apps;
   ASSIGN_OR_RETURN(Trace trace, ReadTrace(opts.trace_path, to));
+  int64_t requests = 0;
+  for (const auto& a : trace.apps) requests += a.requests.size();
+  out << absl::StrFormat("trace %s: %d apps, %d requests, %.0f s\n",
+                         opts.trace_path, trace.apps.size(), requests,
+                         trace.duration_s);
+  if (opts.compare) return RunCompare(app, opts, trace, out);
+  const SimOptions so = SimOptionsFor(app, opts);
   ASSIGN_OR_RETURN(SimResult r, Simulate(trace, so));
   ASSIGN_OR_RETURN(ScalerConfig cfg,
                    ResolveConfig(so.scaling, so.model.concurrency));
-
-  out << absl::StrFormat("trace %s: %d apps, %d requests, %.0f s\n",
-                         opts.trace_path, r.all.apps, r.all.requests,
-                         trace.duration_s);
-  // The spec's target as written, and the utilization the scaler aims at
-  // apart (as `get apps -o wide` shows them).
-  std::string target = absl::StrFormat("target %.4g per instance", cfg.target);
-  if (cfg.TargetValue() != cfg.target) {
-    absl::StrAppendFormat(&target, " (scaling at %.4g%% of it: %.4g)",
-                          cfg.target_utilization, cfg.TargetValue());
-  }
-  out << absl::StrFormat(
-      "app %s: algorithm %s, metric %s, %s, start delay %s, %d per "
-      "instance\n",
-      app.metadata().name(), AlgorithmName(cfg.algorithm),
-      MetricName(cfg.metric), target, absl::FormatDuration(opts.start_delay),
-      so.model.concurrency);
+  out << absl::StrFormat("app %s: algorithm %s, %s\n", app.metadata().name(),
+                         AlgorithmName(cfg.algorithm), DescribeModel(cfg, so));
   auto line = [&](const char* label, const SimStats& s) {
     out << absl::StrFormat(
         "%-8s apps %4d  requests %9d  instance-seconds %12.0f  cold starts %7d "
@@ -171,20 +269,11 @@ absl::Status RunSimulateCommand(const SimulateOptions& opts, std::ostream& out,
     out << "  ...\n";
   }
   if (!opts.plot_path.empty()) {
-    std::ofstream f(opts.plot_path);
-    if (!f)
-      return absl::InvalidArgumentError(
-          absl::StrCat("cannot write ", opts.plot_path));
-    f << RenderSvg(
-        r.series,
-        absl::StrCat(
-            "tidal simulate: ", app.metadata().name(), " (",
-            AlgorithmName(cfg.algorithm), ") on ",
-            std::filesystem::path(opts.trace_path).filename().string()));
-    if (!f)
-      return absl::InternalError(
-          absl::StrCat("writing ", opts.plot_path, " failed"));
-    out << "plot written to " << opts.plot_path << "\n";
+    RETURN_IF_ERROR(WritePlot(
+        opts.plot_path,
+        RenderSvg(r.series, PlotTitle(app, AlgorithmName(cfg.algorithm),
+                                      opts.trace_path)),
+        out));
   }
   return absl::OkStatus();
 }

@@ -1,10 +1,11 @@
 #pragma once
 
-// `tidalctl simulate -f app.yaml --trace FILE [--app NAME] [--plot out.svg]`:
-// replays a trace through an app's scaling spec in the simulator and prints
-// the figures and the scale events. The spec file is parsed and validated by
-// the API's parser (spec::ParseApps, as `tidalctl apply` does), and the
-// AppScaler is built from the parsed App by the planner's rules
+// `tidalctl simulate -f app.yaml --trace FILE [--app NAME] [--plot out.svg]
+// [--compare]`: replays a trace through an app's scaling spec in the
+// simulator and prints the figures and the scale events (--compare: the
+// figures of every policy on that spec, side by side). The spec file is parsed
+// and validated by the API's parser (spec::ParseApps, as `tidalctl apply`
+// does), and the AppScaler is built from the parsed App by the planner's rules
 // (AppScalerInputsFor), so a simulated spec behaves as it would in tidald.
 // Lives in the CLI: the scaler library does not depend on the API parser.
 // Thread-compatible.
@@ -34,6 +35,11 @@ struct SimulateOptions {
   int max_apps = 0;        // 0: every app of the trace
   size_t max_events = 20;  // scale events printed
   std::string algorithm;   // "" = the spec's
+  // Every policy side by side on the same spec and trace (the spec with its
+  // algorithm replaced by tidal, kpa, hpa, keepalive and hybrid): one line
+  // of figures each, the spec's own marked; the plot draws each policy's
+  // ready replicas over the load. Exclusive with `algorithm`.
+  bool compare = false;
 };
 
 // Reads and validates `path` and returns the app named `app_name` ("" = the

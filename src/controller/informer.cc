@@ -205,6 +205,12 @@ std::vector<std::string> AppInformer::Keys() {
   return keys;
 }
 
+void AppInformer::ForEach(
+    const std::function<void(const tidal::v1::App&)>& visit) {
+  absl::MutexLock lock(&mu_);
+  for (const auto& [key, app] : cache_) visit(app);
+}
+
 size_t AppInformer::Size() {
   absl::MutexLock lock(&mu_);
   return cache_.size();

@@ -40,6 +40,9 @@ class AppInformer {
 
   std::optional<tidal::v1::App> Get(const std::string& key);
   std::vector<std::string> Keys();
+  // Calls `visit` for every cached app, under the cache's lock (`visit`
+  // must not call back into the informer).
+  void ForEach(const std::function<void(const tidal::v1::App&)>& visit);
   size_t Size();
 
  private:

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -104,6 +105,16 @@ class AdminServer::Impl {
         *socket, *buffer, *req,
         [this, socket, buffer, req](beast::error_code ec, size_t) {
           if (ec) return;
+          if (takes_ && takes_(std::string(req->target()))) {
+            std::ostringstream os;
+            os << *req;
+            std::string consumed = os.str();
+            consumed += beast::buffers_to_string(buffer->data());
+            beast::error_code rec;
+            int fd = socket->release(rec);
+            if (!rec) adopt_(fd, std::move(consumed));
+            return;
+          }
           auto res = std::make_shared<http::response<http::string_body>>();
           Handle(*req, res.get());
           http::async_write(
@@ -148,6 +159,12 @@ class AdminServer::Impl {
   std::function<std::string()> metrics_;
   std::function<absl::Status()> ready_;
   std::function<std::string()> ready_detail_;
+
+ public:
+  std::function<bool(const std::string&)> takes_;
+  std::function<void(int, std::string)> adopt_;
+
+ private:
   asio::io_context io_;
   tcp::acceptor acceptor_;
   asio::steady_timer backoff_{io_};
@@ -162,6 +179,12 @@ AdminServer::AdminServer(std::function<std::string()> metrics,
     : impl_(std::make_unique<Impl>(std::move(metrics), std::move(ready),
                                    std::move(ready_detail))) {}
 AdminServer::~AdminServer() { Stop(); }
+void AdminServer::set_handoff(
+    std::function<bool(const std::string& target)> takes,
+    std::function<void(int fd, std::string consumed)> adopt) {
+  impl_->takes_ = std::move(takes);
+  impl_->adopt_ = std::move(adopt);
+}
 absl::Status AdminServer::Start(const std::string& address) {
   return impl_->Start(address);
 }
@@ -240,6 +263,20 @@ std::string AppMetricsText(const std::vector<tidal::v1::App>& apps) {
                     " gauge\n");
     for (const auto& a : apps)
       absl::StrAppend(&out, s.name, "{", labels(a), "} ", s.value(a), "\n");
+  }
+  absl::StrAppend(&out,
+                  "# HELP tidal_app_rollbacks_total Automatic rollbacks of "
+                  "the app's releases by reason (status.rollout.rollbacks)\n"
+                  "# TYPE tidal_app_rollbacks_total counter\n");
+  for (const auto& a : apps) {
+    // In reason order (a proto map has none).
+    std::map<std::string, int64_t> by_reason(
+        a.status().rollout().rollbacks().begin(),
+        a.status().rollout().rollbacks().end());
+    for (const auto& [reason, n] : by_reason) {
+      absl::StrAppend(&out, "tidal_app_rollbacks_total{", labels(a),
+                      ",reason=\"", reason, "\"} ", n, "\n");
+    }
   }
   absl::StrAppend(&out,
                   "# HELP tidal_app_rollout_phase The phase of the app's "

@@ -24,6 +24,13 @@ class AdminServer {
               std::function<std::string()> ready_detail = nullptr);
   ~AdminServer();
 
+  // Requests whose target `takes` accepts are handed over with their
+  // connection: `adopt` gets the socket and the bytes read from it (the
+  // request, and what followed); the admin server forgets it (the
+  // dashboard under /ui/). Before Start.
+  void set_handoff(std::function<bool(const std::string& target)> takes,
+                   std::function<void(int fd, std::string consumed)> adopt);
+
   // address "host:port" (port 0: any free port).
   absl::Status Start(const std::string& address);
   void Stop();

@@ -41,6 +41,75 @@ absl::StatusOr<absl::Duration> PositiveDurationFlag(const std::string& flag,
   return absl::Milliseconds(*ms);
 }
 
+// The API's limits (--api-*): message and spec sizes, documents and errors
+// of an apply, calls in flight, stalled streams.
+absl::Status MakeApiLimits(const DaemonFlags& flags, DaemonConfig* c) {
+  auto bytes = [](const std::string& flag, const std::string& value,
+                  int64_t min, int64_t max) -> absl::StatusOr<int64_t> {
+    auto v = ParseBytes(value);
+    if (!v.ok()) return FlagError(flag, std::string(v.status().message()));
+    if (*v < min || *v > max) {
+      return FlagError(flag, absl::StrCat("must be between ", min, " and ", max,
+                                          " bytes, got ", value));
+    }
+    return *v;
+  };
+  ApiLimits& api = c->api_limits;
+  ASSIGN_OR_RETURN(int64_t message,
+                   bytes("--api-max-message-size", flags.api_max_message_size,
+                         64 << 10, int64_t{1} << 30));
+  api.max_message_bytes = static_cast<size_t>(message);
+  spec::InputLimits& in = c->validation.input;
+  ASSIGN_OR_RETURN(int64_t spec_size,
+                   bytes("--api-max-spec-size", flags.api_max_spec_size,
+                         16 << 10, int64_t{1} << 30));
+  in.max_document_bytes = static_cast<size_t>(spec_size);
+  struct Count {
+    const char* flag;
+    int value;
+    int min;
+  };
+  for (const Count& n :
+       {Count{"--api-max-documents", flags.api_max_documents, 1},
+        Count{"--api-max-errors", flags.api_max_errors, 1},
+        Count{"--api-max-applies", flags.api_max_applies, 0},
+        Count{"--api-max-applies-per-client", flags.api_max_applies_per_client,
+              0},
+        Count{"--api-max-reads", flags.api_max_reads, 0},
+        Count{"--api-max-reads-per-client", flags.api_max_reads_per_client, 0},
+        Count{"--api-max-streams", flags.api_max_streams, 0},
+        Count{"--api-max-streams-per-client", flags.api_max_streams_per_client,
+              0}}) {
+    if (n.value < n.min) {
+      return FlagError(n.flag, absl::StrCat("must be at least ", n.min,
+                                            n.min == 0 ? " (0: no limit)" : "",
+                                            ", got ", n.value));
+    }
+  }
+  in.max_documents = flags.api_max_documents;
+  in.max_errors = flags.api_max_errors;
+  api.max_applies = flags.api_max_applies;
+  api.max_applies_per_client = flags.api_max_applies_per_client;
+  api.max_reads = flags.api_max_reads;
+  api.max_reads_per_client = flags.api_max_reads_per_client;
+  api.max_streams = flags.api_max_streams;
+  api.max_streams_per_client = flags.api_max_streams_per_client;
+  auto stall = ParseDurationMs(flags.api_stream_stall_timeout);
+  if (!stall.ok() || *stall < 0) {
+    return FlagError("--api-stream-stall-timeout",
+                     stall.ok() ? "must be >= 0 (0: never)"
+                                : std::string(stall.status().message()));
+  }
+  api.stream_stall_timeout = absl::Milliseconds(*stall);
+  if (flags.api_thread_nice < 0 || flags.api_thread_nice > 19) {
+    return FlagError("--api-thread-nice",
+                     absl::StrCat("must be 0 to 19 (0: as tidald), got ",
+                                  flags.api_thread_nice));
+  }
+  api.thread_nice = flags.api_thread_nice;
+  return absl::OkStatus();
+}
+
 // A byte quantity flag ("10Mi"), at least 0; `zero` says what 0 means.
 absl::StatusOr<int64_t> BytesFlag(const std::string& flag,
                                   const std::string& text, const char* zero) {
@@ -293,6 +362,11 @@ absl::StatusOr<DaemonConfig> MakeDaemonConfig(const DaemonFlags& flags,
                                       : absl::StrCat("--store ", flags.store);
   c.api_listen = flags.listen;
   c.admin_listen = flags.admin_listen;
+  c.dashboard_listen = flags.dashboard_listen;
+  if (!c.dashboard_listen.empty() && c.dashboard_listen != "off") {
+    RETURN_IF_ERROR(
+        SplitHostPort(c.dashboard_listen, "dashboard-listen").status());
+  }
   c.domain = flags.domain;
   c.stop_instances_on_exit = flags.stop_instances_on_exit;
 
@@ -348,6 +422,7 @@ absl::StatusOr<DaemonConfig> MakeDaemonConfig(const DaemonFlags& flags,
   }
   c.max_instances_per_namespace = flags.max_instances_per_namespace;
   c.max_instances_per_app = std::min(vopts.max_instances_per_app, vopts.ports);
+  RETURN_IF_ERROR(MakeApiLimits(flags, &c));
   {
     // auto: allowed only when the API itself is bound to loopback (a
     // single-user machine), refused when it is reachable from elsewhere.
@@ -455,6 +530,9 @@ absl::StatusOr<DaemonConfig> MakeDaemonConfig(const DaemonFlags& flags,
     return FlagError("--log-max-files", "must be >= 1");
   }
   ropts.log_rotated_files = flags.log_max_files;
+  ASSIGN_OR_RETURN(ropts.stopped_log_retention,
+                   PositiveDurationFlag("--stopped-log-retention",
+                                        flags.stopped_log_retention));
   if (absl::EndsWith(flags.log_min_free, "%")) {
     double pct = 0;
     if (!absl::SimpleAtod(absl::StripSuffix(flags.log_min_free, "%"), &pct) ||
@@ -521,6 +599,26 @@ absl::StatusOr<DaemonConfig> MakeDaemonConfig(const DaemonFlags& flags,
   ASSIGN_OR_RETURN(gopts.tunnel_idle_timeout,
                    PositiveDurationFlag("--gateway-tunnel-idle-timeout",
                                         flags.gateway_tunnel_idle_timeout));
+  ASSIGN_OR_RETURN(gopts.header_timeout,
+                   PositiveDurationFlag("--gateway-header-timeout",
+                                        flags.gateway_header_timeout));
+  if (flags.gateway_max_connections_per_client < 0 ||
+      flags.gateway_max_idle_connections < 0) {
+    return FlagError(flags.gateway_max_idle_connections < 0
+                         ? "--gateway-max-idle-connections"
+                         : "--gateway-max-connections-per-client",
+                     "must be >= 0 (0 = no limit)");
+  }
+  gopts.max_connections_per_client = flags.gateway_max_connections_per_client;
+  gopts.max_idle_connections = flags.gateway_max_idle_connections;
+  auto max_response = ParseBytes(flags.gateway_max_response_body);
+  if (!max_response.ok() || *max_response < 0) {
+    return FlagError("--gateway-max-response-body",
+                     max_response.ok()
+                         ? "must be >= 0 (0 = unlimited)"
+                         : std::string(max_response.status().message()));
+  }
+  gopts.max_response_body_bytes = static_cast<uint64_t>(*max_response);
 
   RETURN_IF_ERROR(MakeTlsOptions(flags, &c));
 

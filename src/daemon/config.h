@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "api/api_limits.h"
 #include "api/api_tls.h"
 #include "api/audit.h"
 #include "api/limits.h"
@@ -31,6 +32,9 @@ struct DaemonFlags {
   std::string listen = "127.0.0.1:7070";
   std::string gateway_listen = "127.0.0.1:8080";
   std::string admin_listen = "127.0.0.1:9090";
+  // The web dashboard: "" (the admin address, under /ui/), "off", or an
+  // address of its own.
+  std::string dashboard_listen;
   std::string domain = "tidal.localhost";
   std::string store;
   std::string log_level = "info";
@@ -49,6 +53,23 @@ struct DaemonFlags {
   std::string gateway_idle_timeout = "60s";
   std::string gateway_tunnel_idle_timeout = "1h";
   int64_t gateway_max_connections = 0;  // 0: derived from the fd limit
+  int64_t gateway_max_connections_per_client = 1024;
+  int64_t gateway_max_idle_connections = 4096;
+  std::string gateway_header_timeout = "10s";
+  std::string gateway_max_response_body = "0";
+  // The API's limits (api/api_limits.h, spec::InputLimits).
+  std::string api_max_message_size = "4Mi";
+  int api_max_documents = 500;
+  std::string api_max_spec_size = "2Mi";
+  int api_max_errors = 50;
+  int api_max_applies = 16;
+  int api_max_applies_per_client = 4;
+  int api_max_reads = 64;
+  int api_max_reads_per_client = 16;
+  int api_max_streams = 256;
+  int api_max_streams_per_client = 32;
+  std::string api_stream_stall_timeout = "30s";
+  int api_thread_nice = 10;
   std::string startup_timeout = "2m";
   bool store_check = false;
   std::string store_backup;
@@ -69,6 +90,9 @@ struct DaemonFlags {
   int log_max_files = 1;
   std::string log_rate_limit = "4Mi";
   std::string log_min_free = "512Mi";
+  // How long the log of a stopped instance stays (`tidalctl logs
+  // --previous`) after its last write.
+  std::string stopped_log_retention = "1h";
   // The IPv4 address instances listen on (their HOST), are probed on and are
   // reached at (Instance.host): on several hosts, one the other nodes reach.
   std::string instance_host = "127.0.0.1";
@@ -159,10 +183,14 @@ struct DaemonConfig {
   gateway::GatewayOptions gateway;
   std::string api_listen;
   ApiTlsOptions api_tls;
+  ApiLimits api_limits;
   // CA file other nodes' API certificates are checked against (HA log
   // relay); empty: api_tls.client_ca_file, else the system's roots.
   std::string tls_peer_ca;
   std::string admin_listen;
+  // --dashboard-listen: "" serves the dashboard on the admin address under
+  // /ui/; "off" serves none; else HOST:PORT of its own (docs/dashboard.md).
+  std::string dashboard_listen;
   std::string domain;
 
   // Limits on specs (Apply, Scale) and on what the reconciler starts.

@@ -112,6 +112,9 @@ int main(int argc, char** argv) {
   app.add_option("--admin-listen", flags.admin_listen,
                  "Admin address (/metrics, /healthz, /readyz)")
       ->capture_default_str();
+  app.add_option("--dashboard-listen", flags.dashboard_listen,
+                 "Web dashboard address (default: the admin address, under "
+                 "/ui/; \"off\": none)");
   app.add_option("--domain", flags.domain,
                  "Apps are served at <app>.<namespace>.<domain>")
       ->capture_default_str();
@@ -165,6 +168,11 @@ int main(int argc, char** argv) {
   app.add_option("--log-max-files", flags.log_max_files,
                  "Rotated log files kept per instance (<log>.1 ... .N)")
       ->capture_default_str();
+  app.add_option("--stopped-log-retention", flags.stopped_log_retention,
+                 "How long the log of a stopped instance (crashed, replaced, "
+                 "scaled away) is kept after its last write, for `tidalctl "
+                 "logs --previous`")
+      ->capture_default_str();
   app.add_option("--log-rate-limit", flags.log_rate_limit,
                  "Instance output kept per second (burst: 4 seconds' worth); "
                  "the rest is dropped and counted (0 = no limit)")
@@ -207,6 +215,67 @@ int main(int argc, char** argv) {
                  "one per idle pooled upstream connection; beyond it new "
                  "connections get 503 (0 = the file descriptor limit less a "
                  "reserve of a quarter, at least 128)")
+      ->capture_default_str();
+  app.add_option("--gateway-max-connections-per-client",
+                 flags.gateway_max_connections_per_client,
+                 "Client connections one address may hold at once; beyond "
+                 "it new ones get 503 (0 = no limit)")
+      ->capture_default_str();
+  app.add_option("--gateway-max-idle-connections",
+                 flags.gateway_max_idle_connections,
+                 "Client connections waiting for a request (kept alive, or "
+                 "new and silent); beyond it the longest idle is closed (0 = "
+                 "no limit)")
+      ->capture_default_str();
+  app.add_option("--gateway-header-timeout", flags.gateway_header_timeout,
+                 "A request header must arrive whole within this of its "
+                 "connection (or of its first byte on a kept-alive one); "
+                 "then the connection is closed (slowloris)")
+      ->capture_default_str();
+  app.add_option("--gateway-max-response-body", flags.gateway_max_response_body,
+                 "Largest response body relayed from an instance; beyond it "
+                 "the response is cut (0 = unlimited)")
+      ->capture_default_str();
+  app.add_option("--api-max-message-size", flags.api_max_message_size,
+                 "Largest request the API receives (RESOURCE_EXHAUSTED "
+                 "beyond it)")
+      ->capture_default_str();
+  app.add_option("--api-max-documents", flags.api_max_documents,
+                 "Documents (apps and secrets) of one apply")
+      ->capture_default_str();
+  app.add_option("--api-max-spec-size", flags.api_max_spec_size,
+                 "Largest document (one app's or secret's YAML) of an apply")
+      ->capture_default_str();
+  app.add_option("--api-max-errors", flags.api_max_errors,
+                 "Errors one refused apply lists (then \"and K more\")")
+      ->capture_default_str();
+  app.add_option("--api-max-applies", flags.api_max_applies,
+                 "Apply, Scale, Delete and Rollout calls in flight (0 = no "
+                 "limit); more get RESOURCE_EXHAUSTED with a retry hint")
+      ->capture_default_str();
+  app.add_option("--api-max-applies-per-client",
+                 flags.api_max_applies_per_client,
+                 "The same, per client (token, else address)")
+      ->capture_default_str();
+  app.add_option("--api-max-reads", flags.api_max_reads,
+                 "Get and List calls in flight (0 = no limit)")
+      ->capture_default_str();
+  app.add_option("--api-max-reads-per-client", flags.api_max_reads_per_client,
+                 "The same, per client")
+      ->capture_default_str();
+  app.add_option("--api-max-streams", flags.api_max_streams,
+                 "Watch and Logs streams open (0 = no limit)")
+      ->capture_default_str();
+  app.add_option("--api-max-streams-per-client",
+                 flags.api_max_streams_per_client, "The same, per client")
+      ->capture_default_str();
+  app.add_option("--api-stream-stall-timeout", flags.api_stream_stall_timeout,
+                 "A Watch or Logs stream whose client reads nothing this long "
+                 "is cut (0 = never)")
+      ->capture_default_str();
+  app.add_option("--api-thread-nice", flags.api_thread_nice,
+                 "Nice value of the API's threads (0-19; 0 = as tidald): "
+                 "under a flood of API calls the gateway keeps the CPU")
       ->capture_default_str();
   app.add_option("--gateway-queue-timeout", flags.gateway_queue_timeout,
                  "How long a held request waits before 504")

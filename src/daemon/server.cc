@@ -15,6 +15,7 @@
 #include "common/clock.h"
 #include "common/logging.h"
 #include "common/secret_box.h"
+#include "grpcpp/channel.h"
 #include "runtime/kubernetes/kube_client.h"
 #include "runtime/kubernetes/kube_config.h"
 #include "runtime/kubernetes/kubernetes_runtime.h"
@@ -291,9 +292,19 @@ Server::Server(DaemonConfig config, std::unique_ptr<DataDirLock> lock,
                   ControllerOptions(config_)),
       rollouts_(store_.get(), RealClock::Get(),
                 [this](const std::string& key) { queue_.Add(key); }),
+      history_apps_(store_.get(), [](const std::string&, const v1::App*) {}),
+      history_recorder_(&history_, metrics_, HistoryApps(), RealClock::Get()),
       api_address_(config_.api_listen),
       admin_([this] { return MetricsText(); }, [this] { return Ready(); },
              [this] { return ReadyDetail(); }) {
+  if (config_.dashboard_listen != "off") {
+    dashboard::Dashboard::Options o;
+    o.api = [this] {
+      absl::MutexLock lock(&api_mu_);
+      return api_channel_;
+    };
+    dashboard_ = std::make_unique<dashboard::Dashboard>(std::move(o));
+  }
   if (!config_.ha.enabled) return;
   // A standby writes nothing of the controller side's.
   fenced_.Refuse();
@@ -325,6 +336,32 @@ Server::Server(DaemonConfig config, std::unique_ptr<DataDirLock> lock,
     co.keep = config_.ha.compact_keep;
     compactor_ = std::make_unique<Compactor>(AsEtcd(store_.get()), co);
   }
+}
+
+HistoryRecorder::AppsFn Server::HistoryApps() {
+  return
+      [this](const std::function<void(const HistoryRecorder::AppNow&)>& visit) {
+        history_apps_.ForEach([&](const v1::App& a) {
+          if (a.metadata().has_deletion_timestamp()) return;
+          HistoryRecorder::AppNow now;
+          now.ns = a.metadata().namespace_();
+          now.name = a.metadata().name();
+          now.desired = a.status().desired_replicas();
+          now.ready = a.status().ready_replicas();
+          now.reason = a.status().scaling().last_reason();
+          if (a.spec().has_replicas()) {
+            now.reason = absl::StrCat("spec.replicas: ", a.spec().replicas());
+          } else if (now.reason.empty()) {
+            now.reason = "scaler";
+          }
+          visit(now);
+        });
+      };
+}
+
+int Server::DashboardPort() const {
+  if (!dashboard_) return 0;
+  return config_.dashboard_listen.empty() ? admin_.port() : dashboard_->port();
 }
 
 ha::DemandRelay::Options Server::RelayOptions() {
@@ -373,7 +410,9 @@ Server::~Server() {
   // (so it never restarts an API being torn down) and the API server (it
   // calls into its service, destroyed before it otherwise).
   if (api_health_) api_health_->Stop();
+  if (dashboard_) dashboard_->Stop();
   absl::MutexLock lock(&api_mu_);
+  api_channel_.reset();
   api_server_.reset();
 }
 
@@ -411,6 +450,24 @@ absl::Status Server::Start() {
     node_events_->StartFlusher();
   }
   events_.StartFlusher();
+  if (auto st = history_apps_.Start(); !st.ok()) {
+    return Annotate(st, "listing the apps for their history failed: ");
+  }
+  history_recorder_.Start();
+  if (dashboard_ && !config_.dashboard_listen.empty()) {
+    if (auto st = dashboard_->Listen(config_.dashboard_listen); !st.ok()) {
+      return st;
+    }
+  } else if (dashboard_) {
+    dashboard::Dashboard* d = dashboard_.get();
+    admin_.set_handoff(
+        [](const std::string& target) {
+          return dashboard::IsDashboardTarget(target);
+        },
+        [d](int fd, std::string consumed) {
+          d->Adopt(fd, std::move(consumed));
+        });
+  }
   if (auto st = StartAuth(); !st.ok()) return st;
   if (auto st = StartApi(); !st.ok()) {
     return Annotate(st, absl::StrCat("starting the API on ", config_.api_listen,
@@ -449,6 +506,8 @@ void Server::Stop() {
   if (!started_) return;
   started_ = false;
   api_health_->Stop();
+  // The dashboard's streams call the API: they end first.
+  if (dashboard_) dashboard_->Stop();
   {
     absl::MutexLock lock(&api_mu_);
     if (api_server_) api_server_->Shutdown(absl::Seconds(2));
@@ -460,6 +519,8 @@ void Server::Stop() {
   }
   StopControllerSide();
   admin_.Stop();
+  history_recorder_.Stop();
+  history_apps_.Stop();
   if (config_.ha.enabled) {
     relay_->Stop();
     publisher_->Stop();
@@ -625,6 +686,7 @@ absl::Status Server::StartApi() {
   absl::MutexLock lock(&api_mu_);
   if (api_server_) api_server_->Shutdown(absl::Seconds(1));
   api_server_.reset();  // the service outlives its server
+  api_channel_.reset();
   ServiceOptions sopts;
   sopts.store_name = config_.store_name;
   sopts.ha = config_.ha.enabled;
@@ -645,12 +707,16 @@ absl::Status Server::StartApi() {
   sopts.metrics = metrics_;
   sopts.rollouts = &rollouts_;
   sopts.secret_box = config_.secret_box.get();
+  sopts.history = &history_;
+  sopts.dashboard_port = [this] { return DashboardPort(); };
+  sopts.dashboard_path = "/ui/";
   api_service_ = std::make_unique<TidalService>(store_.get(), instances_,
                                                 RealClock::Get(), sopts);
   auto server = StartServer(api_address_, api_service_.get(), config_.api_tls,
-                            api_auth_.get());
+                            api_auth_.get(), config_.api_limits);
   if (!server.ok()) return server.status();
   api_server_ = std::move(*server);
+  api_channel_ = api_server_->InProcessChannel();
   // A restart binds the port the first start got (--listen may say 0).
   api_address_ = absl::StrCat(api_address_.substr(0, api_address_.rfind(':')),
                               ":", api_server_->port());
@@ -703,6 +769,10 @@ std::string Server::MetricsText() {
         &text, "tidal_instance_log_dropped_bytes_total{namespace=\"",
         inst.namespace_(), "\",app=\"", inst.app(), "\",instance=\"", inst.id(),
         "\"} ", inst.log_dropped_bytes(), "\n");
+  }
+  {
+    absl::MutexLock lock(&api_mu_);
+    if (api_server_) absl::StrAppend(&text, api_server_->MetricsText());
   }
   absl::StrAppend(&text, gateway_.PrometheusText());
   return text;

@@ -72,6 +72,7 @@
 #include "daemon/admin_server.h"
 #include "daemon/api_health.h"
 #include "daemon/config.h"
+#include "dashboard/dashboard.h"
 #include "deployer/control.h"
 #include "deployer/deployer.h"
 #include "deployer/outbox.h"
@@ -89,6 +90,7 @@
 #include "ha/store_routes.h"
 #include "runtime/process_runtime.h"
 #include "scaler/demand_signal.h"
+#include "scaler/load_history.h"
 #include "scaler/multi_scaler.h"
 #include "store/fenced_store.h"
 #include "store/store.h"
@@ -128,6 +130,7 @@ class Server {
   int api_port() const;
   int gateway_port() const;
   int admin_port() const;
+  int dashboard_port() const { return DashboardPort(); }
   Store* store() { return store_.get(); }
   // HA: whether this node leads now, and the writes its fence refused.
   bool leading() const;
@@ -150,11 +153,12 @@ class Server {
   // (Re)starts the API server: a new service object on the same address.
   absl::Status StartAuth();
   absl::Status StartApi() ABSL_LOCKS_EXCLUDED(api_mu_);
-  std::string MetricsText();
+  std::string MetricsText() ABSL_LOCKS_EXCLUDED(api_mu_);
   absl::Status Ready();
   std::string ReadyDetail();
   // HA: the options of the parts built in the initializer list.
   ha::DemandRelay::Options RelayOptions();
+  HistoryRecorder::AppsFn HistoryApps();
   ha::ClusterMetrics::Options ClusterMetricsOptions();
   ha::MetricsPublisher::Options PublisherOptions();
   ha::StoreRouteSink::Options StoreRoutesOptions();
@@ -202,6 +206,12 @@ class Server {
   AppReconciler reconciler_;
   Controller controller_;
   deployer::DeployerControl rollouts_;
+  // The per-app history (docs/dashboard.md): what the dashboard plots and
+  // `top`/`describe` summarise. Its own app cache, since the controller's
+  // runs only while this node leads; recorded on every node.
+  LoadHistory history_;
+  AppInformer history_apps_;
+  HistoryRecorder history_recorder_;
   std::unique_ptr<ha::NodeAgent> agent_;    // HA
   std::unique_ptr<LeaderElector> elector_;  // HA
   std::unique_ptr<Compactor> compactor_;    // HA, the leader's
@@ -222,6 +232,8 @@ class Server {
   std::string node_token_ ABSL_GUARDED_BY(node_token_mu_);
   std::string NodeToken() const ABSL_LOCKS_EXCLUDED(node_token_mu_);
   std::unique_ptr<ApiServer> api_server_ ABSL_GUARDED_BY(api_mu_);
+  // The API inside the process, for the dashboard (made with api_server_).
+  std::shared_ptr<grpc::Channel> api_channel_ ABSL_GUARDED_BY(api_mu_);
   std::unique_ptr<TidalService> api_service_ ABSL_GUARDED_BY(api_mu_);
   // --listen, then the address the first start bound (a restart binds the
   // same port when --listen said 0).
@@ -229,6 +241,10 @@ class Server {
   // Made once the API has its port (Start).
   std::unique_ptr<ApiHealth> api_health_;
   AdminServer admin_;
+  // The web dashboard (null with --dashboard-listen=off).
+  std::unique_ptr<dashboard::Dashboard> dashboard_;
+  // Where it is served (Version): its port once listening.
+  int DashboardPort() const;
 
   // Owner's thread only (see the threading contract above).
   bool started_ = false;

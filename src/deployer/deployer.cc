@@ -574,6 +574,7 @@ absl::StatusOr<DeployPlan> Deployer::Plan(const App& app, int32_t total,
   s.set_failed_revision(st.failed_revision());
   s.set_stable_hash(st.stable_hash());
   s.set_failed_hash(st.failed_hash());
+  *s.mutable_rollbacks() = st.rollbacks();
   s.set_observed_generation(app.metadata().generation());
   return plan;
 }

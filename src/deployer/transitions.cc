@@ -122,6 +122,7 @@ void Rollout::Fail(const std::string& reason, const std::string& message,
              ctx_.name, st_->update_revision(), reason, message);
   if (rollback) {
     st_->set_phase("RolledBack");
+    ++(*st_->mutable_rollbacks())[reason.empty() ? "Unknown" : reason];
     notifications_.push_back(Event("rollback"));
     events_.push_back(
         {"Warning", "RolledBack",

@@ -10,42 +10,11 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "api/addresses.h"
+#include "common/json_string.h"
 #include "common/logging.h"
 
 namespace tidal::deployer {
 namespace {
-
-std::string JsonString(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          snprintf(buf, sizeof(buf), "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out + "\"";
-}
 
 size_t Discard(char*, size_t size, size_t n, void*) { return size * n; }
 
@@ -80,13 +49,13 @@ void GlobalInit() {
 
 std::string WebhookPayload(const WebhookEvent& ev) {
   return absl::StrCat(
-      "{\"type\":", JsonString(ev.type), ",\"namespace\":", JsonString(ev.ns),
-      ",\"app\":", JsonString(ev.app), ",\"fromRevision\":", ev.from_revision,
-      ",\"toRevision\":", ev.to_revision, ",\"phase\":", JsonString(ev.phase),
+      "{\"type\":", common::JsonQuoted(ev.type), ",\"namespace\":", common::JsonQuoted(ev.ns),
+      ",\"app\":", common::JsonQuoted(ev.app), ",\"fromRevision\":", ev.from_revision,
+      ",\"toRevision\":", ev.to_revision, ",\"phase\":", common::JsonQuoted(ev.phase),
       ",\"step\":", ev.step, ",\"totalSteps\":", ev.total_steps,
-      ",\"reason\":", JsonString(ev.reason),
-      ",\"message\":", JsonString(ev.message), ",\"time\":",
-      JsonString(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", ev.time,
+      ",\"reason\":", common::JsonQuoted(ev.reason),
+      ",\"message\":", common::JsonQuoted(ev.message), ",\"time\":",
+      common::JsonQuoted(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", ev.time,
                                   absl::UTCTimeZone())),
       "}");
 }

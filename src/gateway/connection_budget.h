@@ -7,6 +7,10 @@
 
 #include <atomic>
 #include <cstdint>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
 
 namespace tidal::gateway {
 
@@ -31,6 +35,37 @@ class ConnectionBudget {
  private:
   const int64_t limit_;
   std::atomic<int64_t> held_{0};
+};
+
+// Client connections per address (GatewayOptions::max_connections_per_client).
+// Thread-safe.
+class ClientCounts {
+ public:
+  explicit ClientCounts(int64_t limit) : limit_(limit) {}
+
+  // Counts a connection of `address` if it fits under the limit (0: no
+  // limit, nothing counted).
+  bool Add(const std::string& address) {
+    if (limit_ <= 0) return true;
+    absl::MutexLock lock(&mu_);
+    int64_t& n = counts_[address];
+    if (n >= limit_) return false;
+    ++n;
+    return true;
+  }
+  // Forgets one connection of `address` (Add must have counted it).
+  void Remove(const std::string& address) {
+    if (limit_ <= 0) return;
+    absl::MutexLock lock(&mu_);
+    auto it = counts_.find(address);
+    if (it != counts_.end() && --it->second <= 0) counts_.erase(it);
+  }
+  int64_t limit() const { return limit_; }
+
+ private:
+  const int64_t limit_;
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, int64_t> counts_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace tidal::gateway

@@ -1,5 +1,6 @@
 #include "gateway/gateway.h"
 
+#include <pthread.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -51,7 +52,8 @@ absl::Status Listen(tcp::acceptor& acceptor, const asio::ip::address& address,
 Gateway::Impl::Impl(GatewayOptions o)
     : opts(std::move(o)),
       log(GetLogger("gateway")),
-      budget(opts.max_connections) {
+      budget(opts.max_connections),
+      client_counts(opts.max_connections_per_client) {
   if (opts.threads <= 0)
     opts.threads = std::max(1u, std::thread::hardware_concurrency());
   config.shards = opts.threads;
@@ -102,12 +104,16 @@ absl::Status Gateway::Impl::Start() {
   }
   port = bind_port;
   tls_port = https ? bind_tls_port : -1;
+  int n = 0;
   for (auto& w : workers) {
     Worker* wp = w.get();
     wp->Accept();
     if (https) wp->Accept(/*tls=*/true);
     wp->Sweep();
     wp->thread = std::thread([wp] { wp->ioc.run(); });
+    // Named for `top -H` and ps (at most 15 characters).
+    pthread_setname_np(wp->thread.native_handle(),
+                       absl::StrCat("tidal-gw-", n++).c_str());
   }
   ticker_ = std::thread([this] { TickLoop(); });
   log->info("gateway listening on {}:{} with {} threads, domain {}",
@@ -255,6 +261,8 @@ std::string Gateway::Impl::PrometheusText() const {
   c.unknown_host_total = unknown_host_total.load();
   c.client_closed_total = client_closed_total.load();
   c.connections_refused_total = connections_refused_total.load();
+  c.client_connections_refused_total = client_refused_total.load();
+  c.idle_connections_closed_total = idle_closed_total.load();
   c.accept_errors_total = accept_errors_total.load();
   c.tls_handshake_errors_total = tls_handshake_errors_total.load();
   c.tunnels_total = tunnels_total.load();

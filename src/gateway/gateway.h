@@ -55,6 +55,11 @@ struct Route {
   // The instances speak HTTP/2 without TLS (template.protocol h2c or grpc):
   // HTTP/2 clients' streams are relayed to them as HTTP/2 streams.
   bool h2 = false;
+  // Revisions the app still has beyond those in `revisions` (its stable and
+  // update revisions, revisions with instances not ready yet): their series
+  // stay on /metrics (an app at zero keeps its revision's). A revision that
+  // is neither routed nor live leaves /metrics at once.
+  std::vector<int64_t> live_revisions;
 };
 
 // Cumulative figures of one app (revision 0) or one revision since the
@@ -99,12 +104,27 @@ struct GatewayOptions {
   // client connections get a 503 and are closed, so the gateway never takes
   // the descriptors the rest of the process needs. 0 = unlimited.
   int64_t max_connections = 0;
+  // Client connections one address may hold at once; beyond it new ones get
+  // a 503 and are closed. 0 = unlimited.
+  int64_t max_connections_per_client = 1024;
+  // Client connections waiting for a request (kept alive between requests,
+  // or new and silent): beyond it, a new connection closes the longest idle
+  // one of its thread. 0 = unlimited.
+  int64_t max_idle_connections = 4096;
+  // Largest response body relayed from an instance; beyond it the response
+  // is cut (the client's connection closed mid-body: its headers are gone
+  // already). Bodies are streamed, never held whole. 0 = unlimited.
+  uint64_t max_response_body_bytes = 0;
 
   // Timeouts.
   absl::Duration connect_timeout = absl::Seconds(2);
   absl::Duration response_header_timeout = absl::Seconds(60);
   absl::Duration client_idle_timeout =
       absl::Seconds(60);  // keep-alive and body gaps
+  // A request header must arrive whole within this: from the connection's
+  // start for its first request, from its first byte on a kept-alive
+  // connection (slowloris: a header sent a byte at a time is cut here).
+  absl::Duration header_timeout = absl::Seconds(10);
   absl::Duration upstream_idle_timeout =
       absl::Seconds(30);  // pooled connections
   // An upgraded connection (WebSocket) with no byte either way this long is

@@ -51,7 +51,13 @@ class Gateway::Impl {
 
   // Sockets the gateway holds or has reserved (opts.max_connections).
   ConnectionBudget budget;
-  std::vector<std::unique_ptr<Worker>> workers;  // set by Start
+  // Client connections per address (opts.max_connections_per_client), and
+  // those waiting for a request (opts.max_idle_connections).
+  ClientCounts client_counts;
+  std::atomic<int64_t> idle_connections{0};
+  std::atomic<uint64_t> idle_closed_total{0};
+  std::atomic<uint64_t> client_refused_total{0};  // per-address limit
+  std::vector<std::unique_ptr<Worker>> workers;   // set by Start
   int port = 0;
   int tls_port = -1;
   // The HTTPS listener's certificates (null without one); reloaded by the

@@ -1,14 +1,39 @@
 #include "gateway/prometheus_text.h"
 
 #include <algorithm>
+#include <array>
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/string_view.h"
 #include "gateway/request_metrics.h"
 #include "gateway/route_table.h"
 
 namespace tidal::gateway {
+
+namespace {
+
+// The cumulative `_bucket` (every doubling: 0.1ms, 0.2ms, ... ~105s, then
+// +Inf), `_sum` and `_count` samples of histogram `name`.
+void AppendHistogram(std::string* out, absl::string_view name,
+                     absl::string_view labels,
+                     const std::array<uint64_t, kBuckets>& buckets,
+                     double sum_s) {
+  uint64_t cum = 0;
+  for (int b = 0; b < kFiniteBuckets; ++b) {
+    cum += buckets[b];
+    if (b % 4 != 0) continue;
+    absl::StrAppend(out, name, "_bucket{", labels, ",le=\"",
+                    BucketBoundSeconds(b), "\"} ", cum, "\n");
+  }
+  cum += buckets[kFiniteBuckets];
+  absl::StrAppend(out, name, "_bucket{", labels, ",le=\"+Inf\"} ", cum, "\n",
+                  name, "_sum{", labels, "} ", sum_s, "\n", name, "_count{",
+                  labels, "} ", cum, "\n");
+}
+
+}  // namespace
 
 std::string RenderPrometheusText(std::vector<const AppState*> apps,
                                  const GatewayCounters& counters,
@@ -16,49 +41,29 @@ std::string RenderPrometheusText(std::vector<const AppState*> apps,
   std::sort(apps.begin(), apps.end(), [](auto* a, auto* b) {
     return std::tie(a->ns, a->app) < std::tie(b->ns, b->app);
   });
-  std::string requests, app_requests, concurrency, rps, durations, in_flight,
-      queue, held, last;
-  auto per_second = [&](const std::string& labels, const MetricSample& m) {
-    absl::StrAppend(&concurrency, "tidal_gateway_concurrency{", labels, "} ",
-                    absl::StrFormat("%.3f", m.concurrency), "\n");
-    absl::StrAppend(&rps, "tidal_gateway_requests_per_second{", labels, "} ",
-                    absl::StrFormat("%.3f", m.requests), "\n");
-  };
+  std::string requests, app_requests, revision_busy, app_busy, durations,
+      in_flight, queue, held, last, cold_starts, cold_start_waits;
   static const char* kClasses[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
   for (const AppState* app : apps) {
     const AppState& s = *app;
     std::string labels =
         absl::StrCat("namespace=\"", s.ns, "\",app=\"", s.app, "\"");
-    for (auto& [rev, m] : s.RevisionMetrics()) {
+    for (auto& [rev, m] : s.ExposedRevisionMetrics()) {
       Totals t = m->Read(now_ns);
       std::string rl = absl::StrCat(labels, ",revision=\"", rev, "\"");
-      per_second(rl, m->LastSecond());
       for (int c = 0; c < 5; ++c) {
         if (t.classes[c] == 0 && c != 1) continue;
         absl::StrAppend(&requests, "tidal_gateway_requests_total{", rl,
                         ",code_class=\"", kClasses[c], "\"} ", t.classes[c],
                         "\n");
       }
-      uint64_t cum = 0;
-      for (int b = 0; b < kFiniteBuckets; ++b) {
-        cum += t.buckets[b];
-        if (b % 4 != 0) continue;  // every doubling: 0.1ms, 0.2ms, ... ~105s
-        absl::StrAppend(&durations,
-                        "tidal_gateway_request_duration_seconds_bucket{", rl,
-                        ",le=\"", BucketBoundSeconds(b), "\"} ", cum, "\n");
-      }
-      cum += t.buckets[kFiniteBuckets];
-      absl::StrAppend(&durations,
-                      "tidal_gateway_request_duration_seconds_bucket{", rl,
-                      ",le=\"+Inf\"} ", cum, "\n");
-      absl::StrAppend(&durations, "tidal_gateway_request_duration_seconds_sum{",
-                      rl, "} ", t.latency_sum_s, "\n");
-      absl::StrAppend(&durations,
-                      "tidal_gateway_request_duration_seconds_count{", rl, "} ",
-                      cum, "\n");
+      absl::StrAppend(&revision_busy,
+                      "tidal_gateway_revision_in_flight_seconds_total{", rl,
+                      "} ", absl::StrFormat("%.6f", t.area), "\n");
+      AppendHistogram(&durations, "tidal_gateway_request_duration_seconds", rl,
+                      t.buckets, t.latency_sum_s);
     }
     Totals app_totals = s.metrics.Read(now_ns);
-    per_second(labels, s.metrics.LastSecond());
     // Every response of the app, the gateway's own (503 queue full, 504
     // queue timeout, 502 no instance reachable) included.
     for (int c = 0; c < 5; ++c) {
@@ -67,12 +72,21 @@ std::string RenderPrometheusText(std::vector<const AppState*> apps,
                       labels, ",code_class=\"", kClasses[c], "\"} ",
                       app_totals.classes[c], "\n");
     }
+    absl::StrAppend(&app_busy, "tidal_gateway_app_in_flight_seconds_total{",
+                    labels, "} ", absl::StrFormat("%.6f", app_totals.area),
+                    "\n");
     absl::StrAppend(&in_flight, "tidal_gateway_in_flight{", labels, "} ",
                     app_totals.in_flight, "\n");
     absl::StrAppend(&queue, "tidal_gateway_queue_length{", labels, "} ",
                     s.queued(), "\n");
     absl::StrAppend(&held, "tidal_gateway_activator_held{", labels, "} ",
                     s.held(), "\n");
+    ColdStarts cs = s.cold_starts();
+    absl::StrAppend(&cold_starts, "tidal_gateway_cold_starts_total{", labels,
+                    "} ", cs.total, "\n");
+    AppendHistogram(&cold_start_waits,
+                    "tidal_gateway_cold_start_duration_seconds", labels,
+                    cs.wait_buckets, cs.wait_sum_s);
     int64_t lr = s.last_request_ns.load(std::memory_order_relaxed);
     if (lr != 0) {
       absl::StrAppend(&last, "tidal_gateway_last_request_timestamp_seconds{",
@@ -90,16 +104,19 @@ std::string RenderPrometheusText(std::vector<const AppState*> apps,
                   "included.\n"
                   "# TYPE tidal_gateway_app_requests_total counter\n",
                   app_requests,
-                  "# HELP tidal_gateway_concurrency Requests in flight "
-                  "averaged over the latest complete second, per app and "
-                  "revision (what the scaler reads).\n"
-                  "# TYPE tidal_gateway_concurrency gauge\n",
-                  concurrency,
-                  "# HELP tidal_gateway_requests_per_second Requests that "
-                  "arrived in the latest complete second, per app and "
-                  "revision.\n"
-                  "# TYPE tidal_gateway_requests_per_second gauge\n",
-                  rps,
+                  "# HELP tidal_gateway_revision_in_flight_seconds_total "
+                  "Requests in flight at the revision's instances, integrated "
+                  "over time (request-seconds): rate() is the revision's "
+                  "average concurrency.\n"
+                  "# TYPE tidal_gateway_revision_in_flight_seconds_total "
+                  "counter\n",
+                  revision_busy,
+                  "# HELP tidal_gateway_app_in_flight_seconds_total Requests "
+                  "in flight per app, queued and held ones included, "
+                  "integrated over time (request-seconds): rate() is the "
+                  "app's average concurrency, what the scaler acts on.\n"
+                  "# TYPE tidal_gateway_app_in_flight_seconds_total counter\n",
+                  app_busy,
                   "# HELP tidal_gateway_request_duration_seconds Time from "
                   "request sent to the "
                   "instance to response end.\n"
@@ -118,6 +135,17 @@ std::string RenderPrometheusText(std::vector<const AppState*> apps,
                   "instance.\n"
                   "# TYPE tidal_gateway_activator_held gauge\n",
                   held,
+                  "# HELP tidal_gateway_cold_starts_total Scales from zero "
+                  "that served requests the activator held (counted when the "
+                  "first instance takes the first of them).\n"
+                  "# TYPE tidal_gateway_cold_starts_total counter\n",
+                  cold_starts,
+                  "# HELP tidal_gateway_cold_start_duration_seconds How long "
+                  "each request held by the activator (the app had no ready "
+                  "instance) waited for an instance, for those served.\n"
+                  "# TYPE tidal_gateway_cold_start_duration_seconds "
+                  "histogram\n",
+                  cold_start_waits,
                   "# HELP tidal_gateway_last_request_timestamp_seconds Arrival "
                   "of the app's last "
                   "request.\n"
@@ -139,6 +167,20 @@ std::string RenderPrometheusText(std::vector<const AppState*> apps,
                   "# TYPE tidal_gateway_connections_refused_total counter\n"
                   "tidal_gateway_connections_refused_total ",
                   counters.connections_refused_total, "\n",
+                  "# HELP tidal_gateway_client_connections_refused_total "
+                  "Client connections refused because their address held "
+                  "its limit (--gateway-max-connections-per-client).\n"
+                  "# TYPE tidal_gateway_client_connections_refused_total "
+                  "counter\n"
+                  "tidal_gateway_client_connections_refused_total ",
+                  counters.client_connections_refused_total, "\n",
+                  "# HELP tidal_gateway_idle_connections_closed_total Idle "
+                  "client connections closed to stay under the idle cap "
+                  "(--gateway-max-idle-connections).\n"
+                  "# TYPE tidal_gateway_idle_connections_closed_total "
+                  "counter\n"
+                  "tidal_gateway_idle_connections_closed_total ",
+                  counters.idle_connections_closed_total, "\n",
                   "# HELP tidal_gateway_accept_errors_total Failed accepts "
                   "(EMFILE and the like; retried after a short pause).\n"
                   "# TYPE tidal_gateway_accept_errors_total counter\n"

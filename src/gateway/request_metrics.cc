@@ -220,16 +220,6 @@ std::vector<MetricSample> TrafficMetrics::Samples(absl::Time after) const {
   return out;
 }
 
-MetricSample TrafficMetrics::LastSecond() const {
-  absl::MutexLock lock(&mu_);
-  MetricSample out;
-  if (last_tick_ == absl::InfinitePast()) return out;
-  out.time = last_tick_;
-  if (!samples_.empty() && samples_.back().time == last_tick_)
-    out = samples_.back();
-  return out;
-}
-
 RequestStats TrafficMetrics::Stats(absl::Duration window,
                                    int64_t now_ns) const {
   Totals now = Read(now_ns);

@@ -70,9 +70,6 @@ class TrafficMetrics {
   void Tick(absl::Time second, int64_t now_ns);
 
   std::vector<MetricSample> Samples(absl::Time after) const;
-  // The latest complete second (zeros when it had no traffic or before the
-  // first tick), for the per-second gauges on /metrics.
-  MetricSample LastSecond() const;
   RequestStats Stats(absl::Duration window, int64_t now_ns) const;
 
   // Snapshots plus samples held (memory follows traffic, not time).

@@ -9,6 +9,7 @@
 
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/fields.hpp>
+#include <boost/beast/http/message.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/status.hpp>
 #include <boost/beast/http/verb.hpp>
@@ -45,7 +46,8 @@ std::optional<Rejection> RejectUnreadRequest(boost::system::error_code ec,
                                              bool timed_out);
 
 // What a client gets whose request header was read but cannot be relayed as
-// it was read: 400 for a Transfer-Encoding split over several fields. The
+// it was read: 400 for a Transfer-Encoding whose last coding is not chunked
+// (RFC 9112 6.3: its length cannot be known), or split over several fields. The
 // parser reads the body as chunked when the last field ends with chunked,
 // but the message's own framing (what the upstream request would be framed
 // by) reads the first field only: the body would go out raw under a chunked
@@ -55,15 +57,26 @@ std::optional<Rejection> RejectUnreadRequest(boost::system::error_code ec,
 std::optional<Rejection> RejectUnrelayable(
     const boost::beast::http::fields& header);
 
+// Brings a request's target and Host into the form it is routed and
+// relayed in (RFC 9112 3.2): an absolute-form target ("GET
+// http://app.ns.domain/p?q") becomes origin-form ("/p?q") and its authority
+// the Host field, whatever Host said (3.2.2). Otherwise exactly one Host
+// field that is a host[:port] is required: 400 for an HTTP/1.1 request
+// without one, for several, or for one with userinfo ("a@b"), a path,
+// whitespace or other bytes no host name has. nullopt: route it.
+std::optional<Rejection> NormalizeRequestTarget(
+    boost::beast::http::request_header<>& req);
+
 // 413: the request body passed max_body_bytes while it was relayed.
 Rejection BodyTooLarge();
 
 // 404: no app for `host` (as HostRoute::host gives it).
 Rejection UnknownHost(absl::string_view host);
 
-// Routing by Host: <app>.<namespace>.<domain>[:port].
+// Routing by Host: <app>.<namespace>.<domain>[:port]; a trailing dot
+// (a fully qualified name) names the same app.
 struct HostRoute {
-  std::string host;  // the Host field lower-cased, without its port
+  std::string host;  // the Host field lower-cased, without port or final dot
   // The route table key "<app>.<namespace>" when `host` ends in "." and
   // `domain`; empty otherwise.
   std::string key;

@@ -1,6 +1,7 @@
 #include "gateway/route_sink.h"
 
 #include <map>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -63,6 +64,14 @@ void GatewayRoutes::PublishLocked(const std::string& key) {
   route.response_start_timeout = entry.response_start_timeout;
   route.idle_timeout = entry.idle_timeout;
   route.h2 = entry.h2;
+  // Live revisions (Route::live_revisions): the app's own and those with
+  // instances, ready or not.
+  std::set<int64_t> live;
+  for (int64_t r : {entry.stable_revision, entry.update_revision}) {
+    if (r != 0) live.insert(r);
+  }
+  for (const auto& inst : entry.serving) live.insert(inst.revision());
+  route.live_revisions.assign(live.begin(), live.end());
   std::map<int64_t, RevisionRoute> by_revision;
   for (const auto& inst : entry.serving) {
     if (!inst.ready() || draining_.contains(inst.id())) continue;
@@ -119,6 +128,8 @@ void GatewayRoutes::UpdateRoute(
   entry.idle_timeout = absl::Seconds(t.idle_timeout_seconds());
   entry.h2 = t.protocol() == "h2c" || t.protocol() == "grpc";
   entry.serving = serving;
+  entry.stable_revision = app.status().rollout().stable_revision();
+  entry.update_revision = app.status().rollout().update_revision();
   PublishLocked(key);
 }
 

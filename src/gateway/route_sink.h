@@ -100,6 +100,9 @@ class GatewayRoutes : public RouteSink {
     bool h2 = false;
     std::vector<tidal::v1::Instance> serving;
     std::vector<std::pair<int64_t, int>> weights;
+    // The app's stable and update revisions (status.rollout; 0: none).
+    int64_t stable_revision = 0;
+    int64_t update_revision = 0;
   };
   struct Pending {
     std::string instance_id;

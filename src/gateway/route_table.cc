@@ -1,6 +1,7 @@
 #include "gateway/route_table.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "absl/time/clock.h"
 
@@ -48,6 +49,12 @@ bool Reserve(EndpointState& e, int limit) {
     return false;
   }
   return true;
+}
+
+int64_t SteadyNowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
 }
 
 bool HasRoom(const EndpointState& e, int limit) {
@@ -194,9 +201,14 @@ AppState::Outcome AppState::AcquireOrWait(
       queue_.push_back(waiter);
     }
     queued_count_.fetch_add(1);
-    if (route_->total_ready == 0 && !demand_signalled_) {
-      demand_signalled_ = true;
-      demand = true;
+    waiter->held_since_ns_ = 0;
+    if (route_->total_ready == 0) {
+      waiter->held_since_ns_ = SteadyNowNs();
+      cold_start_pending_ = true;
+      if (!demand_signalled_) {
+        demand_signalled_ = true;
+        demand = true;
+      }
     }
     DispatchLocked(&d);
     outcome = Outcome::kQueued;
@@ -217,7 +229,10 @@ bool AppState::Cancel(Waiter* waiter) {
   }
   waiter->queued_ = false;
   queued_count_.fetch_sub(1);
-  if (queue_.empty()) demand_signalled_ = false;
+  if (queue_.empty()) {
+    demand_signalled_ = false;
+    cold_start_pending_ = false;
+  }
   return true;
 }
 
@@ -273,13 +288,29 @@ void AppState::DispatchLocked(Dispatches* out) {
     } else {
       auto lease = TryAcquire(*route_, kNone, &dispatch_rng_, 0);
       if (!lease) break;
+      Waiter& w = *queue_.front();
+      if (w.held_since_ns_ != 0) {
+        // Held by the activator, now served: one cold start's wait.
+        const int64_t waited =
+            std::max<int64_t>(SteadyNowNs() - w.held_since_ns_, 0);
+        ++cold_starts_.wait_buckets[BucketFor(waited)];
+        cold_starts_.wait_sum_s += waited / 1e9;
+        if (cold_start_pending_) {
+          ++cold_starts_.total;
+          cold_start_pending_ = false;
+        }
+      }
       out->emplace_back(queue_.front(), std::move(lease));
     }
     queue_.front()->queued_ = false;
+    queue_.front()->held_since_ns_ = 0;
     queue_.pop_front();
     queued_count_.fetch_sub(1);
   }
-  if (queue_.empty()) demand_signalled_ = false;
+  if (queue_.empty()) {
+    demand_signalled_ = false;
+    cold_start_pending_ = false;
+  }
 }
 
 void AppState::Run(Dispatches& d) {
@@ -301,6 +332,7 @@ std::shared_ptr<const AppRoute> AppState::Update(
     absl::MutexLock lock(&mu_);
     absl::flat_hash_map<std::string, std::shared_ptr<EndpointState>> endpoints;
     const int64_t now_ns = absl::GetCurrentTimeNanos();
+    exposed_revisions_.clear();
     for (const RevisionRoute& rr : route.revisions) {
       // The empty route of an app with no ready instance (revision 0, no
       // endpoint) serves nothing and gets no metrics of its own.
@@ -311,6 +343,7 @@ std::shared_ptr<const AppRoute> AppState::Update(
           m = std::make_shared<TrafficMetrics>(config_->shards, created_ns_);
         metrics = m;
         revision_routed_ns_[rr.revision] = now_ns;
+        exposed_revisions_.insert(rr.revision);
       }
       AppRoute::Revision rev;
       rev.revision = rr.revision;
@@ -337,6 +370,13 @@ std::shared_ptr<const AppRoute> AppState::Update(
       auto it = endpoints.find(id);
       if (it == endpoints.end() || it->second != state)
         state->removed.store(true);
+    }
+    // Live revisions out of the route (the app at zero, instances not
+    // ready yet) keep their figures and their series.
+    for (int64_t rev : route.live_revisions) {
+      if (revision_metrics_.count(rev) == 0) continue;
+      revision_routed_ns_[rev] = now_ns;
+      exposed_revisions_.insert(rev);
     }
     // Forget revisions long out of the route (a request still in flight
     // keeps its TrafficMetrics alive through its own reference).
@@ -383,6 +423,21 @@ std::vector<std::pair<int64_t, std::shared_ptr<TrafficMetrics>>>
 AppState::RevisionMetrics() const {
   absl::MutexLock lock(&mu_);
   return {revision_metrics_.begin(), revision_metrics_.end()};
+}
+
+std::vector<std::pair<int64_t, std::shared_ptr<TrafficMetrics>>>
+AppState::ExposedRevisionMetrics() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::pair<int64_t, std::shared_ptr<TrafficMetrics>>> out;
+  for (const auto& [rev, m] : revision_metrics_) {
+    if (exposed_revisions_.count(rev) > 0) out.emplace_back(rev, m);
+  }
+  return out;
+}
+
+ColdStarts AppState::cold_starts() const {
+  absl::MutexLock lock(&mu_);
+  return cold_starts_;
 }
 
 std::shared_ptr<TrafficMetrics> AppState::RevisionMetrics(

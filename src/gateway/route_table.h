@@ -13,6 +13,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -96,7 +97,22 @@ class Waiter {
 
  private:
   friend class AppState;
-  bool queued_ = false;  // guarded by the owning AppState's mu_
+  // Guarded by the owning AppState's mu_.
+  bool queued_ = false;
+  // When it was queued while the app had no ready endpoint (held by the
+  // activator: a cold start), steady clock; 0: not held.
+  int64_t held_since_ns_ = 0;
+};
+
+// Requests held by the activator until the first instance of a scale from
+// zero took them (AppState::cold_starts).
+struct ColdStarts {
+  // Scales from zero that served held requests: counted when the first
+  // held request gets an instance.
+  uint64_t total = 0;
+  // How long each served held request waited, request_metrics.h's buckets.
+  std::array<uint64_t, kBuckets> wait_buckets{};
+  double wait_sum_s = 0;
 };
 
 // Settings and hooks shared by every AppState of a gateway.
@@ -173,6 +189,13 @@ class AppState {
   std::vector<std::pair<int64_t, std::shared_ptr<TrafficMetrics>>>
   RevisionMetrics() const;
   std::shared_ptr<TrafficMetrics> RevisionMetrics(int64_t revision) const;
+  // The revisions /metrics shows: those in the route and the app's live
+  // ones (Route::live_revisions). A revision that is neither leaves
+  // /metrics at once; its figures stay for RevisionMetrics (the scaler, a
+  // rollout's analysis, HA traffic reports) until forgotten.
+  std::vector<std::pair<int64_t, std::shared_ptr<TrafficMetrics>>>
+  ExposedRevisionMetrics() const;
+  ColdStarts cold_starts() const;
 
   // Closes one second of every metric of the app.
   void Tick(absl::Time second, int64_t now_ns);
@@ -198,9 +221,14 @@ class AppState {
       ABSL_GUARDED_BY(mu_);
   std::map<int64_t, std::shared_ptr<TrafficMetrics>> revision_metrics_
       ABSL_GUARDED_BY(mu_);
-  // When each revision was last in the route: a revision out of it for
-  // longer than the metrics keep samples (15 min) is forgotten.
+  // When each revision was last in the route (or live): a revision out of
+  // it for longer than the metrics keep samples (15 min) is forgotten.
   std::map<int64_t, int64_t> revision_routed_ns_ ABSL_GUARDED_BY(mu_);
+  // What ExposedRevisionMetrics shows.
+  std::set<int64_t> exposed_revisions_ ABSL_GUARDED_BY(mu_);
+  ColdStarts cold_starts_ ABSL_GUARDED_BY(mu_);
+  // A request was held at zero and no held request was served since.
+  bool cold_start_pending_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 // Every app of a gateway by Host key "<app>.<ns>": an immutable snapshot,

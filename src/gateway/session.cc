@@ -27,6 +27,8 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
 constexpr size_t kBodyChunk = 64 * 1024;
+// The largest response header taken from an instance (then 502).
+constexpr uint32_t kMaxResponseHeaderBytes = 64 * 1024;
 constexpr int64_t kDownForNs =
     1'000'000'000;  // skip a refusing instance for 1 s
 
@@ -58,6 +60,8 @@ Session::Session(Worker* w, tcp::socket socket,
 
 Session::~Session() {
   w_->gw->budget.Unreserve(2);
+  SetIdle(false);
+  w_->gw->client_counts.Remove(client_ip_);
   if (tunnel_open_) {
     lease_->tunnels.fetch_sub(1, std::memory_order_relaxed);
     w_->gw->tunnels_open.fetch_sub(1, std::memory_order_relaxed);
@@ -73,8 +77,8 @@ Session::~Session() {
 void Session::Start() {
   self_it_ = w_->sessions.insert(w_->sessions.end(), this);
   if (!client_.tls()) return ReadRequest();
-  // The TLS handshake, within the idle timeout (OnDeadline closes it).
-  SetDeadline(opts_.client_idle_timeout);
+  // The TLS handshake, within the header timeout (OnDeadline closes it).
+  SetDeadline(opts_.header_timeout);
   client_.async_handshake([self = shared_from_this()](beast::error_code ec) {
     self->deadline_ms_ = 0;
     if (ec) {
@@ -96,13 +100,51 @@ void Session::Dispatch(std::shared_ptr<EndpointState> lease) {
              });
 }
 
+void Session::SetIdle(bool idle) {
+  if (idle == (idle_since_ms_ != 0)) return;
+  idle_since_ms_ = idle ? MonoMs() : 0;
+  w_->gw->idle_connections.fetch_add(idle ? 1 : -1, std::memory_order_relaxed);
+}
+
+void Session::CloseIdle() {
+  if (idle_since_ms_ == 0) return;
+  w_->gw->idle_closed_total.fetch_add(1, std::memory_order_relaxed);
+  SetIdle(false);
+  CloseClient();  // the pending wait ends with an error
+}
+
 void Session::ReadRequest() {
   StopWatchingClient();
   phase_ = Phase::kReadHeader;
   timed_out_ = false;
   request_deadline_ms_ = 0;
   upgrade_ = false;
-  SetDeadline(opts_.client_idle_timeout);
+  const bool first = requests_read_ == 0;
+  if (cbuf_.size() > 0 || client_.tls()) {
+    // Bytes of the request are here already (pipelined), or may wait in the
+    // TLS layer where the socket cannot show them: the header at once.
+    SetDeadline(first ? opts_.header_timeout : opts_.client_idle_timeout);
+    return ReadHeader();
+  }
+  // Idle until the request's first byte: a new connection has the header
+  // timeout for its whole first header, a kept-alive one the idle timeout
+  // and then the header timeout from that byte on.
+  SetIdle(true);
+  SetDeadline(first ? opts_.header_timeout : opts_.client_idle_timeout);
+  client_.socket().async_wait(
+      tcp::socket::wait_read,
+      [self = shared_from_this(), first](beast::error_code ec) {
+        self->SetIdle(false);
+        if (self->phase_ != Phase::kReadHeader) return;  // closed meanwhile
+        if (ec || !self->client_.socket().is_open()) {
+          return self->CloseClient();
+        }
+        if (!first) self->SetDeadline(self->opts_.header_timeout);
+        self->ReadHeader();
+      });
+}
+
+void Session::ReadHeader() {
   req_parser_.emplace();
   LimitRequestParser(*req_parser_, opts_.max_header_bytes,
                      opts_.max_body_bytes);
@@ -133,6 +175,7 @@ void Session::OnRequestHeader(beast::error_code ec) {
     }
     return;
   }
+  ++requests_read_;
   auto& req = req_parser_->get();
   const bool asks_upgrade = req.count(http::field::upgrade) > 0;
   if (asks_upgrade && !client_.tls() && req_parser_->is_done() &&
@@ -152,6 +195,11 @@ void Session::OnRequestHeader(beast::error_code ec) {
   excluded_.clear();
   excluded_hold_.clear();
   if (auto rejection = RejectUnrelayable(req)) {
+    client_keep_alive_ = false;
+    Respond(std::move(*rejection));
+    return;
+  }
+  if (auto rejection = NormalizeRequestTarget(req.base())) {
     client_keep_alive_ = false;
     Respond(std::move(*rejection));
     return;
@@ -518,8 +566,12 @@ void Session::ReadResponseHeader() {
   phase_ = Phase::kAwaitResponse;
   WatchClient();
   res_parser_.emplace();
-  res_parser_->body_limit(boost::none);
-  res_parser_->header_limit(64 * 1024);
+  if (opts_.max_response_body_bytes > 0) {
+    res_parser_->body_limit(opts_.max_response_body_bytes);
+  } else {
+    res_parser_->body_limit(boost::none);
+  }
+  res_parser_->header_limit(kMaxResponseHeaderBytes);
   if (is_head_) res_parser_->skip(true);
   SetExchangeDeadline(opts_.response_header_timeout,
                       route_->response_start_timeout_ms);

@@ -71,6 +71,13 @@ class Session : public Waiter, public std::enable_shared_from_this<Session> {
   // instance's side is between two frames (Gateway::CloseTunnels).
   void GoAway();
 
+  // Since when the connection waits for a request's first byte (monotonic
+  // ms; 0: it is not idle), for GatewayOptions::max_idle_connections.
+  int64_t idle_since_ms() const { return idle_since_ms_; }
+  // Closes the connection if it is idle (the idle cap).
+  void CloseIdle();
+  const std::string& client_ip() const { return client_ip_; }
+
  private:
   enum class Phase {
     kReadHeader,
@@ -85,6 +92,8 @@ class Session : public Waiter, public std::enable_shared_from_this<Session> {
     kClosed
   };
 
+  // Counts the connection in (or out of) the gateway's idle connections.
+  void SetIdle(bool idle);
   void SetDeadline(absl::Duration d) {
     deadline_ms_ = MonoMs() + absl::ToInt64Milliseconds(d);
   }
@@ -99,6 +108,7 @@ class Session : public Waiter, public std::enable_shared_from_this<Session> {
   int64_t IdleTimeoutMs() const { return route_ ? route_->idle_timeout_ms : 0; }
 
   void ReadRequest();
+  void ReadHeader();
   void OnRequestHeader(boost::system::error_code ec);
   void Acquire(bool retry = false);
   void OnDispatched(std::shared_ptr<EndpointState> lease);
@@ -162,6 +172,8 @@ class Session : public Waiter, public std::enable_shared_from_this<Session> {
   std::string client_ip_;
   std::list<Session*>::iterator self_it_;
   int64_t deadline_ms_ = 0;
+  int64_t idle_since_ms_ = 0;
+  int64_t requests_read_ = 0;  // request headers read on this connection
   Phase phase_ = Phase::kReadHeader;
   bool timed_out_ = false;
   // The connect path (slow start, EndpointState::unconfirmed). A request that

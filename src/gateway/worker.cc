@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <boost/asio/post.hpp>
 #include <cerrno>
 #include <chrono>
 #include <string>
@@ -80,23 +81,42 @@ void Worker::OnAccept(boost::system::error_code ec, tcp::socket socket,
     }
     return Accept(tls);  // ECONNABORTED and the like: the next one
   }
+  boost::system::error_code addr_ec;
+  auto remote = socket.remote_endpoint(addr_ec);
+  const std::string address = addr_ec ? "" : remote.address().to_string();
+  bool per_client = false;  // refused by the per-address limit
   if (gw->budget.Reserve(2) ||
       (pool.DropIdle(2) > 0 && gw->budget.Reserve(2))) {
-    std::shared_ptr<const CertSet> certs;
-    if (tls) certs = gw->tls_certs->Current();
-    std::make_shared<Session>(this, std::move(socket), std::move(certs))
-        ->Start();
-    return Accept(tls);
+    if (gw->client_counts.Add(address)) {
+      CapIdle();
+      std::shared_ptr<const CertSet> certs;
+      if (tls) certs = gw->tls_certs->Current();
+      std::make_shared<Session>(this, std::move(socket), std::move(certs))
+          ->Start();
+      return Accept(tls);
+    }
+    gw->budget.Unreserve(2);
+    per_client = true;
   }
   // At the connection limit: refuse rather than take the process's last
-  // descriptors (the API, the store and the instances need them).
-  gw->connections_refused_total.fetch_add(1, std::memory_order_relaxed);
+  // descriptors (the API, the store and the instances need them); at the
+  // address's limit: refuse so that one client cannot take them all.
+  (per_client ? gw->client_refused_total : gw->connections_refused_total)
+      .fetch_add(1, std::memory_order_relaxed);
   ++refused_unlogged;
   if (now - refused_logged_ms >= 10'000) {
-    gw->log->warn(
-        "gateway: at its limit of {} connections (--gateway-max-connections): "
-        "refused {} connection(s) (tidal_gateway_connections_refused_total)",
-        gw->opts.max_connections, refused_unlogged);
+    if (per_client) {
+      gw->log->warn(
+          "gateway: {} holds {} connections "
+          "(--gateway-max-connections-per-client): refused {} connection(s)",
+          address, gw->opts.max_connections_per_client, refused_unlogged);
+    } else {
+      gw->log->warn(
+          "gateway: at its limit of {} connections "
+          "(--gateway-max-connections): refused {} connection(s) "
+          "(tidal_gateway_connections_refused_total)",
+          gw->opts.max_connections, refused_unlogged);
+    }
     refused_logged_ms = now;
     refused_unlogged = 0;
   }
@@ -104,15 +124,48 @@ void Worker::OnAccept(boost::system::error_code ec, tcp::socket socket,
       "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
       "Retry-After: 1\r\nConnection: close\r\nContent-Length: 29\r\n\r\n"
       "gateway at connection limit\r\n";
+  static const char kClientBusy[] =
+      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+      "Retry-After: 1\r\nConnection: close\r\nContent-Length: 41\r\n\r\n"
+      "too many connections from this address\r\n";
   // (A TLS client gets the connection closed: no plain answer reaches it.)
   if (!tls) {
-    (void)!::send(socket.native_handle(), kBusy, sizeof(kBusy) - 1,
+    const char* msg = per_client ? kClientBusy : kBusy;
+    const size_t len = per_client ? sizeof(kClientBusy) - 1 : sizeof(kBusy) - 1;
+    (void)!::send(socket.native_handle(), msg, len,
                   MSG_DONTWAIT | MSG_NOSIGNAL);
   }
   boost::system::error_code ignored;
   socket.shutdown(tcp::socket::shutdown_send, ignored);
   socket.close(ignored);
   Accept(tls);
+}
+
+void Worker::CapIdle() {
+  const int64_t cap = gw->opts.max_idle_connections;
+  if (cap <= 0 || gw->idle_connections.load(std::memory_order_relaxed) < cap) {
+    return;
+  }
+  // The longest idle connection of this thread makes room; without one
+  // here, the next thread's (on its own thread).
+  if (CloseOldestIdle()) return;
+  const auto& all = gw->workers;
+  if (all.size() < 2) return;
+  Worker* next = all[(index + 1) % all.size()].get();
+  asio::post(next->ioc, [next] { next->CloseOldestIdle(); });
+}
+
+bool Worker::CloseOldestIdle() {
+  Session* oldest = nullptr;
+  for (Session* s : sessions) {
+    if (s->idle_since_ms() != 0 &&
+        (oldest == nullptr || s->idle_since_ms() < oldest->idle_since_ms())) {
+      oldest = s;
+    }
+  }
+  if (oldest == nullptr) return false;
+  oldest->CloseIdle();
+  return true;
 }
 
 void Worker::Sweep() {

@@ -36,6 +36,11 @@ struct Worker {
   void Accept(bool tls = false);
   void OnAccept(boost::system::error_code ec,
                 boost::asio::ip::tcp::socket socket, bool tls);
+  // At GatewayOptions::max_idle_connections: closes this thread's longest
+  // idle client connection, to make room for a new one.
+  void CapIdle();
+  // Closes this thread's longest idle client connection; false: none.
+  bool CloseOldestIdle();
   // Every kSweepMs: fires due session deadlines, expires idle upstream
   // connections.
   void Sweep();

@@ -660,19 +660,55 @@ absl::StatusOr<std::unique_ptr<LogStream>> ClusterRuntime::OpenLogs(
       }
     }
   }
-  if (remote) {
-    if (options.local_only || !options_.remote_logs) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "instance ", instance_id, " runs on node ", remote->node,
-          "; ask its API at ",
-          remote->api_address.empty() ? "(unknown)" : remote->api_address));
+  LogOptions remote_options = options;
+  if (!remote) {
+    absl::Status local_error =
+        absl::NotFoundError(absl::StrCat("no logs of ", instance_id));
+    if (local_ != nullptr) {
+      auto stream = local_->OpenLogs(instance_id, options);
+      if (stream.ok() || !absl::IsNotFound(stream.status())) return stream;
+      local_error = stream.status();
     }
-    return options_.remote_logs(*remote, options);
+    // One that stopped on another node that still keeps its log.
+    absl::MutexLock l(&mu_);
+    for (const auto& [name, node] : nodes_) {
+      if (name == options_.node || !node.has_record || node.lost) continue;
+      for (const auto& s : node.record.stopped()) {
+        if (s.instance_id() != instance_id) continue;
+        remote = RemoteLogTarget{name, node.record.api_address(),
+                                 s.namespace_(), s.app(), instance_id};
+      }
+    }
+    if (!remote) return local_error;
+    remote_options.previous = true;
   }
-  if (local_ == nullptr) {
-    return absl::NotFoundError(absl::StrCat("no logs of ", instance_id));
+  if (options.local_only || !options_.remote_logs) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "instance ", instance_id,
+        remote_options.previous ? " ran on node " : " runs on node ",
+        remote->node, "; ask its API at ",
+        remote->api_address.empty() ? "(unknown)" : remote->api_address));
   }
-  return local_->OpenLogs(instance_id, options);
+  return options_.remote_logs(*remote, remote_options);
+}
+
+std::vector<StoppedInstance> ClusterRuntime::StoppedInstances(
+    const std::string& namespace_, const std::string& app) {
+  std::vector<StoppedInstance> out;
+  if (local_ != nullptr) out = local_->StoppedInstances(namespace_, app);
+  const bool all = namespace_.empty() && app.empty();
+  absl::MutexLock l(&mu_);
+  for (const auto& [name, node] : nodes_) {
+    if (name == options_.node || !node.has_record || node.lost) continue;
+    for (const auto& s : node.record.stopped()) {
+      if (!all && (s.namespace_() != namespace_ || s.app() != app)) continue;
+      StoppedInstance si{s.instance_id(), s.namespace_(), s.app()};
+      if (std::find(out.begin(), out.end(), si) == out.end()) {
+        out.push_back(std::move(si));
+      }
+    }
+  }
+  return out;
 }
 
 void ClusterRuntime::Shutdown(bool stop_instances) {

@@ -109,11 +109,18 @@ class ClusterRuntime : public Runtime {
   std::vector<InstanceUsage> Usage(const std::string& namespace_ = "",
                                    const std::string& app = "") override;
   // The local runtime's stream for an instance of this node (or one no node
-  // has any more: its log may still be here). FailedPrecondition for an
-  // instance on another node: "instance X runs on node N; ask its API at
-  // ADDRESS".
+  // has any more: its log may still be here). An instance on another node,
+  // or one that stopped there and whose log that node keeps (its
+  // NodeRecord.stopped), is read from that node's API (remote_logs, with
+  // LogOptions::previous for a stopped one); FailedPrecondition without
+  // remote_logs or with local_only: "instance X runs on node N; ask its API
+  // at ADDRESS".
   absl::StatusOr<std::unique_ptr<LogStream>> OpenLogs(
       const std::string& instance_id, const LogOptions& options) override;
+  // The local runtime's stopped instances, then those the other live nodes
+  // list in their NodeRecords (HA `tidalctl logs --previous`).
+  std::vector<StoppedInstance> StoppedInstances(
+      const std::string& namespace_ = "", const std::string& app = "") override;
   // Stops the watches and the liveness checks. Instances are not touched
   // (stop_instances is for the local runtime, which the Server shuts down).
   void Shutdown(bool stop_instances) override;

@@ -134,6 +134,17 @@ absl::Status NodeAgent::Heartbeat() {
     r->set_memory_bytes(u.memory_bytes);
     *r->mutable_sampled_at() = ToProtoTime(u.sampled_at);
   }
+  // The newest of the stopped instances whose logs are kept (oldest first).
+  std::vector<StoppedInstance> stopped = local_->StoppedInstances();
+  const size_t skip = stopped.size() > kStoppedPublished
+                          ? stopped.size() - kStoppedPublished
+                          : 0;
+  for (size_t i = skip; i < stopped.size(); ++i) {
+    tidal::v1::StoppedInstanceRecord* r = rec.add_stopped();
+    r->set_instance_id(std::move(stopped[i].id));
+    r->set_namespace_(std::move(stopped[i].namespace_));
+    r->set_app(std::move(stopped[i].app));
+  }
   absl::StatusOr<int64_t> rev = store_->Txn(
       {Op::Put(keys::Node(options_.node), rec.SerializeAsString())});
   if (!rev.ok()) return rev.status();

@@ -6,7 +6,10 @@
 //
 //  - heartbeat: writes its NodeRecord (`/nodes/<node>`) at Start and every
 //    heartbeat_period (heartbeats counts up); the leader judges the node's
-//    liveness by it.
+//    liveness by it. It carries the usage of the local instances and the
+//    stopped instances whose logs the node keeps (the newest
+//    kStoppedPublished), which other nodes' APIs serve `logs --previous`
+//    from (ClusterRuntime::StoppedInstances).
 //  - assignments: lists and watches `/assign/<node>/`. Each assignment not
 //    running here is started under the assignment's id; one marked stop is
 //    stopped (SIGTERM, grace_ms, then SIGKILL). A deleted assignment stops
@@ -45,6 +48,9 @@
 #include "tidal/v1/ha.pb.h"
 
 namespace tidal::ha {
+
+// Stopped instances a NodeRecord lists at most (the newest).
+inline constexpr size_t kStoppedPublished = 100;
 
 struct NodeAgentOptions {
   std::string node;         // --node-name

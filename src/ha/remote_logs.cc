@@ -34,6 +34,7 @@ class GrpcLogStream : public LogStream {
     req.set_follow(options.follow);
     req.set_tail_lines(options.tail_lines);
     req.set_from_node(true);
+    req.set_previous(options.previous);
     reader_ = stub_->Logs(&ctx_, req);
     thread_ = std::thread([this] { Read(); });
   }

@@ -12,6 +12,12 @@ inline tidal::v1::RouteRecord ToRecord(const gateway::Route& route) {
   r.set_namespace_(route.ns);
   r.set_app(route.app);
   r.set_concurrency(route.concurrency);
+  for (int64_t live : route.live_revisions) r.add_live_revisions(live);
+  r.set_timeout_ms(absl::ToInt64Milliseconds(route.timeout));
+  r.set_response_start_timeout_ms(
+      absl::ToInt64Milliseconds(route.response_start_timeout));
+  r.set_idle_timeout_ms(absl::ToInt64Milliseconds(route.idle_timeout));
+  r.set_h2(route.h2);
   for (const auto& rev : route.revisions) {
     auto* out = r.add_revisions();
     out->set_revision(rev.revision);
@@ -32,6 +38,13 @@ inline gateway::Route FromRecord(const tidal::v1::RouteRecord& r) {
   route.ns = r.namespace_();
   route.app = r.app();
   route.concurrency = r.concurrency();
+  route.live_revisions.assign(r.live_revisions().begin(),
+                              r.live_revisions().end());
+  route.timeout = absl::Milliseconds(r.timeout_ms());
+  route.response_start_timeout =
+      absl::Milliseconds(r.response_start_timeout_ms());
+  route.idle_timeout = absl::Milliseconds(r.idle_timeout_ms());
+  route.h2 = r.h2();
   for (const auto& rev : r.revisions()) {
     gateway::RevisionRoute out;
     out.revision = rev.revision();

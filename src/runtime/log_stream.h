@@ -25,6 +25,11 @@ struct LogOptions {
   // node for an instance's logs answers FailedPrecondition instead (set when
   // another node asks, so no request goes round).
   bool local_only = false;
+  // The output of the instance's run that has ended (`tidalctl logs
+  // --previous`, Runtime::StoppedInstances): Kubernetes reads the previous
+  // container's log; the process runtime's log of a stopped instance is the
+  // same file either way.
+  bool previous = false;
 };
 
 // One reader of one instance's log. Next is called from one thread at a

@@ -605,12 +605,29 @@ class ProcessRuntime::Impl {
     return out;
   }
 
-  std::vector<std::string> StoppedInstances(const std::string& ns,
-                                            const std::string& app) {
-    std::vector<std::string> ids;
-    for (auto& l : StoppedLogs(absl::StrCat(ns, "_", app, "_")))
-      ids.push_back(std::move(l.id));
-    return ids;
+  // Log files are named <ns>_<app>_<id>.log: namespaces and app names hold
+  // no '_' (an id given by the leader in HA mode may, and it comes last).
+  std::vector<StoppedInstance> StoppedInstances(const std::string& ns,
+                                                const std::string& app) {
+    std::vector<StoppedInstance> out;
+    const bool all = ns.empty() && app.empty();
+    for (auto& l : StoppedLogs(all ? "" : absl::StrCat(ns, "_", app, "_"))) {
+      StoppedInstance s;
+      if (all) {
+        std::vector<std::string> parts =
+            absl::StrSplit(l.id, absl::MaxSplits('_', 2));
+        if (parts.size() != 3) continue;
+        s.namespace_ = std::move(parts[0]);
+        s.app = std::move(parts[1]);
+        s.id = std::move(parts[2]);
+      } else {
+        s.namespace_ = ns;
+        s.app = app;
+        s.id = std::move(l.id);
+      }
+      out.push_back(std::move(s));
+    }
+    return out;
   }
 
   // Removes the logs (and their rotated files) of stopped instances that
@@ -1534,7 +1551,7 @@ void ProcessRuntime::SetListener(Listener listener) {
 
 absl::Status ProcessRuntime::Adopt() { return impl_->Adopt(); }
 
-std::vector<std::string> ProcessRuntime::StoppedInstances(
+std::vector<StoppedInstance> ProcessRuntime::StoppedInstances(
     const std::string& namespace_, const std::string& app) {
   return impl_->StoppedInstances(namespace_, app);
 }

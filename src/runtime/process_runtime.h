@@ -146,8 +146,8 @@ class ProcessRuntime : public Runtime {
       const std::string& instance_id, const LogOptions& options) override;
   // The log files in the log directory that belong to no instance it runs
   // (kept for stopped_log_retention).
-  std::vector<std::string> StoppedInstances(const std::string& namespace_,
-                                            const std::string& app) override;
+  std::vector<StoppedInstance> StoppedInstances(
+      const std::string& namespace_ = "", const std::string& app = "") override;
   void Shutdown(bool stop_instances) override;
 
   // How instances' processes are kept together: "cgroup" or "subreaper".

@@ -54,6 +54,17 @@ struct InstanceRequest {
   std::string id;
 };
 
+// An instance whose output the runtime keeps after it stopped
+// (Runtime::StoppedInstances).
+struct StoppedInstance {
+  std::string id;
+  std::string namespace_;
+  std::string app;
+  bool operator==(const StoppedInstance& o) const {
+    return id == o.id && namespace_ == o.namespace_ && app == o.app;
+  }
+};
+
 // Something that changed about an instance; the runtime calls the listener
 // for every state change (started, became ready, not ready, crashed,
 // restarted, stopped) and for events worth showing to users.
@@ -131,12 +142,15 @@ class Runtime {
   virtual absl::StatusOr<std::unique_ptr<LogStream>> OpenLogs(
       const std::string& instance_id, const LogOptions& options) = 0;
 
-  // The instances of one app that have stopped (crashed for good, replaced,
-  // scaled away) and whose output the runtime still keeps, oldest first:
-  // what `tidalctl logs --previous` reads through OpenLogs. None by
-  // default.
-  virtual std::vector<std::string> StoppedInstances(
-      const std::string& namespace_, const std::string& app) {
+  // The instances of one app (namespace_ and app set), or of every app,
+  // whose output of a run that has ended the runtime still keeps, oldest
+  // first: what `tidalctl logs --previous` reads through OpenLogs with
+  // LogOptions::previous. The process runtime: instances that have stopped
+  // (crashed for good, replaced, scaled away); Kubernetes: Pods whose
+  // container restarted (the kubelet keeps the previous container's log).
+  // None by default.
+  virtual std::vector<StoppedInstance> StoppedInstances(
+      const std::string& namespace_ = "", const std::string& app = "") {
     return {};
   }
 

@@ -19,8 +19,10 @@ int Seconds(absl::Duration d) {
   return static_cast<int>(std::max<int64_t>(1, absl::ToInt64Seconds(d)));
 }
 
-KpaParams MakeKpaParams(const ScalerConfig& c, const AppScalerOptions& o) {
+KpaParams MakeKpaParams(const ScalerConfig& c, const AppScalerOptions& o,
+                        bool reachable = true) {
   KpaParams p;
+  p.reachable = reachable;
   p.target_value = c.TargetValue();
   p.panic_threshold = c.panic_threshold / 100.0;
   p.max_scale_up_rate = c.max_scale_up_rate;
@@ -28,14 +30,24 @@ KpaParams MakeKpaParams(const ScalerConfig& c, const AppScalerOptions& o) {
   p.stable_window = c.stable_window;
   p.scale_down_delay = c.scale_down_delay;
   p.activation_scale = c.activation_scale;
-  if (c.algorithm == Algorithm::kTidal) {
-    p.headroom_beta = o.tidal_headroom_beta;
+  if (c.algorithm == Algorithm::kTidal && c.metric == Metric::kConcurrency &&
+      o.tidal_wait_sizing) {
     p.per_pod = c.target;
+    if (c.target_wait_p99 != absl::InfiniteDuration())
+      p.wait_s = absl::ToDoubleSeconds(c.target_wait_p99);
+    p.wait_eps = 0.01;
   }
   return p;
 }
 
 std::string Num(double v) { return absl::StrFormat("%.4g", v); }
+
+HpaTolerances HpaTolerancesOf(const ScalerConfig& c) {
+  HpaTolerances t;
+  t.down = c.scale_down_tolerance;
+  t.up = c.scale_up_tolerance;
+  return t;
+}
 
 }  // namespace
 
@@ -52,18 +64,56 @@ AppScaler::AppScaler(ScalerConfig config, absl::Time now,
     : config_(std::move(config)),
       opts_(opts),
       kpa_(MakeKpaParams(config_, opts), now, opts.ready_at_start),
-      hpa_(config_.scale_up, config_.scale_down, config_.tolerance),
+      hpa_(config_.scale_up, config_.scale_down, HpaTolerancesOf(config_),
+           !config_.user_behavior),
       behavior_(config_.user_scale_up, config_.user_scale_down,
-                config_.tolerance),
+                HpaTolerancesOf(config_)),
       stable_(Seconds(config_.stable_window)),
       panic_(Seconds(config_.PanicWindow())),
       hpa_window_(Seconds(config_.tick)),
+      conc_traffic_(Seconds(config_.stable_window)),
+      req_traffic_(Seconds(config_.stable_window)),
       schedules_(&config_.schedules),
       ready_(opts.ready_at_start),
       current_(opts.current_at_start),
       start_duration_(opts.start_duration),
       active_since_(now) {
   last_traffic_end_ = absl::ToUnixSeconds(now);
+}
+
+absl::Status AppScaler::Update(const tidal::v1::Scaling& spec,
+                               const AppScalerOptions& opts) {
+  ASSIGN_OR_RETURN(ScalerConfig c,
+                   ResolveConfig(spec, opts.container_concurrency));
+  if (c.algorithm != config_.algorithm) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "scaling.algorithm: ", AlgorithmName(config_.algorithm), " -> ",
+        AlgorithmName(c.algorithm), " needs a new scaler"));
+  }
+  config_ = std::move(c);
+  opts_.container_concurrency = opts.container_concurrency;
+  opts_.tidal_fallback_keep_alive = opts.tidal_fallback_keep_alive;
+  opts_.tidal_wait_sizing = opts.tidal_wait_sizing;
+  kpa_.Update(MakeKpaParams(config_, opts_, reachable_));
+  hpa_.Update(config_.scale_up, config_.scale_down, HpaTolerancesOf(config_),
+              !config_.user_behavior);
+  behavior_.Update(config_.user_scale_up, config_.user_scale_down,
+                   HpaTolerancesOf(config_), false);
+  stable_.Resize(Seconds(config_.stable_window));
+  panic_.Resize(Seconds(config_.PanicWindow()));
+  hpa_window_.Resize(Seconds(config_.tick));
+  conc_traffic_.Resize(Seconds(config_.stable_window));
+  req_traffic_.Resize(Seconds(config_.stable_window));
+  // The tracker points at config_.schedules, which was replaced.
+  schedules_ = ScheduleTracker(&config_.schedules);
+  last_reason_.clear();
+  return absl::OkStatus();
+}
+
+void AppScaler::SetReachable(bool reachable) {
+  if (reachable == reachable_) return;
+  reachable_ = reachable;
+  kpa_.Update(MakeKpaParams(config_, opts_, reachable_));
 }
 
 void AppScaler::RecordValue(int64_t sec, double value, bool partial) {
@@ -94,15 +144,34 @@ void AppScaler::Record(const MetricSample& s) {
   }
   const double value =
       config_.metric == Metric::kRps ? s.requests : s.concurrency;
+  if (traffic && config_.algorithm == Algorithm::kTidal) {
+    conc_traffic_.Record(sec, s.concurrency);
+    req_traffic_.Record(sec, s.requests);
+    // Little's law over the stable window's seconds with traffic: the mean
+    // time in the system (service, plus any wait) = concurrency / rate.
+    const double rate = req_traffic_.WindowAverage(sec);
+    if (rate > 0) {
+      kpa_.set_service_time(
+          std::max(0.001, conc_traffic_.WindowAverage(sec) / rate));
+    }
+  }
   if (config_.predictive) predictor_.Add(s.time, value);
   if (config_.metric == Metric::kConcurrency ||
       config_.metric == Metric::kRps) {
-    if (config_.algorithm == Algorithm::kKeepAlive) {
-      keep_alive_.Record(
-          sec, static_cast<int32_t>(std::ceil(value / config_.target - 1e-9)));
-    }
+    RecordNeed(sec, value);
     RecordValue(sec, value, false);
   }
+}
+
+void AppScaler::RecordNeed(int64_t sec, double value) {
+  if (config_.algorithm != Algorithm::kKeepAlive &&
+      config_.algorithm != Algorithm::kHybrid) {
+    return;
+  }
+  const int32_t need =
+      static_cast<int32_t>(std::ceil(value / config_.target - 1e-9));
+  keep_alive_.Record(sec, need);
+  recent_need_.Record(sec, need);
 }
 
 void AppScaler::RecordUtilization(absl::Time second, double cpu_percent,
@@ -113,10 +182,7 @@ void AppScaler::RecordUtilization(absl::Time second, double cpu_percent,
       config_.metric == Metric::kCpu ? cpu_percent : memory_percent;
   const double total = per * std::max(0, ready_);
   const int64_t sec = absl::ToUnixSeconds(second);
-  if (config_.algorithm == Algorithm::kKeepAlive) {
-    keep_alive_.Record(
-        sec, static_cast<int32_t>(std::ceil(total / config_.target - 1e-9)));
-  }
+  RecordNeed(sec, total);
   RecordValue(sec, total, false);
 }
 
@@ -142,10 +208,7 @@ void AppScaler::SetWaiting(absl::Time now, int32_t waiting) {
   } else if (stable_.empty() || stable_.last_write() < sec) {
     RecordValue(sec, waiting_, true);
   }
-  if (config_.algorithm == Algorithm::kKeepAlive) {
-    keep_alive_.Record(
-        sec, static_cast<int32_t>(std::ceil(waiting_ / config_.target - 1e-9)));
-  }
+  RecordNeed(sec, waiting_);
 }
 
 void AppScaler::ObserveStartDuration(absl::Duration d) {
@@ -164,11 +227,25 @@ int32_t AppScaler::DecideKpa(absl::Time now, int64_t eval, Cause* cause) {
     *cause = Cause::kNoData;
     return current_;
   }
-  const double stable = stable_.WindowAverage(eval);
-  const double panic = panic_.WindowAverage(eval);
-  last_stable_ = stable;
+  // Knative's invalid result: the metric client has nothing for a whole
+  // stable window (ErrNoData) or a gateway's figures are missing: the scale
+  // is held, never taken to zero on missing data.
+  const bool unknown =
+      metrics_unknown_ && (config_.metric == Metric::kConcurrency ||
+                           config_.metric == Metric::kRps);
+  const bool no_data = unknown || stable_.EmptyAt(eval);
+  const double stable =
+      no_data ? KpaDecider::kNoData : stable_.WindowAverage(eval);
+  const double panic =
+      no_data ? KpaDecider::kNoData : panic_.WindowAverage(eval);
   KpaDecider::Result r = kpa_.Scale(now, stable, panic, ready_);
   last_panic_ = r.panic;
+  if (!r.valid) {
+    last_stable_ = 0;
+    *cause = unknown ? Cause::kUnknown : Cause::kNoData;
+    return current_;
+  }
+  last_stable_ = stable;
   *cause = Cause::kMetric;
   int32_t desired = r.desired;
   if (desired > 0) {
@@ -223,13 +300,14 @@ int32_t AppScaler::DecideTidal(absl::Time now, int64_t eval, Cause* cause) {
     KpaDecider::Result r = kpa_.Scale(now, stable, panic, ready_);
     last_panic_ = r.panic;
     *cause = Cause::kMetric;
-    return r.desired;
+    return std::max(r.desired, LookAheadPods(now_s, eval));
   }
   // Idle: the keep-warm policy learned from this app's idle times gives the
   // count (1 or 0) in place of the stable recommendation; KPA's rules still
   // apply to it, so the status never contradicts the count: no scale-down
   // while panicking, at most maxScaleDownRate per tick, and scaleDownDelay.
-  const IdleHistogram::Policy& p = idle_.policy();
+  const IdleHistogram::Policy p = idle_.PaperPolicy();
+  last_prewarm_s_ = p.prewarm_s;
   const int64_t lead = absl::ToInt64Seconds(start_duration_ + config_.tick) + 1;
   bool warm;
   if (p.representative) {
@@ -238,10 +316,9 @@ int32_t AppScaler::DecideTidal(absl::Time now, int64_t eval, Cause* cause) {
     *cause = warm ? (p.prewarm_s > 0 ? Cause::kPrewarm : Cause::kKeepWarm)
                   : Cause::kIdle;
   } else {
-    const bool rare =
-        idle_.out_of_bounds() > 0 && idle_.out_of_bounds() * 2 > idle_.total();
-    const absl::Duration ka =
-        rare ? config_.stable_window : opts_.tidal_fallback_keep_alive;
+    // No idle time yet, or no pattern in them: a fixed keep-alive (4 h, the
+    // histogram's range, unless scaleToZeroGracePeriod says otherwise).
+    const absl::Duration ka = opts_.tidal_fallback_keep_alive;
     // An app that has had no request yet and has no instance stays at zero
     // (minReplicas: 0 means no process until the first request): its
     // "idle time" counts from its creation, not from any traffic.
@@ -267,6 +344,35 @@ int32_t AppScaler::DecideTidal(absl::Time now, int64_t eval, Cause* cause) {
   return r.desired;
 }
 
+int32_t AppScaler::LookAheadPods(int64_t now_s, int64_t eval) {
+  look_ahead_load_ = 0;
+  const double service = kpa_.service_time();
+  const double per_pod = kpa_.params().per_pod;
+  if (per_pod <= 0 || service <= 0) return 0;
+  // The load one start time (and a tick) from now: the last complete
+  // second's concurrency, plus the arrivals of the look-ahead less the
+  // completions (concurrency / service time per second).
+  const double lead = absl::ToDoubleSeconds(start_duration_ + config_.tick);
+  const double conc = panic_.At(eval);
+  const double rate = req_traffic_.At(eval);
+  const double growth = std::max(0.0, rate - conc / service) * lead;
+  look_ahead_load_ = conc + growth;
+  int32_t pods = static_cast<int32_t>(kpa_.PodsFor(look_ahead_load_));
+  // Requests waiting now that neither the starting instances nor the
+  // completions within the look-ahead will serve get instances of their own.
+  const double slots_coming = (current_ - ready_) * per_pod +
+                              ready_ * per_pod * std::min(1.0, lead / service);
+  const double extra = waiting_ - slots_coming;
+  if (extra > 0) {
+    pods = std::max(pods, current_ + static_cast<int32_t>(
+                                         std::ceil(extra / per_pod - 1e-9)));
+  }
+  // Held for a panic window, so a noisy second does not stop instances that
+  // the next one needs again.
+  up_hold_.Record(now_s, pods);
+  return up_hold_.Current(now_s, Seconds(config_.PanicWindow()), pods);
+}
+
 int32_t AppScaler::DecideHpa(absl::Time now, int64_t eval, int32_t min_r,
                              int32_t max_r, Cause* cause) {
   *cause = Cause::kMetric;
@@ -284,12 +390,33 @@ int32_t AppScaler::DecideHpa(absl::Time now, int64_t eval, int32_t min_r,
   }
   const double total = hpa_window_.WindowAverage(eval);
   last_stable_ = total;
-  const double per_pod = total / std::max(1, ready_);
-  const double ratio = per_pod / config_.TargetValue();
-  int32_t rec = hpa_.Recommend(ratio, current_, ready_);
-  if (rec == current_ && std::fabs(1.0 - ratio) <= config_.tolerance)
+  // The replica calculator over the instances: each ready one reports the
+  // sync period's average; starting ones are unready (a pending pod). Values
+  // in thousandths, so utilization is floored to an integer percent as
+  // Kubernetes does.
+  const bool resource =
+      config_.metric == Metric::kCpu || config_.metric == Metric::kMemory;
+  const double per_pod = ready_ > 0 ? total / ready_ : 0;
+  const int64_t request = resource ? 100000 : 0;  // 100% in thousandths
+  std::vector<HpaPod> pods;
+  pods.reserve(std::max(current_, ready_));
+  for (int32_t i = 0; i < ready_; ++i)
+    pods.push_back({HpaPod::kReady, std::llround(per_pod * 1000), request});
+  for (int32_t i = ready_; i < current_; ++i)
+    pods.push_back({HpaPod::kUnready, 0, request});
+  const int64_t target = resource ? std::llround(config_.target)
+                                  : std::llround(config_.TargetValue() * 1000);
+  const HpaReplicas r = resource ? hpa_.ResourceReplicas(pods, current_, target)
+                                 : hpa_.PlainReplicas(pods, current_, target);
+  if (!r.ok) {
+    // No ready instance reported: the controller keeps the count.
+    *cause = Cause::kNoData;
+    return current_;
+  }
+  if (r.replicas == current_ &&
+      hpa_.tolerances().Within(static_cast<double>(r.usage) / target))
     *cause = Cause::kTolerance;
-  return hpa_.Normalize(now, rec, current_, min_r, max_r);
+  return hpa_.Normalize(now, r.replicas, current_, min_r, max_r);
 }
 
 int32_t AppScaler::DecideKeepAlive(int64_t eval, Cause* cause) {
@@ -301,6 +428,38 @@ int32_t AppScaler::DecideKeepAlive(int64_t eval, Cause* cause) {
   return d;
 }
 
+int32_t AppScaler::DecideHybrid(absl::Time now, int64_t eval, Cause* cause) {
+  last_stable_ = stable_.empty() ? 0 : stable_.WindowAverage(eval);
+  const IdleHistogram::Policy p = idle_.PaperPolicy();
+  last_prewarm_s_ = p.prewarm_s;
+  const int64_t now_s = absl::ToUnixSeconds(now);
+  const bool busy = waiting_ > 0 || (seen_traffic_ && last_traffic_end_ > eval);
+  last_idle_s_ = busy ? 0 : now_s - last_traffic_end_;
+  int32_t d;
+  if (p.prewarm_s == 0) {
+    // Kept warm for the keep-alive window after the last second needing it.
+    d = keep_alive_.Current(eval, p.keep_alive_s, 0);
+    *cause = d > 0 ? Cause::kKeepWarm : Cause::kIdle;
+  } else {
+    // Unloaded after the invocations end, loaded again ahead of the pre-warm
+    // time (by the start time and a tick, as tidal) for the keep-alive.
+    d = recent_need_.Current(eval, absl::ToInt64Seconds(config_.tick), 0);
+    const int64_t lead =
+        absl::ToInt64Seconds(start_duration_ + config_.tick) + 1;
+    *cause = d > 0 ? Cause::kMetric : Cause::kIdle;
+    if (!busy && seen_traffic_ && last_idle_s_ + lead >= p.prewarm_s &&
+        last_idle_s_ <= p.prewarm_s + p.keep_alive_s && d < 1) {
+      d = 1;
+      *cause = Cause::kPrewarm;
+    }
+  }
+  if (waiting_ > 0 && d < 1) {
+    d = 1;
+    *cause = Cause::kMetric;
+  }
+  return d;
+}
+
 Decision AppScaler::Decide(absl::Time now) {
   if (became_active_) {
     active_since_ = now;
@@ -309,6 +468,15 @@ Decision AppScaler::Decide(absl::Time now) {
   const int64_t now_s = absl::ToUnixSeconds(now);
   const int64_t eval =
       (!stable_.empty() && stable_.last_write() >= now_s) ? now_s : now_s - 1;
+  if (config_.algorithm == Algorithm::kTidal) {
+    // A waiting request gets an instance started for it within the start
+    // time and a tick: the default wait target, met without headroom.
+    const double reaction =
+        absl::ToDoubleSeconds(start_duration_ + config_.tick);
+    kpa_.set_reaction_time(reaction);
+    if (config_.target_wait_p99 == absl::InfiniteDuration())
+      kpa_.set_wait_target(reaction);
+  }
 
   // Effective bounds: spec, then schedules (largest minimum; a schedule's
   // maximum replaces the spec's), then the predicted floor.
@@ -362,6 +530,9 @@ Decision AppScaler::Decide(absl::Time now) {
     case Algorithm::kKeepAlive:
       desired = DecideKeepAlive(eval, &cause);
       break;
+    case Algorithm::kHybrid:
+      desired = DecideHybrid(now, eval, &cause);
+      break;
   }
   // Figures missing from a gateway: what the scaler saw understates the
   // traffic by an unknown amount, so it never scales down on it.
@@ -413,7 +584,11 @@ Decision AppScaler::Decide(absl::Time now) {
   if (sb != nullptr) d.active_schedules = sb->active;
   d.min_replicas = min_r;
   d.max_replicas = max_r == std::numeric_limits<int32_t>::max() ? 0 : max_r;
-  if (desired != current_ || last_reason_.empty()) {
+  // The reason changes with the count; a hold on missing data (kpa's invalid
+  // result, unknown figures) says so while it lasts.
+  const bool held = desired == current_ &&
+                    (cause == Cause::kNoData || cause == Cause::kUnknown);
+  if (desired != current_ || last_reason_.empty() || held) {
     last_reason_ = Reason(cause, current_, desired, min_r, max_r, sb);
   }
   d.reason = last_reason_;
@@ -439,7 +614,8 @@ std::string AppScaler::Reason(Cause cause, int32_t from, int32_t to,
                       : "",
           last_panic_ ? " (panic)" : "", arrow);
     case Cause::kNoData:
-      return absl::StrCat("no ", metric, " data yet", arrow);
+      return absl::StrCat("no ", metric, " data",
+                          stable_.empty() ? " yet" : " (held)", arrow);
     case Cause::kUnknown:
       return absl::StrCat(metric,
                           " unknown (a gateway's figures are missing): "
@@ -462,8 +638,8 @@ std::string AppScaler::Reason(Cause cause, int32_t from, int32_t to,
                           "s within the keep-alive window", IdleHeld(), arrow);
     case Cause::kPrewarm:
       return absl::StrCat("pre-warm: idle ", last_idle_s_,
-                          "s, next request expected after ",
-                          idle_.policy().prewarm_s, "s", IdleHeld(), arrow);
+                          "s, next request expected after ", last_prewarm_s_,
+                          "s", IdleHeld(), arrow);
     case Cause::kInitial:
       return absl::StrCat("initial scale ", config_.initial_scale, arrow);
     case Cause::kMin:
@@ -509,7 +685,8 @@ std::string AppScaler::IdleHeld() const {
 std::string AppScaler::SaveState() const {
   return absl::StrCat(
       "tidal-scaler-v1\nstart_ms=", absl::ToInt64Milliseconds(start_duration_),
-      "\nidle=", idle_.Serialize(), "\npred=", predictor_.Serialize(), "\n");
+      "\nidle=", idle_.Serialize(), "\npred=", predictor_.Serialize(),
+      "\nservice_us=", std::llround(kpa_.service_time() * 1e6), "\n");
 }
 
 absl::Status AppScaler::RestoreState(std::string_view state_in) {
@@ -523,12 +700,17 @@ absl::Status AppScaler::RestoreState(std::string_view state_in) {
   IdleHistogram idle;
   DailyPredictor pred;
   int64_t start_ms = absl::ToInt64Milliseconds(start_duration_);
+  int64_t service_us = std::llround(kpa_.service_time() * 1e6);
   for (size_t i = 1; i < lines.size(); ++i) {
     std::pair<absl::string_view, absl::string_view> kv =
         absl::StrSplit(lines[i], absl::MaxSplits('=', 1));
     if (kv.first == "start_ms") {
       if (!absl::SimpleAtoi(kv.second, &start_ms) || start_ms < 0) {
         return absl::InvalidArgumentError("scaler state: bad start_ms");
+      }
+    } else if (kv.first == "service_us") {
+      if (!absl::SimpleAtoi(kv.second, &service_us) || service_us < 0) {
+        return absl::InvalidArgumentError("scaler state: bad service_us");
       }
     } else if (kv.first == "idle") {
       RETURN_IF_ERROR(
@@ -544,6 +726,7 @@ absl::Status AppScaler::RestoreState(std::string_view state_in) {
   idle_ = std::move(idle);
   predictor_ = std::move(pred);
   start_duration_ = absl::Milliseconds(start_ms);
+  kpa_.set_service_time(service_us / 1e6);
   return absl::OkStatus();
 }
 

@@ -4,8 +4,9 @@
 // injected time. The controller (or the simulator) feeds it one-second metric
 // samples and the instance counts, and asks Decide(now) every tick; the same
 // inputs always give the same decisions. Algorithms: `tidal` (default), `kpa`
-// (Knative KPA), `hpa` (Kubernetes HPA), `keepalive` (fixed keep-alive, a
-// baseline). Not thread-safe: one owner calls it (the controller serializes
+// (Knative KPA), `hpa` (Kubernetes HPA), and two baselines: `keepalive`
+// (fixed keep-alive) and `hybrid` (the hybrid-histogram policy of Shahrad et
+// al., ATC'20). Not thread-safe: one owner calls it (the controller serializes
 // per app key).
 
 #include <cstdint>
@@ -50,10 +51,13 @@ struct AppScalerOptions {
   int32_t ready_at_start = 0;  // ready instances when the scaler is (re)created
   int32_t current_at_start = 0;
   absl::Duration start_duration = absl::Seconds(1);  // until measured
-  // Tidal: keep-alive used until an app's idle-time histogram is trusted.
-  absl::Duration tidal_fallback_keep_alive = absl::Minutes(10);
-  double tidal_headroom_beta =
-      1.0;  // square-root staffing factor (0: Knative sizing)
+  // Tidal: keep-alive while an app's idle times show no pattern (none yet,
+  // or spread evenly): the histogram's range, as the hybrid-histogram
+  // policy.
+  absl::Duration tidal_fallback_keep_alive = absl::Hours(4);
+  // Tidal: size busy apps for targetWaitP99 (Erlang C over the measured
+  // service time); false: Knative's sizing (target x utilization).
+  bool tidal_wait_sizing = true;
 };
 
 class AppScaler {
@@ -93,6 +97,20 @@ class AppScaler {
 
   Decision Decide(absl::Time now);
 
+  // A changed spec for the same algorithm, applied without re-creating the
+  // scaler (Knative's Update): the metric windows (resized to the new
+  // windows), panic mode, the scale-down delay window and the HPA
+  // recommendations carry over. InvalidArgument when `spec` is invalid,
+  // FailedPrecondition when it names another algorithm (a new scaler is
+  // needed); nothing is changed then. `opts` gives the template's
+  // concurrency and the keep-alive rules; its instance counts are ignored.
+  absl::Status Update(const tidal::v1::Scaling& spec,
+                      const AppScalerOptions& opts);
+  // Knative's `reachable`: whether traffic is routed to the app. An
+  // unreachable app scales down without maxScaleDownRate or scaleDownDelay
+  // (kpa, tidal). tidald routes to every app, so it stays reachable there.
+  void SetReachable(bool reachable);
+
   // The tick period (tidal 1 s; kpa and keepalive 2 s; hpa 15 s).
   absl::Duration tick() const { return config_.tick; }
   const ScalerConfig& config() const { return config_; }
@@ -123,19 +141,26 @@ class AppScaler {
   };
   int32_t DecideKpa(absl::Time now, int64_t eval, Cause* cause);
   int32_t DecideTidal(absl::Time now, int64_t eval, Cause* cause);
+  // Tidal, busy: pods for the load one start time ahead and for the
+  // requests waiting now.
+  int32_t LookAheadPods(int64_t now_s, int64_t eval);
   int32_t DecideHpa(absl::Time now, int64_t eval, int32_t min_r, int32_t max_r,
                     Cause* cause);
   int32_t DecideKeepAlive(int64_t eval, Cause* cause);
+  int32_t DecideHybrid(absl::Time now, int64_t eval, Cause* cause);
   void RecordValue(int64_t sec, double value, bool partial);
+  // keepalive, hybrid: the pods second `sec` needs (value / target).
+  void RecordNeed(int64_t sec, double value);
   // Tidal, idle: what held the count above the keep-warm count.
   enum class IdleHold { kNone, kPanic, kRate, kDelay };
   std::string IdleHeld() const;
   std::string Reason(Cause cause, int32_t from, int32_t to, int32_t min_r,
                      int32_t max_r, const ScheduleTracker::Bounds* sb) const;
 
-  // Constant after construction.
-  const ScalerConfig config_;
-  const AppScalerOptions opts_;
+  // Replaced only by Update().
+  ScalerConfig config_;
+  AppScalerOptions opts_;
+  bool reachable_ = true;
 
   KpaDecider kpa_;
   HpaDecider hpa_;
@@ -143,8 +168,14 @@ class AppScaler {
   int32_t behavior_wanted_ = 0;  // the decision before behavior held it
   TimedBuckets stable_;
   TimedBuckets panic_;
-  TimedBuckets hpa_window_;                 // one HPA sync period
+  TimedBuckets hpa_window_;  // one HPA sync period
+  // tidal: concurrency and requests of the seconds with traffic (stable
+  // window), for the service time (Little's law: concurrency / rate).
+  TimedBuckets conc_traffic_;
+  TimedBuckets req_traffic_;
+  MaxWindow<int32_t, int64_t> up_hold_;     // tidal: recent look-ahead sizes
   MaxWindow<int32_t, int64_t> keep_alive_;  // keepalive: pods needed per second
+  MaxWindow<int32_t, int64_t> recent_need_;  // hybrid: the same, last tick
   IdleHistogram idle_;
   DailyPredictor predictor_;
   ScheduleTracker schedules_;
@@ -159,6 +190,7 @@ class AppScaler {
   bool became_active_ = false;
   bool seen_traffic_ = false;
   int64_t last_idle_s_ = 0;
+  int64_t last_prewarm_s_ = 0;  // of the idle policy last applied
   double last_predicted_ = 0;
   absl::Duration last_lookahead_;  // of the last prediction
   absl::Duration start_duration_;
@@ -166,13 +198,12 @@ class AppScaler {
   absl::Time inactive_since_ = absl::InfinitePast();
   int64_t last_traffic_end_ =
       0;  // second after the last one with traffic (or creation)
-  double last_value_ = 0;  // latest stable value (for the decision)
   double last_stable_ = 0;
   bool last_panic_ = false;
   IdleHold idle_held_ = IdleHold::kNone;
+  double look_ahead_load_ = 0;   // tidal: the last look-ahead load
   bool last_burst_ = false;      // tidal: the last decision sized on a burst
   double last_burst_value_ = 0;  // the burst's peak (metric units)
-  int32_t last_desired_ = -1;
   std::string last_reason_;
 };
 

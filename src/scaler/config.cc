@@ -17,6 +17,8 @@ const char* AlgorithmName(Algorithm a) {
       return "hpa";
     case Algorithm::kKeepAlive:
       return "keepalive";
+    case Algorithm::kHybrid:
+      return "hybrid";
   }
   return "?";
 }
@@ -77,6 +79,12 @@ absl::StatusOr<HpaRules> ResolveRules(const tidal::v1::HPAScalingRules& r,
       return Invalid(field + ".selectPolicy", "must be Max, Min or Disabled");
     }
   }
+  if (r.has_tolerance()) {
+    if (!(r.tolerance() >= 0 && r.tolerance() <= 10)) {
+      return Invalid(field + ".tolerance", "must be within 0..10");
+    }
+    out.tolerance = r.tolerance();
+  }
   if (r.policies_size() > 0) {
     out.policies.clear();
     for (int i = 0; i < r.policies_size(); ++i) {
@@ -115,8 +123,10 @@ absl::StatusOr<ScalerConfig> ResolveConfig(const tidal::v1::Scaling& spec,
     c.algorithm = Algorithm::kHpa;
   } else if (spec.algorithm() == "keepalive") {
     c.algorithm = Algorithm::kKeepAlive;
+  } else if (spec.algorithm() == "hybrid") {
+    c.algorithm = Algorithm::kHybrid;
   } else {
-    return Invalid("algorithm", "must be tidal, kpa, hpa or keepalive");
+    return Invalid("algorithm", "must be tidal, kpa, hpa, keepalive or hybrid");
   }
   if (spec.metric().empty() || spec.metric() == "concurrency") {
     c.metric = Metric::kConcurrency;
@@ -223,6 +233,12 @@ absl::StatusOr<ScalerConfig> ResolveConfig(const tidal::v1::Scaling& spec,
     }
     c.tolerance = spec.tolerance();
   }
+  if (spec.has_target_wait_p99_ms()) {
+    if (spec.target_wait_p99_ms() < 0 || spec.target_wait_p99_ms() > 600000) {
+      return Invalid("targetWaitP99", "must be within 0s..10m");
+    }
+    c.target_wait_p99 = absl::Milliseconds(spec.target_wait_p99_ms());
+  }
   if (spec.has_tick_ms()) {
     // The same range as the API's validation (src/api/spec.cc).
     if (spec.tick_ms() < 100 || spec.tick_ms() > 60000) {
@@ -247,6 +263,10 @@ absl::StatusOr<ScalerConfig> ResolveConfig(const tidal::v1::Scaling& spec,
                                             "behavior.scaleUp"));
   ASSIGN_OR_RETURN(c.scale_down, ResolveRules(spec.behavior().scale_down(),
                                               down, "behavior.scaleDown"));
+  c.scale_up_tolerance =
+      c.scale_up.tolerance >= 0 ? c.scale_up.tolerance : c.tolerance;
+  c.scale_down_tolerance =
+      c.scale_down.tolerance >= 0 ? c.scale_down.tolerance : c.tolerance;
   // tidal, kpa, keepalive: a `behavior` the user sets applies on top of the
   // algorithm's own decision, and what it leaves out restricts nothing (no
   // stabilization, no rate limit).

@@ -14,7 +14,7 @@
 
 namespace tidal::scaler {
 
-enum class Algorithm { kTidal, kKpa, kHpa, kKeepAlive };
+enum class Algorithm { kTidal, kKpa, kHpa, kKeepAlive, kHybrid };
 enum class Metric { kConcurrency, kRps, kCpu, kMemory };
 
 const char* AlgorithmName(Algorithm a);
@@ -32,6 +32,7 @@ struct HpaRules {
   enum Select { kMax, kMin, kDisabled } select = kMax;
   absl::Duration stabilization = absl::ZeroDuration();
   std::vector<HpaPolicy> policies;
+  double tolerance = -1;  // hpa: this direction's tolerance; -1: not set
 };
 
 // A parsed schedule: cron + zone + duration + overrides.
@@ -63,7 +64,11 @@ struct ScalerConfig {
   int32_t activation_scale =
       1;                   // Knative's activation-scale (not in the spec yet)
   double tolerance = 0.1;  // hpa
-  HpaRules scale_up;       // hpa: spec.behavior over HPA's defaults
+  // hpa: the usage-ratio band [1 - down, 1 + up] that keeps the count:
+  // behavior.scaleUp/scaleDown.tolerance, else `tolerance`.
+  double scale_up_tolerance = 0.1;
+  double scale_down_tolerance = 0.1;
+  HpaRules scale_up;  // hpa: spec.behavior over HPA's defaults
   HpaRules scale_down;
   // tidal, kpa, keepalive: spec.behavior over no restriction at all.
   HpaRules user_scale_up;
@@ -75,6 +80,10 @@ struct ScalerConfig {
       absl::ZeroDuration();                       // 0: measured start time
   absl::Duration tick = absl::Seconds(2);         // tidal: 1s; hpa: 15s
   absl::Duration keep_alive = absl::Minutes(10);  // algorithm keepalive
+  // tidal: busy apps are sized so that P(wait > this) <= 1% (Erlang C);
+  // infinite (unset): the app's measured start time plus a tick, which the
+  // reaction to waiting requests meets without headroom.
+  absl::Duration target_wait_p99 = absl::InfiniteDuration();
 
   // The per-instance value the windows are compared against: target *
   // utilization for concurrency and rps, target itself for cpu and memory.

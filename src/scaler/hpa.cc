@@ -3,13 +3,162 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <utility>
 
 namespace tidal::scaler {
 
-int32_t HpaDecider::Recommend(double usage_ratio, int32_t current,
-                              int32_t ready) const {
-  if (std::fabs(1.0 - usage_ratio) <= tolerance_) return current;
-  return static_cast<int32_t>(std::ceil(usage_ratio * ready));
+namespace {
+
+// The pods whose metric counts in a ratio: (value, request).
+using Metrics = std::vector<std::pair<int64_t, int64_t>>;
+
+int32_t CeilReplicas(double v) {
+  const double c = std::ceil(v);
+  if (c >= static_cast<double>(std::numeric_limits<int32_t>::max()))
+    return std::numeric_limits<int32_t>::max();
+  return static_cast<int32_t>(c);
+}
+
+// GetResourceUtilizationRatio: the utilization is an integer percent,
+// floored (sum of usage x 100 / sum of requests).
+int64_t Utilization(const Metrics& m) {
+  int64_t used = 0, requested = 0;
+  for (const auto& [value, request] : m) {
+    used += value;
+    requested += request;
+  }
+  return requested > 0 ? used * 100 / requested : 0;
+}
+
+// GetMetricUsageRatio: the per-pod average, floored.
+int64_t Average(const Metrics& m) {
+  int64_t total = 0;
+  for (const auto& [value, request] : m) total += value;
+  return m.empty() ? 0 : total / static_cast<int64_t>(m.size());
+}
+
+// The replica calculator's common path: `usage_of` turns the counted
+// metrics into the usage compared with `target`; `missing_down` is what a
+// missing pod is assumed to use on a scale-down.
+template <typename UsageOf, typename MissingDown>
+HpaReplicas Calculate(const std::vector<HpaPod>& pods, int32_t current,
+                      int64_t target, HpaTolerances tol, UsageOf usage_of,
+                      MissingDown missing_down) {
+  HpaReplicas out;
+  Metrics metrics;
+  std::vector<const HpaPod*> unready, missing;
+  int32_t ready = 0;
+  for (const HpaPod& p : pods) {
+    switch (p.state) {
+      case HpaPod::kReady:
+        ++ready;
+        metrics.emplace_back(p.value, p.request);
+        break;
+      case HpaPod::kUnready:
+        unready.push_back(&p);
+        break;
+      case HpaPod::kMissing:
+        missing.push_back(&p);
+        break;
+      case HpaPod::kIgnored:
+        break;
+    }
+  }
+  // "did not receive metrics for targeted pods (pods might be unready)"
+  if (metrics.empty() || target <= 0) return out;
+  out.ok = true;
+  out.usage = usage_of(metrics);
+  const double ratio =
+      static_cast<double>(out.usage) / static_cast<double>(target);
+  const bool up_with_unready = !unready.empty() && ratio > 1.0;
+  if (!up_with_unready && missing.empty()) {
+    out.replicas = tol.Within(ratio) ? current : CeilReplicas(ratio * ready);
+    return out;
+  }
+  // Missing pods: assumed at the fallback on a scale-down, at 0 on a
+  // scale-up; unready pods at 0 on a scale-up (ignored otherwise).
+  for (const HpaPod* p : missing) {
+    if (ratio < 1.0) {
+      metrics.emplace_back(missing_down(*p), p->request);
+    } else if (ratio > 1.0) {
+      metrics.emplace_back(0, p->request);
+    }
+  }
+  if (up_with_unready) {
+    for (const HpaPod* p : unready) metrics.emplace_back(0, p->request);
+  }
+  const double new_ratio =
+      static_cast<double>(usage_of(metrics)) / static_cast<double>(target);
+  // Too small a change, or the assumptions flip the direction: no change.
+  if (tol.Within(new_ratio) || (ratio < 1.0 && new_ratio > 1.0) ||
+      (ratio > 1.0 && new_ratio < 1.0)) {
+    out.replicas = current;
+    return out;
+  }
+  const int32_t n =
+      CeilReplicas(new_ratio * static_cast<double>(metrics.size()));
+  out.replicas =
+      (new_ratio < 1.0 && n > current) || (new_ratio > 1.0 && n < current)
+          ? current
+          : n;
+  return out;
+}
+
+}  // namespace
+
+HpaReplicas HpaDecider::ResourceReplicas(std::vector<HpaPod> pods,
+                                         int32_t current,
+                                         int64_t target_percent,
+                                         HpaTolerances tolerances) {
+  // "missing request for ...": a counted pod without a request.
+  for (const HpaPod& p : pods) {
+    if (p.state == HpaPod::kReady && p.request <= 0) return {};
+  }
+  const int64_t fallback = std::max<int64_t>(100, target_percent);
+  return Calculate(
+      pods, current, target_percent, tolerances, Utilization,
+      [fallback](const HpaPod& p) { return p.request * fallback / 100; });
+}
+
+HpaReplicas HpaDecider::PlainReplicas(std::vector<HpaPod> pods, int32_t current,
+                                      int64_t target,
+                                      HpaTolerances tolerances) {
+  return Calculate(pods, current, target, tolerances, Average,
+                   [target](const HpaPod&) { return target; });
+}
+
+int32_t HpaDecider::StabilizeNil(std::vector<Recommendation>* log,
+                                 absl::Time now, absl::Duration window,
+                                 int32_t recommendation) {
+  int32_t max_rec = recommendation;
+  const absl::Time cutoff = now - window;
+  int old_index = -1;
+  for (size_t i = 0; i < log->size(); ++i) {
+    const Recommendation& r = (*log)[i];
+    if (r.time < cutoff) {
+      old_index = static_cast<int>(i);
+    } else if (r.value > max_rec) {
+      max_rec = r.value;
+    }
+  }
+  if (old_index >= 0) {
+    (*log)[old_index] = {recommendation, now};
+  } else {
+    log->push_back({recommendation, now});
+  }
+  return max_rec;
+}
+
+int32_t HpaDecider::ConvertWithRules(int32_t current, int32_t desired,
+                                     int32_t min_replicas,
+                                     int32_t max_replicas) {
+  // calculateScaleUpLimit: max(2 x current, 4); never below 1.
+  const int64_t up_limit = std::max<int64_t>(2 * int64_t{current}, 4);
+  const int64_t max_allowed = std::min<int64_t>(max_replicas, up_limit);
+  const int32_t min_allowed = std::max(1, min_replicas);
+  if (desired < min_allowed) return min_allowed;
+  if (desired > max_allowed) return static_cast<int32_t>(max_allowed);
+  return desired;
 }
 
 int32_t HpaDecider::Stabilize(absl::Time now, int32_t recommendation,
@@ -18,7 +167,7 @@ int32_t HpaDecider::Stabilize(absl::Time now, int32_t recommendation,
   if (!initialized_) {
     initialized_ = true;
     if (down_.stabilization > absl::ZeroDuration()) {
-      recommendations_.push_back({now, current});
+      recommendations_.push_back({current, now});
     }
   }
   int32_t up_rec = recommendation, down_rec = recommendation;
@@ -27,7 +176,7 @@ int32_t HpaDecider::Stabilize(absl::Time now, int32_t recommendation,
   const absl::Time old_cutoff = std::min(up_cutoff, down_cutoff);
   int old_index = -1;
   for (size_t i = 0; i < recommendations_.size(); ++i) {
-    const Rec& r = recommendations_[i];
+    const Recommendation& r = recommendations_[i];
     if (r.time > up_cutoff) up_rec = std::min(r.value, up_rec);
     if (r.time > down_cutoff) down_rec = std::max(r.value, down_rec);
     if (r.time < old_cutoff) old_index = static_cast<int>(i);
@@ -36,9 +185,9 @@ int32_t HpaDecider::Stabilize(absl::Time now, int32_t recommendation,
   if (out < up_rec) out = up_rec;
   if (out > down_rec) out = down_rec;
   if (old_index >= 0) {
-    recommendations_[old_index] = {now, recommendation};
+    recommendations_[old_index] = {recommendation, now};
   } else {
-    recommendations_.push_back({now, recommendation});
+    recommendations_.push_back({recommendation, now});
   }
   return out;
 }
@@ -117,6 +266,13 @@ void HpaDecider::StoreEvent(absl::Time now, int32_t prev, int32_t next) {
 int32_t HpaDecider::Normalize(absl::Time now, int32_t recommendation,
                               int32_t current, int32_t min_replicas,
                               int32_t max_replicas) {
+  if (nil_behavior_) {
+    // normalizeDesiredReplicas: no initial stabilization entry, no
+    // scale-down rate, scale-up at most max(2 x current, 4) per sync.
+    const int32_t stabilized = StabilizeNil(
+        &recommendations_, now, down_.stabilization, recommendation);
+    return ConvertWithRules(current, stabilized, min_replicas, max_replicas);
+  }
   int32_t desired = Stabilize(now, recommendation, current);
   if (desired > current) {
     int32_t limit = std::max(ScaleUpLimit(now, current), current);

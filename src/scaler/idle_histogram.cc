@@ -14,6 +14,7 @@ void IdleHistogram::Add(int64_t idle_seconds) {
   int64_t bin = idle_seconds / kBinSeconds;
   if (bin >= kBins) {
     ++oob_;
+    last_oob_s_ = idle_seconds;
   } else {
     ++bins_[bin];
     ++total_;
@@ -29,10 +30,7 @@ void IdleHistogram::Add(int64_t idle_seconds) {
   Recompute();
 }
 
-void IdleHistogram::Recompute() {
-  policy_ = Policy{};
-  if (total_ < kMinSamples || oob_ * 2 > total_) return;
-  // 5th and 99th percentiles over the in-range samples.
+void IdleHistogram::HeadAndTail(int* head_out, int* tail_out) const {
   const double head_rank = 0.05 * total_, tail_rank = 0.99 * total_;
   int head = -1, tail = kBins - 1;
   uint64_t cum = 0;
@@ -44,7 +42,16 @@ void IdleHistogram::Recompute() {
       break;
     }
   }
-  if (head < 0) head = 0;
+  *head_out = head < 0 ? 0 : head;
+  *tail_out = tail;
+}
+
+void IdleHistogram::Recompute() {
+  policy_ = Policy{};
+  if (total_ < kMinSamples || oob_ * 2 > total_) return;
+  // 5th and 99th percentiles over the in-range samples.
+  int head = 0, tail = 0;
+  HeadAndTail(&head, &tail);
   policy_.representative = true;
   // Head: the start of its bin, minus 10%; tail: the end of its bin, plus 10%.
   policy_.prewarm_s =
@@ -53,6 +60,36 @@ void IdleHistogram::Recompute() {
       static_cast<int64_t>(std::ceil((tail + 1) * kBinSeconds * 1.1));
   policy_.keep_alive_s =
       std::max<int64_t>(kBinSeconds, tail_s - policy_.prewarm_s);
+}
+
+IdleHistogram::Policy IdleHistogram::PaperPolicy() const {
+  Policy p;
+  p.representative = true;
+  if (oob_ * 2 > total_ + oob_ && last_oob_s_ > 0) {
+    p.prewarm_s = static_cast<int64_t>(0.85 * last_oob_s_);
+    p.keep_alive_s = static_cast<int64_t>(std::ceil(0.30 * last_oob_s_));
+    return p;
+  }
+  double cv = 0;
+  if (total_ > 0) {
+    const double mean = double(total_) / kBins;
+    double var = 0;
+    for (uint32_t b : bins_) var += (b - mean) * (b - mean);
+    cv = std::sqrt(var / kBins) / mean;
+  }
+  if (cv < 2) {
+    p.representative = false;
+    p.prewarm_s = 0;
+    p.keep_alive_s = int64_t{kBins} * kBinSeconds;
+    return p;
+  }
+  int head = 0, tail = 0;
+  HeadAndTail(&head, &tail);
+  p.prewarm_s = static_cast<int64_t>(std::floor(head * kBinSeconds * 0.9));
+  const int64_t tail_s =
+      static_cast<int64_t>(std::ceil((tail + 1) * kBinSeconds * 1.1 - 1e-9));
+  p.keep_alive_s = std::max<int64_t>(kBinSeconds, tail_s - p.prewarm_s);
+  return p;
 }
 
 std::string IdleHistogram::Serialize() const {

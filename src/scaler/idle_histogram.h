@@ -32,6 +32,16 @@ class IdleHistogram {
 
   void Add(int64_t idle_seconds);
   const Policy& policy() const { return policy_; }
+
+  // The hybrid-histogram policy as the paper states it (the `hybrid`
+  // baseline): with more than half of the idle times beyond the 4 h range, a
+  // time-series forecast (here: the last out-of-range idle time, which is
+  // what a forecast learns from a periodic app) pre-warms at 85% of it and
+  // keeps warm for 30% of it; else, when the bin counts' coefficient of
+  // variation is at least 2 (a histogram with a pattern), the 5th/99th
+  // percentiles with 10% margins; else (no idle time yet, or no pattern) a
+  // fixed keep-alive of the histogram's range (4 h).
+  Policy PaperPolicy() const;
   uint32_t total() const { return total_; }
   uint32_t out_of_bounds() const { return oob_; }
 
@@ -43,9 +53,12 @@ class IdleHistogram {
 
  private:
   void Recompute();
+  // The bins of the 5th and 99th percentiles of the in-range idle times.
+  void HeadAndTail(int* head, int* tail) const;
   std::vector<uint32_t> bins_;
   uint32_t total_ = 0;  // in range
   uint32_t oob_ = 0;
+  int64_t last_oob_s_ = 0;  // the latest idle time beyond the range
   Policy policy_;
 };
 

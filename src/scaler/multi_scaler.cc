@@ -311,9 +311,24 @@ std::shared_ptr<MultiScaler::Entry> MultiScaler::Create(
     return nullptr;
   }
   std::string state;
+  // algorithm kpa: a spec change keeps the scaler (Knative's Update): its
+  // windows, panic mode and scale-down delay carry over.
+  std::unique_ptr<scaler::AppScaler> updated;
+  absl::Time updated_last_sample;
+  bool kept = false;
   if (previous != nullptr) {
     absl::MutexLock previous_lock(&previous->mu);
-    if (previous->scaler) state = previous->scaler->SaveState();
+    if (previous->scaler &&
+        previous->scaler->config().algorithm == scaler::Algorithm::kKpa &&
+        (*s)->config().algorithm == scaler::Algorithm::kKpa &&
+        previous->scaler->Update(in.scaling, opts).ok()) {
+      updated = std::move(previous->scaler);
+      updated_last_sample = previous->last_sample;
+      kept = true;
+      e->ready_seen = previous->ready_seen;
+    } else if (previous->scaler) {
+      state = previous->scaler->SaveState();
+    }
     previous->retired = true;
   } else if (store_ != nullptr) {
     auto kv = store_->Get(keys::ScalerStateKey(e->ns, e->name));
@@ -328,9 +343,11 @@ std::shared_ptr<MultiScaler::Entry> MultiScaler::Create(
                 st.ToString());
     }
   }
+  if (kept) *s = std::move(updated);
   e->tick = (*s)->tick();
   e->scaler = std::move(*s);
-  e->last_sample = now - e->scaler->config().stable_window;
+  e->last_sample =
+      kept ? updated_last_sample : now - e->scaler->config().stable_window;
   e->last_save = now;
   e->next_tick_ns = NextTickNs(*e, absl::ToUnixNanos(now));
   if (UtilizationSampler::Wanted(app)) {
@@ -338,7 +355,9 @@ std::shared_ptr<MultiScaler::Entry> MultiScaler::Create(
   }
   Step(e.get(), now);
   log->info("app={} scaler {} ({} on {}): {} replicas ({})", e->key,
-            previous != nullptr ? "recreated" : "created",
+            previous == nullptr ? "created"
+            : kept              ? "updated"
+                                : "recreated",
             scaler::AlgorithmName(e->scaler->config().algorithm),
             scaler::MetricName(e->scaler->config().metric), e->plan.replicas,
             e->plan.reason);

@@ -5,6 +5,7 @@
 #include <deque>
 #include <functional>
 #include <queue>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -46,7 +47,10 @@ class AppSim {
         cap_(opts.model.concurrency) {
     AppScalerOptions so = opts.scaler;
     so.container_concurrency = opts.model.concurrency;
-    const int32_t initial = std::max(config.initial_scale, config.min_replicas);
+    const int32_t initial =
+        opts.initial_instances >= 0
+            ? opts.initial_instances
+            : std::max(config.initial_scale, config.min_replicas);
     so.ready_at_start = initial;
     so.current_at_start = initial;
     so.start_duration = opts.model.start_delay;
@@ -360,6 +364,7 @@ absl::StatusOr<SimResult> Simulate(const Trace& trace,
   if (options.record_series) res.series.assign(seconds, SeriesPoint{});
   std::vector<int32_t> replicas(seconds, 0);
   std::vector<float> waits_all, waits_sparse;
+  std::vector<float> cold_all, cold_sparse;  // per-app cold-start rates
   const double days = std::max(trace.duration_s / 86400.0, 1.0 / 24);
   for (const AppTrace& app : trace.apps) {
     const bool sparse = app.requests.size() / days < 1440.0;
@@ -378,14 +383,35 @@ absl::StatusOr<SimResult> Simulate(const Trace& trace,
       t->dropped += st.dropped;
       t->instance_seconds += st.instance_seconds;
     }
+    AppSimStats a;
+    a.name = app.name;
+    a.sparse = sparse;
+    a.requests = st.requests;
+    a.cold_starts = st.cold_starts;
+    a.waited = st.waited;
+    a.instance_seconds = st.instance_seconds;
+    double service = 0;
+    for (const TraceRequest& r : app.requests) service += r.service_s;
+    a.mean_service_s = app.requests.empty() ? 0 : service / app.requests.size();
+    if (st.requests > 0) {
+      const float rate = static_cast<float>(st.ColdStartRate());
+      cold_all.push_back(rate);
+      if (sparse) cold_sparse.push_back(rate);
+    }
     waits_all.insert(waits_all.end(), waits.begin(), waits.end());
     if (sparse)
       waits_sparse.insert(waits_sparse.end(), waits.begin(), waits.end());
+    a.p99_wait_s = Percentile(&waits, 0.99);
+    res.apps.push_back(std::move(a));
   }
-  res.all.p50_wait_s = Percentile(&waits_all, 0.50);
-  res.all.p99_wait_s = Percentile(&waits_all, 0.99);
-  res.sparse.p50_wait_s = Percentile(&waits_sparse, 0.50);
-  res.sparse.p99_wait_s = Percentile(&waits_sparse, 0.99);
+  for (auto [t, w, c] :
+       {std::tuple{&res.all, &waits_all, &cold_all},
+        std::tuple{&res.sparse, &waits_sparse, &cold_sparse}}) {
+    t->p50_wait_s = Percentile(w, 0.50);
+    t->p99_wait_s = Percentile(w, 0.99);
+    t->p999_wait_s = Percentile(w, 0.999);
+    t->app_cold_rate_p75 = Percentile(c, 0.75);
+  }
   for (int32_t r : replicas) res.peak_replicas = std::max(res.peak_replicas, r);
   return res;
 }
@@ -420,39 +446,38 @@ std::string XmlEscape(const std::string& in) {
   return out;
 }
 
-}  // namespace
+// One plotted line: a value per second.
+struct SvgLine {
+  std::string label;
+  const char* color;
+  std::vector<double> values;
+};
 
-std::string RenderSvg(const std::vector<SeriesPoint>& series,
-                      const std::string& title) {
+// The lines over time (each bucket of at most 1,000 takes its seconds'
+// maximum) with a legend, as a self-contained SVG.
+std::string RenderLines(const std::vector<SvgLine>& lines,
+                        const std::string& title) {
   const int W = 1000, H = 420, L = 60, R = 20, T = 40, B = 40;
-  const size_t n = series.size();
+  size_t n = 0;
+  for (const SvgLine& l : lines) n = std::max(n, l.values.size());
   const size_t buckets = std::min<size_t>(n, 1000);
-  std::vector<SeriesPoint> pts(buckets);
+  std::vector<std::vector<double>> pts(lines.size(),
+                                       std::vector<double>(buckets, 0));
   double ymax = 1;
-  for (size_t b = 0; b < buckets; ++b) {
-    size_t from = b * n / buckets,
-           to = std::max(from + 1, (b + 1) * n / buckets);
-    SeriesPoint& p = pts[b];
-    for (size_t i = from; i < to && i < n; ++i) {  // the bucket's maximum
-      p.load = std::max(p.load, series[i].load);
-      p.desired = std::max(p.desired, series[i].desired);
-      p.ready = std::max(p.ready, series[i].ready);
+  for (size_t k = 0; k < lines.size(); ++k) {
+    const std::vector<double>& v = lines[k].values;
+    for (size_t b = 0; b < buckets; ++b) {
+      size_t from = b * n / buckets,
+             to = std::max(from + 1, (b + 1) * n / buckets);
+      for (size_t i = from; i < to && i < v.size(); ++i)
+        pts[k][b] = std::max(pts[k][b], v[i]);
+      ymax = std::max(ymax, pts[k][b]);
     }
-    ymax = std::max({ymax, p.load, double(p.desired), double(p.ready)});
   }
   auto x = [&](size_t b) {
     return L + (W - L - R) * (buckets > 1 ? double(b) / (buckets - 1) : 0);
   };
   auto y = [&](double v) { return T + (H - T - B) * (1 - v / ymax); };
-  auto line = [&](auto get, const char* color) {
-    std::string s = absl::StrCat("<polyline fill=\"none\" stroke=\"", color,
-                                 "\" stroke-width=\"1.2\" points=\"");
-    for (size_t b = 0; b < buckets; ++b) {
-      absl::StrAppend(&s, absl::StrFormat("%.1f,%.1f ", x(b), y(get(pts[b]))));
-    }
-    absl::StrAppend(&s, "\"/>\n");
-    return s;
-  };
   std::string out = absl::StrFormat(
       "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
       "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%%\" "
@@ -477,22 +502,60 @@ std::string RenderSvg(const std::vector<SeriesPoint>& series,
                 "<text x=\"%d\" y=\"%d\">0 s</text><text x=\"%d\" y=\"%d\" "
                 "text-anchor=\"end\">%d s</text>\n",
                 L, H - B + 16, W - R, H - B + 16, static_cast<int>(n)));
-  absl::StrAppend(&out,
-                  line([](const SeriesPoint& p) { return p.load; }, "#999999"));
-  absl::StrAppend(
-      &out,
-      line([](const SeriesPoint& p) { return double(p.desired); }, "#d62728"));
-  absl::StrAppend(
-      &out,
-      line([](const SeriesPoint& p) { return double(p.ready); }, "#1f77b4"));
-  absl::StrAppend(
-      &out,
-      absl::StrFormat(
-          "<text x=\"%d\" y=\"%d\" fill=\"#999999\">load (concurrency)</text>"
-          "<text x=\"%d\" y=\"%d\" fill=\"#d62728\">desired</text>"
-          "<text x=\"%d\" y=\"%d\" fill=\"#1f77b4\">ready</text>\n</svg>\n",
-          W - 330, 20, W - 180, 20, W - 100, 20));
+  for (size_t k = 0; k < lines.size(); ++k) {
+    absl::StrAppend(&out, "<polyline fill=\"none\" stroke=\"", lines[k].color,
+                    "\" stroke-width=\"1.2\" points=\"");
+    for (size_t b = 0; b < buckets; ++b) {
+      absl::StrAppend(&out, absl::StrFormat("%.1f,%.1f ", x(b), y(pts[k][b])));
+    }
+    absl::StrAppend(&out, "\"/>\n");
+  }
+  // The legend, under the time axis.
+  int lx = L;
+  std::string legend;
+  for (const SvgLine& l : lines) {
+    absl::StrAppend(
+        &legend,
+        absl::StrFormat("<text x=\"%d\" y=\"%d\" fill=\"%s\">%s</text>", lx,
+                        H - 4, l.color, XmlEscape(l.label)));
+    lx += 16 + 7 * static_cast<int>(l.label.size());
+  }
+  absl::StrAppend(&out, legend, "\n</svg>\n");
   return out;
+}
+
+}  // namespace
+
+std::string RenderSvg(const std::vector<SeriesPoint>& series,
+                      const std::string& title) {
+  SvgLine load{"load (concurrency)", "#999999", {}};
+  SvgLine desired{"desired", "#d62728", {}};
+  SvgLine ready{"ready", "#1f77b4", {}};
+  for (const SeriesPoint& p : series) {
+    load.values.push_back(p.load);
+    desired.values.push_back(p.desired);
+    ready.values.push_back(p.ready);
+  }
+  return RenderLines({std::move(load), std::move(desired), std::move(ready)},
+                     title);
+}
+
+std::string RenderCompareSvg(const std::vector<SeriesPoint>& load,
+                             const std::vector<std::string>& names,
+                             const std::vector<std::vector<SeriesPoint>>& runs,
+                             const std::string& title) {
+  static const char* const kColors[] = {"#d62728", "#1f77b4", "#2ca02c",
+                                        "#ff7f0e", "#9467bd", "#8c564b"};
+  std::vector<SvgLine> lines;
+  SvgLine l{"load (concurrency)", "#999999", {}};
+  for (const SeriesPoint& p : load) l.values.push_back(p.load);
+  lines.push_back(std::move(l));
+  for (size_t k = 0; k < runs.size() && k < names.size(); ++k) {
+    SvgLine r{names[k], kColors[k % 6], {}};
+    for (const SeriesPoint& p : runs[k]) r.values.push_back(p.ready);
+    lines.push_back(std::move(r));
+  }
+  return RenderLines(lines, title);
 }
 
 }  // namespace tidal::scaler

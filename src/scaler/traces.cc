@@ -8,6 +8,7 @@
 #include <sstream>
 #include <tuple>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -110,40 +111,106 @@ absl::StatusOr<Trace> ReadAzureFunctionsTrace(const std::string& inv_path,
   return t;
 }
 
+namespace {
+
+// "2023-11-16 18:15:46.6805900" (the 2023 traces, UTC) or
+// "2024-05-10 00:00:00.009930+00:00" (the 2024 traces): a date, ' ' or 'T',
+// a time with any number of fraction digits, and an optional zone offset
+// ("Z", "+HH:MM", "-HHMM"; none means UTC).
+bool ParseTraceTimestamp(absl::string_view text, absl::Time* out) {
+  text = absl::StripAsciiWhitespace(text);
+  if (text.size() < 19 || (text[10] != ' ' && text[10] != 'T')) return false;
+  absl::string_view date = text.substr(0, 10), rest = text.substr(11);
+  int64_t offset_s = 0;
+  const size_t zone = rest.find_first_of("Z+-");
+  if (zone != absl::string_view::npos) {
+    absl::string_view z = rest.substr(zone);
+    rest = rest.substr(0, zone);
+    if (z != "Z") {
+      std::string digits;
+      for (char c : z.substr(1))
+        if (c != ':') digits += c;
+      int hh = 0, mm = 0;
+      if (digits.size() != 4 || !absl::SimpleAtoi(digits.substr(0, 2), &hh) ||
+          !absl::SimpleAtoi(digits.substr(2), &mm) || hh > 23 || mm > 59) {
+        return false;
+      }
+      offset_s = (z[0] == '-' ? -1 : 1) * (hh * 3600 + mm * 60);
+    }
+  }
+  std::vector<absl::string_view> d = absl::StrSplit(date, '-');
+  std::vector<absl::string_view> tm = absl::StrSplit(rest, ':');
+  int y, mo, da, h, mi;
+  double sec;
+  if (d.size() != 3 || tm.size() != 3 || !absl::SimpleAtoi(d[0], &y) ||
+      !absl::SimpleAtoi(d[1], &mo) || !absl::SimpleAtoi(d[2], &da) ||
+      !absl::SimpleAtoi(tm[0], &h) || !absl::SimpleAtoi(tm[1], &mi) ||
+      !absl::SimpleAtod(tm[2], &sec) || mo < 1 || mo > 12 || da < 1 ||
+      da > 31 || h > 23 || mi > 59 || !(sec >= 0 && sec < 61)) {
+    return false;
+  }
+  *out = absl::FromCivil(absl::CivilSecond(y, mo, da, h, mi, 0),
+                         absl::UTCTimeZone()) +
+         absl::Microseconds(std::llround(sec * 1e6)) - absl::Seconds(offset_s);
+  return true;
+}
+
+}  // namespace
+
+bool IsLlmTraceHeader(const std::string& header) {
+  bool ts = false, gen = false;
+  for (absl::string_view c : absl::StrSplit(header, ',')) {
+    c = absl::StripAsciiWhitespace(c);
+    ts = ts || absl::EqualsIgnoreCase(c, "TIMESTAMP");
+    gen = gen || absl::EqualsIgnoreCase(c, "GeneratedTokens");
+  }
+  return ts && gen;
+}
+
 absl::StatusOr<Trace> ReadLlmTrace(const std::string& path,
                                    const TraceOptions& opts) {
   auto lines = ReadLines(path);
   if (!lines.ok()) return lines.status();
+  // Columns by name (the Azure LLM traces of 2023 and 2024 both have
+  // TIMESTAMP,ContextTokens,GeneratedTokens; any order, more columns ignored).
+  int ts_col = -1, gen_col = -1;
+  {
+    std::vector<absl::string_view> h = absl::StrSplit((*lines)[0], ',');
+    for (size_t c = 0; c < h.size(); ++c) {
+      absl::string_view name = absl::StripAsciiWhitespace(h[c]);
+      if (absl::EqualsIgnoreCase(name, "TIMESTAMP")) ts_col = c;
+      if (absl::EqualsIgnoreCase(name, "GeneratedTokens")) gen_col = c;
+    }
+  }
+  if (ts_col < 0 || gen_col < 0) {
+    return LineError(path, 0,
+                     "expected a header with TIMESTAMP and GeneratedTokens "
+                     "(e.g. TIMESTAMP,ContextTokens,GeneratedTokens)");
+  }
+  const size_t need = std::max(ts_col, gen_col) + 1;
   AppTrace app;
   app.name = "llm";
   std::vector<std::pair<absl::Time, double>> reqs;
   for (size_t i = 1; i < lines->size(); ++i) {
     std::vector<absl::string_view> f = absl::StrSplit((*lines)[i], ',');
-    if (f.size() < 3)
+    if (f.size() < need)
       return LineError(path, i,
                        "expected TIMESTAMP,ContextTokens,GeneratedTokens");
-    // "2023-11-16 18:15:46.6805900" (UTC).
-    std::vector<absl::string_view> dt = absl::StrSplit(f[0], ' ');
-    if (dt.size() != 2) return LineError(path, i, "bad TIMESTAMP");
-    std::vector<absl::string_view> d = absl::StrSplit(dt[0], '-');
-    std::vector<absl::string_view> tm = absl::StrSplit(dt[1], ':');
-    int y, mo, da, h, mi;
-    double s;
-    if (d.size() != 3 || tm.size() != 3 || !absl::SimpleAtoi(d[0], &y) ||
-        !absl::SimpleAtoi(d[1], &mo) || !absl::SimpleAtoi(d[2], &da) ||
-        !absl::SimpleAtoi(tm[0], &h) || !absl::SimpleAtoi(tm[1], &mi) ||
-        !absl::SimpleAtod(tm[2], &s)) {
-      return LineError(path, i, "bad TIMESTAMP");
+    absl::Time at;
+    if (!ParseTraceTimestamp(f[ts_col], &at)) {
+      return LineError(path, i,
+                       absl::StrCat("bad TIMESTAMP \"", f[ts_col],
+                                    "\" (expected YYYY-MM-DD HH:MM:SS.ffff, "
+                                    "optionally with a zone offset)"));
     }
-    absl::Time at = absl::FromCivil(absl::CivilSecond(y, mo, da, h, mi, 0),
-                                    absl::UTCTimeZone()) +
-                    absl::Microseconds(std::llround(s * 1e6));
     int64_t tokens = 0;
-    if (!absl::SimpleAtoi(f[2], &tokens) || tokens < 0) {
+    if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(f[gen_col]), &tokens) ||
+        tokens < 0) {
       return LineError(path, i, "bad GeneratedTokens");
     }
-    reqs.push_back({at, std::min(opts.max_service_s,
-                                 tokens * opts.ms_per_token / 1000.0)});
+    reqs.push_back(
+        {at, std::min(opts.max_service_s, tokens * opts.ms_per_token / 1000.0) +
+                 opts.llm_overhead_ms / 1000.0});
   }
   if (reqs.empty())
     return absl::InvalidArgumentError(absl::StrCat(path, ": no requests"));
@@ -209,7 +276,8 @@ absl::StatusOr<Trace> ReadTrace(const std::string& path,
     }
     return ReadAzureFunctionsTrace(path, run, opts);
   }
-  if (absl::StartsWith(header, "TIMESTAMP,")) return ReadLlmTrace(path, opts);
+  if (!header.empty() && header.back() == '\r') header.pop_back();
+  if (IsLlmTraceHeader(header)) return ReadLlmTrace(path, opts);
   if (absl::StartsWith(header, "arrival_s,"))
     return ReadPlainTrace(path, /*header=*/true);
   // Headerless: the first line is already a request ("0.5,12").

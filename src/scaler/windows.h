@@ -22,6 +22,13 @@ class TimedBuckets {
 
   int window() const { return window_; }
   bool empty() const { return !written_; }
+  // Nothing written within the window before `now`: WindowAverage(now)
+  // has no data to average. (Knative's IsEmpty is `> window`, which leaves
+  // the second at exactly a window where the average reads 0 as a valid
+  // value; here that second has no data either.)
+  bool EmptyAt(int64_t now) const {
+    return !written_ || now - last_write_ >= window_;
+  }
   int64_t last_write() const { return last_write_; }
 
   // Adds `value` to the bucket of second `sec`. Writes older than the last one
@@ -49,6 +56,29 @@ class TimedBuckets {
     }
     buckets_[Index(sec)] += value;
     total_ += value;
+  }
+
+  // Knative's ResizeWindow: a new window length keeping the latest seconds
+  // (as many as both lengths hold).
+  void Resize(int window_seconds) {
+    const int w = std::max(1, window_seconds);
+    if (w == window_) return;
+    std::vector<double> next(w, 0.0);
+    double total = 0;
+    if (written_) {
+      const int keep = std::min(w, window_);
+      for (int64_t i = 0; i < keep; ++i) {
+        const int64_t sec = last_write_ - i;
+        const double v = buckets_[Index(sec)];
+        int64_t m = sec % w;
+        next[static_cast<size_t>(m < 0 ? m + w : m)] = v;
+        total += v;
+      }
+      first_write_ = std::max(first_write_, last_write_ - keep + 1);
+    }
+    window_ = w;
+    buckets_ = std::move(next);
+    total_ = total;
   }
 
   // Replaces the value of the last written second (used when a partial

@@ -57,6 +57,7 @@ const Row kMatrix[] = {
     {"Logs",                    "YYY",     "---"},
     {"ListRevisions",           "YYY",     "---"},
     {"Top",                     "YYY",     "---"},
+    {"History",                 "YYY",     "---"},
     {"RolloutStatus",           "YYY",     "---"},
     {"Apply",                   "-YY",     "---"},
     {"ApplyYaml",               "-YY",     "---"},
@@ -225,6 +226,12 @@ class AuthzMatrixTest : public ::testing::Test {
       r.set_namespace_(ns);
       v1::TopResponse out;
       return FromGrpc(s->Top(c.get(), r, &out));
+    }
+    if (call == "History") {
+      v1::HistoryRequest r;
+      r.set_namespace_(ns);
+      v1::HistoryResponse out;
+      return FromGrpc(s->History(c.get(), r, &out));
     }
     if (call == "RolloutStatus" || call == "RolloutPause") {
       v1::RolloutRequest r;

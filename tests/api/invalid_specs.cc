@@ -224,7 +224,7 @@ std::vector<InvalidRow> InvalidRows() {
       {"BadAlgorithm",
        Spec("  template: {command: [x]}\n  scaling:\n    algorithm: knative\n"),
        8, 16, "spec.scaling.algorithm",
-       "must be one of tidal, kpa, hpa, keepalive; got \"knative\""},
+       "must be one of tidal, kpa, hpa, keepalive, hybrid; got \"knative\""},
       {"DurationBareNumber",
        Spec("  template: {command: [x]}\n  scaling:\n    stableWindow: 30\n"),
        8, 19, "spec.scaling.stableWindow",
@@ -282,6 +282,11 @@ std::vector<InvalidRow> InvalidRows() {
             "        - {type: Instances, value: 4, periodSeconds: 15}\n"),
        11, 18, "spec.scaling.behavior.scaleUp.policies[0].type",
        "must be one of Pods, Percent; got \"Instances\""},
+      {"BehaviorToleranceNegative",
+       Spec("  template: {command: [x]}\n  scaling:\n    behavior:\n"
+            "      scaleDown:\n        tolerance: -0.5\n"),
+       10, 20, "spec.scaling.behavior.scaleDown.tolerance",
+       "must be between 0 and 10, got -0.5"},
       {"PredictiveEnabledNotBool",
        Spec("  template: {command: [x]}\n  scaling:\n    predictive:\n"
             "      enabled: maybe\n"),

@@ -111,6 +111,99 @@ TEST(ParseAppsTest, TextThatIsNotUtf8IsRefusedWhereItStarts) {
 
 // Found by spec_fuzz: "v?" was written plain inside a flow list, which
 // yaml-cpp then refused to read back.
+// An App document with `extra` lines under spec (after template.command).
+std::string AppWith(const std::string& extra) {
+  return "apiVersion: tidal.dev/v1\nkind: App\nmetadata:\n  name: a\n"
+         "spec:\n  template:\n    command: [x]\n" +
+         extra;
+}
+
+TEST(ParseAppsTest, InputBeyondItsLimitsIsRefusedBeforeLoading) {
+  ValidationOptions opts;
+  opts.input.max_documents = 3;
+  opts.input.max_document_bytes = 4096;
+  opts.input.max_errors = 5;
+  // Documents.
+  // (Empty documents do not count.)
+  ParseResult r = ParseApps("---\n---\n" + AppWith("") + "---\n" + AppWith("") +
+                                "---\n" + AppWith("") + "---\n" + AppWith(""),
+                            "docs.yaml", "default", opts);
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].ToString(),
+            "docs.yaml:26: more than 3 documents in one apply (tidald "
+            "--api-max-documents); apply them in parts");
+  // A document's bytes.
+  r = ParseApps(AppWith("  x: \"" + std::string(5000, 'a') + "\"\n"),
+                "big.yaml", "default", opts);
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_TRUE(absl::StrContains(
+      r.errors[0].ToString(),
+      "big.yaml:1: the document is 5098 bytes, more than the 4096 a spec may "
+      "have (tidald --api-max-spec-size)"))
+      << AllErrors(r);
+  // Errors: the first five, then a count.
+  std::string unknown;
+  for (int i = 0; i < 12; ++i) absl::StrAppend(&unknown, "  u", i, ": 1\n");
+  r = ParseApps(AppWith(unknown), "many.yaml", "default", opts);
+  EXPECT_EQ(r.errors.size(), 5u);
+  EXPECT_EQ(r.more_errors, 7);
+  EXPECT_TRUE(
+      absl::EndsWith(r.ToStatus().message(),
+                     "\n... and 7 more errors (only the first 5 are listed)"))
+      << r.ToStatus();
+  EXPECT_EQ(r.errors[0].ToString().substr(0, 20), "many.yaml:8:3: spec.");
+}
+
+TEST(ParseAppsTest, AliasBombsDeepNestingAndCyclesAreRefusedUnexpanded) {
+  const std::string head = "apiVersion: tidal.dev/v1\nkind: App\n";
+  // 10 levels of 10 aliases: 10^10 nodes expanded, 110 written.
+  std::string bomb = head + "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
+  for (int i = 1; i <= 10; ++i) {
+    std::vector<std::string> refs(10, absl::StrCat("*a", i - 1));
+    absl::StrAppend(&bomb, "a", i, ": &a", i, " [", absl::StrJoin(refs, ", "),
+                    "]\n");
+  }
+  ParseResult r = ParseApps(bomb, "bomb.yaml");
+  ASSERT_EQ(r.errors.size(), 1u) << AllErrors(r);
+  EXPECT_EQ(r.errors[0].ToString(),
+            "bomb.yaml:7:10: refused before loading: more than 20000 YAML "
+            "nodes in one document (keys, values and list items; an alias "
+            "counts as what it stands for)");
+  // Aliases of small nodes are fine, up to 100 of them.
+  std::string aliases = AppWith("    args: [&v x");
+  for (int i = 0; i < 99; ++i) aliases += ", *v";
+  r = ParseApps(aliases + "]\n", "ok.yaml");
+  EXPECT_TRUE(r.ok()) << AllErrors(r);
+  r = ParseApps(aliases + ", *v, *v]\n", "many.yaml");
+  ASSERT_EQ(r.errors.size(), 1u) << AllErrors(r);
+  EXPECT_TRUE(absl::StrContains(r.errors[0].ToString(),
+                                "more than 100 aliases (*name) in one "
+                                "document"));
+  // Depth.
+  r = ParseApps(
+      head + "metadata: " + std::string(40, '[') + std::string(40, ']') + "\n",
+      "deep.yaml");
+  ASSERT_EQ(r.errors.size(), 1u) << AllErrors(r);
+  EXPECT_EQ(r.errors[0].ToString(),
+            "deep.yaml:3:42: refused before loading: nested deeper than 32 "
+            "levels");
+  // A cycle.
+  r = ParseApps(head + "metadata: &m\n  name: c\n  labels: *m\n", "c.yaml");
+  ASSERT_EQ(r.errors.size(), 1u) << AllErrors(r);
+  EXPECT_EQ(r.errors[0].ToString(),
+            "c.yaml:5:11: refused before loading: an alias inside the node it "
+            "names (a cycle)");
+}
+
+TEST(ParseAppsTest, RawNulBytesAreRefusedWhereTheyAre) {
+  ParseResult r =
+      ParseApps(AppWith(std::string("    args: [a\0]\n", 15)), "nul.yaml");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].ToString(),
+            "nul.yaml:8:13: the text holds a NUL byte, which YAML does not "
+            "allow");
+}
+
 TEST(ParseAppsTest, ArgsWithQuestionMarksRoundTrip) {
   ParseResult r = ParseApps(
       Spec("  template: {command: [x], args: [\"v?\", \"a?b\", \"?\"]}\n"),

@@ -21,6 +21,7 @@
 #include "fakes/fake_runtime.h"
 #include "fakes/memory_store.h"
 #include "gtest/gtest.h"
+#include "scaler/load_history.h"
 #include "store/keys.h"
 
 namespace tidal {
@@ -46,6 +47,19 @@ class ScaleCommandsTest : public cli_test::TidalctlFixture {
     s.p99_ms = 1500;
     metrics_.SetAppStats("hello", 0, s);
     opts->metrics = &metrics_;
+    // Ten minutes of history: "hello" at 10 requests/s, then 40 from one
+    // to two replicas; "idle" at none.
+    for (int64_t t = 0; t < 600; ++t) {
+      LoadPoint p;
+      p.rps = t < 300 ? 10 : 40;
+      p.concurrency = p.rps / 10;
+      p.p99_ms = 12;
+      p.desired = p.ready = t < 300 ? 1 : 2;
+      history_.Record("default", "hello", 1700000000 + t, p,
+                      "rps 40 over target 30");
+      history_.Record("default", "idle", 1700000000 + t, LoadPoint(), "");
+    }
+    opts->history = &history_;
   }
 
   static std::string AppYaml(const std::string& name, const std::string& spec) {
@@ -56,6 +70,7 @@ class ScaleCommandsTest : public cli_test::TidalctlFixture {
   }
 
   testing::FakeMetrics metrics_;
+  LoadHistory history_;
 };
 
 TEST_F(ScaleCommandsTest, ScaleSetsReplicasOrBounds) {
@@ -108,11 +123,24 @@ TEST_F(ScaleCommandsTest, TopAppsShowsRequestMetrics) {
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out,
             "NAME    READY   RPS   CONCURRENCY   P50      P90    P99     2XX "
-            "   3XX   4XX   5XX\n"
+            "   3XX   4XX   5XX   RPS(10M)\n"
             "hello   0/0     20    3.5           4.20ms   12ms   1.50s   1190 "
-            "  0     0     10\n"
+            "  0     0     10    \u2583\u2583\u2583\u2583\u2583\u2588\u2588"
+            "\u2588\u2588\u2588\n"
             "idle    0/0     0     0             -        -      -       0    "
-            "  0     0     0\n");
+            "  0     0     0     \u2581\u2581\u2581\u2581\u2581\u2581\u2581"
+            "\u2581\u2581\u2581\n");
+  // describe: the last hour's load from the same history.
+  r = Run({"describe", "app", "hello"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.out, "Load (last hour):\n")) << r.out;
+  EXPECT_TRUE(
+      absl::StrContains(r.out, "Requests/s:   now 40, mean 25, peak 40"))
+      << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "Replicas:     desired 1-2, ready 1-2"))
+      << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "  1 -> 2  rps 40 over target 30\n"))
+      << r.out;
   r = Run({"top", "apps", "hello", "-A"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_TRUE(absl::StartsWith(r.out, "NAMESPACE   NAME    READY")) << r.out;
@@ -152,6 +180,20 @@ TEST_F(ScaleCommandsTest, SimulateReplaysATrace) {
       {"simulate", "-f", spec, "--trace", trace_path, "--algorithm", "kpa"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_TRUE(absl::StrContains(r.out, "algorithm kpa")) << r.out;
+
+  // Issue 13: --compare prints every policy on this spec; with --algorithm
+  // it is a usage error.
+  r = Run({"simulate", "-f", spec, "--trace", trace_path, "--compare"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const char* p :
+       {"* tidal (default)", "  kpa (Knative KPA)", "  hpa (Kubernetes HPA)",
+        "  keepalive (fixed", "  hybrid (hybrid histogram)"}) {
+    EXPECT_TRUE(absl::StrContains(r.out, p)) << p << "\n" << r.out;
+  }
+  r = Run({"simulate", "-f", spec, "--trace", trace_path, "--compare",
+           "--algorithm", "kpa"});
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_TRUE(absl::StrContains(r.err, "cannot be combined")) << r.err;
 
   // Issue 16: the spec's target as written, the utilization apart (not
   // "target 0.7" for target 1 at 70%); a headerless trace is taken.

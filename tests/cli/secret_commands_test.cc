@@ -85,5 +85,35 @@ TEST_F(SecretCommandsTest, CreateGetDescribeDiffDelete) {
   ExpectClean(r);
 }
 
+// Issue 16: `delete secret --ignore-not-found` (kubectl's flag) skips a
+// missing secret silently and still deletes the others; without it a
+// missing secret is an error; a dry run skips the same way.
+TEST_F(SecretCommandsTest, DeleteIgnoreNotFound) {
+  ASSERT_EQ(
+      Run({"create", "secret", "generic", "db", "--from-literal=u=a"}).code, 0);
+  Result r = Run({"delete", "secret", "gone"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_TRUE(absl::StrContains(r.err, "\"gone\" not found")) << r.err;
+  r = Run({"delete", "secret", "gone", "db", "--ignore-not-found",
+           "--dry-run=client"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "secret \"db\" deleted (dry run)\n");
+  r = Run({"delete", "secret", "gone", "db", "--ignore-not-found"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "secret \"db\" deleted\n");
+  EXPECT_EQ(r.err, "");
+  r = Run({"get", "secret", "db"});
+  EXPECT_NE(r.code, 0);
+  // A file's secret that is gone already.
+  std::string f =
+      WriteFile("s.yaml",
+                "apiVersion: tidal.dev/v1\nkind: Secret\nmetadata: {name: db}\n"
+                "stringData: {u: a}\n");
+  EXPECT_EQ(Run({"delete", "-f", f}).code, 1);
+  r = Run({"delete", "-f", f, "--ignore-not-found"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "");
+}
+
 }  // namespace
 }  // namespace tidal::cli_test

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "api/spec.h"
 #include "gtest/gtest.h"
 #include "scaler/app_inputs.h"
@@ -90,6 +91,86 @@ std::string ApplyErrors(const std::string& path) {
   for (const auto& e : spec::ParseApps(text.str(), path).errors)
     absl::StrAppend(&out, e.ToString(), "\n");
   return out;
+}
+
+// --compare: every policy on the user's spec and trace, each line the same
+// figures a single run of that algorithm gives, the spec's own marked, and
+// one plot line per policy.
+TEST(SimulateCommandTest, CompareRunsEveryPolicyOnTheSpec) {
+  const std::string spec = WriteTemp(
+      "compare.yaml", AppDoc("cmp",
+                             "    algorithm: kpa\n    minReplicas: 0\n"
+                             "    scaleToZeroGracePeriod: 30s\n",
+                             "  template: {command: [x], concurrency: 1}\n"));
+  // Four requests five minutes apart: a fixed 10-minute keep-alive keeps
+  // the instance between them, Knative's KPA does not.
+  const std::string trace = WriteTemp(
+      "compare.csv",
+      "arrival_s,service_ms\n10,1000\n310,1000\n610,1000\n910,1000\n");
+  const std::string svg = ::testing::TempDir() + "/compare.svg";
+  SimulateOptions so;
+  so.spec_path = spec;
+  so.trace_path = trace;
+  so.plot_path = svg;
+  so.compare = true;
+  std::ostringstream out, err;
+  ASSERT_TRUE(RunSimulateCommand(so, out, err).ok()) << out.str() << err.str();
+  const std::string text = out.str();
+  EXPECT_NE(text.find("the spec's algorithm is kpa (*)"), std::string::npos)
+      << text;
+  // Each policy's line carries what a run of that algorithm alone gives.
+  auto app = ReadSimulatedApp(spec, "", err);
+  ASSERT_TRUE(app.ok()) << app.status();
+  auto t = scaler::ReadTrace(trace, scaler::TraceOptions());
+  ASSERT_TRUE(t.ok()) << t.status();
+  int64_t kpa_cold = -1, keepalive_cold = -1;
+  for (const char* algorithm : {"tidal", "kpa", "hpa", "keepalive", "hybrid"}) {
+    SimulateOptions one = so;
+    one.compare = false;
+    one.algorithm = algorithm;
+    SimOptions sim = SimOptionsFor(*app, one);
+    // The keep-alive baseline is the fixed 10 minutes (the spec's 30 s
+    // grace period is kpa's).
+    if (std::string(algorithm) == "keepalive")
+      sim.scaling.set_scale_to_zero_grace_period_ms(600000);
+    auto r = Simulate(*t, sim);
+    ASSERT_TRUE(r.ok()) << r.status();
+    const std::string row = absl::StrFormat(
+        "%s %s (", std::string(algorithm) == "kpa" ? "*" : " ", algorithm);
+    const size_t at = text.find(row);
+    ASSERT_NE(at, std::string::npos) << row << "\n" << text;
+    const std::string line = text.substr(at, text.find('\n', at) - at);
+    EXPECT_NE(
+        line.find(absl::StrFormat(" %.2f ", r->all.instance_seconds / 3600)),
+        std::string::npos)
+        << line;
+    EXPECT_NE(line.find(absl::StrFormat(" %d ", r->all.cold_starts)),
+              std::string::npos)
+        << line;
+    if (std::string(algorithm) == "kpa") kpa_cold = r->all.cold_starts;
+    if (std::string(algorithm) == "keepalive")
+      keepalive_cold = r->all.cold_starts;
+  }
+  EXPECT_EQ(kpa_cold, 4);
+  EXPECT_EQ(keepalive_cold, 1);
+  EXPECT_NE(text.find("keepalive (fixed keep-alive 10m)"), std::string::npos)
+      << text;
+  // The plot: the load and one line per policy, named in the legend.
+  std::ifstream f(svg);
+  std::stringstream content;
+  content << f.rdbuf();
+  size_t lines = 0;
+  for (size_t at = content.str().find("<polyline"); at != std::string::npos;
+       at = content.str().find("<polyline", at + 1))
+    ++lines;
+  EXPECT_EQ(lines, 6u);
+  EXPECT_NE(content.str().find(">hybrid (hybrid histogram)</text>"),
+            std::string::npos);
+  std::remove(svg.c_str());
+  // --compare replaces --algorithm.
+  so.algorithm = "hpa";
+  EXPECT_EQ(RunSimulateCommand(so, out, err).code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(SimulateCommandTest, InvalidSpecIsRefusedWithFileLineAndField) {
@@ -232,12 +313,12 @@ TEST(SimulateCommandTest, ExplicitGracePeriodIsTheTidalFallbackKeepAlive) {
     ASSERT_TRUE(app.ok()) << app.status();
     SimOptions so = SimOptionsFor(*app, opts);
     EXPECT_EQ(so.scaler.tidal_fallback_keep_alive,
-              grace ? absl::Seconds(30) : absl::Minutes(10));
+              grace ? absl::Seconds(30) : absl::Hours(4));
     auto r = Simulate(OneRequest(), so);
     ASSERT_TRUE(r.ok()) << r.status();
     seconds[grace] = r->all.instance_seconds;
   }
-  // The instance outlives the request by the keep-alive: 10 min (cut at the
+  // The instance outlives the request by the keep-alive: 4 h (cut at the
   // trace's end) without the grace period, far less with it.
   EXPECT_GT(seconds[0], 250) << seconds[1];
   EXPECT_LT(seconds[1], 200) << seconds[0];
@@ -258,6 +339,7 @@ void ExpectSameConfig(const ScalerConfig& a, const ScalerConfig& b) {
   EXPECT_EQ(a.max_scale_down_rate, b.max_scale_down_rate);
   EXPECT_EQ(a.scale_down_delay, b.scale_down_delay);
   EXPECT_EQ(a.scale_to_zero_grace, b.scale_to_zero_grace);
+  EXPECT_EQ(a.target_wait_p99, b.target_wait_p99);
   EXPECT_EQ(a.initial_scale, b.initial_scale);
   EXPECT_EQ(a.tolerance, b.tolerance);
   EXPECT_EQ(a.user_behavior, b.user_behavior);
@@ -315,7 +397,7 @@ TEST(SimulateCommandTest, SameScalerConfigAsThePlanner) {
   EXPECT_EQ(so.scaler.tidal_fallback_keep_alive, absl::Seconds(45));
   EXPECT_EQ(so.scaler.tidal_fallback_keep_alive,
             planner.options.tidal_fallback_keep_alive);
-  EXPECT_EQ(so.scaler.tidal_headroom_beta, planner.options.tidal_headroom_beta);
+  EXPECT_EQ(so.scaler.tidal_wait_sizing, planner.options.tidal_wait_sizing);
   EXPECT_EQ(so.scaling.SerializeAsString(),
             planner.scaling.SerializeAsString());
   auto sim = ResolveConfig(so.scaling, so.model.concurrency);

@@ -40,7 +40,24 @@ TEST(AppMetricsTextTest, ScalerAndRolloutSeriesPerApp) {
   api.mutable_metadata()->set_name("api");
   api.mutable_status()->mutable_scaling()->set_panic(false);
   api.mutable_status()->mutable_rollout()->set_phase("RolledBack");
+  (*api.mutable_status()->mutable_rollout()->mutable_rollbacks())["CrashLoop"] =
+      1;
+  (*api.mutable_status()
+        ->mutable_rollout()
+        ->mutable_rollbacks())["AnalysisFailed"] = 2;
   const std::string text = AppMetricsText({web, api});
+  // Rollbacks (issue 16): a counter per reason that happened, in reason
+  // order; none for an app that never rolled back.
+  EXPECT_TRUE(absl::StrContains(
+      text,
+      "# TYPE tidal_app_rollbacks_total counter\n"
+      "tidal_app_rollbacks_total{namespace=\"default\",app=\"api\","
+      "reason=\"AnalysisFailed\"} 2\n"
+      "tidal_app_rollbacks_total{namespace=\"default\",app=\"api\","
+      "reason=\"CrashLoop\"} 1\n#"))
+      << text;
+  EXPECT_FALSE(absl::StrContains(
+      text, "tidal_app_rollbacks_total{namespace=\"default\",app=\"web\""));
   for (const char* want :
        {"# TYPE tidal_app_desired_replicas gauge\n",
         "tidal_app_desired_replicas{namespace=\"default\",app=\"web\"} 3\n",

@@ -43,6 +43,8 @@ TEST(DaemonConfigTest, DefaultsBecomeTheComponentsOptions) {
   EXPECT_EQ(c->runtime.log_max_bytes, 10 << 20);
   EXPECT_EQ(c->runtime.log_rate_bytes, 4 << 20);
   EXPECT_EQ(c->runtime.log_rotated_files, 1);
+  EXPECT_EQ(c->runtime.stopped_log_retention, absl::Hours(1));
+  EXPECT_EQ(c->api_limits.thread_nice, 10);
   EXPECT_EQ(c->runtime.log_min_free_bytes, int64_t{512} << 20);
   EXPECT_FALSE(c->runtime.extra_path.empty());  // this binary's directory
   // Gateway.
@@ -89,6 +91,8 @@ TEST(DaemonConfigTest, GoodValues) {
   f.log_max_size = "0";
   f.log_rate_limit = "1Mi";
   f.log_max_files = 3;
+  f.stopped_log_retention = "15m";
+  f.api_thread_nice = 0;
   f.log_min_free = "5%";
   f.instance_path = {"/opt/a:/opt/b", "/opt/c"};
   f.gateway_queue_size = 0;
@@ -122,6 +126,8 @@ TEST(DaemonConfigTest, GoodValues) {
   EXPECT_EQ(c->runtime.log_max_bytes, 0);
   EXPECT_EQ(c->runtime.log_rate_bytes, 1 << 20);
   EXPECT_EQ(c->runtime.log_rotated_files, 3);
+  EXPECT_EQ(c->runtime.stopped_log_retention, absl::Minutes(15));
+  EXPECT_EQ(c->api_limits.thread_nice, 0);
   EXPECT_DOUBLE_EQ(c->runtime.log_min_free_ratio, 0.05);
   const auto& path = c->runtime.extra_path;
   ASSERT_GE(path.size(), 3u);
@@ -226,6 +232,18 @@ TEST(DaemonConfigTest, EachBadValueNamesItsFlag) {
        "--log-rate-limit: ", true},
       {"log-max-files", [](DaemonFlags* f) { f->log_max_files = 0; },
        "--log-max-files: must be >= 1"},
+      {"api-thread-nice below 0",
+       [](DaemonFlags* f) { f->api_thread_nice = -1; },
+       "--api-thread-nice: must be 0 to 19 (0: as tidald), got -1"},
+      {"api-thread-nice above 19",
+       [](DaemonFlags* f) { f->api_thread_nice = 20; },
+       "--api-thread-nice: must be 0 to 19 (0: as tidald), got 20"},
+      {"stopped-log-retention zero",
+       [](DaemonFlags* f) { f->stopped_log_retention = "0s"; },
+       "--stopped-log-retention: must be > 0"},
+      {"stopped-log-retention text",
+       [](DaemonFlags* f) { f->stopped_log_retention = "forever"; },
+       "--stopped-log-retention: ", true},
       {"log-min-free percent", [](DaemonFlags* f) { f->log_min_free = "100%"; },
        "--log-min-free: \"100%\" is not a percentage in [0, 100)"},
       {"log-min-free bytes", [](DaemonFlags* f) { f->log_min_free = "lots"; },

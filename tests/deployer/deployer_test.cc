@@ -304,6 +304,9 @@ TEST_F(DeployerTest, CanaryAnalysisFailureRollsBackAndIsNotRetried) {
   EXPECT_NE(r.message().find("5xx rate 50.0% > 10.0%"), std::string::npos)
       << r.message();
   EXPECT_EQ(r.failed_revision(), 2);
+  // Counted by reason (tidal_app_rollbacks_total, issue 16).
+  EXPECT_EQ(r.rollbacks().size(), 1u);
+  EXPECT_EQ(r.rollbacks().at("AnalysisFailed"), 1);
   EXPECT_EQ(CountRevision(2), 0);
   // The deciding plan itself sends everything to the stable revision.
   EXPECT_EQ(routes_.weights, (std::vector<std::pair<int64_t, int>>{{1, 100}}));
@@ -328,6 +331,15 @@ TEST_F(DeployerTest, CanaryAnalysisFailureRollsBackAndIsNotRetried) {
   Reconcile();
   EXPECT_EQ(Rollout().phase(), "Progressing");
   EXPECT_EQ(CountRevision(2), 2);
+  // A new release keeps the count; its own rollback adds to it.
+  EXPECT_EQ(Rollout().rollbacks().at("AnalysisFailed"), 1);
+  runtime_.SetAllReady();
+  Reconcile();
+  metrics_.Set(2, 40, 20, 10);
+  clock_.Advance(absl::Milliseconds(100));
+  Reconcile();
+  EXPECT_EQ(Rollout().phase(), "RolledBack");
+  EXPECT_EQ(Rollout().rollbacks().at("AnalysisFailed"), 2);
 }
 
 TEST_F(DeployerTest, AnalysisPassesThenCanaryCompletes) {

@@ -73,7 +73,9 @@ class LoopbackServer {
             auto p = req.find("Content-Length: ");
             if (p != std::string::npos) {
               auto e = req.find("\r\n", p);
-              absl::SimpleAtoi(req.substr(p + 16, e - p - 16), &want);
+              if (!absl::SimpleAtoi(req.substr(p + 16, e - p - 16), &want)) {
+                want = 0;
+              }
             }
           }
         }

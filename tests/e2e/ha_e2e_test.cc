@@ -248,17 +248,38 @@ TEST(HaE2ETest, LoopbackLogsOfAnotherNodeOverMutualTls) {
   auto wide = c.node(0).Ctl({"get", "instances", "-o", "wide"});
   ASSERT_EQ(wide.exit_code, 0) << wide.err;
   const std::string started = "tidal-sample-app v1-" + marker + " listening";
+  auto count = [&](const std::string& text) {
+    size_t n = 0;
+    for (size_t at = text.find(started); at != std::string::npos;
+         at = text.find(started, at + 1)) {
+      ++n;
+    }
+    return n;
+  };
   for (int i = 0; i < c.size(); ++i) {
     auto logs = c.node(i).Ctl({"logs", "web"});
     EXPECT_EQ(logs.exit_code, 0) << logs.err;
-    size_t n = 0;
-    for (size_t at = logs.out.find(started); at != std::string::npos;
-         at = logs.out.find(started, at + 1)) {
-      ++n;
-    }
-    EXPECT_EQ(n, 4u) << "node " << i << ":\n"
-                     << logs.out << logs.err << "\n"
-                     << wide.out;
+    EXPECT_EQ(count(logs.out), 4u) << "node " << i << ":\n"
+                                   << logs.out << logs.err << "\n"
+                                   << wide.out;
+  }
+
+  // Issue 16: `logs --previous` in HA mode. Scaled to zero, the four
+  // instances have stopped on both nodes; any node shows all their logs
+  // (the other node's relayed with `previous`, over the same TLS).
+  r = c.node(0).Ctl({"scale", "web", "--replicas", "0"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  for (int i = 0; i < c.size(); ++i) {
+    CommandResult logs;
+    EXPECT_TRUE(Eventually(
+        [&] {
+          logs = c.node(i).Ctl({"logs", "web", "--previous"});
+          return logs.exit_code == 0 && count(logs.out) == 4;
+        },
+        absl::Seconds(60)))
+        << "node " << i << ":\n"
+        << logs.out << logs.err << "\n"
+        << wide.out;
   }
 }
 

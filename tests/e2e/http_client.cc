@@ -124,7 +124,12 @@ HttpResponse HttpClient::Once(const std::string& path, bool* retry) {
   std::string err;
   if (r.headers.count("content-length")) {
     size_t len = 0;
-    absl::SimpleAtoi(r.headers["content-length"], &len);
+    if (!absl::SimpleAtoi(r.headers["content-length"], &len)) {
+      r.error = "bad Content-Length: " + r.headers["content-length"];
+      r.status = 0;
+      Close();
+      return r;
+    }
     while (buf_.size() < len) {
       if (!Fill(&err)) {
         r.error = "body cut short: " + err;

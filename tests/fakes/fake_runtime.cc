@@ -154,15 +154,17 @@ absl::StatusOr<std::unique_ptr<LogStream>> FakeRuntime::OpenLogs(
       std::make_unique<MemoryLogStream<Log>>(std::move(log), options));
 }
 
-std::vector<std::string> FakeRuntime::StoppedInstances(const std::string& ns,
-                                                       const std::string& app) {
+std::vector<StoppedInstance> FakeRuntime::StoppedInstances(
+    const std::string& ns, const std::string& app) {
   absl::MutexLock lock(&mu_);
-  std::vector<std::string> out;
+  std::vector<StoppedInstance> out;
+  const bool all = ns.empty() && app.empty();
   for (const auto& [n, a, id] : stopped_) {
-    if (n == ns && a == app && logs_.count(id) > 0 &&
+    StoppedInstance s{id, n, a};
+    if ((all || (n == ns && a == app)) && logs_.count(id) > 0 &&
         instances_.count(id) == 0 &&
-        std::find(out.begin(), out.end(), id) == out.end())
-      out.push_back(id);
+        std::find(out.begin(), out.end(), s) == out.end())
+      out.push_back(std::move(s));
   }
   return out;
 }

@@ -37,8 +37,8 @@ class FakeRuntime : public Runtime {
       const std::string& instance_id, const LogOptions& options) override;
   // Instances that were stopped and removed and have a log (AppendLog),
   // in the order they stopped.
-  std::vector<std::string> StoppedInstances(const std::string& ns,
-                                            const std::string& app) override;
+  std::vector<StoppedInstance> StoppedInstances(
+      const std::string& ns = "", const std::string& app = "") override;
   void Shutdown(bool stop_instances) override {}
 
   // Test controls.

@@ -33,8 +33,8 @@ class ForwardingRuntime : public Runtime {
       const std::string& id, const LogOptions& options) override {
     return base_->OpenLogs(id, options);
   }
-  std::vector<std::string> StoppedInstances(const std::string& ns,
-                                            const std::string& app) override {
+  std::vector<StoppedInstance> StoppedInstances(
+      const std::string& ns = "", const std::string& app = "") override {
     return base_->StoppedInstances(ns, app);
   }
   void Shutdown(bool stop_instances) override {

@@ -121,6 +121,8 @@ struct KubeEmulator::State {
   std::map<std::string, json::value> metrics ABSL_GUARDED_BY(mu);
   // Pod output by "pods/ns/name".
   std::map<std::string, std::string> logs ABSL_GUARDED_BY(mu);
+  // The previous container's output (a restart moved it here), same keys.
+  std::map<std::string, std::string> previous_logs ABSL_GUARDED_BY(mu);
   std::vector<Event> events ABSL_GUARDED_BY(mu);
   std::vector<RecordedRequest> requests ABSL_GUARDED_BY(mu);
   int64_t rv ABSL_GUARDED_BY(mu) = 0;
@@ -770,6 +772,27 @@ void KubeEmulator::Serve(std::shared_ptr<void> socket) {
     if (it == s.objects.end()) return missing();
     int64_t tail = 0;
     (void)absl::SimpleAtoi(get_q("tailLines"), &tail);
+    if (get_q("previous") == "true") {
+      // The kubelet's log of the container's last terminated run; 400 when
+      // it has not restarted (the API server's words).
+      auto prev = s.previous_logs.find(key);
+      if (prev == s.previous_logs.end()) {
+        return reply(
+            400, StatusObject(400, "BadRequest",
+                              absl::StrCat("previous terminated container \"",
+                                           get_q("container"), "\" in pod \"",
+                                           name, "\" not found")));
+      }
+      std::string text = TailLines(prev->second, tail);
+      lock.Release();
+      http::response<http::string_body> res{http::status::ok, 11};
+      res.set(http::field::content_type, "text/plain");
+      res.keep_alive(false);
+      res.body() = std::move(text);
+      res.prepare_payload();
+      http::write(sock, res, ec);
+      return;
+    }
     const bool follow = get_q("follow") == "true";
     std::string text = TailLines(s.logs[key], tail);
     size_t sent = s.logs[key].size();
@@ -1112,6 +1135,19 @@ absl::Status KubeEmulator::SetContainerWaiting(
   if (it == s.objects.end()) return absl::NotFoundError("no pod " + pod);
   json::value p = it->second;
   json::object& status = p.as_object()["status"].as_object();
+  // A restart (a higher count than the pod had): the kubelet keeps the
+  // output of the run that ended as the previous log; the new run's log
+  // starts empty.
+  int64_t restarted = 0;
+  if (const json::value* cs = Find(p, {"status", "containerStatuses"});
+      cs && cs->is_array() && !cs->get_array().empty()) {
+    restarted = GetInt(cs->get_array()[0], {"restartCount"});
+  }
+  if (restart_count > restarted) {
+    const std::string key = State::Key("pods", ns, pod);
+    s.previous_logs[key] = std::move(s.logs[key]);
+    s.logs[key].clear();
+  }
   status["phase"] = "Running";
   for (json::value& c : status["conditions"].as_array()) {
     const std::string type = GetString(c, {"type"});

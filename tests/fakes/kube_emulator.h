@@ -13,7 +13,7 @@
 //    controller too: it keeps spec.replicas Pods per Deployment, named
 //    <deployment>-<pod-template-hash>-<5 chars>, Pending and not Ready until
 //    a test says otherwise (SetPodReady);
-//  - pod logs (plain text, tailLines, follow), container states
+//  - pod logs (plain text, tailLines, follow, previous), container states
 //    (SetContainerWaiting: CrashLoopBackOff).
 //  - core/v1 Services: server-side apply, get, delete (stored only: no
 //    cluster IP; the EndpointSlices below do not depend on them);
@@ -105,7 +105,9 @@ class KubeEmulator {
   absl::Status SetPodReady(const std::string& ns, const std::string& pod,
                            bool ready);
   // Every container waiting with `reason` (e.g. "CrashLoopBackOff") after
-  // `restart_count` restarts; the pod not Ready.
+  // `restart_count` restarts; the pod not Ready. A count above the pod's
+  // last one is a restart: the log so far becomes the previous container's
+  // (GET .../log?previous=true) and the log starts empty.
   // `last_terminated_reason`: lastState.terminated.reason ("Error",
   // "OOMKilled").
   absl::Status SetContainerWaiting(

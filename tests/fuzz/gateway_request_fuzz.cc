@@ -45,6 +45,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "fuzz_check.h"
 #include "gateway/body_out.h"
@@ -186,13 +187,29 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto te = req.equal_range(http::field::transfer_encoding);
     const bool several_te =
         te.first != te.second && std::next(te.first) != te.second;
+    // A single field whose last coding is not chunked (RFC 9112 6.3).
+    bool unframed_te = false;
+    if (te.first != te.second && !several_te) {
+      std::vector<absl::string_view> codings =
+          absl::StrSplit(SV(te.first->value()), ',');
+      unframed_te = !absl::EqualsIgnoreCase(
+          absl::StripAsciiWhitespace(codings.back()), "chunked");
+    }
     if (auto r = RejectUnrelayable(req)) {
-      Check(r->status == http::status::bad_request && several_te,
-            "a readable request refused: " + r->body);
+      Check(
+          r->status == http::status::bad_request && (several_te || unframed_te),
+          "a readable request refused: " + r->body);
       CheckAnswer(*r, false);
       return 0;  // the connection ends
     }
     Check(!several_te, "several Transfer-Encoding fields relayed");
+    Check(!unframed_te, "a Transfer-Encoding not ending in chunked relayed");
+    if (auto r = NormalizeRequestTarget(req.base())) {
+      Check(r->status == http::status::bad_request,
+            "a bad target or Host answered " + r->body);
+      CheckAnswer(*r, false);
+      return 0;
+    }
     const bool keep_alive = req.keep_alive();
     const std::string method(SV(req.method_string()));
     const std::string target(SV(req.target()));

@@ -792,6 +792,19 @@ TEST_F(GatewayTest, ActivatorHoldsRequestsUntilAnInstanceIsReady) {
   ASSERT_TRUE(Eventually([&] { return demands == 2; }));
   gw_->SetRoute(MakeRoute({Ep(a)}));
   late.join();
+  // Issue 16: two scales from zero served held requests; each of the 21
+  // held requests' waits is in the histogram.
+  const std::string prom = gw_->PrometheusText();
+  const std::string labels = "{namespace=\"default\",app=\"hello\"}";
+  EXPECT_EQ(Metric(prom, "tidal_gateway_cold_starts_total" + labels), 2)
+      << prom;
+  EXPECT_EQ(
+      Metric(prom, "tidal_gateway_cold_start_duration_seconds_count" + labels),
+      21)
+      << prom;
+  EXPECT_GT(
+      Metric(prom, "tidal_gateway_cold_start_duration_seconds_sum" + labels), 0)
+      << prom;
 }
 
 TEST_F(GatewayTest, ActivatorQueueOverflowGets503Fast) {
@@ -921,7 +934,7 @@ TEST_F(GatewayTest, ACanaryThatRefusesConnectionsShowsErrorsInItsOwnFigures) {
   EXPECT_EQ(app.responses_5xx, posts_502);
 }
 
-TEST_F(GatewayTest, GatewayMadeResponsesAndPerSecondFiguresReachMetrics) {
+TEST_F(GatewayTest, GatewayMadeResponsesAndInFlightSecondsReachMetrics) {
   GatewayOptions o;
   o.queue_size = 1;
   o.queue_timeout = absl::Milliseconds(200);
@@ -934,24 +947,31 @@ TEST_F(GatewayTest, GatewayMadeResponsesAndPerSecondFiguresReachMetrics) {
   t.join();
   EXPECT_EQ(held.status, 504);
   std::string prom;
-  // The per-second gauges follow the gateway's once-a-second tick; a
-  // response is counted just after its last byte is written (the client may
-  // have it a moment before).
+  // A response is counted just after its last byte is written (the client
+  // may have it a moment before).
   const std::string five_xx =
       "tidal_gateway_app_requests_total{namespace=\"default\","
       "app=\"hello\",code_class=\"5xx\"} ";
   ASSERT_TRUE(Eventually([&] {
     prom = gw_->PrometheusText();
-    return prom.find(
-               "tidal_gateway_requests_per_second{namespace=\"default\","
-               "app=\"hello\"} ") != std::string::npos &&
-           prom.find(five_xx + "4") != std::string::npos;
+    return prom.find(five_xx + "4") != std::string::npos;
   })) << prom;
   EXPECT_EQ(prom.find(five_xx + "5"), std::string::npos) << prom;
-  EXPECT_NE(prom.find("tidal_gateway_concurrency{namespace=\"default\","
-                      "app=\"hello\"} "),
-            std::string::npos)
+  // The held request was in flight (queued) for the whole queue timeout.
+  EXPECT_GE(Metric(prom,
+                   "tidal_gateway_app_in_flight_seconds_total{namespace="
+                   "\"default\",app=\"hello\"}"),
+            0.2)
       << prom;
+  // Held until the 504: not served, so no cold start.
+  EXPECT_EQ(Metric(prom,
+                   "tidal_gateway_cold_starts_total{namespace=\"default\","
+                   "app=\"hello\"}"),
+            0)
+      << prom;
+  // Issue 16: the per-second gauges that duplicated rate() are gone.
+  EXPECT_EQ(prom.find("tidal_gateway_requests_per_second"), std::string::npos);
+  EXPECT_EQ(prom.find("tidal_gateway_concurrency"), std::string::npos);
 }
 
 TEST_F(GatewayTest, AnAppWithNoReadyInstanceHasNoRevisionZeroSeries) {
@@ -971,31 +991,74 @@ TEST_F(GatewayTest, AnAppWithNoReadyInstanceHasNoRevisionZeroSeries) {
   EXPECT_EQ(prom.find("revision=\"0\""), std::string::npos) << prom;
 }
 
-TEST_F(GatewayTest, PerSecondGaugesShowTheLatestSecond) {
+// The in-flight integrals (rate(): average concurrency) count
+// request-seconds for the app and the revision: two requests of 300 ms side
+// by side are at least 0.6 of each.
+TEST_F(GatewayTest, InFlightSecondsCountRequestSeconds) {
   TestUpstream a("a", 4);
   StartGateway();
   gw_->SetRoute(MakeRoute({Ep(a)}));
-  // Two requests of 2.5 s each, side by side: whatever the start's offset in
-  // its second, a whole second inside them has concurrency 2 for the app and
-  // for revision 1.
   std::vector<std::thread> clients;
   for (int i = 0; i < 2; ++i)
-    clients.emplace_back([&] { Fetch(port(), kHost, "/sleep?ms=2500"); });
-  std::string prom;
-  bool seen = Eventually(
-      [&] {
-        prom = gw_->PrometheusText();
-        return prom.find(
-                   "tidal_gateway_concurrency{namespace=\"default\","
-                   "app=\"hello\",revision=\"1\"} 2.000") !=
-                   std::string::npos &&
-               prom.find(
-                   "tidal_gateway_concurrency{namespace=\"default\","
-                   "app=\"hello\"} 2.000") != std::string::npos;
-      },
-      absl::Seconds(5));
+    clients.emplace_back([&] { Fetch(port(), kHost, "/sleep?ms=300"); });
   for (auto& t : clients) t.join();
-  EXPECT_TRUE(seen) << prom;
+  std::string prom = gw_->PrometheusText();
+  EXPECT_GE(Metric(prom,
+                   "tidal_gateway_revision_in_flight_seconds_total{namespace="
+                   "\"default\",app=\"hello\",revision=\"1\"}"),
+            0.6)
+      << prom;
+  EXPECT_GE(Metric(prom,
+                   "tidal_gateway_app_in_flight_seconds_total{namespace="
+                   "\"default\",app=\"hello\"}"),
+            0.6)
+      << prom;
+}
+
+// Issue 16: series of a deleted app leave /metrics at once; a revision's
+// leave once it is neither routed nor live, and stay while it is live but
+// out of the route (the app at zero).
+TEST_F(GatewayTest, SeriesOfDeletedAppsAndRevisionsLeaveMetrics) {
+  TestUpstream a("a"), b("b");
+  StartGateway();
+  Route two = MakeRoute({Ep(a)});
+  RevisionRoute r2;
+  r2.revision = 2;
+  r2.endpoints.push_back(Ep(b));
+  two.revisions.push_back(r2);
+  gw_->SetRoute(two);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(Fetch(port(), kHost, "/").status, 200);
+  const std::string rev1 = "revision=\"1\"";
+  const std::string rev2 = "revision=\"2\"";
+  std::string prom = gw_->PrometheusText();
+  EXPECT_NE(prom.find(rev1), std::string::npos) << prom;
+  EXPECT_NE(prom.find(rev2), std::string::npos) << prom;
+  // Revision 2 took over; revision 1 is gone from the app.
+  Route only2 = two;
+  only2.revisions.erase(only2.revisions.begin());
+  only2.live_revisions = {2};
+  gw_->SetRoute(only2);
+  prom = gw_->PrometheusText();
+  EXPECT_EQ(prom.find(rev1), std::string::npos) << prom;
+  EXPECT_NE(prom.find(rev2), std::string::npos) << prom;
+  // At zero (tidald's route: one empty revision 0), revision 2 is still the
+  // app's: its series stay.
+  Route zero;
+  zero.ns = "default";
+  zero.app = "hello";
+  zero.revisions.push_back(RevisionRoute{});
+  zero.live_revisions = {2};
+  gw_->SetRoute(zero);
+  prom = gw_->PrometheusText();
+  EXPECT_EQ(prom.find(rev1), std::string::npos) << prom;
+  EXPECT_NE(prom.find("tidal_gateway_requests_total{namespace=\"default\","
+                      "app=\"hello\",revision=\"2\""),
+            std::string::npos)
+      << prom;
+  // Deleted: nothing of the app is left.
+  gw_->RemoveRoute("default", "hello");
+  prom = gw_->PrometheusText();
+  EXPECT_EQ(prom.find("app=\"hello\""), std::string::npos) << prom;
 }
 
 TEST_F(GatewayTest, DrainingInstanceGetsNoNewRequestsAndDrains) {

@@ -4,13 +4,16 @@
 #include "gateway/prometheus_text.h"
 
 #include <atomic>
+#include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "gateway/request_metrics.h"
 #include "gateway/route_table.h"
@@ -38,6 +41,50 @@ std::vector<std::string> Lines(const std::string& text,
     if (absl::StartsWith(l, prefix)) out.emplace_back(l);
   }
   return out;
+}
+
+// Prometheus conventions (issue 16): every sample's family has one # HELP
+// and one # TYPE before it, and all samples of a family carry the same label
+// names (no name mixes series with and without `revision`, so sum() never
+// counts twice); histogram samples are name_bucket (with le), _sum, _count.
+void ExpectHygiene(const std::string& text) {
+  std::map<std::string, std::string> type;
+  std::map<std::string, int> help;
+  std::map<std::string, std::set<std::string>> label_sets;
+  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    std::vector<std::string> w = absl::StrSplit(line, ' ');
+    if (w.size() >= 3 && w[0] == "#" && w[1] == "HELP") {
+      ++help[w[2]];
+      continue;
+    }
+    if (w.size() >= 4 && w[0] == "#" && w[1] == "TYPE") {
+      EXPECT_EQ(type.count(w[2]), 0u) << "two TYPE lines for " << w[2];
+      type[w[2]] = w[3];
+      continue;
+    }
+    std::string name(line.substr(0, line.find_first_of("{ ")));
+    std::string family = name;
+    for (const char* suffix : {"_bucket", "_sum", "_count"}) {
+      std::string base(absl::StripSuffix(name, suffix));
+      if (base != name && type[base] == "histogram") family = base;
+    }
+    ASSERT_EQ(help[family], 1) << line;
+    ASSERT_FALSE(type[family].empty()) << line;
+    // The label names, `le` of a histogram's buckets aside.
+    std::string names;
+    size_t open = line.find('{');
+    if (open != absl::string_view::npos) {
+      absl::string_view body = line.substr(open + 1, line.find('}') - open - 1);
+      for (absl::string_view kv : absl::StrSplit(body, ',')) {
+        absl::string_view key = kv.substr(0, kv.find('='));
+        if (key != "le") absl::StrAppend(&names, key, ",");
+      }
+    }
+    label_sets[family].insert(names);
+  }
+  for (const auto& [family, sets] : label_sets) {
+    EXPECT_EQ(sets.size(), 1u) << family << " mixes label sets";
+  }
 }
 
 class PrometheusTextTest : public ::testing::Test {
@@ -75,7 +122,10 @@ TEST_F(PrometheusTextTest, NoAppsStillDescribesEverySeries) {
   std::string text = RenderPrometheusText({}, c, kT0);
   for (const char* name :
        {"tidal_gateway_requests_total", "tidal_gateway_app_requests_total",
-        "tidal_gateway_concurrency", "tidal_gateway_requests_per_second",
+        "tidal_gateway_revision_in_flight_seconds_total",
+        "tidal_gateway_app_in_flight_seconds_total",
+        "tidal_gateway_cold_starts_total",
+        "tidal_gateway_cold_start_duration_seconds",
         "tidal_gateway_request_duration_seconds", "tidal_gateway_in_flight",
         "tidal_gateway_queue_length", "tidal_gateway_activator_held",
         "tidal_gateway_last_request_timestamp_seconds",
@@ -101,6 +151,7 @@ TEST_F(PrometheusTextTest, NoAppsStillDescribesEverySeries) {
   // No app: no labelled series.
   EXPECT_TRUE(Lines(text, "tidal_gateway_requests_total{").empty());
   EXPECT_TRUE(text.back() == '\n');
+  ExpectHygiene(text);
 }
 
 TEST_F(PrometheusTextTest, ResponsesByRevisionAndByApp) {
@@ -151,10 +202,23 @@ TEST_F(PrometheusTextTest, ResponsesByRevisionAndByApp) {
   EXPECT_TRUE(HasLine(text, "tidal_gateway_activator_held{" + labels + "} 0"));
   EXPECT_TRUE(HasLine(text, "tidal_gateway_last_request_timestamp_seconds{" +
                                 labels + "} 1700000001.500"));
-  // Per-second gauges before any tick: zeros, per revision and per app.
-  EXPECT_TRUE(HasLine(text, "tidal_gateway_concurrency{" + rev1 + "} 0.000"));
+  // In-flight integrals (request-seconds; they never run backwards, so the
+  // requests above, all started at kT0, count from where the integral
+  // stood): revision 1 had one request in flight for 3 ms, revision 2 for
+  // 1 ms; the app one for 4 ms, then the one still in flight until the
+  // reading at kT0 + 1 s.
+  EXPECT_EQ(Lines(text, "tidal_gateway_revision_in_flight_seconds_total{"),
+            (std::vector<std::string>{
+                "tidal_gateway_revision_in_flight_seconds_total{" + rev1 +
+                    "} 0.003000",
+                "tidal_gateway_revision_in_flight_seconds_total{" + rev2 +
+                    "} 0.001000",
+            }));
+  EXPECT_TRUE(HasLine(text, "tidal_gateway_app_in_flight_seconds_total{" +
+                                labels + "} 1.000000"));
   EXPECT_TRUE(
-      HasLine(text, "tidal_gateway_requests_per_second{" + labels + "} 0.000"));
+      HasLine(text, "tidal_gateway_cold_starts_total{" + labels + "} 0"));
+  ExpectHygiene(text);
 }
 
 TEST_F(PrometheusTextTest, LatencyHistogramIsCumulative) {
@@ -208,6 +272,74 @@ TEST_F(PrometheusTextTest, AppsInNamespaceThenNameOrder) {
             }));
   EXPECT_TRUE(
       Lines(text, "tidal_gateway_last_request_timestamp_seconds{").empty());
+}
+
+// A request held while the app has no ready instance (the activator) and
+// served once one is: a cold start, its wait in the histogram; a second
+// request held in the same episode adds a wait but no cold start; a new
+// episode after the queue emptied is a second one.
+class Held : public Waiter {
+ public:
+  void Dispatch(std::shared_ptr<EndpointState> lease) override {
+    this->lease = std::move(lease);
+  }
+  std::shared_ptr<EndpointState> lease;
+};
+
+TEST_F(PrometheusTextTest, ColdStartsAndTheirWaits) {
+  auto app = App("default", "hello", {});
+  uint64_t rng = 1;
+  std::shared_ptr<EndpointState> lease;
+  auto hold = [&] {
+    auto w = std::make_shared<Held>();
+    EXPECT_EQ(app->AcquireOrWait(*app->route(), w, {}, &rng, kT0, &lease),
+              AppState::Outcome::kQueued);
+    return w;
+  };
+  auto first = hold();
+  auto second = hold();
+  EXPECT_EQ(app->cold_starts().total, 0u);
+  std::vector<std::shared_ptr<EndpointState>> added;
+  Route r;
+  r.ns = "default";
+  r.app = "hello";
+  RevisionRoute rr;
+  rr.revision = 1;
+  rr.endpoints.push_back({"hello-1", "127.0.0.1", 1, false});
+  r.revisions.push_back(rr);
+  app->Update(r, &next_uid_, &added);
+  ASSERT_NE(first->lease, nullptr);
+  ASSERT_NE(second->lease, nullptr);
+  ColdStarts cs = app->cold_starts();
+  EXPECT_EQ(cs.total, 1u);
+  uint64_t waits = 0;
+  for (uint64_t b : cs.wait_buckets) waits += b;
+  EXPECT_EQ(waits, 2u);
+  // Served with instances ready: no cold start.
+  app->Release(first->lease);
+  app->Release(second->lease);
+  auto direct = std::make_shared<Held>();
+  EXPECT_EQ(app->AcquireOrWait(*app->route(), direct, {}, &rng, kT0, &lease),
+            AppState::Outcome::kLeased);
+  app->Release(lease);
+  // Back to zero, a held request, then an instance: the second.
+  Route zero = r;
+  zero.revisions = {RevisionRoute{}};
+  app->Update(zero, &next_uid_, &added);
+  auto third = hold();
+  app->Update(r, &next_uid_, &added);
+  ASSERT_NE(third->lease, nullptr);
+  EXPECT_EQ(app->cold_starts().total, 2u);
+  std::string text = RenderPrometheusText({app.get()}, {}, kT0);
+  const std::string labels = R"(namespace="default",app="hello")";
+  EXPECT_TRUE(
+      HasLine(text, "tidal_gateway_cold_starts_total{" + labels + "} 2"));
+  EXPECT_TRUE(HasLine(text, "tidal_gateway_cold_start_duration_seconds_count{" +
+                                labels + "} 3"));
+  EXPECT_TRUE(
+      HasLine(text, "tidal_gateway_cold_start_duration_seconds_bucket{" +
+                        labels + ",le=\"+Inf\"} 3"));
+  ExpectHygiene(text);
 }
 
 }  // namespace

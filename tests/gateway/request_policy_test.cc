@@ -42,6 +42,9 @@ int Answer(const std::string& bytes, size_t max_header = 0,
   if (auto r = RejectUnrelayable(parser.get())) {
     return static_cast<int>(r->status);
   }
+  if (auto r = NormalizeRequestTarget(parser.get().base())) {
+    return static_cast<int>(r->status);
+  }
   std::string body;
   ec = testing::ReadBody(stream, buf, parser, &body);
   if (ec == http::error::body_limit) {
@@ -89,6 +92,34 @@ TEST(RequestPolicyTest, WhatIsRejectedWithWhichStatus) {
        kGet + "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
               "3\r\nabc\r\n0\r\n\r\n",
        400},
+      {"a Content-Length list that differs: 400",
+       kGet + "Content-Length: 3, 4\r\n\r\nabcd", 400},
+      {"a Content-Length list that agrees",
+       kGet + "Content-Length: 3, 3\r\n\r\nabc", 0},
+      {"a signed Content-Length: 400", kGet + "Content-Length: +3\r\n\r\nabc",
+       400},
+      {"Transfer-Encoding without chunked: 400 (no length, RFC 9112 6.3)",
+       kGet + "Transfer-Encoding: gzip\r\n\r\nabc", 400},
+      {"Transfer-Encoding with chunked not last: 400",
+       kGet + "Transfer-Encoding: chunked, gzip\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+       400},
+      {"Transfer-Encoding gzip and Content-Length: 400",
+       kGet + "Transfer-Encoding: gzip\r\nContent-Length: 3\r\n\r\nabc", 400},
+      {"a folded field is joined (RFC 9112 5.2)", kGet + "X-A: a\r\n b\r\n\r\n",
+       0},
+      {"a NUL in a field value: 400",
+       kGet + std::string("X-A: a\0b\r\n\r\n", 12), 400},
+      {"no Host in HTTP/1.1: 400", "GET / HTTP/1.1\r\n\r\n", 400},
+      {"no Host in HTTP/1.0: routed nowhere", "GET / HTTP/1.0\r\n\r\n", 0},
+      {"two Hosts: 400", kGet + "Host: b.default.tidal.localhost\r\n\r\n", 400},
+      {"userinfo in Host: 400", "GET / HTTP/1.1\r\nHost: u@h\r\n\r\n", 400},
+      {"a path in Host: 400", "GET / HTTP/1.1\r\nHost: h/x\r\n\r\n", 400},
+      {"a port that is no number: 400", "GET / HTTP/1.1\r\nHost: h:80x\r\n\r\n",
+       400},
+      {"an absolute-form target",
+       "GET http://a.default.tidal.localhost/x HTTP/1.1\r\nHost: y\r\n\r\n", 0},
+      {"an absolute-form target with userinfo: 400",
+       "GET http://u@a.b.tidal.localhost/ HTTP/1.1\r\nHost: y\r\n\r\n", 400},
       {"Content-Length over the body limit: 413",
        kGet + "Content-Length: 5000000000\r\n\r\n", 413},
       {"a header over the header limit: 431",
@@ -171,9 +202,13 @@ TEST(RequestPolicyTest, HostRouting) {
       {".tidal.localhost", ".tidal.localhost", ""},
       {"hellotidal.localhost", "hellotidal.localhost", ""},
       {"hello.default.example.com", "hello.default.example.com", ""},
-      {"hello.default.tidal.localhost.", "hello.default.tidal.localhost.", ""},
+      {"hello.default.tidal.localhost.", "hello.default.tidal.localhost",
+       "hello.default"},
+      {"hello.default.tidal.localhost.:80", "hello.default.tidal.localhost",
+       "hello.default"},
       {"", "", ""},
       {"[::1]:8080", "[::1]", ""},
+      {"[::1]", "[::1]", ""},
   };
   for (const Row& row : rows) {
     HostRoute r = RouteForHost(row.host_field, "tidal.localhost");
@@ -182,6 +217,34 @@ TEST(RequestPolicyTest, HostRouting) {
   }
   EXPECT_EQ(RouteForHost("a.b.apps.example.com:80", "apps.example.com").key,
             "a.b");
+}
+
+TEST(RequestPolicyTest, AbsoluteFormTargetsBecomeOriginFormAndTheirHost) {
+  struct Row {
+    const char* target;
+    const char* host;  // the Host field sent; nullptr: none
+    const char* want_target;
+    const char* want_host;
+  };
+  const std::vector<Row> rows = {
+      {"http://a.b.tidal.localhost/x?y=1", "other", "/x?y=1",
+       "a.b.tidal.localhost"},
+      {"HTTP://a.b.tidal.localhost:8080", nullptr, "/",
+       "a.b.tidal.localhost:8080"},
+      {"https://a.b.tidal.localhost?q", "other", "/?q", "a.b.tidal.localhost"},
+      {"/plain", "a.b.tidal.localhost", "/plain", "a.b.tidal.localhost"},
+  };
+  for (const Row& row : rows) {
+    http::request_header<> req;
+    req.version(11);
+    req.method(http::verb::get);
+    req.target(row.target);
+    if (row.host != nullptr) req.set(http::field::host, row.host);
+    EXPECT_EQ(NormalizeRequestTarget(req), std::nullopt) << row.target;
+    EXPECT_EQ(std::string(req.target()), row.want_target) << row.target;
+    EXPECT_EQ(std::string(req[http::field::host]), row.want_host) << row.target;
+    EXPECT_EQ(req.count(http::field::host), 1u) << row.target;
+  }
 }
 
 TEST(RequestPolicyTest, HttpsRedirectKeepsHostAndTarget) {

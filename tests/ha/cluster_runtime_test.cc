@@ -430,6 +430,63 @@ TEST_F(ClusterRuntimeTest, OpenLogsOfARemoteInstanceAsksItsNode) {
   cr.Shutdown(false);
 }
 
+// Issue 16, `logs --previous` in HA mode: an instance that stopped on
+// another node is listed from that node's heartbeat (NodeRecord.stopped) and
+// its log is read from that node with `previous`; asked on another node's
+// behalf (local_only), the answer names the node instead.
+TEST_F(ClusterRuntimeTest, StoppedInstancesOfAnotherNodeAreReadFromIt) {
+  rt_b_.set_instant_stop(true);
+  auto on_a = cr_->Start(Request());  // ties go to "a"
+  auto on_b = cr_->Start(Request());
+  ASSERT_TRUE(on_a.ok() && on_b.ok());
+  ASSERT_TRUE(
+      Eventually([&] { return Find(rt_b_.List(), on_b->id()).has_value(); }));
+  rt_b_.AppendLog(on_b->id(), "crashed on b\n");
+  std::vector<std::pair<RemoteLogTarget, LogOptions>> asked;
+  ClusterRuntime::Options o = ClusterOptions("a", &clock_);
+  o.remote_logs = [&](const RemoteLogTarget& t, const LogOptions& lo) {
+    asked.emplace_back(t, lo);
+    return rt_b_.OpenLogs(t.instance_id, lo);
+  };
+  ClusterRuntime cr(&store_, &store_, &rt_a_, o);
+  ASSERT_TRUE(cr.Adopt().ok());
+  EXPECT_TRUE(cr.StoppedInstances("default", "hello").empty());
+  ASSERT_TRUE(cr_->Stop(on_b->id(), absl::ZeroDuration()).ok());
+  const StoppedInstance want{on_b->id(), "default", "hello"};
+  ASSERT_TRUE(Eventually([&] {
+    return cr.StoppedInstances("default", "hello") ==
+               std::vector<StoppedInstance>{want} &&
+           !Find(cr.List(), on_b->id()).has_value();
+  }));
+  EXPECT_EQ(cr.StoppedInstances(), std::vector<StoppedInstance>{want});
+  EXPECT_TRUE(cr.StoppedInstances("default", "other").empty());
+
+  auto stream = cr.OpenLogs(on_b->id(), LogOptions());
+  ASSERT_TRUE(stream.ok()) << stream.status();
+  auto chunk = (*stream)->Next(absl::Seconds(1));
+  ASSERT_TRUE(chunk.ok()) << chunk.status();
+  EXPECT_EQ(*chunk, "crashed on b\n");
+  ASSERT_EQ(asked.size(), 1u);
+  EXPECT_EQ(asked[0].first.node, "b");
+  EXPECT_EQ(asked[0].first.api_address, "10.0.0.2:7070");
+  EXPECT_EQ(asked[0].first.namespace_, "default");
+  EXPECT_EQ(asked[0].first.app, "hello");
+  EXPECT_TRUE(asked[0].second.previous);
+
+  LogOptions local_only;
+  local_only.local_only = true;
+  auto refused = cr.OpenLogs(on_b->id(), local_only);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(refused.status().message(),
+            absl::StrCat("instance ", on_b->id(),
+                         " ran on node b; ask its API at 10.0.0.2:7070"));
+  EXPECT_EQ(asked.size(), 1u);
+  // Never heard of anywhere: the local runtime's NotFound.
+  EXPECT_EQ(cr.OpenLogs("nope", LogOptions()).status().code(),
+            absl::StatusCode::kNotFound);
+  cr.Shutdown(false);
+}
+
 // Writes go through `writes` (the leader's fenced store): a standby's
 // refuses, and nothing is written.
 TEST_F(ClusterRuntimeTest, WritesGoThroughTheWritesStore) {

@@ -130,6 +130,40 @@ TEST_F(RoutesTest, EveryNodeRoutesThePublishedRouteWithWeights) {
   EXPECT_TRUE(absl::IsNotFound(kv.status()));
 }
 
+// An app's request timeouts and its HTTP/2 relaying reach every node's
+// gateway, not only the leader's (they once stayed behind in the record).
+TEST_F(RoutesTest, EveryNodeGetsTheAppsTimeoutsAndProtocol) {
+  StoreRouteSink::Options o;
+  o.clock = &clock_;
+  StoreRouteSink sink(&store_, o);
+  App app = MakeApp("hello");
+  auto* t = app.mutable_spec()->mutable_template_();
+  t->set_timeout_seconds(30);
+  t->set_response_start_timeout_seconds(7);
+  t->set_idle_timeout_seconds(90);
+  t->set_protocol("grpc");
+  sink.UpdateRoute(app, {MakeInstance("x", 1, "10.0.0.1", 20001)});
+  for (auto* target : {&target_a_, &target_b_}) {
+    ASSERT_TRUE(
+        Eventually([&] { return target->route("default/hello").has_value(); }));
+    auto r = target->route("default/hello");
+    EXPECT_EQ(r->timeout, absl::Seconds(30));
+    EXPECT_EQ(r->response_start_timeout, absl::Seconds(7));
+    EXPECT_EQ(r->idle_timeout, absl::Seconds(90));
+    EXPECT_TRUE(r->h2);
+  }
+  // Back to the defaults: the change is written and applied too.
+  App plain = MakeApp("hello");
+  sink.UpdateRoute(plain, {MakeInstance("x", 1, "10.0.0.1", 20001)});
+  for (auto* target : {&target_a_, &target_b_}) {
+    EXPECT_TRUE(Eventually([&] {
+      auto r = target->route("default/hello");
+      return r && !r->h2 && r->timeout == absl::ZeroDuration() &&
+             r->idle_timeout == absl::ZeroDuration();
+    }));
+  }
+}
+
 TEST_F(RoutesTest, NewLeaderDoesNotRewriteIdenticalRoutes) {
   StoreRouteSink::Options o;
   o.clock = &clock_;

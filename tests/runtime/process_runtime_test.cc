@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -244,7 +245,8 @@ TEST_F(ProcessRuntimeTest, StartBeyondALimitSaysWhy) {
   ASSERT_NE(port, 0);
   o.port_min = o.port_max = port;
   rt_ = std::make_unique<ProcessRuntime>(o);
-  ASSERT_TRUE(rt_->Start(Shell("exec sleep 100")).ok());
+  auto first = rt_->Start(Shell("exec sleep 100"));
+  ASSERT_TRUE(first.ok()) << first.status();
   auto second = rt_->Start(Shell("exec sleep 100"));
   EXPECT_EQ(second.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_TRUE(absl::StrContains(second.status().message(),
@@ -851,7 +853,7 @@ TEST_F(ProcessRuntimeTest, StoppedLogsAreKeptForTheirRetention) {
   EXPECT_FALSE(std::filesystem::exists(old_log + ".1"));
   EXPECT_TRUE(std::filesystem::exists(new_log));
   EXPECT_EQ(rt_->StoppedInstances("default", "web"),
-            std::vector<std::string>{"web-new01"});
+            (std::vector<StoppedInstance>{{"web-new01", "default", "web"}}));
 
   auto inst = rt_->Start(Shell("echo crashed; exec sleep 60"));
   ASSERT_TRUE(inst.ok()) << inst.status();
@@ -862,7 +864,16 @@ TEST_F(ProcessRuntimeTest, StoppedLogsAreKeptForTheirRetention) {
   ASSERT_TRUE(rt_->Stop(inst->id(), absl::ZeroDuration()).ok());
   ASSERT_TRUE(rt_->WaitForNoInstances(absl::Seconds(10)));
   EXPECT_EQ(rt_->StoppedInstances("default", "sh"),
-            std::vector<std::string>{inst->id()});
+            (std::vector<StoppedInstance>{{inst->id(), "default", "sh"}}));
+  // Of every app (what a node publishes in HA mode): names from the files
+  // (in any order: both may have been written in the same second).
+  std::vector<std::string> all;
+  for (const StoppedInstance& s : rt_->StoppedInstances()) {
+    all.push_back(absl::StrCat(s.namespace_, "/", s.app, "/", s.id));
+  }
+  std::sort(all.begin(), all.end());
+  EXPECT_EQ(all, (std::vector<std::string>{"default/sh/" + inst->id(),
+                                           "default/web/web-new01"}));
   EXPECT_TRUE(absl::StrContains(ReadLogs(*rt_, inst->id()), "crashed"));
 }
 

@@ -3,7 +3,9 @@
 
 #include "scaler/autoscaler.h"
 
+#include <memory>
 #include <random>
+#include <string>
 
 #include "absl/time/civil_time.h"
 #include "gtest/gtest.h"
@@ -105,8 +107,11 @@ TEST(PredictionTest, RaisesFloorAheadOfDailyPeak) {
       (*s)->Decide(day1 + absl::Hours(12) - absl::Minutes(5)).min_replicas, 0);
   // 20 s ahead of the peak, with no traffic yet: the floor is up.
   Decision d = (*s)->Decide(day1 + absl::Hours(12) - absl::Seconds(20));
-  EXPECT_EQ(d.min_replicas, 14);  // min(ceil(10 / 0.7), ceil(10 + sqrt(10)))
-  EXPECT_EQ(d.desired_replicas, 14);
+  // Sized for a wait target: the service time measured on day 0 is 1 s
+  // (concurrency / rate), and the default target (start time + tick, 31 s)
+  // is met by reacting to waiting requests: floor(10) + 1 slots.
+  EXPECT_EQ(d.min_replicas, 11);
+  EXPECT_EQ(d.desired_replicas, 11);
   EXPECT_NE(d.reason.find("predicted concurrency 10"), std::string::npos)
       << d.reason;
   // And it persists: a new scaler restored from the state predicts the same.
@@ -115,7 +120,7 @@ TEST(PredictionTest, RaisesFloorAheadOfDailyPeak) {
   EXPECT_EQ((*s2)->SaveState(), (*s)->SaveState());
   EXPECT_EQ(
       (*s2)->Decide(day1 + absl::Hours(12) - absl::Seconds(20)).min_replicas,
-      14);
+      11);
   EXPECT_FALSE((*s2)->RestoreState("garbage").ok());
 }
 
@@ -185,12 +190,6 @@ TEST(AppScalerTest, InvalidSpecIsRejected) {
   EXPECT_FALSE(AppScaler::Create(bad_cron, absl::UnixEpoch()).ok());
 }
 
-}  // namespace
-}  // namespace tidal::scaler
-
-namespace tidal::scaler {
-namespace {
-
 // KPA and tidal: when the samples stop coming because a gateway's figures
 // are missing (MetricsSource::Incomplete), the scaler must not scale down
 // on the windows emptying; with the figures known again (here: none, the
@@ -243,6 +242,132 @@ TEST(AppScalerTest, NoScaleDownWhileMetricsAreUnknown) {
     }
     EXPECT_LT(last, loaded);
   }
+}
+
+// Feeds `seconds` of concurrency `c` with the instances following the
+// decisions (ready at once); returns the last decision.
+Decision Feed(AppScaler& a, absl::Time* t, int seconds, double c) {
+  Decision d;
+  for (int i = 0; i < seconds; ++i) {
+    MetricSample m;
+    m.time = *t;
+    m.concurrency = c;
+    m.requests = c * 10;
+    a.Record(m);
+    *t += absl::Seconds(1);
+    d = a.Decide(*t);
+    a.SetInstances(d.desired_replicas, d.desired_replicas);
+  }
+  return d;
+}
+
+// A scaler for `algorithm` with target 10 per instance at 100% (kpa,
+// hpa), created at kT0 with one ready instance.
+const absl::Time kT0 = absl::FromUnixSeconds(1700000000);
+tidal::v1::Scaling Spec10(const char* algorithm) {
+  tidal::v1::Scaling spec;
+  spec.set_algorithm(algorithm);
+  spec.set_target(10);
+  spec.set_target_utilization(100);
+  return spec;
+}
+std::unique_ptr<AppScaler> New(const tidal::v1::Scaling& spec) {
+  auto s = AppScaler::Create(spec, kT0);
+  EXPECT_TRUE(s.ok()) << s.status();
+  if (!s.ok()) return nullptr;
+  (*s)->SetInstances(1, 1);
+  return std::move(*s);
+}
+
+// algorithm kpa: with nothing recorded for a whole stable window (Knative's
+// ErrNoData: the metrics pipeline is down, not the traffic) the result is
+// invalid and the scale is held, never taken to zero.
+TEST(AppScalerTest, KpaHoldsWhenTheWindowHasNoData) {
+  auto s = New(Spec10("kpa"));
+  ASSERT_NE(s, nullptr);
+  AppScaler& a = *s;
+  absl::Time t = kT0;
+  const int32_t loaded = Feed(a, &t, 90, 40).desired_replicas;
+  ASSERT_EQ(loaded, 4);
+  for (int i = 0; i < 600; ++i) {
+    t += absl::Seconds(1);
+    Decision d = a.Decide(t);
+    ASSERT_EQ(d.desired_replicas, loaded) << "second " << i << ": " << d.reason;
+  }
+  EXPECT_NE(a.Decide(t).reason.find("no concurrency data (held)"),
+            std::string::npos)
+      << a.Decide(t).reason;
+  // Zeros recorded again (the instances report, the traffic is gone): down.
+  EXPECT_LT(Feed(a, &t, 200, 0).desired_replicas, loaded);
+}
+
+// algorithm kpa: a spec change is applied without re-creating the scaler:
+// the panic mode and the windows carry over, the new target applies at once.
+TEST(AppScalerTest, KpaUpdateKeepsState) {
+  tidal::v1::Scaling spec = Spec10("kpa");
+  auto s = New(spec);
+  ASSERT_NE(s, nullptr);
+  AppScaler& a = *s;
+  absl::Time t = kT0;
+  Decision d = Feed(a, &t, 10, 100);
+  ASSERT_TRUE(d.panic);
+  const int32_t before = d.desired_replicas;
+  spec.set_target(20);
+  ASSERT_TRUE(a.Update(spec, AppScalerOptions()).ok());
+  // Half the pods for the same load, but panic mode holds the count.
+  d = Feed(a, &t, 1, 100);
+  EXPECT_TRUE(d.panic);
+  EXPECT_EQ(d.desired_replicas, before);
+  EXPECT_EQ(d.target, 20);
+  // Another algorithm needs a new scaler; nothing changes.
+  spec.set_algorithm("hpa");
+  EXPECT_EQ(a.Update(spec, AppScalerOptions()).code(),
+            absl::StatusCode::kFailedPrecondition);
+  spec.set_algorithm("kpa");
+  spec.set_target(-1);
+  EXPECT_EQ(a.Update(spec, AppScalerOptions()).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(a.config().target, 20);
+}
+
+// algorithm kpa: an unreachable app scales down at once (no
+// maxScaleDownRate, no scaleDownDelay).
+TEST(AppScalerTest, KpaUnreachableScalesDownAtOnce) {
+  tidal::v1::Scaling spec = Spec10("kpa");
+  spec.set_scale_down_delay_ms(300000);
+  auto s = New(spec);
+  ASSERT_NE(s, nullptr);
+  AppScaler& a = *s;
+  absl::Time t = kT0;
+  const int32_t loaded = Feed(a, &t, 120, 60).desired_replicas;
+  ASSERT_EQ(loaded, 6);
+  EXPECT_EQ(Feed(a, &t, 61, 10).desired_replicas, loaded);  // the delay
+  a.SetReachable(false);
+  EXPECT_EQ(Feed(a, &t, 1, 10).desired_replicas, 1);
+}
+
+// algorithm hpa: instances still starting are unready pods; on a scale-up
+// they count at 0% (replica calculator), so 2 ready at twice the target
+// with 2 more starting ask for 4, not 8.
+TEST(AppScalerTest, HpaCountsStartingInstancesAtZeroOnScaleUp) {
+  auto s = New(Spec10("hpa"));
+  ASSERT_NE(s, nullptr);
+  AppScaler& a = *s;
+  absl::Time t = kT0;
+  a.SetInstances(2, 4);
+  Decision d;
+  for (int i = 0; i < 15; ++i) {
+    MetricSample m;
+    m.time = t;
+    m.concurrency = 40;  // 20 per ready instance
+    a.Record(m);
+    t += absl::Seconds(1);
+  }
+  d = a.Decide(t);
+  EXPECT_EQ(d.desired_replicas, 4) << d.reason;
+  // All four ready at the same load: 10 each, on target.
+  a.SetInstances(4, 4);
+  EXPECT_EQ(a.Decide(t).desired_replicas, 4);
 }
 
 }  // namespace

@@ -61,6 +61,9 @@ Outcome Replay(const char* algorithm, const Row& row,
   if (base) base(&spec);
   if (row.config) row.config(&spec);
   AppScalerOptions o;
+  // tidal's rows test its idle path under KPA's rules with Knative's sizing;
+  // the waiting-time sizing has its own tests (wait_sizing_test.cc).
+  o.tidal_wait_sizing = false;
   o.ready_at_start = row.ready_at_start;
   o.current_at_start = row.ready_at_start;
   auto s = AppScaler::Create(spec, kT0, o);
@@ -250,7 +253,9 @@ TEST(KpaHistoryTable, KnativeDefaults) {
 
 // HPA with its defaults; target 10 per pod (targetUtilization 100 so the
 // arithmetic is the documented one). Tick 15 s; the metric is the average
-// over the sync period.
+// over the sync period. No `behavior`: Kubernetes' nil-behavior rules
+// (scale-up at most max(2 x current, 4) per sync, the largest recommendation
+// of the last 300 s, no scale-down rate).
 TEST(HpaHistoryTable, KubernetesDefaults) {
   using S = tidal::v1::Scaling;
   // {name, overrides, history {seconds, concurrency[, rps]}, ready, want,
@@ -275,18 +280,27 @@ TEST(HpaHistoryTable, KubernetesDefaults) {
        {{15, 45}},
        4,
        4},
-      // Scale-up limit max(100%, 4 pods) per 15 s: from 2, at most
-      // max(4, 6) = 6 (the formula says 40); from 10, max(20, 14) = 20.
-      {"ScaleUpFourPodsFromTwo", nullptr, {{15, 200}}, 2, 6},
+      // Scale-up limit max(2 x current, 4) per sync: from 2, at most
+      // max(4, 4) = 4 (the formula says 40); from 10, max(20, 4) = 20.
+      {"ScaleUpFourPodsFromTwo", nullptr, {{15, 200}}, 2, 4},
       {"ScaleUpDoubleFromTen", nullptr, {{15, 1000}}, 10, 20},
-      // Three periods at 185 with the pods following: 2 -> 6 (limit) -> 12
-      // (limit 100%) -> 19 (ceil(12 x 185/12 / 10) = 19, under the limit 24).
-      {"ScaleUpPerPeriod", nullptr, {{45, 185}}, 2, 19, -1, true},
-      // Scale-down stabilization 300 s: the highest recommendation of the
-      // last 300 s wins. 10 (at 15.1 s), then 2: still 10 at 300.1 s, 2 at
-      // 315.1 s (the 15.1 s recommendation is then exactly 300 s old).
-      {"ScaleDownStabilizationHolds", nullptr, {{15, 100}, {285, 20}}, 10, 10},
-      {"ScaleDownAfterStabilization", nullptr, {{15, 100}, {300, 20}}, 10, 2},
+      // Three periods at 185 with the pods following: 2 -> 4 (limit) -> 8
+      // (limit) -> 16 (limit; ceil(8 x 185/8 / 10) = 19). With the API's
+      // default behavior (any `behavior` set) it is 2 -> 6 -> 12 -> 19.
+      {"ScaleUpPerPeriod", nullptr, {{45, 185}}, 2, 16, -1, true},
+      {"ScaleUpPerPeriodWithBehavior",
+       [](S* s) { s->mutable_behavior()->mutable_scale_up(); },
+       {{45, 185}},
+       2,
+       19,
+       -1,
+       true},
+      // Scale-down stabilization 300 s: the highest recommendation not
+      // older than 300 s wins. 10 (at 15.1 s), then 2: still 10 at 300.1 s
+      // and at 315.1 s (exactly 300 s old still counts: Kubernetes drops
+      // only recommendations before the cutoff), 2 at 330.1 s.
+      {"ScaleDownStabilizationHolds", nullptr, {{15, 100}, {300, 20}}, 10, 10},
+      {"ScaleDownAfterStabilization", nullptr, {{15, 100}, {315, 20}}, 10, 2},
       {"NoStabilizationWhenZero",
        [](S* s) {
          s->mutable_behavior()
@@ -338,40 +352,40 @@ TEST(TidalHistoryTable, IdleRespectsPanicRatesAndDelay) {
        -1,
        true,
        1},
-      // 10 concurrent (2 pods), a 3 s burst at 95 (13 pods: min(ceil(95 /
-      // 7), ceil((95 + sqrt(950)) / 10))), then idle: the app is panicking
-      // (entered at 11.1 s), so the 13 hold while idle (the keep-warm count
+      // 10 concurrent (2 pods), a 3 s burst at 95 (14 pods: ceil(95 / 7)),
+      // then idle: the app is panicking
+      // (entered at 11.1 s), so the 14 hold while idle (the keep-warm count
       // used to drop them to 1 after 6 s while the status said panic).
       {"IdleWhilePanickingHolds",
        nullptr,
        {{10, 10}, {3, 95}, {8, 0}},
        2,
-       13,
+       14,
        1,
        true},
       {"IdleWhilePanickingReason",
        nullptr,
        {{10, 10}, {3, 95}, {8, 0}},
        2,
-       13,
+       14,
        1,
        false,
        0,
-       "(held: no scale-down while panicking): 2 → 13"},
+       "(held: no scale-down while panicking): 2 → 14"},
       {"IdleStillPanicking",
        nullptr,
        {{10, 10}, {3, 95}, {58, 0}},
        2,
-       13,
+       14,
        1,
        true},
       // Panic ends at 72.1 s (more than 60 s after 11.1 s): the keep-warm 1,
-      // limited to floor(13 / 2) = 6 at that tick, then 3, then 1.
+      // limited to floor(14 / 2) = 7 at that tick, then 3, then 1.
       {"PanicExitStepsDownByRate",
        nullptr,
        {{10, 10}, {3, 95}, {59, 0}},
        2,
-       6,
+       7,
        0,
        true,
        0,
@@ -420,28 +434,29 @@ TEST(TidalHistoryTable, IdleRespectsPanicRatesAndDelay) {
        1,
        0,
        true},
-      // Keep-warm, then zero: no idle history yet, so one instance stays 10
-      // minutes after the last request (second 9 ends at 10 s).
-      {"KeepWarmTenMinutes", nullptr, {{10, 3}, {600, 0}}, 1, 1, 0, true},
+      // Keep-warm, then zero: no idle time yet, so one instance stays the
+      // histogram's range (4 h) after the last request (second 9 ends at
+      // 10 s), as the hybrid-histogram policy.
+      {"KeepWarmFourHours", nullptr, {{10, 3}, {14400, 0}}, 1, 1, 0, true},
       {"ZeroAfterKeepWarm",
        nullptr,
-       {{10, 3}, {601, 0}},
+       {{10, 3}, {14401, 0}},
        1,
        0,
        0,
        true,
        0,
-       "idle for 601s"},
+       "idle for 14401s"},
       {"MinReplicasHoldsOverKeepWarm",
        [](S* s) { s->set_min_replicas(2); },
-       {{10, 3}, {601, 0}},
+       {{10, 3}, {14401, 0}},
        2,
        2,
        0,
        true},
-      // Stable sizing: 70 concurrent on target 10: min(ceil(70 / 7),
-      // ceil((70 + sqrt(700)) / 10)) = 10; 10 ready so no panic.
-      {"StableSquareRootSizing", nullptr, {{60, 70}}, 10, 10, 0, true},
+      // Stable sizing (Knative's, as these rows run): 70 concurrent on
+      // target 10: ceil(70 / 7) = 10; 10 ready so no panic.
+      {"StableSizing", nullptr, {{60, 70}}, 10, 10, 0, true},
   };
   RunTable("tidal", rows);
 }

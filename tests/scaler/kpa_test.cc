@@ -1,6 +1,10 @@
 // Knative KPA compatibility: rows from knative/serving's
 // pkg/autoscaler/scaling/autoscaler_test.go (spec: target utilization 75%
 // presumed there, panic threshold 2, max scale up/down rate 10, stable 60s).
+// Not ported: the excess burst capacity (ExcessBurstCapacity, TBC) of each
+// expected ScaleResult and the metric-recording tests (TestAutoscalerMetrics*,
+// TestAutoscalerStartMetrics): Tidal has no activator burst-capacity routing
+// and reports its own metrics (docs/scaling.md).
 
 #include "scaler/kpa.h"
 
@@ -47,6 +51,11 @@ TEST(KpaTest, KnativeScaleTable) {
       {"RateLimitScaleDownAgain", 10, 1, 1, 10, 1},
       {"NoTrafficScaleToZero", 10, 0, 0, 1, 0},
       {"UseOnePodAsMinimumIfNoEndpoints", 10, 1000, 888, 0, 10},
+      {"AutoscalerNoDataAtZeroNoAutoscale", 10, 0, 0, 1, 0},
+      // TestAutoscalerStableModeIncreaseWithConcurrencyDefault's first step.
+      {"StableModeIncreaseWithConcurrencyDefault", 10, 50, 10, 1, 5},
+      {"StableModeDecrease", 10, 50, 50, 8, 5},
+      {"StableModeNoTrafficScaleToZero", 10, 0, 0, 1, 0},
   };
   for (const Row& r : rows) {
     KpaParams p = Params(r.target);
@@ -65,6 +74,61 @@ TEST(KpaTest, PanicStableLargerThanPanicUsesStable) {
   EXPECT_EQ(d.Scale(kT0, 1, 10, 5).desired, 10);
   EXPECT_TRUE(d.panicking());
   EXPECT_EQ(d.Scale(kT0 + absl::Seconds(5), 50, 30, 5).desired, 50);
+}
+
+TEST(KpaTest, PanicStableLessThanPanicUsesPanic) {
+  // AutoscalerPanicStableLessThanPanic: panicking with maxPanicPods 5.
+  KpaDecider d(Params(1), kT0, 0);
+  EXPECT_EQ(d.Scale(kT0, 1, 10, 5).desired, 10);
+  EXPECT_EQ(d.Scale(kT0 + absl::Seconds(5), 20, 30, 5).desired, 30);
+}
+
+// TestAutoscalerNoDataNoAutoscale and TestCantCountPods: metrics or the
+// ready count unavailable give an invalid result (the caller holds the
+// scale); nothing in the panic state changes.
+TEST(KpaTest, MissingDataIsAnInvalidResult) {
+  KpaDecider d(Params(10), kT0, 0);
+  KpaDecider::Result r =
+      d.Scale(kT0, KpaDecider::kNoData, KpaDecider::kNoData, 1);
+  EXPECT_FALSE(r.valid);
+  EXPECT_EQ(r.desired, -1);
+  r = d.Scale(kT0, 1000, 888, KpaDecider::kUnknownReady);
+  EXPECT_FALSE(r.valid);
+  EXPECT_FALSE(d.panicking());
+  EXPECT_TRUE(d.Scale(kT0, 1000, 888, 1).valid);
+}
+
+// TestAutoscalerUpdateTarget: Update() takes the new target at once.
+TEST(KpaTest, UpdateTarget) {
+  KpaDecider d(Params(10), kT0, 0);
+  EXPECT_EQ(d.Scale(kT0, 100, 101, 1).desired, 10);
+  d.Update(Params(1));
+  EXPECT_EQ(d.Scale(kT0, 100, 101, 10).desired, 100);
+}
+
+// Update() keeps the panic state (Knative's autoscaler keeps panicTime and
+// maxPanicPods across Update): no scale-down right after a spec change.
+TEST(KpaTest, UpdateKeepsPanicMode) {
+  KpaDecider d(Params(10), kT0, 0);
+  EXPECT_EQ(d.Scale(kT0, 100, 1000, 10).desired, 100);
+  ASSERT_TRUE(d.panicking());
+  KpaParams p = Params(20);
+  d.Update(p);
+  EXPECT_TRUE(d.panicking());
+  EXPECT_EQ(d.max_panic_pods(), 100);
+  EXPECT_EQ(d.Scale(kT0 + absl::Seconds(2), 1, 1, 100).desired, 100);
+}
+
+// TestAutoscalerExtendPanicWindow: still over the threshold half a stable
+// window later moves the panic time, so the panic outlasts a stable window
+// from its start.
+TEST(KpaTest, ExtendPanicWindow) {
+  KpaDecider d(Params(1), kT0, 0);
+  EXPECT_EQ(d.Scale(kT0, 11, 25, 10).desired, 25);
+  EXPECT_EQ(d.Scale(kT0 + absl::Seconds(30), 30, 80, 40).desired, 80);
+  // 61 s after the start but 31 s after the extension: still panicking.
+  EXPECT_EQ(d.Scale(kT0 + absl::Seconds(61), 10, 10, 80).desired, 80);
+  EXPECT_TRUE(d.panicking());
 }
 
 TEST(KpaTest, PanicThenUnpanicScaleDown) {
@@ -115,10 +179,60 @@ TEST(KpaTest, ScaleDownDelay) {
   EXPECT_EQ(d.Scale(kT0 + absl::Minutes(15), 0, 0, 0).desired, 0);
 }
 
+// TestAutoscalerScaleDownDelayNotReachable: an unreachable revision scales
+// down at once, without the delay (and without maxScaleDownRate).
+TEST(KpaTest, ScaleDownDelayNotReachable) {
+  KpaParams p = Params(10);
+  p.panic_threshold = 100;
+  p.scale_down_delay = absl::Minutes(5);
+  KpaDecider d(p, kT0, 0);
+  EXPECT_EQ(d.Scale(kT0 + absl::Seconds(2), 40, 40, 0).desired, 4);
+  EXPECT_EQ(d.Scale(kT0 + absl::Minutes(1), 0, 0, 0).desired, 4);
+  p.reachable = false;
+  d.Update(p);
+  EXPECT_EQ(d.Scale(kT0 + absl::Seconds(2), 0, 0, 0).desired, 0);
+}
+
+// TestAutoscalerScaleDownDelayZero: no delay window at all, so two
+// decisions within one 2 s bucket take the latest.
+TEST(KpaTest, ScaleDownDelayZero) {
+  KpaParams p = Params(10);
+  p.panic_threshold = 100;
+  KpaDecider d(p, kT0, 0);
+  EXPECT_EQ(d.Scale(kT0, 40, 40, 0).desired, 4);
+  EXPECT_EQ(d.Scale(kT0 + absl::Milliseconds(500), 20, 20, 0).desired, 2);
+}
+
+// The delay window counts Knative's 2 s buckets (Unix seconds / 2), not
+// exact seconds: a count recorded at an odd second leaves the window one
+// second sooner than an exact window would let it.
+TEST(KpaTest, ScaleDownDelayIn2sBuckets) {
+  KpaParams p = Params(10);
+  p.panic_threshold = 100;
+  p.scale_down_delay = absl::Seconds(10);  // 5 buckets
+  KpaDecider d(p, kT0, 0);                 // kT0 is even
+  EXPECT_EQ(d.Scale(kT0 + absl::Seconds(1), 40, 40, 0).desired, 4);
+  // 8 s later: bucket 4 after it, still inside.
+  EXPECT_EQ(d.Scale(kT0 + absl::Seconds(9), 0, 0, 0).desired, 4);
+  // 9 s later (kT0 + 10 s is bucket 5 after kT0 + 1 s): out, where an exact
+  // 10 s window would still hold it until kT0 + 11 s.
+  EXPECT_EQ(d.Scale(kT0 + absl::Seconds(10), 0, 0, 0).desired, 0);
+  // Two decisions in one bucket: the larger counts.
+  EXPECT_EQ(d.Scale(kT0 + absl::Seconds(20), 30, 30, 0).desired, 3);
+  EXPECT_EQ(d.Scale(kT0 + absl::Seconds(21), 10, 10, 0).desired, 3);
+}
+
+// TestStartInPanicMode and TestNewFail: maxPanicPods starts at the ready
+// count (0 when it could not be read); panic mode only above one pod.
 TEST(KpaTest, StartsInPanicAboveOnePod) {
-  EXPECT_FALSE(KpaDecider(Params(10), kT0, 1).panicking());
+  for (int ready : {0, 1}) {
+    KpaDecider d(Params(10), kT0, ready);
+    EXPECT_FALSE(d.panicking()) << ready;
+    EXPECT_EQ(d.max_panic_pods(), ready);
+  }
   KpaDecider d(Params(10), kT0, 2);
   EXPECT_TRUE(d.panicking());
+  EXPECT_EQ(d.max_panic_pods(), 2);
   // Holds the pods it started with until metrics say more.
   EXPECT_EQ(d.Scale(kT0 + absl::Seconds(2), 0, 0, 2).desired, 2);
 }

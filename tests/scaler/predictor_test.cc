@@ -143,8 +143,11 @@ TEST(PredictionTest, FloorRisesAheadByTheMeasuredStartTime) {
   auto slow = LearnedScaler(Predictive(), absl::Seconds(40));
   EXPECT_EQ(slow->Decide(noon - absl::Seconds(50)).min_replicas, 0);
   Decision d = slow->Decide(noon - absl::Seconds(35));
-  EXPECT_EQ(d.min_replicas, 14);  // min(ceil(10 / 0.7), ceil(10 + sqrt(10)))
-  EXPECT_EQ(d.desired_replicas, 14);
+  // Sized for a waiting time: the learned service time is 1 s and the
+  // default target (the start time plus a tick) is met by the reaction to
+  // waiting requests: floor(10) + 1.
+  EXPECT_EQ(d.min_replicas, 11);
+  EXPECT_EQ(d.desired_replicas, 11);
   // (the smoothed estimate settles a millisecond short of 40 s)
   EXPECT_NE(d.reason.find("predicted concurrency 10 within 40.999s"),
             std::string::npos)
@@ -152,7 +155,7 @@ TEST(PredictionTest, FloorRisesAheadByTheMeasuredStartTime) {
   // Instances that start in 1 s: 35 s ahead is too early to warm them.
   auto fast = LearnedScaler(Predictive(), absl::Seconds(1));
   EXPECT_EQ(fast->Decide(noon - absl::Seconds(35)).min_replicas, 0);
-  EXPECT_EQ(fast->Decide(noon - absl::Seconds(1)).min_replicas, 14);
+  EXPECT_EQ(fast->Decide(noon - absl::Seconds(1)).min_replicas, 11);
 }
 
 TEST(PredictionTest, PredictedFloorNeverExceedsMaxReplicas) {

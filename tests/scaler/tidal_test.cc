@@ -27,6 +27,10 @@ class Driver {
     spec.set_target(kPerInstance);
     AppScalerOptions o;
     o.container_concurrency = kPerInstance;
+    // The burst and panic mechanics under Knative's sizing (target x
+    // utilization); the waiting-time sizing has its own tests
+    // (wait_sizing_test.cc).
+    o.tidal_wait_sizing = false;
     o.ready_at_start = ready;
     o.current_at_start = ready;
     auto s = AppScaler::Create(spec, t0_, o);
@@ -86,16 +90,15 @@ TEST(TidalSurgeTest, StepReachesNeededOneTickAfterItsFirstCompleteSecond) {
   // ready), sized on its own peak.
   Decision partial = d.Second(30);
   EXPECT_TRUE(partial.panic);
-  EXPECT_EQ(partial.desired_replicas, 9);  // min(ceil(30/3.5), ceil(42.2/5))
+  EXPECT_EQ(partial.desired_replicas, 9);  // ceil(30 / 3.5)
   // The first complete second of 50 (the 9 are still starting: 3 ready).
   Decision first = d.Second(50);
   EXPECT_GE(first.desired_replicas, needed);
-  // min(ceil(50 / 3.5), ceil((50 + sqrt(250)) / 5)) = min(15, 14)
-  EXPECT_EQ(first.desired_replicas, 14);
+  EXPECT_EQ(first.desired_replicas, 15);  // ceil(50 / 3.5)
   EXPECT_TRUE(first.panic);
   EXPECT_EQ(first.reason,
             "concurrency 11 over target 3.5 per instance (burst: 50 in the "
-            "last 2s) (panic): 3 → 14");
+            "last 2s) (panic): 3 → 15");
 }
 
 // Knative's KPA, the same inputs: the 6 s panic window averages the step in,
@@ -119,7 +122,7 @@ TEST(TidalSurgeTest, StepOnSecondBoundaryIsSizedAtTheNextTick) {
   Driver d("tidal", 1);
   d.Settle(10, 120);
   Decision first = d.Second(50);
-  EXPECT_EQ(first.desired_replicas, 14);
+  EXPECT_EQ(first.desired_replicas, 15);
   EXPECT_TRUE(first.panic);
 }
 
@@ -129,19 +132,19 @@ TEST(TidalSurgeTest, StepOnSecondBoundaryIsSizedAtTheNextTick) {
 TEST(TidalSurgeTest, NoScaleDownWhilePanickingAfterABurst) {
   Driver d("tidal", 1);
   d.Settle(10, 120);
-  ASSERT_EQ(d.Second(50).desired_replicas, 14);
-  d.ready_ = 14;
+  ASSERT_EQ(d.Second(50).desired_replicas, 15);
+  d.ready_ = 15;
   Decision after;
   for (int i = 0; i < 55; ++i) {
     after = d.Second(10);
-    ASSERT_EQ(after.desired_replicas, 14) << "second " << i;
+    ASSERT_EQ(after.desired_replicas, 15) << "second " << i;
     ASSERT_TRUE(after.panic) << "second " << i;
   }
   // Past the stable window since the burst: panic ends, the stable value
   // (mostly 10) decides.
   after = d.Settle(10, 10);
   EXPECT_FALSE(after.panic);
-  EXPECT_LT(after.desired_replicas, 14);
+  EXPECT_LT(after.desired_replicas, 15);
   after = d.Settle(10, 60);
   EXPECT_EQ(after.desired_replicas, 3);
 }
@@ -162,13 +165,13 @@ TEST(TidalSurgeTest, RiseUnderThresholdIsNoBurst) {
 TEST(TidalSurgeTest, SingleSecondSpikeHoldsItsCountWhilePanicking) {
   Driver d("tidal", 1);
   d.Settle(10, 120);
-  // min(ceil(40 / 3.5), ceil((40 + sqrt(200)) / 5)) = 11 pods for 3 ready
+  // ceil(40 / 3.5) = 12 pods for 3 ready
   Decision spike = d.Second(40);
-  EXPECT_EQ(spike.desired_replicas, 11);
+  EXPECT_EQ(spike.desired_replicas, 12);
   Decision next = d.Second(10);  // still within the 2 s peak
-  EXPECT_EQ(next.desired_replicas, 11);
+  EXPECT_EQ(next.desired_replicas, 12);
   Decision later = d.Second(10);  // out of the peak; panic holds the count
-  EXPECT_EQ(later.desired_replicas, 11);
+  EXPECT_EQ(later.desired_replicas, 12);
   EXPECT_TRUE(later.panic);
 }
 

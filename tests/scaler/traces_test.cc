@@ -120,11 +120,12 @@ TEST(TracesTest, LlmRequestsWithTokenServiceTimes) {
   const auto& r = t->apps[0].requests;
   ASSERT_EQ(r.size(), 3u);
   EXPECT_NEAR(r[0].arrival_s, 46.25, 1e-6);
-  EXPECT_NEAR(r[0].service_s, 0.2, 1e-9);  // 10 tokens x 20 ms
+  // 10 tokens x 20 ms, plus the 50 ms every request costs.
+  EXPECT_NEAR(r[0].service_s, 0.25, 1e-9);
   EXPECT_NEAR(r[1].arrival_s, 50.5, 1e-6);
-  EXPECT_NEAR(r[1].service_s, 2.0, 1e-9);
+  EXPECT_NEAR(r[1].service_s, 2.05, 1e-9);
   EXPECT_NEAR(r[2].arrival_s, 121, 1e-6);
-  EXPECT_NEAR(r[2].service_s, 60, 1e-9);
+  EXPECT_NEAR(r[2].service_s, 60.05, 1e-9);  // capped, then the 50 ms
 
   auto bad = ReadLlmTrace(
       Write("llm-bad.csv",
@@ -136,6 +137,39 @@ TEST(TracesTest, LlmRequestsWithTokenServiceTimes) {
   auto empty = ReadLlmTrace(
       Write("llm-empty.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n"), o);
   EXPECT_FALSE(empty.ok());
+}
+
+// The 2024 traces' timestamps (six fraction digits and a zone offset), the
+// columns found by name in any order, and the defaults: 20 ms per token
+// capped at 10 s, plus 50 ms.
+TEST(TracesTest, LlmSecondFormatAnyColumnOrder) {
+  const std::string path =
+      Write("llm-2024.csv",
+            "GeneratedTokens,ContextTokens,TIMESTAMP\n"
+            "100,5,2024-05-10 00:00:01.500000+00:00\n"
+            "1000,5,2024-05-10 02:00:03.000000+02:00\n"  // 00:00:03 UTC
+            "7,5,2024-05-10T00:00:02Z\n");
+  auto t = ReadTrace(path, TraceOptions{});
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->start, absl::FromCivil(absl::CivilSecond(2024, 5, 10, 0, 0, 0),
+                                      absl::UTCTimeZone()));
+  ASSERT_EQ(t->apps.size(), 1u);
+  const auto& r = t->apps[0].requests;
+  ASSERT_EQ(r.size(), 3u);
+  EXPECT_NEAR(r[0].arrival_s, 1.5, 1e-6);
+  EXPECT_NEAR(r[0].service_s, 2.05, 1e-9);
+  EXPECT_NEAR(r[1].arrival_s, 2, 1e-6);
+  EXPECT_NEAR(r[1].service_s, 0.19, 1e-9);
+  EXPECT_NEAR(r[2].arrival_s, 3, 1e-6);
+  EXPECT_NEAR(r[2].service_s, 10.05, 1e-9);  // 20 s capped at 10 s
+  auto bad = ReadTrace(Write("llm-2024-bad.csv",
+                             "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+                             "2024-05-10 00:00:01+25:00,1,1\n"),
+                       TraceOptions{});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("llm-2024-bad.csv:2: bad TIMESTAMP"),
+            std::string::npos)
+      << bad.status();
 }
 
 TEST(TracesTest, ReadTraceDetectsTheFormat) {

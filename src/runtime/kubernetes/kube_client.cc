@@ -641,6 +641,7 @@ absl::Status KubeClient::PodLogs(
     req.query.emplace_back("container", options.container);
   }
   if (options.follow) req.query.emplace_back("follow", "true");
+  if (options.previous) req.query.emplace_back("previous", "true");
   if (options.tail_lines > 0) {
     req.query.emplace_back("tailLines", absl::StrCat(options.tail_lines));
   }

@@ -144,6 +144,10 @@ struct PodLogOptions {
   std::string container;
   bool follow = false;
   int64_t tail_lines = 0;  // 0: all
+  // The log of the container's previous run (one that terminated and was
+  // restarted): `previous=true`. The API server answers 400 when there is
+  // none.
+  bool previous = false;
   // As WatchOptions::cancelled.
   std::function<bool()> cancelled;
 };

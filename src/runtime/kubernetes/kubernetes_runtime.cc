@@ -72,7 +72,9 @@ class PodLogStream final : public LogStream {
                            pod = std::move(pod), options] {
       PodLogOptions o;
       o.container = "app";
-      o.follow = options.follow;
+      // A previous run's log is complete: never followed.
+      o.follow = options.follow && !options.previous;
+      o.previous = options.previous;
       o.tail_lines = options.tail_lines;
       o.cancelled = [this] { return cancelled_.load(); };
       absl::Status st =
@@ -877,6 +879,17 @@ absl::StatusOr<std::unique_ptr<LogStream>> KubernetesRuntime::OpenLogs(
   }
   return std::unique_ptr<LogStream>(
       new PodLogStream(client_, kube_ns, instance_id, options));
+}
+
+std::vector<StoppedInstance> KubernetesRuntime::StoppedInstances(
+    const std::string& namespace_, const std::string& app) {
+  std::vector<StoppedInstance> out;
+  for (const Instance& inst : List(namespace_, app)) {
+    if (inst.restarts() > 0) {
+      out.push_back({inst.id(), inst.namespace_(), inst.app()});
+    }
+  }
+  return out;
 }
 
 void KubernetesRuntime::Shutdown(bool stop_instances) {

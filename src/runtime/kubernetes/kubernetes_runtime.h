@@ -95,8 +95,15 @@ class KubernetesRuntime final : public Runtime {
   // namespace whose metrics cannot be read (no metrics-server: logged once).
   std::vector<InstanceUsage> Usage(const std::string& namespace_ = "",
                                    const std::string& app = "") override;
+  // The Pod's log (GET .../pods/NAME/log?container=app); with
+  // LogOptions::previous, its previous container's (`previous=true`).
   absl::StatusOr<std::unique_ptr<LogStream>> OpenLogs(
       const std::string& instance_id, const LogOptions& options) override;
+  // Pods whose container restarted (Instance.restarts > 0): the kubelet
+  // keeps the log of the previous container (`kubectl logs --previous`). A
+  // deleted Pod's log is gone with it.
+  std::vector<StoppedInstance> StoppedInstances(
+      const std::string& namespace_ = "", const std::string& app = "") override;
   // Ends the watches; with stop_instances, scales every revision to zero
   // and deletes its objects.
   void Shutdown(bool stop_instances) override;

@@ -134,6 +134,21 @@ TEST_F(KubeGoldenTest, PodLogsDeleteEndpointSlices) {
   ASSERT_TRUE(
       client_->PodLogs("team-a", pod, lo, [](std::string_view) { return true; })
           .ok());
+  // The previous container's log (`logs --previous`), after a restart.
+  ASSERT_TRUE(
+      emu_.SetContainerWaiting("team-a", pod, "CrashLoopBackOff", 1).ok());
+  PodLogOptions prev;
+  prev.container = "app";
+  prev.previous = true;
+  std::string previous_log;
+  ASSERT_TRUE(client_
+                  ->PodLogs("team-a", pod, prev,
+                            [&](std::string_view d) {
+                              previous_log.append(d);
+                              return true;
+                            })
+                  .ok());
+  EXPECT_EQ(previous_log, "hello\n");
   DeleteOptions d;
   d.grace_period_seconds = 30;
   ASSERT_TRUE(client_->Delete(kPods, "team-a", pod, d).ok());

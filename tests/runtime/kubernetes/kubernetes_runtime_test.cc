@@ -428,6 +428,74 @@ TEST_F(KubernetesRuntimeTest, LogsComeFromThePodLogApi) {
   EXPECT_TRUE(absl::IsNotFound(rt_->OpenLogs("nope", {}).status()));
 }
 
+// Everything a stream has until its end.
+std::string ReadToEnd(LogStream& s) {
+  std::string text;
+  for (;;) {
+    absl::StatusOr<std::string> n = s.Next(absl::Seconds(5));
+    if (!n.ok()) {
+      EXPECT_TRUE(absl::IsOutOfRange(n.status())) << n.status();
+      return text;
+    }
+    text += *n;
+  }
+}
+
+// Issue 16, `logs --previous` on Kubernetes: a Pod whose container
+// restarted is listed by StoppedInstances, and its previous container's
+// output comes from the pod log API with previous=true (never followed);
+// the current log is the new container's. A Pod that never restarted is
+// not listed, and the API server's 400 for it is passed on.
+TEST_F(KubernetesRuntimeTest, PreviousLogsAreThePreviousContainers) {
+  MakeRuntime();
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(rt_->Start(Request("web", "abc123")).ok());
+  }
+  ASSERT_TRUE(Eventually([&] { return Pods("web").size() == 2; }));
+  const std::vector<Instance> pods = Pods("web");
+  const std::string pod = pods[0].id();
+  const std::string other = pods[1].id();
+  ASSERT_TRUE(emu_.SetPodReady(kKubeNs, pod, true).ok());
+  ASSERT_TRUE(emu_.AppendPodLog(kKubeNs, pod, "panic: no config\n").ok());
+  EXPECT_TRUE(rt_->StoppedInstances("team-a", "web").empty());
+  ASSERT_TRUE(
+      emu_.SetContainerWaiting(kKubeNs, pod, "CrashLoopBackOff", 1).ok());
+  ASSERT_TRUE(emu_.AppendPodLog(kKubeNs, pod, "starting again\n").ok());
+  ASSERT_TRUE(Eventually([&] {
+    auto p = Find(pod);
+    return p && p->restarts() == 1;
+  }));
+  EXPECT_EQ(rt_->StoppedInstances("team-a", "web"),
+            (std::vector<StoppedInstance>{{pod, "team-a", "web"}}));
+  EXPECT_EQ(rt_->StoppedInstances(), rt_->StoppedInstances("team-a", "web"));
+  EXPECT_TRUE(rt_->StoppedInstances("team-a", "other").empty());
+
+  LogOptions previous;
+  previous.previous = true;
+  previous.follow = true;  // a previous run's log ends: not followed
+  auto s = rt_->OpenLogs(pod, previous);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(ReadToEnd(**s), "panic: no config\n");
+  auto now = rt_->OpenLogs(pod, {});
+  ASSERT_TRUE(now.ok()) << now.status();
+  EXPECT_EQ(ReadToEnd(**now), "starting again\n");
+
+  auto none = rt_->OpenLogs(other, previous);
+  ASSERT_TRUE(none.ok()) << none.status();
+  absl::StatusOr<std::string> n = (*none)->Next(absl::Seconds(5));
+  ASSERT_FALSE(n.ok());
+  EXPECT_TRUE(
+      absl::StrContains(n.status().message(), "previous terminated container"))
+      << n.status();
+  bool asked_previous = false;
+  for (const auto& r : emu_.Requests()) {
+    asked_previous |= absl::StrContains(
+        r.target,
+        absl::StrCat("/pods/", pod, "/log?container=app&previous=true"));
+  }
+  EXPECT_TRUE(asked_previous);
+}
+
 TEST_F(KubernetesRuntimeTest, NamespacesMapToKubernetesNamespaces) {
   options_.namespace_map["team-b"] = "b-apps";
   MakeRuntime();

@@ -1,0 +1,129 @@
+// ScanDocument (spec_internal.h): the YAML of one document measured by
+// yaml-cpp's event parser before YAML::Load builds anything.
+
+// GCC 12 warns about yaml-cpp's own iterator proxies (a false positive).
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+#pragma GCC diagnostic ignored "-Wdangling-pointer"
+#endif
+#include <yaml-cpp/eventhandler.h>
+#include <yaml-cpp/exceptions.h>
+#include <yaml-cpp/mark.h>
+#include <yaml-cpp/parser.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <sstream>
+#include <unordered_map>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "api/spec_internal.h"
+
+namespace tidal::spec::internal {
+namespace {
+
+// Thrown by the handler to stop the parser at the first bound passed.
+struct OverLimit {
+  ScanProblem problem;
+};
+
+// Counts nodes as Load would make them, an alias as the nodes of its anchor
+// (expanded), and the nesting depth; throws OverLimit past a bound.
+class Measure : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    Leaf(mark, anchor);
+  }
+  void OnScalar(const YAML::Mark& mark, const std::string&,
+                YAML::anchor_t anchor, const std::string&) override {
+    Leaf(mark, anchor);
+  }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    if (++aliases_ > limits::kMaxYamlAliases) {
+      Fail(mark, absl::StrCat("more than ", limits::kMaxYamlAliases,
+                              " aliases (*name) in one document"));
+    }
+    if (std::any_of(stack_.begin(), stack_.end(),
+                    [&](const Frame& f) { return f.anchor == anchor; })) {
+      Fail(mark, "an alias inside the node it names (a cycle)");
+    }
+    auto it = sizes_.find(anchor);
+    Add(mark, it == sizes_.end() ? 1 : it->second);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&,
+                       YAML::anchor_t anchor,
+                       YAML::EmitterStyle::value) override {
+    Open(mark, anchor);
+  }
+  void OnSequenceEnd() override { Close(); }
+  void OnMapStart(const YAML::Mark& mark, const std::string&,
+                  YAML::anchor_t anchor, YAML::EmitterStyle::value) override {
+    Open(mark, anchor);
+  }
+  void OnMapEnd() override { Close(); }
+
+ private:
+  struct Frame {
+    YAML::anchor_t anchor;
+    uint64_t start;  // nodes_ before the collection
+  };
+
+  [[noreturn]] static void Fail(const YAML::Mark& mark, std::string msg) {
+    throw OverLimit{{mark.is_null() ? 0 : mark.line + 1,
+                     mark.is_null() ? 0 : mark.column + 1, std::move(msg)}};
+  }
+  void Add(const YAML::Mark& mark, uint64_t n) {
+    nodes_ += n;
+    if (nodes_ > static_cast<uint64_t>(limits::kMaxYamlNodes)) {
+      Fail(mark,
+           absl::StrCat("more than ", limits::kMaxYamlNodes,
+                        " YAML nodes in one document (keys, values and list "
+                        "items; an alias counts as what it stands for)"));
+    }
+  }
+  void Leaf(const YAML::Mark& mark, YAML::anchor_t anchor) {
+    Add(mark, 1);
+    if (anchor != YAML::NullAnchor) sizes_[anchor] = 1;
+  }
+  void Open(const YAML::Mark& mark, YAML::anchor_t anchor) {
+    if (static_cast<int>(stack_.size()) >= limits::kMaxYamlDepth) {
+      Fail(mark, absl::StrCat("nested deeper than ", limits::kMaxYamlDepth,
+                              " levels"));
+    }
+    Add(mark, 1);
+    stack_.push_back({anchor, nodes_ - 1});
+  }
+  void Close() {
+    if (stack_.empty()) return;
+    Frame f = stack_.back();
+    stack_.pop_back();
+    if (f.anchor != YAML::NullAnchor) sizes_[f.anchor] = nodes_ - f.start;
+  }
+
+  uint64_t nodes_ = 0;
+  int aliases_ = 0;
+  std::vector<Frame> stack_;
+  // The nodes each anchor stands for (expanded).
+  std::unordered_map<YAML::anchor_t, uint64_t> sizes_;
+};
+
+}  // namespace
+
+std::optional<ScanProblem> ScanDocument(const std::string& text) {
+  std::istringstream in(text);
+  Measure measure;
+  try {
+    YAML::Parser parser(in);
+    while (parser.HandleNextDocument(measure)) {
+    }
+  } catch (const OverLimit& e) {
+    return e.problem;
+  } catch (const YAML::Exception&) {
+    // A syntax error: YAML::Load reports it with its position.
+  }
+  return std::nullopt;
+}
+
+}  // namespace tidal::spec::internal

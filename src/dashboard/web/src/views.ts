@@ -1,0 +1,363 @@
+// The views: the list of apps and one app. Each view owns one event stream
+// while it is shown; render() fills #main.
+
+interface View { close(): void }
+
+interface AppRow {
+  ns: string; name: string; rv: number; ready: number; desired: number; url: string;
+  metric: string; value: number; target: number; status: string; reason: string;
+  phase: string; weight: number; deleting: boolean;
+}
+
+const SPARK_SECONDS = 300;
+
+function statusBadge(status: string, reason: string, deleting: boolean): string {
+  if (deleting) return `<span class="badge warn">Deleting</span>`;
+  const cls = status === "True" ? "ok" : status === "False" ? "bad" : "warn";
+  const text = status === "True" ? "Ready" : reason || (status === "False" ? "NotReady" : "Unknown");
+  return `<span class="badge ${cls}" title="${esc(reason)}">${esc(text)}</span>`;
+}
+
+function phaseBadge(phase: string, weight: number): string {
+  if (!phase) return "";
+  const cls = phase === "Succeeded" ? "ok" : phase === "Failed" || phase === "RolledBack" ? "bad" : "warn";
+  const w = phase === "Progressing" || phase === "Paused" ? ` ${weight}%` : "";
+  return `<span class="badge ${cls}">${esc(phase)}${w}</span>`;
+}
+
+class ListView implements View {
+  private rows = new Map<string, AppRow>();
+  private series = new Map<string, Series>();
+  private stream: EventStream | null = null;
+  private filter = "";
+  private now = 0;
+  private closed = false;
+
+  constructor(private root: HTMLElement) {}
+
+  async show(): Promise<void> {
+    this.root.innerHTML = `<section class="list"><div class="bar"><h1>Apps</h1>
+      <input id="filter" type="search" placeholder="filter by name or namespace" aria-label="filter">
+      <span id="count" class="muted"></span></div>
+      <table id="apps"><thead><tr><th>Namespace</th><th>Name</th><th>Ready</th><th>Status</th>
+      <th>Release</th><th>Metric / target</th><th>Req/s</th><th>Last 5 min</th><th>URL</th></tr></thead>
+      <tbody></tbody></table></section>`;
+    const input = this.root.querySelector<HTMLInputElement>("#filter")!;
+    input.addEventListener("input", () => { this.filter = input.value.trim(); this.renderRows(); });
+    const [list, hist] = await Promise.all([
+      apiGet<{ resourceVersion: number; apps: AppRow[] }>("apps?all=1"),
+      apiGet<any>(`history?all=1&window=${SPARK_SECONDS}&rpsOnly=1&omitIdle=1`),
+    ]);
+    if (this.closed) return;
+    document.body.dataset.listFetched = String(performance.now());
+    for (const a of list.apps) this.rows.set(a.ns + "/" + a.name, a);
+    this.onHistory(hist, false);
+    this.renderRows();
+    document.body.dataset.listRendered = String(performance.now());
+    performance.mark("tidal-list-rendered");
+    this.stream = new EventStream(
+      () => `stream?all=1&rv=${list.resourceVersion}&after=${this.now}`,
+      (event, data) => this.onEvent(event, data),
+      (msg) => showError(msg));
+    this.stream.open();
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.stream) this.stream.close();
+  }
+
+  private onEvent(event: string, data: any): void {
+    if (event === "app") {
+      const a = data.app as AppRow;
+      const key = a.ns + "/" + a.name;
+      if (data.type === "DELETED") this.rows.delete(key);
+      else this.rows.set(key, a);
+      this.renderRows();
+    } else if (event === "history") {
+      this.onHistory(data, true);
+    }
+  }
+
+  private onHistory(h: any, live: boolean): void {
+    const now = num(h.nowUnix);
+    const seen = new Set<string>();
+    for (const a of h.apps || []) {
+      const key = a.namespace + "/" + a.app;
+      seen.add(key);
+      let s = this.series.get(key);
+      if (!s) { s = emptySeries(1); this.series.set(key, s); }
+      appendHistory(s, a, SPARK_SECONDS);
+    }
+    // Apps left out were idle: zeros up to now.
+    for (const [key, s] of this.series) {
+      if (!seen.has(key) && now > 0) appendHistory(s, { startUnix: now, stepSeconds: 1, rps: [0] }, SPARK_SECONDS);
+    }
+    this.now = Math.max(this.now, now);
+    if (!live) return;
+    for (const [key, s] of this.series) {
+      const row = document.getElementById("row-" + key);
+      if (row) {
+        row.querySelector(".rps")!.textContent = fmt(lastOr(s.rps));
+        row.querySelector(".sparkcell")!.innerHTML = sparkline(s.rps, SPARK_SECONDS);
+      }
+      if (s.rps.every((v) => v === 0)) this.series.delete(key);
+    }
+  }
+
+  private renderRows(): void {
+    const tbody = this.root.querySelector("#apps tbody");
+    if (!tbody) return;
+    const f = this.filter.toLowerCase();
+    const keys = [...this.rows.keys()].sort();
+    // Idle apps (most of a thousand) get a flat line without an SVG.
+    const flat = `<span class="flat"></span>`;
+    let html = "";
+    let shown = 0;
+    for (const key of keys) {
+      if (f && !key.toLowerCase().includes(f)) continue;
+      const a = this.rows.get(key)!;
+      const s = this.series.get(key);
+      const href = `#/apps/${encodeURIComponent(a.ns)}/${encodeURIComponent(a.name)}`;
+      const metric = a.metric ? `${esc(a.metric)} ${fmt(a.value)} / ${fmt(a.target)}` : "";
+      html += `<tr id="row-${esc(key)}" data-app="${esc(key)}"><td>${esc(a.ns)}</td>` +
+        `<td><a href="${href}">${esc(a.name)}</a></td><td>${a.ready}/${a.desired}</td>` +
+        `<td>${statusBadge(a.status, a.reason, a.deleting)}</td><td>${phaseBadge(a.phase, a.weight)}</td>` +
+        `<td>${metric}</td><td class="rps">${s ? fmt(lastOr(s.rps)) : "0"}</td>` +
+        `<td class="sparkcell">${s ? sparkline(s.rps, SPARK_SECONDS) : flat}</td>` +
+        `<td class="url">${esc(a.url)}</td></tr>`;
+      shown++;
+    }
+    tbody.innerHTML = html;
+    this.root.querySelector("#count")!.textContent =
+      shown === this.rows.size ? `${shown} apps` : `${shown} of ${this.rows.size} apps`;
+  }
+}
+
+class AppView implements View {
+  private app: any = null;
+  private series: Series = emptySeries(1);
+  private stream: EventStream | null = null;
+  private closed = false;
+  private window = 3600;
+  private refreshTimer = 0;
+  private can = { rollout: false, scale: false };
+
+  constructor(private root: HTMLElement, private ns: string, private name: string) {}
+
+  private path(what: string): string {
+    return `apps/${encodeURIComponent(this.ns)}/${encodeURIComponent(this.name)}${what}`;
+  }
+
+  async show(): Promise<void> {
+    this.root.innerHTML = `<section class="app">
+      <div class="bar"><a href="#/">Apps</a> / <h1>${esc(this.name)}</h1> <span class="muted">in ${esc(this.ns)}</span>
+        <span id="summary"></span></div>
+      <div id="actions" class="actions"></div>
+      <div id="notice" class="notice" role="status"></div>
+      <div class="plotbar"><h2>Load and replicas</h2>
+        <label><input type="radio" name="win" value="3600" checked> last hour</label>
+        <label><input type="radio" name="win" value="86400"> last 24 hours</label>
+        <span id="now" class="muted"></span></div>
+      <div id="plot"></div>
+      <ul id="markers" class="markers"></ul>
+      <div class="cols"><div><h2>Release</h2><div id="rollout"></div><h2>Revisions</h2><div id="revisions"></div></div>
+      <div><h2>Instances</h2><div id="instances"></div><pre id="logs" hidden></pre>
+      <h2>Recent events</h2><div id="events"></div></div></div></section>`;
+    for (const r of this.root.querySelectorAll<HTMLInputElement>("input[name=win]")) {
+      r.addEventListener("change", () => { this.window = Number(r.value); void this.loadHistory(); });
+    }
+    const [app, can1, can2] = await Promise.all([
+      apiGet<any>(this.path("")),
+      apiGet<any>(`can-i?verb=rollout&resource=apps&ns=${encodeURIComponent(this.ns)}`).catch(() => ({ allowed: false })),
+      apiGet<any>(`can-i?verb=scale&resource=apps&ns=${encodeURIComponent(this.ns)}`).catch(() => ({ allowed: false })),
+    ]);
+    if (this.closed) return;
+    this.can = { rollout: !!can1.allowed, scale: !!can2.allowed };
+    this.app = app;
+    this.renderApp();
+    this.renderActions();
+    await this.loadHistory();
+    void this.refreshLists();
+    if (this.closed) return;
+    this.stream = new EventStream(
+      () => `stream?ns=${encodeURIComponent(this.ns)}&app=${encodeURIComponent(this.name)}` +
+        `&rv=${num(this.app.metadata.resourceVersion)}&after=${this.series.start + this.series.rps.length * this.series.step - 1}` +
+        `&window=${this.window}`,
+      (event, data) => this.onEvent(event, data),
+      (msg) => showError(msg));
+    this.stream.open();
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.stream) this.stream.close();
+    window.clearTimeout(this.refreshTimer);
+  }
+
+  private async loadHistory(): Promise<void> {
+    const step = this.window > 3600 ? 60 : 1;
+    const h = await apiGet<any>(`history?ns=${encodeURIComponent(this.ns)}&app=${encodeURIComponent(this.name)}` +
+      `&window=${this.window}&step=${step}`);
+    this.series = emptySeries(step);
+    if (h.apps && h.apps.length) appendHistory(this.series, h.apps[0], this.window / step);
+    this.renderPlot(num(h.nowUnix));
+  }
+
+  private onEvent(event: string, data: any): void {
+    if (event === "app") {
+      if (data.type === "DELETED") { showError(`${this.name} was deleted`); return; }
+      this.app = data.app;
+      this.renderApp();
+      this.scheduleRefresh();
+    } else if (event === "history") {
+      // The stream sends one-second points; a 24-hour view reloads each minute.
+      if (this.series.step === 60) {
+        if (num(data.nowUnix) % 60 === 0) void this.loadHistory();
+        return;
+      }
+      for (const a of data.apps || []) appendHistory(this.series, a, this.window);
+      this.renderPlot(num(data.nowUnix));
+    }
+  }
+
+  private scheduleRefresh(): void {
+    if (this.refreshTimer) return;
+    this.refreshTimer = window.setTimeout(() => { this.refreshTimer = 0; void this.refreshLists(); }, 1000);
+  }
+
+  private renderApp(): void {
+    const a = this.app;
+    const st = a.status || {};
+    const sc = st.scaling || {};
+    const ready = (st.conditions || []).find((c: any) => c.type === "Ready") || {};
+    const metric = sc.metric ? ` · ${esc(sc.metric)} ${fmt(num(sc.value))} / target ${fmt(num(sc.target))}` : "";
+    this.root.querySelector("#summary")!.innerHTML =
+      `${statusBadge(ready.status || "Unknown", ready.reason || "", !!a.metadata.deletionTimestamp)} ` +
+      `<span id="replicas">${num(st.readyReplicas)}/${num(st.desiredReplicas)} ready</span>${metric}` +
+      (st.url ? ` · <span class="url">${esc(st.url)}</span>` : "");
+    this.renderRollout();
+  }
+
+  private renderRollout(): void {
+    const a = this.app;
+    const r = (a.status || {}).rollout || {};
+    const spec = (a.spec || {}).rollout || {};
+    const steps: any[] = spec.steps || [];
+    let html = `<dl class="kv"><dt>Phase</dt><dd id="phase">${phaseBadge(r.phase || "", num(r.weight)) || "none"}</dd>` +
+      `<dt>Strategy</dt><dd>${esc(spec.strategy || "batch")}</dd>` +
+      `<dt>Revisions</dt><dd>stable ${num(r.stableRevision)}${num(r.updateRevision) ? ", update " + num(r.updateRevision) : ""}</dd>` +
+      `<dt>Step</dt><dd>${num(r.totalSteps) ? `${num(r.step) + 1} of ${num(r.totalSteps)}` : "-"}</dd>` +
+      `<dt>Weight</dt><dd id="weight">${num(r.weight)}% to the update</dd>` +
+      `<dt>Instances</dt><dd>update ${num(r.updateReady)}/${num(r.updateTarget)}, stable ${num(r.stableReady)}/${num(r.stableTarget)}</dd>` +
+      `<dt>Analysis</dt><dd id="analysis">${esc(r.analysis || "-")}</dd>` +
+      `<dt>Verdict</dt><dd id="verdict">${esc(r.reason || r.message || "-")}</dd></dl>`;
+    if (steps.length) {
+      html += `<ol class="steps">` + steps.map((s, i) => {
+        const what = s.weight !== undefined ? `${num(s.weight)}% of traffic` : s.replicas !== undefined ? `${num(s.replicas)} instances` : "";
+        const pause = s.pauseManual ? ", then wait for promote" : num(s.pauseMs) ? `, then ${num(s.pauseMs) / 1000}s` : "";
+        const cls = num(r.totalSteps) && i < num(r.step) ? "done" : i === num(r.step) && r.phase === "Progressing" || r.phase === "Paused" && i === num(r.step) ? "current" : "";
+        return `<li class="${cls}">${what}${pause}</li>`;
+      }).join("") + `</ol>`;
+    }
+    this.root.querySelector("#rollout")!.innerHTML = html;
+  }
+
+  private renderActions(): void {
+    const el = this.root.querySelector("#actions")!;
+    let html = "";
+    if (this.can.rollout) {
+      html += `<button data-action="promote">Promote</button><button data-action="promote-full">Promote fully</button>` +
+        `<button data-action="abort" class="danger">Abort</button><button data-action="undo">Undo</button>`;
+    }
+    if (this.can.scale) {
+      html += `<span class="scale"><input id="replicas-input" type="number" min="0" aria-label="replicas" placeholder="replicas">` +
+        `<button data-action="scale">Scale</button></span>`;
+    }
+    if (!html) html = `<span class="muted">Read only: your token may not change this app.</span>`;
+    el.innerHTML = html;
+    for (const b of el.querySelectorAll<HTMLButtonElement>("button")) {
+      b.addEventListener("click", () => void this.act(b.dataset.action || ""));
+    }
+  }
+
+  private async act(action: string): Promise<void> {
+    const notice = this.root.querySelector("#notice")!;
+    try {
+      let app: any;
+      if (action === "scale") {
+        const v = this.root.querySelector<HTMLInputElement>("#replicas-input")!.value;
+        if (v === "") throw new Error("give a number of replicas");
+        app = await apiPost<any>(this.path("/scale"), { replicas: Number(v) });
+      } else if (action === "abort" && !window.confirm(`Abort the release of ${this.name} and roll back?`)) {
+        return;
+      } else {
+        const full = action === "promote-full";
+        app = await apiPost<any>(this.path("/rollout"), { action: full ? "promote" : action, full });
+      }
+      this.app = app;
+      this.renderApp();
+      notice.className = "notice ok";
+      notice.textContent = `${action}: done`;
+      this.scheduleRefresh();
+    } catch (e) {
+      notice.className = "notice bad";
+      notice.textContent = `${action}: ${(e as Error).message}`;
+    }
+  }
+
+  private renderPlot(now: number): void {
+    const el = this.root.querySelector<HTMLElement>("#plot");
+    if (!el) return;
+    el.innerHTML = appPlot(this.series, Math.max(480, el.clientWidth || 900));
+    el.dataset.points = String(this.series.rps.length);
+    el.dataset.maxRps = String(Math.max(0, ...this.series.rps.slice(-120)));
+    this.root.querySelector("#now")!.textContent = now ? `updated ${timeOf(now)}` : "";
+    const ms = this.series.markers.slice(-8).reverse();
+    this.root.querySelector("#markers")!.innerHTML = ms.map((m) =>
+      `<li><span class="mk"></span>${timeOf(num(m.timeUnix))} ${m.fromReplicas} → ${m.toReplicas}: ${esc(m.reason)}</li>`).join("");
+  }
+
+  private async refreshLists(): Promise<void> {
+    const [revs, events, insts] = await Promise.all([
+      apiGet<any>(this.path("/revisions")).catch(() => ({ revisions: [] })),
+      apiGet<any>(this.path("/events?limit=20")).catch(() => ({ events: [] })),
+      apiGet<any>(this.path("/instances")).catch(() => ({ instances: [] })),
+    ]);
+    if (this.closed) return;
+    const r = (this.app.status || {}).rollout || {};
+    this.root.querySelector("#revisions")!.innerHTML = table(["#", "Hash", "Change cause", "Created", ""],
+      (revs.revisions || []).slice().reverse().map((v: any) => [
+        esc(num(v.number)), esc((v.templateHash || "").slice(0, 10)), esc(v.changeCause), esc(ago(v.created)) + " ago",
+        num(v.number) === num(r.stableRevision) ? "stable" : num(v.number) === num(r.updateRevision) ? "update" : ""]));
+    this.root.querySelector("#events")!.innerHTML = table(["Type", "Reason", "Message", "Count", "Last"],
+      (events.events || []).slice(-20).reverse().map((e: any) => [
+        `<span class="${e.type === "Warning" ? "bad" : ""}">${esc(e.type)}</span>`, esc(e.reason), esc(e.message),
+        esc(e.count), esc(ago(e.lastTime)) + " ago"]));
+    const el = this.root.querySelector("#instances")!;
+    el.innerHTML = table(["Instance", "Rev", "Phase", "Ready", "Restarts", "Age", ""],
+      (insts.instances || []).map((i: any) => [esc(i.id), esc(num(i.revision)), esc(i.phase), i.ready ? "yes" : "no",
+        esc(num(i.restarts)), esc(ago(i.startTime)), `<button class="link" data-logs="${esc(i.id)}">logs</button>`]));
+    for (const b of el.querySelectorAll<HTMLButtonElement>("button[data-logs]")) {
+      b.addEventListener("click", () => void this.showLogs(b.dataset.logs || ""));
+    }
+  }
+
+  private async showLogs(instance: string): Promise<void> {
+    const pre = this.root.querySelector<HTMLElement>("#logs")!;
+    pre.hidden = false;
+    pre.textContent = "loading…";
+    try {
+      const text = await apiText(this.path(`/logs?instance=${encodeURIComponent(instance)}&tail=200`));
+      pre.textContent = `== ${instance} (last 200 lines) ==\n` + (text || "(no output)");
+    } catch (e) {
+      pre.textContent = (e as Error).message;
+    }
+  }
+}
+
+function table(head: string[], rows: string[][]): string {
+  if (!rows.length) return `<p class="muted">none</p>`;
+  return `<table><thead><tr>${head.map((h) => `<th>${h}</th>`).join("")}</tr></thead><tbody>` +
+    rows.map((r) => `<tr>${r.map((c) => `<td>${c}</td>`).join("")}</tr>`).join("") + `</tbody></table>`;
+}

@@ -1,0 +1,187 @@
+// The `tidal` algorithm's sizing of busy apps for a waiting time (Erlang C
+// over the measured service time, the reaction to waiting requests), its
+// idle policy (the hybrid histogram of Shahrad et al., ATC'20, as the
+// `hybrid` baseline applies it), and `scaling.targetWaitP99`.
+
+#include <cmath>
+#include <memory>
+
+#include "gtest/gtest.h"
+#include "scaler/autoscaler.h"
+#include "scaler/erlang.h"
+#include "scaler/idle_histogram.h"
+
+namespace tidal::scaler {
+namespace {
+
+TEST(ErlangTest, KnownValues) {
+  EXPECT_NEAR(ErlangC(2, 1), 1.0 / 3, 1e-12);
+  EXPECT_EQ(ErlangC(10, 10), 1);  // no more servers than load: all wait
+  EXPECT_EQ(ErlangC(3, 0), 0);
+  // P(wait) <= 1% for 10 erlangs: 19 servers (computed independently).
+  EXPECT_EQ(ErlangServers(10, 1, 0, 0.01), 19);
+  EXPECT_EQ(ErlangServers(100, 1, 0, 0.01), 125);
+  // Allowing a wait: P(wait > 0.1 s) with 1 s service: 18; with 0.1 s
+  // service the 1 s allowance is ten service times: 11.
+  EXPECT_EQ(ErlangServers(10, 1, 0.1, 0.01), 18);
+  EXPECT_EQ(ErlangServers(10, 0.1, 1, 0.01), 11);
+  EXPECT_EQ(ErlangServers(0, 1, 0, 0.01), 0);
+  EXPECT_LE(ProbWaitOver(19, 10, 1, 0), 0.01);
+  EXPECT_GT(ProbWaitOver(18, 10, 1, 0), 0.01);
+}
+
+constexpr absl::Time kT0 = absl::FromUnixSeconds(1700000000);
+
+// One app at concurrency `c` and `c` requests a second (service 1 s),
+// instances ready as decided, one instance per request.
+class Feed {
+ public:
+  explicit Feed(const tidal::v1::Scaling& spec,
+                absl::Duration start = absl::Seconds(1)) {
+    AppScalerOptions o;
+    o.container_concurrency = 1;
+    o.start_duration = start;
+    o.ready_at_start = 1;
+    o.current_at_start = 1;
+    auto s = AppScaler::Create(spec, kT0, o);
+    EXPECT_TRUE(s.ok()) << s.status();
+    s_ = std::move(*s);
+  }
+  Decision Second(double c, int32_t waiting = 0) {
+    s_->Record({kT0 + absl::Seconds(sec_), c, std::floor(c)});
+    ++sec_;
+    s_->SetInstances(ready_, ready_);
+    s_->SetWaiting(kT0 + absl::Seconds(sec_), waiting);
+    Decision d =
+        s_->Decide(kT0 + absl::Seconds(sec_) + absl::Milliseconds(100));
+    return d;
+  }
+  Decision Settle(double c, int seconds) {
+    Decision d;
+    for (int i = 0; i < seconds; ++i) {
+      d = Second(c);
+      ready_ = d.desired_replicas;
+    }
+    return d;
+  }
+  AppScaler& scaler() { return *s_; }
+  int32_t ready_ = 1;
+
+ private:
+  int64_t sec_ = 0;
+  std::unique_ptr<AppScaler> s_;
+};
+
+tidal::v1::Scaling Spec() {
+  tidal::v1::Scaling spec;
+  spec.set_target(1);
+  return spec;
+}
+
+// Default target (the start time plus a tick, 2 s here): a waiting request
+// is served by an instance started for it within that time, so the steady
+// load needs no headroom: floor(10) + 1 instances, where Knative's 70%
+// utilization keeps 15.
+TEST(WaitSizingTest, DefaultTargetIsMetByTheReaction) {
+  Feed f(Spec());
+  Decision d = f.Settle(10, 70);
+  EXPECT_EQ(d.desired_replicas, 11) << d.reason;
+}
+
+// A target under the reaction time is bought with headroom: Erlang C over
+// the measured service time (1 s): P(wait > 0.1 s) <= 1% needs 18 servers.
+TEST(WaitSizingTest, StricterTargetAddsErlangHeadroom) {
+  tidal::v1::Scaling spec = Spec();
+  spec.set_target_wait_p99_ms(100);
+  Feed f(spec);
+  Decision d = f.Settle(10, 70);
+  EXPECT_EQ(d.desired_replicas, 18) << d.reason;
+  spec.set_target_wait_p99_ms(0);  // P(wait) <= 1%: 19
+  Feed g(spec);
+  EXPECT_EQ(g.Settle(10, 70).desired_replicas, 19);
+}
+
+// Requests waiting that neither starting instances nor completions within
+// the reaction time will serve get instances of their own at once.
+TEST(WaitSizingTest, WaitingRequestsGetInstancesAtOnce) {
+  Feed f(Spec());
+  f.Settle(10, 70);
+  ASSERT_EQ(f.ready_, 11);
+  // 30 waiting; 11 ready instances complete 11 x min(1, 2 s / 1 s) = 11
+  // requests within the reaction time: 19 more instances.
+  Decision d = f.Second(10, 30);
+  EXPECT_EQ(d.desired_replicas, 11 + 19) << d.reason;
+}
+
+// A rising load is sized one reaction time ahead: arrivals less completions
+// per second, times the start time plus a tick.
+TEST(WaitSizingTest, RisingLoadIsSizedAhead) {
+  Feed f(Spec());
+  f.Settle(10, 70);
+  // Concurrency 10 -> 10 but 20 arrivals in the last second: the load grows
+  // by about 20 - 10 / 1 s = 10 a second, 2 s ahead: about 30 (the measured
+  // service time drops to 610 / 620 s with those arrivals: 29.4 -> 30
+  // instances, where the steady load keeps 11).
+  f.scaler().Record({kT0 + absl::Seconds(70), 10, 20});
+  f.scaler().SetInstances(11, 11);
+  Decision d =
+      f.scaler().Decide(kT0 + absl::Seconds(71) + absl::Milliseconds(100));
+  EXPECT_EQ(d.desired_replicas, 30) << d.reason;
+}
+
+// The measured service time survives a restart (SaveState/RestoreState).
+TEST(WaitSizingTest, ServiceTimeIsPartOfTheSavedState) {
+  tidal::v1::Scaling spec = Spec();
+  spec.set_target_wait_p99_ms(0);
+  Feed f(spec);
+  f.Settle(10, 70);
+  AppScalerOptions o;
+  o.container_concurrency = 1;
+  auto s2 = AppScaler::Create(spec, kT0, o);
+  ASSERT_TRUE(s2.ok());
+  ASSERT_TRUE((*s2)->RestoreState(f.scaler().SaveState()).ok());
+  EXPECT_EQ((*s2)->SaveState(), f.scaler().SaveState());
+  EXPECT_FALSE((*s2)->RestoreState("tidal-scaler-v1\nservice_us=-3\n").ok());
+}
+
+TEST(WaitSizingTest, TargetWaitP99IsValidated) {
+  tidal::v1::Scaling spec;
+  spec.set_target_wait_p99_ms(600001);
+  auto s = AppScaler::Create(spec, kT0);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("scaling.targetWaitP99"),
+            std::string::npos);
+  spec.set_target_wait_p99_ms(-1);
+  EXPECT_FALSE(AppScaler::Create(spec, kT0).ok());
+  spec.set_target_wait_p99_ms(250);
+  EXPECT_TRUE(AppScaler::Create(spec, kT0).ok());
+}
+
+// The paper's rules: no idle time yet -> a fixed keep-alive of the range
+// (4 h); a pattern -> 5th/99th percentiles with 10% margins; mostly beyond
+// the range -> pre-warm at 85% of the last such idle time, warm for 30%.
+TEST(IdleHistogramTest, PaperPolicy) {
+  IdleHistogram h;
+  IdleHistogram::Policy p = h.PaperPolicy();
+  EXPECT_FALSE(p.representative);
+  EXPECT_EQ(p.prewarm_s, 0);
+  EXPECT_EQ(p.keep_alive_s, 4 * 3600);
+  for (int i = 0; i < 20; ++i) h.Add(14 * 60 + 10);  // every 15 minutes
+  p = h.PaperPolicy();
+  EXPECT_TRUE(p.representative);
+  EXPECT_EQ(p.prewarm_s, 756);           // 14 min x 0.9
+  EXPECT_EQ(p.keep_alive_s, 990 - 756);  // 15 min x 1.1 - prewarm
+  IdleHistogram rare;
+  rare.Add(6 * 3600);
+  rare.Add(5 * 3600);
+  p = rare.PaperPolicy();
+  EXPECT_EQ(p.prewarm_s, static_cast<int64_t>(0.85 * 5 * 3600));
+  EXPECT_EQ(p.keep_alive_s, static_cast<int64_t>(0.30 * 5 * 3600));
+  // Idle times spread evenly over the range: no pattern, the fixed 4 h.
+  IdleHistogram flat;
+  for (int m = 0; m < 240; ++m) flat.Add(m * 60);
+  EXPECT_FALSE(flat.PaperPolicy().representative);
+}
+
+}  // namespace
+}  // namespace tidal::scaler
