@@ -9,9 +9,11 @@
 # < 512 MB, RSS back within 50 MB of its start after the 12 applies).
 # The short form of the same attacks (behaviour only) is tests/hostile/,
 # run by ctest.
-# Usage: bench/hostile/run.sh [BUILD_DIR] [SECONDS]
+# Usage: bench/hostile/run.sh [BUILD_DIR] [SECONDS] [hostile_bench flags...]
+#   e.g. bench/hostile/run.sh build 20 --only unknown --tidald-flag=--api-thread-nice=19
 set -euo pipefail
 BUILD=${1:-build}
 SECONDS_PER_PHASE=${2:-60}
+shift $(( $# > 2 ? 2 : $# ))
 cmake --build "$BUILD" --target hostile_bench tidald tidalctl tidal-sample-app >/dev/null
-TIDAL_BUILD_DIR=$(cd "$BUILD" && pwd) "$BUILD"/bench/hostile/hostile_bench --seconds "$SECONDS_PER_PHASE"
+TIDAL_BUILD_DIR=$(cd "$BUILD" && pwd) "$BUILD"/bench/hostile/hostile_bench --seconds "$SECONDS_PER_PHASE" "$@"

@@ -149,7 +149,8 @@ const char* CodeName(grpc::StatusCode code) {
 
 std::string ErrorJson(const grpc::Status& s) {
   return absl::StrCat("{\"code\":\"", CodeName(s.error_code()),
-                      "\",\"error\":", common::JsonQuoted(s.error_message()), "}");
+                      "\",\"error\":", common::JsonQuoted(s.error_message()),
+                      "}");
 }
 
 // The app as a row of the list: what the page shows, nothing more (the
@@ -163,19 +164,21 @@ std::string AppRow(const v1::App& a) {
       reason = c.reason();
     }
   }
-  return absl::StrCat(
-      "{\"ns\":", common::JsonQuoted(a.metadata().namespace_()),
-      ",\"name\":", common::JsonQuoted(a.metadata().name()),
-      ",\"rv\":", a.metadata().resource_version(),
-      ",\"ready\":", st.ready_replicas(),
-      ",\"desired\":", st.desired_replicas(), ",\"url\":", common::JsonQuoted(st.url()),
-      ",\"metric\":", common::JsonQuoted(st.scaling().metric()),
-      ",\"value\":", st.scaling().value(),
-      ",\"target\":", st.scaling().target(), ",\"status\":", common::JsonQuoted(ready),
-      ",\"reason\":", common::JsonQuoted(reason),
-      ",\"phase\":", common::JsonQuoted(st.rollout().phase()),
-      ",\"weight\":", st.rollout().weight(), ",\"deleting\":",
-      a.metadata().has_deletion_timestamp() ? "true" : "false", "}");
+  return absl::StrCat("{\"ns\":", common::JsonQuoted(a.metadata().namespace_()),
+                      ",\"name\":", common::JsonQuoted(a.metadata().name()),
+                      ",\"rv\":", a.metadata().resource_version(),
+                      ",\"ready\":", st.ready_replicas(),
+                      ",\"desired\":", st.desired_replicas(),
+                      ",\"url\":", common::JsonQuoted(st.url()),
+                      ",\"metric\":", common::JsonQuoted(st.scaling().metric()),
+                      ",\"value\":", st.scaling().value(),
+                      ",\"target\":", st.scaling().target(),
+                      ",\"status\":", common::JsonQuoted(ready),
+                      ",\"reason\":", common::JsonQuoted(reason),
+                      ",\"phase\":", common::JsonQuoted(st.rollout().phase()),
+                      ",\"weight\":", st.rollout().weight(), ",\"deleting\":",
+                      a.metadata().has_deletion_timestamp() ? "true" : "false",
+                      "}");
 }
 
 }  // namespace
@@ -726,7 +729,8 @@ class Dashboard::Impl {
       }
       if (!ok) break;
       if (ended) {
-        send("end", absl::StrCat("{\"error\":", common::JsonQuoted(error), "}"));
+        send("end",
+             absl::StrCat("{\"error\":", common::JsonQuoted(error), "}"));
         break;
       }
       if (absl::Now() < next) continue;

@@ -49,14 +49,17 @@ void GlobalInit() {
 
 std::string WebhookPayload(const WebhookEvent& ev) {
   return absl::StrCat(
-      "{\"type\":", common::JsonQuoted(ev.type), ",\"namespace\":", common::JsonQuoted(ev.ns),
-      ",\"app\":", common::JsonQuoted(ev.app), ",\"fromRevision\":", ev.from_revision,
-      ",\"toRevision\":", ev.to_revision, ",\"phase\":", common::JsonQuoted(ev.phase),
-      ",\"step\":", ev.step, ",\"totalSteps\":", ev.total_steps,
+      "{\"type\":", common::JsonQuoted(ev.type),
+      ",\"namespace\":", common::JsonQuoted(ev.ns),
+      ",\"app\":", common::JsonQuoted(ev.app),
+      ",\"fromRevision\":", ev.from_revision,
+      ",\"toRevision\":", ev.to_revision,
+      ",\"phase\":", common::JsonQuoted(ev.phase), ",\"step\":", ev.step,
+      ",\"totalSteps\":", ev.total_steps,
       ",\"reason\":", common::JsonQuoted(ev.reason),
       ",\"message\":", common::JsonQuoted(ev.message), ",\"time\":",
       common::JsonQuoted(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", ev.time,
-                                  absl::UTCTimeZone())),
+                                          absl::UTCTimeZone())),
       "}");
 }
 

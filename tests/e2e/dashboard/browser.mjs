@@ -114,6 +114,12 @@ async function loadList(context) {
     times.push(Number(await page.getAttribute("body", "data-list-rendered")));
     (result.fetched_ms ??= []).push(Number(await page.getAttribute("body", "data-list-fetched")));
     (result.script_ms ??= []).push(await page.evaluate(() => { const r = performance.getEntriesByType("resource").find((e) => e.name.endsWith("app.js")); return r ? r.responseEnd : 0; }));
+    // Where the time went: each API call's start, first byte and end.
+    (result.api_ms ??= []).push(await page.evaluate(() => performance.getEntriesByType("resource")
+      .filter((e) => e.name.includes("/api/"))
+      .map((e) => [e.name.replace(/^.*\/api\//, "").replace(/\?.*/, ""),
+                   Math.round(e.startTime), Math.round(e.requestStart),
+                   Math.round(e.responseStart), Math.round(e.responseEnd)])));
     result.rows = await page.locator("#apps tbody tr").count();
     if (i === runs - 1) await shot(page, "05-list-of-all-apps.png");
     await page.close();
