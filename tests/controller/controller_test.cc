@@ -42,13 +42,25 @@ class ControllerTest : public ::testing::Test {
     if (kv.ok()) app.ParseFromString(kv->value);
     return app;
   }
-  void Put(const App& app) {
-    auto kv = store_.Get(keys::App("prod", "web"));
-    ASSERT_TRUE(kv.ok());
-    ASSERT_TRUE(store_
-                    .Update(keys::App("prod", "web"), app.SerializeAsString(),
-                            kv->resource_version)
-                    .ok());
+  // Writes `want`'s spec and metadata over the stored app, as a user's
+  // apply does; the controller may write the status in between (a
+  // FailedPrecondition on the version): then again over the newer record.
+  void Put(const App& want) {
+    for (int attempt = 0; attempt < 100; ++attempt) {
+      auto kv = store_.Get(keys::App("prod", "web"));
+      ASSERT_TRUE(kv.ok());
+      App app;
+      ASSERT_TRUE(app.ParseFromString(kv->value));
+      *app.mutable_spec() = want.spec();
+      *app.mutable_metadata() = want.metadata();
+      auto written =
+          store_.Update(keys::App("prod", "web"), app.SerializeAsString(),
+                        kv->resource_version);
+      if (written.ok()) return;
+      ASSERT_TRUE(absl::IsFailedPrecondition(written.status()))
+          << written.status();
+    }
+    FAIL() << "the controller wrote the app 100 times in a row";
   }
 
   testing::MemoryStore store_;
