@@ -21,6 +21,7 @@ constexpr KindInfo kKinds[] = {
 
 absl::Status CallLimiter::Acquire(Kind kind, const std::string& client,
                                   Slot* slot) {
+  *slot = Slot();  // a slot held before goes first, outside mu_
   int total_limit = 0, client_limit = 0;
   switch (kind) {
     case kApply:
@@ -58,11 +59,10 @@ absl::Status CallLimiter::Acquire(Kind kind, const std::string& client,
   if (it == clients_.end())
     it = clients_.emplace(client, std::array<int32_t, 3>{}).first;
   ++it->second[kind];
-  Slot s;
-  s.owner_ = this;
-  s.kind_ = kind;
-  s.client_ = client;
-  *slot = std::move(s);
+  // Filled in place (it is empty): nothing is released here under mu_.
+  slot->owner_ = this;
+  slot->kind_ = kind;
+  slot->client_ = client;
   return absl::OkStatus();
 }
 

@@ -126,8 +126,11 @@ class TidalService {
   absl::StatusOr<v1::App> Scale(const v1::ScaleRequest& req);
   absl::StatusOr<v1::TopResponse> Top(const v1::TopRequest& req);
   // The apps' recorded load and replicas (ServiceOptions::history), apps
-  // sorted by namespace and name.
-  absl::StatusOr<v1::HistoryResponse> History(const v1::HistoryRequest& req);
+  // sorted by namespace and name; with `visible`, only the namespaces it
+  // admits are read at all.
+  absl::StatusOr<v1::HistoryResponse> History(
+      const v1::HistoryRequest& req,
+      const std::function<bool(const std::string& ns)>& visible = nullptr);
   absl::StatusOr<v1::App> Rollout(const v1::RolloutRequest& req);
   absl::StatusOr<v1::ListRevisionsResponse> ListRevisions(
       const v1::ListRevisionsRequest& req);

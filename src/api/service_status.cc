@@ -63,11 +63,15 @@ absl::StatusOr<v1::TopResponse> TidalService::Top(const v1::TopRequest& req) {
 }
 
 absl::StatusOr<v1::HistoryResponse> TidalService::History(
-    const v1::HistoryRequest& req) {
+    const v1::HistoryRequest& request,
+    const std::function<bool(const std::string& ns)>& visible) {
   const LoadHistory* history = impl_->options.history;
   if (history == nullptr) {
     return absl::FailedPreconditionError("this tidald keeps no history");
   }
+  // Points after a second still to come: none (and no overflow past it).
+  v1::HistoryRequest req = request;
+  req.set_after_unix(std::min(req.after_unix(), history->last_second()));
   if (req.window_seconds() < 0 || req.window_seconds() > 86400) {
     return absl::InvalidArgumentError(
         absl::StrCat("window_seconds: ", req.window_seconds(),
@@ -89,6 +93,7 @@ absl::StatusOr<v1::HistoryResponse> TidalService::History(
     const std::string name = key.substr(slash + 1);
     if (!req.all_namespaces() && app_ns != ns) continue;
     if (!req.app().empty() && name != req.app()) continue;
+    if (visible && !visible(app_ns)) continue;
     v1::AppHistory h;
     if (!history->Read(app_ns, name, req, &h)) continue;
     if (req.omit_idle() && h.scale_events().empty() &&
@@ -98,7 +103,10 @@ absl::StatusOr<v1::HistoryResponse> TidalService::History(
     }
     *resp.add_apps() = std::move(h);
   }
-  if (!req.app().empty() && resp.apps().empty() && !req.omit_idle()) {
+  // (Within one namespace only: across namespaces, the answer would say
+  // whether an app exists where the caller may not look.)
+  if (!req.app().empty() && resp.apps().empty() && !req.omit_idle() &&
+      !req.all_namespaces()) {
     // An app too new to have a second recorded has an empty history.
     v1::GetRequest get;
     get.set_namespace_(ns);

@@ -4,9 +4,11 @@
 #include <grpcpp/grpcpp.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -26,6 +28,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/json_string.h"
 #include "common/logging.h"
 #include "dashboard/assets.h"
@@ -47,6 +51,50 @@ bool IsDashboardTarget(const std::string& target) {
 
 namespace {
 
+// Waits until `fd` is ready for `events`; false once `deadline` passes.
+bool WaitReady(int fd, short events, absl::Time deadline) {
+  for (;;) {
+    const int64_t ms = absl::ToInt64Milliseconds(deadline - absl::Now());
+    if (ms <= 0) return false;
+    pollfd p{fd, events, 0};
+    const int r = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(ms, 1000)));
+    if (r > 0) return true;
+    if (r < 0 && errno != EINTR) return false;
+  }
+}
+
+// Writes `parts` whole to the (non-blocking) socket within `timeout`: a
+// client that stops reading holds its connection (one of
+// Options::max_connections) no longer.
+bool WriteAll(int fd, absl::Duration timeout,
+              std::initializer_list<absl::string_view> parts) {
+  const absl::Time deadline = absl::Now() + timeout;
+  for (absl::string_view part : parts) {
+    while (!part.empty()) {
+      const ssize_t n = ::send(fd, part.data(), part.size(), MSG_NOSIGNAL);
+      if (n > 0) {
+        part.remove_prefix(static_cast<size_t>(n));
+      } else if (n < 0 && errno == EINTR) {
+        continue;
+      } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        if (!WaitReady(fd, POLLOUT, deadline)) return false;
+      } else {
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+// gRPC metadata values are printable ASCII; anything else would make the
+// in-process call fail inside gRPC's C++ layer.
+bool PrintableAscii(absl::string_view v) {
+  for (unsigned char c : v) {
+    if (c < 0x20 || c > 0x7e) return false;
+  }
+  return true;
+}
+
 constexpr char kSecurityHeaders[] =
     "X-Content-Type-Options: nosniff\r\n"
     "X-Frame-Options: DENY\r\n"
@@ -67,14 +115,13 @@ std::string PercentDecode(absl::string_view s) {
   for (size_t i = 0; i < s.size(); ++i) {
     if (s[i] == '+') {
       out += ' ';
-    } else if (s[i] == '%' && i + 2 < s.size()) {
+    } else if (s[i] == '%' && i + 2 < s.size() &&
+               absl::ascii_isxdigit(static_cast<unsigned char>(s[i + 1])) &&
+               absl::ascii_isxdigit(static_cast<unsigned char>(s[i + 2]))) {
       int v = 0;
-      if (absl::SimpleHexAtoi(s.substr(i + 1, 2), &v)) {
-        out += static_cast<char>(v);
-        i += 2;
-      } else {
-        out += s[i];
-      }
+      (void)absl::SimpleHexAtoi(s.substr(i + 1, 2), &v);
+      out += static_cast<char>(v);
+      i += 2;
     } else {
       out += s[i];
     }
@@ -294,13 +341,9 @@ class Dashboard::Impl {
   // One connection: requests one after another (keep-alive) until the
   // client closes, a stream ends or tidald stops.
   void Serve(int fd, std::string consumed) {
-    timeval tv{120, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     // Answers go out whole at once (no wait for the ACK of the last one).
     int one = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    timeval wtv{30, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &wtv, sizeof wtv);
     sockaddr_storage ss{};
     socklen_t len = sizeof ss;
     ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
@@ -310,6 +353,13 @@ class Dashboard::Impl {
     // The socket stays the caller's (Adopt closes it): release it below.
     sock.assign(ss.ss_family == AF_INET6 ? tcp::v6() : tcp::v4(), fd, ec);
     if (ec) return;
+    // Reads and writes wait in poll() with a deadline (WaitReady): a
+    // blocking socket's timeouts do not bound Asio's reads.
+    sock.non_blocking(true, ec);
+    if (ec) {
+      (void)sock.release(ec);
+      return;
+    }
     std::string peer;
     auto remote = sock.remote_endpoint(ec);
     if (!ec) peer = remote.address().to_string();
@@ -322,7 +372,21 @@ class Dashboard::Impl {
     while (!stop_flag_.load()) {
       http::request_parser<http::string_body> parser;
       parser.body_limit(1 << 20);
-      http::read(sock, buf, parser, ec);
+      const absl::Time deadline =
+          absl::Now() + absl::Milliseconds(options_.request_timeout_ms);
+      ec = {};
+      while (!parser.is_done()) {
+        http::read_some(sock, buf, parser, ec);
+        if (ec == asio::error::would_block || ec == asio::error::try_again) {
+          ec = {};
+          if (!WaitReady(fd, POLLIN, deadline)) {
+            ec = asio::error::timed_out;
+            break;
+          }
+        } else if (ec) {
+          break;
+        }
+      }
       if (ec) break;
       Request req = parser.release();
       if (!Handle(req, sock, peer)) break;
@@ -341,11 +405,10 @@ class Dashboard::Impl {
         "Content-Type: ", type, "\r\nContent-Length: ", body.size(), "\r\n",
         kSecurityHeaders, extra,
         req.keep_alive() ? "" : "Connection: close\r\n", "\r\n");
-    std::array<asio::const_buffer, 2> bufs = {asio::buffer(head),
-                                              asio::buffer(body)};
-    beast::error_code ec;
-    asio::write(sock, bufs, ec);
-    return !ec && req.keep_alive();
+    const bool head_only = req.method() == http::verb::head;
+    return WriteAll(sock.native_handle(), WriteTimeout(),
+                    {head, head_only ? absl::string_view() : body}) &&
+           req.keep_alive();
   }
   bool Json(tcp::socket& sock, const Request& req, const std::string& body) {
     return Reply(sock, req, http::status::ok, "application/json", body,
@@ -371,6 +434,10 @@ class Dashboard::Impl {
     if (path == "/ui") {
       return Reply(sock, req, http::status::moved_permanently, "text/plain", "",
                    "Location: /ui/\r\n");
+    }
+    if (!absl::StartsWith(path, "/ui/")) {
+      return Plain(sock, req, http::status::not_found,
+                   "the dashboard is under /ui/");
     }
     if (absl::StartsWith(path, "/ui/api/")) {
       return Api(req, sock, peer, path.substr(8), q);
@@ -400,6 +467,10 @@ class Dashboard::Impl {
         sock, req, http::status::ok, asset->content_type,
         std::string(reinterpret_cast<const char*>(asset->data), asset->size),
         absl::StrCat("ETag: ", etag, "\r\nCache-Control: no-cache\r\n"));
+  }
+
+  absl::Duration WriteTimeout() const {
+    return absl::Milliseconds(options_.write_timeout_ms);
   }
 
   static uint64_t Fingerprint(const DashboardAsset& a) {
@@ -483,6 +554,12 @@ class Dashboard::Impl {
     std::vector<std::string> parts = absl::StrSplit(path, '/');
     for (auto& p : parts) p = PercentDecode(p);
     using Stub = v1::Tidal::Stub;
+    auto auth = req.find(http::field::authorization);
+    if (auth != req.end() && !PrintableAscii(absl::string_view(
+                                 auth->value().data(), auth->value().size()))) {
+      return Plain(sock, req, http::status::unauthorized,
+                   "the Authorization header holds bytes a token never has");
+    }
     if (get && path == "whoami") {
       return Unary<v1::WhoAmIRequest, v1::WhoAmIResponse>(
           sock, req, peer, &Stub::WhoAmI, v1::WhoAmIRequest());
@@ -652,15 +729,11 @@ class Dashboard::Impl {
         "HTTP/1.1 200 OK\r\nServer: tidald\r\n"
         "Content-Type: text/event-stream\r\nCache-Control: no-store\r\n",
         kSecurityHeaders, "Connection: close\r\n\r\n");
-    beast::error_code ec;
-    asio::write(sock, asio::buffer(head), ec);
-    if (ec) return false;
+    const int fd = sock.native_handle();
+    if (!WriteAll(fd, WriteTimeout(), {head})) return false;
     auto send = [&](const char* event, const std::string& data) {
-      std::string msg =
-          absl::StrCat("event: ", event, "\ndata: ", data, "\n\n");
-      beast::error_code wec;
-      asio::write(sock, asio::buffer(msg), wec);
-      return !wec;
+      return WriteAll(fd, WriteTimeout(),
+                      {"event: ", event, "\ndata: ", data, "\n\n"});
     };
     if (!send("history", ToJson(hist))) return false;
     hreq.set_after_unix(std::max(hreq.after_unix(), hist.now_unix()));
@@ -748,9 +821,7 @@ class Dashboard::Impl {
         last_write = absl::Now();
         hreq.set_after_unix(std::max(hreq.after_unix(), h.now_unix()));
       } else if (absl::Now() - last_write > absl::Seconds(15)) {
-        beast::error_code wec;
-        asio::write(sock, asio::buffer(std::string(": ping\n\n")), wec);
-        ok = !wec;
+        ok = WriteAll(fd, WriteTimeout(), {": ping\n\n"});
         last_write = absl::Now();
       }
     }

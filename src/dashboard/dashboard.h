@@ -37,6 +37,10 @@ class Dashboard {
     int max_connections = 64;
     // Seconds between two history events of a stream.
     int stream_period_ms = 1000;
+    // How long a connection may take to send its next request (waiting
+    // included), and one answer or event to leave; then it is closed.
+    int request_timeout_ms = 120000;
+    int write_timeout_ms = 30000;
   };
   explicit Dashboard(Options options);
   ~Dashboard();

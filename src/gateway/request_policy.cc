@@ -50,6 +50,18 @@ std::optional<Rejection> RejectUnrelayable(const http::fields& header) {
     // RFC 9112 6.3: a request whose last coding is not chunked has no
     // length a server could find (and the parser took it for no body).
     absl::string_view v(te.first->value().data(), te.first->value().size());
+    // Codings as plain tokens only: the parser stops reading the list at a
+    // parameter (`;`) or a quote, so "gzip;q=1, chunked" would be relayed
+    // with a chunked body the gateway never read (request smuggling).
+    for (unsigned char c : v) {
+      if (!(absl::ascii_isalnum(c) || c == ',' || c == ' ' || c == '\t' ||
+            absl::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) !=
+                absl::string_view::npos)) {
+        return Rejection{http::status::bad_request,
+                         "bad request: Transfer-Encoding with parameters or "
+                         "quotes\n"};
+      }
+    }
     v = absl::StripTrailingAsciiWhitespace(v);
     const size_t comma = v.rfind(',');
     absl::string_view last = absl::StripLeadingAsciiWhitespace(

@@ -49,11 +49,13 @@ bool ClientStream::h2() const {
 }
 
 Session::Session(Worker* w, tcp::socket socket,
-                 std::shared_ptr<const CertSet> certs)
-    : w_(w), opts_(w->gw->opts), client_(std::move(socket)), upstream_(w->ioc) {
+                 std::shared_ptr<const CertSet> certs, std::string client_ip)
+    : w_(w),
+      opts_(w->gw->opts),
+      client_(std::move(socket)),
+      upstream_(w->ioc),
+      client_ip_(std::move(client_ip)) {
   beast::error_code ec;
-  auto remote = client_.socket().remote_endpoint(ec);
-  if (!ec) client_ip_ = remote.address().to_string();
   client_.socket().set_option(tcp::no_delay(true), ec);
   if (certs) client_.StartTls(std::move(certs));
 }

@@ -50,8 +50,10 @@ class Session : public Waiter, public std::enable_shared_from_this<Session> {
  public:
   // A plain connection, or (with `certs`) one of the HTTPS listener: Start()
   // then begins with the TLS handshake.
+  // client_ip: the address the worker counted the connection under
+  // (client_counts), released under the same key.
   Session(Worker* w, boost::asio::ip::tcp::socket socket,
-          std::shared_ptr<const CertSet> certs = nullptr);
+          std::shared_ptr<const CertSet> certs, std::string client_ip);
   ~Session() override;
 
   // Registers with the worker and reads the first request.

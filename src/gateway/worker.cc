@@ -91,7 +91,8 @@ void Worker::OnAccept(boost::system::error_code ec, tcp::socket socket,
       CapIdle();
       std::shared_ptr<const CertSet> certs;
       if (tls) certs = gw->tls_certs->Current();
-      std::make_shared<Session>(this, std::move(socket), std::move(certs))
+      std::make_shared<Session>(this, std::move(socket), std::move(certs),
+                                address)
           ->Start();
       return Accept(tls);
     }

@@ -21,6 +21,7 @@
 #include "common/secret_box.h"
 #include "fakes/fake_clock.h"
 #include "fakes/fake_runtime.h"
+#include "scaler/load_history.h"
 #include "store/sqlite_store.h"
 #include "tidal/v1/api.grpc.pb.h"
 
@@ -93,6 +94,7 @@ class AuthzMatrixTest : public ::testing::Test {
     ServiceOptions opts;
     opts.poll_interval = absl::Milliseconds(20);
     opts.secret_box = box_.get();
+    opts.history = &history_;
     service_ =
         std::make_unique<TidalService>(store_.get(), &runtime_, &clock_, opts);
     tokens_ = std::make_unique<auth::TokenStore>(store_.get(), &clock_);
@@ -358,6 +360,7 @@ class AuthzMatrixTest : public ::testing::Test {
   FakeClock clock_;
   FakeRuntime runtime_{true};
   std::unique_ptr<SqliteStore> store_;
+  LoadHistory history_;  // before service_, which reads it
   std::unique_ptr<TidalService> service_;
   std::unique_ptr<auth::TokenStore> tokens_;
   std::unique_ptr<auth::AuditLog> audit_;
@@ -475,6 +478,35 @@ TEST_F(AuthzMatrixTest,
     while (reader->Read(&ev)) seen.push_back(ev.app().metadata().namespace_());
     (void)reader->Finish();
     for (const auto& ns : seen) EXPECT_EQ(ns, kA);
+  }
+  {
+    // History across namespaces: B's apps are not read, and naming an app
+    // only B has answers as for one that does not exist.
+    history_.Record(kA, "web", 1000, LoadPoint{}, "");
+    history_.Record(kB, "web", 1000, LoadPoint{}, "");
+    v1::ApplyRequest only_b;
+    only_b.set_yaml(absl::StrCat(
+        "apiVersion: tidal.dev/v1\nkind: App\nmetadata:\n  name: only-b\n"
+        "  namespace: ",
+        kB, "\nspec:\n  template:\n    command: [sleep]\n"));
+    ASSERT_TRUE(service_->Apply(only_b).ok());
+    v1::HistoryRequest r;
+    r.set_all_namespaces(true);
+    r.set_window_seconds(60);
+    v1::HistoryResponse out;
+    auto c = Ctx(viewer);
+    ASSERT_TRUE(stub_->History(c.get(), r, &out).ok());
+    ASSERT_EQ(out.apps_size(), 1);
+    EXPECT_EQ(out.apps(0).namespace_(), kA);
+    for (const char* app : {"only-b", "ghost"}) {
+      r.set_namespace_(kB);
+      r.set_app(app);
+      v1::HistoryResponse probe;
+      auto pc = Ctx(viewer);
+      grpc::Status st = stub_->History(pc.get(), r, &probe);
+      EXPECT_TRUE(st.ok()) << app << ": " << st.error_message();
+      EXPECT_EQ(probe.apps_size(), 0) << app;
+    }
   }
   {
     // Tokens: an admin of A lists A's tokens and never B's.

@@ -46,6 +46,18 @@ TEST(CallLimiterTest, PerClientThenTotalThenReleased) {
   EXPECT_TRUE(limiter.Acquire(CallLimiter::kApply, "a", &a3).ok());
 }
 
+TEST(CallLimiterTest, AcquiringIntoAHeldSlotReleasesItFirst) {
+  CallLimiter limiter(Small());
+  CallLimiter::Slot s;
+  ASSERT_TRUE(limiter.Acquire(CallLimiter::kStream, "a", &s).ok());
+  // The limit is 1: the held slot is given back before the new one is taken
+  // (and not under the limiter's lock, which would deadlock).
+  ASSERT_TRUE(limiter.Acquire(CallLimiter::kStream, "a", &s).ok());
+  EXPECT_EQ(limiter.in_flight(CallLimiter::kStream), 1);
+  s = CallLimiter::Slot();
+  EXPECT_EQ(limiter.in_flight(CallLimiter::kStream), 0);
+}
+
 TEST(CallLimiterTest, KindsAreCountedApartAndZeroMeansNoLimit) {
   CallLimiter limiter(Small());
   std::vector<CallLimiter::Slot> reads(100);

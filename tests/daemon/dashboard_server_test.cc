@@ -3,10 +3,19 @@
 // the JSON API's answers when no API runs. The API's own checks (tokens,
 // roles) are tested through a real tidald in tests/e2e/dashboard_e2e_test.cc.
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <future>
 #include <string>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "daemon/admin_server.h"
 #include "dashboard/assets.h"
 #include "dashboard/dashboard.h"
@@ -109,6 +118,113 @@ TEST_F(DashboardServerTest, OneConnectionCarriesSeveralRequests) {
   EXPECT_EQ(client.Get("/ui/").status, 200);
   EXPECT_EQ(client.Get("/ui/style.css").status, 200);
   EXPECT_EQ(client.Get("/ui/app.js").status, 200);
+}
+
+// A raw connection: sends `bytes`, then reads until the server closes it or
+// `deadline` passes (closed says which).
+struct RawExchange {
+  std::string got;
+  bool closed = false;
+};
+RawExchange Exchange(int port, const std::string& bytes,
+                     absl::Duration deadline) {
+  RawExchange r;
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return r;
+  }
+  if (!bytes.empty()) (void)::send(fd, bytes.data(), bytes.size(), 0);
+  const absl::Time end = absl::Now() + deadline;
+  char buf[65536];
+  while (absl::Now() < end) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) {
+      r.closed = true;
+      break;
+    }
+    r.got.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return r;
+}
+
+// On its own listener, with short timeouts.
+class DashboardListenerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dashboard::Dashboard::Options o;  // no API
+    o.request_timeout_ms = 300;
+    o.write_timeout_ms = 300;
+    o.max_connections = 2;
+    dashboard_ = std::make_unique<dashboard::Dashboard>(o);
+    ASSERT_TRUE(dashboard_->Listen("127.0.0.1:0").ok());
+  }
+  void TearDown() override { dashboard_->Stop(); }
+  int port() const { return dashboard_->port(); }
+  std::unique_ptr<dashboard::Dashboard> dashboard_;
+};
+
+TEST_F(DashboardListenerTest, HostileRequestsGetAnAnswerAndNothingElse) {
+  // Bytes gRPC metadata cannot carry, in the token: refused before the API.
+  for (const std::string token : {"Bearer a\tb", "Bearer \xff\xfe"}) {
+    auto r = Exchange(port(),
+                      "GET /ui/api/whoami HTTP/1.1\r\nHost: x\r\n"
+                      "Authorization: " +
+                          token + "\r\nConnection: close\r\n\r\n",
+                      absl::Seconds(10));
+    EXPECT_TRUE(absl::StartsWith(r.got, "HTTP/1.1 401")) << r.got;
+  }
+  // Paths outside /ui/ (short ones included) on the dashboard's own port.
+  for (const char* path : {"/", "/u", "/x/y", "/uix"}) {
+    auto r = Exchange(port(),
+                      absl::StrCat("GET ", path,
+                                   " HTTP/1.1\r\nHost: x\r\nConnection: "
+                                   "close\r\n\r\n"),
+                      absl::Seconds(10));
+    EXPECT_TRUE(absl::StartsWith(r.got, "HTTP/1.1 404")) << path << r.got;
+  }
+  // Still serving.
+  EXPECT_EQ(e2e::HttpGet(port(), "127.0.0.1", "/ui/").status, 200);
+}
+
+TEST_F(DashboardListenerTest, HeadSendsNoBody) {
+  // A HEAD then a GET on one connection: the second answer follows the first
+  // one's header directly.
+  auto r = Exchange(port(),
+                    "HEAD /ui/app.js HTTP/1.1\r\nHost: x\r\n\r\n"
+                    "GET /ui/nothing.png HTTP/1.1\r\nHost: x\r\n"
+                    "Connection: close\r\n\r\n",
+                    absl::Seconds(10));
+  ASSERT_TRUE(absl::StartsWith(r.got, "HTTP/1.1 200")) << r.got;
+  const size_t end = r.got.find("\r\n\r\n");
+  ASSERT_NE(end, std::string::npos);
+  EXPECT_TRUE(absl::StartsWith(r.got.substr(end + 4), "HTTP/1.1 404"))
+      << r.got.substr(0, 600);
+}
+
+TEST_F(DashboardListenerTest, SilentAndSlowClientsAreClosedAtTheTimeout) {
+  // Both connections (the limit) go silent or trickle half a request ...
+  auto silent = std::async(std::launch::async, [&] {
+    return Exchange(port(), "", absl::Seconds(20));
+  });
+  auto slow = std::async(std::launch::async, [&] {
+    return Exchange(port(), "GET /ui/ HTTP/1.1\r\nHo", absl::Seconds(20));
+  });
+  // ... and are closed after the request timeout, without an answer.
+  RawExchange a = silent.get(), b = slow.get();
+  EXPECT_TRUE(a.closed);
+  EXPECT_TRUE(b.closed);
+  EXPECT_EQ(a.got, "");
+  EXPECT_EQ(b.got, "");
+  // Then a new connection is served.
+  EXPECT_EQ(e2e::HttpGet(port(), "127.0.0.1", "/ui/").status, 200);
 }
 
 TEST(DashboardTargetTest, OnlyUiPaths) {

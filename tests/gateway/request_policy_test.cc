@@ -103,6 +103,14 @@ TEST(RequestPolicyTest, WhatIsRejectedWithWhichStatus) {
       {"Transfer-Encoding with chunked not last: 400",
        kGet + "Transfer-Encoding: chunked, gzip\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
        400},
+      {"a coding with a parameter before chunked: 400 (the parser would "
+       "read no body, the app a chunked one)",
+       kGet +
+           "Transfer-Encoding: gzip;q=1, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+       400},
+      {"a quoted coding before chunked: 400",
+       kGet + "Transfer-Encoding: \"x\", chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+       400},
       {"Transfer-Encoding gzip and Content-Length: 400",
        kGet + "Transfer-Encoding: gzip\r\nContent-Length: 3\r\n\r\nabc", 400},
       {"a folded field is joined (RFC 9112 5.2)", kGet + "X-A: a\r\n b\r\n\r\n",
