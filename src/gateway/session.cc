@@ -108,6 +108,12 @@ void Session::SetIdle(bool idle) {
   w_->gw->idle_connections.fetch_add(idle ? 1 : -1, std::memory_order_relaxed);
 }
 
+bool Session::ClientBytesWaiting() {
+  beast::error_code ec;
+  const size_t n = client_.socket().available(ec);
+  return !ec && n > 0;
+}
+
 void Session::CloseIdle() {
   if (idle_since_ms_ == 0) return;
   w_->gw->idle_closed_total.fetch_add(1, std::memory_order_relaxed);
@@ -122,9 +128,15 @@ void Session::ReadRequest() {
   request_deadline_ms_ = 0;
   upgrade_ = false;
   const bool first = requests_read_ == 0;
-  if (cbuf_.size() > 0 || client_.tls()) {
-    // Bytes of the request are here already (pipelined), or may wait in the
-    // TLS layer where the socket cannot show them: the header at once.
+  if (cbuf_.size() > 0) {
+    // Bytes of the request are here already (pipelined): the header
+    // timeout from now.
+    SetDeadline(opts_.header_timeout);
+    return ReadHeader();
+  }
+  if (client_.tls()) {
+    // The request's first byte may wait in the TLS layer, where the socket
+    // cannot show it: the header at once, within the idle timeout.
     SetDeadline(first ? opts_.header_timeout : opts_.client_idle_timeout);
     return ReadHeader();
   }

@@ -77,6 +77,9 @@ class Session : public Waiter, public std::enable_shared_from_this<Session> {
   // ms; 0: it is not idle), for GatewayOptions::max_idle_connections.
   int64_t idle_since_ms() const { return idle_since_ms_; }
   // Closes the connection if it is idle (the idle cap).
+  // Whether bytes of a next request wait on the client's socket (an idle
+  // connection whose request just came is not one to close).
+  bool ClientBytesWaiting();
   void CloseIdle();
   const std::string& client_ip() const { return client_ip_; }
 

@@ -160,7 +160,8 @@ bool Worker::CloseOldestIdle() {
   Session* oldest = nullptr;
   for (Session* s : sessions) {
     if (s->idle_since_ms() != 0 &&
-        (oldest == nullptr || s->idle_since_ms() < oldest->idle_since_ms())) {
+        (oldest == nullptr || s->idle_since_ms() < oldest->idle_since_ms()) &&
+        !s->ClientBytesWaiting()) {
       oldest = s;
     }
   }

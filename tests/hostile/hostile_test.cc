@@ -573,6 +573,14 @@ TEST_F(HostileTest, SlowlorisIsCutAtTheHeaderTimeout) {
   ASSERT_TRUE(kept.Send(header));
   EXPECT_TRUE(Eventually([&] { return Trickle(&kept); }, absl::Seconds(30)));
 
+  // A second header pipelined behind the first request (its first bytes
+  // came with it): the header timeout as well, not the idle timeout.
+  Raw piped(gw());
+  ASSERT_TRUE(piped.Send(absl::StrCat(
+      "GET /healthz HTTP/1.1\r\nHost: ", kProbeHost, "\r\n\r\n", header)));
+  EXPECT_TRUE(absl::StartsWith(piped.ReadSome(), "HTTP/1.1 200 "));
+  EXPECT_TRUE(Eventually([&] { return Trickle(&piped); }, absl::Seconds(30)));
+
   // A connection that sends nothing at all.
   Raw silent(gw());
   EXPECT_TRUE(
