@@ -59,6 +59,26 @@ TEST(ConnectionBudgetTest, ReservesUpToItsLimit) {
   EXPECT_EQ(unlimited.held(), 1'000'000);
 }
 
+TEST(ClientCountsTest, AnAddressOrAnIpv6Slash64HoldsAtMostTheLimit) {
+  ClientCounts counts(2);
+  EXPECT_TRUE(counts.Add("10.0.0.1"));
+  EXPECT_TRUE(counts.Add("10.0.0.1"));
+  EXPECT_FALSE(counts.Add("10.0.0.1"));
+  EXPECT_TRUE(counts.Add("10.0.0.2"));
+  // Two addresses of one /64 count as one client; another /64 does not.
+  EXPECT_TRUE(counts.Add("2001:db8:1:2::1"));
+  EXPECT_TRUE(counts.Add("2001:db8:1:2:ffff::9"));
+  EXPECT_FALSE(counts.Add("2001:db8:1:2:abcd::1"));
+  EXPECT_TRUE(counts.Add("2001:db8:1:3::1"));
+  EXPECT_EQ(ClientCounts::Key("2001:db8:1:2:abcd::1"), "2001:db8:1:2::/64");
+  EXPECT_EQ(ClientCounts::Key("::ffff:10.0.0.1"), "::ffff:10.0.0.1");
+  // Released under the same key.
+  counts.Remove("2001:db8:1:2:ffff::9");
+  EXPECT_TRUE(counts.Add("2001:db8:1:2::7"));
+  counts.Remove("10.0.0.1");
+  EXPECT_TRUE(counts.Add("10.0.0.1"));
+}
+
 TEST(UpstreamPoolTest, TakesBackTheLatestConnectionOfItsEndpoint) {
   Loopback lo;
   ConnectionBudget budget(0);
