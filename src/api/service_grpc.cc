@@ -196,8 +196,13 @@ class Call {
   std::string Peer() const {
     // A call from inside the process (the dashboard's, through
     // ApiServer::InProcessChannel) carries its client's address; no call
-    // over the network can be in-process, so none can pretend to be one.
-    if (!absl::StartsWith(ctx_->peer(), "ipv")) {
+    // over the network or a unix socket can be in-process, so none can
+    // pretend to be one.
+    // gRPC names the in-process peer "unknown" (1.51) or "inproc..."; TCP
+    // peers are "ipv4:"/"ipv6:", unix sockets "unix:" (AuthzMatrixTest.
+    // OnlyInProcessCallsNameTheirClientsAddress pins this).
+    const std::string& from = ctx_->peer();
+    if (from == "unknown" || absl::StartsWith(from, "inproc")) {
       const auto& md = ctx_->client_metadata();
       auto it = md.find("x-tidal-client-address");
       if (it != md.end() && it->second.size() <= 64) {

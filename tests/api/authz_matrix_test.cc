@@ -584,5 +584,31 @@ TEST_F(AuthzMatrixTest, MutatingAndDeniedCallsAreAuditedAndReadsAreNot) {
   }
 }
 
+// x-tidal-client-address names the client of a call relayed inside tidald
+// (the dashboard's); from anywhere else it is ignored.
+TEST_F(AuthzMatrixTest, OnlyInProcessCallsNameTheirClientsAddress) {
+  const std::string dev = token_[static_cast<int>(Role::kDeveloper)];
+  auto inproc = v1::Tidal::NewStub(server_->InProcessChannel());
+  for (v1::Tidal::Stub* stub : {stub_.get(), inproc.get()}) {
+    v1::ScaleRequest r;
+    r.set_namespace_(kB);  // denied: audited
+    r.set_name("web");
+    r.set_replicas(2);
+    auto c = Ctx(dev);
+    c->AddMetadata("x-tidal-client-address", "203.0.113.9");
+    v1::App out;
+    EXPECT_EQ(stub->Scale(c.get(), r, &out).error_code(),
+              grpc::StatusCode::PERMISSION_DENIED);
+  }
+  audit_->Flush();
+  std::ifstream in(dir_ + "/audit.log");
+  std::vector<std::string> lines;
+  for (std::string l; std::getline(in, l);) lines.push_back(l);
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[0].find("203.0.113.9"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("127.0.0.1"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[1].find("203.0.113.9"), std::string::npos) << lines[1];
+}
+
 }  // namespace
 }  // namespace tidal
