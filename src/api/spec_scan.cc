@@ -51,6 +51,14 @@ class Measure : public YAML::EventHandler {
     }
     auto it = sizes_.find(anchor);
     Add(mark, it == sizes_.end() ? 1 : it->second);
+    // The aliased node nests as deep here as where it was written.
+    auto h = heights_.find(anchor);
+    const int height = h == heights_.end() ? 0 : h->second;
+    if (static_cast<int>(stack_.size()) + height > limits::kMaxYamlDepth) {
+      Fail(mark, absl::StrCat("nested deeper than ", limits::kMaxYamlDepth,
+                              " levels (through an alias)"));
+    }
+    Child(height);
   }
   void OnSequenceStart(const YAML::Mark& mark, const std::string&,
                        YAML::anchor_t anchor,
@@ -68,6 +76,7 @@ class Measure : public YAML::EventHandler {
   struct Frame {
     YAML::anchor_t anchor;
     uint64_t start;  // nodes_ before the collection
+    int height = 1;  // collections nested in it, itself included
   };
 
   [[noreturn]] static void Fail(const YAML::Mark& mark, std::string msg) {
@@ -85,7 +94,16 @@ class Measure : public YAML::EventHandler {
   }
   void Leaf(const YAML::Mark& mark, YAML::anchor_t anchor) {
     Add(mark, 1);
-    if (anchor != YAML::NullAnchor) sizes_[anchor] = 1;
+    if (anchor != YAML::NullAnchor) {
+      sizes_[anchor] = 1;
+      heights_[anchor] = 0;
+    }
+  }
+  // A child of `height` collections in the innermost open collection.
+  void Child(int height) {
+    if (!stack_.empty()) {
+      stack_.back().height = std::max(stack_.back().height, height + 1);
+    }
   }
   void Open(const YAML::Mark& mark, YAML::anchor_t anchor) {
     if (static_cast<int>(stack_.size()) >= limits::kMaxYamlDepth) {
@@ -99,7 +117,11 @@ class Measure : public YAML::EventHandler {
     if (stack_.empty()) return;
     Frame f = stack_.back();
     stack_.pop_back();
-    if (f.anchor != YAML::NullAnchor) sizes_[f.anchor] = nodes_ - f.start;
+    if (f.anchor != YAML::NullAnchor) {
+      sizes_[f.anchor] = nodes_ - f.start;
+      heights_[f.anchor] = f.height;
+    }
+    Child(f.height);
   }
 
   uint64_t nodes_ = 0;
@@ -107,6 +129,8 @@ class Measure : public YAML::EventHandler {
   std::vector<Frame> stack_;
   // The nodes each anchor stands for (expanded).
   std::unordered_map<YAML::anchor_t, uint64_t> sizes_;
+  // The collections each anchor's node nests (0: a scalar).
+  std::unordered_map<YAML::anchor_t, int> heights_;
 };
 
 }  // namespace

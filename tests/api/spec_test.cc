@@ -187,6 +187,21 @@ TEST(ParseAppsTest, AliasBombsDeepNestingAndCyclesAreRefusedUnexpanded) {
   EXPECT_EQ(r.errors[0].ToString(),
             "deep.yaml:3:42: refused before loading: nested deeper than 32 "
             "levels");
+  // Depth through aliases: each anchor aliases the one before 20 levels
+  // down, so the loaded tree nests 5 x 20 levels with none deeper than 21
+  // written.
+  std::string chain = head;
+  for (int i = 0; i < 5; ++i) {
+    absl::StrAppend(&chain, "d", i, ": &d", i, " ", std::string(20, '['),
+                    i == 0 ? "x" : absl::StrCat("*d", i - 1),
+                    std::string(20, ']'), "\n");
+  }
+  r = ParseApps(chain, "chain.yaml");
+  ASSERT_EQ(r.errors.size(), 1u) << AllErrors(r);
+  EXPECT_TRUE(absl::StrContains(r.errors[0].ToString(),
+                                "nested deeper than 32 levels (through an "
+                                "alias)"))
+      << r.errors[0].ToString();
   // A cycle.
   r = ParseApps(head + "metadata: &m\n  name: c\n  labels: *m\n", "c.yaml");
   ASSERT_EQ(r.errors.size(), 1u) << AllErrors(r);
