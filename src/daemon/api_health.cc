@@ -19,6 +19,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/fd_io.h"
 #include "common/logging.h"
 #include "tidal/v1/api.grpc.pb.h"
 
@@ -79,16 +80,7 @@ absl::Status ProbeTls(const std::string& target, absl::Duration deadline) {
   auto close_fd = absl::MakeCleanup([fd] { close(fd); });
   int rc = connect(fd, res->ai_addr, res->ai_addrlen);
   freeaddrinfo(res);
-  auto wait = [&](short events) {
-    for (;;) {
-      int ms = static_cast<int>(absl::ToInt64Milliseconds(end - absl::Now()));
-      if (ms <= 0) return false;
-      pollfd p{fd, events, 0};
-      int n = poll(&p, 1, ms);
-      if (n > 0) return true;
-      if (n == 0 || errno != EINTR) return false;
-    }
-  };
+  auto wait = [&](short events) { return common::WaitReady(fd, events, end); };
   if (rc != 0) {
     if (errno != EINPROGRESS) return fail(strerror(errno));
     if (!wait(POLLOUT)) return fail("connect timed out");
@@ -108,15 +100,8 @@ absl::Status ProbeTls(const std::string& target, absl::Duration deadline) {
   ERR_clear_error();
   char* data = nullptr;
   long n = BIO_get_mem_data(out, &data);
-  for (long sent = 0; sent < n;) {
-    ssize_t w = send(fd, data + sent, n - sent, MSG_NOSIGNAL);
-    if (w > 0) {
-      sent += w;
-    } else if (w < 0 && errno == EAGAIN) {
-      if (!wait(POLLOUT)) return fail("sending timed out");
-    } else if (!(w < 0 && errno == EINTR)) {
-      return fail(strerror(errno));
-    }
+  if (int e = common::SendAll(fd, absl::string_view(data, n), end); e != 0) {
+    return fail(e == ETIMEDOUT ? "sending timed out" : strerror(e));
   }
   for (;;) {
     if (!wait(POLLIN)) return fail("no answer");

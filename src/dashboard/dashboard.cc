@@ -30,6 +30,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/fd_io.h"
 #include "common/json_string.h"
 #include "common/logging.h"
 #include "dashboard/assets.h"
@@ -51,18 +52,6 @@ bool IsDashboardTarget(const std::string& target) {
 
 namespace {
 
-// Waits until `fd` is ready for `events`; false once `deadline` passes.
-bool WaitReady(int fd, short events, absl::Time deadline) {
-  for (;;) {
-    const int64_t ms = absl::ToInt64Milliseconds(deadline - absl::Now());
-    if (ms <= 0) return false;
-    pollfd p{fd, events, 0};
-    const int r = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(ms, 1000)));
-    if (r > 0) return true;
-    if (r < 0 && errno != EINTR) return false;
-  }
-}
-
 // Writes `parts` whole to the (non-blocking) socket within `timeout`: a
 // client that stops reading holds its connection (one of
 // Options::max_connections) no longer.
@@ -70,18 +59,7 @@ bool WriteAll(int fd, absl::Duration timeout,
               std::initializer_list<absl::string_view> parts) {
   const absl::Time deadline = absl::Now() + timeout;
   for (absl::string_view part : parts) {
-    while (!part.empty()) {
-      const ssize_t n = ::send(fd, part.data(), part.size(), MSG_NOSIGNAL);
-      if (n > 0) {
-        part.remove_prefix(static_cast<size_t>(n));
-      } else if (n < 0 && errno == EINTR) {
-        continue;
-      } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        if (!WaitReady(fd, POLLOUT, deadline)) return false;
-      } else {
-        return false;
-      }
-    }
+    if (common::SendAll(fd, part, deadline) != 0) return false;
   }
   return true;
 }
@@ -379,7 +357,7 @@ class Dashboard::Impl {
         http::read_some(sock, buf, parser, ec);
         if (ec == asio::error::would_block || ec == asio::error::try_again) {
           ec = {};
-          if (!WaitReady(fd, POLLIN, deadline)) {
+          if (!common::WaitReady(fd, POLLIN, deadline)) {
             ec = asio::error::timed_out;
             break;
           }
