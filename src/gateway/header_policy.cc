@@ -211,7 +211,13 @@ bool PrepareUpstreamRequest(ProxyRequest& req, absl::string_view client_ip,
         it = req.erase(it);
         continue;
       }
-      if (absl::EqualsIgnoreCase(name, "X-Request-Id") && !value.empty()) {
+      if (absl::EqualsIgnoreCase(name, "X-Request-Id")) {
+        // An empty one is dropped: the instance would read it before the
+        // one the gateway adds, and log requests without an id.
+        if (value.empty()) {
+          it = req.erase(it);
+          continue;
+        }
         have_request_id = true;
       }
     }

@@ -189,15 +189,28 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         te.first != te.second && std::next(te.first) != te.second;
     // A single field whose last coding is not chunked (RFC 9112 6.3).
     bool unframed_te = false;
+    // A coding with parameters, a quoted string or any byte that is not
+    // part of a plain token list (RFC 9110 5.6.2 tchar, comma, space, tab):
+    // Beast stops reading the list there, so the gateway refuses it rather
+    // than guess the framing.
+    bool te_params = false;
     if (te.first != te.second && !several_te) {
       std::vector<absl::string_view> codings =
           absl::StrSplit(SV(te.first->value()), ',');
       unframed_te = !absl::EqualsIgnoreCase(
           absl::StripAsciiWhitespace(codings.back()), "chunked");
+      for (unsigned char c : SV(te.first->value())) {
+        const bool tchar = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+                           (c >= 'A' && c <= 'Z') ||
+                           std::string_view("!#$%&'*+-.^_`|~").find(
+                               static_cast<char>(c)) != std::string_view::npos;
+        if (!tchar && c != ',' && c != ' ' && c != '\t') te_params = true;
+      }
     }
     if (auto r = RejectUnrelayable(req)) {
       Check(
-          r->status == http::status::bad_request && (several_te || unframed_te),
+          r->status == http::status::bad_request &&
+              (several_te || unframed_te || te_params),
           "a readable request refused: " + r->body);
       CheckAnswer(*r, false);
       return 0;  // the connection ends

@@ -128,6 +128,18 @@ TEST(HeaderPolicyTest, XForwardedForIsAppendedAndARequestIdKept) {
   EXPECT_EQ(rng, 42u);  // no id drawn
 }
 
+TEST(HeaderPolicyTest, AnEmptyRequestIdIsReplaced) {
+  uint64_t rng = 42;
+  ProxyRequest req = ParseRequest(
+      "GET / HTTP/1.1\r\nHost: h\r\nX-Request-Id: \r\n\r\n");
+  PrepareUpstreamRequest(req, "192.0.2.7", &rng);
+  auto ids = req.equal_range("X-Request-Id");
+  ASSERT_NE(ids.first, ids.second);
+  EXPECT_FALSE(ids.first->value().empty());
+  EXPECT_EQ(std::next(ids.first), ids.second) << "one X-Request-Id only";
+  EXPECT_NE(rng, 42u);  // an id drawn
+}
+
 TEST(HeaderPolicyTest, XForwardedProtoSaysHowTheClientCame) {
   uint64_t rng = 42;
   ProxyRequest plain = ParseRequest(
