@@ -262,6 +262,7 @@ std::string Gateway::Impl::PrometheusText() const {
   c.client_closed_total = client_closed_total.load();
   c.connections_refused_total = connections_refused_total.load();
   c.client_connections_refused_total = client_refused_total.load();
+  c.idle_connections = idle_connections.load();
   c.idle_connections_closed_total = idle_closed_total.load();
   c.accept_errors_total = accept_errors_total.load();
   c.tls_handshake_errors_total = tls_handshake_errors_total.load();

@@ -174,6 +174,13 @@ std::string RenderPrometheusText(std::vector<const AppState*> apps,
                   "counter\n"
                   "tidal_gateway_client_connections_refused_total ",
                   counters.client_connections_refused_total, "\n",
+                  "# HELP tidal_gateway_idle_connections Client connections "
+                  "waiting for their next request (HTTP/1.1 keep-alive, "
+                  "clear text and TLS), counted against "
+                  "--gateway-max-idle-connections.\n"
+                  "# TYPE tidal_gateway_idle_connections gauge\n"
+                  "tidal_gateway_idle_connections ",
+                  counters.idle_connections, "\n",
                   "# HELP tidal_gateway_idle_connections_closed_total Idle "
                   "client connections closed to stay under the idle cap "
                   "(--gateway-max-idle-connections).\n"

@@ -32,6 +32,10 @@ constexpr uint32_t kMaxResponseHeaderBytes = 64 * 1024;
 constexpr int64_t kDownForNs =
     1'000'000'000;  // skip a refusing instance for 1 s
 
+// What the first read of a kept-alive TLS connection takes (the start of
+// the next request; the header parser reads the rest).
+constexpr size_t kTlsFirstRead = 4096;
+
 const char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
 }  // namespace
@@ -135,10 +139,29 @@ void Session::ReadRequest() {
     return ReadHeader();
   }
   if (client_.tls()) {
+    if (first) {
+      SetDeadline(opts_.header_timeout);
+      return ReadHeader();
+    }
     // The request's first byte may wait in the TLS layer, where the socket
-    // cannot show it: the header at once, within the idle timeout.
-    SetDeadline(first ? opts_.header_timeout : opts_.client_idle_timeout);
-    return ReadHeader();
+    // cannot show it: idle until the TLS layer yields a byte of the next
+    // request (the idle timeout, and evictable as idle), then the header
+    // timeout from there, as in clear text.
+    SetIdle(true);
+    SetDeadline(opts_.client_idle_timeout);
+    client_.async_read_some(
+        cbuf_.prepare(kTlsFirstRead),
+        [self = shared_from_this()](beast::error_code ec, size_t n) {
+          self->SetIdle(false);
+          if (self->phase_ != Phase::kReadHeader) return;  // closed meanwhile
+          if (ec || !self->client_.socket().is_open()) {
+            return self->CloseClient();
+          }
+          self->cbuf_.commit(n);
+          self->SetDeadline(self->opts_.header_timeout);
+          self->ReadHeader();
+        });
+    return;
   }
   // Idle until the request's first byte: a new connection has the header
   // timeout for its whole first header, a kept-alive one the idle timeout

@@ -291,6 +291,12 @@ void WriteFile(const std::string& path, const std::string& text) {
   f << text;
 }
 
+double MetricValue(const std::string& text, const std::string& name) {
+  size_t pos = text.find("\n" + name + " ");
+  if (pos == std::string::npos) return -1;
+  return std::strtod(text.c_str() + pos + name.size() + 2, nullptr);
+}
+
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream s;

@@ -126,5 +126,7 @@ class Daemon {
 void WriteFile(const std::string& path, const std::string& text);
 // The contents of `path` (empty if it cannot be read).
 std::string ReadFile(const std::string& path);
+// The value of an unlabelled metric in Prometheus text (-1 if absent).
+double MetricValue(const std::string& text, const std::string& name);
 
 }  // namespace tidal::e2e

@@ -58,11 +58,8 @@ int OpenClient(int port, const std::string& request) {
   return fd;
 }
 
-// The value of an unlabelled metric in Prometheus text (-1 if absent).
 double Metric(const std::string& text, const std::string& name) {
-  size_t pos = text.find("\n" + name + " ");
-  if (pos == std::string::npos) return -1;
-  return std::stod(text.substr(pos + name.size() + 2));
+  return MetricValue(text, name);
 }
 
 class FdExhaustionE2ETest : public ::testing::Test {

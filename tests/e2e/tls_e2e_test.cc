@@ -4,7 +4,17 @@
 // SNI name, proxying to a running app, and its redirect from HTTP. The
 // certificates are made for each run by the openssl command (TestCa).
 #include <gtest/gtest.h>
+#include <openssl/ssl.h>
+#include <sys/socket.h>
 
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/streambuf.hpp>
+#include <boost/asio/write.hpp>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -23,6 +33,55 @@ CommandResult Sh(const std::vector<std::string>& argv,
                  absl::Duration timeout = absl::Seconds(60)) {
   return Run(argv, input, timeout);
 }
+
+// A TLS client connection to the gateway (no certificate check: the test is
+// about timing, not names), blocking.
+class TlsConn {
+ public:
+  TlsConn(int port, const std::string& sni)
+      : ctx_(boost::asio::ssl::context::tls_client), stream_(io_, ctx_) {
+    boost::system::error_code ec;
+    stream_.next_layer().connect(
+        {boost::asio::ip::make_address("127.0.0.1"),
+         static_cast<unsigned short>(port)},
+        ec);
+    if (ec) return;
+    SSL_set_tlsext_host_name(stream_.native_handle(), sni.c_str());
+    stream_.handshake(boost::asio::ssl::stream_base::client, ec);
+    ok_ = !ec;
+  }
+  bool ok() const { return ok_; }
+  bool Send(const std::string& bytes) {
+    boost::system::error_code ec;
+    boost::asio::write(stream_, boost::asio::buffer(bytes), ec);
+    return !ec;
+  }
+  // A response's header (the sample app's /healthz body is read with it or
+  // left for the next read: the test looks at the status line only).
+  std::string ReadHeader() {
+    boost::system::error_code ec;
+    boost::asio::streambuf buf;
+    boost::asio::read_until(stream_, buf, "\r\n\r\n", ec);
+    if (ec) return "";
+    return std::string(
+        boost::asio::buffers_begin(buf.data()),
+        boost::asio::buffers_begin(buf.data()) + buf.size());
+  }
+  // Whether the gateway has closed the connection (the socket at EOF or
+  // reset; the gateway closes without a close_notify).
+  bool ClosedByServer() {
+    char c;
+    ssize_t n = recv(stream_.next_layer().native_handle(), &c, 1,
+                     MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+  }
+
+ private:
+  boost::asio::io_context io_;
+  boost::asio::ssl::context ctx_;
+  boost::asio::ssl::stream<boost::asio::ip::tcp::socket> stream_;
+  bool ok_ = false;
+};
 
 class TlsE2eTest : public ::testing::Test {
  protected:
@@ -258,6 +317,92 @@ spec:
   }));
   EXPECT_TRUE(absl::StrContains(SClient(https_port, host), "CN = gw-apps"));
   EXPECT_EQ(curl(host, "/").out, "200");
+}
+
+TEST_F(TlsE2eTest, KeptAliveHttpsConnectionsAreIdleAndTheirHeadersTimed) {
+  // Over TLS as in clear text: a kept-alive connection waits for its next
+  // request as an idle one (counted, evicted past the idle cap), and once
+  // that request's first byte is there its header has the header timeout
+  // (1 s here), not the idle timeout (60 s) that a slowloris would hide in.
+  ASSERT_TRUE(ca_->Issue("apps", "gw-apps", {"DNS:*.default.apps.test"}));
+  const int https_port = FreePort();
+  Daemon d(data_.path(),
+           {"--domain=apps.test",
+            absl::StrCat("--gateway-tls-listen=127.0.0.1:", https_port),
+            "--gateway-tls-cert=" + Path("apps", ".crt") + "," +
+                Path("apps", ".key"),
+            "--gateway-header-timeout=1s", "--gateway-idle-timeout=60s",
+            "--gateway-max-idle-connections=2"});
+  ASSERT_TRUE(d.Start());
+  const std::string yaml = absl::StrCat(R"(apiVersion: tidal.dev/v1
+kind: App
+metadata:
+  name: hello
+spec:
+  replicas: 1
+  template:
+    command: [")",
+                                        BuildDir(),
+                                        R"(/examples/tidal-sample-app"]
+    readinessProbe:
+      httpGet: {path: /healthz}
+      periodSeconds: 1
+)");
+  WriteFile(dir_.path() + "/hello.yaml", yaml);
+  auto applied = d.Ctl({"apply", "-f", dir_.path() + "/hello.yaml"});
+  ASSERT_EQ(applied.exit_code, 0) << applied.err;
+  const std::string host = "hello.default.apps.test";
+  const std::string get =
+      absl::StrCat("GET /healthz HTTP/1.1\r\nHost: ", host, "\r\n\r\n");
+  // One request answered on a fresh connection; the connection kept.
+  auto served = [&](TlsConn* c) {
+    return c->ok() && c->Send(get) &&
+           absl::StartsWith(c->ReadHeader(), "HTTP/1.1 200 ");
+  };
+  ASSERT_TRUE(Eventually([&] {
+    TlsConn c(https_port, host);
+    return served(&c);
+  }, absl::Seconds(60)));
+
+  // A second header trickled a byte at a time, every 100 ms.
+  TlsConn slow(https_port, host);
+  ASSERT_TRUE(served(&slow));
+  ASSERT_TRUE(slow.Send(absl::StrCat("GET / HTTP/1.1\r\nHost: ", host,
+                                     "\r\nX-Slow: ")));
+  const absl::Time start = absl::Now();
+  absl::Time last;
+  EXPECT_TRUE(Eventually(
+      [&] {
+        if (slow.ClosedByServer()) return true;
+        if (absl::Now() - last >= absl::Milliseconds(100)) {
+          last = absl::Now();
+          if (!slow.Send("a")) return true;
+        }
+        return false;
+      },
+      absl::Seconds(30)));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(30));
+
+  // Two kept-alive connections waiting for their next request are idle.
+  auto metric = [&](const std::string& name) {
+    auto m = HttpGet(d.admin_port(), "localhost", "/metrics");
+    return MetricValue(m.body, name);
+  };
+  TlsConn a(https_port, host), b(https_port, host);
+  ASSERT_TRUE(served(&a));
+  ASSERT_TRUE(served(&b));
+  EXPECT_TRUE(Eventually(
+      [&] { return metric("tidal_gateway_idle_connections") == 2; },
+      absl::Seconds(20)));
+  // A third with a cap of two: the longest idle one of the new
+  // connection's gateway thread (or the next thread's) makes room.
+  TlsConn c(https_port, host);
+  ASSERT_TRUE(c.ok());
+  EXPECT_TRUE(Eventually([&] { return a.ClosedByServer() || b.ClosedByServer(); },
+                         absl::Seconds(20)));
+  EXPECT_EQ(metric("tidal_gateway_idle_connections_closed_total"), 1);
+  EXPECT_TRUE(served(&c));
+  EXPECT_FALSE(a.ClosedByServer() && b.ClosedByServer());
 }
 
 }  // namespace
