@@ -61,7 +61,7 @@ class DashboardServerTest : public ::testing::Test {
 };
 
 TEST_F(DashboardServerTest, ServesThePageBuiltIntoTheBinary) {
-  for (const char* name : {"index.html", "app.js", "style.css"}) {
+  for (const char* name : {"index.html", "app.js", "boot.js", "style.css"}) {
     const dashboard::DashboardAsset* a = dashboard::FindDashboardAsset(name);
     ASSERT_NE(a, nullptr) << name;
     auto r = Get(absl::StrCat("/ui/", name));

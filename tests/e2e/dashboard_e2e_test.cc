@@ -136,6 +136,13 @@ TEST_F(DashboardE2eTest, ListAppSurgeAndPromoteInChromium) {
   std::string listed = Curl("GET", "apps?all=1", vt);
   EXPECT_TRUE(absl::EndsWith(listed, " 200")) << listed;
   EXPECT_TRUE(absl::StrContains(listed, "\"name\":\"shop\"")) << listed;
+  // Each answer says where the server's time went (Server-Timing).
+  std::string head = e2e::Run({"/usr/bin/curl", "-s", "-o", "/dev/null", "-D",
+                               "-", "-H", "Authorization: Bearer " + vt,
+                               Url() + "api/apps?all=1"})
+                         .out;
+  EXPECT_TRUE(absl::StrContains(head, "Server-Timing: api;dur=")) << head;
+  EXPECT_TRUE(absl::StrContains(head, ", json;dur=")) << head;
   std::string refused =
       Curl("POST", "apps/default/shop/rollout", vt, R"({"action":"promote"})");
   EXPECT_TRUE(absl::EndsWith(refused, " 403")) << refused;

@@ -25,6 +25,13 @@ function authHeaders(): Record<string, string> {
 }
 
 async function apiGet<T>(path: string): Promise<T> {
+  // A call boot.js started before this script loaded, taken once.
+  const early = (window as any).tidalEarly as Record<string, Promise<Response>> | undefined;
+  const started = early && early[path];
+  if (started) {
+    delete early[path];
+    return decode<T>(await started);
+  }
   const res = await fetch("api/" + path, { headers: authHeaders() });
   return decode<T>(res);
 }
