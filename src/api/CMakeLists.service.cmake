@@ -8,6 +8,7 @@ add_library(tidal_api
   ${CMAKE_CURRENT_LIST_DIR}/service_instances.cc
   ${CMAKE_CURRENT_LIST_DIR}/service_grpc.cc
   ${CMAKE_CURRENT_LIST_DIR}/call_limiter.cc
+  ${CMAKE_CURRENT_LIST_DIR}/client_pacer.cc
   ${CMAKE_CURRENT_LIST_DIR}/service_secrets.cc
   ${CMAKE_CURRENT_LIST_DIR}/secret_store.cc
   ${CMAKE_CURRENT_LIST_DIR}/grpc_status.cc

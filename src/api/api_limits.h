@@ -39,6 +39,12 @@ struct ApiLimits {
   // raised (a thread cannot lower it back without CAP_SYS_NICE). tidald
   // --api-thread-nice.
   int thread_nice = 0;
+  // Each client's Apply request bytes are paced to this rate (a bucket of
+  // apply_burst_bytes; past it the client's applies wait before they are
+  // served or refused, api/client_pacer.h); 0: no pacing. tidald
+  // --api-apply-bytes-per-second; the burst is twice --api-max-message-size.
+  int64_t apply_bytes_per_second = 4 << 20;
+  int64_t apply_burst_bytes = 8 << 20;
   // What a refusal tells the client to wait before it tries again.
   absl::Duration retry_after = absl::Seconds(1);
 };

@@ -23,9 +23,11 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
 #include "api/api_auth.h"
 #include "api/call_limiter.h"
+#include "api/client_pacer.h"
 #include "api/grpc_status.h"
 #include "api/service.h"
 #include "common/logging.h"
@@ -328,9 +330,11 @@ class GrpcTidal final : public v1::Tidal::Service {
       : s_(s),
         auth_(auth),
         limiter_(limits),
+        pacer_(PacerOptions(limits)),
         stalls_(limits.stream_stall_timeout) {}
 
   const CallLimiter& limiter() const { return limiter_; }
+  const ClientPacer& pacer() const { return pacer_; }
 
   template <typename T>
   static absl::Status Reply(absl::StatusOr<T> r, T* out) {
@@ -343,6 +347,11 @@ class GrpcTidal final : public v1::Tidal::Service {
                      v1::ApplyResponse* resp) override {
     Call c(auth_, ctx, "Apply", "apply", "apps", true);
     if (!c.Authenticated()) return c.Denied();
+    // A client past its apply byte rate waits here, before its call is
+    // served or refused (a closed loop of large applies is slowed to the
+    // rate instead of taking the CPU from the gateway).
+    if (absl::Status s = Pace(c, ctx, req->ByteSizeLong()); !s.ok())
+      return c.Finish(s);
     CallLimiter::Slot slot;
     if (absl::Status s = Limit(CallLimiter::kApply, c, ctx, &slot); !s.ok())
       return c.Finish(s);
@@ -655,6 +664,31 @@ class GrpcTidal final : public v1::Tidal::Service {
   }
   // Takes a slot of `kind` for the call, or says why not (and when to try
   // again, also as trailing metadata retry-after-ms).
+  static ClientPacer::Options PacerOptions(const ApiLimits& limits) {
+    ClientPacer::Options o;
+    o.bytes_per_second = limits.apply_bytes_per_second;
+    o.burst = limits.apply_burst_bytes;
+    return o;
+  }
+  // Waits as long as the pacer says for `bytes` of `c`'s client (unless
+  // too many calls wait already); Cancelled if the call ends meanwhile.
+  absl::Status Pace(const Call& c, grpc::ServerContext* ctx, size_t bytes) {
+    const absl::Duration wait =
+        pacer_.Charge(c.Client(), static_cast<int64_t>(bytes), absl::Now());
+    if (wait <= absl::ZeroDuration()) return absl::OkStatus();
+    ClientPacer::Waiter waiter(&pacer_, wait);
+    if (!waiter.admitted()) return absl::OkStatus();
+    GetLogger("api")->debug("{} paced for {} (--api-apply-bytes-per-second)",
+                            c.Client(), absl::FormatDuration(wait));
+    const absl::Time end = absl::Now() + wait;
+    for (absl::Time now = absl::Now(); now < end; now = absl::Now()) {
+      if (ctx->IsCancelled()) {
+        return absl::CancelledError("the call ended while it was paced");
+      }
+      absl::SleepFor(std::min(absl::Milliseconds(50), end - now));
+    }
+    return absl::OkStatus();
+  }
   absl::Status Limit(CallLimiter::Kind kind, const Call& c,
                      grpc::ServerContext* ctx, CallLimiter::Slot* slot) {
     absl::Status s = limiter_.Acquire(kind, c.Client(), slot);
@@ -691,6 +725,7 @@ class GrpcTidal final : public v1::Tidal::Service {
   TidalService* const s_;
   const ApiAuth* const auth_;
   CallLimiter limiter_;
+  ClientPacer pacer_;
   StallGuard stalls_;
 };
 
@@ -780,6 +815,23 @@ std::string ApiServer::MetricsText() const {
     absl::StrAppend(&text, "tidal_api_calls_refused_total{kind=\"", name,
                     "\"} ", l.refused(kind), "\n");
   }
+  const ClientPacer& p = impl_->grpc_service->pacer();
+  absl::StrAppend(
+      &text,
+      "# HELP tidal_api_paced_calls_total Apply calls held because their "
+      "client was past --api-apply-bytes-per-second\n"
+      "# TYPE tidal_api_paced_calls_total counter\n"
+      "tidal_api_paced_calls_total ",
+      p.paced_total(), "\n",
+      "# HELP tidal_api_paced_seconds_total Seconds those calls were held\n"
+      "# TYPE tidal_api_paced_seconds_total counter\n"
+      "tidal_api_paced_seconds_total ",
+      absl::StrFormat("%.3f", p.paced_seconds_total()), "\n",
+      "# HELP tidal_api_pace_not_held_total Apply calls past their client's "
+      "rate served without waiting, because 32 calls were held already\n"
+      "# TYPE tidal_api_pace_not_held_total counter\n"
+      "tidal_api_pace_not_held_total ",
+      p.not_held_total(), "\n");
   return text;
 }
 

@@ -41,8 +41,11 @@ absl::StatusOr<absl::Duration> PositiveDurationFlag(const std::string& flag,
   return absl::Milliseconds(*ms);
 }
 
+absl::StatusOr<int64_t> BytesFlag(const std::string& flag,
+                                  const std::string& text, const char* zero);
+
 // The API's limits (--api-*): message and spec sizes, documents and errors
-// of an apply, calls in flight, stalled streams.
+// of an apply, calls in flight, stalled streams, apply pacing.
 absl::Status MakeApiLimits(const DaemonFlags& flags, DaemonConfig* c) {
   auto bytes = [](const std::string& flag, const std::string& value,
                   int64_t min, int64_t max) -> absl::StatusOr<int64_t> {
@@ -107,6 +110,13 @@ absl::Status MakeApiLimits(const DaemonFlags& flags, DaemonConfig* c) {
                                   flags.api_thread_nice));
   }
   api.thread_nice = flags.api_thread_nice;
+  ASSIGN_OR_RETURN(api.apply_bytes_per_second,
+                   BytesFlag("--api-apply-bytes-per-second",
+                             flags.api_apply_bytes_per_second, "no pacing"));
+  // A rested client sends two of the largest applies at once.
+  api.apply_burst_bytes = std::max<int64_t>(
+      2 * static_cast<int64_t>(api.max_message_bytes),
+      api.apply_bytes_per_second);
   return absl::OkStatus();
 }
 

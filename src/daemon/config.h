@@ -70,6 +70,7 @@ struct DaemonFlags {
   int api_max_streams_per_client = 32;
   std::string api_stream_stall_timeout = "30s";
   int api_thread_nice = 10;
+  std::string api_apply_bytes_per_second = "4Mi";
   std::string startup_timeout = "2m";
   bool store_check = false;
   std::string store_backup;

@@ -273,6 +273,12 @@ int main(int argc, char** argv) {
                  "A Watch or Logs stream whose client reads nothing this long "
                  "is cut (0 = never)")
       ->capture_default_str();
+  app.add_option("--api-apply-bytes-per-second",
+                 flags.api_apply_bytes_per_second,
+                 "Apply bytes a client may send per second, after a burst of "
+                 "twice --api-max-message-size; past it its applies wait "
+                 "(0 = no pacing)")
+      ->capture_default_str();
   app.add_option("--api-thread-nice", flags.api_thread_nice,
                  "Nice value of the API's threads (0-19; 0 = as tidald): "
                  "under a flood of API calls the gateway keeps the CPU")

@@ -45,6 +45,8 @@ TEST(DaemonConfigTest, DefaultsBecomeTheComponentsOptions) {
   EXPECT_EQ(c->runtime.log_rotated_files, 1);
   EXPECT_EQ(c->runtime.stopped_log_retention, absl::Hours(1));
   EXPECT_EQ(c->api_limits.thread_nice, 10);
+  EXPECT_EQ(c->api_limits.apply_bytes_per_second, 4 << 20);
+  EXPECT_EQ(c->api_limits.apply_burst_bytes, 8 << 20);
   EXPECT_EQ(c->runtime.log_min_free_bytes, int64_t{512} << 20);
   EXPECT_FALSE(c->runtime.extra_path.empty());  // this binary's directory
   // Gateway.
@@ -93,6 +95,7 @@ TEST(DaemonConfigTest, GoodValues) {
   f.log_max_files = 3;
   f.stopped_log_retention = "15m";
   f.api_thread_nice = 0;
+  f.api_apply_bytes_per_second = "0";
   f.log_min_free = "5%";
   f.instance_path = {"/opt/a:/opt/b", "/opt/c"};
   f.gateway_queue_size = 0;
@@ -128,6 +131,7 @@ TEST(DaemonConfigTest, GoodValues) {
   EXPECT_EQ(c->runtime.log_rotated_files, 3);
   EXPECT_EQ(c->runtime.stopped_log_retention, absl::Minutes(15));
   EXPECT_EQ(c->api_limits.thread_nice, 0);
+  EXPECT_EQ(c->api_limits.apply_bytes_per_second, 0);  // no pacing
   EXPECT_DOUBLE_EQ(c->runtime.log_min_free_ratio, 0.05);
   const auto& path = c->runtime.extra_path;
   ASSERT_GE(path.size(), 3u);
@@ -238,6 +242,9 @@ TEST(DaemonConfigTest, EachBadValueNamesItsFlag) {
       {"api-thread-nice above 19",
        [](DaemonFlags* f) { f->api_thread_nice = 20; },
        "--api-thread-nice: must be 0 to 19 (0: as tidald), got 20"},
+      {"api-apply-bytes-per-second",
+       [](DaemonFlags* f) { f->api_apply_bytes_per_second = "fast"; },
+       "--api-apply-bytes-per-second: must be a byte quantity", true},
       {"stopped-log-retention zero",
        [](DaemonFlags* f) { f->stopped_log_retention = "0s"; },
        "--stopped-log-retention: must be > 0"},

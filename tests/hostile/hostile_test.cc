@@ -227,6 +227,28 @@ TEST_F(HostileTest, TwoHundredThousandUnknownFieldsAreRefusedWhole) {
   }
 }
 
+// A client that sends large applies back to back is paced to
+// --api-apply-bytes-per-second (4 MiB/s after an 8 MiB burst by default):
+// its calls wait before they are refused, so the loop runs at the rate.
+TEST_F(HostileTest, LargeAppliesBackToBackArePacedToTheRate) {
+  const std::string yaml = UnknownFields(200000);  // about 2.9 MB
+  const double before = Metric("tidal_api_paced_calls_total");
+  ASSERT_GE(before, 0);
+  const absl::Time start = absl::Now();
+  constexpr int kApplies = 6;
+  for (int i = 0; i < kApplies; ++i) {
+    EXPECT_EQ(Apply(yaml).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  // 6 x 2.9 MB = 17.3 MB: 8 MiB of burst, the rest (about 9 MB) at
+  // 4 MiB/s, so at least 2 s however fast tidald is (a lower bound).
+  const double bytes = static_cast<double>(kApplies * yaml.size());
+  const absl::Duration floor =
+      absl::Seconds((bytes - (8 << 20)) / (4 << 20)) - absl::Milliseconds(200);
+  EXPECT_GE(absl::Now() - start, floor);
+  EXPECT_GE(Metric("tidal_api_paced_calls_total") - before, 2);
+  EXPECT_GT(Metric("tidal_api_paced_seconds_total"), 0);
+}
+
 TEST_F(HostileTest, ManyErrorsAreListedUpToTheCap) {
   grpc::Status s = Apply(UnknownFields(5000));
   ASSERT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
