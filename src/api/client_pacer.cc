@@ -4,6 +4,12 @@
 
 namespace tidal {
 
+double ClientPacer::Refilled(const Bucket& b, absl::Time now) const {
+  const absl::Duration since = std::max(now - b.at, absl::ZeroDuration());
+  return b.level + static_cast<double>(options_.bytes_per_second) *
+                       absl::ToDoubleSeconds(since);
+}
+
 absl::Duration ClientPacer::Charge(const std::string& client, int64_t bytes,
                                    absl::Time now) {
   if (options_.bytes_per_second <= 0) return absl::ZeroDuration();
@@ -14,9 +20,7 @@ absl::Duration ClientPacer::Charge(const std::string& client, int64_t bytes,
   // that the map holds the clients of the last few seconds only.
   if (++charges_ % 256 == 0) {
     for (auto it = buckets_.begin(); it != buckets_.end();) {
-      const double level =
-          it->second.level + rate * absl::ToDoubleSeconds(now - it->second.at);
-      if (level >= burst) {
+      if (Refilled(it->second, now) >= burst) {
         buckets_.erase(it++);
       } else {
         ++it;
@@ -25,14 +29,7 @@ absl::Duration ClientPacer::Charge(const std::string& client, int64_t bytes,
   }
   auto [it, fresh] = buckets_.try_emplace(client);
   Bucket& b = it->second;
-  if (fresh) {
-    b.level = burst;
-  } else {
-    b.level = std::min(burst,
-                       b.level + rate * absl::ToDoubleSeconds(
-                                            std::max(now - b.at,
-                                                     absl::ZeroDuration())));
-  }
+  b.level = fresh ? burst : std::min(burst, Refilled(b, now));
   b.at = now;
   b.level -= static_cast<double>(bytes);
   if (b.level >= 0) return absl::ZeroDuration();

@@ -23,7 +23,7 @@ class ClientPacer {
  public:
   struct Options {
     int64_t bytes_per_second = 4 << 20;  // 0: no pacing
-    int64_t burst = 8 << 20;             // what a rested client may send at once
+    int64_t burst = 8 << 20;  // what a rested client may send at once
     // Calls waiting at once, in total: past it a call is not held (a flood
     // from many clients cannot take every API thread).
     int max_waiting = 32;
@@ -64,6 +64,9 @@ class ClientPacer {
     double level = 0;  // bytes; below zero: in debt
     absl::Time at;
   };
+  // `b`'s level at `now`, refilled at the rate (not capped at the burst).
+  double Refilled(const Bucket& b, absl::Time now) const;
+
   const Options options_;
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, Bucket> buckets_ ABSL_GUARDED_BY(mu_);

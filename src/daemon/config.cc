@@ -114,9 +114,9 @@ absl::Status MakeApiLimits(const DaemonFlags& flags, DaemonConfig* c) {
                    BytesFlag("--api-apply-bytes-per-second",
                              flags.api_apply_bytes_per_second, "no pacing"));
   // A rested client sends two of the largest applies at once.
-  api.apply_burst_bytes = std::max<int64_t>(
-      2 * static_cast<int64_t>(api.max_message_bytes),
-      api.apply_bytes_per_second);
+  api.apply_burst_bytes =
+      std::max<int64_t>(2 * static_cast<int64_t>(api.max_message_bytes),
+                        api.apply_bytes_per_second);
   return absl::OkStatus();
 }
 

@@ -519,10 +519,10 @@ class Dashboard::Impl {
     std::string body = render ? render(resp) : ToJson(resp);
     // Where the server's time went, for the browser's resource timing
     // (docs/dashboard.md): the API call and making the JSON.
-    const std::string timing = absl::StrFormat(
-        "Server-Timing: api;dur=%.1f, json;dur=%.1f\r\n",
-        absl::ToDoubleMilliseconds(called - start),
-        absl::ToDoubleMilliseconds(absl::Now() - called));
+    const std::string timing =
+        absl::StrFormat("Server-Timing: api;dur=%.1f, json;dur=%.1f\r\n",
+                        absl::ToDoubleMilliseconds(called - start),
+                        absl::ToDoubleMilliseconds(absl::Now() - called));
     return Reply(sock, http_req, http::status::ok, "application/json",
                  std::move(body),
                  absl::StrCat("Cache-Control: no-store\r\n", timing));

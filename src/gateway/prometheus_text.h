@@ -19,8 +19,8 @@ struct GatewayCounters {
   uint64_t client_closed_total = 0;
   uint64_t connections_refused_total = 0;
   uint64_t client_connections_refused_total = 0;  // per-address limit
-  int64_t idle_connections = 0;  // waiting for their next request
-  uint64_t idle_connections_closed_total = 0;     // idle cap
+  int64_t idle_connections = 0;                // waiting for their next request
+  uint64_t idle_connections_closed_total = 0;  // idle cap
   uint64_t accept_errors_total = 0;
   uint64_t tls_handshake_errors_total = 0;
   uint64_t tunnels_total = 0;

@@ -138,10 +138,10 @@ TEST_F(DashboardE2eTest, ListAppSurgeAndPromoteInChromium) {
   EXPECT_TRUE(absl::EndsWith(listed, " 200")) << listed;
   EXPECT_TRUE(absl::StrContains(listed, "\"name\":\"shop\"")) << listed;
   // Each answer says where the server's time went (Server-Timing).
-  std::string head = e2e::Run({"/usr/bin/curl", "-s", "-o", "/dev/null", "-D",
-                               "-", "-H", "Authorization: Bearer " + vt,
-                               Url() + "api/apps?all=1"})
-                         .out;
+  std::string head =
+      e2e::Run({"/usr/bin/curl", "-s", "-o", "/dev/null", "-D", "-", "-H",
+                "Authorization: Bearer " + vt, Url() + "api/apps?all=1"})
+          .out;
   EXPECT_TRUE(absl::StrContains(head, "Server-Timing: api;dur=")) << head;
   EXPECT_TRUE(absl::StrContains(head, ", json;dur=")) << head;
   std::string refused =

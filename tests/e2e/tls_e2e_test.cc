@@ -41,10 +41,9 @@ class TlsConn {
   TlsConn(int port, const std::string& sni)
       : ctx_(boost::asio::ssl::context::tls_client), stream_(io_, ctx_) {
     boost::system::error_code ec;
-    stream_.next_layer().connect(
-        {boost::asio::ip::make_address("127.0.0.1"),
-         static_cast<unsigned short>(port)},
-        ec);
+    stream_.next_layer().connect({boost::asio::ip::make_address("127.0.0.1"),
+                                  static_cast<unsigned short>(port)},
+                                 ec);
     if (ec) return;
     SSL_set_tlsext_host_name(stream_.native_handle(), sni.c_str());
     stream_.handshake(boost::asio::ssl::stream_base::client, ec);
@@ -63,9 +62,8 @@ class TlsConn {
     boost::asio::streambuf buf;
     boost::asio::read_until(stream_, buf, "\r\n\r\n", ec);
     if (ec) return "";
-    return std::string(
-        boost::asio::buffers_begin(buf.data()),
-        boost::asio::buffers_begin(buf.data()) + buf.size());
+    return std::string(boost::asio::buffers_begin(buf.data()),
+                       boost::asio::buffers_begin(buf.data()) + buf.size());
   }
   // Whether the gateway has closed the connection (the socket at EOF or
   // reset; the gateway closes without a close_notify).
@@ -109,6 +107,27 @@ class TlsE2eTest : public ::testing::Test {
     }
     CommandResult r = Sh(argv, "", absl::Seconds(20));
     return r.out + r.err;
+  }
+
+  // Applies the app `hello` (one sample-app instance, ready on /healthz).
+  void ApplyHello(Daemon& d) {
+    WriteFile(dir_.path() + "/hello.yaml",
+              absl::StrCat(R"(apiVersion: tidal.dev/v1
+kind: App
+metadata:
+  name: hello
+spec:
+  replicas: 1
+  template:
+    command: [")",
+                           BuildDir(),
+                           R"(/examples/tidal-sample-app"]
+    readinessProbe:
+      httpGet: {path: /healthz}
+      periodSeconds: 1
+)"));
+    auto applied = d.Ctl({"apply", "-f", dir_.path() + "/hello.yaml"});
+    ASSERT_EQ(applied.exit_code, 0) << applied.err;
   }
 
   TempDir dir_;
@@ -262,23 +281,7 @@ TEST_F(TlsE2eTest, GatewayServesHttpsForTwoNamesAndRedirectsHttp) {
                 Path("fallback", ".key"),
             "--gateway-https-redirect", "--tls-reload-interval=1s"});
   ASSERT_TRUE(d.Start());
-  const std::string yaml = absl::StrCat(R"(apiVersion: tidal.dev/v1
-kind: App
-metadata:
-  name: hello
-spec:
-  replicas: 1
-  template:
-    command: [")",
-                                        BuildDir(),
-                                        R"(/examples/tidal-sample-app"]
-    readinessProbe:
-      httpGet: {path: /healthz}
-      periodSeconds: 1
-)");
-  WriteFile(dir_.path() + "/hello.yaml", yaml);
-  auto applied = d.Ctl({"apply", "-f", dir_.path() + "/hello.yaml"});
-  ASSERT_EQ(applied.exit_code, 0) << applied.err;
+  ASSERT_NO_FATAL_FAILURE(ApplyHello(d));
 
   // HTTPS to the app, its name checked against the test CA by curl.
   const std::string host = "hello.default.apps.test";
@@ -334,23 +337,7 @@ TEST_F(TlsE2eTest, KeptAliveHttpsConnectionsAreIdleAndTheirHeadersTimed) {
             "--gateway-header-timeout=1s", "--gateway-idle-timeout=60s",
             "--gateway-max-idle-connections=2"});
   ASSERT_TRUE(d.Start());
-  const std::string yaml = absl::StrCat(R"(apiVersion: tidal.dev/v1
-kind: App
-metadata:
-  name: hello
-spec:
-  replicas: 1
-  template:
-    command: [")",
-                                        BuildDir(),
-                                        R"(/examples/tidal-sample-app"]
-    readinessProbe:
-      httpGet: {path: /healthz}
-      periodSeconds: 1
-)");
-  WriteFile(dir_.path() + "/hello.yaml", yaml);
-  auto applied = d.Ctl({"apply", "-f", dir_.path() + "/hello.yaml"});
-  ASSERT_EQ(applied.exit_code, 0) << applied.err;
+  ASSERT_NO_FATAL_FAILURE(ApplyHello(d));
   const std::string host = "hello.default.apps.test";
   const std::string get =
       absl::StrCat("GET /healthz HTTP/1.1\r\nHost: ", host, "\r\n\r\n");
@@ -359,16 +346,18 @@ spec:
     return c->ok() && c->Send(get) &&
            absl::StartsWith(c->ReadHeader(), "HTTP/1.1 200 ");
   };
-  ASSERT_TRUE(Eventually([&] {
-    TlsConn c(https_port, host);
-    return served(&c);
-  }, absl::Seconds(60)));
+  ASSERT_TRUE(Eventually(
+      [&] {
+        TlsConn c(https_port, host);
+        return served(&c);
+      },
+      absl::Seconds(60)));
 
   // A second header trickled a byte at a time, every 100 ms.
   TlsConn slow(https_port, host);
   ASSERT_TRUE(served(&slow));
-  ASSERT_TRUE(slow.Send(absl::StrCat("GET / HTTP/1.1\r\nHost: ", host,
-                                     "\r\nX-Slow: ")));
+  ASSERT_TRUE(slow.Send(
+      absl::StrCat("GET / HTTP/1.1\r\nHost: ", host, "\r\nX-Slow: ")));
   const absl::Time start = absl::Now();
   absl::Time last;
   EXPECT_TRUE(Eventually(
@@ -391,15 +380,16 @@ spec:
   TlsConn a(https_port, host), b(https_port, host);
   ASSERT_TRUE(served(&a));
   ASSERT_TRUE(served(&b));
-  EXPECT_TRUE(Eventually(
-      [&] { return metric("tidal_gateway_idle_connections") == 2; },
-      absl::Seconds(20)));
+  EXPECT_TRUE(
+      Eventually([&] { return metric("tidal_gateway_idle_connections") == 2; },
+                 absl::Seconds(20)));
   // A third with a cap of two: the longest idle one of the new
   // connection's gateway thread (or the next thread's) makes room.
   TlsConn c(https_port, host);
   ASSERT_TRUE(c.ok());
-  EXPECT_TRUE(Eventually([&] { return a.ClosedByServer() || b.ClosedByServer(); },
-                         absl::Seconds(20)));
+  EXPECT_TRUE(
+      Eventually([&] { return a.ClosedByServer() || b.ClosedByServer(); },
+                 absl::Seconds(20)));
   EXPECT_EQ(metric("tidal_gateway_idle_connections_closed_total"), 1);
   EXPECT_TRUE(served(&c));
   EXPECT_FALSE(a.ClosedByServer() && b.ClosedByServer());

@@ -200,18 +200,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       unframed_te = !absl::EqualsIgnoreCase(
           absl::StripAsciiWhitespace(codings.back()), "chunked");
       for (unsigned char c : SV(te.first->value())) {
-        const bool tchar = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
-                           (c >= 'A' && c <= 'Z') ||
-                           std::string_view("!#$%&'*+-.^_`|~").find(
-                               static_cast<char>(c)) != std::string_view::npos;
+        const bool tchar =
+            (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+            (c >= 'A' && c <= 'Z') ||
+            std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) !=
+                std::string_view::npos;
         if (!tchar && c != ',' && c != ' ' && c != '\t') te_params = true;
       }
     }
     if (auto r = RejectUnrelayable(req)) {
-      Check(
-          r->status == http::status::bad_request &&
-              (several_te || unframed_te || te_params),
-          "a readable request refused: " + r->body);
+      Check(r->status == http::status::bad_request &&
+                (several_te || unframed_te || te_params),
+            "a readable request refused: " + r->body);
       CheckAnswer(*r, false);
       return 0;  // the connection ends
     }

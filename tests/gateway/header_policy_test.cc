@@ -130,8 +130,8 @@ TEST(HeaderPolicyTest, XForwardedForIsAppendedAndARequestIdKept) {
 
 TEST(HeaderPolicyTest, AnEmptyRequestIdIsReplaced) {
   uint64_t rng = 42;
-  ProxyRequest req = ParseRequest(
-      "GET / HTTP/1.1\r\nHost: h\r\nX-Request-Id: \r\n\r\n");
+  ProxyRequest req =
+      ParseRequest("GET / HTTP/1.1\r\nHost: h\r\nX-Request-Id: \r\n\r\n");
   PrepareUpstreamRequest(req, "192.0.2.7", &rng);
   auto ids = req.equal_range("X-Request-Id");
   ASSERT_NE(ids.first, ids.second);
