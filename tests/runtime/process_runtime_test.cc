@@ -583,7 +583,9 @@ TEST_F(ProcessRuntimeTest, NotReadyAnswersMarkTheInstance) {
   EXPECT_NE(i->message().find("statuscode: 500"), std::string::npos)
       << i->message();
   EXPECT_TRUE(Alive(static_cast<pid_t>(inst->pid())));
-  ASSERT_FALSE(rec_.events("Unhealthy").empty());
+  // The instance's state is updated before its listener hears of it (the
+  // listener runs outside the runtime's lock): wait for the event too.
+  ASSERT_TRUE(Eventually([&] { return !rec_.events("Unhealthy").empty(); }));
   EXPECT_EQ(rec_.events("Unhealthy")[0].instance.reason(),
             kReasonReadinessProbeFailed);
 }
