@@ -29,6 +29,7 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -87,7 +88,18 @@ int Connect(int port, const std::string& source) {
   sockaddr_in a{};
   a.sin_family = AF_INET;
   inet_pton(AF_INET, source.c_str(), &a.sin_addr);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  // The local port is chosen at connect(), by the whole address pair: a
+  // bind() to port 0 would reserve it for every peer, and the hostile-HTTP
+  // phase's tens of thousands of connections would leave the machine's
+  // ephemeral ports reserved (in TIME-WAIT) for everyone else, the probe
+  // included. A failed bind is a failed attack connection, never one from
+  // another address.
+  int one = 1;
+  setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    close(fd);
+    return -1;
+  }
   a.sin_port = htons(static_cast<uint16_t>(port));
   inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
   if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
@@ -125,6 +137,10 @@ class Probe {
           ++total_;
           if (r.status == 200) {
             latencies_.push_back(absl::ToDoubleMilliseconds(r.latency));
+          } else {
+            // Why it failed: the status, or the client's error for none.
+            ++failures_[r.status != 0 ? absl::StrCat("HTTP ", r.status)
+                                      : r.error];
           }
         }
         next += absl::Milliseconds(10);
@@ -140,6 +156,7 @@ class Probe {
     int64_t total = 0;
     double success = 0;  // fraction
     double p50 = 0, p99 = 0;
+    std::map<std::string, int64_t> failures;  // reason -> count
   };
   Figures Stop() {
     stop_ = true;
@@ -156,6 +173,7 @@ class Probe {
     };
     f.p50 = q(0.50);
     f.p99 = q(0.99);
+    f.failures.swap(failures_);
     total_ = 0;
     latencies_.clear();
     return f;
@@ -168,6 +186,7 @@ class Probe {
   std::mutex mu_;
   int64_t total_ = 0;
   std::vector<double> latencies_;
+  std::map<std::string, int64_t> failures_;
 };
 
 // tidald's resident memory, sampled every 50 ms while a phase runs.
@@ -482,6 +501,9 @@ int main(int argc, char** argv) {
                 100 * r.probe.success, r.probe.p99, ratio, r.peak_kb / 1024.0,
                 r.after_kb / 1024.0, r.tidald_cpu, r.bench_cpu);
     if (!r.note.empty()) std::printf("    %s\n", r.note.c_str());
+    for (const auto& [why, n] : r.probe.failures)
+      std::printf("    probe failed %lld times: %s\n",
+                  static_cast<long long>(n), why.c_str());
     ok = ok && r.probe.success >= 0.999 && ratio <= 2.0 &&
          r.peak_kb / 1024 < kRssBoundMb;
   }
