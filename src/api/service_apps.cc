@@ -7,6 +7,8 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
@@ -398,14 +400,55 @@ absl::StatusOr<v1::ListResponse> TidalService::List(
   std::string prefix = req.all_namespaces()
                            ? keys::AppPrefix()
                            : keys::AppPrefix(NamespaceOr(req.namespace_()));
-  ASSIGN_OR_RETURN(ListResult list, impl_->store->List(prefix));
+  if (req.limit() < 0)
+    return absl::InvalidArgumentError("limit must not be negative");
+  if (req.limit() == 0 && !req.continue_().empty())
+    return absl::InvalidArgumentError("continue needs a limit");
   v1::ListResponse resp;
-  resp.set_resource_version(list.resource_version);
-  for (const KeyValue& kv : list.items) {
-    v1::App app = DecodeOrDamaged(kv, *impl_->log);
-    if (!sel.Matches(ToStdMap(app.metadata().labels()))) continue;
-    *resp.add_apps() = std::move(app);
+  if (req.limit() == 0) {
+    ASSIGN_OR_RETURN(ListResult list, impl_->store->List(prefix));
+    resp.set_resource_version(list.resource_version);
+    for (const KeyValue& kv : list.items) {
+      v1::App app = DecodeOrDamaged(kv, *impl_->log);
+      if (!sel.Matches(ToStdMap(app.metadata().labels()))) continue;
+      *resp.add_apps() = std::move(app);
+    }
+    return resp;
   }
+  // A page: the token is the store key of the last app the page before
+  // looked at (web-safe base64), so the next page starts after it.
+  std::string cursor;
+  if (!req.continue_().empty() &&
+      (!absl::WebSafeBase64Unescape(req.continue_(), &cursor) ||
+       !absl::StartsWith(cursor, prefix))) {
+    return absl::InvalidArgumentError(
+        "continue is not a token of this list (pass the continue of the "
+        "page before, with the same namespace)");
+  }
+  // Reads chunks until the page is full or the prefix is exhausted (a
+  // selector may leave apps out). An app found after the page is full tells
+  // that there are more.
+  bool more = false;
+  while (true) {
+    const int64_t ask =
+        std::max<int64_t>(req.limit() - resp.apps_size(), 64) + 1;
+    ASSIGN_OR_RETURN(ListResult chunk,
+                     impl_->store->ListAfter(prefix, cursor, ask));
+    if (resp.resource_version() == 0)
+      resp.set_resource_version(chunk.resource_version);
+    for (const KeyValue& kv : chunk.items) {
+      if (resp.apps_size() >= req.limit()) {
+        more = true;
+        break;
+      }
+      cursor = kv.key;
+      v1::App app = DecodeOrDamaged(kv, *impl_->log);
+      if (!sel.Matches(ToStdMap(app.metadata().labels()))) continue;
+      *resp.add_apps() = std::move(app);
+    }
+    if (more || static_cast<int64_t>(chunk.items.size()) < ask) break;
+  }
+  if (more) resp.set_continue_(absl::WebSafeBase64Escape(cursor));
   return resp;
 }
 

@@ -29,6 +29,7 @@ struct GetFlags {
   bool watch = false;
   bool show_labels = false;
   std::string sort_by;
+  int64_t chunk_size = 500;
 };
 
 // -o jsonpath=TEMPLATE and -o custom-columns=SPEC (kubectl's).
@@ -128,18 +129,30 @@ class RowPrinter {
   std::vector<size_t> width_;
 };
 
-// Apps in the context's namespace (or all) that match the selector.
+// Apps in the context's namespace (or all) that match the selector, read in
+// pages of `chunk_size` (0: in one answer), as kubectl's --chunk-size. The
+// resource version is the first page's: a watch from it replays whatever
+// changed while the later pages were read.
 absl::StatusOr<tidal::v1::ListResponse> ListApps(Context& ctx, bool all,
-                                                 const std::string& selector) {
+                                                 const std::string& selector,
+                                                 int64_t chunk_size = 500) {
   tidal::v1::ListRequest req;
   req.set_namespace_(ctx.Namespace());
   req.set_all_namespaces(all);
   req.set_label_selector(selector);
-  tidal::v1::ListResponse resp;
-  auto call = ctx.Call();
-  absl::Status s = FromGrpc(ctx.Stub().List(call.get(), req, &resp));
-  if (!s.ok()) return s;
-  return resp;
+  req.set_limit(chunk_size);
+  tidal::v1::ListResponse out;
+  while (true) {
+    tidal::v1::ListResponse page;
+    auto call = ctx.Call();
+    absl::Status s = FromGrpc(ctx.Stub().List(call.get(), req, &page));
+    if (!s.ok()) return s;
+    if (out.resource_version() == 0)
+      out.set_resource_version(page.resource_version());
+    for (auto& a : *page.mutable_apps()) *out.add_apps() = std::move(a);
+    if (page.continue_().empty()) return out;
+    req.set_continue_(page.continue_());
+  }
 }
 
 // -l on instances and events selects by their app's labels (as kubectl's
@@ -150,7 +163,8 @@ absl::StatusOr<std::vector<T>> OfSelectedApps(
     Context& ctx, const GetFlags& f, absl::StatusOr<std::vector<T>> items,
     const std::function<std::string(const T&)>& app_key) {
   if (!items.ok() || f.selector.empty()) return items;
-  ASSIGN_OR_RETURN(auto apps, ListApps(ctx, f.all_namespaces, f.selector));
+  ASSIGN_OR_RETURN(auto apps,
+                   ListApps(ctx, f.all_namespaces, f.selector, f.chunk_size));
   std::set<std::string> keep;
   for (const auto& a : apps.apps())
     keep.insert(
@@ -179,7 +193,7 @@ int GetApps(Context& ctx, const GetFlags& f, const std::string& name) {
     rv = app.metadata().resource_version();
     apps.push_back(std::move(app));
   } else {
-    auto resp = ListApps(ctx, f.all_namespaces, f.selector);
+    auto resp = ListApps(ctx, f.all_namespaces, f.selector, f.chunk_size);
     if (!resp.ok()) return ctx.Fail(resp.status());
     rv = resp->resource_version();
     apps.assign(resp->apps().begin(), resp->apps().end());
@@ -525,6 +539,10 @@ void AddGetCommands(CLI::App& root, Context& ctx) {
   get->add_flag("-w,--watch", gf->watch, "keep printing rows as they change");
   get->add_flag("--show-labels", gf->show_labels,
                 "apps: a LABELS column with every label");
+  get->add_option("--chunk-size", gf->chunk_size,
+                  "read apps from tidald in pages of this many (0: in one "
+                  "answer)")
+      ->check(CLI::NonNegativeNumber);
   get->add_option("--sort-by", gf->sort_by,
                   "order the list by a JSONPath of each item, e.g. "
                   ".metadata.creationTimestamp or .status.readyReplicas");

@@ -575,10 +575,14 @@ class Dashboard::Impl {
       v1::ListRequest r;
       r.set_namespace_(Str(q, "ns"));
       r.set_all_namespaces(Str(q, "all") == "1");
+      r.set_limit(Int(q, "limit"));
+      r.set_continue_(Str(q, "continue"));
       return Unary<v1::ListRequest, v1::ListResponse>(
           sock, req, peer, &Stub::List, r, [](const v1::ListResponse& l) {
+            // The token is web-safe base64: no JSON escaping needed.
             std::string out = absl::StrCat(
-                "{\"resourceVersion\":", l.resource_version(), ",\"apps\":[");
+                "{\"resourceVersion\":", l.resource_version(),
+                ",\"continue\":\"", l.continue_(), "\",\"apps\":[");
             for (int i = 0; i < l.apps_size(); ++i) {
               if (i > 0) out += ',';
               out += AppRow(l.apps(i));

@@ -468,10 +468,20 @@ absl::StatusOr<KeyValue> EtcdStore::Get(const std::string& key) {
 
 absl::StatusOr<ListResult> EtcdStore::List(const std::string& prefix,
                                            int64_t limit) {
+  return ListAfter(prefix, "", limit);
+}
+
+absl::StatusOr<ListResult> EtcdStore::ListAfter(const std::string& prefix,
+                                                const std::string& after,
+                                                int64_t limit) {
   if (limit < 0) return absl::InvalidArgumentError("negative list limit");
   etcdserverpb::RangeRequest req;
   etcd_internal::PrefixRange(prefix, req.mutable_key(),
                              req.mutable_range_end());
+  // The smallest key after `after` is `after` with a NUL appended.
+  if (!after.empty() && after >= req.key()) {
+    req.set_key(after + std::string(1, '\0'));
+  }
   req.set_limit(limit);
   req.set_sort_order(etcdserverpb::RangeRequest::ASCEND);
   req.set_sort_target(etcdserverpb::RangeRequest::KEY);

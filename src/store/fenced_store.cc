@@ -80,6 +80,12 @@ absl::StatusOr<ListResult> FencedStore::List(const std::string& prefix,
   return base_->List(prefix, limit);
 }
 
+absl::StatusOr<ListResult> FencedStore::ListAfter(const std::string& prefix,
+                                                  const std::string& after,
+                                                  int64_t limit) {
+  return base_->ListAfter(prefix, after, limit);
+}
+
 absl::StatusOr<std::unique_ptr<Watch>> FencedStore::WatchPrefix(
     const std::string& prefix, int64_t from_version) {
   return base_->WatchPrefix(prefix, from_version);

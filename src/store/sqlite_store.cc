@@ -908,7 +908,16 @@ absl::StatusOr<KeyValue> SqliteStore::Get(const std::string& key) {
 
 absl::StatusOr<ListResult> SqliteStore::List(const std::string& prefix,
                                              int64_t limit) {
+  return ListAfter(prefix, "", limit);
+}
+
+absl::StatusOr<ListResult> SqliteStore::ListAfter(const std::string& prefix,
+                                                  const std::string& after,
+                                                  int64_t limit) {
   if (limit < 0) return absl::InvalidArgumentError("negative list limit");
+  // The smallest key after `after` is `after` with a NUL appended.
+  const std::string start =
+      !after.empty() && after >= prefix ? after + std::string(1, '\0') : prefix;
   ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, AcquireReader());
   absl::StatusOr<ListResult> result = [&]() -> absl::StatusOr<ListResult> {
     // One read transaction: the revision and the rows come from one snapshot.
@@ -923,7 +932,7 @@ absl::StatusOr<ListResult> SqliteStore::List(const std::string& prefix,
           conn->Prepare(end.empty() ? sqlite_internal::kListFrom
                                     : sqlite_internal::kListRange));
       StmtScope scope(stmt);
-      sqlite_internal::BindBlob(stmt, 1, prefix);
+      sqlite_internal::BindBlob(stmt, 1, start);
       int limit_idx = 2;
       if (!end.empty()) {
         sqlite_internal::BindBlob(stmt, 2, end);

@@ -140,6 +140,9 @@ class SqliteStore : public Store {
   absl::StatusOr<KeyValue> Get(const std::string& key) override;
   absl::StatusOr<ListResult> List(const std::string& prefix,
                                   int64_t limit = 0) override;
+  absl::StatusOr<ListResult> ListAfter(const std::string& prefix,
+                                       const std::string& after,
+                                       int64_t limit) override;
   absl::StatusOr<std::unique_ptr<Watch>> WatchPrefix(
       const std::string& prefix, int64_t from_version) override;
   absl::StatusOr<int64_t> CurrentVersion() override;

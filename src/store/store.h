@@ -107,6 +107,26 @@ class Store {
   virtual absl::StatusOr<ListResult> List(const std::string& prefix,
                                           int64_t limit = 0) = 0;
 
+  // A page of a list: the keys starting with `prefix` that sort after
+  // `after` (empty: from the first), at most `limit` (0 = all), read at one
+  // revision. Each page is read at its own revision. This default reads the
+  // whole prefix; the stores read only the page.
+  virtual absl::StatusOr<ListResult> ListAfter(const std::string& prefix,
+                                               const std::string& after,
+                                               int64_t limit) {
+    if (limit < 0) return absl::InvalidArgumentError("negative list limit");
+    absl::StatusOr<ListResult> all = List(prefix);
+    if (!all.ok()) return all.status();
+    ListResult out;
+    out.resource_version = all->resource_version;
+    for (KeyValue& kv : all->items) {
+      if (kv.key <= after) continue;
+      if (limit > 0 && static_cast<int64_t>(out.items.size()) >= limit) break;
+      out.items.push_back(std::move(kv));
+    }
+    return out;
+  }
+
   // Changes under `prefix` with revision > from_version.
   virtual absl::StatusOr<std::unique_ptr<Watch>> WatchPrefix(
       const std::string& prefix, int64_t from_version) = 0;

@@ -415,6 +415,87 @@ TEST_F(ServiceTest, ListFiltersByNamespaceAndLabelSelector) {
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST_F(ServiceTest, ListPagesWithLimitAndContinue) {
+  // Seven apps in two namespaces, three of them labelled.
+  std::vector<v1::App> apps;
+  for (const char* n : {"a", "b", "c", "d", "e"}) {
+    apps.push_back(
+        MakeApp(n, 1,
+                n[0] % 2 ? std::map<std::string, std::string>{{"odd", "yes"}}
+                         : std::map<std::string, std::string>{}));
+  }
+  ASSERT_TRUE(Apply(apps).ok());
+  v1::App x = MakeApp("x", 1), y = MakeApp("y", 1);
+  x.mutable_metadata()->set_namespace_("team-b");
+  y.mutable_metadata()->set_namespace_("team-b");
+  ASSERT_TRUE(Apply({x, y}).ok());
+
+  // Reads every page of `base` with `limit`; returns ns/name of each app and
+  // the pages' sizes.
+  auto pages = [&](v1::ListRequest base, int64_t limit,
+                   std::vector<int>* sizes) {
+    std::vector<std::string> got;
+    base.set_limit(limit);
+    for (int i = 0; i < 20; ++i) {
+      grpc::ClientContext ctx;
+      v1::ListResponse resp;
+      EXPECT_TRUE(stub_->List(&ctx, base, &resp).ok());
+      EXPECT_GT(resp.resource_version(), 0);
+      sizes->push_back(resp.apps_size());
+      for (const auto& a : resp.apps())
+        got.push_back(a.metadata().namespace_() + "/" + a.metadata().name());
+      if (resp.continue_().empty()) break;
+      base.set_continue_(resp.continue_());
+    }
+    return got;
+  };
+  using V = std::vector<std::string>;
+  v1::ListRequest all;
+  all.set_all_namespaces(true);
+  std::vector<int> sizes;
+  EXPECT_EQ(pages(all, 2, &sizes),
+            (V{"default/a", "default/b", "default/c", "default/d", "default/e",
+               "team-b/x", "team-b/y"}));
+  // Full pages and a last one without continue (7 = 2+2+2+1).
+  EXPECT_EQ(sizes, (std::vector<int>{2, 2, 2, 1}));
+  sizes.clear();
+  EXPECT_EQ(pages(all, 7, &sizes).size(), 7u);
+  EXPECT_EQ(sizes, (std::vector<int>{7}));  // exactly full: no continue
+
+  // One namespace; a selector fills pages from further on.
+  v1::ListRequest odd;
+  odd.set_label_selector("odd=yes");
+  sizes.clear();
+  EXPECT_EQ(pages(odd, 2, &sizes), (V{"default/a", "default/c", "default/e"}));
+  EXPECT_EQ(sizes, (std::vector<int>{2, 1}));
+
+  // A token of another list, a made-up token, a continue without a limit
+  // and a negative limit are refused.
+  v1::ListRequest first = all;
+  first.set_limit(1);
+  grpc::ClientContext c1;
+  v1::ListResponse r1;
+  ASSERT_TRUE(stub_->List(&c1, first, &r1).ok());
+  ASSERT_FALSE(r1.continue_().empty());
+  v1::ListRequest bad;
+  bad.set_namespace_("team-b");
+  bad.set_limit(1);
+  bad.set_continue_(r1.continue_());  // a key in "default"
+  for (int i = 0; i < 4; ++i) {
+    if (i == 1) bad.set_continue_("not base64 !");
+    if (i == 2) bad.set_limit(0);
+    if (i == 3) {
+      bad.clear_continue_();
+      bad.set_limit(-1);
+    }
+    grpc::ClientContext ctx;
+    v1::ListResponse resp;
+    EXPECT_EQ(stub_->List(&ctx, bad, &resp).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT)
+        << i;
+  }
+}
+
 TEST_F(ServiceTest, DeleteMarksAndKeepsTheObject) {
   auto missing = Get("nope");
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);

@@ -534,6 +534,11 @@ TEST_F(TidalctlTest, WhatKubectlUsersExpect) {
   r = Run({"get", "apps", "-o", "jsonpath={.items[*].metadata.name}"});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, "alpha bravo");
+  // kubectl's --chunk-size: pages of one app read the same list.
+  r = Run({"get", "apps", "--chunk-size", "1", "-o",
+           "jsonpath={.items[*].metadata.name}"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "alpha bravo");
   r = Run({"get", "app", "bravo", "-o=jsonpath={.spec.replicas}"});
   EXPECT_EQ(r.out, "3");
   r = Run({"get", "apps", "--sort-by", ".spec.replicas", "-o",

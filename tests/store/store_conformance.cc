@@ -421,6 +421,32 @@ TEST_P(StoreConformanceTest, WatchFromPastRevisionReplaysLaterChanges) {
   }
 }
 
+TEST_P(StoreConformanceTest, ListAfterReadsOnePageAfterAKey) {
+  for (const char* k : {"/p/a", "/p/b", "/p/b/x", "/p/c", "/pz", "/o/z"}) {
+    ASSERT_TRUE(store_->Create(k, "v").ok());
+  }
+  auto keys = [&](const std::string& after, int64_t limit) {
+    std::vector<std::string> out;
+    auto page = store_->ListAfter("/p/", after, limit);
+    EXPECT_TRUE(page.ok()) << page.status();
+    if (!page.ok()) return out;
+    EXPECT_EQ(page->resource_version, *store_->CurrentVersion());
+    for (const auto& kv : page->items) out.push_back(kv.key);
+    return out;
+  };
+  using ::testing::ElementsAre;
+  EXPECT_THAT(keys("", 2), ElementsAre("/p/a", "/p/b"));
+  // Strictly after the key: its own children come next.
+  EXPECT_THAT(keys("/p/b", 2), ElementsAre("/p/b/x", "/p/c"));
+  EXPECT_THAT(keys("/p/b/x", 0), ElementsAre("/p/c"));
+  EXPECT_THAT(keys("/p/c", 5), ElementsAre());
+  // A key before the prefix starts at the prefix; one after it gives none.
+  EXPECT_THAT(keys("/a", 1), ElementsAre("/p/a"));
+  EXPECT_THAT(keys("/q", 0), ElementsAre());
+  EXPECT_TRUE(
+      absl::IsInvalidArgument(store_->ListAfter("/p/", "", -1).status()));
+}
+
 TEST_P(StoreConformanceTest, ListThenWatchMissesNothing) {
   ASSERT_TRUE(store_->Create("/lw/a", "1").ok());
   auto list = store_->List("/lw/");

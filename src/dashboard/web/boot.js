@@ -9,7 +9,7 @@
   if (/^#\/?apps\//.test(location.hash)) return;
   var headers = token ? { Authorization: "Bearer " + token } : {};
   var early = {};
-  ["apps?all=1", "history?all=1&window=300&rpsOnly=1&omitIdle=1", "whoami"].forEach(function (path) {
+  ["apps?all=1&limit=60", "history?all=1&window=300&rpsOnly=1&omitIdle=1", "whoami"].forEach(function (path) {
     early[path] = fetch("api/" + path, { headers: headers });
   });
   window.tidalEarly = early;

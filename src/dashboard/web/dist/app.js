@@ -377,6 +377,8 @@ function niceCeil(v) {
 const SPARK_SECONDS = 300;
 const FIRST_ROWS = 60;
 const MORE_ROWS = 200;
+const FIRST_PAGE = `apps?all=1&limit=${FIRST_ROWS}`;
+const PAGE_SIZE = 500;
 const FLAT = `<span class="flat"></span>`;
 function afterPaint(f) {
     requestAnimationFrame(() => setTimeout(f, 0));
@@ -407,6 +409,7 @@ class ListView {
         this.renderGen = 0;
         this.onPainted = null;
         this.onComplete = null;
+        this.loading = true;
     }
     async show() {
         this.root.innerHTML = `<section class="list"><div class="bar"><h1>Apps</h1>
@@ -421,7 +424,7 @@ class ListView {
         const input = this.root.querySelector("#filter");
         input.addEventListener("input", () => { this.filter = input.value.trim(); this.renderRows(false); });
         const [list, hist] = await Promise.all([
-            apiGet("apps?all=1"),
+            apiGet(FIRST_PAGE),
             apiGet(`history?all=1&window=${SPARK_SECONDS}&rpsOnly=1&omitIdle=1`),
         ]);
         if (this.closed)
@@ -432,9 +435,24 @@ class ListView {
         this.onHistory(hist, false);
         this.onPainted = () => { document.body.dataset.listPainted = String(performance.now()); };
         this.onComplete = () => { document.body.dataset.listComplete = String(performance.now()); };
+        this.loading = !!list.continue;
         this.renderRows(true);
         document.body.dataset.listRendered = String(performance.now());
         performance.mark("tidal-list-rendered");
+        if (list.continue) {
+            await new Promise((resolve) => afterPaint(resolve));
+            let next = list.continue;
+            while (next && !this.closed) {
+                const page = await apiGet(`apps?all=1&limit=${PAGE_SIZE}&continue=${encodeURIComponent(next)}`);
+                for (const a of page.apps)
+                    this.rows.set(a.ns + "/" + a.name, a);
+                next = page.continue;
+            }
+            if (this.closed)
+                return;
+            this.loading = false;
+            this.renderRows(true);
+        }
         this.stream = new EventStream(() => `stream?all=1&rv=${list.resourceVersion}&after=${this.now}`, (event, data) => this.onEvent(event, data), (msg) => showError(msg));
         this.stream.open();
     }
@@ -507,15 +525,17 @@ class ListView {
         };
         let at = progressive ? FIRST_ROWS : keys.length;
         body.innerHTML = html(0, at);
+        const loaded = this.loading ? "+" : "";
         this.root.querySelector("#count").textContent =
-            keys.length === this.rows.size ? `${keys.length} apps` : `${keys.length} of ${this.rows.size} apps`;
+            keys.length === this.rows.size ? `${keys.length}${loaded} apps` : `${keys.length} of ${this.rows.size}${loaded} apps`;
         const once = (which) => {
             const f = this[which];
             this[which] = null;
             if (f)
                 f();
         };
-        const done = () => once("onComplete");
+        const done = () => { if (!this.loading)
+            once("onComplete"); };
         const more = () => {
             once("onPainted");
             if (gen !== this.renderGen || this.closed)

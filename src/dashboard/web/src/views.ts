@@ -14,6 +14,13 @@ const SPARK_SECONDS = 300;  // boot.js asks for the list's history with it
 // then rows added per task.
 const FIRST_ROWS = 60;
 const MORE_ROWS = 200;
+// The list is read in pages (the API's limit/continue): the first page is
+// the first screenful, so that it is drawn before the rest is read; the rest
+// in pages of kubectl's default chunk size. boot.js asks for the first page.
+const FIRST_PAGE = `apps?all=1&limit=${FIRST_ROWS}`;
+const PAGE_SIZE = 500;
+
+interface ListPage { resourceVersion: number; continue: string; apps: AppRow[] }
 const FLAT = `<span class="flat"></span>`;
 
 // Runs `f` in the first task after the next frame is laid out and painted.
@@ -45,6 +52,7 @@ class ListView implements View {
   private renderGen = 0;  // a newer drawing stops an older one's later rows
   private onPainted: (() => void) | null = null;
   private onComplete: (() => void) | null = null;
+  private loading = true;  // pages of the list still to read
 
   constructor(private root: HTMLElement) {}
 
@@ -61,7 +69,7 @@ class ListView implements View {
     const input = this.root.querySelector<HTMLInputElement>("#filter")!;
     input.addEventListener("input", () => { this.filter = input.value.trim(); this.renderRows(false); });
     const [list, hist] = await Promise.all([
-      apiGet<{ resourceVersion: number; apps: AppRow[] }>("apps?all=1"),
+      apiGet<ListPage>(FIRST_PAGE),
       apiGet<any>(`history?all=1&window=${SPARK_SECONDS}&rpsOnly=1&omitIdle=1`),
     ]);
     if (this.closed) return;
@@ -73,9 +81,26 @@ class ListView implements View {
     // reads them, docs/benchmarks.md).
     this.onPainted = () => { document.body.dataset.listPainted = String(performance.now()); };
     this.onComplete = () => { document.body.dataset.listComplete = String(performance.now()); };
+    this.loading = !!list.continue;
     this.renderRows(true);
     document.body.dataset.listRendered = String(performance.now());
     performance.mark("tidal-list-rendered");
+    // The other pages after the first rows are on screen; then the event
+    // stream from the first page's revision, which replays every change
+    // made while the pages were read (each page is read at its own).
+    if (list.continue) {
+      await new Promise<void>((resolve) => afterPaint(resolve));
+      let next = list.continue;
+      while (next && !this.closed) {
+        const page = await apiGet<ListPage>(
+          `apps?all=1&limit=${PAGE_SIZE}&continue=${encodeURIComponent(next)}`);
+        for (const a of page.apps) this.rows.set(a.ns + "/" + a.name, a);
+        next = page.continue;
+      }
+      if (this.closed) return;
+      this.loading = false;
+      this.renderRows(true);
+    }
     this.stream = new EventStream(
       () => `stream?all=1&rv=${list.resourceVersion}&after=${this.now}`,
       (event, data) => this.onEvent(event, data),
@@ -149,14 +174,16 @@ class ListView implements View {
     };
     let at = progressive ? FIRST_ROWS : keys.length;
     body.innerHTML = html(0, at);
+    const loaded = this.loading ? "+" : "";
     this.root.querySelector("#count")!.textContent =
-      keys.length === this.rows.size ? `${keys.length} apps` : `${keys.length} of ${this.rows.size} apps`;
+      keys.length === this.rows.size ? `${keys.length}${loaded} apps` : `${keys.length} of ${this.rows.size}${loaded} apps`;
     const once = (which: "onPainted" | "onComplete") => {
       const f = this[which];
       this[which] = null;
       if (f) f();
     };
-    const done = () => once("onComplete");
+    // Complete once every page is read and drawn.
+    const done = () => { if (!this.loading) once("onComplete"); };
     const more = () => {
       once("onPainted");  // the first task after the first rows' frame
       if (gen !== this.renderGen || this.closed) return;
