@@ -252,7 +252,7 @@ struct Row {
 int main(int argc, char** argv) {
   int seconds = 10;
   std::string only;  // --only TEXT: the quiet phase and the attacks named so
-  std::vector<std::string> flags = {"--auth=none",
+  std::vector<std::string> flags = {"--auth=none", "--stop-instances-on-exit",
                                     "--api-max-applies-per-client=12"};
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];

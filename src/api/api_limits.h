@@ -45,6 +45,11 @@ struct ApiLimits {
   // --api-apply-bytes-per-second; the burst is twice --api-max-message-size.
   int64_t apply_bytes_per_second = 4 << 20;
   int64_t apply_burst_bytes = 8 << 20;
+  // The CPU time tidald may spend per second on each client's applies that
+  // are refused (a bucket of 20 times as much; past it the client's applies
+  // wait the same way); zero: no pacing by CPU. tidald
+  // --api-refused-apply-cpu-per-second.
+  absl::Duration refused_apply_cpu_per_second = absl::Milliseconds(10);
   // What a refusal tells the client to wait before it tries again.
   absl::Duration retry_after = absl::Seconds(1);
 };

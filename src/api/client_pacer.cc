@@ -4,36 +4,75 @@
 
 namespace tidal {
 
-double ClientPacer::Refilled(const Bucket& b, absl::Time now) const {
-  const absl::Duration since = std::max(now - b.at, absl::ZeroDuration());
-  return b.level + static_cast<double>(options_.bytes_per_second) *
-                       absl::ToDoubleSeconds(since);
+void ClientPacer::Refill(Bucket* b, bool fresh, absl::Time now) const {
+  const double since =
+      fresh
+          ? 0
+          : absl::ToDoubleSeconds(std::max(now - b->at, absl::ZeroDuration()));
+  const double burst = static_cast<double>(options_.burst);
+  b->level = fresh ? burst
+                   : std::min(burst, b->level + static_cast<double>(
+                                                    options_.bytes_per_second) *
+                                                    since);
+  b->cpu = fresh ? options_.refused_cpu_burst
+                 : std::min(options_.refused_cpu_burst,
+                            b->cpu + options_.refused_cpu_per_second * since);
+  b->at = now;
+}
+
+bool ClientPacer::Full(const Bucket& b, absl::Time now) const {
+  Bucket r = b;
+  Refill(&r, false, now);
+  return (options_.bytes_per_second <= 0 ||
+          r.level >= static_cast<double>(options_.burst)) &&
+         (options_.refused_cpu_per_second <= 0 ||
+          r.cpu >= options_.refused_cpu_burst);
+}
+
+absl::Duration ClientPacer::Wait(const Bucket& b) const {
+  double seconds = 0;
+  if (options_.bytes_per_second > 0 && b.level < 0) {
+    seconds = -b.level / static_cast<double>(options_.bytes_per_second);
+  }
+  if (options_.refused_cpu_per_second > 0 && b.cpu < 0) {
+    seconds = std::max(seconds, -b.cpu / options_.refused_cpu_per_second);
+  }
+  return std::min(options_.max_wait, absl::Seconds(seconds));
+}
+
+void ClientPacer::Sweep(absl::Time now) {
+  if (++charges_ % 256 != 0) return;
+  for (auto it = buckets_.begin(); it != buckets_.end();) {
+    if (Full(it->second, now)) {
+      buckets_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
 }
 
 absl::Duration ClientPacer::Charge(const std::string& client, int64_t bytes,
                                    absl::Time now) {
-  if (options_.bytes_per_second <= 0) return absl::ZeroDuration();
-  const double rate = static_cast<double>(options_.bytes_per_second);
-  const double burst = static_cast<double>(options_.burst);
+  if (options_.bytes_per_second <= 0 && options_.refused_cpu_per_second <= 0)
+    return absl::ZeroDuration();
   absl::MutexLock lock(&mu_);
-  // Buckets that have filled up again are forgotten (every 256 charges), so
-  // that the map holds the clients of the last few seconds only.
-  if (++charges_ % 256 == 0) {
-    for (auto it = buckets_.begin(); it != buckets_.end();) {
-      if (Refilled(it->second, now) >= burst) {
-        buckets_.erase(it++);
-      } else {
-        ++it;
-      }
-    }
-  }
+  Sweep(now);
   auto [it, fresh] = buckets_.try_emplace(client);
   Bucket& b = it->second;
-  b.level = fresh ? burst : std::min(burst, Refilled(b, now));
-  b.at = now;
-  b.level -= static_cast<double>(bytes);
-  if (b.level >= 0) return absl::ZeroDuration();
-  return std::min(options_.max_wait, absl::Seconds(-b.level / rate));
+  Refill(&b, fresh, now);
+  if (options_.bytes_per_second > 0) b.level -= static_cast<double>(bytes);
+  return Wait(b);
+}
+
+void ClientPacer::ChargeRefusedCpu(const std::string& client,
+                                   absl::Duration cpu, absl::Time now) {
+  if (options_.refused_cpu_per_second <= 0) return;
+  absl::MutexLock lock(&mu_);
+  Sweep(now);
+  auto [it, fresh] = buckets_.try_emplace(client);
+  Bucket& b = it->second;
+  Refill(&b, fresh, now);
+  b.cpu -= absl::ToDoubleSeconds(cpu);
 }
 
 ClientPacer::Waiter::Waiter(ClientPacer* pacer, absl::Duration wait)

@@ -1,11 +1,14 @@
-// Paces each client's apply bytes (tidald --api-apply-bytes-per-second): a
-// token bucket per client (its token; its address without one), refilled at
-// `bytes_per_second` up to `burst`. A call takes its request's size from the
-// bucket at once; while the bucket is in debt, the client's calls wait until
-// it is repaid before they are answered. A client that sends large applies
-// back to back (each one costs tidald tens of ms of CPU to receive and
-// refuse, docs/benchmarks.md) is slowed to the rate, refused or not, and the
-// gateway keeps the CPU; a client within the rate never waits.
+// Paces each client's applies (tidald --api-apply-bytes-per-second and
+// --api-refused-apply-cpu-per-second): per client (its token; its address
+// without one) two token buckets, refilled at their rates up to their bursts:
+// the bytes of its Apply requests, taken when a call arrives, and the CPU time
+// tidald spent on its applies that were refused, taken when each is refused.
+// While either bucket is in debt the client's calls wait until it is repaid
+// before they are answered. A client that sends large applies back to back
+// (each one costs tidald tens of ms of CPU to receive and refuse,
+// docs/benchmarks.md), or small specs that are costly to parse and refuse
+// (deep nesting, thousands of unknown fields), is slowed to the rate, and the
+// gateway keeps the CPU; a client within the rates never waits.
 #ifndef TIDAL_API_CLIENT_PACER_H_
 #define TIDAL_API_CLIENT_PACER_H_
 
@@ -22,8 +25,12 @@ namespace tidal {
 class ClientPacer {
  public:
   struct Options {
-    int64_t bytes_per_second = 4 << 20;  // 0: no pacing
+    int64_t bytes_per_second = 4 << 20;  // 0: no pacing by bytes
     int64_t burst = 8 << 20;  // what a rested client may send at once
+    // CPU seconds of refused applies per second (0: no pacing by CPU), and
+    // what a rested client may spend at once.
+    double refused_cpu_per_second = 0.01;
+    double refused_cpu_burst = 0.2;
     // Calls waiting at once, in total: past it a call is not held (a flood
     // from many clients cannot take every API thread).
     int max_waiting = 32;
@@ -35,6 +42,11 @@ class ClientPacer {
   // Takes `bytes` of `client`'s bucket at `now`; returns how long the call
   // should wait (zero: at once; at most max_wait).
   absl::Duration Charge(const std::string& client, int64_t bytes,
+                        absl::Time now);
+  // Takes `cpu` (the CPU time tidald spent on one of `client`'s applies that
+  // was refused) from its CPU bucket at `now`: its next calls wait while the
+  // bucket is in debt.
+  void ChargeRefusedCpu(const std::string& client, absl::Duration cpu,
                         absl::Time now);
 
   // A wait in progress (counted against max_waiting while it lives).
@@ -62,10 +74,19 @@ class ClientPacer {
  private:
   struct Bucket {
     double level = 0;  // bytes; below zero: in debt
+    double cpu = 0;    // CPU seconds; below zero: in debt
     absl::Time at;
   };
-  // `b`'s level at `now`, refilled at the rate (not capped at the burst).
-  double Refilled(const Bucket& b, absl::Time now) const;
+  // `b` refilled up to `now` at the rates, capped at the bursts (a fresh
+  // bucket is full).
+  void Refill(Bucket* b, bool fresh, absl::Time now) const;
+  // Whether `b` would be full at `now` (it can be forgotten).
+  bool Full(const Bucket& b, absl::Time now) const;
+  // How long a client with bucket `b` waits (at most max_wait).
+  absl::Duration Wait(const Bucket& b) const;
+  // Forgets the buckets that have filled up again (every 256 charges), so
+  // that the map holds the clients of the last few seconds only.
+  void Sweep(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Options options_;
   mutable absl::Mutex mu_;

@@ -8,6 +8,7 @@
 #include <malloc.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -255,6 +256,13 @@ void ReleaseFreeMemory() {
   } while (pending.fetch_sub(seen) != seen);
 }
 
+// The CPU time the calling thread has used.
+absl::Duration ThreadCpu() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return absl::DurationFromTimespec(ts);
+}
+
 // A request this large (bytes) that is refused releases its memory at once.
 constexpr size_t kTrimAfterRefusing = 1 << 20;
 
@@ -355,6 +363,7 @@ class GrpcTidal final : public v1::Tidal::Service {
     CallLimiter::Slot slot;
     if (absl::Status s = Limit(CallLimiter::kApply, c, ctx, &slot); !s.ok())
       return c.Finish(s);
+    const absl::Duration cpu0 = ThreadCpu();
     absl::Status r =
         Reply(s_->Apply(*req,
                         [&](const std::string& resource, const std::string& ns,
@@ -362,6 +371,10 @@ class GrpcTidal final : public v1::Tidal::Service {
                           return c.Admission(resource, ns, name);
                         }),
               resp);
+    // The CPU a refused apply took is paced too: specs that are costly to
+    // parse and refuse, sent in a loop, wait like large ones.
+    if (!r.ok())
+      pacer_.ChargeRefusedCpu(c.Client(), ThreadCpu() - cpu0, absl::Now());
     // Level Request: what was applied, as applied (the answer carries no
     // secret value; the request's YAML and secrets would).
     if (r.ok()) c.Request(*resp);
@@ -668,6 +681,9 @@ class GrpcTidal final : public v1::Tidal::Service {
     ClientPacer::Options o;
     o.bytes_per_second = limits.apply_bytes_per_second;
     o.burst = limits.apply_burst_bytes;
+    o.refused_cpu_per_second =
+        absl::ToDoubleSeconds(limits.refused_apply_cpu_per_second);
+    o.refused_cpu_burst = 20 * o.refused_cpu_per_second;
     return o;
   }
   // Waits as long as the pacer says for `bytes` of `c`'s client (unless
@@ -678,8 +694,10 @@ class GrpcTidal final : public v1::Tidal::Service {
     if (wait <= absl::ZeroDuration()) return absl::OkStatus();
     ClientPacer::Waiter waiter(&pacer_, wait);
     if (!waiter.admitted()) return absl::OkStatus();
-    GetLogger("api")->debug("{} paced for {} (--api-apply-bytes-per-second)",
-                            c.Client(), absl::FormatDuration(wait));
+    GetLogger("api")->debug(
+        "{} paced for {} (--api-apply-bytes-per-second, "
+        "--api-refused-apply-cpu-per-second)",
+        c.Client(), absl::FormatDuration(wait));
     const absl::Time end = absl::Now() + wait;
     for (absl::Time now = absl::Now(); now < end; now = absl::Now()) {
       if (ctx->IsCancelled()) {
@@ -819,7 +837,8 @@ std::string ApiServer::MetricsText() const {
   absl::StrAppend(
       &text,
       "# HELP tidal_api_paced_calls_total Apply calls held because their "
-      "client was past --api-apply-bytes-per-second\n"
+      "client was past --api-apply-bytes-per-second or "
+      "--api-refused-apply-cpu-per-second\n"
       "# TYPE tidal_api_paced_calls_total counter\n"
       "tidal_api_paced_calls_total ",
       p.paced_total(), "\n",

@@ -117,6 +117,13 @@ absl::Status MakeApiLimits(const DaemonFlags& flags, DaemonConfig* c) {
   api.apply_burst_bytes =
       std::max<int64_t>(2 * static_cast<int64_t>(api.max_message_bytes),
                         api.apply_bytes_per_second);
+  auto cpu = ParseDurationMs(flags.api_refused_apply_cpu_per_second);
+  if (!cpu.ok() || *cpu < 0 || *cpu > 1000) {
+    return FlagError("--api-refused-apply-cpu-per-second",
+                     cpu.ok() ? "must be 0 to 1s (0: no pacing by CPU)"
+                              : std::string(cpu.status().message()));
+  }
+  api.refused_apply_cpu_per_second = absl::Milliseconds(*cpu);
   return absl::OkStatus();
 }
 

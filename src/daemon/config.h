@@ -71,6 +71,7 @@ struct DaemonFlags {
   std::string api_stream_stall_timeout = "30s";
   int api_thread_nice = 10;
   std::string api_apply_bytes_per_second = "4Mi";
+  std::string api_refused_apply_cpu_per_second = "10ms";
   std::string startup_timeout = "2m";
   bool store_check = false;
   std::string store_backup;

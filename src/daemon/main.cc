@@ -279,6 +279,12 @@ int main(int argc, char** argv) {
                  "twice --api-max-message-size; past it its applies wait "
                  "(0 = no pacing)")
       ->capture_default_str();
+  app.add_option("--api-refused-apply-cpu-per-second",
+                 flags.api_refused_apply_cpu_per_second,
+                 "CPU time tidald may spend per second on a client's applies "
+                 "that are refused, after a burst of 20 times as much; past "
+                 "it its applies wait (0 = no pacing by CPU)")
+      ->capture_default_str();
   app.add_option("--api-thread-nice", flags.api_thread_nice,
                  "Nice value of the API's threads (0-19; 0 = as tidald): "
                  "under a flood of API calls the gateway keeps the CPU")

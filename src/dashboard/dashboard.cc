@@ -258,8 +258,11 @@ class Dashboard::Impl {
         ++it;
       }
     }
+    // Counted by open sockets: a connection's socket leaves fds_ before it
+    // is closed, so a client that saw its connection end can open the next
+    // one at once (its thread may not have ended yet).
     if (stopping_ ||
-        static_cast<int>(threads_.size()) >= options_.max_connections) {
+        static_cast<int>(fds_.size()) >= options_.max_connections) {
       ::close(fd);
       return;
     }

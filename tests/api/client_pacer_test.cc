@@ -1,5 +1,6 @@
-// ClientPacer (api/client_pacer.h): each client's apply bytes paced to a
-// rate after a burst, clients apart, the waits bounded and counted.
+// ClientPacer (api/client_pacer.h): each client's apply bytes and the CPU of
+// its refused applies paced to a rate after a burst, clients apart, the waits
+// bounded and counted.
 #include "api/client_pacer.h"
 
 #include <gtest/gtest.h>
@@ -72,6 +73,30 @@ TEST(ClientPacerTest, AtMostMaxWaitingAreHeldAndEachIsCounted) {
   EXPECT_EQ(p.paced_total(), 3);
   EXPECT_DOUBLE_EQ(p.paced_seconds_total(), 2.5);
   EXPECT_EQ(p.not_held_total(), 1);
+}
+
+TEST(ClientPacerTest, RefusedApplysCpuIsPacedAfterItsBurst) {
+  ClientPacer::Options o = Small();
+  o.refused_cpu_per_second = 0.01;  // 10 ms a second
+  o.refused_cpu_burst = 0.2;
+  ClientPacer p(o);
+  // 200 ms of refused work are free; the bytes are within their burst.
+  p.ChargeRefusedCpu("a", absl::Milliseconds(150), kT0);
+  EXPECT_EQ(p.Charge("a", 10, kT0), absl::ZeroDuration());
+  p.ChargeRefusedCpu("a", absl::Milliseconds(80), kT0);
+  // 30 ms in debt: 3 s at 10 ms a second, whatever the bytes.
+  EXPECT_EQ(p.Charge("a", 10, kT0), absl::Seconds(3));
+  EXPECT_EQ(p.Charge("b", 10, kT0), absl::ZeroDuration());  // apart
+  // The longer of the two debts is waited.
+  EXPECT_EQ(p.Charge("a", 4000, kT0 + absl::Seconds(1)), absl::Seconds(2));
+  // Repaid, then never refilled beyond the burst.
+  p.ChargeRefusedCpu("a", absl::Milliseconds(210), kT0 + absl::Seconds(100));
+  EXPECT_EQ(p.Charge("a", 0, kT0 + absl::Seconds(100)), absl::Seconds(1));
+  // Zero: no pacing by CPU.
+  o.refused_cpu_per_second = 0;
+  ClientPacer off(o);
+  off.ChargeRefusedCpu("a", absl::Seconds(100), kT0);
+  EXPECT_EQ(off.Charge("a", 10, kT0), absl::ZeroDuration());
 }
 
 TEST(ClientPacerTest, ClientsWhoseBucketFilledAgainAreForgotten) {

@@ -187,6 +187,29 @@ TEST(ParseAppsTest, AliasBombsDeepNestingAndCyclesAreRefusedUnexpanded) {
   EXPECT_EQ(r.errors[0].ToString(),
             "deep.yaml:3:42: refused before loading: nested deeper than 32 "
             "levels");
+  // 100,000 open brackets are refused before yaml-cpp reads them (it reads a
+  // flow collection ahead until it closes: 300 MB for this one).
+  r = ParseApps(head + "metadata: " + std::string(100000, '[') +
+                    std::string(100000, ']') + "\n",
+                "deeper.yaml");
+  ASSERT_EQ(r.errors.size(), 1u) << AllErrors(r);
+  EXPECT_EQ(r.errors[0].ToString(),
+            "deeper.yaml:3:1011: refused before loading: more than 1000 flow "
+            "collections ([ or {) open at once (nested deeper than 32 "
+            "levels)");
+  // That count is coarse: brackets in quotes and comments are not counted,
+  // and those in scalars are, far below its bound.
+  std::string brackets =
+      AppWith("    args: [\"" + std::string(2000, '[') + "\", '" +
+              std::string(2000, '{') + "', \"\\\"[\"]  # " +
+              std::string(2000, '[') + "\n    env:\n      SCRIPT: |\n" + [] {
+                std::string lines;
+                for (int i = 0; i < 50; ++i)
+                  lines += "        if [ -f x ]; then [\n";
+                return lines;
+              }());
+  r = ParseApps(brackets, "brackets.yaml");
+  EXPECT_TRUE(r.ok()) << AllErrors(r);
   // Depth through aliases: each anchor aliases the one before 20 levels
   // down, so the loaded tree nests 5 x 20 levels with none deeper than 21
   // written.

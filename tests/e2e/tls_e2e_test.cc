@@ -137,7 +137,7 @@ spec:
 
 TEST_F(TlsE2eTest, TidalctlOverTlsAndARotatedCertificate) {
   Daemon d(data_.path(),
-           {"--tls-cert=" + Path("api", ".crt"),
+           {"--stop-instances-on-exit", "--tls-cert=" + Path("api", ".crt"),
             "--tls-key=" + Path("api", ".key"), "--tls-reload-interval=1s"});
   d.set_ctl_flags({"--certificate-authority=" + ca_->cert()});
   ASSERT_TRUE(d.Start());  // tidalctl version over TLS
@@ -206,9 +206,10 @@ TEST_F(TlsE2eTest, TidalctlOverTlsAndARotatedCertificate) {
 TEST_F(TlsE2eTest, MutualTlsRejectsAClientWithoutACertificate) {
   ASSERT_TRUE(ca_->Issue("client", "ci-bot", {}, /*client=*/true))
       << ca_->error();
-  Daemon d(data_.path(), {"--tls-cert=" + Path("api", ".crt"),
-                          "--tls-key=" + Path("api", ".key"),
-                          "--tls-client-ca=" + ca_->cert()});
+  Daemon d(
+      data_.path(),
+      {"--stop-instances-on-exit", "--tls-cert=" + Path("api", ".crt"),
+       "--tls-key=" + Path("api", ".key"), "--tls-client-ca=" + ca_->cert()});
   d.set_ctl_flags({"--certificate-authority=" + ca_->cert(),
                    "--client-certificate=" + Path("client", ".crt"),
                    "--client-key=" + Path("client", ".key")});
@@ -271,7 +272,7 @@ TEST_F(TlsE2eTest, GatewayServesHttpsForTwoNamesAndRedirectsHttp) {
   ASSERT_TRUE(ca_->Issue("fallback", "gw-default", {"IP:127.0.0.1"}));
   const int https_port = FreePort();
   Daemon d(data_.path(),
-           {"--domain=apps.test",
+           {"--stop-instances-on-exit", "--domain=apps.test",
             absl::StrCat("--gateway-tls-listen=127.0.0.1:", https_port),
             "--gateway-tls-cert=*.apps.test=" + Path("apps", ".crt") + "," +
                 Path("apps", ".key"),
@@ -330,7 +331,7 @@ TEST_F(TlsE2eTest, KeptAliveHttpsConnectionsAreIdleAndTheirHeadersTimed) {
   ASSERT_TRUE(ca_->Issue("apps", "gw-apps", {"DNS:*.default.apps.test"}));
   const int https_port = FreePort();
   Daemon d(data_.path(),
-           {"--domain=apps.test",
+           {"--stop-instances-on-exit", "--domain=apps.test",
             absl::StrCat("--gateway-tls-listen=127.0.0.1:", https_port),
             "--gateway-tls-cert=" + Path("apps", ".crt") + "," +
                 Path("apps", ".key"),

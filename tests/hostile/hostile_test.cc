@@ -57,8 +57,8 @@ class Raw {
         bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
     a.sin_port = htons(static_cast<uint16_t>(port));
     inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    connected_ = bound && connect(fd_, reinterpret_cast<sockaddr*>(&a),
-                                  sizeof a) == 0;
+    connected_ =
+        bound && connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
     timeval tv{30, 0};  // a bound on a broken test, not a measurement
     setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   }
@@ -124,8 +124,9 @@ class HostileTest : public ::testing::Test {
     dir_ = new TempDir();
     daemon_ = new Daemon(
         dir_->path(),
-        {"--auth=none", "--gateway-threads=2", "--api-max-streams-per-client=3",
-         "--api-stream-stall-timeout=2s", "--gateway-header-timeout=1s",
+        {"--auth=none", "--stop-instances-on-exit", "--gateway-threads=2",
+         "--api-max-streams-per-client=3", "--api-stream-stall-timeout=2s",
+         "--gateway-header-timeout=1s",
          "--gateway-max-connections-per-client=10",
          "--gateway-max-idle-connections=20",
          "--gateway-max-response-body=1Mi"});
@@ -252,6 +253,23 @@ TEST_F(HostileTest, LargeAppliesBackToBackArePacedToTheRate) {
       absl::Seconds((bytes - (8 << 20)) / (4 << 20)) - absl::Milliseconds(200);
   EXPECT_GE(absl::Now() - start, floor);
   EXPECT_GE(Metric("tidal_api_paced_calls_total") - before, 2);
+  EXPECT_GT(Metric("tidal_api_paced_seconds_total"), 0);
+}
+
+TEST_F(HostileTest, CostlyRefusalsBackToBackArePaced) {
+  // 5,000 unknown fields: 100 kB, well within the byte rate, but tens of ms
+  // of CPU to parse and refuse. Past 200 ms of refused CPU (the burst of
+  // --api-refused-apply-cpu-per-second) the client's next apply waits.
+  const std::string yaml = UnknownFields(5000);
+  const double before = Metric("tidal_api_paced_calls_total");
+  ASSERT_GE(before, 0);
+  int applies = 0;
+  for (; applies < 60; ++applies) {
+    ASSERT_EQ(Apply(yaml).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    if (Metric("tidal_api_paced_calls_total") > before) break;
+  }
+  EXPECT_LT(applies, 60) << "never paced";
+  EXPECT_GE(applies, 1) << "paced before the burst was spent";
   EXPECT_GT(Metric("tidal_api_paced_seconds_total"), 0);
 }
 
