@@ -151,6 +151,11 @@ absl::StatusOr<tidal::v1::ListResponse> ListApps(Context& ctx, bool all,
       out.set_resource_version(page.resource_version());
     for (auto& a : *page.mutable_apps()) *out.add_apps() = std::move(a);
     if (page.continue_().empty()) return out;
+    if (page.continue_() == req.continue_()) {
+      return absl::InternalError(
+          "tidald answered a list page with the token it was given (the "
+          "list would never end)");
+    }
     req.set_continue_(page.continue_());
   }
 }

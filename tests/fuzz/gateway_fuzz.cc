@@ -3,7 +3,8 @@
 // client connection, the write side is shut, and the response is read to
 // EOF. Besides "no crash, no sanitizer report": the gateway answers or
 // closes within a bound (no hang on any input), and whatever it answers
-// starts with an HTTP/1.x status line. Slow by nature (real sockets): a few
+// starts with an HTTP/1.x status line, or, after HTTP/2's connection preface,
+// with HTTP/2's SETTINGS frame. Slow by nature (real sockets): a few
 // thousand inputs a second.
 
 #include <netinet/in.h>
@@ -93,10 +94,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (response.size() < 1 << 20) response.append(buf, static_cast<size_t>(n));
   }
   ::close(fd);
-  if (!response.empty()) {
-    Check(response.rfind("HTTP/1.", 0) == 0,
-          "the answer does not start with a status line: " +
-              response.substr(0, 64));
+  if (response.empty()) return 0;
+  // A connection that opens with HTTP/2's preface (h2c with prior
+  // knowledge) is answered in HTTP/2: the server's preface, a SETTINGS
+  // frame (type 4) on stream 0, comes first.
+  static constexpr char kPreface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+  const std::string input(reinterpret_cast<const char*>(data), size);
+  if (input.rfind(kPreface, 0) == 0) {
+    Check(response.size() >= 9 && response[3] == 4 &&
+              response.compare(5, 4, std::string(4, '\0')) == 0,
+          "the answer to HTTP/2's preface does not start with SETTINGS");
+    return 0;
   }
+  Check(response.rfind("HTTP/1.", 0) == 0,
+        "the answer does not start with a status line: " +
+            response.substr(0, 64));
   return 0;
 }

@@ -4,11 +4,14 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <limits>
 #include <list>
 #include <mutex>
 #include <optional>
 #include <thread>
 #include <vector>
+
+#include "absl/strings/numbers.h"
 
 namespace tidal::gateway::testing {
 namespace {
@@ -17,14 +20,21 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
-int64_t QueryInt(beast::string_view target, const std::string& key,
-                 int64_t def) {
+// The integer query parameter `key` within [lo, hi]; `def` when it is
+// missing, not a number or out of range (the gateway fuzzer sends anything).
+int64_t QueryInt(beast::string_view target, const std::string& key, int64_t def,
+                 int64_t lo = 0,
+                 int64_t hi = std::numeric_limits<int64_t>::max()) {
   auto q = target.find('?');
   if (q == beast::string_view::npos) return def;
   std::string query(target.substr(q + 1));
   size_t pos = query.find(key + "=");
   if (pos == std::string::npos) return def;
-  return std::stoll(query.substr(pos + key.size() + 1));
+  const std::string text = query.substr(pos + key.size() + 1);
+  int64_t v = 0;
+  if (!absl::SimpleAtoi(text.substr(0, text.find('&')), &v) || v < lo || v > hi)
+    return def;
+  return v;
 }
 
 }  // namespace
@@ -108,7 +118,7 @@ class UpSession : public std::enable_shared_from_this<UpSession> {
     head_request_ = req.method() == http::verb::head;
     if (path == "/sleep") {
       timer_->expires_after(
-          std::chrono::milliseconds(QueryInt(target, "ms", 0)));
+          std::chrono::milliseconds(QueryInt(target, "ms", 0, 0, 60000)));
       timer_->async_wait([self = shared_from_this()](beast::error_code) {
         self->Reply(200, self->up_->name);
       });
@@ -129,7 +139,8 @@ class UpSession : public std::enable_shared_from_this<UpSession> {
       return;
     }
     if (path == "/status")
-      return Reply(static_cast<int>(QueryInt(target, "code", 200)), "status\n");
+      return Reply(static_cast<int>(QueryInt(target, "code", 200, 100, 599)),
+                   "status\n");
     if (path == "/upload") {
       // Trailer fields of a chunked body are appended to the header's by the
       // parser: X-T-* ones are echoed in X-Trailers.
@@ -144,9 +155,10 @@ class UpSession : public std::enable_shared_from_this<UpSession> {
           false, trailers);
     }
     if (path == "/chunked")
-      return StreamChunked(static_cast<uint64_t>(QueryInt(target, "n", 0)),
-                           static_cast<size_t>(QueryInt(target, "chunk", 1000)),
-                           QueryInt(target, "trailers", 0) != 0);
+      return StreamChunked(
+          static_cast<uint64_t>(QueryInt(target, "n", 0)),
+          static_cast<size_t>(QueryInt(target, "chunk", 1000, 1, 1 << 20)),
+          QueryInt(target, "trailers", 0) != 0);
     if (path == "/eof")
       return StreamUntilClose(static_cast<uint64_t>(QueryInt(target, "n", 0)));
     if (path == "/echo-headers") {

@@ -446,6 +446,8 @@ class ListView {
                 const page = await apiGet(`apps?all=1&limit=${PAGE_SIZE}&continue=${encodeURIComponent(next)}`);
                 for (const a of page.apps)
                     this.rows.set(a.ns + "/" + a.name, a);
+                if (page.continue === next)
+                    throw new Error("tidald answered a list page with the token it was given");
                 next = page.continue;
             }
             if (this.closed)
