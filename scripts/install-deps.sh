@@ -5,7 +5,7 @@ set -euo pipefail
 PKGS=(
   build-essential cmake pkg-config
   protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev
-  libabsl-dev libspdlog-dev libfmt-dev libyaml-cpp-dev
+  libabsl-dev libspdlog-dev libfmt-dev libyaml-cpp-dev libyaml-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libboost1.81-dev libsqlite3-dev libcli11-dev libcurl4-openssl-dev libssl-dev libnghttp2-dev
   etcd-server nginx wrk nghttp2-client curl strace valgrind procps python3 iproute2 openssl

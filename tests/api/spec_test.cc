@@ -187,18 +187,39 @@ TEST(ParseAppsTest, AliasBombsDeepNestingAndCyclesAreRefusedUnexpanded) {
   EXPECT_EQ(r.errors[0].ToString(),
             "deep.yaml:3:42: refused before loading: nested deeper than 32 "
             "levels");
-  // 100,000 open brackets are refused before yaml-cpp reads them (it reads a
-  // flow collection ahead until it closes: 300 MB for this one).
-  r = ParseApps(head + "metadata: " + std::string(100000, '[') +
-                    std::string(100000, ']') + "\n",
+  // Documents yaml-cpp would read ahead whole before its first event (a
+  // flow collection inside another: 274 MB for a million brackets, 165 MB
+  // for the 1.8 MB list below) are measured by libyaml, which stops at the
+  // bound passed, whatever precedes them (a quote in a plain scalar).
+  r = ParseApps(head + "labels: it's\nmetadata: " + std::string(1000000, '[') +
+                    std::string(1000000, ']') + "\n",
                 "deeper.yaml");
   ASSERT_EQ(r.errors.size(), 1u) << AllErrors(r);
   EXPECT_EQ(r.errors[0].ToString(),
-            "deeper.yaml:3:1011: refused before loading: more than 1000 flow "
-            "collections ([ or {) open at once (nested deeper than 32 "
-            "levels)");
-  // That count is coarse: brackets in quotes and comments are not counted,
-  // and those in scalars are, far below its bound.
+            "deeper.yaml:4:42: refused before loading: nested deeper than 32 "
+            "levels");
+  std::string wide = head + "metadata: [[";
+  for (int i = 0; i < 600000; ++i) wide += "x, ";
+  r = ParseApps(wide + "y]]\n", "wide.yaml");
+  ASSERT_EQ(r.errors.size(), 1u) << AllErrors(r);
+  EXPECT_TRUE(absl::StrContains(r.errors[0].ToString(),
+                                "wide.yaml:3:59989: refused before loading: "
+                                "more than 20000 YAML nodes"))
+      << r.errors[0].ToString();
+  // A large document with a syntax error is refused with libyaml's message
+  // (yaml-cpp might read it ahead whole); a small one gets yaml-cpp's.
+  const std::string bad = head + "metadata: {a: [x}\n";
+  r = ParseApps(bad + "# " + std::string(70000, 'p') + "\n", "large.yaml");
+  ASSERT_EQ(r.errors.size(), 1u) << AllErrors(r);
+  EXPECT_TRUE(absl::StartsWith(r.errors[0].ToString(),
+                               "large.yaml:3:17: refused before loading: not "
+                               "valid YAML: did not find expected ',' or ']'"))
+      << r.errors[0].ToString();
+  r = ParseApps(bad, "small.yaml");
+  ASSERT_EQ(r.errors.size(), 1u) << AllErrors(r);
+  EXPECT_FALSE(absl::StrContains(r.errors[0].ToString(), "not valid YAML"))
+      << r.errors[0].ToString();
+  // Brackets in quotes, comments and block scalars are text.
   std::string brackets =
       AppWith("    args: [\"" + std::string(2000, '[') + "\", '" +
               std::string(2000, '{') + "', \"\\\"[\"]  # " +
