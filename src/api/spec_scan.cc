@@ -73,11 +73,11 @@ class Measure {
   bool Add(const yaml_mark_t& mark, uint64_t n) {
     nodes_ += n;
     if (nodes_ > static_cast<uint64_t>(limits::kMaxYamlNodes)) {
-      return Fail(
-          mark, absl::StrCat("more than ", limits::kMaxYamlNodes,
-                             " YAML nodes in one document (keys, values and "
-                             "list items; an alias counts as what it stands "
-                             "for)"));
+      return Fail(mark,
+                  absl::StrCat("more than ", limits::kMaxYamlNodes,
+                               " YAML nodes in one document (keys, values and "
+                               "list items; an alias counts as what it stands "
+                               "for)"));
     }
     return true;
   }
@@ -105,9 +105,9 @@ class Measure {
     auto h = heights_.find(anchor);
     const int height = h == heights_.end() ? 0 : h->second;
     if (static_cast<int>(stack_.size()) + height > limits::kMaxYamlDepth) {
-      return Fail(mark, absl::StrCat("nested deeper than ",
-                                     limits::kMaxYamlDepth,
-                                     " levels (through an alias)"));
+      return Fail(mark,
+                  absl::StrCat("nested deeper than ", limits::kMaxYamlDepth,
+                               " levels (through an alias)"));
     }
     Child(height);
     return true;
