@@ -95,10 +95,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   ::close(fd);
   if (response.empty()) return 0;
-  // A connection that opens with HTTP/2's preface (h2c with prior
-  // knowledge) is answered in HTTP/2: the server's preface, a SETTINGS
-  // frame (type 4) on stream 0, comes first.
-  static constexpr char kPreface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+  // A connection that opens with the first line of HTTP/2's preface (h2c
+  // with prior knowledge; the gateway's IsH2Preface) is answered in HTTP/2,
+  // whatever follows: the server's preface, a SETTINGS frame (type 4) on
+  // stream 0, comes first.
+  static constexpr char kPreface[] = "PRI * HTTP/2.0\r\n";
   const std::string input(reinterpret_cast<const char*>(data), size);
   if (input.rfind(kPreface, 0) == 0) {
     Check(response.size() >= 9 && response[3] == 4 &&
