@@ -8,6 +8,7 @@
 // thousand inputs a second.
 
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -68,8 +69,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(f.gw->port()));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  Check(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0,
-        "connect to the gateway");
+  int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  if (rc != 0 && errno == EINTR) {
+    // libFuzzer's SIGALRM timer interrupted it: the connection goes on
+    // being made; wait until it is (connect(2), EINTR).
+    pollfd p{fd, POLLOUT, 0};
+    while ((rc = ::poll(&p, 1, 5000)) < 0 && errno == EINTR) {
+    }
+    int err = 0;
+    socklen_t len = sizeof(err);
+    ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    rc = rc == 1 && err == 0 ? 0 : -1;
+    if (err != 0) errno = err;
+  }
+  Check(rc == 0,
+        std::string("connect to the gateway: ") + std::strerror(errno));
   size_t off = 0;
   while (off < size) {
     ssize_t n = ::send(fd, data + off, size - off, MSG_NOSIGNAL);
