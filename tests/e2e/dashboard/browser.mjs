@@ -13,7 +13,9 @@
 // RUNS (load). Prints one JSON line: {"ok": true|false, ...}. Any console
 // error or page error fails the run.
 import { createRequire } from "node:module";
+import fs from "node:fs";
 import http from "node:http";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -26,7 +28,10 @@ const mode = process.argv[2];
 const env = (k, d) => process.env[k] ?? d;
 const url = env("DASHBOARD");
 const token = env("TOKEN", "");
-const shots = env("SHOTS", ".");
+// Screenshots go to SHOTS (the e2e test sets it), else to a directory under
+// the system's temporary one, never into the working directory.
+const shots = env("SHOTS", path.join(os.tmpdir(), "tidal-dashboard-shots"));
+fs.mkdirSync(shots, { recursive: true });
 const result = { ok: false, mode };
 const errors = [];
 
