@@ -259,8 +259,8 @@ class Dashboard::Impl {
       }
     }
     // Counted by open sockets: a connection's socket leaves fds_ before it
-    // is closed, so a client that saw its connection end can open the next
-    // one at once (its thread may not have ended yet).
+    // is shut down (Serve), so a client that saw its connection end can open
+    // the next one at once (its thread may not have ended yet).
     if (stopping_ ||
         static_cast<int>(fds_.size()) >= options_.max_connections) {
       ::close(fd);
@@ -373,6 +373,12 @@ class Dashboard::Impl {
       if (ec) break;
       Request req = parser.release();
       if (!Handle(req, sock, peer)) break;
+    }
+    {
+      // No longer counted (Adopt) before the client can see the end: a
+      // client that opens its next connection at once finds the slot free.
+      absl::MutexLock lock(&mu_);
+      fds_.erase(fd);
     }
     sock.shutdown(tcp::socket::shutdown_both, ec);
     (void)sock.release(ec);
