@@ -4,25 +4,20 @@
 
 namespace tidal {
 
-void ClientPacer::Refill(Bucket* b, bool fresh, absl::Time now) const {
+void ClientPacer::Refill(Bucket* b, absl::Time now) const {
   const double since =
-      fresh
-          ? 0
-          : absl::ToDoubleSeconds(std::max(now - b->at, absl::ZeroDuration()));
-  const double burst = static_cast<double>(options_.burst);
-  b->level = fresh ? burst
-                   : std::min(burst, b->level + static_cast<double>(
-                                                    options_.bytes_per_second) *
-                                                    since);
-  b->cpu = fresh ? options_.refused_cpu_burst
-                 : std::min(options_.refused_cpu_burst,
-                            b->cpu + options_.refused_cpu_per_second * since);
+      absl::ToDoubleSeconds(std::max(now - b->at, absl::ZeroDuration()));
+  b->level = std::min(
+      static_cast<double>(options_.burst),
+      b->level + static_cast<double>(options_.bytes_per_second) * since);
+  b->cpu = std::min(options_.refused_cpu_burst,
+                    b->cpu + options_.refused_cpu_per_second * since);
   b->at = now;
 }
 
 bool ClientPacer::Full(const Bucket& b, absl::Time now) const {
   Bucket r = b;
-  Refill(&r, false, now);
+  Refill(&r, now);
   return (options_.bytes_per_second <= 0 ||
           r.level >= static_cast<double>(options_.burst)) &&
          (options_.refused_cpu_per_second <= 0 ||
@@ -51,15 +46,23 @@ void ClientPacer::Sweep(absl::Time now) {
   }
 }
 
+ClientPacer::Bucket& ClientPacer::Take(const std::string& client,
+                                       absl::Time now) {
+  Sweep(now);
+  // A client not seen lately starts with full buckets.
+  auto [it, fresh] =
+      buckets_.try_emplace(client, Bucket{static_cast<double>(options_.burst),
+                                          options_.refused_cpu_burst, now});
+  if (!fresh) Refill(&it->second, now);
+  return it->second;
+}
+
 absl::Duration ClientPacer::Charge(const std::string& client, int64_t bytes,
                                    absl::Time now) {
   if (options_.bytes_per_second <= 0 && options_.refused_cpu_per_second <= 0)
     return absl::ZeroDuration();
   absl::MutexLock lock(&mu_);
-  Sweep(now);
-  auto [it, fresh] = buckets_.try_emplace(client);
-  Bucket& b = it->second;
-  Refill(&b, fresh, now);
+  Bucket& b = Take(client, now);
   if (options_.bytes_per_second > 0) b.level -= static_cast<double>(bytes);
   return Wait(b);
 }
@@ -68,11 +71,7 @@ void ClientPacer::ChargeRefusedCpu(const std::string& client,
                                    absl::Duration cpu, absl::Time now) {
   if (options_.refused_cpu_per_second <= 0) return;
   absl::MutexLock lock(&mu_);
-  Sweep(now);
-  auto [it, fresh] = buckets_.try_emplace(client);
-  Bucket& b = it->second;
-  Refill(&b, fresh, now);
-  b.cpu -= absl::ToDoubleSeconds(cpu);
+  Take(client, now).cpu -= absl::ToDoubleSeconds(cpu);
 }
 
 ClientPacer::Waiter::Waiter(ClientPacer* pacer, absl::Duration wait)

@@ -77,9 +77,11 @@ class ClientPacer {
     double cpu = 0;    // CPU seconds; below zero: in debt
     absl::Time at;
   };
-  // `b` refilled up to `now` at the rates, capped at the bursts (a fresh
-  // bucket is full).
-  void Refill(Bucket* b, bool fresh, absl::Time now) const;
+  // `b` refilled up to `now` at the rates, capped at the bursts.
+  void Refill(Bucket* b, absl::Time now) const;
+  // `client`'s bucket, refilled up to `now`.
+  Bucket& Take(const std::string& client, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Whether `b` would be full at `now` (it can be forgotten).
   bool Full(const Bucket& b, absl::Time now) const;
   // How long a client with bucket `b` waits (at most max_wait).

@@ -405,14 +405,16 @@ absl::StatusOr<v1::ListResponse> TidalService::List(
   if (req.limit() == 0 && !req.continue_().empty())
     return absl::InvalidArgumentError("continue needs a limit");
   v1::ListResponse resp;
+  // Adds the app stored in `kv` when the selector takes it.
+  auto add = [&](const KeyValue& kv) {
+    v1::App app = DecodeOrDamaged(kv, *impl_->log);
+    if (sel.Matches(ToStdMap(app.metadata().labels())))
+      *resp.add_apps() = std::move(app);
+  };
   if (req.limit() == 0) {
     ASSIGN_OR_RETURN(ListResult list, impl_->store->List(prefix));
     resp.set_resource_version(list.resource_version);
-    for (const KeyValue& kv : list.items) {
-      v1::App app = DecodeOrDamaged(kv, *impl_->log);
-      if (!sel.Matches(ToStdMap(app.metadata().labels()))) continue;
-      *resp.add_apps() = std::move(app);
-    }
+    for (const KeyValue& kv : list.items) add(kv);
     return resp;
   }
   // A page: the token is the store key of the last app the page before
@@ -442,9 +444,7 @@ absl::StatusOr<v1::ListResponse> TidalService::List(
         break;
       }
       cursor = kv.key;
-      v1::App app = DecodeOrDamaged(kv, *impl_->log);
-      if (!sel.Matches(ToStdMap(app.metadata().labels()))) continue;
-      *resp.add_apps() = std::move(app);
+      add(kv);
     }
     if (more || static_cast<int64_t>(chunk.items.size()) < ask) break;
   }

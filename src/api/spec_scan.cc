@@ -87,7 +87,6 @@ class Measure {
       sizes_[anchor] = 1;
       heights_[anchor] = 0;
     }
-    Child(0);
     return true;
   }
   bool Alias(const yaml_mark_t& mark, const std::string& anchor) {

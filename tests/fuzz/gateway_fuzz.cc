@@ -21,6 +21,7 @@
 #include <string>
 
 #include "absl/time/time.h"
+#include "common/fd_io.h"
 #include "fuzz_check.h"
 #include "gateway/gateway.h"
 #include "test_upstream.h"
@@ -73,13 +74,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (rc != 0 && errno == EINTR) {
     // libFuzzer's SIGALRM timer interrupted it: the connection goes on
     // being made; wait until it is (connect(2), EINTR).
-    pollfd p{fd, POLLOUT, 0};
-    while ((rc = ::poll(&p, 1, 5000)) < 0 && errno == EINTR) {
-    }
     int err = 0;
     socklen_t len = sizeof(err);
+    const bool ready =
+        tidal::common::WaitReady(fd, POLLOUT, absl::Now() + absl::Seconds(5));
     ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
-    rc = rc == 1 && err == 0 ? 0 : -1;
+    rc = ready && err == 0 ? 0 : -1;
     if (err != 0) errno = err;
   }
   Check(rc == 0,
