@@ -43,7 +43,7 @@ void PrintRow(const std::string& name, int width, const SimResult& r) {
   const SimStats& a = r.all;
   const SimStats& s = r.sparse;
   std::printf(
-      "%-*s %10.1f %8.3f %7.3f %7.3f %7.3f %7.2f | %9.1f %8.3f %7.3f %7.3f "
+      "%-*s %10.3f %8.3f %7.3f %7.3f %7.3f %7.2f | %9.1f %8.3f %7.3f %7.3f "
       "%7.2f\n",
       width, name.c_str(), a.instance_seconds / 3600, 100 * a.ColdStartRate(),
       a.p50_wait_s, a.p99_wait_s, a.p999_wait_s, 100 * a.app_cold_rate_p75,
@@ -71,11 +71,15 @@ SimOptions Options(const char* algorithm, int concurrency, double delay) {
 }
 
 // "<= a's figure" lines. `dominates`: no worse on both cold starts and
-// instance-hours, better on one of them, at no worse p99 wait.
+// instance-hours, better on one of them, at no worse p99 wait. "Half the
+// cold starts" counts those a policy can avoid: above `floor`, the requests
+// that find no instance whatever the policy (when Knative has only those,
+// no policy can have half as many).
 bool Check(const char* what, const SimStats& t, const SimStats& b,
-           bool half_cold) {
-  const bool cold = half_cold ? 2 * t.cold_starts <= b.cold_starts
-                              : t.cold_starts <= b.cold_starts;
+           bool half_cold, int64_t floor) {
+  const bool cold =
+      half_cold ? 2 * (t.cold_starts - floor) <= b.cold_starts - floor
+                : t.cold_starts <= b.cold_starts;
   const bool hours = t.instance_seconds <= b.instance_seconds;
   const bool wait = t.p99_wait_s <= b.p99_wait_s;
   bool ok = cold && hours && wait;
@@ -84,10 +88,12 @@ bool Check(const char* what, const SimStats& t, const SimStats& b,
                 t.instance_seconds < b.instance_seconds);
   }
   std::printf(
-      "%s: %s  (cold starts %lld vs %lld%s, instance-hours %.1f vs %.1f%s, "
-      "p99 wait %.3f vs %.3f s%s)\n",
+      "%s: %s  (cold starts %lld vs %lld%s%s, instance-hours %.3f vs "
+      "%.3f%s, p99 wait %.3f vs %.3f s%s)\n",
       what, ok ? "PASS" : "FAIL", static_cast<long long>(t.cold_starts),
-      static_cast<long long>(b.cold_starts), cold ? "" : " ✗",
+      static_cast<long long>(b.cold_starts),
+      half_cold ? absl::StrCat(", floor ", floor).c_str() : "",
+      cold ? "" : " ✗",
       t.instance_seconds / 3600, b.instance_seconds / 3600, hours ? "" : " ✗",
       t.p99_wait_s, b.p99_wait_s, wait ? "" : " ✗");
   return ok;
@@ -218,27 +224,27 @@ int main(int argc, char** argv) {
           "their app's first): %lld\n",
           static_cast<long long>(floor));
       const std::string where = absl::StrCat(tc.name, " @", delay, "s");
-      bool ok = true;
-      ok &= Check(
+      int ok = 0;
+      ok += Check(
           absl::StrCat("target ", where,
-                       " vs knative (<= 1/2 cold starts, <= hours, <= p99)")
+                       " vs knative (<= 1/2 avoidable cold starts, <= hours, "
+                       "<= p99)")
               .c_str(),
-          results[0].all, results[1].all, /*half_cold=*/true);
-      ok &= Check(absl::StrCat("target ", where,
+          results[0].all, results[1].all, /*half_cold=*/true, floor);
+      ok += Check(absl::StrCat("target ", where,
                                " dominates keepalive-10m (cold, hours; p99)")
                       .c_str(),
-                  results[0].all, results[3].all, /*half_cold=*/false);
-      ok &= Check(absl::StrCat("target ", where,
+                  results[0].all, results[3].all, /*half_cold=*/false, floor);
+      ok += Check(absl::StrCat("target ", where,
                                " dominates hybrid-atc20 (cold, hours; p99)")
                       .c_str(),
-                  results[0].all, results[4].all, /*half_cold=*/false);
+                  results[0].all, results[4].all, /*half_cold=*/false, floor);
       checks += 3;
-      passed += ok ? 3 : 0;  // refined below
-      all_ok = all_ok && ok;
+      passed += ok;
+      all_ok = all_ok && ok == 3;
       if (per_app) PrintApps(results[0], results[1]);
     }
   }
-  (void)passed;
   // Prediction (`predictive.enabled`): the functions trace is one day, so it
   // is played twice: the scaler learns on day 1 and only day 2 is measured
   // (instance-hours and cold starts from second 86,400 on). The LLM trace
@@ -294,8 +300,8 @@ int main(int argc, char** argv) {
                 pays_everywhere ? "yes" : "no");
   }
 
-  std::printf("\nall targets: %s (%d checks, %.1f s)\n",
-              all_ok ? "PASS" : "FAIL", checks,
+  std::printf("\nall targets: %s (%d of %d checks pass, %.1f s)\n",
+              all_ok ? "PASS" : "FAIL", passed, checks,
               absl::ToDoubleSeconds(absl::Now() - t0));
   return all_ok ? 0 : 2;
 }

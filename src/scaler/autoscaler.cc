@@ -350,14 +350,30 @@ int32_t AppScaler::LookAheadPods(int64_t now_s, int64_t eval) {
   const double per_pod = kpa_.params().per_pod;
   if (per_pod <= 0 || service <= 0) return 0;
   // The load one start time (and a tick) from now: the last complete
-  // second's concurrency, plus the arrivals of the look-ahead less the
-  // completions (concurrency / service time per second).
+  // second's concurrency, plus what the arrivals less the completions add
+  // over that lead. The arrival rate is the last kRateSeconds' average (one
+  // second's count is too noisy to size on at a lead of seconds); the
+  // concurrency approaches rate x service exponentially (the mean of an
+  // M/G/inf queue after a step), so a lead longer than the service time
+  // adds at most about one service time of arrivals, not a lead of them.
   const double lead = absl::ToDoubleSeconds(start_duration_ + config_.tick);
   const double conc = panic_.At(eval);
-  const double rate = req_traffic_.At(eval);
-  const double growth = std::max(0.0, rate - conc / service) * lead;
+  double rate = 0;
+  for (int64_t sec = eval - kRateSeconds + 1; sec <= eval; ++sec)
+    rate += req_traffic_.At(sec);
+  rate /= kRateSeconds;
+  const double horizon = service * (1 - std::exp(-lead / service));
+  const double growth = std::max(0.0, rate - conc / service) * horizon;
   look_ahead_load_ = conc + growth;
-  int32_t pods = static_cast<int32_t>(kpa_.PodsFor(look_ahead_load_));
+  // That load is a mean; the concurrency then is random around it (Poisson
+  // for independent arrivals: its spread is the square root of its mean), so
+  // the count covers kLookAheadSpread standard deviations above it, unless
+  // a stricter targetWaitP99 sizes with Erlang C, which counts that spread.
+  const double spread =
+      kpa_.met_by_reaction() ? kLookAheadSpread * std::sqrt(look_ahead_load_)
+                             : 0;
+  int32_t pods =
+      static_cast<int32_t>(kpa_.PodsFor(look_ahead_load_ + spread));
   // Requests waiting now that neither the starting instances nor the
   // completions within the look-ahead will serve get instances of their own.
   const double slots_coming = (current_ - ready_) * per_pod +

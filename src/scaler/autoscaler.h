@@ -65,6 +65,12 @@ class AppScaler {
   // Tidal: a burst is judged on the peak of this many latest complete
   // seconds (a step that starts mid-second fills only the second after).
   static constexpr int kBurstSeconds = 2;
+  // Tidal's look-ahead: the arrival rate is averaged over this many latest
+  // complete seconds, and the count covers the predicted load plus this
+  // many standard deviations (sqrt of the load) of its spread. Chosen on
+  // the traces of bench/scaler_traces (docs/scaling.md gives the scan).
+  static constexpr int kRateSeconds = 10;
+  static constexpr double kLookAheadSpread = 0.8;
 
   // InvalidArgument when `spec` is invalid.
   static absl::StatusOr<std::unique_ptr<AppScaler>> Create(

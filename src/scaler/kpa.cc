@@ -44,10 +44,8 @@ int32_t KpaDecider::DelayedCount(absl::Time now, int32_t desired) {
 double KpaDecider::PodsFor(double v) const {
   if (params_.per_pod > 0 && service_s_ > 0) {
     if (v <= 0) return 0;
-    const bool met_by_reaction =
-        reaction_s_ > 0 && params_.wait_s >= reaction_s_;
     const int64_t servers =
-        met_by_reaction
+        met_by_reaction()
             ? static_cast<int64_t>(std::floor(v)) + 1
             : ErlangServers(v, service_s_, params_.wait_s, params_.wait_eps);
     return std::ceil(servers / params_.per_pod - 1e-9);

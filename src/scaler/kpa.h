@@ -77,6 +77,10 @@ class KpaDecider {
   // met by that reaction: the load needs no headroom for it.
   void set_reaction_time(double s) { reaction_s_ = s; }
   void set_wait_target(double s) { params_.wait_s = s; }
+  // The wait target is met by the reaction: no Erlang headroom.
+  bool met_by_reaction() const {
+    return reaction_s_ > 0 && params_.wait_s >= reaction_s_;
+  }
   double service_time() const { return service_s_; }
   bool panicking() const { return panic_time_ != absl::InfinitePast(); }
   int32_t max_panic_pods() const { return max_panic_pods_; }

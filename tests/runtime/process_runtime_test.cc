@@ -591,16 +591,18 @@ TEST_F(ProcessRuntimeTest, NotReadyAnswersMarkTheInstance) {
 }
 
 // Never opens its port: StartupTimeout once the startup bound passes, not
-// before; a slow starter that listens within the bound is never marked.
+// before; a slow starter that listens within the bound is never marked (it
+// listens 2.5 s before the bound; with 0.8 s the test failed once in a suite
+// run beside a benchmark on 2 cores, output not kept).
 TEST_F(ProcessRuntimeTest, StartupTimeoutOnlyPastTheBound) {
   rt_->Shutdown(true);
   ProcessRuntimeOptions o = Options();
-  o.startup_timeout = absl::Milliseconds(1500);
+  o.startup_timeout = absl::Milliseconds(3000);
   rt_ = std::make_unique<ProcessRuntime>(o);
   rt_->SetListener(rec_.listener());
   const absl::Time started = absl::Now();
   auto stuck = rt_->Start(SampleApp({"--startup-delay", "60s"}));
-  auto slow = rt_->Start(SampleApp({"--startup-delay", "700ms"}));
+  auto slow = rt_->Start(SampleApp({"--startup-delay", "500ms"}));
   ASSERT_TRUE(stuck.ok());
   ASSERT_TRUE(slow.ok());
   ASSERT_TRUE(WaitReady(slow->id()));
@@ -608,7 +610,7 @@ TEST_F(ProcessRuntimeTest, StartupTimeoutOnlyPastTheBound) {
     auto i = Find(stuck->id());
     return i && i->reason() == kReasonStartupTimeout;
   }));
-  EXPECT_GE(absl::Now() - started, absl::Milliseconds(1500));
+  EXPECT_GE(absl::Now() - started, absl::Milliseconds(3000));
   EXPECT_NE(Find(stuck->id())->message().find("refuses connections"),
             std::string::npos);
   EXPECT_EQ(Find(stuck->id())->restarts(), 0);

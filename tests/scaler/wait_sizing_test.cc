@@ -80,16 +80,18 @@ tidal::v1::Scaling Spec() {
 
 // Default target (the start time plus a tick, 2 s here): a waiting request
 // is served by an instance started for it within that time, so the steady
-// load needs no headroom: floor(10) + 1 instances, where Knative's 70%
-// utilization keeps 15.
+// load needs no Erlang headroom, only the spread of the load one reaction
+// time ahead: 10 + 0.8 x sqrt(10) = 12.5 slots, floor + 1 = 13 instances,
+// where Knative's 70% utilization keeps 15.
 TEST(WaitSizingTest, DefaultTargetIsMetByTheReaction) {
   Feed f(Spec());
   Decision d = f.Settle(10, 70);
-  EXPECT_EQ(d.desired_replicas, 11) << d.reason;
+  EXPECT_EQ(d.desired_replicas, 13) << d.reason;
 }
 
 // A target under the reaction time is bought with headroom: Erlang C over
 // the measured service time (1 s): P(wait > 0.1 s) <= 1% needs 18 servers.
+// Erlang C counts the load's spread itself: the look-ahead adds none.
 TEST(WaitSizingTest, StricterTargetAddsErlangHeadroom) {
   tidal::v1::Scaling spec = Spec();
   spec.set_target_wait_p99_ms(100);
@@ -106,27 +108,46 @@ TEST(WaitSizingTest, StricterTargetAddsErlangHeadroom) {
 TEST(WaitSizingTest, WaitingRequestsGetInstancesAtOnce) {
   Feed f(Spec());
   f.Settle(10, 70);
-  ASSERT_EQ(f.ready_, 11);
-  // 30 waiting; 11 ready instances complete 11 x min(1, 2 s / 1 s) = 11
-  // requests within the reaction time: 19 more instances.
+  ASSERT_EQ(f.ready_, 13);
+  // 30 waiting; 13 ready instances complete 13 x min(1, 2 s / 1 s) = 13
+  // requests within the reaction time: 17 more instances.
   Decision d = f.Second(10, 30);
-  EXPECT_EQ(d.desired_replicas, 11 + 19) << d.reason;
+  EXPECT_EQ(d.desired_replicas, 13 + 17) << d.reason;
 }
 
-// A rising load is sized one reaction time ahead: arrivals less completions
-// per second, times the start time plus a tick.
+// A rising load is sized one reaction time ahead: arrivals (the last 10
+// seconds' rate) less completions, over the reaction time but at most about
+// one service time of them (the mean of an M/G/inf queue after a step:
+// S (1 - exp(-lead / S))).
 TEST(WaitSizingTest, RisingLoadIsSizedAhead) {
   Feed f(Spec());
   f.Settle(10, 70);
-  // Concurrency 10 -> 10 but 20 arrivals in the last second: the load grows
-  // by about 20 - 10 / 1 s = 10 a second, 2 s ahead: about 30 (the measured
-  // service time drops to 610 / 620 s with those arrivals: 29.4 -> 30
-  // instances, where the steady load keeps 11).
-  f.scaler().Record({kT0 + absl::Seconds(70), 10, 20});
-  f.scaler().SetInstances(11, 11);
-  Decision d =
-      f.scaler().Decide(kT0 + absl::Seconds(71) + absl::Milliseconds(100));
-  EXPECT_EQ(d.desired_replicas, 30) << d.reason;
+  // Concurrency still 10 but 30 arrivals a second for the last 10 seconds.
+  // The measured service time (Little's law over the 60 s stable window):
+  // 600 / (50 x 10 + 10 x 30) = 0.75 s; completions 10 / 0.75 = 13.3 a
+  // second. Over 0.75 x (1 - exp(-2 / 0.75)) = 0.70 s the load grows by
+  // (30 - 13.3) x 0.70 = 11.7 to 21.7; with its spread 0.8 x sqrt(21.7) =
+  // 3.7: 25.4 slots, 26 instances (the steady load keeps 13).
+  // Ten seconds of it, 13 instances ready; the last decision.
+  auto arrivals_step = [](Feed& feed) {
+    Decision d;
+    for (int i = 0; i < 10; ++i) {
+      feed.scaler().Record({kT0 + absl::Seconds(70 + i), 10, 30});
+      feed.scaler().SetInstances(13, 13);
+      d = feed.scaler().Decide(kT0 + absl::Seconds(71 + i) +
+                               absl::Milliseconds(100));
+    }
+    return d;
+  };
+  Decision d = arrivals_step(f);
+  EXPECT_EQ(d.desired_replicas, 26) << d.reason;
+  // A lead far longer than the service time adds about one service time of
+  // arrivals, not a lead of them: with a 60 s start the same step asks for
+  // (30 - 13.3) x 0.75 = 12.5 more, 22.5 + 3.8 = 26.3: 27, not 1,000.
+  Feed g(Spec(), absl::Seconds(60));
+  g.Settle(10, 70);
+  d = arrivals_step(g);
+  EXPECT_EQ(d.desired_replicas, 27) << d.reason;
 }
 
 // The measured service time survives a restart (SaveState/RestoreState).
