@@ -3,7 +3,7 @@
 #   thread-safety  clang -Wthread-safety over every translation unit
 #   asan           ASan+UBSan build; the whole suite (unit and e2e)
 #   tsan           TSan build of the concurrent components' tests
-#                  (store, work queue, gateway, runtime)
+#                  (store, work queue, gateway and its HTTP/2 relay, runtime)
 #   fuzz           libFuzzer targets for FUZZ_SECONDS each (default 20)
 # usage: scripts/check.sh BUILD_DIR [thread-safety|asan|tsan|fuzz]...
 # (no check named: all of them). Exits non-zero if any check fails.
@@ -36,8 +36,11 @@ timing_tests='IsFast|BoundedMemory'
 # halts tidald (seen on 2026-12-03; the same test passes in the Release
 # build and the TSan build).
 asan_excluded='TheApiAnswersAgainAfterDescriptorsRunOut'
-tsan_targets=(sqlite_store_test controller_test gateway_test activator_test process_runtime_test kubernetes_runtime_test)
+tsan_targets=(sqlite_store_test controller_test gateway_test activator_test process_runtime_test kubernetes_runtime_test h2_gateway_test)
 tsan_tests='^(SqliteStoreTest|Sqlite/StoreConformanceTest|WorkQueueTest|ControllerTest|GatewayTest|ActivatorTest|ProcessRuntimeTest|KubernetesRuntimeTest)\.'
+# Tests with a gRPC client and server of their own, run with
+# scripts/tsan-grpc.supp as well (what TSan cannot see inside gRPC).
+tsan_grpc_tests='^H2GatewayTest\.'
 
 passed=0
 for check in "${checks[@]}"; do
@@ -65,6 +68,11 @@ for check in "${checks[@]}"; do
       TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/scripts/tsan.supp" \
         ctest --test-dir "$build-tsan" --output-on-failure -j "$jobs" --timeout 900 \
         -R "$tsan_tests" -E "$timing_tests"
+      grpc_supp="$(cd "$build-tsan" && pwd)/tsan-grpc.supp"
+      cat scripts/tsan.supp scripts/tsan-grpc.supp >"$grpc_supp"
+      TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$grpc_supp" \
+        ctest --test-dir "$build-tsan" --output-on-failure -j "$jobs" --timeout 900 \
+        -R "$tsan_grpc_tests" -E "$timing_tests"
       ;;
     fuzz)
       cxx=$(command -v clang++-14 || command -v clang++)
