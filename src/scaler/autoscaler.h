@@ -68,7 +68,7 @@ class AppScaler {
   // Tidal's look-ahead: the arrival rate is averaged over this many latest
   // complete seconds, and the count covers the predicted load plus this
   // many standard deviations (sqrt of the load) of its spread. Chosen on
-  // the traces of bench/scaler_traces (docs/scaling.md gives the scan).
+  // the traces of bench/scaler_traces (docs/benchmarks.md gives the scan).
   static constexpr int kRateSeconds = 10;
   static constexpr double kLookAheadSpread = 0.8;
 
