@@ -1,10 +1,13 @@
 #include "runtime/prober.h"
 
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <array>
 #include <boost/asio.hpp>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <string_view>
 
@@ -54,6 +57,11 @@ class ProbeOp : public std::enable_shared_from_this<ProbeOp> {
       return Finish(
           false, false,
           absl::StrCat("dial tcp ", host_, ":", cfg_.port, ": ", ec.message()));
+    }
+    if (IsSelfConnected(socket_.native_handle())) {
+      return Finish(false, false,
+                    absl::StrCat("dial tcp ", host_, ":", cfg_.port,
+                                 ": connected to itself (nothing listens)"));
     }
     connected_ = true;
     if (!cfg_.http) return Finish(true, true, "");
@@ -158,6 +166,16 @@ ProbeConfig ResolveProbe(const tidal::v1::Probe& p, bool liveness,
   c.success_threshold =
       std::max(1, p.has_success_threshold() ? p.success_threshold() : 1);
   return c;
+}
+
+bool IsSelfConnected(int fd) {
+  sockaddr_storage local{}, peer{};
+  socklen_t local_len = sizeof(local), peer_len = sizeof(peer);
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_len) != 0 ||
+      getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_len) != 0) {
+    return false;
+  }
+  return local_len == peer_len && std::memcmp(&local, &peer, local_len) == 0;
 }
 
 void RunProbe(net::io_context& io, const ProbeConfig& cfg,

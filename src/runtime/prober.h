@@ -50,6 +50,13 @@ void RunProbe(boost::asio::io_context& io, const ProbeConfig& cfg,
               const std::string& host,
               std::function<void(const ProbeResult&)> done);
 
+// Whether connected socket `fd` is connected to itself: a connect to a
+// local port nobody listens on can pick that very port as its own source
+// port when the port lies in the kernel's ephemeral range (TCP simultaneous
+// open), and then succeeds. A probe treats it as refused, as Go's dialer
+// (kubelet's) does.
+bool IsSelfConnected(int fd);
+
 // "10s", "2m40s", "100ms": durations in messages, like kubelet's.
 std::string ShortDuration(absl::Duration d);
 

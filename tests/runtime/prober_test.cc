@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <boost/asio.hpp>
+#include <cerrno>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <thread>
@@ -195,6 +197,46 @@ TEST(ProberTest, SilentServerTimesOut) {
   EXPECT_FALSE(r.ok);
   EXPECT_TRUE(r.connected);
   EXPECT_EQ(r.message, "timeout after 1s");
+}
+
+// A new TCP socket bound to 127.0.0.1 on a port the kernel picks, and that
+// address.
+int BoundSocket(sockaddr_in* addr) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  *addr = sockaddr_in{};
+  addr->sin_family = AF_INET;
+  addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(*addr);
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(addr), len) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(addr), &len) != 0) {
+    ADD_FAILURE() << "socket: " << strerror(errno);
+  }
+  return fd;
+}
+
+// A socket bound to a port and connected to that same port (what a probe's
+// connect can become when the instance's port is in the ephemeral range and
+// nothing listens on it yet) is connected to itself; one connected to a
+// listener is not. Seen in CI: a 60 s starter "ready" after 1.4 s.
+TEST(ProberTest, ASocketConnectedToItselfIsTold) {
+  sockaddr_in a;
+  int self = BoundSocket(&a);
+  // TCP simultaneous open with itself: the connect succeeds.
+  ASSERT_EQ(connect(self, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0)
+      << strerror(errno);
+  EXPECT_TRUE(IsSelfConnected(self));
+  close(self);
+
+  sockaddr_in l;
+  int listener = BoundSocket(&l);
+  ASSERT_EQ(listen(listener, 1), 0);
+  int client = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(client, 0);
+  ASSERT_EQ(connect(client, reinterpret_cast<sockaddr*>(&l), sizeof(l)), 0);
+  EXPECT_FALSE(IsSelfConnected(client));
+  EXPECT_FALSE(IsSelfConnected(listener));  // not connected at all
+  close(client);
+  close(listener);
 }
 
 }  // namespace
