@@ -77,9 +77,9 @@ SimOptions Options(const char* algorithm, int concurrency, double delay) {
 // no policy can have half as many).
 bool Check(const char* what, const SimStats& t, const SimStats& b,
            bool half_cold, int64_t floor) {
-  const bool cold =
-      half_cold ? 2 * (t.cold_starts - floor) <= b.cold_starts - floor
-                : t.cold_starts <= b.cold_starts;
+  const bool cold = half_cold
+                        ? 2 * (t.cold_starts - floor) <= b.cold_starts - floor
+                        : t.cold_starts <= b.cold_starts;
   const bool hours = t.instance_seconds <= b.instance_seconds;
   const bool wait = t.p99_wait_s <= b.p99_wait_s;
   bool ok = cold && hours && wait;
@@ -93,9 +93,8 @@ bool Check(const char* what, const SimStats& t, const SimStats& b,
       what, ok ? "PASS" : "FAIL", static_cast<long long>(t.cold_starts),
       static_cast<long long>(b.cold_starts),
       half_cold ? absl::StrCat(", floor ", floor).c_str() : "",
-      cold ? "" : " ✗",
-      t.instance_seconds / 3600, b.instance_seconds / 3600, hours ? "" : " ✗",
-      t.p99_wait_s, b.p99_wait_s, wait ? "" : " ✗");
+      cold ? "" : " ✗", t.instance_seconds / 3600, b.instance_seconds / 3600,
+      hours ? "" : " ✗", t.p99_wait_s, b.p99_wait_s, wait ? "" : " ✗");
   return ok;
 }
 

@@ -369,11 +369,10 @@ int32_t AppScaler::LookAheadPods(int64_t now_s, int64_t eval) {
   // for independent arrivals: its spread is the square root of its mean), so
   // the count covers kLookAheadSpread standard deviations above it, unless
   // a stricter targetWaitP99 sizes with Erlang C, which counts that spread.
-  const double spread =
-      kpa_.met_by_reaction() ? kLookAheadSpread * std::sqrt(look_ahead_load_)
-                             : 0;
-  int32_t pods =
-      static_cast<int32_t>(kpa_.PodsFor(look_ahead_load_ + spread));
+  const double spread = kpa_.met_by_reaction()
+                            ? kLookAheadSpread * std::sqrt(look_ahead_load_)
+                            : 0;
+  int32_t pods = static_cast<int32_t>(kpa_.PodsFor(look_ahead_load_ + spread));
   // Requests waiting now that neither the starting instances nor the
   // completions within the look-ahead will serve get instances of their own.
   const double slots_coming = (current_ - ready_) * per_pod +
