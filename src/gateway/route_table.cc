@@ -129,6 +129,23 @@ std::shared_ptr<EndpointState> AppState::TryAcquire(
     if (Excluded(eps[0].get(), exclude)) return nullptr;
     return Reserve(*eps[0], route.concurrency) ? eps[0] : nullptr;
   }
+  if (route.concurrency > 0) {
+    // With a concurrency limit, instances are filled in order, oldest first
+    // (`ready` is in the order the gateway first saw them): the newest ones
+    // go idle first when the load falls, and the scale-down (which stops
+    // the newest first) stops them at no cost instead of draining busy
+    // ones. Endpoints that recently refused a connection come last.
+    for (bool down_too : {false, true}) {
+      for (const auto& e : eps) {
+        if (Excluded(e.get(), exclude)) continue;
+        const bool down =
+            e->down_until_ns.load(std::memory_order_relaxed) > now_ns;
+        if (down != down_too) continue;
+        if (Reserve(*e, route.concurrency)) return e;
+      }
+    }
+    return nullptr;
+  }
   // Two random choices, least outstanding first.
   size_t i = NextRandom(rng) % n;
   size_t j = NextRandom(rng) % (n - 1);
@@ -363,6 +380,9 @@ std::shared_ptr<const AppRoute> AppState::Update(
         endpoints[e.instance_id] = state;
         if (!e.draining) rev.ready.push_back(state);
       }
+      // Oldest first (TryAcquire fills them in this order).
+      std::sort(rev.ready.begin(), rev.ready.end(),
+                [](const auto& a, const auto& b) { return a->uid < b->uid; });
       next->total_ready += static_cast<int>(rev.ready.size());
       next->revisions.push_back(std::move(rev));
     }

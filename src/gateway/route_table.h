@@ -70,7 +70,8 @@ struct EndpointState {
   std::atomic<int> window{kInitialConnectWindow};
 };
 
-// Immutable snapshot of one app's route: ready, non-draining endpoints.
+// Immutable snapshot of one app's route: ready, non-draining endpoints,
+// oldest (lowest uid) first.
 struct AppRoute {
   struct Revision {
     int64_t revision = 0;
@@ -146,8 +147,9 @@ class AppState {
   };
 
   // Reserves an endpoint of `route` (no lock): a revision by weight, then
-  // the less loaded of two random ready endpoints that is under the
-  // concurrency limit and has room in its connect window. Skips `exclude`.
+  // with a concurrency limit the oldest ready endpoint under it (instances
+  // are filled in order), without one the less loaded of two random ready
+  // endpoints; either with room in its connect window. Skips `exclude`.
   // Null if none is available. A lease starts unconfirmed: end it with
   // Settle() (before or with Release()).
   static std::shared_ptr<EndpointState> TryAcquire(

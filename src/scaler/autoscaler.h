@@ -67,10 +67,11 @@ class AppScaler {
   static constexpr int kBurstSeconds = 2;
   // Tidal's look-ahead: the arrival rate is averaged over this many latest
   // complete seconds, and the count covers the predicted load plus this
-  // many standard deviations (sqrt of the load) of its spread. Chosen on
-  // the traces of bench/scaler_traces (docs/benchmarks.md gives the scan).
+  // many standard deviations of its spread (Poisson, widened by the
+  // arrivals' index of dispersion over the stable window). Chosen on the
+  // traces of bench/scaler_traces (docs/benchmarks.md gives the scan).
   static constexpr int kRateSeconds = 10;
-  static constexpr double kLookAheadSpread = 0.8;
+  static constexpr double kLookAheadSpread = 1.2;
 
   // InvalidArgument when `spec` is invalid.
   static absl::StatusOr<std::unique_ptr<AppScaler>> Create(

@@ -24,6 +24,7 @@ struct Instance {
   bool draining = false;
   bool alive = false;
   uint32_t gen = 0;
+  uint64_t seq = 0;  // creation order: lower is older
 };
 
 // Simulates one app; adds to `stats`, `res` and the aggregated series.
@@ -130,6 +131,7 @@ class AppSim {
     uint32_t gen = in.gen + 1;
     in = Instance{};
     in.gen = gen;
+    in.seq = ++next_seq_;
     in.alive = true;
     ++alive_;
     return idx;
@@ -160,12 +162,17 @@ class AppSim {
     return cap_ <= 0 || in.active < cap_;
   }
 
+  // The gateway's choice (route_table.cc): with a concurrency limit, the
+  // oldest ready instance with a free slot (instances are filled in order,
+  // so the newest ones go idle first and scale-downs stop them at no cost);
+  // without one, the least loaded.
   int FindSlot() const {
     int best = -1;
     for (size_t i = 0; i < insts_.size(); ++i) {
       const Instance& in = insts_[i];
       if (!in.alive || !in.ready || in.draining || !HasSlot(in)) continue;
-      if (best < 0 || in.active < insts_[best].active)
+      if (best < 0 || (cap_ > 0 ? in.seq < insts_[best].seq
+                                : in.active < insts_[best].active))
         best = static_cast<int>(i);
     }
     return best;
@@ -269,10 +276,18 @@ class AppSim {
       return;
     }
     int32_t remove = cur - d.desired_replicas;
-    // Starting instances first (newest first), then idle, then busy (drained).
+    // Starting instances first, then idle, then busy (drained); newest first
+    // in each, as the controller's StopFirst (app_reconciler.cc).
+    std::vector<int> order;
+    for (size_t i = 0; i < insts_.size(); ++i) {
+      if (insts_[i].alive && !insts_[i].draining)
+        order.push_back(static_cast<int>(i));
+    }
+    std::sort(order.begin(), order.end(),
+              [&](int a, int b) { return insts_[a].seq > insts_[b].seq; });
     for (int pass = 0; pass < 3 && remove > 0; ++pass) {
-      for (int i = static_cast<int>(insts_.size()) - 1; i >= 0 && remove > 0;
-           --i) {
+      for (int i : order) {
+        if (remove == 0) break;
         Instance& in = insts_[i];
         if (!in.alive || in.draining) continue;
         if (pass == 0 && !in.ready) {
@@ -320,6 +335,7 @@ class AppSim {
   int32_t in_flight_ = 0;
   int32_t desired_ = 0;
   double now_ = 0;
+  uint64_t next_seq_ = 0;
   int64_t sec_start_ = 0;
   double conc_integral_ = 0;
   int64_t arrivals_this_sec_ = 0;

@@ -30,6 +30,7 @@ class TimedBuckets {
     return !written_ || now - last_write_ >= window_;
   }
   int64_t last_write() const { return last_write_; }
+  int64_t first_write() const { return first_write_; }
 
   // Adds `value` to the bucket of second `sec`. Writes older than the last one
   // are ignored (samples arrive in order).

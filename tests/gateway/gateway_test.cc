@@ -709,6 +709,52 @@ TEST_F(GatewayTest, QueuesWhenEveryInstanceIsAtItsConcurrencyLimit) {
   EXPECT_GT(max_queued, 0);
 }
 
+// Under a concurrency limit instances are filled in order, oldest first, so
+// the newest go idle when the load falls (a scale-down stops them at once).
+TEST_F(GatewayTest, FillsInstancesOldestFirstUnderAConcurrencyLimit) {
+  TestUpstream a("a", 4), b("b", 4), c("c", 4);
+  StartGateway();
+  gw_->SetRoute(MakeRoute({Ep(a), Ep(b), Ep(c)}, /*concurrency=*/2));
+  // One at a time: every request finds the oldest instance free.
+  for (int i = 0; i < 20; ++i) {
+    Reply r = Fetch(port(), kHost, "/");
+    ASSERT_EQ(r.status, 200) << r.error;
+    EXPECT_EQ(r.body, "a");
+  }
+  // Three held at once: two fill the oldest, the third takes the next.
+  std::vector<std::unique_ptr<Client>> held;
+  for (int i = 0; i < 3; ++i) held.push_back(SendRaw(port(), "/hold"));
+  ASSERT_TRUE(Eventually([&] { return a.holds() + b.holds() == 3; }));
+  EXPECT_EQ(a.holds(), 2);
+  EXPECT_EQ(b.holds(), 1);
+  EXPECT_EQ(c.requests(), 0);
+  a.ReleaseHolds();
+  b.ReleaseHolds();
+  for (auto& h : held) h->socket().close();
+  ASSERT_TRUE(Eventually(
+      [&] { return gw_->InFlight("a") == 0 && gw_->InFlight("b") == 0; }));
+  // Without a limit the load is spread (two random choices).
+  gw_->SetRoute(MakeRoute({Ep(a), Ep(b), Ep(c)}));
+  for (int i = 0; i < 60; ++i) ASSERT_EQ(Fetch(port(), kHost, "/").status, 200);
+  EXPECT_GT(b.requests() + c.requests(), 1);
+}
+
+// The oldest instance refusing connections does not hold the others back:
+// it is tried last once it has refused.
+TEST_F(GatewayTest, FillingInOrderSkipsAnInstanceThatRefuses) {
+  TestUpstream a("a");
+  StartGateway();
+  Endpoint dead;
+  dead.instance_id = "dead";
+  dead.port = DeadPort();
+  gw_->SetRoute(MakeRoute({dead, Ep(a)}, /*concurrency=*/4));
+  for (int i = 0; i < 20; ++i) {
+    Reply r = Fetch(port(), kHost, "/");
+    ASSERT_EQ(r.status, 200) << i << " " << r.body << r.error;
+    EXPECT_EQ(r.body, "a");
+  }
+}
+
 TEST_F(GatewayTest, RetriesIdempotentRequestsOnADeadInstance) {
   TestUpstream a("a");
   StartGateway();

@@ -74,6 +74,33 @@ TEST(SimulatorTest, HpaNeverScalesToZeroAndDropsAfterTimeout) {
   EXPECT_EQ(r->peak_replicas, 1);
 }
 
+TEST(SimulatorTest, InstancesFillInOrderSoAScaleDownStopsAnIdleOne) {
+  // Two ready instances of 2 slots, two 200 s requests at 1 s, min 1, and
+  // a KPA target of 2 per instance at 100%: KPA scales 2 -> 1 at some time
+  // T (62 s: its stable window). Both requests went to the oldest instance
+  // (the gateway fills in order), so the newest is idle and stopped at T:
+  // 300 + T instance-seconds. Spread one per instance, the scale-down would
+  // drain a busy one until 201 s (300 + 201).
+  Trace t;
+  t.duration_s = 300;
+  t.apps.push_back({"a", {{1.0, 200.0}, {1.0, 200.0}}});
+  SimOptions o;
+  o.scaling.set_algorithm("kpa");
+  o.scaling.set_min_replicas(1);
+  o.scaling.set_target(2);
+  o.scaling.set_target_utilization(100);
+  o.model.concurrency = 2;
+  o.initial_instances = 2;
+  auto r = Simulate(t, o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->all.waited, 0);
+  ASSERT_EQ(r->scale_events, 1);
+  EXPECT_EQ(r->events[0].from, 2);
+  EXPECT_EQ(r->events[0].to, 1);
+  EXPECT_LT(r->events[0].time_s, 200);
+  EXPECT_NEAR(r->all.instance_seconds, 300 + r->events[0].time_s, 1e-6);
+}
+
 TEST(SimulatorTest, SvgTitleIsEscaped) {
   std::vector<SeriesPoint> series(3, SeriesPoint{2, 1, 1});
   const std::string svg = RenderSvg(series, "a<b> & \"c\" 'd'");

@@ -81,12 +81,30 @@ tidal::v1::Scaling Spec() {
 // Default target (the start time plus a tick, 2 s here): a waiting request
 // is served by an instance started for it within that time, so the steady
 // load needs no Erlang headroom, only the spread of the load one reaction
-// time ahead: 10 + 0.8 x sqrt(10) = 12.5 slots, floor + 1 = 13 instances,
-// where Knative's 70% utilization keeps 15.
+// time ahead: 10 + 1.2 x sqrt(10) = 13.8 slots, 14 instances, where
+// Knative's 70% utilization keeps 15.
 TEST(WaitSizingTest, DefaultTargetIsMetByTheReaction) {
   Feed f(Spec());
   Decision d = f.Settle(10, 70);
-  EXPECT_EQ(d.desired_replicas, 13) << d.reason;
+  EXPECT_EQ(d.desired_replicas, 14) << d.reason;
+}
+
+// Arrivals burstier than Poisson widen the spread: the same 10 requests a
+// second on average, as 0 and 20 in turn, have an index of dispersion of
+// 100 / 10 = 10 (variance / mean of the per-second counts over the stable
+// window). The arrivals ahead, 10 a second over 1 x (1 - exp(-2)) = 0.86 s,
+// count ten-fold in the variance: 10 + 9 x 10 x 0.86 = 87.8, so the count
+// covers 10 + 1.2 x 9.4 = 21.2 slots: 22 instances where steady arrivals
+// keep 14.
+TEST(WaitSizingTest, BurstyArrivalsWidenTheSpread) {
+  Feed f(Spec());
+  for (int i = 0; i < 70; ++i) {
+    f.scaler().Record({kT0 + absl::Seconds(i), 10, i % 2 == 0 ? 0.0 : 20.0});
+  }
+  f.scaler().SetInstances(14, 14);
+  Decision d =
+      f.scaler().Decide(kT0 + absl::Seconds(70) + absl::Milliseconds(100));
+  EXPECT_EQ(d.desired_replicas, 22) << d.reason;
 }
 
 // A target under the reaction time is bought with headroom: Erlang C over
@@ -108,11 +126,11 @@ TEST(WaitSizingTest, StricterTargetAddsErlangHeadroom) {
 TEST(WaitSizingTest, WaitingRequestsGetInstancesAtOnce) {
   Feed f(Spec());
   f.Settle(10, 70);
-  ASSERT_EQ(f.ready_, 13);
-  // 30 waiting; 13 ready instances complete 13 x min(1, 2 s / 1 s) = 13
-  // requests within the reaction time: 17 more instances.
+  ASSERT_EQ(f.ready_, 14);
+  // 30 waiting; 14 ready instances complete 14 x min(1, 2 s / 1 s) = 14
+  // requests within the reaction time: 16 more instances.
   Decision d = f.Second(10, 30);
-  EXPECT_EQ(d.desired_replicas, 13 + 17) << d.reason;
+  EXPECT_EQ(d.desired_replicas, 14 + 16) << d.reason;
 }
 
 // A rising load is sized one reaction time ahead: arrivals (the last 10
@@ -126,8 +144,11 @@ TEST(WaitSizingTest, RisingLoadIsSizedAhead) {
   // The measured service time (Little's law over the 60 s stable window):
   // 600 / (50 x 10 + 10 x 30) = 0.75 s; completions 10 / 0.75 = 13.3 a
   // second. Over 0.75 x (1 - exp(-2 / 0.75)) = 0.70 s the load grows by
-  // (30 - 13.3) x 0.70 = 11.7 to 21.7; with its spread 0.8 x sqrt(21.7) =
-  // 3.7: 25.4 slots, 26 instances (the steady load keeps 13).
+  // (30 - 13.3) x 0.70 = 11.7 to 21.7. The step makes the per-second counts
+  // over the stable window (50 x 10, 10 x 30) overdispersed: variance 55.6
+  // over a mean of 13.3, an index of 4.17, so the arrivals ahead (30 x 0.70)
+  // count 4.17-fold: variance 21.7 + 3.17 x 21 = 88.3, spread 1.2 x 9.4 =
+  // 11.3: 33.0 slots, 33 instances (the steady load keeps 14).
   // Ten seconds of it, 13 instances ready; the last decision.
   auto arrivals_step = [](Feed& feed) {
     Decision d;
@@ -140,14 +161,15 @@ TEST(WaitSizingTest, RisingLoadIsSizedAhead) {
     return d;
   };
   Decision d = arrivals_step(f);
-  EXPECT_EQ(d.desired_replicas, 26) << d.reason;
+  EXPECT_EQ(d.desired_replicas, 33) << d.reason;
   // A lead far longer than the service time adds about one service time of
   // arrivals, not a lead of them: with a 60 s start the same step asks for
-  // (30 - 13.3) x 0.75 = 12.5 more, 22.5 + 3.8 = 26.3: 27, not 1,000.
+  // (30 - 13.3) x 0.75 = 12.5 more, 22.5 + 1.2 x sqrt(22.5 + 3.17 x 22.5) =
+  // 34.1: 35, not 1,000.
   Feed g(Spec(), absl::Seconds(60));
   g.Settle(10, 70);
   d = arrivals_step(g);
-  EXPECT_EQ(d.desired_replicas, 27) << d.reason;
+  EXPECT_EQ(d.desired_replicas, 35) << d.reason;
 }
 
 // The measured service time survives a restart (SaveState/RestoreState).
