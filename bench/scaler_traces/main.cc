@@ -6,9 +6,12 @@
 // lines for the targets (docs/benchmarks.md states the model); then the
 // functions trace over two days (learn on day 1, measure day 2) with and
 // without `predictive`.
-//   scaler_traces [TRACE_DIR] [--trace FILE]... [--only functions|llm]
+//   scaler_traces [TRACE_DIR] [--trace FILE]... [--only functions|llm|llm-code]
 //                 [--apps]  (per-app figures of tidal and knative)
-// TRACE_DIR defaults to /work/shared/data/traces; each --trace adds a trace
+// TRACE_DIR defaults to /work/shared/data/traces (the functions trace and
+// the conversation LLM trace); the code LLM trace of the same day is
+// bench/scaler_traces/traces/azure-llm-code-2023-11-16.csv (its README says
+// where it comes from). Each --trace adds a trace
 // (an LLM trace with the conversation trace's columns, any file name, or any
 // format `tidalctl simulate --trace` reads).
 
@@ -167,6 +170,16 @@ int main(int argc, char** argv) {
     }
     traces.push_back({"functions", *std::move(fn), 1});
     traces.push_back({"llm-conv-2023-11-16", *std::move(llm), 8});
+    // The code trace of the same day (traces/README.md: the second
+    // LLM trace, which shared/data/traces does not hold).
+    auto code = tidal::scaler::ReadLlmTrace(
+        std::string(TIDAL_BENCH_TRACES_DIR) + "/azure-llm-code-2023-11-16.csv",
+        to);
+    if (!code.ok()) {
+      std::fprintf(stderr, "%s\n", code.status().ToString().c_str());
+      return 1;
+    }
+    traces.push_back({"llm-code-2023-11-16", *std::move(code), 8});
   }
   for (const std::string& path : extra) {
     auto t = tidal::scaler::ReadTrace(path, to);

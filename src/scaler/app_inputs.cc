@@ -13,6 +13,7 @@ AppScalerInputs AppScalerInputsFor(const tidal::v1::AppSpec& spec) {
   if (s.has_scale_to_zero_grace_period_ms()) {
     in.options.tidal_fallback_keep_alive =
         absl::Milliseconds(s.scale_to_zero_grace_period_ms());
+    in.options.tidal_min_keep_alive = in.options.tidal_fallback_keep_alive;
   }
   return in;
 }

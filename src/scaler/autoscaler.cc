@@ -93,6 +93,7 @@ absl::Status AppScaler::Update(const tidal::v1::Scaling& spec,
   config_ = std::move(c);
   opts_.container_concurrency = opts.container_concurrency;
   opts_.tidal_fallback_keep_alive = opts.tidal_fallback_keep_alive;
+  opts_.tidal_min_keep_alive = opts.tidal_min_keep_alive;
   opts_.tidal_wait_sizing = opts.tidal_wait_sizing;
   kpa_.Update(MakeKpaParams(config_, opts_, reachable_));
   hpa_.Update(config_.scale_up, config_.scale_down, HpaTolerancesOf(config_),
@@ -306,7 +307,16 @@ int32_t AppScaler::DecideTidal(absl::Time now, int64_t eval, Cause* cause) {
   // count (1 or 0) in place of the stable recommendation; KPA's rules still
   // apply to it, so the status never contradicts the count: no scale-down
   // while panicking, at most maxScaleDownRate per tick, and scaleDownDelay.
-  const IdleHistogram::Policy p = idle_.PaperPolicy();
+  IdleHistogram::Policy p = idle_.PaperPolicy();
+  // The histogram never unloads sooner than the minimum keep-alive: a
+  // pattern whose next request is predicted within it (pre-warm time under
+  // it) keeps the instance from the start until the later of the two ends.
+  // Unload-and-pre-warm stays for idle times predicted beyond it.
+  const int64_t min_keep = absl::ToInt64Seconds(opts_.tidal_min_keep_alive);
+  if (p.representative && p.prewarm_s < min_keep) {
+    p.keep_alive_s = std::max(p.prewarm_s + p.keep_alive_s, min_keep);
+    p.prewarm_s = 0;
+  }
   last_prewarm_s_ = p.prewarm_s;
   const int64_t lead = absl::ToInt64Seconds(start_duration_ + config_.tick) + 1;
   bool warm;

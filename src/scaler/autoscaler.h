@@ -55,6 +55,12 @@ struct AppScalerOptions {
   // or spread evenly): the histogram's range, as the hybrid-histogram
   // policy.
   absl::Duration tidal_fallback_keep_alive = absl::Hours(4);
+  // Tidal: the shortest keep-alive of an idle app's last instance. The
+  // histogram can lengthen it or, when it predicts the next request later
+  // than this, unload at once and pre-warm; never unload sooner. The fixed
+  // keep-alive of function platforms (the `keepalive` baseline's 10 min),
+  // unless scaleToZeroGracePeriod says otherwise.
+  absl::Duration tidal_min_keep_alive = absl::Minutes(10);
   // Tidal: size busy apps for targetWaitP99 (Erlang C over the measured
   // service time); false: Knative's sizing (target x utilization).
   bool tidal_wait_sizing = true;

@@ -37,8 +37,10 @@ constexpr absl::Time kT0 = absl::FromUnixSeconds(1700000000);
 class Feed {
  public:
   explicit Feed(const tidal::v1::Scaling& spec,
-                absl::Duration start = absl::Seconds(1)) {
+                absl::Duration start = absl::Seconds(1),
+                absl::Duration min_keep_alive = absl::Minutes(10)) {
     AppScalerOptions o;
+    o.tidal_min_keep_alive = min_keep_alive;
     o.container_concurrency = 1;
     o.start_duration = start;
     o.ready_at_start = 1;
@@ -198,6 +200,37 @@ TEST(WaitSizingTest, TargetWaitP99IsValidated) {
   EXPECT_FALSE(AppScaler::Create(spec, kT0).ok());
   spec.set_target_wait_p99_ms(250);
   EXPECT_TRUE(AppScaler::Create(spec, kT0).ok());
+}
+
+// Idle times of 30 s (ten of them, all in the first 1-minute bin: a
+// pattern) give the paper's rule a keep-alive of 66 s (the bin's end plus
+// 10%). Tidal never unloads sooner than its minimum keep-alive (10 min, the
+// fixed keep-alive of function platforms): the instance stays through 10
+// minutes of idleness and goes after. With that minimum at 0, the paper's
+// 66 s.
+TEST(WaitSizingTest, IdleAppsKeepTheirInstanceAtLeastTheMinimumKeepAlive) {
+  tidal::v1::Scaling spec = Spec();
+  spec.set_min_replicas(0);
+  auto learn = [](Feed& f) {
+    for (int k = 0; k < 10; ++k) {
+      f.Settle(1, 5);
+      f.Settle(0, 30);
+    }
+    f.Settle(1, 5);
+  };
+  Feed f(spec);
+  learn(f);
+  EXPECT_EQ(f.Settle(0, 120).desired_replicas, 1);
+  Decision d = f.Settle(0, 470);  // idle for 590 s
+  EXPECT_EQ(d.desired_replicas, 1) << d.reason;
+  d = f.Settle(0, 20);  // 610 s
+  EXPECT_EQ(d.desired_replicas, 0) << d.reason;
+  Feed paper(spec, absl::Seconds(1), absl::ZeroDuration());
+  learn(paper);
+  d = paper.Settle(0, 60);
+  EXPECT_EQ(d.desired_replicas, 1) << d.reason;
+  d = paper.Settle(0, 60);  // idle for 120 s
+  EXPECT_EQ(d.desired_replicas, 0) << d.reason;
 }
 
 // The paper's rules: no idle time yet -> a fixed keep-alive of the range
