@@ -70,7 +70,7 @@ class ServerTest : public ::testing::Test {
     f.listen = "127.0.0.1:0";
     f.gateway_listen = "127.0.0.1:0";
     f.admin_listen = "127.0.0.1:0";
-    f.port_range = "43000-43999";
+    f.port_range = "8200-8999";  // under the ephemeral range
     f.instance_cgroup = "off";
     f.stop_instances_on_exit = true;
     f.workers = 2;

@@ -297,8 +297,9 @@ TEST(NodeAgentProcessTest, RealInstancesRunUnderTheirIdAndOrphansStop) {
   ::tidal::testing::TempDir dir;
   ProcessRuntimeOptions ro;
   ro.data_dir = dir.path();
-  ro.port_min = 40000;
-  ro.port_max = 44999;
+  // Under the ephemeral range (process_runtime_test.cc says why).
+  ro.port_min = 12000;
+  ro.port_max = 13999;
   ro.extra_path = {::tidal::testing::BuildDir() + "/examples"};
   FakeClock clock;
   MemoryStore store;

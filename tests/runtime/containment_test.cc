@@ -60,8 +60,9 @@ class ContainmentTest : public ::testing::TestWithParam<std::string> {
   ProcessRuntimeOptions Options() {
     ProcessRuntimeOptions o;
     o.data_dir = dir_.path() + "/data";
-    o.port_min = 40000;
-    o.port_max = 44999;
+    // Under the ephemeral range (process_runtime_test.cc says why).
+    o.port_min = 10000;
+    o.port_max = 11999;
     o.backoff_base = absl::Seconds(30);  // no restart within a test
     o.log_check_interval = absl::Milliseconds(20);
     o.cgroup_root = GetParam() == "cgroup" ? "" : "off";
