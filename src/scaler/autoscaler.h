@@ -214,9 +214,11 @@ class AppScaler {
   double last_stable_ = 0;
   bool last_panic_ = false;
   IdleHold idle_held_ = IdleHold::kNone;
-  double look_ahead_load_ = 0;   // tidal: the last look-ahead load
-  bool last_burst_ = false;      // tidal: the last decision sized on a burst
-  double last_burst_value_ = 0;  // the burst's peak (metric units)
+  double look_ahead_load_ = 0;    // tidal: the last look-ahead load
+  bool last_burst_ = false;       // tidal: the last decision sized on a burst
+  double last_burst_value_ = 0;   // the burst's peak (metric units)
+  bool last_look_ahead_ = false;  // tidal: the look-ahead set the last count
+  double look_ahead_lead_s_ = 0;  // tidal: how far ahead it looked
   std::string last_reason_;
 };
 

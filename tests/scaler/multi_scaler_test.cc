@@ -516,11 +516,13 @@ TEST_F(MultiScalerTest, TicksAlignToSecondsAndReportAScaleUpAtOnce) {
   auto plan = Desired(app);
   // Sized for a waiting time (the default target, the start time plus a
   // tick, needs no Erlang headroom), the look-ahead covering the load's
-  // spread: 50 + 0.8 x sqrt(50) = 55.7, floor + 1 = 56 slots at 5 per
-  // instance.
+  // spread: 50 + 1.2 x sqrt(50) = 58.5 slots at 5 per instance: 12.
   EXPECT_EQ(plan.replicas, 12) << plan.reason;
   EXPECT_TRUE(plan.status.panic());
-  EXPECT_TRUE(absl::StrContains(plan.reason, "burst")) << plan.reason;
+  // The reason says what set the count: the look-ahead (the last second's
+  // 50, one start time and a tick ahead).
+  EXPECT_TRUE(absl::StrContains(plan.reason, "(look-ahead: 50 in 2s)"))
+      << plan.reason;
 }
 
 }  // namespace

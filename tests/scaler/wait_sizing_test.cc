@@ -6,6 +6,7 @@
 #include <cmath>
 #include <memory>
 
+#include "absl/strings/match.h"
 #include "gtest/gtest.h"
 #include "scaler/autoscaler.h"
 #include "scaler/erlang.h"
@@ -200,6 +201,25 @@ TEST(WaitSizingTest, TargetWaitP99IsValidated) {
   EXPECT_FALSE(AppScaler::Create(spec, kT0).ok());
   spec.set_target_wait_p99_ms(250);
   EXPECT_TRUE(AppScaler::Create(spec, kT0).ok());
+}
+
+// Two seconds at 95 after a steady 10: the look-ahead sizes the step from
+// its first complete second. The burst rule (size on the latest seconds'
+// peak, which KPA's panic then holds for a stable window) applies only
+// under Knative's sizing: under the default one the count follows the load
+// again once the step is over (widened by the dispersion the step left in
+// the stable window) instead of holding the peak's count for 60 s.
+TEST(WaitSizingTest, ABurstsPeakIsNotHeldForAStableWindow) {
+  Feed f(Spec());
+  f.Settle(10, 70);
+  Decision peak = f.Second(95);
+  EXPECT_GE(peak.desired_replicas, 96) << peak.reason;
+  EXPECT_TRUE(absl::StrContains(peak.reason, "look-ahead")) << peak.reason;
+  f.ready_ = peak.desired_replicas;
+  f.Second(95);
+  Decision after = f.Settle(10, 10);
+  EXPECT_LT(after.desired_replicas, 96) << after.reason;
+  EXPECT_GT(after.desired_replicas, 14) << after.reason;
 }
 
 // Idle times of 30 s (ten of them, all in the first 1-minute bin: a
