@@ -19,9 +19,9 @@ struct AppScalerInputs {
   // container_concurrency: template.concurrency;
   // tidal_fallback_keep_alive and tidal_min_keep_alive: an explicit
   // scaleToZeroGracePeriod (how long the tidal algorithm keeps an idle app
-  // warm until it has learned the app's idle times, and at least after). The
-  // instance counts (ready_at_start,
-  // current_at_start) are left at 0 for the caller to fill.
+  // warm until it has learned the app's idle times, and at least after).
+  // The instance counts (ready_at_start, current_at_start) are left at 0
+  // for the caller to fill.
   AppScalerOptions options;
 };
 
