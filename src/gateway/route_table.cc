@@ -69,12 +69,16 @@ bool Excluded(const EndpointState* e,
   return std::find(exclude.begin(), exclude.end(), e) != exclude.end();
 }
 
+// Refused a connection recently (within its back-off).
+bool Down(const EndpointState& e, int64_t now_ns) {
+  return e.down_until_ns.load(std::memory_order_relaxed) > now_ns;
+}
+
 // Load used to compare endpoints: endpoints that recently refused a
 // connection rank after every healthy one.
 int64_t Load(const EndpointState& e, int64_t now_ns) {
   int64_t load = e.outstanding.load(std::memory_order_relaxed);
-  if (e.down_until_ns.load(std::memory_order_relaxed) > now_ns)
-    load += int64_t{1} << 32;
+  if (Down(e, now_ns)) load += int64_t{1} << 32;
   return load;
 }
 
@@ -137,10 +141,8 @@ std::shared_ptr<EndpointState> AppState::TryAcquire(
     // ones. Endpoints that recently refused a connection come last.
     for (bool down_too : {false, true}) {
       for (const auto& e : eps) {
-        if (Excluded(e.get(), exclude)) continue;
-        const bool down =
-            e->down_until_ns.load(std::memory_order_relaxed) > now_ns;
-        if (down != down_too) continue;
+        if (Excluded(e.get(), exclude) || Down(*e, now_ns) != down_too)
+          continue;
         if (Reserve(*e, route.concurrency)) return e;
       }
     }

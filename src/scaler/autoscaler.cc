@@ -392,23 +392,8 @@ int32_t AppScaler::LookAheadPods(int64_t now_s, int64_t eval) {
   // the arrivals ahead (rate x horizon) count with the index of dispersion
   // of the per-second counts over the stable window (variance / mean, at
   // least 1).
-  double variance = look_ahead_load_;
-  const int64_t seconds = std::min<int64_t>(
-      req_traffic_.window(), eval - req_traffic_.first_write() + 1);
-  if (!req_traffic_.empty() && seconds >= kRateSeconds) {
-    double sum = 0, squares = 0;
-    for (int64_t sec = eval - seconds + 1; sec <= eval; ++sec) {
-      const double n = req_traffic_.At(sec);
-      sum += n;
-      squares += n * n;
-    }
-    const double mean = sum / seconds;
-    if (mean > 0) {
-      const double dispersion =
-          std::max(1.0, (squares / seconds - mean * mean) / mean);
-      variance += (dispersion - 1) * rate * horizon;
-    }
-  }
+  const double dispersion = req_traffic_.IndexOfDispersion(eval, kRateSeconds);
+  const double variance = look_ahead_load_ + (dispersion - 1) * rate * horizon;
   const double spread =
       kpa_.met_by_reaction() ? kLookAheadSpread * std::sqrt(variance) : 0;
   int32_t pods = static_cast<int32_t>(kpa_.PodsFor(look_ahead_load_ + spread));

@@ -30,7 +30,6 @@ class TimedBuckets {
     return !written_ || now - last_write_ >= window_;
   }
   int64_t last_write() const { return last_write_; }
-  int64_t first_write() const { return first_write_; }
 
   // Adds `value` to the bucket of second `sec`. Writes older than the last one
   // are ignored (samples arrive in order).
@@ -104,6 +103,24 @@ class TimedBuckets {
       return 0;
     }
     return buckets_[Index(sec)];
+  }
+
+  // Variance / mean of the per-second values over the window up to `now`
+  // (the seconds since the first write, if fewer), at least 1: 1 with fewer
+  // than `min_seconds` of them or a mean of 0.
+  double IndexOfDispersion(int64_t now, int min_seconds) const {
+    if (!written_) return 1;
+    const int64_t seconds = std::min<int64_t>(window_, now - first_write_ + 1);
+    if (seconds < min_seconds) return 1;
+    double sum = 0, squares = 0;
+    for (int64_t sec = now - seconds + 1; sec <= now; ++sec) {
+      const double v = At(sec);
+      sum += v;
+      squares += v * v;
+    }
+    const double mean = sum / seconds;
+    if (mean <= 0) return 1;
+    return std::max(1.0, (squares / seconds - mean * mean) / mean);
   }
 
   // Knative's WindowAverage at second `now`.
