@@ -197,6 +197,12 @@ std::optional<tidal::v1::App> AppInformer::Get(const std::string& key) {
   return it->second;
 }
 
+bool AppInformer::Live(const std::string& key) {
+  absl::MutexLock lock(&mu_);
+  auto it = cache_.find(key);
+  return it != cache_.end() && !it->second.metadata().has_deletion_timestamp();
+}
+
 std::vector<std::string> AppInformer::Keys() {
   absl::MutexLock lock(&mu_);
   std::vector<std::string> keys;

@@ -39,6 +39,8 @@ class AppInformer {
   void Stop();
 
   std::optional<tidal::v1::App> Get(const std::string& key);
+  // Cached and not being deleted (without copying the app).
+  bool Live(const std::string& key);
   std::vector<std::string> Keys();
   // Calls `visit` for every cached app, under the cache's lock (`visit`
   // must not call back into the informer).

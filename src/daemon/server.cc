@@ -73,7 +73,13 @@ absl::StatusOr<std::unique_ptr<Store>> OpenStore(const DaemonConfig& config) {
 
 gateway::GatewayOptions WithOnDemand(gateway::GatewayOptions options,
                                      DemandSignal* demand, WorkQueue* queue,
-                                     ha::DemandRelay* relay) {
+                                     ha::DemandRelay* relay,
+                                     AppInformer* apps) {
+  // An app applied a moment ago has no route yet: its first requests wait
+  // for it instead of getting 404 (docs/gateway.md, "Routing").
+  options.app_exists = [apps](const std::string& ns, const std::string& app) {
+    return apps->Live(absl::StrCat(ns, "/", app));
+  };
   // Scale from zero: the scaler decides at once (when the controller side
   // runs), then the app is reconciled. In HA mode the demand also goes to
   // the store, for the leader when it is another node.
@@ -255,7 +261,8 @@ Server::Server(DaemonConfig config, std::unique_ptr<DataDirLock> lock,
       relay_(config_.ha.enabled ? std::make_unique<ha::DemandRelay>(
                                       store_.get(), RelayOptions())
                                 : nullptr),
-      gateway_(WithOnDemand(config_.gateway, &demand_, &queue_, relay_.get())),
+      gateway_(WithOnDemand(config_.gateway, &demand_, &queue_, relay_.get(),
+                            &history_apps_)),
       routes_(&gateway_, RealClock::Get()),
       route_watcher_(config_.ha.enabled ? std::make_unique<ha::RouteWatcher>(
                                               store_.get(), &gateway_,
@@ -411,6 +418,8 @@ Server::~Server() {
   // calls into its service, destroyed before it otherwise).
   if (api_health_) api_health_->Stop();
   if (dashboard_) dashboard_->Stop();
+  // The gateway's threads ask history_apps_, destroyed before the gateway.
+  gateway_.Stop();
   absl::MutexLock lock(&api_mu_);
   api_channel_.reset();
   api_server_.reset();

@@ -208,7 +208,8 @@ class Server {
   deployer::DeployerControl rollouts_;
   // The per-app history (docs/dashboard.md): what the dashboard plots and
   // `top`/`describe` summarise. Its own app cache, since the controller's
-  // runs only while this node leads; recorded on every node.
+  // runs only while this node leads; recorded on every node. The gateway
+  // asks it whether an app without a route exists (GatewayOptions::app_exists).
   LoadHistory history_;
   AppInformer history_apps_;
   HistoryRecorder history_recorder_;

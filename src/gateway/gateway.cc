@@ -157,6 +157,7 @@ void Gateway::Impl::TickLoop() {
     table->ForEach([&](const RouteTable::Entry& e) {
       e.state->Tick(next - absl::Seconds(1), now_ns);
     });
+    ExpireProvisional();
     if (tls_certs && absl::Now() >= next_reload) {
       tls_certs->Reload();
       next_reload = absl::Now() + opts.tls_reload_interval;
@@ -210,6 +211,7 @@ void Gateway::Impl::SetRoute(const Route& in) {
       ++i;
     }
   }
+  provisional_.erase(key);
   if (found == nullptr) {
     auto table = std::make_shared<RouteTable>(*table_);
     size_t i = RouteTable::ShardOf(key);
@@ -220,22 +222,70 @@ void Gateway::Impl::SetRoute(const Route& in) {
   }
 }
 
+std::shared_ptr<AppState> Gateway::Impl::EraseLocked(const std::string& key) {
+  provisional_.erase(key);
+  const RouteTable::Entry* found = table_->Find(key);
+  if (found == nullptr) return nullptr;
+  std::shared_ptr<AppState> state = found->state;
+  auto table = std::make_shared<RouteTable>(*table_);
+  size_t i = RouteTable::ShardOf(key);
+  auto shard = std::make_shared<RouteTable::Shard>(*table->shards[i]);
+  shard->erase(key);
+  table->shards[i] = std::move(shard);
+  PublishLocked(std::move(table));
+  return state;
+}
+
 void Gateway::Impl::RemoveRoute(const std::string& ns, const std::string& app) {
   std::shared_ptr<AppState> state;
   {
     absl::MutexLock lock(&mu_);
-    std::string key = absl::StrCat(app, ".", ns);
-    const RouteTable::Entry* found = table_->Find(key);
-    if (found == nullptr) return;
-    state = found->state;
-    auto table = std::make_shared<RouteTable>(*table_);
-    size_t i = RouteTable::ShardOf(key);
-    auto shard = std::make_shared<RouteTable::Shard>(*table->shards[i]);
-    shard->erase(key);
-    table->shards[i] = std::move(shard);
-    PublishLocked(std::move(table));
+    state = EraseLocked(absl::StrCat(app, ".", ns));
   }
-  state->Remove();
+  if (state) state->Remove();
+}
+
+std::shared_ptr<AppState> Gateway::Impl::Provisional(const std::string& key) {
+  if (!opts.app_exists) return nullptr;
+  // Names are DNS labels: the first dot ends the app's.
+  size_t dot = key.find('.');
+  if (dot == std::string::npos) return nullptr;
+  std::string app = key.substr(0, dot), ns = key.substr(dot + 1);
+  if (app.empty() || ns.empty() || !opts.app_exists(ns, app)) return nullptr;
+  absl::MutexLock lock(&mu_);
+  // The route may have come since the caller's snapshot.
+  if (const RouteTable::Entry* found = table_->Find(key)) return found->state;
+  auto state = std::make_shared<AppState>(ns, app, &config, NowNs());
+  auto table = std::make_shared<RouteTable>(*table_);
+  size_t i = RouteTable::ShardOf(key);
+  auto shard = std::make_shared<RouteTable::Shard>(*table->shards[i]);
+  (*shard)[key].state = state;
+  table->shards[i] = std::move(shard);
+  PublishLocked(std::move(table));
+  provisional_[key] = MonoMs();
+  log->info("app={}/{}: no route yet; requests wait for it", ns, app);
+  return state;
+}
+
+void Gateway::Impl::ExpireProvisional() {
+  // A second past the queue timeout, every request it held has had its 504.
+  const int64_t before = MonoMs() - absl::ToInt64Milliseconds(
+                                        opts.queue_timeout + absl::Seconds(1));
+  std::vector<std::shared_ptr<AppState>> gone;
+  {
+    absl::MutexLock lock(&mu_);
+    std::vector<std::string> expired;
+    for (const auto& [key, since] : provisional_) {
+      if (since < before) expired.push_back(key);
+    }
+    for (const auto& key : expired) {
+      size_t dot = key.find('.');
+      log->warn("app={}/{}: no route came for its waiting requests",
+                key.substr(dot + 1), key.substr(0, dot));
+      if (auto state = EraseLocked(key)) gone.push_back(std::move(state));
+    }
+  }
+  for (auto& state : gone) state->Remove();
 }
 
 std::shared_ptr<AppState> Gateway::Impl::FindApp(const std::string& ns,

@@ -162,6 +162,15 @@ struct GatewayOptions {
   // (and again only after that queue has emptied). Runs on a gateway I/O
   // thread: it must return quickly (enqueue work) and must not block.
   std::function<void(const std::string& ns, const std::string& app)> on_demand;
+  // Whether an app exists whose route has not been set yet: the controller
+  // publishes an app's route moments after its spec is stored, and a request
+  // sent as soon as `tidalctl apply` returns must not get 404. Such a request
+  // waits, as it would for an app at zero, under a provisional route with no
+  // instance, which the app's route replaces (or which is dropped when none
+  // comes within queue_timeout). Without it, hosts without a route get 404 at
+  // once. Called on a gateway I/O thread, only for hosts without a route: it
+  // must be quick and must not block.
+  std::function<bool(const std::string& ns, const std::string& app)> app_exists;
 };
 
 // The reverse proxy. Thread-safe: SetRoute/RemoveRoute/InFlight/metrics may be

@@ -38,6 +38,10 @@ class Gateway::Impl {
   std::shared_ptr<AppState> FindApp(const std::string& ns,
                                     const std::string& app) const;
   std::shared_ptr<EndpointState> FindInstance(const std::string& id) const;
+  // The app of `key` ("<app>.<ns>") when the table has no route for it:
+  // a provisional one (no instance) if opts.app_exists says the app exists,
+  // else null. Safe on I/O threads.
+  std::shared_ptr<AppState> Provisional(const std::string& key);
   std::string PrometheusText() const;
   std::shared_ptr<const RouteTable> CurrentTable() const {
     return std::atomic_load(&table_);
@@ -80,6 +84,11 @@ class Gateway::Impl {
  private:
   void PublishLocked(std::shared_ptr<RouteTable> t)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Takes `key` out of the table; its state, or null if it had none.
+  std::shared_ptr<AppState> EraseLocked(const std::string& key)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Drops provisional routes that no route replaced within queue_timeout.
+  void ExpireProvisional();
 
   mutable absl::Mutex mu_;
   std::shared_ptr<const RouteTable>
@@ -87,6 +96,9 @@ class Gateway::Impl {
   absl::flat_hash_map<std::string, std::weak_ptr<EndpointState>> instances_
       ABSL_GUARDED_BY(mu_);
   bool started_ ABSL_GUARDED_BY(mu_) = false;
+  // Provisional routes (Provisional) by key, with when they were made
+  // (MonoMs).
+  absl::flat_hash_map<std::string, int64_t> provisional_ ABSL_GUARDED_BY(mu_);
 
   absl::Mutex tick_mu_;
   bool stopping_ ABSL_GUARDED_BY(tick_mu_) = false;

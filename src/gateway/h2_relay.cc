@@ -587,14 +587,12 @@ void H2Conn::OnRequest(H2Stream* s) {
       s->authority.empty() ? absl::string_view(s->host_field) : s->authority;
   HostRoute host_route = RouteForHost(host_field, w.gw->opts.domain);
   s->host = std::move(host_route.host);
-  const RouteTable::Entry* entry =
-      host_route.key.empty() ? nullptr : w_->Table().Find(host_route.key);
-  if (entry == nullptr) {
+  s->app = w_->FindApp(host_route.key);
+  if (s->app == nullptr) {
     w_->gw->unknown_host_total.fetch_add(1, std::memory_order_relaxed);
     Rejection r = UnknownHost(s->host);
     return Respond(s, static_cast<int>(r.status), r.body);
   }
-  s->app = entry->state;
   s->route = s->app->route();
   s->start_ns = NowNs();
   s->app->last_request_ns.store(s->start_ns, std::memory_order_relaxed);
@@ -661,7 +659,10 @@ void H2Conn::Acquire(const std::shared_ptr<H2Stream>& s) {
 }
 
 void H2Conn::OnLease(const std::shared_ptr<H2Stream>& s,
-                     std::shared_ptr<EndpointState> lease) {
+                     std::shared_ptr<EndpointState> lease, bool waited) {
+  // The route may have changed while the stream waited (from a provisional
+  // one to the app's own, Gateway::Impl::Provisional).
+  if (waited) s->route = s->app->route();
   s->queued = false;
   if (!lease) {
     Rejection r = UnknownHost(s->host);

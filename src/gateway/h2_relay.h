@@ -83,8 +83,9 @@ class H2Conn : public std::enable_shared_from_this<H2Conn> {
   void OnDeadline();
 
   // From H2Upstream and H2Stream (same thread).
+  // `waited`: dispatched from the app's queue.
   void OnLease(const std::shared_ptr<H2Stream>& s,
-               std::shared_ptr<EndpointState> lease);
+               std::shared_ptr<EndpointState> lease, bool waited = false);
   void OnUpstreamConnectFailed(const std::shared_ptr<H2Stream>& s);
   void OnResponseHeaders(H2Stream* s, bool end_stream);
   void OnResponseData(H2Stream* s);

@@ -75,7 +75,7 @@ struct H2Stream : public Waiter, public std::enable_shared_from_this<H2Stream> {
     boost::asio::post(w->ioc, [self = shared_from_this(),
                                lease = std::move(lease)]() mutable {
       if (auto c = self->conn.lock(); c && self->queued) {
-        c->OnLease(self, std::move(lease));
+        c->OnLease(self, std::move(lease), /*waited=*/true);
       } else if (lease) {
         self->app->Settle(*lease, AppState::Attempt::kAbandoned);
         self->app->Release(lease);

@@ -259,15 +259,12 @@ void Session::OnRequestHeader(beast::error_code ec) {
   HostRoute host_route = RouteForHost(
       absl::string_view(host_field.data(), host_field.size()), opts_.domain);
   host_ = std::move(host_route.host);
-  const RouteTable::Entry* entry =
-      host_route.key.empty() ? nullptr : w_->Table().Find(host_route.key);
-  if (entry == nullptr) {
+  app_ = w_->FindApp(host_route.key);
+  if (app_ == nullptr) {
     w_->gw->unknown_host_total.fetch_add(1, std::memory_order_relaxed);
-    app_ = nullptr;
     Respond(UnknownHost(host_));
     return;
   }
-  app_ = entry->state;
   route_ = app_->route();
   upgrade_ = asks_upgrade && IsUpgradeRequest(req) && req_parser_->is_done();
   if (route_->timeout_ms > 0) {
@@ -327,6 +324,9 @@ void Session::OnDispatched(std::shared_ptr<EndpointState> lease) {
     Respond(UnknownHost(host_));
     return;
   }
+  // The route may have changed while the request waited (from a provisional
+  // one to the app's own, Gateway::Impl::Provisional).
+  route_ = app_->route();
   OnLease(std::move(lease));
 }
 

@@ -42,6 +42,12 @@ const RouteTable& Worker::Table() {
   return *table;
 }
 
+std::shared_ptr<AppState> Worker::FindApp(const std::string& key) {
+  if (key.empty()) return nullptr;
+  if (const RouteTable::Entry* e = Table().Find(key)) return e->state;
+  return gw->Provisional(key);
+}
+
 void Worker::Accept(bool tls) {
   (tls ? tls_acceptor : acceptor)
       .async_accept(

@@ -31,6 +31,10 @@ struct Worker {
   // The current route table (refreshed when the gateway published a new
   // one).
   const RouteTable& Table();
+  // The app routed at `key` ("<app>.<ns>", empty: none), or a provisional
+  // route for an app whose route is not set yet (Gateway::Impl::Provisional);
+  // null: 404.
+  std::shared_ptr<AppState> FindApp(const std::string& key);
   // Accepts the next connection of the plain listener, or of the HTTPS one
   // (`tls`).
   void Accept(bool tls = false);

@@ -906,6 +906,63 @@ TEST_F(GatewayTest, RemovedAppAnswers404ToHeldRequests) {
   EXPECT_EQ(r.status, 404);
 }
 
+TEST_F(GatewayTest, AnAppWithoutARouteYetHoldsItsRequestsUntilTheRouteComes) {
+  // The app exists (its spec is stored) but the controller has not set its
+  // route: the request waits for it instead of getting 404, and signals
+  // demand as it would at zero.
+  TestUpstream a("a");
+  std::atomic<int> demands{0};
+  GatewayOptions o;
+  o.app_exists = [](const std::string& ns, const std::string& app) {
+    return ns == "default" && (app == "hello" || app == "deleted");
+  };
+  o.on_demand = [&](const std::string& ns, const std::string& app) {
+    if (ns == "default" && app == "hello") demands.fetch_add(1);
+  };
+  StartGateway(o);
+  Reply r;
+  std::thread held([&] { r = Fetch(port(), kHost, "/"); });
+  ASSERT_TRUE(Eventually([&] { return gw_->Queued("default", "hello") == 1; }));
+  EXPECT_EQ(demands.load(), 1);
+  gw_->SetRoute(MakeRoute({Ep(a)}));
+  held.join();
+  EXPECT_EQ(r.status, 200) << r.error << r.body;
+  EXPECT_EQ(r.body, "a");
+  // An app that does not exist still gets 404 at once.
+  Reply missing = Fetch(port(), "other.default.tidal.localhost", "/");
+  EXPECT_EQ(missing.status, 404);
+  EXPECT_EQ(missing.body,
+            "no app for host \"other.default.tidal.localhost\"\n");
+  EXPECT_EQ(gw_->Queued("default", "other"), 0);
+  // An app deleted before its route came: the controller removes the route,
+  // and the requests it held get 404.
+  std::thread deleted(
+      [&] { r = Fetch(port(), "deleted.default.tidal.localhost", "/"); });
+  ASSERT_TRUE(
+      Eventually([&] { return gw_->Queued("default", "deleted") == 1; }));
+  gw_->RemoveRoute("default", "deleted");
+  deleted.join();
+  EXPECT_EQ(r.status, 404) << r.body;
+}
+
+TEST_F(GatewayTest, AProvisionalRouteThatNoRouteReplacesTimesOutAndGoes) {
+  std::atomic<bool> exists{true};
+  GatewayOptions o;
+  o.queue_timeout = absl::Milliseconds(300);
+  o.app_exists = [&](const std::string& ns, const std::string& app) {
+    return exists.load() && app == "hello";
+  };
+  StartGateway(o);
+  Reply r = Fetch(port(), kHost, "/");
+  EXPECT_EQ(r.status, 504) << r.body;
+  // The ticker drops it a second after the queue timeout: once the app no
+  // longer exists, its host is unknown again.
+  exists = false;
+  ASSERT_TRUE(
+      Eventually([&] { return Fetch(port(), kHost, "/").status == 404; },
+                 absl::Seconds(10)));
+}
+
 TEST_F(GatewayTest, SplitsTrafficByRevisionWeight) {
   TestUpstream stable("stable"), canary("canary");
   StartGateway();

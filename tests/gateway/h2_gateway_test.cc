@@ -273,28 +273,47 @@ TEST_F(H2GatewayTest, GrpcStatusesCountAsHttpClassesInTheMetrics) {
   EXPECT_EQ(t.classes[1], 1u);
 }
 
-TEST_F(H2GatewayTest, StreamsAreHeldAtZeroAndServedWhenAnInstanceIsReady) {
-  StartGateway();
-  gw_->SetRoute(EchoRoute({}));  // known app, no ready instance
-  auto stub = Stub();
+// A unary call that the gateway holds (no instance ready) is answered once
+// the app's route gets an instance.
+void ExpectHeldThenServed(Gateway* gw, Echo::Stub* stub,
+                          const std::string& message) {
   std::atomic<bool> done{false};
   grpc::Status result;
   EchoReply reply;
   std::thread caller([&] {
     grpc::ClientContext ctx;
-    Deadline(&ctx, 30000);
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(30));
     EchoRequest req;
-    req.set_message("from zero");
+    req.set_message(message);
     result = stub->Unary(&ctx, req, &reply);
     done = true;
   });
-  ASSERT_TRUE(Eventually([&] { return gw_->Queued("default", "echo") == 1; }));
+  EXPECT_TRUE(Eventually([&] { return gw->Queued("default", "echo") == 1; }));
   EXPECT_FALSE(done);
   EchoServer a("a");
-  gw_->SetRoute(EchoRoute({Ep("a", a.port)}));
+  gw->SetRoute(EchoRoute({Ep("a", a.port)}));
   caller.join();
   EXPECT_TRUE(result.ok()) << result.error_message();
-  EXPECT_EQ(reply.message(), "from zero");
+  EXPECT_EQ(reply.message(), message);
+}
+
+TEST_F(H2GatewayTest, StreamsAreHeldAtZeroAndServedWhenAnInstanceIsReady) {
+  StartGateway();
+  gw_->SetRoute(EchoRoute({}));  // known app, no ready instance
+  ExpectHeldThenServed(gw_.get(), Stub().get(), "from zero");
+}
+
+TEST_F(H2GatewayTest, AStreamSentBeforeTheAppsRouteWaitsAndTakesItsProtocol) {
+  // The app exists but its route is not set yet: the call waits under a
+  // provisional route, then goes out as HTTP/2 (the app's own route says
+  // h2), not as the provisional route's HTTP/1.
+  GatewayOptions o;
+  o.app_exists = [](const std::string& ns, const std::string& app) {
+    return ns == "default" && app == "echo";
+  };
+  StartGateway(o);
+  ExpectHeldThenServed(gw_.get(), Stub().get(), "before the route");
 }
 
 TEST_F(H2GatewayTest, ErrorsTheGatewayAnswersAreGrpcStatuses) {
