@@ -18,14 +18,6 @@ namespace {
 using tidal::v1::App;
 using tidal::v1::Instance;
 
-// Order in which surplus instances are stopped: not ready first, then the
-// most restarted, then the newest.
-bool StopFirst(const Instance& a, const Instance& b) {
-  if (a.ready() != b.ready()) return !a.ready();
-  if (a.restarts() != b.restarts()) return a.restarts() > b.restarts();
-  return FromProtoTime(a.start_time()) > FromProtoTime(b.start_time());
-}
-
 absl::Duration GraceOf(const App& app) {
   // `tidalctl delete --grace-period/--force` overrides the template's.
   if (app.metadata().has_deletion_timestamp() &&
@@ -268,7 +260,9 @@ absl::StatusOr<AppReconciler::Result> AppReconciler::Reconcile(
   // drains them; the drain's end closes them.
   auto surplus = [&](std::vector<Instance>* group, int32_t target,
                      bool keep_tunnels) {
-    std::sort(group->begin(), group->end(), StopFirst);
+    // Not ready first, then the most restarted, then the newest: the ones
+    // the gateway fills last (gateway/route_sink.h).
+    std::sort(group->begin(), group->end(), StopsBefore);
     int32_t extra = static_cast<int32_t>(group->size()) - target;
     for (size_t i = 0; i < group->size() && extra > 0; ++i) {
       if (keep_tunnels && routes_ != nullptr &&

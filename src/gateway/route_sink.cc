@@ -1,12 +1,25 @@
 #include "gateway/route_sink.h"
 
+#include <algorithm>
 #include <map>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/proto_time.h"
 
-namespace tidal::gateway {
+namespace tidal {
+
+bool StopsBefore(const tidal::v1::Instance& a, const tidal::v1::Instance& b) {
+  if (a.ready() != b.ready()) return !a.ready();
+  if (a.restarts() != b.restarts()) return a.restarts() > b.restarts();
+  const absl::Time sa = FromProtoTime(a.start_time());
+  const absl::Time sb = FromProtoTime(b.start_time());
+  if (sa != sb) return sa > sb;
+  return a.id() > b.id();
+}
+
+namespace gateway {
 namespace {
 
 // The gateway as a RouteTarget (Gateway itself stays free of this seam).
@@ -73,7 +86,14 @@ void GatewayRoutes::PublishLocked(const std::string& key) {
   for (const auto& inst : entry.serving) live.insert(inst.revision());
   route.live_revisions.assign(live.begin(), live.end());
   std::map<int64_t, RevisionRoute> by_revision;
-  for (const auto& inst : entry.serving) {
+  // In the order the gateway fills them: the one a scale-down stops last
+  // first.
+  std::vector<const tidal::v1::Instance*> order;
+  for (const auto& inst : entry.serving) order.push_back(&inst);
+  std::sort(order.begin(), order.end(),
+            [](const auto* a, const auto* b) { return StopsBefore(*b, *a); });
+  for (const auto* i : order) {
+    const tidal::v1::Instance& inst = *i;
     if (!inst.ready() || draining_.contains(inst.id())) continue;
     auto& rev = by_revision[inst.revision()];
     rev.revision = inst.revision();
@@ -201,4 +221,5 @@ void GatewayRoutes::DrainLoop() {
   }
 }
 
-}  // namespace tidal::gateway
+}  // namespace gateway
+}  // namespace tidal

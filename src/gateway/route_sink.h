@@ -27,6 +27,14 @@
 
 namespace tidal {
 
+// The order in which a scale-down stops an app's instances: not ready first,
+// then the most restarted, then the newest, then by id (so that every node
+// agrees). A route lists its ready instances in the reverse order, which is
+// the order the gateway fills them in under a concurrency limit: the
+// instances a scale-down stops first are the ones that go idle first
+// (docs/gateway.md, "Balancing").
+bool StopsBefore(const tidal::v1::Instance& a, const tidal::v1::Instance& b);
+
 // Implementations are thread-safe.
 class RouteSink {
  public:

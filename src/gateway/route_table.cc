@@ -134,11 +134,12 @@ std::shared_ptr<EndpointState> AppState::TryAcquire(
     return Reserve(*eps[0], route.concurrency) ? eps[0] : nullptr;
   }
   if (route.concurrency > 0) {
-    // With a concurrency limit, instances are filled in order, oldest first
-    // (`ready` is in the order the gateway first saw them): the newest ones
-    // go idle first when the load falls, and the scale-down (which stops
-    // the newest first) stops them at no cost instead of draining busy
-    // ones. Endpoints that recently refused a connection come last.
+    // With a concurrency limit, instances are filled in the route's order
+    // (tidald lists the instance a scale-down would stop last first,
+    // StopsBefore in gateway/route_sink.h): the ones listed last go idle
+    // first when the load falls, and the scale-down stops them at no cost
+    // instead of draining busy ones. Every gateway of a cluster gets the
+    // same order. Endpoints that recently refused a connection come last.
     for (bool down_too : {false, true}) {
       for (const auto& e : eps) {
         if (Excluded(e.get(), exclude) || Down(*e, now_ns) != down_too)
@@ -382,9 +383,6 @@ std::shared_ptr<const AppRoute> AppState::Update(
         endpoints[e.instance_id] = state;
         if (!e.draining) rev.ready.push_back(state);
       }
-      // Oldest first (TryAcquire fills them in this order).
-      std::sort(rev.ready.begin(), rev.ready.end(),
-                [](const auto& a, const auto& b) { return a->uid < b->uid; });
       next->total_ready += static_cast<int>(rev.ready.size());
       next->revisions.push_back(std::move(rev));
     }

@@ -70,8 +70,8 @@ struct EndpointState {
   std::atomic<int> window{kInitialConnectWindow};
 };
 
-// Immutable snapshot of one app's route: ready, non-draining endpoints,
-// oldest (lowest uid) first.
+// Immutable snapshot of one app's route: ready, non-draining endpoints, in
+// the route's order.
 struct AppRoute {
   struct Revision {
     int64_t revision = 0;
@@ -147,11 +147,11 @@ class AppState {
   };
 
   // Reserves an endpoint of `route` (no lock): a revision by weight, then
-  // with a concurrency limit the oldest ready endpoint under it (instances
-  // are filled in order), without one the less loaded of two random ready
-  // endpoints; either with room in its connect window. Skips `exclude`.
-  // Null if none is available. A lease starts unconfirmed: end it with
-  // Settle() (before or with Release()).
+  // with a concurrency limit the first ready endpoint under it in the route's
+  // order (instances are filled in order), without one the less loaded of two
+  // random ready endpoints; either with room in its connect window. Skips
+  // `exclude`. Null if none is available. A lease starts unconfirmed: end it
+  // with Settle() (before or with Release()).
   static std::shared_ptr<EndpointState> TryAcquire(
       const AppRoute& route, const std::vector<const EndpointState*>& exclude,
       uint64_t* rng, int64_t now_ns);

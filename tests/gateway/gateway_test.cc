@@ -711,17 +711,20 @@ TEST_F(GatewayTest, QueuesWhenEveryInstanceIsAtItsConcurrencyLimit) {
 
 // Under a concurrency limit instances are filled in order, oldest first, so
 // the newest go idle when the load falls (a scale-down stops them at once).
-TEST_F(GatewayTest, FillsInstancesOldestFirstUnderAConcurrencyLimit) {
+TEST_F(GatewayTest, FillsInstancesInTheRoutesOrderUnderAConcurrencyLimit) {
   TestUpstream a("a", 4), b("b", 4), c("c", 4);
   StartGateway();
+  // The gateway saw c first, but the route lists a first: the route's order
+  // is the one to fill them in (every gateway of a cluster gets it).
+  gw_->SetRoute(MakeRoute({Ep(c)}, /*concurrency=*/2));
   gw_->SetRoute(MakeRoute({Ep(a), Ep(b), Ep(c)}, /*concurrency=*/2));
-  // One at a time: every request finds the oldest instance free.
+  // One at a time: every request finds the first instance free.
   for (int i = 0; i < 20; ++i) {
     Reply r = Fetch(port(), kHost, "/");
     ASSERT_EQ(r.status, 200) << r.error;
     EXPECT_EQ(r.body, "a");
   }
-  // Three held at once: two fill the oldest, the third takes the next.
+  // Three held at once: two fill the first, the third takes the next.
   std::vector<std::unique_ptr<Client>> held;
   for (int i = 0; i < 3; ++i) held.push_back(SendRaw(port(), "/hold"));
   ASSERT_TRUE(Eventually([&] { return a.holds() + b.holds() == 3; }));

@@ -6,12 +6,14 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <map>
 #include <optional>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "common/proto_time.h"
 #include "fakes/eventually.h"
 #include "fakes/fake_clock.h"
 
@@ -134,6 +136,37 @@ TEST(GatewayRoutesTest, RoutesReadyInstancesByRevision) {
   for (const auto& r : route->revisions) {
     for (const auto& ep : r.endpoints) EXPECT_EQ(ep.host, "127.0.0.1");
   }
+}
+
+TEST(GatewayRoutesTest, RoutesListInstancesInTheOrderToFillThem) {
+  // The reverse of the order a scale-down stops them in (StopsBefore): the
+  // fewest restarts first, then the oldest, then by id; whatever the order
+  // the reconciler passes them in.
+  RecordingTarget target;
+  testing::FakeClock clock;
+  GatewayRoutes routes(&target, &clock);
+  auto started = [](Instance inst, int64_t second, int restarts) {
+    *inst.mutable_start_time() = ToProtoTime(absl::FromUnixSeconds(second));
+    inst.set_restarts(restarts);
+    return inst;
+  };
+  std::vector<Instance> serving = {
+      started(MakeInstance("a-new", 1, 20001), 300, 0),
+      started(MakeInstance("z-crashy", 1, 20002), 50, 3),
+      started(MakeInstance("x-old", 1, 20003), 100, 0),
+      started(MakeInstance("m-mid", 1, 20004), 200, 0),
+      started(MakeInstance("b-twin", 1, 20005), 100, 0)};
+  routes.UpdateRoute(MakeApp(4), serving);
+  auto route = target.route("default/hello");
+  ASSERT_TRUE(route.has_value());
+  const std::vector<std::string> fill = {"b-twin", "x-old", "m-mid", "a-new",
+                                         "z-crashy"};
+  EXPECT_EQ(EndpointIds(*route, 1), fill);
+  // The reconciler's stop order is the same, reversed.
+  std::sort(serving.begin(), serving.end(), StopsBefore);
+  std::vector<std::string> stop;
+  for (const auto& inst : serving) stop.push_back(inst.id());
+  EXPECT_EQ(stop, std::vector<std::string>(fill.rbegin(), fill.rend()));
 }
 
 TEST(GatewayRoutesTest, SplitWeightsListedAndRest) {
