@@ -11,6 +11,7 @@
 #include <atomic>
 #include <memory>
 
+#include "common/proto_time.h"
 #include "fakes/eventually.h"
 #include "fakes/fake_clock.h"
 #include "fakes/fake_metrics.h"
@@ -128,6 +129,29 @@ TEST_F(RoutesTest, EveryNodeRoutesThePublishedRouteWithWeights) {
   }
   auto kv = store_.Get(keys::Route("default", "hello"));
   EXPECT_TRUE(absl::IsNotFound(kv.status()));
+}
+
+// Every node's gateway fills the instances in the same order, the leader's
+// (the reverse of the order a scale-down stops them in), whatever order the
+// instances came in.
+TEST_F(RoutesTest, EveryNodeGetsTheOrderToFillTheInstancesIn) {
+  StoreRouteSink::Options o;
+  o.clock = &clock_;
+  StoreRouteSink sink(&store_, o);
+  auto started = [](Instance inst, int64_t second) {
+    *inst.mutable_start_time() = ToProtoTime(absl::FromUnixSeconds(second));
+    return inst;
+  };
+  sink.UpdateRoute(MakeApp("hello"),
+                   {started(MakeInstance("new", 1, "10.0.0.1", 20001), 300),
+                    started(MakeInstance("old", 1, "10.0.0.2", 20002), 100),
+                    started(MakeInstance("mid", 1, "10.0.0.3", 20003), 200)});
+  for (auto* t : {&target_a_, &target_b_}) {
+    ASSERT_TRUE(
+        Eventually([&] { return Ids(t->route("default/hello")).size() == 3; }));
+    EXPECT_EQ(Ids(t->route("default/hello")),
+              (std::vector<std::string>{"old", "mid", "new"}));
+  }
 }
 
 // An app's request timeouts and its HTTP/2 relaying reach every node's
