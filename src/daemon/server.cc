@@ -15,6 +15,7 @@
 #include "common/clock.h"
 #include "common/logging.h"
 #include "common/secret_box.h"
+#include "daemon/store_identity.h"
 #include "grpcpp/channel.h"
 #include "runtime/kubernetes/kube_client.h"
 #include "runtime/kubernetes/kube_config.h"
@@ -197,6 +198,16 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(DaemonConfig config) {
     return Annotate(
         store.status(),
         absl::StrCat("opening the store ", config.store_spec, " failed: "));
+  }
+  if (config.store_name != "sqlite") {
+    // Before anything is adopted, stopped or written: a wiped or another
+    // etcd cluster is refused (the SQLite file has its own checks).
+    absl::StatusOr<std::string> id =
+        CheckStoreIdentity(store->get(), config.data_dir, config.store_spec);
+    if (!id.ok()) {
+      return Annotate(id.status(), absl::StrCat("checking the store ",
+                                                config.store_spec, ": "));
+    }
   }
   {
     absl::StatusOr<SecretBox> box = SecretBox::LoadOrCreateKeyFile(

@@ -60,6 +60,8 @@ inline std::string TokenName(const std::string& name) {
 
 // Highly available mode (docs/ha.md, proto/tidal/v1/ha.proto).
 inline std::string LeaderKey() { return "/tidal/leader"; }
+// The keyspace's random id, written once (daemon/store_identity.h).
+inline std::string StoreId() { return "/tidal/store-id"; }
 inline std::string NodePrefix() { return "/nodes/"; }
 inline std::string Node(const std::string& node) {
   return absl::StrCat("/nodes/", node);

@@ -5,6 +5,11 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <memory>
+#include <string>
+#include <vector>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "e2e/e2e_util.h"
@@ -14,45 +19,79 @@ namespace {
 
 constexpr char kEtcd[] = "/usr/bin/etcd";
 
-TEST(EtcdE2ETest, AppsLiveInEtcdAndSurviveKill9) {
-  if (access(kEtcd, X_OK) != 0) GTEST_SKIP() << "etcd-server is not installed";
-  TempDir dir;
-  int client = FreePort(), peer = FreePort();
-  std::string client_url = absl::StrCat("http://127.0.0.1:", client);
-  std::string peer_url = absl::StrCat("http://127.0.0.1:", peer);
-  Child etcd;
-  ASSERT_TRUE(
-      etcd.Start({kEtcd, "--name=e2e", "--data-dir=" + dir.path() + "/etcd",
-                  "--listen-client-urls=" + client_url,
-                  "--advertise-client-urls=" + client_url,
-                  "--listen-peer-urls=" + peer_url,
-                  "--initial-advertise-peer-urls=" + peer_url,
-                  "--initial-cluster=e2e=" + peer_url, "--log-level=error"},
-                 dir.path() + "/etcd.log"));
-  std::string marker = absl::StrCat("etcd-e2e-", getpid());
-  Daemon daemon(dir.path(), {absl::StrCat("--store=etcd:127.0.0.1:", client)});
-  ASSERT_TRUE(daemon.Start()) << "see " << daemon.log_path();
-  auto version = daemon.Ctl({"version"});
-  EXPECT_TRUE(absl::StrContains(version.out, "store etcd")) << version.out;
+// One etcd member on loopback ports, its data in `data_dir`.
+class Etcd {
+ public:
+  Etcd() : client_(FreePort()), peer_(FreePort()) {}
+  bool Start(const std::string& data_dir) {
+    const std::string client_url = absl::StrCat("http://127.0.0.1:", client_);
+    const std::string peer_url = absl::StrCat("http://127.0.0.1:", peer_);
+    child_ = std::make_unique<Child>();
+    return child_->Start(
+        {kEtcd, "--name=e2e", "--data-dir=" + data_dir,
+         "--listen-client-urls=" + client_url,
+         "--advertise-client-urls=" + client_url,
+         "--listen-peer-urls=" + peer_url,
+         "--initial-advertise-peer-urls=" + peer_url,
+         "--initial-cluster=e2e=" + peer_url, "--log-level=error"},
+        data_dir + ".log");
+  }
+  void Stop() {
+    child_->Signal(SIGTERM);
+    child_->Wait(absl::Seconds(30));
+    child_.reset();
+  }
+  std::string StoreFlag() const {
+    return absl::StrCat("--store=etcd:127.0.0.1:", client_);
+  }
 
-  std::string path = dir.path() + "/app.yaml";
-  WriteFile(path, absl::StrCat(R"(apiVersion: tidal.dev/v1
+ private:
+  int client_, peer_;
+  std::unique_ptr<Child> child_;
+};
+
+// An app of two sample-app instances whose command lines carry `marker`.
+std::string TwoInstances(const std::string& marker) {
+  return absl::StrCat(R"(apiVersion: tidal.dev/v1
 kind: App
 metadata: {name: web}
 spec:
   replicas: 2
   template:
     command: [")",
-                               BuildDir(), R"(/examples/tidal-sample-app"]
+                      BuildDir(), R"(/examples/tidal-sample-app"]
     args: ["--version", ")",
-                               marker, R"("]
-)"));
+                      marker, R"("]
+)");
+}
+
+std::vector<pid_t> Processes(const std::string& marker) {
+  std::vector<pid_t> pids = FindProcesses(marker);
+  std::sort(pids.begin(), pids.end());
+  return pids;
+}
+
+bool TwoReady(Daemon& daemon) {
+  auto g = daemon.Ctl({"get", "app", "web", "-o", "json"});
+  return absl::StrContains(g.out, "\"readyReplicas\": 2");
+}
+
+TEST(EtcdE2ETest, AppsLiveInEtcdAndSurviveKill9) {
+  if (access(kEtcd, X_OK) != 0) GTEST_SKIP() << "etcd-server is not installed";
+  TempDir dir;
+  Etcd etcd;
+  ASSERT_TRUE(etcd.Start(dir.path() + "/etcd"));
+  std::string marker = absl::StrCat("etcd-e2e-", getpid());
+  Daemon daemon(dir.path(), {etcd.StoreFlag()});
+  ASSERT_TRUE(daemon.Start()) << "see " << daemon.log_path();
+  auto version = daemon.Ctl({"version"});
+  EXPECT_TRUE(absl::StrContains(version.out, "store etcd")) << version.out;
+
+  std::string path = dir.path() + "/app.yaml";
+  WriteFile(path, TwoInstances(marker));
   auto r = daemon.Ctl({"apply", "-f", path});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  auto ready = [&] {
-    auto g = daemon.Ctl({"get", "app", "web", "-o", "json"});
-    return absl::StrContains(g.out, "\"readyReplicas\": 2");
-  };
+  auto ready = [&] { return TwoReady(daemon); };
   ASSERT_TRUE(Eventually(ready)) << daemon.Ctl({"describe", "app", "web"}).out;
   EXPECT_EQ(FindProcesses(marker).size(), 2u);
 
@@ -66,6 +105,48 @@ spec:
   ASSERT_TRUE(Eventually([&] {
     return daemon.Ctl({"get", "app", "web"}).exit_code != 0;
   }));
+  for (pid_t pid : FindProcesses(marker)) kill(pid, SIGKILL);
+}
+
+// Pointed at a wiped etcd (a fresh cluster on the same address), tidald
+// refuses to start instead of seeing no apps and stopping every instance it
+// adopts; back on its own cluster it adopts them (docs/store.md).
+TEST(EtcdE2ETest, AWipedClusterIsRefusedAndTheInstancesLive) {
+  if (access(kEtcd, X_OK) != 0) GTEST_SKIP() << "etcd-server is not installed";
+  TempDir dir;
+  Etcd etcd;
+  ASSERT_TRUE(etcd.Start(dir.path() + "/etcd"));
+  std::string marker = absl::StrCat("etcd-wiped-e2e-", getpid());
+  Daemon daemon(dir.path(), {etcd.StoreFlag()});
+  ASSERT_TRUE(daemon.Start()) << "see " << daemon.log_path();
+  WriteFile(dir.path() + "/app.yaml", TwoInstances(marker));
+  ASSERT_EQ(daemon.Ctl({"apply", "-f", dir.path() + "/app.yaml"}).exit_code, 0);
+  ASSERT_TRUE(Eventually([&] { return TwoReady(daemon); }));
+  const std::vector<pid_t> pids = Processes(marker);
+  ASSERT_EQ(pids.size(), 2u);
+
+  daemon.Kill9();  // the instances keep running
+  etcd.Stop();
+  ASSERT_TRUE(etcd.Start(dir.path() + "/etcd-wiped"));
+  CommandResult refused =
+      e2e::Run({BuildDir() + "/src/daemon/tidald", "--data-dir=" + dir.path(),
+                etcd.StoreFlag(), "--listen=127.0.0.1:0",
+                "--gateway-listen=127.0.0.1:0", "--admin-listen=127.0.0.1:0"},
+               "", absl::Seconds(60));
+  EXPECT_EQ(refused.exit_code, 1) << refused.out << refused.err;
+  const std::string said = refused.out + refused.err;
+  EXPECT_TRUE(absl::StrContains(said, "has no id")) << said;
+  EXPECT_TRUE(absl::StrContains(said, "refusing to start")) << said;
+  EXPECT_EQ(Processes(marker), pids);
+
+  etcd.Stop();
+  ASSERT_TRUE(etcd.Start(dir.path() + "/etcd"));
+  ASSERT_TRUE(daemon.Start()) << "see " << daemon.log_path();
+  ASSERT_TRUE(Eventually([&] { return TwoReady(daemon); }));
+  EXPECT_EQ(Processes(marker), pids);
+
+  ASSERT_EQ(daemon.Ctl({"delete", "app", "web"}).exit_code, 0);
+  ASSERT_TRUE(Eventually([&] { return FindProcesses(marker).empty(); }));
   for (pid_t pid : FindProcesses(marker)) kill(pid, SIGKILL);
 }
 
