@@ -6,49 +6,16 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "e2e/e2e_util.h"
+#include "fakes/etcd_process.h"
 
 namespace tidal::e2e {
 namespace {
-
-constexpr char kEtcd[] = "/usr/bin/etcd";
-
-// One etcd member on loopback ports, its data in `data_dir`.
-class Etcd {
- public:
-  Etcd() : client_(FreePort()), peer_(FreePort()) {}
-  bool Start(const std::string& data_dir) {
-    const std::string client_url = absl::StrCat("http://127.0.0.1:", client_);
-    const std::string peer_url = absl::StrCat("http://127.0.0.1:", peer_);
-    child_ = std::make_unique<Child>();
-    return child_->Start(
-        {kEtcd, "--name=e2e", "--data-dir=" + data_dir,
-         "--listen-client-urls=" + client_url,
-         "--advertise-client-urls=" + client_url,
-         "--listen-peer-urls=" + peer_url,
-         "--initial-advertise-peer-urls=" + peer_url,
-         "--initial-cluster=e2e=" + peer_url, "--log-level=error"},
-        data_dir + ".log");
-  }
-  void Stop() {
-    child_->Signal(SIGTERM);
-    child_->Wait(absl::Seconds(30));
-    child_.reset();
-  }
-  std::string StoreFlag() const {
-    return absl::StrCat("--store=etcd:127.0.0.1:", client_);
-  }
-
- private:
-  int client_, peer_;
-  std::unique_ptr<Child> child_;
-};
 
 // An app of two sample-app instances whose command lines carry `marker`.
 std::string TwoInstances(const std::string& marker) {
@@ -76,13 +43,17 @@ bool TwoReady(Daemon& daemon) {
   return absl::StrContains(g.out, "\"readyReplicas\": 2");
 }
 
+std::string StoreFlag(const testing::EtcdProcess& etcd) {
+  return "--store=etcd:" + etcd.endpoint();
+}
+
 TEST(EtcdE2ETest, AppsLiveInEtcdAndSurviveKill9) {
-  if (access(kEtcd, X_OK) != 0) GTEST_SKIP() << "etcd-server is not installed";
+  if (!testing::HaveEtcd()) GTEST_SKIP() << "etcd-server is not installed";
   TempDir dir;
-  Etcd etcd;
-  ASSERT_TRUE(etcd.Start(dir.path() + "/etcd"));
+  testing::EtcdProcess etcd;
+  ASSERT_TRUE(etcd.Open().ok()) << etcd.Log();
   std::string marker = absl::StrCat("etcd-e2e-", getpid());
-  Daemon daemon(dir.path(), {etcd.StoreFlag()});
+  Daemon daemon(dir.path(), {StoreFlag(etcd)});
   ASSERT_TRUE(daemon.Start()) << "see " << daemon.log_path();
   auto version = daemon.Ctl({"version"});
   EXPECT_TRUE(absl::StrContains(version.out, "store etcd")) << version.out;
@@ -108,16 +79,17 @@ TEST(EtcdE2ETest, AppsLiveInEtcdAndSurviveKill9) {
   for (pid_t pid : FindProcesses(marker)) kill(pid, SIGKILL);
 }
 
-// Pointed at a wiped etcd (a fresh cluster on the same address), tidald
+// Pointed at a wiped etcd (or another cluster: here a fresh one), tidald
 // refuses to start instead of seeing no apps and stopping every instance it
 // adopts; back on its own cluster it adopts them (docs/store.md).
 TEST(EtcdE2ETest, AWipedClusterIsRefusedAndTheInstancesLive) {
-  if (access(kEtcd, X_OK) != 0) GTEST_SKIP() << "etcd-server is not installed";
+  if (!testing::HaveEtcd()) GTEST_SKIP() << "etcd-server is not installed";
   TempDir dir;
-  Etcd etcd;
-  ASSERT_TRUE(etcd.Start(dir.path() + "/etcd"));
+  testing::EtcdProcess etcd, wiped;
+  ASSERT_TRUE(etcd.Open().ok()) << etcd.Log();
+  ASSERT_TRUE(wiped.Open().ok()) << wiped.Log();
   std::string marker = absl::StrCat("etcd-wiped-e2e-", getpid());
-  Daemon daemon(dir.path(), {etcd.StoreFlag()});
+  Daemon daemon(dir.path(), {StoreFlag(etcd)});
   ASSERT_TRUE(daemon.Start()) << "see " << daemon.log_path();
   WriteFile(dir.path() + "/app.yaml", TwoInstances(marker));
   ASSERT_EQ(daemon.Ctl({"apply", "-f", dir.path() + "/app.yaml"}).exit_code, 0);
@@ -126,11 +98,9 @@ TEST(EtcdE2ETest, AWipedClusterIsRefusedAndTheInstancesLive) {
   ASSERT_EQ(pids.size(), 2u);
 
   daemon.Kill9();  // the instances keep running
-  etcd.Stop();
-  ASSERT_TRUE(etcd.Start(dir.path() + "/etcd-wiped"));
   CommandResult refused =
       e2e::Run({BuildDir() + "/src/daemon/tidald", "--data-dir=" + dir.path(),
-                etcd.StoreFlag(), "--listen=127.0.0.1:0",
+                StoreFlag(wiped), "--listen=127.0.0.1:0",
                 "--gateway-listen=127.0.0.1:0", "--admin-listen=127.0.0.1:0"},
                "", absl::Seconds(60));
   EXPECT_EQ(refused.exit_code, 1) << refused.out << refused.err;
@@ -139,8 +109,6 @@ TEST(EtcdE2ETest, AWipedClusterIsRefusedAndTheInstancesLive) {
   EXPECT_TRUE(absl::StrContains(said, "refusing to start")) << said;
   EXPECT_EQ(Processes(marker), pids);
 
-  etcd.Stop();
-  ASSERT_TRUE(etcd.Start(dir.path() + "/etcd"));
   ASSERT_TRUE(daemon.Start()) << "see " << daemon.log_path();
   ASSERT_TRUE(Eventually([&] { return TwoReady(daemon); }));
   EXPECT_EQ(Processes(marker), pids);
