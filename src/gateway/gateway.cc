@@ -47,6 +47,19 @@ absl::Status Listen(tcp::acceptor& acceptor, const asio::ip::address& address,
   return absl::OkStatus();
 }
 
+// A copy of `t` (copy-on-write) whose shard of `key` is a copy that `edit`
+// changed; the other shards are shared.
+template <typename F>
+std::shared_ptr<RouteTable> WithShardEdited(const RouteTable& t,
+                                            const std::string& key, F edit) {
+  auto table = std::make_shared<RouteTable>(t);
+  const size_t i = RouteTable::ShardOf(key);
+  auto shard = std::make_shared<RouteTable::Shard>(*table->shards[i]);
+  edit(*shard);
+  table->shards[i] = std::move(shard);
+  return table;
+}
+
 }  // namespace
 
 Gateway::Impl::Impl(GatewayOptions o)
@@ -213,12 +226,9 @@ void Gateway::Impl::SetRoute(const Route& in) {
   }
   provisional_.erase(key);
   if (found == nullptr) {
-    auto table = std::make_shared<RouteTable>(*table_);
-    size_t i = RouteTable::ShardOf(key);
-    auto shard = std::make_shared<RouteTable::Shard>(*table->shards[i]);
-    (*shard)[key].state = std::move(state);
-    table->shards[i] = std::move(shard);
-    PublishLocked(std::move(table));
+    PublishLocked(WithShardEdited(*table_, key, [&](RouteTable::Shard& shard) {
+      shard[key].state = std::move(state);
+    }));
   }
 }
 
@@ -227,12 +237,8 @@ std::shared_ptr<AppState> Gateway::Impl::EraseLocked(const std::string& key) {
   const RouteTable::Entry* found = table_->Find(key);
   if (found == nullptr) return nullptr;
   std::shared_ptr<AppState> state = found->state;
-  auto table = std::make_shared<RouteTable>(*table_);
-  size_t i = RouteTable::ShardOf(key);
-  auto shard = std::make_shared<RouteTable::Shard>(*table->shards[i]);
-  shard->erase(key);
-  table->shards[i] = std::move(shard);
-  PublishLocked(std::move(table));
+  PublishLocked(WithShardEdited(
+      *table_, key, [&](RouteTable::Shard& shard) { shard.erase(key); }));
   return state;
 }
 
@@ -256,12 +262,9 @@ std::shared_ptr<AppState> Gateway::Impl::Provisional(const std::string& key) {
   // The route may have come since the caller's snapshot.
   if (const RouteTable::Entry* found = table_->Find(key)) return found->state;
   auto state = std::make_shared<AppState>(ns, app, &config, NowNs());
-  auto table = std::make_shared<RouteTable>(*table_);
-  size_t i = RouteTable::ShardOf(key);
-  auto shard = std::make_shared<RouteTable::Shard>(*table->shards[i]);
-  (*shard)[key].state = state;
-  table->shards[i] = std::move(shard);
-  PublishLocked(std::move(table));
+  PublishLocked(WithShardEdited(*table_, key, [&](RouteTable::Shard& shard) {
+    shard[key].state = state;
+  }));
   provisional_[key] = MonoMs();
   log->info("app={}/{}: no route yet; requests wait for it", ns, app);
   return state;
@@ -279,13 +282,14 @@ void Gateway::Impl::ExpireProvisional() {
       if (since < before) expired.push_back(key);
     }
     for (const auto& key : expired) {
-      size_t dot = key.find('.');
-      log->warn("app={}/{}: no route came for its waiting requests",
-                key.substr(dot + 1), key.substr(0, dot));
       if (auto state = EraseLocked(key)) gone.push_back(std::move(state));
     }
   }
-  for (auto& state : gone) state->Remove();
+  for (auto& state : gone) {
+    log->warn("app={}/{}: no route came for its waiting requests", state->ns,
+              state->app);
+    state->Remove();
+  }
 }
 
 std::shared_ptr<AppState> Gateway::Impl::FindApp(const std::string& ns,

@@ -326,7 +326,7 @@ int32_t AppScaler::DecideTidal(absl::Time now, int64_t eval, Cause* cause) {
     p.prewarm_s = 0;
   }
   last_prewarm_s_ = p.prewarm_s;
-  const int64_t lead = absl::ToInt64Seconds(start_duration_ + config_.tick) + 1;
+  const int64_t lead = absl::ToInt64Seconds(Lead()) + 1;
   bool warm;
   if (p.representative) {
     warm = last_idle_s_ + lead >= p.prewarm_s &&
@@ -374,8 +374,7 @@ int32_t AppScaler::LookAheadPods(int64_t now_s, int64_t eval) {
   // concurrency approaches rate x service exponentially (the mean of an
   // M/G/inf queue after a step), so a lead longer than the service time
   // adds at most about one service time of arrivals, not a lead of them.
-  const double lead = absl::ToDoubleSeconds(start_duration_ + config_.tick);
-  look_ahead_lead_s_ = lead;
+  const double lead = absl::ToDoubleSeconds(Lead());
   const double conc = panic_.At(eval);
   double rate = 0;
   for (int64_t sec = eval - kRateSeconds + 1; sec <= eval; ++sec)
@@ -483,8 +482,7 @@ int32_t AppScaler::DecideHybrid(absl::Time now, int64_t eval, Cause* cause) {
     // Unloaded after the invocations end, loaded again ahead of the pre-warm
     // time (by the start time and a tick, as tidal) for the keep-alive.
     d = recent_need_.Current(eval, absl::ToInt64Seconds(config_.tick), 0);
-    const int64_t lead =
-        absl::ToInt64Seconds(start_duration_ + config_.tick) + 1;
+    const int64_t lead = absl::ToInt64Seconds(Lead()) + 1;
     *cause = d > 0 ? Cause::kMetric : Cause::kIdle;
     if (!busy && seen_traffic_ && last_idle_s_ + lead >= p.prewarm_s &&
         last_idle_s_ <= p.prewarm_s + p.keep_alive_s && d < 1) {
@@ -510,8 +508,7 @@ Decision AppScaler::Decide(absl::Time now) {
   if (config_.algorithm == Algorithm::kTidal) {
     // A waiting request gets an instance started for it within the start
     // time and a tick: the default wait target, met without headroom.
-    const double reaction =
-        absl::ToDoubleSeconds(start_duration_ + config_.tick);
+    const double reaction = absl::ToDoubleSeconds(Lead());
     kpa_.set_reaction_time(reaction);
     if (config_.target_wait_p99 == absl::InfiniteDuration())
       kpa_.set_wait_target(reaction);
@@ -542,7 +539,7 @@ Decision AppScaler::Decide(absl::Time now) {
     const absl::Duration look =
         config_.predictive_lookahead > absl::ZeroDuration()
             ? config_.predictive_lookahead
-            : start_duration_ + config_.tick;
+            : Lead();
     last_lookahead_ = look;
     last_predicted_ = predictor_.PredictMax(now, look);
     // A prediction never overrides maxReplicas.
@@ -653,7 +650,7 @@ std::string AppScaler::Reason(Cause cause, int32_t from, int32_t to,
                       : "",
           last_look_ahead_
               ? absl::StrCat(" (look-ahead: ", Num(look_ahead_load_), " in ",
-                             Num(look_ahead_lead_s_), "s)")
+                             Num(absl::ToDoubleSeconds(Lead())), "s)")
               : "",
           last_panic_ ? " (panic)" : "", arrow);
     case Cause::kNoData:

@@ -156,6 +156,8 @@ class AppScaler {
   int32_t DecideTidal(absl::Time now, int64_t eval, Cause* cause);
   // Tidal, busy: pods for the load one start time ahead and for the
   // requests waiting now.
+  // How far ahead a decision must look: an instance's start and a tick.
+  absl::Duration Lead() const { return start_duration_ + config_.tick; }
   int32_t LookAheadPods(int64_t now_s, int64_t eval);
   int32_t DecideHpa(absl::Time now, int64_t eval, int32_t min_r, int32_t max_r,
                     Cause* cause);
@@ -218,7 +220,6 @@ class AppScaler {
   bool last_burst_ = false;       // tidal: the last decision sized on a burst
   double last_burst_value_ = 0;   // the burst's peak (metric units)
   bool last_look_ahead_ = false;  // tidal: the look-ahead set the last count
-  double look_ahead_lead_s_ = 0;  // tidal: how far ahead it looked
   std::string last_reason_;
 };
 
