@@ -315,6 +315,7 @@ ValidationOptions DefaultServerOptions() {
   ValidationOptions o;
   o.max_instances_per_app = limits::kDefaultMaxInstancesPerApp;
   o.allow_private_webhooks = false;
+  o.runtime = "process";
   return o;
 }
 

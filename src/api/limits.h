@@ -54,8 +54,9 @@ struct ValidationOptions {
   bool allow_private_webhooks = true;
   // Where instances run (tidald --runtime): "process" (local processes:
   // spec.template.command is required) or "kubernetes" (Pods:
-  // spec.template.image is required, docs/kubernetes.md).
-  std::string runtime = "process";
+  // spec.template.image is required, docs/kubernetes.md); "" (a client,
+  // which does not know tidald's runtime): either will do.
+  std::string runtime;
 };
 
 // The defaults tidald runs with (tests validate with these).

@@ -69,10 +69,9 @@ absl::StatusOr<v1::ApplyResponse> TidalService::Apply(
         " apps and secrets in one apply, more than ", vopts.input.max_documents,
         " (tidald --api-max-documents); apply them in parts"));
   }
-  if (!req.yaml().empty()) {
+  auto parse_text = [&](const std::string& text, const std::string& source) {
     spec::ParseResult parsed = spec::ParseApps(
-        req.yaml(), req.source().empty() ? "<request>" : req.source(),
-        default_ns, vopts);
+        text, source.empty() ? "<request>" : source, default_ns, vopts);
     for (const auto& e : parsed.errors) add_error(e.ToString());
     more_errors += parsed.more_errors;
     for (auto& p : parsed.secrets) secrets.push_back(std::move(p.secret));
@@ -83,6 +82,18 @@ absl::StatusOr<v1::ApplyResponse> TidalService::Apply(
         return absl::StrCat(p->source, ":", p->LineOf(path), ": ", path, ": ");
       });
     }
+  };
+  if (!req.yaml().empty()) parse_text(req.yaml(), req.source());
+  for (const v1::SourceFile& file : req.files()) {
+    parse_text(file.yaml(), file.source());
+  }
+  if (const size_t parsed = apps.size() + secrets.size();
+      req.files_size() > 0 && errors.empty() &&
+      parsed > static_cast<size_t>(vopts.input.max_documents)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(parsed, " apps and secrets in one apply, more than ",
+                     vopts.input.max_documents,
+                     " (tidald --api-max-documents); apply them in parts"));
   }
   for (int i = 0; i < req.apps_size(); ++i) {
     v1::App app = req.apps(i);

@@ -119,6 +119,10 @@ std::string TemplateHash(const tidal::v1::Template& tmpl);
 // spec.replicas when set, else scaling.minReplicas, else 1.
 int32_t BaseReplicas(const tidal::v1::AppSpec& spec);
 
+// Why `ns` cannot name a namespace ("must be a DNS-1123 label ..., got
+// \"X\""), or "" when it can (tidalctl's -n).
+std::string NamespaceProblem(absl::string_view ns);
+
 // `tidalctl explain`: the App schema at `path` ("app", "app.spec.scaling",
 // "spec.template.env") as the validator knows it: the field's YAML name,
 // type and documentation (the comments of proto/tidal/v1/app.proto), and

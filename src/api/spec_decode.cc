@@ -175,14 +175,16 @@ class DocParser {
                            const std::string& path) {
     std::vector<std::string> names;
     for (const FieldInfo& f : info.fields) names.push_back(f.name);
-    std::string s = Suggest(name, names);
-    if (!s.empty()) {
-      return absl::StrCat("unknown field (did you mean \"", s, "\"?)");
-    }
+    // A field of another level first: `spec.minReplicas` is
+    // spec.scaling.minReplicas, not a misspelt `replicas`.
     const auto& where = GetSchema().where;
     if (auto it = where.find(name); it != where.end() && !path.empty()) {
       return absl::StrCat("unknown field here (", name, " belongs under ",
                           absl::StrJoin(it->second, " or "), ")");
+    }
+    std::string s = Suggest(name, names);
+    if (!s.empty()) {
+      return absl::StrCat("unknown field (did you mean \"", s, "\"?)");
     }
     return absl::StrCat(
         "unknown field (known fields: ", absl::StrJoin(names, ", "), ")");
@@ -488,12 +490,27 @@ class DocParser {
         Error(key_loc, kp, "duplicate key");
         continue;
       }
+      // Values are strings (labels, annotations) or counts
+      // (status.rollout.rollbacks).
+      const pb::FieldDescriptor* value_fd =
+          fd->message_type()->FindFieldByNumber(2);
+      const bool count =
+          value_fd->cpp_type() == pb::FieldDescriptor::CPPTYPE_INT64;
       std::string v;
-      if (!it->second.IsNull() && !ReadString(it->second, kp, &v)) continue;
+      int64_t n = 0;
+      if (count) {
+        if (!ReadInt(it->second, kp, 0, INT64_MAX, &n)) continue;
+      } else if (!it->second.IsNull() && !ReadString(it->second, kp, &v)) {
+        continue;
+      }
       pb::Message* entry = r->AddMessage(msg, fd);
       const pb::Reflection* er = entry->GetReflection();
       er->SetString(entry, entry->GetDescriptor()->FindFieldByNumber(1), k);
-      er->SetString(entry, entry->GetDescriptor()->FindFieldByNumber(2), v);
+      if (count) {
+        er->SetInt64(entry, value_fd, n);
+      } else {
+        er->SetString(entry, value_fd, v);
+      }
     }
   }
 

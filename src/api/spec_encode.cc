@@ -185,18 +185,34 @@ Value ToValue(const pb::Message& msg) {
         break;
     }
     if (fd->is_map()) {
-      // Sorted by key, so that the output is deterministic.
-      std::vector<std::pair<std::string, std::string>> entries;
+      // Sorted by key, so that the output is deterministic. Keys are
+      // strings; values strings (labels, annotations) or integers
+      // (status.rollout.rollbacks: counts by reason).
+      std::vector<std::pair<std::string, Value>> entries;
       for (int i = 0; i < r->FieldSize(msg, fd); ++i) {
         const pb::Message& e = r->GetRepeatedMessage(msg, fd, i);
         const pb::Reflection* er = e.GetReflection();
+        const pb::FieldDescriptor* value_fd =
+            e.GetDescriptor()->FindFieldByNumber(2);
+        Value v;
+        switch (value_fd->cpp_type()) {
+          case pb::FieldDescriptor::CPPTYPE_INT64:
+            v = Value::Int(er->GetInt64(e, value_fd));
+            break;
+          case pb::FieldDescriptor::CPPTYPE_INT32:
+            v = Value::Int(er->GetInt32(e, value_fd));
+            break;
+          default:
+            v = Value::Str(er->GetString(e, value_fd));
+        }
         entries.emplace_back(
             er->GetString(e, e.GetDescriptor()->FindFieldByNumber(1)),
-            er->GetString(e, e.GetDescriptor()->FindFieldByNumber(2)));
+            std::move(v));
       }
-      std::sort(entries.begin(), entries.end());
+      std::sort(entries.begin(), entries.end(),
+                [](const auto& a, const auto& b) { return a.first < b.first; });
       Value m;
-      for (auto& [k, v] : entries) m.map.emplace_back(k, Value::Str(v));
+      for (auto& [k, v] : entries) m.map.emplace_back(k, std::move(v));
       out.map.emplace_back(f.name, std::move(m));
       continue;
     }

@@ -332,7 +332,8 @@ void CheckTemplateForRuntime(const std::string& path,
              "required: instances run as Kubernetes Pods (tidald "
              "--runtime=kubernetes), e.g. \"registry.example.com/web:1.4\"");
     }
-  } else if (!t.image().empty() && t.command().empty()) {
+  } else if (runtime == "process" && !t.image().empty() &&
+             t.command().empty()) {
     report(JoinPath(path, "command"),
            "required: tidald runs instances as local processes "
            "(--runtime=process), which do not use spec.template.image");
@@ -852,6 +853,11 @@ std::vector<SpecError> ValidateApp(const tidal::v1::App& app,
     errors.push_back({"", 0, 0, path, std::move(msg)});
   });
   return errors;
+}
+
+std::string NamespaceProblem(absl::string_view ns) {
+  if (internal::IsDnsLabel(ns)) return "";
+  return absl::StrCat(internal::kDnsLabelRule, ", got ", internal::Quote(ns));
 }
 
 }  // namespace tidal::spec

@@ -55,9 +55,17 @@ absl::StatusOr<std::vector<Input>> ReadInputs(
       std::vector<std::string> files;
       for (const auto& entry : fs::directory_iterator(p, ec)) {
         std::string ext = entry.path().extension().string();
-        if (entry.is_regular_file() && (ext == ".yaml" || ext == ".yml")) {
-          files.push_back(entry.path().string());
+        if (ext != ".yaml" && ext != ".yml") continue;
+        std::error_code link_ec;
+        if (entry.is_symlink(link_ec) && !fs::exists(entry.path(), link_ec)) {
+          // kubectl: a part of the config that cannot be read is an error,
+          // never silently left out.
+          return absl::InvalidArgumentError(
+              absl::StrCat(entry.path().string(), " is a symbolic link to \"",
+                           fs::read_symlink(entry.path(), link_ec).string(),
+                           "\", which does not exist"));
         }
+        if (entry.is_regular_file()) files.push_back(entry.path().string());
       }
       if (ec)
         return absl::InvalidArgumentError(
@@ -160,6 +168,39 @@ struct ApplyFlags {
   std::string output;
 };
 
+// A tidald older than ApplyRequest.files reads none of them and answers
+// "nothing to apply": told apart from files that hold no document by
+// parsing them here.
+int FailApply(Context& ctx, const absl::Status& s,
+              const std::vector<Input>& inputs) {
+  if (absl::IsInvalidArgument(s) &&
+      s.message() == "nothing to apply: no App or Secret documents") {
+    std::ostringstream quiet;
+    Context local(quiet, quiet);
+    std::vector<tidal::v1::Secret> secrets;
+    auto apps = ParseInputs(local, inputs, &secrets);
+    if (!apps.ok() || !apps->empty() || !secrets.empty()) {
+      return ctx.Error(
+          absl::StrCat("tidald at ", ctx.server(),
+                       " read none of the documents: it is older than this "
+                       "tidalctl (",
+                       TIDAL_VERSION,
+                       "), which sends files it does not know. Use the "
+                       "tidalctl of tidald's version, or upgrade tidald"),
+          kExitFailure);
+    }
+  }
+  return ctx.FailWrite(s);
+}
+
+void AddFiles(const std::vector<Input>& inputs, tidal::v1::ApplyRequest* req) {
+  for (const Input& in : inputs) {
+    tidal::v1::SourceFile* f = req->add_files();
+    f->set_source(in.source);
+    f->set_yaml(in.text);
+  }
+}
+
 absl::StatusOr<tidal::v1::App> GetLive(Context& ctx, const std::string& ns,
                                        const std::string& name) {
   tidal::v1::GetRequest req;
@@ -229,24 +270,14 @@ int DoApply(Context& ctx, const ApplyFlags& f) {
   req.set_dry_run(f.dry_run == "server");
   req.set_change_cause(f.message);
   req.set_default_namespace(ctx.Namespace());
-  if (inputs->size() == 1) {
-    // The server validates: its errors carry this file's lines.
-    req.set_yaml((*inputs)[0].text);
-    req.set_source((*inputs)[0].source);
-  } else {
-    // Several files: validate each here (errors name their file), then apply
-    // every document in one request, all or nothing.
-    std::vector<tidal::v1::Secret> secrets;
-    auto apps = ParseInputs(ctx, *inputs, &secrets);
-    if (!apps.ok())
-      return ctx.Error(std::string(apps.status().message()), kExitUsage);
-    for (auto& a : *apps) *req.add_apps() = std::move(a);
-    for (auto& sec : secrets) *req.add_secrets() = std::move(sec);
-  }
+  // Every file's text under its name: tidald validates them all (every
+  // error of every file, with its rules and its limits, naming file and
+  // line) and applies every document in one transaction, all or nothing.
+  AddFiles(*inputs, &req);
   tidal::v1::ApplyResponse resp;
   auto call = ctx.Call();
   absl::Status s = FromGrpc(ctx.Stub().Apply(call.get(), req, &resp));
-  if (!s.ok()) return ctx.Fail(s);
+  if (!s.ok()) return FailApply(ctx, s, *inputs);
   const bool json = f.output == "json";
   for (const auto& r : resp.results()) {
     (json && f.wait ? ctx.err() : ctx.out())
@@ -285,6 +316,20 @@ int DoDiff(Context& ctx, const DiffFlags& f) {
   auto apps = ParseInputs(ctx, *inputs, &secrets);
   if (!apps.ok())
     return ctx.Error(std::string(apps.status().message()), kExitUsage);
+  // As kubectl diff, tidald's own checks (its limits, quotas) by a server dry
+  // run: a file apply would refuse is an error (exit 2), not a difference
+  // that lets a CI gate pass. A token that may not apply only reads.
+  {
+    tidal::v1::ApplyRequest req;
+    req.set_dry_run(true);
+    req.set_default_namespace(ctx.Namespace());
+    AddFiles(*inputs, &req);
+    tidal::v1::ApplyResponse resp;
+    auto call = ctx.Call();
+    absl::Status s = FromGrpc(ctx.Stub().Apply(call.get(), req, &resp));
+    if (!s.ok() && !absl::IsPermissionDenied(s))
+      return std::max<int>(kExitUsage, FailApply(ctx, s, *inputs));
+  }
   bool different = false;
   // Secrets: names, labels, type and keys; values are never read back, so
   // a changed value does not show (every value reads <redacted>).
@@ -449,7 +494,7 @@ int DoDelete(Context& ctx, const DeleteFlags& f) {
     auto call = ctx.Call();
     absl::Status s = FromGrpc(ctx.Stub().Delete(call.get(), req, &resp));
     if (f.ignore_not_found && absl::IsNotFound(s)) continue;
-    if (!s.ok()) return ctx.Fail(s);
+    if (!s.ok()) return ctx.FailWrite(s);
     ctx.out() << "app.tidal.dev \"" << name << "\" deleted" << InNamespace(ns)
               << (dry ? " (server dry run)" : "") << "\n"
               << std::flush;
@@ -597,7 +642,7 @@ int DoEdit(Context& ctx, const EditFlags& f) {
                   << InNamespace(ns) << "\n";
         return kExitOk;
       }
-      if (!absl::IsInvalidArgument(s)) return ctx.Fail(s);
+      if (!absl::IsInvalidArgument(s)) return ctx.FailWrite(s);
       for (absl::string_view e : absl::StrSplit(s.message(), '\n'))
         errors.emplace_back(e);
     }

@@ -78,7 +78,7 @@ int CreateToken(Context& ctx, const CreateFlags& f) {
   v1::CreateTokenResponse resp;
   auto call = ctx.Call();
   absl::Status s = FromGrpc(ctx.Stub().CreateToken(call.get(), req, &resp));
-  if (!s.ok()) return ctx.Fail(s);
+  if (!s.ok()) return ctx.FailWrite(s);
   if (PrintMessage(ctx, resp, f.output) == kExitOk) return kExitOk;
   // The token alone on stdout (for $(...)); the rest on stderr.
   ctx.out() << resp.token() << "\n";
@@ -125,7 +125,7 @@ int Revoke(Context& ctx, const std::vector<std::string>& names) {
     auto call = ctx.Call();
     absl::Status s = FromGrpc(ctx.Stub().RevokeToken(call.get(), req, &resp));
     if (!s.ok()) {
-      rc = std::max(rc, ctx.Fail(s));
+      rc = std::max(rc, ctx.FailWrite(s));
       continue;
     }
     ctx.out() << "token \"" << resp.info().name() << "\" revoked\n";

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 
 namespace tidal::cli {
@@ -109,6 +110,27 @@ bool UnknownCommand(const CLI::App& app, int argc, char** argv,
   return false;
 }
 
+// kubectl (pflag) takes a short option's value after '=' too: -n=prod,
+// -f=app.yaml. CLI11 would keep the '=' in the value, so such an argument
+// is split in two before parsing (not after "--").
+std::vector<std::string> SplitShortOptionValues(int argc, char** argv) {
+  std::vector<std::string> out;
+  bool options = true;
+  for (int i = 0; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--") options = false;
+    if (options && i > 0 && arg.size() >= 3 && arg[0] == '-' &&
+        absl::ascii_isalpha(static_cast<unsigned char>(arg[1])) &&
+        arg[2] == '=') {
+      out.push_back(arg.substr(0, 2));
+      out.push_back(arg.substr(3));
+      continue;
+    }
+    out.push_back(std::move(arg));
+  }
+  return out;
+}
+
 }  // namespace
 
 void Run(Context& ctx, const std::function<int()>& body) {
@@ -123,7 +145,13 @@ void Run(Context& ctx, const std::function<int()>& body) {
   }
 }
 
-int Main(int argc, char** argv) {
+int Main(int argc_in, char** argv_in) {
+  std::vector<std::string> args = SplitShortOptionValues(argc_in, argv_in);
+  std::vector<char*> argv_split;
+  for (std::string& a : args) argv_split.push_back(a.data());
+  argv_split.push_back(nullptr);
+  const int argc = static_cast<int>(args.size());
+  char** argv = argv_split.data();
   Context ctx(std::cout, std::cerr);
   CLI::App app{
       "tidalctl controls Tidal, the serverless application engine (see "

@@ -28,6 +28,8 @@ int GetCluster(Context& ctx, const std::vector<std::string>& args,
   }
   const absl::Time now = absl::Now();
   if (!resp.ha()) {
+    // `-o name` prints names only: a single node has none to print.
+    if (output == "name") return kExitOk;
     ctx.out() << "single node (the embedded store): this tidald reconciles, "
                  "scales and rolls out; no election runs (docs/ha.md)\n";
     return kExitOk;
@@ -90,7 +92,7 @@ int DeleteNodes(Context& ctx, const std::vector<std::string>& args,
     auto call = ctx.Call();
     absl::Status s = FromGrpc(ctx.Stub().DeleteNode(call.get(), req, &resp));
     if (!s.ok()) {
-      rc = ctx.Fail(s);
+      rc = ctx.FailWrite(s);
       continue;
     }
     ctx.out() << "node \"" << args[i] << "\" deleted"

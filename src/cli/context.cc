@@ -11,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "api/spec.h"
 #include "cli/config_file.h"
 #include "common/status_macros.h"
 #include "common/tls_files.h"
@@ -127,6 +128,10 @@ absl::Status Context::Prepare() {
     server_ = kDefaultServer;
   }
   ns_given_ = !ns.empty();
+  if (ns_given_) {
+    if (std::string why = spec::NamespaceProblem(ns); !why.empty())
+      return absl::InvalidArgumentError(absl::StrCat("-n: ", why));
+  }
   if (ns.empty() && cc) ns = cc->ns;
   // The token: --token, TIDAL_TOKEN, the context's, or (tidald on this
   // machine) the bootstrap admin token this user can read.
@@ -272,6 +277,10 @@ int Context::Fail(const absl::Status& s) {
       return kExitUnreachable;
     case absl::StatusCode::kResourceExhausted:
       err_ << "error: tidald at " << server_ << ": " << s.message() << "\n";
+      if (absl::StrContains(s.message(), "Received message larger than max")) {
+        err_ << "That is more than tidald takes in one request (tidald "
+                "--api-max-message-size): send the files in parts.\n";
+      }
       // tidald's "the data directory is full: DIR ..." (gRPC also uses this
       // code for a message over its size limit).
       return absl::StrContains(s.message(), "data directory is full")
@@ -308,6 +317,15 @@ int Context::Fail(const absl::Status& s) {
       err_ << "error: " << s.message() << "\n";
       return kExitFailure;
   }
+}
+
+int Context::FailWrite(const absl::Status& s) {
+  const int rc = Fail(s);
+  if (absl::IsDeadlineExceeded(s)) {
+    err_ << "The change may have been made all the same: check with `tidalctl "
+            "get` (or `tidalctl diff -f FILE`) before trying again.\n";
+  }
+  return rc;
 }
 
 }  // namespace tidal::cli

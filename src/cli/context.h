@@ -87,6 +87,9 @@ class Context {
 
   // Prints `status` for a person and returns the exit code for it.
   int Fail(const absl::Status& status);
+  // Fail for a call that changes something: a deadline passed while the
+  // call was out may still have made the change, and the user is told so.
+  int FailWrite(const absl::Status& status);
   // Prints "error: <message>" and returns `code`.
   int Error(const std::string& message, int code = kExitFailure);
 

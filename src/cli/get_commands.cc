@@ -267,7 +267,11 @@ int GetApps(Context& ctx, const GetFlags& f, const std::string& name) {
     rows.Print(row);
   }
   absl::Status s = FromGrpc(reader->Finish());
-  return s.ok() ? kExitOk : ctx.Fail(s);
+  if (!s.ok()) return ctx.Fail(s);
+  // tidald ends a watch only when it stops: say why the rows stopped.
+  return ctx.Error(absl::StrCat("the watch ended: tidald at ", ctx.server(),
+                                " closed it (it is stopping)"),
+                   kExitFailure);
 }
 
 absl::StatusOr<std::vector<tidal::v1::Instance>> ListInstances(
@@ -395,10 +399,18 @@ int GetPolled(
 int DoGet(Context& ctx, const GetFlags& f) {
   if (!f.args.empty() && (f.args[0] == "revisions" || f.args[0] == "revision" ||
                           f.args[0] == "rev")) {
+    if (f.watch) return ctx.Error("get revisions: no --watch", kExitUsage);
+    if (!f.output.empty() && f.output != "json" && f.output != "yaml")
+      return ctx.Error(absl::StrCat("get revisions: -o ", f.output,
+                                    " is not supported (json or yaml)"),
+                       kExitUsage);
     return GetRevisions(ctx, f.args, f.output);  // rollout_commands.cc
   }
   if (!f.args.empty() &&
       (f.args[0] == "leader" || f.args[0] == "nodes" || f.args[0] == "node")) {
+    if (f.watch)
+      return ctx.Error(absl::StrCat("get ", f.args[0], ": no --watch"),
+                       kExitUsage);
     return GetCluster(ctx, f.args, f.output);  // cluster_commands.cc
   }
   if (!f.args.empty() && (f.args[0] == "secrets" || f.args[0] == "secret")) {

@@ -145,7 +145,7 @@ int DoAction(Context& ctx, const std::string& action, const SimpleFlags& f) {
   tidal::v1::App app;
   auto call = ctx.Call();
   absl::Status s = FromGrpc(ctx.Stub().Rollout(call.get(), req, &app));
-  if (!s.ok()) return ctx.Fail(s);
+  if (!s.ok()) return ctx.FailWrite(s);
   static const std::map<std::string, std::string> done = {
       {"pause", "paused"},      {"resume", "resumed"},
       {"promote", "promoted"},  {"abort", "aborted"},

@@ -25,6 +25,13 @@ int DoScale(Context& ctx, const ScaleFlags& f) {
   if (!f.replicas && !f.min && !f.max) {
     return ctx.Error("scale needs --replicas, --min or --max", kExitUsage);
   }
+  if (f.replicas && (f.min || f.max)) {
+    // A fixed count and autoscaling bounds contradict each other.
+    return ctx.Error(
+        "give either --replicas (a fixed count) or --min/--max (autoscaling "
+        "bounds), not both",
+        kExitUsage);
+  }
   tidal::v1::ScaleRequest req;
   req.set_namespace_(ctx.Namespace());
   req.set_name(f.app);
@@ -34,7 +41,7 @@ int DoScale(Context& ctx, const ScaleFlags& f) {
   tidal::v1::App app;
   auto call = ctx.Call();
   absl::Status s = FromGrpc(ctx.Stub().Scale(call.get(), req, &app));
-  if (!s.ok()) return ctx.Fail(s);
+  if (!s.ok()) return ctx.FailWrite(s);
   ctx.out() << AppName(app) << " scaled"
             << InNamespace(app.metadata().namespace_()) << "\n";
   return kExitOk;

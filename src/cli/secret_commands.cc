@@ -152,7 +152,7 @@ int DeleteSecrets(Context& ctx, const std::vector<std::string>& args,
     auto call = ctx.Call();
     absl::Status s = FromGrpc(ctx.Stub().DeleteSecret(call.get(), req, &resp));
     if (ignore_not_found && absl::IsNotFound(s)) continue;
-    if (!s.ok()) return ctx.Fail(s);
+    if (!s.ok()) return ctx.FailWrite(s);
     ctx.out() << "secret \"" << args[i] << "\" deleted"
               << InNamespace(ctx.Namespace())
               << (dry_run == "server" ? " (server dry run)" : "") << "\n"
@@ -232,7 +232,7 @@ int DoCreateSecret(Context& ctx, const CreateSecretFlags& f) {
   tidal::v1::ApplyResponse resp;
   auto call = ctx.Call();
   absl::Status s = FromGrpc(ctx.Stub().Apply(call.get(), req, &resp));
-  if (!s.ok()) return ctx.Fail(s);
+  if (!s.ok()) return ctx.FailWrite(s);
   for (const auto& r : resp.results()) {
     ctx.out() << "secret/" << r.name() << " " << r.action()
               << InNamespace(r.namespace_())

@@ -66,6 +66,19 @@ absl::Status DeployerControl::ChangeState(const std::string& ns,
     if (action == "pause") {
       st.set_paused(true);
     } else if (action == "resume") {
+      if (!st.paused()) {
+        // Nothing `pause` held. A manual step (pause: manual) waits for
+        // promote, which is what the user wants here.
+        return absl::FailedPreconditionError(
+            st.phase() == "Paused"
+                ? absl::StrCat("app ", name,
+                               " was not paused by `rollout pause`: its "
+                               "release waits at a manual step (pause: "
+                               "manual); `tidalctl rollout promote ",
+                               name, "` goes on to the next step")
+                : absl::StrCat("app ", name, " is not paused (phase ",
+                               st.phase(), ")"));
+      }
       st.set_paused(false);
       // The progress deadline counts again from now.
       *st.mutable_step_started() = ToProtoTime(clock_->Now());

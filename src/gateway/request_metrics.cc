@@ -241,6 +241,11 @@ RequestStats TrafficMetrics::Stats(absl::Duration window,
     if (!found && !history_.empty() &&
         history_.front().time_ns <= horizon_ns(now_ns)) {
       base = history_.front();
+    } else if (!found) {
+      // No snapshot before the window start, and none dropped: nothing
+      // changed from creation to then, so the window starts with creation's
+      // counters (zero) at its own start, not at the app's creation.
+      base.time_ns = std::max(created_ns_, from);
     }
     // Snapshots are kept only when something changed, so the counters at the
     // window start equal the newest snapshot before it.

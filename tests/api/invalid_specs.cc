@@ -89,6 +89,12 @@ std::vector<InvalidRow> InvalidRows() {
        "spec.template.minReplicas",
        "unknown field here (minReplicas belongs under spec.scaling or "
        "spec.scaling.schedules[])"},
+      // Next to `replicas`, minReplicas is still spec.scaling's, not a typo.
+      {"MisplacedFieldNearAKnownOne",
+       Spec("  minReplicas: 1\n  template:\n    command: [app]\n"), 6, 3,
+       "spec.minReplicas",
+       "unknown field here (minReplicas belongs under spec.scaling or "
+       "spec.scaling.schedules[])"},
       {"UnknownFieldNoSuggestion",
        Spec("  template:\n    command: [app]\n  zzzzzz: 1\n"), 8, 3,
        "spec.zzzzzz",

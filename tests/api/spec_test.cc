@@ -593,9 +593,17 @@ TEST(RoundTripTest, JsonOfFullSpecWithStatus) {
   st->mutable_scaling()->set_value(12.25);
   st->mutable_scaling()->add_active_schedules("evening");
   st->mutable_rollout()->set_phase("Progressing");
+  // A map of counts (an app rolled back before): integers, not strings.
+  (*st->mutable_rollout()->mutable_rollbacks())["CrashLoop"] = 2;
+  (*st->mutable_rollout()->mutable_rollbacks())["AnalysisFailed"] = 1;
   st->set_template_hash(TemplateHash(app.spec().template_()));
 
   std::string json = AppToJson(app);
+  EXPECT_NE(json.find("\"AnalysisFailed\": 1"), std::string::npos) << json;
+  EXPECT_LT(json.find("\"AnalysisFailed\": 1"), json.find("\"CrashLoop\": 2"))
+      << json;
+  EXPECT_NE(AppToYaml(app).find("CrashLoop: 2\n"), std::string::npos)
+      << AppToYaml(app);
   EXPECT_NE(json.find("\"replicas\": 4"), std::string::npos) << json;
   EXPECT_NE(json.find("\"resourceVersion\": 1234567890123"), std::string::npos)
       << json;
@@ -870,6 +878,9 @@ spec:
                                    "runs instances as local processes"));
   EXPECT_TRUE(
       ParseApps(no_image, "app.yaml", "default", DefaultServerOptions()).ok());
+  // A client (tidalctl) does not know tidald's runtime: either will do.
+  EXPECT_TRUE(ParseApps(image_only, "app.yaml").ok());
+  EXPECT_TRUE(ParseApps(no_image, "app.yaml").ok());
   // The image round-trips through YAML.
   ParseResult ok = ParseApps(image_only, "app.yaml", "default", kube);
   ASSERT_TRUE(ok.ok());

@@ -54,6 +54,8 @@ class TidalctlTest : public cli_test::TidalctlFixture {
  protected:
   void Configure(ServiceOptions* opts) override {
     opts->poll_interval = absl::Milliseconds(20);
+    // A limit only tidald knows (tidald --max-instances-per-app).
+    opts->validation.max_instances_per_app = 1000;
   }
 
   static std::string AppYaml(const std::string& name, int replicas,
@@ -494,6 +496,121 @@ TEST_F(TidalctlTest, GetWatchPrintsRowsAsTheyChange) {
       << text;
   EXPECT_EQ(text.find("NAME", 1), std::string::npos) << "one header only\n"
                                                      << text;
+
+  // tidald stopping ends the watch: tidalctl says so and fails, not a
+  // silent exit 0.
+  service_->Stop();
+  int status = 0;
+  ASSERT_TRUE(
+      Eventually([&] { return waitpid(pid, &status, WNOHANG) == pid; }));
+  background_.clear();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << status;
+  std::string err = ReadAll(dir_ / "watch.err");
+  EXPECT_TRUE(absl::StrContains(err, "the watch ended: tidald at ")) << err;
+}
+
+// kubectl (pflag) reads a short option's value after '=' as well.
+TEST_F(TidalctlTest, ShortOptionsTakeTheirValueAfterAnEqualsSign) {
+  std::string file = WriteFile("a.yaml", AppYaml("alpha", 1));
+  Result r = Run({"apply", "-f=" + file, "-n=default"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = Run({"get", "apps", "-n=default", "-o=name"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "app.tidal.dev/alpha\n");
+  r = Run({"get", "apps", "-l=team=core", "-o", "name"});
+  EXPECT_EQ(r.out, "app.tidal.dev/alpha\n") << r.err;
+  r = Run({"get", "apps", "-n=other"});
+  EXPECT_TRUE(absl::StrContains(r.err, "No apps found in namespace other."))
+      << r.err;
+}
+
+// A file is checked here before it is sent (text that is not UTF-8 cannot
+// be), then by tidald against its own limits, whose errors name the file and
+// line however many files there are; diff runs tidald's checks too, so a file
+// apply would refuse fails a CI gate instead of passing as a difference.
+TEST_F(TidalctlTest, EveryErrorNamesItsFileAndDiffFailsWhatApplyRefuses) {
+  std::string latin1 =
+      WriteFile("latin1.yaml", "# caf\xe9\n" + AppYaml("latin", 1));
+  Result r = Run({"apply", "-f", latin1});
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err,
+                                "latin1.yaml:1:6: the text is not "
+                                "valid UTF-8 (byte 0xe9)"))
+      << r.err;
+
+  const std::string over_text =
+      "apiVersion: tidal.dev/v1\nkind: App\nmetadata:\n  name: over\nspec:\n"
+      "  replicas: 1001\n  template:\n    command: [\"/bin/sleep\"]\n";
+  std::string over = WriteFile("over.yaml", over_text);
+  std::string good = WriteFile("good.yaml", AppYaml("good", 1));
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"apply", "-f", over},
+        std::vector<std::string>{"apply", "-f", good, "-f", over}}) {
+    r = Run(args);
+    EXPECT_EQ(r.code, 2) << r.err;
+    EXPECT_TRUE(absl::StrContains(
+        r.err,
+        "over.yaml:6:13: spec.replicas: 1001 exceeds the per-app maximum"))
+        << r.err;
+  }
+  EXPECT_EQ(store_.txn_count(), 0) << "nothing half-applied";
+
+  r = Run({"diff", "-f", over});
+  EXPECT_EQ(r.code, 2) << r.out << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "over.yaml:6:")) << r.err;
+  EXPECT_EQ(r.out, "");
+  r = Run({"diff", "-f", good});
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_EQ(store_.txn_count(), 0) << "diff's dry run writes nothing";
+
+  // Files without a document: said so, not blamed on tidald's version.
+  for (const char* text : {"# only a comment\n", "---\n---\n"}) {
+    r = Run({"apply", "-f", WriteFile("empty.yaml", text)});
+    EXPECT_EQ(r.code, 2) << text << r.err;
+    EXPECT_FALSE(absl::StrContains(r.err, "older")) << r.err;
+  }
+
+  // Several files still apply as one.
+  std::string other = WriteFile("other.yaml", AppYaml("other", 2));
+  r = Run({"apply", "-f", good, "-f", other});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "app.tidal.dev/good created\napp.tidal.dev/other created\n");
+  EXPECT_EQ(store_.txn_count(), 1);
+}
+
+TEST_F(TidalctlTest, ContradictionsAndUnsupportedFlagsAreUsageErrors) {
+  std::string file = WriteFile("a.yaml", AppYaml("alpha", 1));
+  Result r = Run({"apply", "-f", file, "-n", "Bad_NS"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(absl::StrContains(
+      r.err, "error: -n: must be a DNS-1123 label (at most 63 lowercase"))
+      << r.err;
+  ASSERT_EQ(Run({"apply", "-f", file}).code, 0);
+
+  r = Run({"scale", "alpha", "--replicas", "2", "--min", "1"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(absl::StrContains(r.err, "not both")) << r.err;
+  r = Run({"get", "revisions", "alpha", "-o", "name"});
+  EXPECT_EQ(r.code, 2) << r.out;
+  r = Run({"get", "revisions", "alpha", "-w"});
+  EXPECT_EQ(r.code, 2) << r.out;
+  r = Run({"get", "leader", "-w"});
+  EXPECT_EQ(r.code, 2) << r.out;
+  // -o name prints names only; a single node has none.
+  r = Run({"get", "leader", "-o", "name"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "");
+
+  // A part of the config that cannot be read is an error, never skipped.
+  fs::create_directories(dir_ / "conf");
+  WriteFile("conf/a.yaml", AppYaml("alpha", 1));
+  fs::create_symlink(dir_ / "gone.yaml", dir_ / "conf/b.yaml");
+  r = Run({"apply", "-f", (dir_ / "conf").string()});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(absl::StrContains(r.err, "b.yaml is a symbolic link to"))
+      << r.err;
+  r = Run({"diff", "-f", (dir_ / "conf").string()});
+  EXPECT_EQ(r.code, 2);
 }
 
 // Issue 16, what kubectl users miss: unknown commands named (with a

@@ -7,6 +7,7 @@
 
 #include <map>
 
+#include "absl/strings/match.h"
 #include "api/spec.h"
 #include "common/proto_time.h"
 #include "controller/app_reconciler.h"
@@ -823,6 +824,14 @@ TEST_F(DeployerTest, ManualPauseWaitsForPromote) {
   DeployerControl control(&store_, &clock_, nullptr);
   v1::RolloutRequest req;
   req.set_name("web");
+  // `resume` undoes `pause`; here nothing was paused by hand, and the
+  // refusal names the command that goes on.
+  req.set_action("resume");
+  absl::Status resumed = control.Rollout(req).status();
+  EXPECT_TRUE(absl::IsFailedPrecondition(resumed)) << resumed;
+  EXPECT_TRUE(
+      absl::StrContains(resumed.message(), "`tidalctl rollout promote web`"))
+      << resumed;
   req.set_action("promote");
   ASSERT_TRUE(control.Rollout(req).ok());
   for (int i = 0; i < 5; ++i) {

@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "fakes/eventually.h"
@@ -106,6 +107,31 @@ TEST_F(GatewayTest, RoutesByHostAndAnswers404ForUnknownHost) {
   EXPECT_EQ(other_domain.status, 404);
   gw_->RemoveRoute("default", "hello");
   EXPECT_EQ(Fetch(port(), kHost, "/").status, 404);
+}
+
+// Its acceptors share the port (SO_REUSEPORT); another gateway, another
+// tidald by mistake, must not join them and get half the connections.
+TEST_F(GatewayTest, APortAnotherGatewayListensOnIsRefused) {
+  StartGateway();
+  GatewayOptions o;
+  o.port = port();
+  o.threads = 2;
+  Gateway second(std::move(o));
+  absl::Status s = second.Start();
+  EXPECT_TRUE(absl::IsUnavailable(s)) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "another tidald")) << s;
+  // The first still answers alone.
+  EXPECT_EQ(Fetch(port(), "x.y.tidal.localhost", "/").status, 404);
+  // A port that is free again is taken (a restart right after a stop).
+  const int freed = port();
+  gw_.reset();
+  GatewayOptions again;
+  again.port = freed;
+  again.threads = 2;
+  Gateway third(std::move(again));
+  EXPECT_TRUE(third.Start().ok());
+  EXPECT_EQ(third.port(), freed);
+  third.Stop();
 }
 
 TEST_F(GatewayTest, KeepAliveOnBothSides) {

@@ -122,6 +122,27 @@ TEST(TrafficMetricsTest, StatsWindowUsesSnapshots) {
   EXPECT_EQ(all.requests, 60);
 }
 
+// An app idle since it was made, then busy: the rate is over the window
+// (tidalctl top apps --window), not over the app's age.
+TEST(TrafficMetricsTest, StatsOfAnAppIdleSinceItsCreationCountTheWindowOnly) {
+  TrafficMetrics m(1, kT0);
+  for (int sec = 0; sec < 63; ++sec) {
+    int64_t base = kT0 + sec * kSec;
+    for (int i = 0; sec >= 60 && i < 10; ++i) {
+      m.Start(0, base + i * kMs);
+      m.Finish(0, base + i * kMs, base + i * kMs + 10 * kMs, 200);
+    }
+    m.Tick(absl::FromUnixNanos(base), base + kSec);
+  }
+  RequestStats st = m.Stats(absl::Seconds(10), kT0 + 63 * kSec);
+  EXPECT_EQ(st.requests, 30);
+  EXPECT_NEAR(st.rps, 3, 1e-9);
+  // A window longer than the app's life: over the life.
+  st = m.Stats(absl::Seconds(120), kT0 + 63 * kSec);
+  EXPECT_EQ(st.requests, 30);
+  EXPECT_NEAR(st.rps, 30.0 / 63, 1e-9);
+}
+
 TEST(TrafficMetricsTest, ShardsRecordConcurrently) {
   TrafficMetrics m(4, kT0);
   std::vector<std::thread> threads;
