@@ -1014,6 +1014,94 @@ ParseResult ParseApps(std::string_view yaml, std::string_view source,
                       "apply them in parts")});
     return result;
   }
+  // One App or Secret document, or one item of a List: a parser of its own,
+  // so that its field paths find its own lines (marks are the chunk's).
+  auto one_document = [&](YAML::Node root, int first_line) {
+    std::vector<SpecError> errors;
+    DocParser parser(src, first_line, &errors);
+    Loc start = parser.ToLoc(root.Mark());
+    if (!root.IsMap()) {
+      result.errors.push_back(
+          {src, start.line, start.column, "",
+           absl::StrCat("a document must be a map with apiVersion, kind, "
+                        "metadata and spec, got ",
+                        root.IsSequence() ? "a list" : Got(root))});
+      return;
+    }
+    if (const YAML::Node& croot = root; croot["kind"].IsDefined() &&
+                                        croot["kind"].IsScalar() &&
+                                        croot["kind"].Scalar() == kSecretKind) {
+      ParsedSecret secret;
+      secret.source = src;
+      secret.line = start.line;
+      try {
+        ParseSecretDocument(root, src, ns, parser, &errors, &secret);
+      } catch (const YAML::Exception& e) {
+        errors.push_back({src, start.line, start.column, "",
+                          absl::StrCat("invalid YAML: ", e.msg)});
+      }
+      const auto& md = secret.secret.metadata();
+      if (!md.name().empty()) {
+        auto [it, inserted] = secret_names.emplace(
+            std::make_pair(md.namespace_(), md.name()), start.line);
+        if (!inserted) {
+          errors.push_back(
+              {src, start.line, start.column, "metadata.name",
+               absl::StrCat("duplicate secret \"", md.namespace_(), "/",
+                            md.name(), "\" (also defined at line ", it->second,
+                            ")")});
+        }
+      }
+      std::stable_sort(errors.begin(), errors.end(),
+                       [](const SpecError& a, const SpecError& b) {
+                         return std::tie(a.line, a.column) <
+                                std::tie(b.line, b.column);
+                       });
+      keep(&errors);
+      result.secrets.push_back(std::move(secret));
+      return;
+    }
+    ParsedApp parsed;
+    parsed.source = src;
+    parsed.line = start.line;
+    try {
+      parser.ParseRoot(root, &parsed.app);
+    } catch (const YAML::Exception& e) {
+      errors.push_back({src, start.line, start.column, "",
+                        absl::StrCat("invalid YAML: ", e.msg)});
+    }
+    auto* meta = parsed.app.mutable_metadata();
+    if (meta->namespace_().empty()) meta->set_namespace_(ns);
+    CheckApp(parsed.app, opts, [&](const std::string& path, std::string msg) {
+      if (parser.Covered(path)) return;
+      Loc l = parser.Find(path);
+      errors.push_back({src, l.line, l.column, path, std::move(msg)});
+    });
+    CheckStringsAreUtf8(
+        parsed.app, "", [&](const std::string& path, std::string msg) {
+          Loc l = parser.Find(path);
+          errors.push_back({src, l.line, l.column, path, std::move(msg)});
+        });
+    if (!meta->name().empty()) {
+      auto key = std::make_pair(meta->namespace_(), meta->name());
+      auto [it, inserted] = names.emplace(key, start.line);
+      if (!inserted) {
+        Loc l = parser.Find("metadata.name");
+        errors.push_back(
+            {src, l.line, l.column, "metadata.name",
+             absl::StrCat("duplicate app \"", key.first, "/", key.second,
+                          "\" (also defined at line ", it->second, ")")});
+      }
+    }
+    std::stable_sort(errors.begin(), errors.end(),
+                     [](const SpecError& a, const SpecError& b) {
+                       return std::tie(a.line, a.column) <
+                              std::tie(b.line, b.column);
+                     });
+    keep(&errors);
+    parsed.lines = parser.Lines();
+    result.apps.push_back(std::move(parsed));
+  };
   for (const Chunk& chunk : chunks) {
     if (result.errors.size() >= max_errors) {
       ++result.more_errors;  // the rest is not even loaded
@@ -1056,88 +1144,26 @@ ParseResult ParseApps(std::string_view yaml, std::string_view source,
     }
     if (!root.IsDefined() || root.IsNull()) continue;  // an empty document
     ++documents;
-    Loc start = parser.ToLoc(root.Mark());
-    if (!root.IsMap()) {
-      result.errors.push_back(
-          {src, start.line, start.column, "",
-           absl::StrCat("a document must be a map with apiVersion, kind, "
-                        "metadata and spec, got ",
-                        root.IsSequence() ? "a list" : Got(root))});
+    // kubectl's List (what `tidalctl get apps -o json|yaml` prints): each
+    // item is a document.
+    if (const YAML::Node& croot = root;
+        croot.IsMap() && croot["kind"].IsDefined() &&
+        croot["kind"].IsScalar() && croot["kind"].Scalar() == "List") {
+      const YAML::Node items = croot["items"];
+      if (!items.IsDefined() || !items.IsSequence()) {
+        Loc l = parser.ToLoc(root.Mark());
+        result.errors.push_back(
+            {src, l.line, l.column, "items",
+             "a List needs items: a list of App and Secret documents"});
+        continue;
+      }
+      for (const YAML::Node& item : items) {
+        if (result.errors.size() >= max_errors) break;
+        one_document(item, chunk.first_line);
+      }
       continue;
     }
-    if (const YAML::Node& croot = root; croot["kind"].IsDefined() &&
-                                        croot["kind"].IsScalar() &&
-                                        croot["kind"].Scalar() == kSecretKind) {
-      ParsedSecret secret;
-      secret.source = src;
-      secret.line = start.line;
-      try {
-        ParseSecretDocument(root, src, ns, parser, &errors, &secret);
-      } catch (const YAML::Exception& e) {
-        errors.push_back({src, start.line, start.column, "",
-                          absl::StrCat("invalid YAML: ", e.msg)});
-      }
-      const auto& md = secret.secret.metadata();
-      if (!md.name().empty()) {
-        auto [it, inserted] = secret_names.emplace(
-            std::make_pair(md.namespace_(), md.name()), start.line);
-        if (!inserted) {
-          errors.push_back(
-              {src, start.line, start.column, "metadata.name",
-               absl::StrCat("duplicate secret \"", md.namespace_(), "/",
-                            md.name(), "\" (also defined at line ", it->second,
-                            ")")});
-        }
-      }
-      std::stable_sort(errors.begin(), errors.end(),
-                       [](const SpecError& a, const SpecError& b) {
-                         return std::tie(a.line, a.column) <
-                                std::tie(b.line, b.column);
-                       });
-      keep(&errors);
-      result.secrets.push_back(std::move(secret));
-      continue;
-    }
-    ParsedApp parsed;
-    parsed.source = src;
-    parsed.line = start.line;
-    try {
-      parser.ParseRoot(root, &parsed.app);
-    } catch (const YAML::Exception& e) {
-      errors.push_back({src, start.line, start.column, "",
-                        absl::StrCat("invalid YAML: ", e.msg)});
-    }
-    auto* meta = parsed.app.mutable_metadata();
-    if (meta->namespace_().empty()) meta->set_namespace_(ns);
-    CheckApp(parsed.app, opts, [&](const std::string& path, std::string msg) {
-      if (parser.Covered(path)) return;
-      Loc l = parser.Find(path);
-      errors.push_back({src, l.line, l.column, path, std::move(msg)});
-    });
-    CheckStringsAreUtf8(
-        parsed.app, "", [&](const std::string& path, std::string msg) {
-          Loc l = parser.Find(path);
-          errors.push_back({src, l.line, l.column, path, std::move(msg)});
-        });
-    if (!meta->name().empty()) {
-      auto key = std::make_pair(meta->namespace_(), meta->name());
-      auto [it, inserted] = names.emplace(key, start.line);
-      if (!inserted) {
-        Loc l = parser.Find("metadata.name");
-        errors.push_back(
-            {src, l.line, l.column, "metadata.name",
-             absl::StrCat("duplicate app \"", key.first, "/", key.second,
-                          "\" (also defined at line ", it->second, ")")});
-      }
-    }
-    std::stable_sort(errors.begin(), errors.end(),
-                     [](const SpecError& a, const SpecError& b) {
-                       return std::tie(a.line, a.column) <
-                              std::tie(b.line, b.column);
-                     });
-    keep(&errors);
-    parsed.lines = parser.Lines();
-    result.apps.push_back(std::move(parsed));
+    one_document(root, chunk.first_line);
   }
   if (documents == 0 && result.errors.empty()) {
     result.errors.push_back(

@@ -732,7 +732,8 @@ void AddApplyCommands(CLI::App& root, Context& ctx) {
                 "with no --grace-period (or 0): kill the instances at once "
                 "(SIGKILL, no draining), so the name is free again at once");
   del->callback([&ctx, delete_flags] {
-    Run(ctx, [&] { return DoDelete(ctx, *delete_flags); });
+    RunOnResources(ctx, &delete_flags->args,
+                   [&] { return DoDelete(ctx, *delete_flags); });
   });
 
   auto edit_flags = std::make_shared<EditFlags>();

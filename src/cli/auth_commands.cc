@@ -31,7 +31,9 @@ std::string Expires(const google::protobuf::Timestamp& t, absl::Time now) {
   if (t.seconds() == 0 && t.nanos() == 0) return "never";
   const absl::Duration left = FromProtoTime(t) - now;
   if (left <= absl::ZeroDuration()) return "expired";
-  return absl::StrCat("in ", FormatAge(left));
+  // Up to the second: a token made for 90d reads "in 90d" right after, not
+  // "in 89d" for the milliseconds the answer took.
+  return absl::StrCat("in ", FormatAge(absl::Ceil(left, absl::Seconds(1))));
 }
 
 int PrintMessage(Context& ctx, const google::protobuf::Message& m,

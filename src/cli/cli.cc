@@ -9,6 +9,8 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 
 namespace tidal::cli {
 
@@ -132,6 +134,49 @@ std::vector<std::string> SplitShortOptionValues(int argc, char** argv) {
 }
 
 }  // namespace
+
+absl::Status NormalizeResourceArgs(std::vector<std::string>* args) {
+  if (args->empty()) return absl::OkStatus();
+  auto type_of = [](absl::string_view t) {
+    absl::ConsumeSuffix(&t, ".tidal.dev");
+    return std::string(t);
+  };
+  if ((*args)[0].find('/') == std::string::npos) {
+    (*args)[0] = type_of((*args)[0]);
+    return absl::OkStatus();
+  }
+  std::vector<std::string> out(1);
+  for (const std::string& a : *args) {
+    const size_t slash = a.find('/');
+    if (slash == std::string::npos || slash == 0 || slash + 1 == a.size() ||
+        a.find('/', slash + 1) != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "\"", a,
+          "\": give every resource as TYPE/NAME (as -o name prints it), or "
+          "as TYPE NAME..."));
+    }
+    const std::string type = type_of(absl::string_view(a).substr(0, slash));
+    if (out[0].empty()) {
+      out[0] = type;
+    } else if (type != out[0]) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("\"", a, "\": one type at a time (", out[0],
+                       " first, then ", type, ")"));
+    }
+    out.push_back(a.substr(slash + 1));
+  }
+  *args = std::move(out);
+  return absl::OkStatus();
+}
+
+void RunOnResources(Context& ctx, std::vector<std::string>* args,
+                    const std::function<int()>& body) {
+  if (absl::Status s = NormalizeResourceArgs(args); !s.ok()) {
+    ctx.exit_code = ctx.Error(std::string(s.message()), kExitUsage);
+    return;
+  }
+  Run(ctx, body);
+}
 
 void Run(Context& ctx, const std::function<int()>& body) {
   if (absl::Status s = ctx.Prepare(); !s.ok()) {

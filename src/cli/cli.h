@@ -87,9 +87,19 @@ absl::StatusOr<tidal::v1::Secret> GetSecret(Context& ctx, const std::string& ns,
 // "--replicas: must be a whole number >= 0, got -1" (exit 2).
 CLI::Validator NonNegativeCount();
 
+// kubectl's resource arguments: TYPE/NAME (what `-o name` prints:
+// app.tidal.dev/web, secret/db), several of one type, and group-qualified
+// types (apps.tidal.dev). Rewrites `args` to TYPE NAME...; InvalidArgument
+// for a mix of forms or of types.
+absl::Status NormalizeResourceArgs(std::vector<std::string>* args);
+
 // Resolves global flags (ctx.Prepare()), runs `body` and stores its exit
 // code in ctx.exit_code; a failing Prepare is a usage error.
 void Run(Context& ctx, const std::function<int()>& body);
+// Run for a command whose positional `args` name resources: they are
+// normalized first (NormalizeResourceArgs; a bad form is a usage error).
+void RunOnResources(Context& ctx, std::vector<std::string>* args,
+                    const std::function<int()>& body);
 
 // One input of -f: a file's text and the name errors use.
 struct Input {

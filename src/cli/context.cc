@@ -34,6 +34,8 @@ namespace {
 bool LoopbackServer(const std::string& server) {
   std::string host = server;
   if (absl::StartsWith(host, "https://")) host = host.substr(8);
+  if (absl::StartsWith(host, "http://")) host = host.substr(7);
+  if (absl::EndsWith(host, "/")) host.pop_back();
   if (absl::StartsWith(host, "dns:")) host = host.substr(4);
   if (absl::StartsWith(host, "ipv4:")) host = host.substr(5);
   if (absl::StartsWith(host, "ipv6:")) host = host.substr(5);
@@ -75,10 +77,19 @@ absl::Status Context::PrepareTls(const ClientContext* cc) {
     from(&key_file, cc->client_key);
     from(&tls_server_name, cc->tls_server_name);
   }
+  // kubectl's --server is a URL: https:// means TLS, http:// plaintext.
   const bool https = absl::StartsWith(server_, "https://");
+  const bool http = absl::StartsWith(server_, "http://");
   if (https) server_ = server_.substr(strlen("https://"));
+  if (http) server_ = server_.substr(strlen("http://"));
+  if (absl::EndsWith(server_, "/")) server_.pop_back();
   tls_ = https || !ca_file.empty() || !cert_file.empty() || !key_file.empty() ||
          !tls_server_name.empty();
+  if (http && tls_) {
+    return absl::InvalidArgumentError(
+        "--server http://... is plaintext, but TLS files or a TLS server "
+        "name are set: use https://");
+  }
   if (!tls_) {
     credentials_ = grpc::InsecureChannelCredentials();
     return absl::OkStatus();

@@ -574,7 +574,9 @@ void AddGetCommands(CLI::App& root, Context& ctx) {
       "  nodes (node)                 get nodes (HA)\n"
       "Field paths for -o jsonpath=, custom-columns= and --sort-by: "
       "`tidalctl get apps -o json`, `tidalctl explain app`.");
-  get->callback([&ctx, gf] { Run(ctx, [&] { return DoGet(ctx, *gf); }); });
+  get->callback([&ctx, gf] {
+    RunOnResources(ctx, &gf->args, [&] { return DoGet(ctx, *gf); });
+  });
 
   auto df = std::make_shared<DescribeFlags>();
   CLI::App* describe =
@@ -584,8 +586,9 @@ void AddGetCommands(CLI::App& root, Context& ctx) {
   describe->add_option("args", df->args, "app NAME | secret NAME")->required();
   describe->add_option("--events", df->events, "how many recent events")
       ->capture_default_str();
-  describe->callback(
-      [&ctx, df] { Run(ctx, [&] { return DoDescribe(ctx, *df); }); });
+  describe->callback([&ctx, df] {
+    RunOnResources(ctx, &df->args, [&] { return DoDescribe(ctx, *df); });
+  });
 }
 
 }  // namespace tidal::cli

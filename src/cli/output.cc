@@ -542,11 +542,17 @@ std::string DescribeApp(const tidal::v1::App& app,
   }
   if (!st.rollout().phase().empty()) {
     const auto& ro = st.rollout();
-    field("Rollout status",
-          absl::StrCat(ro.phase(), " (revision ", ro.stable_revision(), " -> ",
-                       ro.update_revision(), ", step ", ro.step(), "/",
-                       ro.total_steps(), ", weight ", ro.weight(), "%)",
-                       ro.message().empty() ? "" : ": ", ro.message()));
+    // A release under way: from where to where, at which step; else only
+    // the revision that runs.
+    field(
+        "Rollout status",
+        ro.update_revision() != 0
+            ? absl::StrCat(ro.phase(), " (revision ", ro.stable_revision(),
+                           " -> ", ro.update_revision(), ", step ", ro.step(),
+                           "/", ro.total_steps(), ", weight ", ro.weight(),
+                           "%)", ro.message().empty() ? "" : ": ", ro.message())
+            : absl::StrCat(ro.phase(), " (revision ", ro.stable_revision(), ")",
+                           ro.message().empty() ? "" : ": ", ro.message()));
   }
   if (!st.scaling().metric().empty()) {
     const auto& sc = st.scaling();

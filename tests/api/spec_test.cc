@@ -67,6 +67,44 @@ TEST(ParseAppsTest, InvalidSpecsTable) {
   }
 }
 
+// kubectl's List, as `tidalctl get apps -o yaml|json` prints it: each item
+// is a document, its errors at its own lines.
+TEST(ParseAppsTest, AListsItemsAreDocuments) {
+  const std::string list = R"(apiVersion: v1
+kind: List
+items:
+- apiVersion: tidal.dev/v1
+  kind: App
+  metadata: {name: web}
+  spec:
+    replicas: 2
+    template: {command: [web]}
+- apiVersion: tidal.dev/v1
+  kind: App
+  metadata: {name: api, namespace: team-a}
+  spec:
+    template: {command: [api]}
+)";
+  ParseResult r = ParseApps(list, "apps.yaml");
+  ASSERT_TRUE(r.ok()) << AllErrors(r);
+  ASSERT_EQ(r.apps.size(), 2u);
+  EXPECT_EQ(r.apps[0].app.metadata().name(), "web");
+  EXPECT_EQ(r.apps[0].app.spec().replicas(), 2);
+  EXPECT_EQ(r.apps[1].app.metadata().namespace_(), "team-a");
+  EXPECT_EQ(r.apps[1].line, 10);
+
+  std::string bad = list;
+  bad.replace(bad.find("replicas: 2"), 11, "replicas: x");
+  r = ParseApps(bad, "apps.yaml");
+  ASSERT_EQ(r.errors.size(), 1u) << AllErrors(r);
+  EXPECT_EQ(r.errors[0].ToString(),
+            "apps.yaml:8:15: spec.replicas: must be an integer, got \"x\"");
+  EXPECT_TRUE(r.apps.empty());
+  r = ParseApps("apiVersion: v1\nkind: List\nitems: {}\n", "l.yaml");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].field, "items");
+}
+
 TEST(ParseAppsTest, ErrorToStringNamesFileLineColumnAndField) {
   ParseResult r = ParseApps(
       Spec("  template: {command: [x]}\n  scaling:\n    minReplicas: 5\n"

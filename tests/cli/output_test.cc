@@ -120,6 +120,29 @@ TEST(DescribeTest, ShowsSpecStatusInstancesAndEvents) {
   }
 }
 
+// A release under way shows where from and where to; a settled one only
+// the revision that runs (not "revision 1 -> 0, step 0/0").
+TEST(DescribeTest, RolloutStatusShowsAStepOnlyDuringARelease) {
+  const absl::Time now = absl::FromUnixSeconds(1700000000);
+  v1::App app;
+  app.mutable_metadata()->set_name("hello");
+  auto* ro = app.mutable_status()->mutable_rollout();
+  ro->set_phase("Succeeded");
+  ro->set_stable_revision(1);
+  EXPECT_TRUE(absl::StrContains(DescribeApp(app, {}, {}, now),
+                                "Rollout status: Succeeded (revision 1)\n"))
+      << DescribeApp(app, {}, {}, now);
+  ro->set_phase("Progressing");
+  ro->set_update_revision(2);
+  ro->set_step(1);
+  ro->set_total_steps(4);
+  ro->set_weight(25);
+  EXPECT_TRUE(absl::StrContains(
+      DescribeApp(app, {}, {}, now),
+      "Rollout status: Progressing (revision 1 -> 2, step 1/4, weight 25%)"))
+      << DescribeApp(app, {}, {}, now);
+}
+
 // Issue 16: the target the spec writes and the utilization the scaler aims
 // at are shown apart (a target of 10 at 70% is not "/7").
 TEST(AppRowTest, MetricShowsTheSpecTargetAndTheUtilization) {

@@ -524,6 +524,53 @@ TEST_F(TidalctlTest, ShortOptionsTakeTheirValueAfterAnEqualsSign) {
       << r.err;
 }
 
+// get -o json|yaml of several apps prints a List, which apply takes back.
+TEST_F(TidalctlTest, AListFromGetAppliesBack) {
+  ASSERT_EQ(Run({"apply", "-f", WriteFile("a.yaml", AppYaml("alpha", 1)), "-f",
+                 WriteFile("b.yaml", AppYaml("bravo", 2))})
+                .code,
+            0);
+  for (const char* format : {"json", "yaml"}) {
+    Result got = Run({"get", "apps", "-o", format});
+    ASSERT_EQ(got.code, 0) << got.err;
+    std::string file = WriteFile(absl::StrCat("all.", format), got.out);
+    Result r = Run({"apply", "-f", file});
+    EXPECT_EQ(r.code, 0) << format << "\n" << got.out << r.err;
+    EXPECT_EQ(r.out,
+              "app.tidal.dev/alpha unchanged\napp.tidal.dev/bravo unchanged\n")
+        << format;
+  }
+}
+
+// What -o name prints is what get, describe and delete take, as in kubectl:
+// `tidalctl get apps -o name | xargs tidalctl delete`.
+TEST_F(TidalctlTest, ResourcesGoByTypeSlashName) {
+  ASSERT_EQ(Run({"apply", "-f", WriteFile("a.yaml", AppYaml("alpha", 1)), "-f",
+                 WriteFile("b.yaml", AppYaml("bravo", 1))})
+                .code,
+            0);
+  Result r = Run({"get", "app.tidal.dev/alpha", "-o", "name"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "app.tidal.dev/alpha\n");
+  r = Run({"get", "apps.tidal.dev", "-o", "name"});
+  EXPECT_EQ(r.out, "app.tidal.dev/alpha\napp.tidal.dev/bravo\n") << r.err;
+  r = Run({"describe", "app/bravo"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.out, "bravo")) << r.out;
+  r = Run({"delete", "app.tidal.dev/alpha", "secret/x"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(absl::StrContains(r.err, "one type at a time")) << r.err;
+  r = Run({"delete", "app.tidal.dev/alpha", "bravo"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(absl::StrContains(r.err, "TYPE/NAME")) << r.err;
+  r = Run({"delete", "app.tidal.dev/alpha", "app.tidal.dev/bravo"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.out, "app.tidal.dev \"alpha\" deleted"))
+      << r.out;
+  EXPECT_TRUE(absl::StrContains(r.out, "app.tidal.dev \"bravo\" deleted"))
+      << r.out;
+}
+
 // A file is checked here before it is sent (text that is not UTF-8 cannot
 // be), then by tidald against its own limits, whose errors name the file and
 // line however many files there are; diff runs tidald's checks too, so a file

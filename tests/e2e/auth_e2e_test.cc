@@ -92,6 +92,7 @@ TEST_F(AuthE2ETest, TokensRolesContextsAndTheAuditLog) {
   const std::string dev(absl::StripSuffix(r.out, "\n"));
   EXPECT_TRUE(absl::StartsWith(dev, "tidal_"));
   EXPECT_TRUE(absl::StrContains(r.err, "shown only this once"));
+  EXPECT_TRUE(absl::StrContains(r.err, "expires in 30d")) << r.err;
   r = Ctl({"--token", admin, "auth", "create-token", "look-b", "-n", "team-b",
            "--role", "viewer"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
