@@ -152,8 +152,13 @@ absl::Status DeployerControl::ChangeSpec(const std::string& ns,
         if (st->stable_revision() != 0 && st->stable_hash() != hash) {
           target = st->stable_revision();
         } else {
+          // The newest earlier revision with another template that did not
+          // roll back (after `rollout restart` the one before the stable
+          // revision may be the build that failed).
           for (const auto& r : *list)
-            if (r.number() < st->stable_revision() && r.template_hash() != hash)
+            if (r.number() < st->stable_revision() &&
+                r.template_hash() != hash &&
+                !RolledBack(*st, r.template_hash()))
               target = r.number();
         }
         if (target == 0)

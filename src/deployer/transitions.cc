@@ -112,6 +112,26 @@ void Rollout::AdoptFirst(int64_t revision, const std::string& hash) {
   *st_->mutable_step_started() = ToProtoTime(ctx_.now);
 }
 
+void RememberRolledBack(tidal::v1::RolloutState* st, const std::string& hash) {
+  if (hash.empty()) return;
+  ForgetRolledBack(st, hash);  // once, as the newest
+  st->add_rolled_back_hashes(hash);
+  constexpr int kKept = 20;
+  auto* list = st->mutable_rolled_back_hashes();
+  if (list->size() > kKept) list->DeleteSubrange(0, list->size() - kKept);
+}
+
+void ForgetRolledBack(tidal::v1::RolloutState* st, const std::string& hash) {
+  auto* list = st->mutable_rolled_back_hashes();
+  list->erase(std::remove(list->begin(), list->end(), hash), list->end());
+}
+
+bool RolledBack(const tidal::v1::RolloutState& st, const std::string& hash) {
+  return std::find(st.rolled_back_hashes().begin(),
+                   st.rolled_back_hashes().end(),
+                   hash) != st.rolled_back_hashes().end();
+}
+
 void Rollout::Fail(const std::string& reason, const std::string& message,
                    bool force_rollback) {
   const bool rollback = force_rollback || ctx_.auto_rollback;
@@ -131,6 +151,7 @@ void Rollout::Fail(const std::string& reason, const std::string& message,
                       reason, "): ", message)});
     st_->set_failed_hash(st_->update_hash());
     st_->set_failed_revision(st_->update_revision());
+    RememberRolledBack(st_, st_->update_hash());
     st_->set_update_revision(0);
     st_->clear_update_hash();
     st_->set_weight(0);
@@ -313,6 +334,7 @@ void Rollout::Complete(int32_t total) {
   notifications_.push_back(Event("post-rollout"));
   st_->set_stable_revision(st_->update_revision());
   st_->set_stable_hash(st_->update_hash());
+  ForgetRolledBack(st_, st_->update_hash());
   st_->set_update_revision(0);
   st_->clear_update_hash();
   st_->set_weight(0);

@@ -38,6 +38,13 @@ enum class SpecChange {
   kSupersede,  // another template during a rollout: replace the update
   kStart,      // a new template, no rollout running: start one
 };
+// The templates that rolled back and have not rolled out since
+// (RolloutState.rolled_back_hashes, the newest 20): `rollout undo` does not
+// pick one of them by itself.
+void RememberRolledBack(tidal::v1::RolloutState* st, const std::string& hash);
+void ForgetRolledBack(tidal::v1::RolloutState* st, const std::string& hash);
+bool RolledBack(const tidal::v1::RolloutState& st, const std::string& hash);
+
 SpecChange ClassifySpec(const tidal::v1::RolloutState& st,
                         const std::string& hash);
 

@@ -405,6 +405,52 @@ TEST_F(DeployerTest, CrashLoopFailsFastWithoutTheDeadline) {
   EXPECT_EQ(CountRevision(1, true), 3);
 }
 
+// `rollout undo` after a restart: the revision before the stable one is the
+// build that rolled back; undo goes past it to the last good template.
+TEST_F(DeployerTest, UndoSkipsATemplateThatRolledBack) {
+  auto settle = [&] {
+    for (int i = 0; i < 8; ++i) {
+      Reconcile();
+      runtime_.SetAllReady();
+    }
+    Reconcile();
+  };
+  Steady(2);       // revision 1: v1
+  Apply(2, "v2");  // revision 2: v2, rolls out
+  settle();
+  ASSERT_EQ(Rollout().phase(), "Succeeded");
+  ASSERT_EQ(Rollout().stable_revision(), 2);
+  Apply(2, "v3");  // revision 3: crashes, rolls back
+  Reconcile();
+  for (const auto& i : Live())
+    if (i.revision() == 3)
+      runtime_.SetPhase(i.id(), "CrashLoopBackOff", "exit code 1");
+  Reconcile();
+  ASSERT_EQ(Rollout().phase(), "RolledBack");
+  Apply(2, "v2");  // the file back at v2: nothing to release
+  Reconcile();
+  DeployerControl control(&store_, &clock_, nullptr);
+  v1::RolloutRequest req;
+  req.set_name("web");
+  req.set_action("restart");  // revision 4: v2 restarted
+  ASSERT_TRUE(control.Rollout(req).ok());
+  settle();
+  ASSERT_EQ(Rollout().phase(), "Succeeded");
+  ASSERT_EQ(Rollout().stable_revision(), 4);
+  req.set_action("undo");
+  ASSERT_TRUE(control.Rollout(req).ok());
+  App app = Stored();
+  EXPECT_EQ(spec::TemplateHash(app.spec().template_()),
+            spec::TemplateHash(MakeApp(2, "v2").spec().template_()));
+  EXPECT_EQ(app.metadata().annotations().at(kChangeCauseAnnotation),
+            "undo to revision 2");
+  // Named by number, a rolled-back revision is still taken.
+  req.set_to_revision(3);
+  ASSERT_TRUE(control.Rollout(req).ok());
+  EXPECT_EQ(spec::TemplateHash(Stored().spec().template_()),
+            spec::TemplateHash(MakeApp(2, "v3").spec().template_()));
+}
+
 TEST_F(DeployerTest, OneCrashAmongSeveralIsLeftToTheRuntime) {
   rollout_.set_max_surge("4");
   Steady(4);
