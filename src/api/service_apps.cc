@@ -69,9 +69,16 @@ absl::StatusOr<v1::ApplyResponse> TidalService::Apply(
         " apps and secrets in one apply, more than ", vopts.input.max_documents,
         " (tidald --api-max-documents); apply them in parts"));
   }
+  // Files of several without a document (a -f directory's placeholder):
+  // skipped, as kubectl does, unless no file has one.
+  std::vector<std::string> empty_files;
   auto parse_text = [&](const std::string& text, const std::string& source) {
     spec::ParseResult parsed = spec::ParseApps(
         text, source.empty() ? "<request>" : source, default_ns, vopts);
+    if (parsed.no_documents && req.files_size() > 1) {
+      for (const auto& e : parsed.errors) empty_files.push_back(e.ToString());
+      return;
+    }
     for (const auto& e : parsed.errors) add_error(e.ToString());
     more_errors += parsed.more_errors;
     for (auto& p : parsed.secrets) secrets.push_back(std::move(p.secret));
@@ -86,6 +93,10 @@ absl::StatusOr<v1::ApplyResponse> TidalService::Apply(
   if (!req.yaml().empty()) parse_text(req.yaml(), req.source());
   for (const v1::SourceFile& file : req.files()) {
     parse_text(file.yaml(), file.source());
+  }
+  if (apps.empty() && secrets.empty() && errors.empty() &&
+      req.apps_size() + req.secrets_size() == 0) {
+    for (std::string& e : empty_files) add_error(std::move(e));
   }
   if (const size_t parsed = apps.size() + secrets.size();
       req.files_size() > 0 && errors.empty() &&

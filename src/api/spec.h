@@ -58,6 +58,10 @@ struct ParseResult {
   // the others (not kept).
   std::vector<SpecError> errors;
   int64_t more_errors = 0;
+  // The text held no document (only comments, blank lines or empty `---`
+  // documents); `errors` then holds the one error that says so. Where a
+  // file is one of several (a -f directory), the caller may skip it.
+  bool no_documents = false;
   bool ok() const { return errors.empty(); }
   // InvalidArgument listing the errors, one per line, then "... and K more
   // errors" when some were not kept; OK when there is none.

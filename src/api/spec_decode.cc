@@ -1168,6 +1168,7 @@ ParseResult ParseApps(std::string_view yaml, std::string_view source,
   if (documents == 0 && result.errors.empty()) {
     result.errors.push_back(
         {src, 0, 0, "", "no documents: the input is empty"});
+    result.no_documents = true;
   }
   if (!result.errors.empty()) {
     result.apps.clear();

@@ -94,8 +94,13 @@ absl::StatusOr<std::vector<tidal::v1::App>> ParseInputs(
     std::vector<tidal::v1::Secret>* secrets) {
   std::vector<tidal::v1::App> apps;
   int errors = 0;
+  std::vector<std::string> empty_inputs;  // of several: skipped (as tidald)
   for (const Input& in : inputs) {
     spec::ParseResult r = spec::ParseApps(in.text, in.source, ctx.Namespace());
+    if (r.no_documents && inputs.size() > 1) {
+      for (const auto& e : r.errors) empty_inputs.push_back(e.ToString());
+      continue;
+    }
     for (const auto& e : r.errors) {
       ctx.err() << e.ToString() << "\n";
       ++errors;
@@ -115,6 +120,12 @@ absl::StatusOr<std::vector<tidal::v1::App>> ParseInputs(
         continue;
       }
       secrets->push_back(std::move(p.secret));
+    }
+  }
+  if (errors == 0 && apps.empty() && (secrets == nullptr || secrets->empty())) {
+    for (const std::string& e : empty_inputs) {
+      ctx.err() << e << "\n";
+      ++errors;
     }
   }
   if (errors > 0) {

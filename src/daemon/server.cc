@@ -14,6 +14,7 @@
 #include "api/secret_store.h"
 #include "common/clock.h"
 #include "common/logging.h"
+#include "common/port_check.h"
 #include "common/secret_box.h"
 #include "daemon/store_identity.h"
 #include "grpcpp/channel.h"
@@ -438,6 +439,17 @@ Server::~Server() {
 
 absl::Status Server::Start() {
   auto log = GetLogger("tidald");
+  // The API binds last: a port in use is said now, before anything is
+  // adopted or started (and without gRPC's own log of the failed bind).
+  std::string api_address;
+  {
+    absl::MutexLock lock(&api_mu_);
+    api_address = api_address_;
+  }
+  if (auto st = common::CheckListenAddressFree(api_address, "API (--listen)");
+      !st.ok()) {
+    return st;
+  }
   if (agent_ != nullptr) {
     // HA: the node agent adopts this node's instances and runs what is
     // assigned here; the cluster view lists every node's.

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/port_check.h"
 #include "common/status_macros.h"
 #include "gateway/clocks.h"
 #include "gateway/gateway_impl.h"
@@ -45,31 +46,6 @@ absl::Status Listen(tcp::acceptor& acceptor, const asio::ip::address& address,
                                                ": ", ec.message()));
   }
   if (*port == 0) *port = acceptor.local_endpoint().port();
-  return absl::OkStatus();
-}
-
-// SO_REUSEPORT would let a second program (another tidald by mistake) of
-// the same user bind the port too, and the kernel would split the
-// connections between them. A socket without it binds only a port nobody
-// listens on: one such bind first tells "in use" apart.
-absl::Status Unused(const asio::ip::address& address, int port,
-                    const char* what) {
-  if (port == 0) return absl::OkStatus();
-  asio::io_context ioc;
-  tcp::acceptor probe(ioc);
-  boost::system::error_code ec;
-  tcp::endpoint ep(address, static_cast<uint16_t>(port));
-  probe.open(ep.protocol(), ec);
-  if (!ec) probe.set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec) probe.bind(ep, ec);
-  if (ec) {
-    return absl::UnavailableError(absl::StrCat(
-        what, ": cannot listen on ", address.to_string(), ":", port, ": ",
-        ec.message(),
-        ec == boost::system::errc::address_in_use
-            ? " (another program, or another tidald, listens there)"
-            : ""));
-  }
   return absl::OkStatus();
 }
 
@@ -130,8 +106,13 @@ absl::Status Gateway::Impl::Start() {
   }
   int bind_port = opts.port;
   int bind_tls_port = opts.tls_port;
-  RETURN_IF_ERROR(Unused(address, bind_port, "gateway"));
-  if (https) RETURN_IF_ERROR(Unused(tls_address, bind_tls_port, "gateway"));
+  // SO_REUSEPORT would let another program share a port in use.
+  RETURN_IF_ERROR(
+      common::CheckPortFree(address.to_string(), bind_port, "gateway"));
+  if (https) {
+    RETURN_IF_ERROR(common::CheckPortFree(tls_address.to_string(),
+                                          bind_tls_port, "gateway"));
+  }
   for (int i = 0; i < opts.threads; ++i) {
     auto w = std::make_unique<Worker>(this, i);
     absl::Status st = Listen(w->acceptor, address, &bind_port);

@@ -524,6 +524,28 @@ TEST_F(TidalctlTest, ShortOptionsTakeTheirValueAfterAnEqualsSign) {
       << r.err;
 }
 
+// A file without a document among several (a placeholder in a -f
+// directory) is skipped, as kubectl does; with nothing else it is an error.
+TEST_F(TidalctlTest, AFileWithoutADocumentAmongSeveralIsSkipped) {
+  fs::create_directories(dir_ / "conf");
+  WriteFile("conf/a.yaml", AppYaml("alpha", 1));
+  WriteFile("conf/notes.yaml", "# the apps of team core\n");
+  const std::string conf = (dir_ / "conf").string();
+  Result r = Run({"diff", "-f", conf});
+  EXPECT_EQ(r.code, 1) << r.err;
+  r = Run({"apply", "-f", conf});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "app.tidal.dev/alpha created\n");
+  fs::remove(dir_ / "conf/a.yaml");
+  WriteFile("conf/empty.yaml", "---\n");
+  r = Run({"apply", "-f", conf});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(absl::StrContains(r.err, "notes.yaml: no documents")) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "empty.yaml: no documents")) << r.err;
+  r = Run({"diff", "-f", conf});
+  EXPECT_EQ(r.code, 2) << r.err;
+}
+
 // get -o json|yaml of several apps prints a List, which apply takes back.
 TEST_F(TidalctlTest, AListFromGetAppliesBack) {
   ASSERT_EQ(Run({"apply", "-f", WriteFile("a.yaml", AppYaml("alpha", 1)), "-f",
