@@ -98,8 +98,9 @@ absl::StatusOr<v1::ApplyResponse> TidalService::Apply(
       req.apps_size() + req.secrets_size() == 0) {
     for (std::string& e : empty_files) add_error(std::move(e));
   }
+  // Several files, or a List's items, count together.
   if (const size_t parsed = apps.size() + secrets.size();
-      req.files_size() > 0 && errors.empty() &&
+      errors.empty() &&
       parsed > static_cast<size_t>(vopts.input.max_documents)) {
     return absl::InvalidArgumentError(
         absl::StrCat(parsed, " apps and secrets in one apply, more than ",

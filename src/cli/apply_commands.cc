@@ -181,9 +181,9 @@ struct ApplyFlags {
 
 // A tidald older than ApplyRequest.files reads none of them and answers
 // "nothing to apply": told apart from files that hold no document by
-// parsing them here.
+// parsing them here. `dry_run`: nothing could have been changed.
 int FailApply(Context& ctx, const absl::Status& s,
-              const std::vector<Input>& inputs) {
+              const std::vector<Input>& inputs, bool dry_run) {
   if (absl::IsInvalidArgument(s) &&
       s.message() == "nothing to apply: no App or Secret documents") {
     std::ostringstream quiet;
@@ -201,7 +201,7 @@ int FailApply(Context& ctx, const absl::Status& s,
           kExitFailure);
     }
   }
-  return ctx.FailWrite(s);
+  return dry_run ? ctx.Fail(s) : ctx.FailWrite(s);
 }
 
 void AddFiles(const std::vector<Input>& inputs, tidal::v1::ApplyRequest* req) {
@@ -237,6 +237,7 @@ int ClientDryRun(Context& ctx, const std::vector<Input>& inputs,
               << InNamespace(s.metadata().namespace_()) << " valid (dry run)\n";
   }
   bool reachable = true;
+  std::string why_not;  // why the live apps could not be read
   for (tidal::v1::App& app : *apps) {
     if (!f.message.empty()) {
       (*app.mutable_metadata()
@@ -255,6 +256,9 @@ int ClientDryRun(Context& ctx, const std::vector<Input>& inputs,
       } else if (absl::IsUnavailable(live.status()) ||
                  absl::IsDeadlineExceeded(live.status())) {
         reachable = false;
+        why_not = absl::IsDeadlineExceeded(live.status())
+                      ? "did not answer in time"
+                      : "not reachable";
       } else if (!absl::IsNotFound(live.status())) {
         return ctx.Fail(live.status());
       }
@@ -264,7 +268,7 @@ int ClientDryRun(Context& ctx, const std::vector<Input>& inputs,
       ctx.out() << AppName(app) << " " << action << where << " (dry run)\n";
     } else {
       ctx.out() << AppName(app) << " valid" << where << " (dry run; tidald at "
-                << ctx.server() << " not reachable to compare)\n";
+                << ctx.server() << " " << why_not << " to compare)\n";
     }
   }
   return kExitOk;
@@ -288,7 +292,7 @@ int DoApply(Context& ctx, const ApplyFlags& f) {
   tidal::v1::ApplyResponse resp;
   auto call = ctx.Call();
   absl::Status s = FromGrpc(ctx.Stub().Apply(call.get(), req, &resp));
-  if (!s.ok()) return FailApply(ctx, s, *inputs);
+  if (!s.ok()) return FailApply(ctx, s, *inputs, req.dry_run());
   const bool json = f.output == "json";
   for (const auto& r : resp.results()) {
     (json && f.wait ? ctx.err() : ctx.out())
@@ -339,7 +343,8 @@ int DoDiff(Context& ctx, const DiffFlags& f) {
     auto call = ctx.Call();
     absl::Status s = FromGrpc(ctx.Stub().Apply(call.get(), req, &resp));
     if (!s.ok() && !absl::IsPermissionDenied(s))
-      return std::max<int>(kExitUsage, FailApply(ctx, s, *inputs));
+      return std::max<int>(kExitUsage,
+                           FailApply(ctx, s, *inputs, /*dry_run=*/true));
   }
   bool different = false;
   // Secrets: names, labels, type and keys; values are never read back, so
