@@ -3,6 +3,7 @@
 #include <google/protobuf/util/message_differencer.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <yaml-cpp/yaml.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <iterator>
 #include <optional>
@@ -26,6 +28,7 @@
 #include "cli/cli.h"
 #include "cli/diff.h"
 #include "cli/output.h"
+#include "common/status_macros.h"
 
 namespace tidal::cli {
 
@@ -416,6 +419,58 @@ int DoDiff(Context& ctx, const DiffFlags& f) {
   return different ? kExitFailure : kExitOk;
 }
 
+// What `delete -f` needs of each document, as kubectl: its kind (App or
+// Secret, or a List of them), metadata.name and metadata.namespace.
+struct Named {
+  std::string kind, ns, name;
+};
+absl::StatusOr<std::vector<Named>> KindsAndNames(
+    const std::vector<Input>& inputs, const std::string& default_ns) {
+  std::vector<Named> out;
+  for (const Input& in : inputs) {
+    std::vector<YAML::Node> docs;
+    try {
+      docs = YAML::LoadAll(in.text);
+    } catch (const YAML::Exception& e) {
+      return absl::InvalidArgumentError(absl::StrCat(in.source, ": ", e.msg));
+    }
+    std::function<absl::Status(const YAML::Node&)> add =
+        [&](const YAML::Node& d) -> absl::Status {
+      if (!d.IsDefined() || d.IsNull()) return absl::OkStatus();
+      const std::string where = absl::StrCat(in.source, ":", d.Mark().line + 1);
+      if (!d.IsMap()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, ": a document is not a map"));
+      }
+      // A scalar under `key` of map `n`, else "" (yaml-cpp throws on
+      // reading a key that is missing, so IsDefined first).
+      auto scalar = [](const YAML::Node& n, const char* key) -> std::string {
+        if (!n.IsMap()) return "";
+        const YAML::Node v = n[key];
+        return v.IsDefined() && v.IsScalar() ? v.Scalar() : "";
+      };
+      const std::string k = scalar(d, "kind");
+      const YAML::Node items = d["items"];
+      if (k == "List" && items.IsDefined() && items.IsSequence()) {
+        for (const YAML::Node& item : items) RETURN_IF_ERROR(add(item));
+        return absl::OkStatus();
+      }
+      const YAML::Node md = d["metadata"];
+      const std::string name = md.IsDefined() ? scalar(md, "name") : "";
+      const std::string ns = md.IsDefined() ? scalar(md, "namespace") : "";
+      if ((k != "App" && k != "Secret") || name.empty()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            where, ": no kind App or Secret with a metadata.name"));
+      }
+      out.push_back({k, ns.empty() ? default_ns : ns, name});
+      return absl::OkStatus();
+    };
+    for (const YAML::Node& d : docs) RETURN_IF_ERROR(add(d));
+  }
+  if (out.empty()) return absl::InvalidArgumentError("no documents");
+  return out;
+}
+
 struct DeleteFlags {
   std::vector<std::string> args;
   std::vector<std::string> files;
@@ -449,14 +504,30 @@ int DoDelete(Context& ctx, const DeleteFlags& f) {
       return ctx.Error(std::string(inputs.status().message()), kExitUsage);
     if (int rc = CheckNamespaces(ctx, *inputs); rc != kExitOk) return rc;
     std::vector<tidal::v1::Secret> secrets;
-    auto apps = ParseInputs(ctx, *inputs, &secrets);
-    if (!apps.ok())
+    std::ostringstream quiet;
+    Context local(quiet, quiet);
+    local.ns = ctx.Namespace();
+    auto apps = ParseInputs(local, *inputs, &secrets);
+    if (apps.ok()) {
+      for (const auto& a : *apps)
+        targets.emplace_back(a.metadata().namespace_(), a.metadata().name());
+      for (const auto& sec : secrets)
+        secret_targets.emplace_back(sec.metadata().namespace_(),
+                                    sec.metadata().name());
+    } else if (auto named = KindsAndNames(*inputs, ctx.Namespace());
+               named.ok()) {
+      // As kubectl: a file that no longer validates (a field renamed since)
+      // still deletes what it names.
+      ctx.err() << "warning: the files do not validate as specs (see `tidalctl "
+                   "diff -f`); deleting the apps and secrets they name\n";
+      for (const Named& n : *named)
+        (n.kind == "Secret" ? secret_targets : targets)
+            .emplace_back(n.ns, n.name);
+    } else {
+      // Not even a kind and a name: the validator's errors say why.
+      apps = ParseInputs(ctx, *inputs, &secrets);
       return ctx.Error(std::string(apps.status().message()), kExitUsage);
-    for (const auto& a : *apps)
-      targets.emplace_back(a.metadata().namespace_(), a.metadata().name());
-    for (const auto& sec : secrets)
-      secret_targets.emplace_back(sec.metadata().namespace_(),
-                                  sec.metadata().name());
+    }
   } else {
     if (!f.args.empty() && (f.args[0] == "node" || f.args[0] == "nodes")) {
       return DeleteNodes(ctx, f.args, f.dry_run);  // cluster_commands.cc

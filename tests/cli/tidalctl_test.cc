@@ -546,6 +546,27 @@ TEST_F(TidalctlTest, AFileWithoutADocumentAmongSeveralIsSkipped) {
   EXPECT_EQ(r.code, 2) << r.err;
 }
 
+// As kubectl: delete -f needs a document's kind and name, not a valid spec
+// (a file kept from before a field was renamed still deletes its app).
+TEST_F(TidalctlTest, DeleteByFileNeedsOnlyKindAndName) {
+  ASSERT_EQ(Run({"apply", "-f", WriteFile("a.yaml", AppYaml("alpha", 1))}).code,
+            0);
+  std::string old = WriteFile(
+      "old.yaml", AppYaml("alpha", 1) + "  colour: blue\n");  // not a field
+  Result r = Run({"apply", "-f", old});
+  ASSERT_EQ(r.code, 2) << r.err;
+  r = Run({"delete", "-f", old});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "warning: the files do not validate"))
+      << r.err;
+  EXPECT_TRUE(absl::StrContains(r.out, "app.tidal.dev \"alpha\" deleted"))
+      << r.out;
+  // Without a kind and a name there is nothing to go by.
+  r = Run({"delete", "-f", WriteFile("x.yaml", "kind: App\nspec: {}\n")});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(absl::StrContains(r.err, "metadata.name")) << r.err;
+}
+
 // get -o json|yaml of several apps prints a List, which apply takes back.
 TEST_F(TidalctlTest, AListFromGetAppliesBack) {
   ASSERT_EQ(Run({"apply", "-f", WriteFile("a.yaml", AppYaml("alpha", 1)), "-f",
