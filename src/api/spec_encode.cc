@@ -194,17 +194,9 @@ Value ToValue(const pb::Message& msg) {
         const pb::Reflection* er = e.GetReflection();
         const pb::FieldDescriptor* value_fd =
             e.GetDescriptor()->FindFieldByNumber(2);
-        Value v;
-        switch (value_fd->cpp_type()) {
-          case pb::FieldDescriptor::CPPTYPE_INT64:
-            v = Value::Int(er->GetInt64(e, value_fd));
-            break;
-          case pb::FieldDescriptor::CPPTYPE_INT32:
-            v = Value::Int(er->GetInt32(e, value_fd));
-            break;
-          default:
-            v = Value::Str(er->GetString(e, value_fd));
-        }
+        Value v = value_fd->cpp_type() == pb::FieldDescriptor::CPPTYPE_INT64
+                      ? Value::Int(er->GetInt64(e, value_fd))
+                      : Value::Str(er->GetString(e, value_fd));
         entries.emplace_back(
             er->GetString(e, e.GetDescriptor()->FindFieldByNumber(1)),
             std::move(v));

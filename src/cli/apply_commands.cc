@@ -182,6 +182,16 @@ struct ApplyFlags {
   std::string output;
 };
 
+// ParseInputs with its errors dropped (the caller decides what to say).
+absl::StatusOr<std::vector<tidal::v1::App>> ParseQuietly(
+    const std::vector<Input>& inputs, const std::string& ns,
+    std::vector<tidal::v1::Secret>* secrets) {
+  std::ostringstream quiet;
+  Context local(quiet, quiet);
+  local.ns = ns;
+  return ParseInputs(local, inputs, secrets);
+}
+
 // A tidald older than ApplyRequest.files reads none of them and answers
 // "nothing to apply": told apart from files that hold no document by
 // parsing them here. `dry_run`: nothing could have been changed.
@@ -189,10 +199,8 @@ int FailApply(Context& ctx, const absl::Status& s,
               const std::vector<Input>& inputs, bool dry_run) {
   if (absl::IsInvalidArgument(s) &&
       s.message() == "nothing to apply: no App or Secret documents") {
-    std::ostringstream quiet;
-    Context local(quiet, quiet);
     std::vector<tidal::v1::Secret> secrets;
-    auto apps = ParseInputs(local, inputs, &secrets);
+    auto apps = ParseQuietly(inputs, ctx.Namespace(), &secrets);
     if (!apps.ok() || !apps->empty() || !secrets.empty()) {
       return ctx.Error(
           absl::StrCat("tidald at ", ctx.server(),
@@ -504,10 +512,7 @@ int DoDelete(Context& ctx, const DeleteFlags& f) {
       return ctx.Error(std::string(inputs.status().message()), kExitUsage);
     if (int rc = CheckNamespaces(ctx, *inputs); rc != kExitOk) return rc;
     std::vector<tidal::v1::Secret> secrets;
-    std::ostringstream quiet;
-    Context local(quiet, quiet);
-    local.ns = ctx.Namespace();
-    auto apps = ParseInputs(local, *inputs, &secrets);
+    auto apps = ParseQuietly(*inputs, ctx.Namespace(), &secrets);
     if (apps.ok()) {
       for (const auto& a : *apps)
         targets.emplace_back(a.metadata().namespace_(), a.metadata().name());

@@ -31,11 +31,26 @@ std::string ConfigPath() {
 
 namespace {
 
+// kubectl's --server is a URL: "https://" (TLS) or "http://" (plaintext)
+// before HOST:PORT, maybe a "/" after. Leaves HOST:PORT in *server and
+// returns the scheme ("https", "http", or "" without one).
+std::string TakeScheme(std::string* server) {
+  std::string scheme;
+  for (const char* s : {"https", "http"}) {
+    const std::string prefix = absl::StrCat(s, "://");
+    if (absl::StartsWith(*server, prefix)) {
+      server->erase(0, prefix.size());
+      scheme = s;
+      break;
+    }
+  }
+  if (absl::EndsWith(*server, "/")) server->pop_back();
+  return scheme;
+}
+
 bool LoopbackServer(const std::string& server) {
   std::string host = server;
-  if (absl::StartsWith(host, "https://")) host = host.substr(8);
-  if (absl::StartsWith(host, "http://")) host = host.substr(7);
-  if (absl::EndsWith(host, "/")) host.pop_back();
+  TakeScheme(&host);
   if (absl::StartsWith(host, "dns:")) host = host.substr(4);
   if (absl::StartsWith(host, "ipv4:")) host = host.substr(5);
   if (absl::StartsWith(host, "ipv6:")) host = host.substr(5);
@@ -77,12 +92,9 @@ absl::Status Context::PrepareTls(const ClientContext* cc) {
     from(&key_file, cc->client_key);
     from(&tls_server_name, cc->tls_server_name);
   }
-  // kubectl's --server is a URL: https:// means TLS, http:// plaintext.
-  const bool https = absl::StartsWith(server_, "https://");
-  const bool http = absl::StartsWith(server_, "http://");
-  if (https) server_ = server_.substr(strlen("https://"));
-  if (http) server_ = server_.substr(strlen("http://"));
-  if (absl::EndsWith(server_, "/")) server_.pop_back();
+  const std::string scheme = TakeScheme(&server_);
+  const bool https = scheme == "https";
+  const bool http = scheme == "http";
   tls_ = https || !ca_file.empty() || !cert_file.empty() || !key_file.empty() ||
          !tls_server_name.empty();
   if (http && tls_) {

@@ -154,10 +154,10 @@ class AppScaler {
   };
   int32_t DecideKpa(absl::Time now, int64_t eval, Cause* cause);
   int32_t DecideTidal(absl::Time now, int64_t eval, Cause* cause);
-  // Tidal, busy: pods for the load one start time ahead and for the
-  // requests waiting now.
   // How far ahead a decision must look: an instance's start and a tick.
   absl::Duration Lead() const { return start_duration_ + config_.tick; }
+  // Tidal, busy: pods for the load one start time ahead and for the
+  // requests waiting now.
   int32_t LookAheadPods(int64_t now_s, int64_t eval);
   int32_t DecideHpa(absl::Time now, int64_t eval, int32_t min_r, int32_t max_r,
                     Cause* cause);
