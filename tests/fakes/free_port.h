@@ -1,31 +1,19 @@
 #pragma once
 
-// FreeLoopbackPort: a TCP port on 127.0.0.1 that was free a moment ago (the
-// kernel picked it for a socket bound to port 0, then closed). Far less
-// likely to be taken than a fixed port, which any test's outgoing
-// connection may get from the ephemeral range.
-
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
+// FreeLoopbackPort: a TCP port for a server a test starts (tidald, etcd, an
+// instance), reserved for the rest of the test process.
+//
+// Ports come from 2000-9999: under every test's instance range (10000-32767)
+// and the kernel's ephemeral range (32768 and up), so neither an outgoing
+// connection nor a listener bound to port 0 anywhere can take one between
+// the pick and the server's bind. A port is handed out only while this
+// process holds an flock on /tmp/tidal-test-ports/<port>.lock, kept until
+// the process exits: tests run in parallel (ctest -j) never get the same one.
+// It must also bind on 0.0.0.0 at the moment it is picked. Returns 0 when
+// no port is left.
 
 namespace tidal::testing {
 
-inline int FreeLoopbackPort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return 0;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  int port = 0;
-  socklen_t len = sizeof(addr);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  ::close(fd);
-  return port;
-}
+int FreeLoopbackPort();
 
 }  // namespace tidal::testing
