@@ -113,6 +113,16 @@ std::string AppToYaml(const tidal::v1::App& app);
 // The same document as JSON.
 std::string AppToJson(const tidal::v1::App& app);
 
+// Any message (an instance, an event, a revision, a list of tokens) as
+// tidalctl prints it: the App's own messages as in the spec, the others by
+// proto3 JSON's field names and omissions, but integers of 64 bits as
+// numbers (proto3 JSON writes them as strings; Kubernetes as numbers) and
+// strings quoted in YAML wherever a reader would take them for something
+// else. `compact`: JSON on one line.
+std::string MessageToJson(const google::protobuf::Message& m,
+                          bool compact = false);
+std::string MessageToYaml(const google::protobuf::Message& m);
+
 // `s` as a JSON string literal (quotes and escapes included).
 std::string JsonQuoted(const std::string& s);
 

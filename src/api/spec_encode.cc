@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <set>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -91,32 +92,10 @@ std::string FormatTimestamp(const pb::Timestamp& ts) {
 
 Value ToValue(const pb::Message& msg);
 
-Value SingularValue(const pb::Message& msg, const pb::FieldDescriptor* fd) {
-  const pb::Reflection* r = msg.GetReflection();
-  switch (fd->cpp_type()) {
-    case pb::FieldDescriptor::CPPTYPE_INT32:
-      return Value::Int(r->GetInt32(msg, fd));
-    case pb::FieldDescriptor::CPPTYPE_INT64:
-      return Value::Int(r->GetInt64(msg, fd));
-    case pb::FieldDescriptor::CPPTYPE_UINT32:
-      return Value::Int(r->GetUInt32(msg, fd));
-    case pb::FieldDescriptor::CPPTYPE_UINT64:
-      return Value::Int(static_cast<int64_t>(r->GetUInt64(msg, fd)));
-    case pb::FieldDescriptor::CPPTYPE_DOUBLE:
-      return Value::Double(r->GetDouble(msg, fd));
-    case pb::FieldDescriptor::CPPTYPE_FLOAT:
-      return Value::Double(r->GetFloat(msg, fd));
-    case pb::FieldDescriptor::CPPTYPE_BOOL:
-      return Value::Bool(r->GetBool(msg, fd));
-    case pb::FieldDescriptor::CPPTYPE_STRING:
-      return Value::Str(r->GetString(msg, fd));
-    case pb::FieldDescriptor::CPPTYPE_ENUM:
-      return Value::Str(r->GetEnum(msg, fd)->name());
-    case pb::FieldDescriptor::CPPTYPE_MESSAGE:
-      return ToValue(r->GetMessage(msg, fd));
-  }
-  return Value::Str("");
-}
+// Field `fd` of `msg` (element `i` when repeated, -1 when not); a message
+// of the App's by ToValue.
+Value AnyFieldValue(const pb::Message& msg, const pb::FieldDescriptor* fd,
+                    int i);
 
 Value ToValue(const pb::Message& msg) {
   Value out;
@@ -243,7 +222,7 @@ Value ToValue(const pb::Message& msg) {
       out.map.emplace_back(f.name, std::move(list));
       continue;
     }
-    out.map.emplace_back(f.name, SingularValue(msg, fd));
+    out.map.emplace_back(f.name, AnyFieldValue(msg, fd, -1));
   }
   return out;
 }
@@ -276,8 +255,15 @@ bool NeedsQuotes(const std::string& s) {
   return false;
 }
 
-void EmitJson(std::string* out, const Value& v, int indent) {
-  std::string pad(indent + 2, ' ');
+// Pretty-printed with two-space indents; `compact` on one line.
+void EmitJson(std::string* out, const Value& v, int indent,
+              bool compact = false) {
+  const std::string pad = compact ? "" : std::string(indent + 2, ' ');
+  const char* open_list = compact ? "[" : "[\n";
+  const char* open_map = compact ? "{" : "{\n";
+  const char* sep = compact ? "," : ",\n";
+  const char* last = compact ? "" : "\n";
+  const std::string close_pad = compact ? "" : std::string(indent, ' ');
   switch (v.type) {
     case Value::kBool:
       out->append(v.b ? "true" : "false");
@@ -296,28 +282,28 @@ void EmitJson(std::string* out, const Value& v, int indent) {
         out->append("[]");
         return;
       }
-      out->append("[\n");
+      out->append(open_list);
       for (size_t i = 0; i < v.list.size(); ++i) {
         out->append(pad);
-        EmitJson(out, v.list[i], indent + 2);
-        out->append(i + 1 < v.list.size() ? ",\n" : "\n");
+        EmitJson(out, v.list[i], indent + 2, compact);
+        out->append(i + 1 < v.list.size() ? sep : last);
       }
-      out->append(std::string(indent, ' ')).append("]");
+      out->append(close_pad).append("]");
       return;
     case Value::kMap:
       if (v.map.empty()) {
         out->append("{}");
         return;
       }
-      out->append("{\n");
+      out->append(open_map);
       for (size_t i = 0; i < v.map.size(); ++i) {
         out->append(pad);
         common::AppendJsonString(out, v.map[i].first);
-        out->append(": ");
-        EmitJson(out, v.map[i].second, indent + 2);
-        out->append(i + 1 < v.map.size() ? ",\n" : "\n");
+        out->append(compact ? ":" : ": ");
+        EmitJson(out, v.map[i].second, indent + 2, compact);
+        out->append(i + 1 < v.map.size() ? sep : last);
       }
-      out->append(std::string(indent, ' ')).append("}");
+      out->append(close_pad).append("}");
       return;
   }
 }
@@ -434,6 +420,133 @@ std::string AppToJson(const tidal::v1::App& app) {
   std::string out;
   EmitJson(&out, ToValue(app), 0);
   out.push_back('\n');
+  return out;
+}
+
+namespace {
+
+Value AnyMessageValue(const pb::Message& msg);
+
+Value AnyFieldValue(const pb::Message& msg, const pb::FieldDescriptor* fd,
+                    int i) {
+  const pb::Reflection* r = msg.GetReflection();
+  const bool rep = i >= 0;
+  switch (fd->cpp_type()) {
+    case pb::FieldDescriptor::CPPTYPE_INT32:
+      return Value::Int(rep ? r->GetRepeatedInt32(msg, fd, i)
+                            : r->GetInt32(msg, fd));
+    case pb::FieldDescriptor::CPPTYPE_INT64:
+      return Value::Int(rep ? r->GetRepeatedInt64(msg, fd, i)
+                            : r->GetInt64(msg, fd));
+    case pb::FieldDescriptor::CPPTYPE_UINT32:
+      return Value::Int(rep ? r->GetRepeatedUInt32(msg, fd, i)
+                            : r->GetUInt32(msg, fd));
+    case pb::FieldDescriptor::CPPTYPE_UINT64:
+      return Value::Int(static_cast<int64_t>(
+          rep ? r->GetRepeatedUInt64(msg, fd, i) : r->GetUInt64(msg, fd)));
+    case pb::FieldDescriptor::CPPTYPE_DOUBLE:
+      return Value::Double(rep ? r->GetRepeatedDouble(msg, fd, i)
+                               : r->GetDouble(msg, fd));
+    case pb::FieldDescriptor::CPPTYPE_FLOAT:
+      return Value::Double(rep ? r->GetRepeatedFloat(msg, fd, i)
+                               : r->GetFloat(msg, fd));
+    case pb::FieldDescriptor::CPPTYPE_BOOL:
+      return Value::Bool(rep ? r->GetRepeatedBool(msg, fd, i)
+                             : r->GetBool(msg, fd));
+    case pb::FieldDescriptor::CPPTYPE_STRING: {
+      std::string v =
+          rep ? r->GetRepeatedString(msg, fd, i) : r->GetString(msg, fd);
+      // Bytes as base64, as proto3 JSON and Kubernetes write them.
+      if (fd->type() == pb::FieldDescriptor::TYPE_BYTES) {
+        return Value::Str(absl::Base64Escape(v));
+      }
+      return Value::Str(std::move(v));
+    }
+    case pb::FieldDescriptor::CPPTYPE_ENUM:
+      return Value::Str(rep ? r->GetRepeatedEnum(msg, fd, i)->name()
+                            : r->GetEnum(msg, fd)->name());
+    case pb::FieldDescriptor::CPPTYPE_MESSAGE:
+      return AnyMessageValue(rep ? r->GetRepeatedMessage(msg, fd, i)
+                                 : r->GetMessage(msg, fd));
+  }
+  return Value::Str("");
+}
+
+// Any message: the App's own messages (a revision's template, a status) as
+// in the spec; the others by proto3 JSON's names and omissions, integers of
+// 64 bits as numbers (as Kubernetes writes them), timestamps as RFC 3339.
+Value AnyMessageValue(const pb::Message& msg) {
+  const pb::Descriptor* d = msg.GetDescriptor();
+  if (d == pb::Timestamp::descriptor()) {
+    return Value::Str(FormatTimestamp(static_cast<const pb::Timestamp&>(msg)));
+  }
+  if (GetSchema().messages.count(d) > 0) return ToValue(msg);
+  const pb::Reflection* r = msg.GetReflection();
+  Value out;
+  for (int k = 0; k < d->field_count(); ++k) {
+    const pb::FieldDescriptor* fd = d->field(k);
+    if (fd->is_map()) {
+      // Keys written as strings (as proto3 JSON does), in their order:
+      // numeric for integer keys.
+      struct Entry {
+        int64_t number = 0;
+        std::string key;
+        Value value;
+      };
+      std::vector<Entry> entries;
+      for (int i = 0; i < r->FieldSize(msg, fd); ++i) {
+        const pb::Message& e = r->GetRepeatedMessage(msg, fd, i);
+        const pb::Descriptor* ed = e.GetDescriptor();
+        Value key = AnyFieldValue(e, ed->FindFieldByNumber(1), -1);
+        Entry entry;
+        if (key.type == Value::kString) {
+          entry.key = key.s;
+        } else if (key.type == Value::kBool) {
+          entry.number = key.b;
+          entry.key = key.b ? "true" : "false";
+        } else {
+          entry.number = key.i;
+          entry.key = absl::StrCat(key.i);
+        }
+        entry.value = AnyFieldValue(e, ed->FindFieldByNumber(2), -1);
+        entries.push_back(std::move(entry));
+      }
+      if (entries.empty()) continue;
+      std::sort(entries.begin(), entries.end(),
+                [](const Entry& a, const Entry& b) {
+                  return std::tie(a.number, a.key) < std::tie(b.number, b.key);
+                });
+      Value m;
+      for (Entry& e : entries) m.map.emplace_back(e.key, std::move(e.value));
+      out.map.emplace_back(fd->json_name(), std::move(m));
+    } else if (fd->is_repeated()) {
+      if (r->FieldSize(msg, fd) == 0) continue;
+      Value list = Value::List();
+      for (int i = 0; i < r->FieldSize(msg, fd); ++i) {
+        list.list.push_back(AnyFieldValue(msg, fd, i));
+      }
+      out.map.emplace_back(fd->json_name(), std::move(list));
+    } else if (r->HasField(msg, fd)) {
+      out.map.emplace_back(fd->json_name(), AnyFieldValue(msg, fd, -1));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string MessageToJson(const pb::Message& m, bool compact) {
+  std::string out;
+  EmitJson(&out, AnyMessageValue(m), 0, compact);
+  out.push_back('\n');
+  return out;
+}
+
+std::string MessageToYaml(const pb::Message& m) {
+  Value v = AnyMessageValue(m);
+  if (v.map.empty()) return "{}\n";
+  std::string out;
+  EmitYamlMap(&out, v, 0);
   return out;
 }
 

@@ -112,15 +112,25 @@ bool UnknownCommand(const CLI::App& app, int argc, char** argv,
   return false;
 }
 
-// kubectl (pflag) takes a short option's value after '=' too: -n=prod,
-// -f=app.yaml. CLI11 would keep the '=' in the value, so such an argument
-// is split in two before parsing (not after "--").
-std::vector<std::string> SplitShortOptionValues(int argc, char** argv) {
+// Two habits of kubectl (pflag) that CLI11 reads otherwise, rewritten
+// before parsing (not after "--"):
+// - a short option's value after '=': -n=prod, -f=app.yaml (CLI11 would
+//   keep the '=' in the value), split in two;
+// - a bare --dry-run, which kubectl takes as --dry-run=client (deprecated,
+//   with a warning) and never as taking the next word (CLI11 would read
+//   `delete --dry-run app web` as --dry-run=app). *bare_dry_run is set.
+std::vector<std::string> NormalizeArgs(int argc, char** argv,
+                                       bool* bare_dry_run) {
   std::vector<std::string> out;
   bool options = true;
   for (int i = 0; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--") options = false;
+    if (options && arg == "--dry-run") {
+      *bare_dry_run = true;
+      out.push_back("--dry-run=client");
+      continue;
+    }
     if (options && i > 0 && arg.size() >= 3 && arg[0] == '-' &&
         absl::ascii_isalpha(static_cast<unsigned char>(arg[1])) &&
         arg[2] == '=') {
@@ -191,13 +201,19 @@ void Run(Context& ctx, const std::function<int()>& body) {
 }
 
 int Main(int argc_in, char** argv_in) {
-  std::vector<std::string> args = SplitShortOptionValues(argc_in, argv_in);
+  bool bare_dry_run = false;
+  std::vector<std::string> args =
+      NormalizeArgs(argc_in, argv_in, &bare_dry_run);
   std::vector<char*> argv_split;
   for (std::string& a : args) argv_split.push_back(a.data());
   argv_split.push_back(nullptr);
   const int argc = static_cast<int>(args.size());
   char** argv = argv_split.data();
   Context ctx(std::cout, std::cerr);
+  if (bare_dry_run) {
+    ctx.err() << "warning: --dry-run is deprecated and can be replaced with "
+                 "--dry-run=client.\n";
+  }
   CLI::App app{
       "tidalctl controls Tidal, the serverless application engine (see "
       "docs/cli.md)",

@@ -1,7 +1,5 @@
 // get and describe: reading apps, instances and events.
 
-#include <yaml-cpp/yaml.h>
-
 #include <CLI/CLI.hpp>
 #include <cstring>
 #include <functional>
@@ -11,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "api/grpc_status.h"
 #include "api/label_selector.h"
 #include "cli/cli.h"
@@ -81,16 +80,6 @@ bool ParseKind(const std::string& s, Kind* k) {
   if (it == kinds.end()) return false;
   *k = it->second;
   return true;
-}
-
-// JSON text of a message, re-emitted as YAML.
-std::string JsonToYaml(const std::string& json) {
-  YAML::Emitter e;
-  e.SetIndent(2);
-  e << YAML::Load(json);
-  std::string out = e.c_str();
-  if (!out.empty() && out.back() != '\n') out += "\n";
-  return out;
 }
 
 // Prints rows of a table whose header went out first, keeping the columns of
@@ -335,7 +324,7 @@ int GetPolled(
     if (f.output == "json") {
       ctx.out() << MessageJson(item);
     } else if (f.output == "yaml") {
-      ctx.out() << JsonToYaml(MessageJson(item));
+      ctx.out() << MessageYaml(item);
     } else {
       ctx.out() << kind_name << "/" << key(item) << "\n";
     }
@@ -350,7 +339,8 @@ int GetPolled(
       for (size_t i = 0; i < items->size(); ++i) {
         std::string j = MessageJson((*items)[i]);
         while (!j.empty() && j.back() == '\n') j.pop_back();
-        ctx.out() << j << (i + 1 < items->size() ? ",\n" : "\n");
+        ctx.out() << "    " << absl::StrReplaceAll(j, {{"\n", "\n    "}})
+                  << (i + 1 < items->size() ? ",\n" : "\n");
       }
       ctx.out() << "  ]\n}\n";
     } else {

@@ -1,8 +1,5 @@
 #include "cli/output.h"
 
-#include <google/protobuf/util/json_util.h>
-#include <yaml-cpp/yaml.h>
-
 #include <algorithm>
 #include <functional>
 #include <map>
@@ -331,22 +328,11 @@ std::string AppsJson(const std::vector<tidal::v1::App>& apps, bool as_list) {
 }
 
 std::string MessageJson(const google::protobuf::Message& m) {
-  std::string out;
-  google::protobuf::util::JsonPrintOptions opts;
-  opts.add_whitespace = true;
-  opts.always_print_primitive_fields = false;
-  (void)google::protobuf::util::MessageToJsonString(m, &out, opts);
-  if (out.empty() || out.back() != '\n') out += "\n";
-  return out;
+  return spec::MessageToJson(m);
 }
 
 std::string MessageYaml(const google::protobuf::Message& m) {
-  YAML::Emitter e;
-  e.SetIndent(2);
-  e << YAML::Load(MessageJson(m));
-  std::string out = e.c_str();
-  if (!out.empty() && out.back() != '\n') out += "\n";
-  return out;
+  return spec::MessageToYaml(m);
 }
 
 std::string Sparkline(const std::vector<double>& values, int width) {

@@ -1,9 +1,7 @@
 // rollout status|pause|resume|promote|abort|undo|retry|restart|history,
 // get revisions, and the wait behind `apply --wait` (the CI gate).
 
-#include <google/protobuf/util/json_util.h>
 #include <unistd.h>
-#include <yaml-cpp/yaml.h>
 
 #include <CLI/CLI.hpp>
 #include <iostream>
@@ -113,11 +111,8 @@ std::string ProgressLine(const tidal::v1::App& app) {
 namespace {
 
 std::string StatusJson(const tidal::v1::App& app, const std::string& result) {
-  std::string rollout;
-  google::protobuf::util::JsonPrintOptions opts;
-  (void)google::protobuf::util::MessageToJsonString(app.status().rollout(),
-                                                    &rollout, opts);
-  if (rollout.empty()) rollout = "{}";
+  std::string rollout = spec::MessageToJson(app.status().rollout(), true);
+  while (!rollout.empty() && rollout.back() == '\n') rollout.pop_back();
   return absl::StrCat("{\"app\":\"", app.metadata().name(),
                       "\",\"namespace\":\"", app.metadata().namespace_(),
                       "\",\"result\":\"", result,
@@ -178,44 +173,16 @@ std::string RevisionState(const tidal::v1::App& app, int64_t number) {
   return "";
 }
 
-// Emits a node loaded from JSON (flow style) as block YAML.
-void BlockStyle(YAML::Node node) {
-  node.SetStyle(YAML::EmitterStyle::Block);
-  if (node.IsMap()) {
-    for (auto it = node.begin(); it != node.end(); ++it) BlockStyle(it->second);
-  } else if (node.IsSequence()) {
-    for (auto it = node.begin(); it != node.end(); ++it) BlockStyle(*it);
-  }
-}
-
 int DoHistory(Context& ctx, const SimpleFlags& f, bool as_get) {
   auto app = GetApp(ctx, f.app);
   if (!app.ok()) return ctx.Fail(app.status());
   auto revs = Revisions(ctx, f.app);
   if (!revs.ok()) return ctx.Fail(revs.status());
-  if (f.output == "json") {
+  if (f.output == "json" || f.output == "yaml") {
     tidal::v1::ListRevisionsResponse resp;
     for (const auto& r : *revs) *resp.add_revisions() = r;
-    std::string json;
-    (void)google::protobuf::util::MessageToJsonString(resp, &json);
-    ctx.out() << json << "\n";
-    return kExitOk;
-  }
-  if (f.output == "yaml") {
-    // The same object as -o json, in block YAML.
-    tidal::v1::ListRevisionsResponse resp;
-    for (const auto& r : *revs) *resp.add_revisions() = r;
-    std::string json;
-    (void)google::protobuf::util::MessageToJsonString(resp, &json);
-    try {
-      YAML::Node node = YAML::Load(json);
-      BlockStyle(node);
-      YAML::Emitter out;
-      out << node;
-      ctx.out() << out.c_str() << "\n";
-    } catch (const YAML::Exception& e) {
-      return ctx.Error(absl::StrCat("rendering YAML: ", e.what()));
-    }
+    ctx.out() << (f.output == "json" ? spec::MessageToJson(resp)
+                                     : spec::MessageToYaml(resp));
     return kExitOk;
   }
   if (f.revision != 0) {

@@ -108,6 +108,7 @@ absl::Status AppScaler::Update(const tidal::v1::Scaling& spec,
   // The tracker points at config_.schedules, which was replaced.
   schedules_ = ScheduleTracker(&config_.schedules);
   last_reason_.clear();
+  last_cause_.clear();
   return absl::OkStatus();
 }
 
@@ -625,16 +626,17 @@ Decision AppScaler::Decide(absl::Time now) {
   const bool held = desired == current_ &&
                     (cause == Cause::kNoData || cause == Cause::kUnknown);
   if (desired != current_ || last_reason_.empty() || held) {
-    last_reason_ = Reason(cause, current_, desired, min_r, max_r, sb);
+    last_cause_ = Reason(cause, current_, desired, min_r, max_r, sb);
+    last_reason_ = absl::StrCat(last_cause_, ": ", current_, " → ", desired);
   }
   d.reason = last_reason_;
+  d.cause = last_cause_;
   return d;
 }
 
 std::string AppScaler::Reason(Cause cause, int32_t from, int32_t to,
                               int32_t min_r, int32_t max_r,
                               const ScheduleTracker::Bounds* sb) const {
-  const std::string arrow = absl::StrCat(": ", from, " → ", to);
   const char* metric = MetricName(config_.metric);
   const bool per_instance =
       config_.metric == Metric::kCpu || config_.metric == Metric::kMemory;
@@ -652,58 +654,54 @@ std::string AppScaler::Reason(Cause cause, int32_t from, int32_t to,
               ? absl::StrCat(" (look-ahead: ", Num(look_ahead_load_), " in ",
                              Num(absl::ToDoubleSeconds(Lead())), "s)")
               : "",
-          last_panic_ ? " (panic)" : "", arrow);
+          last_panic_ ? " (panic)" : "");
     case Cause::kNoData:
       return absl::StrCat("no ", metric, " data",
-                          stable_.empty() ? " yet" : " (held)", arrow);
+                          stable_.empty() ? " yet" : " (held)");
     case Cause::kUnknown:
       return absl::StrCat(metric,
                           " unknown (a gateway's figures are missing): "
-                          "no scale-down",
-                          arrow);
+                          "no scale-down");
     case Cause::kActiveWindow:
       return absl::StrCat("no traffic, active for less than the stable window ",
-                          absl::FormatDuration(config_.stable_window), arrow);
+                          absl::FormatDuration(config_.stable_window));
     case Cause::kGrace:
       return absl::StrCat("no traffic, within the scale-to-zero grace period ",
-                          absl::FormatDuration(config_.scale_to_zero_grace),
-                          arrow);
+                          absl::FormatDuration(config_.scale_to_zero_grace));
     case Cause::kIdle:
       return absl::StrCat(
           "idle",
           last_idle_s_ > 0 ? absl::StrCat(" for ", last_idle_s_, "s") : "",
-          IdleHeld(), arrow);
+          IdleHeld());
     case Cause::kKeepWarm:
       return absl::StrCat("keep warm: idle ", last_idle_s_,
-                          "s within the keep-alive window", IdleHeld(), arrow);
+                          "s within the keep-alive window", IdleHeld());
     case Cause::kPrewarm:
       return absl::StrCat("pre-warm: idle ", last_idle_s_,
                           "s, next request expected after ", last_prewarm_s_,
-                          "s", IdleHeld(), arrow);
+                          "s", IdleHeld());
     case Cause::kInitial:
-      return absl::StrCat("initial scale ", config_.initial_scale, arrow);
+      return absl::StrCat("initial scale ", config_.initial_scale);
     case Cause::kMin:
-      return absl::StrCat("minReplicas ", min_r, arrow);
+      return absl::StrCat("minReplicas ", min_r);
     case Cause::kMax:
-      return absl::StrCat("maxReplicas ", max_r, arrow);
+      return absl::StrCat("maxReplicas ", max_r);
     case Cause::kSchedule:
       return absl::StrCat("schedule ", sb ? absl::StrJoin(sb->active, ",") : "",
-                          " min ", min_r, arrow);
+                          " min ", min_r);
     case Cause::kPredicted:
       return absl::StrCat("predicted ", metric, " ", Num(last_predicted_),
-                          " within ", absl::FormatDuration(last_lookahead_),
-                          arrow);
+                          " within ", absl::FormatDuration(last_lookahead_));
     case Cause::kTolerance:
       return absl::StrCat(metric, " ", Num(value),
                           " within tolerance of target ",
-                          Num(config_.TargetValue()), arrow);
+                          Num(config_.TargetValue()));
     case Cause::kBehavior:
       return absl::StrCat(metric, " ", Num(value), " wants ", behavior_wanted_,
                           "; held by behavior.",
-                          behavior_wanted_ > from ? "scaleUp" : "scaleDown",
-                          arrow);
+                          behavior_wanted_ > from ? "scaleUp" : "scaleDown");
   }
-  return absl::StrCat("scale", arrow);
+  return "scale";
 }
 
 std::string AppScaler::IdleHeld() const {

@@ -39,6 +39,9 @@ struct Decision {
   double target = 0;  // per instance (after utilization)
   bool panic = false;
   std::string reason;  // "concurrency 95 over target 7 per instance: 10 → 14"
+  // The reason without the counts ("concurrency 95 over target 7 per
+  // instance"): what an event that names its own counts adds.
+  std::string cause;
   std::vector<std::string> active_schedules;
   int32_t min_replicas =
       0;  // effective, after schedules, prediction and keep-warm
@@ -221,6 +224,7 @@ class AppScaler {
   double last_burst_value_ = 0;   // the burst's peak (metric units)
   bool last_look_ahead_ = false;  // tidal: the look-ahead set the last count
   std::string last_reason_;
+  std::string last_cause_;  // last_reason_ without its counts
 };
 
 }  // namespace tidal::scaler

@@ -240,7 +240,8 @@ void MultiScaler::Publish(Entry* e, absl::Time now) {
   Plan& p = e->plan;
   const bool changed = !e->has_plan || p.replicas != d.desired_replicas;
   p.replicas = d.desired_replicas;
-  p.reason = d.reason;
+  // The event names its own counts (the instances before and after).
+  p.reason = d.cause;
   p.has_status = true;
   tidal::v1::ScalingStatus& st = p.status;
   st.set_metric(scaler::MetricName(d.metric));

@@ -14,6 +14,9 @@
 #include "absl/strings/str_join.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "invalid_specs.h"
+#include "tidal/v1/api.pb.h"
+#include "tidal/v1/auth.pb.h"
+#include "tidal/v1/traffic.pb.h"
 
 namespace tidal::spec {
 namespace {
@@ -706,6 +709,58 @@ TEST(RoundTripTest, EnvWithDuplicateNamesUsesListForm) {
   ParseResult back = ParseApps(yaml, "dup.yaml");
   ASSERT_FALSE(back.ok());  // still invalid, and says why
   EXPECT_EQ(back.errors[0].field, "spec.template.env[1].name");
+}
+
+TEST(MessageToJsonTest, IntegersAreNumbersAndTemplatesReadAsTheSpec) {
+  tidal::v1::ListRevisionsResponse resp;
+  tidal::v1::Revision* r = resp.add_revisions();
+  r->set_app("web");
+  r->set_number(12);
+  r->mutable_created()->set_seconds(1714564800);
+  auto* t = r->mutable_template_();
+  t->add_command("./server");
+  auto* e = t->add_env();
+  e->set_name("WORKERS");
+  e->set_value("2");
+  t->mutable_resources()->set_cpu_millis(500);
+  const std::string json = MessageToJson(resp);
+  // 64-bit integers as numbers (proto3 JSON would write "12"); the template
+  // as a spec writes it; a string that looks like a number stays a string.
+  EXPECT_THAT(json, ::testing::HasSubstr("\"number\": 12,")) << json;
+  EXPECT_THAT(json, ::testing::HasSubstr("\"cpu\": \"500m\"")) << json;
+  EXPECT_THAT(json, ::testing::HasSubstr("\"WORKERS\": \"2\"")) << json;
+  EXPECT_THAT(json,
+              ::testing::HasSubstr("\"created\": \"2024-05-01T12:00:00Z\""))
+      << json;
+  const std::string yaml = MessageToYaml(resp);
+  EXPECT_THAT(yaml, ::testing::HasSubstr("    number: 12\n")) << yaml;
+  EXPECT_THAT(yaml, ::testing::HasSubstr("WORKERS: \"2\"\n")) << yaml;
+  tidal::v1::Instance inst;
+  inst.set_id("web-1");
+  inst.set_pid(4242);
+  inst.set_ready(true);
+  const std::string compact = MessageToJson(inst, true);
+  EXPECT_EQ(compact, "{\"id\":\"web-1\",\"ready\":true,\"pid\":4242}\n");
+  EXPECT_EQ(MessageToYaml(tidal::v1::Instance()), "{}\n");
+  EXPECT_EQ(MessageToJson(tidal::v1::Instance()), "{}\n");
+}
+
+TEST(MessageToJsonTest, BytesAreBase64AndMapsSortedByKey) {
+  tidal::v1::TokenRecord rec;
+  rec.set_name("ci");
+  rec.add_bindings()->set_namespace_("team-a");
+  rec.set_salt(std::string("\x00\xff\x10", 3));
+  const std::string yaml = MessageToYaml(rec);
+  EXPECT_THAT(yaml, ::testing::HasSubstr("name: ci\n")) << yaml;
+  EXPECT_THAT(yaml, ::testing::HasSubstr("bindings:\n  - namespace: team-a\n"))
+      << yaml;
+  EXPECT_THAT(yaml, ::testing::HasSubstr("salt: AP8Q\n")) << yaml;
+  tidal::v1::TrafficTotals h;
+  (*h.mutable_latency_buckets())[250] = 7;
+  (*h.mutable_latency_buckets())[1000] = 2;
+  // Integer keys as strings (as in proto3 JSON), in numeric order.
+  EXPECT_EQ(MessageToJson(h, true),
+            "{\"latencyBuckets\":{\"250\":7,\"1000\":2}}\n");
 }
 
 TEST(ParseAppsTest, MangledInputNeverCrashes) {

@@ -524,6 +524,27 @@ TEST_F(TidalctlTest, ShortOptionsTakeTheirValueAfterAnEqualsSign) {
       << r.err;
 }
 
+// A bare --dry-run is --dry-run=client, as kubectl takes it (with its
+// warning), and never swallows the word after it.
+TEST_F(TidalctlTest, ABareDryRunIsAClientDryRun) {
+  std::string file = WriteFile("a.yaml", AppYaml("alpha", 1));
+  Result r = Run({"apply", "--dry-run", "-f", file});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "--dry-run is deprecated")) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.out, "(dry run)")) << r.out;
+  ASSERT_EQ(Run({"apply", "-f", file}).code, 0);
+  r = Run({"delete", "--dry-run", "app", "alpha"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "app.tidal.dev \"alpha\" deleted (dry run)\n");
+  r = Run({"get", "apps", "-o", "name"});
+  EXPECT_EQ(r.out, "app.tidal.dev/alpha\n");
+  // The value goes after '=' only.
+  r = Run({"delete", "app", "alpha", "--dry-run=server"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.out, "(server dry run)")) << r.out;
+  EXPECT_FALSE(absl::StrContains(r.err, "deprecated")) << r.err;
+}
+
 // A file without a document among several (a placeholder in a -f
 // directory) is skipped, as kubectl does; with nothing else it is an error.
 TEST_F(TidalctlTest, AFileWithoutADocumentAmongSeveralIsSkipped) {
