@@ -203,6 +203,14 @@ TEST_F(MultiScalerTest, ScalesUpWithLoadAndBackToZeroAfterGrace) {
   EXPECT_GE(plan.replicas, 8) << plan.reason;
   EXPECT_LE(plan.replicas, 10) << plan.reason;
   EXPECT_TRUE(absl::StrContains(plan.reason, "concurrency")) << plan.reason;
+  // The event names its own counts; the status keeps the scaler's.
+  EXPECT_FALSE(absl::StrContains(plan.reason, "→")) << plan.reason;
+  EXPECT_TRUE(absl::StrContains(plan.status.last_reason(),
+                                absl::StrCat(plan.reason, ": ")))
+      << plan.status.last_reason();
+  EXPECT_TRUE(absl::StrContains(plan.status.last_reason(),
+                                absl::StrCat(" → ", plan.replicas)))
+      << plan.status.last_reason();
   EXPECT_EQ(plan.status.value(), 70);
   EXPECT_TRUE(plan.status.has_last_scale_time());
   SetInstances(app, plan.replicas);
