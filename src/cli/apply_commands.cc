@@ -201,7 +201,13 @@ int FailApply(Context& ctx, const absl::Status& s,
       s.message() == "nothing to apply: no App or Secret documents") {
     std::vector<tidal::v1::Secret> secrets;
     auto apps = ParseQuietly(inputs, ctx.Namespace(), &secrets);
-    if (!apps.ok() || !apps->empty() || !secrets.empty()) {
+    if (!apps.ok()) {
+      // What the old tidald could not say: the files' own errors, with
+      // their lines (a file without a document among them).
+      apps = ParseInputs(ctx, inputs, &secrets);
+      return ctx.Error(std::string(apps.status().message()), kExitUsage);
+    }
+    if (!apps->empty() || !secrets.empty()) {
       return ctx.Error(
           absl::StrCat("tidald at ", ctx.server(),
                        " read none of the documents: it is older than this "

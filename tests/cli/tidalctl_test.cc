@@ -2,6 +2,9 @@
 // TidalService over a MemoryStore, served on 127.0.0.1:0 in this process.
 
 #include <fcntl.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server.h>
+#include <grpcpp/server_builder.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
@@ -10,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -25,6 +29,7 @@
 #include "fakes/memory_store.h"
 #include "gtest/gtest.h"
 #include "store/keys.h"
+#include "tidal/v1/api.grpc.pb.h"
 
 extern char** environ;
 
@@ -543,6 +548,46 @@ TEST_F(TidalctlTest, ABareDryRunIsAClientDryRun) {
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_TRUE(absl::StrContains(r.out, "(server dry run)")) << r.out;
   EXPECT_FALSE(absl::StrContains(r.err, "deprecated")) << r.err;
+}
+
+// A tidald from before ApplyRequest.files: it reads none of the files and
+// answers as it does for a request without documents.
+class OldTidald final : public tidal::v1::Tidal::Service {
+ public:
+  grpc::Status Apply(grpc::ServerContext*, const tidal::v1::ApplyRequest* req,
+                     tidal::v1::ApplyResponse*) override {
+    files_sent += req->files_size();
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "nothing to apply: no App or Secret documents");
+  }
+  std::atomic<int> files_sent{0};
+};
+
+TEST_F(TidalctlTest, ATidaldOlderThanTidalctlIsNamed) {
+  OldTidald old;
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                           &port);
+  builder.RegisterService(&old);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(port, 0);
+  const std::string at = absl::StrCat("127.0.0.1:", port);
+  std::string file = WriteFile("a.yaml", AppYaml("alpha", 1));
+  Result r = Run({"--server", at, "apply", "-f", file});
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_GE(old.files_sent.load(), 1);
+  EXPECT_TRUE(
+      absl::StrContains(r.err, absl::StrCat("tidald at ", at,
+                                            " read none of the documents: it "
+                                            "is older than this tidalctl")))
+      << r.err;
+  // A file that really has no document is said so, old server or not.
+  r = Run({"--server", at, "apply", "-f", WriteFile("none.yaml", "# x\n")});
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_FALSE(absl::StrContains(r.err, "older")) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "none.yaml: no documents")) << r.err;
+  server->Shutdown();
 }
 
 // A file without a document among several (a placeholder in a -f
