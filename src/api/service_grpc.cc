@@ -464,7 +464,15 @@ class GrpcTidal final : public v1::Tidal::Service {
                           v1::DeleteNodeResponse* resp) override {
     Call c(auth_, ctx, "DeleteNode", "delete", "nodes", !req->dry_run());
     if (!c.AdmitCluster(req->name())) return c.Denied();
-    return c.Finish(Reply(s_->DeleteNode(*req), resp));
+    absl::StatusOr<v1::DeleteNodeResponse> deleted = s_->DeleteNode(*req);
+    if (deleted.ok() && !req->dry_run() && auth_ != nullptr) {
+      // The node's own token (node:NAME, made at each of its starts) goes
+      // with it; none without tokens (--auth=none).
+      v1::RevokeTokenRequest revoke;
+      revoke.set_name(absl::StrCat("node:", req->name()));
+      (void)auth_->RevokeToken(c.principal(), revoke);
+    }
+    return c.Finish(Reply(std::move(deleted), resp));
   }
   grpc::Status GetCluster(grpc::ServerContext* ctx,
                           const v1::GetClusterRequest* req,

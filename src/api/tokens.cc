@@ -320,24 +320,38 @@ absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
 
 absl::StatusOr<std::string> EnsureBootstrapToken(
     TokenStore* tokens, const std::string& token_file,
-    const std::string& default_file) {
-  std::string token;
+    const std::string& default_file, std::string* warning) {
+  warning->clear();
+  std::string token;  // the operator's file's, when it has one
   if (!token_file.empty()) {
     auto read = ReadTokenFile(token_file);
-    if (absl::IsNotFound(read.status())) {
-      token = TokenStore::NewToken();
-      RETURN_IF_ERROR(WritePrivateFile(token_file, token + "\n"));
-    } else {
+    if (!absl::IsNotFound(read.status())) {
       RETURN_IF_ERROR(read.status());
       token = *read;
     }
   }
   ASSIGN_OR_RETURN(bool empty, tokens->Empty());
-  if (!empty) return std::string();
+  if (!empty) {
+    if (token_file.empty()) return std::string();
+    if (token.empty()) {
+      *warning = absl::StrCat(
+          "--auth-token-file ", token_file,
+          " does not exist and the store has tokens already (another node "
+          "made the bootstrap admin token): copy that node's file here; "
+          "none was made");
+    } else if (absl::IsUnauthenticated(tokens->Verify(token).status())) {
+      *warning = absl::StrCat(
+          "the token in --auth-token-file ", token_file,
+          " is not one the store knows (revoked, expired, or another "
+          "cluster's): tidalctl cannot use it");
+    }
+    return std::string();
+  }
   // The file first: a token in the store that no file holds would lock
   // everyone out.
   const std::string file = token_file.empty() ? default_file : token_file;
-  if (token.empty()) {
+  const bool made_file = token.empty();
+  if (made_file) {
     token = TokenStore::NewToken();
     RETURN_IF_ERROR(WritePrivateFile(file, token + "\n"));
   }
@@ -345,10 +359,18 @@ absl::StatusOr<std::string> EnsureBootstrapToken(
       tokens->Create("bootstrap-admin", {{kAllNamespaces, Role::kAdmin}},
                      absl::ZeroDuration(), "tidald", token);
   if (made.ok()) return file;
-  if (token_file.empty()) ::unlink(file.c_str());
+  if (made_file) ::unlink(file.c_str());
   // AlreadyExists: another node of an HA cluster made it first (with a
   // shared file, this very token; without, the file is on that node).
-  if (absl::IsAlreadyExists(made.status())) return std::string();
+  if (absl::IsAlreadyExists(made.status())) {
+    if (made_file && !token_file.empty()) {
+      *warning = absl::StrCat(
+          "another node made the bootstrap admin token at the same moment: "
+          "copy its --auth-token-file to ",
+          token_file, " (none was made here)");
+    }
+    return std::string();
+  }
   return made.status();
 }
 

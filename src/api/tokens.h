@@ -85,9 +85,13 @@ std::vector<Binding> BindingsOf(const v1::TokenRecord& r);
 // from `token_file` when given (an operator's file, the same on every node
 // of an HA cluster; made with a random token and mode 0600 when missing),
 // else written to `default_file` (0600). Returns the file that holds it,
-// or "" when tokens existed already.
+// or "" when tokens existed already. A token file is never made when the
+// store has tokens (its token would open nothing); `*warning` then says
+// what the operator must do when `token_file` is missing or holds a token
+// the store does not know, or when another node made the bootstrap token
+// at the same moment.
 absl::StatusOr<std::string> EnsureBootstrapToken(
     TokenStore* tokens, const std::string& token_file,
-    const std::string& default_file);
+    const std::string& default_file, std::string* warning);
 
 }  // namespace tidal::auth

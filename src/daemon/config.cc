@@ -258,6 +258,14 @@ absl::Status MakeHaOptions(const DaemonFlags& flags,
   ASSIGN_OR_RETURN(
       ha.node_lost_timeout,
       PositiveDurationFlag("--node-lost-timeout", flags.node_lost_timeout));
+  // Nodes heartbeat every second (NodeAgentOptions.heartbeat_period): under
+  // three, one slow write would have a live node's instances replaced.
+  if (ha.node_lost_timeout < absl::Seconds(3)) {
+    return FlagError("--node-lost-timeout",
+                     absl::StrCat("must be at least 3s (three of the nodes' "
+                                  "1s heartbeats), not ",
+                                  absl::FormatDuration(ha.node_lost_timeout)));
+  }
   if (ha.node_lost_timeout <= ha.election_ttl) {
     c->warnings.push_back(
         "--node-lost-timeout is not longer than --election-ttl: a node whose "

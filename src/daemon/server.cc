@@ -474,6 +474,7 @@ absl::Status Server::Start() {
   if (auto st = gateway_.Start(); !st.ok()) {
     return Annotate(st, "starting the gateway failed: ");
   }
+  if (agent_ != nullptr) agent_->SetGatewayPort(gateway_.port());
   if (config_.ha.enabled) {
     route_watcher_->Start();
     cluster_metrics_->Start();
@@ -678,8 +679,10 @@ absl::Status Server::StartAuth() {
     return absl::OkStatus();
   }
   tokens_ = std::make_unique<auth::TokenStore>(store_.get(), RealClock::Get());
-  auto file = auth::EnsureBootstrapToken(tokens_.get(), config_.auth.token_file,
-                                         config_.auth.default_token_file);
+  std::string warning;
+  auto file =
+      auth::EnsureBootstrapToken(tokens_.get(), config_.auth.token_file,
+                                 config_.auth.default_token_file, &warning);
   if (!file.ok()) {
     return Annotate(file.status(), config_.auth.token_file.empty()
                                        ? "making the bootstrap admin token: "
@@ -688,6 +691,7 @@ absl::Status Server::StartAuth() {
   if (!file->empty()) {
     log->info("bootstrap admin token written to {} (mode 0600)", *file);
   }
+  if (!warning.empty()) log->warn("{}", warning);
   if (config_.ha.enabled) {
     // This node's own token, for calls to the other nodes' APIs (the logs
     // of instances that run there): in memory only, made anew each start.

@@ -18,7 +18,8 @@ NodeAgent::NodeAgent(Store* store, Runtime* local, Options options)
     : store_(store),
       local_(local),
       options_(std::move(options)),
-      clock_(options_.clock != nullptr ? options_.clock : RealClock::Get()) {}
+      clock_(options_.clock != nullptr ? options_.clock : RealClock::Get()),
+      gateway_port_(options_.gateway_port) {}
 
 NodeAgent::~NodeAgent() { Stop(); }
 
@@ -123,7 +124,7 @@ absl::Status NodeAgent::Heartbeat() {
   rec.set_name(options_.node);
   rec.set_address(options_.address);
   rec.set_api_address(options_.api_address);
-  rec.set_gateway_port(options_.gateway_port);
+  rec.set_gateway_port(gateway_port_.load());
   *rec.mutable_started() = ToProtoTime(started_);
   *rec.mutable_heartbeat() = ToProtoTime(clock_->Now());
   rec.set_heartbeats(n);

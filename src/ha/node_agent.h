@@ -27,6 +27,7 @@
 // listed again). Writes go to a plain Store (a node's own keys, not fenced).
 // Thread-safe.
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -96,6 +97,9 @@ class NodeAgent {
   // Stops the agent's threads and detaches from the local runtime; the
   // instances keep running (the next tidald adopts them).
   void Stop();
+  // The gateway's port, once it listens (NodeRecord.gateway_port; until
+  // then Options.gateway_port).
+  void SetGatewayPort(int port) { gateway_port_.store(port); }
 
   // Heartbeats written so far.
   int64_t heartbeats();
@@ -141,6 +145,7 @@ class NodeAgent {
   const Options options_;
   Clock* const clock_;
   absl::Time started_;
+  std::atomic<int> gateway_port_;  // set once the gateway listens
 
   absl::Mutex mu_;
   bool running_ ABSL_GUARDED_BY(mu_) = false;

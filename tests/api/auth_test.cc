@@ -154,7 +154,8 @@ TEST_F(TokenStoreTest, VerifyRevokeExpireAndUniqueNames) {
 
 TEST_F(TokenStoreTest, BootstrapTokenIsMadeOnceInAPrivateFile) {
   const std::string file = dir_ + "/admin.token";
-  auto made = EnsureBootstrapToken(tokens_.get(), "", file);
+  std::string warning;
+  auto made = EnsureBootstrapToken(tokens_.get(), "", file, &warning);
   ASSERT_TRUE(made.ok()) << made.status();
   EXPECT_EQ(*made, file);
   struct stat st {};
@@ -170,7 +171,7 @@ TEST_F(TokenStoreTest, BootstrapTokenIsMadeOnceInAPrivateFile) {
   ASSERT_TRUE(
       tokens_->Create("x", {{"a", Role::kViewer}}, absl::ZeroDuration(), "t")
           .ok());
-  auto again = EnsureBootstrapToken(tokens_.get(), "", file);
+  auto again = EnsureBootstrapToken(tokens_.get(), "", file, &warning);
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(*again, "");
   EXPECT_TRUE(absl::IsUnauthenticated(tokens_->Verify(token).status()));
@@ -178,22 +179,55 @@ TEST_F(TokenStoreTest, BootstrapTokenIsMadeOnceInAPrivateFile) {
 
 TEST_F(TokenStoreTest, BootstrapTokenFileIsSharedAndMustBePrivate) {
   const std::string shared = dir_ + "/cluster.token";
-  auto first = EnsureBootstrapToken(tokens_.get(), shared, dir_ + "/n1");
+  std::string warning;
+  auto first =
+      EnsureBootstrapToken(tokens_.get(), shared, dir_ + "/n1", &warning);
   ASSERT_TRUE(first.ok()) << first.status();
   EXPECT_EQ(*first, shared);
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/n1"));
   // A second node with the same file: the token exists, nothing changes.
-  auto second = EnsureBootstrapToken(tokens_.get(), shared, dir_ + "/n2");
+  auto second =
+      EnsureBootstrapToken(tokens_.get(), shared, dir_ + "/n2", &warning);
   ASSERT_TRUE(second.ok()) << second.status();
   EXPECT_EQ(*second, "");
+  EXPECT_EQ(warning, "");
   std::string token = ReadAll(shared);
   while (!token.empty() && token.back() == '\n') token.pop_back();
   EXPECT_TRUE(tokens_->Verify(token).ok());
   // An operator's file open to others is refused, naming it.
   chmod(shared.c_str(), 0644);
-  auto open = EnsureBootstrapToken(tokens_.get(), shared, dir_ + "/n3");
+  auto open =
+      EnsureBootstrapToken(tokens_.get(), shared, dir_ + "/n3", &warning);
   EXPECT_TRUE(absl::IsPermissionDenied(open.status()));
   EXPECT_TRUE(absl::StrContains(open.status().message(), shared));
+}
+
+// A node started without the cluster's file, once tokens exist, makes no
+// file (its token would open nothing) and says what to do; a file whose
+// token the store does not know is named.
+TEST_F(TokenStoreTest, ALateNodeWithoutTheSharedFileMakesNone) {
+  const std::string shared = dir_ + "/cluster.token";
+  std::string warning;
+  ASSERT_TRUE(
+      EnsureBootstrapToken(tokens_.get(), shared, dir_ + "/n1", &warning).ok());
+  const std::string late = dir_ + "/late.token";
+  auto second =
+      EnsureBootstrapToken(tokens_.get(), late, dir_ + "/n2", &warning);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(*second, "");
+  EXPECT_FALSE(std::filesystem::exists(late));
+  EXPECT_TRUE(absl::StrContains(warning, late + " does not exist")) << warning;
+  EXPECT_TRUE(absl::StrContains(warning, "copy that node's file")) << warning;
+  // A file of another cluster's token.
+  {
+    std::ofstream out(late);
+    out << TokenStore::NewToken() << "\n";
+  }
+  chmod(late.c_str(), 0600);
+  ASSERT_TRUE(
+      EnsureBootstrapToken(tokens_.get(), late, dir_ + "/n3", &warning).ok());
+  EXPECT_TRUE(absl::StrContains(warning, "is not one the store knows"))
+      << warning;
 }
 
 TEST_F(TokenStoreTest, TokenAdminsManageOnlyTheirNamespaces) {

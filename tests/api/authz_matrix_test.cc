@@ -10,6 +10,7 @@
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -22,6 +23,7 @@
 #include "fakes/fake_clock.h"
 #include "fakes/fake_runtime.h"
 #include "scaler/load_history.h"
+#include "store/keys.h"
 #include "store/sqlite_store.h"
 #include "tidal/v1/api.grpc.pb.h"
 
@@ -608,6 +610,45 @@ TEST_F(AuthzMatrixTest, OnlyInProcessCallsNameTheirClientsAddress) {
   EXPECT_EQ(lines[0].find("203.0.113.9"), std::string::npos) << lines[0];
   EXPECT_NE(lines[0].find("127.0.0.1"), std::string::npos) << lines[0];
   EXPECT_NE(lines[1].find("203.0.113.9"), std::string::npos) << lines[1];
+}
+
+// Deleting a node gone for good also revokes its own token (node:NAME, a
+// cluster-wide viewer made at each of its starts).
+TEST_F(AuthzMatrixTest, DeletingANodeRevokesItsToken) {
+  ServiceOptions opts;
+  opts.ha = true;
+  opts.node_name = "n0";
+  opts.node_last_seen = [](const std::string&) {
+    return std::optional<absl::Time>();  // never heard from: gone
+  };
+  TidalService ha(store_.get(), &runtime_, &clock_, opts);
+  auto server = StartServer("127.0.0.1:0", &ha, {}, api_auth_.get());
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto stub = v1::Tidal::NewStub(
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", (*server)->port()),
+                          grpc::InsecureChannelCredentials()));
+  v1::NodeRecord rec;
+  rec.set_name("n1");
+  ASSERT_TRUE(store_->Create(keys::Node("n1"), rec.SerializeAsString()).ok());
+  auto node_token = tokens_->Create("node:n1", {Binding{"*", Role::kViewer}},
+                                    absl::ZeroDuration(), "tidald");
+  ASSERT_TRUE(node_token.ok());
+  auto admin = tokens_->Create("root", {Binding{"*", Role::kAdmin}},
+                               absl::ZeroDuration(), "test");
+  ASSERT_TRUE(admin.ok());
+  v1::DeleteNodeRequest req;
+  req.set_name("n1");
+  v1::DeleteNodeResponse resp;
+  // A dry run keeps it.
+  req.set_dry_run(true);
+  ASSERT_TRUE(stub->DeleteNode(Ctx(admin->token).get(), req, &resp).ok());
+  EXPECT_TRUE(tokens_->Verify(node_token->token).ok());
+  req.set_dry_run(false);
+  grpc::Status st = stub->DeleteNode(Ctx(admin->token).get(), req, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_TRUE(
+      absl::IsUnauthenticated(tokens_->Verify(node_token->token).status()));
+  EXPECT_TRUE(absl::IsNotFound(store_->Get(keys::Node("n1")).status()));
 }
 
 }  // namespace

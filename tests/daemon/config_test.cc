@@ -413,6 +413,9 @@ TEST(DaemonConfigTest, TheEtcdStoreMakesANodeOfAHighlyAvailableCluster) {
             "--election-ttl: "},
            {[](DaemonFlags* f) { f->node_lost_timeout = "0s"; },
             "--node-lost-timeout: "},
+           {[](DaemonFlags* f) { f->node_lost_timeout = "100ms"; },
+            "--node-lost-timeout: must be at least 3s (three of the nodes' 1s "
+            "heartbeats), not 100ms"},
            {[](DaemonFlags* f) { f->etcd_compact_keep = -1; },
             "--etcd-compact-keep: "},
        }) {

@@ -119,6 +119,18 @@ void KillTheLeaderDuringARollout(
   ASSERT_TRUE(Eventually([&] { return (leader = c.AgreedLeader()) >= 0; },
                          absl::Seconds(30)));
   const int other = (leader + 1) % kNodes;
+  // Every node lists its gateway's port (`get nodes -o wide`).
+  ASSERT_TRUE(Eventually([&] {
+    const std::string nodes =
+        c.node(other).Ctl({"get", "nodes", "-o", "json"}).out;
+    for (int i = 0; i < kNodes; ++i) {
+      if (!absl::StrContains(nodes, absl::StrCat("\"gatewayPort\": ",
+                                                 c.node(i).gateway_port()))) {
+        return false;
+      }
+    }
+    return true;
+  })) << c.node(other).Ctl({"get", "nodes", "-o", "json"}).out;
 
   // An app applied on a standby runs, and every gateway serves it.
   const std::string path = dir + "/web.yaml";

@@ -64,6 +64,13 @@ TEST_F(NodeAgentTest, HeartbeatsRewriteTheNodeRecord) {
            r->heartbeat().seconds() == absl::ToUnixSeconds(clock_.Now());
   }));
   EXPECT_GE(agent_->heartbeats(), first + 3);
+  // The gateway's port once it listens (tidald starts the agent first).
+  agent_->SetGatewayPort(18080);
+  clock_.Advance(absl::Seconds(2));
+  ASSERT_TRUE(Eventually([&] {
+    auto r = GetNode(&store_, "a");
+    return r && r->gateway_port() == 18080;
+  }));
 
   // Stopped: no more heartbeats.
   agent_->Stop();
