@@ -153,6 +153,9 @@ struct KubeRuntimeFlags {
 struct HaOptions {
   bool enabled = false;
   std::string node;  // this node's name, unique in the cluster
+  // The data directory's node uid (NodeRecord.uid), set by Server::Create
+  // once the name is known to be this node's (CheckNodeIdentity).
+  std::string node_uid;
   // The host other nodes reach this node's gateway, API and instances at.
   std::string advertise_address;
   // The API's address as other nodes and tidalctl reach it (host:port).

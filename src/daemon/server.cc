@@ -201,13 +201,24 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(DaemonConfig config) {
         absl::StrCat("opening the store ", config.store_spec, " failed: "));
   }
   if (config.store_name != "sqlite") {
-    // Before anything is adopted, stopped or written: a wiped or another
-    // etcd cluster is refused (the SQLite file has its own checks).
+    // Before anything is adopted, stopped or written: a machine moved from
+    // the embedded store without its apps, a wiped or another etcd cluster
+    // and a second node under this node's name are refused (the SQLite file
+    // has its own checks).
+    absl::Status moved = CheckNotMovedFromEmbedded(
+        store->get(), config.data_dir + "/tidal.db", config.store_spec);
+    if (!moved.ok()) return moved;
     absl::StatusOr<std::string> id =
         CheckStoreIdentity(store->get(), config.data_dir, config.store_spec);
     if (!id.ok()) {
       return Annotate(id.status(), absl::StrCat("checking the store ",
                                                 config.store_spec, ": "));
+    }
+    if (config.ha.enabled) {
+      absl::StatusOr<std::string> uid = CheckNodeIdentity(
+          store->get(), config.data_dir, config.ha.node, absl::Seconds(3));
+      if (!uid.ok()) return uid.status();
+      config.ha.node_uid = *uid;
     }
   }
   {
@@ -329,6 +340,7 @@ Server::Server(DaemonConfig config, std::unique_ptr<DataDirLock> lock,
   fenced_.Refuse();
   ha::NodeAgent::Options ao;
   ao.node = config_.ha.node;
+  ao.uid = config_.ha.node_uid;
   ao.address = config_.ha.advertise_address;
   ao.api_address = config_.ha.api_address;
   ao.clock = RealClock::Get();

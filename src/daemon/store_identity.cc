@@ -1,15 +1,22 @@
 #include "daemon/store_identity.h"
 
+#include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "absl/random/random.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
 #include "common/logging.h"
 #include "common/private_file.h"
+#include "common/status_macros.h"
 #include "store/keys.h"
+#include "store/sqlite_store.h"
+#include "tidal/v1/ha.pb.h"
 
 namespace tidal {
 namespace {
@@ -88,6 +95,70 @@ absl::StatusOr<std::string> CheckStoreIdentity(Store* store,
     }
   }
   return id;
+}
+
+absl::StatusOr<std::string> CheckNodeIdentity(Store* store,
+                                              const std::string& data_dir,
+                                              const std::string& node,
+                                              absl::Duration watch) {
+  const std::string path = data_dir + "/node-uid";
+  std::string uid = Remembered(path);
+  if (uid.empty()) {
+    uid = NewId();
+    if (absl::Status st = WritePrivateFile(path, uid + "\n"); !st.ok()) {
+      return st;
+    }
+  }
+  absl::StatusOr<KeyValue> kv = store->Get(keys::Node(node));
+  if (absl::IsNotFound(kv.status())) return uid;
+  if (!kv.ok()) return kv.status();
+  tidal::v1::NodeRecord rec;
+  if (!rec.ParseFromString(kv->value) || rec.uid() == uid) return uid;
+  // Another data directory's: live when its record still changes.
+  const absl::Time until = absl::Now() + watch;
+  while (absl::Now() < until) {
+    absl::SleepFor(std::min(absl::Milliseconds(250), until - absl::Now()));
+    absl::StatusOr<KeyValue> now = store->Get(keys::Node(node));
+    if (absl::IsNotFound(now.status())) return uid;
+    if (!now.ok()) return now.status();
+    if (now->resource_version != kv->resource_version) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "--node-name ", node, ": a live tidald runs under this name (API ",
+          rec.api_address().empty() ? "unknown" : rec.api_address(),
+          ", another data directory; it heartbeats): every node needs a name "
+          "of its own. Give this one another --node-name (the default is the "
+          "host name: cloned machines share it); if it replaces that node, "
+          "stop the other tidald first"));
+    }
+  }
+  GetLogger("tidald")->warn(
+      "node {}: taking over the name from another data directory (its node, "
+      "API {}, has not heartbeat for {})",
+      node, rec.api_address(), absl::FormatDuration(watch));
+  return uid;
+}
+
+absl::Status CheckNotMovedFromEmbedded(Store* etcd,
+                                       const std::string& sqlite_path,
+                                       const std::string& store_name) {
+  std::error_code ec;
+  if (!std::filesystem::exists(sqlite_path, ec)) return absl::OkStatus();
+  ASSIGN_OR_RETURN(ListResult in_etcd, etcd->List(keys::AppPrefix()));
+  if (!in_etcd.items.empty()) return absl::OkStatus();
+  // Read without changing it (a check counts the apps).
+  int64_t apps = 0;
+  auto report = SqliteStore::Check(sqlite_path, [&](const KeyValue& kv) {
+    if (absl::StartsWith(kv.key, keys::AppPrefix())) ++apps;
+    return absl::OkStatus();
+  });
+  if (!report.ok() || apps == 0) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "this data directory ran the embedded store (", sqlite_path, ", ", apps,
+      " app(s)) and the store ", store_name,
+      " has no app: started on it, tidald would stop every instance the "
+      "embedded store runs. To move this machine to etcd, see docs/ha.md "
+      "(\"From one machine to etcd\"); to start on etcd all the same, move ",
+      sqlite_path, " away"));
 }
 
 }  // namespace tidal

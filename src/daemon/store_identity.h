@@ -13,6 +13,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "store/store.h"
 
 namespace tidal {
@@ -24,5 +25,26 @@ namespace tidal {
 absl::StatusOr<std::string> CheckStoreIdentity(Store* store,
                                                const std::string& data_dir,
                                                const std::string& store_name);
+
+// The data directory's node uid (<data dir>/node-uid, made once), checked
+// against the record of `node` in the store (NodeRecord.uid). Another uid
+// whose node still heartbeats (its record changes within `watch`, a few
+// heartbeats) is a second tidald under the same --node-name: refused with
+// FailedPrecondition naming the other node's address, before this one
+// adopts, stops or writes anything (it would take over that node's
+// assignments and revoke its token). A record that does not change is a
+// node gone (or this node's data directory wiped): taken over.
+absl::StatusOr<std::string> CheckNodeIdentity(Store* store,
+                                              const std::string& data_dir,
+                                              const std::string& node,
+                                              absl::Duration watch);
+
+// With the etcd store: refuses (FailedPrecondition) a data directory whose
+// embedded store (`sqlite_path`) holds apps while the etcd keyspace has
+// none, that is the first start of a single machine moved to etcd: the
+// instances it runs are listed nowhere in etcd, and would all be stopped.
+absl::Status CheckNotMovedFromEmbedded(Store* etcd,
+                                       const std::string& sqlite_path,
+                                       const std::string& store_name);
 
 }  // namespace tidal

@@ -122,6 +122,7 @@ absl::Status NodeAgent::Heartbeat() {
   }
   tidal::v1::NodeRecord rec;
   rec.set_name(options_.node);
+  rec.set_uid(options_.uid);
   rec.set_address(options_.address);
   rec.set_api_address(options_.api_address);
   rec.set_gateway_port(gateway_port_.load());

@@ -55,6 +55,7 @@ inline constexpr size_t kStoppedPublished = 100;
 
 struct NodeAgentOptions {
   std::string node;         // --node-name
+  std::string uid;          // NodeRecord.uid: the data directory's
   std::string address;      // NodeRecord.address: the host others reach
   std::string api_address;  // host:port of this node's API
   int gateway_port = 0;
