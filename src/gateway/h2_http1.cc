@@ -174,7 +174,14 @@ class Http1Exchange : public StreamUpstream,
 
   void ReadHeader() {
     parser_.emplace();
-    parser_->body_limit(boost::none);
+    // --gateway-max-response-body, as over HTTP/1.1: a longer Content-Length
+    // is a 502, a longer chunked body is cut (the stream reset).
+    const uint64_t limit = w_->gw->opts.max_response_body_bytes;
+    if (limit > 0) {
+      parser_->body_limit(limit);
+    } else {
+      parser_->body_limit(boost::none);
+    }
     parser_->header_limit(
         static_cast<std::uint32_t>(w_->gw->opts.max_header_bytes));
     if (s_->method == "HEAD") parser_->skip(true);
@@ -187,6 +194,7 @@ class Http1Exchange : public StreamUpstream,
 
   void OnHeader(beast::error_code ec) {
     if (s_ == nullptr) return;
+    if (ec == http::error::body_limit) return Failed(false);  // 502
     if (ec) {
       // Nothing of a response: a pooled connection the instance had closed
       // is retried on a fresh one when that is safe.
@@ -241,10 +249,13 @@ class Http1Exchange : public StreamUpstream,
     auto& body = parser_->get().body();
     body.data = body_;
     body.size = sizeof(body_);
-    http::async_read(sock_, buf_, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, size_t) {
-                       self->OnBody(ec);
-                     });
+    // What has come, at once (an event stream's event, a chunk): a whole
+    // read would wait until the buffer is full or the response ends.
+    http::async_read_some(
+        sock_, buf_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) {
+          self->OnBody(ec);
+        });
   }
 
   void OnBody(beast::error_code ec) {

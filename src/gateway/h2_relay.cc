@@ -149,6 +149,7 @@ struct H2Callbacks {
     auto* s = static_cast<H2Stream*>(
         nghttp2_session_get_stream_user_data(session, frame->hd.stream_id));
     if (s == nullptr || s->routed) return 0;  // request trailers: dropped
+    s->header_bytes += namelen + valuelen + 4;
     absl::string_view n(reinterpret_cast<const char*>(name), namelen);
     std::string v(reinterpret_cast<const char*>(value), valuelen);
     if (n == ":method") {
@@ -191,10 +192,20 @@ struct H2Callbacks {
   }
 
   static int OnClientData(nghttp2_session* session, uint8_t, int32_t id,
-                          const uint8_t* data, size_t len, void*) {
+                          const uint8_t* data, size_t len, void* user) {
     auto* s = static_cast<H2Stream*>(
         nghttp2_session_get_stream_user_data(session, id));
     if (s == nullptr) {
+      nghttp2_session_consume(session, id, len);
+      return 0;
+    }
+    s->req_bytes += len;
+    const uint64_t limit = s->w->gw->opts.max_body_bytes;
+    if (limit > 0 && s->req_bytes > limit && !s->req_over_limit) {
+      s->req_over_limit = true;
+      static_cast<H2Conn*>(user)->OnBodyTooLarge(s);
+    }
+    if (s->req_over_limit) {  // dropped, its window given back
       nghttp2_session_consume(session, id, len);
       return 0;
     }
@@ -463,8 +474,11 @@ bool H2Conn::Start(absl::string_view received, const H2Upgrade* upgrade) {
   nghttp2_settings_entry iv[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, kMaxConcurrentStreams},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kStreamWindow},
+      // Advisory (RFC 9113 6.5.2); OnRequest answers 431 past it.
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE,
+       static_cast<uint32_t>(w_->gw->opts.max_header_bytes)},
   };
-  nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, iv, 2);
+  nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, iv, 3);
   nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
                                         kConnectionWindow);
   MarkIdle();
@@ -583,6 +597,30 @@ void H2Conn::OnRequest(H2Stream* s) {
   idle_since_ms_ = 0;
   auto self_stream = streams_[s->id];
   const Worker& w = *w_;
+  // --gateway-https-redirect holds for HTTP/2 in clear text too (prior
+  // knowledge; gRPC clients read the 308 as UNAVAILABLE, with its message).
+  if (w.gw->opts.https_redirect && !tls_) {
+    absl::string_view host =
+        s->authority.empty() ? absl::string_view(s->host_field) : s->authority;
+    if (auto location = HttpsRedirectLocation(host, s->path, w.gw->tls_port)) {
+      return Respond(s, 308, "see " + *location + "\n", *location);
+    }
+  }
+  // The limits of HTTP/1.1 requests (request_policy.h), before routing.
+  if (s->header_bytes > w.gw->opts.max_header_bytes) {
+    Rejection r = HeaderTooLarge();
+    return Respond(s, static_cast<int>(r.status), r.body);
+  }
+  if (w.gw->opts.max_body_bytes > 0) {
+    for (const auto& [n, v] : s->headers) {
+      uint64_t length = 0;
+      if (n == "content-length" && absl::SimpleAtoi(v, &length) &&
+          length > w.gw->opts.max_body_bytes) {
+        Rejection r = BodyTooLarge();
+        return Respond(s, static_cast<int>(r.status), r.body);
+      }
+    }
+  }
   absl::string_view host_field =
       s->authority.empty() ? absl::string_view(s->host_field) : s->authority;
   HostRoute host_route = RouteForHost(host_field, w.gw->opts.domain);
@@ -756,7 +794,8 @@ void H2Conn::Consume(H2Stream* s, size_t n) {
   ScheduleFlush();
 }
 
-void H2Conn::Respond(H2Stream* s, int status, const std::string& body) {
+void H2Conn::Respond(H2Stream* s, int status, const std::string& body,
+                     const std::string& location) {
   if (s->res_submitted) return;
   s->res_submitted = true;
   s->status = status;
@@ -780,6 +819,7 @@ void H2Conn::Respond(H2Stream* s, int status, const std::string& body) {
                  {"content-type", "text/plain; charset=utf-8"},
                  {"content-length", absl::StrCat(body.size())}};
     if (status == 503) h.emplace_back("retry-after", "1");
+    if (!location.empty()) h.emplace_back("location", location);
     auto nva = Nvs(h);
     nghttp2_data_provider prd;
     prd.source.ptr = nullptr;
@@ -787,6 +827,17 @@ void H2Conn::Respond(H2Stream* s, int status, const std::string& body) {
     nghttp2_submit_response(session_, s->id, nva.data(), nva.size(), &prd);
   }
   ScheduleFlush();
+}
+
+void H2Conn::OnBodyTooLarge(H2Stream* s) {
+  if (!s->res_submitted) {
+    Rejection r = BodyTooLarge();
+    return Respond(s, static_cast<int>(r.status), r.body);
+  }
+  // The instance answered already (a streamed upload): the rest of the
+  // request cannot reach it.
+  s->status = 413;
+  ResetStream(s, NGHTTP2_CANCEL);
 }
 
 void H2Conn::ResetStream(H2Stream* s, uint32_t error_code) {

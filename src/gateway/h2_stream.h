@@ -95,6 +95,12 @@ struct H2Stream : public Waiter, public std::enable_shared_from_this<H2Stream> {
   Buf req;
   size_t req_unconsumed = 0;  // received, window not yet returned
   bool req_ended = false;
+  // Against the gateway's limits, as HTTP/1.1 (431, 413): the request
+  // header's bytes (names, values and 4 per field, as on an HTTP/1.1
+  // line), and the body's; once over the body's limit the rest is dropped.
+  size_t header_bytes = 0;
+  uint64_t req_bytes = 0;
+  bool req_over_limit = false;
   bool routed = false;
 
   // Routing.

@@ -28,10 +28,7 @@ void LimitRequestParser(RequestParser& parser, size_t max_header_bytes,
 
 std::optional<Rejection> RejectUnreadRequest(boost::system::error_code ec,
                                              bool timed_out) {
-  if (ec == http::error::header_limit) {
-    return Rejection{http::status::request_header_fields_too_large,
-                     "request header too large\n"};
-  }
+  if (ec == http::error::header_limit) return HeaderTooLarge();
   if (ec == http::error::body_limit) return BodyTooLarge();
   if (ec == http::error::end_of_stream || timed_out || ec == asio::error::eof ||
       ec == asio::error::connection_reset ||
@@ -156,6 +153,11 @@ std::optional<Rejection> NormalizeRequestTarget(http::request_header<>& req) {
     return BadHost("the Host header is not a host[:port]");
   }
   return std::nullopt;
+}
+
+Rejection HeaderTooLarge() {
+  return {http::status::request_header_fields_too_large,
+          "request header too large\n"};
 }
 
 Rejection BodyTooLarge() {

@@ -70,6 +70,9 @@ std::optional<Rejection> NormalizeRequestTarget(
 // 413: the request body passed max_body_bytes while it was relayed.
 Rejection BodyTooLarge();
 
+// 431: the request header passed max_header_bytes.
+Rejection HeaderTooLarge();
+
 // 404: no app for `host` (as HostRoute::host gives it).
 Rejection UnknownHost(absl::string_view host);
 

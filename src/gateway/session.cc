@@ -215,8 +215,10 @@ void Session::OnRequestHeader(beast::error_code ec) {
   ++requests_read_;
   auto& req = req_parser_->get();
   const bool asks_upgrade = req.count(http::field::upgrade) > 0;
-  if (asks_upgrade && !client_.tls() && req_parser_->is_done() &&
-      req[http::field::content_length].empty()) {
+  // Not under --gateway-https-redirect: the request is answered with its
+  // 308 in HTTP/1.1 below.
+  if (asks_upgrade && !client_.tls() && !opts_.https_redirect &&
+      req_parser_->is_done() && req[http::field::content_length].empty()) {
     H2Upgrade upgrade;
     if (H2cUpgradeOf(req, &upgrade)) return StartH2(&upgrade);
   }

@@ -3,6 +3,7 @@
 // in front of in-process gRPC servers (examples/grpc_echo/echo.proto).
 
 #include <grpcpp/grpcpp.h>
+#include <sys/wait.h>
 
 #include <atomic>
 #include <chrono>
@@ -414,6 +415,68 @@ TEST_F(H2GatewayTest, Http2ClientsReachHttp1Apps) {
   ASSERT_TRUE(Eventually([&] { return AppTraffic().requests == 8; }))
       << AppTraffic().requests;
   EXPECT_EQ(AppTraffic().classes[3], 1u);
+}
+
+// HTTP/2 clients get HTTP/1.1's limits (413, 431, the response's), and an
+// HTTP/1.1 app's event stream as it is written.
+TEST_F(H2GatewayTest, Http2ClientsGetTheLimitsAndTheEventsAsTheyCome) {
+  testing::TestUpstream up("plain-1");
+  GatewayOptions o;
+  o.max_body_bytes = 1 << 20;
+  o.max_response_body_bytes = 100000;
+  StartGateway(std::move(o));
+  gw_->SetRoute(EchoRoute({Ep("plain-1", up.port())}, /*h2=*/false));
+  const std::string base = absl::StrCat("http://127.0.0.1:", gw_->port());
+  auto code = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv = {"/usr/bin/curl",
+                                     "-sS",
+                                     "--http2-prior-knowledge",
+                                     "--max-time",
+                                     "20",
+                                     "-o",
+                                     "/dev/null",
+                                     "-w",
+                                     "%{http_code}",
+                                     "-H",
+                                     absl::StrCat("Host: ", kHost)};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return e2e::Run(argv);
+  };
+  const std::string big = testing_dir_.path() + "/big.bin";
+  e2e::WriteFile(big, std::string(2 << 20, 'b'));
+  // The body: by its length, and streamed without one.
+  EXPECT_EQ(code({"--data-binary", "@" + big, base + "/upload"}).out, "413");
+  EXPECT_EQ(code({"-H", "Transfer-Encoding: chunked", "--data-binary",
+                  "@" + big, base + "/upload"})
+                .out,
+            "413");
+  // The header.
+  EXPECT_EQ(code({"-H", "X-Big: " + std::string(20000, 'x'), base + "/"}).out,
+            "431");
+  // The response: by its length (502), and cut when chunked.
+  EXPECT_EQ(code({base + "/bytes?n=200000"}).out, "502");
+  auto cut = code({base + "/chunked?n=200000&chunk=10000"});
+  EXPECT_NE(cut.exit_code, 0) << cut.out;
+  // Within them, as before.
+  EXPECT_EQ(code({base + "/bytes?n=50000"}).out, "200");
+
+  // An event stream: the first event reaches the client while the app still
+  // holds the response open.
+  const std::string out = testing_dir_.path() + "/events.out";
+  e2e::Child curl;
+  ASSERT_TRUE(
+      curl.Start({"/usr/bin/curl", "-sS", "-N", "--http2-prior-knowledge",
+                  "--max-time", "30", "-H", absl::StrCat("Host: ", kHost), "-o",
+                  out, base + "/first-then-hold"},
+                 testing_dir_.path() + "/curl.log"));
+  ASSERT_TRUE(Eventually([&] { return e2e::ReadFile(out) == "first\n"; }))
+      << e2e::ReadFile(out);
+  EXPECT_EQ(up.holds(), 1);
+  EXPECT_TRUE(curl.Running());
+  up.ReleaseHolds();
+  const int status = curl.Wait(absl::Seconds(20));
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_EQ(e2e::ReadFile(out), "first\nlast\n");
 }
 
 TEST_F(H2GatewayTest, TheAppsTimeoutEndsAStreamAndCancelsTheInstancesSide) {

@@ -138,6 +138,7 @@ class UpSession : public std::enable_shared_from_this<UpSession> {
       });
       return;
     }
+    if (path == "/first-then-hold") return FirstThenHold();
     if (path == "/status")
       return Reply(static_cast<int>(QueryInt(target, "code", 200, 100, 599)),
                    "status\n");
@@ -269,6 +270,33 @@ class UpSession : public std::enable_shared_from_this<UpSession> {
     if (!head_request_) pieces_.push_back(last + "\r\n");
     next_piece_ = 0;
     WritePieces(false);
+  }
+
+  // A chunked response whose first chunk ("first\n") goes out at once and
+  // whose last ("last\n") waits for ReleaseHolds(): an event stream.
+  void FirstThenHold() {
+    const std::string first =
+        "HTTP/1.1 200 OK\r\nX-Instance: " + up_->name +
+        "\r\nContent-Type: text/event-stream\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n6\r\nfirst\n\r\n";
+    auto piece = std::make_shared<std::string>(first);
+    asio::async_write(
+        s_, asio::buffer(*piece),
+        [self = shared_from_this(), piece](beast::error_code ec, size_t) {
+          if (ec) return self->Done(ec);
+          {
+            std::lock_guard<std::mutex> lock(self->up_->holds_mu);
+            self->up_->hold_timers.push_back(self->timer_);
+          }
+          ++self->up_->holds;
+          self->timer_->expires_at(asio::steady_timer::time_point::max());
+          self->timer_->async_wait([self](beast::error_code) {
+            --self->up_->holds;
+            self->pieces_ = {"5\r\nlast\n\r\n0\r\n\r\n"};
+            self->next_piece_ = 0;
+            self->WritePieces(false);
+          });
+        });
   }
 
   // A response framed by closing the connection (no Content-Length, not

@@ -14,6 +14,9 @@
 //                   trailers X-Checksum and X-Chunks
 //   /eof?n=N     -> N pattern bytes framed by closing the connection
 //   /hold        -> replies when ReleaseHolds() is called
+//   /first-then-hold
+//                -> chunked: "first\n" at once, "last\n" and the end when
+//                   ReleaseHolds() is called (an event stream)
 // Every response carries "X-Instance: <name>". Thread-safe; runs its own
 // threads; Stop() or the destructor ends them.
 

@@ -198,6 +198,20 @@ TEST_F(TlsCertsTest, TheHttpsListenerProxiesAndThePlainOneRedirects) {
        "http://127.0.0.1:" + std::to_string(gw.port()) + "/x?y=1"});
   EXPECT_EQ(plain.out, "308 " + url + "/x?y=1") << plain.err;
   EXPECT_EQ(upstream.requests(), 2);
+  // HTTP/2 in clear text is redirected too: with prior knowledge (each
+  // stream gets the 308), and an Upgrade: h2c request is answered in
+  // HTTP/1.1 instead of upgraded.
+  for (const char* h2 : {"--http2-prior-knowledge", "--http2"}) {
+    auto cleartext = e2e::Run(
+        {"/usr/bin/curl", "-sS", h2, "--max-time", "10", "-o", "/dev/null",
+         "-w", "%{http_code} %{redirect_url} %{http_version}", "-H",
+         "Host: " + host + ":1234",
+         "http://127.0.0.1:" + std::to_string(gw.port()) + "/x?y=1"});
+    EXPECT_EQ(cleartext.out, "308 " + url + "/x?y=1 " +
+                                 (std::string(h2) == "--http2" ? "1.1" : "2"))
+        << h2 << ": " << cleartext.err;
+  }
+  EXPECT_EQ(upstream.requests(), 2);
   gw.Stop();
 }
 
