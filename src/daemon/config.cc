@@ -21,6 +21,7 @@
 #include "common/status_macros.h"
 #include "common/tls_files.h"
 #include "common/units.h"
+#include "runtime/namespace_users.h"
 #include "runtime/spawner.h"
 
 namespace tidal {
@@ -524,11 +525,48 @@ absl::StatusOr<DaemonConfig> MakeDaemonConfig(const DaemonFlags& flags,
   }
   ropts.limits = flags.instance_limits;
   {
-    // Root runs instances as nobody unless told; anyone else as itself
-    // (only root may switch users).
+    // Root runs each namespace's instances as a user of its own unless told;
+    // anyone else as itself (only root may switch users).
+    std::vector<std::string> range =
+        absl::StrSplit(flags.instance_uid_range, '-');
+    uint32_t first = 0, last = 0;
+    if (range.size() != 2 || !absl::SimpleAtoi(range[0], &first) ||
+        !absl::SimpleAtoi(range[1], &last) || first == 0 || first > last) {
+      return FlagError("--instance-uid-range",
+                       absl::StrCat("\"", flags.instance_uid_range,
+                                    "\" is not FIRST-LAST (uids above 0, "
+                                    "e.g. 1879048192-1879113727)"));
+    }
+    ropts.instance_uid_first = first;
+    ropts.instance_uid_last = last;
     std::string user = flags.instance_user;
-    if (user.empty()) user = geteuid() == 0 ? "nobody" : "";
-    if (!user.empty()) {
+    if (user.empty() && geteuid() == 0) {
+      user = kPerNamespace;
+      if (!UidRangeMapped(first, last)) {
+        // A container that maps fewer uids: as before, one user for all.
+        c.warnings.push_back(absl::StrCat(
+            "--instance-uid-range ", flags.instance_uid_range,
+            " is not mapped in this user namespace (/proc/self/uid_map): "
+            "every instance runs as nobody, and namespaces do not isolate "
+            "their instances from each other (give a range inside the map, "
+            "docs/runtime.md)"));
+        user = "nobody";
+      }
+    }
+    if (user == kPerNamespace) {
+      if (geteuid() != 0) {
+        return FlagError("--instance-user",
+                         absl::StrCat("per-namespace needs tidald to run as "
+                                      "root (it runs as uid ",
+                                      geteuid(), ")"));
+      }
+      if (!UidRangeMapped(first, last)) {
+        return FlagError("--instance-uid-range",
+                         absl::StrCat(flags.instance_uid_range,
+                                      " is not mapped in this user namespace "
+                                      "(/proc/self/uid_map)"));
+      }
+    } else if (!user.empty()) {
       absl::StatusOr<InstanceUser> u = LookupUser(user);
       if (!u.ok()) return FlagError("--instance-user", u.status().message());
       if (u->uid != geteuid() && geteuid() != 0) {

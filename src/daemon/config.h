@@ -81,9 +81,11 @@ struct DaemonFlags {
   std::string allow_private_webhooks = "auto";
   // Runtime: containment and logs (docs/runtime.md).
   std::string instance_cgroup = "auto";
-  // The user instances run as; "" = nobody when tidald runs as root, else
-  // tidald's own user.
+  // The user instances run as; "" = a user per namespace when tidald runs
+  // as root (nobody when --instance-uid-range is not mapped), else tidald's
+  // own user.
   std::string instance_user;
+  std::string instance_uid_range = "1879048192-1879113727";
   // auto | rlimit | off (runtime/limits.h).
   std::string instance_limits = "auto";
   int max_instances = 1000;

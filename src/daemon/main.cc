@@ -6,6 +6,7 @@
 // (daemon/server.h).
 
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <CLI/CLI.hpp>
 #include <cstring>
@@ -51,6 +52,10 @@ int Run(const DaemonFlags& flags) {
   sigaddset(&sigs, SIGINT);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  // Whatever tidald makes is its own: the data directory, the store, the
+  // logs and records of every namespace's instances, backups (instances get
+  // the usual 022 back: runtime/spawner.cc).
+  umask(077);
 
   if (flags.store_check || !flags.store_backup.empty() ||
       !flags.store_restore.empty()) {
@@ -147,8 +152,14 @@ int main(int argc, char** argv) {
                  "directory to use as the root")
       ->capture_default_str();
   app.add_option("--instance-user", flags.instance_user,
-                 "User (name or uid) instances run as (default: nobody when "
-                 "tidald runs as root, else tidald's own user)");
+                 "User (name or uid) instances run as, or per-namespace: a "
+                 "uid of --instance-uid-range for each namespace (default: "
+                 "per-namespace when tidald runs as root, else tidald's own "
+                 "user)");
+  app.add_option("--instance-uid-range", flags.instance_uid_range,
+                 "Uids given to namespaces with --instance-user=per-namespace "
+                 "(FIRST-LAST; must be mapped in tidald's user namespace)")
+      ->capture_default_str();
   app.add_option("--instance-limits", flags.instance_limits,
                  "auto: resources.memory/cpu enforced with cgroup v2 "
                  "controllers, else cgroup v1, else RLIMIT_AS for memory; "

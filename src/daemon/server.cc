@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -190,6 +191,17 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(DaemonConfig config) {
   if (ec) {
     return absl::UnavailableError(absl::StrCat(
         "cannot create data directory ", config.data_dir, ": ", ec.message()));
+  }
+  // Private: the store, tokens, instance records and every namespace's logs
+  // are in it (an existing one open to others is closed).
+  struct stat dir_stat {};
+  if (stat(config.data_dir.c_str(), &dir_stat) == 0 &&
+      dir_stat.st_uid == geteuid() && (dir_stat.st_mode & 077) != 0) {
+    if (chmod(config.data_dir.c_str(), 0700) == 0) {
+      GetLogger("tidald")->info(
+          "data directory {} was open to other users (mode {:o}); now 0700",
+          config.data_dir, dir_stat.st_mode & 0777);
+    }
   }
   auto fd = LockDataDir(config.data_dir);
   if (!fd.ok()) return fd.status();

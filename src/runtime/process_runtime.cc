@@ -42,6 +42,7 @@
 #include "runtime/instance_records.h"
 #include "runtime/limits.h"
 #include "runtime/log_pipe.h"
+#include "runtime/namespace_users.h"
 #include "runtime/prober.h"
 #include "runtime/proc_stat.h"
 #include "runtime/spawner.h"
@@ -159,11 +160,32 @@ class ProcessRuntime::Impl {
     limits_ =
         InstanceLimits::Open(opts_.limits, cgroups_ ? cgroups_->root() : "");
     log_->info("runtime: instance limits: {}", limits_.Describe());
-    user_ = OpenUser(opts_.instance_user);
-    if (user_.ok()) {
-      log_->info("runtime: instances run as user {} (uid {}, gid {})",
-                 user_->name, user_->uid, user_->gid);
+    if (opts_.instance_user == kPerNamespace) {
+      auto users = NamespaceUsers::Open(opts_.data_dir + "/instance-uids",
+                                        opts_.instance_uid_first,
+                                        opts_.instance_uid_last);
+      if (users.ok()) {
+        ns_users_ = std::move(*users);
+        InstanceUser placeholder;  // the mode's name; uids come per namespace
+        placeholder.name = kPerNamespace;
+        user_ = placeholder;
+        log_->info(
+            "runtime: instances run as a user per namespace (uids {}-{}; {} "
+            "namespace(s) have one, in {}/instance-uids)",
+            opts_.instance_uid_first, opts_.instance_uid_last,
+            ns_users_->Assigned().size(), opts_.data_dir);
+      } else {
+        user_ = absl::FailedPreconditionError(
+            absl::StrCat("instance user: ", users.status().message()));
+      }
     } else {
+      user_ = OpenUser(opts_.instance_user);
+      if (user_.ok()) {
+        log_->info("runtime: instances run as user {} (uid {}, gid {})",
+                   user_->name, user_->uid, user_->gid);
+      }
+    }
+    if (!user_.ok()) {
       log_->error("runtime: instances cannot start: {}",
                   user_.status().ToString());
     }
@@ -862,10 +884,13 @@ class ProcessRuntime::Impl {
     }
     SpawnSpec spec;
     // user_ is ok here (Start checks it; a restart keeps the one it had).
-    const bool other_user = user_.ok() && user_->uid != geteuid();
+    absl::StatusOr<InstanceUser> user = user_;
+    if (ns_users_ != nullptr) user = ns_users_->For(p.info.namespace_());
+    if (!user.ok()) return user.status();
+    const bool other_user = user->uid != geteuid();
     spec.env = BuildInstanceEnv(p.info, tmpl, opts_.extra_path, *p.secret_env,
-                                other_user ? &*user_ : nullptr);
-    if (other_user) spec.user = *user_;
+                                other_user ? &*user : nullptr);
+    if (other_user) spec.user = *user;
     spec.extra_cgroups.assign(p.rec.limit_cgroups().begin(),
                               p.rec.limit_cgroups().end());
     if (limits_.memory() == "rlimit")
@@ -1497,6 +1522,7 @@ class ProcessRuntime::Impl {
   std::optional<InstanceCgroups> cgroups_;  // unset: subreaper
   InstanceLimits limits_;
   absl::StatusOr<InstanceUser> user_;
+  std::unique_ptr<NamespaceUsers> ns_users_;  // --instance-user=per-namespace
   const std::string boot_id_ = BootId();
 
   // Supervisor thread (io_ is thread-safe; the timers below are its own).

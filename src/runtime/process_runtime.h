@@ -59,11 +59,16 @@ struct ProcessRuntimeOptions {
   // (cgroup v2 controllers, else cgroup v1 hierarchies, else RLIMIT_AS for
   // memory), "rlimit" (no cgroup controllers) or "off" (not enforced).
   std::string limits = "auto";
-  // The user instances run as (a name or a uid): "" = tidald's own user.
-  // Another user than tidald's needs tidald to run as root; Start() fails
-  // with FailedPrecondition while it cannot be used (no such user, not
-  // root). tidald passes --instance-user (default nobody when root).
+  // The user instances run as (a name or a uid): "" = tidald's own user;
+  // "per-namespace": a uid of [instance_uid_first, instance_uid_last] for
+  // each namespace (namespace_users.h), remembered in
+  // <data_dir>/instance-uids. Another user than tidald's needs tidald to
+  // run as root; Start() fails with FailedPrecondition while it cannot be
+  // used (no such user, not root). tidald passes --instance-user (default
+  // per-namespace when root).
   std::string instance_user;
+  uint32_t instance_uid_first = 1879048192;  // 0x70000000
+  uint32_t instance_uid_last = 1879048192 + 65535;
   // Start() fails with RESOURCE_EXHAUSTED beyond this many instances; 0 = no
   // limit.
   int max_instances = 0;

@@ -255,6 +255,9 @@ absl::StatusOr<Spawned> Spawn(
       _exit(127);
     };
     if (!spawn_failed) {
+      // tidald's own files are private (umask 077 in tidald); an instance's
+      // are as usual.
+      umask(022);
       if (as_limit.rlim_cur > 0 && setrlimit(RLIMIT_AS, &as_limit) != 0)
         fail('r');
       // Drop privileges: groups first, the uid last (after it nothing

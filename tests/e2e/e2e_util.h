@@ -95,6 +95,7 @@ class Daemon {
   int gateway_port() const { return gateway_port_; }
   int admin_port() const { return admin_port_; }
   const std::string& log_path() const { return log_path_; }
+  const std::string& data_dir() const { return data_dir_; }
   // Runs tidalctl against this daemon (with the bootstrap admin token).
   CommandResult Ctl(const std::vector<std::string>& args,
                     const std::string& input = "");

@@ -1,6 +1,7 @@
 // Instance isolation end to end (docs/runtime.md, "Limits and isolation"):
-// tidald as root runs instances as nobody by default, and a memory hog with
-// resources.memory 64Mi is killed and shown OOMKilled by tidalctl.
+// tidald as root runs each namespace's instances as a user of its own by
+// default, and a memory hog with resources.memory 64Mi is killed and shown
+// OOMKilled by tidalctl.
 
 #include <signal.h>
 #include <unistd.h>
@@ -41,11 +42,13 @@ class IsolationE2ETest : public DaemonTest {
   }
 };
 
-// tidald as root, no --instance-user: the sample app runs as nobody and is
-// served through the gateway on its port.
-TEST_F(IsolationE2ETest, InstancesRunAsNobodyByDefault) {
+// tidald as root, no --instance-user: each namespace's instances run as a
+// uid of their own (not root, not nobody), served through the gateway on
+// their port; an instance of another namespace can neither read their
+// environment nor signal them, nor read tidald's data directory.
+TEST_F(IsolationE2ETest, EachNamespaceRunsAsAUserOfItsOwnByDefault) {
   if (geteuid() != 0) GTEST_SKIP() << "tidald must run as root to switch";
-  std::cout << "mechanism exercised: setuid to nobody (tidald's default)\n";
+  std::cout << "mechanism exercised: a uid per namespace (tidald's default)\n";
   auto r = Apply(absl::StrCat(R"(apiVersion: tidal.dev/v1
 kind: App
 metadata:
@@ -57,6 +60,7 @@ spec:
                               BuildDir(), R"(/examples/tidal-sample-app"]
     args: ["--version", ")",
                               marker_, R"("]
+    env: {API_KEY: key-of-default}
     readinessProbe:
       httpGet: {path: /healthz}
 )"));
@@ -66,20 +70,54 @@ spec:
     pids = FindProcesses(marker_);
     return pids.size() == 1 && Ready("who") == 1;
   })) << daemon_->Ctl({"describe", "app", "who"}).out;
-  std::string uid;
-  for (absl::string_view line : absl::StrSplit(
-           ReadAll(absl::StrCat("/proc/", pids[0], "/status")), '\n')) {
-    if (absl::ConsumePrefix(&line, "Uid:"))
-      uid = std::string(absl::StripAsciiWhitespace(line));
-  }
+  auto uid_of = [](pid_t pid) {
+    std::string uid;
+    for (absl::string_view line : absl::StrSplit(
+             ReadAll(absl::StrCat("/proc/", pid, "/status")), '\n')) {
+      if (absl::ConsumePrefix(&line, "Uid:"))
+        uid = std::string(absl::StripAsciiWhitespace(line));
+    }
+    return uid;
+  };
+  const std::string uid = uid_of(pids[0]);
   std::cout << "instance Uid: " << uid << "\n";
-  EXPECT_EQ(uid, "65534\t65534\t65534\t65534");
+  EXPECT_TRUE(absl::StartsWith(uid, "18790481")) << uid;
   EXPECT_TRUE(absl::StrContains(ReadAll(daemon_->log_path()),
-                                "instances run as user nobody"));
+                                "instances run as a user per namespace"));
   auto hello = HttpGet(daemon_->gateway_port(), AppHost("who"), "/");
   EXPECT_EQ(hello.status, 200) << hello.error;
   EXPECT_TRUE(absl::StrContains(hello.body, "hello from " + marker_))
       << hello.body;
+
+  // Another namespace tries the first one's secrets and tidald's files.
+  const std::string probe = marker_ + "-probe";
+  r = Apply(
+      absl::StrCat(R"(apiVersion: tidal.dev/v1
+kind: App
+metadata:
+  name: nosy
+  namespace: other
+spec:
+  replicas: 1
+  template:
+    command: ["/bin/sh", "-c", "cat /proc/)",
+                   pids[0], R"(/environ || echo environ-denied; kill -0 )",
+                   pids[0], R"( || echo kill-denied; ls )", daemon_->data_dir(),
+                   R"( || echo datadir-denied; sleep 1000; : )", probe, R"("]
+)"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  CommandResult logs;
+  ASSERT_TRUE(Eventually([&] {
+    logs = daemon_->Ctl({"logs", "nosy", "-n", "other"});
+    return absl::StrContains(logs.out, "datadir-denied");
+  })) << logs.out
+      << logs.err;
+  EXPECT_TRUE(absl::StrContains(logs.out, "environ-denied")) << logs.out;
+  EXPECT_TRUE(absl::StrContains(logs.out, "kill-denied")) << logs.out;
+  EXPECT_FALSE(absl::StrContains(logs.out, "key-of-default")) << logs.out;
+  std::vector<pid_t> nosy = FindProcesses(probe);
+  ASSERT_EQ(nosy.size(), 1u);
+  EXPECT_NE(uid_of(nosy[0]), uid);
 }
 
 // The bar: resources.memory 64Mi and a Python process allocating towards

@@ -298,6 +298,60 @@ TEST_F(LimitsTest, InstanceRunsAsTheConfiguredUser) {
   EXPECT_TRUE(absl::StrContains(log, "uid=65534 user=nobody")) << log;
 }
 
+// instance_user per-namespace (tidald's default as root): each namespace's
+// instances run as a uid of their own, so one tenant's instance cannot read
+// another's environment (its secret values) nor signal its processes; the
+// same namespace keeps its uid across a restart of the runtime.
+TEST_F(LimitsTest, EachNamespaceRunsAsAUserOfItsOwn) {
+  if (geteuid() != 0) GTEST_SKIP() << "only root can switch users";
+  ProcessRuntimeOptions o = Options();
+  o.instance_user = "per-namespace";
+  o.instance_uid_first = 1879048192;
+  o.instance_uid_last = 1879048192 + 99;
+  Make(o);
+  std::cout << "mechanism exercised: a uid per namespace\n";
+  auto in = [&](const std::string& ns, const std::string& script) {
+    InstanceRequest req = Request({"/bin/sh", "-c", script}, 0, 0);
+    req.namespace_ = ns;
+    req.tmpl.add_env()->set_name("SECRET");
+    req.tmpl.mutable_env(0)->set_value("s3cret-of-" + ns);
+    return rt_->Start(req);
+  };
+  auto a = in("team-a", "echo uid=$(id -u); exec sleep 1000");
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(Eventually(
+      [&] { return absl::StrContains(ReadFile(a->log_path()), "uid="); }));
+  const pid_t victim = static_cast<pid_t>(a->pid());
+  auto b =
+      in("team-b",
+         absl::StrCat("echo uid=$(id -u) user=$USER; ", "cat /proc/", victim,
+                      "/environ || echo environ-denied; ", "kill -0 ", victim,
+                      " || echo kill-denied; ", "exec sleep 1000"));
+  ASSERT_TRUE(b.ok()) << b.status();
+  std::string log;
+  ASSERT_TRUE(Eventually([&] {
+    log = ReadFile(b->log_path());
+    return absl::StrContains(log, "kill-denied");
+  })) << log;
+  EXPECT_TRUE(absl::StrContains(log, "environ-denied")) << log;
+  EXPECT_FALSE(absl::StrContains(log, "s3cret-of-team-a")) << log;
+  EXPECT_TRUE(absl::StrContains(log, "user=tidal-team-b")) << log;
+  const std::string uid_a = StatusLine(victim, "Uid");
+  const std::string uid_b = StatusLine(static_cast<pid_t>(b->pid()), "Uid");
+  EXPECT_NE(uid_a, uid_b);
+  EXPECT_TRUE(absl::StartsWith(uid_a, "18790481")) << uid_a;
+  // The same namespace again, after a restart: the same uid.
+  for (const auto& i : rt_->List())
+    rt_->Stop(i.id(), absl::ZeroDuration()).IgnoreError();
+  ASSERT_TRUE(rt_->WaitForNoInstances(absl::Seconds(20)));
+  Make(o);
+  auto again = in("team-a", "echo uid=$(id -u); exec sleep 1000");
+  ASSERT_TRUE(again.ok()) << again.status();
+  ASSERT_TRUE(Eventually(
+      [&] { return absl::StrContains(ReadFile(again->log_path()), "uid="); }));
+  EXPECT_EQ(StatusLine(static_cast<pid_t>(again->pid()), "Uid"), uid_a);
+}
+
 // A working directory the instance's user may not enter fails the start
 // with the reason (and the user) in the instance's message.
 TEST_F(LimitsTest, WorkingDirClosedToTheUserIsReported) {
