@@ -232,9 +232,11 @@ int Main(int argc_in, char** argv_in) {
       "apply --wait, rollout status and delete --wait (default 10m)");
   app.add_option("-n,--namespace", ctx.ns,
                  "namespace (default: the context's, else default)");
-  app.add_option("--token", ctx.token_flag,
-                 "API token (default: $TIDAL_TOKEN, then the context's, then "
-                 "a local tidald's bootstrap token if readable)");
+  CLI::Option* token = app.add_option(
+      "--token", ctx.token_flag,
+      "API token (default: $TIDAL_TOKEN, then the context's, then "
+      "a local tidald's bootstrap token if readable)");
+  ctx.token_given = [token] { return token->count() > 0; };
   app.add_option("--context", ctx.context_flag,
                  "the context of ~/.config/tidal/config.yaml to use (default: "
                  "its current-context)");

@@ -13,7 +13,9 @@
 #include <sstream>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/private_file.h"
 
 namespace tidal::cli {
@@ -169,7 +171,7 @@ absl::StatusOr<std::string> ContextToken(const ClientContext& c) {
   return *t;
 }
 
-std::string LocalBootstrapToken() {
+std::optional<LocalToken> LocalBootstrapToken() {
   std::vector<std::string> dirs;
   if (const char* xdg = std::getenv("XDG_DATA_HOME"); xdg && *xdg) {
     dirs.push_back(absl::StrCat(xdg, "/tidal"));
@@ -181,10 +183,36 @@ std::string LocalBootstrapToken() {
   for (const auto& d : dirs) {
     const std::string file = d + "/admin.token";
     if (::access(file.c_str(), R_OK) != 0) continue;
+    struct stat st {};
+    if (::stat(file.c_str(), &st) != 0) continue;
     auto t = ReadFirstLine(file);
-    if (t.ok() && !t->empty()) return *t;
+    if (t.ok() && !t->empty()) return LocalToken{*t, file, st.st_uid};
   }
-  return "";
+  return std::nullopt;
+}
+
+std::vector<uid_t> ListenerUids(int port) {
+  std::vector<uid_t> uids;
+  for (const char* table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+    std::ifstream in(table);
+    std::string line;
+    std::getline(in, line);  // the header
+    while (std::getline(in, line)) {
+      // sl local_address rem_address st tx:rx tr:when retrnsmt uid ...
+      std::vector<std::string> f = absl::StrSplit(line, ' ', absl::SkipEmpty());
+      if (f.size() < 8 || f[3] != "0A") continue;  // LISTEN
+      const size_t colon = f[1].rfind(':');
+      int local_port = 0;
+      uint32_t owner = 0;
+      if (colon == std::string::npos ||
+          !absl::SimpleHexAtoi(f[1].substr(colon + 1), &local_port) ||
+          !absl::SimpleAtoi(f[7], &owner)) {
+        continue;
+      }
+      if (local_port == port) uids.push_back(owner);
+    }
+  }
+  return uids;
 }
 
 }  // namespace tidal::cli

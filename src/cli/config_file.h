@@ -1,5 +1,7 @@
 #pragma once
 
+#include <sys/types.h>
+
 // tidalctl's config file (~/.config/tidal/config.yaml, like a kubeconfig):
 // named contexts, each a server with the credentials and default namespace
 // to use with it, and the current one. docs/auth.md has the format:
@@ -15,6 +17,7 @@
 //     client-key: ...
 //   server: 127.0.0.1:7070        # older files: a server and nothing else
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -57,7 +60,19 @@ absl::StatusOr<std::string> ContextToken(const ClientContext& c);
 
 // Where tidald writes its bootstrap admin token by default
 // (<data dir>/admin.token of each default data directory), for a tidalctl
-// on the same machine: the first of them this user can read.
-std::string LocalBootstrapToken();
+// on the same machine: the first of them this user can read, and its
+// owner (the user tidald runs as).
+struct LocalToken {
+  std::string token;
+  std::string file;
+  uid_t owner = 0;
+};
+std::optional<LocalToken> LocalBootstrapToken();
+
+// The users of the sockets listening on TCP `port` (any local address, IPv4
+// or IPv6; /proc/net/tcp, tcp6): the local bootstrap token goes only to a
+// server its owner runs, not to whatever process of another user (an
+// instance) listens on the port.
+std::vector<uid_t> ListenerUids(int port);
 
 }  // namespace tidal::cli

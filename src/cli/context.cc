@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
@@ -158,6 +159,11 @@ absl::Status Context::Prepare() {
   if (ns.empty() && cc) ns = cc->ns;
   // The token: --token, TIDAL_TOKEN, the context's, or (tidald on this
   // machine) the bootstrap admin token this user can read.
+  if (token_flag.empty() && token_given && token_given()) {
+    return absl::InvalidArgumentError(
+        "--token is empty (an unset variable?): give a token, or leave the "
+        "flag out to use $TIDAL_TOKEN, the context's or the local one");
+  }
   if (!token_flag.empty()) {
     token_ = token_flag;
   } else if (const char* env = std::getenv("TIDAL_TOKEN"); env && *env) {
@@ -167,7 +173,29 @@ absl::Status Context::Prepare() {
     if (!t.ok()) return t.status();
     token_ = *t;
   }
-  if (token_.empty() && LoopbackServer(server_)) token_ = LocalBootstrapToken();
+  if (token_.empty() && LoopbackServer(server_)) {
+    // Only to a tidald its owner runs: any process may listen on a loopback
+    // port (an instance on 7070 while tidald is elsewhere or restarting).
+    if (std::optional<LocalToken> local = LocalBootstrapToken()) {
+      int port = 0;
+      std::string host = server_;
+      TakeScheme(&host);
+      std::vector<uid_t> users;
+      if (absl::SimpleAtoi(host.substr(host.rfind(':') + 1), &port)) {
+        users = ListenerUids(port);
+      }
+      if (!users.empty() &&
+          std::all_of(users.begin(), users.end(),
+                      [&](uid_t u) { return u == local->owner; })) {
+        token_ = local->token;
+      } else if (!users.empty()) {
+        err_ << "warning: not sending the bootstrap admin token of "
+             << local->file << " to " << server_ << ": another user (uid "
+             << users[0] << ") listens there, not the token's owner (uid "
+             << local->owner << "); pass --token to use it there\n";
+      }
+    }
+  }
   RETURN_IF_ERROR(PrepareTls(cc));
   if (timeout_flag.empty()) {
     // No --timeout: each request gets 30s, a wait (apply --wait, rollout

@@ -7,6 +7,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <functional>
 #include <iosfwd>
 #include <memory>
 #include <string>
@@ -47,6 +48,9 @@ class Context {
   std::string timeout_flag;  // empty: 30s per request, 10m per wait
   std::string ns;            // -n; empty = the context's, else "default"
   std::string token_flag;    // --token
+  // Whether --token was given at all (an empty one is an error, not
+  // "none": a script's unset variable must not fall back to another token).
+  std::function<bool()> token_given;
   std::string context_flag;  // --context
   // TLS (docs/tls.md), bound by Main; each falls back to its environment
   // variable (TIDAL_CA, TIDAL_CLIENT_CERT, TIDAL_CLIENT_KEY,

@@ -21,6 +21,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "api/service.h"
 #include "cli/tidalctl_fixture.h"
 #include "common/proto_time.h"
@@ -590,6 +591,61 @@ TEST_F(TidalctlTest, ATidaldOlderThanTidalctlIsNamed) {
   server->Shutdown();
 }
 
+// Records the bearer token of each List call.
+class TokenSpy final : public tidal::v1::Tidal::Service {
+ public:
+  grpc::Status List(grpc::ServerContext* ctx, const tidal::v1::ListRequest*,
+                    tidal::v1::ListResponse*) override {
+    auto it = ctx->client_metadata().find("authorization");
+    absl::MutexLock lock(&mu);
+    seen.push_back(it == ctx->client_metadata().end()
+                       ? "none"
+                       : std::string(it->second.data(), it->second.size()));
+    return grpc::Status::OK;
+  }
+  absl::Mutex mu;
+  std::vector<std::string> seen ABSL_GUARDED_BY(mu);
+};
+
+// The local bootstrap token goes to a loopback server only when the
+// token's owner listens there (not an instance of another user).
+TEST_F(TidalctlTest, TheLocalBootstrapTokenGoesOnlyToItsOwnersServer) {
+  TokenSpy spy;
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                           &port);
+  builder.RegisterService(&spy);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(port, 0);
+  const std::string at = absl::StrCat("127.0.0.1:", port);
+  fs::create_directories(dir_ / "home/.local/share/tidal");
+  const fs::path token = dir_ / "home/.local/share/tidal/admin.token";
+  { std::ofstream(token) << "tidal_0123456789abcdef_the-secret\n"; }
+  // This test process listens, as the file's owner.
+  Result r = Run({"--server", at, "get", "apps"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  // Owned by another user: not sent, and said.
+  ASSERT_EQ(::chown(token.c_str(), getuid() + 1, static_cast<gid_t>(-1)),
+            getuid() == 0 ? 0 : -1);
+  if (getuid() == 0) {
+    r = Run({"--server", at, "get", "apps"});
+    EXPECT_EQ(r.code, 0) << r.err;
+    EXPECT_TRUE(absl::StrContains(r.err,
+                                  "not sending the bootstrap admin "
+                                  "token of"))
+        << r.err;
+  }
+  absl::MutexLock lock(&spy.mu);
+  ASSERT_GE(spy.seen.size(), 1u);
+  EXPECT_EQ(spy.seen[0], "Bearer tidal_0123456789abcdef_the-secret");
+  if (getuid() == 0) {
+    ASSERT_EQ(spy.seen.size(), 2u);
+    EXPECT_EQ(spy.seen[1], "none");
+  }
+  server->Shutdown();
+}
+
 // A file without a document among several (a placeholder in a -f
 // directory) is skipped, as kubectl does; with nothing else it is an error.
 TEST_F(TidalctlTest, AFileWithoutADocumentAmongSeveralIsSkipped) {
@@ -740,6 +796,11 @@ TEST_F(TidalctlTest, ContradictionsAndUnsupportedFlagsAreUsageErrors) {
   EXPECT_EQ(r.code, 2);
   EXPECT_TRUE(absl::StrContains(
       r.err, "error: -n: must be a DNS-1123 label (at most 63 lowercase"))
+      << r.err;
+  // An empty --token (a script's unset variable) falls back to no other.
+  r = Run({"--token", "", "get", "apps"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(absl::StrContains(r.err, "--token is empty (an unset variable?)"))
       << r.err;
   ASSERT_EQ(Run({"apply", "-f", file}).code, 0);
 
