@@ -149,7 +149,11 @@ class Call {
   // its status.
   grpc::Status Finish(const absl::Status& status) {
     const absl::Status& s = denied_.ok() ? status : denied_;
-    if (Auditing() && (mutating_ || !denied_.ok())) {
+    // A denial the callee decides (the token calls check roles themselves)
+    // is one too.
+    const bool denied = !denied_.ok() || absl::IsPermissionDenied(s) ||
+                        absl::IsUnauthenticated(s);
+    if (Auditing() && (mutating_ || denied)) {
       event_.set_audit_id(request_id_);
       event_.set_stage("ResponseComplete");
       *event_.mutable_request_received_timestamp() = ToProtoTime(received_);
@@ -162,9 +166,7 @@ class Call {
       rs->set_code(static_cast<int>(s.code()));
       rs->set_status(absl::StatusCodeToString(s.code()));
       rs->set_message(std::string(s.message()));
-      event_.set_outcome(!denied_.ok() ? "denied"
-                         : s.ok()      ? "allowed"
-                                       : "error");
+      event_.set_outcome(denied ? "denied" : s.ok() ? "allowed" : "error");
       event_.add_source_ips(Peer());
       auth_->audit()->Write(event_);
     }

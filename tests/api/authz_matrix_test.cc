@@ -567,11 +567,21 @@ TEST_F(AuthzMatrixTest, MutatingAndDeniedCallsAreAuditedAndReadsAreNot) {
   ASSERT_TRUE(absl::IsPermissionDenied(Call("Scale", kB, dev, "d")));
   ASSERT_TRUE(Call("Get", kA, dev, "d").ok());
   ASSERT_TRUE(absl::IsUnauthenticated(Call("Get", kA, "", "d")));
+  // The token calls decide their denials themselves: audited as denials,
+  // a read (ListTokens) included.
+  ASSERT_TRUE(absl::IsPermissionDenied(Call("ListTokens", kA, dev, "d")));
+  ASSERT_TRUE(absl::IsPermissionDenied(Call("CreateToken", kA, dev, "d")));
   audit_->Flush();
   std::ifstream in(dir_ + "/audit.log");
   std::vector<std::string> lines;
   for (std::string l; std::getline(in, l);) lines.push_back(l);
-  ASSERT_EQ(lines.size(), 3u);
+  ASSERT_EQ(lines.size(), 5u);
+  for (int i : {3, 4}) {
+    EXPECT_NE(lines[i].find("\"outcome\":\"denied\""), std::string::npos)
+        << lines[i];
+  }
+  EXPECT_NE(lines[3].find("\"method\":\"ListTokens\""), std::string::npos);
+  EXPECT_NE(lines[4].find("\"method\":\"CreateToken\""), std::string::npos);
   EXPECT_NE(lines[0].find("\"username\":\"developer-a\""), std::string::npos);
   EXPECT_NE(lines[0].find("\"verb\":\"scale\""), std::string::npos);
   EXPECT_NE(lines[0].find("\"namespace\":\"team-a\",\"name\":\"web\""),
