@@ -141,17 +141,20 @@ class AdminServer::Impl {
     } else if (target == "/healthz") {
       res->result(http::status::ok);
       res->body() = "ok\n";
-    } else if (target == "/readyz") {
-      absl::Status ready = ready_();
+    } else if (target == "/readyz" ||
+               (target == "/readyz/gateway" && gateway_ready_)) {
+      const bool whole = target == "/readyz";
+      absl::Status ready = whole ? ready_() : gateway_ready_();
       res->result(ready.ok() ? http::status::ok
                              : http::status::service_unavailable);
       res->body() = ready.ok()
                         ? "ready\n"
                         : absl::StrCat("not ready: ", ready.message(), "\n");
-      if (ready_detail_) res->body() += ready_detail_();
+      if (whole && ready_detail_) res->body() += ready_detail_();
     } else {
       res->result(http::status::not_found);
-      res->body() = "not found: try /metrics, /healthz or /readyz\n";
+      res->body() =
+          "not found: try /metrics, /healthz, /readyz or /readyz/gateway\n";
     }
     res->prepare_payload();
   }
@@ -161,6 +164,7 @@ class AdminServer::Impl {
   std::function<std::string()> ready_detail_;
 
  public:
+  std::function<absl::Status()> gateway_ready_;  // set before Start
   std::function<bool(const std::string&)> takes_;
   std::function<void(int, std::string)> adopt_;
 
@@ -184,6 +188,9 @@ void AdminServer::set_handoff(
     std::function<void(int fd, std::string consumed)> adopt) {
   impl_->takes_ = std::move(takes);
   impl_->adopt_ = std::move(adopt);
+}
+void AdminServer::set_gateway_ready(std::function<absl::Status()> ready) {
+  impl_->gateway_ready_ = std::move(ready);
 }
 absl::Status AdminServer::Start(const std::string& address) {
   return impl_->Start(address);

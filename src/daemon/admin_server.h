@@ -24,6 +24,10 @@ class AdminServer {
               std::function<std::string()> ready_detail = nullptr);
   ~AdminServer();
 
+  // /readyz/gateway: 200 "ready" or 503 "not ready: <its message>" from
+  // `ready` (for load balancers in front of the gateway). Before Start.
+  void set_gateway_ready(std::function<absl::Status()> ready);
+
   // Requests whose target `takes` accepts are handed over with their
   // connection: `adopt` gets the socket and the bytes read from it (the
   // request, and what followed); the admin server forgets it (the

@@ -453,6 +453,7 @@ Server::~Server() {
   // (so it never restarts an API being torn down) and the API server (it
   // calls into its service, destroyed before it otherwise).
   if (api_health_) api_health_->Stop();
+  if (store_health_) store_health_->Stop();
   if (dashboard_) dashboard_->Stop();
   // The gateway's threads ask history_apps_, destroyed before the gateway.
   gateway_.Stop();
@@ -547,6 +548,10 @@ absl::Status Server::Start() {
   } else if (auto st = StartControllerSide(); !st.ok()) {
     return st;
   }
+  store_health_ = std::make_unique<CachedHealth>(
+      CachedHealth::Options(), [this] { return CheckStore(); });
+  store_health_->Start();
+  admin_.set_gateway_ready([this] { return GatewayReady(); });
   if (auto st = admin_.Start(config_.admin_listen); !st.ok()) return st;
   started_ = true;
   log->info(
@@ -563,6 +568,7 @@ void Server::Stop() {
   if (!started_) return;
   started_ = false;
   api_health_->Stop();
+  store_health_->Stop();
   // The dashboard's streams call the API: they end first.
   if (dashboard_) dashboard_->Stop();
   {
@@ -842,26 +848,51 @@ std::string Server::MetricsText() {
 // data can be read (and, after a full disk, written), and the API answers a
 // new connection.
 std::string Server::ReadyDetail() {
-  if (!config_.ha.enabled) return "";
+  return store_health_ ? store_health_->Detail() : "";
+}
+
+absl::Status Server::GatewayReady() {
+  if (gateway_.port() <= 0) {
+    return absl::UnavailableError("the gateway does not listen yet");
+  }
+  if (route_watcher_ != nullptr && !route_watcher_->synced()) {
+    return absl::UnavailableError(
+        "the gateway has not read the routes from the store yet");
+  }
+  return absl::OkStatus();
+}
+
+CachedHealth::Result Server::CheckStore() {
+  CachedHealth::Result r;
+  r.status = store_->Health();
+  if (!config_.ha.enabled) return r;
   auto leader = CurrentLeader(store_.get());
   if (!leader.ok()) {
-    return absl::StrCat("leader: unknown (", leader.status().ToString(), ")\n");
+    r.detail =
+        absl::StrCat("leader: unknown (", leader.status().ToString(), ")\n");
+    return r;
   }
   std::string out = absl::StrCat("node: ", config_.ha.node,
                                  leading() ? " (leader)\n" : " (standby)\n");
-  if (!leader->present)
-    return out + "leader: none (an election is under way)\n";
+  if (!leader->present) {
+    r.detail = out + "leader: none (an election is under way)\n";
+    return r;
+  }
   const auto& since = leader->record.since();
   absl::StrAppend(&out, "leader: ", leader->record.node(), " since ",
                   absl::FormatTime(absl::RFC3339_sec,
                                    absl::FromUnixSeconds(since.seconds()),
                                    absl::UTCTimeZone()),
                   " (token ", leader->token, ")\n");
-  return out;
+  r.detail = std::move(out);
+  return r;
 }
 
 absl::Status Server::Ready() {
-  if (auto st = store_->Health(); !st.ok()) return st;
+  if (store_health_ == nullptr) {
+    return absl::UnavailableError("tidald is starting");
+  }
+  if (auto st = store_health_->Current(); !st.ok()) return st;
   if (api_health_ == nullptr || !api_health_->Healthy()) {
     return absl::UnavailableError("the API does not answer a new connection");
   }

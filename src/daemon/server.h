@@ -71,6 +71,7 @@
 #include "controller/work_queue.h"
 #include "daemon/admin_server.h"
 #include "daemon/api_health.h"
+#include "daemon/cached_health.h"
 #include "daemon/config.h"
 #include "dashboard/dashboard.h"
 #include "deployer/control.h"
@@ -156,6 +157,12 @@ class Server {
   std::string MetricsText() ABSL_LOCKS_EXCLUDED(api_mu_);
   absl::Status Ready();
   std::string ReadyDetail();
+  // The store's health and (HA) the leader, checked on their own thread
+  // (store_health_), so /readyz answers at once even while etcd does not.
+  CachedHealth::Result CheckStore();
+  // /readyz/gateway: the gateway listens and has its routes (HA: read once
+  // from the store); the store's health does not count.
+  absl::Status GatewayReady();
   // HA: the options of the parts built in the initializer list.
   ha::DemandRelay::Options RelayOptions();
   HistoryRecorder::AppsFn HistoryApps();
@@ -241,6 +248,7 @@ class Server {
   std::string api_address_ ABSL_GUARDED_BY(api_mu_);
   // Made once the API has its port (Start).
   std::unique_ptr<ApiHealth> api_health_;
+  std::unique_ptr<CachedHealth> store_health_;
   AdminServer admin_;
   // The web dashboard (null with --dashboard-listen=off).
   std::unique_ptr<dashboard::Dashboard> dashboard_;

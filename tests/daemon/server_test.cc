@@ -157,6 +157,11 @@ TEST_F(ServerTest, ReconcilingResumesAfterTheControllerSideRestarts) {
   EXPECT_EQ(resp.status, 200) << resp.error;
   auto ready = e2e::HttpGet(server_->admin_port(), "127.0.0.1", "/readyz");
   EXPECT_EQ(ready.status, 200) << ready.error << ready.body;
+  // The gateway's own readiness, for load balancers in front of it.
+  auto gateway =
+      e2e::HttpGet(server_->admin_port(), "127.0.0.1", "/readyz/gateway");
+  EXPECT_EQ(gateway.status, 200) << gateway.error << gateway.body;
+  EXPECT_EQ(gateway.body, "ready\n");
   // Nothing reconciled the new generation meanwhile.
   EXPECT_EQ(Stored().status().observed_generation(), 1);
 

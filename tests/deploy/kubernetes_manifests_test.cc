@@ -442,8 +442,9 @@ TEST_F(ManifestsTest, DeploymentRunsHighlyAvailableWithTheKubernetesRuntime) {
     EXPECT_TRUE(get.IsDefined()) << kind;
     return std::make_pair(Scalar(get["path"]), Scalar(get["port"]));
   };
-  EXPECT_EQ(probe("readinessProbe"),
-            std::make_pair(std::string("/readyz"), std::string("admin")));
+  EXPECT_EQ(
+      probe("readinessProbe"),
+      std::make_pair(std::string("/readyz/gateway"), std::string("admin")));
   EXPECT_EQ(probe("livenessProbe"),
             std::make_pair(std::string("/healthz"), std::string("admin")));
 

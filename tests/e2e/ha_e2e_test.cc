@@ -513,6 +513,26 @@ TEST(HaE2ETest, NetnsKillTheLeaderAndPartitionIt) {
     return stopped.has_value() && started.has_value();
   }));
   EXPECT_LT(*stopped, *started);
+  // Cut off from etcd, the old leader is not ready, and says so at once
+  // (from the last check, not after the store's deadline); its gateway still
+  // serves what it has, so load balancers probing /readyz/gateway keep it.
+  HttpResponse cut_ready, cut_gateway;
+  EXPECT_TRUE(Eventually(
+      [&] {
+        net->RunOn(leader, [&] {
+          cut_ready = HttpGet(c.node(leader).admin_port(), "admin", "/readyz",
+                              absl::Seconds(1), c.node(leader).host());
+        });
+        return cut_ready.status == 503;
+      },
+      absl::Seconds(30)))
+      << cut_ready.status << " " << cut_ready.error << " " << cut_ready.body;
+  net->RunOn(leader, [&] {
+    cut_gateway =
+        HttpGet(c.node(leader).admin_port(), "admin", "/readyz/gateway",
+                absl::Seconds(1), c.node(leader).host());
+  });
+  EXPECT_EQ(cut_gateway.status, 200) << cut_gateway.error << cut_gateway.body;
   ASSERT_TRUE(net->SetLinkUp(leader, true));
   // Healed: the old leader follows the new one, says so on /readyz and in
   // its metrics, and nothing ran twice.
@@ -524,12 +544,19 @@ TEST(HaE2ETest, NetnsKillTheLeaderAndPartitionIt) {
     metrics = HttpGet(c.node(leader).admin_port(), "admin", "/metrics",
                       absl::Seconds(10), c.node(leader).host())
                   .body;
-    readyz = HttpGet(c.node(leader).admin_port(), "admin", "/readyz",
-                     absl::Seconds(10), c.node(leader).host())
-                 .body;
   });
   EXPECT_TRUE(absl::StrContains(metrics, "\ntidal_leader 0\n")) << metrics;
-  EXPECT_TRUE(absl::StrContains(readyz, absl::StrCat("leader: n", next)))
+  // /readyz answers from a check made every second.
+  EXPECT_TRUE(Eventually(
+      [&] {
+        net->RunOn(leader, [&] {
+          readyz = HttpGet(c.node(leader).admin_port(), "admin", "/readyz",
+                           absl::Seconds(10), c.node(leader).host())
+                       .body;
+        });
+        return absl::StrContains(readyz, absl::StrCat("leader: n", next));
+      },
+      absl::Seconds(10)))
       << readyz;
   const std::string refused_name = "\ntidal_fenced_writes_refused_total ";
   const size_t at = metrics.find(refused_name);

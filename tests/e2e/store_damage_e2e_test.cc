@@ -208,8 +208,14 @@ TEST(StoreDamageE2E, FullDataDirectoryIsReportedAsSuchUntilSpaceIsFreed) {
       << apply.err;
   EXPECT_FALSE(absl::StrContains(apply.err, "cannot reach")) << apply.err;
   HttpClient admin(d.admin_port(), "127.0.0.1");
-  auto ready = admin.Get("/readyz");
-  EXPECT_EQ(ready.status, 503);
+  // /readyz answers from a check made every second.
+  HttpResponse ready;
+  EXPECT_TRUE(Eventually(
+      [&] {
+        ready = admin.Get("/readyz");
+        return ready.status == 503;
+      },
+      absl::Seconds(10)));
   EXPECT_TRUE(absl::StrContains(ready.body, "the data directory is full"))
       << ready.body;
   EXPECT_EQ(ListedApps(d), 2);  // reads go on
