@@ -214,6 +214,57 @@ bool IsWildcard(const std::string& host) {
   return host.empty() || host == "0.0.0.0" || host == "::" || host == "[::]";
 }
 
+// TLS to etcd: the files are checked here, read when the store opens.
+absl::Status MakeEtcdTls(const DaemonFlags& flags, DaemonConfig* c) {
+  DaemonConfig::EtcdTls& t = c->etcd_tls;
+  t.ca_file = flags.etcd_cacert;
+  t.cert_file = flags.etcd_cert;
+  t.key_file = flags.etcd_key;
+  t.server_name = flags.etcd_server_name;
+  const std::string endpoints = c->store_spec.substr(strlen("etcd:"));
+  t.enabled = absl::StrContains(endpoints, "https://") || !t.ca_file.empty();
+  if (t.cert_file.empty() != t.key_file.empty()) {
+    return FlagError(t.cert_file.empty() ? "--etcd-cert" : "--etcd-key",
+                     "--etcd-cert and --etcd-key go together");
+  }
+  if (!t.enabled && (!t.cert_file.empty() || !t.server_name.empty())) {
+    return FlagError(
+        t.cert_file.empty() ? "--etcd-server-name" : "--etcd-cert",
+        "is for TLS to etcd: name https:// endpoints in --store (or give "
+        "--etcd-cacert)");
+  }
+  if (absl::StrContains(endpoints, "http://") && t.enabled) {
+    return FlagError("--store",
+                     "names http:// etcd endpoints, but TLS to etcd is on "
+                     "(--etcd-cacert): use https://");
+  }
+  if (!t.ca_file.empty())
+    RETURN_IF_ERROR(CheckCaFile(t.ca_file, "--etcd-cacert"));
+  if (!t.cert_file.empty()) {
+    RETURN_IF_ERROR(CheckKeyPairFiles(t.cert_file, "--etcd-cert", t.key_file,
+                                      "--etcd-key"));
+  }
+  if (!t.enabled) {
+    // Whoever reaches etcd can run commands on every node: say so unless
+    // it is this machine's loopback.
+    for (absl::string_view ep : absl::StrSplit(endpoints, ',')) {
+      ep = absl::StripAsciiWhitespace(ep);
+      absl::ConsumePrefix(&ep, "http://");
+      if (!absl::StartsWith(ep, "127.") && !absl::StartsWith(ep, "[::1]") &&
+          !absl::StartsWith(ep, "localhost:")) {
+        c->warnings.push_back(absl::StrCat(
+            "etcd at ", ep,
+            " is reached in plain text, without a client certificate: "
+            "whoever reaches it can read the store and run commands on "
+            "every node (docs/ha.md, \"Securing etcd\": https:// endpoints, "
+            "--etcd-cacert, --etcd-cert, --etcd-key)"));
+        break;
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status MakeHaOptions(const DaemonFlags& flags,
                            const std::pair<std::string, int>& gateway,
                            DaemonConfig* c) {
@@ -276,6 +327,7 @@ absl::Status MakeHaOptions(const DaemonFlags& flags,
     return FlagError("--etcd-compact-keep", "must be >= 0 (0 = no compaction)");
   }
   ha.compact_keep = flags.etcd_compact_keep;
+  RETURN_IF_ERROR(MakeEtcdTls(flags, c));
   ASSIGN_OR_RETURN(ha.compact_interval,
                    PositiveDurationFlag("--etcd-compact-interval",
                                         flags.etcd_compact_interval));

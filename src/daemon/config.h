@@ -107,6 +107,11 @@ struct DaemonFlags {
   std::string node_lost_timeout = "30s";
   int64_t etcd_compact_keep = 10000;
   std::string etcd_compact_interval = "5m";
+  // TLS to etcd (docs/ha.md, "Securing etcd").
+  std::string etcd_cacert;
+  std::string etcd_cert;
+  std::string etcd_key;
+  std::string etcd_server_name;
   // Where instances run (docs/kubernetes.md): "process" or "kubernetes".
   std::string runtime = "process";
   std::string kube_config;     // a kubeconfig; empty: in-cluster
@@ -184,6 +189,13 @@ struct DaemonConfig {
   std::string store_spec;
   std::string store_name;
   std::string store_flags;
+  // TLS to etcd: PEM files checked by MakeDaemonConfig, read by OpenStore.
+  // TLS is on with https:// endpoints or a CA file.
+  struct EtcdTls {
+    bool enabled = false;
+    std::string ca_file, cert_file, key_file, server_name;
+  };
+  EtcdTls etcd_tls;
 
   ProcessRuntimeOptions runtime;
   // Without on_demand: the Server wires it.

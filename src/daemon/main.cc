@@ -354,6 +354,17 @@ int main(int argc, char** argv) {
   app.add_option("--etcd-compact-interval", flags.etcd_compact_interval,
                  "How often the leader compacts etcd's history")
       ->capture_default_str();
+  app.add_option("--etcd-cacert", flags.etcd_cacert,
+                 "CA file etcd's certificates are checked against; turns TLS "
+                 "to etcd on (so do https:// endpoints in --store)");
+  app.add_option("--etcd-cert", flags.etcd_cert,
+                 "Client certificate for etcd (its --client-cert-auth; with "
+                 "etcd auth on, its common name is the etcd user)");
+  app.add_option("--etcd-key", flags.etcd_key,
+                 "The private key of --etcd-cert");
+  app.add_option("--etcd-server-name", flags.etcd_server_name,
+                 "The name etcd's certificates must carry (default: the "
+                 "first endpoint's host)");
   // Instances on Kubernetes (docs/kubernetes.md).
   app.add_option("--runtime", flags.runtime,
                  "Where instances run: process (local child processes) or "

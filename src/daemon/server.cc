@@ -17,6 +17,8 @@
 #include "common/logging.h"
 #include "common/port_check.h"
 #include "common/secret_box.h"
+#include "common/status_macros.h"
+#include "common/tls_files.h"
 #include "daemon/store_identity.h"
 #include "grpcpp/channel.h"
 #include "runtime/kubernetes/kube_client.h"
@@ -69,7 +71,21 @@ absl::StatusOr<std::unique_ptr<Store>> OpenStore(const DaemonConfig& config) {
     if (!store.ok()) return store.status();
     return std::unique_ptr<Store>(std::move(*store));
   }
-  auto store = EtcdStore::Open(spec.substr(strlen("etcd:")));
+  EtcdStore::Options etcd_opts;
+  const DaemonConfig::EtcdTls& tls = config.etcd_tls;
+  etcd_opts.tls.enabled = tls.enabled;
+  etcd_opts.tls.server_name = tls.server_name;
+  if (!tls.ca_file.empty()) {
+    ASSIGN_OR_RETURN(etcd_opts.tls.root_certs,
+                     ReadFlagFile(tls.ca_file, "--etcd-cacert"));
+  }
+  if (!tls.cert_file.empty()) {
+    ASSIGN_OR_RETURN(etcd_opts.tls.cert_chain,
+                     ReadFlagFile(tls.cert_file, "--etcd-cert"));
+    ASSIGN_OR_RETURN(etcd_opts.tls.private_key,
+                     ReadFlagFile(tls.key_file, "--etcd-key"));
+  }
+  auto store = EtcdStore::Open(spec.substr(strlen("etcd:")), etcd_opts);
   if (!store.ok()) return store.status();
   return std::unique_ptr<Store>(std::move(*store));
 }

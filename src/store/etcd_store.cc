@@ -51,13 +51,52 @@ void PrefixRange(const std::string& prefix, std::string* key,
   if (range_end->empty()) *range_end = std::string(1, '\0');
 }
 
-// Resolves "HOST:PORT[,HOST:PORT]" into a gRPC target listing every address.
-absl::StatusOr<std::string> ResolveEndpoints(const std::string& endpoints) {
-  std::vector<std::string> v4, v6;
+}  // namespace
+
+absl::StatusOr<Endpoints> ParseEndpoints(const std::string& endpoints) {
+  Endpoints out;
+  int https = 0, all = 0;
   for (absl::string_view ep :
        absl::StrSplit(endpoints, ',', absl::SkipWhitespace())) {
     ep = absl::StripAsciiWhitespace(ep);
-    ep = absl::StripPrefix(ep, "http://");
+    if (ep.empty()) continue;
+    ++all;
+    if (absl::ConsumePrefix(&ep, "https://")) {
+      ++https;
+    } else {
+      absl::ConsumePrefix(&ep, "http://");
+    }
+    ep = absl::StripSuffix(ep, "/");
+    out.hosts.push_back(std::string(ep));
+  }
+  if (https > 0 && https != all) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("etcd endpoints \"", endpoints,
+                     "\" mix https:// with plain ones: name them all alike"));
+  }
+  out.tls = https > 0;
+  if (out.hosts.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("no etcd endpoints in \"", endpoints, "\""));
+  }
+  return out;
+}
+
+namespace {
+
+// The host of "HOST:PORT" or "[V6]:PORT".
+std::string EndpointHost(absl::string_view ep) {
+  if (absl::ConsumePrefix(&ep, "[")) {
+    return std::string(ep.substr(0, ep.find(']')));
+  }
+  return std::string(ep.substr(0, ep.rfind(':')));
+}
+
+// Resolves "HOST:PORT[,HOST:PORT]" into a gRPC target listing every address.
+absl::StatusOr<std::string> ResolveEndpoints(
+    const std::vector<std::string>& endpoints) {
+  std::vector<std::string> v4, v6;
+  for (absl::string_view ep : endpoints) {
     std::string host, port;
     if (absl::ConsumePrefix(&ep, "[")) {
       size_t close = ep.find("]:");
@@ -115,8 +154,8 @@ absl::StatusOr<std::string> ResolveEndpoints(const std::string& endpoints) {
   dedup(&v6);
   if (!v4.empty()) return absl::StrCat("ipv4:", absl::StrJoin(v4, ","));
   if (!v6.empty()) return absl::StrCat("ipv6:", absl::StrJoin(v6, ","));
-  return absl::InvalidArgumentError(
-      absl::StrCat("no etcd endpoints in \"", endpoints, "\""));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "no etcd endpoints in \"", absl::StrJoin(endpoints, ","), "\""));
 }
 
 WatchEvent ToWatchEvent(const mvccpb::Event& e) {
@@ -344,15 +383,33 @@ using etcd_internal::WatchRegistry;
 
 absl::StatusOr<std::unique_ptr<EtcdStore>> EtcdStore::Open(
     const std::string& endpoints, Options options) {
+  ASSIGN_OR_RETURN(etcd_internal::Endpoints parsed,
+                   etcd_internal::ParseEndpoints(endpoints));
   ASSIGN_OR_RETURN(std::string target,
-                   etcd_internal::ResolveEndpoints(endpoints));
+                   etcd_internal::ResolveEndpoints(parsed.hosts));
+  const bool tls = options.tls.enabled || parsed.tls;
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);
   args.SetMaxSendMessageSize(-1);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
-  auto channel = grpc::CreateCustomChannel(
-      target, grpc::InsecureChannelCredentials(), args);
+  std::shared_ptr<grpc::ChannelCredentials> credentials =
+      grpc::InsecureChannelCredentials();
+  std::string server_name;
+  if (tls) {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = options.tls.root_certs;
+    ssl.pem_cert_chain = options.tls.cert_chain;
+    ssl.pem_private_key = options.tls.private_key;
+    credentials = grpc::SslCredentials(ssl);
+    // The target lists addresses: the certificates are checked for the
+    // name the user gave (a member's certificate must carry it).
+    server_name = options.tls.server_name.empty()
+                      ? etcd_internal::EndpointHost(parsed.hosts.front())
+                      : options.tls.server_name;
+    args.SetSslTargetNameOverride(server_name);
+  }
+  auto channel = grpc::CreateCustomChannel(target, credentials, args);
   auto client =
       std::make_shared<Client>(std::move(channel), options.rpc_timeout);
 
@@ -367,11 +424,31 @@ absl::StatusOr<std::unique_ptr<EtcdStore>> EtcdStore::Open(
   client->SetDeadline(&ctx, options.connect_timeout);
   grpc::Status s = client->kv()->Range(&ctx, req, &resp);
   if (!s.ok()) {
+    // gRPC says little about a failed handshake: say what to check.
+    std::string hint =
+        tls ? absl::StrCat(
+                  " (over TLS: check that etcd serves https on these "
+                  "endpoints, that its certificate is signed by "
+                  "--etcd-cacert and names \"",
+                  server_name,
+                  "\" (--etcd-server-name), and, when etcd runs with "
+                  "--client-cert-auth, --etcd-cert and --etcd-key)")
+            : " (if etcd serves TLS, name https:// endpoints and "
+              "--etcd-cacert)";
+    if (s.error_code() == grpc::StatusCode::PERMISSION_DENIED ||
+        s.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
+      hint =
+          " (etcd refused this client: with etcd auth on, the client "
+          "certificate's common name must be an etcd user with "
+          "read-write access to the keyspace)";
+    }
     return absl::UnavailableError(absl::StrCat(
-        "cannot reach etcd at ", endpoints, ": ", s.error_message()));
+        "cannot reach etcd at ", endpoints, ": ", s.error_message(), hint));
   }
-  GetLogger("store")->info("connected to etcd at {} ({}), revision {}",
-                           endpoints, target, resp.header().revision());
+  GetLogger("store")->info("connected to etcd at {} ({}{}), revision {}",
+                           endpoints, target,
+                           tls ? absl::StrCat(", TLS for ", server_name) : "",
+                           resp.header().revision());
   return std::unique_ptr<EtcdStore>(new EtcdStore(options, std::move(client)));
 }
 

@@ -18,6 +18,13 @@ namespace tidal {
 namespace etcd_internal {
 class Client;
 class WatchRegistry;
+// "[http://|https://]HOST:PORT,..." split: the HOST:PORTs, and whether they
+// are https://. InvalidArgument for none, or a mix of https:// and not.
+struct Endpoints {
+  std::vector<std::string> hosts;
+  bool tls = false;
+};
+absl::StatusOr<Endpoints> ParseEndpoints(const std::string& endpoints);
 }  // namespace etcd_internal
 
 // EtcdStore implements Store with etcd's own revisions: a txn is one etcd Txn
@@ -42,12 +49,26 @@ class EtcdStore : public Store {
     absl::Duration connect_timeout = absl::Seconds(5);
     // Events a watch buffers before the reader is declared too slow.
     int64_t watch_buffer_events = 100000;
+    // TLS to etcd (docs/ha.md, "Securing etcd"): on when `enabled` or when
+    // the endpoints are https://. PEM contents, not file names.
+    struct Tls {
+      bool enabled = false;
+      std::string root_certs;   // the CA etcd's certificates are checked
+                                // against; empty: the system's roots
+      std::string cert_chain;   // a client certificate (etcd
+      std::string private_key;  // --client-cert-auth), with its key
+      // The name etcd's certificates are checked for; empty: the first
+      // endpoint's host.
+      std::string server_name;
+    };
+    Tls tls;
   };
 
   // `endpoints` is "HOST:PORT[,HOST:PORT...]" (IPv4, [IPv6] or names, which
-  // are resolved once here); the client fails over between them. Errors:
-  // InvalidArgument for a malformed list, Unavailable when no endpoint
-  // answers within connect_timeout.
+  // are resolved once here), each optionally http:// or https:// (all
+  // alike; https:// turns TLS on); the client fails over between them.
+  // Errors: InvalidArgument for a malformed list, Unavailable when no
+  // endpoint answers within connect_timeout.
   static absl::StatusOr<std::unique_ptr<EtcdStore>> Open(
       const std::string& endpoints, Options options);
   static absl::StatusOr<std::unique_ptr<EtcdStore>> Open(

@@ -418,6 +418,22 @@ TEST(DaemonConfigTest, TheEtcdStoreMakesANodeOfAHighlyAvailableCluster) {
             "heartbeats), not 100ms"},
            {[](DaemonFlags* f) { f->etcd_compact_keep = -1; },
             "--etcd-compact-keep: "},
+           {[](DaemonFlags* f) { f->etcd_cert = "/c.crt"; },
+            "--etcd-key: --etcd-cert and --etcd-key go together"},
+           {[](DaemonFlags* f) {
+              f->etcd_cert = "/c.crt";
+              f->etcd_key = "/c.key";
+            },
+            "--etcd-cert: is for TLS to etcd: name https:// endpoints"},
+           {[](DaemonFlags* f) { f->etcd_server_name = "etcd.lan"; },
+            "--etcd-server-name: is for TLS to etcd"},
+           {[](DaemonFlags* f) { f->etcd_cacert = "/nonexistent/ca.crt"; },
+            "--etcd-cacert: /nonexistent/ca.crt: "},
+           {[](DaemonFlags* f) {
+              f->store = "etcd:http://127.0.0.1:2379";
+              f->etcd_cacert = "/nonexistent/ca.crt";
+            },
+            "--store: names http:// etcd endpoints, but TLS to etcd is on"},
        }) {
     DaemonFlags bad = f;
     bad.node_name = "n1";
@@ -426,6 +442,23 @@ TEST(DaemonConfigTest, TheEtcdStoreMakesANodeOfAHighlyAvailableCluster) {
     ASSERT_FALSE(r.ok()) << b.prefix;
     EXPECT_TRUE(absl::StartsWith(r.status().message(), b.prefix)) << r.status();
   }
+  // etcd off this machine in plain text: a warning; over TLS, none.
+  DaemonFlags remote = f;
+  remote.node_name = "n1";
+  remote.store = "etcd:10.0.0.2:2379";
+  c = MakeDaemonConfig(remote, kFdLimit);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_FALSE(c->etcd_tls.enabled);
+  ASSERT_EQ(c->warnings.size(), 1u);
+  EXPECT_TRUE(absl::StrContains(c->warnings[0],
+                                "etcd at 10.0.0.2:2379 is reached in plain "
+                                "text"))
+      << c->warnings[0];
+  remote.store = "etcd:https://10.0.0.2:2379";
+  c = MakeDaemonConfig(remote, kFdLimit);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->etcd_tls.enabled);
+  EXPECT_TRUE(c->warnings.empty());
   DaemonFlags wildcard = f;
   wildcard.node_name = "n1";
   wildcard.gateway_listen = "0.0.0.0:8080";

@@ -12,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "e2e/e2e_util.h"
+#include "e2e/test_ca.h"
 #include "fakes/etcd_process.h"
 
 namespace tidal::e2e {
@@ -113,6 +114,49 @@ TEST(EtcdE2ETest, AWipedClusterIsRefusedAndTheInstancesLive) {
   ASSERT_TRUE(Eventually([&] { return TwoReady(daemon); }));
   EXPECT_EQ(Processes(marker), pids);
 
+  ASSERT_EQ(daemon.Ctl({"delete", "app", "web"}).exit_code, 0);
+  ASSERT_TRUE(Eventually([&] { return FindProcesses(marker).empty(); }));
+  for (pid_t pid : FindProcesses(marker)) kill(pid, SIGKILL);
+}
+
+// etcd behind TLS with client certificates (docs/ha.md, "Securing etcd"):
+// tidald runs on it with --etcd-cacert/--etcd-cert/--etcd-key, and without
+// the client certificate it stops at once, naming the flags to check.
+TEST(EtcdE2ETest, OnEtcdOverTlsWithAClientCertificate) {
+  if (!testing::HaveEtcd()) GTEST_SKIP() << "etcd-server is not installed";
+  if (!TestCa::Available()) GTEST_SKIP() << "no openssl command";
+  TempDir dir;
+  TestCa ca(dir.path(), "ca");
+  ASSERT_TRUE(ca.ok()) << ca.error();
+  ASSERT_TRUE(ca.Issue("etcd", "etcd", {"IP:127.0.0.1"})) << ca.error();
+  ASSERT_TRUE(ca.Issue("tidald", "tidald", {}, /*client=*/true)) << ca.error();
+  testing::EtcdProcess etcd(testing::EtcdProcess::Tls{
+      ca.Path("etcd", ".crt"), ca.Path("etcd", ".key"), ca.cert()});
+  const std::vector<std::string> tls = {
+      "--etcd-cacert=" + ca.cert(), "--etcd-cert=" + ca.Path("tidald", ".crt"),
+      "--etcd-key=" + ca.Path("tidald", ".key")};
+
+  // No client certificate: refused by etcd, said plainly.
+  CommandResult refused = e2e::Run(
+      {BuildDir() + "/src/daemon/tidald", "--data-dir=" + dir.path() + "/x",
+       StoreFlag(etcd), tls[0], "--listen=127.0.0.1:0",
+       "--gateway-listen=127.0.0.1:0", "--admin-listen=127.0.0.1:0"},
+      "", absl::Seconds(60));
+  EXPECT_EQ(refused.exit_code, 1) << refused.out << refused.err;
+  const std::string said = refused.out + refused.err;
+  EXPECT_TRUE(absl::StrContains(said, "cannot reach etcd at https://")) << said;
+  EXPECT_TRUE(absl::StrContains(said, "--etcd-cert and --etcd-key")) << said;
+
+  std::vector<std::string> flags = tls;
+  flags.push_back(StoreFlag(etcd));
+  Daemon daemon(dir.path() + "/d", flags);
+  ASSERT_TRUE(daemon.Start()) << "see " << daemon.log_path();
+  std::string marker = absl::StrCat("etcd-tls-e2e-", getpid());
+  WriteFile(dir.path() + "/app.yaml", TwoInstances(marker));
+  auto r = daemon.Ctl({"apply", "-f", dir.path() + "/app.yaml"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_TRUE(Eventually([&] { return TwoReady(daemon); }))
+      << daemon.Ctl({"describe", "app", "web"}).out;
   ASSERT_EQ(daemon.Ctl({"delete", "app", "web"}).exit_code, 0);
   ASSERT_TRUE(Eventually([&] { return FindProcesses(marker).empty(); }));
   for (pid_t pid : FindProcesses(marker)) kill(pid, SIGKILL);

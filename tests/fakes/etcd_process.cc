@@ -20,7 +20,10 @@ namespace tidal::testing {
 
 bool HaveEtcd() { return access(kEtcdBinary, X_OK) == 0; }
 
-EtcdProcess::EtcdProcess() {
+EtcdProcess::EtcdProcess() : EtcdProcess(Tls()) {}
+
+EtcdProcess::EtcdProcess(const Tls& tls) {
+  tls_ = !tls.cert_file.empty();
   std::string tmpl =
       (std::filesystem::temp_directory_path() / "tidal-etcd-XXXXXX").string();
   if (mkdtemp(tmpl.data()) == nullptr) return;
@@ -28,7 +31,7 @@ EtcdProcess::EtcdProcess() {
   client_port_ = FreeLoopbackPort();
   const int peer_port = FreeLoopbackPort();
   const std::string client_url =
-      absl::StrCat("http://127.0.0.1:", client_port_);
+      absl::StrCat(tls_ ? "https" : "http", "://127.0.0.1:", client_port_);
   const std::string peer_url = absl::StrCat("http://127.0.0.1:", peer_port);
   std::vector<std::string> args = {kEtcdBinary,
                                    "--name=tidal-test",
@@ -40,6 +43,14 @@ EtcdProcess::EtcdProcess() {
                                    "--initial-cluster=tidal-test=" + peer_url,
                                    "--logger=zap",
                                    "--log-level=error"};
+  if (tls_) {
+    args.push_back("--cert-file=" + tls.cert_file);
+    args.push_back("--key-file=" + tls.key_file);
+    if (!tls.client_ca_file.empty()) {
+      args.push_back("--client-cert-auth");
+      args.push_back("--trusted-ca-file=" + tls.client_ca_file);
+    }
+  }
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -79,7 +90,7 @@ EtcdProcess::~EtcdProcess() {
 }
 
 std::string EtcdProcess::endpoint() const {
-  return absl::StrCat("127.0.0.1:", client_port_);
+  return absl::StrCat(tls_ ? "https://" : "", "127.0.0.1:", client_port_);
 }
 
 void EtcdProcess::Pause() {

@@ -23,12 +23,21 @@ bool HaveEtcd();
 // Not thread-safe (one owner, the test thread); the stores it opens are.
 class EtcdProcess {
  public:
+  // Serving clients over TLS: etcd's certificate and key, and the CA client
+  // certificates must be signed by (etcd --client-cert-auth) unless empty.
+  struct Tls {
+    std::string cert_file;
+    std::string key_file;
+    std::string client_ca_file;
+  };
   EtcdProcess();  // starts etcd (it may still be booting on return)
+  explicit EtcdProcess(const Tls& tls);
   ~EtcdProcess();
   EtcdProcess(const EtcdProcess&) = delete;
   EtcdProcess& operator=(const EtcdProcess&) = delete;
 
-  // "127.0.0.1:PORT", the client endpoint.
+  // "127.0.0.1:PORT", the client endpoint ("https://127.0.0.1:PORT" with
+  // TLS).
   std::string endpoint() const;
   // Freezes etcd (SIGSTOP) / lets it run again (SIGCONT): an etcd that
   // stops answering, as behind a network partition.
@@ -46,6 +55,7 @@ class EtcdProcess {
 
  private:
   std::string dir_;
+  bool tls_ = false;
   int client_port_ = -1;
   pid_t pid_ = -1;
 };

@@ -3,8 +3,11 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "e2e/e2e_util.h"
+#include "e2e/test_ca.h"
 #include "fakes/etcd_process.h"
 #include "fakes/eventually.h"
 #include "fakes/free_port.h"
@@ -109,6 +112,91 @@ TEST(EtcdStoreTest, MalformedEndpointsAreInvalid) {
   EXPECT_TRUE(
       absl::IsInvalidArgument(EtcdStore::Open("host:notaport").status()));
   EXPECT_TRUE(absl::IsInvalidArgument(EtcdStore::Open("").status()));
+}
+
+TEST(EtcdStoreTest, EndpointsAreAllPlainOrAllHttps) {
+  auto tls = etcd_internal::ParseEndpoints(
+      "https://10.0.0.1:2379, https://[::1]:2379/");
+  ASSERT_TRUE(tls.ok()) << tls.status();
+  EXPECT_TRUE(tls->tls);
+  EXPECT_EQ(tls->hosts,
+            (std::vector<std::string>{"10.0.0.1:2379", "[::1]:2379"}));
+  auto plain = etcd_internal::ParseEndpoints("http://a:1,b:2");
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_FALSE(plain->tls);
+  EXPECT_EQ(plain->hosts, (std::vector<std::string>{"a:1", "b:2"}));
+  auto mixed = etcd_internal::ParseEndpoints("https://a:1,b:2");
+  EXPECT_TRUE(absl::IsInvalidArgument(mixed.status())) << mixed.status();
+  EXPECT_TRUE(absl::StrContains(mixed.status().message(), "mix https://"))
+      << mixed.status();
+}
+
+// etcd serving TLS and asking for client certificates
+// (--client-cert-auth): tidald's client gets in with the CA and a client
+// certificate, and nothing else does.
+TEST(EtcdStoreTest, OverTlsOnlyACertifiedClientGetsIn) {
+  if (!HaveEtcd()) GTEST_SKIP() << "no " << testing::kEtcdBinary;
+  if (!e2e::TestCa::Available()) GTEST_SKIP() << "no openssl command";
+  e2e::TempDir dir;
+  e2e::TestCa ca(dir.path(), "ca");
+  ASSERT_TRUE(ca.ok()) << ca.error();
+  ASSERT_TRUE(ca.Issue("etcd", "etcd", {"DNS:etcd.test", "IP:127.0.0.1"}))
+      << ca.error();
+  ASSERT_TRUE(ca.Issue("client", "tidal", {}, /*client=*/true)) << ca.error();
+  e2e::TestCa other(dir.path(), "other");
+  ASSERT_TRUE(other.ok()) << other.error();
+  ASSERT_TRUE(other.Issue("stranger", "tidal", {}, /*client=*/true))
+      << other.error();
+  EtcdProcess etcd(EtcdProcess::Tls{ca.Path("etcd", ".crt"),
+                                    ca.Path("etcd", ".key"), ca.cert()});
+  ASSERT_TRUE(absl::StartsWith(etcd.endpoint(), "https://"));
+
+  EtcdStore::Options good;
+  good.tls.root_certs = e2e::ReadFile(ca.cert());
+  good.tls.cert_chain = e2e::ReadFile(ca.Path("client", ".crt"));
+  good.tls.private_key = e2e::ReadFile(ca.Path("client", ".key"));
+  auto store = etcd.Open(good);
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto w = (*store)->WatchPrefix("/tls/", 0);
+  ASSERT_TRUE(w.ok()) << w.status();
+  auto created = (*store)->Create("/tls/a", "x");
+  ASSERT_TRUE(created.ok()) << created.status();
+  auto ev = (*w)->Next(absl::Seconds(10));
+  ASSERT_TRUE(ev.ok()) << ev.status();
+  ASSERT_EQ(ev->size(), 1u);
+  EXPECT_EQ(ev->front().kv.key, "/tls/a");
+  // The name checked can be any the certificate carries.
+  EtcdStore::Options named = good;
+  named.tls.server_name = "etcd.test";
+  named.connect_timeout = absl::Seconds(5);
+  auto by_name = EtcdStore::Open(etcd.endpoint(), named);
+  ASSERT_TRUE(by_name.ok()) << by_name.status();
+  EXPECT_EQ((*by_name)->Get("/tls/a")->value, "x");
+
+  auto refused = [&](EtcdStore::Options o, const std::string& endpoint,
+                     const std::string& hint) {
+    o.connect_timeout = absl::Seconds(2);
+    auto s = EtcdStore::Open(endpoint, o);
+    EXPECT_TRUE(absl::IsUnavailable(s.status())) << s.status();
+    EXPECT_TRUE(absl::StrContains(s.status().message(), hint)) << s.status();
+  };
+  EtcdStore::Options no_cert = good;
+  no_cert.tls.cert_chain.clear();
+  no_cert.tls.private_key.clear();
+  refused(no_cert, etcd.endpoint(), "--etcd-cert");
+  EtcdStore::Options stranger = good;
+  stranger.tls.cert_chain = e2e::ReadFile(other.Path("stranger", ".crt"));
+  stranger.tls.private_key = e2e::ReadFile(other.Path("stranger", ".key"));
+  refused(stranger, etcd.endpoint(), "--etcd-cert");
+  EtcdStore::Options wrong_ca = good;
+  wrong_ca.tls.root_certs = e2e::ReadFile(other.cert());
+  refused(wrong_ca, etcd.endpoint(), "--etcd-cacert");
+  EtcdStore::Options wrong_name = good;
+  wrong_name.tls.server_name = "elsewhere.test";
+  refused(wrong_name, etcd.endpoint(), "names \"elsewhere.test\"");
+  // Plain text to a TLS port.
+  refused(EtcdStore::Options(), etcd.endpoint().substr(strlen("https://")),
+          "name https:// endpoints");
 }
 
 TEST(EtcdStoreTest, FailsOverToALiveEndpoint) {
