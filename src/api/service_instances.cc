@@ -133,16 +133,28 @@ absl::Status TidalService::Logs(
   // A stopped instance's log has nothing more to come: never followed.
   const bool follow = req.follow() && !stopped_only;
   const absl::Duration wait = follow ? absl::ZeroDuration() : kRemoteLogWait;
+  // An instance whose log is left out, or breaks off: the client is told,
+  // not just tidald's log (an operator reading logs in an incident must
+  // know a node's output is missing).
+  auto warn = [&](const std::string& id, const absl::Status& why) {
+    impl_->log->warn("logs app={}/{} instance {}: {}", ns, req.app(), id,
+                     why.ToString());
+    v1::LogChunk chunk;
+    chunk.set_instance(id);
+    chunk.set_warning(absl::StrCat("the log of instance ", id,
+                                   " cannot be read: ", why.message()));
+    return send(chunk);
+  };
   auto drain = [&](const std::string& id) {
     std::unique_ptr<LogStream>& stream = streams[id];
     while (stream != nullptr) {
       absl::StatusOr<std::string> data = stream->Next(wait);
       if (!data.ok()) {
-        if (!absl::IsOutOfRange(data.status())) {
-          impl_->log->warn("logs app={}/{} instance {}: {}", ns, req.app(), id,
-                           data.status().ToString());
-        }
         stream.reset();
+        if (!absl::IsOutOfRange(data.status()) &&
+            !absl::IsCancelled(data.status()) && !warn(id, data.status())) {
+          return false;
+        }
         break;
       }
       if (data->empty()) break;
@@ -170,8 +182,15 @@ absl::Status TidalService::Logs(
       // which node's API has it.
       if (req.instance().empty() &&
           absl::IsFailedPrecondition(stream.status())) {
-        impl_->log->info("logs app={}/{}: {}", ns, req.app(),
-                         std::string(stream.status().message()));
+        if (req.from_node()) {
+          // The asking node reads its own and asks the others itself.
+          impl_->log->info("logs app={}/{}: {}", ns, req.app(),
+                           std::string(stream.status().message()));
+          return absl::OkStatus();
+        }
+        if (!warn(inst.id(), stream.status())) {
+          return absl::CancelledError("client gone");
+        }
         return absl::OkStatus();
       }
       return stream.status();

@@ -12,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "api/grpc_status.h"
 #include "api/spec.h"
 #include "cli/config_file.h"
 #include "common/status_macros.h"
@@ -316,15 +317,27 @@ int Context::Fail(const absl::Status& s) {
     case absl::StatusCode::kOk:
       return kExitOk;
     case absl::StatusCode::kUnavailable:
+      if (AnsweredByTidald(s)) {
+        // tidald answered: it cannot do it now (its store does not answer,
+        // no node is live). Worth a retry, as an unreachable tidald is.
+        err_ << "error: tidald at " << server_ << ": " << s.message() << "\n";
+        return kExitUnreachable;
+      }
       if (std::string why = TlsReason(s.message(), tls_, !cert_file.empty());
           !why.empty()) {
         err_ << "error: cannot reach tidald at " << server_ << ": " << why
              << "\n";
         return kExitUnreachable;
       }
+      // Starting it is advice for this machine; elsewhere, the address and
+      // the network are as likely.
       err_ << "error: cannot reach tidald at " << server_ << ": "
            << ConnectReason(s.message())
-           << " \u2014 is it running? (start it with `tidald` or `make run`)\n";
+           << (LoopbackServer(server_)
+                   ? " \u2014 is it running? (start it with `tidald` or "
+                     "`make run`)\n"
+                   : " \u2014 is it running there, and does this machine "
+                     "reach it (--server, firewall)?\n");
       return kExitUnreachable;
     case absl::StatusCode::kResourceExhausted:
       err_ << "error: tidald at " << server_ << ": " << s.message() << "\n";

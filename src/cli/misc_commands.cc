@@ -39,7 +39,14 @@ int DoLogs(Context& ctx, const LogsFlags& f) {
   // With --prefix, each line starts with "[instance] "; partial lines wait
   // for their end.
   std::map<std::string, std::string> partial;
+  int incomplete = 0;
   while (reader->Read(&chunk)) {
+    if (!chunk.warning().empty()) {
+      ctx.out().flush();
+      ctx.err() << "warning: " << chunk.warning() << "\n";
+      ++incomplete;
+      continue;
+    }
     if (!f.prefix) {
       ctx.out() << chunk.data();
     } else {
@@ -59,7 +66,14 @@ int DoLogs(Context& ctx, const LogsFlags& f) {
     if (!rest.empty()) ctx.out() << "[" << id << "] " << rest << "\n";
   }
   absl::Status s = FromGrpc(reader->Finish());
-  return s.ok() ? kExitOk : ctx.Fail(s);
+  if (!s.ok()) return ctx.Fail(s);
+  if (incomplete > 0) {
+    ctx.err() << "error: the output is incomplete: " << incomplete
+              << (incomplete == 1 ? " instance's log" : " instances' logs")
+              << " could not be read (see the warnings above)\n";
+    return kExitFailure;
+  }
+  return kExitOk;
 }
 
 struct VersionFlags {

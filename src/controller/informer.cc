@@ -1,5 +1,7 @@
 #include "controller/informer.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/logging.h"
@@ -135,6 +137,10 @@ void AppInformer::Stop() {
 
 void AppInformer::Run() {
   auto log = GetLogger("controller");
+  // After a failed re-list: 200 ms, doubling to 5 s while the store stays
+  // down (it logged ten lines a second), back to 200 ms once one succeeds.
+  constexpr absl::Duration kFirstRetry = absl::Milliseconds(200);
+  absl::Duration retry = kFirstRetry;
   while (true) {
     Watch* watch;
     {
@@ -152,8 +158,13 @@ void AppInformer::Run() {
                 events.status().ToString());
       absl::Status st = Relist();
       if (!st.ok()) {
-        log->error("re-listing apps failed: {}", st.ToString());
-        absl::SleepFor(absl::Milliseconds(200));
+        log->error("re-listing apps failed (retrying in {}): {}",
+                   absl::FormatDuration(retry), st.ToString());
+        absl::MutexLock lock(&mu_);
+        mu_.AwaitWithTimeout(absl::Condition(&stopping_), retry);
+        retry = std::min(retry * 2, absl::Seconds(5));
+      } else {
+        retry = kFirstRetry;
       }
       continue;
     }

@@ -244,6 +244,20 @@ absl::Status MakeEtcdTls(const DaemonFlags& flags, DaemonConfig* c) {
     RETURN_IF_ERROR(CheckKeyPairFiles(t.cert_file, "--etcd-cert", t.key_file,
                                       "--etcd-key"));
   }
+  std::vector<std::string> eps =
+      absl::StrSplit(endpoints, ',', absl::SkipWhitespace());
+  if (t.enabled && t.server_name.empty() && eps.size() > 1) {
+    // One name for every member (one channel): a certificate naming only
+    // its own member fails once the first member stops.
+    absl::string_view first = absl::StripAsciiWhitespace(eps[0]);
+    absl::ConsumePrefix(&first, "https://");
+    first = first.substr(0, first.rfind(':'));
+    c->warnings.push_back(absl::StrCat(
+        "TLS to etcd checks every member's certificate for the name \"", first,
+        "\" (the first endpoint's host): unless each member's certificate "
+        "carries it, give --etcd-server-name with a name they all carry "
+        "(docs/ha.md, \"Securing etcd\")"));
+  }
   if (!t.enabled) {
     // Whoever reaches etcd can run commands on every node: say so unless
     // it is this machine's loopback.

@@ -25,6 +25,7 @@
 #include "runtime/kubernetes/kube_config.h"
 #include "runtime/kubernetes/kubernetes_runtime.h"
 #include "store/etcd_store.h"
+#include "store/gated_store.h"
 #include "store/keys.h"
 #include "store/sqlite_store.h"
 
@@ -542,6 +543,21 @@ absl::Status Server::Start() {
           d->Adopt(fd, std::move(consumed));
         });
   }
+  // The API's store answers at once while the store does not (checked
+  // every second): with etcd's quorum lost, every call waited out the
+  // store's deadline and the client's --timeout.
+  store_health_ = std::make_unique<CachedHealth>(
+      CachedHealth::Options(), [this] { return CheckStore(); });
+  store_health_->Start();
+  if (config_.store_name == "etcd") {
+    api_store_ = std::make_unique<GatedStore>(store_.get(), [this] {
+      absl::Status s = store_health_->Current();
+      if (!absl::IsUnavailable(s)) return absl::OkStatus();
+      return absl::UnavailableError(
+          absl::StrCat("the store (", config_.store_spec,
+                       ") does not answer: ", s.message()));
+    });
+  }
   if (auto st = StartAuth(); !st.ok()) return st;
   if (auto st = StartApi(); !st.ok()) {
     return Annotate(st, absl::StrCat("starting the API on ", config_.api_listen,
@@ -564,9 +580,6 @@ absl::Status Server::Start() {
   } else if (auto st = StartControllerSide(); !st.ok()) {
     return st;
   }
-  store_health_ = std::make_unique<CachedHealth>(
-      CachedHealth::Options(), [this] { return CheckStore(); });
-  store_health_->Start();
   admin_.set_gateway_ready([this] { return GatewayReady(); });
   if (auto st = admin_.Start(config_.admin_listen); !st.ok()) return st;
   started_ = true;
@@ -724,7 +737,7 @@ absl::Status Server::StartAuth() {
                                                 audit_.get());
     return absl::OkStatus();
   }
-  tokens_ = std::make_unique<auth::TokenStore>(store_.get(), RealClock::Get());
+  tokens_ = std::make_unique<auth::TokenStore>(ApiStore(), RealClock::Get());
   std::string warning;
   auto file =
       auth::EnsureBootstrapToken(tokens_.get(), config_.auth.token_file,
@@ -792,7 +805,7 @@ absl::Status Server::StartApi() {
   sopts.history = &history_;
   sopts.dashboard_port = [this] { return DashboardPort(); };
   sopts.dashboard_path = "/ui/";
-  api_service_ = std::make_unique<TidalService>(store_.get(), instances_,
+  api_service_ = std::make_unique<TidalService>(ApiStore(), instances_,
                                                 RealClock::Get(), sopts);
   auto server = StartServer(api_address_, api_service_.get(), config_.api_tls,
                             api_auth_.get(), config_.api_limits);

@@ -177,6 +177,10 @@ class Server {
   const DaemonConfig config_;
   std::unique_ptr<DataDirLock> lock_;
   std::unique_ptr<Store> store_;
+  // What the API and its tokens read and write: store_, through a gate that
+  // answers at once while etcd does not (GatedStore; etcd only).
+  std::unique_ptr<Store> api_store_;
+  Store* ApiStore() { return api_store_ ? api_store_.get() : store_.get(); }
   // Every controller-side write goes through it: pass-through on a single
   // node; in HA mode refusing until this node leads, then fenced.
   FencedStore fenced_;

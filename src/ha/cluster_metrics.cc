@@ -127,14 +127,24 @@ void ClusterMetrics::Apply(const std::string& value) {
 
 void ClusterMetrics::Loop() {
   auto log = GetLogger("metrics");
+  // Doubles while the store keeps failing (up to 5 s: a store that is down
+  // for minutes logged five lines a second), back to options_.retry once a
+  // list succeeds.
+  absl::Duration retry = options_.retry;
+  auto backoff = [&] {
+    const absl::Duration d = retry;
+    retry = std::min(retry * 2, std::max(options_.retry, absl::Seconds(5)));
+    return Wait(d);
+  };
   while (true) {
     auto list = store_->List(keys::MetricsPrefix());
     if (!list.ok()) {
-      log->warn("listing metrics reports failed (retrying): {}",
-                list.status().ToString());
-      if (!Wait(options_.retry)) return;
+      log->warn("listing metrics reports failed (retrying in {}): {}",
+                absl::FormatDuration(retry), list.status().ToString());
+      if (!backoff()) return;
       continue;
     }
+    retry = options_.retry;
     {
       absl::MutexLock lock(&mu_);
       for (const KeyValue& kv : list->items) Apply(kv.value);
@@ -143,9 +153,9 @@ void ClusterMetrics::Loop() {
     auto watch =
         store_->WatchPrefix(keys::MetricsPrefix(), list->resource_version);
     if (!watch.ok()) {
-      log->warn("watching metrics reports failed (retrying): {}",
-                watch.status().ToString());
-      if (!Wait(options_.retry)) return;
+      log->warn("watching metrics reports failed (retrying in {}): {}",
+                absl::FormatDuration(retry), watch.status().ToString());
+      if (!backoff()) return;
       continue;
     }
     {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <set>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -391,11 +392,23 @@ absl::StatusOr<Instance> ClusterRuntime::Start(const InstanceRequest& req) {
           "the cluster runtime is not following the store");
     }
     const absl::Time now = clock_->Now();
-    std::map<std::string, int> load;
+    // Where it goes: a node heard from lately (kFreshHeartbeat) before one
+    // gone quiet but not yet lost (it may be dead: a new leader would put
+    // instances on the old one), then the fewest instances of this app (its
+    // replicas spread), then the fewest instances, then the name.
+    struct Load {
+      bool quiet = false;
+      int app = 0;
+      int total = 0;
+      bool operator<(const Load& o) const {
+        return std::tie(quiet, app, total) < std::tie(o.quiet, o.app, o.total);
+      }
+    };
+    std::map<std::string, Load> load;
     for (const auto& [name, st] : nodes_) {
       if (st.has_record && st.heartbeating && !st.lost &&
           now - st.last_seen <= options_.node_lost_timeout) {
-        load[name] = 0;
+        load[name].quiet = now - st.last_seen > kFreshHeartbeat;
       }
     }
     if (load.empty()) {
@@ -414,10 +427,14 @@ absl::StatusOr<Instance> ClusterRuntime::Start(const InstanceRequest& req) {
     for (const auto& [eid, e] : entries_) {
       if (e.assignment && !e.assignment->stop()) {
         auto it = load.find(e.assign_node);
-        if (it != load.end()) ++it->second;
+        if (it == load.end()) continue;
+        ++it->second.total;
+        if (e.assignment->app() == req.app &&
+            e.assignment->namespace_() == req.namespace_) {
+          ++it->second.app;
+        }
       }
     }
-    // The fewest assignments; ties go to the first name.
     auto best = load.begin();
     for (auto it = load.begin(); it != load.end(); ++it) {
       if (it->second < best->second) best = it;

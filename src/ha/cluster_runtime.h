@@ -4,8 +4,11 @@
 // of every node's instances through the store, for the leader's controller
 // and every node's API.
 //
-//  - Start() picks a live node (the fewest assignments not being stopped;
-//    ties: the node name) and writes an Assignment for it
+//  - Start() picks a live node and writes an Assignment for it: a node heard
+//    from within kFreshHeartbeat first (a node gone quiet may be dead), then
+//    the fewest of the app's instances (replicas spread over the nodes),
+//    then the fewest instances (assignments not being stopped), then the
+//    node name
 //    (`/assign/<node>/<id>`, created, through `writes`: the leader's fenced
 //    store). That node's NodeAgent starts the instance under the
 //    assignment's id and publishes its status (`/instances/<node>/<id>`).
@@ -71,6 +74,9 @@ struct ClusterRuntimeOptions {
 class ClusterRuntime : public Runtime {
  public:
   using Options = ClusterRuntimeOptions;
+  // Nodes heartbeat every second: one silent for longer than three beats
+  // gets new instances only when no other node can take them.
+  static constexpr absl::Duration kFreshHeartbeat = absl::Seconds(3);
 
   // `reads`: the plain store (listed and watched); `writes`: where
   // assignments are written and deleted (the leader's FencedStore; a

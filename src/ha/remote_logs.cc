@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "common/status_macros.h"
 #include "common/tls_files.h"
@@ -72,7 +73,17 @@ class GrpcLogStream : public LogStream {
  private:
   void Read() {
     v1::LogChunk chunk;
+    std::string warning;
     while (reader_->Read(&chunk)) {
+      if (!chunk.warning().empty()) {
+        // The node asked could not read it to its end: so it ends here.
+        absl::string_view why = chunk.warning();
+        absl::ConsumePrefix(
+            &why, absl::StrCat("the log of instance ", target_.instance_id,
+                               " cannot be read: "));
+        warning = std::string(why);
+        continue;
+      }
       if (chunk.data().empty()) continue;
       absl::MutexLock l(&mu_);
       // Bounded: a slow reader holds the remote node back (flow control).
@@ -87,7 +98,10 @@ class GrpcLogStream : public LogStream {
     grpc::Status s = reader_->Finish();
     absl::MutexLock l(&mu_);
     done_ = true;
-    if (s.ok()) {
+    if (s.ok() && !warning.empty()) {
+      end_ = absl::UnavailableError(
+          absl::StrCat("on node ", target_.node, ": ", warning));
+    } else if (s.ok()) {
       end_ = absl::OutOfRangeError("end of the log");
     } else {
       end_ = absl::Status(

@@ -5,11 +5,13 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include <algorithm>
 #include <deque>
 #include <set>
 #include <thread>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -36,6 +38,46 @@ absl::Status FromGrpc(const grpc::Status& s, absl::string_view what) {
     default:
       return absl::Status(static_cast<absl::StatusCode>(s.error_code()), msg);
   }
+}
+
+// A refused Txn. etcd's limits (--max-txn-ops, --max-request-bytes,
+// --quota-backend-bytes) come back as InvalidArgument, which reads as a bad
+// spec (tidalctl exit 2): they are ResourceExhausted, saying which limit and
+// what to do.
+absl::Status TxnError(const grpc::Status& s,
+                      const etcdserverpb::TxnRequest& req) {
+  const std::string& m = s.error_message();
+  if (absl::StrContains(m, "too many operations in txn request")) {
+    const int ops =
+        std::max({req.compare_size(), req.success_size(), req.failure_size()});
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the change needs ", ops,
+        " operations in one etcd transaction, more than etcd's "
+        "--max-txn-ops (128 unless raised; a document takes one): apply "
+        "fewer documents at a time, or raise --max-txn-ops on every etcd "
+        "member (docs/ha.md, \"etcd settings\") [",
+        m, "]"));
+  }
+  // Over etcd's gRPC limit (--max-request-bytes + 512 KiB), gRPC refuses
+  // it before etcd sees it.
+  if (absl::StrContains(m, "request is too large") ||
+      absl::StrContains(m, "received message larger than max")) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the change is ", req.ByteSizeLong(),
+        " bytes in one etcd transaction, more than etcd's "
+        "--max-request-bytes (1.5 MiB unless raised): apply fewer documents "
+        "at a time, or raise --max-request-bytes on every etcd member "
+        "(docs/ha.md, \"etcd settings\") [",
+        m, "]"));
+  }
+  if (absl::StrContains(m, "database space exceeded")) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "etcd is full (its --quota-backend-bytes): compact and defragment "
+        "it, or raise the quota, then `etcdctl alarm disarm` (docs/ha.md, "
+        "\"etcd settings\") [",
+        m, "]"));
+  }
+  return FromGrpc(s, "txn");
 }
 
 // The etcd key range covering every key that starts with `prefix`.
@@ -413,9 +455,10 @@ absl::StatusOr<std::unique_ptr<EtcdStore>> EtcdStore::Open(
   auto client =
       std::make_shared<Client>(std::move(channel), options.rpc_timeout);
 
-  // A first call proves an endpoint answers.
+  // A first call proves an endpoint answers. It reads the key "/" (every
+  // key of Tidal's starts with it), so an etcd role on `--prefix /` does.
   etcdserverpb::RangeRequest req;
-  req.set_key(std::string(1, '\0'));
+  req.set_key("/");
   req.set_keys_only(true);
   req.set_limit(1);
   etcdserverpb::RangeResponse resp;
@@ -510,8 +553,8 @@ absl::StatusOr<int64_t> EtcdStore::Txn(const std::vector<Op>& ops) {
   grpc::ClientContext ctx;
   client_->SetDeadline(&ctx, options_.rpc_timeout);
   // A put on a lease that is gone fails with NotFound.
-  RETURN_IF_ERROR(
-      etcd_internal::FromGrpc(client_->kv()->Txn(&ctx, req, &resp), "txn"));
+  const grpc::Status sent = client_->kv()->Txn(&ctx, req, &resp);
+  if (!sent.ok()) return etcd_internal::TxnError(sent, req);
   if (resp.succeeded()) return resp.header().revision();
   for (size_t i = 0;
        i < ops.size() && static_cast<int>(i) < resp.responses_size(); ++i) {
@@ -597,7 +640,7 @@ absl::StatusOr<std::unique_ptr<Watch>> EtcdStore::WatchPrefixWithin(
 
 absl::StatusOr<int64_t> EtcdStore::CurrentVersion() {
   etcdserverpb::RangeRequest req;
-  req.set_key(std::string(1, '\0'));
+  req.set_key("/");  // any key gives the revision; this one a role allows
   req.set_keys_only(true);
   req.set_limit(1);
   etcdserverpb::RangeResponse resp;

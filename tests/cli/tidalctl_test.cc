@@ -358,6 +358,24 @@ TEST_F(TidalctlTest, DeleteDescribeInstancesEventsAndLogs) {
   EXPECT_EQ(r.code, 1) << "the fake runtime keeps no logs";
   EXPECT_TRUE(absl::StartsWith(r.err, "error: ")) << r.err;
 
+  // One instance's log breaks off (its node stops answering): what there is
+  // is printed, the gap is said on stderr, and the exit code is 1.
+  auto second = runtime_.Start(ir);
+  ASSERT_TRUE(second.ok());
+  runtime_.AppendLog("hello-0", "zero\n");
+  runtime_.AppendLog(second->id(), "one\n");
+  runtime_.BreakLog(second->id(),
+                    absl::UnavailableError("node n2 does not answer"));
+  r = Run({"logs", "hello"});
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_EQ(r.out, "zero\none\n");
+  EXPECT_EQ(r.err, absl::StrCat("warning: the log of instance ", second->id(),
+                                " cannot be read: node n2 does not answer\n"
+                                "error: the output is incomplete: 1 "
+                                "instance's log could not be read (see the "
+                                "warnings above)\n"));
+  ASSERT_TRUE(runtime_.Stop(second->id(), absl::ZeroDuration()).ok());
+
   r = Run({"delete", "app", "hello", "--dry-run=client"});
   EXPECT_EQ(r.out, "app.tidal.dev \"hello\" deleted (dry run)\n");
   r = Run({"delete", "app", "nothere", "--dry-run=client"});

@@ -459,6 +459,19 @@ TEST(DaemonConfigTest, TheEtcdStoreMakesANodeOfAHighlyAvailableCluster) {
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_TRUE(c->etcd_tls.enabled);
   EXPECT_TRUE(c->warnings.empty());
+  // Several members over TLS: which name their certificates must carry.
+  remote.store = "etcd:https://10.0.0.2:2379,https://10.0.0.3:2379";
+  c = MakeDaemonConfig(remote, kFdLimit);
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_EQ(c->warnings.size(), 1u);
+  EXPECT_TRUE(absl::StartsWith(c->warnings[0],
+                               "TLS to etcd checks every member's "
+                               "certificate for the name \"10.0.0.2\""))
+      << c->warnings[0];
+  remote.etcd_server_name = "etcd.lan";
+  c = MakeDaemonConfig(remote, kFdLimit);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->warnings.empty());
   DaemonFlags wildcard = f;
   wildcard.node_name = "n1";
   wildcard.gateway_listen = "0.0.0.0:8080";

@@ -12,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "e2e/e2e_util.h"
+#include "e2e/http_client.h"
 #include "e2e/test_ca.h"
 #include "fakes/etcd_process.h"
 
@@ -160,6 +161,68 @@ TEST(EtcdE2ETest, OnEtcdOverTlsWithAClientCertificate) {
   ASSERT_EQ(daemon.Ctl({"delete", "app", "web"}).exit_code, 0);
   ASSERT_TRUE(Eventually([&] { return FindProcesses(marker).empty(); }));
   for (pid_t pid : FindProcesses(marker)) kill(pid, SIGKILL);
+}
+
+// More documents than etcd takes in one transaction (--max-txn-ops, 128 by
+// default): the apply fails whole, says which etcd flag to raise, and is not
+// a usage error (exit 1, not 2).
+TEST(EtcdE2ETest, AnApplyOverEtcdsTransactionLimitSaysSo) {
+  if (!testing::HaveEtcd()) GTEST_SKIP() << "etcd-server is not installed";
+  TempDir dir;
+  testing::EtcdProcess etcd;
+  ASSERT_TRUE(etcd.Open().ok()) << etcd.Log();
+  Daemon daemon(dir.path(), {StoreFlag(etcd)});
+  ASSERT_TRUE(daemon.Start()) << "see " << daemon.log_path();
+  std::string yaml;
+  for (int i = 0; i < 129; ++i) {
+    absl::StrAppend(&yaml, "---\napiVersion: tidal.dev/v1\nkind: App\n",
+                    "metadata: {name: bulk", i, "}\nspec:\n  replicas: 0\n",
+                    "  template:\n    command: [\"/bin/true\"]\n");
+  }
+  auto r = daemon.Ctl({"apply", "-f", "-"}, yaml);
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "--max-txn-ops")) << r.err;
+  auto listed = daemon.Ctl({"get", "apps", "-o", "name"});
+  EXPECT_EQ(listed.exit_code, 0) << listed.err;
+  EXPECT_FALSE(absl::StrContains(listed.out, "bulk")) << listed.out;
+}
+
+// etcd stops answering (frozen: SIGSTOP, as behind a partition): within
+// seconds /readyz says so, and API calls answer at once that the store does
+// not answer (exit 3) instead of hanging until tidalctl's --timeout; once
+// etcd answers again, so does the API.
+TEST(EtcdE2ETest, WhileEtcdDoesNotAnswerTheApiSaysSoAtOnce) {
+  if (!testing::HaveEtcd()) GTEST_SKIP() << "etcd-server is not installed";
+  TempDir dir;
+  testing::EtcdProcess etcd;
+  ASSERT_TRUE(etcd.Open().ok()) << etcd.Log();
+  Daemon daemon(dir.path(), {StoreFlag(etcd)});
+  ASSERT_TRUE(daemon.Start()) << "see " << daemon.log_path();
+  ASSERT_EQ(daemon.Ctl({"get", "apps"}).exit_code, 0);
+  HttpClient admin(daemon.admin_port(), "127.0.0.1");
+  etcd.Pause();
+  HttpResponse ready;
+  EXPECT_TRUE(Eventually(
+      [&] {
+        ready = admin.Get("/readyz");
+        return ready.status == 503;
+      },
+      absl::Seconds(20)))
+      << ready.status << " " << ready.body;
+  EXPECT_TRUE(absl::StrContains(ready.body, "has not answered")) << ready.body;
+  const absl::Time asked = absl::Now();
+  auto got = daemon.Ctl({"get", "apps", "--timeout", "30s"});
+  const absl::Duration took = absl::Now() - asked;
+  EXPECT_EQ(got.exit_code, 3) << got.out << got.err;
+  EXPECT_TRUE(absl::StrContains(got.err, "does not answer")) << got.err;
+  EXPECT_FALSE(absl::StrContains(got.err, "is it running")) << got.err;
+  EXPECT_LT(took, absl::Seconds(10)) << got.err;  // not the 30 s timeout
+  etcd.Resume();
+  EXPECT_TRUE(Eventually(
+      [&] {
+        return daemon.Ctl({"get", "apps"}).exit_code == 0;
+      },
+      absl::Seconds(30)));
 }
 
 }  // namespace

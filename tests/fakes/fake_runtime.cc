@@ -91,6 +91,7 @@ void FakeRuntime::SetListener(Listener listener) {
 struct FakeRuntime::Log {
   absl::Mutex mu;
   std::string data ABSL_GUARDED_BY(mu);
+  absl::Status broken ABSL_GUARDED_BY(mu);  // BreakLog
 };
 
 namespace {
@@ -112,6 +113,7 @@ class MemoryLogStream : public LogStream {
     absl::MutexLock l(&log_->mu);
     if (cancelled_) return absl::CancelledError("log stream cancelled");
     if (!pending_.empty()) return std::exchange(pending_, std::string());
+    if (!log_->broken.ok()) return log_->broken;
     if (!follow_) return absl::OutOfRangeError("end of log");
     auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(log_->mu) {
       return cancelled_ || log_->data.size() > offset_;
@@ -179,6 +181,17 @@ void FakeRuntime::AppendLog(const std::string& id, const std::string& data) {
   }
   absl::MutexLock l(&log->mu);
   log->data += data;
+}
+
+void FakeRuntime::BreakLog(const std::string& id, absl::Status why) {
+  AppendLog(id, "");
+  std::shared_ptr<Log> log;
+  {
+    absl::MutexLock lock(&mu_);
+    log = logs_[id];
+  }
+  absl::MutexLock l(&log->mu);
+  log->broken = std::move(why);
 }
 
 void FakeRuntime::SetReady(const std::string& id, bool ready) {

@@ -54,6 +54,9 @@ class FakeRuntime : public Runtime {
   // Appends to an instance's output (the instance need not exist: a log may
   // outlive its instance).
   void AppendLog(const std::string& id, const std::string& data);
+  // Reading the instance's log fails with `why` after what was written (as
+  // another node's log does when that node stops answering).
+  void BreakLog(const std::string& id, absl::Status why);
   // Sets what Usage reports for an instance (cpu_seconds is cumulative).
   void SetUsage(const std::string& id, double cpu_seconds, int64_t memory_bytes,
                 absl::Time sampled_at);

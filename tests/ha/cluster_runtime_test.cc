@@ -529,6 +529,69 @@ TEST(ClusterRuntimeAloneTest, UnavailableWithoutALiveNode) {
   cr.Shutdown(false);
 }
 
+// An app's replicas spread over the nodes before the emptiest node takes
+// them all; a node gone quiet for a few heartbeats (dead, not yet lost) gets
+// none while another node can take them.
+TEST(ClusterRuntimeAloneTest, ReplicasSpreadAndQuietNodesAreSkipped) {
+  FakeClock clock;
+  MemoryStore store;
+  ClusterRuntime cr(&store, &store, nullptr, ClusterOptions("a", &clock));
+  ASSERT_TRUE(cr.Adopt().ok());
+  int64_t beat = 0;
+  auto beat_all = [&](std::vector<std::string> nodes) {
+    ++beat;
+    for (const auto& n : nodes) ASSERT_TRUE(Beat(&store, n, beat).ok());
+    ASSERT_TRUE(Eventually([&] {
+      for (const auto& n : nodes) {
+        auto info = NodeOf(cr, n);
+        if (!info || !info->heartbeating || info->last_seen != clock.Now())
+          return false;
+      }
+      return true;
+    }));
+  };
+  beat_all({"c", "d", "e"});
+  // c and d run two instances of another app each; e none.
+  for (const char* id : {"other-1", "other-2"}) {
+    ASSERT_TRUE(PutAssignment(&store, "c",
+                              MakeAssignment(absl::StrCat(id, "c"), "other"))
+                    .ok());
+    ASSERT_TRUE(PutAssignment(&store, "d",
+                              MakeAssignment(absl::StrCat(id, "d"), "other"))
+                    .ok());
+  }
+  ASSERT_TRUE(Eventually([&] { return cr.List().size() == 4u; }));
+  std::vector<std::string> nodes;
+  for (int i = 0; i < 3; ++i) {
+    auto inst = cr.Start(Request("hello"));
+    ASSERT_TRUE(inst.ok()) << inst.status();
+    nodes.push_back(inst->node());
+  }
+  // Not e, e, then c (the fewest instances each time): one per node.
+  EXPECT_EQ(nodes, (std::vector<std::string>{"e", "c", "d"}));
+
+  // e (the emptiest) falls silent for more than three heartbeats: a new app
+  // goes to c and d, which are heard from, until e beats again.
+  clock.Advance(absl::Seconds(4));
+  beat_all({"c", "d"});
+  nodes.clear();
+  for (int i = 0; i < 2; ++i) {
+    auto inst = cr.Start(Request("fresh"));
+    ASSERT_TRUE(inst.ok()) << inst.status();
+    nodes.push_back(inst->node());
+  }
+  EXPECT_EQ(nodes, (std::vector<std::string>{"c", "d"}));
+  beat_all({"c", "d", "e"});
+  auto back = cr.Start(Request("fresh"));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->node(), "e");
+  // Only quiet nodes left: they still take instances (not yet lost).
+  clock.Advance(absl::Seconds(5));
+  auto quiet = cr.Start(Request("late"));
+  ASSERT_TRUE(quiet.ok()) << quiet.status();
+  cr.Shutdown(false);
+}
+
 // A node without an agent (heartbeats written by hand): what is assigned to
 // it shows in List at once (phase Starting), so a reconcile loop that reads
 // List after each Start never starts more than it wants.

@@ -199,6 +199,37 @@ TEST(EtcdStoreTest, OverTlsOnlyACertifiedClientGetsIn) {
           "name https:// endpoints");
 }
 
+// etcd's own limits are ResourceExhausted naming the flag to raise, not
+// InvalidArgument (a bad spec, to the API's clients).
+TEST(EtcdStoreTest, EtcdLimitsAreResourceExhaustedAndNamed) {
+  if (!HaveEtcd()) GTEST_SKIP() << "no " << testing::kEtcdBinary;
+  EtcdEnv env;
+  auto store = env.OpenEtcd();
+  ASSERT_TRUE(store.ok()) << store.status();
+  std::vector<Op> ops;
+  for (int i = 0; i < 129; ++i) {  // etcd's default --max-txn-ops: 128
+    ops.push_back(Op::Put(absl::StrCat("/limits/", i), "x"));
+  }
+  auto r = (*store)->Txn(ops);
+  EXPECT_TRUE(absl::IsResourceExhausted(r.status())) << r.status();
+  EXPECT_TRUE(absl::StrContains(r.status().message(),
+                                "the change needs 129 operations"))
+      << r.status();
+  EXPECT_TRUE(absl::StrContains(r.status().message(), "--max-txn-ops"))
+      << r.status();
+  ops.resize(128);
+  EXPECT_TRUE((*store)->Txn(ops).ok());
+  // Over --max-request-bytes (1.5 MiB by default): refused by etcd, or, past
+  // 2 MiB, by its gRPC server.
+  for (size_t size : {size_t{1700} << 10, size_t{3} << 20}) {
+    auto big = (*store)->Txn({Op::Put("/limits/big", std::string(size, 'x'))});
+    EXPECT_TRUE(absl::IsResourceExhausted(big.status())) << big.status();
+    EXPECT_TRUE(
+        absl::StrContains(big.status().message(), "--max-request-bytes"))
+        << big.status();
+  }
+}
+
 TEST(EtcdStoreTest, FailsOverToALiveEndpoint) {
   if (!HaveEtcd()) GTEST_SKIP() << "no " << testing::kEtcdBinary;
   EtcdEnv env;
