@@ -75,6 +75,16 @@ absl::StatusOr<v1::Secret> Redacted(const KeyValue& kv) {
   return out;
 }
 
+absl::StatusOr<std::map<std::string, int>> SealedKeyIds(Store* store) {
+  ASSIGN_OR_RETURN(ListResult list, store->List(keys::SecretPrefix()));
+  std::map<std::string, int> out;
+  for (const KeyValue& kv : list.items) {
+    absl::StatusOr<v1::SealedSecret> sealed = Decode(kv.key, kv.value);
+    if (sealed.ok()) ++out[sealed->key_id()];
+  }
+  return out;
+}
+
 SecretResolver MakeResolver(Store* store,
                             std::shared_ptr<const SecretBox> box) {
   return [store, box](const std::string& ns, const std::string& name,

@@ -7,6 +7,7 @@
 // secret's names, keys and sizes needs no key; reading its values does.
 // Pure functions over their arguments; thread-safe.
 
+#include <map>
 #include <memory>
 #include <string>
 
@@ -32,6 +33,10 @@ absl::StatusOr<v1::Secret> Unseal(const SecretBox& box,
 
 // The secret without values (keys and sizes only); needs no key.
 absl::StatusOr<v1::Secret> Redacted(const KeyValue& kv);
+
+// How many stored secrets each key id sealed (values that do not decode are
+// left out), for checking a node's key against the cluster's at start.
+absl::StatusOr<std::map<std::string, int>> SealedKeyIds(Store* store);
 
 // Resolves template.env[].valueFrom.secretKeyRef from `store` (not owned;
 // outlives the resolver): NotFound "secret \"ns/name\" not found" or "key

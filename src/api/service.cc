@@ -247,11 +247,23 @@ absl::StatusOr<v1::GetClusterResponse> TidalService::GetCluster(
     return leader.status();
   }
   ASSIGN_OR_RETURN(ListResult nodes, store->List(keys::NodePrefix()));
+  const absl::Time now = impl_->clock->Now();
   for (const KeyValue& kv : nodes.items) {
-    if (!resp.add_nodes()->ParseFromString(kv.value)) {
+    v1::NodeRecord* n = resp.add_nodes();
+    if (!n->ParseFromString(kv.value)) {
       return absl::DataLossError(
           absl::StrCat("the node record at ", kv.key, " cannot be decoded"));
     }
+    std::optional<absl::Time> seen;
+    if (impl_->options.node_last_seen) {
+      seen = impl_->options.node_last_seen(n->name());
+    }
+    resp.add_node_status(n->name() == impl_->options.node_name ? "Ready"
+                         : !seen                               ? "Unknown"
+                         : now - *seen > impl_->options.node_lost_timeout
+                             ? "Lost"
+                         : now - *seen > absl::Seconds(3) ? "NotReady"
+                                                          : "Ready");
   }
   return resp;
 }
@@ -288,12 +300,14 @@ absl::StatusOr<v1::DeleteNodeResponse> TidalService::DeleteNode(
                     !impl_->options.node_last_seen ||
                     (seen && impl_->clock->Now() - *seen < timeout);
   if (live) {
+    const absl::Duration ago =
+        seen ? absl::Trunc(impl_->clock->Now() - *seen, absl::Seconds(1))
+             : absl::ZeroDuration();
     std::string heard =
-        seen ? absl::StrCat("heard from ",
-                            absl::FormatDuration(absl::Trunc(
-                                impl_->clock->Now() - *seen, absl::Seconds(1))),
-                            " ago")
-             : "live";
+        !seen ? "live"
+        : ago < absl::Seconds(1)
+            ? "heard from less than a second ago"
+            : absl::StrCat("heard from ", absl::FormatDuration(ago), " ago");
     return absl::FailedPreconditionError(absl::StrCat(
         "node ", name, " is live (", heard, ", within --node-lost-timeout ",
         absl::FormatDuration(timeout),

@@ -54,19 +54,26 @@ int GetCluster(Context& ctx, const std::vector<std::string>& args,
     return kExitOk;
   }
   Table t(output == "wide"
-              ? std::vector<std::string>{"NAME", "ROLE", "ADDRESS", "API",
-                                         "GATEWAY", "HEARTBEAT", "AGE",
+              ? std::vector<std::string>{"NAME", "STATUS", "ROLE", "ADDRESS",
+                                         "API", "GATEWAY", "HEARTBEAT", "AGE",
                                          "HEARTBEATS"}
-              : std::vector<std::string>{"NAME", "ROLE", "ADDRESS", "API",
-                                         "HEARTBEAT", "AGE"});
-  for (const auto& n : resp.nodes()) {
+              : std::vector<std::string>{"NAME", "STATUS", "ROLE", "ADDRESS",
+                                         "API", "HEARTBEAT", "AGE"});
+  for (int i = 0; i < resp.nodes_size(); ++i) {
+    const auto& n = resp.nodes(i);
     if (output == "name") {
       ctx.out() << "node/" << n.name() << "\n";
       continue;
     }
-    std::vector<std::string> row = {
-        n.name(), n.name() == resp.leader().node() ? "leader" : "standby",
-        n.address(), n.api_address()};
+    // A tidald older than node_status sends none.
+    const std::string status =
+        i < resp.node_status_size() ? resp.node_status(i) : "<unknown>";
+    // A lost node is no standby: it does nothing until it is back.
+    std::string role = n.name() == resp.leader().node() ? "leader"
+                       : status == "Ready"              ? "standby"
+                                                        : "-";
+    std::vector<std::string> row = {n.name(), status, role, n.address(),
+                                    n.api_address()};
     if (output == "wide") row.push_back(absl::StrCat(n.gateway_port()));
     row.push_back(AgeOf(n.heartbeat(), now));
     row.push_back(AgeOf(n.started(), now));

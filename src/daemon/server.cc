@@ -11,6 +11,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "api/secret_store.h"
 #include "common/clock.h"
@@ -202,6 +203,18 @@ Controller::Options ControllerOptions(const DaemonConfig& config) {
 
 Server::DataDirLock::~DataDirLock() { close(fd); }
 
+namespace {
+// "k1-aaa (3 secrets), k1-bbb (1 secret)".
+std::string KeyIdCounts(const std::map<std::string, int>& ids) {
+  std::vector<std::string> parts;
+  for (const auto& [id, n] : ids) {
+    parts.push_back(
+        absl::StrCat(id, " (", n, n == 1 ? " secret)" : " secrets)"));
+  }
+  return absl::StrJoin(parts, ", ");
+}
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<Server>> Server::Create(DaemonConfig config) {
   std::error_code ec;
   std::filesystem::create_directories(config.data_dir, ec);
@@ -251,11 +264,48 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(DaemonConfig config) {
     }
   }
   {
+    // With etcd every node needs the cluster's key: a node that made its
+    // own started as ready and failed every instance using a secret.
+    std::map<std::string, int> sealed;
+    if (config.store_name != "sqlite") {
+      absl::StatusOr<std::map<std::string, int>> ids =
+          secrets::SealedKeyIds(store->get());
+      if (!ids.ok()) {
+        return Annotate(ids.status(), "listing the secrets' key ids: ");
+      }
+      sealed = std::move(*ids);
+    }
+    std::error_code exists_ec;
+    if (!sealed.empty() &&
+        !std::filesystem::exists(config.secrets_key_file, exists_ec)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "--secrets-key-file ", config.secrets_key_file,
+          " does not exist, and the store holds secrets sealed with ",
+          KeyIdCounts(sealed),
+          ": copy the key file from a node that has it (its log says "
+          "`secrets: key ",
+          sealed.begin()->first,
+          " from ...`) instead of making a new one (docs/ha.md, \"Running "
+          "three nodes with systemd\")"));
+    }
     absl::StatusOr<SecretBox> box = SecretBox::LoadOrCreateKeyFile(
         config.secrets_key_file, "--secrets-key-file");
     if (!box.ok()) return box.status();
     GetLogger("tidald")->info("secrets: key {} from {}", box->key_id(),
                               config.secrets_key_file);
+    int total = 0;
+    for (const auto& [id, n] : sealed) total += n;
+    if (const int others = total - sealed[box->key_id()]; others > 0) {
+      sealed.erase(box->key_id());
+      GetLogger("tidald")->warn(
+          "secrets: {} of {} secrets in the store are sealed with another "
+          "key ({}) than this node's {} (--secrets-key-file {}): instances "
+          "that use them cannot start here. Copy the cluster's key file to "
+          "this node, or, during a rotation, apply them again "
+          "(docs/secrets.md, \"Rotation\")",
+          others, total, KeyIdCounts(sealed), box->key_id(),
+          config.secrets_key_file);
+    }
     config.secret_box = std::make_shared<const SecretBox>(std::move(*box));
     config.runtime.secret_resolver =
         secrets::MakeResolver(store->get(), config.secret_box);
@@ -645,6 +695,8 @@ void Server::OnElected(int64_t token) {
   GetLogger("election")
       ->info("election: acting as leader (node {}, fencing token {})",
              config_.ha.node, token);
+  deployer_.SetPlanner(
+      absl::StrCat("node ", config_.ha.node, " (fencing token ", token, ")"));
   cluster_->SetActing(true);
   if (kube_runtime_ != nullptr) kube_runtime_->SetActing(true);
   store_routes_->Resync();

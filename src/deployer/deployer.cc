@@ -355,6 +355,16 @@ std::string PlanStep(const Inputs& in, const Census& c, Rollout* ro,
 
 }  // namespace
 
+void Deployer::SetPlanner(std::string planner) {
+  absl::MutexLock lock(&mu_);
+  planner_ = std::move(planner);
+}
+
+std::string Deployer::Planner() {
+  absl::MutexLock lock(&mu_);
+  return planner_;
+}
+
 absl::StatusOr<DeployPlan> Deployer::Plan(const App& app, int32_t total,
                                           const std::vector<Instance>& live) {
   const std::string& ns = app.metadata().namespace_();
@@ -386,6 +396,21 @@ absl::StatusOr<DeployPlan> Deployer::Plan(const App& app, int32_t total,
   if (!loaded.ok()) return loaded.status();
   RolloutState st = *loaded;
   const RolloutState before = st;
+  if (const std::string planner = Planner(); !planner.empty()) {
+    // A failover in the middle of a release: say so where the user looks.
+    if (st.update_revision() != 0 && !st.planned_by().empty() &&
+        st.planned_by() != planner &&
+        (st.phase() == "Progressing" || st.phase() == "Paused")) {
+      std::string msg =
+          absl::StrCat("The rollout of revision ", st.update_revision(), " (",
+                       st.phase(), ", step ", st.step() + 1, "/",
+                       st.total_steps(), ") is resumed by the new leader, ",
+                       planner, "; ", st.planned_by(), " ran it until now");
+      log->info("app={}/{} {}", ns, name, msg);
+      plan.events.push_back({"Normal", "RolloutResumed", std::move(msg)});
+    }
+    st.set_planned_by(planner);
+  }
   Inputs in{app,
             now,
             total,

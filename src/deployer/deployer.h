@@ -16,7 +16,9 @@
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "deployer/outbox.h"
@@ -79,13 +81,23 @@ class Deployer {
 
   RevisionHistory* history() { return &history_; }
 
+  // Who plans from now on, in a highly available control plane ("node n2
+  // (fencing token 7)", set when this node is elected): a rollout in
+  // progress that another leader planned is resumed with the event
+  // RolloutResumed. Empty (the default): not tracked.
+  void SetPlanner(std::string planner) ABSL_LOCKS_EXCLUDED(mu_);
+
  private:
+  std::string Planner() ABSL_LOCKS_EXCLUDED(mu_);
+
   Store* const store_;
   Clock* const clock_;
   MetricsSource* const metrics_;
   WebhookSender* const webhooks_;
   NotificationOutbox* const outbox_;
   RevisionHistory history_;
+  absl::Mutex mu_;
+  std::string planner_ ABSL_GUARDED_BY(mu_);
 };
 
 // Reads an app's rollout state; `version` 0 when there is none yet.

@@ -94,6 +94,22 @@ TEST_F(ClusterCommandsTest, GetLeaderAndNodes) {
   EXPECT_TRUE(absl::StrContains(lines[1], "leader")) << r.out;
   EXPECT_TRUE(absl::StartsWith(lines[2], "n1")) << r.out;
   EXPECT_TRUE(absl::StrContains(lines[2], "standby")) << r.out;
+  EXPECT_TRUE(absl::StartsWith(lines[0], "NAME   STATUS   ROLE")) << r.out;
+  EXPECT_TRUE(absl::StrContains(lines[2], "Ready")) << r.out;
+  // A node gone quiet is NotReady, then Lost, and no longer a standby.
+  SetSeen("n1", clock_.Now() - absl::Seconds(5));
+  r = Run({"get", "nodes"});
+  lines = absl::StrSplit(r.out, '\n');
+  ASSERT_GE(lines.size(), 3u) << r.out;
+  EXPECT_TRUE(absl::StrContains(lines[2], "NotReady")) << r.out;
+  EXPECT_FALSE(absl::StrContains(lines[2], "standby")) << r.out;
+  SetSeen("n1", clock_.Now() - absl::Seconds(31));
+  r = Run({"get", "nodes", "-o", "wide"});
+  lines = absl::StrSplit(r.out, '\n');
+  ASSERT_GE(lines.size(), 3u) << r.out;
+  EXPECT_TRUE(absl::StrContains(lines[2], "Lost")) << r.out;
+  EXPECT_TRUE(absl::StrContains(lines[2], "8080")) << r.out;  // GATEWAY
+  SetSeen("n1", clock_.Now());
   r = Run({"get", "nodes", "-o", "name"});
   EXPECT_EQ(r.out, "node/n0\nnode/n1\n");
   r = Run({"get", "nodes", "-o", "json"});
@@ -116,7 +132,9 @@ TEST_F(ClusterCommandsTest, DeleteNodeOnlyOnceItIsGone) {
   }
   Result r = Run({"delete", "node", "n1"});
   EXPECT_NE(r.code, 0);
-  EXPECT_TRUE(absl::StrContains(r.err, "node n1 is live")) << r.err;
+  EXPECT_TRUE(absl::StrContains(
+      r.err, "node n1 is live (heard from less than a second ago"))
+      << r.err;
   EXPECT_TRUE(absl::StrContains(r.err, "stop its tidald first")) << r.err;
   EXPECT_TRUE(Exists(keys::Node("n1")));
   // The node answering is never deleted.

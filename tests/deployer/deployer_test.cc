@@ -715,6 +715,48 @@ TEST_F(DeployerTest, ResumesFromItsStepAfterARestart) {
   EXPECT_EQ(static_cast<int>(Live().size()), 10);
 }
 
+// A new leader takes a release over in the middle: the event says so, once.
+TEST_F(DeployerTest, ARolloutResumedByANewLeaderIsAnEvent) {
+  rollout_.set_batches(5);
+  deployer_->SetPlanner("node n1 (fencing token 5)");
+  Steady(10);
+  Apply(10, "v2");
+  for (int i = 0; i < 40 && Rollout().step() < 2; ++i) {
+    Reconcile();
+    runtime_.SetAllReady();
+  }
+  ASSERT_EQ(Rollout().step(), 2);
+  EXPECT_FALSE(HasEvent("RolloutResumed"));
+  Restart();
+  deployer_->SetPlanner("node n2 (fencing token 9)");
+  Reconcile();
+  EXPECT_TRUE(HasEvent("RolloutResumed"));
+  auto list = store_.List(keys::EventPrefix("default", "web"));
+  int resumed = 0;
+  for (const auto& kv : list->items) {
+    tidal::v1::Event ev;
+    ASSERT_TRUE(ev.ParseFromString(kv.value));
+    if (ev.reason() != "RolloutResumed") continue;
+    ++resumed;
+    EXPECT_EQ(ev.message(),
+              "The rollout of revision 2 (Progressing, step 2/5) is resumed by "
+              "the new leader, node n2 (fencing token 9); node n1 (fencing "
+              "token 5) ran it until now");
+  }
+  Reconcile();
+  runtime_.SetAllReady();
+  Reconcile();
+  list = store_.List(keys::EventPrefix("default", "web"));
+  int again = 0;
+  for (const auto& kv : list->items) {
+    tidal::v1::Event ev;
+    ASSERT_TRUE(ev.ParseFromString(kv.value));
+    if (ev.reason() == "RolloutResumed") again += ev.count();
+  }
+  EXPECT_EQ(resumed, 1);
+  EXPECT_EQ(again, 1);  // said once
+}
+
 TEST_F(DeployerTest, PassedDeadlineRollsBackAfterRestart) {
   rollout_.set_progress_deadline_ms(60000);
   Steady(2);

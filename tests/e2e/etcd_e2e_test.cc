@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -223,6 +224,67 @@ TEST(EtcdE2ETest, WhileEtcdDoesNotAnswerTheApiSaysSoAtOnce) {
         return daemon.Ctl({"get", "apps"}).exit_code == 0;
       },
       absl::Seconds(30)));
+}
+
+// With etcd every node needs the cluster's secrets key: a node without a key
+// file is refused instead of making a key of its own (every instance using
+// a secret failed there), and a node with another key says how many
+// secrets it cannot open.
+TEST(EtcdE2ETest, ANodeWithoutTheClustersSecretsKeyIsTold) {
+  if (!testing::HaveEtcd()) GTEST_SKIP() << "etcd-server is not installed";
+  TempDir dir;
+  testing::EtcdProcess etcd;
+  ASSERT_TRUE(etcd.Open().ok()) << etcd.Log();
+  std::filesystem::create_directories(dir.path() + "/n1");  // for its log
+  Daemon first(dir.path() + "/n1", {StoreFlag(etcd), "--node-name=n1"});
+  ASSERT_TRUE(first.Start()) << "see " << first.log_path();
+  auto applied = first.Ctl({"apply", "-f", "-"}, R"(apiVersion: tidal.dev/v1
+kind: Secret
+metadata: {name: db}
+stringData: {password: hunter2}
+)");
+  ASSERT_EQ(applied.exit_code, 0) << applied.err;
+  const std::string key_id = [&] {
+    std::string log = ReadFile(first.log_path());
+    size_t at = log.find("secrets: key ");
+    return at == std::string::npos ? std::string()
+                                   : log.substr(at + 13, 19);  // k1-<16 hex>
+  }();
+  ASSERT_EQ(key_id.size(), 19u);
+
+  CommandResult refused = e2e::Run(
+      {BuildDir() + "/src/daemon/tidald", "--data-dir=" + dir.path() + "/n2",
+       StoreFlag(etcd), "--node-name=n2", "--listen=127.0.0.1:0",
+       "--gateway-listen=127.0.0.1:0", "--admin-listen=127.0.0.1:0"},
+      "", absl::Seconds(60));
+  EXPECT_EQ(refused.exit_code, 1) << refused.out << refused.err;
+  const std::string said = refused.out + refused.err;
+  EXPECT_TRUE(absl::StrContains(
+      said, absl::StrCat("does not exist, and the store holds secrets sealed "
+                         "with ",
+                         key_id, " (1 secret): copy the key file")))
+      << said;
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/n2/secrets.key"));
+
+  // Another key: it starts, and says what it cannot open.
+  std::filesystem::create_directories(dir.path() + "/n3");
+  std::filesystem::copy_file(dir.path() + "/n1/admin.token",
+                             dir.path() + "/n3/admin.token");
+  {
+    const std::string key = dir.path() + "/n3/secrets.key";
+    WriteFile(key, std::string(32, 'k'));
+    std::filesystem::permissions(key, std::filesystem::perms::owner_read |
+                                          std::filesystem::perms::owner_write);
+  }
+  Daemon third(dir.path() + "/n3", {StoreFlag(etcd), "--node-name=n3"});
+  ASSERT_TRUE(third.Start()) << "see " << third.log_path();
+  EXPECT_TRUE(Eventually([&] {
+    return absl::StrContains(
+        ReadFile(third.log_path()),
+        absl::StrCat(
+            "1 of 1 secrets in the store are sealed with another key (", key_id,
+            " (1 secret)) than this node's"));
+  })) << ReadFile(third.log_path());
 }
 
 }  // namespace
