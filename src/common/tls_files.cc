@@ -12,6 +12,7 @@
 #include <memory>
 #include <sstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace tidal {
@@ -71,28 +72,46 @@ absl::StatusOr<Cert> ReadCert(const std::string& path, absl::string_view flag) {
 
 }  // namespace
 
+absl::Status CheckKeyPairPem(const std::string& cert_pem,
+                             const std::string& key_pem) {
+  ERR_clear_error();
+  Bio cb = MemBio(cert_pem);
+  Cert cert(PEM_read_bio_X509(cb.get(), nullptr, nullptr, nullptr));
+  ERR_clear_error();
+  if (!cert) return absl::InvalidArgumentError("no PEM certificate");
+  Bio kb = MemBio(key_pem);
+  Pkey key(PEM_read_bio_PrivateKey(kb.get(), nullptr, nullptr, nullptr));
+  ERR_clear_error();
+  if (!key) {
+    return absl::InvalidArgumentError(
+        "no PEM private key (or it is encrypted)");
+  }
+  if (X509_check_private_key(cert.get(), key.get()) != 1) {
+    ERR_clear_error();
+    return absl::InvalidArgumentError("the key does not match the certificate");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckKeyPairFiles(const std::string& cert_file,
                                absl::string_view cert_flag,
                                const std::string& key_file,
                                absl::string_view key_flag) {
   auto cert = ReadCert(cert_file, cert_flag);
   if (!cert.ok()) return cert.status();
+  auto cert_pem = ReadFlagFile(cert_file, cert_flag);
+  if (!cert_pem.ok()) return cert_pem.status();
   auto key_pem = ReadFlagFile(key_file, key_flag);
   if (!key_pem.ok()) return key_pem.status();
-  Bio kb = MemBio(*key_pem);
-  Pkey key(PEM_read_bio_PrivateKey(kb.get(), nullptr, nullptr, nullptr));
-  ERR_clear_error();
-  if (!key) {
+  absl::Status pair = CheckKeyPairPem(*cert_pem, *key_pem);
+  if (pair.ok()) return pair;
+  if (absl::StrContains(pair.message(), "no PEM private key")) {
     return FileError(key_flag, key_file,
                      "holds no PEM private key (or it is encrypted)");
   }
-  if (X509_check_private_key(cert->get(), key.get()) != 1) {
-    ERR_clear_error();
-    return FileError(key_flag, key_file,
-                     absl::StrCat("does not match the certificate of ",
-                                  cert_flag, " ", cert_file));
-  }
-  return absl::OkStatus();
+  return FileError(key_flag, key_file,
+                   absl::StrCat("does not match the certificate of ", cert_flag,
+                                " ", cert_file));
 }
 
 absl::Status CheckCaFile(const std::string& path, absl::string_view flag) {

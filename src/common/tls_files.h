@@ -25,6 +25,11 @@ absl::Status CheckKeyPairFiles(const std::string& cert_file,
                                const std::string& key_file,
                                absl::string_view key_flag);
 
+// The same check on PEM contents (a chain, the leaf first, and a key), for
+// files already read: InvalidArgument saying what is wrong, no file names.
+absl::Status CheckKeyPairPem(const std::string& cert_pem,
+                             const std::string& key_pem);
+
 // A file of one or more PEM certificates (a CA bundle).
 absl::Status CheckCaFile(const std::string& path, absl::string_view flag);
 

@@ -21,6 +21,7 @@
 #include "common/status_macros.h"
 #include "common/tls_files.h"
 #include "daemon/store_identity.h"
+#include "daemon/tls_mirror.h"
 #include "grpcpp/channel.h"
 #include "runtime/kubernetes/kube_client.h"
 #include "runtime/kubernetes/kube_config.h"
@@ -265,18 +266,17 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(DaemonConfig config) {
   }
   {
     // With etcd every node needs the cluster's key: a node that made its
-    // own started as ready and failed every instance using a secret.
-    std::map<std::string, int> sealed;
-    if (config.store_name != "sqlite") {
-      absl::StatusOr<std::map<std::string, int>> ids =
-          secrets::SealedKeyIds(store->get());
-      if (!ids.ok()) {
-        return Annotate(ids.status(), "listing the secrets' key ids: ");
-      }
-      sealed = std::move(*ids);
+    // own started as ready and failed every instance using a secret. On
+    // one machine a key file gone missing is told at start too (warned:
+    // the secrets can only be applied again).
+    absl::StatusOr<std::map<std::string, int>> ids =
+        secrets::SealedKeyIds(store->get());
+    if (!ids.ok()) {
+      return Annotate(ids.status(), "listing the secrets' key ids: ");
     }
+    std::map<std::string, int> sealed = std::move(*ids);
     std::error_code exists_ec;
-    if (!sealed.empty() &&
+    if (config.store_name != "sqlite" && !sealed.empty() &&
         !std::filesystem::exists(config.secrets_key_file, exists_ec)) {
       return absl::FailedPreconditionError(absl::StrCat(
           "--secrets-key-file ", config.secrets_key_file,
@@ -609,6 +609,19 @@ absl::Status Server::Start() {
     });
   }
   if (auto st = StartAuth(); !st.ok()) return st;
+  api_tls_ = config_.api_tls;
+  if (config_.api_tls.enabled()) {
+    // gRPC reads copies that are replaced only by a matching pair (a
+    // rotation half done kept the API from answering at all), and re-reads
+    // them every second.
+    tls_mirror_ = std::make_unique<TlsPairMirror>(
+        config_.api_tls.cert_file, config_.api_tls.key_file,
+        config_.data_dir + "/api-tls", config_.api_tls.reload_interval);
+    if (auto st = tls_mirror_->Start(); !st.ok()) return st;
+    api_tls_.cert_file = tls_mirror_->cert_path();
+    api_tls_.key_file = tls_mirror_->key_path();
+    api_tls_.reload_interval = absl::Seconds(1);
+  }
   if (auto st = StartApi(); !st.ok()) {
     return Annotate(st, absl::StrCat("starting the API on ", config_.api_listen,
                                      " failed: "));
@@ -859,7 +872,7 @@ absl::Status Server::StartApi() {
   sopts.dashboard_path = "/ui/";
   api_service_ = std::make_unique<TidalService>(ApiStore(), instances_,
                                                 RealClock::Get(), sopts);
-  auto server = StartServer(api_address_, api_service_.get(), config_.api_tls,
+  auto server = StartServer(api_address_, api_service_.get(), api_tls_,
                             api_auth_.get(), config_.api_limits);
   if (!server.ok()) return server.status();
   api_server_ = std::move(*server);

@@ -73,6 +73,7 @@
 #include "daemon/api_health.h"
 #include "daemon/cached_health.h"
 #include "daemon/config.h"
+#include "daemon/tls_mirror.h"
 #include "dashboard/dashboard.h"
 #include "deployer/control.h"
 #include "deployer/deployer.h"
@@ -253,6 +254,10 @@ class Server {
   // Made once the API has its port (Start).
   std::unique_ptr<ApiHealth> api_health_;
   std::unique_ptr<CachedHealth> store_health_;
+  // The API's TLS as gRPC gets it: --tls-cert/--tls-key through the mirror
+  // (set in Start, before the API starts; read by StartApi).
+  std::unique_ptr<TlsPairMirror> tls_mirror_;
+  ApiTlsOptions api_tls_;
   AdminServer admin_;
   // The web dashboard (null with --dashboard-listen=off).
   std::unique_ptr<dashboard::Dashboard> dashboard_;

@@ -225,6 +225,18 @@ data:
   }
   EXPECT_GT(files, 3);  // the store, the key, instance records, logs
   EXPECT_TRUE(std::filesystem::exists(data_ + "/instances"));
+
+  // Another key (a rotation, or a key file lost): tidald says at start how
+  // many secrets it cannot open, instead of nothing until an instance fails.
+  WriteFile(data_ + "/secrets.key", std::string(32, 'n'));
+  chmod((data_ + "/secrets.key").c_str(), 0600);
+  ASSERT_TRUE(daemon_->Start());
+  EXPECT_TRUE(Eventually([&] {
+    return absl::StrContains(ReadAll(daemon_->log_path()),
+                             "secrets in the store are sealed with another "
+                             "key");
+  }));
+  ASSERT_TRUE(daemon_->Stop());
 }
 
 // tidald refuses a key file others may read, or of the wrong size, naming

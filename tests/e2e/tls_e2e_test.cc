@@ -177,7 +177,19 @@ TEST_F(TlsE2eTest, TidalctlOverTlsAndARotatedCertificate) {
                           {"IP:127.0.0.1", "DNS:api.tidal.test"}))
       << other.error();
   const pid_t pid = d.pid();
+  // Key first, as docs/tls.md says, and the certificate only after several
+  // reload intervals and the API watchdog's three probes: meanwhile the
+  // previous certificate is served (the API was torn down before).
   WriteFile(Path("api", ".key"), ReadFile(other.Path("api2", ".key")));
+  const absl::Time half = absl::Now();
+  while (absl::Now() - half < absl::Seconds(5)) {
+    auto still = d.Ctl({"version"});
+    ASSERT_EQ(still.exit_code, 0) << still.err;
+    absl::SleepFor(absl::Milliseconds(250));  // probing a steady state
+  }
+  const std::string served =
+      SClient(std::stoi(d.api().substr(d.api().rfind(':') + 1)));
+  EXPECT_TRUE(absl::StrContains(served, "CN = tidal-api-1")) << served;
   WriteFile(Path("api", ".crt"), ReadFile(other.Path("api2", ".crt")));
   EXPECT_TRUE(Eventually([&] {
     return Sh({BuildDir() + "/src/cli/tidalctl", "--server=" + d.api(),

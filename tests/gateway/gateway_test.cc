@@ -992,6 +992,47 @@ TEST_F(GatewayTest, AProvisionalRouteThatNoRouteReplacesTimesOutAndGoes) {
                  absl::Seconds(10)));
 }
 
+TEST_F(GatewayTest, AProvisionalRouteCountsItsHeldRequestsAgainstTheQueue) {
+  // An app applied a moment ago, no route yet (app_exists): its requests are
+  // held under a provisional route, within --gateway-queue-size like any
+  // app at zero; the rest get 503 at once, and the route that comes takes
+  // the held ones over. Regression guard (reported as 10x504, no 503).
+  TestUpstream a("a");
+  GatewayOptions o;
+  o.queue_size = 2;
+  o.queue_timeout = absl::Seconds(30);
+  o.app_exists = [](const std::string& ns, const std::string& app) {
+    return ns == "default" && app == "hello";
+  };
+  StartGateway(o);
+  std::vector<std::thread> clients;
+  std::atomic<int> ok{0};
+  for (int t = 0; t < 2; ++t) {
+    clients.emplace_back([&] {
+      if (Fetch(port(), kHost, "/").status == 200) ++ok;
+    });
+  }
+  ASSERT_TRUE(Eventually([&] { return gw_->Queued("default", "hello") == 2; }));
+  auto start = absl::Now();
+  for (int i = 0; i < 8; ++i) {
+    Reply r = Fetch(port(), kHost, "/");
+    EXPECT_EQ(r.status, 503) << r.body;
+  }
+  EXPECT_LT(absl::Now() - start, absl::Seconds(1));
+  EXPECT_EQ(gw_->Queued("default", "hello"), 2);
+  const std::string prom = gw_->PrometheusText();
+  EXPECT_NE(prom.find("tidal_gateway_queue_length{namespace=\"default\","
+                      "app=\"hello\"} 2"),
+            std::string::npos)
+      << prom;
+  // The route replaces the provisional one: same queue, same limit.
+  gw_->SetRoute(MakeRoute({}));
+  EXPECT_EQ(Fetch(port(), kHost, "/").status, 503);
+  gw_->SetRoute(MakeRoute({Ep(a)}));
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(ok, 2);
+}
+
 TEST_F(GatewayTest, SplitsTrafficByRevisionWeight) {
   TestUpstream stable("stable"), canary("canary");
   StartGateway();

@@ -281,7 +281,9 @@ TEST(SampleAppTest, SigtermDrainsInFlightRequests) {
   EXPECT_EQ(slow_result->status, 200);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
-  EXPECT_LT(ms, 2000);
+  // Not held by the idle keep-alive connection (that would never end); the
+  // bound is loose because a loaded 2-core CI machine took over 2 s.
+  EXPECT_LT(ms, 10000);
   EXPECT_TRUE(idle.PeerClosed());
   EXPECT_FALSE(testing::CanConnect(app.port()));
 }
