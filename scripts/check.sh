@@ -36,8 +36,8 @@ timing_tests='IsFast|BoundedMemory'
 # halts tidald (seen on 2026-12-03; the same test passes in the Release
 # build and the TSan build).
 asan_excluded='TheApiAnswersAgainAfterDescriptorsRunOut'
-tsan_targets=(sqlite_store_test controller_test gateway_test activator_test process_runtime_test kubernetes_runtime_test h2_gateway_test)
-tsan_tests='^(SqliteStoreTest|Sqlite/StoreConformanceTest|WorkQueueTest|ControllerTest|GatewayTest|ActivatorTest|ProcessRuntimeTest|KubernetesRuntimeTest)\.'
+tsan_targets=(sqlite_store_test controller_test gateway_test activator_test process_runtime_test kubernetes_runtime_test h2_gateway_test cached_health_test gated_store_test tls_mirror_test)
+tsan_tests='^(SqliteStoreTest|Sqlite/StoreConformanceTest|WorkQueueTest|ControllerTest|GatewayTest|ActivatorTest|ProcessRuntimeTest|KubernetesRuntimeTest|CachedHealthTest|GatedStoreTest|TlsPairMirrorTest)\.'
 # Tests with a gRPC client and server of their own, run with
 # scripts/tsan-grpc.supp as well (what TSan cannot see inside gRPC).
 tsan_grpc_tests='^H2GatewayTest\.'
