@@ -19,8 +19,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view yaml(reinterpret_cast<const char*>(data), size);
   tidal::spec::ParseResult r = tidal::spec::ParseApps(yaml, "fuzz.yaml");
   Check(r.ok() || r.apps.empty(), "errors and apps at once");
+  // Lines as YAML (libyaml's marks) counts them: a CR, an LF, a CR LF, NEL,
+  // LS and PS each end one (a file of lone CRs has as many lines).
   int lines = 1;
-  for (char c : yaml) lines += c == '\n';
+  for (size_t i = 0; i < yaml.size(); ++i) {
+    if (yaml[i] == '\n') {
+      ++lines;
+    } else if (yaml[i] == '\r') {
+      ++lines;
+      if (i + 1 < yaml.size() && yaml[i + 1] == '\n') ++i;
+    } else if (yaml.compare(i, 2, "\xC2\x85") == 0 ||
+               yaml.compare(i, 3, "\xE2\x80\xA8") == 0 ||
+               yaml.compare(i, 3, "\xE2\x80\xA9") == 0) {
+      ++lines;
+    }
+  }
   for (const auto& e : r.errors) {
     Check(e.line >= 0 && e.line <= lines + 1,
           "error line out of the input: " + e.ToString());
