@@ -396,11 +396,13 @@ absl::StatusOr<DeployPlan> Deployer::Plan(const App& app, int32_t total,
   if (!loaded.ok()) return loaded.status();
   RolloutState st = *loaded;
   const RolloutState before = st;
-  if (const std::string planner = Planner(); !planner.empty()) {
+  const std::string planner = Planner();
+  // Only a release in progress records its planner: an election then
+  // rewrites the states of the apps being released, not of every app.
+  if (!planner.empty() && st.update_revision() != 0 &&
+      (st.phase() == "Progressing" || st.phase() == "Paused")) {
     // A failover in the middle of a release: say so where the user looks.
-    if (st.update_revision() != 0 && !st.planned_by().empty() &&
-        st.planned_by() != planner &&
-        (st.phase() == "Progressing" || st.phase() == "Paused")) {
+    if (!st.planned_by().empty() && st.planned_by() != planner) {
       std::string msg =
           absl::StrCat("The rollout of revision ", st.update_revision(), " (",
                        st.phase(), ", step ", st.step() + 1, "/",
