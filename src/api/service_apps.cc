@@ -238,8 +238,9 @@ absl::StatusOr<v1::ApplyResponse> TidalService::Apply(
         *out.mutable_metadata()->mutable_annotations() =
             in.metadata().annotations();
         // A replica count set by `tidalctl scale` stays until the file
-        // sets the replica fields to something else (kubectl's merge).
-        spec::KeepScaledReplicas(existing, &out);
+        // sets the replica fields to something else, and so does a
+        // restart's annotation (kubectl's merge).
+        spec::KeepLiveFields(existing, &out);
         if (!req.change_cause().empty()) {
           (*out.mutable_metadata()
                 ->mutable_annotations())[kChangeCauseAnnotation] =

@@ -92,4 +92,14 @@ void KeepScaledReplicas(const tidal::v1::App& live, tidal::v1::App* desired) {
   }
 }
 
+void KeepLiveFields(const tidal::v1::App& live, tidal::v1::App* desired) {
+  KeepScaledReplicas(live, desired);
+  const auto& from = live.spec().template_().annotations();
+  auto it = from.find(kRestartedAtAnnotation);
+  if (it == from.end()) return;
+  auto* to =
+      desired->mutable_spec()->mutable_template_()->mutable_annotations();
+  to->insert({it->first, it->second});  // the file's own value wins
+}
+
 }  // namespace tidal::spec

@@ -118,10 +118,14 @@ std::string AppToJson(const tidal::v1::App& app);
 // proto3 JSON's field names and omissions, but integers of 64 bits as
 // numbers (proto3 JSON writes them as strings; Kubernetes as numbers) and
 // strings quoted in YAML wherever a reader would take them for something
-// else. `compact`: JSON on one line.
+// else. `compact`: JSON on one line. `every_field`: the message's own
+// fields even when they hold their default (`tokens: []`, `ha: false`), as
+// a response is printed, so a script reads an empty list rather than a
+// missing key; the messages it holds keep proto3's omissions.
 std::string MessageToJson(const google::protobuf::Message& m,
-                          bool compact = false);
-std::string MessageToYaml(const google::protobuf::Message& m);
+                          bool compact = false, bool every_field = false);
+std::string MessageToYaml(const google::protobuf::Message& m,
+                          bool every_field = false);
 
 // `s` as a JSON string literal (quotes and escapes included).
 std::string JsonQuoted(const std::string& s);
@@ -166,5 +170,17 @@ void MarkScaled(tidal::v1::App* app);
 // file's fields are those the annotation records; else the file's fields
 // win. An annotation written in the file itself is never taken.
 void KeepScaledReplicas(const tidal::v1::App& live, tidal::v1::App* desired);
+
+// `tidalctl rollout restart` writes the time into this template annotation
+// (kubectl's kubectl.kubernetes.io/restartedAt), so the template gets a new
+// hash.
+inline constexpr char kRestartedAtAnnotation[] = "tidal.dev/restartedAt";
+
+// What `apply -f` writes over `live` (kubectl's three-way merge for the
+// fields others than the file set): the replica fields of
+// KeepScaledReplicas, and a restart's template annotation when the file does
+// not set it, so applying the file a restart came after does not roll the
+// app back to the template before the restart.
+void KeepLiveFields(const tidal::v1::App& live, tidal::v1::App* desired);
 
 }  // namespace tidal::spec

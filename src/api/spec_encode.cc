@@ -425,7 +425,7 @@ std::string AppToJson(const tidal::v1::App& app) {
 
 namespace {
 
-Value AnyMessageValue(const pb::Message& msg);
+Value AnyMessageValue(const pb::Message& msg, bool every_field = false);
 
 Value AnyFieldValue(const pb::Message& msg, const pb::FieldDescriptor* fd,
                     int i) {
@@ -475,7 +475,10 @@ Value AnyFieldValue(const pb::Message& msg, const pb::FieldDescriptor* fd,
 // Any message: the App's own messages (a revision's template, a status) as
 // in the spec; the others by proto3 JSON's names and omissions, integers of
 // 64 bits as numbers (as Kubernetes writes them), timestamps as RFC 3339.
-Value AnyMessageValue(const pb::Message& msg) {
+// `every_field`: also the fields proto3 JSON leaves out for holding their
+// default (an empty list as [], false, 0), but not unset messages; for this
+// message only, not those it holds.
+Value AnyMessageValue(const pb::Message& msg, bool every_field) {
   const pb::Descriptor* d = msg.GetDescriptor();
   if (d == pb::Timestamp::descriptor()) {
     return Value::Str(FormatTimestamp(static_cast<const pb::Timestamp&>(msg)));
@@ -511,7 +514,7 @@ Value AnyMessageValue(const pb::Message& msg) {
         entry.value = AnyFieldValue(e, ed->FindFieldByNumber(2), -1);
         entries.push_back(std::move(entry));
       }
-      if (entries.empty()) continue;
+      if (entries.empty() && !every_field) continue;
       std::sort(entries.begin(), entries.end(),
                 [](const Entry& a, const Entry& b) {
                   return std::tie(a.number, a.key) < std::tie(b.number, b.key);
@@ -520,13 +523,16 @@ Value AnyMessageValue(const pb::Message& msg) {
       for (Entry& e : entries) m.map.emplace_back(e.key, std::move(e.value));
       out.map.emplace_back(fd->json_name(), std::move(m));
     } else if (fd->is_repeated()) {
-      if (r->FieldSize(msg, fd) == 0) continue;
+      if (r->FieldSize(msg, fd) == 0 && !every_field) continue;
       Value list = Value::List();
       for (int i = 0; i < r->FieldSize(msg, fd); ++i) {
         list.list.push_back(AnyFieldValue(msg, fd, i));
       }
       out.map.emplace_back(fd->json_name(), std::move(list));
-    } else if (r->HasField(msg, fd)) {
+    } else if (r->HasField(msg, fd) ||
+               (every_field &&
+                fd->cpp_type() != pb::FieldDescriptor::CPPTYPE_MESSAGE &&
+                !fd->has_presence())) {
       out.map.emplace_back(fd->json_name(), AnyFieldValue(msg, fd, -1));
     }
   }
@@ -535,15 +541,16 @@ Value AnyMessageValue(const pb::Message& msg) {
 
 }  // namespace
 
-std::string MessageToJson(const pb::Message& m, bool compact) {
+std::string MessageToJson(const pb::Message& m, bool compact,
+                          bool every_field) {
   std::string out;
-  EmitJson(&out, AnyMessageValue(m), 0, compact);
+  EmitJson(&out, AnyMessageValue(m, every_field), 0, compact);
   out.push_back('\n');
   return out;
 }
 
-std::string MessageToYaml(const pb::Message& m) {
-  Value v = AnyMessageValue(m);
+std::string MessageToYaml(const pb::Message& m, bool every_field) {
+  Value v = AnyMessageValue(m, every_field);
   if (v.map.empty()) return "{}\n";
   std::string out;
   EmitYamlMap(&out, v, 0);

@@ -266,7 +266,7 @@ int ClientDryRun(Context& ctx, const std::vector<Input>& inputs,
       auto live =
           GetLive(ctx, app.metadata().namespace_(), app.metadata().name());
       if (live.ok()) {
-        spec::KeepScaledReplicas(*live, &app);
+        spec::KeepLiveFields(*live, &app);
         action = MessageDifferencer::Equals(DiffView(*live), DiffView(app))
                      ? "unchanged"
                      : "configured";
@@ -403,8 +403,9 @@ int DoDiff(Context& ctx, const DiffFlags& f) {
     auto live = GetLive(ctx, ns, name);
     if (live.ok()) {
       live_yaml = spec::AppToYaml(DiffView(*live));
-      // What apply would write: replicas set by `scale` stay.
-      spec::KeepScaledReplicas(*live, &desired);
+      // What apply would write: replicas set by `scale`, and a restart,
+      // stay.
+      spec::KeepLiveFields(*live, &desired);
     } else if (!absl::IsNotFound(live.status())) {
       return std::max<int>(kExitUsage, ctx.Fail(live.status()));
     }

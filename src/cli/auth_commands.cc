@@ -39,11 +39,11 @@ std::string Expires(const google::protobuf::Timestamp& t, absl::Time now) {
 int PrintMessage(Context& ctx, const google::protobuf::Message& m,
                  const std::string& output) {
   if (output == "json") {
-    ctx.out() << MessageJson(m);
+    ctx.out() << ResponseJson(m);
     return kExitOk;
   }
   if (output == "yaml") {
-    ctx.out() << MessageYaml(m);
+    ctx.out() << ResponseYaml(m);
     return kExitOk;
   }
   return -1;

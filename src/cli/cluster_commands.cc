@@ -19,11 +19,11 @@ int GetCluster(Context& ctx, const std::vector<std::string>& args,
       ctx.Stub().GetCluster(call.get(), tidal::v1::GetClusterRequest(), &resp));
   if (!s.ok()) return ctx.Fail(s);
   if (output == "json") {
-    ctx.out() << MessageJson(resp);
+    ctx.out() << ResponseJson(resp);
     return kExitOk;
   }
   if (output == "yaml") {
-    ctx.out() << MessageYaml(resp);
+    ctx.out() << ResponseYaml(resp);
     return kExitOk;
   }
   const absl::Time now = absl::Now();

@@ -335,6 +335,14 @@ std::string MessageYaml(const google::protobuf::Message& m) {
   return spec::MessageToYaml(m);
 }
 
+std::string ResponseJson(const google::protobuf::Message& m) {
+  return spec::MessageToJson(m, false, true);
+}
+
+std::string ResponseYaml(const google::protobuf::Message& m) {
+  return spec::MessageToYaml(m, true);
+}
+
 std::string Sparkline(const std::vector<double>& values, int width) {
   static const char* kBlocks[] = {"\u2581", "\u2582", "\u2583", "\u2584",
                                   "\u2585", "\u2586", "\u2587", "\u2588"};

@@ -77,6 +77,10 @@ std::string AppsJson(const std::vector<tidal::v1::App>& apps, bool as_list);
 std::string MessageJson(const google::protobuf::Message& m);
 // -o yaml: the same object as MessageJson, in block YAML.
 std::string MessageYaml(const google::protobuf::Message& m);
+// -o json|yaml of a whole response (list-tokens, whoami, get nodes): its
+// own fields even when empty or false (`"tokens": []`), never `{}`.
+std::string ResponseJson(const google::protobuf::Message& m);
+std::string ResponseYaml(const google::protobuf::Message& m);
 
 // `tidalctl describe app`: spec summary, status, conditions, instances and
 // recent events.

@@ -23,6 +23,7 @@
 #include "common/units.h"
 #include "runtime/namespace_users.h"
 #include "runtime/spawner.h"
+#include "store/etcd_store.h"
 
 namespace tidal {
 namespace {
@@ -222,7 +223,9 @@ absl::Status MakeEtcdTls(const DaemonFlags& flags, DaemonConfig* c) {
   t.key_file = flags.etcd_key;
   t.server_name = flags.etcd_server_name;
   const std::string endpoints = c->store_spec.substr(strlen("etcd:"));
-  t.enabled = absl::StrContains(endpoints, "https://") || !t.ca_file.empty();
+  auto eps = etcd_internal::ParseEndpoints(endpoints);
+  if (!eps.ok()) return FlagError("--store", eps.status().message());
+  t.enabled = eps->tls || !t.ca_file.empty();
   if (t.cert_file.empty() != t.key_file.empty()) {
     return FlagError(t.cert_file.empty() ? "--etcd-cert" : "--etcd-key",
                      "--etcd-cert and --etcd-key go together");
@@ -244,14 +247,12 @@ absl::Status MakeEtcdTls(const DaemonFlags& flags, DaemonConfig* c) {
     RETURN_IF_ERROR(CheckKeyPairFiles(t.cert_file, "--etcd-cert", t.key_file,
                                       "--etcd-key"));
   }
-  std::vector<std::string> eps =
-      absl::StrSplit(endpoints, ',', absl::SkipWhitespace());
-  if (t.enabled && t.server_name.empty() && eps.size() > 1) {
+  if (t.enabled && t.server_name.empty() && eps->hosts.size() > 1) {
     // One name for every member (one channel): a certificate naming only
     // its own member fails once the first member stops.
-    absl::string_view first = absl::StripAsciiWhitespace(eps[0]);
-    absl::ConsumePrefix(&first, "https://");
+    absl::string_view first = eps->hosts[0];
     first = first.substr(0, first.rfind(':'));
+    if (absl::ConsumePrefix(&first, "[")) absl::ConsumeSuffix(&first, "]");
     c->warnings.push_back(absl::StrCat(
         "TLS to etcd checks every member's certificate for the name \"", first,
         "\" (the first endpoint's host): unless each member's certificate "
@@ -261,9 +262,7 @@ absl::Status MakeEtcdTls(const DaemonFlags& flags, DaemonConfig* c) {
   if (!t.enabled) {
     // Whoever reaches etcd can run commands on every node: say so unless
     // it is this machine's loopback.
-    for (absl::string_view ep : absl::StrSplit(endpoints, ',')) {
-      ep = absl::StripAsciiWhitespace(ep);
-      absl::ConsumePrefix(&ep, "http://");
+    for (absl::string_view ep : eps->hosts) {
       if (!absl::StartsWith(ep, "127.") && !absl::StartsWith(ep, "[::1]") &&
           !absl::StartsWith(ep, "localhost:")) {
         c->warnings.push_back(absl::StrCat(

@@ -181,11 +181,14 @@ AppReconciler::Options ReconcilerOptions(const DaemonConfig& config,
   o.max_instances = config.max_instances_per_app;
   // The gateway's port is known once it has started (--gateway-listen may
   // say 0); reconciles run only after that.
-  o.url = [gw, domain = config.domain](const std::string& ns,
-                                       const std::string& name) {
-    const int port = gw->port();
-    return absl::StrCat("http://", name, ".", ns, ".", domain,
-                        port == 80 ? "" : absl::StrCat(":", port));
+  // With --gateway-https-redirect the HTTP URL only redirects: the HTTPS
+  // one is shown.
+  o.url = [gw, domain = config.domain, https = config.gateway.https_redirect](
+              const std::string& ns, const std::string& name) {
+    const int port = https ? gw->tls_port() : gw->port();
+    const int plain = https ? 443 : 80;
+    return absl::StrCat(https ? "https://" : "http://", name, ".", ns, ".",
+                        domain, port == plain ? "" : absl::StrCat(":", port));
   };
   o.planner = planner;
   o.routes = routes;

@@ -10,17 +10,18 @@
 #include <string>
 
 #include "api/rollout_control.h"
+#include "api/spec.h"
 #include "common/clock.h"
 #include "deployer/revisions.h"
 #include "store/store.h"
 
 namespace tidal::deployer {
 
-// `rollout restart` writes the time into this template annotation (kubectl's
-// kubectl.kubernetes.io/restartedAt), so the template gets a new hash.
-// Earlier versions wrote it as a template label, whose value (with ':')
-// fails the label rule: a restart removes such a label.
-constexpr const char* kRestartedAtAnnotation = "tidal.dev/restartedAt";
+// `rollout restart` writes the time into this template annotation
+// (spec::kRestartedAtAnnotation). Earlier versions wrote it as a template
+// label, whose value (with ':') fails the label rule: a restart removes such
+// a label.
+using spec::kRestartedAtAnnotation;
 
 class DeployerControl : public RolloutControl {
  public:

@@ -745,6 +745,25 @@ TEST(MessageToJsonTest, IntegersAreNumbersAndTemplatesReadAsTheSpec) {
   EXPECT_EQ(MessageToJson(tidal::v1::Instance()), "{}\n");
 }
 
+// A response printed whole (`auth list-tokens -o json` with no token, `get
+// nodes -o json` on a single node) says what it holds, never `{}`; the
+// messages inside keep proto3's omissions.
+TEST(MessageToJsonTest, EveryFieldOfAResponse) {
+  EXPECT_EQ(MessageToJson(tidal::v1::ListTokensResponse(), false, true),
+            "{\n  \"tokens\": []\n}\n");
+  EXPECT_EQ(MessageToYaml(tidal::v1::ListTokensResponse(), true),
+            "tokens: []\n");
+  EXPECT_EQ(MessageToJson(tidal::v1::ListTokensResponse()), "{}\n");
+  tidal::v1::GetClusterResponse cluster;
+  cluster.add_nodes()->set_name("n0");
+  const std::string json = MessageToJson(cluster, true, true);
+  EXPECT_THAT(json, ::testing::HasSubstr("\"ha\":false")) << json;
+  EXPECT_THAT(json, ::testing::HasSubstr("\"fencingToken\":0")) << json;
+  EXPECT_THAT(json, ::testing::HasSubstr("\"nodes\":[{\"name\":\"n0\"}]"))
+      << json;
+  EXPECT_THAT(json, ::testing::Not(::testing::HasSubstr("leader"))) << json;
+}
+
 TEST(MessageToJsonTest, BytesAreBase64AndMapsSortedByKey) {
   tidal::v1::TokenRecord rec;
   rec.set_name("ci");

@@ -219,6 +219,56 @@ TEST_F(RolloutCommandsTest, RestartLeavesAValidApp) {
       << apply.out;
 }
 
+// Applying the file again after `rollout restart` keeps the restart (as
+// kubectl's apply keeps kubectl.kubernetes.io/restartedAt, a field the file
+// never set): the template keeps its hash, so no rollout back to the
+// template before the restart. A value the file sets itself wins.
+TEST_F(RolloutCommandsTest, ApplyAfterRestartKeepsTheRestart) {
+  const std::string file = (dir_ / "web.yaml").string();
+  {
+    std::ofstream(file) << "apiVersion: tidal.dev/v1\nkind: App\n"
+                           "metadata: {name: web}\n"
+                           "spec:\n  replicas: 2\n"
+                           "  template: {command: [tidal-sample-app]}\n";
+  }
+  ASSERT_EQ(Run({"apply", "-f", file}).code, 0);
+  auto read = [&] {
+    v1::App app;
+    auto kv = store_.Get(keys::App("default", "web"));
+    EXPECT_TRUE(kv.ok() && app.ParseFromString(kv->value));
+    return app;
+  };
+  const std::string before = spec::TemplateHash(read().spec().template_());
+  auto restart = Run({"rollout", "restart", "web"});
+  ASSERT_EQ(restart.code, 0) << restart.err;
+  const v1::App restarted = read();
+  const std::string hash = spec::TemplateHash(restarted.spec().template_());
+  ASSERT_NE(hash, before);
+  const std::string at =
+      restarted.spec().template_().annotations().at("tidal.dev/restartedAt");
+
+  auto diff = Run({"diff", "-f", file});
+  EXPECT_EQ(diff.out.find("restartedAt"), std::string::npos) << diff.out;
+  auto apply = Run({"apply", "-f", file});
+  ASSERT_EQ(apply.code, 0) << apply.err;
+  v1::App app = read();
+  EXPECT_EQ(spec::TemplateHash(app.spec().template_()), hash);
+  EXPECT_EQ(app.spec().template_().annotations().at("tidal.dev/restartedAt"),
+            at);
+  EXPECT_EQ(Run({"diff", "-f", file}).code, 0);
+
+  {
+    std::ofstream(file) << "apiVersion: tidal.dev/v1\nkind: App\n"
+                           "metadata: {name: web}\n"
+                           "spec:\n  replicas: 2\n"
+                           "  template:\n    command: [tidal-sample-app]\n"
+                           "    annotations: {tidal.dev/restartedAt: mine}\n";
+  }
+  ASSERT_EQ(Run({"apply", "-f", file}).code, 0);
+  EXPECT_EQ(read().spec().template_().annotations().at("tidal.dev/restartedAt"),
+            "mine");
+}
+
 // Issue 16: `rollout undo` records its change cause (`undo to revision
 // N`) where history shows it, on the revision it brings back, keeping what
 // that revision said before.

@@ -434,6 +434,11 @@ TEST(DaemonConfigTest, TheEtcdStoreMakesANodeOfAHighlyAvailableCluster) {
               f->etcd_cacert = "/nonexistent/ca.crt";
             },
             "--store: names http:// etcd endpoints, but TLS to etcd is on"},
+           {[](DaemonFlags* f) {
+              f->store = "etcd:https://127.0.0.1:2379,127.0.0.1:2380";
+            },
+            "--store: etcd endpoints \"https://127.0.0.1:2379,127.0.0.1:2380\" "
+            "mix https:// with plain ones"},
        }) {
     DaemonFlags bad = f;
     bad.node_name = "n1";
@@ -467,6 +472,12 @@ TEST(DaemonConfigTest, TheEtcdStoreMakesANodeOfAHighlyAvailableCluster) {
   EXPECT_TRUE(absl::StartsWith(c->warnings[0],
                                "TLS to etcd checks every member's "
                                "certificate for the name \"10.0.0.2\""))
+      << c->warnings[0];
+  remote.store = "etcd:https://[fd00::2]:2379,https://[fd00::3]:2379";
+  c = MakeDaemonConfig(remote, kFdLimit);
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_EQ(c->warnings.size(), 1u);
+  EXPECT_TRUE(absl::StrContains(c->warnings[0], "for the name \"fd00::2\""))
       << c->warnings[0];
   remote.etcd_server_name = "etcd.lan";
   c = MakeDaemonConfig(remote, kFdLimit);

@@ -322,6 +322,10 @@ TEST_F(TlsE2eTest, GatewayServesHttpsForTwoNamesAndRedirectsHttp) {
   EXPECT_EQ(redirected.status, 308);
   EXPECT_EQ(redirected.headers["location"],
             absl::StrCat("https://", host, ":", https_port, "/stats?x=1"));
+  // The app's URL is the HTTPS one: the HTTP URL only redirects.
+  auto url = d.Ctl({"get", "app", "hello", "-o", "jsonpath={.status.url}"});
+  EXPECT_EQ(url.out, absl::StrCat("https://", host, ":", https_port))
+      << url.err;
 
   // A rotated certificate reaches new connections without a restart.
   ASSERT_TRUE(ca_->Issue("other2", "gw-other-2", {"DNS:other.test"}));
