@@ -221,6 +221,10 @@ tidal::v1::Tidal::Stub& Context::Stub() {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(64 << 20);
     args.SetMaxSendMessageSize(64 << 20);
+    // Without gRPC's retry filter, which aborts the process on a stream
+    // ended without a status, as tidald being stopped can end a `logs -f`
+    // (grpc/grpc#34683; src/store/etcd_store.cc). tidalctl's waits retry.
+    args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
     if (!tls_server_name.empty()) {
       args.SetSslTargetNameOverride(tls_server_name);
     }

@@ -247,18 +247,6 @@ absl::Status MakeEtcdTls(const DaemonFlags& flags, DaemonConfig* c) {
     RETURN_IF_ERROR(CheckKeyPairFiles(t.cert_file, "--etcd-cert", t.key_file,
                                       "--etcd-key"));
   }
-  if (t.enabled && t.server_name.empty() && eps->hosts.size() > 1) {
-    // One name for every member (one channel): a certificate naming only
-    // its own member fails once the first member stops.
-    absl::string_view first = eps->hosts[0];
-    first = first.substr(0, first.rfind(':'));
-    if (absl::ConsumePrefix(&first, "[")) absl::ConsumeSuffix(&first, "]");
-    c->warnings.push_back(absl::StrCat(
-        "TLS to etcd checks every member's certificate for the name \"", first,
-        "\" (the first endpoint's host): unless each member's certificate "
-        "carries it, give --etcd-server-name with a name they all carry "
-        "(docs/ha.md, \"Securing etcd\")"));
-  }
   if (!t.enabled) {
     // Whoever reaches etcd can run commands on every node: say so unless
     // it is this machine's loopback.

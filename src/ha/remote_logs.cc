@@ -25,6 +25,10 @@ class GrpcLogStream : public LogStream {
     if (!token.empty()) ctx_.AddMetadata("authorization", "Bearer " + token);
     grpc::ChannelArguments args;
     args.SetInt(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, 16 << 20);
+    // Without gRPC's retry filter, which aborts the process on a stream
+    // ended without a status, as a node being stopped can end this one
+    // (grpc/grpc#34683; src/store/etcd_store.cc).
+    args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
     auto channel = grpc::CreateCustomChannel(target_.api_address,
                                              std::move(credentials), args);
     stub_ = v1::Tidal::NewStub(channel);

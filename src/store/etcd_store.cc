@@ -22,6 +22,7 @@
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "etcdpb/rpc.grpc.pb.h"
+#include "store/etcd_tls.h"
 #include "store/txn_check.h"
 
 namespace tidal {
@@ -435,21 +436,36 @@ absl::StatusOr<std::unique_ptr<EtcdStore>> EtcdStore::Open(
   args.SetMaxSendMessageSize(-1);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  // gRPC's retry filter (Debian's 1.51) aborts the process when a stream
+  // ends without a grpc-status, as one to a member being stopped can
+  // (grpc/grpc#34683): seen as tidald dying on an
+  // assertion in absl::optional<grpc_status_code> when an etcd member
+  // stopped. tidald retries its etcd calls itself (watches re-list, callers
+  // of a Txn re-read), so the channel does without.
+  args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
   std::shared_ptr<grpc::ChannelCredentials> credentials =
       grpc::InsecureChannelCredentials();
-  std::string server_name;
+  std::string server_name;  // the names a member's certificate may carry
   if (tls) {
-    grpc::SslCredentialsOptions ssl;
-    ssl.pem_root_certs = options.tls.root_certs;
-    ssl.pem_cert_chain = options.tls.cert_chain;
-    ssl.pem_private_key = options.tls.private_key;
-    credentials = grpc::SslCredentials(ssl);
-    // The target lists addresses: the certificates are checked for the
-    // name the user gave (a member's certificate must carry it).
-    server_name = options.tls.server_name.empty()
-                      ? etcd_internal::EndpointHost(parsed.hosts.front())
-                      : options.tls.server_name;
-    args.SetSslTargetNameOverride(server_name);
+    // One channel over every address: it cannot tell which member it
+    // reached, so each member's certificate must name one of the endpoints
+    // (as a member's names itself), or the one name the user gave.
+    std::vector<std::string> names;
+    if (options.tls.server_name.empty()) {
+      for (const std::string& h : parsed.hosts) {
+        std::string host = etcd_internal::EndpointHost(h);
+        if (std::find(names.begin(), names.end(), host) == names.end())
+          names.push_back(std::move(host));
+      }
+    } else {
+      names.push_back(options.tls.server_name);
+    }
+    server_name = absl::StrJoin(names, ", ");
+    // The name sent in the handshake (SNI).
+    args.SetSslTargetNameOverride(names.front());
+    credentials = etcd_internal::EtcdTlsCredentials(
+        options.tls.root_certs, options.tls.cert_chain, options.tls.private_key,
+        std::move(names));
   }
   auto channel = grpc::CreateCustomChannel(target, credentials, args);
   auto client =
@@ -472,9 +488,13 @@ absl::StatusOr<std::unique_ptr<EtcdStore>> EtcdStore::Open(
         tls ? absl::StrCat(
                   " (over TLS: check that etcd serves https on these "
                   "endpoints, that its certificate is signed by "
-                  "--etcd-cacert and names \"",
-                  server_name,
-                  "\" (--etcd-server-name), and, when etcd runs with "
+                  "--etcd-cacert and names ",
+                  options.tls.server_name.empty()
+                      ? absl::StrCat("its own endpoint (one of ", server_name,
+                                     ") or --etcd-server-name")
+                      : absl::StrCat("\"", server_name,
+                                     "\" (--etcd-server-name)"),
+                  ", and, when etcd runs with "
                   "--client-cert-auth, --etcd-cert and --etcd-key)")
             : " (if etcd serves TLS, name https:// endpoints and "
               "--etcd-cacert)";
@@ -488,10 +508,10 @@ absl::StatusOr<std::unique_ptr<EtcdStore>> EtcdStore::Open(
     return absl::UnavailableError(absl::StrCat(
         "cannot reach etcd at ", endpoints, ": ", s.error_message(), hint));
   }
-  GetLogger("store")->info("connected to etcd at {} ({}{}), revision {}",
-                           endpoints, target,
-                           tls ? absl::StrCat(", TLS for ", server_name) : "",
-                           resp.header().revision());
+  GetLogger("store")->info(
+      "connected to etcd at {} ({}{}), revision {}", endpoints, target,
+      tls ? absl::StrCat(", TLS, certificates naming ", server_name) : "",
+      resp.header().revision());
   return std::unique_ptr<EtcdStore>(new EtcdStore(options, std::move(client)));
 }
 

@@ -57,8 +57,8 @@ class EtcdStore : public Store {
                                 // against; empty: the system's roots
       std::string cert_chain;   // a client certificate (etcd
       std::string private_key;  // --client-cert-auth), with its key
-      // The name etcd's certificates are checked for; empty: the first
-      // endpoint's host.
+      // The name every member's certificate must carry; empty: each
+      // carries one of the endpoints' hosts (its own).
       std::string server_name;
     };
     Tls tls;

@@ -199,6 +199,43 @@ TEST(EtcdStoreTest, OverTlsOnlyACertifiedClientGetsIn) {
           "name https:// endpoints");
 }
 
+// Several members over TLS, each with a certificate naming only itself (as
+// etcd's own recipes make them): the first endpoint (127.0.0.2, nothing
+// listening) fails, and the member at 127.0.0.1 is trusted for naming its
+// own endpoint, with no --etcd-server-name. A certificate naming no endpoint
+// is refused, saying which names it carries.
+TEST(EtcdStoreTest, OverTlsEachMembersCertificateNamesItsOwnEndpoint) {
+  if (!HaveEtcd()) GTEST_SKIP() << "no " << testing::kEtcdBinary;
+  if (!e2e::TestCa::Available()) GTEST_SKIP() << "no openssl command";
+  e2e::TempDir dir;
+  e2e::TestCa ca(dir.path(), "ca");
+  ASSERT_TRUE(ca.ok()) << ca.error();
+  ASSERT_TRUE(ca.Issue("etcd", "etcd", {"IP:127.0.0.1"})) << ca.error();
+  ASSERT_TRUE(ca.Issue("client", "tidal", {}, /*client=*/true)) << ca.error();
+  EtcdProcess etcd(EtcdProcess::Tls{ca.Path("etcd", ".crt"),
+                                    ca.Path("etcd", ".key"), ca.cert()});
+  const std::string port =
+      etcd.endpoint().substr(etcd.endpoint().rfind(':') + 1);
+  EtcdStore::Options o;
+  o.tls.root_certs = e2e::ReadFile(ca.cert());
+  o.tls.cert_chain = e2e::ReadFile(ca.Path("client", ".crt"));
+  o.tls.private_key = e2e::ReadFile(ca.Path("client", ".key"));
+  o.connect_timeout = absl::Seconds(10);
+  const std::string two = absl::StrCat(
+      "https://127.0.0.2:", testing::FreeLoopbackPort(), ",", etcd.endpoint());
+  auto store = EtcdStore::Open(two, o);
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_TRUE((*store)->Create("/tls/b", "y").ok());
+  EXPECT_EQ((*store)->Get("/tls/b")->value, "y");
+
+  o.connect_timeout = absl::Seconds(2);
+  auto by_name = EtcdStore::Open(absl::StrCat("https://localhost:", port), o);
+  EXPECT_TRUE(absl::IsUnavailable(by_name.status())) << by_name.status();
+  EXPECT_TRUE(absl::StrContains(by_name.status().message(),
+                                "names its own endpoint (one of localhost)"))
+      << by_name.status();
+}
+
 // etcd's own limits are ResourceExhausted naming the flag to raise, not
 // InvalidArgument (a bad spec, to the API's clients).
 TEST(EtcdStoreTest, EtcdLimitsAreResourceExhaustedAndNamed) {
