@@ -363,8 +363,8 @@ int main(int argc, char** argv) {
   app.add_option("--etcd-key", flags.etcd_key,
                  "The private key of --etcd-cert");
   app.add_option("--etcd-server-name", flags.etcd_server_name,
-                 "The name etcd's certificates must carry (default: the "
-                 "first endpoint's host)");
+                 "One name every etcd member's certificate must carry "
+                 "(default: each names one of the endpoints' hosts)");
   // Instances on Kubernetes (docs/kubernetes.md).
   app.add_option("--runtime", flags.runtime,
                  "Where instances run: process (local child processes) or "

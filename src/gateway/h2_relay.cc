@@ -164,6 +164,7 @@ struct H2Callbacks {
       if (n == "host") s->host_field = v;
       if (n == "content-type") {
         s->grpc = absl::StartsWith(v, "application/grpc");
+        s->grpc_web = absl::StartsWith(v, "application/grpc-web");
       }
       if (n == "grpc-timeout") s->grpc_timeout_ms = ParseGrpcTimeoutMs(v);
       s->headers.emplace_back(std::string(n), std::move(v));
@@ -718,6 +719,16 @@ void H2Conn::OnLease(const std::shared_ptr<H2Stream>& s,
                          : absl::ToInt64Milliseconds(o.response_header_timeout);
   s->response_deadline_ms = MonoMs() + start_ms;
   SetDeadlineAtMost(s->response_deadline_ms);
+  if (s->grpc && !s->grpc_web && !s->route->h2) {
+    // gRPC needs HTTP/2 to the instance (its status is in trailers): an app
+    // of HTTP/1.1 would answer with whatever its server says of the path.
+    return Respond(
+        s.get(), 404,
+        absl::StrCat("app ", s->app->app, " in namespace ", s->app->ns,
+                     " speaks HTTP/1.1, not gRPC: set its "
+                     "spec.template.protocol to grpc (or h2c)"),
+        "", /*grpc_code=*/12);
+  }
   if (s->route->h2) {
     auto up = w_->h2_pool->Get(s->lease);
     s->up = up;
@@ -795,7 +806,7 @@ void H2Conn::Consume(H2Stream* s, size_t n) {
 }
 
 void H2Conn::Respond(H2Stream* s, int status, const std::string& body,
-                     const std::string& location) {
+                     const std::string& location, int grpc_code) {
   if (s->res_submitted) return;
   s->res_submitted = true;
   s->status = status;
@@ -803,7 +814,10 @@ void H2Conn::Respond(H2Stream* s, int status, const std::string& body,
   if (s->up) s->up->Detach(s, true);
   if (s->grpc) {
     // gRPC clients read the outcome from grpc-status (trailers-only).
-    int code = status == 404 ? 12 : status == 504 ? 4 : 14;
+    int code = grpc_code >= 0  ? grpc_code
+               : status == 404 ? 12
+               : status == 504 ? 4
+                               : 14;
     s->grpc_status = code;
     Headers h = {
         {":status", "200"},

@@ -113,8 +113,10 @@ class H2Conn : public std::enable_shared_from_this<H2Conn> {
   void OnRequest(H2Stream* s);
   void OnStreamClose(int32_t id, uint32_t error_code);
   void Acquire(const std::shared_ptr<H2Stream>& s);
+  // `grpc_code` (>= 0): the grpc-status of a gRPC call's answer, instead of
+  // the one `status` maps to.
   void Respond(H2Stream* s, int status, const std::string& body,
-               const std::string& location = "");
+               const std::string& location = "", int grpc_code = -1);
   void FinishStream(H2Stream* s, int status);
   void ResetStream(H2Stream* s, uint32_t error_code);
   // The request body passed --gateway-max-body: 413, or a reset when the

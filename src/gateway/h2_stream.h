@@ -89,8 +89,10 @@ struct H2Stream : public Waiter, public std::enable_shared_from_this<H2Stream> {
 
   // The request.
   std::string method, scheme, authority, path, host_field;
-  Headers headers;  // regular fields, lower-case names
-  bool grpc = false;
+  Headers headers;        // regular fields, lower-case names
+  bool grpc = false;      // content-type application/grpc*: errors as
+                          // grpc-status (gRPC-Web too)
+  bool grpc_web = false;  // application/grpc-web*
   int64_t grpc_timeout_ms = -1;
   Buf req;
   size_t req_unconsumed = 0;  // received, window not yet returned

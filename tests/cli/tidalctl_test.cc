@@ -28,6 +28,7 @@
 #include "fakes/fake_clock.h"
 #include "fakes/fake_runtime.h"
 #include "fakes/memory_store.h"
+#include "fakes/statusless_h2_server.h"
 #include "gtest/gtest.h"
 #include "store/keys.h"
 #include "tidal/v1/api.grpc.pb.h"
@@ -308,6 +309,19 @@ TEST_F(TidalctlTest, UnreachableServerSaysWhatToDo) {
   r = Run({"get", "apps", "--timeout", "soon"});
   EXPECT_EQ(r.code, 2);
   EXPECT_TRUE(absl::StrContains(r.err, "--timeout")) << r.err;
+}
+
+// A server that ends a call with trailers holding no grpc-status (as a
+// tidald being stopped may): gRPC 1.51's retry filter aborted the client on
+// them (grpc/grpc#34683, SIGABRT, 134). tidalctl runs without it: an error.
+TEST_F(TidalctlTest, TrailersWithoutAStatusAreAnErrorNotACrash) {
+  testing::StatuslessH2Server server;
+  ASSERT_GT(server.port(), 0);
+  Result r = Run(
+      {"--server", absl::StrCat("127.0.0.1:", server.port()), "get", "apps"});
+  EXPECT_GE(server.answered(), 1);
+  EXPECT_TRUE(r.code >= 1 && r.code <= 3) << r.code << " " << r.err;
+  EXPECT_TRUE(absl::StrContains(r.err, "No status received")) << r.err;
 }
 
 TEST_F(TidalctlTest, DeleteDescribeInstancesEventsAndLogs) {

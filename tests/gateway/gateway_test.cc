@@ -952,11 +952,14 @@ TEST_F(GatewayTest, AnAppWithoutARouteYetHoldsItsRequestsUntilTheRouteComes) {
   Reply r;
   std::thread held([&] { r = Fetch(port(), kHost, "/"); });
   ASSERT_TRUE(Eventually([&] { return gw_->Queued("default", "hello") == 1; }));
-  EXPECT_EQ(demands.load(), 1);
+  // Signalled once the request is queued, outside the app's lock: a moment
+  // after Queued counts it (a TSan run saw 0 here).
+  EXPECT_TRUE(Eventually([&] { return demands.load() == 1; }));
   gw_->SetRoute(MakeRoute({Ep(a)}));
   held.join();
   EXPECT_EQ(r.status, 200) << r.error << r.body;
   EXPECT_EQ(r.body, "a");
+  EXPECT_EQ(demands.load(), 1);
   // An app that does not exist still gets 404 at once.
   Reply missing = Fetch(port(), "other.default.tidal.localhost", "/");
   EXPECT_EQ(missing.status, 404);

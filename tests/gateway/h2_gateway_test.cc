@@ -347,6 +347,21 @@ TEST_F(H2GatewayTest, ErrorsTheGatewayAnswersAreGrpcStatuses) {
         << st.error_message();
     EXPECT_TRUE(Eventually([&] { return gw_->InFlight("gone") == 0; }));
   }
+  {  // An app of HTTP/1.1: UNIMPLEMENTED saying what to set, the instance
+     // not asked (it would answer its own 404, or a 200 without trailers).
+    testing::TestUpstream plain("plain-1");
+    gw_->SetRoute(EchoRoute({Ep("plain-1", plain.port())}, /*h2=*/false));
+    auto stub = Stub();
+    grpc::ClientContext ctx;
+    Deadline(&ctx, 10000);
+    grpc::Status st = stub->Unary(&ctx, req, &reply);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+    EXPECT_EQ(st.error_message(),
+              "app echo in namespace default speaks HTTP/1.1, not gRPC: set "
+              "its spec.template.protocol to grpc (or h2c)");
+    EXPECT_EQ(plain.requests(), 0);
+    EXPECT_TRUE(Eventually([&] { return gw_->InFlight("plain-1") == 0; }));
+  }
 }
 
 // HTTP/2 clients of an app that speaks HTTP/1.1: each stream is one

@@ -11,6 +11,7 @@
 #include "fakes/etcd_process.h"
 #include "fakes/eventually.h"
 #include "fakes/free_port.h"
+#include "fakes/statusless_h2_server.h"
 #include "store/store_conformance.h"
 
 namespace tidal {
@@ -234,6 +235,23 @@ TEST(EtcdStoreTest, OverTlsEachMembersCertificateNamesItsOwnEndpoint) {
   EXPECT_TRUE(absl::StrContains(by_name.status().message(),
                                 "names its own endpoint (one of localhost)"))
       << by_name.status();
+}
+
+// An etcd member being stopped can end a call with trailers that hold no
+// grpc-status. gRPC 1.51's retry filter aborted tidald on them
+// (grpc/grpc#34683: `Assertion 'false && "this->engaged_"' failed` in
+// absl::optional<grpc_status_code>); the store's channel runs without it,
+// so the call fails and its caller retries.
+TEST(EtcdStoreTest, TrailersWithoutAStatusFailTheCallNotTheProcess) {
+  testing::StatuslessH2Server server;
+  ASSERT_GT(server.port(), 0);
+  EtcdStore::Options o;
+  o.connect_timeout = absl::Seconds(5);
+  auto store = EtcdStore::Open(absl::StrCat("127.0.0.1:", server.port()), o);
+  EXPECT_TRUE(absl::IsUnavailable(store.status())) << store.status();
+  EXPECT_TRUE(absl::StrContains(store.status().message(), "No status received"))
+      << store.status();
+  EXPECT_GE(server.answered(), 1);
 }
 
 // etcd's own limits are ResourceExhausted naming the flag to raise, not
