@@ -493,8 +493,10 @@ bool H2Conn::Start(absl::string_view received, const H2Upgrade* upgrade) {
     s->scheme = "http";
     s->authority = upgrade->host;
     for (const auto& [n, v] : upgrade->fields) {
-      if (n == "content-type")
+      if (n == "content-type") {
         s->grpc = absl::StartsWith(v, "application/grpc");
+        s->grpc_web = absl::StartsWith(v, "application/grpc-web");
+      }
       s->headers.emplace_back(n, v);
     }
     s->req_ended = true;

@@ -425,9 +425,15 @@ TEST_F(H2GatewayTest, Http2ClientsReachHttp1Apps) {
       curl({"--http2", "-w", " %{http_version}\n", base + "/", base + "/"});
   ASSERT_EQ(upgraded.exit_code, 0) << upgraded.err;
   EXPECT_EQ(upgraded.out, "plain-1 2\nplain-1 2\n");
+  // gRPC-Web is HTTP to the gateway: relayed to an app of HTTP/1.1 (whose
+  // server or proxy speaks it), where a gRPC call is refused.
+  auto web = curl({"--http2-prior-knowledge", "-H",
+                   "content-type: application/grpc-web+proto", "-w",
+                   " %{http_code}", "--data-binary", "x", base + "/"});
+  EXPECT_EQ(web.out, "plain-1 200") << web.err;
   EXPECT_TRUE(Eventually([&] { return gw_->InFlight("plain-1") == 0; }));
   // Every exchange counted once, by status class.
-  ASSERT_TRUE(Eventually([&] { return AppTraffic().requests == 8; }))
+  ASSERT_TRUE(Eventually([&] { return AppTraffic().requests == 9; }))
       << AppTraffic().requests;
   EXPECT_EQ(AppTraffic().classes[3], 1u);
 }
