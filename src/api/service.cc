@@ -258,12 +258,12 @@ absl::StatusOr<v1::GetClusterResponse> TidalService::GetCluster(
     if (impl_->options.node_last_seen) {
       seen = impl_->options.node_last_seen(n->name());
     }
-    resp.add_node_status(n->name() == impl_->options.node_name ? "Ready"
-                         : !seen                               ? "Unknown"
-                         : now - *seen > impl_->options.node_lost_timeout
-                             ? "Lost"
-                         : now - *seen > absl::Seconds(3) ? "NotReady"
-                                                          : "Ready");
+    resp.add_node_status(
+        n->name() == impl_->options.node_name            ? "Ready"
+        : !seen                                          ? "Unknown"
+        : now - *seen > impl_->options.node_lost_timeout ? "Lost"
+        : now - *seen > impl_->options.node_quiet_after  ? "NotReady"
+                                                         : "Ready");
   }
   return resp;
 }

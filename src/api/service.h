@@ -58,6 +58,9 @@ struct ServiceOptions {
   std::function<std::optional<absl::Time>(const std::string& node)>
       node_last_seen;
   absl::Duration node_lost_timeout = absl::Seconds(30);
+  // GetCluster(): a node silent longer than this is NotReady (placement
+  // skips it: ClusterRuntime::kFreshHeartbeat).
+  absl::Duration node_quiet_after = absl::Seconds(3);
   int apply_attempts =
       5;  // whole-apply retries on a concurrent writer's conflict
   // How often Watch and Logs(follow) look for cancellation and new data.

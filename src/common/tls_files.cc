@@ -12,7 +12,6 @@
 #include <memory>
 #include <sstream>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace tidal {
@@ -72,6 +71,25 @@ absl::StatusOr<Cert> ReadCert(const std::string& path, absl::string_view flag) {
 
 }  // namespace
 
+namespace {
+
+enum class PairProblem { kNone, kNoKey, kMismatch };
+
+// Whether `key_pem` holds a private key that matches `cert`.
+PairProblem CheckPair(X509* cert, const std::string& key_pem) {
+  Bio kb = MemBio(key_pem);
+  Pkey key(PEM_read_bio_PrivateKey(kb.get(), nullptr, nullptr, nullptr));
+  ERR_clear_error();
+  if (!key) return PairProblem::kNoKey;
+  if (X509_check_private_key(cert, key.get()) != 1) {
+    ERR_clear_error();
+    return PairProblem::kMismatch;
+  }
+  return PairProblem::kNone;
+}
+
+}  // namespace
+
 absl::Status CheckKeyPairPem(const std::string& cert_pem,
                              const std::string& key_pem) {
   ERR_clear_error();
@@ -79,18 +97,16 @@ absl::Status CheckKeyPairPem(const std::string& cert_pem,
   Cert cert(PEM_read_bio_X509(cb.get(), nullptr, nullptr, nullptr));
   ERR_clear_error();
   if (!cert) return absl::InvalidArgumentError("no PEM certificate");
-  Bio kb = MemBio(key_pem);
-  Pkey key(PEM_read_bio_PrivateKey(kb.get(), nullptr, nullptr, nullptr));
-  ERR_clear_error();
-  if (!key) {
-    return absl::InvalidArgumentError(
-        "no PEM private key (or it is encrypted)");
+  switch (CheckPair(cert.get(), key_pem)) {
+    case PairProblem::kNone:
+      return absl::OkStatus();
+    case PairProblem::kNoKey:
+      return absl::InvalidArgumentError(
+          "no PEM private key (or it is encrypted)");
+    case PairProblem::kMismatch:
+      break;
   }
-  if (X509_check_private_key(cert.get(), key.get()) != 1) {
-    ERR_clear_error();
-    return absl::InvalidArgumentError("the key does not match the certificate");
-  }
-  return absl::OkStatus();
+  return absl::InvalidArgumentError("the key does not match the certificate");
 }
 
 absl::Status CheckKeyPairFiles(const std::string& cert_file,
@@ -99,15 +115,16 @@ absl::Status CheckKeyPairFiles(const std::string& cert_file,
                                absl::string_view key_flag) {
   auto cert = ReadCert(cert_file, cert_flag);
   if (!cert.ok()) return cert.status();
-  auto cert_pem = ReadFlagFile(cert_file, cert_flag);
-  if (!cert_pem.ok()) return cert_pem.status();
   auto key_pem = ReadFlagFile(key_file, key_flag);
   if (!key_pem.ok()) return key_pem.status();
-  absl::Status pair = CheckKeyPairPem(*cert_pem, *key_pem);
-  if (pair.ok()) return pair;
-  if (absl::StrContains(pair.message(), "no PEM private key")) {
-    return FileError(key_flag, key_file,
-                     "holds no PEM private key (or it is encrypted)");
+  switch (CheckPair(cert->get(), *key_pem)) {
+    case PairProblem::kNone:
+      return absl::OkStatus();
+    case PairProblem::kNoKey:
+      return FileError(key_flag, key_file,
+                       "holds no PEM private key (or it is encrypted)");
+    case PairProblem::kMismatch:
+      break;
   }
   return FileError(key_flag, key_file,
                    absl::StrCat("does not match the certificate of ", cert_flag,

@@ -864,6 +864,7 @@ absl::Status Server::StartApi() {
       return std::nullopt;
     };
     sopts.node_lost_timeout = config_.ha.node_lost_timeout;
+    sopts.node_quiet_after = ha::ClusterRuntime::kFreshHeartbeat;
   }
   sopts.validation = config_.validation;
   sopts.max_instances_per_namespace = config_.max_instances_per_namespace;

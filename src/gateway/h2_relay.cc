@@ -162,10 +162,7 @@ struct H2Callbacks {
       s->path = std::move(v);
     } else if (!n.empty() && n[0] != ':') {
       if (n == "host") s->host_field = v;
-      if (n == "content-type") {
-        s->grpc = absl::StartsWith(v, "application/grpc");
-        s->grpc_web = absl::StartsWith(v, "application/grpc-web");
-      }
+      if (n == "content-type") s->SetContentType(v);
       if (n == "grpc-timeout") s->grpc_timeout_ms = ParseGrpcTimeoutMs(v);
       s->headers.emplace_back(std::string(n), std::move(v));
     }
@@ -493,10 +490,7 @@ bool H2Conn::Start(absl::string_view received, const H2Upgrade* upgrade) {
     s->scheme = "http";
     s->authority = upgrade->host;
     for (const auto& [n, v] : upgrade->fields) {
-      if (n == "content-type") {
-        s->grpc = absl::StartsWith(v, "application/grpc");
-        s->grpc_web = absl::StartsWith(v, "application/grpc-web");
-      }
+      if (n == "content-type") s->SetContentType(v);
       s->headers.emplace_back(n, v);
     }
     s->req_ended = true;

@@ -15,6 +15,8 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/string_view.h"
 #include "gateway/h2_relay.h"
 #include "gateway/route_table.h"
 #include "gateway/worker.h"
@@ -93,6 +95,10 @@ struct H2Stream : public Waiter, public std::enable_shared_from_this<H2Stream> {
   bool grpc = false;      // content-type application/grpc*: errors as
                           // grpc-status (gRPC-Web too)
   bool grpc_web = false;  // application/grpc-web*
+  void SetContentType(absl::string_view v) {
+    grpc = absl::StartsWith(v, "application/grpc");
+    grpc_web = absl::StartsWith(v, "application/grpc-web");
+  }
   int64_t grpc_timeout_ms = -1;
   Buf req;
   size_t req_unconsumed = 0;  // received, window not yet returned
