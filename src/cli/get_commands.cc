@@ -202,9 +202,11 @@ int GetApps(Context& ctx, const GetFlags& f, const std::string& name) {
     return PrintTemplated(ctx, f.output, AppsJson(apps, name.empty()), items);
   }
   const absl::Time now = absl::Now();
-  auto print_one = [&](const tidal::v1::App& app, bool first_doc) {
+  // A watched app after the list: YAML has printed a document already (the
+  // apps, or an empty List), so each one starts a new document.
+  auto print_one = [&](const tidal::v1::App& app) {
     if (f.output == "yaml") {
-      if (!first_doc) ctx.out() << "---\n";
+      ctx.out() << "---\n";
       ctx.out() << AppsYaml({app});
     } else if (f.output == "json") {
       ctx.out() << AppsJson({app}, false);
@@ -243,12 +245,10 @@ int GetApps(Context& ctx, const GetFlags& f, const std::string& name) {
   auto call = ctx.Call(/*stream=*/true);
   auto reader = ctx.Stub().Watch(call.get(), req);
   tidal::v1::WatchEvent ev;
-  bool first_doc = apps.empty();
   while (reader->Read(&ev)) {
     if (!name.empty() && ev.app().metadata().name() != name) continue;
     if (f.output == "yaml" || f.output == "json" || f.output == "name") {
-      print_one(ev.app(), first_doc);
-      first_doc = false;
+      print_one(ev.app());
       continue;
     }
     std::vector<std::string> row = AppRow(ev.app(), to, absl::Now());

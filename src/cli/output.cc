@@ -299,6 +299,9 @@ std::string EventsTable(const std::vector<tidal::v1::Event>& events,
 }
 
 std::string AppsYaml(const std::vector<tidal::v1::App>& apps) {
+  // No app: an empty List (what -o json prints and kubectl prints), not an
+  // empty stream a script cannot tell from a failed call.
+  if (apps.empty()) return "apiVersion: tidal.dev/v1\nkind: List\nitems: []\n";
   std::string out;
   for (size_t i = 0; i < apps.size(); ++i) {
     if (i > 0) out += "---\n";

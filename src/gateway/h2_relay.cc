@@ -589,6 +589,19 @@ void H2Conn::CloseClient() {
   *deadline_ = 0;
 }
 
+bool H2Conn::RefusedGrpcToHttp1(H2Stream* s) {
+  if (!s->grpc || s->grpc_web || s->route->h2 || s->route->provisional)
+    return false;
+  // gRPC needs HTTP/2 to the instance (its status is in trailers): an app
+  // of HTTP/1.1 would answer with whatever its server says of the path.
+  Respond(s, 404,
+          absl::StrCat("app ", s->app->app, " in namespace ", s->app->ns,
+                       " speaks HTTP/1.1, not gRPC: set its "
+                       "spec.template.protocol to grpc (or h2c)"),
+          "", /*grpc_code=*/12);
+  return true;
+}
+
 void H2Conn::OnRequest(H2Stream* s) {
   s->routed = true;
   idle_since_ms_ = 0;
@@ -633,6 +646,9 @@ void H2Conn::OnRequest(H2Stream* s) {
   s->app->last_request_ns.store(s->start_ns, std::memory_order_relaxed);
   s->app->metrics.Start(w_->index, s->start_ns);
   s->app_started = true;
+  // Known now unless the app's route has not come yet (then on the lease):
+  // refused before it could wake an app at zero.
+  if (RefusedGrpcToHttp1(s)) return;
   const int64_t now = MonoMs();
   int64_t total = s->route->timeout_ms;
   if (s->grpc_timeout_ms >= 0 && (total == 0 || s->grpc_timeout_ms < total)) {
@@ -715,16 +731,7 @@ void H2Conn::OnLease(const std::shared_ptr<H2Stream>& s,
                          : absl::ToInt64Milliseconds(o.response_header_timeout);
   s->response_deadline_ms = MonoMs() + start_ms;
   SetDeadlineAtMost(s->response_deadline_ms);
-  if (s->grpc && !s->grpc_web && !s->route->h2) {
-    // gRPC needs HTTP/2 to the instance (its status is in trailers): an app
-    // of HTTP/1.1 would answer with whatever its server says of the path.
-    return Respond(
-        s.get(), 404,
-        absl::StrCat("app ", s->app->app, " in namespace ", s->app->ns,
-                     " speaks HTTP/1.1, not gRPC: set its "
-                     "spec.template.protocol to grpc (or h2c)"),
-        "", /*grpc_code=*/12);
-  }
+  if (RefusedGrpcToHttp1(s.get())) return;
   if (s->route->h2) {
     auto up = w_->h2_pool->Get(s->lease);
     s->up = up;

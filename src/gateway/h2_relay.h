@@ -111,6 +111,9 @@ class H2Conn : public std::enable_shared_from_this<H2Conn> {
 
   // Stream events from nghttp2.
   void OnRequest(H2Stream* s);
+  // A gRPC call (not gRPC-Web) to an app whose route says HTTP/1.1: answers
+  // UNIMPLEMENTED naming spec.template.protocol and returns true.
+  bool RefusedGrpcToHttp1(H2Stream* s);
   void OnStreamClose(int32_t id, uint32_t error_code);
   void Acquire(const std::shared_ptr<H2Stream>& s);
   // `grpc_code` (>= 0): the grpc-status of a gRPC call's answer, instead of

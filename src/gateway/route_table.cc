@@ -179,6 +179,17 @@ std::shared_ptr<EndpointState> AppState::TryAcquire(
   return nullptr;
 }
 
+namespace {
+
+// An app state's route until the first Update.
+std::shared_ptr<const AppRoute> NoRouteYet() {
+  auto route = std::make_shared<AppRoute>();
+  route->provisional = true;
+  return route;
+}
+
+}  // namespace
+
 AppState::AppState(std::string ns, std::string app, const AppConfig* config,
                    int64_t created_ns)
     : ns(std::move(ns)),
@@ -186,7 +197,7 @@ AppState::AppState(std::string ns, std::string app, const AppConfig* config,
       metrics(config->shards, created_ns),
       config_(config),
       created_ns_(created_ns),
-      route_(std::make_shared<AppRoute>()) {}
+      route_(NoRouteYet()) {}
 
 std::shared_ptr<const AppRoute> AppState::route() const {
   absl::MutexLock lock(&mu_);

@@ -86,6 +86,9 @@ struct AppRoute {
   int64_t response_start_timeout_ms = 0;
   int64_t idle_timeout_ms = 0;
   bool h2 = false;  // Route::h2
+  // No route has been set yet (an app state made for requests that came
+  // before its route, Gateway::Impl::Provisional): `h2` is not known.
+  bool provisional = false;
 };
 
 // A request waiting in an app's queue.

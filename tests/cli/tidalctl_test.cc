@@ -739,6 +739,18 @@ TEST_F(TidalctlTest, AListFromGetAppliesBack) {
   }
 }
 
+// No app: -o json and -o yaml both print an empty List, as kubectl does.
+TEST_F(TidalctlTest, NoAppsIsAnEmptyListInJsonAndYaml) {
+  Result r = Run({"get", "apps", "-o", "yaml"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "apiVersion: tidal.dev/v1\nkind: List\nitems: []\n");
+  r = Run({"get", "apps", "-o", "json"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "{\n  \"apiVersion\": \"tidal.dev/v1\",\n  \"kind\": \"List\",\n  "
+            "\"items\": []\n}\n");
+}
+
 // What -o name prints is what get, describe and delete take, as in kubectl:
 // `tidalctl get apps -o name | xargs tidalctl delete`.
 TEST_F(TidalctlTest, ResourcesGoByTypeSlashName) {

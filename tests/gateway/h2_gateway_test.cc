@@ -318,7 +318,12 @@ TEST_F(H2GatewayTest, AStreamSentBeforeTheAppsRouteWaitsAndTakesItsProtocol) {
 }
 
 TEST_F(H2GatewayTest, ErrorsTheGatewayAnswersAreGrpcStatuses) {
-  StartGateway();
+  auto demands = std::make_shared<std::atomic<int>>(0);
+  GatewayOptions o;
+  o.on_demand = [demands](const std::string&, const std::string&) {
+    ++*demands;
+  };
+  StartGateway(o);
   EchoRequest req;
   req.set_message("x");
   EchoReply reply;
@@ -361,6 +366,16 @@ TEST_F(H2GatewayTest, ErrorsTheGatewayAnswersAreGrpcStatuses) {
               "its spec.template.protocol to grpc (or h2c)");
     EXPECT_EQ(plain.requests(), 0);
     EXPECT_TRUE(Eventually([&] { return gw_->InFlight("plain-1") == 0; }));
+  }
+  {  // The same at zero: refused at once, without waking the app.
+    gw_->SetRoute(EchoRoute({}, /*h2=*/false));
+    auto stub = Stub();
+    grpc::ClientContext ctx;
+    Deadline(&ctx, 10000);
+    grpc::Status st = stub->Unary(&ctx, req, &reply);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::UNIMPLEMENTED)
+        << st.error_message();
+    EXPECT_EQ(demands->load(), 0);
   }
 }
 
