@@ -160,6 +160,11 @@ TEST_F(DashboardE2eTest, ListAppSurgeAndPromoteInChromium) {
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_TRUE(absl::StrContains(r.out, "\"ok\":true"));
   EXPECT_TRUE(absl::StrContains(r.out, "\"errors\":[]")) << r.out;
+  // The step as `tidalctl rollout status` counts it, the paused one current.
+  EXPECT_TRUE(absl::StrContains(r.out, "\"step_before\":\"1 of 2\"")) << r.out;
+  EXPECT_TRUE(absl::StrContains(
+      r.out, "\"current_step\":[\"50% of traffic, then wait for promote\"]"))
+      << r.out;
   // What the page showed is what tidald says.
   EXPECT_TRUE(absl::StrContains(AppJson(), "\"phase\": \"Succeeded\""))
       << AppJson();

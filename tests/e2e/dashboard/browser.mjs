@@ -78,6 +78,8 @@ async function flow(page) {
   const replicasBefore = await page.textContent("#replicas");
   result.phase_before = (await page.textContent("#phase")).trim();
   result.weight_before = (await page.textContent("#weight")).trim();
+  result.step_before = (await page.textContent("#step")).trim();
+  result.current_step = await page.locator("#rollout ol.steps li.current").allTextContents();
 
   // The surge: the plot's requests/s rise and the scaler adds replicas,
   // shown as a marker with its reason.

@@ -330,7 +330,7 @@ class AppView implements View {
     let html = `<dl class="kv"><dt>Phase</dt><dd id="phase">${phaseBadge(r.phase || "", num(r.weight)) || "none"}</dd>` +
       `<dt>Strategy</dt><dd>${esc(spec.strategy || "batch")}</dd>` +
       `<dt>Revisions</dt><dd>stable ${num(r.stableRevision)}${num(r.updateRevision) ? ", update " + num(r.updateRevision) : ""}</dd>` +
-      `<dt>Step</dt><dd>${num(r.totalSteps) ? `${num(r.step) + 1} of ${num(r.totalSteps)}` : "-"}</dd>` +
+      `<dt>Step</dt><dd id="step">${num(r.totalSteps) ? `${num(r.step)} of ${num(r.totalSteps)}` : "-"}</dd>` +
       `<dt>Weight</dt><dd id="weight">${num(r.weight)}% to the update</dd>` +
       `<dt>Instances</dt><dd>update ${num(r.updateReady)}/${num(r.updateTarget)}, stable ${num(r.stableReady)}/${num(r.stableTarget)}</dd>` +
       `<dt>Analysis</dt><dd id="analysis">${esc(r.analysis || "-")}</dd>` +
@@ -339,7 +339,11 @@ class AppView implements View {
       html += `<ol class="steps">` + steps.map((s, i) => {
         const what = s.weight !== undefined ? `${num(s.weight)}% of traffic` : s.replicas !== undefined ? `${num(s.replicas)} instances` : "";
         const pause = s.pauseManual ? ", then wait for promote" : num(s.pauseMs) ? `, then ${num(s.pauseMs) / 1000}s` : "";
-        const cls = num(r.totalSteps) && i < num(r.step) ? "done" : i === num(r.step) && r.phase === "Progressing" || r.phase === "Paused" && i === num(r.step) ? "current" : "";
+        // status.rollout.step counts from 1 (the step under way), as
+        // `tidalctl rollout status` shows it; 0: no release.
+        const at = num(r.step) - 1;
+        const moving = r.phase === "Progressing" || r.phase === "Paused";
+        const cls = !num(r.totalSteps) ? "" : i < at ? "done" : i === at && moving ? "current" : "";
         return `<li class="${cls}">${what}${pause}</li>`;
       }).join("") + `</ol>`;
     }
