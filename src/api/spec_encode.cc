@@ -1,6 +1,5 @@
 // App -> YAML and JSON: AppToYaml, AppToJson (spec.h).
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -77,12 +76,6 @@ struct Value {
   }
   bool IsScalar() const { return type != kList && type != kMap; }
 };
-
-std::string FormatDouble(double d) {
-  char buf[64];
-  auto res = std::to_chars(buf, buf + sizeof(buf), d);
-  return std::string(buf, res.ptr);
-}
 
 std::string FormatTimestamp(const pb::Timestamp& ts) {
   absl::Time t =

@@ -1,6 +1,7 @@
 #include "common/units.h"
 
 #include <cctype>
+#include <charconv>
 #include <limits>
 
 #include "absl/strings/ascii.h"
@@ -282,6 +283,12 @@ std::string FormatBytes(int64_t bytes) {
     }
   }
   return best;
+}
+
+std::string FormatDouble(double d) {
+  char buf[64];
+  auto res = std::to_chars(buf, buf + sizeof(buf), d);
+  return std::string(buf, res.ptr);
 }
 
 }  // namespace tidal

@@ -26,4 +26,10 @@ absl::StatusOr<int64_t> ParseBytes(std::string_view text);
 std::string FormatCpuMillis(int64_t millis);
 std::string FormatBytes(int64_t bytes);
 
+// The shortest text that reads back as exactly `d` ("0.1", "1234567.125",
+// "1e+21"): every digit a double carries, none it does not (absl::StrCat
+// keeps 6 significant digits, so 1234567.125 would print "1.23457e+06").
+// Prometheus samples and spec values.
+std::string FormatDouble(double d);
+
 }  // namespace tidal

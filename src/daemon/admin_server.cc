@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/logging.h"
+#include "common/units.h"
 
 namespace tidal {
 
@@ -219,7 +220,8 @@ std::string ProcessMetricsText() {
     absl::StrAppend(
         &out, "# HELP process_cpu_seconds_total User and system CPU time.\n",
         "# TYPE process_cpu_seconds_total counter\n",
-        "process_cpu_seconds_total ", (field(14) + field(15)) / ticks, "\n",
+        "process_cpu_seconds_total ",
+        FormatDouble((field(14) + field(15)) / ticks), "\n",
         "# HELP process_resident_memory_bytes Resident memory.\n",
         "# TYPE process_resident_memory_bytes gauge\n",
         "process_resident_memory_bytes ",

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
+#include "common/units.h"
 #include "gateway/request_metrics.h"
 #include "gateway/route_table.h"
 
@@ -29,8 +30,8 @@ void AppendHistogram(std::string* out, absl::string_view name,
   }
   cum += buckets[kFiniteBuckets];
   absl::StrAppend(out, name, "_bucket{", labels, ",le=\"+Inf\"} ", cum, "\n",
-                  name, "_sum{", labels, "} ", sum_s, "\n", name, "_count{",
-                  labels, "} ", cum, "\n");
+                  name, "_sum{", labels, "} ", FormatDouble(sum_s), "\n", name,
+                  "_count{", labels, "} ", cum, "\n");
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+
 namespace tidal {
 namespace {
 
@@ -127,6 +129,19 @@ TEST(FormatBytesTest, ShortestExactFormRoundTrips) {
   for (int64_t b : {int64_t{1}, int64_t{999}, int64_t{1} << 40,
                     int64_t{3} << 29, int64_t{123456789}}) {
     EXPECT_EQ(*ParseBytes(FormatBytes(b)), b) << b;
+  }
+}
+
+// Every digit a double carries: a latency sum past a million seconds keeps
+// its fraction (StrCat's 6 digits would print 1.23457e+06), and what is
+// printed reads back exactly.
+TEST(FormatDoubleTest, ShortestTextThatReadsBackExactly) {
+  EXPECT_EQ(FormatDouble(0.1), "0.1");
+  EXPECT_EQ(FormatDouble(3), "3");
+  EXPECT_EQ(FormatDouble(1234567.125), "1234567.125");
+  EXPECT_EQ(FormatDouble(0.00856593412), "0.00856593412");
+  for (double d : {1234567.125, 1.0 / 3, 9876543.21e-9, 1e300}) {
+    EXPECT_EQ(std::strtod(FormatDouble(d).c_str(), nullptr), d) << d;
   }
 }
 

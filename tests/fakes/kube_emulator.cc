@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -139,6 +140,7 @@ struct KubeEmulator::State {
   int fail_code ABSL_GUARDED_BY(mu) = 0;
   std::string fail_reason ABSL_GUARDED_BY(mu);
   std::string fail_message ABSL_GUARDED_BY(mu);
+  std::string fail_only ABSL_GUARDED_BY(mu);  // FailNext's `only`
   std::string token ABSL_GUARDED_BY(mu);
   int64_t uids ABSL_GUARDED_BY(mu) = 0;
   int64_t ips ABSL_GUARDED_BY(mu) = 0;
@@ -559,7 +561,8 @@ void KubeEmulator::Serve(std::shared_ptr<void> socket) {
                               "Too many requests, please try again later."),
                  s.retry_after);
   }
-  if (s.fail > 0) {
+  if (s.fail > 0 &&
+      absl::StrContains(absl::StrCat(method, " ", rec.target), s.fail_only)) {
     --s.fail;
     return reply(s.fail_code,
                  StatusObject(s.fail_code, s.fail_reason, s.fail_message));
@@ -1249,9 +1252,11 @@ void KubeEmulator::Throttle(int n, int retry_after_seconds) {
 }
 
 void KubeEmulator::FailNext(int n, int code, const std::string& reason,
-                            const std::string& message) {
+                            const std::string& message,
+                            const std::string& only) {
   absl::MutexLock lock(&state_->mu);
   state_->fail = n;
+  state_->fail_only = only;
   state_->fail_code = code;
   state_->fail_reason = reason;
   state_->fail_message = message;

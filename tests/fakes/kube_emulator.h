@@ -15,7 +15,7 @@
 //    a test says otherwise (SetPodReady);
 //  - pod logs (plain text, tailLines, follow, previous), container states
 //    (SetContainerWaiting: CrashLoopBackOff).
-//  - core/v1 Services: server-side apply, get, delete (stored only: no
+//  - core/v1 Services: server-side apply, get, list, delete (stored only: no
 //    cluster IP; the EndpointSlices below do not depend on them);
 //  - metrics.k8s.io/v1beta1 PodMetrics (list; SetPodMetrics);
 //  - discovery.k8s.io/v1 EndpointSlices (get, list, watch): one per
@@ -140,9 +140,10 @@ class KubeEmulator {
   // The next `n` requests get 429 Too Many Requests with Retry-After.
   void Throttle(int n, int retry_after_seconds);
   // The next `n` requests get `code` with a Status of `reason` (e.g. 409,
-  // "Conflict").
+  // "Conflict"); with `only`, the next `n` whose "METHOD target" contains it
+  // (e.g. "PATCH /apis/apps/v1/"), the others are answered as usual.
   void FailNext(int n, int code, const std::string& reason,
-                const std::string& message);
+                const std::string& message, const std::string& only = "");
   // From now on only `token` is accepted (the old one gets 401).
   void RotateToken(const std::string& token);
   // Stops listening and closes every connection (clients get "connection

@@ -47,6 +47,7 @@ struct Resource {
 inline const Resource kDeployments{"/apis/apps/v1", "deployments", "apps/v1",
                                    "Deployment"};
 inline const Resource kPods{"/api/v1", "pods", "v1", "Pod"};
+inline const Resource kServices{"/api/v1", "services", "v1", "Service"};
 inline const Resource kEndpointSlices{"/apis/discovery.k8s.io/v1",
                                       "endpointslices", "discovery.k8s.io/v1",
                                       "EndpointSlice"};

@@ -26,7 +26,7 @@ inline const std::vector<RbacRule>& RequiredRbacRules() {
       {"apps", "deployments/scale", {"get", "update"}},
       {"", "pods", {"list", "watch", "delete"}},
       {"", "pods/log", {"get"}},
-      {"", "services", {"create", "patch", "delete"}},
+      {"", "services", {"list", "create", "patch", "delete"}},
       {"discovery.k8s.io", "endpointslices", {"list", "watch"}},
       // CPU and memory of the Pods (metrics-server), for metric: cpu|memory.
       {"metrics.k8s.io", "pods", {"list"}},

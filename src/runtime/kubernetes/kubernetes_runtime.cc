@@ -19,7 +19,6 @@ namespace {
 
 using tidal::v1::Instance;
 
-const Resource kServices{"/api/v1", "services", "v1", "Service"};
 constexpr char kPendingInfix[] = "-pending-";
 
 int64_t GraceSeconds(absl::Duration grace) {
@@ -167,6 +166,9 @@ std::map<std::string, Instance> KubernetesRuntime::ViewLocked() const {
     if (!pod.deleting && !stopping) ++live[Key(pod.kube_ns, pod.deployment)];
     view[inst.id()] = std::move(inst);
   }
+  // Placeholders stand for what this node asked of a Deployment: only while
+  // acting, and only on replicas read from the cluster since it began to.
+  if (!acting_ || revisions_stale_) return view;
   for (const auto& [key, rev] : revisions_) {
     const int32_t missing = rev.desired - live[key];
     for (int32_t i = 0; i < missing; ++i) {
@@ -451,6 +453,19 @@ absl::Status KubernetesRuntime::ScaleRevision(const std::string& key,
   absl::Status last;
   for (int attempt = 0; attempt < 5; ++attempt) {
     absl::StatusOr<Scale> now = client_->GetScale(kDeployments, kube_ns, name);
+    if (absl::IsNotFound(now.status())) {
+      // The Deployment is gone (deleted by hand, or collected by another
+      // node): it wants nothing, and the garbage collector deletes what is
+      // left of it (its Service).
+      {
+        absl::MutexLock lock(&mu_);
+        auto it = revisions_.find(key);
+        if (it != revisions_.end()) it->second.desired = 0;
+        DiffLocked();
+      }
+      Deliver();
+      return now.status();
+    }
     if (!now.ok()) return now.status();
     const int32_t want =
         absolute ? *absolute : std::max(0, now->spec_replicas + delta);
@@ -650,7 +665,28 @@ absl::Status KubernetesRuntime::DeleteRevision(const Revision& rev) {
 void KubernetesRuntime::CollectGarbage() {
   if (!acting_) return;
   absl::MutexLock ops(&ops_mu_);
+  bool stale = false;
+  {
+    absl::MutexLock lock(&mu_);
+    stale = revisions_stale_;
+  }
+  if (stale) {
+    // Becoming acting could not read the Deployments: read them now.
+    if (absl::Status st = ReadRevisions(); !st.ok()) {
+      GetLogger("runtime")->warn(
+          "kubernetes: reading the Deployments failed again: {}",
+          st.ToString());
+      return;
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      revisions_stale_ = false;
+      DiffLocked();
+    }
+    Deliver();
+  }
   std::vector<std::pair<std::string, Revision>> garbage;
+  std::vector<std::pair<std::string, Revision>> unapplied;
   {
     absl::MutexLock lock(&mu_);
     std::set<std::string> with_pods;
@@ -662,12 +698,31 @@ void KubernetesRuntime::CollectGarbage() {
       if (r.desired > 0 || with_pods.count(it->first) > 0) {
         ++it;
       } else if (!r.applied) {
-        it = revisions_.erase(it);  // a start that never got through
+        unapplied.emplace_back(it->first, r);  // a start that never got through
+        ++it;
       } else {
         garbage.emplace_back(it->first, r);
         ++it;
       }
     }
+  }
+  // A start whose Deployment was refused (a quota, an admission webhook, a
+  // timeout) had applied its Service already: delete that.
+  for (const auto& [key, rev] : unapplied) {
+    DeleteOptions d;
+    d.propagation_policy.clear();
+    absl::Status st = client_->Delete(kServices, rev.kube_ns, rev.name, d);
+    if (!st.ok() && !absl::IsNotFound(st)) {
+      GetLogger("runtime")->warn(
+          "kubernetes: deleting Service {}/{} failed: {}", rev.kube_ns,
+          rev.name, st.ToString());
+      continue;
+    }
+    absl::MutexLock lock(&mu_);
+    auto it = revisions_.find(key);
+    if (it != revisions_.end() && !it->second.applied &&
+        it->second.desired == 0)
+      revisions_.erase(it);
   }
   for (const auto& [key, rev] : garbage) {
     absl::Status st = DeleteRevision(rev);
@@ -688,37 +743,108 @@ void KubernetesRuntime::GcLoop() {
   }
 }
 
-absl::Status KubernetesRuntime::Adopt() {
+std::set<std::string> KubernetesRuntime::KubeNamespaces() const {
   std::set<std::string> namespaces{options_.default_namespace};
   for (const auto& [tidal_ns, kube_ns] : options_.namespace_map) {
     namespaces.insert(kube_ns);
   }
+  return namespaces;
+}
+
+absl::Status KubernetesRuntime::ReadRevisions() {
+  std::map<std::string, Revision> listed;
+  std::vector<std::pair<std::string, std::string>> orphans;  // kube ns, name
+  const bool acting = acting_;
+  for (const std::string& kube_ns : KubeNamespaces()) {
+    ListOptions lo;
+    lo.label_selector = ManagedSelector();
+    absl::StatusOr<KubeList> list = client_->List(kDeployments, kube_ns, lo);
+    if (!list.ok()) return list.status();
+    for (const KubeObject& o : list->items) {
+      absl::StatusOr<json::value> v = ParseJson(o.json);
+      if (!v.ok()) continue;
+      Revision r;
+      r.kube_ns = kube_ns;
+      r.name = o.name;
+      r.ns = GetString(*v, {"metadata", "labels", kLabelNamespace});
+      r.app = GetString(*v, {"metadata", "labels", kLabelApp});
+      r.hash = GetString(*v, {"metadata", "labels", kLabelTemplateHash});
+      r.revision = std::atoll(
+          GetString(*v, {"metadata", "labels", kLabelRevision}, "0").c_str());
+      r.desired = static_cast<int32_t>(GetInt(*v, {"spec", "replicas"}, 1));
+      r.applied = true;
+      r.uid = o.uid;
+      if (r.ns.empty() || r.app.empty() || r.hash.empty()) continue;
+      listed[Key(kube_ns, o.name)] = std::move(r);
+    }
+    if (!acting) continue;
+    absl::StatusOr<KubeList> services = client_->List(kServices, kube_ns, lo);
+    if (!services.ok()) return services.status();
+    for (const KubeObject& o : services->items) {
+      if (listed.count(Key(kube_ns, o.name)) == 0)
+        orphans.emplace_back(kube_ns, o.name);
+    }
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    // Starts that never got through stay for the garbage collector (their
+    // Service may need deleting); every other revision is as listed.
+    for (const auto& [key, r] : revisions_) {
+      if (!r.applied && listed.count(key) == 0) listed.emplace(key, r);
+    }
+    revisions_ = std::move(listed);
+  }
+  for (const auto& [kube_ns, name] : orphans) {
+    DeleteOptions d;
+    d.propagation_policy.clear();
+    absl::Status st = client_->Delete(kServices, kube_ns, name, d);
+    if (!st.ok() && !absl::IsNotFound(st)) {
+      GetLogger("runtime")->warn(
+          "kubernetes: deleting Service {}/{} (its Deployment is gone) "
+          "failed: {}",
+          kube_ns, name, st.ToString());
+    } else {
+      GetLogger("runtime")->info(
+          "kubernetes: deleted Service {}/{}: its Deployment is gone", kube_ns,
+          name);
+    }
+  }
+  return absl::OkStatus();
+}
+
+void KubernetesRuntime::SetActing(bool acting) {
+  const bool was = acting_.exchange(acting);
+  if (acting && !was) {
+    absl::MutexLock ops(&ops_mu_);
+    absl::Status st = ReadRevisions();
+    if (!st.ok()) {
+      GetLogger("runtime")->warn(
+          "kubernetes: reading the Deployments on taking over failed: {}; "
+          "no placeholder until they are read",
+          st.ToString());
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      revisions_stale_ = !st.ok();
+      DiffLocked();
+    }
+    Deliver();
+    return;
+  }
+  if (!acting && was) {
+    {
+      absl::MutexLock lock(&mu_);
+      DiffLocked();
+    }
+    Deliver();
+  }
+}
+
+absl::Status KubernetesRuntime::Adopt() {
+  const std::set<std::string> namespaces = KubeNamespaces();
   {
     absl::MutexLock ops(&ops_mu_);
-    for (const std::string& kube_ns : namespaces) {
-      ListOptions lo;
-      lo.label_selector = ManagedSelector();
-      absl::StatusOr<KubeList> list = client_->List(kDeployments, kube_ns, lo);
-      if (!list.ok()) return list.status();
-      absl::MutexLock lock(&mu_);
-      for (const KubeObject& o : list->items) {
-        absl::StatusOr<json::value> v = ParseJson(o.json);
-        if (!v.ok()) continue;
-        Revision r;
-        r.kube_ns = kube_ns;
-        r.name = o.name;
-        r.ns = GetString(*v, {"metadata", "labels", kLabelNamespace});
-        r.app = GetString(*v, {"metadata", "labels", kLabelApp});
-        r.hash = GetString(*v, {"metadata", "labels", kLabelTemplateHash});
-        r.revision = std::atoll(
-            GetString(*v, {"metadata", "labels", kLabelRevision}, "0").c_str());
-        r.desired = static_cast<int32_t>(GetInt(*v, {"spec", "replicas"}, 1));
-        r.applied = true;
-        r.uid = o.uid;
-        if (r.ns.empty() || r.app.empty() || r.hash.empty()) continue;
-        revisions_[Key(kube_ns, o.name)] = std::move(r);
-      }
-    }
+    if (absl::Status st = ReadRevisions(); !st.ok()) return st;
   }
   for (const std::string& kube_ns : namespaces) EnsureWatchers(kube_ns);
   {

@@ -21,8 +21,10 @@
 //
 // Garbage: a revision whose Deployment wants no Pod and has none left is
 // deleted (Deployment and Service, with a uid precondition); at Adopt,
-// Deployments with Tidal's labels and 0 replicas go too. Nothing without
-// Tidal's labels is ever listed, changed or deleted.
+// Deployments with Tidal's labels and 0 replicas go too, and so do Services
+// with Tidal's labels whose Deployment is gone (also on becoming acting, and
+// after a start whose Deployment was refused). Nothing without Tidal's
+// labels is ever listed, changed or deleted.
 //
 // Thread-safe. Kubernetes calls that change things are serialized (ops_mu_);
 // listener calls come from one thread at a time, never under a lock.
@@ -115,9 +117,15 @@ class KubernetesRuntime final : public Runtime {
   // gc_interval). Only while acting.
   void CollectGarbage();
 
-  // A standby of a highly available control plane watches but deletes
-  // nothing (its garbage collection waits); on by default.
-  void SetActing(bool acting) { acting_ = acting; }
+  // A standby of a highly available control plane watches but changes
+  // nothing: its garbage collection waits, and it shows the Pods only (no
+  // placeholders: what the leader asked of each Deployment is the leader's
+  // to know). On by default. Becoming acting reads every Deployment's
+  // spec.replicas again (another node scaled them meanwhile) and deletes
+  // Tidal's Services whose Deployment is gone, before it returns; if the
+  // API cannot be read then, the garbage collector's thread tries again,
+  // and until it succeeds no placeholder is shown.
+  void SetActing(bool acting);
 
  private:
   struct Revision {
@@ -163,6 +171,15 @@ class KubernetesRuntime final : public Runtime {
   void ApplySliceEvent(const std::string& kube_ns, const std::string& type,
                        const KubeObject& obj) ABSL_LOCKS_EXCLUDED(mu_);
   void GcLoop();
+  // Reads every configured namespace's Deployments with Tidal's labels:
+  // revisions_ becomes what the cluster has (spec.replicas as `desired`;
+  // a revision whose Deployment is gone is forgotten). While acting, also
+  // deletes Tidal's Services that have no Deployment (left by a start whose
+  // Deployment was refused, or by a stop between the two deletes).
+  absl::Status ReadRevisions() ABSL_EXCLUSIVE_LOCKS_REQUIRED(ops_mu_)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // The Kubernetes namespaces instances go to (default and mapped).
+  std::set<std::string> KubeNamespaces() const;
   absl::Status DeleteRevision(const Revision& rev)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(ops_mu_);
   // Moves the revision's spec.replicas by `delta` (read, then written with
@@ -201,6 +218,11 @@ class KubernetesRuntime final : public Runtime {
   std::vector<std::unique_ptr<Watcher>> watchers_ ABSL_GUARDED_BY(mu_);
   bool gc_started_ ABSL_GUARDED_BY(mu_) = false;
   std::atomic<bool> acting_{true};
+  // The last ReadRevisions, on becoming acting, failed: what this node knows
+  // of the revisions' replicas may be stale, so no placeholder is shown
+  // (the controller would stop a placeholder by scaling a real Deployment
+  // down) until a read succeeds.
+  bool revisions_stale_ ABSL_GUARDED_BY(mu_) = false;
 
   // Usage: CPU seconds summed per Pod, and when each namespace was read.
   struct PodUsage {

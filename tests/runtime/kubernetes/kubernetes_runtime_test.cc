@@ -295,6 +295,117 @@ TEST_F(KubernetesRuntimeTest, AdoptTakesOverWhatAPreviousTidaldLeft) {
   ASSERT_TRUE(Eventually([&] { return Pods("web").size() == 3; }));
 }
 
+// Two tidald of a highly available control plane on one cluster: the
+// standby shows the Pods as they are and no placeholder (what the leader
+// asked of a Deployment is the leader's to know); taking over, it reads the
+// replicas the leader left, so it neither shows nor stops an instance that
+// does not exist.
+TEST_F(KubernetesRuntimeTest, AStandbyTakesTheReplicasOverFromTheCluster) {
+  MakeRuntime();  // the leader
+  const InstanceRequest web = Request("web", "abc123");
+  const InstanceRequest old = Request("old", "zzz");
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE(rt_->Start(web).ok());
+  ASSERT_TRUE(rt_->Start(old).ok());
+  ASSERT_TRUE(Eventually([&] { return Pods().size() == 3; }));
+
+  auto standby = std::make_unique<KubernetesRuntime>(client_.get(), options_);
+  standby->SetActing(false);
+  ASSERT_TRUE(standby->Adopt().ok());
+  auto ids = [&](KubernetesRuntime* rt) {
+    std::set<std::string> out;
+    for (const auto& i : rt->List("team-a")) out.insert(i.id());
+    return out;
+  };
+  const std::string dep_web = RevisionName("team-a", "web", "abc123");
+  const std::string dep_old = RevisionName("team-a", "old", "zzz");
+  auto real = [&] {  // the Pods the cluster has
+    std::set<std::string> out;
+    for (const std::string& dep : {dep_web, dep_old}) {
+      for (const auto& p : emu_.PodsOf(kKubeNs, dep)) out.insert(p);
+    }
+    return out;
+  };
+  ASSERT_TRUE(Eventually([&] { return ids(standby.get()) == real(); }));
+
+  // The leader stops one of web's and all of old's; old's Deployment and
+  // Service are collected.
+  ASSERT_TRUE(rt_->Stop(Pods("web")[0].id(), absl::Seconds(1)).ok());
+  ASSERT_TRUE(rt_->Stop(Pods("old")[0].id(), absl::Seconds(1)).ok());
+  ASSERT_TRUE(Eventually([&] {
+    rt_->CollectGarbage();
+    return !emu_.GetObject("deployments", kKubeNs, dep_old).has_value();
+  }));
+  ASSERT_TRUE(Eventually([&] { return Pods().size() == 1; }));
+  // The standby shows the one Pod left, no placeholder for the two the
+  // leader no longer wants.
+  ASSERT_TRUE(Eventually([&] { return ids(standby.get()) == real(); }))
+      << absl::StrJoin(ids(standby.get()), ",");
+
+  // The leader goes; the standby takes over and still shows only the Pod.
+  rt_->Shutdown(false);
+  standby->SetActing(true);
+  EXPECT_EQ(ids(standby.get()), real());
+  EXPECT_EQ(SpecReplicas(dep_web), 1);
+  // Its garbage collection has nothing to say about old (gone) and leaves
+  // web alone.
+  standby->CollectGarbage();
+  EXPECT_EQ(SpecReplicas(dep_web), 1);
+  EXPECT_EQ(ids(standby.get()), real());
+  // It counts on from the cluster's replicas.
+  ASSERT_TRUE(standby->Start(web).ok());
+  EXPECT_EQ(SpecReplicas(dep_web), 2);
+  ASSERT_TRUE(Eventually(
+      [&] { return real().size() == 2 && ids(standby.get()) == real(); }));
+  standby->Shutdown(false);
+}
+
+// A Service whose Deployment never came (a refused apply) or went (a stop
+// between the two deletes) is deleted: by the garbage collector after the
+// refused start, and by a node taking over for the others. Services
+// without Tidal's labels are never touched.
+TEST_F(KubernetesRuntimeTest, AServiceWithoutItsDeploymentIsDeleted) {
+  MakeRuntime();
+  const InstanceRequest web = Request("web", "abc123");
+  const std::string dep = RevisionName("team-a", "web", "abc123");
+  emu_.FailNext(1, 403, "Forbidden",
+                "deployments.apps \"" + dep +
+                    "\" is forbidden: exceeded quota: count/deployments.apps",
+                "PATCH /apis/apps/v1/");
+  absl::StatusOr<Instance> refused = rt_->Start(web);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(refused.status().message(), HasSubstr("exceeded quota"));
+  EXPECT_TRUE(emu_.GetObject("services", kKubeNs, dep).has_value());
+  EXPECT_FALSE(emu_.GetObject("deployments", kKubeNs, dep).has_value());
+  rt_->CollectGarbage();
+  EXPECT_FALSE(emu_.GetObject("services", kKubeNs, dep).has_value());
+
+  // Left behind by an earlier tidald: one of Tidal's, one not.
+  auto service = [](const std::string& name, const std::string& labels) {
+    return absl::StrCat(R"({"apiVersion":"v1","kind":"Service","metadata":{)",
+                        R"("name":")", name, R"(","labels":{)", labels,
+                        R"(}},"spec":{"clusterIP":"None"}})");
+  };
+  ASSERT_TRUE(
+      client_
+          ->Apply(kServices, kKubeNs, "tidal-left",
+                  service("tidal-left",
+                          absl::StrCat("\"", kLabelManagedBy, "\":\"tidal\"")))
+          .ok());
+  ASSERT_TRUE(client_
+                  ->Apply(kServices, kKubeNs, "someone-elses",
+                          service("someone-elses", R"("a":"b")"))
+                  .ok());
+  rt_->SetActing(false);
+  rt_->SetActing(true);
+  EXPECT_FALSE(emu_.GetObject("services", kKubeNs, "tidal-left").has_value());
+  EXPECT_TRUE(emu_.GetObject("services", kKubeNs, "someone-elses").has_value());
+  // A revision that runs keeps its Service.
+  ASSERT_TRUE(rt_->Start(web).ok());
+  rt_->SetActing(false);
+  rt_->SetActing(true);
+  EXPECT_TRUE(emu_.GetObject("services", kKubeNs, dep).has_value());
+}
+
 TEST_F(KubernetesRuntimeTest, WatchDroppedOrExpiredIsResumedOrListedAgain) {
   MakeRuntime();
   const InstanceRequest req = Request("web", "abc123");
