@@ -83,6 +83,18 @@ absl::Status DeployerControl::ChangeState(const std::string& ns,
       // The progress deadline counts again from now.
       *st.mutable_step_started() = ToProtoTime(clock_->Now());
     } else if (action == "promote") {
+      if (st.phase() == "Failed") {
+        // Nothing would move (the release is held), and a remembered
+        // promote would skip the retried step's pause and analysis.
+        return absl::FailedPreconditionError(absl::StrCat(
+            "app ", name, "'s release failed (", st.reason(),
+            "): `tidalctl rollout retry ", name,
+            "` tries the step again, `tidalctl rollout abort ", name,
+            "` goes back to revision ", st.stable_revision()));
+      }
+      // Out of a `rollout pause`, as `resume`: the deadline counts again
+      // from now (the pause did not run it).
+      if (st.paused()) *st.mutable_step_started() = ToProtoTime(clock_->Now());
       st.set_paused(false);
       st.set_promote(true);
       if (req.full()) st.set_promote_full(true);
@@ -94,12 +106,31 @@ absl::Status DeployerControl::ChangeState(const std::string& ns,
       if (st.phase() == "Failed") {
         st.set_phase("Progressing");
         st.clear_reason();
+        // A new attempt: its analysis judges its own requests only (the
+        // window starts here), and no promote from before carries over.
+        *st.mutable_started() = ToProtoTime(clock_->Now());
         *st.mutable_step_started() = ToProtoTime(clock_->Now());
+        st.set_promote(false);
+        st.set_promote_full(false);
         st.clear_step_ready();
         st.clear_next_analysis();
         st.set_successes(0);
         st.set_failures(0);
-      } else if (!st.failed_hash().empty()) {
+      } else if (!st.failed_hash().empty() && st.phase() == "RolledBack") {
+        // Only while the spec still names the template that rolled back
+        // (after `rollout undo`, or a spec put back by hand, there is
+        // nothing to retry).
+        auto got = GetApp(store_, ns, name);
+        if (!got.ok()) return got.status();
+        if (spec::TemplateHash(got->first.spec().template_()) !=
+            st.failed_hash()) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "app ", name,
+              "'s spec no longer names the template that "
+              "rolled back (revision ",
+              st.failed_revision(),
+              "): nothing to retry; apply it again to release it"));
+        }
         st.clear_failed_hash();
       } else {
         return absl::FailedPreconditionError(absl::StrCat(

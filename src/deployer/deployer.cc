@@ -141,8 +141,19 @@ bool PassWebhooks(const Inputs& in, Rollout* ro, const std::string& type,
 void StartGates(const Inputs& in, Rollout* ro) {
   if (!ro->Active()) return;
   RolloutState* st = ro->mutable_state();
+  if (st->step() >= in.n()) {
+    // The total shrank (a scale-down, scale to zero): fewer steps. The
+    // release goes on at the last one, but it must not complete past
+    // manual pauses it had not reached the end of (every batch but the
+    // last waits with pause: manual): that last step then waits for a
+    // promote, as the step it was cut from did.
+    if (in.app.spec().rollout().pause_manual() &&
+        st->step() < st->total_steps() - 1) {
+      st->set_hold_for_promote(true);
+    }
+    st->set_step(in.n() - 1);
+  }
   st->set_total_steps(in.n());
-  if (st->step() >= in.n()) st->set_step(in.n() - 1);
   if (!st->pre_rollout_done() &&
       PassWebhooks(in, ro, "pre-rollout", "PreRolloutWebhookFailed")) {
     st->set_pre_rollout_done(true);
@@ -203,10 +214,18 @@ bool Analyze(const Inputs& in, const Census& c, Rollout* ro, Requeue* rq) {
                               ? FromProtoTime(st.next_analysis())
                               : absl::InfinitePast();
   const bool due = in.now >= next;
-  const RequestStats s = in.metrics->Stats(in.app.metadata().namespace_(),
-                                           in.app.metadata().name(),
-                                           st.update_revision(), in.interval);
-  const WindowAnalysis window = AnalyzeWindow(an, s, in.interval);
+  // The window reaches back no further than this release (or retry)
+  // began: the gateway keeps a revision's figures by its number, and an
+  // earlier attempt's requests are no evidence about this one.
+  absl::Duration span = in.interval;
+  if (st.has_started()) {
+    span = std::min(
+        span, std::max(absl::Seconds(1), in.now - FromProtoTime(st.started())));
+  }
+  const RequestStats s =
+      in.metrics->Stats(in.app.metadata().namespace_(),
+                        in.app.metadata().name(), st.update_revision(), span);
+  const WindowAnalysis window = AnalyzeWindow(an, s, span);
   if (!due && !(window.verdict.failed() && st.failures() == 0)) {
     rq->At(std::min(next, in.now + absl::Milliseconds(250)));
   } else if (window.verdict.inconclusive() && st.analysis_passed()) {
@@ -269,9 +288,13 @@ std::string PlanStep(const Inputs& in, const Census& c, Rollout* ro,
   // paused by hand or a manual step waits for `promote`, and the time
   // spent in a timed pause (the step's `pause`, `batchInterval`) does not
   // count (as in Kubernetes and Argo Rollouts).
-  const bool waiting_manual =
-      st->paused() ||
-      (instances_done && analysis_passed && step.manual && !last);
+  // A promote waits for nothing but the step's instances (DecideStep
+  // advances on it), so neither does the deadline.
+  const bool manual =
+      (step.manual && !last) || (last && st->hold_for_promote());
+  const bool waiting_manual = st->paused() ||
+                              (instances_done && analysis_passed && manual) ||
+                              (instances_done && st->promote());
   const absl::Time step_deadline = FromProtoTime(st->step_started()) +
                                    in.deadline + TimeInPause(*st, step, in.now);
   if (ro->Active() && !waiting_manual) {
@@ -321,7 +344,9 @@ std::string PlanStep(const Inputs& in, const Census& c, Rollout* ro,
   si.analysis_passed = analysis_passed;
   si.promote = st->promote();
   si.promote_full = st->promote_full();
-  si.manual = step.manual;
+  // A last step normally completes on its own; one a shrunk total cut a
+  // manual pause short to waits for the promote (StartGates).
+  si.manual = manual;
   si.step = k;
   si.total_steps = n;
   si.now = in.now;
@@ -332,6 +357,14 @@ std::string PlanStep(const Inputs& in, const Census& c, Rollout* ro,
       rq->At(d.until);
       break;
     case StepAction::kComplete:
+      // The confirm-promotion webhooks gate the full promotion however it
+      // is reached (an advance to the last step calls them; a release whose
+      // steps a shrunk total cut short may reach the end without one).
+      if (!st->confirmed() && PassWebhooks(in, ro, "confirm-promotion",
+                                           "ConfirmPromotionWebhookFailed")) {
+        st->set_confirmed(true);
+      }
+      if (!ro->Active()) break;
       ro->Complete(in.total);
       *completed = true;
       break;

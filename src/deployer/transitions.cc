@@ -26,7 +26,7 @@ StepDecision DecideStep(const StepInputs& in) {
   if (!in.active) return d;
   const bool last = in.step == in.total_steps - 1;
   if (!in.paused && in.instances_done && (in.analysis_passed || in.promote)) {
-    bool go = last || in.promote || in.promote_full;
+    bool go = (last && !in.manual) || in.promote || in.promote_full;
     if (!go && !in.manual) {
       go = in.now >= in.pause_end;
       if (!go) {
@@ -77,6 +77,7 @@ void Rollout::ResetStep() {
   st_->set_successes(0);
   st_->set_failures(0);
   st_->set_promote(false);
+  st_->set_hold_for_promote(false);
 }
 
 WebhookEvent Rollout::Event(const std::string& type) const {
@@ -260,10 +261,16 @@ void Rollout::ApplySpec(int64_t revision, const std::string& hash) {
       // Supersede from the current step: the previous update's instances
       // count as old ones and are replaced by the new revision.
       const int32_t step = st_->step();
-      Start(revision, hash,
-            absl::StrCat("Superseding revision ", st_->update_revision(),
-                         " at step ", step + 1, ": "));
+      const bool paused = st_->paused();
+      Start(
+          revision, hash,
+          absl::StrCat("Superseding revision ", st_->update_revision(),
+                       " at step ", step + 1, paused ? " (paused)" : "", ": "));
       st_->set_step(step);
+      // A `rollout pause` holds the new revision too, as spec.paused
+      // outlives a template change in Kubernetes and Argo Rollouts: a
+      // pipeline's apply does not undo an operator's pause.
+      st_->set_paused(paused);
       break;
     }
     case SpecChange::kStart:

@@ -154,7 +154,11 @@ TEST_F(RolloutCommandsTest, StatusRightAfterRetryIsNotTheOldVerdict) {
   st.set_stable_revision(1);
   st.set_stable_hash("aaa");
   st.set_phase("RolledBack");
-  st.set_failed_hash("bbb");
+  // The spec still names the template that rolled back.
+  v1::App app;
+  ASSERT_TRUE(
+      app.ParseFromString(store_.Get(keys::App("default", "web"))->value));
+  st.set_failed_hash(spec::TemplateHash(app.spec().template_()));
   st.set_failed_revision(2);
   ASSERT_TRUE(
       store_.Create(keys::RolloutKey("default", "web"), st.SerializeAsString())

@@ -499,8 +499,10 @@ std::vector<TableRow> Rows() {
     r.want_rollout = {"RolledBack", "AnalysisFailed", 1, 0, 0, 0};
     r.want_notified = {"rollback"};
     r.post = [](const DeployPlan& plan, const RolloutState& st) {
+      // The window is the analysis interval (30s), cut to the 10s since
+      // the release began.
       EXPECT_EQ(st.analysis(),
-                "requests=100 5xx=50.0% p99=20ms over 30s: 5xx rate 50.0% > "
+                "requests=100 5xx=50.0% p99=20ms over 10s: 5xx rate 50.0% > "
                 "10.0%");
     };
     row(std::move(r));
@@ -548,7 +550,7 @@ std::vector<TableRow> Rows() {
     r.post = [](const DeployPlan& plan, const RolloutState& st) {
       EXPECT_EQ(st.successes(), 1);
       EXPECT_EQ(plan.status.analysis(),
-                "requests=100 5xx=0.0% p99=120ms over 30s: passed (1/2)");
+                "requests=100 5xx=0.0% p99=120ms over 10s: passed (1/2)");
       EXPECT_EQ(plan.status.message(),
                 "step 1 of 2 (canary): 1/1 new instance(s) available; waiting "
                 "for analysis");

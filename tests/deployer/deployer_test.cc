@@ -875,6 +875,15 @@ TEST_F(DeployerTest, UndoAfterRollbackCompletes) {
   EXPECT_TRUE(complete);
   EXPECT_TRUE(HasEvent("RolloutRestored"));
   EXPECT_EQ(CountRevision(1, true), 4);
+  // The spec no longer names the template that rolled back: nothing to
+  // retry, and `retry` says so rather than reporting a retry that never
+  // comes.
+  req.set_action("retry");
+  absl::Status retried = control.Rollout(req).status();
+  EXPECT_TRUE(absl::IsFailedPrecondition(retried)) << retried;
+  EXPECT_TRUE(
+      absl::StrContains(retried.message(), "no failed rollout to retry"))
+      << retried;
 }
 
 TEST_F(DeployerTest, InconclusivePassAtTheDeadline) {
@@ -986,6 +995,36 @@ TEST_F(DeployerTest, NewSpecSupersedesFromTheCurrentStep) {
   EXPECT_EQ(static_cast<int>(Live().size()), 10);
 }
 
+// A new spec during `rollout pause` supersedes the update but stays paused:
+// the operator's pause is not undone by a pipeline's apply.
+TEST_F(DeployerTest, APausedReleaseStaysPausedWhenANewSpecSupersedesIt) {
+  rollout_.set_batches(4);
+  Steady(4);
+  Apply(4, "v2");
+  Reconcile();
+  DeployerControl control(&store_, &clock_, nullptr);
+  v1::RolloutRequest req;
+  req.set_name("web");
+  req.set_action("pause");
+  ASSERT_TRUE(control.Rollout(req).ok());
+  Apply(4, "v3");
+  for (int i = 0; i < 6; ++i) {
+    Reconcile();
+    runtime_.SetAllReady();
+  }
+  EXPECT_EQ(Rollout().update_revision(), 3);
+  EXPECT_EQ(Rollout().phase(), "Paused");
+  EXPECT_EQ(Rollout().step(), 1);
+  req.set_action("resume");
+  ASSERT_TRUE(control.Rollout(req).ok());
+  for (int i = 0; i < 12; ++i) {
+    Reconcile();
+    runtime_.SetAllReady();
+  }
+  EXPECT_EQ(Rollout().phase(), "Succeeded");
+  EXPECT_EQ(CountRevision(3, true), 4);
+}
+
 TEST_F(DeployerTest, BothRevisionsGetTheirShareWhenTheTotalChanges) {
   rollout_.set_batches(5);
   Steady(10);
@@ -1037,6 +1076,58 @@ TEST_F(DeployerTest, WebhookGates) {
   EXPECT_EQ(Rollout().phase(), "RolledBack");
   EXPECT_EQ(Rollout().reason(), "ConfirmPromotionWebhookFailed");
   EXPECT_EQ(CountRevision(2, true), 4);
+}
+
+// A scale-down during a release (fewer instances: fewer batches) cuts its
+// steps short: it must neither complete past the manual pauses it had not
+// passed nor skip the confirm-promotion webhook.
+TEST_F(DeployerTest, AScaleDownDuringAReleaseKeepsItsGates) {
+  rollout_.set_batches(4);
+  rollout_.set_pause_manual(true);
+  rollout_.set_max_surge("1");
+  rollout_.set_max_unavailable("0");
+  tidal::v1::Webhook confirm;
+  confirm.set_name("gate");
+  confirm.set_type("confirm-promotion");
+  confirm.set_url("http://127.0.0.1:1/");
+  hooks_spec_ = {confirm};
+  Steady(4);
+  hooks_.answers["confirm-promotion"] =
+      absl::FailedPreconditionError("webhook gate answered 500");
+  Apply(4, "v2");
+  auto settle = [&] {
+    for (int i = 0; i < 6; ++i) {
+      Reconcile();
+      runtime_.SetAllReady();
+    }
+  };
+  settle();
+  DeployerControl control(&store_, &clock_, nullptr);
+  v1::RolloutRequest req;
+  req.set_name("web");
+  req.set_action("promote");
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_EQ(Rollout().phase(), "Paused") << Rollout().message();
+    ASSERT_TRUE(control.Rollout(req).ok());
+    settle();
+  }
+  ASSERT_EQ(Rollout().step(), 3);  // of 4, waiting for its promote
+  ASSERT_EQ(Rollout().phase(), "Paused");
+  EXPECT_TRUE(hooks_.calls.empty());
+
+  Apply(2, "v2");  // scaled down: 2 instances make 2 batches
+  settle();
+  EXPECT_EQ(Rollout().phase(), "Paused") << Rollout().message();
+  EXPECT_EQ(Rollout().total_steps(), 2);
+  EXPECT_FALSE(HasEvent("RolloutSucceeded"));
+  EXPECT_TRUE(hooks_.calls.empty());
+  // The promote it was waiting for goes on, through the webhook, which
+  // refuses.
+  ASSERT_TRUE(control.Rollout(req).ok());
+  settle();
+  EXPECT_EQ(hooks_.calls, (std::vector<std::string>{"confirm-promotion"}));
+  EXPECT_EQ(Rollout().phase(), "RolledBack");
+  EXPECT_EQ(Rollout().reason(), "ConfirmPromotionWebhookFailed");
 }
 
 TEST_F(DeployerTest, ConfirmPromotionGatesASingleStepReleaseBeforeItStarts) {
@@ -1152,6 +1243,79 @@ TEST_F(DeployerTest, AutoRollbackOffHoldsTheStep) {
   Reconcile();
   EXPECT_EQ(Rollout().phase(), "RolledBack");
   EXPECT_EQ(CountRevision(2), 0);
+}
+
+// `promote` after a `rollout pause` longer than the progress deadline goes
+// on: the pause did not run the deadline (as `resume`), and a promote waits
+// for nothing but the step's instances.
+TEST_F(DeployerTest, PromoteAfterALongPauseGoesOnNotBack) {
+  rollout_.set_strategy("canary");
+  rollout_.add_steps()->set_weight(50);
+  rollout_.set_progress_deadline_ms(20000);
+  rollout_.mutable_analysis()->set_interval_ms(5000);
+  rollout_.mutable_analysis()->set_min_requests(5);  // no traffic comes
+  Steady(2);
+  Apply(2, "v2");
+  Reconcile();
+  runtime_.SetAllReady();
+  Reconcile();
+  DeployerControl control(&store_, &clock_, nullptr);
+  v1::RolloutRequest req;
+  req.set_name("web");
+  req.set_action("pause");
+  ASSERT_TRUE(control.Rollout(req).ok());
+  clock_.Advance(absl::Seconds(30));
+  Reconcile();
+  ASSERT_EQ(Rollout().phase(), "Paused");
+  req.set_action("promote");
+  ASSERT_TRUE(control.Rollout(req).ok());
+  for (int i = 0; i < 4; ++i) {
+    Reconcile();
+    runtime_.SetAllReady();
+  }
+  // On at the last step, whose analysis (no traffic yet) has its own
+  // deadline from now.
+  EXPECT_EQ(Rollout().phase(), "Progressing") << Rollout().message();
+  EXPECT_EQ(Rollout().step(), 2);
+  EXPECT_FALSE(HasEvent("RolledBack"));
+}
+
+// A failed release (autoRollback off) refuses `promote`, which would do
+// nothing now and skip the retried step's analysis later; `retry` is a new
+// attempt whose analysis judges its own requests only.
+TEST_F(DeployerTest, AFailedReleaseRefusesPromoteAndRetryJudgesItsOwnRequests) {
+  rollout_.set_auto_rollback(false);
+  rollout_.set_strategy("canary");
+  rollout_.add_steps()->set_weight(50);
+  rollout_.mutable_analysis()->set_interval_ms(30000);
+  rollout_.mutable_analysis()->set_min_requests(5);
+  rollout_.mutable_analysis()->set_max_error_rate(0.1);
+  Steady(2);
+  Apply(2, "v2");
+  Reconcile();
+  runtime_.SetAllReady();
+  clock_.Advance(absl::Seconds(40));
+  metrics_.Set(2, 40, 20, 10);
+  Reconcile();
+  ASSERT_EQ(Rollout().phase(), "Failed") << Rollout().message();
+  EXPECT_EQ(metrics_.last_window(), absl::Seconds(30));
+  DeployerControl control(&store_, &clock_, nullptr);
+  v1::RolloutRequest req;
+  req.set_name("web");
+  req.set_action("promote");
+  absl::Status promoted = control.Rollout(req).status();
+  EXPECT_TRUE(absl::IsFailedPrecondition(promoted)) << promoted;
+  EXPECT_TRUE(absl::StrContains(promoted.message(), "rollout retry web"))
+      << promoted;
+  clock_.Advance(absl::Seconds(5));
+  req.set_action("retry");
+  ASSERT_TRUE(control.Rollout(req).ok());
+  metrics_.Set(2, 0, 0, 0);
+  clock_.Advance(absl::Seconds(3));
+  Reconcile();
+  // The window reaches back to the retry, not over the failed attempt.
+  EXPECT_EQ(metrics_.last_window(), absl::Seconds(3));
+  EXPECT_EQ(Rollout().phase(), "Progressing") << Rollout().message();
 }
 
 TEST_F(DeployerTest, HistoryLimitPrunesOldRevisions) {

@@ -25,9 +25,10 @@ std::vector<MetricSample> FakeMetrics::Samples(const std::string&,
 }
 
 RequestStats FakeMetrics::Stats(const std::string&, const std::string& app,
-                                int64_t revision, absl::Duration) {
+                                int64_t revision, absl::Duration window) {
   absl::MutexLock l(&mu_);
   ++stats_calls_;
+  last_window_ = window;
   if (auto it = by_app_.find({app, revision}); it != by_app_.end())
     return it->second;
   if (auto it = by_revision_.find(revision); it != by_revision_.end())
@@ -64,6 +65,11 @@ void FakeMetrics::set_concurrency(double c) {
 int FakeMetrics::stats_calls() {
   absl::MutexLock l(&mu_);
   return stats_calls_;
+}
+
+absl::Duration FakeMetrics::last_window() {
+  absl::MutexLock l(&mu_);
+  return last_window_;
 }
 
 }  // namespace tidal::testing

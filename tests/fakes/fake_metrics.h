@@ -42,6 +42,8 @@ class FakeMetrics : public MetricsSource {
   void set_concurrency(double c);
   // Times Stats was called.
   int stats_calls();
+  // The window the last Stats call asked for.
+  absl::Duration last_window();
 
  private:
   Clock* const clock_;
@@ -51,6 +53,7 @@ class FakeMetrics : public MetricsSource {
       ABSL_GUARDED_BY(mu_);
   double concurrency_ ABSL_GUARDED_BY(mu_) = 0;
   int stats_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Duration last_window_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace tidal::testing
