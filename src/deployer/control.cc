@@ -224,11 +224,28 @@ absl::Status DeployerControl::ChangeSpec(const std::string& ns,
       revision_op = Op::Put(RevisionKey(ns, name, target),
                             rev.SerializeAsString(), rev_kv->resource_version);
     } else {  // restart
+      cause = "rollout restart";
+      // After a rollback the spec still names the build that rolled back,
+      // while the stable revision runs: restart what runs (as Argo's
+      // restart does), not a re-release of the failed build.
+      int64_t version_unused = 0;
+      auto st = LoadRolloutState(store_, ns, name, &version_unused);
+      if (!st.ok()) return st.status();
+      if (st->stable_revision() != 0 &&
+          RolledBack(*st, spec::TemplateHash(app.spec().template_()))) {
+        auto list = history_.List(ns, name);
+        if (!list.ok()) return list.status();
+        for (const auto& r : *list) {
+          if (r.number() != st->stable_revision()) continue;
+          *app.mutable_spec()->mutable_template_() = r.template_();
+          cause = absl::StrCat("rollout restart of revision ", r.number(),
+                               " (the spec's template had rolled back)");
+        }
+      }
       auto* tmpl = app.mutable_spec()->mutable_template_();
       tmpl->mutable_labels()->erase(kRestartedAtAnnotation);
       (*tmpl->mutable_annotations())[kRestartedAtAnnotation] = absl::FormatTime(
           "%Y-%m-%dT%H:%M:%SZ", clock_->Now(), absl::UTCTimeZone());
-      cause = "rollout restart";
     }
     (*app.mutable_metadata()->mutable_annotations())[kChangeCauseAnnotation] =
         cause;

@@ -125,6 +125,19 @@ struct Inputs {
   int32_t n() const { return static_cast<int32_t>(steps.size()); }
 };
 
+// The stable revision's share of `total` at `step`: what the update does not
+// take, but at least one instance while a canary step weighs traffic
+// between the two (below 100%): the gateway weighs only revisions with a
+// ready instance, so a stable share of none would send every request to
+// the canary (a one-instance app, a start from zero) while the status says
+// its weight.
+int32_t StableShare(const RolloutStep& step, int32_t total) {
+  const int32_t rest = total - std::min(step.new_target, total);
+  if (total > 0 && step.weight >= 0 && step.weight < 100)
+    return std::max(1, rest);
+  return rest;
+}
+
 // Calls every webhook of a gating type; the first that refuses fails the
 // rollout with `reason`. True when all passed.
 bool PassWebhooks(const Inputs& in, Rollout* ro, const std::string& type,
@@ -274,7 +287,7 @@ std::string PlanStep(const Inputs& in, const Census& c, Rollout* ro,
   const RolloutStep& step = in.steps[k];
   const bool last = k == n - 1;
   const bool instances_done = c.upd_avail >= step.new_target &&
-                              c.old_live <= in.total - step.new_target;
+                              c.old_live <= StableShare(step, in.total);
   if (instances_done && !st->has_step_ready())
     *st->mutable_step_ready() = ToProtoTime(in.now);
 
@@ -292,9 +305,19 @@ std::string PlanStep(const Inputs& in, const Census& c, Rollout* ro,
   // advances on it), so neither does the deadline.
   const bool manual =
       (step.manual && !last) || (last && st->hold_for_promote());
-  const bool waiting_manual = st->paused() ||
-                              (instances_done && analysis_passed && manual) ||
-                              (instances_done && st->promote());
+  const bool at_manual_wait = instances_done && analysis_passed && manual;
+  if (at_manual_wait) {
+    st->set_awaiting_promote(true);
+  } else if (st->awaiting_promote() && !st->paused()) {
+    // The wait for promote ended without one: an instance of the step is
+    // restarting, or tidald restarted (its adopted instances are probed
+    // again, and minReadySeconds counts again). The step has its whole
+    // deadline from now, not from before the wait (nor the downtime).
+    *st->mutable_step_started() = ToProtoTime(in.now);
+    st->set_awaiting_promote(false);
+  }
+  const bool waiting_manual =
+      st->paused() || at_manual_wait || (instances_done && st->promote());
   const absl::Time step_deadline = FromProtoTime(st->step_started()) +
                                    in.deadline + TimeInPause(*st, step, in.now);
   if (ro->Active() && !waiting_manual) {
@@ -532,7 +555,7 @@ absl::StatusOr<DeployPlan> Deployer::Plan(const App& app, int32_t total,
     RETURN_IF_ERROR(
         template_of(st.update_revision(), st.update_hash(), &plan.update));
     plan.update.target = std::min(step.new_target, total);
-    plan.stable.target = total - plan.update.target;
+    plan.stable.target = StableShare(step, total);
     if (step.weight >= 0) {
       plan.weights = {{st.update_revision(), step.weight},
                       {st.stable_revision(), 100 - step.weight}};

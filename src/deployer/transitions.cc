@@ -78,6 +78,7 @@ void Rollout::ResetStep() {
   st_->set_failures(0);
   st_->set_promote(false);
   st_->set_hold_for_promote(false);
+  st_->set_awaiting_promote(false);
 }
 
 WebhookEvent Rollout::Event(const std::string& type) const {

@@ -757,6 +757,46 @@ TEST_F(DeployerTest, ARolloutResumedByANewLeaderIsAnEvent) {
   EXPECT_EQ(again, 1);  // said once
 }
 
+// A release waiting for `promote` when tidald stops, down longer than the
+// progress deadline: after the restart its adopted instances are probed
+// again (not ready for a moment), and that is no lack of progress: the step
+// has its whole deadline again, and goes on waiting for the promote.
+TEST_F(DeployerTest, AWaitForPromoteOutlastsADowntimeLongerThanTheDeadline) {
+  rollout_.set_strategy("canary");
+  auto* step = rollout_.add_steps();
+  step->set_weight(50);
+  step->set_pause_manual(true);
+  rollout_.set_progress_deadline_ms(20000);
+  Steady(2);
+  Apply(2, "v2");
+  for (int i = 0; i < 4; ++i) {
+    Reconcile();
+    runtime_.SetAllReady();
+  }
+  clock_.Advance(absl::Seconds(30));
+  Reconcile();
+  ASSERT_EQ(Rollout().phase(), "Paused") << Rollout().message();
+  // Down for a minute; back, the step's instance is not ready yet.
+  clock_.Advance(absl::Minutes(1));
+  Restart();
+  for (const auto& i : Live())
+    if (i.revision() == 2) runtime_.SetReady(i.id(), false);
+  Reconcile();
+  EXPECT_EQ(Rollout().phase(), "Progressing") << Rollout().message();
+  EXPECT_FALSE(HasEvent("RolledBack"));
+  runtime_.SetAllReady();
+  Reconcile();
+  EXPECT_EQ(Rollout().phase(), "Paused") << Rollout().message();
+  // A step that then makes no progress still fails at its deadline.
+  for (const auto& i : Live())
+    if (i.revision() == 2) runtime_.SetReady(i.id(), false);
+  Reconcile();
+  clock_.Advance(absl::Seconds(21));
+  Reconcile();
+  EXPECT_EQ(Rollout().phase(), "RolledBack");
+  EXPECT_EQ(Rollout().reason(), "ProgressDeadlineExceeded");
+}
+
 TEST_F(DeployerTest, PassedDeadlineRollsBackAfterRestart) {
   rollout_.set_progress_deadline_ms(60000);
   Steady(2);
@@ -1023,6 +1063,38 @@ TEST_F(DeployerTest, APausedReleaseStaysPausedWhenANewSpecSupersedesIt) {
   }
   EXPECT_EQ(Rollout().phase(), "Succeeded");
   EXPECT_EQ(CountRevision(3, true), 4);
+}
+
+// A canary weight on a one-instance app: the stable revision keeps an
+// instance, so the gateway sends the canary its weight, not everything.
+TEST_F(DeployerTest, ACanaryWeightKeepsAStableInstance) {
+  rollout_.set_strategy("canary");
+  auto* step = rollout_.add_steps();
+  step->set_weight(10);
+  step->set_pause_manual(true);
+  Steady(1);
+  Apply(1, "v2");
+  for (int i = 0; i < 6; ++i) {
+    Reconcile();
+    runtime_.SetAllReady();
+  }
+  EXPECT_EQ(Rollout().phase(), "Paused") << Rollout().message();
+  EXPECT_EQ(CountRevision(1, true), 1);
+  EXPECT_EQ(CountRevision(2, true), 1);
+  EXPECT_EQ(routes_.weights,
+            (std::vector<std::pair<int64_t, int>>{{2, 10}, {1, 90}}));
+  DeployerControl control(&store_, &clock_, nullptr);
+  v1::RolloutRequest req;
+  req.set_name("web");
+  req.set_action("promote");
+  ASSERT_TRUE(control.Rollout(req).ok());
+  for (int i = 0; i < 6; ++i) {
+    Reconcile();
+    runtime_.SetAllReady();
+  }
+  EXPECT_EQ(Rollout().phase(), "Succeeded") << Rollout().message();
+  EXPECT_EQ(CountRevision(1), 0);
+  EXPECT_EQ(CountRevision(2, true), 1);
 }
 
 TEST_F(DeployerTest, BothRevisionsGetTheirShareWhenTheTotalChanges) {
@@ -1316,6 +1388,38 @@ TEST_F(DeployerTest, AFailedReleaseRefusesPromoteAndRetryJudgesItsOwnRequests) {
   // The window reaches back to the retry, not over the failed attempt.
   EXPECT_EQ(metrics_.last_window(), absl::Seconds(3));
   EXPECT_EQ(Rollout().phase(), "Progressing") << Rollout().message();
+}
+
+// `rollout restart` after a rollback restarts what runs (the stable
+// revision's template), not the build that rolled back, which the spec
+// still names.
+TEST_F(DeployerTest, RestartAfterARollbackRestartsTheStableTemplate) {
+  Steady(2);
+  Apply(2, "v2");
+  Reconcile();
+  for (const auto& i : Live())
+    if (i.revision() == 2) runtime_.SetPhase(i.id(), "CrashLoopBackOff", "x");
+  Reconcile();
+  ASSERT_EQ(Rollout().phase(), "RolledBack");
+  DeployerControl control(&store_, &clock_, nullptr);
+  v1::RolloutRequest req;
+  req.set_name("web");
+  req.set_action("restart");
+  ASSERT_TRUE(control.Rollout(req).ok());
+  const App app = Stored();
+  EXPECT_EQ(app.spec().template_().args(1), "v1");
+  EXPECT_EQ(app.spec().template_().annotations().count(kRestartedAtAnnotation),
+            1u);
+  EXPECT_EQ(app.metadata().annotations().at(kChangeCauseAnnotation),
+            "rollout restart of revision 1 (the spec's template had rolled "
+            "back)");
+  for (int i = 0; i < 8; ++i) {
+    Reconcile();
+    runtime_.SetAllReady();
+  }
+  EXPECT_EQ(Rollout().phase(), "Succeeded") << Rollout().message();
+  EXPECT_EQ(Rollout().stable_revision(), 3);
+  for (const auto& i : Live()) EXPECT_EQ(i.revision(), 3);
 }
 
 TEST_F(DeployerTest, HistoryLimitPrunesOldRevisions) {
