@@ -183,6 +183,21 @@ class DeployerTest : public ::testing::Test {
     reconciler_ = std::make_unique<AppReconciler>(&store_, &marking_, &events_,
                                                   &clock_, opts);
   }
+  // A `tidalctl rollout ACTION` of the app.
+  absl::Status Act(const std::string& action) {
+    DeployerControl control(&store_, &clock_, nullptr);
+    v1::RolloutRequest req;
+    req.set_name("web");
+    req.set_action(action);
+    return control.Rollout(req).status();
+  }
+  // `rounds` reconciles, every instance made ready after each.
+  void Settle(int rounds) {
+    for (int i = 0; i < rounds; ++i) {
+      Reconcile();
+      runtime_.SetAllReady();
+    }
+  }
   bool HasEvent(const std::string& reason) {
     auto list = store_.List(keys::EventPrefix("default", "web"));
     for (const auto& kv : list->items) {
@@ -1042,25 +1057,14 @@ TEST_F(DeployerTest, APausedReleaseStaysPausedWhenANewSpecSupersedesIt) {
   Steady(4);
   Apply(4, "v2");
   Reconcile();
-  DeployerControl control(&store_, &clock_, nullptr);
-  v1::RolloutRequest req;
-  req.set_name("web");
-  req.set_action("pause");
-  ASSERT_TRUE(control.Rollout(req).ok());
+  ASSERT_TRUE(Act("pause").ok());
   Apply(4, "v3");
-  for (int i = 0; i < 6; ++i) {
-    Reconcile();
-    runtime_.SetAllReady();
-  }
+  Settle(6);
   EXPECT_EQ(Rollout().update_revision(), 3);
   EXPECT_EQ(Rollout().phase(), "Paused");
   EXPECT_EQ(Rollout().step(), 1);
-  req.set_action("resume");
-  ASSERT_TRUE(control.Rollout(req).ok());
-  for (int i = 0; i < 12; ++i) {
-    Reconcile();
-    runtime_.SetAllReady();
-  }
+  ASSERT_TRUE(Act("resume").ok());
+  Settle(12);
   EXPECT_EQ(Rollout().phase(), "Succeeded");
   EXPECT_EQ(CountRevision(3, true), 4);
 }
@@ -1074,24 +1078,14 @@ TEST_F(DeployerTest, ACanaryWeightKeepsAStableInstance) {
   step->set_pause_manual(true);
   Steady(1);
   Apply(1, "v2");
-  for (int i = 0; i < 6; ++i) {
-    Reconcile();
-    runtime_.SetAllReady();
-  }
+  Settle(6);
   EXPECT_EQ(Rollout().phase(), "Paused") << Rollout().message();
   EXPECT_EQ(CountRevision(1, true), 1);
   EXPECT_EQ(CountRevision(2, true), 1);
   EXPECT_EQ(routes_.weights,
             (std::vector<std::pair<int64_t, int>>{{2, 10}, {1, 90}}));
-  DeployerControl control(&store_, &clock_, nullptr);
-  v1::RolloutRequest req;
-  req.set_name("web");
-  req.set_action("promote");
-  ASSERT_TRUE(control.Rollout(req).ok());
-  for (int i = 0; i < 6; ++i) {
-    Reconcile();
-    runtime_.SetAllReady();
-  }
+  ASSERT_TRUE(Act("promote").ok());
+  Settle(6);
   EXPECT_EQ(Rollout().phase(), "Succeeded") << Rollout().message();
   EXPECT_EQ(CountRevision(1), 0);
   EXPECT_EQ(CountRevision(2, true), 1);
@@ -1167,36 +1161,26 @@ TEST_F(DeployerTest, AScaleDownDuringAReleaseKeepsItsGates) {
   hooks_.answers["confirm-promotion"] =
       absl::FailedPreconditionError("webhook gate answered 500");
   Apply(4, "v2");
-  auto settle = [&] {
-    for (int i = 0; i < 6; ++i) {
-      Reconcile();
-      runtime_.SetAllReady();
-    }
-  };
-  settle();
-  DeployerControl control(&store_, &clock_, nullptr);
-  v1::RolloutRequest req;
-  req.set_name("web");
-  req.set_action("promote");
+  Settle(6);
   for (int i = 0; i < 2; ++i) {
     ASSERT_EQ(Rollout().phase(), "Paused") << Rollout().message();
-    ASSERT_TRUE(control.Rollout(req).ok());
-    settle();
+    ASSERT_TRUE(Act("promote").ok());
+    Settle(6);
   }
   ASSERT_EQ(Rollout().step(), 3);  // of 4, waiting for its promote
   ASSERT_EQ(Rollout().phase(), "Paused");
   EXPECT_TRUE(hooks_.calls.empty());
 
   Apply(2, "v2");  // scaled down: 2 instances make 2 batches
-  settle();
+  Settle(6);
   EXPECT_EQ(Rollout().phase(), "Paused") << Rollout().message();
   EXPECT_EQ(Rollout().total_steps(), 2);
   EXPECT_FALSE(HasEvent("RolloutSucceeded"));
   EXPECT_TRUE(hooks_.calls.empty());
   // The promote it was waiting for goes on, through the webhook, which
   // refuses.
-  ASSERT_TRUE(control.Rollout(req).ok());
-  settle();
+  ASSERT_TRUE(Act("promote").ok());
+  Settle(6);
   EXPECT_EQ(hooks_.calls, (std::vector<std::string>{"confirm-promotion"}));
   EXPECT_EQ(Rollout().phase(), "RolledBack");
   EXPECT_EQ(Rollout().reason(), "ConfirmPromotionWebhookFailed");
@@ -1331,20 +1315,12 @@ TEST_F(DeployerTest, PromoteAfterALongPauseGoesOnNotBack) {
   Reconcile();
   runtime_.SetAllReady();
   Reconcile();
-  DeployerControl control(&store_, &clock_, nullptr);
-  v1::RolloutRequest req;
-  req.set_name("web");
-  req.set_action("pause");
-  ASSERT_TRUE(control.Rollout(req).ok());
+  ASSERT_TRUE(Act("pause").ok());
   clock_.Advance(absl::Seconds(30));
   Reconcile();
   ASSERT_EQ(Rollout().phase(), "Paused");
-  req.set_action("promote");
-  ASSERT_TRUE(control.Rollout(req).ok());
-  for (int i = 0; i < 4; ++i) {
-    Reconcile();
-    runtime_.SetAllReady();
-  }
+  ASSERT_TRUE(Act("promote").ok());
+  Settle(4);
   // On at the last step, whose analysis (no traffic yet) has its own
   // deadline from now.
   EXPECT_EQ(Rollout().phase(), "Progressing") << Rollout().message();
@@ -1371,17 +1347,12 @@ TEST_F(DeployerTest, AFailedReleaseRefusesPromoteAndRetryJudgesItsOwnRequests) {
   Reconcile();
   ASSERT_EQ(Rollout().phase(), "Failed") << Rollout().message();
   EXPECT_EQ(metrics_.last_window(), absl::Seconds(30));
-  DeployerControl control(&store_, &clock_, nullptr);
-  v1::RolloutRequest req;
-  req.set_name("web");
-  req.set_action("promote");
-  absl::Status promoted = control.Rollout(req).status();
+  absl::Status promoted = Act("promote");
   EXPECT_TRUE(absl::IsFailedPrecondition(promoted)) << promoted;
   EXPECT_TRUE(absl::StrContains(promoted.message(), "rollout retry web"))
       << promoted;
   clock_.Advance(absl::Seconds(5));
-  req.set_action("retry");
-  ASSERT_TRUE(control.Rollout(req).ok());
+  ASSERT_TRUE(Act("retry").ok());
   metrics_.Set(2, 0, 0, 0);
   clock_.Advance(absl::Seconds(3));
   Reconcile();
@@ -1401,11 +1372,7 @@ TEST_F(DeployerTest, RestartAfterARollbackRestartsTheStableTemplate) {
     if (i.revision() == 2) runtime_.SetPhase(i.id(), "CrashLoopBackOff", "x");
   Reconcile();
   ASSERT_EQ(Rollout().phase(), "RolledBack");
-  DeployerControl control(&store_, &clock_, nullptr);
-  v1::RolloutRequest req;
-  req.set_name("web");
-  req.set_action("restart");
-  ASSERT_TRUE(control.Rollout(req).ok());
+  ASSERT_TRUE(Act("restart").ok());
   const App app = Stored();
   EXPECT_EQ(app.spec().template_().args(1), "v1");
   EXPECT_EQ(app.spec().template_().annotations().count(kRestartedAtAnnotation),
@@ -1413,10 +1380,7 @@ TEST_F(DeployerTest, RestartAfterARollbackRestartsTheStableTemplate) {
   EXPECT_EQ(app.metadata().annotations().at(kChangeCauseAnnotation),
             "rollout restart of revision 1 (the spec's template had rolled "
             "back)");
-  for (int i = 0; i < 8; ++i) {
-    Reconcile();
-    runtime_.SetAllReady();
-  }
+  Settle(8);
   EXPECT_EQ(Rollout().phase(), "Succeeded") << Rollout().message();
   EXPECT_EQ(Rollout().stable_revision(), 3);
   for (const auto& i : Live()) EXPECT_EQ(i.revision(), 3);
