@@ -99,6 +99,11 @@ std::string ProgressLine(const tidal::v1::App& app) {
                     r.stable_revision(), " ",
                     ReadyOf(r.stable_ready(), r.stable_target()));
     if (r.weight() > 0) absl::StrAppend(&line, ", ", r.weight(), "% traffic");
+  } else if (r.phase() == "RolledBack" && r.failed_revision() != 0) {
+    // Name the revision that rolled back, then the one that serves.
+    absl::StrAppend(&line, "revision ", r.failed_revision(),
+                    " RolledBack; revision ", r.stable_revision(), " serves: ",
+                    ReadyOf(st.ready_replicas(), st.desired_replicas()));
   } else {
     absl::StrAppend(&line, "revision ", r.stable_revision(), " ", r.phase(),
                     ": ", ReadyOf(st.ready_replicas(), st.desired_replicas()));
@@ -165,11 +170,15 @@ absl::StatusOr<std::vector<tidal::v1::Revision>> Revisions(
                                           resp.revisions().end());
 }
 
-std::string RevisionState(const tidal::v1::App& app, int64_t number) {
+std::string RevisionState(const tidal::v1::App& app,
+                          const tidal::v1::Revision& rev) {
   const auto& r = app.status().rollout();
-  if (number == r.update_revision()) return "rolling out";
-  if (number == r.stable_revision()) return "stable";
-  if (number == r.failed_revision()) return "rolled back";
+  if (rev.number() == r.update_revision()) return "rolling out";
+  if (rev.number() == r.stable_revision()) return "stable";
+  // Every revision whose template rolled back (tidald says so); an older
+  // tidald only names the latest.
+  if (rev.rolled_back() || rev.number() == r.failed_revision())
+    return "rolled back";
   return "";
 }
 
@@ -202,7 +211,7 @@ int DoHistory(Context& ctx, const SimpleFlags& f, bool as_get) {
                                     absl::UTCTimeZone())
                 << "\n"
                 << "changeCause: " << r.change_cause() << "\n"
-                << "state: " << RevisionState(*app, r.number()) << "\n"
+                << "state: " << RevisionState(*app, r) << "\n"
                 << "---\n"
                 << spec::AppToYaml(shown);
       return kExitOk;
@@ -219,11 +228,10 @@ int DoHistory(Context& ctx, const SimpleFlags& f, bool as_get) {
     std::string cause = r.change_cause().empty() ? "<none>" : r.change_cause();
     if (as_get) {
       t.AddRow({absl::StrCat(r.number()), r.template_hash(),
-                RevisionState(*app, r.number()), AgeOf(r.created(), now),
-                cause});
+                RevisionState(*app, r), AgeOf(r.created(), now), cause});
     } else {
-      t.AddRow({absl::StrCat(r.number()), cause,
-                RevisionState(*app, r.number()), AgeOf(r.created(), now)});
+      t.AddRow({absl::StrCat(r.number()), cause, RevisionState(*app, r),
+                AgeOf(r.created(), now)});
     }
   }
   ctx.out() << t.Render();

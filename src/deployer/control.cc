@@ -297,8 +297,18 @@ absl::StatusOr<v1::ListRevisionsResponse> DeployerControl::ListRevisions(
   if (!got.ok()) return got.status();
   auto list = history_.List(ns, req.app());
   if (!list.ok()) return list.status();
+  int64_t version_unused = 0;
+  auto st = LoadRolloutState(store_, ns, req.app(), &version_unused);
+  if (!st.ok()) return st.status();
   v1::ListRevisionsResponse resp;
-  for (auto& r : *list) *resp.add_revisions() = std::move(r);
+  for (auto& r : *list) {
+    // Every template that rolled back and has not rolled out since, not
+    // only the latest (status.rollout.failedRevision).
+    r.set_rolled_back(RolledBack(*st, r.template_hash()) &&
+                      r.number() != st->stable_revision() &&
+                      r.number() != st->update_revision());
+    *resp.add_revisions() = std::move(r);
+  }
   return resp;
 }
 

@@ -171,6 +171,26 @@ TEST_F(RolloutCommandsTest, StatusRightAfterRetryIsNotTheOldVerdict) {
   EXPECT_EQ(after.code, 4) << after.out << after.err;  // pending, no verdict
 }
 
+// After a rollback the progress line names the revision that rolled back,
+// then the one that serves (not "revision 1 RolledBack").
+TEST_F(RolloutCommandsTest, StatusAfterARollbackNamesBothRevisions) {
+  PutApp("RolledBack", true, "CrashLoop");
+  auto kv = store_.Get(keys::App("default", "web"));
+  ASSERT_TRUE(kv.ok());
+  v1::App app;
+  ASSERT_TRUE(app.ParseFromString(kv->value));
+  app.mutable_status()->mutable_rollout()->set_failed_revision(2);
+  ASSERT_TRUE(store_
+                  .Update(keys::App("default", "web"), app.SerializeAsString(),
+                          kv->resource_version)
+                  .ok());
+  auto r = Run({"rollout", "status", "web", "--timeout", "1s"});
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_TRUE(absl::StrContains(
+      r.out, "web: revision 2 RolledBack; revision 1 serves: 2/2 ready"))
+      << r.out;
+}
+
 TEST_F(RolloutCommandsTest, HistoryYamlIsYaml) {
   PutApp("Succeeded", true);
   v1::Revision rev;

@@ -422,6 +422,31 @@ TEST_F(DeployerTest, CrashLoopFailsFastWithoutTheDeadline) {
 
 // `rollout undo` after a restart: the revision before the stable one is the
 // build that rolled back; undo goes past it to the last good template.
+// `rollout history` marks every revision whose template rolled back (and
+// has not rolled out since), not only the latest.
+TEST_F(DeployerTest, RevisionsSayWhichRolledBack) {
+  Steady(2);
+  for (const char* version : {"v2", "v3"}) {
+    Apply(2, version);
+    Reconcile();
+    for (const auto& i : Live())
+      if (i.revision() != 1) runtime_.SetPhase(i.id(), "CrashLoopBackOff", "x");
+    Reconcile();
+    ASSERT_EQ(Rollout().phase(), "RolledBack");
+  }
+  EXPECT_EQ(Rollout().failed_revision(), 3);
+  DeployerControl control(&store_, &clock_, nullptr);
+  v1::ListRevisionsRequest req;
+  req.set_app("web");
+  auto list = control.ListRevisions(req);
+  ASSERT_TRUE(list.ok()) << list.status();
+  std::map<int64_t, bool> rolled_back;
+  for (const auto& r : list->revisions())
+    rolled_back[r.number()] = r.rolled_back();
+  EXPECT_EQ(rolled_back,
+            (std::map<int64_t, bool>{{1, false}, {2, true}, {3, true}}));
+}
+
 TEST_F(DeployerTest, UndoSkipsATemplateThatRolledBack) {
   auto settle = [&] {
     for (int i = 0; i < 8; ++i) {
