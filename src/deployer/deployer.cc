@@ -301,8 +301,6 @@ std::string PlanStep(const Inputs& in, const Census& c, Rollout* ro,
   // paused by hand or a manual step waits for `promote`, and the time
   // spent in a timed pause (the step's `pause`, `batchInterval`) does not
   // count (as in Kubernetes and Argo Rollouts).
-  // A promote waits for nothing but the step's instances (DecideStep
-  // advances on it), so neither does the deadline.
   const bool manual =
       (step.manual && !last) || (last && st->hold_for_promote());
   const bool at_manual_wait = instances_done && analysis_passed && manual;
@@ -316,6 +314,8 @@ std::string PlanStep(const Inputs& in, const Census& c, Rollout* ro,
     *st->mutable_step_started() = ToProtoTime(in.now);
     st->set_awaiting_promote(false);
   }
+  // A given promote waits for nothing but the step's instances (DecideStep
+  // advances on it), so neither does the deadline.
   const bool waiting_manual =
       st->paused() || at_manual_wait || (instances_done && st->promote());
   const absl::Time step_deadline = FromProtoTime(st->step_started()) +
