@@ -183,6 +183,14 @@ class DeployerTest : public ::testing::Test {
     reconciler_ = std::make_unique<AppReconciler>(&store_, &marking_, &events_,
                                                   &clock_, opts);
   }
+  // A confirm-promotion webhook (its answers: hooks_.answers).
+  static tidal::v1::Webhook ConfirmPromotionHook() {
+    tidal::v1::Webhook confirm;
+    confirm.set_name("gate");
+    confirm.set_type("confirm-promotion");
+    confirm.set_url("http://127.0.0.1:1/");
+    return confirm;
+  }
   // A `tidalctl rollout ACTION` of the app.
   absl::Status Act(const std::string& action) {
     DeployerControl control(&store_, &clock_, nullptr);
@@ -1177,11 +1185,7 @@ TEST_F(DeployerTest, AScaleDownDuringAReleaseKeepsItsGates) {
   rollout_.set_pause_manual(true);
   rollout_.set_max_surge("1");
   rollout_.set_max_unavailable("0");
-  tidal::v1::Webhook confirm;
-  confirm.set_name("gate");
-  confirm.set_type("confirm-promotion");
-  confirm.set_url("http://127.0.0.1:1/");
-  hooks_spec_ = {confirm};
+  hooks_spec_ = {ConfirmPromotionHook()};
   Steady(4);
   hooks_.answers["confirm-promotion"] =
       absl::FailedPreconditionError("webhook gate answered 500");
@@ -1213,11 +1217,7 @@ TEST_F(DeployerTest, AScaleDownDuringAReleaseKeepsItsGates) {
 
 TEST_F(DeployerTest, ConfirmPromotionGatesASingleStepReleaseBeforeItStarts) {
   // No batches, no steps: the one step is the full promotion.
-  tidal::v1::Webhook confirm;
-  confirm.set_name("gate");
-  confirm.set_type("confirm-promotion");
-  confirm.set_url("http://127.0.0.1:1/");
-  hooks_spec_ = {confirm};
+  hooks_spec_ = {ConfirmPromotionHook()};
   Steady(3);
   hooks_.answers["confirm-promotion"] =
       absl::FailedPreconditionError("webhook gate answered 403");

@@ -10,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
 #include "common/units.h"
 #include "runtime/kubernetes/kube_json.h"
 #include "runtime/kubernetes/pod_template.h"
@@ -645,16 +646,21 @@ absl::Status KubernetesRuntime::Stop(const std::string& instance_id,
   return st;
 }
 
+absl::Status KubernetesRuntime::DeleteService(const std::string& kube_ns,
+                                              const std::string& name) {
+  DeleteOptions d;
+  d.propagation_policy.clear();
+  absl::Status st = client_->Delete(kServices, kube_ns, name, d);
+  return absl::IsNotFound(st) ? absl::OkStatus() : st;
+}
+
 absl::Status KubernetesRuntime::DeleteRevision(const Revision& rev) {
   DeleteOptions d;
   d.propagation_policy = "Background";
   d.precondition_uid = rev.uid;
   absl::Status st = client_->Delete(kDeployments, rev.kube_ns, rev.name, d);
   if (!st.ok() && !absl::IsNotFound(st)) return st;
-  DeleteOptions s;
-  s.propagation_policy.clear();
-  st = client_->Delete(kServices, rev.kube_ns, rev.name, s);
-  if (!st.ok() && !absl::IsNotFound(st)) return st;
+  RETURN_IF_ERROR(DeleteService(rev.kube_ns, rev.name));
   GetLogger("runtime")->info(
       "kubernetes: deleted Deployment and Service {}/{} (app {}/{}, no "
       "instance wanted)",
@@ -670,21 +676,8 @@ void KubernetesRuntime::CollectGarbage() {
     absl::MutexLock lock(&mu_);
     stale = revisions_stale_;
   }
-  if (stale) {
-    // Becoming acting could not read the Deployments: read them now.
-    if (absl::Status st = ReadRevisions(); !st.ok()) {
-      GetLogger("runtime")->warn(
-          "kubernetes: reading the Deployments failed again: {}",
-          st.ToString());
-      return;
-    }
-    {
-      absl::MutexLock lock(&mu_);
-      revisions_stale_ = false;
-      DiffLocked();
-    }
-    Deliver();
-  }
+  // Becoming acting could not read the Deployments: read them now.
+  if (stale && !RefreshRevisions()) return;
   std::vector<std::pair<std::string, Revision>> garbage;
   std::vector<std::pair<std::string, Revision>> unapplied;
   {
@@ -709,10 +702,7 @@ void KubernetesRuntime::CollectGarbage() {
   // A start whose Deployment was refused (a quota, an admission webhook, a
   // timeout) had applied its Service already: delete that.
   for (const auto& [key, rev] : unapplied) {
-    DeleteOptions d;
-    d.propagation_policy.clear();
-    absl::Status st = client_->Delete(kServices, rev.kube_ns, rev.name, d);
-    if (!st.ok() && !absl::IsNotFound(st)) {
+    if (absl::Status st = DeleteService(rev.kube_ns, rev.name); !st.ok()) {
       GetLogger("runtime")->warn(
           "kubernetes: deleting Service {}/{} failed: {}", rev.kube_ns,
           rev.name, st.ToString());
@@ -795,10 +785,7 @@ absl::Status KubernetesRuntime::ReadRevisions() {
     revisions_ = std::move(listed);
   }
   for (const auto& [kube_ns, name] : orphans) {
-    DeleteOptions d;
-    d.propagation_policy.clear();
-    absl::Status st = client_->Delete(kServices, kube_ns, name, d);
-    if (!st.ok() && !absl::IsNotFound(st)) {
+    if (absl::Status st = DeleteService(kube_ns, name); !st.ok()) {
       GetLogger("runtime")->warn(
           "kubernetes: deleting Service {}/{} (its Deployment is gone) "
           "failed: {}",
@@ -812,29 +799,32 @@ absl::Status KubernetesRuntime::ReadRevisions() {
   return absl::OkStatus();
 }
 
+bool KubernetesRuntime::RefreshRevisions() {
+  absl::Status st = ReadRevisions();
+  if (!st.ok()) {
+    GetLogger("runtime")->warn(
+        "kubernetes: reading the Deployments failed: {}; no placeholder until "
+        "they are read (again in {})",
+        st.ToString(), absl::FormatDuration(options_.gc_interval));
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    revisions_stale_ = !st.ok();
+    DiffLocked();
+  }
+  Deliver();
+  return st.ok();
+}
+
 void KubernetesRuntime::SetActing(bool acting) {
   const bool was = acting_.exchange(acting);
   if (acting && !was) {
     absl::MutexLock ops(&ops_mu_);
-    absl::Status st = ReadRevisions();
-    if (!st.ok()) {
-      GetLogger("runtime")->warn(
-          "kubernetes: reading the Deployments on taking over failed: {}; "
-          "no placeholder until they are read",
-          st.ToString());
-    }
+    RefreshRevisions();
+  } else if (!acting && was) {
     {
       absl::MutexLock lock(&mu_);
-      revisions_stale_ = !st.ok();
-      DiffLocked();
-    }
-    Deliver();
-    return;
-  }
-  if (!acting && was) {
-    {
-      absl::MutexLock lock(&mu_);
-      DiffLocked();
+      DiffLocked();  // a standby shows no placeholder
     }
     Deliver();
   }

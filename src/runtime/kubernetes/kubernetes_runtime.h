@@ -178,9 +178,18 @@ class KubernetesRuntime final : public Runtime {
   // Deployment was refused, or by a stop between the two deletes).
   absl::Status ReadRevisions() ABSL_EXCLUSIVE_LOCKS_REQUIRED(ops_mu_)
       ABSL_LOCKS_EXCLUDED(mu_);
+  // ReadRevisions, then the view again (placeholders from what was read,
+  // none while the read fails: revisions_stale_). False when it failed
+  // (logged).
+  bool RefreshRevisions() ABSL_EXCLUSIVE_LOCKS_REQUIRED(ops_mu_)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // The Kubernetes namespaces instances go to (default and mapped).
   std::set<std::string> KubeNamespaces() const;
   absl::Status DeleteRevision(const Revision& rev)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(ops_mu_);
+  // Deletes a revision's Service (gone already: OK).
+  absl::Status DeleteService(const std::string& kube_ns,
+                             const std::string& name)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(ops_mu_);
   // Moves the revision's spec.replicas by `delta` (read, then written with
   // the version read; a conflict is read again).
