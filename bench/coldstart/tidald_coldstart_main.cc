@@ -96,7 +96,11 @@ int main(int argc, char** argv) {
   // `--instance-cgroup off` with the default.
   std::vector<std::string> tidald_flags = {"--stop-instances-on-exit"};
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (std::string(argv[i]) == "--runs") absl::SimpleAtoi(argv[i + 1], &runs);
+    if (std::string(argv[i]) == "--runs" &&
+        !absl::SimpleAtoi(argv[i + 1], &runs)) {
+      fprintf(stderr, "--runs: not a number: %s\n", argv[i + 1]);
+      return 2;
+    }
     if (std::string(argv[i]) == "--tidald-flag")
       tidald_flags.push_back(argv[i + 1]);
   }

@@ -158,8 +158,16 @@ std::string AppStatusWord(const tidal::v1::App& app) {
   if (app.metadata().has_deletion_timestamp()) return "Terminating";
   const auto* ready = FindCondition(app, "Ready");
   if (ready == nullptr) return "Pending";
-  if (ready->status() == "True") return "Ready";
   const auto* progressing = FindCondition(app, "Progressing");
+  // After a rollback the stable revision serves, all ready, but the spec's
+  // template does not run: that is what the user must see (Argo Rollouts
+  // shows such a rollout Degraded).
+  if (progressing != nullptr && progressing->status() == "False" &&
+      (progressing->reason() == "RolledBack" ||
+       progressing->reason() == "RolloutFailed")) {
+    return progressing->reason();
+  }
+  if (ready->status() == "True") return "Ready";
   if (progressing != nullptr && progressing->status() == "True")
     return "Progressing";
   return ready->reason().empty() ? "NotReady" : ready->reason();

@@ -315,8 +315,11 @@ absl::StatusOr<AppReconciler::Result> AppReconciler::Reconcile(
   old.insert(old.end(), other.begin(), other.end());
   const int32_t after =
       static_cast<int32_t>(upd.size() + stable.size() + other.size());
+  // A rollback's stop of the rolled-back revision and the stable revision's
+  // start back up to the target is a replacement, not a scale: the count
+  // was the target all along.
   if ((started > 0 || stopped > 0) && !dp.has_update && other.empty() &&
-      after != before) {
+      force_stopped == 0 && after != before) {
     std::string why =
         plan.reason.empty() ? "" : absl::StrCat(" (", plan.reason, ")");
     events_->Record(
@@ -327,7 +330,7 @@ absl::StatusOr<AppReconciler::Result> AppReconciler::Reconcile(
   } else if (started > 0 || stopped > 0) {
     events_->Record(
         ns, name, "Normal", "Replacing",
-        absl::StrCat("Started ", started, ", stopped ", stopped,
+        absl::StrCat("Started ", started, ", stopped ", stopped + force_stopped,
                      " instance(s); revision ",
                      dp.has_update ? dp.update.revision : dp.stable.revision,
                      " has ", current.size(), "/",

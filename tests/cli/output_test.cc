@@ -57,6 +57,17 @@ TEST(AppRowTest, ReadyDesiredStatusAndWideColumns) {
   EXPECT_EQ(AppStatusWord(app), "MinimumReplicasUnavailable");
   c->set_status("True");
   EXPECT_EQ(AppStatusWord(app), "Ready");
+  // All ready, but the release rolled back: the spec does not run.
+  auto* p = app.mutable_status()->add_conditions();
+  p->set_type("Progressing");
+  p->set_status("False");
+  p->set_reason("RolledBack");
+  EXPECT_EQ(AppStatusWord(app), "RolledBack");
+  p->set_reason("RolloutFailed");
+  EXPECT_EQ(AppStatusWord(app), "RolloutFailed");
+  p->set_status("True");
+  p->set_reason("Complete");
+  EXPECT_EQ(AppStatusWord(app), "Ready");
   *app.mutable_metadata()->mutable_deletion_timestamp() = ToProtoTime(now);
   EXPECT_EQ(AppStatusWord(app), "Terminating");
 

@@ -511,6 +511,26 @@ std::vector<TableRow> Rows() {
     row(std::move(r));
   }
   {
+    // The stable revision started back up to the target after a rollback
+    // is a replacement, not a scale-up: the count did not change.
+    TableRow r{"RollbackRestartsTheStableRevisionWithoutAScaleEvent"};
+    r.apps = {AppObj(2, "v2", 2)};
+    r.revisions = {Rev(1, "v1"), Rev(2, "v2")};
+    RolloutState st = Settled(1, "v1");
+    st.set_phase("RolledBack");
+    st.set_reason("AnalysisFailed");
+    st.set_failed_hash(HashOf("v2"));
+    st.set_failed_revision(2);
+    r.rollout = st;
+    r.instances = {{"a"}, {"bad", 2, "v2"}};
+    r.want_stops = {"bad"};
+    r.want_starts = {{1, "v1"}};
+    r.want_events = {"Normal Stopping", "Normal Replacing"};
+    r.want_status = {2, 2, 1, "InstancesNotReady", "RolledBack", "RolledBack",
+                     1, 0};
+    row(std::move(r));
+  }
+  {
     // tidald --max-instances-per-app holds the scaler's wish.
     TableRow r{"InstanceLimitHoldsTheTarget"};
     r.apps = {AppObj(5)};

@@ -15,12 +15,14 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <random>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "fakes/free_port.h"
+#include "gtest/gtest.h"
 
 namespace tidal::e2e {
 
@@ -36,7 +38,64 @@ TempDir::TempDir() {
 
 TempDir::~TempDir() {
   std::error_code ec;
+  if (::testing::Test::HasFailure()) {
+    // The daemons' logs are what explains a failure that shows only in CI:
+    // their ends go to the test's output, and the directory stays.
+    PrintLogTails(path_, std::cerr);
+    std::cerr << "test failed: kept " << path_ << "\n";
+    return;
+  }
   std::filesystem::remove_all(path_, ec);
+}
+
+std::string LogTail(const std::string& path, size_t lines, size_t warnings) {
+  std::ifstream in(path);
+  std::deque<std::string> tail, warned;
+  size_t seen = 0;
+  std::string line;
+  while (std::getline(in, line)) {
+    ++seen;
+    // tidald's text format: "<time> W [component] ..." (W and E levels).
+    const size_t sp = line.find(' ');
+    if (warnings > 0 && sp != std::string::npos && sp + 2 < line.size() &&
+        (line[sp + 1] == 'W' || line[sp + 1] == 'E') && line[sp + 2] == ' ') {
+      warned.push_back(line);
+      if (warned.size() > warnings) warned.pop_front();
+    }
+    tail.push_back(std::move(line));
+    if (tail.size() > lines) tail.pop_front();
+  }
+  std::string out;
+  // Warnings the tail already shows are not repeated.
+  if (seen > tail.size()) {
+    for (const auto& w : warned) {
+      if (std::find(tail.begin(), tail.end(), w) == tail.end()) {
+        absl::StrAppend(&out, w, "\n");
+      }
+    }
+    if (!out.empty()) out = "(warnings and errors before the end:)\n" + out;
+    absl::StrAppend(&out, "(last ", tail.size(), " of ", seen, " lines:)\n");
+  }
+  for (const auto& l : tail) absl::StrAppend(&out, l, "\n");
+  return out;
+}
+
+void PrintLogTails(const std::string& dir, std::ostream& out) {
+  std::error_code ec;
+  std::vector<std::string> logs;
+  for (auto it = std::filesystem::recursive_directory_iterator(
+           dir, std::filesystem::directory_options::skip_permission_denied, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator();
+       it.increment(ec)) {
+    if (it.depth() >= 1) it.disable_recursion_pending();
+    if (it->is_regular_file(ec) && it->path().extension() == ".log") {
+      logs.push_back(it->path().string());
+    }
+  }
+  std::sort(logs.begin(), logs.end());
+  for (const auto& path : logs) {
+    out << "----- " << path << "\n" << LogTail(path, 100, 60);
+  }
 }
 
 std::string BuildDir() {
@@ -240,14 +299,7 @@ bool Daemon::Start() {
       absl::Seconds(30));
   if (!up) {
     // Say why: the end of tidald's log and what tidalctl saw.
-    std::ifstream log(log_path_);
-    std::string line, tail;
-    std::deque<std::string> last;
-    while (std::getline(log, line)) {
-      last.push_back(line);
-      if (last.size() > 40) last.pop_front();
-    }
-    for (const auto& l : last) tail += l + "\n";
+    const std::string tail = LogTail(log_path_, 40);
     auto v = Ctl({"version"});
     fprintf(stderr,
             "tidald did not come up (running=%d); tidalctl version: %d %s\n"

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <functional>
+#include <iosfwd>
 #include <map>
 #include <string>
 #include <utility>
@@ -20,7 +21,9 @@ using ::tidal::testing::Eventually;
 
 int FreePort();
 
-// A fresh directory under $TMPDIR, removed (recursively) on destruction.
+// A fresh directory under $TMPDIR, removed at the end, unless the test has
+// failed: then it stays, and the end of every *.log in it (the daemons' logs)
+// is printed to stderr.
 class TempDir {
  public:
   TempDir();
@@ -30,6 +33,13 @@ class TempDir {
  private:
   std::string path_;
 };
+
+// LogTail(path, 100, 60) of every *.log file in `dir` and its direct
+// subdirectories (a daemon's data directory; not the instances' logs).
+void PrintLogTails(const std::string& dir, std::ostream& out);
+// The last `lines` lines of a log, after its last `warnings` warning and
+// error lines (tidald's format) that came before them.
+std::string LogTail(const std::string& path, size_t lines, size_t warnings = 0);
 
 std::string BuildDir();   // $TIDAL_BUILD_DIR
 std::string SourceDir();  // $TIDAL_SOURCE_DIR
