@@ -533,6 +533,8 @@ void CheckRollout(const std::string& path, const tidal::v1::RolloutSpec& r,
                   const Reporter& report) {
   CheckEnum(JoinPath(path, "strategy"), r.strategy(), {"batch", "canary"},
             report);
+  CheckEnum(JoinPath(path, "supersede"), r.supersede(), {"restart", "continue"},
+            report);
   CheckMin<int32_t>(JoinPath(path, "batches"), r.batches(), 0, report);
   CheckMin<int32_t>(JoinPath(path, "batchSize"), r.batch_size(), 0, report);
   if (r.batches() > 0 && r.batch_size() > 0) {

@@ -8,8 +8,7 @@ namespace tidal {
 Controller::Controller(Store* store, Runtime* runtime,
                        AppReconciler* reconciler, EventRecorder* events,
                        WorkQueue* queue, Options options)
-    : store_(store),
-      runtime_(runtime),
+    : runtime_(runtime),
       reconciler_(reconciler),
       events_(events),
       queue_(queue),

@@ -61,7 +61,6 @@ class Controller {
   void OnInstanceChange(const InstanceChange& change);
 
   // Constant after construction.
-  Store* const store_;
   Runtime* const runtime_;
   AppReconciler* const reconciler_;
   EventRecorder* const events_;

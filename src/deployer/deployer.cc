@@ -482,7 +482,9 @@ absl::StatusOr<DeployPlan> Deployer::Plan(const App& app, int32_t total,
             webhooks_,
             BuildSteps(rs, total)};
   Rollout ro(&st, {ns, name, now, in.interval,
-                   !rs.has_auto_rollback() || rs.auto_rollback()});
+                   !rs.has_auto_rollback() || rs.auto_rollback(),
+                   rs.supersede() == "restart" ||
+                       (rs.supersede().empty() && rs.strategy() == "canary")});
 
   // The app's first template is its stable revision at once (there is
   // nothing to release from or roll back to), but its first rollout still

@@ -259,15 +259,23 @@ void Rollout::ApplySpec(int64_t revision, const std::string& hash) {
                                     " restored by a spec change"));
       break;
     case SpecChange::kSupersede: {
-      // Supersede from the current step: the previous update's instances
-      // count as old ones and are replaced by the new revision.
+      // The previous update's instances count as old ones and are replaced
+      // by the new revision: from the first step (spec.rollout.supersede:
+      // restart, a new release judged from its first share), or at the
+      // current one (continue).
       const int32_t step = st_->step();
       const bool paused = st_->paused();
-      Start(
-          revision, hash,
-          absl::StrCat("Superseding revision ", st_->update_revision(),
-                       " at step ", step + 1, paused ? " (paused)" : "", ": "));
-      st_->set_step(step);
+      const bool restart = ctx_.supersede_restarts;
+      Start(revision, hash,
+            absl::StrCat(
+                "Superseding revision ", st_->update_revision(),
+                restart ? absl::StrCat(" (at step ", step + 1, ") from step 1")
+                        : absl::StrCat(" at step ", step + 1),
+                paused ? " (paused)" : "", ": "));
+      st_->set_step(restart ? 0 : step);
+      // A restarted release is a new one: its analysis window and deadline
+      // start now.
+      if (restart) st_->clear_started();
       // A `rollout pause` holds the new revision too, as spec.paused
       // outlives a template change in Kubernetes and Argo Rollouts: a
       // pipeline's apply does not undo an operator's pause.

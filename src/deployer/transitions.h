@@ -94,6 +94,9 @@ class Rollout {
     absl::Time now;
     absl::Duration interval;    // the analysis interval
     bool auto_rollback = true;  // spec.rollout.autoRollback
+    // spec.rollout.supersede: a new template during a release starts from
+    // the first step (else at the current one).
+    bool supersede_restarts = false;
   };
   Rollout(tidal::v1::RolloutState* st, Context ctx);
 

@@ -303,6 +303,10 @@ std::vector<InvalidRow> InvalidRows() {
            "  template: {command: [x]}\n  rollout:\n    strategy: bluegreen\n"),
        8, 15, "spec.rollout.strategy",
        "must be one of batch, canary; got \"bluegreen\""},
+      {"BadSupersede",
+       Spec("  template: {command: [x]}\n  rollout:\n    supersede: resume\n"),
+       8, 16, "spec.rollout.supersede",
+       "must be one of restart, continue; got \"resume\""},
       {"CanaryWeightsNotIncreasing",
        Spec("  template: {command: [x]}\n  rollout:\n    strategy: canary\n"
             "    steps:\n    - {weight: 50, pause: 5m}\n"

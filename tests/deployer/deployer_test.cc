@@ -200,6 +200,25 @@ class DeployerTest : public ::testing::Test {
     return control.Rollout(req).status();
   }
   // `rounds` reconciles, every instance made ready after each.
+  // A canary of two manual steps (10%, 50%) on 10 instances, promoted to
+  // its second step, then a third template applied with `supersede` = mode.
+  void HotfixAtTheSecondCanaryStep(const std::string& mode) {
+    rollout_.set_strategy("canary");
+    rollout_.set_supersede(mode);
+    for (int weight : {10, 50}) {
+      auto* step = rollout_.add_steps();
+      step->set_weight(weight);
+      step->set_pause_manual(true);
+    }
+    Steady(10);
+    Apply(10, "v2");
+    Settle(6);
+    ASSERT_TRUE(Act("promote").ok());
+    Settle(6);
+    ASSERT_EQ(Rollout().step(), 2) << Rollout().message();  // 1-based
+    Apply(10, "v3");
+    Settle(8);
+  }
   void Settle(int rounds) {
     for (int i = 0; i < rounds; ++i) {
       Reconcile();
@@ -1081,6 +1100,28 @@ TEST_F(DeployerTest, NewSpecSupersedesFromTheCurrentStep) {
   }
   EXPECT_EQ(CountRevision(3, true), 10);
   EXPECT_EQ(static_cast<int>(Live().size()), 10);
+}
+
+// A hotfix during a canary's 50% step starts over at the first weight (as
+// Argo Rollouts does): it has not been judged at 10%.
+TEST_F(DeployerTest, ANewSpecDuringACanaryStartsItsStepsOver) {
+  HotfixAtTheSecondCanaryStep("");
+  EXPECT_EQ(Rollout().update_revision(), 3);
+  EXPECT_EQ(Rollout().phase(), "Paused") << Rollout().message();
+  EXPECT_EQ(Rollout().step(), 1);
+  EXPECT_EQ(routes_.weights,
+            (std::vector<std::pair<int64_t, int>>{{3, 10}, {1, 90}}));
+  EXPECT_TRUE(HasEvent("RolloutStarted"));
+}
+
+// `supersede: continue`: the hotfix takes over at the current step.
+TEST_F(DeployerTest, ANewSpecDuringACanaryCanTakeOverAtItsStep) {
+  HotfixAtTheSecondCanaryStep("continue");
+  EXPECT_EQ(Rollout().update_revision(), 3);
+  EXPECT_EQ(Rollout().phase(), "Paused") << Rollout().message();
+  EXPECT_EQ(Rollout().step(), 2);
+  EXPECT_EQ(routes_.weights,
+            (std::vector<std::pair<int64_t, int>>{{3, 50}, {1, 50}}));
 }
 
 // A new spec during `rollout pause` supersedes the update but stays paused:

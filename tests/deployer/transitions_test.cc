@@ -200,6 +200,7 @@ struct TransitionRow {
   std::vector<std::string> want_notifications;  // webhook types, in order
   // Further checks on the state, e.g. its message.
   std::function<void(const RolloutState&, Rollout*)> check;
+  bool supersede_restarts = false;  // spec.rollout.supersede: restart
 };
 
 void PrintTo(const TransitionRow& r, std::ostream* os) { *os << r.name; }
@@ -213,8 +214,8 @@ TEST_P(TransitionTest, Row) {
   st.set_stable_hash("h1");
   st.set_phase("Succeeded");
   if (row.given) row.given(&st);
-  Rollout ro(&st,
-             {"default", "web", kNow, absl::Seconds(30), row.auto_rollback});
+  Rollout ro(&st, {"default", "web", kNow, absl::Seconds(30), row.auto_rollback,
+                   row.supersede_restarts});
   row.act(&ro);
 
   EXPECT_EQ(st.phase(), row.want_phase);
@@ -361,6 +362,29 @@ std::vector<TransitionRow> TransitionRows() {
                    "Superseding revision 2 at step 3: revision 3 replaces "
                    "revision 1");
        }});
+  row({"ThirdTemplateSupersedesFromTheFirstStepWhenToldTo",
+       [](RolloutState* st) {
+         Updating(2)(st);
+         *st->mutable_started() = ToProtoTime(kNow - absl::Hours(1));
+       },
+       true,
+       [](Rollout* ro) { ro->ApplySpec(3, "h3"); },
+       "Progressing",
+       1,
+       3,
+       0,
+       "",
+       0,
+       {"RolloutStarted"},
+       {},
+       [](const RolloutState& st, Rollout* ro) {
+         EXPECT_EQ(ro->events()[0].message,
+                   "Superseding revision 2 (at step 3) from step 1: revision "
+                   "3 replaces revision 1");
+         // A new release: its analysis counts from now.
+         EXPECT_EQ(FromProtoTime(st.started()), kNow);
+       },
+       /*supersede_restarts=*/true});
   row({"FailureRollsBack",
        Updating(1),
        true,
