@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 
 namespace tidal {
 
@@ -37,6 +39,26 @@ LoadPoint LoadHistory::At(const std::deque<Change>& changes, int64_t time) {
   return std::prev(it)->point;
 }
 
+namespace {
+
+// The scaler's reason without the counts it ends with ("concurrency 34/10
+// (panic): 1 → 4" is "concurrency 34/10 (panic)"): a marker carries its
+// own.
+std::string WithoutCounts(const std::string& reason) {
+  const size_t at = reason.rfind(": ");
+  if (at == std::string::npos) return reason;
+  std::vector<absl::string_view> counts =
+      absl::StrSplit(absl::string_view(reason).substr(at + 2), " → ");
+  int from = 0, to = 0;
+  if (counts.size() != 2 || !absl::SimpleAtoi(counts[0], &from) ||
+      !absl::SimpleAtoi(counts[1], &to)) {
+    return reason;
+  }
+  return reason.substr(0, at);
+}
+
+}  // namespace
+
 void LoadHistory::Record(const std::string& ns, const std::string& name,
                          int64_t second, const LoadPoint& point,
                          const std::string& scale_reason) {
@@ -51,9 +73,9 @@ void LoadHistory::Record(const std::string& ns, const std::string& name,
   } else {
     const LoadPoint before = s.fine.back().point;
     if (before.desired != point.desired) {
-      s.markers.push_back(
-          {second, before.desired, point.desired,
-           scale_reason.empty() ? std::string("unknown") : scale_reason});
+      s.markers.push_back({second, before.desired, point.desired,
+                           scale_reason.empty() ? std::string("unknown")
+                                                : WithoutCounts(scale_reason)});
     }
   }
   const int64_t coarse_horizon = second - Seconds(options_.coarse);

@@ -56,7 +56,8 @@ class LoadHistory {
   // Records the second that starts at `second` (Unix seconds) of app
   // ns/name. Seconds of one app must increase; a second at or before the
   // last recorded one is ignored. `scale_reason` names why the desired
-  // replicas changed, if they did since the last second.
+  // replicas changed, if they did since the last second (the counts it may
+  // end with, ": 1 → 4", are dropped: the marker has them).
   void Record(const std::string& ns, const std::string& name, int64_t second,
               const LoadPoint& point, const std::string& scale_reason);
   // Forgets every app whose "ns/name" is not in `keys` (deleted apps).

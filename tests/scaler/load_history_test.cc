@@ -32,12 +32,36 @@ v1::HistoryRequest Window(int64_t seconds, int64_t step = 0,
   return req;
 }
 
+// A marker's reason is the scaler's without its trailing counts, and only
+// those: "spec.replicas: 3" stays whole.
+TEST(LoadHistoryTest, AMarkersReasonDropsOnlyTheTrailingCounts) {
+  LoadHistory h;
+  const std::vector<std::pair<int, std::string>> steps = {
+      {1, ""},
+      {3, "concurrency 34/10 (panic): 1 → 3"},
+      {5, "spec.replicas: 5"},
+      {4, "schedule peak: 4 instances: 5 → 4"},
+      {2, "ratio 2: 1"}};
+  for (size_t i = 0; i < steps.size(); ++i) {
+    h.Record("web", "api", kT0 + static_cast<int64_t>(i),
+             Point(1, steps[i].first), steps[i].second);
+  }
+  v1::AppHistory out;
+  ASSERT_TRUE(h.Read("web", "api", Window(3600), &out));
+  ASSERT_EQ(out.scale_events_size(), 4);
+  EXPECT_EQ(out.scale_events(0).reason(), "concurrency 34/10 (panic)");
+  EXPECT_EQ(out.scale_events(1).reason(), "spec.replicas: 5");
+  EXPECT_EQ(out.scale_events(2).reason(), "schedule peak: 4 instances");
+  EXPECT_EQ(out.scale_events(3).reason(), "ratio 2: 1");
+}
+
 TEST(LoadHistoryTest, SecondsReadBackInOrderAndRepeatsCostNothing) {
   LoadHistory h;
   for (int64_t t = 0; t < 600; ++t) {
     // 5 rps for the first 300 s, then 20 rps; one replica, then two.
+    // The scaler's reason ends with the counts; the marker keeps its own.
     h.Record("web", "api", kT0 + t, t < 300 ? Point(5, 1) : Point(20, 2),
-             "concurrency over target");
+             "concurrency over target: 1 → 2");
   }
   v1::AppHistory out;
   ASSERT_TRUE(h.Read("web", "api", Window(3600), &out));
