@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <deque>
 #include <fstream>
 #include <memory>
 #include <optional>
@@ -59,6 +60,24 @@ std::optional<absl::Time> LastLogTime(const std::string& log_path,
     }
   }
   return last;
+}
+
+// The lines of a log that contain any of `needles` (the last 60).
+std::string LogLines(const std::string& log_path,
+                     const std::vector<std::string>& needles) {
+  std::ifstream in(log_path);
+  std::deque<std::string> found;
+  std::string line;
+  while (std::getline(in, line)) {
+    for (const auto& n : needles) {
+      if (absl::StrContains(line, n)) {
+        found.push_back(line);
+        if (found.size() > 60) found.pop_front();
+        break;
+      }
+    }
+  }
+  return absl::StrJoin(found, "\n");
 }
 
 // The apps' YAML: a sample app whose processes carry "<version>-<marker>".
@@ -183,7 +202,17 @@ void KillTheLeaderDuringARollout(
   ASSERT_TRUE(Eventually([&] { return count("v2") == 3 && count("v1") == 0; },
                          absl::Seconds(90)))
       << "v1 " << count("v1") << " v2 " << count("v2") << "\n"
-      << c.node(next).Ctl({"describe", "app", "web"}).out;
+      << c.node(next).Ctl({"describe", "app", "web"}).out
+      // The instances as the leader sees them and as the restarted node
+      // does (a probe that fails there, or a status that never reached the
+      // leader).
+      << "as n" << next << " sees them:\n"
+      << c.node(next).Ctl({"get", "instances", "-o", "wide"}).out << "as n"
+      << leader << " (restarted) sees them:\n"
+      << c.node(leader).Ctl({"get", "instances", "-o", "wide"}).out
+      << "the restarted node's log on its instances:\n"
+      << LogLines(c.node(leader).log_path(),
+                  {"adopt", "ready", "robe", "instance", "status records"});
   auto st = c.node(next).Ctl({"rollout", "status", "web", "--timeout", "60s"});
   EXPECT_EQ(st.exit_code, 0) << st.out << st.err;
   // Exact, and stays so.
