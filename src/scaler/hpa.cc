@@ -161,15 +161,19 @@ int32_t HpaDecider::ConvertWithRules(int32_t current, int32_t desired,
   return desired;
 }
 
+void HpaDecider::RecordInitial(absl::Time now, int32_t current) {
+  // recordInitialRecommendation: the controller's first sync of an HPA
+  // (after its creation, or the controller's start) records the current
+  // count, whatever the behavior: for the stabilization window that
+  // follows, a scale-down goes no lower than the count the HPA found.
+  if (initialized_) return;
+  initialized_ = true;
+  recommendations_.push_back({current, now});
+}
+
 int32_t HpaDecider::Stabilize(absl::Time now, int32_t recommendation,
                               int32_t current) {
-  // maybeInitScaleDownStabilizationWindow
-  if (!initialized_) {
-    initialized_ = true;
-    if (down_.stabilization > absl::ZeroDuration()) {
-      recommendations_.push_back({current, now});
-    }
-  }
+  RecordInitial(now, current);
   int32_t up_rec = recommendation, down_rec = recommendation;
   const absl::Time up_cutoff = now - up_.stabilization;
   const absl::Time down_cutoff = now - down_.stabilization;
@@ -267,8 +271,10 @@ int32_t HpaDecider::Normalize(absl::Time now, int32_t recommendation,
                               int32_t current, int32_t min_replicas,
                               int32_t max_replicas) {
   if (nil_behavior_) {
-    // normalizeDesiredReplicas: no initial stabilization entry, no
-    // scale-down rate, scale-up at most max(2 x current, 4) per sync.
+    // normalizeDesiredReplicas: the window's largest recommendation, the
+    // count at the first sync among them; no scale-down rate, scale-up at
+    // most max(2 x current, 4) per sync.
+    RecordInitial(now, current);
     const int32_t stabilized = StabilizeNil(
         &recommendations_, now, down_.stabilization, recommendation);
     return ConvertWithRules(current, stabilized, min_replicas, max_replicas);

@@ -109,6 +109,8 @@ class HpaDecider {
     int32_t change;
     bool outdated;
   };
+  // recordInitialRecommendation (once).
+  void RecordInitial(absl::Time now, int32_t current);
   int32_t Stabilize(absl::Time now, int32_t recommendation, int32_t current);
   int32_t ScaleUpLimit(absl::Time now, int32_t current) const;
   int32_t ScaleDownLimit(absl::Time now, int32_t current) const;

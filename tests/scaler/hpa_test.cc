@@ -360,8 +360,10 @@ TEST(HpaTest, NilBehaviorStabilize) {
 
 // A spec without `behavior` gets Kubernetes' nil-behavior normalization,
 // not the API's default policies: scale-up max(2 x current, 4) per sync (not
-// max(100%, 4 pods) per 15 s), no scale-down rate limit and no
-// stabilization entry for the count at the first sync.
+// max(100%, 4 pods) per 15 s) and no scale-down rate limit. The count at
+// the first sync is a recommendation like the others
+// (recordInitialRecommendation, for every HPA): no scale-down below it for
+// the 300 s window.
 TEST(HpaTest, NoBehaviorUsesTheNilBehaviorRules) {
   tidal::v1::Scaling s;
   s.set_algorithm("hpa");
@@ -376,12 +378,27 @@ TEST(HpaTest, NoBehaviorUsesTheNilBehaviorRules) {
     EXPECT_EQ(d.Normalize(kT0 + absl::Seconds(5), 100, 4, 1, 1000), 8);
   }
   {
-    // The first sync wants 2 of 10: no entry holds 10 (the behavior path's
-    // maybeInitScaleDownStabilizationWindow does), and no rate limit.
+    // The first sync wants 2 of 10: the count it found (10) holds for the
+    // window, then it goes to 2 at once (no rate limit). So with a
+    // behavior.
     HpaDecider d(c->scale_up, c->scale_down, HpaTolerances{}, true);
-    EXPECT_EQ(d.Normalize(kT0, 2, 10, 1, 1000), 2);
+    EXPECT_EQ(d.Normalize(kT0, 2, 10, 1, 1000), 10);
+    EXPECT_EQ(d.Normalize(kT0 + absl::Seconds(299), 2, 10, 1, 1000), 10);
+    EXPECT_EQ(d.Normalize(kT0 + absl::Seconds(301), 2, 10, 1, 1000), 2);
     HpaDecider with_behavior(c->scale_up, c->scale_down, HpaTolerances{});
     EXPECT_EQ(with_behavior.Normalize(kT0, 2, 10, 1, 1000), 10);
+  }
+  {
+    // The first entry counts for the scale-up window too, even with no
+    // scale-down window: up 120 s, down 0 s, 2 found, 8 wanted: held at 2
+    // for 120 s (stabilizeRecommendationWithBehaviors takes the smallest
+    // recommendation of the up window).
+    HpaRules up = c->scale_up, down = c->scale_down;
+    up.stabilization = absl::Seconds(120);
+    down.stabilization = absl::ZeroDuration();
+    HpaDecider d(up, down, HpaTolerances{});
+    EXPECT_EQ(d.Normalize(kT0, 8, 2, 1, 1000), 2);
+    EXPECT_EQ(d.Normalize(kT0 + absl::Seconds(121), 8, 2, 1, 1000), 6);
   }
   {
     // stabilizeRecommendation returns the window's largest recommendation
