@@ -313,15 +313,19 @@ std::shared_ptr<MultiScaler::Entry> MultiScaler::Create(
   }
   std::string state;
   // algorithm kpa: a spec change keeps the scaler (Knative's Update): its
-  // windows, panic mode and scale-down delay carry over.
+  // windows, panic mode and scale-down delay carry over. algorithm hpa: its
+  // recommendations and scale events carry over, as the HPA controller's
+  // do across an update of the HPA.
   std::unique_ptr<scaler::AppScaler> updated;
   absl::Time updated_last_sample;
   bool kept = false;
   if (previous != nullptr) {
     absl::MutexLock previous_lock(&previous->mu);
+    const scaler::Algorithm algorithm = (*s)->config().algorithm;
     if (previous->scaler &&
-        previous->scaler->config().algorithm == scaler::Algorithm::kKpa &&
-        (*s)->config().algorithm == scaler::Algorithm::kKpa &&
+        (algorithm == scaler::Algorithm::kKpa ||
+         algorithm == scaler::Algorithm::kHpa) &&
+        previous->scaler->config().algorithm == algorithm &&
         previous->scaler->Update(in.scaling, opts).ok()) {
       updated = std::move(previous->scaler);
       updated_last_sample = previous->last_sample;

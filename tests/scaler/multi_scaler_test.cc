@@ -497,6 +497,32 @@ TEST_F(MultiScalerTest, ResourcesChangeTakesEffectWithoutRecreating) {
   EXPECT_EQ(plan.replicas, 2) << plan.reason;
 }
 
+// algorithm hpa: a spec change keeps the recommendations, as the HPA
+// controller's do across an HPA's update (keyed by the HPA, not its spec).
+// Rebuilt, the scaler would take the count at the change as a new first
+// recommendation and hold the scale-down 300 s past the change.
+TEST_F(MultiScalerTest, AnHpaSpecChangeKeepsItsRecommendations) {
+  App app = UtilizationApp("hpacpu", "cpu", 1, 10, 50);
+  app.mutable_spec()->mutable_scaling()->set_algorithm("hpa");
+  app.mutable_spec()->mutable_template_()->mutable_resources()->set_cpu_millis(
+      1000);
+  SetInstances(app, 10);
+  Desired(app);
+  // On target (50% each) for a minute, then 5% each: 1 is enough, held at
+  // 10 while the window has the recommendations of 10.
+  RunWithUsage(app, absl::Seconds(60), 0.5, 10 << 20);
+  EXPECT_EQ(Desired(app).replicas, 10) << Desired(app).reason;
+  RunWithUsage(app, absl::Seconds(200), 0.05, 10 << 20);
+  EXPECT_EQ(Desired(app).replicas, 10) << Desired(app).reason;
+  app.mutable_spec()->mutable_scaling()->set_max_replicas(20);
+  EXPECT_EQ(Desired(app).replicas, 10);
+  // 300 s after the last recommendation of 10 (not after the change).
+  RunWithUsage(app, absl::Seconds(160), 0.05, 10 << 20);
+  auto plan = Desired(app);
+  EXPECT_LT(plan.replicas, 10) << plan.reason;
+  EXPECT_EQ(plan.status.max_replicas(), 20);
+}
+
 TEST_F(MultiScalerTest, RequestMetricsNeverReadUsage) {
   App app = ScaledApp("conc", 1, 10, 10);
   SetInstances(app, 1);
