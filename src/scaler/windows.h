@@ -34,7 +34,9 @@ class TimedBuckets {
   // Adds `value` to the bucket of second `sec`. Writes older than the last one
   // are ignored (samples arrive in order).
   void Record(int64_t sec, double value) {
-    if (!written_ || sec - last_write_ > window_) {
+    // A whole window without writes starts the window over, first write
+    // included (bucketing.go: `bucketTime.Sub(lastWrite) >= window`).
+    if (!written_ || sec - last_write_ >= window_) {
       std::fill(buckets_.begin(), buckets_.end(), 0.0);
       total_ = 0;
       first_write_ = sec;

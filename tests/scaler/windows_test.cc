@@ -29,6 +29,23 @@ TEST(TimedBucketsTest, ValuesThatLeaveTheWindowLeaveNoResidue) {
   EXPECT_FALSE(std::signbit(avg)) << "never -0";
 }
 
+// A write exactly one window after the last starts the window over, as
+// Knative's Record does (>= window): the average is that write's, not that
+// write over the whole window.
+TEST(TimedBucketsTest, AWriteAWholeWindowLaterStartsItOver) {
+  TimedBuckets b(6);
+  b.Record(100, 3);
+  b.Record(106, 12);
+  EXPECT_EQ(b.WindowAverage(106), 12);
+  b.Record(107, 6);
+  EXPECT_EQ(b.WindowAverage(107), 9);
+  // Within the window the buckets add up as before.
+  TimedBuckets c(6);
+  c.Record(100, 3);
+  c.Record(105, 12);
+  EXPECT_EQ(c.WindowAverage(105), 2.5);
+}
+
 TEST(TimedBucketsTest, RoundsToSixDigitsAsKnative) {
   TimedBuckets b(3);
   b.Record(10, 1.0 / 3);
