@@ -91,6 +91,17 @@ RolloutState Settled(int64_t stable, const std::string& version) {
   return st;
 }
 
+// Revision `failed` rolled back to `stable` (its analysis failed).
+RolloutState RolledBack(int64_t stable, const std::string& version,
+                        int64_t failed, const std::string& failed_version) {
+  RolloutState st = Settled(stable, version);
+  st.set_phase("RolledBack");
+  st.set_reason("AnalysisFailed");
+  st.set_failed_hash(HashOf(failed_version));
+  st.set_failed_revision(failed);
+  return st;
+}
+
 // An instance in the runtime before the reconcile, named for the row.
 struct Inst {
   std::string label;
@@ -497,12 +508,7 @@ std::vector<TableRow> Rows() {
     TableRow r{"RolledBackRevisionIsStoppedAtOnce"};
     r.apps = {AppObj(2, "v2", 2)};
     r.revisions = {Rev(1, "v1"), Rev(2, "v2")};
-    RolloutState st = Settled(1, "v1");
-    st.set_phase("RolledBack");
-    st.set_reason("AnalysisFailed");
-    st.set_failed_hash(HashOf("v2"));
-    st.set_failed_revision(2);
-    r.rollout = st;
+    r.rollout = RolledBack(1, "v1", 2, "v2");
     r.instances = {{"a"}, {"b"}, {"bad", 2, "v2"}};
     r.want_stops = {"bad"};
     r.want_events = {"Normal Stopping"};
@@ -516,12 +522,7 @@ std::vector<TableRow> Rows() {
     TableRow r{"RollbackRestartsTheStableRevisionWithoutAScaleEvent"};
     r.apps = {AppObj(2, "v2", 2)};
     r.revisions = {Rev(1, "v1"), Rev(2, "v2")};
-    RolloutState st = Settled(1, "v1");
-    st.set_phase("RolledBack");
-    st.set_reason("AnalysisFailed");
-    st.set_failed_hash(HashOf("v2"));
-    st.set_failed_revision(2);
-    r.rollout = st;
+    r.rollout = RolledBack(1, "v1", 2, "v2");
     r.instances = {{"a"}, {"bad", 2, "v2"}};
     r.want_stops = {"bad"};
     r.want_starts = {{1, "v1"}};
