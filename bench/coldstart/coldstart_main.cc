@@ -100,9 +100,10 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string f = argv[i];
     if (f == "--app") app = argv[i + 1];
-    if (f == "--runs") absl::SimpleAtoi(argv[i + 1], &runs);
+    if (f == "--runs" && (!absl::SimpleAtoi(argv[i + 1], &runs) || runs < 1))
+      runs = 0;
   }
-  if (app.empty() || access(app.c_str(), X_OK) != 0) {
+  if (app.empty() || runs < 1 || access(app.c_str(), X_OK) != 0) {
     std::fprintf(stderr,
                  "usage: tidal-coldstart-bench --app PATH/tidal-sample-app "
                  "[--runs N]\n");

@@ -429,18 +429,22 @@ int32_t AppScaler::DecideHpa(absl::Time now, int64_t eval, int32_t min_r,
   }
   const double total = hpa_window_.WindowAverage(eval);
   last_stable_ = total;
-  // The replica calculator over the instances: each ready one reports the
-  // sync period's average; starting ones are unready (a pending pod). Values
-  // in thousandths, so utilization is floored to an integer percent as
-  // Kubernetes does.
+  // The replica calculator over the instances: each ready one with a figure
+  // reports the sync period's average; a ready one without (cpu and memory:
+  // no sample of its own yet) is a missing pod; starting ones are unready (a
+  // pending pod). Values in thousandths, so utilization is floored to an
+  // integer percent as Kubernetes does.
   const bool resource =
       config_.metric == Metric::kCpu || config_.metric == Metric::kMemory;
+  const int32_t missing = resource ? std::min(missing_, ready_) : 0;
   const double per_pod = ready_ > 0 ? total / ready_ : 0;
   const int64_t request = resource ? 100000 : 0;  // 100% in thousandths
   std::vector<HpaPod> pods;
   pods.reserve(std::max(current_, ready_));
-  for (int32_t i = 0; i < ready_; ++i)
+  for (int32_t i = 0; i < ready_ - missing; ++i)
     pods.push_back({HpaPod::kReady, std::llround(per_pod * 1000), request});
+  for (int32_t i = 0; i < missing; ++i)
+    pods.push_back({HpaPod::kMissing, 0, request});
   for (int32_t i = ready_; i < current_; ++i)
     pods.push_back({HpaPod::kUnready, 0, request});
   const int64_t target = resource ? std::llround(config_.target)

@@ -99,6 +99,12 @@ class AppScaler {
                          double memory_percent);
   // Instance counts: ready (serving) and current (ready + starting).
   void SetInstances(int32_t ready, int32_t current);
+  // Metrics cpu and memory: how many of the ready instances had no figure
+  // of their own at the latest sampling (CPU: a first sample, which gives no
+  // rate yet). RecordUtilization's averages are over the others. hpa counts
+  // these as the replica calculator's missing pods (0% on a scale-up, 100%
+  // or the target on a scale-down); the other algorithms ignore them.
+  void SetMissing(int32_t missing) { missing_ = missing > 0 ? missing : 0; }
   // Requests the gateway holds because no instance is ready (the activator).
   // With requests waiting and no instance, Decide() scales from zero at once.
   void SetWaiting(absl::Time now, int32_t waiting);
@@ -200,6 +206,7 @@ class AppScaler {
 
   int32_t ready_ = 0;
   int32_t current_ = 0;
+  int32_t missing_ = 0;  // ready instances without a utilization figure
   int32_t waiting_ = 0;
   bool metrics_unknown_ = false;
   int32_t last_decided_ = 0;     // the previous decision

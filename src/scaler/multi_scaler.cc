@@ -64,9 +64,10 @@ class UtilizationSampler {
 
   // Reads the usage of the app's instances and records, for every complete
   // second since the last recording (at most one stable window of them),
-  // the average utilization over the `ready` instances: CPU from the CPU
-  // seconds used since this instance's previous sample over the time between
-  // the samples, memory from the resident bytes now.
+  // the average utilization over the `ready` instances that have a figure
+  // (the others are counted as missing): CPU from the CPU seconds used since
+  // this instance's previous sample over the time between the samples,
+  // memory from the resident bytes now.
   void Sample(Runtime* runtime, const std::string& ns, const std::string& name,
               const absl::flat_hash_set<std::string>& ready, absl::Time now,
               scaler::AppScaler* s) {
@@ -97,6 +98,9 @@ class UtilizationSampler {
     prev_ = std::move(next);
     const bool cpu = s->config().metric == scaler::Metric::kCpu;
     const int n = cpu ? cpu_n : mem_n;
+    // Ready instances with no figure of their own (no usage reported, or
+    // for CPU a first sample, which gives no rate yet): missing to hpa.
+    s->SetMissing(static_cast<int32_t>(ready.size()) - n);
     // Ready instances but no rate yet (their first sample): wait for the
     // next tick, which fills these seconds too.
     if (n == 0 && !prev_.empty()) return;

@@ -103,6 +103,21 @@ class MultiScalerTest : public ::testing::Test {
     }
   }
 
+  // As RunWithUsage, but only the first `n` instances report usage.
+  void RunWithUsageOfFirst(const App& app, size_t n, absl::Duration d,
+                           double cores) {
+    for (absl::Duration t; t < d; t += absl::Seconds(1)) {
+      clock_.Advance(absl::Seconds(1));
+      auto insts = runtime_.List("default", app.metadata().name());
+      for (size_t i = 0; i < insts.size() && i < n; ++i) {
+        double& cpu = cpu_seconds_[insts[i].id()];
+        cpu += cores;
+        runtime_.SetUsage(insts[i].id(), cpu, 10 << 20, clock_.Now());
+      }
+      planner_.RunDue();
+    }
+  }
+
   testing::FakeClock clock_;
   std::map<std::string, double> cpu_seconds_;
   testing::MemoryStore store_;
@@ -521,6 +536,48 @@ TEST_F(MultiScalerTest, AnHpaSpecChangeKeepsItsRecommendations) {
   auto plan = Desired(app);
   EXPECT_LT(plan.replicas, 10) << plan.reason;
   EXPECT_EQ(plan.status.max_replicas(), 20);
+}
+
+// algorithm hpa: a ready instance with no usage figure of its own is a
+// missing pod to the replica calculator: assumed at 0% on a scale-up and at
+// 100% on a scale-down, not at the others' average.
+App HpaCpuApp(const std::string& name) {
+  App app = UtilizationApp(name, "cpu", 1, 10, 50);
+  app.mutable_spec()->mutable_scaling()->set_algorithm("hpa");
+  app.mutable_spec()->mutable_template_()->mutable_resources()->set_cpu_millis(
+      1000);
+  return app;
+}
+
+TEST_F(MultiScalerTest, AnHpaInstanceWithoutUsageIsMissingOnAScaleUp) {
+  App app = HpaCpuApp("hpamissup");
+  SetInstances(app, 3);
+  Desired(app);
+  // Two instances at 90% of a core; the third reports no usage. Averaged
+  // over all three the ratio is 1.8 (6 instances); the replica calculator
+  // counts the third at 0%: 60% against 50%, 4. (A 15 s sync period: the
+  // first sample gives no rate, the second the first decision.)
+  RunWithUsageOfFirst(app, 2, absl::Seconds(45), 0.9);
+  auto plan = Desired(app);
+  EXPECT_EQ(plan.replicas, 4) << plan.reason;
+}
+
+TEST_F(MultiScalerTest, AnHpaInstanceWithoutUsageIsMissingOnAScaleDown) {
+  App app = HpaCpuApp("hpamissdown");
+  SetInstances(app, 3);
+  Desired(app);
+  // Two instances at 10%, the third without a figure, past the 300 s
+  // stabilization window from the first decision (the initial
+  // recommendation): counted at 100% the average is 40% against 50%, ratio
+  // 0.8, 3 instances (at the others' 10%, 1).
+  RunWithUsageOfFirst(app, 2, absl::Seconds(360), 0.1);
+  auto plan = Desired(app);
+  EXPECT_EQ(plan.replicas, 3) << plan.reason;
+  // Once it reports too, 10% each: 1, when the recommendations of 3 have
+  // left the window (300 s after its second sample, the first with a rate).
+  RunWithUsage(app, absl::Seconds(345), 0.1, 10 << 20);
+  plan = Desired(app);
+  EXPECT_EQ(plan.replicas, 1) << plan.reason;
 }
 
 TEST_F(MultiScalerTest, RequestMetricsNeverReadUsage) {
