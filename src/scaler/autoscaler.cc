@@ -415,6 +415,9 @@ int32_t AppScaler::LookAheadPods(int64_t now_s, int64_t eval) {
 int32_t AppScaler::DecideHpa(absl::Time now, int64_t eval, int32_t min_r,
                              int32_t max_r, Cause* cause) {
   *cause = Cause::kMetric;
+  // The HPA controller records the count it finds at its first sync, before
+  // the bounds and whether metrics answer.
+  hpa_.RecordInitial(now, current_);
   if (current_ > max_r) {
     *cause = Cause::kMax;
     return max_r;

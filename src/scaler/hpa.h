@@ -103,14 +103,16 @@ class HpaDecider {
   }
   HpaTolerances tolerances() const { return tolerances_; }
 
+  // recordInitialRecommendation: called at every sync, before anything else
+  // (min/max bounds, missing metrics); records `current` at the first.
+  void RecordInitial(absl::Time now, int32_t current);
+
  private:
   struct Event {
     absl::Time time;
     int32_t change;
     bool outdated;
   };
-  // recordInitialRecommendation (once).
-  void RecordInitial(absl::Time now, int32_t current);
   int32_t Stabilize(absl::Time now, int32_t recommendation, int32_t current);
   int32_t ScaleUpLimit(absl::Time now, int32_t current) const;
   int32_t ScaleDownLimit(absl::Time now, int32_t current) const;

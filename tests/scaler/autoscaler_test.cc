@@ -370,5 +370,33 @@ TEST(AppScalerTest, HpaCountsStartingInstancesAtZeroOnScaleUp) {
   EXPECT_EQ(a.Decide(t).desired_replicas, 4);
 }
 
+// algorithm hpa: the first sync records the count it finds even when it
+// has no metrics yet (recordInitialRecommendation comes before the metrics
+// in reconcileAutoscaler), so the scale-down window runs from that sync,
+// not from the first sync with metrics.
+TEST(AppScalerTest, HpaRecordsTheCountAtItsFirstSyncWithoutMetrics) {
+  auto s = New(Spec10("hpa"));
+  ASSERT_NE(s, nullptr);
+  AppScaler& a = *s;
+  absl::Time t = kT0;
+  a.SetInstances(10, 10);
+  EXPECT_EQ(a.Decide(t).desired_replicas, 10);  // no data: held
+  // 100 s later, 2 per instance against 10: 2 wanted, held at 10 until 300 s
+  // after the first sync (400 s if counted from the first metrics).
+  t += absl::Seconds(100);
+  for (int i = 0; i < 205; ++i) {
+    MetricSample m;
+    m.time = t;
+    m.concurrency = 20;
+    a.Record(m);
+    t += absl::Seconds(1);
+    const Decision d = a.Decide(t);
+    if (t - kT0 < absl::Seconds(300)) {
+      ASSERT_EQ(d.desired_replicas, 10) << (t - kT0) << ": " << d.reason;
+    }
+  }
+  EXPECT_EQ(a.Decide(t).desired_replicas, 2) << a.Decide(t).reason;
+}
+
 }  // namespace
 }  // namespace tidal::scaler
