@@ -462,7 +462,8 @@ int32_t AppScaler::DecideHpa(absl::Time now, int64_t eval, int32_t min_r,
   if (r.replicas == current_ &&
       hpa_.tolerances().Within(static_cast<double>(r.usage) / target))
     *cause = Cause::kTolerance;
-  return hpa_.Normalize(now, r.replicas, current_, min_r, max_r);
+  // The scale event is stored by Decide from the count it settles on.
+  return hpa_.Normalize(now, r.replicas, current_, min_r, max_r, false);
 }
 
 int32_t AppScaler::DecideKeepAlive(int64_t eval, Cause* cause) {
@@ -615,6 +616,10 @@ Decision AppScaler::Decide(absl::Time now) {
     }
   }
 
+  // reconcileAutoscaler stores the scale event of every rescale, to the
+  // count it sets, whether the metrics or the bounds decided it.
+  if (config_.algorithm == Algorithm::kHpa && desired != current_)
+    hpa_.Rescaled(now, current_, desired);
   last_decided_ = desired;
   Decision d;
   d.desired_replicas = desired;

@@ -269,7 +269,7 @@ void HpaDecider::StoreEvent(absl::Time now, int32_t prev, int32_t next) {
 
 int32_t HpaDecider::Normalize(absl::Time now, int32_t recommendation,
                               int32_t current, int32_t min_replicas,
-                              int32_t max_replicas) {
+                              int32_t max_replicas, bool store_event) {
   if (nil_behavior_) {
     // normalizeDesiredReplicas: the window's largest recommendation, the
     // count at the first sync among them; no scale-down rate, scale-up at
@@ -289,7 +289,7 @@ int32_t HpaDecider::Normalize(absl::Time now, int32_t recommendation,
     int32_t allowed = std::max(min_replicas, limit);
     desired = std::max(desired, allowed);
   }
-  StoreEvent(now, current, desired);
+  if (store_event) StoreEvent(now, current, desired);
   return desired;
 }
 

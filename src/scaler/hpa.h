@@ -77,10 +77,18 @@ class HpaDecider {
   }
 
   // One HPA sync: `recommendation` from the replica calculator, normalized
-  // against `current` within [min, max]; records the recommendation (and,
-  // with a behavior, the scale event).
+  // against `current` within [min, max]; records the recommendation and,
+  // with a behavior and `store_event`, the scale event (false: the caller
+  // calls Rescaled with the count it settles on).
   int32_t Normalize(absl::Time now, int32_t recommendation, int32_t current,
-                    int32_t min_replicas, int32_t max_replicas);
+                    int32_t min_replicas, int32_t max_replicas,
+                    bool store_event = true);
+  // storeScaleEvent: the controller rescaled from `prev` to `next` (whatever
+  // decided it: the metrics, or the min/max bounds). Nothing without a
+  // behavior, as upstream.
+  void Rescaled(absl::Time now, int32_t prev, int32_t next) {
+    if (!nil_behavior_) StoreEvent(now, prev, next);
+  }
 
   // The nil-behavior pieces, as horizontal.go's stabilizeRecommendation and
   // convertDesiredReplicasWithRules.

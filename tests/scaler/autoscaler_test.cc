@@ -398,5 +398,46 @@ TEST(AppScalerTest, HpaRecordsTheCountAtItsFirstSyncWithoutMetrics) {
   EXPECT_EQ(a.Decide(t).desired_replicas, 2) << a.Decide(t).reason;
 }
 
+// algorithm hpa with a behavior: a rescale by the bounds is a scale event
+// too (reconcileAutoscaler stores every rescale), so it counts against the
+// scale-down policy's period: 10 -> 8 by a lowered maxReplicas, then 1 pod
+// per 60 s allows no more until the period has passed.
+TEST(AppScalerTest, HpaCountsARescaleByTheBoundsAgainstThePolicies) {
+  tidal::v1::Scaling spec = Spec10("hpa");
+  spec.set_max_replicas(10);
+  auto* down = spec.mutable_behavior()->mutable_scale_down();
+  down->set_stabilization_window_seconds(0);
+  auto* pol = down->add_policies();
+  pol->set_type("Pods");
+  pol->set_value(1);
+  pol->set_period_seconds(60);
+  auto s = New(spec);
+  ASSERT_NE(s, nullptr);
+  AppScaler& a = *s;
+  absl::Time t = kT0;
+  a.SetInstances(10, 10);
+  auto feed = [&](int seconds, double concurrency) {
+    for (int i = 0; i < seconds; ++i) {
+      MetricSample m;
+      m.time = t;
+      m.concurrency = concurrency;
+      a.Record(m);
+      t += absl::Seconds(1);
+    }
+    return a.Decide(t);
+  };
+  ASSERT_EQ(feed(15, 100).desired_replicas, 10);  // on target
+  spec.set_max_replicas(8);
+  ASSERT_TRUE(a.Update(spec, AppScalerOptions()).ok());
+  Decision d = a.Decide(t);
+  ASSERT_EQ(d.desired_replicas, 8) << d.reason;
+  a.SetInstances(8, 8);
+  // 2 per instance: 2 wanted. The bound's 2 pods count in the period.
+  d = feed(15, 16);
+  EXPECT_EQ(d.desired_replicas, 8) << d.reason;
+  d = feed(50, 16);  // 65 s after the bound's rescale: one more pod
+  EXPECT_EQ(d.desired_replicas, 7) << d.reason;
+}
+
 }  // namespace
 }  // namespace tidal::scaler
