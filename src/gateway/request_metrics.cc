@@ -263,8 +263,11 @@ RequestStats TrafficMetrics::Stats(absl::Duration window,
   st.p50_ms = PercentileMs(b, 0.50);
   st.p90_ms = PercentileMs(b, 0.90);
   st.p99_ms = PercentileMs(b, 0.99);
+  // At least a second (windows are whole seconds): one request to an app
+  // made 0.1 s ago reads as 1 request/s, not 10.
   double elapsed = (now.time_ns - base.time_ns) / 1e9;
   if (elapsed > 0) {
+    elapsed = std::max(elapsed, std::min(1.0, absl::ToDoubleSeconds(window)));
     st.rps = st.requests / elapsed;
     st.concurrency = (now.area - base.area) / elapsed;
   }

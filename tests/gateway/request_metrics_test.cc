@@ -143,6 +143,18 @@ TEST(TrafficMetricsTest, StatsOfAnAppIdleSinceItsCreationCountTheWindowOnly) {
   EXPECT_NEAR(st.rps, 30.0 / 63, 1e-9);
 }
 
+// An app made a moment ago: its rate is over at least a second, so one
+// request 50 ms after its creation reads as 1 request/s (not 10).
+TEST(TrafficMetricsTest, StatsOfAnAppYoungerThanASecondAreOverASecond) {
+  TrafficMetrics m(1, kT0);
+  m.Start(0, kT0 + 50 * kMs);
+  m.Finish(0, kT0 + 50 * kMs, kT0 + 90 * kMs, 200);
+  RequestStats st = m.Stats(absl::Seconds(60), kT0 + 100 * kMs);
+  EXPECT_EQ(st.requests, 1);
+  EXPECT_NEAR(st.rps, 1, 1e-9);
+  EXPECT_NEAR(st.concurrency, 0.04, 1e-9);
+}
+
 TEST(TrafficMetricsTest, ShardsRecordConcurrently) {
   TrafficMetrics m(4, kT0);
   std::vector<std::thread> threads;
