@@ -245,7 +245,8 @@ int OnProgress(void* userp, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
 }  // namespace
 
 absl::StatusOr<KubeClient::Response> KubeClient::DoOnce(
-    Request& req, const std::string& token) {
+    Request& req, const Credential& cred) {
+  const std::string& token = cred.token;
   CURL* curl = curl_easy_init();
   if (curl == nullptr) return absl::InternalError("curl_easy_init failed");
   const std::string url = config_.server + req.Target();
@@ -312,7 +313,17 @@ absl::StatusOr<KubeClient::Response> KubeClient::DoOnce(
   } else if (!config_.ca_file.empty()) {
     curl_easy_setopt(curl, CURLOPT_CAINFO, config_.ca_file.c_str());
   }
-  if (!config_.client_cert_data.empty()) {
+  if (!cred.client_cert_pem.empty()) {
+    // An exec plugin's certificate and key, over the config's.
+    cert_blob = {const_cast<char*>(cred.client_cert_pem.data()),
+                 cred.client_cert_pem.size(), CURL_BLOB_NOCOPY};
+    curl_easy_setopt(curl, CURLOPT_SSLCERT_BLOB, &cert_blob);
+    curl_easy_setopt(curl, CURLOPT_SSLCERTTYPE, "PEM");
+    key_blob = {const_cast<char*>(cred.client_key_pem.data()),
+                cred.client_key_pem.size(), CURL_BLOB_NOCOPY};
+    curl_easy_setopt(curl, CURLOPT_SSLKEY_BLOB, &key_blob);
+    curl_easy_setopt(curl, CURLOPT_SSLKEYTYPE, "PEM");
+  } else if (!config_.client_cert_data.empty()) {
     cert_blob = {const_cast<char*>(config_.client_cert_data.data()),
                  config_.client_cert_data.size(), CURL_BLOB_NOCOPY};
     curl_easy_setopt(curl, CURLOPT_SSLCERT_BLOB, &cert_blob);
@@ -320,7 +331,9 @@ absl::StatusOr<KubeClient::Response> KubeClient::DoOnce(
   } else if (!config_.client_cert_file.empty()) {
     curl_easy_setopt(curl, CURLOPT_SSLCERT, config_.client_cert_file.c_str());
   }
-  if (!config_.client_key_data.empty()) {
+  if (!cred.client_key_pem.empty()) {
+    // Set above with the certificate.
+  } else if (!config_.client_key_data.empty()) {
     key_blob = {const_cast<char*>(config_.client_key_data.data()),
                 config_.client_key_data.size(), CURL_BLOB_NOCOPY};
     curl_easy_setopt(curl, CURLOPT_SSLKEY_BLOB, &key_blob);
@@ -366,15 +379,16 @@ absl::StatusOr<KubeClient::Response> KubeClient::Do(Request& req) {
   bool refreshed = false;
   int retries = 0;
   for (;;) {
-    ASSIGN_OR_RETURN(std::string token, tokens_.Token());
-    ASSIGN_OR_RETURN(Response resp, DoOnce(req, token));
+    ASSIGN_OR_RETURN(Credential cred, tokens_.Get());
+    ASSIGN_OR_RETURN(Response resp, DoOnce(req, cred));
     if (resp.code >= 200 && resp.code < 300) return resp;
     if (resp.code == 401 && !refreshed) {
       refreshed = true;
-      // A rotated token (the kubelet rewrites the file): read it again and
-      // retry once, whatever its mtime says.
+      // A rotated token (the kubelet rewrites the file) or an expired
+      // plugin credential: read it again (run the plugin again) and retry
+      // once, whatever its mtime or expiry says.
       tokens_.Refresh();
-      logger->info("{} {}: 401 Unauthorized, token re-read, retrying",
+      logger->info("{} {}: 401 Unauthorized, credential renewed, retrying",
                    req.method, req.path);
       continue;
     }

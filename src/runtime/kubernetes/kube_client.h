@@ -225,7 +225,7 @@ class KubeClient {
   struct Request;
   struct Response;
   absl::StatusOr<Response> Do(Request& req);
-  absl::StatusOr<Response> DoOnce(Request& req, const std::string& token);
+  absl::StatusOr<Response> DoOnce(Request& req, const Credential& cred);
 
   // Constant after construction.
   const KubeConfig config_;

@@ -12,7 +12,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/logging.h"
 #include "common/status_macros.h"
+#include "runtime/kubernetes/exec_credential.h"
 
 namespace tidal::kube {
 namespace {
@@ -138,6 +140,78 @@ absl::StatusOr<KubeConfig> LoadInClusterConfig(
   return config;
 }
 
+// users[].user.exec, as client-go reads it (api/v1 ExecConfig).
+absl::StatusOr<ExecConfig> ParseExec(const YAML::Node& n,
+                                     const std::string& dir,
+                                     const std::string& where) {
+  if (!n.IsMap())
+    return absl::InvalidArgumentError(absl::StrCat(where, ": must be a map"));
+  ExecConfig e;
+  e.api_version = Str(n, "apiVersion");
+  if (e.api_version != "client.authentication.k8s.io/v1" &&
+      e.api_version != "client.authentication.k8s.io/v1beta1") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ".apiVersion: \"", e.api_version,
+        "\" is not client.authentication.k8s.io/v1 or v1beta1 (v1alpha1 "
+        "left client-go in 1.24)"));
+  }
+  e.command = Str(n, "command");
+  if (e.command.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ".command: not set"));
+  }
+  // A relative path with a directory in it is relative to the kubeconfig
+  // (client-go's resolvePaths); a bare name is looked up in PATH.
+  if (e.command.find('/') != std::string::npos)
+    e.command = Resolve(dir, e.command);
+  if (const YAML::Node args = n["args"]) {
+    if (!args.IsSequence()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ".args: must be a list"));
+    }
+    for (const YAML::Node& a : args) e.args.push_back(a.as<std::string>());
+  }
+  if (const YAML::Node env = n["env"]) {
+    if (!env.IsSequence()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ".env: must be a list"));
+    }
+    for (size_t i = 0; i < env.size(); ++i) {
+      const std::string name = Str(env[i], "name");
+      if (name.empty() || name.find('=') != std::string::npos) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            where, ".env[", i, "].name: must be set, without '='"));
+      }
+      e.env.emplace_back(name, Str(env[i], "value"));
+    }
+  }
+  e.install_hint = Str(n, "installHint");
+  e.provide_cluster_info =
+      n["provideClusterInfo"] && n["provideClusterInfo"].as<bool>();
+  e.interactive_mode = Str(n, "interactiveMode");
+  if (e.interactive_mode.empty()) {
+    if (e.api_version == "client.authentication.k8s.io/v1") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where,
+          ".interactiveMode: must be set with apiVersion "
+          "client.authentication.k8s.io/v1 (Never or IfAvailable)"));
+    }
+    e.interactive_mode = "IfAvailable";
+  }
+  if (e.interactive_mode == "Always") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where,
+        ".interactiveMode: Always needs a terminal, and tidald "
+        "runs without one: use a plugin that can run with Never or "
+        "IfAvailable"));
+  }
+  if (e.interactive_mode != "Never" && e.interactive_mode != "IfAvailable") {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ".interactiveMode: \"", e.interactive_mode,
+                     "\" is not Never, IfAvailable or Always"));
+  }
+  return e;
+}
+
 absl::StatusOr<KubeConfig> LoadKubeconfig(const std::string& path,
                                           const std::string& context) {
   ASSIGN_OR_RETURN(std::string text, ReadFile(path, "kubeconfig"));
@@ -234,11 +308,18 @@ absl::StatusOr<KubeConfig> ParseKubeconfig(const std::string& yaml,
               absl::StrCat(where, ".", field, ": file ", file, " not found"));
         }
       }
-      if (user["exec"] || user["auth-provider"]) {
+      if (user["auth-provider"]) {
         return absl::UnimplementedError(absl::StrCat(
             where,
-            ": exec and auth-provider credentials are not supported; "
-            "use a token or a client certificate"));
+            ".auth-provider: not supported (client-go dropped its gcp and "
+            "azure providers in 1.26); use their exec plugins "
+            "(gke-gcloud-auth-plugin, kubelogin), a token or a client "
+            "certificate"));
+      }
+      if (user["exec"]) {
+        config.has_exec = true;
+        ASSIGN_OR_RETURN(config.exec, ParseExec(user["exec"], dir,
+                                                absl::StrCat(where, ".exec")));
       }
     }
     std::string ns = Str(ctx, "namespace");
@@ -266,7 +347,36 @@ absl::StatusOr<KubeConfig> LoadDefaultConfig(const std::string& kubeconfig) {
 }
 
 TokenSource::TokenSource(const KubeConfig& config)
-    : fixed_token_(config.token), token_file_(config.token_file) {}
+    : fixed_token_(config.token),
+      token_file_(config.token_file),
+      exec_config_(config.has_exec && config.token.empty() &&
+                           config.token_file.empty()
+                       ? config
+                       : KubeConfig{}) {}
+
+absl::Status TokenSource::ExecLocked() {
+  static auto logger = GetLogger("kube");
+  ASSIGN_OR_RETURN(ExecResult r, RunExecPlugin(exec_config_));
+  exec_cred_ = std::move(r.credential);
+  exec_expiry_ = r.expiry;
+  logger->info("exec plugin {}: {}{}", exec_config_.exec.command,
+               exec_cred_.token.empty() ? "a client certificate" : "a token",
+               r.expiry == absl::InfiniteFuture()
+                   ? ""
+                   : absl::StrCat(" until ", absl::FormatTime(r.expiry)));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Credential> TokenSource::Get() {
+  if (exec_config_.has_exec) {
+    absl::MutexLock lock(&mu_);
+    if (absl::Now() >= exec_expiry_) RETURN_IF_ERROR(ExecLocked());
+    return exec_cred_;
+  }
+  Credential c;
+  ASSIGN_OR_RETURN(c.token, Token());
+  return c;
+}
 
 absl::Status TokenSource::ReadLocked() {
   struct stat st;
@@ -289,6 +399,10 @@ absl::Status TokenSource::ReadLocked() {
 }
 
 absl::StatusOr<std::string> TokenSource::Token() {
+  if (exec_config_.has_exec) {
+    ASSIGN_OR_RETURN(Credential c, Get());
+    return c.token;
+  }
   if (token_file_.empty()) return fixed_token_;
   absl::MutexLock lock(&mu_);
   struct stat st;
@@ -307,6 +421,17 @@ absl::StatusOr<std::string> TokenSource::Token() {
 }
 
 bool TokenSource::Refresh() {
+  if (exec_config_.has_exec) {
+    absl::MutexLock lock(&mu_);
+    const Credential before = exec_cred_;
+    if (absl::Status s = ExecLocked(); !s.ok()) {
+      GetLogger("kube")->warn("{}", std::string(s.message()));
+      return false;
+    }
+    return exec_cred_.token != before.token ||
+           exec_cred_.client_cert_pem != before.client_cert_pem ||
+           exec_cred_.client_key_pem != before.client_key_pem;
+  }
   if (token_file_.empty()) return false;
   absl::MutexLock lock(&mu_);
   std::string before = token_;

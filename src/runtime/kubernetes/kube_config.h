@@ -9,19 +9,35 @@
 //  - a kubeconfig file (YAML): its current context (or a named one) gives the
 //    cluster (server, certificate-authority[-data],
 //    insecure-skip-tls-verify) and the user (token, tokenFile,
-//    client-certificate[-data], client-key[-data]).
+//    client-certificate[-data], client-key[-data], or an exec credential
+//    plugin: aws eks get-token, gke-gcloud-auth-plugin, kubelogin).
 // Errors name the file and the field.
 
 #include <cstdint>
 #include <ctime>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 
 namespace tidal::kube {
+
+// A kubeconfig user's `exec`: a client-go credential plugin, run to get a
+// token or a client certificate (client.authentication.k8s.io ExecCredential).
+struct ExecConfig {
+  std::string api_version;  // client.authentication.k8s.io/v1 or v1beta1
+  std::string command;      // a relative path with a '/' is resolved
+  std::vector<std::string> args;
+  std::vector<std::pair<std::string, std::string>> env;  // added to tidald's
+  std::string install_hint;           // printed when the command is not found
+  bool provide_cluster_info = false;  // spec.cluster in KUBERNETES_EXEC_INFO
+  std::string interactive_mode;       // Never or IfAvailable (no terminal)
+};
 
 struct KubeConfig {
   // "https://10.0.0.1:443"; no trailing '/'.
@@ -40,6 +56,10 @@ struct KubeConfig {
   // wins over `token` when set).
   std::string token;
   std::string token_file;
+  // A credential plugin (used when neither token nor token_file is set, as
+  // client-go's exec transport defers to a bearer token).
+  bool has_exec = false;
+  ExecConfig exec;
   // The namespace to use when none is given ("default" unless the source
   // says otherwise).
   std::string namespace_ = "default";
@@ -83,34 +103,52 @@ absl::StatusOr<KubeConfig> ParseKubeconfig(const std::string& yaml,
 // `kubeconfig` is empty and the file exists, else in-cluster.
 absl::StatusOr<KubeConfig> LoadDefaultConfig(const std::string& kubeconfig);
 
-// The bearer token of a config, kept current: a token file is re-read when
-// its modification time or size changes (checked on every Token() call, a
-// stat), and on Refresh() (the client calls it after a 401). A fixed token
-// never changes. Thread-safe.
+// What a request authenticates with beyond the config's own files: a
+// bearer token, or (from an exec plugin) a client certificate and key (PEM).
+struct Credential {
+  std::string token;
+  std::string client_cert_pem;
+  std::string client_key_pem;
+};
+
+// The credential of a config, kept current: a token file is re-read when
+// its modification time or size changes (checked on every Get() call, a
+// stat), and on Refresh() (the client calls it after a 401). An exec plugin
+// is run at the first Get(), again once what it gave expires (its
+// expirationTimestamp; never without one), and on Refresh(). A fixed token
+// never changes. Thread-safe; a plugin runs under the lock, so concurrent
+// requests wait for one run.
 class TokenSource {
  public:
   explicit TokenSource(const KubeConfig& config);
 
-  // The token to send; "" when the config has none (client certificates).
-  // An error when the token file cannot be read or is empty.
+  absl::StatusOr<Credential> Get();
+  // Get()'s token; "" when the config has none (client certificates).
+  // An error when the token file cannot be read or is empty, or the plugin
+  // fails.
   absl::StatusOr<std::string> Token();
 
-  // Reads the token file again whatever its mtime says; returns true when
-  // the token changed (worth retrying the request).
+  // Reads the token file again whatever its mtime says, or runs the plugin
+  // again; returns true when the credential changed (worth retrying the
+  // request).
   bool Refresh();
 
  private:
   absl::Status ReadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status ExecLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Constant after construction.
   const std::string fixed_token_;
   const std::string token_file_;
+  const KubeConfig exec_config_;  // has_exec: the plugin and the cluster
 
   absl::Mutex mu_;
   std::string token_ ABSL_GUARDED_BY(mu_);
   bool read_ ABSL_GUARDED_BY(mu_) = false;
   int64_t mtime_ns_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t size_ ABSL_GUARDED_BY(mu_) = -1;
+  Credential exec_cred_ ABSL_GUARDED_BY(mu_);
+  absl::Time exec_expiry_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };
 
 }  // namespace tidal::kube

@@ -49,6 +49,17 @@ class KubeClientTest : public ::testing::Test {
     c.token = "emulator-token";
     client_ = std::make_unique<KubeClient>(c);
   }
+  // After the server moved from emulator-token to emulator-tokem: the next
+  // request is refused once (401) and retried with the new token.
+  void ExpectARetryWithTheNewToken(KubeClient& client) {
+    emu_.ClearRequests();
+    absl::StatusOr<KubeList> list = client.List(kPods, kNs);
+    ASSERT_TRUE(list.ok()) << list.status();
+    auto reqs = emu_.Requests();
+    ASSERT_EQ(reqs.size(), 2u);
+    EXPECT_EQ(reqs[0].authorization, "Bearer emulator-token");
+    EXPECT_EQ(reqs[1].authorization, "Bearer emulator-tokem");
+  }
   KubeEmulator emu_;
   std::unique_ptr<KubeClient> client_;
 };
@@ -260,17 +271,46 @@ TEST_F(KubeClientTest, ExpiredTokenRereadOn401) {
   std::ofstream(file) << "emulator-tokem";
   struct timespec times[2] = {st.st_atim, st.st_mtim};
   ASSERT_EQ(::utimensat(AT_FDCWD, file.c_str(), times, 0), 0);
-  emu_.ClearRequests();
-  absl::StatusOr<KubeList> list = client.List(kPods, kNs);
-  ASSERT_TRUE(list.ok()) << list.status();
-  auto reqs = emu_.Requests();
-  ASSERT_EQ(reqs.size(), 2u);
-  EXPECT_EQ(reqs[0].authorization, "Bearer emulator-token");
-  EXPECT_EQ(reqs[1].authorization, "Bearer emulator-tokem");
+  ExpectARetryWithTheNewToken(client);
   // A token the server never accepts: Unauthenticated after one retry.
   emu_.RotateToken("something-else");
-  list = client.List(kPods, kNs);
+  absl::StatusOr<KubeList> list = client.List(kPods, kNs);
   EXPECT_TRUE(absl::IsUnauthenticated(list.status())) << list.status();
+  std::string cmd = "rm -rf " + dir;
+  (void)std::system(cmd.c_str());
+}
+
+// A kubeconfig's exec plugin (aws eks get-token and the like) gives the
+// token; a 401 runs it again, as client-go does.
+TEST_F(KubeClientTest, ExecPluginTokenRenewedOn401) {
+  char tmpl[] = "/tmp/kube_client_test.XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  const std::string plugin = dir + "/get-token";
+  std::ofstream(dir + "/current") << "emulator-token";
+  std::ofstream(plugin) << "#!/bin/sh\necho run >> " << dir
+                        << "/runs\nprintf "
+                           "'{\"apiVersion\":\"client.authentication.k8s.io/"
+                           "v1\",\"kind\":\"ExecCredential\",\"status\":{"
+                           "\"token\":\"%s\"}}' \"$(cat "
+                        << dir << "/current)\"\n";
+  ASSERT_EQ(chmod(plugin.c_str(), 0755), 0);
+  KubeConfig c;
+  c.server = emu_.url();
+  c.has_exec = true;
+  c.exec.api_version = "client.authentication.k8s.io/v1";
+  c.exec.command = plugin;
+  c.exec.interactive_mode = "Never";
+  KubeClient client(c);
+  ASSERT_TRUE(client.List(kPods, kNs).ok());
+  ASSERT_TRUE(client.List(kPods, kNs).ok());
+  emu_.RotateToken("emulator-tokem");
+  std::ofstream(dir + "/current") << "emulator-tokem";
+  ExpectARetryWithTheNewToken(client);
+  // Run once for the first two requests, once after the 401.
+  std::ifstream runs(dir + "/runs");
+  std::string all((std::istreambuf_iterator<char>(runs)),
+                  std::istreambuf_iterator<char>());
+  EXPECT_EQ(std::count(all.begin(), all.end(), '\n'), 2);
   std::string cmd = "rm -rf " + dir;
   (void)std::system(cmd.c_str());
 }

@@ -5,6 +5,7 @@
 // (tests/fakes/tls_proxy.py, Python's ssl module) terminates TLS before it,
 // with certificates made by the openssl command for each run.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <fstream>
 #include <memory>
@@ -129,6 +130,26 @@ TEST_F(KubeTlsTest, AClientCertificateIsSentWhenTheServerAsks) {
   c.client_key_file.clear();
   c.client_cert_data = ReadFile(dir_.path() + "/client.crt");
   c.client_key_data = ReadFile(dir_.path() + "/client.key");
+  EXPECT_TRUE(ListPods(c).ok()) << ListPods(c);
+  // From an exec plugin's ExecCredential (clientCertificateData,
+  // clientKeyData; the emulator's token too, as a plugin may give both).
+  c.client_cert_data.clear();
+  c.client_key_data.clear();
+  c.token.clear();
+  const std::string plugin = dir_.path() + "/cert-plugin";
+  std::ofstream(plugin)
+      << "#!/usr/bin/python3\nimport json\nd = '" << dir_.path()
+      << "'\nprint(json.dumps({'apiVersion': "
+         "'client.authentication.k8s.io/v1', 'kind': "
+         "'ExecCredential', 'status': {'token': "
+         "'emulator-token', 'clientCertificateData': open(d + "
+         "'/client.crt').read(), 'clientKeyData': open(d + "
+         "'/client.key').read()}}))\n";
+  ASSERT_EQ(chmod(plugin.c_str(), 0755), 0);
+  c.has_exec = true;
+  c.exec.api_version = "client.authentication.k8s.io/v1";
+  c.exec.command = plugin;
+  c.exec.interactive_mode = "Never";
   EXPECT_TRUE(ListPods(c).ok()) << ListPods(c);
 }
 
