@@ -19,6 +19,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "absl/time/clock.h"
 #include "runtime/kubernetes/kube_json.h"
 
 extern char** environ;
@@ -205,9 +206,26 @@ absl::StatusOr<ExecResult> RunExecPlugin(const KubeConfig& config,
   }
   close(out[0]);
   close(err[0]);
-  if (timed_out || stdout_text.size() > kMaxStdout) kill(pid, SIGKILL);
+  // Its exit, within the same deadline: a plugin may close its output and
+  // linger.
   int wstatus = 0;
-  while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
+  bool exited = false;
+  while (!timed_out && stdout_text.size() <= kMaxStdout) {
+    const pid_t w = waitpid(pid, &wstatus, WNOHANG);
+    if (w == pid || (w < 0 && errno != EINTR)) {
+      exited = true;
+      break;
+    }
+    if (absl::Now() >= deadline) {
+      timed_out = true;
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  if (!exited) {
+    kill(pid, SIGKILL);
+    while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
+    }
   }
   if (timed_out) {
     return absl::UnavailableError(

@@ -251,6 +251,13 @@ TEST_F(ExecCredentialTest, APluginThatFailsSaysHow) {
   EXPECT_THAT(std::string(r.status().message()),
               HasSubstr("no answer within 200ms; killed"));
   EXPECT_LT(absl::Now() - start, absl::Seconds(30));
+  // So is one that closes its output and lingers.
+  c.exec.command =
+      Write("linger.sh", "#!/bin/sh\nexec >&- 2>&-\nexec sleep 60\n", true);
+  r = RunExecPlugin(c, absl::Milliseconds(200));
+  EXPECT_TRUE(absl::IsUnavailable(r.status())) << r.status();
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr("no answer within 200ms; killed"));
   // Output that is not a credential.
   c = Plugin("{\"kind\":\"ExecCredential\"}");
   r = RunExecPlugin(c);
