@@ -385,12 +385,7 @@ TEST(AppScalerTest, HpaRecordsTheCountAtItsFirstSyncWithoutMetrics) {
   // after the first sync (400 s if counted from the first metrics).
   t += absl::Seconds(100);
   for (int i = 0; i < 205; ++i) {
-    MetricSample m;
-    m.time = t;
-    m.concurrency = 20;
-    a.Record(m);
-    t += absl::Seconds(1);
-    const Decision d = a.Decide(t);
+    const Decision d = Feed(a, &t, 1, 20);
     if (t - kT0 < absl::Seconds(300)) {
       ASSERT_EQ(d.desired_replicas, 10) << (t - kT0) << ": " << d.reason;
     }
@@ -416,26 +411,16 @@ TEST(AppScalerTest, HpaCountsARescaleByTheBoundsAgainstThePolicies) {
   AppScaler& a = *s;
   absl::Time t = kT0;
   a.SetInstances(10, 10);
-  auto feed = [&](int seconds, double concurrency) {
-    for (int i = 0; i < seconds; ++i) {
-      MetricSample m;
-      m.time = t;
-      m.concurrency = concurrency;
-      a.Record(m);
-      t += absl::Seconds(1);
-    }
-    return a.Decide(t);
-  };
-  ASSERT_EQ(feed(15, 100).desired_replicas, 10);  // on target
+  ASSERT_EQ(Feed(a, &t, 15, 100).desired_replicas, 10);  // on target
   spec.set_max_replicas(8);
   ASSERT_TRUE(a.Update(spec, AppScalerOptions()).ok());
   Decision d = a.Decide(t);
   ASSERT_EQ(d.desired_replicas, 8) << d.reason;
   a.SetInstances(8, 8);
   // 2 per instance: 2 wanted. The bound's 2 pods count in the period.
-  d = feed(15, 16);
+  d = Feed(a, &t, 15, 16);
   EXPECT_EQ(d.desired_replicas, 8) << d.reason;
-  d = feed(50, 16);  // 65 s after the bound's rescale: one more pod
+  d = Feed(a, &t, 50, 16);  // 65 s after the bound's rescale: one more pod
   EXPECT_EQ(d.desired_replicas, 7) << d.reason;
 }
 

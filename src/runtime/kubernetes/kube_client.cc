@@ -313,29 +313,24 @@ absl::StatusOr<KubeClient::Response> KubeClient::DoOnce(
   } else if (!config_.ca_file.empty()) {
     curl_easy_setopt(curl, CURLOPT_CAINFO, config_.ca_file.c_str());
   }
-  if (!cred.client_cert_pem.empty()) {
-    // An exec plugin's certificate and key, over the config's.
-    cert_blob = {const_cast<char*>(cred.client_cert_pem.data()),
-                 cred.client_cert_pem.size(), CURL_BLOB_NOCOPY};
-    curl_easy_setopt(curl, CURLOPT_SSLCERT_BLOB, &cert_blob);
-    curl_easy_setopt(curl, CURLOPT_SSLCERTTYPE, "PEM");
-    key_blob = {const_cast<char*>(cred.client_key_pem.data()),
-                cred.client_key_pem.size(), CURL_BLOB_NOCOPY};
-    curl_easy_setopt(curl, CURLOPT_SSLKEY_BLOB, &key_blob);
-    curl_easy_setopt(curl, CURLOPT_SSLKEYTYPE, "PEM");
-  } else if (!config_.client_cert_data.empty()) {
-    cert_blob = {const_cast<char*>(config_.client_cert_data.data()),
-                 config_.client_cert_data.size(), CURL_BLOB_NOCOPY};
+  // An exec plugin's certificate and key (always both) over the config's.
+  const std::string& cert_pem = cred.client_cert_pem.empty()
+                                    ? config_.client_cert_data
+                                    : cred.client_cert_pem;
+  const std::string& key_pem = cred.client_key_pem.empty()
+                                   ? config_.client_key_data
+                                   : cred.client_key_pem;
+  if (!cert_pem.empty()) {
+    cert_blob = {const_cast<char*>(cert_pem.data()), cert_pem.size(),
+                 CURL_BLOB_NOCOPY};
     curl_easy_setopt(curl, CURLOPT_SSLCERT_BLOB, &cert_blob);
     curl_easy_setopt(curl, CURLOPT_SSLCERTTYPE, "PEM");
   } else if (!config_.client_cert_file.empty()) {
     curl_easy_setopt(curl, CURLOPT_SSLCERT, config_.client_cert_file.c_str());
   }
-  if (!cred.client_key_pem.empty()) {
-    // Set above with the certificate.
-  } else if (!config_.client_key_data.empty()) {
-    key_blob = {const_cast<char*>(config_.client_key_data.data()),
-                config_.client_key_data.size(), CURL_BLOB_NOCOPY};
+  if (!key_pem.empty()) {
+    key_blob = {const_cast<char*>(key_pem.data()), key_pem.size(),
+                CURL_BLOB_NOCOPY};
     curl_easy_setopt(curl, CURLOPT_SSLKEY_BLOB, &key_blob);
     curl_easy_setopt(curl, CURLOPT_SSLKEYTYPE, "PEM");
   } else if (!config_.client_key_file.empty()) {
